@@ -1,0 +1,28 @@
+import { defineConfig } from "vitest/config";
+
+// One vitest project per workspace so `npm test -w <workspace>` runs only that workspace's tests, while the
+// root `npm test` runs them all. Integration tests isolate themselves (own PostgreSQL schema and BullMQ
+// prefix per file), so files run in parallel. No `retry`: a flaky test is a bug to fix, not to hide.
+const workspaces = [
+  ["wechatpay", "packages/wechatpay"],
+  ["config", "packages/config"],
+  ["db", "packages/db"],
+  ["queue", "packages/queue"],
+  ["ingress", "apps/ingress"],
+  ["worker", "apps/worker"],
+  ["dashboard", "apps/dashboard"],
+  ["sim", "apps/sim"],
+  ["system", "test"],
+] as const;
+
+export default defineConfig({
+  test: {
+    pool: "forks",
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+    projects: workspaces.map(([name, dir]) => ({
+      extends: true,
+      test: { name, include: [`${dir}/**/*.test.ts`], exclude: ["**/node_modules/**"] },
+    })),
+  },
+});
