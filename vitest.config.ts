@@ -8,6 +8,7 @@ const workspaces = [
   ["config", "packages/config"],
   ["db", "packages/db"],
   ["queue", "packages/queue"],
+  ["testing", "packages/testing"],
   ["ingress", "apps/ingress"],
   ["worker", "apps/worker"],
   ["dashboard", "apps/dashboard"],

@@ -1,0 +1,15 @@
+import { existsSync, readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { parse } from "dotenv";
+
+export type Environment = Readonly<Record<string, string | undefined>>;
+
+/**
+ * The process environment with `.env` (from `cwd`) underneath it: a variable set in the real environment
+ * always wins over the file. This is the only place in the repository that reads `process.env`.
+ */
+export function readEnvironment(cwd: string = process.cwd()): Environment {
+  const file = resolve(cwd, ".env");
+  const fromFile = existsSync(file) ? parse(readFileSync(file)) : {};
+  return { ...fromFile, ...process.env };
+}

@@ -1,0 +1,77 @@
+import { z } from "zod";
+
+/** Integer setting with bounds; env values are strings, so coerce. */
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const bool = z.enum(["true", "false"]).transform((v) => v === "true");
+
+/**
+ * Every environment variable the system reads, with its default. Names carry units (`_MS`, `_SECONDS`,
+ * `_BYTES`). External tests drive the system through these names: renaming one is a breaking change.
+ */
+export const envSchema = z.object({
+  NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+
+  DATABASE_URL: z.string().url().default("postgresql://postgres@127.0.0.1:5432/wechatpay_notify"),
+  /** pg pool size per process; worker concurrency must not exceed it (a job holds a connection per transaction). */
+  PG_POOL_MAX: int(1, 200).default(10),
+  /** How long a query may wait for a pooled connection before failing (and the job retrying). */
+  PG_CONNECT_TIMEOUT_MS: int(100, 60_000).default(5_000),
+
+  REDIS_URL: z.string().url().default("redis://127.0.0.1:6379"),
+  /** Prefix of every BullMQ key; one Redis can host several deployments (and tests) side by side. */
+  QUEUE_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]+$/, "must be letters, digits, '_', '.' or '-'")
+    .default("wpn"),
+
+  HOST: z.string().default("0.0.0.0"),
+  PORT: int(0, 65_535).default(3000),
+  DASHBOARD_PORT: int(0, 65_535).default(3001),
+  /** Port of each worker process's health and metrics server (0 = any free port). */
+  WORKER_HEALTH_PORT: int(0, 65_535).default(3002),
+
+  WECHATPAY_MCHID: z.string().regex(/^\d{6,32}$/, "must be the merchant number (digits)"),
+  WECHATPAY_APPID: z.string().min(1, "must not be empty").max(64),
+  WECHATPAY_APIV3_KEY: z.string().refine((v) => Buffer.byteLength(v, "utf8") === 32, "must be 32 bytes"),
+  WECHATPAY_PUBLIC_KEY_ID: z.string().min(1, "must not be empty").max(128),
+  WECHATPAY_PUBLIC_KEY_PATH: z.string().min(1, "must not be empty"),
+  /** Optional: enables the APIv2 (XML) routes. */
+  WECHATPAY_APIV2_KEY: z
+    .string()
+    .refine((v) => Buffer.byteLength(v, "utf8") === 32, "must be 32 bytes")
+    .optional(),
+  /** Optional: comma-separated PEM files of WeChat Pay platform certificates (certificate mode, or both during the switch). */
+  WECHATPAY_PLATFORM_CERT_PATHS: z.string().optional(),
+  /** Accepted clock difference between WeChat's `Wechatpay-Timestamp` and ours. WeChat's docs say 5 minutes. */
+  WECHATPAY_TIMESTAMP_TOLERANCE_SECONDS: int(1, 3_600).default(300),
+
+  /** Bound on the wait for Redis to confirm an enqueue; past it the ingress answers 503 (WeChat gives us 5 s). */
+  INGRESS_ENQUEUE_TIMEOUT_MS: int(50, 4_500).default(2_000),
+  /** Largest accepted notification body. Real notifications are ~1–2 KiB. */
+  INGRESS_BODY_LIMIT_BYTES: int(1_024, 10 * 1024 * 1024).default(64 * 1024),
+  /** How long a notification id is remembered after its first receipt, so WeChat's 24 h of resends are answered without a second job. */
+  INGRESS_DEDUPE_TTL_SECONDS: int(60, 30 * 24 * 3600).default(25 * 3600),
+  /** Waiting jobs above which /health/ready and metrics report backpressure (requests are still accepted). */
+  INGRESS_QUEUE_WAITING_CEILING: int(1, 100_000_000).default(50_000),
+
+  /** Jobs processed at once per worker process. */
+  WORKER_CONCURRENCY: int(1, 500).default(8),
+  /** Worker processes `npm start` launches. */
+  WORKER_PROCESSES: int(1, 64).default(1),
+  /** How long a payment for an unknown out_trade_no keeps being retried before it is dead-lettered. */
+  WORKER_UNKNOWN_ORDER_RETRY_SECONDS: int(1, 7 * 24 * 3600).default(3_600),
+  /** Grace period for in-flight jobs on SIGTERM. */
+  WORKER_SHUTDOWN_TIMEOUT_MS: int(100, 120_000).default(10_000),
+  /** Whether a successful refund puts the order's items back into stock: `full` only on a full refund, `none` never. */
+  REFUND_RESTOCK_POLICY: z.enum(["full", "none"]).default("full"),
+  /** Publish applied business events to the `notify.publish` queue for the merchant's other systems. */
+  PUBLISH_EVENTS: bool.default(false),
+
+  /** Dashboard users: `name:role:scrypt-hash` separated by commas (role viewer|operator). See README. */
+  DASHBOARD_USERS: z.string().optional(),
+  /** Secret for signing dashboard session cookies (at least 32 characters). */
+  DASHBOARD_SESSION_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
+});
+
+export type Env = z.infer<typeof envSchema>;

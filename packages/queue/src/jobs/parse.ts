@@ -1,0 +1,48 @@
+import { z } from "zod";
+
+/**
+ * Payload of a `notify.parse` job: a verified notification exactly as received. The ingress writes it, the
+ * parse worker reads it; both use this schema. The body stays encrypted (APIv3 `resource`, APIv2 `req_info`),
+ * so Redis never holds payer data in clear text. `v` is the payload version: a worker rejects versions it
+ * does not know instead of misreading them.
+ */
+export const parseJobV3Schema = z.object({
+  v: z.literal(1),
+  api: z.literal("v3"),
+  /** WeChat's notification id; also the BullMQ job id. */
+  id: z.string().min(1).max(64),
+  /** Merchant the notification was addressed to (route parameter, or the default merchant). */
+  mchid: z.string().min(1),
+  /** When the ingress accepted it, ms since the epoch. */
+  receivedAt: z.number().int().nonnegative(),
+  headers: z.object({
+    timestamp: z.string(),
+    nonce: z.string(),
+    serial: z.string(),
+    signatureType: z.string(),
+    requestId: z.string().optional(),
+  }),
+  /** Raw body, UTF-8, byte-for-byte what was verified. */
+  body: z.string(),
+});
+
+export const parseJobV2Schema = z.object({
+  v: z.literal(1),
+  api: z.literal("v2"),
+  /** Derived id: `v2:pay:<transaction_id>` or `v2:refund:<out_refund_no>`. */
+  id: z.string().min(1).max(128),
+  kind: z.enum(["pay", "refund"]),
+  mchid: z.string().min(1),
+  receivedAt: z.number().int().nonnegative(),
+  /** Raw XML body, UTF-8. */
+  body: z.string(),
+});
+
+export const parseJobSchema = z.discriminatedUnion("api", [parseJobV3Schema, parseJobV2Schema]);
+
+export type ParseJobV3 = z.infer<typeof parseJobV3Schema>;
+export type ParseJobV2 = z.infer<typeof parseJobV2Schema>;
+export type ParseJob = z.infer<typeof parseJobSchema>;
+
+/** BullMQ job name of parse jobs (one name per payload family keeps bull-board readable). */
+export const PARSE_JOB_NAME = "notification";

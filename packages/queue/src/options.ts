@@ -1,0 +1,35 @@
+import type { DefaultJobOptions } from "bullmq";
+import { QueueName as Q, type QueueName } from "./names.ts";
+
+/**
+ * Retry and retention policy per queue, set on the producer side so every enqueue gets it.
+ * Retention is bounded by age and count so Redis memory stays flat under sustained traffic: PostgreSQL's
+ * `Notification` table, not Redis, is the durable record.
+ */
+export const defaultJobOptions: Record<QueueName, DefaultJobOptions> = {
+  [Q.Parse]: {
+    attempts: 12,
+    // 1 s, 2 s, 4 s … ≈ 34 min for the 12th attempt, ±50% jitter so a recovering database is not hit in lockstep.
+    backoff: { type: "exponential", delay: 1_000, jitter: 0.5 },
+    removeOnComplete: { age: 3_600, count: 10_000 },
+    removeOnFail: { age: 7 * 24 * 3_600, count: 100_000 },
+  },
+  [Q.Apply]: {
+    attempts: 20,
+    backoff: { type: "exponential", delay: 1_000, jitter: 0.5 },
+    removeOnComplete: { age: 3_600, count: 10_000 },
+    removeOnFail: { age: 7 * 24 * 3_600, count: 100_000 },
+  },
+  [Q.Publish]: {
+    attempts: 10,
+    backoff: { type: "exponential", delay: 2_000, jitter: 0.5 },
+    removeOnComplete: { age: 3_600, count: 10_000 },
+    removeOnFail: { age: 7 * 24 * 3_600, count: 100_000 },
+  },
+  [Q.Dead]: {
+    attempts: 1,
+    // Dead letters wait for a human: kept 30 days, never trimmed by count.
+    removeOnComplete: { age: 30 * 24 * 3_600 },
+    removeOnFail: { age: 30 * 24 * 3_600 },
+  },
+};

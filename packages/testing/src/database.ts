@@ -1,0 +1,39 @@
+import { randomBytes } from "node:crypto";
+import { createDb, type Db, ensureDatabase, migrate, parseDatabaseUrl, quoteIdent } from "@wpn/db";
+import pg from "pg";
+
+/** Tests share one database; each test file works in a schema of its own, so files can run in parallel. */
+export const TEST_DATABASE_BASE_URL = "postgresql://postgres@127.0.0.1:5432/wechatpay_notify_test";
+
+export interface TestDatabase {
+  /** DATABASE_URL for processes under test (`…?schema=t_xxx`). */
+  readonly url: string;
+  readonly schema: string;
+  readonly db: Db;
+  /** Closes the pool and drops the schema. */
+  drop(): Promise<void>;
+}
+
+/** Creates a fresh schema with every migration applied. */
+export async function createTestDatabase(label = "t"): Promise<TestDatabase> {
+  const schema = `${label.replace(/[^a-z0-9_]/gi, "_").toLowerCase()}_${randomBytes(5).toString("hex")}`;
+  const url = `${TEST_DATABASE_BASE_URL}?schema=${schema}`;
+  await ensureDatabase(url);
+  await migrate(url);
+  const db = createDb({ url, poolMax: 20, applicationName: `test:${schema}` });
+  return {
+    url,
+    schema,
+    db,
+    async drop() {
+      await db.close();
+      const client = new pg.Client({ connectionString: parseDatabaseUrl(url).connectionString });
+      await client.connect();
+      try {
+        await client.query(`DROP SCHEMA IF EXISTS ${quoteIdent(schema)} CASCADE`);
+      } finally {
+        await client.end();
+      }
+    },
+  };
+}

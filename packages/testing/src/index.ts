@@ -1,0 +1,3 @@
+export { createTestDatabase, TEST_DATABASE_BASE_URL, type TestDatabase } from "./database.ts";
+export { createTestMerchant, type TestMerchant } from "./merchant.ts";
+export { deletePrefix, TEST_REDIS_URL, testQueuePrefix } from "./redis.ts";
