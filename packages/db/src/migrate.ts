@@ -78,10 +78,11 @@ export async function migrate(url: string, dir: string = MIGRATIONS_DIR): Promis
   const client = new pg.Client({ connectionString: target.connectionString });
   await client.connect();
   try {
-    await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(target.schema)}`);
-    await client.query(`SET search_path TO ${quoteIdent(target.schema)}`);
+    // The lock is taken before anything else: even CREATE SCHEMA IF NOT EXISTS races between sessions.
     await client.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK_KEY]);
     try {
+      await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(target.schema)}`);
+      await client.query(`SET search_path TO ${quoteIdent(target.schema)}`);
       await client.query(MIGRATIONS_TABLE);
       const rows = await client.query<{
         migration_name: string;

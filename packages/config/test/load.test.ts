@@ -1,0 +1,85 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ConfigError, loadConfig, readEnvironment } from "@wpn/config";
+import { describe, expect, it } from "vitest";
+
+const dir = mkdtempSync(join(tmpdir(), "wpn-config-"));
+const keyPath = join(dir, "pub.pem");
+writeFileSync(keyPath, "-----BEGIN PUBLIC KEY-----\n...\n-----END PUBLIC KEY-----\n");
+
+const valid = {
+  WECHATPAY_MCHID: "1900000109",
+  WECHATPAY_APPID: "wxd678efh567hg6787",
+  WECHATPAY_APIV3_KEY: "a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb",
+  WECHATPAY_PUBLIC_KEY_ID: "PUB_KEY_ID_0000000000000024101100397200000006",
+  WECHATPAY_PUBLIC_KEY_PATH: keyPath,
+};
+
+function errorOf(env: Record<string, string>): string {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as Error).message;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+describe("loadConfig", () => {
+  it("applies the documented defaults", () => {
+    const config = loadConfig(valid);
+    expect(config.DATABASE_URL).toBe("postgresql://postgres@127.0.0.1:5432/wechatpay_notify");
+    expect(config.REDIS_URL).toBe("redis://127.0.0.1:6379");
+    expect(config.PORT).toBe(3000);
+    expect(config.DASHBOARD_PORT).toBe(3001);
+    expect(config.WECHATPAY_TIMESTAMP_TOLERANCE_SECONDS).toBe(300);
+    expect(config.apiV3KeyBytes.length).toBe(32);
+    expect(config.publicKeyPem).toContain("BEGIN PUBLIC KEY");
+    expect(config.WECHATPAY_APIV2_KEY).toBeUndefined();
+  });
+
+  it("coerces numbers from strings", () => {
+    expect(loadConfig({ ...valid, PORT: "8080", WORKER_CONCURRENCY: "32" })).toMatchObject({
+      PORT: 8080,
+      WORKER_CONCURRENCY: 32,
+    });
+  });
+
+  it("names a missing variable in one line", () => {
+    const { WECHATPAY_MCHID: _, ...rest } = valid;
+    expect(errorOf(rest)).toBe("WECHATPAY_MCHID is required");
+  });
+
+  it("says what is wrong with a malformed value", () => {
+    expect(errorOf({ ...valid, WECHATPAY_APIV3_KEY: "short" })).toBe("WECHATPAY_APIV3_KEY must be 32 bytes");
+    expect(errorOf({ ...valid, WECHATPAY_APIV2_KEY: "x".repeat(31) })).toBe("WECHATPAY_APIV2_KEY must be 32 bytes");
+    expect(errorOf({ ...valid, PORT: "http" })).toMatch(/^PORT /);
+    expect(errorOf({ ...valid, WECHATPAY_MCHID: "abc" })).toBe("WECHATPAY_MCHID must be the merchant number (digits)");
+    expect(errorOf({ ...valid, DATABASE_URL: "not a url" })).toMatch(/^DATABASE_URL /);
+  });
+
+  it("reports a key file that does not exist", () => {
+    expect(errorOf({ ...valid, WECHATPAY_PUBLIC_KEY_PATH: join(dir, "missing.pem") })).toBe(
+      `WECHATPAY_PUBLIC_KEY_PATH file ${join(dir, "missing.pem")} does not exist`,
+    );
+  });
+
+  it("reads platform certificate files from a comma-separated list", () => {
+    const cert = join(dir, "cert.pem");
+    writeFileSync(cert, "CERT");
+    expect(loadConfig({ ...valid, WECHATPAY_PLATFORM_CERT_PATHS: `${cert}, ${cert}` }).platformCertificatePems).toEqual(
+      ["CERT", "CERT"],
+    );
+  });
+});
+
+describe("readEnvironment", () => {
+  it("reads .env underneath the real environment", () => {
+    const cwd = mkdtempSync(join(tmpdir(), "wpn-env-"));
+    writeFileSync(join(cwd, ".env"), "WPN_TEST_ONLY_IN_FILE=file\nPATH=from-file\n");
+    const env = readEnvironment(cwd);
+    expect(env.WPN_TEST_ONLY_IN_FILE).toBe("file");
+    expect(env.PATH).not.toBe("from-file");
+  });
+});

@@ -1,0 +1,98 @@
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createDb, migrate, readMigrations } from "@wpn/db";
+import { TEST_DATABASE_BASE_URL } from "@wpn/testing";
+import pg from "pg";
+import { afterAll, describe, expect, it } from "vitest";
+
+const schemas: string[] = [];
+function freshUrl(): string {
+  const schema = `mig_${Math.random().toString(36).slice(2, 10)}`;
+  schemas.push(schema);
+  return `${TEST_DATABASE_BASE_URL}?schema=${schema}`;
+}
+
+afterAll(async () => {
+  const client = new pg.Client({ connectionString: TEST_DATABASE_BASE_URL });
+  await client.connect();
+  for (const schema of schemas) await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  await client.end();
+});
+
+function migrationsDir(files: Record<string, string>): string {
+  const dir = mkdtempSync(join(tmpdir(), "wpn-migrations-"));
+  for (const [name, sql] of Object.entries(files)) {
+    mkdirSync(join(dir, name));
+    writeFileSync(join(dir, name, "migration.sql"), sql);
+  }
+  return dir;
+}
+
+describe("migrate", () => {
+  it("applies the committed migrations once and records them as Prisma does", async () => {
+    const url = freshUrl();
+    const first = await migrate(url);
+    expect(first.applied).toEqual(readMigrations().map((m) => m.name));
+    const second = await migrate(url);
+    expect(second).toEqual({ applied: [], alreadyApplied: first.applied });
+
+    const db = createDb({ url });
+    try {
+      const { rows } = await db.pool.query(
+        `SELECT migration_name, checksum, finished_at, applied_steps_count, rolled_back_at FROM "_prisma_migrations" ORDER BY migration_name`,
+      );
+      expect(rows.map((r) => r.migration_name)).toEqual(first.applied);
+      for (const [i, row] of rows.entries()) {
+        expect(row.checksum).toBe(readMigrations()[i]?.checksum);
+        expect(row.checksum).toMatch(/^[0-9a-f]{64}$/);
+        expect(row.finished_at).toBeInstanceOf(Date);
+        expect(row.applied_steps_count).toBe(1);
+        expect(row.rolled_back_at).toBeNull();
+      }
+    } finally {
+      await db.close();
+    }
+  });
+
+  it("applies each migration exactly once when several processes start together", async () => {
+    const url = freshUrl();
+    const dir = migrationsDir({
+      "001_a": `CREATE TABLE "Counter" (n int NOT NULL); INSERT INTO "Counter" VALUES (1);`,
+      "002_b": `UPDATE "Counter" SET n = n + 1;`,
+    });
+    const results = await Promise.all([migrate(url, dir), migrate(url, dir), migrate(url, dir)]);
+    expect(results.flatMap((r) => r.applied).sort()).toEqual(["001_a", "002_b"]);
+    const db = createDb({ url });
+    try {
+      expect((await db.pool.query(`SELECT n FROM "Counter"`)).rows).toEqual([{ n: 2 }]);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it("refuses to continue when an applied migration was edited", async () => {
+    const url = freshUrl();
+    await migrate(url, migrationsDir({ "001_a": `CREATE TABLE "T" (id int);` }));
+    await expect(migrate(url, migrationsDir({ "001_a": `CREATE TABLE "T" (id bigint);` }))).rejects.toThrow(
+      /001_a was modified after it was applied/,
+    );
+  });
+
+  it("rolls back a failing migration completely and records nothing", async () => {
+    const url = freshUrl();
+    const dir = migrationsDir({ "001_bad": `CREATE TABLE "Half" (id int); SELECT no_such_function();` });
+    await expect(migrate(url, dir)).rejects.toThrow(/migration 001_bad failed/);
+    const db = createDb({ url });
+    try {
+      const tables = await db.pool.query(
+        `SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1`,
+        [db.target.schema],
+      );
+      expect(tables.rows.map((r) => r.table_name)).toEqual(["_prisma_migrations"]);
+      expect((await db.pool.query(`SELECT count(*)::int AS n FROM "_prisma_migrations"`)).rows[0].n).toBe(0);
+    } finally {
+      await db.close();
+    }
+  });
+});

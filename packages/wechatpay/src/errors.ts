@@ -1,0 +1,80 @@
+/**
+ * Every failure of this package is a `WechatPayError` with a stable SCREAMING_SNAKE `code`.
+ * Callers (ingress, worker) branch on `code`, never on `message`: messages are for logs and may change,
+ * codes are part of the package contract and stay stable across releases.
+ */
+export const WECHATPAY_ERROR_CODES = [
+  // --- APIv3 request headers ---
+  /** A required `Wechatpay-*` header is absent or blank. The message names the header. */
+  "HEADER_MISSING",
+  /** A header is present but unusable: non-decimal timestamp, repeated with different values, … */
+  "HEADER_INVALID",
+  /** `Wechatpay-Signature` starts with `WECHATPAY/SIGNTEST/`: WeChat's deliberate bad-signature probe. */
+  "SIGNATURE_PROBE",
+  /** `|now - Wechatpay-Timestamp|` exceeds the tolerance (default 300 s). */
+  "TIMESTAMP_SKEW",
+  /** `Wechatpay-Serial` names no configured public key and no known platform certificate. */
+  "SERIAL_UNKNOWN",
+  /** RSA-SHA256 verification failed (or the signature is not base64). */
+  "SIGNATURE_INVALID",
+  /** `Wechatpay-Signature-Type` is not `WECHATPAY2-SHA256-RSA2048` (e.g. the SM2 variant). */
+  "SIGNATURE_TYPE_UNSUPPORTED",
+  /** The platform certificate named by the serial is past its `notAfter`. */
+  "CERTIFICATE_EXPIRED",
+  /** The platform certificate named by the serial is not valid yet (`now < notBefore`). */
+  "CERTIFICATE_NOT_YET_VALID",
+  /** Key material is unusable: wrong PEM kind, not RSA, wrong AES key length, bad public-key id. */
+  "KEY_INVALID",
+  /** The body given to verification is not raw bytes (someone passed a parsed object). */
+  "BODY_NOT_RAW",
+  /** A body exceeds the size limit of the parser that received it. */
+  "BODY_TOO_LARGE",
+  // --- APIv3 body ---
+  /** `resource.algorithm` is not `AEAD_AES_256_GCM`; the message names the algorithm. */
+  "ALGORITHM_UNSUPPORTED",
+  /** Authenticated decryption failed: wrong key, nonce or AAD, truncated or tampered ciphertext. */
+  "DECRYPT_FAILED",
+  /** The notification body is not the JSON envelope WeChat sends. */
+  "ENVELOPE_INVALID",
+  /** The decrypted resource is not JSON, or does not match the schema of its event type. */
+  "PAYLOAD_INVALID",
+  // --- APIv2 ---
+  /** The XML is malformed, has a DOCTYPE/entity, duplicate or nested fields, or too deep nesting. */
+  "XML_INVALID",
+  /** The XML body is larger than the configured byte limit (default 64 KiB). */
+  "XML_TOO_LARGE",
+  /** The v2 `sign` is missing or matches neither MD5 nor HMAC-SHA256. */
+  "V2_SIGN_INVALID",
+  // --- platform certificates ---
+  /** Downloading, verifying or decrypting `GET /v3/certificates` failed. `cause` holds the reason. */
+  "CERT_DOWNLOAD_FAILED",
+] as const;
+
+export type WechatPayErrorCode = (typeof WECHATPAY_ERROR_CODES)[number];
+
+const CODE_SET: ReadonlySet<string> = new Set(WECHATPAY_ERROR_CODES);
+
+export class WechatPayError extends Error {
+  override readonly name = "WechatPayError";
+  readonly code: WechatPayErrorCode;
+
+  constructor(code: WechatPayErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+/**
+ * Structural check instead of `instanceof`: with two copies of this module loaded (duplicate install,
+ * vitest module isolation, a worker thread) `instanceof` fails although the error is ours.
+ */
+export function isWechatPayError(e: unknown): e is WechatPayError {
+  if (typeof e !== "object" || e === null) return false;
+  const candidate = e as { name?: unknown; code?: unknown };
+  return (
+    e instanceof Error &&
+    candidate.name === "WechatPayError" &&
+    typeof candidate.code === "string" &&
+    CODE_SET.has(candidate.code)
+  );
+}

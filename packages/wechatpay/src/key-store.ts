@@ -1,0 +1,109 @@
+import type { KeyObject } from "node:crypto";
+import { WechatPayError } from "./errors.ts";
+import { type LoadedCertificate, loadCertificate, loadPublicKey } from "./keys.ts";
+
+/** Anything that maps a `Wechatpay-Serial` value to a verification key (KeyStore, test doubles). */
+export interface KeyResolver {
+  resolve(serial: string, now: Date): KeyObject;
+}
+
+/** Same, but allowed to fetch (e.g. `CertificateRefresher`). */
+export interface AsyncKeyResolver {
+  resolve(serial: string, now: Date): KeyObject | Promise<KeyObject>;
+}
+
+/** Prefix of WeChat Pay public-key ids ("微信支付公钥ID"), e.g. `PUB_KEY_ID_0000000000000024101100397200000006`. */
+export const PUBLIC_KEY_ID_PREFIX = "PUB_KEY_ID_";
+
+/**
+ * Certificate serials arrive in several spellings for the same number: Node prints upper-case hex,
+ * Java's `BigInteger.toString(16)` lower-case without leading zeros. We index by upper-case hex with
+ * leading zeros stripped so all of them meet. (Public-key ids are opaque strings and are not normalised.)
+ */
+function serialKey(serial: string): string {
+  const upper = serial.trim().toUpperCase();
+  const stripped = upper.replace(/^0+/, "");
+  return stripped === "" ? "0" : stripped;
+}
+
+export interface KeyStoreEntry {
+  kind: "publicKey" | "certificate";
+  id: string;
+  notAfter?: Date;
+}
+
+/**
+ * Holds, at the same time, the WeChat Pay public key(s) and any number of platform certificates.
+ *
+ * Why both: while WeChat switches a merchant from platform certificates to the public key, notifications
+ * are signed with either key, chosen at random per delivery, for 7 days (protocol notes §1.4). Lookup
+ * follows the official SDKs: an exact public-key id first, otherwise the certificate map.
+ */
+export class KeyStore implements KeyResolver {
+  readonly #publicKeys = new Map<string, KeyObject>();
+  readonly #certificates = new Map<string, LoadedCertificate>();
+
+  /** `id` must be the `PUB_KEY_ID_…` shown in the merchant platform; `key` a KeyObject or SPKI PEM. */
+  addPublicKey(id: string, key: KeyObject | string): void {
+    if (typeof id !== "string" || !id.startsWith(PUBLIC_KEY_ID_PREFIX) || id.length === PUBLIC_KEY_ID_PREFIX.length) {
+      throw new WechatPayError(
+        "KEY_INVALID",
+        `public key id must look like ${PUBLIC_KEY_ID_PREFIX}<digits>, got "${String(id)}" (certificate serials go to addCertificate)`,
+      );
+    }
+    const keyObject = typeof key === "string" ? loadPublicKey(key) : key;
+    if (keyObject.type !== "public") {
+      throw new WechatPayError("KEY_INVALID", `public key ${id}: expected a public KeyObject, got a ${keyObject.type} key`);
+    }
+    this.#publicKeys.set(id, keyObject);
+  }
+
+  /** Adds (or replaces) a platform certificate; returns its serial (upper-case hex). */
+  addCertificate(cert: string | LoadedCertificate): string {
+    const loaded = typeof cert === "string" ? loadCertificate(cert) : cert;
+    this.#certificates.set(serialKey(loaded.serial), loaded);
+    return loaded.serial;
+  }
+
+  /**
+   * The key for `serial` at time `now`.
+   * Throws SERIAL_UNKNOWN, CERTIFICATE_EXPIRED (now > notAfter) or CERTIFICATE_NOT_YET_VALID (now < notBefore).
+   */
+  resolve(serial: string, now: Date): KeyObject {
+    const publicKey = this.#publicKeys.get(serial);
+    if (publicKey) return publicKey;
+    const cert = this.#certificates.get(serialKey(serial));
+    if (!cert) {
+      throw new WechatPayError("SERIAL_UNKNOWN", `no WeChat Pay public key or platform certificate with serial "${serial}"`);
+    }
+    const t = now.getTime();
+    if (t > cert.notAfter.getTime()) {
+      throw new WechatPayError(
+        "CERTIFICATE_EXPIRED",
+        `platform certificate ${cert.serial} expired at ${cert.notAfter.toISOString()}`,
+      );
+    }
+    if (t < cert.notBefore.getTime()) {
+      throw new WechatPayError(
+        "CERTIFICATE_NOT_YET_VALID",
+        `platform certificate ${cert.serial} is valid from ${cert.notBefore.toISOString()}`,
+      );
+    }
+    return cert.publicKey;
+  }
+
+  /** True when `serial` is a known public-key id or certificate serial (valid or not). */
+  has(serial: string): boolean {
+    return this.#publicKeys.has(serial) || this.#certificates.has(serialKey(serial));
+  }
+
+  /** For logs and the dashboard: what is loaded, never key material. */
+  describe(): KeyStoreEntry[] {
+    const entries: KeyStoreEntry[] = [];
+    for (const id of this.#publicKeys.keys()) entries.push({ kind: "publicKey", id });
+    for (const cert of this.#certificates.values()) {
+      entries.push({ kind: "certificate", id: cert.serial, notAfter: cert.notAfter });
+    }
+    return entries;
+  }
+}

@@ -1,0 +1,137 @@
+import { z } from "zod";
+import { WechatPayError } from "./errors.ts";
+
+/**
+ * Schemas of the decrypted resources (protocol notes §1.9). Objects are "loose": fields WeChat adds later
+ * are kept, never stripped, so the worker can store the payload as received. Amounts are integers in fen
+ * (分, 1/100 CNY).
+ */
+
+const fen = z.number().int().nonnegative();
+
+const amountSchema = z.looseObject({
+  total: fen,
+  payer_total: fen.optional(),
+  currency: z.string(),
+  payer_currency: z.string().optional(),
+});
+
+const payerSchema = z.looseObject({
+  openid: z.string().optional(),
+  sp_openid: z.string().optional(),
+  sub_openid: z.string().optional(),
+});
+
+const goodsDetailSchema = z.looseObject({
+  goods_id: z.string(),
+  quantity: z.number().int(),
+  unit_price: z.number().int(),
+  discount_amount: z.number().int(),
+  goods_remark: z.string().optional(),
+});
+
+const promotionDetailSchema = z.looseObject({
+  coupon_id: z.string(),
+  name: z.string().optional(),
+  scope: z.string().optional(),
+  type: z.string().optional(),
+  amount: z.number().int(),
+  stock_id: z.string().optional(),
+  wechatpay_contribute: z.number().int().optional(),
+  merchant_contribute: z.number().int().optional(),
+  other_contribute: z.number().int().optional(),
+  currency: z.string().optional(),
+  goods_detail: z.array(goodsDetailSchema).optional(),
+});
+
+export const TransactionSchema = z
+  .looseObject({
+    // Direct merchant (直连商户)…
+    mchid: z.string().min(1).optional(),
+    appid: z.string().min(1).optional(),
+    // …or service provider (服务商) ordering for a sub-merchant.
+    sp_mchid: z.string().min(1).optional(),
+    sub_mchid: z.string().min(1).optional(),
+    sp_appid: z.string().min(1).optional(),
+    sub_appid: z.string().min(1).optional(),
+    out_trade_no: z.string().min(1),
+    transaction_id: z.string().min(1),
+    /** JSAPI | NATIVE | APP | MICROPAY | MWEB | FACEPAY */
+    trade_type: z.string().min(1),
+    /** Only `SUCCESS` means paid (protocol notes §5.8); the schema does not decide that for the caller. */
+    trade_state: z.string().min(1),
+    trade_state_desc: z.string().optional(),
+    bank_type: z.string().optional(),
+    attach: z.string().optional(),
+    /** RFC 3339, e.g. 2018-06-08T10:34:56+08:00 */
+    success_time: z.string().optional(),
+    payer: payerSchema,
+    amount: amountSchema,
+    scene_info: z.looseObject({ device_id: z.string().optional() }).optional(),
+    promotion_detail: z.array(promotionDetailSchema).optional(),
+  })
+  .refine(
+    (t) => (t.mchid !== undefined && t.appid !== undefined) || (t.sp_mchid !== undefined && t.sub_mchid !== undefined && t.sp_appid !== undefined),
+    { message: "needs mchid+appid (direct merchant) or sp_mchid+sub_mchid+sp_appid (service provider)" },
+  );
+
+export type Transaction = z.infer<typeof TransactionSchema>;
+
+export const RefundResultSchema = z
+  .looseObject({
+    mchid: z.string().min(1).optional(),
+    sp_mchid: z.string().min(1).optional(),
+    sub_mchid: z.string().min(1).optional(),
+    out_trade_no: z.string().min(1),
+    transaction_id: z.string().min(1),
+    out_refund_no: z.string().min(1),
+    refund_id: z.string().min(1),
+    /** SUCCESS | CLOSED | ABNORMAL (PROCESSING only appears in query APIs). Authoritative over event_type. */
+    refund_status: z.string().min(1),
+    success_time: z.string().optional(),
+    /** e.g. 支付用户零钱 */
+    user_received_account: z.string().optional(),
+    amount: z.looseObject({
+      total: fen,
+      refund: fen,
+      payer_total: fen,
+      payer_refund: fen,
+    }),
+  })
+  .refine((r) => r.mchid !== undefined || (r.sp_mchid !== undefined && r.sub_mchid !== undefined), {
+    message: "needs mchid (direct merchant) or sp_mchid+sub_mchid (service provider)",
+  });
+
+export type RefundResult = z.infer<typeof RefundResultSchema>;
+
+export interface TransactionMerchant {
+  /** The merchant that received the money: `mchid`, or the service provider's `sp_mchid`. */
+  mchid: string;
+  appid: string;
+  subMchid?: string;
+  subAppid?: string;
+}
+
+/**
+ * Who a transaction belongs to, in one shape for both merchant modes: compare it with configuration before
+ * trusting the payment (protocol notes §5.8: "假通知").
+ */
+export function transactionMerchant(t: Transaction): TransactionMerchant {
+  if (t.sp_mchid !== undefined && t.sp_appid !== undefined) {
+    const result: TransactionMerchant = { mchid: t.sp_mchid, appid: t.sp_appid };
+    if (t.sub_mchid !== undefined) result.subMchid = t.sub_mchid;
+    if (t.sub_appid !== undefined) result.subAppid = t.sub_appid;
+    return result;
+  }
+  if (t.mchid !== undefined && t.appid !== undefined) return { mchid: t.mchid, appid: t.appid };
+  throw new WechatPayError("PAYLOAD_INVALID", "transaction names no merchant (mchid/appid or sp_mchid/sp_appid)");
+}
+
+/** Same for refunds: `{ mchid, subMchid? }`. */
+export function refundMerchant(r: RefundResult): { mchid: string; subMchid?: string } {
+  if (r.sp_mchid !== undefined) {
+    return r.sub_mchid === undefined ? { mchid: r.sp_mchid } : { mchid: r.sp_mchid, subMchid: r.sub_mchid };
+  }
+  if (r.mchid !== undefined) return { mchid: r.mchid };
+  throw new WechatPayError("PAYLOAD_INVALID", "refund names no merchant (mchid or sp_mchid)");
+}
