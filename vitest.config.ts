@@ -19,6 +19,9 @@ const workspaces = [
 export default defineConfig({
   test: {
     pool: "forks",
+    // The JSON report is what .ci/run counts (its last line, "N passed, N failed"); the default reporter is for people.
+    reporters: ["default", "json"],
+    outputFile: { json: "test-results/vitest.json" },
     testTimeout: 30_000,
     hookTimeout: 60_000,
     projects: workspaces.map(([name, dir]) => ({

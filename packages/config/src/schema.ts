@@ -1,5 +1,9 @@
 import { z } from "zod";
 
+/** Local defaults: what `npm start` and the tests use on a fresh machine. */
+export const DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/wechatpay_notify";
+export const DEFAULT_REDIS_URL = "redis://127.0.0.1:6379";
+
 /** Integer setting with bounds; env values are strings, so coerce. */
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const bool = z.enum(["true", "false"]).transform((v) => v === "true");
@@ -12,13 +16,13 @@ export const envSchema = z.object({
   NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 
-  DATABASE_URL: z.string().url().default("postgresql://postgres@127.0.0.1:5432/wechatpay_notify"),
+  DATABASE_URL: z.string().url().default(DEFAULT_DATABASE_URL),
   /** pg pool size per process; worker concurrency must not exceed it (a job holds a connection per transaction). */
   PG_POOL_MAX: int(1, 200).default(10),
   /** How long a query may wait for a pooled connection before failing (and the job retrying). */
   PG_CONNECT_TIMEOUT_MS: int(100, 60_000).default(5_000),
 
-  REDIS_URL: z.string().url().default("redis://127.0.0.1:6379"),
+  REDIS_URL: z.string().url().default(DEFAULT_REDIS_URL),
   /** Prefix of every BullMQ key; one Redis can host several deployments (and tests) side by side. */
   QUEUE_PREFIX: z
     .string()

@@ -11,3 +11,4 @@ export {
 export { ALL_QUEUES, QueueName } from "./names.ts";
 export { defaultJobOptions } from "./options.ts";
 export { createQueue } from "./queues.ts";
+export { type Receipt, readReceipt, receiptKey, recordReceipts, touchReceipts } from "./receipts.ts";

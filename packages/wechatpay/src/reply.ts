@@ -26,7 +26,8 @@ export function v3FailureBody(message: string): string {
  * - 401 for anything that means "not proven to come from WeChat" (WeChat re-sends with a fresh signature);
  * - 400 for a verified body we cannot read (retrying the same bytes will not help, but WeChat retries anyway
  *   and the merchant sees the failures in the merchant platform);
- * - 500 for our own trouble (certificate download, configuration), so WeChat retries later.
+ * - 500 for our own trouble (certificate download, configuration such as a wrong APIv3 key), so WeChat
+ *   retries later, once it is fixed.
  */
 export function v3FailureStatus(code: WechatPayErrorCode): 400 | 401 | 500 {
   switch (code) {
@@ -39,16 +40,17 @@ export function v3FailureStatus(code: WechatPayErrorCode): 400 | 401 | 500 {
     case "SIGNATURE_TYPE_UNSUPPORTED":
     case "CERTIFICATE_EXPIRED":
     case "CERTIFICATE_NOT_YET_VALID":
+    case "V2_SIGN_INVALID":
       return 401;
     case "BODY_TOO_LARGE":
     case "ALGORITHM_UNSUPPORTED":
-    case "DECRYPT_FAILED":
     case "ENVELOPE_INVALID":
     case "PAYLOAD_INVALID":
     case "XML_INVALID":
     case "XML_TOO_LARGE":
-    case "V2_SIGN_INVALID":
       return 400;
+    // A body whose signature verified but that does not decrypt means our APIv3 key is wrong: our fault.
+    case "DECRYPT_FAILED":
     case "KEY_INVALID":
     case "BODY_NOT_RAW":
     case "CERT_DOWNLOAD_FAILED":

@@ -1,0 +1,101 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+
+/**
+ * The ingress's Prometheus metrics, in a Registry of its own (never prom-client's global one), so several
+ * apps in one process — tests, the benchmark — do not share or double-register series.
+ * Label values are bounded: route templates, status codes and registered error codes only.
+ */
+export interface IngressMetrics {
+  readonly registry: Registry;
+  /** Every answered notify request: `route` is the route template, `status` the HTTP status, `code` OK/DUPLICATE or an error code. */
+  readonly requests: Counter<"route" | "status" | "code">;
+  /** Authentication failures (bad signature, probe, stale timestamp, unknown serial, bad v2 sign/req_info). */
+  readonly verificationFailures: Counter<"api" | "code">;
+  /** Time from handing a job to the batcher until Redis confirmed it (or it failed), seconds. */
+  readonly enqueueDuration: Histogram<"result">;
+  /** Jobs per `addBulk` call. */
+  readonly batchSize: Histogram;
+  /** Redeliveries answered from a receipt or collapsed onto an in-flight job, without a new job. */
+  readonly dedupeHits: Counter<"api" | "via">;
+  /** Receipt writes that failed after the job was confirmed (the job is safe; a later resend may add a duplicate job that BullMQ or the worker collapses). */
+  readonly receiptWriteFailures: Counter;
+  /** Last sampled waiting count of the parse queue (sampled every second, -1 before the first sample). */
+  readonly queueWaiting: Gauge;
+  readonly queueWaitingCeiling: Gauge;
+  /** 1 while the waiting count is above the ceiling. */
+  readonly backpressure: Gauge;
+  /** 1 while the last Redis sample succeeded. */
+  readonly redisUp: Gauge;
+  /** Merchants whose key material is loaded (default merchant included). */
+  readonly merchantsLoaded: Gauge;
+}
+
+export function createMetrics(options: { defaultMetrics?: boolean } = {}): IngressMetrics {
+  const registry = new Registry();
+  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: "wpn_ingress_" });
+  const registers = [registry];
+  return {
+    registry,
+    requests: new Counter({
+      name: "wpn_ingress_requests_total",
+      help: "Notify requests answered, by route template, HTTP status and outcome code",
+      labelNames: ["route", "status", "code"],
+      registers,
+    }),
+    verificationFailures: new Counter({
+      name: "wpn_ingress_verification_failures_total",
+      help: "Notifications rejected because they could not be authenticated, by API version and error code",
+      labelNames: ["api", "code"],
+      registers,
+    }),
+    enqueueDuration: new Histogram({
+      name: "wpn_ingress_enqueue_duration_seconds",
+      help: "Time from submitting a parse job until Redis confirmed it or the submit failed",
+      labelNames: ["result"],
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5],
+      registers,
+    }),
+    batchSize: new Histogram({
+      name: "wpn_ingress_enqueue_batch_size",
+      help: "Parse jobs sent to Redis per addBulk call",
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
+      registers,
+    }),
+    dedupeHits: new Counter({
+      name: "wpn_ingress_dedupe_hits_total",
+      help: "Redelivered notifications answered with success without adding a job (via=receipt|batch)",
+      labelNames: ["api", "via"],
+      registers,
+    }),
+    receiptWriteFailures: new Counter({
+      name: "wpn_ingress_receipt_write_failures_total",
+      help: "Receipts that could not be written after their job was confirmed",
+      registers,
+    }),
+    queueWaiting: new Gauge({
+      name: "wpn_ingress_queue_waiting",
+      help: "Waiting jobs in the parse queue (sampled every second)",
+      registers,
+    }),
+    queueWaitingCeiling: new Gauge({
+      name: "wpn_ingress_queue_waiting_ceiling",
+      help: "INGRESS_QUEUE_WAITING_CEILING: waiting count above which backpressure is reported",
+      registers,
+    }),
+    backpressure: new Gauge({
+      name: "wpn_ingress_backpressure",
+      help: "1 while the parse queue's waiting count is above the ceiling (requests are still accepted)",
+      registers,
+    }),
+    redisUp: new Gauge({
+      name: "wpn_ingress_redis_up",
+      help: "1 while the last background Redis sample succeeded",
+      registers,
+    }),
+    merchantsLoaded: new Gauge({
+      name: "wpn_ingress_merchants_loaded",
+      help: "Merchants whose verification keys are loaded",
+      registers,
+    }),
+  };
+}

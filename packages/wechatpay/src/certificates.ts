@@ -1,0 +1,315 @@
+import type { KeyObject } from "node:crypto";
+import { z } from "zod";
+import { AEAD_AES_256_GCM, decryptAeadAes256Gcm } from "./aead.ts";
+import { isWechatPayError, WechatPayError } from "./errors.ts";
+import { readV3Headers } from "./headers.ts";
+import { describeIssues, parseJsonBytes } from "./json.ts";
+import { type AsyncKeyResolver, KeyStore, type KeyResolver } from "./key-store.ts";
+import { type LoadedCertificate, loadCertificate } from "./keys.ts";
+import { buildRequestMessage } from "./message.ts";
+import { randomNonce, signV3Message, unixSeconds } from "./sign.ts";
+import { verifyV3 } from "./verify.ts";
+
+/** Production API host; tests and the simulator pass their own base URL. */
+export const WECHATPAY_API_BASE_URL = "https://api.mch.weixin.qq.com";
+export const CERTIFICATES_PATH = "/v3/certificates";
+/** Authorization scheme of RSA merchants; the same string as the notification signature type. */
+export const AUTHORIZATION_SCHEME = "WECHATPAY2-SHA256-RSA2048";
+/** WeChat Pay rejects API calls without a User-Agent. */
+export const USER_AGENT = "wpn-wechatpay/0.1 (+node)";
+/** Default time limit for one certificate download, in milliseconds. */
+export const DEFAULT_DOWNLOAD_TIMEOUT_MS = 10_000;
+
+// A value inside `key="value"` must not be able to close the quote or start a new header line.
+const HEADER_SAFE = /^[^"\\\r\n]+$/;
+
+/**
+ * The `Authorization` header of a merchant API request:
+ * `WECHATPAY2-SHA256-RSA2048 mchid="…",nonce_str="…",timestamp="…",serial_no="…",signature="…"`, where the
+ * signature covers `METHOD\nURL_PATH_WITH_QUERY\nTIMESTAMP\nNONCE\nBODY\n` (body "" for GET).
+ * `serialNo` is the serial of the *merchant* API certificate, `privateKey` its private key.
+ */
+export function buildAuthorization(args: {
+  mchid: string;
+  serialNo: string;
+  privateKey: KeyObject;
+  method: string;
+  urlPath: string;
+  body?: string;
+  now?: Date;
+  nonce?: string;
+}): string {
+  const method = args.method.toUpperCase();
+  const timestamp = unixSeconds(args.now ?? new Date());
+  const nonce = args.nonce ?? randomNonce(32);
+  for (const [name, value] of Object.entries({ mchid: args.mchid, serial_no: args.serialNo, nonce_str: nonce })) {
+    if (!HEADER_SAFE.test(value)) throw new RangeError(`${name} must be non-empty and contain no quote, backslash or newline`);
+  }
+  if (!args.urlPath.startsWith("/")) throw new RangeError(`urlPath must start with "/", got "${args.urlPath}"`);
+  const signature = signV3Message(buildRequestMessage(method, args.urlPath, timestamp, nonce, args.body ?? ""), args.privateKey);
+  return (
+    `${AUTHORIZATION_SCHEME} mchid="${args.mchid}",nonce_str="${nonce}",timestamp="${timestamp}",` +
+    `serial_no="${args.serialNo}",signature="${signature}"`
+  );
+}
+
+export interface ParsedAuthorization {
+  mchid: string;
+  nonce_str: string;
+  timestamp: string;
+  serial_no: string;
+  signature: string;
+}
+
+/** The reverse of `buildAuthorization`, for fake WeChat servers (tests, simulator). Throws HEADER_INVALID. */
+export function parseAuthorization(header: string): ParsedAuthorization {
+  const prefix = `${AUTHORIZATION_SCHEME} `;
+  if (!header.startsWith(prefix)) {
+    throw new WechatPayError("HEADER_INVALID", `Authorization does not start with "${AUTHORIZATION_SCHEME}"`);
+  }
+  const fields = new Map<string, string>();
+  for (const part of header.slice(prefix.length).split(",")) {
+    const match = /^\s*([a-z_]+)="([^"]*)"\s*$/.exec(part);
+    if (!match?.[1] || match[2] === undefined || fields.has(match[1])) {
+      throw new WechatPayError("HEADER_INVALID", `Authorization has a malformed or repeated field: ${part}`);
+    }
+    fields.set(match[1], match[2]);
+  }
+  const get = (name: keyof ParsedAuthorization): string => {
+    const value = fields.get(name);
+    if (!value) throw new WechatPayError("HEADER_INVALID", `Authorization lacks ${name}`);
+    return value;
+  };
+  return {
+    mchid: get("mchid"),
+    nonce_str: get("nonce_str"),
+    timestamp: get("timestamp"),
+    serial_no: get("serial_no"),
+    signature: get("signature"),
+  };
+}
+
+const certificatesResponseSchema = z.looseObject({
+  data: z.array(
+    z.looseObject({
+      serial_no: z.string().min(1),
+      effective_time: z.string().optional(),
+      expire_time: z.string().optional(),
+      encrypt_certificate: z.looseObject({
+        algorithm: z.string(),
+        nonce: z.string(),
+        associated_data: z.string().optional(),
+        ciphertext: z.string(),
+      }),
+    }),
+  ),
+});
+
+function downloadFailed(message: string, cause?: unknown): WechatPayError {
+  const detail = isWechatPayError(cause) ? ` [${cause.code}: ${cause.message}]` : "";
+  return new WechatPayError("CERT_DOWNLOAD_FAILED", `GET ${CERTIFICATES_PATH}: ${message}${detail}`, { cause });
+}
+
+export interface DownloadCertificatesArgs {
+  /** e.g. https://api.mch.weixin.qq.com; a path prefix is kept (and signed). */
+  baseUrl: string;
+  mchid: string;
+  /** Serial of the merchant API certificate (商户API证书序列号). */
+  merchantSerialNo: string;
+  merchantPrivateKey: KeyObject;
+  /** 32-byte APIv3 key; decrypts `encrypt_certificate`. */
+  apiV3Key: Buffer;
+  fetch?: typeof fetch;
+  now?: () => Date;
+  /**
+   * Keys already trusted (e.g. the WeChat Pay public key, or the current certificates). The response
+   * signature is checked with these when they know its serial, otherwise with the downloaded set.
+   */
+  trustedKeys?: KeyStore;
+  toleranceSeconds?: number;
+  timeoutMs?: number;
+}
+
+/**
+ * Downloads the platform certificates: signed `GET /v3/certificates`, then decrypts each
+ * `encrypt_certificate` (AES-256-GCM under the APIv3 key), checks each certificate's serial against
+ * `serial_no`, and verifies the response signature (`Wechatpay-*` headers, same message as notifications).
+ *
+ * What makes the result trustworthy: the GCM tag under the APIv3 key, which only WeChat and the merchant
+ * know. The response signature is checked too (as the official SDKs do). Everything that fails is
+ * CERT_DOWNLOAD_FAILED with the underlying error as `cause`.
+ */
+export async function downloadCertificates(args: DownloadCertificatesArgs): Promise<LoadedCertificate[]> {
+  const now = args.now ?? (() => new Date());
+  const fetchImpl = args.fetch ?? globalThis.fetch;
+  let url: URL;
+  try {
+    url = new URL(`${args.baseUrl.replace(/\/+$/, "")}${CERTIFICATES_PATH}`);
+  } catch (cause) {
+    throw downloadFailed(`invalid baseUrl "${args.baseUrl}"`, cause);
+  }
+  const authorization = buildAuthorization({
+    mchid: args.mchid,
+    serialNo: args.merchantSerialNo,
+    privateKey: args.merchantPrivateKey,
+    method: "GET",
+    urlPath: url.pathname + url.search,
+    now: now(),
+  });
+
+  let status: number;
+  let headers: Record<string, string>;
+  let raw: Buffer;
+  try {
+    const response = await fetchImpl(url, {
+      method: "GET",
+      headers: { Accept: "application/json", Authorization: authorization, "User-Agent": USER_AGENT },
+      signal: AbortSignal.timeout(args.timeoutMs ?? DEFAULT_DOWNLOAD_TIMEOUT_MS),
+    });
+    status = response.status;
+    headers = Object.fromEntries(response.headers.entries());
+    raw = Buffer.from(await response.arrayBuffer());
+  } catch (cause) {
+    throw downloadFailed(`request to ${url.origin} failed`, cause);
+  }
+  if (status < 200 || status > 299) {
+    throw downloadFailed(`HTTP ${status}: ${raw.toString("utf8").slice(0, 200)}`);
+  }
+
+  const downloaded = new KeyStore();
+  const certificates: LoadedCertificate[] = [];
+  try {
+    const parsed = certificatesResponseSchema.safeParse(parseJsonBytes(raw, "ENVELOPE_INVALID", "certificates response"));
+    if (!parsed.success) {
+      throw new WechatPayError("ENVELOPE_INVALID", `certificates response: ${describeIssues(parsed.error.issues)}`);
+    }
+    for (const entry of parsed.data.data) {
+      const enc = entry.encrypt_certificate;
+      if (enc.algorithm !== AEAD_AES_256_GCM) {
+        throw new WechatPayError("ALGORITHM_UNSUPPORTED", `encrypt_certificate.algorithm "${enc.algorithm}" is not supported`);
+      }
+      const pem = decryptAeadAes256Gcm({
+        key: args.apiV3Key,
+        nonce: enc.nonce,
+        associatedData: enc.associated_data ?? "",
+        ciphertext: enc.ciphertext,
+      });
+      const cert = loadCertificate(pem);
+      if (cert.serial.toUpperCase() !== entry.serial_no.toUpperCase()) {
+        throw new WechatPayError("KEY_INVALID", `certificate serial ${cert.serial} differs from serial_no ${entry.serial_no}`);
+      }
+      downloaded.addCertificate(cert);
+      certificates.push(cert);
+    }
+    const trusted = args.trustedKeys;
+    const keys: KeyResolver = {
+      resolve: (serial, at) => (trusted?.has(serial) ? trusted.resolve(serial, at) : downloaded.resolve(serial, at)),
+    };
+    verifyV3(readV3Headers(headers), raw, { keys, now: now(), toleranceSeconds: args.toleranceSeconds });
+  } catch (cause) {
+    throw downloadFailed("response rejected", cause);
+  }
+  return certificates;
+}
+
+/** Default minimum time between two downloads triggered by unknown serials, in milliseconds. */
+export const DEFAULT_MIN_REFRESH_INTERVAL_MS = 60_000;
+
+export interface CertificateRefresherOptions {
+  store: KeyStore;
+  /** Usually `() => downloadCertificates({...})` for one merchant. */
+  download: () => Promise<LoadedCertificate[]>;
+  /** Milliseconds; at most one download starts per interval (failed ones count). Default 60 000. */
+  minIntervalMs?: number;
+  /** Clock in epoch milliseconds, injectable for tests. Default `Date.now`. */
+  now?: () => number;
+}
+
+/**
+ * Key resolver that downloads the certificate list when a notification names a serial we do not know
+ * (the "lazy load" strategy of WeChat's certificate-update guide), with two guards:
+ * - at most one download per `minIntervalMs`, so a forged `Wechatpay-Serial` cannot make us hammer WeChat;
+ * - concurrent misses share the one in-flight download.
+ * Use one refresher per merchant (each has its own store, credentials and throttle). Downloaded
+ * certificates are added to the store; old ones stay (WeChat signs with old and new during rotation, and
+ * `KeyStore` refuses expired ones anyway).
+ */
+export class CertificateRefresher implements AsyncKeyResolver {
+  readonly store: KeyStore;
+  readonly #download: () => Promise<LoadedCertificate[]>;
+  readonly #minIntervalMs: number;
+  readonly #now: () => number;
+  #lastAttemptMs: number | undefined;
+  #inFlight: Promise<void> | undefined;
+  #downloads = 0;
+
+  constructor(opts: CertificateRefresherOptions) {
+    this.store = opts.store;
+    this.#download = opts.download;
+    this.#minIntervalMs = opts.minIntervalMs ?? DEFAULT_MIN_REFRESH_INTERVAL_MS;
+    this.#now = opts.now ?? Date.now;
+    if (!Number.isFinite(this.#minIntervalMs) || this.#minIntervalMs < 0) {
+      throw new RangeError(`minIntervalMs must be a finite number >= 0, got ${this.#minIntervalMs}`);
+    }
+  }
+
+  /** How many downloads were started so far (for metrics and tests). */
+  get downloadCount(): number {
+    return this.#downloads;
+  }
+
+  /**
+   * Starts a download unless one started less than `minIntervalMs` ago; joins the in-flight one if any.
+   * Resolves `true` when a download ran (or was joined) and succeeded, `false` when throttled.
+   * Rejects with CERT_DOWNLOAD_FAILED when the download fails.
+   */
+  refresh(): Promise<boolean> {
+    if (this.#inFlight) return this.#inFlight.then(() => true);
+    const t = this.#now();
+    if (this.#lastAttemptMs !== undefined && t - this.#lastAttemptMs < this.#minIntervalMs) {
+      return Promise.resolve(false);
+    }
+    this.#lastAttemptMs = t;
+    this.#downloads += 1;
+    const run = (async () => {
+      let certs: LoadedCertificate[];
+      try {
+        certs = await this.#download();
+      } catch (cause) {
+        throw isWechatPayError(cause) && cause.code === "CERT_DOWNLOAD_FAILED"
+          ? cause
+          : new WechatPayError("CERT_DOWNLOAD_FAILED", "certificate download failed", { cause });
+      }
+      for (const cert of certs) this.store.addCertificate(cert);
+    })();
+    const inFlight = run.finally(() => {
+      this.#inFlight = undefined;
+    });
+    this.#inFlight = inFlight;
+    return inFlight.then(() => true);
+  }
+
+  /**
+   * The key for `serial`; when the store does not know it, refresh first (subject to the throttle).
+   * Known-but-expired certificates do not trigger a download: WeChat never signs with them.
+   */
+  async resolveOrRefresh(serial: string, now: Date): Promise<KeyObject> {
+    if (!this.store.has(serial)) {
+      const refreshed = await this.refresh();
+      if (!refreshed && !this.store.has(serial)) {
+        const ago = this.#lastAttemptMs === undefined ? 0 : this.#now() - this.#lastAttemptMs;
+        throw new WechatPayError(
+          "SERIAL_UNKNOWN",
+          `no key with serial "${serial}"; certificate download skipped (last attempt ${Math.round(ago / 1000)} s ago, ` +
+            `at most one per ${Math.round(this.#minIntervalMs / 1000)} s)`,
+        );
+      }
+    }
+    return this.store.resolve(serial, now);
+  }
+
+  /** `AsyncKeyResolver` view, so a refresher can be passed as `keys` to `verifyV3Async`. */
+  resolve(serial: string, now: Date): Promise<KeyObject> {
+    return this.resolveOrRefresh(serial, now);
+  }
+}

@@ -1,0 +1,107 @@
+// Local services for `npm start`: checks that PostgreSQL and Redis answer and, when one does not, starts it —
+// with Docker Compose when a Docker engine runs, otherwise with a locally installed server — or says exactly
+// what to install. Used only by scripts/start.ts (the apps themselves never start infrastructure).
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync } from "node:fs";
+import { connect } from "node:net";
+import { resolve } from "node:path";
+
+export interface Endpoint {
+  host: string;
+  port: number;
+}
+
+export function endpointOf(url: string, defaultPort: number): Endpoint {
+  const parsed = new URL(url);
+  return { host: parsed.hostname || "127.0.0.1", port: Number(parsed.port || defaultPort) };
+}
+
+/** True when something accepts TCP connections at the endpoint within `timeoutMs`. */
+export function answers({ host, port }: Endpoint, timeoutMs = 1_000): Promise<boolean> {
+  return new Promise((done) => {
+    const socket = connect({ host, port });
+    const finish = (ok: boolean) => {
+      socket.destroy();
+      done(ok);
+    };
+    socket.setTimeout(timeoutMs, () => finish(false));
+    socket.once("connect", () => finish(true));
+    socket.once("error", () => finish(false));
+  });
+}
+
+async function waitFor(endpoint: Endpoint, seconds: number): Promise<boolean> {
+  for (let i = 0; i < seconds * 4; i++) {
+    if (await answers(endpoint, 250)) return true;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return false;
+}
+
+const has = (command: string) => spawnSync("sh", ["-c", `command -v ${command}`], { stdio: "ignore" }).status === 0;
+const dockerEngineRuns = () => has("docker") && spawnSync("docker", ["info"], { stdio: "ignore" }).status === 0;
+const isLocal = ({ host }: Endpoint) => ["127.0.0.1", "localhost", "::1"].includes(host);
+
+function startWithCompose(service: "postgres" | "redis"): void {
+  execFileSync("docker", ["compose", "up", "-d", service], { stdio: "inherit" });
+}
+
+function startLocalRedis({ port }: Endpoint, repoRoot: string): boolean {
+  if (!has("redis-server")) return false;
+  const dir = resolve(repoRoot, ".dev/redis");
+  mkdirSync(dir, { recursive: true });
+  // AOF on and no eviction: BullMQ must never lose keys (see docker-compose.yml for the same settings).
+  const args = ["--daemonize", "yes", "--bind", "127.0.0.1", "--port", String(port), "--dir", dir];
+  args.push("--appendonly", "yes", "--maxmemory-policy", "noeviction", "--logfile", resolve(dir, "redis.log"));
+  return spawnSync("redis-server", args, { stdio: "inherit" }).status === 0;
+}
+
+function startLocalPostgres(): boolean {
+  // Debian/Ubuntu packaging: pg_ctlcluster manages the cluster created by the postgresql package.
+  if (has("pg_ctlcluster") && existsSync("/etc/postgresql")) {
+    const version = readdirSync("/etc/postgresql")[0];
+    if (version === undefined) return false;
+    const args = ["--skip-systemctl-redirect", version, "main", "start"];
+    return spawnSync("pg_ctlcluster", args, { stdio: "inherit" }).status === 0;
+  }
+  return false;
+}
+
+/**
+ * Makes sure PostgreSQL and Redis answer. Returns a list of problems (empty when both are up), each a
+ * sentence telling the user what to install or run.
+ */
+export async function ensureServices(databaseUrl: string, redisUrl: string, repoRoot: string): Promise<string[]> {
+  const postgres = endpointOf(databaseUrl, 5432);
+  const redis = endpointOf(redisUrl, 6379);
+  const problems: string[] = [];
+  const docker = dockerEngineRuns();
+
+  if (!(await answers(postgres))) {
+    const where = `${postgres.host}:${postgres.port}`;
+    if (!isLocal(postgres)) problems.push(`PostgreSQL at ${where} does not answer; start it or fix DATABASE_URL.`);
+    else {
+      console.log(`PostgreSQL does not answer at ${where}; starting it ${docker ? "with Docker Compose" : "locally"}…`);
+      const started = docker ? (startWithCompose("postgres"), true) : startLocalPostgres();
+      if (!started || !(await waitFor(postgres, 30))) {
+        problems.push(
+          `PostgreSQL does not answer at ${where}. Install it (Debian/Ubuntu: sudo apt-get install postgresql; macOS: brew install postgresql@16) or run 'docker compose up -d postgres', then run npm start again.`,
+        );
+      }
+    }
+  }
+  if (!(await answers(redis))) {
+    const where = `${redis.host}:${redis.port}`;
+    if (!isLocal(redis)) problems.push(`Redis at ${where} does not answer; start it or fix REDIS_URL.`);
+    else {
+      console.log(`Redis does not answer at ${where}; starting it ${docker ? "with Docker Compose" : "locally"}…`);
+      const started = docker ? (startWithCompose("redis"), true) : startLocalRedis(redis, repoRoot);
+      if (!started || !(await waitFor(redis, 15))) {
+        problems.push(
+          `Redis does not answer at ${where}. Install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis) or run 'docker compose up -d redis', then run npm start again.`,
+        );
+      }
+    }
+  }
+  return problems;
+}

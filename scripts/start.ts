@@ -1,0 +1,103 @@
+// `npm start`: sets up and runs the whole system on one machine — ingress, WORKER_PROCESSES workers and the
+// dashboard — against local defaults. Steps: make sure PostgreSQL and Redis answer (starting them if it can),
+// create development keys and a `.env` on first run, create the database and apply migrations, then run the
+// three apps as child processes. One Ctrl-C stops all of them cleanly; if one dies, the others are stopped.
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { ConfigError, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, loadConfig, readEnvironment } from "@wpn/config";
+import { ensureDatabase, migrate } from "@wpn/db";
+import { ensureServices } from "./services.ts";
+
+const root = resolve(import.meta.dirname, "..");
+process.chdir(root);
+
+/** First run: WeChat Pay-like keys from the simulator (the same ones `npm run sim -- pay` signs with). */
+async function createDevelopmentEnv(): Promise<void> {
+  const envFile = resolve(root, ".env");
+  if (existsSync(envFile)) return;
+  const keysDir = resolve(root, ".dev/keys");
+  const { generateSimKeys } = await import("@wpn/sim/keys");
+  await generateSimKeys(keysDir);
+  const { hashPassword } = await import("@wpn/dashboard/password");
+  const password = randomBytes(9).toString("base64url");
+  const lines = [
+    "# Development settings written by `npm start` on first run. Keys come from the simulator: never use them in production.",
+    readFileSync(resolve(keysDir, "env"), "utf8").trim(),
+    `DASHBOARD_USERS=admin:operator:${await hashPassword(password)}`,
+    `DASHBOARD_SESSION_SECRET=${randomBytes(32).toString("base64url")}`,
+    "",
+  ];
+  writeFileSync(envFile, lines.join("\n"), { mode: 0o600 });
+  console.log(`Wrote .env with development keys (${keysDir}).`);
+  console.log(`Dashboard login: admin / ${password}  (stored hashed in .env; shown once)`);
+}
+
+function run(name: string, script: string, extraEnv: Record<string, string> = {}): ChildProcess {
+  const child = spawn(process.execPath, ["--import", "tsx", script], {
+    cwd: root,
+    env: { ...process.env, ...extraEnv },
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  child.once("exit", (code, signal) => onChildExit(name, code, signal));
+  return child;
+}
+
+const children = new Map<string, ChildProcess>();
+let stopping = false;
+
+function stopAll(exitCode: number): void {
+  if (stopping) return;
+  stopping = true;
+  for (const child of children.values()) child.kill("SIGTERM");
+  // Workers finish in-flight jobs within WORKER_SHUTDOWN_TIMEOUT_MS; past a hard bound, force.
+  const force = setTimeout(() => {
+    for (const child of children.values()) child.kill("SIGKILL");
+  }, 30_000);
+  force.unref();
+  const wait = setInterval(() => {
+    if ([...children.values()].every((c) => c.exitCode !== null || c.signalCode !== null)) {
+      clearInterval(wait);
+      process.exit(exitCode);
+    }
+  }, 100);
+}
+
+function onChildExit(name: string, code: number | null, signal: NodeJS.Signals | null): void {
+  if (stopping) return;
+  console.error(`${name} exited (${signal ?? `code ${code}`}); stopping the others.`);
+  stopAll(1);
+}
+
+async function main(): Promise<void> {
+  const initial = readEnvironment(root);
+  const databaseUrl = initial.DATABASE_URL ?? DEFAULT_DATABASE_URL;
+  const redisUrl = initial.REDIS_URL ?? DEFAULT_REDIS_URL;
+  const problems = await ensureServices(databaseUrl, redisUrl, root);
+  if (problems.length > 0) {
+    for (const problem of problems) console.error(problem);
+    process.exit(1);
+  }
+  await createDevelopmentEnv();
+  const config = loadConfig(readEnvironment(root));
+  if (await ensureDatabase(config.DATABASE_URL)) console.log("Created the database.");
+  const { applied } = await migrate(config.DATABASE_URL);
+  console.log(applied.length ? `Applied migrations: ${applied.join(", ")}` : "Database schema is up to date.");
+
+  process.on("SIGINT", () => stopAll(0));
+  process.on("SIGTERM", () => stopAll(0));
+  children.set("ingress", run("ingress", "apps/ingress/src/main.ts"));
+  for (let i = 0; i < config.WORKER_PROCESSES; i++) {
+    children.set(`worker-${i}`, run(`worker-${i}`, "apps/worker/src/main.ts", { WORKER_INDEX: String(i) }));
+  }
+  children.set("dashboard", run("dashboard", "apps/dashboard/src/main.ts"));
+  console.log(
+    `Ingress:   http://127.0.0.1:${config.PORT}/notify/v3\nDashboard: http://127.0.0.1:${config.DASHBOARD_PORT}/\nWorkers:   ${config.WORKER_PROCESSES} process(es). Ctrl-C stops everything.`,
+  );
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof ConfigError ? `configuration error: ${error.message}` : error);
+  stopAll(1);
+});
