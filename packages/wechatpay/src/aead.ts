@@ -29,7 +29,12 @@ function nonceBytes(nonce: string): Buffer | undefined {
  * `nonce`, the AAD the UTF-8 bytes of `associatedData` (may be ""). Throws KEY_INVALID for a key that is
  * not 32 bytes, DECRYPT_FAILED for anything that fails authentication or is too short to hold a tag.
  */
-export function decryptAeadAes256Gcm(args: { key: Buffer; nonce: string; associatedData: string; ciphertext: string }): Buffer {
+export function decryptAeadAes256Gcm(args: {
+  key: Buffer;
+  nonce: string;
+  associatedData: string;
+  ciphertext: string;
+}): Buffer {
   requireKey(args.key);
   const iv = nonceBytes(args.nonce);
   if (iv === undefined) throw new WechatPayError("DECRYPT_FAILED", "AES-GCM nonce is empty");
@@ -37,22 +42,34 @@ export function decryptAeadAes256Gcm(args: { key: Buffer; nonce: string; associa
   if (data === undefined) throw new WechatPayError("DECRYPT_FAILED", "ciphertext is not base64");
   // An empty plaintext is legal (ciphertext = tag only, vector V7b), so ">= 16", not "> 16".
   if (data.length < GCM_TAG_BYTES) {
-    throw new WechatPayError("DECRYPT_FAILED", `ciphertext has ${data.length} bytes, shorter than the ${GCM_TAG_BYTES}-byte tag`);
+    throw new WechatPayError(
+      "DECRYPT_FAILED",
+      `ciphertext has ${data.length} bytes, shorter than the ${GCM_TAG_BYTES}-byte tag`,
+    );
   }
   try {
     const decipher = createDecipheriv("aes-256-gcm", args.key, iv, { authTagLength: GCM_TAG_BYTES });
-    decipher.setAAD(Buffer.from(args.associatedData ?? "", "utf8"));
+    decipher.setAAD(Buffer.from(args.associatedData, "utf8"));
     decipher.setAuthTag(data.subarray(data.length - GCM_TAG_BYTES));
     return Buffer.concat([decipher.update(data.subarray(0, data.length - GCM_TAG_BYTES)), decipher.final()]);
   } catch (cause) {
-    throw new WechatPayError("DECRYPT_FAILED", "AES-256-GCM authentication failed (wrong key, nonce, AAD or tampered data)", {
-      cause,
-    });
+    throw new WechatPayError(
+      "DECRYPT_FAILED",
+      "AES-256-GCM authentication failed (wrong key, nonce, AAD or tampered data)",
+      {
+        cause,
+      },
+    );
   }
 }
 
 /** The reverse of `decryptAeadAes256Gcm`: returns `base64(ciphertext || tag)`. For simulators and tests. */
-export function encryptAeadAes256Gcm(args: { key: Buffer; nonce: string; associatedData: string; plaintext: Buffer | string }): string {
+export function encryptAeadAes256Gcm(args: {
+  key: Buffer;
+  nonce: string;
+  associatedData: string;
+  plaintext: Buffer | string;
+}): string {
   requireKey(args.key);
   const iv = nonceBytes(args.nonce);
   if (iv === undefined) throw new RangeError("AES-GCM nonce must be a non-empty string");

@@ -4,7 +4,7 @@ import { AEAD_AES_256_GCM, decryptAeadAes256Gcm } from "./aead.ts";
 import { isWechatPayError, WechatPayError } from "./errors.ts";
 import { readV3Headers } from "./headers.ts";
 import { describeIssues, parseJsonBytes } from "./json.ts";
-import { type AsyncKeyResolver, KeyStore, type KeyResolver } from "./key-store.ts";
+import { type AsyncKeyResolver, type KeyResolver, KeyStore } from "./key-store.ts";
 import { type LoadedCertificate, loadCertificate } from "./keys.ts";
 import { buildRequestMessage } from "./message.ts";
 import { randomNonce, signV3Message, unixSeconds } from "./sign.ts";
@@ -43,10 +43,14 @@ export function buildAuthorization(args: {
   const timestamp = unixSeconds(args.now ?? new Date());
   const nonce = args.nonce ?? randomNonce(32);
   for (const [name, value] of Object.entries({ mchid: args.mchid, serial_no: args.serialNo, nonce_str: nonce })) {
-    if (!HEADER_SAFE.test(value)) throw new RangeError(`${name} must be non-empty and contain no quote, backslash or newline`);
+    if (!HEADER_SAFE.test(value))
+      throw new RangeError(`${name} must be non-empty and contain no quote, backslash or newline`);
   }
   if (!args.urlPath.startsWith("/")) throw new RangeError(`urlPath must start with "/", got "${args.urlPath}"`);
-  const signature = signV3Message(buildRequestMessage(method, args.urlPath, timestamp, nonce, args.body ?? ""), args.privateKey);
+  const signature = signV3Message(
+    buildRequestMessage(method, args.urlPath, timestamp, nonce, args.body ?? ""),
+    args.privateKey,
+  );
   return (
     `${AUTHORIZATION_SCHEME} mchid="${args.mchid}",nonce_str="${nonce}",timestamp="${timestamp}",` +
     `serial_no="${args.serialNo}",signature="${signature}"`
@@ -179,14 +183,19 @@ export async function downloadCertificates(args: DownloadCertificatesArgs): Prom
   const downloaded = new KeyStore();
   const certificates: LoadedCertificate[] = [];
   try {
-    const parsed = certificatesResponseSchema.safeParse(parseJsonBytes(raw, "ENVELOPE_INVALID", "certificates response"));
+    const parsed = certificatesResponseSchema.safeParse(
+      parseJsonBytes(raw, "ENVELOPE_INVALID", "certificates response"),
+    );
     if (!parsed.success) {
       throw new WechatPayError("ENVELOPE_INVALID", `certificates response: ${describeIssues(parsed.error.issues)}`);
     }
     for (const entry of parsed.data.data) {
       const enc = entry.encrypt_certificate;
       if (enc.algorithm !== AEAD_AES_256_GCM) {
-        throw new WechatPayError("ALGORITHM_UNSUPPORTED", `encrypt_certificate.algorithm "${enc.algorithm}" is not supported`);
+        throw new WechatPayError(
+          "ALGORITHM_UNSUPPORTED",
+          `encrypt_certificate.algorithm "${enc.algorithm}" is not supported`,
+        );
       }
       const pem = decryptAeadAes256Gcm({
         key: args.apiV3Key,
@@ -196,7 +205,10 @@ export async function downloadCertificates(args: DownloadCertificatesArgs): Prom
       });
       const cert = loadCertificate(pem);
       if (cert.serial.toUpperCase() !== entry.serial_no.toUpperCase()) {
-        throw new WechatPayError("KEY_INVALID", `certificate serial ${cert.serial} differs from serial_no ${entry.serial_no}`);
+        throw new WechatPayError(
+          "KEY_INVALID",
+          `certificate serial ${cert.serial} differs from serial_no ${entry.serial_no}`,
+        );
       }
       downloaded.addCertificate(cert);
       certificates.push(cert);
@@ -239,7 +251,8 @@ export class CertificateRefresher implements AsyncKeyResolver {
   readonly #download: () => Promise<LoadedCertificate[]>;
   readonly #minIntervalMs: number;
   readonly #now: () => number;
-  #lastAttemptMs: number | undefined;
+  /** Clock value of the last download start; -Infinity = never, so the first miss always downloads. */
+  #lastAttemptMs = Number.NEGATIVE_INFINITY;
   #inFlight: Promise<void> | undefined;
   #downloads = 0;
 
@@ -266,7 +279,7 @@ export class CertificateRefresher implements AsyncKeyResolver {
   refresh(): Promise<boolean> {
     if (this.#inFlight) return this.#inFlight.then(() => true);
     const t = this.#now();
-    if (this.#lastAttemptMs !== undefined && t - this.#lastAttemptMs < this.#minIntervalMs) {
+    if (t - this.#lastAttemptMs < this.#minIntervalMs) {
       return Promise.resolve(false);
     }
     this.#lastAttemptMs = t;
@@ -297,7 +310,7 @@ export class CertificateRefresher implements AsyncKeyResolver {
     if (!this.store.has(serial)) {
       const refreshed = await this.refresh();
       if (!refreshed && !this.store.has(serial)) {
-        const ago = this.#lastAttemptMs === undefined ? 0 : this.#now() - this.#lastAttemptMs;
+        const ago = this.#now() - this.#lastAttemptMs; // finite: refresh() only throttles after an attempt
         throw new WechatPayError(
           "SERIAL_UNKNOWN",
           `no key with serial "${serial}"; certificate download skipped (last attempt ${Math.round(ago / 1000)} s ago, ` +

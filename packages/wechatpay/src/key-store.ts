@@ -53,7 +53,10 @@ export class KeyStore implements KeyResolver {
     }
     const keyObject = typeof key === "string" ? loadPublicKey(key) : key;
     if (keyObject.type !== "public") {
-      throw new WechatPayError("KEY_INVALID", `public key ${id}: expected a public KeyObject, got a ${keyObject.type} key`);
+      throw new WechatPayError(
+        "KEY_INVALID",
+        `public key ${id}: expected a public KeyObject, got a ${keyObject.type} key`,
+      );
     }
     this.#publicKeys.set(id, keyObject);
   }
@@ -74,7 +77,10 @@ export class KeyStore implements KeyResolver {
     if (publicKey) return publicKey;
     const cert = this.#certificates.get(serialKey(serial));
     if (!cert) {
-      throw new WechatPayError("SERIAL_UNKNOWN", `no WeChat Pay public key or platform certificate with serial "${serial}"`);
+      throw new WechatPayError(
+        "SERIAL_UNKNOWN",
+        `no WeChat Pay public key or platform certificate with serial "${serial}"`,
+      );
     }
     const t = now.getTime();
     if (t > cert.notAfter.getTime()) {

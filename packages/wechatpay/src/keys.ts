@@ -27,7 +27,11 @@ export interface LoadedCertificate {
 const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([\s\S]*?)\r?\n?-----END \1-----/g;
 
 /** Returns the single PEM block of `input`, or throws KEY_INVALID naming what was expected. */
-function singlePemBlock(input: string | Buffer, expected: readonly string[], what: string): { label: string; pem: string } {
+function singlePemBlock(
+  input: string | Buffer,
+  expected: readonly string[],
+  what: string,
+): { label: string; pem: string } {
   if (typeof input !== "string" && !Buffer.isBuffer(input)) {
     throw new WechatPayError("KEY_INVALID", `${what}: expected PEM text (string or Buffer)`);
   }
@@ -40,7 +44,7 @@ function singlePemBlock(input: string | Buffer, expected: readonly string[], wha
       `${what}: expected exactly one PEM block (${expected.join(" or ")}), found ${blocks.length}`,
     );
   }
-  const label = block[1] ?? "";
+  const label = block[1] as string; // group 1 always participates in a match
   if (!expected.includes(label)) {
     throw new WechatPayError("KEY_INVALID", `${what}: expected ${expected.join(" or ")}, got a "${label}" PEM block`);
   }
@@ -49,9 +53,10 @@ function singlePemBlock(input: string | Buffer, expected: readonly string[], wha
 
 function requireRsa(key: KeyObject, what: string): KeyObject {
   if (key.asymmetricKeyType !== "rsa") {
-    throw new WechatPayError("KEY_INVALID", `${what}: expected an RSA key, got ${key.asymmetricKeyType ?? "unknown"}`);
+    throw new WechatPayError("KEY_INVALID", `${what}: expected an RSA key, got ${String(key.asymmetricKeyType)}`);
   }
-  const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+  // Node always fills asymmetricKeyDetails.modulusLength (bits) for RSA keys.
+  const bits = (key.asymmetricKeyDetails as { modulusLength: number }).modulusLength;
   if (bits < MIN_RSA_BITS) {
     throw new WechatPayError("KEY_INVALID", `${what}: RSA key has ${bits} bits, at least ${MIN_RSA_BITS} required`);
   }

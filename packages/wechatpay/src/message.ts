@@ -14,6 +14,12 @@ export function buildV3Message(timestamp: string, nonce: string, body: Buffer): 
 }
 
 /** `METHOD\nURL_PATH_WITH_QUERY\nTIMESTAMP\nNONCE\nBODY\n` — what a merchant signs for an API request. */
-export function buildRequestMessage(method: string, urlPath: string, timestamp: string, nonce: string, body: string): Buffer {
+export function buildRequestMessage(
+  method: string,
+  urlPath: string,
+  timestamp: string,
+  nonce: string,
+  body: string,
+): Buffer {
   return Buffer.from(`${method}\n${urlPath}\n${timestamp}\n${nonce}\n${body}\n`, "utf8");
 }

@@ -11,7 +11,12 @@ export const REFUND_EVENT_TYPES = ["REFUND.SUCCESS", "REFUND.ABNORMAL", "REFUND.
 export type RefundEventType = (typeof REFUND_EVENT_TYPES)[number];
 
 export type NotificationEvent =
-  | { kind: "transaction"; eventType: "TRANSACTION.SUCCESS" | (string & {}); envelope: V3Envelope; transaction: Transaction }
+  | {
+      kind: "transaction";
+      eventType: "TRANSACTION.SUCCESS" | (string & {});
+      envelope: V3Envelope;
+      transaction: Transaction;
+    }
   | { kind: "refund"; eventType: RefundEventType; envelope: V3Envelope; refund: RefundResult }
   | { kind: "unknown"; eventType: string; envelope: V3Envelope; resource: unknown };
 
@@ -25,7 +30,11 @@ function isRefundEvent(eventType: string): eventType is RefundEventType {
  * TRANSACTION.FAIL, …) come back as `kind: "unknown"` with the decrypted JSON, not as an error, so a new
  * WeChat product never makes us answer FAIL forever.
  */
-export function openV3Notification(body: Buffer | string, apiV3Key: Buffer, limits?: { maxBytes?: number }): NotificationEvent {
+export function openV3Notification(
+  body: Buffer | string,
+  apiV3Key: Buffer,
+  limits?: { maxBytes?: number },
+): NotificationEvent {
   const envelope = parseV3Envelope(body, limits);
   const resource = decryptResource(envelope, apiV3Key);
   const eventType = envelope.event_type;

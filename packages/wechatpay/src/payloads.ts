@@ -71,7 +71,9 @@ export const TransactionSchema = z
     promotion_detail: z.array(promotionDetailSchema).optional(),
   })
   .refine(
-    (t) => (t.mchid !== undefined && t.appid !== undefined) || (t.sp_mchid !== undefined && t.sub_mchid !== undefined && t.sp_appid !== undefined),
+    (t) =>
+      (t.mchid !== undefined && t.appid !== undefined) ||
+      (t.sp_mchid !== undefined && t.sub_mchid !== undefined && t.sp_appid !== undefined),
     { message: "needs mchid+appid (direct merchant) or sp_mchid+sub_mchid+sp_appid (service provider)" },
   );
 

@@ -1,4 +1,4 @@
-import { type KeyObject, randomBytes, randomUUID, sign as cryptoSign } from "node:crypto";
+import { sign as cryptoSign, type KeyObject, randomBytes, randomUUID } from "node:crypto";
 import { AEAD_AES_256_GCM, encryptAeadAes256Gcm } from "./aead.ts";
 import { V3_SIGNATURE_TYPE } from "./headers.ts";
 import { buildRequestMessage, buildV3Message, SIGNATURE_PROBE_PREFIX } from "./message.ts";

@@ -1,4 +1,4 @@
-import { type KeyObject, verify as cryptoVerify } from "node:crypto";
+import { verify as cryptoVerify, type KeyObject } from "node:crypto";
 import { decodeStrictBase64 } from "./base64.ts";
 import { WechatPayError } from "./errors.ts";
 import { V3_SIGNATURE_TYPE, type V3Headers } from "./headers.ts";
@@ -36,10 +36,16 @@ function precheck(headers: V3Headers, body: Buffer, opts: { now?: Date; toleranc
     );
   }
   if (headers.signature.startsWith(SIGNATURE_PROBE_PREFIX)) {
-    throw new WechatPayError("SIGNATURE_PROBE", "signature probe (WECHATPAY/SIGNTEST/): deliberately invalid, reject it");
+    throw new WechatPayError(
+      "SIGNATURE_PROBE",
+      "signature probe (WECHATPAY/SIGNTEST/): deliberately invalid, reject it",
+    );
   }
   if (!TIMESTAMP.test(headers.timestamp)) {
-    throw new WechatPayError("HEADER_INVALID", `Wechatpay-Timestamp "${headers.timestamp}" is not decimal unix seconds`);
+    throw new WechatPayError(
+      "HEADER_INVALID",
+      `Wechatpay-Timestamp "${headers.timestamp}" is not decimal unix seconds`,
+    );
   }
   const tolerance = opts.toleranceSeconds ?? DEFAULT_TOLERANCE_SECONDS;
   if (!Number.isFinite(tolerance) || tolerance < 0) {
@@ -77,6 +83,20 @@ function invalid(cause?: unknown): WechatPayError {
     "RSA-SHA256 signature does not match timestamp, nonce and body",
     cause === undefined ? undefined : { cause },
   );
+}
+
+/**
+ * The bare primitive: RSASSA-PKCS1-v1_5/SHA-256 of `message` against a base64 `signature`. Returns false
+ * (never throws) for a wrong signature, a non-base64 signature or an unusable key.
+ */
+export function verifyRsaSha256(message: Buffer | string, signature: string, key: KeyObject): boolean {
+  const bytes = decodeStrictBase64(signature);
+  if (bytes === undefined || bytes.length === 0) return false;
+  try {
+    return cryptoVerify("sha256", typeof message === "string" ? Buffer.from(message, "utf8") : message, key, bytes);
+  } catch {
+    return false;
+  }
 }
 
 /**

@@ -11,7 +11,11 @@ export interface V2PaymentNotification {
  * Parses and verifies an APIv2 payment notification. Only the signature is checked here; the caller must
  * still look at `return_code` / `result_code` and compare `mch_id`, `appid`, `total_fee` with its order.
  */
-export function openV2PaymentNotification(body: Buffer | string, apiV2Key: string, limits?: V2XmlLimits): V2PaymentNotification {
+export function openV2PaymentNotification(
+  body: Buffer | string,
+  apiV2Key: string,
+  limits?: V2XmlLimits,
+): V2PaymentNotification {
   const fields = parseV2Xml(body, limits);
   return { fields, signType: verifyV2(fields, apiV2Key) };
 }

@@ -25,7 +25,10 @@ export function decryptAes256Ecb(ciphertextBase64: string, key: Buffer): Buffer 
   const data = decodeStrictBase64(ciphertextBase64);
   if (data === undefined) throw new WechatPayError("DECRYPT_FAILED", "req_info is not base64");
   if (data.length === 0 || data.length % AES_BLOCK_BYTES !== 0) {
-    throw new WechatPayError("DECRYPT_FAILED", `req_info has ${data.length} bytes, not a positive multiple of ${AES_BLOCK_BYTES}`);
+    throw new WechatPayError(
+      "DECRYPT_FAILED",
+      `req_info has ${data.length} bytes, not a positive multiple of ${AES_BLOCK_BYTES}`,
+    );
   }
   try {
     const decipher = createDecipheriv("aes-256-ecb", key, null); // autoPadding: PKCS#7 is checked by final()
@@ -47,7 +50,9 @@ export function decryptV2ReqInfo(reqInfo: string, apiV2Key: string): Record<stri
   try {
     return parseFlatXml(plaintext, "root");
   } catch (cause) {
-    throw new WechatPayError("DECRYPT_FAILED", "req_info decrypted to something that is not a <root> document", { cause });
+    throw new WechatPayError("DECRYPT_FAILED", "req_info decrypted to something that is not a <root> document", {
+      cause,
+    });
   }
 }
 
@@ -67,11 +72,18 @@ export interface V2RefundNotification {
 }
 
 /** Parses a refund notification body and decrypts its `req_info`. */
-export function openV2RefundNotification(body: Buffer | string, apiV2Key: string, limits?: V2XmlLimits): V2RefundNotification {
+export function openV2RefundNotification(
+  body: Buffer | string,
+  apiV2Key: string,
+  limits?: V2XmlLimits,
+): V2RefundNotification {
   const outer = parseV2Xml(body, limits);
   const reqInfo = outer.req_info;
   if (reqInfo === undefined || reqInfo === "") {
-    throw new WechatPayError("XML_INVALID", `refund notification has no req_info (return_code=${outer.return_code ?? "?"})`);
+    throw new WechatPayError(
+      "XML_INVALID",
+      `refund notification has no req_info (return_code=${outer.return_code ?? "?"})`,
+    );
   }
   return { outer, refund: decryptV2ReqInfo(reqInfo, apiV2Key) };
 }

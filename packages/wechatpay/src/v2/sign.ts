@@ -64,7 +64,10 @@ export function verifyV2(params: Record<string, string>, apiV2Key: string): V2Si
     if (expected.length === given.length && timingSafeEqual(expected, given)) matched = type;
   }
   if (matched === undefined) {
-    throw new WechatPayError("V2_SIGN_INVALID", "v2 sign matches neither MD5 nor HMAC-SHA256 with the configured APIv2 key");
+    throw new WechatPayError(
+      "V2_SIGN_INVALID",
+      "v2 sign matches neither MD5 nor HMAC-SHA256 with the configured APIv2 key",
+    );
   }
   return matched;
 }

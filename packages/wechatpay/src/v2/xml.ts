@@ -14,6 +14,7 @@ import { WechatPayError } from "../errors.ts";
  *   numeric character references ourselves, and reject any other `&name;` (undeclared = not well-formed);
  * - nesting depth is capped (default 8) and fields with child elements are rejected;
  * - a field that appears twice is rejected rather than resolved (which copy was signed?);
+ * - element names that shadow Object.prototype members (__proto__, constructor, toString, …) are rejected;
  * - invalid UTF-8 is rejected instead of being replaced by U+FFFD.
  */
 
@@ -60,8 +61,12 @@ function rejectDeclarations(text: string): void {
 
 const PREDEFINED: Readonly<Record<string, string>> = { lt: "<", gt: ">", amp: "&", quot: '"', apos: "'" };
 
-/** Decodes the predefined entities and character references of XML 1.0 §4.1/§4.6; nothing else exists here. */
-function decodeEntities(text: string): string {
+/**
+ * Decodes the text content of an element: the five predefined entities and character references of
+ * XML 1.0 §4.1/§4.6. There is no DTD here, so any other `&name;` is undeclared (XML_INVALID), and so is a
+ * bare `&` (the validator already refuses it; this function does not rely on that).
+ */
+export function decodeXmlText(text: string): string {
   if (!text.includes("&")) return text;
   return text.replace(/&([^;&\s]*);?/g, (whole, name: string) => {
     if (!whole.endsWith(";")) throw invalid(`bare "&" in text: ${whole.slice(0, 20)}`);
@@ -92,18 +97,21 @@ function elementName(node: OrderedNode): string | undefined {
   return undefined;
 }
 
+/** With `preserveOrder`, an element node is `{ name: [children…] }`, a CDATA node `{ "#cdata": [{ "#text": … }] }`. */
 function childrenOf(node: OrderedNode, key: string): OrderedNode[] {
-  const value = node[key];
-  return Array.isArray(value) ? (value as OrderedNode[]) : [];
+  return node[key] as OrderedNode[];
 }
 
 /** Text of a leaf element: text (entity-decoded) and CDATA (verbatim) concatenated in document order. */
 function leafValue(name: string, children: OrderedNode[]): string {
   let value = "";
   for (const child of children) {
-    if (TEXT in child) value += decodeEntities(String(child[TEXT]));
-    else if (CDATA in child) value += childrenOf(child, CDATA).map((c) => String(c[TEXT] ?? "")).join("");
-    else throw invalid(`<${name}> contains the element <${elementName(child) ?? "?"}>: APIv2 fields are flat`);
+    if (TEXT in child) value += decodeXmlText(String(child[TEXT]));
+    else if (CDATA in child)
+      value += childrenOf(child, CDATA)
+        .map((c) => String(c[TEXT]))
+        .join("");
+    else throw invalid(`<${name}> contains the element <${elementName(child)}>: APIv2 fields are flat`);
   }
   return value;
 }
@@ -157,19 +165,23 @@ export function parseFlatXml(input: Buffer | string, rootName: string, limits?: 
     htmlEntities: false,
     cdataPropName: CDATA,
     maxNestedTags: maxDepth,
+    // The parser refuses __proto__/constructor/prototype itself; for the other Object.prototype names
+    // (toString, hasOwnProperty, …) its default is to *rename* the element to "__toString". A silently
+    // renamed field is worse than a refused document, so refuse.
+    onDangerousProperty: (name: string) => {
+      throw new Error(`element name <${name}> is not allowed`);
+    },
   });
   let document: OrderedNode[];
   try {
     document = parser.parse(text) as OrderedNode[];
   } catch (cause) {
-    throw invalid(`XML could not be parsed: ${cause instanceof Error ? cause.message : String(cause)}`, cause);
+    throw invalid(`XML could not be parsed: ${(cause as Error).message}`, cause);
   }
 
-  const roots = document.filter((node) => !isBlankText(node));
-  const root = roots[0];
-  if (roots.length !== 1 || root === undefined || elementName(root) === undefined) {
-    throw invalid(`expected a single <${rootName}> element`);
-  }
+  // The validator guarantees exactly one root element; CDATA or comments may still stand beside it.
+  const [root, ...extra] = document.filter((node) => !isBlankText(node));
+  if (root === undefined || extra.length > 0) throw invalid(`expected a single <${rootName}> element and nothing else`);
   const name = elementName(root);
   if (name !== rootName) throw invalid(`expected root element <${rootName}>, got <${name}>`);
 

@@ -1,0 +1,182 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import {
+  buildV2Xml,
+  buildV3Message,
+  decryptAeadAes256Gcm,
+  encryptAeadAes256Gcm,
+  KeyStore,
+  parseV2Xml,
+  signV2,
+  signV3Message,
+  type V3Headers,
+  verifyV2,
+  verifyV3,
+  verifyV3Async,
+  WechatPayError,
+} from "../src/index.ts";
+import { rsaKeyPair, TEST_APIV3_KEY } from "./support/keys.ts";
+
+/**
+ * Property tests. The signature must cover every byte of timestamp, nonce and body: any single-byte
+ * substitution anywhere fails, and honest round trips always pass, for arbitrary (incl. multi-byte UTF-8
+ * and non-UTF-8) bodies. RSA signing costs ~1 ms, so runs are kept in the low hundreds.
+ */
+
+const platform = rsaKeyPair();
+const PUB = "PUB_KEY_ID_0000000000000024101100397200000006";
+const keys = new KeyStore();
+keys.addPublicKey(PUB, platform.publicKey);
+const NOW = new Date("2025-01-01T00:00:00Z");
+// Wide tolerance so a mutated (still decimal) timestamp reaches the signature check instead of TIMESTAMP_SKEW.
+const opts = { keys, now: NOW, toleranceSeconds: 1e11 };
+
+const timestampArb = fc.integer({ min: 1_000_000_000, max: 4_000_000_000 }).map(String);
+const nonceArb = fc.string({
+  unit: fc.constantFrom(..."ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"),
+  minLength: 1,
+  maxLength: 40,
+});
+const bodyArb = fc.oneof(
+  fc.string({ unit: "grapheme", maxLength: 200 }).map((s) => Buffer.from(s, "utf8")), // multi-byte UTF-8 (CJK, emoji)
+  fc.string({ unit: "binary", maxLength: 200 }).map((s) => Buffer.from(s, "utf8")),
+  fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a)), // arbitrary bytes, not even UTF-8
+);
+
+function sign(timestamp: string, nonce: string, body: Buffer): V3Headers {
+  return {
+    timestamp,
+    nonce,
+    signature: signV3Message(buildV3Message(timestamp, nonce, body), platform.privateKey),
+    serial: PUB,
+    signatureType: "WECHATPAY2-SHA256-RSA2048",
+  };
+}
+
+function failureCode(fn: () => void): string | undefined {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(WechatPayError);
+    return (e as WechatPayError).code;
+  }
+  return undefined;
+}
+
+/** Replaces the character at `index` by a different printable ASCII character. */
+function substitute(text: string, index: number, delta: number): string {
+  const i = index % text.length;
+  const code = text.charCodeAt(i);
+  const replacement = 0x21 + ((code - 0x21 + 1 + (delta % 93)) % 94);
+  return text.slice(0, i) + String.fromCharCode(replacement) + text.slice(i + 1);
+}
+
+describe("APIv3 signature properties", () => {
+  it("sign-then-verify round-trips for any body (sync and async)", async () => {
+    await fc.assert(
+      fc.asyncProperty(timestampArb, nonceArb, bodyArb, async (ts, nonce, body) => {
+        const headers = sign(ts, nonce, body);
+        verifyV3(headers, body, opts);
+        await verifyV3Async(headers, body, opts);
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it("any single-byte change of the body fails", () => {
+    fc.assert(
+      fc.property(
+        timestampArb,
+        nonceArb,
+        bodyArb.filter((b) => b.length > 0),
+        fc.nat(),
+        fc.integer({ min: 1, max: 255 }),
+        (ts, nonce, body, at, xor) => {
+          const headers = sign(ts, nonce, body);
+          const changed = Buffer.from(body);
+          const i = at % changed.length;
+          changed[i] = (changed[i] ?? 0) ^ xor;
+          expect(failureCode(() => verifyV3(headers, changed, opts))).toBe("SIGNATURE_INVALID");
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+
+  it("any single-byte change of the nonce fails", () => {
+    fc.assert(
+      fc.property(timestampArb, nonceArb, bodyArb, fc.nat(), fc.nat(), (ts, nonce, body, at, delta) => {
+        const headers = sign(ts, nonce, body);
+        const changed = substitute(nonce, at, delta);
+        expect(changed).not.toBe(nonce);
+        expect(failureCode(() => verifyV3({ ...headers, nonce: changed }, body, opts))).toBe("SIGNATURE_INVALID");
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it("any single-byte change of the timestamp fails (a digit → SIGNATURE_INVALID, anything else → HEADER_INVALID)", () => {
+    fc.assert(
+      fc.property(timestampArb, nonceArb, bodyArb, fc.nat(), fc.nat(), (ts, nonce, body, at, delta) => {
+        const headers = sign(ts, nonce, body);
+        const changed = substitute(ts, at, delta);
+        expect(changed).not.toBe(ts);
+        const code = failureCode(() => verifyV3({ ...headers, timestamp: changed }, body, opts));
+        expect(code).toBe(/^[0-9]+$/.test(changed) ? "SIGNATURE_INVALID" : "HEADER_INVALID");
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
+
+describe("AEAD and APIv2 round trips", () => {
+  it("AES-256-GCM: decrypt(encrypt(x)) = x for any bytes, nonce and AAD", () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ maxLength: 500 }),
+        fc.string({ minLength: 1, maxLength: 16 }),
+        fc.string({ maxLength: 40 }),
+        (data, nonce, aad) => {
+          const ciphertext = encryptAeadAes256Gcm({
+            key: TEST_APIV3_KEY,
+            nonce,
+            associatedData: aad,
+            plaintext: Buffer.from(data),
+          });
+          expect(
+            decryptAeadAes256Gcm({ key: TEST_APIV3_KEY, nonce, associatedData: aad, ciphertext }).equals(
+              Buffer.from(data),
+            ),
+          ).toBe(true);
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  const fieldName = fc.stringMatching(/^[a-z][a-z0-9_]{0,15}$/).filter((n) => n !== "sign");
+  // Any text XML can carry (no control characters other than tab/newline; \r would be normalised by XML).
+  const isXmlTextChar = (ch: string): boolean => {
+    const c = ch.codePointAt(0) ?? 0;
+    return c === 0x9 || c === 0xa || (c >= 0x20 && c !== 0xfffe && c !== 0xffff);
+  };
+  const xmlText = fc
+    .string({ unit: "grapheme", maxLength: 40 })
+    .map((s) => Array.from(s).filter(isXmlTextChar).join(""));
+
+  it("v2: build XML → parse → verify round-trips for random fields, with both algorithms", () => {
+    fc.assert(
+      fc.property(
+        fc.dictionary(fieldName, xmlText, { minKeys: 1, maxKeys: 12 }),
+        fc.constantFrom("MD5" as const, "HMAC-SHA256" as const),
+        (fields, type) => {
+          const sign = signV2(fields, "192006250b4c09247ec02edce69f6a2d", type);
+          const parsed = parseV2Xml(buildV2Xml({ ...fields, sign }));
+          expect(parsed).toEqual({ ...fields, sign });
+          expect(verifyV2(parsed, "192006250b4c09247ec02edce69f6a2d")).toBe(type);
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+});

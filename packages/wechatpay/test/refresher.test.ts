@@ -1,0 +1,220 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  CertificateRefresher,
+  createSignedV3Notification,
+  downloadCertificates,
+  KeyStore,
+  type LoadedCertificate,
+  loadCertificate,
+  readV3Headers,
+  verifyV3Async,
+  WechatPayError,
+} from "../src/index.ts";
+import { certificateEntry, type FakeWechat, signedJson, startFakeWechat } from "./support/fake-wechat.ts";
+import { asyncCodeOf, platformCert, rsaKeyPair, TEST_APIV3_KEY, type TestPlatformCert } from "./support/keys.ts";
+
+let oldCert: TestPlatformCert;
+let newCert: TestPlatformCert;
+const NOW = new Date();
+
+beforeAll(() => {
+  oldCert = platformCert("1111111111111111111111111111111111111111");
+  newCert = platformCert("2222222222222222222222222222222222222222");
+});
+
+/** A download stub whose result and calls the test controls; the clock is a plain variable. */
+function setup(opts: { result?: () => LoadedCertificate[]; fail?: unknown; minIntervalMs?: number } = {}) {
+  const store = new KeyStore();
+  store.addCertificate(oldCert.pem);
+  let clock = 1_000_000;
+  let calls = 0;
+  let release: (() => void) | undefined;
+  let gate: Promise<void> | undefined;
+  const refresher = new CertificateRefresher({
+    store,
+    minIntervalMs: opts.minIntervalMs,
+    now: () => clock,
+    download: async () => {
+      calls += 1;
+      if (gate) await gate;
+      if (opts.fail !== undefined) throw opts.fail;
+      return opts.result ? opts.result() : [loadCertificate(oldCert.pem), loadCertificate(newCert.pem)];
+    },
+  });
+  return {
+    store,
+    refresher,
+    calls: () => calls,
+    advance: (ms: number) => {
+      clock += ms;
+    },
+    hold: () => {
+      gate = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+    },
+    release: () => {
+      gate = undefined;
+      release?.();
+    },
+  };
+}
+
+describe("CertificateRefresher", () => {
+  it("known serials resolve without any download", async () => {
+    const t = setup();
+    await expect(t.refresher.resolveOrRefresh(oldCert.serial, NOW)).resolves.toBeDefined();
+    expect(t.calls()).toBe(0);
+  });
+
+  it("an unknown serial triggers one download and then resolves", async () => {
+    const t = setup();
+    const key = await t.refresher.resolveOrRefresh(newCert.serial.toLowerCase(), NOW);
+    expect(key.equals(newCert.publicKey)).toBe(true);
+    expect(t.calls()).toBe(1);
+    expect(t.refresher.downloadCount).toBe(1);
+    // Now known: no further download.
+    await t.refresher.resolve(newCert.serial, NOW);
+    expect(t.calls()).toBe(1);
+  });
+
+  it("forged serials: at most one download per minute, then SERIAL_UNKNOWN without downloading", async () => {
+    const t = setup();
+    expect(await asyncCodeOf(() => t.refresher.resolveOrRefresh("DEADBEEF01", NOW))).toBe("SERIAL_UNKNOWN");
+    expect(t.calls()).toBe(1);
+    for (let i = 0; i < 50; i++) {
+      t.advance(1000); // 50 s in total: still inside the minute
+      expect(await asyncCodeOf(() => t.refresher.resolveOrRefresh(`DEADBEEF${i}`, NOW))).toBe("SERIAL_UNKNOWN");
+    }
+    expect(t.calls()).toBe(1);
+    let message = "";
+    try {
+      await t.refresher.resolveOrRefresh("DEADBEEF", NOW);
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toMatch(/download skipped \(last attempt 50 s ago, at most one per 60 s\)/);
+    t.advance(10_000); // 60 s after the first attempt
+    expect(await asyncCodeOf(() => t.refresher.resolveOrRefresh("DEADBEEF02", NOW))).toBe("SERIAL_UNKNOWN");
+    expect(t.calls()).toBe(2);
+  });
+
+  it("concurrent misses share one in-flight download", async () => {
+    const t = setup();
+    t.hold();
+    const pending = Array.from({ length: 20 }, () => t.refresher.resolveOrRefresh(newCert.serial, NOW));
+    await Promise.resolve();
+    t.release();
+    const keys = await Promise.all(pending);
+    expect(keys.every((k) => k.equals(newCert.publicKey))).toBe(true);
+    expect(t.calls()).toBe(1);
+  });
+
+  it("a serial that appears while throttled is still found", async () => {
+    const t = setup({ result: () => [] });
+    await t.refresher.refresh();
+    t.store.addCertificate(newCert.pem);
+    await expect(t.refresher.refresh()).resolves.toBe(false);
+    await expect(t.refresher.resolveOrRefresh(newCert.serial, NOW)).resolves.toBeDefined();
+    expect(t.calls()).toBe(1);
+  });
+
+  it("a known but expired certificate does not trigger a download", async () => {
+    const t = setup();
+    const later = new Date(NOW.getTime() + 10 * 365 * 86_400_000);
+    expect(await asyncCodeOf(() => t.refresher.resolveOrRefresh(oldCert.serial, later))).toBe("CERTIFICATE_EXPIRED");
+    expect(t.calls()).toBe(0);
+  });
+
+  it("a failed download rejects with CERT_DOWNLOAD_FAILED and still counts for the throttle", async () => {
+    const failure = new WechatPayError("CERT_DOWNLOAD_FAILED", "HTTP 500");
+    const t = setup({ fail: failure });
+    let error: unknown;
+    try {
+      await t.refresher.resolveOrRefresh(newCert.serial, NOW);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBe(failure);
+    expect(await asyncCodeOf(() => t.refresher.resolveOrRefresh(newCert.serial, NOW))).toBe("SERIAL_UNKNOWN");
+    expect(t.calls()).toBe(1);
+  });
+
+  it("wraps foreign download errors", async () => {
+    const t = setup({ fail: new TypeError("boom") });
+    let error: unknown;
+    try {
+      await t.refresher.refresh();
+    } catch (e) {
+      error = e;
+    }
+    expect((error as WechatPayError).code).toBe("CERT_DOWNLOAD_FAILED");
+    expect((error as WechatPayError).cause).toBeInstanceOf(TypeError);
+  });
+
+  it("custom interval and validation", async () => {
+    const t = setup({ minIntervalMs: 0 });
+    await t.refresher.refresh();
+    await t.refresher.refresh();
+    expect(t.calls()).toBe(2);
+    expect(
+      () => new CertificateRefresher({ store: new KeyStore(), download: async () => [], minIntervalMs: -1 }),
+    ).toThrow(RangeError);
+    const defaults = new CertificateRefresher({ store: new KeyStore(), download: async () => [] });
+    await expect(defaults.refresh()).resolves.toBe(true);
+    await expect(defaults.refresh()).resolves.toBe(false);
+  });
+});
+
+describe("end to end: a notification signed with a brand-new certificate", () => {
+  let fake: FakeWechat;
+  beforeAll(async () => {
+    fake = await startFakeWechat();
+  });
+  afterAll(() => fake.close());
+
+  it("is verified after one lazy download from the fake WeChat", async () => {
+    const merchant = rsaKeyPair();
+    fake.respond = () =>
+      signedJson({
+        body: JSON.stringify({
+          data: [oldCert, newCert].map((c) =>
+            certificateEntry({ pem: c.pem, serial: c.serial, apiV3Key: TEST_APIV3_KEY }),
+          ),
+        }),
+        privateKey: newCert.privateKey,
+        serial: newCert.serial,
+      });
+    const store = new KeyStore();
+    store.addCertificate(oldCert.pem);
+    const refresher = new CertificateRefresher({
+      store,
+      download: () =>
+        downloadCertificates({
+          baseUrl: fake.baseUrl,
+          mchid: "1900000001",
+          merchantSerialNo: "ABCDEF",
+          merchantPrivateKey: merchant.privateKey,
+          apiV3Key: TEST_APIV3_KEY,
+          trustedKeys: store,
+        }),
+    });
+    const notification = createSignedV3Notification({
+      eventType: "TRANSACTION.SUCCESS",
+      originalType: "transaction",
+      resource: { hello: "world" },
+      apiV3Key: TEST_APIV3_KEY,
+      privateKey: newCert.privateKey,
+      serial: newCert.serial,
+    });
+    const headers = readV3Headers(notification.headers);
+    await expect(verifyV3Async(headers, notification.body, { keys: refresher })).resolves.toBeUndefined();
+    expect(fake.requests).toHaveLength(1);
+    expect(store.describe().map((e) => e.id)).toEqual([oldCert.serial, newCert.serial]);
+    // A forged serial right after: no second request to WeChat.
+    expect(
+      await asyncCodeOf(() => verifyV3Async({ ...headers, serial: "FORGED" }, notification.body, { keys: refresher })),
+    ).toBe("SERIAL_UNKNOWN");
+    expect(fake.requests).toHaveLength(1);
+  });
+});

@@ -1,0 +1,295 @@
+import { describe, expect, it } from "vitest";
+import {
+  buildV2Xml,
+  cdata,
+  decodeXmlText,
+  decryptV2ReqInfo,
+  encryptAes256Ecb,
+  encryptV2ReqInfo,
+  openV2PaymentNotification,
+  openV2RefundNotification,
+  parseV2Xml,
+  signV2,
+  V2_REPLY_CONTENT_TYPE,
+  V2_REPLY_STATUS,
+  type V2SignType,
+  v2RefundKey,
+  v2Reply,
+  v2SignString,
+  verifyV2,
+} from "../src/index.ts";
+import { codeOf } from "./support/keys.ts";
+import { vectors } from "./support/vectors.ts";
+
+const KEY = vectors.V8.key;
+
+function messageOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    return `${(e as { code: string }).code}: ${(e as Error).message}`;
+  }
+  throw new Error("expected a throw");
+}
+
+describe("parseV2Xml: values", () => {
+  it("returns flat string fields: CDATA verbatim, bare text entity-decoded, leading zeros kept", () => {
+    const xml = `<?xml version="1.0" encoding="UTF-8"?>
+<xml>
+  <return_code><![CDATA[SUCCESS]]></return_code>
+  <total_fee>00123</total_fee>
+  <attach><![CDATA[a&b <c> ]]]]><![CDATA[>]]></attach>
+  <note>x &lt;&gt;&amp;&quot;&apos; &#20320;&#x597D; y</note>
+  <spaced>  kept  </spaced>
+  <mixed>12<!-- comment -->3<![CDATA[4]]></mixed>
+  <empty></empty>
+  <selfclosed/>
+  <with_attr id="1">v</with_attr>
+</xml>`;
+    expect(parseV2Xml(xml)).toEqual({
+      return_code: "SUCCESS",
+      total_fee: "00123",
+      attach: "a&b <c> ]]>",
+      note: "x <>&\"' 你好 y",
+      spaced: "  kept  ",
+      mixed: "1234",
+      empty: "",
+      selfclosed: "",
+      with_attr: "v",
+    });
+  });
+
+  it("accepts a UTF-8 BOM and Buffer input; a CDATA section may mention <!DOCTYPE", () => {
+    expect(parseV2Xml(Buffer.from("\ufeff<xml><a>1</a></xml>", "utf8"))).toEqual({ a: "1" });
+    expect(parseV2Xml("<xml><a><![CDATA[<!DOCTYPE x>]]></a><!-- <!ENTITY y> --></xml>")).toEqual({ a: "<!DOCTYPE x>" });
+  });
+
+  it("element names that shadow Object.prototype members are refused, never renamed", () => {
+    for (const name of ["__proto__", "constructor", "prototype", "toString", "hasOwnProperty", "valueOf"]) {
+      expect(codeOf(() => parseV2Xml(`<xml><${name}>x</${name}></xml>`))).toBe("XML_INVALID");
+    }
+    expect(messageOf(() => parseV2Xml("<xml><toString>x</toString></xml>"))).toMatch(
+      /element name <toString> is not allowed/,
+    );
+    const fields = parseV2Xml("<xml><to_string>y</to_string></xml>");
+    expect(Object.getPrototypeOf(fields)).toBe(Object.prototype);
+    expect(fields).toEqual({ to_string: "y" });
+  });
+});
+
+describe("parseV2Xml: hostile and broken input", () => {
+  const bomb = `<?xml version="1.0"?>
+<!DOCTYPE lolz [
+ <!ENTITY lol "lol">
+ <!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+ <!ENTITY lol9 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+]>
+<xml><return_code>&lol9;</return_code></xml>`;
+
+  it("entity bomb: rejected at the DOCTYPE, before any expansion", () => {
+    expect(messageOf(() => parseV2Xml(bomb))).toBe(
+      "XML_INVALID: <!DOCTYPE> is not allowed (no DTD, no entity declarations)",
+    );
+  });
+
+  it("XXE and any other declaration are rejected; so is a lower-case doctype", () => {
+    const xxe = '<!DOCTYPE xml [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><xml><a>&xxe;</a></xml>';
+    expect(codeOf(() => parseV2Xml(xxe))).toBe("XML_INVALID");
+    expect(codeOf(() => parseV2Xml("<!doctype xml><xml><a>1</a></xml>"))).toBe("XML_INVALID");
+    expect(codeOf(() => parseV2Xml('<xml><!ENTITY a "b"><a>1</a></xml>'))).toBe("XML_INVALID");
+    expect(messageOf(() => parseV2Xml("<xml><!-- x --><! ><a>1</a></xml>"))).toMatch(/<!declaration>/);
+  });
+
+  it("decodeXmlText on its own: predefined entities and char refs only", () => {
+    expect(decodeXmlText("a &amp;&lt;&#65;&#x42; b")).toBe("a &<AB b");
+    expect(decodeXmlText("no entities")).toBe("no entities");
+    expect(messageOf(() => decodeXmlText("a & b"))).toMatch(/bare "&"/);
+    expect(messageOf(() => decodeXmlText("&amp"))).toMatch(/bare "&"/);
+    expect(messageOf(() => decodeXmlText("&nbsp;"))).toMatch(/undeclared entity &nbsp;/);
+  });
+
+  it("unterminated CDATA sections and comments are not well-formed", () => {
+    expect(codeOf(() => parseV2Xml("<xml><a><![CDATA[x</a></xml>"))).toBe("XML_INVALID");
+    expect(codeOf(() => parseV2Xml("<xml><a>1</a><!-- x </xml>"))).toBe("XML_INVALID");
+  });
+
+  it("undeclared entities, bare ampersands and invalid character references are rejected", () => {
+    expect(messageOf(() => parseV2Xml("<xml><a>&lol;</a></xml>"))).toMatch(/undeclared entity &lol;/);
+    expect(codeOf(() => parseV2Xml("<xml><a>a & b</a></xml>"))).toBe("XML_INVALID");
+    expect(codeOf(() => parseV2Xml("<xml><a>&#0;</a></xml>"))).toBe("XML_INVALID");
+    expect(codeOf(() => parseV2Xml("<xml><a>&#xD800;</a></xml>"))).toBe("XML_INVALID");
+    expect(codeOf(() => parseV2Xml("<xml><a>&#x110000;</a></xml>"))).toBe("XML_INVALID");
+  });
+
+  it("duplicate fields are rejected, not merged or overwritten", () => {
+    const dup = "<xml><total_fee>1</total_fee><total_fee>100000</total_fee></xml>";
+    expect(messageOf(() => parseV2Xml(dup))).toBe("XML_INVALID: field <total_fee> appears more than once");
+  });
+
+  it("10 MB body: XML_TOO_LARGE from the byte count alone; limit configurable, counted in bytes", () => {
+    const big = Buffer.alloc(10 * 1024 * 1024, 0x20);
+    expect(codeOf(() => parseV2Xml(big))).toBe("XML_TOO_LARGE");
+    const xml = "<xml><a>你好</a></xml>"; // 24 bytes, 20 characters
+    expect([Buffer.byteLength(xml), xml.length]).toEqual([24, 20]);
+    expect(codeOf(() => parseV2Xml(xml, { maxBytes: 23 }))).toBe("XML_TOO_LARGE");
+    expect(parseV2Xml(xml, { maxBytes: 24 })).toEqual({ a: "你好" });
+  });
+
+  it("depth is limited; nested fields are rejected", () => {
+    const deep = `<xml>${"<a>".repeat(20)}x${"</a>".repeat(20)}</xml>`;
+    expect(messageOf(() => parseV2Xml(deep))).toMatch(
+      /^XML_INVALID: XML could not be parsed: Maximum nested tags exceeded/,
+    );
+    expect(messageOf(() => parseV2Xml("<xml><a><b>1</b></a></xml>"))).toBe(
+      "XML_INVALID: <a> contains the element <b>: APIv2 fields are flat",
+    );
+    expect(codeOf(() => parseV2Xml("<xml><a><b>1</b></a></xml>", { maxDepth: 1 }))).toBe("XML_INVALID");
+  });
+
+  it("empty, not XML, not well-formed, wrong or several roots, stray text, invalid UTF-8", () => {
+    const cases: Array<[string | Buffer, RegExp]> = [
+      ["", /empty/],
+      ["   \n", /empty/],
+      [Buffer.alloc(0), /empty/],
+      ["success", /not well-formed/],
+      ["<xml><a>1</b></xml>", /not well-formed/],
+      ["<xml><a>1</a>", /not well-formed/],
+      ["<xml><a>1</a></xml><xml></xml>", /not well-formed/],
+      ["<root><a>1</a></root>", /expected root element <xml>, got <root>/],
+      ["<xml>text<a>1</a></xml>", /text outside of any field/],
+      ["<xml><![CDATA[x]]><a>1</a></xml>", /text outside of any field/],
+      ["<![CDATA[x]]><xml><a>1</a></xml>", /expected a single <xml> element and nothing else/],
+      [Buffer.from([0x3c, 0x78, 0x6d, 0x6c, 0x3e, 0xff, 0x3c, 0x2f, 0x78, 0x6d, 0x6c, 0x3e]), /not valid UTF-8/],
+      [42 as unknown as string, /string or a Buffer/],
+    ];
+    for (const [input, message] of cases) {
+      const got = messageOf(() => parseV2Xml(input));
+      expect(got.startsWith("XML_INVALID: ")).toBe(true);
+      expect(got).toMatch(message);
+    }
+  });
+});
+
+describe("buildV2Xml / cdata", () => {
+  it("round-trips any value, including ]]> and Chinese text; keeps insertion order", () => {
+    const fields = { return_code: "SUCCESS", attach: "x]]>y]]>", body: "腾讯充值中心-QQ会员充值", total_fee: "0001" };
+    const xml = buildV2Xml(fields);
+    expect(xml.startsWith("<xml><return_code><![CDATA[SUCCESS]]></return_code><attach>")).toBe(true);
+    expect(parseV2Xml(xml)).toEqual(fields);
+    expect(cdata("a]]>b")).toBe("<![CDATA[a]]]]><![CDATA[>b]]>");
+  });
+  it("refuses names that are not XML names", () => {
+    expect(() => buildV2Xml({ "a b": "1" })).toThrow(RangeError);
+    expect(() => buildV2Xml({ "1a": "1" })).toThrow(RangeError);
+  });
+});
+
+describe("signV2 / verifyV2", () => {
+  const params = {
+    appid: "wxd930ea5d5a258f4f",
+    mch_id: "10000100",
+    body: "test",
+    device_info: "1000",
+    nonce_str: "ibuaiVcKdpRxkhJA",
+  };
+
+  it("drops sign and empty values, sorts by byte order, keeps values raw", () => {
+    expect(v2SignString({ b: "2", a: "1", sign: "X", empty: "", Z: "upper", _u: "u" }, "k")).toBe(
+      "Z=upper&_u=u&a=1&b=2&key=k",
+    );
+    expect(v2SignString({ a: " spaced & raw=1 " }, "k")).toBe("a= spaced & raw=1 &key=k");
+    expect(signV2({ ...params, sign: "ignored", empty: "" }, KEY, "MD5")).toBe(vectors.V8.md5);
+  });
+
+  it("rejects missing/blank sign, unknown sign types, empty keys", () => {
+    expect(messageOf(() => verifyV2(params, KEY))).toBe("V2_SIGN_INVALID: the v2 message has no sign field");
+    expect(codeOf(() => verifyV2({ ...params, sign: "  " }, KEY))).toBe("V2_SIGN_INVALID");
+    expect(codeOf(() => verifyV2({ ...params, sign: "ABC" }, KEY))).toBe("V2_SIGN_INVALID");
+    expect(codeOf(() => signV2(params, KEY, "SHA1" as V2SignType))).toBe("V2_SIGN_INVALID");
+    expect(codeOf(() => signV2(params, "", "MD5"))).toBe("KEY_INVALID");
+    expect(codeOf(() => verifyV2({ ...params, sign: vectors.V8.md5 }, ""))).toBe("KEY_INVALID");
+  });
+
+  it("accepts either algorithm whatever sign_type claims", () => {
+    const claimsHmac = { ...params, sign_type: "HMAC-SHA256" };
+    expect(verifyV2({ ...claimsHmac, sign: signV2(claimsHmac, KEY, "MD5") }, KEY)).toBe("MD5");
+    expect(verifyV2({ ...claimsHmac, sign: signV2(claimsHmac, KEY, "HMAC-SHA256") }, KEY)).toBe("HMAC-SHA256");
+  });
+
+  it("openV2PaymentNotification parses and verifies", () => {
+    const fields = { return_code: "SUCCESS", result_code: "SUCCESS", out_trade_no: "1409811653", total_fee: "1" };
+    const body = buildV2Xml({ ...fields, sign: signV2(fields, KEY, "HMAC-SHA256") });
+    expect(openV2PaymentNotification(Buffer.from(body), KEY)).toEqual({
+      fields: { ...fields, sign: signV2(fields, KEY, "HMAC-SHA256") },
+      signType: "HMAC-SHA256",
+    });
+    expect(codeOf(() => openV2PaymentNotification(body.replace("1409811653", "1409811654"), KEY))).toBe(
+      "V2_SIGN_INVALID",
+    );
+    expect(codeOf(() => openV2PaymentNotification(buildV2Xml({ return_code: "FAIL", return_msg: "x" }), KEY))).toBe(
+      "V2_SIGN_INVALID",
+    );
+  });
+});
+
+describe("refund notifications (req_info)", () => {
+  const v = vectors.V12;
+  const outer = {
+    return_code: "SUCCESS",
+    appid: "wx2421b1c4370ec43b",
+    mch_id: "10000100",
+    nonce_str: "TeqClE3i0mvn3DrK",
+  };
+
+  it("openV2RefundNotification decrypts the real vector inside a notification", () => {
+    const body = buildV2Xml({ ...outer, req_info: v.req_info });
+    const opened = openV2RefundNotification(body, v.api_key);
+    expect(opened.outer.mch_id).toBe("10000100");
+    expect(opened.refund).toEqual(v.expected_fields);
+  });
+
+  it("round-trips simulator-made req_info, and fails without req_info or with the wrong key", () => {
+    const fields = {
+      out_refund_no: "R1",
+      refund_status: "CHANGE",
+      refund_recv_accout: "支付用户零钱",
+      refund_fee: "00100",
+    };
+    const reqInfo = encryptV2ReqInfo(fields, KEY);
+    expect(decryptV2ReqInfo(reqInfo, KEY)).toEqual(fields);
+    expect(openV2RefundNotification(buildV2Xml({ ...outer, req_info: reqInfo }), KEY).refund).toEqual(fields);
+    expect(messageOf(() => openV2RefundNotification(buildV2Xml(outer), KEY))).toMatch(
+      /^XML_INVALID: refund notification has no req_info \(return_code=SUCCESS\)/,
+    );
+    expect(messageOf(() => openV2RefundNotification("<xml><req_info></req_info></xml>", KEY))).toMatch(
+      /return_code=\?/,
+    );
+    expect(codeOf(() => decryptV2ReqInfo(reqInfo, `${KEY}0`))).toBe("DECRYPT_FAILED");
+    expect(codeOf(() => decryptV2ReqInfo(reqInfo, ""))).toBe("KEY_INVALID");
+  });
+
+  it("a well-padded plaintext that is not a <root> document is DECRYPT_FAILED (ECB has no tag)", () => {
+    const notXml = encryptAes256Ecb(Buffer.from("hello"), v2RefundKey(KEY));
+    const wrongRoot = encryptAes256Ecb("<xml><a>1</a></xml>", v2RefundKey(KEY));
+    expect(codeOf(() => decryptV2ReqInfo(notXml, KEY))).toBe("DECRYPT_FAILED");
+    expect(codeOf(() => decryptV2ReqInfo(wrongRoot, KEY))).toBe("DECRYPT_FAILED");
+  });
+});
+
+describe("v2Reply", () => {
+  it("success is exactly WeChat's string", () => {
+    expect(v2Reply(true)).toBe(
+      "<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>",
+    );
+    expect(V2_REPLY_STATUS).toBe(200);
+    expect(V2_REPLY_CONTENT_TYPE).toMatch(/^text\/xml/);
+  });
+  it("failure carries the reason safely, and parses back", () => {
+    expect(v2Reply(false, "签名失败")).toBe(
+      "<xml><return_code><![CDATA[FAIL]]></return_code><return_msg><![CDATA[签名失败]]></return_msg></xml>",
+    );
+    expect(parseV2Xml(v2Reply(false, "a]]>b"))).toEqual({ return_code: "FAIL", return_msg: "a]]>b" });
+    expect(parseV2Xml(v2Reply(false, " "))).toEqual({ return_code: "FAIL", return_msg: "FAIL" });
+  });
+});
