@@ -252,7 +252,9 @@ export function loadSimKeys(dir: string): SimKeys {
   const abs = resolve(dir);
   const envPath = join(abs, KEY_FILES.env);
   if (!existsSync(envPath)) {
-    throw new SimKeysError(`${abs} holds no simulator keys (no ${KEY_FILES.env} file); run \`wechatpay-sim keys --out ${dir}\``);
+    throw new SimKeysError(
+      `${abs} holds no simulator keys (no ${KEY_FILES.env} file); run \`wechatpay-sim keys --out ${dir}\``,
+    );
   }
   let file: Record<string, string>;
   try {

@@ -1,0 +1,163 @@
+import { appendFileSync, existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { KEY_FILES } from "./keys.ts";
+import type { Api, RefundStatus } from "./notifications.ts";
+
+/**
+ * What the simulated WeChat Pay has done, one JSON object per line in `<keys folder>/journal.jsonl`.
+ * pay/refund/close/load append to it; `serve` answers order and refund queries from it. A payment is
+ * recorded when it happens (before its notification is delivered): for WeChat the order is paid whether or
+ * not the merchant acknowledged the notification — which is exactly why merchants query orders.
+ */
+
+export interface PayEntry {
+  type: "pay";
+  at: string;
+  api: Api;
+  mchid: string;
+  appid: string;
+  outTradeNo: string;
+  transactionId: string;
+  amount: number;
+  openid: string;
+  successTime: string;
+  notificationId: string;
+}
+
+export interface RefundEntry {
+  type: "refund";
+  at: string;
+  api: Api;
+  mchid: string;
+  outTradeNo: string;
+  transactionId: string;
+  outRefundNo: string;
+  refundId: string;
+  total: number;
+  refund: number;
+  status: RefundStatus;
+  successTime: string;
+  notificationId: string;
+}
+
+export interface CloseEntry {
+  type: "close";
+  at: string;
+  mchid: string;
+  appid: string;
+  outTradeNo: string;
+  amount: number;
+}
+
+export type JournalEntry = PayEntry | RefundEntry | CloseEntry;
+
+export function journalPath(keysDir: string): string {
+  return join(keysDir, KEY_FILES.journal);
+}
+
+/** Appends entries in one write (O_APPEND keeps lines of concurrent writers whole). */
+export function appendJournal(keysDir: string, entries: readonly JournalEntry[]): void {
+  if (entries.length === 0) return;
+  appendFileSync(journalPath(keysDir), `${entries.map((e) => JSON.stringify(e)).join("\n")}\n`, { mode: 0o600 });
+}
+
+/** Reads the journal; lines that are not JSON objects of a known type are skipped. */
+export function readJournal(keysDir: string): JournalEntry[] {
+  const path = journalPath(keysDir);
+  if (!existsSync(path)) return [];
+  const entries: JournalEntry[] = [];
+  for (const line of readFileSync(path, "utf8").split("\n")) {
+    if (line.trim() === "") continue;
+    try {
+      const entry = JSON.parse(line) as JournalEntry;
+      if (entry && (entry.type === "pay" || entry.type === "refund" || entry.type === "close")) entries.push(entry);
+    } catch {
+      // A torn last line (killed writer) is ignored.
+    }
+  }
+  return entries;
+}
+
+export type TradeState = "NOTPAY" | "SUCCESS" | "CLOSED" | "REFUND";
+
+export interface OrderState {
+  outTradeNo: string;
+  mchid: string;
+  appid: string;
+  amount: number;
+  tradeState: TradeState;
+  transactionId?: string;
+  openid?: string;
+  successTime?: string;
+  closedAt?: string;
+  refunds: RefundEntry[];
+}
+
+/** Folds the journal into the current state of every order WeChat (the simulator) knows. */
+export function orderStates(entries: readonly JournalEntry[]): Map<string, OrderState> {
+  const orders = new Map<string, OrderState>();
+  for (const e of entries) {
+    const order = orders.get(e.outTradeNo);
+    if (e.type === "close") {
+      if (order) {
+        if (order.tradeState === "NOTPAY") order.tradeState = "CLOSED";
+        order.closedAt = e.at;
+      } else {
+        orders.set(e.outTradeNo, {
+          outTradeNo: e.outTradeNo,
+          mchid: e.mchid,
+          appid: e.appid,
+          amount: e.amount,
+          tradeState: "CLOSED",
+          closedAt: e.at,
+          refunds: [],
+        });
+      }
+    } else if (e.type === "pay") {
+      const next: OrderState = {
+        outTradeNo: e.outTradeNo,
+        mchid: e.mchid,
+        appid: e.appid,
+        amount: e.amount,
+        tradeState: "SUCCESS",
+        transactionId: e.transactionId,
+        openid: e.openid,
+        successTime: e.successTime,
+        refunds: order?.refunds ?? [],
+      };
+      if (order?.closedAt !== undefined) next.closedAt = order.closedAt;
+      if (next.refunds.some((r) => r.status === "SUCCESS")) next.tradeState = "REFUND";
+      orders.set(e.outTradeNo, next);
+    } else {
+      const target =
+        order ??
+        ({
+          outTradeNo: e.outTradeNo,
+          mchid: e.mchid,
+          appid: "",
+          amount: e.total,
+          tradeState: "NOTPAY",
+          transactionId: e.transactionId,
+          refunds: [],
+        } satisfies OrderState);
+      const existing = target.refunds.findIndex((r) => r.outRefundNo === e.outRefundNo);
+      if (existing === -1) target.refunds.push(e);
+      else target.refunds[existing] = e;
+      if (e.status === "SUCCESS" && target.tradeState === "SUCCESS") target.tradeState = "REFUND";
+      orders.set(e.outTradeNo, target);
+    }
+  }
+  return orders;
+}
+
+/** Latest state of one order, or undefined. */
+export function findOrder(keysDir: string, outTradeNo: string): OrderState | undefined {
+  return orderStates(readJournal(keysDir)).get(outTradeNo);
+}
+
+/** Latest record of one refund, or undefined. */
+export function findRefund(keysDir: string, outRefundNo: string): RefundEntry | undefined {
+  let found: RefundEntry | undefined;
+  for (const e of readJournal(keysDir)) if (e.type === "refund" && e.outRefundNo === outRefundNo) found = e;
+  return found;
+}

@@ -1,0 +1,209 @@
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { createTestDatabase, type TestDatabase } from "@wpn/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { COMMANDS } from "../src/cli.ts";
+import { findOrder } from "../src/journal.ts";
+import { runSim, tempKeys } from "./support/cli.ts";
+import { type Receiver, startReceiver } from "./support/receiver.ts";
+
+const repo = fileURLToPath(new URL("../../..", import.meta.url));
+const temp = tempKeys();
+let receiver: Receiver;
+let database: TestDatabase;
+
+beforeAll(async () => {
+  receiver = await startReceiver({ keys: temp.keys });
+  database = await createTestDatabase("sim_cli");
+});
+afterAll(async () => {
+  await receiver.close();
+  await database.drop();
+  temp.cleanup();
+});
+
+describe("command line", () => {
+  it("prints help for every command with usage and exit codes", async () => {
+    expect(COMMANDS.map((c) => c.name)).toEqual(["keys", "pay", "refund", "close", "load", "scenario", "serve"]);
+    for (const c of COMMANDS) {
+      const r = await runSim([c.name, "--help"]);
+      expect(r.code, c.name).toBe(0);
+      expect(r.stdout).toContain(`wechatpay-sim ${c.name}`);
+      expect(r.stdout).toContain("Usage:");
+      expect(r.stdout).toContain("Exit codes:");
+      for (const option of Object.keys(c.options)) expect(r.stdout, `${c.name} --${option}`).toContain(`--${option}`);
+    }
+    const main = await runSim(["--help"]);
+    expect(main.code).toBe(0);
+    for (const c of COMMANDS) expect(main.stdout).toContain(c.name);
+    expect((await runSim(["help", "pay"])).stdout).toContain("wechatpay-sim pay");
+    expect((await runSim([])).code).toBe(2);
+  });
+
+  it("usage errors exit 2 and name the flag", async () => {
+    const cases: [string[], string][] = [
+      [["frobnicate"], "unknown command"],
+      [["pay", "--keys", temp.keys.dir, "--bogus"], "--bogus"],
+      [["pay", "--keys", temp.keys.dir, "--amount", "12.5"], "--amount"],
+      [["pay", "--keys", temp.keys.dir, "--amount"], "--amount"],
+      [["pay", "--keys", temp.keys.dir, "--url", "ftp://x"], "--url"],
+      [["pay", "--keys", temp.keys.dir, "--sign-type", "SHA1", "--v2"], "--sign-type"],
+      [["pay", "--keys", temp.keys.dir, "--sign-type", "MD5"], "--v2"],
+      [["pay", "--keys", temp.keys.dir, "--time-scale", "0"], "--time-scale"],
+      [["pay", "--keys", temp.keys.dir, "--signer", "nobody"], "--signer"],
+      [["pay", "--keys", temp.keys.dir, "--mchid", "x1"], "--mchid"],
+      [["pay", "--keys", "/nonexistent/keys"], "--keys"],
+      [["refund", "--keys", "/nonexistent/keys", "--amount", "x"], "--amount"],
+      [["pay", "--no-retry=yes", "--keys", temp.keys.dir], "--no-retry"],
+      [["close", "--keys", temp.keys.dir], "--out-trade-no"],
+      [["scenario"], "scenario NAME is required"],
+    ];
+    for (const [args, text] of cases) {
+      const r = await runSim(args);
+      expect(r.code, args.join(" ")).toBe(2);
+      expect(r.stderr, args.join(" ")).toContain(text);
+    }
+  });
+
+  it("finds the keys folder from WECHATPAY_SIM_KEYS or .dev/keys when --keys is absent", async () => {
+    const viaEnv = await runSim(["pay", "--url", receiver.v3, "--no-retry"], {
+      env: { WECHATPAY_SIM_KEYS: temp.keys.dir },
+    });
+    expect(viaEnv.code, viaEnv.stderr).toBe(0);
+    const none = await runSim(["pay", "--url", receiver.v3], { cwd: temp.dir });
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain(".dev/keys");
+  });
+
+  it("pay --seed inserts the order with two items before paying it", async () => {
+    const r = await runSim([
+      "pay",
+      "--keys",
+      temp.keys.dir,
+      "--url",
+      receiver.v3,
+      "--seed",
+      "--database-url",
+      database.url,
+      "--out-trade-no",
+      "CREATE-1",
+      "--amount",
+      "700",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain("created order CREATE-1");
+    const rows = await database.db.pool.query<{ amount: number; items: string; mchid: string }>(
+      `SELECT o."amountTotal" AS amount, o."mchid", count(i."id") AS items FROM "Order" o JOIN "OrderItem" i ON i."orderId" = o."id"
+       WHERE o."outTradeNo" = 'CREATE-1' GROUP BY o."id"`,
+    );
+    expect(rows.rows[0]).toEqual({ amount: 700, items: "2", mchid: temp.keys.mchid });
+    const again = await runSim([
+      "pay",
+      "--keys",
+      temp.keys.dir,
+      "--url",
+      receiver.v3,
+      "--seed",
+      "--database-url",
+      database.url,
+      "--out-trade-no",
+      "CREATE-1",
+    ]);
+    expect(again.stdout).toContain("already exists");
+  });
+
+  it("close: journal CLOSED, database row NOTPAY → CLOSED, nothing sent without --then-pay", async () => {
+    await database.db.pool.query(
+      `INSERT INTO "Order" ("outTradeNo", "mchid", "appid", "amountTotal") VALUES ('CLOSE-1', $1, $2, 100)`,
+      [temp.keys.mchid, temp.keys.appid],
+    );
+    const before = receiver.received.length;
+    const closed = await runSim([
+      "close",
+      "--keys",
+      temp.keys.dir,
+      "--out-trade-no",
+      "CLOSE-1",
+      "--database-url",
+      database.url,
+    ]);
+    expect(closed.code, closed.stderr).toBe(0);
+    expect(closed.stdout).toContain("WeChat Pay sends no notification when an order is closed");
+    expect(closed.stdout).toContain("set Order CLOSE-1 from NOTPAY to CLOSED");
+    expect(receiver.received.length).toBe(before);
+    const row = await database.db.pool.query(`SELECT "status"::text AS s FROM "Order" WHERE "outTradeNo" = 'CLOSE-1'`);
+    expect(row.rows[0]?.s).toBe("CLOSED");
+    expect(findOrder(temp.keys.dir, "CLOSE-1")?.tradeState).toBe("CLOSED");
+    const twice = await runSim([
+      "close",
+      "--keys",
+      temp.keys.dir,
+      "--out-trade-no",
+      "CLOSE-1",
+      "--database-url",
+      database.url,
+    ]);
+    expect(twice.stdout).toContain("is CLOSED");
+  });
+
+  it("close --seed --then-pay: inserts, closes, then pays the closed order (PAID_AFTER_CLOSE)", async () => {
+    const before = receiver.received.length;
+    const r = await runSim([
+      "close",
+      "--keys",
+      temp.keys.dir,
+      "--url",
+      receiver.v3,
+      "--out-trade-no",
+      "LATE-1",
+      "--amount",
+      "300",
+      "--seed",
+      "--database-url",
+      database.url,
+      "--then-pay",
+    ]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toContain("created order LATE-1");
+    expect(r.stdout).toContain("set Order LATE-1 from NOTPAY to CLOSED");
+    expect(r.stdout).toContain("PAID_AFTER_CLOSE");
+    const row = await database.db.pool.query(`SELECT "status"::text AS s FROM "Order" WHERE "outTradeNo" = 'LATE-1'`);
+    expect(row.rows[0]?.s).toBe("CLOSED");
+    const event = receiver.received[before]?.event;
+    if (event?.kind !== "transaction") throw new Error("expected a payment");
+    expect(event.transaction.out_trade_no).toBe("LATE-1");
+    expect(event.transaction.amount.total).toBe(300);
+    const state = findOrder(temp.keys.dir, "LATE-1");
+    expect(state?.tradeState).toBe("SUCCESS");
+    expect(state?.closedAt).toBeDefined();
+  });
+
+  it("the bin shim and the root npm script run the CLI", { timeout: 60_000 }, () => {
+    const shim = spawnSync(process.execPath, ["apps/sim/bin/wechatpay-sim.js", "pay", "--help"], {
+      cwd: repo,
+      encoding: "utf8",
+    });
+    expect(shim.status, shim.stderr).toBe(0);
+    expect(shim.stdout).toContain("wechatpay-sim pay");
+    const bad = spawnSync(
+      process.execPath,
+      ["apps/sim/bin/wechatpay-sim.js", "pay", "--amount", "x", "--keys", temp.keys.dir],
+      {
+        cwd: repo,
+        encoding: "utf8",
+      },
+    );
+    expect(bad.status).toBe(2);
+    const direct = spawnSync(process.execPath, ["--import", "tsx", "apps/sim/src/cli.ts", "keys", "--help"], {
+      cwd: repo,
+      encoding: "utf8",
+    });
+    expect(direct.status, direct.stderr).toBe(0);
+    expect(direct.stdout).toContain("wechatpay-sim keys");
+    if (existsSync(`${repo}/node_modules/.bin/wechatpay-sim`)) {
+      const linked = spawnSync(`${repo}/node_modules/.bin/wechatpay-sim`, ["--help"], { cwd: repo, encoding: "utf8" });
+      expect(linked.status, linked.stderr).toBe(0);
+    }
+  });
+});
