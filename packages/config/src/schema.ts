@@ -63,6 +63,22 @@ export const envSchema = z.object({
   WORKER_CONCURRENCY: int(1, 500).default(8),
   /** Worker processes `npm start` launches. */
   WORKER_PROCESSES: int(1, 64).default(1),
+  /**
+   * This process's index among the worker processes on one machine (0-based; the launcher sets it). The
+   * health server listens on WORKER_HEALTH_PORT + WORKER_INDEX, so processes on one machine do not collide.
+   */
+  WORKER_INDEX: int(0, 1_023).default(0),
+  /**
+   * How long a worker's claim on a job lasts without renewal (renewed every half of it while the job runs).
+   * A worker that dies (SIGKILL, power loss) leaves its jobs to be re-run after this; shorter = faster
+   * recovery, but an event loop blocked longer than this lets a healthy job be run twice (harmless: effects
+   * are idempotent, just wasted work).
+   */
+  WORKER_LOCK_DURATION_MS: int(1_000, 600_000).default(30_000),
+  /** How often each worker looks for jobs whose claim expired (stalled) and puts them back. */
+  WORKER_STALLED_INTERVAL_MS: int(500, 600_000).default(30_000),
+  /** Times a job may stall (its worker died) before it is failed and dead-lettered instead of re-run. */
+  WORKER_MAX_STALLED_COUNT: int(0, 100).default(3),
   /** How long a payment for an unknown out_trade_no keeps being retried before it is dead-lettered. */
   WORKER_UNKNOWN_ORDER_RETRY_SECONDS: int(1, 7 * 24 * 3600).default(3_600),
   /** Grace period for in-flight jobs on SIGTERM. */
@@ -72,10 +88,18 @@ export const envSchema = z.object({
   /** Publish applied business events to the `notify.publish` queue for the merchant's other systems. */
   PUBLISH_EVENTS: bool.default(false),
 
-  /** Dashboard users: `name:role:scrypt-hash` separated by commas (role viewer|operator). See README. */
+  /** Dashboard users: `name:role:scrypt-hash` separated by commas (role viewer|operator). See apps/dashboard/README.md. */
   DASHBOARD_USERS: z.string().optional(),
   /** Secret for signing dashboard session cookies (at least 32 characters). */
   DASHBOARD_SESSION_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
+  /** Lifetime of a dashboard login; the session cookie is refused after it (absolute, not sliding). */
+  DASHBOARD_SESSION_TTL_SECONDS: int(60, 7 * 24 * 3600).default(8 * 3600),
+  /** Mark dashboard cookies `Secure`: set to true whenever the dashboard is served over HTTPS (it should be). */
+  DASHBOARD_COOKIE_SECURE: bool.default(false),
+  /** Failed dashboard logins accepted per client IP per minute before answering 429. */
+  DASHBOARD_LOGIN_ATTEMPTS_PER_MINUTE: int(1, 1_000).default(5),
+  /** Behind a reverse proxy: trust X-Forwarded-For/-Host/-Proto for the client IP (rate limit) and origin checks. */
+  DASHBOARD_TRUST_PROXY: bool.default(false),
 });
 
 export type Env = z.infer<typeof envSchema>;

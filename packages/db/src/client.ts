@@ -30,7 +30,7 @@ export function createDb(options: DbOptions): Db {
     idleTimeoutMillis: 30_000,
     application_name: options.applicationName ?? "wechatpay-notify",
     // Unqualified names in raw SQL resolve to the configured schema, like Prisma's generated queries do.
-    options: `-c search_path=${target.schema}`,
+    options: `-c search_path=${target.schema} -c TimeZone=UTC`,
   });
   // An idle client losing its connection (PostgreSQL restart) emits 'error' on the pool; without a listener
   // that would crash the process. The pool discards the client and the next query reconnects.

@@ -1,0 +1,205 @@
+import { randomBytes } from "node:crypto";
+import fastifyCookie from "@fastify/cookie";
+import fastifyFormbody from "@fastify/formbody";
+import type { Config } from "@wpn/config";
+import type { Db } from "@wpn/db";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import type { Redis } from "ioredis";
+import { pino } from "pino";
+import { installCsrf } from "./auth/csrf.ts";
+import { actionName, installAuthGuard, SAFE_METHODS } from "./auth/guard.ts";
+import { LoginRateLimiter } from "./auth/rate-limit.ts";
+import { deriveKey, SessionCodec } from "./auth/session.ts";
+import { parseUsers } from "./auth/users.ts";
+import { createQueues, type DashboardContext } from "./context.ts";
+import { recordAudit } from "./data/audit.ts";
+import { createMetrics, type DashboardMetrics } from "./metrics.ts";
+import { registerDeadLetterRoutes } from "./routes/dead-letters.ts";
+import { registerHealthRoutes } from "./routes/health.ts";
+import { registerKeyRoutes } from "./routes/keys.ts";
+import { registerLoginRoutes } from "./routes/login.ts";
+import { registerNotificationRoutes } from "./routes/notification.ts";
+import { registerNotificationSearchRoutes } from "./routes/notifications.ts";
+import { registerOverviewRoutes } from "./routes/overview.ts";
+import { sendError } from "./routes/page.ts";
+import { BULL_BOARD_PATH, BULL_BOARD_READONLY_PATH, registerBullBoards } from "./routes/queues.ts";
+import { registerReviewRoutes } from "./routes/reviews.ts";
+
+export interface AppDeps {
+  config: Config;
+  db: Db;
+  /** An admin Redis connection (`createRedisConnection(url, "admin")`); the caller owns and closes it. */
+  redis: Redis;
+  /** pino logger; omitted = silent (tests). */
+  logger?: FastifyBaseLogger;
+  metrics?: DashboardMetrics;
+  /** Clock, for tests. */
+  now?: () => Date;
+}
+
+export interface RegisteredRoute {
+  method: string;
+  url: string;
+}
+
+declare module "fastify" {
+  interface FastifyInstance {
+    /** Every route registered in this app (ours and bull-board's), for the "nothing without login" test. */
+    readonly dashboardRoutes: readonly RegisteredRoute[];
+  }
+  interface FastifyRequest {
+    /** Set once the CSRF check passed, i.e. a mutating request really reached its handler (for auditing). */
+    mutationAllowed: boolean;
+  }
+}
+
+// Self only: no CDN, no external fonts (bull-board's page links Google Fonts; this keeps the browser from
+// fetching them), no inline scripts. Inline styles are allowed for our pages' <style> and bull-board's React.
+const CONTENT_SECURITY_POLICY = [
+  "default-src 'self'",
+  "script-src 'self'",
+  "style-src 'self' 'unsafe-inline'",
+  "img-src 'self' data:",
+  "font-src 'self'",
+  "connect-src 'self'",
+  "object-src 'none'",
+  "base-uri 'self'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+].join("; ");
+
+/**
+ * The dashboard as an un-listened Fastify instance (tests use inject(); main.ts listens). Order matters:
+ * cookie parsing, then the auth hook and CSRF check on the root instance, then routes and bull-board, so the
+ * hooks apply to every route.
+ */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const { config } = deps;
+  const logger = deps.logger ?? pino({ level: "silent" });
+  const now = deps.now ?? (() => new Date());
+  const app = Fastify({
+    loggerInstance: logger,
+    trustProxy: config.DASHBOARD_TRUST_PROXY,
+    bodyLimit: 256 * 1024,
+  });
+
+  let secret = config.DASHBOARD_SESSION_SECRET;
+  if (!secret) {
+    secret = randomBytes(32).toString("base64url");
+    logger.warn(
+      "DASHBOARD_SESSION_SECRET is not set: using a random per-process secret, so sessions end when the process restarts and are not shared between replicas",
+    );
+  }
+  const users = parseUsers(config.DASHBOARD_USERS);
+  if (users.size === 0) logger.warn("DASHBOARD_USERS is empty: nobody can log in (see apps/dashboard/README.md)");
+
+  const ctx: DashboardContext = {
+    config,
+    db: deps.db,
+    redis: deps.redis,
+    queues: createQueues(deps.redis, config.QUEUE_PREFIX),
+    prefix: config.QUEUE_PREFIX,
+    users,
+    sessions: new SessionCodec(secret, config.DASHBOARD_SESSION_TTL_SECONDS, () => now().getTime()),
+    loginLimiter: new LoginRateLimiter(config.DASHBOARD_LOGIN_ATTEMPTS_PER_MINUTE, 60_000, () => now().getTime()),
+    metrics: deps.metrics ?? createMetrics(),
+    now,
+  };
+
+  // A Queue re-emits its connection's errors; without a listener BullMQ prints each one. Redis being down is
+  // already visible in /health/ready, so log it at most every 10 s.
+  let lastQueueError = 0;
+  for (const queue of Object.values(ctx.queues)) {
+    queue.on("error", (error: Error) => {
+      if (Date.now() - lastQueueError < 10_000) return;
+      lastQueueError = Date.now();
+      logger.warn({ err: error }, "Redis error in a queue client");
+    });
+  }
+
+  const routes: RegisteredRoute[] = [];
+  app.decorate("dashboardRoutes", routes);
+  app.addHook("onRoute", (route) => {
+    for (const method of [route.method].flat()) routes.push({ method, url: route.url });
+  });
+
+  await app.register(fastifyCookie, { secret: deriveKey(secret, "cookie-signing").toString("base64url") });
+  await app.register(fastifyFormbody);
+  installAuthGuard(app, ctx);
+  await installCsrf(app, ctx);
+  app.decorateRequest("mutationAllowed", false);
+  app.addHook("preHandler", async (request) => {
+    // Root preHandlers run in order: reaching this one means the CSRF hook let the request through.
+    if (!SAFE_METHODS.has(request.method)) request.mutationAllowed = true;
+  });
+
+  app.addHook("onSend", async (_request, reply, payload) => {
+    reply.header("content-security-policy", CONTENT_SECURITY_POLICY);
+    reply.header("x-content-type-options", "nosniff");
+    reply.header("x-frame-options", "DENY");
+    // same-origin: our own requests keep a Referer (a fallback for the origin check), others get none.
+    reply.header("referrer-policy", "same-origin");
+    if (!reply.hasHeader("cache-control")) reply.header("cache-control", "no-store");
+    return payload;
+  });
+
+  app.addHook("onResponse", async (request, reply) => {
+    const route = request.routeOptions.url ?? "unmatched";
+    ctx.metrics.requests.inc({ method: request.method, route, status: String(reply.statusCode) });
+    ctx.metrics.requestDuration.observe({ method: request.method, route }, reply.elapsedTime / 1000);
+  });
+
+  // bull-board's actions are not ours to instrument, so they are audited from the outside, with the outcome,
+  // in onSend: before the response leaves, so a client that saw the answer can rely on the row existing.
+  // Our own actions audit themselves.
+  app.addHook("onSend", async (request, reply, payload) => {
+    const route = request.routeOptions.url ?? "";
+    const isBullBoard = route.startsWith(`${BULL_BOARD_PATH}/`) || route.startsWith(`${BULL_BOARD_READONLY_PATH}/`);
+    if (!isBullBoard || !request.mutationAllowed || !request.auth) return payload;
+    const action = actionName(request);
+    const params = request.params as Record<string, string>;
+    const ok = reply.statusCode < 400;
+    ctx.metrics.actions.inc({ action, result: ok ? "ok" : "error" });
+    try {
+      await recordAudit(
+        ctx.db.prisma,
+        {
+          actor: request.auth.user.name,
+          role: request.auth.user.role,
+          action,
+          target: [params.queueName, params.jobId ?? params.queueStatus].filter(Boolean).join("/") || undefined,
+          detail: { method: request.method, route, params, status: reply.statusCode },
+        },
+        now(),
+      );
+    } catch (error) {
+      request.log.error({ err: error, action }, "could not write the audit log for a bull-board action");
+    }
+    return payload;
+  });
+
+  app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
+    const status = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
+    if (status >= 500) {
+      request.log.error({ err: error }, "request failed");
+      return sendError(request, reply, status, "INTERNAL_ERROR", "Something went wrong; the error was logged.");
+    }
+    return sendError(request, reply, status, error.code ?? "BAD_REQUEST", error.message);
+  });
+  app.setNotFoundHandler((request, reply) => sendError(request, reply, 404, "NOT_FOUND", "No such page."));
+
+  registerHealthRoutes(app, ctx);
+  registerLoginRoutes(app, ctx);
+  registerOverviewRoutes(app, ctx);
+  registerNotificationSearchRoutes(app, ctx);
+  registerNotificationRoutes(app, ctx);
+  registerReviewRoutes(app, ctx);
+  registerDeadLetterRoutes(app, ctx);
+  registerKeyRoutes(app, ctx);
+  await registerBullBoards(app, ctx);
+
+  app.addHook("onClose", async () => {
+    await Promise.all(Object.values(ctx.queues).map((queue) => queue.close()));
+  });
+  return app;
+}

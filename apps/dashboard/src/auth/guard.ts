@@ -1,0 +1,80 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { DashboardContext } from "../context.ts";
+import { SESSION_COOKIE, type SessionClaims, type SessionUser } from "./session.ts";
+
+/**
+ * Per-route access, set in a route's `config`. Anything without `access` needs a session, and a mutating
+ * method (POST, PUT, PATCH, DELETE) additionally needs the operator role. Routes we do not declare
+ * ourselves (bull-board's, the 404 handler) therefore get the strictest treatment by default.
+ * - `public`: no session (login, health, metrics);
+ * - `session`: any logged-in user, also for mutating methods (logout).
+ */
+export type Access = "public" | "session";
+
+declare module "fastify" {
+  interface FastifyContextConfig {
+    access?: Access;
+  }
+  interface FastifyRequest {
+    /** Set by the root onRequest hook for every request that carries a valid session. */
+    auth: { user: SessionUser; claims: SessionClaims } | null;
+  }
+}
+
+export const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+
+/**
+ * Installs authentication and role checks as ONE onRequest hook on the root instance, so they cover every
+ * route registered anywhere in the app (bull-board's routes and API included) and the not-found handler.
+ * Must be called before any route or plugin is registered.
+ */
+export function installAuthGuard(app: FastifyInstance, ctx: DashboardContext): void {
+  app.decorateRequest("auth", null);
+
+  app.addHook("onRequest", async (request, reply) => {
+    const access = request.routeOptions.config?.access;
+    const auth = authenticate(request, ctx);
+    request.auth = auth;
+    if (access === "public") return;
+    if (!auth) return rejectUnauthenticated(request, reply);
+    if (!SAFE_METHODS.has(request.method) && access !== "session" && auth.user.role !== "operator") {
+      ctx.metrics.actions.inc({ action: actionName(request), result: "denied" });
+      request.log.warn(
+        { user: auth.user.name, role: auth.user.role, route: request.routeOptions.url },
+        "mutation denied: operator role required",
+      );
+      return reply.code(403).type("application/json").send({ error: "FORBIDDEN", message: "operator role required" });
+    }
+  });
+}
+
+function authenticate(request: FastifyRequest, ctx: DashboardContext): FastifyRequest["auth"] {
+  const claims = ctx.sessions.verify(request.cookies[SESSION_COOKIE]);
+  if (!claims) return null;
+  // The configuration, not the cookie, decides who exists and what role they have: removing a user or
+  // demoting them takes effect on the next request after a restart with the new DASHBOARD_USERS.
+  const user = ctx.users.get(claims.sub);
+  if (!user) return null;
+  return { user: { name: user.name, role: user.role }, claims };
+}
+
+function rejectUnauthenticated(request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const wantsPage =
+    (request.method === "GET" || request.method === "HEAD") &&
+    !request.url.includes("/api/") &&
+    (request.headers.accept ?? "").includes("text/html");
+  if (wantsPage) {
+    const next = request.url.startsWith("/") ? request.url : "/";
+    return reply.redirect(`/login?next=${encodeURIComponent(next)}`, 302);
+  }
+  return reply.code(401).type("application/json").send({ error: "UNAUTHENTICATED", message: "log in first" });
+}
+
+/** Metric/audit label of a mutating request: our routes name themselves; bull-board's are derived from the route pattern. */
+export function actionName(request: FastifyRequest): string {
+  const url = request.routeOptions.url ?? "unmatched";
+  const bullBoard =
+    /^\/queues(?:-readonly)?\/api\/queues(?:\/:queueName)?(?:\/:jobId)?\/([a-z-]+)(?:\/:queueStatus)?$/.exec(url);
+  if (bullBoard) return `queues.${bullBoard[1]}`;
+  return url;
+}

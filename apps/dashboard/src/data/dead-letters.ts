@@ -1,0 +1,131 @@
+import { recordReplay } from "@wpn/db";
+import {
+  type DeadLetter,
+  deadLetterSchema,
+  decodeJob,
+  QueueName,
+  type ReplayOutcome,
+  replayDeadLetter,
+} from "@wpn/queue";
+import type { SessionUser } from "../auth/session.ts";
+import type { DashboardContext } from "../context.ts";
+import { recordAudit } from "./audit.ts";
+
+/** Job states a dead letter can be in (nothing consumes notify.dead, so normally `waiting`; BullMQ 6 keeps
+ * a paused queue's jobs in `waiting` too). */
+const LETTER_STATES = ["waiting", "prioritized", "delayed"] as const;
+export const DEAD_LETTER_LIST_LIMIT = 500;
+/** Upper bound on one "replay selected" request. */
+export const REPLAY_BATCH_LIMIT = 200;
+
+export interface DeadLetterRow {
+  id: string;
+  state: string;
+  /** When it was dead-lettered (job creation), ms since the epoch. */
+  timestamp: number;
+  /** The letter without its payload (`data` holds the original job, which is not shown). */
+  letter?: Omit<DeadLetter, "data">;
+  /** Why the payload could not be read, when it could not. */
+  invalid?: string;
+}
+
+export async function listDeadLetters(ctx: DashboardContext): Promise<{ rows: DeadLetterRow[]; total: number }> {
+  const dead = ctx.queues[QueueName.Dead];
+  const [jobs, counts] = await Promise.all([
+    dead.getJobs([...LETTER_STATES], 0, DEAD_LETTER_LIST_LIMIT - 1, false),
+    dead.getJobCounts(...LETTER_STATES),
+  ]);
+  const rows = await Promise.all(
+    jobs.map(async (job): Promise<DeadLetterRow> => {
+      const decoded = decodeJob(deadLetterSchema, job.data);
+      const base = { id: job.id ?? "", state: await job.getState(), timestamp: job.timestamp };
+      if (!decoded.ok) return { ...base, invalid: decoded.message };
+      const { data: _payload, ...letter } = decoded.value;
+      return { ...base, letter };
+    }),
+  );
+  rows.sort((a, b) => b.timestamp - a.timestamp);
+  return { rows, total: Object.values(counts).reduce((a, b) => a + b, 0) };
+}
+
+/**
+ * Replays dead letters one by one with the pipeline's own functions: `replayDeadLetter` of @wpn/queue puts the
+ * original job back into its stage queue under its original id, and its `onReplayed` hook — which runs after
+ * the job is back and before the letter is removed — records the replay with `recordReplay` of @wpn/db
+ * (REPLAYED NotificationEvent, status out of DEAD/FAILED; the same code path as the worker's CLI) and then
+ * writes the AuditLog row. Should the audit write fail, the hook throws, the letter stays in notify.dead and
+ * the operator sees an error: replaying it again only re-runs an idempotent job.
+ * Letters not replayed (not found, invalid payload, original still in flight) are audited with their outcome.
+ */
+export async function replayDeadLetters(
+  ctx: DashboardContext,
+  ids: readonly string[],
+  actor: SessionUser,
+): Promise<ReplayOutcome[]> {
+  const outcomes: ReplayOutcome[] = [];
+  for (const id of ids) {
+    const outcome = await replayDeadLetter(
+      {
+        connection: ctx.redis,
+        prefix: ctx.prefix,
+        onReplayed: (letter) => recordDeadLetterReplay(ctx, id, letter, actor),
+      },
+      id,
+    );
+    outcomes.push(outcome);
+    if (outcome.status !== "replayed") {
+      await recordAudit(
+        ctx.db.prisma,
+        {
+          actor: actor.name,
+          role: actor.role,
+          action: "dead_letter.replay",
+          target: id,
+          detail: { outcome: outcome.status, message: outcome.message ?? null },
+        },
+        ctx.now(),
+      );
+    }
+    ctx.metrics.actions.inc({
+      action: "dead_letter.replay",
+      result: outcome.status === "replayed" ? "ok" : outcome.status,
+    });
+  }
+  return outcomes;
+}
+
+/** The database side of one replay (the `onReplayed` hook of `replayDeadLetter`). */
+export async function recordDeadLetterReplay(
+  ctx: DashboardContext,
+  deadLetterId: string,
+  letter: DeadLetter,
+  actor: SessionUser,
+): Promise<void> {
+  const recorded = letter.notificationId
+    ? await recordReplay(ctx.db.prisma, {
+        notificationId: letter.notificationId,
+        queue: letter.queue,
+        previousCode: letter.code,
+        actor: actor.name,
+      })
+    : false;
+  await recordAudit(
+    ctx.db.prisma,
+    {
+      actor: actor.name,
+      role: actor.role,
+      action: "dead_letter.replay",
+      target: deadLetterId,
+      detail: {
+        outcome: "replayed",
+        queue: letter.queue,
+        jobId: letter.jobId,
+        code: letter.code,
+        notificationId: letter.notificationId,
+        outTradeNo: letter.outTradeNo,
+        notificationEventRecorded: recorded,
+      },
+    },
+    ctx.now(),
+  );
+}

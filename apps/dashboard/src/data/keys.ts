@@ -1,0 +1,136 @@
+import { createHash, createPublicKey, X509Certificate } from "node:crypto";
+import type { DashboardContext } from "../context.ts";
+
+export interface CertificateStatus {
+  serial: string;
+  subject?: string;
+  notBefore: Date;
+  notAfter: Date;
+  /** Whole days until notAfter (truncated toward zero): 0 in the last day, -3 three full days after expiry. */
+  daysLeft: number;
+  expired: boolean;
+  source: "config" | "database";
+}
+
+export interface MerchantKeyStatus {
+  mchid: string;
+  appid: string;
+  source: "config" | "database";
+  enabled: boolean;
+  publicKeyId: string | null;
+  /** SHA-256 of the public key (SPKI DER), hex, to compare with WeChat's merchant platform; null if none. */
+  publicKeyFingerprint: string | null;
+  publicKeyError?: string;
+  /** Whether an APIv2 key is configured; the key itself is never read out. */
+  apiV2Key: boolean;
+  certificates: CertificateStatus[];
+  certificateErrors: string[];
+}
+
+const DAY_MS = 86_400_000;
+
+export function daysLeft(notAfter: Date, now: Date): number {
+  return Math.trunc((notAfter.getTime() - now.getTime()) / DAY_MS);
+}
+
+function fingerprint(pem: string): { value: string | null; error?: string } {
+  try {
+    const der = createPublicKey(pem).export({ type: "spki", format: "der" });
+    return { value: createHash("sha256").update(der).digest("hex") };
+  } catch (error) {
+    return {
+      value: null,
+      error: `public key does not parse: ${error instanceof Error ? error.message : String(error)}`,
+    };
+  }
+}
+
+/** Platform certificate PEMs as configured; a file may hold several certificates. */
+function certificatesFromPems(
+  pems: readonly string[],
+  now: Date,
+): { certificates: CertificateStatus[]; errors: string[] } {
+  const certificates: CertificateStatus[] = [];
+  const errors: string[] = [];
+  pems.forEach((pem, index) => {
+    const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+    if (blocks.length === 0) errors.push(`WECHATPAY_PLATFORM_CERT_PATHS file ${index + 1} holds no certificate`);
+    for (const block of blocks) {
+      try {
+        const cert = new X509Certificate(block);
+        const notAfter = new Date(cert.validTo);
+        certificates.push({
+          serial: cert.serialNumber.toUpperCase(),
+          subject: cert.subject.replaceAll("\n", ", "),
+          notBefore: new Date(cert.validFrom),
+          notAfter,
+          daysLeft: daysLeft(notAfter, now),
+          expired: notAfter <= now,
+          source: "config",
+        });
+      } catch (error) {
+        errors.push(`file ${index + 1}: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
+  });
+  return { certificates, errors };
+}
+
+/**
+ * Key status per merchant: the default merchant from the environment (public key file, platform certificate
+ * files) and every row of the Merchant table with its downloaded PlatformCertificates. Secrets (APIv3/APIv2
+ * keys) are never selected beyond "is one set".
+ */
+export async function loadKeyStatus(ctx: DashboardContext): Promise<MerchantKeyStatus[]> {
+  const now = ctx.now();
+  const { config } = ctx;
+  const configured = certificatesFromPems(config.platformCertificatePems, now);
+  const fp = fingerprint(config.publicKeyPem);
+  const defaultMerchant: MerchantKeyStatus = {
+    mchid: config.WECHATPAY_MCHID,
+    appid: config.WECHATPAY_APPID,
+    source: "config",
+    enabled: true,
+    publicKeyId: config.WECHATPAY_PUBLIC_KEY_ID,
+    publicKeyFingerprint: fp.value,
+    publicKeyError: fp.error,
+    apiV2Key: config.WECHATPAY_APIV2_KEY !== undefined,
+    certificates: configured.certificates,
+    certificateErrors: configured.errors,
+  };
+  const rows = await ctx.db.prisma.merchant.findMany({
+    select: {
+      mchid: true,
+      appid: true,
+      enabled: true,
+      publicKeyId: true,
+      publicKeyPem: true,
+      apiV2Key: true,
+      certificates: { select: { serial: true, notBefore: true, notAfter: true }, orderBy: { notAfter: "desc" } },
+    },
+    orderBy: { mchid: "asc" },
+  });
+  const fromDb = rows.map((row): MerchantKeyStatus => {
+    const rowFp = row.publicKeyPem ? fingerprint(row.publicKeyPem) : { value: null };
+    return {
+      mchid: row.mchid,
+      appid: row.appid,
+      source: "database",
+      enabled: row.enabled,
+      publicKeyId: row.publicKeyId,
+      publicKeyFingerprint: rowFp.value,
+      publicKeyError: rowFp.error,
+      apiV2Key: row.apiV2Key !== null && row.apiV2Key !== "",
+      certificates: row.certificates.map((c) => ({
+        serial: c.serial,
+        notBefore: c.notBefore,
+        notAfter: c.notAfter,
+        daysLeft: daysLeft(c.notAfter, now),
+        expired: c.notAfter <= now,
+        source: "database",
+      })),
+      certificateErrors: [],
+    };
+  });
+  return [defaultMerchant, ...fromDb];
+}

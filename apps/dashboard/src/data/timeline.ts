@@ -1,0 +1,273 @@
+import type { Prisma } from "@wpn/db";
+import {
+  DEAD_LETTER_STAGES,
+  deadLetterJobId,
+  deadLetterSchema,
+  decodeJob,
+  QueueName,
+  type Receipt,
+  readReceipt,
+} from "@wpn/queue";
+import type { Job } from "bullmq";
+import type { DashboardContext } from "../context.ts";
+
+/** One line of a notification's history, from whichever system saw it. */
+export interface TimelineEntry {
+  at: Date;
+  source: string;
+  title: string;
+  detail?: unknown;
+  tone: "ok" | "warn" | "bad" | "info" | "muted";
+}
+
+/** The BullMQ side of a notification, while Redis still has the job (completed jobs are trimmed after ~1 h). */
+export interface JobSnapshot {
+  queue: string;
+  id: string;
+  name: string;
+  state: string;
+  attemptsMade: number;
+  timestamp: number;
+  processedOn?: number;
+  finishedOn?: number;
+  failedReason?: string;
+  delay: number;
+  /** For a dead letter: why it was dead-lettered (code and one-line message; never the payload). */
+  deadLetter?: { stage: string; code: string; message: string; attemptsMade: number };
+}
+
+const NOTIFICATION_SELECT = {
+  id: true,
+  apiVersion: true,
+  mchid: true,
+  eventType: true,
+  receivedAt: true,
+  headers: true,
+  status: true,
+  attempts: true,
+  lastError: true,
+  errorCode: true,
+  outTradeNo: true,
+  transactionId: true,
+  outRefundNo: true,
+  appliedAt: true,
+  createdAt: true,
+  updatedAt: true,
+  events: { orderBy: [{ at: "asc" }, { id: "asc" }] },
+} satisfies Prisma.NotificationSelect;
+
+// The order as the console needs it: no payer identity (payerOpenid stays in the database).
+const ORDER_SELECT = {
+  id: true,
+  outTradeNo: true,
+  mchid: true,
+  appid: true,
+  subMchid: true,
+  amountTotal: true,
+  currency: true,
+  status: true,
+  reviewReason: true,
+  transactionId: true,
+  paidAt: true,
+  refundedTotal: true,
+  updatedAt: true,
+} satisfies Prisma.OrderSelect;
+
+export type TimelineNotification = Prisma.NotificationGetPayload<{ select: typeof NOTIFICATION_SELECT }>;
+export type TimelineOrder = Prisma.OrderGetPayload<{ select: typeof ORDER_SELECT }>;
+
+export interface Timeline {
+  id: string;
+  notification: TimelineNotification | null;
+  /** Size of the stored body, bytes; the body itself (encrypted resource) is not shown. */
+  bodyBytes: number | null;
+  order: TimelineOrder | null;
+  refund: {
+    outRefundNo: string;
+    status: string;
+    amountRefund: number;
+    amountTotal: number;
+    successTime: Date | null;
+  } | null;
+  jobs: JobSnapshot[];
+  receipt: Receipt | undefined;
+  entries: TimelineEntry[];
+}
+
+/**
+ * Everything known about one notification id: its row and events in PostgreSQL, its jobs in BullMQ (parse,
+ * apply, and dead letters), and the ingress receipt in Redis (first delivery, redeliveries from WeChat).
+ * Any part can be missing: Redis forgets completed jobs and receipts, and a notification that never reached
+ * a worker has no row yet.
+ */
+export async function loadTimeline(ctx: DashboardContext, id: string): Promise<Timeline> {
+  const prisma = ctx.db.prisma;
+  const [notification, bodyBytes, jobs, receipt] = await Promise.all([
+    prisma.notification.findUnique({ where: { id }, select: NOTIFICATION_SELECT }),
+    bodySize(ctx, id),
+    loadJobs(ctx, id),
+    readReceipt(ctx.redis, ctx.prefix, id),
+  ]);
+  const [order, refund] = await Promise.all([
+    notification?.outTradeNo
+      ? prisma.order.findUnique({ where: { outTradeNo: notification.outTradeNo }, select: ORDER_SELECT })
+      : null,
+    notification?.outRefundNo
+      ? prisma.refund.findUnique({
+          where: { outRefundNo: notification.outRefundNo },
+          select: { outRefundNo: true, status: true, amountRefund: true, amountTotal: true, successTime: true },
+        })
+      : null,
+  ]);
+  return {
+    id,
+    notification,
+    bodyBytes,
+    order,
+    refund,
+    jobs,
+    receipt,
+    entries: buildEntries(notification, jobs, receipt),
+  };
+}
+
+async function bodySize(ctx: DashboardContext, id: string): Promise<number | null> {
+  const result = await ctx.db.pool.query<{ bytes: number }>(
+    `SELECT octet_length("body")::int AS bytes FROM "Notification" WHERE "id" = $1`,
+    [id],
+  );
+  return result.rows[0]?.bytes ?? null;
+}
+
+/** Jobs use the notification id as their id in parse and apply; dead letters use `deadLetterJobId`. */
+async function loadJobs(ctx: DashboardContext, id: string): Promise<JobSnapshot[]> {
+  const lookups: { queue: QueueName; jobId: string }[] = [
+    { queue: QueueName.Parse, jobId: id },
+    { queue: QueueName.Apply, jobId: id },
+    ...DEAD_LETTER_STAGES.map((stage) => ({ queue: QueueName.Dead, jobId: deadLetterJobId(stage, id) })),
+  ];
+  const found = await Promise.all(
+    lookups.map(async ({ queue, jobId }) => {
+      const job = (await ctx.queues[queue].getJob(jobId)) as Job | undefined;
+      return job ? snapshot(queue, job) : undefined;
+    }),
+  );
+  return found.filter((j): j is JobSnapshot => j !== undefined);
+}
+
+async function snapshot(queue: string, job: Job): Promise<JobSnapshot> {
+  const letter = queue === QueueName.Dead ? decodeJob(deadLetterSchema, job.data) : undefined;
+  return {
+    queue,
+    id: job.id ?? "",
+    name: job.name,
+    state: await job.getState(),
+    attemptsMade: job.attemptsMade,
+    timestamp: job.timestamp,
+    processedOn: job.processedOn,
+    finishedOn: job.finishedOn,
+    failedReason: job.failedReason || undefined,
+    delay: job.delay,
+    deadLetter: letter?.ok
+      ? {
+          stage: letter.value.queue,
+          code: letter.value.code,
+          message: letter.value.message,
+          attemptsMade: letter.value.attemptsMade,
+        }
+      : undefined,
+  };
+}
+
+function buildEntries(
+  notification: TimelineNotification | null,
+  jobs: JobSnapshot[],
+  receipt: Receipt | undefined,
+): TimelineEntry[] {
+  const entries: TimelineEntry[] = [];
+  if (receipt) {
+    entries.push({
+      at: new Date(receipt.first),
+      source: "ingress",
+      title: "Received, verified and enqueued (first delivery)",
+      tone: "info",
+    });
+    if (receipt.count > 1) {
+      entries.push({
+        at: new Date(receipt.last),
+        source: "ingress",
+        title: `Redelivered by WeChat: ${receipt.count - 1} more time(s), latest here`,
+        detail: { deliveries: receipt.count },
+        tone: "warn",
+      });
+    }
+  }
+  if (notification) {
+    if (!receipt) {
+      entries.push({ at: notification.receivedAt, source: "ingress", title: "Received and verified", tone: "info" });
+    }
+    for (const event of notification.events) {
+      entries.push({
+        at: event.at,
+        source: "database",
+        title: event.kind,
+        detail: event.detail ?? undefined,
+        tone: eventTone(event.kind),
+      });
+    }
+    const hasAppliedEvent = notification.events.some((e) => e.kind === "APPLIED");
+    if (notification.appliedAt && !hasAppliedEvent) {
+      entries.push({ at: notification.appliedAt, source: "database", title: "Applied (committed)", tone: "ok" });
+    }
+  }
+  for (const job of jobs) {
+    const where = job.queue === QueueName.Dead ? "dead-letter queue" : job.queue;
+    if (job.deadLetter) {
+      entries.push({
+        at: new Date(job.timestamp),
+        source: where,
+        title: `Dead-lettered from ${job.deadLetter.stage} after ${job.deadLetter.attemptsMade} attempt(s): ${job.deadLetter.code}`,
+        detail: job.deadLetter.message,
+        tone: "bad",
+      });
+      continue;
+    }
+    entries.push({ at: new Date(job.timestamp), source: where, title: `Job ${job.id} enqueued`, tone: "info" });
+    if (job.processedOn) {
+      entries.push({
+        at: new Date(job.processedOn),
+        source: where,
+        title: `Attempt ${Math.max(1, job.attemptsMade)} started`,
+        tone: "muted",
+      });
+    }
+    if (job.finishedOn) {
+      const failed = job.state === "failed";
+      entries.push({
+        at: new Date(job.finishedOn),
+        source: where,
+        title: failed ? `Job failed after ${job.attemptsMade} attempt(s)` : `Job ${job.state}`,
+        // BullMQ keeps the last failure on a job that later succeeded: say it was an earlier attempt.
+        detail: job.failedReason && !failed ? `an earlier attempt failed: ${job.failedReason}` : job.failedReason,
+        tone: failed ? "bad" : "ok",
+      });
+    } else if (job.failedReason) {
+      entries.push({
+        at: new Date(job.processedOn ?? job.timestamp),
+        source: where,
+        title: `Attempt ${job.attemptsMade} failed; state now ${job.state}`,
+        detail: job.failedReason,
+        tone: "warn",
+      });
+    }
+  }
+  return entries.sort((a, b) => a.at.getTime() - b.at.getTime());
+}
+
+function eventTone(kind: string): TimelineEntry["tone"] {
+  if (kind === "APPLIED" || kind === "DUPLICATE") return "ok";
+  if (kind === "FAILED" || kind === "REVIEW" || kind === "REPLAYED") return "warn";
+  if (kind.startsWith("DEAD")) return "bad";
+  if (kind === "ATTEMPT") return "muted";
+  return "info";
+}

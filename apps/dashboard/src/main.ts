@@ -1,0 +1,89 @@
+// Dashboard entry point: configuration, PostgreSQL, an admin Redis connection, listen; graceful shutdown on
+// SIGTERM/SIGINT (stop accepting, finish in-flight requests, close pools).
+import { ConfigError, loadConfigOrExit } from "@wpn/config";
+import { createDb } from "@wpn/db";
+import { createRedisConnection } from "@wpn/queue";
+import { pino } from "pino";
+import { buildApp } from "./app.ts";
+
+const SHUTDOWN_TIMEOUT_MS = 10_000;
+
+const config = loadConfigOrExit();
+const logger = pino({
+  level: config.LOG_LEVEL,
+  base: { service: "dashboard", pid: process.pid },
+  // Belt and braces: nothing logs these on purpose, but a future `log.info({ req })` must not leak them.
+  redact: {
+    paths: [
+      "req.headers.cookie",
+      "req.headers.authorization",
+      'req.headers["x-xsrf-token"]',
+      'res.headers["set-cookie"]',
+      "password",
+      "*.password",
+      "passwordHash",
+      "*.passwordHash",
+    ],
+    censor: "[redacted]",
+  },
+});
+
+const db = createDb({
+  url: config.DATABASE_URL,
+  poolMax: config.PG_POOL_MAX,
+  connectTimeoutMs: config.PG_CONNECT_TIMEOUT_MS,
+  applicationName: "wechatpay-notify:dashboard",
+});
+const redis = createRedisConnection(config.REDIS_URL, "admin");
+let lastRedisError = 0;
+redis.on("error", (error: Error) => {
+  // ioredis repeats the error on every reconnect attempt; once every 10 s is enough to see an outage.
+  if (Date.now() - lastRedisError > 10_000) {
+    lastRedisError = Date.now();
+    logger.warn({ err: error }, "Redis connection error (reconnecting)");
+  }
+});
+
+let app: Awaited<ReturnType<typeof buildApp>>;
+try {
+  app = await buildApp({ config, db, redis, logger });
+} catch (error) {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`configuration error: ${error.message}\n`);
+    process.exit(78);
+  }
+  throw error;
+}
+
+let stopping = false;
+async function shutdown(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  logger.info({ signal }, "shutting down");
+  const force = setTimeout(() => {
+    logger.error("shutdown timed out; exiting");
+    process.exit(1);
+  }, SHUTDOWN_TIMEOUT_MS);
+  force.unref();
+  try {
+    await app.close();
+    await db.close();
+    await redis.quit().catch(() => redis.disconnect());
+    process.exit(0);
+  } catch (error) {
+    logger.error({ err: error }, "error during shutdown");
+    process.exit(1);
+  }
+}
+process.on("SIGTERM", () => void shutdown("SIGTERM"));
+process.on("SIGINT", () => void shutdown("SIGINT"));
+
+try {
+  await app.listen({ host: config.HOST, port: config.DASHBOARD_PORT });
+} catch (error) {
+  logger.fatal({ err: error }, "cannot listen");
+  await app.close().catch(() => undefined);
+  await db.close().catch(() => undefined);
+  redis.disconnect();
+  process.exit(1);
+}

@@ -1,0 +1,43 @@
+import type { FastifyInstance } from "fastify";
+import type { DashboardContext } from "../context.ts";
+
+const CHECK_TIMEOUT_MS = 2_000;
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+async function check(run: () => Promise<unknown>, what: string): Promise<string> {
+  try {
+    await withTimeout(run(), CHECK_TIMEOUT_MS, what);
+    return "ok";
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
+}
+
+/**
+ * Liveness (the process answers) and readiness (PostgreSQL and Redis answer). With /metrics these are the
+ * only routes reachable without a session; they reveal nothing but up/down.
+ */
+export function registerHealthRoutes(app: FastifyInstance, ctx: DashboardContext): void {
+  app.get("/health/live", { config: { access: "public" } }, async () => ({ status: "ok" }));
+
+  app.get("/health/ready", { config: { access: "public" } }, async (_request, reply) => {
+    const [postgres, redis] = await Promise.all([
+      check(() => ctx.db.pool.query("SELECT 1"), "PostgreSQL"),
+      check(() => ctx.redis.ping(), "Redis"),
+    ]);
+    const ready = postgres === "ok" && redis === "ok";
+    return reply.code(ready ? 200 : 503).send({ status: ready ? "ok" : "unavailable", checks: { postgres, redis } });
+  });
+
+  // Firewall this in production (see README): it is unauthenticated so Prometheus can scrape it.
+  app.get("/metrics", { config: { access: "public" } }, async (_request, reply) => {
+    return reply.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics());
+  });
+}

@@ -1,0 +1,56 @@
+import type { FastifyInstance } from "fastify";
+import type { DashboardContext } from "../context.ts";
+import { type CertificateStatus, loadKeyStatus, type MerchantKeyStatus } from "../data/keys.ts";
+import { badge, formatTime, type Tone } from "../views/format.ts";
+import { html, type SafeHtml } from "../views/html.ts";
+import { sendPage } from "./page.ts";
+
+/** Certificates expiring within this many days are flagged (WeChat's switch-over notice is about this long). */
+export const EXPIRY_WARNING_DAYS = 30;
+
+export function expiryTone(c: Pick<CertificateStatus, "daysLeft" | "expired">): Tone {
+  if (c.expired) return "bad";
+  if (c.daysLeft < EXPIRY_WARNING_DAYS) return "warn";
+  return "ok";
+}
+
+/** Per-merchant key status: public key id and fingerprint, platform certificate serials and days left. */
+export function registerKeyRoutes(app: FastifyInstance, ctx: DashboardContext): void {
+  app.get("/keys", async (request, reply) => {
+    const merchants = await loadKeyStatus(ctx);
+    return sendPage(request, reply, {
+      title: "Merchant keys",
+      active: "/keys",
+      body: html`<p class="muted">Verification keys per merchant. Secrets (APIv3/APIv2 keys) are never shown. Certificates expiring within ${EXPIRY_WARNING_DAYS} days are flagged.</p>
+${merchants.map(merchantCard)}`,
+    });
+  });
+}
+
+function merchantCard(m: MerchantKeyStatus): SafeHtml {
+  return html`<div class="card">
+<h2 style="margin-top:0">${m.mchid} <span class="muted">· ${m.appid} · ${m.source === "config" ? "default merchant (environment)" : "Merchant table"}</span> ${m.enabled ? "" : badge("disabled", "muted")}</h2>
+<dl class="kv">
+<dt>Public key id</dt><dd class="mono">${m.publicKeyId ?? "— (certificate mode)"}</dd>
+<dt>Public key SHA-256</dt><dd class="mono">${m.publicKeyFingerprint ?? (m.publicKeyError ? badge(m.publicKeyError, "bad") : "—")}</dd>
+<dt>APIv2 key</dt><dd>${m.apiV2Key ? "configured" : "not configured"}</dd>
+</dl>
+${m.certificateErrors.map((e) => html`<div class="flash bad">${e}</div>`)}
+${
+  m.certificates.length === 0
+    ? html`<p class="muted">No platform certificates.</p>`
+    : html`<table style="margin-top:10px"><thead><tr><th>Certificate serial</th><th>Valid from</th><th>Expires</th><th class="num">Days left</th><th>Source</th></tr></thead>
+<tbody>${m.certificates.map(certificateRow)}</tbody></table>`
+}
+</div>`;
+}
+
+function certificateRow(c: CertificateStatus): SafeHtml {
+  return html`<tr>
+<td class="mono">${c.serial}</td>
+<td class="mono">${formatTime(c.notBefore)}</td>
+<td class="mono">${formatTime(c.notAfter)}</td>
+<td class="num">${badge(c.expired ? `expired ${-c.daysLeft} d ago` : `${c.daysLeft}`, expiryTone(c))}</td>
+<td>${c.source}</td>
+</tr>`;
+}

@@ -1,0 +1,113 @@
+import type { FastifyInstance, FastifyReply } from "fastify";
+import { hashPassword, verifyPassword } from "../auth/password.ts";
+import { SESSION_COOKIE } from "../auth/session.ts";
+import type { DashboardContext } from "../context.ts";
+import { recordAudit } from "../data/audit.ts";
+import { html } from "../views/html.ts";
+import { bareLayout } from "../views/layout.ts";
+import { sendHtml } from "./page.ts";
+
+// Verified when the name is unknown, so a wrong name costs the same time as a wrong password and response
+// times do not reveal which names exist.
+const DUMMY_HASH = hashPassword("not a real password, only used to spend the same time");
+
+interface LoginBody {
+  username?: unknown;
+  password?: unknown;
+  next?: unknown;
+}
+
+/** Only same-site paths: `next` comes from the query string, and an open redirect would help phishing. */
+export function safeNext(next: unknown): string {
+  if (typeof next !== "string" || !next.startsWith("/") || next.startsWith("//") || next.startsWith("/\\")) return "/";
+  const hasControl = [...next].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f);
+  if (hasControl || next.startsWith("/login")) return "/";
+  return next;
+}
+
+export function registerLoginRoutes(app: FastifyInstance, ctx: DashboardContext): void {
+  app.get("/login", { config: { access: "public" } }, async (request, reply) => {
+    const { next } = request.query as { next?: unknown };
+    if (request.auth) return reply.redirect(safeNext(next), 303);
+    return loginPage(reply, { next: safeNext(next) });
+  });
+
+  app.post("/login", { config: { access: "public" } }, async (request, reply) => {
+    const body = (request.body ?? {}) as LoginBody;
+    const next = safeNext(body.next);
+    const ip = request.ip;
+    const retryAfter = ctx.loginLimiter.retryAfterSeconds(ip);
+    if (retryAfter > 0) {
+      ctx.metrics.logins.inc({ result: "rate_limited" });
+      request.log.warn({ ip }, "login rate limited");
+      reply.header("retry-after", String(retryAfter));
+      return loginPage(reply, { next, error: `Too many failed attempts. Try again in ${retryAfter} s.` }, 429);
+    }
+    const username = typeof body.username === "string" ? body.username.trim() : "";
+    const password = typeof body.password === "string" ? body.password : "";
+    const user = ctx.users.get(username);
+    const ok = await verifyPassword(password, user?.passwordHash ?? DUMMY_HASH);
+    if (!user || !ok) {
+      ctx.loginLimiter.recordFailure(ip);
+      ctx.metrics.logins.inc({ result: "failure" });
+      // The name is logged only when it is a configured user: people type passwords into the name field.
+      request.log.warn({ ip, user: user ? user.name : "(unknown)" }, "login failed");
+      return loginPage(reply, { next, username: user ? username : "", error: "Wrong name or password." }, 401);
+    }
+    ctx.loginLimiter.recordSuccess(ip);
+    const { value, claims } = ctx.sessions.issue({ name: user.name, role: user.role });
+    reply.setCookie(SESSION_COOKIE, value, {
+      path: "/",
+      httpOnly: true,
+      sameSite: "lax",
+      secure: ctx.config.DASHBOARD_COOKIE_SECURE,
+      maxAge: ctx.sessions.maxAgeSeconds,
+    });
+    ctx.metrics.logins.inc({ result: "success" });
+    await recordAudit(
+      ctx.db.prisma,
+      { actor: user.name, role: user.role, action: "login", detail: { ip, sid: claims.sid } },
+      ctx.now(),
+    );
+    request.log.info({ user: user.name, role: user.role }, "login");
+    return reply.redirect(next, 303);
+  });
+
+  app.post("/logout", { config: { access: "session" } }, async (request, reply) => {
+    const auth = request.auth;
+    if (auth) {
+      ctx.sessions.revoke(auth.claims);
+      await recordAudit(ctx.db.prisma, { actor: auth.user.name, role: auth.user.role, action: "logout" }, ctx.now());
+      ctx.metrics.actions.inc({ action: "logout", result: "ok" });
+    }
+    reply.clearCookie(SESSION_COOKIE, { path: "/" });
+    return reply.redirect("/login", 303);
+  });
+}
+
+function loginPage(
+  reply: FastifyReply,
+  state: { next: string; username?: string; error?: string },
+  status = 200,
+): FastifyReply {
+  const token = reply.generateCsrf();
+  return sendHtml(
+    reply,
+    bareLayout(
+      "Log in",
+      html`<div class="card">
+<h1>wechatpay-notify</h1>
+<p class="muted">Operations console. Log in to continue.</p>
+${state.error ? html`<div class="flash bad" role="alert">${state.error}</div>` : ""}
+<form method="post" action="/login">
+  <input type="hidden" name="_csrf" value="${token}">
+  <input type="hidden" name="next" value="${state.next}">
+  <label>Name <input name="username" autocomplete="username" required value="${state.username ?? ""}" autofocus></label>
+  <label>Password <input name="password" type="password" autocomplete="current-password" required></label>
+  <button type="submit">Log in</button>
+</form>
+</div>`,
+    ),
+    status,
+  );
+}

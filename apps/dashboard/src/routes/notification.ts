@@ -1,0 +1,121 @@
+import type { FastifyInstance } from "fastify";
+import type { DashboardContext } from "../context.ts";
+import { loadTimeline, type Timeline } from "../data/timeline.ts";
+import { badge, formatFen, formatJson, formatTime, statusTone } from "../views/format.ts";
+import { href, html, type SafeHtml } from "../views/html.ts";
+import { sendPage } from "./page.ts";
+
+/** One notification: what it is, the order it touched, and its history across ingress, queues and database. */
+export function registerNotificationRoutes(app: FastifyInstance, ctx: DashboardContext): void {
+  app.get("/notifications/:id", async (request, reply) => {
+    const { id } = request.params as { id: string };
+    if (id.length > 256) return reply.code(400).send({ error: "BAD_REQUEST", message: "id too long" });
+    const timeline = await loadTimeline(ctx, id);
+    const known = timeline.notification || timeline.jobs.length > 0 || timeline.receipt;
+    return sendPage(request, reply, {
+      title: `Notification ${id}`,
+      active: "/notifications",
+      status: known ? 200 : 404,
+      body: known
+        ? page(timeline)
+        : html`<div class="card">No notification <code>${id}</code> in PostgreSQL, BullMQ or the ingress receipts.
+<a href="${href("/notifications", { q: id })}">Search for it</a></div>`,
+    });
+  });
+}
+
+function page(t: Timeline): SafeHtml {
+  return html`<div class="charts">
+${summary(t)}
+${orderCard(t)}
+</div>
+<h2>Timeline</h2>
+<div class="card">
+${
+  t.entries.length === 0
+    ? html`<p class="muted">No events recorded yet.</p>`
+    : html`<ol class="timeline">
+${t.entries.map(
+  (e) => html`<li>
+  <span class="mono">${formatTime(e.at)}</span>
+  <span class="src">${e.source}</span>
+  <span>${badge(e.title, e.tone)}${e.detail !== undefined && e.detail !== null && e.detail !== "" ? html`<div class="detail mono">${typeof e.detail === "string" ? e.detail : formatJson(e.detail)}</div>` : ""}</span>
+</li>`,
+)}
+</ol>`
+}
+</div>
+${jobsTable(t)}`;
+}
+
+function summary(t: Timeline): SafeHtml {
+  const n = t.notification;
+  if (!n) {
+    return html`<div class="card"><p>Not yet recorded in PostgreSQL: no worker has parsed it. It is still in Redis (see the timeline).</p></div>`;
+  }
+  const headers = (n.headers ?? {}) as Record<string, unknown>;
+  return html`<div class="card"><dl class="kv">
+<dt>Status</dt><dd>${badge(n.status, statusTone(n.status))}</dd>
+<dt>Event</dt><dd>${n.eventType} <span class="muted">(API ${n.apiVersion})</span></dd>
+<dt>Merchant</dt><dd class="mono">${n.mchid ?? "—"}</dd>
+<dt>Received</dt><dd class="mono">${formatTime(n.receivedAt)}</dd>
+<dt>Applied</dt><dd class="mono">${formatTime(n.appliedAt)}</dd>
+<dt>Attempts</dt><dd>${n.attempts}</dd>
+<dt>Last error</dt><dd>${n.errorCode ? html`<code>${n.errorCode}</code> ` : ""}${n.lastError ?? (n.errorCode ? "" : "—")}</dd>
+<dt>out_trade_no</dt><dd class="mono">${n.outTradeNo ? html`<a href="${href("/notifications", { outTradeNo: n.outTradeNo })}">${n.outTradeNo}</a>` : "—"}</dd>
+<dt>transaction_id</dt><dd class="mono">${n.transactionId ?? "—"}</dd>
+${n.outRefundNo ? html`<dt>out_refund_no</dt><dd class="mono">${n.outRefundNo}</dd>` : ""}
+<dt>Signing serial</dt><dd class="mono">${typeof headers.serial === "string" ? headers.serial : "—"}</dd>
+<dt>Request id</dt><dd class="mono">${typeof headers.requestId === "string" ? headers.requestId : "—"}</dd>
+<dt>Body</dt><dd class="muted">${t.bodyBytes ?? 0} bytes, kept encrypted (not shown)</dd>
+<dt>Deliveries</dt><dd>${t.receipt ? `${t.receipt.count} (receipt kept by the ingress)` : "no ingress receipt (expired or never recorded)"}</dd>
+</dl></div>`;
+}
+
+function orderCard(t: Timeline): SafeHtml {
+  const o = t.order;
+  const r = t.refund;
+  if (!o && !r) return html`<div class="card muted">No order or refund linked (yet).</div>`;
+  return html`<div class="card">
+${
+  o
+    ? html`<h2 style="margin-top:0">Order</h2><dl class="kv">
+<dt>out_trade_no</dt><dd class="mono">${o.outTradeNo}</dd>
+<dt>Status</dt><dd>${badge(o.status, o.status === "SUCCESS" ? "ok" : o.status === "PAYMENT_REVIEW" ? "warn" : "info")}</dd>
+${o.reviewReason ? html`<dt>Review reason</dt><dd><code>${o.reviewReason}</code></dd>` : ""}
+<dt>Amount</dt><dd>${formatFen(o.amountTotal, o.currency)}</dd>
+<dt>Refunded</dt><dd>${formatFen(o.refundedTotal, o.currency)}</dd>
+<dt>Merchant / app</dt><dd class="mono">${o.mchid}${o.subMchid ? ` / sub ${o.subMchid}` : ""} · ${o.appid}</dd>
+<dt>transaction_id</dt><dd class="mono">${o.transactionId ?? "—"}</dd>
+<dt>Paid at</dt><dd class="mono">${formatTime(o.paidAt)}</dd>
+<dt>Payer</dt><dd class="muted">not shown</dd>
+</dl>`
+    : ""
+}
+${
+  r
+    ? html`<h2>Refund</h2><dl class="kv">
+<dt>out_refund_no</dt><dd class="mono">${r.outRefundNo}</dd>
+<dt>Status</dt><dd>${r.status}</dd>
+<dt>Refunded</dt><dd>${formatFen(r.amountRefund)} of ${formatFen(r.amountTotal)}</dd>
+<dt>Succeeded at</dt><dd class="mono">${formatTime(r.successTime)}</dd>
+</dl>`
+    : ""
+}
+</div>`;
+}
+
+function jobsTable(t: Timeline): SafeHtml {
+  if (t.jobs.length === 0)
+    return html`<p class="muted">No BullMQ job left in Redis for this id (completed jobs are kept about an hour).</p>`;
+  return html`<h2>Jobs in Redis</h2>
+<table><thead><tr><th>Queue</th><th>Job id</th><th>State</th><th class="num">Attempts</th><th>Enqueued</th><th>Last start</th><th>Finished</th><th>Failure</th></tr></thead>
+<tbody>${t.jobs.map(
+    (j) => html`<tr>
+<td class="mono">${j.queue}</td><td class="mono">${j.id}</td><td>${j.state}</td><td class="num">${j.attemptsMade}</td>
+<td class="mono">${formatTime(j.timestamp)}</td><td class="mono">${j.processedOn ? formatTime(j.processedOn) : ""}</td>
+<td class="mono">${j.finishedOn ? formatTime(j.finishedOn) : ""}</td>
+<td>${j.deadLetter ? html`<code>${j.deadLetter.code}</code> ${j.deadLetter.message}` : j.failedReason && j.state !== "failed" ? `earlier attempt: ${j.failedReason}` : (j.failedReason ?? "")}</td>
+</tr>`,
+  )}</tbody></table>`;
+}

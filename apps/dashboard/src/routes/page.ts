@@ -1,0 +1,37 @@
+import type { FastifyReply, FastifyRequest } from "fastify";
+import { html, type SafeHtml } from "../views/html.ts";
+import { bareLayout, layout, type PageContext } from "../views/layout.ts";
+
+/** Who is looking and a fresh CSRF token; only called on routes behind the guard, so `auth` is set. */
+export function pageContext(request: FastifyRequest, reply: FastifyReply): PageContext {
+  if (!request.auth) throw new Error("pageContext on a route without a session");
+  return { user: request.auth.user, csrfToken: reply.generateCsrf() };
+}
+
+export function sendHtml(reply: FastifyReply, page: SafeHtml, status = 200): FastifyReply {
+  return reply.code(status).type("text/html; charset=utf-8").send(page.toString());
+}
+
+/** A full page with navigation. */
+export function sendPage(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  page: { title: string; active: string; body: SafeHtml; status?: number },
+): FastifyReply {
+  return sendHtml(reply, layout(page.title, page.active, pageContext(request, reply), page.body), page.status);
+}
+
+/** An error as a small page for browsers, JSON for everything else. */
+export function sendError(request: FastifyRequest, reply: FastifyReply, status: number, code: string, message: string) {
+  if ((request.headers.accept ?? "").includes("text/html")) {
+    return sendHtml(
+      reply,
+      bareLayout(
+        `${status}`,
+        html`<div class="card"><h1>${status} ${code}</h1><p>${message}</p><p><a href="/">Back to the dashboard</a></p></div>`,
+      ),
+      status,
+    );
+  }
+  return reply.code(status).type("application/json").send({ error: code, message });
+}

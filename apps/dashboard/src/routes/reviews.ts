@@ -1,0 +1,47 @@
+import type { FastifyInstance } from "fastify";
+import type { DashboardContext } from "../context.ts";
+import { loadReviews, REVIEW_LIMIT } from "../data/reviews.ts";
+import { badge, formatFen, formatTime } from "../views/format.ts";
+import { href, html } from "../views/html.ts";
+import { sendPage } from "./page.ts";
+
+/** Orders in PAYMENT_REVIEW with their reason: the list a merchant's support team works through. */
+export function registerReviewRoutes(app: FastifyInstance, ctx: DashboardContext): void {
+  app.get("/reviews", async (request, reply) => {
+    const { reason: rawReason } = request.query as { reason?: unknown };
+    const reason = typeof rawReason === "string" && rawReason.trim() !== "" ? rawReason.trim().slice(0, 64) : undefined;
+    const { orders, byReason, total } = await loadReviews(ctx.db.prisma, reason);
+    return sendPage(request, reply, {
+      title: "Orders in payment review",
+      active: "/reviews",
+      body: html`<div class="cards">
+<div class="card stat"><div class="label">In review</div><div class="value">${total}</div></div>
+${byReason.map(
+  (
+    g,
+  ) => html`<a class="card stat" style="text-decoration:none;color:inherit" href="${href("/reviews", { reason: g.reason })}">
+<div class="label">${g.reason}</div><div class="value">${g.count}</div></a>`,
+)}
+</div>
+${reason ? html`<p>Showing reason <code>${reason}</code> · <a href="/reviews">show all</a></p>` : ""}
+${
+  orders.length === 0
+    ? html`<div class="card muted">No order is waiting for review.</div>`
+    : html`<table><thead><tr><th>Updated</th><th>out_trade_no</th><th>Reason</th><th>Merchant</th><th class="num">Amount</th><th>transaction_id</th><th>Paid at</th><th></th></tr></thead>
+<tbody>${orders.map(
+        (o) => html`<tr>
+<td class="mono">${formatTime(o.updatedAt)}</td>
+<td class="mono">${o.outTradeNo}</td>
+<td>${badge(o.reviewReason ?? "(none)", "warn")}</td>
+<td class="mono">${o.mchid}${o.subMchid ? ` / ${o.subMchid}` : ""}</td>
+<td class="num">${formatFen(o.amountTotal, o.currency)}</td>
+<td class="mono">${o.transactionId ?? "—"}</td>
+<td class="mono">${formatTime(o.paidAt)}</td>
+<td><a href="${href("/notifications", { outTradeNo: o.outTradeNo })}">notifications</a></td>
+</tr>`,
+      )}</tbody></table>
+${orders.length === REVIEW_LIMIT ? html`<p class="muted">Showing the ${REVIEW_LIMIT} most recent.</p>` : ""}`
+}`,
+    });
+  });
+}

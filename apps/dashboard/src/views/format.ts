@@ -1,0 +1,64 @@
+import { html, type SafeHtml } from "./html.ts";
+
+/** Every time in the dashboard is UTC, written the same way, so times from logs, SQL and Redis line up. */
+export function formatTime(value: Date | number | null | undefined): string {
+  if (value === null || value === undefined) return "—";
+  const date = typeof value === "number" ? new Date(value) : value;
+  if (Number.isNaN(date.getTime())) return "—";
+  return `${date.toISOString().replace("T", " ").replace("Z", "")} UTC`;
+}
+
+/** `YYYY-MM-DDTHH:MM` for a datetime-local input (UTC). */
+export function toDateTimeLocal(date: Date | undefined): string {
+  return date ? date.toISOString().slice(0, 16) : "";
+}
+
+export function formatDuration(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return "—";
+  if (ms < 1_000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1_000).toFixed(ms < 10_000 ? 2 : 1)} s`;
+  if (ms < 3_600_000) return `${(ms / 60_000).toFixed(1)} min`;
+  return `${(ms / 3_600_000).toFixed(1)} h`;
+}
+
+/** Amounts are integer fen. */
+export function formatFen(fen: number | null | undefined, currency = "CNY"): string {
+  if (fen === null || fen === undefined) return "—";
+  return `${(fen / 100).toFixed(2)} ${currency}`;
+}
+
+export type Tone = "ok" | "warn" | "bad" | "info" | "muted";
+
+export function badge(text: string, tone: Tone): SafeHtml {
+  return html`<span class="badge ${tone}">${text}</span>`;
+}
+
+/** Colour of a NotificationStatus. */
+export function statusTone(status: string): Tone {
+  switch (status) {
+    case "APPLIED":
+    case "DUPLICATE":
+      return "ok";
+    case "REVIEW":
+    case "FAILED":
+      return "warn";
+    case "DEAD":
+      return "bad";
+    case "IGNORED":
+      return "muted";
+    default:
+      return "info";
+  }
+}
+
+/** JSON for display (already escaped by `html` when interpolated); long values are cut so a page stays small. */
+export function formatJson(value: unknown, max = 2_000): string {
+  if (value === null || value === undefined) return "";
+  let text: string;
+  try {
+    text = JSON.stringify(value, (_k, v) => (typeof v === "bigint" ? v.toString() : v));
+  } catch {
+    text = String(value);
+  }
+  return text.length > max ? `${text.slice(0, max)}… (${text.length} chars)` : text;
+}

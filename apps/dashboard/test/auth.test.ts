@@ -1,0 +1,348 @@
+import { createQueue, QueueName } from "@wpn/queue";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { PASSWORDS, startDashboard, type TestDashboard } from "./support/app.ts";
+import { Client, HOST, loggedIn, ORIGIN } from "./support/client.ts";
+
+let d: TestDashboard;
+let clock = Date.now();
+
+beforeAll(async () => {
+  d = await startDashboard("dash_auth", {
+    env: { DASHBOARD_SESSION_TTL_SECONDS: "3600", DASHBOARD_LOGIN_ATTEMPTS_PER_MINUTE: "5" },
+    now: () => new Date(clock),
+  });
+});
+afterAll(async () => {
+  await d?.close();
+});
+
+const PUBLIC_ROUTES = [
+  "GET /health/live",
+  "GET /health/ready",
+  "GET /login",
+  "GET /metrics",
+  "HEAD /health/live",
+  "HEAD /health/ready",
+  "HEAD /login",
+  "HEAD /metrics",
+  "POST /login",
+];
+
+/** A concrete URL for a route pattern: every parameter and wildcard becomes a plausible value. */
+function concrete(url: string): string {
+  return url
+    .replace(/:queueName/g, QueueName.Parse)
+    .replace(/:[A-Za-z]+/g, "x")
+    .replace(/\*/g, "x");
+}
+
+describe("nothing is reachable without a session", () => {
+  it("enumerates every registered route, ours and bull-board's, and each answers 302/401 without a cookie", async () => {
+    const routes = d.app.dashboardRoutes;
+    // bull-board's own routes are in the list (both boards), so the check below covers them.
+    const keys = routes.map((r) => `${r.method} ${r.url}`);
+    expect(keys).toContain("PUT /queues/api/queues/:queueName/pause");
+    expect(keys).toContain("PUT /queues/api/queues/:queueName/:jobId/retry");
+    expect(keys).toContain("GET /queues/static/*");
+    expect(keys).toContain("PUT /queues-readonly/api/queues/:queueName/clean/:queueStatus");
+    expect(keys).toContain("POST /dead-letters/replay");
+    expect(routes.length).toBeGreaterThan(80);
+
+    const publicRoutes: string[] = [];
+    for (const route of routes) {
+      const key = `${route.method} ${route.url}`;
+      if (PUBLIC_ROUTES.includes(key)) {
+        publicRoutes.push(key);
+        continue;
+      }
+      for (const accept of ["text/html", "application/json"]) {
+        const response = await d.app.inject({
+          method: route.method as "GET",
+          url: concrete(route.url),
+          headers: { host: HOST, accept, origin: ORIGIN },
+        });
+        expect([302, 401], `${key} (${accept}) answered ${response.statusCode}`).toContain(response.statusCode);
+        if (response.statusCode === 302) expect(response.headers.location).toMatch(/^\/login\?next=/);
+      }
+    }
+    // The only routes without a session are the ones meant to be public; a new public route must be added here.
+    expect(publicRoutes.sort()).toEqual(PUBLIC_ROUTES);
+  });
+
+  it("does not reveal unknown paths either", async () => {
+    const response = await d.app.inject({
+      method: "GET",
+      url: "/no/such/page",
+      headers: { accept: "application/json" },
+    });
+    expect(response.statusCode).toBe(401);
+  });
+
+  it("rejects a tampered or foreign session cookie", async () => {
+    const client = await loggedIn(d.app, "victor", PASSWORDS.victor);
+    const cookie = client.cookies.get("wpn_session") ?? "";
+    const [version, payload, mac] = cookie.split(".");
+    const claims = JSON.parse(Buffer.from(payload ?? "", "base64url").toString());
+    const forged = Buffer.from(JSON.stringify({ ...claims, sub: "olga", role: "operator" })).toString("base64url");
+    for (const value of [`${version}.${forged}.${mac}`, `${cookie}x`, "v1.e30.AAAA", "garbage"]) {
+      const response = await d.app.inject({
+        method: "GET",
+        url: "/",
+        headers: { cookie: `wpn_session=${value}`, accept: "application/json" },
+      });
+      expect(response.statusCode).toBe(401);
+    }
+  });
+
+  it("serves /metrics and /health/* without a session", async () => {
+    const live = await d.app.inject({ method: "GET", url: "/health/live" });
+    expect(live.statusCode).toBe(200);
+    const ready = await d.app.inject({ method: "GET", url: "/health/ready" });
+    expect(ready.json()).toEqual({ status: "ok", checks: { postgres: "ok", redis: "ok" } });
+    const metrics = await d.app.inject({ method: "GET", url: "/metrics" });
+    expect(metrics.statusCode).toBe(200);
+    expect(metrics.body).toContain("dashboard_http_requests_total");
+    expect(metrics.body).toContain('dashboard_logins_total{result="success"}');
+  });
+});
+
+describe("login and sessions", () => {
+  it("sets an HttpOnly, SameSite=Lax session cookie with an expiry, and records the login", async () => {
+    const client = new Client(d.app);
+    const response = await client.login("olga", PASSWORDS.olga);
+    expect(response.statusCode).toBe(303);
+    expect(response.headers.location).toBe("/");
+    const setCookie = [response.headers["set-cookie"]].flat().find((c) => c?.startsWith("wpn_session="));
+    expect(setCookie).toMatch(/HttpOnly/);
+    expect(setCookie).toMatch(/SameSite=Lax/);
+    expect(setCookie).toMatch(/Max-Age=3600/);
+    expect(setCookie).toMatch(/Path=\//);
+    const page = await client.get("/");
+    expect(page.statusCode).toBe(200);
+    expect(page.body).toContain("olga (operator)");
+    const audit = await d.database.db.prisma.auditLog.findFirst({ where: { actor: "olga", action: "login" } });
+    expect(audit).not.toBeNull();
+  });
+
+  it("refuses wrong passwords and unknown users without setting a session", async () => {
+    for (const [name, password] of [
+      ["olga", "wrong"],
+      ["nobody", PASSWORDS.olga],
+    ] as const) {
+      const client = new Client(d.app);
+      const response = await client.login(name, password);
+      expect(response.statusCode).toBe(401);
+      expect(response.body).toContain("Wrong name or password.");
+      expect(client.cookies.has("wpn_session")).toBe(false);
+    }
+  });
+
+  it("refuses a login form without a valid CSRF token", async () => {
+    const client = new Client(d.app);
+    await client.get("/login");
+    const response = await client.post("/login", { username: "olga", password: PASSWORDS.olga, _csrf: "forged" });
+    expect(response.statusCode).toBe(403);
+    expect(client.cookies.has("wpn_session")).toBe(false);
+  });
+
+  it("redirects to a same-site `next` only", async () => {
+    const client = new Client(d.app);
+    await client.get("/login");
+    const ok = await client.post("/login", { username: "olga", password: PASSWORDS.olga, next: "/reviews?reason=X" });
+    expect(ok.headers.location).toBe("/reviews?reason=X");
+    const other = new Client(d.app);
+    await other.get("/login");
+    const evil = await other.post("/login", { username: "olga", password: PASSWORDS.olga, next: "//evil.example/" });
+    expect(evil.headers.location).toBe("/");
+  });
+
+  it("sends browsers without a session to the login page, keeping where they wanted to go", async () => {
+    const response = await d.app.inject({ method: "GET", url: "/dead-letters?x=1", headers: { accept: "text/html" } });
+    expect(response.statusCode).toBe(302);
+    expect(response.headers.location).toBe(`/login?next=${encodeURIComponent("/dead-letters?x=1")}`);
+  });
+
+  it("ends a session on logout and after its lifetime", async () => {
+    const client = await loggedIn(d.app, "victor", PASSWORDS.victor);
+    const stolen = client.cookies.get("wpn_session");
+    const out = await client.post("/logout", {});
+    expect(out.statusCode).toBe(303);
+    const replayed = await d.app.inject({ method: "GET", url: "/", headers: { cookie: `wpn_session=${stolen}` } });
+    expect(replayed.statusCode).toBe(401);
+
+    const later = await loggedIn(d.app, "victor", PASSWORDS.victor);
+    expect((await later.get("/")).statusCode).toBe(200);
+    clock += 3_601_000;
+    try {
+      expect((await later.get("/", { accept: "application/json" })).statusCode).toBe(401);
+    } finally {
+      clock -= 3_601_000;
+    }
+  });
+
+  it("rate-limits failed logins per IP", async () => {
+    const ip = "203.0.113.7";
+    const client = new Client(d.app);
+    await client.get("/login");
+    const attempt = (password: string) =>
+      d.app.inject({
+        method: "POST",
+        url: "/login",
+        remoteAddress: ip,
+        headers: {
+          host: HOST,
+          origin: ORIGIN,
+          cookie: [...client.cookies].map(([k, v]) => `${k}=${v}`).join("; "),
+          "content-type": "application/x-www-form-urlencoded",
+        },
+        payload: new URLSearchParams({ username: "olga", password, _csrf: client.csrfToken ?? "" }).toString(),
+      });
+    for (let i = 0; i < 5; i++) expect((await attempt("wrong")).statusCode).toBe(401);
+    const limited = await attempt(PASSWORDS.olga);
+    expect(limited.statusCode).toBe(429);
+    expect(Number(limited.headers["retry-after"])).toBeGreaterThan(0);
+    // Another address is not affected; the window passes.
+    expect((await client.login("olga", PASSWORDS.olga)).statusCode).toBe(303);
+    clock += 61_000;
+    try {
+      expect((await attempt(PASSWORDS.olga)).statusCode).toBe(303);
+    } finally {
+      clock -= 61_000;
+    }
+    const metrics = await d.app.inject({ method: "GET", url: "/metrics" });
+    expect(metrics.body).toMatch(/dashboard_logins_total\{result="rate_limited"\} [1-9]/);
+  });
+});
+
+describe("roles and CSRF on bull-board", () => {
+  const parse = async () => createQueue(QueueName.Parse, d.redis, d.prefix);
+
+  /** Opens the bull-board page (which hands out XSRF-TOKEN) and returns the headers its client would send. */
+  async function boardHeaders(client: Client, board = "/queues"): Promise<Record<string, string>> {
+    const page = await client.get(`${board}/`);
+    expect(page.statusCode).toBe(200);
+    const token = client.cookies.get("XSRF-TOKEN");
+    expect(token).toBeTruthy();
+    return { "x-xsrf-token": decodeURIComponent(token ?? ""), accept: "application/json" };
+  }
+
+  it("lets a viewer look but answers 403 to every mutation, and nothing changes", async () => {
+    const queue = await parse();
+    try {
+      const viewer = await loggedIn(d.app, "victor", PASSWORDS.victor);
+      expect((await viewer.get("/queues/api/queues", { accept: "application/json" })).statusCode).toBe(200);
+      // The full board's pages send viewers to the read-only board.
+      const redirected = await viewer.get("/queues/queue/notify.parse");
+      expect(redirected.statusCode).toBe(302);
+      expect(redirected.headers.location).toBe("/queues-readonly/queue/notify.parse");
+      const headers = await boardHeaders(viewer, "/queues-readonly");
+      for (const [method, url] of [
+        ["PUT", "/queues/api/queues/notify.parse/pause"],
+        ["PUT", "/queues/api/queues/pause"],
+        ["PUT", "/queues/api/queues/notify.parse/clean/failed"],
+        ["PUT", "/queues/api/queues/notify.parse/retry/failed"],
+        ["PUT", "/queues/api/queues/notify.parse/promote"],
+        ["PUT", "/queues-readonly/api/queues/notify.parse/pause"],
+        ["POST", "/queues/api/queues/notify.parse/add"],
+      ] as const) {
+        const response = await viewer.request(method, url, { headers, json: {} });
+        expect(response.statusCode, `${method} ${url}`).toBe(403);
+      }
+      expect(await queue.isPaused()).toBe(false);
+      expect(await queue.count()).toBe(0);
+      const audits = await d.database.db.prisma.auditLog.count({
+        where: { actor: "victor", action: { startsWith: "queues." } },
+      });
+      expect(audits).toBe(0);
+    } finally {
+      await queue.close();
+    }
+  });
+
+  it("lets an operator pause and resume through bull-board, audited", async () => {
+    const queue = await parse();
+    try {
+      const operator = await loggedIn(d.app, "olga", PASSWORDS.olga);
+      const headers = await boardHeaders(operator);
+      const pause = await operator.request("PUT", "/queues/api/queues/notify.parse/pause", { headers });
+      expect(pause.statusCode).toBe(200);
+      expect(await queue.isPaused()).toBe(true);
+      const resume = await operator.request("PUT", "/queues/api/queues/notify.parse/resume", { headers });
+      expect(resume.statusCode).toBe(200);
+      expect(await queue.isPaused()).toBe(false);
+      const audit = await d.database.db.prisma.auditLog.findMany({
+        where: { actor: "olga", action: { in: ["queues.pause", "queues.resume"] } },
+        orderBy: { id: "asc" },
+      });
+      expect(audit.map((a) => [a.action, a.target, a.role])).toEqual([
+        ["queues.pause", "notify.parse", "operator"],
+        ["queues.resume", "notify.parse", "operator"],
+      ]);
+    } finally {
+      await queue.close();
+    }
+  });
+
+  it("refuses an operator's bull-board call with a bad token, no token, or from another origin", async () => {
+    const queue = await parse();
+    try {
+      const operator = await loggedIn(d.app, "olga", PASSWORDS.olga);
+      const headers = await boardHeaders(operator);
+      const url = "/queues/api/queues/notify.parse/pause";
+      const cases: Record<string, string>[] = [
+        { ...headers, "x-xsrf-token": "bad-token" },
+        { accept: "application/json" },
+        { ...headers, origin: "http://evil.example" },
+        { ...headers, origin: "null" },
+      ];
+      for (const h of cases) {
+        const response = await operator.request("PUT", url, { headers: h });
+        expect(response.statusCode).toBe(403);
+      }
+      // Neither Origin nor Referer: refused. A same-origin Referer alone is accepted.
+      const bare = await d.app.inject({
+        method: "PUT",
+        url,
+        headers: { host: HOST, cookie: [...operator.cookies].map(([k, v]) => `${k}=${v}`).join("; "), ...headers },
+      });
+      expect(bare.statusCode).toBe(403);
+      expect(await queue.isPaused()).toBe(false);
+      const viaReferer = await d.app.inject({
+        method: "PUT",
+        url,
+        headers: {
+          host: HOST,
+          referer: `${ORIGIN}/queues/queue/notify.parse`,
+          cookie: [...operator.cookies].map(([k, v]) => `${k}=${v}`).join("; "),
+          ...headers,
+        },
+      });
+      expect(viaReferer.statusCode).toBe(200);
+      expect(await queue.isPaused()).toBe(true);
+      await queue.resume();
+    } finally {
+      await queue.close();
+    }
+  });
+
+  it("keeps the read-only board read-only even for operators", async () => {
+    const queue = await parse();
+    try {
+      const operator = await loggedIn(d.app, "olga", PASSWORDS.olga);
+      const headers = await boardHeaders(operator, "/queues-readonly");
+      const response = await operator.request("PUT", "/queues-readonly/api/queues/notify.parse/pause", { headers });
+      expect(response.statusCode).toBe(405);
+      expect(await queue.isPaused()).toBe(false);
+    } finally {
+      await queue.close();
+    }
+  });
+
+  it("sends security headers with every page", async () => {
+    const operator = await loggedIn(d.app, "olga", PASSWORDS.olga);
+    const page = await operator.get("/");
+    expect(page.headers["content-security-policy"]).toContain("default-src 'self'");
+    expect(page.headers["x-frame-options"]).toBe("DENY");
+    expect(page.headers["cache-control"]).toBe("no-store");
+  });
+});

@@ -1,0 +1,203 @@
+import {
+  APPLY_JOB_NAME,
+  type ApplyJob,
+  createQueue,
+  createRedisConnection,
+  DEAD_JOB_NAME,
+  type DeadLetter,
+  deadLetterJobId,
+  QueueName,
+} from "@wpn/queue";
+import { TEST_REDIS_URL } from "@wpn/testing";
+import { type Queue, UnrecoverableError, Worker } from "bullmq";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { PASSWORDS, startDashboard, type TestDashboard } from "./support/app.ts";
+import { loggedIn } from "./support/client.ts";
+import { randomId, seedNotification } from "./support/seed.ts";
+
+let d: TestDashboard;
+let dead: Queue;
+let apply: Queue;
+
+beforeAll(async () => {
+  d = await startDashboard("dash_dlq");
+  dead = createQueue(QueueName.Dead, d.redis, d.prefix);
+  apply = createQueue(QueueName.Apply, d.redis, d.prefix);
+});
+afterAll(async () => {
+  await dead?.close();
+  await apply?.close();
+  await d?.close();
+});
+
+function applyPayload(notificationId: string, outTradeNo: string): ApplyJob {
+  return {
+    v: 1,
+    notificationId,
+    api: "v3",
+    kind: "payment",
+    mchid: "1900000109",
+    outTradeNo,
+    receivedAt: Date.now() - 60_000,
+    body: '{"id":"x","resource":{"ciphertext":"ENCRYPTED"}}',
+  };
+}
+
+/** What the apply worker does on a permanent failure: a DEAD notification and a letter in notify.dead. */
+async function deadLetter(): Promise<{ notificationId: string; letterId: string; payload: ApplyJob }> {
+  const outTradeNo = randomId("OTN");
+  const notificationId = await seedNotification(d.database.db.prisma, {
+    status: "DEAD",
+    attempts: 20,
+    errorCode: "ORDER_NOT_FOUND",
+    lastError: "no order with this out_trade_no",
+    outTradeNo,
+  });
+  await d.database.db.prisma.notificationEvent.create({
+    data: { notificationId, kind: "DEAD_LETTERED", detail: { code: "ORDER_NOT_FOUND" } },
+  });
+  const payload = applyPayload(notificationId, outTradeNo);
+  const letter: DeadLetter = {
+    v: 1,
+    queue: QueueName.Apply,
+    jobName: APPLY_JOB_NAME,
+    jobId: notificationId,
+    notificationId,
+    outTradeNo,
+    code: "ORDER_NOT_FOUND",
+    message: "no order with this out_trade_no after 20 attempts",
+    attemptsMade: 20,
+    failedAt: Date.now(),
+    data: payload,
+  };
+  const letterId = deadLetterJobId(QueueName.Apply, notificationId);
+  await dead.add(DEAD_JOB_NAME, letter, { jobId: letterId });
+  return { notificationId, letterId, payload };
+}
+
+/** Runs one real apply job to failure, as the worker would have before dead-lettering it. */
+async function failInApply(payload: ApplyJob): Promise<void> {
+  await apply.add(APPLY_JOB_NAME, payload, { jobId: payload.notificationId, attempts: 1 });
+  const connection = createRedisConnection(TEST_REDIS_URL, "worker");
+  const worker = new Worker(
+    QueueName.Apply,
+    async () => {
+      throw new UnrecoverableError("ORDER_NOT_FOUND");
+    },
+    { connection, prefix: d.prefix, autorun: false },
+  );
+  const failed = new Promise<void>((resolve) => {
+    worker.on("failed", (job) => {
+      if (job?.id === payload.notificationId) resolve();
+    });
+  });
+  void worker.run();
+  await failed;
+  await worker.close();
+  connection.disconnect();
+  expect(await (await apply.getJob(payload.notificationId))?.getState()).toBe("failed");
+}
+
+describe("dead-letter replay", () => {
+  it("lists dead letters with their reason and a link to the notification", async () => {
+    const { notificationId, letterId } = await deadLetter();
+    const viewer = await loggedIn(d.app, "victor", PASSWORDS.victor);
+    const page = await viewer.get("/dead-letters");
+    expect(page.statusCode).toBe(200);
+    expect(page.body).toContain(letterId);
+    expect(page.body).toContain(`href="/notifications/${notificationId}"`);
+    expect(page.body).toContain("ORDER_NOT_FOUND");
+    // Viewers get no replay controls.
+    expect(page.body).not.toContain(`name="ids" value="${letterId}"`);
+    expect(page.body).toContain("Replaying needs the operator role.");
+    // The notification's timeline shows the letter too.
+    const timeline = await viewer.get(`/notifications/${notificationId}`);
+    expect(timeline.body).toContain("Dead-lettered from notify.apply after 20 attempt(s): ORDER_NOT_FOUND");
+    expect(timeline.body).toContain("DEAD_LETTERED");
+  });
+
+  it("puts a replayed letter back in its stage queue, with an AuditLog row and a REPLAYED event", async () => {
+    const { notificationId, letterId, payload } = await deadLetter();
+    await failInApply(payload);
+    const operator = await loggedIn(d.app, "olga", PASSWORDS.olga);
+    const listed = await operator.get("/dead-letters");
+    expect(listed.body).toContain(`name="ids" value="${letterId}"`);
+
+    const response = await operator.post("/dead-letters/replay", { id: letterId });
+    expect(response.statusCode).toBe(303);
+    expect(response.headers.location).toContain("replayed=1");
+
+    const job = await apply.getJob(notificationId);
+    expect(await job?.getState()).toBe("waiting");
+    expect(job?.name).toBe(APPLY_JOB_NAME);
+    expect(job?.data).toEqual(payload);
+    expect(job?.attemptsMade).toBe(0);
+    expect(await dead.getJob(letterId)).toBeUndefined();
+
+    const audit = await d.database.db.prisma.auditLog.findFirst({
+      where: { action: "dead_letter.replay", target: letterId },
+    });
+    expect(audit).toMatchObject({ actor: "olga", role: "operator" });
+    expect(audit?.detail).toMatchObject({ outcome: "replayed", queue: QueueName.Apply, notificationId });
+
+    const notification = await d.database.db.prisma.notification.findUniqueOrThrow({
+      where: { id: notificationId },
+      include: { events: { orderBy: { id: "asc" } } },
+    });
+    expect(notification.status).toBe("PROCESSING");
+    expect(notification.events.map((e) => e.kind)).toEqual(["DEAD_LETTERED", "REPLAYED"]);
+    expect(notification.events[1]?.detail).toMatchObject({
+      actor: "olga",
+      queue: QueueName.Apply,
+      previousCode: "ORDER_NOT_FOUND",
+    });
+
+    const after = await operator.get(`/dead-letters?replayed=1`);
+    expect(after.body).toContain("replayed: 1");
+    expect(after.body).not.toContain(`value="${letterId}"`);
+  });
+
+  it("replays the selected letters only", async () => {
+    const a = await deadLetter();
+    const b = await deadLetter();
+    const c = await deadLetter();
+    const operator = await loggedIn(d.app, "olga", PASSWORDS.olga);
+    const response = await operator.post("/dead-letters/replay", { ids: [a.letterId, b.letterId] });
+    expect(response.statusCode).toBe(303);
+    expect(response.headers.location).toContain("replayed=2");
+    expect(await (await apply.getJob(a.notificationId))?.getState()).toBe("waiting");
+    expect(await (await apply.getJob(b.notificationId))?.getState()).toBe("waiting");
+    expect(await apply.getJob(c.notificationId)).toBeUndefined();
+    expect(await dead.getJob(c.letterId)).toBeDefined();
+    const audits = await d.database.db.prisma.auditLog.count({
+      where: { action: "dead_letter.replay", target: { in: [a.letterId, b.letterId, c.letterId] } },
+    });
+    expect(audits).toBe(2);
+  });
+
+  it("reports and audits a letter that is not there", async () => {
+    const operator = await loggedIn(d.app, "olga", PASSWORDS.olga);
+    const response = await operator.post("/dead-letters/replay", { id: "apply.does-not-exist" });
+    expect(response.headers.location).toContain("not-found=1");
+    const audit = await d.database.db.prisma.auditLog.findFirst({ where: { target: "apply.does-not-exist" } });
+    expect(audit?.detail).toMatchObject({ outcome: "not-found" });
+  });
+
+  it("refuses a viewer (403) and a forged CSRF token, and nothing changes", async () => {
+    const { notificationId, letterId } = await deadLetter();
+    const viewer = await loggedIn(d.app, "victor", PASSWORDS.victor);
+    expect((await viewer.post("/dead-letters/replay", { id: letterId })).statusCode).toBe(403);
+
+    const operator = await loggedIn(d.app, "olga", PASSWORDS.olga);
+    expect((await operator.post("/dead-letters/replay", { id: letterId, _csrf: "forged" })).statusCode).toBe(403);
+    expect(
+      (await operator.post("/dead-letters/replay", { id: letterId }, { origin: "https://evil.example" })).statusCode,
+    ).toBe(403);
+
+    expect(await dead.getJob(letterId)).toBeDefined();
+    expect(await apply.getJob(notificationId)).toBeUndefined();
+    expect(await d.database.db.prisma.auditLog.count({ where: { target: letterId } })).toBe(0);
+    const notification = await d.database.db.prisma.notification.findUniqueOrThrow({ where: { id: notificationId } });
+    expect(notification.status).toBe("DEAD");
+  });
+});

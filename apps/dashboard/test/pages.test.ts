@@ -1,0 +1,155 @@
+import { execFileSync } from "node:child_process";
+import { createHash, createPublicKey, X509Certificate } from "node:crypto";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createQueue, PARSE_JOB_NAME, QueueName } from "@wpn/queue";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { PASSWORDS, startDashboard, type TestDashboard } from "./support/app.ts";
+import { type Client, loggedIn } from "./support/client.ts";
+import { randomId, seedNotification, seedOrder } from "./support/seed.ts";
+
+let d: TestDashboard;
+let viewer: Client;
+let certPath: string;
+
+beforeAll(async () => {
+  // A platform certificate 20 days from expiry, as WeChat's would be near its switch-over.
+  const dir = mkdtempSync(join(tmpdir(), "wpn-dash-cert-"));
+  certPath = join(dir, "platform.pem");
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-days",
+      "20",
+      "-subj",
+      "/CN=Tenpay.com Root CA test",
+      "-keyout",
+      join(dir, "key.pem"),
+      "-out",
+      certPath,
+    ],
+    { stdio: "ignore" },
+  );
+  d = await startDashboard("dash_pages", { env: { WECHATPAY_PLATFORM_CERT_PATHS: certPath } });
+  viewer = await loggedIn(d.app, "victor", PASSWORDS.victor);
+});
+afterAll(async () => {
+  await d?.close();
+});
+
+describe("overview", () => {
+  it("shows rates, latency percentiles, failures by code, queue depths and inline SVG charts", async () => {
+    const prisma = d.database.db.prisma;
+    const received = new Date(Date.now() - 10 * 60_000);
+    const after = (ms: number) => new Date(received.getTime() + ms);
+    for (const ms of [200, 400, 600, 10_000]) {
+      await seedNotification(prisma, { receivedAt: received, appliedAt: after(ms), status: "APPLIED" });
+    }
+    await seedNotification(prisma, { receivedAt: received, status: "FAILED", errorCode: "DB_TIMEOUT" });
+    await seedNotification(prisma, { receivedAt: received, status: "DEAD", errorCode: "DECRYPT_FAILED" });
+    // Outside the hour: not counted.
+    await seedNotification(prisma, {
+      receivedAt: new Date(Date.now() - 2 * 3_600_000),
+      status: "FAILED",
+      errorCode: "OLD_ERROR",
+    });
+    await seedOrder(prisma, { status: "PAYMENT_REVIEW", reviewReason: "AMOUNT_MISMATCH" });
+    const parse = createQueue(QueueName.Parse, d.redis, d.prefix);
+    try {
+      await parse.add(PARSE_JOB_NAME, { v: 1 }, { jobId: randomId("waiting-") });
+    } finally {
+      await parse.close();
+    }
+
+    const page = await viewer.get("/");
+    expect(page.statusCode).toBe(200);
+    const body = page.body;
+    expect(body).toContain("6 in the last hour");
+    expect(body).toContain("4 in the last hour");
+    // percentile_cont over 200, 400, 600, 10 000 ms: p50 = 500 ms, p99 = 600 + 0.97 × 9 400 = 9 718 ms.
+    expect(body).toContain(">500 ms<");
+    expect(body).toContain("p99 9.72 s");
+    expect(body).toMatch(
+      /<code>DB_TIMEOUT<\/code><\/td><td class="num">1<\/td><td class="num">16.7 %<\/td><td class="num">1<\/td>/,
+    );
+    expect(body).toContain("DECRYPT_FAILED");
+    expect(body).not.toContain("OLD_ERROR");
+    expect(body.match(/<svg /g)?.length).toBe(2);
+    expect(body).toContain("<polyline");
+    expect(body).toMatch(/<td class="mono">notify.parse<\/td><td class="num">1<\/td>/);
+    expect(body).toMatch(/Payment review<\/div>\s*<div class="value"><span class="badge warn">1<\/span>/);
+    // The configured platform certificate has 20 days left: the overview warns about it.
+    expect(body).toMatch(/platform certificate <code>[0-9A-F]+<\/code> expires in (19|20) day\(s\)/);
+  });
+});
+
+describe("payment review", () => {
+  it("lists orders in PAYMENT_REVIEW with their reason, without payer data", async () => {
+    const outTradeNo = randomId("OTN-R");
+    await seedOrder(d.database.db.prisma, {
+      outTradeNo,
+      status: "PAYMENT_REVIEW",
+      reviewReason: "OUT_OF_STOCK",
+      payerOpenid: "oSECRET-PAYER",
+    });
+    await seedOrder(d.database.db.prisma, { status: "SUCCESS", outTradeNo: randomId("OTN-OK") });
+    const page = await viewer.get("/reviews");
+    expect(page.body).toContain(outTradeNo);
+    expect(page.body).toContain("OUT_OF_STOCK");
+    expect(page.body).not.toContain("OTN-OK");
+    expect(page.body).not.toContain("oSECRET-PAYER");
+    const filtered = await viewer.get("/reviews?reason=AMOUNT_MISMATCH");
+    expect(filtered.body).not.toContain(outTradeNo);
+  });
+});
+
+describe("keys", () => {
+  it("shows the default merchant's public key id, fingerprint and certificate days left, and the Merchant table", async () => {
+    const prisma = d.database.db.prisma;
+    await prisma.merchant.create({
+      data: {
+        mchid: "1900000777",
+        appid: "wx-second-app",
+        apiV3Key: "SECRET-APIV3-KEY-SECRET-APIV3-KEY",
+        publicKeyId: "PUB_KEY_ID_SECOND",
+        certificates: {
+          create: [
+            {
+              serial: "EXPIREDSERIAL01",
+              pem: "-",
+              notBefore: new Date("2020-01-01Z"),
+              notAfter: new Date(Date.now() - 3 * 86_400_000),
+            },
+            {
+              serial: "FRESHSERIAL02",
+              pem: "-",
+              notBefore: new Date("2026-01-01Z"),
+              notAfter: new Date(Date.now() + 400 * 86_400_000 + 3_600_000),
+            },
+          ],
+        },
+      },
+    });
+    const page = await viewer.get("/keys");
+    expect(page.statusCode).toBe(200);
+    const body = page.body;
+    const cert = new X509Certificate(readFileSync(certPath));
+    const fingerprint = createHash("sha256")
+      .update(createPublicKey(d.config.publicKeyPem).export({ type: "spki", format: "der" }))
+      .digest("hex");
+    expect(body).toContain(d.config.WECHATPAY_PUBLIC_KEY_ID);
+    expect(body).toContain(fingerprint);
+    expect(body).toContain(cert.serialNumber.toUpperCase());
+    expect(body).toMatch(/<span class="badge warn">(19|20)<\/span>/);
+    expect(body).toContain("PUB_KEY_ID_SECOND");
+    expect(body).toContain('<span class="badge bad">expired 3 d ago</span>');
+    expect(body).toContain('<span class="badge ok">400</span>');
+    expect(body).not.toContain("SECRET-APIV3-KEY");
+  });
+});

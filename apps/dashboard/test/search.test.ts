@@ -1,0 +1,205 @@
+import { createQueue, PARSE_JOB_NAME, QueueName, recordReceipts } from "@wpn/queue";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { PASSWORDS, startDashboard, type TestDashboard } from "./support/app.ts";
+import { type Client, loggedIn } from "./support/client.ts";
+import { randomId, seedNotification, seedOrder } from "./support/seed.ts";
+
+let d: TestDashboard;
+let viewer: Client;
+const T0 = new Date("2026-11-11T00:00:00.000Z");
+const minutes = (n: number) => new Date(T0.getTime() + n * 60_000);
+
+// Five notifications with distinct keys, spread over time, two merchants and several statuses.
+const rows = {
+  paid: {
+    id: randomId("pay-"),
+    outTradeNo: randomId("OTN-A"),
+    transactionId: "4200000001202611110000000001",
+    status: "APPLIED",
+    receivedAt: minutes(1),
+    mchid: "1900000109",
+  },
+  review: {
+    id: randomId("rev-"),
+    outTradeNo: randomId("OTN-B"),
+    transactionId: "4200000001202611110000000002",
+    status: "REVIEW",
+    receivedAt: minutes(10),
+    mchid: "1900000109",
+  },
+  failed: {
+    id: randomId("fail-"),
+    outTradeNo: randomId("OTN-C"),
+    transactionId: null,
+    status: "FAILED",
+    receivedAt: minutes(20),
+    mchid: "1900000999",
+    errorCode: "ORDER_NOT_FOUND",
+  },
+  dead: {
+    id: randomId("dead-"),
+    outTradeNo: randomId("OTN-D"),
+    transactionId: null,
+    status: "DEAD",
+    receivedAt: minutes(30),
+    mchid: "1900000999",
+    errorCode: "DECRYPT_FAILED",
+  },
+  refund: {
+    id: randomId("ref-"),
+    outTradeNo: null,
+    transactionId: null,
+    outRefundNo: randomId("R"),
+    status: "APPLIED",
+    receivedAt: minutes(40),
+    mchid: "1900000109",
+    eventType: "REFUND.SUCCESS",
+  },
+} as const;
+
+beforeAll(async () => {
+  d = await startDashboard("dash_search");
+  for (const row of Object.values(rows)) await seedNotification(d.database.db.prisma, { ...row });
+  viewer = await loggedIn(d.app, "victor", PASSWORDS.victor);
+});
+afterAll(async () => {
+  await d?.close();
+});
+
+async function found(query: Record<string, string>): Promise<string[]> {
+  const response = await viewer.get(`/notifications?${new URLSearchParams(query)}`);
+  expect(response.statusCode).toBe(200);
+  return Object.values(rows)
+    .map((r) => r.id)
+    .filter((id) => response.body.includes(`href="/notifications/${id}"`));
+}
+
+describe("notification search", () => {
+  it("finds by out_trade_no, transaction_id and notification id", async () => {
+    expect(await found({ outTradeNo: rows.paid.outTradeNo })).toEqual([rows.paid.id]);
+    expect(await found({ transactionId: rows.review.transactionId })).toEqual([rows.review.id]);
+    expect(await found({ id: rows.failed.id })).toEqual([rows.failed.id]);
+    expect(await found({ outTradeNo: "no-such-order" })).toEqual([]);
+  });
+
+  it("finds by any id in the free-text box, including out_refund_no", async () => {
+    expect(await found({ q: rows.dead.outTradeNo })).toEqual([rows.dead.id]);
+    expect(await found({ q: rows.review.transactionId })).toEqual([rows.review.id]);
+    expect(await found({ q: rows.refund.outRefundNo })).toEqual([rows.refund.id]);
+    expect(await found({ q: rows.paid.id })).toEqual([rows.paid.id]);
+  });
+
+  it("filters by status, merchant and time range, and combines filters", async () => {
+    expect(await found({ status: "DEAD" })).toEqual([rows.dead.id]);
+    expect((await found({ status: "APPLIED" })).sort()).toEqual([rows.paid.id, rows.refund.id].sort());
+    expect((await found({ mchid: "1900000999" })).sort()).toEqual([rows.failed.id, rows.dead.id].sort());
+    // [T0+5min, T0+35min): review, failed, dead.
+    const range = { from: "2026-11-11T00:05", to: "2026-11-11T00:35" };
+    expect((await found(range)).sort()).toEqual([rows.review.id, rows.failed.id, rows.dead.id].sort());
+    expect(await found({ ...range, mchid: "1900000109" })).toEqual([rows.review.id]);
+    expect(await found({ ...range, status: "FAILED" })).toEqual([rows.failed.id]);
+    // The bounds: from is inclusive, to exclusive.
+    expect(await found({ from: "2026-11-11T00:10", to: "2026-11-11T00:20" })).toEqual([rows.review.id]);
+  });
+
+  it("reports invalid input instead of silently ignoring it", async () => {
+    const queries: Record<string, string>[] = [
+      { status: "BOGUS" },
+      { from: "yesterday" },
+      { from: "2026-11-11T01:00", to: "2026-11-11T00:00" },
+    ];
+    for (const query of queries) {
+      const response = await viewer.get(`/notifications?${new URLSearchParams(query)}`);
+      expect(response.statusCode).toBe(400);
+      expect(response.body).toContain('class="flash bad"');
+    }
+  });
+
+  it("escapes every value it renders", async () => {
+    const hostile = await seedNotification(d.database.db.prisma, {
+      id: randomId("xss-"),
+      outTradeNo: `<script>alert("otn")</script>`,
+      errorCode: `<img src=x onerror=alert(1)>`,
+      lastError: `"><svg onload=alert(2)>`,
+    });
+    const list = await viewer.get(`/notifications?${new URLSearchParams({ id: hostile })}`);
+    expect(list.body).toContain("&lt;script&gt;alert(&quot;otn&quot;)&lt;/script&gt;");
+    expect(list.body).not.toContain("<script>");
+    expect(list.body).not.toContain("<img src=x");
+    const detail = await viewer.get(`/notifications/${hostile}`);
+    expect(detail.body).not.toContain("<svg onload");
+    expect(detail.body).toContain("&quot;&gt;&lt;svg onload=alert(2)&gt;");
+    // Search terms echoed into the form are escaped too.
+    const echoed = await viewer.get(`/notifications?${new URLSearchParams({ q: `"><b>x</b>` })}`);
+    expect(echoed.body).toContain('value="&quot;&gt;&lt;b&gt;x&lt;/b&gt;"');
+  });
+});
+
+describe("notification timeline", () => {
+  it("merges database events, the BullMQ job and the ingress receipt, without payer data", async () => {
+    const outTradeNo = randomId("OTN-T");
+    await seedOrder(d.database.db.prisma, {
+      outTradeNo,
+      status: "SUCCESS",
+      transactionId: "4200000009202611110000000009",
+      paidAt: minutes(2),
+      payerOpenid: "oPAYER-SECRET-OPENID",
+    });
+    const id = await seedNotification(d.database.db.prisma, {
+      id: randomId("tl-"),
+      outTradeNo,
+      transactionId: "4200000009202611110000000009",
+      receivedAt: minutes(1),
+      appliedAt: minutes(2),
+      attempts: 2,
+    });
+    await d.database.db.prisma.notificationEvent.createMany({
+      data: [
+        { notificationId: id, at: minutes(1), kind: "RECEIVED" },
+        {
+          notificationId: id,
+          at: new Date(minutes(1).getTime() + 500),
+          kind: "FAILED",
+          detail: { code: "DB_UNAVAILABLE", attempt: 1 },
+        },
+        { notificationId: id, at: minutes(2), kind: "APPLIED", detail: { orderStatus: "SUCCESS" } },
+      ],
+    });
+    const parse = createQueue(QueueName.Parse, d.redis, d.prefix);
+    try {
+      await parse.add(PARSE_JOB_NAME, { v: 1, id }, { jobId: id });
+    } finally {
+      await parse.close();
+    }
+    await recordReceipts(d.redis, d.prefix, [{ id, deliveries: 3 }], minutes(1).getTime(), 3600);
+
+    const page = await viewer.get(`/notifications/${id}`);
+    expect(page.statusCode).toBe(200);
+    const body = page.body;
+    for (const text of [
+      "Received, verified and enqueued (first delivery)",
+      "Redelivered by WeChat: 2 more time(s)",
+      "DB_UNAVAILABLE",
+      "APPLIED",
+      `Job ${id} enqueued`,
+      "notify.parse",
+      outTradeNo,
+      "19.99 CNY",
+      "SUCCESS",
+    ]) {
+      expect(body, text).toContain(text);
+    }
+    expect(body).not.toContain("oPAYER-SECRET-OPENID");
+    expect(body).not.toContain("ENCRYPTED");
+    // Chronological: the first delivery comes before the failure, the failure before APPLIED.
+    const timeline = body.slice(body.indexOf('<ol class="timeline">'), body.indexOf("</ol>"));
+    expect(timeline.indexOf("first delivery")).toBeGreaterThan(0);
+    expect(timeline.indexOf("first delivery")).toBeLessThan(timeline.indexOf("DB_UNAVAILABLE"));
+    expect(timeline.indexOf("DB_UNAVAILABLE")).toBeLessThan(timeline.indexOf(">APPLIED<"));
+  });
+
+  it("answers 404 for an id nobody has seen", async () => {
+    const response = await viewer.get("/notifications/never-seen");
+    expect(response.statusCode).toBe(404);
+  });
+});

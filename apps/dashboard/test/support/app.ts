@@ -1,0 +1,68 @@
+import { type Config, loadConfig } from "@wpn/config";
+import { createRedisConnection } from "@wpn/queue";
+import {
+  createTestDatabase,
+  createTestMerchant,
+  deletePrefix,
+  TEST_REDIS_URL,
+  type TestDatabase,
+  testQueuePrefix,
+} from "@wpn/testing";
+import type { FastifyInstance } from "fastify";
+import type { Redis } from "ioredis";
+import { buildApp } from "../../src/app.ts";
+import { hashPassword } from "../../src/auth/password.ts";
+
+export const PASSWORDS = { olga: "operator password 1", victor: "viewer password 1" } as const;
+
+// Hashed once per test file (scrypt is deliberately slow).
+let usersEnv: string | undefined;
+function dashboardUsers(): string {
+  usersEnv ??= `olga:operator:${hashPassword(PASSWORDS.olga)},victor:viewer:${hashPassword(PASSWORDS.victor)}`;
+  return usersEnv;
+}
+
+export interface TestDashboard {
+  app: FastifyInstance;
+  config: Config;
+  database: TestDatabase;
+  prefix: string;
+  redis: Redis;
+  close(): Promise<void>;
+}
+
+/** A dashboard on its own PostgreSQL schema and BullMQ prefix, with users olga (operator) and victor (viewer). */
+export async function startDashboard(
+  label: string,
+  options: { env?: Record<string, string>; now?: () => Date } = {},
+): Promise<TestDashboard> {
+  const database = await createTestDatabase(label);
+  const prefix = testQueuePrefix(label);
+  const merchant = createTestMerchant();
+  const config = loadConfig({
+    ...merchant.env,
+    NODE_ENV: "test",
+    DATABASE_URL: database.url,
+    REDIS_URL: TEST_REDIS_URL,
+    QUEUE_PREFIX: prefix,
+    DASHBOARD_USERS: dashboardUsers(),
+    DASHBOARD_SESSION_SECRET: "test-secret-test-secret-test-secret-0123",
+    ...options.env,
+  });
+  const redis = createRedisConnection(TEST_REDIS_URL, "admin");
+  const app = await buildApp({ config, db: database.db, redis, now: options.now });
+  await app.ready();
+  return {
+    app,
+    config,
+    database,
+    prefix,
+    redis,
+    async close() {
+      await app.close();
+      await database.drop();
+      redis.disconnect();
+      await deletePrefix(prefix);
+    },
+  };
+}

@@ -1,0 +1,184 @@
+import { ConfigError } from "@wpn/config";
+import { describe, expect, it } from "vitest";
+import { hashPassword, isPasswordHash, verifyPassword } from "../src/auth/password.ts";
+import { LoginRateLimiter } from "../src/auth/rate-limit.ts";
+import { SessionCodec } from "../src/auth/session.ts";
+import { parseUsers } from "../src/auth/users.ts";
+import { parseSearch } from "../src/data/notifications.ts";
+import { safeNext } from "../src/routes/login.ts";
+import { lineChart, niceCeiling } from "../src/views/chart.ts";
+import { escapeHtml, html, raw } from "../src/views/html.ts";
+
+describe("password hashes", () => {
+  const hash = hashPassword("correct horse battery staple");
+
+  it("verifies the right password only", async () => {
+    expect(hash).toMatch(/^scrypt\.16384\.8\.1\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{86}$/);
+    expect(await verifyPassword("correct horse battery staple", hash)).toBe(true);
+    expect(await verifyPassword("correct horse battery stapl", hash)).toBe(false);
+    expect(await verifyPassword("", hash)).toBe(false);
+  });
+
+  it("salts every hash", () => {
+    expect(hashPassword("same")).not.toBe(hashPassword("same"));
+  });
+
+  it("contains nothing DASHBOARD_USERS, shells or Compose would split or interpolate", () => {
+    expect(hash).not.toMatch(/[:,$\s'"`\\]/);
+  });
+
+  it("accepts the scrypt$salt$hash form (N=16384, r=8, p=1, standard base64)", async () => {
+    const [, , , , salt, key] = hash.split(".");
+    const legacy = `scrypt$${Buffer.from(salt ?? "", "base64url").toString("base64")}$${Buffer.from(key ?? "", "base64url").toString("base64")}`;
+    expect(await verifyPassword("correct horse battery staple", legacy)).toBe(true);
+    expect(await verifyPassword("wrong", legacy)).toBe(false);
+  });
+
+  it("treats malformed or abusive hashes as non-matching", async () => {
+    for (const bad of [
+      "",
+      "plain",
+      "scrypt.16384.8.1.x.y",
+      hash.replace("16384", "1000"),
+      hash.replace("16384", "4194304"),
+    ]) {
+      expect(isPasswordHash(bad)).toBe(false);
+      expect(await verifyPassword("correct horse battery staple", bad)).toBe(false);
+    }
+  });
+});
+
+describe("DASHBOARD_USERS", () => {
+  const h = hashPassword("pw-for-parse-tests");
+
+  it("parses name:role:hash entries", () => {
+    const users = parseUsers(` alice:operator:${h} , bob:viewer:${h},`);
+    expect([...users.values()].map((u) => [u.name, u.role])).toEqual([
+      ["alice", "operator"],
+      ["bob", "viewer"],
+    ]);
+    expect(parseUsers(undefined).size).toBe(0);
+  });
+
+  it("names the bad entry without echoing its hash", () => {
+    const cases: [string, RegExp][] = [
+      [`alice:admin:${h}`, /entry 1 \(alice\) role must be viewer or operator/],
+      [`alice:viewer:${h},bob:viewer:nothash`, /entry 2 \(bob\) hash is not a scrypt hash/],
+      [`alice:viewer`, /entry 1 must be name:role:hash/],
+      [`al ice:viewer:${h}`, /entry 1 has an invalid name/],
+      [`alice:viewer:${h},alice:operator:${h}`, /user alice is listed twice/],
+    ];
+    for (const [value, message] of cases) {
+      let error: unknown;
+      try {
+        parseUsers(value);
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as ConfigError).variable).toBe("DASHBOARD_USERS");
+      expect((error as Error).message).toMatch(message);
+      expect((error as Error).message).not.toContain(h);
+    }
+  });
+});
+
+describe("sessions", () => {
+  it("round-trips, and refuses tampering, expiry, revocation and another secret", () => {
+    let now = 1_700_000_000_000;
+    const codec = new SessionCodec("s".repeat(32), 60, () => now);
+    const { value, claims } = codec.issue({ name: "alice", role: "viewer" });
+    expect(codec.verify(value)).toEqual(claims);
+    expect(new SessionCodec("t".repeat(32), 60, () => now).verify(value)).toBeUndefined();
+    const [v, payload, mac] = value.split(".");
+    const elevated = Buffer.from(JSON.stringify({ ...claims, role: "operator" })).toString("base64url");
+    expect(codec.verify(`${v}.${elevated}.${mac}`)).toBeUndefined();
+    expect(codec.verify(`${v}.${payload}.${mac}A`)).toBeUndefined();
+    now += 61_000;
+    expect(codec.verify(value)).toBeUndefined();
+    now -= 61_000;
+    codec.revoke(claims);
+    expect(codec.verify(value)).toBeUndefined();
+    expect(codec.verify(codec.issue({ name: "alice", role: "viewer" }).value)).toBeDefined();
+  });
+});
+
+describe("login rate limiter", () => {
+  it("allows `limit` failures per minute per IP", () => {
+    let now = 0;
+    const limiter = new LoginRateLimiter(3, 60_000, () => now);
+    for (let i = 0; i < 3; i++) {
+      expect(limiter.retryAfterSeconds("a")).toBe(0);
+      limiter.recordFailure("a");
+      now += 1_000;
+    }
+    expect(limiter.retryAfterSeconds("a")).toBe(57);
+    expect(limiter.retryAfterSeconds("b")).toBe(0);
+    now = 60_001;
+    expect(limiter.retryAfterSeconds("a")).toBe(0);
+    limiter.recordFailure("a");
+    limiter.recordSuccess("a");
+    expect(limiter.retryAfterSeconds("a")).toBe(0);
+  });
+});
+
+describe("html", () => {
+  it("escapes interpolated values, nested templates stay markup", () => {
+    const inner = html`<b>${"<i>"}</b>`;
+    expect(html`<p title="${`"x'`}">${inner}${["<a>", 1]}${null}${undefined}${false}</p>`.toString()).toBe(
+      '<p title="&quot;x&#39;"><b>&lt;i&gt;</b>&lt;a&gt;1</p>',
+    );
+    expect(escapeHtml("&<>\"'`")).toBe("&amp;&lt;&gt;&quot;&#39;&#96;");
+    expect(html`${raw("<br>")}`.toString()).toBe("<br>");
+  });
+});
+
+describe("svg chart", () => {
+  it("rounds the axis up and breaks lines at missing values", () => {
+    expect([0, 0.3, 1, 7, 12, 180, 2_000].map(niceCeiling)).toEqual([1, 0.5, 1, 10, 20, 200, 2_000]);
+    const svg = lineChart({
+      title: "t <x>",
+      start: Date.UTC(2026, 10, 11, 10, 0),
+      stepMs: 60_000,
+      series: [{ name: "s", color: "#000", values: [1, 2, null, 4, 5, null, 7] }],
+    }).toString();
+    expect(svg.match(/<polyline/g)?.length).toBe(2);
+    expect(svg.match(/<circle/g)?.length).toBe(1);
+    expect(svg).toContain("<title>t &lt;x&gt;</title>");
+    expect(svg).toContain(">10:00<");
+  });
+});
+
+describe("login redirect target", () => {
+  it("keeps same-site paths only", () => {
+    expect(safeNext("/notifications?q=1")).toBe("/notifications?q=1");
+    for (const bad of [
+      "//evil.example",
+      "/\\evil.example",
+      "https://evil.example",
+      "evil",
+      "/x\nSet-Cookie: a",
+      undefined,
+      42,
+    ]) {
+      expect(safeNext(bad)).toBe("/");
+    }
+  });
+});
+
+describe("search form", () => {
+  it("reads datetime-local values as UTC and rejects bad input", () => {
+    const { search, errors } = parseSearch({
+      from: "2026-11-11T08:00",
+      to: "2026-11-11T09:30:15",
+      status: "DEAD",
+      q: "  abc ",
+    });
+    expect(errors).toEqual([]);
+    expect(search.from?.toISOString()).toBe("2026-11-11T08:00:00.000Z");
+    expect(search.to?.toISOString()).toBe("2026-11-11T09:30:15.000Z");
+    expect(search.q).toBe("abc");
+    expect(parseSearch({ status: "dead" }).errors).toHaveLength(1);
+    expect(parseSearch({ q: "x".repeat(129) }).errors).toHaveLength(1);
+  });
+});
