@@ -30,6 +30,8 @@ export function createDb(options: DbOptions): Db {
     idleTimeoutMillis: 30_000,
     application_name: options.applicationName ?? "wechatpay-notify",
     // Unqualified names in raw SQL resolve to the configured schema, like Prisma's generated queries do.
+    // Columns are `timestamp without time zone` holding UTC (Prisma's convention), so database-side defaults
+    // (now()) must be evaluated in UTC too, whatever the server's TimeZone setting is.
     options: `-c search_path=${target.schema} -c TimeZone=UTC`,
   });
   // An idle client losing its connection (PostgreSQL restart) emits 'error' on the pool; without a listener
