@@ -79,6 +79,8 @@ const FASTIFY_CODES: Readonly<Record<string, IngressErrorCode>> = {
   FST_ERR_CTP_INVALID_MEDIA_TYPE: "UNSUPPORTED_MEDIA_TYPE",
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: "BODY_INVALID",
   FST_ERR_CTP_EMPTY_JSON_BODY: "BODY_INVALID",
+  // @fastify/under-pressure: the event loop is saturated.
+  FST_UNDER_PRESSURE: "OVERLOADED",
 };
 
 /**

@@ -9,3 +9,33 @@ export {
   migrate,
   readMigrations,
 } from "./migrate.ts";
+export { classifyDbError, type DbErrorClass } from "./repositories/errors.ts";
+export { findMerchantKeys, type MerchantKeys } from "./repositories/merchants.ts";
+export {
+  type FailureRecord,
+  FINAL_NOTIFICATION_STATUSES,
+  markNotificationDead,
+  type NotificationRowStatus,
+  type ParsedNotification,
+  type ReplayRecord,
+  recordNotificationFailure,
+  recordReplay,
+  type UpsertResult,
+  upsertParsedNotification,
+} from "./repositories/notifications.ts";
+export {
+  applyPaymentStatement,
+  PAYMENT_OUTCOMES,
+  type PaymentFacts,
+  type PaymentOutcome,
+  type PaymentResult,
+  paymentStatement,
+} from "./repositories/payments.ts";
+export {
+  applyRefundStatement,
+  REFUND_OUTCOMES,
+  type RefundFacts,
+  type RefundOutcome,
+  type RefundResultRow,
+  refundStatement,
+} from "./repositories/refunds.ts";

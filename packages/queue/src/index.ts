@@ -1,4 +1,22 @@
+export { applyBackoffDelay } from "./backoff.ts";
 export { type ConnectionRole, createRedisConnection } from "./connection.ts";
+export {
+  type ReplayDeps,
+  type ReplayOutcome,
+  type ReplayStatus,
+  replayAllDeadLetters,
+  replayDeadLetter,
+} from "./dead-letter.ts";
+export { APPLY_BACKOFF_TYPE, APPLY_JOB_NAME, type ApplyJob, applyJobSchema } from "./jobs/apply.ts";
+export {
+  DEAD_JOB_NAME,
+  DEAD_LETTER_STAGES,
+  type DeadLetter,
+  type DeadLetterStage,
+  deadLetterJobId,
+  deadLetterSchema,
+} from "./jobs/dead.ts";
+export { type DecodedJob, decodeJob, type JobSchema } from "./jobs/decode.ts";
 export {
   PARSE_JOB_NAME,
   type ParseJob,
@@ -8,6 +26,13 @@ export {
   parseJobV2Schema,
   parseJobV3Schema,
 } from "./jobs/parse.ts";
+export {
+  PUBLISH_EVENT_TYPES,
+  type PublishEventType,
+  type PublishJob,
+  publishJobName,
+  publishJobSchema,
+} from "./jobs/publish.ts";
 export { ALL_QUEUES, QueueName } from "./names.ts";
 export { defaultJobOptions } from "./options.ts";
 export { createQueue } from "./queues.ts";

@@ -1,4 +1,5 @@
 import type { DefaultJobOptions } from "bullmq";
+import { APPLY_BACKOFF_TYPE } from "./jobs/apply.ts";
 import { QueueName as Q, type QueueName } from "./names.ts";
 
 /**
@@ -16,7 +17,9 @@ export const defaultJobOptions: Record<QueueName, DefaultJobOptions> = {
   },
   [Q.Apply]: {
     attempts: 20,
-    backoff: { type: "exponential", delay: 1_000, jitter: 0.5 },
+    // Same doubling as parse (see applyBackoffDelay), computed by the apply worker so that a retry waiting
+    // for an order the checkout has not committed yet is never scheduled past its retry window.
+    backoff: { type: APPLY_BACKOFF_TYPE, delay: 1_000, jitter: 0.5 },
     removeOnComplete: { age: 3_600, count: 10_000 },
     removeOnFail: { age: 7 * 24 * 3_600, count: 100_000 },
   },

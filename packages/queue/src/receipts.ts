@@ -30,59 +30,71 @@ export async function readReceipt(redis: Redis, prefix: string, id: string): Pro
   return { first: Number(fields.first), last: Number(fields.last ?? fields.first), count: Number(fields.count ?? 1) };
 }
 
-// KEYS[1] receipt key; ARGV[1] now (ms). Returns 1 and bumps `count`/`last` when the receipt exists, else 0.
+// One script call per batch, not per id: KEYS = receipt keys, ARGV[1] = now (ms). For each key returns 1 and
+// bumps `count`/`last` when the receipt exists, else 0. (All keys share the prefix, so a `{hash-tagged}` prefix
+// keeps them in one Redis Cluster slot, as BullMQ requires for its own keys.)
 const TOUCH_LUA = `
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('HINCRBY', KEYS[1], 'count', 1)
-  redis.call('HSET', KEYS[1], 'last', ARGV[1])
-  return 1
+local hits = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then
+    redis.call('HINCRBY', key, 'count', 1)
+    redis.call('HSET', key, 'last', ARGV[1])
+    hits[i] = 1
+  else
+    hits[i] = 0
+  end
 end
-return 0`;
+return hits`;
 
-// KEYS[1] receipt key; ARGV[1] now (ms), ARGV[2] TTL (s), ARGV[3] deliveries to add. Keeps an existing `first`
-// and its expiry (two concurrent first deliveries both record; the earlier one's clock wins).
+// KEYS = receipt keys; ARGV[1] = now (ms), ARGV[2] = TTL (s), ARGV[2 + i] = deliveries to add for KEYS[i].
+// Keeps an existing `first` and its expiry (two concurrent first deliveries both record; the earlier clock wins).
 const RECORD_LUA = `
-redis.call('HSETNX', KEYS[1], 'first', ARGV[1])
-redis.call('HSET', KEYS[1], 'last', ARGV[1])
-redis.call('HINCRBY', KEYS[1], 'count', ARGV[3])
-if redis.call('TTL', KEYS[1]) < 0 then
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
+for i, key in ipairs(KEYS) do
+  redis.call('HSETNX', key, 'first', ARGV[1])
+  redis.call('HSET', key, 'last', ARGV[1])
+  redis.call('HINCRBY', key, 'count', ARGV[2 + i])
+  if redis.call('TTL', key) < 0 then
+    redis.call('EXPIRE', key, ARGV[2])
+  end
 end
-return 1`;
+return #KEYS`;
 
 interface ReceiptCommands {
-  wpnReceiptTouch(key: string, nowMs: number): Promise<number>;
-  wpnReceiptRecord(key: string, nowMs: number, ttlSeconds: number, deliveries: number): Promise<number>;
+  wpnReceiptTouch(numberOfKeys: number, ...args: (string | number)[]): Promise<number[]>;
+  wpnReceiptRecord(numberOfKeys: number, ...args: (string | number)[]): Promise<number>;
 }
 
 /**
  * Registers the two scripts on `redis` (idempotent). ioredis sends EVALSHA and falls back to EVAL after a
- * Redis restart (NOSCRIPT), so the scripts survive a flushed script cache.
+ * Redis restart (NOSCRIPT), so the scripts survive a flushed script cache. The key count is passed per call.
  */
 function withReceiptCommands(redis: Redis): Redis & ReceiptCommands {
   const candidate = redis as Redis & Partial<ReceiptCommands>;
   if (typeof candidate.wpnReceiptTouch !== "function") {
-    redis.defineCommand("wpnReceiptTouch", { numberOfKeys: 1, lua: TOUCH_LUA });
-    redis.defineCommand("wpnReceiptRecord", { numberOfKeys: 1, lua: RECORD_LUA });
+    redis.defineCommand("wpnReceiptTouch", { lua: TOUCH_LUA });
+    redis.defineCommand("wpnReceiptRecord", { lua: RECORD_LUA });
   }
   return redis as Redis & ReceiptCommands;
 }
 
 /**
- * For each id, in one pipeline: when a receipt exists, counts this delivery (`count`+1, `last`=now) and
+ * For each id, in one script call: when a receipt exists, counts this delivery (`count`+1, `last`=now) and
  * returns true. Rejects when Redis fails (the caller must then not acknowledge).
  */
-export async function touchReceipts(redis: Redis, prefix: string, ids: readonly string[], nowMs: number): Promise<boolean[]> {
-  const client = withReceiptCommands(redis);
-  const pipeline = client.pipeline() as ReturnType<Redis["pipeline"]> & {
-    wpnReceiptTouch(key: string, nowMs: number): unknown;
-  };
-  for (const id of ids) pipeline.wpnReceiptTouch(receiptKey(prefix, id), nowMs);
-  return (await execOrThrow(pipeline)).map((value) => value === 1);
+export async function touchReceipts(
+  redis: Redis,
+  prefix: string,
+  ids: readonly string[],
+  nowMs: number,
+): Promise<boolean[]> {
+  if (ids.length === 0) return [];
+  const keys = ids.map((id) => receiptKey(prefix, id));
+  const hits = await withReceiptCommands(redis).wpnReceiptTouch(keys.length, ...keys, nowMs);
+  return hits.map((hit) => hit === 1);
 }
 
 /**
- * Records `deliveries` acknowledged deliveries of each id, in one pipeline. Call only after the job was
+ * Records `deliveries` acknowledged deliveries of each id, in one script call. Call only after the job was
  * confirmed by Redis. Rejects when Redis fails.
  */
 export async function recordReceipts(
@@ -92,22 +104,13 @@ export async function recordReceipts(
   nowMs: number,
   ttlSeconds: number,
 ): Promise<void> {
-  const client = withReceiptCommands(redis);
-  const pipeline = client.pipeline() as ReturnType<Redis["pipeline"]> & {
-    wpnReceiptRecord(key: string, nowMs: number, ttlSeconds: number, deliveries: number): unknown;
-  };
-  for (const { id, deliveries } of entries) {
-    pipeline.wpnReceiptRecord(receiptKey(prefix, id), nowMs, ttlSeconds, deliveries);
-  }
-  await execOrThrow(pipeline);
-}
-
-/** `pipeline.exec()` reports per-command errors in its result instead of rejecting; surface the first. */
-async function execOrThrow(pipeline: ReturnType<Redis["pipeline"]>): Promise<unknown[]> {
-  const results = await pipeline.exec();
-  if (results === null) throw new Error("Redis pipeline was discarded");
-  return results.map(([error, value]) => {
-    if (error) throw error;
-    return value;
-  });
+  if (entries.length === 0) return;
+  const keys = entries.map((entry) => receiptKey(prefix, entry.id));
+  await withReceiptCommands(redis).wpnReceiptRecord(
+    keys.length,
+    ...keys,
+    nowMs,
+    ttlSeconds,
+    ...entries.map((entry) => entry.deliveries),
+  );
 }

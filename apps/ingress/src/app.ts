@@ -1,0 +1,158 @@
+import underPressure from "@fastify/under-pressure";
+import { createQueue, QueueName } from "@wpn/queue";
+import type { Queue } from "bullmq";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
+import type { Redis } from "ioredis";
+import { type Logger, pino } from "pino";
+import { EnqueueBatcher } from "./enqueue/batcher.ts";
+import { Intake } from "./enqueue/intake.ts";
+import type { MerchantRegistry } from "./merchants/registry.ts";
+import { createMetrics, type IngressMetrics } from "./metrics.ts";
+import { QueueSampler } from "./queue-sampler.ts";
+import type { NotifyContext, VerifyMode } from "./routes/context.ts";
+import { type Api, writeFailure } from "./routes/failure.ts";
+import { healthRoutes } from "./routes/health.ts";
+import { notifyV2Routes } from "./routes/notify-v2.ts";
+import { notifyV3Routes } from "./routes/notify-v3.ts";
+import type { IngressSettings } from "./settings.ts";
+
+export interface IngressDeps {
+  settings: IngressSettings;
+  /** Producer connection (`createRedisConnection(url, "producer")`); the caller owns and closes it. */
+  redis: Redis;
+  merchants: MerchantRegistry;
+  /** JSON logger; silent when absent. */
+  logger?: Logger;
+  metrics?: IngressMetrics;
+  /** ms since the epoch. */
+  clock?: () => number;
+  /** Default "async" (RSA on the libuv thread pool): answered more at 2,000/s offered in every bench run (bench/ingress-report.md). */
+  verifyMode?: VerifyMode;
+  /** Largest addBulk; default 256. */
+  maxBatchSize?: number;
+  /** Enqueue batches in flight at once; default 2 (see EnqueueBatcher and bench/ingress-report.md). */
+  maxInFlightBatches?: number;
+  /** Shed with 503 OVERLOADED when the event-loop delay passes this, ms; `false` disables shedding. Default 1000. */
+  maxEventLoopDelayMs?: number | false;
+  /** Queue sampling period, ms. Default 1000. */
+  sampleIntervalMs?: number;
+}
+
+/** What `buildApp` exposes besides the routes, for the entry point and tests. */
+export interface IngressHandle {
+  readonly queue: Queue;
+  readonly sampler: QueueSampler;
+  readonly metrics: IngressMetrics;
+  readonly batcher: EnqueueBatcher;
+  /** Makes /health/ready answer 503 so load balancers stop sending, before `close()`. */
+  startDraining(): void;
+}
+
+declare module "fastify" {
+  interface FastifyInstance {
+    ingress: IngressHandle;
+  }
+}
+
+/**
+ * Builds the ingress as an un-listened Fastify instance (use `inject()` in tests, `listen()` in main).
+ * Closing it waits for in-flight requests, drains pending enqueues and closes the parse Queue; the Redis
+ * connection stays open for the caller to quit.
+ */
+export function buildApp(deps: IngressDeps): FastifyInstance {
+  const logger = deps.logger ?? pino({ level: "silent" });
+  const metrics = deps.metrics ?? createMetrics();
+  const clock = deps.clock ?? Date.now;
+  const { settings, redis, merchants } = deps;
+
+  const app = Fastify({
+    // pino's Logger is a FastifyBaseLogger; the cast keeps the instance type the plain FastifyInstance.
+    loggerInstance: logger as FastifyBaseLogger,
+    // One log line per rejected notification instead of two per request: at thousands of requests per
+    // second the default request logging would cost more than the verification.
+    logController: new LogController({ disableRequestLogging: true }),
+    // The notify routes set their own, smaller limit; everything else has no body.
+    bodyLimit: settings.bodyLimitBytes,
+    // Fastify's 503 for requests arriving on kept-alive sockets while closing is what WeChat should see.
+    return503OnClosing: true,
+  });
+
+  const queue = createQueue(QueueName.Parse, redis, settings.queuePrefix);
+  // A Queue re-emits connection errors; without a listener an EventEmitter 'error' would crash the process.
+  // The sampler and the failed requests report outages, so this only needs to keep a trace.
+  queue.on("error", (error) => logger.debug({ err: error }, "parse queue connection error"));
+  const batcher = new EnqueueBatcher({
+    queue,
+    redis,
+    prefix: settings.queuePrefix,
+    dedupeTtlSeconds: settings.dedupeTtlSeconds,
+    maxBatchSize: deps.maxBatchSize ?? 256,
+    maxInFlight: deps.maxInFlightBatches ?? 2,
+    clock,
+    metrics,
+    logger,
+  });
+  const intake = new Intake(batcher, redis, settings.enqueueTimeoutMs, metrics);
+  const sampler = new QueueSampler(
+    queue,
+    settings.queueWaitingCeiling,
+    metrics,
+    logger,
+    deps.sampleIntervalMs ?? 1_000,
+    clock,
+  );
+  let draining = false;
+  app.decorate("ingress", {
+    queue,
+    sampler,
+    metrics,
+    batcher,
+    startDraining: () => {
+      draining = true;
+    },
+  } satisfies IngressHandle);
+  app.decorateRequest("ingressCode", "");
+
+  const ctx: NotifyContext = {
+    settings,
+    merchants,
+    intake,
+    metrics,
+    clock,
+    verifyMode: deps.verifyMode ?? "async",
+  };
+
+  app.register(async (notify) => {
+    const maxEventLoopDelay = deps.maxEventLoopDelayMs ?? 1_000;
+    if (maxEventLoopDelay !== false) {
+      // Without a pressureHandler, under-pressure fails the request with FST_UNDER_PRESSURE (503 +
+      // Retry-After), which the route's error handler answers as OVERLOADED in the route's wire format.
+      await notify.register(underPressure, { maxEventLoopDelay });
+    }
+    notify.addHook("onResponse", async (request, reply) => {
+      metrics.requests.inc({
+        route: request.routeOptions.url ?? "unknown",
+        status: String(reply.statusCode),
+        code: request.ingressCode || "UNKNOWN",
+      });
+    });
+    await notify.register(async (v3) => notifyV3Routes(v3, ctx));
+    await notify.register(async (v2) => notifyV2Routes(v2, ctx));
+  });
+  app.register(async (health) =>
+    healthRoutes(health, { redis, sampler, merchants, metrics, isDraining: () => draining }),
+  );
+
+  app.setNotFoundHandler((request, reply) => {
+    const api: Api = request.url.startsWith("/notify/v2") ? "v2" : "v3";
+    return writeFailure(reply, api, "NOT_FOUND");
+  });
+
+  app.addHook("onReady", async () => sampler.start());
+  app.addHook("onClose", async () => {
+    sampler.stop();
+    await batcher.drain();
+    await queue.close();
+  });
+  return app;
+}

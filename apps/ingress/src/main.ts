@@ -1,0 +1,87 @@
+import { loadConfigOrExit } from "@wpn/config";
+import { createDb } from "@wpn/db";
+import { createRedisConnection } from "@wpn/queue";
+import { pino } from "pino";
+import { buildApp } from "./app.ts";
+import { prismaMerchantSource } from "./merchants/prisma-source.ts";
+import { defaultMerchantFromConfig, type MerchantKeys, MerchantRegistry } from "./merchants/registry.ts";
+import { ingressSettings } from "./settings.ts";
+
+/** After SIGTERM/SIGINT, give in-flight requests and enqueues this long before exiting anyway, ms. */
+const SHUTDOWN_DEADLINE_MS = 10_000;
+
+const config = loadConfigOrExit();
+const logger = pino({
+  level: config.LOG_LEVEL,
+  base: { service: "ingress", pid: process.pid },
+  // Belt and braces: nothing logs request headers or bodies, but if an error object ever carries them,
+  // signatures and bodies must not reach the log.
+  redact: {
+    paths: ["req.headers", "headers", "body", "*.body", "*.signature", "*.apiV2Key", "*.apiV3Key"],
+    remove: true,
+  },
+});
+
+let defaultMerchant: MerchantKeys;
+try {
+  // Parse the key material once; a wrong PEM (e.g. the merchant certificate instead of WeChat's public key)
+  // must stop the process at start, not fail every notification.
+  defaultMerchant = defaultMerchantFromConfig(config);
+} catch (error) {
+  logger.fatal({ err: error }, "WeChat Pay key material could not be loaded");
+  process.exit(78);
+}
+
+const redis = createRedisConnection(config.REDIS_URL, "producer");
+let redisWasReady = false;
+redis.on("ready", () => {
+  redisWasReady = true;
+  logger.info("redis connection ready");
+});
+redis.on("close", () => {
+  if (redisWasReady) logger.warn("redis connection closed; answering 503 until it is back");
+  redisWasReady = false;
+});
+// ioredis emits 'error' on every failed reconnect attempt; the 'close' line above already reports the outage.
+redis.on("error", (error) => logger.debug({ err: error }, "redis connection error"));
+
+// Only the merchant registry uses PostgreSQL: a small pool, a short connect timeout, never on the request path.
+const db = createDb({ url: config.DATABASE_URL, poolMax: 2, connectTimeoutMs: 2_000, applicationName: "wpn-ingress" });
+const merchants = new MerchantRegistry({ defaultMerchant, source: prismaMerchantSource(db.prisma), logger });
+await merchants.start();
+
+const app = buildApp({ settings: ingressSettings(config), redis, merchants, logger });
+await app.listen({ host: config.HOST, port: config.PORT });
+logger.info(
+  { host: config.HOST, port: config.PORT, merchants: merchants.size, keys: defaultMerchant.keys.describe().length },
+  "ingress listening",
+);
+
+let shuttingDown = false;
+async function shutdown(signal: string): Promise<void> {
+  if (shuttingDown) return;
+  shuttingDown = true;
+  logger.info({ signal }, "shutting down: draining in-flight notifications");
+  const deadline = setTimeout(() => {
+    logger.error({ deadlineMs: SHUTDOWN_DEADLINE_MS }, "shutdown deadline passed; exiting");
+    process.exit(1);
+  }, SHUTDOWN_DEADLINE_MS);
+  deadline.unref();
+  app.ingress.startDraining();
+  // Stops accepting, waits for in-flight requests (each answered only after its enqueue settled), then
+  // drains the batcher and closes the queue (onClose hook).
+  await app.close();
+  merchants.stop();
+  await redis.quit();
+  await db.close();
+  logger.info("shutdown complete");
+  process.exit(0);
+}
+for (const signal of ["SIGTERM", "SIGINT"] as const) {
+  process.once(signal, () => {
+    shutdown(signal).catch((error: unknown) => {
+      logger.error({ err: error }, "shutdown failed");
+      process.exit(1);
+    });
+  });
+}

@@ -1,0 +1,212 @@
+import { createHash } from "node:crypto";
+import type { Config } from "@wpn/config";
+import { KeyStore, loadPublicKey } from "@wpn/wechatpay";
+import type { Logger } from "pino";
+
+/** What the ingress needs to authenticate one merchant's notifications. No APIv3 key: the worker decrypts. */
+export interface MerchantKeys {
+  readonly mchid: string;
+  readonly appid: string;
+  /** WeChat Pay public key(s) and platform certificates, parsed once into KeyObjects. */
+  readonly keys: KeyStore;
+  /** APIv2 key (32 chars); undefined = the v2 routes refuse this merchant. */
+  readonly apiV2Key: string | undefined;
+  readonly source: "env" | "database";
+}
+
+/** A `Merchant` row with its `PlatformCertificate`s, as the source returns it. */
+export interface MerchantRecord {
+  mchid: string;
+  appid: string;
+  apiV2Key: string | null;
+  publicKeyId: string | null;
+  publicKeyPem: string | null;
+  certificates: readonly { serial: string; pem: string }[];
+}
+
+/** Where extra merchants come from; `load` returns every enabled merchant. */
+export interface MerchantSource {
+  load(): Promise<MerchantRecord[]>;
+}
+
+/** The single-merchant environment variables as the default merchant. Throws WechatPayError on bad key files. */
+export function defaultMerchantFromConfig(config: Config): MerchantKeys {
+  const keys = new KeyStore();
+  keys.addPublicKey(config.WECHATPAY_PUBLIC_KEY_ID, loadPublicKey(config.publicKeyPem));
+  for (const pem of config.platformCertificatePems) keys.addCertificate(pem);
+  return {
+    mchid: config.WECHATPAY_MCHID,
+    appid: config.WECHATPAY_APPID,
+    keys,
+    apiV2Key: config.WECHATPAY_APIV2_KEY,
+    source: "env",
+  };
+}
+
+/** WeChat merchant numbers are digits (same rule as WECHATPAY_MCHID); anything else is never looked up. */
+const MCHID = /^\d{6,32}$/;
+
+export interface MerchantRegistryOptions {
+  defaultMerchant: MerchantKeys;
+  /** Absent = single-merchant deployment: only the default merchant exists. */
+  source?: MerchantSource;
+  /** Background reload period, ms. */
+  refreshIntervalMs?: number;
+  /** At most one on-demand reload per this period, however many unknown mchids arrive, ms. */
+  unknownLookupIntervalMs?: number;
+  /** How long a request waits for an on-demand reload before answering MERCHANT_UNKNOWN, ms. */
+  lookupTimeoutMs?: number;
+  clock?: () => number;
+  logger: Logger;
+}
+
+interface Loaded {
+  merchant: MerchantKeys;
+  /** Hash of the row's key material: unchanged rows keep their parsed KeyStore across reloads. */
+  fingerprint: string;
+}
+
+/**
+ * Merchants by mchid, all in memory: the request path never touches PostgreSQL except through `lookup` of
+ * an mchid not seen before, which triggers at most one reload per `unknownLookupIntervalMs` for the whole
+ * process (so junk mchids cannot turn into database load). The table is reloaded in the background every
+ * `refreshIntervalMs`; a failed reload keeps the previous set. The environment's merchant always wins over a
+ * row with the same mchid.
+ */
+export class MerchantRegistry {
+  readonly #options: Required<Omit<MerchantRegistryOptions, "source">> & { source: MerchantSource | undefined };
+  #merchants = new Map<string, Loaded>();
+  #timer: NodeJS.Timeout | undefined;
+  #reloading: Promise<void> | undefined;
+  #lastOnDemandAt = Number.NEGATIVE_INFINITY;
+  #lastReload: { at: number; ok: boolean } | undefined;
+
+  constructor(options: MerchantRegistryOptions) {
+    this.#options = {
+      refreshIntervalMs: 30_000,
+      unknownLookupIntervalMs: 60_000,
+      lookupTimeoutMs: 1_000,
+      clock: Date.now,
+      ...options,
+      source: options.source,
+    };
+  }
+
+  get defaultMerchant(): MerchantKeys {
+    return this.#options.defaultMerchant;
+  }
+
+  /** Loaded merchants, the default one included. */
+  get size(): number {
+    return this.#merchants.size + (this.#merchants.has(this.#options.defaultMerchant.mchid) ? 0 : 1);
+  }
+
+  /** Outcome of the last reload (undefined before the first one, or without a source). */
+  get lastReload(): { at: number; ok: boolean } | undefined {
+    return this.#lastReload;
+  }
+
+  /** In-memory lookup only. */
+  get(mchid: string): MerchantKeys | undefined {
+    if (mchid === this.#options.defaultMerchant.mchid) return this.#options.defaultMerchant;
+    return this.#merchants.get(mchid)?.merchant;
+  }
+
+  /**
+   * `get`, and for an unknown but well-formed mchid one rate-limited reload (bounded by `lookupTimeoutMs`).
+   * Concurrent callers share the reload.
+   */
+  async lookup(mchid: string): Promise<MerchantKeys | undefined> {
+    const known = this.get(mchid);
+    if (known || !MCHID.test(mchid) || this.#options.source === undefined) return known;
+    const now = this.#options.clock();
+    if (this.#reloading === undefined) {
+      if (now - this.#lastOnDemandAt < this.#options.unknownLookupIntervalMs) return undefined;
+      this.#lastOnDemandAt = now;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.#options.lookupTimeoutMs);
+    });
+    try {
+      await Promise.race([this.reload(), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+    return this.get(mchid);
+  }
+
+  /** First load, then a reload every `refreshIntervalMs`. A failing first load is logged, not thrown: the default merchant still works. */
+  async start(): Promise<void> {
+    if (this.#options.source === undefined) return;
+    await this.reload();
+    this.#timer = setInterval(() => void this.reload(), this.#options.refreshIntervalMs);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** Reloads every merchant from the source; never rejects (failures are logged and keep the old set). */
+  reload(): Promise<void> {
+    this.#reloading ??= this.#reloadOnce().finally(() => {
+      this.#reloading = undefined;
+    });
+    return this.#reloading;
+  }
+
+  async #reloadOnce(): Promise<void> {
+    const { source, logger, defaultMerchant, clock } = this.#options;
+    if (source === undefined) return;
+    let records: MerchantRecord[];
+    try {
+      records = await source.load();
+    } catch (error) {
+      this.#lastReload = { at: clock(), ok: false };
+      logger.warn({ err: error }, "merchant reload failed; keeping the previous merchants");
+      return;
+    }
+    const next = new Map<string, Loaded>();
+    for (const record of records) {
+      if (record.mchid === defaultMerchant.mchid) continue;
+      const fingerprint = fingerprintOf(record);
+      const previous = this.#merchants.get(record.mchid);
+      if (previous?.fingerprint === fingerprint) {
+        next.set(record.mchid, previous);
+        continue;
+      }
+      try {
+        next.set(record.mchid, { merchant: buildMerchant(record), fingerprint });
+      } catch (error) {
+        // One merchant's broken key material must not take the others down; its notifications get 404 and are resent.
+        logger.error({ err: error, mchid: record.mchid }, "merchant key material unusable; merchant skipped");
+      }
+    }
+    this.#merchants = next;
+    this.#lastReload = { at: clock(), ok: true };
+  }
+}
+
+function fingerprintOf(record: MerchantRecord): string {
+  const hash = createHash("sha256");
+  for (const part of [record.appid, record.apiV2Key ?? "", record.publicKeyId ?? "", record.publicKeyPem ?? ""]) {
+    hash.update(part).update("\0");
+  }
+  for (const cert of [...record.certificates].sort((a, b) => a.serial.localeCompare(b.serial))) {
+    hash.update(cert.pem).update("\0");
+  }
+  return hash.digest("hex");
+}
+
+function buildMerchant(record: MerchantRecord): MerchantKeys {
+  const keys = new KeyStore();
+  if (record.publicKeyId && record.publicKeyPem)
+    keys.addPublicKey(record.publicKeyId, loadPublicKey(record.publicKeyPem));
+  for (const cert of record.certificates) keys.addCertificate(cert.pem);
+  if (keys.describe().length === 0 && !record.apiV2Key) {
+    throw new Error("merchant has neither a public key, a platform certificate nor an APIv2 key");
+  }
+  return { mchid: record.mchid, appid: record.appid, keys, apiV2Key: record.apiV2Key ?? undefined, source: "database" };
+}

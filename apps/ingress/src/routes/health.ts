@@ -1,0 +1,49 @@
+import type { FastifyInstance } from "fastify";
+import type { Redis } from "ioredis";
+import type { MerchantRegistry } from "../merchants/registry.ts";
+import type { IngressMetrics } from "../metrics.ts";
+import type { QueueSampler } from "../queue-sampler.ts";
+
+export interface HealthContext {
+  redis: Redis;
+  sampler: QueueSampler;
+  merchants: MerchantRegistry;
+  metrics: IngressMetrics;
+  /** True once shutdown began: the load balancer should stop sending. */
+  isDraining: () => boolean;
+}
+
+/**
+ * - `GET /health/live`: the process serves HTTP (200 as soon as it listens).
+ * - `GET /health/ready`: 200 when Redis answered the last background sample, the connection is ready and the
+ *   default merchant's keys are loaded; otherwise 503. Backpressure (waiting jobs above the ceiling) is
+ *   reported but keeps 200: WeChat's resends would only add load, so the ingress keeps accepting.
+ * - `GET /metrics`: Prometheus text from the ingress's own registry.
+ * None of them costs a Redis round trip: probes read the sampler's last snapshot.
+ */
+export async function healthRoutes(app: FastifyInstance, ctx: HealthContext): Promise<void> {
+  app.get("/health/live", async () => ({ status: "live" }));
+
+  app.get("/health/ready", async (_request, reply) => {
+    const queue = ctx.sampler.snapshot;
+    const redisUp = queue.redisUp && ctx.redis.status === "ready";
+    const keys = ctx.merchants.defaultMerchant.keys.describe().map((entry) => entry.id);
+    const draining = ctx.isDraining();
+    const ready = redisUp && keys.length > 0 && !draining;
+    ctx.metrics.merchantsLoaded.set(ctx.merchants.size);
+    return reply.code(ready ? 200 : 503).send({
+      status: ready ? "ready" : "not_ready",
+      draining,
+      redis: redisUp ? "up" : "down",
+      keys,
+      merchants: ctx.merchants.size,
+      queue: { waiting: queue.waiting ?? null, ceiling: queue.ceiling, backpressure: queue.backpressure },
+    });
+  });
+
+  app.get("/metrics", async (_request, reply) => {
+    ctx.metrics.merchantsLoaded.set(ctx.merchants.size);
+    const text = await ctx.metrics.registry.metrics();
+    return reply.type(ctx.metrics.registry.contentType).send(text);
+  });
+}

@@ -1,0 +1,92 @@
+import { parseJobV2Schema } from "@wpn/queue";
+import {
+  decryptV2ReqInfo,
+  parseV2Xml,
+  V2_REPLY_CONTENT_TYPE,
+  V2_REPLY_STATUS,
+  v2Reply,
+  verifyV2,
+} from "@wpn/wechatpay";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { IngressError } from "../errors.ts";
+import type { MerchantParams, NotifyContext } from "./context.ts";
+import { handleNotifyError } from "./failure.ts";
+
+/** Content types WeChat and proxies use for APIv2 notifications. */
+const XML_TYPES = ["text/xml", "application/xml"];
+
+/**
+ * APIv2 routes: `POST /notify/v2` and `POST /notify/v2/:mchid`, enabled per merchant by an APIv2 key.
+ * - payment notification (has `sign`): `verifyV2` (MD5 or HMAC-SHA256) → id `v2:pay:<transaction_id>`;
+ * - refund notification (has `req_info`, no `sign`): authenticated by decrypting `req_info` with the key
+ *   → id `v2:refund:<out_refund_no>`.
+ * The raw XML (with `req_info` still encrypted) is what the job carries. Success is HTTP 200 with WeChat's
+ * exact SUCCESS XML, only after Redis confirmed the job.
+ */
+export async function notifyV2Routes(app: FastifyInstance, ctx: NotifyContext): Promise<void> {
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser(XML_TYPES, { parseAs: "buffer" }, (_request, body, done) => done(null, body));
+  app.setErrorHandler((error, request, reply) => handleNotifyError(error, request, reply, "v2", ctx.metrics));
+
+  const route = { bodyLimit: ctx.settings.bodyLimitBytes, config: { api: "v2" as const } };
+  const handler = (request: FastifyRequest<{ Params: MerchantParams }>, reply: FastifyReply) =>
+    handleV2(ctx, request, reply);
+  app.post("/notify/v2", route, handler);
+  app.post("/notify/v2/:mchid", route, handler);
+}
+
+async function handleV2(
+  ctx: NotifyContext,
+  request: FastifyRequest<{ Params: MerchantParams }>,
+  reply: FastifyReply,
+): Promise<FastifyReply> {
+  const receivedAt = ctx.clock();
+  const mchid = request.params.mchid;
+  let merchant = mchid === undefined ? ctx.merchants.defaultMerchant : ctx.merchants.get(mchid);
+  if (merchant && merchant.apiV2Key === undefined) throw new IngressError("V2_DISABLED");
+  const body = request.body;
+  if (!Buffer.isBuffer(body)) throw new IngressError("UNSUPPORTED_MEDIA_TYPE", "request has no XML body");
+  // Hostile-input-safe parse (no DTD/entities, size and depth capped, invalid UTF-8 refused) before any
+  // merchant lookup, so junk never costs a merchant-table reload.
+  const fields = parseV2Xml(body, { maxBytes: ctx.settings.bodyLimitBytes });
+  if (merchant === undefined && mchid !== undefined) merchant = await ctx.merchants.lookup(mchid);
+  if (merchant === undefined) throw new IngressError("MERCHANT_UNKNOWN", `no merchant ${mchid}`);
+  if (merchant.apiV2Key === undefined) throw new IngressError("V2_DISABLED");
+
+  const { kind, id } = authenticate(fields, merchant.apiV2Key);
+  const job = parseJobV2Schema.safeParse({
+    v: 1,
+    api: "v2",
+    id,
+    kind,
+    mchid: merchant.mchid,
+    receivedAt,
+    body: body.toString("utf8"),
+  });
+  if (!job.success) throw new IngressError("PAYLOAD_INVALID", "notification does not fit the parse job schema");
+  const outcome = await ctx.intake.accept("v2", id, job.data);
+  request.ingressCode = outcome.kind === "enqueued" ? "OK" : "DUPLICATE";
+  request.log.debug({ id, kind, mchid: merchant.mchid, outcome: request.ingressCode }, "notification accepted");
+  return reply.code(V2_REPLY_STATUS).type(V2_REPLY_CONTENT_TYPE).send(v2Reply(true));
+}
+
+/** Authenticates the notification and derives its id; throws V2_SIGN_INVALID, DECRYPT_FAILED or PAYLOAD_INVALID. */
+function authenticate(fields: Record<string, string>, apiV2Key: string): { kind: "pay" | "refund"; id: string } {
+  if (fields.sign !== undefined) {
+    verifyV2(fields, apiV2Key);
+    return { kind: "pay" as const, id: `v2:pay:${requireKeyPart(fields.transaction_id, "transaction_id")}` };
+  }
+  if (fields.req_info !== undefined) {
+    const inner = decryptV2ReqInfo(fields.req_info, apiV2Key);
+    return { kind: "refund" as const, id: `v2:refund:${requireKeyPart(inner.out_refund_no, "out_refund_no")}` };
+  }
+  throw new IngressError("V2_SIGN_INVALID", "neither sign nor req_info present");
+}
+
+/** The business key becomes part of a Redis key and BullMQ job id: non-empty, no ':' (see isUsableJobId). */
+function requireKeyPart(value: string | undefined, name: string): string {
+  if (value === undefined || value === "" || value.includes(":") || value.length > 64) {
+    throw new IngressError("PAYLOAD_INVALID", `${name} is missing or malformed`);
+  }
+  return value;
+}

@@ -1,0 +1,96 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { resolve } from "node:path";
+import { createQueue, createRedisConnection, QueueName } from "@wpn/queue";
+import { createTestMerchant, deletePrefix, TEST_REDIS_URL, testQueuePrefix } from "@wpn/testing";
+import { afterAll, describe, expect, it } from "vitest";
+import { signedV3 } from "./support/fixture.ts";
+import { freePort } from "./support/redis-server.ts";
+
+const repoRoot = resolve(import.meta.dirname, "../../..");
+const prefix = testQueuePrefix("ingress-main");
+let child: ChildProcess | undefined;
+
+afterAll(async () => {
+  if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  await deletePrefix(prefix);
+});
+
+async function waitForLive(url: string, output: () => string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child?.exitCode !== null) throw new Error(`ingress exited early:\n${output()}`);
+    const ok = await fetch(url).then(
+      (r) => r.status === 200,
+      () => false,
+    );
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`ingress did not become live:\n${output()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe("main.ts (real process, real socket)", () => {
+  it("listens, answers /health/live, accepts a notification, logs JSON without secrets, exits 0 on SIGTERM", async () => {
+    const merchant = createTestMerchant();
+    const port = await freePort();
+    child = spawn(process.execPath, ["--import", "tsx", "apps/ingress/src/main.ts"], {
+      cwd: repoRoot,
+      env: {
+        ...process.env,
+        ...merchant.env,
+        NODE_ENV: "test",
+        LOG_LEVEL: "debug",
+        HOST: "127.0.0.1",
+        PORT: String(port),
+        REDIS_URL: TEST_REDIS_URL,
+        QUEUE_PREFIX: prefix,
+        // No multi-merchant table needed: a missing schema only logs a warning and keeps the default merchant.
+        DATABASE_URL: "postgresql://postgres@127.0.0.1:5432/wechatpay_notify_test?schema=ingress_main_absent",
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let log = "";
+    child.stdout?.on("data", (chunk: Buffer) => {
+      log += chunk.toString();
+    });
+    child.stderr?.on("data", (chunk: Buffer) => {
+      log += chunk.toString();
+    });
+    const base = `http://127.0.0.1:${port}`;
+    await waitForLive(`${base}/health/live`, () => log);
+
+    const n = signedV3(merchant);
+    const response = await fetch(`${base}/notify/v3`, { method: "POST", headers: n.headers, body: n.body });
+    expect(response.status).toBe(204);
+    expect(await response.text()).toBe("");
+    const probe = signedV3(merchant, { probe: true });
+    expect(
+      (await fetch(`${base}/notify/v3`, { method: "POST", headers: probe.headers, body: probe.body })).status,
+    ).toBe(401);
+
+    const admin = createRedisConnection(TEST_REDIS_URL, "admin");
+    const queue = createQueue(QueueName.Parse, admin, prefix);
+    try {
+      expect(await queue.getJob(n.id)).toBeDefined();
+    } finally {
+      await queue.close();
+      admin.disconnect();
+    }
+
+    const exited = once(child, "exit");
+    child.kill("SIGTERM");
+    const [code] = await exited;
+    expect(code).toBe(0);
+    const lines = log.trim().split("\n");
+    for (const line of lines) expect(() => JSON.parse(line)).not.toThrow();
+    expect(log).toContain('"msg":"ingress listening"');
+    expect(log).toContain('"code":"SIGNATURE_PROBE"');
+    expect(log).toContain('"msg":"shutdown complete"');
+    // Never the signature, the body or key material.
+    expect(log).not.toContain(n.headers["Wechatpay-Signature"]);
+    expect(log).not.toContain(probe.headers["Wechatpay-Signature"]);
+    expect(log).not.toContain("ciphertext");
+    expect(log).not.toContain(merchant.apiV3Key);
+  });
+});

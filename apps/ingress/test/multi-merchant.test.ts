@@ -1,0 +1,148 @@
+import { readFileSync } from "node:fs";
+import { createTestDatabase, createTestMerchant, type TestDatabase, type TestMerchant } from "@wpn/testing";
+import { buildV2Xml, signV2 } from "@wpn/wechatpay";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { prismaMerchantSource } from "../src/merchants/prisma-source.ts";
+import { platformCertificate } from "./support/certificate.ts";
+import { createIngressFixture, type IngressFixture, post, signedV3 } from "./support/fixture.ts";
+
+let db: TestDatabase;
+let f: IngressFixture;
+let second: TestMerchant;
+/** The registry's clock, moved by the tests to cross its one-lookup-per-minute limit. */
+let now = Date.now();
+
+async function insertMerchant(m: TestMerchant) {
+  await db.db.prisma.merchant.create({
+    data: {
+      mchid: m.mchid,
+      appid: m.appid,
+      apiV3Key: m.apiV3Key,
+      apiV2Key: m.apiV2Key,
+      publicKeyId: m.publicKeyId,
+      publicKeyPem: readFileSync(m.publicKeyPath, "utf8"),
+    },
+  });
+}
+
+beforeAll(async () => {
+  db = await createTestDatabase("ingress_mm");
+  second = createTestMerchant({ mchid: "1900000222", appid: "wx0000000000000222" });
+  await insertMerchant(second);
+  f = await createIngressFixture({
+    label: "ingress-mm",
+    source: prismaMerchantSource(db.db.prisma),
+    registryClock: () => now,
+  });
+});
+afterAll(async () => {
+  await f?.close();
+  await db?.drop();
+});
+
+describe("multi-merchant routes", () => {
+  it("verifies /notify/v3/:mchid with that merchant's key from the Merchant table", async () => {
+    const n = signedV3(second);
+    const response = await post(f.app, `/notify/v3/${second.mchid}`, n);
+    expect(response.statusCode).toBe(204);
+    expect((await f.queue.getJob(n.id))?.data).toMatchObject({ mchid: second.mchid });
+  });
+
+  it("keeps merchants apart: another merchant's key does not verify (401 SERIAL_UNKNOWN)", async () => {
+    const response = await post(f.app, `/notify/v3/${second.mchid}`, signedV3(f.merchant));
+    expect(response.statusCode).toBe(401);
+    expect(response.json()).toEqual({ code: "FAIL", message: "SERIAL_UNKNOWN: unknown Wechatpay-Serial" });
+  });
+
+  it("serves the environment's merchant under its own mchid too", async () => {
+    const n = signedV3(f.merchant);
+    expect((await post(f.app, `/notify/v3/${f.merchant.mchid}`, n)).statusCode).toBe(204);
+  });
+
+  it("uses the row's APIv2 key on /notify/v2/:mchid", async () => {
+    const fields = { mch_id: second.mchid, transaction_id: "4200000000000000000000000222", return_code: "SUCCESS" };
+    const xml = buildV2Xml({ ...fields, sign: signV2(fields, second.apiV2Key, "MD5") });
+    const response = await f.app.inject({
+      method: "POST",
+      url: `/notify/v2/${second.mchid}`,
+      headers: { "content-type": "text/xml" },
+      payload: xml,
+    });
+    expect(response.statusCode).toBe(200);
+    expect((await f.queue.getJob("v2:pay:4200000000000000000000000222"))?.data).toMatchObject({ mchid: second.mchid });
+  });
+
+  it("404 MERCHANT_UNKNOWN for an unknown mchid; a merchant added later is found by at most one reload per minute", async () => {
+    const third = createTestMerchant({ mchid: "1900000333", appid: "wx0000000000000333" });
+    const n = signedV3(third);
+    const unknown = await post(f.app, `/notify/v3/${third.mchid}`, n);
+    expect(unknown.statusCode).toBe(404);
+    expect(unknown.json()).toEqual({ code: "FAIL", message: "MERCHANT_UNKNOWN: unknown merchant" });
+
+    await insertMerchant(third);
+    now += 30_000;
+    // Within the minute: no reload, still unknown (junk mchids cannot turn into database load).
+    expect((await post(f.app, `/notify/v3/${third.mchid}`, n)).statusCode).toBe(404);
+    now += 31_000;
+    const found = await post(f.app, `/notify/v3/${third.mchid}`, n);
+    expect(found.statusCode).toBe(204);
+    expect(await f.queue.getJob(n.id)).toBeDefined();
+  });
+
+  it("never looks up a stale or probe request for an unknown mchid (401 before any reload)", async () => {
+    now += 120_000;
+    const fourth = createTestMerchant({ mchid: "1900000444" });
+    await insertMerchant(fourth);
+    const stale = await post(
+      f.app,
+      `/notify/v3/${fourth.mchid}`,
+      signedV3(fourth, { now: new Date(Date.now() - 600_000) }),
+    );
+    expect(stale.statusCode).toBe(401);
+    expect(f.merchants.get(fourth.mchid)).toBeUndefined();
+    const probe = await post(f.app, `/notify/v3/${fourth.mchid}`, signedV3(fourth, { probe: true }));
+    expect(probe.statusCode).toBe(401);
+    expect(f.merchants.get(fourth.mchid)).toBeUndefined();
+  });
+
+  it("verifies with a PlatformCertificate row (certificate mode, no public key)", async () => {
+    now += 120_000;
+    const fifth = createTestMerchant({ mchid: "1900000555" });
+    const cert = platformCertificate(fifth.platformPrivateKey);
+    await db.db.prisma.merchant.create({
+      data: {
+        mchid: fifth.mchid,
+        appid: fifth.appid,
+        apiV3Key: fifth.apiV3Key,
+        certificates: {
+          create: {
+            serial: cert.serial,
+            pem: cert.pem,
+            notBefore: new Date(Date.now() - 3_600_000),
+            notAfter: new Date(Date.now() + 86_400_000),
+          },
+        },
+      },
+    });
+    const n = signedV3(fifth, { serial: cert.serial });
+    expect((await post(f.app, `/notify/v3/${fifth.mchid}`, n)).statusCode).toBe(204);
+    // Java-style lower-case serials name the same certificate.
+    const lower = signedV3(fifth, { serial: cert.serial.toLowerCase() });
+    expect((await post(f.app, `/notify/v3/${fifth.mchid}`, lower)).statusCode).toBe(204);
+    // The merchant's v2 route is off: the row has no APIv2 key.
+    const v2 = await f.app.inject({
+      method: "POST",
+      url: `/notify/v2/${fifth.mchid}`,
+      headers: { "content-type": "text/xml" },
+      payload: "<xml><return_code>SUCCESS</return_code></xml>",
+    });
+    expect(v2.statusCode).toBe(404);
+  });
+
+  it("drops a disabled merchant on the next background reload", async () => {
+    await db.db.prisma.merchant.update({ where: { mchid: second.mchid }, data: { enabled: false } });
+    await f.merchants.reload();
+    expect(f.merchants.get(second.mchid)).toBeUndefined();
+    expect((await post(f.app, `/notify/v3/${second.mchid}`, signedV3(second))).statusCode).toBe(404);
+  });
+});

@@ -1,0 +1,182 @@
+import { randomBytes } from "node:crypto";
+import { parseJobV2Schema } from "@wpn/queue";
+import { createTestMerchant } from "@wpn/testing";
+import { buildV2Xml, encryptV2ReqInfo, signV2, type V2SignType } from "@wpn/wechatpay";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createIngressFixture, type IngressFixture } from "./support/fixture.ts";
+
+const SUCCESS_XML = "<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>";
+const failXml = (message: string) =>
+  `<xml><return_code><![CDATA[FAIL]]></return_code><return_msg><![CDATA[${message}]]></return_msg></xml>`;
+
+let f: IngressFixture;
+
+beforeAll(async () => {
+  f = await createIngressFixture({ label: "ingress-v2" });
+});
+afterAll(async () => {
+  await f?.close();
+});
+
+function payment(signType: V2SignType, key = f.merchant.apiV2Key) {
+  const transactionId = `42000${randomBytes(8).toString("hex").replace(/\D/g, "1")}`;
+  const fields: Record<string, string> = {
+    appid: f.merchant.appid,
+    attach: "支付测试",
+    bank_type: "CFT",
+    cash_fee: "1",
+    fee_type: "CNY",
+    is_subscribe: "Y",
+    mch_id: f.merchant.mchid,
+    nonce_str: randomBytes(16).toString("hex"),
+    openid: "oUpF8uMEb4qRXf22hE3X68TekukE",
+    out_trade_no: `T${Date.now()}`,
+    result_code: "SUCCESS",
+    return_code: "SUCCESS",
+    time_end: "20140903131540",
+    total_fee: "1",
+    trade_type: "JSAPI",
+    transaction_id: transactionId,
+  };
+  if (signType === "HMAC-SHA256") fields.sign_type = "HMAC-SHA256";
+  const xml = buildV2Xml({ ...fields, sign: signV2(fields, key, signType) });
+  return { xml, id: `v2:pay:${transactionId}` };
+}
+
+function refund(key = f.merchant.apiV2Key) {
+  const outRefundNo = `R${randomBytes(6).toString("hex")}`;
+  const reqInfo = encryptV2ReqInfo(
+    {
+      transaction_id: "4200000000000000000000000002",
+      out_trade_no: "T1",
+      refund_id: "50000000000000000000000000",
+      out_refund_no: outRefundNo,
+      total_fee: "100",
+      refund_fee: "100",
+      refund_status: "SUCCESS",
+      success_time: "2026-11-29 10:00:00",
+      refund_recv_accout: "支付用户零钱",
+      refund_account: "REFUND_SOURCE_RECHARGE_FUNDS",
+      refund_request_source: "API",
+    },
+    key,
+  );
+  const xml = buildV2Xml({
+    return_code: "SUCCESS",
+    appid: f.merchant.appid,
+    mch_id: f.merchant.mchid,
+    nonce_str: randomBytes(16).toString("hex"),
+    req_info: reqInfo,
+  });
+  return { xml, id: `v2:refund:${outRefundNo}` };
+}
+
+const postXml = (xml: string, contentType = "text/xml", url = "/notify/v2") =>
+  f.app.inject({ method: "POST", url, headers: { "content-type": contentType }, payload: xml });
+
+describe("POST /notify/v2", () => {
+  it.each(["MD5", "HMAC-SHA256"] as const)(
+    "accepts a %s-signed payment notification with WeChat's exact SUCCESS XML",
+    async (signType) => {
+      const { xml, id } = payment(signType);
+      const response = await postXml(xml);
+      expect(response.statusCode).toBe(200);
+      expect(response.headers["content-type"]).toBe("text/xml; charset=utf-8");
+      expect(response.body).toBe(SUCCESS_XML);
+      const data = parseJobV2Schema.parse((await f.queue.getJob(id))?.data);
+      expect(data).toMatchObject({ v: 1, api: "v2", id, kind: "pay", mchid: f.merchant.mchid, body: xml });
+    },
+  );
+
+  it("accepts application/xml too", async () => {
+    const { xml, id } = payment("MD5");
+    expect((await postXml(xml, "application/xml")).statusCode).toBe(200);
+    expect(await f.queue.getJob(id)).toBeDefined();
+  });
+
+  it("accepts a refund notification authenticated by decrypting req_info; the job keeps it encrypted", async () => {
+    const { xml, id } = refund();
+    const response = await postXml(xml);
+    expect(response.statusCode).toBe(200);
+    expect(response.body).toBe(SUCCESS_XML);
+    const data = parseJobV2Schema.parse((await f.queue.getJob(id))?.data);
+    expect(data.kind).toBe("refund");
+    expect(data.body).toBe(xml);
+    expect(data.body).not.toContain("out_refund_no");
+  });
+
+  it("answers a redelivery with SUCCESS and no second job", async () => {
+    const { xml, id } = payment("MD5");
+    const before = await f.jobsEverAdded();
+    expect((await postXml(xml)).body).toBe(SUCCESS_XML);
+    await (await f.queue.getJob(id))?.remove();
+    const again = await postXml(xml);
+    expect(again.statusCode).toBe(200);
+    expect(again.body).toBe(SUCCESS_XML);
+    expect((await f.jobsEverAdded()) - before).toBe(1);
+    expect((await f.receipt(id))?.count).toBe(2);
+  });
+
+  describe("rejections enqueue nothing", () => {
+    async function expectRejected(xml: string, status: number, message: string, contentType = "text/xml") {
+      const before = await f.jobsEverAdded();
+      const response = await postXml(xml, contentType);
+      expect(response.statusCode).toBe(status);
+      expect(response.body).toBe(failXml(message));
+      expect(await f.jobsEverAdded()).toBe(before);
+    }
+
+    it("401 V2_SIGN_INVALID for a sign made with another key", async () => {
+      await expectRejected(payment("MD5", "x".repeat(32)).xml, 401, "V2_SIGN_INVALID: sign verification failed");
+    });
+
+    it("401 V2_SIGN_INVALID for a payment without sign or req_info", async () => {
+      const xml = buildV2Xml({ return_code: "SUCCESS", transaction_id: "4200000000000000000000000009" });
+      await expectRejected(xml, 401, "V2_SIGN_INVALID: sign verification failed");
+    });
+
+    it("401 DECRYPT_FAILED for a req_info encrypted with another key", async () => {
+      await expectRejected(refund("y".repeat(32)).xml, 401, "DECRYPT_FAILED: req_info could not be decrypted");
+    });
+
+    it("400 XML_INVALID for a DOCTYPE (entity expansion attempt)", async () => {
+      const xml = '<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY a "aaaa">]><xml><sign>&a;</sign></xml>';
+      await expectRejected(xml, 400, "XML_INVALID: XML body is invalid");
+    });
+
+    it("415 for a JSON content type", async () => {
+      await expectRejected(
+        payment("MD5").xml,
+        415,
+        "UNSUPPORTED_MEDIA_TYPE: unsupported content type",
+        "application/json",
+      );
+    });
+
+    it("413 above the body limit", async () => {
+      const xml = `<xml><a>${"a".repeat(64 * 1024)}</a></xml>`;
+      await expectRejected(xml, 413, "BODY_TOO_LARGE: request body is too large");
+    });
+  });
+});
+
+describe("POST /notify/v2 without an APIv2 key", () => {
+  it("answers 404 V2_DISABLED and enqueues nothing", async () => {
+    const merchant = createTestMerchant();
+    const { WECHATPAY_APIV2_KEY: _none, ...env } = merchant.env;
+    const g = await createIngressFixture({ label: "ingress-v2-off", merchant: { ...merchant, env } });
+    try {
+      const response = await g.app.inject({
+        method: "POST",
+        url: "/notify/v2",
+        headers: { "content-type": "text/xml" },
+        payload: payment("MD5").xml,
+      });
+      expect(response.statusCode).toBe(404);
+      expect(response.body).toBe(failXml("V2_DISABLED: APIv2 notifications are not enabled"));
+      expect(await g.jobsEverAdded()).toBe(0);
+    } finally {
+      await g.close();
+    }
+  });
+});

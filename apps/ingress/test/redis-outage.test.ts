@@ -1,0 +1,84 @@
+import { once } from "node:events";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createIngressFixture, type IngressFixture, post, signedV3 } from "./support/fixture.ts";
+import { TestRedisServer } from "./support/redis-server.ts";
+
+const ENQUEUE_TIMEOUT_MS = 400;
+
+let redis: TestRedisServer;
+let f: IngressFixture;
+
+beforeAll(async () => {
+  redis = await TestRedisServer.start();
+  f = await createIngressFixture({
+    label: "ingress-outage",
+    env: { REDIS_URL: redis.url, INGRESS_ENQUEUE_TIMEOUT_MS: String(ENQUEUE_TIMEOUT_MS) },
+    app: { sampleIntervalMs: 100 },
+  });
+});
+afterAll(async () => {
+  await f?.close();
+  await redis?.kill();
+});
+
+const QUEUE_UNAVAILABLE = JSON.stringify({
+  code: "FAIL",
+  message: "QUEUE_UNAVAILABLE: queue unavailable, please resend",
+});
+const QUEUE_TIMEOUT = JSON.stringify({
+  code: "FAIL",
+  message: "QUEUE_TIMEOUT: queue did not confirm in time, please resend",
+});
+
+describe("Redis outages", () => {
+  it("answers 503 within the bound while Redis is down, and enqueues the resend once it is back", async () => {
+    const before = signedV3(f.merchant);
+    expect((await post(f.app, "/notify/v3", before)).statusCode).toBe(204);
+
+    await redis.kill();
+    const n = signedV3(f.merchant);
+    // Right after the kill the connection may not have noticed yet: the answer must still be a bounded 503.
+    for (let i = 0; i < 3; i++) {
+      const started = performance.now();
+      const response = await post(f.app, "/notify/v3", n);
+      const elapsed = performance.now() - started;
+      expect(response.statusCode).toBe(503);
+      expect([QUEUE_UNAVAILABLE, QUEUE_TIMEOUT]).toContain(response.body);
+      expect(elapsed).toBeLessThan(ENQUEUE_TIMEOUT_MS + 250);
+    }
+    await f.app.ingress.sampler.sample();
+    const ready = await f.app.inject({ method: "GET", url: "/health/ready" });
+    expect(ready.statusCode).toBe(503);
+    expect(ready.json()).toMatchObject({ status: "not_ready", redis: "down" });
+
+    await redis.restart();
+    if (f.redis.status !== "ready") await once(f.redis, "ready");
+    // WeChat resends the notification that got 503: now it is enqueued (nothing was lost).
+    const resend = await post(f.app, "/notify/v3", n);
+    expect(resend.statusCode).toBe(204);
+    expect(await f.queue.getJob(n.id)).toBeDefined();
+    await f.app.ingress.sampler.sample();
+    expect((await f.app.inject({ method: "GET", url: "/health/ready" })).statusCode).toBe(200);
+  });
+
+  it("answers 503 QUEUE_TIMEOUT when Redis hangs, never 2xx; the late job is not doubled by the resend", async () => {
+    const n = signedV3(f.merchant);
+    // CLIENT PAUSE holds every client's commands server-side: a Redis that is up but does not answer.
+    await f.admin.client("PAUSE", 1_500, "ALL");
+    const started = performance.now();
+    const response = await post(f.app, "/notify/v3", n);
+    const elapsed = performance.now() - started;
+    expect(response.statusCode).toBe(503);
+    expect(response.body).toBe(QUEUE_TIMEOUT);
+    expect(elapsed).toBeGreaterThanOrEqual(ENQUEUE_TIMEOUT_MS - 5);
+    expect(elapsed).toBeLessThan(ENQUEUE_TIMEOUT_MS + 250);
+
+    // After the pause the held add completes; WeChat's resend must then be answered without a second job.
+    await new Promise((r) => setTimeout(r, 1_700));
+    const before = await f.jobsEverAdded();
+    const resend = await post(f.app, "/notify/v3", n);
+    expect(resend.statusCode).toBe(204);
+    expect(await f.jobsEverAdded()).toBe(before);
+    expect(await f.queue.getJob(n.id)).toBeDefined();
+  });
+});

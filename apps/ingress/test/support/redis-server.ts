@@ -1,0 +1,67 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { createServer } from "node:net";
+import { createRedisConnection } from "@wpn/queue";
+
+/** A free TCP port on 127.0.0.1 (asked from the kernel, then released). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() =>
+        typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port")),
+      );
+    });
+  });
+}
+
+/** A redis-server owned by one test (no persistence), that the test may kill and restart on the same port. */
+export class TestRedisServer {
+  #child: ChildProcess | undefined;
+  private constructor(readonly port: number) {}
+
+  static async start(): Promise<TestRedisServer> {
+    const server = new TestRedisServer(await freePort());
+    await server.restart();
+    return server;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  /** Starts (again) on the same port and resolves once it answers PING. */
+  async restart(): Promise<void> {
+    const child = spawn(
+      "redis-server",
+      ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+      { stdio: "ignore" },
+    );
+    this.#child = child;
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const probe = createRedisConnection(this.url, "admin", { retryStrategy: () => null, lazyConnect: true });
+      probe.on("error", () => undefined);
+      try {
+        await probe.connect();
+        if ((await probe.ping()) === "PONG") return;
+      } catch (error) {
+        if (Date.now() > deadline) throw new Error(`redis-server on ${this.port} did not start`, { cause: error });
+      } finally {
+        probe.disconnect();
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** SIGKILL: an abrupt outage, no graceful close of client connections. */
+  async kill(): Promise<void> {
+    const child = this.#child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = once(child, "exit");
+    child.kill("SIGKILL");
+    await exited;
+  }
+}

@@ -1,0 +1,51 @@
+import type { RefundFacts, RefundOutcome, RefundResultRow } from "@wpn/db";
+import { WorkerError } from "../errors.ts";
+import type { ApplyStore } from "./store.ts";
+
+const STALE_RETRIES = 5;
+
+const REVIEW_OUTCOMES: ReadonlySet<RefundOutcome> = new Set([
+  "MCHID_MISMATCH",
+  "TRANSACTION_MISMATCH",
+  "REFUND_ABNORMAL",
+  "REFUND_CLOSED",
+]);
+
+export function isRefundReview(outcome: RefundOutcome): boolean {
+  return REVIEW_OUTCOMES.has(outcome);
+}
+
+/**
+ * Applies a refund result. SUCCESS: one Refund row per out_refund_no, refundedTotal adds up partial refunds,
+ * the order becomes REFUND when they reach its total, and with `restockOnFullRefund` (REFUND_RESTOCK_POLICY
+ * =full) that full refund returns exactly the stock the payment took (movement reason REFUND; an order whose
+ * payment took no stock, e.g. OUT_OF_STOCK, returns none). ABNORMAL / CLOSED: the Refund row records the
+ * status, the notification is flagged REVIEW, no money or stock changes.
+ *
+ * Out-of-order delivery: a successful refund for an order whose payment has not been applied yet throws
+ * ORDER_NOT_PAID and is retried with backoff (within the unknown-order window) until the payment lands, so
+ * the end state is the one of in-order delivery.
+ */
+export async function applyRefund(store: ApplyStore, facts: RefundFacts): Promise<RefundResultRow> {
+  for (let attempt = 0; attempt < STALE_RETRIES; attempt++) {
+    const result = await store.refund(facts);
+    if (result.outcome === "STALE") continue;
+    if (result.outcome === "ORDER_NOT_FOUND") {
+      throw WorkerError.of("ORDER_NOT_FOUND", `no order with out_trade_no ${facts.outTradeNo}`);
+    }
+    if (result.outcome === "ORDER_NOT_PAID") {
+      throw WorkerError.of(
+        "ORDER_NOT_PAID",
+        `refund ${facts.outRefundNo} arrived before the payment of ${facts.outTradeNo}`,
+      );
+    }
+    if (result.outcome === "NOTIFICATION_NOT_FOUND") {
+      throw WorkerError.of("NOTIFICATION_NOT_FOUND", `notification ${facts.notificationId} has no row`);
+    }
+    return result;
+  }
+  throw WorkerError.of(
+    "ORDER_CONTENDED",
+    `order ${facts.outTradeNo} changed under ${STALE_RETRIES} consecutive attempts`,
+  );
+}

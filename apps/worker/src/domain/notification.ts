@@ -1,0 +1,235 @@
+import type { PaymentFacts, RefundFacts } from "@wpn/db";
+import {
+  openV2RefundNotification,
+  openV3Notification,
+  parseV2Xml,
+  parseV3Envelope,
+  refundMerchant,
+  transactionMerchant,
+} from "@wpn/wechatpay";
+import { WorkerError } from "../errors.ts";
+import type { MerchantKeySet } from "../keys.ts";
+import { parseChinaTime, parseRfc3339 } from "./time.ts";
+
+/** A stored notification as the queue carries it: the body stays as received until opened here. */
+export interface NotificationSource {
+  api: "v3" | "v2";
+  /** APIv2 only: the route that received it (payment or refund notification). */
+  v2Kind?: "pay" | "refund";
+  body: string;
+}
+
+/** Business keys stored on the Notification row so the dashboard can search without decrypting. */
+export interface BusinessKeys {
+  outTradeNo: string | null;
+  transactionId: string | null;
+  outRefundNo: string | null;
+}
+
+export type PaymentEffect = Omit<PaymentFacts, "notificationId">;
+export type RefundEffect = Omit<RefundFacts, "notificationId" | "restockOnFullRefund">;
+
+/** What a notification asks for, after decryption and validation. Contains payer data: never log it whole. */
+export type OpenedNotification =
+  | { kind: "payment"; eventType: string; keys: BusinessKeys; payment: PaymentEffect }
+  | { kind: "refund"; eventType: string; keys: BusinessKeys; refund: RefundEffect }
+  /** Verified and kept, but no business effect: unknown event type, a non-success state. */
+  | { kind: "ignored"; eventType: string; keys: BusinessKeys; reason: string };
+
+const REFUND_STATUS_V3 = { SUCCESS: "SUCCESS", ABNORMAL: "ABNORMAL", CLOSED: "CLOSED" } as const;
+/** APIv2 `refund_status`: CHANGE is the abnormal case, REFUNDCLOSE the closed one (protocol notes §2.3). */
+const REFUND_STATUS_V2 = { SUCCESS: "SUCCESS", CHANGE: "ABNORMAL", REFUNDCLOSE: "CLOSED" } as const;
+const REFUND_EVENT = { SUCCESS: "REFUND.SUCCESS", ABNORMAL: "REFUND.ABNORMAL", CLOSED: "REFUND.CLOSED" } as const;
+
+/**
+ * Decrypts and classifies a notification. Pure (no I/O): the parse stage and the apply stage both call it on
+ * the same bytes and get the same answer. Throws WechatPayError (DECRYPT_FAILED, PAYLOAD_INVALID, …) or
+ * WorkerError(PAYLOAD_INVALID | APIV2_KEY_MISSING); all permanent.
+ */
+export function openNotification(source: NotificationSource, keys: MerchantKeySet): OpenedNotification {
+  if (source.api === "v3") return openV3(source.body, keys);
+  if (source.v2Kind === "refund") return openV2Refund(source.body, keys);
+  return openV2Payment(source.body);
+}
+
+function openV3(body: string, keys: MerchantKeySet): OpenedNotification {
+  const event = openV3Notification(body, keys.apiV3Key);
+  if (event.kind === "transaction") {
+    const t = event.transaction;
+    const businessKeys = { outTradeNo: t.out_trade_no, transactionId: t.transaction_id, outRefundNo: null };
+    // Only trade_state SUCCESS means paid (protocol notes §5.8), whatever the event type says.
+    if (t.trade_state !== "SUCCESS") {
+      return {
+        kind: "ignored",
+        eventType: event.eventType,
+        keys: businessKeys,
+        reason: `TRADE_STATE_${t.trade_state}`,
+      };
+    }
+    const merchant = transactionMerchant(t);
+    const paidAt = parseRfc3339(t.success_time ?? event.envelope.create_time, "success_time");
+    return {
+      kind: "payment",
+      eventType: event.eventType,
+      keys: businessKeys,
+      payment: {
+        outTradeNo: t.out_trade_no,
+        transactionId: t.transaction_id,
+        mchid: merchant.mchid,
+        appid: merchant.appid,
+        subMchid: merchant.subMchid ?? null,
+        subAppid: merchant.subAppid ?? null,
+        total: t.amount.total,
+        currency: t.amount.currency,
+        payerOpenid: t.payer.openid ?? t.payer.sub_openid ?? t.payer.sp_openid ?? null,
+        paidAt,
+      },
+    };
+  }
+  if (event.kind === "refund") {
+    const r = event.refund;
+    const businessKeys = { outTradeNo: r.out_trade_no, transactionId: r.transaction_id, outRefundNo: r.out_refund_no };
+    const status = REFUND_STATUS_V3[r.refund_status as keyof typeof REFUND_STATUS_V3];
+    if (status === undefined) {
+      return {
+        kind: "ignored",
+        eventType: event.eventType,
+        keys: businessKeys,
+        reason: `REFUND_STATUS_${r.refund_status}`,
+      };
+    }
+    const merchant = refundMerchant(r);
+    return {
+      kind: "refund",
+      // refund_status is authoritative over event_type (they agree in practice).
+      eventType: REFUND_EVENT[status],
+      keys: businessKeys,
+      refund: {
+        outTradeNo: r.out_trade_no,
+        outRefundNo: r.out_refund_no,
+        refundId: r.refund_id,
+        transactionId: r.transaction_id,
+        mchid: merchant.mchid,
+        subMchid: merchant.subMchid ?? null,
+        status,
+        amountRefund: r.amount.refund,
+        amountTotal: r.amount.total,
+        successAt: status === "SUCCESS" && r.success_time ? parseRfc3339(r.success_time, "success_time") : null,
+      },
+    };
+  }
+  return { kind: "ignored", eventType: event.eventType, keys: keysOf(event.resource), reason: "EVENT_TYPE_UNHANDLED" };
+}
+
+function openV2Payment(body: string): OpenedNotification {
+  const f = parseV2Xml(body);
+  const businessKeys = {
+    outTradeNo: f.out_trade_no ?? null,
+    transactionId: f.transaction_id ?? null,
+    outRefundNo: null,
+  };
+  if (f.return_code !== "SUCCESS" || f.result_code !== "SUCCESS") {
+    const reason = f.return_code !== "SUCCESS" ? "RETURN_CODE_FAIL" : "RESULT_CODE_FAIL";
+    return { kind: "ignored", eventType: "TRANSACTION.FAIL", keys: businessKeys, reason };
+  }
+  return {
+    kind: "payment",
+    eventType: "TRANSACTION.SUCCESS",
+    keys: businessKeys,
+    payment: {
+      outTradeNo: required(f, "out_trade_no"),
+      transactionId: required(f, "transaction_id"),
+      mchid: required(f, "mch_id"),
+      appid: required(f, "appid"),
+      subMchid: f.sub_mch_id || null,
+      subAppid: f.sub_appid || null,
+      total: fen(f, "total_fee"),
+      currency: f.fee_type || "CNY",
+      payerOpenid: f.openid || f.sub_openid || null,
+      paidAt: parseChinaTime(required(f, "time_end"), "time_end"),
+    },
+  };
+}
+
+function openV2Refund(body: string, keys: MerchantKeySet): OpenedNotification {
+  if (keys.apiV2Key === null) {
+    throw WorkerError.of("APIV2_KEY_MISSING", `merchant ${keys.mchid} has no APIv2 key to decrypt req_info`);
+  }
+  const outer = parseV2Xml(body);
+  if (outer.return_code !== "SUCCESS") {
+    return { kind: "ignored", eventType: "REFUND.FAIL", keys: emptyKeys(), reason: "RETURN_CODE_FAIL" };
+  }
+  const { refund: f } = openV2RefundNotification(body, keys.apiV2Key);
+  const businessKeys = {
+    outTradeNo: f.out_trade_no ?? null,
+    transactionId: f.transaction_id ?? null,
+    outRefundNo: f.out_refund_no ?? null,
+  };
+  const status = REFUND_STATUS_V2[f.refund_status as keyof typeof REFUND_STATUS_V2];
+  if (status === undefined) {
+    return {
+      kind: "ignored",
+      eventType: "REFUND.UNKNOWN",
+      keys: businessKeys,
+      reason: `REFUND_STATUS_${f.refund_status ?? "MISSING"}`,
+    };
+  }
+  return {
+    kind: "refund",
+    eventType: REFUND_EVENT[status],
+    keys: businessKeys,
+    refund: {
+      outTradeNo: required(f, "out_trade_no"),
+      outRefundNo: required(f, "out_refund_no"),
+      refundId: f.refund_id || null,
+      transactionId: f.transaction_id || null,
+      mchid: required(outer, "mch_id"),
+      subMchid: outer.sub_mch_id || null,
+      status,
+      amountRefund: fen(f, "refund_fee"),
+      amountTotal: fen(f, "total_fee"),
+      successAt: status === "SUCCESS" && f.success_time ? parseChinaTime(f.success_time, "success_time") : null,
+    },
+  };
+}
+
+/**
+ * The event type of a notification that could not be opened (no key, bad ciphertext), for its Notification
+ * row: the APIv3 envelope is clear text; APIv2 bodies only tell their route.
+ */
+export function eventTypeOf(source: NotificationSource): string {
+  if (source.api === "v2") return source.v2Kind === "refund" ? "REFUND.UNKNOWN" : "TRANSACTION.UNKNOWN";
+  try {
+    return parseV3Envelope(source.body).event_type;
+  } catch {
+    // The caller is already reporting why the notification cannot be opened; this is only a label.
+    return "UNKNOWN";
+  }
+}
+
+function required(fields: Record<string, string>, name: string): string {
+  const value = fields[name];
+  if (value === undefined || value === "") throw WorkerError.of("PAYLOAD_INVALID", `APIv2 field ${name} is missing`);
+  return value;
+}
+
+function fen(fields: Record<string, string>, name: string): number {
+  const value = required(fields, name);
+  if (!/^\d{1,12}$/.test(value)) throw WorkerError.of("PAYLOAD_INVALID", `APIv2 field ${name} is not an amount in fen`);
+  return Number(value);
+}
+
+function emptyKeys(): BusinessKeys {
+  return { outTradeNo: null, transactionId: null, outRefundNo: null };
+}
+
+/** Business keys of a resource we have no schema for, when it has the usual fields. */
+function keysOf(resource: unknown): BusinessKeys {
+  const r = (typeof resource === "object" && resource !== null ? resource : {}) as Record<string, unknown>;
+  const text = (v: unknown) => (typeof v === "string" && v !== "" ? v : null);
+  return {
+    outTradeNo: text(r.out_trade_no),
+    transactionId: text(r.transaction_id),
+    outRefundNo: text(r.out_refund_no),
+  };
+}

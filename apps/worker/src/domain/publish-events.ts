@@ -1,0 +1,67 @@
+import type { PaymentFacts, PaymentResult, RefundFacts, RefundResultRow } from "@wpn/db";
+import type { PublishEventType, PublishJob } from "@wpn/queue";
+import { isPaymentReview } from "./apply-payment.ts";
+
+type OrderStatus = PublishJob["orderStatus"];
+const ORDER_STATUSES: ReadonlySet<string> = new Set(["NOTPAY", "SUCCESS", "CLOSED", "REFUND", "PAYMENT_REVIEW"]);
+
+/**
+ * The event a committed payment publishes, or null (duplicate, nothing committed). ALREADY (the job ran
+ * before, e.g. it crashed after the commit and before enqueueing the event) re-derives the event from what
+ * the earlier run recorded, so the event is not lost; the publish job id makes the repeat a no-op while the
+ * first copy is kept.
+ */
+export function paymentEvent(facts: PaymentFacts, result: PaymentResult, now = Date.now()): PublishJob | null {
+  let type: PublishEventType | null = null;
+  if (result.outcome === "APPLIED") type = "payment.succeeded";
+  else if (isPaymentReview(result.outcome)) type = "payment.review";
+  else if (result.outcome === "ALREADY" && result.notificationStatus === "APPLIED") type = "payment.succeeded";
+  else if (result.outcome === "ALREADY" && result.notificationStatus === "REVIEW") type = "payment.review";
+  if (type === null || result.orderId === null || !ORDER_STATUSES.has(result.orderStatus ?? "")) return null;
+  return {
+    v: 1,
+    type,
+    notificationId: facts.notificationId,
+    outTradeNo: facts.outTradeNo,
+    orderId: result.orderId,
+    orderStatus: result.orderStatus as OrderStatus,
+    reviewReason: result.reviewReason,
+    transactionId: facts.transactionId,
+    outRefundNo: null,
+    amount: facts.total,
+    occurredAt: now,
+  };
+}
+
+/** The event a committed refund publishes, or null. */
+export function refundEvent(facts: RefundFacts, result: RefundResultRow, now = Date.now()): PublishJob | null {
+  const code = result.outcome === "ALREADY" ? alreadyCode(result) : result.outcome;
+  const type: PublishEventType | null =
+    code === "APPLIED"
+      ? "refund.succeeded"
+      : code === "REFUND_ABNORMAL"
+        ? "refund.abnormal"
+        : code === "REFUND_CLOSED"
+          ? "refund.closed"
+          : null;
+  if (type === null || result.orderId === null || !ORDER_STATUSES.has(result.orderStatus ?? "")) return null;
+  return {
+    v: 1,
+    type,
+    notificationId: facts.notificationId,
+    outTradeNo: facts.outTradeNo,
+    orderId: result.orderId,
+    orderStatus: result.orderStatus as OrderStatus,
+    reviewReason: result.reviewReason,
+    transactionId: facts.transactionId,
+    outRefundNo: facts.outRefundNo,
+    amount: facts.amountRefund,
+    occurredAt: now,
+  };
+}
+
+function alreadyCode(result: RefundResultRow): string | null {
+  if (result.notificationStatus === "APPLIED") return "APPLIED";
+  if (result.notificationStatus === "REVIEW") return result.notificationCode;
+  return null;
+}

@@ -1,0 +1,94 @@
+import { classifyDbError } from "@wpn/db";
+import { isWechatPayError } from "@wpn/wechatpay";
+
+/**
+ * How a failed attempt continues:
+ * - `retry`: transient (database or Redis down, deadlock, serialization failure, pool timeout); BullMQ
+ *   retries with exponential backoff and jitter until the queue's attempts run out.
+ * - `window`: the data we need is not there yet (an order the checkout has not committed, a refund whose
+ *   payment has not been applied); retried like `retry`, but only for WORKER_UNKNOWN_ORDER_RETRY_SECONDS
+ *   from the job's creation, then dead-lettered.
+ * - `stop`: permanent; retrying cannot help (bad key, bad payload, unknown payload version); the job goes
+ *   straight to `notify.dead` with the code.
+ */
+export type RetryPolicy = "retry" | "window" | "stop";
+
+/**
+ * Stable error codes of the worker (SCREAMING_SNAKE, never renamed). Codes of @wpn/wechatpay
+ * (DECRYPT_FAILED, PAYLOAD_INVALID, ENVELOPE_INVALID, XML_INVALID, …) and of @wpn/db's classifier
+ * (DB_UNAVAILABLE, DB_CONFLICT, DB_CONSTRAINT, DB_DATA, DB_ERROR) pass through unchanged. Review reasons
+ * (AMOUNT_MISMATCH, MCHID_MISMATCH, APPID_MISMATCH, CURRENCY_MISMATCH, OUT_OF_STOCK, PAID_AFTER_CLOSE,
+ * DUPLICATE_PAYMENT, UNEXPECTED_ORDER_STATUS, TRANSACTION_MISMATCH, REFUND_ABNORMAL, REFUND_CLOSED) are
+ * outcomes, not errors: they are committed, counted and logged, and the job completes.
+ */
+export const WORKER_ERROR_CODES = {
+  /** The job payload does not match its schema. */
+  JOB_INVALID: "stop",
+  /** The job payload has a version (`v`) this worker does not know. */
+  JOB_VERSION_UNSUPPORTED: "stop",
+  /** No keys for the notification's merchant (not the default merchant, not an enabled `Merchant` row). */
+  MERCHANT_UNKNOWN: "stop",
+  /** An APIv2 notification for a merchant without an APIv2 key. */
+  APIV2_KEY_MISSING: "stop",
+  /** The decrypted payload lacks a field the effect needs, or has one in an unusable form. */
+  PAYLOAD_INVALID: "stop",
+  /** An apply job whose Notification row does not exist. */
+  NOTIFICATION_NOT_FOUND: "stop",
+  /** A payment or refund for an out_trade_no with no order (yet). */
+  ORDER_NOT_FOUND: "window",
+  /** A successful refund for an order whose payment has not been applied (yet). */
+  ORDER_NOT_PAID: "window",
+  /** The order kept changing under the statement (see STALE in @wpn/db); try again later. */
+  ORDER_CONTENDED: "retry",
+  /** Redis refused or timed out while enqueueing the next stage. */
+  QUEUE_UNAVAILABLE: "retry",
+  /** Anything unexpected: retried (bounded by attempts), logged with the stack. */
+  INTERNAL: "retry",
+} as const satisfies Record<string, RetryPolicy>;
+
+export type WorkerErrorCode = keyof typeof WORKER_ERROR_CODES;
+
+export class WorkerError extends Error {
+  override readonly name = "WorkerError";
+  constructor(
+    readonly code: string,
+    readonly policy: RetryPolicy,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+
+  static of(code: WorkerErrorCode, message: string, options?: { cause?: unknown }): WorkerError {
+    return new WorkerError(code, WORKER_ERROR_CODES[code], message, options);
+  }
+}
+
+export function isWorkerError(e: unknown): e is WorkerError {
+  return e instanceof WorkerError;
+}
+
+/**
+ * Every @wpn/wechatpay error reaching the worker is about the stored notification itself (it was verified
+ * at the ingress; the bytes do not change): permanent.
+ */
+export function toWorkerError(error: unknown): WorkerError {
+  if (error instanceof WorkerError) return error;
+  if (isWechatPayError(error)) return new WorkerError(error.code, "stop", error.message, { cause: error });
+  const db = classifyDbError(error);
+  if (db.code !== "DB_ERROR" || db.sqlstate !== undefined) {
+    const message = `${db.sqlstate ? `SQLSTATE ${db.sqlstate}: ` : ""}${oneLine(error)}`;
+    return new WorkerError(db.code, db.transient ? "retry" : "stop", message, { cause: error });
+  }
+  return WorkerError.of("INTERNAL", oneLine(error), { cause: error });
+}
+
+/** First line of an error's message, bounded: Prisma messages are multi-line and quote the query. */
+export function oneLine(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  const lines = text
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l !== "" && !l.startsWith("Invalid `prisma"));
+  return (lines.at(-1) ?? text).slice(0, 300);
+}

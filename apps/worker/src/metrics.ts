@@ -1,0 +1,90 @@
+import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
+
+/**
+ * Metrics of one worker process (each process serves its own /metrics; Prometheus adds them up). Label
+ * values are bounded sets — queue names, outcome and error codes — never ids.
+ */
+export class WorkerMetrics {
+  readonly registry = new Registry();
+
+  /** Attempts by how they ended: completed, retry (will run again), dead (dead-lettered). */
+  readonly jobs = new Counter({
+    name: "wpn_worker_jobs_total",
+    help: "Job attempts by queue and result (completed | retry | dead).",
+    labelNames: ["queue", "result"] as const,
+    registers: [this.registry],
+  });
+
+  /** Business outcomes: APPLIED, DUPLICATE, ALREADY, OUT_OF_STOCK, AMOUNT_MISMATCH, IGNORED, QUEUED, … */
+  readonly outcomes = new Counter({
+    name: "wpn_worker_outcomes_total",
+    help: "Outcomes of processed notifications by stage and outcome code.",
+    labelNames: ["stage", "outcome"] as const,
+    registers: [this.registry],
+  });
+
+  /** Orders put in PAYMENT_REVIEW and notifications flagged REVIEW, by reason: the number to alert on. */
+  readonly reviews = new Counter({
+    name: "wpn_worker_reviews_total",
+    help: "Notifications needing a human, by reason (AMOUNT_MISMATCH, OUT_OF_STOCK, PAID_AFTER_CLOSE, REFUND_ABNORMAL, ...).",
+    labelNames: ["reason"] as const,
+    registers: [this.registry],
+  });
+
+  readonly errors = new Counter({
+    name: "wpn_worker_errors_total",
+    help: "Failed attempts by queue and error code.",
+    labelNames: ["queue", "code"] as const,
+    registers: [this.registry],
+  });
+
+  readonly deadLetters = new Counter({
+    name: "wpn_worker_dead_letters_total",
+    help: "Jobs moved to notify.dead, by source queue and error code.",
+    labelNames: ["queue", "code"] as const,
+    registers: [this.registry],
+  });
+
+  readonly published = new Counter({
+    name: "wpn_worker_published_events_total",
+    help: "Business events enqueued to notify.publish, by type.",
+    labelNames: ["type"] as const,
+    registers: [this.registry],
+  });
+
+  readonly stockMovements = new Counter({
+    name: "wpn_worker_stock_movements_total",
+    help: "Inventory movements committed (one per SKU and order), by reason (PAYMENT | REFUND).",
+    labelNames: ["reason"] as const,
+    registers: [this.registry],
+  });
+
+  readonly processing = new Histogram({
+    name: "wpn_worker_job_duration_seconds",
+    help: "Time a worker spent on one attempt, by queue.",
+    labelNames: ["queue"] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+
+  readonly waiting = new Histogram({
+    name: "wpn_worker_job_wait_seconds",
+    help: "Time from a job's enqueue (or scheduled retry) to the start of the attempt, by queue.",
+    labelNames: ["queue"] as const,
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120, 600],
+    registers: [this.registry],
+  });
+
+  /** Ingress acceptance to committed effect: the latency the merchant sees. */
+  readonly endToEnd = new Histogram({
+    name: "wpn_worker_notification_latency_seconds",
+    help: "Time from the ingress accepting a notification to its effects being committed.",
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600],
+    registers: [this.registry],
+  });
+
+  constructor(labels: Record<string, string> = {}) {
+    this.registry.setDefaultLabels(labels);
+    collectDefaultMetrics({ register: this.registry, prefix: "wpn_worker_" });
+  }
+}

@@ -1,0 +1,38 @@
+import { type PrismaClient, recordReplay } from "@wpn/db";
+import { type ReplayDeps, type ReplayOutcome, replayAllDeadLetters, replayDeadLetter as replayOne } from "@wpn/queue";
+
+export interface WorkerReplayDeps {
+  /** Non-blocking Redis connection (role `admin`); not closed here. */
+  connection: ReplayDeps["connection"];
+  prefix: string;
+  prisma: PrismaClient;
+  /** Recorded in the REPLAYED event: the dashboard user, or "cli". */
+  actor?: string;
+}
+
+/**
+ * The dead-letter replay with its database side wired: @wpn/queue moves the letter back to its stage queue,
+ * @wpn/db's recordReplay writes the REPLAYED event. The dashboard can compose the same two functions itself
+ * without importing this app.
+ */
+export function replayDeps(deps: WorkerReplayDeps): ReplayDeps {
+  return {
+    connection: deps.connection,
+    prefix: deps.prefix,
+    onReplayed: async (letter) => {
+      if (letter.notificationId === null) return;
+      await recordReplay(deps.prisma, {
+        notificationId: letter.notificationId,
+        queue: letter.queue,
+        previousCode: letter.code,
+        actor: deps.actor ?? "worker",
+      });
+    },
+  };
+}
+
+/** Replays one dead letter by its id (`apply.<notificationId>`, `parse.<notificationId>`), or all with `"--all"`. */
+export async function replayDeadLetter(deps: WorkerReplayDeps, id: string | "--all"): Promise<ReplayOutcome[]> {
+  const wired = replayDeps(deps);
+  return id === "--all" ? replayAllDeadLetters(wired) : [await replayOne(wired, id)];
+}

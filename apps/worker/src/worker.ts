@@ -1,0 +1,243 @@
+import { hostname } from "node:os";
+import type { Config } from "@wpn/config";
+import { createDb, type Db } from "@wpn/db";
+import {
+  APPLY_JOB_NAME,
+  type ApplyJob,
+  applyBackoffDelay,
+  createQueue,
+  createRedisConnection,
+  type PublishJob,
+  publishJobName,
+  QueueName,
+} from "@wpn/queue";
+import { type BackoffStrategy, type Job, type Queue, Worker, type WorkerOptions } from "bullmq";
+import type { Logger } from "pino";
+import { type ApplyStore, prismaApplyStore } from "./domain/store.ts";
+import { oneLine, WorkerError } from "./errors.ts";
+import { type HealthServer, type ReadinessReport, startHealthServer, withTimeout } from "./health.ts";
+import { MerchantKeyResolver } from "./keys.ts";
+import { createLogger } from "./logger.ts";
+import { WorkerMetrics } from "./metrics.ts";
+import { applyStage } from "./workers/apply.processor.ts";
+import { parseStage } from "./workers/parse.processor.ts";
+import { createStageProcessor, DeadLetteredError, deadLetter, type StageRuntime } from "./workers/stage.ts";
+
+export interface StartWorkerOptions {
+  logger?: Logger;
+  /** Replaces the single-statement Prisma store (the benchmark's raw-pg baseline). */
+  applyStore?: (db: Db) => ApplyStore;
+  /** Overrides WORKER_HEALTH_PORT + WORKER_INDEX (tests pass 0). */
+  healthPort?: number;
+}
+
+export interface WorkerHandle {
+  readonly healthPort: number;
+  readonly metrics: WorkerMetrics;
+  readonly db: Db;
+  /**
+   * Graceful stop: readiness fails, no new jobs are taken, running jobs get WORKER_SHUTDOWN_TIMEOUT_MS to
+   * finish; after that they are abandoned (their locks lapse and another worker re-runs them, harmlessly),
+   * then connections close.
+   */
+  close(): Promise<void>;
+}
+
+/** Settings that are wrong together; returns the message of the first problem, or null. */
+export function checkWorkerConfig(config: Config): string | null {
+  if (config.WORKER_CONCURRENCY > config.PG_POOL_MAX) {
+    return `WORKER_CONCURRENCY (${config.WORKER_CONCURRENCY}) must not exceed PG_POOL_MAX (${config.PG_POOL_MAX}): each running job needs a pooled connection`;
+  }
+  if (config.WORKER_HEALTH_PORT !== 0 && config.WORKER_HEALTH_PORT + config.WORKER_INDEX > 65_535) {
+    return `WORKER_HEALTH_PORT + WORKER_INDEX (${config.WORKER_HEALTH_PORT + config.WORKER_INDEX}) is not a port`;
+  }
+  return null;
+}
+
+/**
+ * Starts one worker process's share of the pipeline: a `notify.parse` and a `notify.apply` BullMQ worker,
+ * each with WORKER_CONCURRENCY jobs at once (every job runs one or two short statements, holding a pooled
+ * connection only for each statement), plus the health/metrics server. Scale out by running more processes,
+ * on any number of machines: nothing here is shared between processes except Redis and PostgreSQL.
+ */
+export async function startWorker(config: Config, options: StartWorkerOptions = {}): Promise<WorkerHandle> {
+  const log = options.logger ?? createLogger(config.LOG_LEVEL, { workerIndex: config.WORKER_INDEX });
+  const metrics = new WorkerMetrics();
+  const prefix = config.QUEUE_PREFIX;
+  const db = createDb({
+    url: config.DATABASE_URL,
+    poolMax: config.PG_POOL_MAX,
+    connectTimeoutMs: config.PG_CONNECT_TIMEOUT_MS,
+    applicationName: `wpn-worker-${config.WORKER_INDEX}`,
+    // The worker runs a handful of statement shapes thousands of times a second: plan each once per connection.
+    preparedStatements: true,
+  });
+  const redis = createRedisConnection(config.REDIS_URL, "worker");
+  redis.on("error", (error: Error) => log.warn({ code: "REDIS_ERROR", err: oneLine(error) }, "redis connection error"));
+
+  const applyQueue = createQueue(QueueName.Apply, redis, prefix);
+  const deadQueue = createQueue(QueueName.Dead, redis, prefix);
+  const publishQueue = config.PUBLISH_EVENTS ? createQueue(QueueName.Publish, redis, prefix) : null;
+  const queues: Queue[] = [applyQueue, deadQueue, ...(publishQueue ? [publishQueue] : [])];
+
+  const windowMs = config.WORKER_UNKNOWN_ORDER_RETRY_SECONDS * 1000;
+  const runtime: StageRuntime = { log, metrics, prisma: db.prisma, deadQueue, windowMs };
+  const keys = new MerchantKeyResolver(config, db.prisma);
+
+  const parse = parseStage({
+    prisma: db.prisma,
+    keys,
+    enqueueApply: (job: ApplyJob) => enqueue(applyQueue, APPLY_JOB_NAME, job, job.notificationId),
+  });
+  const apply = applyStage({
+    store: options.applyStore ? options.applyStore(db) : prismaApplyStore(db.prisma),
+    keys,
+    restockOnFullRefund: config.REFUND_RESTOCK_POLICY === "full",
+    metrics,
+    ...(publishQueue
+      ? {
+          publish: async (event: PublishJob) => {
+            await enqueue(publishQueue, publishJobName(event.type), event, event.notificationId);
+            metrics.published.inc({ type: event.type });
+          },
+        }
+      : {}),
+  });
+
+  const common: WorkerOptions = {
+    connection: redis,
+    prefix,
+    concurrency: config.WORKER_CONCURRENCY,
+    lockDuration: config.WORKER_LOCK_DURATION_MS,
+    stalledInterval: config.WORKER_STALLED_INTERVAL_MS,
+    maxStalledCount: config.WORKER_MAX_STALLED_COUNT,
+    name: `${hostname()}:${process.pid}`,
+    autorun: false,
+  };
+  const parseWorker = new Worker(QueueName.Parse, createStageProcessor(parse, runtime), common);
+  const applyWorker = new Worker(QueueName.Apply, createStageProcessor(apply, runtime), {
+    ...common,
+    settings: { backoffStrategy: applyBackoff(windowMs) },
+  });
+  const workers = [
+    { worker: parseWorker, stage: QueueName.Parse, idField: "id" },
+    { worker: applyWorker, stage: QueueName.Apply, idField: "notificationId" },
+  ] as const;
+
+  for (const { worker, stage, idField } of workers) {
+    worker.on("error", (error) =>
+      log.error({ queue: stage, code: "WORKER_ERROR", err: oneLine(error) }, "worker error"),
+    );
+    worker.on("stalled", (jobId) =>
+      log.warn({ queue: stage, jobId, code: "JOB_STALLED" }, "job stalled; it will run again"),
+    );
+    // The processor dead-letters every failure it sees. A job can also fail without it: stalled more than
+    // WORKER_MAX_STALLED_COUNT times (its workers kept dying), or the processor's own dead-lettering failed on
+    // the last attempt. Those are dead-lettered here (the letter's job id makes a repeat harmless).
+    worker.on("failed", (job, error) => {
+      if (!job || error instanceof DeadLetteredError || error instanceof WorkerError) return;
+      const notificationId = typeof job.data?.[idField] === "string" ? (job.data[idField] as string) : null;
+      const code = /stalled/i.test(error.message) ? "JOB_STALLED_TOO_OFTEN" : "JOB_FAILED";
+      const failure = {
+        notificationId,
+        outTradeNo: null,
+        log: log.child({ queue: stage, jobId: job.id, notificationId }),
+      };
+      deadLetter(runtime, stage, job, { code, message: oneLine(error) }, failure).catch((dlError: unknown) =>
+        log.error(
+          { queue: stage, jobId: job.id, code: "DEAD_LETTER_FAILED", err: oneLine(dlError) },
+          "could not dead-letter a failed job",
+        ),
+      );
+    });
+  }
+
+  let closing = false;
+  const readiness = async (): Promise<ReadinessReport> => {
+    const checks: Record<string, string> = {};
+    checks.workers = closing ? "shutting down" : workers.every((w) => w.worker.isRunning()) ? "ok" : "not running";
+    checks.redis = redis.status === "ready" ? "ok" : `connection ${redis.status}`;
+    try {
+      await withTimeout(db.pool.query("SELECT 1"), 1_000, "no answer within 1 s");
+      checks.postgres = "ok";
+    } catch (error) {
+      checks.postgres = oneLine(error);
+    }
+    return { ready: Object.values(checks).every((c) => c === "ok"), checks };
+  };
+  const healthPort =
+    options.healthPort ?? (config.WORKER_HEALTH_PORT === 0 ? 0 : config.WORKER_HEALTH_PORT + config.WORKER_INDEX);
+  const health: HealthServer = await startHealthServer({
+    host: config.HOST,
+    port: healthPort,
+    registry: metrics.registry,
+    readiness,
+  });
+
+  for (const { worker, stage } of workers) {
+    worker
+      .run()
+      .catch((error: unknown) =>
+        log.fatal({ queue: stage, code: "WORKER_RUN_FAILED", err: oneLine(error) }, "worker stopped"),
+      );
+  }
+  log.info(
+    { healthPort: health.port, concurrency: config.WORKER_CONCURRENCY, prefix, publish: config.PUBLISH_EVENTS },
+    "worker started",
+  );
+
+  return {
+    healthPort: health.port,
+    metrics,
+    db,
+    async close() {
+      if (closing) return;
+      closing = true;
+      const started = Date.now();
+      try {
+        await withTimeout(
+          Promise.all(workers.map((w) => w.worker.close())),
+          config.WORKER_SHUTDOWN_TIMEOUT_MS,
+          `jobs still running after ${config.WORKER_SHUTDOWN_TIMEOUT_MS} ms`,
+        );
+      } catch (error) {
+        // Abandoned jobs keep their lock until it lapses; then another worker re-runs them (idempotent).
+        log.warn({ code: "SHUTDOWN_TIMEOUT", err: oneLine(error) }, "abandoning running jobs");
+        await Promise.all(workers.map((w) => w.worker.close(true)));
+      }
+      await Promise.all(queues.map((q) => q.close()));
+      await redis.quit();
+      await db.close();
+      await health.close();
+      log.info({ ms: Date.now() - started }, "worker stopped");
+    },
+  };
+}
+
+/** Adds a job under a deterministic id; a Redis failure becomes a retryable QUEUE_UNAVAILABLE. */
+async function enqueue(queue: Queue, name: string, data: object, jobId: string): Promise<void> {
+  try {
+    await queue.add(name, data, { jobId });
+  } catch (error) {
+    throw WorkerError.of("QUEUE_UNAVAILABLE", `enqueue to ${queue.name} failed: ${oneLine(error)}`, { cause: error });
+  }
+}
+
+/**
+ * Strategy of the apply queue's backoff type: exponential with jitter, except that a retry waiting for an
+ * order (ORDER_NOT_FOUND, ORDER_NOT_PAID) is never scheduled after the end of the unknown-order window, so
+ * the last try happens at the end of the window and the job is dead-lettered then, not up to a doubling later.
+ */
+function applyBackoff(windowMs: number): BackoffStrategy {
+  return (attemptsMade, _type, error, job) => {
+    const backoff = (job as Job | undefined)?.opts.backoff;
+    const spec = typeof backoff === "object" ? backoff : { delay: 1_000, jitter: 0.5 };
+    const waiting = error instanceof WorkerError && error.policy === "window" && job !== undefined;
+    return applyBackoffDelay({
+      attemptsMade,
+      delay: spec.delay ?? 1_000,
+      jitter: spec.jitter ?? 0,
+      ...(waiting ? { deadline: job.timestamp + windowMs } : {}),
+    });
+  };
+}

@@ -1,0 +1,111 @@
+import { type PrismaClient, upsertParsedNotification } from "@wpn/db";
+import { type ApplyJob, type ParseJob, parseJobSchema, QueueName } from "@wpn/queue";
+import {
+  eventTypeOf,
+  type NotificationSource,
+  type OpenedNotification,
+  openNotification,
+} from "../domain/notification.ts";
+import { toWorkerError } from "../errors.ts";
+import type { KeyResolver } from "../keys.ts";
+import type { StageContext, StageDefinition, StageResult } from "./stage.ts";
+
+export interface ParseDeps {
+  prisma: PrismaClient;
+  keys: KeyResolver;
+  /** Enqueues the apply job (job id = notification id, so a re-run parse adds nothing while it waits). */
+  enqueueApply(job: ApplyJob): Promise<void>;
+}
+
+export interface ParseResult extends StageResult {
+  /** QUEUED (apply job enqueued), IGNORED (no effect to apply), ALREADY (settled before). */
+  outcome: "QUEUED" | "IGNORED" | "ALREADY";
+  reason?: string;
+}
+
+/**
+ * Parse stage: open (decrypt, validate, classify) a verified notification, record it — Notification row with
+ * headers, raw body (still encrypted), business keys, status, and its RECEIVED/PARSED timeline — and hand
+ * effects to the apply stage. A notification that cannot be opened is recorded (so the dashboard shows it and
+ * why) before its permanent error dead-letters the job.
+ */
+export async function handleParse(deps: ParseDeps, job: ParseJob, ctx: StageContext): Promise<ParseResult> {
+  const source: NotificationSource =
+    job.api === "v3" ? { api: "v3", body: job.body } : { api: "v2", v2Kind: job.kind, body: job.body };
+  const row = {
+    id: job.id,
+    apiVersion: job.api,
+    mchid: job.mchid,
+    receivedAt: job.receivedAt,
+    headers: job.api === "v3" ? { ...job.headers } : null,
+    body: job.body,
+  };
+  let opened: OpenedNotification;
+  try {
+    opened = openNotification(source, await deps.keys.resolve(job.mchid));
+  } catch (error) {
+    const err = toWorkerError(error);
+    if (err.policy === "stop") {
+      await upsertParsedNotification(deps.prisma, {
+        ...row,
+        eventType: eventTypeOf(source),
+        status: "FAILED",
+        outTradeNo: null,
+        transactionId: null,
+        outRefundNo: null,
+        errorCode: err.code,
+        lastError: err.message,
+        event: { kind: "FAILED", detail: { stage: QueueName.Parse, code: err.code, message: err.message } },
+      });
+    }
+    throw err;
+  }
+  ctx.setOutTradeNo(opened.keys.outTradeNo);
+  const status = opened.kind === "ignored" ? "IGNORED" : "PROCESSING";
+  const detail: Record<string, unknown> = { stage: QueueName.Parse, kind: opened.kind, eventType: opened.eventType };
+  if (opened.kind === "ignored") detail.reason = opened.reason;
+  const saved = await upsertParsedNotification(deps.prisma, {
+    ...row,
+    eventType: opened.eventType,
+    status,
+    ...opened.keys,
+    errorCode: null,
+    lastError: null,
+    event: { kind: opened.kind === "ignored" ? "IGNORED" : "PARSED", detail },
+  });
+  if (saved.status !== status) {
+    ctx.log.info({ status: saved.status }, "notification already settled");
+    return { outcome: "ALREADY" };
+  }
+  if (opened.kind === "ignored") {
+    ctx.log.info({ eventType: opened.eventType, reason: opened.reason }, "notification ignored");
+    return { outcome: "IGNORED", reason: opened.reason };
+  }
+  await deps.enqueueApply({
+    v: 1,
+    notificationId: job.id,
+    api: job.api,
+    kind: opened.kind,
+    mchid: job.mchid,
+    outTradeNo: opened.kind === "payment" ? opened.payment.outTradeNo : opened.refund.outTradeNo,
+    receivedAt: job.receivedAt,
+    body: job.body,
+  });
+  return { outcome: "QUEUED" };
+}
+
+export function parseStage(deps: ParseDeps): StageDefinition<ParseJob, ParseResult> {
+  return {
+    queue: QueueName.Parse,
+    schema: parseJobSchema,
+    notificationIdOf: (data) => idField(data, "id"),
+    outTradeNoOf: () => null,
+    handle: (payload, ctx) => handleParse(deps, payload, ctx),
+  };
+}
+
+/** A string field of a raw payload that may not match its schema (for logs and dead letters only). */
+export function idField(data: unknown, name: string): string | null {
+  const value = typeof data === "object" && data !== null ? (data as Record<string, unknown>)[name] : undefined;
+  return typeof value === "string" && value.length > 0 && value.length <= 128 ? value : null;
+}

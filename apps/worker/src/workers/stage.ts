@@ -1,0 +1,222 @@
+import { markNotificationDead, type PrismaClient, recordNotificationFailure } from "@wpn/db";
+import {
+  DEAD_JOB_NAME,
+  type DeadLetter,
+  type DeadLetterStage,
+  deadLetterJobId,
+  decodeJob,
+  type JobSchema,
+} from "@wpn/queue";
+import { type Job, type Processor, type Queue, UnrecoverableError } from "bullmq";
+import type { Logger } from "pino";
+import { oneLine, toWorkerError, type WorkerError } from "../errors.ts";
+import type { WorkerMetrics } from "../metrics.ts";
+
+/** What a stage handler gets besides its payload. */
+export interface StageContext {
+  /** Carries queue, jobId, attempt, notificationId and outTradeNo on every line. */
+  readonly log: Logger;
+  /** Rebinds `log` once the out_trade_no is known (after decryption). */
+  setOutTradeNo(outTradeNo: string | null): void;
+  /** When the job was created (ms since the epoch): start of the unknown-order retry window. */
+  readonly createdAt: number;
+}
+
+export interface StageResult {
+  /** Outcome code: APPLIED, DUPLICATE, ALREADY, QUEUED, IGNORED, OUT_OF_STOCK, … */
+  outcome: string;
+}
+
+/** One pipeline stage: its queue, payload schema and handler. */
+export interface StageDefinition<P, R extends StageResult> {
+  queue: DeadLetterStage;
+  schema: JobSchema<P>;
+  /** The notification id of a raw (maybe invalid) payload, for logs and dead letters. */
+  notificationIdOf(data: unknown): string | null;
+  outTradeNoOf(payload: P): string | null;
+  handle(payload: P, ctx: StageContext): Promise<R>;
+}
+
+/** Process-wide collaborators of every stage. */
+export interface StageRuntime {
+  log: Logger;
+  metrics: WorkerMetrics;
+  prisma: PrismaClient;
+  deadQueue: Queue;
+  /** WORKER_UNKNOWN_ORDER_RETRY_SECONDS in ms. */
+  windowMs: number;
+}
+
+/**
+ * Thrown after a job has been dead-lettered: an UnrecoverableError (BullMQ fails the job without further
+ * attempts) that the `failed` listener recognises so it does not dead-letter the job a second time.
+ */
+export class DeadLetteredError extends UnrecoverableError {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(`${code}: ${message}`);
+  }
+}
+
+/**
+ * A retry is pointless when less than this is left of the unknown-order window, ms: the apply backoff's
+ * minimum delay, so the last attempt is the one the backoff schedules at the very end of the window.
+ */
+const WINDOW_MARGIN_MS = 100;
+
+/**
+ * Wraps a stage handler into a BullMQ processor with the three outcomes of the worker contract:
+ * - the handler returns: the job completes (including "already applied");
+ * - it throws a retryable error: the attempt is recorded (Notification FAILED, timeline, metric, log) and
+ *   the error is re-thrown so BullMQ retries with the queue's backoff;
+ * - it throws a permanent error, or the retries / the unknown-order window are used up: the job is copied to
+ *   `notify.dead` with its code, the notification is marked DEAD, and UnrecoverableError stops BullMQ.
+ * A payload that fails its schema (or has an unknown version) is dead-lettered without running the handler.
+ */
+export function createStageProcessor<P, R extends StageResult>(
+  def: StageDefinition<P, R>,
+  rt: StageRuntime,
+): Processor {
+  return (job) => runStage(def, rt, job);
+}
+
+async function runStage<P, R extends StageResult>(def: StageDefinition<P, R>, rt: StageRuntime, job: Job): Promise<R> {
+  const started = performance.now();
+  const attempt = job.attemptsMade + 1;
+  const notificationId = def.notificationIdOf(job.data);
+  let outTradeNo: string | null = null;
+  // Built on first use: most jobs log nothing at the default level, and a pino child costs a few µs.
+  let log: Logger | null = null;
+  const ctx: StageContext = {
+    get log() {
+      log ??= rt.log.child({ queue: def.queue, jobId: job.id, attempt, notificationId, outTradeNo });
+      return log;
+    },
+    createdAt: job.timestamp,
+    setOutTradeNo(value: string | null) {
+      outTradeNo = value;
+      log = null;
+    },
+  };
+  if (job.attemptsMade === 0)
+    rt.metrics.waiting.observe({ queue: def.queue }, Math.max(0, Date.now() - job.timestamp) / 1000);
+  try {
+    const decoded = decodeJob(def.schema, job.data);
+    if (!decoded.ok) {
+      rt.metrics.errors.inc({ queue: def.queue, code: decoded.code });
+      const failure = { notificationId, outTradeNo, log: ctx.log };
+      throw await deadLetter(rt, def.queue, job, { code: decoded.code, message: decoded.message }, failure);
+    }
+    ctx.setOutTradeNo(def.outTradeNoOf(decoded.value));
+    try {
+      const result = await def.handle(decoded.value, ctx);
+      rt.metrics.jobs.inc({ queue: def.queue, result: "completed" });
+      rt.metrics.outcomes.inc({ stage: def.queue, outcome: result.outcome });
+      return result;
+    } catch (error) {
+      throw await onFailure(rt, def.queue, job, toWorkerError(error), { notificationId, outTradeNo, log: ctx.log });
+    }
+  } finally {
+    rt.metrics.processing.observe({ queue: def.queue }, (performance.now() - started) / 1000);
+  }
+}
+
+interface FailureContext {
+  notificationId: string | null;
+  outTradeNo: string | null;
+  log: Logger;
+}
+
+/** Decides retry vs dead letter for a failed attempt; returns the error to throw. */
+async function onFailure(
+  rt: StageRuntime,
+  queue: DeadLetterStage,
+  job: Job,
+  err: WorkerError,
+  f: FailureContext,
+): Promise<Error> {
+  rt.metrics.errors.inc({ queue, code: err.code });
+  const attempt = job.attemptsMade + 1;
+  const maxAttempts = job.opts.attempts ?? 1;
+  const windowOver = err.policy === "window" && Date.now() + WINDOW_MARGIN_MS >= job.timestamp + rt.windowMs;
+  if (err.policy === "stop" || windowOver || attempt >= maxAttempts) {
+    return deadLetter(rt, queue, job, err, f);
+  }
+  rt.metrics.jobs.inc({ queue, result: "retry" });
+  const logFields = { code: err.code, err: err.message, attempt, maxAttempts };
+  if (err.code === "INTERNAL")
+    f.log.error(
+      { ...logFields, stack: err.cause instanceof Error ? err.cause.stack : undefined },
+      "attempt failed, will retry",
+    );
+  else f.log.warn(logFields, "attempt failed, will retry");
+  if (f.notificationId !== null) {
+    try {
+      await recordNotificationFailure(rt.prisma, {
+        notificationId: f.notificationId,
+        stage: queue,
+        code: err.code,
+        message: err.message,
+        attempt,
+      });
+    } catch (recordError) {
+      // The retry does not depend on this bookkeeping (often the database is what failed); say so and go on.
+      f.log.warn({ code: "FAILURE_NOT_RECORDED", err: oneLine(recordError) }, "could not record the failed attempt");
+    }
+  }
+  return err;
+}
+
+/**
+ * Copies the job to `notify.dead` (idempotent: deterministic job id), marks the notification DEAD and
+ * returns the DeadLetteredError to throw. When the database cannot be written, the database error is
+ * returned instead, so the attempt is retried and the marking done later (the letter exists already).
+ */
+export async function deadLetter(
+  rt: StageRuntime,
+  queue: DeadLetterStage,
+  job: Pick<Job, "id" | "name" | "data" | "attemptsMade">,
+  err: Pick<WorkerError, "code" | "message">,
+  f: FailureContext,
+): Promise<Error> {
+  const jobId = job.id ?? "unknown";
+  const letterId = deadLetterJobId(queue, jobId);
+  const letter: DeadLetter = {
+    v: 1,
+    queue,
+    jobName: job.name,
+    jobId,
+    notificationId: f.notificationId,
+    outTradeNo: f.outTradeNo,
+    code: err.code,
+    message: err.message,
+    attemptsMade: job.attemptsMade + 1,
+    failedAt: Date.now(),
+    data: job.data,
+  };
+  await rt.deadQueue.add(DEAD_JOB_NAME, letter, { jobId: letterId });
+  if (f.notificationId !== null) {
+    try {
+      await markNotificationDead(rt.prisma, {
+        notificationId: f.notificationId,
+        stage: queue,
+        code: err.code,
+        message: err.message,
+        attempt: job.attemptsMade + 1,
+        deadLetterId: letterId,
+      });
+    } catch (dbError) {
+      f.log.error(
+        { code: "DEAD_NOT_RECORDED", err: oneLine(dbError), deadLetterId: letterId },
+        "dead letter written, notification not marked",
+      );
+      return toWorkerError(dbError);
+    }
+  }
+  rt.metrics.jobs.inc({ queue, result: "dead" });
+  rt.metrics.deadLetters.inc({ queue, code: err.code });
+  f.log.error({ code: err.code, err: err.message, deadLetterId: letterId }, "dead-lettered");
+  return new DeadLetteredError(err.code, err.message);
+}

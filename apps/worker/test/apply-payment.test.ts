@@ -1,0 +1,283 @@
+import { isWechatPayError } from "@wpn/wechatpay";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WorkerError } from "../src/errors.ts";
+import {
+  createWorld,
+  inline,
+  orderOf,
+  seedOrder,
+  seedSkus,
+  stockOf,
+  v2Payment,
+  v3Payment,
+  type World,
+} from "./support/fixtures.ts";
+
+let world: World;
+beforeAll(async () => {
+  world = await createWorld("wpay");
+  await seedSkus(world.prisma, { A: 100, B: 50, C: 1, D: 5 });
+});
+afterAll(() => world.cleanup());
+
+async function eventsOf(id: string) {
+  const rows = await world.prisma.notificationEvent.findMany({ where: { notificationId: id }, orderBy: { id: "asc" } });
+  return rows.map((r) => r.kind);
+}
+
+describe("payment success", () => {
+  it("v3 TRANSACTION.SUCCESS: NOTPAY → SUCCESS, stock taken per item, one movement per SKU, notification APPLIED", async () => {
+    const before = await stockOf(world.prisma);
+    const otn = await seedOrder(world, { amountTotal: 2_500, items: { A: 2, B: 3 } });
+    const job = v3Payment(world, { outTradeNo: otn, total: 2_500, transactionId: "4200000001" });
+    const { parse, apply } = await inline(world).deliver(job);
+    expect(parse.outcome).toBe("QUEUED");
+    expect(apply?.outcome).toBe("APPLIED");
+
+    const order = await orderOf(world.prisma, otn);
+    expect(order.status).toBe("SUCCESS");
+    expect(order.transactionId).toBe("4200000001");
+    expect(order.payerOpenid).toBe("oPayerOpenid123");
+    expect(order.paidAt?.toISOString()).toBe("2026-11-30T02:34:56.000Z");
+    expect(order.movements.map((m) => [m.skuId, m.delta, m.reason]).sort()).toEqual([
+      ["A", -2, "PAYMENT"],
+      ["B", -3, "PAYMENT"],
+    ]);
+    const after = await stockOf(world.prisma);
+    expect(after.A).toBe((before.A ?? 0) - 2);
+    expect(after.B).toBe((before.B ?? 0) - 3);
+
+    const n = await world.prisma.notification.findUniqueOrThrow({ where: { id: job.id } });
+    expect(n).toMatchObject({
+      status: "APPLIED",
+      eventType: "TRANSACTION.SUCCESS",
+      apiVersion: "v3",
+      outTradeNo: otn,
+      transactionId: "4200000001",
+      attempts: 1,
+      body: job.body,
+    });
+    expect(n.headers).toMatchObject({ serial: world.merchant.publicKeyId });
+    // The stored body is the envelope as received: the resource is still ciphertext.
+    expect(n.body).not.toContain("oPayerOpenid123");
+    expect(await eventsOf(job.id)).toEqual(["RECEIVED", "PARSED", "APPLIED"]);
+  });
+
+  it("v2 payment with result_code SUCCESS is applied the same way", async () => {
+    const before = await stockOf(world.prisma);
+    const otn = await seedOrder(world, { amountTotal: 300, items: { A: 1 } });
+    const job = v2Payment(world, { outTradeNo: otn, total: 300 });
+    const { apply } = await inline(world).deliver(job);
+    expect(apply?.outcome).toBe("APPLIED");
+    const order = await orderOf(world.prisma, otn);
+    expect(order).toMatchObject({ status: "SUCCESS", payerOpenid: "oV2PayerOpenid" });
+    expect(order.paidAt?.toISOString()).toBe("2026-11-30T02:34:56.000Z");
+    expect((await stockOf(world.prisma)).A).toBe((before.A ?? 0) - 1);
+    const n = await world.prisma.notification.findUniqueOrThrow({ where: { id: job.id } });
+    expect(n).toMatchObject({ apiVersion: "v2", eventType: "TRANSACTION.SUCCESS", status: "APPLIED" });
+  });
+
+  it("v2 payment with result_code FAIL is recorded as IGNORED with no effect", async () => {
+    const otn = await seedOrder(world, { items: { A: 1 } });
+    const job = v2Payment(world, { outTradeNo: otn, resultCode: "FAIL" });
+    const { parse, apply } = await inline(world).deliver(job);
+    expect(parse).toMatchObject({ outcome: "IGNORED", reason: "RESULT_CODE_FAIL" });
+    expect(apply).toBeNull();
+    expect((await orderOf(world.prisma, otn)).status).toBe("NOTPAY");
+    expect((await world.prisma.notification.findUniqueOrThrow({ where: { id: job.id } })).status).toBe("IGNORED");
+  });
+
+  it("a v3 transaction whose trade_state is not SUCCESS is ignored", async () => {
+    const otn = await seedOrder(world, { items: { A: 1 } });
+    const { parse } = await inline(world).deliver(v3Payment(world, { outTradeNo: otn, tradeState: "NOTPAY" }));
+    expect(parse).toMatchObject({ outcome: "IGNORED", reason: "TRADE_STATE_NOTPAY" });
+    expect((await orderOf(world.prisma, otn)).status).toBe("NOTPAY");
+  });
+
+  it("re-running the same notification (parse and apply again) changes nothing", async () => {
+    const otn = await seedOrder(world, { amountTotal: 100, items: { B: 1 } });
+    const job = v3Payment(world, { outTradeNo: otn });
+    const run = inline(world);
+    const first = await run.deliver(job);
+    const stock = await stockOf(world.prisma);
+    // The apply job runs again (BullMQ re-ran it after a crash), then the parse job (ingress re-enqueue).
+    expect((await run.apply(first.applyJob!)).outcome).toBe("ALREADY");
+    expect((await run.parse(job)).parse.outcome).toBe("ALREADY");
+    expect(await stockOf(world.prisma)).toEqual(stock);
+    expect((await orderOf(world.prisma, otn)).movements).toHaveLength(1);
+    const n = await world.prisma.notification.findUniqueOrThrow({ where: { id: job.id } });
+    expect(n).toMatchObject({ status: "APPLIED", attempts: 1 });
+  });
+
+  it("a second notification (another id) for the same transaction is DUPLICATE and moves nothing", async () => {
+    const otn = await seedOrder(world, { amountTotal: 100, items: { B: 2 } });
+    const first = v3Payment(world, { outTradeNo: otn, transactionId: "4200000002" });
+    const again = v3Payment(world, { outTradeNo: otn, transactionId: "4200000002" });
+    const run = inline(world);
+    await run.deliver(first);
+    const stock = await stockOf(world.prisma);
+    expect((await run.deliver(again)).apply?.outcome).toBe("DUPLICATE");
+    expect(await stockOf(world.prisma)).toEqual(stock);
+    expect((await world.prisma.notification.findUniqueOrThrow({ where: { id: again.id } })).status).toBe("DUPLICATE");
+    expect(await eventsOf(again.id)).toEqual(["RECEIVED", "PARSED", "DUPLICATE"]);
+  });
+});
+
+describe("checks against the order: mismatch → PAYMENT_REVIEW, no stock", () => {
+  const cases = [
+    ["AMOUNT_MISMATCH", {}, { total: 99 }],
+    ["CURRENCY_MISMATCH", {}, { currency: "USD" }],
+    ["MCHID_MISMATCH", {}, { mchid: "1900009999" }],
+    ["APPID_MISMATCH", {}, { appid: "wxotherapp000000" }],
+    ["MCHID_MISMATCH", { subMchid: "1900000200" }, { partner: { subMchid: "1900000201" } }],
+    [
+      "APPID_MISMATCH",
+      { subMchid: "1900000200", subAppid: "wxsub00000000001" },
+      { partner: { subMchid: "1900000200", subAppid: "wxsub00000000002" } },
+    ],
+  ] as const;
+  for (const [reason, orderFields, paymentFields] of cases) {
+    it(`${reason} (${JSON.stringify(paymentFields)})`, async () => {
+      const before = await stockOf(world.prisma);
+      const otn = await seedOrder(world, { amountTotal: 100, items: { A: 1 }, ...orderFields });
+      const { apply } = await inline(world).deliver(
+        v3Payment(world, { outTradeNo: otn, total: 100, ...paymentFields }),
+      );
+      expect(apply).toMatchObject({ outcome: reason, orderStatus: "PAYMENT_REVIEW", reviewReason: reason });
+      const order = await orderOf(world.prisma, otn);
+      expect(order).toMatchObject({ status: "PAYMENT_REVIEW", reviewReason: reason });
+      // The money was taken: the payment is recorded so a human can refund it.
+      expect(order.transactionId).not.toBeNull();
+      expect(order.movements).toHaveLength(0);
+      expect(await stockOf(world.prisma)).toEqual(before);
+    });
+  }
+
+  it("partner mode with matching sp_/sub_ ids is applied", async () => {
+    const otn = await seedOrder(world, {
+      amountTotal: 100,
+      items: { A: 1 },
+      subMchid: "1900000300",
+      subAppid: "wxsub00000000003",
+    });
+    const { apply } = await inline(world).deliver(
+      v3Payment(world, { outTradeNo: otn, partner: { subMchid: "1900000300", subAppid: "wxsub00000000003" } }),
+    );
+    expect(apply?.outcome).toBe("APPLIED");
+    expect((await orderOf(world.prisma, otn)).payerOpenid).toBe("oSubPayer");
+  });
+});
+
+describe("stock", () => {
+  it("an order whose stock would go negative is paid but PAYMENT_REVIEW/OUT_OF_STOCK, and takes no stock at all", async () => {
+    await world.prisma.sku.update({ where: { id: "C" }, data: { stock: 1 } });
+    const before = await stockOf(world.prisma);
+    // A is plentiful, C has 1 left and the order wants 2: all-or-nothing, so A is not taken either.
+    const otn = await seedOrder(world, { amountTotal: 100, items: { A: 1, C: 2 } });
+    const { apply } = await inline(world).deliver(v3Payment(world, { outTradeNo: otn, transactionId: "4200000003" }));
+    expect(apply).toMatchObject({ outcome: "OUT_OF_STOCK", orderStatus: "PAYMENT_REVIEW" });
+    const order = await orderOf(world.prisma, otn);
+    expect(order).toMatchObject({
+      status: "PAYMENT_REVIEW",
+      reviewReason: "OUT_OF_STOCK",
+      transactionId: "4200000003",
+    });
+    expect(order.movements).toHaveLength(0);
+    expect(await stockOf(world.prisma)).toEqual(before);
+  });
+
+  it("the last unit goes to exactly one order; stock ends at zero, never below", async () => {
+    await world.prisma.sku.update({ where: { id: "D" }, data: { stock: 3 } });
+    const orders = await Promise.all([1, 2, 3].map(() => seedOrder(world, { amountTotal: 100, items: { D: 2 } })));
+    const run = inline(world);
+    const outcomes = [];
+    for (const otn of orders) outcomes.push((await run.deliver(v3Payment(world, { outTradeNo: otn }))).apply?.outcome);
+    expect(outcomes).toEqual(["APPLIED", "OUT_OF_STOCK", "OUT_OF_STOCK"]);
+    expect((await stockOf(world.prisma)).D).toBe(1);
+  });
+});
+
+describe("order state", () => {
+  it("a payment for a CLOSED order is flagged PAYMENT_REVIEW / PAID_AFTER_CLOSE, not silently paid", async () => {
+    const before = await stockOf(world.prisma);
+    const otn = await seedOrder(world, { amountTotal: 100, items: { A: 1 }, status: "CLOSED" });
+    const { apply } = await inline(world).deliver(v3Payment(world, { outTradeNo: otn, transactionId: "4200000004" }));
+    expect(apply?.outcome).toBe("PAID_AFTER_CLOSE");
+    expect(await orderOf(world.prisma, otn)).toMatchObject({
+      status: "PAYMENT_REVIEW",
+      reviewReason: "PAID_AFTER_CLOSE",
+      transactionId: "4200000004",
+    });
+    expect(await stockOf(world.prisma)).toEqual(before);
+  });
+
+  it("a different transaction for an already paid order goes to review and keeps the first transaction", async () => {
+    const otn = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+    const run = inline(world);
+    await run.deliver(v3Payment(world, { outTradeNo: otn, transactionId: "4200000005" }));
+    const { apply } = await run.deliver(v3Payment(world, { outTradeNo: otn, transactionId: "4200000006" }));
+    expect(apply?.outcome).toBe("DUPLICATE_PAYMENT");
+    const order = await orderOf(world.prisma, otn);
+    expect(order).toMatchObject({
+      status: "PAYMENT_REVIEW",
+      reviewReason: "DUPLICATE_PAYMENT",
+      transactionId: "4200000005",
+    });
+    expect(order.movements).toHaveLength(1);
+  });
+
+  it("an unknown out_trade_no is a retryable ORDER_NOT_FOUND until the checkout commits the order", async () => {
+    const run = inline(world);
+    const job = v3Payment(world, { outTradeNo: "T-late-order", total: 100 });
+    const { applyJob } = await run.parse(job);
+    const error = await run.apply(applyJob!).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(WorkerError);
+    expect(error).toMatchObject({ code: "ORDER_NOT_FOUND", policy: "window" });
+    await seedOrder(world, { outTradeNo: "T-late-order", amountTotal: 100, items: { A: 1 } });
+    expect((await run.apply(applyJob!)).outcome).toBe("APPLIED");
+  });
+});
+
+describe("notifications that cannot be opened", () => {
+  it("a resource encrypted with another key is DECRYPT_FAILED (permanent) and the row says so", async () => {
+    const otn = await seedOrder(world, { items: { A: 1 } });
+    const job = v3Payment(world, { outTradeNo: otn, apiV3Key: Buffer.from("0".repeat(32)) });
+    const error = await inline(world)
+      .parse(job)
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    expect(error).toMatchObject({ code: "DECRYPT_FAILED", policy: "stop" });
+    expect(isWechatPayError((error as WorkerError).cause)).toBe(true);
+    expect(await world.prisma.notification.findUniqueOrThrow({ where: { id: job.id } })).toMatchObject({
+      status: "FAILED",
+      errorCode: "DECRYPT_FAILED",
+      eventType: "TRANSACTION.SUCCESS",
+    });
+  });
+
+  it("a notification for a merchant of the Merchant table is opened with that merchant's key", async () => {
+    const other = { mchid: "1900000777", appid: "wxothermerchant01", apiV3Key: "k".repeat(32) };
+    await world.prisma.merchant.create({ data: { ...other, apiV2Key: null } });
+    const otn = await seedOrder(world, { items: { A: 1 }, mchid: other.mchid, appid: other.appid });
+    const job = {
+      ...v3Payment(world, {
+        outTradeNo: otn,
+        mchid: other.mchid,
+        appid: other.appid,
+        apiV3Key: Buffer.from(other.apiV3Key),
+      }),
+      mchid: other.mchid,
+    };
+    expect((await inline(world).deliver(job)).apply?.outcome).toBe("APPLIED");
+  });
+
+  it("an unknown merchant is MERCHANT_UNKNOWN (permanent)", async () => {
+    const job = { ...v3Payment(world, { outTradeNo: "T-unknown-merchant" }), mchid: "1900000888" };
+    await expect(inline(world).parse(job)).rejects.toMatchObject({ code: "MERCHANT_UNKNOWN", policy: "stop" });
+  });
+});

@@ -1,0 +1,242 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  createWorld,
+  inline,
+  orderOf,
+  seedOrder,
+  seedSkus,
+  stockOf,
+  v2Refund,
+  v3Payment,
+  v3Refund,
+  type World,
+} from "./support/fixtures.ts";
+
+let world: World;
+beforeAll(async () => {
+  world = await createWorld("wrefund");
+  await seedSkus(world.prisma, { A: 100, B: 100, C: 0 });
+});
+afterAll(() => world.cleanup());
+
+/** A paid order (2×A, 1×B, 1 000 fen) and its transaction id. */
+async function paidOrder(items: Record<string, number> = { A: 2, B: 1 }, amountTotal = 1_000) {
+  const outTradeNo = await seedOrder(world, { amountTotal, items });
+  const transactionId = `4200${Math.random().toString().slice(2, 14)}`;
+  const { apply } = await inline(world).deliver(v3Payment(world, { outTradeNo, transactionId, total: amountTotal }));
+  return { outTradeNo, transactionId, outcome: apply?.outcome };
+}
+
+describe("refund success", () => {
+  it("a full refund: Refund row, order REFUND, refundedTotal = total, the payment's stock restored (policy full)", async () => {
+    const before = await stockOf(world.prisma);
+    const { outTradeNo, transactionId } = await paidOrder();
+    const job = v3Refund(world, { outTradeNo, transactionId, outRefundNo: "RF-full-1", refund: 1_000, total: 1_000 });
+    const { apply } = await inline(world).deliver(job);
+    expect(apply).toMatchObject({ outcome: "APPLIED", orderStatus: "REFUND" });
+    const order = await orderOf(world.prisma, outTradeNo);
+    expect(order).toMatchObject({ status: "REFUND", refundedTotal: 1_000 });
+    expect(order.refunds).toHaveLength(1);
+    expect(order.refunds[0]).toMatchObject({
+      outRefundNo: "RF-full-1",
+      status: "SUCCESS",
+      amountRefund: 1_000,
+      notificationId: job.id,
+    });
+    expect(
+      order.movements
+        .filter((m) => m.reason === "REFUND")
+        .map((m) => [m.skuId, m.delta])
+        .sort(),
+    ).toEqual([
+      ["A", 2],
+      ["B", 1],
+    ]);
+    expect(await stockOf(world.prisma)).toEqual(before);
+    expect(await world.prisma.notification.findUniqueOrThrow({ where: { id: job.id } })).toMatchObject({
+      status: "APPLIED",
+      eventType: "REFUND.SUCCESS",
+      outRefundNo: "RF-full-1",
+      outTradeNo,
+    });
+  });
+
+  it("partial refunds add up; the order becomes REFUND (and is restocked) only when they reach the total", async () => {
+    const before = await stockOf(world.prisma);
+    const { outTradeNo, transactionId } = await paidOrder();
+    const run = inline(world);
+    const first = await run.deliver(
+      v3Refund(world, { outTradeNo, transactionId, outRefundNo: "RF-part-1", refund: 400, total: 1_000 }),
+    );
+    expect(first.apply).toMatchObject({ outcome: "APPLIED", orderStatus: "SUCCESS" });
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({ status: "SUCCESS", refundedTotal: 400 });
+    expect((await stockOf(world.prisma)).A).toBe((before.A ?? 0) - 2);
+
+    // The same refund delivered again under another notification id counts once.
+    const again = await run.deliver(
+      v3Refund(world, { outTradeNo, transactionId, outRefundNo: "RF-part-1", refund: 400, total: 1_000 }),
+    );
+    expect(again.apply?.outcome).toBe("DUPLICATE");
+    expect((await orderOf(world.prisma, outTradeNo)).refundedTotal).toBe(400);
+
+    const second = await run.deliver(
+      v2Refund(world, { outTradeNo, transactionId, outRefundNo: "RF-part-2", refund: 600, total: 1_000 }),
+    );
+    expect(second.apply).toMatchObject({ outcome: "APPLIED", orderStatus: "REFUND" });
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({ status: "REFUND", refundedTotal: 1_000 });
+    expect(await stockOf(world.prisma)).toEqual(before);
+  });
+
+  it("REFUND_RESTOCK_POLICY=none refunds the money and leaves the stock", async () => {
+    const before = await stockOf(world.prisma);
+    const { outTradeNo, transactionId } = await paidOrder({ B: 3 }, 500);
+    await inline(world, { REFUND_RESTOCK_POLICY: "none" }).deliver(
+      v3Refund(world, { outTradeNo, transactionId, refund: 500, total: 500 }),
+    );
+    expect((await orderOf(world.prisma, outTradeNo)).status).toBe("REFUND");
+    expect((await stockOf(world.prisma)).B).toBe((before.B ?? 0) - 3);
+  });
+
+  it("refunding an OUT_OF_STOCK order (its payment took no stock) restores nothing", async () => {
+    const before = await stockOf(world.prisma);
+    const { outTradeNo, transactionId, outcome } = await paidOrder({ A: 1, C: 1 }, 200);
+    expect(outcome).toBe("OUT_OF_STOCK");
+    const { apply } = await inline(world).deliver(
+      v3Refund(world, { outTradeNo, transactionId, refund: 200, total: 200 }),
+    );
+    expect(apply).toMatchObject({ outcome: "APPLIED", orderStatus: "REFUND" });
+    expect(await stockOf(world.prisma)).toEqual(before);
+    expect((await orderOf(world.prisma, outTradeNo)).movements).toHaveLength(0);
+  });
+});
+
+describe("abnormal and closed refunds are recorded and surfaced, with no stock change", () => {
+  const cases = [
+    ["v3 REFUND.ABNORMAL", "ABNORMAL", "REFUND_ABNORMAL", "REFUND.ABNORMAL"],
+    ["v3 REFUND.CLOSED", "CLOSED", "REFUND_CLOSED", "REFUND.CLOSED"],
+    ["v2 refund_status CHANGE", "CHANGE", "REFUND_ABNORMAL", "REFUND.ABNORMAL"],
+    ["v2 refund_status REFUNDCLOSE", "REFUNDCLOSE", "REFUND_CLOSED", "REFUND.CLOSED"],
+  ] as const;
+  for (const [name, status, outcome, eventType] of cases) {
+    it(name, async () => {
+      const { outTradeNo, transactionId } = await paidOrder({ A: 1 }, 100);
+      const stock = await stockOf(world.prisma);
+      const outRefundNo = `RF-${status}-${Math.random().toString(36).slice(2, 8)}`;
+      const job =
+        status === "CHANGE" || status === "REFUNDCLOSE"
+          ? v2Refund(world, { outTradeNo, transactionId, outRefundNo, refund: 100, total: 100, refundStatus: status })
+          : v3Refund(world, { outTradeNo, transactionId, outRefundNo, refund: 100, total: 100, status });
+      const { apply } = await inline(world).deliver(job);
+      expect(apply?.outcome).toBe(outcome);
+      const order = await orderOf(world.prisma, outTradeNo);
+      expect(order).toMatchObject({ status: "SUCCESS", refundedTotal: 0 });
+      expect(order.refunds).toMatchObject([
+        { outRefundNo, status: outcome === "REFUND_ABNORMAL" ? "ABNORMAL" : "CLOSED" },
+      ]);
+      expect(await stockOf(world.prisma)).toEqual(stock);
+      expect(await world.prisma.notification.findUniqueOrThrow({ where: { id: job.id } })).toMatchObject({
+        status: "REVIEW",
+        errorCode: outcome,
+        eventType,
+      });
+    });
+  }
+
+  it("an ABNORMAL refund that later succeeds is counted once, when it succeeds", async () => {
+    const { outTradeNo, transactionId } = await paidOrder({ A: 1 }, 100);
+    const run = inline(world);
+    await run.deliver(
+      v3Refund(world, {
+        outTradeNo,
+        transactionId,
+        outRefundNo: "RF-late-ok",
+        refund: 100,
+        total: 100,
+        status: "ABNORMAL",
+      }),
+    );
+    const { apply } = await run.deliver(
+      v3Refund(world, { outTradeNo, transactionId, outRefundNo: "RF-late-ok", refund: 100, total: 100 }),
+    );
+    expect(apply).toMatchObject({ outcome: "APPLIED", orderStatus: "REFUND" });
+    const order = await orderOf(world.prisma, outTradeNo);
+    expect(order.refunds).toMatchObject([{ outRefundNo: "RF-late-ok", status: "SUCCESS" }]);
+    expect(order.refundedTotal).toBe(100);
+  });
+});
+
+describe("out-of-order delivery", () => {
+  it("a refund before its payment is retried (ORDER_NOT_PAID) and ends in the same state as in-order delivery", async () => {
+    const run = inline(world);
+    const stock0 = await stockOf(world.prisma);
+    // Out of order: refund first.
+    const late = await seedOrder(world, { amountTotal: 700, items: { A: 1, B: 2 } });
+    const refundJob = v3Refund(world, {
+      outTradeNo: late,
+      transactionId: "4200000901",
+      outRefundNo: "RF-ooo-1",
+      refund: 700,
+      total: 700,
+    });
+    const { applyJob } = await run.parse(refundJob);
+    await expect(run.apply(applyJob!)).rejects.toMatchObject({ code: "ORDER_NOT_PAID", policy: "window" });
+    expect(await orderOf(world.prisma, late)).toMatchObject({ status: "NOTPAY", refundedTotal: 0 });
+    await run.deliver(v3Payment(world, { outTradeNo: late, transactionId: "4200000901", total: 700 }));
+    expect((await run.apply(applyJob!)).outcome).toBe("APPLIED");
+
+    // In order, for comparison.
+    const ordered = await seedOrder(world, { amountTotal: 700, items: { A: 1, B: 2 } });
+    await run.deliver(v3Payment(world, { outTradeNo: ordered, transactionId: "4200000902", total: 700 }));
+    await run.deliver(
+      v3Refund(world, {
+        outTradeNo: ordered,
+        transactionId: "4200000902",
+        outRefundNo: "RF-ooo-2",
+        refund: 700,
+        total: 700,
+      }),
+    );
+
+    const shape = async (otn: string) => {
+      const o = await orderOf(world.prisma, otn);
+      return {
+        status: o.status,
+        refundedTotal: o.refundedTotal,
+        refunds: o.refunds.map((r) => [r.status, r.amountRefund]),
+        movements: o.movements.map((m) => [m.skuId, m.delta, m.reason]).sort(),
+      };
+    };
+    expect(await shape(late)).toEqual(await shape(ordered));
+    expect(await stockOf(world.prisma)).toEqual(stock0);
+  });
+
+  it("a refund for an unknown order is ORDER_NOT_FOUND (retried within the window)", async () => {
+    const run = inline(world);
+    const { applyJob } = await run.parse(
+      v3Refund(world, { outTradeNo: "T-no-such", transactionId: "4200000999", refund: 1, total: 1 }),
+    );
+    await expect(run.apply(applyJob!)).rejects.toMatchObject({ code: "ORDER_NOT_FOUND" });
+  });
+
+  it("a v2 refund for a merchant without an APIv2 key cannot be opened: APIV2_KEY_MISSING, permanent", async () => {
+    const job = v2Refund(world, { outTradeNo: "T-no-v2-key", transactionId: "4200000998", refund: 1, total: 1 });
+    await expect(inline(world, { WECHATPAY_APIV2_KEY: "" }).parse(job)).rejects.toMatchObject({
+      code: "APIV2_KEY_MISSING",
+      policy: "stop",
+    });
+    expect(await world.prisma.notification.findUniqueOrThrow({ where: { id: job.id } })).toMatchObject({
+      status: "FAILED",
+      errorCode: "APIV2_KEY_MISSING",
+      eventType: "REFUND.UNKNOWN",
+    });
+  });
+
+  it("a refund naming another transaction than the order's is flagged TRANSACTION_MISMATCH", async () => {
+    const { outTradeNo } = await paidOrder({ A: 1 }, 100);
+    const { apply } = await inline(world).deliver(
+      v3Refund(world, { outTradeNo, transactionId: "4200000000bad", refund: 100, total: 100 }),
+    );
+    expect(apply?.outcome).toBe("TRANSACTION_MISMATCH");
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({ status: "SUCCESS", refundedTotal: 0, refunds: [] });
+  });
+});

@@ -1,0 +1,160 @@
+import { type Config, loadConfig } from "@wpn/config";
+import { classifyDbError, createDb } from "@wpn/db";
+import { applyBackoffDelay, applyJobSchema, decodeJob } from "@wpn/queue";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseChinaTime, parseRfc3339 } from "../src/domain/time.ts";
+import { toWorkerError, WorkerError } from "../src/errors.ts";
+import { checkWorkerConfig } from "../src/worker.ts";
+import { createWorld, type World } from "./support/fixtures.ts";
+
+let world: World;
+beforeAll(async () => {
+  world = await createWorld("werr");
+  await world.prisma.$executeRaw`CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL)`;
+  await world.prisma.$executeRaw`INSERT INTO t VALUES (1, 0), (2, 0)`;
+});
+afterAll(() => world.cleanup());
+
+/** Runs `fn` and returns what it threw (fails the test when it does not throw). */
+async function thrown(fn: () => Promise<unknown>): Promise<unknown> {
+  try {
+    await fn();
+  } catch (error) {
+    return error;
+  }
+  throw new Error("expected an error");
+}
+
+describe("database errors from a real PostgreSQL, through Prisma", () => {
+  it("a deadlock (40P01) is a transient DB_CONFLICT", async () => {
+    const { prisma } = world;
+    let release!: () => void;
+    const bothLocked = new Promise<void>((r) => {
+      let n = 0;
+      release = () => {
+        n += 1;
+        if (n === 2) r();
+      };
+    });
+    const crossing = (first: number, second: number) =>
+      prisma.$transaction(async (tx) => {
+        await tx.$executeRaw`UPDATE t SET v = v + 1 WHERE id = ${first}`;
+        release();
+        await bothLocked;
+        await tx.$executeRaw`UPDATE t SET v = v + 1 WHERE id = ${second}`;
+      });
+    const results = await Promise.allSettled([crossing(1, 2), crossing(2, 1)]);
+    const failure = results.find((r) => r.status === "rejected");
+    expect(failure).toBeDefined();
+    const reason = (failure as PromiseRejectedResult).reason;
+    expect(classifyDbError(reason)).toMatchObject({ transient: true, code: "DB_CONFLICT" });
+    expect(toWorkerError(reason)).toMatchObject({ code: "DB_CONFLICT", policy: "retry" });
+  });
+
+  it("a serialization failure (40001) is a transient DB_CONFLICT", async () => {
+    const a = new pg.Client({
+      connectionString: world.db.db.target.connectionString,
+      options: `-c search_path=${world.db.schema}`,
+    });
+    const b = new pg.Client({
+      connectionString: world.db.db.target.connectionString,
+      options: `-c search_path=${world.db.schema}`,
+    });
+    await Promise.all([a.connect(), b.connect()]);
+    try {
+      await a.query("BEGIN ISOLATION LEVEL REPEATABLE READ");
+      await a.query("SELECT v FROM t WHERE id = 1");
+      await b.query("UPDATE t SET v = v + 1 WHERE id = 1");
+      const error = await thrown(() => a.query("UPDATE t SET v = v + 1 WHERE id = 1"));
+      await a.query("ROLLBACK");
+      expect(classifyDbError(error)).toMatchObject({ transient: true, code: "DB_CONFLICT", sqlstate: "40001" });
+    } finally {
+      await Promise.all([a.end(), b.end()]);
+    }
+  });
+
+  it("waiting too long for a pooled connection is a transient DB_UNAVAILABLE", async () => {
+    const db = createDb({ url: world.db.url, poolMax: 1, connectTimeoutMs: 100 });
+    const held = await db.pool.connect();
+    try {
+      const error = await thrown(() => db.prisma.$queryRaw`SELECT 1`);
+      expect(classifyDbError(error)).toMatchObject({ transient: true, code: "DB_UNAVAILABLE" });
+    } finally {
+      held.release();
+      await db.close();
+    }
+  });
+
+  it("PostgreSQL not listening is a transient DB_UNAVAILABLE", async () => {
+    const url = new URL(world.db.url);
+    url.port = "1";
+    const db = createDb({ url: url.toString(), connectTimeoutMs: 500 });
+    try {
+      const error = await thrown(() => db.prisma.$queryRaw`SELECT 1`);
+      expect(classifyDbError(error)).toMatchObject({ transient: true, code: "DB_UNAVAILABLE" });
+      expect(toWorkerError(error).policy).toBe("retry");
+    } finally {
+      await db.close();
+    }
+  });
+
+  it("a CHECK violation (stock below zero) is permanent DB_CONSTRAINT; bad data is permanent DB_DATA", async () => {
+    await world.prisma.sku.create({ data: { id: "chk", name: "chk", stock: 0 } });
+    const check = await thrown(() => world.prisma.$executeRaw`UPDATE "Sku" SET stock = stock - 1 WHERE id = 'chk'`);
+    expect(classifyDbError(check)).toMatchObject({ transient: false, code: "DB_CONSTRAINT", sqlstate: "23514" });
+    const data = await thrown(() => world.prisma.$queryRaw`SELECT 1 / 0`);
+    expect(classifyDbError(data)).toMatchObject({ transient: false, code: "DB_DATA", sqlstate: "22012" });
+    expect(toWorkerError(data)).toMatchObject({ code: "DB_DATA", policy: "stop" });
+  });
+
+  it("an unrecognised error is retried as INTERNAL", () => {
+    expect(toWorkerError(new TypeError("x is undefined"))).toMatchObject({ code: "INTERNAL", policy: "retry" });
+    expect(toWorkerError(WorkerError.of("ORDER_NOT_FOUND", "x"))).toMatchObject({
+      code: "ORDER_NOT_FOUND",
+      policy: "window",
+    });
+  });
+});
+
+describe("apply backoff", () => {
+  it("doubles from 1 s with jitter in [50%, 100%] of the step", () => {
+    for (const attemptsMade of [1, 2, 5]) {
+      const max = 1_000 * 2 ** (attemptsMade - 1);
+      expect(applyBackoffDelay({ attemptsMade, delay: 1_000, jitter: 0.5, random: () => 0 })).toBe(max / 2);
+      expect(applyBackoffDelay({ attemptsMade, delay: 1_000, jitter: 0.5, random: () => 0.999_999 })).toBe(max - 1);
+    }
+  });
+
+  it("never schedules past the deadline (the end of the unknown-order window), nor sooner than 100 ms", () => {
+    const now = 1_000_000;
+    expect(applyBackoffDelay({ attemptsMade: 10, delay: 1_000, deadline: now + 3_000, now })).toBe(3_000);
+    expect(applyBackoffDelay({ attemptsMade: 1, delay: 1_000, deadline: now + 3_000, now })).toBe(1_000);
+    expect(applyBackoffDelay({ attemptsMade: 3, delay: 1_000, deadline: now - 10, now })).toBe(100);
+  });
+});
+
+describe("payload and settings checks", () => {
+  it("an unknown payload version and a malformed payload are told apart", () => {
+    expect(decodeJob(applyJobSchema, { v: 2 })).toMatchObject({ ok: false, code: "JOB_VERSION_UNSUPPORTED" });
+    expect(decodeJob(applyJobSchema, { v: 1, notificationId: "" })).toMatchObject({ ok: false, code: "JOB_INVALID" });
+    expect(decodeJob(applyJobSchema, "nonsense")).toMatchObject({ ok: false, code: "JOB_VERSION_UNSUPPORTED" });
+  });
+
+  it("WORKER_CONCURRENCY above PG_POOL_MAX is refused", () => {
+    const config = (env: Record<string, string>): Config => loadConfig({ ...world.env, ...env });
+    expect(checkWorkerConfig(config({ WORKER_CONCURRENCY: "20", PG_POOL_MAX: "10" }))).toMatch(
+      /must not exceed PG_POOL_MAX/,
+    );
+    expect(checkWorkerConfig(config({ WORKER_CONCURRENCY: "10", PG_POOL_MAX: "10" }))).toBeNull();
+    expect(checkWorkerConfig(config({ WORKER_HEALTH_PORT: "65535", WORKER_INDEX: "1" }))).toMatch(/not a port/);
+  });
+
+  it("WeChat times: RFC 3339 with offset (v3) and China Standard Time without one (v2)", () => {
+    expect(new Date(parseRfc3339("2018-06-08T10:34:56+08:00", "t")).toISOString()).toBe("2018-06-08T02:34:56.000Z");
+    expect(new Date(parseChinaTime("20140903131540", "t")).toISOString()).toBe("2014-09-03T05:15:40.000Z");
+    expect(new Date(parseChinaTime("2017-11-25 15:36:17", "t")).toISOString()).toBe("2017-11-25T07:36:17.000Z");
+    expect(() => parseChinaTime("20141303131540", "t")).toThrow(WorkerError);
+    expect(() => parseRfc3339("2018-06-08 10:34:56", "t")).toThrow(/RFC 3339/);
+  });
+});

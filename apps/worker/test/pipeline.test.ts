@@ -1,0 +1,270 @@
+import { spawn } from "node:child_process";
+import { connect, createServer, type Server, type Socket } from "node:net";
+import { resolve } from "node:path";
+import {
+  createQueue,
+  createRedisConnection,
+  DEAD_JOB_NAME,
+  type DeadLetter,
+  deadLetterSchema,
+  PARSE_JOB_NAME,
+  publishJobSchema,
+  QueueName,
+} from "@wpn/queue";
+import { deletePrefix, TEST_REDIS_URL, testQueuePrefix } from "@wpn/testing";
+import type { Queue } from "bullmq";
+import type { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { replayDeadLetter } from "../src/replay.ts";
+import { startWorker, type WorkerHandle } from "../src/worker.ts";
+import {
+  createWorld,
+  orderOf,
+  quietLog,
+  seedOrder,
+  seedSkus,
+  stockOf,
+  v3Payment,
+  type World,
+} from "./support/fixtures.ts";
+import { waitFor } from "./support/wait.ts";
+
+/** The stages wired through real BullMQ queues in this process (one worker, its own prefix and schema). */
+let world: World;
+let worker: WorkerHandle;
+let redis: Redis;
+let parseQueue: Queue;
+let applyQueue: Queue;
+let deadQueue: Queue;
+let publishQueue: Queue;
+const WINDOW_SECONDS = 3;
+
+beforeAll(async () => {
+  world = await createWorld("wpipe");
+  await seedSkus(world.prisma, { A: 1_000 });
+  worker = await startWorker(
+    world.config({ WORKER_UNKNOWN_ORDER_RETRY_SECONDS: String(WINDOW_SECONDS), PUBLISH_EVENTS: "true" }),
+    { logger: quietLog, healthPort: 0 },
+  );
+  redis = createRedisConnection(TEST_REDIS_URL, "admin");
+  parseQueue = createQueue(QueueName.Parse, redis, world.prefix);
+  applyQueue = createQueue(QueueName.Apply, redis, world.prefix);
+  deadQueue = createQueue(QueueName.Dead, redis, world.prefix);
+  publishQueue = createQueue(QueueName.Publish, redis, world.prefix);
+});
+afterAll(async () => {
+  await worker?.close();
+  await Promise.all([parseQueue, applyQueue, deadQueue, publishQueue].map((q) => q?.close()));
+  redis?.disconnect();
+  await world.cleanup();
+});
+
+const notification = (id: string) =>
+  world.prisma.notification.findUnique({ where: { id }, include: { events: { orderBy: { id: "asc" } } } });
+
+describe("through the queues", () => {
+  it("a notification enqueued as the ingress does ends APPLIED, publishes payment.succeeded, and both jobs complete", async () => {
+    const otn = await seedOrder(world, { amountTotal: 100, items: { A: 2 } });
+    const job = v3Payment(world, { outTradeNo: otn, transactionId: "4200001001" });
+    await parseQueue.add(PARSE_JOB_NAME, job, { jobId: job.id });
+    await waitFor("APPLIED", async () => (await notification(job.id))?.status === "APPLIED");
+    expect((await orderOf(world.prisma, otn)).status).toBe("SUCCESS");
+    const published = await waitFor("publish job", () => publishQueue.getJob(job.id));
+    expect(publishJobSchema.parse(published.data)).toMatchObject({
+      type: "payment.succeeded",
+      outTradeNo: otn,
+      orderStatus: "SUCCESS",
+      transactionId: "4200001001",
+      amount: 100,
+    });
+    expect(published.name).toBe("payment.succeeded");
+    expect(JSON.stringify(published.data)).not.toContain("oPayerOpenid");
+    await waitFor("apply job completed", async () => (await applyQueue.getJobState(job.id)) === "completed");
+  });
+
+  it("an order committed a moment after its notification is applied on a retry", async () => {
+    const job = v3Payment(world, { outTradeNo: "T-pipe-late", total: 100 });
+    await parseQueue.add(PARSE_JOB_NAME, job, { jobId: job.id });
+    await waitFor("first failed attempt", async () => (await notification(job.id))?.errorCode === "ORDER_NOT_FOUND");
+    await seedOrder(world, { outTradeNo: "T-pipe-late", amountTotal: 100, items: { A: 1 } });
+    await waitFor("APPLIED", async () => (await notification(job.id))?.status === "APPLIED", 10_000);
+    const n = await notification(job.id);
+    expect(n?.events.map((e) => e.kind)).toEqual(expect.arrayContaining(["RECEIVED", "PARSED", "FAILED", "APPLIED"]));
+    expect(n?.attempts).toBeGreaterThanOrEqual(2);
+  });
+
+  it("an unknown order is retried for WORKER_UNKNOWN_ORDER_RETRY_SECONDS, dead-lettered, and can be replayed", async () => {
+    const job = v3Payment(world, { outTradeNo: "T-pipe-never", total: 100 });
+    const started = Date.now();
+    await parseQueue.add(PARSE_JOB_NAME, job, { jobId: job.id });
+    const letter = await waitFor("dead letter", () => deadQueue.getJob(`apply.${job.id}`), 15_000);
+    const elapsed = Date.now() - started;
+    // The last try is scheduled at the end of the window, not a doubling later.
+    expect(elapsed).toBeGreaterThanOrEqual(WINDOW_SECONDS * 1000 - 100);
+    expect(elapsed).toBeLessThan(WINDOW_SECONDS * 1000 + 2_500);
+    const dead = deadLetterSchema.parse(letter.data);
+    expect(dead).toMatchObject({
+      queue: "notify.apply",
+      code: "ORDER_NOT_FOUND",
+      notificationId: job.id,
+      outTradeNo: "T-pipe-never",
+    });
+    expect(dead.attemptsMade).toBeGreaterThanOrEqual(2);
+    await waitFor("DEAD", async () => (await notification(job.id))?.status === "DEAD");
+
+    await seedOrder(world, { outTradeNo: "T-pipe-never", amountTotal: 100, items: { A: 1 } });
+    const outcomes = await replayDeadLetter(
+      { connection: redis, prefix: world.prefix, prisma: world.prisma, actor: "test" },
+      letter.id!,
+    );
+    expect(outcomes).toMatchObject([{ status: "replayed", queue: "notify.apply", notificationId: job.id }]);
+    await waitFor("APPLIED after replay", async () => (await notification(job.id))?.status === "APPLIED");
+    const kinds = (await notification(job.id))?.events.map((e) => e.kind) ?? [];
+    expect(kinds.slice(-3)).toEqual(["DEAD_LETTERED", "REPLAYED", "APPLIED"]);
+    expect(await deadQueue.getJob(letter.id!)).toBeUndefined();
+  });
+
+  it("a payload version the worker does not know is dead-lettered at once, not misread", async () => {
+    const job = { ...v3Payment(world, { outTradeNo: "T-pipe-v2" }), v: 2 };
+    await parseQueue.add(PARSE_JOB_NAME, job, { jobId: job.id });
+    const letter = await waitFor("dead letter", () => deadQueue.getJob(`parse.${job.id}`));
+    expect(deadLetterSchema.parse(letter.data)).toMatchObject({
+      code: "JOB_VERSION_UNSUPPORTED",
+      queue: "notify.parse",
+      attemptsMade: 1,
+    });
+    await applyQueue.add("apply", { v: 1, notificationId: "x-invalid" }, { jobId: "x-invalid" });
+    const invalid = await waitFor("dead letter", () => deadQueue.getJob("apply.x-invalid"));
+    expect(deadLetterSchema.parse(invalid.data)).toMatchObject({ code: "JOB_INVALID", notificationId: "x-invalid" });
+
+    // Replaying everything puts both back once; they fail the same way again and come back as letters.
+    const outcomes = await replayDeadLetter({ connection: redis, prefix: world.prefix, prisma: world.prisma }, "--all");
+    expect(outcomes.map((o) => [o.id, o.status]).sort()).toEqual([
+      ["apply.x-invalid", "replayed"],
+      [`parse.${job.id}`, "replayed"],
+    ]);
+    await waitFor(
+      "letters back",
+      async () => (await deadQueue.getJob("apply.x-invalid")) && (await deadQueue.getJob(`parse.${job.id}`)),
+    );
+  });
+
+  it("a notification that cannot be decrypted is DEAD with DECRYPT_FAILED", async () => {
+    const job = v3Payment(world, { outTradeNo: "T-pipe-key", apiV3Key: Buffer.from("z".repeat(32)) });
+    await parseQueue.add(PARSE_JOB_NAME, job, { jobId: job.id });
+    await waitFor("DEAD", async () => (await notification(job.id))?.status === "DEAD");
+    expect(await notification(job.id)).toMatchObject({ errorCode: "DECRYPT_FAILED", attempts: 1 });
+  });
+
+  it("the replay CLI puts a dead letter back (npm run replay -w @wpn/worker -- <id>)", async () => {
+    const otn = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+    const job = v3Payment(world, { outTradeNo: otn });
+    const letter: DeadLetter = {
+      v: 1,
+      queue: "notify.parse",
+      jobName: PARSE_JOB_NAME,
+      jobId: job.id,
+      notificationId: job.id,
+      outTradeNo: null,
+      code: "DB_UNAVAILABLE",
+      message: "retries exhausted during an outage",
+      attemptsMade: 12,
+      failedAt: Date.now(),
+      data: job,
+    };
+    await deadQueue.add(DEAD_JOB_NAME, letter, { jobId: `parse.${job.id}` });
+    const cli = spawn(process.execPath, ["--import", "tsx", "apps/worker/src/cli/replay.ts", `parse.${job.id}`], {
+      cwd: resolve(import.meta.dirname, "../../.."),
+      env: { ...process.env, ...world.env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    cli.stdout.on("data", (c: Buffer) => {
+      out += c.toString();
+    });
+    cli.stderr.on("data", (c: Buffer) => {
+      out += c.toString();
+    });
+    const code = await new Promise<number | null>((done) => cli.once("exit", done));
+    expect(code, out).toBe(0);
+    expect(out).toContain(`replayed\tparse.${job.id}\tnotify.parse\t${job.id}`);
+    await waitFor("APPLIED after CLI replay", async () => (await notification(job.id))?.status === "APPLIED");
+  });
+
+  it("serves /health/live, /health/ready and /metrics", async () => {
+    const base = `http://127.0.0.1:${worker.healthPort}`;
+    expect((await fetch(`${base}/health/live`)).status).toBe(200);
+    const ready = await fetch(`${base}/health/ready`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({ checks: { workers: "ok", redis: "ok", postgres: "ok" } });
+    const text = await (await fetch(`${base}/metrics`)).text();
+    expect(text).toMatch(/wpn_worker_jobs_total\{queue="notify.apply",result="completed"\} [1-9]/);
+    expect(text).toMatch(/wpn_worker_dead_letters_total\{queue="notify.apply",code="ORDER_NOT_FOUND"\} 1/);
+    expect(text).toMatch(/wpn_worker_outcomes_total\{stage="notify.apply",outcome="APPLIED"\}/);
+    expect(text).toContain("wpn_worker_notification_latency_seconds_bucket");
+  });
+});
+
+/**
+ * A TCP proxy in front of PostgreSQL that the test can cut: the worker sees a real outage (refused and reset
+ * connections), not a mock.
+ */
+class CuttableProxy {
+  private server: Server | null = null;
+  private readonly sockets = new Set<Socket>();
+  port = 0;
+
+  async open(): Promise<void> {
+    this.server = createServer((client) => {
+      const upstream = connect(5432, "127.0.0.1");
+      for (const s of [client, upstream]) {
+        this.sockets.add(s);
+        s.on("close", () => this.sockets.delete(s));
+        s.on("error", () => s.destroy());
+      }
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((resolve) => this.server!.listen(this.port, "127.0.0.1", resolve));
+    this.port = (this.server.address() as { port: number }).port;
+  }
+
+  async cut(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => this.server!.close(() => resolve()));
+  }
+}
+
+describe("PostgreSQL outage", () => {
+  it("attempts fail as DB_UNAVAILABLE and are retried with backoff; the notification is applied once PostgreSQL is back", async () => {
+    const proxy = new CuttableProxy();
+    await proxy.open();
+    const prefix = testQueuePrefix("wdown");
+    const url = new URL(world.db.url);
+    url.port = String(proxy.port);
+    const outageWorker = await startWorker(
+      world.config({ DATABASE_URL: url.toString(), QUEUE_PREFIX: prefix, PG_CONNECT_TIMEOUT_MS: "500" }),
+      { logger: quietLog, healthPort: 0 },
+    );
+    const queue = createQueue(QueueName.Parse, redis, prefix);
+    try {
+      const otn = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+      const before = (await stockOf(world.prisma)).A ?? 0;
+      await proxy.cut();
+      const job = v3Payment(world, { outTradeNo: otn });
+      await queue.add(PARSE_JOB_NAME, job, { jobId: job.id });
+      await waitFor("a failed attempt", async () => ((await queue.getJob(job.id))?.attemptsMade ?? 0) >= 1);
+      const metrics = await outageWorker.metrics.registry.getSingleMetricAsString("wpn_worker_errors_total");
+      expect(metrics).toMatch(/code="DB_UNAVAILABLE"/);
+      const ready = await fetch(`http://127.0.0.1:${outageWorker.healthPort}/health/ready`);
+      expect(ready.status).toBe(503);
+      await proxy.open();
+      await waitFor("APPLIED", async () => (await notification(job.id))?.status === "APPLIED", 20_000);
+      expect((await stockOf(world.prisma)).A).toBe(before - 1);
+    } finally {
+      await outageWorker.close();
+      await queue.close();
+      await proxy.cut();
+      await deletePrefix(prefix);
+    }
+  });
+});

@@ -1,0 +1,361 @@
+import { randomBytes, randomUUID } from "node:crypto";
+import { type Config, loadConfig } from "@wpn/config";
+import type { PrismaClient } from "@wpn/db";
+import type { ApplyJob, ParseJob, ParseJobV2, ParseJobV3 } from "@wpn/queue";
+import {
+  createTestDatabase,
+  createTestMerchant,
+  deletePrefix,
+  TEST_REDIS_URL,
+  type TestDatabase,
+  type TestMerchant,
+  testQueuePrefix,
+} from "@wpn/testing";
+import { buildV2Xml, createSignedV3Notification, encryptV2ReqInfo, signV2 } from "@wpn/wechatpay";
+import { pino } from "pino";
+import { prismaApplyStore } from "../../src/domain/store.ts";
+import { MerchantKeyResolver } from "../../src/keys.ts";
+import { type ApplyResult, handleApply } from "../../src/workers/apply.processor.ts";
+import { handleParse, type ParseResult } from "../../src/workers/parse.processor.ts";
+import type { StageContext } from "../../src/workers/stage.ts";
+
+/** One test file's world: its own PostgreSQL schema, BullMQ prefix and freshly keyed merchant. */
+export interface World {
+  db: TestDatabase;
+  prisma: PrismaClient;
+  prefix: string;
+  merchant: TestMerchant;
+  /** Environment for a worker process or `loadConfig`. */
+  env: Record<string, string>;
+  config(overrides?: Record<string, string>): Config;
+  cleanup(): Promise<void>;
+}
+
+export async function createWorld(label: string): Promise<World> {
+  const db = await createTestDatabase(label);
+  const prefix = testQueuePrefix(label);
+  const merchant = createTestMerchant();
+  const env: Record<string, string> = {
+    ...merchant.env,
+    DATABASE_URL: db.url,
+    REDIS_URL: TEST_REDIS_URL,
+    QUEUE_PREFIX: prefix,
+    LOG_LEVEL: "warn",
+    NODE_ENV: "test",
+    WORKER_HEALTH_PORT: "0",
+    PG_POOL_MAX: "4",
+    WORKER_CONCURRENCY: "4",
+  };
+  return {
+    db,
+    prisma: db.db.prisma,
+    prefix,
+    merchant,
+    env,
+    config: (overrides = {}) => loadConfig({ ...env, ...overrides }),
+    async cleanup() {
+      await db.drop();
+      await deletePrefix(prefix);
+    },
+  };
+}
+
+export const quietLog = pino({ level: "silent" });
+
+export function testContext(): StageContext {
+  return { log: quietLog, createdAt: Date.now(), setOutTradeNo: () => undefined };
+}
+
+// ---------------------------------------------------------------- data
+
+export async function seedSkus(prisma: PrismaClient, skus: Record<string, number>): Promise<void> {
+  await prisma.sku.createMany({ data: Object.entries(skus).map(([id, stock]) => ({ id, name: `SKU ${id}`, stock })) });
+}
+
+export interface OrderSeed {
+  outTradeNo?: string;
+  amountTotal?: number;
+  items: Record<string, number>;
+  mchid?: string;
+  appid?: string;
+  subMchid?: string | null;
+  subAppid?: string | null;
+  status?: "NOTPAY" | "CLOSED";
+  currency?: string;
+}
+
+/** Inserts an order with its items the way a checkout does (one transaction). Returns its out_trade_no. */
+export async function seedOrder(world: World, seed: OrderSeed): Promise<string> {
+  const outTradeNo = seed.outTradeNo ?? `T${randomBytes(8).toString("hex")}`;
+  await world.prisma.order.create({
+    data: {
+      outTradeNo,
+      mchid: seed.mchid ?? world.merchant.mchid,
+      appid: seed.appid ?? world.merchant.appid,
+      subMchid: seed.subMchid ?? null,
+      subAppid: seed.subAppid ?? null,
+      amountTotal: seed.amountTotal ?? 100,
+      currency: seed.currency ?? "CNY",
+      status: seed.status ?? "NOTPAY",
+      items: { create: Object.entries(seed.items).map(([skuId, quantity]) => ({ skuId, quantity })) },
+    },
+  });
+  return outTradeNo;
+}
+
+/** Many orders in two statements (for the large scenarios); returns their out_trade_nos in order. */
+export async function seedOrders(world: World, seeds: (OrderSeed & { outTradeNo: string })[]): Promise<string[]> {
+  const rows = seeds.map((seed) => ({ seed, id: randomUUID() }));
+  await world.prisma.order.createMany({
+    data: rows.map(({ seed, id }) => ({
+      id,
+      outTradeNo: seed.outTradeNo,
+      mchid: seed.mchid ?? world.merchant.mchid,
+      appid: seed.appid ?? world.merchant.appid,
+      amountTotal: seed.amountTotal ?? 100,
+    })),
+  });
+  await world.prisma.orderItem.createMany({
+    data: rows.flatMap(({ seed, id }) =>
+      Object.entries(seed.items).map(([skuId, quantity]) => ({ orderId: id, skuId, quantity })),
+    ),
+  });
+  return seeds.map((s) => s.outTradeNo);
+}
+
+export async function stockOf(prisma: PrismaClient): Promise<Record<string, number>> {
+  const rows = await prisma.sku.findMany({ select: { id: true, stock: true }, orderBy: { id: "asc" } });
+  return Object.fromEntries(rows.map((r) => [r.id, r.stock]));
+}
+
+export function orderOf(prisma: PrismaClient, outTradeNo: string) {
+  return prisma.order.findUniqueOrThrow({ where: { outTradeNo }, include: { movements: true, refunds: true } });
+}
+
+// ---------------------------------------------------------------- notifications (as the ingress enqueues them)
+
+export interface PaymentSpec {
+  outTradeNo: string;
+  transactionId?: string;
+  total?: number;
+  currency?: string;
+  mchid?: string;
+  appid?: string;
+  tradeState?: string;
+  /** Service-provider mode: sp_mchid/sp_appid replace mchid/appid. */
+  partner?: { subMchid: string; subAppid?: string };
+  id?: string;
+  eventType?: string;
+  apiV3Key?: Buffer;
+}
+
+export function v3Payment(world: World, spec: PaymentSpec): ParseJobV3 {
+  const amount = {
+    total: spec.total ?? 100,
+    payer_total: spec.total ?? 100,
+    currency: spec.currency ?? "CNY",
+    payer_currency: "CNY",
+  };
+  const base = {
+    out_trade_no: spec.outTradeNo,
+    transaction_id: spec.transactionId ?? `42000${randomBytes(10).toString("hex")}`,
+    trade_type: "JSAPI",
+    trade_state: spec.tradeState ?? "SUCCESS",
+    trade_state_desc: "支付成功",
+    bank_type: "OTHERS",
+    success_time: "2026-11-30T10:34:56+08:00",
+    amount,
+  };
+  const resource = spec.partner
+    ? {
+        ...base,
+        sp_mchid: spec.mchid ?? world.merchant.mchid,
+        sp_appid: spec.appid ?? world.merchant.appid,
+        sub_mchid: spec.partner.subMchid,
+        ...(spec.partner.subAppid ? { sub_appid: spec.partner.subAppid } : {}),
+        payer: { sp_openid: "oSpPayer", sub_openid: "oSubPayer" },
+      }
+    : {
+        ...base,
+        mchid: spec.mchid ?? world.merchant.mchid,
+        appid: spec.appid ?? world.merchant.appid,
+        payer: { openid: "oPayerOpenid123" },
+      };
+  return v3Job(world, spec.eventType ?? "TRANSACTION.SUCCESS", "transaction", resource, spec.id, spec.apiV3Key);
+}
+
+export interface RefundSpec {
+  outTradeNo: string;
+  transactionId: string;
+  outRefundNo?: string;
+  refund: number;
+  total: number;
+  status?: "SUCCESS" | "ABNORMAL" | "CLOSED";
+  mchid?: string;
+  id?: string;
+}
+
+export function v3Refund(world: World, spec: RefundSpec): ParseJobV3 {
+  const status = spec.status ?? "SUCCESS";
+  const resource = {
+    mchid: spec.mchid ?? world.merchant.mchid,
+    out_trade_no: spec.outTradeNo,
+    transaction_id: spec.transactionId,
+    out_refund_no: spec.outRefundNo ?? `R${randomBytes(6).toString("hex")}`,
+    refund_id: `50000${randomBytes(10).toString("hex")}`,
+    refund_status: status,
+    ...(status === "SUCCESS" ? { success_time: "2026-11-30T11:00:00+08:00" } : {}),
+    user_received_account: "支付用户零钱",
+    amount: { total: spec.total, refund: spec.refund, payer_total: spec.total, payer_refund: spec.refund },
+  };
+  return v3Job(world, `REFUND.${status}`, "refund", resource, spec.id);
+}
+
+function v3Job(
+  world: World,
+  eventType: string,
+  originalType: string,
+  resource: object,
+  id?: string,
+  key?: Buffer,
+): ParseJobV3 {
+  const signed = createSignedV3Notification({
+    ...(id ? { id } : { id: randomUUID() }),
+    eventType,
+    originalType,
+    resource,
+    apiV3Key: key ?? Buffer.from(world.merchant.apiV3Key, "utf8"),
+    privateKey: world.merchant.platformPrivateKey,
+    serial: world.merchant.publicKeyId,
+  });
+  const h = signed.headers;
+  return {
+    v: 1,
+    api: "v3",
+    id: signed.id,
+    mchid: world.merchant.mchid,
+    receivedAt: Date.now(),
+    headers: {
+      timestamp: h["Wechatpay-Timestamp"] ?? "",
+      nonce: h["Wechatpay-Nonce"] ?? "",
+      serial: h["Wechatpay-Serial"] ?? "",
+      signatureType: h["Wechatpay-Signature-Type"] ?? "",
+    },
+    body: signed.body.toString("utf8"),
+  };
+}
+
+export function v2Payment(world: World, spec: PaymentSpec & { resultCode?: string }): ParseJobV2 {
+  const transactionId = spec.transactionId ?? `42000${randomBytes(10).toString("hex")}`;
+  const fields: Record<string, string> = {
+    return_code: "SUCCESS",
+    appid: spec.appid ?? world.merchant.appid,
+    mch_id: spec.mchid ?? world.merchant.mchid,
+    nonce_str: randomBytes(8).toString("hex"),
+    result_code: spec.resultCode ?? "SUCCESS",
+    openid: "oV2PayerOpenid",
+    trade_type: "JSAPI",
+    bank_type: "CFT",
+    total_fee: String(spec.total ?? 100),
+    fee_type: spec.currency ?? "CNY",
+    cash_fee: String(spec.total ?? 100),
+    transaction_id: transactionId,
+    out_trade_no: spec.outTradeNo,
+    time_end: "20261130103456",
+  };
+  fields.sign = signV2(fields, world.merchant.apiV2Key, "MD5");
+  return {
+    v: 1,
+    api: "v2",
+    id: `v2:pay:${transactionId}`,
+    kind: "pay",
+    mchid: world.merchant.mchid,
+    receivedAt: Date.now(),
+    body: buildV2Xml(fields),
+  };
+}
+
+export function v2Refund(
+  world: World,
+  spec: Omit<RefundSpec, "status"> & { refundStatus?: "SUCCESS" | "CHANGE" | "REFUNDCLOSE" },
+): ParseJobV2 {
+  const outRefundNo = spec.outRefundNo ?? `R${randomBytes(6).toString("hex")}`;
+  const inner: Record<string, string> = {
+    out_refund_no: outRefundNo,
+    out_trade_no: spec.outTradeNo,
+    refund_account: "REFUND_SOURCE_RECHARGE_FUNDS",
+    refund_fee: String(spec.refund),
+    refund_id: `50000${randomBytes(10).toString("hex")}`,
+    refund_recv_accout: "支付用户零钱",
+    refund_request_source: "API",
+    refund_status: spec.refundStatus ?? "SUCCESS",
+    settlement_refund_fee: String(spec.refund),
+    settlement_total_fee: String(spec.total),
+    success_time: "2026-11-30 11:00:00",
+    total_fee: String(spec.total),
+    transaction_id: spec.transactionId,
+  };
+  const outer = {
+    return_code: "SUCCESS",
+    appid: world.merchant.appid,
+    mch_id: spec.mchid ?? world.merchant.mchid,
+    nonce_str: randomBytes(8).toString("hex"),
+    req_info: encryptV2ReqInfo(inner, world.merchant.apiV2Key),
+  };
+  return {
+    v: 1,
+    api: "v2",
+    id: `v2:refund:${outRefundNo}`,
+    kind: "refund",
+    mchid: world.merchant.mchid,
+    receivedAt: Date.now(),
+    body: buildV2Xml(outer),
+  };
+}
+
+// ---------------------------------------------------------------- running the stages without BullMQ
+
+export interface Inline {
+  config: Config;
+  /** Parse then apply, as the two queues would; returns both results (apply null when nothing was queued). */
+  deliver(job: ParseJob): Promise<{ parse: ParseResult; apply: ApplyResult | null; applyJob: ApplyJob | null }>;
+  parse(job: ParseJob): Promise<{ parse: ParseResult; applyJob: ApplyJob | null }>;
+  apply(job: ApplyJob): Promise<ApplyResult>;
+}
+
+/** The parse and apply handlers wired to the world's database, called directly (no queue in between). */
+export function inline(
+  world: World,
+  overrides: Record<string, string> = {},
+  prisma: PrismaClient = world.prisma,
+): Inline {
+  const config = world.config(overrides);
+  const keys = new MerchantKeyResolver(config, prisma);
+  const store = prismaApplyStore(prisma);
+  const restockOnFullRefund = config.REFUND_RESTOCK_POLICY === "full";
+  const parse = async (job: ParseJob) => {
+    let applyJob: ApplyJob | null = null;
+    const parsed = await handleParse(
+      {
+        prisma,
+        keys,
+        enqueueApply: async (j) => {
+          applyJob = j;
+        },
+      },
+      job,
+      testContext(),
+    );
+    return { parse: parsed, applyJob: applyJob as ApplyJob | null };
+  };
+  const apply = (job: ApplyJob) => handleApply({ store, keys, restockOnFullRefund }, job, testContext());
+  return {
+    config,
+    parse,
+    apply,
+    async deliver(job) {
+      const { parse: parsed, applyJob } = await parse(job);
+      return { parse: parsed, applyJob, apply: applyJob ? await apply(applyJob) : null };
+    },
+  };
+}

@@ -1,0 +1,354 @@
+/**
+ * Ingress benchmark: `npx tsx bench/ingress.ts [--quick]`. Needs the local Redis and PostgreSQL.
+ *
+ * Measures, for unique correctly signed APIv3 notifications, on this machine:
+ *  (1) sustained throughput of the ingress as a ratio to a bare Fastify route answering 204 to the same
+ *      requests, both measured in the same run, interleaved (sync and thread-pool verification both);
+ *  (2) p99 acknowledgement latency at 2,000 notifications/s offered (open loop, latency from the scheduled
+ *      send time, so a stalled server cannot hide queueing);
+ *  (3) the ingress's throughput as a ratio to a synchronous handler that verifies, decrypts and runs the
+ *      Prisma transaction (order paid + stock for 2 items + movements) inside the request.
+ * Servers and the load generator are separate child processes; the load generator talks to 127.0.0.1 only
+ * and every run is bounded in requests and time. Redis is a bench-owned local `redis-server` on a free port
+ * (no persistence), so the shared development Redis neither slows the runs down nor collects their keys.
+ * Results go to bench/results/ (git-ignored) and stdout.
+ */
+import { type ChildProcess, fork, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { cpus, loadavg } from "node:os";
+import { resolve } from "node:path";
+import { createRedisConnection } from "@wpn/queue";
+import { createTestDatabase, createTestMerchant } from "@wpn/testing";
+import type { GenerateSpec, RunResult, RunSpec } from "./ingress-loadgen.ts";
+
+const quick = process.argv.includes("--quick");
+const ROUNDS = quick ? 1 : 3;
+const THROUGHPUT_MS = quick ? 3_000 : 5_000;
+const WARMUP_MS = 500;
+const CONCURRENCY = 64;
+/** Upper bound of notifications one throughput run may consume (≈ 12k/s × 5 s would be the bare route). */
+const THROUGHPUT_POOL = quick ? 20_000 : 40_000;
+const WARMUP_POOL = 5_000;
+const LATENCY_RATE = 2_000;
+const LATENCY_MS = quick ? 5_000 : 10_000;
+const SYNC_ORDERS = quick ? 3_000 : 8_000;
+const SYNC_MS = quick ? 4_000 : 8_000;
+/** = PG_POOL_MAX (10): more requests than pooled connections only queue inside Prisma and time out (P2028). */
+const SYNC_CONCURRENCY = 10;
+const SYNC_WARMUP_ORDERS = 500;
+
+const here = import.meta.dirname;
+const merchant = createTestMerchant();
+const prefix = `bench-ingress-${randomBytes(4).toString("hex")}`;
+
+function freePort(): Promise<number> {
+  return new Promise((done, fail) => {
+    const server = createServer();
+    server.once("error", fail);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => (typeof address === "object" && address ? done(address.port) : fail(new Error("no port"))));
+    });
+  });
+}
+
+function nextMessage<T>(child: ChildProcess, type: string): Promise<T> {
+  return new Promise((done, fail) => {
+    const cleanup = () => {
+      child.off("message", onMessage);
+      child.off("exit", onExit);
+    };
+    const onExit = (code: number | null) => {
+      cleanup();
+      fail(new Error(`${child.spawnargs.join(" ")} exited with ${code}`));
+    };
+    const onMessage = (message: { type: string; message?: string }) => {
+      if (message.type === "error") {
+        cleanup();
+        fail(new Error(message.message));
+      } else if (message.type === type) {
+        cleanup();
+        done(message as T);
+      }
+    };
+    child.on("message", onMessage);
+    child.once("exit", onExit);
+  });
+}
+
+function spawnChild(script: string, args: string[], env: Record<string, string>): ChildProcess {
+  return fork(resolve(here, script), args, {
+    execArgv: ["--import", "tsx"],
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+}
+
+/** A private redis-server (same binary as the shared one) on a free port; killed at the end. */
+async function startRedis(): Promise<{ url: string; stop(): void }> {
+  const port = await freePort();
+  const child = spawn(
+    "redis-server",
+    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+    {
+      stdio: "ignore",
+    },
+  );
+  const url = `redis://127.0.0.1:${port}`;
+  for (let attempt = 0; ; attempt++) {
+    const probe = createRedisConnection(url, "admin", { lazyConnect: true, retryStrategy: () => null });
+    probe.on("error", () => undefined);
+    try {
+      await probe.connect();
+      await probe.ping();
+      probe.disconnect();
+      break;
+    } catch (error) {
+      probe.disconnect();
+      if (attempt > 100) throw new Error("redis-server did not start", { cause: error });
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  return { url, stop: () => child.kill("SIGKILL") };
+}
+
+/** A load-generator result plus the CPU each process spent per request sent during the run, µs. */
+type Measured = RunResult & { answered: number; cpuUsPerRequest: { server: number; loadgen: number; redis: number } };
+
+async function main() {
+  const loadBefore = loadavg();
+  console.log(
+    `ingress benchmark: ${cpus().length} CPUs (${cpus()[0]?.model}), Node ${process.version}${quick ? ", quick" : ""}, load average ${loadBefore.map((x) => x.toFixed(2)).join(" ")}`,
+  );
+  const db = await createTestDatabase("bench_ingress");
+  const redis = await startRedis();
+  const admin = createRedisConnection(redis.url, "admin");
+  await seedSkus(db.db.pool);
+  await seedOrders(db.db.pool, "WARM", SYNC_WARMUP_ORDERS);
+  await seedOrders(db.db.pool, "BENCH", SYNC_ORDERS);
+  const baseEnv = {
+    ...merchant.env,
+    REDIS_URL: redis.url,
+    QUEUE_PREFIX: prefix,
+    DATABASE_URL: db.url,
+    LOG_LEVEL: "silent",
+    NODE_ENV: "production",
+  };
+  const kinds = ["bare", "ingress-sync", "ingress-async", "sync-handler"] as const;
+  const servers = new Map<(typeof kinds)[number], { child: ChildProcess; url: string }>();
+  for (const kind of kinds) {
+    const port = await freePort();
+    const child = spawnChild("ingress-servers.ts", [kind], { ...baseEnv, PORT: String(port) });
+    await nextMessage(child, "listening");
+    servers.set(kind, { child, url: `http://127.0.0.1:${port}/notify/v3` });
+  }
+  const loadgen = spawnChild("ingress-loadgen.ts", [], {});
+  await nextMessage(loadgen, "ready");
+  const spec: GenerateSpec = {
+    privateKeyPem: merchant.platformPrivateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+    apiV3Key: merchant.apiV3Key,
+    serial: merchant.publicKeyId,
+    mchid: merchant.mchid,
+    appid: merchant.appid,
+  };
+  const generate = async (count: number, extra: Partial<GenerateSpec> = {}) => {
+    loadgen.send({ type: "generate", spec: { ...spec, ...extra }, count });
+    return nextMessage<{ ms: number }>(loadgen, "generated");
+  };
+  const cpuOf = async (child: ChildProcess) => {
+    child.send({ type: "cpu" });
+    const { usage } = await nextMessage<{ usage: NodeJS.CpuUsage }>(child, "cpu");
+    return usage.user + usage.system;
+  };
+  const redisCpu = async () => {
+    const info = await admin.info("cpu");
+    const field = (name: string) => Number(new RegExp(`${name}:([0-9.]+)`).exec(info)?.[1] ?? 0);
+    return (field("used_cpu_user") + field("used_cpu_sys")) * 1e6;
+  };
+  const run = async (kind: (typeof kinds)[number], partial: Omit<RunSpec, "url" | "label">) => {
+    const server = servers.get(kind);
+    if (!server) throw new Error(kind);
+    const before = { server: await cpuOf(server.child), loadgen: await cpuOf(loadgen), redis: await redisCpu() };
+    loadgen.send({ type: "run", run: { ...partial, url: server.url, label: kind } });
+    const { result: measured } = await nextMessage<{ result: RunResult }>(loadgen, "result");
+    const answered = Object.values(measured.statuses).reduce((a, b) => a + b, 0);
+    // CPU per request over the whole run (warm-up included: the counts are of all sent requests), µs.
+    const perRequest = (delta: number) => delta / Math.max(1, measured.sent);
+    const cpuUs = {
+      server: perRequest((await cpuOf(server.child)) - before.server),
+      loadgen: perRequest((await cpuOf(loadgen)) - before.loadgen),
+      redis: perRequest((await redisCpu()) - before.redis),
+    };
+    const result: Measured = {
+      ...measured,
+      cpuUsPerRequest: cpuUs,
+      answered,
+    };
+    // Jobs and receipts of the run: dropped so Redis memory stays flat between runs (private instance).
+    if (kind.startsWith("ingress")) await admin.flushall();
+    console.log(
+      `  ${kind.padEnd(14)} ${result.okPerSecond.toFixed(0).padStart(6)} ok/s  p50 ${result.latencyMs.p50.toFixed(2)} ms  p99 ${result.latencyMs.p99.toFixed(2)} ms  ${JSON.stringify(result.statuses)}  CPU/req: server ${cpuUs.server.toFixed(0)} µs, redis ${cpuUs.redis.toFixed(0)} µs, loadgen ${cpuUs.loadgen.toFixed(0)} µs`,
+    );
+    return result;
+  };
+
+  // Warm-up, not counted: JIT, lazily loaded modules (BullMQ scripts, tsx's loader) and connection pools.
+  console.log("\nwarm-up (not counted)");
+  for (const kind of ["bare", "ingress-sync", "ingress-async"] as const) {
+    await generate(WARMUP_POOL);
+    await run(kind, { mode: "closed", concurrency: CONCURRENCY, durationMs: 2_000, maxRequests: WARMUP_POOL });
+  }
+
+  await generate(SYNC_WARMUP_ORDERS, {
+    outTradeNos: Array.from({ length: SYNC_WARMUP_ORDERS }, (_, i) => `WARM-${i}`),
+  });
+  await run("sync-handler", {
+    mode: "closed",
+    concurrency: SYNC_CONCURRENCY,
+    durationMs: 5_000,
+    maxRequests: SYNC_WARMUP_ORDERS,
+  });
+
+  // (1) throughput, interleaved: the order rotates every round so drift (thermal, noisy neighbours) spreads evenly.
+  console.log(
+    `\n(1) throughput: closed loop, ${CONCURRENCY} connections, ${THROUGHPUT_MS} ms per run, ${ROUNDS} round(s)`,
+  );
+  const throughput: Record<string, Measured[]> = { bare: [], "ingress-sync": [], "ingress-async": [] };
+  const order = ["bare", "ingress-sync", "ingress-async"] as const;
+  for (let round = 0; round < ROUNDS; round++) {
+    const rotated = [...order.slice(round % 3), ...order.slice(0, round % 3)];
+    for (const kind of rotated) {
+      await generate(THROUGHPUT_POOL);
+      const result = await run(kind, {
+        mode: "closed",
+        concurrency: CONCURRENCY,
+        durationMs: THROUGHPUT_MS,
+        maxRequests: THROUGHPUT_POOL,
+        warmupMs: WARMUP_MS,
+      });
+      throughput[kind]?.push(result);
+    }
+  }
+  const mean = (results: Measured[] | undefined, pick: (r: Measured) => number = (r) => r.okPerSecond) =>
+    (results ?? []).reduce((sum, r) => sum + pick(r), 0) / Math.max(1, results?.length ?? 0);
+  const cpu = (kind: string, part: "server" | "redis") => mean(throughput[kind], (r) => r.cpuUsPerRequest[part]);
+  const bare = mean(throughput.bare);
+  const ingressSync = mean(throughput["ingress-sync"]);
+  const ingressAsync = mean(throughput["ingress-async"]);
+  const best = ingressSync >= ingressAsync ? "ingress-sync" : "ingress-async";
+  const ingressBest = Math.max(ingressSync, ingressAsync);
+
+  // (2) latency at 2,000/s offered.
+  console.log(`\n(2) latency: open loop, ${LATENCY_RATE}/s offered for ${LATENCY_MS} ms`);
+  const latency: Record<string, Measured> = {};
+  for (const kind of ["ingress-sync", "ingress-async", "bare"] as const) {
+    const count = Math.ceil((LATENCY_RATE * LATENCY_MS) / 1000);
+    await generate(count);
+    latency[kind] = await run(kind, {
+      mode: "open",
+      ratePerSecond: LATENCY_RATE,
+      durationMs: LATENCY_MS,
+      maxRequests: count,
+      warmupMs: WARMUP_MS,
+    });
+  }
+
+  // (3) the synchronous handler, on notifications for the seeded orders (each can be paid once).
+  console.log(`\n(3) synchronous verify+decrypt+Prisma handler: closed loop, ${SYNC_CONCURRENCY} connections`);
+  await generate(SYNC_ORDERS, { outTradeNos: Array.from({ length: SYNC_ORDERS }, (_, i) => `BENCH-${i}`) });
+  const sync = await run("sync-handler", {
+    mode: "closed",
+    concurrency: SYNC_CONCURRENCY,
+    durationMs: SYNC_MS,
+    maxRequests: SYNC_ORDERS,
+    warmupMs: WARMUP_MS,
+  });
+  const paid = await db.db.pool.query<{ n: string }>(
+    `SELECT count(*) AS n FROM "Order" WHERE status = 'SUCCESS' AND "outTradeNo" LIKE 'BENCH-%'`,
+  );
+
+  const report = {
+    at: new Date().toISOString(),
+    machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version, loadBefore, loadAfter: loadavg() },
+    settings: { ROUNDS, THROUGHPUT_MS, CONCURRENCY, LATENCY_RATE, LATENCY_MS, SYNC_CONCURRENCY, SYNC_MS },
+    throughput: { bare, ingressSync, ingressAsync, runs: throughput },
+    latency,
+    sync: { result: sync, ordersPaid: Number(paid.rows[0]?.n ?? 0) },
+    cpuUsPerRequest: {
+      bare: cpu("bare", "server"),
+      ingressSync: { server: cpu("ingress-sync", "server"), redis: cpu("ingress-sync", "redis") },
+      ingressAsync: { server: cpu("ingress-async", "server"), redis: cpu("ingress-async", "redis") },
+    },
+    ratios: {
+      ingressToBare: ingressBest / bare,
+      ingressSyncToBare: ingressSync / bare,
+      ingressAsyncToBare: ingressAsync / bare,
+      ingressToSyncHandler: ingressBest / sync.okPerSecond,
+    },
+  };
+  mkdirSync(resolve(here, "results"), { recursive: true });
+  const file = resolve(here, "results", `ingress-${report.at.replace(/[:.]/g, "-")}.json`);
+  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+
+  const pct = (x: number) => `${(x * 100).toFixed(0)}%`;
+  const ms = (x: number | undefined) => `${(x ?? Number.NaN).toFixed(2)} ms`;
+  console.log("\n=== results ===");
+  console.log(
+    `(1) ingress / bare Fastify throughput: ${pct(ingressBest / bare)} (target ≥45%) — ${best} ${ingressBest.toFixed(0)}/s vs bare ${bare.toFixed(0)}/s` +
+      `\n    sync verify ${ingressSync.toFixed(0)}/s (${pct(ingressSync / bare)}), thread-pool verify ${ingressAsync.toFixed(0)}/s (${pct(ingressAsync / bare)})`,
+  );
+  console.log(
+    `    CPU per request: bare ${cpu("bare", "server").toFixed(0)} µs; ingress sync ${cpu("ingress-sync", "server").toFixed(0)} µs + redis ${cpu("ingress-sync", "redis").toFixed(0)} µs; ingress thread-pool ${cpu("ingress-async", "server").toFixed(0)} µs + redis ${cpu("ingress-async", "redis").toFixed(0)} µs` +
+      `\n    → CPU-bound ratio (bare server CPU / ingress server CPU): sync ${pct(cpu("bare", "server") / cpu("ingress-sync", "server"))}, thread-pool ${pct(cpu("bare", "server") / cpu("ingress-async", "server"))}`,
+  );
+  for (const kind of ["ingress-sync", "ingress-async", "bare"] as const) {
+    const r = latency[kind];
+    console.log(
+      `(2) ${kind.padEnd(13)} at ${LATENCY_RATE}/s: p99 ${ms(r?.latencyMs.p99)} (target <15 ms), p50 ${ms(r?.latencyMs.p50)}, p99.9 ${ms(r?.latencyMs.p999)}, max ${ms(r?.latencyMs.max)}, answered ${r?.okPerSecond.toFixed(0)}/s`,
+    );
+  }
+  console.log(
+    `(3) ingress / synchronous handler throughput: ${(ingressBest / sync.okPerSecond).toFixed(1)}× (target ≥10×) — ${ingressBest.toFixed(0)}/s vs ${sync.okPerSecond.toFixed(0)}/s (p99 ${ms(sync.latencyMs.p99)}; ${report.sync.ordersPaid} orders paid)`,
+  );
+  console.log(
+    `load average before ${loadBefore.map((x) => x.toFixed(2)).join(" ")}, after ${report.machine.loadAfter.map((x) => x.toFixed(2)).join(" ")} (other processes share the 2 CPUs)`,
+  );
+  console.log(`raw results: ${file}`);
+
+  for (const { child } of servers.values()) child.send({ type: "exit" });
+  loadgen.send({ type: "exit" });
+  await new Promise((r) => setTimeout(r, 500));
+  admin.disconnect();
+  redis.stop();
+  await db.drop();
+}
+
+/** 100 SKUs with ample stock (the orders' items spread over them, so row locks contend as in a shop). */
+async function seedSkus(pool: import("pg").Pool): Promise<void> {
+  await pool.query(
+    `INSERT INTO "Sku" (id, name, stock) SELECT 'sku-' || g, 'bench sku ' || g, 1000000 FROM generate_series(0, 99) g`,
+  );
+}
+
+/** NOTPAY orders `<label>-<i>` with two items each, inserted set-wise. */
+async function seedOrders(pool: import("pg").Pool, label: string, orders: number): Promise<void> {
+  await pool.query(
+    `INSERT INTO "Order" ("outTradeNo", mchid, appid, "amountTotal")
+     SELECT $4 || '-' || g, $1, $2, 200 FROM generate_series(0, $3::int - 1) g`,
+    [merchant.mchid, merchant.appid, orders, label],
+  );
+  await pool.query(
+    `INSERT INTO "OrderItem" ("orderId", "skuId", quantity)
+     SELECT o.id, 'sku-' || ((hashtext(o.id) & 2147483647) % 100), 1 FROM "Order" o WHERE o."outTradeNo" LIKE $1
+     UNION ALL
+     SELECT o.id, 'sku-' || (((hashtext(o.id) & 2147483647) + 50) % 100), 1 FROM "Order" o WHERE o."outTradeNo" LIKE $1`,
+    [`${label}-%`],
+  );
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});

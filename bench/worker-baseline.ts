@@ -1,0 +1,148 @@
+import type { PaymentFacts, PaymentOutcome, PaymentResult } from "@wpn/db";
+import type pg from "pg";
+
+/**
+ * The benchmark's baseline for the apply stage: the payment transaction written the obvious way with raw
+ * `pg`, one statement per round trip (BEGIN; lock the notification; lock the order; read the items; lock the
+ * SKUs; UPDATE the order; INSERT the movements; UPDATE the stock; UPDATE the notification; INSERT the event;
+ * COMMIT), with the same rules and outcomes as @wpn/db's single-statement `applyPaymentStatement`. Each
+ * statement takes a fresh snapshot (READ COMMITTED), so it needs no STALE answer.
+ */
+export async function applyPaymentStatements(pool: pg.Pool, p: PaymentFacts): Promise<PaymentResult> {
+  const client = await pool.connect();
+  try {
+    await client.query("BEGIN");
+    const result = await run(client, p);
+    await client.query("COMMIT");
+    return result;
+  } catch (error) {
+    await client.query("ROLLBACK");
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
+const FINAL = new Set(["APPLIED", "DUPLICATE", "REVIEW", "IGNORED"]);
+
+async function run(c: pg.PoolClient, p: PaymentFacts): Promise<PaymentResult> {
+  const result = (outcome: PaymentOutcome, extra: Partial<PaymentResult> = {}): PaymentResult => ({
+    outcome,
+    orderId: null,
+    orderStatus: null,
+    reviewReason: null,
+    amountTotal: null,
+    moved: 0,
+    notificationStatus: null,
+    notificationCode: null,
+    ...extra,
+  });
+  const n = (
+    await c.query(`SELECT status::text AS status, "errorCode" FROM "Notification" WHERE id = $1 FOR UPDATE`, [
+      p.notificationId,
+    ])
+  ).rows[0] as { status: string; errorCode: string | null } | undefined;
+  if (!n) return result("NOTIFICATION_NOT_FOUND");
+  const seen = { notificationStatus: n.status, notificationCode: n.errorCode };
+  if (FINAL.has(n.status)) return result("ALREADY", seen);
+  const o = (
+    await c.query(
+      `SELECT id, status::text AS status, "transactionId", mchid, appid, "subMchid", "subAppid", "amountTotal", currency, "reviewReason"
+       FROM "Order" WHERE "outTradeNo" = $1 FOR UPDATE`,
+      [p.outTradeNo],
+    )
+  ).rows[0] as
+    | {
+        id: string;
+        status: string;
+        transactionId: string | null;
+        mchid: string;
+        appid: string;
+        subMchid: string | null;
+        subAppid: string | null;
+        amountTotal: number;
+        currency: string;
+        reviewReason: string | null;
+      }
+    | undefined;
+  if (!o) return result("ORDER_NOT_FOUND", seen);
+  const base = {
+    ...seen,
+    orderId: o.id,
+    orderStatus: o.status,
+    reviewReason: o.reviewReason,
+    amountTotal: o.amountTotal,
+  };
+  let outcome: PaymentOutcome | "CHECK_STOCK";
+  if (o.transactionId === p.transactionId) outcome = "DUPLICATE";
+  else if (o.transactionId !== null) outcome = "DUPLICATE_PAYMENT";
+  else if (o.status === "CLOSED") outcome = "PAID_AFTER_CLOSE";
+  else if (o.status !== "NOTPAY") outcome = "UNEXPECTED_ORDER_STATUS";
+  else if (o.mchid !== p.mchid || o.subMchid !== p.subMchid) outcome = "MCHID_MISMATCH";
+  else if (o.appid !== p.appid || (o.subAppid !== null && o.subAppid !== p.subAppid)) outcome = "APPID_MISMATCH";
+  else if (o.currency !== p.currency) outcome = "CURRENCY_MISMATCH";
+  else if (o.amountTotal !== p.total) outcome = "AMOUNT_MISMATCH";
+  else outcome = "CHECK_STOCK";
+
+  const items = (
+    await c.query(
+      `SELECT "skuId" AS sku, sum(quantity)::int AS qty FROM "OrderItem" WHERE "orderId" = $1 GROUP BY "skuId" ORDER BY "skuId"`,
+      [o.id],
+    )
+  ).rows as { sku: string; qty: number }[];
+  if (outcome === "CHECK_STOCK") {
+    const stock = new Map(
+      (
+        await c.query(`SELECT id, stock FROM "Sku" WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE`, [
+          items.map((i) => i.sku),
+        ])
+      ).rows.map((r: { id: string; stock: number }) => [r.id, r.stock]),
+    );
+    outcome = items.every((i) => (stock.get(i.sku) ?? -1) >= i.qty) ? "APPLIED" : "OUT_OF_STOCK";
+  }
+  let moved = 0;
+  let order = { status: o.status, reviewReason: o.reviewReason };
+  const updatesOrder = outcome !== "DUPLICATE" && (outcome !== "DUPLICATE_PAYMENT" || o.status === "SUCCESS");
+  if (updatesOrder) {
+    const status = outcome === "APPLIED" ? "SUCCESS" : "PAYMENT_REVIEW";
+    const reason = outcome === "APPLIED" ? null : outcome;
+    const fresh = o.transactionId === null;
+    order = (
+      await c.query(
+        `UPDATE "Order" SET status = $2::"OrderStatus", "reviewReason" = $3, "transactionId" = COALESCE("transactionId", $4),
+           "paidAt" = CASE WHEN $5 THEN to_timestamp($6::bigint / 1000.0) AT TIME ZONE 'UTC' ELSE "paidAt" END,
+           "payerOpenid" = CASE WHEN $5 THEN $7 ELSE "payerOpenid" END, "updatedAt" = now() AT TIME ZONE 'UTC'
+         WHERE id = $1 RETURNING status::text AS status, "reviewReason"`,
+        [o.id, status, reason, p.transactionId, fresh, p.paidAt, p.payerOpenid],
+      )
+    ).rows[0];
+  }
+  if (outcome === "APPLIED") {
+    for (const item of items) {
+      const inserted = await c.query(
+        `INSERT INTO "InventoryMovement" ("skuId", "orderId", delta, reason) VALUES ($1, $2, $3, 'PAYMENT')
+         ON CONFLICT ("orderId", "skuId", reason) DO NOTHING RETURNING id`,
+        [item.sku, o.id, -item.qty],
+      );
+      if (inserted.rowCount === 1) {
+        await c.query(
+          `UPDATE "Sku" SET stock = stock - $2, "updatedAt" = now() AT TIME ZONE 'UTC' WHERE id = $1 AND stock >= $2`,
+          [item.sku, item.qty],
+        );
+        moved += 1;
+      }
+    }
+  }
+  const nStatus = outcome === "APPLIED" ? "APPLIED" : outcome === "DUPLICATE" ? "DUPLICATE" : "REVIEW";
+  await c.query(
+    `UPDATE "Notification" SET status = $2::"NotificationStatus", "errorCode" = $3, "lastError" = NULL, attempts = attempts + 1,
+       "appliedAt" = now() AT TIME ZONE 'UTC', "updatedAt" = now() AT TIME ZONE 'UTC', "outTradeNo" = $4, "transactionId" = $5
+     WHERE id = $1`,
+    [p.notificationId, nStatus, nStatus === "REVIEW" ? outcome : null, p.outTradeNo, p.transactionId],
+  );
+  await c.query(
+    `INSERT INTO "NotificationEvent" ("notificationId", at, kind, detail) VALUES ($1, now() AT TIME ZONE 'UTC', $2, $3::jsonb)`,
+    [p.notificationId, nStatus, JSON.stringify({ outcome, orderId: o.id, movedSkus: moved })],
+  );
+  return { ...base, outcome, orderStatus: order.status, reviewReason: order.reviewReason, moved };
+}

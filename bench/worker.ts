@@ -1,0 +1,533 @@
+// Worker benchmark: `npx tsx bench/worker.ts [--notifications 10000] [--concurrency 8]`. Writes
+// bench/worker-report.md (and raw numbers to bench/results/worker.json).
+//
+// What is measured, on this machine (everything — PostgreSQL, Redis, workers, this driver — shares its cores):
+// 1. Throughput, end to end: N signed APIv3 payment notifications (orders of two items) are already in
+//    `notify.parse` (the queue is paused while they are added); P worker processes start and report ready;
+//    the queue is resumed; the clock stops at the last commit (max Notification.appliedAt). Every job goes
+//    parse → apply, exactly as in production. P = 1, 2, 4.
+// 2. The same with the baseline: identical processes and concurrency, but the apply stage's payment runs the
+//    same transaction statement by statement with raw `pg` (bench/worker-baseline.ts). Runs alternate
+//    between the two implementations so drift in the machine affects both.
+// 3. Latency: notifications enqueued at a steady rate below capacity with 2 processes running; the time from
+//    enqueue (Notification.receivedAt) to commit (appliedAt), p50/p99.
+// 4. For context, the apply statement alone (no queue), Prisma single statement vs pg statements.
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, totalmem } from "node:os";
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { applyPaymentStatement, createDb, type Db } from "@wpn/db";
+import { createQueue, createRedisConnection, PARSE_JOB_NAME, type ParseJobV3, QueueName } from "@wpn/queue";
+import { createTestDatabase, createTestMerchant, deletePrefix, TEST_REDIS_URL, testQueuePrefix } from "@wpn/testing";
+import { createSignedV3Notification } from "@wpn/wechatpay";
+import { applyPaymentStatements } from "./worker-baseline.ts";
+
+const root = resolve(import.meta.dirname, "..");
+const { values: args } = parseArgs({
+  options: {
+    notifications: { type: "string", default: "10000" },
+    concurrency: { type: "string", default: "8" },
+    repeats: { type: "string", default: "2" },
+    /** Enqueue rate of the latency run, per second; default: half the measured 2-process worker throughput. */
+    "latency-rate": { type: "string" },
+    /** Only these throughput runs, e.g. `prisma:1,pg:1` (for profiling); skips latency and statement runs. */
+    only: { type: "string" },
+    /** Write a V8 CPU profile of every worker process into this directory. */
+    profile: { type: "string" },
+  },
+});
+const N = Number(args.notifications);
+const CONCURRENCY = Number(args.concurrency);
+const REPEATS = Number(args.repeats);
+let latencyRate = Number(args["latency-rate"] ?? 0);
+const SKUS = 200;
+const profileArgs = args.profile ? ["--cpu-prof", `--cpu-prof-dir=${resolve(args.profile)}`] : [];
+
+const merchant = createTestMerchant();
+const test = await createTestDatabase("bench_worker");
+const prisma = test.db.prisma;
+const redis = createRedisConnection(TEST_REDIS_URL, "admin");
+const prefix = testQueuePrefix("bench-worker");
+const parseQueue = createQueue(QueueName.Parse, redis, prefix);
+const applyQueue = createQueue(QueueName.Apply, redis, prefix);
+
+const env: Record<string, string> = {
+  ...merchant.env,
+  DATABASE_URL: test.url,
+  REDIS_URL: TEST_REDIS_URL,
+  QUEUE_PREFIX: prefix,
+  LOG_LEVEL: "warn",
+  NODE_ENV: "production",
+  WORKER_CONCURRENCY: String(CONCURRENCY),
+  PG_POOL_MAX: String(CONCURRENCY),
+};
+
+/** N orders of two items each (SKUs spread over SKUS rows), as a checkout would have written them. */
+async function resetData(): Promise<void> {
+  await prisma.$executeRawUnsafe(
+    `TRUNCATE "NotificationEvent", "Notification", "InventoryMovement", "Refund", "OrderItem", "Order", "Sku" CASCADE`,
+  );
+  await prisma.$executeRawUnsafe(
+    `INSERT INTO "Sku" (id, name, stock) SELECT 'sku' || g, 'SKU ' || g, 1000000 FROM generate_series(0, ${SKUS - 1}) g`,
+  );
+  await prisma.$executeRaw`INSERT INTO "Order" (id, "outTradeNo", mchid, appid, "amountTotal")
+    SELECT 'o' || g, 'B' || g, ${merchant.mchid}, ${merchant.appid}, 300 FROM generate_series(1, ${N}::int) g`;
+  await prisma.$executeRawUnsafe(`INSERT INTO "OrderItem" ("orderId", "skuId", quantity)
+    SELECT 'o' || g, 'sku' || (g % ${SKUS}), 1 FROM generate_series(1, ${N}) g
+    UNION ALL SELECT 'o' || g, 'sku' || ((g * 7 + 1) % ${SKUS}), 2 FROM generate_series(1, ${N}) g`);
+  // Outside a transaction block: fresh statistics and visibility map for every run.
+  const admin = await test.db.pool.connect();
+  try {
+    await admin.query("VACUUM ANALYZE");
+  } finally {
+    admin.release();
+  }
+}
+
+/** One signed APIv3 TRANSACTION.SUCCESS per order, generated once and reused by every run. */
+function buildNotifications(): ParseJobV3[] {
+  const apiV3Key = Buffer.from(merchant.apiV3Key, "utf8");
+  return Array.from({ length: N }, (_, i) => {
+    const signed = createSignedV3Notification({
+      eventType: "TRANSACTION.SUCCESS",
+      originalType: "transaction",
+      summary: "支付成功",
+      resource: {
+        mchid: merchant.mchid,
+        appid: merchant.appid,
+        out_trade_no: `B${i + 1}`,
+        transaction_id: `4200${String(i + 1).padStart(16, "0")}`,
+        trade_type: "JSAPI",
+        trade_state: "SUCCESS",
+        trade_state_desc: "支付成功",
+        bank_type: "OTHERS",
+        success_time: "2026-11-30T10:34:56+08:00",
+        payer: { openid: "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o" },
+        amount: { total: 300, payer_total: 300, currency: "CNY", payer_currency: "CNY" },
+      },
+      apiV3Key,
+      privateKey: merchant.platformPrivateKey,
+      serial: merchant.publicKeyId,
+    });
+    const h = signed.headers;
+    return {
+      v: 1,
+      api: "v3",
+      id: signed.id,
+      mchid: merchant.mchid,
+      receivedAt: 0,
+      headers: {
+        timestamp: h["Wechatpay-Timestamp"] ?? "",
+        nonce: h["Wechatpay-Nonce"] ?? "",
+        serial: h["Wechatpay-Serial"] ?? "",
+        signatureType: h["Wechatpay-Signature-Type"] ?? "",
+      },
+      body: signed.body.toString("utf8"),
+    };
+  });
+}
+
+interface Workers {
+  children: ChildProcess[];
+  stop(): Promise<void>;
+}
+
+async function startWorkers(impl: "prisma" | "pg", processes: number, basePort: number): Promise<Workers> {
+  const children = Array.from({ length: processes }, (_, i) =>
+    spawn(process.execPath, [...profileArgs, "--import", "tsx", "bench/worker-process.ts", impl], {
+      cwd: root,
+      env: { ...process.env, ...env, WORKER_INDEX: String(i), WORKER_HEALTH_PORT: String(basePort) },
+      stdio: ["ignore", "ignore", "inherit"],
+    }),
+  );
+  for (let i = 0; i < processes; i++) {
+    for (;;) {
+      const ok = await fetch(`http://127.0.0.1:${basePort + i}/health/ready`).then(
+        (r) => r.ok,
+        () => false,
+      );
+      if (ok) break;
+      if (children[i]!.exitCode !== null) throw new Error(`worker ${i} exited with ${children[i]!.exitCode}`);
+      await sleep(100);
+    }
+  }
+  return {
+    children,
+    async stop() {
+      await Promise.all(
+        children.map(
+          (c) =>
+            new Promise<void>((done) => {
+              if (c.exitCode !== null) return done();
+              c.once("exit", () => done());
+              c.kill("SIGTERM");
+            }),
+        ),
+      );
+    },
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** CPU time (user + system) a process has used so far, ms, from /proc (Linux). 0 when it is gone. */
+function cpuMs(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+    // After "pid (comm) ", utime and stime are the 12th and 13th fields, in clock ticks (100 per second).
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    // The process exited between listing and reading: it no longer counts.
+    return 0;
+  }
+}
+
+/** PostgreSQL backends serving the worker processes (application_name wpn-worker-N). */
+async function workerBackends(): Promise<number[]> {
+  const rows = await prisma.$queryRaw<{ pid: number }[]>`
+    SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'wpn-worker-%' AND datname = current_database()`;
+  return rows.map((r) => r.pid);
+}
+
+async function redisPid(): Promise<number> {
+  return Number((await redis.info("server")).match(/process_id:(\d+)/)?.[1] ?? 0);
+}
+
+async function cpuSnapshot(
+  workers: Workers,
+): Promise<{ workers: number; postgres: Map<number, number>; redis: number }> {
+  const postgres = new Map<number, number>();
+  for (const pid of await workerBackends()) postgres.set(pid, cpuMs(pid));
+  return {
+    workers: workers.children.reduce((sum, c) => sum + (c.pid ? cpuMs(c.pid) : 0), 0),
+    postgres,
+    redis: cpuMs(await redisPid()),
+  };
+}
+
+/** CPU ms per notification spent by the worker processes, their PostgreSQL backends and Redis between two snapshots. */
+function cpuPerNotification(
+  a: Awaited<ReturnType<typeof cpuSnapshot>>,
+  b: Awaited<ReturnType<typeof cpuSnapshot>>,
+  count: number,
+): { worker: number; postgres: number; redis: number } {
+  let postgres = 0;
+  for (const [pid, end] of b.postgres) postgres += end - (a.postgres.get(pid) ?? 0);
+  return { worker: (b.workers - a.workers) / count, postgres: postgres / count, redis: (b.redis - a.redis) / count };
+}
+
+async function resetQueues(): Promise<void> {
+  await parseQueue.obliterate({ force: true });
+  await applyQueue.obliterate({ force: true });
+}
+
+async function appliedCount(): Promise<number> {
+  return prisma.notification.count({ where: { status: "APPLIED" } });
+}
+
+async function enqueue(jobs: ParseJobV3[], receivedAt: number): Promise<void> {
+  for (let i = 0; i < jobs.length; i += 500) {
+    await parseQueue.addBulk(
+      jobs.slice(i, i + 500).map((j) => ({ name: PARSE_JOB_NAME, data: { ...j, receivedAt }, opts: { jobId: j.id } })),
+    );
+  }
+}
+
+interface ThroughputRun {
+  impl: "prisma" | "pg";
+  processes: number;
+  seconds: number;
+  perSecond: number;
+  /** CPU ms per notification: worker processes, their PostgreSQL backends, Redis (shared with others: an upper bound). */
+  cpu: { worker: number; postgres: number; redis: number };
+  /** 1-minute load average at the end of the run. */
+  load: number;
+}
+
+async function throughput(
+  impl: "prisma" | "pg",
+  processes: number,
+  jobs: ParseJobV3[],
+  port: number,
+): Promise<ThroughputRun> {
+  await resetData();
+  await resetQueues();
+  await parseQueue.pause();
+  await enqueue(jobs, Date.now());
+  const workers = await startWorkers(impl, processes, port);
+  try {
+    const before = await cpuSnapshot(workers);
+    const started = Date.now();
+    await parseQueue.resume();
+    while ((await appliedCount()) < N) {
+      if (Date.now() - started > 600_000) throw new Error("run did not finish in 10 minutes");
+      await sleep(200);
+    }
+    const after = await cpuSnapshot(workers);
+    const last = await prisma.notification.aggregate({ _max: { appliedAt: true } });
+    const seconds = ((last._max.appliedAt?.getTime() ?? Date.now()) - started) / 1000;
+    await verify();
+    const cpu = cpuPerNotification(before, after, N);
+    return { impl, processes, seconds, perSecond: N / seconds, cpu, load: loadavg()[0] ?? 0 };
+  } finally {
+    await workers.stop();
+  }
+}
+
+/** Every order paid once, two movements each, stock = initial − quantities. */
+async function verify(): Promise<void> {
+  const [row] = await prisma.$queryRaw<{ paid: number; movements: number; taken: number }[]>`
+    SELECT (SELECT count(*)::int FROM "Order" WHERE status = 'SUCCESS') AS paid,
+           (SELECT count(*)::int FROM "InventoryMovement") AS movements,
+           (SELECT (${SKUS}::bigint * 1000000 - sum(stock))::int FROM "Sku") AS taken`;
+  if (row?.paid !== N || row.movements !== 2 * N || row.taken !== 3 * N)
+    throw new Error(`inconsistent end state: ${JSON.stringify(row)}`);
+}
+
+interface LatencyRun {
+  impl: "prisma" | "pg";
+  rate: number;
+  count: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+async function latency(impl: "prisma" | "pg", jobs: ParseJobV3[], port: number): Promise<LatencyRun> {
+  await resetData();
+  await resetQueues();
+  const workers = await startWorkers(impl, 2, port);
+  const count = Math.min(jobs.length, latencyRate * 15);
+  try {
+    const tickMs = 20;
+    const perTick = Math.max(1, Math.round((latencyRate * tickMs) / 1000));
+    const start = Date.now();
+    for (let i = 0; i < count; i += perTick) {
+      const due = start + (i / latencyRate) * 1000;
+      if (due > Date.now()) await sleep(due - Date.now());
+      const batch = jobs.slice(i, Math.min(i + perTick, count));
+      const now = Date.now();
+      await parseQueue.addBulk(
+        batch.map((j) => ({ name: PARSE_JOB_NAME, data: { ...j, receivedAt: now }, opts: { jobId: j.id } })),
+      );
+    }
+    while ((await appliedCount()) < count) await sleep(100);
+    const rows = await prisma.$queryRaw<{ ms: number }[]>`
+      SELECT (EXTRACT(EPOCH FROM ("appliedAt" - "receivedAt")) * 1000)::float8 AS ms FROM "Notification" ORDER BY 1`;
+    const ms = rows.map((r) => r.ms);
+    const q = (p: number) => ms[Math.min(ms.length - 1, Math.floor(p * ms.length))] ?? Number.NaN;
+    return { impl, rate: latencyRate, count, p50: q(0.5), p90: q(0.9), p99: q(0.99), max: ms.at(-1) ?? Number.NaN };
+  } finally {
+    await workers.stop();
+  }
+}
+
+interface StatementRun {
+  impl: string;
+  perSecond: number;
+  cpuMsPerOp: number;
+}
+
+/** The apply transaction alone, CONCURRENCY at a time from this process, no queue: where the difference comes from. */
+async function statementOnly(impl: "prisma" | "pg", db: Db, count: number): Promise<StatementRun> {
+  await resetData();
+  await prisma.$executeRaw`INSERT INTO "Notification" (id, "eventType", "receivedAt", body, status)
+    SELECT 'n' || g, 'TRANSACTION.SUCCESS', now() AT TIME ZONE 'UTC', '{}', 'PROCESSING' FROM generate_series(1, ${count}::int) g`;
+  const facts = (i: number) => ({
+    notificationId: `n${i}`,
+    outTradeNo: `B${i}`,
+    transactionId: `4200${String(i).padStart(16, "0")}`,
+    mchid: merchant.mchid,
+    appid: merchant.appid,
+    subMchid: null,
+    subAppid: null,
+    total: 300,
+    currency: "CNY",
+    payerOpenid: "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o",
+    paidAt: Date.now(),
+  });
+  let next = 1;
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next <= count) {
+        const i = next++;
+        if (impl === "prisma") await applyPaymentStatement(db.prisma, facts(i));
+        else await applyPaymentStatements(db.pool, facts(i));
+      }
+    }),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  return { impl, perSecond: count / seconds, cpuMsPerOp: (cpu.user + cpu.system) / 1000 / count };
+}
+
+// ------------------------------------------------------------------------------------------------ main
+/** Ends an `--only` run after its throughput runs (through the cleanup in `finally`). */
+class OnlyDone extends Error {}
+const fmt = (n: number, digits = 0) =>
+  n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
+try {
+  console.log(`building ${N} signed notifications…`);
+  const jobs = buildNotifications();
+  const runs: ThroughputRun[] = [];
+  let port = 39_400;
+  const only = args.only?.split(",");
+  for (const processes of [1, 2, 4]) {
+    for (let r = 0; r < REPEATS; r++) {
+      for (const impl of r % 2 === 0 ? (["prisma", "pg"] as const) : (["pg", "prisma"] as const)) {
+        if (only && !only.includes(`${impl}:${processes}`)) continue;
+        port += 10;
+        const run = await throughput(impl, processes, jobs, port);
+        console.log(
+          `${impl.padEnd(6)} P=${processes}: ${fmt(run.perSecond)} notifications/s (${fmt(run.seconds, 2)} s); CPU ms/notification: worker ${fmt(run.cpu.worker, 2)}, postgres ${fmt(run.cpu.postgres, 2)}, redis ${fmt(run.cpu.redis, 2)}; load ${loadavg()[0]?.toFixed(1)}`,
+        );
+        runs.push(run);
+      }
+    }
+  }
+  if (only) throw new OnlyDone();
+  if (!latencyRate) {
+    const p2 = runs.filter((r) => r.impl === "prisma" && r.processes === 2).map((r) => r.perSecond);
+    latencyRate = Math.max(10, Math.round(p2.reduce((a, b) => a + b, 0) / p2.length / 2 / 10) * 10);
+  }
+  const latencies: LatencyRun[] = [];
+  for (const impl of ["prisma", "pg"] as const) {
+    port += 10;
+    const l = await latency(impl, jobs, port);
+    console.log(`latency ${impl}: p50 ${fmt(l.p50, 1)} ms, p99 ${fmt(l.p99, 1)} ms at ${l.rate}/s`);
+    latencies.push(l);
+  }
+  const statementCount = Math.min(N, 5_000);
+  const statementDb = createDb({ url: test.url, poolMax: CONCURRENCY });
+  const statements: StatementRun[] = [];
+  try {
+    for (const impl of ["prisma", "pg", "prisma", "pg"] as const) {
+      const s = await statementOnly(impl, statementDb, statementCount);
+      console.log(`statement only ${impl}: ${fmt(s.perSecond)}/s, ${fmt(s.cpuMsPerOp, 3)} ms CPU/op`);
+      statements.push(s);
+    }
+  } finally {
+    await statementDb.close();
+  }
+
+  const best = (impl: string, p: number) =>
+    Math.max(...runs.filter((r) => r.impl === impl && r.processes === p).map((r) => r.perSecond));
+  const mean = (impl: string, p: number) => {
+    const xs = runs.filter((r) => r.impl === impl && r.processes === p).map((r) => r.perSecond);
+    return xs.reduce((a, b) => a + b, 0) / xs.length;
+  };
+  const pgVersion = execFileSync("psql", ["-h", "127.0.0.1", "-U", "postgres", "-tAc", "SHOW server_version"])
+    .toString()
+    .trim();
+  const redisVersion = (await redis.info("server")).match(/redis_version:(\S+)/)?.[1] ?? "?";
+  const lines = [
+    "# Worker benchmark",
+    "",
+    `Generated by \`npx tsx bench/worker.ts --notifications ${N} --concurrency ${CONCURRENCY} --repeats ${REPEATS}\` on ${new Date().toISOString().slice(0, 10)}.`,
+    `Machine: ${cpus().length} × ${cpus()[0]?.model ?? "?"}, ${fmt(totalmem() / 2 ** 30)} GiB; Node ${process.version}; PostgreSQL ${pgVersion}; Redis ${redisVersion}.`,
+    "PostgreSQL, Redis, the worker processes and this driver all share those cores, as on a single small server.",
+    "",
+    "## What runs",
+    "",
+    `- ${fmt(N)} signed APIv3 \`TRANSACTION.SUCCESS\` notifications, one per order, two items per order (${SKUS} SKUs), already in`,
+    "  `notify.parse` (queue paused while adding); the worker processes start, report ready, then the queue is resumed.",
+    "  The clock stops at the last commit (`max(Notification.appliedAt)`). Each notification is a parse job (decrypt,",
+    "  validate, upsert the Notification row + timeline, enqueue apply) and an apply job (decrypt again, one",
+    "  transaction: order, stock, movements, notification status, event). The end state is checked after every run",
+    "  (every order SUCCESS, 2 movements each, stock reduced by exactly the quantities).",
+    `- Every process: WORKER_CONCURRENCY=${CONCURRENCY} per queue, PG_POOL_MAX=${CONCURRENCY}, LOG_LEVEL=warn.`,
+    "- **worker (Prisma)** is the shipped code: the apply transaction is ONE statement (`prisma.$queryRaw`, a",
+    "  data-modifying CTE) — one round trip, implicit transaction.",
+    "- **baseline (raw pg)** is the same worker with only the payment transaction replaced by the same logic run",
+    "  statement by statement on a raw `pg` client (BEGIN, 9–10 statements, COMMIT): `bench/worker-baseline.ts`.",
+    `- Runs alternate between the two (${REPEATS} of each per process count); the table shows the mean and the best.`,
+    "",
+    "## Throughput, end to end (notifications/s)",
+    "",
+    "| processes | worker (Prisma), mean | best | baseline (raw pg), mean | best | worker / baseline (means) |",
+    "|---|---|---|---|---|---|",
+    ...[1, 2, 4].map(
+      (p) =>
+        `| ${p} | ${fmt(mean("prisma", p))} | ${fmt(best("prisma", p))} | ${fmt(mean("pg", p))} | ${fmt(best("pg", p))} | ${fmt((100 * mean("prisma", p)) / mean("pg", p))}% |`,
+    ),
+    "",
+    "## CPU per notification",
+    "",
+    "CPU time (user + system, from /proc) used between resume and the last commit by the worker processes, by their",
+    "PostgreSQL backends, and by the Redis server (shared with anything else using it during the run, so an upper",
+    "bound), divided by the notifications. Unlike throughput, this hardly depends on what else the machine runs; the",
+    "last column is what it implies for a machine with this many cores doing nothing else: cores × 1000 / total.",
+    "",
+    "| implementation | processes | worker ms | PostgreSQL ms | Redis ms | total ms | implied capacity /s |",
+    "|---|---|---|---|---|---|---|",
+    ...(["prisma", "pg"] as const).flatMap((impl) =>
+      [1, 2, 4].map((p) => {
+        const rs = runs.filter((r) => r.impl === impl && r.processes === p);
+        const avg = (f: (r: ThroughputRun) => number) => rs.reduce((a, r) => a + f(r), 0) / rs.length;
+        const total = avg((r) => r.cpu.worker + r.cpu.postgres + r.cpu.redis);
+        return `| ${impl === "prisma" ? "worker (Prisma)" : "baseline (raw pg)"} | ${p} | ${fmt(
+          avg((r) => r.cpu.worker),
+          2,
+        )} | ${fmt(
+          avg((r) => r.cpu.postgres),
+          2,
+        )} | ${fmt(
+          avg((r) => r.cpu.redis),
+          2,
+        )} | ${fmt(total, 2)} | ${fmt((cpus().length * 1000) / total)} |`;
+      }),
+    ),
+    "",
+    `Load average (1 min) of the machine during the runs: ${runs.map((r) => r.load.toFixed(1)).join(", ")} — other work was running on it.`,
+    "",
+    "Individual runs (s for the whole batch):",
+    "",
+    ...runs.map(
+      (r) =>
+        `- ${r.impl === "prisma" ? "worker  " : "baseline"} P=${r.processes}: ${fmt(r.perSecond)}/s (${fmt(r.seconds, 2)} s)`,
+    ),
+    "",
+    "## Latency, enqueue → commit",
+    "",
+    `Notifications added to \`notify.parse\` at a steady ${latencyRate}/s (below capacity) for ${fmt(latencies[0]?.count ?? 0)} notifications, 2 worker`,
+    "processes running; time from the enqueue (`receivedAt`) to the commit (`appliedAt`), both stages included.",
+    "",
+    "| implementation | p50 ms | p90 ms | p99 ms | max ms |",
+    "|---|---|---|---|---|",
+    ...latencies.map(
+      (l) =>
+        `| ${l.impl === "prisma" ? "worker (Prisma)" : "baseline (raw pg)"} | ${fmt(l.p50, 1)} | ${fmt(l.p90, 1)} | ${fmt(l.p99, 1)} | ${fmt(l.max, 1)} |`,
+    ),
+    "",
+    "## The apply transaction alone (no queue, context)",
+    "",
+    `${fmt(statementCount)} payments applied from one process, ${CONCURRENCY} at a time; Node CPU per payment from \`process.cpuUsage()\`.`,
+    "",
+    "| implementation | payments/s | Node CPU ms per payment |",
+    "|---|---|---|",
+    ...statements.map(
+      (s) =>
+        `| ${s.impl === "prisma" ? "Prisma, one statement" : "raw pg, statement by statement"} | ${fmt(s.perSecond)} | ${fmt(s.cpuMsPerOp, 3)} |`,
+    ),
+    "",
+  ];
+  writeFileSync(resolve(root, "bench/worker-report.md"), `${lines.join("\n")}\n`);
+  mkdirSync(resolve(root, "bench/results"), { recursive: true });
+  writeFileSync(
+    resolve(root, "bench/results/worker.json"),
+    JSON.stringify({ N, CONCURRENCY, runs, latencies, statements }, null, 2),
+  );
+  console.log("wrote bench/worker-report.md");
+} catch (error) {
+  if (!(error instanceof OnlyDone)) throw error;
+} finally {
+  await parseQueue.close();
+  await applyQueue.close();
+  redis.disconnect();
+  await deletePrefix(prefix);
+  await test.drop();
+}

@@ -1,0 +1,200 @@
+import type { PrismaClient } from "../generated/client.ts";
+
+/**
+ * Notification bookkeeping for the worker: each function is one SQL statement (one round trip, atomic),
+ * safe to run again for the same notification. A notification whose effects are settled — APPLIED,
+ * DUPLICATE, REVIEW or IGNORED — is never moved back by a late or repeated job (a stalled job re-run by a
+ * second worker, a replay): those statuses are final.
+ */
+export const FINAL_NOTIFICATION_STATUSES = ["APPLIED", "DUPLICATE", "REVIEW", "IGNORED"] as const;
+
+export type NotificationRowStatus =
+  | "RECEIVED"
+  | "PROCESSING"
+  | "APPLIED"
+  | "DUPLICATE"
+  | "REVIEW"
+  | "IGNORED"
+  | "FAILED"
+  | "DEAD";
+
+export interface ParsedNotification {
+  id: string;
+  apiVersion: "v3" | "v2";
+  mchid: string | null;
+  eventType: string;
+  /** ms since the epoch. */
+  receivedAt: number;
+  /** Verified headers worth keeping (never key material); null for APIv2. */
+  headers: Record<string, string> | null;
+  /** The raw body, verbatim (the encrypted parts stay encrypted). */
+  body: string;
+  /** PROCESSING (an apply job follows), IGNORED (nothing to apply) or FAILED (could not be opened). */
+  status: "PROCESSING" | "IGNORED" | "FAILED";
+  outTradeNo: string | null;
+  transactionId: string | null;
+  outRefundNo: string | null;
+  errorCode: string | null;
+  lastError: string | null;
+  /** Timeline entry written with the status (PARSED, IGNORED, FAILED) and its detail. */
+  event: { kind: string; detail: Record<string, unknown> };
+}
+
+export interface UpsertResult {
+  /** Status after the statement: a final status is kept, whatever was asked. */
+  status: NotificationRowStatus;
+  /** True when this call created the row (first time the notification reached a worker). */
+  inserted: boolean;
+}
+
+/**
+ * Creates or refreshes the Notification row of a parsed notification and appends its timeline: RECEIVED
+ * (at `receivedAt`) the first time, then the parse event unless the row was already final.
+ */
+export async function upsertParsedNotification(prisma: PrismaClient, n: ParsedNotification): Promise<UpsertResult> {
+  const rows = await prisma.$queryRaw<UpsertResult[]>`
+    WITH input AS (
+      SELECT ${n.id}::text AS id,
+             (to_timestamp(${n.receivedAt}::bigint / 1000.0) AT TIME ZONE 'UTC')::timestamp(3) AS received_at,
+             (now() AT TIME ZONE 'UTC')::timestamp(3) AS at
+    ),
+    prior AS (
+      SELECT status::text AS status FROM "Notification" WHERE id = (SELECT id FROM input)
+    ),
+    up AS (
+      INSERT INTO "Notification" AS t
+        (id, "apiVersion", mchid, "eventType", "receivedAt", headers, body, status,
+         "outTradeNo", "transactionId", "outRefundNo", "errorCode", "lastError", "updatedAt")
+      SELECT i.id, ${n.apiVersion}, ${n.mchid}, ${n.eventType}, i.received_at, ${n.headers === null ? null : JSON.stringify(n.headers)}::jsonb,
+             ${n.body}, ${n.status}::"NotificationStatus", ${n.outTradeNo}, ${n.transactionId}, ${n.outRefundNo},
+             ${n.errorCode}, ${n.lastError}, i.at
+      FROM input i
+      ON CONFLICT (id) DO UPDATE SET
+        status = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED') THEN t.status ELSE EXCLUDED.status END,
+        "eventType" = EXCLUDED."eventType",
+        "outTradeNo" = COALESCE(EXCLUDED."outTradeNo", t."outTradeNo"),
+        "transactionId" = COALESCE(EXCLUDED."transactionId", t."transactionId"),
+        "outRefundNo" = COALESCE(EXCLUDED."outRefundNo", t."outRefundNo"),
+        "errorCode" = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED') THEN t."errorCode" ELSE EXCLUDED."errorCode" END,
+        "lastError" = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED') THEN t."lastError" ELSE EXCLUDED."lastError" END,
+        "updatedAt" = EXCLUDED."updatedAt"
+      RETURNING t.status::text AS status, (t.xmax = 0) AS inserted
+    ),
+    ev AS (
+      INSERT INTO "NotificationEvent" ("notificationId", at, kind, detail)
+      SELECT i.id, i.received_at, 'RECEIVED', jsonb_build_object('apiVersion', ${n.apiVersion}::text)
+      FROM input i, up WHERE up.inserted
+      UNION ALL
+      SELECT i.id, i.at, ${n.event.kind}, ${JSON.stringify(n.event.detail)}::jsonb
+      FROM input i
+      WHERE COALESCE((SELECT status FROM prior), '') NOT IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED')
+    )
+    SELECT status, inserted FROM up`;
+  const row = rows[0];
+  if (!row) throw new Error(`upsert of notification ${n.id} returned no row`);
+  return row;
+}
+
+export interface FailureRecord {
+  notificationId: string;
+  /** Stage the attempt ran in, e.g. "notify.apply". */
+  stage: string;
+  code: string;
+  /** One line, no payload contents. */
+  message: string;
+  /** 1-based attempt number of the failed attempt. */
+  attempt: number;
+  /** ms until the next attempt, when known. */
+  retryInMs?: number;
+}
+
+/**
+ * Records a failed attempt that will be retried: status FAILED, attempts + 1, the error, a FAILED event.
+ * Does nothing to a notification already final or dead (a slower duplicate run must not undo a success).
+ * Returns whether the row was updated.
+ */
+export async function recordNotificationFailure(prisma: PrismaClient, f: FailureRecord): Promise<boolean> {
+  const detail = JSON.stringify({
+    stage: f.stage,
+    code: f.code,
+    message: f.message,
+    attempt: f.attempt,
+    retryInMs: f.retryInMs ?? null,
+  });
+  const rows = await prisma.$queryRaw<{ id: string }[]>`
+    WITH u AS (
+      UPDATE "Notification" SET status = 'FAILED', attempts = attempts + 1, "errorCode" = ${f.code}, "lastError" = ${f.message},
+             "updatedAt" = (now() AT TIME ZONE 'UTC')::timestamp(3)
+      WHERE id = ${f.notificationId} AND status NOT IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED', 'DEAD')
+      RETURNING id
+    ),
+    ev AS (
+      INSERT INTO "NotificationEvent" ("notificationId", at, kind, detail)
+      SELECT id, (now() AT TIME ZONE 'UTC')::timestamp(3), 'FAILED', ${detail}::jsonb FROM u
+    )
+    SELECT id FROM u`;
+  return rows.length > 0;
+}
+
+/**
+ * Marks a notification dead-lettered (status DEAD, attempts + 1 for the attempt that gave up, the reason,
+ * a DEAD_LETTERED event). A final notification is left alone. Returns whether the row was updated.
+ */
+export async function markNotificationDead(
+  prisma: PrismaClient,
+  f: FailureRecord & { deadLetterId: string },
+): Promise<boolean> {
+  const detail = JSON.stringify({
+    stage: f.stage,
+    code: f.code,
+    message: f.message,
+    attempt: f.attempt,
+    deadLetterId: f.deadLetterId,
+  });
+  const rows = await prisma.$queryRaw<{ id: string }[]>`
+    WITH u AS (
+      UPDATE "Notification" SET status = 'DEAD', attempts = attempts + 1, "errorCode" = ${f.code}, "lastError" = ${f.message},
+             "updatedAt" = (now() AT TIME ZONE 'UTC')::timestamp(3)
+      WHERE id = ${f.notificationId} AND status NOT IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED')
+      RETURNING id
+    ),
+    ev AS (
+      INSERT INTO "NotificationEvent" ("notificationId", at, kind, detail)
+      SELECT id, (now() AT TIME ZONE 'UTC')::timestamp(3), 'DEAD_LETTERED', ${detail}::jsonb FROM u
+    )
+    SELECT id FROM u`;
+  return rows.length > 0;
+}
+
+export interface ReplayRecord {
+  notificationId: string;
+  /** Stage queue the job went back to. */
+  queue: string;
+  /** The error code it had been dead-lettered with. */
+  previousCode: string;
+  /** Who asked (dashboard user, "cli"). */
+  actor?: string;
+}
+
+/**
+ * Records a replay: a REPLAYED event and, for a DEAD or FAILED notification, the status it has when its job
+ * waits again (RECEIVED before parsing, PROCESSING before applying). Pass it as `onReplayed` to
+ * `replayDeadLetter` of @wpn/queue. Returns whether the notification exists.
+ */
+export async function recordReplay(prisma: PrismaClient, r: ReplayRecord): Promise<boolean> {
+  const detail = JSON.stringify({ queue: r.queue, previousCode: r.previousCode, actor: r.actor ?? null });
+  const waitingStatus = r.queue === "notify.parse" ? "RECEIVED" : "PROCESSING";
+  const rows = await prisma.$queryRaw<{ id: string }[]>`
+    WITH u AS (
+      UPDATE "Notification" SET status = ${waitingStatus}::"NotificationStatus", "updatedAt" = (now() AT TIME ZONE 'UTC')::timestamp(3)
+      WHERE id = ${r.notificationId} AND status IN ('DEAD', 'FAILED')
+      RETURNING id
+    ),
+    ev AS (
+      INSERT INTO "NotificationEvent" ("notificationId", at, kind, detail)
+      SELECT id, (now() AT TIME ZONE 'UTC')::timestamp(3), 'REPLAYED', ${detail}::jsonb FROM "Notification" WHERE id = ${r.notificationId}
+      RETURNING "notificationId"
+    )
+    SELECT "notificationId" AS id FROM ev`;
+  return rows.length > 0;
+}

@@ -1,0 +1,206 @@
+import { Prisma, type PrismaClient } from "../generated/client.ts";
+
+/** A refund result as WeChat reported it, decrypted and validated. Amounts in fen. */
+export interface RefundFacts {
+  notificationId: string;
+  outTradeNo: string;
+  outRefundNo: string;
+  refundId: string | null;
+  transactionId: string | null;
+  /** `mchid`, or the service provider's `sp_mchid`. */
+  mchid: string;
+  subMchid: string | null;
+  status: "SUCCESS" | "ABNORMAL" | "CLOSED";
+  amountRefund: number;
+  amountTotal: number;
+  /** ms since the epoch; success only. */
+  successAt: number | null;
+  /** REFUND_RESTOCK_POLICY=full: a refund that completes the order's refunds puts what the payment took back. */
+  restockOnFullRefund: boolean;
+}
+
+/**
+ * What the refund statement decided, checked in this order:
+ * - NOTIFICATION_NOT_FOUND, ALREADY, ORDER_NOT_FOUND, STALE: as for payments (nothing done).
+ * - MCHID_MISMATCH: the refund names another merchant than the order; nothing recorded, notification REVIEW.
+ * - ORDER_NOT_PAID: a successful refund for an order whose payment has not been applied yet (out-of-order
+ *   delivery); nothing done, the caller retries until the payment lands.
+ * - TRANSACTION_MISMATCH: the refund's transaction is not the order's; nothing recorded, REVIEW.
+ * - DUPLICATE: this out_refund_no was already recorded with this status (or already SUCCESS).
+ * - APPLIED: Refund row SUCCESS, refundedTotal increased, order REFUND when the refunds reach its total,
+ *   and then, by policy, the stock the payment took is restored (movement reason REFUND).
+ * - REFUND_ABNORMAL / REFUND_CLOSED: Refund row recorded with that status, no money or stock change,
+ *   notification REVIEW so it is surfaced.
+ */
+export const REFUND_OUTCOMES = [
+  "NOTIFICATION_NOT_FOUND",
+  "ALREADY",
+  "ORDER_NOT_FOUND",
+  "STALE",
+  "MCHID_MISMATCH",
+  "ORDER_NOT_PAID",
+  "TRANSACTION_MISMATCH",
+  "DUPLICATE",
+  "APPLIED",
+  "REFUND_ABNORMAL",
+  "REFUND_CLOSED",
+] as const;
+export type RefundOutcome = (typeof REFUND_OUTCOMES)[number];
+
+export interface RefundResultRow {
+  outcome: RefundOutcome;
+  orderId: string | null;
+  orderStatus: string | null;
+  reviewReason: string | null;
+  /** Sum of successful refunds after the statement, fen. */
+  refundedTotal: number | null;
+  /** SKUs whose stock this statement restored. */
+  restocked: number;
+  notificationStatus: string | null;
+  /** Notification errorCode before the statement (for ALREADY: the review reason an earlier run recorded). */
+  notificationCode: string | null;
+}
+
+/**
+ * Applies a refund notification in ONE statement, with the same lock order and snapshot rule as
+ * `applyPaymentStatement` (Notification → Order → SKUs by id; STALE when the order changed after the
+ * snapshot, so the payment movements read for restocking are never missing). Idempotency: the Refund row's
+ * unique out_refund_no with ON CONFLICT decides whether this call moved the refund into a status, and only
+ * then are money and stock touched; restock movements are unique per (order, sku, REFUND).
+ */
+export async function applyRefundStatement(prisma: PrismaClient, r: RefundFacts): Promise<RefundResultRow> {
+  const rows = await prisma.$queryRaw<RefundResultRow[]>(refundStatement(r));
+  const row = rows[0];
+  if (!row) throw new Error(`refund statement for notification ${r.notificationId} returned no row`);
+  return row;
+}
+
+/** The statement itself (SQL text with bind parameters), for tools that run or EXPLAIN it outside Prisma. */
+export function refundStatement(r: RefundFacts): Prisma.Sql {
+  return Prisma.sql`
+    WITH input AS (
+      SELECT ${r.notificationId}::text AS nid, ${r.outTradeNo}::text AS otn, ${r.outRefundNo}::text AS orn,
+             ${r.refundId}::text AS refund_id, ${r.transactionId}::text AS txn, ${r.mchid}::text AS mchid,
+             ${r.subMchid}::text AS sub_mchid, ${r.status}::"RefundStatus" AS status,
+             ${r.amountRefund}::int AS amount_refund, ${r.amountTotal}::int AS amount_total,
+             (to_timestamp(${r.successAt}::bigint / 1000.0) AT TIME ZONE 'UTC')::timestamp(3) AS success_at,
+             ${r.restockOnFullRefund}::boolean AS restock,
+             (now() AT TIME ZONE 'UTC')::timestamp(3) AS at
+    ),
+    n AS MATERIALIZED (
+      SELECT status::text AS status, "errorCode" FROM "Notification" WHERE id = (SELECT nid FROM input) FOR UPDATE
+    ),
+    o AS MATERIALIZED (
+      SELECT id, status::text AS status, "transactionId", mchid, "subMchid", "reviewReason", xmin::text AS version
+      FROM "Order"
+      WHERE "outTradeNo" = (SELECT otn FROM input) AND EXISTS (SELECT 1 FROM n)
+      FOR UPDATE
+    ),
+    o_snapshot AS (
+      SELECT xmin::text AS version FROM "Order" WHERE "outTradeNo" = (SELECT otn FROM input)
+    ),
+    d AS MATERIALIZED (
+      SELECT CASE
+        WHEN n.status IS NULL THEN 'NOTIFICATION_NOT_FOUND'
+        WHEN n.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED') THEN 'ALREADY'
+        WHEN o.id IS NULL THEN 'ORDER_NOT_FOUND'
+        WHEN o.version IS DISTINCT FROM (SELECT version FROM o_snapshot) THEN 'STALE'
+        WHEN o.mchid <> i.mchid OR o."subMchid" IS DISTINCT FROM i.sub_mchid THEN 'MCHID_MISMATCH'
+        WHEN o."transactionId" IS NULL AND i.status = 'SUCCESS' THEN 'ORDER_NOT_PAID'
+        WHEN o."transactionId" IS NOT NULL AND i.txn IS NOT NULL AND o."transactionId" <> i.txn THEN 'TRANSACTION_MISMATCH'
+        ELSE 'RECORD'
+      END AS outcome
+      FROM input i LEFT JOIN n ON true LEFT JOIN o ON true
+    ),
+    rf AS (
+      INSERT INTO "Refund" AS t
+        ("outRefundNo", "refundId", "outTradeNo", "orderId", "transactionId", status, "amountRefund", "amountTotal",
+         "successTime", "notificationId", "updatedAt")
+      SELECT i.orn, i.refund_id, i.otn, (SELECT id FROM o), i.txn, i.status, i.amount_refund, i.amount_total,
+             i.success_at, i.nid, i.at
+      FROM input i WHERE (SELECT outcome FROM d) = 'RECORD'
+      ON CONFLICT ("outRefundNo") DO UPDATE SET
+        status = EXCLUDED.status,
+        "refundId" = COALESCE(EXCLUDED."refundId", t."refundId"),
+        "orderId" = EXCLUDED."orderId",
+        "transactionId" = COALESCE(EXCLUDED."transactionId", t."transactionId"),
+        "amountRefund" = EXCLUDED."amountRefund",
+        "amountTotal" = EXCLUDED."amountTotal",
+        "successTime" = EXCLUDED."successTime",
+        "notificationId" = EXCLUDED."notificationId",
+        "updatedAt" = EXCLUDED."updatedAt"
+      WHERE t.status <> 'SUCCESS' AND t.status <> EXCLUDED.status
+      RETURNING t.status::text AS status
+    ),
+    fin AS MATERIALIZED (
+      SELECT CASE
+        WHEN d.outcome <> 'RECORD' THEN d.outcome
+        WHEN NOT EXISTS (SELECT 1 FROM rf) THEN 'DUPLICATE'
+        WHEN (SELECT status FROM rf) = 'SUCCESS' THEN 'APPLIED'
+        WHEN (SELECT status FROM rf) = 'ABNORMAL' THEN 'REFUND_ABNORMAL'
+        ELSE 'REFUND_CLOSED'
+      END AS outcome
+      FROM d
+    ),
+    ord AS (
+      UPDATE "Order" AS t SET
+        "refundedTotal" = t."refundedTotal" + i.amount_refund,
+        status = CASE WHEN t."refundedTotal" + i.amount_refund >= t."amountTotal" THEN 'REFUND'::"OrderStatus" ELSE t.status END,
+        "updatedAt" = i.at
+      FROM input i
+      WHERE t.id = (SELECT id FROM o) AND (SELECT outcome FROM fin) = 'APPLIED'
+      RETURNING t.status::text AS status, t."refundedTotal", t."reviewReason"
+    ),
+    rsku AS MATERIALIZED (
+      SELECT s.id FROM "Sku" s
+      WHERE s.id IN (SELECT "skuId" FROM "InventoryMovement" WHERE "orderId" = (SELECT id FROM o) AND reason = 'PAYMENT')
+        AND (SELECT restock FROM input)
+        AND EXISTS (SELECT 1 FROM ord WHERE ord.status = 'REFUND')
+      ORDER BY s.id
+      FOR NO KEY UPDATE
+    ),
+    rmv AS (
+      INSERT INTO "InventoryMovement" ("skuId", "orderId", delta, reason)
+      SELECT pm."skuId", pm."orderId", -pm.delta, 'REFUND' FROM "InventoryMovement" pm
+      WHERE pm."orderId" = (SELECT id FROM o) AND pm.reason = 'PAYMENT' AND pm."skuId" IN (SELECT id FROM rsku)
+      ORDER BY pm."skuId"
+      ON CONFLICT ("orderId", "skuId", reason) DO NOTHING
+      RETURNING "skuId" AS sku_id, delta
+    ),
+    rst AS (
+      UPDATE "Sku" AS s SET stock = s.stock + rmv.delta, "updatedAt" = (SELECT at FROM input)
+      FROM rmv WHERE s.id = rmv.sku_id
+      RETURNING s.id
+    ),
+    nu AS (
+      UPDATE "Notification" AS t SET
+        status = (CASE f.outcome WHEN 'APPLIED' THEN 'APPLIED' WHEN 'DUPLICATE' THEN 'DUPLICATE' ELSE 'REVIEW' END)::"NotificationStatus",
+        "errorCode" = CASE WHEN f.outcome IN ('APPLIED', 'DUPLICATE') THEN NULL ELSE f.outcome END,
+        "lastError" = NULL,
+        attempts = t.attempts + 1,
+        "appliedAt" = i.at,
+        "updatedAt" = i.at,
+        "outTradeNo" = i.otn,
+        "outRefundNo" = i.orn
+      FROM fin f, input i
+      WHERE t.id = i.nid
+        AND f.outcome IN ('APPLIED', 'DUPLICATE', 'REFUND_ABNORMAL', 'REFUND_CLOSED', 'MCHID_MISMATCH', 'TRANSACTION_MISMATCH')
+      RETURNING t.status::text AS status
+    ),
+    ev AS (
+      INSERT INTO "NotificationEvent" ("notificationId", at, kind, detail)
+      SELECT i.nid, i.at, nu.status,
+             jsonb_build_object('outcome', f.outcome, 'orderId', (SELECT id FROM o), 'outRefundNo', i.orn,
+                                'restockedSkus', (SELECT count(*) FROM rmv))
+      FROM nu, fin f, input i
+    )
+    SELECT f.outcome,
+           (SELECT id FROM o) AS "orderId",
+           COALESCE((SELECT status FROM ord), (SELECT status FROM o)) AS "orderStatus",
+           (SELECT "reviewReason" FROM o) AS "reviewReason",
+           (SELECT "refundedTotal" FROM ord) AS "refundedTotal",
+           (SELECT count(*)::int FROM rst) AS restocked,
+           (SELECT status FROM n) AS "notificationStatus",
+           (SELECT "errorCode" FROM n) AS "notificationCode"
+    FROM fin f`;
+}

@@ -1,0 +1,128 @@
+import type { Job, Queue } from "bullmq";
+import type { Redis } from "ioredis";
+import { type DeadLetter, deadLetterSchema } from "./jobs/dead.ts";
+import { decodeJob } from "./jobs/decode.ts";
+import { QueueName } from "./names.ts";
+import { createQueue } from "./queues.ts";
+
+export interface ReplayDeps {
+  /** A non-blocking connection (role `admin` or `producer`); it is shared, never closed here. */
+  connection: Redis;
+  prefix: string;
+  /**
+   * Records the replay durably, e.g. `recordReplay` of @wpn/db (NotificationEvent REPLAYED, status back to
+   * RECEIVED/PROCESSING). Called after the job is back in its queue and before the letter is removed, so a
+   * crash in between leaves the letter in place and a second replay only re-runs an idempotent job.
+   */
+  onReplayed?: (letter: DeadLetter) => Promise<void>;
+}
+
+export type ReplayStatus =
+  /** Back in its stage queue. */
+  | "replayed"
+  /** No dead letter with that id. */
+  | "not-found"
+  /** The letter's payload is not one this version understands; left in place. */
+  | "invalid"
+  /** The original job is still waiting, delayed or running in its stage queue; nothing to do yet. */
+  | "in-flight";
+
+export interface ReplayOutcome {
+  /** Dead-letter job id. */
+  id: string;
+  status: ReplayStatus;
+  queue?: DeadLetter["queue"];
+  notificationId?: string | null;
+  message?: string;
+}
+
+/**
+ * Moves one dead letter back to the queue it failed in, under its original job id and with its original
+ * payload: the stage's own idempotency (database constraints) makes a replay of an already-applied
+ * notification a no-op. The failed original is removed from the stage queue first, because BullMQ ignores
+ * an add whose job id still exists.
+ */
+export async function replayDeadLetter(deps: ReplayDeps, id: string): Promise<ReplayOutcome> {
+  const queues = new QueueCache(deps);
+  try {
+    const job = await queues.get(QueueName.Dead).getJob(id);
+    if (!job) return { id, status: "not-found" };
+    return await replayJob(deps, queues, job);
+  } finally {
+    await queues.close();
+  }
+}
+
+/**
+ * Replays every dead letter (oldest first), `pageSize` at a time. Letters that stay (invalid, in flight) are
+ * skipped over, so the loop ends.
+ */
+export async function replayAllDeadLetters(deps: ReplayDeps, pageSize = 200): Promise<ReplayOutcome[]> {
+  const queues = new QueueCache(deps);
+  const outcomes: ReplayOutcome[] = [];
+  try {
+    const dead = queues.get(QueueName.Dead);
+    // A replayed job that fails again at once (its cause is still there) comes back under the same letter id
+    // while this loop runs: each letter is replayed at most once per call.
+    const seen = new Set<string>();
+    let offset = 0;
+    for (;;) {
+      const page = await dead.getJobs(["waiting", "delayed", "prioritized"], offset, offset + pageSize - 1, true);
+      if (page.length === 0) break;
+      for (const job of page) {
+        const id = job.id ?? "";
+        if (seen.has(id)) {
+          offset += 1;
+          continue;
+        }
+        seen.add(id);
+        const outcome = await replayJob(deps, queues, job);
+        outcomes.push(outcome);
+        if (outcome.status !== "replayed") offset += 1;
+      }
+    }
+    return outcomes;
+  } finally {
+    await queues.close();
+  }
+}
+
+async function replayJob(deps: ReplayDeps, queues: QueueCache, job: Job): Promise<ReplayOutcome> {
+  const id = job.id ?? "";
+  const decoded = decodeJob(deadLetterSchema, job.data);
+  if (!decoded.ok) return { id, status: "invalid", message: decoded.message };
+  const letter = decoded.value;
+  const base = { id, queue: letter.queue, notificationId: letter.notificationId };
+  const stage = queues.get(letter.queue);
+  const original = await stage.getJob(letter.jobId);
+  if (original) {
+    const state = await original.getState();
+    if (state !== "failed" && state !== "completed" && state !== "unknown") {
+      return { ...base, status: "in-flight", message: `job ${letter.jobId} is ${state} in ${letter.queue}` };
+    }
+    await original.remove();
+  }
+  await stage.add(letter.jobName, letter.data, { jobId: letter.jobId });
+  await deps.onReplayed?.(letter);
+  await job.remove();
+  return { ...base, status: "replayed" };
+}
+
+/** One Queue object per queue name for the duration of a replay call. */
+class QueueCache {
+  readonly #queues = new Map<QueueName, Queue>();
+  constructor(private readonly deps: ReplayDeps) {}
+
+  get(name: QueueName): Queue {
+    let queue = this.#queues.get(name);
+    if (!queue) {
+      queue = createQueue(name, this.deps.connection, this.deps.prefix);
+      this.#queues.set(name, queue);
+    }
+    return queue;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.#queues.values()].map((q) => q.close()));
+  }
+}

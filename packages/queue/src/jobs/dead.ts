@@ -1,0 +1,42 @@
+import { z } from "zod";
+import { QueueName } from "../names.ts";
+
+/** The stages whose jobs can be dead-lettered (and replayed into). */
+export const DEAD_LETTER_STAGES = [QueueName.Parse, QueueName.Apply, QueueName.Publish] as const;
+export type DeadLetterStage = (typeof DEAD_LETTER_STAGES)[number];
+
+/**
+ * Payload of a `notify.dead` job: a job that will not succeed by retrying (permanent error, retries
+ * exhausted, stalled too often), kept with the reason until a human replays or discards it. `data` is the
+ * original job payload, verbatim, so a replay re-enqueues exactly what failed.
+ */
+export const deadLetterSchema = z.object({
+  v: z.literal(1),
+  /** Queue the job failed in; a replay puts it back there. */
+  queue: z.enum(DEAD_LETTER_STAGES),
+  jobName: z.string().min(1),
+  jobId: z.string().min(1),
+  notificationId: z.string().nullable(),
+  outTradeNo: z.string().nullable(),
+  /** Stable error code (ORDER_NOT_FOUND, DECRYPT_FAILED, JOB_INVALID, …). */
+  code: z.string().min(1),
+  /** One-line reason for the operator; never payload contents. */
+  message: z.string(),
+  attemptsMade: z.number().int().nonnegative(),
+  /** ms since the epoch. */
+  failedAt: z.number().int().nonnegative(),
+  data: z.unknown(),
+});
+
+export type DeadLetter = z.infer<typeof deadLetterSchema>;
+
+export const DEAD_JOB_NAME = "dead-letter";
+
+/**
+ * Job id of the dead letter for `jobId` of `queue`: deterministic, so dead-lettering the same failure twice
+ * (a crash between enqueue and acknowledgement) keeps one letter. `notify.apply` → `apply.<jobId>`; the
+ * separator is not ':' because BullMQ restricts ':' in custom ids.
+ */
+export function deadLetterJobId(queue: DeadLetterStage, jobId: string): string {
+  return `${queue.slice("notify.".length)}.${jobId}`;
+}
