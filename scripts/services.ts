@@ -1,7 +1,7 @@
 // Local services for `npm start`: checks that PostgreSQL and Redis answer and, when one does not, starts it —
 // with Docker Compose when a Docker engine runs, otherwise with a locally installed server — or says exactly
 // what to install. Used only by scripts/start.ts (the apps themselves never start infrastructure).
-import { execFileSync, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync } from "node:fs";
 import { connect } from "node:net";
 import { resolve } from "node:path";
@@ -42,8 +42,8 @@ const has = (command: string) => spawnSync("sh", ["-c", `command -v ${command}`]
 const dockerEngineRuns = () => has("docker") && spawnSync("docker", ["info"], { stdio: "ignore" }).status === 0;
 const isLocal = ({ host }: Endpoint) => ["127.0.0.1", "localhost", "::1"].includes(host);
 
-function startWithCompose(service: "postgres" | "redis"): void {
-  execFileSync("docker", ["compose", "up", "-d", service], { stdio: "inherit" });
+function startWithCompose(service: "postgres" | "redis"): boolean {
+  return spawnSync("docker", ["compose", "up", "-d", service], { stdio: "inherit" }).status === 0;
 }
 
 function startLocalRedis({ port }: Endpoint, repoRoot: string): boolean {
@@ -82,7 +82,7 @@ export async function ensureServices(databaseUrl: string, redisUrl: string, repo
     if (!isLocal(postgres)) problems.push(`PostgreSQL at ${where} does not answer; start it or fix DATABASE_URL.`);
     else {
       console.log(`PostgreSQL does not answer at ${where}; starting it ${docker ? "with Docker Compose" : "locally"}…`);
-      const started = docker ? (startWithCompose("postgres"), true) : startLocalPostgres();
+      const started = docker ? startWithCompose("postgres") : startLocalPostgres();
       if (!started || !(await waitFor(postgres, 30))) {
         problems.push(
           `PostgreSQL does not answer at ${where}. Install it (Debian/Ubuntu: sudo apt-get install postgresql; macOS: brew install postgresql@16) or run 'docker compose up -d postgres', then run npm start again.`,
@@ -95,7 +95,7 @@ export async function ensureServices(databaseUrl: string, redisUrl: string, repo
     if (!isLocal(redis)) problems.push(`Redis at ${where} does not answer; start it or fix REDIS_URL.`);
     else {
       console.log(`Redis does not answer at ${where}; starting it ${docker ? "with Docker Compose" : "locally"}…`);
-      const started = docker ? (startWithCompose("redis"), true) : startLocalRedis(redis, repoRoot);
+      const started = docker ? startWithCompose("redis") : startLocalRedis(redis, repoRoot);
       if (!started || !(await waitFor(redis, 15))) {
         problems.push(
           `Redis does not answer at ${where}. Install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis) or run 'docker compose up -d redis', then run npm start again.`,
