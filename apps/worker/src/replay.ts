@@ -31,7 +31,10 @@ export function replayDeps(deps: WorkerReplayDeps): ReplayDeps {
   };
 }
 
-/** Replays one dead letter by its id (`apply.<notificationId>`, `parse.<notificationId>`), or all with `"--all"`. */
+/**
+ * Replays one dead letter by its id (`<stage>.<job id>.<job timestamp>`, e.g. `apply.<notification id>.<ms>`,
+ * as listed in the `notify.dead` queue), or all with `"--all"`.
+ */
 export async function replayDeadLetter(deps: WorkerReplayDeps, id: string | "--all"): Promise<ReplayOutcome[]> {
   const wired = replayDeps(deps);
   return id === "--all" ? replayAllDeadLetters(wired) : [await replayOne(wired, id)];

@@ -60,7 +60,12 @@ describe("payment success", () => {
     expect(n.headers).toMatchObject({ serial: world.merchant.publicKeyId });
     // The stored body is the envelope as received: the resource is still ciphertext.
     expect(n.body).not.toContain("oPayerOpenid123");
-    expect(await eventsOf(job.id)).toEqual(["RECEIVED", "PARSED", "APPLIED"]);
+    expect(await eventsOf(job.id)).toEqual(["RECEIVED", "APPLIED"]);
+    const received = await world.prisma.notificationEvent.findFirstOrThrow({
+      where: { notificationId: job.id, kind: "RECEIVED" },
+    });
+    expect(received.detail).toMatchObject({ apiVersion: "v3", kind: "payment", eventType: "TRANSACTION.SUCCESS" });
+    expect(received.at.getTime()).toBe(job.receivedAt);
   });
 
   it("v2 payment with result_code SUCCESS is applied the same way", async () => {
@@ -119,7 +124,7 @@ describe("payment success", () => {
     expect((await run.deliver(again)).apply?.outcome).toBe("DUPLICATE");
     expect(await stockOf(world.prisma)).toEqual(stock);
     expect((await world.prisma.notification.findUniqueOrThrow({ where: { id: again.id } })).status).toBe("DUPLICATE");
-    expect(await eventsOf(again.id)).toEqual(["RECEIVED", "PARSED", "DUPLICATE"]);
+    expect(await eventsOf(again.id)).toEqual(["RECEIVED", "DUPLICATE"]);
   });
 });
 
@@ -236,8 +241,11 @@ describe("order state", () => {
     );
     expect(error).toBeInstanceOf(WorkerError);
     expect(error).toMatchObject({ code: "ORDER_NOT_FOUND", policy: "window" });
+    // Redelivered meanwhile: parsed again (timeline says so), the same apply job follows.
+    expect((await run.parse(job)).parse.outcome).toBe("QUEUED");
     await seedOrder(world, { outTradeNo: "T-late-order", amountTotal: 100, items: { A: 1 } });
     expect((await run.apply(applyJob!)).outcome).toBe("APPLIED");
+    expect(await eventsOf(job.id)).toEqual(["RECEIVED", "PARSED", "APPLIED"]);
   });
 });
 

@@ -238,7 +238,7 @@ describe("worker processes", () => {
     const applyQueue = createQueue(QueueName.Apply, redis, world.prefix);
     let worker: WorkerProcess | null = null;
     try {
-      const s = await buildScenario(world, 200, 0, 200);
+      const s = await buildScenario(world, 300, 0, 300);
       await enqueueAll(queue, s.jobs);
       worker = spawnWorker(
         { ...world.env, WORKER_CONCURRENCY: "4", PG_POOL_MAX: "4", WORKER_SHUTDOWN_TIMEOUT_MS: "10000" },

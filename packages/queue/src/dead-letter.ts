@@ -11,8 +11,9 @@ export interface ReplayDeps {
   prefix: string;
   /**
    * Records the replay durably, e.g. `recordReplay` of @wpn/db (NotificationEvent REPLAYED, status back to
-   * RECEIVED/PROCESSING). Called after the job is back in its queue and before the letter is removed, so a
-   * crash in between leaves the letter in place and a second replay only re-runs an idempotent job.
+   * RECEIVED/PROCESSING). Called just before the job goes back to its queue; the letter is removed only
+   * after that, so a failure or crash anywhere leaves the letter in place, and replaying it again only
+   * re-runs an idempotent job.
    */
   onReplayed?: (letter: DeadLetter) => Promise<void>;
 }
@@ -54,32 +55,24 @@ export async function replayDeadLetter(deps: ReplayDeps, id: string): Promise<Re
 }
 
 /**
- * Replays every dead letter (oldest first), `pageSize` at a time. Letters that stay (invalid, in flight) are
- * skipped over, so the loop ends.
+ * Replays every dead letter present when the call starts (oldest first). The ids are listed first, so
+ * letters written while the loop runs — a replayed job that fails again at once gets a new letter — are
+ * left for a later call instead of being replayed in a loop.
  */
-export async function replayAllDeadLetters(deps: ReplayDeps, pageSize = 200): Promise<ReplayOutcome[]> {
+export async function replayAllDeadLetters(deps: ReplayDeps, pageSize = 500): Promise<ReplayOutcome[]> {
   const queues = new QueueCache(deps);
   const outcomes: ReplayOutcome[] = [];
   try {
     const dead = queues.get(QueueName.Dead);
-    // A replayed job that fails again at once (its cause is still there) comes back under the same letter id
-    // while this loop runs: each letter is replayed at most once per call.
-    const seen = new Set<string>();
-    let offset = 0;
-    for (;;) {
+    const ids: string[] = [];
+    for (let offset = 0; ; offset += pageSize) {
       const page = await dead.getJobs(["waiting", "delayed", "prioritized"], offset, offset + pageSize - 1, true);
-      if (page.length === 0) break;
-      for (const job of page) {
-        const id = job.id ?? "";
-        if (seen.has(id)) {
-          offset += 1;
-          continue;
-        }
-        seen.add(id);
-        const outcome = await replayJob(deps, queues, job);
-        outcomes.push(outcome);
-        if (outcome.status !== "replayed") offset += 1;
-      }
+      ids.push(...page.map((job) => job.id ?? "").filter((id) => id !== ""));
+      if (page.length < pageSize) break;
+    }
+    for (const id of ids) {
+      const job = await dead.getJob(id);
+      outcomes.push(job ? await replayJob(deps, queues, job) : { id, status: "not-found" });
     }
     return outcomes;
   } finally {
@@ -102,8 +95,10 @@ async function replayJob(deps: ReplayDeps, queues: QueueCache, job: Job): Promis
     }
     await original.remove();
   }
-  await stage.add(letter.jobName, letter.data, { jobId: letter.jobId });
+  // Recorded first so the timeline reads DEAD_LETTERED → REPLAYED → (what the re-run did); the re-run can
+  // finish within milliseconds of the add.
   await deps.onReplayed?.(letter);
+  await stage.add(letter.jobName, letter.data, { jobId: letter.jobId });
   await job.remove();
   return { ...base, status: "replayed" };
 }

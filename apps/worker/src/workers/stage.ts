@@ -177,12 +177,12 @@ async function onFailure(
 export async function deadLetter(
   rt: StageRuntime,
   queue: DeadLetterStage,
-  job: Pick<Job, "id" | "name" | "data" | "attemptsMade">,
+  job: Pick<Job, "id" | "name" | "data" | "attemptsMade" | "timestamp">,
   err: Pick<WorkerError, "code" | "message">,
   f: FailureContext,
 ): Promise<Error> {
   const jobId = job.id ?? "unknown";
-  const letterId = deadLetterJobId(queue, jobId);
+  const letterId = deadLetterJobId(queue, jobId, job.timestamp);
   const letter: DeadLetter = {
     v: 1,
     queue,

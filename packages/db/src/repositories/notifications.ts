@@ -36,7 +36,11 @@ export interface ParsedNotification {
   outRefundNo: string | null;
   errorCode: string | null;
   lastError: string | null;
-  /** Timeline entry written with the status (PARSED, IGNORED, FAILED) and its detail. */
+  /**
+   * Timeline entry of this parse (PARSED, IGNORED, FAILED) and its detail. The first time, PARSED is folded
+   * into the RECEIVED entry (one row less per notification on the hot path); a re-parse of a notification
+   * not yet settled (redelivery, replay) writes it as its own entry.
+   */
   event: { kind: string; detail: Record<string, unknown> };
 }
 
@@ -49,14 +53,16 @@ export interface UpsertResult {
 
 /**
  * Creates or refreshes the Notification row of a parsed notification and appends its timeline: RECEIVED
- * (at `receivedAt`) the first time, then the parse event unless the row was already final.
+ * (at `receivedAt`, with the parse detail) the first time, then the parse event unless it is PARSED on that
+ * first time or the row was already final.
  */
 export async function upsertParsedNotification(prisma: PrismaClient, n: ParsedNotification): Promise<UpsertResult> {
   const rows = await prisma.$queryRaw<UpsertResult[]>`
     WITH input AS (
       SELECT ${n.id}::text AS id,
              (to_timestamp(${n.receivedAt}::bigint / 1000.0) AT TIME ZONE 'UTC')::timestamp(3) AS received_at,
-             (now() AT TIME ZONE 'UTC')::timestamp(3) AS at
+             (now() AT TIME ZONE 'UTC')::timestamp(3) AS at,
+             ${n.event.kind}::text AS kind, ${JSON.stringify(n.event.detail)}::jsonb AS detail
     ),
     prior AS (
       SELECT status::text AS status FROM "Notification" WHERE id = (SELECT id FROM input)
@@ -82,12 +88,13 @@ export async function upsertParsedNotification(prisma: PrismaClient, n: ParsedNo
     ),
     ev AS (
       INSERT INTO "NotificationEvent" ("notificationId", at, kind, detail)
-      SELECT i.id, i.received_at, 'RECEIVED', jsonb_build_object('apiVersion', ${n.apiVersion}::text)
+      SELECT i.id, i.received_at, 'RECEIVED', jsonb_build_object('apiVersion', ${n.apiVersion}::text) || i.detail
       FROM input i, up WHERE up.inserted
       UNION ALL
-      SELECT i.id, i.at, ${n.event.kind}, ${JSON.stringify(n.event.detail)}::jsonb
-      FROM input i
+      SELECT i.id, i.at, i.kind, i.detail
+      FROM input i, up
       WHERE COALESCE((SELECT status FROM prior), '') NOT IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED')
+        AND NOT (up.inserted AND i.kind = 'PARSED')
     )
     SELECT status, inserted FROM up`;
   const row = rows[0];

@@ -33,10 +33,12 @@ export type DeadLetter = z.infer<typeof deadLetterSchema>;
 export const DEAD_JOB_NAME = "dead-letter";
 
 /**
- * Job id of the dead letter for `jobId` of `queue`: deterministic, so dead-lettering the same failure twice
- * (a crash between enqueue and acknowledgement) keeps one letter. `notify.apply` → `apply.<jobId>`; the
- * separator is not ':' because BullMQ restricts ':' in custom ids.
+ * Job id of the dead letter of one job instance: `apply.<jobId>.<job timestamp>`. Deterministic for that
+ * instance, so dead-lettering the same failure twice (the processor, then the `failed` listener after a
+ * crash) keeps one letter; a replayed job is a new instance (new timestamp), so when it fails again at once
+ * its letter cannot collide with the one being replayed (which is removed after the re-add). The separator
+ * is not ':' because BullMQ restricts ':' in custom ids.
  */
-export function deadLetterJobId(queue: DeadLetterStage, jobId: string): string {
-  return `${queue.slice("notify.".length)}.${jobId}`;
+export function deadLetterJobId(queue: DeadLetterStage, jobId: string, jobTimestamp: number): string {
+  return `${queue.slice("notify.".length)}.${jobId}.${jobTimestamp}`;
 }
