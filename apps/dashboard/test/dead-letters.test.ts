@@ -53,8 +53,9 @@ async function deadLetter(): Promise<{ notificationId: string; letterId: string;
     lastError: "no order with this out_trade_no",
     outTradeNo,
   });
+  const letterId = deadLetterJobId(QueueName.Apply, notificationId, Date.now());
   await d.database.db.prisma.notificationEvent.create({
-    data: { notificationId, kind: "DEAD_LETTERED", detail: { code: "ORDER_NOT_FOUND" } },
+    data: { notificationId, kind: "DEAD_LETTERED", detail: { code: "ORDER_NOT_FOUND", deadLetterId: letterId } },
   });
   const payload = applyPayload(notificationId, outTradeNo);
   const letter: DeadLetter = {
@@ -70,7 +71,6 @@ async function deadLetter(): Promise<{ notificationId: string; letterId: string;
     failedAt: Date.now(),
     data: payload,
   };
-  const letterId = deadLetterJobId(QueueName.Apply, notificationId);
   await dead.add(DEAD_JOB_NAME, letter, { jobId: letterId });
   return { notificationId, letterId, payload };
 }

@@ -1,7 +1,5 @@
 import type { Prisma } from "@wpn/db";
 import {
-  DEAD_LETTER_STAGES,
-  deadLetterJobId,
   deadLetterSchema,
   decodeJob,
   QueueName,
@@ -102,13 +100,13 @@ export interface Timeline {
  */
 export async function loadTimeline(ctx: DashboardContext, id: string): Promise<Timeline> {
   const prisma = ctx.db.prisma;
-  const [notification, bodyBytes, jobs, receipt] = await Promise.all([
+  const [notification, bodyBytes, receipt] = await Promise.all([
     prisma.notification.findUnique({ where: { id }, select: NOTIFICATION_SELECT }),
     bodySize(ctx, id),
-    loadJobs(ctx, id),
     readReceipt(ctx.redis, ctx.prefix, id),
   ]);
-  const [order, refund] = await Promise.all([
+  const [jobs, order, refund] = await Promise.all([
+    loadJobs(ctx, id, deadLetterIds(notification?.events ?? [])),
     notification?.outTradeNo
       ? prisma.order.findUnique({ where: { outTradeNo: notification.outTradeNo }, select: ORDER_SELECT })
       : null,
@@ -139,12 +137,27 @@ async function bodySize(ctx: DashboardContext, id: string): Promise<number | nul
   return result.rows[0]?.bytes ?? null;
 }
 
-/** Jobs use the notification id as their id in parse and apply; dead letters use `deadLetterJobId`. */
-async function loadJobs(ctx: DashboardContext, id: string): Promise<JobSnapshot[]> {
+/**
+ * Ids of the notification's dead letters. A letter's id includes the failed job instance's timestamp (so a
+ * replayed job that fails again gets a new letter), so it cannot be derived from the notification id: the
+ * worker records it in the DEAD_LETTERED event.
+ */
+function deadLetterIds(events: readonly { kind: string; detail: Prisma.JsonValue }[]): string[] {
+  return events.flatMap((event) => {
+    const detail = event.detail;
+    if (event.kind !== "DEAD_LETTERED" || typeof detail !== "object" || detail === null || Array.isArray(detail)) {
+      return [];
+    }
+    return typeof detail.deadLetterId === "string" ? [detail.deadLetterId] : [];
+  });
+}
+
+/** Jobs use the notification id as their id in parse and apply; dead letters are found through their events. */
+async function loadJobs(ctx: DashboardContext, id: string, letterIds: readonly string[]): Promise<JobSnapshot[]> {
   const lookups: { queue: QueueName; jobId: string }[] = [
     { queue: QueueName.Parse, jobId: id },
     { queue: QueueName.Apply, jobId: id },
-    ...DEAD_LETTER_STAGES.map((stage) => ({ queue: QueueName.Dead, jobId: deadLetterJobId(stage, id) })),
+    ...letterIds.map((jobId) => ({ queue: QueueName.Dead, jobId })),
   ];
   const found = await Promise.all(
     lookups.map(async ({ queue, jobId }) => {
