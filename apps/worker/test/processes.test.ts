@@ -1,4 +1,5 @@
 import { randomInt, randomUUID } from "node:crypto";
+import type { Prisma } from "@wpn/db";
 import { createQueue, createRedisConnection, PARSE_JOB_NAME, type ParseJob, QueueName } from "@wpn/queue";
 import { TEST_REDIS_URL } from "@wpn/testing";
 import type { Queue } from "bullmq";
@@ -107,7 +108,15 @@ async function settledCount(world: World): Promise<number> {
 
 /** Checks the end state against what in-order, exactly-once processing must produce. */
 async function expectConsistent(s: Scenario): Promise<void> {
-  const { prisma } = s.world;
+  // One REPEATABLE READ snapshot for every read below: orders, movements and stock are compared as of one
+  // instant, so a late no-op job committing between two reads cannot make a consistent state look drifted.
+  await s.world.prisma.$transaction((prisma) => checkSnapshot(prisma, s), {
+    isolationLevel: "RepeatableRead",
+    timeout: 60_000,
+  });
+}
+
+async function checkSnapshot(prisma: Prisma.TransactionClient, s: Scenario): Promise<void> {
   const notifications = await prisma.notification.groupBy({ by: ["status"], _count: true });
   expect(notifications.filter((n) => !["APPLIED", "DUPLICATE", "REVIEW"].includes(n.status))).toEqual([]);
   expect(notifications.reduce((sum, n) => sum + n._count, 0)).toBe(s.ids.size);
