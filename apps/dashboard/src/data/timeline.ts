@@ -1,11 +1,5 @@
 import type { Prisma } from "@wpn/db";
-import {
-  deadLetterSchema,
-  decodeJob,
-  QueueName,
-  type Receipt,
-  readReceipt,
-} from "@wpn/queue";
+import { deadLetterSchema, decodeJob, QueueName, type Receipt, readReceipt } from "@wpn/queue";
 import type { Job } from "bullmq";
 import type { DashboardContext } from "../context.ts";
 
