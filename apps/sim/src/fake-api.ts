@@ -9,10 +9,11 @@ import {
   formatChinaTime,
   parseAuthorization,
   randomNonce,
+  signV3Headers,
 } from "@wpn/wechatpay";
 import { findRefund, type OrderState, orderStates, type RefundEntry, readJournal } from "./journal.ts";
 import type { SimKeys } from "./keys.ts";
-import { signerKey, signV3Body } from "./notifications.ts";
+import { signerKey } from "./notifications.ts";
 
 /**
  * A fake WeChat Pay merchant API for the calls a notification processor makes:
@@ -217,7 +218,7 @@ export function startFakeApi(opts: FakeApiOptions): Promise<FakeApi> {
       const body = Buffer.from(JSON.stringify(reply.body), "utf8");
       const path = new URL(req.url ?? "/", "http://fake").pathname;
       const { privateKey, serial } = responseSigner(req, opts.keys, path);
-      const headers = signV3Body(body, { privateKey, serial });
+      const headers = signV3Headers(body, { privateKey, serial });
       res.writeHead(reply.status, {
         ...headers,
         "Content-Type": "application/json; charset=utf-8",

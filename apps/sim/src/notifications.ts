@@ -8,6 +8,7 @@ import {
   randomNonce,
   SIGNATURE_PROBE_PREFIX,
   signV2,
+  signV3Headers,
   signV3Message,
   unixSeconds,
   type V2SignType,
@@ -168,30 +169,6 @@ export function signerKey(keys: SimKeys, signer: Signer): { privateKey: KeyObjec
     : { privateKey: keys.publicKeyPrivateKey, serial: keys.publicKeyId };
 }
 
-/**
- * Headers of one delivery of an existing v3 body: fresh timestamp and nonce, RSA-SHA256 over
- * `ts\nnonce\nbody\n` with @wpn/wechatpay's signV3Message. `probe` replaces the signature by a
- * `WECHATPAY/SIGNTEST/` value the way WeChat's probes do.
- */
-export function signV3Body(
-  body: Buffer,
-  args: { privateKey: KeyObject; serial: string; now?: Date; nonce?: string; probe?: boolean },
-): Record<string, string> {
-  const timestamp = unixSeconds(args.now ?? new Date());
-  const nonce = args.nonce ?? randomNonce(32);
-  const signature = args.probe
-    ? `${SIGNATURE_PROBE_PREFIX}${randomNonce(16)}`
-    : signV3Message(buildV3Message(timestamp, nonce, body), args.privateKey);
-  return {
-    "Content-Type": "application/json",
-    "Wechatpay-Timestamp": timestamp,
-    "Wechatpay-Nonce": nonce,
-    "Wechatpay-Signature": signature,
-    "Wechatpay-Serial": args.serial,
-    "Wechatpay-Signature-Type": V3_SIGNATURE_TYPE,
-  };
-}
-
 function v3Notification(
   keys: SimKeys,
   args: {
@@ -228,7 +205,7 @@ function v3Notification(
       const reuse = first && unixSeconds(now) === created.headers["Wechatpay-Timestamp"];
       first = false;
       if (reuse) return { headers: { ...created.headers }, body: created.body };
-      return { headers: signV3Body(created.body, { privateKey, serial, now }), body: created.body };
+      return { headers: signV3Headers(created.body, { privateKey, serial, now }), body: created.body };
     },
   };
 }

@@ -1,13 +1,12 @@
 import { createDecipheriv, createHash, createHmac, verify } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { encryptAeadAes256Gcm, parseV2Xml } from "@wpn/wechatpay";
+import { encryptAeadAes256Gcm, parseV2Xml, signV3Headers } from "@wpn/wechatpay";
 import { afterAll, describe, expect, it } from "vitest";
 import {
   type Payment,
   type Refund,
   signV2Fields,
-  signV3Body,
   transactionResource,
   v2Payment,
   v2Refund,
@@ -192,7 +191,7 @@ describe("APIv3 notifications built by the simulator", () => {
   it("V1: the simulator signs exactly ts\\nnonce\\nbody\\n (the vector's message hash), checked by a reference verify", () => {
     const v1 = V("V1");
     const body = Buffer.from(v1.s("body"), "utf8");
-    const headers = signV3Body(body, {
+    const headers = signV3Headers(body, {
       privateKey: temp.keys.publicKeyPrivateKey,
       serial: temp.keys.publicKeyId,
       now: new Date(Number(v1.s("timestamp")) * 1000),

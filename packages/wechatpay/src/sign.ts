@@ -100,21 +100,36 @@ export function createSignedV3Notification(args: {
     nonce: resourceNonce,
   };
   const body = Buffer.from(JSON.stringify(envelope), "utf8");
-  const timestamp = unixSeconds(now);
+  const headers = signV3Headers(body, {
+    privateKey: args.privateKey,
+    serial: args.serial,
+    now,
+    ...(args.nonce === undefined ? {} : { nonce: args.nonce }),
+    ...(args.probe === undefined ? {} : { probe: args.probe }),
+  });
+  return { headers, body, id };
+}
+
+/**
+ * The `Wechatpay-*` headers WeChat Pay sends with `body`: a fresh timestamp and nonce and the RSA-SHA256
+ * signature of `ts\nnonce\nbody\n` (or, with `probe`, a `WECHATPAY/SIGNTEST/` value). Each redelivery of a
+ * notification is signed afresh this way while its body stays the same.
+ */
+export function signV3Headers(
+  body: Buffer,
+  args: { privateKey: KeyObject; serial: string; now?: Date; nonce?: string; probe?: boolean },
+): Record<string, string> {
+  const timestamp = unixSeconds(args.now ?? new Date());
   const nonce = args.nonce ?? randomNonce(32);
   const signature = args.probe
     ? `${SIGNATURE_PROBE_PREFIX}${randomNonce(16)}`
     : signV3Message(buildV3Message(timestamp, nonce, body), args.privateKey);
   return {
-    headers: {
-      "Content-Type": "application/json",
-      "Wechatpay-Timestamp": timestamp,
-      "Wechatpay-Nonce": nonce,
-      "Wechatpay-Signature": signature,
-      "Wechatpay-Serial": args.serial,
-      "Wechatpay-Signature-Type": V3_SIGNATURE_TYPE,
-    },
-    body,
-    id,
+    "Content-Type": "application/json",
+    "Wechatpay-Timestamp": timestamp,
+    "Wechatpay-Nonce": nonce,
+    "Wechatpay-Signature": signature,
+    "Wechatpay-Serial": args.serial,
+    "Wechatpay-Signature-Type": V3_SIGNATURE_TYPE,
   };
 }

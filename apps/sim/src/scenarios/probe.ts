@@ -1,4 +1,5 @@
-import { signerKey, signV3Body, v3Payment } from "../notifications.ts";
+import { signV3Headers } from "@wpn/wechatpay";
+import { signerKey, v3Payment } from "../notifications.ts";
 import { newPayment, type Scenario, step } from "./common.ts";
 
 /** WeChat's deliberate bad-signature probe (protocol notes §1.6), then the real delivery. */
@@ -11,7 +12,7 @@ export const probeScenario: Scenario = {
   async run(ctx) {
     const notification = v3Payment(ctx.keys, newPayment(ctx));
     const { body } = notification.sign();
-    const probe = { headers: signV3Body(body, { ...signerKey(ctx.keys, "public-key"), probe: true }), body };
+    const probe = { headers: signV3Headers(body, { ...signerKey(ctx.keys, "public-key"), probe: true }), body };
     return [
       await step(
         ctx,

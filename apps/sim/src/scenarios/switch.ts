@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { type Signer, signerKey, signV3Body, v3Payment } from "../notifications.ts";
+import { signV3Headers } from "@wpn/wechatpay";
+import { type Signer, signerKey, v3Payment } from "../notifications.ts";
 import { newPayment, type Scenario, type StepResult, step } from "./common.ts";
 
 /** Which key signs each of the mixed deliveries: both serials, in no regular order. */
@@ -51,7 +52,7 @@ export const switchScenario: Scenario = {
         "reject",
         "the key of the named serial does not verify it",
         {
-          headers: signV3Body(body, { privateKey: cert.privateKey, serial: pub.serial }),
+          headers: signV3Headers(body, { privateKey: cert.privateKey, serial: pub.serial }),
           body,
         },
       ),
@@ -63,7 +64,7 @@ export const switchScenario: Scenario = {
         "reject",
         "the key of the named serial does not verify it",
         {
-          headers: signV3Body(body, { privateKey: pub.privateKey, serial: cert.serial }),
+          headers: signV3Headers(body, { privateKey: pub.privateKey, serial: cert.serial }),
           body,
         },
       ),
@@ -71,7 +72,7 @@ export const switchScenario: Scenario = {
     const unknown = randomBytes(20).toString("hex").toUpperCase().replace(/^0/, "1");
     steps.push(
       await step(ctx, `unknown serial ${unknown}`, "reject", "no configured key has this serial", {
-        headers: signV3Body(body, { privateKey: cert.privateKey, serial: unknown }),
+        headers: signV3Headers(body, { privateKey: cert.privateKey, serial: unknown }),
         body,
       }),
     );
