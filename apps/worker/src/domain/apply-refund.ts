@@ -1,8 +1,7 @@
 import type { RefundFacts, RefundOutcome, RefundResultRow } from "@wpn/db";
 import { WorkerError } from "../errors.ts";
+import { runApplyStatement } from "./run-statement.ts";
 import type { ApplyStore } from "./store.ts";
-
-const STALE_RETRIES = 5;
 
 const REVIEW_OUTCOMES: ReadonlySet<RefundOutcome> = new Set([
   "MCHID_MISMATCH",
@@ -26,26 +25,16 @@ export function isRefundReview(outcome: RefundOutcome): boolean {
  * ORDER_NOT_PAID and is retried with backoff (within the unknown-order window) until the payment lands, so
  * the end state is the one of in-order delivery.
  */
-export async function applyRefund(store: ApplyStore, facts: RefundFacts): Promise<RefundResultRow> {
-  for (let attempt = 0; attempt < STALE_RETRIES; attempt++) {
-    const result = await store.refund(facts);
-    if (result.outcome === "STALE") continue;
-    if (result.outcome === "ORDER_NOT_FOUND") {
-      throw WorkerError.of("ORDER_NOT_FOUND", `no order with out_trade_no ${facts.outTradeNo}`);
-    }
-    if (result.outcome === "ORDER_NOT_PAID") {
-      throw WorkerError.of(
-        "ORDER_NOT_PAID",
-        `refund ${facts.outRefundNo} arrived before the payment of ${facts.outTradeNo}`,
-      );
-    }
-    if (result.outcome === "NOTIFICATION_NOT_FOUND") {
-      throw WorkerError.of("NOTIFICATION_NOT_FOUND", `notification ${facts.notificationId} has no row`);
-    }
-    return result;
-  }
-  throw WorkerError.of(
-    "ORDER_CONTENDED",
-    `order ${facts.outTradeNo} changed under ${STALE_RETRIES} consecutive attempts`,
+export function applyRefund(store: ApplyStore, facts: RefundFacts): Promise<RefundResultRow> {
+  return runApplyStatement(
+    () => store.refund(facts),
+    facts,
+    (result) =>
+      result.outcome === "ORDER_NOT_PAID"
+        ? WorkerError.of(
+            "ORDER_NOT_PAID",
+            `refund ${facts.outRefundNo} arrived before the payment of ${facts.outTradeNo}`,
+          )
+        : undefined,
   );
 }

@@ -1,0 +1,38 @@
+import { WorkerError } from "../errors.ts";
+
+/**
+ * How often a STALE answer (the order changed between the statement's snapshot and its row lock, i.e. a
+ * concurrent notification for the same order committed just before) is retried on the spot. One retry
+ * almost always suffices; a persistently contended order falls back to the queue's backoff.
+ */
+const STALE_RETRIES = 5;
+
+/**
+ * Runs one apply statement (payment or refund) until it answers something other than STALE, and turns the
+ * outcomes that mean "not now" into WorkerErrors: ORDER_NOT_FOUND (retried within the unknown-order
+ * window), NOTIFICATION_NOT_FOUND (permanent), ORDER_CONTENDED (retried by the queue), plus whatever
+ * `reject` maps for the statement's own outcomes.
+ */
+export async function runApplyStatement<R extends { outcome: string }>(
+  run: () => Promise<R>,
+  facts: { outTradeNo: string; notificationId: string },
+  reject: (result: R) => WorkerError | undefined = () => undefined,
+): Promise<R> {
+  for (let attempt = 0; attempt < STALE_RETRIES; attempt++) {
+    const result = await run();
+    if (result.outcome === "STALE") continue;
+    if (result.outcome === "ORDER_NOT_FOUND") {
+      throw WorkerError.of("ORDER_NOT_FOUND", `no order with out_trade_no ${facts.outTradeNo}`);
+    }
+    if (result.outcome === "NOTIFICATION_NOT_FOUND") {
+      throw WorkerError.of("NOTIFICATION_NOT_FOUND", `notification ${facts.notificationId} has no row`);
+    }
+    const error = reject(result);
+    if (error) throw error;
+    return result;
+  }
+  throw WorkerError.of(
+    "ORDER_CONTENDED",
+    `order ${facts.outTradeNo} changed under ${STALE_RETRIES} consecutive attempts`,
+  );
+}
