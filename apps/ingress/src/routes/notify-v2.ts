@@ -10,7 +10,7 @@ import {
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { IngressError } from "../errors.ts";
 import type { MerchantParams, NotifyContext } from "./context.ts";
-import { handleNotifyError } from "./failure.ts";
+import { registerNotifyRoutes } from "./register.ts";
 
 /** Content types WeChat and proxies use for APIv2 notifications. */
 const XML_TYPES = ["text/xml", "application/xml"];
@@ -24,15 +24,7 @@ const XML_TYPES = ["text/xml", "application/xml"];
  * exact SUCCESS XML, only after Redis confirmed the job.
  */
 export async function notifyV2Routes(app: FastifyInstance, ctx: NotifyContext): Promise<void> {
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser(XML_TYPES, { parseAs: "buffer" }, (_request, body, done) => done(null, body));
-  app.setErrorHandler((error, request, reply) => handleNotifyError(error, request, reply, "v2", ctx.metrics));
-
-  const route = { bodyLimit: ctx.settings.bodyLimitBytes, config: { api: "v2" as const } };
-  const handler = (request: FastifyRequest<{ Params: MerchantParams }>, reply: FastifyReply) =>
-    handleV2(ctx, request, reply);
-  app.post("/notify/v2", route, handler);
-  app.post("/notify/v2/:mchid", route, handler);
+  registerNotifyRoutes(app, ctx, "v2", XML_TYPES, handleV2);
 }
 
 async function handleV2(

@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { IngressError } from "../errors.ts";
 import type { MerchantKeys } from "../merchants/registry.ts";
 import type { MerchantParams, NotifyContext } from "./context.ts";
-import { handleNotifyError } from "./failure.ts";
+import { registerNotifyRoutes } from "./register.ts";
 
 /** WeChat's envelope `id` is ≤36 chars in practice; the job schema allows 64. */
 const MAX_ID_CHARS = 64;
@@ -26,16 +26,7 @@ const NO_KEYS = {
  *   serial, RSA signature (401) → envelope id (400) → enqueue (503 on failure or timeout) → 204.
  */
 export async function notifyV3Routes(app: FastifyInstance, ctx: NotifyContext): Promise<void> {
-  // The signature covers the exact bytes: keep them as a Buffer, never parse-and-reserialise.
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser("application/json", { parseAs: "buffer" }, (_request, body, done) => done(null, body));
-  app.setErrorHandler((error, request, reply) => handleNotifyError(error, request, reply, "v3", ctx.metrics));
-
-  const route = { bodyLimit: ctx.settings.bodyLimitBytes, config: { api: "v3" as const } };
-  const handler = (request: FastifyRequest<{ Params: MerchantParams }>, reply: FastifyReply) =>
-    handleV3(ctx, request, reply);
-  app.post("/notify/v3", route, handler);
-  app.post("/notify/v3/:mchid", route, handler);
+  registerNotifyRoutes(app, ctx, "v3", "application/json", handleV3);
 }
 
 async function handleV3(

@@ -17,20 +17,7 @@ export function paymentEvent(facts: PaymentFacts, result: PaymentResult, now = D
   else if (isPaymentReview(result.outcome)) type = "payment.review";
   else if (result.outcome === "ALREADY" && result.notificationStatus === "APPLIED") type = "payment.succeeded";
   else if (result.outcome === "ALREADY" && result.notificationStatus === "REVIEW") type = "payment.review";
-  if (type === null || result.orderId === null || !ORDER_STATUSES.has(result.orderStatus ?? "")) return null;
-  return {
-    v: 1,
-    type,
-    notificationId: facts.notificationId,
-    outTradeNo: facts.outTradeNo,
-    orderId: result.orderId,
-    orderStatus: result.orderStatus as OrderStatus,
-    reviewReason: result.reviewReason,
-    transactionId: facts.transactionId,
-    outRefundNo: null,
-    amount: facts.total,
-    occurredAt: now,
-  };
+  return publishJob(type, facts, result, { outRefundNo: null, amount: facts.total }, now);
 }
 
 /** The event a committed refund publishes, or null. */
@@ -44,6 +31,20 @@ export function refundEvent(facts: RefundFacts, result: RefundResultRow, now = D
         : code === "REFUND_CLOSED"
           ? "refund.closed"
           : null;
+  return publishJob(type, facts, result, { outRefundNo: facts.outRefundNo, amount: facts.amountRefund }, now);
+}
+
+/**
+ * The publish job shared by payments and refunds, or null when there is nothing to publish (no event type,
+ * no order, or an order status outside the published set).
+ */
+function publishJob(
+  type: PublishEventType | null,
+  facts: { notificationId: string; outTradeNo: string; transactionId: string | null },
+  result: { orderId: string | null; orderStatus: string | null; reviewReason: string | null },
+  specific: { outRefundNo: string | null; amount: number },
+  now: number,
+): PublishJob | null {
   if (type === null || result.orderId === null || !ORDER_STATUSES.has(result.orderStatus ?? "")) return null;
   return {
     v: 1,
@@ -54,8 +55,7 @@ export function refundEvent(facts: RefundFacts, result: RefundResultRow, now = D
     orderStatus: result.orderStatus as OrderStatus,
     reviewReason: result.reviewReason,
     transactionId: facts.transactionId,
-    outRefundNo: facts.outRefundNo,
-    amount: facts.amountRefund,
+    ...specific,
     occurredAt: now,
   };
 }

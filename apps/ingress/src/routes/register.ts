@@ -1,0 +1,33 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { MerchantParams, NotifyContext } from "./context.ts";
+import { handleNotifyError } from "./failure.ts";
+
+export type NotifyHandler = (
+  ctx: NotifyContext,
+  request: FastifyRequest<{ Params: MerchantParams }>,
+  reply: FastifyReply,
+) => Promise<FastifyReply>;
+
+/**
+ * Registers `POST /notify/<api>` (default merchant) and `/notify/<api>/:mchid` in the caller's encapsulated
+ * Fastify context. The body is kept as the raw Buffer for `contentTypes` (signatures cover the exact bytes:
+ * never parse-and-reserialise) and every other content type gets 415; failures are answered in the API's
+ * own format by `handleNotifyError`.
+ */
+export function registerNotifyRoutes(
+  app: FastifyInstance,
+  ctx: NotifyContext,
+  api: "v2" | "v3",
+  contentTypes: string | string[],
+  handle: NotifyHandler,
+): void {
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser(contentTypes, { parseAs: "buffer" }, (_request, body, done) => done(null, body));
+  app.setErrorHandler((error, request, reply) => handleNotifyError(error, request, reply, api, ctx.metrics));
+
+  const route = { bodyLimit: ctx.settings.bodyLimitBytes, config: { api } };
+  const handler = (request: FastifyRequest<{ Params: MerchantParams }>, reply: FastifyReply) =>
+    handle(ctx, request, reply);
+  app.post(`/notify/${api}`, route, handler);
+  app.post(`/notify/${api}/:mchid`, route, handler);
+}
