@@ -26,6 +26,7 @@ export {
 export {
   applyPaymentStatement,
   PAYMENT_OUTCOMES,
+  PAYMENT_REVIEW_OUTCOMES,
   type PaymentFacts,
   type PaymentOutcome,
   type PaymentResult,

@@ -1,21 +1,9 @@
-import type { PaymentFacts, PaymentOutcome, PaymentResult } from "@wpn/db";
+import { PAYMENT_REVIEW_OUTCOMES, type PaymentFacts, type PaymentOutcome, type PaymentResult } from "@wpn/db";
 import { runApplyStatement } from "./run-statement.ts";
 import type { ApplyStore } from "./store.ts";
 
-/** Outcomes that put the order (or at least the notification) in front of a human. */
-const REVIEW_OUTCOMES: ReadonlySet<PaymentOutcome> = new Set([
-  "DUPLICATE_PAYMENT",
-  "PAID_AFTER_CLOSE",
-  "UNEXPECTED_ORDER_STATUS",
-  "MCHID_MISMATCH",
-  "APPID_MISMATCH",
-  "CURRENCY_MISMATCH",
-  "AMOUNT_MISMATCH",
-  "OUT_OF_STOCK",
-]);
-
 export function isPaymentReview(outcome: PaymentOutcome): boolean {
-  return REVIEW_OUTCOMES.has(outcome);
+  return PAYMENT_REVIEW_OUTCOMES.has(outcome);
 }
 
 /**

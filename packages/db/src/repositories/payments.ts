@@ -48,6 +48,21 @@ export const PAYMENT_OUTCOMES = [
   "OUT_OF_STOCK",
   "APPLIED",
 ] as const;
+
+/**
+ * Outcomes the statement records as REVIEW (the order, or at least the notification, needs a human). The
+ * statement's CASE expressions are the authority; this list mirrors them for metrics, logs and events.
+ */
+export const PAYMENT_REVIEW_OUTCOMES: ReadonlySet<PaymentOutcome> = new Set<PaymentOutcome>([
+  "DUPLICATE_PAYMENT",
+  "PAID_AFTER_CLOSE",
+  "UNEXPECTED_ORDER_STATUS",
+  "MCHID_MISMATCH",
+  "APPID_MISMATCH",
+  "CURRENCY_MISMATCH",
+  "AMOUNT_MISMATCH",
+  "OUT_OF_STOCK",
+]);
 export type PaymentOutcome = (typeof PAYMENT_OUTCOMES)[number];
 
 export interface PaymentResult {
