@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { parseJobV2Schema } from "@wpn/queue";
 import { createTestMerchant } from "@wpn/testing";
 import { buildV2Xml, encryptV2ReqInfo, signV2, type V2SignType } from "@wpn/wechatpay";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createIngressFixture, type IngressFixture } from "./support/fixture.ts";
 
 const SUCCESS_XML = "<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>";
@@ -114,7 +114,7 @@ describe("POST /notify/v2", () => {
     expect(again.statusCode).toBe(200);
     expect(again.body).toBe(SUCCESS_XML);
     expect((await f.jobsEverAdded()) - before).toBe(1);
-    expect((await f.receipt(id))?.count).toBe(2);
+    await vi.waitFor(async () => expect((await f.receipt(id))?.count).toBe(2));
   });
 
   describe("rejections enqueue nothing", () => {

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { createRedisConnection, PARSE_JOB_NAME, parseJobV3Schema, QueueName } from "@wpn/queue";
 import { TEST_REDIS_URL } from "@wpn/testing";
 import { Worker } from "bullmq";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createIngressFixture, type IngressFixture, post, signedV3 } from "./support/fixture.ts";
 
 let f: IngressFixture;
@@ -35,7 +35,7 @@ describe("POST /notify/v3: accepted notifications", () => {
       signatureType: "WECHATPAY2-SHA256-RSA2048",
     });
     expect(JSON.stringify(data)).not.toContain(n.headers["Wechatpay-Signature"]);
-    expect(await f.receipt(n.id)).toMatchObject({ count: 1 });
+    await vi.waitFor(async () => expect(await f.receipt(n.id)).toMatchObject({ count: 1 }));
   });
 
   it("accepts `application/json; charset=utf-8`", async () => {
@@ -72,8 +72,12 @@ describe("POST /notify/v3: accepted notifications", () => {
     expect(again.statusCode).toBe(204);
     expect(again.body).toBe("");
     expect(await f.queue.getJob(n.id)).toBeUndefined();
-    const receipt = await f.receipt(n.id);
-    expect(receipt?.count).toBe(2);
+    // Receipts are written after the answer (the job is already durable), so wait for the write to land.
+    const receipt = await vi.waitFor(async () => {
+      const r = await f.receipt(n.id);
+      expect(r?.count).toBe(2);
+      return r;
+    });
     expect(receipt?.last).toBeGreaterThanOrEqual(receipt?.first ?? Number.POSITIVE_INFINITY);
     const ttl = await f.admin.ttl(`${f.prefix}:receipt:${n.id}`);
     expect(ttl).toBeGreaterThan(25 * 3600 - 60);
@@ -85,7 +89,7 @@ describe("POST /notify/v3: accepted notifications", () => {
     const responses = await Promise.all(Array.from({ length: 100 }, () => post(f.app, "/notify/v3", n)));
     expect(responses.map((r) => r.statusCode)).toEqual(Array(100).fill(204));
     expect((await f.jobsEverAdded()) - before).toBe(1);
-    expect((await f.receipt(n.id))?.count).toBe(100);
+    await vi.waitFor(async () => expect((await f.receipt(n.id))?.count).toBe(100));
   });
 
   it("batches concurrent distinct notifications into addBulk and acknowledges each", async () => {
