@@ -1,5 +1,5 @@
 import underPressure from "@fastify/under-pressure";
-import { createQueue, QueueName } from "@wpn/queue";
+import { createQueue, createReceiptedAdder, PARSE_JOB_NAME, QueueName } from "@wpn/queue";
 import type { Queue } from "bullmq";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import type { Redis } from "ioredis";
@@ -82,15 +82,14 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
   // The sampler and the failed requests report outages, so this only needs to keep a trace.
   queue.on("error", (error) => logger.debug({ err: error }, "parse queue connection error"));
   const batcher = new EnqueueBatcher({
-    queue,
-    redis,
-    prefix: settings.queuePrefix,
-    dedupeTtlSeconds: settings.dedupeTtlSeconds,
+    adder: createReceiptedAdder(queue, redis, PARSE_JOB_NAME, {
+      prefix: settings.queuePrefix,
+      ttlSeconds: settings.dedupeTtlSeconds,
+    }),
     maxBatchSize: deps.maxBatchSize ?? 256,
     maxInFlight: deps.maxInFlightBatches ?? 2,
     clock,
     metrics,
-    logger,
   });
   const intake = new Intake(batcher, redis, settings.enqueueTimeoutMs, metrics);
   const sampler = new QueueSampler(

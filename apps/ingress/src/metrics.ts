@@ -18,7 +18,6 @@ export interface IngressMetrics {
   /** Redeliveries answered from a receipt or collapsed onto an in-flight job, without a new job. */
   readonly dedupeHits: Counter<"api" | "via">;
   /** Receipt writes that failed after the job was confirmed (the job is safe; a later resend may add a duplicate job that BullMQ or the worker collapses). */
-  readonly receiptWriteFailures: Counter;
   /** Last sampled waiting count of the parse queue (sampled every second, -1 before the first sample). */
   readonly queueWaiting: Gauge;
   readonly queueWaitingCeiling: Gauge;
@@ -57,19 +56,14 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Ingre
     }),
     batchSize: new Histogram({
       name: "wpn_ingress_enqueue_batch_size",
-      help: "Parse jobs sent to Redis per addBulk call",
+      help: "Parse jobs sent to Redis per enqueue script call",
       buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
       registers,
     }),
     dedupeHits: new Counter({
       name: "wpn_ingress_dedupe_hits_total",
-      help: "Redelivered notifications answered with success without adding a job (via=receipt|batch)",
+      help: "Redelivered notifications answered with success without adding a job (via=receipt|job|batch)",
       labelNames: ["api", "via"],
-      registers,
-    }),
-    receiptWriteFailures: new Counter({
-      name: "wpn_ingress_receipt_write_failures_total",
-      help: "Receipts that could not be written after their job was confirmed",
       registers,
     }),
     queueWaiting: new Gauge({

@@ -1,13 +1,20 @@
 import { randomUUID } from "node:crypto";
 import { once } from "node:events";
-import { createQueue, createRedisConnection, type ParseJobV3, QueueName, readReceipt } from "@wpn/queue";
+import {
+  createQueue,
+  createReceiptedAdder,
+  createRedisConnection,
+  PARSE_JOB_NAME,
+  type ParseJobV3,
+  QueueName,
+  readReceipt,
+} from "@wpn/queue";
 import { deletePrefix, TEST_REDIS_URL, testQueuePrefix } from "@wpn/testing";
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EnqueueBatcher } from "../src/enqueue/batcher.ts";
 import { createMetrics } from "../src/metrics.ts";
-import { silentLogger } from "./support/logger.ts";
 
 const prefix = testQueuePrefix("ingress-batcher");
 let redis: Redis;
@@ -27,15 +34,11 @@ afterAll(async () => {
 function batcher(options: { maxBatchSize?: number; maxInFlight?: number } = {}) {
   const metrics = createMetrics({ defaultMetrics: false });
   const b = new EnqueueBatcher({
-    queue,
-    redis,
-    prefix,
-    dedupeTtlSeconds: 3_600,
+    adder: createReceiptedAdder(queue, redis, PARSE_JOB_NAME, { prefix, ttlSeconds: 3_600 }),
     maxBatchSize: options.maxBatchSize ?? 256,
     maxInFlight: options.maxInFlight ?? 2,
     clock: Date.now,
     metrics,
-    logger: silentLogger,
   });
   return { b, metrics };
 }
@@ -64,7 +67,8 @@ describe("EnqueueBatcher (real Redis)", () => {
     await new Promise((r) => setImmediate(r));
     const second = b.submit(id, job(id));
     expect(await first).toEqual({ kind: "enqueued" });
-    expect((await second).kind).toMatch(/enqueued|duplicate/);
+    // The first batch's script added the job and its receipt atomically: the second copy finds the receipt.
+    expect(await second).toEqual({ kind: "duplicate", via: "receipt" });
     await b.drain();
     expect(await addedEvents(id)).toBe(1);
     expect((await readReceipt(redis, prefix, id))?.count).toBe(2);
@@ -83,22 +87,27 @@ describe("EnqueueBatcher (real Redis)", () => {
     expect((await Promise.all(ids.map((id) => queue.getJob(id)))).every(Boolean)).toBe(true);
   });
 
-  it("rejects every job of a failed bulk with QUEUE_UNAVAILABLE and writes no receipt", async () => {
+  it("answers an id whose job is still in Redis (added without a receipt) as a duplicate via the job", async () => {
+    const { b } = batcher();
+    const id = randomUUID();
+    await queue.add(PARSE_JOB_NAME, job(id), { jobId: id });
+    expect(await b.submit(id, job(id))).toEqual({ kind: "duplicate", via: "job" });
+    expect(await addedEvents(id)).toBe(1);
+    expect((await readReceipt(redis, prefix, id))?.count).toBe(1);
+  });
+
+  it("rejects every job of a failed batch with QUEUE_UNAVAILABLE and writes no receipt", async () => {
     const broken = createRedisConnection("redis://127.0.0.1:1", "producer", { retryStrategy: () => null });
     broken.on("error", () => undefined);
     const brokenQueue = createQueue(QueueName.Parse, broken, prefix);
     brokenQueue.on("error", () => undefined);
     const metrics = createMetrics({ defaultMetrics: false });
     const b = new EnqueueBatcher({
-      queue: brokenQueue,
-      redis: broken,
-      prefix,
-      dedupeTtlSeconds: 3_600,
+      adder: createReceiptedAdder(brokenQueue, broken, PARSE_JOB_NAME, { prefix, ttlSeconds: 3_600 }),
       maxBatchSize: 256,
       maxInFlight: 2,
       clock: Date.now,
       metrics,
-      logger: silentLogger,
     });
     const ids = [randomUUID(), randomUUID()];
     const results = await Promise.allSettled(ids.map((id) => b.submit(id, job(id))));

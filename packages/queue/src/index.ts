@@ -36,4 +36,10 @@ export {
 export { ALL_QUEUES, QueueName } from "./names.ts";
 export { defaultJobOptions } from "./options.ts";
 export { createQueue } from "./queues.ts";
-export { type Receipt, readReceipt, receiptKey, recordReceipts, touchReceipts } from "./receipts.ts";
+export {
+  createReceiptedAdder,
+  type ReceiptedAdder,
+  type ReceiptedEntry,
+  type ReceiptedOutcome,
+} from "./receipted-add.ts";
+export { type Receipt, readReceipt, receiptKey, recordReceipts } from "./receipts.ts";

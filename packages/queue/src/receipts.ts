@@ -1,8 +1,8 @@
 import type { Redis } from "ioredis";
 
 /**
- * Ingress receipts: a small Redis hash per notification id that the ingress writes after BullMQ confirmed the
- * job, so that WeChat's resends (for ~24 h) are answered with success without a second job — also after the
+ * Ingress receipts: a small Redis hash per notification id that the ingress writes together with the job
+ * (`createReceiptedAdder`, one script call), so that WeChat's resends (for ~24 h) are answered with success without a second job — also after the
  * job itself was completed and removed from Redis, when BullMQ's own `jobId` dedupe no longer applies.
  *
  * Key `<prefix>:receipt:<id>`, fields (all decimal strings):
@@ -30,22 +30,6 @@ export async function readReceipt(redis: Redis, prefix: string, id: string): Pro
   return { first: Number(fields.first), last: Number(fields.last ?? fields.first), count: Number(fields.count ?? 1) };
 }
 
-// One script call per batch, not per id: KEYS = receipt keys, ARGV[1] = now (ms). For each key returns 1 and
-// bumps `count`/`last` when the receipt exists, else 0. (All keys share the prefix, so a `{hash-tagged}` prefix
-// keeps them in one Redis Cluster slot, as BullMQ requires for its own keys.)
-const TOUCH_LUA = `
-local hits = {}
-for i, key in ipairs(KEYS) do
-  if redis.call('EXISTS', key) == 1 then
-    redis.call('HINCRBY', key, 'count', 1)
-    redis.call('HSET', key, 'last', ARGV[1])
-    hits[i] = 1
-  else
-    hits[i] = 0
-  end
-end
-return hits`;
-
 // KEYS = receipt keys; ARGV[1] = now (ms), ARGV[2] = TTL (s), ARGV[2 + i] = deliveries to add for KEYS[i].
 // Keeps an existing `first` and its expiry (two concurrent first deliveries both record; the earlier clock wins).
 const RECORD_LUA = `
@@ -60,42 +44,24 @@ end
 return #KEYS`;
 
 interface ReceiptCommands {
-  wpnReceiptTouch(numberOfKeys: number, ...args: (string | number)[]): Promise<number[]>;
   wpnReceiptRecord(numberOfKeys: number, ...args: (string | number)[]): Promise<number>;
 }
 
 /**
- * Registers the two scripts on `redis` (idempotent). ioredis sends EVALSHA and falls back to EVAL after a
+ * Registers the script on `redis` (idempotent). ioredis sends EVALSHA and falls back to EVAL after a
  * Redis restart (NOSCRIPT), so the scripts survive a flushed script cache. The key count is passed per call.
  */
 function withReceiptCommands(redis: Redis): Redis & ReceiptCommands {
   const candidate = redis as Redis & Partial<ReceiptCommands>;
-  if (typeof candidate.wpnReceiptTouch !== "function") {
-    redis.defineCommand("wpnReceiptTouch", { lua: TOUCH_LUA });
+  if (typeof candidate.wpnReceiptRecord !== "function") {
     redis.defineCommand("wpnReceiptRecord", { lua: RECORD_LUA });
   }
   return redis as Redis & ReceiptCommands;
 }
 
 /**
- * For each id, in one script call: when a receipt exists, counts this delivery (`count`+1, `last`=now) and
- * returns true. Rejects when Redis fails (the caller must then not acknowledge).
- */
-export async function touchReceipts(
-  redis: Redis,
-  prefix: string,
-  ids: readonly string[],
-  nowMs: number,
-): Promise<boolean[]> {
-  if (ids.length === 0) return [];
-  const keys = ids.map((id) => receiptKey(prefix, id));
-  const hits = await withReceiptCommands(redis).wpnReceiptTouch(keys.length, ...keys, nowMs);
-  return hits.map((hit) => hit === 1);
-}
-
-/**
- * Records `deliveries` acknowledged deliveries of each id, in one script call. Call only after the job was
- * confirmed by Redis. Rejects when Redis fails.
+ * Records `deliveries` acknowledged deliveries of each id, in one script call: for tools and tests that seed
+ * receipts of jobs known to exist (the ingress records its receipts with the job itself). Rejects when Redis fails.
  */
 export async function recordReceipts(
   redis: Redis,

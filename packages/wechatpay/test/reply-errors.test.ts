@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
   decodeStrictBase64,
@@ -106,6 +107,22 @@ describe("strict base64", () => {
       expect([bad, isStrictBase64(bad)]).toEqual([bad, false]);
     }
     expect(decodeStrictBase64("@@@@")).toBeUndefined();
+  });
+  it("accepts exactly the strings of the RFC 4648 regex it replaces (property)", () => {
+    const reference = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}(?:==)?|[A-Za-z0-9+/]{3}=?)?$/;
+    // Mostly alphabet and '=', some hostile characters, all lengths around the padding boundaries.
+    const char = fc.oneof(
+      { weight: 12, arbitrary: fc.constantFrom(..."ABYZabyz0189+/") },
+      { weight: 3, arbitrary: fc.constant("=") },
+      { weight: 1, arbitrary: fc.constantFrom("-", "_", " ", "\n", "é", "\u0000", "€") },
+    );
+    fc.assert(
+      fc.property(fc.array(char, { maxLength: 14 }), (chars) => {
+        const text = chars.join("");
+        expect(isStrictBase64(text)).toBe(reference.test(text));
+      }),
+      { numRuns: 20_000 },
+    );
   });
   it("a probe value can be valid base64 (letters and '/'), which is why verifyV3 checks the prefix first", () => {
     expect(isStrictBase64("WECHATPAY/SIGNTEST/x")).toBe(true);
