@@ -15,6 +15,7 @@ export {
   type FailureRecord,
   FINAL_NOTIFICATION_STATUSES,
   markNotificationDead,
+  NotificationBatchError,
   type NotificationRowStatus,
   type ParsedNotification,
   type ReplayRecord,
@@ -22,6 +23,7 @@ export {
   recordReplay,
   type UpsertResult,
   upsertParsedNotification,
+  upsertParsedNotifications,
 } from "./repositories/notifications.ts";
 export {
   applyPaymentStatement,

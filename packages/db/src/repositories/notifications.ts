@@ -51,30 +51,107 @@ export interface UpsertResult {
   inserted: boolean;
 }
 
+/** How JSON.stringify writes a lone surrogate (lower-case hex), and the lone surrogate itself. */
+const LONE_SURROGATE_ESCAPE = /\\ud[89a-f]/;
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/** Thrown by `upsertParsedNotifications` for a batch it must not run; `code` is stable. */
+export class NotificationBatchError extends Error {
+  override readonly name = "NotificationBatchError";
+  constructor(
+    /** BATCH_DUPLICATE_ID: an id appears twice in one batch. BATCH_RESULT_MISMATCH: the statement's rows do not match the batch. */
+    readonly code: "BATCH_DUPLICATE_ID" | "BATCH_RESULT_MISMATCH",
+    message: string,
+  ) {
+    super(`${code}: ${message}`);
+  }
+}
+
 /**
  * Creates or refreshes the Notification row of a parsed notification and appends its timeline: RECEIVED
  * (at `receivedAt`, with the parse detail) the first time, then the parse event unless it is PARSED on that
- * first time or the row was already final.
+ * first time or the row was already final. The batch of one of `upsertParsedNotifications` (one statement
+ * text for both, so one prepared statement).
  */
 export async function upsertParsedNotification(prisma: PrismaClient, n: ParsedNotification): Promise<UpsertResult> {
-  const rows = await prisma.$queryRaw<UpsertResult[]>`
+  const [row] = await upsertParsedNotifications(prisma, [n]);
+  // upsertParsedNotifications answers one result per input row or throws: this cannot be undefined.
+  if (!row) throw new NotificationBatchError("BATCH_RESULT_MISMATCH", `upsert of notification ${n.id} returned no row`);
+  return row;
+}
+
+/**
+ * `upsertParsedNotification` for many notifications in ONE statement (one round trip, one transaction), with
+ * exactly its semantics row by row; results are in input order. The ids must be distinct (a statement's
+ * ON CONFLICT DO UPDATE cannot touch a row twice): a repeated id throws BATCH_DUPLICATE_ID before anything
+ * is sent. An empty batch answers [] without a round trip.
+ *
+ * The batch travels as one json parameter, so the SQL text does not depend on the batch size (one prepared
+ * statement for every size). Rows are inserted in id order, so two batches sharing ids (a stalled job re-run
+ * by another process while the first still runs) lock them in the same order and cannot deadlock.
+ * The settled check reads the row as of the statement's snapshot, like the single statement always did.
+ */
+export async function upsertParsedNotifications(
+  prisma: PrismaClient,
+  batch: readonly ParsedNotification[],
+): Promise<UpsertResult[]> {
+  if (batch.length === 0) return [];
+  const seen = new Set<string>();
+  for (const n of batch) {
+    if (seen.has(n.id)) throw new NotificationBatchError("BATCH_DUPLICATE_ID", `notification ${n.id} appears twice`);
+    seen.add(n.id);
+  }
+  const records = batch.map((n) => ({
+    id: n.id,
+    apiVersion: n.apiVersion,
+    mchid: n.mchid,
+    eventType: n.eventType,
+    receivedAt: n.receivedAt,
+    headers: n.headers,
+    body: n.body,
+    status: n.status,
+    outTradeNo: n.outTradeNo,
+    transactionId: n.transactionId,
+    outRefundNo: n.outRefundNo,
+    errorCode: n.errorCode,
+    lastError: n.lastError,
+    kind: n.event.kind,
+    detail: n.event.detail,
+  }));
+  let input = JSON.stringify(records);
+  // A lone UTF-16 surrogate is sent by pg as U+FFFD (Node's UTF-8 encoding) when it is a parameter of its
+  // own, but JSON carries it as a \udXXX escape that PostgreSQL refuses (22P02): replace it the way the
+  // parameter path does. JSON.stringify escapes nothing else in that range, so a miss here is exact; a hit may
+  // be an escaped backslash followed by "ud8", which only costs the second pass.
+  if (LONE_SURROGATE_ESCAPE.test(input)) {
+    input = JSON.stringify(records, (_key, value: unknown) =>
+      typeof value === "string" ? value.replace(LONE_SURROGATE, "\ufffd") : value,
+    );
+  }
+  const rows = await prisma.$queryRaw<(UpsertResult & { id: string })[]>`
     WITH input AS (
-      SELECT ${n.id}::text AS id,
-             (to_timestamp(${n.receivedAt}::bigint / 1000.0) AT TIME ZONE 'UTC')::timestamp(3) AS received_at,
+      SELECT r.ordinality AS ord, r.id, r."apiVersion", r.mchid, r."eventType",
+             (to_timestamp(r."receivedAt" / 1000.0) AT TIME ZONE 'UTC')::timestamp(3) AS received_at,
              (now() AT TIME ZONE 'UTC')::timestamp(3) AS at,
-             ${n.event.kind}::text AS kind, ${JSON.stringify(n.event.detail)}::jsonb AS detail
+             r.headers, r.body, r.status::"NotificationStatus" AS status, r."outTradeNo", r."transactionId",
+             r."outRefundNo", r."errorCode", r."lastError", r.kind, r.detail
+      FROM ROWS FROM (json_to_recordset(${input}::json) AS (
+        id text, "apiVersion" text, mchid text, "eventType" text, "receivedAt" bigint, headers jsonb, body text,
+        status text, "outTradeNo" text, "transactionId" text, "outRefundNo" text, "errorCode" text,
+        "lastError" text, kind text, detail jsonb
+      )) WITH ORDINALITY AS r
     ),
     prior AS (
-      SELECT status::text AS status FROM "Notification" WHERE id = (SELECT id FROM input)
+      SELECT n.id, n.status::text AS status FROM "Notification" n WHERE n.id IN (SELECT id FROM input)
     ),
     up AS (
       INSERT INTO "Notification" AS t
         (id, "apiVersion", mchid, "eventType", "receivedAt", headers, body, status,
          "outTradeNo", "transactionId", "outRefundNo", "errorCode", "lastError", "updatedAt")
-      SELECT i.id, ${n.apiVersion}, ${n.mchid}, ${n.eventType}, i.received_at, ${n.headers === null ? null : JSON.stringify(n.headers)}::jsonb,
-             ${n.body}, ${n.status}::"NotificationStatus", ${n.outTradeNo}, ${n.transactionId}, ${n.outRefundNo},
-             ${n.errorCode}, ${n.lastError}, i.at
+      SELECT i.id, i."apiVersion", i.mchid, i."eventType", i.received_at, i.headers, i.body, i.status,
+             i."outTradeNo", i."transactionId", i."outRefundNo", i."errorCode", i."lastError", i.at
       FROM input i
+      ORDER BY i.id
       ON CONFLICT (id) DO UPDATE SET
         status = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED') THEN t.status ELSE EXCLUDED.status END,
         "eventType" = EXCLUDED."eventType",
@@ -84,22 +161,26 @@ export async function upsertParsedNotification(prisma: PrismaClient, n: ParsedNo
         "errorCode" = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED') THEN t."errorCode" ELSE EXCLUDED."errorCode" END,
         "lastError" = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED') THEN t."lastError" ELSE EXCLUDED."lastError" END,
         "updatedAt" = EXCLUDED."updatedAt"
-      RETURNING t.status::text AS status, (t.xmax = 0) AS inserted
+      RETURNING t.id, t.status::text AS status, (t.xmax = 0) AS inserted
     ),
     ev AS (
       INSERT INTO "NotificationEvent" ("notificationId", at, kind, detail)
-      SELECT i.id, i.received_at, 'RECEIVED', jsonb_build_object('apiVersion', ${n.apiVersion}::text) || i.detail
-      FROM input i, up WHERE up.inserted
+      SELECT i.id, i.received_at, 'RECEIVED', jsonb_build_object('apiVersion', i."apiVersion") || i.detail
+      FROM input i JOIN up ON up.id = i.id WHERE up.inserted
       UNION ALL
       SELECT i.id, i.at, i.kind, i.detail
-      FROM input i, up
-      WHERE COALESCE((SELECT status FROM prior), '') NOT IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED')
+      FROM input i JOIN up ON up.id = i.id LEFT JOIN prior p ON p.id = i.id
+      WHERE COALESCE(p.status, '') NOT IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED')
         AND NOT (up.inserted AND i.kind = 'PARSED')
     )
-    SELECT status, inserted FROM up`;
-  const row = rows[0];
-  if (!row) throw new Error(`upsert of notification ${n.id} returned no row`);
-  return row;
+    SELECT up.id, up.status, up.inserted FROM input i JOIN up ON up.id = i.id ORDER BY i.ord`;
+  if (rows.length !== batch.length || rows.some((row, i) => row.id !== batch[i]?.id)) {
+    throw new NotificationBatchError(
+      "BATCH_RESULT_MISMATCH",
+      `upsert of ${batch.length} notification(s) returned ${rows.length} row(s) not in input order`,
+    );
+  }
+  return rows.map(({ status, inserted }) => ({ status, inserted }));
 }
 
 export interface FailureRecord {

@@ -1,0 +1,309 @@
+import {
+  createDb,
+  NotificationBatchError,
+  type NotificationRowStatus,
+  type ParsedNotification,
+  type PrismaClient,
+  upsertParsedNotification,
+  upsertParsedNotifications,
+} from "@wpn/db";
+import { createTestDatabase, type TestDatabase } from "@wpn/testing";
+import fc from "fast-check";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { referenceUpsert } from "./support/upsert-reference.ts";
+
+let test: TestDatabase;
+let prisma: PrismaClient;
+beforeAll(async () => {
+  test = await createTestDatabase("dbnotif");
+  prisma = test.db.prisma;
+});
+afterAll(async () => {
+  await test.drop();
+});
+
+type Parsed = ParsedNotification["status"];
+
+/** A parsed notification as the parse stage builds it: PROCESSING ⇒ PARSED, IGNORED ⇒ IGNORED, FAILED ⇒ FAILED. */
+function parsed(id: string, status: Parsed = "PROCESSING", overrides: Partial<ParsedNotification> = {}) {
+  const kind = status === "PROCESSING" ? "PARSED" : status;
+  const detail: Record<string, unknown> =
+    status === "FAILED"
+      ? { stage: "notify.parse", code: "DECRYPT_FAILED", message: "tag mismatch" }
+      : { stage: "notify.parse", kind: status === "IGNORED" ? "ignored" : "payment", eventType: "TRANSACTION.SUCCESS" };
+  if (status === "IGNORED") detail.reason = "TRADE_STATE_NOTPAY";
+  const n: ParsedNotification = {
+    id,
+    apiVersion: "v3",
+    mchid: "1900000109",
+    eventType: "TRANSACTION.SUCCESS",
+    receivedAt: Date.UTC(2026, 10, 30, 2, 34, 56, 789),
+    headers: {
+      timestamp: "1796006096",
+      nonce: "n0nce",
+      serial: "PUB_KEY_ID_1",
+      signatureType: "WECHATPAY2-SHA256-RSA2048",
+    },
+    body: '{"id":"x","resource":{"ciphertext":"…"}}',
+    status,
+    outTradeNo: status === "FAILED" ? null : `T-${id}`,
+    transactionId: status === "FAILED" ? null : `4200-${id}`,
+    outRefundNo: null,
+    errorCode: status === "FAILED" ? "DECRYPT_FAILED" : null,
+    lastError: status === "FAILED" ? "tag mismatch" : null,
+    event: { kind, detail },
+    ...overrides,
+  };
+  return n;
+}
+
+async function rowOf(id: string) {
+  return prisma.notification.findUniqueOrThrow({ where: { id } });
+}
+
+async function eventsOf(id: string) {
+  const events = await prisma.notificationEvent.findMany({ where: { notificationId: id }, orderBy: { id: "asc" } });
+  return events.map((e) => ({ kind: e.kind, detail: e.detail, at: e.at }));
+}
+
+/** Sets a notification's status as a later stage would (apply, dead-lettering), with an error to keep or not. */
+async function settle(id: string, status: NotificationRowStatus, errorCode: string | null = null) {
+  await prisma.notification.update({ where: { id }, data: { status, errorCode, lastError: errorCode } });
+}
+
+describe("upsertParsedNotifications", () => {
+  it("a batch of new, re-parsed, failed-before, settled and dead notifications: each row as the single statement would leave it, results in input order", async () => {
+    const ids = ["m-zeta", "m-alpha", "m-kappa", "m-beta", "m-omega", "m-gamma", "m-delta"] as const;
+    const [fresh, freshIgnored, reparsed, failedBefore, applied, review, dead] = ids;
+    // Earlier history: created by a first parse, then moved on by later stages.
+    await upsertParsedNotifications(prisma, [
+      parsed(reparsed),
+      parsed(failedBefore, "FAILED"),
+      parsed(applied),
+      parsed(review),
+      parsed(dead),
+    ]);
+    await settle(applied, "APPLIED");
+    await settle(review, "REVIEW", "AMOUNT_MISMATCH");
+    await settle(dead, "DEAD", "DB_DATA");
+    const before = await rowOf(applied);
+
+    const results = await upsertParsedNotifications(prisma, [
+      parsed(fresh),
+      parsed(freshIgnored, "IGNORED"),
+      // A re-parse that learnt nothing new about the keys keeps the ones on the row (COALESCE).
+      parsed(reparsed, "PROCESSING", { outTradeNo: null, transactionId: null, eventType: "TRANSACTION.SUCCESS.2" }),
+      parsed(failedBefore),
+      parsed(applied, "PROCESSING", { outTradeNo: null, eventType: "TRANSACTION.SUCCESS.2" }),
+      parsed(review, "FAILED"),
+      parsed(dead),
+    ]);
+    expect(results).toEqual([
+      { status: "PROCESSING", inserted: true },
+      { status: "IGNORED", inserted: true },
+      { status: "PROCESSING", inserted: false },
+      { status: "PROCESSING", inserted: false },
+      { status: "APPLIED", inserted: false },
+      { status: "REVIEW", inserted: false },
+      { status: "PROCESSING", inserted: false },
+    ]);
+
+    // New: RECEIVED at receivedAt with the parse detail and the API version; PARSED folded into it, IGNORED not.
+    const receivedAt = new Date(parsed(fresh).receivedAt);
+    expect(await eventsOf(fresh)).toEqual([
+      {
+        kind: "RECEIVED",
+        at: receivedAt,
+        detail: { apiVersion: "v3", ...parsed(fresh).event.detail },
+      },
+    ]);
+    expect((await eventsOf(freshIgnored)).map((e) => e.kind)).toEqual(["RECEIVED", "IGNORED"]);
+    expect(await rowOf(fresh)).toMatchObject({
+      status: "PROCESSING",
+      outTradeNo: `T-${fresh}`,
+      headers: parsed(fresh).headers,
+      body: parsed(fresh).body,
+      receivedAt,
+    });
+
+    expect(await rowOf(reparsed)).toMatchObject({
+      status: "PROCESSING",
+      eventType: "TRANSACTION.SUCCESS.2",
+      outTradeNo: `T-${reparsed}`,
+      transactionId: `4200-${reparsed}`,
+    });
+    expect((await eventsOf(reparsed)).map((e) => e.kind)).toEqual(["RECEIVED", "PARSED"]);
+
+    expect(await rowOf(failedBefore)).toMatchObject({ status: "PROCESSING", errorCode: null, lastError: null });
+    expect((await eventsOf(failedBefore)).map((e) => e.kind)).toEqual(["RECEIVED", "FAILED", "PARSED"]);
+
+    // Settled: status, error and timeline untouched; keys only filled in, event type refreshed.
+    const after = await rowOf(applied);
+    expect(after).toMatchObject({
+      status: "APPLIED",
+      outTradeNo: before.outTradeNo,
+      eventType: "TRANSACTION.SUCCESS.2",
+    });
+    expect((await eventsOf(applied)).map((e) => e.kind)).toEqual(["RECEIVED"]);
+    expect(await rowOf(review)).toMatchObject({ status: "REVIEW", errorCode: "AMOUNT_MISMATCH" });
+    expect((await eventsOf(review)).map((e) => e.kind)).toEqual(["RECEIVED"]);
+
+    // DEAD is not final for a parse (a replayed job runs it again).
+    expect(await rowOf(dead)).toMatchObject({ status: "PROCESSING", errorCode: null });
+    expect((await eventsOf(dead)).map((e) => e.kind)).toEqual(["RECEIVED", "PARSED"]);
+  });
+
+  it("the single upsert is the batch of one", async () => {
+    expect(await upsertParsedNotification(prisma, parsed("s-one", "IGNORED"))).toEqual({
+      status: "IGNORED",
+      inserted: true,
+    });
+    expect(await upsertParsedNotification(prisma, parsed("s-one"))).toEqual({ status: "IGNORED", inserted: false });
+    expect((await eventsOf("s-one")).map((e) => e.kind)).toEqual(["RECEIVED", "IGNORED"]);
+  });
+
+  it("refuses a batch that names an id twice, before sending anything", async () => {
+    const error = await upsertParsedNotifications(prisma, [
+      parsed("d-1"),
+      parsed("d-2"),
+      parsed("d-1", "IGNORED"),
+    ]).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(NotificationBatchError);
+    expect(error).toMatchObject({ code: "BATCH_DUPLICATE_ID" });
+    expect(await prisma.notification.count({ where: { id: { in: ["d-1", "d-2"] } } })).toBe(0);
+  });
+
+  it("answers an empty batch without a round trip", async () => {
+    const unusable = {} as PrismaClient;
+    expect(await upsertParsedNotifications(unusable, [])).toEqual([]);
+  });
+
+  it("stores a lone surrogate as U+FFFD, as the parameter of the single statement did", async () => {
+    const lone = `T-\ud800-x-\udc00`;
+    await upsertParsedNotifications(prisma, [parsed("u-batch", "PROCESSING", { outTradeNo: lone })]);
+    await referenceUpsert(prisma, parsed("u-ref", "PROCESSING", { outTradeNo: lone }));
+    expect((await rowOf("u-batch")).outTradeNo).toBe("T-\ufffd-x-\ufffd");
+    expect((await rowOf("u-batch")).outTradeNo).toBe((await rowOf("u-ref")).outTradeNo);
+  });
+
+  it("is one prepared statement whatever the batch size", async () => {
+    const db = createDb({ url: test.url, poolMax: 1, preparedStatements: true });
+    try {
+      for (const size of [1, 3, 17]) {
+        const rows = Array.from({ length: size }, (_, i) => parsed(`p-${size}-${i}`));
+        expect(await upsertParsedNotifications(db.prisma, rows)).toHaveLength(size);
+      }
+      const { rows } = await db.pool.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_prepared_statements WHERE statement LIKE '%json_to_recordset%'`,
+      );
+      expect(rows[0]?.n).toBe(1);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it("two batches over the same ids in opposite orders never deadlock (rows are locked in id order)", async () => {
+    const ids = Array.from({ length: 40 }, (_, i) => `l-${String(i).padStart(2, "0")}`);
+    for (let round = 0; round < 10; round++) {
+      const forward = ids.map((id) => parsed(id));
+      const backward = [...ids].reverse().map((id) => parsed(id, "PROCESSING", { outTradeNo: null }));
+      const [a, b] = await Promise.all([
+        upsertParsedNotifications(prisma, forward),
+        upsertParsedNotifications(prisma, backward),
+      ]);
+      expect(a.map((r) => r.status)).toEqual(ids.map(() => "PROCESSING"));
+      expect(b).toHaveLength(ids.length);
+    }
+  });
+});
+
+// ------------------------------------------------------------------ batch == single, on random histories
+
+const STATUSES = ["RECEIVED", "PROCESSING", "APPLIED", "DUPLICATE", "REVIEW", "IGNORED", "FAILED", "DEAD"] as const;
+const KEYS = 6;
+
+const entry = fc.record({
+  key: fc.integer({ min: 0, max: KEYS - 1 }),
+  status: fc.constantFrom<Parsed>("PROCESSING", "IGNORED", "FAILED"),
+  apiVersion: fc.constantFrom<"v3" | "v2">("v3", "v2"),
+  outTradeNo: fc.option(fc.constantFrom("A", "B"), { nil: null }),
+  transactionId: fc.option(fc.constantFrom("X1", "X2"), { nil: null }),
+  outRefundNo: fc.option(fc.constantFrom("R1", "R2"), { nil: null }),
+  eventType: fc.constantFrom("TRANSACTION.SUCCESS", "REFUND.SUCCESS"),
+  withHeaders: fc.boolean(),
+  receivedAt: fc.integer({ min: 1_700_000_000_000, max: 1_800_000_000_000 }),
+});
+const round = fc.record({
+  upserts: fc.uniqueArray(entry, { selector: (e) => e.key, minLength: 1, maxLength: KEYS }),
+  settles: fc.array(fc.record({ key: fc.integer({ min: 0, max: KEYS - 1 }), status: fc.constantFrom(...STATUSES) }), {
+    maxLength: 3,
+  }),
+});
+
+type Entry = typeof entry extends fc.Arbitrary<infer T> ? T : never;
+
+function fromEntry(id: string, e: Entry): ParsedNotification {
+  return parsed(id, e.status, {
+    apiVersion: e.apiVersion,
+    headers: e.withHeaders ? { serial: "S" } : null,
+    eventType: e.eventType,
+    outTradeNo: e.outTradeNo,
+    transactionId: e.transactionId,
+    outRefundNo: e.outRefundNo,
+    receivedAt: e.receivedAt,
+  });
+}
+
+/** Everything the statements write about the notifications under `prefix`, with the prefix removed and clock values reduced to what is deterministic. */
+async function snapshot(prefix: string) {
+  const rows = await prisma.notification.findMany({ where: { id: { startsWith: prefix } }, orderBy: { id: "asc" } });
+  const events = await prisma.notificationEvent.findMany({
+    where: { notificationId: { startsWith: prefix } },
+    orderBy: [{ notificationId: "asc" }, { id: "asc" }],
+  });
+  return {
+    rows: rows.map(({ id, createdAt: _c, updatedAt: _u, ...rest }) => ({ ...rest, id: id.slice(prefix.length) })),
+    events: events.map((e) => {
+      const row = rows.find((r) => r.id === e.notificationId);
+      return {
+        id: e.notificationId.slice(prefix.length),
+        kind: e.kind,
+        detail: e.detail,
+        atReceivedAt: e.at.getTime() === row?.receivedAt.getTime(),
+      };
+    }),
+  };
+}
+
+describe("upsertParsedNotifications == upsertParsedNotification before batching", () => {
+  let run = 0;
+  it("leaves the same rows and timeline and answers the same results over random histories", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(round, { minLength: 1, maxLength: 4 }), async (rounds) => {
+        run += 1;
+        const ref = `r${run}:`;
+        const bat = `b${run}:`;
+        for (const { upserts, settles } of rounds) {
+          const expected = [];
+          for (const e of upserts) expected.push(await referenceUpsert(prisma, fromEntry(`${ref}${e.key}`, e)));
+          const actual = await upsertParsedNotifications(
+            prisma,
+            upserts.map((e) => fromEntry(`${bat}${e.key}`, e)),
+          );
+          expect(actual).toEqual(expected);
+          for (const s of settles) {
+            await prisma.notification.updateMany({
+              where: { id: { in: [`${ref}${s.key}`, `${bat}${s.key}`] } },
+              data: { status: s.status, errorCode: `E_${s.status}` },
+            });
+          }
+        }
+        expect(await snapshot(bat)).toEqual(await snapshot(ref));
+      }),
+      { numRuns: 40 },
+    );
+  });
+});

@@ -1,0 +1,52 @@
+import type { ParsedNotification, PrismaClient, UpsertResult } from "@wpn/db";
+
+/**
+ * The single-notification upsert statement as it was before `upsertParsedNotifications` existed (verbatim but
+ * for the name), kept as the oracle the batch statement is compared with: same inputs, same rows, same
+ * timeline, same results.
+ */
+export async function referenceUpsert(prisma: PrismaClient, n: ParsedNotification): Promise<UpsertResult> {
+  const rows = await prisma.$queryRaw<UpsertResult[]>`
+    WITH input AS (
+      SELECT ${n.id}::text AS id,
+             (to_timestamp(${n.receivedAt}::bigint / 1000.0) AT TIME ZONE 'UTC')::timestamp(3) AS received_at,
+             (now() AT TIME ZONE 'UTC')::timestamp(3) AS at,
+             ${n.event.kind}::text AS kind, ${JSON.stringify(n.event.detail)}::jsonb AS detail
+    ),
+    prior AS (
+      SELECT status::text AS status FROM "Notification" WHERE id = (SELECT id FROM input)
+    ),
+    up AS (
+      INSERT INTO "Notification" AS t
+        (id, "apiVersion", mchid, "eventType", "receivedAt", headers, body, status,
+         "outTradeNo", "transactionId", "outRefundNo", "errorCode", "lastError", "updatedAt")
+      SELECT i.id, ${n.apiVersion}, ${n.mchid}, ${n.eventType}, i.received_at, ${n.headers === null ? null : JSON.stringify(n.headers)}::jsonb,
+             ${n.body}, ${n.status}::"NotificationStatus", ${n.outTradeNo}, ${n.transactionId}, ${n.outRefundNo},
+             ${n.errorCode}, ${n.lastError}, i.at
+      FROM input i
+      ON CONFLICT (id) DO UPDATE SET
+        status = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED') THEN t.status ELSE EXCLUDED.status END,
+        "eventType" = EXCLUDED."eventType",
+        "outTradeNo" = COALESCE(EXCLUDED."outTradeNo", t."outTradeNo"),
+        "transactionId" = COALESCE(EXCLUDED."transactionId", t."transactionId"),
+        "outRefundNo" = COALESCE(EXCLUDED."outRefundNo", t."outRefundNo"),
+        "errorCode" = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED') THEN t."errorCode" ELSE EXCLUDED."errorCode" END,
+        "lastError" = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED') THEN t."lastError" ELSE EXCLUDED."lastError" END,
+        "updatedAt" = EXCLUDED."updatedAt"
+      RETURNING t.status::text AS status, (t.xmax = 0) AS inserted
+    ),
+    ev AS (
+      INSERT INTO "NotificationEvent" ("notificationId", at, kind, detail)
+      SELECT i.id, i.received_at, 'RECEIVED', jsonb_build_object('apiVersion', ${n.apiVersion}::text) || i.detail
+      FROM input i, up WHERE up.inserted
+      UNION ALL
+      SELECT i.id, i.at, i.kind, i.detail
+      FROM input i, up
+      WHERE COALESCE((SELECT status FROM prior), '') NOT IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED')
+        AND NOT (up.inserted AND i.kind = 'PARSED')
+    )
+    SELECT status, inserted FROM up`;
+  const row = rows[0];
+  if (!row) throw new Error(`upsert of notification ${n.id} returned no row`);
+  return row;
+}
