@@ -59,8 +59,14 @@ export const envSchema = z.object({
   /** Waiting jobs above which /health/ready and metrics report backpressure (requests are still accepted). */
   INGRESS_QUEUE_WAITING_CEILING: int(1, 100_000_000).default(50_000),
 
-  /** Jobs processed at once per worker process. */
+  /** Apply jobs processed at once per worker process (each holds a pooled connection for its statement). */
   WORKER_CONCURRENCY: int(1, 500).default(8),
+  /**
+   * Parse jobs processed at once per worker process. They hold no connection of their own: concurrent parse
+   * jobs are recorded together, one statement and one enqueue per batch (at most 2 batches in flight), so this
+   * is what lets batches form — it bounds the batch size.
+   */
+  WORKER_PARSE_CONCURRENCY: int(1, 500).default(32),
   /** Worker processes `npm start` launches. */
   WORKER_PROCESSES: int(1, 64).default(1),
   /**

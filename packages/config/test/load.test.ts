@@ -37,6 +37,8 @@ describe("loadConfig", () => {
     expect(config.apiV3KeyBytes.length).toBe(32);
     expect(config.publicKeyPem).toContain("BEGIN PUBLIC KEY");
     expect(config.WECHATPAY_APIV2_KEY).toBeUndefined();
+    expect(config.WORKER_CONCURRENCY).toBe(8);
+    expect(config.WORKER_PARSE_CONCURRENCY).toBe(32);
   });
 
   it("coerces numbers from strings", () => {
