@@ -75,6 +75,14 @@ export class WorkerMetrics {
     registers: [this.registry],
   });
 
+  /** Parse jobs recorded per statement (group commit): count = statements, sum = jobs. */
+  readonly parseBatchSize = new Histogram({
+    name: "wpn_worker_parse_batch_size",
+    help: "Parse jobs recorded together in one statement and one apply enqueue.",
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128],
+    registers: [this.registry],
+  });
+
   /** Ingress acceptance to committed effect: the latency the merchant sees. */
   readonly endToEnd = new Histogram({
     name: "wpn_worker_notification_latency_seconds",

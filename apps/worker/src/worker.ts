@@ -1,9 +1,7 @@
 import { hostname } from "node:os";
 import type { Config } from "@wpn/config";
-import { createDb, type Db } from "@wpn/db";
+import { createDb, type Db, upsertParsedNotifications } from "@wpn/db";
 import {
-  APPLY_JOB_NAME,
-  type ApplyJob,
   applyBackoffDelay,
   createQueue,
   createRedisConnection,
@@ -21,6 +19,7 @@ import { createLogger } from "./logger.ts";
 import { WorkerMetrics } from "./metrics.ts";
 import { applyStage } from "./workers/apply.processor.ts";
 import { parseStage } from "./workers/parse.processor.ts";
+import { applyEnqueuer, ParseBatcher } from "./workers/parse-batch.ts";
 import { createStageProcessor, DeadLetteredError, deadLetter, type StageRuntime } from "./workers/stage.ts";
 
 export interface StartWorkerOptions {
@@ -43,6 +42,15 @@ export interface WorkerHandle {
   close(): Promise<void>;
 }
 
+/**
+ * Parse batches in flight at once per process (each holds a pooled connection for its statement). Two: one
+ * batch's statement runs while the other's apply jobs are added, and commits arriving meanwhile gather into
+ * the next batch.
+ */
+const PARSE_BATCH_MAX_IN_FLIGHT = 2;
+/** Largest parse batch: bounds one statement's parameter (each row carries its raw body, ~1–2 KiB). */
+const PARSE_BATCH_MAX_SIZE = 128;
+
 /** Settings that are wrong together; returns the message of the first problem, or null. */
 export function checkWorkerConfig(config: Config): string | null {
   if (config.WORKER_CONCURRENCY > config.PG_POOL_MAX) {
@@ -55,10 +63,12 @@ export function checkWorkerConfig(config: Config): string | null {
 }
 
 /**
- * Starts one worker process's share of the pipeline: a `notify.parse` and a `notify.apply` BullMQ worker,
- * each with WORKER_CONCURRENCY jobs at once (every job runs one or two short statements, holding a pooled
- * connection only for each statement), plus the health/metrics server. Scale out by running more processes,
- * on any number of machines: nothing here is shared between processes except Redis and PostgreSQL.
+ * Starts one worker process's share of the pipeline: a `notify.parse` BullMQ worker with
+ * WORKER_PARSE_CONCURRENCY jobs at once, recorded together in batches (ParseBatcher: one statement and one
+ * apply enqueue per batch), and a `notify.apply` worker with WORKER_CONCURRENCY jobs at once (one short
+ * statement each, holding a pooled connection only for the statement), plus the health/metrics server. Scale
+ * out by running more processes, on any number of machines: nothing here is shared between processes except
+ * Redis and PostgreSQL.
  */
 export async function startWorker(config: Config, options: StartWorkerOptions = {}): Promise<WorkerHandle> {
   const log = options.logger ?? createLogger(config.LOG_LEVEL, { workerIndex: config.WORKER_INDEX });
@@ -84,11 +94,14 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
   const runtime: StageRuntime = { log, metrics, prisma: db.prisma, deadQueue, windowMs };
   const keys = new MerchantKeyResolver(config, db.prisma);
 
-  const parse = parseStage({
-    prisma: db.prisma,
-    keys,
-    enqueueApply: (job: ApplyJob) => enqueue(applyQueue, APPLY_JOB_NAME, job, job.notificationId),
+  const parseBatcher = new ParseBatcher({
+    upsert: (rows) => upsertParsedNotifications(db.prisma, rows),
+    enqueueApply: applyEnqueuer(applyQueue),
+    maxBatchSize: PARSE_BATCH_MAX_SIZE,
+    maxInFlight: PARSE_BATCH_MAX_IN_FLIGHT,
+    onFlush: (size) => metrics.parseBatchSize.observe(size),
   });
+  const parse = parseStage({ prisma: db.prisma, keys, commit: (row, job) => parseBatcher.commit(row, job) });
   const apply = applyStage({
     store: options.applyStore ? options.applyStore(db) : prismaApplyStore(db.prisma),
     keys,
@@ -114,7 +127,10 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
     name: `${hostname()}:${process.pid}`,
     autorun: false,
   };
-  const parseWorker = new Worker(QueueName.Parse, createStageProcessor(parse, runtime), common);
+  const parseWorker = new Worker(QueueName.Parse, createStageProcessor(parse, runtime), {
+    ...common,
+    concurrency: config.WORKER_PARSE_CONCURRENCY,
+  });
   const applyWorker = new Worker(QueueName.Apply, createStageProcessor(apply, runtime), {
     ...common,
     settings: { backoffStrategy: applyBackoff(windowMs) },
@@ -182,7 +198,13 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
       );
   }
   log.info(
-    { healthPort: health.port, concurrency: config.WORKER_CONCURRENCY, prefix, publish: config.PUBLISH_EVENTS },
+    {
+      healthPort: health.port,
+      concurrency: config.WORKER_CONCURRENCY,
+      parseConcurrency: config.WORKER_PARSE_CONCURRENCY,
+      prefix,
+      publish: config.PUBLISH_EVENTS,
+    },
     "worker started",
   );
 

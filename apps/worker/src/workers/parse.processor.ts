@@ -1,4 +1,4 @@
-import { type PrismaClient, upsertParsedNotification } from "@wpn/db";
+import { type ParsedNotification, type PrismaClient, type UpsertResult, upsertParsedNotification } from "@wpn/db";
 import { type ApplyJob, type ParseJob, parseJobSchema, QueueName } from "@wpn/queue";
 import {
   eventTypeOf,
@@ -11,10 +11,15 @@ import type { KeyResolver } from "../keys.ts";
 import type { StageContext, StageDefinition, StageResult } from "./stage.ts";
 
 export interface ParseDeps {
+  /** Records a notification that cannot be opened (rare: on its own, not batched). */
   prisma: PrismaClient;
   keys: KeyResolver;
-  /** Enqueues the apply job (job id = notification id, so a re-run parse adds nothing while it waits). */
-  enqueueApply(job: ApplyJob): Promise<void>;
+  /**
+   * Records the parsed notification and, when its row is saved as PROCESSING as asked (not settled before),
+   * enqueues `apply` (job id = notification id, so a re-run parse adds nothing while it waits); resolves with
+   * the row's upsert result. In the worker: `ParseBatcher.commit` (group commit with concurrent jobs).
+   */
+  commit(row: ParsedNotification, apply: ApplyJob | null): Promise<UpsertResult>;
 }
 
 export interface ParseResult extends StageResult {
@@ -64,15 +69,31 @@ export async function handleParse(deps: ParseDeps, job: ParseJob, ctx: StageCont
   const status = opened.kind === "ignored" ? "IGNORED" : "PROCESSING";
   const detail: Record<string, unknown> = { stage: QueueName.Parse, kind: opened.kind, eventType: opened.eventType };
   if (opened.kind === "ignored") detail.reason = opened.reason;
-  const saved = await upsertParsedNotification(deps.prisma, {
-    ...row,
-    eventType: opened.eventType,
-    status,
-    ...opened.keys,
-    errorCode: null,
-    lastError: null,
-    event: { kind: opened.kind === "ignored" ? "IGNORED" : "PARSED", detail },
-  });
+  const apply: ApplyJob | null =
+    opened.kind === "ignored"
+      ? null
+      : {
+          v: 1,
+          notificationId: job.id,
+          api: job.api,
+          kind: opened.kind,
+          mchid: job.mchid,
+          outTradeNo: opened.kind === "payment" ? opened.payment.outTradeNo : opened.refund.outTradeNo,
+          receivedAt: job.receivedAt,
+          body: job.body,
+        };
+  const saved = await deps.commit(
+    {
+      ...row,
+      eventType: opened.eventType,
+      status,
+      ...opened.keys,
+      errorCode: null,
+      lastError: null,
+      event: { kind: opened.kind === "ignored" ? "IGNORED" : "PARSED", detail },
+    },
+    apply,
+  );
   if (saved.status !== status) {
     ctx.log.info({ status: saved.status }, "notification already settled");
     return { outcome: "ALREADY" };
@@ -81,16 +102,6 @@ export async function handleParse(deps: ParseDeps, job: ParseJob, ctx: StageCont
     ctx.log.info({ eventType: opened.eventType, reason: opened.reason }, "notification ignored");
     return { outcome: "IGNORED", reason: opened.reason };
   }
-  await deps.enqueueApply({
-    v: 1,
-    notificationId: job.id,
-    api: job.api,
-    kind: opened.kind,
-    mchid: job.mchid,
-    outTradeNo: opened.kind === "payment" ? opened.payment.outTradeNo : opened.refund.outTradeNo,
-    receivedAt: job.receivedAt,
-    body: job.body,
-  });
   return { outcome: "QUEUED" };
 }
 

@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { type Config, loadConfig } from "@wpn/config";
-import type { PrismaClient } from "@wpn/db";
+import { type PrismaClient, upsertParsedNotifications } from "@wpn/db";
 import type { ApplyJob, ParseJob, ParseJobV2, ParseJobV3 } from "@wpn/queue";
 import {
   createTestDatabase,
@@ -17,6 +17,7 @@ import { prismaApplyStore } from "../../src/domain/store.ts";
 import { MerchantKeyResolver } from "../../src/keys.ts";
 import { type ApplyResult, handleApply } from "../../src/workers/apply.processor.ts";
 import { handleParse, type ParseResult } from "../../src/workers/parse.processor.ts";
+import { ParseBatcher } from "../../src/workers/parse-batch.ts";
 import type { StageContext } from "../../src/workers/stage.ts";
 
 /** One test file's world: its own PostgreSQL schema, BullMQ prefix and freshly keyed merchant. */
@@ -333,20 +334,26 @@ export function inline(
   const keys = new MerchantKeyResolver(config, prisma);
   const store = prismaApplyStore(prisma);
   const restockOnFullRefund = config.REFUND_RESTOCK_POLICY === "full";
+  // Parse jobs are recorded through the worker's group-commit batcher; the apply jobs it would add to the
+  // queue are kept here, by notification id, for the caller.
+  const enqueued = new Map<string, ApplyJob>();
+  const batcher = new ParseBatcher({
+    upsert: (rows) => upsertParsedNotifications(prisma, rows),
+    enqueueApply: async (jobs) => {
+      for (const j of jobs) enqueued.set(j.notificationId, j);
+    },
+    maxBatchSize: 128,
+    maxInFlight: 2,
+  });
   const parse = async (job: ParseJob) => {
-    let applyJob: ApplyJob | null = null;
     const parsed = await handleParse(
-      {
-        prisma,
-        keys,
-        enqueueApply: async (j) => {
-          applyJob = j;
-        },
-      },
+      { prisma, keys, commit: (row, apply) => batcher.commit(row, apply) },
       job,
       testContext(),
     );
-    return { parse: parsed, applyJob: applyJob as ApplyJob | null };
+    const applyJob = enqueued.get(job.id) ?? null;
+    enqueued.delete(job.id);
+    return { parse: parsed, applyJob };
   };
   const apply = (job: ApplyJob) => handleApply({ store, keys, restockOnFullRefund }, job, testContext());
   return {
