@@ -249,6 +249,8 @@ interface ThroughputRun {
   cpu: { worker: number; postgres: number; redis: number };
   /** 1-minute load average at the end of the run. */
   load: number;
+  /** Parse jobs per parse statement (group commit), mean over the run; absent in results from before batching. */
+  parseBatch?: number;
 }
 
 async function throughput(
@@ -275,10 +277,24 @@ async function throughput(
     const seconds = ((last._max.appliedAt?.getTime() ?? Date.now()) - started) / 1000;
     await verify();
     const cpu = cpuPerNotification(before, after, N);
-    return { impl, processes, seconds, perSecond: N / seconds, cpu, load: loadavg()[0] ?? 0 };
+    const parseBatch = await meanParseBatch(port, processes);
+    return { impl, processes, seconds, perSecond: N / seconds, cpu, load: loadavg()[0] ?? 0, parseBatch };
   } finally {
     await workers.stop();
   }
+}
+
+/** Parse jobs per parse statement over the processes' lifetime, from their `wpn_worker_parse_batch_size` histograms. */
+async function meanParseBatch(basePort: number, processes: number): Promise<number> {
+  let sum = 0;
+  let count = 0;
+  for (let i = 0; i < processes; i++) {
+    const text = await (await fetch(`http://127.0.0.1:${basePort + i}/metrics`)).text();
+    const value = (name: string) => Number(text.match(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "m"))?.[1] ?? 0);
+    sum += value("wpn_worker_parse_batch_size_sum");
+    count += value("wpn_worker_parse_batch_size_count");
+  }
+  return count === 0 ? 0 : sum / count;
 }
 
 /** Every order paid once, two movements each, stock = initial − quantities. */
@@ -417,6 +433,7 @@ function renderReport(r: Results): string {
   const bestWorker = Math.max(...counts.map((p) => best("prisma", p)));
   const bestImplied = Math.max(...counts.map((p) => (cores * 1000) / cpuTotal("prisma", p)));
   const loads = runs.map((x) => x.load);
+  const parseBatches = runs.flatMap((x) => (x.parseBatch === undefined ? [] : [x.parseBatch]));
   const latency = latencies.find((l) => l.impl === "prisma");
   const lines = [
     "# Worker benchmark",
@@ -441,7 +458,9 @@ function renderReport(r: Results): string {
     "  validate, upsert the Notification row + timeline, enqueue apply) and an apply job (decrypt again, one",
     "  transaction: order, stock, movements, notification status, event). The end state is checked after every run",
     "  (every order SUCCESS, 2 movements each, stock reduced by exactly the quantities).",
-    `- Every process: WORKER_CONCURRENCY=${r.CONCURRENCY} per queue, PG_POOL_MAX=${r.CONCURRENCY}, LOG_LEVEL=warn.`,
+    parseBatches.length > 0
+      ? `- Every process: WORKER_CONCURRENCY=${r.CONCURRENCY} (apply), WORKER_PARSE_CONCURRENCY at its default (parse jobs are recorded in batches: ${fmt(Math.min(...parseBatches), 1)}–${fmt(Math.max(...parseBatches), 1)} jobs per statement), PG_POOL_MAX=${r.CONCURRENCY}, LOG_LEVEL=warn.`
+      : `- Every process: WORKER_CONCURRENCY=${r.CONCURRENCY} per queue, PG_POOL_MAX=${r.CONCURRENCY}, LOG_LEVEL=warn.`,
     "- **worker (Prisma)** is the shipped code: the apply transaction is ONE statement (`prisma.$queryRaw`, a",
     "  data-modifying CTE) — one round trip, implicit transaction — sent as a named (prepared) statement.",
     "- **baseline (raw pg)** is the same worker with only the payment transaction replaced by the same logic run",
@@ -559,7 +578,7 @@ try {
         port += 10;
         const run = await throughput(impl, processes, jobs, port);
         console.log(
-          `${impl.padEnd(6)} P=${processes}: ${fmt(run.perSecond)} notifications/s (${fmt(run.seconds, 2)} s); CPU ms/notification: worker ${fmt(run.cpu.worker, 2)}, postgres ${fmt(run.cpu.postgres, 2)}, redis ${fmt(run.cpu.redis, 2)}; load ${loadavg()[0]?.toFixed(1)}`,
+          `${impl.padEnd(6)} P=${processes}: ${fmt(run.perSecond)} notifications/s (${fmt(run.seconds, 2)} s); CPU ms/notification: worker ${fmt(run.cpu.worker, 2)}, postgres ${fmt(run.cpu.postgres, 2)}, redis ${fmt(run.cpu.redis, 2)}; parse jobs/statement ${fmt(run.parseBatch ?? 0, 1)}; load ${loadavg()[0]?.toFixed(1)}`,
         );
         runs.push(run);
         save();
