@@ -27,6 +27,7 @@ export {
 } from "./repositories/notifications.ts";
 export {
   applyPaymentStatement,
+  applyPaymentStatements,
   PAYMENT_OUTCOMES,
   PAYMENT_REVIEW_OUTCOMES,
   type PaymentFacts,

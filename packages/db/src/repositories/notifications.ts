@@ -1,4 +1,5 @@
 import type { PrismaClient } from "../generated/client.ts";
+import { jsonParam } from "./json-param.ts";
 
 /**
  * Notification bookkeeping for the worker: each function is one SQL statement (one round trip, atomic),
@@ -50,10 +51,6 @@ export interface UpsertResult {
   /** True when this call created the row (first time the notification reached a worker). */
   inserted: boolean;
 }
-
-/** How JSON.stringify writes a lone surrogate (lower-case hex), and the lone surrogate itself. */
-const LONE_SURROGATE_ESCAPE = /\\ud[89a-f]/;
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 
 /** Thrown by `upsertParsedNotifications` for a batch it must not run; `code` is stable. */
 export class NotificationBatchError extends Error {
@@ -118,16 +115,7 @@ export async function upsertParsedNotifications(
     kind: n.event.kind,
     detail: n.event.detail,
   }));
-  let input = JSON.stringify(records);
-  // A lone UTF-16 surrogate is sent by pg as U+FFFD (Node's UTF-8 encoding) when it is a parameter of its
-  // own, but JSON carries it as a \udXXX escape that PostgreSQL refuses (22P02): replace it the way the
-  // parameter path does. JSON.stringify escapes nothing else in that range, so a miss here is exact; a hit may
-  // be an escaped backslash followed by "ud8", which only costs the second pass.
-  if (LONE_SURROGATE_ESCAPE.test(input)) {
-    input = JSON.stringify(records, (_key, value: unknown) =>
-      typeof value === "string" ? value.replace(LONE_SURROGATE, "\ufffd") : value,
-    );
-  }
+  const input = jsonParam(records);
   const rows = await prisma.$queryRaw<(UpsertResult & { id: string })[]>`
     WITH input AS (
       SELECT r.ordinality AS ord, r.id, r."apiVersion", r.mchid, r."eventType",

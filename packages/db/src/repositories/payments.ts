@@ -1,4 +1,5 @@
 import { Prisma, type PrismaClient } from "../generated/client.ts";
+import { jsonParam } from "./json-param.ts";
 
 /** A successful payment as WeChat reported it, already decrypted and validated. Amounts in fen. */
 export interface PaymentFacts {
@@ -82,145 +83,70 @@ export interface PaymentResult {
 }
 
 /**
- * Applies a payment in ONE statement (one round trip, one implicit transaction). Correctness under
- * concurrency comes from row locks taken in a fixed order — Notification, then Order, then the order's SKUs
- * by id — and from the unique key of InventoryMovement, never from a lock that can expire:
+ * The rules of one payment (the SQL is the function `wpn_apply_payments` in
+ * prisma/migrations/20261130000000_apply_payment_batch, which runs them once per payment of a batch).
+ * Correctness under concurrency comes from row locks taken in a fixed order — Notification, then Order, then
+ * the order's SKUs by id — and from the unique key of InventoryMovement, never from a lock that can expire:
  * - `FOR UPDATE` on the notification serialises two workers running the same job; the second sees ALREADY.
  * - `FOR UPDATE` on the order serialises different notifications of the same payment; the second sees the
  *   first one's transaction id (DUPLICATE). In READ COMMITTED a locking read returns the newest version of
  *   the row, while plain reads in the same statement see the older snapshot; when the order changed after
- *   the snapshot the statement does nothing and answers STALE, and the caller runs it again at once.
+ *   the snapshot the statement does nothing and answers STALE, and the caller runs it again at once (the batch
+ *   function locks every row before its first payment, so inside a batch this cannot happen).
  * - `FOR NO KEY UPDATE` on the SKUs, sorted by id (no deadlock between orders sharing SKUs), makes the
  *   stock check and the decrement see the same values: all items are taken or none (OUT_OF_STOCK).
  * - A movement row is inserted ON CONFLICT DO NOTHING and the stock changes only for rows actually
  *   inserted, so stock and movements cannot drift apart even if everything above were bypassed. The
  *   `stock + delta >= 0` guard cannot fail while the lock is held; the CHECK constraint is the last line.
+ *
+ * Applies a batch of payments in ONE statement (one round trip, one transaction), with the semantics of
+ * applying them one after another in the given order: a later payment sees the earlier ones' effects (the same
+ * notification twice → ALREADY, two notifications of one transaction → DUPLICATE, stock taken by an earlier
+ * order counts). Results in input order. The worker's apply stage group-commits concurrent jobs through this.
  */
+export async function applyPaymentStatements(
+  prisma: PrismaClient,
+  facts: readonly PaymentFacts[],
+): Promise<PaymentResult[]> {
+  if (facts.length === 0) return [];
+  const rows = await prisma.$queryRaw<PaymentResult[]>(paymentStatement(facts));
+  if (rows.length !== facts.length) {
+    throw new Error(`payment batch of ${facts.length} returned ${rows.length} rows`);
+  }
+  return rows;
+}
+
+/** One payment: a batch of one. */
 export async function applyPaymentStatement(prisma: PrismaClient, p: PaymentFacts): Promise<PaymentResult> {
-  const rows = await prisma.$queryRaw<PaymentResult[]>(paymentStatement(p));
-  const row = rows[0];
+  const [row] = await applyPaymentStatements(prisma, [p]);
   if (!row) throw new Error(`payment statement for notification ${p.notificationId} returned no row`);
   return row;
 }
 
-/** The statement itself (SQL text with bind parameters), for tools that run or EXPLAIN it outside Prisma. */
-export function paymentStatement(p: PaymentFacts): Prisma.Sql {
+/**
+ * The statement (SQL text with one json bind parameter; the same text for every batch size, so it is prepared
+ * once per connection), for tools that run or EXPLAIN it outside Prisma.
+ */
+export function paymentStatement(facts: readonly PaymentFacts[]): Prisma.Sql {
+  const batch = jsonParam(
+    facts.map((p) => ({
+      nid: p.notificationId,
+      otn: p.outTradeNo,
+      txn: p.transactionId,
+      mchid: p.mchid,
+      appid: p.appid,
+      sub_mchid: p.subMchid,
+      sub_appid: p.subAppid,
+      total: p.total,
+      currency: p.currency,
+      openid: p.payerOpenid,
+      paid_at: p.paidAt,
+    })),
+  );
   return Prisma.sql`
-    WITH input AS (
-      SELECT ${p.notificationId}::text AS nid, ${p.outTradeNo}::text AS otn, ${p.transactionId}::text AS txn,
-             ${p.mchid}::text AS mchid, ${p.appid}::text AS appid, ${p.subMchid}::text AS sub_mchid,
-             ${p.subAppid}::text AS sub_appid, ${p.total}::int AS total, ${p.currency}::text AS currency,
-             ${p.payerOpenid}::text AS openid,
-             (to_timestamp(${p.paidAt}::bigint / 1000.0) AT TIME ZONE 'UTC')::timestamp(3) AS paid_at,
-             (now() AT TIME ZONE 'UTC')::timestamp(3) AS at
-    ),
-    n AS MATERIALIZED (
-      SELECT status::text AS status, "errorCode" FROM "Notification" WHERE id = (SELECT nid FROM input) FOR UPDATE
-    ),
-    o AS MATERIALIZED (
-      SELECT id, status::text AS status, "transactionId", mchid, appid, "subMchid", "subAppid", "amountTotal",
-             currency, "reviewReason", xmin::text AS version
-      FROM "Order"
-      WHERE "outTradeNo" = (SELECT otn FROM input) AND EXISTS (SELECT 1 FROM n)
-      FOR UPDATE
-    ),
-    o_snapshot AS (
-      SELECT xmin::text AS version FROM "Order" WHERE "outTradeNo" = (SELECT otn FROM input)
-    ),
-    pre AS MATERIALIZED (
-      SELECT CASE
-        WHEN n.status IS NULL THEN 'NOTIFICATION_NOT_FOUND'
-        WHEN n.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED') THEN 'ALREADY'
-        WHEN o.id IS NULL THEN 'ORDER_NOT_FOUND'
-        WHEN o.version IS DISTINCT FROM (SELECT version FROM o_snapshot) THEN 'STALE'
-        WHEN o."transactionId" = i.txn THEN 'DUPLICATE'
-        WHEN o."transactionId" IS NOT NULL THEN 'DUPLICATE_PAYMENT'
-        WHEN o.status = 'CLOSED' THEN 'PAID_AFTER_CLOSE'
-        WHEN o.status <> 'NOTPAY' THEN 'UNEXPECTED_ORDER_STATUS'
-        WHEN o.mchid <> i.mchid OR o."subMchid" IS DISTINCT FROM i.sub_mchid THEN 'MCHID_MISMATCH'
-        WHEN o.appid <> i.appid OR (o."subAppid" IS NOT NULL AND o."subAppid" IS DISTINCT FROM i.sub_appid) THEN 'APPID_MISMATCH'
-        WHEN o.currency <> i.currency THEN 'CURRENCY_MISMATCH'
-        WHEN o."amountTotal" <> i.total THEN 'AMOUNT_MISMATCH'
-        ELSE 'CHECK_STOCK'
-      END AS outcome
-      FROM input i LEFT JOIN n ON true LEFT JOIN o ON true
-    ),
-    items AS MATERIALIZED (
-      SELECT "skuId" AS sku_id, sum(quantity)::int AS qty
-      FROM "OrderItem" WHERE "orderId" = (SELECT id FROM o)
-      GROUP BY "skuId"
-    ),
-    sku AS MATERIALIZED (
-      SELECT s.id, s.stock FROM "Sku" s
-      WHERE s.id IN (SELECT sku_id FROM items) AND (SELECT outcome FROM pre) = 'CHECK_STOCK'
-      ORDER BY s.id
-      FOR NO KEY UPDATE
-    ),
-    d AS MATERIALIZED (
-      SELECT CASE
-        WHEN p.outcome <> 'CHECK_STOCK' THEN p.outcome
-        WHEN EXISTS (SELECT 1 FROM items it LEFT JOIN sku s ON s.id = it.sku_id WHERE s.stock IS NULL OR s.stock < it.qty)
-          THEN 'OUT_OF_STOCK'
-        ELSE 'APPLIED'
-      END AS outcome
-      FROM pre p
-    ),
-    ord AS (
-      UPDATE "Order" AS t SET
-        status = (CASE WHEN d.outcome = 'APPLIED' THEN 'SUCCESS' ELSE 'PAYMENT_REVIEW' END)::"OrderStatus",
-        "reviewReason" = CASE WHEN d.outcome = 'APPLIED' THEN NULL ELSE d.outcome END,
-        "transactionId" = COALESCE(t."transactionId", i.txn),
-        "paidAt" = CASE WHEN t."transactionId" IS NULL THEN i.paid_at ELSE t."paidAt" END,
-        "payerOpenid" = CASE WHEN t."transactionId" IS NULL THEN i.openid ELSE t."payerOpenid" END,
-        "updatedAt" = i.at
-      FROM d, input i
-      WHERE t.id = (SELECT id FROM o)
-        AND (d.outcome IN ('APPLIED', 'OUT_OF_STOCK', 'PAID_AFTER_CLOSE', 'UNEXPECTED_ORDER_STATUS', 'MCHID_MISMATCH',
-                           'APPID_MISMATCH', 'CURRENCY_MISMATCH', 'AMOUNT_MISMATCH')
-             OR (d.outcome = 'DUPLICATE_PAYMENT' AND t.status = 'SUCCESS'))
-      RETURNING t.status::text AS status, t."reviewReason"
-    ),
-    mv AS (
-      INSERT INTO "InventoryMovement" ("skuId", "orderId", delta, reason)
-      SELECT it.sku_id, (SELECT id FROM o), -it.qty, 'PAYMENT' FROM items it
-      WHERE (SELECT outcome FROM d) = 'APPLIED'
-      ORDER BY it.sku_id
-      ON CONFLICT ("orderId", "skuId", reason) DO NOTHING
-      RETURNING "skuId" AS sku_id, delta
-    ),
-    st AS (
-      UPDATE "Sku" AS s SET stock = s.stock + mv.delta, "updatedAt" = (SELECT at FROM input)
-      FROM mv
-      WHERE s.id = mv.sku_id AND s.stock + mv.delta >= 0
-      RETURNING s.id
-    ),
-    nu AS (
-      UPDATE "Notification" AS t SET
-        status = (CASE d.outcome WHEN 'APPLIED' THEN 'APPLIED' WHEN 'DUPLICATE' THEN 'DUPLICATE' ELSE 'REVIEW' END)::"NotificationStatus",
-        "errorCode" = CASE WHEN d.outcome IN ('APPLIED', 'DUPLICATE') THEN NULL ELSE d.outcome END,
-        "lastError" = NULL,
-        attempts = t.attempts + 1,
-        "appliedAt" = i.at,
-        "updatedAt" = i.at,
-        "outTradeNo" = i.otn,
-        "transactionId" = i.txn
-      FROM d, input i
-      WHERE t.id = i.nid AND d.outcome NOT IN ('NOTIFICATION_NOT_FOUND', 'ALREADY', 'ORDER_NOT_FOUND', 'STALE')
-      RETURNING t.status::text AS status
-    ),
-    ev AS (
-      INSERT INTO "NotificationEvent" ("notificationId", at, kind, detail)
-      SELECT i.nid, i.at, nu.status,
-             jsonb_build_object('outcome', d.outcome, 'orderId', (SELECT id FROM o), 'movedSkus', (SELECT count(*) FROM mv))
-      FROM nu, d, input i
-    )
-    SELECT d.outcome,
-           (SELECT id FROM o) AS "orderId",
-           COALESCE((SELECT status FROM ord), (SELECT status FROM o)) AS "orderStatus",
-           CASE WHEN EXISTS (SELECT 1 FROM ord) THEN (SELECT "reviewReason" FROM ord) ELSE (SELECT "reviewReason" FROM o) END AS "reviewReason",
-           (SELECT "amountTotal" FROM o) AS "amountTotal",
-           (SELECT count(*)::int FROM mv) AS moved,
-           (SELECT status FROM n) AS "notificationStatus",
-           (SELECT "errorCode" FROM n) AS "notificationCode"
-    FROM d`;
+    SELECT out_outcome AS outcome, out_order_id AS "orderId", out_order_status AS "orderStatus",
+           out_review_reason AS "reviewReason", out_amount_total AS "amountTotal", out_moved AS moved,
+           out_notification_status AS "notificationStatus", out_notification_code AS "notificationCode"
+    FROM wpn_apply_payments(${batch}::json)
+    ORDER BY out_ord`;
 }
