@@ -26,7 +26,11 @@ export interface IngressDeps {
   metrics?: IngressMetrics;
   /** ms since the epoch. */
   clock?: () => number;
-  /** Default "async" (RSA on the libuv thread pool): answered more at 2,000/s offered in every bench run (bench/ingress-report.md). */
+  /**
+   * Default "sync": RSA verification (~25 µs) on the event loop. With "async" (libuv thread pool) the event loop
+   * still spent as long in `crypto.verify` (OpenSSL 3 serialises the key and digest set-up across threads) and
+   * throughput was lower or equal in every bench run since the enqueue became one script call (bench/ingress-report.md).
+   */
   verifyMode?: VerifyMode;
   /** Largest addBulk; default 256. */
   maxBatchSize?: number;
@@ -118,7 +122,7 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     intake,
     metrics,
     clock,
-    verifyMode: deps.verifyMode ?? "async",
+    verifyMode: deps.verifyMode ?? "sync",
   };
 
   app.register(async (notify) => {

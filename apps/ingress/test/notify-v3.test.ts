@@ -233,12 +233,12 @@ describe("POST /notify/v3: rejections answer 4xx with the exact FAIL body and en
   });
 });
 
-describe("POST /notify/v3: verification on the event loop", () => {
-  it("accepts and rejects the same way with verifyMode sync (the default is async)", async () => {
+describe("POST /notify/v3: verification on the thread pool", () => {
+  it("accepts and rejects the same way with verifyMode async (the default is sync)", async () => {
     const g = await createIngressFixture({
-      label: "ingress-v3-sync",
+      label: "ingress-v3-async",
       merchant: f.merchant,
-      app: { verifyMode: "sync" },
+      app: { verifyMode: "async" },
     });
     try {
       const n = signedV3(g.merchant, { id: randomUUID() });
