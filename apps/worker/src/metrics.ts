@@ -83,6 +83,14 @@ export class WorkerMetrics {
     registers: [this.registry],
   });
 
+  /** Payment apply jobs committed per statement (group commit): count = statements, sum = jobs. Refunds run alone. */
+  readonly applyBatchSize = new Histogram({
+    name: "wpn_worker_apply_batch_size",
+    help: "Payment apply jobs committed together in one statement.",
+    buckets: [1, 2, 4, 8, 16, 32, 64],
+    registers: [this.registry],
+  });
+
   /** Ingress acceptance to committed effect: the latency the merchant sees. */
   readonly endToEnd = new Histogram({
     name: "wpn_worker_notification_latency_seconds",

@@ -18,13 +18,14 @@ import { MerchantKeyResolver } from "./keys.ts";
 import { createLogger } from "./logger.ts";
 import { WorkerMetrics } from "./metrics.ts";
 import { applyStage } from "./workers/apply.processor.ts";
+import { PaymentBatcher } from "./workers/apply-batch.ts";
 import { parseStage } from "./workers/parse.processor.ts";
 import { applyEnqueuer, ParseBatcher } from "./workers/parse-batch.ts";
 import { createStageProcessor, DeadLetteredError, deadLetter, type StageRuntime } from "./workers/stage.ts";
 
 export interface StartWorkerOptions {
   logger?: Logger;
-  /** Replaces the single-statement Prisma store (the benchmark's raw-pg baseline). */
+  /** Replaces the Prisma store (the benchmark's raw-pg baseline). */
   applyStore?: (db: Db) => ApplyStore;
   /** Overrides WORKER_HEALTH_PORT + WORKER_INDEX (tests pass 0). */
   healthPort?: number;
@@ -50,11 +51,32 @@ export interface WorkerHandle {
 const PARSE_BATCH_MAX_IN_FLIGHT = 2;
 /** Largest parse batch: bounds one statement's parameter (each row carries its raw body, ~1–2 KiB). */
 const PARSE_BATCH_MAX_SIZE = 128;
+/**
+ * Payment batches in flight at once per process (each holds a pooled connection for its statement). Two: a
+ * batch can be sent while the previous one's answer is still on its way back, so PostgreSQL does not sit idle
+ * for a round trip per batch; payments arriving while both run gather into the next batch.
+ */
+const PAYMENT_BATCH_MAX_IN_FLIGHT = 2;
+/**
+ * Largest payment batch: bounds how many orders and SKUs one statement locks, i.e. how long a concurrent
+ * statement on one of them (another process's batch, a refund) may wait.
+ */
+const PAYMENT_BATCH_MAX_SIZE = 64;
+/** Pooled connections the batches of one process hold at most at once: one per parse or payment batch in flight. */
+const BATCH_CONNECTIONS = PARSE_BATCH_MAX_IN_FLIGHT + PAYMENT_BATCH_MAX_IN_FLIGHT;
 
-/** Settings that are wrong together; returns the message of the first problem, or null. */
+/**
+ * Settings that are wrong together; returns the message of the first problem, or null.
+ *
+ * Jobs do not hold a pooled connection each: parse rows and payments are committed in batches, each batch
+ * holding one connection for its statement, so the pool must hold the batches' connections (fewer would make
+ * the stages' batches wait for each other). WORKER_CONCURRENCY is not tied to the pool: payment jobs only
+ * wait for their batch, and refund jobs (one statement each, a few ms) beyond the free connections wait in the
+ * pool's queue, for at most PG_CONNECT_TIMEOUT_MS.
+ */
 export function checkWorkerConfig(config: Config): string | null {
-  if (config.WORKER_CONCURRENCY > config.PG_POOL_MAX) {
-    return `WORKER_CONCURRENCY (${config.WORKER_CONCURRENCY}) must not exceed PG_POOL_MAX (${config.PG_POOL_MAX}): each running job needs a pooled connection`;
+  if (config.PG_POOL_MAX < BATCH_CONNECTIONS) {
+    return `PG_POOL_MAX (${config.PG_POOL_MAX}) must be at least ${BATCH_CONNECTIONS}: up to ${PARSE_BATCH_MAX_IN_FLIGHT} parse and ${PAYMENT_BATCH_MAX_IN_FLIGHT} payment batches are in flight, each holding a pooled connection for its statement`;
   }
   if (config.WORKER_HEALTH_PORT !== 0 && config.WORKER_HEALTH_PORT + config.WORKER_INDEX > 65_535) {
     return `WORKER_HEALTH_PORT + WORKER_INDEX (${config.WORKER_HEALTH_PORT + config.WORKER_INDEX}) is not a port`;
@@ -65,10 +87,10 @@ export function checkWorkerConfig(config: Config): string | null {
 /**
  * Starts one worker process's share of the pipeline: a `notify.parse` BullMQ worker with
  * WORKER_PARSE_CONCURRENCY jobs at once, recorded together in batches (ParseBatcher: one statement and one
- * apply enqueue per batch), and a `notify.apply` worker with WORKER_CONCURRENCY jobs at once (one short
- * statement each, holding a pooled connection only for the statement), plus the health/metrics server. Scale
- * out by running more processes, on any number of machines: nothing here is shared between processes except
- * Redis and PostgreSQL.
+ * apply enqueue per batch), and a `notify.apply` worker with WORKER_CONCURRENCY jobs at once, whose payments
+ * are applied together in batches (PaymentBatcher: one statement per batch) and whose refunds run one short
+ * statement each, plus the health/metrics server. Scale out by running more processes, on any number of
+ * machines: nothing here is shared between processes except Redis and PostgreSQL.
  */
 export async function startWorker(config: Config, options: StartWorkerOptions = {}): Promise<WorkerHandle> {
   const log = options.logger ?? createLogger(config.LOG_LEVEL, { workerIndex: config.WORKER_INDEX });
@@ -102,8 +124,16 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
     onFlush: (size) => metrics.parseBatchSize.observe(size),
   });
   const parse = parseStage({ prisma: db.prisma, keys, commit: (row, job) => parseBatcher.commit(row, job) });
+  const store = options.applyStore ? options.applyStore(db) : prismaApplyStore(db.prisma);
+  const paymentBatcher = new PaymentBatcher({
+    payments: (facts) => store.payments(facts),
+    maxBatchSize: PAYMENT_BATCH_MAX_SIZE,
+    maxInFlight: PAYMENT_BATCH_MAX_IN_FLIGHT,
+    onFlush: (size) => metrics.applyBatchSize.observe(size),
+  });
   const apply = applyStage({
-    store: options.applyStore ? options.applyStore(db) : prismaApplyStore(db.prisma),
+    payment: (facts) => paymentBatcher.apply(facts),
+    refund: (facts) => store.refund(facts),
     keys,
     restockOnFullRefund: config.REFUND_RESTOCK_POLICY === "full",
     metrics,

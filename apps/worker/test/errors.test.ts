@@ -141,12 +141,10 @@ describe("payload and settings checks", () => {
     expect(decodeJob(applyJobSchema, "nonsense")).toMatchObject({ ok: false, code: "JOB_VERSION_UNSUPPORTED" });
   });
 
-  it("WORKER_CONCURRENCY above PG_POOL_MAX is refused", () => {
+  it("a pool smaller than the batches' connections is refused; concurrency above the pool is fine", () => {
     const config = (env: Record<string, string>): Config => loadConfig({ ...world.env, ...env });
-    expect(checkWorkerConfig(config({ WORKER_CONCURRENCY: "20", PG_POOL_MAX: "10" }))).toMatch(
-      /must not exceed PG_POOL_MAX/,
-    );
-    expect(checkWorkerConfig(config({ WORKER_CONCURRENCY: "10", PG_POOL_MAX: "10" }))).toBeNull();
+    expect(checkWorkerConfig(config({ PG_POOL_MAX: "3" }))).toMatch(/PG_POOL_MAX \(3\) must be at least 4/);
+    expect(checkWorkerConfig(config({ WORKER_CONCURRENCY: "64", PG_POOL_MAX: "4" }))).toBeNull();
     expect(checkWorkerConfig(config({ WORKER_HEALTH_PORT: "65535", WORKER_INDEX: "1" }))).toMatch(/not a port/);
   });
 

@@ -17,7 +17,10 @@ export const envSchema = z.object({
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 
   DATABASE_URL: z.string().url().default(DEFAULT_DATABASE_URL),
-  /** pg pool size per process; worker concurrency must not exceed it (a job holds a connection per transaction). */
+  /**
+   * pg pool size per process. A worker needs at least 4: its parse and apply stages each keep up to 2 batches in
+   * flight, each holding a connection for its statement; refund statements and bookkeeping share the rest.
+   */
   PG_POOL_MAX: int(1, 200).default(10),
   /** How long a query may wait for a pooled connection before failing (and the job retrying). */
   PG_CONNECT_TIMEOUT_MS: int(100, 60_000).default(5_000),
@@ -59,8 +62,13 @@ export const envSchema = z.object({
   /** Waiting jobs above which /health/ready and metrics report backpressure (requests are still accepted). */
   INGRESS_QUEUE_WAITING_CEILING: int(1, 100_000_000).default(50_000),
 
-  /** Apply jobs processed at once per worker process (each holds a pooled connection for its statement). */
-  WORKER_CONCURRENCY: int(1, 500).default(8),
+  /**
+   * Apply jobs processed at once per worker process. Payment jobs hold no connection of their own: concurrent
+   * payments are applied together, one statement per batch (at most 2 batches in flight), so this is what lets
+   * batches form — it bounds the batch size. Refund jobs take a pooled connection for their statement, waiting
+   * in the pool's queue when more run than it has connections.
+   */
+  WORKER_CONCURRENCY: int(1, 500).default(32),
   /**
    * Parse jobs processed at once per worker process. They hold no connection of their own: concurrent parse
    * jobs are recorded together, one statement and one enqueue per batch (at most 2 batches in flight), so this

@@ -37,14 +37,14 @@ describe("loadConfig", () => {
     expect(config.apiV3KeyBytes.length).toBe(32);
     expect(config.publicKeyPem).toContain("BEGIN PUBLIC KEY");
     expect(config.WECHATPAY_APIV2_KEY).toBeUndefined();
-    expect(config.WORKER_CONCURRENCY).toBe(8);
+    expect(config.WORKER_CONCURRENCY).toBe(32);
     expect(config.WORKER_PARSE_CONCURRENCY).toBe(32);
   });
 
   it("coerces numbers from strings", () => {
-    expect(loadConfig({ ...valid, PORT: "8080", WORKER_CONCURRENCY: "32" })).toMatchObject({
+    expect(loadConfig({ ...valid, PORT: "8080", WORKER_CONCURRENCY: "48" })).toMatchObject({
       PORT: 8080,
-      WORKER_CONCURRENCY: 32,
+      WORKER_CONCURRENCY: 48,
     });
   });
 

@@ -1,6 +1,5 @@
 import { PAYMENT_REVIEW_OUTCOMES, type PaymentFacts, type PaymentOutcome, type PaymentResult } from "@wpn/db";
 import { runApplyStatement } from "./run-statement.ts";
-import type { ApplyStore } from "./store.ts";
 
 export function isPaymentReview(outcome: PaymentOutcome): boolean {
   return PAYMENT_REVIEW_OUTCOMES.has(outcome);
@@ -15,9 +14,15 @@ export function isPaymentReview(outcome: PaymentOutcome): boolean {
  * as paid (transaction id, time, payer) and goes to PAYMENT_REVIEW / OUT_OF_STOCK for a human to fulfil
  * later or refund. Taking part of an order's stock would reserve goods for an order that cannot ship.
  *
+ * `commit` applies one payment (in the worker: PaymentBatcher.apply, which shares one statement with the
+ * payments of concurrent jobs); a STALE answer commits it again.
+ *
  * Throws WorkerError ORDER_NOT_FOUND (retried within the unknown-order window: the checkout may commit the
  * order after WeChat's notification arrives), NOTIFICATION_NOT_FOUND (permanent), ORDER_CONTENDED.
  */
-export function applyPayment(store: ApplyStore, facts: PaymentFacts): Promise<PaymentResult> {
-  return runApplyStatement(() => store.payment(facts), facts);
+export function applyPayment(
+  commit: (facts: PaymentFacts) => Promise<PaymentResult>,
+  facts: PaymentFacts,
+): Promise<PaymentResult> {
+  return runApplyStatement(() => commit(facts), facts);
 }

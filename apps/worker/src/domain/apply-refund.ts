@@ -1,7 +1,6 @@
 import type { RefundFacts, RefundOutcome, RefundResultRow } from "@wpn/db";
 import { WorkerError } from "../errors.ts";
 import { runApplyStatement } from "./run-statement.ts";
-import type { ApplyStore } from "./store.ts";
 
 const REVIEW_OUTCOMES: ReadonlySet<RefundOutcome> = new Set([
   "MCHID_MISMATCH",
@@ -24,10 +23,15 @@ export function isRefundReview(outcome: RefundOutcome): boolean {
  * Out-of-order delivery: a successful refund for an order whose payment has not been applied yet throws
  * ORDER_NOT_PAID and is retried with backoff (within the unknown-order window) until the payment lands, so
  * the end state is the one of in-order delivery.
+ *
+ * `commit` applies the refund in one statement of its own (ApplyStore.refund).
  */
-export function applyRefund(store: ApplyStore, facts: RefundFacts): Promise<RefundResultRow> {
+export function applyRefund(
+  commit: (facts: RefundFacts) => Promise<RefundResultRow>,
+  facts: RefundFacts,
+): Promise<RefundResultRow> {
   return runApplyStatement(
-    () => store.refund(facts),
+    () => commit(facts),
     facts,
     (result) =>
       result.outcome === "ORDER_NOT_PAID"

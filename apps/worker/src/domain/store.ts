@@ -1,5 +1,5 @@
 import {
-  applyPaymentStatement,
+  applyPaymentStatements,
   applyRefundStatement,
   type PaymentFacts,
   type PaymentResult,
@@ -9,18 +9,23 @@ import {
 } from "@wpn/db";
 
 /**
- * Where the apply stage commits effects. The production store runs each effect as one SQL statement through
+ * Where the apply stage commits effects. The production store runs each call as one SQL statement through
  * Prisma (@wpn/db); the benchmark plugs in a statement-by-statement raw `pg` store with the same contract to
  * measure what that single round trip buys.
  */
 export interface ApplyStore {
-  payment(facts: PaymentFacts): Promise<PaymentResult>;
+  /**
+   * Applies payments with the semantics of applying them one after another in the given order (a later one
+   * sees the earlier ones' effects); one result per payment, in input order. The apply stage sends the
+   * payments of concurrent jobs here together (PaymentBatcher).
+   */
+  payments(facts: readonly PaymentFacts[]): Promise<PaymentResult[]>;
   refund(facts: RefundFacts): Promise<RefundResultRow>;
 }
 
 export function prismaApplyStore(prisma: PrismaClient): ApplyStore {
   return {
-    payment: (facts) => applyPaymentStatement(prisma, facts),
+    payments: (facts) => applyPaymentStatements(prisma, facts),
     refund: (facts) => applyRefundStatement(prisma, facts),
   };
 }

@@ -1,10 +1,9 @@
-import type { PaymentResult, RefundResultRow } from "@wpn/db";
+import type { PaymentFacts, PaymentResult, RefundFacts, RefundResultRow } from "@wpn/db";
 import { type ApplyJob, applyJobSchema, type PublishJob, QueueName } from "@wpn/queue";
 import { applyPayment, isPaymentReview } from "../domain/apply-payment.ts";
 import { applyRefund, isRefundReview } from "../domain/apply-refund.ts";
 import { openNotification } from "../domain/notification.ts";
 import { paymentEvent, refundEvent } from "../domain/publish-events.ts";
-import type { ApplyStore } from "../domain/store.ts";
 import { WorkerError } from "../errors.ts";
 import type { KeyResolver } from "../keys.ts";
 import type { WorkerMetrics } from "../metrics.ts";
@@ -12,7 +11,13 @@ import { idField } from "./parse.processor.ts";
 import type { StageContext, StageDefinition, StageResult } from "./stage.ts";
 
 export interface ApplyDeps {
-  store: ApplyStore;
+  /**
+   * Applies one payment. In the worker: PaymentBatcher.apply over ApplyStore.payments (group commit: the
+   * payments of concurrent jobs share one statement).
+   */
+  payment(facts: PaymentFacts): Promise<PaymentResult>;
+  /** Applies one refund in a statement of its own: ApplyStore.refund (refunds are few). */
+  refund(facts: RefundFacts): Promise<RefundResultRow>;
   keys: KeyResolver;
   /** REFUND_RESTOCK_POLICY=full. */
   restockOnFullRefund: boolean;
@@ -28,8 +33,9 @@ export interface ApplyResult extends StageResult {
 
 /**
  * Apply stage: re-open the notification (the job carries it encrypted) and commit its effect in one
- * statement — order status, stock and movements, refund rows, the notification's status and timeline —
- * then, when enabled, publish the business event. Domain rules live in applyPayment / applyRefund.
+ * statement — order status, stock and movements, refund rows, the notification's status and timeline — then,
+ * when enabled, publish the business event. A payment shares its statement with the payments of concurrent
+ * jobs (`deps.payment`). Domain rules live in applyPayment / applyRefund.
  */
 export async function handleApply(deps: ApplyDeps, job: ApplyJob, ctx: StageContext): Promise<ApplyResult> {
   const keys = await deps.keys.resolve(job.mchid);
@@ -43,7 +49,7 @@ export async function handleApply(deps: ApplyDeps, job: ApplyJob, ctx: StageCont
   if (opened.kind === "payment") {
     const facts = { ...opened.payment, notificationId: job.notificationId };
     ctx.setOutTradeNo(facts.outTradeNo);
-    const result = await applyPayment(deps.store, facts);
+    const result = await applyPayment(deps.payment, facts);
     report(deps, ctx, job, result, isPaymentReview(result.outcome), "PAYMENT");
     const event = paymentEvent(facts, result);
     if (deps.publish && event) await deps.publish(event);
@@ -51,7 +57,7 @@ export async function handleApply(deps: ApplyDeps, job: ApplyJob, ctx: StageCont
   }
   const facts = { ...opened.refund, notificationId: job.notificationId, restockOnFullRefund: deps.restockOnFullRefund };
   ctx.setOutTradeNo(facts.outTradeNo);
-  const result = await applyRefund(deps.store, facts);
+  const result = await applyRefund(deps.refund, facts);
   report(deps, ctx, job, result, isRefundReview(result.outcome), "REFUND");
   const event = refundEvent(facts, result);
   if (deps.publish && event) await deps.publish(event);

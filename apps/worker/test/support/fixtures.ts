@@ -16,6 +16,7 @@ import { pino } from "pino";
 import { prismaApplyStore } from "../../src/domain/store.ts";
 import { MerchantKeyResolver } from "../../src/keys.ts";
 import { type ApplyResult, handleApply } from "../../src/workers/apply.processor.ts";
+import { PaymentBatcher } from "../../src/workers/apply-batch.ts";
 import { handleParse, type ParseResult } from "../../src/workers/parse.processor.ts";
 import { ParseBatcher } from "../../src/workers/parse-batch.ts";
 import type { StageContext } from "../../src/workers/stage.ts";
@@ -333,6 +334,12 @@ export function inline(
   const config = world.config(overrides);
   const keys = new MerchantKeyResolver(config, prisma);
   const store = prismaApplyStore(prisma);
+  // Payments are applied through the worker's group-commit batcher, as in the apply stage.
+  const payments = new PaymentBatcher({
+    payments: (facts) => store.payments(facts),
+    maxBatchSize: 64,
+    maxInFlight: 2,
+  });
   const restockOnFullRefund = config.REFUND_RESTOCK_POLICY === "full";
   // Parse jobs are recorded through the worker's group-commit batcher; the apply jobs it would add to the
   // queue are kept here, by notification id, for the caller.
@@ -355,7 +362,12 @@ export function inline(
     enqueued.delete(job.id);
     return { parse: parsed, applyJob };
   };
-  const apply = (job: ApplyJob) => handleApply({ store, keys, restockOnFullRefund }, job, testContext());
+  const apply = (job: ApplyJob) =>
+    handleApply(
+      { payment: (facts) => payments.apply(facts), refund: (facts) => store.refund(facts), keys, restockOnFullRefund },
+      job,
+      testContext(),
+    );
   return {
     config,
     parse,
