@@ -2,13 +2,25 @@ import type { PaymentFacts, PaymentOutcome, PaymentResult } from "@wpn/db";
 import type pg from "pg";
 
 /**
- * The benchmark's baseline for the apply stage: the payment transaction written the obvious way with raw
- * `pg`, one statement per round trip (BEGIN; lock the notification; lock the order; read the items; lock the
- * SKUs; UPDATE the order; INSERT the movements; UPDATE the stock; UPDATE the notification; INSERT the event;
- * COMMIT), with the same rules and outcomes as @wpn/db's single-statement `applyPaymentStatement`. Each
- * statement takes a fresh snapshot (READ COMMITTED), so it needs no STALE answer.
+ * The benchmark's baseline store for the apply stage's payments (`ApplyStore.payments`): one transaction per
+ * notification, raw `pg`. The payments of a batch run at once, each as its own transaction on its own pooled
+ * client (waiting in the pool's queue when it has fewer connections), just as the batch's jobs each ran their
+ * own transaction before payments were group-committed. Equivalent to applying them one after another in some
+ * order (two payments of one notification or order serialise on its row lock), which is all the worker needs.
+ * The first failure fails the batch, as a failed statement does.
  */
-export async function applyPaymentStatements(pool: pg.Pool, p: PaymentFacts): Promise<PaymentResult> {
+export function baselinePayments(pool: pg.Pool, facts: readonly PaymentFacts[]): Promise<PaymentResult[]> {
+  return Promise.all(facts.map((p) => baselinePayment(pool, p)));
+}
+
+/**
+ * One payment of the baseline: the payment transaction written the obvious way with raw `pg`, one statement
+ * per round trip (BEGIN; lock the notification; lock the order; read the items; lock the SKUs; UPDATE the
+ * order; INSERT the movements; UPDATE the stock; UPDATE the notification; INSERT the event; COMMIT), with the
+ * same rules and outcomes as @wpn/db's `applyPaymentStatement`. Each statement takes a fresh snapshot (READ
+ * COMMITTED), so it needs no STALE answer.
+ */
+export async function baselinePayment(pool: pg.Pool, p: PaymentFacts): Promise<PaymentResult> {
   const client = await pool.connect();
   try {
     await client.query("BEGIN");

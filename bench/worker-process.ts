@@ -1,11 +1,12 @@
 // One benchmark worker process: the production worker (`startWorker`, as apps/worker/src/main.ts runs it),
-// with the apply stage's payment path either as shipped (`prisma`: one statement through Prisma) or the
-// raw-pg statement-by-statement baseline (`pg`). Usage: tsx bench/worker-process.ts prisma|pg
+// with the apply stage's payment store either as shipped (`prisma`: one statement through Prisma per batch of
+// concurrent payments) or the raw-pg baseline (`pg`: one statement-by-statement transaction per payment).
+// Usage: tsx bench/worker-process.ts prisma|pg
 import { loadConfigOrExit, readEnvironment } from "@wpn/config";
 import { prismaApplyStore } from "../apps/worker/src/domain/store.ts";
 import { createLogger } from "../apps/worker/src/logger.ts";
 import { startWorker } from "../apps/worker/src/worker.ts";
-import { applyPaymentStatements } from "./worker-baseline.ts";
+import { baselinePayments } from "./worker-baseline.ts";
 
 const impl = process.argv[2];
 if (impl !== "prisma" && impl !== "pg") {
@@ -20,7 +21,7 @@ const worker = await startWorker(config, {
         // Payments (all the benchmark sends) go through the baseline; refunds keep the production statement.
         applyStore: (db) => ({
           ...prismaApplyStore(db.prisma),
-          payment: (facts) => applyPaymentStatements(db.pool, facts),
+          payments: (facts) => baselinePayments(db.pool, facts),
         }),
       }
     : {}),

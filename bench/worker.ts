@@ -1,4 +1,4 @@
-// Worker benchmark: `npx tsx bench/worker.ts [--notifications 10000] [--concurrency 8]`. Writes
+// Worker benchmark: `npx tsx bench/worker.ts [--notifications 10000] [--concurrency 32] [--pool 8]`. Writes
 // bench/worker-report.md (and raw numbers to bench/results/worker.json).
 //
 // What is measured, on this machine (everything — PostgreSQL, Redis, workers, this driver — shares its cores):
@@ -6,9 +6,10 @@
 //    `notify.parse` (the queue is paused while they are added); P worker processes start and report ready;
 //    the queue is resumed; the clock stops at the last commit (max Notification.appliedAt). Every job goes
 //    parse → apply, exactly as in production. P = 1, 2, 4.
-// 2. The same with the baseline: identical processes and concurrency, but the apply stage's payment runs the
-//    same transaction statement by statement with raw `pg` (bench/worker-baseline.ts). Runs alternate
-//    between the two implementations so drift in the machine affects both.
+// 2. The same with the baseline: identical processes and settings, but the apply stage's payments run as one
+//    transaction each, statement by statement with raw `pg` (bench/worker-baseline.ts), instead of one
+//    statement per batch of concurrent payments. Runs alternate between the two implementations so drift in
+//    the machine affects both.
 // 3. Latency: notifications enqueued at a steady rate below capacity with 2 processes running; the time from
 //    enqueue (Notification.receivedAt) to commit (appliedAt), p50/p99.
 // 4. For context, the apply statement alone (no queue), Prisma single statement vs pg statements.
@@ -21,13 +22,16 @@ import { applyPaymentStatement, createDb, type Db } from "@wpn/db";
 import { createQueue, createRedisConnection, PARSE_JOB_NAME, type ParseJobV3, QueueName } from "@wpn/queue";
 import { createTestDatabase, createTestMerchant, deletePrefix, TEST_REDIS_URL, testQueuePrefix } from "@wpn/testing";
 import { createSignedV3Notification } from "@wpn/wechatpay";
-import { applyPaymentStatements } from "./worker-baseline.ts";
+import { baselinePayment } from "./worker-baseline.ts";
 
 const root = resolve(import.meta.dirname, "..");
 const { values: args } = parseArgs({
   options: {
     notifications: { type: "string", default: "10000" },
-    concurrency: { type: "string", default: "8" },
+    /** WORKER_CONCURRENCY (apply jobs at once per process; the worker's default). */
+    concurrency: { type: "string", default: "32" },
+    /** PG_POOL_MAX per process, and the concurrency of the statement-only runs. */
+    pool: { type: "string", default: "8" },
     repeats: { type: "string", default: "2" },
     /** Enqueue rate of the latency run, per second; default: half the measured 2-process worker throughput. */
     "latency-rate": { type: "string" },
@@ -41,6 +45,7 @@ const { values: args } = parseArgs({
 });
 const N = Number(args.notifications);
 const CONCURRENCY = Number(args.concurrency);
+const POOL = Number(args.pool);
 const REPEATS = Number(args.repeats);
 let latencyRate = Number(args["latency-rate"] ?? 0);
 const SKUS = 200;
@@ -62,7 +67,7 @@ const env: Record<string, string> = {
   LOG_LEVEL: "warn",
   NODE_ENV: "production",
   WORKER_CONCURRENCY: String(CONCURRENCY),
-  PG_POOL_MAX: String(CONCURRENCY),
+  PG_POOL_MAX: String(POOL),
 };
 
 /** N orders of two items each (SKUs spread over SKUS rows), as a checkout would have written them. */
@@ -251,6 +256,8 @@ interface ThroughputRun {
   load: number;
   /** Parse jobs per parse statement (group commit), mean over the run; absent in results from before batching. */
   parseBatch?: number;
+  /** Payment apply jobs per payment statement (group commit), mean; absent in results from before batching. */
+  applyBatch?: number;
 }
 
 async function throughput(
@@ -277,22 +284,23 @@ async function throughput(
     const seconds = ((last._max.appliedAt?.getTime() ?? Date.now()) - started) / 1000;
     await verify();
     const cpu = cpuPerNotification(before, after, N);
-    const parseBatch = await meanParseBatch(port, processes);
-    return { impl, processes, seconds, perSecond: N / seconds, cpu, load: loadavg()[0] ?? 0, parseBatch };
+    const parseBatch = await meanBatch(port, processes, "wpn_worker_parse_batch_size");
+    const applyBatch = await meanBatch(port, processes, "wpn_worker_apply_batch_size");
+    return { impl, processes, seconds, perSecond: N / seconds, cpu, load: loadavg()[0] ?? 0, parseBatch, applyBatch };
   } finally {
     await workers.stop();
   }
 }
 
-/** Parse jobs per parse statement over the processes' lifetime, from their `wpn_worker_parse_batch_size` histograms. */
-async function meanParseBatch(basePort: number, processes: number): Promise<number> {
+/** Jobs per statement over the processes' lifetime, from their batch size histograms (`histogram`_sum / _count). */
+async function meanBatch(basePort: number, processes: number, histogram: string): Promise<number> {
   let sum = 0;
   let count = 0;
   for (let i = 0; i < processes; i++) {
     const text = await (await fetch(`http://127.0.0.1:${basePort + i}/metrics`)).text();
     const value = (name: string) => Number(text.match(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "m"))?.[1] ?? 0);
-    sum += value("wpn_worker_parse_batch_size_sum");
-    count += value("wpn_worker_parse_batch_size_count");
+    sum += value(`${histogram}_sum`);
+    count += value(`${histogram}_count`);
   }
   return count === 0 ? 0 : sum / count;
 }
@@ -352,7 +360,7 @@ interface StatementRun {
   cpuMsPerOp: number;
 }
 
-/** The apply transaction alone, CONCURRENCY at a time from this process, no queue: where the difference comes from. */
+/** One payment's transaction alone, POOL at a time from this process, no queue, no batching: where the difference comes from. */
 async function statementOnly(impl: "prisma" | "pg", db: Db, count: number): Promise<StatementRun> {
   await resetData();
   await prisma.$executeRaw`INSERT INTO "Notification" (id, "eventType", "receivedAt", body, status)
@@ -374,11 +382,11 @@ async function statementOnly(impl: "prisma" | "pg", db: Db, count: number): Prom
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   await Promise.all(
-    Array.from({ length: CONCURRENCY }, async () => {
+    Array.from({ length: POOL }, async () => {
       while (next <= count) {
         const i = next++;
         if (impl === "prisma") await applyPaymentStatement(db.prisma, facts(i));
-        else await applyPaymentStatements(db.pool, facts(i));
+        else await baselinePayment(db.pool, facts(i));
       }
     }),
   );
@@ -397,6 +405,8 @@ interface Results {
   machine: string;
   N: number;
   CONCURRENCY: number;
+  /** PG_POOL_MAX; absent in results from before it was set apart from CONCURRENCY (it was CONCURRENCY). */
+  POOL?: number;
   REPEATS: number;
   statementCount: number;
   runs: ThroughputRun[];
@@ -434,6 +444,10 @@ function renderReport(r: Results): string {
   const bestImplied = Math.max(...counts.map((p) => (cores * 1000) / cpuTotal("prisma", p)));
   const loads = runs.map((x) => x.load);
   const parseBatches = runs.flatMap((x) => (x.parseBatch === undefined ? [] : [x.parseBatch]));
+  // The baseline's processes batch the same way, but run each payment of a batch as its own transaction.
+  const applyBatches = runs.flatMap((x) => (x.impl !== "prisma" || x.applyBatch === undefined ? [] : [x.applyBatch]));
+  const pool = r.POOL ?? r.CONCURRENCY;
+  const range = (xs: number[]) => `${fmt(Math.min(...xs), 1)}–${fmt(Math.max(...xs), 1)}`;
   const latency = latencies.find((l) => l.impl === "prisma");
   const lines = [
     "# Worker benchmark",
@@ -458,13 +472,17 @@ function renderReport(r: Results): string {
     "  validate, upsert the Notification row + timeline, enqueue apply) and an apply job (decrypt again, one",
     "  transaction: order, stock, movements, notification status, event). The end state is checked after every run",
     "  (every order SUCCESS, 2 movements each, stock reduced by exactly the quantities).",
-    parseBatches.length > 0
-      ? `- Every process: WORKER_CONCURRENCY=${r.CONCURRENCY} (apply), WORKER_PARSE_CONCURRENCY at its default (parse jobs are recorded in batches: ${fmt(Math.min(...parseBatches), 1)}–${fmt(Math.max(...parseBatches), 1)} jobs per statement), PG_POOL_MAX=${r.CONCURRENCY}, LOG_LEVEL=warn.`
-      : `- Every process: WORKER_CONCURRENCY=${r.CONCURRENCY} per queue, PG_POOL_MAX=${r.CONCURRENCY}, LOG_LEVEL=warn.`,
-    "- **worker (Prisma)** is the shipped code: the apply transaction is ONE statement (`prisma.$queryRaw`, a",
-    "  data-modifying CTE) — one round trip, implicit transaction — sent as a named (prepared) statement.",
-    "- **baseline (raw pg)** is the same worker with only the payment transaction replaced by the same logic run",
-    "  statement by statement on a raw `pg` client (BEGIN, 9–10 statements, COMMIT): `bench/worker-baseline.ts`.",
+    parseBatches.length === 0
+      ? `- Every process: WORKER_CONCURRENCY=${r.CONCURRENCY} per queue, PG_POOL_MAX=${pool}, LOG_LEVEL=warn.`
+      : applyBatches.length === 0
+        ? `- Every process: WORKER_CONCURRENCY=${r.CONCURRENCY} (apply), WORKER_PARSE_CONCURRENCY at its default (parse jobs are recorded in batches: ${range(parseBatches)} jobs per statement), PG_POOL_MAX=${pool}, LOG_LEVEL=warn.`
+        : `- Every process: WORKER_CONCURRENCY=${r.CONCURRENCY} (apply; payments are applied in batches: ${range(applyBatches)} jobs per statement), WORKER_PARSE_CONCURRENCY at its default (parse jobs are recorded in batches: ${range(parseBatches)} jobs per statement), PG_POOL_MAX=${pool}, LOG_LEVEL=warn.`,
+    applyBatches.length === 0
+      ? "- **worker (Prisma)** is the shipped code: the apply transaction is ONE statement (`prisma.$queryRaw`, a\n  data-modifying CTE) — one round trip, implicit transaction — sent as a named (prepared) statement."
+      : "- **worker (Prisma)** is the shipped code: the payments of concurrent apply jobs are applied together, ONE\n  statement per batch (`applyPaymentStatements`: the PL/pgSQL function `wpn_apply_payments`) — one round trip,\n  one transaction — sent as a named (prepared) statement.",
+    applyBatches.length === 0
+      ? "- **baseline (raw pg)** is the same worker with only the payment transaction replaced by the same logic run\n  statement by statement on a raw `pg` client (BEGIN, 9–10 statements, COMMIT): `bench/worker-baseline.ts`."
+      : "- **baseline (raw pg)** is the same worker with only the payment store replaced: each payment of a batch runs\n  the same logic as its own transaction, statement by statement, on its own pooled raw `pg` client, all at once\n  (BEGIN, 9–10 statements, COMMIT): `bench/worker-baseline.ts`.",
     `- Runs alternate between the two (${r.REPEATS} of each per process count); the table shows the mean and the best.`,
     "",
     "## Throughput, end to end (notifications/s)",
@@ -518,7 +536,7 @@ function renderReport(r: Results): string {
     "",
     "## The apply transaction alone (no queue, context)",
     "",
-    `${fmt(r.statementCount)} payments applied from one process, ${r.CONCURRENCY} at a time; Node CPU per payment from \`process.cpuUsage()\`.`,
+    `${fmt(r.statementCount)} payments applied from one process, one per statement (no batching), ${pool} at a time; Node CPU per payment from \`process.cpuUsage()\`.`,
     "",
     "| implementation | payments/s | Node CPU ms per payment |",
     "|---|---|---|",
@@ -553,10 +571,11 @@ try {
   const jobs = buildNotifications();
   const results: Results = {
     date: new Date().toISOString().slice(0, 10),
-    command: `npx tsx bench/worker.ts --notifications ${N} --concurrency ${CONCURRENCY} --repeats ${REPEATS}`,
+    command: `npx tsx bench/worker.ts --notifications ${N} --concurrency ${CONCURRENCY} --pool ${POOL} --repeats ${REPEATS}`,
     machine: await describeMachine(),
     N,
     CONCURRENCY,
+    POOL,
     REPEATS,
     statementCount: Math.min(N, 5_000),
     runs: [],
@@ -569,7 +588,10 @@ try {
     writeFileSync(resultsFile, JSON.stringify(results, null, 2));
   };
   const { runs, latencies, statements, statementCount } = results;
-  let port = 39_400;
+  // Health ports below the ephemeral range (Linux: 32768–60999): polling a port nobody listens on yet from
+  // 127.0.0.1 can connect a socket to itself when the kernel picks that very port as the source, and the
+  // worker then fails to listen (EADDRINUSE) for the minute the connection lingers in TIME_WAIT.
+  let port = 29_400;
   const only = args.only?.split(",");
   for (const processes of [1, 2, 4]) {
     for (let r = 0; r < REPEATS; r++) {
@@ -578,7 +600,7 @@ try {
         port += 10;
         const run = await throughput(impl, processes, jobs, port);
         console.log(
-          `${impl.padEnd(6)} P=${processes}: ${fmt(run.perSecond)} notifications/s (${fmt(run.seconds, 2)} s); CPU ms/notification: worker ${fmt(run.cpu.worker, 2)}, postgres ${fmt(run.cpu.postgres, 2)}, redis ${fmt(run.cpu.redis, 2)}; parse jobs/statement ${fmt(run.parseBatch ?? 0, 1)}; load ${loadavg()[0]?.toFixed(1)}`,
+          `${impl.padEnd(6)} P=${processes}: ${fmt(run.perSecond)} notifications/s (${fmt(run.seconds, 2)} s); CPU ms/notification: worker ${fmt(run.cpu.worker, 2)}, postgres ${fmt(run.cpu.postgres, 2)}, redis ${fmt(run.cpu.redis, 2)}; parse jobs/statement ${fmt(run.parseBatch ?? 0, 1)}; apply jobs/statement ${fmt(run.applyBatch ?? 0, 1)}; load ${loadavg()[0]?.toFixed(1)}`,
         );
         runs.push(run);
         save();
@@ -598,7 +620,7 @@ try {
     save();
   }
   // As the worker creates it: Prisma's statements are named (prepared once per connection).
-  const statementDb = createDb({ url: test.url, poolMax: CONCURRENCY, preparedStatements: true });
+  const statementDb = createDb({ url: test.url, poolMax: POOL, preparedStatements: true });
   try {
     for (const impl of ["prisma", "pg", "prisma", "pg"] as const) {
       const s = await statementOnly(impl, statementDb, statementCount);
