@@ -383,9 +383,12 @@ describe("openV3Notification / decryptResource failures", () => {
     );
   });
 
-  it("__proto__ keys in the decrypted JSON are dropped, not merged", () => {
+  it.each([
+    ["literally", '"__proto__"'],
+    ["with a \\u escape", '"\\u005f_proto__"'],
+  ])("__proto__ keys in the decrypted JSON are dropped, not merged (spelled %s)", (_spelling, key) => {
     const body = withEnvelope(n.body, (e) => {
-      const json = JSON.stringify(directTransaction).replace("{", '{"__proto__":{"polluted":true},');
+      const json = JSON.stringify(directTransaction).replace("{", `{${key}:{"polluted":true},`);
       e.resource.ciphertext = encryptAeadAes256Gcm({
         key: TEST_APIV3_KEY,
         nonce: e.resource.nonce,
