@@ -5,7 +5,7 @@
 -- notification of the same transaction is DUPLICATE, the same notification twice is ALREADY, stock taken by an
 -- earlier order counts for a later one).
 --
--- Locks: before the first payment, every row the batch may change is locked, each class sorted by id, in the
+-- Locks: before the first payment, every row a batch of two or more may change is locked, each class sorted by id, in the
 -- global order all effect statements follow (Notification → Order → Sku). Two batches, or a batch and a
 -- single payment/refund statement, therefore never wait for each other in a cycle (no deadlock), and no order
 -- can change between a payment's snapshot and its row lock (no STALE inside a batch).
@@ -29,18 +29,21 @@ AS $wpn$
 DECLARE
   item record;
 BEGIN
-  PERFORM 1 FROM "Notification"
-    WHERE id IN (SELECT b.nid FROM json_to_recordset(batch) AS b(nid text))
-    ORDER BY id FOR UPDATE;
-  PERFORM 1 FROM "Order"
-    WHERE "outTradeNo" IN (SELECT b.otn FROM json_to_recordset(batch) AS b(otn text))
-    ORDER BY id FOR UPDATE;
-  PERFORM 1 FROM "Sku"
-    WHERE id IN (
-      SELECT oi."skuId" FROM "OrderItem" oi JOIN "Order" o ON o.id = oi."orderId"
-      WHERE o."outTradeNo" IN (SELECT b.otn FROM json_to_recordset(batch) AS b(otn text))
-    )
-    ORDER BY id FOR NO KEY UPDATE;
+  -- A batch of one needs no up-front locks: the payment statement takes them itself, in the same order.
+  IF json_array_length(batch) > 1 THEN
+    PERFORM 1 FROM "Notification"
+      WHERE id IN (SELECT b.nid FROM json_to_recordset(batch) AS b(nid text))
+      ORDER BY id FOR UPDATE;
+    PERFORM 1 FROM "Order"
+      WHERE "outTradeNo" IN (SELECT b.otn FROM json_to_recordset(batch) AS b(otn text))
+      ORDER BY id FOR UPDATE;
+    PERFORM 1 FROM "Sku"
+      WHERE id IN (
+        SELECT oi."skuId" FROM "OrderItem" oi JOIN "Order" o ON o.id = oi."orderId"
+        WHERE o."outTradeNo" IN (SELECT b.otn FROM json_to_recordset(batch) AS b(otn text))
+      )
+      ORDER BY id FOR NO KEY UPDATE;
+  END IF;
   FOR item IN
     SELECT * FROM ROWS FROM (json_to_recordset(batch) AS (
       nid text, otn text, txn text, mchid text, appid text, sub_mchid text, sub_appid text,

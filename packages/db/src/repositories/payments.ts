@@ -92,7 +92,7 @@ export interface PaymentResult {
  *   first one's transaction id (DUPLICATE). In READ COMMITTED a locking read returns the newest version of
  *   the row, while plain reads in the same statement see the older snapshot; when the order changed after
  *   the snapshot the statement does nothing and answers STALE, and the caller runs it again at once (the batch
- *   function locks every row before its first payment, so inside a batch this cannot happen).
+ *   function locks every row of a batch of two or more before its first payment, so there it cannot happen).
  * - `FOR NO KEY UPDATE` on the SKUs, sorted by id (no deadlock between orders sharing SKUs), makes the
  *   stock check and the decrement see the same values: all items are taken or none (OUT_OF_STOCK).
  * - A movement row is inserted ON CONFLICT DO NOTHING and the stock changes only for rows actually
