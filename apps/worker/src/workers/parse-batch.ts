@@ -81,7 +81,7 @@ export class ParseBatcher {
 }
 
 /**
- * `enqueueApply` for a ParseBatcher: one `addBulk` (one MULTI of BullMQ add scripts, one round trip) on the
+ * `enqueueApply` for a ParseBatcher: one `addBulk` (one pipeline of BullMQ add scripts, one round trip) on the
  * apply queue, job id = notification id, the queue's default job options as with `add`. A Redis failure
  * becomes a retryable QUEUE_UNAVAILABLE.
  */
