@@ -215,7 +215,6 @@ describe("worker processes", () => {
     const queue = createQueue(QueueName.Parse, redis, world.prefix);
     try {
       const s = await buildScenario(world, 300, 20, 420);
-      await enqueueAll(queue, s.jobs);
       const env = {
         ...world.env,
         WORKER_CONCURRENCY: "4",
@@ -225,6 +224,10 @@ describe("worker processes", () => {
         WORKER_SHUTDOWN_TIMEOUT_MS: "5000",
       };
       for (let i = 0; i < 3; i++) workers.push(spawnWorker(env, i));
+      // Every process must be taking jobs before they arrive: otherwise the first one up can do the first quarter
+      // alone, and the process killed below holds no job whose stall the others would have to recover.
+      await waitFor("3 workers on the parse queue", async () => (await queue.getWorkersCount()) === 3, 60_000, 50);
+      await enqueueAll(queue, s.jobs);
       await waitFor("a quarter done", async () => (await settledCount(world)) >= s.ids.size / 4, 60_000, 20);
       workers[0]!.child.kill("SIGKILL");
       expect(await workers[0]!.exited).toEqual({ code: null, signal: "SIGKILL" });
