@@ -19,6 +19,7 @@ import { createLogger } from "./logger.ts";
 import { WorkerMetrics } from "./metrics.ts";
 import { applyStage } from "./workers/apply.processor.ts";
 import { PaymentBatcher } from "./workers/apply-batch.ts";
+import { enqueueJobs } from "./workers/enqueue.ts";
 import { parseStage } from "./workers/parse.processor.ts";
 import { applyEnqueuer, ParseBatcher } from "./workers/parse-batch.ts";
 import { createStageProcessor, DeadLetteredError, deadLetter, type StageRuntime } from "./workers/stage.ts";
@@ -140,7 +141,9 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
     ...(publishQueue
       ? {
           publish: async (event: PublishJob) => {
-            await enqueue(publishQueue, publishJobName(event.type), event, event.notificationId);
+            await enqueueJobs(publishQueue, [
+              { name: publishJobName(event.type), data: event, jobId: event.notificationId },
+            ]);
             metrics.published.inc({ type: event.type });
           },
         }
@@ -264,15 +267,6 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
       log.info({ ms: Date.now() - started }, "worker stopped");
     },
   };
-}
-
-/** Adds a job under a deterministic id; a Redis failure becomes a retryable QUEUE_UNAVAILABLE. */
-async function enqueue(queue: Queue, name: string, data: object, jobId: string): Promise<void> {
-  try {
-    await queue.add(name, data, { jobId });
-  } catch (error) {
-    throw WorkerError.of("QUEUE_UNAVAILABLE", `enqueue to ${queue.name} failed: ${oneLine(error)}`, { cause: error });
-  }
 }
 
 /**

@@ -1,7 +1,8 @@
 import type { ParsedNotification, UpsertResult } from "@wpn/db";
 import { APPLY_JOB_NAME, type ApplyJob } from "@wpn/queue";
 import type { Queue } from "bullmq";
-import { oneLine, WorkerError } from "../errors.ts";
+import { WorkerError } from "../errors.ts";
+import { enqueueJobs } from "./enqueue.ts";
 import { GroupCommit } from "./group-commit.ts";
 
 export interface ParseBatcherOptions {
@@ -80,23 +81,11 @@ export class ParseBatcher {
   }
 }
 
-/**
- * `enqueueApply` for a ParseBatcher: one `addBulk` (one pipeline of BullMQ add scripts, one round trip) on the
- * apply queue, job id = notification id, the queue's default job options as with `add`. A Redis failure
- * becomes a retryable QUEUE_UNAVAILABLE.
- */
+/** `enqueueApply` for a ParseBatcher: the apply jobs in one `enqueueJobs` call, job id = notification id. */
 export function applyEnqueuer(queue: Queue): (jobs: ApplyJob[]) => Promise<void> {
-  return async (jobs) => {
-    try {
-      await queue.addBulk(
-        jobs.map((job) => ({ name: APPLY_JOB_NAME, data: job, opts: { jobId: job.notificationId } })),
-      );
-    } catch (error) {
-      throw WorkerError.of(
-        "QUEUE_UNAVAILABLE",
-        `enqueue of ${jobs.length} job(s) to ${queue.name} failed: ${oneLine(error)}`,
-        { cause: error },
-      );
-    }
-  };
+  return (jobs) =>
+    enqueueJobs(
+      queue,
+      jobs.map((job) => ({ name: APPLY_JOB_NAME, data: job, jobId: job.notificationId })),
+    );
 }
