@@ -23,7 +23,9 @@ export interface GenerateSpec {
 
 export interface RunSpec {
   label: string;
-  url: string;
+  /** One URL per server process of the target; connections are spread over them round-robin, as a load
+   *  balancer in front of N ingress processes would (apps/ingress/README.md, "Running N processes"). */
+  urls: string[];
   /** closed: `concurrency` senders, each sends the next request when its previous one was answered.
    *  open: requests are scheduled at `ratePerSecond` whatever the answers (latency counted from the schedule). */
   mode: "closed" | "open";
@@ -138,10 +140,15 @@ function percentile(sorted: number[], p: number): number {
 }
 
 async function run(spec: RunSpec): Promise<RunResult> {
-  const target = new URL(spec.url);
-  if (target.hostname !== "127.0.0.1") throw new Error("the load generator only targets 127.0.0.1");
-  const sockets = spec.mode === "closed" ? (spec.concurrency ?? 32) : 512;
+  const targets = spec.urls.map((url) => new URL(url));
+  if (targets.length === 0 || targets.some((t) => t.hostname !== "127.0.0.1")) {
+    throw new Error("the load generator needs target URLs, on 127.0.0.1 only");
+  }
+  const sockets = Math.ceil((spec.mode === "closed" ? (spec.concurrency ?? 32) : 512) / targets.length);
   const agent = new Agent({ keepAlive: true, maxSockets: sockets, maxFreeSockets: sockets });
+  // Closed loop: sender i always talks to target i mod N (N equal shares of the connections). Open loop: the
+  // scheduled requests rotate over the targets.
+  let rotation = 0;
   const statuses: Record<string, number> = {};
   const latencies: number[] = [];
   let sent = 0;
@@ -161,7 +168,7 @@ async function run(spec: RunSpec): Promise<RunResult> {
     return n;
   };
 
-  const send = (n: Notification, startedAt: number): Promise<void> =>
+  const send = (n: Notification, startedAt: number, target: URL): Promise<void> =>
     new Promise((resolve) => {
       const req = request(
         { host: "127.0.0.1", port: target.port, path: target.pathname, method: "POST", headers: n.headers, agent },
@@ -191,11 +198,12 @@ async function run(spec: RunSpec): Promise<RunResult> {
 
   let lagMs: number | undefined;
   if (spec.mode === "closed") {
-    const senders = Array.from({ length: spec.concurrency ?? 32 }, async () => {
+    const senders = Array.from({ length: spec.concurrency ?? 32 }, async (_, i) => {
+      const target = targets[i % targets.length] as URL;
       while (performance.now() < end) {
         const n = take();
         if (!n) return;
-        await send(n, performance.now());
+        await send(n, performance.now(), target);
       }
     });
     await Promise.all(senders);
@@ -212,7 +220,8 @@ async function run(spec: RunSpec): Promise<RunResult> {
           scheduled += 1;
           const n = take();
           if (!n) break;
-          const p = send(n, at).finally(() => inflight.delete(p));
+          const target = targets[rotation++ % targets.length] as URL;
+          const p = send(n, at, target).finally(() => inflight.delete(p));
           inflight.add(p);
         }
         if (now >= end || scheduled >= spec.maxRequests) {

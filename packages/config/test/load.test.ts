@@ -37,8 +37,8 @@ describe("loadConfig", () => {
     expect(config.apiV3KeyBytes.length).toBe(32);
     expect(config.publicKeyPem).toContain("BEGIN PUBLIC KEY");
     expect(config.WECHATPAY_APIV2_KEY).toBeUndefined();
-    expect(config.WORKER_CONCURRENCY).toBe(32);
-    expect(config.WORKER_PARSE_CONCURRENCY).toBe(32);
+    expect(config.WORKER_CONCURRENCY).toBe(128);
+    expect(config.WORKER_PARSE_CONCURRENCY).toBe(128);
   });
 
   it("coerces numbers from strings", () => {
