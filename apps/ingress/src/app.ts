@@ -32,7 +32,7 @@ export interface IngressDeps {
    * throughput was lower or equal in every bench run since the enqueue became one script call (bench/ingress-report.md).
    */
   verifyMode?: VerifyMode;
-  /** Largest addBulk; default 256. */
+  /** Largest enqueue batch (one script call); default 256. */
   maxBatchSize?: number;
   /** Enqueue batches in flight at once; default 2 (see EnqueueBatcher and bench/ingress-report.md). */
   maxInFlightBatches?: number;

@@ -13,7 +13,7 @@ export interface IngressMetrics {
   readonly verificationFailures: Counter<"api" | "code">;
   /** Time from handing a job to the batcher until Redis confirmed it (or it failed), seconds. */
   readonly enqueueDuration: Histogram<"result">;
-  /** Jobs per `addBulk` call. */
+  /** Jobs per enqueue script call (one batch). */
   readonly batchSize: Histogram;
   /** Redeliveries answered from a receipt or collapsed onto an in-flight job, without a new job. */
   readonly dedupeHits: Counter<"api" | "via">;

@@ -19,7 +19,7 @@ import { createLogger } from "./logger.ts";
 import { WorkerMetrics } from "./metrics.ts";
 import { applyStage } from "./workers/apply.processor.ts";
 import { PaymentBatcher } from "./workers/apply-batch.ts";
-import { enqueueJobs } from "./workers/enqueue.ts";
+import { jobEnqueuer } from "./workers/enqueue.ts";
 import { parseStage } from "./workers/parse.processor.ts";
 import { applyEnqueuer, ParseBatcher } from "./workers/parse-batch.ts";
 import { createStageProcessor, DeadLetteredError, deadLetter, type StageRuntime } from "./workers/stage.ts";
@@ -111,6 +111,7 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
   const applyQueue = createQueue(QueueName.Apply, redis, prefix);
   const deadQueue = createQueue(QueueName.Dead, redis, prefix);
   const publishQueue = config.PUBLISH_EVENTS ? createQueue(QueueName.Publish, redis, prefix) : null;
+  const enqueuePublish = publishQueue ? jobEnqueuer(publishQueue, redis) : null;
   const queues: Queue[] = [applyQueue, deadQueue, ...(publishQueue ? [publishQueue] : [])];
 
   const windowMs = config.WORKER_UNKNOWN_ORDER_RETRY_SECONDS * 1000;
@@ -119,7 +120,7 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
 
   const parseBatcher = new ParseBatcher({
     upsert: (rows) => upsertParsedNotifications(db.prisma, rows),
-    enqueueApply: applyEnqueuer(applyQueue),
+    enqueueApply: applyEnqueuer(applyQueue, redis),
     maxBatchSize: PARSE_BATCH_MAX_SIZE,
     maxInFlight: PARSE_BATCH_MAX_IN_FLIGHT,
     onFlush: (size) => metrics.parseBatchSize.observe(size),
@@ -138,12 +139,10 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
     keys,
     restockOnFullRefund: config.REFUND_RESTOCK_POLICY === "full",
     metrics,
-    ...(publishQueue
+    ...(enqueuePublish
       ? {
           publish: async (event: PublishJob) => {
-            await enqueueJobs(publishQueue, [
-              { name: publishJobName(event.type), data: event, jobId: event.notificationId },
-            ]);
+            await enqueuePublish([{ name: publishJobName(event.type), data: event, jobId: event.notificationId }]);
             metrics.published.inc({ type: event.type });
           },
         }

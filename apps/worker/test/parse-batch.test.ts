@@ -41,7 +41,7 @@ afterAll(async () => {
 function recording(options: Partial<ParseBatcherOptions> = {}) {
   const statements: string[][] = [];
   const enqueues: string[][] = [];
-  const enqueue = options.enqueueApply ?? applyEnqueuer(applyQueue);
+  const enqueue = options.enqueueApply ?? applyEnqueuer(applyQueue, redis);
   const upsert = options.upsert ?? ((rows: ParsedNotification[]) => upsertParsedNotifications(world.prisma, rows));
   const batcher = new ParseBatcher({
     maxBatchSize: 128,
@@ -171,7 +171,7 @@ describe("ParseBatcher", () => {
     offline.disconnect();
     const rows = Array.from({ length: 6 }, (_, i) => parsedRow(`enq-fail-${i}`, i < 2 ? "IGNORED" : "PROCESSING"));
     try {
-      const { batcher, statements } = recording({ enqueueApply: applyEnqueuer(offlineQueue) });
+      const { batcher, statements } = recording({ enqueueApply: applyEnqueuer(offlineQueue, offline) });
       const errors = await Promise.all(rows.map(({ row, apply }) => rejection(batcher.commit(row, apply))));
       for (const error of errors) expect(error).toBe(errors[0]);
       expect(errors[0]).toBeInstanceOf(WorkerError);

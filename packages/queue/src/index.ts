@@ -1,4 +1,5 @@
 export { applyBackoffDelay } from "./backoff.ts";
+export { type BulkAdder, type BulkEntry, createBulkAdder } from "./bulk-add.ts";
 export { type ConnectionRole, createRedisConnection } from "./connection.ts";
 export {
   type ReplayDeps,

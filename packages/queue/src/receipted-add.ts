@@ -1,6 +1,6 @@
-import { createRequire } from "node:module";
-import { Job, type Queue } from "bullmq";
+import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
+import { addStandardJobKeys, addStandardJobPrelude, captureAddOptions } from "./bullmq-add-script.ts";
 import { receiptKey } from "./receipts.ts";
 
 /**
@@ -39,42 +39,15 @@ export interface ReceiptedAdder {
   add(entries: readonly ReceiptedEntry[], nowMs: number): Promise<ReceiptedOutcome[]>;
 }
 
-/** BullMQ's script for a plain (not delayed, not prioritized, no parent) job, taking 9 keys. */
-interface BullmqScript {
-  name: string;
-  content: string;
-  keys: number;
-}
-
-const require = createRequire(import.meta.url);
-
-function loadAddStandardJob(): BullmqScript {
-  // bullmq has no "exports" map; this is the file its own client loads (the version is pinned in package.json).
-  const loaded = require("bullmq/dist/cjs/scripts/addStandardJob-9.js") as { addStandardJob?: BullmqScript };
-  const script = loaded.addStandardJob;
-  if (!script || typeof script.content !== "string" || script.keys !== 9) {
-    throw new Error("bullmq's addStandardJob script is not where @wpn/queue expects it (bullmq upgraded?)");
-  }
-  return script;
-}
-
-// BullMQ's script reads its input with `cmsgpack.unpack(ARGV[1])` (args) and `cmsgpack.unpack(ARGV[3])` (opts).
-// Wrapped as a function, its KEYS/ARGV/cmsgpack are parameters: the loop passes ready Lua tables and a
-// `cmsgpack` whose unpack returns them as they are (no msgpack round trip per job).
+// BullMQ's add script runs per job as a Lua function (addStandardJobPrelude in bullmq-add-script.ts).
 // KEYS[1..9] = the queue's addStandardJob keys, KEYS[9 + i] = receipt key of job i.
 // ARGV[1] = msgpacked options template (BullMQ's encoding for this queue), ARGV[2] = job name,
 // ARGV[3] = key prefix of the queue's jobs, ARGV[4] = now (ms), ARGV[5] = receipt TTL (s),
 // then per job i: ARGV[3 + 3i] = id, ARGV[4 + 3i] = data (JSON), ARGV[5 + 3i] = deliveries.
-function batchLua(addStandardJob: string): string {
-  return `
-local function bullmqAddStandardJob(KEYS, ARGV, cmsgpack)
-${addStandardJob}
-end
-local rcall = redis.call
-local queueKeys = { KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9] }
+function batchLua(): string {
+  return `${addStandardJobPrelude()}
 local opts = cmsgpack.unpack(ARGV[1])
 local name, jobPrefix, now, ttl = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local passThrough = { unpack = function(value) return value end }
 local outcomes = {}
 for i = 1, #KEYS - 9 do
   local receipt = KEYS[9 + i]
@@ -98,33 +71,6 @@ end
 return outcomes`;
 }
 
-/** The msgpacked options BullMQ's own add path sends for a job of `name` on `queue` (queue defaults applied). */
-async function captureOptions(queue: Queue, name: string): Promise<Buffer> {
-  let captured: unknown[] | undefined;
-  const recorder = {
-    runCommand(command: string, args: unknown[]) {
-      if (command.startsWith("addStandardJob:")) captured = args;
-      return Promise.resolve("captured");
-    },
-  };
-  const template = new Job(queue, name, {}, { ...queue.jobsOpts, jobId: "template" }, "template");
-  const backend = (
-    queue as unknown as {
-      backend: { addJobToTransaction(client: unknown, job: unknown, jobId: string): Promise<unknown> };
-    }
-  ).backend;
-  await backend.addJobToTransaction(recorder, template.asJSON(), "template");
-  const opts = captured?.[11];
-  if (!Buffer.isBuffer(opts)) throw new Error("could not capture bullmq's job options (bullmq upgraded?)");
-  return opts;
-}
-
-function requiredKey(queue: Queue, name: string): string {
-  const key = queue.keys[name];
-  if (key === undefined) throw new Error(`bullmq queue has no "${name}" key (bullmq upgraded?)`);
-  return key;
-}
-
 interface BatchCommand {
   wpnReceiptedAdd(numberOfKeys: number, ...args: (string | number | Buffer)[]): Promise<ReceiptedOutcome[]>;
 }
@@ -141,19 +87,15 @@ export function createReceiptedAdder(
 ): ReceiptedAdder {
   const commands = redis as Redis & Partial<BatchCommand>;
   if (typeof commands.wpnReceiptedAdd !== "function") {
-    redis.defineCommand("wpnReceiptedAdd", { lua: batchLua(loadAddStandardJob().content) });
+    redis.defineCommand("wpnReceiptedAdd", { lua: batchLua() });
   }
   const command = commands as Redis & BatchCommand;
-  // The 9 keys of addStandardJob, in the order of its KEYS[1..9], and the prefix of job hashes.
-  const queueKeys = (
-    ["wait", "paused", "meta", "id", "completed", "delayed", "active", "events", "marker"] as const
-  ).map((k) => requiredKey(queue, k));
-  const jobPrefix = requiredKey(queue, "");
+  const { queueKeys, jobPrefix } = addStandardJobKeys(queue);
   let opts: Promise<Buffer> | undefined;
   return {
     async add(entries, nowMs) {
       if (entries.length === 0) return [];
-      opts ??= captureOptions(queue, name);
+      opts ??= captureAddOptions(queue, name);
       const args: (string | number | Buffer)[] = [...queueKeys];
       for (const entry of entries) args.push(receiptKey(options.prefix, entry.id));
       args.push(await opts, name, jobPrefix, nowMs, options.ttlSeconds);

@@ -1,4 +1,6 @@
+import { createBulkAdder } from "@wpn/queue";
 import type { Queue } from "bullmq";
+import type { Redis } from "ioredis";
 import { oneLine, WorkerError } from "../errors.ts";
 
 /** A job to add under a deterministic id (a re-run of the job that adds it then adds nothing new). */
@@ -8,19 +10,28 @@ export interface JobToAdd {
   jobId: string;
 }
 
+export type JobEnqueuer = (jobs: readonly JobToAdd[]) => Promise<void>;
+
 /**
- * Adds `jobs` to `queue` in one Redis round trip (`addBulk`: one pipeline of BullMQ add scripts), with the
- * queue's default job options. A Redis failure becomes a retryable QUEUE_UNAVAILABLE, so the job that was
- * enqueueing runs again and adds them again (collapsed by the job ids).
+ * Adds jobs to `queue` in one Redis script call per batch (`createBulkAdder`: BullMQ's own add script per job,
+ * the queue's default job options), through `redis` — the connection the Queue was created with. A Redis
+ * failure becomes a retryable QUEUE_UNAVAILABLE, so the job that was enqueueing runs again and adds them again
+ * (collapsed by the job ids).
  */
-export async function enqueueJobs(queue: Queue, jobs: readonly JobToAdd[]): Promise<void> {
-  try {
-    await queue.addBulk(jobs.map(({ name, data, jobId }) => ({ name, data, opts: { jobId } })));
-  } catch (error) {
-    throw WorkerError.of(
-      "QUEUE_UNAVAILABLE",
-      `enqueue of ${jobs.length} job(s) to ${queue.name} failed: ${oneLine(error)}`,
-      { cause: error },
-    );
-  }
+export function jobEnqueuer(queue: Queue, redis: Redis): JobEnqueuer {
+  const adder = createBulkAdder(queue, redis);
+  return async (jobs) => {
+    try {
+      await adder.add(
+        jobs.map(({ name, data, jobId }) => ({ name, id: jobId, data })),
+        Date.now(),
+      );
+    } catch (error) {
+      throw WorkerError.of(
+        "QUEUE_UNAVAILABLE",
+        `enqueue of ${jobs.length} job(s) to ${queue.name} failed: ${oneLine(error)}`,
+        { cause: error },
+      );
+    }
+  };
 }

@@ -1,8 +1,9 @@
 import type { ParsedNotification, UpsertResult } from "@wpn/db";
 import { APPLY_JOB_NAME, type ApplyJob } from "@wpn/queue";
 import type { Queue } from "bullmq";
+import type { Redis } from "ioredis";
 import { WorkerError } from "../errors.ts";
-import { enqueueJobs } from "./enqueue.ts";
+import { jobEnqueuer } from "./enqueue.ts";
 import { GroupCommit } from "./group-commit.ts";
 
 export interface ParseBatcherOptions {
@@ -81,11 +82,11 @@ export class ParseBatcher {
   }
 }
 
-/** `enqueueApply` for a ParseBatcher: the apply jobs in one `enqueueJobs` call, job id = notification id. */
-export function applyEnqueuer(queue: Queue): (jobs: ApplyJob[]) => Promise<void> {
-  return (jobs) =>
-    enqueueJobs(
-      queue,
-      jobs.map((job) => ({ name: APPLY_JOB_NAME, data: job, jobId: job.notificationId })),
-    );
+/**
+ * `enqueueApply` for a ParseBatcher: the apply jobs of a batch in one script call (`jobEnqueuer`), job id =
+ * notification id. `redis` is the connection `queue` was created with.
+ */
+export function applyEnqueuer(queue: Queue, redis: Redis): (jobs: ApplyJob[]) => Promise<void> {
+  const enqueue = jobEnqueuer(queue, redis);
+  return (jobs) => enqueue(jobs.map((job) => ({ name: APPLY_JOB_NAME, data: job, jobId: job.notificationId })));
 }
