@@ -1,18 +1,14 @@
 import { type KeyObject, randomInt } from "node:crypto";
 import {
   buildV2Xml,
-  buildV3Message,
   createSignedV3Notification,
   encryptV2ReqInfo,
   formatChinaTime,
   randomNonce,
-  SIGNATURE_PROBE_PREFIX,
   signV2,
   signV3Headers,
-  signV3Message,
   unixSeconds,
   type V2SignType,
-  V3_SIGNATURE_TYPE,
 } from "@wpn/wechatpay";
 import type { SimKeys } from "./keys.ts";
 
