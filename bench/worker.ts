@@ -37,7 +37,7 @@ const { values: args } = parseArgs({
     history: { type: "string", default: "50000" },
     /** Enqueue rate of the latency run, per second; default: half the measured 2-process worker throughput. */
     "latency-rate": { type: "string" },
-    /** Only these throughput runs, e.g. `prisma:1,pg:1` (for profiling); skips latency and statement runs. */
+    /** Only these runs, e.g. `prisma:1,pg:1` or `latency:prisma` (with --latency-rate); skips the others. */
     only: { type: "string" },
     /** Re-render bench/worker-report.md from bench/results/worker.json without running anything. */
     "report-only": { type: "boolean", default: false },
@@ -50,6 +50,8 @@ const CONCURRENCY = Number(args.concurrency);
 const POOL = Number(args.pool);
 const REPEATS = Number(args.repeats);
 const HISTORY = Number(args.history);
+/** Seconds of traffic at the start of a latency run that are not counted (process warm-up). */
+const LATENCY_WARMUP_S = 5;
 let latencyRate = Number(args["latency-rate"] ?? 0);
 const SKUS = 200;
 const profileArgs = args.profile ? ["--cpu-prof", `--cpu-prof-dir=${resolve(args.profile)}`] : [];
@@ -357,13 +359,18 @@ interface LatencyRun {
   p90: number;
   p99: number;
   max: number;
+  /** Slowest notification of the uncounted warm-up seconds, ms (absent in results from before the warm-up). */
+  coldMax?: number;
 }
 
 async function latency(impl: "prisma" | "pg", jobs: ParseJobV3[], port: number): Promise<LatencyRun> {
   await resetData();
   await resetQueues();
   const workers = await startWorkers(impl, 2, port);
-  const count = Math.min(jobs.length, latencyRate * 15);
+  // The first LATENCY_WARMUP_S seconds of traffic are not counted: freshly started processes plan their
+  // statements, open their connections and JIT-compile while the first notifications wait (measured: up to ~2 s
+  // for those, ~50 ms in steady state). Reported separately as `coldMax`.
+  const count = Math.min(jobs.length, latencyRate * (15 + LATENCY_WARMUP_S));
   try {
     const tickMs = 20;
     const perTick = Math.max(1, Math.round((latencyRate * tickMs) / 1000));
@@ -378,12 +385,23 @@ async function latency(impl: "prisma" | "pg", jobs: ParseJobV3[], port: number):
       );
     }
     while ((await appliedCount()) < count) await sleep(100);
-    const rows = await prisma.$queryRaw<{ ms: number }[]>`
-      SELECT (EXTRACT(EPOCH FROM ("appliedAt" - "receivedAt")) * 1000)::float8 AS ms FROM "Notification"
-      WHERE "outTradeNo" LIKE 'B%' ORDER BY 1`;
-    const ms = rows.map((r) => r.ms);
+    const rows = await prisma.$queryRaw<{ ms: number; warm: boolean }[]>`
+      SELECT (EXTRACT(EPOCH FROM ("appliedAt" - "receivedAt")) * 1000)::float8 AS ms,
+             "receivedAt" >= (to_timestamp(${start / 1000 + LATENCY_WARMUP_S}::float8) AT TIME ZONE 'UTC') AS warm
+      FROM "Notification" WHERE "outTradeNo" LIKE 'B%' ORDER BY 1`;
+    const ms = rows.filter((r) => r.warm).map((r) => r.ms);
     const q = (p: number) => ms[Math.min(ms.length - 1, Math.floor(p * ms.length))] ?? Number.NaN;
-    return { impl, rate: latencyRate, count, p50: q(0.5), p90: q(0.9), p99: q(0.99), max: ms.at(-1) ?? Number.NaN };
+    const coldMax = Math.max(...rows.filter((r) => !r.warm).map((r) => r.ms));
+    return {
+      impl,
+      rate: latencyRate,
+      count: ms.length,
+      p50: q(0.5),
+      p90: q(0.9),
+      p99: q(0.99),
+      max: ms.at(-1) ?? Number.NaN,
+      coldMax,
+    };
   } finally {
     await workers.stop();
   }
@@ -478,6 +496,7 @@ function renderReport(r: Results): string {
   const counts = [1, 2, 4].filter((p) => of("prisma", p).length > 0 && of("pg", p).length > 0);
   const ratios = counts.map((p) => (100 * mean("prisma", p)) / mean("pg", p));
   const bestWorker = Math.max(...counts.map((p) => best("prisma", p)));
+  const fastest = counts.reduce((a, b) => (mean("prisma", b) > mean("prisma", a) ? b : a), counts[0] ?? 1);
   const bestImplied = Math.max(...counts.map((p) => (cores * 1000) / cpuTotal("prisma", p)));
   const loads = runs.map((x) => x.load);
   const parseBatches = runs.flatMap((x) => (x.parseBatch === undefined ? [] : [x.parseBatch]));
@@ -496,9 +515,9 @@ function renderReport(r: Results): string {
     "## Summary against the targets",
     "",
     `- **≥ 80% of the raw-pg baseline, same run, same concurrency**: worker / baseline = ${ratios.map((x) => `${fmt(x)}%`).join(", ")} with ${counts.join(", ")} processes — ${ratios.every((x) => x >= 80) ? "met" : "NOT met"}.`,
-    `- **≥ 1,000 notifications/s end to end**: best measured ${fmt(bestWorker)}/s — ${bestWorker >= 1000 ? "met" : "NOT met on this machine"}. The machine's 1-minute load average at the end of the runs was ${fmt(Math.min(...loads), 1)}–${fmt(Math.max(...loads), 1)} (mostly the benchmark itself: workers, PostgreSQL, Redis and this driver on ${cores} cores; check \`uptime\` before a run, other work on the machine lowers every figure); the CPU cost per notification below is the steadier figure and implies at most ~${fmt(bestImplied)}/s on ${cores} otherwise idle cores.`,
+    `- **≥ 1,000 notifications/s end to end**: ${fmt(mean("prisma", fastest))}/s mean over ${of("prisma", fastest).length} runs with ${fastest} process${fastest === 1 ? "" : "es"}, the fastest count here (best run ${fmt(bestWorker)}/s) — ${mean("prisma", fastest) >= 1000 ? "met" : bestWorker >= 1000 ? "met by the best run only" : "NOT met on this machine"}.${fastest < Math.max(...counts) ? ` More processes than that share the same ${cores} cores with PostgreSQL and Redis, so each notification costs more CPU (table below); they pay off on more cores or machines.` : ""} The machine's 1-minute load average at the end of the runs was ${fmt(Math.min(...loads), 1)}–${fmt(Math.max(...loads), 1)} (mostly the benchmark itself: workers, PostgreSQL, Redis and this driver on ${cores} cores; check \`uptime\` before a run, other work on the machine lowers every figure); the CPU cost per notification below is the steadier figure and implies at most ~${fmt(bestImplied)}/s on ${cores} otherwise idle cores.`,
     latency
-      ? `- **p99 enqueue → commit** at ${latency.rate}/s with 2 processes: ${fmt(latency.p99, 1)} ms (p50 ${fmt(latency.p50, 1)} ms).`
+      ? `- **p99 enqueue → commit** at ${latency.rate}/s with 2 processes: ${fmt(latency.p99, 1)} ms (p50 ${fmt(latency.p50, 1)} ms)${latency.coldMax === undefined ? "" : `; up to ${fmt(latency.coldMax)} ms in the first ${LATENCY_WARMUP_S} s after the processes start, not counted`}.`
       : "- Latency: not measured in this run.",
     "",
     "## What runs",
@@ -564,14 +583,17 @@ function renderReport(r: Results): string {
     "",
     "## Latency, enqueue → commit",
     "",
-    `Notifications added to \`notify.parse\` at a steady rate (half the measured 2-process throughput) for ${fmt(latencies[0]?.count ?? 0)} notifications,`,
+    `Notifications added to \`notify.parse\` at a steady rate (half the measured 2-process throughput) for ${fmt(latencies[0]?.count ?? 0)} counted notifications,`,
     "2 worker processes running; time from the enqueue (`receivedAt`) to the commit (`appliedAt`), both stages included.",
+    latencies.some((l) => l.coldMax !== undefined)
+      ? `The first ${LATENCY_WARMUP_S} s of traffic after the processes start are not counted (statements planned, connections opened, code JIT-compiled while the first notifications wait); the slowest of them is the last column.`
+      : "All notifications counted, the first seconds after the processes start included.",
     "",
-    "| implementation | rate /s | p50 ms | p90 ms | p99 ms | max ms |",
-    "|---|---|---|---|---|---|",
+    "| implementation | rate /s | p50 ms | p90 ms | p99 ms | max ms | warm-up max ms |",
+    "|---|---|---|---|---|---|---|",
     ...latencies.map(
       (l) =>
-        `| ${label(l.impl)} | ${l.rate} | ${fmt(l.p50, 1)} | ${fmt(l.p90, 1)} | ${fmt(l.p99, 1)} | ${fmt(l.max, 1)} |`,
+        `| ${label(l.impl)} | ${l.rate} | ${fmt(l.p50, 1)} | ${fmt(l.p90, 1)} | ${fmt(l.p99, 1)} | ${fmt(l.max, 1)} | ${l.coldMax === undefined ? "—" : fmt(l.coldMax, 1)} |`,
     ),
     "",
     "## The apply transaction alone (no queue, context)",
@@ -648,18 +670,20 @@ try {
       }
     }
   }
-  if (only) throw new OnlyDone();
+  const latencyOnly = (["prisma", "pg"] as const).filter((impl) => only?.includes(`latency:${impl}`));
+  if (only && latencyOnly.length === 0) throw new OnlyDone();
   if (!latencyRate) {
     const p2 = runs.filter((r) => r.impl === "prisma" && r.processes === 2).map((r) => r.perSecond);
     latencyRate = Math.max(10, Math.round(p2.reduce((a, b) => a + b, 0) / p2.length / 2 / 10) * 10);
   }
-  for (const impl of ["prisma", "pg"] as const) {
+  for (const impl of only ? latencyOnly : (["prisma", "pg"] as const)) {
     port += 10;
     const l = await latency(impl, jobs, port);
     console.log(`latency ${impl}: p50 ${fmt(l.p50, 1)} ms, p99 ${fmt(l.p99, 1)} ms at ${l.rate}/s`);
     latencies.push(l);
     save();
   }
+  if (only) throw new OnlyDone();
   // As the worker creates it: Prisma's statements are named (prepared once per connection).
   const statementDb = createDb({ url: test.url, poolMax: POOL, preparedStatements: true });
   try {
