@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { once } from "node:events";
 import { deletePrefix, TEST_REDIS_URL, testQueuePrefix } from "@wpn/testing";
-import { type Job, type Queue, Worker } from "bullmq";
+import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -12,6 +12,7 @@ import {
   createRedisConnection,
   QueueName,
 } from "../src/index.ts";
+import { eventNamesOf, processedJobs, storedJob } from "./support/stored-jobs.ts";
 
 const prefix = testQueuePrefix("queue-bulk-add");
 let redis: Redis;
@@ -31,20 +32,10 @@ afterAll(async () => {
 });
 
 const payload = (id: string) => ({ v: 1, notificationId: id, body: '{"x":"数据"}', nested: { n: 1 } });
-const key = (name: string) => `${prefix}:${QueueName.Apply}:${name}`;
-
-/** A job hash with the fields that legitimately differ between two jobs (their id and add time) normalised. */
-async function jobHash(id: string): Promise<Record<string, unknown>> {
-  const hash = await redis.hgetall(key(id));
-  const opts = JSON.parse(hash.opts ?? "null") as Record<string, unknown>;
-  expect(opts.jobId).toBe(id);
-  return { ...hash, opts: { ...opts, jobId: "<id>" }, data: JSON.parse(hash.data ?? "null"), timestamp: "<ts>" };
-}
-
-async function eventsOf(id: string): Promise<string[]> {
-  const entries = await redis.xrange(key("events"), "-", "+");
-  return entries.filter(([, f]) => f[3] === id).map(([, f]) => f[1] ?? "");
-}
+const queueKey = `${prefix}:${QueueName.Apply}`;
+const key = (name: string) => `${queueKey}:${name}`;
+const jobHash = (id: string) => storedJob(redis, queueKey, id);
+const eventsOf = (id: string) => eventNamesOf(redis, queueKey, id);
 
 describe("createBulkAdder (real Redis, BullMQ's own add script)", () => {
   it("writes the same job as queue.add: hash fields, options, wait list and events", async () => {
@@ -104,24 +95,13 @@ describe("createBulkAdder (real Redis, BullMQ's own add script)", () => {
     const workerPrefix = testQueuePrefix("queue-bulk-worker");
     const workerQueue = createQueue(QueueName.Apply, redis, workerPrefix);
     const ids = Array.from({ length: 20 }, () => randomUUID());
-    const seen: Job[] = [];
-    const done = new Promise<void>((resolve) => {
-      const worker = new Worker(
-        QueueName.Apply,
-        async (job) => {
-          seen.push(job);
-          if (seen.length === ids.length) setImmediate(resolve);
-        },
-        { connection: createRedisConnection(TEST_REDIS_URL, "worker"), prefix: workerPrefix, concurrency: 4 },
-      );
-      afterAll(() => worker.close());
-    });
+    const processed = processedJobs(QueueName.Apply, workerPrefix, ids.length);
     try {
       await createBulkAdder(workerQueue, redis).add(
         ids.map((id) => ({ name: APPLY_JOB_NAME, id, data: payload(id) })),
         Date.now(),
       );
-      await done;
+      const seen = await processed;
       expect(seen.map((j) => j.id).sort()).toEqual([...ids].sort());
       for (const job of seen) {
         expect(job.name).toBe(APPLY_JOB_NAME);

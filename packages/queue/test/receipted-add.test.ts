@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { once } from "node:events";
 import { deletePrefix, TEST_REDIS_URL, testQueuePrefix } from "@wpn/testing";
-import { type Job, type Queue, Worker } from "bullmq";
+import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -14,6 +14,7 @@ import {
   readReceipt,
   receiptKey,
 } from "../src/index.ts";
+import { eventNamesOf, processedJobs, storedJob } from "./support/stored-jobs.ts";
 
 const prefix = testQueuePrefix("queue-receipted-add");
 const TTL_SECONDS = 3_600;
@@ -35,18 +36,9 @@ afterAll(async () => {
 
 const payload = (id: string) => ({ v: 1, id, body: '{"x":"数据"}', nested: { n: 1 } });
 
-/** A job hash with the fields that legitimately differ between two jobs (their id and add time) normalised. */
-async function jobHash(id: string): Promise<Record<string, unknown>> {
-  const hash = await redis.hgetall(`${prefix}:${QueueName.Parse}:${id}`);
-  const opts = JSON.parse(hash.opts ?? "null") as Record<string, unknown>;
-  expect(opts.jobId).toBe(id);
-  return { ...hash, opts: { ...opts, jobId: "<id>" }, data: JSON.parse(hash.data ?? "null"), timestamp: "<ts>" };
-}
-
-async function eventsOf(id: string): Promise<string[]> {
-  const entries = await redis.xrange(`${prefix}:${QueueName.Parse}:events`, "-", "+");
-  return entries.filter(([, f]) => f[3] === id).map(([, f]) => f[1] ?? "");
-}
+const queueKey = `${prefix}:${QueueName.Parse}`;
+const jobHash = (id: string) => storedJob(redis, queueKey, id);
+const eventsOf = (id: string) => eventNamesOf(redis, queueKey, id);
 
 describe("createReceiptedAdder (real Redis, BullMQ's own add script)", () => {
   it("writes the same job as queue.add: hash fields, options, wait list and events", async () => {
@@ -58,7 +50,7 @@ describe("createReceiptedAdder (real Redis, BullMQ's own add script)", () => {
     expect(await jobHash(viaAdder)).toEqual(expected);
     // Queue defaults reached the stored options (attempts, backoff, retention).
     expect(expected.opts).toMatchObject({ attempts: 12, backoff: { type: "exponential", delay: 1_000 } });
-    const waiting = await redis.lrange(`${prefix}:${QueueName.Parse}:wait`, 0, -1);
+    const waiting = await redis.lrange(`${queueKey}:wait`, 0, -1);
     expect(waiting).toEqual(expect.arrayContaining([viaBullmq, viaAdder]));
     expect(await eventsOf(viaAdder)).toEqual(await eventsOf(viaBullmq));
   });
@@ -144,24 +136,13 @@ describe("createReceiptedAdder (real Redis, BullMQ's own add script)", () => {
       ttlSeconds: 60,
     });
     const ids = Array.from({ length: 20 }, () => randomUUID());
-    const seen: Job[] = [];
-    const done = new Promise<void>((resolve) => {
-      const worker = new Worker(
-        QueueName.Parse,
-        async (job) => {
-          seen.push(job);
-          if (seen.length === ids.length) setImmediate(resolve);
-        },
-        { connection: createRedisConnection(TEST_REDIS_URL, "worker"), prefix: workerPrefix, concurrency: 4 },
-      );
-      afterAll(() => worker.close());
-    });
+    const processed = processedJobs(QueueName.Parse, workerPrefix, ids.length);
     try {
       await workerAdder.add(
         ids.map((id) => ({ id, data: payload(id), deliveries: 1 })),
         Date.now(),
       );
-      await done;
+      const seen = await processed;
       expect(seen.map((j) => j.id).sort()).toEqual([...ids].sort());
       for (const job of seen) {
         expect(job.name).toBe(PARSE_JOB_NAME);
