@@ -64,6 +64,14 @@ const LATENCY_VARIANTS: Variant[] = [
   { kind: "bare", processes: 1 },
 ];
 const SYNC_HANDLER: Variant = { kind: "sync-handler", processes: 1 };
+const KINDS: Kind[] = ["bare", "ingress-sync", "ingress-async", "sync-handler"];
+/** Server processes a kind needs: as many as its largest variant uses. */
+const processesOf = (kind: Kind) =>
+  Math.max(
+    ...[...THROUGHPUT_VARIANTS, ...LATENCY_VARIANTS, SYNC_HANDLER]
+      .filter((v) => v.kind === kind)
+      .map((v) => v.processes),
+  );
 
 const here = import.meta.dirname;
 const merchant = createTestMerchant();
@@ -162,13 +170,12 @@ async function main() {
     LOG_LEVEL: "silent",
     NODE_ENV: "production",
   };
-  // Processes per server kind: the real ingress and the bare route also run as PROCESSES copies on their own
-  // ports, with the load generator spreading connections over them (the documented way to scale the ingress).
-  const processesOf = { bare: PROCESSES, "ingress-sync": PROCESSES, "ingress-async": 1, "sync-handler": 1 } as const;
+  // As many copies of each server kind as its largest variant runs, each on its own port; the load generator
+  // spreads connections over a variant's copies (the documented way to scale the ingress).
   const servers = new Map<Kind, { child: ChildProcess; url: string }[]>();
-  for (const kind of Object.keys(processesOf) as Kind[]) {
+  for (const kind of KINDS) {
     const copies: { child: ChildProcess; url: string }[] = [];
-    for (let i = 0; i < processesOf[kind]; i++) {
+    for (let i = 0; i < processesOf(kind); i++) {
       const port = await freePort();
       const child = spawnChild("ingress-servers.ts", [kind], { ...baseEnv, PORT: String(port) });
       await nextMessage(child, "listening");
@@ -238,9 +245,9 @@ async function main() {
   };
 
   // Warm-up, not counted: JIT, lazily loaded modules (BullMQ scripts, tsx's loader) and connection pools —
-  // of every process (the 2-process variants include every copy).
+  // of every process (one run per kind, on all its copies).
   console.log("\nwarm-up (not counted)");
-  for (const variant of THROUGHPUT_VARIANTS.filter((v) => v.processes === PROCESSES || v.kind === "ingress-async")) {
+  for (const variant of THROUGHPUT_VARIANTS.filter((v) => v.processes === processesOf(v.kind))) {
     await generate(WARMUP_POOL);
     await run(variant, { mode: "closed", concurrency: CONCURRENCY, durationMs: 2_000, maxRequests: WARMUP_POOL });
   }

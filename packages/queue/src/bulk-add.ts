@@ -63,7 +63,7 @@ export function createBulkAdder(queue: Queue, redis: Redis): BulkAdder {
   return {
     async add(entries, nowMs) {
       if (entries.length === 0) return;
-      opts ??= captureAddOptions(queue, entries[0]?.name ?? "job");
+      opts ??= captureAddOptions(queue);
       const args: (string | number | Buffer)[] = [...queueKeys, await opts, jobPrefix, nowMs];
       for (const entry of entries) args.push(entry.name, entry.id, JSON.stringify(entry.data));
       const added = await command.wpnBulkAdd(queueKeys.length, ...args);

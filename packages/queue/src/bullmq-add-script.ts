@@ -60,9 +60,10 @@ export function addStandardJobKeys(queue: Queue): { queueKeys: string[]; jobPref
 
 /**
  * The msgpacked options BullMQ's own add path sends for a job on `queue` (the queue's default job options
- * applied; the name does not enter them). Captured by running BullMQ's add code against a recording client.
+ * applied; a job's name travels apart from them, so one template serves every name). Captured by running
+ * BullMQ's add code against a recording client.
  */
-export async function captureAddOptions(queue: Queue, name: string): Promise<Buffer> {
+export async function captureAddOptions(queue: Queue): Promise<Buffer> {
   let captured: unknown[] | undefined;
   const recorder = {
     runCommand(command: string, args: unknown[]) {
@@ -70,7 +71,7 @@ export async function captureAddOptions(queue: Queue, name: string): Promise<Buf
       return Promise.resolve("captured");
     },
   };
-  const template = new Job(queue, name, {}, { ...queue.jobsOpts, jobId: "template" }, "template");
+  const template = new Job(queue, "template", {}, { ...queue.jobsOpts, jobId: "template" }, "template");
   const backend = (
     queue as unknown as {
       backend: { addJobToTransaction(client: unknown, job: unknown, jobId: string): Promise<unknown> };

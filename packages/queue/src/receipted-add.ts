@@ -95,7 +95,7 @@ export function createReceiptedAdder(
   return {
     async add(entries, nowMs) {
       if (entries.length === 0) return [];
-      opts ??= captureAddOptions(queue, name);
+      opts ??= captureAddOptions(queue);
       const args: (string | number | Buffer)[] = [...queueKeys];
       for (const entry of entries) args.push(receiptKey(options.prefix, entry.id));
       args.push(await opts, name, jobPrefix, nowMs, options.ttlSeconds);
