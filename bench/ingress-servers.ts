@@ -1,11 +1,13 @@
 /**
  * The HTTP servers bench/ingress.ts compares, one per child process (argv[2] = kind), listening on
  * 127.0.0.1:PORT. Configuration comes from the environment the parent builds (a test merchant's env).
- * - `ingress-sync` / `ingress-async`: the real app (`buildApp`) with sync / thread-pool verification;
+ * - `ingress-sync` / `ingress-async` / `ingress-threads`: the real app (`buildApp`) verifying on the event loop, on
+ *   libuv's thread pool, and on an RsaVerifyPool worker thread (INGRESS_VERIFY_THREADS=1);
  * - `bare`: a bare Fastify route answering 204 (the ceiling for any handler on this machine);
  * - `sync-handler`: the design the queue replaces — verify, decrypt and run the Prisma transaction inside
  *   the request (mark the order paid, decrement stock of its items, write the movements), then 204.
  */
+import { readFileSync } from "node:fs";
 import { loadConfig } from "@wpn/config";
 import { createDb } from "@wpn/db";
 import { createRedisConnection } from "@wpn/queue";
@@ -17,6 +19,8 @@ import { defaultMerchantFromConfig, MerchantRegistry } from "../apps/ingress/src
 import { ingressSettings } from "../apps/ingress/src/settings.ts";
 
 const kind = process.argv[2];
+/** Linux's USER_HZ: /proc times are in these ticks. */
+const CLOCK_TICKS_PER_SECOND = 100;
 const config = loadConfig(process.env);
 const logger = pino({ level: "silent" });
 
@@ -26,7 +30,7 @@ async function start() {
     app.post("/notify/v3", async (_request, reply) => reply.code(204).send());
     return app;
   }
-  if (kind === "ingress-sync" || kind === "ingress-async") {
+  if (kind === "ingress-sync" || kind === "ingress-async" || kind === "ingress-threads") {
     const redis = createRedisConnection(config.REDIS_URL, "producer");
     await new Promise((resolve) => redis.once("ready", resolve));
     const merchants = new MerchantRegistry({ defaultMerchant: defaultMerchantFromConfig(config), logger });
@@ -35,7 +39,7 @@ async function start() {
       redis,
       merchants,
       logger,
-      verifyMode: kind === "ingress-async" ? "async" : "sync",
+      verifyMode: kind === "ingress-async" ? "async" : kind === "ingress-threads" ? "threads" : "sync",
     });
   }
   if (kind === "sync-handler") {
@@ -85,13 +89,27 @@ async function start() {
   throw new Error(`unknown server kind ${kind}`);
 }
 
+/**
+ * CPU time of the main thread alone (µs; Linux, clock-tick resolution): with verification on worker threads the
+ * process's total no longer says how busy the event loop is.
+ */
+function mainThreadCpuUs(): number | undefined {
+  try {
+    const fields = readFileSync(`/proc/self/task/${process.pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLOCK_TICKS_PER_SECOND;
+  } catch {
+    return undefined;
+  }
+}
+
 const app = await start();
 await app.listen({ host: "127.0.0.1", port: config.PORT });
 process.send?.({ type: "listening", port: config.PORT });
 process.on("message", (message: { type: string }) => {
   // CPU time of this process (µs, user + system): the parent turns it into CPU per request, a figure that
   // other load on the machine distorts far less than wall-clock throughput.
-  if (message.type === "cpu") process.send?.({ type: "cpu", usage: process.cpuUsage() });
+  if (message.type === "cpu")
+    process.send?.({ type: "cpu", usage: process.cpuUsage(), mainThreadUs: mainThreadCpuUs() });
   if (message.type === "exit") {
     app.close().then(
       () => process.exit(0),

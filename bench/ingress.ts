@@ -43,7 +43,7 @@ const SYNC_MS = quick ? 4_000 : 8_000;
 const SYNC_CONCURRENCY = 10;
 const SYNC_WARMUP_ORDERS = 500;
 
-type Kind = "bare" | "ingress-sync" | "ingress-async" | "sync-handler";
+type Kind = "bare" | "ingress-sync" | "ingress-async" | "ingress-threads" | "sync-handler";
 /** A server kind run as `processes` copies behind the load generator's round-robin. */
 interface Variant {
   kind: Kind;
@@ -56,15 +56,17 @@ const THROUGHPUT_VARIANTS: Variant[] = [
   { kind: "ingress-sync", processes: 1 },
   { kind: "ingress-sync", processes: PROCESSES },
   { kind: "ingress-async", processes: 1 },
+  { kind: "ingress-threads", processes: 1 },
 ];
 const LATENCY_VARIANTS: Variant[] = [
   { kind: "ingress-sync", processes: 1 },
   { kind: "ingress-sync", processes: PROCESSES },
   { kind: "ingress-async", processes: 1 },
+  { kind: "ingress-threads", processes: 1 },
   { kind: "bare", processes: 1 },
 ];
 const SYNC_HANDLER: Variant = { kind: "sync-handler", processes: 1 };
-const KINDS: Kind[] = ["bare", "ingress-sync", "ingress-async", "sync-handler"];
+const KINDS: Kind[] = ["bare", "ingress-sync", "ingress-async", "ingress-threads", "sync-handler"];
 /** Server processes a kind needs: as many as its largest variant uses. */
 const processesOf = (kind: Kind) =>
   Math.max(
@@ -149,7 +151,11 @@ async function startRedis(): Promise<{ url: string; stop(): void }> {
 }
 
 /** A load-generator result plus the CPU each process spent per request sent during the run, µs. */
-type Measured = RunResult & { answered: number; cpuUsPerRequest: { server: number; loadgen: number; redis: number } };
+type Measured = RunResult & {
+  answered: number;
+  /** `serverMain`: the servers' main threads alone (the event loop), the rest of `server` is other threads. */
+  cpuUsPerRequest: { server: number; serverMain: number; loadgen: number; redis: number };
+};
 
 async function main() {
   const loadBefore = loadavg();
@@ -196,20 +202,26 @@ async function main() {
     loadgen.send({ type: "generate", spec: { ...spec, ...extra }, count });
     return nextMessage<{ ms: number }>(loadgen, "generated");
   };
-  const cpuOf = async (child: ChildProcess) => {
+  /** CPU time of a process (all threads) and of its main thread, µs. */
+  const cpuOfProcess = async (child: ChildProcess) => {
     child.send({ type: "cpu" });
-    const { usage } = await nextMessage<{ usage: NodeJS.CpuUsage }>(child, "cpu");
-    return usage.user + usage.system;
+    const { usage, mainThreadUs } = await nextMessage<{ usage: NodeJS.CpuUsage; mainThreadUs?: number }>(child, "cpu");
+    return { all: usage.user + usage.system, main: mainThreadUs ?? Number.NaN };
   };
+  const cpuOf = async (child: ChildProcess) => (await cpuOfProcess(child)).all;
   const redisCpu = async () => {
     const info = await admin.info("cpu");
     const field = (name: string) => Number(new RegExp(`${name}:([0-9.]+)`).exec(info)?.[1] ?? 0);
     return (field("used_cpu_user") + field("used_cpu_sys")) * 1e6;
   };
-  /** CPU time of the first `processes` copies of a server kind, summed, µs. */
+  /** CPU time of the first `processes` copies of a server kind (all threads, main threads), summed, µs. */
   const cpuOfServer = async (kind: Kind, processes: number) => {
-    let total = 0;
-    for (const copy of (servers.get(kind) ?? []).slice(0, processes)) total += await cpuOf(copy.child);
+    const total = { all: 0, main: 0 };
+    for (const copy of (servers.get(kind) ?? []).slice(0, processes)) {
+      const usage = await cpuOfProcess(copy.child);
+      total.all += usage.all;
+      total.main += usage.main;
+    }
     return total;
   };
   const run = async (variant: Variant, partial: Omit<RunSpec, "urls" | "label">) => {
@@ -226,8 +238,10 @@ async function main() {
     const answered = Object.values(measured.statuses).reduce((a, b) => a + b, 0);
     // CPU per request over the whole run (warm-up included: the counts are of all sent requests), µs.
     const perRequest = (delta: number) => delta / Math.max(1, measured.sent);
+    const serverAfter = await cpuOfServer(kind, processes);
     const cpuUs = {
-      server: perRequest((await cpuOfServer(kind, processes)) - before.server),
+      server: perRequest(serverAfter.all - before.server.all),
+      serverMain: perRequest(serverAfter.main - before.server.main),
       loadgen: perRequest((await cpuOf(loadgen)) - before.loadgen),
       redis: perRequest((await redisCpu()) - before.redis),
     };
@@ -239,7 +253,7 @@ async function main() {
     // Jobs and receipts of the run: dropped so Redis memory stays flat between runs (private instance).
     if (kind.startsWith("ingress")) await admin.flushall();
     console.log(
-      `  ${label(variant).padEnd(16)} ${result.okPerSecond.toFixed(0).padStart(6)} ok/s  p50 ${result.latencyMs.p50.toFixed(2)} ms  p99 ${result.latencyMs.p99.toFixed(2)} ms  ${JSON.stringify(result.statuses)}  CPU/req: server ${cpuUs.server.toFixed(0)} µs, redis ${cpuUs.redis.toFixed(0)} µs, loadgen ${cpuUs.loadgen.toFixed(0)} µs`,
+      `  ${label(variant).padEnd(16)} ${result.okPerSecond.toFixed(0).padStart(6)} ok/s  p50 ${result.latencyMs.p50.toFixed(2)} ms  p99 ${result.latencyMs.p99.toFixed(2)} ms  ${JSON.stringify(result.statuses)}  CPU/req: server ${cpuUs.server.toFixed(0)} µs (main thread ${cpuUs.serverMain.toFixed(0)}), redis ${cpuUs.redis.toFixed(0)} µs, loadgen ${cpuUs.loadgen.toFixed(0)} µs`,
     );
     return result;
   };
@@ -285,18 +299,21 @@ async function main() {
   const mean = (results: Measured[] | undefined, pick: (r: Measured) => number = (r) => r.okPerSecond) =>
     (results ?? []).reduce((sum, r) => sum + pick(r), 0) / Math.max(1, results?.length ?? 0);
   const rate = (variant: Variant) => mean(throughput[label(variant)]);
-  const cpu = (variant: Variant, part: "server" | "redis" | "loadgen") =>
+  const cpu = (variant: Variant, part: "server" | "serverMain" | "redis" | "loadgen") =>
     mean(throughput[label(variant)], (r) => r.cpuUsPerRequest[part]);
   // The ratio compares like with like: the ingress's best configuration against the bare route's best one,
   // where each had the same choice of 1 or PROCESSES processes.
   const best = (kinds: Kind[]) =>
     THROUGHPUT_VARIANTS.filter((v) => kinds.includes(v.kind)).reduce((a, b) => (rate(b) > rate(a) ? b : a));
   const bareBest = best(["bare"]);
-  const ingressBest = best(["ingress-sync", "ingress-async"]);
+  const ingressBest = best(["ingress-sync", "ingress-async", "ingress-threads"]);
+  /** The best ingress variant with `processes` processes against the bare route with as many. */
   const sameProcesses = (processes: number) => {
     const bare = THROUGHPUT_VARIANTS.find((v) => v.kind === "bare" && v.processes === processes);
-    const ingress = THROUGHPUT_VARIANTS.find((v) => v.kind === "ingress-sync" && v.processes === processes);
-    return bare && ingress ? rate(ingress) / rate(bare) : Number.NaN;
+    const ingress = THROUGHPUT_VARIANTS.filter((v) => v.kind !== "bare" && v.processes === processes).reduce<
+      Variant | undefined
+    >((a, b) => (a === undefined || rate(b) > rate(a) ? b : a), undefined);
+    return bare && ingress ? { ratio: rate(ingress) / rate(bare), ingress: label(ingress) } : undefined;
   };
 
   // (2) latency at 2,000/s offered.
@@ -343,7 +360,12 @@ async function main() {
     cpuUsPerRequest: Object.fromEntries(
       THROUGHPUT_VARIANTS.map((v) => [
         label(v),
-        { server: cpu(v, "server"), redis: cpu(v, "redis"), loadgen: cpu(v, "loadgen") },
+        {
+          server: cpu(v, "server"),
+          serverMain: cpu(v, "serverMain"),
+          redis: cpu(v, "redis"),
+          loadgen: cpu(v, "loadgen"),
+        },
       ]),
     ),
     ratios: {
@@ -362,11 +384,11 @@ async function main() {
   console.log("\n=== results ===");
   console.log(
     `(1) ingress / bare Fastify throughput: ${pct(report.ratios.ingressToBare)} (target ≥45%) — ${label(ingressBest)} ${rate(ingressBest).toFixed(0)}/s vs ${label(bareBest)} ${rate(bareBest).toFixed(0)}/s` +
-      `\n    same process count: 1 process ${pct(sameProcesses(1))}, ${PROCESSES} processes ${pct(sameProcesses(PROCESSES))}`,
+      `\n    same process count: ${[1, PROCESSES].map((n) => `${n} process(es) ${pct(sameProcesses(n)?.ratio ?? Number.NaN)} (${sameProcesses(n)?.ingress})`).join(", ")}`,
   );
   for (const v of THROUGHPUT_VARIANTS) {
     console.log(
-      `    ${label(v).padEnd(16)} ${rate(v).toFixed(0).padStart(6)}/s  CPU per request: server ${cpu(v, "server").toFixed(0)} µs, redis ${cpu(v, "redis").toFixed(0)} µs, load generator ${cpu(v, "loadgen").toFixed(0)} µs`,
+      `    ${label(v).padEnd(16)} ${rate(v).toFixed(0).padStart(6)}/s  CPU per request: server ${cpu(v, "server").toFixed(0)} µs (main thread ${cpu(v, "serverMain").toFixed(0)}), redis ${cpu(v, "redis").toFixed(0)} µs, load generator ${cpu(v, "loadgen").toFixed(0)} µs`,
     );
   }
   for (const variant of LATENCY_VARIANTS) {

@@ -1,5 +1,6 @@
 import underPressure from "@fastify/under-pressure";
 import { createQueue, createReceiptedAdder, PARSE_JOB_NAME, QueueName } from "@wpn/queue";
+import { RsaVerifyPool } from "@wpn/wechatpay";
 import type { Queue } from "bullmq";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import type { Redis } from "ioredis";
@@ -7,7 +8,7 @@ import { type Logger, pino } from "pino";
 import { EnqueueBatcher } from "./enqueue/batcher.ts";
 import { Intake } from "./enqueue/intake.ts";
 import type { MerchantRegistry } from "./merchants/registry.ts";
-import { createMetrics, type IngressMetrics } from "./metrics.ts";
+import { createMetrics, type IngressMetrics, requestCounter } from "./metrics.ts";
 import { QueueSampler } from "./queue-sampler.ts";
 import type { NotifyContext, VerifyMode } from "./routes/context.ts";
 import { type Api, writeFailure } from "./routes/failure.ts";
@@ -27,9 +28,11 @@ export interface IngressDeps {
   /** ms since the epoch. */
   clock?: () => number;
   /**
-   * Default "sync": RSA verification (~25 µs) on the event loop. With "async" (libuv thread pool) the event loop
-   * still spent as long in `crypto.verify` (OpenSSL 3 serialises the key and digest set-up across threads) and
-   * throughput was lower or equal in every bench run since the enqueue became one script call (bench/ingress-report.md).
+   * Default from `settings.verifyThreads`: "threads" (an RsaVerifyPool of that many threads) when it is > 0,
+   * else "sync" (RSA, ~25 µs, on the event loop). "async" (libuv thread pool) is kept for comparison: the event
+   * loop still spent as long in `crypto.verify` (OpenSSL 3 serialises the key and digest set-up across threads)
+   * and throughput was lower or equal in every bench run since the enqueue became one script call
+   * (bench/ingress-report.md).
    */
   verifyMode?: VerifyMode;
   /** Largest enqueue batch (one script call); default 256. */
@@ -116,13 +119,17 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
   } satisfies IngressHandle);
   app.decorateRequest("ingressCode", "");
 
+  const verifyMode = deps.verifyMode ?? (settings.verifyThreads > 0 ? "threads" : "sync");
+  const verifyPool =
+    verifyMode === "threads" ? new RsaVerifyPool({ threads: Math.max(1, settings.verifyThreads) }) : undefined;
   const ctx: NotifyContext = {
     settings,
     merchants,
     intake,
     metrics,
     clock,
-    verifyMode: deps.verifyMode ?? "sync",
+    verifyMode,
+    ...(verifyPool ? { verifyPool } : {}),
   };
 
   app.register(async (notify) => {
@@ -132,12 +139,11 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
       // Retry-After), which the route's error handler answers as OVERLOADED in the route's wire format.
       await notify.register(underPressure, { maxEventLoopDelay });
     }
-    notify.addHook("onResponse", async (request, reply) => {
-      metrics.requests.inc({
-        route: request.routeOptions.url ?? "unknown",
-        status: String(reply.statusCode),
-        code: request.ingressCode || "UNKNOWN",
-      });
+    const countRequest = requestCounter(metrics);
+    // Callback style: an async hook costs a promise per request.
+    notify.addHook("onResponse", (request, reply, done) => {
+      countRequest(request.routeOptions.url ?? "unknown", reply.statusCode, request.ingressCode || "UNKNOWN");
+      done();
     });
     await notify.register(async (v3) => notifyV3Routes(v3, ctx));
     await notify.register(async (v2) => notifyV2Routes(v2, ctx));
@@ -156,6 +162,7 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     sampler.stop();
     await batcher.drain();
     await queue.close();
+    await verifyPool?.close();
   });
   return app;
 }

@@ -1,6 +1,24 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
 /**
+ * Counts an answered notify request. The labelled series are looked up once per (route, status, code) and kept:
+ * prom-client's `inc(labels)` hashes the label object on every call. The label values are bounded (route
+ * templates, statuses and registered codes), so the cache is too.
+ */
+export function requestCounter(metrics: IngressMetrics): (route: string, status: number, code: string) => void {
+  const series = new Map<string, { inc(): void }>();
+  return (route, status, code) => {
+    const key = `${route} ${status} ${code}`;
+    let counter = series.get(key);
+    if (counter === undefined) {
+      counter = metrics.requests.labels({ route, status: String(status), code });
+      series.set(key, counter);
+    }
+    counter.inc();
+  };
+}
+
+/**
  * The ingress's Prometheus metrics, in a Registry of its own (never prom-client's global one), so several
  * apps in one process — tests, the benchmark — do not share or double-register series.
  * Label values are bounded: route templates, status codes and registered error codes only.
@@ -17,7 +35,6 @@ export interface IngressMetrics {
   readonly batchSize: Histogram;
   /** Redeliveries answered from a receipt or collapsed onto an in-flight job, without a new job. */
   readonly dedupeHits: Counter<"api" | "via">;
-  /** Receipt writes that failed after the job was confirmed (the job is safe; a later resend may add a duplicate job that BullMQ or the worker collapses). */
   /** Last sampled waiting count of the parse queue (sampled every second, -1 before the first sample). */
   readonly queueWaiting: Gauge;
   readonly queueWaitingCeiling: Gauge;

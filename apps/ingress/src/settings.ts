@@ -8,6 +8,8 @@ export interface IngressSettings {
   dedupeTtlSeconds: number;
   queueWaitingCeiling: number;
   timestampToleranceSeconds: number;
+  /** 0: verify APIv3 signatures on the event loop; n: on n worker threads (RsaVerifyPool). */
+  verifyThreads: number;
 }
 
 export function ingressSettings(config: Config): IngressSettings {
@@ -18,5 +20,6 @@ export function ingressSettings(config: Config): IngressSettings {
     dedupeTtlSeconds: config.INGRESS_DEDUPE_TTL_SECONDS,
     queueWaitingCeiling: config.INGRESS_QUEUE_WAITING_CEILING,
     timestampToleranceSeconds: config.WECHATPAY_TIMESTAMP_TOLERANCE_SECONDS,
+    verifyThreads: config.INGRESS_VERIFY_THREADS,
   };
 }

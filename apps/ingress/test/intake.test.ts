@@ -1,5 +1,9 @@
+import type { ParseJob } from "@wpn/queue";
+import type { Redis } from "ioredis";
 import { describe, expect, it } from "vitest";
-import { isUsableJobId } from "../src/enqueue/intake.ts";
+import type { EnqueueBatcher, SubmitOutcome } from "../src/enqueue/batcher.ts";
+import { Intake, isUsableJobId } from "../src/enqueue/intake.ts";
+import { createMetrics } from "../src/metrics.ts";
 
 describe("isUsableJobId (BullMQ's custom-id rules, checked before a job can poison a bulk)", () => {
   it("accepts WeChat's ids and our derived v2 ids", () => {
@@ -13,5 +17,87 @@ describe("isUsableJobId (BullMQ's custom-id rules, checked before a job can pois
     expect(isUsableJobId("12345")).toBe(false);
     expect(isUsableJobId("a:b")).toBe(false);
     expect(isUsableJobId("v2:refund:a:b")).toBe(false);
+  });
+});
+
+/** A batcher whose submits stay open until the test settles them by id. */
+function heldBatcher() {
+  const open = new Map<string, { resolve(o: SubmitOutcome): void; reject(e: unknown): void }>();
+  const batcher = {
+    submit: (id: string) => new Promise<SubmitOutcome>((resolve, reject) => open.set(id, { resolve, reject })),
+  } as unknown as EnqueueBatcher;
+  return { batcher, open };
+}
+
+const job = {} as ParseJob;
+const ready = { status: "ready" } as Redis;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const outcomeOf = (promise: Promise<SubmitOutcome>) =>
+  promise.then(
+    (outcome) => ({ outcome, at: performance.now() }),
+    (error: { code?: string }) => ({ code: error.code, at: performance.now() }),
+  );
+
+describe("Intake: one deadline timer for every waiting accept", () => {
+  it("fails each unanswered accept at its own deadline, answered ones before and after it are unaffected", async () => {
+    const { batcher, open } = heldBatcher();
+    const intake = new Intake(batcher, ready, 200, createMetrics({ defaultMetrics: false }));
+    const started = performance.now();
+    const a = outcomeOf(intake.accept("v3", "a", job));
+    await sleep(60);
+    const b = outcomeOf(intake.accept("v3", "b", job));
+    const c = outcomeOf(intake.accept("v3", "c", job));
+    await sleep(60);
+    const d = outcomeOf(intake.accept("v3", "d", job));
+    // b is answered in time; a, c and d never are.
+    open.get("b")?.resolve({ kind: "enqueued" });
+    const [ra, rb, rc, rd] = await Promise.all([a, b, c, d]);
+    expect([ra.code, rb.outcome, rc.code, rd.code]).toEqual([
+      "QUEUE_TIMEOUT",
+      { kind: "enqueued" },
+      "QUEUE_TIMEOUT",
+      "QUEUE_TIMEOUT",
+    ]);
+    // Each timed out ~200 ms after its own accept (never before; timer resolution ~1 ms), and not a whole
+    // timeout after the previous expiry (d would then be at ≥ 600 ms); the upper bounds leave room for a busy CI.
+    expect(ra.at - started).toBeGreaterThanOrEqual(195);
+    expect(ra.at - started).toBeLessThan(300);
+    expect(rc.at - started).toBeGreaterThanOrEqual(255);
+    expect(rd.at - started).toBeGreaterThanOrEqual(315);
+    expect(rd.at - started).toBeLessThan(500);
+    // A confirmation arriving after the timeout changes nothing (the resend will find the job or its receipt).
+    open.get("a")?.resolve({ kind: "enqueued" });
+    open.get("c")?.reject(new Error("late failure"));
+    await sleep(10);
+  });
+
+  it("passes the batcher's outcome or error through and counts duplicates", async () => {
+    const { batcher, open } = heldBatcher();
+    const metrics = createMetrics({ defaultMetrics: false });
+    const intake = new Intake(batcher, ready, 1_000, metrics);
+    const dup = intake.accept("v3", "x", job);
+    const failed = intake.accept("v3", "y", job);
+    open.get("x")?.resolve({ kind: "duplicate", via: "receipt" });
+    const failure = new Error("redis went away");
+    open.get("y")?.reject(failure);
+    expect(await dup).toEqual({ kind: "duplicate", via: "receipt" });
+    await expect(failed).rejects.toBe(failure);
+    expect(await metrics.registry.getSingleMetricAsString("wpn_ingress_dedupe_hits_total")).toContain(
+      'api="v3",via="receipt"} 1',
+    );
+  });
+
+  it("refuses unusable ids and a Redis that is not ready without submitting", async () => {
+    const { batcher, open } = heldBatcher();
+    const intake = new Intake(batcher, ready, 1_000, createMetrics({ defaultMetrics: false }));
+    await expect(intake.accept("v3", "12345", job)).rejects.toMatchObject({ code: "PAYLOAD_INVALID" });
+    const down = new Intake(
+      batcher,
+      { status: "reconnecting" } as Redis,
+      1_000,
+      createMetrics({ defaultMetrics: false }),
+    );
+    await expect(down.accept("v3", "ok-id", job)).rejects.toMatchObject({ code: "QUEUE_UNAVAILABLE" });
+    expect(open.size).toBe(0);
   });
 });

@@ -233,23 +233,26 @@ describe("POST /notify/v3: rejections answer 4xx with the exact FAIL body and en
   });
 });
 
-describe("POST /notify/v3: verification on the thread pool", () => {
-  it("accepts and rejects the same way with verifyMode async (the default is sync)", async () => {
-    const g = await createIngressFixture({
-      label: "ingress-v3-async",
-      merchant: f.merchant,
-      app: { verifyMode: "async" },
-    });
-    try {
-      const n = signedV3(g.merchant, { id: randomUUID() });
-      expect((await post(g.app, "/notify/v3", n)).statusCode).toBe(204);
-      expect(await g.queue.getJob(n.id)).toBeDefined();
-      const body = Buffer.from(n.body);
-      body[10] = body[10] === 0x41 ? 0x42 : 0x41;
-      const bad = await post(g.app, "/notify/v3", { headers: n.headers, body });
-      expect(bad.statusCode).toBe(401);
-    } finally {
-      await g.close();
-    }
-  });
+describe("POST /notify/v3: verification off the event loop", () => {
+  it.each(["async", "threads"] as const)(
+    "accepts and rejects the same way with verifyMode %s (the default is sync)",
+    async (verifyMode) => {
+      const g = await createIngressFixture({
+        label: `ingress-v3-${verifyMode}`,
+        merchant: f.merchant,
+        app: { verifyMode },
+      });
+      try {
+        const n = signedV3(g.merchant, { id: randomUUID() });
+        expect((await post(g.app, "/notify/v3", n)).statusCode).toBe(204);
+        expect(await g.queue.getJob(n.id)).toBeDefined();
+        const body = Buffer.from(n.body);
+        body[10] = body[10] === 0x41 ? 0x42 : 0x41;
+        const bad = await post(g.app, "/notify/v3", { headers: n.headers, body });
+        expect(bad.statusCode).toBe(401);
+      } finally {
+        await g.close();
+      }
+    },
+  );
 });

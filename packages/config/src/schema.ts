@@ -61,6 +61,13 @@ export const envSchema = z.object({
   INGRESS_DEDUPE_TTL_SECONDS: int(60, 30 * 24 * 3600).default(25 * 3600),
   /** Waiting jobs above which /health/ready and metrics report backpressure (requests are still accepted). */
   INGRESS_QUEUE_WAITING_CEILING: int(1, 100_000_000).default(50_000),
+  /**
+   * Worker threads that check APIv3 RSA signatures, batched per event-loop turn; 0 checks them on the event loop.
+   * RSA is the largest single cost of a request (~25 µs), so with cores to spare a thread lets one ingress
+   * process answer more per second; on a machine whose cores are already busy (2 cores shared with Redis) it
+   * only adds hand-over work (bench/ingress-report.md).
+   */
+  INGRESS_VERIFY_THREADS: int(0, 16).default(0),
 
   /**
    * Apply jobs processed at once per worker process. Payment jobs hold no connection of their own: concurrent

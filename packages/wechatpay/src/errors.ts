@@ -29,6 +29,9 @@ export const WECHATPAY_ERROR_CODES = [
   "BODY_NOT_RAW",
   /** A body exceeds the size limit of the parser that received it. */
   "BODY_TOO_LARGE",
+  /** The worker thread that checks RSA signatures (RsaVerifyPool) failed or was closed: nothing was decided
+   *  about the signature. Not an authentication failure: answer so that WeChat resends. */
+  "VERIFIER_UNAVAILABLE",
   // --- APIv3 body ---
   /** `resource.algorithm` is not `AEAD_AES_256_GCM`; the message names the algorithm. */
   "ALGORITHM_UNSUPPORTED",

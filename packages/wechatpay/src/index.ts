@@ -13,6 +13,7 @@ export * from "./notification.ts";
 export * from "./payloads.ts";
 export * from "./reply.ts";
 export * from "./resource.ts";
+export * from "./rsa-verify-pool.ts";
 export * from "./sign.ts";
 export * from "./v2/notify.ts";
 export * from "./v2/refund.ts";

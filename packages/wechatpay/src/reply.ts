@@ -26,8 +26,8 @@ export function v3FailureBody(message: string): string {
  * - 401 for anything that means "not proven to come from WeChat" (WeChat re-sends with a fresh signature);
  * - 400 for a verified body we cannot read (retrying the same bytes will not help, but WeChat retries anyway
  *   and the merchant sees the failures in the merchant platform);
- * - 500 for our own trouble (certificate download, configuration such as a wrong APIv3 key), so WeChat
- *   retries later, once it is fixed.
+ * - 500 for our own trouble (certificate download, a failed verification thread, configuration such as a wrong
+ *   APIv3 key), so WeChat retries later, once it is fixed.
  */
 export function v3FailureStatus(code: WechatPayErrorCode): 400 | 401 | 500 {
   switch (code) {
@@ -54,6 +54,7 @@ export function v3FailureStatus(code: WechatPayErrorCode): 400 | 401 | 500 {
     case "KEY_INVALID":
     case "BODY_NOT_RAW":
     case "CERT_DOWNLOAD_FAILED":
+    case "VERIFIER_UNAVAILABLE":
       return 500;
   }
 }

@@ -4,6 +4,7 @@ import { WechatPayError } from "./errors.ts";
 import { V3_SIGNATURE_TYPE, type V3Headers } from "./headers.ts";
 import type { AsyncKeyResolver, KeyResolver } from "./key-store.ts";
 import { buildV3Message, SIGNATURE_PROBE_PREFIX } from "./message.ts";
+import type { RsaVerifyPool } from "./rsa-verify-pool.ts";
 
 export { SIGNATURE_PROBE_PREFIX };
 /** Allowed clock difference between WeChat and us, in seconds (WeChat docs: at most 5 minutes). */
@@ -135,4 +136,22 @@ export async function verifyV3Async(headers: V3Headers, body: Buffer, opts: Asyn
     }
   });
   if (!ok) throw invalid();
+}
+
+/**
+ * Same checks as `verifyV3`, with the RSA operation on an `RsaVerifyPool`'s worker thread: the event loop does
+ * the cheap checks and the key lookup, the thread the ~25 µs of RSA. Rejects with `VERIFIER_UNAVAILABLE` when
+ * the thread failed (the signature was not judged).
+ */
+export async function verifyV3InPool(
+  headers: V3Headers,
+  body: Buffer,
+  opts: VerifyOptions & { pool: RsaVerifyPool },
+): Promise<void> {
+  const now = precheck(headers, body, opts);
+  const key: KeyObject = opts.keys.resolve(headers.serial, now);
+  const signature = decodeSignature(headers.signature);
+  if (!(await opts.pool.verify(buildV3Message(headers.timestamp, headers.nonce, body), signature, key))) {
+    throw invalid();
+  }
 }

@@ -53,6 +53,7 @@ describe("v3 replies", () => {
       KEY_INVALID: 500,
       BODY_NOT_RAW: 500,
       CERT_DOWNLOAD_FAILED: 500,
+      VERIFIER_UNAVAILABLE: 500,
     };
     expect(Object.keys(expected).sort()).toEqual([...WECHATPAY_ERROR_CODES].sort());
     for (const code of WECHATPAY_ERROR_CODES) expect([code, v3FailureStatus(code)]).toEqual([code, expected[code]]);

@@ -13,6 +13,7 @@ import {
   openV3Notification,
   parseV2Xml,
   parseV3Envelope,
+  RsaVerifyPool,
   readV3Headers,
   signV2,
   type V3Headers,
@@ -22,6 +23,7 @@ import {
   verifyV2,
   verifyV3,
   verifyV3Async,
+  verifyV3InPool,
   WechatPayError,
 } from "../src/index.ts";
 import { asyncCodeOf, codeOf } from "./support/keys.ts";
@@ -73,9 +75,15 @@ describe("V1 — complete v3 notification (wechatpay-go notify_test.go)", () => 
     expect(readV3Headers(raw)).toEqual(headers);
   });
 
-  it("verifies over the raw bytes (sync and thread-pool variants)", async () => {
+  it("verifies over the raw bytes (sync, thread-pool and worker-thread variants)", async () => {
     expect(() => verifyV3(headers, body, { keys: store, now })).not.toThrow();
     await expect(verifyV3Async(headers, body, { keys: store, now })).resolves.toBeUndefined();
+    const pool = new RsaVerifyPool();
+    try {
+      await expect(verifyV3InPool(headers, body, { keys: store, now, pool })).resolves.toBeUndefined();
+    } finally {
+      await pool.close();
+    }
   });
 
   it("negative: one flipped byte of the body, nonce or timestamp fails", () => {
