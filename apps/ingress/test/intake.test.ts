@@ -32,7 +32,13 @@ function heldBatcher() {
 const job = {} as ParseJob;
 const ready = { status: "ready" } as Redis;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const outcomeOf = (promise: Promise<SubmitOutcome>) =>
+/** What became of an accept, and when (performance.now() ms). */
+interface Settled {
+  outcome?: SubmitOutcome;
+  code?: string;
+  at: number;
+}
+const outcomeOf = (promise: Promise<SubmitOutcome>): Promise<Settled> =>
   promise.then(
     (outcome) => ({ outcome, at: performance.now() }),
     (error: { code?: string }) => ({ code: error.code, at: performance.now() }),

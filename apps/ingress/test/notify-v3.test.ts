@@ -250,6 +250,14 @@ describe("POST /notify/v3: verification off the event loop", () => {
         body[10] = body[10] === 0x41 ? 0x42 : 0x41;
         const bad = await post(g.app, "/notify/v3", { headers: n.headers, body });
         expect(bad.statusCode).toBe(401);
+        // A burst: one batch of checks, with "threads" large enough to go to the worker thread; one is forged.
+        const burst = Array.from({ length: 8 }, () => signedV3(g.merchant, { id: randomUUID() }));
+        const answers = await Promise.all([
+          ...burst.map((m) => post(g.app, "/notify/v3", m)),
+          post(g.app, "/notify/v3", { headers: n.headers, body }),
+        ]);
+        expect(answers.map((a) => a.statusCode)).toEqual([...burst.map(() => 204), 401]);
+        for (const m of burst) expect(await g.queue.getJob(m.id)).toBeDefined();
       } finally {
         await g.close();
       }

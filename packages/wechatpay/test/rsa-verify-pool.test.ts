@@ -1,4 +1,4 @@
-import { verify as cryptoVerify, generateKeyPairSync } from "node:crypto";
+import { verify as cryptoVerify, generateKeyPairSync, type KeyObject } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
 import {
   buildV3Message,
@@ -32,6 +32,8 @@ function signed(payload: Buffer, overrides: Partial<V3Headers> = {}): V3Headers 
 }
 
 const pool = new RsaVerifyPool({ threads: 2, maxBatch: 64 });
+/** A thread script that exits (code 7) on a batch whose first message is "die". */
+const DYING_WORKER = new URL("./fixtures/dying-verify-worker.mjs", import.meta.url);
 afterAll(() => pool.close());
 
 describe("RsaVerifyPool", () => {
@@ -51,19 +53,25 @@ describe("RsaVerifyPool", () => {
     expect(expected.filter(Boolean).length).toBe(160);
   });
 
-  it("answers false, not an error, for an empty signature or a key that cannot do RSA", async () => {
+  it("answers false, not an error, for an empty signature or a key that cannot do RSA — on a thread and inline", async () => {
     const message = Buffer.from("m");
     const signature = Buffer.from(signV3Message(message, keys[0]!.privateKey), "base64");
     const ed25519 = generateKeyPairSync("ed25519").publicKey;
-    expect(await pool.verify(message, Buffer.alloc(0), keys[0]!.publicKey)).toBe(false);
-    expect(await pool.verify(message, signature, ed25519)).toBe(false);
-    expect(await pool.verify(message, signature, keys[0]!.publicKey)).toBe(true);
+    const checks: [Buffer, KeyObject, boolean][] = [
+      [Buffer.alloc(0), keys[0]!.publicKey, false],
+      [signature, ed25519, false],
+      [signature, keys[0]!.publicKey, true],
+      [signature, keys[1]!.publicKey, false],
+    ];
+    // Together: one batch of 4, sent to a thread; one by one: batches of 1, checked inline.
+    expect(await Promise.all(checks.map(([sig, key]) => pool.verify(message, sig, key)))).toEqual(
+      checks.map(([, , valid]) => valid),
+    );
+    for (const [sig, key, valid] of checks) expect(await pool.verify(message, sig, key)).toBe(valid);
   });
 
   it("fails the checks of a thread that died with VERIFIER_UNAVAILABLE, then starts a new thread", async () => {
-    const dying = new RsaVerifyPool({
-      workerUrl: new URL("./fixtures/dying-verify-worker.mjs", import.meta.url),
-    });
+    const dying = new RsaVerifyPool({ workerUrl: DYING_WORKER, inlineBelow: 1 });
     try {
       const message = Buffer.from("m");
       const signature = Buffer.from(signV3Message(message, keys[0]!.privateKey), "base64");
@@ -74,6 +82,17 @@ describe("RsaVerifyPool", () => {
       expect(await dying.verify(message, signature, key)).toBe(true);
     } finally {
       await dying.close();
+    }
+  });
+
+  it("checks a batch smaller than inlineBelow on the calling thread (no thread is involved)", async () => {
+    const inline = new RsaVerifyPool({ workerUrl: DYING_WORKER });
+    try {
+      const signature = Buffer.from(signV3Message(Buffer.from("m"), keys[0]!.privateKey), "base64");
+      // A thread would die on this message; checked inline it is just an invalid signature.
+      expect(await inline.verify(Buffer.from("die"), signature, keys[0]!.publicKey)).toBe(false);
+    } finally {
+      await inline.close();
     }
   });
 
