@@ -233,9 +233,9 @@ describe("POST /notify/v3: rejections answer 4xx with the exact FAIL body and en
   });
 });
 
-describe("POST /notify/v3: verification off the event loop", () => {
-  it.each(["async", "threads"] as const)(
-    "accepts and rejects the same way with verifyMode %s (the default is sync)",
+describe("POST /notify/v3: where the RSA check runs", () => {
+  it.each(["sync", "async", "threads"] as const)(
+    "accepts and rejects the same way with verifyMode %s (the default follows INGRESS_VERIFY_THREADS)",
     async (verifyMode) => {
       const g = await createIngressFixture({
         label: `ingress-v3-${verifyMode}`,

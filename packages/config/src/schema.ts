@@ -62,12 +62,13 @@ export const envSchema = z.object({
   /** Waiting jobs above which /health/ready and metrics report backpressure (requests are still accepted). */
   INGRESS_QUEUE_WAITING_CEILING: int(1, 100_000_000).default(50_000),
   /**
-   * Worker threads that check APIv3 RSA signatures, batched per event-loop turn; 0 checks them on the event loop.
-   * RSA is the largest single cost of a request (~25 µs), so with cores to spare a thread lets one ingress
-   * process answer more per second; on a machine whose cores are already busy (2 cores shared with Redis) it
-   * only adds hand-over work (bench/ingress-report.md).
+   * Worker threads that check APIv3 RSA signatures (RsaVerifyPool), fed one batch per event-loop turn; 0 checks
+   * them on the event loop. RSA is the largest single cost of a request (~25 µs): with the thread the event loop
+   * spent 25–30% less CPU per request and one process answered 8% more per second even on the 2-core bench
+   * machine shared with Redis (bench/ingress-report.md). Light load (batches under 4) is checked inline either
+   * way. 0 suits a single-core container, where the hand-over would only add work.
    */
-  INGRESS_VERIFY_THREADS: int(0, 16).default(0),
+  INGRESS_VERIFY_THREADS: int(0, 16).default(1),
 
   /**
    * Apply jobs processed at once per worker process. Payment jobs hold no connection of their own: concurrent

@@ -39,6 +39,8 @@ describe("loadConfig", () => {
     expect(config.WECHATPAY_APIV2_KEY).toBeUndefined();
     expect(config.WORKER_CONCURRENCY).toBe(128);
     expect(config.WORKER_PARSE_CONCURRENCY).toBe(128);
+    expect(config.INGRESS_VERIFY_THREADS).toBe(1);
+    expect(loadConfig({ ...valid, INGRESS_VERIFY_THREADS: "0" }).INGRESS_VERIFY_THREADS).toBe(0);
   });
 
   it("coerces numbers from strings", () => {

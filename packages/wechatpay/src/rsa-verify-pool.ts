@@ -19,6 +19,7 @@ export interface RsaVerifyPoolOptions {
 }
 
 interface Check {
+  key: KeyObject;
   keyId: number;
   message: Uint8Array;
   signature: Uint8Array;
@@ -28,7 +29,7 @@ interface Check {
 
 interface Thread {
   worker: Worker;
-  /** Key ids this thread has received. */
+  /** Key ids this thread has received (it keeps those keys: a handful, new ones only when keys rotate). */
   keys: Set<number>;
   /** Batches sent and not answered, by sequence number. */
   waiting: Map<number, Check[]>;
@@ -61,8 +62,9 @@ export class RsaVerifyPool {
   readonly #maxBatch: number;
   readonly #inlineBelow: number;
   readonly #workerUrl: URL;
+  /** Weak: a key dropped by its KeyStore (rotation) is not kept alive by this side. */
   readonly #keyIds = new WeakMap<KeyObject, number>();
-  readonly #keysById = new Map<number, KeyObject>();
+  #nextKeyId = 1;
   #queued: Check[] = [];
   #scheduled = false;
   #seq = 0;
@@ -78,18 +80,20 @@ export class RsaVerifyPool {
     this.#workerUrl = options.workerUrl ?? WORKER_URL;
   }
 
-  /** Resolves true when `signature` is valid for `message` under `key`, false otherwise (never for a bad key alone). */
+  /**
+   * Resolves true when `signature` is valid for `message` under `key`, false when it is not (also when the key
+   * cannot do RSA-SHA256); rejects only with VERIFIER_UNAVAILABLE (thread died, pool closed).
+   */
   verify(message: Uint8Array, signature: Uint8Array, key: KeyObject): Promise<boolean> {
     if (this.#closed) return Promise.reject(unavailable("the verification pool is closed"));
     let keyId = this.#keyIds.get(key);
     if (keyId === undefined) {
-      keyId = this.#keysById.size + 1;
+      keyId = this.#nextKeyId++;
       this.#keyIds.set(key, keyId);
-      this.#keysById.set(keyId, key);
     }
     const id = keyId;
     return new Promise((resolve, reject) => {
-      this.#queued.push({ keyId: id, message, signature, resolve, reject });
+      this.#queued.push({ key, keyId: id, message, signature, resolve, reject });
       if (this.#queued.length >= this.#maxBatch) this.#flush();
       else if (!this.#scheduled) {
         this.#scheduled = true;
@@ -117,7 +121,7 @@ export class RsaVerifyPool {
       return;
     }
     if (checks.length < this.#inlineBelow) {
-      for (const check of checks) check.resolve(verifyInline(check, this.#keysById.get(check.keyId) as KeyObject));
+      for (const check of checks) check.resolve(verifyInline(check));
       return;
     }
     const thread = this.#leastBusy();
@@ -131,7 +135,7 @@ export class RsaVerifyPool {
     checks.forEach((check, i) => {
       if (!thread.keys.has(check.keyId)) {
         thread.keys.add(check.keyId);
-        keys.push([check.keyId, this.#keysById.get(check.keyId) as KeyObject]);
+        keys.push([check.keyId, check.key]);
       }
       meta[5 * i] = check.keyId;
       meta[5 * i + 1] = offset;
@@ -194,9 +198,9 @@ export class RsaVerifyPool {
 }
 
 /** The thread's check, on this thread (same answers: a key that cannot do RSA is just "invalid"). */
-function verifyInline(check: Check, key: KeyObject): boolean {
+function verifyInline(check: Check): boolean {
   try {
-    return cryptoVerify("sha256", check.message, key, check.signature);
+    return cryptoVerify("sha256", check.message, check.key, check.signature);
   } catch {
     return false;
   }
