@@ -1,6 +1,6 @@
 import underPressure from "@fastify/under-pressure";
 import { createQueue, createReceiptedAdder, PARSE_JOB_NAME, QueueName } from "@wpn/queue";
-import { RsaVerifyPool } from "@wpn/wechatpay";
+import { RsaVerifyPool, verifyV3, verifyV3Async, verifyV3InPool } from "@wpn/wechatpay";
 import type { Queue } from "bullmq";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import type { Redis } from "ioredis";
@@ -128,8 +128,11 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     intake,
     metrics,
     clock,
-    verifyMode,
-    ...(verifyPool ? { verifyPool } : {}),
+    verifyV3: verifyPool
+      ? (headers, body, opts) => verifyV3InPool(headers, body, { ...opts, pool: verifyPool })
+      : verifyMode === "async"
+        ? verifyV3Async
+        : verifyV3,
   };
 
   app.register(async (notify) => {

@@ -1,4 +1,4 @@
-import type { RsaVerifyPool } from "@wpn/wechatpay";
+import type { V3Headers, VerifyOptions } from "@wpn/wechatpay";
 import type { Intake } from "../enqueue/intake.ts";
 import type { MerchantRegistry } from "../merchants/registry.ts";
 import type { IngressMetrics } from "../metrics.ts";
@@ -18,10 +18,12 @@ export interface NotifyContext {
   metrics: IngressMetrics;
   /** ms since the epoch; the verification time and `receivedAt`. */
   clock: () => number;
-  verifyMode: VerifyMode;
-  /** Present when verifyMode is "threads". */
-  verifyPool?: RsaVerifyPool;
+  /** The APIv3 signature check of the chosen VerifyMode; a promise only when it runs off the event loop. */
+  verifyV3: V3Verifier;
 }
+
+/** `verifyV3`'s contract: returns (or resolves) when the signature is good, throws a WechatPayError otherwise. */
+export type V3Verifier = (headers: V3Headers, body: Buffer, opts: VerifyOptions) => void | Promise<void>;
 
 /** Route params of `/notify/v3/:mchid` and `/notify/v2/:mchid`; absent on the default-merchant routes. */
 export interface MerchantParams {

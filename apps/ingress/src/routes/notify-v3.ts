@@ -1,14 +1,7 @@
 import { isUtf8 } from "node:buffer";
 import type { IncomingHttpHeaders } from "node:http";
 import type { ParseJobV3 } from "@wpn/queue";
-import {
-  type RawHeaders,
-  readV3Headers,
-  type V3Headers,
-  verifyV3,
-  verifyV3Async,
-  verifyV3InPool,
-} from "@wpn/wechatpay";
+import { type RawHeaders, readV3Headers, type V3Headers, verifyV3 } from "@wpn/wechatpay";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { IngressError } from "../errors.ts";
 import type { MerchantKeys } from "../merchants/registry.ts";
@@ -49,11 +42,9 @@ async function handleV3(
   const now = new Date(receivedAt);
   const toleranceSeconds = ctx.settings.timestampToleranceSeconds;
   const merchant = await resolveMerchant(ctx, request.params.mchid, headers, body, now);
-  if (ctx.verifyPool)
-    await verifyV3InPool(headers, body, { keys: merchant.keys, now, toleranceSeconds, pool: ctx.verifyPool });
-  else if (ctx.verifyMode === "async")
-    await verifyV3Async(headers, body, { keys: merchant.keys, now, toleranceSeconds });
-  else verifyV3(headers, body, { keys: merchant.keys, now, toleranceSeconds });
+  const verifying = ctx.verifyV3(headers, body, { keys: merchant.keys, now, toleranceSeconds });
+  // Awaited only when it runs elsewhere: an await of the event-loop check would cost a microtask per request.
+  if (verifying) await verifying;
 
   const text = readUtf8(body);
   const envelope = readEnvelopeId(text);
