@@ -36,7 +36,12 @@ export interface RunSpec {
   maxRequests: number;
   /** Take notifications from the start of the pool again (for targets that do not care about uniqueness). */
   reuse?: boolean;
-  /** Requests answered within the first `warmupMs` are not counted. */
+  /**
+   * Not counted: closed loop, requests answered within the first `warmupMs`; open loop, requests SENT (scheduled)
+   * within it — so a stall at the start cannot leak into the measured window through the warm-up's own requests,
+   * and the requests sent after it are all counted, however late their answer. The open loop reports the warm-up's
+   * worst latency apart (`warmupMaxMs`).
+   */
   warmupMs?: number;
 }
 
@@ -51,6 +56,8 @@ export interface RunResult {
   latencyMs: { p50: number; p90: number; p99: number; p999: number; max: number; mean: number };
   /** Open loop: how far behind schedule the sender fell at the end, ms (a sign the generator itself saturated). */
   lagMs?: number;
+  /** Open loop: the largest latency among the requests sent during the warm-up (not counted), ms. */
+  warmupMaxMs?: number;
 }
 
 interface Notification {
@@ -158,6 +165,7 @@ async function run(spec: RunSpec): Promise<RunResult> {
   const end = t0 + spec.durationMs;
   let firstCounted = Number.POSITIVE_INFINITY;
   let lastCounted = 0;
+  let warmupMaxMs = 0;
 
   const take = (): Notification | undefined => {
     if (sent >= spec.maxRequests) return undefined;
@@ -189,6 +197,10 @@ async function run(spec: RunSpec): Promise<RunResult> {
 
   const record = (status: string, startedAt: number) => {
     const now = performance.now();
+    if (spec.mode === "open" && startedAt < warmupEnd) {
+      warmupMaxMs = Math.max(warmupMaxMs, now - startedAt);
+      return;
+    }
     if (now < warmupEnd) return;
     firstCounted = Math.min(firstCounted, Math.max(startedAt, warmupEnd));
     lastCounted = now;
@@ -255,6 +267,7 @@ async function run(spec: RunSpec): Promise<RunResult> {
       mean: latencies.reduce((a, b) => a + b, 0) / Math.max(1, latencies.length),
     },
     ...(lagMs === undefined ? {} : { lagMs }),
+    ...(spec.mode === "open" ? { warmupMaxMs } : {}),
   };
 }
 
