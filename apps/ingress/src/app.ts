@@ -10,12 +10,18 @@ import { Intake } from "./enqueue/intake.ts";
 import type { MerchantRegistry } from "./merchants/registry.ts";
 import { createMetrics, type IngressMetrics, requestCounter } from "./metrics.ts";
 import { QueueSampler } from "./queue-sampler.ts";
-import type { NotifyContext, VerifyMode } from "./routes/context.ts";
+import type { NotifyContext } from "./routes/context.ts";
 import { type Api, writeFailure } from "./routes/failure.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { notifyV2Routes } from "./routes/notify-v2.ts";
 import { notifyV3Routes } from "./routes/notify-v3.ts";
 import type { IngressSettings } from "./settings.ts";
+
+/**
+ * How APIv3 signatures are checked: on the event loop ("sync"), on the libuv thread pool ("async"), or batched
+ * on worker threads ("threads", an `RsaVerifyPool`); see bench/ingress-report.md.
+ */
+export type VerifyMode = "sync" | "async" | "threads";
 
 export interface IngressDeps {
   settings: IngressSettings;

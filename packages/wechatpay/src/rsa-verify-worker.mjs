@@ -2,7 +2,8 @@
 // Plain JavaScript so that it loads in any runtime the package runs in (node, tsx, vitest) without a loader.
 // In:  { seq, keys: [[id, KeyObject]...], meta: Int32Array (5 per item: key id, message offset, message length,
 //        signature offset, signature length), data: ArrayBuffer (messages and signatures) }
-// Out: { seq, results: Uint8Array } with 1 = valid, 0 = invalid, 2 = unknown key id, 3 = crypto threw.
+// Out: { seq, results: Uint8Array } with 1 = valid, 0 = invalid (also: the key cannot do RSA-SHA256, as
+// verifyRsaSha256Bytes answers), 2 = unknown key id.
 import { verify } from "node:crypto";
 import { parentPort } from "node:worker_threads";
 
@@ -22,7 +23,7 @@ parentPort.on("message", ({ seq, keys: added, meta, data }) => {
     try {
       results[i] = verify("sha256", message, key, signature) ? 1 : 0;
     } catch {
-      results[i] = 3;
+      results[i] = 0;
     }
   }
   parentPort.postMessage({ seq, results }, [results.buffer]);

@@ -93,8 +93,13 @@ function invalid(cause?: unknown): WechatPayError {
 export function verifyRsaSha256(message: Buffer | string, signature: string, key: KeyObject): boolean {
   const bytes = decodeStrictBase64(signature);
   if (bytes === undefined || bytes.length === 0) return false;
+  return verifyRsaSha256Bytes(typeof message === "string" ? Buffer.from(message, "utf8") : message, bytes, key);
+}
+
+/** The same check with the signature as bytes: false (never throws) for a wrong signature or an unusable key. */
+export function verifyRsaSha256Bytes(message: Uint8Array, signature: Uint8Array, key: KeyObject): boolean {
   try {
-    return cryptoVerify("sha256", typeof message === "string" ? Buffer.from(message, "utf8") : message, key, bytes);
+    return cryptoVerify("sha256", message, key, signature);
   } catch {
     return false;
   }

@@ -4,12 +4,6 @@ import type { MerchantRegistry } from "../merchants/registry.ts";
 import type { IngressMetrics } from "../metrics.ts";
 import type { IngressSettings } from "../settings.ts";
 
-/**
- * How APIv3 signatures are checked: on the event loop ("sync"), on the libuv thread pool ("async"), or batched
- * on worker threads ("threads", an `RsaVerifyPool`); see bench/ingress-report.md.
- */
-export type VerifyMode = "sync" | "async" | "threads";
-
 /** Everything a notify route needs, built once by `buildApp`. */
 export interface NotifyContext {
   settings: IngressSettings;
