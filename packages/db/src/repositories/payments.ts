@@ -83,8 +83,9 @@ export interface PaymentResult {
 }
 
 /**
- * The rules of one payment (the SQL is the function `wpn_apply_payments` in
- * prisma/migrations/20261130000000_apply_payment_batch, which runs them once per payment of a batch).
+ * The rules of one payment (the SQL is the function `wpn_apply_payments`, created in
+ * prisma/migrations/20261130000000_apply_payment_batch and corrected in 20261130120000_payment_stock_on_locked_row;
+ * it runs them once per payment of a batch).
  * Correctness under concurrency comes from row locks taken in a fixed order — Notification, then Order, then
  * the order's SKUs by id — and from the unique key of InventoryMovement, never from a lock that can expire:
  * - `FOR UPDATE` on the notification serialises two workers running the same job; the second sees ALREADY.
@@ -93,11 +94,13 @@ export interface PaymentResult {
  *   the row, while plain reads in the same statement see the older snapshot; when the order changed after
  *   the snapshot the statement does nothing and answers STALE, and the caller runs it again at once (the batch
  *   function locks every row of a batch of two or more before its first payment, so there it cannot happen).
- * - `FOR NO KEY UPDATE` on the SKUs, sorted by id (no deadlock between orders sharing SKUs), makes the
- *   stock check and the decrement see the same values: all items are taken or none (OUT_OF_STOCK).
- * - A movement row is inserted ON CONFLICT DO NOTHING and the stock changes only for rows actually
- *   inserted, so stock and movements cannot drift apart even if everything above were bypassed. The
- *   `stock + delta >= 0` guard cannot fail while the lock is held; the CHECK constraint is the last line.
+ * - `FOR NO KEY UPDATE` on the SKUs, sorted by id (no deadlock between orders sharing SKUs): the stock check
+ *   and the new stock are both computed from the locked (newest) rows, never from the statement's snapshot,
+ *   which can be older when another transaction changed the stock while this one waited for the lock. All
+ *   items are taken or none (OUT_OF_STOCK).
+ * - A movement row is inserted ON CONFLICT DO NOTHING and the stock changes for exactly the rows inserted,
+ *   with no filter in between; a payment whose movements and stock changes do not pair up aborts the whole
+ *   statement (retried, nothing committed). The CHECK constraint on the stock is the last line.
  *
  * Applies a batch of payments in ONE statement (one round trip, one transaction), with the semantics of
  * applying them one after another in the given order: a later payment sees the earlier ones' effects (the same

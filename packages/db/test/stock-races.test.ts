@@ -1,0 +1,178 @@
+import {
+  applyPaymentStatement,
+  applyPaymentStatements,
+  applyRefundStatement,
+  type PaymentFacts,
+  type PrismaClient,
+  parseDatabaseUrl,
+  quoteIdent,
+} from "@wpn/db";
+import { createTestDatabase, type TestDatabase } from "@wpn/testing";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+/**
+ * A stock change committed by another transaction while a payment or refund statement is running: the statement's
+ * snapshot predates it, its row lock does not. The stock check and the stock update must both use the locked
+ * (newest) row, or a movement is recorded without its stock change. Each test makes the interleaving certain: a
+ * second connection holds the SKU row, the statement starts and waits on that row lock, then the holder commits.
+ */
+
+let tdb: TestDatabase;
+let prisma: PrismaClient;
+beforeAll(async () => {
+  tdb = await createTestDatabase("dbstockrace");
+  prisma = tdb.db.prisma;
+});
+afterAll(async () => {
+  await tdb?.drop();
+});
+
+const MCHID = "1900000109";
+const APPID = "wxd678efh567hg6787";
+
+async function seedOrder(label: string, items: Record<string, number>): Promise<void> {
+  await prisma.$executeRaw`INSERT INTO "Order" (id, "outTradeNo", mchid, appid, "amountTotal")
+    VALUES (${`${label}-o`}, ${label}, ${MCHID}, ${APPID}, 300)`;
+  for (const [sku, quantity] of Object.entries(items)) {
+    await prisma.$executeRaw`INSERT INTO "OrderItem" ("orderId", "skuId", quantity) VALUES (${`${label}-o`}, ${sku}, ${quantity})`;
+  }
+}
+
+async function seedSku(id: string, stock: number): Promise<void> {
+  await prisma.$executeRaw`INSERT INTO "Sku" (id, name, stock) VALUES (${id}, 'sku', ${stock})`;
+}
+
+async function notification(id: string, eventType: string): Promise<void> {
+  await prisma.$executeRaw`INSERT INTO "Notification" (id, "eventType", "receivedAt", body, status)
+    VALUES (${id}, ${eventType}, now() AT TIME ZONE 'UTC', '{}', 'PROCESSING')`;
+}
+
+function pay(nid: string, outTradeNo: string): PaymentFacts {
+  return {
+    notificationId: nid,
+    outTradeNo,
+    transactionId: `4200-${outTradeNo}`,
+    mchid: MCHID,
+    appid: APPID,
+    subMchid: null,
+    subAppid: null,
+    total: 300,
+    currency: "CNY",
+    payerOpenid: "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o",
+    paidAt: Date.UTC(2026, 10, 30, 3, 0, 0),
+  };
+}
+
+async function stockOf(id: string): Promise<number | undefined> {
+  const rows = await prisma.$queryRaw<{ stock: number }[]>`SELECT stock FROM "Sku" WHERE id = ${id}`;
+  return rows[0]?.stock;
+}
+
+async function movementsOf(orderId: string): Promise<{ skuId: string; delta: number; reason: string }[]> {
+  return prisma.$queryRaw`SELECT "skuId", delta, reason::text FROM "InventoryMovement"
+    WHERE "orderId" = ${orderId} ORDER BY reason, "skuId"`;
+}
+
+/**
+ * Runs `statement` while another transaction holds the row of `skuId` after adding `stockDelta` to its stock,
+ * and commits that transaction only once the statement is waiting for the row lock.
+ */
+async function whileStockChanges<T>(skuId: string, stockDelta: number, statement: () => Promise<T>): Promise<T> {
+  const target = parseDatabaseUrl(tdb.url);
+  const holder = new pg.Client({ connectionString: target.connectionString });
+  await holder.connect();
+  try {
+    await holder.query(`SET search_path TO ${quoteIdent(target.schema)}`);
+    await holder.query("BEGIN");
+    await holder.query(`UPDATE "Sku" SET stock = stock + $1 WHERE id = $2`, [stockDelta, skuId]);
+    const running = statement();
+    // Resolves with the outcome too, so a statement that fails early is reported instead of a wait timeout.
+    const settled = running.then(
+      () => "done",
+      () => "done",
+    );
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const [waiting] = await prisma.$queryRaw<{ n: number }[]>`
+        SELECT count(*)::int AS n FROM pg_stat_activity
+        WHERE wait_event_type = 'Lock' AND application_name = ${`test:${tdb.schema}`}`;
+      if ((waiting?.n ?? 0) > 0) break;
+      const state = await Promise.race([settled, new Promise((r) => setTimeout(() => r("pending"), 20))]);
+      if (state === "done") break;
+      if (Date.now() > deadline) throw new Error("the statement never waited for the SKU row lock");
+    }
+    await holder.query("COMMIT");
+    return await running;
+  } finally {
+    await holder.end();
+  }
+}
+
+describe("stock changed by another transaction during a statement (real PostgreSQL)", () => {
+  it("a single payment takes the stock a concurrent refund just put back: movement and stock agree", async () => {
+    await seedSku("p1-hot", 0);
+    await seedOrder("p1", { "p1-hot": 3 });
+    await notification("p1-n", "TRANSACTION.SUCCESS");
+    const result = await whileStockChanges("p1-hot", 3, () => applyPaymentStatement(prisma, pay("p1-n", "p1")));
+    expect(result.outcome).toBe("APPLIED");
+    expect(await movementsOf("p1-o")).toEqual([{ skuId: "p1-hot", delta: -3, reason: "PAYMENT" }]);
+    expect(await stockOf("p1-hot")).toBe(0);
+  });
+
+  it("a single payment sees stock a concurrent payment just took: OUT_OF_STOCK, nothing moved", async () => {
+    await seedSku("p2-hot", 3);
+    await seedOrder("p2", { "p2-hot": 3 });
+    await notification("p2-n", "TRANSACTION.SUCCESS");
+    const result = await whileStockChanges("p2-hot", -1, () => applyPaymentStatement(prisma, pay("p2-n", "p2")));
+    expect(result.outcome).toBe("OUT_OF_STOCK");
+    expect(await movementsOf("p2-o")).toEqual([]);
+    expect(await stockOf("p2-hot")).toBe(2);
+  });
+
+  it("a batch waits for the row before its first payment and applies on the newest stock", async () => {
+    await seedSku("p3-hot", 0);
+    await seedSku("p3-other", 5);
+    await seedOrder("p3a", { "p3-hot": 2 });
+    await seedOrder("p3b", { "p3-other": 1 });
+    await notification("p3a-n", "TRANSACTION.SUCCESS");
+    await notification("p3b-n", "TRANSACTION.SUCCESS");
+    const results = await whileStockChanges("p3-hot", 2, () =>
+      applyPaymentStatements(prisma, [pay("p3a-n", "p3a"), pay("p3b-n", "p3b")]),
+    );
+    expect(results.map((r) => r.outcome)).toEqual(["APPLIED", "APPLIED"]);
+    expect(await stockOf("p3-hot")).toBe(0);
+    expect(await stockOf("p3-other")).toBe(4);
+  });
+
+  it("a refund restocks on top of stock a concurrent payment just took", async () => {
+    await seedSku("r1-hot", 5);
+    await seedOrder("r1", { "r1-hot": 2 });
+    await notification("r1-pay", "TRANSACTION.SUCCESS");
+    await notification("r1-refund", "REFUND.SUCCESS");
+    expect((await applyPaymentStatement(prisma, pay("r1-pay", "r1"))).outcome).toBe("APPLIED");
+    expect(await stockOf("r1-hot")).toBe(3);
+    const result = await whileStockChanges("r1-hot", -3, () =>
+      applyRefundStatement(prisma, {
+        notificationId: "r1-refund",
+        outTradeNo: "r1",
+        outRefundNo: "r1-rf",
+        refundId: "5030-r1",
+        transactionId: "4200-r1",
+        mchid: MCHID,
+        subMchid: null,
+        status: "SUCCESS",
+        amountRefund: 300,
+        amountTotal: 300,
+        successAt: Date.UTC(2026, 10, 30, 4, 0, 0),
+        restockOnFullRefund: true,
+      }),
+    );
+    expect(result.outcome).toBe("APPLIED");
+    expect(await movementsOf("r1-o")).toEqual([
+      { skuId: "r1-hot", delta: -2, reason: "PAYMENT" },
+      { skuId: "r1-hot", delta: 2, reason: "REFUND" },
+    ]);
+    expect(await stockOf("r1-hot")).toBe(2);
+  });
+});
