@@ -7,6 +7,7 @@ import {
 } from "@wpn/db";
 import { createTestDatabase, type TestDatabase } from "@wpn/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { APPID, MCHID, insertNotification as notification, paymentFacts as pay } from "./support/payments.ts";
 
 // Two schemas with the same seed: one gets the batch, the other the same payments one statement at a time.
 let batchDb: TestDatabase;
@@ -17,9 +18,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all([batchDb?.drop(), singleDb?.drop()]);
 });
-
-const MCHID = "1900000109";
-const APPID = "wxd678efh567hg6787";
 
 /** Orders `<label>-<i>` (total 300 fen, items: 1 × sku-a<i % skus>, 2 × sku-b<i % skus>) and their notifications. */
 async function seed(prisma: PrismaClient, label: string, orders: number, skus: number, stock: number): Promise<void> {
@@ -37,28 +35,6 @@ async function seed(prisma: PrismaClient, label: string, orders: number, skus: n
      UNION ALL
      SELECT '${label}-o-' || g, '${label}-sku-b-' || (g % ${skus}), 2 FROM generate_series(0, ${orders - 1}) g`,
   );
-}
-
-async function notification(prisma: PrismaClient, id: string): Promise<void> {
-  await prisma.$executeRaw`INSERT INTO "Notification" (id, "eventType", "receivedAt", body, status)
-    VALUES (${id}, 'TRANSACTION.SUCCESS', now() AT TIME ZONE 'UTC', '{}', 'PROCESSING')`;
-}
-
-function pay(nid: string, outTradeNo: string, overrides: Partial<PaymentFacts> = {}): PaymentFacts {
-  return {
-    notificationId: nid,
-    outTradeNo,
-    transactionId: `4200-${outTradeNo}`,
-    mchid: MCHID,
-    appid: APPID,
-    subMchid: null,
-    subAppid: null,
-    total: 300,
-    currency: "CNY",
-    payerOpenid: "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o",
-    paidAt: Date.UTC(2026, 10, 30, 3, 0, 0),
-    ...overrides,
-  };
 }
 
 /** Everything the payments may have changed, without generated ids and clocks. */

@@ -2,7 +2,6 @@ import {
   applyPaymentStatement,
   applyPaymentStatements,
   applyRefundStatement,
-  type PaymentFacts,
   type PrismaClient,
   parseDatabaseUrl,
   quoteIdent,
@@ -10,6 +9,7 @@ import {
 import { createTestDatabase, type TestDatabase } from "@wpn/testing";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { APPID, insertNotification, MCHID, paymentFacts as pay } from "./support/payments.ts";
 
 /**
  * A stock change committed by another transaction while a payment or refund statement is running: the statement's
@@ -28,9 +28,6 @@ afterAll(async () => {
   await tdb?.drop();
 });
 
-const MCHID = "1900000109";
-const APPID = "wxd678efh567hg6787";
-
 async function seedOrder(label: string, items: Record<string, number>): Promise<void> {
   await prisma.$executeRaw`INSERT INTO "Order" (id, "outTradeNo", mchid, appid, "amountTotal")
     VALUES (${`${label}-o`}, ${label}, ${MCHID}, ${APPID}, 300)`;
@@ -41,27 +38,6 @@ async function seedOrder(label: string, items: Record<string, number>): Promise<
 
 async function seedSku(id: string, stock: number): Promise<void> {
   await prisma.$executeRaw`INSERT INTO "Sku" (id, name, stock) VALUES (${id}, 'sku', ${stock})`;
-}
-
-async function notification(id: string, eventType: string): Promise<void> {
-  await prisma.$executeRaw`INSERT INTO "Notification" (id, "eventType", "receivedAt", body, status)
-    VALUES (${id}, ${eventType}, now() AT TIME ZONE 'UTC', '{}', 'PROCESSING')`;
-}
-
-function pay(nid: string, outTradeNo: string): PaymentFacts {
-  return {
-    notificationId: nid,
-    outTradeNo,
-    transactionId: `4200-${outTradeNo}`,
-    mchid: MCHID,
-    appid: APPID,
-    subMchid: null,
-    subAppid: null,
-    total: 300,
-    currency: "CNY",
-    payerOpenid: "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o",
-    paidAt: Date.UTC(2026, 10, 30, 3, 0, 0),
-  };
 }
 
 async function stockOf(id: string): Promise<number | undefined> {
@@ -113,7 +89,7 @@ describe("stock changed by another transaction during a statement (real PostgreS
   it("a single payment takes the stock a concurrent refund just put back: movement and stock agree", async () => {
     await seedSku("p1-hot", 0);
     await seedOrder("p1", { "p1-hot": 3 });
-    await notification("p1-n", "TRANSACTION.SUCCESS");
+    await insertNotification(prisma, "p1-n");
     const result = await whileStockChanges("p1-hot", 3, () => applyPaymentStatement(prisma, pay("p1-n", "p1")));
     expect(result.outcome).toBe("APPLIED");
     expect(await movementsOf("p1-o")).toEqual([{ skuId: "p1-hot", delta: -3, reason: "PAYMENT" }]);
@@ -123,7 +99,7 @@ describe("stock changed by another transaction during a statement (real PostgreS
   it("a single payment sees stock a concurrent payment just took: OUT_OF_STOCK, nothing moved", async () => {
     await seedSku("p2-hot", 3);
     await seedOrder("p2", { "p2-hot": 3 });
-    await notification("p2-n", "TRANSACTION.SUCCESS");
+    await insertNotification(prisma, "p2-n");
     const result = await whileStockChanges("p2-hot", -1, () => applyPaymentStatement(prisma, pay("p2-n", "p2")));
     expect(result.outcome).toBe("OUT_OF_STOCK");
     expect(await movementsOf("p2-o")).toEqual([]);
@@ -135,8 +111,8 @@ describe("stock changed by another transaction during a statement (real PostgreS
     await seedSku("p3-other", 5);
     await seedOrder("p3a", { "p3-hot": 2 });
     await seedOrder("p3b", { "p3-other": 1 });
-    await notification("p3a-n", "TRANSACTION.SUCCESS");
-    await notification("p3b-n", "TRANSACTION.SUCCESS");
+    await insertNotification(prisma, "p3a-n");
+    await insertNotification(prisma, "p3b-n");
     const results = await whileStockChanges("p3-hot", 2, () =>
       applyPaymentStatements(prisma, [pay("p3a-n", "p3a"), pay("p3b-n", "p3b")]),
     );
@@ -148,8 +124,8 @@ describe("stock changed by another transaction during a statement (real PostgreS
   it("a refund restocks on top of stock a concurrent payment just took", async () => {
     await seedSku("r1-hot", 5);
     await seedOrder("r1", { "r1-hot": 2 });
-    await notification("r1-pay", "TRANSACTION.SUCCESS");
-    await notification("r1-refund", "REFUND.SUCCESS");
+    await insertNotification(prisma, "r1-pay");
+    await insertNotification(prisma, "r1-refund", "REFUND.SUCCESS");
     expect((await applyPaymentStatement(prisma, pay("r1-pay", "r1"))).outcome).toBe("APPLIED");
     expect(await stockOf("r1-hot")).toBe(3);
     const result = await whileStockChanges("r1-hot", -3, () =>
