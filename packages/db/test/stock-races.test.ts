@@ -2,6 +2,7 @@ import {
   applyPaymentStatement,
   applyPaymentStatements,
   applyRefundStatement,
+  classifyDbError,
   type PrismaClient,
   parseDatabaseUrl,
   quoteIdent,
@@ -150,5 +151,36 @@ describe("stock changed by another transaction during a statement (real PostgreS
       { skuId: "r1-hot", delta: 2, reason: "REFUND" },
     ]);
     expect(await stockOf("r1-hot")).toBe(2);
+  });
+
+  it("a payment whose stock change does not happen is not committed at all (the pairing check)", async () => {
+    // A BEFORE UPDATE trigger that silently cancels the stock update stands for anything that could separate a
+    // movement from its stock change; the statement must fail instead of committing the movement alone.
+    await seedSku("g1-hot", 5);
+    await seedOrder("g1", { "g1-hot": 2 });
+    await insertNotification(prisma, "g1-n");
+    await prisma.$executeRawUnsafe(`CREATE FUNCTION skip_g1_stock() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.id = 'g1-hot' THEN RETURN NULL; END IF; RETURN NEW; END $$`);
+    await prisma.$executeRawUnsafe(
+      `CREATE TRIGGER skip_g1_stock BEFORE UPDATE ON "Sku" FOR EACH ROW EXECUTE FUNCTION skip_g1_stock()`,
+    );
+    try {
+      const error = await applyPaymentStatement(prisma, pay("g1-n", "g1")).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(String(error)).toMatch(/recorded 1 movements but changed 0 stock rows/);
+      // Retried by the worker (transient), never dead-lettered as bad data.
+      expect(classifyDbError(error)).toEqual({ transient: true, code: "DB_ERROR", sqlstate: "XX000" });
+    } finally {
+      await prisma.$executeRawUnsafe(`DROP TRIGGER skip_g1_stock ON "Sku"`);
+      await prisma.$executeRawUnsafe("DROP FUNCTION skip_g1_stock()");
+    }
+    expect(await movementsOf("g1-o")).toEqual([]);
+    expect(await stockOf("g1-hot")).toBe(5);
+    const [n] = await prisma.$queryRaw<{ status: string }[]>`SELECT status::text FROM "Notification" WHERE id = 'g1-n'`;
+    expect(n?.status).toBe("PROCESSING");
+    expect((await applyPaymentStatement(prisma, pay("g1-n", "g1"))).outcome).toBe("APPLIED");
+    expect(await stockOf("g1-hot")).toBe(3);
   });
 });
