@@ -4,11 +4,8 @@ import {
   applyRefundStatement,
   classifyDbError,
   type PrismaClient,
-  parseDatabaseUrl,
-  quoteIdent,
 } from "@wpn/db";
 import { createTestDatabase, type TestDatabase } from "@wpn/testing";
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { APPID, insertNotification, MCHID, paymentFacts as pay } from "./support/payments.ts";
 
@@ -56,11 +53,9 @@ async function movementsOf(orderId: string): Promise<{ skuId: string; delta: num
  * and commits that transaction only once the statement is waiting for the row lock.
  */
 async function whileStockChanges<T>(skuId: string, stockDelta: number, statement: () => Promise<T>): Promise<T> {
-  const target = parseDatabaseUrl(tdb.url);
-  const holder = new pg.Client({ connectionString: target.connectionString });
-  await holder.connect();
+  // A connection of the test database's own pool: its search_path and time zone are already those of the schema.
+  const holder = await tdb.db.pool.connect();
   try {
-    await holder.query(`SET search_path TO ${quoteIdent(target.schema)}`);
     await holder.query("BEGIN");
     await holder.query(`UPDATE "Sku" SET stock = stock + $1 WHERE id = $2`, [stockDelta, skuId]);
     const running = statement();
@@ -81,8 +76,12 @@ async function whileStockChanges<T>(skuId: string, stockDelta: number, statement
     }
     await holder.query("COMMIT");
     return await running;
+  } catch (error) {
+    // Never hand a connection that still holds the row back to the pool.
+    await holder.query("ROLLBACK");
+    throw error;
   } finally {
-    await holder.end();
+    holder.release();
   }
 }
 
