@@ -1,15 +1,15 @@
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
-import { addStandardJobKeys, addStandardJobPrelude, captureAddOptions } from "./bullmq-add-script.ts";
+import { addStandardJobKeys, captureAddOptions, standardAddLua } from "./bullmq-add-script.ts";
 
 /**
- * Adding a batch of jobs to one queue in ONE Redis script call: for each job, BullMQ's own `addStandardJob`
+ * Adding a batch of jobs to one queue in ONE Redis script call: each job as `queue.add` writes it
  * (bullmq-add-script.ts) with the queue's default options and jobId = the entry's id — a job whose id exists is
  * left as it is, exactly as `queue.add`/`addBulk` do. `queue.addBulk` sends one EVALSHA per job and builds a `Job`
  * and a msgpack buffer for each; for the worker's apply enqueue (one batch of jobs per parse batch) this is the
  * same effect at about a third of the client CPU per job (measured for the ingress's receipted variant).
- * Not atomic as a whole: a Redis error mid-batch leaves the jobs before it added, so callers retry the whole batch,
- * which the deterministic job ids make harmless.
+ * A Redis script is atomic, but a command that fails mid-script (out of memory) leaves the jobs before it added, so
+ * callers retry the whole batch, which the deterministic job ids make harmless.
  */
 export interface BulkEntry {
   name: string;
@@ -27,22 +27,17 @@ export interface BulkAdder {
   add(entries: readonly BulkEntry[], nowMs: number): Promise<void>;
 }
 
-// KEYS[1..9] = the queue's addStandardJob keys.
+// KEYS[1..9] = the queue's keys (addStandardJobKeys).
 // ARGV[1] = msgpacked options template, ARGV[2] = key prefix of the queue's jobs, ARGV[3] = now (ms),
 // then per job i: ARGV[1 + 3i] = name, ARGV[2 + 3i] = id, ARGV[3 + 3i] = data (JSON).
 function bulkLua(): string {
-  return `${addStandardJobPrelude()}
-local opts = cmsgpack.unpack(ARGV[1])
-local jobPrefix, now = ARGV[2], ARGV[3]
+  return `${standardAddLua()}
+local add, close = openStandardAdd(ARGV[1], ARGV[2], ARGV[3])
 local count = (#ARGV - 3) / 3
 for i = 1, count do
-  local name, id, data = ARGV[1 + 3 * i], ARGV[2 + 3 * i], ARGV[3 + 3 * i]
-  opts['jobId'] = id
-  local result = bullmqAddStandardJob(queueKeys, { { jobPrefix, id, name, tonumber(now) }, data, opts }, passThrough)
-  if type(result) == 'number' and result < 0 then
-    return redis.error_reply('bullmq addStandardJob failed with code ' .. result .. ' for job ' .. id)
-  end
+  add(ARGV[1 + 3 * i], ARGV[2 + 3 * i], ARGV[3 + 3 * i])
 end
+close()
 return count`;
 }
 

@@ -1,50 +1,83 @@
-import { createRequire } from "node:module";
 import { Job, type Queue } from "bullmq";
 
 /**
- * BullMQ's own `addStandardJob` script, reused inside this package's batch scripts (`createReceiptedAdder`,
- * `createBulkAdder`): one EVALSHA adds many jobs, each exactly as `queue.add` would (job hash, wait list, marker,
- * events), instead of one script call per job.
+ * Adding many jobs to a BullMQ queue inside ONE Redis script (`createReceiptedAdder`, `createBulkAdder`), each job
+ * written exactly as `queue.add(name, data, { jobId })` writes it.
+ *
+ * The Lua below is BullMQ 6.7.0's `addStandardJob` script (bullmq/dist/cjs/scripts/addStandardJob-9.js, pinned in
+ * package.json) for the only case this package's queues use — a custom job id, no delay, priority, parent, repeat
+ * or deduplication — with what it reads per job hoisted to once per batch. Until the fifth ingress session the
+ * batch scripts ran BullMQ's whole script text as a Lua function per job; Redis then spent ~30 µs of CPU per job,
+ * two thirds of it in the Lua interpreter (its ~25 helper functions re-created per call, the options JSON-encoded
+ * per job, per-queue reads repeated per job) — Redis is the one process every ingress and worker shares, so this
+ * bounds the whole system (bench/ingress-report.md, fifth session). Per job, as BullMQ:
+ *   id counter +1; a job whose id exists gets a `duplicated` event and is left as it is; otherwise the job hash
+ *   (name, data, opts = the queue's options + jobId, timestamp, delay 0, priority 0), an `added` event, LPUSH
+ *   (RPUSH with `lifo`) to the wait list, the marker for workers unless the queue is paused or at its concurrency
+ *   limit, a `waiting` event trimmed to the queue's maxLenEvents.
+ * Per batch instead of per job: the maxLenEvents read (set to 10000 when missing), the paused/concurrency read, the
+ * marker (a ZADD of the same member — idempotent), the options' JSON, and the counter (one INCRBY). A batch is one
+ * atomic step, so nothing can observe the difference. The queue tests compare the whole Redis state these
+ * scripts leave with the state `queue.add` leaves, key by key, and have a real Worker process the jobs: an
+ * upgrade of BullMQ that changes what `add` writes fails them.
+ *
+ * `standardAddLua()` defines, for a script whose KEYS[1..9] are the queue's keys (`addStandardJobKeys`):
+ *   `openStandardAdd(packedOpts, jobPrefix, now)` → `add(name, id, data)` ('added' | 'job'), `close()`, which
+ *   must run once after the last `add`.
+ * The options are a queue's default job options (BullMQ's `DefaultJobOptions`: no parent, repeat or
+ * deduplication); delayed and prioritized jobs BullMQ adds with other scripts, and `captureAddOptions` refuses
+ * options that lead there.
  */
-interface BullmqScript {
-  name: string;
-  content: string;
-  keys: number;
-}
-
-const require = createRequire(import.meta.url);
-
-function loadAddStandardJob(): BullmqScript {
-  // bullmq has no "exports" map; this is the file its own client loads (the version is pinned in package.json).
-  const loaded = require("bullmq/dist/cjs/scripts/addStandardJob-9.js") as { addStandardJob?: BullmqScript };
-  const script = loaded.addStandardJob;
-  if (!script || typeof script.content !== "string" || script.keys !== 9) {
-    throw new Error("bullmq's addStandardJob script is not where @wpn/queue expects it (bullmq upgraded?)");
-  }
-  return script;
-}
-
-/**
- * Lua that defines `bullmqAddStandardJob(KEYS, ARGV, cmsgpack)` (BullMQ's script as a function: its KEYS/ARGV
- * and cmsgpack become parameters, so a loop can pass ready Lua tables and a `cmsgpack` whose unpack returns them
- * as they are — no msgpack round trip per job), plus the locals a batch loop needs:
- * `rcall`, `queueKeys` (KEYS[1..9], the queue's keys in `QUEUE_KEYS` order) and `passThrough`.
- * A batch script calls it per job as
- * `bullmqAddStandardJob(queueKeys, { { jobPrefix, id, name, now }, data, opts }, passThrough)`,
- * with `opts` the unpacked options template and `opts.jobId = id`; a negative number back is BullMQ's error code.
- */
-export function addStandardJobPrelude(): string {
+export function standardAddLua(): string {
   return `
-local function bullmqAddStandardJob(KEYS, ARGV, cmsgpack)
-${loadAddStandardJob().content}
-end
 local rcall = redis.call
-local queueKeys = { KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9] }
-local passThrough = { unpack = function(value) return value end }
+local function openStandardAdd(packedOpts, jobPrefix, now)
+  local waitKey, metaKey, idKey, activeKey, eventsKey, markerKey = KEYS[1], KEYS[3], KEYS[4], KEYS[7], KEYS[8], KEYS[9]
+  local opts = cmsgpack.unpack(packedOpts)
+  opts['jobId'] = nil
+  local optsJson = cjson.encode(opts)
+  local optsHead = optsJson == '{}' and '{' or (string.sub(optsJson, 1, -2) .. ',')
+  local timestamp = tonumber(now)
+  local pushCmd = opts['lifo'] and 'RPUSH' or 'LPUSH'
+  local maxEvents, pausedOrMaxed
+  local counted, marked = 0, false
+  local function add(name, id, data)
+    if counted == 0 then
+      maxEvents = rcall('HGET', metaKey, 'opts.maxLenEvents')
+      if not maxEvents then
+        maxEvents = 10000
+        rcall('HSET', metaKey, 'opts.maxLenEvents', maxEvents)
+      end
+      local attributes = rcall('HMGET', metaKey, 'paused', 'concurrency')
+      pausedOrMaxed = attributes[1] ~= false
+        or (attributes[2] ~= false and rcall('LLEN', activeKey) >= tonumber(attributes[2]))
+    end
+    counted = counted + 1
+    local jobKey = jobPrefix .. id
+    if rcall('EXISTS', jobKey) == 1 then
+      rcall('XADD', eventsKey, 'MAXLEN', '~', maxEvents, '*', 'event', 'duplicated', 'jobId', id)
+      return 'job'
+    end
+    rcall('HMSET', jobKey, 'name', name, 'data', data, 'opts', optsHead .. '"jobId":' .. cjson.encode(id) .. '}',
+      'timestamp', timestamp, 'delay', 0, 'priority', 0)
+    rcall('XADD', eventsKey, '*', 'event', 'added', 'jobId', id, 'name', name)
+    rcall(pushCmd, waitKey, id)
+    if not pausedOrMaxed and not marked then
+      rcall('ZADD', markerKey, 0, '0')
+      marked = true
+    end
+    rcall('XADD', eventsKey, 'MAXLEN', '~', maxEvents, '*', 'event', 'waiting', 'jobId', id)
+    return 'added'
+  end
+  local function close()
+    if counted > 0 then rcall('INCRBY', idKey, counted) end
+  end
+  return add, close
+end
 `;
 }
 
-/** The queue's keys addStandardJob takes, in the order of its KEYS[1..9]. */
+/** The queue's keys the batch scripts take as KEYS[1..9], in this order (addStandardJob's order). */
 const QUEUE_KEYS = ["wait", "paused", "meta", "id", "completed", "delayed", "active", "events", "marker"] as const;
 
 function requiredKey(queue: Queue, name: string): string {
@@ -53,7 +86,7 @@ function requiredKey(queue: Queue, name: string): string {
   return key;
 }
 
-/** KEYS[1..9] of addStandardJob for `queue`, and the prefix of its job hashes. */
+/** KEYS[1..9] of the batch scripts for `queue`, and the prefix of its job hashes. */
 export function addStandardJobKeys(queue: Queue): { queueKeys: string[]; jobPrefix: string } {
   return { queueKeys: QUEUE_KEYS.map((k) => requiredKey(queue, k)), jobPrefix: requiredKey(queue, "") };
 }
@@ -64,10 +97,10 @@ export function addStandardJobKeys(queue: Queue): { queueKeys: string[]; jobPref
  * BullMQ's add code against a recording client.
  */
 export async function captureAddOptions(queue: Queue): Promise<Buffer> {
-  let captured: unknown[] | undefined;
+  let captured: { command: string; args: unknown[] } | undefined;
   const recorder = {
     runCommand(command: string, args: unknown[]) {
-      if (command.startsWith("addStandardJob:")) captured = args;
+      captured = { command, args };
       return Promise.resolve("captured");
     },
   };
@@ -78,7 +111,13 @@ export async function captureAddOptions(queue: Queue): Promise<Buffer> {
     }
   ).backend;
   await backend.addJobToTransaction(recorder, template.asJSON(), "template");
-  const opts = captured?.[11];
+  if (captured && !captured.command.startsWith("addStandardJob:")) {
+    throw new Error(
+      `bullmq adds jobs with the options of queue ${queue.name} through ${captured.command.split(":")[0]}, ` +
+        "which the batch add does not write (delayed or prioritized jobs)",
+    );
+  }
+  const opts = captured?.args[11];
   if (!Buffer.isBuffer(opts)) throw new Error("could not capture bullmq's job options (bullmq upgraded?)");
   return opts;
 }

@@ -1,6 +1,6 @@
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
-import { addStandardJobKeys, addStandardJobPrelude, captureAddOptions } from "./bullmq-add-script.ts";
+import { addStandardJobKeys, captureAddOptions, standardAddLua } from "./bullmq-add-script.ts";
 import { receiptKey } from "./receipts.ts";
 
 /**
@@ -10,11 +10,11 @@ import { receiptKey } from "./receipts.ts";
  * is its own EVALSHA of BullMQ's `addStandardJob` script (plus a Job object, msgpack and an ioredis command on
  * the client), and receipts need two more script calls per batch; at thousands of notifications per second that
  * was the largest CPU item of the ingress after RSA (bench/ingress-report.md). Here the batch is one EVALSHA
- * whose Lua loops over the jobs and, for each one, runs BullMQ's own `addStandardJob` script text — the
- * version installed with this package, wrapped as a Lua function — so the job, the wait list, the marker and the
- * events are exactly what `queue.add` would have written (the queue-package test compares the two field by
- * field and has a real Worker process the jobs). The options come from BullMQ too: they are captured once from
- * BullMQ's own add path for the queue's default job options.
+ * whose Lua loops over the jobs and adds each one as `queue.add` would — BullMQ's `addStandardJob` for this
+ * package's case, with its per-queue reads done once per batch (bullmq-add-script.ts) — so the job, the wait list,
+ * the marker and the events are exactly what `queue.add` would have written (the queue-package tests compare the
+ * whole Redis state the two leave and have a real Worker process the jobs). The options come from BullMQ: they
+ * are captured once from BullMQ's own add path for the queue's default job options.
  *
  * Per job, atomically with the add (one script = one atomic step in Redis):
  * - a receipt `<prefix>:receipt:<id>` exists → the delivery is counted on it (`count`, `last`), no job is added
@@ -39,15 +39,14 @@ export interface ReceiptedAdder {
   add(entries: readonly ReceiptedEntry[], nowMs: number): Promise<ReceiptedOutcome[]>;
 }
 
-// BullMQ's add script runs per job as a Lua function (addStandardJobPrelude in bullmq-add-script.ts).
-// KEYS[1..9] = the queue's addStandardJob keys, KEYS[9 + i] = receipt key of job i.
+// KEYS[1..9] = the queue's keys (addStandardJobKeys), KEYS[9 + i] = receipt key of job i.
 // ARGV[1] = msgpacked options template (BullMQ's encoding for this queue), ARGV[2] = job name,
 // ARGV[3] = key prefix of the queue's jobs, ARGV[4] = now (ms), ARGV[5] = receipt TTL (s),
 // then per job i: ARGV[3 + 3i] = id, ARGV[4 + 3i] = data (JSON), ARGV[5 + 3i] = deliveries.
 function batchLua(): string {
-  return `${addStandardJobPrelude()}
-local opts = cmsgpack.unpack(ARGV[1])
+  return `${standardAddLua()}
 local name, jobPrefix, now, ttl = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local add, close = openStandardAdd(ARGV[1], jobPrefix, now)
 local outcomes = {}
 for i = 1, #KEYS - 9 do
   local receipt = KEYS[9 + i]
@@ -57,17 +56,12 @@ for i = 1, #KEYS - 9 do
     rcall('HSET', receipt, 'last', now)
     outcomes[i] = 'receipt'
   else
-    local existed = rcall('EXISTS', jobPrefix .. id) == 1
-    opts['jobId'] = id
-    local result = bullmqAddStandardJob(queueKeys, { { jobPrefix, id, name, tonumber(now) }, data, opts }, passThrough)
-    if type(result) == 'number' and result < 0 then
-      return redis.error_reply('bullmq addStandardJob failed with code ' .. result .. ' for job ' .. id)
-    end
+    outcomes[i] = add(name, id, data)
     rcall('HSET', receipt, 'first', now, 'last', now, 'count', deliveries)
     rcall('EXPIRE', receipt, ttl)
-    outcomes[i] = existed and 'job' or 'added'
   end
 end
+close()
 return outcomes`;
 }
 

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { once } from "node:events";
 import { deletePrefix, TEST_REDIS_URL, testQueuePrefix } from "@wpn/testing";
-import type { Queue } from "bullmq";
+import { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -12,7 +12,7 @@ import {
   createRedisConnection,
   QueueName,
 } from "../src/index.ts";
-import { eventNamesOf, processedJobs, storedJob } from "./support/stored-jobs.ts";
+import { eventNamesOf, processedJobs, queueState, storedJob } from "./support/stored-jobs.ts";
 
 const prefix = testQueuePrefix("queue-bulk-add");
 let redis: Redis;
@@ -37,7 +37,7 @@ const key = (name: string) => `${queueKey}:${name}`;
 const jobHash = (id: string) => storedJob(redis, queueKey, id);
 const eventsOf = (id: string) => eventNamesOf(redis, queueKey, id);
 
-describe("createBulkAdder (real Redis, BullMQ's own add script)", () => {
+describe("createBulkAdder (real Redis)", () => {
   it("writes the same job as queue.add: hash fields, options, wait list and events", async () => {
     const viaBullmq = randomUUID();
     const viaAdder = randomUUID();
@@ -49,6 +49,69 @@ describe("createBulkAdder (real Redis, BullMQ's own add script)", () => {
     expect(expected.opts).toMatchObject({ attempts: 20, removeOnComplete: { age: 3_600, count: 10_000 } });
     expect(await redis.lrange(key("wait"), 0, -1)).toEqual(expect.arrayContaining([viaBullmq, viaAdder]));
     expect(await eventsOf(viaAdder)).toEqual(await eventsOf(viaBullmq));
+  });
+
+  it.each([
+    ["the apply queue's options", (p: string) => createQueue(QueueName.Apply, redis, p)],
+    [
+      "LIFO options",
+      (p: string) => new Queue(QueueName.Apply, { connection: redis, prefix: p, defaultJobOptions: { lifo: true } }),
+    ],
+  ])(
+    "leaves Redis exactly as queue.add does with %s: jobs, id counter, wait list, marker, events (new and existing ids)",
+    async (_, open) => {
+      const viaBullmq = testQueuePrefix("queue-bulk-by-bullmq");
+      const viaAdder = testQueuePrefix("queue-bulk-by-adder");
+      const bullmqQueue = open(viaBullmq);
+      const adderQueue = open(viaAdder);
+      const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
+      const first = [
+        { name: "one", id: a, data: payload(a) },
+        { name: "two", id: b, data: { other: "payload" } },
+      ];
+      const second = [
+        { name: "two-again", id: b, data: payload(b) },
+        { name: "three", id: c, data: payload(c) },
+      ];
+      try {
+        for (const entry of [...first, ...second]) await bullmqQueue.add(entry.name, entry.data, { jobId: entry.id });
+        const bulk = createBulkAdder(adderQueue, redis);
+        await bulk.add(first, Date.now());
+        await bulk.add(second, Date.now());
+        const expected = await queueState(redis, `${viaBullmq}:${QueueName.Apply}`);
+        expect(Object.keys(expected)).toEqual(
+          expect.arrayContaining(["events", "id", "marker", "meta", "wait", a, b, c]),
+        );
+        expect(await queueState(redis, `${viaAdder}:${QueueName.Apply}`)).toEqual(expected);
+      } finally {
+        await bullmqQueue.close();
+        await adderQueue.close();
+        await deletePrefix(viaBullmq);
+        await deletePrefix(viaAdder);
+      }
+    },
+  );
+
+  it("refuses a queue whose default options make BullMQ add jobs with another script (a delay), writing nothing", async () => {
+    const delayedPrefix = testQueuePrefix("queue-bulk-delayed");
+    const delayed = new Queue(QueueName.Apply, {
+      connection: redis,
+      prefix: delayedPrefix,
+      defaultJobOptions: { delay: 5_000 },
+    });
+    const id = randomUUID();
+    try {
+      await delayed.waitUntilReady();
+      await expect(
+        createBulkAdder(delayed, redis).add([{ name: APPLY_JOB_NAME, id, data: payload(id) }], Date.now()),
+      ).rejects.toThrow(/through addDelayedJob, which the batch add does not write/);
+      // Only the queue's own meta hash (the Queue writes it): no job, list, counter or event.
+      const state = await queueState(redis, `${delayedPrefix}:${QueueName.Apply}`);
+      expect(Object.keys(state).filter((key) => key !== "meta")).toEqual([]);
+    } finally {
+      await delayed.close();
+      await deletePrefix(delayedPrefix);
+    }
   });
 
   it("adds a batch in one call, keeps each job's name, and leaves a job whose id exists as it is", async () => {

@@ -14,7 +14,7 @@ import {
   readReceipt,
   receiptKey,
 } from "../src/index.ts";
-import { eventNamesOf, processedJobs, storedJob } from "./support/stored-jobs.ts";
+import { eventNamesOf, processedJobs, queueState, storedJob } from "./support/stored-jobs.ts";
 
 const prefix = testQueuePrefix("queue-receipted-add");
 const TTL_SECONDS = 3_600;
@@ -40,7 +40,7 @@ const queueKey = `${prefix}:${QueueName.Parse}`;
 const jobHash = (id: string) => storedJob(redis, queueKey, id);
 const eventsOf = (id: string) => eventNamesOf(redis, queueKey, id);
 
-describe("createReceiptedAdder (real Redis, BullMQ's own add script)", () => {
+describe("createReceiptedAdder (real Redis)", () => {
   it("writes the same job as queue.add: hash fields, options, wait list and events", async () => {
     const viaBullmq = randomUUID();
     const viaAdder = randomUUID();
@@ -53,6 +53,43 @@ describe("createReceiptedAdder (real Redis, BullMQ's own add script)", () => {
     const waiting = await redis.lrange(`${queueKey}:wait`, 0, -1);
     expect(waiting).toEqual(expect.arrayContaining([viaBullmq, viaAdder]));
     expect(await eventsOf(viaAdder)).toEqual(await eventsOf(viaBullmq));
+  });
+
+  it.each([
+    ["a fresh queue", async () => undefined],
+    ["a paused queue", async (q: Queue) => q.pause()],
+    [
+      "a queue at its global concurrency limit",
+      async (q: Queue) => {
+        await q.setGlobalConcurrency(1);
+        await redis.lpush(`${q.qualifiedName}:active`, "busy-job");
+      },
+    ],
+  ])("leaves %s exactly as queue.add does: jobs, id counter, lists, marker, events", async (_, prepare) => {
+    const viaBullmq = testQueuePrefix("queue-receipted-by-bullmq");
+    const viaAdder = testQueuePrefix("queue-receipted-by-adder");
+    const bullmqQueue = createQueue(QueueName.Parse, redis, viaBullmq);
+    const adderQueue = createQueue(QueueName.Parse, redis, viaAdder);
+    const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
+    try {
+      await prepare(bullmqQueue);
+      await prepare(adderQueue);
+      for (const id of [a, b, b, c]) await bullmqQueue.add(PARSE_JOB_NAME, payload(id), { jobId: id });
+      const receipted = createReceiptedAdder(adderQueue, redis, PARSE_JOB_NAME, { prefix: viaAdder, ttlSeconds: 60 });
+      const entry = (id: string) => ({ id, data: payload(id), deliveries: 1 });
+      expect(await receipted.add([entry(a), entry(b)], Date.now())).toEqual(["added", "added"]);
+      // Without its receipt, b's second delivery takes the existing-job path (a `duplicated` event, like queue.add).
+      await redis.del(receiptKey(viaAdder, b));
+      expect(await receipted.add([entry(b), entry(c)], Date.now())).toEqual(["job", "added"]);
+      const expected = await queueState(redis, `${viaBullmq}:${QueueName.Parse}`);
+      expect(Object.keys(expected)).toEqual(expect.arrayContaining(["events", "id", "meta", "wait", a, b, c]));
+      expect(await queueState(redis, `${viaAdder}:${QueueName.Parse}`)).toEqual(expected);
+    } finally {
+      await bullmqQueue.close();
+      await adderQueue.close();
+      await deletePrefix(viaBullmq);
+      await deletePrefix(viaAdder);
+    }
   });
 
   it("records the receipt with the job, counts later deliveries on it and adds nothing more", async () => {

@@ -13,8 +13,8 @@ export interface JobToAdd {
 export type JobEnqueuer = (jobs: readonly JobToAdd[]) => Promise<void>;
 
 /**
- * Adds jobs to `queue` in one Redis script call per batch (`createBulkAdder`: BullMQ's own add script per job,
- * the queue's default job options), through `redis` — the connection the Queue was created with. A Redis
+ * Adds jobs to `queue` in one Redis script call per batch (`createBulkAdder`: each job as `queue.add` writes it,
+ * with the queue's default job options), through `redis` — the connection the Queue was created with. A Redis
  * failure becomes a retryable QUEUE_UNAVAILABLE, so the job that was enqueueing runs again and adds them again
  * (collapsed by the job ids).
  */

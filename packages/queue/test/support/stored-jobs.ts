@@ -15,6 +15,40 @@ export async function storedJob(redis: Redis, queueKey: string, id: string): Pro
   return { ...hash, opts: { ...opts, jobId: "<id>" }, data: JSON.parse(hash.data ?? "null"), timestamp: "<ts>" };
 }
 
+/**
+ * Everything Redis holds under `queueKey` (`<prefix>:<queue name>`), key by key with the queue key cut off, in a
+ * form two queues can be compared in: hashes with job add times normalised and `data`/`opts` parsed, lists and
+ * sorted sets as stored, streams as their entries' fields (entry ids are times), strings as stored.
+ */
+export async function queueState(redis: Redis, queueKey: string): Promise<Record<string, unknown>> {
+  const keys: string[] = [];
+  let cursor = "0";
+  do {
+    const [next, found] = await redis.scan(cursor, "MATCH", `${queueKey}:*`, "COUNT", 1000);
+    cursor = next;
+    keys.push(...found);
+  } while (cursor !== "0");
+  const state: Record<string, unknown> = {};
+  for (const key of keys.sort()) {
+    const type = await redis.type(key);
+    const name = key.slice(queueKey.length + 1);
+    if (type === "hash") {
+      const hash = await redis.hgetall(key);
+      state[name] = {
+        ...hash,
+        ...(hash.timestamp === undefined ? {} : { timestamp: "<ts>" }),
+        ...(hash.data === undefined ? {} : { data: JSON.parse(hash.data) }),
+        ...(hash.opts === undefined ? {} : { opts: JSON.parse(hash.opts) }),
+      };
+    } else if (type === "list") state[name] = await redis.lrange(key, 0, -1);
+    else if (type === "zset") state[name] = await redis.zrange(key, "0", "-1", "WITHSCORES");
+    else if (type === "stream") state[name] = (await redis.xrange(key, "-", "+")).map(([, fields]) => fields);
+    else if (type === "string") state[name] = await redis.get(key);
+    else state[name] = `<${type}>`;
+  }
+  return state;
+}
+
 /** The names of the events the queue's stream holds for job `id`, in order ("added", "waiting", …). */
 export async function eventNamesOf(redis: Redis, queueKey: string, id: string): Promise<string[]> {
   const entries = await redis.xrange(`${queueKey}:events`, "-", "+");
