@@ -12,7 +12,7 @@ import {
   createRedisConnection,
   QueueName,
 } from "../src/index.ts";
-import { eventNamesOf, processedJobs, queueState, storedJob } from "./support/stored-jobs.ts";
+import { eventNamesOf, processedJobs, queueState, statesAfterAdding, storedJob } from "./support/stored-jobs.ts";
 
 const prefix = testQueuePrefix("queue-bulk-add");
 let redis: Redis;
@@ -60,10 +60,6 @@ describe("createBulkAdder (real Redis)", () => {
   ])(
     "leaves Redis exactly as queue.add does with %s: jobs, id counter, wait list, marker, events (new and existing ids)",
     async (_, open) => {
-      const viaBullmq = testQueuePrefix("queue-bulk-by-bullmq");
-      const viaAdder = testQueuePrefix("queue-bulk-by-adder");
-      const bullmqQueue = open(viaBullmq);
-      const adderQueue = open(viaAdder);
       const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
       const first = [
         { name: "one", id: a, data: payload(a) },
@@ -73,22 +69,23 @@ describe("createBulkAdder (real Redis)", () => {
         { name: "two-again", id: b, data: payload(b) },
         { name: "three", id: c, data: payload(c) },
       ];
-      try {
-        for (const entry of [...first, ...second]) await bullmqQueue.add(entry.name, entry.data, { jobId: entry.id });
-        const bulk = createBulkAdder(adderQueue, redis);
-        await bulk.add(first, Date.now());
-        await bulk.add(second, Date.now());
-        const expected = await queueState(redis, `${viaBullmq}:${QueueName.Apply}`);
-        expect(Object.keys(expected)).toEqual(
-          expect.arrayContaining(["events", "id", "marker", "meta", "wait", a, b, c]),
-        );
-        expect(await queueState(redis, `${viaAdder}:${QueueName.Apply}`)).toEqual(expected);
-      } finally {
-        await bullmqQueue.close();
-        await adderQueue.close();
-        await deletePrefix(viaBullmq);
-        await deletePrefix(viaAdder);
-      }
+      const states = await statesAfterAdding(
+        redis,
+        QueueName.Apply,
+        open,
+        async (bullmqQueue) => {
+          for (const entry of [...first, ...second]) await bullmqQueue.add(entry.name, entry.data, { jobId: entry.id });
+        },
+        async (adderQueue) => {
+          const bulk = createBulkAdder(adderQueue, redis);
+          await bulk.add(first, Date.now());
+          await bulk.add(second, Date.now());
+        },
+      );
+      expect(Object.keys(states.bullmq)).toEqual(
+        expect.arrayContaining(["events", "id", "marker", "meta", "wait", a, b, c]),
+      );
+      expect(states.adder).toEqual(states.bullmq);
     },
   );
 

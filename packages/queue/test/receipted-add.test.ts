@@ -14,7 +14,7 @@ import {
   readReceipt,
   receiptKey,
 } from "../src/index.ts";
-import { eventNamesOf, processedJobs, queueState, storedJob } from "./support/stored-jobs.ts";
+import { eventNamesOf, processedJobs, statesAfterAdding, storedJob } from "./support/stored-jobs.ts";
 
 const prefix = testQueuePrefix("queue-receipted-add");
 const TTL_SECONDS = 3_600;
@@ -66,30 +66,30 @@ describe("createReceiptedAdder (real Redis)", () => {
       },
     ],
   ])("leaves %s exactly as queue.add does: jobs, id counter, lists, marker, events", async (_, prepare) => {
-    const viaBullmq = testQueuePrefix("queue-receipted-by-bullmq");
-    const viaAdder = testQueuePrefix("queue-receipted-by-adder");
-    const bullmqQueue = createQueue(QueueName.Parse, redis, viaBullmq);
-    const adderQueue = createQueue(QueueName.Parse, redis, viaAdder);
     const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
-    try {
-      await prepare(bullmqQueue);
-      await prepare(adderQueue);
-      for (const id of [a, b, b, c]) await bullmqQueue.add(PARSE_JOB_NAME, payload(id), { jobId: id });
-      const receipted = createReceiptedAdder(adderQueue, redis, PARSE_JOB_NAME, { prefix: viaAdder, ttlSeconds: 60 });
-      const entry = (id: string) => ({ id, data: payload(id), deliveries: 1 });
-      expect(await receipted.add([entry(a), entry(b)], Date.now())).toEqual(["added", "added"]);
-      // Without its receipt, b's second delivery takes the existing-job path (a `duplicated` event, like queue.add).
-      await redis.del(receiptKey(viaAdder, b));
-      expect(await receipted.add([entry(b), entry(c)], Date.now())).toEqual(["job", "added"]);
-      const expected = await queueState(redis, `${viaBullmq}:${QueueName.Parse}`);
-      expect(Object.keys(expected)).toEqual(expect.arrayContaining(["events", "id", "meta", "wait", a, b, c]));
-      expect(await queueState(redis, `${viaAdder}:${QueueName.Parse}`)).toEqual(expected);
-    } finally {
-      await bullmqQueue.close();
-      await adderQueue.close();
-      await deletePrefix(viaBullmq);
-      await deletePrefix(viaAdder);
-    }
+    const entry = (id: string) => ({ id, data: payload(id), deliveries: 1 });
+    const states = await statesAfterAdding(
+      redis,
+      QueueName.Parse,
+      (p) => createQueue(QueueName.Parse, redis, p),
+      async (bullmqQueue) => {
+        await prepare(bullmqQueue);
+        for (const id of [a, b, b, c]) await bullmqQueue.add(PARSE_JOB_NAME, payload(id), { jobId: id });
+      },
+      async (adderQueue, adderPrefix) => {
+        await prepare(adderQueue);
+        const receipted = createReceiptedAdder(adderQueue, redis, PARSE_JOB_NAME, {
+          prefix: adderPrefix,
+          ttlSeconds: 60,
+        });
+        expect(await receipted.add([entry(a), entry(b)], Date.now())).toEqual(["added", "added"]);
+        // Without its receipt, b's second delivery takes the existing-job path (a `duplicated` event, like queue.add).
+        await redis.del(receiptKey(adderPrefix, b));
+        expect(await receipted.add([entry(b), entry(c)], Date.now())).toEqual(["job", "added"]);
+      },
+    );
+    expect(Object.keys(states.bullmq)).toEqual(expect.arrayContaining(["events", "id", "meta", "wait", a, b, c]));
+    expect(states.adder).toEqual(states.bullmq);
   });
 
   it("records the receipt with the job, counts later deliveries on it and adds nothing more", async () => {

@@ -1,5 +1,5 @@
-import { TEST_REDIS_URL } from "@wpn/testing";
-import { type Job, Worker } from "bullmq";
+import { deletePrefix, TEST_REDIS_URL, testQueuePrefix } from "@wpn/testing";
+import { type Job, type Queue, Worker } from "bullmq";
 import type { Redis } from "ioredis";
 import { afterAll, expect } from "vitest";
 import { createRedisConnection } from "../../src/index.ts";
@@ -47,6 +47,34 @@ export async function queueState(redis: Redis, queueKey: string): Promise<Record
     else state[name] = `<${type}>`;
   }
   return state;
+}
+
+/**
+ * The states (`queueState`) of two queues of `queueName` on fresh prefixes, one filled by `viaBullmq` (BullMQ's own
+ * add path) and the other by `viaAdder`, for a test to compare; both queues are closed and their keys deleted.
+ * `open` makes a queue (with the options under test) for a prefix.
+ */
+export async function statesAfterAdding(
+  redis: Redis,
+  queueName: string,
+  open: (prefix: string) => Queue,
+  viaBullmq: (queue: Queue) => Promise<unknown>,
+  viaAdder: (queue: Queue, prefix: string) => Promise<unknown>,
+): Promise<{ bullmq: Record<string, unknown>; adder: Record<string, unknown> }> {
+  const prefixes = [testQueuePrefix("queue-by-bullmq"), testQueuePrefix("queue-by-adder")] as const;
+  const queues = prefixes.map(open);
+  try {
+    const [bullmqQueue, adderQueue] = queues as [Queue, Queue];
+    await viaBullmq(bullmqQueue);
+    await viaAdder(adderQueue, prefixes[1]);
+    return {
+      bullmq: await queueState(redis, `${prefixes[0]}:${queueName}`),
+      adder: await queueState(redis, `${prefixes[1]}:${queueName}`),
+    };
+  } finally {
+    for (const queue of queues) await queue.close();
+    for (const prefix of prefixes) await deletePrefix(prefix);
+  }
 }
 
 /** The names of the events the queue's stream holds for job `id`, in order ("added", "waiting", …). */
