@@ -6,11 +6,11 @@ import { Job, type Queue } from "bullmq";
  *
  * The Lua below is BullMQ 6.7.0's `addStandardJob` script (bullmq/dist/cjs/scripts/addStandardJob-9.js, pinned in
  * package.json) for the only case this package's queues use — a custom job id, no delay, priority, parent, repeat
- * or deduplication — with what it reads per job hoisted to once per batch. Until the fifth ingress session the
- * batch scripts ran BullMQ's whole script text as a Lua function per job; Redis then spent ~30 µs of CPU per job,
- * two thirds of it in the Lua interpreter (its ~25 helper functions re-created per call, the options JSON-encoded
- * per job, per-queue reads repeated per job) — Redis is the one process every ingress and worker shares, so this
- * bounds the whole system (bench/ingress-report.md, fifth session). Per job, as BullMQ:
+ * or deduplication — with what it reads per job hoisted to once per batch. Running BullMQ's whole script text as a
+ * Lua function per job (the earlier design) cost Redis ~30 µs of CPU per job, two thirds of it in the Lua
+ * interpreter (its ~25 helper functions re-created per call, the options JSON-encoded per job, per-queue reads
+ * repeated per job), against ~20 µs now — and Redis is the one process every ingress and worker shares
+ * (bench/ingress-report.md, fifth session). Per job, as BullMQ:
  *   id counter +1; a job whose id exists gets a `duplicated` event and is left as it is; otherwise the job hash
  *   (name, data, opts = the queue's options + jobId, timestamp, delay 0, priority 0), an `added` event, LPUSH
  *   (RPUSH with `lifo`) to the wait list, the marker for workers unless the queue is paused or at its concurrency
