@@ -64,9 +64,10 @@ export const envSchema = z.object({
   /**
    * Worker threads that check APIv3 RSA signatures (RsaVerifyPool), fed one batch per event-loop turn; 0 checks
    * them on the event loop. RSA is the largest single cost of a request (~25 µs): with the thread the event loop
-   * spent 25–30% less CPU per request and one process answered 8% more per second even on the 2-core bench
-   * machine shared with Redis (bench/ingress-report.md). Light load (batches under 4) is checked inline either
-   * way. 0 suits a single-core container, where the hand-over would only add work.
+   * spends 25–30% less CPU per request, which pays where a core is spare. On the 2-core bench machine shared with
+   * Redis one process answered 7–16% more per second in slow host periods and 2–10% less in fast ones
+   * (bench/ingress-report.md). Light load (batches under 4) is checked inline either way. 0 suits a single-core
+   * container, where the hand-over would only add work.
    */
   INGRESS_VERIFY_THREADS: int(0, 16).default(1),
 
