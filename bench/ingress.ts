@@ -17,7 +17,7 @@
  */
 import { type ChildProcess, fork, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { cpus, loadavg } from "node:os";
 import { resolve } from "node:path";
@@ -32,8 +32,15 @@ const WARMUP_MS = 500;
 const CONCURRENCY = 64;
 /** Processes of the multi-process variants (one per CPU of this machine). */
 const PROCESSES = Math.max(2, Math.min(cpus().length, 4));
-/** Upper bound of notifications one throughput run may consume (≈ 12k/s × 5 s would be the bare route). */
-const THROUGHPUT_POOL = quick ? 20_000 : 40_000;
+/**
+ * Notifications one ingress throughput run may consume: ≥ 13k/s over the whole run, so the run lasts its full
+ * window. The bare route resends its pool instead (it neither verifies nor dedupes): at 25–35k/s no pool would
+ * last, and in earlier versions of this script its runs ended after ~1.5 s (0.7 s quick), measuring a fraction of
+ * the window the ingress was measured over.
+ */
+const THROUGHPUT_POOL = quick ? 40_000 : 65_000;
+/** The bare route's cap: far above anything it reaches in a run (its runs end on time). */
+const BARE_MAX_REQUESTS = 1_000_000;
 const WARMUP_POOL = 5_000;
 const LATENCY_RATE = 2_000;
 /** Measured window of a latency run, after its warm-up. */
@@ -162,6 +169,12 @@ type Measured = RunResult & {
   answered: number;
   /** `serverMain`: the servers' main threads alone (the event loop), the rest of `server` is other threads. */
   cpuUsPerRequest: { server: number; serverMain: number; loadgen: number; redis: number };
+  /**
+   * Share of the run's wall time, 0–1: `machine`, all CPUs busy (any process, /proc/stat); `serverMain`, the
+   * busiest server main thread. A run whose machine share is well below 1 was not bound by the CPUs but by a
+   * serial stage (one event loop, or the round trips of a closed loop).
+   */
+  busy: { machine: number; serverMain: number };
 };
 
 async function main() {
@@ -221,20 +234,31 @@ async function main() {
     const field = (name: string) => Number(new RegExp(`${name}:([0-9.]+)`).exec(info)?.[1] ?? 0);
     return (field("used_cpu_user") + field("used_cpu_sys")) * 1e6;
   };
-  /** CPU time of the first `processes` copies of a server kind (all threads, main threads), summed, µs. */
+  /**
+   * CPU time of the first `processes` copies of a server kind (all threads, main threads), summed, and of each
+   * copy's main thread, µs.
+   */
   const cpuOfServer = async (kind: Kind, processes: number) => {
-    const total = { all: 0, main: 0 };
+    const total = { all: 0, main: 0, mains: [] as number[] };
     for (const copy of (servers.get(kind) ?? []).slice(0, processes)) {
       const usage = await cpuOfProcess(copy.child);
       total.all += usage.all;
       total.main += usage.main;
+      total.mains.push(usage.main);
     }
     return total;
+  };
+  /** Jiffies of all CPUs since boot, and of those idle (idle + iowait), from /proc/stat's first line. */
+  const machineTicks = () => {
+    const fields = (readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "").trim().split(/\s+/).slice(1).map(Number);
+    return { idle: (fields[3] ?? 0) + (fields[4] ?? 0), total: fields.reduce((a, b) => a + b, 0) };
   };
   const run = async (variant: Variant, partial: Omit<RunSpec, "urls" | "label">) => {
     const { kind, processes } = variant;
     const copies = (servers.get(kind) ?? []).slice(0, processes);
     if (copies.length !== processes) throw new Error(`${kind} has no ${processes} processes`);
+    const machineBefore = machineTicks();
+    const startedAt = performance.now();
     const before = {
       server: await cpuOfServer(kind, processes),
       loadgen: await cpuOf(loadgen),
@@ -246,6 +270,12 @@ async function main() {
     // CPU per request over the whole run (warm-up included: the counts are of all sent requests), µs.
     const perRequest = (delta: number) => delta / Math.max(1, measured.sent);
     const serverAfter = await cpuOfServer(kind, processes);
+    const wallUs = (performance.now() - startedAt) * 1000;
+    const machineAfter = machineTicks();
+    const busy = {
+      machine: 1 - (machineAfter.idle - machineBefore.idle) / Math.max(1, machineAfter.total - machineBefore.total),
+      serverMain: Math.max(...serverAfter.mains.map((us, i) => us - (before.server.mains[i] ?? 0))) / wallUs,
+    };
     const cpuUs = {
       server: perRequest(serverAfter.all - before.server.all),
       serverMain: perRequest(serverAfter.main - before.server.main),
@@ -255,12 +285,13 @@ async function main() {
     const result: Measured = {
       ...measured,
       cpuUsPerRequest: cpuUs,
+      busy,
       answered,
     };
     // Jobs and receipts of the run: dropped so Redis memory stays flat between runs (private instance).
     if (kind.startsWith("ingress")) await admin.flushall();
     console.log(
-      `  ${label(variant).padEnd(16)} ${result.okPerSecond.toFixed(0).padStart(6)} ok/s  p50 ${result.latencyMs.p50.toFixed(2)} ms  p99 ${result.latencyMs.p99.toFixed(2)} ms  ${JSON.stringify(result.statuses)}  CPU/req: server ${cpuUs.server.toFixed(0)} µs (main thread ${cpuUs.serverMain.toFixed(0)}), redis ${cpuUs.redis.toFixed(0)} µs, loadgen ${cpuUs.loadgen.toFixed(0)} µs`,
+      `  ${label(variant).padEnd(16)} ${result.okPerSecond.toFixed(0).padStart(6)} ok/s over ${(result.measuredMs / 1000).toFixed(1)} s  p50 ${result.latencyMs.p50.toFixed(2)} ms  p99 ${result.latencyMs.p99.toFixed(2)} ms  ${JSON.stringify(result.statuses)}  CPU/req: server ${cpuUs.server.toFixed(0)} µs (main thread ${cpuUs.serverMain.toFixed(0)}), redis ${cpuUs.redis.toFixed(0)} µs, loadgen ${cpuUs.loadgen.toFixed(0)} µs; busy: machine ${(100 * busy.machine).toFixed(0)}%, server main thread ${(100 * busy.serverMain).toFixed(0)}%`,
     );
     return result;
   };
@@ -293,11 +324,13 @@ async function main() {
     const rotated = [...THROUGHPUT_VARIANTS.slice(shift), ...THROUGHPUT_VARIANTS.slice(0, shift)];
     for (const variant of rotated) {
       await generate(THROUGHPUT_POOL);
+      const bare = variant.kind === "bare";
       const result = await run(variant, {
         mode: "closed",
         concurrency: CONCURRENCY,
         durationMs: THROUGHPUT_MS,
-        maxRequests: THROUGHPUT_POOL,
+        maxRequests: bare ? BARE_MAX_REQUESTS : THROUGHPUT_POOL,
+        reuse: bare,
         warmupMs: WARMUP_MS,
       });
       throughput[label(variant)]?.push(result);
@@ -308,6 +341,9 @@ async function main() {
   const rate = (variant: Variant) => mean(throughput[label(variant)]);
   const cpu = (variant: Variant, part: "server" | "serverMain" | "redis" | "loadgen") =>
     mean(throughput[label(variant)], (r) => r.cpuUsPerRequest[part]);
+  /** Mean busy share of a throughput variant's runs, % (see Measured.busy). */
+  const busyPct = (variant: Variant, part: "machine" | "serverMain") =>
+    (100 * mean(throughput[label(variant)], (r) => r.busy[part])).toFixed(0);
   // The ratio compares like with like: the ingress's best configuration against the bare route's best one,
   // where each had the same choice of 1 or PROCESSES processes.
   const best = (kinds: Kind[]) =>
@@ -407,7 +443,7 @@ async function main() {
   );
   for (const v of THROUGHPUT_VARIANTS) {
     console.log(
-      `    ${label(v).padEnd(16)} ${rate(v).toFixed(0).padStart(6)}/s  CPU per request: server ${cpu(v, "server").toFixed(0)} µs (main thread ${cpu(v, "serverMain").toFixed(0)}), redis ${cpu(v, "redis").toFixed(0)} µs, load generator ${cpu(v, "loadgen").toFixed(0)} µs`,
+      `    ${label(v).padEnd(16)} ${rate(v).toFixed(0).padStart(6)}/s  CPU per request: server ${cpu(v, "server").toFixed(0)} µs (main thread ${cpu(v, "serverMain").toFixed(0)}), redis ${cpu(v, "redis").toFixed(0)} µs, load generator ${cpu(v, "loadgen").toFixed(0)} µs; busy: machine ${busyPct(v, "machine")}%, server main thread ${busyPct(v, "serverMain")}%`,
     );
   }
   for (const variant of LATENCY_VARIANTS) {
