@@ -5,12 +5,15 @@
  *   libuv's thread pool, and on an RsaVerifyPool worker thread (INGRESS_VERIFY_THREADS=1);
  * - `bare`: a bare Fastify route answering 204 (the ceiling for any handler on this machine);
  * - `sync-handler`: the design the queue replaces — verify, decrypt and run the Prisma transaction inside
- *   the request (mark the order paid, decrement stock of its items, write the movements), then 204.
+ *   the request (mark the order paid, decrement stock of its items, write the movements), then 204;
+ * - `verify-then-add`: the baseline issue #4 names ("a straightforward verify-then-`add` handler reaches about 30%
+ *   here"): verify on the event loop, read the envelope id, one BullMQ `queue.add` per request (jobId = id), then 204 —
+ *   no batching, no receipts.
  */
 import { readFileSync } from "node:fs";
 import { loadConfig } from "@wpn/config";
 import { createDb } from "@wpn/db";
-import { createRedisConnection } from "@wpn/queue";
+import { createQueue, createRedisConnection, PARSE_JOB_NAME, type ParseJobV3, QueueName } from "@wpn/queue";
 import { openV3Notification, readV3Headers, verifyV3 } from "@wpn/wechatpay";
 import Fastify from "fastify";
 import { pino } from "pino";
@@ -41,6 +44,47 @@ async function start() {
       logger,
       verifyMode: kind === "ingress-async" ? "async" : kind === "ingress-threads" ? "threads" : "sync",
     });
+  }
+  if (kind === "verify-then-add") {
+    const redis = createRedisConnection(config.REDIS_URL, "producer");
+    await new Promise((resolve) => redis.once("ready", resolve));
+    const queue = createQueue(QueueName.Parse, redis, config.QUEUE_PREFIX);
+    const merchant = defaultMerchantFromConfig(config);
+    const app = Fastify();
+    app.removeAllContentTypeParsers();
+    app.addContentTypeParser("application/json", { parseAs: "buffer" }, (_r, body, done) => done(null, body));
+    app.post("/notify/v3", async (request, reply) => {
+      const body = request.body as Buffer;
+      const headers = readV3Headers(request.headers);
+      try {
+        verifyV3(headers, body, { keys: merchant.keys });
+      } catch {
+        return reply.code(401).send({ code: "FAIL", message: "signature" });
+      }
+      const text = body.toString("utf8");
+      const { id } = JSON.parse(text) as { id: string };
+      const job: ParseJobV3 = {
+        v: 1,
+        api: "v3",
+        id,
+        mchid: merchant.mchid,
+        receivedAt: Date.now(),
+        headers: {
+          timestamp: headers.timestamp,
+          nonce: headers.nonce,
+          serial: headers.serial,
+          signatureType: headers.signatureType,
+        },
+        body: text,
+      };
+      await queue.add(PARSE_JOB_NAME, job, { jobId: id });
+      return reply.code(204).send();
+    });
+    app.addHook("onClose", async () => {
+      await queue.close();
+      redis.disconnect();
+    });
+    return app;
   }
   if (kind === "sync-handler") {
     const db = createDb({ url: config.DATABASE_URL, poolMax: config.PG_POOL_MAX });

@@ -5,7 +5,9 @@
  *  (1) sustained throughput of the ingress as a ratio to a bare Fastify route answering 204 to the same
  *      requests, both measured in the same run, interleaved (sync and thread-pool verification both). The ingress
  *      and the bare route each run as 1 process and as PROCESSES processes on their own ports (the load
- *      generator spreads its connections over them, as a load balancer would); the ratio takes the best of each;
+ *      generator spreads its connections over them, as a load balancer would); the ratio takes the best of each.
+ *      The baseline the issue calibrates (1) with, a straightforward verify-then-`add` handler (one `queue.add` per
+ *      request), runs interleaved with them and is reported as its own ratio to the bare route;
  *  (2) p99 acknowledgement latency at 2,000 notifications/s offered (open loop, latency from the scheduled
  *      send time, so a stalled server cannot hide queueing);
  *  (3) the ingress's throughput as a ratio to a synchronous handler that verifies, decrypts and runs the
@@ -57,7 +59,9 @@ const SYNC_MS = quick ? 4_000 : 8_000;
 const SYNC_CONCURRENCY = 10;
 const SYNC_WARMUP_ORDERS = 500;
 
-type Kind = "bare" | "ingress-sync" | "ingress-async" | "ingress-threads" | "sync-handler";
+type Kind = "bare" | "ingress-sync" | "ingress-async" | "ingress-threads" | "verify-then-add" | "sync-handler";
+/** The ingress's own configurations (what (1) and (3) are about). */
+const INGRESS_KINDS: Kind[] = ["ingress-sync", "ingress-async", "ingress-threads"];
 /** A server kind run as `processes` copies behind the load generator's round-robin. */
 interface Variant {
   kind: Kind;
@@ -71,6 +75,7 @@ const THROUGHPUT_VARIANTS: Variant[] = [
   { kind: "ingress-sync", processes: PROCESSES },
   { kind: "ingress-async", processes: 1 },
   { kind: "ingress-threads", processes: 1 },
+  { kind: "verify-then-add", processes: 1 },
 ];
 const LATENCY_VARIANTS: Variant[] = [
   { kind: "ingress-sync", processes: 1 },
@@ -80,7 +85,7 @@ const LATENCY_VARIANTS: Variant[] = [
   { kind: "bare", processes: 1 },
 ];
 const SYNC_HANDLER: Variant = { kind: "sync-handler", processes: 1 };
-const KINDS: Kind[] = ["bare", "ingress-sync", "ingress-async", "ingress-threads", "sync-handler"];
+const KINDS: Kind[] = ["bare", "ingress-sync", "ingress-async", "ingress-threads", "verify-then-add", "sync-handler"];
 /** Server processes a kind needs: as many as its largest variant uses. */
 const processesOf = (kind: Kind) =>
   Math.max(
@@ -289,7 +294,7 @@ async function main() {
       answered,
     };
     // Jobs and receipts of the run: dropped so Redis memory stays flat between runs (private instance).
-    if (kind.startsWith("ingress")) await admin.flushall();
+    if (kind !== "bare" && kind !== "sync-handler") await admin.flushall();
     console.log(
       `  ${label(variant).padEnd(16)} ${result.okPerSecond.toFixed(0).padStart(6)} ok/s over ${(result.measuredMs / 1000).toFixed(1)} s  p50 ${result.latencyMs.p50.toFixed(2)} ms  p99 ${result.latencyMs.p99.toFixed(2)} ms  ${JSON.stringify(result.statuses)}  CPU/req: server ${cpuUs.server.toFixed(0)} µs (main thread ${cpuUs.serverMain.toFixed(0)}), redis ${cpuUs.redis.toFixed(0)} µs, loadgen ${cpuUs.loadgen.toFixed(0)} µs; busy: machine ${(100 * busy.machine).toFixed(0)}%, server main thread ${(100 * busy.serverMain).toFixed(0)}%`,
     );
@@ -349,13 +354,13 @@ async function main() {
   const best = (kinds: Kind[]) =>
     THROUGHPUT_VARIANTS.filter((v) => kinds.includes(v.kind)).reduce((a, b) => (rate(b) > rate(a) ? b : a));
   const bareBest = best(["bare"]);
-  const ingressBest = best(["ingress-sync", "ingress-async", "ingress-threads"]);
+  const ingressBest = best(INGRESS_KINDS);
   /** The best ingress variant with `processes` processes against the bare route with as many. */
   const sameProcesses = (processes: number) => {
     const bare = THROUGHPUT_VARIANTS.find((v) => v.kind === "bare" && v.processes === processes);
-    const ingress = THROUGHPUT_VARIANTS.filter((v) => v.kind !== "bare" && v.processes === processes).reduce<
-      Variant | undefined
-    >((a, b) => (a === undefined || rate(b) > rate(a) ? b : a), undefined);
+    const ingress = THROUGHPUT_VARIANTS.filter(
+      (v) => INGRESS_KINDS.includes(v.kind) && v.processes === processes,
+    ).reduce<Variant | undefined>((a, b) => (a === undefined || rate(b) > rate(a) ? b : a), undefined);
     return bare && ingress ? { ratio: rate(ingress) / rate(bare), ingress: label(ingress) } : undefined;
   };
 
@@ -392,6 +397,8 @@ async function main() {
   );
   // The synchronous handler is one process; its fair match is the one-process ingress.
   const ingressOne = THROUGHPUT_VARIANTS.find((v) => v.kind === "ingress-sync" && v.processes === 1) ?? ingressBest;
+  const bareOne: Variant = { kind: "bare", processes: 1 };
+  const verifyThenAdd: Variant = { kind: "verify-then-add", processes: 1 };
 
   const report = {
     at: new Date().toISOString(),
@@ -427,6 +434,8 @@ async function main() {
       ingressToBare: rate(ingressBest) / rate(bareBest),
       best: { ingress: label(ingressBest), bare: label(bareBest) },
       sameProcesses: { 1: sameProcesses(1), [PROCESSES]: sameProcesses(PROCESSES) },
+      verifyThenAddToBare: rate(verifyThenAdd) / rate(bareOne),
+      ingressToVerifyThenAdd: rate(ingressOne) / rate(verifyThenAdd),
       ingressToSyncHandler: rate(ingressOne) / sync.okPerSecond,
     },
   };
@@ -439,7 +448,8 @@ async function main() {
   console.log("\n=== results ===");
   console.log(
     `(1) ingress / bare Fastify throughput: ${pct(report.ratios.ingressToBare)} (target ≥45%) — ${label(ingressBest)} ${rate(ingressBest).toFixed(0)}/s vs ${label(bareBest)} ${rate(bareBest).toFixed(0)}/s` +
-      `\n    same process count: ${[1, PROCESSES].map((n) => `${n} process(es) ${pct(sameProcesses(n)?.ratio ?? Number.NaN)} (${sameProcesses(n)?.ingress})`).join(", ")}`,
+      `\n    same process count: ${[1, PROCESSES].map((n) => `${n} process(es) ${pct(sameProcesses(n)?.ratio ?? Number.NaN)} (${sameProcesses(n)?.ingress})`).join(", ")}` +
+      `\n    the issue's baseline, verify-then-add (one queue.add per request) / bare, 1 process each: ${pct(report.ratios.verifyThenAddToBare)} (${rate(verifyThenAdd).toFixed(0)}/s); ingress-sync ${report.ratios.ingressToVerifyThenAdd.toFixed(2)}× of it`,
   );
   for (const v of THROUGHPUT_VARIANTS) {
     console.log(
