@@ -90,18 +90,32 @@ export class EnqueueBatcher {
   /** Starts batches while there are jobs waiting and free slots. */
   #pump(): void {
     while (this.#pending.size > 0 && this.#inFlight.size < this.#options.maxInFlight) {
-      const batch: Pending[] = [];
-      for (const [id, pending] of this.#pending) {
-        batch.push(pending);
-        this.#pending.delete(id);
-        if (batch.length >= this.#options.maxBatchSize) break;
-      }
+      const batch = this.#takeBatch();
       const run = this.#flush(batch).finally(() => {
         this.#inFlight.delete(run);
         this.#pump();
       });
       this.#inFlight.add(run);
     }
+  }
+
+  /**
+   * The oldest `maxBatchSize` waiting jobs, leaving the rest in a new Map. The waiting Map is replaced, never
+   * emptied with `delete()` while iterating it: that way, under load, V8 promoted 1–1.7 MB of young objects to the
+   * old generation per scavenge (one every ~40 ms), against ~4 KB with a new Map per batch (`--trace-gc-nvp`, the
+   * batcher alone behind a fake adder; bench/ingress-report.md) — promotion whose mark-compacts cost the ingress
+   * ~7 µs of CPU per request.
+   */
+  #takeBatch(): Pending[] {
+    const waiting = this.#pending;
+    this.#pending = new Map();
+    if (waiting.size <= this.#options.maxBatchSize) return [...waiting.values()];
+    const batch: Pending[] = [];
+    for (const [id, pending] of waiting) {
+      if (batch.length < this.#options.maxBatchSize) batch.push(pending);
+      else this.#pending.set(id, pending);
+    }
+    return batch;
   }
 
   async #flush(batch: Pending[]): Promise<void> {
