@@ -103,8 +103,8 @@ export class EnqueueBatcher {
    * The oldest `maxBatchSize` waiting jobs, leaving the rest in a new Map. The waiting Map is replaced, never
    * emptied with `delete()` while iterating it: that way, under load, V8 promoted 1–1.7 MB of young objects to the
    * old generation per scavenge (one every ~40 ms), against ~4 KB with a new Map per batch (`--trace-gc-nvp`, the
-   * batcher alone behind a fake adder; bench/ingress-report.md) — promotion whose mark-compacts cost the ingress
-   * ~7 µs of CPU per request.
+   * batcher alone behind a fake adder), and the mark-compacts that promotion caused were most of the ingress's GC
+   * cost (bench/ingress-report.md, sixth session).
    */
   #takeBatch(): Pending[] {
     const waiting = this.#pending;
