@@ -27,6 +27,14 @@ const CLOCK_TICKS_PER_SECOND = 100;
 const config = loadConfig(process.env);
 const logger = pino({ level: "silent" });
 
+/** A Fastify app whose JSON requests arrive as the raw body Buffer (what signature verification needs). */
+function rawJsonApp() {
+  const app = Fastify();
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser("application/json", { parseAs: "buffer" }, (_r, body, done) => done(null, body));
+  return app;
+}
+
 async function start() {
   if (kind === "bare") {
     const app = Fastify();
@@ -50,9 +58,7 @@ async function start() {
     await new Promise((resolve) => redis.once("ready", resolve));
     const queue = createQueue(QueueName.Parse, redis, config.QUEUE_PREFIX);
     const merchant = defaultMerchantFromConfig(config);
-    const app = Fastify();
-    app.removeAllContentTypeParsers();
-    app.addContentTypeParser("application/json", { parseAs: "buffer" }, (_r, body, done) => done(null, body));
+    const app = rawJsonApp();
     app.post("/notify/v3", async (request, reply) => {
       const body = request.body as Buffer;
       const headers = readV3Headers(request.headers);
@@ -89,9 +95,7 @@ async function start() {
   if (kind === "sync-handler") {
     const db = createDb({ url: config.DATABASE_URL, poolMax: config.PG_POOL_MAX });
     const keys = defaultMerchantFromConfig(config).keys;
-    const app = Fastify();
-    app.removeAllContentTypeParsers();
-    app.addContentTypeParser("application/json", { parseAs: "buffer" }, (_r, body, done) => done(null, body));
+    const app = rawJsonApp();
     app.post("/notify/v3", async (request, reply) => {
       const body = request.body as Buffer;
       try {
