@@ -38,7 +38,8 @@ beforeAll(async () => {
   ingress = startApp("ingress", env);
   worker = startApp("worker", env);
   base = `http://127.0.0.1:${port}`;
-  await waitForHttp(`${base}/health/live`, ingress);
+  // Ready, not only live: a POST before the ingress's Redis connection is up is answered 503 (QUEUE_UNAVAILABLE).
+  await waitForHttp(`${base}/health/ready`, ingress);
 }, 60_000);
 
 afterAll(async () => {

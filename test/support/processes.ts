@@ -57,13 +57,22 @@ export function startApp(name: "ingress" | "worker" | "dashboard", env: Record<s
   };
 }
 
-/** Polls `check` every 50 ms until it returns a value other than undefined, or fails after `timeoutMs`. */
-export async function eventually<T>(check: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
+/**
+ * Polls `check` every 50 ms until it returns a value other than undefined, or fails after `timeoutMs`. `what` may
+ * be a function, read only when the wait fails (e.g. a process's output by then).
+ */
+export async function eventually<T>(
+  check: () => Promise<T | undefined>,
+  timeoutMs: number,
+  what: string | (() => string),
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();
     if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === "string" ? what : what()}`);
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -80,6 +89,6 @@ export function waitForHttp(url: string, app: RunningApp, timeoutMs = 30_000): P
       return ok ? true : undefined;
     },
     timeoutMs,
-    `${url} (${app.name} output so far:\n${app.output()})`,
+    () => `${url} (${app.name} output so far:\n${app.output()})`,
   );
 }

@@ -16,7 +16,8 @@ afterAll(async () => {
   await deletePrefix(prefix);
 });
 
-async function waitForLive(url: string, output: () => string): Promise<void> {
+/** Polls GET `url` until it answers 200 (the process must stay up meanwhile). */
+async function waitFor200(url: string, output: () => string): Promise<void> {
   const deadline = Date.now() + 30_000;
   for (;;) {
     if (child?.exitCode !== null) throw new Error(`ingress exited early:\n${output()}`);
@@ -25,7 +26,7 @@ async function waitForLive(url: string, output: () => string): Promise<void> {
       () => false,
     );
     if (ok) return;
-    if (Date.now() > deadline) throw new Error(`ingress did not become live:\n${output()}`);
+    if (Date.now() > deadline) throw new Error(`ingress did not answer 200 on ${url}:\n${output()}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -58,7 +59,9 @@ describe("main.ts (real process, real socket)", () => {
       log += chunk.toString();
     });
     const base = `http://127.0.0.1:${port}`;
-    await waitForLive(`${base}/health/live`, () => log);
+    await waitFor200(`${base}/health/live`, () => log);
+    // Live comes first; notifications are for a ready process (its Redis connection up), as behind a load balancer.
+    await waitFor200(`${base}/health/ready`, () => log);
 
     const n = signedV3(merchant);
     const response = await fetch(`${base}/notify/v3`, { method: "POST", headers: n.headers, body: n.body });

@@ -177,9 +177,14 @@ async function killHoldingJobs(worker: WorkerProcess, queues: Queue[]): Promise<
     "the worker to hold an active job",
     async () => {
       worker.child.kill("SIGSTOP");
-      const active = (await Promise.all(queues.map((q) => q.getActive()))).flat();
-      const held = active.filter((job) => job.processedBy === name).map((job) => job.id!);
-      worker.child.kill(held.length > 0 ? "SIGKILL" : "SIGCONT");
+      let held: string[] = [];
+      try {
+        const active = (await Promise.all(queues.map((q) => q.getActive()))).flat();
+        held = active.filter((job) => job.processedBy === name).map((job) => job.id!);
+      } finally {
+        // Never leave it frozen: a read that failed lets it run on like one that found nothing.
+        worker.child.kill(held.length > 0 ? "SIGKILL" : "SIGCONT");
+      }
       return held.length > 0 ? held : null;
     },
     30_000,
