@@ -179,6 +179,8 @@ async function killHoldingJobs(worker: WorkerProcess, queues: Queue[]): Promise<
       worker.child.kill("SIGSTOP");
       let held: string[] = [];
       try {
+        // Commands it wrote just before it stopped (a job's completion) reach Redis before the read below.
+        await new Promise((r) => setTimeout(r, 50));
         const active = (await Promise.all(queues.map((q) => q.getActive()))).flat();
         held = active.filter((job) => job.processedBy === name).map((job) => job.id!);
       } finally {
