@@ -112,9 +112,7 @@ describe("pay / refund against a real receiver", () => {
     let calls = 0;
     answer = () => (++calls <= 2 ? { status: 503 } : undefined);
     const before = receiver.received.length;
-    const started = Date.now();
     const r = await runSim(["pay", ...keysArgs, "--url", receiver.v3, "--time-scale", "0.01", "--json"]);
-    const elapsed = Date.now() - started;
     expect(r.code, r.stdout + r.stderr).toBe(0);
     const json = JSON.parse(r.stdout);
     expect(json.deliveries.map((d: { answer: { status: number } }) => d.answer.status)).toEqual([503, 503, 204]);
@@ -126,9 +124,11 @@ describe("pay / refund against a real receiver", () => {
     expect(new Set(got.map((g) => g.headers["wechatpay-nonce"])).size).toBe(3);
     expect(new Set(got.map((g) => g.headers["wechatpay-signature"])).size).toBe(3);
     expect(got.every((g) => g.error === undefined && g.event !== undefined)).toBe(true);
-    // 15 s and 15 s scaled by 0.01: at least 300 ms between the first and the third delivery.
-    expect((got[2]?.at ?? 0) - (got[0]?.at ?? 0)).toBeGreaterThanOrEqual(290);
-    expect(elapsed).toBeLessThan(5_000);
+    // 15 s and 15 s scaled by 0.01: ~300 ms between the first and the third delivery (30 s unscaled). Measured
+    // between deliveries, so the CLI process's start-up time on a busy machine is not part of it.
+    const span = (got[2]?.at ?? 0) - (got[0]?.at ?? 0);
+    expect(span).toBeGreaterThanOrEqual(290);
+    expect(span).toBeLessThan(3_000);
   });
 
   it("gives up after the whole v3 schedule (16 deliveries) with exit 1", async () => {
