@@ -8,6 +8,7 @@ import {
 import { createTestDatabase, type TestDatabase } from "@wpn/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { APPID, insertNotification, MCHID, paymentFacts as pay } from "./support/payments.ts";
+import { whileRowChanges } from "./support/row-lock.ts";
 
 /**
  * A stock change committed by another transaction while a payment or refund statement is running: the statement's
@@ -52,37 +53,8 @@ async function movementsOf(orderId: string): Promise<{ skuId: string; delta: num
  * Runs `statement` while another transaction holds the row of `skuId` after adding `stockDelta` to its stock,
  * and commits that transaction only once the statement is waiting for the row lock.
  */
-async function whileStockChanges<T>(skuId: string, stockDelta: number, statement: () => Promise<T>): Promise<T> {
-  // A connection of the test database's own pool: its search_path and time zone are already those of the schema.
-  const holder = await tdb.db.pool.connect();
-  try {
-    await holder.query("BEGIN");
-    await holder.query(`UPDATE "Sku" SET stock = stock + $1 WHERE id = $2`, [stockDelta, skuId]);
-    const running = statement();
-    // Resolves with the outcome too, so a statement that fails early is reported instead of a wait timeout.
-    const settled = running.then(
-      () => "done",
-      () => "done",
-    );
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const [waiting] = await prisma.$queryRaw<{ n: number }[]>`
-        SELECT count(*)::int AS n FROM pg_stat_activity
-        WHERE wait_event_type = 'Lock' AND application_name = ${`test:${tdb.schema}`}`;
-      if ((waiting?.n ?? 0) > 0) break;
-      const state = await Promise.race([settled, new Promise((r) => setTimeout(() => r("pending"), 20))]);
-      if (state === "done") break;
-      if (Date.now() > deadline) throw new Error("the statement never waited for the SKU row lock");
-    }
-    await holder.query("COMMIT");
-    return await running;
-  } catch (error) {
-    // Never hand a connection that still holds the row back to the pool.
-    await holder.query("ROLLBACK");
-    throw error;
-  } finally {
-    holder.release();
-  }
+function whileStockChanges<T>(skuId: string, stockDelta: number, statement: () => Promise<T>): Promise<T> {
+  return whileRowChanges(tdb, `UPDATE "Sku" SET stock = stock + $1 WHERE id = $2`, [stockDelta, skuId], statement);
 }
 
 describe("stock changed by another transaction during a statement (real PostgreSQL)", () => {

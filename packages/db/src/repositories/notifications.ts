@@ -256,21 +256,22 @@ export interface ReplayRecord {
  * Records a replay: a REPLAYED event and, for a DEAD or FAILED notification, the status it has when its job
  * waits again (RECEIVED before parsing, PROCESSING before applying). Pass it as `onReplayed` to
  * `replayDeadLetter` of @wpn/queue. Returns whether the notification exists.
+ *
+ * The row is locked first, so the status change and the event are decided on its newest version. As one statement
+ * (a CTE) both were decided on the statement's snapshot: a failure committed meanwhile (a row that was PROCESSING
+ * in the snapshot and is FAILED or DEAD now) got the REPLAYED event but kept its failed status.
  */
 export async function recordReplay(prisma: PrismaClient, r: ReplayRecord): Promise<boolean> {
   const detail = JSON.stringify({ queue: r.queue, previousCode: r.previousCode, actor: r.actor ?? null });
   const waitingStatus = r.queue === "notify.parse" ? "RECEIVED" : "PROCESSING";
-  const rows = await prisma.$queryRaw<{ id: string }[]>`
-    WITH u AS (
+  const [locked] = await prisma.$transaction([
+    prisma.$queryRaw<{ id: string }[]>`SELECT id FROM "Notification" WHERE id = ${r.notificationId} FOR UPDATE`,
+    prisma.$executeRaw`
       UPDATE "Notification" SET status = ${waitingStatus}::"NotificationStatus", "updatedAt" = (now() AT TIME ZONE 'UTC')::timestamp(3)
-      WHERE id = ${r.notificationId} AND status IN ('DEAD', 'FAILED')
-      RETURNING id
-    ),
-    ev AS (
+      WHERE id = ${r.notificationId} AND status IN ('DEAD', 'FAILED')`,
+    prisma.$executeRaw`
       INSERT INTO "NotificationEvent" ("notificationId", at, kind, detail)
-      SELECT id, (now() AT TIME ZONE 'UTC')::timestamp(3), 'REPLAYED', ${detail}::jsonb FROM "Notification" WHERE id = ${r.notificationId}
-      RETURNING "notificationId"
-    )
-    SELECT "notificationId" AS id FROM ev`;
-  return rows.length > 0;
+      SELECT id, (now() AT TIME ZONE 'UTC')::timestamp(3), 'REPLAYED', ${detail}::jsonb FROM "Notification" WHERE id = ${r.notificationId}`,
+  ]);
+  return locked.length > 0;
 }

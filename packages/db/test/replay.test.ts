@@ -1,0 +1,71 @@
+import { type PrismaClient, recordReplay } from "@wpn/db";
+import { createTestDatabase, type TestDatabase } from "@wpn/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { insertNotification } from "./support/payments.ts";
+import { whileRowChanges } from "./support/row-lock.ts";
+
+let tdb: TestDatabase;
+let prisma: PrismaClient;
+beforeAll(async () => {
+  tdb = await createTestDatabase("dbreplay");
+  prisma = tdb.db.prisma;
+});
+afterAll(async () => {
+  await tdb?.drop();
+});
+
+const replay = (notificationId: string, queue = "notify.apply") =>
+  recordReplay(prisma, { notificationId, queue, previousCode: "DB_UNAVAILABLE", actor: "test" });
+
+async function stateOf(id: string): Promise<{ status: string | undefined; events: string[] }> {
+  const rows = await prisma.$queryRaw<{ status: string }[]>`SELECT status::text FROM "Notification" WHERE id = ${id}`;
+  const events = await prisma.$queryRaw<{ kind: string }[]>`
+    SELECT kind FROM "NotificationEvent" WHERE "notificationId" = ${id} ORDER BY id`;
+  return { status: rows[0]?.status, events: events.map((e) => e.kind) };
+}
+
+async function setStatus(id: string, status: string): Promise<void> {
+  await prisma.$executeRaw`UPDATE "Notification" SET status = ${status}::"NotificationStatus" WHERE id = ${id}`;
+}
+
+describe("recordReplay (real PostgreSQL)", () => {
+  it("puts a dead notification back to the status of the queue it waits in, with a REPLAYED event", async () => {
+    await insertNotification(prisma, "r-dead-apply");
+    await setStatus("r-dead-apply", "DEAD");
+    await insertNotification(prisma, "r-failed-parse");
+    await setStatus("r-failed-parse", "FAILED");
+    expect(await replay("r-dead-apply")).toBe(true);
+    expect(await replay("r-failed-parse", "notify.parse")).toBe(true);
+    expect(await stateOf("r-dead-apply")).toEqual({ status: "PROCESSING", events: ["REPLAYED"] });
+    expect(await stateOf("r-failed-parse")).toEqual({ status: "RECEIVED", events: ["REPLAYED"] });
+    const [event] = await prisma.$queryRaw<{ detail: unknown }[]>`
+      SELECT detail FROM "NotificationEvent" WHERE "notificationId" = 'r-dead-apply'`;
+    expect(event?.detail).toEqual({ queue: "notify.apply", previousCode: "DB_UNAVAILABLE", actor: "test" });
+  });
+
+  it("leaves a settled notification's status alone (the event still records the operator's replay)", async () => {
+    await insertNotification(prisma, "r-applied");
+    await setStatus("r-applied", "APPLIED");
+    expect(await replay("r-applied")).toBe(true);
+    expect(await stateOf("r-applied")).toEqual({ status: "APPLIED", events: ["REPLAYED"] });
+  });
+
+  it("answers false for an unknown notification and writes nothing", async () => {
+    expect(await replay("r-unknown")).toBe(false);
+    expect(await stateOf("r-unknown")).toEqual({ status: undefined, events: [] });
+  });
+
+  it("a failure committed while the replay is recorded: the replay decides on the failed row, not its snapshot", async () => {
+    await insertNotification(prisma, "r-race");
+    // The notification's last attempt is being dead-lettered (PROCESSING → DEAD) by another transaction, which
+    // commits only once recordReplay waits for the row.
+    const found = await whileRowChanges(
+      tdb,
+      `UPDATE "Notification" SET status = 'DEAD' WHERE id = $1`,
+      ["r-race"],
+      () => replay("r-race"),
+    );
+    expect(found).toBe(true);
+    expect(await stateOf("r-race")).toEqual({ status: "PROCESSING", events: ["REPLAYED"] });
+  });
+});
