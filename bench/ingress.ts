@@ -85,14 +85,11 @@ const LATENCY_VARIANTS: Variant[] = [
   { kind: "bare", processes: 1 },
 ];
 const SYNC_HANDLER: Variant = { kind: "sync-handler", processes: 1 };
-const KINDS: Kind[] = ["bare", "ingress-sync", "ingress-async", "ingress-threads", "verify-then-add", "sync-handler"];
+const ALL_VARIANTS: Variant[] = [...THROUGHPUT_VARIANTS, ...LATENCY_VARIANTS, SYNC_HANDLER];
+/** The server kinds to start: those some variant runs. */
+const KINDS: Kind[] = [...new Set(ALL_VARIANTS.map((v) => v.kind))];
 /** Server processes a kind needs: as many as its largest variant uses. */
-const processesOf = (kind: Kind) =>
-  Math.max(
-    ...[...THROUGHPUT_VARIANTS, ...LATENCY_VARIANTS, SYNC_HANDLER]
-      .filter((v) => v.kind === kind)
-      .map((v) => v.processes),
-  );
+const processesOf = (kind: Kind) => Math.max(...ALL_VARIANTS.filter((v) => v.kind === kind).map((v) => v.processes));
 
 const here = import.meta.dirname;
 const merchant = createTestMerchant();
