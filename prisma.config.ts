@@ -1,11 +1,13 @@
 // Prisma CLI configuration (Prisma 7 reads the connection URL from here, not from schema.prisma).
-// This file is only read by the Prisma CLI; the application reads settings through packages/config.
+// The URL comes from packages/config, as the application's does: the real environment over `.env`, then the
+// same local default, so `prisma migrate deploy` targets the database the ingress and workers use.
+import { DEFAULT_DATABASE_URL, readEnvironment } from "@wpn/config";
 import { defineConfig } from "prisma/config";
 
 export default defineConfig({
   schema: "prisma/schema.prisma",
   migrations: { path: "prisma/migrations" },
   datasource: {
-    url: process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/wechatpay_notify",
+    url: readEnvironment().DATABASE_URL ?? DEFAULT_DATABASE_URL,
   },
 });
