@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { createTestDatabase, createTestMerchant, type TestDatabase, type TestMerchant } from "@wpn/testing";
-import { buildV2Xml, signV2 } from "@wpn/wechatpay";
+import { buildV2Xml, encryptV2ReqInfo, signV2 } from "@wpn/wechatpay";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { prismaMerchantSource } from "../src/merchants/prisma-source.ts";
 import { platformCertificate } from "./support/certificate.ts";
@@ -70,6 +70,33 @@ describe("multi-merchant routes", () => {
     });
     expect(response.statusCode).toBe(200);
     expect((await f.queue.getJob("v2:pay:4200000000000000000000000222"))?.data).toMatchObject({ mchid: second.mchid });
+  });
+
+  it("keeps two merchants' refunds with the same out_refund_no apart (a refund number is unique per merchant)", async () => {
+    const before = await f.jobsEverAdded();
+    const refundOf = (m: TestMerchant) =>
+      buildV2Xml({
+        return_code: "SUCCESS",
+        mch_id: m.mchid,
+        req_info: encryptV2ReqInfo(
+          { out_refund_no: "R0001", out_trade_no: "T1", refund_status: "SUCCESS" },
+          m.apiV2Key,
+        ),
+      });
+    for (const [m, url] of [
+      [f.merchant, "/notify/v2"],
+      [second, `/notify/v2/${second.mchid}`],
+    ] as const) {
+      const response = await f.app.inject({
+        method: "POST",
+        url,
+        headers: { "content-type": "text/xml" },
+        payload: refundOf(m),
+      });
+      expect(response.statusCode).toBe(200);
+      expect((await f.queue.getJob(`v2:refund:${m.mchid}.R0001.SUCCESS`))?.data).toMatchObject({ mchid: m.mchid });
+    }
+    expect(await f.jobsEverAdded()).toBe(before + 2);
   });
 
   it("404 MERCHANT_UNKNOWN for an unknown mchid; a merchant added later is found by at most one reload per minute", async () => {

@@ -43,8 +43,10 @@ function payment(signType: V2SignType, key = f.merchant.apiV2Key) {
   return { xml, id: `v2:pay:${transactionId}` };
 }
 
-function refund(key = f.merchant.apiV2Key) {
-  const outRefundNo = `R${randomBytes(6).toString("hex")}`;
+function refund(
+  key = f.merchant.apiV2Key,
+  { outRefundNo = `R${randomBytes(6).toString("hex")}`, status = "SUCCESS" } = {},
+) {
   const reqInfo = encryptV2ReqInfo(
     {
       transaction_id: "4200000000000000000000000002",
@@ -53,7 +55,7 @@ function refund(key = f.merchant.apiV2Key) {
       out_refund_no: outRefundNo,
       total_fee: "100",
       refund_fee: "100",
-      refund_status: "SUCCESS",
+      refund_status: status,
       success_time: "2026-11-29 10:00:00",
       refund_recv_accout: "支付用户零钱",
       refund_account: "REFUND_SOURCE_RECHARGE_FUNDS",
@@ -68,7 +70,7 @@ function refund(key = f.merchant.apiV2Key) {
     nonce_str: randomBytes(16).toString("hex"),
     req_info: reqInfo,
   });
-  return { xml, id: `v2:refund:${outRefundNo}` };
+  return { xml, id: `v2:refund:${f.merchant.mchid}.${outRefundNo}.${status}` };
 }
 
 const postXml = (xml: string, contentType = "text/xml", url = "/notify/v2") =>
@@ -103,6 +105,30 @@ describe("POST /notify/v2", () => {
     expect(data.kind).toBe("refund");
     expect(data.body).toBe(xml);
     expect(data.body).not.toContain("out_refund_no");
+  });
+
+  it("a refund notified again with a new status (CHANGE, then SUCCESS) is a new job; each status's redelivery is not", async () => {
+    const before = await f.jobsEverAdded();
+    const abnormal = refund(undefined, { outRefundNo: "R-status-1", status: "CHANGE" });
+    const success = refund(undefined, { outRefundNo: "R-status-1", status: "SUCCESS" });
+    for (const { xml } of [abnormal, success, abnormal, success]) {
+      const response = await postXml(xml);
+      expect(response.statusCode).toBe(200);
+      expect(response.body).toBe(SUCCESS_XML);
+    }
+    expect(await f.jobsEverAdded()).toBe(before + 2);
+    expect(abnormal.id).toBe(`v2:refund:${f.merchant.mchid}.R-status-1.CHANGE`);
+    for (const { id } of [abnormal, success]) expect(await f.queue.getJob(id)).toBeDefined();
+  });
+
+  it("400 PAYLOAD_INVALID for a refund whose out_refund_no or refund_status breaks WeChat's format", async () => {
+    const before = await f.jobsEverAdded();
+    for (const options of [{ outRefundNo: "R.1" }, { outRefundNo: "R:1" }, { status: "success" }, { status: "" }]) {
+      const response = await postXml(refund(undefined, options).xml);
+      expect(response.statusCode).toBe(400);
+      expect(response.body).toBe(failXml("PAYLOAD_INVALID: notification fields are missing or invalid"));
+    }
+    expect(await f.jobsEverAdded()).toBe(before);
   });
 
   it("answers a redelivery with SUCCESS and no second job", async () => {

@@ -165,6 +165,35 @@ describe("abnormal and closed refunds are recorded and surfaced, with no stock c
   });
 });
 
+describe("APIv2 refunds", () => {
+  it("a refund notified CHANGE, then SUCCESS is counted once, when it succeeds (two notifications)", async () => {
+    const { outTradeNo, transactionId } = await paidOrder({ A: 1 }, 100);
+    const run = inline(world);
+    const spec = { outTradeNo, transactionId, outRefundNo: "RF-v2-late-ok", refund: 100, total: 100 };
+    const abnormal = v2Refund(world, { ...spec, refundStatus: "CHANGE" });
+    const success = v2Refund(world, spec);
+    expect(success.id).not.toBe(abnormal.id);
+    expect((await run.deliver(abnormal)).apply?.outcome).toBe("REFUND_ABNORMAL");
+    expect((await run.deliver(success)).apply).toMatchObject({ outcome: "APPLIED", orderStatus: "REFUND" });
+    const order = await orderOf(world.prisma, outTradeNo);
+    expect(order.refunds).toMatchObject([{ outRefundNo: "RF-v2-late-ok", status: "SUCCESS" }]);
+    expect(order.refundedTotal).toBe(100);
+  });
+
+  it("the unsigned outer XML decides nothing: return_code FAIL or another mch_id around a genuine req_info", async () => {
+    for (const [outer, outRefundNo] of [
+      [{ returnCode: "FAIL" }, "RF-v2-outer-fail"],
+      [{ mchid: "1900000999" }, "RF-v2-outer-mchid"],
+    ] as const) {
+      const { outTradeNo, transactionId } = await paidOrder({ A: 1 }, 100);
+      const job = v2Refund(world, { outTradeNo, transactionId, outRefundNo, refund: 100, total: 100, ...outer });
+      const { apply } = await inline(world).deliver(job);
+      expect(apply).toMatchObject({ outcome: "APPLIED", orderStatus: "REFUND" });
+      expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({ status: "REFUND", refundedTotal: 100 });
+    }
+  });
+});
+
 describe("out-of-order delivery", () => {
   it("a refund before its payment is retried (ORDER_NOT_PAID) and ends in the same state as in-order delivery", async () => {
     const run = inline(world);
@@ -228,6 +257,26 @@ describe("out-of-order delivery", () => {
       status: "FAILED",
       errorCode: "APIV2_KEY_MISSING",
       eventType: "REFUND.UNKNOWN",
+    });
+  });
+
+  it("a refund number already recorded for another order is flagged REFUND_CONFLICT; that refund is untouched", async () => {
+    const first = await paidOrder({ A: 1 }, 100);
+    const second = await paidOrder({ A: 1 }, 100);
+    const run = inline(world);
+    const shared = { outRefundNo: "RF-shared", refund: 100, total: 100 };
+    const abnormal = v3Refund(world, { ...first, ...shared, status: "ABNORMAL" });
+    expect((await run.deliver(abnormal)).apply?.outcome).toBe("REFUND_ABNORMAL");
+    const other = v3Refund(world, { ...second, ...shared });
+    expect((await run.deliver(other)).apply?.outcome).toBe("REFUND_CONFLICT");
+    expect(await orderOf(world.prisma, first.outTradeNo)).toMatchObject({
+      refundedTotal: 0,
+      refunds: [{ outRefundNo: "RF-shared", status: "ABNORMAL", notificationId: abnormal.id }],
+    });
+    expect(await orderOf(world.prisma, second.outTradeNo)).toMatchObject({ status: "SUCCESS", refundedTotal: 0 });
+    expect(await world.prisma.notification.findUniqueOrThrow({ where: { id: other.id } })).toMatchObject({
+      status: "REVIEW",
+      errorCode: "REFUND_CONFLICT",
     });
   });
 

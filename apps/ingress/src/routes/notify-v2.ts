@@ -19,7 +19,11 @@ const XML_TYPES = ["text/xml", "application/xml"];
  * APIv2 routes: `POST /notify/v2` and `POST /notify/v2/:mchid`, enabled per merchant by an APIv2 key.
  * - payment notification (has `sign`): `verifyV2` (MD5 or HMAC-SHA256) → id `v2:pay:<transaction_id>`;
  * - refund notification (has `req_info`, no `sign`): authenticated by decrypting `req_info` with the key
- *   → id `v2:refund:<out_refund_no>`.
+ *   → id `v2:refund:<mchid>.<out_refund_no>.<refund_status>`. out_refund_no is the merchant's own number,
+ *   unique only within one merchant, so the merchant (whose key opened req_info) is part of the id; and one
+ *   refund can be notified more than once with different outcomes (CHANGE, then SUCCESS once the merchant has
+ *   handled the abnormal refund), so the status is too. Without either, a refund would be answered as a
+ *   redelivery of another notification and never applied. `.` occurs in none of the three parts.
  * The raw XML (with `req_info` still encrypted) is what the job carries. Success is HTTP 200 with WeChat's
  * exact SUCCESS XML, only after Redis confirmed the job.
  */
@@ -45,7 +49,7 @@ async function handleV2(
   if (merchant === undefined) throw new IngressError("MERCHANT_UNKNOWN", `no merchant ${mchid}`);
   if (merchant.apiV2Key === undefined) throw new IngressError("V2_DISABLED");
 
-  const { kind, id } = authenticate(fields, merchant.apiV2Key);
+  const { kind, id } = authenticate(fields, merchant.apiV2Key, merchant.mchid);
   const job = parseJobV2Schema.safeParse({
     v: 1,
     api: "v2",
@@ -63,16 +67,38 @@ async function handleV2(
 }
 
 /** Authenticates the notification and derives its id; throws V2_SIGN_INVALID, DECRYPT_FAILED or PAYLOAD_INVALID. */
-function authenticate(fields: Record<string, string>, apiV2Key: string): { kind: "pay" | "refund"; id: string } {
+function authenticate(
+  fields: Record<string, string>,
+  apiV2Key: string,
+  mchid: string,
+): { kind: "pay" | "refund"; id: string } {
   if (fields.sign !== undefined) {
     verifyV2(fields, apiV2Key);
     return { kind: "pay" as const, id: `v2:pay:${requireKeyPart(fields.transaction_id, "transaction_id")}` };
   }
   if (fields.req_info !== undefined) {
     const inner = decryptV2ReqInfo(fields.req_info, apiV2Key);
-    return { kind: "refund" as const, id: `v2:refund:${requireKeyPart(inner.out_refund_no, "out_refund_no")}` };
+    const outRefundNo = requireOutRefundNo(inner.out_refund_no);
+    const status = requireRefundStatus(inner.refund_status);
+    return { kind: "refund" as const, id: `v2:refund:${mchid}.${outRefundNo}.${status}` };
   }
   throw new IngressError("V2_SIGN_INVALID", "neither sign nor req_info present");
+}
+
+/** WeChat's rule for out_refund_no: 1–64 of digits, letters and `_-|*@` (so never `.` or `:`). */
+function requireOutRefundNo(value: string | undefined): string {
+  if (value === undefined || !/^[0-9A-Za-z_\-|*@]{1,64}$/.test(value)) {
+    throw new IngressError("PAYLOAD_INVALID", "out_refund_no is missing or malformed");
+  }
+  return value;
+}
+
+/** WeChat's refund_status (SUCCESS, CHANGE, REFUNDCLOSE): an upper-case word. */
+function requireRefundStatus(value: string | undefined): string {
+  if (value === undefined || !/^[A-Z]{1,32}$/.test(value)) {
+    throw new IngressError("PAYLOAD_INVALID", "refund_status is missing or malformed");
+  }
+  return value;
 }
 
 /** The business key becomes part of a Redis key and BullMQ job id: non-empty, no ':' (see isUsableJobId). */

@@ -5,6 +5,7 @@ import { runApplyStatement } from "./run-statement.ts";
 const REVIEW_OUTCOMES: ReadonlySet<RefundOutcome> = new Set([
   "MCHID_MISMATCH",
   "TRANSACTION_MISMATCH",
+  "REFUND_CONFLICT",
   "REFUND_ABNORMAL",
   "REFUND_CLOSED",
 ]);

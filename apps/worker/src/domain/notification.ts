@@ -155,11 +155,12 @@ function openV2Refund(body: string, keys: MerchantKeySet): OpenedNotification {
   if (keys.apiV2Key === null) {
     throw WorkerError.of("APIV2_KEY_MISSING", `merchant ${keys.mchid} has no APIv2 key to decrypt req_info`);
   }
-  const outer = parseV2Xml(body);
-  if (outer.return_code !== "SUCCESS") {
-    return { kind: "ignored", eventType: "REFUND.FAIL", keys: emptyKeys(), reason: "RETURN_CODE_FAIL" };
-  }
-  const { refund: f } = openV2RefundNotification(body, keys.apiV2Key);
+  // Only req_info is authenticated (it opens with the merchant's APIv2 key); the outer XML carries no
+  // signature. So the outer return_code and mch_id decide nothing: a copy of a genuine req_info with
+  // return_code=FAIL must not turn a refund into an ignored notification, and the merchant is the one whose
+  // key opened it. sub_mch_id exists only outside: a forged one can only send the refund to REVIEW (a
+  // MCHID_MISMATCH against the order), never apply it elsewhere.
+  const { outer, refund: f } = openV2RefundNotification(body, keys.apiV2Key);
   const businessKeys = {
     outTradeNo: f.out_trade_no ?? null,
     transactionId: f.transaction_id ?? null,
@@ -183,7 +184,7 @@ function openV2Refund(body: string, keys: MerchantKeySet): OpenedNotification {
       outRefundNo: required(f, "out_refund_no"),
       refundId: f.refund_id || null,
       transactionId: f.transaction_id || null,
-      mchid: required(outer, "mch_id"),
+      mchid: keys.mchid,
       subMchid: outer.sub_mch_id || null,
       status,
       amountRefund: fen(f, "refund_fee"),
@@ -217,10 +218,6 @@ function fen(fields: Record<string, string>, name: string): number {
   const value = required(fields, name);
   if (!/^\d{1,12}$/.test(value)) throw WorkerError.of("PAYLOAD_INVALID", `APIv2 field ${name} is not an amount in fen`);
   return Number(value);
-}
-
-function emptyKeys(): BusinessKeys {
-  return { outTradeNo: null, transactionId: null, outRefundNo: null };
 }
 
 /** Business keys of a resource we have no schema for, when it has the usual fields. */

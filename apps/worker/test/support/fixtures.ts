@@ -279,7 +279,11 @@ export function v2Payment(world: World, spec: PaymentSpec & { resultCode?: strin
 
 export function v2Refund(
   world: World,
-  spec: Omit<RefundSpec, "status"> & { refundStatus?: "SUCCESS" | "CHANGE" | "REFUNDCLOSE" },
+  spec: Omit<RefundSpec, "status"> & {
+    refundStatus?: "SUCCESS" | "CHANGE" | "REFUNDCLOSE";
+    /** The outer (unsigned) return_code. */
+    returnCode?: string;
+  },
 ): ParseJobV2 {
   const outRefundNo = spec.outRefundNo ?? `R${randomBytes(6).toString("hex")}`;
   const inner: Record<string, string> = {
@@ -298,7 +302,7 @@ export function v2Refund(
     transaction_id: spec.transactionId,
   };
   const outer = {
-    return_code: "SUCCESS",
+    return_code: spec.returnCode ?? "SUCCESS",
     appid: world.merchant.appid,
     mch_id: spec.mchid ?? world.merchant.mchid,
     nonce_str: randomBytes(8).toString("hex"),
@@ -307,7 +311,7 @@ export function v2Refund(
   return {
     v: 1,
     api: "v2",
-    id: `v2:refund:${outRefundNo}`,
+    id: `v2:refund:${world.merchant.mchid}.${outRefundNo}.${inner.refund_status}`,
     kind: "refund",
     mchid: world.merchant.mchid,
     receivedAt: Date.now(),

@@ -26,6 +26,8 @@ export interface RefundFacts {
  * - ORDER_NOT_PAID: a successful refund for an order whose payment has not been applied yet (out-of-order
  *   delivery); nothing done, the caller retries until the payment lands.
  * - TRANSACTION_MISMATCH: the refund's transaction is not the order's; nothing recorded, REVIEW.
+ * - REFUND_CONFLICT: this out_refund_no is already recorded for another order (two merchants of one deployment
+ *   reusing a refund number; Refund rows are keyed by out_refund_no alone); nothing recorded, REVIEW.
  * - DUPLICATE: this out_refund_no was already recorded with this status (or already SUCCESS).
  * - APPLIED: Refund row SUCCESS, refundedTotal increased, order REFUND when the refunds reach its total,
  *   and then, by policy, the stock the payment took is restored (movement reason REFUND).
@@ -40,6 +42,7 @@ export const REFUND_OUTCOMES = [
   "MCHID_MISMATCH",
   "ORDER_NOT_PAID",
   "TRANSACTION_MISMATCH",
+  "REFUND_CONFLICT",
   "DUPLICATE",
   "APPLIED",
   "REFUND_ABNORMAL",
@@ -108,6 +111,8 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
         WHEN o.mchid <> i.mchid OR o."subMchid" IS DISTINCT FROM i.sub_mchid THEN 'MCHID_MISMATCH'
         WHEN o."transactionId" IS NULL AND i.status = 'SUCCESS' THEN 'ORDER_NOT_PAID'
         WHEN o."transactionId" IS NOT NULL AND i.txn IS NOT NULL AND o."transactionId" <> i.txn THEN 'TRANSACTION_MISMATCH'
+        WHEN EXISTS (SELECT 1 FROM "Refund" r WHERE r."outRefundNo" = i.orn AND r."outTradeNo" <> i.otn)
+          THEN 'REFUND_CONFLICT'
         ELSE 'RECORD'
       END AS outcome
       FROM input i LEFT JOIN n ON true LEFT JOIN o ON true
@@ -129,7 +134,9 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
         "successTime" = EXCLUDED."successTime",
         "notificationId" = EXCLUDED."notificationId",
         "updatedAt" = EXCLUDED."updatedAt"
-      WHERE t.status <> 'SUCCESS' AND t.status <> EXCLUDED.status
+      -- The outTradeNo condition is evaluated on the conflicting row's newest version: a refund of another
+      -- order committed after this statement's snapshot (so not seen as REFUND_CONFLICT above) is left as it is.
+      WHERE t.status <> 'SUCCESS' AND t.status <> EXCLUDED.status AND t."outTradeNo" = EXCLUDED."outTradeNo"
       RETURNING t.status::text AS status
     ),
     fin AS MATERIALIZED (
@@ -184,7 +191,8 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
         "outRefundNo" = i.orn
       FROM fin f, input i
       WHERE t.id = i.nid
-        AND f.outcome IN ('APPLIED', 'DUPLICATE', 'REFUND_ABNORMAL', 'REFUND_CLOSED', 'MCHID_MISMATCH', 'TRANSACTION_MISMATCH')
+        AND f.outcome IN ('APPLIED', 'DUPLICATE', 'REFUND_ABNORMAL', 'REFUND_CLOSED', 'MCHID_MISMATCH', 'TRANSACTION_MISMATCH',
+                          'REFUND_CONFLICT')
       RETURNING t.status::text AS status
     ),
     ev AS (
