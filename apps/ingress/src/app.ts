@@ -49,6 +49,8 @@ export interface IngressDeps {
   maxEventLoopDelayMs?: number | false;
   /** Queue sampling period, ms. Default 1000. */
   sampleIntervalMs?: number;
+  /** A Redis that has not answered a sample for this long gets its connection reopened, ms (queue-sampler.ts). */
+  redisReopenAfterMs?: number;
 }
 
 /** What `buildApp` exposes besides the routes, for the entry point and tests. */
@@ -112,6 +114,7 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     logger,
     deps.sampleIntervalMs ?? 1_000,
     clock,
+    { reopenAfterMs: deps.redisReopenAfterMs ?? 10_000, reopen: () => redis.disconnect(true) },
   );
   let draining = false;
   app.decorate("ingress", {

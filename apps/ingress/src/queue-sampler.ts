@@ -15,14 +15,27 @@ export interface QueueSnapshot {
   lastOkAt: number | undefined;
 }
 
+/** A sample unanswered for this many intervals means Redis is down, although no error has come. */
+const UNANSWERED_AFTER_INTERVALS = 3;
+
 /**
  * Samples the parse queue's waiting count every `intervalMs` in the background, so that neither requests
  * nor health probes ever cost a Redis round trip of their own. One sample in flight at a time: a slow
  * Redis cannot pile up samples.
+ *
+ * A connection can stop answering without failing: after a network partition or a failover that sends no
+ * reset, the socket stays open and "ready", every command waits, and the kernel gives up only after its
+ * retransmissions (~15 min). So a sample still unanswered after 3 intervals marks Redis down (readiness
+ * 503, so the load balancer sends WeChat's resends to another ingress), and one unanswered after
+ * `reopenAfterMs` calls `reopen` (the app reconnects the producer connection, failing what waits on it:
+ * those requests already got their 503, and a resend of a job Redis did keep finds its receipt).
  */
 export class QueueSampler {
   #timer: NodeJS.Timeout | undefined;
   #current: Promise<void> | undefined;
+  /** `clock()` when the sample in flight was sent. */
+  #sentAt = 0;
+  #reopened = false;
   #failuresLogged = 0;
   readonly #snapshot: QueueSnapshot;
 
@@ -33,6 +46,7 @@ export class QueueSampler {
     private readonly logger: Logger,
     private readonly intervalMs = 1_000,
     private readonly clock: () => number = Date.now,
+    private readonly stall: { reopenAfterMs: number; reopen(): void } = { reopenAfterMs: 10_000, reopen() {} },
   ) {
     this.#snapshot = { waiting: undefined, ceiling, backpressure: false, redisUp: false, lastOkAt: undefined };
     metrics.queueWaiting.set(-1);
@@ -67,13 +81,35 @@ export class QueueSampler {
     return tracked;
   }
 
-  /** The periodic tick: skipped while a sample is in flight, so a slow Redis cannot pile samples up. */
+  /** The periodic tick: no new sample while one is in flight (a slow Redis cannot pile samples up), but a check on it. */
   #tick(): void {
-    if (this.#current === undefined) void this.sample();
+    if (this.#current === undefined) {
+      void this.sample();
+      return;
+    }
+    const waitedMs = this.clock() - this.#sentAt;
+    if (waitedMs >= UNANSWERED_AFTER_INTERVALS * this.intervalMs && this.#snapshot.redisUp) {
+      this.#markDown(new Error(`no answer from redis for ${waitedMs} ms`));
+    }
+    if (waitedMs >= this.stall.reopenAfterMs && !this.#reopened) {
+      this.#reopened = true;
+      this.logger.warn({ code: "REDIS_UNRESPONSIVE", waitedMs }, "redis does not answer: reopening the connection");
+      this.stall.reopen();
+    }
+  }
+
+  #markDown(error: unknown): void {
+    this.#snapshot.redisUp = false;
+    this.metrics.redisUp.set(0);
+    // Once per outage, not once per second.
+    if (this.#failuresLogged === 0) this.logger.warn({ err: error }, "queue sample failed: redis unreachable");
+    this.#failuresLogged += 1;
   }
 
   async #sampleOnce(): Promise<void> {
     const snapshot = this.#snapshot;
+    this.#sentAt = this.clock();
+    this.#reopened = false;
     try {
       const waiting = await this.queue.getWaitingCount();
       snapshot.waiting = waiting;
@@ -86,11 +122,7 @@ export class QueueSampler {
       if (this.#failuresLogged > 0) this.logger.info("redis reachable again");
       this.#failuresLogged = 0;
     } catch (error) {
-      snapshot.redisUp = false;
-      this.metrics.redisUp.set(0);
-      // Once per outage, not once per second.
-      if (this.#failuresLogged === 0) this.logger.warn({ err: error }, "queue sample failed: redis unreachable");
-      this.#failuresLogged += 1;
+      this.#markDown(error);
     }
   }
 }

@@ -1,4 +1,5 @@
 import { once } from "node:events";
+import { connect, createServer, type Server, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createIngressFixture, type IngressFixture, post, signedV3 } from "./support/fixture.ts";
 import { TestRedisServer } from "./support/redis-server.ts";
@@ -80,5 +81,71 @@ describe("Redis outages", () => {
     expect(resend.statusCode).toBe(204);
     expect(await f.jobsEverAdded()).toBe(before);
     expect(await f.queue.getJob(n.id)).toBeDefined();
+  });
+
+  it("a connection that stops answering without failing: not ready within 3 samples, reopened, then accepting again", async () => {
+    // A TCP proxy in front of the local Redis that can silence the ingress's producer connection (both directions
+    // dropped, sockets left open: a network partition or a failover without a reset); new connections pass, and
+    // so do the test's own (it knows the producer by the name it gives itself, `wechatpay-notify:producer`).
+    const silenced = new Set<Socket>();
+    const producers = new Set<Socket>();
+    const proxy: Server = createServer((client) => {
+      const upstream = connect(6379, "127.0.0.1");
+      client.on("data", (d: Buffer) => {
+        if (d.includes("wechatpay-notify:producer")) producers.add(client);
+        if (!silenced.has(client)) upstream.write(d);
+      });
+      upstream.on("data", (d) => silenced.has(client) || client.write(d));
+      for (const socket of [client, upstream]) socket.on("error", () => undefined);
+      client.on("close", () => {
+        producers.delete(client);
+        upstream.destroy();
+      });
+      upstream.on("close", () => client.destroy());
+    });
+    proxy.listen(0, "127.0.0.1");
+    await once(proxy, "listening");
+    const address = proxy.address();
+    if (address === null || typeof address === "string") throw new Error("proxy has no port");
+    const g = await createIngressFixture({
+      label: "ingress-silent",
+      env: { REDIS_URL: `redis://127.0.0.1:${address.port}`, INGRESS_ENQUEUE_TIMEOUT_MS: String(ENQUEUE_TIMEOUT_MS) },
+      app: { sampleIntervalMs: 100, redisReopenAfterMs: 1_000 },
+    });
+    const ready = async () => (await g.app.inject({ method: "GET", url: "/health/ready" })).statusCode;
+    const waitFor = async (what: () => Promise<boolean>, ms: number) => {
+      const deadline = performance.now() + ms;
+      while (!(await what())) {
+        if (performance.now() > deadline) return false;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return true;
+    };
+    try {
+      expect(await waitFor(async () => (await ready()) === 200, 2_000)).toBe(true);
+      expect((await post(g.app, "/notify/v3", signedV3(g.merchant))).statusCode).toBe(204);
+
+      expect(producers.size).toBe(1);
+      for (const socket of producers) silenced.add(socket);
+      const silencedAt = performance.now();
+      const n = signedV3(g.merchant);
+      const response = await post(g.app, "/notify/v3", n);
+      expect(response.statusCode).toBe(503);
+      expect(response.body).toBe(QUEUE_TIMEOUT);
+      expect(g.redis.status).toBe("ready");
+      // Unanswered for 3 sampling intervals (300 ms) → not ready, although the connection still says "ready".
+      expect(await waitFor(async () => (await ready()) === 503, 1_500)).toBe(true);
+      expect(performance.now() - silencedAt).toBeLessThan(1_000);
+
+      // Reopened after 1 s on a new connection: ready again, and WeChat's resend is enqueued.
+      expect(await waitFor(async () => (await ready()) === 200, 5_000)).toBe(true);
+      expect((await post(g.app, "/notify/v3", n)).statusCode).toBe(204);
+      expect(await g.queue.getJob(n.id)).toBeDefined();
+    } finally {
+      // Silenced sockets first: a producer still waiting on one would hold the app's close.
+      for (const socket of silenced) socket.destroy();
+      await g.close();
+      proxy.close();
+    }
   });
 });
