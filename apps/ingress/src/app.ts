@@ -88,8 +88,9 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     logController: new LogController({ disableRequestLogging: true }),
     // The notify routes set their own, smaller limit; everything else has no body.
     bodyLimit: settings.bodyLimitBytes,
-    // Fastify's 503 for requests arriving on kept-alive sockets while closing is what WeChat should see.
-    return503OnClosing: true,
+    // Fastify's own 503 for requests arriving on kept-alive sockets while closing is JSON WeChat does not read;
+    // the notify routes answer those themselves, in WeChat's format (SHUTTING_DOWN, `isClosing` below).
+    return503OnClosing: false,
   });
 
   const queue = createQueue(QueueName.Parse, redis, settings.queuePrefix);
@@ -117,6 +118,10 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     { reopenAfterMs: deps.redisReopenAfterMs ?? 10_000, reopen: () => redis.disconnect(true) },
   );
   let draining = false;
+  let closing = false;
+  app.addHook("preClose", async () => {
+    closing = true;
+  });
   app.decorate("ingress", {
     queue,
     sampler,
@@ -142,6 +147,7 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
       : verifyMode === "async"
         ? verifyV3Async
         : verifyV3,
+    isClosing: () => closing,
   };
 
   app.register(async (notify) => {

@@ -14,6 +14,8 @@ export interface NotifyContext {
   clock: () => number;
   /** The APIv3 signature check of the chosen VerifyMode; a promise only when it runs off the event loop. */
   verifyV3: V3Verifier;
+  /** True once the app is closing: notifications still arriving on kept-alive sockets get SHUTTING_DOWN. */
+  isClosing: () => boolean;
 }
 
 /** `verifyV3`'s contract: returns (or resolves) when the signature is good, throws a WechatPayError otherwise. */

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { IngressError } from "../errors.ts";
 import type { MerchantParams, NotifyContext } from "./context.ts";
 import { handleNotifyError } from "./failure.ts";
 
@@ -12,7 +13,8 @@ export type NotifyHandler = (
  * Registers `POST /notify/<api>` (default merchant) and `/notify/<api>/:mchid` in the caller's encapsulated
  * Fastify context. The body is kept as the raw Buffer for `contentTypes` (signatures cover the exact bytes:
  * never parse-and-reserialise) and every other content type gets 415; failures are answered in the API's
- * own format by `handleNotifyError`.
+ * own format by `handleNotifyError` — SHUTTING_DOWN too, for requests that still arrive on kept-alive sockets
+ * once the app is closing (Fastify then also sets `Connection: close`).
  */
 export function registerNotifyRoutes(
   app: FastifyInstance,
@@ -27,7 +29,7 @@ export function registerNotifyRoutes(
 
   const route = { bodyLimit: ctx.settings.bodyLimitBytes, config: { api } };
   const handler = (request: FastifyRequest<{ Params: MerchantParams }>, reply: FastifyReply) =>
-    handle(ctx, request, reply);
+    ctx.isClosing() ? Promise.reject(new IngressError("SHUTTING_DOWN")) : handle(ctx, request, reply);
   app.post(`/notify/${api}`, route, handler);
   app.post(`/notify/${api}/:mchid`, route, handler);
 }

@@ -1,0 +1,64 @@
+import { once } from "node:events";
+import { connect } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createIngressFixture, type IngressFixture, signedV3 } from "./support/fixture.ts";
+
+/** Merchant-table lookups that take 700 ms: a request for an unknown mchid stays in flight that long. */
+const SLOW_LOOKUP_MS = 700;
+
+let f: IngressFixture;
+
+beforeAll(async () => {
+  f = await createIngressFixture({
+    label: "ingress-shutdown",
+    source: { load: () => new Promise((resolve) => setTimeout(() => resolve([]), SLOW_LOOKUP_MS)) },
+  });
+  await f.app.listen({ host: "127.0.0.1", port: 0 });
+});
+afterAll(async () => {
+  await f?.close();
+});
+
+/** One HTTP/1.1 request as bytes, for a socket the test controls (kept alive, so a second can follow). */
+function rawPost(path: string, n: { headers: Record<string, string>; body: Buffer | string }): Buffer {
+  const body = Buffer.from(n.body);
+  const headers = { ...n.headers, host: "127.0.0.1", "content-length": String(body.length), connection: "keep-alive" };
+  const head = Object.entries(headers)
+    .map(([name, value]) => `${name}: ${value}`)
+    .join("\r\n");
+  return Buffer.concat([Buffer.from(`POST ${path} HTTP/1.1\r\n${head}\r\n\r\n`), body]);
+}
+
+describe("graceful shutdown", () => {
+  it("a notification arriving on a kept-alive socket while closing gets 503 SHUTTING_DOWN in WeChat's format", async () => {
+    const address = f.app.server.address();
+    if (address === null || typeof address === "string") throw new Error("not listening");
+    const socket = connect(address.port, "127.0.0.1");
+    let received = "";
+    socket.on("data", (chunk: Buffer) => {
+      received += chunk.toString("utf8");
+    });
+    await once(socket, "connect");
+    // In flight while the app closes: an unknown mchid waits for the (slow) merchant lookup.
+    socket.write(rawPost("/notify/v3/1900000777", signedV3(f.merchant)));
+    await new Promise((r) => setTimeout(r, 100));
+    const closing = f.app.close();
+    await new Promise((r) => setTimeout(r, 50));
+    const late = signedV3(f.merchant);
+    socket.write(rawPost("/notify/v3", late));
+    await closing;
+    await new Promise((r) => setTimeout(r, 50));
+    socket.destroy();
+
+    const responses = received.split(/(?=HTTP\/1\.1 )/);
+    expect(responses).toHaveLength(2);
+    expect(responses[0]).toMatch(/^HTTP\/1\.1 404 /);
+    expect(responses[1]).toMatch(/^HTTP\/1\.1 503 /);
+    expect(responses[1]).toMatch(/\r\nconnection: close\r\n/i);
+    expect(responses[1]).toMatch(/\r\ncontent-type: application\/json; charset=utf-8\r\n/i);
+    expect(responses[1]?.split("\r\n\r\n")[1]).toBe(
+      JSON.stringify({ code: "FAIL", message: "SHUTTING_DOWN: server shutting down, please resend" }),
+    );
+    expect(await f.queue.getJob(late.id)).toBeUndefined();
+  });
+});
