@@ -161,6 +161,37 @@ describe("through the queues", () => {
     expect(again.map((j) => j.id)).not.toContain(letter.id);
   });
 
+  it("a dead letter's DEAD mark waits for the database when it refuses it on the job's last attempt", async () => {
+    // PostgreSQL refuses the first two DEAD marks as a server shutting down would (SQLSTATE 57P01, transient).
+    await world.prisma.$executeRawUnsafe("CREATE SEQUENCE dead_mark_refusals");
+    await world.prisma.$executeRawUnsafe(`CREATE FUNCTION refuse_dead_mark() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.status = 'DEAD' AND OLD.status <> 'DEAD' AND nextval('dead_mark_refusals') <= 2 THEN
+          RAISE EXCEPTION 'refused by the test' USING ERRCODE = '57P01';
+        END IF;
+        RETURN NEW;
+      END $$`);
+    await world.prisma.$executeRawUnsafe(
+      `CREATE TRIGGER refuse_dead_mark BEFORE UPDATE ON "Notification" FOR EACH ROW EXECUTE FUNCTION refuse_dead_mark()`,
+    );
+    try {
+      const job = v3Payment(world, { outTradeNo: "T-pipe-dead-mark", apiV3Key: Buffer.from("z".repeat(32)) });
+      // One attempt: no later attempt of the job could do the marking.
+      await parseQueue.add(PARSE_JOB_NAME, job, { jobId: job.id, attempts: 1 });
+      await waitFor("DEAD", async () => (await notification(job.id))?.status === "DEAD");
+      const refusals = await world.prisma.$queryRawUnsafe<{ last_value: bigint }[]>(
+        "SELECT last_value FROM dead_mark_refusals",
+      );
+      expect(Number(refusals[0]?.last_value)).toBe(3);
+      expect((await notification(job.id))?.events.map((e) => e.kind)).toContain("DEAD_LETTERED");
+      expect(await letterOf("notify.parse", job.id)).toBeDefined();
+    } finally {
+      await world.prisma.$executeRawUnsafe(`DROP TRIGGER refuse_dead_mark ON "Notification"`);
+      await world.prisma.$executeRawUnsafe("DROP FUNCTION refuse_dead_mark()");
+      await world.prisma.$executeRawUnsafe("DROP SEQUENCE dead_mark_refusals");
+    }
+  });
+
   it("a notification that cannot be decrypted is DEAD with DECRYPT_FAILED", async () => {
     const job = v3Payment(world, { outTradeNo: "T-pipe-key", apiV3Key: Buffer.from("z".repeat(32)) });
     await parseQueue.add(PARSE_JOB_NAME, job, { jobId: job.id });

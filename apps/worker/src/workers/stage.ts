@@ -170,9 +170,18 @@ async function onFailure(
 }
 
 /**
+ * Waits between tries of marking a dead-lettered notification DEAD while the database refuses it for a
+ * transient reason, ms (~5 min in all). The job's last attempt has no retry to do the marking later, and its
+ * `failed` listener does not dead-letter again (the letter exists), so the marking waits here: BullMQ keeps
+ * renewing the job's lock meanwhile, and should this process die, the stalled job runs again and does it.
+ */
+const DEAD_MARK_RETRY_DELAYS_MS = [250, 1_000, 4_000, 15_000, 30_000, 60_000, 60_000, 60_000, 60_000];
+
+/**
  * Copies the job to `notify.dead` (idempotent: deterministic job id), marks the notification DEAD and
- * returns the DeadLetteredError to throw. When the database cannot be written, the database error is
- * returned instead, so the attempt is retried and the marking done later (the letter exists already).
+ * returns the DeadLetteredError to throw. A transient database failure of the marking is retried here
+ * (DEAD_MARK_RETRY_DELAYS_MS); when it still fails, the database error is returned instead, so an attempt
+ * that has retries left is retried and the marking done then (the letter exists already).
  */
 export async function deadLetter(
   rt: StageRuntime,
@@ -198,21 +207,34 @@ export async function deadLetter(
   };
   await rt.deadQueue.add(DEAD_JOB_NAME, letter, { jobId: letterId });
   if (f.notificationId !== null) {
-    try {
-      await markNotificationDead(rt.prisma, {
-        notificationId: f.notificationId,
-        stage: queue,
-        code: err.code,
-        message: err.message,
-        attempt: job.attemptsMade + 1,
-        deadLetterId: letterId,
-      });
-    } catch (dbError) {
-      f.log.error(
-        { code: "DEAD_NOT_RECORDED", err: oneLine(dbError), deadLetterId: letterId },
-        "dead letter written, notification not marked",
-      );
-      return toWorkerError(dbError);
+    const mark = {
+      notificationId: f.notificationId,
+      stage: queue,
+      code: err.code,
+      message: err.message,
+      attempt: job.attemptsMade + 1,
+      deadLetterId: letterId,
+    };
+    for (let tried = 0; ; tried++) {
+      try {
+        await markNotificationDead(rt.prisma, mark);
+        break;
+      } catch (dbError) {
+        const error = toWorkerError(dbError);
+        const delayMs = DEAD_MARK_RETRY_DELAYS_MS[tried];
+        if (error.policy === "stop" || delayMs === undefined) {
+          f.log.error(
+            { code: "DEAD_NOT_RECORDED", err: oneLine(dbError), deadLetterId: letterId },
+            "dead letter written, notification not marked",
+          );
+          return error;
+        }
+        f.log.warn(
+          { code: error.code, err: oneLine(dbError), deadLetterId: letterId, retryInMs: delayMs },
+          "dead letter written, marking the notification DEAD failed; trying again",
+        );
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+      }
     }
   }
   rt.metrics.jobs.inc({ queue, result: "dead" });
