@@ -101,6 +101,16 @@ describe("parseV2Xml: hostile and broken input", () => {
     expect(messageOf(() => parseV2Xml("<xml><!-- x --><! ><a>1</a></xml>"))).toMatch(/<!declaration>/);
   });
 
+  it("a processing instruction cannot hide a DOCTYPE (its `<![CDATA[` is text, not a section start)", () => {
+    const hidden = '<?pi <![CDATA[ ?><!DOCTYPE xml [<!ENTITY e "x">]><xml><a>1</a></xml>';
+    expect(messageOf(() => parseV2Xml(hidden))).toBe(
+      "XML_INVALID: <!DOCTYPE> is not allowed (no DTD, no entity declarations)",
+    );
+    const spanning = '<?pi <![CDATA[ ?><!DOCTYPE xml [<!ENTITY e "x">]><xml><a><![CDATA[1]]></a></xml>';
+    expect(codeOf(() => parseV2Xml(spanning))).toBe("XML_INVALID");
+    expect(parseV2Xml("<?pi <!DOCTYPE-like text ?><xml><a>1</a></xml>")).toEqual({ a: "1" });
+  });
+
   it("decodeXmlText on its own: predefined entities and char refs only", () => {
     expect(decodeXmlText("a &amp;&lt;&#65;&#x42; b")).toBe("a &<AB b");
     expect(decodeXmlText("no entities")).toBe("no entities");

@@ -38,24 +38,33 @@ function invalid(message: string, cause?: unknown): WechatPayError {
   return new WechatPayError("XML_INVALID", message, cause === undefined ? undefined : { cause });
 }
 
+/** Markup whose content is skipped whole when looking for declarations: it may contain `<!` as text. */
+const SKIPPED_MARKUP: readonly (readonly [open: string, close: string])[] = [
+  ["<![CDATA[", "]]>"],
+  ["<!--", "-->"],
+  ["<?", "?>"],
+];
+
 /**
- * Rejects `<!` constructs other than `<![CDATA[…]]>` and `<!--…-->`. Skips over CDATA and comments so that
- * their *content* may mention `<!DOCTYPE` without being mistaken for markup.
+ * Rejects `<!` constructs other than `<![CDATA[…]]>` and `<!--…-->`. Walks the markup in document order and
+ * skips over CDATA, comments and processing instructions, so that their *content* may mention `<!DOCTYPE`
+ * without being mistaken for markup — and cannot hide one either (a `<![CDATA[` inside a processing
+ * instruction is text, not the start of a section that would swallow a DOCTYPE after it).
  */
 function rejectDeclarations(text: string): void {
-  let i = text.indexOf("<!");
+  let i = text.indexOf("<");
   while (i !== -1) {
-    let end: number;
-    if (text.startsWith("<![CDATA[", i)) {
-      end = text.indexOf("]]>", i + 9);
-    } else if (text.startsWith("<!--", i)) {
-      end = text.indexOf("-->", i + 4);
-    } else {
+    let next = i + 1;
+    const skipped = SKIPPED_MARKUP.find(([open]) => text.startsWith(open, i));
+    if (skipped) {
+      const end = text.indexOf(skipped[1], i + skipped[0].length);
+      if (end === -1) return; // unterminated: not well-formed, the validator reports it
+      next = end + skipped[1].length;
+    } else if (text.startsWith("<!", i)) {
       const what = /^<!([A-Za-z]*)/.exec(text.slice(i, i + 20))?.[1] || "declaration";
       throw invalid(`<!${what}> is not allowed (no DTD, no entity declarations)`);
     }
-    if (end === -1) return; // unterminated: the validator reports it
-    i = text.indexOf("<!", end);
+    i = text.indexOf("<", next);
   }
 }
 
