@@ -27,6 +27,8 @@ async function createDevelopmentEnv(): Promise<void> {
     readFileSync(resolve(keysDir, "env"), "utf8").trim(),
     `DASHBOARD_USERS=admin:operator:${await hashPassword(password)}`,
     `DASHBOARD_SESSION_SECRET=${randomBytes(32).toString("base64url")}`,
+    "# This machine only: the development login and keys are not for the network (the default, 0.0.0.0, is for containers).",
+    "HOST=127.0.0.1",
     "",
   ];
   writeFileSync(envFile, lines.join("\n"), { mode: 0o600 });
