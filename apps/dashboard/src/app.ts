@@ -79,7 +79,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const now = deps.now ?? (() => new Date());
   const app = Fastify({
     loggerInstance: logger,
-    trustProxy: config.DASHBOARD_TRUST_PROXY,
+    // One hop: the client address is the one the reverse proxy appended to X-Forwarded-For. `true` would take
+    // the leftmost entry, which the client writes itself (a new one per attempt would dodge the login limit).
+    trustProxy: config.DASHBOARD_TRUST_PROXY ? (_address: string, hop: number) => hop === 0 : false,
     bodyLimit: 256 * 1024,
   });
 

@@ -212,6 +212,94 @@ describe("login and sessions", () => {
     const metrics = await d.app.inject({ method: "GET", url: "/metrics" });
     expect(metrics.body).toMatch(/dashboard_logins_total\{result="rate_limited"\} [1-9]/);
   });
+
+  /** One login attempt from `ip` with a fresh CSRF token and cookie, as a browser would post it. */
+  async function loginFrom(ip: string, username: string, password: string, headers: Record<string, string> = {}) {
+    const client = new Client(d.app);
+    await client.get("/login");
+    return d.app.inject({
+      method: "POST",
+      url: "/login",
+      remoteAddress: ip,
+      headers: {
+        host: HOST,
+        origin: ORIGIN,
+        cookie: [...client.cookies].map(([k, v]) => `${k}=${v}`).join("; "),
+        "content-type": "application/x-www-form-urlencoded",
+        ...headers,
+      },
+      payload: new URLSearchParams({ username, password, _csrf: client.csrfToken ?? "" }).toString(),
+    });
+  }
+
+  it("counts attempts sent in parallel: at most the limit are checked, the password among them gets 429 too", async () => {
+    const ip = "203.0.113.8";
+    const attempts = await Promise.all([
+      ...Array.from({ length: 20 }, () => loginFrom(ip, "olga", "wrong")),
+      loginFrom(ip, "olga", PASSWORDS.olga),
+    ]);
+    const statuses = attempts.map((r) => r.statusCode);
+    expect(statuses.filter((s) => s === 401).length).toBeLessThanOrEqual(5);
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(16);
+    expect(statuses.at(-1)).toBe(429);
+  });
+
+  it("a login that cannot be audited does not happen: no session cookie", async () => {
+    const prisma = d.database.db.prisma;
+    await prisma.$executeRawUnsafe('ALTER TABLE "AuditLog" RENAME TO "AuditLogAway"');
+    try {
+      const response = await loginFrom("203.0.113.20", "olga", PASSWORDS.olga);
+      expect(response.statusCode).toBe(500);
+      const cookies = [response.headers["set-cookie"] ?? []].flat();
+      expect(cookies.filter((c) => c.startsWith("wpn_session="))).toEqual([]);
+    } finally {
+      await prisma.$executeRawUnsafe('ALTER TABLE "AuditLogAway" RENAME TO "AuditLog"');
+    }
+  });
+
+  it("the login page does not tell which names exist: the typed name comes back either way", async () => {
+    for (const username of ["olga", "nobody-here"]) {
+      const response = await loginFrom(`203.0.113.${username.length}`, username, "wrong");
+      expect(response.statusCode).toBe(401);
+      expect(response.body).toContain(`value="${username}"`);
+    }
+  });
+});
+
+describe("behind a reverse proxy (DASHBOARD_TRUST_PROXY)", () => {
+  it("takes the address the proxy appended, so a client cannot dodge the login limit with its own X-Forwarded-For", async () => {
+    const proxied = await startDashboard("dash_proxy", {
+      env: { DASHBOARD_LOGIN_ATTEMPTS_PER_MINUTE: "3", DASHBOARD_TRUST_PROXY: "true" },
+    });
+    try {
+      const attempt = async (n: number) => {
+        const client = new Client(proxied.app);
+        await client.get("/login");
+        return proxied.app.inject({
+          method: "POST",
+          url: "/login",
+          remoteAddress: "10.0.0.2",
+          headers: {
+            host: HOST,
+            origin: ORIGIN,
+            "x-forwarded-for": `192.0.2.${n}, 198.51.100.9`,
+            cookie: [...client.cookies].map(([k, v]) => `${k}=${v}`).join("; "),
+            "content-type": "application/x-www-form-urlencoded",
+          },
+          payload: new URLSearchParams({
+            username: "olga",
+            password: "wrong",
+            _csrf: client.csrfToken ?? "",
+          }).toString(),
+        });
+      };
+      const statuses: number[] = [];
+      for (let n = 1; n <= 5; n++) statuses.push((await attempt(n)).statusCode);
+      expect(statuses).toEqual([401, 401, 401, 429, 429]);
+    } finally {
+      await proxied.close();
+    }
+  });
 });
 
 describe("roles and CSRF on bull-board", () => {

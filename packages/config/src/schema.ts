@@ -123,7 +123,10 @@ export const envSchema = z.object({
   DASHBOARD_COOKIE_SECURE: bool.default(false),
   /** Failed dashboard logins accepted per client IP per minute before answering 429. */
   DASHBOARD_LOGIN_ATTEMPTS_PER_MINUTE: int(1, 1_000).default(5),
-  /** Behind a reverse proxy: trust X-Forwarded-For/-Host/-Proto for the client IP (rate limit) and origin checks. */
+  /**
+   * Behind ONE reverse proxy: trust the X-Forwarded-For/-Host/-Proto it sets (the client IP of the login limit, the
+   * origin checks). Only the last hop is trusted: entries the client wrote further left are ignored.
+   */
   DASHBOARD_TRUST_PROXY: bool.default(false),
 });
 

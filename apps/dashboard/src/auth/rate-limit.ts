@@ -1,7 +1,8 @@
 /**
  * Failed-login limiter: at most `limit` failures per client IP in a sliding one-minute window. In memory,
  * per process: enough to make password guessing against one dashboard impractical without a Redis round
- * trip on the login path. A successful login clears the IP's failures.
+ * trip on the login path. The login route records every attempt as a failure before checking the password
+ * (so parallel attempts count), and a successful login clears the IP's failures.
  */
 export class LoginRateLimiter {
   private readonly failures = new Map<string, number[]>();

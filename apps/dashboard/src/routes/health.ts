@@ -1,4 +1,4 @@
-import type { FastifyInstance } from "fastify";
+import type { FastifyBaseLogger, FastifyInstance } from "fastify";
 import type { DashboardContext } from "../context.ts";
 
 const CHECK_TIMEOUT_MS = 2_000;
@@ -11,12 +11,14 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-async function check(run: () => Promise<unknown>, what: string): Promise<string> {
+/** "ok" or "down": the route is public, so the reason (which can name a database role or host) only goes to the log. */
+async function check(run: () => Promise<unknown>, what: string, log: FastifyBaseLogger): Promise<"ok" | "down"> {
   try {
     await withTimeout(run(), CHECK_TIMEOUT_MS, what);
     return "ok";
   } catch (error) {
-    return error instanceof Error ? error.message : String(error);
+    log.warn({ err: error instanceof Error ? error.message : String(error) }, `${what} check failed`);
+    return "down";
   }
 }
 
@@ -27,10 +29,10 @@ async function check(run: () => Promise<unknown>, what: string): Promise<string>
 export function registerHealthRoutes(app: FastifyInstance, ctx: DashboardContext): void {
   app.get("/health/live", { config: { access: "public" } }, async () => ({ status: "ok" }));
 
-  app.get("/health/ready", { config: { access: "public" } }, async (_request, reply) => {
+  app.get("/health/ready", { config: { access: "public" } }, async (request, reply) => {
     const [postgres, redis] = await Promise.all([
-      check(() => ctx.db.pool.query("SELECT 1"), "PostgreSQL"),
-      check(() => ctx.redis.ping(), "Redis"),
+      check(() => ctx.db.pool.query("SELECT 1"), "PostgreSQL", request.log),
+      check(() => ctx.redis.ping(), "Redis", request.log),
     ]);
     const ready = postgres === "ok" && redis === "ok";
     return reply.code(ready ? 200 : 503).send({ status: ready ? "ok" : "unavailable", checks: { postgres, redis } });

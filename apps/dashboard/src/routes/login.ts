@@ -46,16 +46,25 @@ export function registerLoginRoutes(app: FastifyInstance, ctx: DashboardContext)
     const username = typeof body.username === "string" ? body.username.trim() : "";
     const password = typeof body.password === "string" ? body.password : "";
     const user = ctx.users.get(username);
+    // Counted as a failure before the (slow, awaited) password check, so that attempts sent in parallel see
+    // each other in the limit; a success clears it again.
+    ctx.loginLimiter.recordFailure(ip);
     const ok = await verifyPassword(password, user?.passwordHash ?? DUMMY_HASH);
     if (!user || !ok) {
-      ctx.loginLimiter.recordFailure(ip);
       ctx.metrics.logins.inc({ result: "failure" });
       // The name is logged only when it is a configured user: people type passwords into the name field.
       request.log.warn({ ip, user: user ? user.name : "(unknown)" }, "login failed");
-      return loginPage(reply, { next, username: user ? username : "", error: "Wrong name or password." }, 401);
+      // The typed name comes back whether or not it exists: the page must not tell which names do.
+      return loginPage(reply, { next, username, error: "Wrong name or password." }, 401);
     }
     ctx.loginLimiter.recordSuccess(ip);
     const { value, claims } = ctx.sessions.issue({ name: user.name, role: user.role });
+    // Audited before the cookie is set: a login that cannot be audited does not happen.
+    await recordAudit(
+      ctx.db.prisma,
+      { actor: user.name, role: user.role, action: "login", detail: { ip, sid: claims.sid } },
+      ctx.now(),
+    );
     reply.setCookie(SESSION_COOKIE, value, {
       path: "/",
       httpOnly: true,
@@ -64,11 +73,6 @@ export function registerLoginRoutes(app: FastifyInstance, ctx: DashboardContext)
       maxAge: ctx.sessions.maxAgeSeconds,
     });
     ctx.metrics.logins.inc({ result: "success" });
-    await recordAudit(
-      ctx.db.prisma,
-      { actor: user.name, role: user.role, action: "login", detail: { ip, sid: claims.sid } },
-      ctx.now(),
-    );
     request.log.info({ user: user.name, role: user.role }, "login");
     return reply.redirect(next, 303);
   });
