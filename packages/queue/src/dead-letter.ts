@@ -25,7 +25,8 @@ export type ReplayStatus =
   | "not-found"
   /** The letter's payload is not one this version understands; left in place. */
   | "invalid"
-  /** The original job is still waiting, delayed or running in its stage queue; nothing to do yet. */
+  /** The original job is still waiting, delayed or running in its stage queue, or the letter is being replayed
+   *  by another call; nothing to do yet. */
   | "in-flight";
 
 export interface ReplayOutcome {
@@ -80,7 +81,30 @@ export async function replayAllDeadLetters(deps: ReplayDeps, pageSize = 500): Pr
   }
 }
 
-async function replayJob(deps: ReplayDeps, queues: QueueCache, job: Job): Promise<ReplayOutcome> {
+/**
+ * How long a replay holds its letter against a concurrent replay of the same letter (a double click, two
+ * operators), s. A replay takes milliseconds; the expiry only frees the letter of a replay whose process died.
+ * Without the claim both would pass every check, and the letter's replay be recorded (onReplayed: audit row,
+ * REPLAYED event) twice for one re-run.
+ */
+const REPLAY_CLAIM_SECONDS = 60;
+
+async function replayJob(deps: ReplayDeps, queues: QueueCache, letterJob: Job): Promise<ReplayOutcome> {
+  const id = letterJob.id ?? "";
+  const claim = `${deps.prefix}:${QueueName.Dead}:replaying:${id}`;
+  if ((await deps.connection.set(claim, "1", "EX", REPLAY_CLAIM_SECONDS, "NX")) === null) {
+    return { id, status: "in-flight", message: `dead letter ${id} is being replayed` };
+  }
+  try {
+    // Read again under the claim: a replay that finished just before it has removed the letter.
+    const job = await queues.get(QueueName.Dead).getJob(id);
+    return job ? await replayClaimed(deps, queues, job) : { id, status: "not-found" };
+  } finally {
+    await deps.connection.del(claim);
+  }
+}
+
+async function replayClaimed(deps: ReplayDeps, queues: QueueCache, job: Job): Promise<ReplayOutcome> {
   const id = job.id ?? "";
   const decoded = decodeJob(deadLetterSchema, job.data);
   if (!decoded.ok) return { id, status: "invalid", message: decoded.message };
