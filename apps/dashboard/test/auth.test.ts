@@ -1,4 +1,5 @@
 import { createQueue, QueueName } from "@wpn/queue";
+import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PASSWORDS, startDashboard, type TestDashboard } from "./support/app.ts";
 import { Client, HOST, loggedIn, ORIGIN } from "./support/client.ts";
@@ -15,6 +16,31 @@ beforeAll(async () => {
 afterAll(async () => {
   await d?.close();
 });
+
+/** One login attempt from `ip`, posted as a browser would after opening the login page (CSRF token, cookie). */
+async function loginFrom(
+  app: FastifyInstance,
+  ip: string,
+  username: string,
+  password: string,
+  headers: Record<string, string> = {},
+) {
+  const client = new Client(app);
+  await client.get("/login");
+  return app.inject({
+    method: "POST",
+    url: "/login",
+    remoteAddress: ip,
+    headers: {
+      host: HOST,
+      origin: ORIGIN,
+      cookie: [...client.cookies].map(([k, v]) => `${k}=${v}`).join("; "),
+      "content-type": "application/x-www-form-urlencoded",
+      ...headers,
+    },
+    payload: new URLSearchParams({ username, password, _csrf: client.csrfToken ?? "" }).toString(),
+  });
+}
 
 const PUBLIC_ROUTES = [
   "GET /health/live",
@@ -184,19 +210,7 @@ describe("login and sessions", () => {
     const ip = "203.0.113.7";
     const client = new Client(d.app);
     await client.get("/login");
-    const attempt = (password: string) =>
-      d.app.inject({
-        method: "POST",
-        url: "/login",
-        remoteAddress: ip,
-        headers: {
-          host: HOST,
-          origin: ORIGIN,
-          cookie: [...client.cookies].map(([k, v]) => `${k}=${v}`).join("; "),
-          "content-type": "application/x-www-form-urlencoded",
-        },
-        payload: new URLSearchParams({ username: "olga", password, _csrf: client.csrfToken ?? "" }).toString(),
-      });
+    const attempt = (password: string) => loginFrom(d.app, ip, "olga", password);
     for (let i = 0; i < 5; i++) expect((await attempt("wrong")).statusCode).toBe(401);
     const limited = await attempt(PASSWORDS.olga);
     expect(limited.statusCode).toBe(429);
@@ -213,30 +227,11 @@ describe("login and sessions", () => {
     expect(metrics.body).toMatch(/dashboard_logins_total\{result="rate_limited"\} [1-9]/);
   });
 
-  /** One login attempt from `ip` with a fresh CSRF token and cookie, as a browser would post it. */
-  async function loginFrom(ip: string, username: string, password: string, headers: Record<string, string> = {}) {
-    const client = new Client(d.app);
-    await client.get("/login");
-    return d.app.inject({
-      method: "POST",
-      url: "/login",
-      remoteAddress: ip,
-      headers: {
-        host: HOST,
-        origin: ORIGIN,
-        cookie: [...client.cookies].map(([k, v]) => `${k}=${v}`).join("; "),
-        "content-type": "application/x-www-form-urlencoded",
-        ...headers,
-      },
-      payload: new URLSearchParams({ username, password, _csrf: client.csrfToken ?? "" }).toString(),
-    });
-  }
-
   it("counts attempts sent in parallel: at most the limit are checked, the password among them gets 429 too", async () => {
     const ip = "203.0.113.8";
     const attempts = await Promise.all([
-      ...Array.from({ length: 20 }, () => loginFrom(ip, "olga", "wrong")),
-      loginFrom(ip, "olga", PASSWORDS.olga),
+      ...Array.from({ length: 20 }, () => loginFrom(d.app, ip, "olga", "wrong")),
+      loginFrom(d.app, ip, "olga", PASSWORDS.olga),
     ]);
     const statuses = attempts.map((r) => r.statusCode);
     expect(statuses.filter((s) => s === 401).length).toBeLessThanOrEqual(5);
@@ -248,7 +243,7 @@ describe("login and sessions", () => {
     const prisma = d.database.db.prisma;
     await prisma.$executeRawUnsafe('ALTER TABLE "AuditLog" RENAME TO "AuditLogAway"');
     try {
-      const response = await loginFrom("203.0.113.20", "olga", PASSWORDS.olga);
+      const response = await loginFrom(d.app, "203.0.113.20", "olga", PASSWORDS.olga);
       expect(response.statusCode).toBe(500);
       const cookies = [response.headers["set-cookie"] ?? []].flat();
       expect(cookies.filter((c) => c.startsWith("wpn_session="))).toEqual([]);
@@ -259,7 +254,7 @@ describe("login and sessions", () => {
 
   it("the login page does not tell which names exist: the typed name comes back either way", async () => {
     for (const username of ["olga", "nobody-here"]) {
-      const response = await loginFrom(`203.0.113.${username.length}`, username, "wrong");
+      const response = await loginFrom(d.app, `203.0.113.${username.length}`, username, "wrong");
       expect(response.statusCode).toBe(401);
       expect(response.body).toContain(`value="${username}"`);
     }
@@ -272,27 +267,8 @@ describe("behind a reverse proxy (DASHBOARD_TRUST_PROXY)", () => {
       env: { DASHBOARD_LOGIN_ATTEMPTS_PER_MINUTE: "3", DASHBOARD_TRUST_PROXY: "true" },
     });
     try {
-      const attempt = async (n: number) => {
-        const client = new Client(proxied.app);
-        await client.get("/login");
-        return proxied.app.inject({
-          method: "POST",
-          url: "/login",
-          remoteAddress: "10.0.0.2",
-          headers: {
-            host: HOST,
-            origin: ORIGIN,
-            "x-forwarded-for": `192.0.2.${n}, 198.51.100.9`,
-            cookie: [...client.cookies].map(([k, v]) => `${k}=${v}`).join("; "),
-            "content-type": "application/x-www-form-urlencoded",
-          },
-          payload: new URLSearchParams({
-            username: "olga",
-            password: "wrong",
-            _csrf: client.csrfToken ?? "",
-          }).toString(),
-        });
-      };
+      const attempt = (n: number) =>
+        loginFrom(proxied.app, "10.0.0.2", "olga", "wrong", { "x-forwarded-for": `192.0.2.${n}, 198.51.100.9` });
       const statuses: number[] = [];
       for (let n = 1; n <= 5; n++) statuses.push((await attempt(n)).statusCode);
       expect(statuses).toEqual([401, 401, 401, 429, 429]);
