@@ -28,7 +28,15 @@ export interface MigrationFile {
   sql: string;
   /** sha256 hex of the file bytes: what Prisma stores in `checksum`. */
   checksum: string;
+  /**
+   * The checksums an applied copy of this file may have been recorded with: its own, and those of the same
+   * text with LF or CRLF line endings (a checkout on Windows converts them). Prisma accepts these variants
+   * too, so a database migrated from one checkout still starts from another.
+   */
+  acceptedChecksums: readonly string[];
 }
+
+const sha256 = (text: Buffer | string) => createHash("sha256").update(text).digest("hex");
 
 export function readMigrations(dir: string = MIGRATIONS_DIR): MigrationFile[] {
   return readdirSync(dir, { withFileTypes: true })
@@ -37,7 +45,10 @@ export function readMigrations(dir: string = MIGRATIONS_DIR): MigrationFile[] {
     .sort()
     .map((name) => {
       const bytes = readFileSync(join(dir, name, "migration.sql"));
-      return { name, sql: bytes.toString("utf8"), checksum: createHash("sha256").update(bytes).digest("hex") };
+      const sql = bytes.toString("utf8");
+      const lf = sql.replace(/\r\n/g, "\n");
+      const checksum = sha256(bytes);
+      return { name, sql, checksum, acceptedChecksums: [checksum, sha256(lf), sha256(lf.replace(/\n/g, "\r\n"))] };
     });
 }
 
@@ -54,8 +65,10 @@ export async function ensureDatabase(url: string): Promise<boolean> {
     try {
       await client.query(`CREATE DATABASE ${quoteIdent(target.database)}`);
     } catch (error) {
-      // Another process created it between our check and CREATE: fine.
-      if ((error as { code?: string }).code !== "42P04") throw error;
+      // Another process created it between our check and CREATE: fine. Depending on the moment, PostgreSQL
+      // says so as 42P04 (duplicate_database) or as a unique violation on pg_database's name index.
+      const code = (error as { code?: string }).code;
+      if (code !== "42P04" && code !== "23505") throw error;
     }
     return true;
   } finally {
@@ -91,17 +104,21 @@ export async function migrate(url: string, dir: string = MIGRATIONS_DIR): Promis
         rolled_back_at: Date | null;
       }>(`SELECT migration_name, checksum, finished_at, rolled_back_at FROM "_prisma_migrations"`);
       const recorded = new Map(rows.rows.filter((r) => r.rolled_back_at === null).map((r) => [r.migration_name, r]));
+      // As Prisma (P3009): a failed migration anywhere in the history stops everything, before anything runs.
+      const failed = [...recorded.values()].filter((r) => r.finished_at === null).map((r) => r.migration_name);
+      if (failed.length > 0) {
+        throw new Error(`migration ${failed.join(", ")} failed earlier and needs manual resolution`);
+      }
       const result: MigrateResult = { applied: [], alreadyApplied: [] };
       for (const migration of readMigrations(dir)) {
         const row = recorded.get(migration.name);
-        if (row?.finished_at) {
-          if (row.checksum !== migration.checksum) {
+        if (row) {
+          if (!migration.acceptedChecksums.includes(row.checksum)) {
             throw new Error(`migration ${migration.name} was modified after it was applied (checksum mismatch)`);
           }
           result.alreadyApplied.push(migration.name);
           continue;
         }
-        if (row) throw new Error(`migration ${migration.name} failed earlier and needs manual resolution`);
         await applyOne(client, migration);
         result.applied.push(migration.name);
       }

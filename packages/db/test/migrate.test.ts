@@ -1,7 +1,7 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createDb, migrate, readMigrations } from "@wpn/db";
+import { createDb, ensureDatabase, migrate, readMigrations } from "@wpn/db";
 import { TEST_DATABASE_BASE_URL } from "@wpn/testing";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
@@ -77,6 +77,52 @@ describe("migrate", () => {
     await expect(migrate(url, migrationsDir({ "001_a": `CREATE TABLE "T" (id bigint);` }))).rejects.toThrow(
       /001_a was modified after it was applied/,
     );
+  });
+
+  it("accepts an applied migration whose file now has other line endings (a Windows checkout), nothing else", async () => {
+    const url = freshUrl();
+    await migrate(url, migrationsDir({ "001_a": `CREATE TABLE "T" (id int);\nINSERT INTO "T" VALUES (1);\n` }));
+    const crlf = migrationsDir({ "001_a": `CREATE TABLE "T" (id int);\r\nINSERT INTO "T" VALUES (1);\r\n` });
+    expect(await migrate(url, crlf)).toEqual({ applied: [], alreadyApplied: ["001_a"] });
+    await expect(
+      migrate(url, migrationsDir({ "001_a": `CREATE TABLE "T" (id int);\r\nINSERT INTO "T" VALUES (2);\r\n` })),
+    ).rejects.toThrow(/001_a was modified after it was applied/);
+  });
+
+  it("refuses before applying anything when any recorded migration failed, even one no longer on disk", async () => {
+    const url = freshUrl();
+    await migrate(url, migrationsDir({ "001_a": `CREATE TABLE "T" (id int);` }));
+    const db = createDb({ url });
+    try {
+      await db.pool.query(
+        `INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, applied_steps_count)
+         VALUES ('f', 'x', '000_gone', now(), 0)`,
+      );
+      const dir = migrationsDir({ "001_a": `CREATE TABLE "T" (id int);`, "002_b": `CREATE TABLE "U" (id int);` });
+      await expect(migrate(url, dir)).rejects.toThrow(/000_gone failed earlier/);
+      const tables = await db.pool.query(
+        `SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'U'`,
+        [db.target.schema],
+      );
+      expect(tables.rowCount).toBe(0);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it("creates a missing database once when several processes start together", async () => {
+    const name = `wpn_mig_${Math.random().toString(36).slice(2, 10)}`;
+    const url = new URL(TEST_DATABASE_BASE_URL);
+    url.pathname = `/${name}`;
+    try {
+      const created = await Promise.all(Array.from({ length: 8 }, () => ensureDatabase(url.toString())));
+      expect(created.filter(Boolean).length).toBeGreaterThanOrEqual(1);
+    } finally {
+      const client = new pg.Client({ connectionString: TEST_DATABASE_BASE_URL });
+      await client.connect();
+      await client.query(`DROP DATABASE IF EXISTS "${name}"`);
+      await client.end();
+    }
   });
 
   it("rolls back a failing migration completely and records nothing", async () => {
