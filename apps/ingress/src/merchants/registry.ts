@@ -70,7 +70,8 @@ interface Loaded {
  * Merchants by mchid, all in memory: the request path never touches PostgreSQL except through `lookup` of
  * an mchid not seen before, which triggers at most one reload per `unknownLookupIntervalMs` for the whole
  * process (so junk mchids cannot turn into database load). The table is reloaded in the background every
- * `refreshIntervalMs`; a failed reload keeps the previous set. The environment's merchant always wins over a
+ * `refreshIntervalMs`; a failed reload keeps the previous set, and a merchant whose changed row has no usable key
+ * keeps its previous keys. The environment's merchant always wins over a
  * row with the same mchid.
  */
 export class MerchantRegistry {
@@ -178,10 +179,17 @@ export class MerchantRegistry {
         continue;
       }
       try {
-        next.set(record.mchid, { merchant: buildMerchant(record), fingerprint });
+        next.set(record.mchid, { merchant: buildMerchant(record, logger), fingerprint });
       } catch (error) {
-        // One merchant's broken key material must not take the others down; its notifications get 404 and are resent.
-        logger.error({ err: error, mchid: record.mchid }, "merchant key material unusable; merchant skipped");
+        // One merchant's broken key material must not take the others down. A merchant that worked keeps the
+        // keys it had (a bad edit must not stop its notifications); a new one is skipped (404, WeChat resends).
+        if (previous) next.set(record.mchid, previous);
+        logger.error(
+          { err: error, mchid: record.mchid },
+          previous
+            ? "merchant key material unusable; keeping the previous keys"
+            : "merchant key material unusable; merchant skipped",
+        );
       }
     }
     this.#merchants = next;
@@ -200,11 +208,29 @@ function fingerprintOf(record: MerchantRecord): string {
   return hash.digest("hex");
 }
 
-function buildMerchant(record: MerchantRecord): MerchantKeys {
+/**
+ * A merchant's keys from its row. Each key is loaded on its own: an unusable one (bad PEM, key under 2048 bits) is
+ * logged and left out, and the merchant keeps the others — one bad certificate row beside a good public key must
+ * not refuse all of its notifications. Throws only when nothing usable is left.
+ */
+function buildMerchant(record: MerchantRecord, logger: Logger): MerchantKeys {
   const keys = new KeyStore();
-  if (record.publicKeyId && record.publicKeyPem)
-    keys.addPublicKey(record.publicKeyId, loadPublicKey(record.publicKeyPem));
-  for (const cert of record.certificates) keys.addCertificate(cert.pem);
+  const unusable = (what: string, error: unknown) =>
+    logger.error({ err: error, mchid: record.mchid, key: what }, "merchant key unusable; left out");
+  if (record.publicKeyId && record.publicKeyPem) {
+    try {
+      keys.addPublicKey(record.publicKeyId, loadPublicKey(record.publicKeyPem));
+    } catch (error) {
+      unusable(record.publicKeyId, error);
+    }
+  }
+  for (const cert of record.certificates) {
+    try {
+      keys.addCertificate(cert.pem);
+    } catch (error) {
+      unusable(cert.serial, error);
+    }
+  }
   if (keys.describe().length === 0 && !record.apiV2Key) {
     throw new Error("merchant has neither a public key, a platform certificate nor an APIv2 key");
   }
