@@ -26,6 +26,7 @@ let base: string;
 beforeAll(async () => {
   t = await createTestDatabase("e2e");
   const port = await freePort();
+  const workerHealthPort = await freePort();
   const env = {
     ...merchant.env,
     DATABASE_URL: t.url,
@@ -33,14 +34,16 @@ beforeAll(async () => {
     QUEUE_PREFIX: prefix,
     HOST: "127.0.0.1",
     PORT: String(port),
-    WORKER_HEALTH_PORT: "0",
+    WORKER_HEALTH_PORT: String(workerHealthPort),
   };
   ingress = startApp("ingress", env);
   worker = startApp("worker", env);
   base = `http://127.0.0.1:${port}`;
   // Ready, not only live: a POST before the ingress's Redis connection is up is answered 503 (QUEUE_UNAVAILABLE).
   await waitForHttp(`${base}/health/ready`, ingress);
-}, 60_000);
+  // The worker too: its cold start must not eat into the first test's wait for an applied payment.
+  await waitForHttp(`http://127.0.0.1:${workerHealthPort}/health/ready`, worker);
+}, 90_000);
 
 afterAll(async () => {
   const codes = await Promise.all([ingress?.stop(), worker?.stop()]);

@@ -47,13 +47,18 @@ const outcomeOf = (promise: Promise<SubmitOutcome>): Promise<Settled> =>
 describe("Intake: one deadline timer for every waiting accept", () => {
   it("fails each unanswered accept at its own deadline, answered ones before and after it are unaffected", async () => {
     const { batcher, open } = heldBatcher();
-    const intake = new Intake(batcher, ready, 200, createMetrics({ defaultMetrics: false }));
+    // Timeout T, accepts GAP apart: each deadline is T after its accept (a at T, c at T + GAP, d at T + 2 GAP),
+    // where one timer chained from expiry to expiry would give c at ≥ 2T and d at ≥ 3T. Seconds, not tens of ms,
+    // so a test process descheduled for most of a second still tells the two apart.
+    const T = 1_000;
+    const GAP = 300;
+    const intake = new Intake(batcher, ready, T, createMetrics({ defaultMetrics: false }));
     const started = performance.now();
     const a = outcomeOf(intake.accept("v3", "a", job));
-    await sleep(60);
+    await sleep(GAP);
     const b = outcomeOf(intake.accept("v3", "b", job));
     const c = outcomeOf(intake.accept("v3", "c", job));
-    await sleep(60);
+    await sleep(GAP);
     const d = outcomeOf(intake.accept("v3", "d", job));
     // b is answered in time; a, c and d never are.
     open.get("b")?.resolve({ kind: "enqueued" });
@@ -64,14 +69,13 @@ describe("Intake: one deadline timer for every waiting accept", () => {
       "QUEUE_TIMEOUT",
       "QUEUE_TIMEOUT",
     ]);
-    // Each timed out ~200 ms after its own accept (never before; timer resolution ~1 ms), and not a whole
-    // timeout after the previous expiry (c at ≥ 400, d at ≥ 600 ms); the upper bounds stay just below those, which
-    // leaves the most room for a busy CI (the test process can be descheduled for 100 ms and more).
-    expect(ra.at - started).toBeGreaterThanOrEqual(195);
-    expect(ra.at - started).toBeLessThan(395);
-    expect(rc.at - started).toBeGreaterThanOrEqual(255);
-    expect(rd.at - started).toBeGreaterThanOrEqual(315);
-    expect(rd.at - started).toBeLessThan(590);
+    // Each timed out T after its own accept (never before; timer resolution ~1 ms), and not a whole timeout after
+    // the previous expiry; the upper bounds stay just below the chained timer's 2T and 3T.
+    expect(ra.at - started).toBeGreaterThanOrEqual(T - 5);
+    expect(ra.at - started).toBeLessThan(2 * T - 5);
+    expect(rc.at - started).toBeGreaterThanOrEqual(T + GAP - 5);
+    expect(rd.at - started).toBeGreaterThanOrEqual(T + 2 * GAP - 5);
+    expect(rd.at - started).toBeLessThan(3 * T - 10);
     // A confirmation arriving after the timeout changes nothing (the resend will find the job or its receipt).
     open.get("a")?.resolve({ kind: "enqueued" });
     open.get("c")?.reject(new Error("late failure"));

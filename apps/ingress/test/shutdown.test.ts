@@ -7,17 +7,33 @@ import { createIngressFixture, type IngressFixture, signedV3 } from "./support/f
 const SLOW_LOOKUP_MS = 700;
 
 let f: IngressFixture;
+/** Merchant-table loads so far: a request for an unknown mchid is in flight once it has started one. */
+let loads = 0;
 
 beforeAll(async () => {
   f = await createIngressFixture({
     label: "ingress-shutdown",
-    source: { load: () => new Promise((resolve) => setTimeout(() => resolve([]), SLOW_LOOKUP_MS)) },
+    source: {
+      load: () => {
+        loads += 1;
+        return new Promise((resolve) => setTimeout(() => resolve([]), SLOW_LOOKUP_MS));
+      },
+    },
   });
   await f.app.listen({ host: "127.0.0.1", port: 0 });
 });
 afterAll(async () => {
   await f?.close();
 });
+
+/** Polls `done` every 5 ms; fails after 10 s. */
+async function until(done: () => boolean): Promise<void> {
+  const deadline = performance.now() + 10_000;
+  while (!done()) {
+    if (performance.now() > deadline) throw new Error("timed out");
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
 
 /** One HTTP/1.1 request as bytes, for a socket the test controls (kept alive, so a second can follow). */
 function rawPost(path: string, n: { headers: Record<string, string>; body: Buffer | string }): Buffer {
@@ -40,14 +56,15 @@ describe("graceful shutdown", () => {
     });
     await once(socket, "connect");
     // In flight while the app closes: an unknown mchid waits for the (slow) merchant lookup.
+    const loadsBefore = loads;
     socket.write(rawPost("/notify/v3/1900000777", signedV3(f.merchant)));
-    await new Promise((r) => setTimeout(r, 100));
+    await until(() => loads > loadsBefore);
     const closing = f.app.close();
     await new Promise((r) => setTimeout(r, 50));
     const late = signedV3(f.merchant);
     socket.write(rawPost("/notify/v3", late));
     await closing;
-    await new Promise((r) => setTimeout(r, 50));
+    await until(() => (received.match(/HTTP\/1\.1 /g) ?? []).length >= 2);
     socket.destroy();
 
     const responses = received.split(/(?=HTTP\/1\.1 )/);

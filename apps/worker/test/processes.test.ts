@@ -252,7 +252,9 @@ describe("worker processes", () => {
         ...world.env,
         WORKER_CONCURRENCY: "4",
         PG_POOL_MAX: "4",
-        WORKER_LOCK_DURATION_MS: "1000",
+        // Short, so the killed worker's jobs stall soon; not so short that a survivor starved of CPU for a
+        // moment loses its own locks.
+        WORKER_LOCK_DURATION_MS: "2000",
         WORKER_STALLED_INTERVAL_MS: "500",
         WORKER_SHUTDOWN_TIMEOUT_MS: "5000",
       };
@@ -269,9 +271,10 @@ describe("worker processes", () => {
       // is detected only once its lock has expired (WORKER_LOCK_DURATION_MS) and then it runs again elsewhere,
       // as a no-op. So wait for every held job to be logged stalled by a survivor and to complete, then check.
       const survivors = workers.slice(1);
+      // Complete lines only: the last one may still be arriving.
       const stalled = () =>
         survivors
-          .flatMap((w) => w.output().split("\n"))
+          .flatMap((w) => w.output().split("\n").slice(0, -1))
           .filter((line) => line.includes('"code":"JOB_STALLED"'))
           .map((line) => (JSON.parse(line) as { jobId: string }).jobId);
       await waitFor("a survivor to log JOB_STALLED for every held job", async () =>
