@@ -47,9 +47,7 @@ export interface ReplayOutcome {
 export async function replayDeadLetter(deps: ReplayDeps, id: string): Promise<ReplayOutcome> {
   const queues = new QueueCache(deps);
   try {
-    const job = await queues.get(QueueName.Dead).getJob(id);
-    if (!job) return { id, status: "not-found" };
-    return await replayJob(deps, queues, job);
+    return await replayJob(deps, queues, id);
   } finally {
     await queues.close();
   }
@@ -71,10 +69,7 @@ export async function replayAllDeadLetters(deps: ReplayDeps, pageSize = 500): Pr
       ids.push(...page.map((job) => job.id ?? "").filter((id) => id !== ""));
       if (page.length < pageSize) break;
     }
-    for (const id of ids) {
-      const job = await dead.getJob(id);
-      outcomes.push(job ? await replayJob(deps, queues, job) : { id, status: "not-found" });
-    }
+    for (const id of ids) outcomes.push(await replayJob(deps, queues, id));
     return outcomes;
   } finally {
     await queues.close();
@@ -89,14 +84,13 @@ export async function replayAllDeadLetters(deps: ReplayDeps, pageSize = 500): Pr
  */
 const REPLAY_CLAIM_SECONDS = 60;
 
-async function replayJob(deps: ReplayDeps, queues: QueueCache, letterJob: Job): Promise<ReplayOutcome> {
-  const id = letterJob.id ?? "";
+/** Replays the letter `id` under its claim; the letter is read once claimed (a replay that just finished removed it). */
+async function replayJob(deps: ReplayDeps, queues: QueueCache, id: string): Promise<ReplayOutcome> {
   const claim = `${deps.prefix}:${QueueName.Dead}:replaying:${id}`;
   if ((await deps.connection.set(claim, "1", "EX", REPLAY_CLAIM_SECONDS, "NX")) === null) {
     return { id, status: "in-flight", message: `dead letter ${id} is being replayed` };
   }
   try {
-    // Read again under the claim: a replay that finished just before it has removed the letter.
     const job = await queues.get(QueueName.Dead).getJob(id);
     return job ? await replayClaimed(deps, queues, job) : { id, status: "not-found" };
   } finally {

@@ -70,9 +70,8 @@ interface Loaded {
  * Merchants by mchid, all in memory: the request path never touches PostgreSQL except through `lookup` of
  * an mchid not seen before, which triggers at most one reload per `unknownLookupIntervalMs` for the whole
  * process (so junk mchids cannot turn into database load). The table is reloaded in the background every
- * `refreshIntervalMs`; a failed reload keeps the previous set, and a merchant whose changed row has no usable key
- * keeps its previous keys. The environment's merchant always wins over a
- * row with the same mchid.
+ * `refreshIntervalMs`; a failed reload keeps the previous set, and a merchant whose changed row has no usable
+ * key keeps its previous keys. The environment's merchant always wins over a row with the same mchid.
  */
 export class MerchantRegistry {
   readonly #options: Required<Omit<MerchantRegistryOptions, "source">> & { source: MerchantSource | undefined };
