@@ -21,6 +21,13 @@ function registryOver(rows: MerchantRecord[]) {
   });
 }
 
+/** The ids of the keys `registry` holds for `mchid` (undefined when it does not know the merchant). */
+const keyIdsOf = (registry: MerchantRegistry, mchid: string) =>
+  registry
+    .get(mchid)
+    ?.keys.describe()
+    .map((k) => k.id);
+
 describe("merchant registry: unusable key material", () => {
   const merchant = createTestMerchant({ mchid: "1900000555" });
   const row: MerchantRecord = {
@@ -35,11 +42,7 @@ describe("merchant registry: unusable key material", () => {
   it("one unusable certificate row beside a good public key leaves the merchant its good key", async () => {
     const registry = registryOver([{ ...row, certificates: [UNUSABLE_CERTIFICATE] }]);
     await registry.reload();
-    const keys = registry
-      .get(merchant.mchid)
-      ?.keys.describe()
-      .map((k) => k.id);
-    expect(keys).toEqual([merchant.publicKeyId]);
+    expect(keyIdsOf(registry, merchant.mchid)).toEqual([merchant.publicKeyId]);
   });
 
   it("a merchant whose row turns unusable keeps its previous keys; a new unusable one is skipped", async () => {
@@ -50,12 +53,7 @@ describe("merchant registry: unusable key material", () => {
     rows[0] = { ...row, publicKeyPem: "not a key", certificates: [UNUSABLE_CERTIFICATE] };
     rows.push({ ...row, mchid: "1900000556", publicKeyPem: "not a key" });
     await registry.reload();
-    expect(
-      registry
-        .get(merchant.mchid)
-        ?.keys.describe()
-        .map((k) => k.id),
-    ).toEqual([merchant.publicKeyId]);
+    expect(keyIdsOf(registry, merchant.mchid)).toEqual([merchant.publicKeyId]);
     expect(registry.get("1900000556")).toBeUndefined();
   });
 
@@ -65,11 +63,6 @@ describe("merchant registry: unusable key material", () => {
       { ...row, publicKeyId: null, publicKeyPem: null, certificates: [UNUSABLE_CERTIFICATE, cert] },
     ]);
     await registry.reload();
-    expect(
-      registry
-        .get(merchant.mchid)
-        ?.keys.describe()
-        .map((k) => k.id),
-    ).toEqual([cert.serial]);
+    expect(keyIdsOf(registry, merchant.mchid)).toEqual([cert.serial]);
   });
 });
