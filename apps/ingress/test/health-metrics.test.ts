@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createIngressFixture, type IngressFixture, post, signedV3 } from "./support/fixture.ts";
+import { pollUntil } from "./support/wait.ts";
 
 let f: IngressFixture;
 
@@ -104,13 +105,9 @@ describe("load shedding", () => {
       expect((await g.app.inject({ method: "GET", url: "/health/live" })).statusCode).toBe(200);
       // Once the loop is idle for a sample (~1 s), requests pass again: polled, since a busy host can make one
       // sample's lag exceed the 5 ms threshold by itself.
-      const deadline = performance.now() + 15_000;
-      let status = (await post(g.app, "/notify/v3", n)).statusCode;
-      while (status !== 204 && performance.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 200));
-        status = (await post(g.app, "/notify/v3", n)).statusCode;
-      }
-      expect(status).toBe(204);
+      expect(await pollUntil(async () => (await post(g.app, "/notify/v3", n)).statusCode === 204, 15_000, 200)).toBe(
+        true,
+      );
     } finally {
       await g.close();
     }

@@ -3,6 +3,7 @@ import { connect, createServer, type Server, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createIngressFixture, type IngressFixture, post, signedV3 } from "./support/fixture.ts";
 import { TestRedisServer } from "./support/redis-server.ts";
+import { pollUntil } from "./support/wait.ts";
 
 const ENQUEUE_TIMEOUT_MS = 400;
 
@@ -114,16 +115,8 @@ describe("Redis outages", () => {
       app: { sampleIntervalMs: 100, redisReopenAfterMs: 3_000 },
     });
     const ready = async () => (await g.app.inject({ method: "GET", url: "/health/ready" })).statusCode;
-    const waitFor = async (what: () => Promise<boolean>, ms: number) => {
-      const deadline = performance.now() + ms;
-      while (!(await what())) {
-        if (performance.now() > deadline) return false;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      return true;
-    };
     try {
-      expect(await waitFor(async () => (await ready()) === 200, 2_000)).toBe(true);
+      expect(await pollUntil(async () => (await ready()) === 200, 2_000)).toBe(true);
       expect((await post(g.app, "/notify/v3", signedV3(g.merchant))).statusCode).toBe(204);
 
       expect(producers.size).toBe(1);
@@ -136,11 +129,11 @@ describe("Redis outages", () => {
       expect(g.redis.status).toBe("ready");
       // Unanswered for 3 sampling intervals (300 ms) → not ready, although the connection still says "ready" and
       // long before the connection is reopened (3 s).
-      expect(await waitFor(async () => (await ready()) === 503, 2_500)).toBe(true);
+      expect(await pollUntil(async () => (await ready()) === 503, 2_500)).toBe(true);
       expect(performance.now() - silencedAt).toBeLessThan(2_500);
 
       // Reopened after 3 s on a new connection: ready again, and WeChat's resend is enqueued.
-      expect(await waitFor(async () => (await ready()) === 200, 10_000)).toBe(true);
+      expect(await pollUntil(async () => (await ready()) === 200, 10_000)).toBe(true);
       expect((await post(g.app, "/notify/v3", n)).statusCode).toBe(204);
       expect(await g.queue.getJob(n.id)).toBeDefined();
     } finally {

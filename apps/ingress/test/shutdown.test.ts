@@ -2,6 +2,7 @@ import { once } from "node:events";
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createIngressFixture, type IngressFixture, signedV3 } from "./support/fixture.ts";
+import { pollUntil } from "./support/wait.ts";
 
 /** Merchant-table lookups that take 700 ms: a request for an unknown mchid stays in flight that long. */
 const SLOW_LOOKUP_MS = 700;
@@ -26,15 +27,6 @@ afterAll(async () => {
   await f?.close();
 });
 
-/** Polls `done` every 5 ms; fails after 10 s. */
-async function until(done: () => boolean): Promise<void> {
-  const deadline = performance.now() + 10_000;
-  while (!done()) {
-    if (performance.now() > deadline) throw new Error("timed out");
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 /** One HTTP/1.1 request as bytes, for a socket the test controls (kept alive, so a second can follow). */
 function rawPost(path: string, n: { headers: Record<string, string>; body: Buffer | string }): Buffer {
   const body = Buffer.from(n.body);
@@ -58,13 +50,13 @@ describe("graceful shutdown", () => {
     // In flight while the app closes: an unknown mchid waits for the (slow) merchant lookup.
     const loadsBefore = loads;
     socket.write(rawPost("/notify/v3/1900000777", signedV3(f.merchant)));
-    await until(() => loads > loadsBefore);
+    expect(await pollUntil(() => loads > loadsBefore, 10_000, 5)).toBe(true);
     const closing = f.app.close();
     await new Promise((r) => setTimeout(r, 50));
     const late = signedV3(f.merchant);
     socket.write(rawPost("/notify/v3", late));
     await closing;
-    await until(() => (received.match(/HTTP\/1\.1 /g) ?? []).length >= 2);
+    expect(await pollUntil(() => (received.match(/HTTP\/1\.1 /g) ?? []).length >= 2, 10_000, 5)).toBe(true);
     socket.destroy();
 
     const responses = received.split(/(?=HTTP\/1\.1 )/);
