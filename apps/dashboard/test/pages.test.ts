@@ -141,7 +141,7 @@ describe("keys", () => {
     const body = page.body;
     const cert = new X509Certificate(readFileSync(certPath));
     const fingerprint = createHash("sha256")
-      .update(createPublicKey(d.config.publicKeyPem).export({ type: "spki", format: "der" }))
+      .update(createPublicKey(d.config.publicKeyPem as string).export({ type: "spki", format: "der" }))
       .digest("hex");
     expect(body).toContain(d.config.WECHATPAY_PUBLIC_KEY_ID);
     expect(body).toContain(fingerprint);

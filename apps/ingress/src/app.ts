@@ -7,6 +7,7 @@ import type { Redis } from "ioredis";
 import { type Logger, pino } from "pino";
 import { EnqueueBatcher } from "./enqueue/batcher.ts";
 import { Intake } from "./enqueue/intake.ts";
+import { CertificateSchedule } from "./merchants/certificate-download.ts";
 import type { MerchantRegistry } from "./merchants/registry.ts";
 import { createMetrics, type IngressMetrics, requestCounter } from "./metrics.ts";
 import { QueueSampler } from "./queue-sampler.ts";
@@ -59,6 +60,8 @@ export interface IngressHandle {
   readonly sampler: QueueSampler;
   readonly metrics: IngressMetrics;
   readonly batcher: EnqueueBatcher;
+  /** The default merchant's scheduled certificate download, when configured (started when the app is ready). */
+  readonly certificates: CertificateSchedule | undefined;
   /** Makes /health/ready answer 503 so load balancers stop sending, before `close()`. */
   startDraining(): void;
 }
@@ -117,6 +120,8 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     clock,
     { reopenAfterMs: deps.redisReopenAfterMs ?? 10_000, reopen: () => redis.disconnect(true) },
   );
+  const refresher = merchants.defaultMerchant.certificateRefresher;
+  const certificates = refresher && new CertificateSchedule(refresher, settings.certificateRefreshIntervalMs);
   let draining = false;
   let closing = false;
   app.addHook("preClose", async () => {
@@ -127,6 +132,7 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     sampler,
     metrics,
     batcher,
+    certificates,
     startDraining: () => {
       draining = true;
     },
@@ -175,9 +181,15 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     return writeFailure(reply, api, "NOT_FOUND");
   });
 
-  app.addHook("onReady", async () => sampler.start());
+  app.addHook("onReady", async () => {
+    sampler.start();
+    // Not awaited: WeChat's API being slow must not keep the ingress from listening (the public key or configured
+    // certificates may verify everything); /health/ready stays 503 while the merchant has no key at all.
+    void certificates?.start();
+  });
   app.addHook("onClose", async () => {
     sampler.stop();
+    certificates?.stop();
     await batcher.drain();
     await queue.close();
     await verifyPool?.close();

@@ -38,6 +38,7 @@ export const INGRESS_ERRORS = {
   QUEUE_TIMEOUT: { status: 503, message: "queue did not confirm in time, please resend" },
   OVERLOADED: { status: 503, message: "server overloaded, please resend" },
   VERIFIER_UNAVAILABLE: { status: 503, message: "signature not checked, please resend" },
+  CERT_DOWNLOAD_FAILED: { status: 503, message: "certificate download failed, please resend" },
   SHUTTING_DOWN: { status: 503, message: "server shutting down, please resend" },
   INTERNAL: { status: 500, message: "internal error, please resend" },
 } as const satisfies Record<string, { status: number; message: string }>;

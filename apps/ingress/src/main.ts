@@ -3,8 +3,10 @@ import { createDb } from "@wpn/db";
 import { createRedisConnection } from "@wpn/queue";
 import { pino } from "pino";
 import { buildApp } from "./app.ts";
+import { downloadObserver } from "./merchants/certificate-download.ts";
 import { prismaMerchantSource } from "./merchants/prisma-source.ts";
 import { defaultMerchantFromConfig, type MerchantKeys, MerchantRegistry } from "./merchants/registry.ts";
+import { createMetrics } from "./metrics.ts";
 import { ingressSettings } from "./settings.ts";
 
 /** After SIGTERM/SIGINT, give in-flight requests and enqueues this long before exiting anyway, ms. */
@@ -22,11 +24,12 @@ const logger = pino({
   },
 });
 
+const metrics = createMetrics();
 let defaultMerchant: MerchantKeys;
 try {
   // Parse the key material once; a wrong PEM (e.g. the merchant certificate instead of WeChat's public key)
   // must stop the process at start, not fail every notification.
-  defaultMerchant = defaultMerchantFromConfig(config);
+  defaultMerchant = defaultMerchantFromConfig(config, { observer: downloadObserver(logger, metrics) });
 } catch (error) {
   logger.fatal({ err: error }, "WeChat Pay key material could not be loaded");
   process.exit(78);
@@ -50,10 +53,16 @@ const db = createDb({ url: config.DATABASE_URL, poolMax: 2, connectTimeoutMs: 2_
 const merchants = new MerchantRegistry({ defaultMerchant, source: prismaMerchantSource(db.prisma), logger });
 await merchants.start();
 
-const app = buildApp({ settings: ingressSettings(config), redis, merchants, logger });
+const app = buildApp({ settings: ingressSettings(config), redis, merchants, logger, metrics });
 await app.listen({ host: config.HOST, port: config.PORT });
 logger.info(
-  { host: config.HOST, port: config.PORT, merchants: merchants.size, keys: defaultMerchant.keys.describe().length },
+  {
+    host: config.HOST,
+    port: config.PORT,
+    merchants: merchants.size,
+    keys: defaultMerchant.keys.describe().length,
+    certificateDownload: defaultMerchant.certificateRefresher !== undefined,
+  },
   "ingress listening",
 );
 

@@ -44,6 +44,8 @@ export interface IngressMetrics {
   readonly redisUp: Gauge;
   /** Merchants whose key material is loaded (default merchant included). */
   readonly merchantsLoaded: Gauge;
+  /** Platform-certificate downloads from WeChat Pay (scheduled and on unknown serials), by result ok|failed. */
+  readonly certificateDownloads: Counter<"result">;
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): IngressMetrics {
@@ -106,6 +108,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Ingre
     merchantsLoaded: new Gauge({
       name: "wpn_ingress_merchants_loaded",
       help: "Merchants whose verification keys are loaded",
+      registers,
+    }),
+    certificateDownloads: new Counter({
+      name: "wpn_ingress_certificate_downloads_total",
+      help: "Platform-certificate downloads from WeChat Pay (at start, scheduled, on an unknown serial), by result",
+      labelNames: ["result"],
       registers,
     }),
   };

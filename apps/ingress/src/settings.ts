@@ -10,6 +10,8 @@ export interface IngressSettings {
   timestampToleranceSeconds: number;
   /** 0: verify APIv3 signatures on the event loop; n: on n worker threads (RsaVerifyPool). */
   verifyThreads: number;
+  /** Period of the scheduled platform-certificate download (when configured), ms. */
+  certificateRefreshIntervalMs: number;
 }
 
 export function ingressSettings(config: Config): IngressSettings {
@@ -21,5 +23,6 @@ export function ingressSettings(config: Config): IngressSettings {
     queueWaitingCeiling: config.INGRESS_QUEUE_WAITING_CEILING,
     timestampToleranceSeconds: config.WECHATPAY_TIMESTAMP_TOLERANCE_SECONDS,
     verifyThreads: config.INGRESS_VERIFY_THREADS,
+    certificateRefreshIntervalMs: config.WECHATPAY_CERT_REFRESH_INTERVAL_SECONDS * 1_000,
   };
 }

@@ -17,7 +17,7 @@ describe("ingress error registry", () => {
   });
 
   it("maps every notification-path WechatPayError code onto the same ingress code, others onto INTERNAL", () => {
-    const internal = new Set(["KEY_INVALID", "BODY_NOT_RAW", "ALGORITHM_UNSUPPORTED", "CERT_DOWNLOAD_FAILED"]);
+    const internal = new Set(["KEY_INVALID", "BODY_NOT_RAW", "ALGORITHM_UNSUPPORTED"]);
     for (const code of WECHATPAY_ERROR_CODES) {
       const mapped = classifyError(new WechatPayError(code, "x")).code;
       expect(mapped, code).toBe(internal.has(code) ? "INTERNAL" : code);

@@ -1,9 +1,14 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { generateKeyPairSync } from "node:crypto";
 import { once } from "node:events";
-import { resolve } from "node:path";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { createQueue, createRedisConnection, QueueName } from "@wpn/queue";
 import { createTestMerchant, deletePrefix, TEST_REDIS_URL, testQueuePrefix } from "@wpn/testing";
 import { afterAll, describe, expect, it } from "vitest";
+import { platformCertificate } from "./support/certificate.ts";
+import { startFakeWechatApi } from "./support/fake-wechat-api.ts";
 import { signedV3 } from "./support/fixture.ts";
 import { freePort } from "./support/redis-server.ts";
 
@@ -31,38 +36,43 @@ async function waitFor200(url: string, output: () => string): Promise<void> {
   }
 }
 
+/** Starts `apps/ingress/src/main.ts` with the merchant's environment plus `env`; resolves once it is ready. */
+async function startIngress(env: Record<string, string>): Promise<{ base: string; log: () => string }> {
+  const port = await freePort();
+  child = spawn(process.execPath, ["--import", "tsx", "apps/ingress/src/main.ts"], {
+    cwd: repoRoot,
+    env: {
+      ...process.env,
+      ...env,
+      NODE_ENV: "test",
+      LOG_LEVEL: "debug",
+      HOST: "127.0.0.1",
+      PORT: String(port),
+      REDIS_URL: TEST_REDIS_URL,
+      QUEUE_PREFIX: prefix,
+      // No multi-merchant table needed: a missing schema only logs a warning and keeps the default merchant.
+      DATABASE_URL: "postgresql://postgres@127.0.0.1:5432/wechatpay_notify_test?schema=ingress_main_absent",
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let log = "";
+  child.stdout?.on("data", (chunk: Buffer) => {
+    log += chunk.toString();
+  });
+  child.stderr?.on("data", (chunk: Buffer) => {
+    log += chunk.toString();
+  });
+  const base = `http://127.0.0.1:${port}`;
+  await waitFor200(`${base}/health/live`, () => log);
+  // Live comes first; notifications are for a ready process (its Redis connection up), as behind a load balancer.
+  await waitFor200(`${base}/health/ready`, () => log);
+  return { base, log: () => log };
+}
+
 describe("main.ts (real process, real socket)", () => {
   it("listens, answers /health/live, accepts a notification, logs JSON without secrets, exits 0 on SIGTERM", async () => {
     const merchant = createTestMerchant();
-    const port = await freePort();
-    child = spawn(process.execPath, ["--import", "tsx", "apps/ingress/src/main.ts"], {
-      cwd: repoRoot,
-      env: {
-        ...process.env,
-        ...merchant.env,
-        NODE_ENV: "test",
-        LOG_LEVEL: "debug",
-        HOST: "127.0.0.1",
-        PORT: String(port),
-        REDIS_URL: TEST_REDIS_URL,
-        QUEUE_PREFIX: prefix,
-        // No multi-merchant table needed: a missing schema only logs a warning and keeps the default merchant.
-        DATABASE_URL: "postgresql://postgres@127.0.0.1:5432/wechatpay_notify_test?schema=ingress_main_absent",
-      },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let log = "";
-    child.stdout?.on("data", (chunk: Buffer) => {
-      log += chunk.toString();
-    });
-    child.stderr?.on("data", (chunk: Buffer) => {
-      log += chunk.toString();
-    });
-    const base = `http://127.0.0.1:${port}`;
-    await waitFor200(`${base}/health/live`, () => log);
-    // Live comes first; notifications are for a ready process (its Redis connection up), as behind a load balancer.
-    await waitFor200(`${base}/health/ready`, () => log);
-
+    const { base, log: output } = await startIngress(merchant.env);
     const n = signedV3(merchant);
     const response = await fetch(`${base}/notify/v3`, { method: "POST", headers: n.headers, body: n.body });
     expect(response.status).toBe(204);
@@ -81,10 +91,11 @@ describe("main.ts (real process, real socket)", () => {
       admin.disconnect();
     }
 
-    const exited = once(child, "exit");
-    child.kill("SIGTERM");
+    const exited = once(child as ChildProcess, "exit");
+    child?.kill("SIGTERM");
     const [code] = await exited;
     expect(code).toBe(0);
+    const log = output();
     const lines = log.trim().split("\n");
     for (const line of lines) expect(() => JSON.parse(line)).not.toThrow();
     expect(log).toContain('"msg":"ingress listening"');
@@ -95,5 +106,42 @@ describe("main.ts (real process, real socket)", () => {
     expect(log).not.toContain(probe.headers["Wechatpay-Signature"]);
     expect(log).not.toContain("ciphertext");
     expect(log).not.toContain(merchant.apiV3Key);
+  });
+
+  it("certificate mode: no public key; downloads platform certificates at start and verifies with them", async () => {
+    const merchant = createTestMerchant();
+    const { privateKey: certKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    const cert = { ...platformCertificate(certKey), privateKey: certKey };
+    const apiKey = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    const dir = mkdtempSync(join(tmpdir(), "wpn-main-cert-"));
+    const merchantKeyPem = apiKey.privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+    writeFileSync(join(dir, "apiclient_key.pem"), merchantKeyPem);
+    const fake = await startFakeWechatApi(apiKey.publicKey, {
+      kind: "list",
+      certificates: [cert],
+      apiV3Key: merchant.apiV3Key,
+    });
+    try {
+      const { WECHATPAY_PUBLIC_KEY_ID: _id, WECHATPAY_PUBLIC_KEY_PATH: _path, ...env } = merchant.env;
+      const { base, log } = await startIngress({
+        ...env,
+        WECHATPAY_MERCHANT_SERIAL_NO: "3775B6A45ACD588826D15E583A95F5DD1A3F3AA5",
+        WECHATPAY_MERCHANT_PRIVATE_KEY_PATH: join(dir, "apiclient_key.pem"),
+        WECHATPAY_API_BASE_URL: fake.baseUrl,
+      });
+      expect(fake.requests).toEqual([
+        { authorized: true, mchid: merchant.mchid, serialNo: "3775B6A45ACD588826D15E583A95F5DD1A3F3AA5" },
+      ]);
+      const n = signedV3(merchant, { serial: cert.serial, privateKey: cert.privateKey });
+      expect((await fetch(`${base}/notify/v3`, { method: "POST", headers: n.headers, body: n.body })).status).toBe(204);
+      const exited = once(child as ChildProcess, "exit");
+      child?.kill("SIGTERM");
+      expect((await exited)[0]).toBe(0);
+      expect(log()).toContain('"msg":"platform certificates downloaded"');
+      expect(log()).toContain(cert.serial);
+      expect(log()).not.toContain(merchantKeyPem.split("\n")[1]);
+    } finally {
+      await fake.close();
+    }
   });
 });

@@ -8,7 +8,9 @@ export interface Config extends Env {
   /** WECHATPAY_APIV3_KEY as the 32 bytes AES-256-GCM uses. */
   readonly apiV3KeyBytes: Buffer;
   /** Contents of WECHATPAY_PUBLIC_KEY_PATH (PEM); parse it once with @wpn/wechatpay's loadPublicKey. */
-  readonly publicKeyPem: string;
+  readonly publicKeyPem: string | undefined;
+  /** Contents of WECHATPAY_MERCHANT_PRIVATE_KEY_PATH (PEM; certificate download only). */
+  readonly merchantPrivateKeyPem: string | undefined;
   /** Contents of each WECHATPAY_PLATFORM_CERT_PATHS file (PEM). */
   readonly platformCertificatePems: readonly string[];
 }
@@ -34,13 +36,21 @@ export function loadConfig(env: Environment): Config {
   return {
     ...values,
     apiV3KeyBytes: Buffer.from(values.WECHATPAY_APIV3_KEY, "utf8"),
-    publicKeyPem: readSetting("WECHATPAY_PUBLIC_KEY_PATH", values.WECHATPAY_PUBLIC_KEY_PATH),
+    publicKeyPem: readOptionalSetting("WECHATPAY_PUBLIC_KEY_PATH", values.WECHATPAY_PUBLIC_KEY_PATH),
+    merchantPrivateKeyPem: readOptionalSetting(
+      "WECHATPAY_MERCHANT_PRIVATE_KEY_PATH",
+      values.WECHATPAY_MERCHANT_PRIVATE_KEY_PATH,
+    ),
     platformCertificatePems: (values.WECHATPAY_PLATFORM_CERT_PATHS ?? "")
       .split(",")
       .map((p) => p.trim())
       .filter((p) => p !== "")
       .map((p) => readSetting("WECHATPAY_PLATFORM_CERT_PATHS", p)),
   };
+}
+
+function readOptionalSetting(variable: string, path: string | undefined): string | undefined {
+  return path === undefined ? undefined : readSetting(variable, path);
 }
 
 function readSetting(variable: string, path: string): string {

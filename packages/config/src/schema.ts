@@ -12,7 +12,7 @@ const bool = z.enum(["true", "false"]).transform((v) => v === "true");
  * Every environment variable the system reads, with its default. Names carry units (`_MS`, `_SECONDS`,
  * `_BYTES`). External tests drive the system through these names: renaming one is a breaking change.
  */
-export const envSchema = z.object({
+const envFields = z.object({
   NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 
@@ -41,8 +41,27 @@ export const envSchema = z.object({
   WECHATPAY_MCHID: z.string().regex(/^\d{6,32}$/, "must be the merchant number (digits)"),
   WECHATPAY_APPID: z.string().min(1, "must not be empty").max(64),
   WECHATPAY_APIV3_KEY: z.string().refine((v) => Buffer.byteLength(v, "utf8") === 32, "must be 32 bytes"),
-  WECHATPAY_PUBLIC_KEY_ID: z.string().min(1, "must not be empty").max(128),
-  WECHATPAY_PUBLIC_KEY_PATH: z.string().min(1, "must not be empty"),
+  /**
+   * The WeChat Pay public key (`PUB_KEY_ID_…`) and its PEM file: both or neither. APIv3 notifications need at least
+   * one way to be verified: this key, WECHATPAY_PLATFORM_CERT_PATHS, or certificate download (below).
+   */
+  WECHATPAY_PUBLIC_KEY_ID: z.string().min(1, "must not be empty").max(128).optional(),
+  WECHATPAY_PUBLIC_KEY_PATH: z.string().min(1, "must not be empty").optional(),
+  /**
+   * Platform-certificate download (both or neither): the serial of the merchant API certificate (商户API证书序列号) and
+   * the file of its private key (apiclient_key.pem), which sign `GET /v3/certificates`. With them the ingress
+   * downloads WeChat's platform certificates at start, every WECHATPAY_CERT_REFRESH_INTERVAL_SECONDS, and when a
+   * notification names a serial it does not know (at most once a minute), so a certificate rotation needs nobody.
+   */
+  WECHATPAY_MERCHANT_SERIAL_NO: z
+    .string()
+    .regex(/^[0-9A-Fa-f]{1,64}$/, "must be the merchant API certificate's serial number (hex digits)")
+    .optional(),
+  WECHATPAY_MERCHANT_PRIVATE_KEY_PATH: z.string().min(1, "must not be empty").optional(),
+  /** WeChat Pay's API host for the certificate download (a test or proxy host may stand in). */
+  WECHATPAY_API_BASE_URL: z.string().url().default("https://api.mch.weixin.qq.com"),
+  /** Period of the scheduled certificate download; a failed one is retried after a minute. */
+  WECHATPAY_CERT_REFRESH_INTERVAL_SECONDS: int(60, 7 * 24 * 3600).default(3_600),
   /** Optional: enables the APIv2 (XML) routes. */
   WECHATPAY_APIV2_KEY: z
     .string()
@@ -129,5 +148,35 @@ export const envSchema = z.object({
    */
   DASHBOARD_TRUST_PROXY: bool.default(false),
 });
+
+/** Settings that only make sense together: each pair complete, and some way to verify APIv3 signatures. */
+function checkKeySources(env: z.infer<typeof envFields>, ctx: z.RefinementCtx): void {
+  const pairs = [
+    ["WECHATPAY_PUBLIC_KEY_ID", "WECHATPAY_PUBLIC_KEY_PATH"],
+    ["WECHATPAY_MERCHANT_SERIAL_NO", "WECHATPAY_MERCHANT_PRIVATE_KEY_PATH"],
+  ] as const;
+  for (const [a, b] of pairs) {
+    if ((env[a] === undefined) !== (env[b] === undefined)) {
+      const missing = env[a] === undefined ? a : b;
+      const other = missing === a ? b : a;
+      ctx.addIssue({ code: "custom", path: [missing], message: `is required when ${other} is set` });
+    }
+  }
+  if (
+    env.WECHATPAY_PUBLIC_KEY_ID === undefined &&
+    env.WECHATPAY_PLATFORM_CERT_PATHS === undefined &&
+    env.WECHATPAY_MERCHANT_SERIAL_NO === undefined
+  ) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["WECHATPAY_PUBLIC_KEY_ID"],
+      message:
+        "is required unless WECHATPAY_PLATFORM_CERT_PATHS or certificate download " +
+        "(WECHATPAY_MERCHANT_SERIAL_NO and WECHATPAY_MERCHANT_PRIVATE_KEY_PATH) is configured",
+    });
+  }
+}
+
+export const envSchema = envFields.superRefine(checkKeySources);
 
 export type Env = z.infer<typeof envSchema>;

@@ -69,6 +69,46 @@ describe("loadConfig", () => {
     );
   });
 
+  it("takes the WeChat Pay public key, platform certificates or certificate download, each pair complete", () => {
+    const { WECHATPAY_PUBLIC_KEY_ID: _id, WECHATPAY_PUBLIC_KEY_PATH: _path, ...noPublicKey } = valid;
+    expect(errorOf(noPublicKey)).toBe(
+      "WECHATPAY_PUBLIC_KEY_ID is required unless WECHATPAY_PLATFORM_CERT_PATHS or certificate download " +
+        "(WECHATPAY_MERCHANT_SERIAL_NO and WECHATPAY_MERCHANT_PRIVATE_KEY_PATH) is configured",
+    );
+    expect(errorOf({ ...noPublicKey, WECHATPAY_PUBLIC_KEY_ID: valid.WECHATPAY_PUBLIC_KEY_ID })).toBe(
+      "WECHATPAY_PUBLIC_KEY_PATH is required when WECHATPAY_PUBLIC_KEY_ID is set",
+    );
+    const merchantKey = join(dir, "apiclient_key.pem");
+    writeFileSync(merchantKey, "-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----\n");
+    expect(errorOf({ ...noPublicKey, WECHATPAY_MERCHANT_PRIVATE_KEY_PATH: merchantKey })).toBe(
+      "WECHATPAY_MERCHANT_SERIAL_NO is required when WECHATPAY_MERCHANT_PRIVATE_KEY_PATH is set",
+    );
+    expect(errorOf({ ...valid, WECHATPAY_MERCHANT_SERIAL_NO: "not hex" })).toBe(
+      "WECHATPAY_MERCHANT_SERIAL_NO must be the merchant API certificate's serial number (hex digits)",
+    );
+    const downloading = loadConfig({
+      ...noPublicKey,
+      WECHATPAY_MERCHANT_SERIAL_NO: "3775B6A45ACD588826D15E583A95F5DD1A3F3AA5",
+      WECHATPAY_MERCHANT_PRIVATE_KEY_PATH: merchantKey,
+    });
+    expect(downloading.publicKeyPem).toBeUndefined();
+    expect(downloading.merchantPrivateKeyPem).toContain("BEGIN PRIVATE KEY");
+    expect(downloading.WECHATPAY_API_BASE_URL).toBe("https://api.mch.weixin.qq.com");
+    expect(downloading.WECHATPAY_CERT_REFRESH_INTERVAL_SECONDS).toBe(3_600);
+    expect(
+      errorOf({
+        ...valid,
+        WECHATPAY_MERCHANT_SERIAL_NO: "37",
+        WECHATPAY_MERCHANT_PRIVATE_KEY_PATH: join(dir, "no.pem"),
+      }),
+    ).toBe(`WECHATPAY_MERCHANT_PRIVATE_KEY_PATH file ${join(dir, "no.pem")} does not exist`);
+    const cert = join(dir, "only-cert.pem");
+    writeFileSync(cert, "CERT");
+    expect(loadConfig({ ...noPublicKey, WECHATPAY_PLATFORM_CERT_PATHS: cert }).platformCertificatePems).toEqual([
+      "CERT",
+    ]);
+  });
+
   it("reads platform certificate files from a comma-separated list", () => {
     const cert = join(dir, "cert.pem");
     writeFileSync(cert, "CERT");

@@ -23,6 +23,11 @@ export interface MerchantKeyStatus {
   publicKeyError?: string;
   /** Whether an APIv2 key is configured; the key itself is never read out. */
   apiV2Key: boolean;
+  /**
+   * The default merchant only: the ingress downloads platform certificates (WECHATPAY_MERCHANT_SERIAL_NO) and keeps
+   * them in its memory, so they are not among `certificates` here.
+   */
+  certificateDownload?: { merchantSerialNo: string; intervalSeconds: number };
   certificates: CertificateStatus[];
   certificateErrors: string[];
 }
@@ -85,16 +90,24 @@ export async function loadKeyStatus(ctx: DashboardContext): Promise<MerchantKeyS
   const now = ctx.now();
   const { config } = ctx;
   const configured = certificatesFromPems(config.platformCertificatePems, now);
-  const fp = fingerprint(config.publicKeyPem);
+  const fp = config.publicKeyPem === undefined ? { value: null } : fingerprint(config.publicKeyPem);
   const defaultMerchant: MerchantKeyStatus = {
     mchid: config.WECHATPAY_MCHID,
     appid: config.WECHATPAY_APPID,
     source: "config",
     enabled: true,
-    publicKeyId: config.WECHATPAY_PUBLIC_KEY_ID,
+    publicKeyId: config.WECHATPAY_PUBLIC_KEY_ID ?? null,
     publicKeyFingerprint: fp.value,
     publicKeyError: fp.error,
     apiV2Key: config.WECHATPAY_APIV2_KEY !== undefined,
+    ...(config.WECHATPAY_MERCHANT_SERIAL_NO === undefined
+      ? {}
+      : {
+          certificateDownload: {
+            merchantSerialNo: config.WECHATPAY_MERCHANT_SERIAL_NO,
+            intervalSeconds: config.WECHATPAY_CERT_REFRESH_INTERVAL_SECONDS,
+          },
+        }),
     certificates: configured.certificates,
     certificateErrors: configured.errors,
   };

@@ -34,6 +34,11 @@ function merchantCard(m: MerchantKeyStatus): SafeHtml {
 <dt>Public key id</dt><dd class="mono">${m.publicKeyId ?? "— (certificate mode)"}</dd>
 <dt>Public key SHA-256</dt><dd class="mono">${m.publicKeyFingerprint ?? (m.publicKeyError ? badge(m.publicKeyError, "bad") : "—")}</dd>
 <dt>APIv2 key</dt><dd>${m.apiV2Key ? "configured" : "not configured"}</dd>
+${
+  m.certificateDownload
+    ? html`<dt>Certificate download</dt><dd>by the ingress, at start, every ${m.certificateDownload.intervalSeconds} s and on an unknown serial (merchant certificate <span class="mono">${m.certificateDownload.merchantSerialNo}</span>); downloaded certificates are kept in its memory, not listed here</dd>`
+    : ""
+}
 </dl>
 ${m.certificateErrors.map((e) => html`<div class="flash bad">${e}</div>`)}
 ${

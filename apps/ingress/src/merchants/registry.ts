@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
 import type { Config } from "@wpn/config";
-import { KeyStore, loadPublicKey } from "@wpn/wechatpay";
+import { type CertificateRefresher, KeyStore, loadPublicKey } from "@wpn/wechatpay";
 import type { Logger } from "pino";
+import { certificateRefresher, type DownloadObserver } from "./certificate-download.ts";
 
 /** What the ingress needs to authenticate one merchant's notifications. No APIv3 key: the worker decrypts. */
 export interface MerchantKeys {
@@ -12,6 +13,8 @@ export interface MerchantKeys {
   /** APIv2 key (32 chars); undefined = the v2 routes refuse this merchant. */
   readonly apiV2Key: string | undefined;
   readonly source: "env" | "database";
+  /** Downloads platform certificates into `keys` (certificate download configured); see certificate-download.ts. */
+  readonly certificateRefresher?: CertificateRefresher;
 }
 
 /** A `Merchant` row with its `PlatformCertificate`s, as the source returns it. */
@@ -29,17 +32,43 @@ export interface MerchantSource {
   load(): Promise<MerchantRecord[]>;
 }
 
-/** The single-merchant environment variables as the default merchant. Throws WechatPayError on bad key files. */
-export function defaultMerchantFromConfig(config: Config): MerchantKeys {
+/**
+ * The single-merchant environment variables as the default merchant. Throws WechatPayError on bad key files.
+ * With certificate download configured it also gets a `certificateRefresher` (nothing is downloaded here: the
+ * app's CertificateSchedule starts that), whose downloads `download.observer` hears of; `download.clock` (ms since
+ * the epoch) drives its one-download-a-minute throttle.
+ */
+export function defaultMerchantFromConfig(
+  config: Config,
+  download: { observer?: DownloadObserver; clock?: () => number } = {},
+): MerchantKeys {
   const keys = new KeyStore();
-  keys.addPublicKey(config.WECHATPAY_PUBLIC_KEY_ID, loadPublicKey(config.publicKeyPem));
+  if (config.WECHATPAY_PUBLIC_KEY_ID !== undefined && config.publicKeyPem !== undefined) {
+    keys.addPublicKey(config.WECHATPAY_PUBLIC_KEY_ID, loadPublicKey(config.publicKeyPem));
+  }
   for (const pem of config.platformCertificatePems) keys.addCertificate(pem);
+  const refresher =
+    config.WECHATPAY_MERCHANT_SERIAL_NO !== undefined && config.merchantPrivateKeyPem !== undefined
+      ? certificateRefresher(
+          {
+            mchid: config.WECHATPAY_MCHID,
+            baseUrl: config.WECHATPAY_API_BASE_URL,
+            merchantSerialNo: config.WECHATPAY_MERCHANT_SERIAL_NO,
+            merchantPrivateKeyPem: config.merchantPrivateKeyPem,
+            apiV3Key: config.apiV3KeyBytes,
+            toleranceSeconds: config.WECHATPAY_TIMESTAMP_TOLERANCE_SECONDS,
+          },
+          keys,
+          download,
+        )
+      : undefined;
   return {
     mchid: config.WECHATPAY_MCHID,
     appid: config.WECHATPAY_APPID,
     keys,
     apiV2Key: config.WECHATPAY_APIV2_KEY,
     source: "env",
+    ...(refresher === undefined ? {} : { certificateRefresher: refresher }),
   };
 }
 

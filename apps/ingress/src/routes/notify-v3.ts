@@ -1,7 +1,7 @@
 import { isUtf8 } from "node:buffer";
 import type { IncomingHttpHeaders } from "node:http";
 import type { ParseJobV3 } from "@wpn/queue";
-import { type RawHeaders, readV3Headers, type V3Headers, verifyV3 } from "@wpn/wechatpay";
+import { type CertificateRefresher, type RawHeaders, readV3Headers, type V3Headers, verifyV3 } from "@wpn/wechatpay";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { IngressError } from "../errors.ts";
 import type { MerchantKeys } from "../merchants/registry.ts";
@@ -10,6 +10,12 @@ import { registerNotifyRoutes } from "./register.ts";
 
 /** WeChat's envelope `id` is ≤36 chars in practice; the job schema allows 64. */
 const MAX_ID_CHARS = 64;
+/**
+ * How long a request waits for a certificate download it triggered, ms. WeChat gives up after 5 s; with the
+ * enqueue's own bound (INGRESS_ENQUEUE_TIMEOUT_MS, 2 s by default) the answer still comes in time. The download
+ * goes on past it, for the resends.
+ */
+const DOWNLOAD_WAIT_MS = 2_000;
 
 /** Thrown by the key-less resolver below: the cheap checks passed and only the key is missing. */
 class KeyNeeded extends Error {}
@@ -23,7 +29,8 @@ const NO_KEYS = {
  * APIv3 routes: `POST /notify/v3` (default merchant) and `POST /notify/v3/:mchid`.
  * Order of checks (cheapest first, nothing touches Redis until the signature verified):
  *   content type / body size (Fastify, 415/413) → headers (400) → merchant (404) → probe, timestamp,
- *   serial, RSA signature (401) → envelope id (400) → enqueue (503 on failure or timeout) → 204.
+ *   serial, RSA signature (401; an unknown serial first triggers a certificate download where one is configured,
+ *   503 if it fails) → envelope id (400) → enqueue (503 on failure or timeout) → 204.
  */
 export async function notifyV3Routes(app: FastifyInstance, ctx: NotifyContext): Promise<void> {
   registerNotifyRoutes(app, ctx, "v3", "application/json", handleV3);
@@ -42,6 +49,9 @@ async function handleV3(
   const now = new Date(receivedAt);
   const toleranceSeconds = ctx.settings.timestampToleranceSeconds;
   const merchant = await resolveMerchant(ctx, request.params.mchid, headers, body, now);
+  if (merchant.certificateRefresher !== undefined && !merchant.keys.has(headers.serial)) {
+    await downloadForUnknownSerial(ctx, merchant.certificateRefresher, headers, body, now);
+  }
   const verifying = ctx.verifyV3(headers, body, { keys: merchant.keys, now, toleranceSeconds });
   // Awaited only when it runs elsewhere: an await of the event-loop check would cost a microtask per request.
   if (verifying) await verifying;
@@ -89,14 +99,47 @@ async function resolveMerchant(
   if (mchid === undefined) return ctx.merchants.defaultMerchant;
   const known = ctx.merchants.get(mchid);
   if (known) return known;
+  checkAllButKey(ctx, headers, body, now);
+  const found = await ctx.merchants.lookup(mchid);
+  if (!found) throw new IngressError("MERCHANT_UNKNOWN", `no merchant ${mchid}`);
+  return found;
+}
+
+/**
+ * WeChat's "lazy" certificate update: a notification signed with a certificate we do not know yet (a rotation)
+ * makes the merchant's refresher download the current list, once the request passed every check that needs no
+ * key. The refresher's throttle (one download per minute) bounds what forged serials can cost; requests that
+ * arrive during a download share it. A failed download, or one still running after DOWNLOAD_WAIT_MS, answers
+ * 503 CERT_DOWNLOAD_FAILED (WeChat resends); a serial still unknown afterwards is refused by the verification that follows (401 SERIAL_UNKNOWN).
+ */
+async function downloadForUnknownSerial(
+  ctx: NotifyContext,
+  refresher: CertificateRefresher,
+  headers: V3Headers,
+  body: Buffer,
+  now: Date,
+): Promise<void> {
+  checkAllButKey(ctx, headers, body, now);
+  let timer: NodeJS.Timeout | undefined;
+  const waited = new Promise<"waited">((resolve) => {
+    timer = setTimeout(() => resolve("waited"), DOWNLOAD_WAIT_MS);
+  });
+  try {
+    if ((await Promise.race([refresher.refresh(), waited])) === "waited") {
+      throw new IngressError("CERT_DOWNLOAD_FAILED", `certificate download still running after ${DOWNLOAD_WAIT_MS} ms`);
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Probe, timestamp and signature-type checks of `verifyV3` — everything it does before it needs a key. */
+function checkAllButKey(ctx: NotifyContext, headers: V3Headers, body: Buffer, now: Date): void {
   try {
     verifyV3(headers, body, { keys: NO_KEYS, now, toleranceSeconds: ctx.settings.timestampToleranceSeconds });
   } catch (error) {
     if (!(error instanceof KeyNeeded)) throw error;
   }
-  const found = await ctx.merchants.lookup(mchid);
-  if (!found) throw new IngressError("MERCHANT_UNKNOWN", `no merchant ${mchid}`);
-  return found;
 }
 
 /**

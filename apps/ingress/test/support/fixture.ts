@@ -1,3 +1,4 @@
+import type { KeyObject } from "node:crypto";
 import { once } from "node:events";
 import { type Config, loadConfig } from "@wpn/config";
 import { createQueue, createRedisConnection, QueueName, type Receipt, readReceipt } from "@wpn/queue";
@@ -7,7 +8,9 @@ import type { Queue } from "bullmq";
 import type { FastifyInstance } from "fastify";
 import type { Redis } from "ioredis";
 import { buildApp, type IngressDeps } from "../../src/app.ts";
+import { downloadObserver } from "../../src/merchants/certificate-download.ts";
 import { defaultMerchantFromConfig, MerchantRegistry, type MerchantSource } from "../../src/merchants/registry.ts";
+import { createMetrics } from "../../src/metrics.ts";
 import { ingressSettings } from "../../src/settings.ts";
 import { silentLogger } from "./logger.ts";
 
@@ -36,6 +39,8 @@ export interface FixtureOptions {
   merchant?: TestMerchant;
   source?: MerchantSource;
   registryClock?: () => number;
+  /** Clock of the default merchant's certificate-download throttle (ms since the epoch). */
+  downloadClock?: () => number;
   app?: Partial<Omit<IngressDeps, "settings" | "redis" | "merchants">>;
 }
 
@@ -50,8 +55,12 @@ export async function createIngressFixture(options: FixtureOptions): Promise<Ing
   await once(redis, "ready");
   const admin = createRedisConnection(config.REDIS_URL, "admin");
   admin.on("error", () => undefined);
+  const metrics = options.app?.metrics ?? createMetrics();
   const merchants = new MerchantRegistry({
-    defaultMerchant: defaultMerchantFromConfig(config),
+    defaultMerchant: defaultMerchantFromConfig(config, {
+      observer: downloadObserver(silentLogger, metrics),
+      ...(options.downloadClock ? { clock: options.downloadClock } : {}),
+    }),
     ...(options.source ? { source: options.source } : {}),
     ...(options.registryClock ? { clock: options.registryClock } : {}),
     logger: silentLogger,
@@ -63,6 +72,7 @@ export async function createIngressFixture(options: FixtureOptions): Promise<Ing
     merchants,
     logger: silentLogger,
     ...options.app,
+    metrics,
   });
   await app.ready();
   const queue = createQueue(QueueName.Parse, admin, prefix);
@@ -100,7 +110,7 @@ export async function createIngressFixture(options: FixtureOptions): Promise<Ing
 /** A correctly signed APIv3 payment notification for `merchant`, as WeChat would send it. */
 export function signedV3(
   merchant: TestMerchant,
-  options: { id?: string; now?: Date; probe?: boolean; serial?: string } = {},
+  options: { id?: string; now?: Date; probe?: boolean; serial?: string; privateKey?: KeyObject } = {},
 ): SignedV3Notification {
   return createSignedV3Notification({
     ...(options.id === undefined ? {} : { id: options.id }),
@@ -118,7 +128,7 @@ export function signedV3(
       payer: { openid: "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o" },
     },
     apiV3Key: Buffer.from(merchant.apiV3Key, "utf8"),
-    privateKey: merchant.platformPrivateKey,
+    privateKey: options.privateKey ?? merchant.platformPrivateKey,
     serial: options.serial ?? merchant.publicKeyId,
     ...(options.now === undefined ? {} : { now: options.now }),
     ...(options.probe === undefined ? {} : { probe: options.probe }),

@@ -1,0 +1,214 @@
+import { generateKeyPairSync, type KeyObject } from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createTestMerchant, type TestMerchant } from "@wpn/testing";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { failureMessage } from "../src/routes/failure.ts";
+import { platformCertificate } from "./support/certificate.ts";
+import { type FakeWechatApi, type PlatformCertificate, startFakeWechatApi } from "./support/fake-wechat-api.ts";
+import { createIngressFixture, type IngressFixture, post, signedV3 } from "./support/fixture.ts";
+
+const MERCHANT_SERIAL = "3775B6A45ACD588826D15E583A95F5DD1A3F3AA5";
+/** The refresher's throttle: one download per minute. */
+const THROTTLE_MS = 60_000;
+
+function newPlatformCertificate(): PlatformCertificate {
+  const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  return { ...platformCertificate(privateKey), privateKey };
+}
+
+const merchantApiKey = generateKeyPairSync("rsa", { modulusLength: 2048 });
+const keyDir = mkdtempSync(join(tmpdir(), "wpn-merchant-api-"));
+const merchantKeyPath = join(keyDir, "apiclient_key.pem");
+writeFileSync(merchantKeyPath, merchantApiKey.privateKey.export({ type: "pkcs8", format: "pem" }));
+
+let certA: PlatformCertificate;
+let certB: PlatformCertificate;
+let fake: FakeWechatApi;
+let merchant: TestMerchant;
+let f: IngressFixture | undefined;
+/** The download throttle's clock: tests move it past the minute instead of waiting. */
+let clockMs = Date.now();
+
+beforeAll(async () => {
+  certA = newPlatformCertificate();
+  certB = newPlatformCertificate();
+  merchant = createTestMerchant();
+  fake = await startFakeWechatApi(merchantApiKey.publicKey, {
+    kind: "list",
+    certificates: [certA],
+    apiV3Key: merchant.apiV3Key,
+  });
+});
+afterEach(async () => {
+  await f?.close();
+  f = undefined;
+});
+afterAll(() => fake.close());
+
+/** The ingress in certificate mode: no WeChat Pay public key, only the merchant API credentials that download. */
+async function certificateModeIngress(label: string): Promise<IngressFixture> {
+  fake.requests.length = 0;
+  clockMs = Date.now();
+  const { WECHATPAY_PUBLIC_KEY_ID: _id, WECHATPAY_PUBLIC_KEY_PATH: _path, ...env } = merchant.env;
+  f = await createIngressFixture({
+    label,
+    merchant: { ...merchant, env },
+    env: {
+      WECHATPAY_MERCHANT_SERIAL_NO: MERCHANT_SERIAL,
+      WECHATPAY_MERCHANT_PRIVATE_KEY_PATH: merchantKeyPath,
+      WECHATPAY_API_BASE_URL: fake.baseUrl,
+    },
+    downloadClock: () => clockMs,
+  });
+  return f;
+}
+
+function signedBy(cert: { serial: string; privateKey: KeyObject }) {
+  return signedV3(merchant, { serial: cert.serial, privateKey: cert.privateKey });
+}
+
+async function downloads(fixture: IngressFixture, result: "ok" | "failed"): Promise<number> {
+  const metric = await fixture.app.ingress.metrics.certificateDownloads.get();
+  return metric.values.find((v) => v.labels.result === result)?.value ?? 0;
+}
+
+describe("platform certificates downloaded by the ingress (WECHATPAY_MERCHANT_SERIAL_NO)", () => {
+  it("downloads at start with a signed request, then verifies notifications with the downloaded certificate", async () => {
+    fake.answer = { kind: "list", certificates: [certA], apiV3Key: merchant.apiV3Key };
+    const ingress = await certificateModeIngress("cert-start");
+    await ingress.app.ingress.certificates?.start();
+    expect(fake.requests).toEqual([{ authorized: true, mchid: merchant.mchid, serialNo: MERCHANT_SERIAL }]);
+    expect(ingress.merchants.defaultMerchant.keys.describe().map((k) => k.id)).toEqual([certA.serial]);
+    const ready = await ingress.app.inject({ method: "GET", url: "/health/ready" });
+    expect(ready.statusCode).toBe(200);
+    expect(ready.json().keys).toEqual([certA.serial]);
+
+    const n = signedBy(certA);
+    const response = await post(ingress.app, "/notify/v3", n);
+    expect(response.statusCode).toBe(204);
+    expect(await ingress.queue.getJob(n.id)).toBeDefined();
+    expect(fake.requests).toHaveLength(1);
+    expect(await downloads(ingress, "ok")).toBe(1);
+  });
+
+  it("a notification signed with a rotated-in certificate triggers one download and is accepted", async () => {
+    fake.answer = { kind: "list", certificates: [certA], apiV3Key: merchant.apiV3Key };
+    const ingress = await certificateModeIngress("cert-rotation");
+    await ingress.app.ingress.certificates?.start();
+    // WeChat rotates: the list now has the new certificate, and notifications start to be signed with it.
+    fake.answer = { kind: "list", certificates: [certA, certB], apiV3Key: merchant.apiV3Key };
+
+    // Within the minute after the last download, an unknown serial does not download again: 401, WeChat resends.
+    const early = signedBy(certB);
+    const refused = await post(ingress.app, "/notify/v3", early);
+    expect(refused.statusCode).toBe(401);
+    expect(refused.json()).toEqual({ code: "FAIL", message: failureMessage("SERIAL_UNKNOWN") });
+    expect(fake.requests).toHaveLength(1);
+
+    clockMs += THROTTLE_MS + 1;
+    // Concurrent deliveries signed with the new certificate share one download.
+    const [first, second] = [signedBy(certB), signedBy(certB)];
+    const answers = await Promise.all([
+      post(ingress.app, "/notify/v3", first),
+      post(ingress.app, "/notify/v3", second),
+    ]);
+    expect(answers.map((a) => a.statusCode)).toEqual([204, 204]);
+    expect(fake.requests).toHaveLength(2);
+    expect(await ingress.queue.getJob(first.id)).toBeDefined();
+    // The resend of the refused one is accepted now, without another download.
+    expect((await post(ingress.app, "/notify/v3", signedBy(certB))).statusCode).toBe(204);
+    expect(fake.requests).toHaveLength(2);
+    expect(
+      ingress.merchants.defaultMerchant.keys
+        .describe()
+        .map((k) => k.id)
+        .sort(),
+    ).toEqual([certA.serial, certB.serial].sort());
+  });
+
+  it("forged serials cost at most one download a minute, and only after the key-less checks passed", async () => {
+    fake.answer = { kind: "list", certificates: [certA], apiV3Key: merchant.apiV3Key };
+    const ingress = await certificateModeIngress("cert-forged");
+    await ingress.app.ingress.certificates?.start();
+    clockMs += THROTTLE_MS + 1;
+    const forger = newPlatformCertificate();
+
+    // A stale timestamp is refused before any download.
+    const stale = signedV3(merchant, {
+      serial: forger.serial,
+      privateKey: forger.privateKey,
+      now: new Date(Date.now() - 3_600_000),
+    });
+    expect((await post(ingress.app, "/notify/v3", stale)).json()).toEqual({
+      code: "FAIL",
+      message: failureMessage("TIMESTAMP_SKEW"),
+    });
+    expect(fake.requests).toHaveLength(1);
+
+    for (let i = 0; i < 5; i += 1) {
+      const response = await post(ingress.app, "/notify/v3", signedBy(newPlatformCertificate()));
+      expect(response.statusCode).toBe(401);
+      expect(response.json().message).toBe(failureMessage("SERIAL_UNKNOWN"));
+    }
+    expect(fake.requests).toHaveLength(2);
+    expect(await ingress.jobsEverAdded()).toBe(0);
+  });
+
+  it("a failed download answers 503 CERT_DOWNLOAD_FAILED in WeChat's format; ready stays 503 until keys arrive", async () => {
+    fake.answer = { kind: "status", status: 500 };
+    const ingress = await certificateModeIngress("cert-failed");
+    await ingress.app.ingress.certificates?.start();
+    expect(await downloads(ingress, "failed")).toBe(1);
+    const notReady = await ingress.app.inject({ method: "GET", url: "/health/ready" });
+    expect(notReady.statusCode).toBe(503);
+    expect(notReady.json().keys).toEqual([]);
+
+    clockMs += THROTTLE_MS + 1;
+    const n = signedBy(certA);
+    const response = await post(ingress.app, "/notify/v3", n);
+    expect(response.statusCode).toBe(503);
+    expect(response.json()).toEqual({ code: "FAIL", message: failureMessage("CERT_DOWNLOAD_FAILED") });
+    expect(await ingress.jobsEverAdded()).toBe(0);
+    expect(await downloads(ingress, "failed")).toBe(2);
+
+    // WeChat is back; the resend, a minute later, downloads and is accepted.
+    fake.answer = { kind: "list", certificates: [certA], apiV3Key: merchant.apiV3Key };
+    clockMs += THROTTLE_MS + 1;
+    expect((await post(ingress.app, "/notify/v3", n)).statusCode).toBe(204);
+    expect((await ingress.app.inject({ method: "GET", url: "/health/ready" })).statusCode).toBe(200);
+  });
+
+  it("answers 503 within WeChat's 5 s while WeChat's API does not answer the download", async () => {
+    fake.answer = { kind: "list", certificates: [certA], apiV3Key: merchant.apiV3Key };
+    const ingress = await certificateModeIngress("cert-hang");
+    await ingress.app.ingress.certificates?.start();
+    fake.answer = { kind: "hang" };
+    clockMs += THROTTLE_MS + 1;
+    const started = performance.now();
+    const response = await post(ingress.app, "/notify/v3", signedBy(certB));
+    const elapsedMs = performance.now() - started;
+    expect(response.statusCode).toBe(503);
+    expect(response.json().message).toBe(failureMessage("CERT_DOWNLOAD_FAILED"));
+    expect(elapsedMs).toBeGreaterThanOrEqual(1_900);
+    expect(elapsedMs).toBeLessThan(4_000);
+    // Notifications signed with known keys are not held up by the download.
+    expect((await post(ingress.app, "/notify/v3", signedBy(certA))).statusCode).toBe(204);
+  });
+
+  it("refuses certificates not encrypted under the merchant's APIv3 key (a forged certificate list)", async () => {
+    const forger = newPlatformCertificate();
+    fake.answer = { kind: "list", certificates: [forger], apiV3Key: "F".repeat(32) };
+    const ingress = await certificateModeIngress("cert-tampered");
+    await ingress.app.ingress.certificates?.start();
+    expect(fake.requests).toHaveLength(1);
+    expect(ingress.merchants.defaultMerchant.keys.describe()).toEqual([]);
+    expect(await downloads(ingress, "failed")).toBe(1);
+
+    clockMs += THROTTLE_MS + 1;
+    const response = await post(ingress.app, "/notify/v3", signedBy(forger));
+    expect(response.statusCode).toBe(503);
+    expect(await ingress.jobsEverAdded()).toBe(0);
+  });
+});
