@@ -3,7 +3,7 @@ import fastifyCookie from "@fastify/cookie";
 import fastifyFormbody from "@fastify/formbody";
 import type { Config } from "@wpn/config";
 import type { Db } from "@wpn/db";
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from "fastify";
 import type { Redis } from "ioredis";
 import { pino } from "pino";
 import { installCsrf } from "./auth/csrf.ts";
@@ -12,7 +12,7 @@ import { LoginRateLimiter } from "./auth/rate-limit.ts";
 import { deriveKey, SessionCodec } from "./auth/session.ts";
 import { parseUsers } from "./auth/users.ts";
 import { createQueues, type DashboardContext } from "./context.ts";
-import { recordAudit } from "./data/audit.ts";
+import { recordAudit, recordAuditOutcome } from "./data/audit.ts";
 import { createMetrics, type DashboardMetrics } from "./metrics.ts";
 import { registerDeadLetterRoutes } from "./routes/dead-letters.ts";
 import { registerHealthRoutes } from "./routes/health.ts";
@@ -50,6 +50,8 @@ declare module "fastify" {
   interface FastifyRequest {
     /** Set once the CSRF check passed, i.e. a mutating request really reached its handler (for auditing). */
     mutationAllowed: boolean;
+    /** The AuditLog row of a bull-board action, written before the action ran (its outcome is added in onSend). */
+    bullBoardAuditId: bigint | undefined;
   }
 }
 
@@ -130,9 +132,29 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   installAuthGuard(app, ctx);
   await installCsrf(app, ctx);
   app.decorateRequest("mutationAllowed", false);
+  app.decorateRequest("bullBoardAuditId", undefined);
   app.addHook("preHandler", async (request) => {
     // Root preHandlers run in order: reaching this one means the CSRF hook let the request through.
-    if (!SAFE_METHODS.has(request.method)) request.mutationAllowed = true;
+    if (SAFE_METHODS.has(request.method)) return;
+    request.mutationAllowed = true;
+    // bull-board's actions are not ours to instrument, so they are audited from the outside: the row is written
+    // before bull-board runs the action — an action that cannot be audited does not happen (the write's error
+    // answers 500) — and completed with the outcome in onSend.
+    if (isBullBoardRoute(request) && request.auth) {
+      const params = request.params as Record<string, string>;
+      const route = request.routeOptions.url ?? "";
+      request.bullBoardAuditId = await recordAudit(
+        ctx.db.prisma,
+        {
+          actor: request.auth.user.name,
+          role: request.auth.user.role,
+          action: actionName(request),
+          target: [params.queueName, params.jobId ?? params.queueStatus].filter(Boolean).join("/") || undefined,
+          detail: { method: request.method, route, params, status: null },
+        },
+        now(),
+      );
+    }
   });
 
   app.addHook("onSend", async (_request, reply, payload) => {
@@ -151,31 +173,26 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     ctx.metrics.requestDuration.observe({ method: request.method, route }, reply.elapsedTime / 1000);
   });
 
-  // bull-board's actions are not ours to instrument, so they are audited from the outside, with the outcome,
-  // in onSend: before the response leaves, so a client that saw the answer can rely on the row existing.
-  // Our own actions audit themselves.
+  // The outcome of a bull-board action (audited in the preHandler above), before the response leaves, so a client
+  // that saw the answer can rely on the row saying how it ended. Our own actions audit themselves.
   app.addHook("onSend", async (request, reply, payload) => {
-    const route = request.routeOptions.url ?? "";
-    const isBullBoard = route.startsWith(`${BULL_BOARD_PATH}/`) || route.startsWith(`${BULL_BOARD_READONLY_PATH}/`);
-    if (!isBullBoard || !request.mutationAllowed || !request.auth) return payload;
+    const auditId = request.bullBoardAuditId;
+    if (auditId === undefined) return payload;
     const action = actionName(request);
-    const params = request.params as Record<string, string>;
-    const ok = reply.statusCode < 400;
-    ctx.metrics.actions.inc({ action, result: ok ? "ok" : "error" });
+    ctx.metrics.actions.inc({ action, result: reply.statusCode < 400 ? "ok" : "error" });
     try {
-      await recordAudit(
-        ctx.db.prisma,
-        {
-          actor: request.auth.user.name,
-          role: request.auth.user.role,
-          action,
-          target: [params.queueName, params.jobId ?? params.queueStatus].filter(Boolean).join("/") || undefined,
-          detail: { method: request.method, route, params, status: reply.statusCode },
-        },
-        now(),
-      );
+      await recordAuditOutcome(ctx.db.prisma, auditId, {
+        method: request.method,
+        route: request.routeOptions.url ?? "",
+        params: request.params as Record<string, string>,
+        status: reply.statusCode,
+      });
     } catch (error) {
-      request.log.error({ err: error, action }, "could not write the audit log for a bull-board action");
+      // The row exists (the action was audited before it ran); only its outcome is missing.
+      request.log.error(
+        { err: error, action, auditId: String(auditId) },
+        "could not record a bull-board action's outcome",
+      );
     }
     return payload;
   });
@@ -204,4 +221,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await Promise.all(Object.values(ctx.queues).map((queue) => queue.close()));
   });
   return app;
+}
+
+/** bull-board's own routes, on either board. */
+function isBullBoardRoute(request: FastifyRequest): boolean {
+  const route = request.routeOptions.url ?? "";
+  return route.startsWith(`${BULL_BOARD_PATH}/`) || route.startsWith(`${BULL_BOARD_READONLY_PATH}/`);
 }

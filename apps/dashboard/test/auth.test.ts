@@ -347,6 +347,32 @@ describe("roles and CSRF on bull-board", () => {
     }
   });
 
+  it("a bull-board action that cannot be audited does not happen; an audited one records its outcome", async () => {
+    const queue = await parse();
+    const prisma = d.database.db.prisma;
+    try {
+      const operator = await loggedIn(d.app, "olga", PASSWORDS.olga);
+      const headers = await boardHeaders(operator);
+      await prisma.$executeRawUnsafe('ALTER TABLE "AuditLog" RENAME TO "AuditLogAway"');
+      try {
+        const pause = await operator.request("PUT", "/queues/api/queues/notify.parse/pause", { headers });
+        expect(pause.statusCode).toBe(500);
+        expect(await queue.isPaused()).toBe(false);
+      } finally {
+        await prisma.$executeRawUnsafe('ALTER TABLE "AuditLogAway" RENAME TO "AuditLog"');
+      }
+      const clean = await operator.request("PUT", "/queues/api/queues/notify.parse/clean/failed", { headers });
+      expect(clean.statusCode).toBe(200);
+      const audit = await prisma.auditLog.findFirst({
+        where: { actor: "olga", action: "queues.clean" },
+        orderBy: { id: "desc" },
+      });
+      expect(audit?.detail).toMatchObject({ method: "PUT", status: 200 });
+    } finally {
+      await queue.close();
+    }
+  });
+
   it("refuses an operator's bull-board call with a bad token, no token, or from another origin", async () => {
     const queue = await parse();
     try {

@@ -14,11 +14,11 @@ export interface AuditEntry {
 }
 
 /**
- * Writes one AuditLog row. `at` is set here rather than by the column default: the default is
+ * Writes one AuditLog row and answers its id. `at` is set here rather than by the column default: the default is
  * CURRENT_TIMESTAMP in the database session's time zone, while every other timestamp is written as UTC.
  */
-export async function recordAudit(db: DbClient, entry: AuditEntry, at: Date = new Date()): Promise<void> {
-  await db.auditLog.create({
+export async function recordAudit(db: DbClient, entry: AuditEntry, at: Date = new Date()): Promise<bigint> {
+  const row = await db.auditLog.create({
     data: {
       at,
       actor: entry.actor,
@@ -27,5 +27,12 @@ export async function recordAudit(db: DbClient, entry: AuditEntry, at: Date = ne
       target: entry.target ?? null,
       ...(entry.detail === undefined ? {} : { detail: entry.detail }),
     },
+    select: { id: true },
   });
+  return row.id;
+}
+
+/** Replaces the detail of a row written by `recordAudit` before the action ran, once its outcome is known. */
+export async function recordAuditOutcome(db: DbClient, id: bigint, detail: Prisma.InputJsonValue): Promise<void> {
+  await db.auditLog.update({ where: { id }, data: { detail } });
 }
