@@ -50,7 +50,16 @@ redis.on("error", (error) => logger.debug({ err: error }, "redis connection erro
 
 // Only the merchant registry uses PostgreSQL: a small pool, a short connect timeout, never on the request path.
 const db = createDb({ url: config.DATABASE_URL, poolMax: 2, connectTimeoutMs: 2_000, applicationName: "wpn-ingress" });
-const merchants = new MerchantRegistry({ defaultMerchant, source: prismaMerchantSource(db.prisma), logger });
+const merchants = new MerchantRegistry({
+  defaultMerchant,
+  source: prismaMerchantSource(db.prisma),
+  logger,
+  download: {
+    baseUrl: config.WECHATPAY_API_BASE_URL,
+    toleranceSeconds: config.WECHATPAY_TIMESTAMP_TOLERANCE_SECONDS,
+    observer: downloadObserver(logger, metrics),
+  },
+});
 await merchants.start();
 
 const app = buildApp({ settings: ingressSettings(config), redis, merchants, logger, metrics });

@@ -2,12 +2,14 @@ import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createTestMerchant, type TestMerchant } from "@wpn/testing";
+import { createTestDatabase, createTestMerchant, type TestMerchant } from "@wpn/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { prismaMerchantSource } from "../src/merchants/prisma-source.ts";
 import { failureMessage } from "../src/routes/failure.ts";
 import { platformCertificate } from "./support/certificate.ts";
 import { type FakeWechatApi, type PlatformCertificate, startFakeWechatApi } from "./support/fake-wechat-api.ts";
 import { createIngressFixture, type IngressFixture, post, signedV3 } from "./support/fixture.ts";
+import { pollUntil } from "./support/wait.ts";
 
 const MERCHANT_SERIAL = "3775B6A45ACD588826D15E583A95F5DD1A3F3AA5";
 /** The refresher's throttle: one download per minute. */
@@ -210,5 +212,70 @@ describe("platform certificates downloaded by the ingress (WECHATPAY_MERCHANT_SE
     const response = await post(ingress.app, "/notify/v3", signedBy(forger));
     expect(response.statusCode).toBe(503);
     expect(await ingress.jobsEverAdded()).toBe(0);
+  });
+});
+
+describe("platform certificates downloaded for a merchant of the Merchant table (apiSerialNo, apiPrivateKeyPem)", () => {
+  it("downloads when the row is loaded and on an unknown serial; reloads of an unchanged row keep what it downloaded", async () => {
+    const db = await createTestDatabase("ingress_cert_mm");
+    const second = createTestMerchant({ mchid: "1900000333", appid: "wx0000000000000333" });
+    const certC = newPlatformCertificate();
+    const secondFake = await startFakeWechatApi(merchantApiKey.publicKey, {
+      kind: "list",
+      certificates: [certC],
+      apiV3Key: second.apiV3Key,
+    });
+    try {
+      const privateKeyPem = merchantApiKey.privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+      await db.db.prisma.merchant.create({
+        data: {
+          mchid: second.mchid,
+          appid: second.appid,
+          apiV3Key: second.apiV3Key,
+          apiSerialNo: MERCHANT_SERIAL,
+          apiPrivateKeyPem: privateKeyPem,
+        },
+      });
+      // Half-configured: refused (logged), and with no other key the merchant is not served at all.
+      const third = createTestMerchant({ mchid: "1900000444", appid: "wx0000000000000444" });
+      await db.db.prisma.merchant.create({
+        data: { mchid: third.mchid, appid: third.appid, apiV3Key: third.apiV3Key, apiSerialNo: MERCHANT_SERIAL },
+      });
+      clockMs = Date.now();
+      f = await createIngressFixture({
+        label: "cert-mm",
+        source: prismaMerchantSource(db.db.prisma),
+        env: { WECHATPAY_API_BASE_URL: secondFake.baseUrl },
+        downloadClock: () => clockMs,
+      });
+      const ingress = f;
+      expect(await pollUntil(() => ingress.merchants.get(second.mchid)?.keys.has(certC.serial) === true, 5_000)).toBe(
+        true,
+      );
+      expect(secondFake.requests).toEqual([{ authorized: true, mchid: second.mchid, serialNo: MERCHANT_SERIAL }]);
+
+      const n = signedV3(second, { serial: certC.serial, privateKey: certC.privateKey });
+      expect((await post(ingress.app, `/notify/v3/${second.mchid}`, n)).statusCode).toBe(204);
+      await ingress.merchants.reload();
+      expect(ingress.merchants.get(second.mchid)?.keys.has(certC.serial)).toBe(true);
+      expect(secondFake.requests).toHaveLength(1);
+
+      // Rotation for this merchant: the unknown serial downloads again once the minute has passed.
+      const certD = newPlatformCertificate();
+      secondFake.answer = { kind: "list", certificates: [certC, certD], apiV3Key: second.apiV3Key };
+      clockMs += THROTTLE_MS + 1;
+      const rotated = signedV3(second, { serial: certD.serial, privateKey: certD.privateKey });
+      expect((await post(ingress.app, `/notify/v3/${second.mchid}`, rotated)).statusCode).toBe(204);
+      expect(secondFake.requests).toHaveLength(2);
+
+      expect(ingress.merchants.get(third.mchid)).toBeUndefined();
+      const unserved = signedV3(third, { serial: certC.serial, privateKey: certC.privateKey });
+      expect((await post(ingress.app, `/notify/v3/${third.mchid}`, unserved)).statusCode).toBe(404);
+    } finally {
+      await secondFake.close();
+      await f?.close();
+      f = undefined;
+      await db.drop();
+    }
   });
 });

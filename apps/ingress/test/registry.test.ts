@@ -37,6 +37,7 @@ describe("merchant registry: unusable key material", () => {
     publicKeyId: merchant.publicKeyId,
     publicKeyPem: readFileSync(merchant.publicKeyPath, "utf8"),
     certificates: [],
+    download: null,
   };
 
   it("one unusable certificate row beside a good public key leaves the merchant its good key", async () => {

@@ -24,10 +24,11 @@ export interface MerchantKeyStatus {
   /** Whether an APIv2 key is configured; the key itself is never read out. */
   apiV2Key: boolean;
   /**
-   * The default merchant only: the ingress downloads platform certificates (WECHATPAY_MERCHANT_SERIAL_NO) and keeps
-   * them in its memory, so they are not among `certificates` here.
+   * The ingress downloads this merchant's platform certificates (WECHATPAY_MERCHANT_SERIAL_NO, or the row's
+   * apiSerialNo) and keeps them in its memory, so they are not among `certificates` here. `intervalSeconds`: the
+   * default merchant's schedule; a row's merchant downloads when loaded and on an unknown serial.
    */
-  certificateDownload?: { merchantSerialNo: string; intervalSeconds: number };
+  certificateDownload?: { merchantSerialNo: string; intervalSeconds?: number };
   certificates: CertificateStatus[];
   certificateErrors: string[];
 }
@@ -119,6 +120,7 @@ export async function loadKeyStatus(ctx: DashboardContext): Promise<MerchantKeyS
       publicKeyId: true,
       publicKeyPem: true,
       apiV2Key: true,
+      apiSerialNo: true,
       certificates: { select: { serial: true, notBefore: true, notAfter: true }, orderBy: { notAfter: "desc" } },
     },
     orderBy: { mchid: "asc" },
@@ -134,6 +136,7 @@ export async function loadKeyStatus(ctx: DashboardContext): Promise<MerchantKeyS
       publicKeyFingerprint: rowFp.value,
       publicKeyError: rowFp.error,
       apiV2Key: row.apiV2Key !== null && row.apiV2Key !== "",
+      ...(row.apiSerialNo ? { certificateDownload: { merchantSerialNo: row.apiSerialNo } } : {}),
       certificates: row.certificates.map((c) => ({
         serial: c.serial,
         notBefore: c.notBefore,

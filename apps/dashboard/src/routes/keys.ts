@@ -36,7 +36,7 @@ function merchantCard(m: MerchantKeyStatus): SafeHtml {
 <dt>APIv2 key</dt><dd>${m.apiV2Key ? "configured" : "not configured"}</dd>
 ${
   m.certificateDownload
-    ? html`<dt>Certificate download</dt><dd>by the ingress, at start, every ${m.certificateDownload.intervalSeconds} s and on an unknown serial (merchant certificate <span class="mono">${m.certificateDownload.merchantSerialNo}</span>); downloaded certificates are kept in its memory, not listed here</dd>`
+    ? html`<dt>Certificate download</dt><dd>by the ingress, ${m.certificateDownload.intervalSeconds === undefined ? "when the row is loaded" : `at start, every ${m.certificateDownload.intervalSeconds} s`} and on an unknown serial (merchant certificate <span class="mono">${m.certificateDownload.merchantSerialNo}</span>); downloaded certificates are kept in its memory, not listed here</dd>`
     : ""
 }
 </dl>

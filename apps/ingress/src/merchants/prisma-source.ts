@@ -1,7 +1,10 @@
 import type { PrismaClient } from "@wpn/db";
 import type { MerchantRecord, MerchantSource } from "./registry.ts";
 
-/** Enabled `Merchant` rows with their `PlatformCertificate`s; one query per reload, never per request. */
+/**
+ * Enabled `Merchant` rows with their `PlatformCertificate`s; one query per reload, never per request. The APIv3 key
+ * leaves the query only for rows that download their certificates (it decrypts them).
+ */
 export function prismaMerchantSource(prisma: PrismaClient): MerchantSource {
   return {
     async load(): Promise<MerchantRecord[]> {
@@ -14,9 +17,15 @@ export function prismaMerchantSource(prisma: PrismaClient): MerchantSource {
           publicKeyId: true,
           publicKeyPem: true,
           certificates: { select: { serial: true, pem: true } },
+          apiSerialNo: true,
+          apiPrivateKeyPem: true,
+          apiV3Key: true,
         },
       });
-      return rows;
+      return rows.map(({ apiSerialNo, apiPrivateKeyPem, apiV3Key, ...row }) => ({
+        ...row,
+        download: apiSerialNo || apiPrivateKeyPem ? { apiSerialNo, apiPrivateKeyPem, apiV3Key } : null,
+      }));
     },
   };
 }

@@ -25,6 +25,22 @@ export interface MerchantRecord {
   publicKeyId: string | null;
   publicKeyPem: string | null;
   certificates: readonly { serial: string; pem: string }[];
+  /**
+   * Certificate download: the merchant API certificate's serial and private key, and the APIv3 key that decrypts
+   * what is downloaded. The source returns them only for a row with a download column set (null otherwise), so
+   * the ingress holds no APIv3 key it does not need; a row with one of the two is refused (logged).
+   */
+  download: { apiSerialNo: string | null; apiPrivateKeyPem: string | null; apiV3Key: string } | null;
+}
+
+/** How merchants of the source download their platform certificates (those whose row has the credentials). */
+export interface RegistryDownloadOptions {
+  /** WECHATPAY_API_BASE_URL. */
+  baseUrl: string;
+  toleranceSeconds: number;
+  observer?: DownloadObserver;
+  /** Clock of each refresher's one-download-a-minute throttle (ms since the epoch). */
+  clock?: () => number;
 }
 
 /** Where extra merchants come from; `load` returns every enabled merchant. */
@@ -87,6 +103,8 @@ export interface MerchantRegistryOptions {
   lookupTimeoutMs?: number;
   clock?: () => number;
   logger: Logger;
+  /** Absent: rows' download credentials are ignored (logged). */
+  download?: RegistryDownloadOptions;
 }
 
 interface Loaded {
@@ -103,7 +121,10 @@ interface Loaded {
  * key keeps its previous keys. The environment's merchant always wins over a row with the same mchid.
  */
 export class MerchantRegistry {
-  readonly #options: Required<Omit<MerchantRegistryOptions, "source">> & { source: MerchantSource | undefined };
+  readonly #options: Required<Omit<MerchantRegistryOptions, "source" | "download">> & {
+    source: MerchantSource | undefined;
+    download: RegistryDownloadOptions | undefined;
+  };
   #merchants = new Map<string, Loaded>();
   #timer: NodeJS.Timeout | undefined;
   #reloading: Promise<void> | undefined;
@@ -118,6 +139,7 @@ export class MerchantRegistry {
       clock: Date.now,
       ...options,
       source: options.source,
+      download: options.download,
     };
   }
 
@@ -207,7 +229,7 @@ export class MerchantRegistry {
         continue;
       }
       try {
-        next.set(record.mchid, { merchant: buildMerchant(record, logger), fingerprint });
+        next.set(record.mchid, { merchant: buildMerchant(record, logger, this.#options.download), fingerprint });
       } catch (error) {
         // One merchant's broken key material must not take the others down. A merchant that worked keeps the
         // keys it had (a bad edit must not stop its notifications); a new one is skipped (404, WeChat resends).
@@ -227,7 +249,16 @@ export class MerchantRegistry {
 
 function fingerprintOf(record: MerchantRecord): string {
   const hash = createHash("sha256");
-  for (const part of [record.appid, record.apiV2Key ?? "", record.publicKeyId ?? "", record.publicKeyPem ?? ""]) {
+  const download = record.download;
+  for (const part of [
+    record.appid,
+    record.apiV2Key ?? "",
+    record.publicKeyId ?? "",
+    record.publicKeyPem ?? "",
+    download?.apiSerialNo ?? "",
+    download?.apiPrivateKeyPem ?? "",
+    download?.apiV3Key ?? "",
+  ]) {
     hash.update(part).update("\0");
   }
   for (const cert of [...record.certificates].sort((a, b) => a.serial.localeCompare(b.serial))) {
@@ -241,7 +272,11 @@ function fingerprintOf(record: MerchantRecord): string {
  * logged and left out, and the merchant keeps the others — one bad certificate row beside a good public key must
  * not refuse all of its notifications. Throws only when nothing usable is left.
  */
-function buildMerchant(record: MerchantRecord, logger: Logger): MerchantKeys {
+function buildMerchant(
+  record: MerchantRecord,
+  logger: Logger,
+  download: RegistryDownloadOptions | undefined,
+): MerchantKeys {
   const keys = new KeyStore();
   const unusable = (what: string, error: unknown) =>
     logger.error({ err: error, mchid: record.mchid, key: what }, "merchant key unusable; left out");
@@ -259,8 +294,64 @@ function buildMerchant(record: MerchantRecord, logger: Logger): MerchantKeys {
       unusable(cert.serial, error);
     }
   }
-  if (keys.describe().length === 0 && !record.apiV2Key) {
-    throw new Error("merchant has neither a public key, a platform certificate nor an APIv2 key");
+  const refresher = downloaderOf(record, keys, download, logger);
+  if (keys.describe().length === 0 && !record.apiV2Key && refresher === undefined) {
+    throw new Error("merchant has neither a public key, a platform certificate, certificate download nor an APIv2 key");
   }
-  return { mchid: record.mchid, appid: record.appid, keys, apiV2Key: record.apiV2Key ?? undefined, source: "database" };
+  return {
+    mchid: record.mchid,
+    appid: record.appid,
+    keys,
+    apiV2Key: record.apiV2Key ?? undefined,
+    source: "database",
+    ...(refresher === undefined ? {} : { certificateRefresher: refresher }),
+  };
+}
+
+/**
+ * The row's certificate downloader, which starts its first download at once (not awaited: the request path
+ * downloads on demand too, and failures reach the observer, which logs and counts them). An unusable private key
+ * leaves the merchant without download, logged, like any other unusable key of the row.
+ */
+function downloaderOf(
+  record: MerchantRecord,
+  keys: KeyStore,
+  download: RegistryDownloadOptions | undefined,
+  logger: Logger,
+): CertificateRefresher | undefined {
+  if (record.download === null) return undefined;
+  const { apiSerialNo, apiPrivateKeyPem, apiV3Key } = record.download;
+  if (!apiSerialNo || !apiPrivateKeyPem) {
+    logger.error(
+      { mchid: record.mchid },
+      "merchant row has only one of apiSerialNo and apiPrivateKeyPem; certificate download left out",
+    );
+    return undefined;
+  }
+  if (download === undefined) {
+    logger.warn({ mchid: record.mchid }, "merchant row has download credentials but this registry does not download");
+    return undefined;
+  }
+  let refresher: CertificateRefresher;
+  try {
+    refresher = certificateRefresher(
+      {
+        mchid: record.mchid,
+        baseUrl: download.baseUrl,
+        merchantSerialNo: apiSerialNo,
+        merchantPrivateKeyPem: apiPrivateKeyPem,
+        apiV3Key: Buffer.from(apiV3Key, "utf8"),
+        toleranceSeconds: download.toleranceSeconds,
+      },
+      keys,
+      download,
+    );
+  } catch (error) {
+    logger.error({ err: error, mchid: record.mchid, key: "apiPrivateKeyPem" }, "merchant key unusable; left out");
+    return undefined;
+  }
+  refresher.refresh().catch(() => {
+    // Reported by the observer (log line and metric); the next unknown serial tries again.
+  });
+  return refresher;
 }

@@ -39,7 +39,7 @@ export interface FixtureOptions {
   merchant?: TestMerchant;
   source?: MerchantSource;
   registryClock?: () => number;
-  /** Clock of the default merchant's certificate-download throttle (ms since the epoch). */
+  /** Clock of the certificate-download throttles, the default merchant's and the source's (ms since the epoch). */
   downloadClock?: () => number;
   app?: Partial<Omit<IngressDeps, "settings" | "redis" | "merchants">>;
 }
@@ -64,6 +64,12 @@ export async function createIngressFixture(options: FixtureOptions): Promise<Ing
     ...(options.source ? { source: options.source } : {}),
     ...(options.registryClock ? { clock: options.registryClock } : {}),
     logger: silentLogger,
+    download: {
+      baseUrl: config.WECHATPAY_API_BASE_URL,
+      toleranceSeconds: config.WECHATPAY_TIMESTAMP_TOLERANCE_SECONDS,
+      observer: downloadObserver(silentLogger, metrics),
+      ...(options.downloadClock ? { clock: options.downloadClock } : {}),
+    },
   });
   await merchants.start();
   const app = buildApp({

@@ -1,0 +1,3 @@
+-- AlterTable
+ALTER TABLE "Merchant" ADD COLUMN     "apiPrivateKeyPem" TEXT,
+ADD COLUMN     "apiSerialNo" TEXT;
