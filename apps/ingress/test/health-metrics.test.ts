@@ -1,4 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { platformCertificate } from "./support/certificate.ts";
 import { createIngressFixture, type IngressFixture, post, signedV3 } from "./support/fixture.ts";
 import { pollUntil } from "./support/wait.ts";
 
@@ -42,6 +47,33 @@ describe("health", () => {
     const metrics = await f.app.inject({ method: "GET", url: "/metrics" });
     expect(metrics.body).toMatch(/^wpn_ingress_backpressure 1$/m);
     expect(metrics.body).toMatch(/^wpn_ingress_queue_waiting 3$/m);
+  });
+
+  it("GET /health/ready counts only keys valid now: an expired certificate alone is not ready", async () => {
+    const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    const cert = platformCertificate(privateKey);
+    const certPath = join(mkdtempSync(join(tmpdir(), "wpn-health-cert-")), "cert.pem");
+    writeFileSync(certPath, cert.pem);
+    const { WECHATPAY_PUBLIC_KEY_ID: _id, WECHATPAY_PUBLIC_KEY_PATH: _path, ...env } = f.merchant.env;
+    const certOnly = await createIngressFixture({
+      label: "ingress-expired",
+      merchant: { ...f.merchant, env },
+      env: { WECHATPAY_PLATFORM_CERT_PATHS: certPath },
+    });
+    try {
+      await certOnly.app.ingress.sampler.sample();
+      const valid = await certOnly.app.inject({ method: "GET", url: "/health/ready" });
+      expect(valid.statusCode).toBe(200);
+      expect(valid.json().keys).toEqual([cert.serial]);
+      // The test certificate is valid for 30 days; 31 days on, it is expired.
+      vi.useFakeTimers({ toFake: ["Date"], now: Date.now() + 31 * 86_400_000 });
+      const expired = await certOnly.app.inject({ method: "GET", url: "/health/ready" });
+      expect(expired.statusCode).toBe(503);
+      expect(expired.json().keys).toEqual([]);
+    } finally {
+      vi.useRealTimers();
+      await certOnly.close();
+    }
   });
 
   it("GET /health/ready answers 503 once draining starts", async () => {

@@ -122,13 +122,19 @@ describe("main.ts (real process, real socket)", () => {
       apiV3Key: merchant.apiV3Key,
     });
     try {
-      const { WECHATPAY_PUBLIC_KEY_ID: _id, WECHATPAY_PUBLIC_KEY_PATH: _path, ...env } = merchant.env;
       const { base, log } = await startIngress({
-        ...env,
+        ...merchant.env,
+        // Empty overrides a developer's .env (`npm start` writes one with keys), and counts as unset.
+        WECHATPAY_PUBLIC_KEY_ID: "",
+        WECHATPAY_PUBLIC_KEY_PATH: "",
+        WECHATPAY_PLATFORM_CERT_PATHS: "",
         WECHATPAY_MERCHANT_SERIAL_NO: "3775B6A45ACD588826D15E583A95F5DD1A3F3AA5",
         WECHATPAY_MERCHANT_PRIVATE_KEY_PATH: join(dir, "apiclient_key.pem"),
         WECHATPAY_API_BASE_URL: fake.baseUrl,
       });
+      // Ready only once the download brought a key: the downloaded certificate is the only one.
+      const ready = (await (await fetch(`${base}/health/ready`)).json()) as { keys: string[] };
+      expect(ready.keys).toEqual([cert.serial]);
       expect(fake.requests).toEqual([
         { authorized: true, mchid: merchant.mchid, serialNo: "3775B6A45ACD588826D15E583A95F5DD1A3F3AA5" },
       ]);

@@ -70,4 +70,38 @@ describe("graceful shutdown", () => {
     );
     expect(await f.queue.getJob(late.id)).toBeUndefined();
   });
+
+  it("a kept-alive connection whose request was in flight is closed once answered: close() does not wait for the client", async () => {
+    let slowLoads = 0;
+    const other = await createIngressFixture({
+      label: "ingress-shutdown-idle",
+      merchant: f.merchant,
+      source: {
+        load: () => {
+          slowLoads += 1;
+          return new Promise((resolve) => setTimeout(() => resolve([]), SLOW_LOOKUP_MS));
+        },
+      },
+    });
+    await other.app.listen({ host: "127.0.0.1", port: 0 });
+    const address = other.app.server.address();
+    if (address === null || typeof address === "string") throw new Error("not listening");
+    const socket = connect(address.port, "127.0.0.1");
+    let received = "";
+    socket.on("data", (chunk: Buffer) => {
+      received += chunk.toString("utf8");
+    });
+    const ended = once(socket, "close");
+    await once(socket, "connect");
+    const loadsBefore = slowLoads;
+    socket.write(rawPost("/notify/v3/1900000777", signedV3(f.merchant)));
+    expect(await pollUntil(() => slowLoads > loadsBefore, 10_000, 5)).toBe(true);
+    const started = performance.now();
+    await other.close();
+    // Answered (404 after the lookup), then the server closed the socket; without that, close() waited for the
+    // client (here: forever).
+    expect(performance.now() - started).toBeLessThan(5_000);
+    await ended;
+    expect(received).toMatch(/^HTTP\/1\.1 404 /);
+  });
 });

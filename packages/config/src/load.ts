@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { type Environment, readEnvironment } from "./environment.ts";
 import { ConfigError } from "./errors.ts";
-import { type Env, envSchema } from "./schema.ts";
+import { type Env, envSchema, pathList } from "./schema.ts";
 
 /** Validated settings plus the key material they point at, read from disk once. */
 export interface Config extends Env {
@@ -9,8 +9,6 @@ export interface Config extends Env {
   readonly apiV3KeyBytes: Buffer;
   /** Contents of WECHATPAY_PUBLIC_KEY_PATH (PEM); parse it once with @wpn/wechatpay's loadPublicKey. */
   readonly publicKeyPem: string | undefined;
-  /** Contents of WECHATPAY_MERCHANT_PRIVATE_KEY_PATH (PEM; certificate download only). */
-  readonly merchantPrivateKeyPem: string | undefined;
   /** Contents of each WECHATPAY_PLATFORM_CERT_PATHS file (PEM). */
   readonly platformCertificatePems: readonly string[];
 }
@@ -37,16 +35,19 @@ export function loadConfig(env: Environment): Config {
     ...values,
     apiV3KeyBytes: Buffer.from(values.WECHATPAY_APIV3_KEY, "utf8"),
     publicKeyPem: readOptionalSetting("WECHATPAY_PUBLIC_KEY_PATH", values.WECHATPAY_PUBLIC_KEY_PATH),
-    merchantPrivateKeyPem: readOptionalSetting(
-      "WECHATPAY_MERCHANT_PRIVATE_KEY_PATH",
-      values.WECHATPAY_MERCHANT_PRIVATE_KEY_PATH,
+    platformCertificatePems: pathList(values.WECHATPAY_PLATFORM_CERT_PATHS).map((p) =>
+      readSetting("WECHATPAY_PLATFORM_CERT_PATHS", p),
     ),
-    platformCertificatePems: (values.WECHATPAY_PLATFORM_CERT_PATHS ?? "")
-      .split(",")
-      .map((p) => p.trim())
-      .filter((p) => p !== "")
-      .map((p) => readSetting("WECHATPAY_PLATFORM_CERT_PATHS", p)),
   };
+}
+
+/**
+ * Contents of WECHATPAY_MERCHANT_PRIVATE_KEY_PATH (PEM), undefined when certificate download is off. Read on
+ * demand, by the ingress alone: the key signs merchant API calls, so the dashboard and the workers never load it
+ * (nor need the file on their hosts). Throws ConfigError like `loadConfig`.
+ */
+export function readMerchantPrivateKeyPem(config: Config): string | undefined {
+  return readOptionalSetting("WECHATPAY_MERCHANT_PRIVATE_KEY_PATH", config.WECHATPAY_MERCHANT_PRIVATE_KEY_PATH);
 }
 
 function readOptionalSetting(variable: string, path: string | undefined): string | undefined {

@@ -149,6 +149,14 @@ const envFields = z.object({
   DASHBOARD_TRUST_PROXY: bool.default(false),
 });
 
+/** The files of a comma-separated path setting (blanks between commas ignored). */
+export function pathList(value: string | undefined): string[] {
+  return (value ?? "")
+    .split(",")
+    .map((p) => p.trim())
+    .filter((p) => p !== "");
+}
+
 /** Settings that only make sense together: each pair complete, and some way to verify APIv3 signatures. */
 function checkKeySources(env: z.infer<typeof envFields>, ctx: z.RefinementCtx): void {
   const pairs = [
@@ -164,7 +172,7 @@ function checkKeySources(env: z.infer<typeof envFields>, ctx: z.RefinementCtx): 
   }
   if (
     env.WECHATPAY_PUBLIC_KEY_ID === undefined &&
-    env.WECHATPAY_PLATFORM_CERT_PATHS === undefined &&
+    pathList(env.WECHATPAY_PLATFORM_CERT_PATHS).length === 0 &&
     env.WECHATPAY_MERCHANT_SERIAL_NO === undefined
   ) {
     ctx.addIssue({

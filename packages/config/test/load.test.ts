@@ -1,7 +1,7 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ConfigError, loadConfig, readEnvironment } from "@wpn/config";
+import { ConfigError, loadConfig, readEnvironment, readMerchantPrivateKeyPem } from "@wpn/config";
 import { describe, expect, it } from "vitest";
 
 const dir = mkdtempSync(join(tmpdir(), "wpn-config-"));
@@ -92,16 +92,25 @@ describe("loadConfig", () => {
       WECHATPAY_MERCHANT_PRIVATE_KEY_PATH: merchantKey,
     });
     expect(downloading.publicKeyPem).toBeUndefined();
-    expect(downloading.merchantPrivateKeyPem).toContain("BEGIN PRIVATE KEY");
+    // Read on demand (the ingress), never by loadConfig: other processes neither hold the key nor need the file.
+    expect(readMerchantPrivateKeyPem(downloading)).toContain("BEGIN PRIVATE KEY");
+    expect(readMerchantPrivateKeyPem(loadConfig(valid))).toBeUndefined();
     expect(downloading.WECHATPAY_API_BASE_URL).toBe("https://api.mch.weixin.qq.com");
     expect(downloading.WECHATPAY_CERT_REFRESH_INTERVAL_SECONDS).toBe(3_600);
-    expect(
-      errorOf({
-        ...valid,
-        WECHATPAY_MERCHANT_SERIAL_NO: "37",
-        WECHATPAY_MERCHANT_PRIVATE_KEY_PATH: join(dir, "no.pem"),
-      }),
-    ).toBe(`WECHATPAY_MERCHANT_PRIVATE_KEY_PATH file ${join(dir, "no.pem")} does not exist`);
+    const missingKey = loadConfig({
+      ...valid,
+      WECHATPAY_MERCHANT_SERIAL_NO: "37",
+      WECHATPAY_MERCHANT_PRIVATE_KEY_PATH: join(dir, "no.pem"),
+    });
+    expect(() => readMerchantPrivateKeyPem(missingKey)).toThrow(
+      `WECHATPAY_MERCHANT_PRIVATE_KEY_PATH file ${join(dir, "no.pem")} does not exist`,
+    );
+    // Only commas and blanks name no certificate: not a key source.
+    for (const blank of [",", " , "]) {
+      expect(errorOf({ ...noPublicKey, WECHATPAY_PLATFORM_CERT_PATHS: blank })).toMatch(
+        /^WECHATPAY_PUBLIC_KEY_ID is required unless/,
+      );
+    }
     const cert = join(dir, "only-cert.pem");
     writeFileSync(cert, "CERT");
     expect(loadConfig({ ...noPublicKey, WECHATPAY_PLATFORM_CERT_PATHS: cert }).platformCertificatePems).toEqual([

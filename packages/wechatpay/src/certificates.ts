@@ -233,7 +233,10 @@ export interface CertificateRefresherOptions {
   download: () => Promise<LoadedCertificate[]>;
   /** Milliseconds; at most one download starts per interval (failed ones count). Default 60 000. */
   minIntervalMs?: number;
-  /** Clock in epoch milliseconds, injectable for tests. Default `Date.now`. */
+  /**
+   * Clock of the throttle in milliseconds, injectable for tests. Default `performance.now()`: monotonic, so a
+   * wall-clock step backwards cannot block downloads for as long as it stepped.
+   */
   now?: () => number;
 }
 
@@ -243,8 +246,10 @@ export interface CertificateRefresherOptions {
  * - at most one download per `minIntervalMs`, so a forged `Wechatpay-Serial` cannot make us hammer WeChat;
  * - concurrent misses share the one in-flight download.
  * Use one refresher per merchant (each has its own store, credentials and throttle). Downloaded
- * certificates are added to the store; old ones stay (WeChat signs with old and new during rotation, and
- * `KeyStore` refuses expired ones anyway).
+ * certificates are added to the store; one that an earlier download brought and WeChat no longer lists is removed
+ * (during a rotation WeChat lists old and new, so only a withdrawn certificate goes). Certificates that were in the
+ * store before the refresher added them (configured ones) are never removed. A list with no certificate is a
+ * failed download: WeChat always lists the certificate it signs with.
  */
 export class CertificateRefresher implements AsyncKeyResolver {
   readonly store: KeyStore;
@@ -255,12 +260,15 @@ export class CertificateRefresher implements AsyncKeyResolver {
   #lastAttemptMs = Number.NEGATIVE_INFINITY;
   #inFlight: Promise<void> | undefined;
   #downloads = 0;
+  #lastFailed = false;
+  /** Serials this refresher added to the store (and may remove when WeChat stops listing them). */
+  #added = new Set<string>();
 
   constructor(opts: CertificateRefresherOptions) {
     this.store = opts.store;
     this.#download = opts.download;
     this.#minIntervalMs = opts.minIntervalMs ?? DEFAULT_MIN_REFRESH_INTERVAL_MS;
-    this.#now = opts.now ?? Date.now;
+    this.#now = opts.now ?? (() => performance.now());
     if (!Number.isFinite(this.#minIntervalMs) || this.#minIntervalMs < 0) {
       throw new RangeError(`minIntervalMs must be a finite number >= 0, got ${this.#minIntervalMs}`);
     }
@@ -269,6 +277,11 @@ export class CertificateRefresher implements AsyncKeyResolver {
   /** How many downloads were started so far (for metrics and tests). */
   get downloadCount(): number {
     return this.#downloads;
+  }
+
+  /** Whether the last download that ran failed (a throttled `refresh()` then means "still failing"). */
+  get lastDownloadFailed(): boolean {
+    return this.#lastFailed;
   }
 
   /**
@@ -288,18 +301,40 @@ export class CertificateRefresher implements AsyncKeyResolver {
       let certs: LoadedCertificate[];
       try {
         certs = await this.#download();
+        if (certs.length === 0) {
+          throw new WechatPayError("CERT_DOWNLOAD_FAILED", "WeChat Pay listed no platform certificate");
+        }
       } catch (cause) {
+        this.#lastFailed = true;
         throw isWechatPayError(cause) && cause.code === "CERT_DOWNLOAD_FAILED"
           ? cause
           : new WechatPayError("CERT_DOWNLOAD_FAILED", "certificate download failed", { cause });
       }
-      for (const cert of certs) this.store.addCertificate(cert);
+      this.#lastFailed = false;
+      this.#apply(certs);
     })();
     const inFlight = run.finally(() => {
       this.#inFlight = undefined;
     });
     this.#inFlight = inFlight;
     return inFlight.then(() => true);
+  }
+
+  /** Adds the listed certificates and removes those this refresher added earlier that are no longer listed. */
+  #apply(certs: readonly LoadedCertificate[]): void {
+    const listed = new KeyStore();
+    for (const cert of certs) listed.addCertificate(cert);
+    for (const serial of this.#added) {
+      if (!listed.has(serial)) {
+        this.store.removeCertificate(serial);
+        this.#added.delete(serial);
+      }
+    }
+    for (const cert of certs) {
+      if (!this.store.has(cert.serial)) this.#added.add(cert.serial);
+      // Replaced even when known: a re-issued certificate under the same serial must win.
+      if (this.#added.has(cert.serial)) this.store.addCertificate(cert);
+    }
   }
 
   /**

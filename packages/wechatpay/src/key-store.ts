@@ -29,6 +29,7 @@ function serialKey(serial: string): string {
 export interface KeyStoreEntry {
   kind: "publicKey" | "certificate";
   id: string;
+  notBefore?: Date;
   notAfter?: Date;
 }
 
@@ -66,6 +67,11 @@ export class KeyStore implements KeyResolver {
     const loaded = typeof cert === "string" ? loadCertificate(cert) : cert;
     this.#certificates.set(serialKey(loaded.serial), loaded);
     return loaded.serial;
+  }
+
+  /** Removes a platform certificate (e.g. one WeChat no longer lists); answers whether it was there. */
+  removeCertificate(serial: string): boolean {
+    return this.#certificates.delete(serialKey(serial));
   }
 
   /**
@@ -108,7 +114,7 @@ export class KeyStore implements KeyResolver {
     const entries: KeyStoreEntry[] = [];
     for (const id of this.#publicKeys.keys()) entries.push({ kind: "publicKey", id });
     for (const cert of this.#certificates.values()) {
-      entries.push({ kind: "certificate", id: cert.serial, notAfter: cert.notAfter });
+      entries.push({ kind: "certificate", id: cert.serial, notBefore: cert.notBefore, notAfter: cert.notAfter });
     }
     return entries;
   }

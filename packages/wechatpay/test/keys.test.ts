@@ -124,8 +124,25 @@ describe("KeyStore", () => {
     expect(store.resolve(cert.serial, now).equals(rsa.publicKey)).toBe(true);
     expect(store.describe()).toEqual([
       { kind: "publicKey", id: PUB },
-      { kind: "certificate", id: cert.serial, notAfter: loadCertificate(cert.pem).notAfter },
+      {
+        kind: "certificate",
+        id: cert.serial,
+        notBefore: loadCertificate(cert.pem).notBefore,
+        notAfter: loadCertificate(cert.pem).notAfter,
+      },
     ]);
+  });
+
+  it("removes a certificate by serial, in any spelling; public keys stay", () => {
+    const store = new KeyStore();
+    const pub = rsaKeyPair();
+    store.addPublicKey(PUB, pub.publicPem);
+    store.addCertificate(cert.pem);
+    expect(store.removeCertificate(`00${cert.serial.toLowerCase()}`)).toBe(true);
+    expect(store.has(cert.serial)).toBe(false);
+    expect(store.removeCertificate(cert.serial)).toBe(false);
+    expect(store.removeCertificate(PUB)).toBe(false);
+    expect(store.has(PUB)).toBe(true);
   });
 
   it("compares certificate serials case-insensitively and ignoring leading zeros; public-key ids exactly", () => {

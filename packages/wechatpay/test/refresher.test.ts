@@ -111,7 +111,7 @@ describe("CertificateRefresher", () => {
   });
 
   it("a serial that appears while throttled is still found", async () => {
-    const t = setup({ result: () => [] });
+    const t = setup({ result: () => [loadCertificate(oldCert.pem)] });
     await t.refresher.refresh();
     t.store.addCertificate(newCert.pem);
     await expect(t.refresher.refresh()).resolves.toBe(false);
@@ -140,6 +140,47 @@ describe("CertificateRefresher", () => {
     expect(t.calls()).toBe(1);
   });
 
+  it("an empty list is a failed download; lastDownloadFailed tells a throttled refresh after a failure", async () => {
+    const t = setup({ result: () => [] });
+    let error: unknown;
+    try {
+      await t.refresher.refresh();
+    } catch (e) {
+      error = e;
+    }
+    expect((error as WechatPayError).code).toBe("CERT_DOWNLOAD_FAILED");
+    expect(t.refresher.lastDownloadFailed).toBe(true);
+    await expect(t.refresher.refresh()).resolves.toBe(false);
+    expect(t.store.has(oldCert.serial)).toBe(true);
+  });
+
+  it("a certificate WeChat stops listing is removed; configured ones are never removed", async () => {
+    const third = platformCert("3333333333333333333333333333333333333333");
+    let listed = [loadCertificate(newCert.pem), loadCertificate(third.pem)];
+    const t = setup({ result: () => listed, minIntervalMs: 0 });
+    await t.refresher.refresh();
+    expect(t.refresher.lastDownloadFailed).toBe(false);
+    expect([t.store.has(oldCert.serial), t.store.has(newCert.serial), t.store.has(third.serial)]).toEqual([
+      true,
+      true,
+      true,
+    ]);
+    // WeChat withdraws `third` (and never listed the configured `oldCert`).
+    listed = [loadCertificate(newCert.pem)];
+    await t.refresher.refresh();
+    expect([t.store.has(oldCert.serial), t.store.has(newCert.serial), t.store.has(third.serial)]).toEqual([
+      true,
+      true,
+      false,
+    ]);
+    // A configured certificate WeChat lists and later withdraws stays: it was not the refresher's to remove.
+    listed = [loadCertificate(oldCert.pem), loadCertificate(newCert.pem)];
+    await t.refresher.refresh();
+    listed = [loadCertificate(newCert.pem)];
+    await t.refresher.refresh();
+    expect(t.store.has(oldCert.serial)).toBe(true);
+  });
+
   it("wraps foreign download errors", async () => {
     const t = setup({ fail: new TypeError("boom") });
     let error: unknown;
@@ -160,7 +201,10 @@ describe("CertificateRefresher", () => {
     expect(
       () => new CertificateRefresher({ store: new KeyStore(), download: async () => [], minIntervalMs: -1 }),
     ).toThrow(RangeError);
-    const defaults = new CertificateRefresher({ store: new KeyStore(), download: async () => [] });
+    const defaults = new CertificateRefresher({
+      store: new KeyStore(),
+      download: async () => [loadCertificate(oldCert.pem)],
+    });
     await expect(defaults.refresh()).resolves.toBe(true);
     await expect(defaults.refresh()).resolves.toBe(false);
   });

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { Config } from "@wpn/config";
+import { type Config, readMerchantPrivateKeyPem } from "@wpn/config";
 import { type CertificateRefresher, KeyStore, loadPublicKey } from "@wpn/wechatpay";
 import type { Logger } from "pino";
 import { certificateRefresher, type DownloadObserver } from "./certificate-download.ts";
@@ -49,7 +49,8 @@ export interface MerchantSource {
 }
 
 /**
- * The single-merchant environment variables as the default merchant. Throws WechatPayError on bad key files.
+ * The single-merchant environment variables as the default merchant. Throws WechatPayError on bad key files, and
+ * ConfigError when the merchant private key file cannot be read.
  * With certificate download configured it also gets a `certificateRefresher` (nothing is downloaded here: the
  * app's CertificateSchedule starts that), whose downloads `download.observer` hears of; `download.clock` (ms since
  * the epoch) drives its one-download-a-minute throttle.
@@ -63,14 +64,15 @@ export function defaultMerchantFromConfig(
     keys.addPublicKey(config.WECHATPAY_PUBLIC_KEY_ID, loadPublicKey(config.publicKeyPem));
   }
   for (const pem of config.platformCertificatePems) keys.addCertificate(pem);
+  const merchantPrivateKeyPem = readMerchantPrivateKeyPem(config);
   const refresher =
-    config.WECHATPAY_MERCHANT_SERIAL_NO !== undefined && config.merchantPrivateKeyPem !== undefined
+    config.WECHATPAY_MERCHANT_SERIAL_NO !== undefined && merchantPrivateKeyPem !== undefined
       ? certificateRefresher(
           {
             mchid: config.WECHATPAY_MCHID,
             baseUrl: config.WECHATPAY_API_BASE_URL,
             merchantSerialNo: config.WECHATPAY_MERCHANT_SERIAL_NO,
-            merchantPrivateKeyPem: config.merchantPrivateKeyPem,
+            merchantPrivateKeyPem,
             apiV3Key: config.apiV3KeyBytes,
             toleranceSeconds: config.WECHATPAY_TIMESTAMP_TOLERANCE_SECONDS,
           },

@@ -16,7 +16,7 @@ export interface HealthContext {
 /**
  * - `GET /health/live`: the process serves HTTP (200 as soon as it listens).
  * - `GET /health/ready`: 200 when Redis answered the last background sample, the connection is ready and the
- *   default merchant's keys are loaded; otherwise 503. Backpressure (waiting jobs above the ceiling) is
+ *   default merchant has a key valid now (`keys` lists those); otherwise 503. Backpressure (waiting jobs above the ceiling) is
  *   reported but keeps 200: WeChat's resends would only add load, so the ingress keeps accepting.
  * - `GET /metrics`: Prometheus text from the ingress's own registry.
  * None of them costs a Redis round trip: probes read the sampler's last snapshot.
@@ -27,7 +27,12 @@ export async function healthRoutes(app: FastifyInstance, ctx: HealthContext): Pr
   app.get("/health/ready", async (_request, reply) => {
     const queue = ctx.sampler.snapshot;
     const redisUp = queue.redisUp && ctx.redis.status === "ready";
-    const keys = ctx.merchants.defaultMerchant.keys.describe().map((entry) => entry.id);
+    // Keys that can verify now: an expired (or not yet valid) certificate alone would refuse every notification.
+    const now = Date.now();
+    const keys = ctx.merchants.defaultMerchant.keys
+      .describe()
+      .filter((k) => (k.notBefore?.getTime() ?? now) <= now && now <= (k.notAfter?.getTime() ?? now))
+      .map((entry) => entry.id);
     const draining = ctx.isDraining();
     const ready = redisUp && keys.length > 0 && !draining;
     ctx.metrics.merchantsLoaded.set(ctx.merchants.size);

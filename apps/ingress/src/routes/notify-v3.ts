@@ -10,12 +10,14 @@ import { registerNotifyRoutes } from "./register.ts";
 
 /** WeChat's envelope `id` is ≤36 chars in practice; the job schema allows 64. */
 const MAX_ID_CHARS = 64;
+/** Longest wait of a request for a certificate download it triggered, ms (the download goes on, for the resends). */
+const MAX_DOWNLOAD_WAIT_MS = 2_000;
 /**
- * How long a request waits for a certificate download it triggered, ms. WeChat gives up after 5 s; with the
- * enqueue's own bound (INGRESS_ENQUEUE_TIMEOUT_MS, 2 s by default) the answer still comes in time. The download
- * goes on past it, for the resends.
+ * What a request may spend waiting, ms: WeChat gives up after 5 s, and 4.5 s is the config's ceiling of
+ * INGRESS_ENQUEUE_TIMEOUT_MS. The download wait gets what the enqueue's bound leaves of it (2 s with the default
+ * 2 s bound; nothing with a 4.5 s one: then an unknown serial answers 503 at once, its download running on).
  */
-const DOWNLOAD_WAIT_MS = 2_000;
+const ANSWER_BUDGET_MS = 4_500;
 
 /** Thrown by the key-less resolver below: the cheap checks passed and only the key is missing. */
 class KeyNeeded extends Error {}
@@ -109,8 +111,9 @@ async function resolveMerchant(
  * WeChat's "lazy" certificate update: a notification signed with a certificate we do not know yet (a rotation)
  * makes the merchant's refresher download the current list, once the request passed every check that needs no
  * key. The refresher's throttle (one download per minute) bounds what forged serials can cost; requests that
- * arrive during a download share it. A failed download, or one still running after DOWNLOAD_WAIT_MS, answers
- * 503 CERT_DOWNLOAD_FAILED (WeChat resends); a serial still unknown afterwards is refused by the verification that follows (401 SERIAL_UNKNOWN).
+ * arrive during a download share it. A failed download (or, within the throttle, the last one failed), or one still
+ * running after the wait the answer budget leaves, answers 503 CERT_DOWNLOAD_FAILED (WeChat resends); a serial
+ * still unknown afterwards is refused by the verification that follows (401 SERIAL_UNKNOWN).
  */
 async function downloadForUnknownSerial(
   ctx: NotifyContext,
@@ -120,16 +123,23 @@ async function downloadForUnknownSerial(
   now: Date,
 ): Promise<void> {
   checkAllButKey(ctx, headers, body, now);
+  const waitMs = Math.max(0, Math.min(MAX_DOWNLOAD_WAIT_MS, ANSWER_BUDGET_MS - ctx.settings.enqueueTimeoutMs));
   let timer: NodeJS.Timeout | undefined;
   const waited = new Promise<"waited">((resolve) => {
-    timer = setTimeout(() => resolve("waited"), DOWNLOAD_WAIT_MS);
+    timer = setTimeout(() => resolve("waited"), waitMs);
   });
+  let outcome: boolean | "waited";
   try {
-    if ((await Promise.race([refresher.refresh(), waited])) === "waited") {
-      throw new IngressError("CERT_DOWNLOAD_FAILED", `certificate download still running after ${DOWNLOAD_WAIT_MS} ms`);
-    }
+    outcome = await Promise.race([refresher.refresh(), waited]);
   } finally {
     clearTimeout(timer);
+  }
+  if (outcome === "waited") {
+    throw new IngressError("CERT_DOWNLOAD_FAILED", `certificate download still running after ${waitMs} ms`);
+  }
+  // Throttled right after a failed download: WeChat's API is the problem, not the sender (503, not 401).
+  if (!outcome && refresher.lastDownloadFailed) {
+    throw new IngressError("CERT_DOWNLOAD_FAILED", "the last certificate download failed; next one within a minute");
   }
 }
 
