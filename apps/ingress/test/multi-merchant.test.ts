@@ -69,7 +69,42 @@ describe("multi-merchant routes", () => {
       payload: xml,
     });
     expect(response.statusCode).toBe(200);
-    expect((await f.queue.getJob("v2:pay:4200000000000000000000000222"))?.data).toMatchObject({ mchid: second.mchid });
+    expect((await f.queue.getJob(`v2:pay:${second.mchid}.4200000000000000000000000222`))?.data).toMatchObject({
+      mchid: second.mchid,
+    });
+  });
+
+  it("a v2 payment signed by one merchant cannot name another: 400, nothing queued, the other's transaction id stays free", async () => {
+    const before = await f.jobsEverAdded();
+    const transactionId = "4200000000000000000000000333";
+    // Merchant `second` signs (with its own APIv2 key) XML naming the environment's merchant.
+    const forged = { mch_id: f.merchant.mchid, transaction_id: transactionId, return_code: "SUCCESS" };
+    const response = await f.app.inject({
+      method: "POST",
+      url: `/notify/v2/${second.mchid}`,
+      headers: { "content-type": "text/xml" },
+      payload: buildV2Xml({ ...forged, sign: signV2(forged, second.apiV2Key, "MD5") }),
+    });
+    expect(response.statusCode).toBe(400);
+    expect(response.body).toContain("PAYLOAD_INVALID");
+    expect(await f.jobsEverAdded()).toBe(before);
+    // Even one naming itself with the other's transaction id takes nothing from the other: ids carry the merchant.
+    const own = { mch_id: second.mchid, transaction_id: transactionId, return_code: "SUCCESS" };
+    const genuine = { mch_id: f.merchant.mchid, transaction_id: transactionId, return_code: "SUCCESS" };
+    for (const [url, fields, key] of [
+      [`/notify/v2/${second.mchid}`, own, second.apiV2Key],
+      ["/notify/v2", genuine, f.merchant.apiV2Key],
+    ] as const) {
+      const answer = await f.app.inject({
+        method: "POST",
+        url,
+        headers: { "content-type": "text/xml" },
+        payload: buildV2Xml({ ...fields, sign: signV2(fields, key, "MD5") }),
+      });
+      expect(answer.statusCode).toBe(200);
+    }
+    expect(await f.jobsEverAdded()).toBe(before + 2);
+    expect(await f.queue.getJob(`v2:pay:${f.merchant.mchid}.${transactionId}`)).toBeDefined();
   });
 
   it("keeps two merchants' refunds with the same out_refund_no apart (a refund number is unique per merchant)", async () => {

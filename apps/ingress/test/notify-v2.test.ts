@@ -40,7 +40,7 @@ function payment(signType: V2SignType, key = f.merchant.apiV2Key) {
   };
   if (signType === "HMAC-SHA256") fields.sign_type = "HMAC-SHA256";
   const xml = buildV2Xml({ ...fields, sign: signV2(fields, key, signType) });
-  return { xml, id: `v2:pay:${transactionId}` };
+  return { xml, id: `v2:pay:${f.merchant.mchid}.${transactionId}` };
 }
 
 function refund(

@@ -64,7 +64,7 @@ export interface SignedRequest {
 
 export interface Notification {
   api: Api;
-  /** v3: the envelope `id`; v2: the id the ingress derives (`v2:pay:<transaction_id>`, `v2:refund:<mchid>.<out_refund_no>.<refund_status>`). */
+  /** v3: the envelope `id`; v2: the id the ingress derives (`v2:pay:<mchid>.<transaction_id>`, `v2:refund:<mchid>.<out_refund_no>.<refund_status>`). */
   id: string;
   eventType: string;
   /** What was encrypted/signed, for printing. */
@@ -277,7 +277,7 @@ export function v2Payment(keys: SimKeys, payment: Payment, signType: V2SignType 
   const fields = v2PaymentFields(payment);
   return {
     api: "v2",
-    id: `v2:pay:${payment.transactionId}`,
+    id: `v2:pay:${fields.mch_id}.${payment.transactionId}`,
     eventType: "TRANSACTION.SUCCESS",
     plaintext: fields,
     sign() {

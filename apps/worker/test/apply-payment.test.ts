@@ -10,6 +10,7 @@ import {
   stockOf,
   v2Payment,
   v3Payment,
+  v3Refund,
   type World,
 } from "./support/fixtures.ts";
 
@@ -132,7 +133,8 @@ describe("checks against the order: mismatch → PAYMENT_REVIEW, no stock", () =
   const cases = [
     ["AMOUNT_MISMATCH", {}, { total: 99 }],
     ["CURRENCY_MISMATCH", {}, { currency: "USD" }],
-    ["MCHID_MISMATCH", {}, { mchid: "1900009999" }],
+    // The order belongs to another merchant than the one whose notification names it.
+    ["MCHID_MISMATCH", { mchid: "1900009999" }, {}],
     ["APPID_MISMATCH", {}, { appid: "wxotherapp000000" }],
     ["MCHID_MISMATCH", { subMchid: "1900000200" }, { partner: { subMchid: "1900000201" } }],
     [
@@ -282,6 +284,22 @@ describe("notifications that cannot be opened", () => {
       mchid: other.mchid,
     };
     expect((await inline(world).deliver(job)).apply?.outcome).toBe("APPLIED");
+  });
+
+  it("a notification naming another merchant than the one whose keys authenticated it is refused, permanently", async () => {
+    // An APIv2 sign is made with the merchant's own key: merchant B can sign XML naming merchant A and A's order.
+    const otn = await seedOrder(world, { mchid: "1900009999", amountTotal: 100, items: { A: 1 } });
+    const stock = await stockOf(world.prisma);
+    for (const job of [
+      v2Payment(world, { outTradeNo: otn, mchid: "1900009999" }),
+      v3Payment(world, { outTradeNo: otn, mchid: "1900009999" }),
+      v3Payment(world, { outTradeNo: otn, mchid: "1900009999", partner: { subMchid: "1900000200" } }),
+      v3Refund(world, { outTradeNo: otn, transactionId: "4200000009", refund: 100, total: 100, mchid: "1900009999" }),
+    ]) {
+      await expect(inline(world).parse(job)).rejects.toMatchObject({ code: "PAYLOAD_INVALID", policy: "stop" });
+    }
+    expect((await orderOf(world.prisma, otn)).status).toBe("NOTPAY");
+    expect(await stockOf(world.prisma)).toEqual(stock);
   });
 
   it("an unknown merchant is MERCHANT_UNKNOWN (permanent)", async () => {

@@ -6,7 +6,7 @@ import type { EnqueueBatcher, SubmitOutcome } from "./batcher.ts";
 
 /**
  * BullMQ refuses some custom job ids (bullmq Job#validateOptions): integer-looking ids, and ids with ':'
- * unless they have exactly three ':'-separated parts (our `v2:pay:<id>`). The batch script adds jobs without
+ * unless they have exactly three ':'-separated parts (our `v2:pay:<mchid>.<transaction_id>`). The batch script adds jobs without
  * BullMQ's client-side checks, and the worker's apply jobs reuse these ids, so they are refused here, alone,
  * before they reach Redis.
  */

@@ -17,7 +17,10 @@ const XML_TYPES = ["text/xml", "application/xml"];
 
 /**
  * APIv2 routes: `POST /notify/v2` and `POST /notify/v2/:mchid`, enabled per merchant by an APIv2 key.
- * - payment notification (has `sign`): `verifyV2` (MD5 or HMAC-SHA256) → id `v2:pay:<transaction_id>`;
+ * - payment notification (has `sign`): `verifyV2` (MD5 or HMAC-SHA256), `mch_id` must be the route's merchant →
+ *   id `v2:pay:<mchid>.<transaction_id>`. The sign is made with the merchant's own key, so it proves only which
+ *   merchant signed: XML naming another merchant is refused, and the merchant is part of the id — otherwise one
+ *   merchant could take another's transaction id and have the genuine notification answered as a redelivery;
  * - refund notification (has `req_info`, no `sign`): authenticated by decrypting `req_info` with the key
  *   → id `v2:refund:<mchid>.<out_refund_no>.<refund_status>`. out_refund_no is the merchant's own number,
  *   unique only within one merchant, so the merchant (whose key opened req_info) is part of the id; and one
@@ -74,7 +77,11 @@ function authenticate(
 ): { kind: "pay" | "refund"; id: string } {
   if (fields.sign !== undefined) {
     verifyV2(fields, apiV2Key);
-    return { kind: "pay" as const, id: `v2:pay:${requireKeyPart(fields.transaction_id, "transaction_id")}` };
+    if (fields.mch_id !== mchid) throw new IngressError("PAYLOAD_INVALID", "mch_id is not the merchant of this route");
+    return {
+      kind: "pay" as const,
+      id: `v2:pay:${mchid}.${requireKeyPart(fields.transaction_id, "transaction_id")}`,
+    };
   }
   if (fields.req_info !== undefined) {
     const inner = decryptV2ReqInfo(fields.req_info, apiV2Key);

@@ -55,7 +55,8 @@ export const SEND_HELP = `Delivery options:
   --time-scale F         multiply the redelivery waits by F (e.g. 0.001: 15 s → 15 ms; default 1)
   --timeout-ms MS        how long to wait for an answer (default ${ANSWER_TIMEOUT_MS}, WeChat's limit)
   --json                 print one JSON result on stdout instead of the transcript
-  --mchid ID, --appid ID override the merchant from the keys folder (e.g. to test MCHID_MISMATCH)
+  --mchid ID, --appid ID override the merchant from the keys folder (e.g. to see a notification naming another
+                         merchant refused: 400 for APIv2, dead-lettered PAYLOAD_INVALID for APIv3)
   --transaction-id ID    WeChat's transaction id (default: from the journal, else a new 28-digit id)`;
 
 export interface SendSettings {

@@ -49,7 +49,23 @@ const REFUND_EVENT = { SUCCESS: "REFUND.SUCCESS", ABNORMAL: "REFUND.ABNORMAL", C
 export function openNotification(source: NotificationSource, keys: MerchantKeySet): OpenedNotification {
   if (source.api === "v3") return openV3(source.body, keys);
   if (source.v2Kind === "refund") return openV2Refund(source.body, keys);
-  return openV2Payment(source.body);
+  return openV2Payment(source.body, keys);
+}
+
+/**
+ * The merchant a notification names must be the one whose keys authenticated it. An APIv2 `sign` is made with the
+ * merchant's own key, so any merchant of a multi-merchant deployment can sign XML that names another merchant's
+ * mch_id and orders; an APIv3 notification is as trustworthy as the keys of the merchant row that verified it.
+ * Either way, a notification naming another merchant is refused (permanent, dead-lettered for a human), never
+ * applied to that merchant's orders.
+ */
+function requireVerifyingMerchant(named: string, keys: MerchantKeySet): void {
+  if (named !== keys.mchid) {
+    throw WorkerError.of(
+      "PAYLOAD_INVALID",
+      `notification names merchant ${named}, but was authenticated with the keys of merchant ${keys.mchid}`,
+    );
+  }
 }
 
 function openV3(body: string, keys: MerchantKeySet): OpenedNotification {
@@ -67,6 +83,7 @@ function openV3(body: string, keys: MerchantKeySet): OpenedNotification {
       };
     }
     const merchant = transactionMerchant(t);
+    requireVerifyingMerchant(merchant.mchid, keys);
     const paidAt = parseRfc3339(t.success_time ?? event.envelope.create_time, "success_time");
     return {
       kind: "payment",
@@ -99,6 +116,7 @@ function openV3(body: string, keys: MerchantKeySet): OpenedNotification {
       };
     }
     const merchant = refundMerchant(r);
+    requireVerifyingMerchant(merchant.mchid, keys);
     return {
       kind: "refund",
       // refund_status is authoritative over event_type (they agree in practice).
@@ -121,7 +139,7 @@ function openV3(body: string, keys: MerchantKeySet): OpenedNotification {
   return { kind: "ignored", eventType: event.eventType, keys: keysOf(event.resource), reason: "EVENT_TYPE_UNHANDLED" };
 }
 
-function openV2Payment(body: string): OpenedNotification {
+function openV2Payment(body: string, keys: MerchantKeySet): OpenedNotification {
   const f = parseV2Xml(body);
   const businessKeys = {
     outTradeNo: f.out_trade_no ?? null,
@@ -132,6 +150,8 @@ function openV2Payment(body: string): OpenedNotification {
     const reason = f.return_code !== "SUCCESS" ? "RETURN_CODE_FAIL" : "RESULT_CODE_FAIL";
     return { kind: "ignored", eventType: "TRANSACTION.FAIL", keys: businessKeys, reason };
   }
+  const mchid = required(f, "mch_id");
+  requireVerifyingMerchant(mchid, keys);
   return {
     kind: "payment",
     eventType: "TRANSACTION.SUCCESS",
@@ -139,7 +159,7 @@ function openV2Payment(body: string): OpenedNotification {
     payment: {
       outTradeNo: required(f, "out_trade_no"),
       transactionId: required(f, "transaction_id"),
-      mchid: required(f, "mch_id"),
+      mchid,
       appid: required(f, "appid"),
       subMchid: f.sub_mch_id || null,
       subAppid: f.sub_appid || null,

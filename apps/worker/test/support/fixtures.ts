@@ -269,7 +269,7 @@ export function v2Payment(world: World, spec: PaymentSpec & { resultCode?: strin
   return {
     v: 1,
     api: "v2",
-    id: `v2:pay:${transactionId}`,
+    id: `v2:pay:${world.merchant.mchid}.${transactionId}`,
     kind: "pay",
     mchid: world.merchant.mchid,
     receivedAt: Date.now(),
