@@ -1,3 +1,4 @@
+import { whileRowChanges } from "@wpn/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   createWorld,
@@ -275,6 +276,28 @@ describe("out-of-order delivery", () => {
     });
     expect(await orderOf(world.prisma, second.outTradeNo)).toMatchObject({ status: "SUCCESS", refundedTotal: 0 });
     expect(await world.prisma.notification.findUniqueOrThrow({ where: { id: other.id } })).toMatchObject({
+      status: "REVIEW",
+      errorCode: "REFUND_CONFLICT",
+    });
+  });
+
+  it("REFUND_CONFLICT too when the other order's refund commits while this statement runs (after its snapshot)", async () => {
+    const x = await paidOrder({ A: 1 }, 100);
+    const y = await paidOrder({ A: 1 }, 100);
+    const run = inline(world);
+    const shared = { outRefundNo: "RF-race", refund: 100, total: 100 };
+    const yJob = v3Refund(world, { ...y, ...shared });
+    const { applyJob } = await run.parse(yJob);
+    if (!applyJob) throw new Error("the refund should have an apply job");
+    // X's refund row is written by a transaction that commits only once Y's statement waits for that row.
+    const insertX = `INSERT INTO "Refund" ("outRefundNo", "outTradeNo", status, "amountRefund", "amountTotal", "updatedAt")
+      VALUES ($1, $2, 'SUCCESS', 100, 100, now())`;
+    const result = await whileRowChanges(world.db, insertX, [shared.outRefundNo, x.outTradeNo], () =>
+      run.apply(applyJob),
+    );
+    // Before: DUPLICATE — final, no Refund row and no money recorded for Y, nothing surfaced.
+    expect(result.outcome).toBe("REFUND_CONFLICT");
+    expect(await world.prisma.notification.findUniqueOrThrow({ where: { id: yJob.id } })).toMatchObject({
       status: "REVIEW",
       errorCode: "REFUND_CONFLICT",
     });

@@ -1,8 +1,7 @@
 import { type PrismaClient, recordReplay } from "@wpn/db";
-import { createTestDatabase, type TestDatabase } from "@wpn/testing";
+import { createTestDatabase, type TestDatabase, whileRowChanges } from "@wpn/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { insertNotification } from "./support/payments.ts";
-import { whileRowChanges } from "./support/row-lock.ts";
 
 let tdb: TestDatabase;
 let prisma: PrismaClient;

@@ -5,10 +5,9 @@ import {
   classifyDbError,
   type PrismaClient,
 } from "@wpn/db";
-import { createTestDatabase, type TestDatabase } from "@wpn/testing";
+import { createTestDatabase, type TestDatabase, whileRowChanges } from "@wpn/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { APPID, insertNotification, MCHID, paymentFacts as pay } from "./support/payments.ts";
-import { whileRowChanges } from "./support/row-lock.ts";
 
 /**
  * A stock change committed by another transaction while a payment or refund statement is running: the statement's

@@ -21,7 +21,9 @@ export interface RefundFacts {
 
 /**
  * What the refund statement decided, checked in this order:
- * - NOTIFICATION_NOT_FOUND, ALREADY, ORDER_NOT_FOUND, STALE: as for payments (nothing done).
+ * - NOTIFICATION_NOT_FOUND, ALREADY, ORDER_NOT_FOUND, STALE: as for payments (nothing done). STALE also when the
+ *   Refund row was written by a transaction that committed after this statement's snapshot (its decision needs
+ *   a new snapshot: REFUND_CONFLICT or DUPLICATE).
  * - MCHID_MISMATCH: the refund names another merchant than the order; nothing recorded, notification REVIEW.
  * - ORDER_NOT_PAID: a successful refund for an order whose payment has not been applied yet (out-of-order
  *   delivery); nothing done, the caller retries until the payment lands.
@@ -142,7 +144,15 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
     fin AS MATERIALIZED (
       SELECT CASE
         WHEN d.outcome <> 'RECORD' THEN d.outcome
-        WHEN NOT EXISTS (SELECT 1 FROM rf) THEN 'DUPLICATE'
+        -- Nothing written: DUPLICATE only when the snapshot shows why (this refund of this order, already SUCCESS or
+        -- in this status). Otherwise a row committed after the snapshot decided — another order's refund under the
+        -- same number, or this refund's concurrent duplicate — and a run with a new snapshot tells which (STALE).
+        WHEN NOT EXISTS (SELECT 1 FROM rf) THEN CASE
+          WHEN EXISTS (SELECT 1 FROM "Refund" r, input i
+                       WHERE r."outRefundNo" = i.orn AND r."outTradeNo" = i.otn AND r.status IN ('SUCCESS', i.status))
+            THEN 'DUPLICATE'
+          ELSE 'STALE'
+        END
         WHEN (SELECT status FROM rf) = 'SUCCESS' THEN 'APPLIED'
         WHEN (SELECT status FROM rf) = 'ABNORMAL' THEN 'REFUND_ABNORMAL'
         ELSE 'REFUND_CLOSED'

@@ -1,4 +1,4 @@
-import type { TestDatabase } from "@wpn/testing";
+import type { TestDatabase } from "./database.ts";
 
 /**
  * Runs `statement` while another transaction holds a row it needs: that transaction runs `change` (an UPDATE of the
