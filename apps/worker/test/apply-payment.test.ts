@@ -270,6 +270,31 @@ describe("notifications that cannot be opened", () => {
     });
   });
 
+  it("an APIv3 key rotated in the Merchant table: queued notifications open with the previous key, new ones with the new key at once", async () => {
+    const m = { mchid: "1900000778", appid: "wxothermerchant02" };
+    const [oldKey, newKey] = ["o".repeat(32), "n".repeat(32)];
+    await world.prisma.merchant.create({ data: { ...m, apiV3Key: oldKey, apiV2Key: null } });
+    const payment = async (key: string) => {
+      const outTradeNo = await seedOrder(world, { items: { A: 1 }, ...m });
+      return { ...v3Payment(world, { outTradeNo, ...m, apiV3Key: Buffer.from(key) }), mchid: m.mchid };
+    };
+    const cached = inline(world);
+    // Parsed under the old key (this worker's key cache now holds it); applied after the rotation.
+    const queued = await cached.parse(await payment(oldKey));
+    const before = await payment(oldKey);
+    await world.prisma.merchant.update({
+      where: { mchid: m.mchid },
+      data: { apiV3Key: newKey, apiV3KeyPrevious: oldKey },
+    });
+    if (!queued.applyJob) throw new Error("the payment should have an apply job");
+    // A worker that reads the rotated row (a restart, an expired cache) opens the queued ones with the previous key.
+    const fresh = inline(world);
+    expect((await fresh.apply(queued.applyJob)).outcome).toBe("APPLIED");
+    expect((await fresh.deliver(before)).apply?.outcome).toBe("APPLIED");
+    // Encrypted with the new key while the cache still holds the old one: read afresh, not dead-lettered.
+    expect((await cached.deliver(await payment(newKey))).apply?.outcome).toBe("APPLIED");
+  });
+
   it("a notification for a merchant of the Merchant table is opened with that merchant's key", async () => {
     const other = { mchid: "1900000777", appid: "wxothermerchant01", apiV3Key: "k".repeat(32) };
     await world.prisma.merchant.create({ data: { ...other, apiV2Key: null } });

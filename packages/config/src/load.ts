@@ -7,6 +7,8 @@ import { type Env, envSchema, pathList } from "./schema.ts";
 export interface Config extends Env {
   /** WECHATPAY_APIV3_KEY as the 32 bytes AES-256-GCM uses. */
   readonly apiV3KeyBytes: Buffer;
+  /** WECHATPAY_APIV3_KEY_PREVIOUS, likewise; undefined when unset. */
+  readonly previousApiV3KeyBytes: Buffer | undefined;
   /** Contents of WECHATPAY_PUBLIC_KEY_PATH (PEM); parse it once with @wpn/wechatpay's loadPublicKey. */
   readonly publicKeyPem: string | undefined;
   /** Contents of each WECHATPAY_PLATFORM_CERT_PATHS file (PEM). */
@@ -34,6 +36,10 @@ export function loadConfig(env: Environment): Config {
   return {
     ...values,
     apiV3KeyBytes: Buffer.from(values.WECHATPAY_APIV3_KEY, "utf8"),
+    previousApiV3KeyBytes:
+      values.WECHATPAY_APIV3_KEY_PREVIOUS === undefined
+        ? undefined
+        : Buffer.from(values.WECHATPAY_APIV3_KEY_PREVIOUS, "utf8"),
     publicKeyPem: readOptionalSetting("WECHATPAY_PUBLIC_KEY_PATH", values.WECHATPAY_PUBLIC_KEY_PATH),
     platformCertificatePems: pathList(values.WECHATPAY_PLATFORM_CERT_PATHS).map((p) =>
       readSetting("WECHATPAY_PLATFORM_CERT_PATHS", p),

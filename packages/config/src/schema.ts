@@ -42,6 +42,15 @@ const envFields = z.object({
   WECHATPAY_APPID: z.string().min(1, "must not be empty").max(64),
   WECHATPAY_APIV3_KEY: z.string().refine((v) => Buffer.byteLength(v, "utf8") === 32, "must be 32 bytes"),
   /**
+   * Optional: the APIv3 key before a rotation. WeChat encrypts with the new key from the moment it is set, but the
+   * notifications already queued here were encrypted with the old one; the workers try this key when the current
+   * one does not open a notification. Remove it once the queues hold nothing from before the rotation.
+   */
+  WECHATPAY_APIV3_KEY_PREVIOUS: z
+    .string()
+    .refine((v) => Buffer.byteLength(v, "utf8") === 32, "must be 32 bytes")
+    .optional(),
+  /**
    * The WeChat Pay public key (`PUB_KEY_ID_…`) and its PEM file: both or neither. APIv3 notifications need at least
    * one way to be verified: this key, WECHATPAY_PLATFORM_CERT_PATHS, or certificate download (below).
    */

@@ -35,6 +35,12 @@ describe("loadConfig", () => {
     expect(config.DASHBOARD_PORT).toBe(3001);
     expect(config.WECHATPAY_TIMESTAMP_TOLERANCE_SECONDS).toBe(300);
     expect(config.apiV3KeyBytes.length).toBe(32);
+    expect(config.previousApiV3KeyBytes).toBeUndefined();
+    const rotated = loadConfig({ ...valid, WECHATPAY_APIV3_KEY_PREVIOUS: "p".repeat(32) });
+    expect(rotated.previousApiV3KeyBytes?.toString()).toBe("p".repeat(32));
+    expect(errorOf({ ...valid, WECHATPAY_APIV3_KEY_PREVIOUS: "short" })).toBe(
+      "WECHATPAY_APIV3_KEY_PREVIOUS must be 32 bytes",
+    );
     expect(config.publicKeyPem).toContain("BEGIN PUBLIC KEY");
     expect(config.WECHATPAY_APIV2_KEY).toBeUndefined();
     expect(config.WORKER_CONCURRENCY).toBe(128);

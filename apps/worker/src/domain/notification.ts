@@ -1,5 +1,6 @@
 import type { PaymentFacts, RefundFacts } from "@wpn/db";
 import {
+  isWechatPayError,
   openV2RefundNotification,
   openV3Notification,
   parseV2Xml,
@@ -68,8 +69,18 @@ function requireVerifyingMerchant(named: string, keys: MerchantKeySet): void {
   }
 }
 
+/** Opens with the current APIv3 key, else (DECRYPT_FAILED) with the key before a rotation, when there is one. */
+function decryptV3(body: string, keys: MerchantKeySet): ReturnType<typeof openV3Notification> {
+  try {
+    return openV3Notification(body, keys.apiV3Key);
+  } catch (error) {
+    if (keys.previousApiV3Key === null || !isWechatPayError(error) || error.code !== "DECRYPT_FAILED") throw error;
+    return openV3Notification(body, keys.previousApiV3Key);
+  }
+}
+
 function openV3(body: string, keys: MerchantKeySet): OpenedNotification {
-  const event = openV3Notification(body, keys.apiV3Key);
+  const event = decryptV3(body, keys);
   if (event.kind === "transaction") {
     const t = event.transaction;
     const businessKeys = { outTradeNo: t.out_trade_no, transactionId: t.transaction_id, outRefundNo: null };

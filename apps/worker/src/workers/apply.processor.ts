@@ -2,11 +2,11 @@ import type { PaymentFacts, PaymentResult, RefundFacts, RefundResultRow } from "
 import { type ApplyJob, applyJobSchema, type PublishJob, QueueName } from "@wpn/queue";
 import { applyPayment, isPaymentReview } from "../domain/apply-payment.ts";
 import { applyRefund, isRefundReview } from "../domain/apply-refund.ts";
-import { openNotification } from "../domain/notification.ts";
 import { paymentEvent, refundEvent } from "../domain/publish-events.ts";
 import { WorkerError } from "../errors.ts";
 import type { KeyResolver } from "../keys.ts";
 import type { WorkerMetrics } from "../metrics.ts";
+import { openWithMerchantKeys } from "./open.ts";
 import { idField } from "./parse.processor.ts";
 import type { StageContext, StageDefinition, StageResult } from "./stage.ts";
 
@@ -38,11 +38,11 @@ export interface ApplyResult extends StageResult {
  * jobs (`deps.payment`). Domain rules live in applyPayment / applyRefund.
  */
 export async function handleApply(deps: ApplyDeps, job: ApplyJob, ctx: StageContext): Promise<ApplyResult> {
-  const keys = await deps.keys.resolve(job.mchid);
-  const opened = openNotification(
-    { api: job.api, v2Kind: job.kind === "refund" ? "refund" : "pay", body: job.body },
-    keys,
-  );
+  const opened = await openWithMerchantKeys(deps.keys, job.mchid, {
+    api: job.api,
+    v2Kind: job.kind === "refund" ? "refund" : "pay",
+    body: job.body,
+  });
   if (opened.kind !== job.kind) {
     throw WorkerError.of("PAYLOAD_INVALID", `apply job of kind ${job.kind} carries a ${opened.kind} notification`);
   }

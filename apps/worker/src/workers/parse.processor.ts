@@ -1,13 +1,9 @@
 import { type ParsedNotification, type PrismaClient, type UpsertResult, upsertParsedNotification } from "@wpn/db";
 import { type ApplyJob, type ParseJob, parseJobSchema, QueueName } from "@wpn/queue";
-import {
-  eventTypeOf,
-  type NotificationSource,
-  type OpenedNotification,
-  openNotification,
-} from "../domain/notification.ts";
+import { eventTypeOf, type NotificationSource, type OpenedNotification } from "../domain/notification.ts";
 import { toWorkerError } from "../errors.ts";
 import type { KeyResolver } from "../keys.ts";
+import { openWithMerchantKeys } from "./open.ts";
 import type { StageContext, StageDefinition, StageResult } from "./stage.ts";
 
 export interface ParseDeps {
@@ -47,7 +43,7 @@ export async function handleParse(deps: ParseDeps, job: ParseJob, ctx: StageCont
   };
   let opened: OpenedNotification;
   try {
-    opened = openNotification(source, await deps.keys.resolve(job.mchid));
+    opened = await openWithMerchantKeys(deps.keys, job.mchid, source);
   } catch (error) {
     const err = toWorkerError(error);
     if (err.policy === "stop") {

@@ -5,6 +5,8 @@ export interface MerchantKeys {
   appid: string;
   /** 32 ASCII characters. */
   apiV3Key: string;
+  /** The key before a rotation, or null. */
+  apiV3KeyPrevious: string | null;
   apiV2Key: string | null;
 }
 
@@ -12,8 +14,14 @@ export interface MerchantKeys {
 export async function findMerchantKeys(prisma: PrismaClient, mchid: string): Promise<MerchantKeys | null> {
   const row = await prisma.merchant.findUnique({
     where: { mchid },
-    select: { mchid: true, appid: true, apiV3Key: true, apiV2Key: true, enabled: true },
+    select: { mchid: true, appid: true, apiV3Key: true, apiV3KeyPrevious: true, apiV2Key: true, enabled: true },
   });
   if (!row?.enabled) return null;
-  return { mchid: row.mchid, appid: row.appid, apiV3Key: row.apiV3Key, apiV2Key: row.apiV2Key };
+  return {
+    mchid: row.mchid,
+    appid: row.appid,
+    apiV3Key: row.apiV3Key,
+    apiV3KeyPrevious: row.apiV3KeyPrevious,
+    apiV2Key: row.apiV2Key,
+  };
 }
