@@ -1,18 +1,18 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
 import { once } from "node:events";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { createQueue, createRedisConnection, QueueName } from "@wpn/queue";
 import { createTestMerchant, deletePrefix, TEST_REDIS_URL, testQueuePrefix } from "@wpn/testing";
 import { afterAll, describe, expect, it } from "vitest";
+import { startApp } from "../../../test/support/processes.ts";
 import { platformCertificate } from "./support/certificate.ts";
 import { startFakeWechatApi } from "./support/fake-wechat-api.ts";
 import { signedV3 } from "./support/fixture.ts";
 import { freePort } from "./support/redis-server.ts";
 
-const repoRoot = resolve(import.meta.dirname, "../../..");
 const prefix = testQueuePrefix("ingress-main");
 let child: ChildProcess | undefined;
 
@@ -36,37 +36,25 @@ async function waitFor200(url: string, output: () => string): Promise<void> {
   }
 }
 
-/** Starts `apps/ingress/src/main.ts` with the merchant's environment plus `env`; resolves once it is ready. */
+/** Starts `apps/ingress/src/main.ts` as `npm start` does, with `env`; resolves once it is ready. */
 async function startIngress(env: Record<string, string>): Promise<{ base: string; log: () => string }> {
   const port = await freePort();
-  child = spawn(process.execPath, ["--import", "tsx", "apps/ingress/src/main.ts"], {
-    cwd: repoRoot,
-    env: {
-      ...process.env,
-      ...env,
-      NODE_ENV: "test",
-      LOG_LEVEL: "debug",
-      HOST: "127.0.0.1",
-      PORT: String(port),
-      REDIS_URL: TEST_REDIS_URL,
-      QUEUE_PREFIX: prefix,
-      // No multi-merchant table needed: a missing schema only logs a warning and keeps the default merchant.
-      DATABASE_URL: "postgresql://postgres@127.0.0.1:5432/wechatpay_notify_test?schema=ingress_main_absent",
-    },
-    stdio: ["ignore", "pipe", "pipe"],
+  const app = startApp("ingress", {
+    ...env,
+    LOG_LEVEL: "debug",
+    HOST: "127.0.0.1",
+    PORT: String(port),
+    REDIS_URL: TEST_REDIS_URL,
+    QUEUE_PREFIX: prefix,
+    // No multi-merchant table needed: a missing schema only logs a warning and keeps the default merchant.
+    DATABASE_URL: "postgresql://postgres@127.0.0.1:5432/wechatpay_notify_test?schema=ingress_main_absent",
   });
-  let log = "";
-  child.stdout?.on("data", (chunk: Buffer) => {
-    log += chunk.toString();
-  });
-  child.stderr?.on("data", (chunk: Buffer) => {
-    log += chunk.toString();
-  });
+  child = app.child;
   const base = `http://127.0.0.1:${port}`;
-  await waitFor200(`${base}/health/live`, () => log);
+  await waitFor200(`${base}/health/live`, app.output);
   // Live comes first; notifications are for a ready process (its Redis connection up), as behind a load balancer.
-  await waitFor200(`${base}/health/ready`, () => log);
-  return { base, log: () => log };
+  await waitFor200(`${base}/health/ready`, app.output);
+  return { base, log: app.output };
 }
 
 describe("main.ts (real process, real socket)", () => {

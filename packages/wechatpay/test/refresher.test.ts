@@ -142,13 +142,7 @@ describe("CertificateRefresher", () => {
 
   it("an empty list is a failed download; lastDownloadFailed tells a throttled refresh after a failure", async () => {
     const t = setup({ result: () => [] });
-    let error: unknown;
-    try {
-      await t.refresher.refresh();
-    } catch (e) {
-      error = e;
-    }
-    expect((error as WechatPayError).code).toBe("CERT_DOWNLOAD_FAILED");
+    await expect(t.refresher.refresh()).rejects.toMatchObject({ code: "CERT_DOWNLOAD_FAILED" });
     expect(t.refresher.lastDownloadFailed).toBe(true);
     await expect(t.refresher.refresh()).resolves.toBe(false);
     expect(t.store.has(oldCert.serial)).toBe(true);
