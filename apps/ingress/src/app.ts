@@ -118,7 +118,11 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     logger,
     deps.sampleIntervalMs ?? 1_000,
     clock,
-    { reopenAfterMs: deps.redisReopenAfterMs ?? 10_000, reopen: () => redis.disconnect(true) },
+    {
+      reopenAfterMs: deps.redisReopenAfterMs ?? 10_000,
+      reopen: () => redis.disconnect(true),
+      role: () => redis.call("ROLE"),
+    },
   );
   const refresher = merchants.defaultMerchant.certificateRefresher;
   const certificates = refresher && new CertificateSchedule(refresher, settings.certificateRefreshIntervalMs);

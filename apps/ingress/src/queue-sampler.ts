@@ -9,7 +9,7 @@ export interface QueueSnapshot {
   ceiling: number;
   /** waiting > ceiling. The ingress keeps accepting: WeChat's resends would only add load. */
   backpressure: boolean;
-  /** The last sample succeeded (what /health/ready calls "Redis reachable"). */
+  /** The last sample succeeded and Redis accepts writes (what /health/ready calls "Redis reachable"). */
   redisUp: boolean;
   /** ms since the epoch of the last successful sample. */
   lastOkAt: number | undefined;
@@ -29,6 +29,9 @@ const UNANSWERED_AFTER_INTERVALS = 3;
  * 503, so the load balancer sends WeChat's resends to another ingress), and one unanswered after
  * `reopenAfterMs` calls `reopen` (the app reconnects the producer connection, failing what waits on it:
  * those requests already got their 503, and a resend of a job Redis did keep finds its receipt).
+ *
+ * A Redis that answers but is a replica (a failover that demoted it and left its clients connected) refuses
+ * every enqueue with READONLY: each sample asks its ROLE too, and a replica counts as down.
  */
 export class QueueSampler {
   #timer: NodeJS.Timeout | undefined;
@@ -46,7 +49,8 @@ export class QueueSampler {
     private readonly logger: Logger,
     private readonly intervalMs = 1_000,
     private readonly clock: () => number = Date.now,
-    private readonly stall: { reopenAfterMs: number; reopen(): void } = { reopenAfterMs: 10_000, reopen() {} },
+    /** The producer connection: reopened when it stalls, asked for its ROLE with each sample. */
+    private readonly connection: { reopenAfterMs: number; reopen(): void; role(): Promise<unknown> },
   ) {
     this.#snapshot = { waiting: undefined, ceiling, backpressure: false, redisUp: false, lastOkAt: undefined };
     metrics.queueWaiting.set(-1);
@@ -91,10 +95,10 @@ export class QueueSampler {
     if (waitedMs >= UNANSWERED_AFTER_INTERVALS * this.intervalMs && this.#snapshot.redisUp) {
       this.#markDown(new Error(`no answer from redis for ${waitedMs} ms`));
     }
-    if (waitedMs >= this.stall.reopenAfterMs && !this.#reopened) {
+    if (waitedMs >= this.connection.reopenAfterMs && !this.#reopened) {
       this.#reopened = true;
       this.logger.warn({ code: "REDIS_UNRESPONSIVE", waitedMs }, "redis does not answer: reopening the connection");
-      this.stall.reopen();
+      this.connection.reopen();
     }
   }
 
@@ -111,7 +115,9 @@ export class QueueSampler {
     this.#sentAt = this.clock();
     this.#reopened = false;
     try {
-      const waiting = await this.queue.getWaitingCount();
+      const [waiting, role] = await Promise.all([this.queue.getWaitingCount(), this.connection.role()]);
+      const kind = Array.isArray(role) ? role[0] : undefined;
+      if (kind !== "master") throw new Error(`redis is a ${String(kind)}: it refuses writes (READONLY)`);
       snapshot.waiting = waiting;
       snapshot.backpressure = waiting > snapshot.ceiling;
       snapshot.redisUp = true;

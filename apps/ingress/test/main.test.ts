@@ -11,7 +11,7 @@ import { startApp } from "../../../test/support/processes.ts";
 import { platformCertificate } from "./support/certificate.ts";
 import { startFakeWechatApi } from "./support/fake-wechat-api.ts";
 import { signedV3 } from "./support/fixture.ts";
-import { freePort } from "./support/redis-server.ts";
+import { freePort, TestRedisServer } from "./support/redis-server.ts";
 
 const prefix = testQueuePrefix("ingress-main");
 let child: ChildProcess | undefined;
@@ -36,11 +36,10 @@ async function waitFor200(url: string, output: () => string): Promise<void> {
   }
 }
 
-/** Starts `apps/ingress/src/main.ts` as `npm start` does, with `env`; resolves once it is ready. */
+/** Starts `apps/ingress/src/main.ts` as `npm start` does, with `env` over the test defaults; resolves once ready. */
 async function startIngress(env: Record<string, string>): Promise<{ base: string; log: () => string }> {
   const port = await freePort();
   const app = startApp("ingress", {
-    ...env,
     LOG_LEVEL: "debug",
     HOST: "127.0.0.1",
     PORT: String(port),
@@ -48,6 +47,7 @@ async function startIngress(env: Record<string, string>): Promise<{ base: string
     QUEUE_PREFIX: prefix,
     // No multi-merchant table needed: a missing schema only logs a warning and keeps the default merchant.
     DATABASE_URL: "postgresql://postgres@127.0.0.1:5432/wechatpay_notify_test?schema=ingress_main_absent",
+    ...env,
   });
   child = app.child;
   const base = `http://127.0.0.1:${port}`;
@@ -136,6 +136,21 @@ describe("main.ts (real process, real socket)", () => {
       expect(log()).not.toContain(merchantKeyPem.split("\n")[1]);
     } finally {
       await fake.close();
+    }
+  });
+
+  it("exits 0 on SIGTERM while Redis is down (the connection is dropped, not quit)", async () => {
+    const merchant = createTestMerchant();
+    const redis = await TestRedisServer.start();
+    try {
+      const { log } = await startIngress({ ...merchant.env, REDIS_URL: redis.url });
+      await redis.kill();
+      const exited = once(child as ChildProcess, "exit");
+      child?.kill("SIGTERM");
+      expect((await exited)[0]).toBe(0);
+      expect(log()).toContain('"msg":"shutdown complete"');
+    } finally {
+      await redis.kill();
     }
   });
 });

@@ -1,5 +1,6 @@
 import { once } from "node:events";
 import { connect, createServer, type Server, type Socket } from "node:net";
+import { createRedisConnection } from "@wpn/queue";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createIngressFixture, type IngressFixture, post, signedV3 } from "./support/fixture.ts";
 import { TestRedisServer } from "./support/redis-server.ts";
@@ -141,6 +142,43 @@ describe("Redis outages", () => {
       for (const socket of silenced) socket.destroy();
       await g.close();
       proxy.close();
+    }
+  });
+
+  it("a failover that leaves the connection open to a demoted primary: not ready, 503, then accepting on the new primary", async () => {
+    const other = await TestRedisServer.start();
+    const admin = createRedisConnection(redis.url, "admin");
+    try {
+      // The ingress's Redis becomes a replica; its clients stay connected and every write gets READONLY.
+      await admin.call("REPLICAOF", "127.0.0.1", String(other.port));
+      const synced = async () => {
+        const role = (await admin.call("ROLE")) as unknown[];
+        return role[0] === "slave" && role[3] === "connected";
+      };
+      expect(await pollUntil(synced, 10_000)).toBe(true);
+      const n = signedV3(f.merchant);
+      const refused = await post(f.app, "/notify/v3", n);
+      expect(refused.statusCode).toBe(503);
+      // The connection is up and answering (reads work on a replica), yet nothing can be enqueued: not ready.
+      expect(await pollUntil(() => f.redis.status === "ready", 5_000)).toBe(true);
+      await f.app.ingress.sampler.sample();
+      const ready = await f.app.inject({ method: "GET", url: "/health/ready" });
+      expect(ready.statusCode).toBe(503);
+      expect(ready.json()).toMatchObject({ redis: "down" });
+
+      // Promoted again (as a new primary would be found behind the same address): ready and accepting.
+      await admin.call("REPLICAOF", "NO", "ONE");
+      expect(
+        await pollUntil(async () => {
+          await f.app.ingress.sampler.sample();
+          return (await f.app.inject({ method: "GET", url: "/health/ready" })).statusCode === 200;
+        }, 5_000),
+      ).toBe(true);
+      expect(await pollUntil(async () => (await post(f.app, "/notify/v3", n)).statusCode === 204, 5_000)).toBe(true);
+    } finally {
+      await admin.call("REPLICAOF", "NO", "ONE");
+      admin.disconnect();
+      await other.kill();
     }
   });
 });

@@ -7,6 +7,9 @@ import { Redis, type RedisOptions } from "ioredis";
  * - `worker`: `maxRetriesPerRequest: null`, required by BullMQ's blocking commands; reconnects forever.
  * - `admin` (dashboard, CLI, tests): like `worker`, but gives up on a command after a few retries.
  * Auto-pipelining stays off: measured −48% worker throughput on loopback (research notes §1.7).
+ * Every role reconnects on a READONLY error: after a failover that demotes the primary without closing its
+ * clients, the old connection stays open to a replica that refuses every write; a new connection finds the new
+ * primary wherever the address now leads (DNS, a proxy). The command that failed is not resent.
  */
 export type ConnectionRole = "producer" | "worker" | "admin";
 
@@ -17,6 +20,7 @@ export function createRedisConnection(url: string, role: ConnectionRole, extra: 
     // Back off 50 ms, 100 ms, … up to 2 s between reconnect attempts; never give up (the process decides).
     retryStrategy: (attempt) => Math.min(attempt * 50, 2_000),
     enableAutoPipelining: false,
+    reconnectOnError: (error) => error.message.startsWith("READONLY"),
   };
   const byRole: Record<ConnectionRole, RedisOptions> = {
     producer: { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2_000 },

@@ -1,6 +1,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
+import { mkdtempSync } from "node:fs";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createRedisConnection } from "@wpn/queue";
 
 /** A free TCP port on 127.0.0.1 (asked from the kernel, then released). */
@@ -20,6 +23,7 @@ export function freePort(): Promise<number> {
 /** A redis-server owned by one test (no persistence), that the test may kill and restart on the same port. */
 export class TestRedisServer {
   #child: ChildProcess | undefined;
+  readonly #dir = mkdtempSync(join(tmpdir(), "wpn-redis-"));
   private constructor(readonly port: number) {}
 
   static async start(): Promise<TestRedisServer> {
@@ -36,7 +40,8 @@ export class TestRedisServer {
   async restart(): Promise<void> {
     const child = spawn(
       "redis-server",
-      ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+      // Its own directory: a replication sync (the failover test) writes an RDB file there, not in the checkout.
+      ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", this.#dir],
       { stdio: "ignore" },
     );
     this.#child = child;
