@@ -44,6 +44,29 @@ const outcomeOf = (promise: Promise<SubmitOutcome>): Promise<Settled> =>
     (error: { code?: string }) => ({ code: error.code, at: performance.now() }),
   );
 
+describe("Intake: what is left of a request's answer budget", () => {
+  it("a request that spent long before its enqueue is bounded by what is left, the others by the timeout", async () => {
+    const { batcher, open } = heldBatcher();
+    const T = 1_500;
+    const intake = new Intake(batcher, ready, T, createMetrics({ defaultMetrics: false }));
+    const started = performance.now();
+    const late = outcomeOf(intake.accept("v3", "late", job, 400));
+    const usual = outcomeOf(intake.accept("v3", "usual", job));
+    const answered = outcomeOf(intake.accept("v3", "answered", job, 300));
+    open.get("answered")?.resolve({ kind: "enqueued" });
+    expect((await answered).outcome).toEqual({ kind: "enqueued" });
+    const lateSettled = await late;
+    expect(lateSettled.code).toBe("QUEUE_TIMEOUT");
+    expect(lateSettled.at - started).toBeGreaterThanOrEqual(395);
+    expect(lateSettled.at - started).toBeLessThan(T - 300);
+    const usualSettled = await usual;
+    expect(usualSettled.code).toBe("QUEUE_TIMEOUT");
+    expect(usualSettled.at - started).toBeGreaterThanOrEqual(T - 5);
+    // Nothing left at all: refused at once, never 2xx.
+    expect((await outcomeOf(intake.accept("v3", "none", job, -50))).code).toBe("QUEUE_TIMEOUT");
+  });
+});
+
 describe("Intake: one deadline timer for every waiting accept", () => {
   it("fails each unanswered accept at its own deadline, answered ones before and after it are unaffected", async () => {
     const { batcher, open } = heldBatcher();

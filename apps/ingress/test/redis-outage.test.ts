@@ -1,7 +1,10 @@
 import { once } from "node:events";
+import { readFileSync } from "node:fs";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { createRedisConnection } from "@wpn/queue";
+import { createTestMerchant } from "@wpn/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { MerchantRecord } from "../src/merchants/registry.ts";
 import { createIngressFixture, type IngressFixture, post, signedV3 } from "./support/fixture.ts";
 import { TestRedisServer } from "./support/redis-server.ts";
 import { pollUntil } from "./support/wait.ts";
@@ -84,6 +87,45 @@ describe("Redis outages", () => {
     expect(resend.statusCode).toBe(204);
     expect(await f.jobsEverAdded()).toBe(before);
     expect(await f.queue.getJob(n.id)).toBeDefined();
+  });
+
+  it("a request's waits add up to at most 4.5 s: a slow merchant lookup shortens its enqueue bound", async () => {
+    // The enqueue bound at its ceiling (4.5 s) after a ~0.9 s merchant-table lookup answered after ~5.4 s, past
+    // WeChat's 5 s.
+    const second = createTestMerchant({ mchid: "1900000666", appid: "wx0000000000000666" });
+    const row: MerchantRecord = {
+      mchid: second.mchid,
+      appid: second.appid,
+      apiV2Key: null,
+      publicKeyId: second.publicKeyId,
+      publicKeyPem: readFileSync(second.publicKeyPath, "utf8"),
+      certificates: [],
+      download: null,
+    };
+    let loads = 0;
+    const slow = await createIngressFixture({
+      label: "ingress-budget",
+      merchant: f.merchant,
+      env: { REDIS_URL: redis.url, INGRESS_ENQUEUE_TIMEOUT_MS: "4500" },
+      // Empty at start; the on-demand reload for the new merchant takes 0.9 s.
+      source: {
+        load: () =>
+          loads++ === 0 ? Promise.resolve([]) : new Promise((resolve) => setTimeout(() => resolve([row]), 900)),
+      },
+    });
+    try {
+      await slow.admin.client("PAUSE", 6_000, "WRITE");
+      const started = performance.now();
+      const response = await post(slow.app, `/notify/v3/${second.mchid}`, signedV3(second));
+      const elapsed = performance.now() - started;
+      expect(response.statusCode).toBe(503);
+      expect(response.body).toBe(QUEUE_TIMEOUT);
+      expect(elapsed).toBeGreaterThanOrEqual(4_300);
+      expect(elapsed).toBeLessThan(5_000);
+    } finally {
+      await slow.admin.client("UNPAUSE");
+      await slow.close();
+    }
   });
 
   it("a connection that stops answering without failing: not ready within 3 samples, reopened, then accepting again", async () => {

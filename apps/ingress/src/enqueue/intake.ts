@@ -47,7 +47,12 @@ export class Intake {
     private readonly metrics: IngressMetrics,
   ) {}
 
-  accept(api: "v3" | "v2", id: string, data: ParseJob): Promise<SubmitOutcome> {
+  /**
+   * `leftMs`: what is left of the request's answer budget (ANSWER_BUDGET_MS of routes/budget.ts). A request that
+   * spent long before its enqueue (a merchant-table lookup, a certificate download) is bounded by that instead of
+   * the configured timeout; it gets a timer of its own, the rest share one.
+   */
+  accept(api: "v3" | "v2", id: string, data: ParseJob, leftMs = Number.POSITIVE_INFINITY): Promise<SubmitOutcome> {
     if (!isUsableJobId(id)) {
       return Promise.reject(new IngressError("PAYLOAD_INVALID", `notification id "${id}" is not a usable job id`));
     }
@@ -55,18 +60,29 @@ export class Intake {
     if (this.redis.status !== "ready") {
       return Promise.reject(new IngressError("QUEUE_UNAVAILABLE", `redis is ${this.redis.status}`));
     }
+    const boundMs = Math.max(0, Math.min(this.timeoutMs, leftMs));
     return new Promise((resolve, reject) => {
       const waiter: Waiter = { deadline: performance.now() + this.timeoutMs, settled: false, reject };
       this.#waiters.push(waiter);
       this.#timer ??= setTimeout(() => this.#expire(), this.timeoutMs);
+      const own =
+        boundMs < this.timeoutMs
+          ? setTimeout(() => {
+              if (waiter.settled) return;
+              this.#settle(waiter);
+              reject(new IngressError("QUEUE_TIMEOUT", `no confirmation from Redis within the ${boundMs} ms left`));
+            }, boundMs)
+          : undefined;
       this.batcher.submit(id, data).then(
         (outcome) => {
+          clearTimeout(own);
           if (waiter.settled) return;
           this.#settle(waiter);
           if (outcome.kind === "duplicate") this.metrics.dedupeHits.inc({ api, via: outcome.via });
           resolve(outcome);
         },
         (error: unknown) => {
+          clearTimeout(own);
           if (waiter.settled) return;
           this.#settle(waiter);
           reject(error);

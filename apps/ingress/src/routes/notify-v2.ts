@@ -9,6 +9,7 @@ import {
 } from "@wpn/wechatpay";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { IngressError } from "../errors.ts";
+import { budgetLeftMs } from "./budget.ts";
 import type { MerchantParams, NotifyContext } from "./context.ts";
 import { registerNotifyRoutes } from "./register.ts";
 
@@ -63,7 +64,7 @@ async function handleV2(
     body: body.toString("utf8"),
   });
   if (!job.success) throw new IngressError("PAYLOAD_INVALID", "notification does not fit the parse job schema");
-  const outcome = await ctx.intake.accept("v2", id, job.data);
+  const outcome = await ctx.intake.accept("v2", id, job.data, budgetLeftMs(reply));
   request.ingressCode = outcome.kind === "enqueued" ? "OK" : "DUPLICATE";
   request.log.debug({ id, kind, mchid: merchant.mchid, outcome: request.ingressCode }, "notification accepted");
   return reply.code(V2_REPLY_STATUS).type(V2_REPLY_CONTENT_TYPE).send(v2Reply(true));

@@ -5,19 +5,18 @@ import { type CertificateRefresher, type RawHeaders, readV3Headers, type V3Heade
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { IngressError } from "../errors.ts";
 import type { MerchantKeys } from "../merchants/registry.ts";
+import { ANSWER_BUDGET_MS, budgetLeftMs } from "./budget.ts";
 import type { MerchantParams, NotifyContext } from "./context.ts";
 import { registerNotifyRoutes } from "./register.ts";
 
 /** WeChat's envelope `id` is ≤36 chars in practice; the job schema allows 64. */
 const MAX_ID_CHARS = 64;
-/** Longest wait of a request for a certificate download it triggered, ms (the download goes on, for the resends). */
-const MAX_DOWNLOAD_WAIT_MS = 2_000;
 /**
- * What a request may spend waiting, ms: WeChat gives up after 5 s, and 4.5 s is the config's ceiling of
- * INGRESS_ENQUEUE_TIMEOUT_MS. The download wait gets what the enqueue's bound leaves of it (2 s with the default
- * 2 s bound; nothing with a 4.5 s one: then an unknown serial answers 503 at once, its download running on).
+ * Longest wait of a request for a certificate download it triggered, ms (the download goes on, for the resends).
+ * It gets what the answer budget leaves after the enqueue's own bound: 2 s with the default 2 s bound, nothing with
+ * a 4.5 s one (then an unknown serial answers 503 at once).
  */
-const ANSWER_BUDGET_MS = 4_500;
+const MAX_DOWNLOAD_WAIT_MS = 2_000;
 
 /** Thrown by the key-less resolver below: the cheap checks passed and only the key is missing. */
 class KeyNeeded extends Error {}
@@ -52,7 +51,7 @@ async function handleV3(
   const toleranceSeconds = ctx.settings.timestampToleranceSeconds;
   const merchant = await resolveMerchant(ctx, request.params.mchid, headers, body, now);
   if (merchant.certificateRefresher !== undefined && !merchant.keys.has(headers.serial)) {
-    await downloadForUnknownSerial(ctx, merchant.certificateRefresher, headers, body, now);
+    await downloadForUnknownSerial(ctx, merchant.certificateRefresher, headers, body, now, reply);
   }
   const verifying = ctx.verifyV3(headers, body, { keys: merchant.keys, now, toleranceSeconds });
   // Awaited only when it runs elsewhere: an await of the event-loop check would cost a microtask per request.
@@ -77,7 +76,7 @@ async function handleV3(
     },
     body: text,
   };
-  const outcome = await ctx.intake.accept("v3", envelope.id, job);
+  const outcome = await ctx.intake.accept("v3", envelope.id, job, budgetLeftMs(reply));
   request.ingressCode = outcome.kind === "enqueued" ? "OK" : "DUPLICATE";
   request.log.debug(
     { id: envelope.id, eventType: envelope.eventType, mchid: merchant.mchid, outcome: request.ingressCode },
@@ -121,9 +120,11 @@ async function downloadForUnknownSerial(
   headers: V3Headers,
   body: Buffer,
   now: Date,
+  reply: FastifyReply,
 ): Promise<void> {
   checkAllButKey(ctx, headers, body, now);
-  const waitMs = Math.max(0, Math.min(MAX_DOWNLOAD_WAIT_MS, ANSWER_BUDGET_MS - ctx.settings.enqueueTimeoutMs));
+  const left = ANSWER_BUDGET_MS - reply.elapsedTime;
+  const waitMs = Math.max(0, Math.min(MAX_DOWNLOAD_WAIT_MS, left - ctx.settings.enqueueTimeoutMs));
   let timer: NodeJS.Timeout | undefined;
   const waited = new Promise<"waited">((resolve) => {
     timer = setTimeout(() => resolve("waited"), waitMs);
