@@ -31,7 +31,8 @@ const UNANSWERED_AFTER_INTERVALS = 3;
  * those requests already got their 503, and a resend of a job Redis did keep finds its receipt).
  *
  * A Redis that answers but is a replica (a failover that demoted it and left its clients connected) refuses
- * every enqueue with READONLY: each sample asks its ROLE too, and a replica counts as down.
+ * every enqueue with READONLY: each sample asks its ROLE too, and a replica counts as down. ROLE is an admin
+ * command: a Redis user without it (an ACL without @admin, which BullMQ does not need) skips that check, logged once.
  */
 export class QueueSampler {
   #timer: NodeJS.Timeout | undefined;
@@ -40,6 +41,7 @@ export class QueueSampler {
   #sentAt = 0;
   #reopened = false;
   #failuresLogged = 0;
+  #roleRefusedLogged = false;
   readonly #snapshot: QueueSnapshot;
 
   constructor(
@@ -110,14 +112,33 @@ export class QueueSampler {
     this.#failuresLogged += 1;
   }
 
+  /** ROLE's first element ("master", "slave", "sentinel"), or "not permitted" when this Redis user may not ask. */
+  async #role(): Promise<unknown> {
+    try {
+      const role = await this.connection.role();
+      return Array.isArray(role) ? role[0] : undefined;
+    } catch (error) {
+      if (!(error instanceof Error) || !/^(NOPERM|ERR unknown command)/.test(error.message)) throw error;
+      if (!this.#roleRefusedLogged) {
+        this.#roleRefusedLogged = true;
+        this.logger.warn(
+          { err: error },
+          "redis refuses ROLE to this user: a demoted primary is noticed only by failed enqueues",
+        );
+      }
+      return "not permitted";
+    }
+  }
+
   async #sampleOnce(): Promise<void> {
     const snapshot = this.#snapshot;
     this.#sentAt = this.clock();
     this.#reopened = false;
     try {
-      const [waiting, role] = await Promise.all([this.queue.getWaitingCount(), this.connection.role()]);
-      const kind = Array.isArray(role) ? role[0] : undefined;
-      if (kind !== "master") throw new Error(`redis is a ${String(kind)}: it refuses writes (READONLY)`);
+      const [waiting, kind] = await Promise.all([this.queue.getWaitingCount(), this.#role()]);
+      if (kind !== "master" && kind !== "not permitted") {
+        throw new Error(`redis is a ${String(kind)}: it refuses writes (READONLY)`);
+      }
       snapshot.waiting = waiting;
       snapshot.backpressure = waiting > snapshot.ceiling;
       snapshot.redisUp = true;

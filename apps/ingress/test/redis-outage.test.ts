@@ -187,11 +187,60 @@ describe("Redis outages", () => {
     }
   });
 
-  it("a failover that leaves the connection open to a demoted primary: not ready, 503, then accepting on the new primary", async () => {
+  it("a failover that leaves the connection open to a demoted primary: not ready, 503, then a new connection to the new primary", async () => {
+    // A TCP proxy stands for the address the ingress knows: once the failover is done it leads new connections to
+    // the new primary, while connections made before stay with the demoted one (which keeps its clients).
+    const demoted = await TestRedisServer.start();
+    const promoted = await TestRedisServer.start();
+    let target = demoted.port;
+    const proxy: Server = createServer((client) => {
+      const upstream = connect(target, "127.0.0.1");
+      client.pipe(upstream);
+      upstream.pipe(client);
+      for (const socket of [client, upstream]) socket.on("error", () => undefined);
+      client.on("close", () => upstream.destroy());
+      upstream.on("close", () => client.destroy());
+    });
+    proxy.listen(0, "127.0.0.1");
+    await once(proxy, "listening");
+    const address = proxy.address();
+    if (address === null || typeof address === "string") throw new Error("proxy has no port");
+    const g = await createIngressFixture({
+      label: "ingress-failover",
+      env: { REDIS_URL: `redis://127.0.0.1:${address.port}`, INGRESS_ENQUEUE_TIMEOUT_MS: String(ENQUEUE_TIMEOUT_MS) },
+      app: { sampleIntervalMs: 100 },
+    });
+    const admin = createRedisConnection(demoted.url, "admin");
+    const ready = async () => (await g.app.inject({ method: "GET", url: "/health/ready" })).statusCode;
+    try {
+      expect(await pollUntil(async () => (await ready()) === 200, 2_000)).toBe(true);
+      // The failover: the old primary becomes a replica of the new one, and the address now leads to the new one.
+      await admin.call("REPLICAOF", "127.0.0.1", String(promoted.port));
+      target = promoted.port;
+      const n = signedV3(g.merchant);
+      // The first attempt meets the demoted server (READONLY); the reconnect it causes reaches the new primary.
+      expect((await post(g.app, "/notify/v3", n)).statusCode).toBe(503);
+      expect(await pollUntil(async () => (await post(g.app, "/notify/v3", n)).statusCode === 204, 5_000)).toBe(true);
+      expect(await pollUntil(async () => (await ready()) === 200, 5_000)).toBe(true);
+      const onPromoted = createRedisConnection(promoted.url, "admin");
+      try {
+        expect(await onPromoted.exists(`${g.prefix}:notify.parse:${n.id}`)).toBe(1);
+      } finally {
+        onPromoted.disconnect();
+      }
+    } finally {
+      admin.disconnect();
+      await g.close();
+      proxy.close();
+      await demoted.kill();
+      await promoted.kill();
+    }
+  });
+
+  it("a demoted primary that keeps the address: not ready while it is a replica (ROLE), ready again once promoted", async () => {
     const other = await TestRedisServer.start();
     const admin = createRedisConnection(redis.url, "admin");
     try {
-      // The ingress's Redis becomes a replica; its clients stay connected and every write gets READONLY.
       await admin.call("REPLICAOF", "127.0.0.1", String(other.port));
       const synced = async () => {
         const role = (await admin.call("ROLE")) as unknown[];
@@ -199,16 +248,13 @@ describe("Redis outages", () => {
       };
       expect(await pollUntil(synced, 10_000)).toBe(true);
       const n = signedV3(f.merchant);
-      const refused = await post(f.app, "/notify/v3", n);
-      expect(refused.statusCode).toBe(503);
-      // The connection is up and answering (reads work on a replica), yet nothing can be enqueued: not ready.
+      expect((await post(f.app, "/notify/v3", n)).statusCode).toBe(503);
       expect(await pollUntil(() => f.redis.status === "ready", 5_000)).toBe(true);
       await f.app.ingress.sampler.sample();
-      const ready = await f.app.inject({ method: "GET", url: "/health/ready" });
-      expect(ready.statusCode).toBe(503);
-      expect(ready.json()).toMatchObject({ redis: "down" });
+      const notReady = await f.app.inject({ method: "GET", url: "/health/ready" });
+      expect(notReady.statusCode).toBe(503);
+      expect(notReady.json()).toMatchObject({ redis: "down" });
 
-      // Promoted again (as a new primary would be found behind the same address): ready and accepting.
       await admin.call("REPLICAOF", "NO", "ONE");
       expect(
         await pollUntil(async () => {
@@ -221,6 +267,28 @@ describe("Redis outages", () => {
       await admin.call("REPLICAOF", "NO", "ONE");
       admin.disconnect();
       await other.kill();
+    }
+  });
+
+  it("a Redis user without ROLE (no @admin, which BullMQ does not need) is still ready", async () => {
+    const admin = createRedisConnection(redis.url, "admin");
+    await admin.call("ACL", "SETUSER", "wpn-ingress", "on", ">wpn-secret", "~*", "&*", "+@all", "-@admin");
+    const g = await createIngressFixture({
+      label: "ingress-acl",
+      merchant: f.merchant,
+      env: { REDIS_URL: `redis://wpn-ingress:wpn-secret@127.0.0.1:${redis.port}` },
+      app: { sampleIntervalMs: 100 },
+    });
+    try {
+      await g.app.ingress.sampler.sample();
+      const ready = await g.app.inject({ method: "GET", url: "/health/ready" });
+      expect(ready.statusCode).toBe(200);
+      expect(ready.json()).toMatchObject({ redis: "up", queue: { waiting: 0 } });
+      expect((await post(g.app, "/notify/v3", signedV3(f.merchant))).statusCode).toBe(204);
+    } finally {
+      await g.close();
+      await admin.call("ACL", "DELUSER", "wpn-ingress");
+      admin.disconnect();
     }
   });
 });
