@@ -276,6 +276,23 @@ describe("platform certificates downloaded for a merchant of the Merchant table 
       expect((await post(ingress.app, `/notify/v3/${second.mchid}`, rotated)).statusCode).toBe(204);
       expect(secondFake.requests).toHaveLength(2);
 
+      // The row is edited — here its APIv3 key rotated, the old one kept as apiV3KeyPrevious — while WeChat still
+      // encrypts with the old key. The downloaded certificates stay (they still verify), and a download still works.
+      await db.db.prisma.merchant.update({
+        where: { mchid: second.mchid },
+        data: { apiV3Key: "r".repeat(32), apiV3KeyPrevious: second.apiV3Key },
+      });
+      await ingress.merchants.reload();
+      expect(ingress.merchants.get(second.mchid)?.keys.has(certC.serial)).toBe(true);
+      expect(ingress.merchants.get(second.mchid)?.keys.has(certD.serial)).toBe(true);
+      const afterEdit = signedV3(second, { serial: certC.serial, privateKey: certC.privateKey });
+      expect((await post(ingress.app, `/notify/v3/${second.mchid}`, afterEdit)).statusCode).toBe(204);
+      const certE = newPlatformCertificate();
+      secondFake.answer = { kind: "list", certificates: [certC, certD, certE], apiV3Key: second.apiV3Key };
+      clockMs += THROTTLE_MS + 1;
+      const rotatedAgain = signedV3(second, { serial: certE.serial, privateKey: certE.privateKey });
+      expect((await post(ingress.app, `/notify/v3/${second.mchid}`, rotatedAgain)).statusCode).toBe(204);
+
       expect(ingress.merchants.get(third.mchid)).toBeUndefined();
       const unserved = signedV3(third, { serial: certC.serial, privateKey: certC.privateKey });
       expect((await post(ingress.app, `/notify/v3/${third.mchid}`, unserved)).statusCode).toBe(404);

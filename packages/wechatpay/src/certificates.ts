@@ -123,6 +123,8 @@ export interface DownloadCertificatesArgs {
   merchantPrivateKey: KeyObject;
   /** 32-byte APIv3 key; decrypts `encrypt_certificate`. */
   apiV3Key: Buffer;
+  /** The APIv3 key before a rotation, tried when `apiV3Key` does not decrypt (WeChat may not have switched yet). */
+  previousApiV3Key?: Buffer;
   fetch?: typeof fetch;
   now?: () => Date;
   /**
@@ -197,12 +199,21 @@ export async function downloadCertificates(args: DownloadCertificatesArgs): Prom
           `encrypt_certificate.algorithm "${enc.algorithm}" is not supported`,
         );
       }
-      const pem = decryptAeadAes256Gcm({
-        key: args.apiV3Key,
-        nonce: enc.nonce,
-        associatedData: enc.associated_data ?? "",
-        ciphertext: enc.ciphertext,
-      });
+      const decrypt = (key: Buffer) =>
+        decryptAeadAes256Gcm({
+          key,
+          nonce: enc.nonce,
+          associatedData: enc.associated_data ?? "",
+          ciphertext: enc.ciphertext,
+        });
+      let pem: Buffer;
+      try {
+        pem = decrypt(args.apiV3Key);
+      } catch (error) {
+        const previous = args.previousApiV3Key;
+        if (previous === undefined || !isWechatPayError(error) || error.code !== "DECRYPT_FAILED") throw error;
+        pem = decrypt(previous);
+      }
       const cert = loadCertificate(pem);
       if (cert.serial.toUpperCase() !== entry.serial_no.toUpperCase()) {
         throw new WechatPayError(
@@ -231,6 +242,12 @@ export interface CertificateRefresherOptions {
   store: KeyStore;
   /** Usually `() => downloadCertificates({...})` for one merchant. */
   download: () => Promise<LoadedCertificate[]>;
+  /**
+   * Certificates an earlier refresher of the same merchant downloaded (its `downloaded()`), e.g. before the merchant's
+   * settings were edited: added to the store and owned by this refresher, so an edit does not drop keys that still
+   * verify, and a later download that no longer lists one removes it.
+   */
+  inherited?: readonly LoadedCertificate[];
   /** Milliseconds; at most one download starts per interval (failed ones count). Default 60 000. */
   minIntervalMs?: number;
   /**
@@ -272,6 +289,22 @@ export class CertificateRefresher implements AsyncKeyResolver {
     if (!Number.isFinite(this.#minIntervalMs) || this.#minIntervalMs < 0) {
       throw new RangeError(`minIntervalMs must be a finite number >= 0, got ${this.#minIntervalMs}`);
     }
+    for (const cert of opts.inherited ?? []) {
+      if (!this.store.has(cert.serial)) {
+        this.store.addCertificate(cert);
+        this.#added.add(cert.serial);
+      }
+    }
+  }
+
+  /** The certificates this refresher downloaded (or inherited) and the store still holds. */
+  downloaded(): LoadedCertificate[] {
+    const held: LoadedCertificate[] = [];
+    for (const serial of this.#added) {
+      const cert = this.store.certificate(serial);
+      if (cert) held.push(cert);
+    }
+    return held;
   }
 
   /** How many downloads were started so far (for metrics and tests). */

@@ -69,6 +69,11 @@ export class KeyStore implements KeyResolver {
     return loaded.serial;
   }
 
+  /** The platform certificate with this serial (any spelling), if held. */
+  certificate(serial: string): LoadedCertificate | undefined {
+    return this.#certificates.get(serialKey(serial));
+  }
+
   /** Removes a platform certificate (e.g. one WeChat no longer lists); answers whether it was there. */
   removeCertificate(serial: string): boolean {
     return this.#certificates.delete(serialKey(serial));

@@ -175,6 +175,21 @@ describe("CertificateRefresher", () => {
     expect(t.store.has(oldCert.serial)).toBe(true);
   });
 
+  it("inherited certificates are added and owned: downloaded() lists them, a list without them removes them", async () => {
+    const store = new KeyStore();
+    const refresher = new CertificateRefresher({
+      store,
+      minIntervalMs: 0,
+      inherited: [loadCertificate(newCert.pem)],
+      download: async () => [loadCertificate(oldCert.pem)],
+    });
+    expect(store.has(newCert.serial)).toBe(true);
+    expect(refresher.downloaded().map((c) => c.serial)).toEqual([newCert.serial]);
+    await refresher.refresh();
+    expect(store.has(newCert.serial)).toBe(false);
+    expect(refresher.downloaded().map((c) => c.serial)).toEqual([oldCert.serial]);
+  });
+
   it("wraps foreign download errors", async () => {
     const t = setup({ fail: new TypeError("boom") });
     let error: unknown;

@@ -40,6 +40,8 @@ export interface CertificateDownloadSettings {
   merchantPrivateKeyPem: string;
   /** 32-byte APIv3 key: only it decrypts the downloaded certificates, which is what makes them trustworthy. */
   apiV3Key: Buffer;
+  /** The APIv3 key before a rotation, tried second (WeChat may still encrypt with it). */
+  previousApiV3Key: Buffer | undefined;
   toleranceSeconds: number;
 }
 
@@ -52,12 +54,17 @@ export interface CertificateDownloadSettings {
 export function certificateRefresher(
   settings: CertificateDownloadSettings,
   keys: KeyStore,
-  { observer, clock }: { observer?: DownloadObserver; clock?: () => number },
+  {
+    observer,
+    clock,
+    inherited,
+  }: { observer?: DownloadObserver; clock?: () => number; inherited?: readonly LoadedCertificate[] },
 ): CertificateRefresher {
   const merchantPrivateKey = loadPrivateKey(settings.merchantPrivateKeyPem);
   return new CertificateRefresher({
     store: keys,
     ...(clock === undefined ? {} : { now: clock }),
+    ...(inherited === undefined ? {} : { inherited }),
     download: async () => {
       try {
         const certificates = await downloadCertificates({
@@ -66,6 +73,7 @@ export function certificateRefresher(
           merchantSerialNo: settings.merchantSerialNo,
           merchantPrivateKey,
           apiV3Key: settings.apiV3Key,
+          ...(settings.previousApiV3Key === undefined ? {} : { previousApiV3Key: settings.previousApiV3Key }),
           trustedKeys: keys,
           toleranceSeconds: settings.toleranceSeconds,
         });

@@ -20,11 +20,13 @@ export function prismaMerchantSource(prisma: PrismaClient): MerchantSource {
           apiSerialNo: true,
           apiPrivateKeyPem: true,
           apiV3Key: true,
+          apiV3KeyPrevious: true,
         },
       });
-      return rows.map(({ apiSerialNo, apiPrivateKeyPem, apiV3Key, ...row }) => ({
+      return rows.map(({ apiSerialNo, apiPrivateKeyPem, apiV3Key, apiV3KeyPrevious, ...row }) => ({
         ...row,
-        download: apiSerialNo || apiPrivateKeyPem ? { apiSerialNo, apiPrivateKeyPem, apiV3Key } : null,
+        download:
+          apiSerialNo || apiPrivateKeyPem ? { apiSerialNo, apiPrivateKeyPem, apiV3Key, apiV3KeyPrevious } : null,
       }));
     },
   };

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { type Config, readMerchantPrivateKeyPem } from "@wpn/config";
-import { type CertificateRefresher, KeyStore, loadPublicKey } from "@wpn/wechatpay";
+import { type CertificateRefresher, KeyStore, type LoadedCertificate, loadPublicKey } from "@wpn/wechatpay";
 import type { Logger } from "pino";
 import { certificateRefresher, type DownloadObserver } from "./certificate-download.ts";
 
@@ -30,7 +30,12 @@ export interface MerchantRecord {
    * what is downloaded. The source returns them only for a row with a download column set (null otherwise), so
    * the ingress holds no APIv3 key it does not need; a row with one of the two is refused (logged).
    */
-  download: { apiSerialNo: string | null; apiPrivateKeyPem: string | null; apiV3Key: string } | null;
+  download: {
+    apiSerialNo: string | null;
+    apiPrivateKeyPem: string | null;
+    apiV3Key: string;
+    apiV3KeyPrevious: string | null;
+  } | null;
 }
 
 /** How merchants of the source download their platform certificates (those whose row has the credentials). */
@@ -74,6 +79,7 @@ export function defaultMerchantFromConfig(
             merchantSerialNo: config.WECHATPAY_MERCHANT_SERIAL_NO,
             merchantPrivateKeyPem,
             apiV3Key: config.apiV3KeyBytes,
+            previousApiV3Key: config.previousApiV3KeyBytes,
             toleranceSeconds: config.WECHATPAY_TIMESTAMP_TOLERANCE_SECONDS,
           },
           keys,
@@ -231,7 +237,10 @@ export class MerchantRegistry {
         continue;
       }
       try {
-        next.set(record.mchid, { merchant: buildMerchant(record, logger, this.#options.download), fingerprint });
+        next.set(record.mchid, {
+          merchant: buildMerchant(record, logger, this.#options.download, previous?.merchant),
+          fingerprint,
+        });
       } catch (error) {
         // One merchant's broken key material must not take the others down. A merchant that worked keeps the
         // keys it had (a bad edit must not stop its notifications); a new one is skipped (404, WeChat resends).
@@ -260,6 +269,7 @@ function fingerprintOf(record: MerchantRecord): string {
     download?.apiSerialNo ?? "",
     download?.apiPrivateKeyPem ?? "",
     download?.apiV3Key ?? "",
+    download?.apiV3KeyPrevious ?? "",
   ]) {
     hash.update(part).update("\0");
   }
@@ -278,6 +288,7 @@ function buildMerchant(
   record: MerchantRecord,
   logger: Logger,
   download: RegistryDownloadOptions | undefined,
+  previous: MerchantKeys | undefined,
 ): MerchantKeys {
   const keys = new KeyStore();
   const unusable = (what: string, error: unknown) =>
@@ -296,7 +307,7 @@ function buildMerchant(
       unusable(cert.serial, error);
     }
   }
-  const refresher = downloaderOf(record, keys, download, logger);
+  const refresher = downloaderOf(record, keys, download, logger, previous?.certificateRefresher?.downloaded() ?? []);
   if (keys.describe().length === 0 && !record.apiV2Key && refresher === undefined) {
     throw new Error("merchant has neither a public key, a platform certificate, certificate download nor an APIv2 key");
   }
@@ -320,9 +331,10 @@ function downloaderOf(
   keys: KeyStore,
   download: RegistryDownloadOptions | undefined,
   logger: Logger,
+  inherited: readonly LoadedCertificate[],
 ): CertificateRefresher | undefined {
   if (record.download === null) return undefined;
-  const { apiSerialNo, apiPrivateKeyPem, apiV3Key } = record.download;
+  const { apiSerialNo, apiPrivateKeyPem, apiV3Key, apiV3KeyPrevious } = record.download;
   if (!apiSerialNo || !apiPrivateKeyPem) {
     logger.error(
       { mchid: record.mchid },
@@ -343,10 +355,11 @@ function downloaderOf(
         merchantSerialNo: apiSerialNo,
         merchantPrivateKeyPem: apiPrivateKeyPem,
         apiV3Key: Buffer.from(apiV3Key, "utf8"),
+        previousApiV3Key: apiV3KeyPrevious === null ? undefined : Buffer.from(apiV3KeyPrevious, "utf8"),
         toleranceSeconds: download.toleranceSeconds,
       },
       keys,
-      download,
+      { ...download, inherited },
     );
   } catch (error) {
     logger.error({ err: error, mchid: record.mchid, key: "apiPrivateKeyPem" }, "merchant key unusable; left out");
