@@ -9,18 +9,30 @@ import { Redis, type RedisOptions } from "ioredis";
  * Auto-pipelining stays off: measured −48% worker throughput on loopback (research notes §1.7).
  * Every role reconnects on a READONLY error: after a failover that demotes the primary without closing its
  * clients, the old connection stays open to a replica that refuses every write; a new connection finds the new
- * primary wherever the address now leads (DNS, a proxy). The command that failed is not resent.
+ * primary wherever the address now leads (DNS, a proxy). The command that failed is not resent. At most one
+ * such reconnect per second per connection: while the address still leads to the replica, ioredis would otherwise
+ * reconnect after every refused command (its backoff restarts at each successful connect).
  */
 export type ConnectionRole = "producer" | "worker" | "admin";
 
+/** Least time between two reconnects caused by READONLY errors on one connection, ms. */
+const READONLY_RECONNECT_INTERVAL_MS = 1_000;
+
 export function createRedisConnection(url: string, role: ConnectionRole, extra: RedisOptions = {}): Redis {
+  let lastReadonlyReconnect = Number.NEGATIVE_INFINITY;
   const common: RedisOptions = {
     connectionName: `wechatpay-notify:${role}`,
     keepAlive: 10_000,
     // Back off 50 ms, 100 ms, … up to 2 s between reconnect attempts; never give up (the process decides).
     retryStrategy: (attempt) => Math.min(attempt * 50, 2_000),
     enableAutoPipelining: false,
-    reconnectOnError: (error) => error.message.startsWith("READONLY"),
+    reconnectOnError: (error) => {
+      if (!error.message.startsWith("READONLY")) return false;
+      const now = performance.now();
+      if (now - lastReadonlyReconnect < READONLY_RECONNECT_INTERVAL_MS) return false;
+      lastReadonlyReconnect = now;
+      return true;
+    },
   };
   const byRole: Record<ConnectionRole, RedisOptions> = {
     producer: { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2_000 },
