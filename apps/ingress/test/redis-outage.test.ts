@@ -36,6 +36,15 @@ const QUEUE_TIMEOUT = JSON.stringify({
   message: "QUEUE_TIMEOUT: queue did not confirm in time, please resend",
 });
 
+/** Starts `server` on a free port of 127.0.0.1 and answers the port. */
+async function listenOnFreePort(server: Server): Promise<number> {
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const address = server.address();
+  if (address === null || typeof address === "string") throw new Error("server has no port");
+  return address.port;
+}
+
 describe("Redis outages", () => {
   it("answers 503 within the bound while Redis is down, and enqueues the resend once it is back", async () => {
     const before = signedV3(f.merchant);
@@ -148,13 +157,10 @@ describe("Redis outages", () => {
       });
       upstream.on("close", () => client.destroy());
     });
-    proxy.listen(0, "127.0.0.1");
-    await once(proxy, "listening");
-    const address = proxy.address();
-    if (address === null || typeof address === "string") throw new Error("proxy has no port");
+    const proxyPort = await listenOnFreePort(proxy);
     const g = await createIngressFixture({
       label: "ingress-silent",
-      env: { REDIS_URL: `redis://127.0.0.1:${address.port}`, INGRESS_ENQUEUE_TIMEOUT_MS: String(ENQUEUE_TIMEOUT_MS) },
+      env: { REDIS_URL: `redis://127.0.0.1:${proxyPort}`, INGRESS_ENQUEUE_TIMEOUT_MS: String(ENQUEUE_TIMEOUT_MS) },
       app: { sampleIntervalMs: 100, redisReopenAfterMs: 3_000 },
     });
     const ready = async () => (await g.app.inject({ method: "GET", url: "/health/ready" })).statusCode;
@@ -201,13 +207,10 @@ describe("Redis outages", () => {
       client.on("close", () => upstream.destroy());
       upstream.on("close", () => client.destroy());
     });
-    proxy.listen(0, "127.0.0.1");
-    await once(proxy, "listening");
-    const address = proxy.address();
-    if (address === null || typeof address === "string") throw new Error("proxy has no port");
+    const proxyPort = await listenOnFreePort(proxy);
     const g = await createIngressFixture({
       label: "ingress-failover",
-      env: { REDIS_URL: `redis://127.0.0.1:${address.port}`, INGRESS_ENQUEUE_TIMEOUT_MS: String(ENQUEUE_TIMEOUT_MS) },
+      env: { REDIS_URL: `redis://127.0.0.1:${proxyPort}`, INGRESS_ENQUEUE_TIMEOUT_MS: String(ENQUEUE_TIMEOUT_MS) },
       app: { sampleIntervalMs: 100 },
     });
     const admin = createRedisConnection(demoted.url, "admin");

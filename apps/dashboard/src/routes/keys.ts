@@ -34,11 +34,7 @@ function merchantCard(m: MerchantKeyStatus): SafeHtml {
 <dt>Public key id</dt><dd class="mono">${m.publicKeyId ?? "— (certificate mode)"}</dd>
 <dt>Public key SHA-256</dt><dd class="mono">${m.publicKeyFingerprint ?? (m.publicKeyError ? badge(m.publicKeyError, "bad") : "—")}</dd>
 <dt>APIv2 key</dt><dd>${m.apiV2Key ? "configured" : "not configured"}</dd>
-${
-  m.certificateDownload
-    ? html`<dt>Certificate download</dt><dd>by the ingress, ${m.certificateDownload.intervalSeconds === undefined ? "when the row is loaded" : `at start, every ${m.certificateDownload.intervalSeconds} s`} and on an unknown serial (merchant certificate <span class="mono">${m.certificateDownload.merchantSerialNo}</span>); downloaded certificates are kept in its memory, not listed here</dd>`
-    : ""
-}
+${m.certificateDownload ? certificateDownloadRow(m.certificateDownload) : ""}
 </dl>
 ${m.certificateErrors.map((e) => html`<div class="flash bad">${e}</div>`)}
 ${
@@ -48,6 +44,13 @@ ${
 <tbody>${m.certificates.map(certificateRow)}</tbody></table>`
 }
 </div>`;
+}
+
+function certificateDownloadRow(d: NonNullable<MerchantKeyStatus["certificateDownload"]>): SafeHtml {
+  const when = d.intervalSeconds === undefined ? "when the row is loaded" : `at start, every ${d.intervalSeconds} s`;
+  return html`<dt>Certificate download</dt><dd>by the ingress, ${when} and on an unknown serial (merchant
+certificate <span class="mono">${d.merchantSerialNo}</span>); downloaded certificates are kept in its memory, not
+listed here</dd>`;
 }
 
 function certificateRow(c: CertificateStatus): SafeHtml {

@@ -6,9 +6,9 @@ import type { EnqueueBatcher, SubmitOutcome } from "./batcher.ts";
 
 /**
  * BullMQ refuses some custom job ids (bullmq Job#validateOptions): integer-looking ids, and ids with ':'
- * unless they have exactly three ':'-separated parts (our `v2:pay:<mchid>.<transaction_id>`). The batch script adds jobs without
- * BullMQ's client-side checks, and the worker's apply jobs reuse these ids, so they are refused here, alone,
- * before they reach Redis.
+ * unless they have exactly three ':'-separated parts (our `v2:pay:<mchid>.<transaction_id>`). The batch script
+ * adds jobs without BullMQ's client-side checks, and the worker's apply jobs reuse these ids, so they are refused
+ * here, alone, before they reach Redis.
  */
 export function isUsableJobId(id: string): boolean {
   if (`${Number.parseInt(id, 10)}` === id) return false;

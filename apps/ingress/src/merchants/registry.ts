@@ -44,7 +44,7 @@ export interface RegistryDownloadOptions {
   baseUrl: string;
   toleranceSeconds: number;
   observer?: DownloadObserver;
-  /** Clock of each refresher's one-download-a-minute throttle (ms since the epoch). */
+  /** Clock of each refresher's one-download-a-minute throttle, ms (default: monotonic, `performance.now()`). */
   clock?: () => number;
 }
 
@@ -57,8 +57,8 @@ export interface MerchantSource {
  * The single-merchant environment variables as the default merchant. Throws WechatPayError on bad key files, and
  * ConfigError when the merchant private key file cannot be read.
  * With certificate download configured it also gets a `certificateRefresher` (nothing is downloaded here: the
- * app's CertificateSchedule starts that), whose downloads `download.observer` hears of; `download.clock` (ms since
- * the epoch) drives its one-download-a-minute throttle.
+ * app's CertificateSchedule starts that), whose downloads `download.observer` hears of; `download.clock` (ms)
+ * drives its one-download-a-minute throttle.
  */
 export function defaultMerchantFromConfig(
   config: Config,

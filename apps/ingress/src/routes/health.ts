@@ -16,8 +16,8 @@ export interface HealthContext {
 /**
  * - `GET /health/live`: the process serves HTTP (200 as soon as it listens).
  * - `GET /health/ready`: 200 when Redis answered the last background sample, the connection is ready and the
- *   default merchant has a key valid now (`keys` lists those); otherwise 503. Backpressure (waiting jobs above the ceiling) is
- *   reported but keeps 200: WeChat's resends would only add load, so the ingress keeps accepting.
+ *   default merchant has a key valid now (`keys` lists those); otherwise 503. Backpressure (waiting jobs above the
+ *   ceiling) is reported but keeps 200: WeChat's resends would only add load, so the ingress keeps accepting.
  * - `GET /metrics`: Prometheus text from the ingress's own registry.
  * None of them costs a Redis round trip: probes read the sampler's last snapshot.
  */

@@ -39,7 +39,7 @@ export interface FixtureOptions {
   merchant?: TestMerchant;
   source?: MerchantSource;
   registryClock?: () => number;
-  /** Clock of the certificate-download throttles, the default merchant's and the source's (ms since the epoch). */
+  /** Clock of the certificate-download throttles, the default merchant's and the source's (ms). */
   downloadClock?: () => number;
   app?: Partial<Omit<IngressDeps, "settings" | "redis" | "merchants">>;
 }
