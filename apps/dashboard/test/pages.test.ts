@@ -118,6 +118,8 @@ describe("keys", () => {
         appid: "wx-second-app",
         apiV3Key: "SECRET-APIV3-KEY-SECRET-APIV3-KEY",
         publicKeyId: "PUB_KEY_ID_SECOND",
+        apiSerialNo: "ABCDEF0123456789SECONDMERCHANT",
+        apiPrivateKeyPem: "SECRET-PRIVATE-KEY-PEM",
         certificates: {
           create: [
             {
@@ -151,5 +153,9 @@ describe("keys", () => {
     expect(body).toContain('<span class="badge bad">expired 3 d ago</span>');
     expect(body).toContain('<span class="badge ok">400</span>');
     expect(body).not.toContain("SECRET-APIV3-KEY");
+    // The row downloads its certificates (the ingress does, into memory); its private key never reaches the page.
+    expect(body).toContain("Certificate download");
+    expect(body).toContain("ABCDEF0123456789SECONDMERCHANT");
+    expect(body).not.toContain("SECRET-PRIVATE-KEY-PEM");
   });
 });
