@@ -64,6 +64,9 @@ async function certificateModeIngress(label: string, extraEnv: Record<string, st
       ...extraEnv,
     },
     downloadClock: () => clockMs,
+    // The tests make RSA keys and certificates (openssl) in this process, which can block its event loop for over a
+    // second on a busy host: no load shedding here, it is not what these tests are about.
+    app: { maxEventLoopDelayMs: false },
   });
   return f;
 }
@@ -255,6 +258,7 @@ describe("platform certificates downloaded for a merchant of the Merchant table 
         source: prismaMerchantSource(db.db.prisma),
         env: { WECHATPAY_API_BASE_URL: secondFake.baseUrl },
         downloadClock: () => clockMs,
+        app: { maxEventLoopDelayMs: false },
       });
       const ingress = f;
       expect(await pollUntil(() => ingress.merchants.get(second.mchid)?.keys.has(certC.serial) === true, 5_000)).toBe(

@@ -123,7 +123,11 @@ export interface DownloadCertificatesArgs {
   merchantPrivateKey: KeyObject;
   /** 32-byte APIv3 key; decrypts `encrypt_certificate`. */
   apiV3Key: Buffer;
-  /** The APIv3 key before a rotation, tried when `apiV3Key` does not decrypt (WeChat may not have switched yet). */
+  /**
+   * The APIv3 key before a rotation, tried when `apiV3Key` does not decrypt (WeChat may not have switched yet). A
+   * retired key may be known to others (often why it was retired), so a list opened with it is accepted only when
+   * the response is signed by a key of `trustedKeys`, never by one of the list itself.
+   */
   previousApiV3Key?: Buffer;
   fetch?: typeof fetch;
   now?: () => Date;
@@ -184,6 +188,7 @@ export async function downloadCertificates(args: DownloadCertificatesArgs): Prom
 
   const downloaded = new KeyStore();
   const certificates: LoadedCertificate[] = [];
+  let openedWithPreviousKey = false;
   try {
     const parsed = certificatesResponseSchema.safeParse(
       parseJsonBytes(raw, "ENVELOPE_INVALID", "certificates response"),
@@ -213,6 +218,7 @@ export async function downloadCertificates(args: DownloadCertificatesArgs): Prom
         const previous = args.previousApiV3Key;
         if (previous === undefined || !isWechatPayError(error) || error.code !== "DECRYPT_FAILED") throw error;
         pem = decrypt(previous);
+        openedWithPreviousKey = true;
       }
       const cert = loadCertificate(pem);
       if (cert.serial.toUpperCase() !== entry.serial_no.toUpperCase()) {
@@ -225,10 +231,17 @@ export async function downloadCertificates(args: DownloadCertificatesArgs): Prom
       certificates.push(cert);
     }
     const trusted = args.trustedKeys;
+    const responseHeaders = readV3Headers(headers);
+    if (openedWithPreviousKey && !trusted?.has(responseHeaders.serial)) {
+      throw new WechatPayError(
+        "KEY_INVALID",
+        "certificates opened with the previous APIv3 key need a response signed by an already trusted key",
+      );
+    }
     const keys: KeyResolver = {
       resolve: (serial, at) => (trusted?.has(serial) ? trusted.resolve(serial, at) : downloaded.resolve(serial, at)),
     };
-    verifyV3(readV3Headers(headers), raw, { keys, now: now(), toleranceSeconds: args.toleranceSeconds });
+    verifyV3(responseHeaders, raw, { keys, now: now(), toleranceSeconds: args.toleranceSeconds });
   } catch (cause) {
     throw downloadFailed("response rejected", cause);
   }

@@ -228,6 +228,26 @@ describe("downloadCertificates against a fake WeChat", () => {
     ).toBe(true);
   });
 
+  it("a list that only the previous APIv3 key opens is accepted only when a trusted key signed the response", async () => {
+    const previousKey = Buffer.from("previous-apiv3-key-0123456789abc", "ascii");
+    const body = JSON.stringify({
+      data: [certificateEntry({ pem: platformB.pem, serial: platformB.serial, apiV3Key: previousKey })],
+    });
+    // Whoever knows a retired key could make such a list and sign it with its own certificate.
+    fake.respond = () => signedJson({ body, privateKey: platformB.privateKey, serial: platformB.serial });
+    const forged = await failure(downloadCertificates(args({ previousApiV3Key: previousKey })));
+    expect(forged.code).toBe("CERT_DOWNLOAD_FAILED");
+    expect(forged.message).toContain("previous APIv3 key");
+    // Signed by a key already trusted (WeChat's, during its own rotation): accepted.
+    fake.respond = () => signedJson({ body, privateKey: wechatPublicKey.privateKey, serial: PUB_KEY_ID });
+    const trustedKeys = new KeyStore();
+    trustedKeys.addPublicKey(PUB_KEY_ID, wechatPublicKey.publicKey);
+    const certs = await downloadCertificates(args({ previousApiV3Key: previousKey, trustedKeys }));
+    expect(certs.map((c) => c.serial)).toEqual([platformB.serial]);
+    // Without the previous key it does not open at all.
+    expect((await failure(downloadCertificates(args({ trustedKeys })))).code).toBe("CERT_DOWNLOAD_FAILED");
+  });
+
   it("an empty list verified by trusted keys yields []", async () => {
     fake.respond = () =>
       signedJson({ body: '{"data":[]}', privateKey: wechatPublicKey.privateKey, serial: PUB_KEY_ID });
