@@ -31,7 +31,9 @@ const UNANSWERED_AFTER_INTERVALS = 3;
  * those requests already got their 503, and a resend of a job Redis did keep finds its receipt).
  *
  * A Redis that answers but is a replica (a failover that demoted it and left its clients connected) refuses
- * every enqueue with READONLY: each sample asks its ROLE too, and a replica counts as down. ROLE is an admin
+ * every enqueue with READONLY: each sample asks its ROLE too, and a replica counts as down. A connection that
+ * still answers as a replica after `reopenAfterMs` is reopened (then again each `reopenAfterMs`): once not ready,
+ * the ingress gets no traffic, so no write would meet READONLY and reconnect it. ROLE is an admin
  * command: a Redis user without it (an ACL without @admin, which BullMQ does not need) skips that check, logged once.
  */
 export class QueueSampler {
@@ -42,6 +44,8 @@ export class QueueSampler {
   #reopened = false;
   #failuresLogged = 0;
   #roleRefusedLogged = false;
+  /** `clock()` since when samples have found a replica (or since its last reopen); undefined while on a master. */
+  #replicaSince: number | undefined;
   readonly #snapshot: QueueSnapshot;
 
   constructor(
@@ -112,6 +116,15 @@ export class QueueSampler {
     this.#failuresLogged += 1;
   }
 
+  #reopenIfStillReplica(): void {
+    const now = this.clock();
+    this.#replicaSince ??= now;
+    if (now - this.#replicaSince < this.connection.reopenAfterMs) return;
+    this.#replicaSince = now;
+    this.logger.warn({ code: "REDIS_REPLICA" }, "redis answers as a replica: reopening the connection");
+    this.connection.reopen();
+  }
+
   /** ROLE's first element ("master", "slave", "sentinel"), or "not permitted" when this Redis user may not ask. */
   async #role(): Promise<unknown> {
     try {
@@ -137,8 +150,10 @@ export class QueueSampler {
     try {
       const [waiting, kind] = await Promise.all([this.queue.getWaitingCount(), this.#role()]);
       if (kind !== "master" && kind !== "not permitted") {
+        this.#reopenIfStillReplica();
         throw new Error(`redis is a ${String(kind)}: it refuses writes (READONLY)`);
       }
+      this.#replicaSince = undefined;
       snapshot.waiting = waiting;
       snapshot.backpressure = waiting > snapshot.ceiling;
       snapshot.redisUp = true;

@@ -193,50 +193,95 @@ describe("Redis outages", () => {
     }
   });
 
-  it("a failover that leaves the connection open to a demoted primary: not ready, 503, then a new connection to the new primary", async () => {
-    // A TCP proxy stands for the address the ingress knows: once the failover is done it leads new connections to
-    // the new primary, while connections made before stay with the demoted one (which keeps its clients).
+  /**
+   * A demoted primary and its successor behind one address: a TCP proxy that leads each new connection to
+   * `target`, while connections made before stay where they are (a demoted Redis keeps its clients).
+   */
+  async function failoverPair() {
     const demoted = await TestRedisServer.start();
     const promoted = await TestRedisServer.start();
-    let target = demoted.port;
+    const pair = { demoted, promoted, target: demoted.port, port: 0 };
     const proxy: Server = createServer((client) => {
-      const upstream = connect(target, "127.0.0.1");
+      const upstream = connect(pair.target, "127.0.0.1");
       client.pipe(upstream);
       upstream.pipe(client);
       for (const socket of [client, upstream]) socket.on("error", () => undefined);
       client.on("close", () => upstream.destroy());
       upstream.on("close", () => client.destroy());
     });
-    const proxyPort = await listenOnFreePort(proxy);
+    pair.port = await listenOnFreePort(proxy);
+    const admin = createRedisConnection(demoted.url, "admin");
+    return {
+      ...pair,
+      switchTo(port: number) {
+        pair.target = port;
+      },
+      /** The failover: the old primary becomes a replica of the new one. */
+      demote: () => admin.call("REPLICAOF", "127.0.0.1", String(promoted.port)),
+      async jobOnPromoted(key: string): Promise<number> {
+        const onPromoted = createRedisConnection(promoted.url, "admin");
+        try {
+          return await onPromoted.exists(key);
+        } finally {
+          onPromoted.disconnect();
+        }
+      },
+      async close() {
+        admin.disconnect();
+        proxy.close();
+        await demoted.kill();
+        await promoted.kill();
+      },
+    };
+  }
+
+  it("a failover that leaves the connection open to a demoted primary: the next write reconnects to the new primary", async () => {
+    const pair = await failoverPair();
     const g = await createIngressFixture({
       label: "ingress-failover",
-      env: { REDIS_URL: `redis://127.0.0.1:${proxyPort}`, INGRESS_ENQUEUE_TIMEOUT_MS: String(ENQUEUE_TIMEOUT_MS) },
+      env: { REDIS_URL: `redis://127.0.0.1:${pair.port}`, INGRESS_ENQUEUE_TIMEOUT_MS: String(ENQUEUE_TIMEOUT_MS) },
       app: { sampleIntervalMs: 100 },
     });
-    const admin = createRedisConnection(demoted.url, "admin");
     const ready = async () => (await g.app.inject({ method: "GET", url: "/health/ready" })).statusCode;
     try {
       expect(await pollUntil(async () => (await ready()) === 200, 2_000)).toBe(true);
-      // The failover: the old primary becomes a replica of the new one, and the address now leads to the new one.
-      await admin.call("REPLICAOF", "127.0.0.1", String(promoted.port));
-      target = promoted.port;
+      await pair.demote();
+      pair.switchTo(pair.promoted.port);
       const n = signedV3(g.merchant);
       // The first attempt meets the demoted server (READONLY); the reconnect it causes reaches the new primary.
       expect((await post(g.app, "/notify/v3", n)).statusCode).toBe(503);
       expect(await pollUntil(async () => (await post(g.app, "/notify/v3", n)).statusCode === 204, 5_000)).toBe(true);
       expect(await pollUntil(async () => (await ready()) === 200, 5_000)).toBe(true);
-      const onPromoted = createRedisConnection(promoted.url, "admin");
-      try {
-        expect(await onPromoted.exists(`${g.prefix}:notify.parse:${n.id}`)).toBe(1);
-      } finally {
-        onPromoted.disconnect();
-      }
+      expect(await pair.jobOnPromoted(`${g.prefix}:notify.parse:${n.id}`)).toBe(1);
     } finally {
-      admin.disconnect();
       await g.close();
-      proxy.close();
-      await demoted.kill();
-      await promoted.kill();
+      await pair.close();
+    }
+  });
+
+  it("a failover whose address moves only later, with no traffic meanwhile: the sampler reopens the replica's connection", async () => {
+    const pair = await failoverPair();
+    const g = await createIngressFixture({
+      label: "ingress-failover-late",
+      env: { REDIS_URL: `redis://127.0.0.1:${pair.port}`, INGRESS_ENQUEUE_TIMEOUT_MS: String(ENQUEUE_TIMEOUT_MS) },
+      app: { sampleIntervalMs: 100, redisReopenAfterMs: 500 },
+    });
+    const ready = async () => (await g.app.inject({ method: "GET", url: "/health/ready" })).statusCode;
+    try {
+      expect(await pollUntil(async () => (await ready()) === 200, 2_000)).toBe(true);
+      await pair.demote();
+      const n = signedV3(g.merchant);
+      // READONLY, and the reconnect it causes still reaches the demoted server: not ready, so no more traffic.
+      expect((await post(g.app, "/notify/v3", n)).statusCode).toBe(503);
+      expect(await pollUntil(async () => (await ready()) === 503, 5_000)).toBe(true);
+      pair.switchTo(pair.promoted.port);
+      // No write comes to meet READONLY; the sampler's reopen finds the new primary.
+      expect(await pollUntil(async () => (await ready()) === 200, 5_000)).toBe(true);
+      expect((await post(g.app, "/notify/v3", n)).statusCode).toBe(204);
+      expect(await pair.jobOnPromoted(`${g.prefix}:notify.parse:${n.id}`)).toBe(1);
+    } finally {
+      await g.close();
+      await pair.close();
     }
   });
 
