@@ -297,6 +297,17 @@ describe("platform certificates downloaded for a merchant of the Merchant table 
       const rotatedAgain = signedV3(second, { serial: certE.serial, privateKey: certE.privateKey });
       expect((await post(ingress.app, `/notify/v3/${second.mchid}`, rotatedAgain)).statusCode).toBe(204);
 
+      // A bad edit of the download settings (here the private key, with an APIv2 key added, so the row alone would
+      // still make a merchant) keeps the merchant's previous keys.
+      await db.db.prisma.merchant.update({
+        where: { mchid: second.mchid },
+        data: { apiPrivateKeyPem: "not a key", apiV2Key: second.apiV2Key },
+      });
+      await ingress.merchants.reload();
+      expect(ingress.merchants.get(second.mchid)?.keys.has(certE.serial)).toBe(true);
+      const afterBadEdit = signedV3(second, { serial: certC.serial, privateKey: certC.privateKey });
+      expect((await post(ingress.app, `/notify/v3/${second.mchid}`, afterBadEdit)).statusCode).toBe(204);
+
       expect(ingress.merchants.get(third.mchid)).toBeUndefined();
       const unserved = signedV3(third, { serial: certC.serial, privateKey: certC.privateKey });
       expect((await post(ingress.app, `/notify/v3/${third.mchid}`, unserved)).statusCode).toBe(404);

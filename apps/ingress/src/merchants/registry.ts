@@ -308,6 +308,10 @@ function buildMerchant(
     }
   }
   const refresher = downloaderOf(record, keys, download, logger, previous?.certificateRefresher?.downloaded() ?? []);
+  if (refresher === undefined && record.download !== null && previous?.certificateRefresher !== undefined) {
+    // Download credentials edited into something unusable: the certificates it had downloaded would go with it.
+    throw new Error("merchant's certificate download settings are unusable");
+  }
   if (keys.describe().length === 0 && !record.apiV2Key && refresher === undefined) {
     throw new Error("merchant has neither a public key, a platform certificate, certificate download nor an APIv2 key");
   }
