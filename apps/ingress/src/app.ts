@@ -201,9 +201,24 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     clearInterval(idleSweep);
     sampler.stop();
     certificates?.stop();
-    await batcher.drain();
-    await queue.close();
+    // Every request has had its answer by now (at the latest its 503 at the enqueue bound); the drain only waits
+    // for Redis to confirm what it was sent, which a Redis that hangs never does: no longer than that bound.
+    await settledWithin(batcher.drain(), settings.enqueueTimeoutMs);
+    await settledWithin(queue.close(), settings.enqueueTimeoutMs);
     await verifyPool?.close();
   });
   return app;
+}
+
+/** Waits for `work` at most `ms`; what it does after that goes on unobserved (its failure is the caller's to log). */
+async function settledWithin(work: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const elapsed = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+  });
+  try {
+    await Promise.race([work, elapsed]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -90,11 +90,17 @@ async function shutdown(signal: string): Promise<void> {
   // drains the batcher and closes the queue (onClose hook).
   await app.close();
   merchants.stop();
-  // quit() is refused at once on a connection that is down (no offline queue): then it is just dropped.
-  await redis.quit().catch((error: unknown) => {
-    logger.debug({ err: error }, "redis refused quit; dropping the connection");
-    redis.disconnect();
-  });
+  // quit() is refused at once on a connection that is down (no offline queue) and never answered by a Redis that
+  // hangs: after a second the connection is just dropped.
+  const quit = redis.quit().then(
+    () => true,
+    (error: unknown) => {
+      logger.debug({ err: error }, "redis refused quit");
+      return false;
+    },
+  );
+  const quitAnswered = await Promise.race([quit, new Promise<false>((resolve) => setTimeout(resolve, 1_000, false))]);
+  if (!quitAnswered) redis.disconnect();
   await db.close();
   logger.info("shutdown complete");
   process.exit(0);

@@ -153,4 +153,29 @@ describe("main.ts (real process, real socket)", () => {
       await redis.kill();
     }
   });
+
+  it("exits 0 on SIGTERM while Redis hangs (up, but answering nothing), well before the 10 s deadline", async () => {
+    const merchant = createTestMerchant();
+    const redis = await TestRedisServer.start();
+    const admin = createRedisConnection(redis.url, "admin");
+    try {
+      const { base, log } = await startIngress({ ...merchant.env, REDIS_URL: redis.url });
+      await admin.call("CLIENT", "PAUSE", "15000", "ALL");
+      // A notification in flight when the signal comes: it gets its 503 at the enqueue bound.
+      const n = signedV3(merchant);
+      const pending = fetch(`${base}/notify/v3`, { method: "POST", headers: n.headers, body: n.body });
+      await new Promise((r) => setTimeout(r, 200));
+      const started = performance.now();
+      const exited = once(child as ChildProcess, "exit");
+      child?.kill("SIGTERM");
+      expect((await exited)[0]).toBe(0);
+      expect(performance.now() - started).toBeLessThan(9_500);
+      expect((await pending).status).toBe(503);
+      expect(log()).toContain('"msg":"shutdown complete"');
+    } finally {
+      // Paused clients include this one: the server is killed rather than unpaused.
+      admin.disconnect();
+      await redis.kill();
+    }
+  });
 });
