@@ -18,21 +18,30 @@ export type ConnectionRole = "producer" | "worker" | "admin";
 /** Least time between two reconnects caused by READONLY errors on one connection, ms. */
 const READONLY_RECONNECT_INTERVAL_MS = 1_000;
 
+/** `performance.now()` of each connection's last READONLY reconnect, keyed by the connection's options object. */
+const lastReadonlyReconnect = new WeakMap<object, number>();
+
+/**
+ * ioredis calls it as `this.options.reconnectOnError(err)`: `this` is the connection's own options object, a new one
+ * for each connection and each `duplicate()` (BullMQ's blocking connections), so each keeps its own interval.
+ */
+function reconnectOnReadonly(this: object | undefined, error: Error): boolean {
+  if (!error.message.startsWith("READONLY")) return false;
+  const key = this ?? reconnectOnReadonly;
+  const now = performance.now();
+  if (now - (lastReadonlyReconnect.get(key) ?? Number.NEGATIVE_INFINITY) < READONLY_RECONNECT_INTERVAL_MS) return false;
+  lastReadonlyReconnect.set(key, now);
+  return true;
+}
+
 export function createRedisConnection(url: string, role: ConnectionRole, extra: RedisOptions = {}): Redis {
-  let lastReadonlyReconnect = Number.NEGATIVE_INFINITY;
   const common: RedisOptions = {
     connectionName: `wechatpay-notify:${role}`,
     keepAlive: 10_000,
     // Back off 50 ms, 100 ms, … up to 2 s between reconnect attempts; never give up (the process decides).
     retryStrategy: (attempt) => Math.min(attempt * 50, 2_000),
     enableAutoPipelining: false,
-    reconnectOnError: (error) => {
-      if (!error.message.startsWith("READONLY")) return false;
-      const now = performance.now();
-      if (now - lastReadonlyReconnect < READONLY_RECONNECT_INTERVAL_MS) return false;
-      lastReadonlyReconnect = now;
-      return true;
-    },
+    reconnectOnError: reconnectOnReadonly,
   };
   const byRole: Record<ConnectionRole, RedisOptions> = {
     producer: { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2_000 },
