@@ -289,6 +289,9 @@ describe("platform certificates downloaded for a merchant of the Merchant table 
       await ingress.merchants.reload();
       expect(ingress.merchants.get(second.mchid)?.keys.has(certC.serial)).toBe(true);
       expect(ingress.merchants.get(second.mchid)?.keys.has(certD.serial)).toBe(true);
+      // The rebuilt merchant downloads when loaded: wait for that download (refresh() joins it) before WeChat's list
+      // changes below, so the next unknown serial starts a download of its own.
+      await ingress.merchants.get(second.mchid)?.certificateRefresher?.refresh();
       const afterEdit = signedV3(second, { serial: certC.serial, privateKey: certC.privateKey });
       expect((await post(ingress.app, `/notify/v3/${second.mchid}`, afterEdit)).statusCode).toBe(204);
       const certE = newPlatformCertificate();
