@@ -201,14 +201,18 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     clearInterval(idleSweep);
     sampler.stop();
     certificates?.stop();
-    // Every request has had its answer by now (at the latest its 503 at the enqueue bound); the drain only waits
-    // for Redis to confirm what it was sent, which a Redis that hangs never does: no longer than that bound.
-    await settledWithin(batcher.drain(), settings.enqueueTimeoutMs);
-    await settledWithin(queue.close(), settings.enqueueTimeoutMs);
+    // Every request has had its answer by now (at the latest its 503 at the end of its answer budget); the drain only
+    // waits for Redis to confirm what it was sent, which a healthy Redis does in milliseconds and a hanging one
+    // never: a second at most, so shutdown stays well within main.ts's 10 s deadline.
+    await settledWithin(batcher.drain(), CLOSE_STEP_MS);
+    await settledWithin(queue.close(), CLOSE_STEP_MS);
     await verifyPool?.close();
   });
   return app;
 }
+
+/** Longest wait for each Redis step of closing (drain, queue close), ms. */
+const CLOSE_STEP_MS = 1_000;
 
 /** Waits for `work` at most `ms`; what it does after that goes on unobserved (its failure is the caller's to log). */
 async function settledWithin(work: Promise<unknown>, ms: number): Promise<void> {

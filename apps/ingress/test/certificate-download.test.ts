@@ -1,5 +1,5 @@
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createTestDatabase, createTestMerchant, type TestMerchant } from "@wpn/testing";
@@ -300,13 +300,18 @@ describe("platform certificates downloaded for a merchant of the Merchant table 
       const rotatedAgain = signedV3(second, { serial: certE.serial, privateKey: certE.privateKey });
       expect((await post(ingress.app, `/notify/v3/${second.mchid}`, rotatedAgain)).statusCode).toBe(204);
 
-      // A bad edit of the download settings (here the private key, with an APIv2 key added, so the row alone would
-      // still make a merchant) keeps the merchant's previous keys.
+      // An edit that leaves the download settings unusable (here a bad private key, the WeChat Pay public key added):
+      // the row's new keys are taken, and what was downloaded stays as fixed certificates.
       await db.db.prisma.merchant.update({
         where: { mchid: second.mchid },
-        data: { apiPrivateKeyPem: "not a key", apiV2Key: second.apiV2Key },
+        data: {
+          apiPrivateKeyPem: "not a key",
+          publicKeyId: second.publicKeyId,
+          publicKeyPem: readFileSync(second.publicKeyPath, "utf8"),
+        },
       });
       await ingress.merchants.reload();
+      expect(ingress.merchants.get(second.mchid)?.keys.has(second.publicKeyId)).toBe(true);
       expect(ingress.merchants.get(second.mchid)?.keys.has(certE.serial)).toBe(true);
       const afterBadEdit = signedV3(second, { serial: certC.serial, privateKey: certC.privateKey });
       expect((await post(ingress.app, `/notify/v3/${second.mchid}`, afterBadEdit)).statusCode).toBe(204);

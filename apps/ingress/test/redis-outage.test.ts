@@ -274,6 +274,10 @@ describe("Redis outages", () => {
       // READONLY, and the reconnect it causes still reaches the demoted server: not ready, so no more traffic.
       expect((await post(g.app, "/notify/v3", n)).statusCode).toBe(503);
       expect(await pollUntil(async () => (await ready()) === 503, 5_000)).toBe(true);
+      // Reconnected (to the replica again) and seen as one: only a reopen can reach the new primary now.
+      expect(await pollUntil(() => g.redis.status === "ready", 5_000)).toBe(true);
+      await g.app.ingress.sampler.sample();
+      expect(await ready()).toBe(503);
       pair.switchTo(pair.promoted.port);
       // No write comes to meet READONLY; the sampler's reopen finds the new primary.
       expect(await pollUntil(async () => (await ready()) === 200, 5_000)).toBe(true);

@@ -307,11 +307,11 @@ function buildMerchant(
       unusable(cert.serial, error);
     }
   }
-  const refresher = downloaderOf(record, keys, download, logger, previous?.certificateRefresher?.downloaded() ?? []);
-  if (refresher === undefined && record.download !== null && previous?.certificateRefresher !== undefined) {
-    // Download credentials edited into something unusable: the certificates it had downloaded would go with it.
-    throw new Error("merchant's certificate download settings are unusable");
-  }
+  const downloaded = previous?.certificateRefresher?.downloaded() ?? [];
+  const refresher = downloaderOf(record, keys, download, logger, downloaded);
+  // Download turned off or its settings unusable: what it had downloaded stays, as fixed certificates (they still
+  // verify until they expire), so an edit cannot stop the merchant's notifications.
+  if (refresher === undefined) for (const cert of downloaded) if (!keys.has(cert.serial)) keys.addCertificate(cert);
   if (keys.describe().length === 0 && !record.apiV2Key && refresher === undefined) {
     throw new Error("merchant has neither a public key, a platform certificate, certificate download nor an APIv2 key");
   }
