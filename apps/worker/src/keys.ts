@@ -11,6 +11,8 @@ export interface MerchantKeySet {
   previousApiV3Key: Buffer | null;
   /** The APIv2 key (32 characters); null when the merchant has none. */
   apiV2Key: string | null;
+  /** The APIv2 key before a rotation (tried when the current one does not open a refund's req_info), or null. */
+  previousApiV2Key: string | null;
 }
 
 export interface KeyResolver {
@@ -33,7 +35,14 @@ export class MerchantKeyResolver implements KeyResolver {
   readonly #cache = new Map<string, { keys: MerchantKeySet; expires: number }>();
 
   constructor(
-    config: Pick<Config, "WECHATPAY_MCHID" | "apiV3KeyBytes" | "previousApiV3KeyBytes" | "WECHATPAY_APIV2_KEY">,
+    config: Pick<
+      Config,
+      | "WECHATPAY_MCHID"
+      | "apiV3KeyBytes"
+      | "previousApiV3KeyBytes"
+      | "WECHATPAY_APIV2_KEY"
+      | "WECHATPAY_APIV2_KEY_PREVIOUS"
+    >,
     private readonly prisma: PrismaClient,
     private readonly ttlMs = 60_000,
   ) {
@@ -42,6 +51,7 @@ export class MerchantKeyResolver implements KeyResolver {
       apiV3Key: config.apiV3KeyBytes,
       previousApiV3Key: config.previousApiV3KeyBytes ?? null,
       apiV2Key: config.WECHATPAY_APIV2_KEY ?? null,
+      previousApiV2Key: config.WECHATPAY_APIV2_KEY_PREVIOUS ?? null,
     };
   }
 
@@ -70,6 +80,7 @@ export class MerchantKeyResolver implements KeyResolver {
       apiV3Key: Buffer.from(row.apiV3Key, "utf8"),
       previousApiV3Key: row.apiV3KeyPrevious === null ? null : Buffer.from(row.apiV3KeyPrevious, "utf8"),
       apiV2Key: row.apiV2Key,
+      previousApiV2Key: row.apiV2KeyPrevious,
     };
     this.#cache.set(mchid, { keys, expires: now + this.ttlMs });
     return keys;

@@ -181,6 +181,19 @@ describe("APIv2 refunds", () => {
     expect(order.refundedTotal).toBe(100);
   });
 
+  it("an APIv2 key rotated after the refund was queued: its req_info opens with WECHATPAY_APIV2_KEY_PREVIOUS", async () => {
+    const { outTradeNo, transactionId } = await paidOrder({ A: 1 }, 100);
+    // Encrypted with the key of before the rotation (the world's), applied by workers that run with the new one.
+    const job = v2Refund(world, { outTradeNo, transactionId, outRefundNo: "RF-v2-rotated", refund: 100, total: 100 });
+    const rotated = { WECHATPAY_APIV2_KEY: "z".repeat(32) };
+    await expect(inline(world, rotated).parse(job)).rejects.toMatchObject({ code: "DECRYPT_FAILED" });
+    const { apply } = await inline(world, {
+      ...rotated,
+      WECHATPAY_APIV2_KEY_PREVIOUS: world.merchant.apiV2Key,
+    }).deliver(job);
+    expect(apply).toMatchObject({ outcome: "APPLIED", orderStatus: "REFUND" });
+  });
+
   it("the unsigned outer XML decides nothing: return_code FAIL or another mch_id around a genuine req_info", async () => {
     for (const [outer, outRefundNo] of [
       [{ returnCode: "FAIL" }, "RF-v2-outer-fail"],

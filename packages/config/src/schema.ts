@@ -76,6 +76,15 @@ const envFields = z.object({
     .string()
     .refine((v) => Buffer.byteLength(v, "utf8") === 32, "must be 32 bytes")
     .optional(),
+  /**
+   * Optional: the APIv2 key before a rotation. Refund notifications queued before it carry a req_info encrypted with
+   * the old key; the workers try this key when the current one does not open one. Remove it once the queues hold
+   * nothing from before the rotation.
+   */
+  WECHATPAY_APIV2_KEY_PREVIOUS: z
+    .string()
+    .refine((v) => Buffer.byteLength(v, "utf8") === 32, "must be 32 bytes")
+    .optional(),
   /** Optional: comma-separated PEM files of WeChat Pay platform certificates (certificate mode, or both during the switch). */
   WECHATPAY_PLATFORM_CERT_PATHS: z.string().optional(),
   /** Accepted clock difference between WeChat's `Wechatpay-Timestamp` and ours. WeChat's docs say 5 minutes. */

@@ -182,6 +182,20 @@ function openV2Payment(body: string, keys: MerchantKeySet): OpenedNotification {
   };
 }
 
+/** Opens with the current APIv2 key, else (DECRYPT_FAILED) with the key before a rotation, when there is one. */
+function openV2RefundWithKeys(
+  body: string,
+  key: string,
+  previous: string | null,
+): ReturnType<typeof openV2RefundNotification> {
+  try {
+    return openV2RefundNotification(body, key);
+  } catch (error) {
+    if (previous === null || !isWechatPayError(error) || error.code !== "DECRYPT_FAILED") throw error;
+    return openV2RefundNotification(body, previous);
+  }
+}
+
 function openV2Refund(body: string, keys: MerchantKeySet): OpenedNotification {
   if (keys.apiV2Key === null) {
     throw WorkerError.of("APIV2_KEY_MISSING", `merchant ${keys.mchid} has no APIv2 key to decrypt req_info`);
@@ -191,7 +205,7 @@ function openV2Refund(body: string, keys: MerchantKeySet): OpenedNotification {
   // return_code=FAIL must not turn a refund into an ignored notification, and the merchant is the one whose
   // key opened it. sub_mch_id exists only outside: a forged one can only send the refund to REVIEW (a
   // MCHID_MISMATCH against the order), never apply it elsewhere.
-  const { outer, refund: f } = openV2RefundNotification(body, keys.apiV2Key);
+  const { outer, refund: f } = openV2RefundWithKeys(body, keys.apiV2Key, keys.previousApiV2Key);
   const businessKeys = {
     outTradeNo: f.out_trade_no ?? null,
     transactionId: f.transaction_id ?? null,
