@@ -17,6 +17,7 @@ import { healthRoutes } from "./routes/health.ts";
 import { notifyV2Routes } from "./routes/notify-v2.ts";
 import { notifyV3Routes } from "./routes/notify-v3.ts";
 import type { IngressSettings } from "./settings.ts";
+import { within } from "./within.ts";
 
 /**
  * How APIv3 signatures are checked: on the event loop ("sync"), on the libuv thread pool ("async"), or batched
@@ -204,8 +205,8 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     // Every request has had its answer by now (at the latest its 503 at the end of its answer budget); the drain only
     // waits for Redis to confirm what it was sent, which a healthy Redis does in milliseconds and a hanging one
     // never: a second at most, so shutdown stays well within main.ts's 10 s deadline.
-    await settledWithin(batcher.drain(), CLOSE_STEP_MS);
-    await settledWithin(queue.close(), CLOSE_STEP_MS);
+    await within(batcher.drain(), CLOSE_STEP_MS);
+    await within(queue.close(), CLOSE_STEP_MS);
     await verifyPool?.close();
   });
   return app;
@@ -213,16 +214,3 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
 
 /** Longest wait for each Redis step of closing (drain, queue close), ms. */
 const CLOSE_STEP_MS = 1_000;
-
-/** Waits for `work` at most `ms`; what it does after that goes on unobserved (its failure is the caller's to log). */
-async function settledWithin(work: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const elapsed = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, ms);
-  });
-  try {
-    await Promise.race([work, elapsed]);
-  } finally {
-    clearTimeout(timer);
-  }
-}

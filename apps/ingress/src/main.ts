@@ -8,6 +8,7 @@ import { prismaMerchantSource } from "./merchants/prisma-source.ts";
 import { defaultMerchantFromConfig, type MerchantKeys, MerchantRegistry } from "./merchants/registry.ts";
 import { createMetrics } from "./metrics.ts";
 import { ingressSettings } from "./settings.ts";
+import { within } from "./within.ts";
 
 /** After SIGTERM/SIGINT, give in-flight requests and enqueues this long before exiting anyway, ms. */
 const SHUTDOWN_DEADLINE_MS = 10_000;
@@ -99,8 +100,7 @@ async function shutdown(signal: string): Promise<void> {
       return false;
     },
   );
-  const quitAnswered = await Promise.race([quit, new Promise<false>((resolve) => setTimeout(resolve, 1_000, false))]);
-  if (!quitAnswered) redis.disconnect();
+  if ((await within(quit, 1_000)) !== true) redis.disconnect();
   await db.close();
   logger.info("shutdown complete");
   process.exit(0);

@@ -1,7 +1,7 @@
 import type { KeyObject } from "node:crypto";
 import { z } from "zod";
 import { AEAD_AES_256_GCM, decryptAeadAes256Gcm } from "./aead.ts";
-import { isWechatPayError, WechatPayError } from "./errors.ts";
+import { isWechatPayError, openWithKeyOrPrevious, WechatPayError } from "./errors.ts";
 import { readV3Headers } from "./headers.ts";
 import { describeIssues, parseJsonBytes } from "./json.ts";
 import { type AsyncKeyResolver, type KeyResolver, KeyStore } from "./key-store.ts";
@@ -211,15 +211,13 @@ export async function downloadCertificates(args: DownloadCertificatesArgs): Prom
           associatedData: enc.associated_data ?? "",
           ciphertext: enc.ciphertext,
         });
-      let pem: Buffer;
-      try {
-        pem = decrypt(args.apiV3Key);
-      } catch (error) {
-        const previous = args.previousApiV3Key;
-        if (previous === undefined || !isWechatPayError(error) || error.code !== "DECRYPT_FAILED") throw error;
-        pem = decrypt(previous);
-        openedWithPreviousKey = true;
-      }
+      const opened = openWithKeyOrPrevious(
+        (key: Buffer) => ({ pem: decrypt(key), withPrevious: key !== args.apiV3Key }),
+        args.apiV3Key,
+        args.previousApiV3Key,
+      );
+      openedWithPreviousKey ||= opened.withPrevious;
+      const pem = opened.pem;
       const cert = loadCertificate(pem);
       if (cert.serial.toUpperCase() !== entry.serial_no.toUpperCase()) {
         throw new WechatPayError(

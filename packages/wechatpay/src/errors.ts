@@ -81,3 +81,21 @@ export function isWechatPayError(e: unknown): e is WechatPayError {
     CODE_SET.has(candidate.code)
   );
 }
+
+/** Whether `e` is a failed decryption (wrong key, or data altered): the one error a previous key can cure. */
+export function isDecryptFailure(e: unknown): boolean {
+  return isWechatPayError(e) && e.code === "DECRYPT_FAILED";
+}
+
+/**
+ * `open(key)`, and when that fails to decrypt, `open(previous)`: after a key rotation, data encrypted with the old
+ * key is still in flight (queued notifications, a list WeChat encrypted before it switched).
+ */
+export function openWithKeyOrPrevious<K, T>(open: (key: K) => T, key: K, previous: K | null | undefined): T {
+  try {
+    return open(key);
+  } catch (error) {
+    if (previous === null || previous === undefined || !isDecryptFailure(error)) throw error;
+    return open(previous);
+  }
+}

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { type Config, readMerchantPrivateKeyPem } from "@wpn/config";
 import { type CertificateRefresher, KeyStore, type LoadedCertificate, loadPublicKey } from "@wpn/wechatpay";
 import type { Logger } from "pino";
+import { within } from "../within.ts";
 import { certificateRefresher, type DownloadObserver } from "./certificate-download.ts";
 
 /** What the ingress needs to authenticate one merchant's notifications. No APIv3 key: the worker decrypts. */
@@ -183,15 +184,7 @@ export class MerchantRegistry {
       if (now - this.#lastOnDemandAt < this.#options.unknownLookupIntervalMs) return undefined;
       this.#lastOnDemandAt = now;
     }
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, this.#options.lookupTimeoutMs);
-    });
-    try {
-      await Promise.race([this.reload(), timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
+    await within(this.reload(), this.#options.lookupTimeoutMs);
     return this.get(mchid);
   }
 

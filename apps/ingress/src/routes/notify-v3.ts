@@ -5,6 +5,7 @@ import { type CertificateRefresher, type RawHeaders, readV3Headers, type V3Heade
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { IngressError } from "../errors.ts";
 import type { MerchantKeys } from "../merchants/registry.ts";
+import { TIMED_OUT, within } from "../within.ts";
 import { ANSWER_BUDGET_MS, budgetLeftMs } from "./budget.ts";
 import type { MerchantParams, NotifyContext } from "./context.ts";
 import { registerNotifyRoutes } from "./register.ts";
@@ -125,17 +126,8 @@ async function downloadForUnknownSerial(
   checkAllButKey(ctx, headers, body, now);
   const left = ANSWER_BUDGET_MS - reply.elapsedTime;
   const waitMs = Math.max(0, Math.min(MAX_DOWNLOAD_WAIT_MS, left - ctx.settings.enqueueTimeoutMs));
-  let timer: NodeJS.Timeout | undefined;
-  const waited = new Promise<"waited">((resolve) => {
-    timer = setTimeout(() => resolve("waited"), waitMs);
-  });
-  let outcome: boolean | "waited";
-  try {
-    outcome = await Promise.race([refresher.refresh(), waited]);
-  } finally {
-    clearTimeout(timer);
-  }
-  if (outcome === "waited") {
+  const outcome = await within(refresher.refresh(), waitMs);
+  if (outcome === TIMED_OUT) {
     throw new IngressError("CERT_DOWNLOAD_FAILED", `certificate download still running after ${waitMs} ms`);
   }
   // Throttled right after a failed download: WeChat's API is the problem, not the sender (503, not 401).

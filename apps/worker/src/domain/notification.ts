@@ -1,8 +1,8 @@
 import type { PaymentFacts, RefundFacts } from "@wpn/db";
 import {
-  isWechatPayError,
   openV2RefundNotification,
   openV3Notification,
+  openWithKeyOrPrevious,
   parseV2Xml,
   parseV3Envelope,
   refundMerchant,
@@ -69,18 +69,8 @@ function requireVerifyingMerchant(named: string, keys: MerchantKeySet): void {
   }
 }
 
-/** Opens with the current APIv3 key, else (DECRYPT_FAILED) with the key before a rotation, when there is one. */
-function decryptV3(body: string, keys: MerchantKeySet): ReturnType<typeof openV3Notification> {
-  try {
-    return openV3Notification(body, keys.apiV3Key);
-  } catch (error) {
-    if (keys.previousApiV3Key === null || !isWechatPayError(error) || error.code !== "DECRYPT_FAILED") throw error;
-    return openV3Notification(body, keys.previousApiV3Key);
-  }
-}
-
 function openV3(body: string, keys: MerchantKeySet): OpenedNotification {
-  const event = decryptV3(body, keys);
+  const event = openWithKeyOrPrevious((key) => openV3Notification(body, key), keys.apiV3Key, keys.previousApiV3Key);
   if (event.kind === "transaction") {
     const t = event.transaction;
     const businessKeys = { outTradeNo: t.out_trade_no, transactionId: t.transaction_id, outRefundNo: null };
@@ -182,20 +172,6 @@ function openV2Payment(body: string, keys: MerchantKeySet): OpenedNotification {
   };
 }
 
-/** Opens with the current APIv2 key, else (DECRYPT_FAILED) with the key before a rotation, when there is one. */
-function openV2RefundWithKeys(
-  body: string,
-  key: string,
-  previous: string | null,
-): ReturnType<typeof openV2RefundNotification> {
-  try {
-    return openV2RefundNotification(body, key);
-  } catch (error) {
-    if (previous === null || !isWechatPayError(error) || error.code !== "DECRYPT_FAILED") throw error;
-    return openV2RefundNotification(body, previous);
-  }
-}
-
 function openV2Refund(body: string, keys: MerchantKeySet): OpenedNotification {
   if (keys.apiV2Key === null) {
     throw WorkerError.of("APIV2_KEY_MISSING", `merchant ${keys.mchid} has no APIv2 key to decrypt req_info`);
@@ -205,7 +181,11 @@ function openV2Refund(body: string, keys: MerchantKeySet): OpenedNotification {
   // return_code=FAIL must not turn a refund into an ignored notification, and the merchant is the one whose
   // key opened it. sub_mch_id exists only outside: a forged one can only send the refund to REVIEW (a
   // MCHID_MISMATCH against the order), never apply it elsewhere.
-  const { outer, refund: f } = openV2RefundWithKeys(body, keys.apiV2Key, keys.previousApiV2Key);
+  const { outer, refund: f } = openWithKeyOrPrevious(
+    (key) => openV2RefundNotification(body, key),
+    keys.apiV2Key,
+    keys.previousApiV2Key,
+  );
   const businessKeys = {
     outTradeNo: f.out_trade_no ?? null,
     transactionId: f.transaction_id ?? null,

@@ -1,4 +1,4 @@
-import { isWechatPayError } from "@wpn/wechatpay";
+import { isDecryptFailure } from "@wpn/wechatpay";
 import { type NotificationSource, type OpenedNotification, openNotification } from "../domain/notification.ts";
 import type { KeyResolver } from "../keys.ts";
 
@@ -17,7 +17,7 @@ export async function openWithMerchantKeys(
   try {
     return openNotification(source, keys);
   } catch (error) {
-    if (!isWechatPayError(error) || error.code !== "DECRYPT_FAILED") throw error;
+    if (!isDecryptFailure(error)) throw error;
     const fresh = await resolver.reload(mchid);
     if (fresh === null) throw error;
     return openNotification(source, fresh);
