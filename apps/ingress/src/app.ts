@@ -123,6 +123,7 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
       reopenAfterMs: deps.redisReopenAfterMs ?? 10_000,
       reopen: () => redis.disconnect(true),
       role: () => redis.call("ROLE"),
+      memoryInfo: () => redis.info("memory"),
     },
   );
   const refresher = merchants.defaultMerchant.certificateRefresher;

@@ -42,6 +42,8 @@ export interface IngressMetrics {
   readonly backpressure: Gauge;
   /** 1 while the last Redis sample succeeded. */
   readonly redisUp: Gauge;
+  /** 1 while Redis's eviction policy may evict keys without a TTL (BullMQ's jobs): the ingress is then not ready. */
+  readonly redisEvictsJobs: Gauge;
   /** Merchants whose key material is loaded (default merchant included). */
   readonly merchantsLoaded: Gauge;
   /** Platform-certificate downloads from WeChat Pay (scheduled and on unknown serials), by result ok|failed. */
@@ -103,6 +105,11 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Ingre
     redisUp: new Gauge({
       name: "wpn_ingress_redis_up",
       help: "1 while the last background Redis sample succeeded",
+      registers,
+    }),
+    redisEvictsJobs: new Gauge({
+      name: "wpn_ingress_redis_evicts_jobs",
+      help: "1 while Redis's maxmemory-policy may evict queued jobs (allkeys-* with maxmemory set); must be noeviction",
       registers,
     }),
     merchantsLoaded: new Gauge({

@@ -13,6 +13,33 @@ export interface QueueSnapshot {
   redisUp: boolean;
   /** ms since the epoch of the last successful sample. */
   lastOkAt: number | undefined;
+  /**
+   * Redis's `maxmemory-policy` as last sampled, with " (no maxmemory)" when no limit is set (nothing is ever evicted);
+   * undefined before the first sample.
+   */
+  eviction: string | undefined;
+  /**
+   * Redis may evict keys that have no TTL — BullMQ's jobs (an `allkeys-*` policy with `maxmemory` set): a 2xx would
+   * no longer mean "kept", so /health/ready answers 503. The `volatile-*` policies evict only keys with a TTL: here
+   * the dedupe receipts, whose loss costs a second job for a redelivery (the worker answers it as a duplicate),
+   * never a payment; they are reported, not refused.
+   */
+  evictsJobs: boolean;
+}
+
+/** What `INFO memory` says about eviction. */
+export interface EvictionSetting {
+  policy: string;
+  /** `maxmemory`, bytes; 0 = no limit, so nothing is evicted whatever the policy. */
+  maxmemory: number;
+}
+
+/** Reads `maxmemory` and `maxmemory_policy` out of `INFO memory`'s text; undefined when either is missing. */
+export function parseEvictionSetting(info: string): EvictionSetting | undefined {
+  const policy = /^maxmemory_policy:(\S+)/m.exec(info)?.[1];
+  const maxmemory = /^maxmemory:(\d+)/m.exec(info)?.[1];
+  if (policy === undefined || maxmemory === undefined) return undefined;
+  return { policy, maxmemory: Number(maxmemory) };
 }
 
 /** A sample unanswered for this many intervals means Redis is down, although no error has come. */
@@ -35,6 +62,10 @@ const UNANSWERED_AFTER_INTERVALS = 3;
  * still answers as a replica after `reopenAfterMs` is reopened (then again each `reopenAfterMs`): once not ready,
  * the ingress gets no traffic, so no write would meet READONLY and reconnect it. ROLE is an admin
  * command: a Redis user without it (an ACL without @admin, which BullMQ does not need) skips that check, logged once.
+ *
+ * Each sample also reads Redis's eviction policy (`INFO memory`): BullMQ needs `noeviction`, and a Redis that may
+ * evict jobs makes the ingress not ready (`evictsJobs`), logged (code `REDIS_EVICTION_POLICY`) whenever the
+ * policy changes.
  */
 export class QueueSampler {
   #timer: NodeJS.Timeout | undefined;
@@ -55,14 +86,28 @@ export class QueueSampler {
     private readonly logger: Logger,
     private readonly intervalMs = 1_000,
     private readonly clock: () => number = Date.now,
-    /** The producer connection: reopened when it stalls, asked for its ROLE with each sample. */
-    private readonly connection: { reopenAfterMs: number; reopen(): void; role(): Promise<unknown> },
+    /** The producer connection: reopened when it stalls, asked for its ROLE and `INFO memory` with each sample. */
+    private readonly connection: {
+      reopenAfterMs: number;
+      reopen(): void;
+      role(): Promise<unknown>;
+      memoryInfo(): Promise<string>;
+    },
   ) {
-    this.#snapshot = { waiting: undefined, ceiling, backpressure: false, redisUp: false, lastOkAt: undefined };
+    this.#snapshot = {
+      waiting: undefined,
+      ceiling,
+      backpressure: false,
+      redisUp: false,
+      lastOkAt: undefined,
+      eviction: undefined,
+      evictsJobs: false,
+    };
     metrics.queueWaiting.set(-1);
     metrics.queueWaitingCeiling.set(ceiling);
     metrics.backpressure.set(0);
     metrics.redisUp.set(0);
+    metrics.redisEvictsJobs.set(0);
   }
 
   get snapshot(): Readonly<QueueSnapshot> {
@@ -143,12 +188,43 @@ export class QueueSampler {
     }
   }
 
+  /** The eviction setting. (BullMQ itself reads INFO when it connects: a Redis user without it cannot enqueue at all.) */
+  async #eviction(): Promise<EvictionSetting> {
+    const setting = parseEvictionSetting(await this.connection.memoryInfo());
+    if (setting === undefined) throw new Error("redis INFO memory has no maxmemory or maxmemory_policy");
+    return setting;
+  }
+
+  #recordEviction(setting: EvictionSetting): void {
+    const snapshot = this.#snapshot;
+    const limited = setting.maxmemory > 0;
+    const described = limited ? setting.policy : `${setting.policy} (no maxmemory)`;
+    const evictsJobs = limited && setting.policy.startsWith("allkeys-");
+    const evictsReceipts = limited && setting.policy.startsWith("volatile-");
+    if (described !== snapshot.eviction && (evictsJobs || evictsReceipts)) {
+      this.logger.error(
+        { code: "REDIS_EVICTION_POLICY", policy: described, evictsJobs },
+        evictsJobs
+          ? "redis may evict queued jobs (maxmemory-policy must be noeviction): not ready"
+          : "redis may evict dedupe receipts (maxmemory-policy should be noeviction): redeliveries may become second jobs",
+      );
+    }
+    snapshot.eviction = described;
+    snapshot.evictsJobs = evictsJobs;
+    this.metrics.redisEvictsJobs.set(evictsJobs ? 1 : 0);
+  }
+
   async #sampleOnce(): Promise<void> {
     const snapshot = this.#snapshot;
     this.#sentAt = this.clock();
     this.#reopened = false;
     try {
-      const [waiting, kind] = await Promise.all([this.queue.getWaitingCount(), this.#role()]);
+      const [waiting, kind, eviction] = await Promise.all([
+        this.queue.getWaitingCount(),
+        this.#role(),
+        this.#eviction(),
+      ]);
+      this.#recordEviction(eviction);
       if (kind !== "master" && kind !== "not permitted") {
         this.#reopenIfStillReplica();
         throw new Error(`redis is a ${String(kind)}: it refuses writes (READONLY)`);

@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { createRedisConnection } from "@wpn/queue";
 import { createTestMerchant } from "@wpn/testing";
+import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MerchantRecord } from "../src/merchants/registry.ts";
 import { createIngressFixture, type IngressFixture, post, signedV3 } from "./support/fixture.ts";
@@ -340,6 +341,50 @@ describe("Redis outages", () => {
     } finally {
       await g.close();
       await admin.call("ACL", "DELUSER", "wpn-ingress");
+      admin.disconnect();
+    }
+  });
+
+  it("a Redis that may evict jobs (allkeys-* with maxmemory) is not ready; volatile-* and no maxmemory are", async () => {
+    const admin = createRedisConnection(redis.url, "admin");
+    const lines: string[] = [];
+    const g = await createIngressFixture({
+      label: "ingress-eviction",
+      merchant: f.merchant,
+      env: { REDIS_URL: redis.url },
+      app: { sampleIntervalMs: 60_000, logger: pino({ level: "info" }, { write: (line) => void lines.push(line) }) },
+    });
+    const readiness = async (policy: string, maxmemory: string) => {
+      await admin.config("SET", "maxmemory-policy", policy, "maxmemory", maxmemory);
+      await g.app.ingress.sampler.sample();
+      const ready = await g.app.inject({ method: "GET", url: "/health/ready" });
+      const metrics = await g.app.inject({ method: "GET", url: "/metrics" });
+      const evictsJobs = /^wpn_ingress_redis_evicts_jobs (\d)$/m.exec(metrics.body)?.[1];
+      return { status: ready.statusCode, eviction: ready.json().redisEviction, evictsJobs };
+    };
+    try {
+      expect(await readiness("noeviction", "1gb")).toEqual({ status: 200, eviction: "noeviction", evictsJobs: "0" });
+      expect(await readiness("allkeys-lru", "1gb")).toEqual({ status: 503, eviction: "allkeys-lru", evictsJobs: "1" });
+      expect(await readiness("allkeys-random", "0")).toEqual({
+        status: 200,
+        eviction: "allkeys-random (no maxmemory)",
+        evictsJobs: "0",
+      });
+      // Only the dedupe receipts have a TTL: reported in the log, still ready.
+      expect(await readiness("volatile-lru", "1gb")).toEqual({ status: 200, eviction: "volatile-lru", evictsJobs: "0" });
+      const logged = lines.map((line) => JSON.parse(line)).filter((entry) => entry.code === "REDIS_EVICTION_POLICY");
+      expect(logged.map((entry) => [entry.policy, entry.evictsJobs, entry.level])).toEqual([
+        ["allkeys-lru", true, 50],
+        ["volatile-lru", false, 50],
+      ]);
+      expect(await readiness("noeviction", "0")).toEqual({
+        status: 200,
+        eviction: "noeviction (no maxmemory)",
+        evictsJobs: "0",
+      });
+    } finally {
+      await admin.config("SET", "maxmemory-policy", "noeviction", "maxmemory", "0");
+      await g.close();
       admin.disconnect();
     }
   });

@@ -16,7 +16,8 @@ export interface HealthContext {
 /**
  * - `GET /health/live`: the process serves HTTP (200 as soon as it listens).
  * - `GET /health/ready`: 200 when Redis answered the last background sample, the connection is ready and the
- *   default merchant has a key valid now (`keys` lists those); otherwise 503. Backpressure (waiting jobs above the
+ *   default merchant has a key valid now (`keys` lists those), and Redis's eviction policy cannot evict jobs
+ *   (`redisEviction`; see QueueSampler); otherwise 503. Backpressure (waiting jobs above the
  *   ceiling) is reported but keeps 200: WeChat's resends would only add load, so the ingress keeps accepting.
  * - `GET /metrics`: Prometheus text from the ingress's own registry.
  * None of them costs a Redis round trip: probes read the sampler's last snapshot.
@@ -34,12 +35,13 @@ export async function healthRoutes(app: FastifyInstance, ctx: HealthContext): Pr
       .filter((k) => (k.notBefore?.getTime() ?? now) <= now && now <= (k.notAfter?.getTime() ?? now))
       .map((entry) => entry.id);
     const draining = ctx.isDraining();
-    const ready = redisUp && keys.length > 0 && !draining;
+    const ready = redisUp && keys.length > 0 && !draining && !queue.evictsJobs;
     ctx.metrics.merchantsLoaded.set(ctx.merchants.size);
     return reply.code(ready ? 200 : 503).send({
       status: ready ? "ready" : "not_ready",
       draining,
       redis: redisUp ? "up" : "down",
+      redisEviction: queue.eviction ?? null,
       keys,
       merchants: ctx.merchants.size,
       queue: { waiting: queue.waiting ?? null, ceiling: queue.ceiling, backpressure: queue.backpressure },
