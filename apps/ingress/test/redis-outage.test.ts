@@ -371,7 +371,11 @@ describe("Redis outages", () => {
         evictsJobs: "0",
       });
       // Only the dedupe receipts have a TTL: reported in the log, still ready.
-      expect(await readiness("volatile-lru", "1gb")).toEqual({ status: 200, eviction: "volatile-lru", evictsJobs: "0" });
+      expect(await readiness("volatile-lru", "1gb")).toEqual({
+        status: 200,
+        eviction: "volatile-lru",
+        evictsJobs: "0",
+      });
       const logged = lines.map((line) => JSON.parse(line)).filter((entry) => entry.code === "REDIS_EVICTION_POLICY");
       expect(logged.map((entry) => [entry.policy, entry.evictsJobs, entry.level])).toEqual([
         ["allkeys-lru", true, 50],
