@@ -1,4 +1,6 @@
-import { createQueue, QueueName } from "@wpn/queue";
+import { createQueue, createRedisConnection, QueueName } from "@wpn/queue";
+import { TEST_REDIS_URL } from "@wpn/testing";
+import { QueueEvents, Worker } from "bullmq";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PASSWORDS, startDashboard, type TestDashboard } from "./support/app.ts";
@@ -369,6 +371,71 @@ describe("roles and CSRF on bull-board", () => {
       });
       expect(audit?.detail).toMatchObject({ method: "PUT", status: 200 });
     } finally {
+      await queue.close();
+    }
+  });
+
+  it("refuses an operator the bull-board actions that would forge, drop or alter notifications; removes finished jobs", async () => {
+    const queue = await parse();
+    try {
+      const operator = await loggedIn(d.app, "olga", PASSWORDS.olga);
+      const headers = await boardHeaders(operator);
+      const waiting = await queue.add("parse", { v: 1, note: "kept" }, { jobId: "kept-1" });
+      const delayed = await queue.add("parse", { v: 1, note: "later" }, { jobId: "later-1", delay: 60_000 });
+      const refused: ["POST" | "PUT" | "PATCH", string, unknown][] = [
+        // An unsigned APIv2 payment would mark an order paid: no job reaches a queue but through the ingress.
+        ["POST", "/queues/api/queues/notify.parse/add", { name: "parse", data: { v: 1, api: "v2" }, options: {} }],
+        ["PATCH", `/queues/api/queues/notify.parse/${waiting.id}/update-data`, { jobData: { v: 1, forged: true } }],
+        ["PUT", "/queues/api/queues/notify.parse/empty", {}],
+        ["PUT", "/queues/api/queues/notify.parse/obliterate", {}],
+        ["PUT", "/queues/api/queues/notify.parse/clean/wait", {}],
+        ["PUT", "/queues/api/queues/notify.parse/clean/delayed", {}],
+        ["PUT", `/queues/api/queues/notify.parse/${waiting.id}/clean`, {}],
+        ["PUT", `/queues/api/queues/notify.parse/${delayed.id}/clean`, {}],
+        ["PATCH", `/queues/api/queues/notify.parse/${delayed.id}/delay`, { delay: 1 }],
+        ["PUT", "/queues/api/queues/notify.parse/concurrency", { concurrency: 1 }],
+      ];
+      for (const [method, url, json] of refused) {
+        const response = await operator.request(method, url, { headers, json });
+        expect(response.statusCode, `${method} ${url}`).toBe(403);
+        expect(response.json().error, `${method} ${url}`).toBe("ACTION_NOT_ALLOWED");
+      }
+      expect(await queue.getJobCounts("wait", "delayed")).toEqual({ wait: 1, delayed: 1 });
+      expect((await queue.getJob("kept-1"))?.data).toEqual({ v: 1, note: "kept" });
+      const audits = await d.database.db.prisma.auditLog.count({
+        where: {
+          actor: "olga",
+          action: { in: ["queues.add", "queues.update-data", "queues.empty", "queues.obliterate"] },
+        },
+      });
+      expect(audits).toBe(0);
+
+      // A finished job (its effect in PostgreSQL, or its dead letter kept) may go.
+      await queue.remove("kept-1");
+      await queue.remove("later-1");
+      const workerConnection = createRedisConnection(TEST_REDIS_URL, "worker");
+      const eventsConnection = createRedisConnection(TEST_REDIS_URL, "worker");
+      const worker = new Worker(QueueName.Parse, async () => "ok", { connection: workerConnection, prefix: d.prefix });
+      const events = new QueueEvents(QueueName.Parse, { connection: eventsConnection, prefix: d.prefix });
+      try {
+        await events.waitUntilReady();
+        const done = await queue.add("parse", { v: 1 }, { jobId: "done-1" });
+        await done.waitUntilFinished(events);
+      } finally {
+        await worker.close();
+        await events.close();
+        workerConnection.disconnect();
+        eventsConnection.disconnect();
+      }
+      expect(await queue.getJobState("done-1")).toBe("completed");
+      const removed = await operator.request("PUT", "/queues/api/queues/notify.parse/done-1/clean", { headers });
+      expect(removed.statusCode).toBe(204);
+      expect(await queue.getJob("done-1")).toBeUndefined();
+      expect(
+        (await operator.request("PUT", "/queues/api/queues/notify.parse/clean/completed", { headers })).statusCode,
+      ).toBe(200);
+    } finally {
+      await queue.obliterate({ force: true });
       await queue.close();
     }
   });

@@ -1,8 +1,10 @@
 import { createBullBoard } from "@bull-board/api";
 import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
 import { FastifyAdapter } from "@bull-board/fastify";
-import type { FastifyInstance } from "fastify";
+import { ALL_QUEUES, type QueueName } from "@wpn/queue";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { setXsrfCookie } from "../auth/csrf.ts";
+import { actionName, SAFE_METHODS } from "../auth/guard.ts";
 import type { DashboardContext } from "../context.ts";
 
 export const BULL_BOARD_PATH = "/queues";
@@ -15,7 +17,8 @@ export const BULL_BOARD_READONLY_PATH = "/queues-readonly";
  *   and the root guard answers 403 to any mutating method from a non-operator, API calls included.
  * - `/queues-readonly`: the same queues with readOnlyMode, linked from the navigation for viewers, so they
  *   get a UI without buttons that would fail. bull-board itself refuses mutations there (405).
- * Both sit behind the root auth hook and CSRF check like every other route.
+ * Both sit behind the root auth hook and CSRF check like every other route, and bull-board's mutating API is cut
+ * down to the actions that cannot forge, lose or alter a notification (`allowedAction`).
  */
 export async function registerBullBoards(app: FastifyInstance, ctx: DashboardContext): Promise<void> {
   await mountBoard(app, ctx, BULL_BOARD_PATH, false);
@@ -57,8 +60,74 @@ async function mountBoard(app: FastifyInstance, ctx: DashboardContext, basePath:
         if (typeof payload !== "string" || !type.startsWith("text/html")) return payload;
         return payload.replace(/<link[^>]+fonts\.(?:googleapis|gstatic)\.com[^>]*>/g, "");
       });
+      // After the root guard (session, role), before the CSRF check and the audit row (root preHandlers).
+      scope.addHook("onRequest", async (request, reply) => {
+        if (SAFE_METHODS.has(request.method)) return;
+        const refusal = await refusedAction(request, ctx);
+        if (refusal === undefined) return;
+        ctx.metrics.actions.inc({ action: actionName(request), result: "denied" });
+        request.log.warn(
+          { user: request.auth?.user.name, route: request.routeOptions.url, refusal },
+          "bull-board action refused",
+        );
+        return refuse(reply, refusal);
+      });
       await scope.register(adapter.registerPlugin());
     },
     { prefix: basePath },
   );
+}
+
+/**
+ * bull-board's mutating routes the dashboard lets an operator use: pause and resume, retry, promote a delayed job,
+ * and remove finished jobs. The others are refused, whoever asks: `add` and `update-data` would put a job no one
+ * verified on a queue (the workers trust what the ingress verified: an unsigned APIv2 payment added to notify.parse
+ * would mark an order paid, a job on notify.publish would announce a payment that never happened); `empty`,
+ * `obliterate` and removing a waiting, delayed or active job would drop notifications WeChat has been told are kept
+ * (its resends are answered from the receipt, so they would never be applied); delay, priority, concurrency, rate
+ * limits, job schedulers and history purges are not this pipeline's controls. Removing a dead letter goes through the
+ * dead-letter page's replay, never bull-board (a waiting job of notify.dead).
+ */
+const ALLOWED_ACTIONS = new Set([
+  "PUT /api/queues/pause",
+  "PUT /api/queues/resume",
+  "PUT /api/queues/:queueName/pause",
+  "PUT /api/queues/:queueName/resume",
+  "PUT /api/queues/:queueName/retry/:queueStatus",
+  "PUT /api/queues/:queueName/:jobId/retry",
+  "PUT /api/queues/:queueName/promote",
+  "PUT /api/queues/:queueName/:jobId/promote",
+  "PUT /api/queues/:queueName/clean/:queueStatus",
+  "PUT /api/queues/:queueName/:jobId/clean",
+]);
+
+/** Job states whose removal loses nothing: a completed job's effect is in PostgreSQL, a failed one has its dead letter. */
+const REMOVABLE_STATES = new Set(["completed", "failed"]);
+
+/** Why the mutating bull-board request is refused, or undefined when it may go on. */
+async function refusedAction(request: FastifyRequest, ctx: DashboardContext): Promise<string | undefined> {
+  const url = request.routeOptions.url ?? "";
+  const route = url.replace(/^\/queues(?:-readonly)?/, "");
+  if (!ALLOWED_ACTIONS.has(`${request.method} ${route}`))
+    return `${actionName(request)} is not allowed on this dashboard`;
+  const params = request.params as { queueName?: string; jobId?: string; queueStatus?: string };
+  if (route === "/api/queues/:queueName/clean/:queueStatus" && !REMOVABLE_STATES.has(params.queueStatus ?? "")) {
+    return "only completed or failed jobs can be cleaned";
+  }
+  if (route === "/api/queues/:queueName/:jobId/clean") {
+    const queue = isQueueName(params.queueName) ? ctx.queues[params.queueName] : undefined;
+    // An unknown queue or job is left to bull-board's own 404.
+    if (queue === undefined || params.jobId === undefined) return undefined;
+    const state = await queue.getJobState(params.jobId);
+    if (state !== "unknown" && !REMOVABLE_STATES.has(state)) return `a ${state} job cannot be removed`;
+  }
+  return undefined;
+}
+
+function isQueueName(name: string | undefined): name is QueueName {
+  return (ALL_QUEUES as readonly string[]).includes(name ?? "");
+}
+
+function refuse(reply: FastifyReply, message: string): FastifyReply {
+  return reply.code(403).type("application/json").send({ error: "ACTION_NOT_ALLOWED", message });
 }
