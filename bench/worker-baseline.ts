@@ -86,11 +86,11 @@ async function run(c: pg.PoolClient, p: PaymentFacts): Promise<PaymentResult> {
     amountTotal: o.amountTotal,
   };
   let outcome: PaymentOutcome | "CHECK_STOCK";
-  if (o.transactionId === p.transactionId) outcome = "DUPLICATE";
+  if (o.mchid !== p.mchid || o.subMchid !== p.subMchid) outcome = "MCHID_MISMATCH";
+  else if (o.transactionId === p.transactionId) outcome = "DUPLICATE";
   else if (o.transactionId !== null) outcome = "DUPLICATE_PAYMENT";
   else if (o.status === "CLOSED") outcome = "PAID_AFTER_CLOSE";
   else if (o.status !== "NOTPAY") outcome = "UNEXPECTED_ORDER_STATUS";
-  else if (o.mchid !== p.mchid || o.subMchid !== p.subMchid) outcome = "MCHID_MISMATCH";
   else if (o.appid !== p.appid || (o.subAppid !== null && o.subAppid !== p.subAppid)) outcome = "APPID_MISMATCH";
   else if (o.currency !== p.currency) outcome = "CURRENCY_MISMATCH";
   else if (o.amountTotal !== p.total) outcome = "AMOUNT_MISMATCH";
@@ -114,7 +114,10 @@ async function run(c: pg.PoolClient, p: PaymentFacts): Promise<PaymentResult> {
   }
   let moved = 0;
   let order = { status: o.status, reviewReason: o.reviewReason };
-  const updatesOrder = outcome !== "DUPLICATE" && (outcome !== "DUPLICATE_PAYMENT" || o.status === "SUCCESS");
+  const updatesOrder =
+    outcome !== "DUPLICATE" &&
+    outcome !== "MCHID_MISMATCH" &&
+    (outcome !== "DUPLICATE_PAYMENT" || o.status === "SUCCESS");
   if (updatesOrder) {
     const status = outcome === "APPLIED" ? "SUCCESS" : "PAYMENT_REVIEW";
     const reason = outcome === "APPLIED" ? null : outcome;

@@ -133,10 +133,7 @@ describe("checks against the order: mismatch → PAYMENT_REVIEW, no stock", () =
   const cases = [
     ["AMOUNT_MISMATCH", {}, { total: 99 }],
     ["CURRENCY_MISMATCH", {}, { currency: "USD" }],
-    // The order belongs to another merchant than the one whose notification names it.
-    ["MCHID_MISMATCH", { mchid: "1900009999" }, {}],
     ["APPID_MISMATCH", {}, { appid: "wxotherapp000000" }],
-    ["MCHID_MISMATCH", { subMchid: "1900000200" }, { partner: { subMchid: "1900000201" } }],
     [
       "APPID_MISMATCH",
       { subMchid: "1900000200", subAppid: "wxsub00000000001" },
@@ -159,6 +156,69 @@ describe("checks against the order: mismatch → PAYMENT_REVIEW, no stock", () =
       expect(await stockOf(world.prisma)).toEqual(before);
     });
   }
+
+  it("MCHID_MISMATCH: a payment of another merchant or sub-merchant leaves the order alone, whatever its state", async () => {
+    const before = await stockOf(world.prisma);
+    // Orders of merchant 1900009999, and of sub-merchant 1900000200: the world's merchant's payments name neither.
+    const notPaid = await seedOrder(world, { amountTotal: 100, items: { A: 1 }, mchid: "1900009999" });
+    const otherSub = await seedOrder(world, { amountTotal: 100, items: { A: 1 }, subMchid: "1900000200" });
+    const paid = await seedOrder(world, { amountTotal: 100, items: { A: 1 }, mchid: "1900009999" });
+    await world.prisma.order.update({
+      where: { outTradeNo: paid },
+      data: { status: "SUCCESS", transactionId: "4200000000OWN", paidAt: new Date() },
+    });
+    const closed = await seedOrder(world, { amountTotal: 100, items: { A: 1 }, mchid: "1900009999" });
+    await world.prisma.order.update({ where: { outTradeNo: closed }, data: { status: "CLOSED" } });
+    const orders = await Promise.all([notPaid, otherSub, paid, closed].map((otn) => orderOf(world.prisma, otn)));
+    for (const [otn, spec] of [
+      [notPaid, {}],
+      [otherSub, { partner: { subMchid: "1900000201" } }],
+      [paid, {}],
+      [closed, {}],
+    ] as const) {
+      const job = v3Payment(world, { outTradeNo: otn, total: 100, ...spec });
+      const { apply } = await inline(world).deliver(job);
+      expect(apply?.outcome, otn).toBe("MCHID_MISMATCH");
+      // Only the notification records it, with the transaction, for a human.
+      const n = await world.prisma.notification.findUniqueOrThrow({ where: { id: job.id } });
+      expect(n).toMatchObject({ status: "REVIEW", errorCode: "MCHID_MISMATCH", outTradeNo: otn });
+      expect(n.transactionId).not.toBeNull();
+    }
+    expect(await Promise.all([notPaid, otherSub, paid, closed].map((otn) => orderOf(world.prisma, otn)))).toEqual(
+      orders,
+    );
+    expect(await stockOf(world.prisma)).toEqual(before);
+  });
+
+  it("a tenant's payment that collides with another tenant's out_trade_no does not keep that tenant's own payment out", async () => {
+    // Tenant B of the Merchant table names itself (so every merchant check passes) and tenant A's order number:
+    // deliberately (an APIv2 sign is B's own) or because both numbered an order the same.
+    const b = { mchid: "1900000555", appid: "wxtenantb0000001", apiV3Key: "b".repeat(32) };
+    await world.prisma.merchant.create({ data: { ...b, apiV2Key: null } });
+    const otn = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+    const foreign = {
+      ...v3Payment(world, {
+        outTradeNo: otn,
+        mchid: b.mchid,
+        appid: b.appid,
+        transactionId: "4200000000TENANTB",
+        apiV3Key: Buffer.from(b.apiV3Key),
+      }),
+      mchid: b.mchid,
+    };
+    expect((await inline(world).deliver(foreign)).apply?.outcome).toBe("MCHID_MISMATCH");
+    expect(await orderOf(world.prisma, otn)).toMatchObject({ status: "NOTPAY", transactionId: null });
+
+    const own = v3Payment(world, { outTradeNo: otn, total: 100, transactionId: "4200000000TENANTA" });
+    expect((await inline(world).deliver(own)).apply?.outcome).toBe("APPLIED");
+    const refund = v3Refund(world, { outTradeNo: otn, transactionId: "4200000000TENANTA", refund: 100, total: 100 });
+    expect((await inline(world).deliver(refund)).apply?.outcome).toBe("APPLIED");
+    expect(await orderOf(world.prisma, otn)).toMatchObject({
+      status: "REFUND",
+      transactionId: "4200000000TENANTA",
+      refundedTotal: 100,
+    });
+  });
 
   it("partner mode with matching sp_/sub_ ids is applied", async () => {
     const otn = await seedOrder(world, {

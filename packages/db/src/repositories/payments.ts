@@ -25,12 +25,15 @@ export interface PaymentFacts {
  * - ALREADY: this notification's effects were committed before (a re-run job); nothing done.
  * - ORDER_NOT_FOUND: no order with this out_trade_no (yet); nothing done, the caller retries.
  * - STALE: the order changed after the statement's snapshot was taken; nothing done, run it again.
+ * - MCHID_MISMATCH: the payment names another merchant (or sub-merchant) than the order: out_trade_no is unique
+ *   only per merchant, and that money went to the other one. The order is left alone (whatever its state);
+ *   only the notification goes to REVIEW, with the code and its transaction id.
  * - DUPLICATE: the order already carries this transaction (another notification id for the same payment).
  * - DUPLICATE_PAYMENT: the order was paid by a different transaction; the order goes to review if it was
  *   SUCCESS, and keeps its first transaction.
- * - PAID_AFTER_CLOSE, UNEXPECTED_ORDER_STATUS, MCHID_MISMATCH, APPID_MISMATCH, CURRENCY_MISMATCH,
- *   AMOUNT_MISMATCH, OUT_OF_STOCK: PAYMENT_REVIEW with that reviewReason; the payment (transaction id, time,
- *   payer) is recorded because the money was taken; no stock moves.
+ * - PAID_AFTER_CLOSE, UNEXPECTED_ORDER_STATUS, APPID_MISMATCH, CURRENCY_MISMATCH, AMOUNT_MISMATCH, OUT_OF_STOCK:
+ *   PAYMENT_REVIEW with that reviewReason; the payment (transaction id, time, payer) is recorded because the
+ *   money was taken; no stock moves.
  * - APPLIED: SUCCESS, stock taken for every item.
  */
 export const PAYMENT_OUTCOMES = [
@@ -38,11 +41,11 @@ export const PAYMENT_OUTCOMES = [
   "ALREADY",
   "ORDER_NOT_FOUND",
   "STALE",
+  "MCHID_MISMATCH",
   "DUPLICATE",
   "DUPLICATE_PAYMENT",
   "PAID_AFTER_CLOSE",
   "UNEXPECTED_ORDER_STATUS",
-  "MCHID_MISMATCH",
   "APPID_MISMATCH",
   "CURRENCY_MISMATCH",
   "AMOUNT_MISMATCH",
