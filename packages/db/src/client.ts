@@ -41,8 +41,10 @@ export function createDb(options: DbOptions): Db {
     application_name: options.applicationName ?? "wechatpay-notify",
     // Unqualified names in raw SQL resolve to the configured schema, like Prisma's generated queries do.
     // Columns are `timestamp without time zone` holding UTC (Prisma's convention), so database-side defaults
-    // (now()) must be evaluated in UTC too, whatever the server's TimeZone setting is.
-    options: `-c search_path=${target.schema} -c TimeZone=UTC`,
+    // (now()) must be evaluated in UTC too, whatever the server's TimeZone setting is. The schema is quoted, as
+    // Prisma and the migrator quote it: unquoted, PostgreSQL would fold `?schema=Shop` to `shop`, and raw SQL (the
+    // payment statement) would miss the tables or, worse, find another schema's.
+    options: `-c search_path="${target.schema}" -c TimeZone=UTC`,
   });
   // An idle client losing its connection (PostgreSQL restart) emits 'error' on the pool; without a listener
   // that would crash the process. The pool discards the client and the next query reconnects.

@@ -52,9 +52,26 @@ export function readMigrations(dir: string = MIGRATIONS_DIR): MigrationFile[] {
     });
 }
 
-/** Creates the database named in `url` when it does not exist (connecting to the `postgres` maintenance database). */
+/**
+ * Creates the database named in `url` when it does not exist (connecting to the `postgres` maintenance database
+ * only then). Answers whether this call created it.
+ */
 export async function ensureDatabase(url: string): Promise<boolean> {
   const target = parseDatabaseUrl(url);
+  // The database itself first: a role allowed to connect only to its own database (no CONNECT on `postgres`, a
+  // common production grant) must still be able to migrate it. Only a missing database (3D000) goes on.
+  const own = new pg.Client({ connectionString: target.connectionString });
+  let exists = true;
+  try {
+    await own.connect();
+  } catch (error) {
+    if ((error as { code?: string }).code !== "3D000") throw error;
+    exists = false;
+  }
+  if (exists) {
+    await own.end();
+    return false;
+  }
   const admin = new URL(target.connectionString);
   admin.pathname = "/postgres";
   const client = new pg.Client({ connectionString: admin.toString() });

@@ -125,6 +125,48 @@ describe("migrate", () => {
     }
   });
 
+  it("a schema name with capitals: raw SQL finds the same tables Prisma does (search_path quoted)", async () => {
+    const schema = `Mig_Case_${Math.random().toString(36).slice(2, 10)}`;
+    schemas.push(schema);
+    const url = `${TEST_DATABASE_BASE_URL}?schema=${schema}`;
+    await migrate(url);
+    const db = createDb({ url });
+    try {
+      const { rows } = await db.pool.query(
+        "SELECT current_schema() AS path, to_regproc('wpn_apply_payments') AS fn",
+      );
+      expect(rows[0]).toEqual({ path: schema, fn: "wpn_apply_payments" });
+      await db.prisma.sku.create({ data: { id: "S1", name: "one", stock: 1 } });
+      expect((await db.pool.query(`SELECT id FROM "Sku"`)).rows).toEqual([{ id: "S1" }]);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it("migrates a database its role may connect to while the maintenance database is closed to it", async () => {
+    const name = `wpn_mig_own_${Math.random().toString(36).slice(2, 10)}`;
+    const role = `wpn_mig_role_${Math.random().toString(36).slice(2, 10)}`;
+    const admin = new pg.Client({ connectionString: TEST_DATABASE_BASE_URL });
+    await admin.connect();
+    try {
+      await admin.query(`CREATE ROLE "${role}" LOGIN`);
+      await admin.query(`CREATE DATABASE "${name}" OWNER "${role}"`);
+      // The role may not connect to `postgres` (CONNECT is PUBLIC's by default: a role of its own is refused here).
+      await admin.query(`REVOKE CONNECT ON DATABASE postgres FROM PUBLIC`);
+      await admin.query(`GRANT CONNECT ON DATABASE postgres TO postgres`);
+      const url = new URL(TEST_DATABASE_BASE_URL);
+      url.username = role;
+      url.pathname = `/${name}`;
+      expect(await ensureDatabase(url.toString())).toBe(false);
+      expect((await migrate(url.toString())).applied.length).toBe(readMigrations().length);
+    } finally {
+      await admin.query(`GRANT CONNECT ON DATABASE postgres TO PUBLIC`);
+      await admin.query(`DROP DATABASE IF EXISTS "${name}"`);
+      await admin.query(`DROP ROLE IF EXISTS "${role}"`);
+      await admin.end();
+    }
+  });
+
   it("rolls back a failing migration completely and records nothing", async () => {
     const url = freshUrl();
     const dir = migrationsDir({ "001_bad": `CREATE TABLE "Half" (id int); SELECT no_such_function();` });
