@@ -16,7 +16,7 @@ export async function connect(url: string): Promise<pg.Client> {
   const target = parseDatabaseUrl(url);
   const client = new pg.Client({
     connectionString: target.connectionString,
-    options: `-c search_path=${target.schema}`,
+    options: `-c search_path="${target.schema}"`,
     application_name: "wechatpay-sim",
     connectionTimeoutMillis: 5_000,
   });
