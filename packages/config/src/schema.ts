@@ -13,7 +13,6 @@ const bool = z.enum(["true", "false"]).transform((v) => v === "true");
  * `_BYTES`). External tests drive the system through these names: renaming one is a breaking change.
  */
 const envFields = z.object({
-  NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 
   DATABASE_URL: z.string().url().default(DEFAULT_DATABASE_URL),
@@ -207,5 +206,8 @@ function checkKeySources(env: z.infer<typeof envFields>, ctx: z.RefinementCtx): 
 }
 
 export const envSchema = envFields.superRefine(checkKeySources);
+
+/** Every variable name the schema reads (`.env.example` documents each; a test checks it). */
+export const ENV_NAMES: readonly string[] = Object.keys(envFields.shape);
 
 export type Env = z.infer<typeof envSchema>;

@@ -1,7 +1,7 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ConfigError, loadConfig, readEnvironment, readMerchantPrivateKeyPem } from "@wpn/config";
+import { ConfigError, ENV_NAMES, loadConfig, readEnvironment, readMerchantPrivateKeyPem } from "@wpn/config";
 import { describe, expect, it } from "vitest";
 
 const dir = mkdtempSync(join(tmpdir(), "wpn-config-"));
@@ -140,5 +140,17 @@ describe("readEnvironment", () => {
     const env = readEnvironment(cwd);
     expect(env.WPN_TEST_ONLY_IN_FILE).toBe("file");
     expect(env.PATH).not.toBe("from-file");
+  });
+});
+
+describe(".env.example", () => {
+  it("documents every variable the schema reads, and nothing else", () => {
+    const text = readFileSync(join(import.meta.dirname, "../../../.env.example"), "utf8");
+    const documented = [...text.matchAll(/^#? ?([A-Z][A-Z0-9_]+)=/gm)].map((m) => m[1]);
+    expect([...new Set(documented)].sort()).toEqual([...ENV_NAMES].sort());
+  });
+
+  it("any NODE_ENV is accepted: nothing here depends on it (libraries read it)", () => {
+    expect(() => loadConfig({ ...valid, NODE_ENV: "staging" })).not.toThrow();
   });
 });
