@@ -42,8 +42,28 @@ const has = (command: string) => spawnSync("sh", ["-c", `command -v ${command}`]
 const dockerEngineRuns = () => has("docker") && spawnSync("docker", ["info"], { stdio: "ignore" }).status === 0;
 const isLocal = ({ host }: Endpoint) => ["127.0.0.1", "localhost", "::1"].includes(host);
 
+/**
+ * `--wait` returns once the service's healthcheck passes: a port published by Docker accepts connections before
+ * PostgreSQL has finished initialising its volume, so an open port alone says nothing.
+ */
 function startWithCompose(service: "postgres" | "redis"): boolean {
-  return spawnSync("docker", ["compose", "up", "-d", service], { stdio: "inherit" }).status === 0;
+  return spawnSync("docker", ["compose", "up", "-d", "--wait", service], { stdio: "inherit" }).status === 0;
+}
+
+/** The password docker-compose.yml gives its PostgreSQL (POSTGRES_PASSWORD); the image asks for it over TCP. */
+const COMPOSE_POSTGRES_PASSWORD = "postgres";
+
+/**
+ * DATABASE_URL for compose's PostgreSQL: the image lets connections from outside the container in only with a
+ * password (scram-sha-256), and Docker's port mapping makes every connection come from outside. A URL that
+ * already has a password, or names another user, is left as it is.
+ */
+export function withComposePassword(url: string): string {
+  const parsed = new URL(url);
+  if (parsed.password !== "" || (parsed.username !== "" && parsed.username !== "postgres")) return url;
+  parsed.username = "postgres";
+  parsed.password = COMPOSE_POSTGRES_PASSWORD;
+  return parsed.toString();
 }
 
 function startLocalRedis({ port }: Endpoint, repoRoot: string): boolean {
@@ -67,15 +87,24 @@ function startLocalPostgres(): boolean {
   return false;
 }
 
-/**
- * Makes sure PostgreSQL and Redis answer. Returns a list of problems (empty when both are up), each a
- * sentence telling the user what to install or run.
- */
-export async function ensureServices(databaseUrl: string, redisUrl: string, repoRoot: string): Promise<string[]> {
+export interface ServicesOutcome {
+  /** Sentences telling the user what to install or run; empty when both services answer. */
+  problems: string[];
+  /** The DATABASE_URL to use: `databaseUrl`, with compose's password when compose's PostgreSQL was started. */
+  databaseUrl: string;
+}
+
+/** Makes sure PostgreSQL and Redis answer, starting what it can. */
+export async function ensureServices(
+  databaseUrl: string,
+  redisUrl: string,
+  repoRoot: string,
+): Promise<ServicesOutcome> {
   const postgres = endpointOf(databaseUrl, 5432);
   const redis = endpointOf(redisUrl, 6379);
   const problems: string[] = [];
   const docker = dockerEngineRuns();
+  let url = databaseUrl;
 
   if (!(await answers(postgres))) {
     const where = `${postgres.host}:${postgres.port}`;
@@ -83,6 +112,7 @@ export async function ensureServices(databaseUrl: string, redisUrl: string, repo
     else {
       console.log(`PostgreSQL does not answer at ${where}; starting it ${docker ? "with Docker Compose" : "locally"}…`);
       const started = docker ? startWithCompose("postgres") : startLocalPostgres();
+      if (started && docker) url = withComposePassword(databaseUrl);
       if (!started || !(await waitFor(postgres, 30))) {
         problems.push(
           `PostgreSQL does not answer at ${where}. Install it (Debian/Ubuntu: sudo apt-get install postgresql; macOS: brew install postgresql@16) or run 'docker compose up -d postgres', then run npm start again.`,
@@ -103,5 +133,5 @@ export async function ensureServices(databaseUrl: string, redisUrl: string, repo
       }
     }
   }
-  return problems;
+  return { problems, databaseUrl: url };
 }

@@ -36,10 +36,30 @@ async function createDevelopmentEnv(): Promise<void> {
   console.log(`Dashboard login: admin / ${password}  (stored hashed in .env; shown once)`);
 }
 
+/** Settings `npm start` decided itself, given to the apps over whatever the environment or .env say. */
+const decided: Record<string, string> = {};
+
+/**
+ * Compose's PostgreSQL wants a password: the URL that has it goes into .env (for later runs, and for the apps
+ * started by hand) and to this run's apps.
+ */
+function keepDatabaseUrl(url: string): void {
+  const envFile = resolve(root, ".env");
+  const kept = readFileSync(envFile, "utf8")
+    .split("\n")
+    .filter((line) => !line.startsWith("DATABASE_URL="))
+    .join("\n")
+    .trimEnd();
+  const line = `# PostgreSQL started by Docker Compose (with its password)\nDATABASE_URL=${url}\n`;
+  writeFileSync(envFile, `${kept}\n${line}`, { mode: 0o600 });
+  console.log("Using Docker Compose's PostgreSQL: DATABASE_URL with its password written to .env.");
+  decided.DATABASE_URL = url;
+}
+
 function run(name: string, script: string, extraEnv: Record<string, string> = {}): ChildProcess {
   const child = spawn(process.execPath, ["--import", "tsx", script], {
     cwd: root,
-    env: { ...process.env, ...extraEnv },
+    env: { ...process.env, ...decided, ...extraEnv },
     stdio: ["ignore", "inherit", "inherit"],
   });
   child.once("exit", (code, signal) => onChildExit(name, code, signal));
@@ -73,16 +93,18 @@ function onChildExit(name: string, code: number | null, signal: NodeJS.Signals |
 }
 
 async function main(): Promise<void> {
+  // .env first: Docker Compose refuses to start even one service while a service's env_file is missing.
+  await createDevelopmentEnv();
   const initial = readEnvironment(root);
   const databaseUrl = initial.DATABASE_URL ?? DEFAULT_DATABASE_URL;
   const redisUrl = initial.REDIS_URL ?? DEFAULT_REDIS_URL;
-  const problems = await ensureServices(databaseUrl, redisUrl, root);
-  if (problems.length > 0) {
-    for (const problem of problems) console.error(problem);
+  const services = await ensureServices(databaseUrl, redisUrl, root);
+  if (services.problems.length > 0) {
+    for (const problem of services.problems) console.error(problem);
     process.exit(1);
   }
-  await createDevelopmentEnv();
-  const config = loadConfig(readEnvironment(root));
+  if (services.databaseUrl !== databaseUrl) keepDatabaseUrl(services.databaseUrl);
+  const config = loadConfig({ ...readEnvironment(root), ...decided });
   if (await ensureDatabase(config.DATABASE_URL)) console.log("Created the database.");
   const { applied } = await migrate(config.DATABASE_URL);
   console.log(applied.length ? `Applied migrations: ${applied.join(", ")}` : "Database schema is up to date.");
