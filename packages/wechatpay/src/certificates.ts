@@ -4,7 +4,7 @@ import { AEAD_AES_256_GCM, decryptAeadAes256Gcm } from "./aead.ts";
 import { isWechatPayError, openWithKeyOrPrevious, WechatPayError } from "./errors.ts";
 import { readV3Headers } from "./headers.ts";
 import { describeIssues, parseJsonBytes } from "./json.ts";
-import { type AsyncKeyResolver, type KeyResolver, KeyStore } from "./key-store.ts";
+import { type AsyncKeyResolver, type KeyResolver, KeyStore, sameCertificateSerial } from "./key-store.ts";
 import { type LoadedCertificate, loadCertificate } from "./keys.ts";
 import { buildRequestMessage } from "./message.ts";
 import { randomNonce, signV3Message, unixSeconds } from "./sign.ts";
@@ -219,7 +219,8 @@ export async function downloadCertificates(args: DownloadCertificatesArgs): Prom
       openedWithPreviousKey ||= opened.withPrevious;
       const pem = opened.pem;
       const cert = loadCertificate(pem);
-      if (cert.serial.toUpperCase() !== entry.serial_no.toUpperCase()) {
+      // Node spells a serial with its leading zeros, WeChat's Java side (BigInteger.toString(16)) may not.
+      if (!sameCertificateSerial(cert.serial, entry.serial_no)) {
         throw new WechatPayError(
           "KEY_INVALID",
           `certificate serial ${cert.serial} differs from serial_no ${entry.serial_no}`,

@@ -26,6 +26,11 @@ function serialKey(serial: string): string {
   return stripped === "" ? "0" : stripped;
 }
 
+/** Whether two certificate serials name the same number, in whichever spelling (see serialKey). */
+export function sameCertificateSerial(a: string, b: string): boolean {
+  return serialKey(a) === serialKey(b);
+}
+
 export interface KeyStoreEntry {
   kind: "publicKey" | "certificate";
   id: string;

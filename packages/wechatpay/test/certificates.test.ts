@@ -164,6 +164,23 @@ describe("downloadCertificates against a fake WeChat", () => {
     expect(verifyRsaSha256(message, auth.signature, merchant.publicKey)).toBe(true);
   });
 
+  it("a serial_no spelled without the certificate serial's leading zero, in lower case, is the same serial", async () => {
+    // platformB's serial is 0A1B…; Java's BigInteger.toString(16) writes a1b….
+    const entry = certificateEntry({
+      pem: platformB.pem,
+      serial: platformB.serial.replace(/^0+/, "").toLowerCase(),
+      apiV3Key: TEST_APIV3_KEY,
+    });
+    fake.respond = () =>
+      signedJson({
+        body: JSON.stringify({ data: [entry] }),
+        privateKey: platformB.privateKey,
+        serial: platformB.serial,
+      });
+    const certs = await downloadCertificates(args());
+    expect(certs.map((c) => c.serial)).toEqual([platformB.serial]);
+  });
+
   it("real vector V6 served by the fake, response signed with a trusted WeChat Pay public key", async () => {
     const v = vectors.V6;
     const entry = {
