@@ -1,11 +1,11 @@
 import { ConfigError } from "@wpn/config";
 import { describe, expect, it } from "vitest";
-import { hashPassword, isPasswordHash, verifyPassword } from "../src/auth/password.ts";
-import { LoginRateLimiter } from "../src/auth/rate-limit.ts";
+import { hashCostOf, hashPassword, isPasswordHash, verifyPassword } from "../src/auth/password.ts";
+import { clientOf, LoginRateLimiter } from "../src/auth/rate-limit.ts";
 import { SessionCodec } from "../src/auth/session.ts";
 import { parseUsers } from "../src/auth/users.ts";
 import { parseSearch } from "../src/data/notifications.ts";
-import { safeNext } from "../src/routes/login.ts";
+import { dummyHash, safeNext } from "../src/routes/login.ts";
 import { lineChart, niceCeiling } from "../src/views/chart.ts";
 import { escapeHtml, html, raw } from "../src/views/html.ts";
 
@@ -103,6 +103,20 @@ describe("sessions", () => {
   });
 });
 
+describe("the hash verified for an unknown name", () => {
+  it("costs what the most expensive configured hash costs (raised costs would otherwise tell which names exist)", () => {
+    const users = new Map([
+      [
+        "olga",
+        { name: "olga", role: "operator" as const, passwordHash: hashPassword("a", { N: 2 ** 15, r: 8, p: 1 }) },
+      ],
+      ["victor", { name: "victor", role: "viewer" as const, passwordHash: hashPassword("b") }],
+    ]);
+    expect(hashCostOf(dummyHash(users))).toEqual({ N: 2 ** 15, r: 8, p: 1 });
+    expect(hashCostOf(dummyHash(new Map()))).toEqual({ N: 2 ** 14, r: 8, p: 1 });
+  });
+});
+
 describe("login rate limiter", () => {
   it("allows `limit` failures per minute per IP", () => {
     let now = 0;
@@ -116,9 +130,33 @@ describe("login rate limiter", () => {
     expect(limiter.retryAfterSeconds("b")).toBe(0);
     now = 60_001;
     expect(limiter.retryAfterSeconds("a")).toBe(0);
-    limiter.recordFailure("a");
-    limiter.recordSuccess("a");
+    limiter.recordSuccess(limiter.recordFailure("a"));
     expect(limiter.retryAfterSeconds("a")).toBe(0);
+  });
+
+  it("a success takes back only its own attempt: a login of one's own does not reset guesses at another's", () => {
+    let now = 0;
+    const limiter = new LoginRateLimiter(5, 60_000, () => now);
+    for (let i = 0; i < 4; i++) limiter.recordFailure("10.0.0.7");
+    now += 1;
+    limiter.recordSuccess(limiter.recordFailure("10.0.0.7"));
+    expect(limiter.retryAfterSeconds("10.0.0.7")).toBe(0);
+    limiter.recordFailure("10.0.0.7");
+    expect(limiter.retryAfterSeconds("10.0.0.7")).toBeGreaterThan(0);
+  });
+
+  it("counts an IPv6 /64 as one client, an IPv4-mapped address as its IPv4 address", () => {
+    expect(clientOf("2001:db8:1:2::5")).toBe("2001:0db8:0001:0002::/64");
+    expect(clientOf("2001:db8:1:2:aaaa:bbbb:cccc:dddd")).toBe("2001:0db8:0001:0002::/64");
+    expect(clientOf("2001:db8::1")).toBe("2001:0db8:0000:0000::/64");
+    expect(clientOf("::1")).toBe("0000:0000:0000:0000::/64");
+    expect(clientOf("::ffff:192.0.2.1")).toBe("192.0.2.1");
+    expect(clientOf("192.0.2.1")).toBe("192.0.2.1");
+    const limiter = new LoginRateLimiter(2);
+    limiter.recordFailure("2001:db8:1:2::1");
+    limiter.recordFailure("2001:db8:1:2::2");
+    expect(limiter.retryAfterSeconds("2001:db8:1:2::3")).toBeGreaterThan(0);
+    expect(limiter.retryAfterSeconds("2001:db8:1:3::1")).toBe(0);
   });
 });
 

@@ -24,14 +24,26 @@ interface ParsedHash {
   key: Buffer;
 }
 
-/** Hashes a password (synchronous: it is meant for the CLI and start-up scripts, ~50 ms). */
-export function hashPassword(plain: string): string {
+/** scrypt's cost parameters: N (CPU/memory, a power of two), r (block size), p (parallelism). */
+export interface HashCost {
+  N: number;
+  r: number;
+  p: number;
+}
+
+/** Hashes a password (synchronous: it is meant for the CLI and start-up scripts, ~50 ms at the default cost). */
+export function hashPassword(plain: string, cost: HashCost = DEFAULTS): string {
   if (typeof plain !== "string" || plain.length === 0) throw new Error("password must be a non-empty string");
   const salt = randomBytes(SALT_LENGTH);
-  const key = scryptSync(plain.normalize("NFC"), salt, KEY_LENGTH, { ...DEFAULTS, maxmem: maxmem(DEFAULTS) });
-  return ["scrypt", DEFAULTS.N, DEFAULTS.r, DEFAULTS.p, salt.toString("base64url"), key.toString("base64url")].join(
-    ".",
-  );
+  const { N, r, p } = cost;
+  const key = scryptSync(plain.normalize("NFC"), salt, KEY_LENGTH, { N, r, p, maxmem: maxmem(cost) });
+  return ["scrypt", N, r, p, salt.toString("base64url"), key.toString("base64url")].join(".");
+}
+
+/** The cost parameters of a hash, or undefined when this module cannot verify it. */
+export function hashCostOf(stored: string): HashCost | undefined {
+  const parsed = parsePasswordHash(stored);
+  return parsed && { N: parsed.N, r: parsed.r, p: parsed.p };
 }
 
 /**

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply } from "fastify";
-import { hashPassword, verifyPassword } from "../auth/password.ts";
+import { type HashCost, hashCostOf, hashPassword, verifyPassword } from "../auth/password.ts";
 import { SESSION_COOKIE } from "../auth/session.ts";
 import type { DashboardContext } from "../context.ts";
 import { recordAudit } from "../data/audit.ts";
@@ -7,9 +7,19 @@ import { html } from "../views/html.ts";
 import { bareLayout } from "../views/layout.ts";
 import { sendHtml } from "./page.ts";
 
-// Verified when the name is unknown, so a wrong name costs the same time as a wrong password and response
-// times do not reveal which names exist.
-const DUMMY_HASH = hashPassword("not a real password, only used to spend the same time");
+/**
+ * The hash verified when the name is unknown, so that a wrong name costs as much time as a wrong password and
+ * response times do not tell which names exist: at the cost of the most expensive configured hash (costs can be
+ * raised per user, and an unknown name answered at the default cost would stand out against them).
+ */
+export function dummyHash(users: DashboardContext["users"]): string {
+  let cost: HashCost | undefined;
+  for (const user of users.values()) {
+    const c = hashCostOf(user.passwordHash);
+    if (c && (!cost || c.N * c.r * c.p > cost.N * cost.r * cost.p)) cost = c;
+  }
+  return hashPassword("not a real password, only used to spend the same time", cost);
+}
 
 interface LoginBody {
   username?: unknown;
@@ -26,6 +36,7 @@ export function safeNext(next: unknown): string {
 }
 
 export function registerLoginRoutes(app: FastifyInstance, ctx: DashboardContext): void {
+  const unknownUserHash = dummyHash(ctx.users);
   app.get("/login", { config: { access: "public" } }, async (request, reply) => {
     const { next } = request.query as { next?: unknown };
     if (request.auth) return reply.redirect(safeNext(next), 303);
@@ -48,8 +59,8 @@ export function registerLoginRoutes(app: FastifyInstance, ctx: DashboardContext)
     const user = ctx.users.get(username);
     // Counted as a failure before the (slow, awaited) password check, so that attempts sent in parallel see
     // each other in the limit; a success clears it again.
-    ctx.loginLimiter.recordFailure(ip);
-    const ok = await verifyPassword(password, user?.passwordHash ?? DUMMY_HASH);
+    const attempt = ctx.loginLimiter.recordFailure(ip);
+    const ok = await verifyPassword(password, user?.passwordHash ?? unknownUserHash);
     if (!user || !ok) {
       ctx.metrics.logins.inc({ result: "failure" });
       // The name is logged only when it is a configured user: people type passwords into the name field.
@@ -57,7 +68,7 @@ export function registerLoginRoutes(app: FastifyInstance, ctx: DashboardContext)
       // The typed name comes back whether or not it exists: the page must not tell which names do.
       return loginPage(reply, { next, username, error: "Wrong name or password." }, 401);
     }
-    ctx.loginLimiter.recordSuccess(ip);
+    ctx.loginLimiter.recordSuccess(attempt);
     const { value, claims } = ctx.sessions.issue({ name: user.name, role: user.role });
     // Audited before the cookie is set: a login that cannot be audited does not happen.
     await recordAudit(
