@@ -440,6 +440,35 @@ describe("roles and CSRF on bull-board", () => {
     }
   });
 
+  it("shows job data without the payer ids of APIv2 payment bodies, also inside a dead letter", async () => {
+    const queue = await parse();
+    const dead = createQueue(QueueName.Dead, d.redis, d.prefix);
+    try {
+      const body =
+        "<xml><appid>wx1</appid><openid><![CDATA[oPAYER-SECRET-1]]></openid><sub_openid>oPAYER-SECRET-2</sub_openid><total_fee>1</total_fee></xml>";
+      await queue.add("parse", { v: 1, api: "v2", kind: "pay", body }, { jobId: "v2-openid" });
+      await dead.add("dead", { queue: "notify.parse", data: { body } }, { jobId: "dead-openid" });
+      const viewer = await loggedIn(d.app, "victor", PASSWORDS.victor);
+      for (const url of [
+        "/queues-readonly/api/queues/notify.parse/v2-openid",
+        "/queues-readonly/api/queues?activeQueue=notify.parse&status=waiting&page=1",
+        "/queues-readonly/api/queues/notify.dead/dead-openid",
+      ]) {
+        const response = await viewer.get(url, { accept: "application/json" });
+        expect(response.statusCode, url).toBe(200);
+        expect(response.body, url).not.toContain("oPAYER-SECRET");
+        expect(response.body, url).toContain("<openid>(hidden)</openid>");
+      }
+      // Redis keeps the body as WeChat sent it (the worker needs it).
+      expect((await queue.getJob("v2-openid"))?.data.body).toBe(body);
+    } finally {
+      await queue.obliterate({ force: true });
+      await dead.obliterate({ force: true });
+      await queue.close();
+      await dead.close();
+    }
+  });
+
   it("refuses an operator's bull-board call with a bad token, no token, or from another origin", async () => {
     const queue = await parse();
     try {

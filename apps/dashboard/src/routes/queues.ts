@@ -29,7 +29,11 @@ async function mountBoard(app: FastifyInstance, ctx: DashboardContext, basePath:
   const adapter = new FastifyAdapter();
   adapter.setBasePath(basePath);
   createBullBoard({
-    queues: Object.values(ctx.queues).map((queue) => new BullMQAdapter(queue, { readOnlyMode })),
+    queues: Object.values(ctx.queues).map((queue) => {
+      const adapter = new BullMQAdapter(queue, { readOnlyMode });
+      adapter.setFormatter("data", hidePayerIds);
+      return adapter;
+    }),
     // @bull-board/fastify 9.10.1 bundles its own @bull-board/api 9.10.1, whose declarations TypeScript keeps
     // apart from the 9.10.2 used here (private members); at runtime the adapter only receives plain values.
     serverAdapter: adapter as unknown as Parameters<typeof createBullBoard>[0]["serverAdapter"],
@@ -130,4 +134,22 @@ function isQueueName(name: string | undefined): name is QueueName {
 
 function refuse(reply: FastifyReply, message: string): FastifyReply {
   return reply.code(403).type("application/json").send({ error: "ACTION_NOT_ALLOWED", message });
+}
+
+/** The payer ids an APIv2 payment's clear XML carries (`openid`, partner mode's `sub_openid`), as elements. */
+const PAYER_ID_ELEMENT = /<((?:sub_|sp_)?openid)>[\s\S]*?<\/\1>/g;
+
+/**
+ * bull-board's view of a job's data with the payer ids of APIv2 payment bodies replaced: job data is shown to every
+ * logged-in user, and the dashboard shows no payer data (APIv3 bodies and APIv2 refunds are encrypted anyway).
+ * Walks nested values, so a dead letter's copy of the job is covered too. Only the view: Redis keeps the body.
+ */
+export function hidePayerIds(data: unknown): unknown {
+  if (typeof data === "string")
+    return data.includes("openid>") ? data.replace(PAYER_ID_ELEMENT, "<$1>(hidden)</$1>") : data;
+  if (Array.isArray(data)) return data.map(hidePayerIds);
+  if (typeof data === "object" && data !== null) {
+    return Object.fromEntries(Object.entries(data).map(([key, value]) => [key, hidePayerIds(value)]));
+  }
+  return data;
 }

@@ -3,7 +3,7 @@ import { z } from "zod";
 /**
  * Payload of a `notify.apply` job, written by the parse worker once a notification has been decrypted,
  * validated and recorded. It carries the body exactly as received (the APIv3 `resource` and the APIv2
- * `req_info` stay encrypted), so Redis holds no payer data in clear text at this stage either; the apply
+ * `req_info` stay encrypted; an APIv2 payment's clear XML keeps its `openid`, as in the parse job); the apply
  * worker opens it again (AES-GCM of ~1 KiB is a few µs). The clear fields are routing and log keys only.
  * `v` is the payload version: a worker rejects versions it does not know instead of misreading them.
  */

@@ -2,8 +2,9 @@ import { z } from "zod";
 
 /**
  * Payload of a `notify.parse` job: a verified notification exactly as received. The ingress writes it, the
- * parse worker reads it; both use this schema. The body stays encrypted (APIv3 `resource`, APIv2 `req_info`),
- * so Redis never holds payer data in clear text. `v` is the payload version: a worker rejects versions it
+ * parse worker reads it; both use this schema. The body stays as received: encrypted for APIv3 (`resource`) and
+ * APIv2 refunds (`req_info`), but an APIv2 payment is clear XML and carries the payer's `openid` (the dashboard's
+ * queue views hide it). `v` is the payload version: a worker rejects versions it
  * does not know instead of misreading them.
  */
 export const parseJobV3Schema = z.object({
