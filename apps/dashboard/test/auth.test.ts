@@ -359,6 +359,8 @@ describe("roles and CSRF on bull-board", () => {
       try {
         const pause = await operator.request("PUT", "/queues/api/queues/notify.parse/pause", { headers });
         expect(pause.statusCode).toBe(500);
+        // Logged, not sent: Prisma's message quotes source lines.
+        expect(pause.json()).toEqual({ error: "INTERNAL", message: "internal error (logged)" });
         expect(await queue.isPaused()).toBe(false);
       } finally {
         await prisma.$executeRawUnsafe('ALTER TABLE "AuditLogAway" RENAME TO "AuditLog"');

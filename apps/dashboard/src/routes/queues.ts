@@ -44,6 +44,17 @@ async function mountBoard(app: FastifyInstance, ctx: DashboardContext, basePath:
       },
     },
   });
+  // bull-board answers errors in its scope itself (Fastify logs only in its default handler): a failed audit write
+  // or Redis call would go unlogged, and its message — a Prisma error quotes source lines — to the client.
+  adapter.setErrorHandler((error: Error & { statusCode?: number; code?: string }) => {
+    const status = error.statusCode ?? 500;
+    // A refusal (the CSRF check's 403, a body too large…) keeps its status and message. bull-board's type lists
+    // only the statuses its own handlers use; Fastify sends any.
+    if (status < 500)
+      return { status: status as 400, body: { error: error.code ?? "REFUSED", message: error.message } };
+    app.log.error({ err: error, board: basePath }, "bull-board request failed");
+    return { status: 500 as const, body: { error: "INTERNAL", message: "internal error (logged)" } };
+  });
   await app.register(
     async (scope) => {
       // The page load hands bull-board's client its CSRF token (see auth/csrf.ts); API polls and static
