@@ -83,6 +83,39 @@ describe("payment success", () => {
     expect(n).toMatchObject({ apiVersion: "v2", eventType: "TRANSACTION.SUCCESS", status: "APPLIED" });
   });
 
+  it("a v2 payment whose sign does not match (a job that reached the queue without the ingress) is refused for good", async () => {
+    const otn = await seedOrder(world, { amountTotal: 1, items: { A: 1 } });
+    const genuine = v2Payment(world, { outTradeNo: otn, total: 1 });
+    expect(genuine.body).toMatch(/<sign>.*?<\/sign>/);
+    const forged = [
+      { ...genuine, body: genuine.body.replace(/<sign>.*?<\/sign>/, "") },
+      {
+        ...genuine,
+        body: genuine.body.replace(/<sign>.*?<\/sign>/, "<sign>0123456789ABCDEF0123456789ABCDEF</sign>"),
+      },
+    ];
+    for (const job of forged) {
+      await expect(inline(world).parse(job)).rejects.toMatchObject({ code: "V2_SIGN_INVALID", policy: "stop" });
+    }
+    expect((await orderOf(world.prisma, otn)).status).toBe("NOTPAY");
+    // Without an APIv2 key nothing can be checked: refused as well.
+    await expect(inline(world, { WECHATPAY_APIV2_KEY: "" }).parse(genuine)).rejects.toMatchObject({
+      code: "APIV2_KEY_MISSING",
+    });
+  });
+
+  it("a v2 payment signed before an APIv2 key rotation is checked with WECHATPAY_APIV2_KEY_PREVIOUS", async () => {
+    const otn = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+    const job = v2Payment(world, { outTradeNo: otn });
+    const rotated = { WECHATPAY_APIV2_KEY: "z".repeat(32) };
+    await expect(inline(world, rotated).parse(job)).rejects.toMatchObject({ code: "V2_SIGN_INVALID" });
+    const { apply } = await inline(world, {
+      ...rotated,
+      WECHATPAY_APIV2_KEY_PREVIOUS: world.merchant.apiV2Key,
+    }).deliver(job);
+    expect(apply?.outcome).toBe("APPLIED");
+  });
+
   it("v2 payment with result_code FAIL is recorded as IGNORED with no effect", async () => {
     const otn = await seedOrder(world, { items: { A: 1 } });
     const job = v2Payment(world, { outTradeNo: otn, resultCode: "FAIL" });

@@ -7,6 +7,8 @@ import {
   parseV3Envelope,
   refundMerchant,
   transactionMerchant,
+  verifyV2,
+  WechatPayError,
 } from "@wpn/wechatpay";
 import { WorkerError } from "../errors.ts";
 import type { MerchantKeySet } from "../keys.ts";
@@ -142,6 +144,7 @@ function openV3(body: string, keys: MerchantKeySet): OpenedNotification {
 
 function openV2Payment(body: string, keys: MerchantKeySet): OpenedNotification {
   const f = parseV2Xml(body);
+  requireV2Sign(f, keys);
   const businessKeys = {
     outTradeNo: f.out_trade_no ?? null,
     transactionId: f.transaction_id ?? null,
@@ -170,6 +173,27 @@ function openV2Payment(body: string, keys: MerchantKeySet): OpenedNotification {
       paidAt: parseChinaTime(required(f, "time_end"), "time_end"),
     },
   };
+}
+
+/**
+ * The ingress verified the sign before it enqueued the payment; it is checked again here because an APIv2 payment,
+ * unlike everything else, is clear text: a job that reached the queue some other way (anyone who can write to Redis)
+ * must not mark an order paid. Current key, then the previous one (a payment queued before a rotation).
+ */
+function requireV2Sign(fields: Record<string, string>, keys: MerchantKeySet): void {
+  if (keys.apiV2Key === null) {
+    throw WorkerError.of("APIV2_KEY_MISSING", `merchant ${keys.mchid} has no APIv2 key to check the sign`);
+  }
+  for (const key of [keys.apiV2Key, keys.previousApiV2Key]) {
+    if (key === null || key === undefined) continue;
+    try {
+      verifyV2(fields, key);
+      return;
+    } catch (error) {
+      if (!(error instanceof WechatPayError) || error.code !== "V2_SIGN_INVALID") throw error;
+    }
+  }
+  throw new WechatPayError("V2_SIGN_INVALID", "the APIv2 payment's sign matches neither APIv2 key of its merchant");
 }
 
 function openV2Refund(body: string, keys: MerchantKeySet): OpenedNotification {

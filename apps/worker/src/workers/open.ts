@@ -1,10 +1,10 @@
-import { isDecryptFailure } from "@wpn/wechatpay";
+import { isDecryptFailure, isWechatPayError } from "@wpn/wechatpay";
 import { type NotificationSource, type OpenedNotification, openNotification } from "../domain/notification.ts";
 import type { KeyResolver } from "../keys.ts";
 
 /**
- * Opens a notification with its merchant's keys. When they do not decrypt it, once more with the keys read
- * afresh: a merchant's row may have been rotated since its keys were cached (the new key, with the old one as
+ * Opens a notification with its merchant's keys. When they do not decrypt it (or an APIv2 payment's sign does not
+ * match them), once more with the keys read afresh: a merchant's row may have been rotated since its keys were cached (the new key, with the old one as
  * `apiV3KeyPrevious`), and a notification encrypted with the new key must not be dead-lettered for the cache's
  * sake. Costs a database read only for a notification that failed to decrypt.
  */
@@ -17,7 +17,7 @@ export async function openWithMerchantKeys(
   try {
     return openNotification(source, keys);
   } catch (error) {
-    if (!isDecryptFailure(error)) throw error;
+    if (!isDecryptFailure(error) && !(isWechatPayError(error) && error.code === "V2_SIGN_INVALID")) throw error;
     const fresh = await resolver.reload(mchid);
     if (fresh === null) throw error;
     return openNotification(source, fresh);
