@@ -132,9 +132,7 @@ describe("migrate", () => {
     await migrate(url);
     const db = createDb({ url });
     try {
-      const { rows } = await db.pool.query(
-        "SELECT current_schema() AS path, to_regproc('wpn_apply_payments') AS fn",
-      );
+      const { rows } = await db.pool.query("SELECT current_schema() AS path, to_regproc('wpn_apply_payments') AS fn");
       expect(rows[0]).toEqual({ path: schema, fn: "wpn_apply_payments" });
       await db.prisma.sku.create({ data: { id: "S1", name: "one", stock: 1 } });
       expect((await db.pool.query(`SELECT id FROM "Sku"`)).rows).toEqual([{ id: "S1" }]);
