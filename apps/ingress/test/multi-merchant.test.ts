@@ -74,6 +74,27 @@ describe("multi-merchant routes", () => {
     });
   });
 
+  it("accepts a row's apiV2KeyPrevious after an APIv2 key rotation", async () => {
+    const rotating = createTestMerchant({ mchid: "1900000777", appid: "wx0000000000000777" });
+    await insertMerchant(rotating);
+    await db.db.prisma.merchant.update({
+      where: { mchid: rotating.mchid },
+      data: { apiV2Key: "r".repeat(32), apiV2KeyPrevious: rotating.apiV2Key },
+    });
+    now += 61_000;
+    const fields = { mch_id: rotating.mchid, transaction_id: "4200000000000000000000000777", return_code: "SUCCESS" };
+    const xml = buildV2Xml({ ...fields, sign: signV2(fields, rotating.apiV2Key, "MD5") });
+    const response = await f.app.inject({
+      method: "POST",
+      url: `/notify/v2/${rotating.mchid}`,
+      headers: { "content-type": "text/xml" },
+      payload: xml,
+    });
+    expect(response.statusCode).toBe(200);
+    // The lookup used this minute's reload: the next test starts with a new one.
+    now += 61_000;
+  });
+
   it("a v2 payment signed by one merchant cannot name another: 400, nothing queued, the other's transaction id stays free", async () => {
     const before = await f.jobsEverAdded();
     const transactionId = "4200000000000000000000000333";

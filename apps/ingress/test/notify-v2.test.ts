@@ -206,3 +206,37 @@ describe("POST /notify/v2 without an APIv2 key", () => {
     }
   });
 });
+
+describe("POST /notify/v2 across an APIv2 key rotation", () => {
+  it("accepts the previous key while WECHATPAY_APIV2_KEY_PREVIOUS holds it, and only then", async () => {
+    const previous = f.merchant.apiV2Key;
+    const next = "n".repeat(32);
+    const rotated = await createIngressFixture({
+      label: "ingress-v2-rotated",
+      merchant: f.merchant,
+      env: { WECHATPAY_APIV2_KEY: next, WECHATPAY_APIV2_KEY_PREVIOUS: previous },
+    });
+    const without = await createIngressFixture({
+      label: "ingress-v2-rotated-only",
+      merchant: f.merchant,
+      env: { WECHATPAY_APIV2_KEY: next },
+    });
+    const post = (g: IngressFixture, xml: string) =>
+      g.app.inject({ method: "POST", url: "/notify/v2", headers: { "content-type": "text/xml" }, payload: xml });
+    try {
+      for (const n of [payment("MD5", previous), payment("HMAC-SHA256", next), refund(previous), refund(next)]) {
+        const response = await post(rotated, n.xml);
+        expect(response.statusCode, n.id).toBe(200);
+        expect(response.body).toBe(SUCCESS_XML);
+        expect(await rotated.queue.getJob(n.id)).toBeDefined();
+      }
+      expect((await post(rotated, payment("MD5", "o".repeat(32)).xml)).statusCode).toBe(401);
+      expect((await post(without, payment("MD5", previous).xml)).statusCode).toBe(401);
+      expect((await post(without, refund(previous).xml)).statusCode).toBe(401);
+      expect((await post(without, payment("MD5", next).xml)).statusCode).toBe(200);
+    } finally {
+      await rotated.close();
+      await without.close();
+    }
+  });
+});

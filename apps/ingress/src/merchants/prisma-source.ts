@@ -14,6 +14,7 @@ export function prismaMerchantSource(prisma: PrismaClient): MerchantSource {
           mchid: true,
           appid: true,
           apiV2Key: true,
+          apiV2KeyPrevious: true,
           publicKeyId: true,
           publicKeyPem: true,
           certificates: { select: { serial: true, pem: true } },

@@ -13,6 +13,8 @@ export interface MerchantKeys {
   readonly keys: KeyStore;
   /** APIv2 key (32 chars); undefined = the v2 routes refuse this merchant. */
   readonly apiV2Key: string | undefined;
+  /** The APIv2 key before a rotation, accepted too while it is configured (see notify-v2.ts). */
+  readonly apiV2KeyPrevious: string | undefined;
   readonly source: "env" | "database";
   /** Downloads platform certificates into `keys` (certificate download configured); see certificate-download.ts. */
   readonly certificateRefresher?: CertificateRefresher;
@@ -23,6 +25,8 @@ export interface MerchantRecord {
   mchid: string;
   appid: string;
   apiV2Key: string | null;
+  /** Absent in records written before the column mattered here: none. */
+  apiV2KeyPrevious?: string | null;
   publicKeyId: string | null;
   publicKeyPem: string | null;
   certificates: readonly { serial: string; pem: string }[];
@@ -92,6 +96,7 @@ export function defaultMerchantFromConfig(
     appid: config.WECHATPAY_APPID,
     keys,
     apiV2Key: config.WECHATPAY_APIV2_KEY,
+    apiV2KeyPrevious: config.WECHATPAY_APIV2_KEY_PREVIOUS,
     source: "env",
     ...(refresher === undefined ? {} : { certificateRefresher: refresher }),
   };
@@ -257,6 +262,7 @@ function fingerprintOf(record: MerchantRecord): string {
   for (const part of [
     record.appid,
     record.apiV2Key ?? "",
+    record.apiV2KeyPrevious ?? "",
     record.publicKeyId ?? "",
     record.publicKeyPem ?? "",
     download?.apiSerialNo ?? "",
@@ -313,6 +319,7 @@ function buildMerchant(
     appid: record.appid,
     keys,
     apiV2Key: record.apiV2Key ?? undefined,
+    apiV2KeyPrevious: (record.apiV2Key && record.apiV2KeyPrevious) || undefined,
     source: "database",
     ...(refresher === undefined ? {} : { certificateRefresher: refresher }),
   };

@@ -1,11 +1,13 @@
 import { parseJobV2Schema } from "@wpn/queue";
 import {
   decryptV2ReqInfo,
+  openWithKeyOrPrevious,
   parseV2Xml,
   V2_REPLY_CONTENT_TYPE,
   V2_REPLY_STATUS,
   v2Reply,
   verifyV2,
+  WechatPayError,
 } from "@wpn/wechatpay";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { IngressError } from "../errors.ts";
@@ -53,7 +55,7 @@ async function handleV2(
   if (merchant === undefined) throw new IngressError("MERCHANT_UNKNOWN", `no merchant ${mchid}`);
   if (merchant.apiV2Key === undefined) throw new IngressError("V2_DISABLED");
 
-  const { kind, id } = authenticate(fields, merchant.apiV2Key, merchant.mchid);
+  const { kind, id } = authenticate(fields, merchant.apiV2Key, merchant.apiV2KeyPrevious, merchant.mchid);
   const job = parseJobV2Schema.safeParse({
     v: 1,
     api: "v2",
@@ -70,27 +72,43 @@ async function handleV2(
   return reply.code(V2_REPLY_STATUS).type(V2_REPLY_CONTENT_TYPE).send(v2Reply(true));
 }
 
-/** Authenticates the notification and derives its id; throws V2_SIGN_INVALID, DECRYPT_FAILED or PAYLOAD_INVALID. */
+/**
+ * Authenticates the notification and derives its id; throws V2_SIGN_INVALID, DECRYPT_FAILED or PAYLOAD_INVALID.
+ * The previous APIv2 key (WECHATPAY_APIV2_KEY_PREVIOUS, `apiV2KeyPrevious`) is accepted too while it is configured:
+ * configuring the new key before WeChat switches, or after, then loses no notification either way; an operator who
+ * rotates because the old key leaked leaves it out.
+ */
 function authenticate(
   fields: Record<string, string>,
   apiV2Key: string,
+  previousKey: string | undefined,
   mchid: string,
 ): { kind: "pay" | "refund"; id: string } {
   if (fields.sign !== undefined) {
-    verifyV2(fields, apiV2Key);
+    verifyV2WithKeyOrPrevious(fields, apiV2Key, previousKey);
     if (fields.mch_id !== mchid) throw new IngressError("PAYLOAD_INVALID", "mch_id is not the merchant of this route");
     return {
       kind: "pay" as const,
       id: `v2:pay:${mchid}.${requireKeyPart(fields.transaction_id, "transaction_id")}`,
     };
   }
-  if (fields.req_info !== undefined) {
-    const inner = decryptV2ReqInfo(fields.req_info, apiV2Key);
+  const reqInfo = fields.req_info;
+  if (reqInfo !== undefined) {
+    const inner = openWithKeyOrPrevious((key) => decryptV2ReqInfo(reqInfo, key), apiV2Key, previousKey);
     const outRefundNo = requireOutRefundNo(inner.out_refund_no);
     const status = requireRefundStatus(inner.refund_status);
     return { kind: "refund" as const, id: `v2:refund:${mchid}.${outRefundNo}.${status}` };
   }
   throw new IngressError("V2_SIGN_INVALID", "neither sign nor req_info present");
+}
+
+function verifyV2WithKeyOrPrevious(fields: Record<string, string>, key: string, previous: string | undefined): void {
+  try {
+    verifyV2(fields, key);
+  } catch (error) {
+    if (previous === undefined || !(error instanceof WechatPayError) || error.code !== "V2_SIGN_INVALID") throw error;
+    verifyV2(fields, previous);
+  }
 }
 
 /** WeChat's rule for out_refund_no: 1–64 of digits, letters and `_-|*@` (so never `.` or `:`). */
