@@ -1,5 +1,6 @@
 import { isWechatPayError } from "@wpn/wechatpay";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { paymentEvent } from "../src/domain/publish-events.ts";
 import { WorkerError } from "../src/errors.ts";
 import {
   createWorld,
@@ -251,6 +252,45 @@ describe("checks against the order: mismatch → PAYMENT_REVIEW, no stock", () =
       transactionId: "4200000000TENANTA",
       refundedTotal: 100,
     });
+  });
+
+  it("MCHID_MISMATCH publishes no business event: the order's merchant has nothing to hear of", () => {
+    const facts = {
+      notificationId: "n-other",
+      outTradeNo: "T-other",
+      transactionId: "4200000000OTHER",
+      mchid: "1900000555",
+      appid: "wxtenantb0000001",
+      subMchid: null,
+      subAppid: null,
+      total: 1,
+      currency: "CNY",
+      payerOpenid: null,
+      paidAt: 0,
+    };
+    const result = {
+      outcome: "MCHID_MISMATCH" as const,
+      orderId: "o-1",
+      orderStatus: "SUCCESS",
+      reviewReason: null,
+      amountTotal: 100,
+      moved: 0,
+      notificationStatus: "PROCESSING",
+      notificationCode: null,
+    };
+    expect(paymentEvent(facts, result)).toBeNull();
+    // A re-run of the job (ALREADY) re-derives from what the first run recorded: still nothing.
+    expect(
+      paymentEvent(facts, {
+        ...result,
+        outcome: "ALREADY",
+        notificationStatus: "REVIEW",
+        notificationCode: "MCHID_MISMATCH",
+      }),
+    ).toBeNull();
+    expect(paymentEvent(facts, { ...result, outcome: "AMOUNT_MISMATCH", orderStatus: "PAYMENT_REVIEW" })?.type).toBe(
+      "payment.review",
+    );
   });
 
   it("partner mode with matching sp_/sub_ ids is applied", async () => {

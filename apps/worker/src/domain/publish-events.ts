@@ -13,7 +13,13 @@ const ORDER_STATUSES: ReadonlySet<string> = new Set(["NOTPAY", "SUCCESS", "CLOSE
  */
 export function paymentEvent(facts: PaymentFacts, result: PaymentResult, now = Date.now()): PublishJob | null {
   let type: PublishEventType | null = null;
-  if (result.outcome === "APPLIED") type = "payment.succeeded";
+  // A payment of another merchant changed nothing on the order (see the payment statement): nothing to tell the
+  // order's merchant — whose systems would otherwise hear of a payment that is not theirs, as refunds already do.
+  const otherMerchant =
+    result.outcome === "MCHID_MISMATCH" ||
+    (result.outcome === "ALREADY" && result.notificationCode === "MCHID_MISMATCH");
+  if (otherMerchant) type = null;
+  else if (result.outcome === "APPLIED") type = "payment.succeeded";
   else if (isPaymentReview(result.outcome)) type = "payment.review";
   else if (result.outcome === "ALREADY" && result.notificationStatus === "APPLIED") type = "payment.succeeded";
   else if (result.outcome === "ALREADY" && result.notificationStatus === "REVIEW") type = "payment.review";
