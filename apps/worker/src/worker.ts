@@ -38,8 +38,8 @@ export interface WorkerHandle {
   readonly db: Db;
   /**
    * Graceful stop: readiness fails, no new jobs are taken, running jobs get WORKER_SHUTDOWN_TIMEOUT_MS to
-   * finish; after that they are abandoned (their locks lapse and another worker re-runs them, harmlessly),
-   * then connections close.
+   * finish; after that they are abandoned (the Redis connection is dropped, their locks lapse and another worker
+   * re-runs them, harmlessly), then connections close, each within a second.
    */
   close(): Promise<void>;
 }
@@ -248,25 +248,36 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
       if (closing) return;
       closing = true;
       const started = Date.now();
+      /** Each closing step after the jobs' grace gets a bounded wait: a hanging one is logged, not waited for. */
+      const step = (what: string, promise: Promise<unknown>) =>
+        withTimeout(promise, CLOSE_STEP_MS, `${what} did not close within ${CLOSE_STEP_MS} ms`).catch(
+          (error: unknown) => log.warn({ code: "SHUTDOWN_STEP_TIMEOUT", err: oneLine(error) }, "closing went on"),
+        );
       try {
         await withTimeout(
           Promise.all(workers.map((w) => w.worker.close())),
           config.WORKER_SHUTDOWN_TIMEOUT_MS,
           `jobs still running after ${config.WORKER_SHUTDOWN_TIMEOUT_MS} ms`,
         );
+        await step("queues", Promise.all(queues.map((q) => q.close())));
+        await step("redis", redis.quit());
       } catch (error) {
-        // Abandoned jobs keep their lock until it lapses; then another worker re-runs them (idempotent).
+        // Abandoned: BullMQ's close(true) cannot help once close() runs (it answers the same, still waiting,
+        // promise), so the connection goes: the jobs' locks are no longer renewed, lapse, and another worker re-runs
+        // them (effects are idempotent); a statement still running is rolled back when the process exits.
         log.warn({ code: "SHUTDOWN_TIMEOUT", err: oneLine(error) }, "abandoning running jobs");
-        await Promise.all(workers.map((w) => w.worker.close(true)));
+        redis.disconnect();
       }
-      await Promise.all(queues.map((q) => q.close()));
-      await redis.quit();
-      await db.close();
-      await health.close();
+      // pg's end() waits for connections still in a statement: bounded like the rest.
+      await step("postgres", db.close());
+      await step("health server", health.close());
       log.info({ ms: Date.now() - started }, "worker stopped");
     },
   };
 }
+
+/** Longest wait for each closing step once the jobs are done or abandoned (queues, Redis, PostgreSQL, health), ms. */
+const CLOSE_STEP_MS = 1_000;
 
 /**
  * Strategy of the apply queue's backoff type: exponential with jitter, except that a retry waiting for an
