@@ -184,8 +184,11 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
     // the last attempt. Those are dead-lettered here (the letter's job id makes a repeat harmless).
     worker.on("failed", (job, error) => {
       if (!job || error instanceof DeadLetteredError || error instanceof WorkerError) return;
+      // An attempt BullMQ retries is not the end of the job: the processor dead-letters it on its last one.
+      const stalledTooOften = /stalled/i.test(error.message);
+      if (!stalledTooOften && job.attemptsMade < (job.opts.attempts ?? 1)) return;
       const notificationId = typeof job.data?.[idField] === "string" ? (job.data[idField] as string) : null;
-      const code = /stalled/i.test(error.message) ? "JOB_STALLED_TOO_OFTEN" : "JOB_FAILED";
+      const code = stalledTooOften ? "JOB_STALLED_TOO_OFTEN" : "JOB_FAILED";
       const failure = {
         notificationId,
         outTradeNo: null,

@@ -31,7 +31,8 @@ export const defaultJobOptions: Record<QueueName, DefaultJobOptions> = {
   },
   [Q.Dead]: {
     attempts: 1,
-    // Dead letters wait for a human: kept 30 days, never trimmed by count.
+    // Dead letters are waiting jobs no worker takes: they stay until replayed (each is the only copy of a job that
+    // could not be applied), never trimmed by age or count. These apply only if one is ever completed or failed.
     removeOnComplete: { age: 30 * 24 * 3_600 },
     removeOnFail: { age: 30 * 24 * 3_600 },
   },

@@ -7,7 +7,7 @@ import {
   decodeJob,
   type JobSchema,
 } from "@wpn/queue";
-import { type Job, type Processor, type Queue, UnrecoverableError } from "bullmq";
+import { DelayedError, type Job, type Processor, type Queue, UnrecoverableError } from "bullmq";
 import type { Logger } from "pino";
 import { oneLine, toWorkerError, type WorkerError } from "../errors.ts";
 import type { WorkerMetrics } from "../metrics.ts";
@@ -60,6 +60,23 @@ export class DeadLetteredError extends UnrecoverableError {
   }
 }
 
+/** The dead-letter copy could not be written to `notify.dead` (Redis refused it, after the retries in `deadLetter`). */
+export class LetterNotWrittenError extends Error {
+  override readonly name = "LetterNotWrittenError";
+}
+
+/**
+ * Waits between tries of writing a dead letter, ms (~4 s in all): a Redis that refuses writes for a moment (READONLY
+ * right after a failover, which ioredis does not resend; OOM until memory is freed) is tried again at once.
+ */
+const LETTER_RETRY_DELAYS_MS = [200, 1_000, 3_000];
+/**
+ * When the letter still cannot be written, the job waits this long (delayed, its attempts untouched) and runs
+ * again, ms: a job must not end failed without its letter (nothing could replay it), nor be retried while a letter
+ * with a wrong reason is written beside it.
+ */
+const LETTER_DEFER_MS = 5_000;
+
 /**
  * A retry is pointless when less than this is left of the unknown-order window, ms: the apply backoff's
  * minimum delay, so the last attempt is the one the backoff schedules at the very end of the window.
@@ -79,7 +96,25 @@ export function createStageProcessor<P, R extends StageResult>(
   def: StageDefinition<P, R>,
   rt: StageRuntime,
 ): Processor {
-  return (job) => runStage(def, rt, job);
+  return async (job, token) => {
+    try {
+      return await runStage(def, rt, job);
+    } catch (error) {
+      if (!(error instanceof LetterNotWrittenError) || token === undefined) throw error;
+      rt.log.error(
+        {
+          queue: def.queue,
+          jobId: job.id,
+          code: "DEAD_LETTER_DEFERRED",
+          err: oneLine(error.cause),
+          retryInMs: LETTER_DEFER_MS,
+        },
+        "dead letter not written: the job runs again later",
+      );
+      await job.moveToDelayed(Date.now() + LETTER_DEFER_MS, token);
+      throw new DelayedError();
+    }
+  };
 }
 
 async function runStage<P, R extends StageResult>(def: StageDefinition<P, R>, rt: StageRuntime, job: Job): Promise<R> {
@@ -177,9 +212,29 @@ async function onFailure(
  */
 const DEAD_MARK_RETRY_DELAYS_MS = [250, 1_000, 4_000, 15_000, 30_000, 60_000, 60_000, 60_000, 60_000];
 
+/** Adds the letter (idempotent: its job id), trying again while Redis refuses; throws LetterNotWrittenError after. */
+async function writeLetter(rt: StageRuntime, letter: DeadLetter, letterId: string, log: Logger): Promise<void> {
+  for (let tried = 0; ; tried++) {
+    try {
+      await rt.deadQueue.add(DEAD_JOB_NAME, letter, { jobId: letterId });
+      return;
+    } catch (error) {
+      const delayMs = LETTER_RETRY_DELAYS_MS[tried];
+      if (delayMs === undefined)
+        throw new LetterNotWrittenError(`dead letter ${letterId} not written`, { cause: error });
+      log.warn(
+        { code: "DEAD_LETTER_RETRY", err: oneLine(error), deadLetterId: letterId, retryInMs: delayMs },
+        "dead letter not written; trying again",
+      );
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+    }
+  }
+}
+
 /**
  * Copies the job to `notify.dead` (idempotent: deterministic job id), marks the notification DEAD and
- * returns the DeadLetteredError to throw. A transient database failure of the marking is retried here
+ * returns the DeadLetteredError to throw. Throws LetterNotWrittenError when Redis keeps refusing the letter (the
+ * processor then delays the job, so it is neither failed without a letter nor retried beside a wrong one). A transient database failure of the marking is retried here
  * (DEAD_MARK_RETRY_DELAYS_MS); when it still fails, the database error is returned instead, so an attempt
  * that has retries left is retried and the marking done then (the letter exists already).
  */
@@ -205,7 +260,7 @@ export async function deadLetter(
     failedAt: Date.now(),
     data: job.data,
   };
-  await rt.deadQueue.add(DEAD_JOB_NAME, letter, { jobId: letterId });
+  await writeLetter(rt, letter, letterId, f.log);
   if (f.notificationId !== null) {
     const mark = {
       notificationId: f.notificationId,
