@@ -8,9 +8,8 @@ import { bareLayout } from "../views/layout.ts";
 import { sendHtml } from "./page.ts";
 
 /**
- * The hash verified when the name is unknown, so that a wrong name costs as much time as a wrong password and
- * response times do not tell which names exist: at the cost of the most expensive configured hash (costs can be
- * raised per user, and an unknown name answered at the default cost would stand out against them).
+ * The hash verified for an unknown name (and beside a known one's), so that response times do not tell which names
+ * exist: at the cost of the most expensive configured hash (costs can be raised per user).
  */
 export function dummyHash(users: DashboardContext["users"]): string {
   let cost: HashCost | undefined;
@@ -60,7 +59,12 @@ export function registerLoginRoutes(app: FastifyInstance, ctx: DashboardContext)
     // Counted as a failure before the (slow, awaited) password check, so that attempts sent in parallel see
     // each other in the limit; a success clears it again.
     const attempt = ctx.loginLimiter.recordFailure(ip);
-    const ok = await verifyPassword(password, user?.passwordHash ?? unknownUserHash);
+    // The dummy hash (the most expensive configured cost) is verified beside a known user's own, in parallel: every
+    // attempt then takes as long as the most expensive hash, whether the name exists and whatever its hash costs.
+    const [ok] = await Promise.all([
+      verifyPassword(password, user?.passwordHash ?? unknownUserHash),
+      user === undefined ? Promise.resolve(false) : verifyPassword(password, unknownUserHash),
+    ]);
     if (!user || !ok) {
       ctx.metrics.logins.inc({ result: "failure" });
       // The name is logged only when it is a configured user: people type passwords into the name field.
