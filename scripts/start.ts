@@ -121,7 +121,20 @@ async function main(): Promise<void> {
   );
 }
 
+/**
+ * A PostgreSQL that wants a password while DATABASE_URL has none — typically Docker Compose's, started earlier by
+ * hand (`npm start` adds the password only to one it starts itself): say what to set.
+ */
+function passwordHint(error: unknown): string | undefined {
+  const message = error instanceof Error ? error.message : String(error);
+  const code = (error as { code?: string }).code;
+  if (code !== "28P01" && !/SASL|password/i.test(message)) return undefined;
+  return "PostgreSQL asks for a password. For Docker Compose's, set DATABASE_URL=postgresql://postgres:postgres@127.0.0.1:5432/wechatpay_notify in .env; otherwise put the password in DATABASE_URL.";
+}
+
 main().catch((error: unknown) => {
   console.error(error instanceof ConfigError ? `configuration error: ${error.message}` : error);
+  const hint = passwordHint(error);
+  if (hint !== undefined) console.error(hint);
   stopAll(1);
 });
