@@ -15,14 +15,14 @@ export interface QueueSnapshot {
   lastOkAt: number | undefined;
   /**
    * Redis's `maxmemory-policy` as last sampled, with " (no maxmemory)" when no limit is set (nothing is ever evicted);
-   * undefined before the first sample.
+   * "unknown" when INFO does not say; undefined before the first sample.
    */
   eviction: string | undefined;
   /**
    * Redis may evict keys that have no TTL — BullMQ's jobs (an `allkeys-*` policy with `maxmemory` set): a 2xx would
-   * no longer mean "kept", so /health/ready answers 503. The `volatile-*` policies evict only keys with a TTL: here
-   * the dedupe receipts, whose loss costs a second job for a redelivery (the worker answers it as a duplicate),
-   * never a payment; they are reported, not refused.
+   * no longer mean "kept", so /health/ready answers 503. The `volatile-*` policies evict only keys with a TTL: the
+   * dedupe receipts and BullMQ's job locks, whose loss costs a second job for a redelivery or a second run of a job
+   * (the worker answers both as duplicates), never a payment; they are reported, not refused.
    */
   evictsJobs: boolean;
 }
@@ -188,15 +188,29 @@ export class QueueSampler {
     }
   }
 
-  /** The eviction setting. (BullMQ itself reads INFO when it connects: a Redis user without it cannot enqueue at all.) */
-  async #eviction(): Promise<EvictionSetting> {
-    const setting = parseEvictionSetting(await this.connection.memoryInfo());
-    if (setting === undefined) throw new Error("redis INFO memory has no maxmemory or maxmemory_policy");
-    return setting;
+  /**
+   * The eviction setting, or undefined when INFO does not tell (a Redis-compatible server that leaves the fields out).
+   * BullMQ itself reads INFO when it connects: a Redis user without it cannot enqueue at all.
+   */
+  async #eviction(): Promise<EvictionSetting | undefined> {
+    return parseEvictionSetting(await this.connection.memoryInfo());
   }
 
-  #recordEviction(setting: EvictionSetting): void {
+  #recordEviction(setting: EvictionSetting | undefined): void {
     const snapshot = this.#snapshot;
+    if (setting === undefined) {
+      // Not knowing is not a reason to refuse every notification: said once, not counted as evicting.
+      if (snapshot.eviction !== "unknown") {
+        this.logger.warn(
+          { code: "REDIS_EVICTION_POLICY" },
+          "redis INFO does not tell its eviction policy: not checked",
+        );
+      }
+      snapshot.eviction = "unknown";
+      snapshot.evictsJobs = false;
+      this.metrics.redisEvictsJobs.set(0);
+      return;
+    }
     const limited = setting.maxmemory > 0;
     const described = limited ? setting.policy : `${setting.policy} (no maxmemory)`;
     const evictsJobs = limited && setting.policy.startsWith("allkeys-");

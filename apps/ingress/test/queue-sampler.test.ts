@@ -1,0 +1,40 @@
+import type { Queue } from "bullmq";
+import { describe, expect, it } from "vitest";
+import { createMetrics } from "../src/metrics.ts";
+import { parseEvictionSetting, QueueSampler } from "../src/queue-sampler.ts";
+import { silentLogger } from "./support/logger.ts";
+
+/** A sampler over a queue and connection that answer what the test says (the real ones: redis-outage.test.ts). */
+function sampler(memoryInfo: string) {
+  const queue = { getWaitingCount: async () => 0 } as unknown as Queue;
+  return new QueueSampler(queue, 10, createMetrics({ defaultMetrics: false }), silentLogger, 1_000, Date.now, {
+    reopenAfterMs: 10_000,
+    reopen: () => undefined,
+    role: async () => ["master"],
+    memoryInfo: async () => memoryInfo,
+  });
+}
+
+describe("the sampler's eviction check", () => {
+  it("reads maxmemory and maxmemory_policy out of INFO memory", () => {
+    const info =
+      "# Memory\r\nused_memory:1024\r\nmaxmemory:1073741824\r\nmaxmemory_human:1.00G\r\nmaxmemory_policy:allkeys-lru\r\n";
+    expect(parseEvictionSetting(info)).toEqual({ policy: "allkeys-lru", maxmemory: 1_073_741_824 });
+    expect(parseEvictionSetting("# Memory\r\nused_memory:1024\r\n")).toBeUndefined();
+  });
+
+  it("a Redis-compatible server whose INFO leaves the fields out stays up: the policy is 'unknown', not evicting", async () => {
+    const s = sampler("# Memory\r\nused_memory:1024\r\n");
+    await s.sample();
+    expect(s.snapshot).toMatchObject({ redisUp: true, eviction: "unknown", evictsJobs: false });
+  });
+
+  it("allkeys-* with a maxmemory evicts jobs; without a maxmemory nothing is evicted", async () => {
+    const limited = sampler("maxmemory:1000\r\nmaxmemory_policy:allkeys-random\r\n");
+    await limited.sample();
+    expect(limited.snapshot).toMatchObject({ redisUp: true, eviction: "allkeys-random", evictsJobs: true });
+    const unlimited = sampler("maxmemory:0\r\nmaxmemory_policy:allkeys-random\r\n");
+    await unlimited.sample();
+    expect(unlimited.snapshot).toMatchObject({ eviction: "allkeys-random (no maxmemory)", evictsJobs: false });
+  });
+});
