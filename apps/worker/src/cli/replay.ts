@@ -11,8 +11,8 @@ if (args.length === 0 || args.includes("--help") || (args.includes("--all") && a
   process.stderr.write("usage: replay <dead-letter-id>... | --all\n");
   process.exit(64);
 }
-// npm runs workspace scripts inside the workspace; the .env of the directory it was started from applies.
-const config = loadConfigOrExit(readEnvironment(process.env.INIT_CWD ?? process.cwd()));
+// The workspace script runs this from the repository root (`cd ../..`), where .env and its relative key paths are.
+const config = loadConfigOrExit(readEnvironment());
 const connection = createRedisConnection(config.REDIS_URL, "admin");
 const db = createDb({
   url: config.DATABASE_URL,
