@@ -11,6 +11,7 @@ import { CertificateSchedule } from "./merchants/certificate-download.ts";
 import type { MerchantRegistry } from "./merchants/registry.ts";
 import { createMetrics, type IngressMetrics, requestCounter } from "./metrics.ts";
 import { QueueSampler } from "./queue-sampler.ts";
+import { ANSWER_BUDGET_MS } from "./routes/budget.ts";
 import type { NotifyContext } from "./routes/context.ts";
 import { type Api, writeFailure } from "./routes/failure.ts";
 import { healthRoutes } from "./routes/health.ts";
@@ -95,6 +96,14 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     // Fastify's own 503 for requests arriving on kept-alive sockets while closing is JSON WeChat does not read;
     // the notify routes answer those themselves, in WeChat's format (SHUTTING_DOWN, `isClosing` below).
     return503OnClosing: false,
+    // WeChat's requests are ~1–2 KiB and it gives up after 5 s: a connection that goes silent mid-request (or never
+    // sends one) for CLIENT_TIMEOUT_MS is a stalled client or an attack holding a connection and a file descriptor,
+    // and is closed; so are request headers not complete within it (checked every 2 s; Node's default is 30 s).
+    // Idle kept-alive connections between requests keep Node's keep-alive timeout. A body trickled in a byte at a time
+    // is bounded by the proxy in front (README), not here: that would cost a timer per request.
+    connectionTimeout: CLIENT_TIMEOUT_MS,
+    requestTimeout: CLIENT_TIMEOUT_MS,
+    http: { connectionsCheckingInterval: 2_000 },
   });
 
   const queue = createQueue(QueueName.Parse, redis, settings.queuePrefix);
@@ -131,6 +140,7 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
   let draining = false;
   let closing = false;
   let idleSweep: NodeJS.Timeout | undefined;
+  let stalledCut: NodeJS.Timeout | undefined;
   app.addHook("preClose", async () => {
     closing = true;
     // Node's close() ends only the keep-alive connections idle at that moment; one whose request was in flight
@@ -138,6 +148,11 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     // answer is written, which costs the request path nothing.
     idleSweep = setInterval(() => app.server.closeIdleConnections(), 50);
     idleSweep.unref();
+    // Node counts neither a connection that sent nothing yet nor one still sending its request as idle. Once every
+    // request received before closing has had its answer (the 4.5 s answer budget), whatever is still open is a
+    // stalled client: closed, so shutdown does not wait for it until the deadline.
+    stalledCut = setTimeout(() => app.server.closeAllConnections(), ANSWER_BUDGET_MS + 500);
+    stalledCut.unref();
   });
   app.decorate("ingress", {
     queue,
@@ -201,6 +216,7 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
   });
   app.addHook("onClose", async () => {
     clearInterval(idleSweep);
+    clearTimeout(stalledCut);
     sampler.stop();
     certificates?.stop();
     // Every request has had its answer by now (at the latest its 503 at the end of its answer budget); the drain only
@@ -212,6 +228,9 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
   });
   return app;
 }
+
+/** Longest silence of a client mid-request, and longest time for its request headers, ms (see the options above). */
+const CLIENT_TIMEOUT_MS = 10_000;
 
 /** Longest wait for each Redis step of closing (drain, queue close), ms. */
 const CLOSE_STEP_MS = 1_000;

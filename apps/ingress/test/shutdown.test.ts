@@ -105,3 +105,48 @@ describe("graceful shutdown", () => {
     expect(received).toMatch(/^HTTP\/1\.1 404 /);
   });
 });
+
+describe("stalled clients", () => {
+  it("a request whose body stops coming is closed after 10 s of silence, with no job", async () => {
+    const g = await createIngressFixture({ label: "ingress-stalled", merchant: f.merchant });
+    try {
+      await g.app.listen({ host: "127.0.0.1", port: 0 });
+      const address = g.app.server.address();
+      if (address === null || typeof address === "string") throw new Error("not listening");
+      const socket = connect(address.port, "127.0.0.1");
+      await once(socket, "connect");
+      const n = signedV3(g.merchant);
+      const whole = rawPost("/notify/v3", n);
+      // All but the last byte of the body, then nothing.
+      socket.write(whole.subarray(0, whole.length - 1));
+      const started = Date.now();
+      await once(socket, "close");
+      const took = Date.now() - started;
+      expect(took).toBeGreaterThanOrEqual(9_000);
+      expect(took).toBeLessThan(14_000);
+      expect(await g.queue.getJob(n.id)).toBeUndefined();
+    } finally {
+      await g.close();
+    }
+  }, 30_000);
+
+  it("shutdown does not wait for a connection that never sent a whole request: closed after the answer budget", async () => {
+    const g = await createIngressFixture({ label: "ingress-stalled-close", merchant: f.merchant });
+    await g.app.listen({ host: "127.0.0.1", port: 0 });
+    const address = g.app.server.address();
+    if (address === null || typeof address === "string") throw new Error("not listening");
+    const silent = connect(address.port, "127.0.0.1");
+    const partial = connect(address.port, "127.0.0.1");
+    silent.on("error", () => undefined);
+    partial.on("error", () => undefined);
+    await Promise.all([once(silent, "connect"), once(partial, "connect")]);
+    partial.write("POST /notify/v3 HTTP/1.1\r\nhost: x\r\n");
+    const started = Date.now();
+    await g.close();
+    const took = Date.now() - started;
+    // 4.5 s of answer budget + 0.5 s, well within main.ts's 10 s deadline.
+    expect(took).toBeLessThan(7_000);
+    silent.destroy();
+    partial.destroy();
+  }, 30_000);
+});
