@@ -5,7 +5,7 @@ import { clientOf, LoginRateLimiter } from "../src/auth/rate-limit.ts";
 import { SessionCodec } from "../src/auth/session.ts";
 import { parseUsers } from "../src/auth/users.ts";
 import { parseSearch } from "../src/data/notifications.ts";
-import { dummyHash, safeNext } from "../src/routes/login.ts";
+import { loginDummies, safeNext } from "../src/routes/login.ts";
 import { lineChart, niceCeiling } from "../src/views/chart.ts";
 import { escapeHtml, html, raw } from "../src/views/html.ts";
 
@@ -103,8 +103,8 @@ describe("sessions", () => {
   });
 });
 
-describe("the hash verified for an unknown name", () => {
-  it("costs what the most expensive configured hash costs (raised costs would otherwise tell which names exist)", () => {
+describe("the dummy hashes a login verifies", () => {
+  it("one at the most expensive configured cost; for an unknown name one at a configured user's cost, the same each time", () => {
     const users = new Map([
       [
         "olga",
@@ -112,8 +112,14 @@ describe("the hash verified for an unknown name", () => {
       ],
       ["victor", { name: "victor", role: "viewer" as const, passwordHash: hashPassword("b") }],
     ]);
-    expect(hashCostOf(dummyHash(users))).toEqual({ N: 2 ** 15, r: 8, p: 1 });
-    expect(hashCostOf(dummyHash(new Map()))).toEqual({ N: 2 ** 14, r: 8, p: 1 });
+    const dummies = loginDummies(users);
+    expect(hashCostOf(dummies.strongest)).toEqual({ N: 2 ** 15, r: 8, p: 1 });
+    const costs = new Set(
+      ["a", "b", "nobody", "mallory", "x1", "x2", "x3"].map((n) => hashCostOf(dummies.likeUser(n))?.N),
+    );
+    expect([...costs].sort()).toEqual([2 ** 14, 2 ** 15]);
+    expect(dummies.likeUser("nobody")).toBe(dummies.likeUser("nobody"));
+    expect(hashCostOf(loginDummies(new Map()).strongest)).toEqual({ N: 2 ** 14, r: 8, p: 1 });
   });
 });
 

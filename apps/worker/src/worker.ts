@@ -267,7 +267,8 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
       } catch (error) {
         // Abandoned: BullMQ's close(true) cannot help once close() runs (it answers the same, still waiting,
         // promise), so the connection goes: the jobs' locks are no longer renewed, lapse, and another worker re-runs
-        // them (effects are idempotent); a statement still running is rolled back when the process exits.
+        // them. A statement still running may yet commit (PostgreSQL finishes it although the process exits): the
+        // re-run then answers ALREADY — effects are idempotent either way.
         log.warn({ code: "SHUTDOWN_TIMEOUT", err: oneLine(error) }, "abandoning running jobs");
         redis.disconnect();
       }

@@ -7,17 +7,46 @@ import { html } from "../views/html.ts";
 import { bareLayout } from "../views/layout.ts";
 import { sendHtml } from "./page.ts";
 
+const DUMMY_PASSWORD = "not a real password, only used to spend the same time";
+
 /**
- * The hash verified for an unknown name (and beside a known one's), so that response times do not tell which names
- * exist: at the cost of the most expensive configured hash (costs can be raised per user).
+ * What a login verifies besides (or instead of) the user's own hash, so that response times do not tell which names
+ * exist, whatever cost each user's hash has (costs can be raised per user). Every attempt verifies two hashes at
+ * once, on the thread pool: a known name its own and `strongest` (a dummy at the highest configured cost); an unknown
+ * name `strongest` and `likeUser(name)` (a dummy at the cost of a user picked by the name, so the same name always
+ * costs the same). Both paths then do the same work — the same number of checks, at costs drawn from the users' — also
+ * when attempts arrive together and queue for the pool.
  */
-export function dummyHash(users: DashboardContext["users"]): string {
-  let cost: HashCost | undefined;
-  for (const user of users.values()) {
-    const c = hashCostOf(user.passwordHash);
-    if (c && (!cost || c.N * c.r * c.p > cost.N * cost.r * cost.p)) cost = c;
-  }
-  return hashPassword("not a real password, only used to spend the same time", cost);
+export interface LoginDummies {
+  strongest: string;
+  likeUser(name: string): string;
+}
+
+export function loginDummies(users: DashboardContext["users"]): LoginDummies {
+  const byCost = new Map<string, string>();
+  const dummyAt = (cost: HashCost | undefined) => {
+    const key = cost ? `${cost.N}.${cost.r}.${cost.p}` : "default";
+    let hash = byCost.get(key);
+    if (hash === undefined) {
+      hash = hashPassword(DUMMY_PASSWORD, cost);
+      byCost.set(key, hash);
+    }
+    return hash;
+  };
+  const costs = [...users.values()].map((user) => hashCostOf(user.passwordHash));
+  let strongest: HashCost | undefined;
+  for (const c of costs)
+    if (c && (!strongest || c.N * c.r * c.p > strongest.N * strongest.r * strongest.p)) strongest = c;
+  const perUser = costs.map(dummyAt);
+  const fallback = dummyAt(strongest);
+  return {
+    strongest: fallback,
+    likeUser(name) {
+      let h = 0;
+      for (let i = 0; i < name.length; i++) h = (h * 31 + name.charCodeAt(i)) >>> 0;
+      return perUser[h % Math.max(1, perUser.length)] ?? fallback;
+    },
+  };
 }
 
 interface LoginBody {
@@ -35,7 +64,7 @@ export function safeNext(next: unknown): string {
 }
 
 export function registerLoginRoutes(app: FastifyInstance, ctx: DashboardContext): void {
-  const unknownUserHash = dummyHash(ctx.users);
+  const dummies = loginDummies(ctx.users);
   app.get("/login", { config: { access: "public" } }, async (request, reply) => {
     const { next } = request.query as { next?: unknown };
     if (request.auth) return reply.redirect(safeNext(next), 303);
@@ -59,11 +88,10 @@ export function registerLoginRoutes(app: FastifyInstance, ctx: DashboardContext)
     // Counted as a failure before the (slow, awaited) password check, so that attempts sent in parallel see
     // each other in the limit; a success clears it again.
     const attempt = ctx.loginLimiter.recordFailure(ip);
-    // The dummy hash (the most expensive configured cost) is verified beside a known user's own, in parallel: every
-    // attempt then takes as long as the most expensive hash, whether the name exists and whatever its hash costs.
+    // Two checks for every attempt, known name or not (see loginDummies).
     const [ok] = await Promise.all([
-      verifyPassword(password, user?.passwordHash ?? unknownUserHash),
-      user === undefined ? Promise.resolve(false) : verifyPassword(password, unknownUserHash),
+      verifyPassword(password, user?.passwordHash ?? dummies.likeUser(username)),
+      verifyPassword(password, dummies.strongest),
     ]);
     if (!user || !ok) {
       ctx.metrics.logins.inc({ result: "failure" });
