@@ -17,6 +17,7 @@ import {
   v2Reply,
   v2SignString,
   verifyV2,
+  verifyV2WithKeyOrPrevious,
 } from "../src/index.ts";
 import { codeOf } from "./support/keys.ts";
 import { vectors } from "./support/vectors.ts";
@@ -225,6 +226,17 @@ describe("signV2 / verifyV2", () => {
     const claimsHmac = { ...params, sign_type: "HMAC-SHA256" };
     expect(verifyV2({ ...claimsHmac, sign: signV2(claimsHmac, KEY, "MD5") }, KEY)).toBe("MD5");
     expect(verifyV2({ ...claimsHmac, sign: signV2(claimsHmac, KEY, "HMAC-SHA256") }, KEY)).toBe("HMAC-SHA256");
+  });
+
+  it("verifyV2WithKeyOrPrevious: the current key, then the previous one when configured", () => {
+    const previous = "p".repeat(32);
+    const signedBefore = { ...params, sign: signV2(params, previous, "MD5") };
+    expect(verifyV2WithKeyOrPrevious({ ...params, sign: signV2(params, KEY, "MD5") }, KEY, previous)).toBe("MD5");
+    expect(verifyV2WithKeyOrPrevious(signedBefore, KEY, previous)).toBe("MD5");
+    expect(codeOf(() => verifyV2WithKeyOrPrevious(signedBefore, KEY, null))).toBe("V2_SIGN_INVALID");
+    expect(codeOf(() => verifyV2WithKeyOrPrevious(signedBefore, KEY, "q".repeat(32)))).toBe("V2_SIGN_INVALID");
+    // Only a sign mismatch falls back: a missing key is a configuration error.
+    expect(codeOf(() => verifyV2WithKeyOrPrevious(signedBefore, "", previous))).toBe("KEY_INVALID");
   });
 
   it("openV2PaymentNotification parses and verifies", () => {

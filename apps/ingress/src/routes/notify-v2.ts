@@ -6,8 +6,7 @@ import {
   V2_REPLY_CONTENT_TYPE,
   V2_REPLY_STATUS,
   v2Reply,
-  verifyV2,
-  WechatPayError,
+  verifyV2WithKeyOrPrevious,
 } from "@wpn/wechatpay";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { IngressError } from "../errors.ts";
@@ -100,15 +99,6 @@ function authenticate(
     return { kind: "refund" as const, id: `v2:refund:${mchid}.${outRefundNo}.${status}` };
   }
   throw new IngressError("V2_SIGN_INVALID", "neither sign nor req_info present");
-}
-
-function verifyV2WithKeyOrPrevious(fields: Record<string, string>, key: string, previous: string | undefined): void {
-  try {
-    verifyV2(fields, key);
-  } catch (error) {
-    if (previous === undefined || !(error instanceof WechatPayError) || error.code !== "V2_SIGN_INVALID") throw error;
-    verifyV2(fields, previous);
-  }
 }
 
 /** WeChat's rule for out_refund_no: 1–64 of digits, letters and `_-|*@` (so never `.` or `:`). */

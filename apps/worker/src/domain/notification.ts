@@ -7,8 +7,7 @@ import {
   parseV3Envelope,
   refundMerchant,
   transactionMerchant,
-  verifyV2,
-  WechatPayError,
+  verifyV2WithKeyOrPrevious,
 } from "@wpn/wechatpay";
 import { WorkerError } from "../errors.ts";
 import type { MerchantKeySet } from "../keys.ts";
@@ -184,16 +183,7 @@ function requireV2Sign(fields: Record<string, string>, keys: MerchantKeySet): vo
   if (keys.apiV2Key === null) {
     throw WorkerError.of("APIV2_KEY_MISSING", `merchant ${keys.mchid} has no APIv2 key to check the sign`);
   }
-  for (const key of [keys.apiV2Key, keys.previousApiV2Key]) {
-    if (key === null || key === undefined) continue;
-    try {
-      verifyV2(fields, key);
-      return;
-    } catch (error) {
-      if (!(error instanceof WechatPayError) || error.code !== "V2_SIGN_INVALID") throw error;
-    }
-  }
-  throw new WechatPayError("V2_SIGN_INVALID", "the APIv2 payment's sign matches neither APIv2 key of its merchant");
+  verifyV2WithKeyOrPrevious(fields, keys.apiV2Key, keys.previousApiV2Key);
 }
 
 function openV2Refund(body: string, keys: MerchantKeySet): OpenedNotification {

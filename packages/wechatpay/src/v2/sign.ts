@@ -1,5 +1,5 @@
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
-import { WechatPayError } from "../errors.ts";
+import { isWechatPayError, WechatPayError } from "../errors.ts";
 
 /**
  * APIv2 signatures (protocol notes §2.2): every field except `sign`, empty values dropped, names sorted
@@ -70,4 +70,24 @@ export function verifyV2(params: Record<string, string>, apiV2Key: string): V2Si
     );
   }
   return matched;
+}
+
+/**
+ * `verifyV2` with the merchant's APIv2 key, then with the key before a rotation (when one is configured and the
+ * first did not match): notifications signed before a rotation are still in flight, at WeChat and in the queues.
+ * Throws V2_SIGN_INVALID when neither matches.
+ */
+export function verifyV2WithKeyOrPrevious(
+  params: Record<string, string>,
+  apiV2Key: string,
+  previous: string | null | undefined,
+): V2SignType {
+  try {
+    return verifyV2(params, apiV2Key);
+  } catch (error) {
+    if (previous === null || previous === undefined || !isWechatPayError(error) || error.code !== "V2_SIGN_INVALID") {
+      throw error;
+    }
+    return verifyV2(params, previous);
+  }
 }
