@@ -189,39 +189,30 @@ export class QueueSampler {
   }
 
   /**
-   * The eviction setting, or undefined when INFO does not tell (a Redis-compatible server that leaves the fields out).
+   * What the sample's `INFO memory` says about eviction; undefined when it does not tell (a Redis-compatible server
+   * that leaves the fields out: not a reason to refuse every notification, said once, not counted as evicting).
    * BullMQ itself reads INFO when it connects: a Redis user without it cannot enqueue at all.
    */
-  async #eviction(): Promise<EvictionSetting | undefined> {
-    return parseEvictionSetting(await this.connection.memoryInfo());
-  }
-
   #recordEviction(setting: EvictionSetting | undefined): void {
     const snapshot = this.#snapshot;
-    if (setting === undefined) {
-      // Not knowing is not a reason to refuse every notification: said once, not counted as evicting.
-      if (snapshot.eviction !== "unknown") {
+    const limited = setting !== undefined && setting.maxmemory > 0;
+    const described = setting === undefined ? "unknown" : limited ? setting.policy : `${setting.policy} (no maxmemory)`;
+    const evictsJobs = limited && setting.policy.startsWith("allkeys-");
+    const evictsTtlKeys = limited && setting.policy.startsWith("volatile-");
+    if (described !== snapshot.eviction) {
+      if (setting === undefined) {
         this.logger.warn(
           { code: "REDIS_EVICTION_POLICY" },
           "redis INFO does not tell its eviction policy: not checked",
         );
+      } else if (evictsJobs || evictsTtlKeys) {
+        this.logger.error(
+          { code: "REDIS_EVICTION_POLICY", policy: described, evictsJobs },
+          evictsJobs
+            ? "redis may evict queued jobs (maxmemory-policy must be noeviction): not ready"
+            : "redis may evict dedupe receipts and job locks (maxmemory-policy should be noeviction)",
+        );
       }
-      snapshot.eviction = "unknown";
-      snapshot.evictsJobs = false;
-      this.metrics.redisEvictsJobs.set(0);
-      return;
-    }
-    const limited = setting.maxmemory > 0;
-    const described = limited ? setting.policy : `${setting.policy} (no maxmemory)`;
-    const evictsJobs = limited && setting.policy.startsWith("allkeys-");
-    const evictsReceipts = limited && setting.policy.startsWith("volatile-");
-    if (described !== snapshot.eviction && (evictsJobs || evictsReceipts)) {
-      this.logger.error(
-        { code: "REDIS_EVICTION_POLICY", policy: described, evictsJobs },
-        evictsJobs
-          ? "redis may evict queued jobs (maxmemory-policy must be noeviction): not ready"
-          : "redis may evict dedupe receipts (maxmemory-policy should be noeviction): redeliveries may become second jobs",
-      );
     }
     snapshot.eviction = described;
     snapshot.evictsJobs = evictsJobs;
@@ -233,12 +224,12 @@ export class QueueSampler {
     this.#sentAt = this.clock();
     this.#reopened = false;
     try {
-      const [waiting, kind, eviction] = await Promise.all([
+      const [waiting, kind, memory] = await Promise.all([
         this.queue.getWaitingCount(),
         this.#role(),
-        this.#eviction(),
+        this.connection.memoryInfo(),
       ]);
-      this.#recordEviction(eviction);
+      this.#recordEviction(parseEvictionSetting(memory));
       if (kind !== "master" && kind !== "not permitted") {
         this.#reopenIfStillReplica();
         throw new Error(`redis is a ${String(kind)}: it refuses writes (READONLY)`);
