@@ -17,7 +17,7 @@ export const BULL_BOARD_READONLY_PATH = "/queues-readonly";
  * - `/queues-readonly`: the same queues with readOnlyMode, linked from the navigation for viewers, so they
  *   get a UI without buttons that would fail. bull-board itself refuses mutations there (405).
  * Both sit behind the root auth hook and CSRF check like every other route, and bull-board's mutating API is cut
- * down to the actions that cannot forge, lose or alter a notification (`allowedAction`).
+ * down to the actions that cannot forge, lose or alter a notification (`ALLOWED_ACTIONS`, `refusedAction`).
  */
 export async function registerBullBoards(app: FastifyInstance, ctx: DashboardContext): Promise<void> {
   await mountBoard(app, ctx, BULL_BOARD_PATH, false);
@@ -95,16 +95,15 @@ async function mountBoard(app: FastifyInstance, ctx: DashboardContext, basePath:
 /**
  * bull-board's mutating routes the dashboard lets an operator use: pause and resume, retry, promote a delayed job,
  * and clean the completed or failed jobs of a queue (BullMQ's clean works on those sets in one atomic step). The
- * others are refused, whoever asks: `add` and `update-data` would put a job no one
- * verified on a queue (the workers trust what the ingress verified: an unsigned APIv2 payment added to notify.parse
+ * others are refused, whoever asks: `add` and `update-data` would put a job no one verified on a queue (the workers
+ * trust what the ingress verified: an unsigned APIv2 payment added to notify.parse
  * would mark an order paid, a job on notify.publish would announce a payment that never happened); `empty`,
  * `obliterate` and cleaning waiting, delayed or active jobs would drop notifications WeChat has been told are kept
  * (its resends are answered from the receipt, so they would never be applied). Removing one job is refused too: its
  * state cannot be checked in the same step as bull-board's removal, and a replay in between (which puts a job back
  * under the same id and removes its dead letter) would have the replayed job removed, with no letter left. Delay,
- * priority, concurrency, rate
- * limits, job schedulers and history purges are not this pipeline's controls. Removing a dead letter goes through the
- * dead-letter page's replay, never bull-board (a waiting job of notify.dead).
+ * priority, concurrency, rate limits, job schedulers and history purges are not this pipeline's controls. A dead
+ * letter leaves notify.dead only by the dead-letter page's replay (it is a waiting job there).
  */
 const ALLOWED_ACTIONS = new Set([
   "PUT /api/queues/pause",
