@@ -95,9 +95,10 @@ async function mountBoard(app: FastifyInstance, ctx: DashboardContext, basePath:
 /**
  * bull-board's mutating routes the dashboard lets an operator use: pause and resume, retry, promote a delayed job,
  * and clean the completed or failed jobs of a queue (BullMQ's clean works on those sets in one atomic step). The
- * others are refused, whoever asks: `add` and `update-data` would put a job no one verified on a queue (the workers
- * trust what the ingress verified: an unsigned APIv2 payment added to notify.parse
- * would mark an order paid, a job on notify.publish would announce a payment that never happened); `empty`,
+ * others are refused, whoever asks: `add` and `update-data` would put a job no one verified on a queue (a job on
+ * notify.publish announces a payment that never happened; what reaches notify.parse and notify.apply the workers
+ * authenticate again — an unsigned APIv2 payment marked an order paid until they did — but only as a second line);
+ * `empty`,
  * `obliterate` and cleaning waiting, delayed or active jobs would drop notifications WeChat has been told are kept
  * (its resends are answered from the receipt, so they would never be applied). Removing one job is refused too: its
  * state cannot be checked in the same step as bull-board's removal, and a replay in between (which puts a job back
