@@ -16,7 +16,8 @@ export async function connect(url: string): Promise<pg.Client> {
   const target = parseDatabaseUrl(url);
   const client = new pg.Client({
     connectionString: target.connectionString,
-    options: `-c search_path="${target.schema}"`,
+    // UTC, as the system's own connections (packages/db): columns hold UTC without a time zone.
+    options: `-c search_path="${target.schema}" -c TimeZone=UTC`,
     application_name: "wechatpay-sim",
     connectionTimeoutMillis: 5_000,
   });

@@ -265,3 +265,19 @@ describe("APIv2 against a real receiver", () => {
     expect(types.filter((t) => t === "refund").length).toBe(2);
   });
 });
+
+describe("refund without --out-trade-no", () => {
+  it("refunds the order paid last (the journal's last payment), not the first one seen", async () => {
+    answer = undefined;
+    for (const no of ["LATE-A", "LATE-B", "LATE-A"]) {
+      const r = await runSim(["pay", ...keysArgs, "--url", receiver.v3, "--out-trade-no", no, "--amount", "100"]);
+      expect(r.code, r.stdout).toBe(0);
+    }
+    const before = receiver.received.length;
+    const r = await runSim(["refund", ...keysArgs, "--url", receiver.v3]);
+    expect(r.code, r.stdout).toBe(0);
+    const event = receiver.received[before]?.event;
+    if (event?.kind !== "refund") throw new Error(`expected a refund, got ${event?.kind}`);
+    expect(event.refund.out_trade_no).toBe("LATE-A");
+  });
+});

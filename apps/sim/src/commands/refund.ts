@@ -13,12 +13,17 @@ import {
 import { type Command, HELP_EXIT_CODES } from "./command.ts";
 import { checkOrderFlags, deliverAndReport, merchant, SEND_HELP, SEND_OPTIONS, sendSettings } from "./send.ts";
 
+/** The order of the journal's last payment that is still paid (or refunded): the journal is in time order. */
 function latestPaidOrder(keysDir: string): string | undefined {
-  let latest: string | undefined;
-  for (const [outTradeNo, order] of orderStates(readJournal(keysDir))) {
-    if (order.tradeState === "SUCCESS" || order.tradeState === "REFUND") latest = outTradeNo;
+  const journal = readJournal(keysDir);
+  const states = orderStates(journal);
+  for (let i = journal.length - 1; i >= 0; i--) {
+    const entry = journal[i];
+    if (entry?.type !== "pay") continue;
+    const state = states.get(entry.outTradeNo)?.tradeState;
+    if (state === "SUCCESS" || state === "REFUND") return entry.outTradeNo;
   }
-  return latest;
+  return undefined;
 }
 
 export const refundCommand: Command = {

@@ -5,7 +5,8 @@ import type { LoadSet } from "./seed.ts";
 /**
  * The end-to-end check of a load run against the merchant's database, after waiting for the workers:
  * - every order whose payment was acknowledged is paid (status SUCCESS);
- * - stock moved exactly once: for every SKU, stock == initial − Σ quantities of the paid orders' items;
+ * - stock moved exactly once: for every SKU, stock == initial − Σ quantities of the paid orders' items (every paid
+ *   order of the run: one whose answer was lost was still applied, once);
  * - one PAYMENT movement per (order, SKU) of a paid order (delta = −quantity), none for the other orders.
  */
 
@@ -13,6 +14,8 @@ export interface DatabaseCheck {
   /** Orders whose payment notification was acknowledged at least once. */
   expectedPaid: number;
   paid: number;
+  /** Orders paid although no delivery of their payment was acknowledged (applied, answer lost): not a problem. */
+  paidUnacknowledged: number;
   /** Count by Order.status of the run's acknowledged orders, e.g. { SUCCESS: 98, PAYMENT_REVIEW: 2 }. */
   byStatus: Record<string, number>;
   /** reviewReason counts of orders not paid. */
@@ -88,8 +91,14 @@ export async function checkDatabase(
   }
   if (missingRows > 0) problems.push(`${missingRows} orders are not in the database`);
 
-  // Stock: initial − quantities of the paid orders.
-  const paidSet = new Set(paidRows.map((r) => r.outTradeNo));
+  // Stock and movements follow every paid order of the run, acknowledged or not: a payment applied whose answer was
+  // lost (a timeout, a 5xx after the job was durable) took its stock as it should.
+  const allRows = await orderRows(
+    sql,
+    set.orders.map((o) => o.outTradeNo),
+  );
+  const paidSet = new Set(allRows.filter((r) => r.status === "SUCCESS").map((r) => r.outTradeNo));
+  const paidUnacknowledged = [...paidSet].filter((no) => !acknowledged.has(no)).length;
   const expectedStock = new Map(set.initialStock);
   for (const order of set.orders) {
     if (!paidSet.has(order.outTradeNo)) continue;
@@ -120,10 +129,6 @@ export async function checkDatabase(
   }
 
   // Movements: exactly one PAYMENT movement per (paid order, SKU), none for unpaid orders of the run.
-  const allRows = await orderRows(
-    sql,
-    set.orders.map((o) => o.outTradeNo),
-  );
   const idByNo = new Map(allRows.map((r) => [r.outTradeNo, r.id]));
   const movementRows = await sql.query<{ orderId: string; skuId: string; delta: number }>(
     `SELECT "orderId", "skuId", "delta" FROM "InventoryMovement" WHERE "reason" = 'PAYMENT' AND "orderId" = ANY($1::text[])`,
@@ -161,6 +166,7 @@ export async function checkDatabase(
   return {
     expectedPaid: wanted.length,
     paid,
+    paidUnacknowledged,
     byStatus,
     reviewReasons,
     settled,

@@ -110,6 +110,11 @@ export function formatReport(r: LoadReport): string {
           .join(", ") || "none"
       }) after ${d.waitedSeconds} s${d.settled ? "" : ", not settled"}`,
     );
+    if (d.paidUnacknowledged > 0) {
+      lines.push(
+        `                ${d.paidUnacknowledged} more paid whose answer was lost (applied once, as they should be)`,
+      );
+    }
     if (Object.keys(d.reviewReasons).length > 0) {
       lines.push(
         `                review: ${Object.entries(d.reviewReasons)
