@@ -13,6 +13,13 @@ export interface DbOptions {
   /** Application name shown in pg_stat_activity. */
   applicationName?: string;
   /**
+   * How long a statement may go unanswered before the client gives up on it and the connection is dropped, ms
+   * (default 30 s). Without it a connection that goes silent — a failover or a NAT drop that sends no reset, a frozen
+   * host — holds its statement forever: a worker's batch never settles, its jobs keep their locks (so no other worker
+   * takes them) and nothing fails or logs. What the server still commits meanwhile is answered ALREADY on the retry.
+   */
+  queryTimeoutMs?: number;
+  /**
    * Name every statement Prisma sends (after a hash of its text), so `pg` prepares it once per connection
    * and PostgreSQL reuses its plan instead of planning each execution. Worth it for a process running a
    * small, fixed set of statement shapes at high rate — the worker's one-statement apply took about as
@@ -22,6 +29,8 @@ export interface DbOptions {
    */
   preparedStatements?: boolean;
 }
+
+const DEFAULT_QUERY_TIMEOUT_MS = 30_000;
 
 /** One process's database handle: a Prisma client and the raw pg pool under it (for hot paths and the migrator). */
 export interface Db {
@@ -38,6 +47,10 @@ export function createDb(options: DbOptions): Db {
     max: options.poolMax ?? 10,
     connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,
     idleTimeoutMillis: 30_000,
+    query_timeout: options.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS,
+    // TCP keep-alive probes also find a dead peer on a connection waiting in the pool.
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
     application_name: options.applicationName ?? "wechatpay-notify",
     // Unqualified names in raw SQL resolve to the configured schema, like Prisma's generated queries do.
     // Columns are `timestamp without time zone` holding UTC (Prisma's convention), so database-side defaults

@@ -46,7 +46,7 @@ export function classifyDbError(error: unknown): DbErrorClass {
   }
   // node-postgres pool and client errors carry no code, only these messages.
   if (
-    /timeout exceeded when trying to connect|Connection terminated|Client has encountered a connection error|Cannot use a pool after calling end/i.test(
+    /timeout exceeded when trying to connect|Connection terminated|Client has encountered a connection error|Cannot use a pool after calling end|Query read timeout/i.test(
       facts.messages,
     )
   ) {
