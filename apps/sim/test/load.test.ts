@@ -1,6 +1,7 @@
 import { createTestDatabase, type TestDatabase } from "@wpn/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LoadReport } from "../src/load/report.ts";
+import { applyPayment } from "./support/apply-payment.ts";
 import { runSim, tempKeys } from "./support/cli.ts";
 import { type Receiver, startReceiver } from "./support/receiver.ts";
 
@@ -14,46 +15,13 @@ let database: TestDatabase;
 let receiver: Receiver;
 const temp = tempKeys();
 
-async function apply(outTradeNo: string, alwaysMoveStock: boolean): Promise<void> {
-  const client = await database.db.pool.connect();
-  try {
-    await client.query("BEGIN");
-    const order = await client.query<{ id: string; status: string }>(
-      `SELECT "id", "status"::text AS "status" FROM "Order" WHERE "outTradeNo" = $1 FOR UPDATE`,
-      [outTradeNo],
-    );
-    const row = order.rows[0];
-    if (row && (row.status === "NOTPAY" || alwaysMoveStock)) {
-      const items = await client.query<{ skuId: string; quantity: number }>(
-        `SELECT "skuId", "quantity" FROM "OrderItem" WHERE "orderId" = $1 ORDER BY "skuId"`,
-        [row.id],
-      );
-      for (const item of items.rows) {
-        await client.query(`UPDATE "Sku" SET "stock" = "stock" - $2 WHERE "id" = $1`, [item.skuId, item.quantity]);
-        await client.query(
-          `INSERT INTO "InventoryMovement" ("skuId", "orderId", "delta", "reason") VALUES ($1, $2, $3, 'PAYMENT')
-           ON CONFLICT DO NOTHING`,
-          [item.skuId, row.id, -item.quantity],
-        );
-      }
-      await client.query(`UPDATE "Order" SET "status" = 'SUCCESS', "paidAt" = now() WHERE "id" = $1`, [row.id]);
-    }
-    await client.query("COMMIT");
-  } catch (err) {
-    await client.query("ROLLBACK");
-    throw err;
-  } finally {
-    client.release();
-  }
-}
-
 beforeAll(async () => {
   database = await createTestDatabase("sim_load");
   receiver = await startReceiver({
     keys: temp.keys,
     answer: async (r, _all, correct) => {
       if (mode !== "none" && r.event?.kind === "transaction")
-        await apply(r.event.transaction.out_trade_no, mode === "double");
+        await applyPayment(database.db.pool, r.event.transaction.out_trade_no, mode === "double");
       return correct;
     },
   });
