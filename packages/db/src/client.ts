@@ -13,10 +13,14 @@ export interface DbOptions {
   /** Application name shown in pg_stat_activity. */
   applicationName?: string;
   /**
-   * How long a statement may go unanswered before the client gives up on it and the connection is dropped, ms
-   * (default 30 s). Without it a connection that goes silent — a failover or a NAT drop that sends no reset, a frozen
-   * host — holds its statement forever: a worker's batch never settles, its jobs keep their locks (so no other worker
-   * takes them) and nothing fails or logs. What the server still commits meanwhile is answered ALREADY on the retry.
+   * How long a statement may run, ms (default 30 s): PostgreSQL cancels it then (`statement_timeout`: a clean error,
+   * its transaction rolled back, the connection fine), and the client gives up 5 s later on a statement the server
+   * never answers (`query_timeout`: a connection gone silent — a failover or a NAT drop that sends no reset, a frozen
+   * host — outside a transaction the connection is then dropped). Without them such a statement was waited for
+   * forever: a worker's batch never settled, its jobs kept their locks (so no other worker took them) and nothing
+   * failed or logged. The server-side bound comes first so that a merely slow statement inside a transaction is
+   * rolled back by the server: the client's own timeout there would hand the connection back to the pool with the
+   * transaction still open. What a statement still commits is answered ALREADY on the retry.
    */
   queryTimeoutMs?: number;
   /**
@@ -31,6 +35,8 @@ export interface DbOptions {
 }
 
 const DEFAULT_QUERY_TIMEOUT_MS = 30_000;
+/** The client waits this much longer than the server's statement_timeout before it gives up on its own, ms. */
+const CLIENT_TIMEOUT_MARGIN_MS = 5_000;
 
 /** One process's database handle: a Prisma client and the raw pg pool under it (for hot paths and the migrator). */
 export interface Db {
@@ -42,12 +48,13 @@ export interface Db {
 
 export function createDb(options: DbOptions): Db {
   const target = parseDatabaseUrl(options.url);
+  const statementTimeoutMs = options.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS;
   const pool = new pg.Pool({
     connectionString: target.connectionString,
     max: options.poolMax ?? 10,
     connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,
     idleTimeoutMillis: 30_000,
-    query_timeout: options.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS,
+    query_timeout: statementTimeoutMs + CLIENT_TIMEOUT_MARGIN_MS,
     // TCP keep-alive probes also find a dead peer on a connection waiting in the pool.
     keepAlive: true,
     keepAliveInitialDelayMillis: 10_000,
@@ -57,7 +64,7 @@ export function createDb(options: DbOptions): Db {
     // (now()) must be evaluated in UTC too, whatever the server's TimeZone setting is. The schema is quoted, as
     // Prisma and the migrator quote it: unquoted, PostgreSQL would fold `?schema=Shop` to `shop`, and raw SQL (the
     // payment statement) would miss the tables or, worse, find another schema's.
-    options: `-c search_path="${target.schema}" -c TimeZone=UTC`,
+    options: `-c search_path="${target.schema}" -c TimeZone=UTC -c statement_timeout=${statementTimeoutMs}`,
   });
   // An idle client losing its connection (PostgreSQL restart) emits 'error' on the pool; without a listener
   // that would crash the process. The pool discards the client and the next query reconnects.
