@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { createTestDatabase, createTestMerchant, type TestDatabase, type TestMerchant } from "@wpn/testing";
 import { buildV2Xml, encryptV2ReqInfo, signV2 } from "@wpn/wechatpay";
+import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { prismaMerchantSource } from "../src/merchants/prisma-source.ts";
 import { platformCertificate } from "./support/certificate.ts";
@@ -23,6 +24,11 @@ async function insertMerchant(m: TestMerchant) {
       publicKeyPem: readFileSync(m.publicKeyPath, "utf8"),
     },
   });
+}
+
+/** An APIv2 notification posted as WeChat does (text/xml). */
+function postXml(app: FastifyInstance, url: string, xml: string) {
+  return app.inject({ method: "POST", url, headers: { "content-type": "text/xml" }, payload: xml });
 }
 
 beforeAll(async () => {
@@ -62,12 +68,7 @@ describe("multi-merchant routes", () => {
   it("uses the row's APIv2 key on /notify/v2/:mchid", async () => {
     const fields = { mch_id: second.mchid, transaction_id: "4200000000000000000000000222", return_code: "SUCCESS" };
     const xml = buildV2Xml({ ...fields, sign: signV2(fields, second.apiV2Key, "MD5") });
-    const response = await f.app.inject({
-      method: "POST",
-      url: `/notify/v2/${second.mchid}`,
-      headers: { "content-type": "text/xml" },
-      payload: xml,
-    });
+    const response = await postXml(f.app, `/notify/v2/${second.mchid}`, xml);
     expect(response.statusCode).toBe(200);
     expect((await f.queue.getJob(`v2:pay:${second.mchid}.4200000000000000000000000222`))?.data).toMatchObject({
       mchid: second.mchid,
@@ -84,12 +85,7 @@ describe("multi-merchant routes", () => {
     now += 61_000;
     const fields = { mch_id: rotating.mchid, transaction_id: "4200000000000000000000000777", return_code: "SUCCESS" };
     const xml = buildV2Xml({ ...fields, sign: signV2(fields, rotating.apiV2Key, "MD5") });
-    const response = await f.app.inject({
-      method: "POST",
-      url: `/notify/v2/${rotating.mchid}`,
-      headers: { "content-type": "text/xml" },
-      payload: xml,
-    });
+    const response = await postXml(f.app, `/notify/v2/${rotating.mchid}`, xml);
     expect(response.statusCode).toBe(200);
     // The lookup used this minute's reload: the next test starts with a new one.
     now += 61_000;
@@ -100,12 +96,11 @@ describe("multi-merchant routes", () => {
     const transactionId = "4200000000000000000000000333";
     // Merchant `second` signs (with its own APIv2 key) XML naming the environment's merchant.
     const forged = { mch_id: f.merchant.mchid, transaction_id: transactionId, return_code: "SUCCESS" };
-    const response = await f.app.inject({
-      method: "POST",
-      url: `/notify/v2/${second.mchid}`,
-      headers: { "content-type": "text/xml" },
-      payload: buildV2Xml({ ...forged, sign: signV2(forged, second.apiV2Key, "MD5") }),
-    });
+    const response = await postXml(
+      f.app,
+      `/notify/v2/${second.mchid}`,
+      buildV2Xml({ ...forged, sign: signV2(forged, second.apiV2Key, "MD5") }),
+    );
     expect(response.statusCode).toBe(400);
     expect(response.body).toContain("PAYLOAD_INVALID");
     expect(await f.jobsEverAdded()).toBe(before);
@@ -116,12 +111,7 @@ describe("multi-merchant routes", () => {
       [`/notify/v2/${second.mchid}`, own, second.apiV2Key],
       ["/notify/v2", genuine, f.merchant.apiV2Key],
     ] as const) {
-      const answer = await f.app.inject({
-        method: "POST",
-        url,
-        headers: { "content-type": "text/xml" },
-        payload: buildV2Xml({ ...fields, sign: signV2(fields, key, "MD5") }),
-      });
+      const answer = await postXml(f.app, url, buildV2Xml({ ...fields, sign: signV2(fields, key, "MD5") }));
       expect(answer.statusCode).toBe(200);
     }
     expect(await f.jobsEverAdded()).toBe(before + 2);
@@ -143,12 +133,7 @@ describe("multi-merchant routes", () => {
       [f.merchant, "/notify/v2"],
       [second, `/notify/v2/${second.mchid}`],
     ] as const) {
-      const response = await f.app.inject({
-        method: "POST",
-        url,
-        headers: { "content-type": "text/xml" },
-        payload: refundOf(m),
-      });
+      const response = await postXml(f.app, url, refundOf(m));
       expect(response.statusCode).toBe(200);
       expect((await f.queue.getJob(`v2:refund:${m.mchid}.R0001.SUCCESS`))?.data).toMatchObject({ mchid: m.mchid });
     }
@@ -213,12 +198,7 @@ describe("multi-merchant routes", () => {
     const lower = signedV3(fifth, { serial: cert.serial.toLowerCase() });
     expect((await post(f.app, `/notify/v3/${fifth.mchid}`, lower)).statusCode).toBe(204);
     // The merchant's v2 route is off: the row has no APIv2 key.
-    const v2 = await f.app.inject({
-      method: "POST",
-      url: `/notify/v2/${fifth.mchid}`,
-      headers: { "content-type": "text/xml" },
-      payload: "<xml><return_code>SUCCESS</return_code></xml>",
-    });
+    const v2 = await postXml(f.app, `/notify/v2/${fifth.mchid}`, "<xml><return_code>SUCCESS</return_code></xml>");
     expect(v2.statusCode).toBe(404);
   });
 

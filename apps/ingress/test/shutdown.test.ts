@@ -1,5 +1,6 @@
 import { once } from "node:events";
-import { connect } from "node:net";
+import { connect, type Socket } from "node:net";
+import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createIngressFixture, type IngressFixture, signedV3 } from "./support/fixture.ts";
 import { pollUntil } from "./support/wait.ts";
@@ -27,6 +28,13 @@ afterAll(async () => {
   await f?.close();
 });
 
+/** A socket to the listening app. */
+function connectTo(app: FastifyInstance): Socket {
+  const address = app.server.address();
+  if (address === null || typeof address === "string") throw new Error("not listening");
+  return connect(address.port, "127.0.0.1");
+}
+
 /** One HTTP/1.1 request as bytes, for a socket the test controls (kept alive, so a second can follow). */
 function rawPost(path: string, n: { headers: Record<string, string>; body: Buffer | string }): Buffer {
   const body = Buffer.from(n.body);
@@ -39,9 +47,7 @@ function rawPost(path: string, n: { headers: Record<string, string>; body: Buffe
 
 describe("graceful shutdown", () => {
   it("a notification arriving on a kept-alive socket while closing gets 503 SHUTTING_DOWN in WeChat's format", async () => {
-    const address = f.app.server.address();
-    if (address === null || typeof address === "string") throw new Error("not listening");
-    const socket = connect(address.port, "127.0.0.1");
+    const socket = connectTo(f.app);
     let received = "";
     socket.on("data", (chunk: Buffer) => {
       received += chunk.toString("utf8");
@@ -84,9 +90,7 @@ describe("graceful shutdown", () => {
       },
     });
     await other.app.listen({ host: "127.0.0.1", port: 0 });
-    const address = other.app.server.address();
-    if (address === null || typeof address === "string") throw new Error("not listening");
-    const socket = connect(address.port, "127.0.0.1");
+    const socket = connectTo(other.app);
     let received = "";
     socket.on("data", (chunk: Buffer) => {
       received += chunk.toString("utf8");
@@ -111,9 +115,7 @@ describe("stalled clients", () => {
     const g = await createIngressFixture({ label: "ingress-stalled", merchant: f.merchant });
     try {
       await g.app.listen({ host: "127.0.0.1", port: 0 });
-      const address = g.app.server.address();
-      if (address === null || typeof address === "string") throw new Error("not listening");
-      const socket = connect(address.port, "127.0.0.1");
+      const socket = connectTo(g.app);
       await once(socket, "connect");
       const n = signedV3(g.merchant);
       const whole = rawPost("/notify/v3", n);
@@ -133,10 +135,8 @@ describe("stalled clients", () => {
   it("shutdown does not wait for a connection that never sent a whole request: closed after the answer budget", async () => {
     const g = await createIngressFixture({ label: "ingress-stalled-close", merchant: f.merchant });
     await g.app.listen({ host: "127.0.0.1", port: 0 });
-    const address = g.app.server.address();
-    if (address === null || typeof address === "string") throw new Error("not listening");
-    const silent = connect(address.port, "127.0.0.1");
-    const partial = connect(address.port, "127.0.0.1");
+    const silent = connectTo(g.app);
+    const partial = connectTo(g.app);
     silent.on("error", () => undefined);
     partial.on("error", () => undefined);
     await Promise.all([once(silent, "connect"), once(partial, "connect")]);

@@ -88,6 +88,14 @@ export function isDecryptFailure(e: unknown): boolean {
 }
 
 /**
+ * The merchant's key did not fit: nothing decrypted (DECRYPT_FAILED) or an APIv2 sign did not match
+ * (V2_SIGN_INVALID). After a key rotation, keys read afresh may fit where cached ones did not.
+ */
+export function isKeyMismatch(e: unknown): boolean {
+  return isDecryptFailure(e) || (isWechatPayError(e) && e.code === "V2_SIGN_INVALID");
+}
+
+/**
  * `open(key)`, and when that fails to decrypt, `open(previous)`: after a key rotation, data encrypted with the old
  * key is still in flight (queued notifications, a list WeChat encrypted before it switched).
  */

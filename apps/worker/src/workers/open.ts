@@ -1,4 +1,4 @@
-import { isDecryptFailure, isWechatPayError } from "@wpn/wechatpay";
+import { isKeyMismatch } from "@wpn/wechatpay";
 import { type NotificationSource, type OpenedNotification, openNotification } from "../domain/notification.ts";
 import type { KeyResolver } from "../keys.ts";
 
@@ -17,7 +17,7 @@ export async function openWithMerchantKeys(
   try {
     return openNotification(source, keys);
   } catch (error) {
-    if (!isDecryptFailure(error) && !(isWechatPayError(error) && error.code === "V2_SIGN_INVALID")) throw error;
+    if (!isKeyMismatch(error)) throw error;
     const fresh = await resolver.reload(mchid);
     if (fresh === null) throw error;
     return openNotification(source, fresh);
