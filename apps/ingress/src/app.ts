@@ -98,12 +98,14 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     return503OnClosing: false,
     // WeChat's requests are ~1–2 KiB and it gives up after 5 s: a connection that goes silent mid-request (or never
     // sends one) for CLIENT_TIMEOUT_MS is a stalled client or an attack holding a connection and a file descriptor,
-    // and is closed; so are request headers not complete within it (checked every 2 s; Node's default is 30 s).
-    // Idle kept-alive connections between requests keep Node's keep-alive timeout. A body trickled in a byte at a time
-    // is bounded by the proxy in front (README), not here: that would cost a timer per request.
+    // and is closed (connectionTimeout); so is a request, headers and body, not complete within it — a body trickled
+    // in a byte at a time gets Node's raw 408 (requestTimeout, checked every 2 s). Node only applies the request bound
+    // when its headers bound is not longer (measured on Node 20: with Fastify's requestTimeout alone, which leaves
+    // the 60 s headersTimeout, a trickle went on for as long as it lasted), hence headersTimeout here too. Idle
+    // kept-alive connections between requests keep Node's keep-alive timeout.
     connectionTimeout: CLIENT_TIMEOUT_MS,
     requestTimeout: CLIENT_TIMEOUT_MS,
-    http: { connectionsCheckingInterval: 2_000 },
+    http: { connectionsCheckingInterval: 2_000, headersTimeout: CLIENT_TIMEOUT_MS },
   });
 
   const queue = createQueue(QueueName.Parse, redis, settings.queuePrefix);

@@ -111,22 +111,57 @@ describe("graceful shutdown", () => {
 });
 
 describe("stalled clients", () => {
-  it("a request whose body stops coming is closed after 10 s of silence, with no job", async () => {
+  it("a request whose body stops coming, or whose headers or body trickle in, is closed after 10 s, with no job", async () => {
     const g = await createIngressFixture({ label: "ingress-stalled", merchant: f.merchant });
     try {
       await g.app.listen({ host: "127.0.0.1", port: 0 });
-      const socket = connectTo(g.app);
-      await once(socket, "connect");
-      const n = signedV3(g.merchant);
-      const whole = rawPost("/notify/v3", n);
+      const silent = connectTo(g.app);
+      const trickling = connectTo(g.app);
+      const slowHeaders = connectTo(g.app);
+      await Promise.all([once(silent, "connect"), once(trickling, "connect"), once(slowHeaders, "connect")]);
+      // A drip written just as the server closes its socket fails with EPIPE/ECONNRESET: expected, and kept.
+      const writeErrors: string[] = [];
+      for (const socket of [trickling, slowHeaders]) {
+        socket.on("error", (error: NodeJS.ErrnoException) => writeErrors.push(error.code ?? error.message));
+      }
+      const quiet = signedV3(g.merchant);
+      const slow = signedV3(g.merchant);
+      const quietBytes = rawPost("/notify/v3", quiet);
+      const slowBytes = rawPost("/notify/v3", slow);
+      const slowHead = slowBytes.indexOf("\r\n\r\n") + 4;
       // All but the last byte of the body, then nothing.
-      socket.write(whole.subarray(0, whole.length - 1));
+      silent.write(quietBytes.subarray(0, quietBytes.length - 1));
+      // The head, then one body byte every 500 ms: never silent long enough for the idle bound; the bound on the
+      // whole request (Node's requestTimeout, 10 s, checked every 2 s) cuts it, with its raw 408.
+      trickling.write(slowBytes.subarray(0, slowHead));
+      let sent = slowHead;
+      let headerSent = 0;
+      const drip = setInterval(() => {
+        if (sent < slowBytes.length - 1) trickling.write(slowBytes.subarray(sent, ++sent));
+        if (headerSent < slowHead - 1) slowHeaders.write(slowBytes.subarray(headerSent, ++headerSent));
+      }, 500);
+      let answer = "";
+      trickling.on("data", (chunk: Buffer) => {
+        answer += chunk.toString("latin1");
+      });
       const started = Date.now();
-      await once(socket, "close");
-      const took = Date.now() - started;
-      expect(took).toBeGreaterThanOrEqual(9_000);
-      expect(took).toBeLessThan(14_000);
-      expect(await g.queue.getJob(n.id)).toBeUndefined();
+      const took = await Promise.all(
+        [silent, trickling, slowHeaders].map(async (socket) => {
+          // Not events.once: it would reject on the write error above.
+          await new Promise((resolve) => socket.once("close", resolve));
+          return Date.now() - started;
+        }),
+      ).finally(() => clearInterval(drip));
+      for (const ms of took) {
+        expect(ms).toBeGreaterThanOrEqual(9_000);
+        expect(ms).toBeLessThan(14_000);
+      }
+      expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+      expect(sent).toBeLessThan(slowBytes.length - 1);
+      expect(headerSent).toBeLessThan(slowHead - 1);
+      for (const code of writeErrors) expect(["EPIPE", "ECONNRESET"]).toContain(code);
+      expect(await g.queue.getJob(quiet.id)).toBeUndefined();
+      expect(await g.queue.getJob(slow.id)).toBeUndefined();
     } finally {
       await g.close();
     }
