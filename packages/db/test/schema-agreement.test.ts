@@ -186,4 +186,30 @@ describe("migrations agree with prisma/schema.prisma", () => {
     await t.db.pool.query(`INSERT INTO "Sku" (id, name, stock) VALUES ('s1', 'Sku 1', 1)`);
     await expect(t.db.pool.query(`UPDATE "Sku" SET stock = -1 WHERE id = 's1'`)).rejects.toThrow(/Sku_stock_check/);
   });
+
+  it("refuses a Merchant row whose keys are not 32 bytes (a key pasted with a trailing newline)", async () => {
+    const key = "k".repeat(32);
+    const insert = (columns: Record<string, string | null>) =>
+      t.db.pool.query(
+        `INSERT INTO "Merchant" (mchid, appid, "apiV3Key", "apiV3KeyPrevious", "apiV2Key", "apiV2KeyPrevious")
+         VALUES ($1, 'wxkeylengths', $2, $3, $4, $5)`,
+        [
+          columns.mchid,
+          columns.apiV3Key ?? key,
+          columns.apiV3KeyPrevious ?? null,
+          columns.apiV2Key ?? null,
+          columns.apiV2KeyPrevious ?? null,
+        ],
+      );
+    await insert({ mchid: "1900000401", apiV3KeyPrevious: key, apiV2Key: key, apiV2KeyPrevious: key });
+    for (const column of ["apiV3Key", "apiV3KeyPrevious", "apiV2Key", "apiV2KeyPrevious"]) {
+      await expect(insert({ mchid: "1900000402", [column]: `${key}\n` })).rejects.toThrow(
+        new RegExp(`Merchant_${column}_length_check`),
+      );
+    }
+    // Bytes, not characters: a multi-byte character makes a 32-character key 34 bytes.
+    await expect(insert({ mchid: "1900000403", apiV3Key: `${"k".repeat(31)}é` })).rejects.toThrow(
+      /Merchant_apiV3Key_length_check/,
+    );
+  });
 });
