@@ -1,13 +1,13 @@
 import { classifyDbError } from "@wpn/db";
-import { isWechatPayError } from "@wpn/wechatpay";
+import { isKeyMismatch, isWechatPayError } from "@wpn/wechatpay";
 
 /**
  * How a failed attempt continues:
  * - `retry`: transient (database or Redis down, deadlock, serialization failure, pool timeout); BullMQ
  *   retries with exponential backoff and jitter until the queue's attempts run out.
  * - `window`: the data we need is not there yet (an order the checkout has not committed, a refund whose
- *   payment has not been applied); retried like `retry`, but only for WORKER_UNKNOWN_ORDER_RETRY_SECONDS
- *   from the job's creation, then dead-lettered.
+ *   payment has not been applied, the key WeChat used after a rotation); retried like `retry`, but only for
+ *   WORKER_UNKNOWN_ORDER_RETRY_SECONDS from the job's creation, then dead-lettered.
  * - `stop`: permanent; retrying cannot help (bad key, bad payload, unknown payload version); the job goes
  *   straight to `notify.dead` with the code.
  */
@@ -70,17 +70,31 @@ export function isWorkerError(e: unknown): e is WorkerError {
 
 /**
  * Every @wpn/wechatpay error reaching the worker is about the stored notification itself (it was verified
- * at the ingress; the bytes do not change): permanent.
+ * at the ingress; the bytes do not change): permanent — except a key that does not fit (`isKeyFault`).
  */
 export function toWorkerError(error: unknown): WorkerError {
   if (error instanceof WorkerError) return error;
-  if (isWechatPayError(error)) return new WorkerError(error.code, "stop", error.message, { cause: error });
+  if (isWechatPayError(error)) {
+    return new WorkerError(error.code, isKeyFault(error) ? "window" : "stop", error.message, { cause: error });
+  }
   const db = classifyDbError(error);
   if (db.code !== "DB_ERROR" || db.sqlstate !== undefined) {
     const message = `${db.sqlstate ? `SQLSTATE ${db.sqlstate}: ` : ""}${oneLine(error)}`;
     return new WorkerError(db.code, db.transient ? "retry" : "stop", message, { cause: error });
   }
   return WorkerError.of("INTERNAL", oneLine(error), { cause: error });
+}
+
+/**
+ * The merchant's key, not the notification, is at fault: the key did not open it (DECRYPT_FAILED), did not
+ * reproduce an APIv2 payment's sign the ingress accepted (V2_SIGN_INVALID), or is not a usable key at all
+ * (KEY_INVALID: a Merchant row stored before its length was checked). The ingress verified the notification, so
+ * this worker holds another key than the one WeChat used — a rotation not yet deployed to this process, a row
+ * edited badly. Retried within the unknown-order window (a Merchant row's keys are read afresh on each mismatch),
+ * so deploying the right key in time loses nothing; past the window, dead-lettered as before.
+ */
+function isKeyFault(error: unknown): boolean {
+  return isKeyMismatch(error) || (isWechatPayError(error) && error.code === "KEY_INVALID");
 }
 
 /** First line of an error's message, bounded: Prisma messages are multi-line and quote the query. */

@@ -39,8 +39,8 @@ async function deadLettered(failing: number, outTradeNo: string, attempts?: numb
   const dead = createQueue(QueueName.Dead, redis, world.prefix);
   try {
     failures = failing;
-    // Encrypted with a key the merchant does not have: DECRYPT_FAILED, permanent.
-    const job = v3Payment(world, { outTradeNo, apiV3Key: Buffer.from("z".repeat(32)) });
+    // For a merchant the worker has no keys for: MERCHANT_UNKNOWN, permanent.
+    const job = { ...v3Payment(world, { outTradeNo }), mchid: "1900000999" };
     await parse.add(PARSE_JOB_NAME, job, { jobId: job.id, ...(attempts ? { attempts } : {}) });
     await waitFor("parse job failed", async () => (await parse.getJob(job.id))?.isFailed(), 30_000);
     const letters = (await dead.getJobs(["waiting"], 0, -1)).filter((l) => l.data.notificationId === job.id);
@@ -58,16 +58,16 @@ async function deadLettered(failing: number, outTradeNo: string, attempts?: numb
 describe("a dead letter Redis refuses at first", () => {
   it("is written on a retry within the attempt: one letter, its own reason, no retry of the job", async () => {
     const { letters, notification, job } = await deadLettered(2, "T-dlw-1");
-    expect(letters.map((l) => l.data.code)).toEqual(["DECRYPT_FAILED"]);
+    expect(letters.map((l) => l.data.code)).toEqual(["MERCHANT_UNKNOWN"]);
     expect(job?.attemptsMade).toBe(1);
-    expect(notification).toMatchObject({ status: "DEAD", errorCode: "DECRYPT_FAILED" });
+    expect(notification).toMatchObject({ status: "DEAD", errorCode: "MERCHANT_UNKNOWN" });
     expect(notification.events.filter((e) => e.kind === "DEAD_LETTERED")).toHaveLength(1);
   }, 40_000);
 
   it("refused longer than the retries (on the job's only attempt): the job waits and runs again, then is dead-lettered", async () => {
     const { letters, notification } = await deadLettered(5, "T-dlw-2", 1);
-    expect(letters.map((l) => l.data.code)).toEqual(["DECRYPT_FAILED"]);
-    expect(notification).toMatchObject({ status: "DEAD", errorCode: "DECRYPT_FAILED" });
+    expect(letters.map((l) => l.data.code)).toEqual(["MERCHANT_UNKNOWN"]);
+    expect(notification).toMatchObject({ status: "DEAD", errorCode: "MERCHANT_UNKNOWN" });
     expect(notification.events.filter((e) => e.kind === "DEAD_LETTERED")).toHaveLength(1);
   }, 40_000);
 });

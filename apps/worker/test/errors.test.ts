@@ -1,6 +1,7 @@
 import { type Config, loadConfig } from "@wpn/config";
 import { classifyDbError, createDb } from "@wpn/db";
 import { applyBackoffDelay, applyJobSchema, decodeJob } from "@wpn/queue";
+import { WechatPayError } from "@wpn/wechatpay";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseChinaTime, parseRfc3339 } from "../src/domain/time.ts";
@@ -114,6 +115,17 @@ describe("database errors from a real PostgreSQL, through Prisma", () => {
       code: "ORDER_NOT_FOUND",
       policy: "window",
     });
+  });
+});
+
+describe("errors of @wpn/wechatpay", () => {
+  it("a key that does not fit is retried within the window; anything else about the notification is permanent", () => {
+    for (const code of ["DECRYPT_FAILED", "V2_SIGN_INVALID", "KEY_INVALID"] as const) {
+      expect(toWorkerError(new WechatPayError(code, "x"))).toMatchObject({ code, policy: "window" });
+    }
+    for (const code of ["PAYLOAD_INVALID", "ENVELOPE_INVALID", "XML_INVALID", "ALGORITHM_UNSUPPORTED"] as const) {
+      expect(toWorkerError(new WechatPayError(code, "x"))).toMatchObject({ code, policy: "stop" });
+    }
   });
 });
 

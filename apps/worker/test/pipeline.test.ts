@@ -193,11 +193,35 @@ describe("through the queues", () => {
     }
   });
 
-  it("a notification that cannot be decrypted is DEAD with DECRYPT_FAILED", async () => {
+  it("a notification this worker's key cannot decrypt is retried for the window, then DEAD with DECRYPT_FAILED", async () => {
     const job = v3Payment(world, { outTradeNo: "T-pipe-key", apiV3Key: Buffer.from("z".repeat(32)) });
     await parseQueue.add(PARSE_JOB_NAME, job, { jobId: job.id });
+    const letter = await waitFor("dead letter", () => letterOf("notify.parse", job.id), 15_000);
+    expect(deadLetterSchema.parse(letter.data)).toMatchObject({ code: "DECRYPT_FAILED" });
     await waitFor("DEAD", async () => (await notification(job.id))?.status === "DEAD");
-    expect(await notification(job.id)).toMatchObject({ errorCode: "DECRYPT_FAILED", attempts: 1 });
+    const row = await notification(job.id);
+    expect(row).toMatchObject({ errorCode: "DECRYPT_FAILED" });
+    expect(row?.attempts).toBeGreaterThanOrEqual(2);
+  });
+
+  it("a merchant's APIv3 key rotated in WeChat before its row here: the notifications of the gap apply once the row is updated within the window", async () => {
+    const m = { mchid: "1900000791", appid: "wxpiperotation" };
+    const [oldKey, newKey] = ["p".repeat(32), "q".repeat(32)];
+    await world.prisma.merchant.create({ data: { ...m, apiV3Key: oldKey, apiV2Key: null } });
+    const otn = await seedOrder(world, { amountTotal: 100, items: { A: 1 }, ...m });
+    // WeChat encrypts with the new key; the row still holds the old one.
+    const job = {
+      ...v3Payment(world, { outTradeNo: otn, total: 100, ...m, apiV3Key: Buffer.from(newKey) }),
+      mchid: m.mchid,
+    };
+    await parseQueue.add(PARSE_JOB_NAME, job, { jobId: job.id });
+    await waitFor("first attempt failed", async () => (await notification(job.id))?.errorCode === "DECRYPT_FAILED");
+    await world.prisma.merchant.update({
+      where: { mchid: m.mchid },
+      data: { apiV3Key: newKey, apiV3KeyPrevious: oldKey },
+    });
+    await waitFor("APPLIED", async () => (await notification(job.id))?.status === "APPLIED", 15_000);
+    expect(await letterOf("notify.parse", job.id)).toBeUndefined();
   });
 
   it("the replay CLI puts a dead letter back (npm run replay -w @wpn/worker -- <id>)", async () => {

@@ -43,7 +43,8 @@ const envFields = z.object({
   /**
    * Optional: the APIv3 key before a rotation. WeChat encrypts with the new key from the moment it is set, but the
    * notifications already queued here were encrypted with the old one; the workers try this key when the current
-   * one does not open a notification. Remove it once the queues hold nothing from before the rotation.
+   * one does not open a notification. Set both before switching in WeChat; remove it once no queued job and no dead
+   * letter from before the rotation remains (a replayed letter is opened with the keys configured then).
    */
   WECHATPAY_APIV3_KEY_PREVIOUS: z
     .string()

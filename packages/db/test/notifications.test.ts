@@ -114,7 +114,7 @@ describe("upsertParsedNotifications", () => {
       {
         kind: "RECEIVED",
         at: receivedAt,
-        detail: { apiVersion: "v3", ...parsed(fresh).event.detail },
+        detail: { apiVersion: "v3", ...parsed(fresh).event?.detail },
       },
     ]);
     expect((await eventsOf(freshIgnored)).map((e) => e.kind)).toEqual(["RECEIVED", "IGNORED"]);
@@ -234,6 +234,8 @@ const entry = fc.record({
   outRefundNo: fc.option(fc.constantFrom("R1", "R2"), { nil: null }),
   eventType: fc.constantFrom("TRANSACTION.SUCCESS", "REFUND.SUCCESS"),
   withHeaders: fc.boolean(),
+  // A failed attempt whose entry the caller writes itself (the parse stage, for a key retried within the window).
+  withEvent: fc.boolean(),
   receivedAt: fc.integer({ min: 1_700_000_000_000, max: 1_800_000_000_000 }),
 });
 const round = fc.record({
@@ -254,6 +256,7 @@ function fromEntry(id: string, e: Entry): ParsedNotification {
     transactionId: e.transactionId,
     outRefundNo: e.outRefundNo,
     receivedAt: e.receivedAt,
+    ...(e.withEvent || e.status !== "FAILED" ? {} : { event: null }),
   });
 }
 
@@ -277,6 +280,19 @@ async function snapshot(prefix: string) {
     }),
   };
 }
+
+describe("a failed attempt the caller records itself (event null)", () => {
+  it("creates the row FAILED with only its RECEIVED entry, and adds no entry when repeated", async () => {
+    const id = "m-key-window";
+    const failed = parsed(id, "FAILED", { event: null });
+    expect(await upsertParsedNotifications(prisma, [failed])).toEqual([{ status: "FAILED", inserted: true }]);
+    expect(await upsertParsedNotifications(prisma, [failed])).toEqual([{ status: "FAILED", inserted: false }]);
+    expect(await rowOf(id)).toMatchObject({ status: "FAILED", errorCode: "DECRYPT_FAILED" });
+    expect(await eventsOf(id)).toEqual([
+      { kind: "RECEIVED", at: new Date(failed.receivedAt), detail: { apiVersion: "v3" } },
+    ]);
+  });
+});
 
 describe("upsertParsedNotifications == upsertParsedNotification before batching", () => {
   let run = 0;

@@ -28,7 +28,7 @@ export interface ParseResult extends StageResult {
  * Parse stage: open (decrypt, validate, classify) a verified notification, record it — Notification row with
  * headers, raw body (still encrypted), business keys, status, and its RECEIVED/PARSED timeline — and hand
  * effects to the apply stage. A notification that cannot be opened is recorded (so the dashboard shows it and
- * why) before its permanent error dead-letters the job.
+ * why) before its error dead-letters or retries the job.
  */
 export async function handleParse(deps: ParseDeps, job: ParseJob, ctx: StageContext): Promise<ParseResult> {
   const source: NotificationSource =
@@ -46,7 +46,10 @@ export async function handleParse(deps: ParseDeps, job: ParseJob, ctx: StageCont
     opened = await openWithMerchantKeys(deps.keys, job.mchid, source);
   } catch (error) {
     const err = toWorkerError(error);
-    if (err.policy === "stop") {
+    // Not for a transient error (the database is often what failed). A permanent one gets its FAILED entry here;
+    // for one retried within the window (a key that does not fit yet) the stage records each attempt itself, so the
+    // row only needs to exist: the dashboard shows the notification, and its dead letter can mark it DEAD.
+    if (err.policy !== "retry") {
       await upsertParsedNotification(deps.prisma, {
         ...row,
         eventType: eventTypeOf(source),
@@ -56,7 +59,10 @@ export async function handleParse(deps: ParseDeps, job: ParseJob, ctx: StageCont
         outRefundNo: null,
         errorCode: err.code,
         lastError: err.message,
-        event: { kind: "FAILED", detail: { stage: QueueName.Parse, code: err.code, message: err.message } },
+        event:
+          err.policy === "stop"
+            ? { kind: "FAILED", detail: { stage: QueueName.Parse, code: err.code, message: err.message } }
+            : null,
       });
     }
     throw err;

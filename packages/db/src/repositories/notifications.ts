@@ -40,9 +40,10 @@ export interface ParsedNotification {
   /**
    * Timeline entry of this parse (PARSED, IGNORED, FAILED) and its detail. The first time, PARSED is folded
    * into the RECEIVED entry (one row less per notification on the hot path); a re-parse of a notification
-   * not yet settled (redelivery, replay) writes it as its own entry.
+   * not yet settled (redelivery, replay) writes it as its own entry. Null: none (only RECEIVED, the first time) —
+   * for an attempt whose failure the caller records itself.
    */
-  event: { kind: string; detail: Record<string, unknown> };
+  event: { kind: string; detail: Record<string, unknown> } | null;
 }
 
 export interface UpsertResult {
@@ -112,8 +113,8 @@ export async function upsertParsedNotifications(
     outRefundNo: n.outRefundNo,
     errorCode: n.errorCode,
     lastError: n.lastError,
-    kind: n.event.kind,
-    detail: n.event.detail,
+    kind: n.event?.kind ?? null,
+    detail: n.event?.detail ?? {},
   }));
   const input = jsonParam(records);
   const rows = await prisma.$queryRaw<(UpsertResult & { id: string })[]>`
@@ -158,7 +159,7 @@ export async function upsertParsedNotifications(
       UNION ALL
       SELECT i.id, i.at, i.kind, i.detail
       FROM input i JOIN up ON up.id = i.id LEFT JOIN prior p ON p.id = i.id
-      WHERE COALESCE(p.status, '') NOT IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED')
+      WHERE i.kind IS NOT NULL AND COALESCE(p.status, '') NOT IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED')
         AND NOT (up.inserted AND i.kind = 'PARSED')
     )
     SELECT up.id, up.status, up.inserted FROM input i JOIN up ON up.id = i.id ORDER BY i.ord`;

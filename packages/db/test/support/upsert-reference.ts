@@ -2,8 +2,8 @@ import type { ParsedNotification, PrismaClient, UpsertResult } from "@wpn/db";
 
 /**
  * The single-notification upsert statement as it was before `upsertParsedNotifications` existed (verbatim but
- * for the name), kept as the oracle the batch statement is compared with: same inputs, same rows, same
- * timeline, same results.
+ * for the name, and a null event: no entry but RECEIVED), kept as the oracle the batch statement is compared with:
+ * same inputs, same rows, same timeline, same results.
  */
 export async function referenceUpsert(prisma: PrismaClient, n: ParsedNotification): Promise<UpsertResult> {
   const rows = await prisma.$queryRaw<UpsertResult[]>`
@@ -11,7 +11,7 @@ export async function referenceUpsert(prisma: PrismaClient, n: ParsedNotificatio
       SELECT ${n.id}::text AS id,
              (to_timestamp(${n.receivedAt}::bigint / 1000.0) AT TIME ZONE 'UTC')::timestamp(3) AS received_at,
              (now() AT TIME ZONE 'UTC')::timestamp(3) AS at,
-             ${n.event.kind}::text AS kind, ${JSON.stringify(n.event.detail)}::jsonb AS detail
+             ${n.event?.kind ?? null}::text AS kind, ${JSON.stringify(n.event?.detail ?? {})}::jsonb AS detail
     ),
     prior AS (
       SELECT status::text AS status FROM "Notification" WHERE id = (SELECT id FROM input)
@@ -42,7 +42,7 @@ export async function referenceUpsert(prisma: PrismaClient, n: ParsedNotificatio
       UNION ALL
       SELECT i.id, i.at, i.kind, i.detail
       FROM input i, up
-      WHERE COALESCE((SELECT status FROM prior), '') NOT IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED')
+      WHERE i.kind IS NOT NULL AND COALESCE((SELECT status FROM prior), '') NOT IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED')
         AND NOT (up.inserted AND i.kind = 'PARSED')
     )
     SELECT status, inserted FROM up`;
