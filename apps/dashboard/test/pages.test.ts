@@ -116,7 +116,7 @@ describe("keys", () => {
       data: {
         mchid: "1900000777",
         appid: "wx-second-app",
-        apiV3Key: "SECRET-APIV3-KEY-SECRET-APIV3-KEY",
+        apiV3Key: "SECRET-APIV3-KEY-SECRET-APIV3-KE",
         publicKeyId: "PUB_KEY_ID_SECOND",
         apiSerialNo: "ABCDEF0123456789SECONDMERCHANT",
         apiPrivateKeyPem: "SECRET-PRIVATE-KEY-PEM",
