@@ -46,6 +46,8 @@ export interface IngressMetrics {
   readonly redisEvictsJobs: Gauge;
   /** Merchants whose key material is loaded (default merchant included). */
   readonly merchantsLoaded: Gauge;
+  /** Keys of `Merchant` rows served as loaded before because the row's current value does not load (alert on > 0). */
+  readonly merchantKeysKept: Gauge;
   /** Platform-certificate downloads from WeChat Pay (scheduled and on unknown serials), by result ok|failed. */
   readonly certificateDownloads: Counter<"result">;
 }
@@ -115,6 +117,11 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Ingre
     merchantsLoaded: new Gauge({
       name: "wpn_ingress_merchants_loaded",
       help: "Merchants whose verification keys are loaded",
+      registers,
+    }),
+    merchantKeysKept: new Gauge({
+      name: "wpn_ingress_merchant_keys_kept",
+      help: "Merchant-row keys whose current value does not load, still served as loaded before (fix the row; a restart drops them)",
       registers,
     }),
     certificateDownloads: new Counter({

@@ -202,6 +202,32 @@ describe("multi-merchant routes", () => {
     expect(v2.statusCode).toBe(404);
   });
 
+  it("a public-key edit that does not load leaves the row with an APIv2 key verifying (kept key, counted)", async () => {
+    const edited = createTestMerchant({ mchid: "1900000888", appid: "wx0000000000000888" });
+    await insertMerchant(edited);
+    await f.merchants.reload();
+    expect((await post(f.app, `/notify/v3/${edited.mchid}`, signedV3(edited))).statusCode).toBe(204);
+    await db.db.prisma.merchant.update({
+      where: { mchid: edited.mchid },
+      data: { publicKeyPem: "-----BEGIN PUBLIC KEY-----\nMIIBIjANBg\n-----END PUBLIC KEY-----\n" },
+    });
+    await f.merchants.reload();
+    // Before: 401 SERIAL_UNKNOWN — the APIv2 key made the row "usable", so its APIv3 key was dropped.
+    expect((await post(f.app, `/notify/v3/${edited.mchid}`, signedV3(edited))).statusCode).toBe(204);
+    const metrics = await f.app.inject({ method: "GET", url: "/metrics" });
+    expect(metrics.body).toMatch(/^wpn_ingress_merchant_keys_kept 1$/m);
+    // Cleared on purpose: removed, no longer counted.
+    await db.db.prisma.merchant.update({
+      where: { mchid: edited.mchid },
+      data: { publicKeyId: null, publicKeyPem: null },
+    });
+    await f.merchants.reload();
+    expect((await post(f.app, `/notify/v3/${edited.mchid}`, signedV3(edited))).statusCode).toBe(401);
+    expect((await f.app.inject({ method: "GET", url: "/metrics" })).body).toMatch(
+      /^wpn_ingress_merchant_keys_kept 0$/m,
+    );
+  });
+
   it("drops a disabled merchant on the next background reload", async () => {
     await db.db.prisma.merchant.update({ where: { mchid: second.mchid }, data: { enabled: false } });
     await f.merchants.reload();

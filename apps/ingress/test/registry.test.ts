@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { loadConfig } from "@wpn/config";
-import { createTestMerchant } from "@wpn/testing";
+import { createTestMerchant, type TestMerchant } from "@wpn/testing";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { defaultMerchantFromConfig, type MerchantRecord, MerchantRegistry } from "../src/merchants/registry.ts";
@@ -11,14 +11,37 @@ const UNUSABLE_CERTIFICATE = {
   pem: "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
 };
 
-/** A registry over an in-memory "Merchant table" the test edits between reloads. */
-function registryOver(rows: MerchantRecord[]) {
+/** What an operator pastes when the copy is cut short: a PEM block that does not parse. */
+const TRUNCATED_PUBLIC_KEY = "-----BEGIN PUBLIC KEY-----\nMIIBIjANBg\n-----END PUBLIC KEY-----\n";
+
+/**
+ * A registry over an in-memory "Merchant table" the test edits between reloads; its log lines, parsed, go to
+ * `logs` when given.
+ */
+function registryOver(rows: MerchantRecord[], logs?: Record<string, unknown>[]) {
   const env = createTestMerchant();
   return new MerchantRegistry({
     defaultMerchant: defaultMerchantFromConfig(loadConfig(env.env)),
     source: { load: async () => rows.map((row) => ({ ...row, certificates: [...row.certificates] })) },
-    logger: pino({ level: "silent" }),
+    logger:
+      logs === undefined
+        ? pino({ level: "silent" })
+        : pino({ level: "debug" }, { write: (line: string) => void logs.push(JSON.parse(line)) }),
   });
+}
+
+/** A merchant's row as first configured: its WeChat Pay public key and, unless told otherwise, an APIv2 key. */
+function rowOf(merchant: TestMerchant, extra: Partial<MerchantRecord> = {}): MerchantRecord {
+  return {
+    mchid: merchant.mchid,
+    appid: merchant.appid,
+    apiV2Key: merchant.apiV2Key,
+    publicKeyId: merchant.publicKeyId,
+    publicKeyPem: readFileSync(merchant.publicKeyPath, "utf8"),
+    certificates: [],
+    download: null,
+    ...extra,
+  };
 }
 
 /** The ids of the keys `registry` holds for `mchid` (undefined when it does not know the merchant). */
@@ -65,5 +88,101 @@ describe("merchant registry: unusable key material", () => {
     ]);
     await registry.reload();
     expect(keyIdsOf(registry, merchant.mchid)).toEqual([cert.serial]);
+  });
+});
+
+describe("merchant registry: an edit that does not load", () => {
+  const now = new Date();
+  const withV2 = createTestMerchant({ mchid: "1900000561" });
+  const withCertificate = createTestMerchant({ mchid: "1900000562" });
+  const certificate = platformCertificate(withCertificate.platformPrivateKey);
+
+  it("a public key whose new PEM does not load keeps the key loaded before, whatever else the row holds", async () => {
+    const rows = [rowOf(withV2), rowOf(withCertificate, { apiV2Key: null, certificates: [certificate] })];
+    const logs: Record<string, unknown>[] = [];
+    const registry = registryOver(rows, logs);
+    await registry.reload();
+    rows[0] = { ...rowOf(withV2), publicKeyPem: TRUNCATED_PUBLIC_KEY };
+    rows[1] = {
+      ...rowOf(withCertificate, { apiV2Key: null, certificates: [certificate] }),
+      publicKeyPem: TRUNCATED_PUBLIC_KEY,
+    };
+    await registry.reload();
+    // Before: the row with an APIv2 key lost its only APIv3 key (every v3 notification 401 SERIAL_UNKNOWN), the
+    // row with a certificate lost its public key (WeChat's switch period: PUB_KEY_ID_ notifications refused).
+    expect(keyIdsOf(registry, withV2.mchid)).toEqual([withV2.publicKeyId]);
+    expect(registry.get(withV2.mchid)?.keys.resolve(withV2.publicKeyId, now).equals(withV2.platformPublicKey)).toBe(
+      true,
+    );
+    expect(registry.get(withV2.mchid)?.apiV2Key).toBe(withV2.apiV2Key);
+    expect(keyIdsOf(registry, withCertificate.mchid)).toEqual([withCertificate.publicKeyId, certificate.serial]);
+    expect(logs.filter((line) => line.code === "MERCHANT_KEY_UNUSABLE")).toMatchObject([
+      { level: 50, mchid: withV2.mchid, key: withV2.publicKeyId, kept: [withV2.publicKeyId] },
+      {
+        level: 50,
+        mchid: withCertificate.mchid,
+        key: withCertificate.publicKeyId,
+        kept: [withCertificate.publicKeyId],
+      },
+    ]);
+    expect(registry.keptKeys).toBe(2);
+    // The unchanged broken row is not rebuilt: the key stays kept, logged once.
+    await registry.reload();
+    expect(keyIdsOf(registry, withV2.mchid)).toEqual([withV2.publicKeyId]);
+    expect(registry.keptKeys).toBe(2);
+  });
+
+  it("a certificate row whose new PEM does not load keeps the certificate loaded before", async () => {
+    const rows = [rowOf(withCertificate, { certificates: [certificate] })];
+    const registry = registryOver(rows);
+    await registry.reload();
+    rows[0] = rowOf(withCertificate, { certificates: [{ serial: certificate.serial, pem: UNUSABLE_CERTIFICATE.pem }] });
+    await registry.reload();
+    expect(keyIdsOf(registry, withCertificate.mchid)).toEqual([withCertificate.publicKeyId, certificate.serial]);
+    expect(registry.keptKeys).toBe(1);
+  });
+
+  it("a fixed row replaces the kept key; cleared columns and a deleted certificate row remove theirs", async () => {
+    const replacement = createTestMerchant({ mchid: withV2.mchid });
+    const rows = [rowOf(withV2, { certificates: [certificate] })];
+    const registry = registryOver(rows);
+    await registry.reload();
+    rows[0] = { ...rowOf(withV2, { certificates: [certificate] }), publicKeyPem: TRUNCATED_PUBLIC_KEY };
+    await registry.reload();
+    expect(registry.keptKeys).toBe(1);
+    rows[0] = rowOf(replacement, { certificates: [certificate] });
+    await registry.reload();
+    expect(keyIdsOf(registry, withV2.mchid)).toEqual([replacement.publicKeyId, certificate.serial]);
+    expect(registry.keptKeys).toBe(0);
+    rows[0] = rowOf(replacement, { publicKeyId: null, publicKeyPem: null, certificates: [certificate] });
+    await registry.reload();
+    expect(keyIdsOf(registry, withV2.mchid)).toEqual([certificate.serial]);
+    rows[0] = rowOf(replacement, { publicKeyId: null, publicKeyPem: null });
+    await registry.reload();
+    expect(keyIdsOf(registry, withV2.mchid)).toEqual([]);
+    expect(registry.get(withV2.mchid)?.apiV2Key).toBe(replacement.apiV2Key);
+    expect(registry.keptKeys).toBe(0);
+    // Its last key too: a row with no key at all is refused as a whole, and the merchant keeps what it had.
+    rows[0] = rowOf(replacement, { publicKeyId: null, publicKeyPem: null, apiV2Key: null });
+    await registry.reload();
+    expect(registry.get(withV2.mchid)?.apiV2Key).toBe(replacement.apiV2Key);
+    expect(registry.keptKeys).toBe(1);
+  });
+
+  it("a public key with only one of its two columns is logged; the key loaded before stays", async () => {
+    const newcomer = createTestMerchant({ mchid: "1900000563" });
+    const rows = [rowOf(withV2), rowOf(newcomer, { publicKeyPem: null })];
+    const logs: Record<string, unknown>[] = [];
+    const registry = registryOver(rows, logs);
+    await registry.reload();
+    expect(keyIdsOf(registry, newcomer.mchid)).toEqual([]);
+    rows[0] = rowOf(withV2, { publicKeyId: null });
+    await registry.reload();
+    expect(keyIdsOf(registry, withV2.mchid)).toEqual([withV2.publicKeyId]);
+    expect(logs.filter((line) => line.code === "MERCHANT_KEY_INCOMPLETE")).toMatchObject([
+      { level: 50, mchid: newcomer.mchid, missing: "publicKeyPem", kept: [] },
+      { level: 50, mchid: withV2.mchid, missing: "publicKeyId", kept: [withV2.publicKeyId] },
+    ]);
+    expect(registry.keptKeys).toBe(1);
   });
 });

@@ -67,6 +67,11 @@ export class KeyStore implements KeyResolver {
     this.#publicKeys.set(id, keyObject);
   }
 
+  /** The public key with this id (exact match), if held. */
+  publicKey(id: string): KeyObject | undefined {
+    return this.#publicKeys.get(id);
+  }
+
   /** Adds (or replaces) a platform certificate; returns its serial (upper-case hex). */
   addCertificate(cert: string | LoadedCertificate): string {
     const loaded = typeof cert === "string" ? loadCertificate(cert) : cert;

@@ -122,6 +122,8 @@ describe("KeyStore", () => {
     expect(store.addCertificate(cert.pem)).toBe(cert.serial);
     expect(store.resolve(PUB, now).equals(pub.publicKey)).toBe(true);
     expect(store.resolve(cert.serial, now).equals(rsa.publicKey)).toBe(true);
+    expect(store.publicKey(PUB)?.equals(pub.publicKey)).toBe(true);
+    expect(store.publicKey(cert.serial)).toBeUndefined();
     expect(store.describe()).toEqual([
       { kind: "publicKey", id: PUB },
       {

@@ -125,14 +125,20 @@ interface Loaded {
   merchant: MerchantKeys;
   /** Hash of the row's key material: unchanged rows keep their parsed KeyStore across reloads. */
   fingerprint: string;
+  /**
+   * Keys served as an earlier build loaded them because the row's current value for them does not load (public-key
+   * ids, certificate serials, `apiV2Key`). Empty once the row is fixed; a restarted process has none of them.
+   */
+  kept: readonly string[];
 }
 
 /**
  * Merchants by mchid, all in memory: the request path never touches PostgreSQL except through `lookup` of
  * an mchid not seen before, which triggers at most one reload per `unknownLookupIntervalMs` for the whole
  * process (so junk mchids cannot turn into database load). The table is reloaded in the background every
- * `refreshIntervalMs`; a failed reload keeps the previous set, and a merchant whose changed row has no usable
- * key keeps its previous keys. The environment's merchant always wins over a row with the same mchid.
+ * `refreshIntervalMs`; a failed reload keeps the previous set. A key whose edited value does not load keeps the key
+ * loaded before (see buildMerchant), and a merchant whose changed row has no key at all keeps its previous keys;
+ * a key whose columns are cleared is removed. The environment's merchant always wins over a row with the same mchid.
  */
 export class MerchantRegistry {
   readonly #options: Required<Omit<MerchantRegistryOptions, "source" | "download">> & {
@@ -169,6 +175,16 @@ export class MerchantRegistry {
   /** Outcome of the last reload (undefined before the first one, or without a source). */
   get lastReload(): { at: number; ok: boolean } | undefined {
     return this.#lastReload;
+  }
+
+  /**
+   * Keys of `Merchant` rows served as loaded before because the row's current value does not load: an edit to fix
+   * (each was logged when it happened; a restart loses them). Exported as `wpn_ingress_merchant_keys_kept`.
+   */
+  get keptKeys(): number {
+    let count = 0;
+    for (const loaded of this.#merchants.values()) count += loaded.kept.length;
+    return count;
   }
 
   /** In-memory lookup only. */
@@ -236,15 +252,16 @@ export class MerchantRegistry {
       }
       try {
         next.set(record.mchid, {
-          merchant: buildMerchant(record, logger, this.#options.download, previous?.merchant),
+          ...buildMerchant(record, logger, this.#options.download, previous?.merchant),
           fingerprint,
         });
       } catch (error) {
         // One merchant's broken key material must not take the others down. A merchant that worked keeps the
-        // keys it had (a bad edit must not stop its notifications); a new one is skipped (404, WeChat resends).
-        if (previous) next.set(record.mchid, previous);
+        // keys it had (a row with no key at all is an edit caught halfway: a merchant is stopped with `enabled`);
+        // a new one is skipped (404, WeChat resends). The previous fingerprint stays, so every reload tries again.
+        if (previous) next.set(record.mchid, { ...previous, kept: keyNamesOf(previous.merchant) });
         logger.error(
-          { err: error, mchid: record.mchid },
+          { err: error, mchid: record.mchid, code: "MERCHANT_UNUSABLE" },
           previous
             ? "merchant key material unusable; keeping the previous keys"
             : "merchant key material unusable; merchant skipped",
@@ -254,6 +271,13 @@ export class MerchantRegistry {
     this.#merchants = next;
     this.#lastReload = { at: clock(), ok: true };
   }
+}
+
+/** Every key `merchant` verifies with, by name (as `Loaded.kept` counts them). */
+function keyNamesOf(merchant: MerchantKeys): string[] {
+  const names = merchant.keys.describe().map((entry) => entry.id);
+  if (merchant.apiV2Key !== undefined) names.push("apiV2Key");
+  return names;
 }
 
 function fingerprintOf(record: MerchantRecord): string {
@@ -279,31 +303,72 @@ function fingerprintOf(record: MerchantRecord): string {
 }
 
 /**
- * A merchant's keys from its row. Each key is loaded on its own: an unusable one (bad PEM, key under 2048 bits) is
- * logged and left out, and the merchant keeps the others — one bad certificate row beside a good public key must
- * not refuse all of its notifications. Throws only when nothing usable is left.
+ * A merchant's keys from its row. Each key is loaded on its own, so one unusable key (bad PEM, key under 2048 bits)
+ * never costs the merchant the others, and each falls back on its own: a key that does not load, or a public key
+ * with only one of its two columns, keeps what `previous` had loaded in its place (the public key; the certificate
+ * with the same serial) — an edit that went wrong must not stop notifications that verified a moment ago, whatever
+ * else the row holds (an APIv2 key, other certificates). Logged with code MERCHANT_KEY_UNUSABLE (or
+ * MERCHANT_KEY_INCOMPLETE), and named in `kept`. Without one it is left out (logged the same way). A key whose
+ * columns are cleared (or whose PlatformCertificate row is deleted) is removed. Throws only when the row yields no
+ * key at all: no APIv3 verification key, no certificate download and no APIv2 key.
  */
 function buildMerchant(
   record: MerchantRecord,
   logger: Logger,
   download: RegistryDownloadOptions | undefined,
   previous: MerchantKeys | undefined,
-): MerchantKeys {
+): { merchant: MerchantKeys; kept: string[] } {
   const keys = new KeyStore();
-  const unusable = (what: string, error: unknown) =>
-    logger.error({ err: error, mchid: record.mchid, key: what }, "merchant key unusable; left out");
-  if (record.publicKeyId && record.publicKeyPem) {
-    try {
-      keys.addPublicKey(record.publicKeyId, loadPublicKey(record.publicKeyPem));
-    } catch (error) {
-      unusable(record.publicKeyId, error);
+  const kept: string[] = [];
+  // `restored`: what `previous` had in the unusable key's place, now back in `keys`.
+  const unusable = (key: string, error: unknown, restored: readonly string[]) => {
+    kept.push(...restored);
+    logger.error(
+      { err: error, mchid: record.mchid, key, code: "MERCHANT_KEY_UNUSABLE", kept: restored },
+      restored.length > 0 ? "merchant key unusable; keeping the key loaded before" : "merchant key unusable; left out",
+    );
+  };
+  // A row holds one public key, so whatever public key `previous` had is the one this row's value replaces.
+  const restorePublicKey = (): string[] => {
+    const restored: string[] = [];
+    for (const entry of previous?.keys.describe() ?? []) {
+      const key = entry.kind === "publicKey" ? previous?.keys.publicKey(entry.id) : undefined;
+      if (key === undefined) continue;
+      keys.addPublicKey(entry.id, key);
+      restored.push(entry.id);
     }
+    return restored;
+  };
+  const { publicKeyId, publicKeyPem } = record;
+  if (publicKeyId && publicKeyPem) {
+    try {
+      keys.addPublicKey(publicKeyId, loadPublicKey(publicKeyPem));
+    } catch (error) {
+      unusable(publicKeyId, error, restorePublicKey());
+    }
+  } else if (publicKeyId || publicKeyPem) {
+    // A removal clears both columns: one of them alone is an edit caught halfway or a mistake, not a key.
+    const restored = restorePublicKey();
+    kept.push(...restored);
+    logger.error(
+      {
+        mchid: record.mchid,
+        missing: publicKeyId ? "publicKeyPem" : "publicKeyId",
+        code: "MERCHANT_KEY_INCOMPLETE",
+        kept: restored,
+      },
+      restored.length > 0
+        ? "merchant row has only one of publicKeyId and publicKeyPem; keeping the public key loaded before"
+        : "merchant row has only one of publicKeyId and publicKeyPem; public key left out",
+    );
   }
   for (const cert of record.certificates) {
     try {
       keys.addCertificate(cert.pem);
     } catch (error) {
-      unusable(cert.serial, error);
+      const before = previous?.keys.certificate(cert.serial);
+      if (before !== undefined) keys.addCertificate(before);
+      unusable(cert.serial, error, before === undefined ? [] : [before.serial]);
     }
   }
   const downloaded = previous?.certificateRefresher?.downloaded() ?? [];
@@ -315,13 +380,16 @@ function buildMerchant(
     throw new Error("merchant has neither a public key, a platform certificate, certificate download nor an APIv2 key");
   }
   return {
-    mchid: record.mchid,
-    appid: record.appid,
-    keys,
-    apiV2Key: record.apiV2Key ?? undefined,
-    apiV2KeyPrevious: (record.apiV2Key && record.apiV2KeyPrevious) || undefined,
-    source: "database",
-    ...(refresher === undefined ? {} : { certificateRefresher: refresher }),
+    merchant: {
+      mchid: record.mchid,
+      appid: record.appid,
+      keys,
+      apiV2Key: record.apiV2Key ?? undefined,
+      apiV2KeyPrevious: (record.apiV2Key && record.apiV2KeyPrevious) || undefined,
+      source: "database",
+      ...(refresher === undefined ? {} : { certificateRefresher: refresher }),
+    },
+    kept,
   };
 }
 
@@ -341,7 +409,11 @@ function downloaderOf(
   const { apiSerialNo, apiPrivateKeyPem, apiV3Key, apiV3KeyPrevious } = record.download;
   if (!apiSerialNo || !apiPrivateKeyPem) {
     logger.error(
-      { mchid: record.mchid },
+      {
+        mchid: record.mchid,
+        missing: apiSerialNo ? "apiPrivateKeyPem" : "apiSerialNo",
+        code: "MERCHANT_KEY_INCOMPLETE",
+      },
       "merchant row has only one of apiSerialNo and apiPrivateKeyPem; certificate download left out",
     );
     return undefined;
@@ -366,7 +438,10 @@ function downloaderOf(
       { ...download, inherited },
     );
   } catch (error) {
-    logger.error({ err: error, mchid: record.mchid, key: "apiPrivateKeyPem" }, "merchant key unusable; left out");
+    logger.error(
+      { err: error, mchid: record.mchid, key: "apiPrivateKeyPem", code: "MERCHANT_KEY_UNUSABLE", kept: [] },
+      "merchant key unusable; certificate download left out",
+    );
     return undefined;
   }
   refresher.refresh().catch(() => {
