@@ -1,8 +1,8 @@
 import { loadConfigOrExit } from "@wpn/config";
 import { createDb } from "@wpn/db";
 import { createRedisConnection } from "@wpn/queue";
-import { pino } from "pino";
 import { buildApp } from "./app.ts";
+import { createLogger } from "./logger.ts";
 import { downloadObserver } from "./merchants/certificate-download.ts";
 import { prismaMerchantSource } from "./merchants/prisma-source.ts";
 import { defaultMerchantFromConfig, type MerchantKeys, MerchantRegistry } from "./merchants/registry.ts";
@@ -14,16 +14,7 @@ import { within } from "./within.ts";
 const SHUTDOWN_DEADLINE_MS = 10_000;
 
 const config = loadConfigOrExit();
-const logger = pino({
-  level: config.LOG_LEVEL,
-  base: { service: "ingress", pid: process.pid },
-  // Belt and braces: nothing logs request headers or bodies, but if an error object ever carries them,
-  // signatures and bodies must not reach the log.
-  redact: {
-    paths: ["req.headers", "headers", "body", "*.body", "*.signature", "*.apiV2Key", "*.apiV3Key"],
-    remove: true,
-  },
-});
+const logger = createLogger(config.LOG_LEVEL);
 
 const metrics = createMetrics();
 let defaultMerchant: MerchantKeys;

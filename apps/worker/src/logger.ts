@@ -1,12 +1,26 @@
-import { type Logger, pino } from "pino";
+import { type DestinationStream, type Logger, pino } from "pino";
 
 /**
  * JSON logs on stdout. Every job's lines carry `notificationId` and `outTradeNo` (child loggers in the
  * stage runner). Payer data (openid) and key material are never passed to the logger; the redaction list is
- * a second line of defence for objects logged whole by mistake.
+ * a second line of defence for objects logged whole by mistake (a merchant row, a key set), at the top level or one
+ * level down. `destination` defaults to stdout.
  */
-export function createLogger(level: string, base: Record<string, unknown> = {}): Logger {
-  return pino({
+export function createLogger(
+  level: string,
+  base: Record<string, unknown> = {},
+  destination?: DestinationStream,
+): Logger {
+  const secrets = [
+    "apiV3Key",
+    "apiV3KeyPrevious",
+    "previousApiV3Key",
+    "apiV2Key",
+    "apiV2KeyPrevious",
+    "previousApiV2Key",
+    "apiPrivateKeyPem",
+  ];
+  const options = {
     level,
     base: { service: "wpn-worker", pid: process.pid, ...base },
     redact: {
@@ -17,12 +31,10 @@ export function createLogger(level: string, base: Record<string, unknown> = {}):
         "*.openid",
         "body",
         "*.body",
-        "apiV3Key",
-        "*.apiV3Key",
-        "apiV2Key",
-        "*.apiV2Key",
+        ...secrets.flatMap((field) => [field, `*.${field}`]),
       ],
       censor: "[redacted]",
     },
-  });
+  };
+  return destination === undefined ? pino(options) : pino(options, destination);
 }
