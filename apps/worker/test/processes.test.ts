@@ -280,9 +280,19 @@ describe("worker processes", () => {
       await waitFor("a survivor to log JOB_STALLED for every held job", async () =>
         held.every((job) => stalled().includes(job.id)),
       );
-      await waitFor("every held job to run again and complete", async () => {
-        const states = await Promise.all(held.map(async (job) => (await job.queue.getJob(job.id))?.getState()));
-        return states.every((state) => state === "completed");
+      // 60 s like the waits above: a re-run that meets a conflict is retried with backoff, and on a loaded machine
+      // (the whole suite beside other work) that takes longer — this wait once ran out at 15 s in an 85 s run.
+      let states: (string | undefined)[] = [];
+      await waitFor(
+        "every held job to run again and complete",
+        async () => {
+          states = await Promise.all(held.map(async (job) => (await job.queue.getJob(job.id))?.getState()));
+          return states.every((state) => state === "completed");
+        },
+        60_000,
+      ).catch((error: unknown) => {
+        const jobs = held.map((job, i) => `${job.queue.name}:${job.id}=${states[i]}`).join(" ");
+        throw new Error(`${String(error)}; held jobs: ${jobs}`);
       });
       await expectConsistent(s);
       const exits = await Promise.all(survivors.map((w) => stopWorker(w)));
