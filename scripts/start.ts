@@ -1,39 +1,39 @@
 // `npm start`: sets up and runs the whole system on one machine — ingress, WORKER_PROCESSES workers and the
 // dashboard — against local defaults. Steps: make sure PostgreSQL and Redis answer (starting them if it can),
-// create development keys and a `.env` on first run, create the database and apply migrations, then run the
-// three apps as child processes. One Ctrl-C stops all of them cleanly; if one dies, the others are stopped.
+// create development keys and a `.env` on first run (or complete a `.env` that configures no merchant), create the
+// database and apply migrations, then run the three apps as child processes. One Ctrl-C stops all of them
+// cleanly; if one dies, the others are stopped.
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { ConfigError, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, loadConfig, readEnvironment } from "@wpn/config";
 import { ensureDatabase, migrate } from "@wpn/db";
+import { developmentSettings, ensureDevelopmentEnv, MERCHANT_SETTING } from "./dev-env.ts";
 import { ensureServices } from "./services.ts";
 
 const root = resolve(import.meta.dirname, "..");
 process.chdir(root);
 
-/** First run: WeChat Pay-like keys from the simulator (the same ones `npm run sim -- pay` signs with). */
+/**
+ * First run, or a `.env` written first with a few overrides but no merchant: WeChat Pay-like keys from the simulator
+ * (the same ones `npm run sim -- pay` signs with), a dashboard login and HOST, for the names `.env` does not set.
+ */
 async function createDevelopmentEnv(): Promise<void> {
   const envFile = resolve(root, ".env");
-  if (existsSync(envFile)) return;
+  const existed = existsSync(envFile);
   const keysDir = resolve(root, ".dev/keys");
-  const { generateSimKeys } = await import("@wpn/sim/keys");
-  await generateSimKeys(keysDir);
-  const { hashPassword } = await import("@wpn/dashboard/password");
   const password = randomBytes(9).toString("base64url");
-  const lines = [
-    "# Development settings written by `npm start` on first run. Keys come from the simulator: never use them in production.",
-    readFileSync(resolve(keysDir, "env"), "utf8").trim(),
-    `DASHBOARD_USERS=admin:operator:${await hashPassword(password)}`,
-    `DASHBOARD_SESSION_SECRET=${randomBytes(32).toString("base64url")}`,
-    "# This machine only: the development login and keys are not for the network (the default, 0.0.0.0, is for containers).",
-    "HOST=127.0.0.1",
-    "",
-  ];
-  writeFileSync(envFile, lines.join("\n"), { mode: 0o600 });
-  console.log(`Wrote .env with development keys (${keysDir}).`);
-  console.log(`Dashboard login: admin / ${password}  (stored hashed in .env; shown once)`);
+  const added = await ensureDevelopmentEnv(envFile, () => developmentSettings(keysDir, password));
+  if (added === undefined) return;
+  console.log(
+    existed
+      ? `.env set no ${MERCHANT_SETTING}: added development settings for ${added.join(", ")} (keys in ${keysDir}); its own lines are unchanged.`
+      : `Wrote .env with development keys (${keysDir}).`,
+  );
+  if (added.includes("DASHBOARD_USERS")) {
+    console.log(`Dashboard login: admin / ${password}  (stored hashed in .env; shown once)`);
+  }
 }
 
 /** Settings `npm start` decided itself, given to the apps over whatever the environment or .env say. */

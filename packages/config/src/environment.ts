@@ -10,6 +10,11 @@ export type Environment = Readonly<Record<string, string | undefined>>;
  */
 export function readEnvironment(cwd: string = process.cwd()): Environment {
   const file = resolve(cwd, ".env");
-  const fromFile = existsSync(file) ? parse(readFileSync(file)) : {};
+  const fromFile = existsSync(file) ? parseDotenv(readFileSync(file, "utf8")) : {};
   return { ...fromFile, ...process.env };
+}
+
+/** The variables a `.env` text sets, read by the rules `readEnvironment` applies (dotenv's). */
+export function parseDotenv(text: string): Record<string, string> {
+  return parse(text);
 }

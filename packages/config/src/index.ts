@@ -1,4 +1,4 @@
-export { type Environment, readEnvironment } from "./environment.ts";
+export { type Environment, parseDotenv, readEnvironment } from "./environment.ts";
 export { ConfigError } from "./errors.ts";
 export { type Config, loadConfig, loadConfigOrExit, readMerchantPrivateKeyPem } from "./load.ts";
 export { DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, ENV_NAMES, type Env, envSchema } from "./schema.ts";

@@ -1,0 +1,102 @@
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadConfig, parseDotenv } from "@wpn/config";
+import { afterAll, describe, expect, it } from "vitest";
+import { developmentSettings, ensureDevelopmentEnv, mergeDevelopmentEnv } from "../scripts/dev-env.ts";
+
+// `npm start`'s development .env. The README says every setting can be a line in .env, and .env.example says
+// "Copy to .env": an engineer who writes .env first with a few overrides must still get the development merchant
+// (it used to be skipped whenever .env existed: `configuration error: WECHATPAY_MCHID is required`).
+const dir = mkdtempSync(join(tmpdir(), "wpn-dev-env-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const development = [
+  "# keys",
+  "WECHATPAY_MCHID=1900000109",
+  "WECHATPAY_APIV3_KEY=0123456789abcdef0123456789abcdef",
+  "DASHBOARD_USERS=admin:operator:hash",
+  "# This machine only",
+  "HOST=127.0.0.1",
+].join("\n");
+
+// The reviewers' reproduction: a .env with only services and ports, written before the first `npm start`.
+const overrides =
+  "DATABASE_URL=postgresql://postgres@127.0.0.1:5432/review_docs_2\nREDIS_URL=redis://127.0.0.1:6391\nPORT=3310\nDASHBOARD_PORT=3311\nWORKER_HEALTH_PORT=3312\n";
+
+describe("mergeDevelopmentEnv", () => {
+  it("writes the development settings when there is no .env", () => {
+    const merged = mergeDevelopmentEnv(undefined, development);
+    expect(merged?.added).toEqual(["WECHATPAY_MCHID", "WECHATPAY_APIV3_KEY", "DASHBOARD_USERS", "HOST"]);
+    expect(merged?.text).toMatch(/^# Development settings written by `npm start` on first run/);
+    expect(merged?.text.endsWith(`${development}\n`)).toBe(true);
+  });
+
+  it("completes a .env that configures no merchant, keeping its lines as they are", () => {
+    const merged = mergeDevelopmentEnv(overrides, development);
+    expect(merged?.added).toEqual(["WECHATPAY_MCHID", "WECHATPAY_APIV3_KEY", "DASHBOARD_USERS", "HOST"]);
+    expect(merged?.text.startsWith(overrides)).toBe(true);
+    const env = parseDotenv(merged?.text ?? "");
+    expect(env.DATABASE_URL).toBe("postgresql://postgres@127.0.0.1:5432/review_docs_2");
+    expect(env.PORT).toBe("3310");
+    expect(env.WECHATPAY_MCHID).toBe("1900000109");
+    expect(env.HOST).toBe("127.0.0.1");
+  });
+
+  it("adds no name the .env sets, not even one set to an empty value, nor that name's comment", () => {
+    const merged = mergeDevelopmentEnv("HOST=0.0.0.0\nDASHBOARD_USERS=\n", development);
+    expect(merged?.added).toEqual(["WECHATPAY_MCHID", "WECHATPAY_APIV3_KEY"]);
+    expect(merged?.text).not.toContain("This machine only");
+    expect(merged?.text.match(/^HOST=/gm)).toHaveLength(1);
+    expect(merged?.text.match(/^DASHBOARD_USERS=/gm)).toHaveLength(1);
+    expect(parseDotenv(merged?.text ?? "").HOST).toBe("0.0.0.0");
+  });
+
+  it("leaves a .env that sets WECHATPAY_MCHID alone", () => {
+    expect(mergeDevelopmentEnv("WECHATPAY_MCHID=1230000109\n", development)).toBeUndefined();
+    expect(mergeDevelopmentEnv("# mine\nexport WECHATPAY_MCHID=1230000109", development)).toBeUndefined();
+  });
+
+  it("appends after a last line without newline, and to an empty file without blank lines first", () => {
+    expect(mergeDevelopmentEnv("PORT=3310", development)?.text).toMatch(/^PORT=3310\n\n# Development settings added/);
+    expect(mergeDevelopmentEnv("", development)?.text).toMatch(/^# Development settings added/);
+  });
+});
+
+describe("ensureDevelopmentEnv", () => {
+  it("completes an existing .env into one the apps start with, mode 0600", async () => {
+    const envFile = join(dir, "overrides.env");
+    writeFileSync(envFile, overrides);
+    chmodSync(envFile, 0o644);
+    const added = await ensureDevelopmentEnv(envFile, () => developmentSettings(join(dir, "keys"), "pw"));
+    expect(added).toContain("WECHATPAY_MCHID");
+    expect(added).toContain("WECHATPAY_PUBLIC_KEY_PATH");
+    expect(added).not.toContain("PORT");
+    expect(statSync(envFile).mode & 0o777).toBe(0o600);
+    const config = loadConfig(parseDotenv(readFileSync(envFile, "utf8")));
+    expect(config.WECHATPAY_MCHID).toBe("1900000109");
+    expect(config.PORT).toBe(3310);
+    expect(config.DATABASE_URL).toBe("postgresql://postgres@127.0.0.1:5432/review_docs_2");
+    expect(config.HOST).toBe("127.0.0.1");
+  });
+
+  it("writes a new .env with mode 0600", async () => {
+    const envFile = join(dir, "new.env");
+    const added = await ensureDevelopmentEnv(envFile, async () => development);
+    expect(added).toHaveLength(4);
+    expect(statSync(envFile).mode & 0o777).toBe(0o600);
+  });
+
+  it("neither creates keys nor touches a .env that configures the merchant", async () => {
+    const envFile = join(dir, "merchant.env");
+    const mine = "WECHATPAY_MCHID=1230000109\nPORT=3310\n";
+    writeFileSync(envFile, mine);
+    chmodSync(envFile, 0o644);
+    const added = await ensureDevelopmentEnv(envFile, () => {
+      throw new Error("development settings created for a configured merchant");
+    });
+    expect(added).toBeUndefined();
+    expect(readFileSync(envFile, "utf8")).toBe(mine);
+    expect(statSync(envFile).mode & 0o777).toBe(0o644);
+  });
+});
