@@ -97,8 +97,8 @@ export function enumFlag<T extends string>(values: Values, name: string, allowed
 }
 
 /** An http(s) URL. */
-export function urlFlag(values: Values, name: string, fallback: string): URL {
-  const v = stringFlag(values, name) ?? fallback;
+export function urlFlag(values: Values, name: string, fallback: string | (() => string)): URL {
+  const v = stringFlag(values, name) ?? (typeof fallback === "function" ? fallback() : fallback);
   let url: URL;
   try {
     url = new URL(v);

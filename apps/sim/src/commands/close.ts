@@ -61,7 +61,7 @@ ${HELP_EXIT_CODES}`,
     if (outTradeNo === undefined)
       throw new UsageError("--out-trade-no is required: which order to close", "--out-trade-no");
     const thenPay = boolFlag(values, "then-pay");
-    const settings = sendSettings(values);
+    const settings = sendSettings(values, io);
     checkOrderFlags(values);
     const keys = requireKeys(values, io);
     const { mchid, appid } = merchant(values, keys);

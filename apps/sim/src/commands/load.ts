@@ -1,4 +1,4 @@
-import { boolFlag, databaseUrl, enumFlag, intFlag, numberFlag, requireKeys, urlFlag } from "../args.ts";
+import { boolFlag, databaseUrl, enumFlag, intFlag, numberFlag, requireKeys } from "../args.ts";
 import { connect, redact } from "../db.ts";
 import { ANSWER_TIMEOUT_MS } from "../deliver.ts";
 import { EXIT, type Io, println, UsageError } from "../io.ts";
@@ -19,7 +19,7 @@ import {
   v3Payment,
 } from "../notifications.ts";
 import { type Command, HELP_EXIT_CODES } from "./command.ts";
-import { DEFAULT_V2_URL, DEFAULT_V3_URL, merchant } from "./send.ts";
+import { DEFAULT_INGRESS_PORT, merchant, notifyUrl } from "./send.ts";
 
 export const LOAD_LIMITS = {
   count: 100_000,
@@ -84,7 +84,8 @@ Options:
   --skus K             SKUs to seed (default 20)
   --stock S            initial stock per seeded SKU (default 3 × N: never runs out)
   --settle-seconds S   how long to wait for the workers before checking (default 30)
-  --url URL            notify URL (default ${DEFAULT_V3_URL}, with --v2 ${DEFAULT_V2_URL})
+  --url URL            notify URL (default http://127.0.0.1:$PORT/notify/v3, with --v2 …/notify/v2;
+                       PORT from the environment or .env, else ${DEFAULT_INGRESS_PORT})
   --keys DIR           keys folder (default $WECHATPAY_SIM_KEYS or .dev/keys)
   --v2, --sign-type T  APIv2 XML notifications (MD5 or HMAC-SHA256)
   --signer WHO         v3 key: public-key (default) or certificate
@@ -106,7 +107,7 @@ ${HELP_EXIT_CODES}`,
       throw new UsageError("--sign-type applies to APIv2 notifications only: add --v2", "--sign-type");
     }
     const signer = enumFlag(values, "signer", SIGNERS) ?? "public-key";
-    const url = urlFlag(values, "url", api === "v3" ? DEFAULT_V3_URL : DEFAULT_V2_URL);
+    const url = notifyUrl(values, io, api);
     const count = intFlag(values, "count", { min: 1, max: LOAD_LIMITS.count, what: "a count" }) ?? 100;
     const rate = numberFlag(values, "rate", {
       min: 0,

@@ -177,7 +177,7 @@ Examples:
 
 ${HELP_EXIT_CODES}`,
   async run({ values }, io) {
-    const settings = sendSettings(values);
+    const settings = sendSettings(values, io);
     checkOrderFlags(values);
     const keys = requireKeys(values, io);
     const { payment, notes } = paymentFromFlags(values, keys);

@@ -62,7 +62,7 @@ Examples:
 
 ${HELP_EXIT_CODES}`,
   async run({ values }, io: Io) {
-    const settings = sendSettings(values);
+    const settings = sendSettings(values, io);
     if (values["sign-type"] !== undefined) {
       throw new UsageError(
         "--sign-type does not apply: v2 refund notifications carry no sign (req_info is encrypted)",

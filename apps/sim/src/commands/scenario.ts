@@ -1,10 +1,10 @@
-import { boolFlag, intFlag, numberFlag, requireKeys, urlFlag } from "../args.ts";
+import { boolFlag, intFlag, numberFlag, requireKeys } from "../args.ts";
 import { ANSWER_TIMEOUT_MS } from "../deliver.ts";
 import { EXIT, type Io, println, UsageError } from "../io.ts";
 import { findScenario, SCENARIOS, type Scenario, type ScenarioContext, type StepResult } from "../scenarios/index.ts";
 import { DEFAULT_STORM_SIZE } from "../scenarios/storm.ts";
 import { type Command, HELP_EXIT_CODES } from "./command.ts";
-import { DEFAULT_V3_URL, merchant } from "./send.ts";
+import { DEFAULT_INGRESS_PORT, merchant, notifyUrl } from "./send.ts";
 
 const EXPECT_TEXT = {
   accept: "must accept (200/204)",
@@ -92,7 +92,8 @@ folder (WECHATPAY_PUBLIC_KEY_ID, WECHATPAY_PUBLIC_KEY_PATH and WECHATPAY_PLATFOR
 Usage: wechatpay-sim scenario NAME [--url URL] [--keys DIR] [options]
 
 Options:
-  --url URL          v3 notify URL (default ${DEFAULT_V3_URL})
+  --url URL          v3 notify URL (default http://127.0.0.1:$PORT/notify/v3; PORT from the environment or .env,
+                     else ${DEFAULT_INGRESS_PORT})
   --keys DIR         keys folder (default $WECHATPAY_SIM_KEYS or .dev/keys)
   --mchid, --appid   override the merchant of the keys folder
   --timeout-ms MS    answer time limit (default ${ANSWER_TIMEOUT_MS}, WeChat's)
@@ -114,7 +115,7 @@ ${HELP_EXIT_CODES}`,
     if (selected.length === 0) {
       throw new UsageError(`unknown scenario "${name}": one of ${[...SCENARIOS.map((s) => s.name), "all"].join(", ")}`);
     }
-    const url = urlFlag(values, "url", DEFAULT_V3_URL);
+    const url = notifyUrl(values, io, "v3");
     const timeoutMs =
       intFlag(values, "timeout-ms", { min: 1, max: 600_000, what: "milliseconds" }) ?? ANSWER_TIMEOUT_MS;
     const timeScale = numberFlag(values, "time-scale", { min: 0, max: 1000, what: "a factor" }) ?? 1;

@@ -24,9 +24,31 @@ import { EXIT, type Io, println, UsageError } from "../io.ts";
 import type { SimKeys } from "../keys.ts";
 import { type Api, type Notification, SIGNERS, type Signer, V2_SIGN_TYPES } from "../notifications.ts";
 
-/** Where notifications go by default: the ingress of `npm start`. Only this URL or the one given is contacted. */
-export const DEFAULT_V3_URL = "http://127.0.0.1:3000/notify/v3";
-export const DEFAULT_V2_URL = "http://127.0.0.1:3000/notify/v2";
+/** The ingress's port when PORT is not set (packages/config's default). */
+export const DEFAULT_INGRESS_PORT = 3000;
+
+/**
+ * Where notifications go by default: the ingress of `npm start` on this machine, on the PORT it listens on (the
+ * environment over `.env`, as the apps read it; unset or empty: 3000). Only this URL or the one given is contacted.
+ * A PORT that names no port to connect to (0 is "any free port" for the ingress) is a usage error: give --url.
+ */
+export function defaultNotifyUrl(api: Api, env: Io["env"]): string {
+  const port = env.PORT;
+  if (port === undefined || port === "") return `http://127.0.0.1:${DEFAULT_INGRESS_PORT}/notify/${api}`;
+  const number = /^[0-9]{1,5}$/.test(port) ? Number(port) : 0;
+  if (number < 1 || number > 65_535) {
+    throw new UsageError(
+      `PORT (environment or .env) must be a port number 1-65535, got "${port}"; or give --url`,
+      "--url",
+    );
+  }
+  return `http://127.0.0.1:${number}/notify/${api}`;
+}
+
+/** --url, else the default notify URL for `api` (PORT is not looked at when --url is given). */
+export function notifyUrl(values: Values, io: Io, api: Api): URL {
+  return urlFlag(values, "url", () => defaultNotifyUrl(api, io.env));
+}
 
 export const SEND_OPTIONS: OptionSpec = {
   url: { type: "string" },
@@ -46,7 +68,8 @@ export const SEND_OPTIONS: OptionSpec = {
 };
 
 export const SEND_HELP = `Delivery options:
-  --url URL              notify URL (default ${DEFAULT_V3_URL}, with --v2 ${DEFAULT_V2_URL})
+  --url URL              notify URL (default http://127.0.0.1:$PORT/notify/v3, with --v2 …/notify/v2;
+                         PORT from the environment or .env, else ${DEFAULT_INGRESS_PORT})
   --keys DIR             keys folder from \`wechatpay-sim keys\` (default $WECHATPAY_SIM_KEYS or .dev/keys)
   --v2                   send an APIv2 XML notification instead of APIv3 JSON
   --sign-type TYPE       v2 payment signature: MD5 (default; no sign_type field) or HMAC-SHA256
@@ -70,14 +93,14 @@ export interface SendSettings {
   json: boolean;
 }
 
-export function sendSettings(values: Values): SendSettings {
+export function sendSettings(values: Values, io: Io): SendSettings {
   const api: Api = boolFlag(values, "v2") ? "v2" : "v3";
   const signType = enumFlag(values, "sign-type", V2_SIGN_TYPES) ?? "MD5";
   if (values["sign-type"] !== undefined && api !== "v2") {
     throw new UsageError("--sign-type applies to APIv2 notifications only: add --v2", "--sign-type");
   }
   return {
-    url: urlFlag(values, "url", api === "v3" ? DEFAULT_V3_URL : DEFAULT_V2_URL),
+    url: notifyUrl(values, io, api),
     api,
     signType,
     signer: enumFlag(values, "signer", SIGNERS) ?? "public-key",

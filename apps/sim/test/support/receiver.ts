@@ -20,11 +20,13 @@ import type { SimKeys } from "../../src/keys.ts";
  * A small notify endpoint for tests, built only from @wpn/wechatpay's receiving functions (readV3Headers,
  * verifyV3, openV3Notification, openV2PaymentNotification, openV2RefundNotification): the simulator's
  * output is judged by the same code the ingress uses, while the simulator itself only uses the signing
- * half. `POST /v3` and `POST /v2`.
+ * half. `POST /v3` and `POST /v2` (any path ending in `/v2` is APIv2, so `/notify/v3` and `/notify/v2` work too).
  */
 
 export interface Received {
   api: "v3" | "v2";
+  /** The request's path, e.g. `/v3` or `/notify/v3`. */
+  path: string;
   headers: http.IncomingHttpHeaders;
   body: Buffer;
   at: number;
@@ -99,8 +101,9 @@ export async function startReceiver(opts: ReceiverOptions): Promise<Receiver> {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", async () => {
-      const api = req.url === "/v2" ? "v2" : "v3";
-      const entry: Received = { api, headers: req.headers, body: Buffer.concat(chunks), at: Date.now() };
+      const path = req.url ?? "/";
+      const api = path.endsWith("/v2") ? "v2" : "v3";
+      const entry: Received = { api, path, headers: req.headers, body: Buffer.concat(chunks), at: Date.now() };
       received.push(entry);
       const correct = api === "v3" ? correctV3(store, apiV3Key, entry) : correctV2(opts.keys.apiV2Key, entry);
       const answer = (await opts.answer?.(entry, received, correct)) ?? correct;
