@@ -13,10 +13,24 @@ interface Service {
   command?: string[];
   ports?: string[];
   container_name?: string;
+  environment?: Record<string, string>;
 }
-const compose = parse(readFileSync(resolve(root, "docker-compose.yml"), "utf8"), { merge: true }) as {
-  services: Record<string, Service>;
-};
+type Compose = { services: Record<string, Service> };
+const text = readFileSync(resolve(root, "docker-compose.yml"), "utf8");
+
+/**
+ * Compose's variable interpolation for the forms the file uses: `${NAME}` and `${NAME:-default}` (unset or empty:
+ * the default). `variables` stands for the shell over the project folder's .env, which is what Compose reads.
+ */
+function interpolate(source: string, variables: Record<string, string>): string {
+  return source.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_, name: string, fallback?: string) => {
+    const value = variables[name];
+    return value === undefined || value === "" ? (fallback ?? "") : value;
+  });
+}
+const load = (variables: Record<string, string> = {}) =>
+  parse(interpolate(text, variables), { merge: true }) as Compose;
+const compose = load();
 
 describe("docker-compose.yml", () => {
   it("defines the infrastructure and every app", () => {
@@ -41,6 +55,24 @@ describe("docker-compose.yml", () => {
     const flag = (name: string) => command[command.indexOf(name) + 1];
     expect(flag("--appendonly")).toBe("yes");
     expect(flag("--maxmemory-policy")).toBe("noeviction");
+  });
+
+  it("interpolates only in the two forms interpolate() reads (NAME, NAME:-default)", () => {
+    expect(text.replace(/\$\{[A-Za-z_][A-Za-z0-9_]*(?::-[^}$]*)?\}/g, "")).not.toContain("$");
+  });
+
+  it("publishes the ports the ingress and the dashboard listen on, as PORT and DASHBOARD_PORT say", () => {
+    for (const [variables, port, dashboardPort] of [
+      [{}, "3000", "3001"],
+      [{ PORT: "", DASHBOARD_PORT: "" }, "3000", "3001"],
+      [{ PORT: "3310", DASHBOARD_PORT: "3311" }, "3310", "3311"],
+    ] as const) {
+      const { services } = load(variables);
+      expect(services.ingress?.environment?.PORT, JSON.stringify(variables)).toBe(port);
+      expect(services.ingress?.ports).toEqual([`${port}:${port}`]);
+      expect(services.dashboard?.environment?.DASHBOARD_PORT).toBe(dashboardPort);
+      expect(services.dashboard?.ports).toEqual([`${dashboardPort}:${dashboardPort}`]);
+    }
   });
 
   it("keeps the worker scalable: no fixed container name or host port", () => {
