@@ -30,9 +30,11 @@ const NO_KEYS = {
 /**
  * APIv3 routes: `POST /notify/v3` (default merchant) and `POST /notify/v3/:mchid`.
  * Order of checks (cheapest first, nothing touches Redis until the signature verified):
- *   content type / body size (Fastify, 415/413) → headers (400) → merchant (404) → probe, timestamp,
+ *   content type / body size (Fastify, 415/413) → headers (400) → merchant → probe, timestamp, signature type,
  *   serial, RSA signature (401; an unknown serial first triggers a certificate download where one is configured,
  *   503 if it fails) → envelope id (400) → enqueue (503 on failure or timeout) → 204.
+ * The merchant is the default one or one in memory; for an mchid that is not, `resolveMerchant` runs the key-less
+ * checks (probe, timestamp, signature type: 401) before the merchant-table lookup that may answer 404.
  */
 export async function notifyV3Routes(app: FastifyInstance, ctx: NotifyContext): Promise<void> {
   registerNotifyRoutes(app, ctx, "v3", "application/json", handleV3);
