@@ -50,11 +50,14 @@ describe("docker-compose.yml", () => {
     expect(existsSync(resolve(root, "Dockerfile"))).toBe(true);
   });
 
-  it("configures Redis with AOF and no eviction", () => {
+  it("configures Redis with AOF, no eviction and a memory limit", () => {
     const command = compose.services.redis?.command ?? [];
-    const flag = (name: string) => command[command.indexOf(name) + 1];
+    const flag = (name: string) => (command.includes(name) ? command[command.indexOf(name) + 1] : undefined);
     expect(flag("--appendonly")).toBe("yes");
     expect(flag("--maxmemory-policy")).toBe("noeviction");
+    // Without a limit noeviction never applies: Redis grows until the kernel kills it, losing what its AOF had not
+    // written yet. With one, it refuses writes and the ingress answers 503.
+    expect(flag("--maxmemory")).toMatch(/^[1-9]\d*(mb|gb)$/);
   });
 
   it("interpolates only in the two forms interpolate() reads (NAME, NAME:-default)", () => {

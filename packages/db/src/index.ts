@@ -9,6 +9,17 @@ export {
   migrate,
   readMigrations,
 } from "./migrate.ts";
+export {
+  MAX_PRUNE_BATCH,
+  MIN_RETENTION_DAYS,
+  PRUNABLE_STATUSES,
+  type PruneCounts,
+  PruneError,
+  type PruneOptions,
+  type PruneResult,
+  parseRetention,
+  pruneNotifications,
+} from "./prune.ts";
 export { classifyDbError, type DbErrorClass } from "./repositories/errors.ts";
 export { findMerchantKeys, type MerchantKeys } from "./repositories/merchants.ts";
 export {

@@ -1,0 +1,291 @@
+import { spawnSync } from "node:child_process";
+import { resolve } from "node:path";
+import {
+  applyPaymentStatement,
+  applyRefundStatement,
+  type ParsedNotification,
+  type PrismaClient,
+  type PruneCounts,
+  parseRetention,
+  pruneNotifications,
+  upsertParsedNotification,
+} from "@wpn/db";
+import { createTestDatabase, type TestDatabase } from "@wpn/testing";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { APPID, MCHID, paymentFacts } from "./support/payments.ts";
+
+const DAY = 24 * 3_600_000;
+const NOW = Date.UTC(2027, 2, 1, 12, 0, 0);
+const root = resolve(import.meta.dirname, "../../..");
+
+let tdb: TestDatabase;
+let prisma: PrismaClient;
+beforeAll(async () => {
+  tdb = await createTestDatabase("dbprune");
+  prisma = tdb.db.prisma;
+});
+afterAll(async () => {
+  await tdb?.drop();
+});
+beforeEach(async () => {
+  await prisma.$executeRawUnsafe(
+    `TRUNCATE "NotificationEvent", "Notification", "InventoryMovement", "Refund", "OrderItem", "Order", "Sku", "AuditLog"`,
+  );
+});
+
+/** A notification `days` old (received and last changed then, unless `changedDaysAgo`), with `events` timeline rows. */
+async function notification(
+  id: string,
+  status: string,
+  days: number,
+  { events = 2, changedDaysAgo = days }: { events?: number; changedDaysAgo?: number } = {},
+): Promise<void> {
+  await prisma.$executeRaw`INSERT INTO "Notification" (id, "eventType", "receivedAt", "updatedAt", body, status)
+    VALUES (${id}, 'TRANSACTION.SUCCESS', to_timestamp(${NOW - days * DAY}::bigint / 1000.0) AT TIME ZONE 'UTC',
+            to_timestamp(${NOW - changedDaysAgo * DAY}::bigint / 1000.0) AT TIME ZONE 'UTC', '{}',
+            ${status}::"NotificationStatus")`;
+  await prisma.$executeRaw`INSERT INTO "NotificationEvent" ("notificationId", kind)
+    SELECT ${id}, 'FAILED' FROM generate_series(1, ${events})`;
+}
+
+async function remaining(): Promise<{ notifications: string[]; events: Record<string, number> }> {
+  const rows = await prisma.$queryRaw<{ id: string }[]>`SELECT id FROM "Notification" ORDER BY id`;
+  const events = await prisma.$queryRaw<{ id: string; n: number }[]>`
+    SELECT "notificationId" AS id, count(*)::int AS n FROM "NotificationEvent" GROUP BY 1 ORDER BY 1`;
+  return { notifications: rows.map((r) => r.id), events: Object.fromEntries(events.map((e) => [e.id, e.n])) };
+}
+
+const prune = (options: { days?: number; batchSize?: number; dryRun?: boolean; onBatch?: (b: PruneCounts) => void }) =>
+  pruneNotifications(prisma, { olderThanMs: (options.days ?? 30) * DAY, now: NOW, ...options });
+
+describe("pruneNotifications (real PostgreSQL)", () => {
+  it("deletes settled notifications older than the retention with their events, and nothing else", async () => {
+    await notification("old-applied", "APPLIED", 40);
+    await notification("old-duplicate", "DUPLICATE", 31);
+    await notification("old-ignored", "IGNORED", 90, { events: 1 });
+    // What an operator still needs, however old.
+    for (const status of ["REVIEW", "DEAD", "FAILED", "PROCESSING", "RECEIVED"]) {
+      await notification(`old-${status.toLowerCase()}`, status, 40);
+    }
+    await notification("young-applied", "APPLIED", 29);
+    // Received long ago, settled (or touched by a resend) within the retention: kept.
+    await notification("old-but-recently-changed", "APPLIED", 40, { changedDaysAgo: 2 });
+    await prisma.$executeRaw`INSERT INTO "Sku" (id, name, stock) VALUES ('sku-1', 'sku', 5)`;
+    await prisma.$executeRaw`INSERT INTO "Order" (id, "outTradeNo", mchid, appid, "amountTotal", status, "transactionId", "createdAt")
+      VALUES ('o-1', 'otn-1', ${MCHID}, ${APPID}, 300, 'SUCCESS', '4200-otn-1', now() - interval '400 days')`;
+    await prisma.$executeRaw`INSERT INTO "InventoryMovement" ("skuId", "orderId", delta, reason, "createdAt")
+      VALUES ('sku-1', 'o-1', -1, 'PAYMENT', now() - interval '400 days')`;
+    await prisma.$executeRaw`INSERT INTO "Refund" ("outRefundNo", "outTradeNo", status, "amountRefund", "amountTotal", "notificationId", "createdAt")
+      VALUES ('rf-1', 'otn-1', 'SUCCESS', 100, 300, 'old-applied', now() - interval '400 days')`;
+    await prisma.$executeRaw`INSERT INTO "AuditLog" (actor, role, action, at) VALUES ('ops', 'admin', 'replay', now() - interval '400 days')`;
+
+    const result = await prune({ days: 30 });
+
+    expect(result).toMatchObject({
+      notifications: { APPLIED: 1, DUPLICATE: 1, IGNORED: 1 },
+      events: 5,
+      batches: 1,
+      dryRun: false,
+      cutoff: new Date(NOW - 30 * DAY),
+    });
+    expect(await remaining()).toEqual({
+      notifications: [
+        "old-but-recently-changed",
+        "old-dead",
+        "old-failed",
+        "old-processing",
+        "old-received",
+        "old-review",
+        "young-applied",
+      ],
+      events: {
+        "old-but-recently-changed": 2,
+        "old-dead": 2,
+        "old-failed": 2,
+        "old-processing": 2,
+        "old-received": 2,
+        "old-review": 2,
+        "young-applied": 2,
+      },
+    });
+    const [kept] = await prisma.$queryRaw<{ orders: number; movements: number; refunds: number; audit: number }[]>`
+      SELECT (SELECT count(*)::int FROM "Order") AS orders, (SELECT count(*)::int FROM "InventoryMovement") AS movements,
+             (SELECT count(*)::int FROM "Refund") AS refunds, (SELECT count(*)::int FROM "AuditLog") AS audit`;
+    expect(kept).toEqual({ orders: 1, movements: 1, refunds: 1, audit: 1 });
+  });
+
+  it("works in batches of the given size, each committed on its own, until none is left", async () => {
+    // Three receipt times, rows sharing one, and a kept row among them: each batch goes on after the last one's row.
+    for (let i = 0; i < 7; i++) await notification(`b-${i}`, "APPLIED", 60 + (i % 3), { events: 3 });
+    await notification("b-review", "REVIEW", 61);
+    const batches: PruneCounts[] = [];
+
+    const result = await prune({ batchSize: 3, onBatch: (batch) => batches.push(batch) });
+
+    expect(batches).toEqual([
+      { notifications: { APPLIED: 3 }, events: 9 },
+      { notifications: { APPLIED: 3 }, events: 9 },
+      { notifications: { APPLIED: 1 }, events: 3 },
+    ]);
+    expect(result).toMatchObject({ notifications: { APPLIED: 7 }, events: 21, batches: 3 });
+    expect((await remaining()).notifications).toEqual(["b-review"]);
+  });
+
+  it("a dry run counts what would go and deletes nothing", async () => {
+    await notification("d-applied", "APPLIED", 60, { events: 4 });
+    await notification("d-ignored", "IGNORED", 60, { events: 1 });
+    await notification("d-dead", "DEAD", 60);
+    const before = await remaining();
+
+    const result = await prune({ dryRun: true, batchSize: 1 });
+
+    expect(result).toMatchObject({ notifications: { APPLIED: 1, IGNORED: 1 }, events: 5, batches: 0, dryRun: true });
+    expect(await remaining()).toEqual(before);
+  });
+
+  it("skips a row another transaction holds instead of waiting for it, and takes it on the next run", async () => {
+    await notification("l-held", "APPLIED", 60);
+    await notification("l-free", "APPLIED", 60);
+    const holder = await tdb.db.pool.connect();
+    try {
+      await holder.query("BEGIN");
+      await holder.query(`SELECT 1 FROM "Notification" WHERE id = 'l-held' FOR UPDATE`);
+      const result = await Promise.race([
+        prune({}),
+        new Promise<"blocked">((done) => setTimeout(() => done("blocked"), 5_000)),
+      ]);
+      expect(result).toMatchObject({ notifications: { APPLIED: 1 }, events: 2 });
+    } finally {
+      await holder.query("ROLLBACK");
+      holder.release();
+    }
+    expect((await remaining()).notifications).toEqual(["l-held"]);
+    expect(await prune({})).toMatchObject({ notifications: { APPLIED: 1 } });
+    expect((await remaining()).notifications).toEqual([]);
+  });
+
+  it("refuses a retention under 7 days (the row still answers re-run jobs and resends), and arguments it cannot read", async () => {
+    await notification("m-applied", "APPLIED", 6.5);
+    expect(() => parseRetention("6d")).toThrow(/^PRUNE_RETENTION_TOO_SHORT: /);
+    expect(() => parseRetention("0d")).toThrow(/^PRUNE_RETENTION_TOO_SHORT: /);
+    for (const text of ["90", "2w", "7.5d", "-7d", "d", ""]) {
+      expect(() => parseRetention(text), text).toThrow(/^PRUNE_RETENTION_INVALID: /);
+    }
+    expect(parseRetention("7d")).toBe(7 * DAY);
+    expect(parseRetention("90d")).toBe(90 * DAY);
+    await expect(prune({ days: 6.99 })).rejects.toThrow(/^PRUNE_RETENTION_TOO_SHORT: /);
+    await expect(prune({ days: 6.99, dryRun: true })).rejects.toThrow(/^PRUNE_RETENTION_TOO_SHORT: /);
+    for (const batchSize of [0, 1.5, 50_001]) {
+      await expect(prune({ batchSize }), String(batchSize)).rejects.toThrow(/^PRUNE_BATCH_INVALID: /);
+    }
+    expect((await remaining()).notifications).toEqual(["m-applied"]);
+    expect(await prune({ days: 7 })).toMatchObject({ notifications: {}, batches: 0 });
+  });
+});
+
+describe("a pruned notification delivered again is not applied again (what the retention may rest on)", () => {
+  const parsed = (
+    id: string,
+    eventType: string,
+    outTradeNo: string,
+    outRefundNo: string | null,
+  ): ParsedNotification => ({
+    id,
+    apiVersion: "v3",
+    mchid: MCHID,
+    eventType,
+    receivedAt: Date.now(),
+    headers: null,
+    body: "{}",
+    status: "PROCESSING",
+    outTradeNo,
+    transactionId: `4200-${outTradeNo}`,
+    outRefundNo,
+    errorCode: null,
+    lastError: null,
+    event: { kind: "PARSED", detail: {} },
+  });
+  const refund = (notificationId: string) => ({
+    notificationId,
+    outTradeNo: "x-1",
+    outRefundNo: "x-1-rf",
+    refundId: "5030-x-1",
+    transactionId: "4200-x-1",
+    mchid: MCHID,
+    subMchid: null,
+    status: "SUCCESS" as const,
+    amountRefund: 100,
+    amountTotal: 300,
+    successAt: Date.now(),
+    restockOnFullRefund: true,
+  });
+  /** Parse (the row is created again as PROCESSING when it was pruned) and apply, as the worker's stages do. */
+  async function deliverPayment(id: string) {
+    const saved = await upsertParsedNotification(prisma, parsed(id, "TRANSACTION.SUCCESS", "x-1", null));
+    return { saved, result: await applyPaymentStatement(prisma, paymentFacts(id, "x-1")) };
+  }
+  async function deliverRefund(id: string) {
+    const saved = await upsertParsedNotification(prisma, parsed(id, "REFUND.SUCCESS", "x-1", "x-1-rf"));
+    return { saved, result: await applyRefundStatement(prisma, refund(id)) };
+  }
+  const business = async () =>
+    prisma.$queryRaw`SELECT o.status::text, o."transactionId", o."refundedTotal", s.stock,
+        (SELECT count(*)::int FROM "InventoryMovement") AS movements, (SELECT count(*)::int FROM "Refund") AS refunds
+      FROM "Order" o, "Sku" s`;
+
+  it("a payment and a refund, each pruned and delivered again, answer DUPLICATE and change nothing", async () => {
+    await prisma.$executeRaw`INSERT INTO "Sku" (id, name, stock) VALUES ('x-sku', 'sku', 5)`;
+    await prisma.$executeRaw`INSERT INTO "Order" (id, "outTradeNo", mchid, appid, "amountTotal") VALUES ('x-o', 'x-1', ${MCHID}, ${APPID}, 300)`;
+    await prisma.$executeRaw`INSERT INTO "OrderItem" ("orderId", "skuId", quantity) VALUES ('x-o', 'x-sku', 2)`;
+    expect((await deliverPayment("x-pay")).result.outcome).toBe("APPLIED");
+    expect((await deliverRefund("x-refund")).result.outcome).toBe("APPLIED");
+    const after = await business();
+    expect(after).toEqual([
+      { status: "SUCCESS", transactionId: "4200-x-1", refundedTotal: 100, stock: 3, movements: 1, refunds: 1 },
+    ]);
+
+    // Both settled rows pruned (the clock moved on past the retention).
+    const pruned = await pruneNotifications(prisma, { olderThanMs: 7 * DAY, now: Date.now() + 8 * DAY });
+    expect(pruned.notifications).toEqual({ APPLIED: 2 });
+
+    const payment = await deliverPayment("x-pay");
+    const refunded = await deliverRefund("x-refund");
+    expect(payment.saved).toEqual({ status: "PROCESSING", inserted: true });
+    expect(payment.result.outcome).toBe("DUPLICATE");
+    expect(refunded.saved).toEqual({ status: "PROCESSING", inserted: true });
+    expect(refunded.result.outcome).toBe("DUPLICATE");
+    expect(await business()).toEqual(after);
+  });
+});
+
+describe("npm run db:prune (scripts/prune.ts)", () => {
+  const run = (...args: string[]) =>
+    spawnSync(process.execPath, ["--import", "tsx", "scripts/prune.ts", ...args], {
+      cwd: root,
+      env: { ...process.env, DATABASE_URL: tdb.url },
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+
+  it("prints what it deleted, and refuses a short retention with exit code 2", async () => {
+    await notification("c-applied", "APPLIED", 400, { events: 3 });
+    await notification("c-review", "REVIEW", 400);
+
+    const dry = run("--older-than", "90d", "--dry-run");
+    expect(dry.status, dry.stderr).toBe(0);
+    expect(dry.stdout).toMatch(/^dry run: would delete 1 notification\(s\) \(APPLIED 1\) and 3 event\(s\) received/m);
+
+    const short = run("--older-than", "1d");
+    expect(short.status).toBe(2);
+    expect(short.stderr).toMatch(/^PRUNE_RETENTION_TOO_SHORT: /);
+    const missing = run("--dry-run");
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toMatch(/^PRUNE_RETENTION_INVALID: --older-than is required/);
+
+    const real = run("--older-than", "90d", "--batch", "10");
+    expect(real.status, real.stderr).toBe(0);
+    expect(real.stdout).toContain("deleted 1 notification(s) (APPLIED 1) and 3 event(s)\n");
+    expect(real.stdout).toMatch(/in 1 batch\(es\)$/m);
+    expect((await remaining()).notifications).toEqual(["c-review"]);
+  });
+});
