@@ -198,6 +198,45 @@ describe("notification timeline", () => {
     expect(timeline.indexOf("DB_UNAVAILABLE")).toBeLessThan(timeline.indexOf(">APPLIED<"));
   });
 
+  it("shows each order's own refund when two merchants use the same out_refund_no", async () => {
+    const prisma = d.database.db.prisma;
+    const outRefundNo = randomId("R-shared-");
+    const refunds = [
+      { mchid: "1900000109", amountRefund: 1_234, status: "SUCCESS" },
+      { mchid: "1900000777", amountRefund: 567, status: "CLOSED" },
+    ] as const;
+    const pages: string[] = [];
+    for (const r of refunds) {
+      const outTradeNo = randomId("OTN-R");
+      const orderId = await seedOrder(prisma, { outTradeNo, mchid: r.mchid, status: "SUCCESS" });
+      const id = await seedNotification(prisma, {
+        id: randomId("rf-"),
+        mchid: r.mchid,
+        eventType: "REFUND.SUCCESS",
+        outTradeNo,
+        outRefundNo,
+      });
+      // Before migration 20261201130000 the second row violated the deployment-wide unique out_refund_no.
+      await prisma.refund.create({
+        data: {
+          outRefundNo,
+          outTradeNo,
+          orderId,
+          status: r.status,
+          amountRefund: r.amountRefund,
+          amountTotal: 1_999,
+        },
+      });
+      const page = await viewer.get(`/notifications/${id}`);
+      expect(page.statusCode).toBe(200);
+      pages.push(page.body.slice(page.body.indexOf("<h2>Refund</h2>")));
+    }
+    expect(pages[0]).toContain("12.34 CNY of 19.99 CNY");
+    expect(pages[0]).toContain("<dd>SUCCESS</dd>");
+    expect(pages[1]).toContain("5.67 CNY of 19.99 CNY");
+    expect(pages[1]).toContain("<dd>CLOSED</dd>");
+  });
+
   it("answers 404 for an id nobody has seen", async () => {
     const response = await viewer.get("/notifications/never-seen");
     expect(response.statusCode).toBe(404);

@@ -66,17 +66,14 @@ describe("refund success", () => {
     const before = await stockOf(world.prisma);
     const { outTradeNo, transactionId } = await paidOrder();
     const run = inline(world);
-    const first = await run.deliver(
-      v3Refund(world, { outTradeNo, transactionId, outRefundNo: "RF-part-1", refund: 400, total: 1_000 }),
-    );
+    const part1 = { outTradeNo, transactionId, outRefundNo: "RF-part-1", refundId: "5000RF-part-1", refund: 400 };
+    const first = await run.deliver(v3Refund(world, { ...part1, total: 1_000 }));
     expect(first.apply).toMatchObject({ outcome: "APPLIED", orderStatus: "SUCCESS" });
     expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({ status: "SUCCESS", refundedTotal: 400 });
     expect((await stockOf(world.prisma)).A).toBe((before.A ?? 0) - 2);
 
     // The same refund delivered again under another notification id counts once.
-    const again = await run.deliver(
-      v3Refund(world, { outTradeNo, transactionId, outRefundNo: "RF-part-1", refund: 400, total: 1_000 }),
-    );
+    const again = await run.deliver(v3Refund(world, { ...part1, total: 1_000 }));
     expect(again.apply?.outcome).toBe("DUPLICATE");
     expect((await orderOf(world.prisma, outTradeNo)).refundedTotal).toBe(400);
 
@@ -151,13 +148,21 @@ describe("abnormal and closed refunds are recorded and surfaced, with no stock c
         outTradeNo,
         transactionId,
         outRefundNo: "RF-late-ok",
+        refundId: "5000RF-late-ok",
         refund: 100,
         total: 100,
         status: "ABNORMAL",
       }),
     );
     const { apply } = await run.deliver(
-      v3Refund(world, { outTradeNo, transactionId, outRefundNo: "RF-late-ok", refund: 100, total: 100 }),
+      v3Refund(world, {
+        outTradeNo,
+        transactionId,
+        outRefundNo: "RF-late-ok",
+        refundId: "5000RF-late-ok",
+        refund: 100,
+        total: 100,
+      }),
     );
     expect(apply).toMatchObject({ outcome: "APPLIED", orderStatus: "REFUND" });
     const order = await orderOf(world.prisma, outTradeNo);
@@ -170,7 +175,14 @@ describe("APIv2 refunds", () => {
   it("a refund notified CHANGE, then SUCCESS is counted once, when it succeeds (two notifications)", async () => {
     const { outTradeNo, transactionId } = await paidOrder({ A: 1 }, 100);
     const run = inline(world);
-    const spec = { outTradeNo, transactionId, outRefundNo: "RF-v2-late-ok", refund: 100, total: 100 };
+    const spec = {
+      outTradeNo,
+      transactionId,
+      outRefundNo: "RF-v2-late-ok",
+      refundId: "5000RF-v2-late-ok",
+      refund: 100,
+      total: 100,
+    };
     const abnormal = v2Refund(world, { ...spec, refundStatus: "CHANGE" });
     const success = v2Refund(world, spec);
     expect(success.id).not.toBe(abnormal.id);
@@ -274,48 +286,6 @@ describe("out-of-order delivery", () => {
     });
   });
 
-  it("a refund number already recorded for another order is flagged REFUND_CONFLICT; that refund is untouched", async () => {
-    const first = await paidOrder({ A: 1 }, 100);
-    const second = await paidOrder({ A: 1 }, 100);
-    const run = inline(world);
-    const shared = { outRefundNo: "RF-shared", refund: 100, total: 100 };
-    const abnormal = v3Refund(world, { ...first, ...shared, status: "ABNORMAL" });
-    expect((await run.deliver(abnormal)).apply?.outcome).toBe("REFUND_ABNORMAL");
-    const other = v3Refund(world, { ...second, ...shared });
-    expect((await run.deliver(other)).apply?.outcome).toBe("REFUND_CONFLICT");
-    expect(await orderOf(world.prisma, first.outTradeNo)).toMatchObject({
-      refundedTotal: 0,
-      refunds: [{ outRefundNo: "RF-shared", status: "ABNORMAL", notificationId: abnormal.id }],
-    });
-    expect(await orderOf(world.prisma, second.outTradeNo)).toMatchObject({ status: "SUCCESS", refundedTotal: 0 });
-    expect(await world.prisma.notification.findUniqueOrThrow({ where: { id: other.id } })).toMatchObject({
-      status: "REVIEW",
-      errorCode: "REFUND_CONFLICT",
-    });
-  });
-
-  it("REFUND_CONFLICT too when the other order's refund commits while this statement runs (after its snapshot)", async () => {
-    const x = await paidOrder({ A: 1 }, 100);
-    const y = await paidOrder({ A: 1 }, 100);
-    const run = inline(world);
-    const shared = { outRefundNo: "RF-race", refund: 100, total: 100 };
-    const yJob = v3Refund(world, { ...y, ...shared });
-    const { applyJob } = await run.parse(yJob);
-    if (!applyJob) throw new Error("the refund should have an apply job");
-    // X's refund row is written by a transaction that commits only once Y's statement waits for that row.
-    const insertX = `INSERT INTO "Refund" ("outRefundNo", "outTradeNo", status, "amountRefund", "amountTotal", "updatedAt")
-      VALUES ($1, $2, 'SUCCESS', 100, 100, now())`;
-    const result = await whileRowChanges(world.db, insertX, [shared.outRefundNo, x.outTradeNo], () =>
-      run.apply(applyJob),
-    );
-    // Before: DUPLICATE — final, no Refund row and no money recorded for Y, nothing surfaced.
-    expect(result.outcome).toBe("REFUND_CONFLICT");
-    expect(await world.prisma.notification.findUniqueOrThrow({ where: { id: yJob.id } })).toMatchObject({
-      status: "REVIEW",
-      errorCode: "REFUND_CONFLICT",
-    });
-  });
-
   it("a refund naming another transaction than the order's is flagged TRANSACTION_MISMATCH", async () => {
     const { outTradeNo } = await paidOrder({ A: 1 }, 100);
     const { apply } = await inline(world).deliver(
@@ -323,5 +293,110 @@ describe("out-of-order delivery", () => {
     );
     expect(apply?.outcome).toBe("TRANSACTION_MISMATCH");
     expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({ status: "SUCCESS", refundedTotal: 0, refunds: [] });
+  });
+});
+
+describe("refund numbers: one refund per (order, out_refund_no)", () => {
+  it("another tenant's refund under the same out_refund_no leaves this tenant's own refund alone", async () => {
+    // WeChat makes out_refund_no unique per merchant only: tenant B numbers a refund of its own order as A does.
+    const b = { mchid: "1900000666", appid: "wxtenantb0000066", apiV3Key: "c".repeat(32) };
+    await world.prisma.merchant.create({ data: { ...b, apiV2Key: null } });
+    const bOrder = await seedOrder(world, { amountTotal: 100, items: { A: 1 }, mchid: b.mchid, appid: b.appid });
+    const bKey = Buffer.from(b.apiV3Key);
+    const bTxn = "4200000000TENANTB66";
+    const bPay = v3Payment(world, { outTradeNo: bOrder, ...b, apiV3Key: bKey, transactionId: bTxn, total: 100 });
+    expect((await inline(world).deliver({ ...bPay, mchid: b.mchid })).apply?.outcome).toBe("APPLIED");
+    const a = await paidOrder();
+    const shared = `R-${a.outTradeNo}`;
+    const bRefund = v3Refund(world, {
+      outTradeNo: bOrder,
+      transactionId: bTxn,
+      outRefundNo: shared,
+      refund: 100,
+      total: 100,
+      status: "CLOSED",
+      mchid: b.mchid,
+      apiV3Key: bKey,
+    });
+    expect((await inline(world).deliver({ ...bRefund, mchid: b.mchid })).apply?.outcome).toBe("REFUND_CLOSED");
+
+    const stockPaid = await stockOf(world.prisma);
+    const aRefund = v3Refund(world, {
+      ...a,
+      outRefundNo: shared,
+      refundId: "5000tenantA",
+      refund: 1_000,
+      total: 1_000,
+    });
+    const run = inline(world);
+    const { apply, applyJob } = await run.deliver(aRefund);
+    // Before: REFUND_CONFLICT — A's refund not recorded, refundedTotal 0, no event, stock not restored.
+    expect(apply).toMatchObject({ outcome: "APPLIED", orderStatus: "REFUND" });
+    expect(await orderOf(world.prisma, a.outTradeNo)).toMatchObject({
+      status: "REFUND",
+      refundedTotal: 1_000,
+      refunds: [{ outRefundNo: shared, status: "SUCCESS", amountRefund: 1_000 }],
+    });
+    expect((await stockOf(world.prisma)).A).toBe((stockPaid.A ?? 0) + 2);
+    expect(await orderOf(world.prisma, bOrder)).toMatchObject({
+      status: "SUCCESS",
+      refundedTotal: 0,
+      refunds: [{ outRefundNo: shared, status: "CLOSED", amountRefund: 100 }],
+    });
+    // The job run again answers ALREADY; the same refund delivered again under another id is DUPLICATE.
+    expect((await run.apply(applyJob!)).outcome).toBe("ALREADY");
+    const again = v3Refund(world, { ...a, outRefundNo: shared, refundId: "5000tenantA", refund: 1_000, total: 1_000 });
+    expect((await run.deliver(again)).apply?.outcome).toBe("DUPLICATE");
+  });
+
+  it("the same refund number again with another amount or refund id is REFUND_CONFLICT; the stored refund stays", async () => {
+    const a = await paidOrder({ A: 1 }, 1_000);
+    const run = inline(world);
+    const stored = { ...a, outRefundNo: "RFv23", refundId: "5000RFv23" };
+    expect((await run.deliver(v3Refund(world, { ...stored, refund: 300, total: 1_000 }))).apply?.outcome).toBe(
+      "APPLIED",
+    );
+    // Before: DUPLICATE, without comparing anything.
+    const otherAmount = v2Refund(world, { ...stored, refund: 700, total: 1_000 });
+    expect((await run.deliver(otherAmount)).apply?.outcome).toBe("REFUND_CONFLICT");
+    const otherId = v3Refund(world, { ...stored, refundId: "5000other", refund: 300, total: 1_000 });
+    expect((await run.deliver(otherId)).apply?.outcome).toBe("REFUND_CONFLICT");
+    expect(await orderOf(world.prisma, a.outTradeNo)).toMatchObject({
+      status: "SUCCESS",
+      refundedTotal: 300,
+      refunds: [{ outRefundNo: "RFv23", refundId: "5000RFv23", status: "SUCCESS", amountRefund: 300 }],
+    });
+    for (const job of [otherAmount, otherId]) {
+      expect(await world.prisma.notification.findUniqueOrThrow({ where: { id: job.id } })).toMatchObject({
+        status: "REVIEW",
+        errorCode: "REFUND_CONFLICT",
+      });
+    }
+    // An earlier status of a refund with other facts is not overwritten either.
+    const closed = { ...a, outRefundNo: "RF-closed-then", refundId: "5000closed", status: "CLOSED" as const };
+    expect((await run.deliver(v3Refund(world, { ...closed, refund: 200, total: 1_000 }))).apply?.outcome).toBe(
+      "REFUND_CLOSED",
+    );
+    const success = v3Refund(world, { ...closed, status: "SUCCESS", refund: 900, total: 1_000 });
+    expect((await run.deliver(success)).apply?.outcome).toBe("REFUND_CONFLICT");
+    expect((await orderOf(world.prisma, a.outTradeNo)).refundedTotal).toBe(300);
+  });
+
+  it("REFUND_CONFLICT too when the other delivery commits while this statement runs (after its snapshot)", async () => {
+    const a = await paidOrder({ A: 1 }, 100);
+    const run = inline(world);
+    const job = v3Refund(world, { ...a, outRefundNo: "RF-race", refundId: "5000race-mine", refund: 100, total: 100 });
+    const { applyJob } = await run.parse(job);
+    if (!applyJob) throw new Error("the refund should have an apply job");
+    // The same number with another refund id is written by a transaction that commits only once this statement
+    // waits for that row.
+    const insertOther = `INSERT INTO "Refund" ("outRefundNo", "refundId", "outTradeNo", status, "amountRefund", "amountTotal", "updatedAt")
+      VALUES ($1, '5000race-other', $2, 'ABNORMAL', 100, 100, now())`;
+    const result = await whileRowChanges(world.db, insertOther, ["RF-race", a.outTradeNo], () => run.apply(applyJob));
+    expect(result.outcome).toBe("REFUND_CONFLICT");
+    expect((await orderOf(world.prisma, a.outTradeNo)).refundedTotal).toBe(0);
+    expect(await world.prisma.refund.findMany({ where: { outTradeNo: a.outTradeNo } })).toMatchObject([
+      { outRefundNo: "RF-race", refundId: "5000race-other", status: "ABNORMAL" },
+    ]);
   });
 });

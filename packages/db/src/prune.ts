@@ -12,7 +12,7 @@ import { Prisma, type PrismaClient } from "./generated/client.ts";
  * Why a pruned notification is still applied at most once: the apply statements decide ALREADY from the
  * Notification row, but the business effect is guarded by rows that are never pruned — a payment by
  * `Order.transactionId` (set once, never cleared: the same transaction again is DUPLICATE) and the stock by the
- * unique `(orderId, skuId, reason)` of InventoryMovement; a refund by the Refund row of its out_refund_no (a
+ * unique `(orderId, skuId, reason)` of InventoryMovement; a refund by its order's Refund row of that out_refund_no (a
  * SUCCESS row is never moved again: DUPLICATE). A resend of a pruned notification gets a new row, answered
  * DUPLICATE, with no effect. So the minimum age below is not what exactly-once rests on; it keeps the row for
  * as long as something may still run for it (see MIN_RETENTION_DAYS).

@@ -104,10 +104,19 @@ export async function loadTimeline(ctx: DashboardContext, id: string): Promise<T
     notification?.outTradeNo
       ? prisma.order.findUnique({ where: { outTradeNo: notification.outTradeNo }, select: ORDER_SELECT })
       : null,
-    notification?.outRefundNo
+    // A refund is its order's: merchants of one deployment may use the same out_refund_no.
+    notification?.outRefundNo && notification.outTradeNo
       ? prisma.refund.findUnique({
-          where: { outRefundNo: notification.outRefundNo },
-          select: { outRefundNo: true, status: true, amountRefund: true, amountTotal: true, successTime: true },
+          where: {
+            outTradeNo_outRefundNo: { outTradeNo: notification.outTradeNo, outRefundNo: notification.outRefundNo },
+          },
+          select: {
+            outRefundNo: true,
+            status: true,
+            amountRefund: true,
+            amountTotal: true,
+            successTime: true,
+          },
         })
       : null,
   ]);

@@ -190,11 +190,15 @@ export interface RefundSpec {
   outTradeNo: string;
   transactionId: string;
   outRefundNo?: string;
+  /** WeChat's refund id: the same for every delivery of one refund (random when omitted). */
+  refundId?: string;
   refund: number;
   total: number;
   status?: "SUCCESS" | "ABNORMAL" | "CLOSED";
   mchid?: string;
   id?: string;
+  /** The merchant's APIv3 key when it is not the world's (another tenant). */
+  apiV3Key?: Buffer;
 }
 
 export function v3Refund(world: World, spec: RefundSpec): ParseJobV3 {
@@ -204,13 +208,13 @@ export function v3Refund(world: World, spec: RefundSpec): ParseJobV3 {
     out_trade_no: spec.outTradeNo,
     transaction_id: spec.transactionId,
     out_refund_no: spec.outRefundNo ?? `R${randomBytes(6).toString("hex")}`,
-    refund_id: `50000${randomBytes(10).toString("hex")}`,
+    refund_id: spec.refundId ?? `50000${randomBytes(10).toString("hex")}`,
     refund_status: status,
     ...(status === "SUCCESS" ? { success_time: "2026-11-30T11:00:00+08:00" } : {}),
     user_received_account: "支付用户零钱",
     amount: { total: spec.total, refund: spec.refund, payer_total: spec.total, payer_refund: spec.refund },
   };
-  return v3Job(world, `REFUND.${status}`, "refund", resource, spec.id);
+  return v3Job(world, `REFUND.${status}`, "refund", resource, spec.id, spec.apiV3Key);
 }
 
 function v3Job(
@@ -291,7 +295,7 @@ export function v2Refund(
     out_trade_no: spec.outTradeNo,
     refund_account: "REFUND_SOURCE_RECHARGE_FUNDS",
     refund_fee: String(spec.refund),
-    refund_id: `50000${randomBytes(10).toString("hex")}`,
+    refund_id: spec.refundId ?? `50000${randomBytes(10).toString("hex")}`,
     refund_recv_accout: "支付用户零钱",
     refund_request_source: "API",
     refund_status: spec.refundStatus ?? "SUCCESS",

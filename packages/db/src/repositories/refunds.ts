@@ -21,16 +21,19 @@ export interface RefundFacts {
 
 /**
  * What the refund statement decided, checked in this order:
- * - NOTIFICATION_NOT_FOUND, ALREADY, ORDER_NOT_FOUND, STALE: as for payments (nothing done). STALE also when the
- *   Refund row was written by a transaction that committed after this statement's snapshot (its decision needs
- *   a new snapshot: REFUND_CONFLICT or DUPLICATE).
+ * - NOTIFICATION_NOT_FOUND, ALREADY, ORDER_NOT_FOUND, STALE: as for payments (nothing done). STALE also when a
+ *   Refund row of this order under this number was written by a transaction that committed after this statement's
+ *   snapshot (its decision needs a new snapshot: DUPLICATE or REFUND_CONFLICT).
  * - MCHID_MISMATCH: the refund names another merchant than the order; nothing recorded, notification REVIEW.
  * - ORDER_NOT_PAID: a successful refund for an order whose payment has not been applied yet (out-of-order
  *   delivery); nothing done, the caller retries until the payment lands.
  * - TRANSACTION_MISMATCH: the refund's transaction is not the order's; nothing recorded, REVIEW.
- * - REFUND_CONFLICT: this out_refund_no is already recorded for another order (two merchants of one deployment
- *   reusing a refund number; Refund rows are keyed by out_refund_no alone); nothing recorded, REVIEW.
- * - DUPLICATE: this out_refund_no was already recorded with this status (or already SUCCESS).
+ * - REFUND_CONFLICT: this order already has a refund under this out_refund_no with another amount or another
+ *   refund_id (WeChat reports one refund per out_refund_no: every delivery carries the same facts); nothing
+ *   recorded, the stored refund untouched, REVIEW. Refund rows are keyed by (out_trade_no, out_refund_no), so
+ *   another order's refund under the same number — another merchant's, out_refund_no being unique only per
+ *   merchant — is a refund of its own.
+ * - DUPLICATE: this refund was already recorded with this status (or already SUCCESS), with the same facts.
  * - APPLIED: Refund row SUCCESS, refundedTotal increased, order REFUND when the refunds reach its total,
  *   and then, by policy, the stock the payment took is restored (movement reason REFUND).
  * - REFUND_ABNORMAL / REFUND_CLOSED: Refund row recorded with that status, no money or stock change,
@@ -70,8 +73,8 @@ export interface RefundResultRow {
  * Applies a refund notification in ONE statement, with the same lock order and snapshot rule as
  * `applyPaymentStatement` (Notification → Order → SKUs by id; STALE when the order changed after the
  * snapshot, so the payment movements read for restocking are never missing). Idempotency: the Refund row's
- * unique out_refund_no with ON CONFLICT decides whether this call moved the refund into a status, and only
- * then are money and stock touched; restock movements are unique per (order, sku, REFUND).
+ * unique (out_trade_no, out_refund_no) with ON CONFLICT decides whether this call moved the refund into a status,
+ * and only then are money and stock touched; restock movements are unique per (order, sku, REFUND).
  */
 export async function applyRefundStatement(prisma: PrismaClient, r: RefundFacts): Promise<RefundResultRow> {
   const rows = await prisma.$queryRaw<RefundResultRow[]>(refundStatement(r));
@@ -104,6 +107,11 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
     o_snapshot AS (
       SELECT xmin::text AS version FROM "Order" WHERE "outTradeNo" = (SELECT otn FROM input)
     ),
+    -- This order's refund under this number, as the snapshot shows it (a row committed later is met by the upsert).
+    ex AS MATERIALIZED (
+      SELECT r.status::text AS status, r."refundId", r."amountRefund" FROM "Refund" r, input i
+      WHERE r."outTradeNo" = i.otn AND r."outRefundNo" = i.orn
+    ),
     d AS MATERIALIZED (
       SELECT CASE
         WHEN n.status IS NULL THEN 'NOTIFICATION_NOT_FOUND'
@@ -113,11 +121,13 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
         WHEN o.mchid <> i.mchid OR o."subMchid" IS DISTINCT FROM i.sub_mchid THEN 'MCHID_MISMATCH'
         WHEN o."transactionId" IS NULL AND i.status = 'SUCCESS' THEN 'ORDER_NOT_PAID'
         WHEN o."transactionId" IS NOT NULL AND i.txn IS NOT NULL AND o."transactionId" <> i.txn THEN 'TRANSACTION_MISMATCH'
-        WHEN EXISTS (SELECT 1 FROM "Refund" r WHERE r."outRefundNo" = i.orn AND r."outTradeNo" <> i.otn)
+        -- One out_refund_no is one refund: another amount, or another refund_id when both are known, is not this one.
+        WHEN ex.status IS NOT NULL AND (ex."amountRefund" <> i.amount_refund OR ex."refundId" <> i.refund_id)
           THEN 'REFUND_CONFLICT'
+        WHEN ex.status IN ('SUCCESS', i.status::text) THEN 'DUPLICATE'
         ELSE 'RECORD'
       END AS outcome
-      FROM input i LEFT JOIN n ON true LEFT JOIN o ON true
+      FROM input i LEFT JOIN n ON true LEFT JOIN o ON true LEFT JOIN ex ON true
     ),
     rf AS (
       INSERT INTO "Refund" AS t
@@ -126,7 +136,7 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
       SELECT i.orn, i.refund_id, i.otn, (SELECT id FROM o), i.txn, i.status, i.amount_refund, i.amount_total,
              i.success_at, i.nid, i.at
       FROM input i WHERE (SELECT outcome FROM d) = 'RECORD'
-      ON CONFLICT ("outRefundNo") DO UPDATE SET
+      ON CONFLICT ("outTradeNo", "outRefundNo") DO UPDATE SET
         status = EXCLUDED.status,
         "refundId" = COALESCE(EXCLUDED."refundId", t."refundId"),
         "orderId" = EXCLUDED."orderId",
@@ -136,23 +146,18 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
         "successTime" = EXCLUDED."successTime",
         "notificationId" = EXCLUDED."notificationId",
         "updatedAt" = EXCLUDED."updatedAt"
-      -- The outTradeNo condition is evaluated on the conflicting row's newest version: a refund of another
-      -- order committed after this statement's snapshot (so not seen as REFUND_CONFLICT above) is left as it is.
-      WHERE t.status <> 'SUCCESS' AND t.status <> EXCLUDED.status AND t."outTradeNo" = EXCLUDED."outTradeNo"
+      -- Evaluated on the row's newest version: a row committed after this statement's snapshot is changed only when
+      -- it is the same refund in an earlier status, as the decision above assumed.
+      WHERE t.status <> 'SUCCESS' AND t.status <> EXCLUDED.status AND t."amountRefund" = EXCLUDED."amountRefund"
+        AND (t."refundId" IS NULL OR EXCLUDED."refundId" IS NULL OR t."refundId" = EXCLUDED."refundId")
       RETURNING t.status::text AS status
     ),
     fin AS MATERIALIZED (
       SELECT CASE
         WHEN d.outcome <> 'RECORD' THEN d.outcome
-        -- Nothing written: DUPLICATE only when the snapshot shows why (this refund of this order, already SUCCESS or
-        -- in this status). Otherwise a row committed after the snapshot decided — another order's refund under the
-        -- same number, or this refund's concurrent duplicate — and a run with a new snapshot tells which (STALE).
-        WHEN NOT EXISTS (SELECT 1 FROM rf) THEN CASE
-          WHEN EXISTS (SELECT 1 FROM "Refund" r, input i
-                       WHERE r."outRefundNo" = i.orn AND r."outTradeNo" = i.otn AND r.status IN ('SUCCESS', i.status))
-            THEN 'DUPLICATE'
-          ELSE 'STALE'
-        END
+        -- Nothing written: a row committed after the snapshot decided (this refund's concurrent delivery, or one with
+        -- other facts), and a run with a new snapshot tells which (DUPLICATE or REFUND_CONFLICT).
+        WHEN NOT EXISTS (SELECT 1 FROM rf) THEN 'STALE'
         WHEN (SELECT status FROM rf) = 'SUCCESS' THEN 'APPLIED'
         WHEN (SELECT status FROM rf) = 'ABNORMAL' THEN 'REFUND_ABNORMAL'
         ELSE 'REFUND_CLOSED'
