@@ -202,8 +202,8 @@ describe("notification timeline", () => {
     const prisma = d.database.db.prisma;
     const outRefundNo = randomId("R-shared-");
     const refunds = [
-      { mchid: "1900000109", amountRefund: 1_234, status: "SUCCESS" },
-      { mchid: "1900000777", amountRefund: 567, status: "CLOSED" },
+      { mchid: "1900000109", amountRefund: 1_234, status: "SUCCESS", reviewReason: null },
+      { mchid: "1900000777", amountRefund: 567, status: "SUCCESS", reviewReason: "REFUND_AMOUNT_MISMATCH" },
     ] as const;
     const pages: string[] = [];
     for (const r of refunds) {
@@ -225,6 +225,7 @@ describe("notification timeline", () => {
           status: r.status,
           amountRefund: r.amountRefund,
           amountTotal: 1_999,
+          reviewReason: r.reviewReason,
         },
       });
       const page = await viewer.get(`/notifications/${id}`);
@@ -232,9 +233,9 @@ describe("notification timeline", () => {
       pages.push(page.body.slice(page.body.indexOf("<h2>Refund</h2>")));
     }
     expect(pages[0]).toContain("12.34 CNY of 19.99 CNY");
-    expect(pages[0]).toContain("<dd>SUCCESS</dd>");
+    expect(pages[0]).not.toContain("Not counted");
     expect(pages[1]).toContain("5.67 CNY of 19.99 CNY");
-    expect(pages[1]).toContain("<dd>CLOSED</dd>");
+    expect(pages[1]).toContain("<code>REFUND_AMOUNT_MISMATCH</code>");
   });
 
   it("answers 404 for an id nobody has seen", async () => {

@@ -1,5 +1,7 @@
+import type { RefundFacts, RefundResultRow } from "@wpn/db";
 import { whileRowChanges } from "@wpn/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { refundEvent } from "../src/domain/publish-events.ts";
 import {
   createWorld,
   inline,
@@ -296,6 +298,191 @@ describe("out-of-order delivery", () => {
   });
 });
 
+describe("refund amounts are checked against the order (REFUND_AMOUNT_MISMATCH: recorded, not counted)", () => {
+  /** The order's money, status and stock, and its refunds as [out_refund_no, status, amount, reviewReason]. */
+  async function money(outTradeNo: string) {
+    const o = await orderOf(world.prisma, outTradeNo);
+    return {
+      status: o.status,
+      refundedTotal: o.refundedTotal,
+      refunds: o.refunds
+        .map((r) => [r.outRefundNo, r.status, r.amountRefund, r.reviewReason] as const)
+        .sort((x, y) => x[0].localeCompare(y[0])),
+      restocked: o.movements.filter((m) => m.reason === "REFUND").length,
+    };
+  }
+
+  it("partial refunds beyond the order total: the one that would exceed it is recorded for review, the rest count", async () => {
+    const { outTradeNo, transactionId } = await paidOrder();
+    const stockPaid = await stockOf(world.prisma);
+    const run = inline(world);
+    const refund = (outRefundNo: string, amount: number) =>
+      v3Refund(world, { outTradeNo, transactionId, outRefundNo, refund: amount, total: 1_000 });
+    expect((await run.deliver(refund("RFx-1", 600))).apply).toMatchObject({
+      outcome: "APPLIED",
+      orderStatus: "SUCCESS",
+    });
+    // Before: APPLIED, refundedTotal 1 200 of 1 000, order REFUND and its stock restored; a third (900) made it 2 100.
+    const over = refund("RFx-2", 600);
+    expect((await run.deliver(over)).apply).toMatchObject({
+      outcome: "REFUND_AMOUNT_MISMATCH",
+      orderStatus: "SUCCESS",
+    });
+    expect(await money(outTradeNo)).toEqual({
+      status: "SUCCESS",
+      refundedTotal: 600,
+      refunds: [
+        ["RFx-1", "SUCCESS", 600, null],
+        ["RFx-2", "SUCCESS", 600, "REFUND_AMOUNT_MISMATCH"],
+      ],
+      restocked: 0,
+    });
+    expect(await stockOf(world.prisma)).toEqual(stockPaid);
+    expect(await world.prisma.notification.findUniqueOrThrow({ where: { id: over.id } })).toMatchObject({
+      status: "REVIEW",
+      errorCode: "REFUND_AMOUNT_MISMATCH",
+      outRefundNo: "RFx-2",
+    });
+    // Delivered again (another notification id): the same refund, already recorded.
+    const overAgain = v3Refund(world, {
+      outTradeNo,
+      transactionId,
+      outRefundNo: "RFx-2",
+      refundId: (await world.prisma.refund.findFirstOrThrow({ where: { outTradeNo, outRefundNo: "RFx-2" } })).refundId!,
+      refund: 600,
+      total: 1_000,
+    });
+    expect((await run.deliver(overAgain)).apply?.outcome).toBe("DUPLICATE");
+    // What is left (400) still counts, completes the order and restores its stock.
+    expect((await run.deliver(refund("RFx-3", 400))).apply).toMatchObject({
+      outcome: "APPLIED",
+      orderStatus: "REFUND",
+    });
+    expect(await money(outTradeNo)).toMatchObject({ status: "REFUND", refundedTotal: 1_000, restocked: 2 });
+  });
+
+  it("one refund above the order total (amount.total inflated with it): recorded, not counted, no stock back", async () => {
+    const { outTradeNo, transactionId } = await paidOrder();
+    const stockPaid = await stockOf(world.prisma);
+    const job = v3Refund(world, { outTradeNo, transactionId, outRefundNo: "RFbig", refund: 500_000, total: 500_000 });
+    // Before: APPLIED, refundedTotal 500 000, order REFUND, stock restored, refund.succeeded of 500 000.
+    expect((await inline(world).deliver(job)).apply).toMatchObject({
+      outcome: "REFUND_AMOUNT_MISMATCH",
+      orderStatus: "SUCCESS",
+    });
+    expect(await money(outTradeNo)).toEqual({
+      status: "SUCCESS",
+      refundedTotal: 0,
+      refunds: [["RFbig", "SUCCESS", 500_000, "REFUND_AMOUNT_MISMATCH"]],
+      restocked: 0,
+    });
+    expect(await stockOf(world.prisma)).toEqual(stockPaid);
+  });
+
+  it("a refund whose amount.total (v2 total_fee) is not the order's total, even within it, is not counted", async () => {
+    const a = await paidOrder({ A: 1 }, 1_000);
+    const v3 = v3Refund(world, { ...a, outRefundNo: "RF-wrong-total", refund: 1_000, total: 99_999 });
+    expect((await inline(world).deliver(v3)).apply?.outcome).toBe("REFUND_AMOUNT_MISMATCH");
+    expect(await money(a.outTradeNo)).toMatchObject({ status: "SUCCESS", refundedTotal: 0 });
+
+    const b = await paidOrder({ A: 1 }, 100);
+    const v2 = v2Refund(world, { ...b, outRefundNo: "RF-v2-over", refund: 10_000, total: 100 });
+    expect((await inline(world).deliver(v2)).apply?.outcome).toBe("REFUND_AMOUNT_MISMATCH");
+    expect(await money(b.outTradeNo)).toMatchObject({ status: "SUCCESS", refundedTotal: 0 });
+    // An abnormal refund naming another total is flagged by this code too (it would be REFUND_ABNORMAL otherwise).
+    const abnormal = v3Refund(world, {
+      ...b,
+      outRefundNo: "RF-abn-total",
+      refund: 100,
+      total: 200,
+      status: "ABNORMAL",
+    });
+    expect((await inline(world).deliver(abnormal)).apply?.outcome).toBe("REFUND_AMOUNT_MISMATCH");
+    expect((await orderOf(world.prisma, b.outTradeNo)).refunds).toContainEqual(
+      expect.objectContaining({
+        outRefundNo: "RF-abn-total",
+        status: "ABNORMAL",
+        reviewReason: "REFUND_AMOUNT_MISMATCH",
+      }),
+    );
+  });
+
+  it("refundedTotal plus a refund near 2^31 fen is compared, not overflowed: REFUND_AMOUNT_MISMATCH, not DB_DATA", async () => {
+    const { outTradeNo, transactionId } = await paidOrder({ A: 1 }, 1_000);
+    const run = inline(world);
+    await run.deliver(v3Refund(world, { outTradeNo, transactionId, outRefundNo: "RFov-1", refund: 500, total: 1_000 }));
+    const huge = v3Refund(world, {
+      outTradeNo,
+      transactionId,
+      outRefundNo: "RFov-2",
+      refund: 2 ** 31 - 1,
+      total: 1_000,
+    });
+    // Before: DB_DATA "integer out of range", dead-lettered.
+    expect((await run.deliver(huge)).apply?.outcome).toBe("REFUND_AMOUNT_MISMATCH");
+    expect(await money(outTradeNo)).toMatchObject({ status: "SUCCESS", refundedTotal: 500 });
+  });
+
+  it("an order in PAYMENT_REVIEW after a payment of another amount: its refunds are compared with amountTotal, so reviewed", async () => {
+    // What was paid (500) is not stored: only amountTotal (1 000) is, so a refund naming the paid total is not counted.
+    const outTradeNo = await seedOrder(world, { amountTotal: 1_000, items: { A: 1 } });
+    const transactionId = "4200000000PAID500";
+    const paid = await inline(world).deliver(v3Payment(world, { outTradeNo, transactionId, total: 500 }));
+    expect(paid.apply).toMatchObject({ outcome: "AMOUNT_MISMATCH", orderStatus: "PAYMENT_REVIEW" });
+    const run = inline(world);
+    const r1 = v3Refund(world, { outTradeNo, transactionId, outRefundNo: "RFpm-1", refund: 500, total: 500 });
+    const r2 = v3Refund(world, { outTradeNo, transactionId, outRefundNo: "RFpm-2", refund: 500, total: 500 });
+    // Before: both APPLIED, 1 000 refunded of 500 paid, order REFUND.
+    expect((await run.deliver(r1)).apply?.outcome).toBe("REFUND_AMOUNT_MISMATCH");
+    expect((await run.deliver(r2)).apply?.outcome).toBe("REFUND_AMOUNT_MISMATCH");
+    expect(await money(outTradeNo)).toMatchObject({ status: "PAYMENT_REVIEW", refundedTotal: 0 });
+  });
+
+  it("publishes refund.review with the code, never refund.succeeded, also when a re-run job re-derives it", () => {
+    const facts: RefundFacts = {
+      notificationId: "n-1",
+      outTradeNo: "T-1",
+      outRefundNo: "RFbig",
+      refundId: "5000big",
+      transactionId: "4200000001",
+      mchid: world.merchant.mchid,
+      subMchid: null,
+      status: "SUCCESS",
+      amountRefund: 500_000,
+      amountTotal: 500_000,
+      successAt: null,
+      restockOnFullRefund: true,
+    };
+    const result: RefundResultRow = {
+      outcome: "REFUND_AMOUNT_MISMATCH",
+      orderId: "o-1",
+      orderStatus: "SUCCESS",
+      reviewReason: null,
+      refundedTotal: null,
+      restocked: 0,
+      notificationStatus: "PROCESSING",
+      notificationCode: null,
+    };
+    // Before: no refund.review type; an APPLIED over-refund published refund.succeeded of 500 000.
+    expect(refundEvent(facts, result)).toMatchObject({
+      type: "refund.review",
+      reviewReason: "REFUND_AMOUNT_MISMATCH",
+      orderStatus: "SUCCESS",
+      amount: 500_000,
+    });
+    const rerun = {
+      ...result,
+      outcome: "ALREADY" as const,
+      notificationStatus: "REVIEW",
+      notificationCode: "REFUND_AMOUNT_MISMATCH",
+    };
+    expect(refundEvent(facts, rerun)?.type).toBe("refund.review");
+    expect(refundEvent(facts, { ...result, outcome: "REFUND_CONFLICT" })?.type).toBe("refund.review");
+    // Not the order's refund: nothing to tell its merchant.
+    expect(refundEvent(facts, { ...result, outcome: "TRANSACTION_MISMATCH" })).toBeNull();
+  });
+});
+
 describe("refund numbers: one refund per (order, out_refund_no)", () => {
   it("another tenant's refund under the same out_refund_no leaves this tenant's own refund alone", async () => {
     // WeChat makes out_refund_no unique per merchant only: tenant B numbers a refund of its own order as A does.
@@ -335,7 +522,7 @@ describe("refund numbers: one refund per (order, out_refund_no)", () => {
     expect(await orderOf(world.prisma, a.outTradeNo)).toMatchObject({
       status: "REFUND",
       refundedTotal: 1_000,
-      refunds: [{ outRefundNo: shared, status: "SUCCESS", amountRefund: 1_000 }],
+      refunds: [{ outRefundNo: shared, status: "SUCCESS", amountRefund: 1_000, reviewReason: null }],
     });
     expect((await stockOf(world.prisma)).A).toBe((stockPaid.A ?? 0) + 2);
     expect(await orderOf(world.prisma, bOrder)).toMatchObject({

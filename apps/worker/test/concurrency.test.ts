@@ -83,6 +83,39 @@ describe("same notification, two workers at once", () => {
   });
 });
 
+describe("partial refunds of one order at once", () => {
+  it("never add up past the order total: 8 × 250 on a 1 000 order → 4 counted, 4 recorded for review", async () => {
+    const before = await stockOf(world.prisma);
+    const otn = await seedOrder(world, { amountTotal: 1_000, items: { A: 2 } });
+    const txn = "4200009999";
+    const ws = workers();
+    await ws[0]!.deliver(v3Payment(world, { outTradeNo: otn, transactionId: txn, total: 1_000 }));
+    const jobs = await Promise.all(
+      Array.from({ length: 8 }, async (_, i) => {
+        const refund = v3Refund(world, { outTradeNo: otn, transactionId: txn, refund: 250, total: 1_000 });
+        return (await ws[i % 4]!.parse(refund)).applyJob!;
+      }),
+    );
+    // An order contended past the statement's own retries (ORDER_CONTENDED) is retried, as the queue would.
+    const applyUntilDone = async (i: number): Promise<string> => {
+      for (;;) {
+        try {
+          return (await ws[i % 4]!.apply(jobs[i]!)).outcome;
+        } catch (error) {
+          expect(error).toMatchObject({ code: "ORDER_CONTENDED" });
+        }
+      }
+    };
+    const outcomes = await Promise.all(jobs.map((_, i) => applyUntilDone(i)));
+    // Before: 8 APPLIED, refundedTotal 2 000.
+    expect(outcomes.sort()).toEqual([...Array(4).fill("APPLIED"), ...Array(4).fill("REFUND_AMOUNT_MISMATCH")]);
+    const order = await orderOf(world.prisma, otn);
+    expect(order).toMatchObject({ status: "REFUND", refundedTotal: 1_000 });
+    expect(order.refunds.filter((r) => r.reviewReason === "REFUND_AMOUNT_MISMATCH")).toHaveLength(4);
+    expect(await stockOf(world.prisma)).toEqual(before);
+  });
+});
+
 describe("many orders competing for little stock", () => {
   it("stock never goes below zero; every order is either fully served (SUCCESS) or untouched (OUT_OF_STOCK)", async () => {
     const orders = await Promise.all(

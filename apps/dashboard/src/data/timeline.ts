@@ -80,6 +80,8 @@ export interface Timeline {
     amountRefund: number;
     amountTotal: number;
     successTime: Date | null;
+    /** Set when the refund was recorded but not counted in the order's refundedTotal. */
+    reviewReason: string | null;
   } | null;
   jobs: JobSnapshot[];
   receipt: Receipt | undefined;
@@ -116,6 +118,7 @@ export async function loadTimeline(ctx: DashboardContext, id: string): Promise<T
             amountRefund: true,
             amountTotal: true,
             successTime: true,
+            reviewReason: true,
           },
         })
       : null,

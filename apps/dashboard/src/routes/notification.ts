@@ -98,6 +98,7 @@ ${
 <dt>out_refund_no</dt><dd class="mono">${r.outRefundNo}</dd>
 <dt>Status</dt><dd>${r.status}</dd>
 <dt>Refunded</dt><dd>${formatFen(r.amountRefund)} of ${formatFen(r.amountTotal)}</dd>
+${r.reviewReason ? html`<dt>Not counted</dt><dd><code>${r.reviewReason}</code></dd>` : ""}
 <dt>Succeeded at</dt><dd class="mono">${formatTime(r.successTime)}</dd>
 </dl>`
     : ""

@@ -6,6 +6,7 @@ const REVIEW_OUTCOMES: ReadonlySet<RefundOutcome> = new Set([
   "MCHID_MISMATCH",
   "TRANSACTION_MISMATCH",
   "REFUND_CONFLICT",
+  "REFUND_AMOUNT_MISMATCH",
   "REFUND_ABNORMAL",
   "REFUND_CLOSED",
 ]);
@@ -18,8 +19,10 @@ export function isRefundReview(outcome: RefundOutcome): boolean {
  * Applies a refund result. SUCCESS: one Refund row per (out_trade_no, out_refund_no), refundedTotal adds up
  * partial refunds, the order becomes REFUND when they reach its total, and with `restockOnFullRefund`
  * (REFUND_RESTOCK_POLICY=full) that full refund returns exactly the stock the payment took (movement reason
- * REFUND; an order whose payment took no stock, e.g. OUT_OF_STOCK, returns none). ABNORMAL / CLOSED: the Refund
- * row records the status, the notification is flagged REVIEW, no money or stock changes.
+ * REFUND; an order whose payment took no stock, e.g. OUT_OF_STOCK, returns none). A refund that names another
+ * order total or would take refundedTotal above it is recorded but not counted (REFUND_AMOUNT_MISMATCH, review).
+ * ABNORMAL / CLOSED: the Refund row records the status, the notification is flagged REVIEW, no money or stock
+ * changes.
  *
  * Out-of-order delivery: a successful refund for an order whose payment has not been applied yet throws
  * ORDER_NOT_PAID and is retried with backoff (within the unknown-order window) until the payment lands, so

@@ -26,9 +26,17 @@ export function paymentEvent(facts: PaymentFacts, result: PaymentResult, now = D
   return publishJob(type, facts, result, { outRefundNo: null, amount: facts.total }, now);
 }
 
+/**
+ * Review outcomes of a refund of the order's own payment (its merchant and transaction): the merchant's systems
+ * hear of them (`refund.review`, the code as `reviewReason`), as they hear of a payment in review. A refund that
+ * names another merchant or transaction (MCHID_MISMATCH, TRANSACTION_MISMATCH) is not the order's: no event.
+ */
+const REFUND_REVIEW_EVENT_CODES: ReadonlySet<string> = new Set(["REFUND_AMOUNT_MISMATCH", "REFUND_CONFLICT"]);
+
 /** The event a committed refund publishes, or null. */
 export function refundEvent(facts: RefundFacts, result: RefundResultRow, now = Date.now()): PublishJob | null {
   const code = result.outcome === "ALREADY" ? alreadyCode(result) : result.outcome;
+  const review = code !== null && REFUND_REVIEW_EVENT_CODES.has(code);
   const type: PublishEventType | null =
     code === "APPLIED"
       ? "refund.succeeded"
@@ -36,8 +44,12 @@ export function refundEvent(facts: RefundFacts, result: RefundResultRow, now = D
         ? "refund.abnormal"
         : code === "REFUND_CLOSED"
           ? "refund.closed"
-          : null;
-  return publishJob(type, facts, result, { outRefundNo: facts.outRefundNo, amount: facts.amountRefund }, now);
+          : review
+            ? "refund.review"
+            : null;
+  // The order's own review reason does not say why this refund was not counted; the refund's code does.
+  const withReason = review ? { ...result, reviewReason: code } : result;
+  return publishJob(type, facts, withReason, { outRefundNo: facts.outRefundNo, amount: facts.amountRefund }, now);
 }
 
 /**

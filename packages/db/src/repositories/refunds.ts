@@ -34,6 +34,11 @@ export interface RefundFacts {
  *   another order's refund under the same number — another merchant's, out_refund_no being unique only per
  *   merchant — is a refund of its own.
  * - DUPLICATE: this refund was already recorded with this status (or already SUCCESS), with the same facts.
+ * - REFUND_AMOUNT_MISMATCH: amount.total (v2 total_fee) is not the order's amountTotal, or a successful refund
+ *   would take refundedTotal above amountTotal. The refund is recorded as reported (the money left WeChat) with
+ *   reviewReason REFUND_AMOUNT_MISMATCH, but refundedTotal, the order's status and stock are left alone; REVIEW.
+ *   For an order in PAYMENT_REVIEW the comparison is with amountTotal too (what was paid is not stored): refunds
+ *   of an order paid another amount (AMOUNT_MISMATCH) therefore all land here, beside the order's own review.
  * - APPLIED: Refund row SUCCESS, refundedTotal increased, order REFUND when the refunds reach its total,
  *   and then, by policy, the stock the payment took is restored (movement reason REFUND).
  * - REFUND_ABNORMAL / REFUND_CLOSED: Refund row recorded with that status, no money or stock change,
@@ -49,6 +54,7 @@ export const REFUND_OUTCOMES = [
   "TRANSACTION_MISMATCH",
   "REFUND_CONFLICT",
   "DUPLICATE",
+  "REFUND_AMOUNT_MISMATCH",
   "APPLIED",
   "REFUND_ABNORMAL",
   "REFUND_CLOSED",
@@ -74,7 +80,9 @@ export interface RefundResultRow {
  * `applyPaymentStatement` (Notification → Order → SKUs by id; STALE when the order changed after the
  * snapshot, so the payment movements read for restocking are never missing). Idempotency: the Refund row's
  * unique (out_trade_no, out_refund_no) with ON CONFLICT decides whether this call moved the refund into a status,
- * and only then are money and stock touched; restock movements are unique per (order, sku, REFUND).
+ * and only then are money and stock touched; restock movements are unique per (order, sku, REFUND). The amount
+ * checks read refundedTotal from the locked order row, which every counted refund updates, so concurrent refunds
+ * of one order cannot together exceed its total.
  */
 export async function applyRefundStatement(prisma: PrismaClient, r: RefundFacts): Promise<RefundResultRow> {
   const rows = await prisma.$queryRaw<RefundResultRow[]>(refundStatement(r));
@@ -99,7 +107,8 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
       SELECT status::text AS status, "errorCode" FROM "Notification" WHERE id = (SELECT nid FROM input) FOR UPDATE
     ),
     o AS MATERIALIZED (
-      SELECT id, status::text AS status, "transactionId", mchid, "subMchid", "reviewReason", xmin::text AS version
+      SELECT id, status::text AS status, "transactionId", mchid, "subMchid", "reviewReason", "amountTotal",
+             "refundedTotal", xmin::text AS version
       FROM "Order"
       WHERE "outTradeNo" = (SELECT otn FROM input) AND EXISTS (SELECT 1 FROM n)
       FOR UPDATE
@@ -125,6 +134,10 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
         WHEN ex.status IS NOT NULL AND (ex."amountRefund" <> i.amount_refund OR ex."refundId" <> i.refund_id)
           THEN 'REFUND_CONFLICT'
         WHEN ex.status IN ('SUCCESS', i.status::text) THEN 'DUPLICATE'
+        -- bigint: refundedTotal + a refund near 2^31 must compare, not overflow int4.
+        WHEN i.amount_total <> o."amountTotal"
+          OR (i.status = 'SUCCESS' AND o."refundedTotal"::bigint + i.amount_refund > o."amountTotal")
+          THEN 'RECORD_UNCOUNTED'
         ELSE 'RECORD'
       END AS outcome
       FROM input i LEFT JOIN n ON true LEFT JOIN o ON true LEFT JOIN ex ON true
@@ -132,10 +145,10 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
     rf AS (
       INSERT INTO "Refund" AS t
         ("outRefundNo", "refundId", "outTradeNo", "orderId", "transactionId", status, "amountRefund", "amountTotal",
-         "successTime", "notificationId", "updatedAt")
+         "successTime", "reviewReason", "notificationId", "updatedAt")
       SELECT i.orn, i.refund_id, i.otn, (SELECT id FROM o), i.txn, i.status, i.amount_refund, i.amount_total,
-             i.success_at, i.nid, i.at
-      FROM input i WHERE (SELECT outcome FROM d) = 'RECORD'
+             i.success_at, CASE WHEN d.outcome = 'RECORD_UNCOUNTED' THEN 'REFUND_AMOUNT_MISMATCH' END, i.nid, i.at
+      FROM input i, d WHERE d.outcome IN ('RECORD', 'RECORD_UNCOUNTED')
       ON CONFLICT ("outTradeNo", "outRefundNo") DO UPDATE SET
         status = EXCLUDED.status,
         "refundId" = COALESCE(EXCLUDED."refundId", t."refundId"),
@@ -144,6 +157,7 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
         "amountRefund" = EXCLUDED."amountRefund",
         "amountTotal" = EXCLUDED."amountTotal",
         "successTime" = EXCLUDED."successTime",
+        "reviewReason" = EXCLUDED."reviewReason",
         "notificationId" = EXCLUDED."notificationId",
         "updatedAt" = EXCLUDED."updatedAt"
       -- Evaluated on the row's newest version: a row committed after this statement's snapshot is changed only when
@@ -154,10 +168,11 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
     ),
     fin AS MATERIALIZED (
       SELECT CASE
-        WHEN d.outcome <> 'RECORD' THEN d.outcome
+        WHEN d.outcome NOT IN ('RECORD', 'RECORD_UNCOUNTED') THEN d.outcome
         -- Nothing written: a row committed after the snapshot decided (this refund's concurrent delivery, or one with
         -- other facts), and a run with a new snapshot tells which (DUPLICATE or REFUND_CONFLICT).
         WHEN NOT EXISTS (SELECT 1 FROM rf) THEN 'STALE'
+        WHEN d.outcome = 'RECORD_UNCOUNTED' THEN 'REFUND_AMOUNT_MISMATCH'
         WHEN (SELECT status FROM rf) = 'SUCCESS' THEN 'APPLIED'
         WHEN (SELECT status FROM rf) = 'ABNORMAL' THEN 'REFUND_ABNORMAL'
         ELSE 'REFUND_CLOSED'
@@ -207,13 +222,14 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
       FROM fin f, input i
       WHERE t.id = i.nid
         AND f.outcome IN ('APPLIED', 'DUPLICATE', 'REFUND_ABNORMAL', 'REFUND_CLOSED', 'MCHID_MISMATCH', 'TRANSACTION_MISMATCH',
-                          'REFUND_CONFLICT')
+                          'REFUND_CONFLICT', 'REFUND_AMOUNT_MISMATCH')
       RETURNING t.status::text AS status
     ),
     ev AS (
       INSERT INTO "NotificationEvent" ("notificationId", at, kind, detail)
       SELECT i.nid, i.at, nu.status,
              jsonb_build_object('outcome', f.outcome, 'orderId', (SELECT id FROM o), 'outRefundNo', i.orn,
+                                'amountRefund', i.amount_refund, 'amountTotal', i.amount_total,
                                 'restockedSkus', (SELECT count(*) FROM rmv))
       FROM nu, fin f, input i
     )

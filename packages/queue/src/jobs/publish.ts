@@ -18,6 +18,12 @@ export const PUBLISH_EVENT_TYPES = [
   "refund.abnormal",
   /** A refund was closed without paying out. */
   "refund.closed",
+  /**
+   * A refund of the order that needs a human and was not counted (`reviewReason`: REFUND_AMOUNT_MISMATCH — it names
+   * another order total or exceeds what is left to refund, the money having left WeChat all the same —, or
+   * REFUND_CONFLICT — its refund number is already recorded with other facts); `orderStatus` is unchanged.
+   */
+  "refund.review",
 ] as const;
 
 export type PublishEventType = (typeof PUBLISH_EVENT_TYPES)[number];
