@@ -1,14 +1,16 @@
 export { createDb, type Db, type DbOptions } from "./client.ts";
 export { type DatabaseTarget, parseDatabaseUrl, quoteIdent } from "./database-url.ts";
 export * from "./generated/client.ts";
+export { ensureDatabase, type MigrateResult, migrate } from "./migrate.ts";
 export {
-  ensureDatabase,
   MIGRATIONS_DIR,
-  type MigrateResult,
   type MigrationFile,
-  migrate,
+  type MigrationPlan,
+  planMigration,
   readMigrations,
-} from "./migrate.ts";
+  splitStatements,
+} from "./migration-files.ts";
+export { compareMigrations, type MigrationState, type RecordedMigration } from "./migration-state.ts";
 export {
   MAX_PRUNE_BATCH,
   MIN_RETENTION_DAYS,

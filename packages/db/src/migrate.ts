@@ -1,12 +1,15 @@
-import { createHash, randomUUID } from "node:crypto";
-import { readdirSync, readFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { parseDatabaseUrl, quoteIdent } from "./database-url.ts";
-
-/** prisma/migrations at the repository root. */
-export const MIGRATIONS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "../../../prisma/migrations");
+import {
+  MIGRATIONS_DIR,
+  type MigrationFile,
+  type MigrationPlan,
+  planMigration,
+  readMigrations,
+} from "./migration-files.ts";
+import { compareMigrations, readRecordedMigrations } from "./migration-state.ts";
 
 /** Same definition Prisma's schema engine uses, so `prisma migrate deploy` can take over where it can run. */
 const MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
@@ -20,37 +23,14 @@ const MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
     "applied_steps_count"   INTEGER NOT NULL DEFAULT 0
 )`;
 
-/** Arbitrary constant: every process that migrates takes this advisory lock, so concurrent starts apply each migration once. */
+/**
+ * Arbitrary constant: every process that migrates holds this advisory lock for its whole run, so concurrent starts
+ * apply each migration once. A session-level lock, not a transaction's: it must hold across the transaction of each
+ * migration and across a concurrent index build, which runs outside any transaction.
+ */
 const MIGRATION_LOCK_KEY = 72_707_369;
-
-export interface MigrationFile {
-  name: string;
-  sql: string;
-  /** sha256 hex of the file bytes: what Prisma stores in `checksum`. */
-  checksum: string;
-  /**
-   * The checksums an applied copy of this file may have been recorded with: its own, and those of the same
-   * text with LF or CRLF line endings (a checkout on Windows converts them). Prisma accepts these variants
-   * too, so a database migrated from one checkout still starts from another.
-   */
-  acceptedChecksums: readonly string[];
-}
-
-const sha256 = (text: Buffer | string) => createHash("sha256").update(text).digest("hex");
-
-export function readMigrations(dir: string = MIGRATIONS_DIR): MigrationFile[] {
-  return readdirSync(dir, { withFileTypes: true })
-    .filter((entry) => entry.isDirectory())
-    .map((entry) => entry.name)
-    .sort()
-    .map((name) => {
-      const bytes = readFileSync(join(dir, name, "migration.sql"));
-      const sql = bytes.toString("utf8");
-      const lf = sql.replace(/\r\n/g, "\n");
-      const checksum = sha256(bytes);
-      return { name, sql, checksum, acceptedChecksums: [checksum, sha256(lf), sha256(lf.replace(/\n/g, "\r\n"))] };
-    });
-}
+/** How often a process waiting for another one's migration run asks for the lock again, ms. */
+const LOCK_POLL_MS = 100;
 
 /**
  * Creates the database named in `url` when it does not exist (connecting to the `postgres` maintenance database
@@ -99,9 +79,13 @@ export interface MigrateResult {
 }
 
 /**
- * Applies every migration of `dir` not yet recorded in `_prisma_migrations`, each in its own transaction, and
- * records it the way `prisma migrate deploy` does. Refuses to go on when an applied migration's file changed
- * (checksum mismatch) or a previous attempt failed half-way, as Prisma does.
+ * Applies every migration of `dir` not yet recorded in `_prisma_migrations`, in name order, and records each the way
+ * `prisma migrate deploy` records a successful one. A migration runs in a transaction of its own, recorded in it —
+ * except one whose only statement is CREATE INDEX CONCURRENTLY (see `planMigration`), sent on its own and recorded
+ * once its index is built and valid. Refuses before applying anything when an applied migration's file changed
+ * (checksum mismatch) or a migration is recorded as failed (left so by `prisma migrate deploy`), as Prisma does.
+ * A failed migration is not recorded: its transaction is rolled back whole (a concurrent index build leaves an
+ * INVALID index instead, dropped and built again by the next run), and the error names it.
  */
 export async function migrate(url: string, dir: string = MIGRATIONS_DIR): Promise<MigrateResult> {
   const target = parseDatabaseUrl(url);
@@ -109,37 +93,27 @@ export async function migrate(url: string, dir: string = MIGRATIONS_DIR): Promis
   await client.connect();
   try {
     // The lock is taken before anything else: even CREATE SCHEMA IF NOT EXISTS races between sessions.
-    await client.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK_KEY]);
+    await acquireMigrationLock(client);
     try {
       await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(target.schema)}`);
       await client.query(`SET search_path TO ${quoteIdent(target.schema)}`);
       await client.query(MIGRATIONS_TABLE);
-      const rows = await client.query<{
-        migration_name: string;
-        checksum: string;
-        finished_at: Date | null;
-        rolled_back_at: Date | null;
-      }>(`SELECT migration_name, checksum, finished_at, rolled_back_at FROM "_prisma_migrations"`);
-      const recorded = new Map(rows.rows.filter((r) => r.rolled_back_at === null).map((r) => [r.migration_name, r]));
+      const files = readMigrations(dir);
+      const state = compareMigrations(files, await readRecordedMigrations(client, target.schema));
       // As Prisma (P3009): a failed migration anywhere in the history stops everything, before anything runs.
-      const failed = [...recorded.values()].filter((r) => r.finished_at === null).map((r) => r.migration_name);
-      if (failed.length > 0) {
-        throw new Error(`migration ${failed.join(", ")} failed earlier and needs manual resolution`);
+      if (state.failed.length > 0) {
+        throw new Error(`migration ${state.failed.join(", ")} failed earlier and needs manual resolution`);
       }
-      const result: MigrateResult = { applied: [], alreadyApplied: [] };
-      for (const migration of readMigrations(dir)) {
-        const row = recorded.get(migration.name);
-        if (row) {
-          if (!migration.acceptedChecksums.includes(row.checksum)) {
-            throw new Error(`migration ${migration.name} was modified after it was applied (checksum mismatch)`);
-          }
-          result.alreadyApplied.push(migration.name);
-          continue;
-        }
-        await applyOne(client, migration);
-        result.applied.push(migration.name);
+      const [modified] = state.modified;
+      if (modified !== undefined) {
+        throw new Error(`migration ${modified} was modified after it was applied (checksum mismatch)`);
       }
-      return result;
+      // Every pending file's plan first: a malformed one stops the run before anything is applied.
+      const pending = files
+        .filter((file) => state.pending.includes(file.name))
+        .map((file) => ({ file, plan: planMigration(file) }));
+      for (const { file, plan } of pending) await applyOne(client, target.schema, file, plan);
+      return { applied: pending.map(({ file }) => file.name), alreadyApplied: state.applied };
     } finally {
       await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK_KEY]);
     }
@@ -148,18 +122,85 @@ export async function migrate(url: string, dir: string = MIGRATIONS_DIR): Promis
   }
 }
 
-async function applyOne(client: pg.Client, migration: MigrationFile): Promise<void> {
+/**
+ * Waits for the migration lock by asking for it again and again rather than in one blocking pg_advisory_lock():
+ * a session blocked in that statement holds a snapshot, and CREATE INDEX CONCURRENTLY waits for every transaction
+ * with an older snapshot in the database to end — the lock holder's index build would wait for the waiting
+ * process, which waits for the lock holder (PostgreSQL's deadlock detector then kills one of them). Between two
+ * tries the waiting session holds nothing.
+ */
+async function acquireMigrationLock(client: pg.Client): Promise<void> {
+  for (;;) {
+    const { rows } = await client.query<{ locked: boolean }>("SELECT pg_try_advisory_lock($1) AS locked", [
+      MIGRATION_LOCK_KEY,
+    ]);
+    if (rows[0]?.locked) return;
+    await sleep(LOCK_POLL_MS);
+  }
+}
+
+async function applyOne(client: pg.Client, schema: string, migration: MigrationFile, plan: MigrationPlan) {
+  if (plan.kind === "concurrent-index") return applyConcurrentIndex(client, schema, migration, plan.index);
   await client.query("BEGIN");
   try {
     await client.query(migration.sql);
-    await client.query(
-      `INSERT INTO "_prisma_migrations" (id, checksum, finished_at, migration_name, started_at, applied_steps_count)
-       VALUES ($1, $2, now(), $3, now(), 1)`,
-      [randomUUID(), migration.checksum, migration.name],
-    );
+    await record(client, migration);
     await client.query("COMMIT");
   } catch (error) {
     await client.query("ROLLBACK");
-    throw new Error(`migration ${migration.name} failed: ${(error as Error).message}`, { cause: error });
+    // 25001 active_sql_transaction: e.g. CREATE INDEX CONCURRENTLY beside other statements.
+    const hint =
+      (error as { code?: string }).code === "25001"
+        ? " (only a migration whose one statement is CREATE INDEX CONCURRENTLY runs outside a transaction)"
+        : "";
+    throw new Error(`migration ${migration.name} failed: ${(error as Error).message}${hint}`, { cause: error });
   }
+}
+
+/**
+ * A build that failed (a unique violation, a deadlock, a cancelled statement) or whose process died leaves its index
+ * behind, INVALID: unused by queries, yet maintained on every write, and IF NOT EXISTS would skip it. It is dropped
+ * first, concurrently too, so that a repeated run builds the index again rather than recording a broken one.
+ */
+async function applyConcurrentIndex(client: pg.Client, schema: string, migration: MigrationFile, index: string) {
+  if ((await indexValidity(client, schema, index)) === "invalid") {
+    await client.query(`DROP INDEX CONCURRENTLY IF EXISTS ${quoteIdent(schema)}.${quoteIdent(index)}`);
+  }
+  try {
+    await client.query(migration.sql);
+  } catch (error) {
+    throw new Error(
+      `migration ${migration.name} failed: ${(error as Error).message} (an INVALID index it left behind is dropped and built again by the next run)`,
+      { cause: error },
+    );
+  }
+  // IF NOT EXISTS also passes over another relation of that name: only a valid index of that name is the migration.
+  const validity = await indexValidity(client, schema, index);
+  if (validity !== "valid") {
+    throw new Error(`migration ${migration.name} failed: index "${index}" is ${validity} after its build`);
+  }
+  await record(client, migration);
+}
+
+async function indexValidity(
+  client: pg.Client,
+  schema: string,
+  index: string,
+): Promise<"valid" | "invalid" | "missing"> {
+  const { rows } = await client.query<{ valid: boolean }>(
+    `SELECT i.indisvalid AS valid FROM pg_index i
+     JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = $1 AND c.relname = $2`,
+    [schema, index],
+  );
+  const row = rows[0];
+  return row === undefined ? "missing" : row.valid ? "valid" : "invalid";
+}
+
+async function record(client: pg.Client, migration: MigrationFile): Promise<void> {
+  await client.query(
+    `INSERT INTO "_prisma_migrations" (id, checksum, finished_at, migration_name, started_at, applied_steps_count)
+     VALUES ($1, $2, now(), $3, now(), 1)`,
+    [randomUUID(), migration.checksum, migration.name],
+  );
 }

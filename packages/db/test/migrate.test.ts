@@ -1,7 +1,7 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createDb, ensureDatabase, migrate, readMigrations } from "@wpn/db";
+import { createDb, ensureDatabase, migrate, planMigration, readMigrations, splitStatements } from "@wpn/db";
 import { TEST_DATABASE_BASE_URL } from "@wpn/testing";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
@@ -180,5 +180,155 @@ describe("migrate", () => {
     } finally {
       await db.close();
     }
+  });
+});
+
+/** Each of a migration's indexes in `schema`: name → valid (PostgreSQL's indisvalid). */
+async function indexes(url: string): Promise<Record<string, boolean>> {
+  const db = createDb({ url });
+  try {
+    const { rows } = await db.pool.query<{ name: string; valid: boolean }>(
+      `SELECT c.relname AS name, i.indisvalid AS valid FROM pg_index i
+       JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = $1 AND NOT i.indisprimary`,
+      [db.target.schema],
+    );
+    return Object.fromEntries(rows.map((r) => [r.name, r.valid]));
+  } finally {
+    await db.close();
+  }
+}
+
+async function recorded(url: string): Promise<string[]> {
+  const db = createDb({ url });
+  try {
+    const { rows } = await db.pool.query(
+      `SELECT migration_name FROM "_prisma_migrations" WHERE finished_at IS NOT NULL ORDER BY migration_name`,
+    );
+    return rows.map((r) => r.migration_name);
+  } finally {
+    await db.close();
+  }
+}
+
+const TABLE = `CREATE TABLE "T" (id serial PRIMARY KEY, k text);`;
+const CONCURRENT = `-- comments; even with a semicolon, are not statements
+/* nor is /* a nested */ block comment; */
+CREATE INDEX CONCURRENTLY IF NOT EXISTS "T_k_idx" ON "T" (k);
+`;
+
+describe("migrate: CREATE INDEX CONCURRENTLY", () => {
+  it("runs a migration whose one statement is CREATE INDEX CONCURRENTLY outside a transaction: the table takes writes during the build", async () => {
+    const url = freshUrl();
+    await migrate(url, migrationsDir({ "001_t": TABLE }));
+    // Statements of this pool are cancelled after 2 s: an INSERT blocked by the build fails instead of waiting.
+    const db = createDb({ url, queryTimeoutMs: 2_000 });
+    // A transaction that wrote to the table and is still open: an index build waits for it to end (a plain
+    // CREATE INDEX for its ShareLock, a concurrent one before its first scan).
+    const holder = await db.pool.connect();
+    try {
+      await holder.query("BEGIN");
+      await holder.query(`INSERT INTO "T" (k) VALUES ('held')`);
+      const migrating = migrate(url, migrationsDir({ "001_t": TABLE, "002_idx": CONCURRENT }));
+      const failedEarly = migrating.then(
+        () => "done",
+        (error: Error) => error.message,
+      );
+      for (;;) {
+        const { rows } = await db.pool.query(
+          `SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%CREATE INDEX CONCURRENTLY%'`,
+        );
+        if (rows.length > 0) break;
+        const early = await Promise.race([failedEarly, new Promise((r) => setTimeout(() => r(null), 20))]);
+        if (early !== null) throw new Error(`the migration did not wait for the open transaction: ${early}`);
+      }
+      // While the build waits, another session still writes to the table (a plain CREATE INDEX would queue it).
+      await db.pool.query(`INSERT INTO "T" (k) VALUES ('during the build')`);
+      await holder.query("COMMIT");
+      expect((await migrating).applied).toEqual(["002_idx"]);
+    } finally {
+      holder.release();
+      await db.close();
+    }
+    expect(await indexes(url)).toEqual({ T_k_idx: true });
+    expect(await recorded(url)).toEqual(["001_t", "002_idx"]);
+  });
+
+  it("builds the index once when several processes start together (none deadlocks waiting for the lock)", async () => {
+    const url = freshUrl();
+    const dir = migrationsDir({
+      "001_t": TABLE,
+      "002_idx": CONCURRENT,
+      "003_after": `INSERT INTO "T" (k) VALUES ('x');`,
+    });
+    const results = await Promise.all(Array.from({ length: 4 }, () => migrate(url, dir)));
+    expect(results.flatMap((r) => r.applied).sort()).toEqual(["001_t", "002_idx", "003_after"]);
+    expect(await indexes(url)).toEqual({ T_k_idx: true });
+    expect(await recorded(url)).toEqual(["001_t", "002_idx", "003_after"]);
+  });
+
+  it("a failed build leaves an INVALID index and no record; the next run drops it and builds it again", async () => {
+    const url = freshUrl();
+    const dir = migrationsDir({
+      "001_t": `${TABLE} INSERT INTO "T" (k) VALUES ('a'), ('a');`,
+      "002_unique": `CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "T_k_key" ON "T" (k);`,
+    });
+    await expect(migrate(url, dir)).rejects.toThrow(/migration 002_unique failed: could not create unique index/);
+    expect(await indexes(url)).toEqual({ T_k_key: false });
+    expect(await recorded(url)).toEqual(["001_t"]);
+    // The cause fixed by hand, the same files run again.
+    const db = createDb({ url });
+    try {
+      await db.pool.query(`DELETE FROM "T" WHERE id = (SELECT max(id) FROM "T")`);
+    } finally {
+      await db.close();
+    }
+    expect((await migrate(url, dir)).applied).toEqual(["002_unique"]);
+    expect(await indexes(url)).toEqual({ T_k_key: true });
+    expect(await recorded(url)).toEqual(["001_t", "002_unique"]);
+  });
+
+  it("refuses a concurrent index without IF NOT EXISTS and a name, before applying anything", async () => {
+    const url = freshUrl();
+    for (const sql of [`CREATE INDEX CONCURRENTLY "T_k_idx" ON "T" (k);`, `CREATE INDEX CONCURRENTLY ON "T" (k);`]) {
+      await expect(migrate(url, migrationsDir({ "001_t": TABLE, "002_idx": sql }))).rejects.toThrow(
+        /migration 002_idx: write CREATE \[UNIQUE\] INDEX CONCURRENTLY IF NOT EXISTS/,
+      );
+    }
+    expect(await recorded(url)).toEqual([]);
+  });
+
+  it("CREATE INDEX CONCURRENTLY beside other statements: refused by PostgreSQL, rolled back, the rule named", async () => {
+    const url = freshUrl();
+    const dir = migrationsDir({ "001_t": `${TABLE} CREATE INDEX CONCURRENTLY IF NOT EXISTS "T_k_idx" ON "T" (k);` });
+    await expect(migrate(url, dir)).rejects.toThrow(
+      /001_t failed: CREATE INDEX CONCURRENTLY cannot run inside a transaction block \(only a migration whose one statement is CREATE INDEX CONCURRENTLY/,
+    );
+    expect(await indexes(url)).toEqual({});
+  });
+});
+
+describe("splitStatements", () => {
+  it("splits on semicolons outside strings, identifiers, dollar bodies and comments; drops the comments", () => {
+    const sql = `-- a; comment
+SELECT 'a;b', E'it\\'s;', "x;y" /* c; /* nested; */ still; */ FROM t;
+CREATE FUNCTION f() RETURNS int AS $body$ SELECT 1; $body$ LANGUAGE sql;
+SELECT $$;$$, $1;;
+`;
+    expect(splitStatements(sql)).toEqual([
+      `SELECT 'a;b', E'it\\'s;', "x;y"   FROM t`,
+      "CREATE FUNCTION f() RETURNS int AS $body$ SELECT 1; $body$ LANGUAGE sql",
+      "SELECT $$;$$, $1",
+    ]);
+  });
+
+  it("an unquoted index name is folded to lower case, as PostgreSQL does", () => {
+    const file = {
+      name: "x",
+      sql: "create index concurrently if not exists Some_Idx on t (k)",
+      checksum: "",
+      acceptedChecksums: [],
+    };
+    expect(planMigration(file)).toEqual({ kind: "concurrent-index", index: "some_idx" });
   });
 });

@@ -1,0 +1,138 @@
+import { createHash } from "node:crypto";
+import { readdirSync, readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** prisma/migrations at the repository root (the Docker image copies the whole repository: the apps read it too). */
+export const MIGRATIONS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "../../../prisma/migrations");
+
+export interface MigrationFile {
+  name: string;
+  sql: string;
+  /** sha256 hex of the file bytes: what Prisma stores in `checksum`. */
+  checksum: string;
+  /**
+   * The checksums an applied copy of this file may have been recorded with: its own, and those of the same
+   * text with LF or CRLF line endings (a checkout on Windows converts them). Prisma accepts these variants
+   * too, so a database migrated from one checkout still starts from another.
+   */
+  acceptedChecksums: readonly string[];
+}
+
+const sha256 = (text: Buffer | string) => createHash("sha256").update(text).digest("hex");
+
+export function readMigrations(dir: string = MIGRATIONS_DIR): MigrationFile[] {
+  return readdirSync(dir, { withFileTypes: true })
+    .filter((entry) => entry.isDirectory())
+    .map((entry) => entry.name)
+    .sort()
+    .map((name) => {
+      const bytes = readFileSync(join(dir, name, "migration.sql"));
+      const sql = bytes.toString("utf8");
+      const lf = sql.replace(/\r\n/g, "\n");
+      const checksum = sha256(bytes);
+      return { name, sql, checksum, acceptedChecksums: [checksum, sha256(lf), sha256(lf.replace(/\n/g, "\r\n"))] };
+    });
+}
+
+/**
+ * How a migration is applied:
+ * - `transaction`: the whole file in one transaction, recorded in the same transaction (all or nothing);
+ * - `concurrent-index`: a file whose only statement (comments aside) is `CREATE [UNIQUE] INDEX CONCURRENTLY`, which
+ *   PostgreSQL refuses inside a transaction block. It is sent on its own, as Prisma sends such a file, so the
+ *   table takes writes while the index is built; `index` is the index's name as PostgreSQL stores it.
+ */
+export type MigrationPlan = { kind: "transaction" } | { kind: "concurrent-index"; index: string };
+
+const CONCURRENT_INDEX = /^CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\b/i;
+/** The form a concurrent index migration must take: IF NOT EXISTS and a name, so that a repeated run finds it. */
+const CONCURRENT_INDEX_FORM =
+  /^CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+IF\s+NOT\s+EXISTS\s+("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)\s+ON\b/i;
+
+/** Throws when the file is a concurrent index migration that does not have the form a safe re-run needs. */
+export function planMigration(migration: MigrationFile): MigrationPlan {
+  const statements = splitStatements(migration.sql);
+  const [only] = statements;
+  if (statements.length !== 1 || only === undefined || !CONCURRENT_INDEX.test(only)) return { kind: "transaction" };
+  const form = CONCURRENT_INDEX_FORM.exec(only);
+  if (!form?.[1]) {
+    throw new Error(
+      `migration ${migration.name}: write CREATE [UNIQUE] INDEX CONCURRENTLY IF NOT EXISTS "<name>" ON …, so that a run interrupted after the build can be repeated`,
+    );
+  }
+  const name = form[1];
+  // PostgreSQL folds an unquoted identifier to lower case.
+  const index = name.startsWith('"') ? name.slice(1, -1).replaceAll('""', '"') : name.toLowerCase();
+  return { kind: "concurrent-index", index };
+}
+
+/**
+ * The statements of a SQL script, comments removed, trimmed, empty ones dropped. Knows PostgreSQL's lexical
+ * forms that may hold a `;` or a comment marker without ending a statement: '…' and E'…' strings, "…" identifiers,
+ * $tag$…$tag$ bodies, -- and (nested) block comments.
+ */
+export function splitStatements(sql: string): string[] {
+  const statements: string[] = [];
+  let current = "";
+  let i = 0;
+  const flush = () => {
+    const statement = current.trim();
+    if (statement !== "") statements.push(statement);
+    current = "";
+  };
+  while (i < sql.length) {
+    const c = sql[i] as string;
+    const next = sql[i + 1];
+    if (c === "-" && next === "-") {
+      const end = sql.indexOf("\n", i);
+      i = end === -1 ? sql.length : end;
+      current += " ";
+    } else if (c === "/" && next === "*") {
+      let depth = 1;
+      i += 2;
+      while (i < sql.length && depth > 0) {
+        if (sql.startsWith("/*", i)) {
+          depth++;
+          i += 2;
+        } else if (sql.startsWith("*/", i)) {
+          depth--;
+          i += 2;
+        } else {
+          i++;
+        }
+      }
+      current += " ";
+    } else if (c === "'" || c === '"') {
+      const escapes = c === "'" && /[Ee]/.test(sql[i - 1] ?? "") && !/[A-Za-z0-9_$]/.test(sql[i - 2] ?? "");
+      let j = i + 1;
+      for (;;) {
+        if (j >= sql.length) break;
+        if (escapes && sql[j] === "\\") j += 2;
+        else if (sql[j] === c && sql[j + 1] === c) j += 2;
+        else if (sql[j] === c) break;
+        else j++;
+      }
+      current += sql.slice(i, j + 1);
+      i = j + 1;
+    } else if (c === "$" && !/[A-Za-z0-9_$]/.test(sql[i - 1] ?? "")) {
+      const tag = /^\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$/.exec(sql.slice(i));
+      if (tag) {
+        const end = sql.indexOf(tag[0], i + tag[0].length);
+        const stop = end === -1 ? sql.length : end + tag[0].length;
+        current += sql.slice(i, stop);
+        i = stop;
+      } else {
+        current += c;
+        i++;
+      }
+    } else if (c === ";") {
+      flush();
+      i++;
+    } else {
+      current += c;
+      i++;
+    }
+  }
+  flush();
+  return statements;
+}
