@@ -306,6 +306,19 @@ describe("migrate: CREATE INDEX CONCURRENTLY", () => {
     );
     expect(await indexes(url)).toEqual({});
   });
+
+  it("the committed index migrations are concurrent ones; every other committed migration runs in a transaction", () => {
+    const plans = Object.fromEntries(readMigrations().map((m) => [m.name, planMigration(m)]));
+    expect(plans["20261201140000_notification_out_refund_no_index"]).toEqual({
+      kind: "concurrent-index",
+      index: "Notification_outRefundNo_idx",
+    });
+    expect(plans["20261201141000_notification_mchid_received_at_index"]).toEqual({
+      kind: "concurrent-index",
+      index: "Notification_mchid_receivedAt_idx",
+    });
+    expect(plans["20261129000000_init"]).toEqual({ kind: "transaction" });
+  });
 });
 
 describe("splitStatements", () => {

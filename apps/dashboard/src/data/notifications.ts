@@ -110,8 +110,10 @@ export function searchWhere(search: NotificationSearch): Prisma.NotificationWher
 }
 
 /**
- * Newest first. Exact matches only (every searched column is indexed); one extra row is read to know
- * whether there is a next page without counting the whole table.
+ * Newest first. Exact matches only, each served by an index: the free text by the primary key and the indexes on
+ * outTradeNo, transactionId and outRefundNo (a bitmap OR of the four), the merchant by (mchid, receivedAt), the
+ * status by (status, receivedAt), the time range by receivedAt (apps/dashboard/test/search-plans.test.ts explains
+ * each search). One extra row is read to know whether there is a next page without counting the whole table.
  */
 export async function searchNotifications(
   db: DbClient,

@@ -1,0 +1,101 @@
+import { PrismaPg } from "@prisma/adapter-pg";
+import { PrismaClient } from "@wpn/db";
+import { createTestDatabase, type TestDatabase } from "@wpn/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type NotificationSearch, searchNotifications } from "../src/data/notifications.ts";
+
+/**
+ * Every search the Notifications page offers must be answered from an index when it matches few rows: the table
+ * holds every notification ever received, and a search that reads all of it took seconds at 500k rows (the
+ * free-text search, which matches outRefundNo too, and the filter on a merchant with few notifications did, before
+ * their indexes). The statements are the ones Prisma sends for `searchNotifications`, captured from its query log
+ * and explained on 20,000 rows with fresh statistics. (A filter matching many rows, such as a busy merchant, may
+ * rightly be served by reading the newest rows through the receivedAt index and skipping the others.)
+ */
+
+const ROWS = 20_000;
+
+let t: TestDatabase;
+let prisma: PrismaClient<"query">;
+const sent: { query: string; params: unknown[] }[] = [];
+
+beforeAll(async () => {
+  t = await createTestDatabase("search_plans");
+  // One notification a minute; every fifth a refund (outRefundNo), one in 200 DEAD; two busy merchants in turn and
+  // a quiet one (one in 1,000).
+  await t.db.pool.query(
+    `INSERT INTO "Notification" (id, mchid, "eventType", "receivedAt", body, status, "outTradeNo", "transactionId", "outRefundNo")
+     SELECT 'n' || i, CASE WHEN i % 1000 = 0 THEN '1900000999' ELSE (1900000000 + i % 2)::text END,
+            CASE WHEN i % 5 = 0 THEN 'REFUND.SUCCESS' ELSE 'TRANSACTION.SUCCESS' END,
+            timestamp '2026-11-01' + i * interval '1 minute', '{}',
+            (CASE WHEN i % 200 = 0 THEN 'DEAD' ELSE 'APPLIED' END)::"NotificationStatus",
+            'T' || i, '4200' || i, CASE WHEN i % 5 = 0 THEN 'R' || i END
+     FROM generate_series(1, $1::int) AS i`,
+    [ROWS],
+  );
+  await t.db.pool.query(`ANALYZE "Notification"`);
+  prisma = new PrismaClient({
+    adapter: new PrismaPg(t.db.pool, { schema: t.schema }),
+    log: [{ emit: "event", level: "query" }],
+  });
+  prisma.$on("query", (event) => sent.push({ query: event.query, params: JSON.parse(event.params) as unknown[] }));
+});
+
+afterAll(async () => {
+  await prisma?.$disconnect();
+  await t?.drop();
+});
+
+interface PlanNode {
+  "Node Type": string;
+  "Relation Name"?: string;
+  "Index Name"?: string;
+  "Index Cond"?: string;
+  Filter?: string;
+  Plans?: PlanNode[];
+}
+
+/** The plan's reads of Notification not narrowed by an index condition: a sequential scan, or a whole index in order. */
+function unindexedReads(node: PlanNode): string[] {
+  const own: string[] = [];
+  if (node["Relation Name"] === "Notification") {
+    const type = node["Node Type"];
+    const narrowed =
+      type === "Bitmap Heap Scan" ||
+      ((type === "Index Scan" || type === "Index Only Scan") && node["Index Cond"] !== undefined);
+    if (!narrowed) own.push(`${type} ${node["Index Name"] ?? ""} filter ${node.Filter ?? "none"}`);
+  }
+  return [...own, ...(node.Plans ?? []).flatMap(unindexedReads)];
+}
+
+const searches: Record<string, Omit<NotificationSearch, "page">> = {
+  "free text: an out_trade_no": { q: "T12345" },
+  "free text: an out_refund_no": { q: "R12345" },
+  "free text: a notification id": { q: "n12345" },
+  "notification id": { id: "n777" },
+  out_trade_no: { outTradeNo: "T777" },
+  transaction_id: { transactionId: "4200777" },
+  "a merchant with few notifications": { mchid: "1900000999" },
+  "status (a rare one)": { status: "DEAD" },
+  "an hour": { from: new Date("2026-11-05T00:00:00Z"), to: new Date("2026-11-05T01:00:00Z") },
+  "a busy merchant and free text": { mchid: "1900000001", q: "T12345" },
+};
+
+describe("the Notifications page's searches", () => {
+  for (const [what, search] of Object.entries(searches)) {
+    it(`${what}: read through an index`, async () => {
+      sent.length = 0;
+      const { rows } = await searchNotifications(prisma, { ...search, page: 0 });
+      expect(rows.length).toBeGreaterThan(0);
+      const [statement] = sent;
+      expect(sent).toHaveLength(1);
+      if (!statement) return;
+      const { rows: explained } = await t.db.pool.query<{ "QUERY PLAN": { Plan: PlanNode }[] }>(
+        `EXPLAIN (FORMAT JSON) ${statement.query}`,
+        statement.params,
+      );
+      const plan = explained[0]?.["QUERY PLAN"][0]?.Plan as PlanNode;
+      expect(unindexedReads(plan), JSON.stringify(plan)).toEqual([]);
+    });
+  }
+});
