@@ -1,7 +1,7 @@
 // Dashboard entry point: configuration, PostgreSQL, an admin Redis connection, listen; graceful shutdown on
 // SIGTERM/SIGINT (stop accepting, finish in-flight requests, close pools).
 import { ConfigError, loadConfigOrExit } from "@wpn/config";
-import { createDb } from "@wpn/db";
+import { createDb, verifyMigrationsOrExit } from "@wpn/db";
 import { createRedisConnection } from "@wpn/queue";
 import { pino } from "pino";
 import { buildApp } from "./app.ts";
@@ -27,6 +27,9 @@ const logger = pino({
     censor: "[redacted]",
   },
 });
+
+// Every business page reads tables of the committed migrations.
+await verifyMigrationsOrExit(config.DATABASE_URL, logger, { connectTimeoutMs: config.PG_CONNECT_TIMEOUT_MS });
 
 const db = createDb({
   url: config.DATABASE_URL,

@@ -1,5 +1,5 @@
 import { loadConfigOrExit } from "@wpn/config";
-import { createDb } from "@wpn/db";
+import { createDb, verifyMigrationsOrExit } from "@wpn/db";
 import { createRedisConnection } from "@wpn/queue";
 import { buildApp } from "./app.ts";
 import { createLogger } from "./logger.ts";
@@ -26,6 +26,11 @@ try {
   logger.fatal({ err: error }, "WeChat Pay key material could not be loaded");
   process.exit(78);
 }
+
+// The merchant registry reads the Merchant and PlatformCertificate tables: a database that answers without the
+// committed migrations is a deployment mistake to stop at. One that cannot be reached is not: notifications only
+// need Redis.
+await verifyMigrationsOrExit(config.DATABASE_URL, logger, { connectTimeoutMs: 2_000 });
 
 const redis = createRedisConnection(config.REDIS_URL, "producer");
 let redisWasReady = false;

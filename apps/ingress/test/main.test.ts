@@ -45,8 +45,9 @@ async function startIngress(env: Record<string, string>): Promise<{ base: string
     PORT: String(port),
     REDIS_URL: TEST_REDIS_URL,
     QUEUE_PREFIX: prefix,
-    // No multi-merchant table needed: a missing schema only logs a warning and keeps the default merchant.
-    DATABASE_URL: "postgresql://postgres@127.0.0.1:5432/wechatpay_notify_test?schema=ingress_main_absent",
+    // No PostgreSQL at all: notifications need only Redis. The start-up migration check and the merchant registry
+    // log a warning, and the default merchant is kept (a database that answers unmigrated would stop the process).
+    DATABASE_URL: "postgresql://postgres@127.0.0.1:1/wechatpay_notify_test",
     ...env,
   });
   child = app.child;
@@ -86,6 +87,7 @@ describe("main.ts (real process, real socket)", () => {
     const log = output();
     const lines = log.trim().split("\n");
     for (const line of lines) expect(() => JSON.parse(line)).not.toThrow();
+    expect(log).toContain('"code":"MIGRATIONS_UNCHECKED"');
     expect(log).toContain('"msg":"ingress listening"');
     expect(log).toContain('"code":"SIGNATURE_PROBE"');
     expect(log).toContain('"msg":"shutdown complete"');

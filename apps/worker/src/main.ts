@@ -1,6 +1,7 @@
 // Entry point of one worker process: `tsx apps/worker/src/main.ts`. The root start script runs it
 // WORKER_PROCESSES times with WORKER_INDEX=0..n-1 (each then serves health on WORKER_HEALTH_PORT + index).
 import { loadConfigOrExit, readEnvironment } from "@wpn/config";
+import { verifyMigrationsOrExit } from "@wpn/db";
 import { oneLine } from "./errors.ts";
 import { createLogger } from "./logger.ts";
 import { checkWorkerConfig, startWorker } from "./worker.ts";
@@ -18,6 +19,9 @@ process.on("unhandledRejection", (reason) => {
   process.exit(1);
 });
 
+// Before taking any job: on a database without the committed migrations every job would fail and be retried
+// into the dead letters.
+await verifyMigrationsOrExit(config.DATABASE_URL, log, { connectTimeoutMs: config.PG_CONNECT_TIMEOUT_MS });
 const worker = await startWorker(config, { logger: log });
 
 let stopping = false;

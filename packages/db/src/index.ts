@@ -10,7 +10,16 @@ export {
   readMigrations,
   splitStatements,
 } from "./migration-files.ts";
-export { compareMigrations, type MigrationState, type RecordedMigration } from "./migration-state.ts";
+export {
+  compareMigrations,
+  type MigrationState,
+  MigrationStateError,
+  type RecordedMigration,
+  type StartupLogger,
+  type VerifyMigrationsOptions,
+  verifyMigrations,
+  verifyMigrationsOrExit,
+} from "./migration-state.ts";
 export {
   MAX_PRUNE_BATCH,
   MIN_RETENTION_DAYS,

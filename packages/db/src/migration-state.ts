@@ -1,6 +1,6 @@
-import type pg from "pg";
-import { quoteIdent } from "./database-url.ts";
-import type { MigrationFile } from "./migration-files.ts";
+import pg from "pg";
+import { parseDatabaseUrl, quoteIdent } from "./database-url.ts";
+import { MIGRATIONS_DIR, type MigrationFile, readMigrations } from "./migration-files.ts";
 
 /** A row of `_prisma_migrations`, the columns that say whether and how a migration was applied. */
 export interface RecordedMigration {
@@ -61,4 +61,105 @@ export async function readRecordedMigrations(client: pg.ClientBase, schema: stri
     `SELECT migration_name, checksum, finished_at, rolled_back_at FROM ${table} ORDER BY started_at`,
   );
   return rows;
+}
+
+/** Names a few migrations; a long run (an empty database) by its count, first and last. */
+function migrations(names: readonly string[]): string {
+  if (names.length === 1) return `migration ${names[0]}`;
+  if (names.length <= 3) return `migrations ${names.join(", ")}`;
+  return `${names.length} migrations (${names[0]} … ${names.at(-1)})`;
+}
+
+/** The database is not at the committed migrations: the app would fail on every statement that needs them. */
+export class MigrationStateError extends Error {
+  readonly code = "DB_NOT_MIGRATED";
+  constructor(
+    readonly schema: string,
+    readonly state: MigrationState,
+  ) {
+    const problems: string[] = [];
+    if (state.failed.length > 0) {
+      problems.push(
+        `${migrations(state.failed)} failed earlier (left unfinished in _prisma_migrations): fix the cause, mark it with \`npx prisma migrate resolve\`, then run \`npm run db:migrate\``,
+      );
+    }
+    if (state.modified.length > 0) {
+      problems.push(
+        `${migrations(state.modified)} modified after it was applied (checksum differs from _prisma_migrations): restore the file as it was applied`,
+      );
+    }
+    if (state.pending.length > 0) {
+      problems.push(
+        `${migrations(state.pending)} not applied: run \`npm run db:migrate\` (Docker Compose: \`docker compose run --rm migrate\`)`,
+      );
+    }
+    super(`database schema "${schema}" is not at the committed migrations: ${problems.join("; ")}`);
+    this.name = "MigrationStateError";
+  }
+}
+
+export interface VerifyMigrationsOptions {
+  dir?: string;
+  /** Give up connecting after this long, ms. */
+  connectTimeoutMs?: number;
+}
+
+/**
+ * For an app at start: resolves when every committed migration is applied, unmodified, and none failed; throws
+ * MigrationStateError naming the migrations otherwise. Reads only (creates nothing). Other errors (the database
+ * cannot be reached) are thrown as they come: the check could not be made.
+ */
+export async function verifyMigrations(url: string, options: VerifyMigrationsOptions = {}): Promise<void> {
+  const target = parseDatabaseUrl(url);
+  const files = readMigrations(options.dir ?? MIGRATIONS_DIR);
+  const client = new pg.Client({
+    connectionString: target.connectionString,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,
+    query_timeout: 10_000,
+    application_name: "wechatpay-notify:migration-check",
+  });
+  await client.connect();
+  let state: MigrationState;
+  try {
+    state = compareMigrations(files, await readRecordedMigrations(client, target.schema));
+  } finally {
+    await client.end();
+  }
+  if (state.pending.length + state.failed.length + state.modified.length > 0) {
+    throw new MigrationStateError(target.schema, state);
+  }
+}
+
+/** The logger methods the start-up check uses (a pino logger has them). */
+export interface StartupLogger {
+  fatal(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+}
+
+/**
+ * An app's start-up check (README, "Database migrations"). A database that answers without the committed migrations
+ * (`npm run db:migrate` not run, a failed or edited one) stops the process: logged as DB_NOT_MIGRATED, naming them,
+ * exit 78 like a configuration error — the orchestrator restarts it and shows it failing, where a process that
+ * started anyway answered ready and failed every notification. A database that cannot be reached cannot be checked:
+ * logged as MIGRATIONS_UNCHECKED and the app starts as before (its readiness reports PostgreSQL; the ingress needs
+ * none to take notifications).
+ */
+export async function verifyMigrationsOrExit(
+  url: string,
+  log: StartupLogger,
+  options: VerifyMigrationsOptions = {},
+): Promise<void> {
+  try {
+    await verifyMigrations(url, options);
+  } catch (error) {
+    if (error instanceof MigrationStateError) {
+      const { pending, failed, modified } = error.state;
+      log.fatal({ code: error.code, schema: error.schema, pending, failed, modified }, error.message);
+      process.exit(78);
+    }
+    log.warn(
+      { code: "MIGRATIONS_UNCHECKED", err: error instanceof Error ? error.message : String(error) },
+      "could not check the database's migrations; starting anyway",
+    );
+  }
 }

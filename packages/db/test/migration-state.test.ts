@@ -1,0 +1,107 @@
+import { cpSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createDb, MIGRATIONS_DIR, MigrationStateError, migrate, readMigrations, verifyMigrations } from "@wpn/db";
+import { TEST_DATABASE_BASE_URL } from "@wpn/testing";
+import pg from "pg";
+import { afterAll, describe, expect, it } from "vitest";
+
+const schemas: string[] = [];
+function freshUrl(): string {
+  const schema = `mst_${Math.random().toString(36).slice(2, 10)}`;
+  schemas.push(schema);
+  return `${TEST_DATABASE_BASE_URL}?schema=${schema}`;
+}
+
+afterAll(async () => {
+  const client = new pg.Client({ connectionString: TEST_DATABASE_BASE_URL });
+  await client.connect();
+  for (const schema of schemas) await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  await client.end();
+});
+
+const committed = readMigrations().map((m) => m.name);
+const last = committed.at(-1) as string;
+
+/** The committed migrations but the last: a database migrated by the previous release. */
+function previousRelease(): string {
+  const dir = mkdtempSync(join(tmpdir(), "wpn-previous-"));
+  for (const name of committed.slice(0, -1)) cpSync(join(MIGRATIONS_DIR, name), join(dir, name), { recursive: true });
+  return dir;
+}
+
+async function stateError(url: string): Promise<MigrationStateError> {
+  const error = await verifyMigrations(url).then(
+    () => null,
+    (e: unknown) => e,
+  );
+  if (!(error instanceof MigrationStateError)) throw new Error(`expected a MigrationStateError, got ${String(error)}`);
+  return error;
+}
+
+async function sql(url: string, text: string, params: unknown[] = []): Promise<void> {
+  const db = createDb({ url });
+  try {
+    await db.pool.query(text, params);
+  } finally {
+    await db.close();
+  }
+}
+
+describe("verifyMigrations (what an app checks at start)", () => {
+  it("an empty schema: every committed migration is named as not applied, with the command to run", async () => {
+    const url = freshUrl();
+    const error = await stateError(url);
+    expect(error.code).toBe("DB_NOT_MIGRATED");
+    expect(error.state.pending).toEqual(committed);
+    expect(error.message).toContain(`database schema "${error.schema}" is not at the committed migrations`);
+    expect(error.message).toContain(
+      `${committed.length} migrations (${committed[0]} … ${last}) not applied: run \`npm run db:migrate\``,
+    );
+  });
+
+  it("a schema migrated by the previous release: names the one migration missing", async () => {
+    const url = freshUrl();
+    const dir = previousRelease();
+    try {
+      await migrate(url, dir);
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
+    const error = await stateError(url);
+    expect(error.state).toEqual({ applied: committed.slice(0, -1), pending: [last], failed: [], modified: [] });
+    expect(error.message).toContain(`migration ${last} not applied: run \`npm run db:migrate\``);
+  });
+
+  it("a migration prisma migrate deploy left failed, and an applied file edited since: both named", async () => {
+    const url = freshUrl();
+    await migrate(url);
+    await sql(url, `UPDATE "_prisma_migrations" SET finished_at = NULL WHERE migration_name = $1`, [last]);
+    await sql(url, `UPDATE "_prisma_migrations" SET checksum = 'edited' WHERE migration_name = $1`, [committed[0]]);
+    const error = await stateError(url);
+    expect(error.state.failed).toEqual([last]);
+    expect(error.state.modified).toEqual([committed[0]]);
+    expect(error.message).toContain(`migration ${last} failed earlier`);
+    expect(error.message).toContain(`migration ${committed[0]} modified after it was applied`);
+  });
+
+  it("a migrated schema passes, also when a newer release recorded a migration this one does not have", async () => {
+    const url = freshUrl();
+    await migrate(url);
+    await sql(
+      url,
+      `INSERT INTO "_prisma_migrations" (id, checksum, finished_at, migration_name, applied_steps_count)
+       VALUES ('newer', 'x', now(), '29991231000000_from_a_newer_release', 1)`,
+    );
+    await expect(verifyMigrations(url)).resolves.toBeUndefined();
+  });
+
+  it("a database that cannot be reached: the error as it comes, not a migration verdict", async () => {
+    const error = await verifyMigrations("postgresql://postgres@127.0.0.1:1/nowhere", { connectTimeoutMs: 1_000 }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(Error);
+    expect(error).not.toBeInstanceOf(MigrationStateError);
+  });
+});
