@@ -1,3 +1,4 @@
+import { secretRedactPaths } from "@wpn/config";
 import { type DestinationStream, type Logger, pino } from "pino";
 
 /**
@@ -7,27 +8,11 @@ import { type DestinationStream, type Logger, pino } from "pino";
  * level or one level down. Public keys and certificates are not secret.
  */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
-  const secrets = [
-    "apiV3Key",
-    "apiV3KeyPrevious",
-    "previousApiV3Key",
-    "apiV2Key",
-    "apiV2KeyPrevious",
-    "apiPrivateKeyPem",
-    "merchantPrivateKeyPem",
-  ];
   const options = {
     level,
     base: { service: "ingress", pid: process.pid },
     redact: {
-      paths: [
-        "req.headers",
-        "headers",
-        "body",
-        "*.body",
-        "*.signature",
-        ...secrets.flatMap((field) => [field, `*.${field}`]),
-      ],
+      paths: ["req.headers", "headers", "body", "*.body", "*.signature", ...secretRedactPaths()],
       remove: true,
     },
   };

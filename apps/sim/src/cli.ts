@@ -1,7 +1,7 @@
 import { setMaxListeners } from "node:events";
 import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { readEnvironment } from "@wpn/config";
+import { DEFAULT_PORT, readEnvironment } from "@wpn/config";
 import { isWechatPayError } from "@wpn/wechatpay";
 import { parseCommandArgs } from "./args.ts";
 import { closeCommand } from "./commands/close.ts";
@@ -12,7 +12,6 @@ import { loadCommand } from "./commands/load.ts";
 import { payCommand } from "./commands/pay.ts";
 import { refundCommand } from "./commands/refund.ts";
 import { scenarioCommand } from "./commands/scenario.ts";
-import { DEFAULT_INGRESS_PORT } from "./commands/send.ts";
 import { serveCommand } from "./commands/serve.ts";
 import { EXIT, type Io, isConnectionError, println, UsageError } from "./io.ts";
 
@@ -40,7 +39,7 @@ Start with \`wechatpay-sim keys\`, configure the receiver with the printed envir
   wechatpay-sim pay --keys .dev/keys --out-trade-no ORDER123 --amount 2500
 
 Every command takes --help. Notifications go only to --url (default http://127.0.0.1:$PORT/notify/v3, with PORT
-from the environment or .env, else ${DEFAULT_INGRESS_PORT}).
+from the environment or .env, else ${DEFAULT_PORT}).
 
 ${HELP_EXIT_CODES}`;
 

@@ -1,3 +1,4 @@
+import { secretRedactPaths } from "@wpn/config";
 import { type DestinationStream, type Logger, pino } from "pino";
 
 /**
@@ -11,28 +12,11 @@ export function createLogger(
   base: Record<string, unknown> = {},
   destination?: DestinationStream,
 ): Logger {
-  const secrets = [
-    "apiV3Key",
-    "apiV3KeyPrevious",
-    "previousApiV3Key",
-    "apiV2Key",
-    "apiV2KeyPrevious",
-    "previousApiV2Key",
-    "apiPrivateKeyPem",
-  ];
   const options = {
     level,
     base: { service: "wpn-worker", pid: process.pid, ...base },
     redact: {
-      paths: [
-        "payerOpenid",
-        "*.payerOpenid",
-        "openid",
-        "*.openid",
-        "body",
-        "*.body",
-        ...secrets.flatMap((field) => [field, `*.${field}`]),
-      ],
+      paths: ["payerOpenid", "*.payerOpenid", "openid", "*.openid", "body", "*.body", ...secretRedactPaths()],
       censor: "[redacted]",
     },
   };

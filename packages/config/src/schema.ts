@@ -1,6 +1,8 @@
 import { z } from "zod";
 
 /** Local defaults: what `npm start` and the tests use on a fresh machine. */
+/** The ingress's port when PORT is not set (the simulator posts there by default too). */
+export const DEFAULT_PORT = 3000;
 export const DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/wechatpay_notify";
 export const DEFAULT_REDIS_URL = "redis://127.0.0.1:6379";
 
@@ -32,7 +34,7 @@ const envFields = z.object({
     .default("wpn"),
 
   HOST: z.string().default("0.0.0.0"),
-  PORT: int(0, 65_535).default(3000),
+  PORT: int(0, 65_535).default(DEFAULT_PORT),
   DASHBOARD_PORT: int(0, 65_535).default(3001),
   /** Port of each worker process's health and metrics server (0 = any free port). */
   WORKER_HEALTH_PORT: int(0, 65_535).default(3002),

@@ -4,21 +4,11 @@ import { join } from "node:path";
 import { createDb, ensureDatabase, migrate, planMigration, readMigrations, splitStatements } from "@wpn/db";
 import { TEST_DATABASE_BASE_URL } from "@wpn/testing";
 import pg from "pg";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
+import { freshSchemas } from "./support/fresh-schemas.ts";
 
-const schemas: string[] = [];
-function freshUrl(): string {
-  const schema = `mig_${Math.random().toString(36).slice(2, 10)}`;
-  schemas.push(schema);
-  return `${TEST_DATABASE_BASE_URL}?schema=${schema}`;
-}
-
-afterAll(async () => {
-  const client = new pg.Client({ connectionString: TEST_DATABASE_BASE_URL });
-  await client.connect();
-  for (const schema of schemas) await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-  await client.end();
-});
+const freshUrl = freshSchemas("mig");
+const freshCapitalsUrl = freshSchemas("Mig_Case");
 
 function migrationsDir(files: Record<string, string>): string {
   const dir = mkdtempSync(join(tmpdir(), "wpn-migrations-"));
@@ -126,9 +116,8 @@ describe("migrate", () => {
   });
 
   it("a schema name with capitals: raw SQL finds the same tables Prisma does (search_path quoted)", async () => {
-    const schema = `Mig_Case_${Math.random().toString(36).slice(2, 10)}`;
-    schemas.push(schema);
-    const url = `${TEST_DATABASE_BASE_URL}?schema=${schema}`;
+    const url = freshCapitalsUrl();
+    const schema = new URL(url).searchParams.get("schema");
     await migrate(url);
     const db = createDb({ url });
     try {

@@ -2,23 +2,10 @@ import { cpSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createDb, MIGRATIONS_DIR, MigrationStateError, migrate, readMigrations, verifyMigrations } from "@wpn/db";
-import { TEST_DATABASE_BASE_URL } from "@wpn/testing";
-import pg from "pg";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
+import { freshSchemas } from "./support/fresh-schemas.ts";
 
-const schemas: string[] = [];
-function freshUrl(): string {
-  const schema = `mst_${Math.random().toString(36).slice(2, 10)}`;
-  schemas.push(schema);
-  return `${TEST_DATABASE_BASE_URL}?schema=${schema}`;
-}
-
-afterAll(async () => {
-  const client = new pg.Client({ connectionString: TEST_DATABASE_BASE_URL });
-  await client.connect();
-  for (const schema of schemas) await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-  await client.end();
-});
+const freshUrl = freshSchemas("mst");
 
 const committed = readMigrations().map((m) => m.name);
 const last = committed.at(-1) as string;

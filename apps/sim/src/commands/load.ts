@@ -1,3 +1,4 @@
+import { DEFAULT_PORT } from "@wpn/config";
 import { boolFlag, databaseUrl, enumFlag, intFlag, numberFlag, requireKeys } from "../args.ts";
 import { connect, redact } from "../db.ts";
 import { ANSWER_TIMEOUT_MS } from "../deliver.ts";
@@ -19,7 +20,7 @@ import {
   v3Payment,
 } from "../notifications.ts";
 import { type Command, HELP_EXIT_CODES } from "./command.ts";
-import { DEFAULT_INGRESS_PORT, merchant, notifyUrl } from "./send.ts";
+import { merchant, notifyUrl } from "./send.ts";
 
 export const LOAD_LIMITS = {
   count: 100_000,
@@ -85,7 +86,7 @@ Options:
   --stock S            initial stock per seeded SKU (default 3 × N: never runs out)
   --settle-seconds S   how long to wait for the workers before checking (default 30)
   --url URL            notify URL (default http://127.0.0.1:$PORT/notify/v3, with --v2 …/notify/v2;
-                       PORT from the environment or .env, else ${DEFAULT_INGRESS_PORT})
+                       PORT from the environment or .env, else ${DEFAULT_PORT})
   --keys DIR           keys folder (default $WECHATPAY_SIM_KEYS or .dev/keys)
   --v2, --sign-type T  APIv2 XML notifications (MD5 or HMAC-SHA256)
   --signer WHO         v3 key: public-key (default) or certificate

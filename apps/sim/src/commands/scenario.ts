@@ -1,10 +1,11 @@
+import { DEFAULT_PORT } from "@wpn/config";
 import { boolFlag, intFlag, numberFlag, requireKeys } from "../args.ts";
 import { ANSWER_TIMEOUT_MS } from "../deliver.ts";
 import { EXIT, type Io, println, UsageError } from "../io.ts";
 import { findScenario, SCENARIOS, type Scenario, type ScenarioContext, type StepResult } from "../scenarios/index.ts";
 import { DEFAULT_STORM_SIZE } from "../scenarios/storm.ts";
 import { type Command, HELP_EXIT_CODES } from "./command.ts";
-import { DEFAULT_INGRESS_PORT, merchant, notifyUrl } from "./send.ts";
+import { merchant, notifyUrl } from "./send.ts";
 
 const EXPECT_TEXT = {
   accept: "must accept (200/204)",
@@ -93,7 +94,7 @@ Usage: wechatpay-sim scenario NAME [--url URL] [--keys DIR] [options]
 
 Options:
   --url URL          v3 notify URL (default http://127.0.0.1:$PORT/notify/v3; PORT from the environment or .env,
-                     else ${DEFAULT_INGRESS_PORT})
+                     else ${DEFAULT_PORT})
   --keys DIR         keys folder (default $WECHATPAY_SIM_KEYS or .dev/keys)
   --mchid, --appid   override the merchant of the keys folder
   --timeout-ms MS    answer time limit (default ${ANSWER_TIMEOUT_MS}, WeChat's)

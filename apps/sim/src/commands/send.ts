@@ -1,3 +1,4 @@
+import { DEFAULT_PORT } from "@wpn/config";
 import type { V2SignType } from "@wpn/wechatpay";
 import {
   boolFlag,
@@ -24,9 +25,6 @@ import { EXIT, type Io, println, UsageError } from "../io.ts";
 import type { SimKeys } from "../keys.ts";
 import { type Api, type Notification, SIGNERS, type Signer, V2_SIGN_TYPES } from "../notifications.ts";
 
-/** The ingress's port when PORT is not set (packages/config's default). */
-export const DEFAULT_INGRESS_PORT = 3000;
-
 /**
  * Where notifications go by default: the ingress of `npm start` on this machine, on the PORT it listens on (the
  * environment over `.env`, as the apps read it; unset or empty: 3000). Only this URL or the one given is contacted.
@@ -34,7 +32,7 @@ export const DEFAULT_INGRESS_PORT = 3000;
  */
 export function defaultNotifyUrl(api: Api, env: Io["env"]): string {
   const port = env.PORT;
-  if (port === undefined || port === "") return `http://127.0.0.1:${DEFAULT_INGRESS_PORT}/notify/${api}`;
+  if (port === undefined || port === "") return `http://127.0.0.1:${DEFAULT_PORT}/notify/${api}`;
   const number = /^[0-9]{1,5}$/.test(port) ? Number(port) : 0;
   if (number < 1 || number > 65_535) {
     throw new UsageError(
@@ -69,7 +67,7 @@ export const SEND_OPTIONS: OptionSpec = {
 
 export const SEND_HELP = `Delivery options:
   --url URL              notify URL (default http://127.0.0.1:$PORT/notify/v3, with --v2 …/notify/v2;
-                         PORT from the environment or .env, else ${DEFAULT_INGRESS_PORT})
+                         PORT from the environment or .env, else ${DEFAULT_PORT})
   --keys DIR             keys folder from \`wechatpay-sim keys\` (default $WECHATPAY_SIM_KEYS or .dev/keys)
   --v2                   send an APIv2 XML notification instead of APIv3 JSON
   --sign-type TYPE       v2 payment signature: MD5 (default; no sign_type field) or HMAC-SHA256
