@@ -320,14 +320,17 @@ function buildMerchant(
 ): { merchant: MerchantKeys; kept: string[] } {
   const keys = new KeyStore();
   const kept: string[] = [];
-  // `restored`: what `previous` had in the unusable key's place, now back in `keys`.
-  const unusable = (key: string, error: unknown, restored: readonly string[]) => {
+  // A key this build could not take from the row: logged, and what `previous` had in its place (`restored`, now back
+  // in `keys`) counted as kept.
+  const fallBack = (problem: string, fields: Record<string, unknown>, restored: readonly string[]) => {
     kept.push(...restored);
     logger.error(
-      { err: error, mchid: record.mchid, key, code: "MERCHANT_KEY_UNUSABLE", kept: restored },
-      restored.length > 0 ? "merchant key unusable; keeping the key loaded before" : "merchant key unusable; left out",
+      { mchid: record.mchid, ...fields, kept: restored },
+      `${problem}; ${restored.length > 0 ? "keeping the key loaded before" : "left out"}`,
     );
   };
+  const unusable = (key: string, error: unknown, restored: readonly string[]) =>
+    fallBack("merchant key unusable", { err: error, key, code: "MERCHANT_KEY_UNUSABLE" }, restored);
   // A row holds one public key, so whatever public key `previous` had is the one this row's value replaces.
   const restorePublicKey = (): string[] => {
     const restored: string[] = [];
@@ -348,18 +351,10 @@ function buildMerchant(
     }
   } else if (publicKeyId || publicKeyPem) {
     // A removal clears both columns: one of them alone is an edit caught halfway or a mistake, not a key.
-    const restored = restorePublicKey();
-    kept.push(...restored);
-    logger.error(
-      {
-        mchid: record.mchid,
-        missing: publicKeyId ? "publicKeyPem" : "publicKeyId",
-        code: "MERCHANT_KEY_INCOMPLETE",
-        kept: restored,
-      },
-      restored.length > 0
-        ? "merchant row has only one of publicKeyId and publicKeyPem; keeping the public key loaded before"
-        : "merchant row has only one of publicKeyId and publicKeyPem; public key left out",
+    fallBack(
+      "merchant row has only one of publicKeyId and publicKeyPem",
+      { missing: publicKeyId ? "publicKeyPem" : "publicKeyId", code: "MERCHANT_KEY_INCOMPLETE" },
+      restorePublicKey(),
     );
   }
   for (const cert of record.certificates) {
