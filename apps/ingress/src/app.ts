@@ -5,6 +5,7 @@ import type { Queue } from "bullmq";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import type { Redis } from "ioredis";
 import { type Logger, pino } from "pino";
+import { createClientErrorHandler } from "./client-error.ts";
 import { EnqueueBatcher } from "./enqueue/batcher.ts";
 import { Intake } from "./enqueue/intake.ts";
 import { CertificateSchedule } from "./merchants/certificate-download.ts";
@@ -99,13 +100,14 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     // WeChat's requests are ~1–2 KiB and it gives up after 5 s: a connection that goes silent mid-request (or never
     // sends one) for CLIENT_TIMEOUT_MS is a stalled client or an attack holding a connection and a file descriptor,
     // and is closed (connectionTimeout); so is a request, headers and body, not complete within it — a body trickled
-    // in a byte at a time gets Node's raw 408 (requestTimeout, checked every 2 s). Node only applies the request bound
-    // when its headers bound is not longer (measured on Node 20: with Fastify's requestTimeout alone, which leaves
+    // in a byte at a time gets 408 REQUEST_TIMEOUT (requestTimeout, checked every 2 s; client-error.ts). Node only
+    // applies the request bound when its headers bound is not longer (measured on Node 20: with Fastify's requestTimeout alone, which leaves
     // the 60 s headersTimeout, a trickle went on for as long as it lasted), hence headersTimeout here too. Idle
     // kept-alive connections between requests keep Node's keep-alive timeout.
     connectionTimeout: CLIENT_TIMEOUT_MS,
     requestTimeout: CLIENT_TIMEOUT_MS,
     http: { connectionsCheckingInterval: 2_000, headersTimeout: CLIENT_TIMEOUT_MS },
+    clientErrorHandler: createClientErrorHandler(logger, requestCounter(metrics)),
   });
 
   const queue = createQueue(QueueName.Parse, redis, settings.queuePrefix);

@@ -13,6 +13,10 @@ export const INGRESS_ERRORS = {
   BODY_TOO_LARGE: { status: 413, message: "request body is too large" },
   BODY_INVALID: { status: 400, message: "request body could not be read" },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: "unsupported content type" },
+  // --- HTTP refused by Node before routing (client-error.ts) ---
+  REQUEST_TIMEOUT: { status: 408, message: "request not complete within the time allowed" },
+  HEADERS_TOO_LARGE: { status: 431, message: "request headers are too large" },
+  HTTP_INVALID: { status: 400, message: "malformed HTTP request" },
   // --- authentication (APIv3) ---
   SIGNATURE_PROBE: { status: 401, message: "signature probe rejected" },
   TIMESTAMP_SKEW: { status: 401, message: "Wechatpay-Timestamp outside the accepted window" },

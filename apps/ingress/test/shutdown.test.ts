@@ -132,7 +132,7 @@ describe("stalled clients", () => {
       // All but the last byte of the body, then nothing.
       silent.write(quietBytes.subarray(0, quietBytes.length - 1));
       // The head, then one body byte every 500 ms: never silent long enough for the idle bound; the bound on the
-      // whole request (Node's requestTimeout, 10 s, checked every 2 s) cuts it, with its raw 408.
+      // whole request (Node's requestTimeout, 10 s, checked every 2 s) cuts it, with a 408 REQUEST_TIMEOUT.
       trickling.write(slowBytes.subarray(0, slowHead));
       let sent = slowHead;
       let headerSent = 0;
@@ -157,6 +157,10 @@ describe("stalled clients", () => {
         expect(ms).toBeLessThan(14_000);
       }
       expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+      expect(answer).toContain('\r\n\r\n{"code":"FAIL","message":"REQUEST_TIMEOUT: ');
+      expect(await g.app.ingress.metrics.registry.getSingleMetricAsString("wpn_ingress_requests_total")).toContain(
+        'route="(http)",status="408",code="REQUEST_TIMEOUT"} 2',
+      );
       expect(sent).toBeLessThan(slowBytes.length - 1);
       expect(headerSent).toBeLessThan(slowHead - 1);
       for (const code of writeErrors) expect(["EPIPE", "ECONNRESET"]).toContain(code);
@@ -184,4 +188,41 @@ describe("stalled clients", () => {
     silent.destroy();
     partial.destroy();
   }, 30_000);
+});
+
+describe("requests Node refuses before routing", () => {
+  /** Writes raw bytes on a new socket and collects everything the server sends until it closes. */
+  async function exchange(app: FastifyInstance, bytes: string): Promise<string> {
+    const socket = connectTo(app);
+    let received = "";
+    socket.on("data", (chunk: Buffer) => {
+      received += chunk.toString("utf8");
+    });
+    socket.on("error", () => undefined);
+    await once(socket, "connect");
+    socket.write(bytes);
+    await new Promise((resolve) => socket.once("close", resolve));
+    return received;
+  }
+
+  it("malformed HTTP and oversized headers get 400 HTTP_INVALID / 431 HEADERS_TOO_LARGE in WeChat's format, counted", async () => {
+    const g = await createIngressFixture({ label: "ingress-client-error", merchant: f.merchant });
+    await g.app.listen({ host: "127.0.0.1", port: 0 });
+    const malformed = await exchange(g.app, "POST /notify/v3 HTTP/1.1\r\nhost x\r\n\r\n");
+    expect(malformed).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(malformed).toContain("Content-Type: application/json; charset=utf-8\r\n");
+    expect(malformed.split("\r\n\r\n")[1]).toBe('{"code":"FAIL","message":"HTTP_INVALID: malformed HTTP request"}');
+
+    // Node's default limit on a request's headers is 16 KiB.
+    const huge = await exchange(g.app, `POST /notify/v3 HTTP/1.1\r\nhost: x\r\nx-pad: ${"a".repeat(20_000)}\r\n\r\n`);
+    expect(huge).toMatch(/^HTTP\/1\.1 431 /);
+    expect(huge.split("\r\n\r\n")[1]).toBe(
+      '{"code":"FAIL","message":"HEADERS_TOO_LARGE: request headers are too large"}',
+    );
+
+    const counted = await g.app.ingress.metrics.registry.getSingleMetricAsString("wpn_ingress_requests_total");
+    await g.close();
+    expect(counted).toContain('route="(http)",status="400",code="HTTP_INVALID"} 1');
+    expect(counted).toContain('route="(http)",status="431",code="HEADERS_TOO_LARGE"} 1');
+  });
 });
