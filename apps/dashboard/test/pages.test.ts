@@ -83,7 +83,7 @@ describe("overview", () => {
     expect(body.match(/<svg /g)?.length).toBe(2);
     expect(body).toContain("<polyline");
     expect(body).toMatch(/<td class="mono">notify.parse<\/td><td class="num">1<\/td>/);
-    expect(body).toMatch(/Payment review<\/div>\s*<div class="value"><span class="badge warn">1<\/span>/);
+    expect(body).toMatch(/In review<\/div>\s*<div class="value"><span class="badge warn">1<\/span>/);
     // The configured platform certificate has 20 days left: the overview warns about it.
     expect(body).toMatch(/platform certificate <code>[0-9A-F]+<\/code> expires in (19|20) day\(s\)/);
   });
@@ -106,6 +106,45 @@ describe("payment review", () => {
     expect(page.body).not.toContain("oSECRET-PAYER");
     const filtered = await viewer.get("/reviews?reason=AMOUNT_MISMATCH");
     expect(filtered.body).not.toContain(outTradeNo);
+  });
+
+  it("lists refunds recorded but not counted, beside the orders, and counts them on the overview", async () => {
+    const prisma = d.database.db.prisma;
+    const outTradeNo = randomId("OTN-RF");
+    const orderId = await seedOrder(prisma, { outTradeNo, status: "SUCCESS", refundedTotal: 1999 });
+    const over = randomId("RF-OVER");
+    const counted = randomId("RF-OK");
+    await prisma.refund.createMany({
+      data: [
+        { outRefundNo: counted, outTradeNo, orderId, status: "SUCCESS", amountRefund: 1999, amountTotal: 1999 },
+        {
+          outRefundNo: over,
+          outTradeNo,
+          orderId,
+          status: "SUCCESS",
+          amountRefund: 500,
+          amountTotal: 1999,
+          reviewReason: "REFUND_AMOUNT_MISMATCH",
+        },
+      ],
+    });
+    const before = (await viewer.get("/")).body.match(
+      /In review<\/div>\s*<div class="value"><span class="badge \w+">(\d+)</,
+    );
+    const page = await viewer.get("/reviews");
+    expect(page.body).toContain(over);
+    expect(page.body).toContain("5.00 CNY");
+    expect(page.body).not.toContain(counted);
+    expect(page.body).toMatch(/REFUND_AMOUNT_MISMATCH<\/div><div class="value">1</);
+    expect((await viewer.get("/reviews?reason=REFUND_AMOUNT_MISMATCH")).body).toContain(over);
+    expect((await viewer.get("/reviews?reason=OUT_OF_STOCK")).body).not.toContain(over);
+    // The overview's card counts it with the orders (the earlier test's order in review is there too).
+    expect(Number(before?.[1])).toBeGreaterThanOrEqual(1);
+    await prisma.refund.deleteMany({ where: { outTradeNo } });
+    const after = (await viewer.get("/")).body.match(
+      /In review<\/div>\s*<div class="value"><span class="badge \w+">(\d+)</,
+    );
+    expect(Number(after?.[1])).toBe(Number(before?.[1]) - 1);
   });
 });
 

@@ -29,7 +29,8 @@ export interface Overview {
   /** Error codes of notifications received this hour: how many carry the code, how many are failing/dead now. */
   failures: { code: string; total: number; failing: number }[];
   queues: QueueDepth[];
-  reviewOrders: number;
+  /** Orders in PAYMENT_REVIEW plus refunds not counted (reviewReason set): what /reviews lists. */
+  inReview: number;
 }
 
 // Columns are `timestamp(3)` holding UTC wall time. Parameters go in as epoch milliseconds and are turned into
@@ -51,7 +52,7 @@ export async function loadOverview(ctx: DashboardContext): Promise<Overview> {
   const pool = ctx.db.pool;
   const lookback = start - 3_600_000;
 
-  const [received, applied, latency, statuses, failures, recent, queues, reviewOrders] = await Promise.all([
+  const [received, applied, latency, statuses, failures, recent, queues, inReview] = await Promise.all([
     pool.query<{ minute: string; n: number }>(
       `SELECT floor(${epochMs('"receivedAt"')} / ${BUCKET_MS})::bigint AS minute, count(*)::int AS n
          FROM "Notification" WHERE "receivedAt" >= ${at(1)} AND "receivedAt" < ${at(2)} GROUP BY 1`,
@@ -93,7 +94,10 @@ export async function loadOverview(ctx: DashboardContext): Promise<Overview> {
       [nowMs - 60_000, nowMs - 60_000 - 3_600_000],
     ),
     loadQueueDepths(ctx),
-    ctx.db.prisma.order.count({ where: { status: "PAYMENT_REVIEW" } }),
+    Promise.all([
+      ctx.db.prisma.order.count({ where: { status: "PAYMENT_REVIEW" } }),
+      ctx.db.prisma.refund.count({ where: { reviewReason: { not: null } } }),
+    ]).then(([orders, refunds]) => orders + refunds),
   ]);
 
   const index = (minute: string) => Number(minute) - start / BUCKET_MS;
@@ -132,7 +136,7 @@ export async function loadOverview(ctx: DashboardContext): Promise<Overview> {
     statuses: statuses.rows.map((r) => ({ status: r.status, count: r.n })),
     failures: failures.rows,
     queues,
-    reviewOrders,
+    inReview,
   };
 }
 

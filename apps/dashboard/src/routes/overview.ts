@@ -41,7 +41,7 @@ ${stat("Applied /s", rate(o.appliedPerSecond), `${o.appliedLastHour} in the last
 ${stat("Receipt → commit p50", formatDuration(o.latency.p50), `p99 ${formatDuration(o.latency.p99)} · ${o.latency.count} applied`)}
 ${stat("Queued (not dead)", String(backlog), "waiting + delayed in parse/apply/publish")}
 ${statLink("Dead letters", String(deadCount), "/dead-letters", deadCount > 0 ? "bad" : "ok")}
-${statLink("Payment review", String(o.reviewOrders), "/reviews", o.reviewOrders > 0 ? "warn" : "ok")}
+${statLink("In review", String(o.inReview), "/reviews", o.inReview > 0 ? "warn" : "ok")}
 ${stat("Failing now", String(failing), "received this hour, FAILED or DEAD")}
 </div>
 <div class="charts">

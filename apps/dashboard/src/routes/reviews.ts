@@ -5,14 +5,17 @@ import { badge, formatFen, formatTime } from "../views/format.ts";
 import { href, html } from "../views/html.ts";
 import { sendPage } from "./page.ts";
 
-/** Orders in PAYMENT_REVIEW with their reason: the list a merchant's support team works through. */
+/**
+ * Orders in PAYMENT_REVIEW and refunds not counted, with their reason: the lists a merchant's support team works
+ * through.
+ */
 export function registerReviewRoutes(app: FastifyInstance, ctx: DashboardContext): void {
   app.get("/reviews", async (request, reply) => {
     const { reason: rawReason } = request.query as { reason?: unknown };
     const reason = typeof rawReason === "string" && rawReason.trim() !== "" ? rawReason.trim().slice(0, 64) : undefined;
-    const { orders, byReason, total } = await loadReviews(ctx.db.prisma, reason);
+    const { orders, refunds, byReason, total } = await loadReviews(ctx.db.prisma, reason);
     return sendPage(request, reply, {
-      title: "Orders in payment review",
+      title: "In review",
       active: "/reviews",
       body: html`<div class="cards">
 <div class="card stat"><div class="label">In review</div><div class="value">${total}</div></div>
@@ -24,6 +27,7 @@ ${byReason.map(
 )}
 </div>
 ${reason ? html`<p>Showing reason <code>${reason}</code> · <a href="/reviews">show all</a></p>` : ""}
+<h2>Orders in payment review</h2>
 ${
   orders.length === 0
     ? html`<div class="card muted">No order is waiting for review.</div>`
@@ -41,6 +45,27 @@ ${
 </tr>`,
       )}</tbody></table>
 ${orders.length === REVIEW_LIMIT ? html`<p class="muted">Showing the ${REVIEW_LIMIT} most recent.</p>` : ""}`
+}
+<h2>Refunds not counted</h2>
+<p class="muted">Recorded as WeChat reported them, but left out of the order's refunded total.</p>
+${
+  refunds.length === 0
+    ? html`<div class="card muted">No refund is waiting for review.</div>`
+    : html`<table><thead><tr><th>Updated</th><th>out_refund_no</th><th>Reason</th><th>Status</th><th>out_trade_no</th><th class="num">Refund</th><th class="num">Order total (reported)</th><th>refund_id</th><th></th></tr></thead>
+<tbody>${refunds.map(
+        (r) => html`<tr>
+<td class="mono">${formatTime(r.updatedAt)}</td>
+<td class="mono">${r.outRefundNo}</td>
+<td>${badge(r.reviewReason ?? "(none)", "warn")}</td>
+<td>${r.status}</td>
+<td class="mono">${r.outTradeNo}</td>
+<td class="num">${formatFen(r.amountRefund)}</td>
+<td class="num">${formatFen(r.amountTotal)}</td>
+<td class="mono">${r.refundId ?? "—"}</td>
+<td><a href="${href("/notifications", { q: r.outRefundNo })}">notifications</a></td>
+</tr>`,
+      )}</tbody></table>
+${refunds.length === REVIEW_LIMIT ? html`<p class="muted">Showing the ${REVIEW_LIMIT} most recent.</p>` : ""}`
 }`,
     });
   });

@@ -10,7 +10,7 @@ export interface PageContext {
 const NAV: readonly { path: string; label: string }[] = [
   { path: "/", label: "Overview" },
   { path: "/notifications", label: "Notifications" },
-  { path: "/reviews", label: "Payment review" },
+  { path: "/reviews", label: "In review" },
   { path: "/dead-letters", label: "Dead letters" },
   { path: "/keys", label: "Keys" },
 ];
