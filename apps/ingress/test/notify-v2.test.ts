@@ -18,8 +18,11 @@ afterAll(async () => {
   await f?.close();
 });
 
-function payment(signType: V2SignType, key = f.merchant.apiV2Key) {
-  const transactionId = `42000${randomBytes(8).toString("hex").replace(/\D/g, "1")}`;
+function payment(
+  signType: V2SignType,
+  key = f.merchant.apiV2Key,
+  { transactionId = `42000${randomBytes(8).toString("hex").replace(/\D/g, "1")}`, resultCode = "SUCCESS" } = {},
+) {
   const fields: Record<string, string> = {
     appid: f.merchant.appid,
     attach: "支付测试",
@@ -31,7 +34,7 @@ function payment(signType: V2SignType, key = f.merchant.apiV2Key) {
     nonce_str: randomBytes(16).toString("hex"),
     openid: "oUpF8uMEb4qRXf22hE3X68TekukE",
     out_trade_no: `T${Date.now()}`,
-    result_code: "SUCCESS",
+    result_code: resultCode,
     return_code: "SUCCESS",
     time_end: "20140903131540",
     total_fee: "1",
@@ -40,7 +43,7 @@ function payment(signType: V2SignType, key = f.merchant.apiV2Key) {
   };
   if (signType === "HMAC-SHA256") fields.sign_type = "HMAC-SHA256";
   const xml = buildV2Xml({ ...fields, sign: signV2(fields, key, signType) });
-  return { xml, id: `v2:pay:${f.merchant.mchid}.${transactionId}` };
+  return { xml, id: `v2:pay:${f.merchant.mchid}.${transactionId}${resultCode === "SUCCESS" ? "" : ".FAIL"}` };
 }
 
 function refund(
@@ -119,6 +122,20 @@ describe("POST /notify/v2", () => {
     expect(await f.jobsEverAdded()).toBe(before + 2);
     expect(abnormal.id).toBe(`v2:refund:${f.merchant.mchid}.R-status-1.CHANGE`);
     for (const { id } of [abnormal, success]) expect(await f.queue.getJob(id)).toBeDefined();
+  });
+
+  it("a payment notified as failed, then as successful (same transaction_id), is a new job; each one's redelivery is not", async () => {
+    const before = await f.jobsEverAdded();
+    const failed = payment("MD5", undefined, { transactionId: "4200000000000000000000000077", resultCode: "FAIL" });
+    const paid = payment("MD5", undefined, { transactionId: "4200000000000000000000000077" });
+    for (const { xml } of [failed, paid, failed, paid]) {
+      const response = await postXml(xml);
+      expect(response.statusCode).toBe(200);
+      expect(response.body).toBe(SUCCESS_XML);
+    }
+    expect(await f.jobsEverAdded()).toBe(before + 2);
+    expect(failed.id).toBe(`v2:pay:${f.merchant.mchid}.4200000000000000000000000077.FAIL`);
+    for (const { id } of [failed, paid]) expect(await f.queue.getJob(id)).toBeDefined();
   });
 
   it("400 PAYLOAD_INVALID for a refund whose out_refund_no or refund_status breaks WeChat's format", async () => {

@@ -64,7 +64,7 @@ export interface SignedRequest {
 
 export interface Notification {
   api: Api;
-  /** v3: the envelope `id`; v2: the id the ingress derives (`v2:pay:<mchid>.<transaction_id>`, `v2:refund:<mchid>.<out_refund_no>.<refund_status>`). */
+  /** v3: the envelope `id`; v2: the id the ingress derives (`v2:pay:<mchid>.<transaction_id>[.FAIL]`, `v2:refund:<mchid>.<out_refund_no>.<refund_status>`). */
   id: string;
   eventType: string;
   /** What was encrypted/signed, for printing. */

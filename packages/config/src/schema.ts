@@ -99,8 +99,11 @@ const envFields = z.object({
   INGRESS_ENQUEUE_TIMEOUT_MS: int(50, 4_400).default(2_000),
   /** Largest accepted notification body. Real notifications are ~1–2 KiB. */
   INGRESS_BODY_LIMIT_BYTES: int(1_024, 10 * 1024 * 1024).default(64 * 1024),
-  /** How long a notification id is remembered after its first receipt, so WeChat's 24 h of resends are answered without a second job. */
-  INGRESS_DEDUPE_TTL_SECONDS: int(60, 30 * 24 * 3600).default(25 * 3600),
+  /**
+   * How long a notification id is remembered after its first receipt, so WeChat's 24 h of resends are answered
+   * without a second job. At least 25 h: a shorter memory would let a resend after the job's removal enqueue again.
+   */
+  INGRESS_DEDUPE_TTL_SECONDS: int(25 * 3600, 30 * 24 * 3600).default(25 * 3600),
   /** Waiting jobs above which /health/ready and metrics report backpressure (requests are still accepted). */
   INGRESS_QUEUE_WAITING_CEILING: int(1, 100_000_000).default(50_000),
   /**

@@ -67,6 +67,9 @@ describe("loadConfig", () => {
     expect(errorOf({ ...valid, PORT: "http" })).toMatch(/^PORT /);
     expect(errorOf({ ...valid, WECHATPAY_MCHID: "abc" })).toBe("WECHATPAY_MCHID must be the merchant number (digits)");
     expect(errorOf({ ...valid, DATABASE_URL: "not a url" })).toMatch(/^DATABASE_URL /);
+    // Shorter than WeChat's 24 h of resends (plus margin) would let a resend enqueue a second job.
+    expect(errorOf({ ...valid, INGRESS_DEDUPE_TTL_SECONDS: "86400" })).toMatch(/^INGRESS_DEDUPE_TTL_SECONDS .*90000/);
+    expect(loadConfig({ ...valid, INGRESS_DEDUPE_TTL_SECONDS: "90000" }).INGRESS_DEDUPE_TTL_SECONDS).toBe(90_000);
   });
 
   it("reports a key file that does not exist", () => {

@@ -20,9 +20,10 @@ const XML_TYPES = ["text/xml", "application/xml"];
 /**
  * APIv2 routes: `POST /notify/v2` and `POST /notify/v2/:mchid`, enabled per merchant by an APIv2 key.
  * - payment notification (has `sign`): `verifyV2` (MD5 or HMAC-SHA256), `mch_id` must be the route's merchant →
- *   id `v2:pay:<mchid>.<transaction_id>`. The sign is made with the merchant's own key, so it proves only which
- *   merchant signed: XML naming another merchant is refused, and the merchant is part of the id — otherwise one
- *   merchant could take another's transaction id and have the genuine notification answered as a redelivery;
+ *   id `v2:pay:<mchid>.<transaction_id>` (`….FAIL` unless return_code and result_code are both SUCCESS). The sign is
+ *   made with the merchant's own key, so it proves only which merchant signed: XML naming another merchant is
+ *   refused, and the merchant is part of the id — otherwise one merchant could take another's transaction id and
+ *   have the genuine notification answered as a redelivery;
  * - refund notification (has `req_info`, no `sign`): authenticated by decrypting `req_info` with the key
  *   → id `v2:refund:<mchid>.<out_refund_no>.<refund_status>`. out_refund_no is the merchant's own number,
  *   unique only within one merchant, so the merchant (whose key opened req_info) is part of the id; and one
@@ -86,10 +87,11 @@ function authenticate(
   if (fields.sign !== undefined) {
     verifyV2WithKeyOrPrevious(fields, apiV2Key, previousKey);
     if (fields.mch_id !== mchid) throw new IngressError("PAYLOAD_INVALID", "mch_id is not the merchant of this route");
-    return {
-      kind: "pay" as const,
-      id: `v2:pay:${mchid}.${requireKeyPart(fields.transaction_id, "transaction_id")}`,
-    };
+    const transactionId = requireKeyPart(fields.transaction_id, "transaction_id");
+    // A notification that is not a success (the worker ignores it) must not take the id of the transaction's
+    // success, which would then be answered as its redelivery and never applied.
+    const succeeded = fields.return_code === "SUCCESS" && fields.result_code === "SUCCESS";
+    return { kind: "pay" as const, id: `v2:pay:${mchid}.${transactionId}${succeeded ? "" : ".FAIL"}` };
   }
   const reqInfo = fields.req_info;
   if (reqInfo !== undefined) {
