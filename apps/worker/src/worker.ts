@@ -162,10 +162,11 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
   const parseWorker = new Worker(QueueName.Parse, createStageProcessor(parse, runtime), {
     ...common,
     concurrency: config.WORKER_PARSE_CONCURRENCY,
+    settings: { backoffStrategy: windowBackoff(windowMs) },
   });
   const applyWorker = new Worker(QueueName.Apply, createStageProcessor(apply, runtime), {
     ...common,
-    settings: { backoffStrategy: applyBackoff(windowMs) },
+    settings: { backoffStrategy: windowBackoff(windowMs) },
   });
   const workers = [
     { worker: parseWorker, stage: QueueName.Parse, idField: "id" },
@@ -284,11 +285,11 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
 const CLOSE_STEP_MS = 1_000;
 
 /**
- * Strategy of the apply queue's backoff type: exponential with jitter, except that a retry waiting for an
- * order (ORDER_NOT_FOUND, ORDER_NOT_PAID) is never scheduled after the end of the unknown-order window, so
- * the last try happens at the end of the window and the job is dead-lettered then, not up to a doubling later.
+ * Strategy of the parse and apply queues' backoff types: exponential with jitter, except that a retry within the
+ * window (ORDER_NOT_FOUND, ORDER_NOT_PAID, a key that does not fit yet) is never scheduled after the window's end,
+ * so the last try happens at the end of the window and the job is dead-lettered then, not up to a doubling later.
  */
-function applyBackoff(windowMs: number): BackoffStrategy {
+export function windowBackoff(windowMs: number): BackoffStrategy {
   return (attemptsMade, _type, error, job) => {
     const backoff = (job as Job | undefined)?.opts.backoff;
     const spec = typeof backoff === "object" ? backoff : { delay: 1_000, jitter: 0.5 };

@@ -149,8 +149,11 @@ const envFields = z.object({
   WORKER_STALLED_INTERVAL_MS: int(500, 600_000).default(30_000),
   /** Times a job may stall (its worker died) before it is failed and dead-lettered instead of re-run. */
   WORKER_MAX_STALLED_COUNT: int(0, 100).default(3),
-  /** How long a payment for an unknown out_trade_no keeps being retried before it is dead-lettered. */
-  WORKER_UNKNOWN_ORDER_RETRY_SECONDS: int(1, 7 * 24 * 3600).default(3_600),
+  /**
+   * How long a payment for an unknown out_trade_no (and a key that does not fit yet) keeps being retried before it is
+   * dead-lettered. At most 3 days: the parse and apply queues' 20 attempts last at least that long (queue options).
+   */
+  WORKER_UNKNOWN_ORDER_RETRY_SECONDS: int(1, 3 * 24 * 3600).default(3_600),
   /** Grace period for in-flight jobs on SIGTERM. */
   WORKER_SHUTDOWN_TIMEOUT_MS: int(100, 120_000).default(10_000),
   /** Whether a successful refund puts the order's items back into stock: `full` only on a full refund, `none` never. */

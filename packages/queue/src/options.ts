@@ -1,5 +1,6 @@
 import type { DefaultJobOptions } from "bullmq";
 import { APPLY_BACKOFF_TYPE } from "./jobs/apply.ts";
+import { PARSE_BACKOFF_TYPE } from "./jobs/parse.ts";
 import { QueueName as Q, type QueueName } from "./names.ts";
 
 /**
@@ -9,16 +10,20 @@ import { QueueName as Q, type QueueName } from "./names.ts";
  */
 export const defaultJobOptions: Record<QueueName, DefaultJobOptions> = {
   [Q.Parse]: {
-    attempts: 12,
-    // 1 s, 2 s, 4 s … ≈ 34 min for the 12th attempt, ±50% jitter so a recovering database is not hit in lockstep.
-    backoff: { type: "exponential", delay: 1_000, jitter: 0.5 },
+    // 20 attempts, like apply: the doubling (1 s, 2 s, 4 s …, ±50% jitter so a recovering database is not hit in
+    // lockstep) reaches the 20th attempt 3–6 days after the first, so the attempts outlast the longest retry window
+    // WORKER_UNKNOWN_ORDER_RETRY_SECONDS allows (3 days) and a window fault is dead-lettered when its window ends
+    // (the worker's strategy caps those retries at the window's end), never earlier. 12 attempts (~26 min) ran
+    // out inside the default 1 h window.
+    attempts: 20,
+    backoff: { type: PARSE_BACKOFF_TYPE, delay: 1_000, jitter: 0.5 },
     removeOnComplete: { age: 3_600, count: 10_000 },
     removeOnFail: { age: 7 * 24 * 3_600, count: 100_000 },
   },
   [Q.Apply]: {
     attempts: 20,
-    // Same doubling as parse (see applyBackoffDelay), computed by the apply worker so that a retry waiting
-    // for an order the checkout has not committed yet is never scheduled past its retry window.
+    // Same doubling as parse (see applyBackoffDelay), computed by the worker so that a retry waiting for an order
+    // the checkout has not committed yet is never scheduled past its retry window.
     backoff: { type: APPLY_BACKOFF_TYPE, delay: 1_000, jitter: 0.5 },
     removeOnComplete: { age: 3_600, count: 10_000 },
     removeOnFail: { age: 7 * 24 * 3_600, count: 100_000 },
