@@ -59,9 +59,10 @@ async function run(c: pg.PoolClient, p: PaymentFacts): Promise<PaymentResult> {
   if (FINAL.has(n.status)) return result("ALREADY", seen);
   const o = (
     await c.query(
-      `SELECT id, status::text AS status, "transactionId", mchid, appid, "subMchid", "subAppid", "amountTotal", currency, "reviewReason"
+      `SELECT id, status::text AS status, "transactionId", mchid, appid, "subMchid", "subAppid", "amountTotal", currency, "reviewReason",
+              EXISTS (SELECT 1 FROM "Order" x WHERE x."transactionId" = $2 AND x."outTradeNo" <> $1) AS "txnElsewhere"
        FROM "Order" WHERE "outTradeNo" = $1 FOR UPDATE`,
-      [p.outTradeNo],
+      [p.outTradeNo, p.transactionId],
     )
   ).rows[0] as
     | {
@@ -75,6 +76,7 @@ async function run(c: pg.PoolClient, p: PaymentFacts): Promise<PaymentResult> {
         amountTotal: number;
         currency: string;
         reviewReason: string | null;
+        txnElsewhere: boolean;
       }
     | undefined;
   if (!o) return result("ORDER_NOT_FOUND", seen);
@@ -87,6 +89,7 @@ async function run(c: pg.PoolClient, p: PaymentFacts): Promise<PaymentResult> {
   };
   let outcome: PaymentOutcome | "CHECK_STOCK";
   if (o.mchid !== p.mchid || o.subMchid !== p.subMchid) outcome = "MCHID_MISMATCH";
+  else if (o.txnElsewhere) outcome = "TRANSACTION_CONFLICT";
   else if (o.transactionId === p.transactionId) outcome = "DUPLICATE";
   else if (o.transactionId !== null) outcome = "DUPLICATE_PAYMENT";
   else if (o.status === "CLOSED") outcome = "PAID_AFTER_CLOSE";
@@ -117,6 +120,7 @@ async function run(c: pg.PoolClient, p: PaymentFacts): Promise<PaymentResult> {
   const updatesOrder =
     outcome !== "DUPLICATE" &&
     outcome !== "MCHID_MISMATCH" &&
+    outcome !== "TRANSACTION_CONFLICT" &&
     (outcome !== "DUPLICATE_PAYMENT" || o.status === "SUCCESS");
   if (updatesOrder) {
     const status = outcome === "APPLIED" ? "SUCCESS" : "PAYMENT_REVIEW";

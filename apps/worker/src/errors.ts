@@ -17,10 +17,10 @@ export type RetryPolicy = "retry" | "window" | "stop";
  * Stable error codes of the worker (SCREAMING_SNAKE, never renamed). Codes of @wpn/wechatpay
  * (DECRYPT_FAILED, PAYLOAD_INVALID, ENVELOPE_INVALID, XML_INVALID, …) and of @wpn/db's classifier
  * (DB_UNAVAILABLE, DB_CONFLICT, DB_CONSTRAINT, DB_DATA, DB_ERROR) pass through unchanged. Review reasons
- * (AMOUNT_MISMATCH, MCHID_MISMATCH, APPID_MISMATCH, CURRENCY_MISMATCH, OUT_OF_STOCK, PAID_AFTER_CLOSE,
- * DUPLICATE_PAYMENT, UNEXPECTED_ORDER_STATUS, TRANSACTION_MISMATCH, REFUND_CONFLICT, REFUND_AMOUNT_MISMATCH,
- * REFUND_ABNORMAL, REFUND_CLOSED) are outcomes, not errors: they are committed, counted and logged, and the job
- * completes.
+ * (AMOUNT_MISMATCH, MCHID_MISMATCH, TRANSACTION_CONFLICT, APPID_MISMATCH, CURRENCY_MISMATCH, OUT_OF_STOCK,
+ * PAID_AFTER_CLOSE, DUPLICATE_PAYMENT, UNEXPECTED_ORDER_STATUS, TRANSACTION_MISMATCH, REFUND_CONFLICT,
+ * REFUND_ID_CONFLICT, REFUND_AMOUNT_MISMATCH, REFUND_ABNORMAL, REFUND_CLOSED) are outcomes, not errors: they are
+ * committed, counted and logged, and the job completes.
  */
 export const WORKER_ERROR_CODES = {
   /** The job payload does not match its schema. */

@@ -255,6 +255,81 @@ describe("checks against the order: mismatch → PAYMENT_REVIEW, no stock", () =
     });
   });
 
+  it("TRANSACTION_CONFLICT: another tenant put this payment's transaction id on its own order first; this order is left alone", async () => {
+    // Tenant A of the Merchant table signs a payment of its own order carrying the world merchant's transaction id.
+    const a = { mchid: "1900000557", appid: "wxtenanta0000057", apiV3Key: "d".repeat(32) };
+    await world.prisma.merchant.create({ data: { ...a, apiV2Key: null } });
+    const aOrder = await seedOrder(world, { amountTotal: 100, items: { A: 1 }, mchid: a.mchid, appid: a.appid });
+    const txn = "4200000000VICTIM57";
+    const forged = v3Payment(world, {
+      outTradeNo: aOrder,
+      ...a,
+      apiV3Key: Buffer.from(a.apiV3Key),
+      transactionId: txn,
+    });
+    expect((await inline(world).deliver({ ...forged, mchid: a.mchid })).apply?.outcome).toBe("APPLIED");
+
+    const otn = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+    const before = await stockOf(world.prisma);
+    const order = await orderOf(world.prisma, otn);
+    const genuine = v3Payment(world, { outTradeNo: otn, total: 100, transactionId: txn });
+    const run = inline(world);
+    // Before: 23505 on Order_transactionId_key → DB_CONSTRAINT, dead-lettered; every replay the same.
+    const { apply, applyJob } = await run.deliver(genuine);
+    expect(apply).toMatchObject({ outcome: "TRANSACTION_CONFLICT", orderStatus: "NOTPAY" });
+    expect(await orderOf(world.prisma, otn)).toEqual(order);
+    expect(await stockOf(world.prisma)).toEqual(before);
+    expect(await world.prisma.notification.findUniqueOrThrow({ where: { id: genuine.id } })).toMatchObject({
+      status: "REVIEW",
+      errorCode: "TRANSACTION_CONFLICT",
+      outTradeNo: otn,
+      transactionId: txn,
+    });
+    expect(await eventsOf(genuine.id)).toContain("REVIEW");
+    expect((await run.apply(applyJob!)).outcome).toBe("ALREADY");
+  });
+
+  it("TRANSACTION_CONFLICT publishes payment.review with the code: the order's merchant hears its payment was not applied", () => {
+    const facts = {
+      notificationId: "n-conflict",
+      outTradeNo: "T-conflict",
+      transactionId: "4200000000SHARED",
+      mchid: world.merchant.mchid,
+      appid: world.merchant.appid,
+      subMchid: null,
+      subAppid: null,
+      total: 100,
+      currency: "CNY",
+      payerOpenid: null,
+      paidAt: 0,
+    };
+    const result = {
+      outcome: "TRANSACTION_CONFLICT" as const,
+      orderId: "o-conflict",
+      orderStatus: "NOTPAY",
+      reviewReason: null,
+      amountTotal: 100,
+      moved: 0,
+      notificationStatus: "PROCESSING",
+      notificationCode: null,
+    };
+    const expected = {
+      type: "payment.review",
+      reviewReason: "TRANSACTION_CONFLICT",
+      orderStatus: "NOTPAY",
+      amount: 100,
+    };
+    expect(paymentEvent(facts, result)).toMatchObject(expected);
+    // A re-run job (ALREADY) re-derives it from what the first run recorded on the notification.
+    const rerun = {
+      ...result,
+      outcome: "ALREADY" as const,
+      notificationStatus: "REVIEW",
+      notificationCode: "TRANSACTION_CONFLICT",
+    };
+    expect(paymentEvent(facts, rerun)).toMatchObject(expected);
+  });
+
   it("MCHID_MISMATCH publishes no business event: the order's merchant has nothing to hear of", () => {
     const facts = {
       notificationId: "n-other",

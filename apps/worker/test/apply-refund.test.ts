@@ -478,6 +478,10 @@ describe("refund amounts are checked against the order (REFUND_AMOUNT_MISMATCH: 
     };
     expect(refundEvent(facts, rerun)?.type).toBe("refund.review");
     expect(refundEvent(facts, { ...result, outcome: "REFUND_CONFLICT" })?.type).toBe("refund.review");
+    expect(refundEvent(facts, { ...result, outcome: "REFUND_ID_CONFLICT" })).toMatchObject({
+      type: "refund.review",
+      reviewReason: "REFUND_ID_CONFLICT",
+    });
     // Not the order's refund: nothing to tell its merchant.
     expect(refundEvent(facts, { ...result, outcome: "TRANSACTION_MISMATCH" })).toBeNull();
   });
@@ -567,6 +571,56 @@ describe("refund numbers: one refund per (order, out_refund_no)", () => {
     const success = v3Refund(world, { ...closed, status: "SUCCESS", refund: 900, total: 1_000 });
     expect((await run.deliver(success)).apply?.outcome).toBe("REFUND_CONFLICT");
     expect((await orderOf(world.prisma, a.outTradeNo)).refundedTotal).toBe(300);
+  });
+
+  it("a refund id already another refund's is REFUND_ID_CONFLICT: nothing recorded, the stored refund stays", async () => {
+    // Tenant B of the Merchant table encrypts a refund of its own order carrying tenant A's (the world's) refund id.
+    const b = { mchid: "1900000668", appid: "wxtenantb0000068", apiV3Key: "e".repeat(32) };
+    await world.prisma.merchant.create({ data: { ...b, apiV2Key: null } });
+    const bOrder = await seedOrder(world, { amountTotal: 100, items: { A: 1 }, mchid: b.mchid, appid: b.appid });
+    const bKey = Buffer.from(b.apiV3Key);
+    const bTxn = "4200000000TENANTB68";
+    const bPay = v3Payment(world, { outTradeNo: bOrder, ...b, apiV3Key: bKey, transactionId: bTxn, total: 100 });
+    expect((await inline(world).deliver({ ...bPay, mchid: b.mchid })).apply?.outcome).toBe("APPLIED");
+    const bRefund = v3Refund(world, {
+      outTradeNo: bOrder,
+      transactionId: bTxn,
+      outRefundNo: "RF-b68",
+      refundId: "5000victim68",
+      refund: 100,
+      total: 100,
+      mchid: b.mchid,
+      apiV3Key: bKey,
+    });
+    expect((await inline(world).deliver({ ...bRefund, mchid: b.mchid })).apply?.outcome).toBe("APPLIED");
+
+    const a = await paidOrder({ A: 1 }, 1_000);
+    const run = inline(world);
+    const genuine = v3Refund(world, {
+      ...a,
+      outRefundNo: "RF-a68",
+      refundId: "5000victim68",
+      refund: 1_000,
+      total: 1_000,
+    });
+    // Before: 23505 on Refund_refundId_key → DB_CONSTRAINT, dead-lettered; every replay the same.
+    const { apply, applyJob } = await run.deliver(genuine);
+    expect(apply).toMatchObject({ outcome: "REFUND_ID_CONFLICT", orderStatus: "SUCCESS" });
+    expect(await orderOf(world.prisma, a.outTradeNo)).toMatchObject({
+      status: "SUCCESS",
+      refundedTotal: 0,
+      refunds: [],
+    });
+    expect(await world.prisma.notification.findUniqueOrThrow({ where: { id: genuine.id } })).toMatchObject({
+      status: "REVIEW",
+      errorCode: "REFUND_ID_CONFLICT",
+      outRefundNo: "RF-a68",
+    });
+    expect(await orderOf(world.prisma, bOrder)).toMatchObject({
+      status: "REFUND",
+      refunds: [{ outRefundNo: "RF-b68", refundId: "5000victim68", status: "SUCCESS" }],
+    });
+    expect((await run.apply(applyJob!)).outcome).toBe("ALREADY");
   });
 
   it("REFUND_CONFLICT too when the other delivery commits while this statement runs (after its snapshot)", async () => {

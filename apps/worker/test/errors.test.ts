@@ -109,6 +109,30 @@ describe("database errors from a real PostgreSQL, through Prisma", () => {
     expect(toWorkerError(data)).toMatchObject({ code: "DB_DATA", policy: "stop" });
   });
 
+  it("a unique violation on a transaction or refund id is a retried DB_CONFLICT (the next run decides it); others stay DB_CONSTRAINT", async () => {
+    // The apply statements check these ids before writing; reaching the index means a concurrent transaction
+    // committed the same id after their snapshot (packages/db/test/id-conflicts.test.ts makes that race happen).
+    const { prisma } = world;
+    await prisma.$executeRaw`INSERT INTO "Order" (id, "outTradeNo", mchid, appid, "amountTotal", "transactionId")
+      VALUES ('u1', 'U-1', 'm', 'a', 1, '4200-u'), ('u2', 'U-2', 'm', 'a', 1, NULL)`;
+    const txn = await thrown(() => prisma.$executeRaw`UPDATE "Order" SET "transactionId" = '4200-u' WHERE id = 'u2'`);
+    expect(classifyDbError(txn)).toEqual({ transient: true, code: "DB_CONFLICT", sqlstate: "23505" });
+    expect(toWorkerError(txn)).toMatchObject({ code: "DB_CONFLICT", policy: "retry" });
+    await prisma.$executeRaw`INSERT INTO "Refund" ("outRefundNo", "refundId", "outTradeNo", status, "amountRefund", "amountTotal")
+      VALUES ('RF-u', '5000-u', 'U-1', 'SUCCESS', 1, 1)`;
+    // A raw pg error names the constraint itself (no Prisma wrapper).
+    const refund = await thrown(() =>
+      world.db.db.pool.query(`INSERT INTO "Refund" ("outRefundNo", "refundId", "outTradeNo", status, "amountRefund", "amountTotal")
+        VALUES ('RF-u', '5000-u', 'U-2', 'SUCCESS', 1, 1)`),
+    );
+    expect(classifyDbError(refund)).toEqual({ transient: true, code: "DB_CONFLICT", sqlstate: "23505" });
+    const number = await thrown(
+      () => prisma.$executeRaw`INSERT INTO "Order" (id, "outTradeNo", mchid, appid, "amountTotal")
+      VALUES ('u3', 'U-1', 'm', 'a', 1)`,
+    );
+    expect(toWorkerError(number)).toMatchObject({ code: "DB_CONSTRAINT", policy: "stop" });
+  });
+
   it("an unrecognised error is retried as INTERNAL", () => {
     expect(toWorkerError(new TypeError("x is undefined"))).toMatchObject({ code: "INTERNAL", policy: "retry" });
     expect(toWorkerError(WorkerError.of("ORDER_NOT_FOUND", "x"))).toMatchObject({

@@ -23,15 +23,28 @@ export function paymentEvent(facts: PaymentFacts, result: PaymentResult, now = D
   else if (isPaymentReview(result.outcome)) type = "payment.review";
   else if (result.outcome === "ALREADY" && result.notificationStatus === "APPLIED") type = "payment.succeeded";
   else if (result.outcome === "ALREADY" && result.notificationStatus === "REVIEW") type = "payment.review";
-  return publishJob(type, facts, result, { outRefundNo: null, amount: facts.total }, now);
+  // A payment of the order's merchant whose transaction id is another order's changed nothing on the order either,
+  // but it names the order's merchant, whose money may have been taken: `payment.review` tells it, with the code as
+  // reviewReason — the order's own (usually none, the order still NOTPAY) does not say why the payment was not applied.
+  const conflict =
+    result.outcome === "TRANSACTION_CONFLICT" ||
+    (result.outcome === "ALREADY" && result.notificationCode === "TRANSACTION_CONFLICT");
+  const withReason = conflict ? { ...result, reviewReason: "TRANSACTION_CONFLICT" } : result;
+  return publishJob(type, facts, withReason, { outRefundNo: null, amount: facts.total }, now);
 }
 
 /**
  * Review outcomes of a refund of the order's own payment (its merchant and transaction): the merchant's systems
- * hear of them (`refund.review`, the code as `reviewReason`), as they hear of a payment in review. A refund that
- * names another merchant or transaction (MCHID_MISMATCH, TRANSACTION_MISMATCH) is not the order's: no event.
+ * hear of them (`refund.review`, the code as `reviewReason`), as they hear of a payment in review — REFUND_ID_CONFLICT
+ * too: its refund id is another refund's, so it was not recorded, but it names the order's merchant and transaction.
+ * A refund that names another merchant or transaction (MCHID_MISMATCH, TRANSACTION_MISMATCH) is not the order's: no
+ * event.
  */
-const REFUND_REVIEW_EVENT_CODES: ReadonlySet<string> = new Set(["REFUND_AMOUNT_MISMATCH", "REFUND_CONFLICT"]);
+const REFUND_REVIEW_EVENT_CODES: ReadonlySet<string> = new Set([
+  "REFUND_AMOUNT_MISMATCH",
+  "REFUND_CONFLICT",
+  "REFUND_ID_CONFLICT",
+]);
 
 /** The event a committed refund publishes, or null. */
 export function refundEvent(facts: RefundFacts, result: RefundResultRow, now = Date.now()): PublishJob | null {

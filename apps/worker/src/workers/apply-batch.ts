@@ -23,9 +23,10 @@ export interface PaymentBatcherOptions {
  * as if the two jobs had run one after the other.
  *
  * A failed statement fails every payment of its batch with its error: a transient one (connection lost,
- * deadlock, serialization failure) is retried by the queue, and the statement is all-or-nothing, so nothing of
- * the batch was applied; a permanent one (PostgreSQL refused some payment's data) makes the batch be applied
- * again one payment at a time, so only the payments at fault fail.
+ * deadlock, serialization failure, a transaction id another batch committed on another order while this statement
+ * ran — the retry answers TRANSACTION_CONFLICT) is retried by the queue, and the statement is all-or-nothing, so
+ * nothing of the batch was applied; a permanent one (PostgreSQL refused some payment's data) makes the batch be
+ * applied again one payment at a time, so only the payments at fault fail.
  */
 export class PaymentBatcher {
   readonly #batches: GroupCommit<PaymentFacts, PaymentResult>;

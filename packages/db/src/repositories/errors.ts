@@ -2,7 +2,8 @@
  * Sorting database failures into "retry" and "stop" for the worker. The default is retry: an error we do not
  * recognise is more likely an outage than a bug in the data, and retries are bounded by the queue's
  * attempts. Only errors in the data itself (SQLSTATE class 22 data exception, class 23 integrity violation)
- * are permanent: running the same statement on the same data fails the same way.
+ * are permanent: running the same statement on the same data fails the same way — except a unique violation on an
+ * index the apply statements check before they write (RACED_UNIQUE_INDEXES).
  */
 export interface DbErrorClass {
   transient: boolean;
@@ -22,6 +23,14 @@ const UNAVAILABLE_KINDS = new Set([
 const UNAVAILABLE_ERRNO = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EAI_AGAIN"]);
 /** Prisma's own codes: P1001 can't reach, P1002 timed out, P1017 closed, P2024 pool timeout, P2028 tx API. */
 const PRISMA_UNAVAILABLE = new Set(["P1001", "P1002", "P1017", "P2024", "P2028"]);
+/**
+ * Unique indexes whose conflicts the apply statements decide before writing (TRANSACTION_CONFLICT: the payment's
+ * transaction id is another order's; REFUND_ID_CONFLICT: the refund id is another refund's), on what their snapshot
+ * shows. A violation of one of them therefore means a concurrent transaction wrote the same id after that snapshot
+ * and committed while this statement waited on the index: the next run sees the row and records the conflict for
+ * review, so this is a retry (DB_CONFLICT), not a dead letter.
+ */
+const RACED_UNIQUE_INDEXES = new Set(["Order_transactionId_key", "Refund_refundId_key"]);
 
 export function classifyDbError(error: unknown): DbErrorClass {
   const facts = collect(error);
@@ -52,6 +61,9 @@ export function classifyDbError(error: unknown): DbErrorClass {
   ) {
     return { transient: true, code: "DB_UNAVAILABLE" };
   }
+  if (sqlstate === "23505" && [...facts.constraints].some((c) => RACED_UNIQUE_INDEXES.has(c))) {
+    return { transient: true, code: "DB_CONFLICT", sqlstate };
+  }
   if (sqlstate?.startsWith("23")) return { transient: false, code: "DB_CONSTRAINT", sqlstate };
   if (sqlstate?.startsWith("22")) return { transient: false, code: "DB_DATA", sqlstate };
   return { transient: true, code: "DB_ERROR", ...(sqlstate ? { sqlstate } : {}) };
@@ -61,15 +73,18 @@ interface Facts {
   sqlstate?: string;
   kinds: Set<string>;
   codes: Set<string>;
+  /** Names of the violated constraints (unique: the index). */
+  constraints: Set<string>;
   messages: string;
 }
 
 /**
  * Walks the error and what it wraps: Prisma puts the driver adapter's error in `meta.driverAdapterError`,
- * whose `cause` holds `{ kind, code | originalCode }`; raw pg errors have `code` = SQLSTATE directly.
+ * whose `cause` holds `{ kind, code | originalCode, constraint: { index } }`; raw pg errors have `code` = SQLSTATE
+ * and `constraint` (the name) directly.
  */
 function collect(error: unknown): Facts {
-  const facts: Facts = { kinds: new Set(), codes: new Set(), messages: "" };
+  const facts: Facts = { kinds: new Set(), codes: new Set(), constraints: new Set(), messages: "" };
   const seen = new Set<unknown>();
   const visit = (value: unknown, depth: number): void => {
     if (typeof value !== "object" || value === null || seen.has(value) || depth > 6) return;
@@ -77,6 +92,10 @@ function collect(error: unknown): Facts {
     const v = value as Record<string, unknown>;
     if (typeof v.message === "string") facts.messages += `${v.message}\n`;
     if (typeof v.kind === "string") facts.kinds.add(v.kind);
+    const constraint = v.constraint;
+    const name =
+      typeof constraint === "object" && constraint !== null ? (constraint as { index?: unknown }).index : constraint;
+    if (typeof name === "string") facts.constraints.add(name);
     for (const key of ["originalCode", "code"] as const) {
       const code = v[key];
       if (typeof code !== "string") continue;

@@ -28,6 +28,13 @@ export interface PaymentFacts {
  * - MCHID_MISMATCH: the payment names another merchant (or sub-merchant) than the order: out_trade_no is unique
  *   only per merchant, and that money went to the other one. The order is left alone (whatever its state);
  *   only the notification goes to REVIEW, with the code and its transaction id.
+ * - TRANSACTION_CONFLICT: the payment's transaction id is already another order's (Order.transactionId is unique
+ *   across the deployment, while a tenant signs its APIv2 payments with its own key: a payment of its own order can
+ *   carry another tenant's transaction id, or an upstream bug can hand two orders one id). The order is left alone
+ *   (whatever its state), the notification goes to REVIEW with the code and its transaction id, as for
+ *   MCHID_MISMATCH. Decided on what the statement's snapshot shows; an order given the same id by a transaction that
+ *   commits while this statement runs fails it on the unique index instead, which classifyDbError makes a retry
+ *   (DB_CONFLICT) that then answers TRANSACTION_CONFLICT.
  * - DUPLICATE: the order already carries this transaction (another notification id for the same payment).
  * - DUPLICATE_PAYMENT: the order was paid by a different transaction; the order goes to review if it was
  *   SUCCESS, and keeps its first transaction.
@@ -42,6 +49,7 @@ export const PAYMENT_OUTCOMES = [
   "ORDER_NOT_FOUND",
   "STALE",
   "MCHID_MISMATCH",
+  "TRANSACTION_CONFLICT",
   "DUPLICATE",
   "DUPLICATE_PAYMENT",
   "PAID_AFTER_CLOSE",
@@ -62,6 +70,7 @@ export const PAYMENT_REVIEW_OUTCOMES: ReadonlySet<PaymentOutcome> = new Set<Paym
   "PAID_AFTER_CLOSE",
   "UNEXPECTED_ORDER_STATUS",
   "MCHID_MISMATCH",
+  "TRANSACTION_CONFLICT",
   "APPID_MISMATCH",
   "CURRENCY_MISMATCH",
   "AMOUNT_MISMATCH",
@@ -87,8 +96,8 @@ export interface PaymentResult {
 
 /**
  * The rules of one payment (the SQL is the function `wpn_apply_payments`, created in
- * prisma/migrations/20261130000000_apply_payment_batch and corrected in 20261130120000_payment_stock_on_locked_row
- * and 20261130210000_payment_other_merchant_leaves_order;
+ * prisma/migrations/20261130000000_apply_payment_batch and corrected in 20261130120000_payment_stock_on_locked_row,
+ * 20261130210000_payment_other_merchant_leaves_order and 20261202110000_payment_transaction_conflict;
  * it runs them once per payment of a batch).
  * Correctness under concurrency comes from row locks taken in a fixed order — Notification, then Order, then
  * the order's SKUs by id — and from the unique key of InventoryMovement, never from a lock that can expire:

@@ -33,6 +33,13 @@ export interface RefundFacts {
  *   recorded, the stored refund untouched, REVIEW. Refund rows are keyed by (out_trade_no, out_refund_no), so
  *   another order's refund under the same number — another merchant's, out_refund_no being unique only per
  *   merchant — is a refund of its own.
+ * - REFUND_ID_CONFLICT: the refund's refund_id is already another refund's (another order's, or this order's under
+ *   another out_refund_no). Refund."refundId" is unique across the deployment while a tenant encrypts its refunds
+ *   with its own key, so a tenant's refund of its own order can carry another tenant's refund id (or an upstream bug
+ *   two refunds one id); nothing recorded, the stored refund untouched, REVIEW. Before, the insert failed on the
+ *   unique index (DB_CONSTRAINT, dead-lettered on every replay). A refund committed with the same id after this
+ *   statement's snapshot still fails it on the index: classifyDbError makes that a retry (DB_CONFLICT), which
+ *   answers REFUND_ID_CONFLICT.
  * - DUPLICATE: this refund was already recorded with this status (or already SUCCESS), with the same facts.
  * - REFUND_AMOUNT_MISMATCH: amount.total (v2 total_fee) is not the order's amountTotal, or a successful refund
  *   would take refundedTotal above amountTotal. The refund is recorded as reported (the money left WeChat) with
@@ -53,6 +60,7 @@ export const REFUND_OUTCOMES = [
   "ORDER_NOT_PAID",
   "TRANSACTION_MISMATCH",
   "REFUND_CONFLICT",
+  "REFUND_ID_CONFLICT",
   "DUPLICATE",
   "REFUND_AMOUNT_MISMATCH",
   "APPLIED",
@@ -133,6 +141,11 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
         -- One out_refund_no is one refund: another amount, or another refund_id when both are known, is not this one.
         WHEN ex.status IS NOT NULL AND (ex."amountRefund" <> i.amount_refund OR ex."refundId" <> i.refund_id)
           THEN 'REFUND_CONFLICT'
+        -- Refund."refundId" is unique across the deployment: this refund id is already another refund's.
+        WHEN EXISTS (
+          SELECT 1 FROM "Refund" x
+          WHERE x."refundId" = i.refund_id AND (x."outTradeNo", x."outRefundNo") <> (i.otn, i.orn)
+        ) THEN 'REFUND_ID_CONFLICT'
         WHEN ex.status IN ('SUCCESS', i.status::text) THEN 'DUPLICATE'
         -- bigint: refundedTotal + a refund near 2^31 must compare, not overflow int4.
         WHEN i.amount_total <> o."amountTotal"
@@ -222,7 +235,7 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
       FROM fin f, input i
       WHERE t.id = i.nid
         AND f.outcome IN ('APPLIED', 'DUPLICATE', 'REFUND_ABNORMAL', 'REFUND_CLOSED', 'MCHID_MISMATCH', 'TRANSACTION_MISMATCH',
-                          'REFUND_CONFLICT', 'REFUND_AMOUNT_MISMATCH')
+                          'REFUND_CONFLICT', 'REFUND_ID_CONFLICT', 'REFUND_AMOUNT_MISMATCH')
       RETURNING t.status::text AS status
     ),
     ev AS (

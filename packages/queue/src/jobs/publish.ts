@@ -10,7 +10,11 @@ import { z } from "zod";
 export const PUBLISH_EVENT_TYPES = [
   /** The order was paid and its stock taken. */
   "payment.succeeded",
-  /** Money was taken but the order needs a human (`reviewReason`: AMOUNT_MISMATCH, OUT_OF_STOCK, …). */
+  /**
+   * Money was taken but the order needs a human (`reviewReason`: AMOUNT_MISMATCH, OUT_OF_STOCK, …, or
+   * TRANSACTION_CONFLICT — the payment's transaction id is already another order's, so it was not applied and
+   * `orderStatus` is unchanged).
+   */
   "payment.review",
   /** A refund succeeded; `orderStatus` is REFUND once the refunds add up to the order total. */
   "refund.succeeded",
@@ -20,8 +24,9 @@ export const PUBLISH_EVENT_TYPES = [
   "refund.closed",
   /**
    * A refund of the order that needs a human and was not counted (`reviewReason`: REFUND_AMOUNT_MISMATCH — it names
-   * another order total or exceeds what is left to refund, the money having left WeChat all the same —, or
-   * REFUND_CONFLICT — its refund number is already recorded with other facts); `orderStatus` is unchanged.
+   * another order total or exceeds what is left to refund, the money having left WeChat all the same —,
+   * REFUND_CONFLICT — its refund number is already recorded with other facts —, or REFUND_ID_CONFLICT — its refund id
+   * is already another refund's); `orderStatus` is unchanged.
    */
   "refund.review",
 ] as const;
