@@ -108,6 +108,38 @@ describe("payment review", () => {
     expect(filtered.body).not.toContain(outTradeNo);
   });
 
+  it("lists the last 7 days' notifications whose review outcome left no order or refund in review", async () => {
+    const prisma = d.database.db.prisma;
+    const foreign = await seedNotification(prisma, {
+      status: "REVIEW",
+      errorCode: "MCHID_MISMATCH",
+      outTradeNo: randomId("OTN-FOREIGN"),
+    });
+    const abnormal = await seedNotification(prisma, {
+      status: "REVIEW",
+      errorCode: "REFUND_ABNORMAL",
+      eventType: "REFUND.ABNORMAL",
+      outRefundNo: randomId("RF-ABN"),
+    });
+    const old = await seedNotification(prisma, {
+      status: "REVIEW",
+      errorCode: "TRANSACTION_CONFLICT",
+      receivedAt: new Date(Date.now() - 8 * 86_400_000),
+    });
+    // An order's review outcome: the order is listed, its notification is not repeated.
+    const onOrder = await seedNotification(prisma, { status: "REVIEW", errorCode: "OUT_OF_STOCK" });
+    const page = (await viewer.get("/reviews")).body;
+    expect(page).toContain(`/notifications/${foreign}"`);
+    expect(page).toContain(`/notifications/${abnormal}"`);
+    expect(page).not.toContain(old);
+    expect(page).not.toContain(onOrder);
+    expect(page).toMatch(/MCHID_MISMATCH<\/div><div class="value">1</);
+    const filtered = (await viewer.get("/reviews?reason=REFUND_ABNORMAL")).body;
+    expect(filtered).toContain(abnormal);
+    expect(filtered).not.toContain(foreign);
+    expect((await viewer.get("/reviews?reason=OUT_OF_STOCK")).body).not.toContain(abnormal);
+  });
+
   it("lists refunds recorded but not counted, beside the orders, and counts them on the overview", async () => {
     const prisma = d.database.db.prisma;
     const outTradeNo = randomId("OTN-RF");

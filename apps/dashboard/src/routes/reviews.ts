@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import type { DashboardContext } from "../context.ts";
-import { loadReviews, REVIEW_LIMIT } from "../data/reviews.ts";
+import { loadReviews, NOTIFICATION_REVIEW_DAYS, REVIEW_LIMIT } from "../data/reviews.ts";
 import { badge, formatFen, formatTime } from "../views/format.ts";
 import { href, html } from "../views/html.ts";
 import { sendPage } from "./page.ts";
@@ -13,7 +13,7 @@ export function registerReviewRoutes(app: FastifyInstance, ctx: DashboardContext
   app.get("/reviews", async (request, reply) => {
     const { reason: rawReason } = request.query as { reason?: unknown };
     const reason = typeof rawReason === "string" && rawReason.trim() !== "" ? rawReason.trim().slice(0, 64) : undefined;
-    const { orders, refunds, byReason, total } = await loadReviews(ctx.db.prisma, reason);
+    const { orders, refunds, notifications, byReason, total } = await loadReviews(ctx.db.prisma, reason);
     return sendPage(request, reply, {
       title: "In review",
       active: "/reviews",
@@ -66,6 +66,26 @@ ${
 </tr>`,
       )}</tbody></table>
 ${refunds.length === REVIEW_LIMIT ? html`<p class="muted">Showing the ${REVIEW_LIMIT} most recent.</p>` : ""}`
+}
+<h2>Notifications in review, last ${NOTIFICATION_REVIEW_DAYS} days</h2>
+<p class="muted">Outcomes that put no order or refund in review: another merchant's payment, a transaction or refund id already on another order or refund, a refund that does not match its order, a refund WeChat reports abnormal or closed.</p>
+${
+  notifications.length === 0
+    ? html`<div class="card muted">No such notification.</div>`
+    : html`<table><thead><tr><th>Received</th><th>Code</th><th>Event</th><th>Merchant</th><th>out_trade_no</th><th>transaction_id</th><th>out_refund_no</th><th></th></tr></thead>
+<tbody>${notifications.map(
+        (n) => html`<tr>
+<td class="mono">${formatTime(n.receivedAt)}</td>
+<td>${badge(n.errorCode ?? "(none)", "warn")}</td>
+<td>${n.eventType}</td>
+<td class="mono">${n.mchid}</td>
+<td class="mono">${n.outTradeNo ?? "—"}</td>
+<td class="mono">${n.transactionId ?? "—"}</td>
+<td class="mono">${n.outRefundNo ?? "—"}</td>
+<td><a href="${href(`/notifications/${encodeURIComponent(n.id)}`)}">details</a></td>
+</tr>`,
+      )}</tbody></table>
+${notifications.length === REVIEW_LIMIT ? html`<p class="muted">Showing the ${REVIEW_LIMIT} most recent.</p>` : ""}`
 }`,
     });
   });
