@@ -1,6 +1,6 @@
 import { createQueue, createRedisConnection, QueueName } from "@wpn/queue";
 import { TEST_REDIS_URL } from "@wpn/testing";
-import { QueueEvents, Worker } from "bullmq";
+import { QueueEvents, UnrecoverableError, Worker } from "bullmq";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PASSWORDS, startDashboard, type TestDashboard } from "./support/app.ts";
@@ -365,7 +365,7 @@ describe("roles and CSRF on bull-board", () => {
       } finally {
         await prisma.$executeRawUnsafe('ALTER TABLE "AuditLogAway" RENAME TO "AuditLog"');
       }
-      const clean = await operator.request("PUT", "/queues/api/queues/notify.parse/clean/failed", { headers });
+      const clean = await operator.request("PUT", "/queues/api/queues/notify.parse/clean/completed", { headers });
       expect(clean.statusCode).toBe(200);
       const audit = await prisma.auditLog.findFirst({
         where: { actor: "olga", action: "queues.clean" },
@@ -377,7 +377,7 @@ describe("roles and CSRF on bull-board", () => {
     }
   });
 
-  it("refuses an operator the bull-board actions that would forge, drop or alter notifications; cleans finished jobs", async () => {
+  it("refuses an operator the bull-board actions that would forge, drop or alter notifications; cleans completed jobs", async () => {
     const queue = await parse();
     try {
       const operator = await loggedIn(d.app, "olga", PASSWORDS.olga);
@@ -414,8 +414,7 @@ describe("roles and CSRF on bull-board", () => {
       });
       expect(audits).toBe(0);
 
-      // Finished jobs (their effect in PostgreSQL, or their dead letters kept) may go, by set: BullMQ cleans a set
-      // in one atomic step.
+      // Completed jobs (their effect in PostgreSQL) may go, by set: BullMQ cleans a set in one atomic step.
       await queue.remove("kept-1");
       await queue.remove("later-1");
       const workerConnection = createRedisConnection(TEST_REDIS_URL, "worker");
@@ -443,6 +442,66 @@ describe("roles and CSRF on bull-board", () => {
     } finally {
       await queue.obliterate({ force: true });
       await queue.close();
+    }
+  });
+
+  it("refuses to clean failed jobs: one without a dead letter is the only copy", async () => {
+    const apply = createQueue(QueueName.Apply, d.redis, d.prefix);
+    const publish = createQueue(QueueName.Publish, d.redis, d.prefix);
+    const dead = createQueue(QueueName.Dead, d.redis, d.prefix);
+    try {
+      // An apply job that stalled too often while Redis refused its letter (worker README: DEAD_LETTER_FAILED, kept
+      // in the failed list for bull-board's retry), and a publish job the merchant's consumer gave up on (no letter).
+      await apply.add("apply", { v: 1, note: "acknowledged to WeChat" }, { jobId: "apply-1", attempts: 1 });
+      await publish.add("payment.succeeded", { v: 1, note: "event" }, { jobId: "publish-1", attempts: 1 });
+      for (const [name, queue, jobId] of [
+        [QueueName.Apply, apply, "apply-1"],
+        [QueueName.Publish, publish, "publish-1"],
+      ] as const) {
+        const workerConnection = createRedisConnection(TEST_REDIS_URL, "worker");
+        const eventsConnection = createRedisConnection(TEST_REDIS_URL, "worker");
+        const events = new QueueEvents(name, { connection: eventsConnection, prefix: d.prefix });
+        const worker = new Worker(
+          name,
+          async () => {
+            throw new UnrecoverableError("gave up");
+          },
+          { connection: workerConnection, prefix: d.prefix },
+        );
+        try {
+          await events.waitUntilReady();
+          await (await queue.getJob(jobId))?.waitUntilFinished(events).catch(() => undefined);
+        } finally {
+          await worker.close();
+          await events.close();
+          workerConnection.disconnect();
+          eventsConnection.disconnect();
+        }
+      }
+      expect(await apply.getJobState("apply-1")).toBe("failed");
+      expect(await publish.getJobState("publish-1")).toBe("failed");
+      expect(await dead.count()).toBe(0);
+      const operator = await loggedIn(d.app, "olga", PASSWORDS.olga);
+      const headers = await boardHeaders(operator);
+      for (const name of [QueueName.Parse, QueueName.Apply, QueueName.Publish, QueueName.Dead]) {
+        const url = `/queues/api/queues/${name}/clean/failed`;
+        const response = await operator.request("PUT", url, { headers });
+        expect(response.statusCode, url).toBe(403);
+        expect(response.json(), url).toMatchObject({ error: "ACTION_NOT_ALLOWED" });
+        expect(response.json().message, url).toContain("no dead letter");
+      }
+      expect(await apply.getJobState("apply-1")).toBe("failed");
+      expect(await publish.getJobState("publish-1")).toBe("failed");
+      // Retry stays the way out of the failed list.
+      const retried = await operator.request("PUT", "/queues/api/queues/notify.apply/retry/failed", { headers });
+      expect(retried.statusCode).toBe(200);
+      expect(await apply.getJobState("apply-1")).toBe("waiting");
+    } finally {
+      await apply.obliterate({ force: true });
+      await publish.obliterate({ force: true });
+      await apply.close();
+      await publish.close();
+      await dead.close();
     }
   });
 

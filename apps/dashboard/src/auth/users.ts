@@ -1,7 +1,7 @@
 import { ConfigError } from "@wpn/config";
 import { isPasswordHash } from "./password.ts";
 
-/** `viewer` can look at everything; `operator` can also change things (replay, retry, pause, clean). */
+/** `viewer` can look at everything; `operator` can also change things (replay, retry, pause, clean completed jobs). */
 export type Role = "viewer" | "operator";
 export const ROLES: readonly Role[] = ["viewer", "operator"];
 

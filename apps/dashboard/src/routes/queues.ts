@@ -12,7 +12,7 @@ export const BULL_BOARD_READONLY_PATH = "/queues-readonly";
 /**
  * bull-board for every pipeline queue, mounted twice because its read-only mode is per queue adapter, not
  * per request:
- * - `/queues`: full board (retry, promote, clean, pause…). Its pages redirect viewers to the read-only board,
+ * - `/queues`: full board (retry, promote, clean completed, pause…). Its pages redirect viewers to the read-only board,
  *   and the root guard answers 403 to any mutating method from a non-operator, API calls included.
  * - `/queues-readonly`: the same queues with readOnlyMode, linked from the navigation for viewers, so they
  *   get a UI without buttons that would fail. bull-board itself refuses mutations there (405).
@@ -94,8 +94,8 @@ async function mountBoard(app: FastifyInstance, ctx: DashboardContext, basePath:
 
 /**
  * bull-board's mutating routes the dashboard lets an operator use: pause and resume, retry, promote a delayed job,
- * and clean the completed or failed jobs of a queue (BullMQ's clean works on those sets in one atomic step). The
- * others are refused, whoever asks: `add` and `update-data` would put a job no one verified on a queue (a job on
+ * and clean the completed jobs of a queue (BullMQ's clean works on the set in one atomic step). The others are
+ * refused, whoever asks: `add` and `update-data` would put a job no one verified on a queue (a job on
  * notify.publish announces a payment that never happened; what reaches notify.parse and notify.apply the workers
  * authenticate again — an unsigned APIv2 payment marked an order paid until they did — but only as a second line);
  * `empty`,
@@ -118,8 +118,14 @@ const ALLOWED_ACTIONS = new Set([
   "PUT /api/queues/:queueName/clean/:queueStatus",
 ]);
 
-/** Job sets whose cleaning loses nothing: a completed job's effect is in PostgreSQL, a failed one has its dead letter. */
-const REMOVABLE_STATES = new Set(["completed", "failed"]);
+/**
+ * Job sets whose cleaning loses nothing: a completed job's effect is in PostgreSQL. Not `failed`: a failed job is not
+ * always dead-lettered — a parse or apply job that stalled too often while Redis refused its letter stays there as
+ * the only copy of a notification WeChat was told is kept (worker README, DEAD_LETTER_FAILED), and a failed
+ * notify.publish job (the merchant's consumer's) never has one. Nothing tells the two apart within BullMQ's atomic
+ * clean, so failed jobs leave by retry or by `removeOnFail` (7 days on the stage queues, packages/queue/src/options.ts).
+ */
+const REMOVABLE_STATES = new Set(["completed"]);
 
 /** Why the mutating bull-board request is refused, or undefined when it may go on. */
 function refusedAction(request: FastifyRequest): string | undefined {
@@ -129,7 +135,9 @@ function refusedAction(request: FastifyRequest): string | undefined {
     return `${actionName(request)} is not allowed on this dashboard`;
   const params = request.params as { queueName?: string; jobId?: string; queueStatus?: string };
   if (route === "/api/queues/:queueName/clean/:queueStatus" && !REMOVABLE_STATES.has(params.queueStatus ?? "")) {
-    return "only completed or failed jobs can be cleaned";
+    return params.queueStatus === "failed"
+      ? "failed jobs cannot be cleaned: one may have no dead letter and be the only copy of its notification or event; retry it, or BullMQ removes it when its retention ends (removeOnFail, 7 days)"
+      : "only completed jobs can be cleaned";
   }
   return undefined;
 }
