@@ -238,6 +238,89 @@ describe("notification timeline", () => {
     expect(pages[1]).toContain("<code>REFUND_AMOUNT_MISMATCH</code>");
   });
 
+  it("does not link another merchant's order or refund that uses the same out_trade_no", async () => {
+    const prisma = d.database.db.prisma;
+    const outTradeNo = randomId("OTN-X");
+    const outRefundNo = randomId("R-X");
+    const orderId = await seedOrder(prisma, {
+      outTradeNo,
+      mchid: "1900000109",
+      status: "SUCCESS",
+      transactionId: "4200000000202611110000000A01",
+      paidAt: minutes(3),
+      amountTotal: 4_321,
+    });
+    await prisma.refund.create({
+      data: { outRefundNo, outTradeNo, orderId, status: "SUCCESS", amountRefund: 1_111, amountTotal: 4_321 },
+    });
+    // Since migration 20261130210000 another merchant's payment under this out_trade_no leaves the order alone
+    // (REVIEW MCHID_MISMATCH); its refund is not recorded either.
+    const payment = await seedNotification(prisma, {
+      mchid: "1900000200",
+      outTradeNo,
+      transactionId: "4200000000202611110000000B01",
+      status: "REVIEW",
+      errorCode: "MCHID_MISMATCH",
+    });
+    const refund = await seedNotification(prisma, {
+      mchid: "1900000200",
+      eventType: "REFUND.SUCCESS",
+      outTradeNo,
+      outRefundNo,
+      status: "REVIEW",
+      errorCode: "MCHID_MISMATCH",
+    });
+    for (const id of [payment, refund]) {
+      const page = await viewer.get(`/notifications/${id}`);
+      expect(page.statusCode).toBe(200);
+      const text = page.body.replace(/<[^>]+>/g, " ").replace(/\s+/g, " ");
+      expect(text, id).toContain(
+        `out_trade_no ${outTradeNo} belongs to merchant 1900000109's order — not this notification's`,
+      );
+      for (const detail of ["4200000000202611110000000A01", "43.21 CNY", "11.11 CNY", "Paid at", "Refunded"]) {
+        expect(text, `${id}: ${detail}`).not.toContain(detail);
+      }
+    }
+  });
+
+  it("in partner mode, does not link another sub-merchant's order of the same service provider", async () => {
+    const prisma = d.database.db.prisma;
+    const outTradeNo = randomId("OTN-S");
+    await seedOrder(prisma, {
+      outTradeNo,
+      mchid: "1900000109",
+      subMchid: "1900000301",
+      status: "SUCCESS",
+      transactionId: "4200000000202611110000000S01",
+      amountTotal: 2_468,
+    });
+    // The Notification row keeps the service provider's mchid only; the worker compared the sub_mchid the
+    // (encrypted) body named and recorded MCHID_MISMATCH.
+    const foreign = await seedNotification(prisma, {
+      mchid: "1900000109",
+      outTradeNo,
+      transactionId: "4200000000202611110000000S02",
+      status: "REVIEW",
+      errorCode: "MCHID_MISMATCH",
+    });
+    const page = await viewer.get(`/notifications/${foreign}`);
+    const text = page.body.replace(/<[^>]+>/g, " ").replace(/\s+/g, " ");
+    expect(text).toContain(
+      `out_trade_no ${outTradeNo} belongs to merchant 1900000109 / sub-merchant 1900000301's order — not this notification's`,
+    );
+    expect(text).not.toContain("24.68 CNY");
+    expect(text).not.toContain("4200000000202611110000000S01");
+    // The order's own notification still shows it.
+    const own = await seedNotification(prisma, {
+      mchid: "1900000109",
+      outTradeNo,
+      transactionId: "4200000000202611110000000S01",
+    });
+    const ownPage = await viewer.get(`/notifications/${own}`);
+    expect(ownPage.body).toContain("24.68 CNY");
+    expect(ownPage.body).not.toContain("not this notification's");
+  });
+
   it("answers 404 for an id nobody has seen", async () => {
     const response = await viewer.get("/notifications/never-seen");
     expect(response.statusCode).toBe(404);

@@ -73,7 +73,10 @@ export interface Timeline {
   notification: TimelineNotification | null;
   /** Size of the stored body, bytes; the body itself (encrypted resource) is not shown. */
   bodyBytes: number | null;
+  /** The order under the notification's out_trade_no, when it is this notification's merchant's (`orderOwner`). */
   order: TimelineOrder | null;
+  /** The order under that out_trade_no when it is another merchant's: its owner only, none of its details. */
+  foreignOrder: ForeignOrder | null;
   refund: {
     outRefundNo: string;
     status: string;
@@ -86,6 +89,29 @@ export interface Timeline {
   jobs: JobSnapshot[];
   receipt: Receipt | undefined;
   entries: TimelineEntry[];
+}
+
+/** Whose order an out_trade_no names, when it is not the notification's merchant's. */
+export interface ForeignOrder {
+  outTradeNo: string;
+  mchid: string;
+  subMchid: string | null;
+}
+
+/**
+ * Whether `order` is the notification's. Order.outTradeNo is unique across the deployment while WeChat makes
+ * out_trade_no unique per merchant (per sub-merchant in partner mode), so another merchant's notification may name
+ * an order that is not its own; the worker then leaves that order alone (REVIEW MCHID_MISMATCH, migration
+ * 20261130210000, and the refund statement alike). The Notification row keeps the merchant whose keys authenticated
+ * it — `mchid`, the service provider's `sp_mchid` in partner mode, as on the order — but not the sub-merchant, which
+ * is only in the encrypted body: a sub-merchant mismatch is known from the worker's MCHID_MISMATCH verdict, so until
+ * the notification is applied another sub-merchant of the same service provider is not told apart.
+ */
+export function isOwnOrder(
+  notification: { mchid: string | null; errorCode: string | null },
+  order: { mchid: string },
+): boolean {
+  return notification.mchid === order.mchid && notification.errorCode !== "MCHID_MISMATCH";
 }
 
 /**
@@ -106,7 +132,8 @@ export async function loadTimeline(ctx: DashboardContext, id: string): Promise<T
     notification?.outTradeNo
       ? prisma.order.findUnique({ where: { outTradeNo: notification.outTradeNo }, select: ORDER_SELECT })
       : null,
-    // A refund is its order's: merchants of one deployment may use the same out_refund_no.
+    // A refund is its order's: merchants of one deployment may use the same out_refund_no. Shown only with its
+    // order, so only when that order is the notification's merchant's.
     notification?.outRefundNo && notification.outTradeNo
       ? prisma.refund.findUnique({
           where: {
@@ -123,12 +150,15 @@ export async function loadTimeline(ctx: DashboardContext, id: string): Promise<T
         })
       : null,
   ]);
+  const own = notification !== null && order !== null && isOwnOrder(notification, order);
   return {
     id,
     notification,
     bodyBytes,
-    order,
-    refund,
+    order: own ? order : null,
+    foreignOrder:
+      order !== null && !own ? { outTradeNo: order.outTradeNo, mchid: order.mchid, subMchid: order.subMchid } : null,
+    refund: own ? refund : null,
     jobs,
     receipt,
     entries: buildEntries(notification, jobs, receipt),

@@ -75,6 +75,12 @@ ${n.outRefundNo ? html`<dt>out_refund_no</dt><dd class="mono">${n.outRefundNo}</
 function orderCard(t: Timeline): SafeHtml {
   const o = t.order;
   const r = t.refund;
+  const f = t.foreignOrder;
+  if (f) {
+    // Another merchant's order: who owns it, never its amounts, payment or refunds.
+    const owner = f.subMchid ? `${f.mchid} / sub-merchant ${f.subMchid}` : f.mchid;
+    return html`<div class="card"><p>${badge("Not linked", "warn")} out_trade_no <code>${f.outTradeNo}</code> belongs to merchant ${owner}'s order — not this notification's${t.notification?.errorCode === "MCHID_MISMATCH" ? " (the worker left that order alone: MCHID_MISMATCH)" : ""}. No order or refund details are shown.</p></div>`;
+  }
   if (!o && !r) return html`<div class="card muted">No order or refund linked (yet).</div>`;
   return html`<div class="card">
 ${
