@@ -89,6 +89,37 @@ describe("overview", () => {
   });
 });
 
+describe("overview rate chart", () => {
+  it("reads a steady rate as that rate at its last point, early in a minute too", async () => {
+    // 6.5 s into a minute: the current bucket holds 6–7 arrivals of a steady 1/s.
+    const now = Math.floor(Date.now() / 60_000) * 60_000 + 6_500;
+    const steady = await startDashboard("dash_rate", { now: () => new Date(now) });
+    try {
+      const data = [];
+      for (let t = now - 300_000; t < now; t += 1_000) {
+        data.push({
+          id: `n-${t}`,
+          mchid: "1900000109",
+          eventType: "TRANSACTION.SUCCESS",
+          receivedAt: new Date(t),
+          appliedAt: new Date(t + 200),
+          body: "{}",
+          status: "APPLIED" as const,
+          attempts: 1,
+        });
+      }
+      await steady.database.db.prisma.notification.createMany({ data });
+      const client = await loggedIn(steady.app, "victor", PASSWORDS.victor);
+      const body = (await client.get("/")).body;
+      expect(body).toMatch(/Received \/s<\/div><div class="value">1\.00</);
+      expect(body).toContain("received/s (now 1.00)");
+      expect(body).toContain("applied/s (now 1.00)");
+    } finally {
+      await steady.close();
+    }
+  });
+});
+
 describe("payment review", () => {
   it("lists orders in PAYMENT_REVIEW with their reason, without payer data", async () => {
     const outTradeNo = randomId("OTN-R");

@@ -15,6 +15,9 @@ export interface Overview {
   start: number;
   receivedPerMinute: number[];
   appliedPerMinute: number[];
+  /** Per second, one point per bucket (`ratePerSecond`): whole minutes, then the last 60 s. */
+  receivedRate: number[];
+  appliedRate: number[];
   /** Receipt → commit latency per minute of commit, ms; null when nothing was applied that minute. */
   latencyP50: (number | null)[];
   latencyP99: (number | null)[];
@@ -38,6 +41,16 @@ export interface Overview {
 // session's time zone can shift anything.
 const at = (n: number) => `(to_timestamp($${n}::double precision / 1000) AT TIME ZONE 'UTC')`;
 const epochMs = (column: string) => `(extract(epoch from ${column}) * 1000)::double precision`;
+
+/**
+ * A per-minute series as a rate per second. The last bucket is the current minute, still filling: its count over
+ * 60 s read 0.10/s for a steady 1/s six seconds into the minute, and its count over the seconds elapsed swings
+ * wildly early in a minute (one arrival in the first second reads 1/s). It takes the rate over the last 60 s
+ * instead — the "Received /s" and "Applied /s" cards' figure — so the chart's "now" is that figure too.
+ */
+export function ratePerSecond(perMinute: readonly number[], lastSixtySecondsPerSecond: number): number[] {
+  return perMinute.map((n, i) => (i === perMinute.length - 1 ? lastSixtySecondsPerSecond : n / 60));
+}
 
 /**
  * The last hour at a glance, from PostgreSQL (Notification.receivedAt/appliedAt/status/errorCode) and BullMQ
@@ -118,14 +131,18 @@ export async function loadOverview(ctx: DashboardContext): Promise<Overview> {
   }
   const overall = latency.rows[0];
   const recentRow = recent.rows[0];
+  const receivedPerSecond = (recentRow?.received ?? 0) / 60;
+  const appliedPerSecond = (recentRow?.applied ?? 0) / 60;
   return {
     start,
     receivedPerMinute,
     appliedPerMinute,
+    receivedRate: ratePerSecond(receivedPerMinute, receivedPerSecond),
+    appliedRate: ratePerSecond(appliedPerMinute, appliedPerSecond),
     latencyP50,
     latencyP99,
-    receivedPerSecond: (recentRow?.received ?? 0) / 60,
-    appliedPerSecond: (recentRow?.applied ?? 0) / 60,
+    receivedPerSecond,
+    appliedPerSecond,
     receivedLastHour: receivedPerMinute.reduce((a, b) => a + b, 0),
     appliedLastHour: appliedPerMinute.reduce((a, b) => a + b, 0),
     latency: {

@@ -25,7 +25,6 @@ export function registerOverviewRoutes(app: FastifyInstance, ctx: DashboardConte
   });
 }
 
-const perSecond = (perMinute: number[]) => perMinute.map((n) => n / 60);
 const rate = (v: number) => (v >= 10 ? v.toFixed(0) : v.toFixed(2));
 
 function page(o: Overview): SafeHtml {
@@ -51,8 +50,8 @@ ${stat("Failing now", String(failing), "received this hour, FAILED or DEAD")}
       start: o.start,
       stepMs: BUCKET_MS,
       series: [
-        { name: "received/s", color: "#1a5fb4", values: perSecond(o.receivedPerMinute) },
-        { name: "applied/s", color: "#26a269", values: perSecond(o.appliedPerMinute) },
+        { name: "received/s", color: "#1a5fb4", values: o.receivedRate },
+        { name: "applied/s", color: "#26a269", values: o.appliedRate },
       ],
       formatValue: rate,
     },
@@ -70,7 +69,7 @@ ${stat("Failing now", String(failing), "received this hour, FAILED or DEAD")}
     },
   )}</div>
 </div>
-<p class="muted">Times are UTC; the last point is the current, incomplete minute. The applied series counts notifications received within the last two hours.</p>
+<p class="muted">Times are UTC. Each point is a whole minute, but the last: the rates' last point is the last 60 s (as the cards above), the latencies' the current minute so far. The applied series counts notifications received within the last two hours.</p>
 <h2>Queues</h2>
 <table><thead><tr><th>Queue</th>${QUEUE_STATES.map((s) => html`<th class="num">${s}</th>`)}<th></th></tr></thead>
 <tbody>${o.queues.map(
