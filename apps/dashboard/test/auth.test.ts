@@ -184,6 +184,22 @@ describe("login and sessions", () => {
     expect(evil.headers.location).toBe("/");
   });
 
+  it("redirects to a `next` with characters outside Latin-1, percent-encoded, after a login or with a session", async () => {
+    const client = new Client(d.app);
+    await client.get(`/login?next=${encodeURIComponent("/notifications?q=订单")}`);
+    const login = await client.post("/login", {
+      username: "olga",
+      password: PASSWORDS.olga,
+      next: "/notifications?q=订单",
+    });
+    expect(login.statusCode).toBe(303);
+    expect(login.headers.location).toBe("/notifications?q=%E8%AE%A2%E5%8D%95");
+    expect(client.cookies.has("wpn_session")).toBe(true);
+    const again = await client.get("/login?next=%2F%E8%AE%A2");
+    expect(again.statusCode).toBe(303);
+    expect(again.headers.location).toBe("/%E8%AE%A2");
+  });
+
   it("sends browsers without a session to the login page, keeping where they wanted to go", async () => {
     const response = await d.app.inject({ method: "GET", url: "/dead-letters?x=1", headers: { accept: "text/html" } });
     expect(response.statusCode).toBe(302);

@@ -208,6 +208,14 @@ describe("login redirect target", () => {
       expect(safeNext(bad)).toBe("/");
     }
   });
+
+  it("percent-encodes what a Location header cannot carry, as UTF-8, leaving existing escapes alone", () => {
+    expect(safeNext("/notifications?q=订单")).toBe("/notifications?q=%E8%AE%A2%E5%8D%95");
+    expect(safeNext("/\u0100")).toBe("/%C4%80");
+    expect(safeNext("/%C4%80?q=%25")).toBe("/%C4%80?q=%25");
+    expect(safeNext("/notifications?q=a b&mchid=é")).toBe("/notifications?q=a%20b&mchid=%C3%A9");
+    expect(safeNext("/x\ud800")).toBe("/x%EF%BF%BD");
+  });
 });
 
 describe("search form", () => {
