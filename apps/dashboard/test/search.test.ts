@@ -113,6 +113,15 @@ describe("notification search", () => {
       expect(response.statusCode).toBe(400);
       expect(response.body).toContain('class="flash bad"');
     }
+    // A page that is not a number and a status given twice were dropped: the page showed every notification.
+    for (const [query, message] of [
+      ["page=next", "Page must be a whole number of 1 to 6 digits"],
+      ["status=DEAD&status=FAILED", "Status is given more than once"],
+    ]) {
+      const response = await viewer.get(`/notifications?${query}`);
+      expect(response.statusCode, query).toBe(400);
+      expect(response.body, query).toContain(message);
+    }
   });
 
   it("escapes every value it renders", async () => {

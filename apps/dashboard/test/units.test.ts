@@ -1,5 +1,5 @@
 import { ConfigError } from "@wpn/config";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { hashCostOf, hashPassword, isPasswordHash, verifyPassword } from "../src/auth/password.ts";
 import { clientOf, LoginRateLimiter } from "../src/auth/rate-limit.ts";
 import { SessionCodec } from "../src/auth/session.ts";
@@ -232,5 +232,71 @@ describe("search form", () => {
     expect(search.q).toBe("abc");
     expect(parseSearch({ status: "dead" }).errors).toHaveLength(1);
     expect(parseSearch({ q: "x".repeat(129) }).errors).toHaveLength(1);
+  });
+
+  describe("in a process whose local zone is not UTC", () => {
+    afterEach(() => {
+      vi.unstubAllEnvs();
+    });
+
+    it("reads every time without an offset as UTC, with T or a space and any fraction; an offset as given", () => {
+      // Node applies a TZ change at once; the page says UTC, so the server's zone must not matter.
+      vi.stubEnv("TZ", "Asia/Shanghai");
+      expect(new Date(2024, 4, 1).getTimezoneOffset()).toBe(-480);
+      const cases: [string, string][] = [
+        ["2024-05-01T10:00", "2024-05-01T10:00:00.000Z"],
+        ["2024-05-01 10:00", "2024-05-01T10:00:00.000Z"],
+        ["2024-05-01 10:00:00", "2024-05-01T10:00:00.000Z"],
+        ["2024-05-01T10:00:00.1", "2024-05-01T10:00:00.100Z"],
+        ["2024-05-01T10:00:00.1234", "2024-05-01T10:00:00.123Z"],
+        ["2024-05-01 10:00:00.999999", "2024-05-01T10:00:00.999Z"],
+        ["2024-05-01", "2024-05-01T00:00:00.000Z"],
+        ["2024-05-01T10:00:00Z", "2024-05-01T10:00:00.000Z"],
+        ["2024-05-01T10:00:00.000Z", "2024-05-01T10:00:00.000Z"],
+        ["2024-05-01T10:00:00+08:00", "2024-05-01T02:00:00.000Z"],
+        ["2024-05-01 10:00-05:30", "2024-05-01T15:30:00.000Z"],
+      ];
+      for (const [value, iso] of cases) {
+        const { search, errors } = parseSearch({ from: value });
+        expect(errors, value).toEqual([]);
+        expect(search.from?.toISOString(), value).toBe(iso);
+      }
+    });
+
+    it("rejects every other form with the same message", () => {
+      vi.stubEnv("TZ", "America/New_York");
+      for (const value of [
+        "2024-05-01T10",
+        "2024-05-01T10:00:00.",
+        "2024-05-01  10:00",
+        "2024-02-30T10:00",
+        "2024-05-01T24:00",
+        "2024-05-01T10:60",
+        "2024-05-01T10:00:60",
+        "2024-05-01T10:00+24:00",
+        "2024-05-01T10:00+0800",
+        "2024-05-01Z",
+        "May 1, 2024 10:00",
+        "2024-05-01T10:00:00 GMT+0800",
+        "1714557600000",
+      ]) {
+        expect(parseSearch({ from: value }).errors, value).toEqual([
+          "From is not a date and time (YYYY-MM-DDTHH:MM, UTC)",
+        ]);
+      }
+    });
+  });
+
+  it("reports a page that is not 1–6 digits and a repeated parameter instead of ignoring them", () => {
+    expect(parseSearch({ page: "3" })).toMatchObject({ search: { page: 3 }, errors: [] });
+    expect(parseSearch({ page: "0" })).toMatchObject({ search: { page: 0 }, errors: [] });
+    for (const page of ["-1", "1.5", "two", "1234567", "0x10"]) {
+      expect(parseSearch({ page }).errors, page).toEqual(["Page must be a whole number of 1 to 6 digits"]);
+    }
+    expect(parseSearch({ status: ["DEAD", "FAILED"] }).errors).toEqual(["Status is given more than once"]);
+    expect(parseSearch({ q: ["a", "b"], page: ["1", "2"] }).errors).toEqual([
+      "Page is given more than once",
+      "Search is given more than once",
+    ]);
   });
 });

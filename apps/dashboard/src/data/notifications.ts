@@ -22,14 +22,55 @@ export const PAGE_SIZE = 50;
 const MAX_TEXT = 128;
 
 /**
+ * `YYYY-MM-DD`, optionally followed by `T` or one space and `HH:MM[:SS[.fraction]]` (any number of fraction digits,
+ * kept to the millisecond) and then optionally `Z` or `±HH:MM`.
+ */
+const TIME = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?(Z|([+-])(\d{2}):(\d{2}))?)?$/;
+
+/**
+ * A search time as an instant. Without an offset it is UTC, as the page says — never the server's zone, which is
+ * what `new Date` uses for a date and time without one (and for a space instead of `T`). Calendar fields are
+ * checked, not rolled over (no 30 February, no 24:00). Undefined for anything else.
+ */
+export function parseSearchTime(value: string): Date | undefined {
+  const m = TIME.exec(value);
+  if (!m) return undefined;
+  const field = (i: number) => Number(m[i] ?? 0);
+  const [year, month, day, hour, minute, second] = [field(1), field(2), field(3), field(4), field(5), field(6)];
+  const millis = Number((m[7] ?? "").padEnd(3, "0").slice(0, 3));
+  const utc = new Date(Date.UTC(year, month - 1, day, hour, minute, second, millis));
+  // Date.UTC maps years 0–99 to 1900–1999; setUTCFullYear does not.
+  utc.setUTCFullYear(year);
+  const exact =
+    utc.getUTCFullYear() === year &&
+    utc.getUTCMonth() === month - 1 &&
+    utc.getUTCDate() === day &&
+    utc.getUTCHours() === hour &&
+    utc.getUTCMinutes() === minute &&
+    utc.getUTCSeconds() === second;
+  const offsetHours = field(10);
+  const offsetMinutes = field(11);
+  if (!exact || offsetHours > 23 || offsetMinutes > 59) return undefined;
+  // Local time = UTC + offset, so the instant is the wall time minus the offset.
+  const offsetMs = (m[9] === "-" ? -1 : 1) * (offsetHours * 60 + offsetMinutes) * 60_000;
+  return new Date(utc.getTime() - offsetMs);
+}
+
+/**
  * Reads the search form (query string). Values are trimmed; an invalid value is reported, not silently
- * dropped, so an on-call engineer never reads "no results" for a query that was not run.
- * Times are `YYYY-MM-DDTHH:MM[:SS]` in UTC (what a datetime-local input sends) or full ISO 8601.
+ * dropped, so an on-call engineer never reads "no results" for a query that was not run — a parameter given twice
+ * and a page that is not a number included.
+ * Times are `YYYY-MM-DDTHH:MM[:SS[.fff]]` in UTC (what a datetime-local input sends; a space for the `T` and any
+ * fraction too), or with an offset (`Z`, `±HH:MM`) as ISO 8601 — see `parseSearchTime`.
  */
 export function parseSearch(query: Record<string, unknown>): { search: NotificationSearch; errors: string[] } {
   const errors: string[] = [];
   const text = (key: string, label: string): string | undefined => {
     const value = query[key];
+    if (Array.isArray(value)) {
+      errors.push(`${label} is given more than once`);
+      return undefined;
+    }
     if (typeof value !== "string") return undefined;
     const trimmed = value.trim();
     if (trimmed === "") return undefined;
@@ -42,12 +83,8 @@ export function parseSearch(query: Record<string, unknown>): { search: Notificat
   const time = (key: string, label: string): Date | undefined => {
     const value = text(key, label);
     if (value === undefined) return undefined;
-    const iso = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?$/.test(value) ? `${value}Z` : value;
-    const date = new Date(iso);
-    if (Number.isNaN(date.getTime()) || !/^\d{4}-\d{2}-\d{2}/.test(value)) {
-      errors.push(`${label} is not a date and time (YYYY-MM-DDTHH:MM, UTC)`);
-      return undefined;
-    }
+    const date = parseSearchTime(value);
+    if (date === undefined) errors.push(`${label} is not a date and time (YYYY-MM-DDTHH:MM, UTC)`);
     return date;
   };
   const statusText = text("status", "Status");
@@ -57,7 +94,11 @@ export function parseSearch(query: Record<string, unknown>): { search: Notificat
     else errors.push(`Status must be one of ${NOTIFICATION_STATUSES.join(", ")}`);
   }
   const pageText = text("page", "Page");
-  const page = pageText !== undefined && /^\d{1,6}$/.test(pageText) ? Number(pageText) : 0;
+  let page = 0;
+  if (pageText !== undefined) {
+    if (/^\d{1,6}$/.test(pageText)) page = Number(pageText);
+    else errors.push("Page must be a whole number of 1 to 6 digits");
+  }
   const search: NotificationSearch = {
     q: text("q", "Search"),
     id: text("id", "Notification id"),
