@@ -319,6 +319,11 @@ describe("notification timeline", () => {
     );
     expect(text).not.toContain("24.68 CNY");
     expect(text).not.toContain("4200000000202611110000000S01");
+    // A row without a merchant (none recorded) is not linked either.
+    const unknown = await seedNotification(prisma, { mchid: null, outTradeNo });
+    const unknownPage = await viewer.get(`/notifications/${unknown}`);
+    expect(unknownPage.body).toContain("this notification records no merchant to compare");
+    expect(unknownPage.body).not.toContain("24.68 CNY");
     // The order's own notification still shows it.
     const own = await seedNotification(prisma, {
       mchid: "1900000109",

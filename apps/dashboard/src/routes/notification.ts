@@ -79,7 +79,7 @@ function orderCard(t: Timeline): SafeHtml {
   if (f) {
     // Another merchant's order: who owns it, never its amounts, payment or refunds.
     const owner = f.subMchid ? `${f.mchid} / sub-merchant ${f.subMchid}` : f.mchid;
-    return html`<div class="card"><p>${badge("Not linked", "warn")} out_trade_no <code>${f.outTradeNo}</code> belongs to merchant ${owner}'s order — not this notification's${t.notification?.errorCode === "MCHID_MISMATCH" ? " (the worker left that order alone: MCHID_MISMATCH)" : ""}. No order or refund details are shown.</p></div>`;
+    return html`<div class="card"><p>${badge("Not linked", "warn")} out_trade_no <code>${f.outTradeNo}</code> belongs to merchant ${owner}'s order — not this notification's${foreignWhy(t)}. No order or refund details are shown.</p></div>`;
   }
   if (!o && !r) return html`<div class="card muted">No order or refund linked (yet).</div>`;
   return html`<div class="card">
@@ -110,6 +110,13 @@ ${r.reviewReason ? html`<dt>Not counted</dt><dd><code>${r.reviewReason}</code></
     : ""
 }
 </div>`;
+}
+
+/** Why the order is not linked, beyond the merchant ids shown. */
+function foreignWhy(t: Timeline): string {
+  if (t.notification?.mchid === null) return " (this notification records no merchant to compare)";
+  if (t.notification?.errorCode === "MCHID_MISMATCH") return " (the worker left that order alone: MCHID_MISMATCH)";
+  return "";
 }
 
 function jobsTable(t: Timeline): SafeHtml {
