@@ -1,10 +1,12 @@
 // Entry point of one worker process: `tsx apps/worker/src/main.ts`. The root start script runs it
 // WORKER_PROCESSES times with WORKER_INDEX=0..n-1 (each then serves health on WORKER_HEALTH_PORT + index).
 import { loadConfigOrExit, readEnvironment } from "@wpn/config";
-import { verifyMigrationsOrExit } from "@wpn/db";
+import { waitForMigrationsOrExit } from "@wpn/db";
 import { oneLine } from "./errors.ts";
+import { startHealthServer } from "./health.ts";
 import { createLogger } from "./logger.ts";
-import { checkWorkerConfig, startWorker } from "./worker.ts";
+import { WorkerMetrics } from "./metrics.ts";
+import { checkWorkerConfig, healthPortOf, startWorker, type WorkerHandle } from "./worker.ts";
 
 const config = loadConfigOrExit(readEnvironment());
 const problem = checkWorkerConfig(config);
@@ -19,17 +21,19 @@ process.on("unhandledRejection", (reason) => {
   process.exit(1);
 });
 
-// Before taking any job: on a database without the committed migrations every job would fail and be retried
-// into the dead letters.
-await verifyMigrationsOrExit(config.DATABASE_URL, log, { connectTimeoutMs: config.PG_CONNECT_TIMEOUT_MS });
-const worker = await startWorker(config, { logger: log });
-
+let worker: WorkerHandle | null = null;
 let stopping = false;
+const waiting = new AbortController();
 function stop(signal: NodeJS.Signals): void {
   if (stopping) return;
   stopping = true;
   log.info({ signal }, "shutting down");
-  worker.close().then(
+  // Still waiting for PostgreSQL: no job was taken, nothing to finish (the wait then exits 0).
+  if (worker === null) waiting.abort();
+  else close(worker);
+}
+function close(handle: WorkerHandle): void {
+  handle.close().then(
     () => process.exit(0),
     (error: unknown) => {
       log.error({ code: "SHUTDOWN_FAILED", err: oneLine(error) }, "shutdown failed");
@@ -39,3 +43,24 @@ function stop(signal: NodeJS.Signals): void {
 }
 process.on("SIGTERM", stop);
 process.on("SIGINT", stop);
+
+// Before taking any job, PostgreSQL must answer with the committed migrations: on a database without them every
+// job would fail and be retried into the dead letters, and while it cannot be reached every job would fail and use an
+// attempt. Meanwhile the health server answers live but not ready, and wpn_worker_db_paused is 1.
+const metrics = new WorkerMetrics();
+metrics.dbPaused.set(1);
+const waitingHealth = await startHealthServer({
+  host: config.HOST,
+  port: healthPortOf(config),
+  registry: metrics.registry,
+  readiness: async () => ({ ready: false, checks: { workers: "not started: waiting for PostgreSQL to answer" } }),
+});
+const checked = await waitForMigrationsOrExit(config.DATABASE_URL, log, {
+  connectTimeoutMs: config.PG_CONNECT_TIMEOUT_MS,
+  signal: waiting.signal,
+});
+await waitingHealth.close();
+metrics.dbPaused.set(0);
+if (!checked) process.exit(0);
+worker = await startWorker(config, { logger: log, metrics });
+if (stopping) close(worker);

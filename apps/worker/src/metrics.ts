@@ -1,4 +1,4 @@
-import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
 /**
  * Metrics of one worker process (each process serves its own /metrics; Prometheus adds them up). Label
@@ -56,6 +56,30 @@ export class WorkerMetrics {
     name: "wpn_worker_stock_movements_total",
     help: "Inventory movements committed (one per SKU and order), by reason (PAYMENT | REFUND).",
     labelNames: ["reason"] as const,
+    registers: [this.registry],
+  });
+
+  /**
+   * 1 while this process takes no jobs because PostgreSQL does not answer — at start, before its migrations could be
+   * checked, or paused during an outage — else 0: the number to alert on (with the outages counter).
+   */
+  readonly dbPaused = new Gauge({
+    name: "wpn_worker_db_paused",
+    help: "1 while this process takes no jobs because PostgreSQL does not answer (start-up wait or outage pause), else 0.",
+    registers: [this.registry],
+  });
+
+  readonly dbOutages = new Counter({
+    name: "wpn_worker_db_outages_total",
+    help: "Times this process paused taking jobs because PostgreSQL stopped answering.",
+    registers: [this.registry],
+  });
+
+  /** Jobs that met an outage: put back (delayed) without using an attempt, not counted in jobs/errors. */
+  readonly dbDeferred = new Counter({
+    name: "wpn_worker_db_deferred_jobs_total",
+    help: "Jobs put back without using an attempt because PostgreSQL did not answer, by queue.",
+    labelNames: ["queue"] as const,
     registers: [this.registry],
   });
 

@@ -11,6 +11,7 @@ import {
 } from "@wpn/queue";
 import { type BackoffStrategy, type Job, type Queue, Worker, type WorkerOptions } from "bullmq";
 import type { Logger } from "pino";
+import { DatabaseOutage } from "./db-outage.ts";
 import { type ApplyStore, prismaApplyStore } from "./domain/store.ts";
 import { oneLine, WorkerError } from "./errors.ts";
 import { type HealthServer, type ReadinessReport, startHealthServer, withTimeout } from "./health.ts";
@@ -30,6 +31,8 @@ export interface StartWorkerOptions {
   applyStore?: (db: Db) => ApplyStore;
   /** Overrides WORKER_HEALTH_PORT + WORKER_INDEX (tests pass 0). */
   healthPort?: number;
+  /** The process's metrics when they were served before the start (main.ts's wait for PostgreSQL). */
+  metrics?: WorkerMetrics;
 }
 
 export interface WorkerHandle {
@@ -95,7 +98,7 @@ export function checkWorkerConfig(config: Config): string | null {
  */
 export async function startWorker(config: Config, options: StartWorkerOptions = {}): Promise<WorkerHandle> {
   const log = options.logger ?? createLogger(config.LOG_LEVEL, { workerIndex: config.WORKER_INDEX });
-  const metrics = new WorkerMetrics();
+  const metrics = options.metrics ?? new WorkerMetrics();
   const prefix = config.QUEUE_PREFIX;
   const db = createDb({
     url: config.DATABASE_URL,
@@ -115,7 +118,13 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
   const queues: Queue[] = [applyQueue, deadQueue, ...(publishQueue ? [publishQueue] : [])];
 
   const windowMs = config.WORKER_UNKNOWN_ORDER_RETRY_SECONDS * 1000;
-  const runtime: StageRuntime = { log, metrics, prisma: db.prisma, deadQueue, windowMs };
+  const outage = new DatabaseOutage({
+    probe: () => db.pool.query("SELECT 1"),
+    consumers: () => workers.map((w) => w.worker),
+    log,
+    metrics,
+  });
+  const runtime: StageRuntime = { log, metrics, prisma: db.prisma, deadQueue, windowMs, outage };
   const keys = new MerchantKeyResolver(config, db.prisma);
 
   const parseBatcher = new ParseBatcher({
@@ -207,7 +216,13 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
   let closing = false;
   const readiness = async (): Promise<ReadinessReport> => {
     const checks: Record<string, string> = {};
-    checks.workers = closing ? "shutting down" : workers.every((w) => w.worker.isRunning()) ? "ok" : "not running";
+    checks.workers = closing
+      ? "shutting down"
+      : outage.paused
+        ? "paused: PostgreSQL does not answer"
+        : workers.every((w) => w.worker.isRunning())
+          ? "ok"
+          : "not running";
     checks.redis = redis.status === "ready" ? "ok" : `connection ${redis.status}`;
     try {
       await withTimeout(db.pool.query("SELECT 1"), 1_000, "no answer within 1 s");
@@ -217,11 +232,9 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
     }
     return { ready: Object.values(checks).every((c) => c === "ok"), checks };
   };
-  const healthPort =
-    options.healthPort ?? (config.WORKER_HEALTH_PORT === 0 ? 0 : config.WORKER_HEALTH_PORT + config.WORKER_INDEX);
   const health: HealthServer = await startHealthServer({
     host: config.HOST,
-    port: healthPort,
+    port: options.healthPort ?? healthPortOf(config),
     registry: metrics.registry,
     readiness,
   });
@@ -251,6 +264,8 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
     async close() {
       if (closing) return;
       closing = true;
+      // Paused Workers close like running ones (no job is taken; the ones still running get the grace below).
+      outage.close();
       const started = Date.now();
       /** Each closing step after the jobs' grace gets a bounded wait: a hanging one is logged, not waited for. */
       const step = (what: string, promise: Promise<unknown>) =>
@@ -279,6 +294,11 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
       log.info({ ms: Date.now() - started }, "worker stopped");
     },
   };
+}
+
+/** The health server's port: WORKER_HEALTH_PORT + WORKER_INDEX, or 0 (any free port) when WORKER_HEALTH_PORT is 0. */
+export function healthPortOf(config: Config): number {
+  return config.WORKER_HEALTH_PORT === 0 ? 0 : config.WORKER_HEALTH_PORT + config.WORKER_INDEX;
 }
 
 /** Longest wait for each closing step once the jobs are done or abandoned (queues, Redis, PostgreSQL, health), ms. */

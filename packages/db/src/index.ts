@@ -19,6 +19,8 @@ export {
   type VerifyMigrationsOptions,
   verifyMigrations,
   verifyMigrationsOrExit,
+  type WaitForMigrationsOptions,
+  waitForMigrationsOrExit,
 } from "./migration-state.ts";
 export {
   MAX_PRUNE_BATCH,

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { parseDatabaseUrl, quoteIdent } from "./database-url.ts";
 import { MIGRATIONS_DIR, type MigrationFile, readMigrations } from "./migration-files.ts";
@@ -137,12 +138,12 @@ export interface StartupLogger {
 }
 
 /**
- * An app's start-up check (README, "Database migrations"). A database that answers without the committed migrations
- * (`npm run db:migrate` not run, a failed or edited one) stops the process: logged as DB_NOT_MIGRATED, naming them,
- * exit 78 like a configuration error — the orchestrator restarts it and shows it failing, where a process that
- * started anyway answered ready and failed every notification. A database that cannot be reached cannot be checked:
- * logged as MIGRATIONS_UNCHECKED and the app starts as before (its readiness reports PostgreSQL; the ingress needs
- * none to take notifications).
+ * The ingress's and dashboard's start-up check (README, "Database migrations"). A database that answers without the
+ * committed migrations (`npm run db:migrate` not run, a failed or edited one) stops the process: logged as
+ * DB_NOT_MIGRATED, naming them, exit 78 like a configuration error — the orchestrator restarts it and shows it
+ * failing, where a process that started anyway answered ready and failed every request. A database that cannot be
+ * reached cannot be checked: logged as MIGRATIONS_UNCHECKED and the app starts as before (its readiness reports
+ * PostgreSQL; the ingress needs none to take notifications). The worker waits instead: `waitForMigrationsOrExit`.
  */
 export async function verifyMigrationsOrExit(
   url: string,
@@ -152,14 +153,74 @@ export async function verifyMigrationsOrExit(
   try {
     await verifyMigrations(url, options);
   } catch (error) {
-    if (error instanceof MigrationStateError) {
-      const { pending, failed, modified } = error.state;
-      log.fatal({ code: error.code, schema: error.schema, pending, failed, modified }, error.message);
-      process.exit(78);
-    }
+    if (error instanceof MigrationStateError) exitNotMigrated(error, log);
     log.warn(
       { code: "MIGRATIONS_UNCHECKED", err: error instanceof Error ? error.message : String(error) },
       "could not check the database's migrations; starting anyway",
     );
   }
+}
+
+export interface WaitForMigrationsOptions extends VerifyMigrationsOptions {
+  /** Ends the wait (SIGTERM): the function then resolves false at once. */
+  signal?: AbortSignal;
+  /** Wait after the first failed check, ms; doubled after each, up to `maxDelayMs`. */
+  initialDelayMs?: number;
+  maxDelayMs?: number;
+}
+
+/** 1 s doubling to 15 s: a database back within seconds is used at once, a long outage costs a check per 15 s. */
+const WAIT_INITIAL_DELAY_MS = 1_000;
+const WAIT_MAX_DELAY_MS = 15_000;
+
+/**
+ * The worker's start-up check: as `verifyMigrationsOrExit` (DB_NOT_MIGRATED → exit 78), but a database that cannot
+ * be reached is checked again — logged as MIGRATIONS_UNCHECKED at warn each time, with the wait before the next
+ * check — until it answers. A worker that started anyway would take jobs that all fail (each using an attempt) and
+ * would never check the migrations of the database that comes back. Resolves true once the migrations are checked,
+ * false when `signal` aborts the wait (a check in flight is abandoned, not awaited).
+ */
+export async function waitForMigrationsOrExit(
+  url: string,
+  log: StartupLogger,
+  options: WaitForMigrationsOptions = {},
+): Promise<boolean> {
+  const { signal } = options;
+  const aborted = new Promise<"aborted">((resolve) => {
+    if (signal?.aborted) resolve("aborted");
+    signal?.addEventListener("abort", () => resolve("aborted"), { once: true });
+  });
+  let delayMs = options.initialDelayMs ?? WAIT_INITIAL_DELAY_MS;
+  for (let check = 1; ; check++) {
+    const verified = verifyMigrations(url, options).then(() => "verified" as const);
+    // Abandoned when the wait is aborted first: its failure must not become an unhandled rejection.
+    verified.catch(() => undefined);
+    try {
+      if ((await Promise.race([verified, aborted])) === "aborted") return false;
+      return true;
+    } catch (error) {
+      if (error instanceof MigrationStateError) exitNotMigrated(error, log);
+      log.warn(
+        {
+          code: "MIGRATIONS_UNCHECKED",
+          err: error instanceof Error ? error.message : String(error),
+          check,
+          retryInMs: delayMs,
+        },
+        "could not check the database's migrations; waiting for PostgreSQL before taking jobs",
+      );
+    }
+    const slept = await sleep(delayMs, undefined, signal ? { signal } : {}).then(
+      () => "slept" as const,
+      () => "aborted" as const,
+    );
+    if (slept === "aborted") return false;
+    delayMs = Math.min(delayMs * 2, options.maxDelayMs ?? WAIT_MAX_DELAY_MS);
+  }
+}
+
+function exitNotMigrated(error: MigrationStateError, log: StartupLogger): never {
+  const { pending, failed, modified } = error.state;
+  log.fatal({ code: error.code, schema: error.schema, pending, failed, modified }, error.message);
+  process.exit(78);
 }

@@ -45,6 +45,24 @@ export interface StageRuntime {
   deadQueue: Queue;
   /** WORKER_UNKNOWN_ORDER_RETRY_SECONDS in ms. */
   windowMs: number;
+  /** Told of every DB_UNAVAILABLE (DatabaseOutage); without it, such a failure is an ordinary failed attempt. */
+  outage?: OutageReport;
+}
+
+/** What a stage needs of DatabaseOutage. */
+export interface OutageReport {
+  /** True when PostgreSQL does not answer: the job is put back without using an attempt. */
+  confirm(error: WorkerError): Promise<boolean>;
+  /** How long a job put back waits before it can be taken again, ms. */
+  readonly retryInMs: number;
+}
+
+/** The job met a PostgreSQL outage: the processor puts it back (delayed) without using an attempt. */
+class MetOutageError extends Error {
+  override readonly name = "MetOutageError";
+  constructor(readonly error: WorkerError) {
+    super(error.message, { cause: error });
+  }
 }
 
 /**
@@ -84,12 +102,14 @@ const LETTER_DEFER_MS = 5_000;
 const WINDOW_MARGIN_MS = 100;
 
 /**
- * Wraps a stage handler into a BullMQ processor with the three outcomes of the worker contract:
+ * Wraps a stage handler into a BullMQ processor with the outcomes of the worker contract:
  * - the handler returns: the job completes (including "already applied");
  * - it throws a retryable error: the attempt is recorded (Notification FAILED, timeline, metric, log) and
  *   the error is re-thrown so BullMQ retries with the queue's backoff;
  * - it throws a permanent error, or the retries / the unknown-order window are used up: the job is copied to
- *   `notify.dead` with its code, the notification is marked DEAD, and UnrecoverableError stops BullMQ.
+ *   `notify.dead` with its code, the notification is marked DEAD, and UnrecoverableError stops BullMQ;
+ * - it throws DB_UNAVAILABLE and PostgreSQL does not answer (`rt.outage`): no attempt is used — the job is put back
+ *   (delayed by `retryInMs`) while the process pauses until PostgreSQL answers.
  * A payload that fails its schema (or has an unknown version) is dead-lettered without running the handler.
  */
 export function createStageProcessor<P, R extends StageResult>(
@@ -98,8 +118,18 @@ export function createStageProcessor<P, R extends StageResult>(
 ): Processor {
   return async (job, token) => {
     try {
-      return await runStage(def, rt, job);
+      return await runStage(def, rt, job, token !== undefined);
     } catch (error) {
+      if (error instanceof MetOutageError && token !== undefined && rt.outage) {
+        rt.metrics.dbDeferred.inc({ queue: def.queue });
+        rt.log.debug(
+          { queue: def.queue, jobId: job.id, code: error.error.code, retryInMs: rt.outage.retryInMs },
+          "PostgreSQL does not answer: the job waits without using an attempt",
+        );
+        // skipAttempt: attemptsMade stays; DelayedError tells BullMQ the job was moved, not failed.
+        await job.moveToDelayed(Date.now() + rt.outage.retryInMs, token);
+        throw new DelayedError();
+      }
       if (!(error instanceof LetterNotWrittenError) || token === undefined) throw error;
       rt.log.error(
         {
@@ -117,7 +147,13 @@ export function createStageProcessor<P, R extends StageResult>(
   };
 }
 
-async function runStage<P, R extends StageResult>(def: StageDefinition<P, R>, rt: StageRuntime, job: Job): Promise<R> {
+/** `deferrable`: the job can be put back without using an attempt (the processor holds its lock token). */
+async function runStage<P, R extends StageResult>(
+  def: StageDefinition<P, R>,
+  rt: StageRuntime,
+  job: Job,
+  deferrable: boolean,
+): Promise<R> {
   const started = performance.now();
   const attempt = job.attemptsMade + 1;
   const notificationId = def.notificationIdOf(job.data);
@@ -151,7 +187,10 @@ async function runStage<P, R extends StageResult>(def: StageDefinition<P, R>, rt
       rt.metrics.outcomes.inc({ stage: def.queue, outcome: result.outcome });
       return result;
     } catch (error) {
-      throw await onFailure(rt, def.queue, job, toWorkerError(error), { notificationId, outTradeNo, log: ctx.log });
+      const err = toWorkerError(error);
+      // Before the attempt is counted, so that a job on its last attempt is not dead-lettered for an outage either.
+      if (deferrable && err.code === "DB_UNAVAILABLE" && (await rt.outage?.confirm(err))) throw new MetOutageError(err);
+      throw await onFailure(rt, def.queue, job, err, { notificationId, outTradeNo, log: ctx.log });
     }
   } finally {
     rt.metrics.processing.observe({ queue: def.queue }, (performance.now() - started) / 1000);

@@ -1,0 +1,133 @@
+import type { Logger } from "pino";
+import { oneLine, type WorkerError } from "./errors.ts";
+import { withTimeout } from "./health.ts";
+import type { WorkerMetrics } from "./metrics.ts";
+
+/** What an outage pauses: the process's BullMQ Workers. */
+export interface Consumer {
+  /** BullMQ `Worker.pause(true)`: takes no new job; running jobs go on (they fail fast and are put back). */
+  pause(doNotWaitActive: boolean): Promise<void>;
+  resume(): Promise<void>;
+}
+
+export interface DatabaseOutageOptions {
+  /** One cheap statement through the jobs' own pool (`SELECT 1`): resolves when PostgreSQL answers. */
+  probe(): Promise<unknown>;
+  /** Read when an outage starts (the Workers are created after the processors that report to this). */
+  consumers(): readonly Consumer[];
+  log: Logger;
+  metrics: WorkerMetrics;
+  /** Between probes while paused, ms; also how long a job that met the outage waits before it is taken again. */
+  probeIntervalMs?: number;
+  /** A probe not answered within this is a failed one, ms. */
+  probeTimeoutMs?: number;
+}
+
+/** 2 s: a recovered database is used again within about that; each probe is one `SELECT 1`. */
+const PROBE_INTERVAL_MS = 2_000;
+/** As the readiness check's bound: a database that takes longer to answer `SELECT 1` is not one to send jobs to. */
+const PROBE_TIMEOUT_MS = 1_000;
+
+/**
+ * One process's view of PostgreSQL outages. A job failing with DB_UNAVAILABLE reports it (`confirm`); when a probe
+ * confirms that PostgreSQL does not answer, the process pauses its Workers (no new jobs: every one would fail the
+ * same way and use an attempt), logs DB_OUTAGE once, and probes every `probeIntervalMs` until PostgreSQL answers,
+ * then resumes them and logs DB_RECOVERED. The failing jobs are put back by the stage processor without using an
+ * attempt, so an outage of any length dead-letters nothing.
+ *
+ * The probe before pausing keeps the attempt budget for a DB_UNAVAILABLE that is not an outage: a database that
+ * answers the probe (one connection reset, a statement the client timed out) makes it an ordinary failed attempt,
+ * so a job that fails that way every time still ends in the dead letters.
+ */
+export class DatabaseOutage {
+  readonly retryInMs: number;
+  readonly #options: DatabaseOutageOptions;
+  readonly #probeTimeoutMs: number;
+  /** When the current outage was confirmed (ms since the epoch), null while PostgreSQL answers. */
+  #since: number | null = null;
+  /** The probe in flight, shared by the jobs failing at the same moment. */
+  #probing: Promise<boolean> | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  #closed = false;
+
+  constructor(options: DatabaseOutageOptions) {
+    this.#options = options;
+    this.retryInMs = options.probeIntervalMs ?? PROBE_INTERVAL_MS;
+    this.#probeTimeoutMs = options.probeTimeoutMs ?? PROBE_TIMEOUT_MS;
+  }
+
+  /** True while paused for an outage. */
+  get paused(): boolean {
+    return this.#since !== null;
+  }
+
+  /**
+   * A job failed with DB_UNAVAILABLE. True when PostgreSQL does not answer (the process is paused; put the job back
+   * without using an attempt), false when it does (an ordinary failed attempt).
+   */
+  async confirm(error: WorkerError): Promise<boolean> {
+    if (this.#since !== null) return true;
+    if (await this.#probe()) return false;
+    this.#enter(error);
+    return true;
+  }
+
+  /** Stops probing (shutdown); the Workers stay paused — they are being closed. */
+  close(): void {
+    this.#closed = true;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+
+  #probe(): Promise<boolean> {
+    this.#probing ??= withTimeout(this.#options.probe(), this.#probeTimeoutMs, "no answer").then(
+      () => true,
+      () => false,
+    );
+    const probing = this.#probing;
+    void probing.finally(() => {
+      if (this.#probing === probing) this.#probing = null;
+    });
+    return probing;
+  }
+
+  #enter(error: WorkerError): void {
+    if (this.#since !== null) return;
+    this.#since = Date.now();
+    const { log, metrics } = this.#options;
+    metrics.dbPaused.set(1);
+    metrics.dbOutages.inc();
+    log.warn(
+      { code: "DB_OUTAGE", err: error.message, probeEveryMs: this.retryInMs },
+      "PostgreSQL does not answer: taking no jobs until it does (jobs that met it wait without using an attempt)",
+    );
+    for (const consumer of this.#options.consumers()) {
+      consumer
+        .pause(true)
+        .catch((pauseError: unknown) =>
+          log.warn({ code: "WORKER_ERROR", err: oneLine(pauseError) }, "pausing a worker failed"),
+        );
+    }
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#closed) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      void this.#probe().then((answered) => (answered ? this.#leave() : this.#schedule()));
+    }, this.retryInMs);
+  }
+
+  async #leave(): Promise<void> {
+    if (this.#closed || this.#since === null) return;
+    const { log, metrics } = this.#options;
+    const ms = Date.now() - this.#since;
+    this.#since = null;
+    metrics.dbPaused.set(0);
+    // At warn like DB_OUTAGE, so a log read at warn shows both ends of the outage.
+    log.warn({ code: "DB_RECOVERED", ms }, "PostgreSQL answers again: taking jobs");
+    // resume() reports its own failures as the Worker's `error` event (logged WORKER_ERROR).
+    await Promise.all(this.#options.consumers().map((consumer) => consumer.resume()));
+  }
+}

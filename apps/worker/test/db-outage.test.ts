@@ -1,0 +1,272 @@
+import { Writable } from "node:stream";
+import { createDb } from "@wpn/db";
+import { APPLY_JOB_NAME, createQueue, createRedisConnection, PARSE_JOB_NAME, QueueName } from "@wpn/queue";
+import { TEST_REDIS_URL } from "@wpn/testing";
+import type { Queue } from "bullmq";
+import type { Redis } from "ioredis";
+import { type Logger, pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "../../../test/support/processes.ts";
+import { DatabaseOutage } from "../src/db-outage.ts";
+import { WorkerError } from "../src/errors.ts";
+import { WorkerMetrics } from "../src/metrics.ts";
+import { startWorker, type WorkerHandle } from "../src/worker.ts";
+import { type DbProxy, startDbProxy } from "./support/db-proxy.ts";
+import {
+  createWorld,
+  inline,
+  orderOf,
+  seedOrder,
+  seedSkus,
+  stockOf,
+  v3Payment,
+  type World,
+} from "./support/fixtures.ts";
+import { spawnWorker, stopWorker, type WorkerProcess } from "./support/processes.ts";
+import { waitFor } from "./support/wait.ts";
+
+/**
+ * PostgreSQL going away under a running worker, and a worker started while it is away. The outage is a TCP proxy
+ * in front of the shared server (it must not be stopped): down, it drops its connections and refuses new ones.
+ * Before, each job tried during an outage used one of its attempts, so an outage longer than the attempts
+ * dead-lettered every notification received meanwhile; and a worker started while PostgreSQL could not be reached
+ * took jobs at once (MIGRATIONS_UNCHECKED, "starting anyway").
+ */
+let world: World;
+let proxy: DbProxy;
+let redis: Redis;
+let parseQueue: Queue;
+let applyQueue: Queue;
+let deadQueue: Queue;
+
+beforeAll(async () => {
+  world = await createWorld("outage");
+  proxy = await startDbProxy(world.db.url);
+  redis = createRedisConnection(TEST_REDIS_URL, "admin");
+  parseQueue = createQueue(QueueName.Parse, redis, world.prefix);
+  applyQueue = createQueue(QueueName.Apply, redis, world.prefix);
+  deadQueue = createQueue(QueueName.Dead, redis, world.prefix);
+  await seedSkus(world.prisma, { A: 100 });
+});
+
+afterAll(async () => {
+  await Promise.all([parseQueue?.close(), applyQueue?.close(), deadQueue?.close()]);
+  redis?.disconnect();
+  await proxy?.close();
+  await world?.cleanup();
+});
+
+/** Few attempts, retried at once: without the pause, a few failed tries dead-letter the job within a second. */
+const SHORT_BUDGET = { attempts: 2, backoff: { type: "fixed", delay: 100 } } as const;
+
+function capture(): { logger: Logger; lines: string[] } {
+  const lines: string[] = [];
+  const logger = pino(
+    { level: "info" },
+    new Writable({
+      write(chunk, _enc, done) {
+        lines.push(String(chunk));
+        done();
+      },
+    }),
+  );
+  return { logger, lines };
+}
+
+const count = (lines: string[], code: string) => lines.filter((l) => l.includes(`"code":"${code}"`)).length;
+
+async function metric(worker: WorkerHandle, name: string): Promise<number> {
+  const values = (await worker.metrics.registry.getSingleMetric(name)?.get())?.values ?? [];
+  return values.reduce((sum, v) => sum + v.value, 0);
+}
+
+describe("DatabaseOutage", () => {
+  it("pauses only when a probe confirms PostgreSQL does not answer, once, and resumes when it answers again", async () => {
+    const db = createDb({ url: proxy.via(world.db.url), poolMax: 2, connectTimeoutMs: 1_000 });
+    const calls: string[] = [];
+    const consumer = {
+      pause: async (doNotWaitActive: boolean) => void calls.push(`pause(${doNotWaitActive})`),
+      resume: async () => void calls.push("resume"),
+    };
+    const { logger, lines } = capture();
+    const metrics = new WorkerMetrics();
+    const outage = new DatabaseOutage({
+      probe: () => db.pool.query("SELECT 1"),
+      consumers: () => [consumer],
+      log: logger,
+      metrics,
+      probeIntervalMs: 200,
+    });
+    const failure = new WorkerError("DB_UNAVAILABLE", "retry", "Connection terminated unexpectedly");
+    try {
+      // PostgreSQL answers: the failure was not an outage (an ordinary attempt), nothing pauses.
+      expect(await outage.confirm(failure)).toBe(false);
+      expect({ paused: outage.paused, calls }).toEqual({ paused: false, calls: [] });
+
+      await proxy.down();
+      const confirmed = await Promise.all([outage.confirm(failure), outage.confirm(failure)]);
+      expect(confirmed).toEqual([true, true]);
+      expect(await outage.confirm(failure)).toBe(true);
+      expect({ paused: outage.paused, calls, outages: count(lines, "DB_OUTAGE") }).toEqual({
+        paused: true,
+        calls: ["pause(true)"],
+        outages: 1,
+      });
+      expect((await metrics.dbPaused.get()).values[0]?.value).toBe(1);
+
+      await proxy.up();
+      await waitFor("resumed", async () => !outage.paused, 5_000);
+      await waitFor("consumers resumed", async () => calls.includes("resume"), 1_000);
+      expect(calls).toEqual(["pause(true)", "resume"]);
+      expect(count(lines, "DB_RECOVERED")).toBe(1);
+      expect((await metrics.dbPaused.get()).values[0]?.value).toBe(0);
+      expect((await metrics.dbOutages.get()).values[0]?.value).toBe(1);
+    } finally {
+      outage.close();
+      await proxy.up();
+      await db.close();
+    }
+  }, 30_000);
+});
+
+describe("a running worker when PostgreSQL stops answering", () => {
+  it("pauses instead of using attempts, is not ready meanwhile, and applies every job once after recovery; close() does not hang while paused", async () => {
+    const orders = await Promise.all([1, 2, 3, 4].map(() => seedOrder(world, { amountTotal: 100, items: { A: 1 } })));
+    const payments = orders.map((outTradeNo) => v3Payment(world, { outTradeNo, total: 100 }));
+    // Two already parsed (their rows recorded while PostgreSQL answered), to meet the outage in the apply stage.
+    const parsed = await inline(world).parse(payments[2]!);
+    const parsed2 = await inline(world).parse(payments[3]!);
+    await proxy.down();
+    for (const job of payments.slice(0, 2))
+      await parseQueue.add(PARSE_JOB_NAME, job, { jobId: job.id, ...SHORT_BUDGET });
+    for (const { applyJob } of [parsed, parsed2]) {
+      await applyQueue.add(APPLY_JOB_NAME, applyJob!, { jobId: applyJob!.notificationId, ...SHORT_BUDGET });
+    }
+    // Started with the jobs waiting, so that both stages take theirs before the first failure pauses them.
+    const { logger, lines } = capture();
+    const worker = await startWorker(world.config({ DATABASE_URL: proxy.via(world.db.url) }), {
+      logger,
+      healthPort: 0,
+    });
+    let closed = false;
+    try {
+      await waitFor("DB_OUTAGE logged", async () => count(lines, "DB_OUTAGE") === 1, 15_000);
+      // Longer than the attempts would have lasted (two tries 100 ms apart), several probes of the pause.
+      await new Promise((r) => setTimeout(r, 5_000));
+      expect(await deadQueue.getJobCounts("waiting", "failed")).toEqual({ waiting: 0, failed: 0 });
+      for (const queue of [parseQueue, applyQueue]) {
+        for (const job of await queue.getJobs(["waiting", "delayed", "active", "failed", "completed"])) {
+          expect({ id: job.id, attemptsMade: job.attemptsMade }).toEqual({ id: job.id, attemptsMade: 0 });
+        }
+      }
+      expect(count(lines, "DB_OUTAGE")).toBe(1);
+      expect(await metric(worker, "wpn_worker_db_paused")).toBe(1);
+      expect(await metric(worker, "wpn_worker_db_outages_total")).toBe(1);
+      const deferred = (await worker.metrics.dbDeferred.get()).values;
+      for (const queue of [QueueName.Parse, QueueName.Apply]) {
+        expect(deferred.find((v) => v.labels.queue === queue)?.value, queue).toBeGreaterThanOrEqual(1);
+      }
+      const ready = await fetch(`http://127.0.0.1:${worker.healthPort}/health/ready`);
+      expect(ready.status).toBe(503);
+      expect(((await ready.json()) as { checks: Record<string, string> }).checks.workers).toMatch(/paused/);
+
+      await proxy.up();
+      for (const outTradeNo of orders) {
+        await waitFor(`${outTradeNo} paid`, async () => (await orderOf(world.prisma, outTradeNo)).status === "SUCCESS");
+      }
+      await waitFor("all jobs completed", async () => {
+        const [p, a] = await Promise.all([parseQueue.getCompletedCount(), applyQueue.getCompletedCount()]);
+        return p === 2 && a === 4;
+      });
+      // Applied exactly once: one movement per order, the stock taken once per order.
+      for (const outTradeNo of orders) expect((await orderOf(world.prisma, outTradeNo)).movements).toHaveLength(1);
+      expect((await stockOf(world.prisma)).A).toBe(96);
+      const statuses = await world.prisma.notification.findMany({ select: { status: true } });
+      expect(statuses.map((n) => n.status)).toEqual(["APPLIED", "APPLIED", "APPLIED", "APPLIED"]);
+      expect(await deadQueue.count()).toBe(0);
+      expect(count(lines, "DB_RECOVERED")).toBe(1);
+      expect(await metric(worker, "wpn_worker_db_paused")).toBe(0);
+      await waitFor("ready again", async () => {
+        const res = await fetch(`http://127.0.0.1:${worker.healthPort}/health/ready`);
+        return res.status === 200;
+      });
+
+      // Down again, with a job to meet it: paused once more, and a shutdown meanwhile returns promptly.
+      await proxy.down();
+      const late = v3Payment(world, { outTradeNo: await seedOrder(world, { amountTotal: 100, items: { A: 1 } }) });
+      await parseQueue.add(PARSE_JOB_NAME, late, { jobId: late.id, ...SHORT_BUDGET });
+      await waitFor("second DB_OUTAGE", async () => count(lines, "DB_OUTAGE") === 2, 15_000);
+      const started = Date.now();
+      closed = true;
+      await worker.close();
+      expect(Date.now() - started).toBeLessThan(3_000);
+      expect((await parseQueue.getJob(late.id))?.attemptsMade).toBe(0);
+      expect(await deadQueue.count()).toBe(0);
+    } finally {
+      if (!closed) await worker.close();
+      await proxy.up();
+    }
+  }, 60_000);
+});
+
+describe("a worker process started while PostgreSQL cannot be reached", () => {
+  let started: WorkerProcess | null = null;
+  afterAll(async () => {
+    if (started) await stopWorker(started, 5_000);
+    await proxy.up();
+  });
+
+  it("takes no job until PostgreSQL answers (live, not ready, MIGRATIONS_UNCHECKED each try), then starts and applies it", async () => {
+    await proxy.down();
+    const outTradeNo = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+    const job = v3Payment(world, { outTradeNo, total: 100 });
+    await parseQueue.add(PARSE_JOB_NAME, job, { jobId: job.id });
+    const healthPort = await freePort();
+    const worker = spawnWorker(
+      { ...world.env, DATABASE_URL: proxy.via(world.db.url), WORKER_HEALTH_PORT: String(healthPort) },
+      0,
+    );
+    started = worker;
+    // Two tries, 1 s apart: the process waits rather than starting.
+    await waitFor(
+      "two MIGRATIONS_UNCHECKED",
+      async () => count(worker.output().split("\n"), "MIGRATIONS_UNCHECKED") >= 2,
+    );
+    expect(worker.child.exitCode).toBeNull();
+    const waits = worker
+      .output()
+      .split("\n")
+      .filter((l) => l.includes('"code":"MIGRATIONS_UNCHECKED"'))
+      .map((l) => JSON.parse(l) as { level: number; retryInMs: number });
+    // At warn, 1 s then doubling.
+    expect(waits.slice(0, 2)).toEqual([
+      { ...waits[0], level: 40, retryInMs: 1_000 },
+      { ...waits[1], level: 40, retryInMs: 2_000 },
+    ]);
+    expect(await (await parseQueue.getJob(job.id))?.getState()).toBe("waiting");
+    expect((await parseQueue.getJob(job.id))?.attemptsMade).toBe(0);
+    expect((await fetch(`http://127.0.0.1:${healthPort}/health/live`)).status).toBe(200);
+    expect((await fetch(`http://127.0.0.1:${healthPort}/health/ready`)).status).toBe(503);
+
+    await proxy.up();
+    await waitFor(
+      "payment applied",
+      async () => (await orderOf(world.prisma, outTradeNo)).status === "SUCCESS",
+      20_000,
+    );
+    expect((await orderOf(world.prisma, outTradeNo)).movements).toHaveLength(1);
+    expect(await stopWorker(worker)).toEqual({ code: 0, signal: null });
+    started = null;
+  }, 60_000);
+
+  it("exits 0 promptly on SIGTERM while it waits", async () => {
+    await proxy.down();
+    const worker = spawnWorker({ ...world.env, DATABASE_URL: proxy.via(world.db.url) }, 0);
+    started = worker;
+    await waitFor("MIGRATIONS_UNCHECKED", async () => worker.output().includes('"code":"MIGRATIONS_UNCHECKED"'));
+    const t0 = Date.now();
+    expect(await stopWorker(worker, 5_000)).toEqual({ code: 0, signal: null });
+    expect(Date.now() - t0).toBeLessThan(2_000);
+    started = null;
+  }, 30_000);
+});
