@@ -90,4 +90,26 @@ describe("an app started on a database without the committed migrations", () => 
       redis.disconnect();
     }
   }, 60_000);
+
+  it("a DATABASE_URL PostgreSQL refuses (no such database): ingress and worker exit 78 DB_UNUSABLE at once", async () => {
+    const base = new URL(TEST_DATABASE_BASE_URL);
+    const env = {
+      ...createTestMerchant().env,
+      // A typo in the database name: PostgreSQL answers, and refuses it (3D000).
+      DATABASE_URL: `postgresql://${base.username}@${base.host}/wpn_no_such_database`,
+      REDIS_URL: TEST_REDIS_URL,
+      QUEUE_PREFIX: prefix,
+      HOST: "127.0.0.1",
+      PORT: String(await freePort()),
+      WORKER_HEALTH_PORT: String(await freePort()),
+    };
+    const started = [startApp("ingress", env), startApp("worker", env)];
+    apps.push(...started);
+    for (const app of started) {
+      const { code, output } = await exitOf(app, 20_000);
+      expect({ app: app.name, code }, output).toEqual({ app: app.name, code: 78 });
+      expect(output).toContain('"code":"DB_UNUSABLE"');
+      expect(output).toContain("wpn_no_such_database");
+    }
+  }, 60_000);
 });

@@ -11,6 +11,7 @@ export {
   splitStatements,
 } from "./migration-files.ts";
 export {
+  checkFailure,
   compareMigrations,
   type MigrationState,
   MigrationStateError,

@@ -154,6 +154,7 @@ export async function verifyMigrationsOrExit(
     await verifyMigrations(url, options);
   } catch (error) {
     if (error instanceof MigrationStateError) exitNotMigrated(error, log);
+    if (checkFailure(error) === "unusable") exitUnusable(error, log);
     log.warn(
       { code: "MIGRATIONS_UNCHECKED", err: error instanceof Error ? error.message : String(error) },
       "could not check the database's migrations; starting anyway",
@@ -200,6 +201,16 @@ export async function waitForMigrationsOrExit(
       return true;
     } catch (error) {
       if (error instanceof MigrationStateError) exitNotMigrated(error, log);
+      const failure = checkFailure(error);
+      if (failure === "unusable") exitUnusable(error, log);
+      if (failure === "unreadable") {
+        // PostgreSQL answers; only the migrations table is closed to this role. Waiting would not open it.
+        log.warn(
+          { code: "MIGRATIONS_UNCHECKED", err: error instanceof Error ? error.message : String(error) },
+          "could not read the database's migrations (grant SELECT on _prisma_migrations); starting anyway",
+        );
+        return true;
+      }
       log.warn(
         {
           code: "MIGRATIONS_UNCHECKED",
@@ -217,6 +228,32 @@ export async function waitForMigrationsOrExit(
     if (slept === "aborted") return false;
     delayMs = Math.min(delayMs * 2, options.maxDelayMs ?? WAIT_MAX_DELAY_MS);
   }
+}
+
+/**
+ * Why a start-up check failed, when it was not the migrations themselves:
+ * - "unusable": PostgreSQL answered and refused DATABASE_URL in a way only a configuration change fixes — login
+ *   refused (28000: no such role; 28P01: wrong password), no such database (3D000), or a password the server asks for
+ *   and the URL lacks (the pg client's own SASL error, no SQLSTATE). Waiting or starting anyway would fail every job.
+ * - "unreadable": connected, but the role may not read `_prisma_migrations` (42501), as a least-privilege role for the
+ *   dashboard may not: the check cannot be made, the database itself is usable.
+ * - "unreachable": anything else — no answer, a timeout, PostgreSQL starting up (57P03) or out of connections (53300).
+ */
+export function checkFailure(error: unknown): "unusable" | "unreadable" | "unreachable" {
+  const sqlstate = (error as { code?: unknown } | null)?.code;
+  if (sqlstate === "28000" || sqlstate === "28P01" || sqlstate === "3D000") return "unusable";
+  if (sqlstate === "42501") return "unreadable";
+  if (error instanceof Error && /client password must be a string/.test(error.message)) return "unusable";
+  return "unreachable";
+}
+
+function exitUnusable(error: unknown, log: StartupLogger): never {
+  const message = error instanceof Error ? error.message : String(error);
+  log.fatal(
+    { code: "DB_UNUSABLE", sqlstate: (error as { code?: unknown } | null)?.code, err: message },
+    `PostgreSQL refused DATABASE_URL (${message}): fix its user, password or database name`,
+  );
+  process.exit(78);
 }
 
 function exitNotMigrated(error: MigrationStateError, log: StartupLogger): never {

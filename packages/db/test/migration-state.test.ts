@@ -1,7 +1,16 @@
 import { cpSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createDb, MIGRATIONS_DIR, MigrationStateError, migrate, readMigrations, verifyMigrations } from "@wpn/db";
+import {
+  checkFailure,
+  createDb,
+  MIGRATIONS_DIR,
+  MigrationStateError,
+  migrate,
+  readMigrations,
+  verifyMigrations,
+} from "@wpn/db";
+import { TEST_DATABASE_BASE_URL } from "@wpn/testing";
 import { describe, expect, it } from "vitest";
 import { freshSchemas } from "./support/fresh-schemas.ts";
 
@@ -90,5 +99,41 @@ describe("verifyMigrations (what an app checks at start)", () => {
     );
     expect(error).toBeInstanceOf(Error);
     expect(error).not.toBeInstanceOf(MigrationStateError);
+  });
+});
+
+describe("checkFailure (why a start-up check could not be made)", () => {
+  /** The error verifyMigrations throws for `url`. */
+  async function failureOf(url: string): Promise<ReturnType<typeof checkFailure>> {
+    const error = await verifyMigrations(url, { connectTimeoutMs: 2_000 }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    if (error === null) throw new Error("expected the check to fail");
+    return checkFailure(error);
+  }
+  const base = new URL(TEST_DATABASE_BASE_URL);
+
+  it("a database or role PostgreSQL does not know is unusable: only the configuration can fix it", async () => {
+    expect(await failureOf(`postgresql://postgres@${base.host}/wpn_no_such_database`)).toBe("unusable");
+    expect(await failureOf(`postgresql://wpn_no_such_role@${base.host}${base.pathname}`)).toBe("unusable");
+  });
+
+  it("no PostgreSQL listening is unreachable (checked again, or started on, as before)", async () => {
+    expect(await failureOf("postgresql://postgres@127.0.0.1:1/wechatpay_notify")).toBe("unreachable");
+  });
+
+  it("a role that may not read the migrations is unreadable: the database itself answers", async () => {
+    const url = freshUrl();
+    await migrate(url);
+    const role = `wpn_ro_${Math.random().toString(36).slice(2, 8)}`;
+    await sql(TEST_DATABASE_BASE_URL, `CREATE ROLE ${role} LOGIN`);
+    try {
+      const asRole = new URL(url);
+      asRole.username = role;
+      expect(await failureOf(asRole.toString())).toBe("unreadable");
+    } finally {
+      await sql(TEST_DATABASE_BASE_URL, `DROP ROLE ${role}`);
+    }
   });
 });
