@@ -1,4 +1,4 @@
-import { loadConfigOrExit } from "@wpn/config";
+import { loadConfigOrExit, readEnvironment } from "@wpn/config";
 import { createDb, verifyMigrationsOrExit } from "@wpn/db";
 import { createRedisConnection } from "@wpn/queue";
 import { buildApp } from "./app.ts";
@@ -13,7 +13,8 @@ import { within } from "./within.ts";
 /** After SIGTERM/SIGINT, give in-flight requests and enqueues this long before exiting anyway, ms. */
 const SHUTDOWN_DEADLINE_MS = 10_000;
 
-const config = loadConfigOrExit();
+// The one process that verifies APIv3 signatures: it needs a key, certificates or certificate download.
+const config = loadConfigOrExit(readEnvironment(), { verifiesApiV3Signatures: true });
 const logger = createLogger(config.LOG_LEVEL);
 
 const metrics = createMetrics();

@@ -141,6 +141,29 @@ describe("main.ts (real process, real socket)", () => {
     }
   });
 
+  it("exits 78 with one line when no way to verify APIv3 signatures is configured (the workers need none)", async () => {
+    const app = startApp("ingress", {
+      ...createTestMerchant().env,
+      // Empty counts as unset, and overrides a developer's .env.
+      WECHATPAY_PUBLIC_KEY_ID: "",
+      WECHATPAY_PUBLIC_KEY_PATH: "",
+      WECHATPAY_PLATFORM_CERT_PATHS: "",
+      WECHATPAY_MERCHANT_SERIAL_NO: "",
+      WECHATPAY_MERCHANT_PRIVATE_KEY_PATH: "",
+    });
+    // Bounded: an ingress that accepted the configuration would run until killed.
+    const code = await Promise.race([
+      once(app.child, "exit").then(([exitCode]) => exitCode as number | null),
+      new Promise<string>((r) => setTimeout(() => r("still running after 20 s"), 20_000)),
+    ]);
+    if (typeof code === "string") app.child.kill("SIGKILL");
+    expect(code, app.output()).toBe(78);
+    expect(app.output()).toBe(
+      "configuration error: WECHATPAY_PUBLIC_KEY_ID is required unless WECHATPAY_PLATFORM_CERT_PATHS or " +
+        "certificate download (WECHATPAY_MERCHANT_SERIAL_NO and WECHATPAY_MERCHANT_PRIVATE_KEY_PATH) is configured\n",
+    );
+  });
+
   it("exits 0 on SIGTERM while Redis is down (the connection is dropped, not quit)", async () => {
     const merchant = createTestMerchant();
     const redis = await TestRedisServer.start();

@@ -6,7 +6,8 @@ export type Environment = Readonly<Record<string, string | undefined>>;
 
 /**
  * The process environment with `.env` (from `cwd`) underneath it: a variable set in the real environment
- * always wins over the file. This is the only place in the repository that reads `process.env`.
+ * always wins over the file. This is the only place in the application that reads `process.env` (the test
+ * helpers of packages/testing read their own TEST_DATABASE_URL and TEST_REDIS_URL).
  */
 export function readEnvironment(cwd: string = process.cwd()): Environment {
   const file = resolve(cwd, ".env");

@@ -1,5 +1,12 @@
 export { type Environment, parseDotenv, readEnvironment } from "./environment.ts";
 export { ConfigError } from "./errors.ts";
-export { type Config, loadConfig, loadConfigOrExit, readMerchantPrivateKeyPem } from "./load.ts";
+export {
+  type Config,
+  type LoadOptions,
+  loadConfig,
+  loadConfigOrExit,
+  loadDatabaseUrl,
+  readMerchantPrivateKeyPem,
+} from "./load.ts";
 export { DEFAULT_DATABASE_URL, DEFAULT_PORT, DEFAULT_REDIS_URL, ENV_NAMES, type Env, envSchema } from "./schema.ts";
 export { SECRET_FIELDS, secretRedactPaths } from "./secrets.ts";

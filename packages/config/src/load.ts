@@ -1,7 +1,8 @@
 import { readFileSync } from "node:fs";
+import type { z } from "zod";
 import { type Environment, readEnvironment } from "./environment.ts";
 import { ConfigError } from "./errors.ts";
-import { type Env, envSchema, pathList } from "./schema.ts";
+import { apiV3VerificationProblem, databaseUrlSchema, type Env, envSchema, pathList } from "./schema.ts";
 
 /** Validated settings plus the key material they point at, read from disk once. */
 export interface Config extends Env {
@@ -15,24 +16,23 @@ export interface Config extends Env {
   readonly platformCertificatePems: readonly string[];
 }
 
+export interface LoadOptions {
+  /**
+   * The process verifies APIv3 signatures (the ingress, and `npm start`, which runs one): refuse a configuration
+   * without any way to (apiV3VerificationProblem). Off for the workers and the dashboard, which never verify one.
+   */
+  readonly verifiesApiV3Signatures?: boolean;
+}
+
 /**
  * Parses the environment once into a typed `Config`. Throws `ConfigError` naming the first bad variable,
  * e.g. "WECHATPAY_APIV3_KEY must be 32 bytes".
  */
-export function loadConfig(env: Environment): Config {
-  // Empty strings count as unset, as in most dotenv tooling.
-  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
-  const parsed = envSchema.safeParse(cleaned);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const variable = String(issue?.path[0] ?? "environment");
-    const what =
-      issue?.code === "invalid_type" && cleaned[variable] === undefined
-        ? "is required"
-        : (issue?.message ?? "is invalid");
-    throw new ConfigError(variable, `${variable} ${what}`);
-  }
-  const values = parsed.data;
+export function loadConfig(env: Environment, options: LoadOptions = {}): Config {
+  const cleaned = withoutEmpty(env);
+  const values = valuesOrThrow(envSchema.safeParse(cleaned), cleaned);
+  const problem = options.verifiesApiV3Signatures ? apiV3VerificationProblem(values) : null;
+  if (problem !== null) throw new ConfigError("WECHATPAY_PUBLIC_KEY_ID", problem);
   return {
     ...values,
     apiV3KeyBytes: Buffer.from(values.WECHATPAY_APIV3_KEY, "utf8"),
@@ -45,6 +45,32 @@ export function loadConfig(env: Environment): Config {
       readSetting("WECHATPAY_PLATFORM_CERT_PATHS", p),
     ),
   };
+}
+
+/**
+ * DATABASE_URL (or its default), validated as `loadConfig` validates it, for the scripts that need no merchant
+ * settings (db:migrate, db:prune, `npm start` before it has written them). Throws `ConfigError`.
+ */
+export function loadDatabaseUrl(env: Environment): string {
+  const cleaned = withoutEmpty(env);
+  return valuesOrThrow(databaseUrlSchema.safeParse(cleaned.DATABASE_URL), cleaned, "DATABASE_URL");
+}
+
+/** Empty strings count as unset, as in most dotenv tooling. */
+function withoutEmpty(env: Environment): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined && entry[1] !== ""),
+  );
+}
+
+/** The parsed values, or a ConfigError naming the first issue's variable (`variable` when the path has none). */
+function valuesOrThrow<T>(parsed: z.ZodSafeParseResult<T>, cleaned: Record<string, string>, variable?: string): T {
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  const name = variable ?? String(issue?.path[0] ?? "environment");
+  const what =
+    issue?.code === "invalid_type" && cleaned[name] === undefined ? "is required" : (issue?.message ?? "is invalid");
+  throw new ConfigError(name, `${name} ${what}`);
 }
 
 /**
@@ -73,9 +99,9 @@ function readSetting(variable: string, path: string): string {
  * For an app's entry point: reads the environment (with `.env`), and on a bad setting prints the one-line
  * reason to stderr and exits with status 78 (EX_CONFIG) instead of a stack trace.
  */
-export function loadConfigOrExit(env: Environment = readEnvironment()): Config {
+export function loadConfigOrExit(env: Environment = readEnvironment(), options: LoadOptions = {}): Config {
   try {
-    return loadConfig(env);
+    return loadConfig(env, options);
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`configuration error: ${error.message}\n`);

@@ -6,6 +6,39 @@ export const DEFAULT_PORT = 3000;
 export const DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/wechatpay_notify";
 export const DEFAULT_REDIS_URL = "redis://127.0.0.1:6379";
 
+/**
+ * The schema names DATABASE_URL's `?schema=` may give: plain identifiers, the rule of packages/db's parseDatabaseUrl
+ * (which puts the name into SQL text). Repeated there rather than imported: @wpn/db's entry loads the generated
+ * Prisma client, which config must not need; packages/db/test/database-url.test.ts checks the two agree.
+ */
+const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+
+/**
+ * A service URL that pg or ioredis can use: one of `schemes` and a host — in the authority or, with
+ * `socketHostParam` (pg over a Unix socket: `postgresql:///db?host=/var/run/postgresql`), in `?host=`. A bare URL
+ * check let `localhost:5432/db` (scheme `localhost:`), `mysql://…` and `http://…` through, to fail later with a
+ * driver's stack trace.
+ */
+function serviceUrl(schemes: readonly [string, string], example: string, socketHostParam: boolean) {
+  const [scheme, alias] = schemes;
+  const message = `must be a ${scheme}// (or ${alias}//) URL with a host, e.g. ${example}`;
+  return z.string().superRefine((value, ctx) => {
+    const parsed = URL.canParse(value) ? new URL(value) : undefined;
+    const host = parsed?.hostname || (socketHostParam ? parsed?.searchParams.get("host") : "");
+    if (parsed === undefined || !schemes.includes(parsed.protocol) || !host) ctx.addIssue({ code: "custom", message });
+  });
+}
+
+/** DATABASE_URL's Prisma-style `?schema=`, when there is one, must be a name parseDatabaseUrl accepts. */
+function checkSchemaParam(value: string, ctx: z.RefinementCtx): void {
+  const schema = URL.canParse(value) ? new URL(value).searchParams.get("schema") : null;
+  if (schema === null || SCHEMA_NAME.test(schema)) return;
+  ctx.addIssue({
+    code: "custom",
+    message: `?schema= must be a plain identifier (letters, digits and _, not starting with a digit, at most 63), not "${schema}"`,
+  });
+}
+
 /** Integer setting with bounds; env values are strings, so coerce. */
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const bool = z.enum(["true", "false"]).transform((v) => v === "true");
@@ -17,7 +50,9 @@ const bool = z.enum(["true", "false"]).transform((v) => v === "true");
 const envFields = z.object({
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 
-  DATABASE_URL: z.string().url().default(DEFAULT_DATABASE_URL),
+  DATABASE_URL: serviceUrl(["postgresql:", "postgres:"], DEFAULT_DATABASE_URL, true)
+    .superRefine(checkSchemaParam)
+    .default(DEFAULT_DATABASE_URL),
   /**
    * pg pool size per process. A worker needs at least 4: its parse and apply stages each keep up to 2 batches in
    * flight, each holding a connection for its statement; refund statements and bookkeeping share the rest.
@@ -26,7 +61,7 @@ const envFields = z.object({
   /** How long a query may wait for a pooled connection before failing (and the job retrying). */
   PG_CONNECT_TIMEOUT_MS: int(100, 60_000).default(5_000),
 
-  REDIS_URL: z.string().url().default(DEFAULT_REDIS_URL),
+  REDIS_URL: serviceUrl(["redis:", "rediss:"], DEFAULT_REDIS_URL, false).default(DEFAULT_REDIS_URL),
   /** Prefix of every BullMQ key; one Redis can host several deployments (and tests) side by side. */
   QUEUE_PREFIX: z
     .string()
@@ -53,8 +88,8 @@ const envFields = z.object({
     .refine((v) => Buffer.byteLength(v, "utf8") === 32, "must be 32 bytes")
     .optional(),
   /**
-   * The WeChat Pay public key (`PUB_KEY_ID_…`) and its PEM file: both or neither. APIv3 notifications need at least
-   * one way to be verified: this key, WECHATPAY_PLATFORM_CERT_PATHS, or certificate download (below).
+   * The WeChat Pay public key (`PUB_KEY_ID_…`) and its PEM file: both or neither. The ingress needs at least one
+   * way to verify APIv3 notifications: this key, WECHATPAY_PLATFORM_CERT_PATHS, or certificate download (below).
    */
   WECHATPAY_PUBLIC_KEY_ID: z.string().min(1, "must not be empty").max(128).optional(),
   WECHATPAY_PUBLIC_KEY_PATH: z.string().min(1, "must not be empty").optional(),
@@ -186,8 +221,8 @@ export function pathList(value: string | undefined): string[] {
     .filter((p) => p !== "");
 }
 
-/** Settings that only make sense together: each pair complete, and some way to verify APIv3 signatures. */
-function checkKeySources(env: z.infer<typeof envFields>, ctx: z.RefinementCtx): void {
+/** Settings that only make sense together: each pair complete. */
+function checkKeyPairs(env: z.infer<typeof envFields>, ctx: z.RefinementCtx): void {
   const pairs = [
     ["WECHATPAY_PUBLIC_KEY_ID", "WECHATPAY_PUBLIC_KEY_PATH"],
     ["WECHATPAY_MERCHANT_SERIAL_NO", "WECHATPAY_MERCHANT_PRIVATE_KEY_PATH"],
@@ -199,22 +234,31 @@ function checkKeySources(env: z.infer<typeof envFields>, ctx: z.RefinementCtx): 
       ctx.addIssue({ code: "custom", path: [missing], message: `is required when ${other} is set` });
     }
   }
-  if (
-    env.WECHATPAY_PUBLIC_KEY_ID === undefined &&
-    pathList(env.WECHATPAY_PLATFORM_CERT_PATHS).length === 0 &&
-    env.WECHATPAY_MERCHANT_SERIAL_NO === undefined
-  ) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["WECHATPAY_PUBLIC_KEY_ID"],
-      message:
-        "is required unless WECHATPAY_PLATFORM_CERT_PATHS or certificate download " +
-        "(WECHATPAY_MERCHANT_SERIAL_NO and WECHATPAY_MERCHANT_PRIVATE_KEY_PATH) is configured",
-    });
-  }
 }
 
-export const envSchema = envFields.superRefine(checkKeySources);
+/**
+ * The process verifies APIv3 signatures (the ingress): it needs at least one way to — the public key, platform
+ * certificate files or certificate download. Answers the one-line problem, or null. Only the ingress asks: the
+ * workers and the dashboard never verify an APIv3 signature, so a worker-only host needs none of these files.
+ */
+export function apiV3VerificationProblem(env: Env): string | null {
+  if (
+    env.WECHATPAY_PUBLIC_KEY_ID !== undefined ||
+    pathList(env.WECHATPAY_PLATFORM_CERT_PATHS).length > 0 ||
+    env.WECHATPAY_MERCHANT_SERIAL_NO !== undefined
+  ) {
+    return null;
+  }
+  return (
+    "WECHATPAY_PUBLIC_KEY_ID is required unless WECHATPAY_PLATFORM_CERT_PATHS or certificate download " +
+    "(WECHATPAY_MERCHANT_SERIAL_NO and WECHATPAY_MERCHANT_PRIVATE_KEY_PATH) is configured"
+  );
+}
+
+export const envSchema = envFields.superRefine(checkKeyPairs);
+
+/** DATABASE_URL alone, as envSchema checks it (for the scripts that need no merchant settings). */
+export const databaseUrlSchema = envFields.shape.DATABASE_URL;
 
 /** Every variable name the schema reads (`.env.example` documents each; a test checks it). */
 export const ENV_NAMES: readonly string[] = Object.keys(envFields.shape);

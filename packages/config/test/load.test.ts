@@ -1,7 +1,15 @@
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ConfigError, ENV_NAMES, loadConfig, readEnvironment, readMerchantPrivateKeyPem } from "@wpn/config";
+import {
+  ConfigError,
+  ENV_NAMES,
+  type LoadOptions,
+  loadConfig,
+  loadDatabaseUrl,
+  readEnvironment,
+  readMerchantPrivateKeyPem,
+} from "@wpn/config";
 import { describe, expect, it } from "vitest";
 
 const dir = mkdtempSync(join(tmpdir(), "wpn-config-"));
@@ -16,9 +24,9 @@ const valid = {
   WECHATPAY_PUBLIC_KEY_PATH: keyPath,
 };
 
-function errorOf(env: Record<string, string>): string {
+function errorOf(env: Record<string, string>, options: LoadOptions = {}): string {
   try {
-    loadConfig(env);
+    loadConfig(env, options);
   } catch (error) {
     expect(error).toBeInstanceOf(ConfigError);
     return (error as Error).message;
@@ -76,6 +84,46 @@ describe("loadConfig", () => {
     );
   });
 
+  it("refuses a DATABASE_URL or REDIS_URL of the wrong kind at start-up, in one line", () => {
+    // Each of these passed a bare URL check and failed later, with a stack trace, in pg, ioredis or parseDatabaseUrl.
+    const database = /^DATABASE_URL must be a postgresql:\/\/ \(or postgres:\/\/\) URL with a host, e\.g\. postgresql:/;
+    for (const url of [
+      "localhost:5432/db",
+      "mysql://root@127.0.0.1:3306/shop",
+      "http://127.0.0.1:5432/db",
+      "postgresql:///wechatpay_notify",
+    ]) {
+      expect(errorOf({ ...valid, DATABASE_URL: url }), url).toMatch(database);
+    }
+    expect(errorOf({ ...valid, DATABASE_URL: "postgresql://u@h:5432/db?schema=bad-name" })).toBe(
+      'DATABASE_URL ?schema= must be a plain identifier (letters, digits and _, not starting with a digit, at most 63), not "bad-name"',
+    );
+    const redis = /^REDIS_URL must be a redis:\/\/ \(or rediss:\/\/\) URL with a host, e\.g\. redis:/;
+    for (const url of ["http://x", "127.0.0.1:6379", "redis://", "not a url"]) {
+      expect(errorOf({ ...valid, REDIS_URL: url }), url).toMatch(redis);
+    }
+    for (const url of [
+      "postgres://app:s%40cret@db.internal:5432/wechatpay_notify?schema=tenant_1&sslmode=require",
+      // A Unix socket: no host in the authority, the socket directory in ?host= (as pg reads it).
+      "postgresql:///wechatpay_notify?host=/var/run/postgresql",
+    ]) {
+      expect(loadConfig({ ...valid, DATABASE_URL: url }).DATABASE_URL).toBe(url);
+    }
+    for (const url of ["rediss://default:pw@cache.internal:6380/2", "redis://127.0.0.1:6379"]) {
+      expect(loadConfig({ ...valid, REDIS_URL: url }).REDIS_URL).toBe(url);
+    }
+  });
+
+  it("validates DATABASE_URL alone for the scripts that need no merchant (db:migrate, db:prune)", () => {
+    expect(loadDatabaseUrl({})).toBe("postgresql://postgres@127.0.0.1:5432/wechatpay_notify");
+    expect(loadDatabaseUrl({ DATABASE_URL: "", WECHATPAY_MCHID: "x" })).toBe(
+      "postgresql://postgres@127.0.0.1:5432/wechatpay_notify",
+    );
+    expect(loadDatabaseUrl({ DATABASE_URL: "postgresql://u@h/db" })).toBe("postgresql://u@h/db");
+    expect(() => loadDatabaseUrl({ DATABASE_URL: "mysql://u@h/db" })).toThrow(ConfigError);
+    expect(() => loadDatabaseUrl({ DATABASE_URL: "mysql://u@h/db" })).toThrow(/^DATABASE_URL must be a postgresql/);
+  });
+
   it("reports a key file that does not exist", () => {
     expect(errorOf({ ...valid, WECHATPAY_PUBLIC_KEY_PATH: join(dir, "missing.pem") })).toBe(
       `WECHATPAY_PUBLIC_KEY_PATH file ${join(dir, "missing.pem")} does not exist`,
@@ -84,7 +132,8 @@ describe("loadConfig", () => {
 
   it("takes the WeChat Pay public key, platform certificates or certificate download, each pair complete", () => {
     const { WECHATPAY_PUBLIC_KEY_ID: _id, WECHATPAY_PUBLIC_KEY_PATH: _path, ...noPublicKey } = valid;
-    expect(errorOf(noPublicKey)).toBe(
+    const ingress = { verifiesApiV3Signatures: true };
+    expect(errorOf(noPublicKey, ingress)).toBe(
       "WECHATPAY_PUBLIC_KEY_ID is required unless WECHATPAY_PLATFORM_CERT_PATHS or certificate download " +
         "(WECHATPAY_MERCHANT_SERIAL_NO and WECHATPAY_MERCHANT_PRIVATE_KEY_PATH) is configured",
     );
@@ -120,15 +169,26 @@ describe("loadConfig", () => {
     );
     // Only commas and blanks name no certificate: not a key source.
     for (const blank of [",", " , "]) {
-      expect(errorOf({ ...noPublicKey, WECHATPAY_PLATFORM_CERT_PATHS: blank })).toMatch(
+      expect(errorOf({ ...noPublicKey, WECHATPAY_PLATFORM_CERT_PATHS: blank }, ingress)).toMatch(
         /^WECHATPAY_PUBLIC_KEY_ID is required unless/,
       );
     }
     const cert = join(dir, "only-cert.pem");
     writeFileSync(cert, "CERT");
-    expect(loadConfig({ ...noPublicKey, WECHATPAY_PLATFORM_CERT_PATHS: cert }).platformCertificatePems).toEqual([
-      "CERT",
-    ]);
+    expect(
+      loadConfig({ ...noPublicKey, WECHATPAY_PLATFORM_CERT_PATHS: cert }, ingress).platformCertificatePems,
+    ).toEqual(["CERT"]);
+  });
+
+  it("lets a worker-only or dashboard host go without any APIv3 verification key (they never verify one)", () => {
+    const { WECHATPAY_PUBLIC_KEY_ID: _id, WECHATPAY_PUBLIC_KEY_PATH: _path, ...noPublicKey } = valid;
+    const worker = loadConfig(noPublicKey);
+    expect(worker.publicKeyPem).toBeUndefined();
+    expect(worker.platformCertificatePems).toEqual([]);
+    // Half a pair is still refused: it is a mistake wherever it is made.
+    expect(errorOf({ ...noPublicKey, WECHATPAY_PUBLIC_KEY_ID: valid.WECHATPAY_PUBLIC_KEY_ID })).toBe(
+      "WECHATPAY_PUBLIC_KEY_PATH is required when WECHATPAY_PUBLIC_KEY_ID is set",
+    );
   });
 
   it("reads platform certificate files from a comma-separated list", () => {
