@@ -1,9 +1,18 @@
 // `npm run db:migrate`: creates the database if needed and applies prisma/migrations (see packages/db/src/migrate.ts).
 // Used by Docker Compose's one-shot `migrate` service and by operators; `npm start` does the same itself.
-import { DEFAULT_DATABASE_URL, readEnvironment } from "@wpn/config";
+import { userInfo } from "node:os";
+import { DEFAULT_DATABASE_URL, loadDatabaseUrl, readEnvironment } from "@wpn/config";
 import { ensureDatabase, migrate } from "@wpn/db";
+import { exitOnFailure } from "./database-errors.ts";
 
-const url = readEnvironment().DATABASE_URL ?? DEFAULT_DATABASE_URL;
-await ensureDatabase(url);
-const { applied, alreadyApplied } = await migrate(url);
-console.log(`applied ${applied.length} migration(s) ${applied.join(", ")}; ${alreadyApplied.length} already applied`);
+const env = readEnvironment();
+// Quoted back in a failure's explanation even when the setting itself was refused.
+let url = env.DATABASE_URL || DEFAULT_DATABASE_URL;
+try {
+  url = loadDatabaseUrl(env);
+  await ensureDatabase(url);
+  const { applied, alreadyApplied } = await migrate(url);
+  console.log(`applied ${applied.length} migration(s) ${applied.join(", ")}; ${alreadyApplied.length} already applied`);
+} catch (error) {
+  exitOnFailure(error, { databaseUrl: url, osUser: userInfo().username, rerun: "npm run db:migrate" }, env);
+}

@@ -1,9 +1,12 @@
 // `npm run db:prune -- --older-than 90d [--dry-run] [--batch 5000]`: deletes settled notifications (APPLIED,
 // DUPLICATE, IGNORED) received and last changed before the retention, with their timeline, in batches (see
-// packages/db/src/prune.ts). For cron; prints one line per batch and the totals. Exit code 2 for a refused argument.
+// packages/db/src/prune.ts). For cron; prints one line per batch and the totals. Exit code 2 for a refused argument,
+// 78 for a refused DATABASE_URL, 1 (with one line, or the steps for a login PostgreSQL refused) for a failure.
+import { userInfo } from "node:os";
 import { parseArgs } from "node:util";
-import { DEFAULT_DATABASE_URL, readEnvironment } from "@wpn/config";
-import { createDb, type PruneCounts, PruneError, parseRetention, pruneNotifications } from "@wpn/db";
+import { DEFAULT_DATABASE_URL, loadDatabaseUrl, readEnvironment } from "@wpn/config";
+import { createDb, type Db, type PruneCounts, PruneError, parseRetention, pruneNotifications } from "@wpn/db";
+import { exitOnFailure } from "./database-errors.ts";
 
 const USAGE = "usage: npm run db:prune -- --older-than <days>d [--dry-run] [--batch <notifications>]";
 
@@ -33,12 +36,13 @@ try {
   process.exit(2);
 }
 
-const db = createDb({
-  url: readEnvironment().DATABASE_URL ?? DEFAULT_DATABASE_URL,
-  poolMax: 1,
-  applicationName: "db:prune",
-});
+const env = readEnvironment();
+// Quoted back in a failure's explanation even when the setting itself was refused.
+let url = env.DATABASE_URL || DEFAULT_DATABASE_URL;
+let db: Db | undefined;
 try {
+  url = loadDatabaseUrl(env);
+  db = createDb({ url, poolMax: 1, applicationName: "db:prune" });
   const result = await pruneNotifications(db.prisma, {
     ...options,
     onBatch: (batch) => console.log(`deleted ${describe(batch)}`),
@@ -50,9 +54,11 @@ try {
       : `deleted ${describe(result)} received and last changed before ${cutoff}, in ${result.batches} batch(es)`,
   );
 } catch (error) {
-  if (!(error instanceof PruneError)) throw error;
-  console.error(`${error.message}\n${USAGE}`);
-  process.exitCode = 2;
-} finally {
-  await db.close();
+  await db?.close();
+  if (error instanceof PruneError) {
+    console.error(`${error.message}\n${USAGE}`);
+    process.exit(2);
+  }
+  exitOnFailure(error, { databaseUrl: url, osUser: userInfo().username, rerun: "npm run db:prune" }, env);
 }
+await db.close();

@@ -6,9 +6,11 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { userInfo } from "node:os";
 import { resolve } from "node:path";
-import { ConfigError, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, loadConfig, readEnvironment } from "@wpn/config";
+import { ConfigError, DEFAULT_REDIS_URL, loadConfig, loadDatabaseUrl, readEnvironment } from "@wpn/config";
 import { ensureDatabase, migrate } from "@wpn/db";
+import { failureReport } from "./database-errors.ts";
 import { developmentSettings, ensureDevelopmentEnv, MERCHANT_SETTING } from "./dev-env.ts";
 import { ensureServices } from "./services.ts";
 
@@ -38,6 +40,8 @@ async function createDevelopmentEnv(): Promise<void> {
 
 /** Settings `npm start` decided itself, given to the apps over whatever the environment or .env say. */
 const decided: Record<string, string> = {};
+/** The DATABASE_URL this run uses, once known: a failure to log in is explained with it. */
+let databaseUrlInUse: string | undefined;
 
 /**
  * Compose's PostgreSQL wants a password: the URL that has it goes into .env (for later runs, and for the apps
@@ -96,15 +100,18 @@ async function main(): Promise<void> {
   // .env first: Docker Compose refuses to start even one service while a service's env_file is missing.
   await createDevelopmentEnv();
   const initial = readEnvironment(root);
-  const databaseUrl = initial.DATABASE_URL ?? DEFAULT_DATABASE_URL;
-  const redisUrl = initial.REDIS_URL ?? DEFAULT_REDIS_URL;
+  // Validated now: the service checks below connect to it before loadConfig has looked at it.
+  const databaseUrl = loadDatabaseUrl(initial);
+  const redisUrl = initial.REDIS_URL || DEFAULT_REDIS_URL;
   const services = await ensureServices(databaseUrl, redisUrl, root);
   if (services.problems.length > 0) {
     for (const problem of services.problems) console.error(problem);
     process.exit(1);
   }
   if (services.databaseUrl !== databaseUrl) keepDatabaseUrl(services.databaseUrl);
-  const config = loadConfig({ ...readEnvironment(root), ...decided });
+  // verifiesApiV3Signatures: the ingress it starts would refuse the configuration otherwise, after the others started.
+  const config = loadConfig({ ...readEnvironment(root), ...decided }, { verifiesApiV3Signatures: true });
+  databaseUrlInUse = config.DATABASE_URL;
   if (await ensureDatabase(config.DATABASE_URL)) console.log("Created the database.");
   const { applied } = await migrate(config.DATABASE_URL);
   console.log(applied.length ? `Applied migrations: ${applied.join(", ")}` : "Database schema is up to date.");
@@ -121,20 +128,13 @@ async function main(): Promise<void> {
   );
 }
 
-/**
- * A PostgreSQL that wants a password while DATABASE_URL has none — typically Docker Compose's, started earlier by
- * hand (`npm start` adds the password only to one it starts itself): say what to set.
- */
-function passwordHint(error: unknown): string | undefined {
-  const message = error instanceof Error ? error.message : String(error);
-  const code = (error as { code?: string }).code;
-  if (code !== "28P01" && !/SASL|password/i.test(message)) return undefined;
-  return "PostgreSQL asks for a password. For Docker Compose's, set DATABASE_URL=postgresql://postgres:postgres@127.0.0.1:5432/wechatpay_notify in .env; otherwise put the password in DATABASE_URL.";
-}
-
 main().catch((error: unknown) => {
-  console.error(error instanceof ConfigError ? `configuration error: ${error.message}` : error);
-  const hint = passwordHint(error);
-  if (hint !== undefined) console.error(hint);
+  if (error instanceof ConfigError) console.error(`configuration error: ${error.message}`);
+  else if (databaseUrlInUse === undefined) console.error(error);
+  else {
+    const debug = ["debug", "trace"].includes(readEnvironment(root).LOG_LEVEL ?? "");
+    const context = { databaseUrl: databaseUrlInUse, osUser: userInfo().username, rerun: "npm start" };
+    console.error(failureReport(error, context, debug));
+  }
   stopAll(1);
 });

@@ -259,13 +259,27 @@ describe("a pruned notification delivered again is not applied again (what the r
 });
 
 describe("npm run db:prune (scripts/prune.ts)", () => {
-  const run = (...args: string[]) =>
+  const runWith = (databaseUrl: string, ...args: string[]) =>
     spawnSync(process.execPath, ["--import", "tsx", "scripts/prune.ts", ...args], {
       cwd: root,
-      env: { ...process.env, DATABASE_URL: tdb.url },
+      env: { ...process.env, DATABASE_URL: databaseUrl, LOG_LEVEL: "info" },
       encoding: "utf8",
       timeout: 30_000,
     });
+  const run = (...args: string[]) => runWith(tdb.url, ...args);
+
+  it("a database that does not exist, or a DATABASE_URL of another kind: one message, no stack trace", () => {
+    const missing = new URL(tdb.url);
+    missing.pathname = "/wpn_prune_no_such_database";
+    const none = runWith(missing.toString(), "--older-than", "90d");
+    expect(none.status).toBe(1);
+    expect(none.stderr).toMatch(
+      /^PostgreSQL at .* has no database "wpn_prune_no_such_database": run npm run db:migrate .* then run npm run db:prune again\.\n$/,
+    );
+    const mysql = runWith("mysql://root@127.0.0.1:3306/shop", "--older-than", "90d");
+    expect(mysql.status).toBe(78);
+    expect(mysql.stderr).toMatch(/^configuration error: DATABASE_URL must be a postgresql:\/\/ .*\n$/);
+  });
 
   it("prints what it deleted, and refuses a short retention with exit code 2", async () => {
     await notification("c-applied", "APPLIED", 400, { events: 3 });

@@ -1,0 +1,160 @@
+// What the scripts (`npm start`, db:migrate, db:prune) print when PostgreSQL refuses them: for the failures a fresh
+// machine meets — a stock PostgreSQL that wants a password, or has no role "postgres" — one message with the steps
+// that fix it; for anything else one line with the error's code. No stack trace either way (LOG_LEVEL=debug or
+// trace adds it): these are set-up problems, not bugs.
+import { ConfigError, type Environment } from "@wpn/config";
+
+export interface DatabaseErrorContext {
+  /** The DATABASE_URL the script used (host, port, user and database are quoted back). */
+  readonly databaseUrl: string;
+  /** The operating-system user: pg connects as them when the URL names nobody, and Homebrew's superuser is them. */
+  readonly osUser: string;
+  /** The command to run again once fixed, e.g. `npm start`. */
+  readonly rerun: string;
+}
+
+/** What PostgreSQL (directly through pg, or wrapped by Prisma's driver adapter) said. */
+interface Facts {
+  /** SQLSTATE, e.g. 28P01; or Prisma's adapter's kind (DatabaseNotReachable), a Node errno name, Prisma's P####. */
+  code?: string;
+  /** The server's function that raised it: stable across server languages, unlike the message. */
+  routine?: string;
+  message: string;
+}
+
+/** Prisma keeps PostgreSQL's own code and message in `meta.driverAdapterError.cause` (originalCode/-Message). */
+function factsOf(error: unknown): Facts {
+  const e = (typeof error === "object" && error !== null ? error : {}) as Record<string, unknown>;
+  const adapter = (e.meta as { driverAdapterError?: { cause?: Record<string, unknown> } } | undefined)
+    ?.driverAdapterError?.cause;
+  const str = (v: unknown) => (typeof v === "string" && v !== "" ? v : undefined);
+  // Without a server's SQLSTATE (it was never reached), the adapter's kind says more than Prisma's P2010.
+  const code = str(adapter?.originalCode) ?? str(adapter?.kind) ?? str(e.code);
+  const routine = str(e.routine);
+  const last = lastLine(error instanceof Error ? error.message : String(error));
+  const message = str(adapter?.originalMessage) ?? /Message: `(.*)`$/.exec(last)?.[1] ?? last;
+  return { ...(code === undefined ? {} : { code }), ...(routine === undefined ? {} : { routine }), message };
+}
+
+/** Prisma's messages run over several lines (the call, the query); the last one says what happened. */
+function lastLine(text: string): string {
+  const lines = text
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l !== "");
+  return lines.at(-1) ?? text;
+}
+
+/** One line for an error nobody explained: `CODE: message`. */
+export function oneLine(error: unknown): string {
+  const { code, message } = factsOf(error);
+  return code === undefined ? message : `${code}: ${message}`;
+}
+
+/** A role name as psql wants it inside a double-quoted shell argument (plain names need no quoting). */
+function roleSql(role: string): string {
+  return /^[a-z_][a-z0-9_]*$/.test(role) ? role : `\\"${role.replaceAll('"', '""')}\\"`;
+}
+
+/**
+ * The message for a failure a stock PostgreSQL produces, or undefined for any other error. Cases: a password asked
+ * for and none given (Debian/Ubuntu packages and Docker's image authenticate TCP connections with scram-sha-256),
+ * a wrong password (28P01), no such role (28000 from InitializeSessionUserId: Homebrew names the superuser after the
+ * OS user), another refusal by pg_hba.conf (28000), no right to create the database (42501 from createdb), and no
+ * database (3D000: db:prune before anything created it).
+ */
+export function explainDatabaseError(error: unknown, context: DatabaseErrorContext): string | undefined {
+  if (!URL.canParse(context.databaseUrl)) return undefined;
+  const { code, routine, message } = factsOf(error);
+  const url = new URL(context.databaseUrl);
+  const where = `PostgreSQL at ${url.hostname || "the local socket"}:${url.port || "5432"}`;
+  const role = decodeURIComponent(url.username) || context.osUser;
+  const database = decodeURIComponent(url.pathname.slice(1)) || role;
+  const then = `Then run ${context.rerun} again.`;
+  const withUser = (user: string, password?: string) => {
+    const u = new URL(context.databaseUrl);
+    u.username = user;
+    u.password = password ?? "";
+    // `<password>` stays readable in the suggestion rather than percent-encoded.
+    return u.toString().replace("%3Cpassword%3E", "<password>");
+  };
+
+  const noPassword = url.password === "";
+  if (/client password must be a string/.test(message) || (code === "28P01" && noPassword)) {
+    return [
+      `${where} asks for a password for role "${role}", and DATABASE_URL gives none`,
+      "(Debian/Ubuntu's packages and Docker's image want one for TCP connections). Either:",
+      "  - give the role a password (your choice) and put it into DATABASE_URL:",
+      `      sudo -u postgres psql -c "ALTER ROLE ${roleSql(role)} PASSWORD '<password>'"`,
+      `      and in .env: DATABASE_URL=${withUser(role, "<password>")}`,
+      "    (Docker Compose's PostgreSQL has one already:",
+      `      DATABASE_URL=${withUser("postgres", "postgres")})`,
+      "  - or, on a development machine only, let connections from this machine in without a password: in",
+      "    pg_hba.conf (its path: sudo -u postgres psql -tAc 'SHOW hba_file') change the method of the line",
+      '    "host all all 127.0.0.1/32 scram-sha-256" to trust, then: sudo systemctl reload postgresql',
+      then,
+    ].join("\n");
+  }
+  if (code === "28P01") {
+    return [
+      `${where} refused DATABASE_URL's password for role "${role}". Correct it in .env, or set a new one:`,
+      `  sudo -u postgres psql -c "ALTER ROLE ${roleSql(role)} PASSWORD '<password>'"`,
+      `  and in .env: DATABASE_URL=${withUser(role, "<password>")}`,
+      then,
+    ].join("\n");
+  }
+  if (code === "28000" && (routine === "InitializeSessionUserId" || /^role ".*" does not exist$/.test(message))) {
+    const steps = [
+      `${where} has no role "${role}" (DATABASE_URL's user); Homebrew's and Postgres.app's PostgreSQL`,
+      "name their superuser after your login instead. Either:",
+      `  - create the role: createuser -s ${role}   (Debian/Ubuntu: sudo -u postgres createuser -s ${role})`,
+    ];
+    if (role !== context.osUser) {
+      steps.push(`  - or connect as yourself: in .env, DATABASE_URL=${withUser(context.osUser)}`);
+    }
+    return [...steps, then].join("\n");
+  }
+  if (code === "28000") {
+    return [
+      `${where} refused role "${role}": ${message}`,
+      "Its pg_hba.conf (path: sudo -u postgres psql -tAc 'SHOW hba_file') needs a line letting this machine in, e.g.",
+      '  "host all all 127.0.0.1/32 scram-sha-256", then: sudo systemctl reload postgresql',
+      then,
+    ].join("\n");
+  }
+  if (code === "42501" && (routine === "createdb" || /create database/i.test(message))) {
+    return [
+      `Database "${database}" does not exist and role "${role}" may not create databases. Either:`,
+      `  - create it once as a superuser: sudo -u postgres createdb -O ${role} ${database}`,
+      `  - or allow the role to: sudo -u postgres psql -c "ALTER ROLE ${roleSql(role)} CREATEDB"`,
+      then,
+    ].join("\n");
+  }
+  if (code === "3D000") {
+    return `${where} has no database "${database}": run npm run db:migrate (it creates the database and its tables) or fix DATABASE_URL, then run ${context.rerun} again.`;
+  }
+  return undefined;
+}
+
+/**
+ * What a script prints for an error that ends it: the explanation of `explainDatabaseError`, else one line; the
+ * stack only when `debug` (LOG_LEVEL debug or trace).
+ */
+export function failureReport(error: unknown, context: DatabaseErrorContext, debug: boolean): string {
+  const text = explainDatabaseError(error, context) ?? `${context.rerun} failed: ${oneLine(error)}`;
+  const stack = error instanceof Error ? error.stack : undefined;
+  return debug && stack !== undefined ? `${text}\n${stack}` : text;
+}
+
+/**
+ * The end of a script that failed: `configuration error: …` and status 78 (EX_CONFIG, as the apps) for a bad
+ * setting, else `failureReport` and status 1.
+ */
+export function exitOnFailure(error: unknown, context: DatabaseErrorContext, env: Environment): never {
+  if (error instanceof ConfigError) {
+    console.error(`configuration error: ${error.message}`);
+    process.exit(78);
+  }
+  console.error(failureReport(error, context, ["debug", "trace"].includes(env.LOG_LEVEL ?? "")));
+  process.exit(1);
+}
