@@ -18,6 +18,11 @@ import { PASSWORDS, startDashboard, type TestDashboard } from "./support/app.ts"
 import { randomId, seedNotification, seedOrder } from "./support/seed.ts";
 
 const RESULTS = join(dirname(fileURLToPath(import.meta.url)), "../../../test-results");
+/**
+ * The Chromium (or Chrome) the test drives; playwright-core brings none. CHROMIUM_PATH is the test suite's own
+ * setting, read here rather than through packages/config (which holds the application's).
+ */
+const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 
 let d: TestDashboard;
 let browser: Browser;
@@ -28,7 +33,7 @@ beforeAll(async () => {
   await d.app.listen({ host: "127.0.0.1", port: 0 });
   base = `http://127.0.0.1:${(d.app.server.address() as AddressInfo).port}`;
   browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
+    executablePath: CHROMIUM,
     args: [
       "--headless",
       "--no-sandbox",

@@ -2,7 +2,7 @@ import { once } from "node:events";
 import { readFileSync } from "node:fs";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { createRedisConnection } from "@wpn/queue";
-import { createTestMerchant } from "@wpn/testing";
+import { createTestMerchant, TEST_REDIS_URL } from "@wpn/testing";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MerchantRecord } from "../src/merchants/registry.ts";
@@ -142,10 +142,11 @@ describe("Redis outages", () => {
     // A TCP proxy in front of the local Redis that can silence the ingress's producer connection (both directions
     // dropped, sockets left open: a network partition or a failover without a reset); new connections pass, and
     // so do the test's own (it knows the producer by the name it gives itself, `wechatpay-notify:producer`).
+    const testRedis = new URL(TEST_REDIS_URL);
     const silenced = new Set<Socket>();
     const producers = new Set<Socket>();
     const proxy: Server = createServer((client) => {
-      const upstream = connect(6379, "127.0.0.1");
+      const upstream = connect(Number(testRedis.port || 6379), testRedis.hostname);
       client.on("data", (d: Buffer) => {
         if (d.includes("wechatpay-notify:producer")) producers.add(client);
         if (!silenced.has(client)) upstream.write(d);

@@ -2,8 +2,15 @@ import { randomBytes } from "node:crypto";
 import { createDb, type Db, ensureDatabase, migrate, parseDatabaseUrl, quoteIdent } from "@wpn/db";
 import pg from "pg";
 
-/** Tests share one database; each test file works in a schema of its own, so files can run in parallel. */
-export const TEST_DATABASE_BASE_URL = "postgresql://postgres@127.0.0.1:5432/wechatpay_notify_test";
+/**
+ * Tests share one database; each test file works in a schema of its own, so files can run in parallel.
+ * TEST_DATABASE_URL points the suite at another PostgreSQL (e.g. Docker Compose's, which wants a password:
+ * postgresql://postgres:postgres@127.0.0.1:5432/wechatpay_notify_test). Read from process.env here, outside
+ * packages/config, on purpose: this is the test suite's own setting, never the application's, and DATABASE_URL
+ * must not be it (a developer's .env points that at the development database, which tests must not touch).
+ */
+export const TEST_DATABASE_BASE_URL =
+  process.env.TEST_DATABASE_URL || "postgresql://postgres@127.0.0.1:5432/wechatpay_notify_test";
 
 export interface TestDatabase {
   /** DATABASE_URL for processes under test (`…?schema=t_xxx`). */

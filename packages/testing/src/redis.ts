@@ -1,7 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { createRedisConnection } from "@wpn/queue";
 
-export const TEST_REDIS_URL = "redis://127.0.0.1:6379";
+/**
+ * The Redis the suite uses; TEST_REDIS_URL points it elsewhere. Read from process.env here, outside packages/config,
+ * on purpose: the test suite's own setting, not the application's REDIS_URL (see TEST_DATABASE_BASE_URL).
+ */
+export const TEST_REDIS_URL = process.env.TEST_REDIS_URL || "redis://127.0.0.1:6379";
 
 /** A BullMQ key prefix unique to one test file, so files share the local Redis without seeing each other's jobs. */
 export function testQueuePrefix(label = "t"): string {
