@@ -171,7 +171,6 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
   const parseWorker = new Worker(QueueName.Parse, createStageProcessor(parse, runtime), {
     ...common,
     concurrency: config.WORKER_PARSE_CONCURRENCY,
-    settings: { backoffStrategy: windowBackoff(windowMs) },
   });
   const applyWorker = new Worker(QueueName.Apply, createStageProcessor(apply, runtime), {
     ...common,
@@ -305,9 +304,9 @@ export function healthPortOf(config: Config): number {
 const CLOSE_STEP_MS = 1_000;
 
 /**
- * Strategy of the parse and apply queues' backoff types: exponential with jitter, except that a retry within the
- * window (ORDER_NOT_FOUND, ORDER_NOT_PAID, a key that does not fit yet) is never scheduled after the window's end,
- * so the last try happens at the end of the window and the job is dead-lettered then, not up to a doubling later.
+ * Strategy of the apply queue's backoff type: exponential with jitter, except that a retry within the window
+ * (ORDER_NOT_FOUND, ORDER_NOT_PAID, a key that does not fit yet) is never scheduled after the window's end, so the
+ * last try happens at the end of the window and the job is dead-lettered then, not up to a doubling later.
  */
 export function windowBackoff(windowMs: number): BackoffStrategy {
   return (attemptsMade, _type, error, job) => {

@@ -19,7 +19,6 @@ export {
 } from "./jobs/dead.ts";
 export { type DecodedJob, decodeJob, type JobSchema } from "./jobs/decode.ts";
 export {
-  PARSE_BACKOFF_TYPE,
   PARSE_JOB_NAME,
   type ParseJob,
   type ParseJobV2,

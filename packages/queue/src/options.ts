@@ -1,6 +1,5 @@
 import type { DefaultJobOptions } from "bullmq";
 import { APPLY_BACKOFF_TYPE } from "./jobs/apply.ts";
-import { PARSE_BACKOFF_TYPE } from "./jobs/parse.ts";
 import { QueueName as Q, type QueueName } from "./names.ts";
 
 /**
@@ -12,11 +11,13 @@ export const defaultJobOptions: Record<QueueName, DefaultJobOptions> = {
   [Q.Parse]: {
     // 20 attempts, like apply: the doubling (1 s, 2 s, 4 s …, ±50% jitter so a recovering database is not hit in
     // lockstep) reaches the 20th attempt 3–6 days after the first, so the attempts outlast the longest retry window
-    // WORKER_UNKNOWN_ORDER_RETRY_SECONDS allows (3 days) and a window fault is dead-lettered when its window ends
-    // (the worker's strategy caps those retries at the window's end), never earlier. 12 attempts (~26 min) ran
-    // out inside the default 1 h window.
+    // WORKER_UNKNOWN_ORDER_RETRY_SECONDS allows (3 days): a window fault (a key that does not fit yet) is dead-lettered
+    // by the first attempt after the window's end (at most one doubling late), never earlier. 12 attempts (~26 min)
+    // ran out inside the default 1 h window. BullMQ's built-in type, not a worker-supplied one like apply's: the
+    // ingress writes this type on every job, and a worker of an earlier release, which lacks any strategy for parse
+    // jobs, would stall each job it failed (BullMQ: "Unknown backoff strategy") during a rolling deploy.
     attempts: 20,
-    backoff: { type: PARSE_BACKOFF_TYPE, delay: 1_000, jitter: 0.5 },
+    backoff: { type: "exponential", delay: 1_000, jitter: 0.5 },
     removeOnComplete: { age: 3_600, count: 10_000 },
     removeOnFail: { age: 7 * 24 * 3_600, count: 100_000 },
   },

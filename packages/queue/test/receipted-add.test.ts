@@ -49,7 +49,7 @@ describe("createReceiptedAdder (real Redis)", () => {
     const expected = await jobHash(viaBullmq);
     expect(await jobHash(viaAdder)).toEqual(expected);
     // Queue defaults reached the stored options (attempts, backoff, retention).
-    expect(expected.opts).toMatchObject({ attempts: 20, backoff: { type: "notify-parse", delay: 1_000 } });
+    expect(expected.opts).toMatchObject({ attempts: 20, backoff: { type: "exponential", delay: 1_000 } });
     const waiting = await redis.lrange(`${queueKey}:wait`, 0, -1);
     expect(waiting).toEqual(expect.arrayContaining([viaBullmq, viaAdder]));
     expect(await eventsOf(viaAdder)).toEqual(await eventsOf(viaBullmq));

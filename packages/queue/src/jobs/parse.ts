@@ -47,10 +47,3 @@ export type ParseJob = z.infer<typeof parseJobSchema>;
 
 /** BullMQ job name of parse jobs (one name per payload family keeps bull-board readable). */
 export const PARSE_JOB_NAME = "notification";
-
-/**
- * Backoff type of parse jobs: like APPLY_BACKOFF_TYPE (the worker supplies the strategy), so a merchant key that
- * does not open a notification yet (a rotation deployed after WeChat switched) is retried until the end of the
- * window, with its last try there — BullMQ's built-in exponential type would run out of attempts first.
- */
-export const PARSE_BACKOFF_TYPE = "notify-parse";
