@@ -11,7 +11,7 @@ export interface Consumer {
 }
 
 export interface DatabaseOutageOptions {
-  /** One cheap statement through the jobs' own pool (`SELECT 1`): resolves when PostgreSQL answers. */
+  /** One cheap statement on a connection of its own (`probeDatabase`): resolves when PostgreSQL answers. */
   probe(): Promise<unknown>;
   /** Read when an outage starts (the Workers are created after the processors that report to this). */
   consumers(): readonly Consumer[];

@@ -1,6 +1,6 @@
 import { hostname } from "node:os";
 import type { Config } from "@wpn/config";
-import { createDb, type Db, upsertParsedNotifications } from "@wpn/db";
+import { createDb, type Db, probeDatabase, upsertParsedNotifications } from "@wpn/db";
 import {
   applyBackoffDelay,
   createQueue,
@@ -119,7 +119,7 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
 
   const windowMs = config.WORKER_UNKNOWN_ORDER_RETRY_SECONDS * 1000;
   const outage = new DatabaseOutage({
-    probe: () => db.pool.query("SELECT 1"),
+    probe: () => probeDatabase(db.target, PROBE_TIMEOUT_MS),
     consumers: () => workers.map((w) => w.worker),
     log,
     metrics,
@@ -299,6 +299,9 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
 export function healthPortOf(config: Config): number {
   return config.WORKER_HEALTH_PORT === 0 ? 0 : config.WORKER_HEALTH_PORT + config.WORKER_INDEX;
 }
+
+/** The outage probe's bound on connecting and on its `SELECT 1`, ms (DatabaseOutage bounds the whole probe too). */
+const PROBE_TIMEOUT_MS = 1_000;
 
 /** Longest wait for each closing step once the jobs are done or abandoned (queues, Redis, PostgreSQL, health), ms. */
 const CLOSE_STEP_MS = 1_000;

@@ -85,6 +85,29 @@ export function createDb(options: DbOptions): Db {
   };
 }
 
+/**
+ * Resolves when PostgreSQL answers `SELECT 1` on a connection of its own within `timeoutMs` (connect and statement
+ * each), rejects otherwise. Not through a pool: a pool whose connections are all busy (slow statements, a hot row's
+ * lock) makes a database that answers look down.
+ */
+export async function probeDatabase(target: DatabaseTarget, timeoutMs: number): Promise<void> {
+  const client = new pg.Client({
+    connectionString: target.connectionString,
+    connectionTimeoutMillis: timeoutMs,
+    query_timeout: timeoutMs,
+    application_name: "wechatpay-notify:probe",
+  });
+  // A connection lost after the answer would emit 'error' on a client nobody reads any more.
+  client.on("error", () => undefined);
+  try {
+    await client.connect();
+    await client.query("SELECT 1");
+  } finally {
+    // Ending a client whose connect failed rejects too; the probe's own outcome is what matters.
+    await client.end().catch(() => undefined);
+  }
+}
+
 /** `s_<16 hex>` from the SQL text, memoised: the same text always maps to the same prepared statement. */
 function statementName(): (query: { sql: string }) => string {
   const names = new Map<string, string>();

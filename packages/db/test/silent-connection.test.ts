@@ -1,5 +1,5 @@
 import { connect, createServer, type Server, type Socket } from "node:net";
-import { classifyDbError, createDb, type Db } from "@wpn/db";
+import { classifyDbError, createDb, type Db, probeDatabase } from "@wpn/db";
 import { createTestDatabase, TEST_DATABASE_BASE_URL, type TestDatabase } from "@wpn/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -108,4 +108,38 @@ describe("a statement that waits too long inside a transaction (the server answe
       }
     }, 30_000);
   }
+});
+
+describe("probeDatabase (the worker's outage probe)", () => {
+  it("answers while every pooled connection is busy: a loaded pool is not an outage", async () => {
+    const db = createDb({ url: TEST_DATABASE_BASE_URL, poolMax: 1, connectTimeoutMs: 300 });
+    try {
+      const busy = db.pool.query("SELECT pg_sleep(2)");
+      // The jobs' way in fails (a pool-wait timeout, classified DB_UNAVAILABLE)…
+      await expect(db.pool.query("SELECT 1")).rejects.toThrow(/timeout/);
+      // …while PostgreSQL itself answers the probe.
+      await expect(probeDatabase(db.target, 1_000)).resolves.toBeUndefined();
+      await busy;
+    } finally {
+      await db.close();
+    }
+  });
+
+  it("rejects within its bound on a path gone silent, and when nothing listens", async () => {
+    const url = new URL(TEST_DATABASE_BASE_URL);
+    url.host = `127.0.0.1:${port}`;
+    const silentDb = createDb({ url: url.toString() });
+    silent = true;
+    try {
+      const started = Date.now();
+      await expect(probeDatabase(silentDb.target, 500)).rejects.toThrow();
+      expect(Date.now() - started).toBeLessThan(2_000);
+    } finally {
+      silent = false;
+      await silentDb.close();
+    }
+    const nothing = createDb({ url: "postgresql://postgres@127.0.0.1:1/wechatpay_notify" });
+    await expect(probeDatabase(nothing.target, 500)).rejects.toThrow();
+    await nothing.close();
+  });
 });
