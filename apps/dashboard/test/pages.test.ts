@@ -171,6 +171,30 @@ describe("payment review", () => {
     expect((await viewer.get("/reviews?reason=OUT_OF_STOCK")).body).not.toContain(abnormal);
   });
 
+  it("a second payment that put its order in review (DUPLICATE_PAYMENT) is listed and counted once, with the order", async () => {
+    const prisma = d.database.db.prisma;
+    const onOrder = randomId("OTN-DUP");
+    const elsewhere = randomId("OTN-DUP-REFUNDED");
+    await seedOrder(prisma, { outTradeNo: onOrder, status: "PAYMENT_REVIEW", reviewReason: "DUPLICATE_PAYMENT" });
+    await seedOrder(prisma, { outTradeNo: elsewhere, status: "REFUND" });
+    const second = await seedNotification(prisma, {
+      status: "REVIEW",
+      errorCode: "DUPLICATE_PAYMENT",
+      outTradeNo: onOrder,
+    });
+    // Paid again after a full refund: the order stays REFUND, only the notification tells.
+    const afterRefund = await seedNotification(prisma, {
+      status: "REVIEW",
+      errorCode: "DUPLICATE_PAYMENT",
+      outTradeNo: elsewhere,
+    });
+    const page = (await viewer.get("/reviews?reason=DUPLICATE_PAYMENT")).body;
+    expect(page).toContain(onOrder);
+    expect(page).not.toContain(`/notifications/${second}"`);
+    expect(page).toContain(`/notifications/${afterRefund}"`);
+    expect((await viewer.get("/reviews")).body).toMatch(/DUPLICATE_PAYMENT<\/div><div class="value">2</);
+  });
+
   it("lists refunds recorded but not counted, beside the orders, and counts them on the overview", async () => {
     const prisma = d.database.db.prisma;
     const outTradeNo = randomId("OTN-RF");

@@ -47,7 +47,7 @@ export type ReviewNotification = Prisma.NotificationGetPayload<{ select: typeof 
 /**
  * Review outcomes that leave no order in PAYMENT_REVIEW and no refund with a reviewReason: only the notification
  * (status REVIEW, errorCode) says a human should look — a payment of another merchant or carrying another order's
- * transaction id, a second payment of an order not in SUCCESS, a refund that does not match its order or another
+ * transaction id, a second payment of an order that was not in SUCCESS (the order is not put in review), a refund that does not match its order or another
  * refund, a refund WeChat reports abnormal (the merchant must act in WeChat's merchant platform) or closed.
  */
 export const NOTIFICATION_ONLY_REVIEW_CODES = [
@@ -87,10 +87,17 @@ export interface Reviews {
  * whose review outcome shows on neither (NOTIFICATION_ONLY_REVIEW_CODES), with counts by reason.
  */
 export async function loadReviews(db: DbClient, reason?: string, now: Date = new Date()): Promise<Reviews> {
+  // A second payment of an order in SUCCESS puts the order in review with DUPLICATE_PAYMENT: the order's row tells
+  // it, and its notification is not listed again (nor counted twice).
+  const duplicateOnOrder = await db.order.findMany({
+    where: { status: "PAYMENT_REVIEW", reviewReason: "DUPLICATE_PAYMENT" },
+    select: { outTradeNo: true },
+  });
   const notificationWhere: Prisma.NotificationWhereInput = {
     status: "REVIEW",
     receivedAt: { gte: new Date(now.getTime() - NOTIFICATION_REVIEW_DAYS * 86_400_000) },
     errorCode: { in: reason ? [reason] : [...NOTIFICATION_ONLY_REVIEW_CODES] },
+    NOT: { errorCode: "DUPLICATE_PAYMENT", outTradeNo: { in: duplicateOnOrder.map((o) => o.outTradeNo) } },
   };
   const [orders, refunds, notifications, orderGroups, refundGroups, notificationGroups] = await Promise.all([
     db.order.findMany({
