@@ -178,6 +178,12 @@ describe("a running worker when PostgreSQL stops answering", () => {
         const [p, a] = await Promise.all([parseQueue.getCompletedCount(), applyQueue.getCompletedCount()]);
         return p === 2 && a === 4;
       });
+      // Each job's wait before its first run is observed once, not again each time the outage put it back.
+      const waits = (await worker.metrics.waiting.get()).values.filter((v) => v.metricName?.endsWith("_count"));
+      expect(Object.fromEntries(waits.map((v) => [v.labels.queue, v.value]))).toEqual({
+        [QueueName.Parse]: 2,
+        [QueueName.Apply]: 4,
+      });
       // Applied exactly once: one movement per order, the stock taken once per order.
       for (const outTradeNo of orders) expect((await orderOf(world.prisma, outTradeNo)).movements).toHaveLength(1);
       expect((await stockOf(world.prisma)).A).toBe(96);

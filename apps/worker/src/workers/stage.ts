@@ -171,7 +171,9 @@ async function runStage<P, R extends StageResult>(
       log = null;
     },
   };
-  if (job.attemptsMade === 0)
+  // The wait before a job's first run only: a job put back without using an attempt (an outage, a deferred letter)
+  // or re-run after a stall still has attemptsMade 0, and would be observed again with the outage in its wait.
+  if (job.attemptsMade === 0 && (job.attemptsStarted ?? 1) <= 1)
     rt.metrics.waiting.observe({ queue: def.queue }, Math.max(0, Date.now() - job.timestamp) / 1000);
   try {
     const decoded = decodeJob(def.schema, job.data);
