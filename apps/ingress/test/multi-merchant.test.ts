@@ -66,7 +66,12 @@ describe("multi-merchant routes", () => {
   });
 
   it("uses the row's APIv2 key on /notify/v2/:mchid", async () => {
-    const fields = { mch_id: second.mchid, transaction_id: "4200000000000000000000000222", return_code: "SUCCESS", result_code: "SUCCESS" };
+    const fields = {
+      mch_id: second.mchid,
+      transaction_id: "4200000000000000000000000222",
+      return_code: "SUCCESS",
+      result_code: "SUCCESS",
+    };
     const xml = buildV2Xml({ ...fields, sign: signV2(fields, second.apiV2Key, "MD5") });
     const response = await postXml(f.app, `/notify/v2/${second.mchid}`, xml);
     expect(response.statusCode).toBe(200);
@@ -83,7 +88,12 @@ describe("multi-merchant routes", () => {
       data: { apiV2Key: "r".repeat(32), apiV2KeyPrevious: rotating.apiV2Key },
     });
     now += 61_000;
-    const fields = { mch_id: rotating.mchid, transaction_id: "4200000000000000000000000777", return_code: "SUCCESS", result_code: "SUCCESS" };
+    const fields = {
+      mch_id: rotating.mchid,
+      transaction_id: "4200000000000000000000000777",
+      return_code: "SUCCESS",
+      result_code: "SUCCESS",
+    };
     const xml = buildV2Xml({ ...fields, sign: signV2(fields, rotating.apiV2Key, "MD5") });
     const response = await postXml(f.app, `/notify/v2/${rotating.mchid}`, xml);
     expect(response.statusCode).toBe(200);
@@ -95,7 +105,12 @@ describe("multi-merchant routes", () => {
     const before = await f.jobsEverAdded();
     const transactionId = "4200000000000000000000000333";
     // Merchant `second` signs (with its own APIv2 key) XML naming the environment's merchant.
-    const forged = { mch_id: f.merchant.mchid, transaction_id: transactionId, return_code: "SUCCESS", result_code: "SUCCESS" };
+    const forged = {
+      mch_id: f.merchant.mchid,
+      transaction_id: transactionId,
+      return_code: "SUCCESS",
+      result_code: "SUCCESS",
+    };
     const response = await postXml(
       f.app,
       `/notify/v2/${second.mchid}`,
@@ -106,7 +121,12 @@ describe("multi-merchant routes", () => {
     expect(await f.jobsEverAdded()).toBe(before);
     // Even one naming itself with the other's transaction id takes nothing from the other: ids carry the merchant.
     const own = { mch_id: second.mchid, transaction_id: transactionId, return_code: "SUCCESS", result_code: "SUCCESS" };
-    const genuine = { mch_id: f.merchant.mchid, transaction_id: transactionId, return_code: "SUCCESS", result_code: "SUCCESS" };
+    const genuine = {
+      mch_id: f.merchant.mchid,
+      transaction_id: transactionId,
+      return_code: "SUCCESS",
+      result_code: "SUCCESS",
+    };
     for (const [url, fields, key] of [
       [`/notify/v2/${second.mchid}`, own, second.apiV2Key],
       ["/notify/v2", genuine, f.merchant.apiV2Key],
