@@ -138,14 +138,19 @@ describe("multi-merchant routes", () => {
     expect(await f.queue.getJob(`v2:pay:${f.merchant.mchid}.${transactionId}`)).toBeDefined();
   });
 
-  it("keeps two merchants' refunds with the same out_refund_no apart (a refund number is unique per merchant)", async () => {
+  it("keeps two merchants' refunds with the same numbers apart (the merchant whose key opened req_info is in the id)", async () => {
     const before = await f.jobsEverAdded();
     const refundOf = (m: TestMerchant) =>
       buildV2Xml({
         return_code: "SUCCESS",
         mch_id: m.mchid,
         req_info: encryptV2ReqInfo(
-          { out_refund_no: "R0001", out_trade_no: "T1", refund_status: "SUCCESS" },
+          {
+            out_refund_no: "R0001",
+            out_trade_no: "T1",
+            refund_id: "50300000000000000000000000000001",
+            refund_status: "SUCCESS",
+          },
           m.apiV2Key,
         ),
       });
@@ -155,7 +160,11 @@ describe("multi-merchant routes", () => {
     ] as const) {
       const response = await postXml(f.app, url, refundOf(m));
       expect(response.statusCode).toBe(200);
-      expect((await f.queue.getJob(`v2:refund:${m.mchid}.R0001.SUCCESS`))?.data).toMatchObject({ mchid: m.mchid });
+      expect(
+        (await f.queue.getJob(`v2:refund:${m.mchid}.50300000000000000000000000000001.SUCCESS`))?.data,
+      ).toMatchObject({
+        mchid: m.mchid,
+      });
     }
     expect(await f.jobsEverAdded()).toBe(before + 2);
   });

@@ -48,13 +48,17 @@ function payment(
 
 function refund(
   key = f.merchant.apiV2Key,
-  { outRefundNo = `R${randomBytes(6).toString("hex")}`, status = "SUCCESS" } = {},
+  {
+    outRefundNo = `R${randomBytes(6).toString("hex")}`,
+    status = "SUCCESS",
+    refundId = `5030${randomBytes(8).toString("hex").replace(/\D/g, "7")}`,
+  } = {},
 ) {
   const reqInfo = encryptV2ReqInfo(
     {
       transaction_id: "4200000000000000000000000002",
       out_trade_no: "T1",
-      refund_id: "50000000000000000000000000",
+      refund_id: refundId,
       out_refund_no: outRefundNo,
       total_fee: "100",
       refund_fee: "100",
@@ -73,7 +77,7 @@ function refund(
     nonce_str: randomBytes(16).toString("hex"),
     req_info: reqInfo,
   });
-  return { xml, id: `v2:refund:${f.merchant.mchid}.${outRefundNo}.${status}` };
+  return { xml, id: `v2:refund:${f.merchant.mchid}.${refundId}.${status}` };
 }
 
 const postXml = (xml: string, contentType = "text/xml", url = "/notify/v2") =>
@@ -112,16 +116,28 @@ describe("POST /notify/v2", () => {
 
   it("a refund notified again with a new status (CHANGE, then SUCCESS) is a new job; each status's redelivery is not", async () => {
     const before = await f.jobsEverAdded();
-    const abnormal = refund(undefined, { outRefundNo: "R-status-1", status: "CHANGE" });
-    const success = refund(undefined, { outRefundNo: "R-status-1", status: "SUCCESS" });
+    const same = { outRefundNo: "R-status-1", refundId: "50300000000000000000000000000001" };
+    const abnormal = refund(undefined, { ...same, status: "CHANGE" });
+    const success = refund(undefined, { ...same, status: "SUCCESS" });
     for (const { xml } of [abnormal, success, abnormal, success]) {
       const response = await postXml(xml);
       expect(response.statusCode).toBe(200);
       expect(response.body).toBe(SUCCESS_XML);
     }
     expect(await f.jobsEverAdded()).toBe(before + 2);
-    expect(abnormal.id).toBe(`v2:refund:${f.merchant.mchid}.R-status-1.CHANGE`);
+    expect(abnormal.id).toBe(`v2:refund:${f.merchant.mchid}.50300000000000000000000000000001.CHANGE`);
     for (const { id } of [abnormal, success]) expect(await f.queue.getJob(id)).toBeDefined();
+  });
+
+  it("two refunds with the same out_refund_no (two sub-merchants of a service provider) are two jobs, told apart by refund_id", async () => {
+    const before = await f.jobsEverAdded();
+    // In partner mode every sub-merchant's refunds arrive under the provider's key and route; out_refund_no is
+    // unique only per sub-merchant, refund_id across WeChat.
+    const ofA = refund(undefined, { outRefundNo: "1", refundId: "50300000000000000000000000000A01" });
+    const ofB = refund(undefined, { outRefundNo: "1", refundId: "50300000000000000000000000000B02" });
+    for (const { xml } of [ofA, ofB, ofB]) expect((await postXml(xml)).body).toBe(SUCCESS_XML);
+    expect(await f.jobsEverAdded()).toBe(before + 2);
+    for (const { id } of [ofA, ofB]) expect(await f.queue.getJob(id)).toBeDefined();
   });
 
   it("a payment notified as failed, then as successful (same transaction_id), is a new job; each one's redelivery is not", async () => {
@@ -138,9 +154,17 @@ describe("POST /notify/v2", () => {
     for (const { id } of [failed, paid]) expect(await f.queue.getJob(id)).toBeDefined();
   });
 
-  it("400 PAYLOAD_INVALID for a refund whose out_refund_no or refund_status breaks WeChat's format", async () => {
+  it("400 PAYLOAD_INVALID for a refund whose out_refund_no, refund_id or refund_status breaks WeChat's format", async () => {
     const before = await f.jobsEverAdded();
-    for (const options of [{ outRefundNo: "R.1" }, { outRefundNo: "R:1" }, { status: "success" }, { status: "" }]) {
+    const broken = [
+      { outRefundNo: "R.1" },
+      { outRefundNo: "R:1" },
+      { refundId: "" },
+      { refundId: "5030.1" },
+      { status: "success" },
+      { status: "" },
+    ];
+    for (const options of broken) {
       const response = await postXml(refund(undefined, options).xml);
       expect(response.statusCode).toBe(400);
       expect(response.body).toBe(failXml("PAYLOAD_INVALID: notification fields are missing or invalid"));

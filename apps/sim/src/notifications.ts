@@ -64,7 +64,7 @@ export interface SignedRequest {
 
 export interface Notification {
   api: Api;
-  /** v3: the envelope `id`; v2: the id the ingress derives (`v2:pay:<mchid>.<transaction_id>[.FAIL]`, `v2:refund:<mchid>.<out_refund_no>.<refund_status>`). */
+  /** v3: the envelope `id`; v2: the id the ingress derives (`v2:pay:<mchid>.<transaction_id>[.FAIL]`, `v2:refund:<mchid>.<refund_id>.<refund_status>`). */
   id: string;
   eventType: string;
   /** What was encrypted/signed, for printing. */
@@ -321,7 +321,7 @@ export function v2Refund(keys: SimKeys, refund: Refund): Notification {
   const reqInfo = encryptV2ReqInfo(inner, keys.apiV2Key);
   return {
     api: "v2",
-    id: `v2:refund:${refund.mchid}.${refund.outRefundNo}.${inner.refund_status}`,
+    id: `v2:refund:${refund.mchid}.${refund.refundId}.${inner.refund_status}`,
     eventType: `REFUND.${refund.status}`,
     plaintext: inner,
     sign() {

@@ -25,11 +25,14 @@ const XML_TYPES = ["text/xml", "application/xml"];
  *   refused, and the merchant is part of the id — otherwise one merchant could take another's transaction id and
  *   have the genuine notification answered as a redelivery;
  * - refund notification (has `req_info`, no `sign`): authenticated by decrypting `req_info` with the key
- *   → id `v2:refund:<mchid>.<out_refund_no>.<refund_status>`. out_refund_no is the merchant's own number,
- *   unique only within one merchant, so the merchant (whose key opened req_info) is part of the id; and one
- *   refund can be notified more than once with different outcomes (CHANGE, then SUCCESS once the merchant has
- *   handled the abnormal refund), so the status is too. Without either, a refund would be answered as a
- *   redelivery of another notification and never applied. `.` occurs in none of the three parts.
+ *   → id `v2:refund:<mchid>.<refund_id>.<refund_status>`. refund_id is WeChat's own refund number, the same on
+ *   every delivery of one refund; out_refund_no is not usable: it is the requesting merchant's number, and in
+ *   partner mode every sub-merchant's refunds arrive under the service provider's key and route, so two
+ *   sub-merchants' refund "1" would share an id and the second be answered as a redelivery, never applied (the
+ *   outer sub_mch_id is not signed). The merchant whose key opened req_info is part of the id all the same, so one
+ *   tenant cannot take another's refund id; and one refund can be notified more than once with different outcomes
+ *   (CHANGE, then SUCCESS once the merchant has handled the abnormal refund), so the status is too. `.` occurs in
+ *   none of the three parts.
  * The raw XML (with `req_info` still encrypted) is what the job carries. Success is HTTP 200 with WeChat's
  * exact SUCCESS XML, only after Redis confirmed the job.
  */
@@ -96,9 +99,10 @@ function authenticate(
   const reqInfo = fields.req_info;
   if (reqInfo !== undefined) {
     const inner = openWithKeyOrPrevious((key) => decryptV2ReqInfo(reqInfo, key), apiV2Key, previousKey);
-    const outRefundNo = requireOutRefundNo(inner.out_refund_no);
+    requireOutRefundNo(inner.out_refund_no);
+    const refundId = requireRefundId(inner.refund_id);
     const status = requireRefundStatus(inner.refund_status);
-    return { kind: "refund" as const, id: `v2:refund:${mchid}.${outRefundNo}.${status}` };
+    return { kind: "refund" as const, id: `v2:refund:${mchid}.${refundId}.${status}` };
   }
   throw new IngressError("V2_SIGN_INVALID", "neither sign nor req_info present");
 }
@@ -107,6 +111,14 @@ function authenticate(
 function requireOutRefundNo(value: string | undefined): string {
   if (value === undefined || !/^[0-9A-Za-z_\-|*@]{1,64}$/.test(value)) {
     throw new IngressError("PAYLOAD_INVALID", "out_refund_no is missing or malformed");
+  }
+  return value;
+}
+
+/** WeChat's refund_id: its own refund number, digits (≤32; letters and up to 64 accepted, never `.` or `:`). */
+function requireRefundId(value: string | undefined): string {
+  if (value === undefined || !/^[0-9A-Za-z]{1,64}$/.test(value)) {
+    throw new IngressError("PAYLOAD_INVALID", "refund_id is missing or malformed");
   }
   return value;
 }

@@ -315,7 +315,7 @@ export function v2Refund(
   return {
     v: 1,
     api: "v2",
-    id: `v2:refund:${world.merchant.mchid}.${outRefundNo}.${inner.refund_status}`,
+    id: `v2:refund:${world.merchant.mchid}.${inner.refund_id}.${inner.refund_status}`,
     kind: "refund",
     mchid: world.merchant.mchid,
     receivedAt: Date.now(),
