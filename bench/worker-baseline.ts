@@ -47,16 +47,19 @@ async function run(c: pg.PoolClient, p: PaymentFacts): Promise<PaymentResult> {
     moved: 0,
     notificationStatus: null,
     notificationCode: null,
+    appliedAt: null,
     ...extra,
   });
   const n = (
-    await c.query(`SELECT status::text AS status, "errorCode" FROM "Notification" WHERE id = $1 FOR UPDATE`, [
-      p.notificationId,
-    ])
-  ).rows[0] as { status: string; errorCode: string | null } | undefined;
+    await c.query(
+      `SELECT status::text AS status, "errorCode", (extract(epoch FROM "appliedAt") * 1000)::double precision AS "appliedAt"
+       FROM "Notification" WHERE id = $1 FOR UPDATE`,
+      [p.notificationId],
+    )
+  ).rows[0] as { status: string; errorCode: string | null; appliedAt: number | null } | undefined;
   if (!n) return result("NOTIFICATION_NOT_FOUND");
   const seen = { notificationStatus: n.status, notificationCode: n.errorCode };
-  if (FINAL.has(n.status)) return result("ALREADY", seen);
+  if (FINAL.has(n.status)) return result("ALREADY", { ...seen, appliedAt: n.appliedAt });
   const o = (
     await c.query(
       `SELECT id, status::text AS status, "transactionId", mchid, appid, "subMchid", "subAppid", "amountTotal", currency, "reviewReason",
@@ -153,15 +156,24 @@ async function run(c: pg.PoolClient, p: PaymentFacts): Promise<PaymentResult> {
     }
   }
   const nStatus = outcome === "APPLIED" ? "APPLIED" : outcome === "DUPLICATE" ? "DUPLICATE" : "REVIEW";
-  await c.query(
-    `UPDATE "Notification" SET status = $2::"NotificationStatus", "errorCode" = $3, "lastError" = NULL, attempts = attempts + 1,
-       "appliedAt" = now() AT TIME ZONE 'UTC', "updatedAt" = now() AT TIME ZONE 'UTC', "outTradeNo" = $4, "transactionId" = $5
-     WHERE id = $1`,
-    [p.notificationId, nStatus, nStatus === "REVIEW" ? outcome : null, p.outTradeNo, p.transactionId],
-  );
+  const applied = (
+    await c.query(
+      `UPDATE "Notification" SET status = $2::"NotificationStatus", "errorCode" = $3, "lastError" = NULL, attempts = attempts + 1,
+         "appliedAt" = now() AT TIME ZONE 'UTC', "updatedAt" = now() AT TIME ZONE 'UTC', "outTradeNo" = $4, "transactionId" = $5
+       WHERE id = $1 RETURNING (extract(epoch FROM "appliedAt") * 1000)::double precision AS "appliedAt"`,
+      [p.notificationId, nStatus, nStatus === "REVIEW" ? outcome : null, p.outTradeNo, p.transactionId],
+    )
+  ).rows[0] as { appliedAt: number };
   await c.query(
     `INSERT INTO "NotificationEvent" ("notificationId", at, kind, detail) VALUES ($1, now() AT TIME ZONE 'UTC', $2, $3::jsonb)`,
     [p.notificationId, nStatus, JSON.stringify({ outcome, orderId: o.id, movedSkus: moved })],
   );
-  return { ...base, outcome, orderStatus: order.status, reviewReason: order.reviewReason, moved };
+  return {
+    ...base,
+    outcome,
+    orderStatus: order.status,
+    reviewReason: order.reviewReason,
+    moved,
+    appliedAt: applied.appliedAt,
+  };
 }

@@ -224,6 +224,7 @@ describe("PaymentBatcher", () => {
       moved: 0,
       notificationStatus: "PROCESSING",
       notificationCode: null,
+      appliedAt: null,
     };
     const store = prismaApplyStore(world.prisma);
     const attempts = new Map<string, number>();

@@ -312,6 +312,7 @@ describe("checks against the order: mismatch → PAYMENT_REVIEW, no stock", () =
       moved: 0,
       notificationStatus: "PROCESSING",
       notificationCode: null,
+      appliedAt: 1_764_000_000_000,
     };
     const expected = {
       type: "payment.review",
@@ -353,6 +354,7 @@ describe("checks against the order: mismatch → PAYMENT_REVIEW, no stock", () =
       moved: 0,
       notificationStatus: "PROCESSING",
       notificationCode: null,
+      appliedAt: 1_764_000_000_000,
     };
     expect(paymentEvent(facts, result)).toBeNull();
     // A re-run of the job (ALREADY) re-derives from what the first run recorded: still nothing.
@@ -457,6 +459,75 @@ describe("order state", () => {
     await seedOrder(world, { outTradeNo: "T-late-order", amountTotal: 100, items: { A: 1 } });
     expect((await run.apply(applyJob!)).outcome).toBe("APPLIED");
     expect(await eventsOf(job.id)).toEqual(["RECEIVED", "PARSED", "APPLIED"]);
+  });
+});
+
+describe("published events (PUBLISH_EVENTS=true)", () => {
+  it("a second transaction on an order in any state: payment.review with DUPLICATE_PAYMENT, fresh and re-derived, never the order's reason", async () => {
+    await seedSkus(world.prisma, { EV0: 0 });
+    const run = inline(world);
+    // A refunded order, an order paid while out of stock, an order paid and still SUCCESS: each paid again.
+    const refunded = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+    await run.deliver(v3Payment(world, { outTradeNo: refunded, transactionId: "4200000000EV1" }));
+    await run.deliver(
+      v3Refund(world, { outTradeNo: refunded, transactionId: "4200000000EV1", refund: 100, total: 100 }),
+    );
+    const outOfStock = await seedOrder(world, { amountTotal: 100, items: { EV0: 1 } });
+    await run.deliver(v3Payment(world, { outTradeNo: outOfStock, transactionId: "4200000000EV2" }));
+    const paid = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+    await run.deliver(v3Payment(world, { outTradeNo: paid, transactionId: "4200000000EV3" }));
+    const cases = [
+      { otn: refunded, txn: "4200000000EV1b", orderStatus: "REFUND" },
+      { otn: outOfStock, txn: "4200000000EV2b", orderStatus: "PAYMENT_REVIEW" },
+      { otn: paid, txn: "4200000000EV3b", orderStatus: "PAYMENT_REVIEW" },
+    ];
+    for (const c of cases) {
+      const { apply, applyJob } = await run.deliver(v3Payment(world, { outTradeNo: c.otn, transactionId: c.txn }));
+      expect(apply?.outcome).toBe("DUPLICATE_PAYMENT");
+      const expected = {
+        type: "payment.review",
+        notificationId: applyJob?.notificationId,
+        reviewReason: "DUPLICATE_PAYMENT",
+        orderStatus: c.orderStatus,
+        transactionId: c.txn,
+      };
+      // Before: the order's reviewReason — null for the refunded order, OUT_OF_STOCK for the other.
+      expect(run.published.at(-1)).toMatchObject(expected);
+      expect((await run.apply(applyJob!)).outcome).toBe("ALREADY");
+      expect(run.published.at(-1)).toMatchObject(expected);
+    }
+    expect((await orderOf(world.prisma, outOfStock)).reviewReason).toBe("OUT_OF_STOCK");
+  });
+
+  it("a payment.succeeded re-derived after the order went to review says nothing of the order's review", async () => {
+    const run = inline(world);
+    const otn = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+    const { applyJob } = await run.deliver(v3Payment(world, { outTradeNo: otn, transactionId: "4200000000EV4" }));
+    const first = run.published.at(-1);
+    expect(first).toMatchObject({ type: "payment.succeeded", reviewReason: null, orderStatus: "SUCCESS" });
+    await run.deliver(v3Payment(world, { outTradeNo: otn, transactionId: "4200000000EV4b" }));
+    expect((await run.apply(applyJob!)).outcome).toBe("ALREADY");
+    // Before: reviewReason DUPLICATE_PAYMENT, the other payment's code read from the order.
+    expect(run.published.at(-1)).toMatchObject({
+      type: "payment.succeeded",
+      reviewReason: null,
+      orderStatus: "PAYMENT_REVIEW",
+    });
+  });
+
+  it("an event re-derived by a later run carries the commit time, not the re-run's", async () => {
+    const run = inline(world);
+    const otn = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+    const { applyJob } = await run.deliver(v3Payment(world, { outTradeNo: otn, transactionId: "4200000000EV5" }));
+    const first = run.published.at(-1);
+    const n = await world.prisma.notification.findUniqueOrThrow({ where: { id: applyJob!.notificationId } });
+    expect(first?.occurredAt).toBe(n.appliedAt?.getTime());
+    // The publish failed after the commit; the retry runs later, after the order was refunded.
+    await run.deliver(v3Refund(world, { outTradeNo: otn, transactionId: "4200000000EV5", refund: 100, total: 100 }));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect((await run.apply(applyJob!)).outcome).toBe("ALREADY");
+    // Before: occurredAt was the re-run's Date.now().
+    expect(run.published.at(-1)).toEqual({ ...first, orderStatus: "REFUND" });
   });
 });
 

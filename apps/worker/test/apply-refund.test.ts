@@ -462,6 +462,7 @@ describe("refund amounts are checked against the order (REFUND_AMOUNT_MISMATCH: 
       restocked: 0,
       notificationStatus: "PROCESSING",
       notificationCode: null,
+      appliedAt: 1_764_000_000_000,
     };
     // Before: no refund.review type; an APPLIED over-refund published refund.succeeded of 500 000.
     expect(refundEvent(facts, result)).toMatchObject({
@@ -484,6 +485,34 @@ describe("refund amounts are checked against the order (REFUND_AMOUNT_MISMATCH: 
     });
     // Not the order's refund: nothing to tell its merchant.
     expect(refundEvent(facts, { ...result, outcome: "TRANSACTION_MISMATCH" })).toBeNull();
+  });
+});
+
+describe("published events (PUBLISH_EVENTS=true)", () => {
+  it("each refund event carries the refund's own code and the commit time, also when a later run re-derives it", async () => {
+    // An order paid while out of stock keeps reviewReason OUT_OF_STOCK: not what any of its refunds says.
+    const outTradeNo = await seedOrder(world, { amountTotal: 1_000, items: { C: 1 } });
+    const transactionId = "4200000000RV1";
+    const run = inline(world);
+    await run.deliver(v3Payment(world, { outTradeNo, transactionId, total: 1_000 }));
+    const refunds = [
+      { status: "ABNORMAL", type: "refund.abnormal", reviewReason: "REFUND_ABNORMAL", orderStatus: "PAYMENT_REVIEW" },
+      { status: "CLOSED", type: "refund.closed", reviewReason: "REFUND_CLOSED", orderStatus: "PAYMENT_REVIEW" },
+      { status: "SUCCESS", type: "refund.succeeded", reviewReason: null, orderStatus: "REFUND" },
+    ] as const;
+    for (const r of refunds) {
+      const job = v3Refund(world, { outTradeNo, transactionId, refund: 1_000, total: 1_000, status: r.status });
+      const { applyJob } = await run.deliver(job);
+      const n = await world.prisma.notification.findUniqueOrThrow({ where: { id: job.id } });
+      const first = run.published.at(-1);
+      // Before: reviewReason OUT_OF_STOCK, the order's.
+      expect(first).toMatchObject({ type: r.type, reviewReason: r.reviewReason, orderStatus: r.orderStatus });
+      expect(first?.occurredAt).toBe(n.appliedAt?.getTime());
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect((await run.apply(applyJob!)).outcome).toBe("ALREADY");
+      // Before: occurredAt was the re-run's Date.now().
+      expect(run.published.at(-1)).toEqual(first);
+    }
   });
 });
 

@@ -87,9 +87,26 @@ describe("applyPaymentStatements (real PostgreSQL)", () => {
       "ORDER_NOT_FOUND",
       "NOTIFICATION_NOT_FOUND",
     ]);
-    const comparable = (rows: PaymentResult[]) => rows.map(({ orderId: _ignored, ...rest }) => rest);
+    const comparable = (rows: PaymentResult[]) => rows.map(({ orderId: _id, appliedAt: _clock, ...rest }) => rest);
     expect(comparable(batched)).toEqual(comparable(singles));
     expect(await state(batchDb.db.prisma, label)).toEqual(await state(singleDb.db.prisma, label));
+    // appliedAt: the commit time the notification records, also for the ALREADY of a notification committed earlier
+    // in the same batch; null when nothing was committed.
+    for (const [db, results] of [
+      [batchDb, batched],
+      [singleDb, singles],
+    ] as const) {
+      const applied = new Map(
+        (await db.db.prisma.notification.findMany({ where: { id: { startsWith: `${label}-` } } })).map((n) => [
+          n.id,
+          n.appliedAt?.getTime() ?? null,
+        ]),
+      );
+      expect(results.map((r) => r.appliedAt)).toEqual(
+        batch.map((p, i) => (i >= 6 ? null : (applied.get(p.notificationId) ?? "missing"))),
+      );
+      expect(results[0]?.appliedAt).toEqual(expect.any(Number));
+    }
   });
 
   it("answers an empty batch without a round trip", async () => {

@@ -1,44 +1,31 @@
-import type { PaymentFacts, PaymentResult, RefundFacts, RefundResultRow } from "@wpn/db";
+import {
+  PAYMENT_REVIEW_OUTCOMES,
+  type PaymentFacts,
+  type PaymentResult,
+  type RefundFacts,
+  type RefundResultRow,
+} from "@wpn/db";
 import type { PublishEventType, PublishJob } from "@wpn/queue";
-import { isPaymentReview } from "./apply-payment.ts";
 
 type OrderStatus = PublishJob["orderStatus"];
 const ORDER_STATUSES: ReadonlySet<string> = new Set(["NOTPAY", "SUCCESS", "CLOSED", "REFUND", "PAYMENT_REVIEW"]);
 
 /**
- * The event a committed payment publishes, or null (duplicate, nothing committed). ALREADY (the job ran
- * before, e.g. it crashed after the commit and before enqueueing the event) re-derives the event from what
- * the earlier run recorded, so the event is not lost; the publish job id makes the repeat a no-op while the
- * first copy is kept.
+ * Review codes of a payment that the order's merchant hears of (`payment.review`): every review outcome but
+ * MCHID_MISMATCH — a payment of another merchant changed nothing on the order (see the payment statement), and the
+ * order's merchant, whose systems would otherwise hear of a payment that is not theirs, has nothing to hear of, as for
+ * refunds. TRANSACTION_CONFLICT is heard of: it changed nothing on the order either, but it names the order's merchant,
+ * whose money may have been taken.
  */
-export function paymentEvent(facts: PaymentFacts, result: PaymentResult, now = Date.now()): PublishJob | null {
-  let type: PublishEventType | null = null;
-  // A payment of another merchant changed nothing on the order (see the payment statement): nothing to tell the
-  // order's merchant — whose systems would otherwise hear of a payment that is not theirs, as refunds already do.
-  const otherMerchant =
-    result.outcome === "MCHID_MISMATCH" ||
-    (result.outcome === "ALREADY" && result.notificationCode === "MCHID_MISMATCH");
-  if (otherMerchant) type = null;
-  else if (result.outcome === "APPLIED") type = "payment.succeeded";
-  else if (isPaymentReview(result.outcome)) type = "payment.review";
-  else if (result.outcome === "ALREADY" && result.notificationStatus === "APPLIED") type = "payment.succeeded";
-  else if (result.outcome === "ALREADY" && result.notificationStatus === "REVIEW") type = "payment.review";
-  // A payment of the order's merchant whose transaction id is another order's changed nothing on the order either,
-  // but it names the order's merchant, whose money may have been taken: `payment.review` tells it, with the code as
-  // reviewReason — the order's own (usually none, the order still NOTPAY) does not say why the payment was not applied.
-  const conflict =
-    result.outcome === "TRANSACTION_CONFLICT" ||
-    (result.outcome === "ALREADY" && result.notificationCode === "TRANSACTION_CONFLICT");
-  const withReason = conflict ? { ...result, reviewReason: "TRANSACTION_CONFLICT" } : result;
-  return publishJob(type, facts, withReason, { outRefundNo: null, amount: facts.total }, now);
-}
+const PAYMENT_REVIEW_EVENT_CODES: ReadonlySet<string> = new Set(
+  [...PAYMENT_REVIEW_OUTCOMES].filter((outcome) => outcome !== "MCHID_MISMATCH"),
+);
 
 /**
  * Review outcomes of a refund of the order's own payment (its merchant and transaction): the merchant's systems
- * hear of them (`refund.review`, the code as `reviewReason`), as they hear of a payment in review — REFUND_ID_CONFLICT
- * too: its refund id is another refund's, so it was not recorded, but it names the order's merchant and transaction.
- * A refund that names another merchant or transaction (MCHID_MISMATCH, TRANSACTION_MISMATCH) is not the order's: no
- * event.
+ * hear of them (`refund.review`), as they hear of a payment in review — REFUND_ID_CONFLICT too: its refund id is
+ * another refund's, so it was not recorded, but it names the order's merchant and transaction. A refund that names
+ * another merchant or transaction (MCHID_MISMATCH, TRANSACTION_MISMATCH) is not the order's: no event.
  */
 const REFUND_REVIEW_EVENT_CODES: ReadonlySet<string> = new Set([
   "REFUND_AMOUNT_MISMATCH",
@@ -46,10 +33,40 @@ const REFUND_REVIEW_EVENT_CODES: ReadonlySet<string> = new Set([
   "REFUND_ID_CONFLICT",
 ]);
 
-/** The event a committed refund publishes, or null. */
-export function refundEvent(facts: RefundFacts, result: RefundResultRow, now = Date.now()): PublishJob | null {
-  const code = result.outcome === "ALREADY" ? alreadyCode(result) : result.outcome;
-  const review = code !== null && REFUND_REVIEW_EVENT_CODES.has(code);
+/**
+ * The event a committed payment publishes, or null (duplicate, nothing committed, another merchant's payment).
+ * ALREADY (the job ran before, e.g. it crashed after the commit and before enqueueing the event) re-derives the
+ * event from what the earlier run recorded on the notification, so the event is not lost; the publish job id makes
+ * the repeat a no-op while the first copy is kept.
+ *
+ * `reviewReason` is this payment's own review code — the statement's outcome, or for ALREADY the code the earlier
+ * run recorded — never the order's: a payment the statement did not write on the order leaves the order's reason,
+ * which is another notification's (a second transaction on an OUT_OF_STOCK order is DUPLICATE_PAYMENT, the order
+ * keeps OUT_OF_STOCK) or none (a refunded order paid again stays REFUND), and the merchant would not learn that this
+ * second charge needs refunding.
+ */
+export function paymentEvent(facts: PaymentFacts, result: PaymentResult): PublishJob | null {
+  const code = result.outcome === "ALREADY" ? settledCode(result) : result.outcome;
+  const type: PublishEventType | null =
+    code === "APPLIED"
+      ? "payment.succeeded"
+      : code !== null && PAYMENT_REVIEW_EVENT_CODES.has(code)
+        ? "payment.review"
+        : null;
+  return publishJob(type, facts, result, {
+    reviewReason: type === "payment.review" ? code : null,
+    outRefundNo: null,
+    amount: facts.total,
+  });
+}
+
+/**
+ * The event a committed refund publishes, or null. As for payments, `reviewReason` is this refund's own code
+ * (refund.review: REFUND_AMOUNT_MISMATCH, REFUND_CONFLICT, REFUND_ID_CONFLICT; refund.abnormal: REFUND_ABNORMAL;
+ * refund.closed: REFUND_CLOSED), never the order's, and null for refund.succeeded.
+ */
+export function refundEvent(facts: RefundFacts, result: RefundResultRow): PublishJob | null {
+  const code = result.outcome === "ALREADY" ? settledCode(result) : result.outcome;
   const type: PublishEventType | null =
     code === "APPLIED"
       ? "refund.succeeded"
@@ -57,26 +74,29 @@ export function refundEvent(facts: RefundFacts, result: RefundResultRow, now = D
         ? "refund.abnormal"
         : code === "REFUND_CLOSED"
           ? "refund.closed"
-          : review
+          : code !== null && REFUND_REVIEW_EVENT_CODES.has(code)
             ? "refund.review"
             : null;
-  // The order's own review reason does not say why this refund was not counted; the refund's code does.
-  const withReason = review ? { ...result, reviewReason: code } : result;
-  return publishJob(type, facts, withReason, { outRefundNo: facts.outRefundNo, amount: facts.amountRefund }, now);
+  return publishJob(type, facts, result, {
+    reviewReason: type === "refund.succeeded" ? null : code,
+    outRefundNo: facts.outRefundNo,
+    amount: facts.amountRefund,
+  });
 }
 
 /**
- * The publish job shared by payments and refunds, or null when there is nothing to publish (no event type,
- * no order, or an order status outside the published set).
+ * The publish job shared by payments and refunds, or null when there is nothing to publish: no event type, no
+ * order, an order status outside the published set, or no commit time (the statements write appliedAt with every
+ * status an event is derived from, so an event type comes with one).
  */
 function publishJob(
   type: PublishEventType | null,
   facts: { notificationId: string; outTradeNo: string; transactionId: string | null },
-  result: { orderId: string | null; orderStatus: string | null; reviewReason: string | null },
-  specific: { outRefundNo: string | null; amount: number },
-  now: number,
+  result: { orderId: string | null; orderStatus: string | null; appliedAt: number | null },
+  specific: { reviewReason: string | null; outRefundNo: string | null; amount: number },
 ): PublishJob | null {
-  if (type === null || result.orderId === null || !ORDER_STATUSES.has(result.orderStatus ?? "")) return null;
+  if (type === null || result.orderId === null || result.appliedAt === null) return null;
+  if (!ORDER_STATUSES.has(result.orderStatus ?? "")) return null;
   return {
     v: 1,
     type,
@@ -84,14 +104,18 @@ function publishJob(
     outTradeNo: facts.outTradeNo,
     orderId: result.orderId,
     orderStatus: result.orderStatus as OrderStatus,
-    reviewReason: result.reviewReason,
     transactionId: facts.transactionId,
     ...specific,
-    occurredAt: now,
+    // When the effect was committed, also for an event re-derived by a later run (ALREADY).
+    occurredAt: result.appliedAt,
   };
 }
 
-function alreadyCode(result: RefundResultRow): string | null {
+/**
+ * What an earlier run settled the notification as, for ALREADY: APPLIED, or the code it was put in REVIEW with;
+ * null for DUPLICATE and IGNORED (nothing to publish).
+ */
+function settledCode(result: { notificationStatus: string | null; notificationCode: string | null }): string | null {
   if (result.notificationStatus === "APPLIED") return "APPLIED";
   if (result.notificationStatus === "REVIEW") return result.notificationCode;
   return null;

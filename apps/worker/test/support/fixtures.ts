@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { type Config, loadConfig } from "@wpn/config";
 import { type PrismaClient, upsertParsedNotifications } from "@wpn/db";
-import type { ApplyJob, ParseJob, ParseJobV2, ParseJobV3 } from "@wpn/queue";
+import type { ApplyJob, ParseJob, ParseJobV2, ParseJobV3, PublishJob } from "@wpn/queue";
 import {
   createTestDatabase,
   createTestMerchant,
@@ -331,6 +331,8 @@ export interface Inline {
   deliver(job: ParseJob): Promise<{ parse: ParseResult; apply: ApplyResult | null; applyJob: ApplyJob | null }>;
   parse(job: ParseJob): Promise<{ parse: ParseResult; applyJob: ApplyJob | null }>;
   apply(job: ApplyJob): Promise<ApplyResult>;
+  /** The events the apply stage published (as with PUBLISH_EVENTS=true), in order. */
+  published: PublishJob[];
 }
 
 /** The parse and apply handlers wired to the world's database, called directly (no queue in between). */
@@ -370,9 +372,18 @@ export function inline(
     enqueued.delete(job.id);
     return { parse: parsed, applyJob };
   };
+  const published: PublishJob[] = [];
   const apply = (job: ApplyJob) =>
     handleApply(
-      { payment: (facts) => payments.apply(facts), refund: (facts) => store.refund(facts), keys, restockOnFullRefund },
+      {
+        payment: (facts) => payments.apply(facts),
+        refund: (facts) => store.refund(facts),
+        keys,
+        restockOnFullRefund,
+        publish: async (event) => {
+          published.push(event);
+        },
+      },
       job,
       testContext(),
     );
@@ -380,6 +391,7 @@ export function inline(
     config,
     parse,
     apply,
+    published,
     async deliver(job) {
       const { parse: parsed, applyJob } = await parse(job);
       return { parse: parsed, applyJob, apply: applyJob ? await apply(applyJob) : null };

@@ -81,8 +81,17 @@ export type PaymentOutcome = (typeof PAYMENT_OUTCOMES)[number];
 export interface PaymentResult {
   outcome: PaymentOutcome;
   orderId: string | null;
-  /** Order status after the statement (or as found, when nothing changed). */
+  /**
+   * Order status after the statement (or as found, when nothing changed): for ALREADY, the status now, which may
+   * be later than the one the earlier run committed.
+   */
   orderStatus: string | null;
+  /**
+   * The order's reviewReason after the statement (or as found). Not why this payment is in review: a payment the
+   * statement did not write on the order (DUPLICATE_PAYMENT on an order not SUCCESS, TRANSACTION_CONFLICT,
+   * MCHID_MISMATCH) leaves the order's own reason, or none; the payment's code is `outcome` (`notificationCode`
+   * for ALREADY).
+   */
   reviewReason: string | null;
   /** Order total, fen. */
   amountTotal: number | null;
@@ -92,12 +101,18 @@ export interface PaymentResult {
   notificationStatus: string | null;
   /** Notification errorCode before the statement (for ALREADY: the review reason an earlier run recorded). */
   notificationCode: string | null;
+  /**
+   * When the notification's effects were committed (Notification.appliedAt), ms since the epoch: this statement's
+   * time when it committed them, the earlier run's for ALREADY; null when nothing was committed.
+   */
+  appliedAt: number | null;
 }
 
 /**
  * The rules of one payment (the SQL is the function `wpn_apply_payments`, created in
  * prisma/migrations/20261130000000_apply_payment_batch and corrected in 20261130120000_payment_stock_on_locked_row,
- * 20261130210000_payment_other_merchant_leaves_order and 20261202110000_payment_transaction_conflict;
+ * 20261130210000_payment_other_merchant_leaves_order and 20261202110000_payment_transaction_conflict, answering
+ * appliedAt since 20261202120000_payment_applied_at;
  * it runs them once per payment of a batch).
  * Correctness under concurrency comes from row locks taken in a fixed order — Notification, then Order, then
  * the order's SKUs by id — and from the unique key of InventoryMovement, never from a lock that can expire:
@@ -162,7 +177,8 @@ export function paymentStatement(facts: readonly PaymentFacts[]): Prisma.Sql {
   return Prisma.sql`
     SELECT out_outcome AS outcome, out_order_id AS "orderId", out_order_status AS "orderStatus",
            out_review_reason AS "reviewReason", out_amount_total AS "amountTotal", out_moved AS moved,
-           out_notification_status AS "notificationStatus", out_notification_code AS "notificationCode"
+           out_notification_status AS "notificationStatus", out_notification_code AS "notificationCode",
+           (extract(epoch FROM out_applied_at) * 1000)::double precision AS "appliedAt"
     FROM wpn_apply_payments(${batch}::json)
     ORDER BY out_ord`;
 }

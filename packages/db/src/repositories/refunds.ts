@@ -72,7 +72,9 @@ export type RefundOutcome = (typeof REFUND_OUTCOMES)[number];
 export interface RefundResultRow {
   outcome: RefundOutcome;
   orderId: string | null;
+  /** Order status after the statement (for ALREADY: the status now, which may be later than the committed one). */
   orderStatus: string | null;
+  /** The order's reviewReason as found; not why this refund is in review (`outcome`, `notificationCode` for ALREADY). */
   reviewReason: string | null;
   /** Sum of successful refunds after the statement, fen. */
   refundedTotal: number | null;
@@ -81,6 +83,11 @@ export interface RefundResultRow {
   notificationStatus: string | null;
   /** Notification errorCode before the statement (for ALREADY: the review reason an earlier run recorded). */
   notificationCode: string | null;
+  /**
+   * When the notification's effects were committed (Notification.appliedAt), ms since the epoch: this statement's
+   * time when it committed them, the earlier run's for ALREADY; null when nothing was committed.
+   */
+  appliedAt: number | null;
 }
 
 /**
@@ -112,7 +119,7 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
              (now() AT TIME ZONE 'UTC')::timestamp(3) AS at
     ),
     n AS MATERIALIZED (
-      SELECT status::text AS status, "errorCode" FROM "Notification" WHERE id = (SELECT nid FROM input) FOR UPDATE
+      SELECT status::text AS status, "errorCode", "appliedAt" FROM "Notification" WHERE id = (SELECT nid FROM input) FOR UPDATE
     ),
     o AS MATERIALIZED (
       SELECT id, status::text AS status, "transactionId", mchid, "subMchid", "reviewReason", "amountTotal",
@@ -253,6 +260,9 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
            (SELECT "refundedTotal" FROM ord) AS "refundedTotal",
            (SELECT count(*)::int FROM rst) AS restocked,
            (SELECT status FROM n) AS "notificationStatus",
-           (SELECT "errorCode" FROM n) AS "notificationCode"
+           (SELECT "errorCode" FROM n) AS "notificationCode",
+           (extract(epoch FROM CASE WHEN f.outcome = 'ALREADY' THEN (SELECT "appliedAt" FROM n)
+                                    WHEN EXISTS (SELECT 1 FROM nu) THEN (SELECT at FROM input) END) * 1000
+           )::double precision AS "appliedAt"
     FROM fin f`;
 }

@@ -6,21 +6,30 @@ import { z } from "zod";
  * worker. Delivery is at least once: a re-run apply job re-publishes with the same job id, which BullMQ
  * drops while the first copy is still kept, but consumers must still treat `notificationId` + `type` as an
  * idempotency key. No payer data. Amounts in fen.
+ *
+ * A repeated copy is derived again by the later run from what the first one recorded (the notification's status,
+ * review code and commit time), so `type`, `reviewReason`, `amount` and `occurredAt` are the same in every copy;
+ * `orderStatus` is read when the event is derived and may be later than the status the effect committed.
  */
 export const PUBLISH_EVENT_TYPES = [
   /** The order was paid and its stock taken. */
   "payment.succeeded",
   /**
-   * Money was taken but the order needs a human (`reviewReason`: AMOUNT_MISMATCH, OUT_OF_STOCK, …, or
+   * Money was taken but the payment needs a human (`reviewReason`: AMOUNT_MISMATCH, OUT_OF_STOCK, …;
+   * DUPLICATE_PAYMENT — the order was already paid by another transaction, whatever its status now (SUCCESS, which
+   * goes to PAYMENT_REVIEW, or REFUND, PAYMENT_REVIEW, left as they are): this second charge is to be refunded; or
    * TRANSACTION_CONFLICT — the payment's transaction id is already another order's, so it was not applied and
    * `orderStatus` is unchanged).
    */
   "payment.review",
   /** A refund succeeded; `orderStatus` is REFUND once the refunds add up to the order total. */
   "refund.succeeded",
-  /** A refund ended ABNORMAL (e.g. the payer's card was closed) and needs the merchant's action. */
+  /**
+   * A refund ended ABNORMAL (e.g. the payer's card was closed) and needs the merchant's action (`reviewReason`
+   * REFUND_ABNORMAL).
+   */
   "refund.abnormal",
-  /** A refund was closed without paying out. */
+  /** A refund was closed without paying out (`reviewReason` REFUND_CLOSED). */
   "refund.closed",
   /**
    * A refund of the order that needs a human and was not counted (`reviewReason`: REFUND_AMOUNT_MISMATCH — it names
@@ -39,13 +48,25 @@ export const publishJobSchema = z.object({
   notificationId: z.string().min(1).max(128),
   outTradeNo: z.string().min(1),
   orderId: z.string().min(1),
+  /**
+   * The order's status when the event was derived: the one the effect committed, except in a copy derived again by
+   * a later run (a job re-run after the commit, a replay), which reads the order as it is then.
+   */
   orderStatus: z.enum(["NOTPAY", "SUCCESS", "CLOSED", "REFUND", "PAYMENT_REVIEW"]),
+  /**
+   * Why this notification's payment or refund needs a human: the code it was put in review with (see the event
+   * types); null for `payment.succeeded` and `refund.succeeded`. Never the order's own reviewReason, which may be
+   * another notification's.
+   */
   reviewReason: z.string().nullable(),
   transactionId: z.string().nullable(),
   outRefundNo: z.string().nullable(),
   /** Paid amount for payment events, refunded amount for refund events, fen. */
   amount: z.number().int().nonnegative(),
-  /** When the effect was committed, ms since the epoch. */
+  /**
+   * When the effect was committed (the notification's appliedAt), ms since the epoch; the same in a copy derived
+   * again by a later run.
+   */
   occurredAt: z.number().int().nonnegative(),
 });
 
