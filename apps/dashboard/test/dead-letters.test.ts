@@ -183,6 +183,42 @@ describe("dead-letter replay", () => {
     expect(audit?.detail).toMatchObject({ outcome: "not-found" });
   });
 
+  it("a letter whose job cannot be put back is reported failed and audited; the letter stays and replays later", async () => {
+    const { notificationId, letterId } = await deadLetter();
+    const operator = await loggedIn(d.app, "olga", PASSWORDS.olga);
+    // BullMQ's add script starts with INCR of the queue's id counter: a counter that is not a number fails the add
+    // before it writes anything, as a Redis refusing writes would.
+    const counter = `${d.prefix}:${QueueName.Apply}:id`;
+    const before = await d.redis.get(counter);
+    await d.redis.set(counter, "not a number");
+    let response: Awaited<ReturnType<typeof operator.post>>;
+    try {
+      response = await operator.post("/dead-letters/replay", { id: letterId });
+    } finally {
+      if (before === null) await d.redis.del(counter);
+      else await d.redis.set(counter, before);
+    }
+    // Before: the replay threw and the operator got a 500 with nothing audited for the failure.
+    expect(response.statusCode).toBe(303);
+    expect(response.headers.location).toContain("failed=1");
+    expect((await operator.get("/dead-letters?failed=1")).body).toContain("failed: 1");
+    const audits = await d.database.db.prisma.auditLog.findMany({
+      where: { action: "dead_letter.replay", target: letterId },
+      orderBy: { id: "asc" },
+    });
+    // The hook recorded the replay before the add; the failure follows it.
+    expect(audits.map((a) => a.detail)).toEqual([
+      expect.objectContaining({ outcome: "replayed", notificationId }),
+      { outcome: "failed", message: expect.stringMatching(/not an integer/) },
+    ]);
+    expect(await dead.getJob(letterId)).toBeDefined();
+    expect(await apply.getJob(notificationId)).toBeUndefined();
+
+    expect((await operator.post("/dead-letters/replay", { id: letterId })).headers.location).toContain("replayed=1");
+    expect(await (await apply.getJob(notificationId))?.getState()).toBe("waiting");
+    expect(await dead.getJob(letterId)).toBeUndefined();
+  });
+
   it("refuses a viewer (403) and a forged CSRF token, and nothing changes", async () => {
     const { notificationId, letterId } = await deadLetter();
     const viewer = await loggedIn(d.app, "victor", PASSWORDS.victor);

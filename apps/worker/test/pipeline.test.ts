@@ -259,6 +259,74 @@ describe("through the queues", () => {
     await waitFor("APPLIED after CLI replay", async () => (await notification(job.id))?.status === "APPLIED");
   });
 
+  it("replay --all: a letter whose REPLAYED record the database refuses is reported failed, the others replayed, exit 1", async () => {
+    // A prefix of its own: --all replays every letter of the prefix, and this file's other letters must stay.
+    const prefix = testQueuePrefix("wcli");
+    const dead = createQueue(QueueName.Dead, redis, prefix);
+    const stage = createQueue(QueueName.Apply, redis, prefix);
+    const ids = ["cli-all-1", "cli-all-2", "cli-all-3"];
+    await world.prisma.notification.create({
+      data: { id: "cli-all-2", eventType: "TRANSACTION.SUCCESS", receivedAt: new Date(), body: "{}", status: "DEAD" },
+    });
+    await world.prisma.$executeRawUnsafe(`CREATE FUNCTION refuse_replayed() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.kind = 'REPLAYED' AND NEW."notificationId" = 'cli-all-2' THEN
+          RAISE EXCEPTION 'REPLAYED refused by the test';
+        END IF;
+        RETURN NEW;
+      END $$`);
+    await world.prisma.$executeRawUnsafe(
+      `CREATE TRIGGER refuse_replayed BEFORE INSERT ON "NotificationEvent" FOR EACH ROW EXECUTE FUNCTION refuse_replayed()`,
+    );
+    try {
+      for (const [i, id] of ids.entries()) {
+        const letter: DeadLetter = {
+          v: 1,
+          queue: QueueName.Apply,
+          jobName: "apply",
+          jobId: id,
+          notificationId: id,
+          outTradeNo: null,
+          code: "DB_UNAVAILABLE",
+          message: "retries exhausted during an outage",
+          attemptsMade: 12,
+          failedAt: Date.now(),
+          data: { v: 1, notificationId: id },
+        };
+        await dead.add(DEAD_JOB_NAME, letter, { jobId: `apply.${id}.${1000 + i}` });
+      }
+      const cli = spawn(process.execPath, ["--import", "tsx", "apps/worker/src/cli/replay.ts", "--all"], {
+        cwd: resolve(import.meta.dirname, "../../.."),
+        env: { ...process.env, ...world.env, QUEUE_PREFIX: prefix },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let out = "";
+      cli.stdout.on("data", (c: Buffer) => {
+        out += c.toString();
+      });
+      cli.stderr.on("data", (c: Buffer) => {
+        out += c.toString();
+      });
+      const code = await new Promise<number | null>((done) => cli.once("exit", done));
+      // Before: the throw ended the loop; the CLI printed a stack and nothing of the letter it had replayed.
+      expect(code, out).toBe(1);
+      expect(out).toContain("replayed\tapply.cli-all-1.1000\tnotify.apply\tcli-all-1\n");
+      expect(out).toMatch(/failed\tapply\.cli-all-2\.1001\tnotify\.apply\tcli-all-2\t.*REPLAYED refused by the test/);
+      expect(out).toContain("replayed\tapply.cli-all-3.1002\tnotify.apply\tcli-all-3\n");
+      expect(out).toContain("3 letter(s): 2 replayed, 1 failed\n");
+      expect(await stage.getJob("cli-all-1")).toBeDefined();
+      expect(await stage.getJob("cli-all-2")).toBeUndefined();
+      expect(await stage.getJob("cli-all-3")).toBeDefined();
+      expect(await dead.getJob("apply.cli-all-2.1001")).toBeDefined();
+      expect((await notification("cli-all-2"))?.status).toBe("DEAD");
+    } finally {
+      await world.prisma.$executeRawUnsafe(`DROP TRIGGER refuse_replayed ON "NotificationEvent"`);
+      await world.prisma.$executeRawUnsafe("DROP FUNCTION refuse_replayed()");
+      await Promise.all([dead.close(), stage.close()]);
+      await deletePrefix(prefix);
+    }
+  });
+
   it("serves /health/live, /health/ready and /metrics", async () => {
     const base = `http://127.0.0.1:${worker.healthPort}`;
     expect((await fetch(`${base}/health/live`)).status).toBe(200);

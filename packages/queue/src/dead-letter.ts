@@ -4,6 +4,7 @@ import { type DeadLetter, deadLetterSchema } from "./jobs/dead.ts";
 import { decodeJob } from "./jobs/decode.ts";
 import { QueueName } from "./names.ts";
 import { createQueue } from "./queues.ts";
+import { REPLAY_CLAIM_MS, ReplayClaim } from "./replay-claim.ts";
 
 export interface ReplayDeps {
   /** A non-blocking connection (role `admin` or `producer`); it is shared, never closed here. */
@@ -11,11 +12,20 @@ export interface ReplayDeps {
   prefix: string;
   /**
    * Records the replay durably, e.g. `recordReplay` of @wpn/db (NotificationEvent REPLAYED, status back to
-   * RECEIVED/PROCESSING). Called just before the job goes back to its queue; the letter is removed only
-   * after that, so a failure or crash anywhere leaves the letter in place, and replaying it again only
-   * re-runs an idempotent job.
+   * RECEIVED/PROCESSING). Called BEFORE the job goes back to its queue, because the job can finish within
+   * milliseconds of the add: recorded after it, the timeline would read DEAD_LETTERED → APPLIED → REPLAYED, and a
+   * re-run that fails at once (a permanent error is dead-lettered on its first attempt) would be DEAD again before
+   * the record moved it back to PROCESSING, for good. The letter is removed only after the add. So when the add fails
+   * (the outcome is `failed`) or the process dies between the two, the record says the job waits while it does not,
+   * and the letter stays in `notify.dead`: replaying it again records again and puts the job back. Never the other
+   * way round: a job running that nobody recorded (or audited).
    */
   onReplayed?: (letter: DeadLetter) => Promise<void>;
+  /**
+   * How long a replay's claim on its letter lasts unless renewed, ms (default 60 000); renewed every third of it
+   * while the replay runs. Tests shorten it.
+   */
+  claimMs?: number;
 }
 
 export type ReplayStatus =
@@ -27,7 +37,10 @@ export type ReplayStatus =
   | "invalid"
   /** The original job is still waiting, delayed or running in its stage queue, or the letter is being replayed
    *  by another call; nothing to do yet. */
-  | "in-flight";
+  | "in-flight"
+  /** Something threw (Redis, the `onReplayed` hook; `message` says what); the letter is left in place and can be
+   *  replayed again (see `onReplayed` for what a failure after the hook leaves). */
+  | "failed";
 
 export interface ReplayOutcome {
   /** Dead-letter job id. */
@@ -56,7 +69,8 @@ export async function replayDeadLetter(deps: ReplayDeps, id: string): Promise<Re
 /**
  * Replays every dead letter present when the call starts (oldest first). The ids are listed first, so
  * letters written while the loop runs — a replayed job that fails again at once gets a new letter — are
- * left for a later call instead of being replayed in a loop.
+ * left for a later call instead of being replayed in a loop. A letter whose replay fails is reported `failed`
+ * and the loop goes on with the next one. Rejects only when the letters cannot be listed.
  */
 export async function replayAllDeadLetters(deps: ReplayDeps, pageSize = 500): Promise<ReplayOutcome[]> {
   const queues = new QueueCache(deps);
@@ -77,24 +91,26 @@ export async function replayAllDeadLetters(deps: ReplayDeps, pageSize = 500): Pr
 }
 
 /**
- * How long a replay holds its letter against a concurrent replay of the same letter (a double click, two
- * operators), s. A replay takes milliseconds; the expiry only frees the letter of a replay whose process died.
- * Without the claim both would pass every check, and the letter's replay be recorded (onReplayed: audit row,
- * REPLAYED event) twice for one re-run.
+ * Replays the letter `id` under its claim (see ReplayClaim); the letter is read once claimed (a replay that just
+ * finished removed it). Answers `failed` instead of throwing, so that one letter's failure does not hide what the
+ * others did.
  */
-const REPLAY_CLAIM_SECONDS = 60;
-
-/** Replays the letter `id` under its claim; the letter is read once claimed (a replay that just finished removed it). */
 async function replayJob(deps: ReplayDeps, queues: QueueCache, id: string): Promise<ReplayOutcome> {
-  const claim = `${deps.prefix}:${QueueName.Dead}:replaying:${id}`;
-  if ((await deps.connection.set(claim, "1", "EX", REPLAY_CLAIM_SECONDS, "NX")) === null) {
-    return { id, status: "in-flight", message: `dead letter ${id} is being replayed` };
-  }
+  let claim: ReplayClaim | undefined;
   try {
+    claim = await ReplayClaim.take(
+      deps.connection,
+      `${deps.prefix}:${QueueName.Dead}:replaying:${id}`,
+      deps.claimMs ?? REPLAY_CLAIM_MS,
+    );
+    if (!claim) return { id, status: "in-flight", message: `dead letter ${id} is being replayed` };
     const job = await queues.get(QueueName.Dead).getJob(id);
     return job ? await replayClaimed(deps, queues, job) : { id, status: "not-found" };
+  } catch (error) {
+    return { id, status: "failed", message: messageOf(error) };
   } finally {
-    await deps.connection.del(claim);
+    // A claim Redis does not delete expires within claimMs; the outcome is what the replay did.
+    await claim?.release().catch(() => undefined);
   }
 }
 
@@ -104,21 +120,28 @@ async function replayClaimed(deps: ReplayDeps, queues: QueueCache, job: Job): Pr
   if (!decoded.ok) return { id, status: "invalid", message: decoded.message };
   const letter = decoded.value;
   const base = { id, queue: letter.queue, notificationId: letter.notificationId };
-  const stage = queues.get(letter.queue);
-  const original = await stage.getJob(letter.jobId);
-  if (original) {
-    const state = await original.getState();
-    if (state !== "failed" && state !== "completed" && state !== "unknown") {
-      return { ...base, status: "in-flight", message: `job ${letter.jobId} is ${state} in ${letter.queue}` };
+  try {
+    const stage = queues.get(letter.queue);
+    const original = await stage.getJob(letter.jobId);
+    if (original) {
+      const state = await original.getState();
+      if (state !== "failed" && state !== "completed" && state !== "unknown") {
+        return { ...base, status: "in-flight", message: `job ${letter.jobId} is ${state} in ${letter.queue}` };
+      }
+      await original.remove();
     }
-    await original.remove();
+    // Recorded before the add, and the letter removed after it: why, and what a failure between leaves, see onReplayed.
+    await deps.onReplayed?.(letter);
+    await stage.add(letter.jobName, letter.data, { jobId: letter.jobId });
+    await job.remove();
+    return { ...base, status: "replayed" };
+  } catch (error) {
+    return { ...base, status: "failed", message: messageOf(error) };
   }
-  // Recorded first so the timeline reads DEAD_LETTERED → REPLAYED → (what the re-run did); the re-run can
-  // finish within milliseconds of the add.
-  await deps.onReplayed?.(letter);
-  await stage.add(letter.jobName, letter.data, { jobId: letter.jobId });
-  await job.remove();
-  return { ...base, status: "replayed" };
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 /** One Queue object per queue name for the duration of a replay call. */

@@ -10,6 +10,7 @@ import {
   DEAD_JOB_NAME,
   type DeadLetter,
   QueueName,
+  replayAllDeadLetters,
   replayDeadLetter,
 } from "../src/index.ts";
 
@@ -29,6 +30,29 @@ afterAll(async () => {
   await deletePrefix(prefix);
   redis?.disconnect();
 });
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A letter of an apply job, in notify.dead under `apply.<jobId>.1`; returns the letter's id. */
+async function letterFor(jobId: string): Promise<string> {
+  const letter: DeadLetter = {
+    v: 1,
+    queue: QueueName.Apply,
+    jobName: APPLY_JOB_NAME,
+    jobId,
+    notificationId: jobId,
+    outTradeNo: null,
+    code: "ORDER_NOT_FOUND",
+    message: "no order",
+    attemptsMade: 3,
+    failedAt: Date.now(),
+    data: { v: 1, notificationId: jobId },
+  };
+  const job = await dead.add(DEAD_JOB_NAME, letter, { jobId: `apply.${jobId}.1` });
+  return job.id ?? "";
+}
+
+const claimKey = (letterId: string) => `${prefix}:${QueueName.Dead}:replaying:${letterId}`;
 
 describe("replayDeadLetter", () => {
   it("two replays of one letter at once: one puts the job back and records it, the other does nothing", async () => {
@@ -66,5 +90,107 @@ describe("replayDeadLetter", () => {
     expect(await dead.getJob(letterJob.id ?? "")).toBeUndefined();
     // The claim is released: a later replay finds no letter rather than a claim.
     expect((await replayDeadLetter(deps, letterJob.id ?? "")).status).toBe("not-found");
+  });
+  it("a replay whose hook outlives the claim's life keeps its claim: a second replay meanwhile does nothing", async () => {
+    const id = await letterFor("n-slow-hook");
+    const recorded: string[] = [];
+    // The claim lasts 300 ms unless renewed; the hook takes 1 s (a slow database).
+    const slow = replayDeadLetter(
+      {
+        connection: redis,
+        prefix,
+        claimMs: 300,
+        onReplayed: async () => {
+          recorded.push("slow");
+          await sleep(1_000);
+        },
+      },
+      id,
+    );
+    await sleep(700);
+    const second = await replayDeadLetter(
+      { connection: redis, prefix, claimMs: 300, onReplayed: async () => void recorded.push("second") },
+      id,
+    );
+    // Before (SET NX EX, never renewed): the claim had expired, the second replay ran beside the first.
+    expect(second.status).toBe("in-flight");
+    expect((await slow).status).toBe("replayed");
+    expect(recorded).toEqual(["slow"]);
+    expect(await redis.exists(claimKey(id))).toBe(0);
+  });
+
+  it("a replay that lost its claim leaves the claim another replay holds now", async () => {
+    const id = await letterFor("n-lost-claim");
+    const outcome = await replayDeadLetter(
+      {
+        connection: redis,
+        prefix,
+        // As if this replay's claim expired (a process paused longer than its life) and another replay took it.
+        onReplayed: async () => {
+          await redis.set(claimKey(id), "another replay's token", "PX", 60_000);
+        },
+      },
+      id,
+    );
+    expect(outcome.status).toBe("replayed");
+    // Before: `del` deleted whoever's claim it was.
+    expect(await redis.get(claimKey(id))).toBe("another replay's token");
+    await redis.del(claimKey(id));
+  });
+
+  it("the hook runs before the job is back; an add that fails is reported, leaves the letter, and a second replay completes it", async () => {
+    const id = await letterFor("n-add-fails");
+    const seen: (string | undefined)[] = [];
+    const deps = {
+      connection: redis,
+      prefix,
+      onReplayed: async (l: DeadLetter) => {
+        seen.push(await (await apply.getJob(l.jobId))?.getState());
+      },
+    };
+    // BullMQ's add script starts with INCR of the queue's id counter: a counter that is not a number fails the add
+    // before it writes anything, as a Redis refusing writes would.
+    const counter = `${prefix}:${QueueName.Apply}:id`;
+    await redis.set(counter, "not a number");
+    let failed: Awaited<ReturnType<typeof replayDeadLetter>>;
+    try {
+      failed = await replayDeadLetter(deps, id);
+    } finally {
+      await redis.del(counter);
+    }
+    // Before: the call rejected.
+    expect(failed).toMatchObject({ id, status: "failed", queue: QueueName.Apply, notificationId: "n-add-fails" });
+    expect(failed.message).toMatch(/not an integer/);
+    expect(seen).toEqual([undefined]);
+    expect(await apply.getJob("n-add-fails")).toBeUndefined();
+    expect(await dead.getJob(id)).toBeDefined();
+
+    expect((await replayDeadLetter(deps, id)).status).toBe("replayed");
+    expect(seen).toEqual([undefined, undefined]);
+    expect(await (await apply.getJob("n-add-fails"))?.getState()).toBe("waiting");
+    expect(await dead.getJob(id)).toBeUndefined();
+  });
+});
+
+describe("replayAllDeadLetters", () => {
+  it("a letter whose hook throws is reported failed and left; the others are replayed", async () => {
+    const ids = [await letterFor("n-all-1"), await letterFor("n-all-2"), await letterFor("n-all-3")];
+    const outcomes = await replayAllDeadLetters({
+      connection: redis,
+      prefix,
+      onReplayed: async (l) => {
+        if (l.jobId === "n-all-2") throw new Error("database refused the REPLAYED event");
+      },
+    });
+    // Before: the throw ended the loop and the call rejected, hiding what it had replayed.
+    const mine = outcomes.filter((o) => ids.includes(o.id));
+    expect(mine.map((o) => [o.id, o.status, o.message])).toEqual([
+      [ids[0], "replayed", undefined],
+      [ids[1], "failed", "database refused the REPLAYED event"],
+      [ids[2], "replayed", undefined],
+    ]);
+    expect(await dead.getJob(ids[1] ?? "")).toBeDefined();
+    expect(await apply.getJob("n-all-2")).toBeUndefined();
+    expect(await apply.getJob("n-all-3")).toBeDefined();
   });
 });

@@ -50,12 +50,15 @@ export async function listDeadLetters(ctx: DashboardContext): Promise<{ rows: De
 
 /**
  * Replays dead letters one by one with the pipeline's own functions: `replayDeadLetter` of @wpn/queue puts the
- * original job back into its stage queue under its original id, and its `onReplayed` hook — which runs after
- * the job is back and before the letter is removed — records the replay with `recordReplay` of @wpn/db
- * (REPLAYED NotificationEvent, status out of DEAD/FAILED; the same code path as the worker's CLI) and then
- * writes the AuditLog row. Should the audit write fail, the hook throws, the letter stays in notify.dead and
- * the operator sees an error: replaying it again only re-runs an idempotent job.
- * Letters not replayed (not found, invalid payload, original still in flight) are audited with their outcome.
+ * original job back into its stage queue under its original id, and its `onReplayed` hook — which runs BEFORE the job
+ * is put back, the letter being removed only after that (why: ReplayDeps.onReplayed) — records the replay with
+ * `recordReplay` of @wpn/db (REPLAYED NotificationEvent, status out of DEAD/FAILED; the same code path as the worker's
+ * CLI) and then writes the AuditLog row, so no job goes back unrecorded. A failure anywhere is the letter's outcome
+ * `failed`, with its message, audited like every outcome that is not `replayed`, and the other letters are still
+ * replayed; the letter stays in notify.dead and replaying it again only re-runs an idempotent job. A failure after
+ * the hook (putting the job back) leaves what the hook wrote — the notification PROCESSING, an audit row `replayed` —
+ * followed by the `failed` row, until the letter is replayed again.
+ * Letters not replayed (not found, invalid payload, original still in flight, failed) are audited with their outcome.
  */
 export async function replayDeadLetters(
   ctx: DashboardContext,

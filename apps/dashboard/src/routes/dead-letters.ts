@@ -1,3 +1,4 @@
+import type { ReplayStatus } from "@wpn/queue";
 import type { FastifyInstance } from "fastify";
 import type { DashboardContext } from "../context.ts";
 import {
@@ -11,7 +12,7 @@ import { badge, formatTime } from "../views/format.ts";
 import { href, html, type SafeHtml } from "../views/html.ts";
 import { sendError, sendPage } from "./page.ts";
 
-const OUTCOMES = ["replayed", "not-found", "invalid", "in-flight"] as const;
+const OUTCOMES = ["replayed", "not-found", "invalid", "in-flight", "failed"] as const satisfies readonly ReplayStatus[];
 
 /** Ids from a form: one value or repeated fields; bounded in number and length. */
 function formIds(value: unknown): string[] | undefined {

@@ -1,6 +1,8 @@
 // Replays dead letters: `npm run replay -w @wpn/worker -- <dead-letter-id>... | --all`.
-// Prints one line per letter and exits 0 when every named letter was replayed (or --all found none left),
-// 1 when one was missing, invalid or still in flight, 64 on bad usage.
+// Prints one line per letter (status, letter id, queue, notification id, message) and a summary line. A letter that
+// fails (Redis, PostgreSQL refusing the REPLAYED record) is reported `failed` and the others are still replayed.
+// Exits 0 when every named letter was replayed (or --all found none left), 1 when one was not (missing, invalid, in
+// flight or failed) or the letters could not be listed, 64 on bad usage.
 import { loadConfigOrExit, readEnvironment } from "@wpn/config";
 import { createDb } from "@wpn/db";
 import { createRedisConnection, type ReplayOutcome } from "@wpn/queue";
@@ -22,22 +24,32 @@ const db = createDb({
 });
 const deps = { connection, prefix: config.QUEUE_PREFIX, prisma: db.prisma, actor: "cli" };
 
-let outcomes: ReplayOutcome[] = [];
+const outcomes: ReplayOutcome[] = [];
+// Only listing the letters of --all can throw; a letter's own failure is an outcome.
+let stopped: string | undefined;
 try {
   if (args[0] === "--all") {
-    outcomes = await replayDeadLetter(deps, "--all");
+    outcomes.push(...(await replayDeadLetter(deps, "--all")));
   } else {
     for (const id of args) outcomes.push(...(await replayDeadLetter(deps, id)));
   }
-} finally {
-  connection.disconnect();
-  await db.close();
+} catch (error) {
+  stopped = error instanceof Error ? error.message : String(error);
 }
 for (const o of outcomes) {
-  process.stdout.write(
-    `${o.status}\t${o.id}\t${o.queue ?? "-"}\t${o.notificationId ?? "-"}${o.message ? `\t${o.message}` : ""}\n`,
-  );
+  // One line per letter: a message over several lines (Prisma's are) is joined.
+  const message = o.message ? `\t${o.message.trim().replace(/\s*\n\s*/g, " ")}` : "";
+  process.stdout.write(`${o.status}\t${o.id}\t${o.queue ?? "-"}\t${o.notificationId ?? "-"}${message}\n`);
 }
-const replayed = outcomes.filter((o) => o.status === "replayed").length;
-process.stdout.write(`${replayed} replayed, ${outcomes.length - replayed} not replayed\n`);
-process.exit(outcomes.every((o) => o.status === "replayed") ? 0 : 1);
+process.stdout.write(`${summary(outcomes)}\n`);
+if (stopped !== undefined) process.stderr.write(`replay stopped: ${stopped}\n`);
+connection.disconnect();
+await db.close();
+process.exit(stopped === undefined && outcomes.every((o) => o.status === "replayed") ? 0 : 1);
+
+/** `<n> letter(s): <count> <status>, …`, replayed first, then the other statuses met, in the order first met. */
+function summary(list: readonly ReplayOutcome[]): string {
+  const counts = new Map<string, number>([["replayed", 0]]);
+  for (const o of list) counts.set(o.status, (counts.get(o.status) ?? 0) + 1);
+  return `${list.length} letter(s): ${[...counts].map(([status, n]) => `${n} ${status}`).join(", ")}`;
+}
