@@ -335,6 +335,59 @@ describe("notification timeline", () => {
     expect(ownPage.body).not.toContain("not this notification's");
   });
 
+  it("in partner mode, tells sub-merchants apart by the recorded sub_mchid before the worker applied the notification", async () => {
+    const prisma = d.database.db.prisma;
+    const outTradeNo = randomId("OTN-P");
+    await seedOrder(prisma, {
+      outTradeNo,
+      mchid: "1900000109",
+      subMchid: "1900000B22",
+      status: "SUCCESS",
+      transactionId: "4200000000202611110000000P01",
+      amountTotal: 1_357,
+    });
+    // Parsed, not yet applied (no MCHID_MISMATCH verdict): sub-merchant A's payment naming B's out_trade_no.
+    const pending = { mchid: "1900000109", outTradeNo, status: "PROCESSING", attempts: 0 } as const;
+    const ofA = await seedNotification(prisma, {
+      ...pending,
+      transactionId: "4200000000202611110000000P02",
+      subMchid: "1900000A11",
+    });
+    const text = async (id: string) => {
+      const page = await viewer.get(`/notifications/${id}`);
+      expect(page.statusCode).toBe(200);
+      return page.body.replace(/<[^>]+>/g, " ").replace(/\s+/g, " ");
+    };
+    const pageOfA = await text(ofA);
+    expect(pageOfA).toContain("Sub-merchant 1900000A11");
+    expect(pageOfA).toContain(
+      `out_trade_no ${outTradeNo} belongs to merchant 1900000109 / sub-merchant 1900000B22's order — not this notification's (this notification names sub-merchant 1900000A11)`,
+    );
+    expect(pageOfA).not.toContain("13.57 CNY");
+    expect(pageOfA).not.toContain("4200000000202611110000000P01");
+    // B's own notification, and one whose row records no sub-merchant (parsed before migration 20261202130000),
+    // are linked as before.
+    for (const subMchid of ["1900000B22", null]) {
+      const id = await seedNotification(prisma, {
+        ...pending,
+        transactionId: "4200000000202611110000000P01",
+        subMchid,
+      });
+      const page = await text(id);
+      expect(page, String(subMchid)).toContain("13.57 CNY");
+      expect(page, String(subMchid)).not.toContain("not this notification's");
+    }
+    // An APIv2 refund's sub-merchant is the outer XML's, which nothing signs: the page says so.
+    const v2Refund = await seedNotification(prisma, {
+      ...pending,
+      apiVersion: "v2",
+      eventType: "REFUND.SUCCESS",
+      outRefundNo: randomId("R-P"),
+      subMchid: "1900000B22",
+    });
+    expect(await text(v2Refund)).toContain("Sub-merchant 1900000B22 (outer XML of an APIv2 refund: not signed)");
+  });
+
   it("answers 404 for an id nobody has seen", async () => {
     const response = await viewer.get("/notifications/never-seen");
     expect(response.statusCode).toBe(404);

@@ -49,6 +49,7 @@ function parsed(id: string, status: Parsed = "PROCESSING", overrides: Partial<Pa
     outTradeNo: status === "FAILED" ? null : `T-${id}`,
     transactionId: status === "FAILED" ? null : `4200-${id}`,
     outRefundNo: null,
+    subMchid: null,
     errorCode: status === "FAILED" ? "DECRYPT_FAILED" : null,
     lastError: status === "FAILED" ? "tag mismatch" : null,
     event: { kind, detail },
@@ -153,6 +154,14 @@ describe("upsertParsedNotifications", () => {
     expect((await eventsOf(dead)).map((e) => e.kind)).toEqual(["RECEIVED", "PARSED"]);
   });
 
+  it("records the sub-merchant a partner notification names; a later parse without one (could not be opened) keeps it", async () => {
+    await upsertParsedNotifications(prisma, [parsed("p-sub", "PROCESSING", { subMchid: "1900000A11" })]);
+    expect(await rowOf("p-sub")).toMatchObject({ mchid: "1900000109", subMchid: "1900000A11" });
+    await settle("p-sub", "REVIEW", "MCHID_MISMATCH");
+    await upsertParsedNotifications(prisma, [parsed("p-sub", "FAILED", { subMchid: null })]);
+    expect(await rowOf("p-sub")).toMatchObject({ status: "REVIEW", subMchid: "1900000A11" });
+  });
+
   it("the single upsert is the batch of one", async () => {
     expect(await upsertParsedNotification(prisma, parsed("s-one", "IGNORED"))).toEqual({
       status: "IGNORED",
@@ -232,6 +241,7 @@ const entry = fc.record({
   outTradeNo: fc.option(fc.constantFrom("A", "B"), { nil: null }),
   transactionId: fc.option(fc.constantFrom("X1", "X2"), { nil: null }),
   outRefundNo: fc.option(fc.constantFrom("R1", "R2"), { nil: null }),
+  subMchid: fc.option(fc.constantFrom("1900000A11", "1900000B22"), { nil: null }),
   eventType: fc.constantFrom("TRANSACTION.SUCCESS", "REFUND.SUCCESS"),
   withHeaders: fc.boolean(),
   // A failed attempt whose entry the caller writes itself (the parse stage, for a key retried within the window).
@@ -255,6 +265,7 @@ function fromEntry(id: string, e: Entry): ParsedNotification {
     outTradeNo: e.outTradeNo,
     transactionId: e.transactionId,
     outRefundNo: e.outRefundNo,
+    subMchid: e.subMchid,
     receivedAt: e.receivedAt,
     ...(e.withEvent || e.status !== "FAILED" ? {} : { event: null }),
   });

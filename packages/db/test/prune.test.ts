@@ -201,6 +201,7 @@ describe("a pruned notification delivered again is not applied again (what the r
     outTradeNo,
     transactionId: `4200-${outTradeNo}`,
     outRefundNo,
+    subMchid: null,
     errorCode: null,
     lastError: null,
     event: { kind: "PARSED", detail: {} },

@@ -127,6 +127,7 @@ const LIST_SELECT = {
   outTradeNo: true,
   transactionId: true,
   outRefundNo: true,
+  subMchid: true,
   appliedAt: true,
 } satisfies Prisma.NotificationSelect;
 

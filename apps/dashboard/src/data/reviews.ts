@@ -40,6 +40,7 @@ const NOTIFICATION_REVIEW_SELECT = {
   outTradeNo: true,
   transactionId: true,
   outRefundNo: true,
+  subMchid: true,
 } satisfies Prisma.NotificationSelect;
 
 export type ReviewNotification = Prisma.NotificationGetPayload<{ select: typeof NOTIFICATION_REVIEW_SELECT }>;

@@ -42,6 +42,7 @@ const NOTIFICATION_SELECT = {
   outTradeNo: true,
   transactionId: true,
   outRefundNo: true,
+  subMchid: true,
   appliedAt: true,
   createdAt: true,
   updatedAt: true,
@@ -103,15 +104,18 @@ export interface ForeignOrder {
  * out_trade_no unique per merchant (per sub-merchant in partner mode), so another merchant's notification may name
  * an order that is not its own; the worker then leaves that order alone (REVIEW MCHID_MISMATCH, migration
  * 20261130210000, and the refund statement alike). The Notification row keeps the merchant whose keys authenticated
- * it — `mchid`, the service provider's `sp_mchid` in partner mode, as on the order — but not the sub-merchant, which
- * is only in the encrypted body: a sub-merchant mismatch is known from the worker's MCHID_MISMATCH verdict, so until
- * the notification is applied another sub-merchant of the same service provider is not told apart.
+ * it — `mchid`, the service provider's `sp_mchid` in partner mode, as on the order — and, once parsed, the
+ * sub-merchant it names (`subMchid`, migration 20261202130000), so another sub-merchant of the same service provider
+ * is told apart before the worker applied the notification, too. A null sub-merchant on either side (a direct
+ * merchant, a row parsed before that migration or not opened) compares the merchants and the worker's verdict only.
  */
 export function isOwnOrder(
-  notification: { mchid: string | null; errorCode: string | null },
-  order: { mchid: string },
+  notification: { mchid: string | null; subMchid: string | null; errorCode: string | null },
+  order: { mchid: string; subMchid: string | null },
 ): boolean {
-  return notification.mchid === order.mchid && notification.errorCode !== "MCHID_MISMATCH";
+  const otherSubMerchant =
+    notification.subMchid !== null && order.subMchid !== null && notification.subMchid !== order.subMchid;
+  return notification.mchid === order.mchid && !otherSubMerchant && notification.errorCode !== "MCHID_MISMATCH";
 }
 
 /**

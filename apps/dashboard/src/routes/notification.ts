@@ -58,6 +58,7 @@ function summary(t: Timeline): SafeHtml {
 <dt>Status</dt><dd>${badge(n.status, statusTone(n.status))}</dd>
 <dt>Event</dt><dd>${n.eventType} <span class="muted">(API ${n.apiVersion})</span></dd>
 <dt>Merchant</dt><dd class="mono">${n.mchid ?? "—"}</dd>
+${n.subMchid ? html`<dt>Sub-merchant</dt><dd><span class="mono">${n.subMchid}</span>${subMchidNote(n)}</dd>` : ""}
 <dt>Received</dt><dd class="mono">${formatTime(n.receivedAt)}</dd>
 <dt>Applied</dt><dd class="mono">${formatTime(n.appliedAt)}</dd>
 <dt>Attempts</dt><dd>${n.attempts}</dd>
@@ -112,10 +113,25 @@ ${r.reviewReason ? html`<dt>Not counted</dt><dd><code>${r.reviewReason}</code></
 </div>`;
 }
 
+/**
+ * Where the sub-merchant comes from, when it is not authenticated: an APIv2 refund names it only in the outer XML,
+ * which carries no sign (only req_info is authenticated, by decrypting it). It is still what the worker compared.
+ */
+function subMchidNote(n: { apiVersion: string; eventType: string }): SafeHtml | string {
+  return n.apiVersion === "v2" && n.eventType.startsWith("REFUND.")
+    ? html` <span class="muted">(outer XML of an APIv2 refund: not signed)</span>`
+    : "";
+}
+
 /** Why the order is not linked, beyond the merchant ids shown. */
 function foreignWhy(t: Timeline): string {
-  if (t.notification?.mchid === null) return " (this notification records no merchant to compare)";
-  if (t.notification?.errorCode === "MCHID_MISMATCH") return " (the worker left that order alone: MCHID_MISMATCH)";
+  const n = t.notification;
+  const f = t.foreignOrder;
+  if (n?.mchid === null) return " (this notification records no merchant to compare)";
+  if (n?.errorCode === "MCHID_MISMATCH") return " (the worker left that order alone: MCHID_MISMATCH)";
+  if (n?.subMchid && f?.subMchid && n.subMchid !== f.subMchid) {
+    return ` (this notification names sub-merchant ${n.subMchid})`;
+  }
   return "";
 }
 

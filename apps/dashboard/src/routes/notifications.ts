@@ -71,7 +71,7 @@ ${rows.map(
   <td class="mono">${formatTime(n.receivedAt)}</td>
   <td class="mono"><a href="${href(`/notifications/${encodeURIComponent(n.id)}`)}">${n.id}</a></td>
   <td>${n.eventType} <span class="muted">${n.apiVersion}</span></td>
-  <td class="mono">${n.mchid ?? "—"}</td>
+  <td class="mono">${n.mchid ?? "—"}${n.subMchid ? ` / ${n.subMchid}` : ""}</td>
   <td>${badge(n.status, statusTone(n.status))}</td>
   <td class="num">${n.attempts}</td>
   <td class="mono">${n.errorCode ?? ""}</td>

@@ -78,7 +78,7 @@ ${
 <td class="mono">${formatTime(n.receivedAt)}</td>
 <td>${badge(n.errorCode ?? "(none)", "warn")}</td>
 <td>${n.eventType}</td>
-<td class="mono">${n.mchid}</td>
+<td class="mono">${n.mchid}${n.subMchid ? ` / ${n.subMchid}` : ""}</td>
 <td class="mono">${n.outTradeNo ?? "—"}</td>
 <td class="mono">${n.transactionId ?? "—"}</td>
 <td class="mono">${n.outRefundNo ?? "—"}</td>

@@ -21,11 +21,18 @@ export interface NotificationSource {
   body: string;
 }
 
-/** Business keys stored on the Notification row so the dashboard can search without decrypting. */
+/** Business keys stored on the Notification row so the dashboard can search and link without decrypting. */
 export interface BusinessKeys {
   outTradeNo: string | null;
   transactionId: string | null;
   outRefundNo: string | null;
+  /**
+   * Partner (服务商) mode: the sub-merchant the notification names — APIv3 `sub_mchid`, APIv2 `sub_mch_id` (signed in
+   * a payment; in a refund the outer field, which is not signed: recorded as received, it is also what the apply
+   * stage compares with the order). Null for a direct merchant. Out_trade_no is unique per sub-merchant only, and
+   * WeChat's partner query and refund APIs need it, so a human clearing a MCHID_MISMATCH review reads it here.
+   */
+  subMchid: string | null;
 }
 
 export type PaymentEffect = Omit<PaymentFacts, "notificationId">;
@@ -74,7 +81,13 @@ function openV3(body: string, keys: MerchantKeySet): OpenedNotification {
   const event = openWithKeyOrPrevious((key) => openV3Notification(body, key), keys.apiV3Key, keys.previousApiV3Key);
   if (event.kind === "transaction") {
     const t = event.transaction;
-    const businessKeys = { outTradeNo: t.out_trade_no, transactionId: t.transaction_id, outRefundNo: null };
+    const merchant = transactionMerchant(t);
+    const businessKeys = {
+      outTradeNo: t.out_trade_no,
+      transactionId: t.transaction_id,
+      outRefundNo: null,
+      subMchid: merchant.subMchid ?? null,
+    };
     // Only trade_state SUCCESS means paid (protocol notes §5.8), whatever the event type says.
     if (t.trade_state !== "SUCCESS") {
       return {
@@ -84,7 +97,6 @@ function openV3(body: string, keys: MerchantKeySet): OpenedNotification {
         reason: `TRADE_STATE_${t.trade_state}`,
       };
     }
-    const merchant = transactionMerchant(t);
     requireVerifyingMerchant(merchant.mchid, keys);
     const paidAt = parseRfc3339(t.success_time ?? event.envelope.create_time, "success_time");
     return {
@@ -107,7 +119,13 @@ function openV3(body: string, keys: MerchantKeySet): OpenedNotification {
   }
   if (event.kind === "refund") {
     const r = event.refund;
-    const businessKeys = { outTradeNo: r.out_trade_no, transactionId: r.transaction_id, outRefundNo: r.out_refund_no };
+    const merchant = refundMerchant(r);
+    const businessKeys = {
+      outTradeNo: r.out_trade_no,
+      transactionId: r.transaction_id,
+      outRefundNo: r.out_refund_no,
+      subMchid: merchant.subMchid ?? null,
+    };
     const status = REFUND_STATUS_V3[r.refund_status as keyof typeof REFUND_STATUS_V3];
     if (status === undefined) {
       return {
@@ -117,7 +135,6 @@ function openV3(body: string, keys: MerchantKeySet): OpenedNotification {
         reason: `REFUND_STATUS_${r.refund_status}`,
       };
     }
-    const merchant = refundMerchant(r);
     requireVerifyingMerchant(merchant.mchid, keys);
     return {
       kind: "refund",
@@ -148,6 +165,8 @@ function openV2Payment(body: string, keys: MerchantKeySet): OpenedNotification {
     outTradeNo: f.out_trade_no ?? null,
     transactionId: f.transaction_id ?? null,
     outRefundNo: null,
+    // Covered by the sign, like every field of an APIv2 payment.
+    subMchid: f.sub_mch_id || null,
   };
   if (f.return_code !== "SUCCESS" || f.result_code !== "SUCCESS") {
     const reason = f.return_code !== "SUCCESS" ? "RETURN_CODE_FAIL" : "RESULT_CODE_FAIL";
@@ -164,7 +183,7 @@ function openV2Payment(body: string, keys: MerchantKeySet): OpenedNotification {
       transactionId: required(f, "transaction_id"),
       mchid,
       appid: required(f, "appid"),
-      subMchid: f.sub_mch_id || null,
+      subMchid: businessKeys.subMchid,
       subAppid: f.sub_appid || null,
       total: fen(f, "total_fee"),
       currency: f.fee_type || "CNY",
@@ -204,6 +223,8 @@ function openV2Refund(body: string, keys: MerchantKeySet): OpenedNotification {
     outTradeNo: f.out_trade_no ?? null,
     transactionId: f.transaction_id ?? null,
     outRefundNo: f.out_refund_no ?? null,
+    // The outer, unsigned sub_mch_id (see above), as received: the value the refund is applied under.
+    subMchid: outer.sub_mch_id || null,
   };
   const status = REFUND_STATUS_V2[f.refund_status as keyof typeof REFUND_STATUS_V2];
   if (status === undefined) {
@@ -224,7 +245,7 @@ function openV2Refund(body: string, keys: MerchantKeySet): OpenedNotification {
       refundId: f.refund_id || null,
       transactionId: f.transaction_id || null,
       mchid: keys.mchid,
-      subMchid: outer.sub_mch_id || null,
+      subMchid: businessKeys.subMchid,
       status,
       amountRefund: fen(f, "refund_fee"),
       amountTotal: fen(f, "total_fee"),
@@ -267,5 +288,6 @@ function keysOf(resource: unknown): BusinessKeys {
     outTradeNo: text(r.out_trade_no),
     transactionId: text(r.transaction_id),
     outRefundNo: text(r.out_refund_no),
+    subMchid: text(r.sub_mchid),
   };
 }

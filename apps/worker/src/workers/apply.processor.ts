@@ -50,7 +50,7 @@ export async function handleApply(deps: ApplyDeps, job: ApplyJob, ctx: StageCont
     const facts = { ...opened.payment, notificationId: job.notificationId };
     ctx.setOutTradeNo(facts.outTradeNo);
     const result = await applyPayment(deps.payment, facts);
-    report(deps, ctx, job, result, isPaymentReview(result.outcome), "PAYMENT");
+    report(deps, ctx, job, facts.subMchid, result, isPaymentReview(result.outcome), "PAYMENT");
     const event = paymentEvent(facts, result);
     if (deps.publish && event) await deps.publish(event);
     return { outcome: result.outcome, orderStatus: result.orderStatus, reviewReason: result.reviewReason };
@@ -58,17 +58,21 @@ export async function handleApply(deps: ApplyDeps, job: ApplyJob, ctx: StageCont
   const facts = { ...opened.refund, notificationId: job.notificationId, restockOnFullRefund: deps.restockOnFullRefund };
   ctx.setOutTradeNo(facts.outTradeNo);
   const result = await applyRefund(deps.refund, facts);
-  report(deps, ctx, job, result, isRefundReview(result.outcome), "REFUND");
+  report(deps, ctx, job, facts.subMchid, result, isRefundReview(result.outcome), "REFUND");
   const event = refundEvent(facts, result);
   if (deps.publish && event) await deps.publish(event);
   return { outcome: result.outcome, orderStatus: result.orderStatus };
 }
 
-/** Metrics and the one log line per committed effect. Reviews are warnings: a human has to look. */
+/**
+ * Metrics and the one log line per committed effect. Reviews are warnings: a human has to look — in partner mode with
+ * the sub-merchant the notification names (`subMchid`), which WeChat's partner APIs need to query the transaction.
+ */
 function report(
   deps: ApplyDeps,
   ctx: StageContext,
   job: ApplyJob,
+  subMchid: string | null,
   result: PaymentResult | RefundResultRow,
   review: boolean,
   movementReason: "PAYMENT" | "REFUND",
@@ -77,7 +81,8 @@ function report(
   const fields = { outcome: result.outcome, orderStatus: result.orderStatus, movedSkus: moved };
   if (review) {
     deps.metrics?.reviews.inc({ reason: result.outcome });
-    ctx.log.warn({ ...fields, code: result.outcome, reviewReason: result.reviewReason }, "needs review");
+    const partner = subMchid === null ? {} : { subMchid };
+    ctx.log.warn({ ...fields, ...partner, code: result.outcome, reviewReason: result.reviewReason }, "needs review");
   } else {
     ctx.log.info(fields, "applied");
   }

@@ -57,6 +57,7 @@ export async function handleParse(deps: ParseDeps, job: ParseJob, ctx: StageCont
         outTradeNo: null,
         transactionId: null,
         outRefundNo: null,
+        subMchid: null,
         errorCode: err.code,
         lastError: err.message,
         event:

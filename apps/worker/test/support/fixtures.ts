@@ -12,7 +12,7 @@ import {
   testQueuePrefix,
 } from "@wpn/testing";
 import { buildV2Xml, createSignedV3Notification, encryptV2ReqInfo, signV2 } from "@wpn/wechatpay";
-import { pino } from "pino";
+import { type Logger, pino } from "pino";
 import { prismaApplyStore } from "../../src/domain/store.ts";
 import { MerchantKeyResolver } from "../../src/keys.ts";
 import { type ApplyResult, handleApply } from "../../src/workers/apply.processor.ts";
@@ -64,8 +64,8 @@ export async function createWorld(label: string): Promise<World> {
 
 export const quietLog = pino({ level: "silent" });
 
-export function testContext(): StageContext {
-  return { log: quietLog, createdAt: Date.now(), setOutTradeNo: () => undefined };
+export function testContext(log: Logger = quietLog): StageContext {
+  return { log, createdAt: Date.now(), setOutTradeNo: () => undefined };
 }
 
 // ---------------------------------------------------------------- data
@@ -196,6 +196,8 @@ export interface RefundSpec {
   total: number;
   status?: "SUCCESS" | "ABNORMAL" | "CLOSED";
   mchid?: string;
+  /** Service-provider mode: sp_mchid replaces mchid, and the sub-merchant is named (APIv3 `sub_mchid`, APIv2 outer `sub_mch_id`). */
+  partner?: { subMchid: string };
   id?: string;
   /** The merchant's APIv3 key when it is not the world's (another tenant). */
   apiV3Key?: Buffer;
@@ -203,8 +205,11 @@ export interface RefundSpec {
 
 export function v3Refund(world: World, spec: RefundSpec): ParseJobV3 {
   const status = spec.status ?? "SUCCESS";
+  const merchant = spec.partner
+    ? { sp_mchid: spec.mchid ?? world.merchant.mchid, sub_mchid: spec.partner.subMchid }
+    : { mchid: spec.mchid ?? world.merchant.mchid };
   const resource = {
-    mchid: spec.mchid ?? world.merchant.mchid,
+    ...merchant,
     out_trade_no: spec.outTradeNo,
     transaction_id: spec.transactionId,
     out_refund_no: spec.outRefundNo ?? `R${randomBytes(6).toString("hex")}`,
@@ -269,6 +274,11 @@ export function v2Payment(world: World, spec: PaymentSpec & { resultCode?: strin
     out_trade_no: spec.outTradeNo,
     time_end: "20261130103456",
   };
+  if (spec.partner) {
+    // Service-provider mode (protocol notes §2.1): appid/mch_id are the provider's; the sub-merchant fields are signed.
+    fields.sub_mch_id = spec.partner.subMchid;
+    if (spec.partner.subAppid) fields.sub_appid = spec.partner.subAppid;
+  }
   fields.sign = signV2(fields, world.merchant.apiV2Key, "MD5");
   return {
     v: 1,
@@ -310,6 +320,8 @@ export function v2Refund(
     appid: world.merchant.appid,
     mch_id: spec.mchid ?? world.merchant.mchid,
     nonce_str: randomBytes(8).toString("hex"),
+    // Service-provider mode: the sub-merchant is named outside req_info only, where nothing signs it.
+    ...(spec.partner ? { sub_mch_id: spec.partner.subMchid } : {}),
     req_info: encryptV2ReqInfo(inner, world.merchant.apiV2Key),
   };
   return {
@@ -335,11 +347,15 @@ export interface Inline {
   published: PublishJob[];
 }
 
-/** The parse and apply handlers wired to the world's database, called directly (no queue in between). */
+/**
+ * The parse and apply handlers wired to the world's database, called directly (no queue in between); the stages
+ * log to `log` (silent unless a test reads the lines).
+ */
 export function inline(
   world: World,
   overrides: Record<string, string> = {},
   prisma: PrismaClient = world.prisma,
+  log: Logger = quietLog,
 ): Inline {
   const config = world.config(overrides);
   const keys = new MerchantKeyResolver(config, prisma);
@@ -366,7 +382,7 @@ export function inline(
     const parsed = await handleParse(
       { prisma, keys, commit: (row, apply) => batcher.commit(row, apply) },
       job,
-      testContext(),
+      testContext(log),
     );
     const applyJob = enqueued.get(job.id) ?? null;
     enqueued.delete(job.id);
@@ -385,7 +401,7 @@ export function inline(
         },
       },
       job,
-      testContext(),
+      testContext(log),
     );
   return {
     config,

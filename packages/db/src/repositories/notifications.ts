@@ -35,6 +35,12 @@ export interface ParsedNotification {
   outTradeNo: string | null;
   transactionId: string | null;
   outRefundNo: string | null;
+  /**
+   * Partner (服务商) mode: the sub-merchant the notification names (`mchid` is the service provider's); null for a
+   * direct merchant or a notification that could not be opened. Like the business keys, a null keeps what an
+   * earlier parse recorded.
+   */
+  subMchid: string | null;
   errorCode: string | null;
   lastError: string | null;
   /**
@@ -111,6 +117,7 @@ export async function upsertParsedNotifications(
     outTradeNo: n.outTradeNo,
     transactionId: n.transactionId,
     outRefundNo: n.outRefundNo,
+    subMchid: n.subMchid,
     errorCode: n.errorCode,
     lastError: n.lastError,
     kind: n.event?.kind ?? null,
@@ -123,11 +130,11 @@ export async function upsertParsedNotifications(
              (to_timestamp(r."receivedAt" / 1000.0) AT TIME ZONE 'UTC')::timestamp(3) AS received_at,
              (now() AT TIME ZONE 'UTC')::timestamp(3) AS at,
              r.headers, r.body, r.status::"NotificationStatus" AS status, r."outTradeNo", r."transactionId",
-             r."outRefundNo", r."errorCode", r."lastError", r.kind, r.detail
+             r."outRefundNo", r."subMchid", r."errorCode", r."lastError", r.kind, r.detail
       FROM ROWS FROM (json_to_recordset(${input}::json) AS (
         id text, "apiVersion" text, mchid text, "eventType" text, "receivedAt" bigint, headers jsonb, body text,
-        status text, "outTradeNo" text, "transactionId" text, "outRefundNo" text, "errorCode" text,
-        "lastError" text, kind text, detail jsonb
+        status text, "outTradeNo" text, "transactionId" text, "outRefundNo" text, "subMchid" text,
+        "errorCode" text, "lastError" text, kind text, detail jsonb
       )) WITH ORDINALITY AS r
     ),
     prior AS (
@@ -136,9 +143,9 @@ export async function upsertParsedNotifications(
     up AS (
       INSERT INTO "Notification" AS t
         (id, "apiVersion", mchid, "eventType", "receivedAt", headers, body, status,
-         "outTradeNo", "transactionId", "outRefundNo", "errorCode", "lastError", "updatedAt")
+         "outTradeNo", "transactionId", "outRefundNo", "subMchid", "errorCode", "lastError", "updatedAt")
       SELECT i.id, i."apiVersion", i.mchid, i."eventType", i.received_at, i.headers, i.body, i.status,
-             i."outTradeNo", i."transactionId", i."outRefundNo", i."errorCode", i."lastError", i.at
+             i."outTradeNo", i."transactionId", i."outRefundNo", i."subMchid", i."errorCode", i."lastError", i.at
       FROM input i
       ORDER BY i.id
       ON CONFLICT (id) DO UPDATE SET
@@ -147,6 +154,7 @@ export async function upsertParsedNotifications(
         "outTradeNo" = COALESCE(EXCLUDED."outTradeNo", t."outTradeNo"),
         "transactionId" = COALESCE(EXCLUDED."transactionId", t."transactionId"),
         "outRefundNo" = COALESCE(EXCLUDED."outRefundNo", t."outRefundNo"),
+        "subMchid" = COALESCE(EXCLUDED."subMchid", t."subMchid"),
         "errorCode" = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED') THEN t."errorCode" ELSE EXCLUDED."errorCode" END,
         "lastError" = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED') THEN t."lastError" ELSE EXCLUDED."lastError" END,
         "updatedAt" = EXCLUDED."updatedAt"

@@ -2,8 +2,9 @@ import type { ParsedNotification, PrismaClient, UpsertResult } from "@wpn/db";
 
 /**
  * The single-notification upsert statement as it was before `upsertParsedNotifications` existed (verbatim but
- * for the name, and a null event: no entry but RECEIVED), kept as the oracle the batch statement is compared with:
- * same inputs, same rows, same timeline, same results.
+ * for the name, a null event: no entry but RECEIVED, and the subMchid column of migration 20261202130000, kept like
+ * the business keys), kept as the oracle the batch statement is compared with: same inputs, same rows, same timeline,
+ * same results.
  */
 export async function referenceUpsert(prisma: PrismaClient, n: ParsedNotification): Promise<UpsertResult> {
   const rows = await prisma.$queryRaw<UpsertResult[]>`
@@ -19,10 +20,10 @@ export async function referenceUpsert(prisma: PrismaClient, n: ParsedNotificatio
     up AS (
       INSERT INTO "Notification" AS t
         (id, "apiVersion", mchid, "eventType", "receivedAt", headers, body, status,
-         "outTradeNo", "transactionId", "outRefundNo", "errorCode", "lastError", "updatedAt")
+         "outTradeNo", "transactionId", "outRefundNo", "subMchid", "errorCode", "lastError", "updatedAt")
       SELECT i.id, ${n.apiVersion}, ${n.mchid}, ${n.eventType}, i.received_at, ${n.headers === null ? null : JSON.stringify(n.headers)}::jsonb,
              ${n.body}, ${n.status}::"NotificationStatus", ${n.outTradeNo}, ${n.transactionId}, ${n.outRefundNo},
-             ${n.errorCode}, ${n.lastError}, i.at
+             ${n.subMchid}, ${n.errorCode}, ${n.lastError}, i.at
       FROM input i
       ON CONFLICT (id) DO UPDATE SET
         status = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED') THEN t.status ELSE EXCLUDED.status END,
@@ -30,6 +31,7 @@ export async function referenceUpsert(prisma: PrismaClient, n: ParsedNotificatio
         "outTradeNo" = COALESCE(EXCLUDED."outTradeNo", t."outTradeNo"),
         "transactionId" = COALESCE(EXCLUDED."transactionId", t."transactionId"),
         "outRefundNo" = COALESCE(EXCLUDED."outRefundNo", t."outRefundNo"),
+        "subMchid" = COALESCE(EXCLUDED."subMchid", t."subMchid"),
         "errorCode" = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED') THEN t."errorCode" ELSE EXCLUDED."errorCode" END,
         "lastError" = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED') THEN t."lastError" ELSE EXCLUDED."lastError" END,
         "updatedAt" = EXCLUDED."updatedAt"

@@ -1,0 +1,109 @@
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  createWorld,
+  inline,
+  seedOrder,
+  seedSkus,
+  v2Payment,
+  v2Refund,
+  v3Payment,
+  v3Refund,
+  type World,
+} from "./support/fixtures.ts";
+
+/**
+ * Partner (服务商) mode: the notifications of every sub-merchant arrive under the service provider's keys and route,
+ * so the Notification row's mchid is the provider's. The parse stage records the sub-merchant the notification
+ * names (Notification.subMchid, migration 20261202130000): the body stays encrypted, and a human clearing a
+ * MCHID_MISMATCH review needs it for WeChat's partner APIs.
+ */
+let world: World;
+const SUB_A = "1900000A11";
+const SUB_B = "1900000B22";
+beforeAll(async () => {
+  world = await createWorld("wpartner");
+  await seedSkus(world.prisma, { A: 100 });
+});
+afterAll(() => world.cleanup());
+
+const rowOf = (id: string) => world.prisma.notification.findUniqueOrThrow({ where: { id } });
+
+/** An order of sub-merchant `sub`, paid by its own APIv3 notification; its out_trade_no and transaction id. */
+async function paidOrder(sub: string): Promise<{ outTradeNo: string; transactionId: string }> {
+  const outTradeNo = await seedOrder(world, { amountTotal: 100, items: { A: 1 }, subMchid: sub });
+  const job = v3Payment(world, { outTradeNo, partner: { subMchid: sub } });
+  const { apply } = await inline(world).deliver(job);
+  expect(apply?.outcome).toBe("APPLIED");
+  const { transactionId } = await rowOf(job.id);
+  return { outTradeNo, transactionId: transactionId ?? "" };
+}
+
+describe("the parse stage records the sub-merchant a notification names", () => {
+  it("APIv3 payment and refund: sub_mchid; mchid stays the service provider's", async () => {
+    const { outTradeNo, transactionId } = await paidOrder(SUB_A);
+    const payment = await world.prisma.notification.findFirstOrThrow({ where: { outTradeNo } });
+    expect(payment).toMatchObject({ mchid: world.merchant.mchid, subMchid: SUB_A, status: "APPLIED" });
+
+    const refund = v3Refund(world, {
+      outTradeNo,
+      transactionId,
+      refund: 100,
+      total: 100,
+      partner: { subMchid: SUB_A },
+    });
+    const { apply } = await inline(world).deliver(refund);
+    expect(apply?.outcome).toBe("APPLIED");
+    expect(await rowOf(refund.id)).toMatchObject({ mchid: world.merchant.mchid, subMchid: SUB_A });
+  });
+
+  it("an APIv3 payment that is not SUCCESS (IGNORED) still records it", async () => {
+    const outTradeNo = await seedOrder(world, { items: { A: 1 }, subMchid: SUB_A });
+    const job = v3Payment(world, { outTradeNo, tradeState: "NOTPAY", partner: { subMchid: SUB_A } });
+    expect((await inline(world).deliver(job)).parse.outcome).toBe("IGNORED");
+    expect(await rowOf(job.id)).toMatchObject({ status: "IGNORED", subMchid: SUB_A });
+  });
+
+  it("APIv2 payment: the signed sub_mch_id", async () => {
+    const outTradeNo = await seedOrder(world, { amountTotal: 100, items: { A: 1 }, subMchid: SUB_B });
+    const job = v2Payment(world, { outTradeNo, partner: { subMchid: SUB_B } });
+    const { apply } = await inline(world).deliver(job);
+    expect(apply?.outcome).toBe("APPLIED");
+    expect(await rowOf(job.id)).toMatchObject({ mchid: world.merchant.mchid, subMchid: SUB_B });
+  });
+
+  it("APIv2 refund: the outer sub_mch_id as received (not signed), the value the refund was applied under", async () => {
+    const { outTradeNo, transactionId } = await paidOrder(SUB_B);
+    const job = v2Refund(world, { outTradeNo, transactionId, refund: 100, total: 100, partner: { subMchid: SUB_B } });
+    const { apply } = await inline(world).deliver(job);
+    expect(apply?.outcome).toBe("APPLIED");
+    expect(await rowOf(job.id)).toMatchObject({ subMchid: SUB_B });
+  });
+
+  it("a direct merchant's notification records none", async () => {
+    const outTradeNo = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+    const job = v3Payment(world, { outTradeNo });
+    await inline(world).deliver(job);
+    expect(await rowOf(job.id)).toMatchObject({ status: "APPLIED", subMchid: null });
+  });
+});
+
+describe("MCHID_MISMATCH between sub-merchants of one service provider", () => {
+  it("sub-merchant A's payment naming B's out_trade_no: REVIEW, the row and the 'needs review' line name A", async () => {
+    const ofB = await seedOrder(world, { amountTotal: 100, items: { A: 1 }, subMchid: SUB_B });
+    const lines: string[] = [];
+    const log = pino({ level: "info" }, { write: (line: string) => void lines.push(line) });
+    const job = v3Payment(world, { outTradeNo: ofB, partner: { subMchid: SUB_A } });
+    const { apply } = await inline(world, {}, world.prisma, log).deliver(job);
+    expect(apply?.outcome).toBe("MCHID_MISMATCH");
+    expect(await rowOf(job.id)).toMatchObject({
+      status: "REVIEW",
+      errorCode: "MCHID_MISMATCH",
+      outTradeNo: ofB,
+      mchid: world.merchant.mchid,
+      subMchid: SUB_A,
+    });
+    const review = lines.map((line) => JSON.parse(line)).find((line) => line.msg === "needs review");
+    expect(review).toMatchObject({ code: "MCHID_MISMATCH", subMchid: SUB_A });
+  });
+});
