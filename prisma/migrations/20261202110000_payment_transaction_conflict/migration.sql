@@ -13,8 +13,23 @@
 -- code and its transaction id, as MCHID_MISMATCH does. A transaction that writes the same id on another order and has
 -- not committed yet is not in the snapshot; the unique index still stops this statement (23505 once that one
 -- commits), and the worker retries it (@wpn/db classifyDbError: DB_CONFLICT for this index), when it answers
--- TRANSACTION_CONFLICT. The rest of the function (20261130210000_payment_other_merchant_leaves_order) is unchanged.
-CREATE OR REPLACE FUNCTION wpn_apply_payments(batch json)
+-- TRANSACTION_CONFLICT.
+--
+-- It also answers when the notification's effects were committed (out_applied_at).
+--
+-- The apply stage publishes one event per committed effect; a job that runs again after the commit (it crashed or
+-- failed to enqueue the event, or a stalled or replayed job) re-derives the event from what the first run recorded
+-- (ALREADY). Its occurredAt was the re-run's clock, although the event contract says "when the effect was
+-- committed": now it is Notification."appliedAt", which the statement writes with the status, read on the locked
+-- notification row — this statement's time for a payment it commits, the earlier run's for ALREADY, null when
+-- nothing was committed (NOTIFICATION_NOT_FOUND, ORDER_NOT_FOUND, STALE).
+--
+-- A function's result columns cannot be changed by CREATE OR REPLACE: it is dropped and created again in this
+-- migration's transaction, so callers see the old function or the new one. The old columns keep their names and
+-- order (a worker of the previous release selects them by name). The rest of the function
+-- (20261130210000_payment_other_merchant_leaves_order) is unchanged.
+DROP FUNCTION wpn_apply_payments(json);
+CREATE FUNCTION wpn_apply_payments(batch json)
 RETURNS TABLE (
   out_ord bigint,
   out_outcome text,
@@ -24,7 +39,8 @@ RETURNS TABLE (
   out_amount_total integer,
   out_moved integer,
   out_notification_status text,
-  out_notification_code text
+  out_notification_code text,
+  out_applied_at timestamp
 )
 LANGUAGE plpgsql
 AS $wpn$
@@ -64,7 +80,7 @@ BEGIN
              (now() AT TIME ZONE 'UTC')::timestamp(3) AS at
     ),
     n AS MATERIALIZED (
-      SELECT status::text AS status, "errorCode" FROM "Notification" WHERE id = (SELECT nid FROM input) FOR UPDATE
+      SELECT status::text AS status, "errorCode", "appliedAt" FROM "Notification" WHERE id = (SELECT nid FROM input) FOR UPDATE
     ),
     o AS MATERIALIZED (
       SELECT id, status::text AS status, "transactionId", mchid, appid, "subMchid", "subAppid", "amountTotal",
@@ -173,9 +189,13 @@ BEGIN
            (SELECT count(*)::int FROM mv) AS moved,
            (SELECT status FROM n) AS "notificationStatus",
            (SELECT "errorCode" FROM n) AS "notificationCode",
+           -- When the effects were committed: now when this statement commits them, as the earlier run recorded it
+           -- for ALREADY, null when nothing is committed.
+           CASE WHEN d.outcome = 'ALREADY' THEN (SELECT "appliedAt" FROM n)
+                WHEN EXISTS (SELECT 1 FROM nu) THEN (SELECT at FROM input) END AS "appliedAt",
            (SELECT count(*)::int FROM st) AS stock_rows
     INTO out_outcome, out_order_id, out_order_status, out_review_reason, out_amount_total, out_moved,
-         out_notification_status, out_notification_code, stock_rows
+         out_notification_status, out_notification_code, out_applied_at, stock_rows
     FROM d;
     -- Every movement comes with its stock change. Cannot fail with the rules above; if it ever did, the whole
     -- batch rolls back (nothing half-applied) and the jobs are retried instead of committing a drift.
