@@ -516,16 +516,33 @@ describe("published events (PUBLISH_EVENTS=true)", () => {
   });
 });
 
+/**
+ * Another tenant of the Merchant table (APIv3 only) with an order of 100 fen paid by `transactionId`: its order
+ * number and the key its notifications are encrypted with.
+ */
+async function tenantPaidOrder(
+  tenant: { mchid: string; appid: string; apiV3Key: string },
+  transactionId: string,
+): Promise<{ outTradeNo: string; key: Buffer }> {
+  await world.prisma.merchant.create({ data: { ...tenant, apiV2Key: null } });
+  const outTradeNo = await seedOrder(world, {
+    amountTotal: 100,
+    items: { A: 1 },
+    mchid: tenant.mchid,
+    appid: tenant.appid,
+  });
+  const key = Buffer.from(tenant.apiV3Key);
+  const pay = v3Payment(world, { outTradeNo, ...tenant, apiV3Key: key, transactionId, total: 100 });
+  expect((await inline(world).deliver({ ...pay, mchid: tenant.mchid })).apply?.outcome).toBe("APPLIED");
+  return { outTradeNo, key };
+}
+
 describe("refund numbers: one refund per (order, out_refund_no)", () => {
   it("another tenant's refund under the same out_refund_no leaves this tenant's own refund alone", async () => {
     // WeChat makes out_refund_no unique per merchant only: tenant B numbers a refund of its own order as A does.
     const b = { mchid: "1900000666", appid: "wxtenantb0000066", apiV3Key: "c".repeat(32) };
-    await world.prisma.merchant.create({ data: { ...b, apiV2Key: null } });
-    const bOrder = await seedOrder(world, { amountTotal: 100, items: { A: 1 }, mchid: b.mchid, appid: b.appid });
-    const bKey = Buffer.from(b.apiV3Key);
     const bTxn = "4200000000TENANTB66";
-    const bPay = v3Payment(world, { outTradeNo: bOrder, ...b, apiV3Key: bKey, transactionId: bTxn, total: 100 });
-    expect((await inline(world).deliver({ ...bPay, mchid: b.mchid })).apply?.outcome).toBe("APPLIED");
+    const { outTradeNo: bOrder, key: bKey } = await tenantPaidOrder(b, bTxn);
     const a = await paidOrder();
     const shared = `R-${a.outTradeNo}`;
     const bRefund = v3Refund(world, {
@@ -605,12 +622,8 @@ describe("refund numbers: one refund per (order, out_refund_no)", () => {
   it("a refund id already another refund's is REFUND_ID_CONFLICT: nothing recorded, the stored refund stays", async () => {
     // Tenant B of the Merchant table encrypts a refund of its own order carrying tenant A's (the world's) refund id.
     const b = { mchid: "1900000668", appid: "wxtenantb0000068", apiV3Key: "e".repeat(32) };
-    await world.prisma.merchant.create({ data: { ...b, apiV2Key: null } });
-    const bOrder = await seedOrder(world, { amountTotal: 100, items: { A: 1 }, mchid: b.mchid, appid: b.appid });
-    const bKey = Buffer.from(b.apiV3Key);
     const bTxn = "4200000000TENANTB68";
-    const bPay = v3Payment(world, { outTradeNo: bOrder, ...b, apiV3Key: bKey, transactionId: bTxn, total: 100 });
-    expect((await inline(world).deliver({ ...bPay, mchid: b.mchid })).apply?.outcome).toBe("APPLIED");
+    const { outTradeNo: bOrder, key: bKey } = await tenantPaidOrder(b, bTxn);
     const bRefund = v3Refund(world, {
       outTradeNo: bOrder,
       transactionId: bTxn,

@@ -241,19 +241,7 @@ describe("through the queues", () => {
       data: job,
     };
     await deadQueue.add(DEAD_JOB_NAME, letter, { jobId: `parse.${job.id}` });
-    const cli = spawn(process.execPath, ["--import", "tsx", "apps/worker/src/cli/replay.ts", `parse.${job.id}`], {
-      cwd: resolve(import.meta.dirname, "../../.."),
-      env: { ...process.env, ...world.env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    cli.stdout.on("data", (c: Buffer) => {
-      out += c.toString();
-    });
-    cli.stderr.on("data", (c: Buffer) => {
-      out += c.toString();
-    });
-    const code = await new Promise<number | null>((done) => cli.once("exit", done));
+    const { code, out } = await runReplayCli([`parse.${job.id}`], world.env);
     expect(code, out).toBe(0);
     expect(out).toContain(`replayed\tparse.${job.id}\tnotify.parse\t${job.id}`);
     await waitFor("APPLIED after CLI replay", async () => (await notification(job.id))?.status === "APPLIED");
@@ -295,19 +283,7 @@ describe("through the queues", () => {
         };
         await dead.add(DEAD_JOB_NAME, letter, { jobId: `apply.${id}.${1000 + i}` });
       }
-      const cli = spawn(process.execPath, ["--import", "tsx", "apps/worker/src/cli/replay.ts", "--all"], {
-        cwd: resolve(import.meta.dirname, "../../.."),
-        env: { ...process.env, ...world.env, QUEUE_PREFIX: prefix },
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      let out = "";
-      cli.stdout.on("data", (c: Buffer) => {
-        out += c.toString();
-      });
-      cli.stderr.on("data", (c: Buffer) => {
-        out += c.toString();
-      });
-      const code = await new Promise<number | null>((done) => cli.once("exit", done));
+      const { code, out } = await runReplayCli(["--all"], { ...world.env, QUEUE_PREFIX: prefix });
       // Before: the throw ended the loop; the CLI printed a stack and nothing of the letter it had replayed.
       expect(code, out).toBe(1);
       expect(out).toContain("replayed\tapply.cli-all-1.1000\tnotify.apply\tcli-all-1\n");
@@ -376,3 +352,23 @@ describe("PostgreSQL outage", () => {
     }
   });
 });
+
+/** Runs the replay CLI as an operator would; its exit code and everything it printed. */
+async function runReplayCli(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number | null; out: string }> {
+  const cli = spawn(process.execPath, ["--import", "tsx", "apps/worker/src/cli/replay.ts", ...args], {
+    cwd: resolve(import.meta.dirname, "../../.."),
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  const collect = (chunk: Buffer) => {
+    out += chunk.toString();
+  };
+  cli.stdout.on("data", collect);
+  cli.stderr.on("data", collect);
+  const code = await new Promise<number | null>((done) => cli.once("exit", done));
+  return { code, out };
+}
