@@ -1,16 +1,15 @@
-import { Writable } from "node:stream";
 import { createDb } from "@wpn/db";
 import { APPLY_JOB_NAME, createQueue, createRedisConnection, PARSE_JOB_NAME, QueueName } from "@wpn/queue";
 import { TEST_REDIS_URL } from "@wpn/testing";
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
-import { type Logger, pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../../../test/support/processes.ts";
 import { DatabaseOutage } from "../src/db-outage.ts";
 import { WorkerError } from "../src/errors.ts";
 import { WorkerMetrics } from "../src/metrics.ts";
 import { startWorker, type WorkerHandle } from "../src/worker.ts";
+import { capturedLog } from "./support/captured-log.ts";
 import { type DbProxy, startDbProxy } from "./support/db-proxy.ts";
 import {
   createWorld,
@@ -59,20 +58,6 @@ afterAll(async () => {
 /** Few attempts, retried at once: without the pause, a few failed tries dead-letter the job within a second. */
 const SHORT_BUDGET = { attempts: 2, backoff: { type: "fixed", delay: 100 } } as const;
 
-function capture(): { logger: Logger; lines: string[] } {
-  const lines: string[] = [];
-  const logger = pino(
-    { level: "info" },
-    new Writable({
-      write(chunk, _enc, done) {
-        lines.push(String(chunk));
-        done();
-      },
-    }),
-  );
-  return { logger, lines };
-}
-
 const count = (lines: string[], code: string) => lines.filter((l) => l.includes(`"code":"${code}"`)).length;
 
 async function metric(worker: WorkerHandle, name: string): Promise<number> {
@@ -88,7 +73,7 @@ describe("DatabaseOutage", () => {
       pause: async (doNotWaitActive: boolean) => void calls.push(`pause(${doNotWaitActive})`),
       resume: async () => void calls.push("resume"),
     };
-    const { logger, lines } = capture();
+    const { logger, lines } = capturedLog();
     const metrics = new WorkerMetrics();
     const outage = new DatabaseOutage({
       probe: () => db.pool.query("SELECT 1"),
@@ -143,7 +128,7 @@ describe("a running worker when PostgreSQL stops answering", () => {
       await applyQueue.add(APPLY_JOB_NAME, applyJob!, { jobId: applyJob!.notificationId, ...SHORT_BUDGET });
     }
     // Started with the jobs waiting, so that both stages take theirs before the first failure pauses them.
-    const { logger, lines } = capture();
+    const { logger, lines } = capturedLog();
     const worker = await startWorker(world.config({ DATABASE_URL: proxy.via(world.db.url) }), {
       logger,
       healthPort: 0,

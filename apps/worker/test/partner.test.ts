@@ -1,5 +1,5 @@
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { capturedLog } from "./support/captured-log.ts";
 import {
   createWorld,
   inline,
@@ -91,8 +91,7 @@ describe("the parse stage records the sub-merchant a notification names", () => 
 describe("MCHID_MISMATCH between sub-merchants of one service provider", () => {
   it("sub-merchant A's payment naming B's out_trade_no: REVIEW, the row and the 'needs review' line name A", async () => {
     const ofB = await seedOrder(world, { amountTotal: 100, items: { A: 1 }, subMchid: SUB_B });
-    const lines: string[] = [];
-    const log = pino({ level: "info" }, { write: (line: string) => void lines.push(line) });
+    const { logger: log, lines } = capturedLog();
     const job = v3Payment(world, { outTradeNo: ofB, partner: { subMchid: SUB_A } });
     const { apply } = await inline(world, {}, world.prisma, log).deliver(job);
     expect(apply?.outcome).toBe("MCHID_MISMATCH");

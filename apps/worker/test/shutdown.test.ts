@@ -1,10 +1,10 @@
-import { Writable } from "node:stream";
 import { createQueue, createRedisConnection, PARSE_JOB_NAME, QueueName } from "@wpn/queue";
 import { TEST_REDIS_URL } from "@wpn/testing";
 import type { Redis } from "ioredis";
 import { pino } from "pino";
 import { afterAll, expect, it } from "vitest";
 import { startWorker } from "../src/worker.ts";
+import { capturedLog } from "./support/captured-log.ts";
 import { createWorld, orderOf, seedOrder, seedSkus, v3Payment, type World } from "./support/fixtures.ts";
 import { waitFor } from "./support/wait.ts";
 
@@ -22,16 +22,7 @@ it("close() returns within about WORKER_SHUTDOWN_TIMEOUT_MS even when a job is s
   redis = createRedisConnection(TEST_REDIS_URL, "admin");
   await seedSkus(world.prisma, { A: 100 });
   const otn = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
-  const lines: string[] = [];
-  const logger = pino(
-    { level: "info" },
-    new Writable({
-      write(chunk, _enc, done) {
-        lines.push(String(chunk));
-        done();
-      },
-    }),
-  );
+  const { logger, lines } = capturedLog();
   const worker = await startWorker(world.config({ WORKER_SHUTDOWN_TIMEOUT_MS: "1000" }), { logger, healthPort: 0 });
   const parseQueue = createQueue(QueueName.Parse, redis, world.prefix);
   const applyQueue = createQueue(QueueName.Apply, redis, world.prefix);
