@@ -7,6 +7,7 @@ import {
   TEST_DATABASE_BASE_URL,
   TEST_REDIS_URL,
   testQueuePrefix,
+  withSchema,
 } from "@wpn/testing";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -63,7 +64,7 @@ describe("an app started on a database without the committed migrations", () => 
       const job = await parse.add(PARSE_JOB_NAME, { id: "unmigrated-1" } as never, { jobId: "unmigrated-1" });
       const env = {
         ...createTestMerchant().env,
-        DATABASE_URL: `${TEST_DATABASE_BASE_URL}?schema=${schema}`,
+        DATABASE_URL: withSchema(TEST_DATABASE_BASE_URL, schema),
         REDIS_URL: TEST_REDIS_URL,
         QUEUE_PREFIX: prefix,
         HOST: "127.0.0.1",

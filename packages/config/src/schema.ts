@@ -29,6 +29,18 @@ function serviceUrl(schemes: readonly [string, string], example: string, socketH
   });
 }
 
+/**
+ * DATABASE_URL names its database: without a path pg connects to the database named after the user, while the
+ * migrator (parseDatabaseUrl) would create and migrate `postgres` — the two would never meet.
+ */
+function checkDatabaseName(value: string, ctx: z.RefinementCtx): void {
+  if (!URL.canParse(value) || new URL(value).pathname.replace(/^\//, "") !== "") return;
+  ctx.addIssue({
+    code: "custom",
+    message: "must name its database, e.g. postgresql://postgres@127.0.0.1:5432/wechatpay_notify",
+  });
+}
+
 /** DATABASE_URL's Prisma-style `?schema=`, when there is one, must be a name parseDatabaseUrl accepts. */
 function checkSchemaParam(value: string, ctx: z.RefinementCtx): void {
   const schema = URL.canParse(value) ? new URL(value).searchParams.get("schema") : null;
@@ -51,6 +63,7 @@ const envFields = z.object({
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 
   DATABASE_URL: serviceUrl(["postgresql:", "postgres:"], DEFAULT_DATABASE_URL, true)
+    .superRefine(checkDatabaseName)
     .superRefine(checkSchemaParam)
     .default(DEFAULT_DATABASE_URL),
   /**

@@ -78,6 +78,13 @@ describe("loadConfig", () => {
     // Shorter than WeChat's 24 h of resends (plus margin) would let a resend enqueue a second job.
     expect(errorOf({ ...valid, INGRESS_DEDUPE_TTL_SECONDS: "86400" })).toMatch(/^INGRESS_DEDUPE_TTL_SECONDS .*90000/);
     expect(loadConfig({ ...valid, INGRESS_DEDUPE_TTL_SECONDS: "90000" }).INGRESS_DEDUPE_TTL_SECONDS).toBe(90_000);
+    // No database named: pg would use the user's name, the migrator `postgres`.
+    expect(errorOf({ ...valid, DATABASE_URL: "postgresql://alice@127.0.0.1:5432" })).toMatch(
+      /^DATABASE_URL must name its database/,
+    );
+    expect(errorOf({ ...valid, DATABASE_URL: "postgresql://alice@127.0.0.1:5432/" })).toMatch(
+      /^DATABASE_URL must name its database/,
+    );
     // Longer than the parse and apply queues' 20 attempts last (apps/worker/test/retry-window.test.ts).
     expect(errorOf({ ...valid, WORKER_UNKNOWN_ORDER_RETRY_SECONDS: "259201" })).toMatch(
       /^WORKER_UNKNOWN_ORDER_RETRY_SECONDS /,

@@ -21,10 +21,23 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
+/**
+ * `base` with `?schema=` set — added to a query it may already have (`?sslmode=…`, a socket's `?host=…`), where a
+ * second `?` would swallow it into the previous value and every file would share the `public` schema.
+ */
+export function withSchema(base: string, schema: string): string {
+  const url = new URL(base);
+  if (url.searchParams.has("schema")) {
+    throw new Error(`TEST_DATABASE_URL must not choose a schema (each test file makes its own): ${base}`);
+  }
+  url.searchParams.set("schema", schema);
+  return url.toString();
+}
+
 /** Creates a fresh schema with every migration applied. */
 export async function createTestDatabase(label = "t"): Promise<TestDatabase> {
   const schema = `${label.replace(/[^a-z0-9_]/gi, "_").toLowerCase()}_${randomBytes(5).toString("hex")}`;
-  const url = `${TEST_DATABASE_BASE_URL}?schema=${schema}`;
+  const url = withSchema(TEST_DATABASE_BASE_URL, schema);
   await ensureDatabase(url);
   await migrate(url);
   const db = createDb({ url, poolMax: 20, applicationName: `test:${schema}` });

@@ -1,4 +1,4 @@
-export { createTestDatabase, TEST_DATABASE_BASE_URL, type TestDatabase } from "./database.ts";
+export { createTestDatabase, TEST_DATABASE_BASE_URL, type TestDatabase, withSchema } from "./database.ts";
 export { createTestMerchant, type TestMerchant } from "./merchant.ts";
 export { deletePrefix, TEST_REDIS_URL, testQueuePrefix } from "./redis.ts";
 export { whileRowChanges } from "./row-lock.ts";

@@ -1,6 +1,7 @@
 import { spawnSync } from "node:child_process";
 import { resolve } from "node:path";
 import { expect, it } from "vitest";
+import { withSchema } from "../src/database.ts";
 
 const root = resolve(import.meta.dirname, "../../..");
 
@@ -29,4 +30,21 @@ it("the suite's PostgreSQL and Redis default to the local ones, and TEST_DATABAS
     compose,
     "redis://10.0.0.5:6380",
   ]);
+});
+
+it("each test file's schema is added to a TEST_DATABASE_URL's own query, never swallowed by it", () => {
+  expect(withSchema("postgresql://postgres@127.0.0.1:5432/t", "a_1")).toBe(
+    "postgresql://postgres@127.0.0.1:5432/t?schema=a_1",
+  );
+  const withQuery = new URL(
+    withSchema("postgresql://postgres@127.0.0.1:5432/t?sslmode=disable&application_name=suite", "a_1"),
+  );
+  expect(Object.fromEntries(withQuery.searchParams)).toEqual({
+    sslmode: "disable",
+    application_name: "suite",
+    schema: "a_1",
+  });
+  expect(() => withSchema("postgresql://postgres@127.0.0.1:5432/t?schema=mine", "a_1")).toThrow(
+    /must not choose a schema/,
+  );
 });

@@ -1,4 +1,4 @@
-import { TEST_DATABASE_BASE_URL } from "@wpn/testing";
+import { TEST_DATABASE_BASE_URL, withSchema } from "@wpn/testing";
 import pg from "pg";
 import { afterAll } from "vitest";
 
@@ -17,6 +17,6 @@ export function freshSchemas(prefix: string): () => string {
   return () => {
     const schema = `${prefix}_${Math.random().toString(36).slice(2, 10)}`;
     schemas.push(schema);
-    return `${TEST_DATABASE_BASE_URL}?schema=${schema}`;
+    return withSchema(TEST_DATABASE_BASE_URL, schema);
   };
 }
