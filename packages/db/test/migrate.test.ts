@@ -334,3 +334,37 @@ SELECT $$;$$, $1;;
     expect(planMigration(file)).toEqual({ kind: "concurrent-index", index: "some_idx" });
   });
 });
+
+describe("migrations that drop and create the payment function", () => {
+  it("keep the privileges a deployment gave it: PUBLIC's revoke stays revoked, the worker role's grant stays", async () => {
+    const url = freshUrl();
+    const all = readMigrations();
+    // The previous release: every migration before the first that drops and recreates wpn_apply_payments.
+    const previous = all.filter((m) => m.name < "20261202110000");
+    expect(previous.length).toBeLessThan(all.length);
+    await migrate(url, migrationsDir(Object.fromEntries(previous.map((m) => [m.name, m.sql]))));
+    const role = `wpn_fn_${Math.random().toString(36).slice(2, 8)}`;
+    const db = createDb({ url });
+    const fn = "wpn_apply_payments(json)";
+    await db.pool.query(`CREATE ROLE ${role}`);
+    try {
+      await db.pool.query(`REVOKE ALL ON FUNCTION ${fn} FROM PUBLIC`);
+      await db.pool.query(`GRANT EXECUTE ON FUNCTION ${fn} TO ${role}`);
+      await migrate(url);
+      const { rows } = await db.pool.query<{ role_can: boolean; public_can: boolean; columns: number }>(
+        `SELECT has_function_privilege($1, $2::regprocedure, 'EXECUTE') AS role_can,
+                EXISTS (SELECT 1 FROM pg_proc p, aclexplode(COALESCE(p.proacl, acldefault('f', p.proowner))) a
+                         WHERE p.oid = $2::regprocedure AND a.grantee = 0) AS public_can,
+                (SELECT cardinality(proallargtypes) FROM pg_proc WHERE oid = $2::regprocedure) AS columns`,
+        [role, fn],
+      );
+      // The new function (it answers out_applied_at: 1 argument + 10 result columns), with the same grants.
+      expect(rows[0]).toEqual({ role_can: true, public_can: false, columns: 11 });
+    } finally {
+      // A role cannot be dropped while it holds a privilege; the schema (and the function) go with freshSchemas.
+      await db.pool.query(`REVOKE ALL ON FUNCTION ${fn} FROM ${role}`);
+      await db.pool.query(`DROP ROLE ${role}`);
+      await db.close();
+    }
+  });
+});

@@ -28,6 +28,12 @@
 -- migration's transaction, so callers see the old function or the new one. The old columns keep their names and
 -- order (a worker of the previous release selects them by name). The rest of the function
 -- (20261130210000_payment_other_merchant_leaves_order) is unchanged.
+--
+-- DROP and CREATE would also reset the function's privileges (CREATE OR REPLACE keeps them): a deployment that
+-- revoked EXECUTE from PUBLIC and granted it to its worker role would find the revoke undone and the grant gone. The
+-- grants are read before the DROP and given again after the CREATE (below).
+CREATE TEMP TABLE wpn_apply_payments_acl AS
+  SELECT proacl FROM pg_proc WHERE oid = 'wpn_apply_payments(json)'::regprocedure;
 DROP FUNCTION wpn_apply_payments(json);
 CREATE FUNCTION wpn_apply_payments(batch json)
 RETURNS TABLE (
@@ -207,3 +213,24 @@ BEGIN
   END LOOP;
 END
 $wpn$;
+
+-- The privileges the function had: none recorded (NULL) means the defaults, which the new function has too.
+DO $acl$
+DECLARE
+  saved aclitem[];
+  g record;
+BEGIN
+  SELECT proacl INTO saved FROM wpn_apply_payments_acl;
+  IF saved IS NOT NULL THEN
+    REVOKE ALL ON FUNCTION wpn_apply_payments(json) FROM PUBLIC;
+    FOR g IN SELECT DISTINCT grantee FROM aclexplode(saved) WHERE privilege_type = 'EXECUTE' LOOP
+      IF g.grantee = 0 THEN
+        GRANT EXECUTE ON FUNCTION wpn_apply_payments(json) TO PUBLIC;
+      ELSE
+        EXECUTE format('GRANT EXECUTE ON FUNCTION wpn_apply_payments(json) TO %s', g.grantee::regrole);
+      END IF;
+    END LOOP;
+  END IF;
+END
+$acl$;
+DROP TABLE wpn_apply_payments_acl;
