@@ -4,28 +4,35 @@
 // Merchants behind the mainland-China network hit the same download failure, so this is the supported path.
 //
 // `--if-stale` (each workspace's `npm test -w …`): generates only when the client (gitignored, so absent from a fresh
-// clone) is missing or older than what it is made from — prisma/schema.prisma and the installed Prisma packages
-// (`npm ci` rewrites those). A generation takes ~4.5 s; the check, a few stat calls.
+// clone) is missing or was made from other inputs — prisma/schema.prisma and the installed Prisma packages' versions
+// (`npm ci` may change those). The inputs are compared by content (a SHA-256 written beside the client after each
+// generation), not by modification time, which a copy that keeps times (`cp -p`, rsync -a, tar, a Docker COPY) would
+// leave older than the client. A generation takes ~4.5 s; the check, one small hash.
 import { spawnSync } from "node:child_process";
-import { existsSync, statSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { resolve } from "node:path";
 
 const require = createRequire(import.meta.url);
 const root = resolve(import.meta.dirname, "..");
 const cli = require.resolve("prisma/build/index.js");
+const output = resolve(root, "packages/db/src/generated");
+const fingerprintFile = resolve(output, ".inputs.sha256");
 
-/** True when the generated client exists and is newer than every input of the generation. */
+/** SHA-256 of what the generated client is made from: the schema's bytes and the Prisma packages' versions. */
+function inputsFingerprint() {
+  const hash = createHash("sha256").update(readFileSync(resolve(root, "prisma/schema.prisma")));
+  for (const pkg of ["prisma/package.json", "@prisma/client/package.json"]) {
+    hash.update(`\0${pkg}@${JSON.parse(readFileSync(require.resolve(pkg), "utf8")).version}`);
+  }
+  return hash.digest("hex");
+}
+
+/** True when the generated client exists and was made from the inputs as they are now. */
 function generatedClientIsCurrent() {
-  const output = resolve(root, "packages/db/src/generated/client.ts");
-  if (!existsSync(output)) return false;
-  const generatedAt = statSync(output).mtimeMs;
-  const inputs = [
-    resolve(root, "prisma/schema.prisma"),
-    require.resolve("prisma/package.json"),
-    require.resolve("@prisma/client/package.json"),
-  ];
-  return inputs.every((input) => statSync(input).mtimeMs <= generatedAt);
+  if (!existsSync(resolve(output, "client.ts")) || !existsSync(fingerprintFile)) return false;
+  return readFileSync(fingerprintFile, "utf8").trim() === inputsFingerprint();
 }
 
 if (process.argv.includes("--if-stale") && generatedClientIsCurrent()) {
@@ -40,3 +47,4 @@ if (result.status !== 0) {
   process.stdout.write(result.stdout);
   process.exit(result.status ?? 1);
 }
+writeFileSync(fingerprintFile, `${inputsFingerprint()}\n`);
