@@ -81,12 +81,12 @@ function openV3(body: string, keys: MerchantKeySet): OpenedNotification {
   const event = openWithKeyOrPrevious((key) => openV3Notification(body, key), keys.apiV3Key, keys.previousApiV3Key);
   if (event.kind === "transaction") {
     const t = event.transaction;
-    const merchant = transactionMerchant(t);
+    // Read as given: a payload ignored below is recorded even when it names no merchant (transactionMerchant throws).
     const businessKeys = {
       outTradeNo: t.out_trade_no,
       transactionId: t.transaction_id,
       outRefundNo: null,
-      subMchid: merchant.subMchid ?? null,
+      subMchid: t.sub_mchid ?? null,
     };
     // Only trade_state SUCCESS means paid (protocol notes §5.8), whatever the event type says.
     if (t.trade_state !== "SUCCESS") {
@@ -97,6 +97,7 @@ function openV3(body: string, keys: MerchantKeySet): OpenedNotification {
         reason: `TRADE_STATE_${t.trade_state}`,
       };
     }
+    const merchant = transactionMerchant(t);
     requireVerifyingMerchant(merchant.mchid, keys);
     const paidAt = parseRfc3339(t.success_time ?? event.envelope.create_time, "success_time");
     return {
@@ -119,12 +120,11 @@ function openV3(body: string, keys: MerchantKeySet): OpenedNotification {
   }
   if (event.kind === "refund") {
     const r = event.refund;
-    const merchant = refundMerchant(r);
     const businessKeys = {
       outTradeNo: r.out_trade_no,
       transactionId: r.transaction_id,
       outRefundNo: r.out_refund_no,
-      subMchid: merchant.subMchid ?? null,
+      subMchid: r.sub_mchid ?? null,
     };
     const status = REFUND_STATUS_V3[r.refund_status as keyof typeof REFUND_STATUS_V3];
     if (status === undefined) {
@@ -135,6 +135,7 @@ function openV3(body: string, keys: MerchantKeySet): OpenedNotification {
         reason: `REFUND_STATUS_${r.refund_status}`,
       };
     }
+    const merchant = refundMerchant(r);
     requireVerifyingMerchant(merchant.mchid, keys);
     return {
       kind: "refund",
