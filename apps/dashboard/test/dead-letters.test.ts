@@ -213,6 +213,14 @@ describe("dead-letter replay", () => {
     ]);
     expect(await dead.getJob(letterId)).toBeDefined();
     expect(await apply.getJob(notificationId)).toBeUndefined();
+    // The record the hook wrote is undone: the notification does not say a job waits while only the letter holds it.
+    const undone = await d.database.db.prisma.notification.findUniqueOrThrow({
+      where: { id: notificationId },
+      include: { events: { orderBy: { id: "asc" } } },
+    });
+    expect(undone.status).toBe("DEAD");
+    expect(undone.events.map((e) => e.kind)).toEqual(["DEAD_LETTERED", "REPLAYED", "REPLAY_FAILED"]);
+    expect(undone.events[2]?.detail).toMatchObject({ actor: "olga", message: expect.stringMatching(/not an integer/) });
 
     expect((await operator.post("/dead-letters/replay", { id: letterId })).headers.location).toContain("replayed=1");
     expect(await (await apply.getJob(notificationId))?.getState()).toBe("waiting");

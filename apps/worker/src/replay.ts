@@ -1,4 +1,4 @@
-import { type PrismaClient, recordReplay } from "@wpn/db";
+import { type PrismaClient, recordReplay, recordReplayFailed } from "@wpn/db";
 import { type ReplayDeps, type ReplayOutcome, replayAllDeadLetters, replayDeadLetter as replayOne } from "@wpn/queue";
 
 export interface WorkerReplayDeps {
@@ -12,7 +12,7 @@ export interface WorkerReplayDeps {
 
 /**
  * The dead-letter replay with its database side wired: @wpn/queue moves the letter back to its stage queue,
- * @wpn/db's recordReplay writes the REPLAYED event. The dashboard can compose the same two functions itself
+ * @wpn/db's recordReplay writes the REPLAYED event (and recordReplayFailed undoes it when the job could not be put back). The dashboard can compose the same two functions itself
  * without importing this app.
  */
 export function replayDeps(deps: WorkerReplayDeps): ReplayDeps {
@@ -25,6 +25,15 @@ export function replayDeps(deps: WorkerReplayDeps): ReplayDeps {
         notificationId: letter.notificationId,
         queue: letter.queue,
         previousCode: letter.code,
+        actor: deps.actor ?? "worker",
+      });
+    },
+    onReplayFailed: async (letter, message) => {
+      if (letter.notificationId === null) return;
+      await recordReplayFailed(deps.prisma, {
+        notificationId: letter.notificationId,
+        queue: letter.queue,
+        message,
         actor: deps.actor ?? "worker",
       });
     },

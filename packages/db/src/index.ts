@@ -46,6 +46,7 @@ export {
   type ReplayRecord,
   recordNotificationFailure,
   recordReplay,
+  recordReplayFailed,
   type UpsertResult,
   upsertParsedNotification,
   upsertParsedNotifications,

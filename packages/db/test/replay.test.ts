@@ -1,4 +1,4 @@
-import { type PrismaClient, recordReplay } from "@wpn/db";
+import { type PrismaClient, recordReplay, recordReplayFailed } from "@wpn/db";
 import { createTestDatabase, type TestDatabase, whileRowChanges } from "@wpn/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { insertNotification } from "./support/payments.ts";
@@ -66,5 +66,25 @@ describe("recordReplay (real PostgreSQL)", () => {
     );
     expect(found).toBe(true);
     expect(await stateOf("r-race")).toEqual({ status: "PROCESSING", events: ["REPLAYED"] });
+  });
+});
+
+describe("recordReplayFailed (the job could not be put back)", () => {
+  it("returns a replayed notification to DEAD with a REPLAY_FAILED event, unless it moved on meanwhile", async () => {
+    const undo = (notificationId: string, queue = "notify.apply") =>
+      recordReplayFailed(prisma, { notificationId, queue, message: "add refused", actor: "test" });
+    await insertNotification(prisma, "rf-apply");
+    await setStatus("rf-apply", "DEAD");
+    await replay("rf-apply");
+    expect(await undo("rf-apply")).toBe(true);
+    expect(await stateOf("rf-apply")).toEqual({ status: "DEAD", events: ["REPLAYED", "REPLAY_FAILED"] });
+    // A job of the same notification that ran meanwhile (a redelivery) settled it: that stays.
+    await insertNotification(prisma, "rf-settled");
+    await setStatus("rf-settled", "DEAD");
+    await replay("rf-settled", "notify.parse");
+    await setStatus("rf-settled", "APPLIED");
+    expect(await undo("rf-settled", "notify.parse")).toBe(true);
+    expect(await stateOf("rf-settled")).toEqual({ status: "APPLIED", events: ["REPLAYED", "REPLAY_FAILED"] });
+    expect(await undo("rf-missing")).toBe(false);
   });
 });

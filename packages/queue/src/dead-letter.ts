@@ -18,9 +18,15 @@ export interface ReplayDeps {
    * the record moved it back to PROCESSING, for good. The letter is removed only after the add. So when the add fails
    * (the outcome is `failed`) or the process dies between the two, the record says the job waits while it does not,
    * and the letter stays in `notify.dead`: replaying it again records again and puts the job back. Never the other
-   * way round: a job running that nobody recorded (or audited).
+   * way round: a job running that nobody recorded (or audited). A failed add is undone by `onReplayFailed`.
    */
   onReplayed?: (letter: DeadLetter) => Promise<void>;
+  /**
+   * Called when the job could not be put back after `onReplayed` recorded the replay: undoes that record, e.g.
+   * `recordReplayFailed` of @wpn/db (status back to DEAD, REPLAY_FAILED event), so the notification does not say its
+   * job waits while only the letter holds it. If this fails too, the outcome's message says so.
+   */
+  onReplayFailed?: (letter: DeadLetter, message: string) => Promise<void>;
   /**
    * How long a replay's claim on its letter lasts unless renewed, ms (default 60 000); renewed every third of it
    * while the replay runs. Tests shorten it.
@@ -132,11 +138,25 @@ async function replayClaimed(deps: ReplayDeps, queues: QueueCache, job: Job): Pr
     }
     // Recorded before the add, and the letter removed after it: why, and what a failure between leaves, see onReplayed.
     await deps.onReplayed?.(letter);
-    await stage.add(letter.jobName, letter.data, { jobId: letter.jobId });
+    try {
+      await stage.add(letter.jobName, letter.data, { jobId: letter.jobId });
+    } catch (error) {
+      return { ...base, status: "failed", message: await undoRecord(deps, letter, messageOf(error)) };
+    }
     await job.remove();
     return { ...base, status: "replayed" };
   } catch (error) {
     return { ...base, status: "failed", message: messageOf(error) };
+  }
+}
+
+/** The add failed after the replay was recorded: undoes the record; the outcome's message, with the undo's failure. */
+async function undoRecord(deps: ReplayDeps, letter: DeadLetter, message: string): Promise<string> {
+  try {
+    await deps.onReplayFailed?.(letter, message);
+    return message;
+  } catch (undoError) {
+    return `${message}; the replay's record was not undone either: ${messageOf(undoError)}`;
   }
 }
 

@@ -141,11 +141,15 @@ describe("replayDeadLetter", () => {
   it("the hook runs before the job is back; an add that fails is reported, leaves the letter, and a second replay completes it", async () => {
     const id = await letterFor("n-add-fails");
     const seen: (string | undefined)[] = [];
+    const undone: string[] = [];
     const deps = {
       connection: redis,
       prefix,
       onReplayed: async (l: DeadLetter) => {
         seen.push(await (await apply.getJob(l.jobId))?.getState());
+      },
+      onReplayFailed: async (l: DeadLetter, message: string) => {
+        undone.push(`${l.notificationId}: ${message}`);
       },
     };
     // BullMQ's add script starts with INCR of the queue's id counter: a counter that is not a number fails the add
@@ -162,11 +166,14 @@ describe("replayDeadLetter", () => {
     expect(failed).toMatchObject({ id, status: "failed", queue: QueueName.Apply, notificationId: "n-add-fails" });
     expect(failed.message).toMatch(/not an integer/);
     expect(seen).toEqual([undefined]);
+    // The record the hook wrote is undone.
+    expect(undone).toEqual([`n-add-fails: ${failed.message}`]);
     expect(await apply.getJob("n-add-fails")).toBeUndefined();
     expect(await dead.getJob(id)).toBeDefined();
 
     expect((await replayDeadLetter(deps, id)).status).toBe("replayed");
     expect(seen).toEqual([undefined, undefined]);
+    expect(undone).toHaveLength(1);
     expect(await (await apply.getJob("n-add-fails"))?.getState()).toBe("waiting");
     expect(await dead.getJob(id)).toBeUndefined();
   });

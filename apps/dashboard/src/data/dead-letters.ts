@@ -1,4 +1,4 @@
-import { recordReplay } from "@wpn/db";
+import { recordReplay, recordReplayFailed } from "@wpn/db";
 import {
   type DeadLetter,
   deadLetterSchema,
@@ -56,8 +56,8 @@ export async function listDeadLetters(ctx: DashboardContext): Promise<{ rows: De
  * CLI) and then writes the AuditLog row, so no job goes back unrecorded. A failure anywhere is the letter's outcome
  * `failed`, with its message, audited like every outcome that is not `replayed`, and the other letters are still
  * replayed; the letter stays in notify.dead and replaying it again only re-runs an idempotent job. A failure after
- * the hook (putting the job back) leaves what the hook wrote — the notification PROCESSING, an audit row `replayed` —
- * followed by the `failed` row, until the letter is replayed again.
+ * the hook (putting the job back) is undone by `recordReplayFailed` of @wpn/db (the notification DEAD again, a
+ * REPLAY_FAILED event); the audit keeps both rows, `replayed` and then `failed`.
  * Letters not replayed (not found, invalid payload, original still in flight, failed) are audited with their outcome.
  */
 export async function replayDeadLetters(
@@ -72,6 +72,15 @@ export async function replayDeadLetters(
         connection: ctx.redis,
         prefix: ctx.prefix,
         onReplayed: (letter) => recordDeadLetterReplay(ctx, id, letter, actor),
+        onReplayFailed: async (letter, message) => {
+          if (letter.notificationId === null) return;
+          await recordReplayFailed(ctx.db.prisma, {
+            notificationId: letter.notificationId,
+            queue: letter.queue,
+            message,
+            actor: actor.name,
+          });
+        },
       },
       id,
     );

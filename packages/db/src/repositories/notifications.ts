@@ -284,3 +284,26 @@ export async function recordReplay(prisma: PrismaClient, r: ReplayRecord): Promi
   ]);
   return locked.length > 0;
 }
+
+/**
+ * Undoes `recordReplay` when the job could not be put back (`onReplayFailed` of @wpn/queue's replay): the
+ * notification returns to DEAD — its letter is still in `notify.dead`, and no job waits — unless something else moved
+ * it on meanwhile, with a REPLAY_FAILED event saying why. Returns whether the notification exists.
+ */
+export async function recordReplayFailed(
+  prisma: PrismaClient,
+  r: Omit<ReplayRecord, "previousCode"> & { message: string },
+): Promise<boolean> {
+  const detail = JSON.stringify({ queue: r.queue, message: r.message, actor: r.actor ?? null });
+  const waitingStatus = r.queue === "notify.parse" ? "RECEIVED" : "PROCESSING";
+  const [locked] = await prisma.$transaction([
+    prisma.$queryRaw<{ id: string }[]>`SELECT id FROM "Notification" WHERE id = ${r.notificationId} FOR UPDATE`,
+    prisma.$executeRaw`
+      UPDATE "Notification" SET status = 'DEAD', "updatedAt" = (now() AT TIME ZONE 'UTC')::timestamp(3)
+      WHERE id = ${r.notificationId} AND status = ${waitingStatus}::"NotificationStatus"`,
+    prisma.$executeRaw`
+      INSERT INTO "NotificationEvent" ("notificationId", at, kind, detail)
+      SELECT id, (now() AT TIME ZONE 'UTC')::timestamp(3), 'REPLAY_FAILED', ${detail}::jsonb FROM "Notification" WHERE id = ${r.notificationId}`,
+  ]);
+  return locked.length > 0;
+}
