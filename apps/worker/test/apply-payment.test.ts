@@ -106,6 +106,12 @@ describe("payment success", () => {
     });
   });
 
+  it("a v2 amount above WeChat's 32-bit int is PAYLOAD_INVALID at parse, not a DB_DATA dead letter at apply", async () => {
+    const otn = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+    const job = v2Payment(world, { outTradeNo: otn, total: 2 ** 31 });
+    await expect(inline(world).parse(job)).rejects.toMatchObject({ code: "PAYLOAD_INVALID", policy: "stop" });
+  });
+
   it("a v2 payment signed before an APIv2 key rotation is checked with WECHATPAY_APIV2_KEY_PREVIOUS", async () => {
     const otn = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
     const job = v2Payment(world, { outTradeNo: otn });

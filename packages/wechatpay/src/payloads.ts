@@ -7,7 +7,14 @@ import { WechatPayError } from "./errors.ts";
  * (分, 1/100 CNY).
  */
 
-const fen = z.number().int().nonnegative();
+/**
+ * Largest amount in fen: WeChat Pay's API reference types every amount `int` (32-bit signed). A larger one is not a
+ * notification WeChat sent, and would not fit the order tables' integer columns either (a DB_DATA dead letter
+ * instead of this PAYLOAD_INVALID).
+ */
+export const MAX_FEN = 2_147_483_647;
+
+const fen = z.number().int().nonnegative().max(MAX_FEN);
 
 const amountSchema = z.looseObject({
   total: fen,

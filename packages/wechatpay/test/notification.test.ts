@@ -358,6 +358,8 @@ describe("openV3Notification / decryptResource failures", () => {
     const bad = (t: object) => codeOf(() => openV3Notification(encrypt(JSON.stringify(t)), TEST_APIV3_KEY));
     expect(bad({ ...directTransaction, amount: { total: 1.5, currency: "CNY" } })).toBe("PAYLOAD_INVALID");
     expect(bad({ ...directTransaction, amount: { total: -1, currency: "CNY" } })).toBe("PAYLOAD_INVALID");
+    // Above WeChat's 32-bit amounts (and the integer columns): refused here, not a DB_DATA dead letter later.
+    expect(bad({ ...directTransaction, amount: { total: 2 ** 31, currency: "CNY" } })).toBe("PAYLOAD_INVALID");
     expect(bad({ ...directTransaction, amount: { total: "100", currency: "CNY" } })).toBe("PAYLOAD_INVALID");
     const { out_trade_no: _o, ...noOutTradeNo } = directTransaction;
     expect(bad(noOutTradeNo)).toBe("PAYLOAD_INVALID");

@@ -1,5 +1,6 @@
 import type { PaymentFacts, RefundFacts } from "@wpn/db";
 import {
+  MAX_FEN,
   openV2RefundNotification,
   openV3Notification,
   openWithKeyOrPrevious,
@@ -275,9 +276,12 @@ function required(fields: Record<string, string>, name: string): string {
   return value;
 }
 
+/** An APIv2 amount: digits, at most MAX_FEN (WeChat's amounts are 32-bit `int`, as are the tables' columns). */
 function fen(fields: Record<string, string>, name: string): number {
   const value = required(fields, name);
-  if (!/^\d{1,12}$/.test(value)) throw WorkerError.of("PAYLOAD_INVALID", `APIv2 field ${name} is not an amount in fen`);
+  if (!/^\d{1,10}$/.test(value) || Number(value) > MAX_FEN) {
+    throw WorkerError.of("PAYLOAD_INVALID", `APIv2 field ${name} is not an amount in fen`);
+  }
   return Number(value);
 }
 
