@@ -145,27 +145,16 @@ describe("abnormal and closed refunds are recorded and surfaced, with no stock c
   it("an ABNORMAL refund that later succeeds is counted once, when it succeeds", async () => {
     const { outTradeNo, transactionId } = await paidOrder({ A: 1 }, 100);
     const run = inline(world);
-    await run.deliver(
-      v3Refund(world, {
-        outTradeNo,
-        transactionId,
-        outRefundNo: "RF-late-ok",
-        refundId: "5000RF-late-ok",
-        refund: 100,
-        total: 100,
-        status: "ABNORMAL",
-      }),
-    );
-    const { apply } = await run.deliver(
-      v3Refund(world, {
-        outTradeNo,
-        transactionId,
-        outRefundNo: "RF-late-ok",
-        refundId: "5000RF-late-ok",
-        refund: 100,
-        total: 100,
-      }),
-    );
+    const refund = {
+      outTradeNo,
+      transactionId,
+      outRefundNo: "RF-late-ok",
+      refundId: "5000RF-late-ok",
+      refund: 100,
+      total: 100,
+    };
+    await run.deliver(v3Refund(world, { ...refund, status: "ABNORMAL" }));
+    const { apply } = await run.deliver(v3Refund(world, refund));
     expect(apply).toMatchObject({ outcome: "APPLIED", orderStatus: "REFUND" });
     const order = await orderOf(world.prisma, outTradeNo);
     expect(order.refunds).toMatchObject([{ outRefundNo: "RF-late-ok", status: "SUCCESS" }]);

@@ -265,24 +265,14 @@ export interface ReplayRecord {
  * Records a replay: a REPLAYED event and, for a DEAD or FAILED notification, the status it has when its job
  * waits again (RECEIVED before parsing, PROCESSING before applying). Pass it as `onReplayed` to
  * `replayDeadLetter` of @wpn/queue. Returns whether the notification exists.
- *
- * The row is locked first, so the status change and the event are decided on its newest version. As one statement
- * (a CTE) both were decided on the statement's snapshot: a failure committed meanwhile (a row that was PROCESSING
- * in the snapshot and is FAILED or DEAD now) got the REPLAYED event but kept its failed status.
  */
 export async function recordReplay(prisma: PrismaClient, r: ReplayRecord): Promise<boolean> {
-  const detail = JSON.stringify({ queue: r.queue, previousCode: r.previousCode, actor: r.actor ?? null });
-  const waitingStatus = r.queue === "notify.parse" ? "RECEIVED" : "PROCESSING";
-  const [locked] = await prisma.$transaction([
-    prisma.$queryRaw<{ id: string }[]>`SELECT id FROM "Notification" WHERE id = ${r.notificationId} FOR UPDATE`,
-    prisma.$executeRaw`
-      UPDATE "Notification" SET status = ${waitingStatus}::"NotificationStatus", "updatedAt" = (now() AT TIME ZONE 'UTC')::timestamp(3)
-      WHERE id = ${r.notificationId} AND status IN ('DEAD', 'FAILED')`,
-    prisma.$executeRaw`
-      INSERT INTO "NotificationEvent" ("notificationId", at, kind, detail)
-      SELECT id, (now() AT TIME ZONE 'UTC')::timestamp(3), 'REPLAYED', ${detail}::jsonb FROM "Notification" WHERE id = ${r.notificationId}`,
-  ]);
-  return locked.length > 0;
+  return recordReplayEvent(prisma, r.notificationId, {
+    from: ["DEAD", "FAILED"],
+    to: waitingStatusOf(r.queue),
+    kind: "REPLAYED",
+    detail: { queue: r.queue, previousCode: r.previousCode, actor: r.actor ?? null },
+  });
 }
 
 /**
@@ -294,16 +284,40 @@ export async function recordReplayFailed(
   prisma: PrismaClient,
   r: Omit<ReplayRecord, "previousCode"> & { message: string },
 ): Promise<boolean> {
-  const detail = JSON.stringify({ queue: r.queue, message: r.message, actor: r.actor ?? null });
-  const waitingStatus = r.queue === "notify.parse" ? "RECEIVED" : "PROCESSING";
+  return recordReplayEvent(prisma, r.notificationId, {
+    from: [waitingStatusOf(r.queue)],
+    to: "DEAD",
+    kind: "REPLAY_FAILED",
+    detail: { queue: r.queue, message: r.message, actor: r.actor ?? null },
+  });
+}
+
+/** The status a notification has while its job waits in `queue`: RECEIVED before parsing, PROCESSING before applying. */
+function waitingStatusOf(queue: string): NotificationRowStatus {
+  return queue === "notify.parse" ? "RECEIVED" : "PROCESSING";
+}
+
+/**
+ * One step of a replay's bookkeeping: on the locked row, the status `from` → `to` (only from those: a notification
+ * something else moved on keeps its status) and an event `kind` either way. Returns whether the notification exists.
+ * The row is locked first, so the status change and the event are decided on its newest version. As one statement
+ * (a CTE) both were decided on the statement's snapshot: a failure committed meanwhile (a row that was PROCESSING in
+ * the snapshot and is FAILED or DEAD now) got the REPLAYED event but kept its failed status.
+ */
+async function recordReplayEvent(
+  prisma: PrismaClient,
+  notificationId: string,
+  step: { from: NotificationRowStatus[]; to: NotificationRowStatus; kind: string; detail: Record<string, unknown> },
+): Promise<boolean> {
   const [locked] = await prisma.$transaction([
-    prisma.$queryRaw<{ id: string }[]>`SELECT id FROM "Notification" WHERE id = ${r.notificationId} FOR UPDATE`,
+    prisma.$queryRaw<{ id: string }[]>`SELECT id FROM "Notification" WHERE id = ${notificationId} FOR UPDATE`,
     prisma.$executeRaw`
-      UPDATE "Notification" SET status = 'DEAD', "updatedAt" = (now() AT TIME ZONE 'UTC')::timestamp(3)
-      WHERE id = ${r.notificationId} AND status = ${waitingStatus}::"NotificationStatus"`,
+      UPDATE "Notification" SET status = ${step.to}::"NotificationStatus", "updatedAt" = (now() AT TIME ZONE 'UTC')::timestamp(3)
+      WHERE id = ${notificationId} AND status::text = ANY(${step.from})`,
     prisma.$executeRaw`
       INSERT INTO "NotificationEvent" ("notificationId", at, kind, detail)
-      SELECT id, (now() AT TIME ZONE 'UTC')::timestamp(3), 'REPLAY_FAILED', ${detail}::jsonb FROM "Notification" WHERE id = ${r.notificationId}`,
+      SELECT id, (now() AT TIME ZONE 'UTC')::timestamp(3), ${step.kind}, ${JSON.stringify(step.detail)}::jsonb
+      FROM "Notification" WHERE id = ${notificationId}`,
   ]);
   return locked.length > 0;
 }
