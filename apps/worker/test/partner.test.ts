@@ -29,6 +29,13 @@ afterAll(() => world.cleanup());
 
 const rowOf = (id: string) => world.prisma.notification.findUniqueOrThrow({ where: { id } });
 
+/** The timeline entry (NotificationEvent) the apply statement wrote for a notification: APPLIED, DUPLICATE or REVIEW. */
+async function applyEventOf(id: string) {
+  return world.prisma.notificationEvent.findFirstOrThrow({
+    where: { notificationId: id, kind: { in: ["APPLIED", "DUPLICATE", "REVIEW"] } },
+  });
+}
+
 /** An order of sub-merchant `sub`, paid by its own APIv3 notification; its out_trade_no and transaction id. */
 async function paidOrder(sub: string): Promise<{ outTradeNo: string; transactionId: string }> {
   const outTradeNo = await seedOrder(world, { amountTotal: 100, items: { A: 1 }, subMchid: sub });
@@ -104,5 +111,71 @@ describe("MCHID_MISMATCH between sub-merchants of one service provider", () => {
     });
     const review = lines.map((line) => JSON.parse(line)).find((line) => line.msg === "needs review");
     expect(review).toMatchObject({ code: "MCHID_MISMATCH", subMchid: SUB_A });
+  });
+});
+
+describe("the REVIEW timeline entry names the sub-merchant, for a human reading the review", () => {
+  it("a payment: sub-merchant A's payment naming B's order", async () => {
+    const ofB = await seedOrder(world, { amountTotal: 100, items: { A: 1 }, subMchid: SUB_B });
+    const job = v3Payment(world, { outTradeNo: ofB, partner: { subMchid: SUB_A } });
+    expect((await inline(world).deliver(job)).apply?.outcome).toBe("MCHID_MISMATCH");
+    expect(await applyEventOf(job.id)).toMatchObject({
+      kind: "REVIEW",
+      detail: { outcome: "MCHID_MISMATCH", subMchid: SUB_A },
+    });
+  });
+
+  it("a payment of the sub-merchant's own order in review (AMOUNT_MISMATCH), APIv2", async () => {
+    const outTradeNo = await seedOrder(world, { amountTotal: 100, items: { A: 1 }, subMchid: SUB_B });
+    const job = v2Payment(world, { outTradeNo, total: 99, partner: { subMchid: SUB_B } });
+    expect((await inline(world).deliver(job)).apply?.outcome).toBe("AMOUNT_MISMATCH");
+    expect(await applyEventOf(job.id)).toMatchObject({
+      kind: "REVIEW",
+      detail: { outcome: "AMOUNT_MISMATCH", subMchid: SUB_B },
+    });
+  });
+
+  it("a refund: sub-merchant A's refund naming B's order, and B's own refund of more than was paid", async () => {
+    const { outTradeNo, transactionId } = await paidOrder(SUB_B);
+    const foreign = v3Refund(world, {
+      outTradeNo,
+      transactionId,
+      refund: 100,
+      total: 100,
+      partner: { subMchid: SUB_A },
+    });
+    expect((await inline(world).deliver(foreign)).apply?.outcome).toBe("MCHID_MISMATCH");
+    expect(await applyEventOf(foreign.id)).toMatchObject({
+      kind: "REVIEW",
+      detail: { outcome: "MCHID_MISMATCH", subMchid: SUB_A },
+    });
+
+    const tooMuch = v2Refund(world, {
+      outTradeNo,
+      transactionId,
+      refund: 100,
+      total: 90,
+      partner: { subMchid: SUB_B },
+    });
+    expect((await inline(world).deliver(tooMuch)).apply?.outcome).toBe("REFUND_AMOUNT_MISMATCH");
+    expect(await applyEventOf(tooMuch.id)).toMatchObject({
+      kind: "REVIEW",
+      detail: { outcome: "REFUND_AMOUNT_MISMATCH", subMchid: SUB_B },
+    });
+  });
+
+  it("only where there is one: a direct merchant's review, and a sub-merchant's applied payment, carry none", async () => {
+    const direct = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+    const review = v3Payment(world, { outTradeNo: direct, total: 99 });
+    expect((await inline(world).deliver(review)).apply?.outcome).toBe("AMOUNT_MISMATCH");
+    const reviewEvent = await applyEventOf(review.id);
+    expect(reviewEvent.kind).toBe("REVIEW");
+    expect(reviewEvent.detail).not.toHaveProperty("subMchid");
+
+    const { outTradeNo } = await paidOrder(SUB_A);
+    const applied = await world.prisma.notification.findFirstOrThrow({ where: { outTradeNo } });
+    const appliedEvent = await applyEventOf(applied.id);
+    expect(appliedEvent.kind).toBe("APPLIED");
+    expect(appliedEvent.detail).not.toHaveProperty("subMchid");
   });
 });

@@ -112,7 +112,8 @@ export interface PaymentResult {
  * The rules of one payment (the SQL is the function `wpn_apply_payments`, created in
  * prisma/migrations/20261130000000_apply_payment_batch and corrected in 20261130120000_payment_stock_on_locked_row,
  * 20261130210000_payment_other_merchant_leaves_order and 20261202110000_payment_transaction_conflict, which also
- * made it answer appliedAt; it runs them once per payment of a batch).
+ * made it answer appliedAt, and 20261203120000_review_event_sub_mchid, whose REVIEW timeline entry names the
+ * sub-merchant in partner mode; it runs them once per payment of a batch).
  * Correctness under concurrency comes from row locks taken in a fixed order — Notification, then Order, then
  * the order's SKUs by id — and from the unique key of InventoryMovement, never from a lock that can expire:
  * - `FOR UPDATE` on the notification serialises two workers running the same job; the second sees ALREADY.

@@ -251,6 +251,10 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
              jsonb_build_object('outcome', f.outcome, 'orderId', (SELECT id FROM o), 'outRefundNo', i.orn,
                                 'amountRefund', i.amount_refund, 'amountTotal', i.amount_total,
                                 'restockedSkus', (SELECT count(*) FROM rmv))
+             -- Partner mode: a review names the sub-merchant the refund names, for the human reading it (as the
+             -- payment function does since 20261203120000_review_event_sub_mchid).
+             || CASE WHEN nu.status = 'REVIEW' AND i.sub_mchid IS NOT NULL
+                     THEN jsonb_build_object('subMchid', i.sub_mchid) ELSE '{}'::jsonb END
       FROM nu, fin f, input i
     )
     SELECT f.outcome,
