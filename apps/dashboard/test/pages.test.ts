@@ -235,6 +235,49 @@ describe("payment review", () => {
   });
 });
 
+describe("payment review in partner mode", () => {
+  it("names the sub-merchant of each order, refund and notification in review, linked to its notifications", async () => {
+    const prisma = d.database.db.prisma;
+    const [ofOrder, ofRefund, ofNotification] = ["1900000SA1", "1900000SB2", "1900000SC3"];
+    const link = (sub: string) => `1900000109 / <a href="/notifications?subMchid=${sub}">${sub}</a>`;
+    const inReview = randomId("OTN-SUB");
+    await seedOrder(prisma, {
+      outTradeNo: inReview,
+      subMchid: ofOrder,
+      status: "PAYMENT_REVIEW",
+      reviewReason: "AMOUNT_MISMATCH",
+    });
+    const refunded = randomId("OTN-SUB-RF");
+    const orderId = await seedOrder(prisma, { outTradeNo: refunded, subMchid: ofRefund, status: "SUCCESS" });
+    const notCounted = randomId("RF-SUB");
+    await prisma.refund.create({
+      data: {
+        outRefundNo: notCounted,
+        outTradeNo: refunded,
+        orderId,
+        status: "SUCCESS",
+        amountRefund: 2_500,
+        amountTotal: 1_999,
+        reviewReason: "REFUND_AMOUNT_MISMATCH",
+      },
+    });
+    const foreign = await seedNotification(prisma, {
+      status: "REVIEW",
+      errorCode: "MCHID_MISMATCH",
+      subMchid: ofNotification,
+      outTradeNo: randomId("OTN-SUB-FOREIGN"),
+    });
+    const page = (await viewer.get("/reviews")).body;
+    const row = (marker: string) =>
+      page.slice(page.lastIndexOf("<tr>", page.indexOf(marker)), page.indexOf("</tr>", page.indexOf(marker)));
+    expect(row(inReview)).toContain(link(ofOrder));
+    expect(row(notCounted)).toContain(link(ofRefund));
+    expect(row(`/notifications/${foreign}"`)).toContain(link(ofNotification));
+    await prisma.refund.deleteMany({ where: { outRefundNo: notCounted } });
+    await prisma.order.updateMany({ where: { outTradeNo: inReview }, data: { status: "SUCCESS", reviewReason: null } });
+  });
+});
+
 describe("keys", () => {
   it("shows the default merchant's public key id, fingerprint and certificate days left, and the Merchant table", async () => {
     const prisma = d.database.db.prisma;

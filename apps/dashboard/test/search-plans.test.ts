@@ -22,14 +22,15 @@ const sent: { query: string; params: unknown[] }[] = [];
 beforeAll(async () => {
   t = await createTestDatabase("search_plans");
   // One notification a minute; every fifth a refund (outRefundNo), one in 200 DEAD; two busy merchants in turn and
-  // a quiet one (one in 1,000).
+  // a quiet one (one in 1,000); one in 500 names one of three sub-merchants (partner mode), the others none.
   await t.db.pool.query(
-    `INSERT INTO "Notification" (id, mchid, "eventType", "receivedAt", body, status, "outTradeNo", "transactionId", "outRefundNo")
+    `INSERT INTO "Notification" (id, mchid, "eventType", "receivedAt", body, status, "outTradeNo", "transactionId", "outRefundNo", "subMchid")
      SELECT 'n' || i, CASE WHEN i % 1000 = 0 THEN '1900000999' ELSE (1900000000 + i % 2)::text END,
             CASE WHEN i % 5 = 0 THEN 'REFUND.SUCCESS' ELSE 'TRANSACTION.SUCCESS' END,
             timestamp '2026-11-01' + i * interval '1 minute', '{}',
             (CASE WHEN i % 200 = 0 THEN 'DEAD' ELSE 'APPLIED' END)::"NotificationStatus",
-            'T' || i, '4200' || i, CASE WHEN i % 5 = 0 THEN 'R' || i END
+            'T' || i, '4200' || i, CASE WHEN i % 5 = 0 THEN 'R' || i END,
+            CASE WHEN i % 500 = 0 THEN '1900000A0' || (i / 500 % 3) END
      FROM generate_series(1, $1::int) AS i`,
     [ROWS],
   );
@@ -79,6 +80,8 @@ const searches: Record<string, Omit<NotificationSearch, "page">> = {
   "status (a rare one)": { status: "DEAD" },
   "an hour": { from: new Date("2026-11-05T00:00:00Z"), to: new Date("2026-11-05T01:00:00Z") },
   "a busy merchant and free text": { mchid: "1900000001", q: "T12345" },
+  "a sub-merchant": { subMchid: "1900000A01" },
+  "a sub-merchant and a status": { subMchid: "1900000A01", status: "DEAD" },
 };
 
 describe("the Notifications page's searches", () => {

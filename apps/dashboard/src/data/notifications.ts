@@ -11,6 +11,8 @@ export interface NotificationSearch {
   outTradeNo?: string;
   transactionId?: string;
   mchid?: string;
+  /** Partner (服务商) mode: the sub-merchant the notification names (`Notification.subMchid`), matched exactly. */
+  subMchid?: string;
   status?: NotificationStatus;
   /** receivedAt ≥ from, receivedAt < to. */
   from?: Date;
@@ -105,6 +107,7 @@ export function parseSearch(query: Record<string, unknown>): { search: Notificat
     outTradeNo: text("outTradeNo", "out_trade_no"),
     transactionId: text("transactionId", "transaction_id"),
     mchid: text("mchid", "Merchant"),
+    subMchid: text("subMchid", "Sub-merchant (sub_mchid)"),
     status,
     from: time("from", "From"),
     to: time("to", "To"),
@@ -144,6 +147,7 @@ export function searchWhere(search: NotificationSearch): Prisma.NotificationWher
   if (search.outTradeNo) and.push({ outTradeNo: search.outTradeNo });
   if (search.transactionId) and.push({ transactionId: search.transactionId });
   if (search.mchid) and.push({ mchid: search.mchid });
+  if (search.subMchid) and.push({ subMchid: search.subMchid });
   if (search.status) and.push({ status: search.status });
   if (search.from || search.to) {
     and.push({ receivedAt: { ...(search.from ? { gte: search.from } : {}), ...(search.to ? { lt: search.to } : {}) } });
@@ -154,8 +158,8 @@ export function searchWhere(search: NotificationSearch): Prisma.NotificationWher
 /**
  * Newest first. Exact matches only, each served by an index: the free text by the primary key and the indexes on
  * outTradeNo, transactionId and outRefundNo (a bitmap OR of the four), the merchant by (mchid, receivedAt), the
- * status by (status, receivedAt), the time range by receivedAt (apps/dashboard/test/search-plans.test.ts explains
- * each search). One extra row is read to know whether there is a next page without counting the whole table.
+ * sub-merchant by (subMchid, receivedAt), the status by (status, receivedAt), the time range by receivedAt
+ * (apps/dashboard/test/search-plans.test.ts explains each search). One extra row is read to know whether there is a next page without counting the whole table.
  */
 export async function searchNotifications(
   db: DbClient,

@@ -27,6 +27,12 @@ const REFUND_REVIEW_SELECT = {
   amountTotal: true,
   reviewReason: true,
   updatedAt: true,
+  /**
+   * Whose refund: a refund is recorded only under its order's merchant and sub-merchant (another one's is
+   * MCHID_MISMATCH, not recorded), so the order's are the refund's. Null for a row without an order (a nullable
+   * orderId).
+   */
+  order: { select: { mchid: true, subMchid: true } },
 } satisfies Prisma.RefundSelect;
 
 export type ReviewRefund = Prisma.RefundGetPayload<{ select: typeof REFUND_REVIEW_SELECT }>;

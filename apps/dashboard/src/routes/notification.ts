@@ -58,7 +58,7 @@ function summary(t: Timeline): SafeHtml {
 <dt>Status</dt><dd>${badge(n.status, statusTone(n.status))}</dd>
 <dt>Event</dt><dd>${n.eventType} <span class="muted">(API ${n.apiVersion})</span></dd>
 <dt>Merchant</dt><dd class="mono">${n.mchid ?? "—"}</dd>
-${n.subMchid ? html`<dt>Sub-merchant</dt><dd><span class="mono">${n.subMchid}</span>${subMchidNote(n)}</dd>` : ""}
+${n.subMchid ? html`<dt>Sub-merchant</dt><dd><a class="mono" href="${href("/notifications", { subMchid: n.subMchid })}">${n.subMchid}</a>${subMchidNote(n)}</dd>` : ""}
 <dt>Received</dt><dd class="mono">${formatTime(n.receivedAt)}</dd>
 <dt>Applied</dt><dd class="mono">${formatTime(n.appliedAt)}</dd>
 <dt>Attempts</dt><dd>${n.attempts}</dd>

@@ -8,11 +8,11 @@ import {
   parseSearch,
   searchNotifications,
 } from "../data/notifications.ts";
-import { badge, formatTime, statusTone, toDateTimeLocal } from "../views/format.ts";
+import { badge, formatTime, statusTone, subMerchant, toDateTimeLocal } from "../views/format.ts";
 import { href, html, type SafeHtml } from "../views/html.ts";
 import { sendPage } from "./page.ts";
 
-/** Notification search: by out_trade_no, transaction_id, id, merchant, status and time range. */
+/** Notification search: by out_trade_no, transaction_id, id, merchant, sub-merchant, status and time range. */
 export function registerNotificationSearchRoutes(app: FastifyInstance, ctx: DashboardContext): void {
   app.get("/notifications", async (request, reply) => {
     const { search, errors } = parseSearch(request.query as Record<string, unknown>);
@@ -35,6 +35,7 @@ function searchForm(search: NotificationSearch): SafeHtml {
   <label>transaction_id <input name="transactionId" value="${search.transactionId ?? ""}"></label>
   <label>Notification id <input name="id" value="${search.id ?? ""}"></label>
   <label>Merchant (mchid) <input name="mchid" value="${search.mchid ?? ""}"></label>
+  <label>Sub-merchant (sub_mchid) <input name="subMchid" value="${search.subMchid ?? ""}"></label>
   <label>Status <select name="status">
     <option value="">any</option>
     ${NOTIFICATION_STATUSES.map((s) => html`<option value="${s}" ${search.status === s ? html`selected` : ""}>${s}</option>`)}
@@ -52,6 +53,7 @@ function searchQuery(search: NotificationSearch, page: number): Record<string, s
     outTradeNo: search.outTradeNo,
     transactionId: search.transactionId,
     mchid: search.mchid,
+    subMchid: search.subMchid,
     status: search.status,
     from: search.from?.toISOString(),
     to: search.to?.toISOString(),
@@ -71,7 +73,7 @@ ${rows.map(
   <td class="mono">${formatTime(n.receivedAt)}</td>
   <td class="mono"><a href="${href(`/notifications/${encodeURIComponent(n.id)}`)}">${n.id}</a></td>
   <td>${n.eventType} <span class="muted">${n.apiVersion}</span></td>
-  <td class="mono">${n.mchid ?? "—"}${n.subMchid ? ` / ${n.subMchid}` : ""}</td>
+  <td class="mono">${n.mchid ?? "—"}${subMerchant(n.subMchid)}</td>
   <td>${badge(n.status, statusTone(n.status))}</td>
   <td class="num">${n.attempts}</td>
   <td class="mono">${n.errorCode ?? ""}</td>

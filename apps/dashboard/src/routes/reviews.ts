@@ -1,7 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import type { DashboardContext } from "../context.ts";
 import { loadReviews, NOTIFICATION_REVIEW_DAYS, REVIEW_LIMIT } from "../data/reviews.ts";
-import { badge, formatFen, formatTime } from "../views/format.ts";
+import { badge, formatFen, formatTime, subMerchant } from "../views/format.ts";
 import { href, html } from "../views/html.ts";
 import { sendPage } from "./page.ts";
 
@@ -37,7 +37,7 @@ ${
 <td class="mono">${formatTime(o.updatedAt)}</td>
 <td class="mono">${o.outTradeNo}</td>
 <td>${badge(o.reviewReason ?? "(none)", "warn")}</td>
-<td class="mono">${o.mchid}${o.subMchid ? ` / ${o.subMchid}` : ""}</td>
+<td class="mono">${o.mchid}${subMerchant(o.subMchid)}</td>
 <td class="num">${formatFen(o.amountTotal, o.currency)}</td>
 <td class="mono">${o.transactionId ?? "—"}</td>
 <td class="mono">${formatTime(o.paidAt)}</td>
@@ -51,7 +51,7 @@ ${orders.length === REVIEW_LIMIT ? html`<p class="muted">Showing the ${REVIEW_LI
 ${
   refunds.length === 0
     ? html`<div class="card muted">No refund is waiting for review.</div>`
-    : html`<table><thead><tr><th>Updated</th><th>out_refund_no</th><th>Reason</th><th>Status</th><th>out_trade_no</th><th class="num">Refund</th><th class="num">Order total (reported)</th><th>refund_id</th><th></th></tr></thead>
+    : html`<table><thead><tr><th>Updated</th><th>out_refund_no</th><th>Reason</th><th>Status</th><th>out_trade_no</th><th>Merchant</th><th class="num">Refund</th><th class="num">Order total (reported)</th><th>refund_id</th><th></th></tr></thead>
 <tbody>${refunds.map(
         (r) => html`<tr>
 <td class="mono">${formatTime(r.updatedAt)}</td>
@@ -59,6 +59,7 @@ ${
 <td>${badge(r.reviewReason ?? "(none)", "warn")}</td>
 <td>${r.status}</td>
 <td class="mono">${r.outTradeNo}</td>
+<td class="mono">${r.order ? html`${r.order.mchid}${subMerchant(r.order.subMchid)}` : "—"}</td>
 <td class="num">${formatFen(r.amountRefund)}</td>
 <td class="num">${formatFen(r.amountTotal)}</td>
 <td class="mono">${r.refundId ?? "—"}</td>
@@ -78,7 +79,7 @@ ${
 <td class="mono">${formatTime(n.receivedAt)}</td>
 <td>${badge(n.errorCode ?? "(none)", "warn")}</td>
 <td>${n.eventType}</td>
-<td class="mono">${n.mchid}${n.subMchid ? ` / ${n.subMchid}` : ""}</td>
+<td class="mono">${n.mchid ?? "—"}${subMerchant(n.subMchid)}</td>
 <td class="mono">${n.outTradeNo ?? "—"}</td>
 <td class="mono">${n.transactionId ?? "—"}</td>
 <td class="mono">${n.outRefundNo ?? "—"}</td>

@@ -1,4 +1,4 @@
-import { html, type SafeHtml } from "./html.ts";
+import { href, html, type SafeHtml } from "./html.ts";
 
 /** Every time in the dashboard is UTC, written the same way, so times from logs, SQL and Redis line up. */
 export function formatTime(value: Date | number | null | undefined): string {
@@ -31,6 +31,14 @@ export type Tone = "ok" | "warn" | "bad" | "info" | "muted";
 
 export function badge(text: string, tone: Tone): SafeHtml {
   return html`<span class="badge ${tone}">${text}</span>`;
+}
+
+/**
+ * Partner (服务商) mode: ` / <sub-merchant>` after the service provider's mchid, linked to the notifications that name
+ * that sub-merchant (the Notifications page's sub_mchid search); nothing for a direct merchant.
+ */
+export function subMerchant(subMchid: string | null): SafeHtml | string {
+  return subMchid ? html` / <a href="${href("/notifications", { subMchid })}">${subMchid}</a>` : "";
 }
 
 /** Colour of a NotificationStatus. */
