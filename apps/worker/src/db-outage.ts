@@ -1,3 +1,5 @@
+import type { Job } from "bullmq";
+import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { oneLine, type WorkerError } from "./errors.ts";
 import { withTimeout } from "./health.ts";
@@ -21,7 +23,18 @@ export interface DatabaseOutageOptions {
   probeIntervalMs?: number;
   /** A probe not answered within this is a failed one, ms. */
   probeTimeoutMs?: number;
+  /** Where each job's outages are counted (OUTAGES_MET_FIELD): the connection its queues use. */
+  redis: Redis;
+  /** WORKER_DB_OUTAGE_MAX_PAUSES: outages a job may meet without using an attempt. */
+  maxPauses: number;
 }
+
+/**
+ * Field of a job's own BullMQ hash (`<prefix>:<queue>:<job id>`) counting the outages the job met: kept with the job,
+ * so every process — a restarted one, another one — goes on from the same count, and gone with it (BullMQ deletes the
+ * hash when it removes the job: retention, or a replay removing the failed original, whose re-run starts at 0).
+ */
+export const OUTAGES_MET_FIELD = "wpnOutagesMet";
 
 /** 2 s: a recovered database is used again within about that; each probe is one `SELECT 1`. */
 const PROBE_INTERVAL_MS = 2_000;
@@ -35,12 +48,19 @@ const PROBE_TIMEOUT_MS = 1_000;
  * then resumes them and logs DB_RECOVERED. The failing jobs are put back by the stage processor without using an
  * attempt, so an outage of any length dead-letters nothing.
  *
+ * Up to `maxPauses` times per job (`countOutage`): a statement that brings PostgreSQL down itself — it crashes the
+ * server or has its backend terminated, and the probe fails during the recovery — looks like an outage every time its
+ * job runs, and unbounded, that job was put back for ever (never dead-lettered, hurting the database every ~2 s).
+ * A paused process takes no job until PostgreSQL answers, so a real outage, however long, puts a job back about once
+ * per process that meets it with the job, and the bound spares jobs several outages.
+ *
  * The probe before pausing keeps the attempt budget for a DB_UNAVAILABLE that is not an outage: a database that
  * answers the probe (one connection reset, a statement the client timed out) makes it an ordinary failed attempt,
  * so a job that fails that way every time still ends in the dead letters.
  */
 export class DatabaseOutage {
   readonly retryInMs: number;
+  readonly maxPauses: number;
   readonly #options: DatabaseOutageOptions;
   readonly #probeTimeoutMs: number;
   /** When the current outage was confirmed (ms since the epoch), null while PostgreSQL answers. */
@@ -53,6 +73,7 @@ export class DatabaseOutage {
   constructor(options: DatabaseOutageOptions) {
     this.#options = options;
     this.retryInMs = options.probeIntervalMs ?? PROBE_INTERVAL_MS;
+    this.maxPauses = options.maxPauses;
     this.#probeTimeoutMs = options.probeTimeoutMs ?? PROBE_TIMEOUT_MS;
   }
 
@@ -70,6 +91,14 @@ export class DatabaseOutage {
     if (await this.#probe()) return false;
     this.#enter(error);
     return true;
+  }
+
+  /**
+   * Counts one more outage met by `job` (one `confirm` that answered true for it); the job's outages so far, this one
+   * included. Within `maxPauses` the job is put back without using an attempt; past it the failure is an attempt.
+   */
+  countOutage(job: Pick<Job, "queueQualifiedName" | "id">): Promise<number> {
+    return this.#options.redis.hincrby(`${job.queueQualifiedName}:${job.id}`, OUTAGES_MET_FIELD, 1);
   }
 
   /** Stops probing (shutdown); the Workers stay paused — they are being closed. */

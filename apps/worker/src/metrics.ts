@@ -83,6 +83,17 @@ export class WorkerMetrics {
     registers: [this.registry],
   });
 
+  /**
+   * Failures met during an outage that used an attempt, their job having met WORKER_DB_OUTAGE_MAX_PAUSES outages
+   * already: a job that keeps meeting outages may be what causes them (a statement that crashes PostgreSQL).
+   */
+  readonly dbPausesExhausted = new Counter({
+    name: "wpn_worker_db_outage_pauses_exhausted_total",
+    help: "Jobs failing while PostgreSQL did not answer that used an attempt: put back WORKER_DB_OUTAGE_MAX_PAUSES times already, by queue.",
+    labelNames: ["queue"] as const,
+    registers: [this.registry],
+  });
+
   readonly processing = new Histogram({
     name: "wpn_worker_job_duration_seconds",
     help: "Time a worker spent on one attempt, by queue.",

@@ -123,6 +123,8 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
     consumers: () => workers.map((w) => w.worker),
     log,
     metrics,
+    redis,
+    maxPauses: config.WORKER_DB_OUTAGE_MAX_PAUSES,
   });
   const runtime: StageRuntime = { log, metrics, prisma: db.prisma, deadQueue, windowMs, outage };
   const keys = new MerchantKeyResolver(config, db.prisma);

@@ -1,11 +1,12 @@
-import { createDb } from "@wpn/db";
+import { createDb, type Db } from "@wpn/db";
 import { APPLY_JOB_NAME, createQueue, createRedisConnection, PARSE_JOB_NAME, QueueName } from "@wpn/queue";
 import { TEST_REDIS_URL } from "@wpn/testing";
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../../../test/support/processes.ts";
-import { DatabaseOutage } from "../src/db-outage.ts";
+import { DatabaseOutage, OUTAGES_MET_FIELD } from "../src/db-outage.ts";
+import { prismaApplyStore } from "../src/domain/store.ts";
 import { WorkerError } from "../src/errors.ts";
 import { WorkerMetrics } from "../src/metrics.ts";
 import { startWorker, type WorkerHandle } from "../src/worker.ts";
@@ -65,6 +66,12 @@ async function metric(worker: WorkerHandle, name: string): Promise<number> {
   return values.reduce((sum, v) => sum + v.value, 0);
 }
 
+/** The outages a job met, as the worker stored them with the job (its BullMQ hash): null when it met none. */
+async function outagesMet(queue: Queue, jobId: string): Promise<number | null> {
+  const stored = await redis.hget(`${queue.qualifiedName}:${jobId}`, OUTAGES_MET_FIELD);
+  return stored === null ? null : Number(stored);
+}
+
 describe("DatabaseOutage", () => {
   it("pauses only when a probe confirms PostgreSQL does not answer, once, and resumes when it answers again", async () => {
     const db = createDb({ url: proxy.via(world.db.url), poolMax: 2, connectTimeoutMs: 1_000 });
@@ -81,6 +88,8 @@ describe("DatabaseOutage", () => {
       log: logger,
       metrics,
       probeIntervalMs: 200,
+      redis,
+      maxPauses: 10,
     });
     const failure = new WorkerError("DB_UNAVAILABLE", "retry", "Connection terminated unexpectedly");
     try {
@@ -129,10 +138,9 @@ describe("a running worker when PostgreSQL stops answering", () => {
     }
     // Started with the jobs waiting, so that both stages take theirs before the first failure pauses them.
     const { logger, lines } = capturedLog();
-    const worker = await startWorker(world.config({ DATABASE_URL: proxy.via(world.db.url) }), {
-      logger,
-      healthPort: 0,
-    });
+    // The tightest bound that still puts jobs back: one outage, however long, puts a job back once per process.
+    const config = world.config({ DATABASE_URL: proxy.via(world.db.url), WORKER_DB_OUTAGE_MAX_PAUSES: "1" });
+    const worker = await startWorker(config, { logger, healthPort: 0 });
     let closed = false;
     try {
       await waitFor("DB_OUTAGE logged", async () => count(lines, "DB_OUTAGE") === 1, 15_000);
@@ -142,9 +150,11 @@ describe("a running worker when PostgreSQL stops answering", () => {
       for (const queue of [parseQueue, applyQueue]) {
         for (const job of await queue.getJobs(["waiting", "delayed", "active", "failed", "completed"])) {
           expect({ id: job.id, attemptsMade: job.attemptsMade }).toEqual({ id: job.id, attemptsMade: 0 });
+          expect([null, 1], job.id).toContain(await outagesMet(queue, job.id ?? ""));
         }
       }
       expect(count(lines, "DB_OUTAGE")).toBe(1);
+      expect(count(lines, "DB_OUTAGE_PAUSES_EXHAUSTED")).toBe(0);
       expect(await metric(worker, "wpn_worker_db_paused")).toBe(1);
       expect(await metric(worker, "wpn_worker_db_outages_total")).toBe(1);
       const deferred = (await worker.metrics.dbDeferred.get()).values;
@@ -198,6 +208,83 @@ describe("a running worker when PostgreSQL stops answering", () => {
       await proxy.up();
     }
   }, 60_000);
+});
+
+describe("a job whose own statement brings PostgreSQL down", () => {
+  it("is put back WORKER_DB_OUTAGE_MAX_PAUSES times, counted with the job across a restart, then uses its attempts and is dead-lettered", async () => {
+    const outTradeNo = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+    const { applyJob } = await inline(world).parse(v3Payment(world, { outTradeNo, total: 100 }));
+    const jobId = applyJob!.notificationId;
+    // Its statement ends its own backend (as a statement that crashes PostgreSQL, or one an administrator's
+    // pg_terminate_backend stops), and the database then refuses connections for a moment (a crashed server's
+    // recovery): the probe that follows fails, so the failure looks like an outage every time the job runs.
+    let crashes = 0;
+    const recoveries: Promise<void>[] = [];
+    const crashingStore = (db: Db) => {
+      const store = prismaApplyStore(db.prisma);
+      return {
+        ...store,
+        payments: async (facts: Parameters<typeof store.payments>[0]) => {
+          if (!facts.some((f) => f.outTradeNo === outTradeNo)) return store.payments(facts);
+          crashes++;
+          try {
+            await db.prisma.$queryRaw`SELECT pg_terminate_backend(pg_backend_pid())`;
+          } finally {
+            await proxy.down();
+            recoveries.push(new Promise((r) => setTimeout(r, 1_000)).then(() => proxy.up()));
+          }
+          throw new Error("pg_terminate_backend returned");
+        },
+      };
+    };
+    const config = world.config({ DATABASE_URL: proxy.via(world.db.url), WORKER_DB_OUTAGE_MAX_PAUSES: "2" });
+    const { logger, lines } = capturedLog();
+    await applyQueue.add(APPLY_JOB_NAME, applyJob!, { jobId, ...SHORT_BUDGET });
+
+    // The first process meets one such outage, and stops (a deploy, a crash): the next one goes on counting.
+    const first = await startWorker(config, { logger, healthPort: 0, applyStore: crashingStore });
+    try {
+      await waitFor(
+        "the first crash put back",
+        async () => crashes === 1 && (await applyQueue.getJob(jobId))?.isDelayed(),
+      );
+    } finally {
+      await first.close();
+    }
+    await Promise.all(recoveries);
+    expect((await applyQueue.getJob(jobId))?.attemptsMade).toBe(0);
+
+    const second = await startWorker(config, { logger, healthPort: 0, applyStore: crashingStore });
+    try {
+      await waitFor("dead letter", async () => (await deadQueue.count()) === 1, 45_000).catch((error: Error) => {
+        throw new Error(`${error.message}; the job crashed PostgreSQL ${crashes} times`);
+      });
+      // Two pauses (one in each process: the second went on from the first's count), then the job's 2 attempts: 4
+      // crashes, not one every few seconds for ever.
+      const [letter] = await deadQueue.getJobs(["waiting"]);
+      expect({ code: letter?.data.code, attemptsMade: letter?.data.attemptsMade }).toEqual({
+        code: "DB_UNAVAILABLE",
+        attemptsMade: 2,
+      });
+      expect(crashes).toBe(4);
+      expect(await outagesMet(applyQueue, jobId)).toBe(4);
+      expect(count(lines, "DB_OUTAGE_PAUSES_EXHAUSTED")).toBe(2);
+      const exhausted = lines.find((l) => l.includes('"code":"DB_OUTAGE_PAUSES_EXHAUSTED"'));
+      expect(JSON.parse(exhausted ?? "{}")).toMatchObject({ level: 40, jobId, outagesMet: 3, maxPauses: 2 });
+      expect(await metric(second, "wpn_worker_db_outage_pauses_exhausted_total")).toBe(2);
+      expect(await metric(second, "wpn_worker_db_deferred_jobs_total")).toBe(1);
+      await waitFor(
+        "notification DEAD",
+        async () => (await world.prisma.notification.findUnique({ where: { id: jobId } }))?.status === "DEAD",
+        15_000,
+      );
+      expect((await orderOf(world.prisma, outTradeNo)).movements).toHaveLength(0);
+    } finally {
+      await second.close();
+      await Promise.all(recoveries);
+      await proxy.up();
+    }
+  }, 90_000);
 });
 
 describe("a worker process started while PostgreSQL cannot be reached", () => {

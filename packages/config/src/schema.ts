@@ -202,6 +202,16 @@ const envFields = z.object({
    * dead-lettered. At most 3 days: the parse and apply queues' 20 attempts last at least that long (queue options).
    */
   WORKER_UNKNOWN_ORDER_RETRY_SECONDS: int(1, 3 * 24 * 3600).default(3_600),
+  /**
+   * Times one job may be put back without using an attempt because PostgreSQL did not answer when it failed (an
+   * outage pause); past it, such a failure is an ordinary attempt, so a job whose own statement brings the database
+   * down is retried and dead-lettered like any failing job instead of being put back for ever. A paused process takes
+   * no job until PostgreSQL answers again, so an outage of any length puts a job back about once per worker process
+   * that meets it with the job: 10 rides out several outages (or restarts, failovers) in one job's life, while a job
+   * that crashes the database every time it runs (a pause lasts 2 s or more) stops being spared after ~10 crashes.
+   * 0: an outage failure always uses an attempt (the process still pauses).
+   */
+  WORKER_DB_OUTAGE_MAX_PAUSES: int(0, 1_000).default(10),
   /** Grace period for in-flight jobs on SIGTERM. */
   WORKER_SHUTDOWN_TIMEOUT_MS: int(100, 120_000).default(10_000),
   /** Whether a successful refund puts the order's items back into stock: `full` only on a full refund, `none` never. */

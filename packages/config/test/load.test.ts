@@ -53,6 +53,7 @@ describe("loadConfig", () => {
     expect(config.WECHATPAY_APIV2_KEY).toBeUndefined();
     expect(config.WORKER_CONCURRENCY).toBe(128);
     expect(config.WORKER_PARSE_CONCURRENCY).toBe(128);
+    expect(config.WORKER_DB_OUTAGE_MAX_PAUSES).toBe(10);
     expect(config.INGRESS_VERIFY_THREADS).toBe(1);
     expect(loadConfig({ ...valid, INGRESS_VERIFY_THREADS: "0" }).INGRESS_VERIFY_THREADS).toBe(0);
   });
@@ -89,6 +90,10 @@ describe("loadConfig", () => {
     expect(errorOf({ ...valid, WORKER_UNKNOWN_ORDER_RETRY_SECONDS: "259201" })).toMatch(
       /^WORKER_UNKNOWN_ORDER_RETRY_SECONDS /,
     );
+    // Bounded: unbounded pauses would put back for ever a job whose own statement brings PostgreSQL down.
+    expect(errorOf({ ...valid, WORKER_DB_OUTAGE_MAX_PAUSES: "1001" })).toMatch(/^WORKER_DB_OUTAGE_MAX_PAUSES /);
+    expect(errorOf({ ...valid, WORKER_DB_OUTAGE_MAX_PAUSES: "-1" })).toMatch(/^WORKER_DB_OUTAGE_MAX_PAUSES /);
+    expect(loadConfig({ ...valid, WORKER_DB_OUTAGE_MAX_PAUSES: "0" }).WORKER_DB_OUTAGE_MAX_PAUSES).toBe(0);
   });
 
   it("refuses a DATABASE_URL or REDIS_URL of the wrong kind at start-up, in one line", () => {

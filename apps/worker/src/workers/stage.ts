@@ -51,16 +51,24 @@ export interface StageRuntime {
 
 /** What a stage needs of DatabaseOutage. */
 export interface OutageReport {
-  /** True when PostgreSQL does not answer: the job is put back without using an attempt. */
+  /** True when PostgreSQL does not answer: the job is put back without using an attempt (within `maxPauses`). */
   confirm(error: WorkerError): Promise<boolean>;
   /** How long a job put back waits before it can be taken again, ms. */
   readonly retryInMs: number;
+  /** Counts one more outage met by `job`, kept with the job in Redis; its outages so far, this one included. */
+  countOutage(job: Job): Promise<number>;
+  /** WORKER_DB_OUTAGE_MAX_PAUSES: outages a job may meet without using an attempt; the next ones use one each. */
+  readonly maxPauses: number;
 }
 
 /** The job met a PostgreSQL outage: the processor puts it back (delayed) without using an attempt. */
 class MetOutageError extends Error {
   override readonly name = "MetOutageError";
-  constructor(readonly error: WorkerError) {
+  constructor(
+    readonly error: WorkerError,
+    /** The outages the job met, this one included (at most WORKER_DB_OUTAGE_MAX_PAUSES). */
+    readonly outagesMet: number,
+  ) {
     super(error.message, { cause: error });
   }
 }
@@ -109,7 +117,8 @@ const WINDOW_MARGIN_MS = 100;
  * - it throws a permanent error, or the retries / the unknown-order window are used up: the job is copied to
  *   `notify.dead` with its code, the notification is marked DEAD, and UnrecoverableError stops BullMQ;
  * - it throws DB_UNAVAILABLE and PostgreSQL does not answer (`rt.outage`): no attempt is used — the job is put back
- *   (delayed by `retryInMs`) while the process pauses until PostgreSQL answers.
+ *   (delayed by `retryInMs`) while the process pauses until PostgreSQL answers — up to WORKER_DB_OUTAGE_MAX_PAUSES
+ *   times per job; after that, such a failure is a retryable one as above (logged DB_OUTAGE_PAUSES_EXHAUSTED).
  * A payload that fails its schema (or has an unknown version) is dead-lettered without running the handler.
  */
 export function createStageProcessor<P, R extends StageResult>(
@@ -123,7 +132,14 @@ export function createStageProcessor<P, R extends StageResult>(
       if (error instanceof MetOutageError && token !== undefined && rt.outage) {
         rt.metrics.dbDeferred.inc({ queue: def.queue });
         rt.log.debug(
-          { queue: def.queue, jobId: job.id, code: error.error.code, retryInMs: rt.outage.retryInMs },
+          {
+            queue: def.queue,
+            jobId: job.id,
+            code: error.error.code,
+            retryInMs: rt.outage.retryInMs,
+            outagesMet: error.outagesMet,
+            maxPauses: rt.outage.maxPauses,
+          },
           "PostgreSQL does not answer: the job waits without using an attempt",
         );
         // skipAttempt: attemptsMade stays; DelayedError tells BullMQ the job was moved, not failed.
@@ -191,7 +207,15 @@ async function runStage<P, R extends StageResult>(
     } catch (error) {
       const err = toWorkerError(error);
       // Before the attempt is counted, so that a job on its last attempt is not dead-lettered for an outage either.
-      if (deferrable && err.code === "DB_UNAVAILABLE" && (await rt.outage?.confirm(err))) throw new MetOutageError(err);
+      if (deferrable && err.code === "DB_UNAVAILABLE" && rt.outage && (await rt.outage.confirm(err))) {
+        const outagesMet = await rt.outage.countOutage(job);
+        if (outagesMet <= rt.outage.maxPauses) throw new MetOutageError(err, outagesMet);
+        rt.metrics.dbPausesExhausted.inc({ queue: def.queue });
+        ctx.log.warn(
+          { code: "DB_OUTAGE_PAUSES_EXHAUSTED", err: err.message, outagesMet, maxPauses: rt.outage.maxPauses },
+          "PostgreSQL does not answer, but this job was put back for outages too often already: it uses an attempt (its statement may be what brings PostgreSQL down)",
+        );
+      }
       throw await onFailure(rt, def.queue, job, err, { notificationId, outTradeNo, log: ctx.log });
     }
   } finally {
