@@ -294,6 +294,22 @@ describe("behind a reverse proxy (DASHBOARD_TRUST_PROXY)", () => {
       await proxied.close();
     }
   });
+
+  it("a proxy that rewrites Host must send X-Forwarded-Host (nginx's proxy_pass does not), or mutations are CSRF_ORIGIN", async () => {
+    const proxied = await startDashboard("dash_proxy_host", { env: { DASHBOARD_TRUST_PROXY: "true" } });
+    try {
+      // nginx's default proxy_pass: Host rewritten to the upstream's name, X-Forwarded-For appended.
+      const behindNginx = { host: "dashboard:3001", origin: "https://console.example.com" };
+      const refused = await loginFrom(proxied.app, "10.0.0.2", "olga", PASSWORDS.olga, behindNginx);
+      expect(refused.statusCode).toBe(403);
+      expect(refused.json()).toMatchObject({ error: "CSRF_ORIGIN" });
+      // `proxy_set_header X-Forwarded-Host $host;` (README, "Sessions, CSRF, hardening").
+      const forwarded = { ...behindNginx, "x-forwarded-host": "console.example.com" };
+      expect((await loginFrom(proxied.app, "10.0.0.2", "olga", PASSWORDS.olga, forwarded)).statusCode).toBe(303);
+    } finally {
+      await proxied.close();
+    }
+  });
 });
 
 describe("roles and CSRF on bull-board", () => {
@@ -547,6 +563,28 @@ describe("roles and CSRF on bull-board", () => {
       await dead.obliterate({ force: true });
       await queue.close();
       await dead.close();
+    }
+  });
+
+  it("finds no job under the name of one of the queue's own keys (WRONGTYPE was a 500, `meta` a phantom job)", async () => {
+    const queue = await parse();
+    try {
+      await queue.add("parse", { v: 1 }, { jobId: "an-ordinary-job" }); // creates `id`, `events`, `meta`
+      const viewer = await loggedIn(d.app, "victor", PASSWORDS.victor);
+      for (const id of ["events", "meta", "id", "12345"]) {
+        for (const board of ["/queues", "/queues-readonly"]) {
+          const response = await viewer.get(`${board}/api/queues/notify.parse/${id}`, { accept: "application/json" });
+          expect(response.statusCode, `${board} ${id}`).toBe(404);
+          expect(response.json(), `${board} ${id}`).toMatchObject({ error: "NOT_FOUND" });
+        }
+      }
+      const ordinary = await viewer.get("/queues-readonly/api/queues/notify.parse/an-ordinary-job", {
+        accept: "application/json",
+      });
+      expect(ordinary.statusCode).toBe(200);
+    } finally {
+      await queue.obliterate({ force: true });
+      await queue.close();
     }
   });
 

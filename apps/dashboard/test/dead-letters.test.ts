@@ -227,6 +227,84 @@ describe("dead-letter replay", () => {
     expect(await dead.getJob(letterId)).toBeUndefined();
   });
 
+  it("a replay whose AuditLog row cannot be written is not recorded either: DEAD, letter kept, nothing put back", async () => {
+    const { notificationId, letterId, payload } = await deadLetter();
+    await failInApply(payload);
+    const operator = await loggedIn(d.app, "olga", PASSWORDS.olga);
+    const prisma = d.database.db.prisma;
+    // Only the `replayed` audit row fails (it stands for any database error on that one statement).
+    await prisma.$executeRawUnsafe(`CREATE FUNCTION refuse_replayed_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.action = 'dead_letter.replay' AND NEW.detail->>'outcome' = 'replayed' THEN
+          RAISE EXCEPTION 'audit write failed';
+        END IF;
+        RETURN NEW;
+      END $$`);
+    await prisma.$executeRawUnsafe(
+      `CREATE TRIGGER refuse_replayed_audit BEFORE INSERT ON "AuditLog" FOR EACH ROW EXECUTE FUNCTION refuse_replayed_audit()`,
+    );
+    let response: Awaited<ReturnType<typeof operator.post>>;
+    try {
+      response = await operator.post("/dead-letters/replay", { id: letterId });
+    } finally {
+      await prisma.$executeRawUnsafe(`DROP TRIGGER refuse_replayed_audit ON "AuditLog"`);
+      await prisma.$executeRawUnsafe(`DROP FUNCTION refuse_replayed_audit()`);
+    }
+    expect(response.headers.location).toContain("failed=1");
+    // Before: the REPLAYED record had committed on its own, so the notification read PROCESSING with no job
+    // waiting and no REPLAY_FAILED event. Now the audit row is in the record's transaction: neither is written.
+    const notification = await prisma.notification.findUniqueOrThrow({
+      where: { id: notificationId },
+      include: { events: { orderBy: { id: "asc" } } },
+    });
+    expect(notification.status).toBe("DEAD");
+    expect(notification.events.map((e) => e.kind)).toEqual(["DEAD_LETTERED"]);
+    const audits = await prisma.auditLog.findMany({ where: { target: letterId }, orderBy: { id: "asc" } });
+    expect(audits.map((a) => a.detail)).toEqual([
+      { outcome: "failed", message: expect.stringMatching(/audit write failed/) },
+    ]);
+    expect(await apply.getJob(notificationId)).toBeUndefined();
+    expect(await dead.getJob(letterId)).toBeDefined();
+    // The letter still holds the notification: replayed again, it goes back with its record.
+    expect((await operator.post("/dead-letters/replay", { id: letterId })).headers.location).toContain("replayed=1");
+    expect(await (await apply.getJob(notificationId))?.getState()).toBe("waiting");
+    expect((await prisma.notification.findUniqueOrThrow({ where: { id: notificationId } })).status).toBe("PROCESSING");
+  });
+
+  it("an id naming no letter (BullMQ's own keys, integer-looking ids) is not-found and the other letters are replayed", async () => {
+    const a = await deadLetter();
+    const b = await deadLetter();
+    const operator = await loggedIn(d.app, "olga", PASSWORDS.olga);
+    // notify.dead's keys exist (letters were added): `events` is a stream, `meta` a hash, `id` a counter.
+    const response = await operator.post("/dead-letters/replay", {
+      ids: [a.letterId, "events", "meta", "id", "12345", b.letterId],
+    });
+    expect(response.statusCode).toBe(303);
+    expect(response.headers.location).toContain("replayed=2");
+    expect(response.headers.location).toContain("not-found=4");
+    expect(await (await apply.getJob(a.notificationId))?.getState()).toBe("waiting");
+    expect(await (await apply.getJob(b.notificationId))?.getState()).toBe("waiting");
+    const audit = await d.database.db.prisma.auditLog.findFirst({ where: { target: "events" } });
+    expect(audit?.detail).toMatchObject({ outcome: "not-found" });
+  });
+
+  it("refuses a selection with a control character in an id (400 BAD_REQUEST) before replaying any letter", async () => {
+    const a = await deadLetter();
+    const b = await deadLetter();
+    const operator = await loggedIn(d.app, "olga", PASSWORDS.olga);
+    // Before: `a` was replayed, then the audit row of the bad id failed (PostgreSQL refuses NUL in text): a 500,
+    // and `b` was never replayed.
+    for (const bad of ["x\u0000y", "apply.x\u0007"]) {
+      const response = await operator.post("/dead-letters/replay", { ids: [a.letterId, bad, b.letterId] });
+      expect(response.statusCode, JSON.stringify(bad)).toBe(400);
+      expect(response.body).toContain("BAD_REQUEST");
+    }
+    expect(await apply.getJob(a.notificationId)).toBeUndefined();
+    expect(await apply.getJob(b.notificationId)).toBeUndefined();
+    expect(await dead.getJob(a.letterId)).toBeDefined();
+    expect(await dead.getJob(b.letterId)).toBeDefined();
+  });
+
   it("refuses a viewer (403) and a forged CSRF token, and nothing changes", async () => {
     const { notificationId, letterId } = await deadLetter();
     const viewer = await loggedIn(d.app, "victor", PASSWORDS.victor);

@@ -235,6 +235,64 @@ describe("payment review", () => {
   });
 });
 
+describe("refund amounts", () => {
+  it("are printed in their order's currency, not always CNY", async () => {
+    const prisma = d.database.db.prisma;
+    const outTradeNo = randomId("OTN-USD");
+    const orderId = await seedOrder(prisma, { outTradeNo, status: "SUCCESS", currency: "USD" });
+    const outRefundNo = randomId("RF-USD");
+    await prisma.refund.create({
+      data: {
+        outRefundNo,
+        outTradeNo,
+        orderId,
+        status: "SUCCESS",
+        amountRefund: 2_468,
+        amountTotal: 1_357,
+        reviewReason: "REFUND_AMOUNT_MISMATCH",
+      },
+    });
+    const page = (await viewer.get("/reviews?reason=REFUND_AMOUNT_MISMATCH")).body;
+    const row = page.slice(page.indexOf(outRefundNo), page.indexOf("</tr>", page.indexOf(outRefundNo)));
+    expect(row).toContain("24.68 USD");
+    expect(row).toContain("13.57 USD");
+    expect(row).not.toContain("CNY");
+  });
+});
+
+describe("the overview's In review card", () => {
+  it("counts what /reviews lists, the notifications in review included, and warns when any", async () => {
+    const prisma = d.database.db.prisma;
+    // Review outcomes only a notification tells (no order in PAYMENT_REVIEW, no refund with a reviewReason).
+    await seedNotification(prisma, { status: "REVIEW", errorCode: "MCHID_MISMATCH", outTradeNo: randomId("OTN-CARD") });
+    await seedNotification(prisma, {
+      status: "REVIEW",
+      errorCode: "REFUND_ABNORMAL",
+      eventType: "REFUND.ABNORMAL",
+      outTradeNo: randomId("OTN-CARD"),
+      outRefundNo: randomId("RF-CARD"),
+    });
+    const card = /In review<\/div>\s*<div class="value"><span class="badge (\w+)">(\d+)</.exec(
+      (await viewer.get("/")).body,
+    );
+    const listed = /In review<\/div><div class="value">(\d+)</.exec((await viewer.get("/reviews")).body);
+    expect(Number(listed?.[1])).toBeGreaterThanOrEqual(2);
+    // Before: the card counted orders and refunds only (0 on a fresh database with these two).
+    expect(card?.[2]).toBe(listed?.[1]);
+    expect(card?.[1]).toBe("warn");
+  });
+});
+
+describe("payment review, odd input", () => {
+  it("answers 400 BAD_REQUEST for a reason with a control character (PostgreSQL refuses NUL in text)", async () => {
+    for (const reason of ["%00", "a%00b", "OUT_OF%07STOCK"]) {
+      const response = await viewer.get(`/reviews?reason=${reason}`);
+      expect(response.statusCode, reason).toBe(400);
+      expect(response.body, reason).toContain("BAD_REQUEST");
+    }
+  });
+});
+
 describe("payment review in partner mode", () => {
   it("names the sub-merchant of each order, refund and notification in review, linked to its notifications", async () => {
     const prisma = d.database.db.prisma;

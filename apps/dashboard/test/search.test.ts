@@ -175,6 +175,26 @@ describe("notification search", () => {
     }
   });
 
+  it("refuses a control character in any text field (PostgreSQL refuses NUL in text: it was a 500)", async () => {
+    for (const key of ["q", "id", "outTradeNo", "transactionId", "mchid", "subMchid"]) {
+      for (const value of ["a\u0000b", "\u0000", "a\u0007b", "a\u009bb"]) {
+        const query = new URLSearchParams({ [key]: value }).toString();
+        const response = await viewer.get(`/notifications?${query}`);
+        expect(response.statusCode, query).toBe(400);
+        expect(response.body, query).toContain("contains a control character");
+      }
+    }
+  });
+
+  it("refuses a page beyond the last one it reads (an OFFSET of up to 50 million rows for any viewer)", async () => {
+    expect((await viewer.get("/notifications?page=200")).statusCode).toBe(200);
+    for (const page of ["201", "999999"]) {
+      const response = await viewer.get(`/notifications?page=${page}`);
+      expect(response.statusCode, page).toBe(400);
+      expect(response.body, page).toContain("Page must be at most 200");
+    }
+  });
+
   it("escapes every value it renders", async () => {
     const hostile = await seedNotification(d.database.db.prisma, {
       id: randomId("xss-"),
@@ -455,5 +475,43 @@ describe("notification timeline", () => {
   it("answers 404 for an id nobody has seen", async () => {
     const response = await viewer.get("/notifications/never-seen");
     expect(response.statusCode).toBe(404);
+  });
+
+  it("answers 400 BAD_REQUEST for an id with a control character, not 500", async () => {
+    for (const id of ["a%00b", "%00", "a%1Bb"]) {
+      const response = await viewer.get(`/notifications/${id}`);
+      expect(response.statusCode, id).toBe(400);
+      expect(response.body, id).toContain("BAD_REQUEST");
+    }
+  });
+
+  it("finds no job for an id that is no usable job id: BullMQ's own keys are not jobs (WRONGTYPE was a 500)", async () => {
+    // A job in each stage creates the queues' keys (id, events, meta); a worker's stalled-check key is set by hand.
+    for (const name of [QueueName.Parse, QueueName.Apply]) {
+      const queue = createQueue(name, d.redis, d.prefix);
+      await queue.add(PARSE_JOB_NAME, {}, { jobId: randomId("key-maker-") });
+      await queue.close();
+      await d.redis.set(`${d.prefix}:${name}:stalled-check`, String(Date.now()));
+    }
+    for (const id of ["events", "id", "meta", "stalled-check", "wait", "12345", "a:b"]) {
+      const response = await viewer.get(`/notifications/${id}`);
+      expect(response.statusCode, id).toBe(404);
+      expect(response.body, id).not.toContain("Jobs in Redis");
+    }
+  });
+
+  it("prints a refund's amounts in its order's currency", async () => {
+    const prisma = d.database.db.prisma;
+    const outTradeNo = randomId("OTN-USD");
+    const outRefundNo = randomId("R-USD");
+    const orderId = await seedOrder(prisma, { outTradeNo, status: "SUCCESS", currency: "USD", amountTotal: 1_999 });
+    const id = await seedNotification(prisma, { eventType: "REFUND.SUCCESS", outTradeNo, outRefundNo });
+    await prisma.refund.create({
+      data: { outRefundNo, outTradeNo, orderId, status: "SUCCESS", amountRefund: 1_234, amountTotal: 1_999 },
+    });
+    const page = (await viewer.get(`/notifications/${id}`)).body;
+    expect(page).toContain("19.99 USD");
+    expect(page.slice(page.indexOf("<h2>Refund</h2>"))).toContain("12.34 USD of 19.99 USD");
+    expect(page).not.toContain("CNY");
   });
 });

@@ -43,6 +43,7 @@ export {
   NotificationBatchError,
   type NotificationRowStatus,
   type ParsedNotification,
+  type ReplayAlongside,
   type ReplayRecord,
   recordNotificationFailure,
   recordReplay,

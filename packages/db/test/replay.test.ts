@@ -1,4 +1,4 @@
-import { type PrismaClient, recordReplay, recordReplayFailed } from "@wpn/db";
+import { type Prisma, type PrismaClient, recordReplay, recordReplayFailed } from "@wpn/db";
 import { createTestDatabase, type TestDatabase, whileRowChanges } from "@wpn/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { insertNotification } from "./support/payments.ts";
@@ -66,6 +66,48 @@ describe("recordReplay (real PostgreSQL)", () => {
     );
     expect(found).toBe(true);
     expect(await stateOf("r-race")).toEqual({ status: "PROCESSING", events: ["REPLAYED"] });
+  });
+});
+
+describe("recordReplay with rows alongside (the dashboard's AuditLog row)", () => {
+  it("commits them with the record, told whether the notification exists", async () => {
+    await insertNotification(prisma, "ra-dead");
+    await setStatus("ra-dead", "DEAD");
+    const seen: boolean[] = [];
+    const audit = (target: string) => async (tx: Prisma.TransactionClient, found: boolean) => {
+      seen.push(found);
+      await tx.auditLog.create({ data: { actor: "test", role: "operator", action: "dead_letter.replay", target } });
+    };
+    expect(
+      await recordReplay(
+        prisma,
+        { notificationId: "ra-dead", queue: "notify.apply", previousCode: "X" },
+        audit("ra-1"),
+      ),
+    ).toBe(true);
+    expect(
+      await recordReplay(
+        prisma,
+        { notificationId: "ra-none", queue: "notify.apply", previousCode: "X" },
+        audit("ra-2"),
+      ),
+    ).toBe(false);
+    expect(seen).toEqual([true, false]);
+    expect(await stateOf("ra-dead")).toEqual({ status: "PROCESSING", events: ["REPLAYED"] });
+    expect(await prisma.auditLog.count({ where: { target: { in: ["ra-1", "ra-2"] } } })).toBe(2);
+  });
+
+  it("writes nothing when they fail: the notification keeps its status, no REPLAYED event", async () => {
+    await insertNotification(prisma, "ra-fails");
+    await setStatus("ra-fails", "DEAD");
+    const failing = async () => {
+      throw new Error("audit write failed");
+    };
+    await expect(
+      recordReplay(prisma, { notificationId: "ra-fails", queue: "notify.apply", previousCode: "X" }, failing),
+    ).rejects.toThrow("audit write failed");
+    // Before: the record committed before the audit row was tried, PROCESSING with no job waiting.
+    expect(await stateOf("ra-fails")).toEqual({ status: "DEAD", events: [] });
   });
 });
 

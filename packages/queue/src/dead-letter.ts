@@ -1,5 +1,6 @@
 import type { Job, Queue } from "bullmq";
 import type { Redis } from "ioredis";
+import { isUsableJobId } from "./job-id.ts";
 import { type DeadLetter, deadLetterSchema } from "./jobs/dead.ts";
 import { decodeJob } from "./jobs/decode.ts";
 import { QueueName } from "./names.ts";
@@ -102,6 +103,9 @@ export async function replayAllDeadLetters(deps: ReplayDeps, pageSize = 500): Pr
  * others did.
  */
 async function replayJob(deps: ReplayDeps, queues: QueueCache, id: string): Promise<ReplayOutcome> {
+  // No letter has such an id (letters are added under deadLetterJobId's), and reading one — `events`, `meta` — would
+  // read the queue's own keys: WRONGTYPE, or a phantom letter.
+  if (!isUsableJobId(id)) return { id, status: "not-found" };
   let claim: ReplayClaim | undefined;
   try {
     claim = await ReplayClaim.take(

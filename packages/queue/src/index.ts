@@ -8,6 +8,7 @@ export {
   replayAllDeadLetters,
   replayDeadLetter,
 } from "./dead-letter.ts";
+export { isUsableJobId } from "./job-id.ts";
 export { APPLY_BACKOFF_TYPE, APPLY_JOB_NAME, type ApplyJob, applyJobSchema } from "./jobs/apply.ts";
 export {
   DEAD_JOB_NAME,

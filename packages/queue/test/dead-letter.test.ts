@@ -179,6 +179,18 @@ describe("replayDeadLetter", () => {
   });
 });
 
+describe("replayDeadLetter of an id no letter can have", () => {
+  it("is not-found, without reading the dead-letter queue's own keys (`events` is a stream: WRONGTYPE was `failed`)", async () => {
+    await letterFor("n-keys-exist"); // notify.dead's keys exist: `events`, `meta`, `id`
+    const recorded: string[] = [];
+    const deps = { connection: redis, prefix, onReplayed: async (l: DeadLetter) => void recorded.push(l.jobId) };
+    for (const id of ["events", "meta", "id", "12345"]) {
+      expect(await replayDeadLetter(deps, id), id).toEqual({ id, status: "not-found" });
+    }
+    expect(recorded).toEqual([]);
+  });
+});
+
 describe("replayAllDeadLetters", () => {
   it("a letter whose hook throws is reported failed and left; the others are replayed", async () => {
     const ids = [await letterFor("n-all-1"), await letterFor("n-all-2"), await letterFor("n-all-3")];

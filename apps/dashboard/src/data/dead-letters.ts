@@ -9,7 +9,7 @@ import {
 } from "@wpn/queue";
 import type { SessionUser } from "../auth/session.ts";
 import type { DashboardContext } from "../context.ts";
-import { recordAudit } from "./audit.ts";
+import { type DbClient, recordAudit } from "./audit.ts";
 
 /** Job states a dead letter can be in (nothing consumes notify.dead, so normally `waiting`; BullMQ 6 keeps
  * a paused queue's jobs in `waiting` too). */
@@ -53,11 +53,12 @@ export async function listDeadLetters(ctx: DashboardContext): Promise<{ rows: De
  * original job back into its stage queue under its original id, and its `onReplayed` hook — which runs BEFORE the job
  * is put back, the letter being removed only after that (why: ReplayDeps.onReplayed) — records the replay with
  * `recordReplay` of @wpn/db (REPLAYED NotificationEvent, status out of DEAD/FAILED; the same code path as the worker's
- * CLI) and then writes the AuditLog row, so no job goes back unrecorded. A failure anywhere is the letter's outcome
- * `failed`, with its message, audited like every outcome that is not `replayed`, and the other letters are still
- * replayed; the letter stays in notify.dead and replaying it again only re-runs an idempotent job. A failure after
- * the hook (putting the job back) is undone by `recordReplayFailed` of @wpn/db (the notification DEAD again, a
- * REPLAY_FAILED event); the audit keeps both rows, `replayed` and then `failed`.
+ * CLI) with the AuditLog row in the same transaction, so no job goes back unrecorded (nor is a replay recorded that
+ * nobody audited). A failure anywhere is the letter's outcome `failed`, with its message, audited like every outcome
+ * that is not `replayed`, and the other letters are still replayed; the letter stays in notify.dead and replaying it
+ * again only re-runs an idempotent job. A failure after the hook (putting the job back) is undone by
+ * `recordReplayFailed` of @wpn/db (the notification DEAD again, a REPLAY_FAILED event); the audit keeps both rows,
+ * `replayed` and then `failed`.
  * Letters not replayed (not found, invalid payload, original still in flight, failed) are audited with their outcome.
  */
 export async function replayDeadLetters(
@@ -106,38 +107,48 @@ export async function replayDeadLetters(
   return outcomes;
 }
 
-/** The database side of one replay (the `onReplayed` hook of `replayDeadLetter`). */
+/**
+ * The database side of one replay (the `onReplayed` hook of `replayDeadLetter`): the replay's record (`recordReplay`)
+ * and its AuditLog row in ONE transaction. Written one after the other, an audit row that failed left the record
+ * committed — the notification PROCESSING with no job waiting and no REPLAY_FAILED event, since the hook threw before
+ * the add and `onReplayFailed` runs only when the add fails. Now the hook writes both or neither, and a failure is the
+ * letter's outcome `failed` with the notification as it was (DEAD, its letter kept).
+ */
 export async function recordDeadLetterReplay(
   ctx: DashboardContext,
   deadLetterId: string,
   letter: DeadLetter,
   actor: SessionUser,
 ): Promise<void> {
-  const recorded = letter.notificationId
-    ? await recordReplay(ctx.db.prisma, {
-        notificationId: letter.notificationId,
-        queue: letter.queue,
-        previousCode: letter.code,
+  const audit = async (db: DbClient, recorded: boolean): Promise<void> => {
+    await recordAudit(
+      db,
+      {
         actor: actor.name,
-      })
-    : false;
-  await recordAudit(
-    ctx.db.prisma,
-    {
-      actor: actor.name,
-      role: actor.role,
-      action: "dead_letter.replay",
-      target: deadLetterId,
-      detail: {
-        outcome: "replayed",
-        queue: letter.queue,
-        jobId: letter.jobId,
-        code: letter.code,
-        notificationId: letter.notificationId,
-        outTradeNo: letter.outTradeNo,
-        notificationEventRecorded: recorded,
+        role: actor.role,
+        action: "dead_letter.replay",
+        target: deadLetterId,
+        detail: {
+          outcome: "replayed",
+          queue: letter.queue,
+          jobId: letter.jobId,
+          code: letter.code,
+          notificationId: letter.notificationId,
+          outTradeNo: letter.outTradeNo,
+          notificationEventRecorded: recorded,
+        },
       },
-    },
-    ctx.now(),
+      ctx.now(),
+    );
+  };
+  if (letter.notificationId === null) {
+    // Nothing to record but the audit row: one statement.
+    await audit(ctx.db.prisma, false);
+    return;
+  }
+  await recordReplay(
+    ctx.db.prisma,
+    { notificationId: letter.notificationId, queue: letter.queue, previousCode: letter.code, actor: actor.name },
+    audit,
   );
 }

@@ -1,4 +1,5 @@
 import { NotificationStatus, type Prisma } from "@wpn/db";
+import { hasControlCharacter } from "../input.ts";
 import type { DbClient } from "./audit.ts";
 
 export const NOTIFICATION_STATUSES = Object.values(NotificationStatus) as NotificationStatus[];
@@ -21,6 +22,12 @@ export interface NotificationSearch {
 }
 
 export const PAGE_SIZE = 50;
+/**
+ * Last page a search reads (pages count from 0): its OFFSET is at most MAX_PAGE × PAGE_SIZE = 10 000 rows, which
+ * PostgreSQL reads and drops for each request. Unbounded, any viewer could ask for page 999 999 (50 million rows);
+ * further back, a time range or another filter finds a notification.
+ */
+export const MAX_PAGE = 200;
 const MAX_TEXT = 128;
 
 /**
@@ -80,6 +87,10 @@ export function parseSearch(query: Record<string, unknown>): { search: Notificat
       errors.push(`${label} is longer than ${MAX_TEXT} characters`);
       return undefined;
     }
+    if (hasControlCharacter(trimmed)) {
+      errors.push(`${label} contains a control character`);
+      return undefined;
+    }
     return trimmed;
   };
   const time = (key: string, label: string): Date | undefined => {
@@ -98,8 +109,10 @@ export function parseSearch(query: Record<string, unknown>): { search: Notificat
   const pageText = text("page", "Page");
   let page = 0;
   if (pageText !== undefined) {
-    if (/^\d{1,6}$/.test(pageText)) page = Number(pageText);
-    else errors.push("Page must be a whole number of 1 to 6 digits");
+    if (!/^\d{1,6}$/.test(pageText)) errors.push("Page must be a whole number of 1 to 6 digits");
+    else if (Number(pageText) > MAX_PAGE) {
+      errors.push(`Page must be at most ${MAX_PAGE} (${MAX_PAGE * PAGE_SIZE} rows back); narrow the search instead`);
+    } else page = Number(pageText);
   }
   const search: NotificationSearch = {
     q: text("q", "Search"),

@@ -1,5 +1,6 @@
 import { ALL_QUEUES, type QueueName } from "@wpn/queue";
 import type { DashboardContext } from "../context.ts";
+import { countReviews } from "./reviews.ts";
 
 export const BUCKET_MS = 60_000;
 export const BUCKETS = 60;
@@ -32,7 +33,7 @@ export interface Overview {
   /** Error codes of notifications received this hour: how many carry the code, how many are failing/dead now. */
   failures: { code: string; total: number; failing: number }[];
   queues: QueueDepth[];
-  /** Orders in PAYMENT_REVIEW plus refunds not counted (reviewReason set): what /reviews lists. */
+  /** What /reviews counts (`countReviews`): orders in PAYMENT_REVIEW, refunds not counted, notifications in review. */
   inReview: number;
 }
 
@@ -107,10 +108,7 @@ export async function loadOverview(ctx: DashboardContext): Promise<Overview> {
       [nowMs - 60_000, nowMs - 60_000 - 3_600_000],
     ),
     loadQueueDepths(ctx),
-    Promise.all([
-      ctx.db.prisma.order.count({ where: { status: "PAYMENT_REVIEW" } }),
-      ctx.db.prisma.refund.count({ where: { reviewReason: { not: null } } }),
-    ]).then(([orders, refunds]) => orders + refunds),
+    countReviews(ctx.db.prisma, ctx.now()).then((counts) => counts.total),
   ]);
 
   const index = (minute: string) => Number(minute) - start / BUCKET_MS;

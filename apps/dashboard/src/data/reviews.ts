@@ -29,10 +29,10 @@ const REFUND_REVIEW_SELECT = {
   updatedAt: true,
   /**
    * Whose refund: a refund is recorded only under its order's merchant and sub-merchant (another one's is
-   * MCHID_MISMATCH, not recorded), so the order's are the refund's. Null for a row without an order (a nullable
-   * orderId).
+   * MCHID_MISMATCH, not recorded), so the order's are the refund's; its currency is the refund's too (a Refund row
+   * has none). Null for a row without an order (a nullable orderId).
    */
-  order: { select: { mchid: true, subMchid: true } },
+  order: { select: { mchid: true, subMchid: true, currency: true } },
 } satisfies Prisma.RefundSelect;
 
 export type ReviewRefund = Prisma.RefundGetPayload<{ select: typeof REFUND_REVIEW_SELECT }>;
@@ -77,36 +77,30 @@ export const NOTIFICATION_REVIEW_DAYS = 7;
 /** Rows shown per list (orders, refunds, notifications). */
 export const REVIEW_LIMIT = 500;
 
-export interface Reviews {
+/** How many things a human must decide, by reason: what /reviews counts, and the overview's "In review" card. */
+export interface ReviewCounts {
+  /** Counts by reason over the three lists (a reason names its kind: REFUND_… for refunds). */
+  byReason: { reason: string; count: number }[];
+  total: number;
+}
+
+export interface Reviews extends ReviewCounts {
   orders: ReviewOrder[];
   /** Refunds recorded as WeChat reported them but not counted in their order's refundedTotal. */
   refunds: ReviewRefund[];
   /** Notifications of the last NOTIFICATION_REVIEW_DAYS in REVIEW with a NOTIFICATION_ONLY_REVIEW_CODES code. */
   notifications: ReviewNotification[];
-  /** Counts by reason over both lists (a reason names its kind: REFUND_… for refunds). */
-  byReason: { reason: string; count: number }[];
-  total: number;
 }
 
 /**
  * What a human must decide, most recently changed first: orders in PAYMENT_REVIEW (money taken), refunds not counted
  * (REFUND_AMOUNT_MISMATCH: a refund of more than was paid, or against another total), and the recent notifications
- * whose review outcome shows on neither (NOTIFICATION_ONLY_REVIEW_CODES), with counts by reason.
+ * whose review outcome shows on neither (NOTIFICATION_ONLY_REVIEW_CODES), with counts by reason (`countReviews`,
+ * over all reasons whatever `reason` lists).
  */
 export async function loadReviews(db: DbClient, reason?: string, now: Date = new Date()): Promise<Reviews> {
-  // A second payment of an order in SUCCESS puts the order in review with DUPLICATE_PAYMENT: the order's row tells
-  // it, and its notification is not listed again (nor counted twice).
-  const duplicateOnOrder = await db.order.findMany({
-    where: { status: "PAYMENT_REVIEW", reviewReason: "DUPLICATE_PAYMENT" },
-    select: { outTradeNo: true },
-  });
-  const notificationWhere: Prisma.NotificationWhereInput = {
-    status: "REVIEW",
-    receivedAt: { gte: new Date(now.getTime() - NOTIFICATION_REVIEW_DAYS * 86_400_000) },
-    errorCode: { in: reason ? [reason] : [...NOTIFICATION_ONLY_REVIEW_CODES] },
-    NOT: { errorCode: "DUPLICATE_PAYMENT", outTradeNo: { in: duplicateOnOrder.map((o) => o.outTradeNo) } },
-  };
-  const [orders, refunds, notifications, orderGroups, refundGroups, notificationGroups] = await Promise.all([
+  const notificationWhere = await reviewNotificationsWhere(db, now);
+  const [orders, refunds, notifications, counts] = await Promise.all([
     db.order.findMany({
       where: { status: "PAYMENT_REVIEW", ...(reason ? { reviewReason: reason } : {}) },
       select: REVIEW_SELECT,
@@ -123,18 +117,48 @@ export async function loadReviews(db: DbClient, reason?: string, now: Date = new
     reason !== undefined && !isNotificationOnly(reason)
       ? []
       : db.notification.findMany({
-          where: notificationWhere,
+          where: reason ? { ...notificationWhere, errorCode: reason } : notificationWhere,
           select: NOTIFICATION_REVIEW_SELECT,
           orderBy: [{ receivedAt: "desc" }, { id: "desc" }],
           take: REVIEW_LIMIT,
         }),
+    countBy(db, notificationWhere),
+  ]);
+  return { orders, refunds, notifications, ...counts };
+}
+
+/**
+ * The counts /reviews shows, without its lists: the overview's "In review" card, so that the card and the page
+ * never disagree (the card once counted orders and refunds only, not the notifications in review).
+ */
+export async function countReviews(db: DbClient, now: Date = new Date()): Promise<ReviewCounts> {
+  return countBy(db, await reviewNotificationsWhere(db, now));
+}
+
+/**
+ * The notifications /reviews lists: in REVIEW, received within NOTIFICATION_REVIEW_DAYS, with a
+ * NOTIFICATION_ONLY_REVIEW_CODES code. A second payment of an order in SUCCESS puts the order in review with
+ * DUPLICATE_PAYMENT: the order's row tells it, and its notification is not listed again (nor counted twice).
+ */
+async function reviewNotificationsWhere(db: DbClient, now: Date): Promise<Prisma.NotificationWhereInput> {
+  const duplicateOnOrder = await db.order.findMany({
+    where: { status: "PAYMENT_REVIEW", reviewReason: "DUPLICATE_PAYMENT" },
+    select: { outTradeNo: true },
+  });
+  return {
+    status: "REVIEW",
+    receivedAt: { gte: new Date(now.getTime() - NOTIFICATION_REVIEW_DAYS * 86_400_000) },
+    errorCode: { in: [...NOTIFICATION_ONLY_REVIEW_CODES] },
+    NOT: { errorCode: "DUPLICATE_PAYMENT", outTradeNo: { in: duplicateOnOrder.map((o) => o.outTradeNo) } },
+  };
+}
+
+/** Counts by reason of orders in PAYMENT_REVIEW, refunds not counted and the notifications `notificationWhere` selects. */
+async function countBy(db: DbClient, notificationWhere: Prisma.NotificationWhereInput): Promise<ReviewCounts> {
+  const [orderGroups, refundGroups, notificationGroups] = await Promise.all([
     db.order.groupBy({ by: ["reviewReason"], where: { status: "PAYMENT_REVIEW" }, _count: { _all: true } }),
     db.refund.groupBy({ by: ["reviewReason"], where: { reviewReason: { not: null } }, _count: { _all: true } }),
-    db.notification.groupBy({
-      by: ["errorCode"],
-      where: { ...notificationWhere, errorCode: { in: [...NOTIFICATION_ONLY_REVIEW_CODES] } },
-      _count: { _all: true },
-    }),
+    db.notification.groupBy({ by: ["errorCode"], where: notificationWhere, _count: { _all: true } }),
   ]);
   const counts = new Map<string, number>();
   const reasons = [
@@ -147,7 +171,7 @@ export async function loadReviews(db: DbClient, reason?: string, now: Date = new
     counts.set(key, (counts.get(key) ?? 0) + count);
   }
   const byReason = [...counts].map(([r, count]) => ({ reason: r, count })).sort((a, b) => b.count - a.count);
-  return { orders, refunds, notifications, byReason, total: byReason.reduce((sum, g) => sum + g.count, 0) };
+  return { byReason, total: byReason.reduce((sum, g) => sum + g.count, 0) };
 }
 
 function isNotificationOnly(code: string): boolean {

@@ -1,5 +1,5 @@
 import type { Prisma } from "@wpn/db";
-import { deadLetterSchema, decodeJob, QueueName, type Receipt, readReceipt } from "@wpn/queue";
+import { deadLetterSchema, decodeJob, isUsableJobId, QueueName, type Receipt, readReceipt } from "@wpn/queue";
 import type { Job } from "bullmq";
 import type { DashboardContext } from "../context.ts";
 
@@ -192,13 +192,17 @@ function deadLetterIds(events: readonly { kind: string; detail: Prisma.JsonValue
   });
 }
 
-/** Jobs use the notification id as their id in parse and apply; dead letters are found through their events. */
+/**
+ * Jobs use the notification id as their id in parse and apply; dead letters are found through their events. An id
+ * that cannot be a job id (`isUsableJobId`: the ingress refuses such a notification) has no job, and looking it up
+ * would read the queue's own keys — `events` is a stream (WRONGTYPE), `meta` a hash (a phantom job).
+ */
 async function loadJobs(ctx: DashboardContext, id: string, letterIds: readonly string[]): Promise<JobSnapshot[]> {
   const lookups: { queue: QueueName; jobId: string }[] = [
     { queue: QueueName.Parse, jobId: id },
     { queue: QueueName.Apply, jobId: id },
     ...letterIds.map((jobId) => ({ queue: QueueName.Dead, jobId })),
-  ];
+  ].filter(({ jobId }) => isUsableJobId(jobId));
   const found = await Promise.all(
     lookups.map(async ({ queue, jobId }) => {
       const job = (await ctx.queues[queue].getJob(jobId)) as Job | undefined;

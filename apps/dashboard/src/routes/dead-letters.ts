@@ -8,6 +8,7 @@ import {
   REPLAY_BATCH_LIMIT,
   replayDeadLetters,
 } from "../data/dead-letters.ts";
+import { hasControlCharacter } from "../input.ts";
 import { badge, formatTime } from "../views/format.ts";
 import { href, html, type SafeHtml } from "../views/html.ts";
 import { sendError, sendPage } from "./page.ts";
@@ -50,6 +51,11 @@ ${rows.length === 0 ? html`<div class="card muted">No dead letters.</div>` : tab
         "NOTHING_SELECTED",
         `Select between 1 and ${REPLAY_BATCH_LIMIT} dead letters.`,
       );
+    }
+    // Refused as a whole, before any letter is replayed: no letter id has one (the page lists the ids it offers), and
+    // its audit row would fail in PostgreSQL (NUL) after the letters before it were replayed and before the others.
+    if (ids.some(hasControlCharacter)) {
+      return sendError(request, reply, 400, "BAD_REQUEST", "A selected dead-letter id contains a control character.");
     }
     const actor = request.auth?.user;
     if (!actor) throw new Error("guarded route without a session");

@@ -1,15 +1,19 @@
 import type { FastifyInstance } from "fastify";
 import type { DashboardContext } from "../context.ts";
 import { loadTimeline, type Timeline } from "../data/timeline.ts";
+import { hasControlCharacter } from "../input.ts";
 import { badge, formatFen, formatJson, formatTime, statusTone } from "../views/format.ts";
 import { href, html, type SafeHtml } from "../views/html.ts";
-import { sendPage } from "./page.ts";
+import { sendError, sendPage } from "./page.ts";
 
 /** One notification: what it is, the order it touched, and its history across ingress, queues and database. */
 export function registerNotificationRoutes(app: FastifyInstance, ctx: DashboardContext): void {
   app.get("/notifications/:id", async (request, reply) => {
     const { id } = request.params as { id: string };
-    if (id.length > 256) return reply.code(400).send({ error: "BAD_REQUEST", message: "id too long" });
+    if (id.length > 256) return sendError(request, reply, 400, "BAD_REQUEST", "The id is longer than 256 characters.");
+    if (hasControlCharacter(id)) {
+      return sendError(request, reply, 400, "BAD_REQUEST", "The id contains a control character.");
+    }
     const timeline = await loadTimeline(ctx, id);
     const known = timeline.notification || timeline.jobs.length > 0 || timeline.receipt;
     return sendPage(request, reply, {
@@ -104,7 +108,7 @@ ${
     ? html`<h2>Refund</h2><dl class="kv">
 <dt>out_refund_no</dt><dd class="mono">${r.outRefundNo}</dd>
 <dt>Status</dt><dd>${r.status}</dd>
-<dt>Refunded</dt><dd>${formatFen(r.amountRefund)} of ${formatFen(r.amountTotal)}</dd>
+<dt>Refunded</dt><dd>${formatFen(r.amountRefund, o?.currency)} of ${formatFen(r.amountTotal, o?.currency)}</dd>
 ${r.reviewReason ? html`<dt>Not counted</dt><dd><code>${r.reviewReason}</code></dd>` : ""}
 <dt>Succeeded at</dt><dd class="mono">${formatTime(r.successTime)}</dd>
 </dl>`

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import type { DashboardContext } from "../context.ts";
 import {
+  MAX_PAGE,
   NOTIFICATION_STATUSES,
   type NotificationRow,
   type NotificationSearch,
@@ -85,6 +86,13 @@ ${rows.map(
 </tbody></table>
 <div class="pager">
 ${search.page > 0 ? html`<a href="${href("/notifications", searchQuery(search, search.page - 1))}">← Newer</a>` : ""}
-${hasMore ? html`<a href="${href("/notifications", searchQuery(search, search.page + 1))}">Older →</a>` : ""}
+${hasMore ? olderLink(search) : ""}
 </div>`;
+}
+
+/** The next page, up to MAX_PAGE; past it the search must be narrowed (a later page is refused). */
+function olderLink(search: NotificationSearch): SafeHtml {
+  return search.page < MAX_PAGE
+    ? html`<a href="${href("/notifications", searchQuery(search, search.page + 1))}">Older →</a>`
+    : html`<span class="muted">More match: narrow the search (a time range) to see older ones.</span>`;
 }

@@ -1,6 +1,7 @@
 import { createBullBoard } from "@bull-board/api";
 import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
 import { FastifyAdapter } from "@bull-board/fastify";
+import { isUsableJobId } from "@wpn/queue";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { setXsrfCookie } from "../auth/csrf.ts";
 import { actionName, SAFE_METHODS } from "../auth/guard.ts";
@@ -73,6 +74,13 @@ async function mountBoard(app: FastifyInstance, ctx: DashboardContext, basePath:
         const type = String(reply.getHeader("content-type") ?? "");
         if (typeof payload !== "string" || !type.startsWith("text/html")) return payload;
         return payload.replace(/<link[^>]+fonts\.(?:googleapis|gstatic)\.com[^>]*>/g, "");
+      });
+      // A job id that cannot be one (`isUsableJobId`: `events`, `meta`, … are the queue's own keys) names no job:
+      // bull-board read the key as one — a stream (WRONGTYPE, a 500) or the meta hash (a phantom job).
+      scope.addHook("onRequest", async (request, reply) => {
+        const { jobId } = request.params as { jobId?: string };
+        if (jobId === undefined || isUsableJobId(jobId)) return;
+        return reply.code(404).type("application/json").send({ error: "NOT_FOUND", message: "no such job" });
       });
       // After the root guard (session, role), before the CSRF check and the audit row (root preHandlers).
       scope.addHook("onRequest", async (request, reply) => {

@@ -1,9 +1,10 @@
 import type { FastifyInstance } from "fastify";
 import type { DashboardContext } from "../context.ts";
 import { loadReviews, NOTIFICATION_REVIEW_DAYS, REVIEW_LIMIT } from "../data/reviews.ts";
+import { hasControlCharacter } from "../input.ts";
 import { badge, formatFen, formatTime, subMerchant } from "../views/format.ts";
 import { href, html } from "../views/html.ts";
-import { sendPage } from "./page.ts";
+import { sendError, sendPage } from "./page.ts";
 
 /**
  * Orders in PAYMENT_REVIEW and refunds not counted, with their reason: the lists a merchant's support team works
@@ -13,7 +14,10 @@ export function registerReviewRoutes(app: FastifyInstance, ctx: DashboardContext
   app.get("/reviews", async (request, reply) => {
     const { reason: rawReason } = request.query as { reason?: unknown };
     const reason = typeof rawReason === "string" && rawReason.trim() !== "" ? rawReason.trim().slice(0, 64) : undefined;
-    const { orders, refunds, notifications, byReason, total } = await loadReviews(ctx.db.prisma, reason);
+    if (reason !== undefined && hasControlCharacter(reason)) {
+      return sendError(request, reply, 400, "BAD_REQUEST", "The reason contains a control character.");
+    }
+    const { orders, refunds, notifications, byReason, total } = await loadReviews(ctx.db.prisma, reason, ctx.now());
     return sendPage(request, reply, {
       title: "In review",
       active: "/reviews",
@@ -60,8 +64,8 @@ ${
 <td>${r.status}</td>
 <td class="mono">${r.outTradeNo}</td>
 <td class="mono">${r.order ? html`${r.order.mchid}${subMerchant(r.order.subMchid)}` : "—"}</td>
-<td class="num">${formatFen(r.amountRefund)}</td>
-<td class="num">${formatFen(r.amountTotal)}</td>
+<td class="num">${formatFen(r.amountRefund, r.order?.currency)}</td>
+<td class="num">${formatFen(r.amountTotal, r.order?.currency)}</td>
 <td class="mono">${r.refundId ?? "—"}</td>
 <td><a href="${href("/notifications", { q: r.outRefundNo })}">notifications</a></td>
 </tr>`,

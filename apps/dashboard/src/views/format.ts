@@ -21,7 +21,10 @@ export function formatDuration(ms: number | null | undefined): string {
   return `${(ms / 3_600_000).toFixed(1)} h`;
 }
 
-/** Amounts are integer fen. */
+/**
+ * Amounts are integer fen. `currency` is the order's (`Order.currency`; a refund's amounts are in its order's, a
+ * Refund row has none); CNY, WeChat Pay's default, only where no order is known.
+ */
 export function formatFen(fen: number | null | undefined, currency = "CNY"): string {
   if (fen === null || fen === undefined) return "—";
   return `${(fen / 100).toFixed(2)} ${currency}`;

@@ -1,19 +1,8 @@
-import type { ParseJob } from "@wpn/queue";
+import { isUsableJobId, type ParseJob } from "@wpn/queue";
 import type { Redis } from "ioredis";
 import { IngressError } from "../errors.ts";
 import type { IngressMetrics } from "../metrics.ts";
 import type { EnqueueBatcher, SubmitOutcome } from "./batcher.ts";
-
-/**
- * BullMQ refuses some custom job ids (bullmq Job#validateOptions): integer-looking ids, and ids with ':'
- * unless they have exactly three ':'-separated parts (our `v2:pay:<mchid>.<transaction_id>`). The batch script
- * adds jobs without BullMQ's client-side checks, and the worker's apply jobs reuse these ids, so they are refused
- * here, alone, before they reach Redis.
- */
-export function isUsableJobId(id: string): boolean {
-  if (`${Number.parseInt(id, 10)}` === id) return false;
-  return !id.includes(":") || id.split(":").length === 3;
-}
 
 /** An accept waiting for Redis: settled by the batcher's answer or by its deadline, whichever comes first. */
 interface Waiter {
@@ -53,6 +42,8 @@ export class Intake {
    * the configured timeout; it gets a timer of its own, the rest share one.
    */
   accept(api: "v3" | "v2", id: string, data: ParseJob, leftMs = Number.POSITIVE_INFINITY): Promise<SubmitOutcome> {
+    // An id BullMQ refuses, or one of its queue's own key names (isUsableJobId of @wpn/queue): refused here, alone,
+    // before it reaches Redis — the batch script adds jobs without BullMQ's client-side checks and would fail the bulk.
     if (!isUsableJobId(id)) {
       return Promise.reject(new IngressError("PAYLOAD_INVALID", `notification id "${id}" is not a usable job id`));
     }

@@ -1,4 +1,4 @@
-import type { PrismaClient } from "../generated/client.ts";
+import type { Prisma, PrismaClient } from "../generated/client.ts";
 import { jsonParam } from "./json-param.ts";
 
 /**
@@ -262,17 +262,34 @@ export interface ReplayRecord {
 }
 
 /**
- * Records a replay: a REPLAYED event and, for a DEAD or FAILED notification, the status it has when its job
- * waits again (RECEIVED before parsing, PROCESSING before applying). Pass it as `onReplayed` to
- * `replayDeadLetter` of @wpn/queue. Returns whether the notification exists.
+ * More rows to write in a replay record's own transaction — the dashboard's AuditLog row — given whether the
+ * notification exists: they commit together with the record or neither does. Written as a separate statement after
+ * the record committed, a failing one left the notification saying its job waits (PROCESSING) while the replay, its
+ * hook having thrown, put no job back and undid nothing (`onReplayFailed` runs only when the add fails).
  */
-export async function recordReplay(prisma: PrismaClient, r: ReplayRecord): Promise<boolean> {
-  return recordReplayEvent(prisma, r.notificationId, {
-    from: ["DEAD", "FAILED"],
-    to: waitingStatusOf(r.queue),
-    kind: "REPLAYED",
-    detail: { queue: r.queue, previousCode: r.previousCode, actor: r.actor ?? null },
-  });
+export type ReplayAlongside = (tx: Prisma.TransactionClient, notificationFound: boolean) => Promise<void>;
+
+/**
+ * Records a replay: a REPLAYED event and, for a DEAD or FAILED notification, the status it has when its job
+ * waits again (RECEIVED before parsing, PROCESSING before applying), and `alongside`'s rows in the same transaction.
+ * Pass it as `onReplayed` to `replayDeadLetter` of @wpn/queue. Returns whether the notification exists.
+ */
+export async function recordReplay(
+  prisma: PrismaClient,
+  r: ReplayRecord,
+  alongside?: ReplayAlongside,
+): Promise<boolean> {
+  return recordReplayEvent(
+    prisma,
+    r.notificationId,
+    {
+      from: ["DEAD", "FAILED"],
+      to: waitingStatusOf(r.queue),
+      kind: "REPLAYED",
+      detail: { queue: r.queue, previousCode: r.previousCode, actor: r.actor ?? null },
+    },
+    alongside,
+  );
 }
 
 /**
@@ -298,26 +315,31 @@ function waitingStatusOf(queue: string): NotificationRowStatus {
 }
 
 /**
- * One step of a replay's bookkeeping: on the locked row, the status `from` → `to` (only from those: a notification
- * something else moved on keeps its status) and an event `kind` either way. Returns whether the notification exists.
- * The row is locked first, so the status change and the event are decided on its newest version. As one statement
- * (a CTE) both were decided on the statement's snapshot: a failure committed meanwhile (a row that was PROCESSING in
- * the snapshot and is FAILED or DEAD now) got the REPLAYED event but kept its failed status.
+ * One step of a replay's bookkeeping, one transaction: on the locked row, the status `from` → `to` (only from those:
+ * a notification something else moved on keeps its status), an event `kind` either way, then `alongside`'s rows.
+ * Returns whether the notification exists. The row is locked first, so the status change and the event are decided
+ * on its newest version. As one statement (a CTE) both were decided on the statement's snapshot: a failure committed
+ * meanwhile (a row that was PROCESSING in the snapshot and is FAILED or DEAD now) got the REPLAYED event but kept its
+ * failed status.
  */
 async function recordReplayEvent(
   prisma: PrismaClient,
   notificationId: string,
   step: { from: NotificationRowStatus[]; to: NotificationRowStatus; kind: string; detail: Record<string, unknown> },
+  alongside?: ReplayAlongside,
 ): Promise<boolean> {
-  const [locked] = await prisma.$transaction([
-    prisma.$queryRaw<{ id: string }[]>`SELECT id FROM "Notification" WHERE id = ${notificationId} FOR UPDATE`,
-    prisma.$executeRaw`
+  return prisma.$transaction(async (tx) => {
+    const locked = await tx.$queryRaw<{ id: string }[]>`
+      SELECT id FROM "Notification" WHERE id = ${notificationId} FOR UPDATE`;
+    await tx.$executeRaw`
       UPDATE "Notification" SET status = ${step.to}::"NotificationStatus", "updatedAt" = (now() AT TIME ZONE 'UTC')::timestamp(3)
-      WHERE id = ${notificationId} AND status::text = ANY(${step.from})`,
-    prisma.$executeRaw`
+      WHERE id = ${notificationId} AND status::text = ANY(${step.from})`;
+    await tx.$executeRaw`
       INSERT INTO "NotificationEvent" ("notificationId", at, kind, detail)
       SELECT id, (now() AT TIME ZONE 'UTC')::timestamp(3), ${step.kind}, ${JSON.stringify(step.detail)}::jsonb
-      FROM "Notification" WHERE id = ${notificationId}`,
-  ]);
-  return locked.length > 0;
+      FROM "Notification" WHERE id = ${notificationId}`;
+    const found = locked.length > 0;
+    await alongside?.(tx, found);
+    return found;
+  });
 }
