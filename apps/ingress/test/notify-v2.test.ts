@@ -52,6 +52,7 @@ function refund(
     outRefundNo = `R${randomBytes(6).toString("hex")}`,
     status = "SUCCESS",
     refundId = `5030${randomBytes(8).toString("hex").replace(/\D/g, "7")}`,
+    subMchid = undefined as string | undefined,
   } = {},
 ) {
   const reqInfo = encryptV2ReqInfo(
@@ -75,9 +76,11 @@ function refund(
     appid: f.merchant.appid,
     mch_id: f.merchant.mchid,
     nonce_str: randomBytes(16).toString("hex"),
+    // Partner mode: the sub-merchant is named outside req_info only, where nothing signs it.
+    ...(subMchid === undefined ? {} : { sub_mch_id: subMchid }),
     req_info: reqInfo,
   });
-  return { xml, id: `v2:refund:${f.merchant.mchid}.${refundId}.${status}` };
+  return { xml, id: `v2:refund:${f.merchant.mchid}.${refundId}.${status}${subMchid ? `.${subMchid}` : ""}` };
 }
 
 const postXml = (xml: string, contentType = "text/xml", url = "/notify/v2") =>
@@ -140,6 +143,28 @@ describe("POST /notify/v2", () => {
     for (const { id } of [ofA, ofB]) expect(await f.queue.getJob(id)).toBeDefined();
   });
 
+  it("partner mode: a copy of a genuine req_info under another outer sub_mch_id does not take the genuine refund's id", async () => {
+    const before = await f.jobsEverAdded();
+    const same = { outRefundNo: "R-sub-1", refundId: "50300000000000000000000000000S01" };
+    // The outer XML carries no sign: anyone holding a delivered req_info can resend it naming another sub-merchant.
+    const forged = refund(undefined, { ...same, subMchid: "1900000999" });
+    const genuine = refund(undefined, { ...same, subMchid: "1900000109" });
+    for (const { xml } of [forged, genuine, genuine]) expect((await postXml(xml)).body).toBe(SUCCESS_XML);
+    // Before: one job — the genuine delivery was answered as the forged copy's redelivery, so the worker saw only the
+    // copy (MCHID_MISMATCH, REVIEW) and the refund was never recorded.
+    expect(await f.jobsEverAdded()).toBe(before + 2);
+    expect(genuine.id).toBe(`v2:refund:${f.merchant.mchid}.50300000000000000000000000000S01.SUCCESS.1900000109`);
+    for (const { id, xml } of [forged, genuine]) {
+      expect(parseJobV2Schema.parse((await f.queue.getJob(id))?.data).body).toBe(xml);
+    }
+    // A direct merchant's refund (no sub_mch_id, or an empty one) keeps the id without it.
+    const direct = refund(undefined, { refundId: "50300000000000000000000000000S02", subMchid: "" });
+    expect((await postXml(direct.xml)).body).toBe(SUCCESS_XML);
+    expect(
+      await f.queue.getJob(`v2:refund:${f.merchant.mchid}.50300000000000000000000000000S02.SUCCESS`),
+    ).toBeDefined();
+  });
+
   it("a payment notified as failed, then as successful (same transaction_id), is a new job; each one's redelivery is not", async () => {
     const before = await f.jobsEverAdded();
     const failed = payment("MD5", undefined, { transactionId: "4200000000000000000000000077", resultCode: "FAIL" });
@@ -154,7 +179,7 @@ describe("POST /notify/v2", () => {
     for (const { id } of [failed, paid]) expect(await f.queue.getJob(id)).toBeDefined();
   });
 
-  it("400 PAYLOAD_INVALID for a refund whose out_refund_no, refund_id or refund_status breaks WeChat's format", async () => {
+  it("400 PAYLOAD_INVALID for a refund whose out_refund_no, refund_id, refund_status or sub_mch_id breaks WeChat's format", async () => {
     const before = await f.jobsEverAdded();
     const broken = [
       { outRefundNo: "R.1" },
@@ -163,6 +188,8 @@ describe("POST /notify/v2", () => {
       { refundId: "5030.1" },
       { status: "success" },
       { status: "" },
+      { subMchid: "1900.109" },
+      { subMchid: "1900:109" },
     ];
     for (const options of broken) {
       const response = await postXml(refund(undefined, options).xml);

@@ -112,6 +112,23 @@ describe("MCHID_MISMATCH between sub-merchants of one service provider", () => {
     const review = lines.map((line) => JSON.parse(line)).find((line) => line.msg === "needs review");
     expect(review).toMatchObject({ code: "MCHID_MISMATCH", subMchid: SUB_A });
   });
+
+  it("APIv2 refund: a copy of B's req_info resent first under A's outer sub_mch_id leaves B's genuine delivery to apply", async () => {
+    const { outTradeNo, transactionId } = await paidOrder(SUB_B);
+    const refund = { outTradeNo, transactionId, outRefundNo: "RF-forged-sub", refundId: "5000forgedsub", refund: 100 };
+    const forged = v2Refund(world, { ...refund, total: 100, partner: { subMchid: SUB_A } });
+    const genuine = v2Refund(world, { ...refund, total: 100, partner: { subMchid: SUB_B } });
+    // Two notifications, as the ingress now tells them apart (the outer sub_mch_id is part of the id): before, the
+    // genuine one had the copy's id and was answered as its redelivery, so this refund was never recorded.
+    expect(genuine.id).not.toBe(forged.id);
+    const run = inline(world);
+    expect((await run.deliver(forged)).apply?.outcome).toBe("MCHID_MISMATCH");
+    expect((await run.deliver(genuine)).apply).toMatchObject({ outcome: "APPLIED", orderStatus: "REFUND" });
+    expect(await world.prisma.order.findUniqueOrThrow({ where: { outTradeNo } })).toMatchObject({
+      status: "REFUND",
+      refundedTotal: 100,
+    });
+  });
 });
 
 describe("the REVIEW timeline entry names the sub-merchant, for a human reading the review", () => {

@@ -25,14 +25,17 @@ const XML_TYPES = ["text/xml", "application/xml"];
  *   refused, and the merchant is part of the id — otherwise one merchant could take another's transaction id and
  *   have the genuine notification answered as a redelivery;
  * - refund notification (has `req_info`, no `sign`): authenticated by decrypting `req_info` with the key
- *   → id `v2:refund:<mchid>.<refund_id>.<refund_status>`. refund_id is WeChat's own refund number, the same on
+ *   → id `v2:refund:<mchid>.<refund_id>.<refund_status>[.<sub_mch_id>]`. refund_id is WeChat's own refund number, the same on
  *   every delivery of one refund; out_refund_no is not usable: it is the requesting merchant's number, and in
  *   partner mode every sub-merchant's refunds arrive under the service provider's key and route, so two
  *   sub-merchants' refund "1" would share an id and the second be answered as a redelivery, never applied (the
  *   outer sub_mch_id is not signed). The merchant whose key opened req_info is part of the id all the same, so one
  *   tenant cannot take another's refund id; and one refund can be notified more than once with different outcomes
- *   (CHANGE, then SUCCESS once the merchant has handled the abnormal refund), so the status is too. `.` occurs in
- *   none of the three parts.
+ *   (CHANGE, then SUCCESS once the merchant has handled the abnormal refund), so the status is too. In partner mode
+ *   the outer sub_mch_id follows (`….<sub_mch_id>`; none for a direct merchant, or an empty one): it is unsigned, and
+ *   the worker applies the refund under it, so a copy of a genuine req_info resent under another sub_mch_id must
+ *   not take the genuine delivery's id — it would be recorded first (REVIEW, MCHID_MISMATCH against the order) and
+ *   the genuine one answered as its redelivery, never applied. `.` occurs in none of the parts.
  * The raw XML (with `req_info` still encrypted) is what the job carries. Success is HTTP 200 with WeChat's
  * exact SUCCESS XML, only after Redis confirmed the job.
  */
@@ -102,7 +105,9 @@ function authenticate(
     requireOutRefundNo(inner.out_refund_no);
     const refundId = requireRefundId(inner.refund_id);
     const status = requireRefundStatus(inner.refund_status);
-    return { kind: "refund" as const, id: `v2:refund:${mchid}.${refundId}.${status}` };
+    // As the worker reads it: an empty sub_mch_id names no sub-merchant.
+    const subMchid = fields.sub_mch_id ? `.${requireSubMchid(fields.sub_mch_id)}` : "";
+    return { kind: "refund" as const, id: `v2:refund:${mchid}.${refundId}.${status}${subMchid}` };
   }
   throw new IngressError("V2_SIGN_INVALID", "neither sign nor req_info present");
 }
@@ -128,6 +133,12 @@ function requireRefundStatus(value: string | undefined): string {
   if (value === undefined || !/^[A-Z]{1,32}$/.test(value)) {
     throw new IngressError("PAYLOAD_INVALID", "refund_status is missing or malformed");
   }
+  return value;
+}
+
+/** WeChat's sub_mch_id: a merchant number, digits (letters and up to 32 accepted, never `.` or `:`). */
+function requireSubMchid(value: string): string {
+  if (!/^[0-9A-Za-z]{1,32}$/.test(value)) throw new IngressError("PAYLOAD_INVALID", "sub_mch_id is malformed");
   return value;
 }
 

@@ -327,7 +327,8 @@ export function v2Refund(
   return {
     v: 1,
     api: "v2",
-    id: `v2:refund:${world.merchant.mchid}.${inner.refund_id}.${inner.refund_status}`,
+    // As the ingress derives it (apps/ingress/src/routes/notify-v2.ts): the outer sub_mch_id last, in partner mode.
+    id: `v2:refund:${world.merchant.mchid}.${inner.refund_id}.${inner.refund_status}${spec.partner ? `.${spec.partner.subMchid}` : ""}`,
     kind: "refund",
     mchid: world.merchant.mchid,
     receivedAt: Date.now(),

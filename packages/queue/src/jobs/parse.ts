@@ -30,7 +30,7 @@ export const parseJobV3Schema = z.object({
 export const parseJobV2Schema = z.object({
   v: z.literal(1),
   api: z.literal("v2"),
-  /** Derived id: `v2:pay:<mchid>.<transaction_id>[.FAIL]` (.FAIL unless return_code and result_code are SUCCESS) or `v2:refund:<mchid>.<refund_id>.<refund_status>`. */
+  /** Derived id: `v2:pay:<mchid>.<transaction_id>[.FAIL]` (.FAIL unless return_code and result_code are SUCCESS) or `v2:refund:<mchid>.<refund_id>.<refund_status>[.<sub_mch_id>]` (the outer sub_mch_id in partner mode). */
   id: z.string().min(1).max(128),
   kind: z.enum(["pay", "refund"]),
   mchid: z.string().min(1),
