@@ -132,6 +132,32 @@ describe("through the queues", () => {
     expect(await deadQueue.getJob(letter.id!)).toBeUndefined();
   });
 
+  it("a dead-lettered notification delivered again stays DEAD with a REDELIVERED entry; its letter still applies it", async () => {
+    const job = v3Payment(world, { outTradeNo: "T-pipe-redelivered", total: 100 });
+    await parseQueue.add(PARSE_JOB_NAME, job, { jobId: job.id });
+    const letter = await waitFor("dead letter", () => letterOf("notify.apply", job.id), 15_000);
+    await waitFor("DEAD", async () => (await notification(job.id))?.status === "DEAD");
+
+    // WeChat delivers it again once the ingress's receipt has expired (25 h): by then its parse job is gone (removed
+    // an hour after it completed) while the failed apply job is kept for 7 days under the notification's id.
+    await parseQueue.remove(job.id);
+    await parseQueue.add(PARSE_JOB_NAME, job, { jobId: job.id });
+    await waitFor("parse completed", async () => (await parseQueue.getJob(job.id))?.isCompleted());
+    // Before: PROCESSING — and the apply job added under the failed one's id was collapsed into it, so no job ran.
+    expect(await notification(job.id)).toMatchObject({ status: "DEAD", errorCode: "ORDER_NOT_FOUND" });
+    const kinds = (await notification(job.id))?.events.map((e) => e.kind) ?? [];
+    expect(kinds.slice(-2)).toEqual(["DEAD_LETTERED", "REDELIVERED"]);
+    expect(await letterOf("notify.apply", job.id)).toBeDefined();
+
+    await seedOrder(world, { outTradeNo: "T-pipe-redelivered", amountTotal: 100, items: { A: 1 } });
+    const outcomes = await replayDeadLetter(
+      { connection: redis, prefix: world.prefix, prisma: world.prisma },
+      letter.id!,
+    );
+    expect(outcomes).toMatchObject([{ status: "replayed", notificationId: job.id }]);
+    await waitFor("APPLIED after replay", async () => (await notification(job.id))?.status === "APPLIED");
+  });
+
   it("a payload version the worker does not know is dead-lettered at once, not misread", async () => {
     const job = { ...v3Payment(world, { outTradeNo: "T-pipe-v2" }), v: 2 };
     await parseQueue.add(PARSE_JOB_NAME, job, { jobId: job.id });
@@ -311,7 +337,9 @@ describe("through the queues", () => {
     expect(await ready.json()).toMatchObject({ checks: { workers: "ok", redis: "ok", postgres: "ok" } });
     const text = await (await fetch(`${base}/metrics`)).text();
     expect(text).toMatch(/wpn_worker_jobs_total\{queue="notify.apply",result="completed"\} [1-9]/);
-    expect(text).toMatch(/wpn_worker_dead_letters_total\{queue="notify.apply",code="ORDER_NOT_FOUND"\} 1/);
+    // Two: the unknown order's, and the one delivered again while dead-lettered (parse outcome DEAD).
+    expect(text).toMatch(/wpn_worker_dead_letters_total\{queue="notify.apply",code="ORDER_NOT_FOUND"\} 2/);
+    expect(text).toMatch(/wpn_worker_outcomes_total\{stage="notify.parse",outcome="DEAD"\} 1/);
     expect(text).toMatch(/wpn_worker_outcomes_total\{stage="notify.apply",outcome="APPLIED"\}/);
     expect(text).toContain("wpn_worker_notification_latency_seconds_bucket");
   });

@@ -106,7 +106,7 @@ describe("upsertParsedNotifications", () => {
       { status: "PROCESSING", inserted: false },
       { status: "APPLIED", inserted: false },
       { status: "REVIEW", inserted: false },
-      { status: "PROCESSING", inserted: false },
+      { status: "DEAD", inserted: false },
     ]);
 
     // New: RECEIVED at receivedAt with the parse detail and the API version; PARSED folded into it, IGNORED not.
@@ -149,9 +149,13 @@ describe("upsertParsedNotifications", () => {
     expect(await rowOf(review)).toMatchObject({ status: "REVIEW", errorCode: "AMOUNT_MISMATCH" });
     expect((await eventsOf(review)).map((e) => e.kind)).toEqual(["RECEIVED"]);
 
-    // DEAD is not final for a parse (a replayed job runs it again).
-    expect(await rowOf(dead)).toMatchObject({ status: "PROCESSING", errorCode: null });
-    expect((await eventsOf(dead)).map((e) => e.kind)).toEqual(["RECEIVED", "PARSED"]);
+    // DEAD: a new delivery (a replay moves the row out of DEAD first) leaves it to its letter's replay. Before, it
+    // went PROCESSING, its code gone, while the apply job added for it collapsed into the failed one and never ran.
+    expect(await rowOf(dead)).toMatchObject({ status: "DEAD", errorCode: "DB_DATA", lastError: "DB_DATA" });
+    expect(await eventsOf(dead)).toMatchObject([
+      { kind: "RECEIVED" },
+      { kind: "REDELIVERED", detail: parsed(dead).event?.detail },
+    ]);
   });
 
   it("records the sub-merchant a partner notification names; a later parse without one (could not be opened) keeps it", async () => {

@@ -19,8 +19,11 @@ export interface ParseDeps {
 }
 
 export interface ParseResult extends StageResult {
-  /** QUEUED (apply job enqueued), IGNORED (no effect to apply), ALREADY (settled before). */
-  outcome: "QUEUED" | "IGNORED" | "ALREADY";
+  /**
+   * QUEUED (apply job enqueued), IGNORED (no effect to apply), ALREADY (settled before), DEAD (dead-lettered before:
+   * the row stays DEAD with a REDELIVERED entry, and its letter's replay applies it).
+   */
+  outcome: "QUEUED" | "IGNORED" | "ALREADY" | "DEAD";
   reason?: string;
 }
 
@@ -97,6 +100,10 @@ export async function handleParse(deps: ParseDeps, job: ParseJob, ctx: StageCont
     },
     apply,
   );
+  if (saved.status === "DEAD") {
+    ctx.log.info({ status: saved.status }, "dead-lettered notification delivered again; its letter waits for a replay");
+    return { outcome: "DEAD" };
+  }
   if (saved.status !== status) {
     ctx.log.info({ status: saved.status }, "notification already settled");
     return { outcome: "ALREADY" };

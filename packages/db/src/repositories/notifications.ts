@@ -46,14 +46,14 @@ export interface ParsedNotification {
   /**
    * Timeline entry of this parse (PARSED, IGNORED, FAILED) and its detail. The first time, PARSED is folded
    * into the RECEIVED entry (one row less per notification on the hot path); a re-parse of a notification
-   * not yet settled (redelivery, replay) writes it as its own entry. Null: none (only RECEIVED, the first time) —
+   * not yet settled (redelivery, replay) writes it as its own entry — as REDELIVERED when the row is DEAD. Null: none (only RECEIVED, the first time) —
    * for an attempt whose failure the caller records itself.
    */
   event: { kind: string; detail: Record<string, unknown> } | null;
 }
 
 export interface UpsertResult {
-  /** Status after the statement: a final status is kept, whatever was asked. */
+  /** Status after the statement: a final status, or DEAD, is kept, whatever was asked. */
   status: NotificationRowStatus;
   /** True when this call created the row (first time the notification reached a worker). */
   inserted: boolean;
@@ -74,7 +74,13 @@ export class NotificationBatchError extends Error {
 /**
  * Creates or refreshes the Notification row of a parsed notification and appends its timeline: RECEIVED
  * (at `receivedAt`, with the parse detail) the first time, then the parse event unless it is PARSED on that
- * first time or the row was already final. The batch of one of `upsertParsedNotifications` (one statement
+ * first time or the row was already final.
+ *
+ * A DEAD row stays DEAD, with its code, and the entry is REDELIVERED (with the parse detail): its letter waits in
+ * `notify.dead`, and only the replay of that letter puts it back (a replay moves the row out of DEAD before its job
+ * runs, so a parse job meets DEAD only for a new delivery — WeChat's, once the ingress's receipt expired). Moving it
+ * to PROCESSING said a job was on its way when none was: the apply job enqueued for it has the failed one's id,
+ * which BullMQ keeps 7 days, so it was collapsed into it and never ran. The batch of one of `upsertParsedNotifications` (one statement
  * text for both, so one prepared statement).
  */
 export async function upsertParsedNotification(prisma: PrismaClient, n: ParsedNotification): Promise<UpsertResult> {
@@ -149,14 +155,15 @@ export async function upsertParsedNotifications(
       FROM input i
       ORDER BY i.id
       ON CONFLICT (id) DO UPDATE SET
-        status = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED') THEN t.status ELSE EXCLUDED.status END,
+        -- Final, or DEAD (its letter waits for a replay; see upsertParsedNotification): kept, with its code.
+        status = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED', 'DEAD') THEN t.status ELSE EXCLUDED.status END,
         "eventType" = EXCLUDED."eventType",
         "outTradeNo" = COALESCE(EXCLUDED."outTradeNo", t."outTradeNo"),
         "transactionId" = COALESCE(EXCLUDED."transactionId", t."transactionId"),
         "outRefundNo" = COALESCE(EXCLUDED."outRefundNo", t."outRefundNo"),
         "subMchid" = COALESCE(EXCLUDED."subMchid", t."subMchid"),
-        "errorCode" = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED') THEN t."errorCode" ELSE EXCLUDED."errorCode" END,
-        "lastError" = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED') THEN t."lastError" ELSE EXCLUDED."lastError" END,
+        "errorCode" = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED', 'DEAD') THEN t."errorCode" ELSE EXCLUDED."errorCode" END,
+        "lastError" = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED', 'DEAD') THEN t."lastError" ELSE EXCLUDED."lastError" END,
         "updatedAt" = EXCLUDED."updatedAt"
       RETURNING t.id, t.status::text AS status, (t.xmax = 0) AS inserted
     ),
@@ -165,7 +172,7 @@ export async function upsertParsedNotifications(
       SELECT i.id, i.received_at, 'RECEIVED', jsonb_build_object('apiVersion', i."apiVersion") || i.detail
       FROM input i JOIN up ON up.id = i.id WHERE up.inserted
       UNION ALL
-      SELECT i.id, i.at, i.kind, i.detail
+      SELECT i.id, i.at, CASE WHEN up.status = 'DEAD' THEN 'REDELIVERED' ELSE i.kind END, i.detail
       FROM input i JOIN up ON up.id = i.id LEFT JOIN prior p ON p.id = i.id
       WHERE i.kind IS NOT NULL AND COALESCE(p.status, '') NOT IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED')
         AND NOT (up.inserted AND i.kind = 'PARSED')

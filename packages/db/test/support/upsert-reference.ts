@@ -2,8 +2,9 @@ import type { ParsedNotification, PrismaClient, UpsertResult } from "@wpn/db";
 
 /**
  * The single-notification upsert statement as it was before `upsertParsedNotifications` existed (verbatim but
- * for the name, a null event: no entry but RECEIVED, and the subMchid column of migration 20261202130000, kept like
- * the business keys), kept as the oracle the batch statement is compared with: same inputs, same rows, same timeline,
+ * for the name, a null event: no entry but RECEIVED, the subMchid column of migration 20261202130000, kept like
+ * the business keys, and a DEAD row kept DEAD with a REDELIVERED entry, as a new delivery of a dead-lettered
+ * notification is since), kept as the oracle the batch statement is compared with: same inputs, same rows, same timeline,
  * same results.
  */
 export async function referenceUpsert(prisma: PrismaClient, n: ParsedNotification): Promise<UpsertResult> {
@@ -26,14 +27,14 @@ export async function referenceUpsert(prisma: PrismaClient, n: ParsedNotificatio
              ${n.subMchid}, ${n.errorCode}, ${n.lastError}, i.at
       FROM input i
       ON CONFLICT (id) DO UPDATE SET
-        status = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED') THEN t.status ELSE EXCLUDED.status END,
+        status = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED', 'DEAD') THEN t.status ELSE EXCLUDED.status END,
         "eventType" = EXCLUDED."eventType",
         "outTradeNo" = COALESCE(EXCLUDED."outTradeNo", t."outTradeNo"),
         "transactionId" = COALESCE(EXCLUDED."transactionId", t."transactionId"),
         "outRefundNo" = COALESCE(EXCLUDED."outRefundNo", t."outRefundNo"),
         "subMchid" = COALESCE(EXCLUDED."subMchid", t."subMchid"),
-        "errorCode" = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED') THEN t."errorCode" ELSE EXCLUDED."errorCode" END,
-        "lastError" = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED') THEN t."lastError" ELSE EXCLUDED."lastError" END,
+        "errorCode" = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED', 'DEAD') THEN t."errorCode" ELSE EXCLUDED."errorCode" END,
+        "lastError" = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED', 'DEAD') THEN t."lastError" ELSE EXCLUDED."lastError" END,
         "updatedAt" = EXCLUDED."updatedAt"
       RETURNING t.status::text AS status, (t.xmax = 0) AS inserted
     ),
@@ -42,7 +43,7 @@ export async function referenceUpsert(prisma: PrismaClient, n: ParsedNotificatio
       SELECT i.id, i.received_at, 'RECEIVED', jsonb_build_object('apiVersion', ${n.apiVersion}::text) || i.detail
       FROM input i, up WHERE up.inserted
       UNION ALL
-      SELECT i.id, i.at, i.kind, i.detail
+      SELECT i.id, i.at, CASE WHEN up.status = 'DEAD' THEN 'REDELIVERED' ELSE i.kind END, i.detail
       FROM input i, up
       WHERE i.kind IS NOT NULL AND COALESCE((SELECT status FROM prior), '') NOT IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED')
         AND NOT (up.inserted AND i.kind = 'PARSED')
