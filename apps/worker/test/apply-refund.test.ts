@@ -87,6 +87,35 @@ describe("refund success", () => {
     expect(await stockOf(world.prisma)).toEqual(before);
   });
 
+  it("an order another system already set to REFUND: restocked once, by the refund that completes its refunds", async () => {
+    const before = await stockOf(world.prisma);
+    const { outTradeNo, transactionId } = await paidOrder({ A: 5 }, 1_000);
+    // The merchant's back office marks the order REFUND when it asks WeChat for a refund (statuses set by another
+    // system are expected: UNEXPECTED_ORDER_STATUS).
+    await world.prisma.order.update({ where: { outTradeNo }, data: { status: "REFUND" } });
+    const run = inline(world);
+    const refund = (outRefundNo: string, amount: number) =>
+      v3Refund(world, { outTradeNo, transactionId, outRefundNo, refund: amount, total: 1_000 });
+    expect((await run.deliver(refund("RF-bo-1", 100))).apply).toMatchObject({
+      outcome: "APPLIED",
+      orderStatus: "REFUND",
+    });
+    // Before: 100 of 1 000 fen refunded put the whole order back (5×A).
+    const partly = await orderOf(world.prisma, outTradeNo);
+    expect(partly.refundedTotal).toBe(100);
+    expect(partly.movements.filter((m) => m.reason === "REFUND")).toEqual([]);
+    expect((await stockOf(world.prisma)).A).toBe((before.A ?? 0) - 5);
+
+    expect((await run.deliver(refund("RF-bo-2", 900))).apply).toMatchObject({
+      outcome: "APPLIED",
+      orderStatus: "REFUND",
+    });
+    const full = await orderOf(world.prisma, outTradeNo);
+    expect(full.refundedTotal).toBe(1_000);
+    expect(full.movements.filter((m) => m.reason === "REFUND").map((m) => [m.skuId, m.delta])).toEqual([["A", 5]]);
+    expect(await stockOf(world.prisma)).toEqual(before);
+  });
+
   it("REFUND_RESTOCK_POLICY=none refunds the money and leaves the stock", async () => {
     const before = await stockOf(world.prisma);
     const { outTradeNo, transactionId } = await paidOrder({ B: 3 }, 500);

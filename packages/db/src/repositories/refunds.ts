@@ -47,7 +47,8 @@ export interface RefundFacts {
  *   For an order in PAYMENT_REVIEW the comparison is with amountTotal too (what was paid is not stored): refunds
  *   of an order paid another amount (AMOUNT_MISMATCH) therefore all land here, beside the order's own review.
  * - APPLIED: Refund row SUCCESS, refundedTotal increased, order REFUND when the refunds reach its total,
- *   and then, by policy, the stock the payment took is restored (movement reason REFUND).
+ *   and then, by policy, the stock the payment took is restored (movement reason REFUND) — by the refund that brings
+ *   refundedTotal up to amountTotal, whatever the order's status was (another system may have set it REFUND).
  * - REFUND_ABNORMAL / REFUND_CLOSED: Refund row recorded with that status, no money or stock change,
  *   notification REVIEW so it is surfaced.
  */
@@ -208,11 +209,16 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
       WHERE t.id = (SELECT id FROM o) AND (SELECT outcome FROM fin) = 'APPLIED'
       RETURNING t.status::text AS status, t."refundedTotal", t."reviewReason"
     ),
+    -- Restock when THIS refund brings refundedTotal up to amountTotal (o is the locked row before it), not whenever
+    -- the order is REFUND after it: a status set by another system (the merchant's back office marking the order
+    -- REFUND when it asks WeChat for a refund) made a partial refund put the whole order back. Once: only one refund
+    -- crosses the total, and the movements' unique key holds besides.
     rsku AS MATERIALIZED (
       SELECT s.id FROM "Sku" s
       WHERE s.id IN (SELECT "skuId" FROM "InventoryMovement" WHERE "orderId" = (SELECT id FROM o) AND reason = 'PAYMENT')
         AND (SELECT restock FROM input)
-        AND EXISTS (SELECT 1 FROM ord WHERE ord.status = 'REFUND')
+        AND (SELECT "refundedTotal" < "amountTotal" FROM o)
+        AND EXISTS (SELECT 1 FROM ord WHERE ord."refundedTotal" >= (SELECT "amountTotal" FROM o))
       ORDER BY s.id
       FOR NO KEY UPDATE
     ),
