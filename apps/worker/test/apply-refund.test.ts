@@ -191,6 +191,66 @@ describe("abnormal and closed refunds are recorded and surfaced, with no stock c
   });
 });
 
+describe("CLOSED is final, as at WeChat (a refund closed is never reopened: a new one needs a new out_refund_no)", () => {
+  it("a late ABNORMAL after CLOSED is DUPLICATE: the row stays CLOSED, no review, no refund.abnormal", async () => {
+    const { outTradeNo, transactionId } = await paidOrder({ A: 1 }, 1_000);
+    const run = inline(world);
+    const refund = { outTradeNo, transactionId, outRefundNo: "RF-closed-late", refundId: "5000closedlate" };
+    const closed = { ...refund, refund: 500, total: 1_000, status: "CLOSED" as const };
+    expect((await run.deliver(v3Refund(world, closed))).apply?.outcome).toBe("REFUND_CLOSED");
+    const published = run.published.length;
+    const late = v3Refund(world, { ...closed, status: "ABNORMAL" });
+    // Before: REFUND_ABNORMAL — the row moved back to ABNORMAL, the notification REVIEW, refund.abnormal published
+    // after refund.closed.
+    expect((await run.deliver(late)).apply?.outcome).toBe("DUPLICATE");
+    expect((await orderOf(world.prisma, outTradeNo)).refunds).toMatchObject([
+      { outRefundNo: "RF-closed-late", status: "CLOSED" },
+    ]);
+    expect(await world.prisma.notification.findUniqueOrThrow({ where: { id: late.id } })).toMatchObject({
+      status: "DUPLICATE",
+      errorCode: null,
+    });
+    expect(run.published).toHaveLength(published);
+  });
+
+  it("also when the CLOSED delivery commits while the ABNORMAL one's statement runs (after its snapshot)", async () => {
+    const a = await paidOrder({ A: 1 }, 100);
+    const run = inline(world);
+    const job = v3Refund(world, {
+      ...a,
+      outRefundNo: "RF-closed-race",
+      refundId: "5000closedrace",
+      refund: 100,
+      total: 100,
+      status: "ABNORMAL",
+    });
+    const { applyJob } = await run.parse(job);
+    if (!applyJob) throw new Error("the refund should have an apply job");
+    const insertClosed = `INSERT INTO "Refund" ("outRefundNo", "refundId", "outTradeNo", status, "amountRefund", "amountTotal", "updatedAt")
+      VALUES ($1, '5000closedrace', $2, 'CLOSED', 100, 100, now())`;
+    const result = await whileRowChanges(world.db, insertClosed, ["RF-closed-race", a.outTradeNo], () =>
+      run.apply(applyJob),
+    );
+    expect(result.outcome).toBe("DUPLICATE");
+    expect(await world.prisma.refund.findMany({ where: { outTradeNo: a.outTradeNo } })).toMatchObject([
+      { outRefundNo: "RF-closed-race", status: "CLOSED" },
+    ]);
+  });
+
+  it("a SUCCESS after CLOSED (not in WeChat's lifecycle, but its word that the money went back) is counted", async () => {
+    const { outTradeNo, transactionId } = await paidOrder({ A: 1 }, 1_000);
+    const run = inline(world);
+    const refund = { outTradeNo, transactionId, outRefundNo: "RF-closed-ok", refundId: "5000closedok" };
+    await run.deliver(v3Refund(world, { ...refund, refund: 1_000, total: 1_000, status: "CLOSED" }));
+    const success = await run.deliver(v3Refund(world, { ...refund, refund: 1_000, total: 1_000 }));
+    expect(success.apply).toMatchObject({ outcome: "APPLIED", orderStatus: "REFUND" });
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({
+      refundedTotal: 1_000,
+      refunds: [{ outRefundNo: "RF-closed-ok", status: "SUCCESS" }],
+    });
+  });
+});
+
 describe("APIv2 refunds", () => {
   it("a refund notified CHANGE, then SUCCESS is counted once, when it succeeds (two notifications)", async () => {
     const { outTradeNo, transactionId } = await paidOrder({ A: 1 }, 100);

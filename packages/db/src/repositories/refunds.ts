@@ -40,7 +40,8 @@ export interface RefundFacts {
  *   unique index (DB_CONSTRAINT, dead-lettered on every replay). A refund committed with the same id after this
  *   statement's snapshot still fails it on the index: classifyDbError makes that a retry (DB_CONFLICT), which
  *   answers REFUND_ID_CONFLICT.
- * - DUPLICATE: this refund was already recorded with this status (or already SUCCESS), with the same facts.
+ * - DUPLICATE: this refund was already recorded with this status, or in a final one — SUCCESS, or CLOSED for a later
+ *   ABNORMAL (WeChat closes a refund for good) —, with the same facts. A SUCCESS after CLOSED is recorded and counted.
  * - REFUND_AMOUNT_MISMATCH: amount.total (v2 total_fee) is not the order's amountTotal, or a successful refund
  *   would take refundedTotal above amountTotal. The refund is recorded as reported (the money left WeChat) with
  *   reviewReason REFUND_AMOUNT_MISMATCH, but refundedTotal, the order's status and stock are left alone; REVIEW.
@@ -154,7 +155,11 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
           SELECT 1 FROM "Refund" x
           WHERE x."refundId" = i.refund_id AND (x."outTradeNo", x."outRefundNo") <> (i.otn, i.orn)
         ) THEN 'REFUND_ID_CONFLICT'
-        WHEN ex.status IN ('SUCCESS', i.status::text) THEN 'DUPLICATE'
+        -- Final statuses: SUCCESS, and CLOSED for a later ABNORMAL — WeChat closes a refund for good (a new refund
+        -- needs a new out_refund_no), so such a notification is late, not news. A SUCCESS after CLOSED is not in
+        -- WeChat's lifecycle, but it would be WeChat's word, authenticated, that the money went back: it is recorded
+        -- and counted as any SUCCESS (the upsert below moves CLOSED to SUCCESS), never dropped.
+        WHEN ex.status IN ('SUCCESS', i.status::text) OR (ex.status = 'CLOSED' AND i.status <> 'SUCCESS') THEN 'DUPLICATE'
         -- bigint: refundedTotal + a refund near 2^31 must compare, not overflow int4.
         WHEN i.amount_total <> o."amountTotal"
           OR (i.status = 'SUCCESS' AND o."refundedTotal"::bigint + i.amount_refund > o."amountTotal")
@@ -182,8 +187,9 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
         "notificationId" = EXCLUDED."notificationId",
         "updatedAt" = EXCLUDED."updatedAt"
       -- Evaluated on the row's newest version: a row committed after this statement's snapshot is changed only when
-      -- it is the same refund in an earlier status, as the decision above assumed.
+      -- it is the same refund in an earlier status, as the decision above assumed (CLOSED is earlier only to SUCCESS).
       WHERE t.status <> 'SUCCESS' AND t.status <> EXCLUDED.status AND t."amountRefund" = EXCLUDED."amountRefund"
+        AND (t.status <> 'CLOSED' OR EXCLUDED.status = 'SUCCESS')
         AND (t."refundId" IS NULL OR EXCLUDED."refundId" IS NULL OR t."refundId" = EXCLUDED."refundId")
       RETURNING t.status::text AS status
     ),
