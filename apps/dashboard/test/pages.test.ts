@@ -293,6 +293,46 @@ describe("payment review, odd input", () => {
   });
 });
 
+describe("the refund of a second charge", () => {
+  it("is listed with the refunds not counted (DUPLICATE_PAYMENT_REFUNDED), naming the charge the DUPLICATE_PAYMENT review names", async () => {
+    const prisma = d.database.db.prisma;
+    const outTradeNo = randomId("OTN-DUPRF");
+    const [kept, second] = [randomId("4200KEPT"), randomId("4200SECOND")];
+    const orderId = await seedOrder(prisma, {
+      outTradeNo,
+      status: "PAYMENT_REVIEW",
+      reviewReason: "DUPLICATE_PAYMENT",
+      transactionId: kept,
+    });
+    const refundNo = randomId("RF-DUPB");
+    await prisma.refund.create({
+      data: {
+        outRefundNo: refundNo,
+        outTradeNo,
+        orderId,
+        transactionId: second,
+        status: "SUCCESS",
+        amountRefund: 1_999,
+        amountTotal: 1_999,
+        reviewReason: "DUPLICATE_PAYMENT_REFUNDED",
+      },
+    });
+    const page = (await viewer.get("/reviews")).body;
+    const row = page.slice(
+      page.lastIndexOf("<tr>", page.indexOf(refundNo)),
+      page.indexOf("</tr>", page.indexOf(refundNo)),
+    );
+    expect(row).toContain("DUPLICATE_PAYMENT_REFUNDED");
+    // Before: the refunds list had no transaction_id, so nothing tied this refund to the second charge.
+    expect(row).toContain(second);
+    expect(page).toMatch(/DUPLICATE_PAYMENT_REFUNDED<\/div><div class="value">1</);
+    const filtered = (await viewer.get("/reviews?reason=DUPLICATE_PAYMENT_REFUNDED")).body;
+    expect(filtered).toContain(refundNo);
+    await prisma.refund.deleteMany({ where: { outRefundNo: refundNo } });
+    await prisma.order.updateMany({ where: { outTradeNo }, data: { status: "SUCCESS", reviewReason: null } });
+  });
+});
+
 describe("payment review in partner mode", () => {
   it("names the sub-merchant of each order, refund and notification in review, linked to its notifications", async () => {
     const prisma = d.database.db.prisma;

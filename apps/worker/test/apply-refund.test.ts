@@ -376,6 +376,162 @@ describe("out-of-order delivery", () => {
   });
 });
 
+describe("the refund of a second charge (DUPLICATE_PAYMENT) is recorded, not counted (DUPLICATE_PAYMENT_REFUNDED)", () => {
+  /** An order of 1 000 fen paid by A, then charged again by B (DUPLICATE_PAYMENT, whose payment.review asks to refund B). */
+  async function chargedTwice(tag: string, second = 1_000) {
+    const outTradeNo = await seedOrder(world, { amountTotal: 1_000, items: { A: 1 } });
+    const [a, b] = [`4200DUPA${tag}`, `4200DUPB${tag}`];
+    const run = inline(world);
+    expect((await run.deliver(v3Payment(world, { outTradeNo, transactionId: a, total: 1_000 }))).apply?.outcome).toBe(
+      "APPLIED",
+    );
+    const dup = await run.deliver(v3Payment(world, { outTradeNo, transactionId: b, total: second }));
+    expect(dup.apply?.outcome).toBe("DUPLICATE_PAYMENT");
+    return { outTradeNo, a, b };
+  }
+
+  it("the refund of B: a Refund row naming B, refundedTotal and stock untouched, REVIEW, refund.review", async () => {
+    const { outTradeNo, a, b } = await chargedTwice("1");
+    const stock = await stockOf(world.prisma);
+    const run = inline(world);
+    const refundB = v3Refund(world, {
+      outTradeNo,
+      transactionId: b,
+      outRefundNo: "RF-dupB",
+      refundId: "5000dupB",
+      refund: 1_000,
+      total: 1_000,
+    });
+    const { apply, applyJob } = await run.deliver(refundB);
+    // Before: TRANSACTION_MISMATCH — no Refund row, no event: nothing showed the second charge was paid back.
+    expect(apply).toMatchObject({ outcome: "DUPLICATE_PAYMENT_REFUNDED", orderStatus: "PAYMENT_REVIEW" });
+    const order = await orderOf(world.prisma, outTradeNo);
+    expect(order).toMatchObject({
+      status: "PAYMENT_REVIEW",
+      reviewReason: "DUPLICATE_PAYMENT",
+      transactionId: a,
+      refundedTotal: 0,
+    });
+    expect(order.refunds).toMatchObject([
+      {
+        outRefundNo: "RF-dupB",
+        transactionId: b,
+        status: "SUCCESS",
+        amountRefund: 1_000,
+        reviewReason: "DUPLICATE_PAYMENT_REFUNDED",
+      },
+    ]);
+    expect(order.movements.filter((m) => m.reason === "REFUND")).toEqual([]);
+    expect(await stockOf(world.prisma)).toEqual(stock);
+    expect(await world.prisma.notification.findUniqueOrThrow({ where: { id: refundB.id } })).toMatchObject({
+      status: "REVIEW",
+      errorCode: "DUPLICATE_PAYMENT_REFUNDED",
+      transactionId: b,
+    });
+    const event = run.published.at(-1);
+    expect(event).toMatchObject({
+      type: "refund.review",
+      reviewReason: "DUPLICATE_PAYMENT_REFUNDED",
+      transactionId: b,
+      outRefundNo: "RF-dupB",
+      amount: 1_000,
+      orderStatus: "PAYMENT_REVIEW",
+    });
+    // A re-run derives the same event; the same refund delivered again is DUPLICATE.
+    expect((await run.apply(applyJob!)).outcome).toBe("ALREADY");
+    expect(run.published.at(-1)).toEqual(event);
+    const again = v3Refund(world, {
+      outTradeNo,
+      transactionId: b,
+      outRefundNo: "RF-dupB",
+      refundId: "5000dupB",
+      refund: 1_000,
+      total: 1_000,
+    });
+    expect((await run.deliver(again)).apply?.outcome).toBe("DUPLICATE");
+
+    // The payment the order kept is refunded as ever: counted, and its stock comes back.
+    const refundA = v3Refund(world, {
+      outTradeNo,
+      transactionId: a,
+      outRefundNo: "RF-dupA",
+      refund: 1_000,
+      total: 1_000,
+    });
+    expect((await run.deliver(refundA)).apply).toMatchObject({ outcome: "APPLIED", orderStatus: "REFUND" });
+    expect((await orderOf(world.prisma, outTradeNo)).refundedTotal).toBe(1_000);
+    expect((await stockOf(world.prisma)).A).toBe((stock.A ?? 0) + 1);
+  });
+
+  it("B of another amount, ABNORMAL then SUCCESS: its total is B's, not compared with the order's", async () => {
+    const { outTradeNo, b } = await chargedTwice("2", 1_200);
+    const run = inline(world);
+    const refund = {
+      outTradeNo,
+      transactionId: b,
+      outRefundNo: "RF-dupB2",
+      refundId: "5000dupB2",
+      refund: 1_200,
+      total: 1_200,
+    };
+    // Before: TRANSACTION_MISMATCH both times.
+    expect((await run.deliver(v3Refund(world, { ...refund, status: "ABNORMAL" }))).apply?.outcome).toBe(
+      "REFUND_ABNORMAL",
+    );
+    expect(run.published.at(-1)).toMatchObject({ type: "refund.abnormal", transactionId: b });
+    expect((await run.deliver(v3Refund(world, refund))).apply?.outcome).toBe("DUPLICATE_PAYMENT_REFUNDED");
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({
+      refundedTotal: 0,
+      refunds: [
+        { transactionId: b, status: "SUCCESS", amountRefund: 1_200, reviewReason: "DUPLICATE_PAYMENT_REFUNDED" },
+      ],
+    });
+  });
+
+  it("only this order's own second charge: another order's, or a row of another merchant, is TRANSACTION_MISMATCH", async () => {
+    const { b: otherOrdersB } = await chargedTwice("3");
+    const { outTradeNo } = await chargedTwice("4");
+    const run = inline(world);
+    const foreign = v3Refund(world, { outTradeNo, transactionId: otherOrdersB, refund: 1_000, total: 1_000 });
+    expect((await run.deliver(foreign)).apply?.outcome).toBe("TRANSACTION_MISMATCH");
+    // A DUPLICATE_PAYMENT row of this order number recorded under another merchant (out_trade_no is unique only
+    // per merchant at WeChat) says nothing about this order.
+    await world.prisma.notification.create({
+      data: {
+        id: "n-dup-other-merchant",
+        mchid: "1900000777",
+        eventType: "TRANSACTION.SUCCESS",
+        receivedAt: new Date(),
+        body: "{}",
+        status: "REVIEW",
+        errorCode: "DUPLICATE_PAYMENT",
+        outTradeNo,
+        transactionId: "4200DUPOTHER",
+      },
+    });
+    const other = v3Refund(world, { outTradeNo, transactionId: "4200DUPOTHER", refund: 1_000, total: 1_000 });
+    expect((await run.deliver(other)).apply?.outcome).toBe("TRANSACTION_MISMATCH");
+    expect((await orderOf(world.prisma, outTradeNo)).refunds).toEqual([]);
+  });
+
+  it("the refund-id rule holds: B's refund carrying a refund id already another refund's is REFUND_ID_CONFLICT", async () => {
+    const { outTradeNo, a, b } = await chargedTwice("5");
+    const run = inline(world);
+    const ofA = {
+      outTradeNo,
+      transactionId: a,
+      outRefundNo: "RF-dup5-a",
+      refundId: "5000dup5",
+      refund: 300,
+      total: 1_000,
+    };
+    expect((await run.deliver(v3Refund(world, ofA))).apply?.outcome).toBe("APPLIED");
+    const ofB = { ...ofA, transactionId: b, outRefundNo: "RF-dup5-b", refund: 1_000 };
+    expect((await run.deliver(v3Refund(world, ofB))).apply?.outcome).toBe("REFUND_ID_CONFLICT");
+    expect((await orderOf(world.prisma, outTradeNo)).refunds).toMatchObject([{ outRefundNo: "RF-dup5-a" }]);
+  });
+});
+
 describe("refund amounts are checked against the order (REFUND_AMOUNT_MISMATCH: recorded, not counted)", () => {
   /** The order's money, status and stock, and its refunds as [out_refund_no, status, amount, reviewReason]. */
   async function money(outTradeNo: string) {

@@ -86,7 +86,11 @@ export interface ReviewCounts {
 
 export interface Reviews extends ReviewCounts {
   orders: ReviewOrder[];
-  /** Refunds recorded as WeChat reported them but not counted in their order's refundedTotal. */
+  /**
+   * Refunds recorded as WeChat reported them but not counted in their order's refundedTotal: REFUND_AMOUNT_MISMATCH,
+   * and DUPLICATE_PAYMENT_REFUNDED — the refund of a second charge, whose transactionId is the one its order's
+   * DUPLICATE_PAYMENT review (the order, or its notification when the order was not in SUCCESS) names.
+   */
   refunds: ReviewRefund[];
   /** Notifications of the last NOTIFICATION_REVIEW_DAYS in REVIEW with a NOTIFICATION_ONLY_REVIEW_CODES code. */
   notifications: ReviewNotification[];
@@ -94,7 +98,8 @@ export interface Reviews extends ReviewCounts {
 
 /**
  * What a human must decide, most recently changed first: orders in PAYMENT_REVIEW (money taken), refunds not counted
- * (REFUND_AMOUNT_MISMATCH: a refund of more than was paid, or against another total), and the recent notifications
+ * (REFUND_AMOUNT_MISMATCH: a refund of more than was paid, or against another total; DUPLICATE_PAYMENT_REFUNDED: the
+ * refund of a second charge, for the human closing its DUPLICATE_PAYMENT review), and the recent notifications
  * whose review outcome shows on neither (NOTIFICATION_ONLY_REVIEW_CODES), with counts by reason (`countReviews`,
  * over all reasons whatever `reason` lists).
  */

@@ -8,6 +8,7 @@ const REVIEW_OUTCOMES: ReadonlySet<RefundOutcome> = new Set([
   "REFUND_CONFLICT",
   "REFUND_ID_CONFLICT",
   "REFUND_AMOUNT_MISMATCH",
+  "DUPLICATE_PAYMENT_REFUNDED",
   "REFUND_ABNORMAL",
   "REFUND_CLOSED",
 ]);
@@ -21,7 +22,8 @@ export function isRefundReview(outcome: RefundOutcome): boolean {
  * partial refunds, the order becomes REFUND when they reach its total, and with `restockOnFullRefund`
  * (REFUND_RESTOCK_POLICY=full) that full refund returns exactly the stock the payment took (movement reason
  * REFUND; an order whose payment took no stock, e.g. OUT_OF_STOCK, returns none). A refund that names another
- * order total or would take refundedTotal above it is recorded but not counted (REFUND_AMOUNT_MISMATCH, review).
+ * order total or would take refundedTotal above it is recorded but not counted (REFUND_AMOUNT_MISMATCH, review), and
+ * so is the refund of a second charge the order's payment review asked for (DUPLICATE_PAYMENT_REFUNDED, review).
  * ABNORMAL / CLOSED: the Refund row records the status, the notification is flagged REVIEW, no money or stock
  * changes.
  *

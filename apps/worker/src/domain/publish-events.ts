@@ -22,15 +22,18 @@ const PAYMENT_REVIEW_EVENT_CODES: ReadonlySet<string> = new Set(
 );
 
 /**
- * Review outcomes of a refund of the order's own payment (its merchant and transaction): the merchant's systems
- * hear of them (`refund.review`), as they hear of a payment in review — REFUND_ID_CONFLICT too: its refund id is
- * another refund's, so it was not recorded, but it names the order's merchant and transaction. A refund that names
- * another merchant or transaction (MCHID_MISMATCH, TRANSACTION_MISMATCH) is not the order's: no event.
+ * Review outcomes of a refund of the order's money (its merchant, its transaction or a second charge of it): the
+ * merchant's systems hear of them (`refund.review`), as they hear of a payment in review — REFUND_ID_CONFLICT too: its refund id is
+ * another refund's, so it was not recorded, but it names the order's merchant and transaction; and
+ * DUPLICATE_PAYMENT_REFUNDED, the refund of a second charge of the order, which their payment.review
+ * (DUPLICATE_PAYMENT) asked for: `transactionId` names that charge. A refund that names another merchant or a
+ * transaction that is not the order's (MCHID_MISMATCH, TRANSACTION_MISMATCH) is not the order's: no event.
  */
 const REFUND_REVIEW_EVENT_CODES: ReadonlySet<string> = new Set([
   "REFUND_AMOUNT_MISMATCH",
   "REFUND_CONFLICT",
   "REFUND_ID_CONFLICT",
+  "DUPLICATE_PAYMENT_REFUNDED",
 ]);
 
 /**
@@ -62,7 +65,8 @@ export function paymentEvent(facts: PaymentFacts, result: PaymentResult): Publis
 
 /**
  * The event a committed refund publishes, or null. As for payments, `reviewReason` is this refund's own code
- * (refund.review: REFUND_AMOUNT_MISMATCH, REFUND_CONFLICT, REFUND_ID_CONFLICT; refund.abnormal: REFUND_ABNORMAL;
+ * (refund.review: REFUND_AMOUNT_MISMATCH, REFUND_CONFLICT, REFUND_ID_CONFLICT, DUPLICATE_PAYMENT_REFUNDED;
+ * refund.abnormal: REFUND_ABNORMAL;
  * refund.closed: REFUND_CLOSED), never the order's, and null for refund.succeeded.
  */
 export function refundEvent(facts: RefundFacts, result: RefundResultRow): PublishJob | null {

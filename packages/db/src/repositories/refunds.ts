@@ -27,7 +27,8 @@ export interface RefundFacts {
  * - MCHID_MISMATCH: the refund names another merchant than the order; nothing recorded, notification REVIEW.
  * - ORDER_NOT_PAID: a successful refund for an order whose payment has not been applied yet (out-of-order
  *   delivery); nothing done, the caller retries until the payment lands.
- * - TRANSACTION_MISMATCH: the refund's transaction is not the order's; nothing recorded, REVIEW.
+ * - TRANSACTION_MISMATCH: the refund's transaction is not the order's, nor a second charge of the order (below);
+ *   nothing recorded, REVIEW.
  * - REFUND_CONFLICT: this order already has a refund under this out_refund_no with another amount or another
  *   refund_id (WeChat reports one refund per out_refund_no: every delivery carries the same facts); nothing
  *   recorded, the stored refund untouched, REVIEW. Refund rows are keyed by (out_trade_no, out_refund_no), so
@@ -42,6 +43,14 @@ export interface RefundFacts {
  *   answers REFUND_ID_CONFLICT.
  * - DUPLICATE: this refund was already recorded with this status, or in a final one — SUCCESS, or CLOSED for a later
  *   ABNORMAL (WeChat closes a refund for good) —, with the same facts. A SUCCESS after CLOSED is recorded and counted.
+ * - DUPLICATE_PAYMENT_REFUNDED: a successful refund of a second charge of the order — a transaction the payment
+ *   statement answered DUPLICATE_PAYMENT for this order, whose payment.review asks for that refund. Recorded as
+ *   reported (transactionId the second charge's) with reviewReason DUPLICATE_PAYMENT_REFUNDED, not counted in
+ *   refundedTotal (that is what was refunded of the payment the order kept), the order's status and stock left alone;
+ *   notification REVIEW: it is the answer to the DUPLICATE_PAYMENT review, which a human closes once the refunds
+ *   recorded for the second charge add up to it (its amount is not stored, so the statement cannot tell). Its total
+ *   is the second charge's, so it is not compared with the order's. Its ABNORMAL / CLOSED notifications are
+ *   REFUND_ABNORMAL / REFUND_CLOSED as for any refund (row transactionId the second charge's).
  * - REFUND_AMOUNT_MISMATCH: amount.total (v2 total_fee) is not the order's amountTotal, or a successful refund
  *   would take refundedTotal above amountTotal. The refund is recorded as reported (the money left WeChat) with
  *   reviewReason REFUND_AMOUNT_MISMATCH, but refundedTotal, the order's status and stock are left alone; REVIEW.
@@ -65,6 +74,7 @@ export const REFUND_OUTCOMES = [
   "REFUND_ID_CONFLICT",
   "DUPLICATE",
   "REFUND_AMOUNT_MISMATCH",
+  "DUPLICATE_PAYMENT_REFUNDED",
   "APPLIED",
   "REFUND_ABNORMAL",
   "REFUND_CLOSED",
@@ -133,6 +143,18 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
     o_snapshot AS (
       SELECT xmin::text AS version FROM "Order" WHERE "outTradeNo" = (SELECT otn FROM input)
     ),
+    -- Whether the refund's transaction is a second charge of this order: one the payment statement answered
+    -- DUPLICATE_PAYMENT (notification in REVIEW with that code, which the payment.review event asks to refund). That
+    -- code comes only after the payment's merchant and sub-merchant were checked against the order, so the row is this
+    -- order's merchant's; REVIEW rows are never pruned. One probe of Notification_transactionId_idx (the few
+    -- notifications of one transaction), merchant-scoped by the order's mchid (refund-plan.test.ts).
+    dup AS MATERIALIZED (
+      SELECT EXISTS (
+        SELECT 1 FROM "Notification" x, o, input i
+        WHERE x."transactionId" = i.txn AND x."outTradeNo" = i.otn AND x.mchid = o.mchid
+          AND x.status = 'REVIEW' AND x."errorCode" = 'DUPLICATE_PAYMENT' AND o."transactionId" <> i.txn
+      ) AS yes
+    ),
     -- This order's refund under this number, as the snapshot shows it (a row committed later is met by the upsert).
     ex AS MATERIALIZED (
       SELECT r.status::text AS status, r."refundId", r."amountRefund" FROM "Refund" r, input i
@@ -146,7 +168,8 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
         WHEN o.version IS DISTINCT FROM (SELECT version FROM o_snapshot) THEN 'STALE'
         WHEN o.mchid <> i.mchid OR o."subMchid" IS DISTINCT FROM i.sub_mchid THEN 'MCHID_MISMATCH'
         WHEN o."transactionId" IS NULL AND i.status = 'SUCCESS' THEN 'ORDER_NOT_PAID'
-        WHEN o."transactionId" IS NOT NULL AND i.txn IS NOT NULL AND o."transactionId" <> i.txn THEN 'TRANSACTION_MISMATCH'
+        WHEN o."transactionId" IS NOT NULL AND i.txn IS NOT NULL AND o."transactionId" <> i.txn
+          AND NOT (SELECT yes FROM dup) THEN 'TRANSACTION_MISMATCH'
         -- One out_refund_no is one refund: another amount, or another refund_id when both are known, is not this one.
         WHEN ex.status IS NOT NULL AND (ex."amountRefund" <> i.amount_refund OR ex."refundId" <> i.refund_id)
           THEN 'REFUND_CONFLICT'
@@ -160,6 +183,10 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
         -- WeChat's lifecycle, but it would be WeChat's word, authenticated, that the money went back: it is recorded
         -- and counted as any SUCCESS (the upsert below moves CLOSED to SUCCESS), never dropped.
         WHEN ex.status IN ('SUCCESS', i.status::text) OR (ex.status = 'CLOSED' AND i.status <> 'SUCCESS') THEN 'DUPLICATE'
+        -- A second charge's refund: recorded, never counted (refundedTotal is what was refunded of the payment the
+        -- order kept). Its total is the second charge's, which is not stored, so it is not compared with the order's.
+        WHEN (SELECT yes FROM dup) AND i.status = 'SUCCESS' THEN 'RECORD_DUPLICATE_PAYMENT'
+        WHEN (SELECT yes FROM dup) THEN 'RECORD'
         -- bigint: refundedTotal + a refund near 2^31 must compare, not overflow int4.
         WHEN i.amount_total <> o."amountTotal"
           OR (i.status = 'SUCCESS' AND o."refundedTotal"::bigint + i.amount_refund > o."amountTotal")
@@ -173,8 +200,11 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
         ("outRefundNo", "refundId", "outTradeNo", "orderId", "transactionId", status, "amountRefund", "amountTotal",
          "successTime", "reviewReason", "notificationId", "updatedAt")
       SELECT i.orn, i.refund_id, i.otn, (SELECT id FROM o), i.txn, i.status, i.amount_refund, i.amount_total,
-             i.success_at, CASE WHEN d.outcome = 'RECORD_UNCOUNTED' THEN 'REFUND_AMOUNT_MISMATCH' END, i.nid, i.at
-      FROM input i, d WHERE d.outcome IN ('RECORD', 'RECORD_UNCOUNTED')
+             i.success_at,
+             CASE d.outcome WHEN 'RECORD_UNCOUNTED' THEN 'REFUND_AMOUNT_MISMATCH'
+                            WHEN 'RECORD_DUPLICATE_PAYMENT' THEN 'DUPLICATE_PAYMENT_REFUNDED' END,
+             i.nid, i.at
+      FROM input i, d WHERE d.outcome IN ('RECORD', 'RECORD_UNCOUNTED', 'RECORD_DUPLICATE_PAYMENT')
       ON CONFLICT ("outTradeNo", "outRefundNo") DO UPDATE SET
         status = EXCLUDED.status,
         "refundId" = COALESCE(EXCLUDED."refundId", t."refundId"),
@@ -195,11 +225,12 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
     ),
     fin AS MATERIALIZED (
       SELECT CASE
-        WHEN d.outcome NOT IN ('RECORD', 'RECORD_UNCOUNTED') THEN d.outcome
+        WHEN d.outcome NOT IN ('RECORD', 'RECORD_UNCOUNTED', 'RECORD_DUPLICATE_PAYMENT') THEN d.outcome
         -- Nothing written: a row committed after the snapshot decided (this refund's concurrent delivery, or one with
         -- other facts), and a run with a new snapshot tells which (DUPLICATE or REFUND_CONFLICT).
         WHEN NOT EXISTS (SELECT 1 FROM rf) THEN 'STALE'
         WHEN d.outcome = 'RECORD_UNCOUNTED' THEN 'REFUND_AMOUNT_MISMATCH'
+        WHEN d.outcome = 'RECORD_DUPLICATE_PAYMENT' THEN 'DUPLICATE_PAYMENT_REFUNDED'
         WHEN (SELECT status FROM rf) = 'SUCCESS' THEN 'APPLIED'
         WHEN (SELECT status FROM rf) = 'ABNORMAL' THEN 'REFUND_ABNORMAL'
         ELSE 'REFUND_CLOSED'
@@ -254,7 +285,7 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
       FROM fin f, input i
       WHERE t.id = i.nid
         AND f.outcome IN ('APPLIED', 'DUPLICATE', 'REFUND_ABNORMAL', 'REFUND_CLOSED', 'MCHID_MISMATCH', 'TRANSACTION_MISMATCH',
-                          'REFUND_CONFLICT', 'REFUND_ID_CONFLICT', 'REFUND_AMOUNT_MISMATCH')
+                          'REFUND_CONFLICT', 'REFUND_ID_CONFLICT', 'REFUND_AMOUNT_MISMATCH', 'DUPLICATE_PAYMENT_REFUNDED')
       RETURNING t.status::text AS status
     ),
     ev AS (

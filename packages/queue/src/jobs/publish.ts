@@ -34,8 +34,11 @@ export const PUBLISH_EVENT_TYPES = [
   /**
    * A refund of the order that needs a human and was not counted (`reviewReason`: REFUND_AMOUNT_MISMATCH — it names
    * another order total or exceeds what is left to refund, the money having left WeChat all the same —,
-   * REFUND_CONFLICT — its refund number is already recorded with other facts —, or REFUND_ID_CONFLICT — its refund id
-   * is already another refund's); `orderStatus` is unchanged.
+   * REFUND_CONFLICT — its refund number is already recorded with other facts —, REFUND_ID_CONFLICT — its refund id
+   * is already another refund's —, or DUPLICATE_PAYMENT_REFUNDED — the refund of a second charge of the order, which
+   * a `payment.review` with DUPLICATE_PAYMENT asked for: `transactionId` is that charge's, not the order's; the
+   * charge's amount is not stored, so whether its refunds add up to it is for the merchant to check); `orderStatus`
+   * is unchanged.
    */
   "refund.review",
 ] as const;
