@@ -15,7 +15,8 @@ export interface HealthServer {
 
 /**
  * The process's small HTTP server:
- * - `GET /health/live`: 200 while the event loop runs (restart the process when it stops answering);
+ * - `GET /health/live`: 200 while the event loop runs and `liveness` names no failure, else 503 with that failure
+ *   (restart the process when it stops answering or answers 503);
  * - `GET /health/ready`: 200 when this process takes jobs and reaches Redis and PostgreSQL, else 503 with
  *   the failing checks (during shutdown it is 503 at once);
  * - `GET /metrics`: Prometheus text format of this process's registry.
@@ -25,6 +26,8 @@ export async function startHealthServer(opts: {
   port: number;
   registry: Registry;
   readiness: () => Promise<ReadinessReport>;
+  /** Why the process can no longer do its work and must be restarted, or null while it can. */
+  liveness?: () => string | null;
 }): Promise<HealthServer> {
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
@@ -34,7 +37,12 @@ export async function startHealthServer(opts: {
     };
     if (req.method !== "GET" && req.method !== "HEAD")
       return send(405, JSON.stringify({ error: "method not allowed" }));
-    if (path === "/health/live") return send(200, JSON.stringify({ status: "ok" }));
+    if (path === "/health/live") {
+      const failure = opts.liveness?.() ?? null;
+      return failure === null
+        ? send(200, JSON.stringify({ status: "ok" }))
+        : send(503, JSON.stringify({ status: "failed", error: failure }));
+    }
     if (path === "/health/ready") {
       opts.readiness().then(
         (report) =>

@@ -32,9 +32,10 @@ function stop(signal: NodeJS.Signals): void {
   if (worker === null) waiting.abort();
   else close(worker);
 }
-function close(handle: WorkerHandle): void {
+/** Closes gracefully, then exits with `exitCode` (1 for a failure a restart should cure). */
+function close(handle: WorkerHandle, exitCode = 0): void {
   handle.close().then(
-    () => process.exit(0),
+    () => process.exit(exitCode),
     (error: unknown) => {
       log.error({ code: "SHUTDOWN_FAILED", err: oneLine(error) }, "shutdown failed");
       process.exit(1);
@@ -62,5 +63,22 @@ const checked = await waitForMigrationsOrExit(config.DATABASE_URL, log, {
 await waitingHealth.close();
 metrics.dbPaused.set(0);
 if (!checked) process.exit(0);
-worker = await startWorker(config, { logger: log, metrics });
+// A stage whose main loop died takes no job again: close (the other stage's running jobs finish) and exit 1, so that
+// the supervisor (Compose's restart policy, an orchestrator, scripts/start.ts) restarts the process. It may be
+// reported before startWorker has returned the handle.
+let runFailed = false;
+function restart(handle: WorkerHandle): void {
+  if (stopping) return;
+  stopping = true;
+  close(handle, 1);
+}
+worker = await startWorker(config, {
+  logger: log,
+  metrics,
+  onRunFailed: () => {
+    runFailed = true;
+    if (worker !== null) restart(worker);
+  },
+});
 if (stopping) close(worker);
+else if (runFailed) restart(worker);

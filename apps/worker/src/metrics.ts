@@ -1,5 +1,8 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
+/** The states of notify.publish that wpn_worker_publish_jobs reports. */
+export const PUBLISH_JOB_STATES = ["waiting", "active", "delayed", "failed"] as const;
+
 /**
  * Metrics of one worker process (each process serves its own /metrics; Prometheus adds them up). Label
  * values are bounded sets — queue names, outcome and error codes — never ids.
@@ -47,10 +50,35 @@ export class WorkerMetrics {
 
   readonly published = new Counter({
     name: "wpn_worker_published_events_total",
-    help: "Business events enqueued to notify.publish, by type.",
+    help: "Business events added to notify.publish, by type (a re-run's copy of an event still kept is not added).",
     labelNames: ["type"] as const,
     registers: [this.registry],
   });
+
+  /**
+   * Jobs of notify.publish by state, read from Redis at each scrape (readPublishJobs; none without PUBLISH_EVENTS).
+   * The merchant's consumer takes them, so no worker of ours sees their failures: `failed` (out of attempts, kept
+   * until retried) is the number to alert on, `waiting` a consumer that takes nothing, `delayed` one whose attempts
+   * fail. Queue-wide: every process reports the same counts (aggregate with max, not sum).
+   */
+  readonly publishJobs = new Gauge({
+    name: "wpn_worker_publish_jobs",
+    help: "Jobs in notify.publish by state (waiting | active | delayed | failed), read at each scrape; -1 when Redis did not answer.",
+    labelNames: ["state"] as const,
+    registers: [this.registry],
+    collect: async () => {
+      if (!this.#readPublishJobs) return;
+      const counts = await this.#readPublishJobs();
+      for (const state of PUBLISH_JOB_STATES) this.publishJobs.set({ state }, counts?.[state] ?? -1);
+    },
+  });
+
+  #readPublishJobs: (() => Promise<Record<string, number> | null>) | undefined;
+
+  /** Sets how wpn_worker_publish_jobs is read: counts by state, or null when Redis did not answer (reported as -1). */
+  readPublishJobs(read: () => Promise<Record<string, number> | null>): void {
+    this.#readPublishJobs = read;
+  }
 
   readonly stockMovements = new Counter({
     name: "wpn_worker_stock_movements_total",
@@ -104,7 +132,7 @@ export class WorkerMetrics {
 
   readonly waiting = new Histogram({
     name: "wpn_worker_job_wait_seconds",
-    help: "Time from a job's enqueue (or scheduled retry) to the start of the attempt, by queue.",
+    help: "Time from a job's enqueue to the start of its first attempt, by queue (retries and jobs put back are not measured).",
     labelNames: ["queue"] as const,
     buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120, 600],
     registers: [this.registry],

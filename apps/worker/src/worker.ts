@@ -17,7 +17,7 @@ import { oneLine, WorkerError } from "./errors.ts";
 import { type HealthServer, type ReadinessReport, startHealthServer, withTimeout } from "./health.ts";
 import { MerchantKeyResolver } from "./keys.ts";
 import { createLogger } from "./logger.ts";
-import { WorkerMetrics } from "./metrics.ts";
+import { PUBLISH_JOB_STATES, WorkerMetrics } from "./metrics.ts";
 import { applyStage } from "./workers/apply.processor.ts";
 import { PaymentBatcher } from "./workers/apply-batch.ts";
 import { jobEnqueuer } from "./workers/enqueue.ts";
@@ -33,6 +33,11 @@ export interface StartWorkerOptions {
   healthPort?: number;
   /** The process's metrics when they were served before the start (main.ts's wait for PostgreSQL). */
   metrics?: WorkerMetrics;
+  /**
+   * Called once when a BullMQ Worker's main loop stopped with an error (WORKER_RUN_FAILED): its stage takes no more
+   * jobs, so the process must be restarted (main.ts closes it and exits 1). /health/live answers 503 from then on.
+   */
+  onRunFailed?: (error: unknown) => void;
 }
 
 export interface WorkerHandle {
@@ -116,6 +121,21 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
   const publishQueue = config.PUBLISH_EVENTS ? createQueue(QueueName.Publish, redis, prefix) : null;
   const enqueuePublish = publishQueue ? jobEnqueuer(publishQueue, redis) : null;
   const queues: Queue[] = [applyQueue, deadQueue, ...(publishQueue ? [publishQueue] : [])];
+  if (publishQueue) {
+    metrics.readPublishJobs(async () => {
+      try {
+        return await withTimeout(
+          publishQueue.getJobCounts(...PUBLISH_JOB_STATES),
+          PUBLISH_JOBS_READ_MS,
+          `no answer within ${PUBLISH_JOBS_READ_MS} ms`,
+        );
+      } catch (error) {
+        // The scrape goes on with -1 for these counts; the rest of /metrics does not wait for Redis.
+        log.warn({ code: "PUBLISH_JOBS_UNREAD", err: oneLine(error) }, "notify.publish counts not read");
+        return null;
+      }
+    });
+  }
 
   const windowMs = config.WORKER_UNKNOWN_ORDER_RETRY_SECONDS * 1000;
   const outage = new DatabaseOutage({
@@ -153,8 +173,11 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
     ...(enqueuePublish
       ? {
           publish: async (event: PublishJob) => {
-            await enqueuePublish([{ name: publishJobName(event.type), data: event, jobId: event.notificationId }]);
-            metrics.published.inc({ type: event.type });
+            const added = await enqueuePublish([
+              { name: publishJobName(event.type), data: event, jobId: event.notificationId },
+            ]);
+            // A re-run's copy (ALREADY, a replay) while the first event is still kept is not added: not counted.
+            if (added > 0) metrics.published.inc({ type: event.type });
           },
         }
       : {}),
@@ -183,6 +206,12 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
     { worker: applyWorker, stage: QueueName.Apply, idField: "notificationId" },
   ] as const;
 
+  /**
+   * Letters the `failed` listener is writing. BullMQ has already failed their jobs, so nothing runs them again: close()
+   * waits for these (within the jobs' grace) before it closes Redis and PostgreSQL, else a shutdown between the two
+   * would leave a failed job without its letter, or its notification not marked DEAD.
+   */
+  const lettersInFlight = new Set<Promise<void>>();
   for (const { worker, stage, idField } of workers) {
     worker.on("error", (error) =>
       log.error({ queue: stage, code: "WORKER_ERROR", err: oneLine(error) }, "worker error"),
@@ -205,16 +234,23 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
         outTradeNo: null,
         log: log.child({ queue: stage, jobId: job.id, notificationId }),
       };
-      deadLetter(runtime, stage, job, { code, message: oneLine(error) }, failure).catch((dlError: unknown) =>
-        log.error(
-          { queue: stage, jobId: job.id, code: "DEAD_LETTER_FAILED", err: oneLine(dlError) },
-          "could not dead-letter a failed job",
-        ),
-      );
+      const writing: Promise<void> = deadLetter(runtime, stage, job, { code, message: oneLine(error) }, failure)
+        .then(
+          () => undefined,
+          (dlError: unknown) =>
+            log.error(
+              { queue: stage, jobId: job.id, code: "DEAD_LETTER_FAILED", err: oneLine(dlError) },
+              "could not dead-letter a failed job",
+            ),
+        )
+        .finally(() => lettersInFlight.delete(writing));
+      lettersInFlight.add(writing);
     });
   }
 
   let closing = false;
+  /** Set when a Worker's main loop died: the stage takes no jobs, and only a restart brings it back. */
+  let runFailure: string | null = null;
   const readiness = async (): Promise<ReadinessReport> => {
     const checks: Record<string, string> = {};
     checks.workers = closing
@@ -238,14 +274,16 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
     port: options.healthPort ?? healthPortOf(config),
     registry: metrics.registry,
     readiness,
+    liveness: () => runFailure,
   });
 
   for (const { worker, stage } of workers) {
-    worker
-      .run()
-      .catch((error: unknown) =>
-        log.fatal({ queue: stage, code: "WORKER_RUN_FAILED", err: oneLine(error) }, "worker stopped"),
-      );
+    worker.run().catch((error: unknown) => {
+      log.fatal({ queue: stage, code: "WORKER_RUN_FAILED", err: oneLine(error) }, "worker stopped");
+      if (runFailure !== null) return;
+      runFailure = `${stage} worker stopped: ${oneLine(error)}`;
+      options.onRunFailed?.(error);
+    });
   }
   log.info(
     {
@@ -275,9 +313,13 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
         );
       try {
         await withTimeout(
-          Promise.all(workers.map((w) => w.worker.close())),
+          (async () => {
+            await Promise.all(workers.map((w) => w.worker.close()));
+            // After the Workers: a stalled check running until their close may have failed a job and begun its letter.
+            await Promise.all(lettersInFlight);
+          })(),
           config.WORKER_SHUTDOWN_TIMEOUT_MS,
-          `jobs still running after ${config.WORKER_SHUTDOWN_TIMEOUT_MS} ms`,
+          `jobs still running or dead letters still being written after ${config.WORKER_SHUTDOWN_TIMEOUT_MS} ms`,
         );
         await step("queues", Promise.all(queues.map((q) => q.close())));
         await step("redis", redis.quit());
@@ -304,6 +346,9 @@ export function healthPortOf(config: Config): number {
 
 /** The outage probe's bound on connecting and on its `SELECT 1`, ms (DatabaseOutage bounds the whole probe too). */
 const PROBE_TIMEOUT_MS = 1_000;
+
+/** Longest wait for notify.publish's counts at a scrape (wpn_worker_publish_jobs), ms. */
+const PUBLISH_JOBS_READ_MS = 1_000;
 
 /** Longest wait for each closing step once the jobs are done or abandoned (queues, Redis, PostgreSQL, health), ms. */
 const CLOSE_STEP_MS = 1_000;

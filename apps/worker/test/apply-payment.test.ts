@@ -1,4 +1,5 @@
-import { isWechatPayError } from "@wpn/wechatpay";
+import { applyJobSchema } from "@wpn/queue";
+import { isWechatPayError, MAX_OUT_TRADE_NO_LENGTH } from "@wpn/wechatpay";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { paymentEvent } from "../src/domain/publish-events.ts";
 import { WorkerError } from "../src/errors.ts";
@@ -110,6 +111,18 @@ describe("payment success", () => {
     const otn = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
     const job = v2Payment(world, { outTradeNo: otn, total: 2 ** 31 });
     await expect(inline(world).parse(job)).rejects.toMatchObject({ code: "PAYLOAD_INVALID", policy: "stop" });
+  });
+
+  it("an out_trade_no longer than the apply job carries is PAYLOAD_INVALID at parse (v3, v2), not a JOB_INVALID dead letter at apply", async () => {
+    const tooLong = "T".repeat(MAX_OUT_TRADE_NO_LENGTH + 1);
+    for (const job of [v3Payment(world, { outTradeNo: tooLong }), v2Payment(world, { outTradeNo: tooLong })]) {
+      await expect(inline(world).parse(job)).rejects.toMatchObject({ code: "PAYLOAD_INVALID", policy: "stop" });
+    }
+    // The longest accepted one makes an apply job the apply stage accepts.
+    const { applyJob } = await inline(world).parse(
+      v3Payment(world, { outTradeNo: "T".repeat(MAX_OUT_TRADE_NO_LENGTH) }),
+    );
+    expect(applyJobSchema.safeParse(applyJob).success).toBe(true);
   });
 
   it("a v2 payment signed before an APIv2 key rotation is checked with WECHATPAY_APIV2_KEY_PREVIOUS", async () => {

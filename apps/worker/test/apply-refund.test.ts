@@ -1,5 +1,6 @@
 import type { RefundFacts, RefundResultRow } from "@wpn/db";
 import { whileRowChanges } from "@wpn/testing";
+import { MAX_OUT_REFUND_NO_LENGTH, MAX_OUT_TRADE_NO_LENGTH } from "@wpn/wechatpay";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { refundEvent } from "../src/domain/publish-events.ts";
 import {
@@ -351,6 +352,19 @@ describe("out-of-order delivery", () => {
       v3Refund(world, { outTradeNo: "T-no-such", transactionId: "4200000999", refund: 1, total: 1 }),
     );
     await expect(run.apply(applyJob!)).rejects.toMatchObject({ code: "ORDER_NOT_FOUND" });
+  });
+
+  it("an out_trade_no or out_refund_no longer than WeChat's numbers allow is PAYLOAD_INVALID at parse (v3, v2)", async () => {
+    const refund = { transactionId: "4200000000000000000000000000", refund: 100, total: 100 };
+    const tooLong = [
+      { outTradeNo: "T".repeat(MAX_OUT_TRADE_NO_LENGTH + 1) },
+      { outTradeNo: "T-refund", outRefundNo: "R".repeat(MAX_OUT_REFUND_NO_LENGTH + 1) },
+    ];
+    for (const numbers of tooLong) {
+      for (const job of [v3Refund(world, { ...refund, ...numbers }), v2Refund(world, { ...refund, ...numbers })]) {
+        await expect(inline(world).parse(job)).rejects.toMatchObject({ code: "PAYLOAD_INVALID", policy: "stop" });
+      }
+    }
   });
 
   it("a v2 refund for a merchant without an APIv2 key cannot be opened: APIV2_KEY_MISSING, permanent", async () => {

@@ -23,26 +23,31 @@ export interface BulkEntry {
 }
 
 export interface BulkAdder {
-  /** One script call for the whole batch; resolves once Redis confirmed every job. Rejects when Redis fails. */
-  add(entries: readonly BulkEntry[], nowMs: number): Promise<void>;
+  /**
+   * One script call for the whole batch; resolves once Redis confirmed every job, with the number of jobs it added
+   * (entries whose job id existed are not counted). Rejects when Redis fails.
+   */
+  add(entries: readonly BulkEntry[], nowMs: number): Promise<number>;
 }
 
 // KEYS[1..9] = the queue's keys (addStandardJobKeys).
 // ARGV[1] = msgpacked options template, ARGV[2] = key prefix of the queue's jobs, ARGV[3] = now (ms),
 // then per job i: ARGV[1 + 3i] = name, ARGV[2 + 3i] = id, ARGV[3 + 3i] = data (JSON).
+// Answers { jobs processed, jobs added }.
 function bulkLua(): string {
   return `${standardAddLua()}
 local add, close = openStandardAdd(ARGV[1], ARGV[2], ARGV[3])
 local count = (#ARGV - 3) / 3
+local added = 0
 for i = 1, count do
-  add(ARGV[1 + 3 * i], ARGV[2 + 3 * i], ARGV[3 + 3 * i])
+  if add(ARGV[1 + 3 * i], ARGV[2 + 3 * i], ARGV[3 + 3 * i]) == 'added' then added = added + 1 end
 end
 close()
-return count`;
+return { count, added }`;
 }
 
 interface BulkCommand {
-  wpnBulkAdd(numberOfKeys: number, ...args: (string | number | Buffer)[]): Promise<number>;
+  wpnBulkAdd(numberOfKeys: number, ...args: (string | number | Buffer)[]): Promise<[number, number]>;
 }
 
 /**
@@ -57,12 +62,13 @@ export function createBulkAdder(queue: Queue, redis: Redis): BulkAdder {
   let opts: Promise<Buffer> | undefined;
   return {
     async add(entries, nowMs) {
-      if (entries.length === 0) return;
+      if (entries.length === 0) return 0;
       opts ??= captureAddOptions(queue);
       const args: (string | number | Buffer)[] = [...queueKeys, await opts, jobPrefix, nowMs];
       for (const entry of entries) args.push(entry.name, entry.id, JSON.stringify(entry.data));
-      const added = await command.wpnBulkAdd(queueKeys.length, ...args);
-      if (added !== entries.length) throw new Error(`bulk add answered ${added} for ${entries.length} job(s)`);
+      const [processed, added] = await command.wpnBulkAdd(queueKeys.length, ...args);
+      if (processed !== entries.length) throw new Error(`bulk add answered ${processed} for ${entries.length} job(s)`);
+      return added;
     },
   };
 }

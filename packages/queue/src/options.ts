@@ -30,10 +30,18 @@ export const defaultJobOptions: Record<QueueName, DefaultJobOptions> = {
     removeOnFail: { age: 7 * 24 * 3_600, count: 100_000 },
   },
   [Q.Publish]: {
-    attempts: 10,
-    backoff: { type: "exponential", delay: 2_000, jitter: 0.5 },
+    // Consumed by the merchant's own worker, which fails an attempt while its downstream system (ERP, fulfilment) is
+    // down: the same budget as parse and apply — 20 attempts, the 20th 3–6 days after the first — so an outage of
+    // hours or a weekend is retried through. 10 attempts from 2 s ran out after 8.5–17 min. BullMQ's built-in
+    // type: the consumer's worker knows no strategy of ours (apps/worker/README.md, "Events").
+    attempts: 20,
+    backoff: { type: "exponential", delay: 1_000, jitter: 0.5 },
     removeOnComplete: { age: 3_600, count: 10_000 },
-    removeOnFail: { age: 7 * 24 * 3_600, count: 100_000 },
+    // Never trimmed: no worker of ours sees the consumer's failures, so no dead letter is written, and a failed job is
+    // the only copy of its event (at least once). It stays failed until retried (bull-board, or `retryJobs`), and is
+    // counted by wpn_worker_publish_jobs{state="failed"}. On the job, so it overrides the consumer Worker's own
+    // removeOnFail.
+    removeOnFail: false,
   },
   [Q.Dead]: {
     attempts: 1,

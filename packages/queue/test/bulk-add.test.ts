@@ -111,7 +111,7 @@ describe("createBulkAdder (real Redis)", () => {
     }
   });
 
-  it("adds a batch in one call, keeps each job's name, and leaves a job whose id exists as it is", async () => {
+  it("adds a batch in one call, keeps each job's name, leaves a job whose id exists as it is, and counts only the added", async () => {
     const existing = randomUUID();
     await queue.add("existing-name", { original: true }, { jobId: existing });
     const fresh = Array.from({ length: 200 }, () => randomUUID());
@@ -120,7 +120,9 @@ describe("createBulkAdder (real Redis)", () => {
       id,
       data: payload(id),
     }));
-    await adder.add(entries, Date.now());
+    // The answer is the jobs added: the existing one is not (the worker counts published events by it).
+    expect(await adder.add(entries, Date.now())).toBe(200);
+    expect(await adder.add(entries.slice(99, 102), Date.now())).toBe(0);
     for (const [i, id] of [...fresh.slice(0, 100), existing, ...fresh.slice(100)].entries()) {
       const job = await queue.getJob(id);
       if (id === existing) {

@@ -16,6 +16,20 @@ export const MAX_FEN = 2_147_483_647;
 
 const fen = z.number().int().nonnegative().max(MAX_FEN);
 
+/**
+ * Longest out_trade_no and out_refund_no accepted, characters. WeChat Pay's API reference types out_trade_no
+ * string(32) (6 to 32 characters when the order is created) and out_refund_no string(64). Both are bounded at 64, at
+ * or above WeChat's, so no notification WeChat sends is refused, while what the queue carries stays bounded: the
+ * apply job's `outTradeNo` (@wpn/queue) has this same bound, so a longer value is PAYLOAD_INVALID when the
+ * notification is opened, not a JOB_INVALID dead letter at every apply. WeChat's lower bound is not checked: a short
+ * value refused would only leave a payment WeChat made unapplied.
+ */
+export const MAX_OUT_TRADE_NO_LENGTH = 64;
+export const MAX_OUT_REFUND_NO_LENGTH = 64;
+
+const outTradeNo = z.string().min(1).max(MAX_OUT_TRADE_NO_LENGTH);
+const outRefundNo = z.string().min(1).max(MAX_OUT_REFUND_NO_LENGTH);
+
 const amountSchema = z.looseObject({
   total: fen,
   payer_total: fen.optional(),
@@ -61,7 +75,7 @@ export const TransactionSchema = z
     sub_mchid: z.string().min(1).optional(),
     sp_appid: z.string().min(1).optional(),
     sub_appid: z.string().min(1).optional(),
-    out_trade_no: z.string().min(1),
+    out_trade_no: outTradeNo,
     transaction_id: z.string().min(1),
     /** JSAPI | NATIVE | APP | MICROPAY | MWEB | FACEPAY */
     trade_type: z.string().min(1),
@@ -91,9 +105,9 @@ export const RefundResultSchema = z
     mchid: z.string().min(1).optional(),
     sp_mchid: z.string().min(1).optional(),
     sub_mchid: z.string().min(1).optional(),
-    out_trade_no: z.string().min(1),
+    out_trade_no: outTradeNo,
     transaction_id: z.string().min(1),
-    out_refund_no: z.string().min(1),
+    out_refund_no: outRefundNo,
     refund_id: z.string().min(1),
     /** SUCCESS | CLOSED | ABNORMAL (PROCESSING only appears in query APIs). Authoritative over event_type. */
     refund_status: z.string().min(1),

@@ -6,6 +6,8 @@ import {
   encryptAeadAes256Gcm,
   formatChinaTime,
   KeyStore,
+  MAX_OUT_REFUND_NO_LENGTH,
+  MAX_OUT_TRADE_NO_LENGTH,
   openV3Notification,
   parseV3Envelope,
   RefundResultSchema,
@@ -363,6 +365,11 @@ describe("openV3Notification / decryptResource failures", () => {
     expect(bad({ ...directTransaction, amount: { total: "100", currency: "CNY" } })).toBe("PAYLOAD_INVALID");
     const { out_trade_no: _o, ...noOutTradeNo } = directTransaction;
     expect(bad(noOutTradeNo)).toBe("PAYLOAD_INVALID");
+    // Longer than the apply job carries (MAX_OUT_TRADE_NO_LENGTH): refused here, not a JOB_INVALID dead letter later.
+    expect(bad({ ...directTransaction, out_trade_no: "T".repeat(MAX_OUT_TRADE_NO_LENGTH + 1) })).toBe(
+      "PAYLOAD_INVALID",
+    );
+    expect(bad({ ...directTransaction, out_trade_no: "T".repeat(MAX_OUT_TRADE_NO_LENGTH) })).toBeUndefined();
     const { mchid: _m, ...noMerchant } = directTransaction;
     expect(() => openV3Notification(encrypt(JSON.stringify(noMerchant)), TEST_APIV3_KEY)).toThrow(/needs mchid\+appid/);
     const { sp_appid: _a, ...partnerNoAppid } = partnerTransaction;
@@ -383,6 +390,11 @@ describe("openV3Notification / decryptResource failures", () => {
     expect(codeOf(() => openV3Notification(encryptRefund({ ...refund, amount: { total: 1 } }), TEST_APIV3_KEY))).toBe(
       "PAYLOAD_INVALID",
     );
+    const long = (field: string, length: number) =>
+      codeOf(() => openV3Notification(encryptRefund({ ...refund, [field]: "R".repeat(length) }), TEST_APIV3_KEY));
+    expect(long("out_trade_no", MAX_OUT_TRADE_NO_LENGTH + 1)).toBe("PAYLOAD_INVALID");
+    expect(long("out_refund_no", MAX_OUT_REFUND_NO_LENGTH + 1)).toBe("PAYLOAD_INVALID");
+    expect(long("out_refund_no", MAX_OUT_REFUND_NO_LENGTH)).toBeUndefined();
   });
 
   it.each([

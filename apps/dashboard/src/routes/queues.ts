@@ -131,7 +131,8 @@ const ALLOWED_ACTIONS = new Set([
  * always dead-lettered — a parse or apply job that stalled too often while Redis refused its letter stays there as
  * the only copy of a notification WeChat was told is kept (worker README, DEAD_LETTER_FAILED), and a failed
  * notify.publish job (the merchant's consumer's) never has one. Nothing tells the two apart within BullMQ's atomic
- * clean, so failed jobs leave by retry or by `removeOnFail` (7 days on the stage queues, packages/queue/src/options.ts).
+ * clean, so failed jobs leave by retry, or by `removeOnFail` (7 days on notify.parse and notify.apply; never on
+ * notify.publish, whose failed job is its event's only copy: packages/queue/src/options.ts).
  */
 const REMOVABLE_STATES = new Set(["completed"]);
 
@@ -144,7 +145,7 @@ function refusedAction(request: FastifyRequest): string | undefined {
   const params = request.params as { queueName?: string; jobId?: string; queueStatus?: string };
   if (route === "/api/queues/:queueName/clean/:queueStatus" && !REMOVABLE_STATES.has(params.queueStatus ?? "")) {
     return params.queueStatus === "failed"
-      ? "failed jobs cannot be cleaned: one may have no dead letter and be the only copy of its notification or event; retry it, or BullMQ removes it when its retention ends (removeOnFail, 7 days)"
+      ? "failed jobs cannot be cleaned: one may have no dead letter and be the only copy of its notification or event; retry it (BullMQ removes a failed parse or apply job after 7 days, never a failed publish job)"
       : "only completed jobs can be cleaned";
   }
   return undefined;

@@ -1,6 +1,8 @@
 import type { PaymentFacts, RefundFacts } from "@wpn/db";
 import {
   MAX_FEN,
+  MAX_OUT_REFUND_NO_LENGTH,
+  MAX_OUT_TRADE_NO_LENGTH,
   openV2RefundNotification,
   openV3Notification,
   openWithKeyOrPrevious,
@@ -181,7 +183,7 @@ function openV2Payment(body: string, keys: MerchantKeySet): OpenedNotification {
     eventType: "TRANSACTION.SUCCESS",
     keys: businessKeys,
     payment: {
-      outTradeNo: required(f, "out_trade_no"),
+      outTradeNo: bounded(f, "out_trade_no", MAX_OUT_TRADE_NO_LENGTH),
       transactionId: required(f, "transaction_id"),
       mchid,
       appid: required(f, "appid"),
@@ -242,8 +244,8 @@ function openV2Refund(body: string, keys: MerchantKeySet): OpenedNotification {
     eventType: REFUND_EVENT[status],
     keys: businessKeys,
     refund: {
-      outTradeNo: required(f, "out_trade_no"),
-      outRefundNo: required(f, "out_refund_no"),
+      outTradeNo: bounded(f, "out_trade_no", MAX_OUT_TRADE_NO_LENGTH),
+      outRefundNo: bounded(f, "out_refund_no", MAX_OUT_REFUND_NO_LENGTH),
       refundId: f.refund_id || null,
       transactionId: f.transaction_id || null,
       mchid: keys.mchid,
@@ -273,6 +275,14 @@ export function eventTypeOf(source: NotificationSource): string {
 function required(fields: Record<string, string>, name: string): string {
   const value = fields[name];
   if (value === undefined || value === "") throw WorkerError.of("PAYLOAD_INVALID", `APIv2 field ${name} is missing`);
+  return value;
+}
+
+/** An APIv2 merchant number (out_trade_no, out_refund_no): at most `max` characters, as the APIv3 schemas. */
+function bounded(fields: Record<string, string>, name: string, max: number): string {
+  const value = required(fields, name);
+  if (value.length > max)
+    throw WorkerError.of("PAYLOAD_INVALID", `APIv2 field ${name} is longer than ${max} characters`);
   return value;
 }
 

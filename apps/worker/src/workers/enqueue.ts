@@ -10,7 +10,8 @@ export interface JobToAdd {
   jobId: string;
 }
 
-export type JobEnqueuer = (jobs: readonly JobToAdd[]) => Promise<void>;
+/** Resolves with the number of jobs added: a job whose id exists (a re-run's copy) is left as it is, not counted. */
+export type JobEnqueuer = (jobs: readonly JobToAdd[]) => Promise<number>;
 
 /**
  * Adds jobs to `queue` in one Redis script call per batch (`createBulkAdder`: each job as `queue.add` writes it,
@@ -22,7 +23,7 @@ export function jobEnqueuer(queue: Queue, redis: Redis): JobEnqueuer {
   const adder = createBulkAdder(queue, redis);
   return async (jobs) => {
     try {
-      await adder.add(
+      return await adder.add(
         jobs.map(({ name, data, jobId }) => ({ name, id: jobId, data })),
         Date.now(),
       );

@@ -88,5 +88,7 @@ export class ParseBatcher {
  */
 export function applyEnqueuer(queue: Queue, redis: Redis): (jobs: ApplyJob[]) => Promise<void> {
   const enqueue = jobEnqueuer(queue, redis);
-  return (jobs) => enqueue(jobs.map((job) => ({ name: APPLY_JOB_NAME, data: job, jobId: job.notificationId })));
+  return async (jobs) => {
+    await enqueue(jobs.map((job) => ({ name: APPLY_JOB_NAME, data: job, jobId: job.notificationId })));
+  };
 }

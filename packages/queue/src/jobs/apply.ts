@@ -1,3 +1,4 @@
+import { MAX_OUT_TRADE_NO_LENGTH } from "@wpn/wechatpay";
 import { z } from "zod";
 
 /**
@@ -16,8 +17,11 @@ export const applyJobSchema = z.object({
   kind: z.enum(["payment", "refund"]),
   /** Merchant the notification was addressed to; selects the keys that open the body. */
   mchid: z.string().min(1),
-  /** For log lines before the body is opened; the value applied is the one inside the body. */
-  outTradeNo: z.string().min(1).max(64),
+  /**
+   * For log lines before the body is opened; the value applied is the one inside the body. Bounded as the payload
+   * schemas bound it, so every value the parse stage admits fits here.
+   */
+  outTradeNo: z.string().min(1).max(MAX_OUT_TRADE_NO_LENGTH),
   /** When the ingress accepted the notification, ms since the epoch. */
   receivedAt: z.number().int().nonnegative(),
   /** Raw body, UTF-8, as in the parse job. */
