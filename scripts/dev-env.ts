@@ -1,5 +1,6 @@
 // The development `.env` of `npm start`: written whole on first run, completed when an engineer wrote a `.env`
-// of their own first (another DATABASE_URL, ports) without configuring a merchant, left alone otherwise.
+// of their own first (another DATABASE_URL, ports) without configuring a merchant, left alone otherwise — and never
+// written when the real environment configures the merchant (a server's systemd EnvironmentFile, a container's env).
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
@@ -33,7 +34,15 @@ export interface MergedEnv {
  */
 export function mergeDevelopmentEnv(existing: string | undefined, development: string): MergedEnv | undefined {
   const set = existing === undefined ? {} : parseDotenv(existing);
-  if (MERCHANT_SETTING in set) return undefined;
+  return MERCHANT_SETTING in set ? undefined : withDevelopmentLines(existing, set, development);
+}
+
+/** `mergeDevelopmentEnv` for a file (or none) known to set no merchant; `set` is what it sets. */
+function withDevelopmentLines(
+  existing: string | undefined,
+  set: Record<string, string>,
+  development: string,
+): MergedEnv {
   const lines: string[] = [];
   const added: string[] = [];
   let comments: string[] = [];
@@ -54,22 +63,32 @@ export function mergeDevelopmentEnv(existing: string | undefined, development: s
   return { text: `${before}${before === "" ? "" : "\n\n"}${ADDED_HEADER}\n${lines.join("\n")}\n`, added };
 }
 
+/** What `ensureDevelopmentEnv` did: the names it wrote, or who configures the merchant (then nothing was written). */
+export type DevelopmentEnvOutcome = { added: string[] } | { configuredBy: "environment" | ".env"; mchid: string };
+
 /**
  * Applies `mergeDevelopmentEnv` to `envFile`, calling `development` (which creates keys) only when something is to
- * be written. The file ends with mode 0600 either way it was written (it holds keys and the dashboard login's hash),
- * also when it existed with another mode. Returns the names added; undefined when the file was left alone.
+ * be written. Nothing is written, and no key created, when `WECHATPAY_MCHID` is set — by `environment` (the process's
+ * own, which the apps read over `.env`) or by the file: the merchant is configured, and a development line the
+ * configuration does not set would be read beside it — the simulator's APIv2 key, its certificate as a trusted
+ * signer, an admin login. A value set to empty counts as set, as in the file. The file ends with mode 0600 either way
+ * it was written (it holds keys and the dashboard login's hash), also when it existed with another mode.
  */
 export async function ensureDevelopmentEnv(
   envFile: string,
   development: () => Promise<string>,
-): Promise<string[] | undefined> {
+  environment: NodeJS.ProcessEnv = process.env,
+): Promise<DevelopmentEnvOutcome> {
+  const fromEnvironment = environment[MERCHANT_SETTING];
+  if (fromEnvironment !== undefined) return { configuredBy: "environment", mchid: fromEnvironment };
   const existing = existsSync(envFile) ? readFileSync(envFile, "utf8") : undefined;
-  if (existing !== undefined && MERCHANT_SETTING in parseDotenv(existing)) return undefined;
-  const merged = mergeDevelopmentEnv(existing, await development());
-  if (merged === undefined) return undefined;
+  const set = existing === undefined ? {} : parseDotenv(existing);
+  const fromFile = set[MERCHANT_SETTING];
+  if (fromFile !== undefined) return { configuredBy: ".env", mchid: fromFile };
+  const merged = withDevelopmentLines(existing, set, await development());
   writeFileSync(envFile, merged.text, { mode: 0o600 });
   chmodSync(envFile, 0o600);
-  return merged.added;
+  return { added: merged.added };
 }
 
 /**

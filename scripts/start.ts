@@ -20,14 +20,24 @@ process.chdir(root);
 /**
  * First run, or a `.env` written first with a few overrides but no merchant: WeChat Pay-like keys from the simulator
  * (the same ones `npm run sim -- pay` signs with), a dashboard login and HOST, for the names `.env` does not set.
+ * Nothing when the environment or `.env` configures the merchant.
  */
 async function createDevelopmentEnv(): Promise<void> {
   const envFile = resolve(root, ".env");
   const existed = existsSync(envFile);
   const keysDir = resolve(root, ".dev/keys");
   const password = randomBytes(9).toString("base64url");
-  const added = await ensureDevelopmentEnv(envFile, () => developmentSettings(keysDir, password));
-  if (added === undefined) return;
+  const outcome = await ensureDevelopmentEnv(envFile, () => developmentSettings(keysDir, password));
+  if ("configuredBy" in outcome) {
+    // A `.env` that sets the merchant is the usual case (every start after the first): nothing to say about it.
+    if (outcome.configuredBy === "environment") {
+      console.log(
+        `No development settings written to .env: the environment configures merchant ${MERCHANT_SETTING}=${outcome.mchid} (simulator keys, the admin login and HOST=127.0.0.1 are for a machine without one).`,
+      );
+    }
+    return;
+  }
+  const { added } = outcome;
   console.log(
     existed
       ? `.env set no ${MERCHANT_SETTING}: added development settings for ${added.join(", ")} (keys in ${keysDir}); its own lines are unchanged.`

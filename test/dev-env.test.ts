@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig, parseDotenv } from "@wpn/config";
@@ -68,7 +68,8 @@ describe("ensureDevelopmentEnv", () => {
     const envFile = join(dir, "overrides.env");
     writeFileSync(envFile, overrides);
     chmodSync(envFile, 0o644);
-    const added = await ensureDevelopmentEnv(envFile, () => developmentSettings(join(dir, "keys"), "pw"));
+    const outcome = await ensureDevelopmentEnv(envFile, () => developmentSettings(join(dir, "keys"), "pw"), {});
+    const added = "added" in outcome ? outcome.added : [];
     expect(added).toContain("WECHATPAY_MCHID");
     expect(added).toContain("WECHATPAY_PUBLIC_KEY_PATH");
     expect(added).not.toContain("PORT");
@@ -82,8 +83,8 @@ describe("ensureDevelopmentEnv", () => {
 
   it("writes a new .env with mode 0600", async () => {
     const envFile = join(dir, "new.env");
-    const added = await ensureDevelopmentEnv(envFile, async () => development);
-    expect(added).toHaveLength(4);
+    const outcome = await ensureDevelopmentEnv(envFile, async () => development, {});
+    expect("added" in outcome && outcome.added).toHaveLength(4);
     expect(statSync(envFile).mode & 0o777).toBe(0o600);
   });
 
@@ -92,11 +93,42 @@ describe("ensureDevelopmentEnv", () => {
     const mine = "WECHATPAY_MCHID=1230000109\nPORT=3310\n";
     writeFileSync(envFile, mine);
     chmodSync(envFile, 0o644);
-    const added = await ensureDevelopmentEnv(envFile, () => {
-      throw new Error("development settings created for a configured merchant");
-    });
-    expect(added).toBeUndefined();
+    const outcome = await ensureDevelopmentEnv(
+      envFile,
+      () => {
+        throw new Error("development settings created for a configured merchant");
+      },
+      {},
+    );
+    expect(outcome).toEqual({ configuredBy: ".env", mchid: "1230000109" });
     expect(readFileSync(envFile, "utf8")).toBe(mine);
     expect(statSync(envFile).mode & 0o777).toBe(0o644);
+  });
+
+  // A merchant configured by the real environment (systemd's EnvironmentFile, a container's env) with no .env: the
+  // development .env used to be written anyway — the simulator's APIv2 key and certificate became the real
+  // merchant's (an APIv2 payment signed with the simulator's key applied to a real order), with an admin login.
+  it("writes nothing, and creates no keys, when the environment sets WECHATPAY_MCHID", async () => {
+    const refuse = () => {
+      throw new Error("development settings created for a merchant the environment configures");
+    };
+    const absent = join(dir, "absent.env");
+    expect(await ensureDevelopmentEnv(absent, refuse, { WECHATPAY_MCHID: "1230000109" })).toEqual({
+      configuredBy: "environment",
+      mchid: "1230000109",
+    });
+    expect(existsSync(absent)).toBe(false);
+
+    const partial = join(dir, "partial.env");
+    writeFileSync(partial, overrides);
+    const outcome = await ensureDevelopmentEnv(partial, refuse, { WECHATPAY_MCHID: "1230000109" });
+    expect(outcome).toEqual({ configuredBy: "environment", mchid: "1230000109" });
+    expect(readFileSync(partial, "utf8")).toBe(overrides);
+  });
+
+  it("still writes the development .env when neither the environment nor .env sets WECHATPAY_MCHID", async () => {
+    const envFile = join(dir, "fresh.env");
+    const outcome = await ensureDevelopmentEnv(envFile, async () => development, { PATH: "/usr/bin", HOME: "/root" });
+    expect(outcome).toEqual({ added: ["WECHATPAY_MCHID", "WECHATPAY_APIV3_KEY", "DASHBOARD_USERS", "HOST"] });
   });
 });
