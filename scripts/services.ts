@@ -4,22 +4,57 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync } from "node:fs";
 import { connect } from "node:net";
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 
-export interface Endpoint {
+/** A TCP host and port. */
+export interface TcpEndpoint {
+  kind: "tcp";
   host: string;
   port: number;
 }
 
-export function endpointOf(url: string, defaultPort: number): Endpoint {
+/** Where a service answers: TCP, or a Unix-domain socket (PostgreSQL's `?host=/var/run/postgresql`). */
+export type Endpoint = TcpEndpoint | { kind: "socket"; path: string };
+
+/** URL keeps an IPv6 literal's brackets (`[::1]`), which connect() does not take. */
+const withoutBrackets = (hostname: string) => hostname.replace(/^\[(.*)\]$/, "$1");
+
+/** A TCP URL's endpoint (REDIS_URL's). No host: 127.0.0.1. */
+export function endpointOf(url: string, defaultPort: number): TcpEndpoint {
   const parsed = new URL(url);
-  return { host: parsed.hostname || "127.0.0.1", port: Number(parsed.port || defaultPort) };
+  return {
+    kind: "tcp",
+    host: withoutBrackets(parsed.hostname) || "127.0.0.1",
+    port: Number(parsed.port || defaultPort),
+  };
 }
 
-/** True when something accepts TCP connections at the endpoint within `timeoutMs`. */
-export function answers({ host, port }: Endpoint, timeoutMs = 1_000): Promise<boolean> {
+/**
+ * DATABASE_URL's endpoint, read as pg reads it: `?host=` and `?port=` win over the URL's own; a host that is a
+ * directory (`?host=/var/run/postgresql`, or percent-encoded as the URL's host) means the socket
+ * `<dir>/.s.PGSQL.<port>`. No host: 127.0.0.1.
+ */
+export function postgresEndpointOf(url: string): Endpoint {
+  const parsed = new URL(url);
+  const host = parsed.searchParams.get("host") || decodeURIComponent(withoutBrackets(parsed.hostname));
+  const port = Number(parsed.searchParams.get("port") || parsed.port || 5432);
+  if (host.startsWith("/")) return { kind: "socket", path: join(host, `.s.PGSQL.${port}`) };
+  return { kind: "tcp", host: host || "127.0.0.1", port };
+}
+
+/** The endpoint as messages name it (an IPv6 literal in brackets again, as in a URL). */
+function describeEndpoint(endpoint: Endpoint): string {
+  if (endpoint.kind === "socket") return `socket ${endpoint.path}`;
+  return `${endpoint.host.includes(":") ? `[${endpoint.host}]` : endpoint.host}:${endpoint.port}`;
+}
+
+/** True when something accepts connections at the endpoint within `timeoutMs`. */
+export function answers(endpoint: Endpoint, timeoutMs = 1_000): Promise<boolean> {
   return new Promise((done) => {
-    const socket = connect({ host, port });
+    const socket =
+      endpoint.kind === "socket"
+        ? connect({ path: endpoint.path })
+        : connect({ host: endpoint.host, port: endpoint.port });
     const finish = (ok: boolean) => {
       socket.destroy();
       done(ok);
@@ -40,7 +75,13 @@ async function waitFor(endpoint: Endpoint, seconds: number): Promise<boolean> {
 
 const has = (command: string) => spawnSync("sh", ["-c", `command -v ${command}`], { stdio: "ignore" }).status === 0;
 const dockerEngineRuns = () => has("docker") && spawnSync("docker", ["info"], { stdio: "ignore" }).status === 0;
-const isLocal = ({ host }: Endpoint) => ["127.0.0.1", "localhost", "::1"].includes(host);
+/**
+ * A TCP endpoint on this machine: one `npm start` may start a server for. Never a socket: the server behind a socket
+ * directory is the system's own (or another tool's), and starting Compose's instead would rewrite DATABASE_URL.
+ */
+export function isLocal(endpoint: Endpoint): endpoint is TcpEndpoint {
+  return endpoint.kind === "tcp" && ["127.0.0.1", "localhost", "::1"].includes(endpoint.host);
+}
 
 /**
  * `--wait` returns once the service's healthcheck passes: a port published by Docker accepts connections before
@@ -66,7 +107,7 @@ export function withComposePassword(url: string): string {
   return parsed.toString();
 }
 
-function startLocalRedis({ port }: Endpoint, repoRoot: string): boolean {
+function startLocalRedis({ port }: TcpEndpoint, repoRoot: string): boolean {
   if (!has("redis-server")) return false;
   const dir = resolve(repoRoot, ".dev/redis");
   mkdirSync(dir, { recursive: true });
@@ -100,14 +141,14 @@ export async function ensureServices(
   redisUrl: string,
   repoRoot: string,
 ): Promise<ServicesOutcome> {
-  const postgres = endpointOf(databaseUrl, 5432);
+  const postgres = postgresEndpointOf(databaseUrl);
   const redis = endpointOf(redisUrl, 6379);
   const problems: string[] = [];
   const docker = dockerEngineRuns();
   let url = databaseUrl;
 
   if (!(await answers(postgres))) {
-    const where = `${postgres.host}:${postgres.port}`;
+    const where = describeEndpoint(postgres);
     if (!isLocal(postgres)) problems.push(`PostgreSQL at ${where} does not answer; start it or fix DATABASE_URL.`);
     else {
       console.log(`PostgreSQL does not answer at ${where}; starting it ${docker ? "with Docker Compose" : "locally"}…`);
@@ -121,7 +162,7 @@ export async function ensureServices(
     }
   }
   if (!(await answers(redis))) {
-    const where = `${redis.host}:${redis.port}`;
+    const where = describeEndpoint(redis);
     if (!isLocal(redis)) problems.push(`Redis at ${where} does not answer; start it or fix REDIS_URL.`);
     else {
       console.log(`Redis does not answer at ${where}; starting it ${docker ? "with Docker Compose" : "locally"}…`);
