@@ -2,7 +2,8 @@
 // dashboard — against local defaults. Steps: make sure PostgreSQL and Redis answer (starting them if it can),
 // create development keys and a `.env` on first run (or complete a `.env` that configures no merchant), create the
 // database and apply migrations, then run the three apps as child processes. One Ctrl-C stops all of them
-// cleanly; if one dies, the others are stopped.
+// cleanly (exit status 0 only if each stopped cleanly); if one dies, the others are stopped; if this process is
+// killed, they stop by themselves.
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
@@ -13,6 +14,7 @@ import { ensureDatabase, migrate } from "@wpn/db";
 import { failureReport } from "./database-errors.ts";
 import { developmentSettings, ensureDevelopmentEnv, MERCHANT_SETTING } from "./dev-env.ts";
 import { ensureServices } from "./services.ts";
+import { forceKillAfterMs, stoppedCleanly } from "./stopping.ts";
 
 const root = resolve(import.meta.dirname, "..");
 process.chdir(root);
@@ -70,11 +72,15 @@ function keepDatabaseUrl(url: string): void {
   decided.DATABASE_URL = url;
 }
 
+/**
+ * Starts an app. The IPC channel carries nothing: it closes when this process dies, however it dies, and the app then
+ * stops as on SIGTERM (stopWhenParentExits) instead of running on under init with its port.
+ */
 function run(name: string, script: string, extraEnv: Record<string, string> = {}): ChildProcess {
   const child = spawn(process.execPath, ["--import", "tsx", script], {
     cwd: root,
     env: { ...process.env, ...decided, ...extraEnv },
-    stdio: ["ignore", "inherit", "inherit"],
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
   child.once("exit", (code, signal) => onChildExit(name, code, signal));
   return child;
@@ -82,28 +88,37 @@ function run(name: string, script: string, extraEnv: Record<string, string> = {}
 
 const children = new Map<string, ChildProcess>();
 let stopping = false;
+/** This process's exit status once every child has exited: 1 when a child died or failed to stop cleanly. */
+let exitStatus = 0;
+/** SIGKILL for the children still running this long after SIGTERM, ms; set with the configuration, before any child starts. */
+let forceKillMs = 0;
 
 function stopAll(exitCode: number): void {
+  exitStatus = Math.max(exitStatus, exitCode);
   if (stopping) return;
   stopping = true;
   for (const child of children.values()) child.kill("SIGTERM");
-  // Workers finish in-flight jobs within WORKER_SHUTDOWN_TIMEOUT_MS; past a hard bound, force.
   const force = setTimeout(() => {
     for (const child of children.values()) child.kill("SIGKILL");
-  }, 30_000);
+  }, forceKillMs);
   force.unref();
   const wait = setInterval(() => {
     if ([...children.values()].every((c) => c.exitCode !== null || c.signalCode !== null)) {
       clearInterval(wait);
-      process.exit(exitCode);
+      process.exit(exitStatus);
     }
   }, 100);
 }
 
 function onChildExit(name: string, code: number | null, signal: NodeJS.Signals | null): void {
-  if (stopping) return;
-  console.error(`${name} exited (${signal ?? `code ${code}`}); stopping the others.`);
-  stopAll(1);
+  const how = signal ?? `code ${code}`;
+  if (!stopping) {
+    console.error(`${name} exited (${how}); stopping the others.`);
+    stopAll(1);
+  } else if (!stoppedCleanly(code, signal)) {
+    console.error(`${name} did not stop cleanly (${how}).`);
+    exitStatus = 1;
+  }
 }
 
 async function main(): Promise<void> {
@@ -122,6 +137,7 @@ async function main(): Promise<void> {
   // verifiesApiV3Signatures: the ingress it starts would refuse the configuration otherwise, after the others started.
   const config = loadConfig({ ...readEnvironment(root), ...decided }, { verifiesApiV3Signatures: true });
   databaseUrlInUse = config.DATABASE_URL;
+  forceKillMs = forceKillAfterMs(config.WORKER_SHUTDOWN_TIMEOUT_MS);
   if (await ensureDatabase(config.DATABASE_URL)) console.log("Created the database.");
   const { applied } = await migrate(config.DATABASE_URL);
   console.log(applied.length ? `Applied migrations: ${applied.join(", ")}` : "Database schema is up to date.");

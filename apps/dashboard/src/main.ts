@@ -1,6 +1,6 @@
 // Dashboard entry point: configuration, PostgreSQL, an admin Redis connection, listen; graceful shutdown on
 // SIGTERM/SIGINT (stop accepting, finish in-flight requests, close pools).
-import { ConfigError, loadConfigOrExit } from "@wpn/config";
+import { ConfigError, loadConfigOrExit, stopWhenParentExits } from "@wpn/config";
 import { createDb, verifyMigrationsOrExit } from "@wpn/db";
 import { createRedisConnection } from "@wpn/queue";
 import { pino } from "pino";
@@ -27,6 +27,7 @@ const logger = pino({
     censor: "[redacted]",
   },
 });
+stopWhenParentExits(logger);
 
 // Every business page reads tables of the committed migrations.
 await verifyMigrationsOrExit(config.DATABASE_URL, logger, { connectTimeoutMs: config.PG_CONNECT_TIMEOUT_MS });

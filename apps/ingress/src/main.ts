@@ -1,4 +1,4 @@
-import { loadConfigOrExit, readEnvironment } from "@wpn/config";
+import { loadConfigOrExit, readEnvironment, stopWhenParentExits } from "@wpn/config";
 import { createDb, verifyMigrationsOrExit } from "@wpn/db";
 import { createRedisConnection } from "@wpn/queue";
 import { buildApp } from "./app.ts";
@@ -16,6 +16,7 @@ const SHUTDOWN_DEADLINE_MS = 10_000;
 // The one process that verifies APIv3 signatures: it needs a key, certificates or certificate download.
 const config = loadConfigOrExit(readEnvironment(), { verifiesApiV3Signatures: true });
 const logger = createLogger(config.LOG_LEVEL);
+stopWhenParentExits(logger);
 
 const metrics = createMetrics();
 let defaultMerchant: MerchantKeys;

@@ -1,6 +1,6 @@
 // Entry point of one worker process: `tsx apps/worker/src/main.ts`. The root start script runs it
 // WORKER_PROCESSES times with WORKER_INDEX=0..n-1 (each then serves health on WORKER_HEALTH_PORT + index).
-import { loadConfigOrExit, readEnvironment } from "@wpn/config";
+import { loadConfigOrExit, readEnvironment, stopWhenParentExits } from "@wpn/config";
 import { waitForMigrationsOrExit } from "@wpn/db";
 import { oneLine } from "./errors.ts";
 import { startHealthServer } from "./health.ts";
@@ -15,6 +15,7 @@ if (problem !== null) {
   process.exit(78);
 }
 const log = createLogger(config.LOG_LEVEL, { workerIndex: config.WORKER_INDEX });
+stopWhenParentExits(log);
 
 process.on("unhandledRejection", (reason) => {
   log.fatal({ code: "UNHANDLED_REJECTION", err: oneLine(reason) }, "unhandled rejection");

@@ -1,0 +1,30 @@
+// How `npm start` judges its apps' shutdown: how long it lets them take before it kills them, and whether each stopped
+// cleanly (its own exit status says whether `npm start` did).
+
+/** The ingress's and the dashboard's own shutdown deadlines (SHUTDOWN_DEADLINE_MS, SHUTDOWN_TIMEOUT_MS in their main.ts), ms. */
+const APP_SHUTDOWN_DEADLINE_MS = 10_000;
+/**
+ * A worker's closing after its jobs' grace (WORKER_SHUTDOWN_TIMEOUT_MS): four steps (queues, Redis, PostgreSQL, the
+ * health server) of at most CLOSE_STEP_MS (1 s, apps/worker/src/worker.ts) each, ms.
+ */
+const WORKER_CLOSING_MS = 4 * 1_000;
+/** Beyond the longest bound: a loaded machine, log lines still being written, ms. */
+const KILL_MARGIN_MS = 15_000;
+
+/**
+ * When `npm start` kills (SIGKILL) the apps still running after it asked them to stop, ms after asking: past the
+ * longest shutdown their own bounds allow — a worker's WORKER_SHUTDOWN_TIMEOUT_MS (up to 120 s) and closing — plus a
+ * margin. A fixed 30 s killed a worker still within a longer configured grace, jobs and all.
+ */
+export function forceKillAfterMs(workerShutdownTimeoutMs: number): number {
+  return Math.max(APP_SHUTDOWN_DEADLINE_MS, workerShutdownTimeoutMs + WORKER_CLOSING_MS) + KILL_MARGIN_MS;
+}
+
+/**
+ * Whether an app that exited while `npm start` was stopping them stopped cleanly: status 0, or ended by the SIGTERM
+ * or SIGINT it was sent before it installed its handler (still starting: nothing to finish). A non-zero status (a
+ * shutdown that failed or passed its deadline) or SIGKILL (killed at `forceKillAfterMs`) is a failed stop.
+ */
+export function stoppedCleanly(code: number | null, signal: NodeJS.Signals | null): boolean {
+  return code === 0 || signal === "SIGTERM" || signal === "SIGINT";
+}
