@@ -5,6 +5,7 @@ export { ensureDatabase, type MigrateResult, migrate } from "./migrate.ts";
 export {
   MIGRATIONS_DIR,
   type MigrationFile,
+  MigrationFilesError,
   type MigrationPlan,
   planMigration,
   readMigrations,

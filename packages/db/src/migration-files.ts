@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -21,13 +21,58 @@ export interface MigrationFile {
 
 const sha256 = (text: Buffer | string) => createHash("sha256").update(text).digest("hex");
 
+/**
+ * The migration files on this machine cannot be read: no database verdict can be given, and no wait fixes it (a
+ * person must). `path` is the file or folder at fault.
+ * - MIGRATION_FILE_MISSING: a migration folder without its migration.sql — left by a branch switch (git leaves a
+ *   folder holding an ignored or untracked file) or an aborted `prisma migrate dev --create-only`. As
+ *   `prisma migrate deploy` (P3015), nothing is applied or checked until the file is restored or the folder deleted:
+ *   the folder may be a migration this checkout should have.
+ * - MIGRATIONS_UNREADABLE: any other failure to read the folder or a file (permissions, a missing folder).
+ */
+export class MigrationFilesError extends Error {
+  constructor(
+    readonly code: "MIGRATION_FILE_MISSING" | "MIGRATIONS_UNREADABLE",
+    readonly path: string,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = "MigrationFilesError";
+  }
+}
+
+/** Reads `path`, or throws MigrationFilesError naming it. */
+function readOrThrow<T>(path: string, read: () => T): T {
+  try {
+    return read();
+  } catch (error) {
+    throw new MigrationFilesError(
+      "MIGRATIONS_UNREADABLE",
+      path,
+      `cannot read the migrations at ${path}: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+}
+
+/** Every migration of `dir`, in name order. Throws MigrationFilesError when one cannot be read. */
 export function readMigrations(dir: string = MIGRATIONS_DIR): MigrationFile[] {
-  return readdirSync(dir, { withFileTypes: true })
+  return readOrThrow(dir, () => readdirSync(dir, { withFileTypes: true }))
     .filter((entry) => entry.isDirectory())
     .map((entry) => entry.name)
     .sort()
     .map((name) => {
-      const bytes = readFileSync(join(dir, name, "migration.sql"));
+      const folder = join(dir, name);
+      const file = join(folder, "migration.sql");
+      if (!existsSync(file)) {
+        throw new MigrationFilesError(
+          "MIGRATION_FILE_MISSING",
+          file,
+          `migration folder ${folder} has no migration.sql (left by a branch switch or an aborted \`prisma migrate dev --create-only\`?): restore its migration.sql or delete the folder; until then no migration is applied or checked (as \`prisma migrate deploy\`, P3015)`,
+        );
+      }
+      const bytes = readOrThrow(file, () => readFileSync(file));
       const sql = bytes.toString("utf8");
       const lf = sql.replace(/\r\n/g, "\n");
       const checksum = sha256(bytes);

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { parseDatabaseUrl, quoteIdent } from "./database-url.ts";
-import { MIGRATIONS_DIR, type MigrationFile, readMigrations } from "./migration-files.ts";
+import { MIGRATIONS_DIR, type MigrationFile, MigrationFilesError, readMigrations } from "./migration-files.ts";
 
 /** A row of `_prisma_migrations`, the columns that say whether and how a migration was applied. */
 export interface RecordedMigration {
@@ -107,8 +107,9 @@ export interface VerifyMigrationsOptions {
 
 /**
  * For an app at start: resolves when every committed migration is applied, unmodified, and none failed; throws
- * MigrationStateError naming the migrations otherwise. Reads only (creates nothing). Other errors (the database
- * cannot be reached) are thrown as they come: the check could not be made.
+ * MigrationStateError naming the migrations otherwise, MigrationFilesError (before connecting) when this machine's
+ * migration files cannot be read. Reads only (creates nothing). Other errors (the database cannot be reached) are
+ * thrown as they come: the check could not be made.
  */
 export async function verifyMigrations(url: string, options: VerifyMigrationsOptions = {}): Promise<void> {
   const target = parseDatabaseUrl(url);
@@ -144,6 +145,8 @@ export interface StartupLogger {
  * failing, where a process that started anyway answered ready and failed every request. A database that cannot be
  * reached cannot be checked: logged as MIGRATIONS_UNCHECKED and the app starts as before (its readiness reports
  * PostgreSQL; the ingress needs none to take notifications). The worker waits instead: `waitForMigrationsOrExit`.
+ * Migration files that cannot be read (a folder without migration.sql: MigrationFilesError) stop the process too,
+ * logged with their code and path, exit 78: no database can be checked against them, and no wait fixes them.
  */
 export async function verifyMigrationsOrExit(
   url: string,
@@ -154,6 +157,7 @@ export async function verifyMigrationsOrExit(
     await verifyMigrations(url, options);
   } catch (error) {
     if (error instanceof MigrationStateError) exitNotMigrated(error, log);
+    if (error instanceof MigrationFilesError) exitFilesUnreadable(error, log);
     if (checkFailure(error) === "unusable") exitUnusable(error, log);
     log.warn(
       { code: "MIGRATIONS_UNCHECKED", err: error instanceof Error ? error.message : String(error) },
@@ -175,9 +179,9 @@ const WAIT_INITIAL_DELAY_MS = 1_000;
 const WAIT_MAX_DELAY_MS = 15_000;
 
 /**
- * The worker's start-up check: as `verifyMigrationsOrExit` (DB_NOT_MIGRATED → exit 78), but a database that cannot
- * be reached is checked again — logged as MIGRATIONS_UNCHECKED at warn each time, with the wait before the next
- * check — until it answers. A worker that started anyway would take jobs that all fail (each using an attempt) and
+ * The worker's start-up check: as `verifyMigrationsOrExit` (DB_NOT_MIGRATED, unreadable migration files → exit 78),
+ * but a database that cannot be reached is checked again — logged as MIGRATIONS_UNCHECKED at warn each time, with the
+ * wait before the next check — until it answers. A worker that started anyway would take jobs that all fail (each using an attempt) and
  * would never check the migrations of the database that comes back. Resolves true once the migrations are checked,
  * false when `signal` aborts the wait (a check in flight is abandoned, not awaited).
  */
@@ -201,6 +205,7 @@ export async function waitForMigrationsOrExit(
       return true;
     } catch (error) {
       if (error instanceof MigrationStateError) exitNotMigrated(error, log);
+      if (error instanceof MigrationFilesError) exitFilesUnreadable(error, log);
       const failure = checkFailure(error);
       if (failure === "unusable") exitUnusable(error, log);
       if (failure === "unreadable") {
@@ -259,5 +264,11 @@ function exitUnusable(error: unknown, log: StartupLogger): never {
 function exitNotMigrated(error: MigrationStateError, log: StartupLogger): never {
   const { pending, failed, modified } = error.state;
   log.fatal({ code: error.code, schema: error.schema, pending, failed, modified }, error.message);
+  process.exit(78);
+}
+
+/** The migration files themselves are at fault: a person must fix this machine's checkout, waiting would not. */
+function exitFilesUnreadable(error: MigrationFilesError, log: StartupLogger): never {
+  log.fatal({ code: error.code, path: error.path }, error.message);
   process.exit(78);
 }

@@ -1,17 +1,21 @@
-import { cpSync, mkdtempSync, rmSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   checkFailure,
   createDb,
   MIGRATIONS_DIR,
+  MigrationFilesError,
   MigrationStateError,
   migrate,
   readMigrations,
+  type StartupLogger,
   verifyMigrations,
+  verifyMigrationsOrExit,
+  waitForMigrationsOrExit,
 } from "@wpn/db";
 import { TEST_DATABASE_BASE_URL } from "@wpn/testing";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { freshSchemas } from "./support/fresh-schemas.ts";
 
 const freshUrl = freshSchemas("mst");
@@ -134,6 +138,99 @@ describe("checkFailure (why a start-up check could not be made)", () => {
       expect(await failureOf(asRole.toString())).toBe("unreadable");
     } finally {
       await sql(TEST_DATABASE_BASE_URL, `DROP ROLE ${role}`);
+    }
+  });
+});
+
+describe("a migration folder without migration.sql (a branch switch, an aborted `migrate dev --create-only`)", () => {
+  /** The committed migrations plus an empty folder after them. */
+  function withHalfCreated(): { dir: string; folder: string } {
+    const dir = mkdtempSync(join(tmpdir(), "wpn-half-created-"));
+    cpSync(MIGRATIONS_DIR, dir, { recursive: true });
+    const folder = join(dir, "29991231000000_half_created");
+    mkdirSync(folder);
+    return { dir, folder };
+  }
+  class Exited extends Error {
+    constructor(readonly code: unknown) {
+      super(`process.exit(${String(code)})`);
+    }
+  }
+  /** What the start-up check logged, and how it ended: exit status (process.exit stubbed), or its answer. */
+  async function startUpCheck(check: (log: StartupLogger) => Promise<unknown>) {
+    const logged: { level: string; fields: Record<string, unknown>; message: string }[] = [];
+    const log: StartupLogger = {
+      fatal: (fields, message) => logged.push({ level: "fatal", fields: fields as Record<string, unknown>, message }),
+      warn: (fields, message) => logged.push({ level: "warn", fields: fields as Record<string, unknown>, message }),
+    };
+    const exit = vi.spyOn(process, "exit").mockImplementation((code) => {
+      throw new Exited(code);
+    });
+    try {
+      const ended = await check(log).then(
+        (answer) => ({ answer }),
+        (error: unknown) => (error instanceof Exited ? { exit: error.code } : Promise.reject(error)),
+      );
+      return { ...ended, logged };
+    } finally {
+      exit.mockRestore();
+    }
+  }
+
+  it("verifyMigrations says which folder and what to do, as Prisma's P3015 does", async () => {
+    const { dir, folder } = withHalfCreated();
+    try {
+      const error = await verifyMigrations(freshUrl(), { dir }).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(MigrationFilesError);
+      expect((error as MigrationFilesError).code).toBe("MIGRATION_FILE_MISSING");
+      expect((error as MigrationFilesError).path).toBe(join(folder, "migration.sql"));
+      expect((error as Error).message).toContain(`migration folder ${folder} has no migration.sql`);
+      expect((error as Error).message).toContain("restore its migration.sql or delete the folder");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("the worker's check stops the process (exit 78) instead of waiting for PostgreSQL for ever", async () => {
+    const { dir, folder } = withHalfCreated();
+    const url = freshUrl();
+    await migrate(url);
+    // Bounded here: before, the wait went on (MIGRATIONS_UNCHECKED, "waiting for PostgreSQL") until aborted.
+    const signal = AbortSignal.timeout(3_000);
+    try {
+      const ended = await startUpCheck((log) => waitForMigrationsOrExit(url, log, { dir, signal, initialDelayMs: 50 }));
+      expect(ended.logged.map((l) => [l.level, l.fields.code])).toEqual([["fatal", "MIGRATION_FILE_MISSING"]]);
+      expect(ended.logged[0]?.fields.path).toBe(join(folder, "migration.sql"));
+      expect(ended).toMatchObject({ exit: 78 });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("the ingress's and dashboard's check stops the process (exit 78) instead of starting unchecked", async () => {
+    const { dir } = withHalfCreated();
+    const url = freshUrl();
+    await migrate(url);
+    try {
+      const ended = await startUpCheck((log) => verifyMigrationsOrExit(url, log, { dir }));
+      expect(ended.logged.map((l) => [l.level, l.fields.code])).toEqual([["fatal", "MIGRATION_FILE_MISSING"]]);
+      expect(ended).toMatchObject({ exit: 78 });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("migrate refuses before applying anything, naming the folder", async () => {
+    const { dir, folder } = withHalfCreated();
+    const url = freshUrl();
+    try {
+      await expect(migrate(url, dir)).rejects.toThrow(`migration folder ${folder} has no migration.sql`);
+      await expect(stateError(url)).resolves.toMatchObject({ state: { applied: [], pending: committed } });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
