@@ -90,36 +90,65 @@ export interface MigrateResult {
 export async function migrate(url: string, dir: string = MIGRATIONS_DIR): Promise<MigrateResult> {
   const target = parseDatabaseUrl(url);
   const client = new pg.Client({ connectionString: target.connectionString });
+  // pg reports a lost connection twice: the statement in flight (and every later one) fails, which is what migrate()
+  // throws, and the client emits 'error', which would end the whole process were nobody listening. Nothing to add.
+  client.on("error", () => undefined);
   await client.connect();
   try {
     // The lock is taken before anything else: even CREATE SCHEMA IF NOT EXISTS races between sessions.
     await acquireMigrationLock(client);
+    const unlock = () => client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK_KEY]);
+    let result: MigrateResult;
     try {
-      await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(target.schema)}`);
-      await client.query(`SET search_path TO ${quoteIdent(target.schema)}`);
-      await client.query(MIGRATIONS_TABLE);
-      const files = readMigrations(dir);
-      const state = compareMigrations(files, await readRecordedMigrations(client, target.schema));
-      // As Prisma (P3009): a failed migration anywhere in the history stops everything, before anything runs.
-      if (state.failed.length > 0) {
-        throw new Error(`migration ${state.failed.join(", ")} failed earlier and needs manual resolution`);
-      }
-      const [modified] = state.modified;
-      if (modified !== undefined) {
-        throw new Error(`migration ${modified} was modified after it was applied (checksum mismatch)`);
-      }
-      // Every pending file's plan first: a malformed one stops the run before anything is applied.
-      const pending = files
-        .filter((file) => state.pending.includes(file.name))
-        .map((file) => ({ file, plan: planMigration(file) }));
-      for (const { file, plan } of pending) await applyOne(client, target.schema, file, plan);
-      return { applied: pending.map(({ file }) => file.name), alreadyApplied: state.applied };
-    } finally {
-      await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK_KEY]);
+      result = await applyPending(client, target.schema, dir);
+    } catch (error) {
+      return await cleanUpAfter(error, "releasing the migration lock", unlock);
     }
+    await unlock();
+    return result;
   } finally {
     await client.end();
   }
+}
+
+/** `migrate` once the lock is held. */
+async function applyPending(client: pg.Client, schema: string, dir: string): Promise<MigrateResult> {
+  await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
+  await client.query(`SET search_path TO ${quoteIdent(schema)}`);
+  await client.query(MIGRATIONS_TABLE);
+  const files = readMigrations(dir);
+  const state = compareMigrations(files, await readRecordedMigrations(client, schema));
+  // As Prisma (P3009): a failed migration anywhere in the history stops everything, before anything runs.
+  if (state.failed.length > 0) {
+    throw new Error(`migration ${state.failed.join(", ")} failed earlier and needs manual resolution`);
+  }
+  const [modified] = state.modified;
+  if (modified !== undefined) {
+    throw new Error(`migration ${modified} was modified after it was applied (checksum mismatch)`);
+  }
+  // Every pending file's plan first: a malformed one stops the run before anything is applied.
+  const pending = files
+    .filter((file) => state.pending.includes(file.name))
+    .map((file) => ({ file, plan: planMigration(file) }));
+  for (const { file, plan } of pending) await applyOne(client, schema, file, plan);
+  return { applied: pending.map(({ file }) => file.name), alreadyApplied: state.applied };
+}
+
+/**
+ * Runs a cleanup step (ROLLBACK, releasing the lock) after `failure`, then throws `failure`. When the connection was
+ * lost the step fails too ("Client … is not queryable"): that second error must not replace the first, which names
+ * the migration and PostgreSQL's reason, so it is added to the first's message — what db:migrate and npm start print
+ * — as "(then <step> failed too: …)". (PostgreSQL itself rolls back and releases the lock of a session it lost.)
+ */
+async function cleanUpAfter(failure: unknown, step: string, run: () => Promise<unknown>): Promise<never> {
+  try {
+    await run();
+  } catch (cleanup) {
+    const context = ` (then ${step} failed too: ${cleanup instanceof Error ? cleanup.message : String(cleanup)})`;
+    if (!(failure instanceof Error)) throw new Error(`${String(failure)}${context}`, { cause: failure });
+    failure.message += context;
+  }
+  throw failure;
 }
 
 /**
@@ -147,13 +176,15 @@ async function applyOne(client: pg.Client, schema: string, migration: MigrationF
     await record(client, migration);
     await client.query("COMMIT");
   } catch (error) {
-    await client.query("ROLLBACK");
     // 25001 active_sql_transaction: e.g. CREATE INDEX CONCURRENTLY beside other statements.
     const hint =
       (error as { code?: string }).code === "25001"
         ? " (only a migration whose one statement is CREATE INDEX CONCURRENTLY runs outside a transaction)"
         : "";
-    throw new Error(`migration ${migration.name} failed: ${(error as Error).message}${hint}`, { cause: error });
+    const failure = new Error(`migration ${migration.name} failed: ${(error as Error).message}${hint}`, {
+      cause: error,
+    });
+    await cleanUpAfter(failure, "ROLLBACK", () => client.query("ROLLBACK"));
   }
 }
 

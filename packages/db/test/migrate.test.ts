@@ -170,6 +170,31 @@ describe("migrate", () => {
       await db.close();
     }
   });
+
+  // The connection lost mid-migration (PostgreSQL restarted, a proxy or an administrator ending the backend): the
+  // ROLLBACK and the lock's release then fail too, and their "Client was closed" used to be the error thrown, hiding
+  // which migration failed and why.
+  it("a connection lost mid-migration: the error names the migration and PostgreSQL's reason, the cleanup's failure added", async () => {
+    const url = freshUrl();
+    const dir = migrationsDir({
+      "001_a": `CREATE TABLE "Kept" (id int);`,
+      "002_lost": `CREATE TABLE "Lost" (id int); SELECT pg_terminate_backend(pg_backend_pid());`,
+    });
+    const error = await migrate(url, dir).then(
+      () => null,
+      (e: unknown) => e as Error,
+    );
+    expect(error?.message).toMatch(/^migration 002_lost failed: terminating connection due to administrator command/);
+    expect(error?.message).toMatch(/\(then ROLLBACK failed too: .+\)/);
+    expect((error?.cause as { code?: string } | undefined)?.code).toBe("57P01");
+    expect(await recorded(url)).toEqual(["001_a"]);
+    // Nothing of the lost transaction stayed, and the lock went with the session: a new run applies it.
+    const again = await migrate(
+      url,
+      migrationsDir({ "001_a": `CREATE TABLE "Kept" (id int);`, "002_lost": "SELECT 1;" }),
+    );
+    expect(again.applied).toEqual(["002_lost"]);
+  });
 });
 
 /** Each of a migration's indexes in `schema`: name → valid (PostgreSQL's indisvalid). */
