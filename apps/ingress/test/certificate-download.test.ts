@@ -210,6 +210,28 @@ describe("platform certificates downloaded by the ingress (WECHATPAY_MERCHANT_SE
     expect((await post(ingress.app, "/notify/v3", signedBy(certA))).statusCode).toBe(204);
   });
 
+  it("an APIv3 key rotation in the README's order: restarted with the new key and the old as previous, before WeChat switches", async () => {
+    const newKey = "NewApiV3Key0123456789abcdefABCDE";
+    // WeChat still encrypts the list with the old key: the switch in the merchant platform has not happened yet.
+    fake.answer = { kind: "list", certificates: [certA], apiV3Key: merchant.apiV3Key };
+    const ingress = await certificateModeIngress("cert-apiv3-rotation", {
+      WECHATPAY_APIV3_KEY: newKey,
+      WECHATPAY_APIV3_KEY_PREVIOUS: merchant.apiV3Key,
+    });
+    await ingress.app.ingress.certificates?.start();
+    expect(await downloads(ingress, "ok")).toBe(1);
+    expect(ingress.merchants.defaultMerchant.keys.describe().map((k) => k.id)).toEqual([certA.serial]);
+    // Its status also waits for the first Redis sample; the keys are what the rotation took away.
+    expect((await ingress.app.inject({ method: "GET", url: "/health/ready" })).json().keys).toEqual([certA.serial]);
+    expect((await post(ingress.app, "/notify/v3", signedBy(certA))).statusCode).toBe(204);
+
+    // The merchant switches in WeChat, which then also rotates its certificate: the list opens with the new key.
+    fake.answer = { kind: "list", certificates: [certA, certB], apiV3Key: newKey };
+    clockMs += THROTTLE_MS + 1;
+    expect((await post(ingress.app, "/notify/v3", signedBy(certB))).statusCode).toBe(204);
+    expect(await downloads(ingress, "ok")).toBe(2);
+  });
+
   it("refuses certificates not encrypted under the merchant's APIv3 key (a forged certificate list)", async () => {
     const forger = newPlatformCertificate();
     fake.answer = { kind: "list", certificates: [forger], apiV3Key: "F".repeat(32) };

@@ -124,9 +124,13 @@ export interface DownloadCertificatesArgs {
   /** 32-byte APIv3 key; decrypts `encrypt_certificate`. */
   apiV3Key: Buffer;
   /**
-   * The APIv3 key before a rotation, tried when `apiV3Key` does not decrypt (WeChat may not have switched yet). A
-   * retired key may be known to others (often why it was retired), so a list opened with it is accepted only when
-   * the response is signed by a key of `trustedKeys`, never by one of the list itself.
+   * The APIv3 key before a rotation, tried when `apiV3Key` does not decrypt: WeChat encrypts with the old key until
+   * the merchant switches in its merchant platform. A list it opens is accepted exactly like one `apiV3Key` opens.
+   * A list is trusted for the TLS connection to WeChat's API plus the AEAD under a key the operator configured, and
+   * the previous key is configured beside the current one (same environment or `Merchant` row), so it is as safe as
+   * the current key; asking for a response signed by an already trusted key instead left a download-only process,
+   * restarted with the new key before the switch, with no key at all (every notification 503) until the switch.
+   * A key retired because it leaked is not to be configured here (README).
    */
   previousApiV3Key?: Buffer;
   fetch?: typeof fetch;
@@ -188,7 +192,6 @@ export async function downloadCertificates(args: DownloadCertificatesArgs): Prom
 
   const downloaded = new KeyStore();
   const certificates: LoadedCertificate[] = [];
-  let openedWithPreviousKey = false;
   try {
     const parsed = certificatesResponseSchema.safeParse(
       parseJsonBytes(raw, "ENVELOPE_INVALID", "certificates response"),
@@ -211,13 +214,7 @@ export async function downloadCertificates(args: DownloadCertificatesArgs): Prom
           associatedData: enc.associated_data ?? "",
           ciphertext: enc.ciphertext,
         });
-      const opened = openWithKeyOrPrevious(
-        (key: Buffer) => ({ pem: decrypt(key), withPrevious: key !== args.apiV3Key }),
-        args.apiV3Key,
-        args.previousApiV3Key,
-      );
-      openedWithPreviousKey ||= opened.withPrevious;
-      const pem = opened.pem;
+      const pem = openWithKeyOrPrevious(decrypt, args.apiV3Key, args.previousApiV3Key);
       const cert = loadCertificate(pem);
       // Node spells a serial with its leading zeros, WeChat's Java side (BigInteger.toString(16)) may not.
       if (!sameCertificateSerial(cert.serial, entry.serial_no)) {
@@ -230,17 +227,10 @@ export async function downloadCertificates(args: DownloadCertificatesArgs): Prom
       certificates.push(cert);
     }
     const trusted = args.trustedKeys;
-    const responseHeaders = readV3Headers(headers);
-    if (openedWithPreviousKey && !trusted?.has(responseHeaders.serial)) {
-      throw new WechatPayError(
-        "KEY_INVALID",
-        "certificates opened with the previous APIv3 key need a response signed by an already trusted key",
-      );
-    }
     const keys: KeyResolver = {
       resolve: (serial, at) => (trusted?.has(serial) ? trusted.resolve(serial, at) : downloaded.resolve(serial, at)),
     };
-    verifyV3(responseHeaders, raw, { keys, now: now(), toleranceSeconds: args.toleranceSeconds });
+    verifyV3(readV3Headers(headers), raw, { keys, now: now(), toleranceSeconds: args.toleranceSeconds });
   } catch (cause) {
     throw downloadFailed("response rejected", cause);
   }

@@ -245,24 +245,30 @@ describe("downloadCertificates against a fake WeChat", () => {
     ).toBe(true);
   });
 
-  it("a list that only the previous APIv3 key opens is accepted only when a trusted key signed the response", async () => {
+  it("a list that only the previous APIv3 key opens is accepted as one the current key opens: same bootstrap rules", async () => {
     const previousKey = Buffer.from("previous-apiv3-key-0123456789abc", "ascii");
     const body = JSON.stringify({
       data: [certificateEntry({ pem: platformB.pem, serial: platformB.serial, apiV3Key: previousKey })],
     });
-    // Whoever knows a retired key could make such a list and sign it with its own certificate.
+    // A process restarted with the new key before WeChat switched: nothing trusted yet, the list signed by one of its
+    // own certificates (WeChat's bootstrap) — accepted, or that process would have no key until the switch.
     fake.respond = () => signedJson({ body, privateKey: platformB.privateKey, serial: platformB.serial });
-    const forged = await failure(downloadCertificates(args({ previousApiV3Key: previousKey })));
-    expect(forged.code).toBe("CERT_DOWNLOAD_FAILED");
-    expect(forged.message).toContain("previous APIv3 key");
-    // Signed by a key already trusted (WeChat's, during its own rotation): accepted.
+    const certs = await downloadCertificates(args({ previousApiV3Key: previousKey }));
+    expect(certs.map((c) => c.serial)).toEqual([platformB.serial]);
+    // Signed by a key already trusted: accepted too.
     fake.respond = () => signedJson({ body, privateKey: wechatPublicKey.privateKey, serial: PUB_KEY_ID });
     const trustedKeys = new KeyStore();
     trustedKeys.addPublicKey(PUB_KEY_ID, wechatPublicKey.publicKey);
-    const certs = await downloadCertificates(args({ previousApiV3Key: previousKey, trustedKeys }));
-    expect(certs.map((c) => c.serial)).toEqual([platformB.serial]);
+    const trusted = await downloadCertificates(args({ previousApiV3Key: previousKey, trustedKeys }));
+    expect(trusted.map((c) => c.serial)).toEqual([platformB.serial]);
+    // Signed by a key neither trusted nor listed: refused, as with the current key.
+    fake.respond = () => signedJson({ body, privateKey: platformA.privateKey, serial: platformA.serial });
+    expect((await failure(downloadCertificates(args({ previousApiV3Key: previousKey })))).code).toBe(
+      "CERT_DOWNLOAD_FAILED",
+    );
     // Without the previous key it does not open at all.
-    expect((await failure(downloadCertificates(args({ trustedKeys })))).code).toBe("CERT_DOWNLOAD_FAILED");
+    fake.respond = () => signedJson({ body, privateKey: platformB.privateKey, serial: platformB.serial });
+    expect((await failure(downloadCertificates(args()))).code).toBe("CERT_DOWNLOAD_FAILED");
   });
 
   it("an empty list verified by trusted keys yields []", async () => {
