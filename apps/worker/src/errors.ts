@@ -29,7 +29,10 @@ export const WORKER_ERROR_CODES = {
   JOB_VERSION_UNSUPPORTED: "stop",
   /** No keys for the notification's merchant (not the default merchant, not an enabled `Merchant` row). */
   MERCHANT_UNKNOWN: "stop",
-  /** An APIv2 notification for a merchant without an APIv2 key. */
+  /**
+   * An APIv2 notification for a merchant without an APIv2 key. A `Merchant` row's, still without one once read
+   * afresh, is `window` instead (workers/open.ts): the key may have been added after the keys were cached.
+   */
   APIV2_KEY_MISSING: "stop",
   /** The decrypted payload lacks a field the effect needs, or has one in an unusable form. */
   PAYLOAD_INVALID: "stop",

@@ -11,6 +11,7 @@ import {
   seedSkus,
   stockOf,
   v2Payment,
+  v2Refund,
   v3Payment,
   v3Refund,
   type World,
@@ -592,6 +593,49 @@ describe("notifications that cannot be opened", () => {
     expect((await fresh.deliver(before)).apply?.outcome).toBe("APPLIED");
     // Encrypted with the new key while the cache still holds the old one: read afresh, not dead-lettered.
     expect((await cached.deliver(await payment(newKey))).apply?.outcome).toBe("APPLIED");
+  });
+
+  it("an APIv2 key added to a Merchant row after its keys were cached: v2 notifications open with the row read afresh", async () => {
+    const m = { mchid: "1900000779", appid: "wxothermerchant03" };
+    const apiV3Key = "m".repeat(32);
+    await world.prisma.merchant.create({ data: { ...m, apiV3Key, apiV2Key: null } });
+    const payment = async (api: "v2" | "v3") => {
+      const outTradeNo = await seedOrder(world, { items: { A: 1 }, ...m });
+      const job =
+        api === "v2"
+          ? v2Payment(world, { outTradeNo, ...m })
+          : v3Payment(world, { outTradeNo, ...m, apiV3Key: Buffer.from(apiV3Key) });
+      return { ...job, mchid: m.mchid };
+    };
+    // These workers hold the row's keys of before the edit (no APIv2 key) in their 60 s cache.
+    const [parser, applier, refunder] = [inline(world), inline(world), inline(world)];
+    for (const worker of [parser, applier, refunder]) {
+      expect((await worker.deliver(await payment("v3"))).apply?.outcome).toBe("APPLIED");
+    }
+    // The operator adds the APIv2 key; the ingress reloads the row and answers WeChat SUCCESS for v2 notifications.
+    await world.prisma.merchant.update({ where: { mchid: m.mchid }, data: { apiV2Key: world.merchant.apiV2Key } });
+    const paid = await parser.parse(await payment("v2"));
+    if (!paid.applyJob) throw new Error("the payment should have an apply job");
+    expect((await applier.apply(paid.applyJob)).outcome).toBe("APPLIED");
+    const refund = {
+      ...v2Refund(world, { outTradeNo: "T-v2-key-added", transactionId: "4200000997", refund: 1, total: 1, ...m }),
+      mchid: m.mchid,
+    };
+    await expect(refunder.parse(refund)).resolves.toMatchObject({ applyJob: { notificationId: refund.id } });
+  });
+
+  it("a Merchant row still without an APIv2 key once read afresh: APIV2_KEY_MISSING retried within the window", async () => {
+    const m = { mchid: "1900000780", appid: "wxothermerchant04" };
+    await world.prisma.merchant.create({ data: { ...m, apiV3Key: "w".repeat(32), apiV2Key: null } });
+    const outTradeNo = await seedOrder(world, { items: { A: 1 }, ...m });
+    await expect(
+      inline(world).parse({ ...v2Payment(world, { outTradeNo, ...m }), mchid: m.mchid }),
+    ).rejects.toMatchObject({ code: "APIV2_KEY_MISSING", policy: "window" });
+    // The configured merchant's keys cannot change under a running worker: permanent, as before.
+    const configured = await seedOrder(world, { items: { A: 1 } });
+    await expect(
+      inline(world, { WECHATPAY_APIV2_KEY: "" }).parse(v2Payment(world, { outTradeNo: configured })),
+    ).rejects.toMatchObject({ code: "APIV2_KEY_MISSING", policy: "stop" });
   });
 
   it("a notification for a merchant of the Merchant table is opened with that merchant's key", async () => {
