@@ -108,6 +108,22 @@ describe("payment success", () => {
     });
   });
 
+  it("a v3 payment with fields it is not applied with null, absent or unexpected is applied, not dead-lettered", async () => {
+    const otn = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+    const fields = {
+      attach: null,
+      scene_info: null,
+      trade_type: undefined,
+      payer: null,
+      amount: { total: 100, currency: "CNY", payer_total: null },
+      promotion_detail: [
+        { coupon_id: "1", amount: 10, goods_detail: [{ goods_id: "M1", quantity: 1, unit_price: 100 }] },
+      ],
+    };
+    expect((await inline(world).deliver(v3Payment(world, { outTradeNo: otn, fields }))).apply?.outcome).toBe("APPLIED");
+    expect(await orderOf(world.prisma, otn)).toMatchObject({ status: "SUCCESS", payerOpenid: null });
+  });
+
   it("a v2 amount above WeChat's 32-bit int is PAYLOAD_INVALID at parse, not a DB_DATA dead letter at apply", async () => {
     const otn = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
     const job = v2Payment(world, { outTradeNo: otn, total: 2 ** 31 });

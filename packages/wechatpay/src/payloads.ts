@@ -5,6 +5,12 @@ import { WechatPayError } from "./errors.ts";
  * Schemas of the decrypted resources (protocol notes §1.9). Objects are "loose": fields WeChat adds later
  * are kept, never stripped, so the worker can store the payload as received. Amounts are integers in fen
  * (分, 1/100 CNY).
+ *
+ * Only what a payment or refund is applied with is declared, and checked strictly: ids, amounts, currency, state,
+ * times, the merchant and sub-merchant ids (and the payer's openid, stored). Everything else WeChat sends
+ * (trade_type, attach, bank_type, scene_info, promotion_detail, payer_total, user_received_account, …) is kept
+ * as received whatever its shape: a signed notification WeChat will not resend must not be dead-lettered for a
+ * field nobody reads. An optional field we use may be null, read as absent.
  */
 
 /**
@@ -32,37 +38,13 @@ const outRefundNo = z.string().min(1).max(MAX_OUT_REFUND_NO_LENGTH);
 
 const amountSchema = z.looseObject({
   total: fen,
-  payer_total: fen.optional(),
   currency: z.string(),
-  payer_currency: z.string().optional(),
 });
 
 const payerSchema = z.looseObject({
-  openid: z.string().optional(),
-  sp_openid: z.string().optional(),
-  sub_openid: z.string().optional(),
-});
-
-const goodsDetailSchema = z.looseObject({
-  goods_id: z.string(),
-  quantity: z.number().int(),
-  unit_price: z.number().int(),
-  discount_amount: z.number().int(),
-  goods_remark: z.string().optional(),
-});
-
-const promotionDetailSchema = z.looseObject({
-  coupon_id: z.string(),
-  name: z.string().optional(),
-  scope: z.string().optional(),
-  type: z.string().optional(),
-  amount: z.number().int(),
-  stock_id: z.string().optional(),
-  wechatpay_contribute: z.number().int().optional(),
-  merchant_contribute: z.number().int().optional(),
-  other_contribute: z.number().int().optional(),
-  currency: z.string().optional(),
-  goods_detail: z.array(goodsDetailSchema).optional(),
+  openid: z.string().nullish(),
+  sp_openid: z.string().nullish(),
+  sub_openid: z.string().nullish(),
 });
 
 export const TransactionSchema = z
@@ -77,19 +59,12 @@ export const TransactionSchema = z
     sub_appid: z.string().min(1).optional(),
     out_trade_no: outTradeNo,
     transaction_id: z.string().min(1),
-    /** JSAPI | NATIVE | APP | MICROPAY | MWEB | FACEPAY */
-    trade_type: z.string().min(1),
     /** Only `SUCCESS` means paid (protocol notes §5.8); the schema does not decide that for the caller. */
     trade_state: z.string().min(1),
-    trade_state_desc: z.string().optional(),
-    bank_type: z.string().optional(),
-    attach: z.string().optional(),
     /** RFC 3339, e.g. 2018-06-08T10:34:56+08:00 */
-    success_time: z.string().optional(),
-    payer: payerSchema,
+    success_time: z.string().nullish(),
+    payer: payerSchema.nullish(),
     amount: amountSchema,
-    scene_info: z.looseObject({ device_id: z.string().optional() }).optional(),
-    promotion_detail: z.array(promotionDetailSchema).optional(),
   })
   .refine(
     (t) =>
@@ -111,15 +86,8 @@ export const RefundResultSchema = z
     refund_id: z.string().min(1),
     /** SUCCESS | CLOSED | ABNORMAL (PROCESSING only appears in query APIs). Authoritative over event_type. */
     refund_status: z.string().min(1),
-    success_time: z.string().optional(),
-    /** e.g. 支付用户零钱 */
-    user_received_account: z.string().optional(),
-    amount: z.looseObject({
-      total: fen,
-      refund: fen,
-      payer_total: fen,
-      payer_refund: fen,
-    }),
+    success_time: z.string().nullish(),
+    amount: z.looseObject({ total: fen, refund: fen }),
   })
   .refine((r) => r.mchid !== undefined || (r.sp_mchid !== undefined && r.sub_mchid !== undefined), {
     message: "needs mchid (direct merchant) or sp_mchid+sub_mchid (service provider)",

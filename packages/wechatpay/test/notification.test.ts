@@ -397,6 +397,73 @@ describe("openV3Notification / decryptResource failures", () => {
     expect(long("out_refund_no", MAX_OUT_REFUND_NO_LENGTH)).toBeUndefined();
   });
 
+  it("fields the payment or refund does not use never make it PAYLOAD_INVALID: null, absent or another shape", () => {
+    const encryptAs = (eventType: string, originalType: string, r: object) =>
+      withEnvelope(notify(eventType, originalType, r).body, (e) => {
+        e.resource.ciphertext = encryptAeadAes256Gcm({
+          key: TEST_APIV3_KEY,
+          nonce: e.resource.nonce,
+          associatedData: e.resource.associated_data ?? "",
+          plaintext: JSON.stringify(r),
+        });
+      });
+    const open = (eventType: string, originalType: string, r: object) =>
+      openV3Notification(encryptAs(eventType, originalType, r), TEST_APIV3_KEY);
+    const { trade_type: _t, payer: _p, ...bare } = directTransaction;
+    const payments = [
+      // A coupon's goods without discount_amount (WeChat's docs list it; we use no coupon field).
+      { ...directTransaction, promotion_detail: [{ coupon_id: "1", amount: 10, goods_detail: [{ goods_id: "M1" }] }] },
+      { ...directTransaction, promotion_detail: [{ amount: "10" }] },
+      {
+        ...directTransaction,
+        attach: null,
+        scene_info: null,
+        promotion_detail: null,
+        bank_type: null,
+        trade_state_desc: null,
+        success_time: null,
+        payer: null,
+        amount: { total: 100, currency: "CNY", payer_total: null, payer_currency: null },
+      },
+      // Neither trade_type nor payer: not what the payment is applied with.
+      bare,
+    ];
+    for (const t of payments) {
+      const event = open("TRANSACTION.SUCCESS", "transaction", t);
+      expect(event.kind).toBe("transaction");
+      if (event.kind !== "transaction") throw new Error("unreachable");
+      expect(event.transaction.amount.total).toBe(100);
+    }
+    const { user_received_account: _u, success_time: _s, ...closedRefund } = refund;
+    const refunds = [
+      { ...refund, amount: { total: 999, refund: 999 } },
+      {
+        ...refund,
+        user_received_account: null,
+        amount: { total: 999, refund: 999, payer_total: null, payer_refund: null },
+      },
+      { ...closedRefund, refund_status: "CLOSED", success_time: null },
+    ];
+    for (const r of refunds) {
+      const event = open("REFUND.SUCCESS", "refund", r);
+      expect(event.kind).toBe("refund");
+      if (event.kind !== "refund") throw new Error("unreachable");
+      expect(event.refund.amount.refund).toBe(999);
+    }
+    // What the payment or refund is applied with stays strict.
+    const payment = (t: object) => codeOf(() => open("TRANSACTION.SUCCESS", "transaction", t));
+    expect(payment({ ...directTransaction, amount: { total: 100 } })).toBe("PAYLOAD_INVALID");
+    expect(payment({ ...directTransaction, amount: { total: null, currency: "CNY" } })).toBe("PAYLOAD_INVALID");
+    expect(payment({ ...directTransaction, trade_state: null })).toBe("PAYLOAD_INVALID");
+    expect(payment({ ...directTransaction, transaction_id: null })).toBe("PAYLOAD_INVALID");
+    expect(payment({ ...directTransaction, success_time: 20180608 })).toBe("PAYLOAD_INVALID");
+    expect(payment({ ...directTransaction, payer: { openid: 42 } })).toBe("PAYLOAD_INVALID");
+    const refundCode = (r: object) => codeOf(() => open("REFUND.SUCCESS", "refund", r));
+    expect(refundCode({ ...refund, amount: { total: 999, refund: null } })).toBe("PAYLOAD_INVALID");
+    expect(refundCode({ ...refund, amount: { total: 999, refund: 2 ** 31 } })).toBe("PAYLOAD_INVALID");
+    expect(refundCode({ ...refund, refund_id: null })).toBe("PAYLOAD_INVALID");
+  });
+
   it.each([
     ["literally", '"__proto__"'],
     ["with a \\u escape", '"\\u005f_proto__"'],

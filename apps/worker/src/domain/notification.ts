@@ -116,7 +116,7 @@ function openV3(body: string, keys: MerchantKeySet): OpenedNotification {
         subAppid: merchant.subAppid ?? null,
         total: t.amount.total,
         currency: t.amount.currency,
-        payerOpenid: t.payer.openid ?? t.payer.sub_openid ?? t.payer.sp_openid ?? null,
+        payerOpenid: t.payer?.openid ?? t.payer?.sub_openid ?? t.payer?.sp_openid ?? null,
         paidAt,
       },
     };

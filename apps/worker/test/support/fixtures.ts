@@ -149,6 +149,8 @@ export interface PaymentSpec {
   id?: string;
   eventType?: string;
   apiV3Key?: Buffer;
+  /** APIv3 only: fields set over the generated resource (null included), as WeChat may send them. */
+  fields?: Record<string, unknown>;
 }
 
 export function v3Payment(world: World, spec: PaymentSpec): ParseJobV3 {
@@ -183,6 +185,7 @@ export function v3Payment(world: World, spec: PaymentSpec): ParseJobV3 {
         appid: spec.appid ?? world.merchant.appid,
         payer: { openid: "oPayerOpenid123" },
       };
+  Object.assign(resource, spec.fields);
   return v3Job(world, spec.eventType ?? "TRANSACTION.SUCCESS", "transaction", resource, spec.id, spec.apiV3Key);
 }
 
