@@ -191,4 +191,24 @@ describe("payload and settings checks", () => {
     expect(() => parseChinaTime("20141303131540", "t")).toThrow(WorkerError);
     expect(() => parseRfc3339("2018-06-08 10:34:56", "t")).toThrow(/RFC 3339/);
   });
+
+  it("an impossible RFC 3339 time is PAYLOAD_INVALID, not rolled over to another instant", () => {
+    for (const value of [
+      "2018-02-30T10:00:00+08:00", // Date.parse: March 2
+      "2018-02-29T10:00:00+08:00", // not a leap year
+      "2018-06-08T24:00:00+08:00", // Date.parse: the next midnight
+      "2018-06-08T10:60:00+08:00",
+      "2018-06-08T10:00:60+08:00",
+      "2018-13-01T10:00:00Z",
+      "2018-06-00T10:00:00Z",
+      "2018-06-08T10:00:00+24:00",
+      "2018-06-08T10:00:00+08:60",
+    ]) {
+      expect(() => parseRfc3339(value, "success_time"), value).toThrow(
+        expect.objectContaining({ code: "PAYLOAD_INVALID", policy: "stop" }),
+      );
+    }
+    expect(new Date(parseRfc3339("2020-02-29T23:59:59.5-05:30", "t")).toISOString()).toBe("2020-03-01T05:29:59.500Z");
+    expect(new Date(parseRfc3339("2018-12-31T00:00:00Z", "t")).toISOString()).toBe("2018-12-31T00:00:00.000Z");
+  });
 });

@@ -5,8 +5,17 @@ const CST_OFFSET_MS = 8 * 3600 * 1000;
 
 /** RFC 3339 with an offset, as APIv3 writes `success_time` / `create_time` (`2018-06-08T10:34:56+08:00`). ms since the epoch. */
 export function parseRfc3339(value: string, field: string): number {
-  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.test(value)) {
-    throw WorkerError.of("PAYLOAD_INVALID", `${field} is not an RFC 3339 time with an offset`);
+  const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-](\d{2}):(\d{2}))$/.exec(value);
+  if (!m) throw WorkerError.of("PAYLOAD_INVALID", `${field} is not an RFC 3339 time with an offset`);
+  // Date.parse rolls impossible dates over (2018-02-30 → March 2) and reads 24:00:00 as the next midnight: the
+  // components must come back unchanged, and the time and offset be within a day.
+  const n = (group: number) => Number(m[group] ?? 0);
+  const [y, mo, d] = [n(1), n(2), n(3)] as const;
+  const day = new Date(Date.UTC(y, mo - 1, d));
+  const sameDay = day.getUTCFullYear() === y && day.getUTCMonth() === mo - 1 && day.getUTCDate() === d;
+  // hours, minutes, seconds; offset hours and minutes
+  if (!sameDay || n(4) > 23 || n(5) > 59 || n(6) > 59 || n(9) > 23 || n(10) > 59) {
+    throw WorkerError.of("PAYLOAD_INVALID", `${field} is not a valid time`);
   }
   const ms = Date.parse(value);
   if (Number.isNaN(ms)) throw WorkerError.of("PAYLOAD_INVALID", `${field} is not a valid time`);
