@@ -30,10 +30,11 @@ export const WORKER_ERROR_CODES = {
   /** No keys for the notification's merchant (not the default merchant, not an enabled `Merchant` row). */
   MERCHANT_UNKNOWN: "stop",
   /**
-   * An APIv2 notification for a merchant without an APIv2 key. A `Merchant` row's, still without one once read
-   * afresh, is `window` instead (workers/open.ts): the key may have been added after the keys were cached.
+   * An APIv2 notification for a merchant without an APIv2 key, which an ingress accepted: the key is on its way — added
+   * to a `Merchant` row after this worker cached it (read afresh once first, workers/open.ts), or WECHATPAY_APIV2_KEY
+   * in a rolling deploy that restarted the ingresses before this worker.
    */
-  APIV2_KEY_MISSING: "stop",
+  APIV2_KEY_MISSING: "window",
   /** The decrypted payload lacks a field the effect needs, or has one in an unusable form. */
   PAYLOAD_INVALID: "stop",
   /** An apply job whose Notification row does not exist. */

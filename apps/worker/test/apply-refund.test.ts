@@ -367,11 +367,11 @@ describe("out-of-order delivery", () => {
     }
   });
 
-  it("a v2 refund for a merchant without an APIv2 key cannot be opened: APIV2_KEY_MISSING, permanent", async () => {
+  it("a v2 refund for a merchant without an APIv2 key cannot be opened: APIV2_KEY_MISSING, retried within the window", async () => {
     const job = v2Refund(world, { outTradeNo: "T-no-v2-key", transactionId: "4200000998", refund: 1, total: 1 });
     await expect(inline(world, { WECHATPAY_APIV2_KEY: "" }).parse(job)).rejects.toMatchObject({
       code: "APIV2_KEY_MISSING",
-      policy: "stop",
+      policy: "window",
     });
     expect(await world.prisma.notification.findUniqueOrThrow({ where: { id: job.id } })).toMatchObject({
       status: "FAILED",

@@ -56,7 +56,7 @@ const REFUND_EVENT = { SUCCESS: "REFUND.SUCCESS", ABNORMAL: "REFUND.ABNORMAL", C
 /**
  * Decrypts and classifies a notification. Pure (no I/O): the parse stage and the apply stage both call it on
  * the same bytes and get the same answer. Throws WechatPayError (DECRYPT_FAILED, PAYLOAD_INVALID, …) or
- * WorkerError(PAYLOAD_INVALID | APIV2_KEY_MISSING); all permanent.
+ * WorkerError(PAYLOAD_INVALID, permanent | APIV2_KEY_MISSING, retried within the window).
  */
 export function openNotification(source: NotificationSource, keys: MerchantKeySet): OpenedNotification {
   if (source.api === "v3") return openV3(source.body, keys);

@@ -1,6 +1,6 @@
 import { isKeyMismatch } from "@wpn/wechatpay";
 import { type NotificationSource, type OpenedNotification, openNotification } from "../domain/notification.ts";
-import { isWorkerError, WorkerError } from "../errors.ts";
+import { isWorkerError, type WorkerError } from "../errors.ts";
 import type { KeyResolver } from "../keys.ts";
 
 /**
@@ -8,8 +8,8 @@ import type { KeyResolver } from "../keys.ts";
  * match them), once more with the keys read afresh: a merchant's row may have been rotated since its keys were cached (the new key, with the old one as
  * `apiV3KeyPrevious`), and a notification encrypted with the new key must not be dead-lettered for the cache's
  * sake. Likewise when they have no APIv2 key: one added to the row meanwhile is read by the ingress within 30 s,
- * which then answers WeChat SUCCESS (no resend). A row still without one once read afresh is `window`, not `stop`:
- * the ingress accepted the notification, so the key was there or is on its way. Costs a database read only for a
+ * which then answers WeChat SUCCESS (no resend). A merchant still without one is
+ * APIV2_KEY_MISSING, retried within the window (errors.ts). Costs a database read only for a
  * notification that failed to open.
  */
 export async function openWithMerchantKeys(
@@ -25,12 +25,7 @@ export async function openWithMerchantKeys(
     // null: the configured merchant, whose keys cannot change under a running process.
     const fresh = await resolver.reload(mchid);
     if (fresh === null) throw error;
-    try {
-      return openNotification(source, fresh);
-    } catch (again) {
-      if (!isApiV2KeyMissing(again)) throw again;
-      throw new WorkerError(again.code, "window", `${again.message} (Merchant row read afresh)`, { cause: again });
-    }
+    return openNotification(source, fresh);
   }
 }
 
