@@ -65,8 +65,8 @@ await waitingHealth.close();
 metrics.dbPaused.set(0);
 if (!checked) process.exit(0);
 // A stage whose main loop died takes no job again: close (the other stage's running jobs finish) and exit 1, so that
-// the supervisor (Compose's restart policy, an orchestrator, scripts/start.ts) restarts the process. It may be
-// reported before startWorker has returned the handle.
+// the supervisor (Compose's restart policy, an orchestrator) restarts the process — under `npm start`, scripts/start.ts
+// stops the whole system instead and exits 1. It may be reported before startWorker has returned the handle.
 let runFailed = false;
 function restart(handle: WorkerHandle): void {
   if (stopping) return;
