@@ -22,9 +22,10 @@ export const PRUNABLE_STATUSES = ["APPLIED", "DUPLICATE", "IGNORED"] as const;
 /**
  * The shortest retention accepted, days, counted from both the notification's receipt and its last change.
  * A settled row still answers the jobs that can run after it was settled: an apply job whose commit succeeded
- * but whose answer was lost (connection dropped, worker crashed) runs again after its backoff — up to 2^18 s
- * ≈ 3 days for the 20th attempt — and, finding the row settled, answers ALREADY and still publishes the event it
- * owes; without the row it would be dead-lettered as NOTIFICATION_NOT_FOUND and the event lost. WeChat resends
+ * but whose answer was lost (connection dropped, worker crashed) runs again after its backoff — the 20th attempt
+ * 3–6 days after the first (waits doubling from 1 s with ±50% jitter: at most 2^19 s ≈ 6.1 days in all) — and,
+ * finding the row settled, answers ALREADY and still publishes the event it owes; without the row it would be
+ * dead-lettered as NOTIFICATION_NOT_FOUND and the event lost. WeChat resends
  * for ~24 h (ingress receipts: 25 h by default), and Redis keeps a failed job 7 days (packages/queue/src/options.ts):
  * past 7 days nothing but a dead letter refers to the notification any more.
  */

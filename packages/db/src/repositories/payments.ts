@@ -25,9 +25,10 @@ export interface PaymentFacts {
  * - ALREADY: this notification's effects were committed before (a re-run job); nothing done.
  * - ORDER_NOT_FOUND: no order with this out_trade_no (yet); nothing done, the caller retries.
  * - STALE: the order changed after the statement's snapshot was taken; nothing done, run it again.
- * - MCHID_MISMATCH: the payment names another merchant (or sub-merchant) than the order: out_trade_no is unique
- *   only per merchant, and that money went to the other one. The order is left alone (whatever its state);
- *   only the notification goes to REVIEW, with the code and its transaction id.
+ * - MCHID_MISMATCH: the payment names another merchant (or sub-merchant) than the order: WeChat makes out_trade_no
+ *   unique only per merchant (Order.outTradeNo is unique across the deployment), and that money went to the other
+ *   one. The order is left alone (whatever its state); only the notification goes to REVIEW, with the code and its
+ *   transaction id.
  * - TRANSACTION_CONFLICT: the payment's transaction id is already another order's (Order.transactionId is unique
  *   across the deployment, while a tenant signs its APIv2 payments with its own key: a payment of its own order can
  *   carry another tenant's transaction id, or an upstream bug can hand two orders one id). The order is left alone

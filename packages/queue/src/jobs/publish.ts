@@ -3,9 +3,9 @@ import { z } from "zod";
 /**
  * Payload of a `notify.publish` job: one business event per effect the apply stage committed, for the
  * merchant's other systems (fulfilment, ERP, CRM), which consume `notify.publish` with their own BullMQ
- * worker. Delivery is at least once: a re-run apply job re-publishes with the same job id, which BullMQ
- * drops while the first copy is still kept, but consumers must still treat `notificationId` + `type` as an
- * idempotency key. No payer data. Amounts in fen.
+ * worker (queue, prefix, job name and id, retries: apps/worker/README.md, "Events"). Delivery is at least once: a
+ * re-run apply job re-publishes with the same job id, which BullMQ drops while the first copy is still kept, but
+ * consumers must still treat `notificationId` + `type` as an idempotency key. No payer data. Amounts in fen.
  *
  * A repeated copy is derived again by the later run from what the first one recorded (the notification's status,
  * review code and commit time), so `type`, `reviewReason`, `amount` and `occurredAt` are the same in every copy;
@@ -26,10 +26,14 @@ export const PUBLISH_EVENT_TYPES = [
   "refund.succeeded",
   /**
    * A refund ended ABNORMAL (e.g. the payer's card was closed) and needs the merchant's action (`reviewReason`
-   * REFUND_ABNORMAL).
+   * REFUND_ABNORMAL). When it is the refund of a second charge of the order (one `payment.review` reported as
+   * DUPLICATE_PAYMENT), `transactionId` is that charge's, not the order's, as in `refund.review`.
    */
   "refund.abnormal",
-  /** A refund was closed without paying out (`reviewReason` REFUND_CLOSED). */
+  /**
+   * A refund was closed without paying out (`reviewReason` REFUND_CLOSED). As for `refund.abnormal`, the refund of a
+   * second charge (DUPLICATE_PAYMENT) carries that charge's `transactionId`, not the order's.
+   */
   "refund.closed",
   /**
    * A refund of the order that needs a human and was not counted (`reviewReason`: REFUND_AMOUNT_MISMATCH — it names
@@ -62,6 +66,12 @@ export const publishJobSchema = z.object({
    * another notification's.
    */
   reviewReason: z.string().nullable(),
+  /**
+   * WeChat's transaction_id as the notification names it, null when it names none. A payment event's is the charge
+   * it reports (DUPLICATE_PAYMENT: the second charge, not the one the order kept; TRANSACTION_CONFLICT: already another
+   * order's); a refund event's is the charge refunded — the order's, or a second charge's (DUPLICATE_PAYMENT_REFUNDED,
+   * and refund.abnormal / refund.closed of such a refund).
+   */
   transactionId: z.string().nullable(),
   outRefundNo: z.string().nullable(),
   /** Paid amount for payment events, refunded amount for refund events, fen. */
