@@ -139,7 +139,9 @@ describe("first payment, end to end through real processes", () => {
       ["sku-a", -2],
       ["sku-b", -1],
     ]);
-    const notification = await t.db.prisma.notification.findUniqueOrThrow({ where: { id } });
+    // Its id is the verifying merchant's and WeChat's (`v3:<mchid>:<id>`), WeChat's id kept beside it.
+    const notification = await t.db.prisma.notification.findFirstOrThrow({ where: { wechatId: id } });
+    expect(notification.id).toBe(`v3:${notification.mchid}:${id}`);
     expect(notification.status).toBe("APPLIED");
     expect(notification.body).not.toContain(outTradeNo); // the resource stays encrypted at rest
 
@@ -169,7 +171,7 @@ describe("first payment, end to end through real processes", () => {
     expect(state.order.status).toBe("NOTPAY");
     expect(state.stock.find((s) => s.id === "sku-c")?.stock).toBe(10);
     expect(state.movements).toHaveLength(0);
-    expect(await t.db.prisma.notification.findUnique({ where: { id } })).toBeNull();
+    expect(await t.db.prisma.notification.findFirst({ where: { OR: [{ id }, { wechatId: id }] } })).toBeNull();
   });
 
   it("puts an order whose amount does not match in PAYMENT_REVIEW and takes no stock", async () => {

@@ -22,10 +22,14 @@ const sent: { query: string; params: unknown[] }[] = [];
 beforeAll(async () => {
   t = await createTestDatabase("search_plans");
   // One notification a minute; every fifth a refund (outRefundNo), one in 200 DEAD; two busy merchants in turn and
-  // a quiet one (one in 1,000); one in 500 names one of three sub-merchants (partner mode), the others none.
+  // a quiet one (one in 1,000); one in 500 names one of three sub-merchants (partner mode), the others none. The
+  // newer half has APIv3 ids of the `v3:<mchid>:<WeChat's id>` form with WeChat's id beside it; the older half was
+  // parsed before, its id WeChat's id alone.
   await t.db.pool.query(
-    `INSERT INTO "Notification" (id, mchid, "eventType", "receivedAt", body, status, "outTradeNo", "transactionId", "outRefundNo", "subMchid")
-     SELECT 'n' || i, CASE WHEN i % 1000 = 0 THEN '1900000999' ELSE (1900000000 + i % 2)::text END,
+    `INSERT INTO "Notification" (id, "wechatId", mchid, "eventType", "receivedAt", body, status, "outTradeNo", "transactionId", "outRefundNo", "subMchid")
+     SELECT CASE WHEN i > $1::int / 2 THEN 'v3:' || (1900000000 + i % 2)::text || ':n' || i ELSE 'n' || i END,
+            CASE WHEN i > $1::int / 2 THEN 'n' || i END,
+            CASE WHEN i % 1000 = 0 THEN '1900000999' ELSE (1900000000 + i % 2)::text END,
             CASE WHEN i % 5 = 0 THEN 'REFUND.SUCCESS' ELSE 'TRANSACTION.SUCCESS' END,
             timestamp '2026-11-01' + i * interval '1 minute', '{}',
             (CASE WHEN i % 200 = 0 THEN 'DEAD' ELSE 'APPLIED' END)::"NotificationStatus",
@@ -72,8 +76,12 @@ function unindexedReads(node: PlanNode): string[] {
 const searches: Record<string, Omit<NotificationSearch, "page">> = {
   "free text: an out_trade_no": { q: "T12345" },
   "free text: an out_refund_no": { q: "R12345" },
-  "free text: a notification id": { q: "n12345" },
-  "notification id": { id: "n777" },
+  "free text: a notification id": { q: "v3:1900000001:n12345" },
+  "free text: WeChat's id of a notification": { q: "n12345" },
+  "free text: the id of a notification parsed before WeChat's id had a column": { q: "n777" },
+  "notification id": { id: "v3:1900000001:n12345" },
+  "notification id: WeChat's id": { id: "n12345" },
+  "notification id: one parsed before WeChat's id had a column": { id: "n777" },
   out_trade_no: { outTradeNo: "T777" },
   transaction_id: { transactionId: "4200777" },
   "a merchant with few notifications": { mchid: "1900000999" },

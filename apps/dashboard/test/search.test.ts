@@ -151,6 +151,35 @@ describe("notification search", () => {
     );
   });
 
+  it("finds an APIv3 notification by WeChat's id (its id is `v3:<mchid>:<WeChat's id>`), and its page shows that id", async () => {
+    const prisma = d.database.db.prisma;
+    const wechatId = randomId("EV-");
+    // Two merchants' notifications carrying the same WeChat id, and one parsed before ids named the merchant.
+    const own = `v3:1900000109:${wechatId}`;
+    const other = `v3:1900000999:${wechatId}`;
+    await seedNotification(prisma, { id: own, wechatId, receivedAt: minutes(200) });
+    await seedNotification(prisma, { id: other, wechatId, mchid: "1900000999", receivedAt: minutes(201) });
+    await seedNotification(prisma, { id: wechatId, receivedAt: minutes(199) });
+    const ids = async (query: Record<string, string>) => {
+      const response = await viewer.get(`/notifications?${new URLSearchParams(query)}`);
+      expect(response.statusCode).toBe(200);
+      return [own, other, wechatId].filter((id) =>
+        response.body.includes(`href="/notifications/${encodeURIComponent(id)}"`),
+      );
+    };
+    expect((await ids({ q: wechatId })).sort()).toEqual([own, other, wechatId].sort());
+    expect((await ids({ id: wechatId })).sort()).toEqual([own, other, wechatId].sort());
+    expect(await ids({ id: wechatId, mchid: "1900000999" })).toEqual([other]);
+    expect(await ids({ id: own })).toEqual([own]);
+    expect(await ids({ q: own })).toEqual([own]);
+    // The notification's page names WeChat's id, linked to the notifications carrying it.
+    const page = await viewer.get(`/notifications/${encodeURIComponent(own)}`);
+    expect(page.statusCode).toBe(200);
+    expect(page.body).toContain(
+      `<dt>WeChat notification id</dt><dd><a class="mono" href="/notifications?id=${wechatId}">${wechatId}</a></dd>`,
+    );
+  });
+
   it("reports invalid input instead of silently ignoring it", async () => {
     const queries: Record<string, string>[] = [
       { status: "BOGUS" },

@@ -94,7 +94,7 @@ describe("platform certificates downloaded by the ingress (WECHATPAY_MERCHANT_SE
     const n = signedBy(certA);
     const response = await post(ingress.app, "/notify/v3", n);
     expect(response.statusCode).toBe(204);
-    expect(await ingress.queue.getJob(n.id)).toBeDefined();
+    expect(await ingress.queue.getJob(n.jobId)).toBeDefined();
     expect(fake.requests).toHaveLength(1);
     expect(await downloads(ingress, "ok")).toBe(1);
   });
@@ -122,7 +122,7 @@ describe("platform certificates downloaded by the ingress (WECHATPAY_MERCHANT_SE
     ]);
     expect(answers.map((a) => a.statusCode)).toEqual([204, 204]);
     expect(fake.requests).toHaveLength(2);
-    expect(await ingress.queue.getJob(first.id)).toBeDefined();
+    expect(await ingress.queue.getJob(first.jobId)).toBeDefined();
     // The resend of the refused one is accepted now, without another download.
     expect((await post(ingress.app, "/notify/v3", signedBy(certB))).statusCode).toBe(204);
     expect(fake.requests).toHaveLength(2);

@@ -134,7 +134,7 @@ describe("load shedding", () => {
       const shed = await post(g.app, "/notify/v3", n);
       expect(shed.statusCode).toBe(503);
       expect(shed.body).toBe(JSON.stringify({ code: "FAIL", message: "OVERLOADED: server overloaded, please resend" }));
-      expect(await g.queue.getJob(n.id)).toBeUndefined();
+      expect(await g.queue.getJob(n.jobId)).toBeUndefined();
       // Health probes are outside the shedding scope.
       expect((await g.app.inject({ method: "GET", url: "/health/live" })).statusCode).toBe(200);
       // Once the loop is idle for a sample (~1 s), requests pass again: polled, since a busy host can make one

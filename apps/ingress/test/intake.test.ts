@@ -5,14 +5,18 @@ import type { EnqueueBatcher, SubmitOutcome } from "../src/enqueue/batcher.ts";
 import { Intake } from "../src/enqueue/intake.ts";
 import { createMetrics } from "../src/metrics.ts";
 
-/** A batcher whose submits stay open until the test settles them by id. */
+/** A batcher whose submits stay open until the test settles them by name (the last part of the id, see `id`). */
 function heldBatcher() {
   const open = new Map<string, { resolve(o: SubmitOutcome): void; reject(e: unknown): void }>();
   const batcher = {
-    submit: (id: string) => new Promise<SubmitOutcome>((resolve, reject) => open.set(id, { resolve, reject })),
+    submit: (id: string) =>
+      new Promise<SubmitOutcome>((resolve, reject) => open.set(id.slice(id.lastIndexOf(":") + 1), { resolve, reject })),
   } as unknown as EnqueueBatcher;
   return { batcher, open };
 }
+
+/** A usable notification id named `name`. */
+const id = (name: string) => `v3:1900000109:${name}`;
 
 const job = {} as ParseJob;
 const ready = { status: "ready" } as Redis;
@@ -35,9 +39,9 @@ describe("Intake: what is left of a request's answer budget", () => {
     const T = 1_500;
     const intake = new Intake(batcher, ready, T, createMetrics({ defaultMetrics: false }));
     const started = performance.now();
-    const late = outcomeOf(intake.accept("v3", "late", job, 400));
-    const usual = outcomeOf(intake.accept("v3", "usual", job));
-    const answered = outcomeOf(intake.accept("v3", "answered", job, 300));
+    const late = outcomeOf(intake.accept("v3", id("late"), job, 400));
+    const usual = outcomeOf(intake.accept("v3", id("usual"), job));
+    const answered = outcomeOf(intake.accept("v3", id("answered"), job, 300));
     open.get("answered")?.resolve({ kind: "enqueued" });
     expect((await answered).outcome).toEqual({ kind: "enqueued" });
     const lateSettled = await late;
@@ -48,7 +52,7 @@ describe("Intake: what is left of a request's answer budget", () => {
     expect(usualSettled.code).toBe("QUEUE_TIMEOUT");
     expect(usualSettled.at - started).toBeGreaterThanOrEqual(T - 5);
     // Nothing left at all: refused at once, never 2xx.
-    expect((await outcomeOf(intake.accept("v3", "none", job, -50))).code).toBe("QUEUE_TIMEOUT");
+    expect((await outcomeOf(intake.accept("v3", id("none"), job, -50))).code).toBe("QUEUE_TIMEOUT");
   });
 });
 
@@ -62,12 +66,12 @@ describe("Intake: one deadline timer for every waiting accept", () => {
     const GAP = 300;
     const intake = new Intake(batcher, ready, T, createMetrics({ defaultMetrics: false }));
     const started = performance.now();
-    const a = outcomeOf(intake.accept("v3", "a", job));
+    const a = outcomeOf(intake.accept("v3", id("a"), job));
     await sleep(GAP);
-    const b = outcomeOf(intake.accept("v3", "b", job));
-    const c = outcomeOf(intake.accept("v3", "c", job));
+    const b = outcomeOf(intake.accept("v3", id("b"), job));
+    const c = outcomeOf(intake.accept("v3", id("c"), job));
     await sleep(GAP);
-    const d = outcomeOf(intake.accept("v3", "d", job));
+    const d = outcomeOf(intake.accept("v3", id("d"), job));
     // b is answered in time; a, c and d never are.
     open.get("b")?.resolve({ kind: "enqueued" });
     const [ra, rb, rc, rd] = await Promise.all([a, b, c, d]);
@@ -94,8 +98,8 @@ describe("Intake: one deadline timer for every waiting accept", () => {
     const { batcher, open } = heldBatcher();
     const metrics = createMetrics({ defaultMetrics: false });
     const intake = new Intake(batcher, ready, 1_000, metrics);
-    const dup = intake.accept("v3", "x", job);
-    const failed = intake.accept("v3", "y", job);
+    const dup = intake.accept("v3", id("x"), job);
+    const failed = intake.accept("v3", id("y"), job);
     open.get("x")?.resolve({ kind: "duplicate", via: "receipt" });
     const failure = new Error("redis went away");
     open.get("y")?.reject(failure);
@@ -106,17 +110,21 @@ describe("Intake: one deadline timer for every waiting accept", () => {
     );
   });
 
-  it("refuses unusable ids and a Redis that is not ready without submitting", async () => {
+  it("refuses ids not of our notification forms and a Redis that is not ready without submitting", async () => {
     const { batcher, open } = heldBatcher();
     const intake = new Intake(batcher, ready, 1_000, createMetrics({ defaultMetrics: false }));
-    await expect(intake.accept("v3", "12345", job)).rejects.toMatchObject({ code: "PAYLOAD_INVALID" });
+    // isNotificationId of @wpn/queue, not the lookups' isUsableJobId: a bare WeChat id is a job id an older ingress
+    // made, never one this ingress makes.
+    for (const bad of ["12345", "wait", "meta", "v2:refund:a:b", "3119dfba-e649-5eec-ab1e-3412bc4d2e17"]) {
+      await expect(intake.accept("v3", bad, job), bad).rejects.toMatchObject({ code: "PAYLOAD_INVALID" });
+    }
     const down = new Intake(
       batcher,
       { status: "reconnecting" } as Redis,
       1_000,
       createMetrics({ defaultMetrics: false }),
     );
-    await expect(down.accept("v3", "ok-id", job)).rejects.toMatchObject({ code: "QUEUE_UNAVAILABLE" });
+    await expect(down.accept("v3", id("ok-id"), job)).rejects.toMatchObject({ code: "QUEUE_UNAVAILABLE" });
     expect(open.size).toBe(0);
   });
 });

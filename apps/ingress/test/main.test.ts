@@ -74,7 +74,7 @@ describe("main.ts (real process, real socket)", () => {
     const admin = createRedisConnection(TEST_REDIS_URL, "admin");
     const queue = createQueue(QueueName.Parse, admin, prefix);
     try {
-      expect(await queue.getJob(n.id)).toBeDefined();
+      expect(await queue.getJob(n.jobId)).toBeDefined();
     } finally {
       await queue.close();
       admin.disconnect();

@@ -51,7 +51,7 @@ describe("multi-merchant routes", () => {
     const n = signedV3(second);
     const response = await post(f.app, `/notify/v3/${second.mchid}`, n);
     expect(response.statusCode).toBe(204);
-    expect((await f.queue.getJob(n.id))?.data).toMatchObject({ mchid: second.mchid });
+    expect((await f.queue.getJob(n.jobId))?.data).toMatchObject({ mchid: second.mchid });
   });
 
   it("keeps merchants apart: another merchant's key does not verify (401 SERIAL_UNKNOWN)", async () => {
@@ -183,7 +183,7 @@ describe("multi-merchant routes", () => {
     now += 31_000;
     const found = await post(f.app, `/notify/v3/${third.mchid}`, n);
     expect(found.statusCode).toBe(204);
-    expect(await f.queue.getJob(n.id)).toBeDefined();
+    expect(await f.queue.getJob(n.jobId)).toBeDefined();
   });
 
   it("never looks up a stale or probe request for an unknown mchid (401 before any reload)", async () => {

@@ -22,11 +22,11 @@ describe("POST /notify/v3: accepted notifications", () => {
     const response = await post(f.app, "/notify/v3", n);
     expect(response.statusCode).toBe(204);
     expect(response.body).toBe("");
-    const job = await f.queue.getJob(n.id);
+    const job = await f.queue.getJob(n.jobId);
     expect(job?.name).toBe(PARSE_JOB_NAME);
     const data = parseJobV3Schema.parse(job?.data);
     // The raw body byte-for-byte (still encrypted), the verified headers without the signature.
-    expect(data).toMatchObject({ v: 1, api: "v3", id: n.id, mchid: f.merchant.mchid });
+    expect(data).toMatchObject({ v: 1, api: "v3", id: n.jobId, mchid: f.merchant.mchid });
     expect(Buffer.from(data.body, "utf8").equals(n.body)).toBe(true);
     expect(data.headers).toEqual({
       timestamp: n.headers["Wechatpay-Timestamp"],
@@ -35,7 +35,7 @@ describe("POST /notify/v3: accepted notifications", () => {
       signatureType: "WECHATPAY2-SHA256-RSA2048",
     });
     expect(JSON.stringify(data)).not.toContain(n.headers["Wechatpay-Signature"]);
-    await vi.waitFor(async () => expect(await f.receipt(n.id)).toMatchObject({ count: 1 }));
+    await vi.waitFor(async () => expect(await f.receipt(n.jobId)).toMatchObject({ count: 1 }));
   });
 
   it("accepts `application/json; charset=utf-8`", async () => {
@@ -57,29 +57,29 @@ describe("POST /notify/v3: accepted notifications", () => {
     });
     try {
       const deadline = Date.now() + 10_000;
-      while (!(await (await f.queue.getJob(n.id))?.isCompleted())) {
+      while (!(await (await f.queue.getJob(n.jobId))?.isCompleted())) {
         if (Date.now() > deadline) throw new Error("worker did not complete the job");
         await new Promise((r) => setTimeout(r, 20));
       }
     } finally {
       await worker.close();
     }
-    expect(await (await f.queue.getJob(n.id))?.isCompleted()).toBe(true);
-    await (await f.queue.getJob(n.id))?.remove();
-    expect(await f.queue.getJob(n.id)).toBeUndefined();
+    expect(await (await f.queue.getJob(n.jobId))?.isCompleted()).toBe(true);
+    await (await f.queue.getJob(n.jobId))?.remove();
+    expect(await f.queue.getJob(n.jobId)).toBeUndefined();
 
     const again = await post(f.app, "/notify/v3", n);
     expect(again.statusCode).toBe(204);
     expect(again.body).toBe("");
-    expect(await f.queue.getJob(n.id)).toBeUndefined();
+    expect(await f.queue.getJob(n.jobId)).toBeUndefined();
     // Receipts are written after the answer (the job is already durable), so wait for the write to land.
     const receipt = await vi.waitFor(async () => {
-      const r = await f.receipt(n.id);
+      const r = await f.receipt(n.jobId);
       expect(r?.count).toBe(2);
       return r;
     });
     expect(receipt?.last).toBeGreaterThanOrEqual(receipt?.first ?? Number.POSITIVE_INFINITY);
-    const ttl = await f.admin.ttl(`${f.prefix}:receipt:${n.id}`);
+    const ttl = await f.admin.ttl(`${f.prefix}:receipt:${n.jobId}`);
     expect(ttl).toBeGreaterThan(25 * 3600 - 60);
   });
 
@@ -89,14 +89,14 @@ describe("POST /notify/v3: accepted notifications", () => {
     const responses = await Promise.all(Array.from({ length: 100 }, () => post(f.app, "/notify/v3", n)));
     expect(responses.map((r) => r.statusCode)).toEqual(Array(100).fill(204));
     expect((await f.jobsEverAdded()) - before).toBe(1);
-    await vi.waitFor(async () => expect((await f.receipt(n.id))?.count).toBe(100));
+    await vi.waitFor(async () => expect((await f.receipt(n.jobId))?.count).toBe(100));
   });
 
   it("batches concurrent distinct notifications into addBulk and acknowledges each", async () => {
     const notifications = Array.from({ length: 40 }, () => signedV3(f.merchant));
     const responses = await Promise.all(notifications.map((n) => post(f.app, "/notify/v3", n)));
     expect(responses.map((r) => r.statusCode)).toEqual(Array(40).fill(204));
-    const jobs = await Promise.all(notifications.map((n) => f.queue.getJob(n.id)));
+    const jobs = await Promise.all(notifications.map((n) => f.queue.getJob(n.jobId)));
     expect(jobs.every((job) => job !== undefined)).toBe(true);
     const metrics = await f.app.ingress.metrics.registry.getSingleMetricAsString("wpn_ingress_enqueue_batch_size");
     // At least one bulk carried more than one job (inject delivers all 40 in the same turn of the loop).
@@ -245,7 +245,7 @@ describe("POST /notify/v3: where the RSA check runs", () => {
       try {
         const n = signedV3(g.merchant, { id: randomUUID() });
         expect((await post(g.app, "/notify/v3", n)).statusCode).toBe(204);
-        expect(await g.queue.getJob(n.id)).toBeDefined();
+        expect(await g.queue.getJob(n.jobId)).toBeDefined();
         const body = Buffer.from(n.body);
         body[10] = body[10] === 0x41 ? 0x42 : 0x41;
         const bad = await post(g.app, "/notify/v3", { headers: n.headers, body });
@@ -257,7 +257,7 @@ describe("POST /notify/v3: where the RSA check runs", () => {
           post(g.app, "/notify/v3", { headers: n.headers, body }),
         ]);
         expect(answers.map((a) => a.statusCode)).toEqual([...burst.map(() => 204), 401]);
-        for (const m of burst) expect(await g.queue.getJob(m.id)).toBeDefined();
+        for (const m of burst) expect(await g.queue.getJob(m.jobId)).toBeDefined();
       } finally {
         await g.close();
       }

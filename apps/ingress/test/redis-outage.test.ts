@@ -72,7 +72,7 @@ describe("Redis outages", () => {
     // WeChat resends the notification that got 503: now it is enqueued (nothing was lost).
     const resend = await post(f.app, "/notify/v3", n);
     expect(resend.statusCode).toBe(204);
-    expect(await f.queue.getJob(n.id)).toBeDefined();
+    expect(await f.queue.getJob(n.jobId)).toBeDefined();
     await f.app.ingress.sampler.sample();
     expect((await f.app.inject({ method: "GET", url: "/health/ready" })).statusCode).toBe(200);
   });
@@ -96,7 +96,7 @@ describe("Redis outages", () => {
     const resend = await post(f.app, "/notify/v3", n);
     expect(resend.statusCode).toBe(204);
     expect(await f.jobsEverAdded()).toBe(before);
-    expect(await f.queue.getJob(n.id)).toBeDefined();
+    expect(await f.queue.getJob(n.jobId)).toBeDefined();
   });
 
   it("a request's waits add up to at most 4.5 s: a slow merchant lookup shortens its enqueue bound", async () => {
@@ -186,7 +186,7 @@ describe("Redis outages", () => {
       // Reopened after 3 s on a new connection: ready again, and WeChat's resend is enqueued.
       expect(await pollUntil(async () => (await ready()) === 200, 10_000)).toBe(true);
       expect((await post(g.app, "/notify/v3", n)).statusCode).toBe(204);
-      expect(await g.queue.getJob(n.id)).toBeDefined();
+      expect(await g.queue.getJob(n.jobId)).toBeDefined();
     } finally {
       // Silenced sockets first: a producer still waiting on one would hold the app's close.
       for (const socket of silenced) socket.destroy();
@@ -254,7 +254,7 @@ describe("Redis outages", () => {
       expect((await post(g.app, "/notify/v3", n)).statusCode).toBe(503);
       expect(await pollUntil(async () => (await post(g.app, "/notify/v3", n)).statusCode === 204, 5_000)).toBe(true);
       expect(await pollUntil(async () => (await ready()) === 200, 5_000)).toBe(true);
-      expect(await pair.jobOnPromoted(`${g.prefix}:notify.parse:${n.id}`)).toBe(1);
+      expect(await pair.jobOnPromoted(`${g.prefix}:notify.parse:${n.jobId}`)).toBe(1);
     } finally {
       await g.close();
       await pair.close();
@@ -284,7 +284,7 @@ describe("Redis outages", () => {
       // No write comes to meet READONLY; the sampler's reopen finds the new primary.
       expect(await pollUntil(async () => (await ready()) === 200, 5_000)).toBe(true);
       expect((await post(g.app, "/notify/v3", n)).statusCode).toBe(204);
-      expect(await pair.jobOnPromoted(`${g.prefix}:notify.parse:${n.id}`)).toBe(1);
+      expect(await pair.jobOnPromoted(`${g.prefix}:notify.parse:${n.jobId}`)).toBe(1);
     } finally {
       await g.close();
       await pair.close();

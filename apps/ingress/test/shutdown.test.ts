@@ -74,7 +74,7 @@ describe("graceful shutdown", () => {
     expect(responses[1]?.split("\r\n\r\n")[1]).toBe(
       JSON.stringify({ code: "FAIL", message: "SHUTTING_DOWN: server shutting down, please resend" }),
     );
-    expect(await f.queue.getJob(late.id)).toBeUndefined();
+    expect(await f.queue.getJob(late.jobId)).toBeUndefined();
   });
 
   it("a kept-alive connection whose request was in flight is closed once answered: close() does not wait for the client", async () => {
@@ -164,8 +164,8 @@ describe("stalled clients", () => {
       expect(sent).toBeLessThan(slowBytes.length - 1);
       expect(headerSent).toBeLessThan(slowHead - 1);
       for (const code of writeErrors) expect(["EPIPE", "ECONNRESET"]).toContain(code);
-      expect(await g.queue.getJob(quiet.id)).toBeUndefined();
-      expect(await g.queue.getJob(slow.id)).toBeUndefined();
+      expect(await g.queue.getJob(quiet.jobId)).toBeUndefined();
+      expect(await g.queue.getJob(slow.jobId)).toBeUndefined();
     } finally {
       await g.close();
     }

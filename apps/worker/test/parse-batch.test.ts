@@ -69,6 +69,7 @@ function parsedRow(id: string, status: "PROCESSING" | "IGNORED" = "PROCESSING", 
   const row: ParsedNotification = {
     id,
     apiVersion: "v3",
+    wechatId: null,
     mchid: world.merchant.mchid,
     eventType: "TRANSACTION.SUCCESS",
     receivedAt: Date.now(),

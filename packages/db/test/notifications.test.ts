@@ -35,6 +35,7 @@ function parsed(id: string, status: Parsed = "PROCESSING", overrides: Partial<Pa
   const n: ParsedNotification = {
     id,
     apiVersion: "v3",
+    wechatId: null,
     mchid: "1900000109",
     eventType: "TRANSACTION.SUCCESS",
     receivedAt: Date.UTC(2026, 10, 30, 2, 34, 56, 789),
@@ -166,6 +167,14 @@ describe("upsertParsedNotifications", () => {
     expect(await rowOf("p-sub")).toMatchObject({ status: "REVIEW", subMchid: "1900000A11" });
   });
 
+  it("records WeChat's id of an APIv3 notification; a later parse without one keeps it", async () => {
+    const id = "v3:1900000109:EV-2018022511223320873";
+    await upsertParsedNotifications(prisma, [parsed(id, "FAILED", { wechatId: "EV-2018022511223320873" })]);
+    expect(await rowOf(id)).toMatchObject({ wechatId: "EV-2018022511223320873" });
+    await upsertParsedNotifications(prisma, [parsed(id, "PROCESSING", { wechatId: null })]);
+    expect(await rowOf(id)).toMatchObject({ status: "PROCESSING", wechatId: "EV-2018022511223320873" });
+  });
+
   it("the single upsert is the batch of one", async () => {
     expect(await upsertParsedNotification(prisma, parsed("s-one", "IGNORED"))).toEqual({
       status: "IGNORED",
@@ -246,6 +255,7 @@ const entry = fc.record({
   transactionId: fc.option(fc.constantFrom("X1", "X2"), { nil: null }),
   outRefundNo: fc.option(fc.constantFrom("R1", "R2"), { nil: null }),
   subMchid: fc.option(fc.constantFrom("1900000A11", "1900000B22"), { nil: null }),
+  wechatId: fc.option(fc.constantFrom("EV-1", "EV-2"), { nil: null }),
   eventType: fc.constantFrom("TRANSACTION.SUCCESS", "REFUND.SUCCESS"),
   withHeaders: fc.boolean(),
   // A failed attempt whose entry the caller writes itself (the parse stage, for a key retried within the window).
@@ -270,6 +280,7 @@ function fromEntry(id: string, e: Entry): ParsedNotification {
     transactionId: e.transactionId,
     outRefundNo: e.outRefundNo,
     subMchid: e.subMchid,
+    wechatId: e.wechatId,
     receivedAt: e.receivedAt,
     ...(e.withEvent || e.status !== "FAILED" ? {} : { event: null }),
   });

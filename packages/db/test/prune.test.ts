@@ -192,6 +192,7 @@ describe("a pruned notification delivered again is not applied again (what the r
   ): ParsedNotification => ({
     id,
     apiVersion: "v3",
+    wechatId: null,
     mchid: MCHID,
     eventType,
     receivedAt: Date.now(),

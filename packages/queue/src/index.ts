@@ -19,6 +19,7 @@ export {
   deadLetterSchema,
 } from "./jobs/dead.ts";
 export { type DecodedJob, decodeJob, type JobSchema } from "./jobs/decode.ts";
+export { isNotificationId, V3_ENVELOPE_ID, v3EnvelopeIdOf, v3NotificationId } from "./jobs/ids.ts";
 export {
   PARSE_JOB_NAME,
   type ParseJob,

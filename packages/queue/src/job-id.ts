@@ -31,9 +31,10 @@ const QUEUE_KEY_NAMES: ReadonlySet<string> = new Set([
  * integer-looking ids, and ids with ':' unless they have exactly three ':'-separated parts (our
  * `v2:pay:<mchid>.<transaction_id>`) — the batch script of the ingress adds jobs without those client-side checks,
  * and the worker's apply jobs reuse the ids. It does not refuse the names of the queue's own keys
- * (QUEUE_KEY_NAMES) nor `metrics:<state>:data` (the three-part key of its metrics list), which are not jobs either.
- * The ingress refuses a notification whose id fails this before it reaches Redis; the dashboard and the replay look
- * up no job under such an id (there is none).
+ * (QUEUE_KEY_NAMES) nor `metrics:<state>:data` (the three-part key of its metrics list), which are not jobs either:
+ * this does. The dashboard and the replay look up no job under such an id (there is none). Lenient on purpose: jobs,
+ * letters and rows from before the `v3:<mchid>:<id>` form carry WeChat's id alone and are still looked up; what the
+ * ingress itself queues is the narrower isNotificationId (jobs/ids.ts).
  */
 export function isUsableJobId(id: string): boolean {
   if (QUEUE_KEY_NAMES.has(id) || id.startsWith("metrics:")) return false;

@@ -6,8 +6,9 @@ export const NOTIFICATION_STATUSES = Object.values(NotificationStatus) as Notifi
 
 /** A validated search; every field optional, all given fields must match (AND). */
 export interface NotificationSearch {
-  /** Free text: matched exactly against id, out_trade_no, transaction_id and out_refund_no. */
+  /** Free text: matched exactly against id, WeChat's notification id, out_trade_no, transaction_id and out_refund_no. */
   q?: string;
+  /** The notification id, or WeChat's id of an APIv3 notification (whose notification id is `v3:<mchid>:<WeChat's id>`). */
   id?: string;
   outTradeNo?: string;
   transactionId?: string;
@@ -153,10 +154,17 @@ export function searchWhere(search: NotificationSearch): Prisma.NotificationWher
   const and: Prisma.NotificationWhereInput[] = [];
   if (search.q) {
     and.push({
-      OR: [{ id: search.q }, { outTradeNo: search.q }, { transactionId: search.q }, { outRefundNo: search.q }],
+      OR: [
+        { id: search.q },
+        { wechatId: search.q },
+        { outTradeNo: search.q },
+        { transactionId: search.q },
+        { outRefundNo: search.q },
+      ],
     });
   }
-  if (search.id) and.push({ id: search.id });
+  // WeChat's id finds the APIv3 notifications carrying it: two merchants' may, each its own row.
+  if (search.id) and.push({ OR: [{ id: search.id }, { wechatId: search.id }] });
   if (search.outTradeNo) and.push({ outTradeNo: search.outTradeNo });
   if (search.transactionId) and.push({ transactionId: search.transactionId });
   if (search.mchid) and.push({ mchid: search.mchid });
@@ -170,7 +178,8 @@ export function searchWhere(search: NotificationSearch): Prisma.NotificationWher
 
 /**
  * Newest first. Exact matches only, each served by an index: the free text by the primary key and the indexes on
- * outTradeNo, transactionId and outRefundNo (a bitmap OR of the four), the merchant by (mchid, receivedAt), the
+ * wechatId, outTradeNo, transactionId and outRefundNo (a bitmap OR of the five), the notification id by the primary
+ * key and the wechatId index, the merchant by (mchid, receivedAt), the
  * sub-merchant by (subMchid, receivedAt), the status by (status, receivedAt), the time range by receivedAt
  * (apps/dashboard/test/search-plans.test.ts explains each search). One extra row is read to know whether there is a next page without counting the whole table.
  */

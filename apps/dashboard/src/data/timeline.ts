@@ -31,6 +31,7 @@ export interface JobSnapshot {
 const NOTIFICATION_SELECT = {
   id: true,
   apiVersion: true,
+  wechatId: true,
   mchid: true,
   eventType: true,
   receivedAt: true,
@@ -195,7 +196,9 @@ function deadLetterIds(events: readonly { kind: string; detail: Prisma.JsonValue
 /**
  * Jobs use the notification id as their id in parse and apply; dead letters are found through their events. An id
  * that cannot be a job id (`isUsableJobId`: the ingress refuses such a notification) has no job, and looking it up
- * would read the queue's own keys — `events` is a stream (WRONGTYPE), `meta` a hash (a phantom job).
+ * would read the queue's own keys — `events` is a stream (WRONGTYPE), `meta` a hash (a phantom job). Not the
+ * ingress's narrower isNotificationId: a notification queued before the `v3:<mchid>:<id>` form has WeChat's id alone
+ * as its jobs' id.
  */
 async function loadJobs(ctx: DashboardContext, id: string, letterIds: readonly string[]): Promise<JobSnapshot[]> {
   const lookups: { queue: QueueName; jobId: string }[] = [

@@ -61,6 +61,7 @@ function summary(t: Timeline): SafeHtml {
   return html`<div class="card"><dl class="kv">
 <dt>Status</dt><dd>${badge(n.status, statusTone(n.status))}</dd>
 <dt>Event</dt><dd>${n.eventType} <span class="muted">(API ${n.apiVersion})</span></dd>
+${n.wechatId ? html`<dt>WeChat notification id</dt><dd><a class="mono" href="${href("/notifications", { id: n.wechatId })}">${n.wechatId}</a></dd>` : ""}
 <dt>Merchant</dt><dd class="mono">${n.mchid ?? "—"}</dd>
 ${n.subMchid ? html`<dt>Sub-merchant</dt><dd><a class="mono" href="${href("/notifications", { subMchid: n.subMchid })}">${n.subMchid}</a>${subMchidNote(n)}</dd>` : ""}
 <dt>Received</dt><dd class="mono">${formatTime(n.receivedAt)}</dd>

@@ -1,4 +1,4 @@
-import { isUsableJobId, type ParseJob } from "@wpn/queue";
+import { isNotificationId, type ParseJob } from "@wpn/queue";
 import type { Redis } from "ioredis";
 import { IngressError } from "../errors.ts";
 import type { IngressMetrics } from "../metrics.ts";
@@ -42,10 +42,13 @@ export class Intake {
    * the configured timeout; it gets a timer of its own, the rest share one.
    */
   accept(api: "v3" | "v2", id: string, data: ParseJob, leftMs = Number.POSITIVE_INFINITY): Promise<SubmitOutcome> {
-    // An id BullMQ refuses, or one of its queue's own key names (isUsableJobId of @wpn/queue): refused here, alone,
-    // before it reaches Redis — the batch script adds jobs without BullMQ's client-side checks and would fail the bulk.
-    if (!isUsableJobId(id)) {
-      return Promise.reject(new IngressError("PAYLOAD_INVALID", `notification id "${id}" is not a usable job id`));
+    // Only an id of our notification forms, `v3|v2:<…>:<…>` (isNotificationId of @wpn/queue): within BullMQ's
+    // custom-id rules, which the batch script does not check (one bad id would fail the bulk), and never one of the
+    // queue's own key names, whatever the outside part holds. Refused here, alone, before anything reaches Redis.
+    if (!isNotificationId(id)) {
+      return Promise.reject(
+        new IngressError("PAYLOAD_INVALID", `notification id "${id}" is not of the form v3|v2:<…>:<…>`),
+      );
     }
     // enableOfflineQueue is off, so a command on a dead connection fails anyway; this saves the batch round.
     if (this.redis.status !== "ready") {

@@ -142,7 +142,7 @@ function requireSubMchid(value: string): string {
   return value;
 }
 
-/** The business key becomes part of a Redis key and BullMQ job id: non-empty, no ':' (see isUsableJobId). */
+/** The business key becomes part of a Redis key and BullMQ job id: non-empty, no ':' (see isNotificationId of @wpn/queue). */
 function requireKeyPart(value: string | undefined, name: string): string {
   if (value === undefined || value === "" || value.includes(":") || value.length > 64) {
     throw new IngressError("PAYLOAD_INVALID", `${name} is missing or malformed`);

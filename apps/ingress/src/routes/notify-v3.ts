@@ -1,6 +1,6 @@
 import { isUtf8 } from "node:buffer";
 import type { IncomingHttpHeaders } from "node:http";
-import type { ParseJobV3 } from "@wpn/queue";
+import { type ParseJobV3, V3_ENVELOPE_ID, v3NotificationId } from "@wpn/queue";
 import { type CertificateRefresher, type RawHeaders, readV3Headers, type V3Headers, verifyV3 } from "@wpn/wechatpay";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { IngressError } from "../errors.ts";
@@ -10,8 +10,6 @@ import { ANSWER_BUDGET_MS, budgetLeftMs } from "./budget.ts";
 import type { MerchantParams, NotifyContext } from "./context.ts";
 import { registerNotifyRoutes } from "./register.ts";
 
-/** WeChat's envelope `id` is ≤36 chars in practice; the job schema allows 64. */
-const MAX_ID_CHARS = 64;
 /**
  * Longest wait of a request for a certificate download it triggered, ms (the download goes on, for the resends).
  * It gets what the answer budget leaves after the enqueue's own bound: 2 s with the default 2 s bound, nothing with
@@ -33,6 +31,11 @@ const NO_KEYS = {
  *   content type / body size (Fastify, 415/413) → headers (400) → merchant → probe, timestamp, signature type,
  *   serial, RSA signature (401; an unknown serial first triggers a certificate download where one is configured,
  *   503 if it fails) → envelope id (400) → enqueue (503 on failure or timeout) → 204.
+ * The notification id — job id, receipt key, Notification row — is `v3:<mchid>:<envelope id>` (@wpn/queue
+ * jobs/ids.ts), the merchant being the one whose keys verified it: tenants supply their own key material, so a
+ * signature proves only whose notification it is, and the envelope id it carries is an outside value — one that
+ * must neither name one of the queue's own Redis keys (`wait`, `meta`, …) nor take another merchant's id and
+ * have that merchant's genuine notification answered as a redelivery.
  * The merchant is the default one or one in memory; for an mchid that is not, `resolveMerchant` runs the key-less
  * checks (probe, timestamp, signature type: 401) before the merchant-table lookup that may answer 404.
  */
@@ -62,12 +65,13 @@ async function handleV3(
 
   const text = readUtf8(body);
   const envelope = readEnvelopeId(text);
+  const id = v3NotificationId(merchant.mchid, envelope.id);
   // Built field by field (typed as the contract's ParseJobV3); the only constraint TypeScript cannot check,
-  // the id length, is enforced by readEnvelopeId. No zod pass on the hot path (measured ~10 µs per request).
+  // the id's form, is enforced by readEnvelopeId. No zod pass on the hot path (measured ~10 µs per request).
   const job: ParseJobV3 = {
     v: 1,
     api: "v3",
-    id: envelope.id,
+    id,
     mchid: merchant.mchid,
     receivedAt,
     headers: {
@@ -79,10 +83,10 @@ async function handleV3(
     },
     body: text,
   };
-  const outcome = await ctx.intake.accept("v3", envelope.id, job, budgetLeftMs(reply));
+  const outcome = await ctx.intake.accept("v3", id, job, budgetLeftMs(reply));
   request.ingressCode = outcome.kind === "enqueued" ? "OK" : "DUPLICATE";
   request.log.debug(
-    { id: envelope.id, eventType: envelope.eventType, mchid: merchant.mchid, outcome: request.ingressCode },
+    { id, eventType: envelope.eventType, mchid: merchant.mchid, outcome: request.ingressCode },
     "notification accepted",
   );
   return reply.code(204).send();
@@ -170,7 +174,8 @@ function readUtf8(body: Buffer): string {
 
 /**
  * Only `id` and `event_type` are read from the (verified) envelope; the encrypted `resource` is left for the
- * worker, so Redis never holds payer data in clear text.
+ * worker, so Redis never holds payer data in clear text. The id must be what WeChat sends (V3_ENVELOPE_ID: 1–64
+ * ASCII letters, digits, '-', '_'): it becomes part of Redis keys and of the notification id.
  */
 function readEnvelopeId(text: string): { id: string; eventType: string } {
   let parsed: unknown;
@@ -180,8 +185,8 @@ function readEnvelopeId(text: string): { id: string; eventType: string } {
     throw new IngressError("ENVELOPE_INVALID", "body is not JSON");
   }
   const { id, event_type: eventType } = (parsed ?? {}) as { id?: unknown; event_type?: unknown };
-  if (typeof id !== "string" || id.length === 0 || id.length > MAX_ID_CHARS) {
-    throw new IngressError("ENVELOPE_INVALID", "envelope id is missing or longer than 64 characters");
+  if (typeof id !== "string" || !V3_ENVELOPE_ID.test(id)) {
+    throw new IngressError("ENVELOPE_INVALID", "envelope id is missing or not 1-64 ASCII letters, digits, '-', '_'");
   }
   if (typeof eventType !== "string" || eventType.length === 0) {
     throw new IngressError("ENVELOPE_INVALID", "envelope event_type is missing");

@@ -1,7 +1,7 @@
 import type { KeyObject } from "node:crypto";
 import { once } from "node:events";
 import { type Config, loadConfig } from "@wpn/config";
-import { createQueue, createRedisConnection, QueueName, type Receipt, readReceipt } from "@wpn/queue";
+import { createQueue, createRedisConnection, QueueName, type Receipt, readReceipt, v3NotificationId } from "@wpn/queue";
 import { createTestMerchant, deletePrefix, TEST_REDIS_URL, type TestMerchant, testQueuePrefix } from "@wpn/testing";
 import { createSignedV3Notification, type SignedV3Notification } from "@wpn/wechatpay";
 import type { Queue } from "bullmq";
@@ -113,12 +113,15 @@ export async function createIngressFixture(options: FixtureOptions): Promise<Ing
   };
 }
 
-/** A correctly signed APIv3 payment notification for `merchant`, as WeChat would send it. */
+/**
+ * A correctly signed APIv3 payment notification for `merchant`, as WeChat would send it; `jobId` is its notification
+ * id once that merchant's keys verified it (job id, receipt key), `id` WeChat's envelope id.
+ */
 export function signedV3(
   merchant: TestMerchant,
   options: { id?: string; now?: Date; probe?: boolean; serial?: string; privateKey?: KeyObject } = {},
-): SignedV3Notification {
-  return createSignedV3Notification({
+): SignedV3Notification & { jobId: string } {
+  const signed = createSignedV3Notification({
     ...(options.id === undefined ? {} : { id: options.id }),
     eventType: "TRANSACTION.SUCCESS",
     summary: "支付成功",
@@ -139,6 +142,7 @@ export function signedV3(
     ...(options.now === undefined ? {} : { now: options.now }),
     ...(options.probe === undefined ? {} : { probe: options.probe }),
   });
+  return { ...signed, jobId: v3NotificationId(merchant.mchid, signed.id) };
 }
 
 /** `app.inject` for a notification (headers and exact body bytes). */

@@ -1,5 +1,5 @@
 import { type ParsedNotification, type PrismaClient, type UpsertResult, upsertParsedNotification } from "@wpn/db";
-import { type ApplyJob, type ParseJob, parseJobSchema, QueueName } from "@wpn/queue";
+import { type ApplyJob, type ParseJob, parseJobSchema, QueueName, v3EnvelopeIdOf } from "@wpn/queue";
 import { eventTypeOf, type NotificationSource, type OpenedNotification } from "../domain/notification.ts";
 import { toWorkerError } from "../errors.ts";
 import type { KeyResolver } from "../keys.ts";
@@ -39,6 +39,7 @@ export async function handleParse(deps: ParseDeps, job: ParseJob, ctx: StageCont
   const row = {
     id: job.id,
     apiVersion: job.api,
+    wechatId: job.api === "v3" ? v3EnvelopeIdOf(job.id) : null,
     mchid: job.mchid,
     receivedAt: job.receivedAt,
     headers: job.api === "v3" ? { ...job.headers } : null,

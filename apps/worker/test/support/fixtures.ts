@@ -1,7 +1,14 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { type Config, loadConfig } from "@wpn/config";
 import { type PrismaClient, upsertParsedNotifications } from "@wpn/db";
-import type { ApplyJob, ParseJob, ParseJobV2, ParseJobV3, PublishJob } from "@wpn/queue";
+import {
+  type ApplyJob,
+  type ParseJob,
+  type ParseJobV2,
+  type ParseJobV3,
+  type PublishJob,
+  v3NotificationId,
+} from "@wpn/queue";
 import {
   createTestDatabase,
   createTestMerchant,
@@ -146,7 +153,10 @@ export interface PaymentSpec {
   tradeState?: string;
   /** Service-provider mode: sp_mchid/sp_appid replace mchid/appid. */
   partner?: { subMchid: string; subAppid?: string };
+  /** WeChat's envelope id (random when omitted). */
   id?: string;
+  /** Queued as an ingress from before the `v3:<mchid>:<id>` notification ids did: job id = WeChat's id alone. */
+  legacyId?: boolean;
   eventType?: string;
   apiV3Key?: Buffer;
   /** APIv3 only: fields set over the generated resource (null included), as WeChat may send them. */
@@ -186,7 +196,7 @@ export function v3Payment(world: World, spec: PaymentSpec): ParseJobV3 {
         payer: { openid: "oPayerOpenid123" },
       };
   Object.assign(resource, spec.fields);
-  return v3Job(world, spec.eventType ?? "TRANSACTION.SUCCESS", "transaction", resource, spec.id, spec.apiV3Key);
+  return v3Job(world, spec.eventType ?? "TRANSACTION.SUCCESS", "transaction", resource, spec);
 }
 
 export interface RefundSpec {
@@ -201,7 +211,10 @@ export interface RefundSpec {
   mchid?: string;
   /** Service-provider mode: sp_mchid replaces mchid, and the sub-merchant is named (APIv3 `sub_mchid`, APIv2 outer `sub_mch_id`). */
   partner?: { subMchid: string };
+  /** WeChat's envelope id (random when omitted). */
   id?: string;
+  /** As in PaymentSpec. */
+  legacyId?: boolean;
   /** The merchant's APIv3 key when it is not the world's (another tenant). */
   apiV3Key?: Buffer;
 }
@@ -222,23 +235,26 @@ export function v3Refund(world: World, spec: RefundSpec): ParseJobV3 {
     user_received_account: "支付用户零钱",
     amount: { total: spec.total, refund: spec.refund, payer_total: spec.total, payer_refund: spec.refund },
   };
-  return v3Job(world, `REFUND.${status}`, "refund", resource, spec.id, spec.apiV3Key);
+  return v3Job(world, `REFUND.${status}`, "refund", resource, spec);
 }
 
+/**
+ * The parse job the ingress enqueues for a notification the world's merchant's keys verified: id
+ * `v3:<mchid>:<envelope id>` (an older ingress's: the envelope id alone, `legacyId`).
+ */
 function v3Job(
   world: World,
   eventType: string,
   originalType: string,
   resource: object,
-  id?: string,
-  key?: Buffer,
+  spec: { id?: string; legacyId?: boolean; apiV3Key?: Buffer },
 ): ParseJobV3 {
   const signed = createSignedV3Notification({
-    ...(id ? { id } : { id: randomUUID() }),
+    id: spec.id ?? randomUUID(),
     eventType,
     originalType,
     resource,
-    apiV3Key: key ?? Buffer.from(world.merchant.apiV3Key, "utf8"),
+    apiV3Key: spec.apiV3Key ?? Buffer.from(world.merchant.apiV3Key, "utf8"),
     privateKey: world.merchant.platformPrivateKey,
     serial: world.merchant.publicKeyId,
   });
@@ -246,7 +262,7 @@ function v3Job(
   return {
     v: 1,
     api: "v3",
-    id: signed.id,
+    id: spec.legacyId ? signed.id : v3NotificationId(world.merchant.mchid, signed.id),
     mchid: world.merchant.mchid,
     receivedAt: Date.now(),
     headers: {

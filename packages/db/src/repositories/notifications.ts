@@ -20,8 +20,14 @@ export type NotificationRowStatus =
   | "DEAD";
 
 export interface ParsedNotification {
+  /** The notification id (@wpn/queue jobs/ids.ts), also its jobs' id. */
   id: string;
   apiVersion: "v3" | "v2";
+  /**
+   * APIv3: WeChat's notification id (the envelope id), for the dashboard's search; null for APIv2. A null keeps what
+   * an earlier parse recorded.
+   */
+  wechatId: string | null;
   mchid: string | null;
   eventType: string;
   /** ms since the epoch. */
@@ -114,6 +120,7 @@ export async function upsertParsedNotifications(
   const records = batch.map((n) => ({
     id: n.id,
     apiVersion: n.apiVersion,
+    wechatId: n.wechatId,
     mchid: n.mchid,
     eventType: n.eventType,
     receivedAt: n.receivedAt,
@@ -132,13 +139,13 @@ export async function upsertParsedNotifications(
   const input = jsonParam(records);
   const rows = await prisma.$queryRaw<(UpsertResult & { id: string })[]>`
     WITH input AS (
-      SELECT r.ordinality AS ord, r.id, r."apiVersion", r.mchid, r."eventType",
+      SELECT r.ordinality AS ord, r.id, r."apiVersion", r."wechatId", r.mchid, r."eventType",
              (to_timestamp(r."receivedAt" / 1000.0) AT TIME ZONE 'UTC')::timestamp(3) AS received_at,
              (now() AT TIME ZONE 'UTC')::timestamp(3) AS at,
              r.headers, r.body, r.status::"NotificationStatus" AS status, r."outTradeNo", r."transactionId",
              r."outRefundNo", r."subMchid", r."errorCode", r."lastError", r.kind, r.detail
       FROM ROWS FROM (json_to_recordset(${input}::json) AS (
-        id text, "apiVersion" text, mchid text, "eventType" text, "receivedAt" bigint, headers jsonb, body text,
+        id text, "apiVersion" text, "wechatId" text, mchid text, "eventType" text, "receivedAt" bigint, headers jsonb, body text,
         status text, "outTradeNo" text, "transactionId" text, "outRefundNo" text, "subMchid" text,
         "errorCode" text, "lastError" text, kind text, detail jsonb
       )) WITH ORDINALITY AS r
@@ -148,9 +155,9 @@ export async function upsertParsedNotifications(
     ),
     up AS (
       INSERT INTO "Notification" AS t
-        (id, "apiVersion", mchid, "eventType", "receivedAt", headers, body, status,
+        (id, "apiVersion", "wechatId", mchid, "eventType", "receivedAt", headers, body, status,
          "outTradeNo", "transactionId", "outRefundNo", "subMchid", "errorCode", "lastError", "updatedAt")
-      SELECT i.id, i."apiVersion", i.mchid, i."eventType", i.received_at, i.headers, i.body, i.status,
+      SELECT i.id, i."apiVersion", i."wechatId", i.mchid, i."eventType", i.received_at, i.headers, i.body, i.status,
              i."outTradeNo", i."transactionId", i."outRefundNo", i."subMchid", i."errorCode", i."lastError", i.at
       FROM input i
       ORDER BY i.id
@@ -158,6 +165,7 @@ export async function upsertParsedNotifications(
         -- Final, or DEAD (its letter waits for a replay; see upsertParsedNotification): kept, with its code.
         status = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED', 'DEAD') THEN t.status ELSE EXCLUDED.status END,
         "eventType" = EXCLUDED."eventType",
+        "wechatId" = COALESCE(EXCLUDED."wechatId", t."wechatId"),
         "outTradeNo" = COALESCE(EXCLUDED."outTradeNo", t."outTradeNo"),
         "transactionId" = COALESCE(EXCLUDED."transactionId", t."transactionId"),
         "outRefundNo" = COALESCE(EXCLUDED."outRefundNo", t."outRefundNo"),

@@ -2,9 +2,10 @@ import type { ParsedNotification, PrismaClient, UpsertResult } from "@wpn/db";
 
 /**
  * The single-notification upsert statement as it was before `upsertParsedNotifications` existed (verbatim but
- * for the name, a null event: no entry but RECEIVED, the subMchid column of migration 20261202130000, kept like
- * the business keys, and a DEAD row kept DEAD with a REDELIVERED entry, as a new delivery of a dead-lettered
- * notification is since), kept as the oracle the batch statement is compared with: same inputs, same rows, same timeline,
+ * for the name, a null event: no entry but RECEIVED, the subMchid column of migration 20261202130000 and the wechatId
+ * column of migration 20261203140000, kept like the business keys, and a DEAD row kept DEAD with a REDELIVERED
+ * entry, as a new delivery of a dead-lettered notification is since), kept as the oracle the batch statement is
+ * compared with: same inputs, same rows, same timeline,
  * same results.
  */
 export async function referenceUpsert(prisma: PrismaClient, n: ParsedNotification): Promise<UpsertResult> {
@@ -20,15 +21,16 @@ export async function referenceUpsert(prisma: PrismaClient, n: ParsedNotificatio
     ),
     up AS (
       INSERT INTO "Notification" AS t
-        (id, "apiVersion", mchid, "eventType", "receivedAt", headers, body, status,
+        (id, "apiVersion", "wechatId", mchid, "eventType", "receivedAt", headers, body, status,
          "outTradeNo", "transactionId", "outRefundNo", "subMchid", "errorCode", "lastError", "updatedAt")
-      SELECT i.id, ${n.apiVersion}, ${n.mchid}, ${n.eventType}, i.received_at, ${n.headers === null ? null : JSON.stringify(n.headers)}::jsonb,
+      SELECT i.id, ${n.apiVersion}, ${n.wechatId}, ${n.mchid}, ${n.eventType}, i.received_at, ${n.headers === null ? null : JSON.stringify(n.headers)}::jsonb,
              ${n.body}, ${n.status}::"NotificationStatus", ${n.outTradeNo}, ${n.transactionId}, ${n.outRefundNo},
              ${n.subMchid}, ${n.errorCode}, ${n.lastError}, i.at
       FROM input i
       ON CONFLICT (id) DO UPDATE SET
         status = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED', 'DEAD') THEN t.status ELSE EXCLUDED.status END,
         "eventType" = EXCLUDED."eventType",
+        "wechatId" = COALESCE(EXCLUDED."wechatId", t."wechatId"),
         "outTradeNo" = COALESCE(EXCLUDED."outTradeNo", t."outTradeNo"),
         "transactionId" = COALESCE(EXCLUDED."transactionId", t."transactionId"),
         "outRefundNo" = COALESCE(EXCLUDED."outRefundNo", t."outRefundNo"),

@@ -10,8 +10,11 @@ import { z } from "zod";
 export const parseJobV3Schema = z.object({
   v: z.literal(1),
   api: z.literal("v3"),
-  /** WeChat's notification id; also the BullMQ job id. */
-  id: z.string().min(1).max(64),
+  /**
+   * Notification id, also the BullMQ job id: `v3:<mchid>:<envelope id>` (jobs/ids.ts) — WeChat's envelope id alone
+   * in a job an older ingress queued.
+   */
+  id: z.string().min(1).max(128),
   /** Merchant the notification was addressed to (route parameter, or the default merchant). */
   mchid: z.string().min(1),
   /** When the ingress accepted it, ms since the epoch. */

@@ -52,6 +52,10 @@ export type PublishEventType = (typeof PUBLISH_EVENT_TYPES)[number];
 export const publishJobSchema = z.object({
   v: z.literal(1),
   type: z.enum(PUBLISH_EVENT_TYPES),
+  /**
+   * The notification id (jobs/ids.ts), also this job's id: APIv3 `v3:<mchid>:<WeChat's id>` (WeChat's id alone when
+   * an older ingress queued it), APIv2 `v2:pay:…` / `v2:refund:…`.
+   */
   notificationId: z.string().min(1).max(128),
   outTradeNo: z.string().min(1),
   orderId: z.string().min(1),
