@@ -13,6 +13,7 @@ export const INGRESS_ERRORS = {
   BODY_TOO_LARGE: { status: 413, message: "request body is too large" },
   BODY_INVALID: { status: 400, message: "request body could not be read" },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: "unsupported content type" },
+  URL_INVALID: { status: 400, message: "request URL is malformed" },
   // --- HTTP refused by Node before routing (client-error.ts) ---
   REQUEST_TIMEOUT: { status: 408, message: "request not complete within the time allowed" },
   HEADERS_TOO_LARGE: { status: 431, message: "request headers are too large" },
@@ -79,12 +80,16 @@ function isIngressCode(code: string): code is IngressErrorCode {
   return Object.hasOwn(INGRESS_ERRORS, code);
 }
 
-/** Fastify's own errors that can reach a notify route, mapped onto our codes. */
+/** Fastify's own errors that can reach a notify route or the router's error handler, mapped onto our codes. */
 const FASTIFY_CODES: Readonly<Record<string, IngressErrorCode>> = {
   FST_ERR_CTP_BODY_TOO_LARGE: "BODY_TOO_LARGE",
   FST_ERR_CTP_INVALID_MEDIA_TYPE: "UNSUPPORTED_MEDIA_TYPE",
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: "BODY_INVALID",
   FST_ERR_CTP_EMPTY_JSON_BODY: "BODY_INVALID",
+  // The router, before any route (`frameworkErrors`, routes/failure.ts): a URL it cannot decode (`%zz`), a route
+  // parameter longer than its limit (maxParamLength, 100 characters; Fastify's own answer is 414).
+  FST_ERR_BAD_URL: "URL_INVALID",
+  FST_ERR_MAX_PARAM_LENGTH: "URL_INVALID",
   // @fastify/under-pressure: the event loop is saturated.
   FST_UNDER_PRESSURE: "OVERLOADED",
 };

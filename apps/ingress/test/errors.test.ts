@@ -24,11 +24,13 @@ describe("ingress error registry", () => {
     }
   });
 
-  it("maps Fastify's body errors and under-pressure's shedding", () => {
+  it("maps Fastify's body and router errors and under-pressure's shedding", () => {
     const fastify = (code: string, statusCode: number) => Object.assign(new Error(code), { code, statusCode });
     expect(classifyError(fastify("FST_ERR_CTP_BODY_TOO_LARGE", 413)).status).toBe(413);
     expect(classifyError(fastify("FST_ERR_CTP_INVALID_MEDIA_TYPE", 415)).code).toBe("UNSUPPORTED_MEDIA_TYPE");
     expect(classifyError(fastify("FST_UNDER_PRESSURE", 503)).code).toBe("OVERLOADED");
+    expect(classifyError(fastify("FST_ERR_BAD_URL", 400)).code).toBe("URL_INVALID");
+    expect(classifyError(fastify("FST_ERR_MAX_PARAM_LENGTH", 414)).code).toBe("URL_INVALID");
     expect(classifyError(fastify("ECONNRESET", 400)).code).toBe("BODY_INVALID");
     expect(classifyError(new TypeError("boom")).code).toBe("INTERNAL");
     const own = new IngressError("QUEUE_TIMEOUT");

@@ -16,6 +16,14 @@ declare module "fastify" {
   }
 }
 
+/** The `route` label of requests Fastify's router refused before routing them (`handleRouterError`). */
+export const ROUTER_ERROR_ROUTE = "(url)";
+
+/** The wire format for a request no notify route handled: the path tells (APIv2's paths begin `/notify/v2`). */
+export function apiOfUrl(url: string): Api {
+  return url.startsWith("/notify/v2") ? "v2" : "v3";
+}
+
 /** The FAIL message WeChat records: code first (what operators grep for), then the fixed text. ≤64 chars. */
 export function failureMessage(code: IngressErrorCode): string {
   return `${code}: ${INGRESS_ERRORS[code].message}`;
@@ -56,5 +64,27 @@ export function handleNotifyError(
     const cause = failure.cause instanceof Error ? failure.cause.message : undefined;
     request.log.warn({ ...fields, detail: failure.message, cause }, "notification not accepted");
   } else request.log.warn({ ...fields, detail: failure.message }, "notification rejected");
+  return writeFailure(reply, api, code);
+}
+
+/**
+ * Fastify's `frameworkErrors` handler: errors its router raises before any route runs — a URL it cannot decode
+ * (FST_ERR_BAD_URL, e.g. `/notify/v2/%zz`), a route parameter over maxParamLength — which Fastify would answer in
+ * its own JSON, with no code of ours, outside the notify routes' logging and metrics. Answered like any refusal of
+ * the path's API (URL_INVALID), logged once at warn, counted under route `(url)`.
+ */
+export function handleRouterError(
+  error: unknown,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  count: (route: string, status: number, code: string) => void,
+): FastifyReply {
+  const failure = classifyError(error);
+  const { code, status } = failure;
+  const api = apiOfUrl(request.url);
+  count(ROUTER_ERROR_ROUTE, status, code);
+  const fields = { code, status, api, route: ROUTER_ERROR_ROUTE, detail: failure.message };
+  if (code === "INTERNAL") request.log.error({ ...fields, err: error }, "request refused before routing");
+  else request.log.warn(fields, "request refused before routing");
   return writeFailure(reply, api, code);
 }
