@@ -145,8 +145,13 @@ const envFields = z.object({
    * request's waits together get 4.5 s: see apps/ingress/src/routes/budget.ts).
    */
   INGRESS_ENQUEUE_TIMEOUT_MS: int(50, 4_400).default(2_000),
-  /** Largest accepted notification body. Real notifications are ~1–2 KiB. */
-  INGRESS_BODY_LIMIT_BYTES: int(1_024, 10 * 1024 * 1024).default(64 * 1024),
+  /**
+   * Largest accepted notification body. Real notifications are ~1–2 KiB. At most 64 KiB: the workers open a queued
+   * body with @wpn/wechatpay's parsers at their default limits (APIv2 XML 64 KiB, DEFAULT_V2_MAX_BYTES; APIv3 envelope
+   * 256 KiB), so a larger setting let the ingress acknowledge bodies the workers then dead-lettered
+   * (apps/ingress/test/body-limit.test.ts).
+   */
+  INGRESS_BODY_LIMIT_BYTES: int(1_024, 64 * 1024).default(64 * 1024),
   /**
    * How long a notification id is remembered after its first receipt, so WeChat's 24 h of resends are answered
    * without a second job. At least 25 h: a shorter memory would let a resend after the job's removal enqueue again.

@@ -5,7 +5,8 @@ import { describeIssues, parseJsonBytes } from "./json.ts";
 /**
  * Largest notification body we parse, in bytes. Real envelopes are 1–3 KiB; the limit only exists so a
  * forged multi-megabyte body is refused before JSON.parse (verification has already failed for it anyway,
- * since ingress verifies first).
+ * since ingress verifies first). The workers open queued bodies with it: INGRESS_BODY_LIMIT_BYTES (@wpn/config, at
+ * most 64 KiB) stays below it.
  */
 export const DEFAULT_MAX_ENVELOPE_BYTES = 256 * 1024;
 

@@ -25,6 +25,7 @@ export interface V2XmlLimits {
   maxDepth?: number;
 }
 
+/** Also the workers' limit for a queued APIv2 body: INGRESS_BODY_LIMIT_BYTES (@wpn/config) may not exceed it. */
 export const DEFAULT_V2_MAX_BYTES = 64 * 1024;
 export const DEFAULT_V2_MAX_DEPTH = 8;
 
