@@ -132,6 +132,24 @@ describe("merchant registry: an edit that does not load", () => {
     expect(registry.keptKeys).toBe(2);
   });
 
+  it("a public-key id with whitespace around it does not load (MERCHANT_KEY_UNUSABLE): never a key that cannot match", async () => {
+    const fresh = createTestMerchant({ mchid: "1900000563" });
+    const rows = [rowOf(withV2), rowOf(fresh, { publicKeyId: `${fresh.publicKeyId}\n` })];
+    const logs: Record<string, unknown>[] = [];
+    const registry = registryOver(rows, logs);
+    await registry.reload();
+    // A new row: the key is left out (its APIv2 key still serves), logged with the id as given.
+    expect(keyIdsOf(registry, fresh.mchid)).toEqual([]);
+    // An edit of a row that loaded: the key loaded before is kept.
+    rows[0] = rowOf(withV2, { publicKeyId: `${withV2.publicKeyId} ` });
+    await registry.reload();
+    expect(keyIdsOf(registry, withV2.mchid)).toEqual([withV2.publicKeyId]);
+    expect(logs.filter((line) => line.code === "MERCHANT_KEY_UNUSABLE")).toMatchObject([
+      { level: 50, mchid: fresh.mchid, key: `${fresh.publicKeyId}\n`, kept: [] },
+      { level: 50, mchid: withV2.mchid, key: `${withV2.publicKeyId} `, kept: [withV2.publicKeyId] },
+    ]);
+  });
+
   it("a certificate row whose new PEM does not load keeps the certificate loaded before", async () => {
     const rows = [rowOf(withCertificate, { certificates: [certificate] })];
     const registry = registryOver(rows);

@@ -104,7 +104,14 @@ const envFields = z.object({
    * The WeChat Pay public key (`PUB_KEY_ID_…`) and its PEM file: both or neither. The ingress needs at least one
    * way to verify APIv3 notifications: this key, WECHATPAY_PLATFORM_CERT_PATHS, or certificate download (below).
    */
-  WECHATPAY_PUBLIC_KEY_ID: z.string().min(1, "must not be empty").max(128).optional(),
+  /** Matched exactly against Wechatpay-Serial: the same rule as @wpn/wechatpay's KeyStore.addPublicKey. */
+  WECHATPAY_PUBLIC_KEY_ID: z
+    .string()
+    .regex(
+      /^PUB_KEY_ID_[0-9A-Za-z_-]{1,64}$/,
+      "must be the WeChat Pay public key id, PUB_KEY_ID_ then ASCII letters, digits, '_' or '-' (no spaces)",
+    )
+    .optional(),
   WECHATPAY_PUBLIC_KEY_PATH: z.string().min(1, "must not be empty").optional(),
   /**
    * Platform-certificate download (both or neither): the serial of the merchant API certificate (商户API证书序列号) and

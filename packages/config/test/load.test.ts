@@ -75,6 +75,12 @@ describe("loadConfig", () => {
     expect(errorOf({ ...valid, WECHATPAY_APIV2_KEY: "x".repeat(31) })).toBe("WECHATPAY_APIV2_KEY must be 32 bytes");
     expect(errorOf({ ...valid, PORT: "http" })).toMatch(/^PORT /);
     expect(errorOf({ ...valid, WECHATPAY_MCHID: "abc" })).toBe("WECHATPAY_MCHID must be the merchant number (digits)");
+    // A public-key id with whitespace would load and never equal a Wechatpay-Serial header.
+    for (const id of [`${valid.WECHATPAY_PUBLIC_KEY_ID} `, `${valid.WECHATPAY_PUBLIC_KEY_ID}\n`, "F5765756002FDD77"]) {
+      expect(errorOf({ ...valid, WECHATPAY_PUBLIC_KEY_ID: id }), JSON.stringify(id)).toBe(
+        "WECHATPAY_PUBLIC_KEY_ID must be the WeChat Pay public key id, PUB_KEY_ID_ then ASCII letters, digits, '_' or '-' (no spaces)",
+      );
+    }
     expect(errorOf({ ...valid, DATABASE_URL: "not a url" })).toMatch(/^DATABASE_URL /);
     // Shorter than WeChat's 24 h of resends (plus margin) would let a resend enqueue a second job.
     expect(errorOf({ ...valid, INGRESS_DEDUPE_TTL_SECONDS: "86400" })).toMatch(/^INGRESS_DEDUPE_TTL_SECONDS .*90000/);

@@ -16,6 +16,14 @@ export interface AsyncKeyResolver {
 export const PUBLIC_KEY_ID_PREFIX = "PUB_KEY_ID_";
 
 /**
+ * A public-key id as it must be held: the prefix, then 1–64 ASCII letters, digits, '_' or '-' (WeChat's are digits).
+ * The id is matched exactly against `Wechatpay-Serial`, so one pasted with whitespace or other junk around it would
+ * load and never match (every notification 401 SERIAL_UNKNOWN); it is refused instead. WECHATPAY_PUBLIC_KEY_ID
+ * (@wpn/config) has the same rule.
+ */
+const PUBLIC_KEY_ID = /^PUB_KEY_ID_[0-9A-Za-z_-]{1,64}$/;
+
+/**
  * Certificate serials arrive in several spellings for the same number: Node prints upper-case hex,
  * Java's `BigInteger.toString(16)` lower-case without leading zeros. We index by upper-case hex with
  * leading zeros stripped so all of them meet. (Public-key ids are opaque strings and are not normalised.)
@@ -51,10 +59,10 @@ export class KeyStore implements KeyResolver {
 
   /** `id` must be the `PUB_KEY_ID_…` shown in the merchant platform; `key` a KeyObject or SPKI PEM. */
   addPublicKey(id: string, key: KeyObject | string): void {
-    if (typeof id !== "string" || !id.startsWith(PUBLIC_KEY_ID_PREFIX) || id.length === PUBLIC_KEY_ID_PREFIX.length) {
+    if (typeof id !== "string" || !PUBLIC_KEY_ID.test(id)) {
       throw new WechatPayError(
         "KEY_INVALID",
-        `public key id must look like ${PUBLIC_KEY_ID_PREFIX}<digits>, got "${String(id)}" (certificate serials go to addCertificate)`,
+        `public key id must look like ${PUBLIC_KEY_ID_PREFIX}<digits> (ASCII letters, digits, '_', '-'; no spaces), got ${JSON.stringify(id)} (certificate serials go to addCertificate)`,
       );
     }
     const keyObject = typeof key === "string" ? loadPublicKey(key) : key;

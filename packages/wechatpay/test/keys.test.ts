@@ -195,6 +195,27 @@ describe("KeyStore", () => {
       /must look like PUB_KEY_ID_<digits>/,
     );
     expect(codeOf(() => store.addPublicKey("PUB_KEY_ID_", rsa.publicKey))).toBe("KEY_INVALID");
+    // An id pasted with whitespace or other junk would load and never equal a Wechatpay-Serial header (every
+    // notification 401 SERIAL_UNKNOWN): refused, and the message shows the id as given.
+    for (const id of [
+      `${PUB} `,
+      `${PUB}\n`,
+      ` ${PUB}`,
+      `${PUB}\r\n`,
+      "PUB_KEY_ID_0114 2",
+      "PUB_KEY_ID_０１",
+      "PUB_KEY_ID_1;x",
+    ]) {
+      expect(
+        messageOf(() => store.addPublicKey(id, rsa.publicKey)),
+        JSON.stringify(id),
+      ).toContain(JSON.stringify(id));
+      expect(
+        codeOf(() => store.addPublicKey(id, rsa.publicKey)),
+        JSON.stringify(id),
+      ).toBe("KEY_INVALID");
+    }
+    expect(codeOf(() => store.addPublicKey(`PUB_KEY_ID_${"1".repeat(65)}`, rsa.publicKey))).toBe("KEY_INVALID");
     expect(codeOf(() => store.addPublicKey(PUB, rsa.privateKey))).toBe("KEY_INVALID");
     expect(codeOf(() => store.addPublicKey(PUB, cert.pem))).toBe("KEY_INVALID");
     expect(codeOf(() => store.addCertificate(rsa.publicPem))).toBe("KEY_INVALID");
