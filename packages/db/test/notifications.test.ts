@@ -1,9 +1,12 @@
 import {
   createDb,
+  markNotificationDead,
   NotificationBatchError,
   type NotificationRowStatus,
   type ParsedNotification,
   type PrismaClient,
+  recordReplay,
+  recordReplayFailed,
   upsertParsedNotification,
   upsertParsedNotifications,
 } from "@wpn/db";
@@ -73,6 +76,12 @@ async function settle(id: string, status: NotificationRowStatus, errorCode: stri
   await prisma.notification.update({ where: { id }, data: { status, errorCode, lastError: errorCode } });
 }
 
+/** Dead-letters a notification as the worker's stage `stage` does (status DEAD, a DEAD_LETTERED entry naming it). */
+async function deadLetter(id: string, stage: "notify.parse" | "notify.apply", code = "DB_DATA") {
+  const deadLetterId = `${stage}:${id}:1`;
+  await markNotificationDead(prisma, { notificationId: id, stage, code, message: code, attempt: 1, deadLetterId });
+}
+
 describe("upsertParsedNotifications", () => {
   it("a batch of new, re-parsed, failed-before, settled and dead notifications: each row as the single statement would leave it, results in input order", async () => {
     const ids = ["m-zeta", "m-alpha", "m-kappa", "m-beta", "m-omega", "m-gamma", "m-delta"] as const;
@@ -87,7 +96,7 @@ describe("upsertParsedNotifications", () => {
     ]);
     await settle(applied, "APPLIED");
     await settle(review, "REVIEW", "AMOUNT_MISMATCH");
-    await settle(dead, "DEAD", "DB_DATA");
+    await deadLetter(dead, "notify.apply");
     const before = await rowOf(applied);
 
     const results = await upsertParsedNotifications(prisma, [
@@ -150,13 +159,80 @@ describe("upsertParsedNotifications", () => {
     expect(await rowOf(review)).toMatchObject({ status: "REVIEW", errorCode: "AMOUNT_MISMATCH" });
     expect((await eventsOf(review)).map((e) => e.kind)).toEqual(["RECEIVED"]);
 
-    // DEAD: a new delivery (a replay moves the row out of DEAD first) leaves it to its letter's replay. Before, it
-    // went PROCESSING, its code gone, while the apply job added for it collapsed into the failed one and never ran.
+    // DEAD by the apply stage: a new delivery leaves it to its letter's replay. Before fcbe379, it went PROCESSING, its
+    // code gone, while the apply job added for it collapsed into the failed one (kept under its id) and never ran.
     expect(await rowOf(dead)).toMatchObject({ status: "DEAD", errorCode: "DB_DATA", lastError: "DB_DATA" });
     expect(await eventsOf(dead)).toMatchObject([
       { kind: "RECEIVED" },
+      { kind: "DEAD_LETTERED" },
       { kind: "REDELIVERED", detail: parsed(dead).event?.detail },
     ]);
+  });
+
+  it("moves a DEAD row on unless its apply-stage letter is outstanding", async () => {
+    const ids = ["x-parse", "x-apply", "x-apply-parse", "x-replayed", "x-replay-failed", "x-unmarked"] as const;
+    const [byParse, byApply, applyThenParse, replayedThenParse, replayFailed, unmarked] = ids;
+    await upsertParsedNotifications(
+      prisma,
+      ids.map((id) => parsed(id)),
+    );
+    // Dead-lettered by the parse stage (e.g. APIV2_KEY_MISSING past its window): its failed parse job is retried, or
+    // the notification delivered again. No apply job holds its id.
+    await deadLetter(byParse, "notify.parse", "APIV2_KEY_MISSING");
+    await deadLetter(byApply, "notify.apply", "ORDER_NOT_FOUND");
+    // The apply stage's failed job is still kept when a later delivery is dead-lettered at parse: a retry of that
+    // parse job must not enqueue an apply job that collapses into it.
+    await deadLetter(applyThenParse, "notify.apply", "ORDER_NOT_FOUND");
+    await deadLetter(applyThenParse, "notify.parse", "APIV2_KEY_MISSING");
+    // The apply letter was replayed (its failed job removed), then a later delivery died at parse.
+    await deadLetter(replayedThenParse, "notify.apply", "ORDER_NOT_FOUND");
+    await recordReplay(prisma, {
+      notificationId: replayedThenParse,
+      queue: "notify.apply",
+      previousCode: "ORDER_NOT_FOUND",
+    });
+    await deadLetter(replayedThenParse, "notify.parse", "APIV2_KEY_MISSING");
+    // A replay whose add failed: DEAD again, but the replay had removed the failed apply job before the add.
+    await deadLetter(replayFailed, "notify.apply", "ORDER_NOT_FOUND");
+    await recordReplay(prisma, {
+      notificationId: replayFailed,
+      queue: "notify.apply",
+      previousCode: "ORDER_NOT_FOUND",
+    });
+    await recordReplayFailed(prisma, { notificationId: replayFailed, queue: "notify.apply", message: "Redis down" });
+    // DEAD with no letter event at all (set by hand): nothing holds its apply job's id.
+    await settle(unmarked, "DEAD", "E_DEAD");
+
+    const results = await upsertParsedNotifications(
+      prisma,
+      ids.map((id) => parsed(id)),
+    );
+    expect(results.map((r) => r.status)).toEqual([
+      "PROCESSING",
+      "DEAD",
+      "DEAD",
+      "PROCESSING",
+      "PROCESSING",
+      "PROCESSING",
+    ]);
+    expect(await rowOf(byParse)).toMatchObject({ status: "PROCESSING", errorCode: null, lastError: null });
+    expect((await eventsOf(byParse)).map((e) => e.kind)).toEqual(["RECEIVED", "DEAD_LETTERED", "PARSED"]);
+    expect(await rowOf(byApply)).toMatchObject({ status: "DEAD", errorCode: "ORDER_NOT_FOUND" });
+    expect((await eventsOf(byApply)).map((e) => e.kind)).toEqual(["RECEIVED", "DEAD_LETTERED", "REDELIVERED"]);
+    expect(await rowOf(applyThenParse)).toMatchObject({ status: "DEAD", errorCode: "APIV2_KEY_MISSING" });
+    expect((await eventsOf(applyThenParse)).map((e) => e.kind).at(-1)).toBe("REDELIVERED");
+    expect((await eventsOf(replayedThenParse)).map((e) => e.kind).at(-1)).toBe("PARSED");
+    expect((await eventsOf(replayFailed)).map((e) => e.kind).at(-1)).toBe("PARSED");
+    // The single statement decides alike.
+    await deadLetter(byParse, "notify.parse");
+    expect(await upsertParsedNotification(prisma, parsed(byParse, "FAILED"))).toEqual({
+      status: "FAILED",
+      inserted: false,
+    });
+    expect(await upsertParsedNotification(prisma, parsed(byApply, "FAILED"))).toEqual({
+      status: "DEAD",
+      inserted: false,
+    });
   });
 
   it("records the sub-merchant a partner notification names; a later parse without one (could not be opened) keeps it", async () => {
@@ -246,6 +322,12 @@ describe("upsertParsedNotifications", () => {
 
 const STATUSES = ["RECEIVED", "PROCESSING", "APPLIED", "DUPLICATE", "REVIEW", "IGNORED", "FAILED", "DEAD"] as const;
 const KEYS = 6;
+const LETTER_EVENTS = [
+  { kind: "DEAD_LETTERED", detail: { stage: "notify.apply" } },
+  { kind: "DEAD_LETTERED", detail: { stage: "notify.parse" } },
+  { kind: "REPLAYED", detail: { queue: "notify.apply" } },
+  { kind: "REPLAYED", detail: { queue: "notify.parse" } },
+] as const;
 
 const entry = fc.record({
   key: fc.integer({ min: 0, max: KEYS - 1 }),
@@ -264,9 +346,16 @@ const entry = fc.record({
 });
 const round = fc.record({
   upserts: fc.uniqueArray(entry, { selector: (e) => e.key, minLength: 1, maxLength: KEYS }),
-  settles: fc.array(fc.record({ key: fc.integer({ min: 0, max: KEYS - 1 }), status: fc.constantFrom(...STATUSES) }), {
-    maxLength: 3,
-  }),
+  settles: fc.array(
+    fc.record({
+      key: fc.integer({ min: 0, max: KEYS - 1 }),
+      // DEAD half the time: the status whose handling depends on the history.
+      status: fc.oneof(fc.constantFrom(...STATUSES), fc.constant("DEAD" as const)),
+      // The letter events that decide whether a DEAD row is moved on, as the worker and the replay write them, in order.
+      letters: fc.array(fc.constantFrom(...LETTER_EVENTS), { maxLength: 3 }),
+    }),
+    { maxLength: 3 },
+  ),
 });
 
 type Entry = typeof entry extends fc.Arbitrary<infer T> ? T : never;
@@ -341,6 +430,14 @@ describe("upsertParsedNotifications == upsertParsedNotification before batching"
               where: { id: { in: [`${ref}${s.key}`, `${bat}${s.key}`] } },
               data: { status: s.status, errorCode: `E_${s.status}` },
             });
+            for (const letter of s.letters) {
+              for (const id of [`${ref}${s.key}`, `${bat}${s.key}`]) {
+                // Only for a notification that exists (createMany would fail on the foreign key).
+                await prisma.$executeRaw`
+                  INSERT INTO "NotificationEvent" ("notificationId", kind, detail)
+                  SELECT id, ${letter.kind}, ${JSON.stringify(letter.detail)}::jsonb FROM "Notification" WHERE id = ${id}`;
+              }
+            }
           }
         }
         expect(await snapshot(bat)).toEqual(await snapshot(ref));

@@ -20,8 +20,9 @@ export interface ParseDeps {
 
 export interface ParseResult extends StageResult {
   /**
-   * QUEUED (apply job enqueued), IGNORED (no effect to apply), ALREADY (settled before), DEAD (dead-lettered before:
-   * the row stays DEAD with a REDELIVERED entry, and its letter's replay applies it).
+   * QUEUED (apply job enqueued), IGNORED (no effect to apply), ALREADY (settled before), DEAD (dead-lettered by the
+   * apply stage before, whose failed job still holds the id: the row stays DEAD with a REDELIVERED entry, and that
+   * letter's replay applies it). A row the parse stage dead-lettered is moved on (QUEUED): nothing holds the id.
    */
   outcome: "QUEUED" | "IGNORED" | "ALREADY" | "DEAD";
   reason?: string;
@@ -102,7 +103,10 @@ export async function handleParse(deps: ParseDeps, job: ParseJob, ctx: StageCont
     apply,
   );
   if (saved.status === "DEAD") {
-    ctx.log.info({ status: saved.status }, "dead-lettered notification delivered again; its letter waits for a replay");
+    ctx.log.info(
+      { status: saved.status },
+      "notification dead-lettered at apply delivered again; its letter waits for a replay",
+    );
     return { outcome: "DEAD" };
   }
   if (saved.status !== status) {

@@ -52,14 +52,18 @@ export interface ParsedNotification {
   /**
    * Timeline entry of this parse (PARSED, IGNORED, FAILED) and its detail. The first time, PARSED is folded
    * into the RECEIVED entry (one row less per notification on the hot path); a re-parse of a notification
-   * not yet settled (redelivery, replay) writes it as its own entry — as REDELIVERED when the row is DEAD. Null: none (only RECEIVED, the first time) —
-   * for an attempt whose failure the caller records itself.
+   * not yet settled (redelivery, replay) writes it as its own entry — as REDELIVERED when the row stays DEAD
+   * (see `upsertParsedNotification`). Null: none (only RECEIVED, the first time) — for an attempt whose failure the
+   * caller records itself.
    */
   event: { kind: string; detail: Record<string, unknown> } | null;
 }
 
 export interface UpsertResult {
-  /** Status after the statement: a final status, or DEAD, is kept, whatever was asked. */
+  /**
+   * Status after the statement: a final status, or DEAD left to its apply-stage letter (`upsertParsedNotification`),
+   * is kept, whatever was asked.
+   */
   status: NotificationRowStatus;
   /** True when this call created the row (first time the notification reached a worker). */
   inserted: boolean;
@@ -82,12 +86,15 @@ export class NotificationBatchError extends Error {
  * (at `receivedAt`, with the parse detail) the first time, then the parse event unless it is PARSED on that
  * first time or the row was already final.
  *
- * A DEAD row stays DEAD, with its code, and the entry is REDELIVERED (with the parse detail): its letter waits in
- * `notify.dead`, and only the replay of that letter puts it back (a replay moves the row out of DEAD before its job
- * runs, so a parse job meets DEAD only for a new delivery — WeChat's, once the ingress's receipt expired). Moving it
- * to PROCESSING said a job was on its way when none was: the apply job enqueued for it has the failed one's id,
- * which BullMQ keeps 7 days, so it was collapsed into it and never ran. The batch of one of `upsertParsedNotifications` (one statement
- * text for both, so one prepared statement).
+ * A DEAD row whose apply stage dead-lettered it (its latest apply-stage letter event — DEAD_LETTERED with `stage`
+ * notify.apply, or REPLAYED with `queue` notify.apply — is a DEAD_LETTERED) stays DEAD, with its code, and the entry
+ * is REDELIVERED (with the parse detail): the failed apply job is kept 7 days under the notification's id, so an apply
+ * job enqueued for it would be collapsed into it and never run while the row said one was on its way; its letter waits
+ * in `notify.dead`, and the replay of that letter (which removes the failed job first) applies it. Any other DEAD row —
+ * dead-lettered by the parse stage (a key missing past its window), met by a retry of that failed parse job or by a
+ * new delivery — moves on like a FAILED one: no apply job holds its id, so the one enqueued runs. A row DEAD now but
+ * not in the statement's snapshot (dead-lettered meanwhile, its event not visible) is kept DEAD: its letter recovers it.
+ * The batch of one of `upsertParsedNotifications` (one statement text for both, so one prepared statement).
  */
 export async function upsertParsedNotification(prisma: PrismaClient, n: ParsedNotification): Promise<UpsertResult> {
   const [row] = await upsertParsedNotifications(prisma, [n]);
@@ -153,6 +160,18 @@ export async function upsertParsedNotifications(
     prior AS (
       SELECT n.id, n.status::text AS status FROM "Notification" n WHERE n.id IN (SELECT id FROM input)
     ),
+    -- DEAD rows the parse moves on: no apply-stage letter outstanding (see upsertParsedNotification). One read of the
+    -- row's few events by the ("notificationId", at) index, for DEAD rows only; 'notify.apply' is QueueName.Apply.
+    reopened AS (
+      SELECT p.id FROM prior p
+      WHERE p.status = 'DEAD' AND COALESCE((
+        SELECT e.kind FROM "NotificationEvent" e
+        WHERE e."notificationId" = p.id
+          AND ((e.kind = 'DEAD_LETTERED' AND e.detail->>'stage' = 'notify.apply')
+            OR (e.kind = 'REPLAYED' AND e.detail->>'queue' = 'notify.apply'))
+        ORDER BY e.id DESC LIMIT 1
+      ), '') <> 'DEAD_LETTERED'
+    ),
     up AS (
       INSERT INTO "Notification" AS t
         (id, "apiVersion", "wechatId", mchid, "eventType", "receivedAt", headers, body, status,
@@ -162,16 +181,19 @@ export async function upsertParsedNotifications(
       FROM input i
       ORDER BY i.id
       ON CONFLICT (id) DO UPDATE SET
-        -- Final, or DEAD (its letter waits for a replay; see upsertParsedNotification): kept, with its code.
-        status = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED', 'DEAD') THEN t.status ELSE EXCLUDED.status END,
+        -- Final, or DEAD not reopened (its apply-stage letter waits for a replay): kept, with its code.
+        status = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED')
+          OR (t.status = 'DEAD' AND t.id NOT IN (SELECT id FROM reopened)) THEN t.status ELSE EXCLUDED.status END,
         "eventType" = EXCLUDED."eventType",
         "wechatId" = COALESCE(EXCLUDED."wechatId", t."wechatId"),
         "outTradeNo" = COALESCE(EXCLUDED."outTradeNo", t."outTradeNo"),
         "transactionId" = COALESCE(EXCLUDED."transactionId", t."transactionId"),
         "outRefundNo" = COALESCE(EXCLUDED."outRefundNo", t."outRefundNo"),
         "subMchid" = COALESCE(EXCLUDED."subMchid", t."subMchid"),
-        "errorCode" = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED', 'DEAD') THEN t."errorCode" ELSE EXCLUDED."errorCode" END,
-        "lastError" = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED', 'DEAD') THEN t."lastError" ELSE EXCLUDED."lastError" END,
+        "errorCode" = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED')
+          OR (t.status = 'DEAD' AND t.id NOT IN (SELECT id FROM reopened)) THEN t."errorCode" ELSE EXCLUDED."errorCode" END,
+        "lastError" = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED')
+          OR (t.status = 'DEAD' AND t.id NOT IN (SELECT id FROM reopened)) THEN t."lastError" ELSE EXCLUDED."lastError" END,
         "updatedAt" = EXCLUDED."updatedAt"
       RETURNING t.id, t.status::text AS status, (t.xmax = 0) AS inserted
     ),

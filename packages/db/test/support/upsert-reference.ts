@@ -3,10 +3,9 @@ import type { ParsedNotification, PrismaClient, UpsertResult } from "@wpn/db";
 /**
  * The single-notification upsert statement as it was before `upsertParsedNotifications` existed (verbatim but
  * for the name, a null event: no entry but RECEIVED, the subMchid column of migration 20261202130000 and the wechatId
- * column of migration 20261203140000, kept like the business keys, and a DEAD row kept DEAD with a REDELIVERED
- * entry, as a new delivery of a dead-lettered notification is since), kept as the oracle the batch statement is
- * compared with: same inputs, same rows, same timeline,
- * same results.
+ * column of migration 20261203140000, kept like the business keys, and a DEAD row whose apply-stage letter is
+ * outstanding kept DEAD with a REDELIVERED entry, as since fcbe379 and its narrowing to the apply stage), kept as the
+ * oracle the batch statement is compared with: same inputs, same rows, same timeline, same results.
  */
 export async function referenceUpsert(prisma: PrismaClient, n: ParsedNotification): Promise<UpsertResult> {
   const rows = await prisma.$queryRaw<UpsertResult[]>`
@@ -19,6 +18,15 @@ export async function referenceUpsert(prisma: PrismaClient, n: ParsedNotificatio
     prior AS (
       SELECT status::text AS status FROM "Notification" WHERE id = (SELECT id FROM input)
     ),
+    reopened AS (
+      SELECT (SELECT status FROM prior) = 'DEAD' AND COALESCE((
+        SELECT e.kind FROM "NotificationEvent" e
+        WHERE e."notificationId" = (SELECT id FROM input)
+          AND ((e.kind = 'DEAD_LETTERED' AND e.detail->>'stage' = 'notify.apply')
+            OR (e.kind = 'REPLAYED' AND e.detail->>'queue' = 'notify.apply'))
+        ORDER BY e.id DESC LIMIT 1
+      ), '') <> 'DEAD_LETTERED' AS yes
+    ),
     up AS (
       INSERT INTO "Notification" AS t
         (id, "apiVersion", "wechatId", mchid, "eventType", "receivedAt", headers, body, status,
@@ -28,15 +36,18 @@ export async function referenceUpsert(prisma: PrismaClient, n: ParsedNotificatio
              ${n.subMchid}, ${n.errorCode}, ${n.lastError}, i.at
       FROM input i
       ON CONFLICT (id) DO UPDATE SET
-        status = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED', 'DEAD') THEN t.status ELSE EXCLUDED.status END,
+        status = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED')
+          OR (t.status = 'DEAD' AND NOT COALESCE((SELECT yes FROM reopened), false)) THEN t.status ELSE EXCLUDED.status END,
         "eventType" = EXCLUDED."eventType",
         "wechatId" = COALESCE(EXCLUDED."wechatId", t."wechatId"),
         "outTradeNo" = COALESCE(EXCLUDED."outTradeNo", t."outTradeNo"),
         "transactionId" = COALESCE(EXCLUDED."transactionId", t."transactionId"),
         "outRefundNo" = COALESCE(EXCLUDED."outRefundNo", t."outRefundNo"),
         "subMchid" = COALESCE(EXCLUDED."subMchid", t."subMchid"),
-        "errorCode" = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED', 'DEAD') THEN t."errorCode" ELSE EXCLUDED."errorCode" END,
-        "lastError" = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED', 'DEAD') THEN t."lastError" ELSE EXCLUDED."lastError" END,
+        "errorCode" = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED')
+          OR (t.status = 'DEAD' AND NOT COALESCE((SELECT yes FROM reopened), false)) THEN t."errorCode" ELSE EXCLUDED."errorCode" END,
+        "lastError" = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED')
+          OR (t.status = 'DEAD' AND NOT COALESCE((SELECT yes FROM reopened), false)) THEN t."lastError" ELSE EXCLUDED."lastError" END,
         "updatedAt" = EXCLUDED."updatedAt"
       RETURNING t.status::text AS status, (t.xmax = 0) AS inserted
     ),
