@@ -1,4 +1,4 @@
-import type { ParseJob } from "@wpn/queue";
+import { NOTIFICATION_ID_MAX_LENGTH, type ParseJob } from "@wpn/queue";
 import type { Redis } from "ioredis";
 import { describe, expect, it } from "vitest";
 import type { EnqueueBatcher, SubmitOutcome } from "../src/enqueue/batcher.ts";
@@ -126,5 +126,26 @@ describe("Intake: one deadline timer for every waiting accept", () => {
     );
     await expect(down.accept("v3", id("ok-id"), job)).rejects.toMatchObject({ code: "QUEUE_UNAVAILABLE" });
     expect(open.size).toBe(0);
+  });
+
+  it("refuses an id longer than the workers' job schemas accept, without submitting; one of exactly the limit goes", async () => {
+    // Queued, such an id was acknowledged and then refused by every worker (JOB_INVALID: dead-lettered, and again on
+    // every replay), so WeChat had its 2xx and the notification was never applied.
+    const { batcher, open } = heldBatcher();
+    const intake = new Intake(batcher, ready, 1_000, createMetrics({ defaultMetrics: false }));
+    const atLimit = (api: "v3" | "v2", extra: number) => {
+      const head = api === "v3" ? "v3:1900000109:" : "v2:refund:1900000109.";
+      return head + "7".repeat(NOTIFICATION_ID_MAX_LENGTH - head.length + extra);
+    };
+    for (const api of ["v3", "v2"] as const) {
+      const over = atLimit(api, 1);
+      expect(over).toHaveLength(NOTIFICATION_ID_MAX_LENGTH + 1);
+      await expect(intake.accept(api, over, job), over).rejects.toMatchObject({ code: "PAYLOAD_INVALID" });
+    }
+    expect(open.size).toBe(0);
+    const longest = intake.accept("v3", atLimit("v3", 0), job);
+    expect(open.size).toBe(1);
+    open.get("7".repeat(NOTIFICATION_ID_MAX_LENGTH - "v3:1900000109:".length))?.resolve({ kind: "enqueued" });
+    expect(await longest).toEqual({ kind: "enqueued" });
   });
 });

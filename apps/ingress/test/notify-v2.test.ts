@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { parseJobV2Schema } from "@wpn/queue";
+import { NOTIFICATION_ID_MAX_LENGTH, parseJobV2Schema } from "@wpn/queue";
 import { createTestMerchant } from "@wpn/testing";
 import { buildV2Xml, encryptV2ReqInfo, signV2, type V2SignType } from "@wpn/wechatpay";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
@@ -197,6 +197,23 @@ describe("POST /notify/v2", () => {
       expect(response.body).toBe(failXml("PAYLOAD_INVALID: notification fields are missing or invalid"));
     }
     expect(await f.jobsEverAdded()).toBe(before);
+  });
+
+  it("400 PAYLOAD_INVALID for a refund whose id would be longer than the workers accept; the longest that fits is queued", async () => {
+    const before = await f.jobsEverAdded();
+    // Each field within its own bound (refund_id 64, refund_status 32, sub_mch_id 32), together 151 characters: a job
+    // the workers would refuse (JOB_INVALID, over the parse schema's NOTIFICATION_ID_MAX_LENGTH) after the SUCCESS.
+    const long = refund(undefined, { refundId: "5".repeat(64), status: "S".repeat(32), subMchid: "1".repeat(32) });
+    expect(long.id).toHaveLength(151);
+    const response = await postXml(long.xml);
+    expect(response.statusCode).toBe(400);
+    expect(response.body).toBe(failXml("PAYLOAD_INVALID: notification fields are missing or invalid"));
+    expect(await f.jobsEverAdded()).toBe(before);
+    // 128 characters exactly: queued, and the job is one the workers read.
+    const fits = refund(undefined, { refundId: "6".repeat(64), status: "S".repeat(9), subMchid: "1".repeat(32) });
+    expect(fits.id).toHaveLength(NOTIFICATION_ID_MAX_LENGTH);
+    expect((await postXml(fits.xml)).body).toBe(SUCCESS_XML);
+    expect(parseJobV2Schema.parse((await f.queue.getJob(fits.id))?.data).id).toBe(fits.id);
   });
 
   it("answers a redelivery with SUCCESS and no second job", async () => {

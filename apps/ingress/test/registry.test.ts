@@ -204,3 +204,40 @@ describe("merchant registry: an edit that does not load", () => {
     expect(registry.keptKeys).toBe(1);
   });
 });
+
+describe("merchant registry: a row's mchid", () => {
+  const good = createTestMerchant({ mchid: "1900000571" });
+  const other = createTestMerchant({ mchid: "1900000572" });
+
+  it("a row whose mchid is not 6–32 digits is not served, logged MERCHANT_MCHID_INVALID at every reload", async () => {
+    // The mchid is part of every notification id: a 90-character one made `v3:<mchid>:<WeChat's 36-character id>`
+    // 130 characters, over the 128 the workers accept — answered 204, then dead-lettered JOB_INVALID (and again on
+    // replay). Whitespace pasted along would never be a merchant WeChat notifies either.
+    const invalid = [
+      "1".repeat(90),
+      "1".repeat(33),
+      "12345",
+      "1900000573\n",
+      " 1900000574",
+      "19000005x5",
+      "１９００００",
+    ];
+    const rows = [rowOf(good), ...invalid.map((mchid) => rowOf(other, { mchid }))];
+    const logs: Record<string, unknown>[] = [];
+    const registry = registryOver(rows, logs);
+    await registry.reload();
+    expect(registry.get(good.mchid)).toBeDefined();
+    for (const mchid of invalid) {
+      expect(registry.get(mchid), JSON.stringify(mchid)).toBeUndefined();
+      expect(await registry.lookup(mchid), JSON.stringify(mchid)).toBeUndefined();
+    }
+    expect(registry.size).toBe(2);
+    const logged = () => logs.filter((line) => line.code === "MERCHANT_MCHID_INVALID");
+    expect(logged()).toMatchObject(invalid.map((mchid) => ({ level: 50, mchid })));
+    // Until the row is fixed: every reload logs it again, and the fixed row is served.
+    rows[1] = rowOf(other, { mchid: "1".repeat(32) });
+    await registry.reload();
+    expect(logged()).toHaveLength(2 * invalid.length - 1);
+    expect(keyIdsOf(registry, "1".repeat(32))).toEqual([other.publicKeyId]);
+  });
+});

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
-import { createTestMerchant } from "@wpn/testing";
+import { NOTIFICATION_ID_MAX_LENGTH, parseJobSchema } from "@wpn/queue";
+import { createTestMerchant, type TestMerchant } from "@wpn/testing";
 import { signV3Headers } from "@wpn/wechatpay";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MerchantRecord } from "../src/merchants/registry.ts";
@@ -13,20 +14,27 @@ import { createIngressFixture, type IngressFixture, post, signedV3 } from "./sup
 
 /** Tenant B: a Merchant row whose key material its own operator supplied. */
 const tenantB = createTestMerchant({ mchid: "1900000333", appid: "wx0000000000000333" });
-const recordB: MerchantRecord = {
-  mchid: tenantB.mchid,
-  appid: tenantB.appid,
-  apiV2Key: tenantB.apiV2Key,
-  publicKeyId: tenantB.publicKeyId,
-  publicKeyPem: readFileSync(tenantB.publicKeyPath, "utf8"),
+const recordOf = (tenant: TestMerchant): MerchantRecord => ({
+  mchid: tenant.mchid,
+  appid: tenant.appid,
+  apiV2Key: tenant.apiV2Key,
+  publicKeyId: tenant.publicKeyId,
+  publicKeyPem: readFileSync(tenant.publicKeyPath, "utf8"),
   certificates: [],
   download: null,
-};
+});
+/** A row whose mchid is no merchant number (90 digits; the route parameter allows 100 characters). */
+const tenantLong = createTestMerchant({ mchid: "1".repeat(90), appid: "wx0000000000000444" });
+/** A row with the longest mchid there is (32 digits). */
+const tenantMax = createTestMerchant({ mchid: "9".repeat(32), appid: "wx0000000000000555" });
 
 let f: IngressFixture;
 
 beforeAll(async () => {
-  f = await createIngressFixture({ label: "ingress-v3-ids", source: { load: async () => [recordB] } });
+  f = await createIngressFixture({
+    label: "ingress-v3-ids",
+    source: { load: async () => [tenantB, tenantLong, tenantMax].map(recordOf) },
+  });
 });
 afterAll(async () => {
   await f?.close();
@@ -108,5 +116,25 @@ describe("APIv3 notification ids", () => {
       const response = await post(f.app, `/notify/v3/${tenantB.mchid}`, signedV3(tenantB, { id }));
       expect(response.statusCode, id).toBe(204);
     }
+  });
+
+  it("a Merchant row whose mchid is not 6–32 digits is not served: 404 MERCHANT_UNKNOWN, nothing queued", async () => {
+    // Its id `v3:<90 digits>:<WeChat's 36-character id>` is 130 characters: it was answered 204 and queued, and the
+    // workers refused the job (JOB_INVALID, over the parse schema's 128) — dead-lettered, and again on every replay.
+    const n = signedV3(tenantLong, { id: "3119dfba-e649-5eec-ab1e-3412bc4d2e17" });
+    const added = await f.jobsEverAdded();
+    const response = await post(f.app, `/notify/v3/${tenantLong.mchid}`, n);
+    expect(response.statusCode).toBe(404);
+    expect(response.json()).toEqual(fail("MERCHANT_UNKNOWN: unknown merchant"));
+    expect(await f.jobsEverAdded()).toBe(added);
+    expect(await f.queue.getJob(idOf(tenantLong.mchid, n.id))).toBeUndefined();
+  });
+
+  it("the longest mchid and envelope id make an id the workers accept", async () => {
+    const n = signedV3(tenantMax, { id: "e".repeat(64) });
+    expect((await post(f.app, `/notify/v3/${tenantMax.mchid}`, n)).statusCode).toBe(204);
+    const id = idOf(tenantMax.mchid, n.id);
+    expect(id.length).toBeLessThanOrEqual(NOTIFICATION_ID_MAX_LENGTH);
+    expect(parseJobSchema.parse((await f.queue.getJob(id))?.data)).toMatchObject({ id, mchid: tenantMax.mchid });
   });
 });

@@ -9,5 +9,13 @@ export {
   readMerchantPrivateKeyPem,
 } from "./load.ts";
 export { type ParentWatchLogger, stopWhenParentExits } from "./parent.ts";
-export { DEFAULT_DATABASE_URL, DEFAULT_PORT, DEFAULT_REDIS_URL, ENV_NAMES, type Env, envSchema } from "./schema.ts";
+export {
+  DEFAULT_DATABASE_URL,
+  DEFAULT_PORT,
+  DEFAULT_REDIS_URL,
+  ENV_NAMES,
+  type Env,
+  envSchema,
+  MCHID_PATTERN,
+} from "./schema.ts";
 export { SECRET_FIELDS, secretRedactPaths } from "./secrets.ts";

@@ -7,6 +7,15 @@ export const DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/wechat
 export const DEFAULT_REDIS_URL = "redis://127.0.0.1:6379";
 
 /**
+ * A WeChat Pay merchant number (mchid), as this project accepts one: 6–32 ASCII digits. WeChat's are 10 digits today;
+ * the rest is room. The one rule for WECHATPAY_MCHID and for the mchid of a `Merchant` row, which the ingress serves
+ * only when it fits (apps/ingress src/merchants/registry.ts): the mchid is part of every notification id (Redis keys,
+ * BullMQ job ids), whose length the workers bound (NOTIFICATION_ID_MAX_LENGTH of @wpn/queue). No `g` flag: `test`
+ * keeps no state between calls.
+ */
+export const MCHID_PATTERN = /^\d{6,32}$/;
+
+/**
  * The schema names DATABASE_URL's `?schema=` may give: plain identifiers, the rule of packages/db's parseDatabaseUrl
  * (which puts the name into SQL text). Repeated there rather than imported: @wpn/db's entry loads the generated
  * Prisma client, which config must not need; packages/db/test/database-url.test.ts checks the two agree.
@@ -87,7 +96,7 @@ const envFields = z.object({
   /** Port of each worker process's health and metrics server (0 = any free port). */
   WORKER_HEALTH_PORT: int(0, 65_535).default(3002),
 
-  WECHATPAY_MCHID: z.string().regex(/^\d{6,32}$/, "must be the merchant number (digits)"),
+  WECHATPAY_MCHID: z.string().regex(MCHID_PATTERN, "must be the merchant number (digits)"),
   WECHATPAY_APPID: z.string().min(1, "must not be empty").max(64),
   WECHATPAY_APIV3_KEY: z.string().refine((v) => Buffer.byteLength(v, "utf8") === 32, "must be 32 bytes"),
   /**

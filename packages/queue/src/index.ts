@@ -19,7 +19,13 @@ export {
   deadLetterSchema,
 } from "./jobs/dead.ts";
 export { type DecodedJob, decodeJob, type JobSchema } from "./jobs/decode.ts";
-export { isNotificationId, V3_ENVELOPE_ID, v3EnvelopeIdOf, v3NotificationId } from "./jobs/ids.ts";
+export {
+  isNotificationId,
+  NOTIFICATION_ID_MAX_LENGTH,
+  V3_ENVELOPE_ID,
+  v3EnvelopeIdOf,
+  v3NotificationId,
+} from "./jobs/ids.ts";
 export {
   PARSE_JOB_NAME,
   type ParseJob,

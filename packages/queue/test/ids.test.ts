@@ -1,5 +1,15 @@
 import { describe, expect, it } from "vitest";
-import { isNotificationId, isUsableJobId, V3_ENVELOPE_ID, v3EnvelopeIdOf, v3NotificationId } from "../src/index.ts";
+import {
+  applyJobSchema,
+  isNotificationId,
+  isUsableJobId,
+  NOTIFICATION_ID_MAX_LENGTH,
+  parseJobSchema,
+  publishJobSchema,
+  V3_ENVELOPE_ID,
+  v3EnvelopeIdOf,
+  v3NotificationId,
+} from "../src/index.ts";
 
 describe("APIv3 notification ids", () => {
   it("are `v3:<mchid>:<envelope id>`, and give WeChat's id back — also of a job queued under WeChat's id alone", () => {
@@ -63,5 +73,56 @@ describe("isNotificationId (the ids the ingress makes, checked before a job can 
     // WeChat's id alone: the job id an ingress from before the v3 form used — still looked up, never made again.
     expect(isNotificationId("3119dfba-e649-5eec-ab1e-3412bc4d2e17")).toBe(false);
     expect(isUsableJobId("3119dfba-e649-5eec-ab1e-3412bc4d2e17")).toBe(true);
+  });
+});
+
+describe("NOTIFICATION_ID_MAX_LENGTH (what the ingress may queue: every job schema that carries the id accepts it)", () => {
+  const ids = (length: number) => ({
+    v3: `v3:1900000109:${"a".repeat(length - 14)}`,
+    v2: `v2:pay:${"1".repeat(length - 7)}`,
+  });
+  const parseV3 = {
+    v: 1,
+    api: "v3",
+    mchid: "1900000109",
+    receivedAt: 0,
+    headers: { timestamp: "0", nonce: "n", serial: "s", signatureType: "WECHATPAY2-SHA256-RSA2048" },
+    body: "{}",
+  };
+  const parseV2 = { v: 1, api: "v2", kind: "pay", mchid: "1900000109", receivedAt: 0, body: "<xml/>" };
+  const apply = { v: 1, api: "v3", kind: "payment", mchid: "1900000109", outTradeNo: "T1", receivedAt: 0, body: "{}" };
+  const publish = {
+    v: 1,
+    type: "payment.succeeded",
+    outTradeNo: "T1",
+    orderId: "o1",
+    orderStatus: "SUCCESS",
+    reviewReason: null,
+    transactionId: null,
+    outRefundNo: null,
+    amount: 1,
+    occurredAt: 0,
+  };
+  const accepted = (length: number) => {
+    const { v3, v2 } = ids(length);
+    expect(v3).toHaveLength(length);
+    expect(v2).toHaveLength(length);
+    return [
+      parseJobSchema.safeParse({ ...parseV3, id: v3 }).success,
+      parseJobSchema.safeParse({ ...parseV2, id: v2 }).success,
+      applyJobSchema.safeParse({ ...apply, notificationId: v3 }).success,
+      publishJobSchema.safeParse({ ...publish, notificationId: v2 }).success,
+    ];
+  };
+
+  it("is the limit of the parse, apply and publish jobs' ids", () => {
+    expect(accepted(NOTIFICATION_ID_MAX_LENGTH)).toEqual([true, true, true, true]);
+    expect(accepted(NOTIFICATION_ID_MAX_LENGTH + 1)).toEqual([false, false, false, false]);
+  });
+
+  it("holds the longest APIv3 id: a 32-digit mchid and a 64-character envelope id", () => {
+    const longest = v3NotificationId("9".repeat(32), "e".repeat(64));
+    expect(V3_ENVELOPE_ID.test("e".repeat(64))).toBe(true);
+    expect(longest.length).toBeLessThanOrEqual(NOTIFICATION_ID_MAX_LENGTH);
   });
 });

@@ -1,4 +1,4 @@
-import { isNotificationId, type ParseJob } from "@wpn/queue";
+import { isNotificationId, NOTIFICATION_ID_MAX_LENGTH, type ParseJob } from "@wpn/queue";
 import type { Redis } from "ioredis";
 import { IngressError } from "../errors.ts";
 import type { IngressMetrics } from "../metrics.ts";
@@ -48,6 +48,17 @@ export class Intake {
     if (!isNotificationId(id)) {
       return Promise.reject(
         new IngressError("PAYLOAD_INVALID", `notification id "${id}" is not of the form v3|v2:<…>:<…>`),
+      );
+    }
+    // Nor longer than the workers' job schemas take: queued, it would be acknowledged and then refused by every
+    // worker (JOB_INVALID, dead-lettered, and again on every replay), a notification WeChat never resends. The APIv3
+    // route builds its job without a schema pass (the hot path), so this is where its id's length is checked.
+    if (id.length > NOTIFICATION_ID_MAX_LENGTH) {
+      return Promise.reject(
+        new IngressError(
+          "PAYLOAD_INVALID",
+          `notification id "${id}" is ${id.length} characters, over the ${NOTIFICATION_ID_MAX_LENGTH} the workers accept`,
+        ),
       );
     }
     // enableOfflineQueue is off, so a command on a dead connection fails anyway; this saves the batch round.

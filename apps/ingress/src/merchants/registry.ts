@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { type Config, readMerchantPrivateKeyPem } from "@wpn/config";
+import { type Config, MCHID_PATTERN, readMerchantPrivateKeyPem } from "@wpn/config";
 import { type CertificateRefresher, KeyStore, type LoadedCertificate, loadPublicKey } from "@wpn/wechatpay";
 import type { Logger } from "pino";
 import { within } from "../within.ts";
@@ -102,9 +102,6 @@ export function defaultMerchantFromConfig(
   };
 }
 
-/** WeChat merchant numbers are digits (same rule as WECHATPAY_MCHID); anything else is never looked up. */
-const MCHID = /^\d{6,32}$/;
-
 export interface MerchantRegistryOptions {
   defaultMerchant: MerchantKeys;
   /** Absent = single-merchant deployment: only the default merchant exists. */
@@ -194,12 +191,13 @@ export class MerchantRegistry {
   }
 
   /**
-   * `get`, and for an unknown but well-formed mchid one rate-limited reload (bounded by `lookupTimeoutMs`).
+   * `get`, and for an unknown but well-formed mchid (MCHID_PATTERN of @wpn/config, as every merchant served) one
+   * rate-limited reload (bounded by `lookupTimeoutMs`).
    * Concurrent callers share the reload.
    */
   async lookup(mchid: string): Promise<MerchantKeys | undefined> {
     const known = this.get(mchid);
-    if (known || !MCHID.test(mchid) || this.#options.source === undefined) return known;
+    if (known || !MCHID_PATTERN.test(mchid) || this.#options.source === undefined) return known;
     const now = this.#options.clock();
     if (this.#reloading === undefined) {
       if (now - this.#lastOnDemandAt < this.#options.unknownLookupIntervalMs) return undefined;
@@ -244,6 +242,17 @@ export class MerchantRegistry {
     const next = new Map<string, Loaded>();
     for (const record of records) {
       if (record.mchid === defaultMerchant.mchid) continue;
+      // The rule WECHATPAY_MCHID is held to, and `lookup`'s: the mchid is part of every notification id (Redis keys,
+      // job ids), whose length the workers bound — with a 90-character mchid every notification was acknowledged, then
+      // dead-lettered JOB_INVALID. Nothing checks the column, so the row is skipped (404, WeChat resends), logged at
+      // every reload until it is fixed.
+      if (!MCHID_PATTERN.test(record.mchid)) {
+        logger.error(
+          { mchid: record.mchid, code: "MERCHANT_MCHID_INVALID" },
+          "merchant row's mchid is not a merchant number (6-32 digits); merchant skipped",
+        );
+        continue;
+      }
       const fingerprint = fingerprintOf(record);
       const previous = this.#merchants.get(record.mchid);
       if (previous?.fingerprint === fingerprint) {

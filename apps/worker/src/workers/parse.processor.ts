@@ -1,5 +1,12 @@
 import { type ParsedNotification, type PrismaClient, type UpsertResult, upsertParsedNotification } from "@wpn/db";
-import { type ApplyJob, type ParseJob, parseJobSchema, QueueName, v3EnvelopeIdOf } from "@wpn/queue";
+import {
+  type ApplyJob,
+  NOTIFICATION_ID_MAX_LENGTH,
+  type ParseJob,
+  parseJobSchema,
+  QueueName,
+  v3EnvelopeIdOf,
+} from "@wpn/queue";
 import { eventTypeOf, type NotificationSource, type OpenedNotification } from "../domain/notification.ts";
 import { toWorkerError } from "../errors.ts";
 import type { KeyResolver } from "../keys.ts";
@@ -133,5 +140,5 @@ export function parseStage(deps: ParseDeps): StageDefinition<ParseJob, ParseResu
 /** A string field of a raw payload that may not match its schema (for logs and dead letters only). */
 export function idField(data: unknown, name: string): string | null {
   const value = typeof data === "object" && data !== null ? (data as Record<string, unknown>)[name] : undefined;
-  return typeof value === "string" && value.length > 0 && value.length <= 128 ? value : null;
+  return typeof value === "string" && value.length > 0 && value.length <= NOTIFICATION_ID_MAX_LENGTH ? value : null;
 }

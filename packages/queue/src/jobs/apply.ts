@@ -1,5 +1,6 @@
 import { MAX_OUT_TRADE_NO_LENGTH } from "@wpn/wechatpay";
 import { z } from "zod";
+import { NOTIFICATION_ID_MAX_LENGTH } from "./ids.ts";
 
 /**
  * Payload of a `notify.apply` job, written by the parse worker once a notification has been decrypted,
@@ -11,7 +12,7 @@ import { z } from "zod";
 export const applyJobSchema = z.object({
   v: z.literal(1),
   /** Notification id (APIv3 id or the derived APIv2 id); also the BullMQ job id. */
-  notificationId: z.string().min(1).max(128),
+  notificationId: z.string().min(1).max(NOTIFICATION_ID_MAX_LENGTH),
   api: z.enum(["v3", "v2"]),
   /** Which effect the body describes, decided by the parse stage. */
   kind: z.enum(["payment", "refund"]),

@@ -15,6 +15,17 @@
  * replay — may read as a job: any id BullMQ could have stored, old bare ids included, but none of the queue's own keys.
  */
 
+/**
+ * Longest notification id a job may carry, characters: the `id` of a parse job, the `notificationId` of its apply and
+ * publish jobs (jobs/parse.ts, apply.ts, publish.ts), so the workers refuse a longer one as JOB_INVALID — after the
+ * ingress acknowledged it, and on every replay. The ingress therefore refuses such an id itself, before Redis
+ * (apps/ingress src/enqueue/intake.ts). What WeChat sends stays far below it: APIv3 `v3:<mchid>:<envelope id>` is at
+ * most 3 + 32 + 1 + 64 = 100 with a 6–32-digit mchid (the rule of @wpn/config's MCHID_PATTERN, which the ingress
+ * applies to every merchant it serves) and V3_ENVELOPE_ID below; an APIv2 refund id with WeChat's documented field
+ * lengths (refund_id 32, refund_status ≤ 11, sub_mch_id 32) at most 10 + 32 + 1 + 32 + 1 + 11 + 1 + 32 = 120.
+ */
+export const NOTIFICATION_ID_MAX_LENGTH = 128;
+
 /** `v3|v2:<…>:<…>`: three ':'-separated non-empty parts, the first `v3` or `v2`. */
 const NOTIFICATION_ID = /^v[23]:[^:]+:[^:]+$/;
 
@@ -24,7 +35,8 @@ const NOTIFICATION_ID = /^v[23]:[^:]+:[^:]+$/;
  * it refuses too, cannot have this form), which the ingress's batch script does not check and the worker's apply jobs
  * and dead-letter ids depend on. The `v3`/`v2` part means the job's hash `<prefix>:notify.parse:<id>` is never one of
  * the queue's own keys (`wait`, `meta`, `events`, `metrics:<state>:data`, `<job id>:lock`, …) whatever the other
- * parts hold, so every such id is also an isUsableJobId.
+ * parts hold, so every such id is also an isUsableJobId. Its length is not checked here: the ingress checks it against
+ * NOTIFICATION_ID_MAX_LENGTH.
  */
 export function isNotificationId(id: string): boolean {
   return NOTIFICATION_ID.test(id);

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { NOTIFICATION_ID_MAX_LENGTH } from "./ids.ts";
 
 /**
  * Payload of a `notify.parse` job: a verified notification exactly as received. The ingress writes it, the
@@ -14,7 +15,7 @@ export const parseJobV3Schema = z.object({
    * Notification id, also the BullMQ job id: `v3:<mchid>:<envelope id>` (jobs/ids.ts) — WeChat's envelope id alone
    * in a job an older ingress queued.
    */
-  id: z.string().min(1).max(128),
+  id: z.string().min(1).max(NOTIFICATION_ID_MAX_LENGTH),
   /** Merchant the notification was addressed to (route parameter, or the default merchant). */
   mchid: z.string().min(1),
   /** When the ingress accepted it, ms since the epoch. */
@@ -34,7 +35,7 @@ export const parseJobV2Schema = z.object({
   v: z.literal(1),
   api: z.literal("v2"),
   /** Derived id: `v2:pay:<mchid>.<transaction_id>[.FAIL]` (.FAIL unless return_code and result_code are SUCCESS) or `v2:refund:<mchid>.<refund_id>.<refund_status>[.<sub_mch_id>]` (the outer sub_mch_id in partner mode). */
-  id: z.string().min(1).max(128),
+  id: z.string().min(1).max(NOTIFICATION_ID_MAX_LENGTH),
   kind: z.enum(["pay", "refund"]),
   mchid: z.string().min(1),
   receivedAt: z.number().int().nonnegative(),

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { NOTIFICATION_ID_MAX_LENGTH } from "./ids.ts";
 
 /**
  * Payload of a `notify.publish` job: one business event per effect the apply stage committed, for the
@@ -56,7 +57,7 @@ export const publishJobSchema = z.object({
    * The notification id (jobs/ids.ts), also this job's id: APIv3 `v3:<mchid>:<WeChat's id>` (WeChat's id alone when
    * an older ingress queued it), APIv2 `v2:pay:…` / `v2:refund:…`.
    */
-  notificationId: z.string().min(1).max(128),
+  notificationId: z.string().min(1).max(NOTIFICATION_ID_MAX_LENGTH),
   outTradeNo: z.string().min(1),
   orderId: z.string().min(1),
   /**
