@@ -1,4 +1,5 @@
-import { v3NotificationId } from "@wpn/queue";
+import { randomBytes } from "node:crypto";
+import { type ParseJobV3, v3NotificationId } from "@wpn/queue";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   createWorld,
@@ -64,20 +65,24 @@ describe("a notification's row is its merchant's", () => {
   });
 });
 
+/** The same notification (same body) as an older ingress queued it and as WeChat's resend is queued now. */
+function bothForms(legacy: ParseJobV3): { legacy: ParseJobV3; current: ParseJobV3 } {
+  return { legacy, current: { ...legacy, id: v3NotificationId(world.merchant.mchid, legacy.id) } };
+}
+
 describe("a deploy in the middle of WeChat's resends: a job queued under WeChat's id alone and its resend under the new id", () => {
   for (const order of ["old id first", "new id first"] as const) {
-    it(`${order}: the payment is applied once, the second notification is DUPLICATE`, async () => {
+    it(`${order}: the payment is applied once, the second notification is DUPLICATE of the first, not applied`, async () => {
       const otn = await seedOrder(world, { amountTotal: 100, items: { A: 2 } });
       const stock = await stockOf(world.prisma);
-      // The same notification (same body) as an older ingress queued it and as WeChat's resend is queued now.
-      const legacy = v3Payment(world, { outTradeNo: otn, legacyId: true });
-      const current = { ...legacy, id: v3NotificationId(world.merchant.mchid, legacy.id) };
+      const { legacy, current } = bothForms(v3Payment(world, { outTradeNo: otn, legacyId: true }));
       const [first, second] = order === "old id first" ? [legacy, current] : [current, legacy];
       const run = inline(world);
       expect((await run.deliver(first)).apply?.outcome).toBe("APPLIED");
       const again = await run.deliver(second);
-      expect(again.parse.outcome).toBe("QUEUED");
-      expect(again.apply?.outcome).toBe("DUPLICATE");
+      // Before, it was applied as a second notification, which the payment statement answered DUPLICATE.
+      expect(again.parse).toEqual({ outcome: "DUPLICATE", duplicateOf: first.id });
+      expect(again.applyJob).toBeNull();
       const paid = await orderOf(world.prisma, otn);
       expect(paid.status).toBe("SUCCESS");
       expect(paid.movements.map((m) => [m.skuId, m.delta])).toEqual([["A", -2]]);
@@ -92,19 +97,119 @@ describe("a deploy in the middle of WeChat's resends: a job queued under WeChat'
     expect(
       (await inline(world).deliver(v3Payment(world, { outTradeNo: otn, transactionId: "4200000777" }))).apply?.outcome,
     ).toBe("APPLIED");
-    const legacy = v3Refund(world, {
-      outTradeNo: otn,
-      transactionId: "4200000777",
-      refund: 40,
-      total: 100,
-      legacyId: true,
-    });
-    const current = { ...legacy, id: v3NotificationId(world.merchant.mchid, legacy.id) };
+    const { legacy, current } = bothForms(
+      v3Refund(world, { outTradeNo: otn, transactionId: "4200000777", refund: 40, total: 100, legacyId: true }),
+    );
     const run = inline(world);
     expect((await run.deliver(legacy)).apply?.outcome).toBe("APPLIED");
-    expect((await run.deliver(current)).apply?.outcome).toBe("DUPLICATE");
+    expect((await run.deliver(current)).parse.outcome).toBe("DUPLICATE");
+    expect(await rowOf(current.id)).toMatchObject({ status: "DUPLICATE" });
     const order = await orderOf(world.prisma, otn);
     expect(order.refundedTotal).toBe(40);
     expect(order.refunds).toHaveLength(1);
   });
 });
+
+describe("a resend straddling the deploy of a notification put in review is not reviewed twice", () => {
+  /**
+   * Review verdicts the order does not absorb: a second notification reached them again — a second REVIEW row (the
+   * dashboard's /reviews listed it twice) and a second payment.review / refund.review under its own notificationId,
+   * which consumers, deduplicating on notificationId, acted on twice (e.g. "refund the second charge" twice).
+   * Each case sets up the orders and answers the notification put in review, queued under WeChat's id alone.
+   */
+  /** A second charge of a paid order (DUPLICATE_PAYMENT: its payment.review asks for a refund of it). */
+  async function secondCharge(): Promise<ParseJobV3> {
+    const otn = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+    await inline(world).deliver(v3Payment(world, { outTradeNo: otn }));
+    return v3Payment(world, { outTradeNo: otn, legacyId: true });
+  }
+  const cases: { reason: string; setup(): Promise<ParseJobV3> }[] = [
+    { reason: "DUPLICATE_PAYMENT", setup: secondCharge },
+    {
+      reason: "TRANSACTION_CONFLICT",
+      async setup() {
+        const [a, b] = [await seedOrder(world, { items: { A: 1 } }), await seedOrder(world, { items: { A: 1 } })];
+        const transactionId = `4200${randomId()}`;
+        await inline(world).deliver(v3Payment(world, { outTradeNo: a, transactionId }));
+        return v3Payment(world, { outTradeNo: b, transactionId, legacyId: true });
+      },
+    },
+    {
+      reason: "REFUND_ID_CONFLICT",
+      async setup() {
+        const [a, b] = [await seedOrder(world, { items: { A: 1 } }), await seedOrder(world, { items: { A: 1 } })];
+        const [ta, tb, refundId] = [`4200${randomId()}`, `4200${randomId()}`, `5000${randomId()}`];
+        const run = inline(world);
+        await run.deliver(v3Payment(world, { outTradeNo: a, transactionId: ta }));
+        await run.deliver(v3Payment(world, { outTradeNo: b, transactionId: tb }));
+        await run.deliver(v3Refund(world, { outTradeNo: a, transactionId: ta, refundId, refund: 10, total: 100 }));
+        return v3Refund(world, { outTradeNo: b, transactionId: tb, refundId, refund: 10, total: 100, legacyId: true });
+      },
+    },
+    {
+      reason: "REFUND_CONFLICT",
+      async setup() {
+        const otn = await seedOrder(world, { items: { A: 1 } });
+        const [transactionId, outRefundNo] = [`4200${randomId()}`, `R${randomId()}`];
+        const run = inline(world);
+        await run.deliver(v3Payment(world, { outTradeNo: otn, transactionId }));
+        await run.deliver(v3Refund(world, { outTradeNo: otn, transactionId, outRefundNo, refund: 10, total: 100 }));
+        return v3Refund(world, { outTradeNo: otn, transactionId, outRefundNo, refund: 20, total: 100, legacyId: true });
+      },
+    },
+  ];
+  for (const { reason, setup } of cases) {
+    for (const order of ["old id first", "new id first"] as const) {
+      it(`${reason}, ${order}: one REVIEW row and one review event; the resend is DUPLICATE of it`, async () => {
+        const { legacy, current } = bothForms(await setup());
+        const [first, second] = order === "old id first" ? [legacy, current] : [current, legacy];
+        const run = inline(world);
+        expect((await run.deliver(first)).apply?.outcome).toBe(reason);
+        const again = await run.deliver(second);
+        expect(run.published.map((e) => [e.type.endsWith(".review"), e.notificationId, e.reviewReason])).toEqual([
+          [true, first.id, reason],
+        ]);
+        const rows = await world.prisma.notification.findMany({
+          where: { wechatId: legacy.id },
+          select: { id: true, status: true, errorCode: true },
+        });
+        expect(rows.filter((r) => r.status === "REVIEW")).toEqual([
+          { id: first.id, status: "REVIEW", errorCode: reason },
+        ]);
+        // Not applied: a DUPLICATE row naming the first.
+        expect(again.parse).toEqual({ outcome: "DUPLICATE", duplicateOf: first.id });
+        expect(again.applyJob).toBeNull();
+        expect(await rowOf(second.id)).toMatchObject({ status: "DUPLICATE", errorCode: null });
+        const entries = await world.prisma.notificationEvent.findMany({
+          where: { notificationId: second.id },
+          orderBy: { id: "asc" },
+        });
+        expect(entries.map((e) => [e.kind, (e.detail as { duplicateOf?: string }).duplicateOf])).toEqual([
+          ["RECEIVED", undefined],
+          ["DUPLICATE", first.id],
+        ]);
+      });
+    }
+  }
+
+  it("another merchant's notification carrying the id of a reviewed one is its own notification, applied", async () => {
+    const reviewed = await secondCharge();
+    const run = inline(world);
+    expect((await run.deliver(reviewed)).apply?.outcome).toBe("DUPLICATE_PAYMENT");
+    // Tenant B signs, with its own keys, a payment of its own order under the reviewed notification's WeChat id.
+    const ofB = await seedOrder(world, { items: { A: 1 }, mchid: tenantB.mchid, appid: tenantB.appid });
+    const forged = {
+      ...v3Payment(world, { outTradeNo: ofB, id: reviewed.id, ...tenantB, apiV3Key: Buffer.from(tenantB.apiV3Key) }),
+      id: v3NotificationId(tenantB.mchid, reviewed.id),
+      mchid: tenantB.mchid,
+    };
+    const delivered = await run.deliver(forged);
+    expect(delivered.parse.outcome).toBe("QUEUED");
+    expect(delivered.apply?.outcome).toBe("APPLIED");
+  });
+});
+
+/** A random suffix for transaction, refund and out_refund_no ids. */
+function randomId(): string {
+  return randomBytes(6).toString("hex");
+}

@@ -7,6 +7,7 @@ import {
   type PrismaClient,
   recordReplay,
   recordReplayFailed,
+  type UpsertResult,
   upsertParsedNotification,
   upsertParsedNotifications,
 } from "@wpn/db";
@@ -39,6 +40,7 @@ function parsed(id: string, status: Parsed = "PROCESSING", overrides: Partial<Pa
     id,
     apiVersion: "v3",
     wechatId: null,
+    otherFormId: null,
     mchid: "1900000109",
     eventType: "TRANSACTION.SUCCESS",
     receivedAt: Date.UTC(2026, 10, 30, 2, 34, 56, 789),
@@ -251,6 +253,81 @@ describe("upsertParsedNotifications", () => {
     expect(await rowOf(id)).toMatchObject({ status: "PROCESSING", wechatId: "EV-2018022511223320873" });
   });
 
+  it("a new row whose other id form is the same merchant's notification, settled or on its way, is recorded DUPLICATE of it", async () => {
+    const A = "1900000109";
+    const B = "1900000222";
+    /** `envelope` as an older ingress queued it (WeChat's id alone) and as a newer one does, each naming the other. */
+    const forms = (envelope: string, mchid = A) => ({
+      bare: parsed(envelope, "PROCESSING", { mchid, wechatId: envelope, otherFormId: `v3:${mchid}:${envelope}` }),
+      current: parsed(`v3:${mchid}:${envelope}`, "PROCESSING", { mchid, wechatId: envelope, otherFormId: envelope }),
+    });
+    // Old id first, put in review (e.g. DUPLICATE_PAYMENT); new id first, applied; a bare row still on its way.
+    const review = forms("EV-t-review");
+    const applied = forms("EV-t-applied");
+    const onItsWay = forms("EV-t-processing");
+    await upsertParsedNotifications(prisma, [review.bare, applied.current, onItsWay.bare]);
+    await settle(review.bare.id, "REVIEW", "DUPLICATE_PAYMENT");
+    await settle(applied.current.id, "APPLIED");
+    // Not held back: another merchant's notification with the same WeChat id (a tenant's copy), a bare row whose own
+    // job failed or was dead-lettered, one asked IGNORED, an APIv2 one.
+    const tenant = forms("EV-t-review", B).current;
+    const failed = forms("EV-t-failed");
+    const dead = forms("EV-t-dead");
+    const ignored = forms("EV-t-ignored");
+    const v2 = forms("EV-t-v2");
+    await upsertParsedNotifications(prisma, [failed.bare, dead.bare, ignored.bare, { ...v2.bare, apiVersion: "v2" }]);
+    await settle(failed.bare.id, "FAILED", "DB_UNAVAILABLE");
+    await deadLetter(dead.bare.id, "notify.apply", "ORDER_NOT_FOUND");
+    await settle(ignored.bare.id, "APPLIED");
+
+    const results = await upsertParsedNotifications(prisma, [
+      review.current,
+      applied.bare,
+      onItsWay.current,
+      tenant,
+      failed.current,
+      dead.current,
+      { ...ignored.current, status: "IGNORED", event: { kind: "IGNORED", detail: {} } },
+      { ...v2.current, apiVersion: "v2" },
+    ]);
+    expect(results).toEqual([
+      { status: "DUPLICATE", inserted: true, duplicateOf: review.bare.id },
+      { status: "DUPLICATE", inserted: true, duplicateOf: applied.current.id },
+      { status: "DUPLICATE", inserted: true, duplicateOf: onItsWay.bare.id },
+      { status: "PROCESSING", inserted: true },
+      { status: "PROCESSING", inserted: true },
+      { status: "PROCESSING", inserted: true },
+      { status: "IGNORED", inserted: true },
+      { status: "PROCESSING", inserted: true },
+    ]);
+    expect(await rowOf(review.current.id)).toMatchObject({
+      status: "DUPLICATE",
+      errorCode: null,
+      wechatId: "EV-t-review",
+    });
+    expect(await rowOf(review.bare.id)).toMatchObject({ status: "REVIEW", errorCode: "DUPLICATE_PAYMENT" });
+    expect(await eventsOf(review.current.id)).toMatchObject([
+      { kind: "RECEIVED", detail: { apiVersion: "v3", ...review.current.event?.detail } },
+      { kind: "DUPLICATE", detail: { ...review.current.event?.detail, duplicateOf: review.bare.id } },
+    ]);
+    // The row the resend duplicates is left as it was.
+    expect((await eventsOf(review.bare.id)).map((e) => e.kind)).toEqual(["RECEIVED"]);
+    expect(await rowOf(onItsWay.bare.id)).toMatchObject({ status: "PROCESSING" });
+
+    // A later parse of the DUPLICATE row finds it settled, like any other.
+    expect(await upsertParsedNotifications(prisma, [review.current])).toEqual([
+      { status: "DUPLICATE", inserted: false },
+    ]);
+    // The single statement decides alike.
+    const single = forms("EV-t-single");
+    await upsertParsedNotification(prisma, single.bare);
+    expect(await upsertParsedNotification(prisma, single.current)).toEqual({
+      status: "DUPLICATE",
+      inserted: true,
+      duplicateOf: single.bare.id,
+    });
+  });
+
   it("the single upsert is the batch of one", async () => {
     expect(await upsertParsedNotification(prisma, parsed("s-one", "IGNORED"))).toEqual({
       status: "IGNORED",
@@ -321,7 +398,13 @@ describe("upsertParsedNotifications", () => {
 // ------------------------------------------------------------------ batch == single, on random histories
 
 const STATUSES = ["RECEIVED", "PROCESSING", "APPLIED", "DUPLICATE", "REVIEW", "IGNORED", "FAILED", "DEAD"] as const;
+/**
+ * Keys 0–5 are 3 notifications (key % 3), each under either id form: keys 0–2 WeChat's id alone (an older ingress's),
+ * 3–5 `v3:<mchid>:<id>` — so a later round may record the resend of a notification under its other form. One round
+ * names a notification once (the batch reads its snapshot, the single statements each other's rows).
+ */
 const KEYS = 6;
+const NOTIFICATIONS = 3;
 const LETTER_EVENTS = [
   { kind: "DEAD_LETTERED", detail: { stage: "notify.apply" } },
   { kind: "DEAD_LETTERED", detail: { stage: "notify.parse" } },
@@ -332,7 +415,11 @@ const LETTER_EVENTS = [
 const entry = fc.record({
   key: fc.integer({ min: 0, max: KEYS - 1 }),
   status: fc.constantFrom<Parsed>("PROCESSING", "IGNORED", "FAILED"),
-  apiVersion: fc.constantFrom<"v3" | "v2">("v3", "v2"),
+  // Mostly APIv3, whose resends may straddle the id forms.
+  apiVersion: fc.oneof(
+    { arbitrary: fc.constant("v3" as const), weight: 3 },
+    { arbitrary: fc.constant("v2" as const), weight: 1 },
+  ),
   outTradeNo: fc.option(fc.constantFrom("A", "B"), { nil: null }),
   transactionId: fc.option(fc.constantFrom("X1", "X2"), { nil: null }),
   outRefundNo: fc.option(fc.constantFrom("R1", "R2"), { nil: null }),
@@ -343,9 +430,14 @@ const entry = fc.record({
   // A failed attempt whose entry the caller writes itself (the parse stage, for a key retried within the window).
   withEvent: fc.boolean(),
   receivedAt: fc.integer({ min: 1_700_000_000_000, max: 1_800_000_000_000 }),
+  // The verifying merchant: a resend is the notification recorded before only when it is the same merchant's.
+  mchid: fc.oneof(
+    { arbitrary: fc.constant("1900000109"), weight: 3 },
+    { arbitrary: fc.constant("1900000222"), weight: 1 },
+  ),
 });
 const round = fc.record({
-  upserts: fc.uniqueArray(entry, { selector: (e) => e.key, minLength: 1, maxLength: KEYS }),
+  upserts: fc.uniqueArray(entry, { selector: (e) => e.key % NOTIFICATIONS, minLength: 1, maxLength: NOTIFICATIONS }),
   settles: fc.array(
     fc.record({
       key: fc.integer({ min: 0, max: KEYS - 1 }),
@@ -360,9 +452,19 @@ const round = fc.record({
 
 type Entry = typeof entry extends fc.Arbitrary<infer T> ? T : never;
 
-function fromEntry(id: string, e: Entry): ParsedNotification {
+/** The notification id of `key` under `prefix`, and the id of its other form. */
+function idsOf(prefix: string, key: number, mchid: string): { id: string; otherFormId: string } {
+  const wechatId = `${prefix}${key % NOTIFICATIONS}`;
+  const current = `v3:${mchid}:${wechatId}`;
+  return key < NOTIFICATIONS ? { id: wechatId, otherFormId: current } : { id: current, otherFormId: wechatId };
+}
+
+function fromEntry(prefix: string, e: Entry): ParsedNotification {
+  const { id, otherFormId } = idsOf(prefix, e.key, e.mchid);
   return parsed(id, e.status, {
     apiVersion: e.apiVersion,
+    otherFormId: e.apiVersion === "v3" ? otherFormId : null,
+    mchid: e.mchid,
     headers: e.withHeaders ? { serial: "S" } : null,
     eventType: e.eventType,
     outTradeNo: e.outTradeNo,
@@ -375,21 +477,30 @@ function fromEntry(id: string, e: Entry): ParsedNotification {
   });
 }
 
+/** The ids of every form of the notifications under `prefix`. */
+function idsUnder(prefix: string) {
+  return { OR: [{ startsWith: prefix }, { contains: `:${prefix}` }] };
+}
+
 /** Everything the statements write about the notifications under `prefix`, with the prefix removed and clock values reduced to what is deterministic. */
 async function snapshot(prefix: string) {
-  const rows = await prisma.notification.findMany({ where: { id: { startsWith: prefix } }, orderBy: { id: "asc" } });
+  const rows = await prisma.notification.findMany({
+    where: { OR: idsUnder(prefix).OR.map((id) => ({ id })) },
+    orderBy: { id: "asc" },
+  });
   const events = await prisma.notificationEvent.findMany({
-    where: { notificationId: { startsWith: prefix } },
+    where: { OR: idsUnder(prefix).OR.map((notificationId) => ({ notificationId })) },
     orderBy: [{ notificationId: "asc" }, { id: "asc" }],
   });
+  const unprefixed = (text: string) => text.replaceAll(prefix, "");
   return {
-    rows: rows.map(({ id, createdAt: _c, updatedAt: _u, ...rest }) => ({ ...rest, id: id.slice(prefix.length) })),
+    rows: rows.map(({ id, createdAt: _c, updatedAt: _u, ...rest }) => ({ ...rest, id: unprefixed(id) })),
     events: events.map((e) => {
       const row = rows.find((r) => r.id === e.notificationId);
       return {
-        id: e.notificationId.slice(prefix.length),
+        id: unprefixed(e.notificationId),
         kind: e.kind,
-        detail: e.detail,
+        detail: JSON.parse(unprefixed(JSON.stringify(e.detail))),
         atReceivedAt: e.at.getTime() === row?.receivedAt.getTime(),
       };
     }),
@@ -415,23 +526,36 @@ describe("upsertParsedNotifications == upsertParsedNotification before batching"
     await fc.assert(
       fc.asyncProperty(fc.array(round, { minLength: 1, maxLength: 4 }), async (rounds) => {
         run += 1;
-        const ref = `r${run}:`;
-        const bat = `b${run}:`;
+        const ref = `r${run}-`;
+        const bat = `b${run}-`;
         for (const { upserts, settles } of rounds) {
           const expected = [];
-          for (const e of upserts) expected.push(await referenceUpsert(prisma, fromEntry(`${ref}${e.key}`, e)));
+          for (const e of upserts) expected.push(await referenceUpsert(prisma, fromEntry(ref, e)));
           const actual = await upsertParsedNotifications(
             prisma,
-            upserts.map((e) => fromEntry(`${bat}${e.key}`, e)),
+            upserts.map((e) => fromEntry(bat, e)),
           );
-          expect(actual).toEqual(expected);
+          // `duplicateOf` names a row under the run's own prefix.
+          const unprefixed = (results: UpsertResult[], prefix: string) =>
+            results.map((r) =>
+              r.duplicateOf === undefined ? r : { ...r, duplicateOf: r.duplicateOf.replace(prefix, "") },
+            );
+          expect(unprefixed(actual, bat)).toEqual(unprefixed(expected, ref));
           for (const s of settles) {
+            // Every form of the key's notification, both merchants'.
+            const ids = [
+              ...new Set(
+                [ref, bat].flatMap((prefix) =>
+                  ["1900000109", "1900000222"].map((mchid) => idsOf(prefix, s.key, mchid).id),
+                ),
+              ),
+            ];
             await prisma.notification.updateMany({
-              where: { id: { in: [`${ref}${s.key}`, `${bat}${s.key}`] } },
+              where: { id: { in: ids } },
               data: { status: s.status, errorCode: `E_${s.status}` },
             });
             for (const letter of s.letters) {
-              for (const id of [`${ref}${s.key}`, `${bat}${s.key}`]) {
+              for (const id of ids) {
                 // Only for a notification that exists (createMany would fail on the foreign key).
                 await prisma.$executeRaw`
                   INSERT INTO "NotificationEvent" ("notificationId", kind, detail)

@@ -193,6 +193,7 @@ describe("a pruned notification delivered again is not applied again (what the r
     id,
     apiVersion: "v3",
     wechatId: null,
+    otherFormId: null,
     mchid: MCHID,
     eventType,
     receivedAt: Date.now(),

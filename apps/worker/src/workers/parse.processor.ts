@@ -6,6 +6,7 @@ import {
   parseJobSchema,
   QueueName,
   v3EnvelopeIdOf,
+  v3NotificationId,
 } from "@wpn/queue";
 import { eventTypeOf, type NotificationSource, type OpenedNotification } from "../domain/notification.ts";
 import { toWorkerError } from "../errors.ts";
@@ -30,9 +31,13 @@ export interface ParseResult extends StageResult {
    * QUEUED (apply job enqueued), IGNORED (no effect to apply), ALREADY (settled before), DEAD (dead-lettered by the
    * apply stage before, whose failed job still holds the id: the row stays DEAD with a REDELIVERED entry, and that
    * letter's replay applies it). A row the parse stage dead-lettered is moved on (QUEUED): nothing holds the id.
+   * DUPLICATE: a resend straddling a deploy of a notification recorded under its other id form (`duplicateOf`), settled
+   * or on its way: recorded DUPLICATE, nothing enqueued (`upsertParsedNotification` of @wpn/db).
    */
-  outcome: "QUEUED" | "IGNORED" | "ALREADY" | "DEAD";
+  outcome: "QUEUED" | "IGNORED" | "ALREADY" | "DEAD" | "DUPLICATE";
   reason?: string;
+  /** DUPLICATE: the id of the row this notification is a resend of. */
+  duplicateOf?: string;
 }
 
 /**
@@ -48,6 +53,7 @@ export async function handleParse(deps: ParseDeps, job: ParseJob, ctx: StageCont
     id: job.id,
     apiVersion: job.api,
     wechatId: job.api === "v3" ? v3EnvelopeIdOf(job.id) : null,
+    otherFormId: otherFormIdOf(job),
     mchid: job.mchid,
     receivedAt: job.receivedAt,
     headers: job.api === "v3" ? { ...job.headers } : null,
@@ -109,6 +115,13 @@ export async function handleParse(deps: ParseDeps, job: ParseJob, ctx: StageCont
     },
     apply,
   );
+  if (saved.duplicateOf !== undefined) {
+    ctx.log.info(
+      { duplicateOf: saved.duplicateOf },
+      "notification recorded before under its other id (a resend straddling a deploy); not applied again",
+    );
+    return { outcome: "DUPLICATE", duplicateOf: saved.duplicateOf };
+  }
   if (saved.status === "DEAD") {
     ctx.log.info(
       { status: saved.status },
@@ -125,6 +138,15 @@ export async function handleParse(deps: ParseDeps, job: ParseJob, ctx: StageCont
     return { outcome: "IGNORED", reason: opened.reason };
   }
   return { outcome: "QUEUED" };
+}
+
+/**
+ * The id an APIv3 notification has in the other form (@wpn/queue jobs/ids.ts): WeChat's envelope id alone for a
+ * `v3:<mchid>:<envelope id>` job, and the reverse for a job an ingress from before those ids queued. Null for APIv2.
+ */
+function otherFormIdOf(job: ParseJob): string | null {
+  if (job.api !== "v3") return null;
+  return job.id.startsWith("v3:") ? v3EnvelopeIdOf(job.id) : v3NotificationId(job.mchid, job.id);
 }
 
 export function parseStage(deps: ParseDeps): StageDefinition<ParseJob, ParseResult> {

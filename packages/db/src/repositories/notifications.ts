@@ -28,6 +28,12 @@ export interface ParsedNotification {
    * an earlier parse recorded.
    */
   wechatId: string | null;
+  /**
+   * APIv3: the id the same notification has in the other form — `<envelope id>` (an ingress from before the
+   * `v3:<mchid>:<envelope id>` ids) for a `v3:` id and the reverse (@wpn/queue jobs/ids.ts) —, where a resend straddling
+   * a deploy is recorded first; null for APIv2. See `upsertParsedNotification`.
+   */
+  otherFormId: string | null;
   mchid: string | null;
   eventType: string;
   /** ms since the epoch. */
@@ -67,6 +73,11 @@ export interface UpsertResult {
   status: NotificationRowStatus;
   /** True when this call created the row (first time the notification reached a worker). */
   inserted: boolean;
+  /**
+   * Set when this call created the row DUPLICATE as a resend of the notification recorded under `otherFormId` (that
+   * row's id): nothing to apply. Absent otherwise.
+   */
+  duplicateOf?: string;
 }
 
 /** Thrown by `upsertParsedNotifications` for a batch it must not run; `code` is stable. */
@@ -94,6 +105,19 @@ export class NotificationBatchError extends Error {
  * dead-lettered by the parse stage (a key missing past its window), met by a retry of that failed parse job or by a
  * new delivery — moves on like a FAILED one: no apply job holds its id, so the one enqueued runs. A row DEAD now but
  * not in the statement's snapshot (dead-lettered meanwhile, its event not visible) is kept DEAD: its letter recovers it.
+ *
+ * A resend straddling a deploy: WeChat resends a notification it was not answered for, and an ingress from before
+ * the `v3:<mchid>:<envelope id>` ids queued it under the envelope id alone while a newer one queues the resend under
+ * the new id (or the reverse, an ingress rolled back). The two ids are one notification: when a row asked PROCESSING
+ * is new and the row under its `otherFormId` is of the same merchant (`mchid`: the one whose keys verified it, so
+ * another tenant's copy of the id is never taken for it), APIv3, and settled (APPLIED, DUPLICATE, REVIEW, IGNORED)
+ * or PROCESSING (its apply job on its way), the row is created DUPLICATE — no apply job — with a DUPLICATE entry
+ * naming that row (`duplicateOf`), and the result says `duplicateOf`. Applied as a second notification, PostgreSQL
+ * applied a payment or refund once, but a review verdict the order does not absorb (DUPLICATE_PAYMENT,
+ * TRANSACTION_CONFLICT, REFUND_ID_CONFLICT, REFUND_CONFLICT) was reached again: a second REVIEW row and review event.
+ * Any other status of that row (RECEIVED, FAILED, DEAD: its own job failed or waits for a replay) does not hold this
+ * one back, nor a row the snapshot does not show (both copies parsed at once): applied as a second notification.
+ * One primary-key read per new APIv3 row asked PROCESSING.
  * The batch of one of `upsertParsedNotifications` (one statement text for both, so one prepared statement).
  */
 export async function upsertParsedNotification(prisma: PrismaClient, n: ParsedNotification): Promise<UpsertResult> {
@@ -128,6 +152,7 @@ export async function upsertParsedNotifications(
     id: n.id,
     apiVersion: n.apiVersion,
     wechatId: n.wechatId,
+    otherFormId: n.otherFormId,
     mchid: n.mchid,
     eventType: n.eventType,
     receivedAt: n.receivedAt,
@@ -144,15 +169,17 @@ export async function upsertParsedNotifications(
     detail: n.event?.detail ?? {},
   }));
   const input = jsonParam(records);
-  const rows = await prisma.$queryRaw<(UpsertResult & { id: string })[]>`
+  const rows = await prisma.$queryRaw<
+    { id: string; status: NotificationRowStatus; inserted: boolean; duplicateOf: string | null }[]
+  >`
     WITH input AS (
-      SELECT r.ordinality AS ord, r.id, r."apiVersion", r."wechatId", r.mchid, r."eventType",
+      SELECT r.ordinality AS ord, r.id, r."apiVersion", r."wechatId", r."otherFormId", r.mchid, r."eventType",
              (to_timestamp(r."receivedAt" / 1000.0) AT TIME ZONE 'UTC')::timestamp(3) AS received_at,
              (now() AT TIME ZONE 'UTC')::timestamp(3) AS at,
              r.headers, r.body, r.status::"NotificationStatus" AS status, r."outTradeNo", r."transactionId",
              r."outRefundNo", r."subMchid", r."errorCode", r."lastError", r.kind, r.detail
       FROM ROWS FROM (json_to_recordset(${input}::json) AS (
-        id text, "apiVersion" text, "wechatId" text, mchid text, "eventType" text, "receivedAt" bigint, headers jsonb, body text,
+        id text, "apiVersion" text, "wechatId" text, "otherFormId" text, mchid text, "eventType" text, "receivedAt" bigint, headers jsonb, body text,
         status text, "outTradeNo" text, "transactionId" text, "outRefundNo" text, "subMchid" text,
         "errorCode" text, "lastError" text, kind text, detail jsonb
       )) WITH ORDINALITY AS r
@@ -172,18 +199,30 @@ export async function upsertParsedNotifications(
         ORDER BY e.id DESC LIMIT 1
       ), '') <> 'DEAD_LETTERED'
     ),
+    -- New rows that are a resend of the row under their other id form (see upsertParsedNotification): one read by the
+    -- primary key, for new APIv3 rows asked PROCESSING only.
+    twin AS (
+      SELECT i.id, c.id AS of FROM input i
+      JOIN "Notification" c ON c.id = i."otherFormId"
+      WHERE i."apiVersion" = 'v3' AND i.status = 'PROCESSING' AND i.id NOT IN (SELECT id FROM prior)
+        AND c."apiVersion" = 'v3' AND c.mchid = i.mchid
+        AND c.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED', 'PROCESSING')
+    ),
     up AS (
       INSERT INTO "Notification" AS t
         (id, "apiVersion", "wechatId", mchid, "eventType", "receivedAt", headers, body, status,
          "outTradeNo", "transactionId", "outRefundNo", "subMchid", "errorCode", "lastError", "updatedAt")
-      SELECT i.id, i."apiVersion", i."wechatId", i.mchid, i."eventType", i.received_at, i.headers, i.body, i.status,
+      SELECT i.id, i."apiVersion", i."wechatId", i.mchid, i."eventType", i.received_at, i.headers, i.body,
+             CASE WHEN tw.of IS NULL THEN i.status ELSE 'DUPLICATE' END,
              i."outTradeNo", i."transactionId", i."outRefundNo", i."subMchid", i."errorCode", i."lastError", i.at
-      FROM input i
+      FROM input i LEFT JOIN twin tw ON tw.id = i.id
       ORDER BY i.id
       ON CONFLICT (id) DO UPDATE SET
-        -- Final, or DEAD not reopened (its apply-stage letter waits for a replay): kept, with its code.
+        -- Final, or DEAD not reopened (its apply-stage letter waits for a replay): kept, with its code. A row created
+        -- since the snapshot is not new: a twin's DUPLICATE (only ever asked PROCESSING) is PROCESSING as asked.
         status = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED')
-          OR (t.status = 'DEAD' AND t.id NOT IN (SELECT id FROM reopened)) THEN t.status ELSE EXCLUDED.status END,
+          OR (t.status = 'DEAD' AND t.id NOT IN (SELECT id FROM reopened)) THEN t.status
+          WHEN EXCLUDED.status = 'DUPLICATE' THEN 'PROCESSING' ELSE EXCLUDED.status END,
         "eventType" = EXCLUDED."eventType",
         "wechatId" = COALESCE(EXCLUDED."wechatId", t."wechatId"),
         "outTradeNo" = COALESCE(EXCLUDED."outTradeNo", t."outTradeNo"),
@@ -206,15 +245,23 @@ export async function upsertParsedNotifications(
       FROM input i JOIN up ON up.id = i.id LEFT JOIN prior p ON p.id = i.id
       WHERE i.kind IS NOT NULL AND COALESCE(p.status, '') NOT IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED')
         AND NOT (up.inserted AND i.kind = 'PARSED')
+      UNION ALL
+      -- A twin's copy: which row it is a resend of, with the parse detail.
+      SELECT i.id, i.at, 'DUPLICATE', i.detail || jsonb_build_object('duplicateOf', tw.of)
+      FROM input i JOIN up ON up.id = i.id JOIN twin tw ON tw.id = i.id
+      WHERE up.inserted
     )
-    SELECT up.id, up.status, up.inserted FROM input i JOIN up ON up.id = i.id ORDER BY i.ord`;
+    SELECT up.id, up.status, up.inserted, CASE WHEN up.inserted THEN tw.of END AS "duplicateOf"
+    FROM input i JOIN up ON up.id = i.id LEFT JOIN twin tw ON tw.id = i.id ORDER BY i.ord`;
   if (rows.length !== batch.length || rows.some((row, i) => row.id !== batch[i]?.id)) {
     throw new NotificationBatchError(
       "BATCH_RESULT_MISMATCH",
       `upsert of ${batch.length} notification(s) returned ${rows.length} row(s) not in input order`,
     );
   }
-  return rows.map(({ status, inserted }) => ({ status, inserted }));
+  return rows.map(({ status, inserted, duplicateOf }) =>
+    duplicateOf === null ? { status, inserted } : { status, inserted, duplicateOf },
+  );
 }
 
 export interface FailureRecord {

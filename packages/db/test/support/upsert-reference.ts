@@ -4,11 +4,12 @@ import type { ParsedNotification, PrismaClient, UpsertResult } from "@wpn/db";
  * The single-notification upsert statement as it was before `upsertParsedNotifications` existed (verbatim but
  * for the name, a null event: no entry but RECEIVED, the subMchid column of migration 20261202130000 and the wechatId
  * column of migration 20261203140000, kept like the business keys, and a DEAD row whose apply-stage letter is
- * outstanding kept DEAD with a REDELIVERED entry, as since fcbe379 and its narrowing to the apply stage), kept as the
+ * outstanding kept DEAD with a REDELIVERED entry, as since fcbe379 and its narrowing to the apply stage, and a new row
+ * that is a resend of the row under its other id form created DUPLICATE with a DUPLICATE entry naming it), kept as the
  * oracle the batch statement is compared with: same inputs, same rows, same timeline, same results.
  */
 export async function referenceUpsert(prisma: PrismaClient, n: ParsedNotification): Promise<UpsertResult> {
-  const rows = await prisma.$queryRaw<UpsertResult[]>`
+  const rows = await prisma.$queryRaw<(UpsertResult & { duplicateOf: string | null })[]>`
     WITH input AS (
       SELECT ${n.id}::text AS id,
              (to_timestamp(${n.receivedAt}::bigint / 1000.0) AT TIME ZONE 'UTC')::timestamp(3) AS received_at,
@@ -27,17 +28,24 @@ export async function referenceUpsert(prisma: PrismaClient, n: ParsedNotificatio
         ORDER BY e.id DESC LIMIT 1
       ), '') <> 'DEAD_LETTERED' AS yes
     ),
+    twin AS (
+      SELECT c.id AS of FROM "Notification" c
+      WHERE c.id = ${n.otherFormId} AND ${n.apiVersion} = 'v3' AND ${n.status} = 'PROCESSING' AND NOT EXISTS (SELECT 1 FROM prior)
+        AND c."apiVersion" = 'v3' AND c.mchid = ${n.mchid}
+        AND c.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED', 'PROCESSING')
+    ),
     up AS (
       INSERT INTO "Notification" AS t
         (id, "apiVersion", "wechatId", mchid, "eventType", "receivedAt", headers, body, status,
          "outTradeNo", "transactionId", "outRefundNo", "subMchid", "errorCode", "lastError", "updatedAt")
       SELECT i.id, ${n.apiVersion}, ${n.wechatId}, ${n.mchid}, ${n.eventType}, i.received_at, ${n.headers === null ? null : JSON.stringify(n.headers)}::jsonb,
-             ${n.body}, ${n.status}::"NotificationStatus", ${n.outTradeNo}, ${n.transactionId}, ${n.outRefundNo},
+             ${n.body}, CASE WHEN EXISTS (SELECT 1 FROM twin) THEN 'DUPLICATE' ELSE ${n.status}::"NotificationStatus" END, ${n.outTradeNo}, ${n.transactionId}, ${n.outRefundNo},
              ${n.subMchid}, ${n.errorCode}, ${n.lastError}, i.at
       FROM input i
       ON CONFLICT (id) DO UPDATE SET
         status = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED')
-          OR (t.status = 'DEAD' AND NOT COALESCE((SELECT yes FROM reopened), false)) THEN t.status ELSE EXCLUDED.status END,
+          OR (t.status = 'DEAD' AND NOT COALESCE((SELECT yes FROM reopened), false)) THEN t.status
+          WHEN EXCLUDED.status = 'DUPLICATE' THEN 'PROCESSING' ELSE EXCLUDED.status END,
         "eventType" = EXCLUDED."eventType",
         "wechatId" = COALESCE(EXCLUDED."wechatId", t."wechatId"),
         "outTradeNo" = COALESCE(EXCLUDED."outTradeNo", t."outTradeNo"),
@@ -60,9 +68,13 @@ export async function referenceUpsert(prisma: PrismaClient, n: ParsedNotificatio
       FROM input i, up
       WHERE i.kind IS NOT NULL AND COALESCE((SELECT status FROM prior), '') NOT IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED')
         AND NOT (up.inserted AND i.kind = 'PARSED')
+      UNION ALL
+      SELECT i.id, i.at, 'DUPLICATE', i.detail || jsonb_build_object('duplicateOf', twin.of)
+      FROM input i, up, twin WHERE up.inserted
     )
-    SELECT status, inserted FROM up`;
+    SELECT status, inserted, CASE WHEN inserted THEN (SELECT of FROM twin) END AS "duplicateOf" FROM up`;
   const row = rows[0];
   if (!row) throw new Error(`upsert of notification ${n.id} returned no row`);
-  return row;
+  const { status, inserted, duplicateOf } = row;
+  return duplicateOf === null ? { status, inserted } : { status, inserted, duplicateOf };
 }

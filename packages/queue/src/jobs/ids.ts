@@ -9,8 +9,8 @@
  * - APIv2: `v2:pay:<mchid>.<transaction_id>[.FAIL]`, `v2:refund:<mchid>.<refund_id>.<refund_status>[.<sub_mch_id>]`
  *   (notify-v2.ts of the ingress).
  * A job queued by an ingress before the APIv3 form existed carries WeChat's envelope id alone; workers still
- * process it under that id (a resend of it made since is another job and row, and PostgreSQL applies the payment
- * or refund once: the second is DUPLICATE). So two predicates: isNotificationId, what the ingress may make, and
+ * process it under that id (a resend of it made since is another job and row, recorded DUPLICATE of the first, not
+ * applied: upsertParsedNotification of @wpn/db). So two predicates: isNotificationId, what the ingress may make, and
  * isUsableJobId (../job-id.ts), what a lookup by a given id — the dashboard's pages, bull-board, a dead-letter
  * replay — may read as a job: any id BullMQ could have stored, old bare ids included, but none of the queue's own keys.
  */
