@@ -5,13 +5,19 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createQueue, createRedisConnection, QueueName } from "@wpn/queue";
-import { createTestMerchant, deletePrefix, TEST_REDIS_URL, testQueuePrefix } from "@wpn/testing";
+import {
+  createTestMerchant,
+  deletePrefix,
+  freePort,
+  TEST_REDIS_URL,
+  TestRedisServer,
+  testQueuePrefix,
+} from "@wpn/testing";
 import { afterAll, describe, expect, it } from "vitest";
 import { startApp } from "../../../test/support/processes.ts";
 import { platformCertificate } from "./support/certificate.ts";
 import { startFakeWechatApi } from "./support/fake-wechat-api.ts";
 import { signedV3 } from "./support/fixture.ts";
-import { freePort, TestRedisServer } from "./support/redis-server.ts";
 
 const prefix = testQueuePrefix("ingress-main");
 let child: ChildProcess | undefined;

@@ -2,12 +2,11 @@ import { once } from "node:events";
 import { readFileSync } from "node:fs";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { createRedisConnection } from "@wpn/queue";
-import { createTestMerchant, TEST_REDIS_URL } from "@wpn/testing";
+import { createTestMerchant, TEST_REDIS_URL, TestRedisServer } from "@wpn/testing";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MerchantRecord } from "../src/merchants/registry.ts";
 import { createIngressFixture, type IngressFixture, post, signedV3 } from "./support/fixture.ts";
-import { TestRedisServer } from "./support/redis-server.ts";
 import { pollUntil } from "./support/wait.ts";
 
 const ENQUEUE_TIMEOUT_MS = 400;

@@ -121,6 +121,13 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
   const publishQueue = config.PUBLISH_EVENTS ? createQueue(QueueName.Publish, redis, prefix) : null;
   const enqueuePublish = publishQueue ? jobEnqueuer(publishQueue, redis) : null;
   const queues: Queue[] = [applyQueue, deadQueue, ...(publishQueue ? [publishQueue] : [])];
+  // Each Queue re-emits its connection's errors, and BullMQ prints an unheard one to stderr: a multi-line dump per queue
+  // and reconnect attempt, outside the JSON log (no code, no redaction). The connection's listener above reports them.
+  for (const queue of queues) {
+    queue.on("error", (error: Error) =>
+      log.debug({ queue: queue.name, err: oneLine(error) }, "queue connection error"),
+    );
+  }
   if (publishQueue) {
     metrics.readPublishJobs(async () => {
       try {

@@ -177,6 +177,9 @@ class QueueCache {
     let queue = this.#queues.get(name);
     if (!queue) {
       queue = createQueue(name, this.deps.connection, this.deps.prefix);
+      // It re-emits the shared connection's errors, which BullMQ would print to stderr if unheard; they reach the
+      // caller as this replay's failed commands, and the connection's owner listens to the connection itself.
+      queue.on("error", () => undefined);
       this.#queues.set(name, queue);
     }
     return queue;
