@@ -1,20 +1,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { resolve } from "node:path";
 
-export const repoRoot = resolve(import.meta.dirname, "../..");
+export { freePort } from "@wpn/testing";
 
-/** A free TCP port on 127.0.0.1 (asked from the kernel, then released for the process under test). */
-export function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const server = createServer();
-    server.once("error", fail);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => (typeof address === "object" && address ? done(address.port) : fail(new Error("no port"))));
-    });
-  });
-}
+export const repoRoot = resolve(import.meta.dirname, "../..");
 
 export interface RunningApp {
   readonly name: string;

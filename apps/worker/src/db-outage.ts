@@ -97,8 +97,17 @@ export class DatabaseOutage {
    * Counts one more outage met by `job` (one `confirm` that answered true for it); the job's outages so far, this one
    * included. Within `maxPauses` the job is put back without using an attempt; past it the failure is an attempt.
    */
-  countOutage(job: Pick<Job, "queueQualifiedName" | "id">): Promise<number> {
-    return this.#options.redis.hincrby(`${job.queueQualifiedName}:${job.id}`, OUTAGES_MET_FIELD, 1);
+  async countOutage(job: Pick<Job, "queueQualifiedName" | "id">): Promise<number> {
+    // Only while the job's hash exists: HINCRBY on a removed job (by an operator, by retention meanwhile) would create
+    // a hash holding this field alone, and a later add of that id would take it for the job and add nothing. A job
+    // gone counts 0 (put back as before: BullMQ answers for a job it no longer has).
+    const met = await this.#options.redis.eval(
+      "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HINCRBY', KEYS[1], ARGV[1], 1) end return 0",
+      1,
+      `${job.queueQualifiedName}:${job.id}`,
+      OUTAGES_MET_FIELD,
+    );
+    return Number(met);
   }
 
   /** Stops probing (shutdown); the Workers stay paused — they are being closed. */

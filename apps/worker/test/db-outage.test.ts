@@ -123,6 +123,27 @@ describe("DatabaseOutage", () => {
   }, 30_000);
 });
 
+describe("DatabaseOutage.countOutage", () => {
+  it("counts in the job's own hash, and leaves no key behind for a job already removed", async () => {
+    const { logger } = capturedLog();
+    const outage = new DatabaseOutage({
+      probe: async () => undefined,
+      consumers: () => [],
+      log: logger,
+      metrics: new WorkerMetrics(),
+      redis,
+      maxPauses: 10,
+    });
+    const job = await applyQueue.add(APPLY_JOB_NAME, { any: 1 }, { jobId: "count-outage-kept" });
+    expect([await outage.countOutage(job), await outage.countOutage(job)]).toEqual([1, 2]);
+    expect(await outagesMet(applyQueue, "count-outage-kept")).toBe(2);
+    // Removed meanwhile: a hash holding the counter alone would pass for the job, and a later add of its id add nothing.
+    await job.remove();
+    expect(await outage.countOutage(job)).toBe(0);
+    expect(await redis.exists(`${job.queueQualifiedName}:${job.id}`)).toBe(0);
+  });
+});
+
 describe("a running worker when PostgreSQL stops answering", () => {
   it("pauses instead of using attempts, is not ready meanwhile, and applies every job once after recovery; close() does not hang while paused", async () => {
     const orders = await Promise.all([1, 2, 3, 4].map(() => seedOrder(world, { amountTotal: 100, items: { A: 1 } })));
