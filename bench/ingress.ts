@@ -20,11 +20,10 @@
 import { type ChildProcess, fork, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { cpus, loadavg } from "node:os";
 import { resolve } from "node:path";
 import { createRedisConnection } from "@wpn/queue";
-import { createTestDatabase, createTestMerchant } from "@wpn/testing";
+import { createTestDatabase, createTestMerchant, freePort } from "@wpn/testing";
 import type { GenerateSpec, RunResult, RunSpec } from "./ingress-loadgen.ts";
 
 const quick = process.argv.includes("--quick");
@@ -94,17 +93,6 @@ const processesOf = (kind: Kind) => Math.max(...ALL_VARIANTS.filter((v) => v.kin
 const here = import.meta.dirname;
 const merchant = createTestMerchant();
 const prefix = `bench-ingress-${randomBytes(4).toString("hex")}`;
-
-function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const server = createServer();
-    server.once("error", fail);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => (typeof address === "object" && address ? done(address.port) : fail(new Error("no port"))));
-    });
-  });
-}
 
 function nextMessage<T>(child: ChildProcess, type: string): Promise<T> {
   return new Promise((done, fail) => {
