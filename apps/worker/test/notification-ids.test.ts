@@ -89,6 +89,17 @@ describe("a deploy in the middle of WeChat's resends: a job queued under WeChat'
       expect((await stockOf(world.prisma)).A).toBe((stock.A ?? 0) - 2);
       expect(await rowOf(first.id)).toMatchObject({ status: "APPLIED", wechatId: legacy.id });
       expect(await rowOf(second.id)).toMatchObject({ status: "DUPLICATE", wechatId: legacy.id });
+      // The resend's job run again (stalled, or its batch's enqueue failed): still DUPLICATE of the first, not
+      // ALREADY, and no entry added.
+      expect(await run.parse(second)).toEqual({
+        parse: { outcome: "DUPLICATE", duplicateOf: first.id },
+        applyJob: null,
+      });
+      const timeline = await world.prisma.notificationEvent.findMany({
+        where: { notificationId: second.id },
+        orderBy: { id: "asc" },
+      });
+      expect(timeline.map((e) => e.kind)).toEqual(["RECEIVED", "DUPLICATE"]);
     });
   }
 

@@ -224,6 +224,24 @@ describe("ParseBatcher", () => {
     expect(events.map((e) => e.kind).sort()).toEqual(["PARSED", "RECEIVED"]);
   });
 
+  it("both id forms of one notification in one batch: the first is applied, the other is DUPLICATE of it — one apply job", async () => {
+    const { batcher, statements, enqueues } = recording();
+    const envelope = `EV-forms-${randomUUID()}`;
+    const current = `v3:${world.merchant.mchid}:${envelope}`;
+    const legacy = parsedRow(envelope);
+    legacy.row.otherFormId = current;
+    const resend = parsedRow(current);
+    resend.row.otherFormId = envelope;
+    const results = await Promise.all([legacy, resend].map(({ row, apply }) => batcher.commit(row, apply)));
+    expect(statements).toEqual([[envelope, current]]);
+    // Before, neither row saw the other (the statement's snapshot): both PROCESSING, both applied.
+    expect(results).toEqual([
+      { status: "PROCESSING", inserted: true },
+      { status: "DUPLICATE", inserted: true, duplicateOf: envelope },
+    ]);
+    expect(enqueues).toEqual([[envelope]]);
+  });
+
   it("keeps at most maxInFlight batches of at most maxBatchSize; commits arriving meanwhile form the next batch", async () => {
     let active = 0;
     let maxActive = 0;

@@ -253,6 +253,69 @@ describe("upsertParsedNotifications", () => {
     expect(await rowOf(id)).toMatchObject({ status: "PROCESSING", wechatId: "EV-2018022511223320873" });
   });
 
+  it("both id forms in one batch: the first in the batch is applied, the other is recorded DUPLICATE of it", async () => {
+    const M = "1900000109";
+    const forms = (envelope: string) => ({
+      bare: parsed(envelope, "PROCESSING", { mchid: M, wechatId: envelope, otherFormId: `v3:${M}:${envelope}` }),
+      current: parsed(`v3:${M}:${envelope}`, "PROCESSING", { mchid: M, wechatId: envelope, otherFormId: envelope }),
+    });
+    const oldFirst = forms("EV-b-old-first");
+    const newFirst = forms("EV-b-new-first");
+    // An earlier row of the batch moves on from FAILED (its job retried): a later new form is a resend of it.
+    const retried = forms("EV-b-retried");
+    await upsertParsedNotifications(prisma, [{ ...retried.bare, status: "FAILED", event: null }]);
+    // One that could not be opened (FAILED) holds nothing back.
+    const failed = forms("EV-b-failed");
+    const results = await upsertParsedNotifications(prisma, [
+      oldFirst.bare,
+      newFirst.current,
+      retried.bare,
+      { ...failed.bare, status: "FAILED", event: null },
+      failed.current,
+      oldFirst.current,
+      newFirst.bare,
+      retried.current,
+    ]);
+    expect(results).toEqual([
+      { status: "PROCESSING", inserted: true },
+      { status: "PROCESSING", inserted: true },
+      { status: "PROCESSING", inserted: false },
+      { status: "FAILED", inserted: true },
+      { status: "PROCESSING", inserted: true },
+      { status: "DUPLICATE", inserted: true, duplicateOf: oldFirst.bare.id },
+      { status: "DUPLICATE", inserted: true, duplicateOf: newFirst.current.id },
+      { status: "DUPLICATE", inserted: true, duplicateOf: retried.bare.id },
+    ]);
+    expect(await eventsOf(newFirst.bare.id)).toMatchObject([
+      { kind: "RECEIVED" },
+      { kind: "DUPLICATE", detail: { duplicateOf: newFirst.current.id } },
+    ]);
+  });
+
+  it("a re-run of a parse whose row another run created DUPLICATE meanwhile adds no entry and is told it is a resend", async () => {
+    const M = "1900000109";
+    const envelope = "EV-race-rerun";
+    const bare = parsed(envelope, "PROCESSING", { mchid: M, wechatId: envelope, otherFormId: `v3:${M}:${envelope}` });
+    const current = parsed(`v3:${M}:${envelope}`, "PROCESSING", {
+      mchid: M,
+      wechatId: envelope,
+      otherFormId: envelope,
+    });
+    await upsertParsedNotifications(prisma, [bare]);
+    await settle(bare.id, "APPLIED");
+    // Two runs of the resend's job at once (a stalled job re-run): the second statement's snapshot has no row; it
+    // waits on the first's insert and then finds the row DUPLICATE.
+    let second: Promise<UpsertResult[]> | undefined;
+    await prisma.$transaction(async (tx) => {
+      const first = await upsertParsedNotifications(tx as unknown as PrismaClient, [current]);
+      expect(first).toEqual([{ status: "DUPLICATE", inserted: true, duplicateOf: bare.id }]);
+      second = upsertParsedNotifications(prisma, [current]);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    });
+    expect(await second).toEqual([{ status: "DUPLICATE", inserted: false, duplicateOf: bare.id }]);
+    expect((await eventsOf(current.id)).map((e) => e.kind)).toEqual(["RECEIVED", "DUPLICATE"]);
+  });
+
   it("a new row whose other id form is the same merchant's notification, settled or on its way, is recorded DUPLICATE of it", async () => {
     const A = "1900000109";
     const B = "1900000222";
@@ -314,10 +377,12 @@ describe("upsertParsedNotifications", () => {
     expect((await eventsOf(review.bare.id)).map((e) => e.kind)).toEqual(["RECEIVED"]);
     expect(await rowOf(onItsWay.bare.id)).toMatchObject({ status: "PROCESSING" });
 
-    // A later parse of the DUPLICATE row finds it settled, like any other.
+    // A later parse of the DUPLICATE row (its job re-run) finds it settled, like any other, and is told which row it
+    // is a resend of; no entry is added.
     expect(await upsertParsedNotifications(prisma, [review.current])).toEqual([
-      { status: "DUPLICATE", inserted: false },
+      { status: "DUPLICATE", inserted: false, duplicateOf: review.bare.id },
     ]);
+    expect((await eventsOf(review.current.id)).map((e) => e.kind)).toEqual(["RECEIVED", "DUPLICATE"]);
     // The single statement decides alike.
     const single = forms("EV-t-single");
     await upsertParsedNotification(prisma, single.bare);
@@ -400,8 +465,8 @@ describe("upsertParsedNotifications", () => {
 const STATUSES = ["RECEIVED", "PROCESSING", "APPLIED", "DUPLICATE", "REVIEW", "IGNORED", "FAILED", "DEAD"] as const;
 /**
  * Keys 0–5 are 3 notifications (key % 3), each under either id form: keys 0–2 WeChat's id alone (an older ingress's),
- * 3–5 `v3:<mchid>:<id>` — so a later round may record the resend of a notification under its other form. One round
- * names a notification once (the batch reads its snapshot, the single statements each other's rows).
+ * 3–5 `v3:<mchid>:<id>` — so a round, or a later one, may record the resend of a notification under its other form.
+ * One round names an id once (one statement cannot upsert a row twice); the single statements run in the batch's order.
  */
 const KEYS = 6;
 const NOTIFICATIONS = 3;
@@ -437,7 +502,8 @@ const entry = fc.record({
   ),
 });
 const round = fc.record({
-  upserts: fc.uniqueArray(entry, { selector: (e) => e.key % NOTIFICATIONS, minLength: 1, maxLength: NOTIFICATIONS }),
+  // Distinct keys are distinct ids: a round may hold both forms of a notification (one parse batch meeting both).
+  upserts: fc.uniqueArray(entry, { selector: (e) => e.key, minLength: 1, maxLength: KEYS }),
   settles: fc.array(
     fc.record({
       key: fc.integer({ min: 0, max: KEYS - 1 }),

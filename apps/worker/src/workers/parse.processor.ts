@@ -32,7 +32,8 @@ export interface ParseResult extends StageResult {
    * apply stage before, whose failed job still holds the id: the row stays DEAD with a REDELIVERED entry, and that
    * letter's replay applies it). A row the parse stage dead-lettered is moved on (QUEUED): nothing holds the id.
    * DUPLICATE: a resend straddling a deploy of a notification recorded under its other id form (`duplicateOf`), settled
-   * or on its way: recorded DUPLICATE, nothing enqueued (`upsertParsedNotification` of @wpn/db).
+   * or on its way: recorded DUPLICATE, nothing enqueued (`upsertParsedNotification` of @wpn/db) — also for a re-run of
+   * the job finding its row so (not ALREADY).
    */
   outcome: "QUEUED" | "IGNORED" | "ALREADY" | "DEAD" | "DUPLICATE";
   reason?: string;

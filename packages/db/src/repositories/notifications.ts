@@ -74,8 +74,10 @@ export interface UpsertResult {
   /** True when this call created the row (first time the notification reached a worker). */
   inserted: boolean;
   /**
-   * Set when this call created the row DUPLICATE as a resend of the notification recorded under `otherFormId` (that
-   * row's id): nothing to apply. Absent otherwise.
+   * Set when the row is DUPLICATE as a resend of the notification recorded under `otherFormId` (that row's id): created
+   * so by this call (`inserted`), or found so — a re-run of its parse job — by the row's DUPLICATE entry or, when
+   * another run created it since this statement's snapshot, by the twin check this call made. Nothing to apply. Absent
+   * otherwise (a row the apply stage made DUPLICATE, a second notification of one transaction, included).
    */
   duplicateOf?: string;
 }
@@ -116,8 +118,15 @@ export class NotificationBatchError extends Error {
  * applied a payment or refund once, but a review verdict the order does not absorb (DUPLICATE_PAYMENT,
  * TRANSACTION_CONFLICT, REFUND_ID_CONFLICT, REFUND_CONFLICT) was reached again: a second REVIEW row and review event.
  * Any other status of that row (RECEIVED, FAILED, DEAD: its own job failed or waits for a replay) does not hold this
- * one back, nor a row the snapshot does not show (both copies parsed at once): applied as a second notification.
- * One primary-key read per new APIv3 row asked PROCESSING.
+ * one back, nor a row the snapshot does not show (both copies parsed at once by two statements — two workers, no lock
+ * taken: a documented limit): applied as a second notification. One primary-key read per new APIv3 row asked
+ * PROCESSING. Both forms in one batch are judged as if upserted one after another in the batch's order: the later
+ * one's twin is the earlier as its own upsert leaves it (see `upsertParsedNotifications`).
+ *
+ * No entry is added for a row that ends in a final status other than the one asked: it had it (settled, or created
+ * DUPLICATE, by a concurrent run since the snapshot — a stalled job re-run). One such case is not told apart: a row a
+ * concurrent run made IGNORED, asked IGNORED again, gets a second IGNORED entry.
+ *
  * The batch of one of `upsertParsedNotifications` (one statement text for both, so one prepared statement).
  */
 export async function upsertParsedNotification(prisma: PrismaClient, n: ParsedNotification): Promise<UpsertResult> {
@@ -132,6 +141,12 @@ export async function upsertParsedNotification(prisma: PrismaClient, n: ParsedNo
  * exactly its semantics row by row; results are in input order. The ids must be distinct (a statement's
  * ON CONFLICT DO UPDATE cannot touch a row twice): a repeated id throws BATCH_DUPLICATE_ID before anything
  * is sent. An empty batch answers [] without a round trip.
+ *
+ * Rows see each other as if upserted one after another in input order, which is what the twin check needs: a
+ * notification whose two id forms are both in the batch (one worker's group commit met both copies) is applied under
+ * the one earlier in the batch, and the later is created DUPLICATE of it — read from the snapshot only, both were
+ * created PROCESSING and applied twice. The earlier one is taken as its upsert leaves it (a new row as asked: its own
+ * twin could only be the later one), which holds as each form names the other (`otherFormId`, parse.processor.ts).
  *
  * The batch travels as one json parameter, so the SQL text does not depend on the batch size (one prepared
  * statement for every size). Rows are inserted in id order, so two batches sharing ids (a stalled job re-run
@@ -185,7 +200,8 @@ export async function upsertParsedNotifications(
       )) WITH ORDINALITY AS r
     ),
     prior AS (
-      SELECT n.id, n.status::text AS status FROM "Notification" n WHERE n.id IN (SELECT id FROM input)
+      SELECT n.id, n.status::text AS status, n."apiVersion", n.mchid FROM "Notification" n
+      WHERE n.id IN (SELECT id FROM input)
     ),
     -- DEAD rows the parse moves on: no apply-stage letter outstanding (see upsertParsedNotification). One read of the
     -- row's few events by the ("notificationId", at) index, for DEAD rows only; 'notify.apply' is QueueName.Apply.
@@ -199,14 +215,38 @@ export async function upsertParsedNotifications(
         ORDER BY e.id DESC LIMIT 1
       ), '') <> 'DEAD_LETTERED'
     ),
-    -- New rows that are a resend of the row under their other id form (see upsertParsedNotification): one read by the
-    -- primary key, for new APIv3 rows asked PROCESSING only.
+    -- Each row of the batch as its own upsert leaves it (apiVersion and mchid are never updated; the status as in
+    -- \`up\`, a new row's as asked: its twin could only be a later row of the batch), for the twin check of later rows.
+    planned AS (
+      SELECT i.ord, i.id,
+             CASE WHEN p.id IS NULL THEN i."apiVersion" ELSE p."apiVersion" END AS "apiVersion",
+             CASE WHEN p.id IS NULL THEN i.mchid ELSE p.mchid END AS mchid,
+             CASE WHEN p.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED')
+               OR (p.status = 'DEAD' AND p.id NOT IN (SELECT id FROM reopened)) THEN p.status
+               ELSE i.status::text END AS status
+      FROM input i LEFT JOIN prior p ON p.id = i.id
+    ),
+    -- New rows that are a resend of the row under their other id form (see upsertParsedNotification): that row as an
+    -- earlier row of the batch leaves it, else as the snapshot has it (one read by the primary key), for new APIv3 rows
+    -- asked PROCESSING only.
     twin AS (
-      SELECT i.id, c.id AS of FROM input i
-      JOIN "Notification" c ON c.id = i."otherFormId"
+      SELECT i.id, i."otherFormId" AS of FROM input i
+      LEFT JOIN planned b ON b.id = i."otherFormId" AND b.ord < i.ord
+      LEFT JOIN "Notification" c ON c.id = i."otherFormId" AND b.id IS NULL
       WHERE i."apiVersion" = 'v3' AND i.status = 'PROCESSING' AND i.id NOT IN (SELECT id FROM prior)
-        AND c."apiVersion" = 'v3' AND c.mchid = i.mchid
-        AND c.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED', 'PROCESSING')
+        AND COALESCE(b."apiVersion", c."apiVersion") = 'v3'
+        AND CASE WHEN b.id IS NULL THEN c.mchid ELSE b.mchid END = i.mchid
+        AND COALESCE(b.status, c.status::text) IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED', 'PROCESSING')
+    ),
+    -- Rows DUPLICATE already, as a resend (a re-run of their parse job): the row their DUPLICATE entry names. One read
+    -- of the row's few events, for such rows only (the apply stage's DUPLICATE entries name none).
+    resent AS (
+      SELECT p.id, (
+        SELECT e.detail->>'duplicateOf' FROM "NotificationEvent" e
+        WHERE e."notificationId" = p.id AND e.kind = 'DUPLICATE' AND e.detail->>'duplicateOf' IS NOT NULL
+        ORDER BY e.id DESC LIMIT 1
+      ) AS of
+      FROM prior p WHERE p.status = 'DUPLICATE'
     ),
     up AS (
       INSERT INTO "Notification" AS t
@@ -245,14 +285,18 @@ export async function upsertParsedNotifications(
       FROM input i JOIN up ON up.id = i.id LEFT JOIN prior p ON p.id = i.id
       WHERE i.kind IS NOT NULL AND COALESCE(p.status, '') NOT IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED')
         AND NOT (up.inserted AND i.kind = 'PARSED')
+        -- Final, not as asked: a status it had, settled since the snapshot (a concurrent run created or settled it).
+        AND NOT (NOT up.inserted AND up.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED')
+          AND up.status <> i.status::text)
       UNION ALL
       -- A twin's copy: which row it is a resend of, with the parse detail.
       SELECT i.id, i.at, 'DUPLICATE', i.detail || jsonb_build_object('duplicateOf', tw.of)
       FROM input i JOIN up ON up.id = i.id JOIN twin tw ON tw.id = i.id
       WHERE up.inserted
     )
-    SELECT up.id, up.status, up.inserted, CASE WHEN up.inserted THEN tw.of END AS "duplicateOf"
-    FROM input i JOIN up ON up.id = i.id LEFT JOIN twin tw ON tw.id = i.id ORDER BY i.ord`;
+    SELECT up.id, up.status, up.inserted, CASE WHEN up.status = 'DUPLICATE' THEN COALESCE(tw.of, rs.of) END AS "duplicateOf"
+    FROM input i JOIN up ON up.id = i.id LEFT JOIN twin tw ON tw.id = i.id LEFT JOIN resent rs ON rs.id = i.id
+    ORDER BY i.ord`;
   if (rows.length !== batch.length || rows.some((row, i) => row.id !== batch[i]?.id)) {
     throw new NotificationBatchError(
       "BATCH_RESULT_MISMATCH",

@@ -4,9 +4,12 @@ import type { ParsedNotification, PrismaClient, UpsertResult } from "@wpn/db";
  * The single-notification upsert statement as it was before `upsertParsedNotifications` existed (verbatim but
  * for the name, a null event: no entry but RECEIVED, the subMchid column of migration 20261202130000 and the wechatId
  * column of migration 20261203140000, kept like the business keys, and a DEAD row whose apply-stage letter is
- * outstanding kept DEAD with a REDELIVERED entry, as since fcbe379 and its narrowing to the apply stage, and a new row
- * that is a resend of the row under its other id form created DUPLICATE with a DUPLICATE entry naming it), kept as the
- * oracle the batch statement is compared with: same inputs, same rows, same timeline, same results.
+ * outstanding kept DEAD with a REDELIVERED entry, as since fcbe379 and its narrowing to the apply stage, a new row
+ * that is a resend of the row under its other id form created DUPLICATE with a DUPLICATE entry naming it, a row found
+ * DUPLICATE as a resend answered with the row it names, and no entry for a row found in a final status other than the
+ * one asked), kept as the oracle the batch statement is compared with: same inputs, same rows, same timeline, same
+ * results. A batch is compared with these statements run one after another in its order (both id forms of a
+ * notification in one batch: the later is the resend of the earlier).
  */
 export async function referenceUpsert(prisma: PrismaClient, n: ParsedNotification): Promise<UpsertResult> {
   const rows = await prisma.$queryRaw<(UpsertResult & { duplicateOf: string | null })[]>`
@@ -33,6 +36,12 @@ export async function referenceUpsert(prisma: PrismaClient, n: ParsedNotificatio
       WHERE c.id = ${n.otherFormId} AND ${n.apiVersion} = 'v3' AND ${n.status} = 'PROCESSING' AND NOT EXISTS (SELECT 1 FROM prior)
         AND c."apiVersion" = 'v3' AND c.mchid = ${n.mchid}
         AND c.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED', 'PROCESSING')
+    ),
+    resent AS (
+      SELECT e.detail->>'duplicateOf' AS of FROM "NotificationEvent" e
+      WHERE (SELECT status FROM prior) = 'DUPLICATE' AND e."notificationId" = (SELECT id FROM input)
+        AND e.kind = 'DUPLICATE' AND e.detail->>'duplicateOf' IS NOT NULL
+      ORDER BY e.id DESC LIMIT 1
     ),
     up AS (
       INSERT INTO "Notification" AS t
@@ -68,11 +77,14 @@ export async function referenceUpsert(prisma: PrismaClient, n: ParsedNotificatio
       FROM input i, up
       WHERE i.kind IS NOT NULL AND COALESCE((SELECT status FROM prior), '') NOT IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED')
         AND NOT (up.inserted AND i.kind = 'PARSED')
+        AND NOT (NOT up.inserted AND up.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED') AND up.status <> ${n.status})
       UNION ALL
       SELECT i.id, i.at, 'DUPLICATE', i.detail || jsonb_build_object('duplicateOf', twin.of)
       FROM input i, up, twin WHERE up.inserted
     )
-    SELECT status, inserted, CASE WHEN inserted THEN (SELECT of FROM twin) END AS "duplicateOf" FROM up`;
+    SELECT status, inserted,
+           CASE WHEN status = 'DUPLICATE' THEN COALESCE((SELECT of FROM twin), (SELECT of FROM resent)) END AS "duplicateOf"
+    FROM up`;
   const row = rows[0];
   if (!row) throw new Error(`upsert of notification ${n.id} returned no row`);
   const { status, inserted, duplicateOf } = row;
