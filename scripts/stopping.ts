@@ -1,13 +1,7 @@
 // How `npm start` judges its apps' shutdown: how long it lets them take before it kills them, and whether each stopped
 // cleanly (its own exit status says whether `npm start` did).
+import { APP_SHUTDOWN_DEADLINE_MS, WORKER_CLOSE_STEP_MS, WORKER_CLOSE_STEPS } from "@wpn/config";
 
-/** The ingress's and the dashboard's own shutdown deadlines (SHUTDOWN_DEADLINE_MS, SHUTDOWN_TIMEOUT_MS in their main.ts), ms. */
-const APP_SHUTDOWN_DEADLINE_MS = 10_000;
-/**
- * A worker's closing after its jobs' grace (WORKER_SHUTDOWN_TIMEOUT_MS): four steps (queues, Redis, PostgreSQL, the
- * health server) of at most CLOSE_STEP_MS (1 s, apps/worker/src/worker.ts) each, ms.
- */
-const WORKER_CLOSING_MS = 4 * 1_000;
 /** Beyond the longest bound: a loaded machine, log lines still being written, ms. */
 const KILL_MARGIN_MS = 15_000;
 
@@ -17,7 +11,10 @@ const KILL_MARGIN_MS = 15_000;
  * margin. A fixed 30 s killed a worker still within a longer configured grace, jobs and all.
  */
 export function forceKillAfterMs(workerShutdownTimeoutMs: number): number {
-  return Math.max(APP_SHUTDOWN_DEADLINE_MS, workerShutdownTimeoutMs + WORKER_CLOSING_MS) + KILL_MARGIN_MS;
+  return (
+    Math.max(APP_SHUTDOWN_DEADLINE_MS, workerShutdownTimeoutMs + WORKER_CLOSE_STEPS * WORKER_CLOSE_STEP_MS) +
+    KILL_MARGIN_MS
+  );
 }
 
 /**

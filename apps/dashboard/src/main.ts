@@ -1,12 +1,10 @@
 // Dashboard entry point: configuration, PostgreSQL, an admin Redis connection, listen; graceful shutdown on
 // SIGTERM/SIGINT (stop accepting, finish in-flight requests, close pools).
-import { ConfigError, loadConfigOrExit, stopWhenParentExits } from "@wpn/config";
+import { APP_SHUTDOWN_DEADLINE_MS, ConfigError, loadConfigOrExit, stopWhenParentExits } from "@wpn/config";
 import { createDb, verifyMigrationsOrExit } from "@wpn/db";
 import { createRedisConnection } from "@wpn/queue";
 import { pino } from "pino";
 import { buildApp } from "./app.ts";
-
-const SHUTDOWN_TIMEOUT_MS = 10_000;
 
 const config = loadConfigOrExit();
 const logger = pino({
@@ -67,7 +65,7 @@ async function shutdown(signal: string): Promise<void> {
   const force = setTimeout(() => {
     logger.error("shutdown timed out; exiting");
     process.exit(1);
-  }, SHUTDOWN_TIMEOUT_MS);
+  }, APP_SHUTDOWN_DEADLINE_MS);
   force.unref();
   try {
     await app.close();

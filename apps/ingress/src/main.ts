@@ -1,4 +1,4 @@
-import { loadConfigOrExit, readEnvironment, stopWhenParentExits } from "@wpn/config";
+import { APP_SHUTDOWN_DEADLINE_MS, loadConfigOrExit, readEnvironment, stopWhenParentExits } from "@wpn/config";
 import { createDb, verifyMigrationsOrExit } from "@wpn/db";
 import { createRedisConnection } from "@wpn/queue";
 import { buildApp } from "./app.ts";
@@ -9,9 +9,6 @@ import { defaultMerchantFromConfig, type MerchantKeys, MerchantRegistry } from "
 import { createMetrics } from "./metrics.ts";
 import { ingressSettings } from "./settings.ts";
 import { within } from "./within.ts";
-
-/** After SIGTERM/SIGINT, give in-flight requests and enqueues this long before exiting anyway, ms. */
-const SHUTDOWN_DEADLINE_MS = 10_000;
 
 // The one process that verifies APIv3 signatures: it needs a key, certificates or certificate download.
 const config = loadConfigOrExit(readEnvironment(), { verifiesApiV3Signatures: true });
@@ -80,9 +77,9 @@ async function shutdown(signal: string): Promise<void> {
   shuttingDown = true;
   logger.info({ signal }, "shutting down: draining in-flight notifications");
   const deadline = setTimeout(() => {
-    logger.error({ deadlineMs: SHUTDOWN_DEADLINE_MS }, "shutdown deadline passed; exiting");
+    logger.error({ deadlineMs: APP_SHUTDOWN_DEADLINE_MS }, "shutdown deadline passed; exiting");
     process.exit(1);
-  }, SHUTDOWN_DEADLINE_MS);
+  }, APP_SHUTDOWN_DEADLINE_MS);
   deadline.unref();
   app.ingress.startDraining();
   // Stops accepting, waits for in-flight requests (each answered only after its enqueue settled), then

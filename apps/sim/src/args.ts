@@ -1,5 +1,6 @@
 import { isAbsolute, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { MCHID_PATTERN } from "@wpn/config";
 import type { Io } from "./io.ts";
 import { UsageError } from "./io.ts";
 import { DEFAULT_KEYS_DIR, hasSimKeys, KEYS_DIR_ENV, loadSimKeys, type SimKeys, SimKeysError } from "./keys.ts";
@@ -114,7 +115,7 @@ export function urlFlag(values: Values, name: string, fallback: string | (() => 
 /** Merchant numbers are digits (WECHATPAY_MCHID's rule). */
 export function mchidFlag(values: Values): string | undefined {
   const v = stringFlag(values, "mchid");
-  if (v !== undefined && !/^\d{6,32}$/.test(v))
+  if (v !== undefined && !MCHID_PATTERN.test(v))
     throw new UsageError(`--mchid must be 6-32 digits, got "${v}"`, "--mchid");
   return v;
 }

@@ -1,6 +1,7 @@
 import { createPublicKey, generateKeyPairSync, type KeyObject, randomBytes, randomInt } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { MCHID_PATTERN } from "@wpn/config";
 import { loadCertificate, loadPrivateKey, loadPublicKey } from "@wpn/wechatpay";
 import forge from "node-forge";
 
@@ -183,7 +184,7 @@ export function parseEnvFile(text: string): Record<string, string> {
 export function generateSimKeys(dir: string, options: GenerateSimKeysOptions = {}): SimKeys {
   const mchid = options.mchid ?? DEFAULT_MCHID;
   const appid = options.appid ?? DEFAULT_APPID;
-  if (!/^\d{6,32}$/.test(mchid)) throw new SimKeysError(`mchid must be 6-32 digits, got "${mchid}"`);
+  if (!MCHID_PATTERN.test(mchid)) throw new SimKeysError(`mchid must be 6-32 digits, got "${mchid}"`);
   if (appid.length === 0 || appid.length > 64) throw new SimKeysError("appid must be 1-64 characters");
   const now = options.now ?? new Date();
   const abs = resolve(dir);

@@ -1,5 +1,5 @@
 import { hostname } from "node:os";
-import type { Config } from "@wpn/config";
+import { type Config, WORKER_CLOSE_STEP_MS } from "@wpn/config";
 import { createDb, type Db, probeDatabase, upsertParsedNotifications } from "@wpn/db";
 import {
   applyBackoffDelay,
@@ -315,7 +315,7 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
       const started = Date.now();
       /** Each closing step after the jobs' grace gets a bounded wait: a hanging one is logged, not waited for. */
       const step = (what: string, promise: Promise<unknown>) =>
-        withTimeout(promise, CLOSE_STEP_MS, `${what} did not close within ${CLOSE_STEP_MS} ms`).catch(
+        withTimeout(promise, WORKER_CLOSE_STEP_MS, `${what} did not close within ${WORKER_CLOSE_STEP_MS} ms`).catch(
           (error: unknown) => log.warn({ code: "SHUTDOWN_STEP_TIMEOUT", err: oneLine(error) }, "closing went on"),
         );
       try {
@@ -356,9 +356,6 @@ const PROBE_TIMEOUT_MS = 1_000;
 
 /** Longest wait for notify.publish's counts at a scrape (wpn_worker_publish_jobs), ms. */
 const PUBLISH_JOBS_READ_MS = 1_000;
-
-/** Longest wait for each closing step once the jobs are done or abandoned (queues, Redis, PostgreSQL, health), ms. */
-const CLOSE_STEP_MS = 1_000;
 
 /**
  * Strategy of the apply queue's backoff type: exponential with jitter, except that a retry within the window

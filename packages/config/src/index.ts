@@ -19,3 +19,4 @@ export {
   MCHID_PATTERN,
 } from "./schema.ts";
 export { SECRET_FIELDS, secretRedactPaths } from "./secrets.ts";
+export { APP_SHUTDOWN_DEADLINE_MS, WORKER_CLOSE_STEP_MS, WORKER_CLOSE_STEPS } from "./shutdown.ts";
