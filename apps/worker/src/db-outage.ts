@@ -165,7 +165,8 @@ export class DatabaseOutage {
     metrics.dbPaused.set(0);
     // At warn like DB_OUTAGE, so a log read at warn shows both ends of the outage.
     log.warn({ code: "DB_RECOVERED", ms }, "PostgreSQL answers again: taking jobs");
-    // resume() reports its own failures as the Worker's `error` event (logged WORKER_ERROR).
+    // resume() reports its own failures as the Worker's `error` event (logged WORKER_ERROR); a main loop it starts
+    // again (the pause let the last one end) reports its failure as WORKER_RUN_FAILED (WatchedWorker).
     await Promise.all(this.#options.consumers().map((consumer) => consumer.resume()));
   }
 }

@@ -9,7 +9,7 @@ import {
   publishJobName,
   QueueName,
 } from "@wpn/queue";
-import { type BackoffStrategy, type Job, type Queue, Worker, type WorkerOptions } from "bullmq";
+import type { BackoffStrategy, Job, Queue, WorkerOptions } from "bullmq";
 import type { Logger } from "pino";
 import { DatabaseOutage } from "./db-outage.ts";
 import { type ApplyStore, prismaApplyStore } from "./domain/store.ts";
@@ -18,6 +18,7 @@ import { type HealthServer, type ReadinessReport, startHealthServer, withTimeout
 import { MerchantKeyResolver } from "./keys.ts";
 import { createLogger } from "./logger.ts";
 import { PUBLISH_JOB_STATES, WorkerMetrics } from "./metrics.ts";
+import { WatchedWorker } from "./watched-worker.ts";
 import { applyStage } from "./workers/apply.processor.ts";
 import { PaymentBatcher } from "./workers/apply-batch.ts";
 import { jobEnqueuer } from "./workers/enqueue.ts";
@@ -198,16 +199,28 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
     stalledInterval: config.WORKER_STALLED_INTERVAL_MS,
     maxStalledCount: config.WORKER_MAX_STALLED_COUNT,
     name: `${hostname()}:${process.pid}`,
-    autorun: false,
   };
-  const parseWorker = new Worker(QueueName.Parse, createStageProcessor(parse, runtime), {
-    ...common,
-    concurrency: config.WORKER_PARSE_CONCURRENCY,
-  });
-  const applyWorker = new Worker(QueueName.Apply, createStageProcessor(apply, runtime), {
-    ...common,
-    settings: { backoffStrategy: windowBackoff(windowMs) },
-  });
+  /** Set when a Worker's main loop died: the stage takes no jobs, and only a restart brings it back. */
+  let runFailure: string | null = null;
+  /** Every run() of the stage's Worker ends here when it fails: startWorker's below, and the ones resume() starts. */
+  const runFailed = (stage: QueueName) => (error: unknown) => {
+    log.fatal({ queue: stage, code: "WORKER_RUN_FAILED", err: oneLine(error) }, "worker stopped");
+    if (runFailure !== null) return;
+    runFailure = `${stage} worker stopped: ${oneLine(error)}`;
+    options.onRunFailed?.(error);
+  };
+  const parseWorker = new WatchedWorker(
+    QueueName.Parse,
+    createStageProcessor(parse, runtime),
+    { ...common, concurrency: config.WORKER_PARSE_CONCURRENCY },
+    runFailed(QueueName.Parse),
+  );
+  const applyWorker = new WatchedWorker(
+    QueueName.Apply,
+    createStageProcessor(apply, runtime),
+    { ...common, settings: { backoffStrategy: windowBackoff(windowMs) } },
+    runFailed(QueueName.Apply),
+  );
   const workers = [
     { worker: parseWorker, stage: QueueName.Parse, idField: "id" },
     { worker: applyWorker, stage: QueueName.Apply, idField: "notificationId" },
@@ -256,8 +269,6 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
   }
 
   let closing = false;
-  /** Set when a Worker's main loop died: the stage takes no jobs, and only a restart brings it back. */
-  let runFailure: string | null = null;
   const readiness = async (): Promise<ReadinessReport> => {
     const checks: Record<string, string> = {};
     checks.workers = closing
@@ -284,14 +295,8 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
     liveness: () => runFailure,
   });
 
-  for (const { worker, stage } of workers) {
-    worker.run().catch((error: unknown) => {
-      log.fatal({ queue: stage, code: "WORKER_RUN_FAILED", err: oneLine(error) }, "worker stopped");
-      if (runFailure !== null) return;
-      runFailure = `${stage} worker stopped: ${oneLine(error)}`;
-      options.onRunFailed?.(error);
-    });
-  }
+  // A failure of the loop goes to runFailed (WatchedWorker); it resolves when the loop ends (a pause, close()).
+  for (const { worker } of workers) void worker.run();
   log.info(
     {
       healthPort: health.port,
