@@ -3,7 +3,13 @@ import fastifyCookie from "@fastify/cookie";
 import fastifyFormbody from "@fastify/formbody";
 import type { Config } from "@wpn/config";
 import type { Db } from "@wpn/db";
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from "fastify";
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifyServerOptions,
+} from "fastify";
 import type { Redis } from "ioredis";
 import { pino } from "pino";
 import { installCsrf } from "./auth/csrf.ts";
@@ -79,13 +85,25 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { config } = deps;
   const logger = deps.logger ?? pino({ level: "silent" });
   const now = deps.now ?? (() => new Date());
+  const metrics = deps.metrics ?? createMetrics();
   const app = Fastify({
     loggerInstance: logger,
-    // One hop: the client address is the one the reverse proxy appended to X-Forwarded-For. `true` would take
-    // the leftmost entry, which the client writes itself (a new one per attempt would dodge the login limit).
-    trustProxy: config.DASHBOARD_TRUST_PROXY ? (_address: string, hop: number) => hop === 0 : false,
+    trustProxy: trustProxyOption(config.DASHBOARD_TRUST_PROXY),
     bodyLimit: 256 * 1024,
+    // Requests the router refuses before routing them (a URL with a malformed escape, FST_ERR_BAD_URL) run no hook:
+    // they get the same answer, headers and count as a routed request here, not Fastify's bare JSON.
+    frameworkErrors: (error, request, reply) => {
+      setSecurityHeaders(reply);
+      answerError(error, request, reply);
+      countResponse(metrics, request, reply);
+    },
   });
+  if (config.DASHBOARD_TRUST_PROXY === true) {
+    logger.warn(
+      { code: "TRUST_PROXY_ANY_PEER" },
+      "DASHBOARD_TRUST_PROXY=true trusts X-Forwarded-* from any peer: the port must be reachable only through the proxy (or set DASHBOARD_TRUST_PROXY to the proxy's addresses)",
+    );
+  }
 
   let secret = config.DASHBOARD_SESSION_SECRET;
   if (!secret) {
@@ -106,7 +124,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     users,
     sessions: new SessionCodec(secret, config.DASHBOARD_SESSION_TTL_SECONDS, () => now().getTime()),
     loginLimiter: new LoginRateLimiter(config.DASHBOARD_LOGIN_ATTEMPTS_PER_MINUTE, 60_000, () => now().getTime()),
-    metrics: deps.metrics ?? createMetrics(),
+    metrics,
     now,
   };
 
@@ -158,20 +176,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
 
   app.addHook("onSend", async (_request, reply, payload) => {
-    reply.header("content-security-policy", CONTENT_SECURITY_POLICY);
-    reply.header("x-content-type-options", "nosniff");
-    reply.header("x-frame-options", "DENY");
-    // same-origin: our own requests keep a Referer (a fallback for the origin check), others get none.
-    reply.header("referrer-policy", "same-origin");
-    if (!reply.hasHeader("cache-control")) reply.header("cache-control", "no-store");
+    setSecurityHeaders(reply);
     return payload;
   });
 
-  app.addHook("onResponse", async (request, reply) => {
-    const route = request.routeOptions.url ?? "unmatched";
-    ctx.metrics.requests.inc({ method: request.method, route, status: String(reply.statusCode) });
-    ctx.metrics.requestDuration.observe({ method: request.method, route }, reply.elapsedTime / 1000);
-  });
+  app.addHook("onResponse", async (request, reply) => countResponse(metrics, request, reply));
 
   // The outcome of a bull-board action (audited in the preHandler above), before the response leaves, so a client
   // that saw the answer can rely on the row saying how it ended. Our own actions audit themselves.
@@ -197,14 +206,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return payload;
   });
 
-  app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
-    const status = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
-    if (status >= 500) {
-      request.log.error({ err: error }, "request failed");
-      return sendError(request, reply, status, "INTERNAL_ERROR", "Something went wrong; the error was logged.");
-    }
-    return sendError(request, reply, status, error.code ?? "BAD_REQUEST", error.message);
-  });
+  app.setErrorHandler(answerError);
   app.setNotFoundHandler((request, reply) => sendError(request, reply, 404, "NOT_FOUND", "No such page."));
 
   registerHealthRoutes(app, ctx);
@@ -221,6 +223,48 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await Promise.all(Object.values(ctx.queues).map((queue) => queue.close()));
   });
   return app;
+}
+
+/**
+ * Fastify's trustProxy for DASHBOARD_TRUST_PROXY. `true` trusts one hop from any peer: the client address is the one
+ * the reverse proxy appended to X-Forwarded-For (Fastify's own `true` would take the leftmost entry, which the client
+ * writes itself: a new one per attempt would dodge the login limit). A list trusts those addresses only, however
+ * many of them the request passed.
+ */
+function trustProxyOption(setting: Config["DASHBOARD_TRUST_PROXY"]): FastifyServerOptions["trustProxy"] {
+  if (setting === true) return (_address: string, hop: number) => hop === 0;
+  return setting;
+}
+
+/** Headers on every answer, routed or not. */
+function setSecurityHeaders(reply: FastifyReply): void {
+  reply.header("content-security-policy", CONTENT_SECURITY_POLICY);
+  reply.header("x-content-type-options", "nosniff");
+  reply.header("x-frame-options", "DENY");
+  // same-origin: our own requests keep a Referer (a fallback for the origin check), others get none.
+  reply.header("referrer-policy", "same-origin");
+  if (!reply.hasHeader("cache-control")) reply.header("cache-control", "no-store");
+}
+
+/** An error's answer: its own 4xx status and code (Fastify's, a plugin's), or a logged 500 without details. */
+function answerError(
+  error: Error & { statusCode?: number; code?: string },
+  request: FastifyRequest,
+  reply: FastifyReply,
+): FastifyReply {
+  const status = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
+  if (status >= 500) {
+    request.log.error({ err: error }, "request failed");
+    return sendError(request, reply, status, "INTERNAL_ERROR", "Something went wrong; the error was logged.");
+  }
+  return sendError(request, reply, status, error.code ?? "BAD_REQUEST", error.message);
+}
+
+/** Counts an answered request under its route pattern (`unmatched` without one: a 404, a URL the router refused). */
+function countResponse(metrics: DashboardMetrics, request: FastifyRequest, reply: FastifyReply): void {
+  const route = request.routeOptions.url ?? "unmatched";
+  metrics.requests.inc({ method: request.method, route, status: String(reply.statusCode) });
+  metrics.requestDuration.observe({ method: request.method, route }, reply.elapsedTime / 1000);
 }
 
 /** bull-board's own routes, on either board. */

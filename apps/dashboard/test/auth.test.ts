@@ -2,7 +2,9 @@ import { createQueue, createRedisConnection, QueueName } from "@wpn/queue";
 import { TEST_REDIS_URL } from "@wpn/testing";
 import { QueueEvents, UnrecoverableError, Worker } from "bullmq";
 import type { FastifyInstance } from "fastify";
+import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { hashPassword } from "../src/auth/password.ts";
 import { PASSWORDS, startDashboard, type TestDashboard } from "./support/app.ts";
 import { Client, HOST, loggedIn, ORIGIN } from "./support/client.ts";
 
@@ -211,6 +213,16 @@ describe("login and sessions", () => {
     const stolen = client.cookies.get("wpn_session");
     const out = await client.post("/logout", {});
     expect(out.statusCode).toBe(303);
+    // The logout row names the session it ended, so it can be matched to its login row.
+    const audited = await d.database.db.prisma.auditLog.findMany({
+      where: { actor: "victor", action: { in: ["login", "logout"] } },
+      orderBy: { id: "desc" },
+      take: 2,
+    });
+    expect(audited.map((row) => row.action)).toEqual(["logout", "login"]);
+    const [logout, login] = audited.map((row) => row.detail as { ip?: string; sid?: string });
+    expect(logout).toEqual({ ip: "127.0.0.1", sid: login?.sid });
+    expect(login?.sid).toMatch(/^[\w-]{16}$/);
     const replayed = await d.app.inject({ method: "GET", url: "/", headers: { cookie: `wpn_session=${stolen}` } });
     expect(replayed.statusCode).toBe(401);
 
@@ -221,6 +233,33 @@ describe("login and sessions", () => {
       expect((await later.get("/", { accept: "application/json" })).statusCode).toBe(401);
     } finally {
       clock -= 3_601_000;
+    }
+  });
+
+  it("a password change in DASHBOARD_USERS ends that user's sessions; other users keep theirs", async () => {
+    const olga = await loggedIn(d.app, "olga", PASSWORDS.olga);
+    const victor = await loggedIn(d.app, "victor", PASSWORDS.victor);
+    const json = { accept: "application/json" };
+    // The same deployment (same DASHBOARD_SESSION_SECRET) restarted with olga's password reset.
+    const users = (d.config.DASHBOARD_USERS ?? "").replace(
+      /olga:operator:[^,]+/,
+      `olga:operator:${hashPassword("new password 2")}`,
+    );
+    const reset = await startDashboard("dash_password_reset", { env: { DASHBOARD_USERS: users } });
+    try {
+      const onReset = (client: Client) =>
+        reset.app.inject({
+          method: "GET",
+          url: "/dead-letters",
+          headers: { ...json, cookie: `wpn_session=${client.cookies.get("wpn_session")}` },
+        });
+      expect((await onReset(olga)).statusCode).toBe(401);
+      expect((await onReset(victor)).statusCode).toBe(200);
+      expect((await loggedIn(reset.app, "olga", "new password 2").then((c) => c.get("/", json))).statusCode).toBe(200);
+      // Where the old password is still configured, the session still works.
+      expect((await olga.get("/", json)).statusCode).toBe(200);
+    } finally {
+      await reset.close();
     }
   });
 
@@ -293,6 +332,55 @@ describe("behind a reverse proxy (DASHBOARD_TRUST_PROXY)", () => {
     } finally {
       await proxied.close();
     }
+  });
+
+  it("with the proxies' addresses, X-Forwarded-For is read only from them: a client connecting directly cannot pick its address", async () => {
+    const proxied = await startDashboard("dash_proxy_list", {
+      env: { DASHBOARD_LOGIN_ATTEMPTS_PER_MINUTE: "3", DASHBOARD_TRUST_PROXY: "10.0.0.2, 10.1.0.0/16" },
+    });
+    try {
+      // Directly, a new X-Forwarded-For per attempt: the connection's address counts.
+      const direct: number[] = [];
+      for (let n = 1; n <= 5; n++) {
+        direct.push(
+          (await loginFrom(proxied.app, "198.51.100.66", "olga", "wrong", { "x-forwarded-for": `192.0.2.${n}` }))
+            .statusCode,
+        );
+      }
+      expect(direct).toEqual([401, 401, 401, 429, 429]);
+      // Through the proxies (two hops, both listed): the address the outer one appended, whatever the client wrote.
+      const behind: number[] = [];
+      for (let n = 1; n <= 5; n++) {
+        const xff = `192.0.2.${n}, 203.0.113.50, 10.1.4.4`;
+        behind.push((await loginFrom(proxied.app, "10.0.0.2", "olga", "wrong", { "x-forwarded-for": xff })).statusCode);
+      }
+      expect(behind).toEqual([401, 401, 401, 429, 429]);
+      const ok = await loginFrom(proxied.app, "10.0.0.2", "victor", PASSWORDS.victor, {
+        "x-forwarded-for": "203.0.113.51",
+      });
+      expect(ok.statusCode).toBe(303);
+      const audit = await proxied.database.db.prisma.auditLog.findFirst({ where: { action: "login" } });
+      expect(audit?.detail).toMatchObject({ ip: "203.0.113.51" });
+      // X-Forwarded-Host from a peer that is not a listed proxy is not taken either.
+      const forgedHost = { host: HOST, origin: "https://evil.example", "x-forwarded-host": "evil.example" };
+      expect((await loginFrom(proxied.app, "198.51.100.67", "victor", PASSWORDS.victor, forgedHost)).statusCode).toBe(
+        403,
+      );
+    } finally {
+      await proxied.close();
+    }
+  });
+
+  it("DASHBOARD_TRUST_PROXY=true still trusts any peer's last hop, and says so at start-up", async () => {
+    const lines: { level: number; code?: string }[] = [];
+    const logger = pino({ level: "warn" }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const anyPeer = await startDashboard("dash_proxy_any", { env: { DASHBOARD_TRUST_PROXY: "true" }, logger });
+    await anyPeer.close();
+    expect(lines.filter((l) => l.code === "TRUST_PROXY_ANY_PEER").map((l) => l.level)).toEqual([40]);
+    lines.length = 0;
+    const listed = await startDashboard("dash_proxy_listed", { env: { DASHBOARD_TRUST_PROXY: "10.0.0.2" }, logger });
+    await listed.close();
+    expect(lines.filter((l) => l.code === "TRUST_PROXY_ANY_PEER")).toEqual([]);
   });
 
   it("a proxy that rewrites Host must send X-Forwarded-Host (nginx's proxy_pass does not), or mutations are CSRF_ORIGIN", async () => {
@@ -641,6 +729,31 @@ describe("roles and CSRF on bull-board", () => {
     } finally {
       await queue.close();
     }
+  });
+
+  it("answers a URL with a malformed escape like any bad request: 400, its code, security headers, counted", async () => {
+    const badUrlCount = async () => {
+      const metrics = await d.app.inject({ method: "GET", url: "/metrics" });
+      const line = /dashboard_http_requests_total\{method="GET",route="unmatched",status="400"\} (\d+)/.exec(
+        metrics.body,
+      );
+      return Number(line?.[1] ?? 0);
+    };
+    const before = await badUrlCount();
+    for (const [accept, type] of [
+      ["text/html", "text/html"],
+      ["application/json", "application/json"],
+    ] as const) {
+      const response = await d.app.inject({ method: "GET", url: "/notifications/%E0%A4%A", headers: { accept } });
+      expect(response.statusCode).toBe(400);
+      expect(response.headers["content-type"]).toContain(type);
+      expect(response.body).toContain("FST_ERR_BAD_URL");
+      expect(response.headers["x-content-type-options"]).toBe("nosniff");
+      expect(response.headers["x-frame-options"]).toBe("DENY");
+      expect(response.headers["content-security-policy"]).toContain("default-src 'self'");
+      expect(response.headers["cache-control"]).toBe("no-store");
+    }
+    expect(await badUrlCount()).toBe(before + 2);
   });
 
   it("sends security headers with every page", async () => {

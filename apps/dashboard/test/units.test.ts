@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { ConfigError } from "@wpn/config";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { hashCostOf, hashPassword, isPasswordHash, verifyPassword } from "../src/auth/password.ts";
@@ -84,22 +85,68 @@ describe("DASHBOARD_USERS", () => {
 });
 
 describe("sessions", () => {
+  const alice = { name: "alice", role: "viewer", passwordHash: "scrypt.16384.8.1.salt.old" } as const;
+  /** DASHBOARD_USERS as the verifying process has it: alice with `hash`. */
+  const users =
+    (hash: string = alice.passwordHash) =>
+    (name: string) =>
+      name === alice.name ? hash : undefined;
+
   it("round-trips, and refuses tampering, expiry, revocation and another secret", () => {
     let now = 1_700_000_000_000;
     const codec = new SessionCodec("s".repeat(32), 60, () => now);
-    const { value, claims } = codec.issue({ name: "alice", role: "viewer" });
-    expect(codec.verify(value)).toEqual(claims);
-    expect(new SessionCodec("t".repeat(32), 60, () => now).verify(value)).toBeUndefined();
+    const { value, claims } = codec.issue(alice);
+    expect(codec.verify(value, users())).toEqual(claims);
+    expect(new SessionCodec("t".repeat(32), 60, () => now).verify(value, users())).toBeUndefined();
     const [v, payload, mac] = value.split(".");
     const elevated = Buffer.from(JSON.stringify({ ...claims, role: "operator" })).toString("base64url");
-    expect(codec.verify(`${v}.${elevated}.${mac}`)).toBeUndefined();
-    expect(codec.verify(`${v}.${payload}.${mac}A`)).toBeUndefined();
+    expect(codec.verify(`${v}.${elevated}.${mac}`, users())).toBeUndefined();
+    expect(codec.verify(`${v}.${payload}.${mac}A`, users())).toBeUndefined();
     now += 61_000;
-    expect(codec.verify(value)).toBeUndefined();
+    expect(codec.verify(value, users())).toBeUndefined();
     now -= 61_000;
     codec.revoke(claims);
-    expect(codec.verify(value)).toBeUndefined();
-    expect(codec.verify(codec.issue({ name: "alice", role: "viewer" }).value)).toBeDefined();
+    expect(codec.verify(value, users())).toBeUndefined();
+    expect(codec.verify(codec.issue(alice).value, users())).toBeDefined();
+  });
+
+  it("ends a user's sessions when their password hash changes, without revealing the hash", () => {
+    const codec = new SessionCodec("s".repeat(32), 60, () => 1_700_000_000_000);
+    const { value, claims } = codec.issue(alice);
+    expect(codec.verify(value, users())).toEqual(claims);
+    expect(codec.verify(value, users("scrypt.16384.8.1.salt.new"))).toBeUndefined();
+    expect(codec.verify(value, () => undefined)).toBeUndefined();
+    // Back to the old hash (a rollback of the configuration): the session is the user's again.
+    expect(codec.verify(value, users())).toEqual(claims);
+    // The claims are readable by anyone holding the cookie: they must not carry the hash or a plain digest of it.
+    const decoded = Buffer.from(value.split(".")[1] ?? "", "base64url").toString();
+    expect(decoded).not.toContain("salt");
+    expect(decoded).not.toContain(createHash("sha256").update(alice.passwordHash).digest("base64url").slice(0, 22));
+  });
+
+  it("applies a shorter DASHBOARD_SESSION_TTL_SECONDS to sessions issued before, and refuses one issued in the future", () => {
+    let now = 1_700_000_000_000;
+    const eightHours = new SessionCodec("s".repeat(32), 8 * 3600, () => now);
+    const { value } = eightHours.issue(alice);
+    // The same secret after a restart with a 15-minute lifetime.
+    const fifteenMinutes = new SessionCodec("s".repeat(32), 900, () => now);
+    now += 899_000;
+    expect(fifteenMinutes.verify(value, users())).toBeDefined();
+    now += 1_000;
+    expect(fifteenMinutes.verify(value, users())).toBeUndefined();
+    now += 2 * 3600_000;
+    expect(fifteenMinutes.verify(value, users())).toBeUndefined();
+    // A longer lifetime later does not lengthen a session past the expiry it was issued with.
+    const day = new SessionCodec("s".repeat(32), 24 * 3600, () => now);
+    now = 1_700_000_000_000 + 8 * 3600_000;
+    expect(day.verify(value, users())).toBeUndefined();
+
+    // Issued by a clock ahead of ours: within a minute (replicas' clocks differ a little) it is taken, beyond not.
+    now = 1_700_000_000_000;
+    const ahead = (ms: number) => new SessionCodec("s".repeat(32), 900, () => now + ms).issue(alice).value;
+    expect(fifteenMinutes.verify(ahead(30_000), users())).toBeDefined();
+    expect(fifteenMinutes.verify(ahead(61_000), users())).toBeUndefined();
+    expect(fifteenMinutes.verify(ahead(3600_000), users())).toBeUndefined();
   });
 });
 
@@ -285,6 +332,24 @@ describe("search form", () => {
         ]);
       }
     });
+  });
+
+  it("refuses an instant outside years 1–9999, which PostgreSQL's timestamp cannot take (22008: it was a 500)", () => {
+    for (const value of ["0000-01-01", "0000-12-31T23:59:59.999", "0001-01-01T00:30+01:00", "9999-12-31T23:30-01:00"]) {
+      expect(parseSearch({ from: value }).errors, value).toEqual([
+        "From is not a date and time (YYYY-MM-DDTHH:MM, UTC)",
+      ]);
+    }
+    for (const [value, iso] of [
+      ["0001-01-01", "0001-01-01T00:00:00.000Z"],
+      ["0001-01-01T01:00+01:00", "0001-01-01T00:00:00.000Z"],
+      ["9999-12-31T23:59:59.999", "9999-12-31T23:59:59.999Z"],
+      ["9999-12-31T23:59+00:00", "9999-12-31T23:59:00.000Z"],
+    ] as const) {
+      const { search, errors } = parseSearch({ to: value });
+      expect(errors, value).toEqual([]);
+      expect(search.to?.toISOString(), value).toBe(iso);
+    }
   });
 
   it("reports a page that is not 1–6 digits and a repeated parameter instead of ignoring them", () => {

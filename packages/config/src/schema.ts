@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import { z } from "zod";
 
 /** Local defaults: what `npm start` and the tests use on a fresh machine. */
@@ -58,6 +59,35 @@ function checkSchemaParam(value: string, ctx: z.RefinementCtx): void {
     code: "custom",
     message: `?schema= must be a plain identifier (letters, digits and _, not starting with a digit, at most 63), not "${schema}"`,
   });
+}
+
+/**
+ * DASHBOARD_TRUST_PROXY: `false`; `true` (any peer is taken for the proxy: the port must be reachable only through
+ * it); or the reverse proxies' addresses, IPs and CIDR ranges separated by commas, as Fastify's trustProxy takes them
+ * (only a peer among them is asked for X-Forwarded-*). A zone (`%eth0`) is refused: the address a peer connects from
+ * has none.
+ */
+const trustProxy = z.string().transform((value, ctx): boolean | string[] => {
+  if (value === "true" || value === "false") return value === "true";
+  const entries = value
+    .split(",")
+    .map((e) => e.trim())
+    .filter((e) => e !== "");
+  if (entries.length > 0 && entries.every(isAddressOrRange)) return entries;
+  ctx.addIssue({
+    code: "custom",
+    message: "must be true, false or the reverse proxies' addresses (IP or CIDR, comma-separated)",
+  });
+  return z.NEVER;
+});
+
+/** An IPv4 or IPv6 address, optionally `/prefix` within the address's length. */
+function isAddressOrRange(entry: string): boolean {
+  const [address = "", prefix, ...rest] = entry.split("/");
+  const version = isIP(address);
+  if (version === 0 || address.includes("%") || rest.length > 0) return false;
+  if (prefix === undefined) return true;
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (version === 4 ? 32 : 128);
 }
 
 /** Integer setting with bounds; env values are strings, so coerce. */
@@ -251,10 +281,12 @@ const envFields = z.object({
   /** Failed dashboard logins accepted per client IP per minute before answering 429. */
   DASHBOARD_LOGIN_ATTEMPTS_PER_MINUTE: int(1, 1_000).default(5),
   /**
-   * Behind ONE reverse proxy: trust the X-Forwarded-For/-Host/-Proto it sets (the client IP of the login limit, the
-   * origin checks). Only the last hop is trusted: entries the client wrote further left are ignored.
+   * Behind reverse proxies: trust the X-Forwarded-For/-Host/-Proto they set (the client IP of the login limit, the
+   * origin checks). Best the proxies' addresses: only a peer among them is asked, and the client is the first address
+   * from the right that is not one of them. `true` takes any peer for ONE proxy (its last hop only, a start-up
+   * warning): then a client reaching the port directly picks its own address.
    */
-  DASHBOARD_TRUST_PROXY: bool.default(false),
+  DASHBOARD_TRUST_PROXY: trustProxy.default(false),
 });
 
 /** The files of a comma-separated path setting (blanks between commas ignored). */

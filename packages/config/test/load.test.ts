@@ -209,6 +209,32 @@ describe("loadConfig", () => {
     );
   });
 
+  it("reads DASHBOARD_TRUST_PROXY as off, any peer (true) or the proxies' addresses, and refuses anything else", () => {
+    expect(loadConfig(valid).DASHBOARD_TRUST_PROXY).toBe(false);
+    expect(loadConfig({ ...valid, DASHBOARD_TRUST_PROXY: "false" }).DASHBOARD_TRUST_PROXY).toBe(false);
+    expect(loadConfig({ ...valid, DASHBOARD_TRUST_PROXY: "true" }).DASHBOARD_TRUST_PROXY).toBe(true);
+    expect(
+      loadConfig({ ...valid, DASHBOARD_TRUST_PROXY: " 10.0.0.2, 172.16.0.0/12,::1 , fd00::/8," }).DASHBOARD_TRUST_PROXY,
+    ).toEqual(["10.0.0.2", "172.16.0.0/12", "::1", "fd00::/8"]);
+    for (const value of [
+      "yes",
+      "TRUE",
+      "1",
+      ",",
+      "10.0.0",
+      "10.0.0.2/33",
+      "10.0.0.0/",
+      "10.0.0.0/8/8",
+      "::/129",
+      "fe80::1%eth0",
+      "nginx",
+    ]) {
+      expect(errorOf({ ...valid, DASHBOARD_TRUST_PROXY: value }), value).toBe(
+        "DASHBOARD_TRUST_PROXY must be true, false or the reverse proxies' addresses (IP or CIDR, comma-separated)",
+      );
+    }
+  });
+
   it("reads platform certificate files from a comma-separated list", () => {
     const cert = join(dir, "cert.pem");
     writeFileSync(cert, "CERT");

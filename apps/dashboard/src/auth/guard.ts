@@ -49,12 +49,12 @@ export function installAuthGuard(app: FastifyInstance, ctx: DashboardContext): v
 }
 
 function authenticate(request: FastifyRequest, ctx: DashboardContext): FastifyRequest["auth"] {
-  const claims = ctx.sessions.verify(request.cookies[SESSION_COOKIE]);
-  if (!claims) return null;
-  // The configuration, not the cookie, decides who exists and what role they have: removing a user or
-  // demoting them takes effect on the next request after a restart with the new DASHBOARD_USERS.
-  const user = ctx.users.get(claims.sub);
-  if (!user) return null;
+  // The configuration, not the cookie, decides who exists, with which password and role: removing a user, resetting
+  // their password (their sessions end) or demoting them takes effect on the next request after a restart with the
+  // new DASHBOARD_USERS.
+  const claims = ctx.sessions.verify(request.cookies[SESSION_COOKIE], (name) => ctx.users.get(name)?.passwordHash);
+  const user = claims && ctx.users.get(claims.sub);
+  if (!claims || !user) return null;
   return { user: { name: user.name, role: user.role }, claims };
 }
 

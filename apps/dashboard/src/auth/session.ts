@@ -1,5 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import type { Role } from "./users.ts";
+import type { DashboardUser, Role } from "./users.ts";
 
 export const SESSION_COOKIE = "wpn_session";
 
@@ -14,9 +14,24 @@ export interface SessionClaims {
   role: Role;
   /** Random id, so one session can be revoked (logout) without affecting the user's other sessions. */
   sid: string;
+  /**
+   * The user's credential when the session began: the first 16 bytes of an HMAC of their password hash, keyed by a
+   * key derived from the secret (the claims are readable, and a plain digest would let anyone holding the cookie test
+   * guesses of the hash offline). A new hash in DASHBOARD_USERS (a password reset) ends the user's sessions.
+   */
+  cred: string;
   iat: number;
   exp: number;
 }
+
+/** The password hash each configured user has now; undefined for a name that is not configured. */
+export type PasswordHashOf = (name: string) => string | undefined;
+
+/**
+ * How far in the future a session's issue time may be: replicas share sessions, and their clocks differ by a little
+ * (a login on one replica is followed at once by a request to another). Beyond that, the issuing clock was wrong.
+ */
+const CLOCK_SKEW_SECONDS = 60;
 
 /**
  * Stateless signed session cookies: `v1.<claims base64url>.<HMAC-SHA256 base64url>`. The HMAC key is derived
@@ -24,12 +39,17 @@ export interface SessionClaims {
  * secret cookie) without one signature ever being valid as the other. Nothing secret is in the claims:
  * they are signed, not encrypted.
  *
+ * A session ends at the earliest of: its `exp` (the lifetime when it was issued), `iat` plus the lifetime configured
+ * now (a shorter DASHBOARD_SESSION_TTL_SECONDS applies to sessions already issued), a change of the user's password
+ * hash, logout, and a rotation of DASHBOARD_SESSION_SECRET (every session everywhere).
+ *
  * Logged-out session ids are remembered in memory until they would have expired anyway. That list is per
  * process (a restart forgets it, and so does another replica), which is acceptable for a console whose
- * sessions last hours; rotating DASHBOARD_SESSION_SECRET invalidates every session everywhere.
+ * sessions last hours.
  */
 export class SessionCodec {
   private readonly key: Buffer;
+  private readonly credentialKey: Buffer;
   private readonly revoked = new Map<string, number>();
 
   constructor(
@@ -38,14 +58,16 @@ export class SessionCodec {
     private readonly now: () => number = Date.now,
   ) {
     this.key = deriveKey(secret, "session");
+    this.credentialKey = deriveKey(secret, "session credential");
   }
 
-  issue(user: SessionUser): { value: string; claims: SessionClaims } {
+  issue(user: DashboardUser): { value: string; claims: SessionClaims } {
     const iat = Math.floor(this.now() / 1000);
     const claims: SessionClaims = {
       sub: user.name,
       role: user.role,
       sid: randomBytes(12).toString("base64url"),
+      cred: this.credential(user.passwordHash),
       iat,
       exp: iat + this.ttlSeconds,
     };
@@ -53,8 +75,11 @@ export class SessionCodec {
     return { value: `v1.${payload}.${this.sign(payload)}`, claims };
   }
 
-  /** The claims of a valid, unexpired, unrevoked cookie value; undefined for anything else. */
-  verify(value: string | undefined): SessionClaims | undefined {
+  /**
+   * The claims of a valid, unexpired, unrevoked cookie value whose user is configured with the password hash the
+   * session began with; undefined for anything else.
+   */
+  verify(value: string | undefined, passwordHashOf: PasswordHashOf): SessionClaims | undefined {
     if (!value) return undefined;
     const parts = value.split(".");
     if (parts.length !== 3 || parts[0] !== "v1") return undefined;
@@ -68,11 +93,17 @@ export class SessionCodec {
     } catch {
       return undefined;
     }
-    if (typeof claims.sub !== "string" || typeof claims.sid !== "string" || typeof claims.exp !== "number") {
+    const { sub, sid, cred, iat, exp } = claims;
+    if (typeof sub !== "string" || typeof sid !== "string" || typeof cred !== "string") return undefined;
+    if (typeof iat !== "number" || typeof exp !== "number") return undefined;
+    const nowSeconds = Math.floor(this.now() / 1000);
+    if (exp <= nowSeconds || iat + this.ttlSeconds <= nowSeconds || iat > nowSeconds + CLOCK_SKEW_SECONDS) {
       return undefined;
     }
-    if (claims.exp <= Math.floor(this.now() / 1000)) return undefined;
-    if (this.revoked.has(claims.sid)) return undefined;
+    if (this.revoked.has(sid)) return undefined;
+    const passwordHash = passwordHashOf(sub);
+    // The claims are signed, so the comparison needs no constant time.
+    if (passwordHash === undefined || this.credential(passwordHash) !== cred) return undefined;
     return claims;
   }
 
@@ -88,6 +119,10 @@ export class SessionCodec {
 
   private sign(payload: string): string {
     return createHmac("sha256", this.key).update(payload).digest("base64url");
+  }
+
+  private credential(passwordHash: string): string {
+    return createHmac("sha256", this.credentialKey).update(passwordHash).digest().subarray(0, 16).toString("base64url");
   }
 }
 

@@ -38,9 +38,17 @@ const MAX_TEXT = 128;
 const TIME = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?(Z|([+-])(\d{2}):(\d{2}))?)?$/;
 
 /**
+ * The instants a search time may name: years 1 to 9999 in UTC. PostgreSQL's timestamp refuses year 0 (22008, a 500
+ * before), which the four year digits allow, and an offset can push year 1 or 9999 across either end.
+ */
+const EARLIEST = Date.parse("0001-01-01T00:00:00.000Z");
+const LATEST = Date.parse("9999-12-31T23:59:59.999Z");
+
+/**
  * A search time as an instant. Without an offset it is UTC, as the page says — never the server's zone, which is
  * what `new Date` uses for a date and time without one (and for a space instead of `T`). Calendar fields are
- * checked, not rolled over (no 30 February, no 24:00). Undefined for anything else.
+ * checked, not rolled over (no 30 February, no 24:00). Undefined for anything else, and for an instant outside
+ * years 1–9999.
  */
 export function parseSearchTime(value: string): Date | undefined {
   const m = TIME.exec(value);
@@ -63,7 +71,8 @@ export function parseSearchTime(value: string): Date | undefined {
   if (!exact || offsetHours > 23 || offsetMinutes > 59) return undefined;
   // Local time = UTC + offset, so the instant is the wall time minus the offset.
   const offsetMs = (m[9] === "-" ? -1 : 1) * (offsetHours * 60 + offsetMinutes) * 60_000;
-  return new Date(utc.getTime() - offsetMs);
+  const instant = utc.getTime() - offsetMs;
+  return instant >= EARLIEST && instant <= LATEST ? new Date(instant) : undefined;
 }
 
 /**

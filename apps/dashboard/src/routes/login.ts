@@ -115,7 +115,7 @@ export function registerLoginRoutes(app: FastifyInstance, ctx: DashboardContext)
       return loginPage(reply, { next, username, error: "Wrong name or password." }, 401);
     }
     ctx.loginLimiter.recordSuccess(attempt);
-    const { value, claims } = ctx.sessions.issue({ name: user.name, role: user.role });
+    const { value, claims } = ctx.sessions.issue(user);
     // Audited before the cookie is set: a login that cannot be audited does not happen.
     await recordAudit(
       ctx.db.prisma,
@@ -138,7 +138,17 @@ export function registerLoginRoutes(app: FastifyInstance, ctx: DashboardContext)
     const auth = request.auth;
     if (auth) {
       ctx.sessions.revoke(auth.claims);
-      await recordAudit(ctx.db.prisma, { actor: auth.user.name, role: auth.user.role, action: "logout" }, ctx.now());
+      // The session id and address, as its login row has them, so the two rows can be matched.
+      await recordAudit(
+        ctx.db.prisma,
+        {
+          actor: auth.user.name,
+          role: auth.user.role,
+          action: "logout",
+          detail: { ip: request.ip, sid: auth.claims.sid },
+        },
+        ctx.now(),
+      );
       ctx.metrics.actions.inc({ action: "logout", result: "ok" });
     }
     reply.clearCookie(SESSION_COOKIE, { path: "/" });

@@ -8,7 +8,7 @@ import {
   type TestDatabase,
   testQueuePrefix,
 } from "@wpn/testing";
-import type { FastifyInstance } from "fastify";
+import type { FastifyBaseLogger, FastifyInstance } from "fastify";
 import type { Redis } from "ioredis";
 import { buildApp } from "../../src/app.ts";
 import { hashPassword } from "../../src/auth/password.ts";
@@ -34,7 +34,7 @@ export interface TestDashboard {
 /** A dashboard on its own PostgreSQL schema and BullMQ prefix, with users olga (operator) and victor (viewer). */
 export async function startDashboard(
   label: string,
-  options: { env?: Record<string, string>; now?: () => Date } = {},
+  options: { env?: Record<string, string>; now?: () => Date; logger?: FastifyBaseLogger } = {},
 ): Promise<TestDashboard> {
   const database = await createTestDatabase(label);
   const prefix = testQueuePrefix(label);
@@ -50,7 +50,7 @@ export async function startDashboard(
     ...options.env,
   });
   const redis = createRedisConnection(TEST_REDIS_URL, "admin");
-  const app = await buildApp({ config, db: database.db, redis, now: options.now });
+  const app = await buildApp({ config, db: database.db, redis, now: options.now, logger: options.logger });
   await app.ready();
   return {
     app,
