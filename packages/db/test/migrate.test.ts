@@ -386,8 +386,38 @@ describe("migrations that drop and create the payment function", () => {
       // The new function (it answers out_applied_at: 1 argument + 10 result columns), with the same grants.
       expect(rows[0]).toEqual({ role_can: true, public_can: false, columns: 11 });
     } finally {
-      // A role cannot be dropped while it holds a privilege; the schema (and the function) go with freshSchemas.
-      await db.pool.query(`REVOKE ALL ON FUNCTION ${fn} FROM ${role}`);
+      // A role cannot be dropped while it holds a privilege (the migrations gave it one on wpn_notification_twins
+      // too): DROP OWNED BY revokes them all, it owns nothing. The schema (and the functions) go with freshSchemas.
+      await db.pool.query(`DROP OWNED BY ${role}`);
+      await db.pool.query(`DROP ROLE ${role}`);
+      await db.close();
+    }
+  });
+});
+
+describe("the migration that creates the parse statement's twin function", () => {
+  it("gives it the payment function's grants: a worker role that may apply payments may parse, PUBLIC may not", async () => {
+    const url = freshUrl();
+    const previous = readMigrations().filter((m) => m.name < "20261204100000");
+    await migrate(url, migrationsDir(Object.fromEntries(previous.map((m) => [m.name, m.sql]))));
+    const role = `wpn_fn_${Math.random().toString(36).slice(2, 8)}`;
+    const db = createDb({ url });
+    const [payments, twins] = ["wpn_apply_payments(json)", "wpn_notification_twins(text[], text[])"];
+    await db.pool.query(`CREATE ROLE ${role}`);
+    try {
+      await db.pool.query(`REVOKE ALL ON FUNCTION ${payments} FROM PUBLIC`);
+      await db.pool.query(`GRANT EXECUTE ON FUNCTION ${payments} TO ${role}`);
+      await migrate(url);
+      const { rows } = await db.pool.query<{ role_can: boolean; public_can: boolean }>(
+        `SELECT has_function_privilege($1, $2::regprocedure, 'EXECUTE') AS role_can,
+                EXISTS (SELECT 1 FROM pg_proc p, aclexplode(COALESCE(p.proacl, acldefault('f', p.proowner))) a
+                         WHERE p.oid = $2::regprocedure AND a.grantee = 0) AS public_can`,
+        [role, twins],
+      );
+      expect(rows[0]).toEqual({ role_can: true, public_can: false });
+    } finally {
+      // As above: revokes its privileges, then drops it.
+      await db.pool.query(`DROP OWNED BY ${role}`);
       await db.pool.query(`DROP ROLE ${role}`);
       await db.close();
     }

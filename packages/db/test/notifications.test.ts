@@ -84,6 +84,55 @@ async function deadLetter(id: string, stage: "notify.parse" | "notify.apply", co
   await markNotificationDead(prisma, { notificationId: id, stage, code, message: code, attempt: 1, deadLetterId });
 }
 
+/** `envelope` as an older ingress queued it (WeChat's id alone) and as a newer one does, each naming the other. */
+function bothForms(envelope: string, mchid = "1900000109") {
+  return {
+    bare: parsed(envelope, "PROCESSING", { mchid, wechatId: envelope, otherFormId: `v3:${mchid}:${envelope}` }),
+    current: parsed(`v3:${mchid}:${envelope}`, "PROCESSING", { mchid, wechatId: envelope, otherFormId: envelope }),
+  };
+}
+
+/**
+ * Two workers' statements at the same instant, interleaved for certain: `first` runs in a transaction held open
+ * until `second` (another connection, started only then, so its snapshot never shows what `first` wrote) is seen
+ * waiting for a lock — or has finished without waiting; then `first` commits. `waited` says which.
+ */
+async function whileUncommitted<A, B>(
+  first: (tx: PrismaClient) => Promise<A>,
+  second: () => Promise<B>,
+): Promise<{ first: A; second: B; waited: boolean }> {
+  let running: Promise<B> | undefined;
+  let waited = false;
+  const firstResult = await prisma.$transaction(
+    async (tx) => {
+      const result = await first(tx as unknown as PrismaClient);
+      const started = second();
+      running = started;
+      const settled = started.then(
+        () => "done",
+        () => "done",
+      );
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const [blocked] = await prisma.$queryRaw<{ n: number }[]>`
+          SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE wait_event_type = 'Lock' AND application_name = ${`test:${test.schema}`}`;
+        if ((blocked?.n ?? 0) > 0) {
+          waited = true;
+          break;
+        }
+        const state = await Promise.race([settled, new Promise((r) => setTimeout(() => r("pending"), 20))]);
+        if (state === "done") break;
+        if (Date.now() > deadline) throw new Error("the second statement neither finished nor waited for a lock");
+      }
+      return result;
+    },
+    { timeout: 20_000 },
+  );
+  if (!running) throw new Error("the second statement never ran");
+  return { first: firstResult, second: await running, waited };
+}
+
 describe("upsertParsedNotifications", () => {
   it("a batch of new, re-parsed, failed-before, settled and dead notifications: each row as the single statement would leave it, results in input order", async () => {
     const ids = ["m-zeta", "m-alpha", "m-kappa", "m-beta", "m-omega", "m-gamma", "m-delta"] as const;
@@ -254,18 +303,13 @@ describe("upsertParsedNotifications", () => {
   });
 
   it("both id forms in one batch: the first in the batch is applied, the other is recorded DUPLICATE of it", async () => {
-    const M = "1900000109";
-    const forms = (envelope: string) => ({
-      bare: parsed(envelope, "PROCESSING", { mchid: M, wechatId: envelope, otherFormId: `v3:${M}:${envelope}` }),
-      current: parsed(`v3:${M}:${envelope}`, "PROCESSING", { mchid: M, wechatId: envelope, otherFormId: envelope }),
-    });
-    const oldFirst = forms("EV-b-old-first");
-    const newFirst = forms("EV-b-new-first");
+    const oldFirst = bothForms("EV-b-old-first");
+    const newFirst = bothForms("EV-b-new-first");
     // An earlier row of the batch moves on from FAILED (its job retried): a later new form is a resend of it.
-    const retried = forms("EV-b-retried");
+    const retried = bothForms("EV-b-retried");
     await upsertParsedNotifications(prisma, [{ ...retried.bare, status: "FAILED", event: null }]);
     // One that could not be opened (FAILED) holds nothing back.
-    const failed = forms("EV-b-failed");
+    const failed = bothForms("EV-b-failed");
     const results = await upsertParsedNotifications(prisma, [
       oldFirst.bare,
       newFirst.current,
@@ -293,18 +337,11 @@ describe("upsertParsedNotifications", () => {
   });
 
   it("a re-run of a parse whose row another run created DUPLICATE meanwhile adds no entry and is told it is a resend", async () => {
-    const M = "1900000109";
-    const envelope = "EV-race-rerun";
-    const bare = parsed(envelope, "PROCESSING", { mchid: M, wechatId: envelope, otherFormId: `v3:${M}:${envelope}` });
-    const current = parsed(`v3:${M}:${envelope}`, "PROCESSING", {
-      mchid: M,
-      wechatId: envelope,
-      otherFormId: envelope,
-    });
+    const { bare, current } = bothForms("EV-race-rerun");
     await upsertParsedNotifications(prisma, [bare]);
     await settle(bare.id, "APPLIED");
     // Two runs of the resend's job at once (a stalled job re-run): the second statement's snapshot has no row; it
-    // waits on the first's insert and then finds the row DUPLICATE.
+    // waits for the first (the notification's lock, then its insert) and then finds the row DUPLICATE.
     let second: Promise<UpsertResult[]> | undefined;
     await prisma.$transaction(async (tx) => {
       const first = await upsertParsedNotifications(tx as unknown as PrismaClient, [current]);
@@ -316,28 +353,80 @@ describe("upsertParsedNotifications", () => {
     expect((await eventsOf(current.id)).map((e) => e.kind)).toEqual(["RECEIVED", "DUPLICATE"]);
   });
 
-  it("a new row whose other id form is the same merchant's notification, settled or on its way, is recorded DUPLICATE of it", async () => {
-    const A = "1900000109";
-    const B = "1900000222";
-    /** `envelope` as an older ingress queued it (WeChat's id alone) and as a newer one does, each naming the other. */
-    const forms = (envelope: string, mchid = A) => ({
-      bare: parsed(envelope, "PROCESSING", { mchid, wechatId: envelope, otherFormId: `v3:${mchid}:${envelope}` }),
-      current: parsed(`v3:${mchid}:${envelope}`, "PROCESSING", { mchid, wechatId: envelope, otherFormId: envelope }),
+  for (const order of ["old id first", "new id first"] as const) {
+    it(`both id forms parsed at the same instant by two workers (${order}): the second waits for the first and is recorded DUPLICATE of it`, async () => {
+      const { bare, current } = bothForms(`EV-race-${order.split(" ")[0]}`);
+      const [first, second] = order === "old id first" ? [bare, current] : [current, bare];
+      // Each statement's snapshot is taken before the other committed: without a lock, neither saw the other's row
+      // and both were created PROCESSING (both applied).
+      const race = await whileUncommitted(
+        (tx) => upsertParsedNotifications(tx, [first]),
+        () => upsertParsedNotifications(prisma, [second]),
+      );
+      expect(race.first).toEqual([{ status: "PROCESSING", inserted: true }]);
+      expect(race.second).toEqual([{ status: "DUPLICATE", inserted: true, duplicateOf: first.id }]);
+      expect(race.waited).toBe(true);
+      expect(await rowOf(first.id)).toMatchObject({ status: "PROCESSING" });
+      expect(await rowOf(second.id)).toMatchObject({ status: "DUPLICATE" });
+      expect(await eventsOf(second.id)).toMatchObject([
+        { kind: "RECEIVED" },
+        { kind: "DUPLICATE", detail: { duplicateOf: first.id } },
+      ]);
     });
+  }
+
+  it("the lock is the notification's: another notification, or another merchant's with the same WeChat id, does not wait", async () => {
+    const { bare } = bothForms("EV-race-own");
+    const other = bothForms("EV-race-other").current;
+    const tenant = bothForms("EV-race-own", "1900000222").current;
+    const race = await whileUncommitted(
+      (tx) => upsertParsedNotifications(tx, [bare]),
+      () => upsertParsedNotifications(prisma, [other, tenant]),
+    );
+    expect(race.waited).toBe(false);
+    expect(race.second).toEqual([
+      { status: "PROCESSING", inserted: true },
+      { status: "PROCESSING", inserted: true },
+    ]);
+  });
+
+  it("batches holding both forms of many notifications in opposite orders, at once: each applied once, no deadlock", async () => {
+    const envelopes = Array.from({ length: 30 }, (_, i) => `EV-many-${String(i).padStart(2, "0")}`);
+    for (let round = 0; round < 5; round++) {
+      const pairs = envelopes.map((e) => bothForms(`${e}-${round}`));
+      const [olds, news] = await Promise.all([
+        upsertParsedNotifications(
+          prisma,
+          pairs.map((p) => p.bare),
+        ),
+        upsertParsedNotifications(
+          prisma,
+          [...pairs].reverse().map((p) => p.current),
+        ),
+      ]);
+      const currents = [...news].reverse();
+      olds.forEach((old, i) => {
+        expect([old.status, currents[i]?.status].sort()).toEqual(["DUPLICATE", "PROCESSING"]);
+      });
+    }
+  });
+
+  it("a new row whose other id form is the same merchant's notification, settled or on its way, is recorded DUPLICATE of it", async () => {
+    const B = "1900000222";
     // Old id first, put in review (e.g. DUPLICATE_PAYMENT); new id first, applied; a bare row still on its way.
-    const review = forms("EV-t-review");
-    const applied = forms("EV-t-applied");
-    const onItsWay = forms("EV-t-processing");
+    const review = bothForms("EV-t-review");
+    const applied = bothForms("EV-t-applied");
+    const onItsWay = bothForms("EV-t-processing");
     await upsertParsedNotifications(prisma, [review.bare, applied.current, onItsWay.bare]);
     await settle(review.bare.id, "REVIEW", "DUPLICATE_PAYMENT");
     await settle(applied.current.id, "APPLIED");
     // Not held back: another merchant's notification with the same WeChat id (a tenant's copy), a bare row whose own
     // job failed or was dead-lettered, one asked IGNORED, an APIv2 one.
-    const tenant = forms("EV-t-review", B).current;
-    const failed = forms("EV-t-failed");
-    const dead = forms("EV-t-dead");
-    const ignored = forms("EV-t-ignored");
-    const v2 = forms("EV-t-v2");
+    const tenant = bothForms("EV-t-review", B).current;
+    const failed = bothForms("EV-t-failed");
+    const dead = bothForms("EV-t-dead");
+    const ignored = bothForms("EV-t-ignored");
+    const v2 = bothForms("EV-t-v2");
     await upsertParsedNotifications(prisma, [failed.bare, dead.bare, ignored.bare, { ...v2.bare, apiVersion: "v2" }]);
     await settle(failed.bare.id, "FAILED", "DB_UNAVAILABLE");
     await deadLetter(dead.bare.id, "notify.apply", "ORDER_NOT_FOUND");
@@ -384,7 +473,7 @@ describe("upsertParsedNotifications", () => {
     ]);
     expect((await eventsOf(review.current.id)).map((e) => e.kind)).toEqual(["RECEIVED", "DUPLICATE"]);
     // The single statement decides alike.
-    const single = forms("EV-t-single");
+    const single = bothForms("EV-t-single");
     await upsertParsedNotification(prisma, single.bare);
     expect(await upsertParsedNotification(prisma, single.current)).toEqual({
       status: "DUPLICATE",

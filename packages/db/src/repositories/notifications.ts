@@ -118,10 +118,14 @@ export class NotificationBatchError extends Error {
  * applied a payment or refund once, but a review verdict the order does not absorb (DUPLICATE_PAYMENT,
  * TRANSACTION_CONFLICT, REFUND_ID_CONFLICT, REFUND_CONFLICT) was reached again: a second REVIEW row and review event.
  * Any other status of that row (RECEIVED, FAILED, DEAD: its own job failed or waits for a replay) does not hold this
- * one back, nor a row the snapshot does not show (both copies parsed at once by two statements — two workers, no lock
- * taken: a documented limit): applied as a second notification. One primary-key read per new APIv3 row asked
- * PROCESSING. Both forms in one batch are judged as if upserted one after another in the batch's order: the later
- * one's twin is the earlier as its own upsert leaves it (see `upsertParsedNotifications`).
+ * one back: applied as a second notification. One primary-key read per new APIv3 row asked PROCESSING, made once the
+ * statement holds that notification's lock (a transaction-scoped advisory lock keyed on its pair of ids, i.e. on
+ * merchant and envelope id: `wpn_notification_twins`, migration 20261204100000), with a snapshot taken then: both
+ * copies parsed at the same instant by two workers are judged one after the other — the second waits until the first
+ * committed and sees its row — where the statement's own snapshot showed neither the other (both were applied). The
+ * lock ends with the statement's transaction; unrelated notifications never wait for each other. Both forms in one
+ * batch are judged as if upserted one after another in the batch's order: the later one's twin is the earlier as its
+ * own upsert leaves it (see `upsertParsedNotifications`).
  *
  * No entry is added for a row that ends in a final status other than the one asked: it had it (settled, or created
  * DUPLICATE, by a concurrent run since the snapshot — a stalled job re-run). One such case is not told apart: a row a
@@ -150,7 +154,8 @@ export async function upsertParsedNotification(prisma: PrismaClient, n: ParsedNo
  *
  * The batch travels as one json parameter, so the SQL text does not depend on the batch size (one prepared
  * statement for every size). Rows are inserted in id order, so two batches sharing ids (a stalled job re-run
- * by another process while the first still runs) lock them in the same order and cannot deadlock.
+ * by another process while the first still runs) lock them in the same order and cannot deadlock; the notification
+ * locks of the twin check are all taken before any row, in key order, so they cannot either.
  * The settled check reads the row as of the statement's snapshot, like the single statement always did.
  */
 export async function upsertParsedNotifications(
@@ -226,17 +231,28 @@ export async function upsertParsedNotifications(
                ELSE i.status::text END AS status
       FROM input i LEFT JOIN prior p ON p.id = i.id
     ),
-    -- New rows that are a resend of the row under their other id form (see upsertParsedNotification): that row as an
-    -- earlier row of the batch leaves it, else as the snapshot has it (one read by the primary key), for new APIv3 rows
-    -- asked PROCESSING only.
-    twin AS (
-      SELECT i.id, i."otherFormId" AS of FROM input i
-      LEFT JOIN planned b ON b.id = i."otherFormId" AND b.ord < i.ord
-      LEFT JOIN "Notification" c ON c.id = i."otherFormId" AND b.id IS NULL
+    -- New APIv3 rows asked PROCESSING: the rows the twin check is made for (see upsertParsedNotification).
+    checked AS (
+      SELECT i.ord, i.id, i."otherFormId", i.mchid FROM input i
       WHERE i."apiVersion" = 'v3' AND i.status = 'PROCESSING' AND i.id NOT IN (SELECT id FROM prior)
-        AND COALESCE(b."apiVersion", c."apiVersion") = 'v3'
-        AND CASE WHEN b.id IS NULL THEN c.mchid ELSE b.mchid END = i.mchid
-        AND COALESCE(b.status, c.status::text) IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED', 'PROCESSING')
+    ),
+    -- The rows under their other id forms, read once this statement holds each one's notification lock
+    -- (wpn_notification_twins, migration 20261204100000): a parse of the other form running at the same instant has
+    -- committed by then and its row is seen, although this statement's snapshot is older. One read by the primary key
+    -- per row. Evaluated before \`up\` writes a row (it sorts its whole input first): no row lock is held meanwhile.
+    others AS MATERIALIZED (
+      SELECT * FROM wpn_notification_twins(
+        ARRAY(SELECT id FROM checked ORDER BY ord), ARRAY(SELECT "otherFormId" FROM checked ORDER BY ord))
+    ),
+    -- The rows that are a resend of the row under their other id form: that row as an earlier row of the batch leaves
+    -- it, else as \`others\` has it.
+    twin AS (
+      SELECT k.id, k."otherFormId" AS of FROM checked k
+      LEFT JOIN planned b ON b.id = k."otherFormId" AND b.ord < k.ord
+      LEFT JOIN others c ON c.out_id = k."otherFormId" AND b.id IS NULL
+      WHERE COALESCE(b."apiVersion", c.out_api_version) = 'v3'
+        AND CASE WHEN b.id IS NULL THEN c.out_mchid ELSE b.mchid END = k.mchid
+        AND COALESCE(b.status, c.out_status) IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED', 'PROCESSING')
     ),
     -- Rows DUPLICATE already, as a resend (a re-run of their parse job): the row their DUPLICATE entry names. One read
     -- of the row's few events, for such rows only (the apply stage's DUPLICATE entries name none).

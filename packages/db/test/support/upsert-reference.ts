@@ -9,7 +9,9 @@ import type { ParsedNotification, PrismaClient, UpsertResult } from "@wpn/db";
  * DUPLICATE as a resend answered with the row it names, and no entry for a row found in a final status other than the
  * one asked), kept as the oracle the batch statement is compared with: same inputs, same rows, same timeline, same
  * results. A batch is compared with these statements run one after another in its order (both id forms of a
- * notification in one batch: the later is the resend of the earlier).
+ * notification in one batch: the later is the resend of the earlier). One after another, they need no lock: the batch
+ * statement reads the twin under its notification's lock (migration 20261204100000), with a snapshot taken once it
+ * holds it, which reads the same rows here and makes concurrent statements decide as these do in some order.
  */
 export async function referenceUpsert(prisma: PrismaClient, n: ParsedNotification): Promise<UpsertResult> {
   const rows = await prisma.$queryRaw<(UpsertResult & { duplicateOf: string | null })[]>`
