@@ -1,4 +1,5 @@
 import { applyJobSchema } from "@wpn/queue";
+import { whileRowChanges } from "@wpn/testing";
 import { isWechatPayError, MAX_OUT_TRADE_NO_LENGTH } from "@wpn/wechatpay";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { paymentEvent } from "../src/domain/publish-events.ts";
@@ -448,6 +449,25 @@ describe("stock", () => {
     for (const otn of orders) outcomes.push((await run.deliver(v3Payment(world, { outTradeNo: otn }))).apply?.outcome);
     expect(outcomes).toEqual(["APPLIED", "OUT_OF_STOCK", "OUT_OF_STOCK"]);
     expect((await stockOf(world.prisma)).D).toBe(1);
+  });
+
+  it("an idle worker's payment (a batch of one) takes the stock of the items a swap left while it waited for the order", async () => {
+    const before = await stockOf(world.prisma);
+    const otn = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+    const { id } = await world.prisma.order.findUniqueOrThrow({ where: { outTradeNo: otn } });
+    const run = inline(world);
+    const { applyJob } = await run.parse(v3Payment(world, { outTradeNo: otn }));
+    if (!applyJob) throw new Error("the payment should have an apply job");
+    // A same-price size swap (A → B) by the shop, committed while the payment waits for the order row.
+    const swapItems = `WITH gone AS (DELETE FROM "OrderItem" WHERE "orderId" = $1)
+      INSERT INTO "OrderItem" ("orderId", "skuId", quantity) VALUES ($1, 'B', 1)`;
+    const result = await whileRowChanges(world.db, swapItems, [id], () => run.apply(applyJob));
+    expect(result.outcome).toBe("APPLIED");
+    const order = await orderOf(world.prisma, otn);
+    expect(order.status).toBe("SUCCESS");
+    expect(order.movements.map((m) => [m.skuId, m.delta])).toEqual([["B", -1]]);
+    const after = await stockOf(world.prisma);
+    expect({ A: after.A, B: after.B }).toEqual({ A: before.A, B: (before.B ?? 0) - 1 });
   });
 });
 

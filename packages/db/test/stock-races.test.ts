@@ -14,6 +14,7 @@ import { APPID, insertNotification, MCHID, paymentFacts as pay } from "./support
  * snapshot predates it, its row lock does not. The stock check and the stock update must both use the locked
  * (newest) row, or a movement is recorded without its stock change. Each test makes the interleaving certain: a
  * second connection holds the SKU row, the statement starts and waits on that row lock, then the holder commits.
+ * Likewise for an order's items changed while a payment waits for the order row (the last describe).
  */
 
 let tdb: TestDatabase;
@@ -152,5 +153,58 @@ describe("stock changed by another transaction during a statement (real PostgreS
     expect(n?.status).toBe("PROCESSING");
     expect((await applyPaymentStatement(prisma, pay("g1-n", "g1"))).outcome).toBe("APPLIED");
     expect(await stockOf("g1-hot")).toBe(3);
+  });
+});
+
+describe("an order's items changed by another transaction while a payment waits for the order row", () => {
+  // Adding an item holds the order row FOR KEY SHARE (the OrderItem foreign key) and leaves it unchanged, so the
+  // payment finds the same order version once it has the row: only a read after the wait shows the items committed.
+  const addItem = `INSERT INTO "OrderItem" ("orderId", "skuId", quantity) VALUES ($1, $2, 1)`;
+  // A same-price size swap: the order's items replaced by one unit of another SKU.
+  const swapItems = `WITH gone AS (DELETE FROM "OrderItem" WHERE "orderId" = $1)
+    INSERT INTO "OrderItem" ("orderId", "skuId", quantity) VALUES ($1, $2, 1)`;
+
+  it("a single payment takes the stock of an item added meanwhile too", async () => {
+    await seedSku("i1-a", 10);
+    await seedSku("i1-b", 10);
+    await seedOrder("i1", { "i1-a": 1 });
+    await insertNotification(prisma, "i1-n");
+    const result = await whileRowChanges(tdb, addItem, ["i1-o", "i1-b"], () =>
+      applyPaymentStatement(prisma, pay("i1-n", "i1")),
+    );
+    expect(result.outcome).toBe("APPLIED");
+    expect(await movementsOf("i1-o")).toEqual([
+      { skuId: "i1-a", delta: -1, reason: "PAYMENT" },
+      { skuId: "i1-b", delta: -1, reason: "PAYMENT" },
+    ]);
+    expect([await stockOf("i1-a"), await stockOf("i1-b")]).toEqual([9, 9]);
+  });
+
+  it("a single payment takes the stock of the items a swap committed meanwhile left, not of those it removed", async () => {
+    await seedSku("i2-red", 10);
+    await seedSku("i2-blue", 10);
+    await seedOrder("i2", { "i2-red": 1 });
+    await insertNotification(prisma, "i2-n");
+    const result = await whileRowChanges(tdb, swapItems, ["i2-o", "i2-blue"], () =>
+      applyPaymentStatement(prisma, pay("i2-n", "i2")),
+    );
+    expect(result).toMatchObject({ outcome: "APPLIED", orderStatus: "SUCCESS" });
+    expect(await movementsOf("i2-o")).toEqual([{ skuId: "i2-blue", delta: -1, reason: "PAYMENT" }]);
+    expect([await stockOf("i2-red"), await stockOf("i2-blue")]).toEqual([10, 9]);
+  });
+
+  it("a batch, the same", async () => {
+    await seedSku("i3-red", 10);
+    await seedSku("i3-blue", 10);
+    await seedOrder("i3a", { "i3-red": 1 });
+    await seedOrder("i3b", { "i3-red": 1 });
+    await insertNotification(prisma, "i3a-n");
+    await insertNotification(prisma, "i3b-n");
+    const results = await whileRowChanges(tdb, swapItems, ["i3a-o", "i3-blue"], () =>
+      applyPaymentStatements(prisma, [pay("i3a-n", "i3a"), pay("i3b-n", "i3b")]),
+    );
+    expect(results.map((r) => r.outcome)).toEqual(["APPLIED", "APPLIED"]);
+    expect(await movementsOf("i3a-o")).toEqual([{ skuId: "i3-blue", delta: -1, reason: "PAYMENT" }]);
+    expect([await stockOf("i3-red"), await stockOf("i3-blue")]).toEqual([9, 9]);
   });
 });

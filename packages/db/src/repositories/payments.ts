@@ -113,16 +113,25 @@ export interface PaymentResult {
  * The rules of one payment (the SQL is the function `wpn_apply_payments`, created in
  * prisma/migrations/20261130000000_apply_payment_batch and corrected in 20261130120000_payment_stock_on_locked_row,
  * 20261130210000_payment_other_merchant_leaves_order and 20261202110000_payment_transaction_conflict, which also
- * made it answer appliedAt, and 20261203120000_review_event_sub_mchid, whose REVIEW timeline entry names the
- * sub-merchant in partner mode; it runs them once per payment of a batch).
+ * made it answer appliedAt, 20261203120000_review_event_sub_mchid, whose REVIEW timeline entry names the
+ * sub-merchant in partner mode, and 20261204110000_payment_locks_before_reads; it runs them once per payment of a
+ * batch).
  * Correctness under concurrency comes from row locks taken in a fixed order — Notification, then Order, then
  * the order's SKUs by id — and from the unique key of InventoryMovement, never from a lock that can expire:
+ * - Every row of a batch (of one too) is locked before its first payment statement, so that statement starts
+ *   after the waits and its snapshot holds what the lock holders committed. In READ COMMITTED a statement's plain
+ *   reads see the snapshot taken when it starts, while a locking read inside it returns the row's newest version:
+ *   a statement that waited for the order row itself would read the order's items as they were before the wait,
+ *   and miss an item added or swapped by a transaction that committed meanwhile (it holds the order FOR KEY SHARE
+ *   — the OrderItem foreign key — and leaves the order's version alone, so STALE cannot catch it).
  * - `FOR UPDATE` on the notification serialises two workers running the same job; the second sees ALREADY.
  * - `FOR UPDATE` on the order serialises different notifications of the same payment; the second sees the
- *   first one's transaction id (DUPLICATE). In READ COMMITTED a locking read returns the newest version of
- *   the row, while plain reads in the same statement see the older snapshot; when the order changed after
- *   the snapshot the statement does nothing and answers STALE, and the caller runs it again at once (the batch
- *   function locks every row of a batch of two or more before its first payment, so there it cannot happen).
+ *   first one's transaction id (DUPLICATE). When the order changed after the statement's snapshot all the same
+ *   (an order committed after the up-front locks looked for it, and changed by another statement since), the
+ *   statement does nothing and answers STALE, and the caller runs it again at once. An item change that takes no
+ *   lock on the order (a DELETE, an UPDATE keeping the order) is serialised after a payment statement that
+ *   started before it committed: whoever changes items only while an order is unpaid must lock the order row
+ *   (FOR SHARE or stronger) to be serialised with the payment.
  * - `FOR NO KEY UPDATE` on the SKUs, sorted by id (no deadlock between orders sharing SKUs): the stock check
  *   and the new stock are both computed from the locked (newest) rows, never from the statement's snapshot,
  *   which can be older when another transaction changed the stock while this one waited for the lock. All

@@ -103,13 +103,16 @@ export interface RefundResultRow {
 }
 
 /**
- * Applies a refund notification in ONE statement, with the same lock order and snapshot rule as
- * `applyPaymentStatement` (Notification → Order → SKUs by id; STALE when the order changed after the
- * snapshot, so the payment movements read for restocking are never missing). Idempotency: the Refund row's
- * unique (out_trade_no, out_refund_no) with ON CONFLICT decides whether this call moved the refund into a status,
- * and only then are money and stock touched; restock movements are unique per (order, sku, REFUND). The amount
- * checks read refundedTotal from the locked order row, which every counted refund updates, so concurrent refunds
- * of one order cannot together exceed its total.
+ * Applies a refund notification in ONE statement, with the same lock order as `applyPaymentStatement`
+ * (Notification → Order → SKUs by id). Its plain reads see the snapshot taken before it waits for those locks:
+ * STALE when the order changed after the snapshot, so the payment movements read for restocking (a payment writes
+ * them with the order) are never missing. The second-charge check reads the snapshot too: a DUPLICATE_PAYMENT
+ * committed while this statement waited for the order, on an order it leaves unwritten (not SUCCESS), is not seen,
+ * and the refund is TRANSACTION_MISMATCH — as when the refund is delivered before that payment. Idempotency: the
+ * Refund row's unique (out_trade_no, out_refund_no) with ON CONFLICT decides whether this call moved the refund into
+ * a status, and only then are money and stock touched; restock movements are unique per (order, sku, REFUND). The
+ * amount checks read refundedTotal from the locked order row, which every counted refund updates, so concurrent
+ * refunds of one order cannot together exceed its total.
  */
 export async function applyRefundStatement(prisma: PrismaClient, r: RefundFacts): Promise<RefundResultRow> {
   const rows = await prisma.$queryRaw<RefundResultRow[]>(refundStatement(r));
