@@ -44,6 +44,8 @@ export const INGRESS_ERRORS = {
   OVERLOADED: { status: 503, message: "server overloaded, please resend" },
   VERIFIER_UNAVAILABLE: { status: 503, message: "signature not checked, please resend" },
   CERT_DOWNLOAD_FAILED: { status: 503, message: "certificate download failed, please resend" },
+  /** An mchid not in memory while the merchant table cannot be read: maybe a merchant, never to be answered 404. */
+  MERCHANTS_UNAVAILABLE: { status: 503, message: "merchant table unavailable, please resend" },
   SHUTTING_DOWN: { status: 503, message: "server shutting down, please resend" },
   INTERNAL: { status: 500, message: "internal error, please resend" },
 } as const satisfies Record<string, { status: number; message: string }>;

@@ -65,6 +65,7 @@ logger.info(
     host: config.HOST,
     port: config.PORT,
     merchants: merchants.size,
+    merchantsLoaded: merchants.tableLoaded,
     keys: defaultMerchant.keys.describe().length,
     certificateDownload: defaultMerchant.certificateRefresher !== undefined,
   },

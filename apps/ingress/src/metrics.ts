@@ -46,6 +46,11 @@ export interface IngressMetrics {
   readonly redisEvictsJobs: Gauge;
   /** Merchants whose key material is loaded (default merchant included). */
   readonly merchantsLoaded: Gauge;
+  /**
+   * 1 once the merchant table has been read (always without one); 0 while it has not — PostgreSQL unreachable since
+   * the start — and every merchant but the environment's is answered 503 MERCHANTS_UNAVAILABLE.
+   */
+  readonly merchantTableLoaded: Gauge;
   /** Keys of `Merchant` rows served as loaded before because the row's current value does not load (alert on > 0). */
   readonly merchantKeysKept: Gauge;
   /** Platform-certificate downloads from WeChat Pay (scheduled and on unknown serials), by result ok|failed. */
@@ -117,6 +122,11 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Ingre
     merchantsLoaded: new Gauge({
       name: "wpn_ingress_merchants_loaded",
       help: "Merchants whose verification keys are loaded",
+      registers,
+    }),
+    merchantTableLoaded: new Gauge({
+      name: "wpn_ingress_merchant_table_loaded",
+      help: "1 once the Merchant table has been read; 0 while not (its merchants are answered 503 MERCHANTS_UNAVAILABLE)",
       registers,
     }),
     merchantKeysKept: new Gauge({

@@ -36,6 +36,7 @@ describe("health", () => {
       redisEviction: expect.any(String),
       keys: [f.merchant.publicKeyId],
       merchants: 1,
+      merchantsLoaded: true,
       queue: { waiting: 0, ceiling: 2, backpressure: false },
     });
 
@@ -111,6 +112,8 @@ describe("GET /metrics", () => {
     expect(text).toMatch(/wpn_ingress_enqueue_duration_seconds_count\{result="ok"\} [1-9]/);
     expect(text).toMatch(/^wpn_ingress_redis_up 1$/m);
     expect(text).toMatch(/^wpn_ingress_merchants_loaded 1$/m);
+    // No merchant table in this deployment: nothing to wait for.
+    expect(text).toMatch(/^wpn_ingress_merchant_table_loaded 1$/m);
     // Default process metrics under the same prefix (event-loop lag is what under-pressure sheds on).
     expect(text).toContain("wpn_ingress_nodejs_eventloop_lag_seconds");
   });

@@ -94,6 +94,8 @@ describe("main.ts (real process, real socket)", () => {
     const lines = log.trim().split("\n");
     for (const line of lines) expect(() => JSON.parse(line)).not.toThrow();
     expect(log).toContain('"code":"MIGRATIONS_UNCHECKED"');
+    // The merchant table could not be read either: logged, and tried again (the environment's merchant needs none).
+    expect(log).toContain('"code":"MERCHANTS_UNAVAILABLE"');
     expect(log).toContain('"msg":"ingress listening"');
     expect(log).toContain('"code":"SIGNATURE_PROBE"');
     expect(log).toContain('"msg":"shutdown complete"');

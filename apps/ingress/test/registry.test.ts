@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { loadConfig } from "@wpn/config";
 import { createTestMerchant, type TestMerchant } from "@wpn/testing";
 import { pino } from "pino";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { defaultMerchantFromConfig, type MerchantRecord, MerchantRegistry } from "../src/merchants/registry.ts";
 import { platformCertificate } from "./support/certificate.ts";
 
@@ -229,7 +229,7 @@ describe("merchant registry: a row's mchid", () => {
     expect(registry.get(good.mchid)).toBeDefined();
     for (const mchid of invalid) {
       expect(registry.get(mchid), JSON.stringify(mchid)).toBeUndefined();
-      expect(await registry.lookup(mchid), JSON.stringify(mchid)).toBeUndefined();
+      expect(await registry.lookup(mchid), JSON.stringify(mchid)).toBe("unknown");
     }
     expect(registry.size).toBe(2);
     const logged = () => logs.filter((line) => line.code === "MERCHANT_MCHID_INVALID");
@@ -239,5 +239,110 @@ describe("merchant registry: a row's mchid", () => {
     await registry.reload();
     expect(logged()).toHaveLength(2 * invalid.length - 1);
     expect(keyIdsOf(registry, "1".repeat(32))).toEqual([other.publicKeyId]);
+  });
+});
+
+describe("merchant registry: a table that cannot be read", () => {
+  const tenant = createTestMerchant({ mchid: "1900000581" });
+  const added = createTestMerchant({ mchid: "1900000582" });
+
+  /** A registry over `rows` whose reads fail while `table.down`, each counted in `table.reads`. */
+  function registryOverTable(rows: MerchantRecord[], options: { refreshIntervalMs?: number } = {}) {
+    const table = { down: false, reads: 0 };
+    const registry = new MerchantRegistry({
+      defaultMerchant: defaultMerchantFromConfig(loadConfig(createTestMerchant().env)),
+      source: {
+        load: async () => {
+          table.reads++;
+          if (table.down) throw new Error("connect ECONNREFUSED 127.0.0.1:5432");
+          return [...rows];
+        },
+      },
+      logger: pino({ level: "silent" }),
+      ...options,
+    });
+    return { registry, table };
+  }
+
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it("a failed first load is tried again after 1 s, doubling up to the reload interval; once loaded, every interval", async () => {
+    vi.useFakeTimers();
+    const { registry, table } = registryOverTable([rowOf(tenant)], { refreshIntervalMs: 10_000 });
+    table.down = true;
+    await registry.start();
+    try {
+      const readsAt = async (ms: number) => {
+        await vi.advanceTimersByTimeAsync(ms);
+        return table.reads;
+      };
+      // Before: the next try was the 30 s reload (the table's merchants 404 meanwhile).
+      expect(await readsAt(999)).toBe(1);
+      expect(await readsAt(1)).toBe(2);
+      expect(registry.tableLoaded).toBe(false);
+      expect(await readsAt(2_000)).toBe(3);
+      expect(await readsAt(4_000)).toBe(4);
+      expect(await readsAt(8_000)).toBe(5);
+      // Capped at the reload interval (16 s would be next).
+      expect(await readsAt(10_000)).toBe(6);
+      table.down = false;
+      expect(await readsAt(10_000)).toBe(7);
+      expect(registry.tableLoaded).toBe(true);
+      expect(registry.get(tenant.mchid)).toBeDefined();
+      expect(await readsAt(9_999)).toBe(7);
+      expect(await readsAt(1)).toBe(8);
+      // Later failures keep the merchants and the interval.
+      table.down = true;
+      expect(await readsAt(10_000)).toBe(9);
+      expect(await readsAt(1_000)).toBe(9);
+      expect(registry.tableLoaded).toBe(true);
+    } finally {
+      registry.stop();
+    }
+    // Stopped: no more reads.
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(table.reads).toBe(9);
+  });
+
+  it("lookup: unavailable until the table was read, and while its last read failed; unknown only when it was read", async () => {
+    const rows = [rowOf(tenant)];
+    const { registry, table } = registryOverTable(rows);
+    table.down = true;
+    await registry.reload();
+    expect(await registry.lookup(tenant.mchid)).toBe("unavailable");
+    // A malformed mchid is never a merchant, table or not.
+    expect(await registry.lookup("19000005x1")).toBe("unknown");
+    // The environment's merchant needs no table.
+    expect(await registry.lookup(registry.defaultMerchant.mchid)).toBe(registry.defaultMerchant);
+
+    table.down = false;
+    await registry.reload();
+    expect(await registry.lookup(tenant.mchid)).toMatchObject({ mchid: tenant.mchid });
+    // Read, and no such row: unknown.
+    expect(await registry.lookup(added.mchid)).toBe("unknown");
+    table.down = true;
+    rows.push(rowOf(added));
+    await registry.reload();
+    // The last read failed: a merchant not in memory may have been added since.
+    expect(await registry.lookup(added.mchid)).toBe("unavailable");
+    expect(await registry.lookup(tenant.mchid)).toMatchObject({ mchid: tenant.mchid });
+    table.down = false;
+    await registry.reload();
+    expect(await registry.lookup(added.mchid)).toMatchObject({ mchid: added.mchid });
+  });
+
+  it("lookup: a table that does not answer within the lookup's wait is unavailable, not unknown", async () => {
+    let hang = false;
+    const registry = new MerchantRegistry({
+      defaultMerchant: defaultMerchantFromConfig(loadConfig(createTestMerchant().env)),
+      source: { load: () => (hang ? new Promise<never>(() => undefined) : Promise.resolve([rowOf(tenant)])) },
+      lookupTimeoutMs: 50,
+      logger: pino({ level: "silent" }),
+    });
+    await registry.reload();
+    hang = true;
+    expect(await registry.lookup(added.mchid)).toBe("unavailable");
   });
 });

@@ -1,6 +1,6 @@
 import { createDb, type Db } from "@wpn/db";
 import { APPLY_JOB_NAME, createQueue, createRedisConnection, PARSE_JOB_NAME, QueueName } from "@wpn/queue";
-import { TEST_REDIS_URL } from "@wpn/testing";
+import { type DbProxy, startDbProxy, TEST_REDIS_URL } from "@wpn/testing";
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -11,7 +11,6 @@ import { WorkerError } from "../src/errors.ts";
 import { WorkerMetrics } from "../src/metrics.ts";
 import { startWorker, type WorkerHandle } from "../src/worker.ts";
 import { capturedLog } from "./support/captured-log.ts";
-import { type DbProxy, startDbProxy } from "./support/db-proxy.ts";
 import {
   createWorld,
   inline,

@@ -10,13 +10,12 @@ import {
   publishJobSchema,
   QueueName,
 } from "@wpn/queue";
-import { deletePrefix, TEST_REDIS_URL, testQueuePrefix } from "@wpn/testing";
+import { deletePrefix, startDbProxy, TEST_REDIS_URL, testQueuePrefix } from "@wpn/testing";
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { replayDeadLetter } from "../src/replay.ts";
 import { startWorker, type WorkerHandle } from "../src/worker.ts";
-import { startDbProxy } from "./support/db-proxy.ts";
 import {
   createWorld,
   orderOf,

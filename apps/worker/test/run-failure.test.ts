@@ -1,10 +1,9 @@
 import { createQueue, createRedisConnection, PARSE_JOB_NAME, QueueName } from "@wpn/queue";
-import { TEST_REDIS_URL } from "@wpn/testing";
+import { startDbProxy, TEST_REDIS_URL } from "@wpn/testing";
 import { Worker } from "bullmq";
 import { afterAll, afterEach, beforeAll, expect, it, vi } from "vitest";
 import { startWorker } from "../src/worker.ts";
 import { capturedLog } from "./support/captured-log.ts";
-import { startDbProxy } from "./support/db-proxy.ts";
 import { createWorld, v3Payment, type World } from "./support/fixtures.ts";
 import { waitFor } from "./support/wait.ts";
 

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { type Config, MCHID_PATTERN, readMerchantPrivateKeyPem } from "@wpn/config";
 import { type CertificateRefresher, KeyStore, type LoadedCertificate, loadPublicKey } from "@wpn/wechatpay";
 import type { Logger } from "pino";
-import { within } from "../within.ts";
+import { TIMED_OUT, within } from "../within.ts";
 import { certificateRefresher, type DownloadObserver } from "./certificate-download.ts";
 
 /** What the ingress needs to authenticate one merchant's notifications. No APIv3 key: the worker decrypts. */
@@ -102,15 +102,24 @@ export function defaultMerchantFromConfig(
   };
 }
 
+/**
+ * Why `lookup` has no merchant for a well-formed mchid: `unknown` — the merchant table, as last read, does not have
+ * it; `unavailable` — the table could not be read (not yet since the start, or not at the last try), so it may be a
+ * merchant the process has not seen, one added meanwhile.
+ */
+export type MerchantMissing = "unknown" | "unavailable";
+
 export interface MerchantRegistryOptions {
   defaultMerchant: MerchantKeys;
   /** Absent = single-merchant deployment: only the default merchant exists. */
   source?: MerchantSource;
   /** Background reload period, ms. */
   refreshIntervalMs?: number;
+  /** Until the table has loaded once: the wait before trying again, ms, doubled up to `refreshIntervalMs`. */
+  firstLoadRetryMs?: number;
   /** At most one on-demand reload per this period, however many unknown mchids arrive, ms. */
   unknownLookupIntervalMs?: number;
-  /** How long a request waits for an on-demand reload before answering MERCHANT_UNKNOWN, ms. */
+  /** How long a request waits for an on-demand reload before answering MERCHANTS_UNAVAILABLE, ms. */
   lookupTimeoutMs?: number;
   clock?: () => number;
   logger: Logger;
@@ -133,9 +142,10 @@ interface Loaded {
  * Merchants by mchid, all in memory: the request path never touches PostgreSQL except through `lookup` of
  * an mchid not seen before, which triggers at most one reload per `unknownLookupIntervalMs` for the whole
  * process (so junk mchids cannot turn into database load). The table is reloaded in the background every
- * `refreshIntervalMs`; a failed reload keeps the previous set. A key whose edited value does not load keeps the key
- * loaded before (see buildMerchant), and a merchant whose changed row has no key at all keeps its previous keys;
- * a key whose columns are cleared is removed. The environment's merchant always wins over a row with the same mchid.
+ * `refreshIntervalMs` (after a failed first load sooner: see `start`); a failed reload keeps the previous set. A key
+ * whose edited value does not load keeps the key loaded before (see buildMerchant), and a merchant whose changed row
+ * has no key at all keeps its previous keys; a key whose columns are cleared is removed. The environment's merchant
+ * always wins over a row with the same mchid.
  */
 export class MerchantRegistry {
   readonly #options: Required<Omit<MerchantRegistryOptions, "source" | "download">> & {
@@ -144,13 +154,16 @@ export class MerchantRegistry {
   };
   #merchants = new Map<string, Loaded>();
   #timer: NodeJS.Timeout | undefined;
-  #reloading: Promise<void> | undefined;
+  #stopped = false;
+  #reloading: Promise<boolean> | undefined;
   #lastOnDemandAt = Number.NEGATIVE_INFINITY;
   #lastReload: { at: number; ok: boolean } | undefined;
+  #loadedOnce = false;
 
   constructor(options: MerchantRegistryOptions) {
     this.#options = {
       refreshIntervalMs: 30_000,
+      firstLoadRetryMs: 1_000,
       unknownLookupIntervalMs: 60_000,
       lookupTimeoutMs: 1_000,
       clock: Date.now,
@@ -175,6 +188,15 @@ export class MerchantRegistry {
   }
 
   /**
+   * True once the merchant table has been read (always without a source). Until then only the default merchant is
+   * served: any other mchid is `unavailable` (503), never `unknown` (404). Reported by `/health/ready` and exported
+   * as `wpn_ingress_merchant_table_loaded`.
+   */
+  get tableLoaded(): boolean {
+    return this.#options.source === undefined || this.#loadedOnce;
+  }
+
+  /**
    * Keys of `Merchant` rows served as loaded before because the row's current value does not load: an edit to fix
    * (each was logged when it happened; a restart loses them). Exported as `wpn_ingress_merchant_keys_kept`.
    */
@@ -192,52 +214,82 @@ export class MerchantRegistry {
 
   /**
    * `get`, and for an unknown but well-formed mchid (MCHID_PATTERN of @wpn/config, as every merchant served) one
-   * rate-limited reload (bounded by `lookupTimeoutMs`).
-   * Concurrent callers share the reload.
+   * rate-limited reload (bounded by `lookupTimeoutMs`); concurrent callers share the reload. A merchant not found
+   * is `unknown` only when the table was read — by that reload, or (within the rate limit) by the last one: a table
+   * that could not be read says nothing about a merchant added meanwhile, and a 404 for it would be a tenant's outage
+   * (WeChat resends a 503 all the same). A malformed mchid, or any without a source, is `unknown`.
    */
-  async lookup(mchid: string): Promise<MerchantKeys | undefined> {
+  async lookup(mchid: string): Promise<MerchantKeys | MerchantMissing> {
     const known = this.get(mchid);
-    if (known || !MCHID_PATTERN.test(mchid) || this.#options.source === undefined) return known;
+    if (known) return known;
+    if (!MCHID_PATTERN.test(mchid) || this.#options.source === undefined) return "unknown";
     const now = this.#options.clock();
-    if (this.#reloading === undefined) {
-      if (now - this.#lastOnDemandAt < this.#options.unknownLookupIntervalMs) return undefined;
-      this.#lastOnDemandAt = now;
+    let read = this.#lastReload?.ok === true;
+    if (this.#reloading !== undefined || now - this.#lastOnDemandAt >= this.#options.unknownLookupIntervalMs) {
+      if (this.#reloading === undefined) this.#lastOnDemandAt = now;
+      const outcome = await within(this.reload(), this.#options.lookupTimeoutMs);
+      read = outcome !== TIMED_OUT && outcome;
     }
-    await within(this.reload(), this.#options.lookupTimeoutMs);
-    return this.get(mchid);
+    return this.get(mchid) ?? (read ? "unknown" : "unavailable");
   }
 
-  /** First load, then a reload every `refreshIntervalMs`. A failing first load is logged, not thrown: the default merchant still works. */
+  /**
+   * First load, then a reload every `refreshIntervalMs`. A failing first load is logged, not thrown — the default
+   * merchant needs only Redis — and tried again soon (`firstLoadRetryMs`, doubling up to `refreshIntervalMs`): until
+   * it succeeds every other merchant is answered 503.
+   */
   async start(): Promise<void> {
     if (this.#options.source === undefined) return;
-    await this.reload();
-    this.#timer = setInterval(() => void this.reload(), this.#options.refreshIntervalMs);
-    this.#timer.unref();
+    this.#stopped = false;
+    const loaded = await this.reload();
+    this.#scheduleReload(loaded ? this.#options.refreshIntervalMs : this.#options.firstLoadRetryMs);
   }
 
   stop(): void {
-    clearInterval(this.#timer);
+    this.#stopped = true;
+    clearTimeout(this.#timer);
     this.#timer = undefined;
   }
 
-  /** Reloads every merchant from the source; never rejects (failures are logged and keep the old set). */
-  reload(): Promise<void> {
+  /** The next background reload in `delayMs`; each schedules the one after once it settled, as its outcome decides. */
+  #scheduleReload(delayMs: number): void {
+    if (this.#stopped) return;
+    const { refreshIntervalMs } = this.#options;
+    this.#timer = setTimeout(() => {
+      void this.reload().then(() => {
+        this.#scheduleReload(this.#loadedOnce ? refreshIntervalMs : Math.min(delayMs * 2, refreshIntervalMs));
+      });
+    }, delayMs);
+    this.#timer.unref();
+  }
+
+  /**
+   * Reloads every merchant from the source; resolves true when the table was read, false when it could not be
+   * (logged; the old set is kept). Never rejects.
+   */
+  reload(): Promise<boolean> {
     this.#reloading ??= this.#reloadOnce().finally(() => {
       this.#reloading = undefined;
     });
     return this.#reloading;
   }
 
-  async #reloadOnce(): Promise<void> {
+  async #reloadOnce(): Promise<boolean> {
     const { source, logger, defaultMerchant, clock } = this.#options;
-    if (source === undefined) return;
+    if (source === undefined) return true;
     let records: MerchantRecord[];
     try {
       records = await source.load();
     } catch (error) {
       this.#lastReload = { at: clock(), ok: false };
-      logger.warn({ err: error }, "merchant reload failed; keeping the previous merchants");
-      return;
+      if (this.#loadedOnce) logger.warn({ err: error }, "merchant reload failed; keeping the previous merchants");
+      else {
+        logger.warn(
+          { err: error, code: "MERCHANTS_UNAVAILABLE" },
+          "merchant table not loaded; merchants other than the environment's are answered 503 until it is",
+        );
+      }
+      return false;
     }
     const next = new Map<string, Loaded>();
     for (const record of records) {
@@ -279,6 +331,11 @@ export class MerchantRegistry {
     }
     this.#merchants = next;
     this.#lastReload = { at: clock(), ok: true };
+    if (!this.#loadedOnce) {
+      this.#loadedOnce = true;
+      logger.info({ merchants: this.size }, "merchant table loaded");
+    }
+    return true;
   }
 }
 

@@ -19,6 +19,10 @@ export interface HealthContext {
  *   default merchant has a key valid now (`keys` lists those), and Redis's eviction policy cannot evict jobs
  *   (`redisEviction`; see QueueSampler); otherwise 503. Backpressure (waiting jobs above the
  *   ceiling) is reported but keeps 200: WeChat's resends would only add load, so the ingress keeps accepting.
+ *   `merchantsLoaded` (false while the merchant table has not been read: its merchants get 503) is reported but keeps
+ *   200 too: without the table a process cannot tell a deployment with `Merchant` rows from one without, and the
+ *   environment's merchant needs only Redis — a fleet restarted during a PostgreSQL outage must keep taking its
+ *   notifications, while the table's merchants' 503s are resent by WeChat.
  * - `GET /metrics`: Prometheus text from the ingress's own registry.
  * None of them costs a Redis round trip: probes read the sampler's last snapshot.
  */
@@ -37,6 +41,7 @@ export async function healthRoutes(app: FastifyInstance, ctx: HealthContext): Pr
     const draining = ctx.isDraining();
     const ready = redisUp && keys.length > 0 && !draining && !queue.evictsJobs;
     ctx.metrics.merchantsLoaded.set(ctx.merchants.size);
+    ctx.metrics.merchantTableLoaded.set(ctx.merchants.tableLoaded ? 1 : 0);
     return reply.code(ready ? 200 : 503).send({
       status: ready ? "ready" : "not_ready",
       draining,
@@ -44,12 +49,14 @@ export async function healthRoutes(app: FastifyInstance, ctx: HealthContext): Pr
       redisEviction: queue.eviction ?? null,
       keys,
       merchants: ctx.merchants.size,
+      merchantsLoaded: ctx.merchants.tableLoaded,
       queue: { waiting: queue.waiting ?? null, ceiling: queue.ceiling, backpressure: queue.backpressure },
     });
   });
 
   app.get("/metrics", async (_request, reply) => {
     ctx.metrics.merchantsLoaded.set(ctx.merchants.size);
+    ctx.metrics.merchantTableLoaded.set(ctx.merchants.tableLoaded ? 1 : 0);
     // Counted over every merchant: at scrape time only, not on each readiness probe (the answer does not show it).
     ctx.metrics.merchantKeysKept.set(ctx.merchants.keptKeys);
     const text = await ctx.metrics.registry.metrics();

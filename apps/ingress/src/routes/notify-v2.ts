@@ -12,6 +12,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { IngressError } from "../errors.ts";
 import { budgetLeftMs } from "./budget.ts";
 import type { MerchantParams, NotifyContext } from "./context.ts";
+import { lookupMerchant } from "./merchant.ts";
 import { registerNotifyRoutes } from "./register.ts";
 
 /** Content types WeChat and proxies use for APIv2 notifications. */
@@ -57,7 +58,7 @@ async function handleV2(
   // Hostile-input-safe parse (no DTD/entities, size and depth capped, invalid UTF-8 refused) before any
   // merchant lookup, so junk never costs a merchant-table reload.
   const fields = parseV2Xml(body, { maxBytes: ctx.settings.bodyLimitBytes });
-  if (merchant === undefined && mchid !== undefined) merchant = await ctx.merchants.lookup(mchid);
+  if (merchant === undefined && mchid !== undefined) merchant = await lookupMerchant(ctx.merchants, mchid);
   if (merchant === undefined) throw new IngressError("MERCHANT_UNKNOWN", `no merchant ${mchid}`);
   if (merchant.apiV2Key === undefined) throw new IngressError("V2_DISABLED");
 

@@ -8,6 +8,7 @@ import type { MerchantKeys } from "../merchants/registry.ts";
 import { TIMED_OUT, within } from "../within.ts";
 import { ANSWER_BUDGET_MS, budgetLeftMs } from "./budget.ts";
 import type { MerchantParams, NotifyContext } from "./context.ts";
+import { lookupMerchant } from "./merchant.ts";
 import { registerNotifyRoutes } from "./register.ts";
 
 /**
@@ -37,7 +38,8 @@ const NO_KEYS = {
  * must neither name one of the queue's own Redis keys (`wait`, `meta`, …) nor take another merchant's id and
  * have that merchant's genuine notification answered as a redelivery.
  * The merchant is the default one or one in memory; for an mchid that is not, `resolveMerchant` runs the key-less
- * checks (probe, timestamp, signature type: 401) before the merchant-table lookup that may answer 404.
+ * checks (probe, timestamp, signature type: 401) before the merchant-table lookup that may answer 404 (or 503 while
+ * the table cannot be read).
  */
 export async function notifyV3Routes(app: FastifyInstance, ctx: NotifyContext): Promise<void> {
   registerNotifyRoutes(app, ctx, "v3", "application/json", handleV3);
@@ -109,9 +111,7 @@ async function resolveMerchant(
   const known = ctx.merchants.get(mchid);
   if (known) return known;
   checkAllButKey(ctx, headers, body, now);
-  const found = await ctx.merchants.lookup(mchid);
-  if (!found) throw new IngressError("MERCHANT_UNKNOWN", `no merchant ${mchid}`);
-  return found;
+  return lookupMerchant(ctx.merchants, mchid);
 }
 
 /**
