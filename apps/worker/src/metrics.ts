@@ -41,6 +41,17 @@ export class WorkerMetrics {
     registers: [this.registry],
   });
 
+  /**
+   * Worker `error` events that only say this worker had lost the lock of a job it ran (lock-lost.ts), logged
+   * JOB_LOCK_LOST at warn: a renewal or a move to completed/failed/delayed refused, so one job may count twice.
+   */
+  readonly locksLost = new Counter({
+    name: "wpn_worker_job_locks_lost_total",
+    help: "Lock renewals and job moves BullMQ refused because this worker had lost the job's lock (it runs elsewhere), by queue.",
+    labelNames: ["queue"] as const,
+    registers: [this.registry],
+  });
+
   readonly deadLetters = new Counter({
     name: "wpn_worker_dead_letters_total",
     help: "Jobs moved to notify.dead, by source queue and error code.",

@@ -16,6 +16,7 @@ import { type ApplyStore, prismaApplyStore } from "./domain/store.ts";
 import { oneLine, WorkerError } from "./errors.ts";
 import { type HealthServer, type ReadinessReport, startHealthServer, withTimeout } from "./health.ts";
 import { MerchantKeyResolver } from "./keys.ts";
+import { isLockLost } from "./lock-lost.ts";
 import { createLogger } from "./logger.ts";
 import { PUBLISH_JOB_STATES, WorkerMetrics } from "./metrics.ts";
 import { WatchedWorker } from "./watched-worker.ts";
@@ -233,9 +234,17 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
    */
   const lettersInFlight = new Set<Promise<void>>();
   for (const { worker, stage, idField } of workers) {
-    worker.on("error", (error) =>
-      log.error({ queue: stage, code: "WORKER_ERROR", err: oneLine(error) }, "worker error"),
-    );
+    worker.on("error", (error) => {
+      if (!isLockLost(error)) {
+        log.error({ queue: stage, code: "WORKER_ERROR", err: oneLine(error) }, "worker error");
+        return;
+      }
+      metrics.locksLost.inc({ queue: stage });
+      log.warn(
+        { queue: stage, code: "JOB_LOCK_LOST", err: oneLine(error) },
+        "job lock lost; another run of the job takes over",
+      );
+    });
     worker.on("stalled", (jobId) =>
       log.warn({ queue: stage, jobId, code: "JOB_STALLED" }, "job stalled; it will run again"),
     );
