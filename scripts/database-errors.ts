@@ -60,8 +60,9 @@ function roleSql(role: string): string {
  * The message for a failure a stock PostgreSQL produces, or undefined for any other error. Cases: a password asked
  * for and none given (Debian/Ubuntu packages and Docker's image authenticate TCP connections with scram-sha-256),
  * a wrong password (28P01), no such role (28000 from InitializeSessionUserId: Homebrew names the superuser after the
- * OS user), another refusal by pg_hba.conf (28000), no right to create the database (42501 from createdb), and no
- * database (3D000: db:prune before anything created it).
+ * OS user), another refusal by pg_hba.conf (28000), no right to create the database (42501 from createdb), no
+ * database (3D000: db:prune before anything created it), no server listening (ECONNREFUSED), and no user at all (28000
+ * from ProcessStartupPacket: a URL without one, and USER unset).
  */
 export function explainDatabaseError(error: unknown, context: DatabaseErrorContext): string | undefined {
   if (!URL.canParse(context.databaseUrl)) return undefined;
@@ -79,6 +80,20 @@ export function explainDatabaseError(error: unknown, context: DatabaseErrorConte
     return u.toString().replace("%3Cpassword%3E", "<password>");
   };
 
+  if (code === "ECONNREFUSED" || code === "DatabaseNotReachable") {
+    // pg's errno, or Prisma's adapter's kind for it (db:prune): nothing listens there.
+    return `${where} does not answer (${code}): start it (npm start starts a local one), or fix DATABASE_URL if it runs elsewhere. ${then}`;
+  }
+  if (code === "28000" && (routine === "ProcessStartupPacket" || /no PostgreSQL user name specified/.test(message))) {
+    // pg names the user from USER when the URL has none: a service, cron or container without USER sends none.
+    const named =
+      url.hostname === "" ? `${context.databaseUrl}${url.search ? "&" : "?"}user=postgres` : withUser("postgres");
+    return [
+      "DATABASE_URL names no user, and neither does the environment (USER is unset), so PostgreSQL got none. Name it:",
+      `  DATABASE_URL=${named}`,
+      then,
+    ].join("\n");
+  }
   const noPassword = url.password === "";
   if (/client password must be a string/.test(message) || (code === "28P01" && noPassword)) {
     return [

@@ -91,20 +91,46 @@ export async function ensureDevelopmentEnv(
   return { added: merged.added };
 }
 
+/** A keys folder `npm start` would have to write over: it prints the message and stops instead. */
+export class DevelopmentKeysError extends Error {
+  override readonly name = "DevelopmentKeysError";
+}
+
+/** The development settings, and whether the simulated account's keys were kept from an earlier run or created. */
+export interface DevelopmentSettings {
+  /** `NAME=value` lines with comments. */
+  text: string;
+  keys: "kept" | "created";
+}
+
 /**
- * The development settings, as `NAME=value` lines with comments: a fresh simulated WeChat Pay account in `keysDir`
- * (the keys `npm run sim -- pay` signs with), the dashboard login `admin` / `password` (stored hashed), a session
- * secret, and HOST=127.0.0.1.
+ * The development settings: the simulated WeChat Pay account in `keysDir` (the keys `npm run sim -- pay` signs with),
+ * the dashboard login `admin` / `password` (stored hashed), a session secret, and HOST=127.0.0.1. The account is
+ * created only when `keysDir` holds none: one that is there (its .env was deleted, the folder kept) is kept, since the
+ * notifications still queued were encrypted with its APIv3 key and new keys would leave the workers unable to open
+ * them. One that cannot be used (a file missing or not matching) is refused rather than written over, as
+ * `sim keys` refuses without --force.
  */
-export async function developmentSettings(keysDir: string, password: string): Promise<string> {
-  const { generateSimKeys } = await import("@wpn/sim/keys");
-  generateSimKeys(keysDir);
+export async function developmentSettings(keysDir: string, password: string): Promise<DevelopmentSettings> {
+  const { generateSimKeys, hasSimKeys, loadSimKeys } = await import("@wpn/sim/keys");
+  const keys = hasSimKeys(keysDir) ? "kept" : "created";
+  if (keys === "created") generateSimKeys(keysDir);
+  else {
+    try {
+      loadSimKeys(keysDir);
+    } catch (error) {
+      throw new DevelopmentKeysError(
+        `the development keys in ${keysDir} cannot be used (${(error as Error).message}); notifications still queued were made with them: restore the file, or move the folder away to have new keys written`,
+      );
+    }
+  }
   const { hashPassword } = await import("@wpn/dashboard/password");
-  return [
+  const text = [
     readFileSync(resolve(keysDir, "env"), "utf8").trim(),
     `DASHBOARD_USERS=admin:operator:${hashPassword(password)}`,
     `DASHBOARD_SESSION_SECRET=${randomBytes(32).toString("base64url")}`,
     "# This machine only: the development login and keys are not for the network (the default, 0.0.0.0, is for containers).",
     "HOST=127.0.0.1",
   ].join("\n");
+  return { text, keys };
 }

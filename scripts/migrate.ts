@@ -12,7 +12,8 @@ try {
   url = loadDatabaseUrl(env);
   await ensureDatabase(url);
   const { applied, alreadyApplied } = await migrate(url);
-  console.log(`applied ${applied.length} migration(s) ${applied.join(", ")}; ${alreadyApplied.length} already applied`);
+  const names = applied.length > 0 ? `: ${applied.join(", ")}` : "";
+  console.log(`applied ${applied.length} migration(s)${names}; ${alreadyApplied.length} already applied`);
 } catch (error) {
   exitOnFailure(error, { databaseUrl: url, osUser: userInfo().username, rerun: "npm run db:migrate" }, env);
 }

@@ -2,7 +2,7 @@
 // with Docker Compose when a Docker engine runs, otherwise with a locally installed server — or says exactly
 // what to install. Used only by scripts/start.ts (the apps themselves never start infrastructure).
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { connect } from "node:net";
 import { join, resolve } from "node:path";
 
@@ -107,25 +107,91 @@ export function withComposePassword(url: string): string {
   return parsed.toString();
 }
 
-function startLocalRedis({ port }: TcpEndpoint, repoRoot: string): boolean {
+/**
+ * Starts redis-server (daemonized, data in `<repoRoot>/.dev/redis`) at REDIS_URL's address: `[::1]`, which the README
+ * lists as this machine, was never reached when it listened on 127.0.0.1 alone. `localhost` binds 127.0.0.1: Node tries
+ * each address the name has.
+ */
+export function startLocalRedis({ host, port }: TcpEndpoint, repoRoot: string): boolean {
   if (!has("redis-server")) return false;
   const dir = resolve(repoRoot, ".dev/redis");
   mkdirSync(dir, { recursive: true });
+  const bind = host === "localhost" ? "127.0.0.1" : host;
   // AOF on and no eviction: BullMQ must never lose keys (see docker-compose.yml for the same settings).
-  const args = ["--daemonize", "yes", "--bind", "127.0.0.1", "--port", String(port), "--dir", dir];
+  const args = ["--daemonize", "yes", "--bind", bind, "--port", String(port), "--dir", dir];
   args.push("--appendonly", "yes", "--maxmemory-policy", "noeviction", "--logfile", resolve(dir, "redis.log"));
   return spawnSync("redis-server", args, { stdio: "inherit" }).status === 0;
 }
 
-function startLocalPostgres(): boolean {
-  // Debian/Ubuntu packaging: pg_ctlcluster manages the cluster created by the postgresql package.
-  if (has("pg_ctlcluster") && existsSync("/etc/postgresql")) {
-    const version = readdirSync("/etc/postgresql")[0];
-    if (version === undefined) return false;
-    const args = ["--skip-systemctl-redirect", version, "main", "start"];
-    return spawnSync("pg_ctlcluster", args, { stdio: "inherit" }).status === 0;
+/** A PostgreSQL cluster of Debian/Ubuntu's packaging (postgresql-common), as `pg_lsclusters` lists it. */
+export interface Cluster {
+  version: string;
+  name: string;
+  port: number;
+  online: boolean;
+}
+
+/** `pg_lsclusters --no-header`'s lines: `15 main 5432 online postgres /var/lib/… /var/log/…` (status may be `online,recovery`). */
+export function parseClusters(listing: string): Cluster[] {
+  return listing
+    .split("\n")
+    .map((line) => line.trim().split(/\s+/))
+    .filter(([version, name, port]) => version !== undefined && name !== undefined && /^\d+$/.test(port ?? ""))
+    .map(([version = "", name = "", port, status = ""]) => ({
+      version,
+      name,
+      port: Number(port),
+      online: status.startsWith("online"),
+    }));
+}
+
+/** The clusters `pg_lsclusters` lists; none where Debian/Ubuntu's packaging is not installed. */
+function listClusters(): Cluster[] {
+  if (!has("pg_lsclusters")) return [];
+  const listed = spawnSync("pg_lsclusters", ["--no-header"], { encoding: "utf8" });
+  return listed.status === 0 ? parseClusters(listed.stdout) : [];
+}
+
+const clusterName = (cluster: Cluster) => `${cluster.version}/${cluster.name}`;
+
+/**
+ * Starts the cluster configured for DATABASE_URL's port when it is down. A cluster that runs is not started again
+ * (pg_ctlcluster refuses: "Cluster is already running"), nor one on another port: DATABASE_URL would not reach it.
+ */
+function startLocalPostgres(endpoint: TcpEndpoint): boolean {
+  const cluster = listClusters().find((c) => c.port === endpoint.port);
+  if (cluster === undefined || cluster.online) return false;
+  console.log(`PostgreSQL does not answer at ${describeEndpoint(endpoint)}; starting cluster ${clusterName(cluster)}…`);
+  const args = ["--skip-systemctl-redirect", cluster.version, cluster.name, "start"];
+  return spawnSync("pg_ctlcluster", args, { stdio: "inherit" }).status === 0;
+}
+
+/**
+ * Why PostgreSQL installed from Debian/Ubuntu's packages does not answer at DATABASE_URL's `endpoint`, given its
+ * `clusters`; undefined without any (then it is not installed that way). Before, each case was told to install
+ * PostgreSQL — also someone whose PostgreSQL ran, on another port than DATABASE_URL named.
+ */
+export function clusterProblem(endpoint: TcpEndpoint, clusters: readonly Cluster[]): string | undefined {
+  const where = describeEndpoint(endpoint);
+  const cluster = clusters.find((c) => c.port === endpoint.port);
+  if (cluster === undefined) {
+    if (clusters.length === 0) return undefined;
+    const listed = clusters.map((c) => `cluster ${clusterName(c)} on port ${c.port} (${c.online ? "online" : "down"})`);
+    return [
+      `PostgreSQL ${clusters.some((c) => c.online) ? "runs" : "is installed"} on this machine but listens on another`,
+      `port than DATABASE_URL names (${where}): ${listed.join(", ")}. Put the cluster's port into DATABASE_URL, or set`,
+      `port = ${endpoint.port} in the cluster's postgresql.conf (/etc/postgresql/<version>/<cluster>/), then run npm start again.`,
+    ].join(" ");
   }
-  return false;
+  const conf = `/etc/postgresql/${cluster.version}/${cluster.name}/postgresql.conf`;
+  if (cluster.online) {
+    return [
+      `PostgreSQL's cluster ${clusterName(cluster)} runs on port ${cluster.port} but does not answer at ${where}: add that`,
+      `address to listen_addresses in ${conf} (then: sudo pg_ctlcluster ${cluster.version} ${cluster.name} restart), or`,
+      "put an address it listens on into DATABASE_URL, then run npm start again.",
+    ].join(" ");
+  }
+  return `PostgreSQL's cluster ${clusterName(cluster)} (port ${cluster.port}) did not start: its log (pg_lsclusters names it; usually in /var/log/postgresql/) says why. Then run npm start again.`;
 }
 
 export interface ServicesOutcome {
@@ -151,12 +217,13 @@ export async function ensureServices(
     const where = describeEndpoint(postgres);
     if (!isLocal(postgres)) problems.push(`PostgreSQL at ${where} does not answer; start it or fix DATABASE_URL.`);
     else {
-      console.log(`PostgreSQL does not answer at ${where}; starting it ${docker ? "with Docker Compose" : "locally"}…`);
-      const started = docker ? startWithCompose("postgres") : startLocalPostgres();
+      if (docker) console.log(`PostgreSQL does not answer at ${where}; starting it with Docker Compose…`);
+      const started = docker ? startWithCompose("postgres") : startLocalPostgres(postgres);
       if (started && docker) url = withComposePassword(databaseUrl);
       if (!started || !(await waitFor(postgres, 30))) {
         problems.push(
-          `PostgreSQL does not answer at ${where}. Install it (Debian/Ubuntu: sudo apt-get install postgresql; macOS: brew install postgresql@16) or run 'docker compose up -d postgres', then run npm start again.`,
+          (docker ? undefined : clusterProblem(postgres, listClusters())) ??
+            `PostgreSQL does not answer at ${where}. Install it (Debian/Ubuntu: sudo apt-get install postgresql; macOS: brew install postgresql@16) or run 'docker compose up -d postgres', then run npm start again.`,
         );
       }
     }

@@ -12,7 +12,13 @@ import { resolve } from "node:path";
 import { ConfigError, DEFAULT_REDIS_URL, loadConfig, loadDatabaseUrl, readEnvironment } from "@wpn/config";
 import { ensureDatabase, migrate } from "@wpn/db";
 import { failureReport } from "./database-errors.ts";
-import { developmentSettings, ensureDevelopmentEnv, MERCHANT_SETTING } from "./dev-env.ts";
+import {
+  DevelopmentKeysError,
+  type DevelopmentSettings,
+  developmentSettings,
+  ensureDevelopmentEnv,
+  MERCHANT_SETTING,
+} from "./dev-env.ts";
 import { ensureServices } from "./services.ts";
 import { forceKillAfterMs, stoppedCleanly } from "./stopping.ts";
 
@@ -29,7 +35,12 @@ async function createDevelopmentEnv(): Promise<void> {
   const existed = existsSync(envFile);
   const keysDir = resolve(root, ".dev/keys");
   const password = randomBytes(9).toString("base64url");
-  const outcome = await ensureDevelopmentEnv(envFile, () => developmentSettings(keysDir, password));
+  let keys: DevelopmentSettings["keys"] | undefined;
+  const outcome = await ensureDevelopmentEnv(envFile, async () => {
+    const settings = await developmentSettings(keysDir, password);
+    keys = settings.keys;
+    return settings.text;
+  });
   if ("configuredBy" in outcome) {
     // A `.env` that sets the merchant is the usual case (every start after the first): nothing to say about it.
     if (outcome.configuredBy === "environment") {
@@ -45,6 +56,11 @@ async function createDevelopmentEnv(): Promise<void> {
       ? `.env set no ${MERCHANT_SETTING}: added development settings for ${added.join(", ")} (keys in ${keysDir}); its own lines are unchanged.`
       : `Wrote .env with development keys (${keysDir}).`,
   );
+  if (keys === "kept") {
+    console.log(
+      `Kept the development keys already in ${keysDir}: notifications queued with them still open (move the folder away for new ones).`,
+    );
+  }
   if (added.includes("DASHBOARD_USERS")) {
     console.log(`Dashboard login: admin / ${password}  (stored hashed in .env; shown once)`);
   }
@@ -156,11 +172,13 @@ async function main(): Promise<void> {
 
 main().catch((error: unknown) => {
   if (error instanceof ConfigError) console.error(`configuration error: ${error.message}`);
+  else if (error instanceof DevelopmentKeysError) console.error(error.message);
   else if (databaseUrlInUse === undefined) console.error(error);
   else {
     const debug = ["debug", "trace"].includes(readEnvironment(root).LOG_LEVEL ?? "");
     const context = { databaseUrl: databaseUrlInUse, osUser: userInfo().username, rerun: "npm start" };
     console.error(failureReport(error, context, debug));
   }
-  stopAll(1);
+  // EX_CONFIG for a bad setting, as the apps, db:migrate and db:prune (the README's status); 1 for anything else.
+  stopAll(error instanceof ConfigError ? 78 : 1);
 });

@@ -1,7 +1,9 @@
 import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
+import { envSchema } from "@wpn/config";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
+import { forceKillAfterMs } from "../scripts/stopping.ts";
 
 // Docker cannot run on the CI machine, so the compose file is checked statically: every service's command
 // must point at a file in this repository, Redis must be configured so BullMQ never loses keys, and the
@@ -14,6 +16,7 @@ interface Service {
   ports?: string[];
   container_name?: string;
   environment?: Record<string, string>;
+  stop_grace_period?: string;
 }
 type Compose = { services: Record<string, Service> };
 const text = readFileSync(resolve(root, "docker-compose.yml"), "utf8");
@@ -81,5 +84,17 @@ describe("docker-compose.yml", () => {
   it("keeps the worker scalable: no fixed container name or host port", () => {
     expect(compose.services.worker?.container_name).toBeUndefined();
     expect(compose.services.worker?.ports).toBeUndefined();
+  });
+
+  it("lets the apps finish their shutdown before Docker kills them (stop_grace_period), as npm start does", () => {
+    // Docker's default, 10 s, is WORKER_SHUTDOWN_TIMEOUT_MS's own default: a worker's running jobs got no closing
+    // steps, and `docker compose stop` or a redeploy SIGKILLed it mid-close. npm start waits forceKillAfterMs.
+    const workerGraceMs = envSchema.shape.WORKER_SHUTDOWN_TIMEOUT_MS.parse(undefined);
+    for (const name of ["ingress", "worker", "dashboard"]) {
+      const period = compose.services[name]?.stop_grace_period ?? "";
+      const match = /^(\d+)s$/.exec(period);
+      expect(match, `${name}: stop_grace_period in seconds, e.g. 30s`).not.toBeNull();
+      expect(Number(match?.[1]) * 1000, name).toBeGreaterThanOrEqual(forceKillAfterMs(workerGraceMs));
+    }
   });
 });

@@ -1,6 +1,6 @@
 import { spawnSync } from "node:child_process";
-import { createDb } from "@wpn/db";
-import { TEST_DATABASE_BASE_URL } from "@wpn/testing";
+import { createDb, readMigrations } from "@wpn/db";
+import { createTestDatabase, TEST_DATABASE_BASE_URL } from "@wpn/testing";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { explainDatabaseError, failureReport, oneLine } from "../scripts/database-errors.ts";
@@ -78,15 +78,37 @@ describe("explainDatabaseError (what npm start, db:migrate and db:prune print)",
     expect(explainDatabaseError(missing, { ...context, rerun: "npm run db:prune" })).toBe(
       'PostgreSQL at 127.0.0.1:5432 has no database "wechatpay_notify": run npm run db:migrate (it creates the database and its tables) or fix DATABASE_URL, then run npm run db:prune again.',
     );
-    expect(explainDatabaseError(new Error("connect ECONNREFUSED"), context)).toBeUndefined();
+  });
+
+  it("no PostgreSQL listening (db:migrate, db:prune): start it or fix DATABASE_URL", () => {
+    // Before: "npm run db:migrate failed: ECONNREFUSED: connect ECONNREFUSED 127.0.0.1:5999".
+    const refused = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5999"), { code: "ECONNREFUSED" });
+    const url = "postgresql://postgres@127.0.0.1:5999/wechatpay_notify";
+    expect(explainDatabaseError(refused, { ...context, databaseUrl: url, rerun: "npm run db:migrate" })).toBe(
+      "PostgreSQL at 127.0.0.1:5999 does not answer (ECONNREFUSED): start it (npm start starts a local one), or fix " +
+        "DATABASE_URL if it runs elsewhere. Then run npm run db:migrate again.",
+    );
+  });
+
+  it("a URL without a user while USER is unset (pg then sends none): add the user to DATABASE_URL", () => {
+    // Before: the pg_hba.conf advice, for a server that never got as far as pg_hba.
+    const error = serverError("28000", "no PostgreSQL user name specified in startup packet", "ProcessStartupPacket");
+    const socket = "postgresql:///wechatpay_notify?host=/var/run/postgresql";
+    expect(explainDatabaseError(error, { ...context, databaseUrl: socket })).toBe(
+      [
+        "DATABASE_URL names no user, and neither does the environment (USER is unset), so PostgreSQL got none. Name it:",
+        "  DATABASE_URL=postgresql:///wechatpay_notify?host=/var/run/postgresql&user=postgres",
+        "Then run npm start again.",
+      ].join("\n"),
+    );
+    const tcp = explainDatabaseError(error, { ...context, databaseUrl: "postgresql://127.0.0.1:5432/shop" });
+    expect(tcp).toContain("  DATABASE_URL=postgresql://postgres@127.0.0.1:5432/shop\n");
   });
 
   it("anything else is one line with its code; the stack only at debug", () => {
-    const refused = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5999"), { code: "ECONNREFUSED" });
-    expect(failureReport(refused, context, false)).toBe(
-      "npm start failed: ECONNREFUSED: connect ECONNREFUSED 127.0.0.1:5999",
-    );
-    expect(failureReport(refused, context, true)).toContain("    at ");
+    const reset = Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" });
+    expect(failureReport(reset, context, false)).toBe("npm start failed: ECONNRESET: read ECONNRESET");
+    expect(failureReport(reset, context, true)).toContain("    at ");
     expect(oneLine(new Error("first\n\nlast"))).toBe("last");
   });
 
@@ -118,7 +140,10 @@ describe("explainDatabaseError (what npm start, db:migrate and db:prune print)",
     const unreachable = createDb({ url: closed.toString(), poolMax: 1, applicationName: "test:database-errors" });
     try {
       const error = await errorOf(() => unreachable.prisma.$queryRaw`SELECT 1`);
-      expect(explainDatabaseError(error, ctx)).toBeUndefined();
+      // What db:prune meets: Prisma's kind for the refused connection.
+      expect(explainDatabaseError(error, { ...ctx, databaseUrl: closed.toString() })).toMatch(
+        new RegExp(`^PostgreSQL at ${closed.hostname}:1 does not answer \\(DatabaseNotReachable\\): start it`),
+      );
       expect(oneLine(error)).toBe(`DatabaseNotReachable: Can't reach database server at ${closed.hostname}:1`);
     } finally {
       await unreachable.close();
@@ -139,5 +164,39 @@ describe("explainDatabaseError (what npm start, db:migrate and db:prune print)",
     expect(run.stderr).toMatch(/^PostgreSQL at .* has no role "wpn_no_such_role" \(DATABASE_URL's user\)/);
     expect(run.stderr).toMatch(/Then run npm run db:migrate again\.\n$/);
     expect(run.stderr).not.toContain("    at ");
+  });
+
+  it("npm run db:migrate on a migrated database: one line, without a gap for the migrations it did not apply", async () => {
+    const database = await createTestDatabase("migrate_script");
+    try {
+      const run = spawnSync(process.execPath, ["--import", "tsx", "scripts/migrate.ts"], {
+        cwd: repoRoot,
+        env: { ...process.env, DATABASE_URL: database.url, LOG_LEVEL: "info" },
+        encoding: "utf8",
+        timeout: 30_000,
+      });
+      expect(run.status, run.stderr).toBe(0);
+      // Before: "applied 0 migration(s) ; 20 already applied".
+      expect(run.stdout).toBe(`applied 0 migration(s); ${readMigrations().length} already applied\n`);
+    } finally {
+      await database.drop();
+    }
+  });
+
+  it("npm run db:migrate with a URL without a user and USER unset: names the user to add", () => {
+    const { USER: _user, ...environment } = process.env;
+    const url = new URL(TEST_DATABASE_BASE_URL);
+    url.username = "";
+    url.password = "";
+    const run = spawnSync(process.execPath, ["--import", "tsx", "scripts/migrate.ts"], {
+      cwd: repoRoot,
+      env: { ...environment, DATABASE_URL: url.toString() },
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    expect(run.status).toBe(1);
+    expect(run.stderr).toMatch(/^DATABASE_URL names no user, and neither does the environment \(USER is unset\)/);
+    url.username = "postgres";
+    expect(run.stderr).toContain(`  DATABASE_URL=${url}\n`);
   });
 });

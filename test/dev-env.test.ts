@@ -68,7 +68,8 @@ describe("ensureDevelopmentEnv", () => {
     const envFile = join(dir, "overrides.env");
     writeFileSync(envFile, overrides);
     chmodSync(envFile, 0o644);
-    const outcome = await ensureDevelopmentEnv(envFile, () => developmentSettings(join(dir, "keys"), "pw"), {});
+    const development = async () => (await developmentSettings(join(dir, "keys"), "pw")).text;
+    const outcome = await ensureDevelopmentEnv(envFile, development, {});
     const added = "added" in outcome ? outcome.added : [];
     expect(added).toContain("WECHATPAY_MCHID");
     expect(added).toContain("WECHATPAY_PUBLIC_KEY_PATH");
@@ -130,5 +131,37 @@ describe("ensureDevelopmentEnv", () => {
     const envFile = join(dir, "fresh.env");
     const outcome = await ensureDevelopmentEnv(envFile, async () => development, { PATH: "/usr/bin", HOME: "/root" });
     expect(outcome).toEqual({ added: ["WECHATPAY_MCHID", "WECHATPAY_APIV3_KEY", "DASHBOARD_USERS", "HOST"] });
+  });
+});
+
+// A .env deleted while .dev/keys is kept (to start over with a fresh login, say): `npm start` wrote new keys over the
+// old ones, and the notifications still queued — encrypted with the old APIv3 key by the simulator — could no longer be
+// opened by the workers, which dead-lettered them. The keys are kept; only the .env lines are written again.
+describe("developmentSettings", () => {
+  it("creates the keys once, then keeps them: the same APIv3 key, certificate and files", async () => {
+    const keysDir = join(dir, "kept-keys");
+    const files = () =>
+      ["env", "wechatpay_public_key.pem", "platform_cert.pem"].map((f) => readFileSync(join(keysDir, f)));
+    const first = await developmentSettings(keysDir, "pw");
+    const created = files();
+    const second = await developmentSettings(keysDir, "another password");
+    expect(files()).toEqual(created);
+    expect([first.keys, second.keys]).toEqual(["created", "kept"]);
+    const [before, after] = [parseDotenv(first.text), parseDotenv(second.text)];
+    for (const name of ["WECHATPAY_APIV3_KEY", "WECHATPAY_APIV2_KEY", "WECHATPAY_PUBLIC_KEY_ID"]) {
+      expect(after[name], name).toBe(before[name]);
+    }
+    // The login is the new one: only the keys are kept.
+    expect(after.DASHBOARD_USERS).not.toBe(before.DASHBOARD_USERS);
+  });
+
+  it("refuses, naming the problem, a keys folder it cannot use, rather than writing over it", async () => {
+    const keysDir = join(dir, "broken-keys");
+    await developmentSettings(keysDir, "pw");
+    rmSync(join(keysDir, "platform_cert.pem"));
+    await expect(developmentSettings(keysDir, "pw")).rejects.toThrow(
+      /^the development keys in .*broken-keys cannot be used \(cannot read platform certificate .*\); notifications still queued were made with them: restore the file, or move the folder away to have new keys written$/,
+    );
+    expect(existsSync(join(keysDir, "platform_cert.pem"))).toBe(false);
   });
 });

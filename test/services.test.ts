@@ -2,14 +2,18 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { type AddressInfo, createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createRedisConnection } from "@wpn/queue";
 import { TEST_REDIS_URL } from "@wpn/testing";
 import { afterAll, describe, expect, it } from "vitest";
 import {
   answers,
+  clusterProblem,
   endpointOf,
   ensureServices,
   isLocal,
+  parseClusters,
   postgresEndpointOf,
+  startLocalRedis,
   withComposePassword,
 } from "../scripts/services.ts";
 
@@ -86,5 +90,89 @@ describe("npm start's probes of PostgreSQL and Redis", () => {
     expect(outcome.problems).toEqual([
       `PostgreSQL at socket ${join(dir, "none", ".s.PGSQL.5432")} does not answer; start it or fix DATABASE_URL.`,
     ]);
+  });
+});
+
+describe("npm start and a PostgreSQL of Debian/Ubuntu's packages (pg_lsclusters)", () => {
+  const listed = [
+    "15  main    5432 online postgres /var/lib/postgresql/15/main /var/log/postgresql/postgresql-15-main.log",
+    "16  reports 5434 down   postgres /var/lib/postgresql/16/reports /var/log/postgresql/postgresql-16-reports.log",
+    "",
+  ].join("\n");
+  const clusters = parseClusters(listed);
+
+  it("reads the clusters, their ports and whether they run", () => {
+    expect(clusters).toEqual([
+      { version: "15", name: "main", port: 5432, online: true },
+      { version: "16", name: "reports", port: 5434, online: false },
+    ]);
+    expect(parseClusters("15 main 5432 online,recovery postgres /d /l\n")[0]?.online).toBe(true);
+  });
+
+  it("DATABASE_URL names another port than the running cluster's: says so, naming the cluster's port", () => {
+    // Before: "Install it (…apt-get install postgresql…)", to someone whose PostgreSQL ran on 5432.
+    const problem = clusterProblem({ kind: "tcp", host: "127.0.0.1", port: 5433 }, clusters);
+    expect(problem).toBe(
+      "PostgreSQL runs on this machine but listens on another port than DATABASE_URL names (127.0.0.1:5433): " +
+        "cluster 15/main on port 5432 (online), cluster 16/reports on port 5434 (down). Put the cluster's port into " +
+        "DATABASE_URL, or set port = 5433 in the cluster's postgresql.conf (/etc/postgresql/<version>/<cluster>/), " +
+        "then run npm start again.",
+    );
+  });
+
+  it("the cluster runs on DATABASE_URL's port but not at its address: its listen_addresses", () => {
+    const problem = clusterProblem({ kind: "tcp", host: "::1", port: 5432 }, clusters);
+    expect(problem).toBe(
+      "PostgreSQL's cluster 15/main runs on port 5432 but does not answer at [::1]:5432: add that address to " +
+        "listen_addresses in /etc/postgresql/15/main/postgresql.conf (then: sudo pg_ctlcluster 15 main restart), or " +
+        "put an address it listens on into DATABASE_URL, then run npm start again.",
+    );
+  });
+
+  it("the cluster of DATABASE_URL's port is down after starting it: its log", () => {
+    const problem = clusterProblem({ kind: "tcp", host: "127.0.0.1", port: 5434 }, clusters);
+    expect(problem).toBe(
+      "PostgreSQL's cluster 16/reports (port 5434) did not start: its log (pg_lsclusters names it; usually in " +
+        "/var/log/postgresql/) says why. Then run npm start again.",
+    );
+  });
+
+  it("no cluster at all: nothing to say (the message to install PostgreSQL stands)", () => {
+    expect(clusterProblem({ kind: "tcp", host: "127.0.0.1", port: 5432 }, [])).toBeUndefined();
+  });
+});
+
+describe("npm start's own Redis", () => {
+  const dir = mkdtempSync(join(tmpdir(), "wpn-redis-start-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("listens at REDIS_URL's host: [::1] is reached (it was bound to 127.0.0.1 alone)", async () => {
+    const port = await new Promise<number>((done) => {
+      const probe = createServer().listen(0, "::1", () => {
+        const { port } = probe.address() as AddressInfo;
+        probe.close(() => done(port));
+      });
+    });
+    const endpoint = endpointOf(`redis://[::1]:${port}`, 6379);
+    expect(startLocalRedis(endpoint, dir)).toBe(true);
+    try {
+      let answered = false;
+      for (let i = 0; i < 40 && !answered; i++) {
+        answered = await answers(endpoint, 250);
+        if (!answered) await new Promise((r) => setTimeout(r, 250));
+      }
+      expect(answered).toBe(true);
+    } finally {
+      // The daemon it started: shut down whether or not it could be reached at [::1] (the old one listened on 127.0.0.1).
+      for (const url of [`redis://[::1]:${port}`, `redis://127.0.0.1:${port}`]) {
+        const admin = createRedisConnection(url, "admin", { retryStrategy: () => null, lazyConnect: true });
+        admin.on("error", () => undefined);
+        await admin
+          .connect()
+          .then(() => admin.call("SHUTDOWN", "NOSAVE"))
+          .catch(() => undefined);
+        admin.disconnect();
+      }
+    }
   });
 });

@@ -170,4 +170,16 @@ describe("npm start", () => {
     expect(started.output()).toContain("shutdown complete");
     expect(started.output()).toContain("worker stopped");
   }, 120_000);
+
+  it("exits 78 on a configuration error, as the apps and the README say", () => {
+    const run = spawnSync(process.execPath, ["--import", "tsx", "scripts/start.ts"], {
+      cwd: repoRoot,
+      // The merchant set by the environment: no .env is written into the checkout.
+      env: { ...process.env, ...merchant.env, DATABASE_URL: "mysql://127.0.0.1:3306/shop" },
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    expect(run.status, run.stderr).toBe(78);
+    expect(run.stderr).toMatch(/^configuration error: DATABASE_URL must be a postgresql:\/\/ /m);
+  });
 });

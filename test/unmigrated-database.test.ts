@@ -110,7 +110,11 @@ describe("an app started on a database without the committed migrations", () => 
       const { code, output } = await exitOf(app, 20_000);
       expect({ app: app.name, code }, output).toEqual({ app: app.name, code: 78 });
       expect(output).toContain('"code":"DB_UNUSABLE"');
-      expect(output).toContain("wpn_no_such_database");
+      // The command that creates it, as db:migrate's and db:prune's own message says (before: "fix its user,
+      // password or database name", to someone who had not run it yet).
+      expect(output).toContain(
+        'PostgreSQL has no database \\"wpn_no_such_database\\" (DATABASE_URL\'s): run `npm run db:migrate` to create it',
+      );
     }
   }, 60_000);
 });

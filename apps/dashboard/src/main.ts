@@ -1,6 +1,12 @@
 // Dashboard entry point: configuration, PostgreSQL, an admin Redis connection, listen; graceful shutdown on
 // SIGTERM/SIGINT (stop accepting, finish in-flight requests, close pools).
-import { APP_SHUTDOWN_DEADLINE_MS, ConfigError, loadConfigOrExit, stopWhenParentExits } from "@wpn/config";
+import {
+  APP_SHUTDOWN_DEADLINE_MS,
+  ConfigError,
+  listenFailure,
+  loadConfigOrExit,
+  stopWhenParentExits,
+} from "@wpn/config";
 import { createDb, verifyMigrationsOrExit } from "@wpn/db";
 import { createRedisConnection } from "@wpn/queue";
 import { pino } from "pino";
@@ -83,9 +89,16 @@ process.on("SIGINT", () => void shutdown("SIGINT"));
 try {
   await app.listen({ host: config.HOST, port: config.DASHBOARD_PORT });
 } catch (error) {
-  logger.fatal({ err: error }, "cannot listen");
+  const failure = listenFailure(error, {
+    host: config.HOST,
+    port: config.DASHBOARD_PORT,
+    portSetting: "DASHBOARD_PORT",
+  });
+  if (failure === undefined) logger.fatal({ err: error }, "cannot listen");
+  else logger.fatal(failure.fields, failure.message);
   await app.close().catch(() => undefined);
   await db.close().catch(() => undefined);
   redis.disconnect();
-  process.exit(1);
+  // A port in use or an address this machine lacks is configuration: EX_CONFIG, as for any other setting.
+  process.exit(failure === undefined ? 1 : 78);
 }

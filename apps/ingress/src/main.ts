@@ -1,4 +1,10 @@
-import { APP_SHUTDOWN_DEADLINE_MS, loadConfigOrExit, readEnvironment, stopWhenParentExits } from "@wpn/config";
+import {
+  APP_SHUTDOWN_DEADLINE_MS,
+  listenFailure,
+  loadConfigOrExit,
+  readEnvironment,
+  stopWhenParentExits,
+} from "@wpn/config";
 import { createDb, verifyMigrationsOrExit } from "@wpn/db";
 import { createRedisConnection } from "@wpn/queue";
 import { buildApp } from "./app.ts";
@@ -59,7 +65,19 @@ const merchants = new MerchantRegistry({
 await merchants.start();
 
 const app = buildApp({ settings: ingressSettings(config), redis, merchants, logger, metrics });
-await app.listen({ host: config.HOST, port: config.PORT });
+try {
+  await app.listen({ host: config.HOST, port: config.PORT });
+} catch (error) {
+  const failure = listenFailure(error, { host: config.HOST, port: config.PORT, portSetting: "PORT" });
+  if (failure === undefined) throw error;
+  logger.fatal(failure.fields, failure.message);
+  // Nothing was accepted: close what start-up opened, then exit as for any other configuration fault.
+  await app.close().catch(() => undefined);
+  merchants.stop();
+  redis.disconnect();
+  await db.close().catch(() => undefined);
+  process.exit(78);
+}
 logger.info(
   {
     host: config.HOST,

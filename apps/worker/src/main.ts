@@ -1,6 +1,6 @@
 // Entry point of one worker process: `tsx apps/worker/src/main.ts`. The root start script runs it
 // WORKER_PROCESSES times with WORKER_INDEX=0..n-1 (each then serves health on WORKER_HEALTH_PORT + index).
-import { loadConfigOrExit, readEnvironment, stopWhenParentExits } from "@wpn/config";
+import { listenFailure, loadConfigOrExit, readEnvironment, stopWhenParentExits } from "@wpn/config";
 import { waitForMigrationsOrExit } from "@wpn/db";
 import { oneLine } from "./errors.ts";
 import { startHealthServer } from "./health.ts";
@@ -46,6 +46,20 @@ function close(handle: WorkerHandle, exitCode = 0): void {
 process.on("SIGTERM", stop);
 process.on("SIGINT", stop);
 
+/**
+ * The health server's address is configuration: a port in use or an address this machine lacks is LISTEN_FAILED and
+ * exit 78; anything else is thrown on. Both servers listen there: the one of the wait for PostgreSQL, then
+ * startWorker's, which has closed what it opened by then.
+ */
+function exitIfCannotListen(error: unknown): never {
+  const portSetting =
+    config.WORKER_INDEX === 0 ? "WORKER_HEALTH_PORT" : `WORKER_HEALTH_PORT (+ WORKER_INDEX ${config.WORKER_INDEX})`;
+  const failure = listenFailure(error, { host: config.HOST, port: healthPortOf(config), portSetting });
+  if (failure === undefined) throw error;
+  log.fatal(failure.fields, failure.message);
+  process.exit(78);
+}
+
 // Before taking any job, PostgreSQL must answer with the committed migrations: on a database without them every
 // job would fail and be retried into the dead letters, and while it cannot be reached every job would fail and use an
 // attempt. Meanwhile the health server answers live but not ready, and wpn_worker_db_paused is 1.
@@ -56,7 +70,7 @@ const waitingHealth = await startHealthServer({
   port: healthPortOf(config),
   registry: metrics.registry,
   readiness: async () => ({ ready: false, checks: { workers: "not started: waiting for PostgreSQL to answer" } }),
-});
+}).catch(exitIfCannotListen);
 const checked = await waitForMigrationsOrExit(config.DATABASE_URL, log, {
   connectTimeoutMs: config.PG_CONNECT_TIMEOUT_MS,
   signal: waiting.signal,
@@ -80,6 +94,6 @@ worker = await startWorker(config, {
     runFailed = true;
     if (worker !== null) restart(worker);
   },
-});
+}).catch(exitIfCannotListen);
 if (stopping) close(worker);
 else if (runFailed) restart(worker);

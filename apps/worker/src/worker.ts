@@ -296,13 +296,24 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
     }
     return { ready: Object.values(checks).every((c) => c === "ok"), checks };
   };
-  const health: HealthServer = await startHealthServer({
-    host: config.HOST,
-    port: options.healthPort ?? healthPortOf(config),
-    registry: metrics.registry,
-    readiness,
-    liveness: () => runFailure,
-  });
+  let health: HealthServer;
+  try {
+    health = await startHealthServer({
+      host: config.HOST,
+      port: options.healthPort ?? healthPortOf(config),
+      registry: metrics.registry,
+      readiness,
+      liveness: () => runFailure,
+    });
+  } catch (error) {
+    // Cannot listen (main.ts reports it, LISTEN_FAILED): no Worker ran yet, so nothing is to finish; what this opened
+    // is closed, so that the caller's exit leaves no connection behind.
+    outage.close();
+    await Promise.all([...workers.map((w) => w.worker.close()), ...queues.map((q) => q.close())]);
+    redis.disconnect();
+    await db.close();
+    throw error;
+  }
 
   // A failure of the loop goes to runFailed (WatchedWorker); it resolves when the loop ends (a pause, close()).
   for (const { worker } of workers) void worker.run();

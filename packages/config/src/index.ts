@@ -1,5 +1,6 @@
 export { type Environment, parseDotenv, readEnvironment } from "./environment.ts";
 export { ConfigError } from "./errors.ts";
+export { type ListenAddress, type ListenFailure, listenFailure } from "./listen.ts";
 export {
   type Config,
   type LoadOptions,

@@ -35,8 +35,24 @@ function serviceUrl(schemes: readonly [string, string], example: string, socketH
   return z.string().superRefine((value, ctx) => {
     const parsed = URL.canParse(value) ? new URL(value) : undefined;
     const host = parsed?.hostname || (socketHostParam ? parsed?.searchParams.get("host") : "");
-    if (parsed === undefined || !schemes.includes(parsed.protocol) || !host) ctx.addIssue({ code: "custom", message });
+    if (parsed !== undefined && schemes.includes(parsed.protocol) && host) return;
+    const socketForm = socketHostParam ? withSocketUser(value) : undefined;
+    const hint = socketForm === undefined ? "" : `; for a Unix socket, the user goes into the query: ${socketForm}`;
+    ctx.addIssue({ code: "custom", message: `${message}${hint}` });
   });
+}
+
+/**
+ * libpq's socket form `postgresql://user[:password]@/db?host=/dir` as the URL pg and this project parse: WHATWG URL
+ * has no user without a host, so `user@/` is no URL at all, while `postgresql:///db?host=/dir&user=user` is the same
+ * connection. The password is left as a placeholder: the message is printed and logged. Undefined for anything else.
+ */
+function withSocketUser(value: string): string | undefined {
+  const libpq = /^(postgres(?:ql)?):\/\/([^@/:?]+)(:[^@/?]*)?@\/([^?#]*)(?:\?([^#]*))?$/.exec(value);
+  if (libpq === null) return undefined;
+  const [, scheme, user, password, database, query] = libpq;
+  const params = [query, `user=${user}`, password === undefined ? undefined : "password=<password>"];
+  return `${scheme}:///${database}?${params.filter((p) => p !== undefined && p !== "").join("&")}`;
 }
 
 /**

@@ -132,6 +132,20 @@ describe("loadConfig", () => {
     }
   });
 
+  it("answers libpq's socket form (user@ and no host) with the URL form that says the same", () => {
+    // `postgresql://postgres@/db?host=/dir` is libpq's; WHATWG URL, which pg and this project parse with, has no
+    // user without a host. Before, the message only showed a TCP example.
+    expect(
+      errorOf({ ...valid, DATABASE_URL: "postgresql://postgres@/wechatpay_notify?host=/var/run/postgresql" }),
+    ).toBe(
+      "DATABASE_URL must be a postgresql:// (or postgres://) URL with a host, e.g. postgresql://postgres@127.0.0.1:5432/wechatpay_notify; " +
+        "for a Unix socket, the user goes into the query: postgresql:///wechatpay_notify?host=/var/run/postgresql&user=postgres",
+    );
+    expect(errorOf({ ...valid, DATABASE_URL: "postgres://app:s%40cret@/shop?host=/tmp&schema=tenant_1" })).toMatch(
+      /; for a Unix socket, the user goes into the query: postgres:\/\/\/shop\?host=\/tmp&schema=tenant_1&user=app&password=<password>$/,
+    );
+  });
+
   it("validates DATABASE_URL alone for the scripts that need no merchant (db:migrate, db:prune)", () => {
     expect(loadDatabaseUrl({})).toBe("postgresql://postgres@127.0.0.1:5432/wechatpay_notify");
     expect(loadDatabaseUrl({ DATABASE_URL: "", WECHATPAY_MCHID: "x" })).toBe(

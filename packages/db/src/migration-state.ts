@@ -158,7 +158,7 @@ export async function verifyMigrationsOrExit(
   } catch (error) {
     if (error instanceof MigrationStateError) exitNotMigrated(error, log);
     if (error instanceof MigrationFilesError) exitFilesUnreadable(error, log);
-    if (checkFailure(error) === "unusable") exitUnusable(error, log);
+    if (checkFailure(error) === "unusable") exitUnusable(error, log, url);
     log.warn(
       { code: "MIGRATIONS_UNCHECKED", err: error instanceof Error ? error.message : String(error) },
       "could not check the database's migrations; starting anyway",
@@ -207,7 +207,7 @@ export async function waitForMigrationsOrExit(
       if (error instanceof MigrationStateError) exitNotMigrated(error, log);
       if (error instanceof MigrationFilesError) exitFilesUnreadable(error, log);
       const failure = checkFailure(error);
-      if (failure === "unusable") exitUnusable(error, log);
+      if (failure === "unusable") exitUnusable(error, log, url);
       if (failure === "unreadable") {
         // PostgreSQL answers; only the migrations table is closed to this role. Waiting would not open it.
         log.warn(
@@ -252,12 +252,16 @@ export function checkFailure(error: unknown): "unusable" | "unreadable" | "unrea
   return "unreachable";
 }
 
-function exitUnusable(error: unknown, log: StartupLogger): never {
+function exitUnusable(error: unknown, log: StartupLogger, url: string): never {
   const message = error instanceof Error ? error.message : String(error);
-  log.fatal(
-    { code: "DB_UNUSABLE", sqlstate: (error as { code?: unknown } | null)?.code, err: message },
-    `PostgreSQL refused DATABASE_URL (${message}): fix its user, password or database name`,
-  );
+  const sqlstate = (error as { code?: unknown } | null)?.code;
+  // No database yet is what a first deployment meets before migrating: the command that creates it, as db:migrate's
+  // and db:prune's own message says. Any other refusal is the URL's user or password.
+  const what =
+    sqlstate === "3D000"
+      ? `PostgreSQL has no database "${parseDatabaseUrl(url).database}" (DATABASE_URL's): run \`npm run db:migrate\` to create it (with Docker Compose, \`docker compose run --rm migrate\`), or fix the name in DATABASE_URL`
+      : `PostgreSQL refused DATABASE_URL (${message}): fix its user, password or database name`;
+  log.fatal({ code: "DB_UNUSABLE", sqlstate, err: message }, what);
   process.exit(78);
 }
 
