@@ -27,6 +27,8 @@ export interface DatabaseOutageOptions {
   redis: Redis;
   /** WORKER_DB_OUTAGE_MAX_PAUSES: outages a job may meet without using an attempt. */
   maxPauses: number;
+  /** Where the end of each outage is recorded for every process (`outageEndedKey` of QUEUE_PREFIX). */
+  endedKey: string;
 }
 
 /**
@@ -35,6 +37,17 @@ export interface DatabaseOutageOptions {
  * hash when it removes the job: retention, or a replay removing the failed original, whose re-run starts at 0).
  */
 export const OUTAGES_MET_FIELD = "wpnOutagesMet";
+
+/**
+ * Redis key recording when the latest PostgreSQL outage a worker process met ended (ms since the epoch), for the
+ * unknown-order window (stage.ts, windowEnd), which goes on from there: read by every process, so one that took no job
+ * during the outage (it never paused) or was started after it knows of it too. Each process writes it as it recovers
+ * (the last one wins: they recover within a probe interval of each other); it never expires — an end before a job's
+ * creation changes nothing for that job.
+ */
+export function outageEndedKey(prefix: string): string {
+  return `${prefix}:db-outage:ended-at`;
+}
 
 /** 2 s: a recovered database is used again within about that; each probe is one `SELECT 1`. */
 const PROBE_INTERVAL_MS = 2_000;
@@ -54,6 +67,9 @@ const PROBE_TIMEOUT_MS = 1_000;
  * A paused process takes no job until PostgreSQL answers, so a real outage, however long, puts a job back about once
  * per process that meets it with the job, and the bound spares jobs several outages.
  *
+ * When it answers again, the outage's end is recorded (`endedAt`, and in Redis for the other processes): the
+ * unknown-order window of a job goes on from there, since nothing the job waits for could arrive meanwhile.
+ *
  * The probe before pausing keeps the attempt budget for a DB_UNAVAILABLE that is not an outage: a database that
  * answers the probe (one connection reset, a statement the client timed out) makes it an ordinary failed attempt,
  * so a job that fails that way every time still ends in the dead letters.
@@ -65,6 +81,8 @@ export class DatabaseOutage {
   readonly #probeTimeoutMs: number;
   /** When the current outage was confirmed (ms since the epoch), null while PostgreSQL answers. */
   #since: number | null = null;
+  /** See `endedAt`. */
+  #endedAt = 0;
   /** The probe in flight, shared by the jobs failing at the same moment. */
   #probing: Promise<boolean> | null = null;
   #timer: NodeJS.Timeout | null = null;
@@ -80,6 +98,23 @@ export class DatabaseOutage {
   /** True while paused for an outage. */
   get paused(): boolean {
     return this.#since !== null;
+  }
+
+  /**
+   * When the latest outage known to this process ended (ms since the epoch; 0: none): the last one it recovered from,
+   * or a later one another process recorded, as of the last `readEnded`. Now while paused: the outage goes on for this
+   * process until its probe finds PostgreSQL back, and a job may still fail meanwhile for want of what the outage held
+   * up (a running job the pause did not stop, or one a Worker's fetch already in flight took once due).
+   */
+  get endedAt(): number {
+    return this.#since === null ? this.#endedAt : Date.now();
+  }
+
+  /** Reads the end of the latest outage any process recorded (outageEndedKey) into `endedAt`; returns `endedAt`. */
+  async readEnded(): Promise<number> {
+    const recorded = Number(await this.#options.redis.get(this.#options.endedKey));
+    if (recorded > this.#endedAt) this.#endedAt = recorded;
+    return this.endedAt;
   }
 
   /**
@@ -160,11 +195,23 @@ export class DatabaseOutage {
   async #leave(): Promise<void> {
     if (this.#closed || this.#since === null) return;
     const { log, metrics } = this.#options;
-    const ms = Date.now() - this.#since;
+    const endedAt = Date.now();
+    const ms = endedAt - this.#since;
     this.#since = null;
+    this.#endedAt = Math.max(this.#endedAt, endedAt);
     metrics.dbPaused.set(0);
     // At warn like DB_OUTAGE, so a log read at warn shows both ends of the outage.
     log.warn({ code: "DB_RECOVERED", ms }, "PostgreSQL answers again: taking jobs");
+    // Before the jobs are taken again. Not recorded (Redis refused the write), this process still knows it; the
+    // others dead-letter a window fault of theirs by the window counted without this outage.
+    try {
+      await this.#options.redis.set(this.#options.endedKey, String(endedAt));
+    } catch (error) {
+      log.warn(
+        { code: "OUTAGE_END_NOT_RECORDED", err: oneLine(error) },
+        "the outage's end was not recorded for the other processes",
+      );
+    }
     // resume() reports its own failures as the Worker's `error` event (logged WORKER_ERROR); a main loop it starts
     // again (the pause let the last one end) reports its failure as WORKER_RUN_FAILED (WatchedWorker).
     await Promise.all(this.#options.consumers().map((consumer) => consumer.resume()));

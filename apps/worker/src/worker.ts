@@ -11,7 +11,7 @@ import {
 } from "@wpn/queue";
 import type { BackoffStrategy, Job, Queue, WorkerOptions } from "bullmq";
 import type { Logger } from "pino";
-import { DatabaseOutage } from "./db-outage.ts";
+import { DatabaseOutage, outageEndedKey } from "./db-outage.ts";
 import { type ApplyStore, prismaApplyStore } from "./domain/store.ts";
 import { oneLine, WorkerError } from "./errors.ts";
 import { type HealthServer, type ReadinessReport, startHealthServer, withTimeout } from "./health.ts";
@@ -25,7 +25,7 @@ import { PaymentBatcher } from "./workers/apply-batch.ts";
 import { jobEnqueuer } from "./workers/enqueue.ts";
 import { parseStage } from "./workers/parse.processor.ts";
 import { applyEnqueuer, ParseBatcher } from "./workers/parse-batch.ts";
-import { createStageProcessor, DeadLetteredError, deadLetter, type StageRuntime } from "./workers/stage.ts";
+import { createStageProcessor, DeadLetteredError, deadLetter, type StageRuntime, windowEnd } from "./workers/stage.ts";
 
 export interface StartWorkerOptions {
   logger?: Logger;
@@ -147,13 +147,14 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
   }
 
   const windowMs = config.WORKER_UNKNOWN_ORDER_RETRY_SECONDS * 1000;
-  const outage = new DatabaseOutage({
+  const outage: DatabaseOutage = new DatabaseOutage({
     probe: () => probeDatabase(db.target, PROBE_TIMEOUT_MS),
     consumers: () => workers.map((w) => w.worker),
     log,
     metrics,
     redis,
     maxPauses: config.WORKER_DB_OUTAGE_MAX_PAUSES,
+    endedKey: outageEndedKey(prefix),
   });
   const runtime: StageRuntime = { log, metrics, prisma: db.prisma, deadQueue, windowMs, outage };
   const keys = new MerchantKeyResolver(config, db.prisma);
@@ -219,7 +220,7 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
   const applyWorker = new WatchedWorker(
     QueueName.Apply,
     createStageProcessor(apply, runtime),
-    { ...common, settings: { backoffStrategy: windowBackoff(windowMs) } },
+    { ...common, settings: { backoffStrategy: windowBackoff(windowMs, () => outage.endedAt) } },
     runFailed(QueueName.Apply),
   );
   const workers = [
@@ -385,9 +386,11 @@ const PUBLISH_JOBS_READ_MS = 1_000;
 /**
  * Strategy of the apply queue's backoff type: exponential with jitter, except that a retry within the window
  * (ORDER_NOT_FOUND, ORDER_NOT_PAID, a key that does not fit yet) is never scheduled after the window's end, so the
- * last try happens at the end of the window and the job is dead-lettered then, not up to a doubling later.
+ * last try happens at the end of the window and the job is dead-lettered then, not up to a doubling later. The window
+ * goes on from the end of the latest outage this process knows of (`outageEndedAt`; windowEnd): the stage read it
+ * before failing the attempt when the window looked over.
  */
-export function windowBackoff(windowMs: number): BackoffStrategy {
+export function windowBackoff(windowMs: number, outageEndedAt: () => number): BackoffStrategy {
   return (attemptsMade, _type, error, job) => {
     const backoff = (job as Job | undefined)?.opts.backoff;
     const spec = typeof backoff === "object" ? backoff : { delay: 1_000, jitter: 0.5 };
@@ -396,7 +399,7 @@ export function windowBackoff(windowMs: number): BackoffStrategy {
       attemptsMade,
       delay: spec.delay ?? 1_000,
       jitter: spec.jitter ?? 0,
-      ...(waiting ? { deadline: job.timestamp + windowMs } : {}),
+      ...(waiting ? { deadline: windowEnd(job.timestamp, windowMs, outageEndedAt()) } : {}),
     });
   };
 }

@@ -5,7 +5,7 @@ import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../../../test/support/processes.ts";
-import { DatabaseOutage, OUTAGES_MET_FIELD } from "../src/db-outage.ts";
+import { DatabaseOutage, OUTAGES_MET_FIELD, outageEndedKey } from "../src/db-outage.ts";
 import { prismaApplyStore } from "../src/domain/store.ts";
 import { WorkerError } from "../src/errors.ts";
 import { WorkerMetrics } from "../src/metrics.ts";
@@ -15,10 +15,12 @@ import {
   createWorld,
   inline,
   orderOf,
+  quietLog,
   seedOrder,
   seedSkus,
   stockOf,
   v3Payment,
+  v3Refund,
   type World,
 } from "./support/fixtures.ts";
 import { spawnWorker, stopWorker, type WorkerProcess } from "./support/processes.ts";
@@ -65,6 +67,12 @@ async function metric(worker: WorkerHandle, name: string): Promise<number> {
   return values.reduce((sum, v) => sum + v.value, 0);
 }
 
+/** The codes of the waiting dead letters of a notification. */
+async function lettersOf(notificationId: string): Promise<string[]> {
+  const letters = await deadQueue.getJobs(["waiting"]);
+  return letters.filter((letter) => letter.data.notificationId === notificationId).map((letter) => letter.data.code);
+}
+
 /** The outages a job met, as the worker stored them with the job (its BullMQ hash): null when it met none. */
 async function outagesMet(queue: Queue, jobId: string): Promise<number | null> {
   const stored = await redis.hget(`${queue.qualifiedName}:${jobId}`, OUTAGES_MET_FIELD);
@@ -89,12 +97,24 @@ describe("DatabaseOutage", () => {
       probeIntervalMs: 200,
       redis,
       maxPauses: 10,
+      endedKey: outageEndedKey(world.prefix),
     });
     const failure = new WorkerError("DB_UNAVAILABLE", "retry", "Connection terminated unexpectedly");
+    // Another process, which meets no outage itself.
+    const elsewhere = new DatabaseOutage({
+      probe: async () => undefined,
+      consumers: () => [],
+      log: logger,
+      metrics: new WorkerMetrics(),
+      redis,
+      maxPauses: 10,
+      endedKey: outageEndedKey(world.prefix),
+    });
     try {
       // PostgreSQL answers: the failure was not an outage (an ordinary attempt), nothing pauses.
       expect(await outage.confirm(failure)).toBe(false);
       expect({ paused: outage.paused, calls }).toEqual({ paused: false, calls: [] });
+      expect([outage.endedAt, await elsewhere.readEnded()]).toEqual([0, 0]);
 
       await proxy.down();
       const confirmed = await Promise.all([outage.confirm(failure), outage.confirm(failure)]);
@@ -106,11 +126,22 @@ describe("DatabaseOutage", () => {
         outages: 1,
       });
       expect((await metrics.dbPaused.get()).values[0]?.value).toBe(1);
+      // Not over while paused: the unknown-order window goes on from now.
+      const whilePaused = Date.now();
+      expect(outage.endedAt).toBeGreaterThanOrEqual(whilePaused);
 
       await proxy.up();
       await waitFor("resumed", async () => !outage.paused, 5_000);
       await waitFor("consumers resumed", async () => calls.includes("resume"), 1_000);
       expect(calls).toEqual(["pause(true)", "resume"]);
+      // Its end, recorded for the other processes, which learn it when they read it.
+      const endedAt = outage.endedAt;
+      expect(endedAt).toBeGreaterThan(whilePaused);
+      expect(endedAt).toBeLessThanOrEqual(Date.now());
+      expect(Number(await redis.get(outageEndedKey(world.prefix)))).toBe(endedAt);
+      expect(elsewhere.endedAt).toBe(0);
+      expect(await elsewhere.readEnded()).toBe(endedAt);
+      expect(elsewhere.endedAt).toBe(endedAt);
       expect(count(lines, "DB_RECOVERED")).toBe(1);
       expect((await metrics.dbPaused.get()).values[0]?.value).toBe(0);
       expect((await metrics.dbOutages.get()).values[0]?.value).toBe(1);
@@ -132,6 +163,7 @@ describe("DatabaseOutage.countOutage", () => {
       metrics: new WorkerMetrics(),
       redis,
       maxPauses: 10,
+      endedKey: outageEndedKey(world.prefix),
     });
     const job = await applyQueue.add(APPLY_JOB_NAME, { any: 1 }, { jobId: "count-outage-kept" });
     expect([await outage.countOutage(job), await outage.countOutage(job)]).toEqual([1, 2]);
@@ -225,6 +257,94 @@ describe("a running worker when PostgreSQL stops answering", () => {
       expect(await deadQueue.count()).toBe(0);
     } finally {
       if (!closed) await worker.close();
+      await proxy.up();
+    }
+  }, 60_000);
+});
+
+describe("a notification waiting within the unknown-order window when PostgreSQL stops answering", () => {
+  it("is not dead-lettered for an outage longer than the window: its window goes on from the recovery", async () => {
+    // A refund delivered before its payment (ORDER_NOT_PAID, retried within the window), and its payment acknowledged
+    // by the ingress during the outage: after the recovery, the payment still has parse and apply ahead of it while
+    // the refund is tried again. Before, the outage used up the refund's window and that try dead-lettered it.
+    const outTradeNo = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+    const transactionId = "4200009000000000001";
+    const refund = v3Refund(world, { outTradeNo, transactionId, refund: 100, total: 100 });
+    const payment = v3Payment(world, { outTradeNo, transactionId, total: 100 });
+    const { applyJob } = await inline(world).parse(refund);
+    const notification = (id: string) => world.prisma.notification.findUnique({ where: { id } });
+    const { logger, lines } = capturedLog();
+    const config = world.config({ DATABASE_URL: proxy.via(world.db.url), WORKER_UNKNOWN_ORDER_RETRY_SECONDS: "2" });
+    const worker = await startWorker(config, { logger, healthPort: 0 });
+    try {
+      await applyQueue.add(APPLY_JOB_NAME, applyJob!, { jobId: applyJob!.notificationId });
+      await waitFor("ORDER_NOT_PAID", async () => (await notification(refund.id))?.errorCode === "ORDER_NOT_PAID");
+      await proxy.down();
+      const downAt = Date.now();
+      await parseQueue.add(PARSE_JOB_NAME, payment, { jobId: payment.id });
+      await waitFor("DB_OUTAGE logged", async () => count(lines, "DB_OUTAGE") === 1, 15_000);
+      // Twice the window.
+      await new Promise((r) => setTimeout(r, downAt + 4_000 - Date.now()));
+      await proxy.up();
+
+      const settled = ["APPLIED", "DEAD"];
+      await waitFor("both settled", async () => {
+        const rows = await Promise.all([notification(payment.id), notification(refund.id)]);
+        return rows.every((n) => n !== null && settled.includes(n.status));
+      });
+      expect(await lettersOf(refund.id)).toEqual([]);
+      expect((await notification(refund.id))?.status).toBe("APPLIED");
+      const order = await orderOf(world.prisma, outTradeNo);
+      expect({ status: order.status, refunds: order.refunds.length }).toEqual({ status: "REFUND", refunds: 1 });
+    } finally {
+      await worker.close();
+      await proxy.up();
+    }
+  }, 60_000);
+});
+
+describe("a notification waiting within the unknown-order window, taken after an outage by a process that did not meet it", () => {
+  it("has its window go on from the outage's end another process recorded", async () => {
+    // A refund received before the outage and still waiting for its payment, taken after the outage by a process
+    // started after it (a restart, another host; one that took no job during the outage never paused either), which
+    // knows of the outage only through Redis.
+    const outTradeNo = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+    const transactionId = "4200009000000000002";
+    const refund = v3Refund(world, { outTradeNo, transactionId, refund: 100, total: 100 });
+    const { applyJob } = await inline(world).parse(refund);
+    const other = v3Payment(world, { outTradeNo: await seedOrder(world, { amountTotal: 100, items: { A: 1 } }) });
+    const notification = (id: string) => world.prisma.notification.findUnique({ where: { id } });
+    const window = { WORKER_UNKNOWN_ORDER_RETRY_SECONDS: "3" };
+    const { logger, lines } = capturedLog();
+    const met = await startWorker(world.config({ ...window, DATABASE_URL: proxy.via(world.db.url) }), {
+      logger,
+      healthPort: 0,
+    });
+    let later: WorkerHandle | null = null;
+    try {
+      await proxy.down();
+      // Received 2.5 s before the outage: its window, counted from then, ends during the outage.
+      const receivedAt = Date.now() - 2_500;
+      await parseQueue.add(PARSE_JOB_NAME, other, { jobId: other.id });
+      await waitFor("DB_OUTAGE logged", async () => count(lines, "DB_OUTAGE") === 1, 15_000);
+      await new Promise((r) => setTimeout(r, receivedAt + 3_500 - Date.now()));
+      await proxy.up();
+      await waitFor("DB_RECOVERED logged", async () => count(lines, "DB_RECOVERED") === 1);
+      await met.close();
+
+      later = await startWorker(world.config(window), { logger: quietLog, healthPort: 0 });
+      await applyQueue.add(APPLY_JOB_NAME, applyJob!, { jobId: applyJob!.notificationId, timestamp: receivedAt });
+      await waitFor("ORDER_NOT_PAID", async () => (await notification(refund.id))?.errorCode === "ORDER_NOT_PAID");
+      const payment = v3Payment(world, { outTradeNo, transactionId, total: 100 });
+      await parseQueue.add(PARSE_JOB_NAME, payment, { jobId: payment.id });
+      await waitFor("refund settled", async () =>
+        ["APPLIED", "DEAD"].includes((await notification(refund.id))?.status ?? ""),
+      );
+      expect(await lettersOf(refund.id)).toEqual([]);
+      expect((await orderOf(world.prisma, outTradeNo)).status).toBe("REFUND");
+    } finally {
+      await met.close();
+      await later?.close();
       await proxy.up();
     }
   }, 60_000);

@@ -36,7 +36,7 @@ function retryUntilDeadLettered(
   const created = Date.UTC(2026, 11, 1);
   const job = { timestamp: created, opts: options } as unknown as Job;
   const fault = new WorkerError("DECRYPT_FAILED", "window", "key does not fit yet");
-  const strategy = windowBackoff(windowMs);
+  const strategy = windowBackoff(windowMs, () => 0);
   vi.useFakeTimers();
   vi.spyOn(Math, "random").mockReturnValue(draw);
   let at = 0;
@@ -67,4 +67,30 @@ describe("retries within the window", () => {
       });
     }
   }
+});
+
+describe("after a PostgreSQL outage", () => {
+  it("apply: a retry is scheduled by the window counted from the outage's end, not at once as past the window", () => {
+    const options = defaultJobOptions[QueueName.Apply];
+    const created = Date.UTC(2026, 11, 1);
+    // The outage ended 2 h after the job's creation, past its 1 h window; the job fails a minute later.
+    const outageEndedAt = created + 2 * HOUR_MS;
+    const job = { timestamp: created, opts: options } as unknown as Job;
+    const fault = new WorkerError("ORDER_NOT_PAID", "window", "refund before its payment");
+    vi.useFakeTimers();
+    vi.setSystemTime(outageEndedAt + 60_000);
+    vi.spyOn(Math, "random").mockReturnValue(0.999);
+    const delay = (endedAt: number) =>
+      Backoffs.calculate(
+        options.backoff as never,
+        14,
+        fault,
+        job,
+        windowBackoff(HOUR_MS, () => endedAt),
+      );
+    // The 14th retry's doubling (2^13 s) capped at the end of the window that began when PostgreSQL came back.
+    expect(delay(outageEndedAt)).toBe(HOUR_MS - 60_000);
+    // Counted from the creation alone the window is over: applyBackoffDelay's least delay, 100 ms.
+    expect(delay(0)).toBe(100);
+  });
 });

@@ -18,7 +18,7 @@ export interface StageContext {
   readonly log: Logger;
   /** Rebinds `log` once the out_trade_no is known (after decryption). */
   setOutTradeNo(outTradeNo: string | null): void;
-  /** When the job was created (ms since the epoch): start of the unknown-order retry window. */
+  /** When the job was created (ms since the epoch). */
   readonly createdAt: number;
 }
 
@@ -59,6 +59,20 @@ export interface OutageReport {
   countOutage(job: Job): Promise<number>;
   /** WORKER_DB_OUTAGE_MAX_PAUSES: outages a job may meet without using an attempt; the next ones use one each. */
   readonly maxPauses: number;
+  /** When the latest outage this process knows of ended (ms since the epoch; 0: none). */
+  readonly endedAt: number;
+  /** Reads when the latest outage any process recorded ended into `endedAt`; returns `endedAt`. */
+  readEnded(): Promise<number>;
+}
+
+/**
+ * When a job's unknown-order window ends (ms since the epoch): WORKER_UNKNOWN_ORDER_RETRY_SECONDS after its creation,
+ * or after the end of the latest PostgreSQL outage when that is later. An outage stops the whole pipeline, so what
+ * the job waits for (its order, its payment — acknowledged during the outage and still to be parsed and applied —, a
+ * key) could not arrive meanwhile: the outage must not use up the window, and the job gets a whole one after it.
+ */
+export function windowEnd(createdAt: number, windowMs: number, outageEndedAt: number): number {
+  return Math.max(createdAt, outageEndedAt) + windowMs;
 }
 
 /** The job met a PostgreSQL outage: the processor puts it back (delayed) without using an attempt. */
@@ -240,7 +254,7 @@ async function onFailure(
   rt.metrics.errors.inc({ queue, code: err.code });
   const attempt = job.attemptsMade + 1;
   const maxAttempts = job.opts.attempts ?? 1;
-  const windowOver = err.policy === "window" && Date.now() + WINDOW_MARGIN_MS >= job.timestamp + rt.windowMs;
+  const windowOver = err.policy === "window" && (await isWindowOver(rt, job));
   if (err.policy === "stop" || windowOver || attempt >= maxAttempts) {
     return deadLetter(rt, queue, job, err, f);
   }
@@ -267,6 +281,19 @@ async function onFailure(
     }
   }
   return err;
+}
+
+/**
+ * The window of a window fault is over (windowEnd, within WINDOW_MARGIN_MS). Judged by the outages this process
+ * knows of first, and only when that says over, by the latest any process recorded (one Redis read per job
+ * dead-lettered this way): another process may have met an outage this one did not — it took no job meanwhile, or
+ * was started after it.
+ */
+async function isWindowOver(rt: StageRuntime, job: Job): Promise<boolean> {
+  const over = (outageEndedAt: number) =>
+    Date.now() + WINDOW_MARGIN_MS >= windowEnd(job.timestamp, rt.windowMs, outageEndedAt);
+  if (!over(rt.outage?.endedAt ?? 0)) return false;
+  return rt.outage === undefined || over(await rt.outage.readEnded());
 }
 
 /**
