@@ -1,3 +1,4 @@
+import { markNotificationDead } from "@wpn/db";
 import {
   APPLY_JOB_NAME,
   type ApplyJob,
@@ -155,6 +156,68 @@ describe("dead-letter replay", () => {
     const after = await operator.get(`/dead-letters?replayed=1`);
     expect(after.body).toContain("replayed: 1");
     expect(after.body).not.toContain(`value="${letterId}"`);
+  });
+
+  it("a settled notification's letter (applied, its event not added): the timeline shows it APPLIED with the letter; the replay keeps APPLIED and records REPLAYED", async () => {
+    const outTradeNo = randomId("OTN");
+    const notificationId = await seedNotification(d.database.db.prisma, {
+      status: "APPLIED",
+      appliedAt: new Date(),
+      outTradeNo,
+    });
+    const payload = applyPayload(notificationId, outTradeNo);
+    const letterId = deadLetterJobId(QueueName.Apply, notificationId, Date.now());
+    const code = "QUEUE_UNAVAILABLE";
+    const message = "publish event not added: Redis refused";
+    await dead.add(
+      DEAD_JOB_NAME,
+      {
+        v: 1,
+        queue: QueueName.Apply,
+        jobName: APPLY_JOB_NAME,
+        jobId: notificationId,
+        notificationId,
+        outTradeNo,
+        code,
+        message,
+        attemptsMade: 20,
+        failedAt: Date.now(),
+        data: payload,
+      } satisfies DeadLetter,
+      { jobId: letterId },
+    );
+    // As the worker's stage records it: settled, the row only gets the DEAD_LETTERED entry.
+    const marked = await markNotificationDead(d.database.db.prisma, {
+      notificationId,
+      stage: QueueName.Apply,
+      code,
+      message,
+      attempt: 20,
+      deadLetterId: letterId,
+    });
+    expect(marked).toBe(false);
+
+    const operator = await loggedIn(d.app, "olga", PASSWORDS.olga);
+    const timeline = await operator.get(`/notifications/${notificationId}`);
+    expect(timeline.body).toContain('<dt>Status</dt><dd><span class="badge ok">APPLIED</span></dd>');
+    expect(timeline.body).toContain("DEAD_LETTERED");
+    // Before: no entry, so the page did not find the letter at all.
+    expect(timeline.body).toContain("Dead-lettered from notify.apply after 20 attempt(s): QUEUE_UNAVAILABLE");
+
+    const response = await operator.post("/dead-letters/replay", { id: letterId });
+    expect(response.headers.location).toContain("replayed=1");
+    expect(await (await apply.getJob(notificationId))?.getState()).toBe("waiting");
+    const notification = await d.database.db.prisma.notification.findUniqueOrThrow({
+      where: { id: notificationId },
+      include: { events: { orderBy: { id: "asc" } } },
+    });
+    expect(notification.status).toBe("APPLIED");
+    expect(notification.events.map((e) => e.kind)).toEqual(["DEAD_LETTERED", "REPLAYED"]);
+    const after = await operator.get(`/notifications/${notificationId}`);
+    expect(after.body).toContain('<dt>Status</dt><dd><span class="badge ok">APPLIED</span></dd>');
+    expect(after.body).toContain("REPLAYED");
+    // The replayed letter is gone from notify.dead: the page lists no letter any more.
+    expect(after.body).not.toContain("Dead-lettered from notify.apply");
   });
 
   it("replays the selected letters only", async () => {

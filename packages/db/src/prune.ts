@@ -5,9 +5,10 @@ import { Prisma, type PrismaClient } from "./generated/client.ts";
  * NotificationEvent timeline are the only tables that grow with every notification and carry no business state:
  * ~2.4 KB per applied notification (measured), plus one FAILED event per failed attempt.
  *
- * Only settled notifications whose outcome needs no one are deleted: APPLIED, DUPLICATE and IGNORED. REVIEW
- * (an order or a notification waiting for a human), DEAD, FAILED, PROCESSING and RECEIVED rows are an operator's
- * work list and are never touched; nor are Order, Refund, InventoryMovement or AuditLog rows.
+ * Only settled notifications whose outcome needs no one are deleted: APPLIED, DUPLICATE and IGNORED, unless a dead
+ * letter of their apply job still waits (NO_APPLY_LETTER_WAITING). REVIEW (an order or a notification waiting for a
+ * human), DEAD, FAILED, PROCESSING and RECEIVED rows are an operator's work list and are never touched; nor are Order,
+ * Refund, InventoryMovement or AuditLog rows.
  *
  * Why a pruned notification is still applied at most once: the apply statements decide ALREADY from the
  * Notification row, but the business effect is guarded by rows that are never pruned — a payment by
@@ -27,9 +28,33 @@ export const PRUNABLE_STATUSES = ["APPLIED", "DUPLICATE", "IGNORED"] as const;
  * finding the row settled, answers ALREADY and still publishes the event it owes; without the row it would be
  * dead-lettered as NOTIFICATION_NOT_FOUND and the event lost. WeChat resends
  * for ~24 h (ingress receipts: 25 h by default), and Redis keeps a failed job 7 days (packages/queue/src/options.ts):
- * past 7 days nothing but a dead letter refers to the notification any more.
+ * past 7 days nothing but a dead letter refers to the notification any more, and a row whose apply letter waits is
+ * kept whatever its age (NO_APPLY_LETTER_WAITING). A replay moves `updatedAt`: the replayed job has the retention too.
  */
 export const MIN_RETENTION_DAYS = 7;
+
+/**
+ * A row's condition that no dead letter of its apply job waits in `notify.dead`, by its timeline: its latest
+ * apply-stage letter event (DEAD_LETTERED with `stage` notify.apply — written for a settled row too, by
+ * markNotificationDead —, REPLAYED or REPLAY_FAILED with `queue` notify.apply) is none or a REPLAYED. A settled row can
+ * have such a letter: its apply committed and adding its event failed on the job's last attempt (the event is only in
+ * the letter), a job stalled too often after its commit, a failed job retried in bull-board beside its letter. The
+ * letter's replay answers ALREADY and publishes the event from the row; without the row it was dead-lettered
+ * NOTIFICATION_NOT_FOUND on every replay and the event never published. REPLAY_FAILED: the job could not be put back,
+ * the letter stayed. A REPLAYED row is kept for the retention after the replay (recordReplay moves `updatedAt`), while
+ * the replayed job may run. Parse-stage letters do not hold the row: one replayed after the prune is parsed as a new
+ * row and changes nothing, as a resend of a pruned notification (the row was settled: nothing was owed).
+ * 'notify.apply' is QueueName.Apply. One probe per candidate row of the index of these events alone (partial: they
+ * are rare; migration 20261204120000), which finds nothing for nearly every row. NOT IN rather than `= 'REPLAYED'`
+ * (the same rows): PostgreSQL guesses that 0.5 % of rows pass an equality on an expression, so it priced a batch as
+ * probing the whole table and JIT-compiled it (~30 ms a 5,000-row batch); `<>` is guessed to pass nearly every row.
+ */
+const NO_APPLY_LETTER_WAITING = Prisma.sql`COALESCE((
+        SELECT e.kind FROM "NotificationEvent" e
+        WHERE e."notificationId" = "Notification".id AND e.kind IN ('DEAD_LETTERED', 'REPLAYED', 'REPLAY_FAILED')
+          AND e.detail->>CASE e.kind WHEN 'DEAD_LETTERED' THEN 'stage' ELSE 'queue' END = 'notify.apply'
+        ORDER BY e.id DESC LIMIT 1
+      ), '') NOT IN ('DEAD_LETTERED', 'REPLAY_FAILED')`;
 
 const DAY_MS = 24 * 3_600_000;
 /** Largest batch accepted: a batch is one statement under the 30 s statement_timeout, with ~3 rows per notification. */
@@ -105,9 +130,10 @@ interface Cursor {
  * Deletes settled notifications older than the retention with their timeline, in batches until none is left
  * (or counts them, dry run, in the same batches). Each batch is one statement, so its own short transaction
  * (well under the 30 s statement_timeout), which locks its rows with SKIP LOCKED: a row a worker holds (a resend
- * being parsed) is left for the next run instead of waited for, and the status and ages are checked again on the
- * locked row, so a row a resend touched meanwhile is kept. The events are deleted explicitly (the foreign key would
- * cascade too) so that they are counted.
+ * being parsed, a dead letter being recorded) is left for the next run instead of waited for, and the status and ages
+ * are checked again on the locked row, so a row a resend, a dead letter or a replay touched meanwhile is kept (each
+ * moves `updatedAt`; the statement's snapshot may not show the letter's event). The events are deleted explicitly
+ * (the foreign key would cascade too) so that they are counted.
  *
  * The batches walk the `receivedAt` index from the oldest row, each starting after the last row of the one
  * before: a batch that started from the beginning again would pass over every row the earlier batches deleted
@@ -137,7 +163,8 @@ export async function pruneNotifications(prisma: PrismaClient, options: PruneOpt
     const eligible = Prisma.sql`
       status = ANY(${[...PRUNABLE_STATUSES]}::"NotificationStatus"[])
       AND "receivedAt" < ${cutoff} AND "updatedAt" < ${cutoff}
-      AND "receivedAt" >= ${after.at}::timestamp AND ("receivedAt" > ${after.at}::timestamp OR id > ${after.id})`;
+      AND "receivedAt" >= ${after.at}::timestamp AND ("receivedAt" > ${after.at}::timestamp OR id > ${after.id})
+      AND ${NO_APPLY_LETTER_WAITING}`;
     const [batch] = total.dryRun
       ? await prisma.$queryRaw<(PruneCounts & { last: Cursor | null })[]>`
           WITH doomed AS MATERIALIZED (

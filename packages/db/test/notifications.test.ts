@@ -11,7 +11,7 @@ import {
   upsertParsedNotification,
   upsertParsedNotifications,
 } from "@wpn/db";
-import { createTestDatabase, type TestDatabase } from "@wpn/testing";
+import { createTestDatabase, type TestDatabase, whileRowChanges } from "@wpn/testing";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { referenceUpsert } from "./support/upsert-reference.ts";
@@ -672,6 +672,74 @@ describe("a failed attempt the caller records itself (event null)", () => {
     expect(await eventsOf(id)).toEqual([
       { kind: "RECEIVED", at: new Date(failed.receivedAt), detail: { apiVersion: "v3" } },
     ]);
+  });
+});
+
+describe("markNotificationDead", () => {
+  const mark = (id: string, code = "QUEUE_UNAVAILABLE") =>
+    markNotificationDead(prisma, {
+      notificationId: id,
+      stage: "notify.apply",
+      code,
+      message: `${code}: Redis refused`,
+      attempt: 20,
+      deadLetterId: `apply.${id}.1`,
+    });
+  const entry = (id: string, code = "QUEUE_UNAVAILABLE") => ({
+    kind: "DEAD_LETTERED",
+    detail: {
+      stage: "notify.apply",
+      code,
+      message: `${code}: Redis refused`,
+      attempt: 20,
+      deadLetterId: `apply.${id}.1`,
+    },
+  });
+  /** Moves the row's last change a month back, so that a statement moving it shows. */
+  const monthOld = (id: string) =>
+    prisma.$executeRaw`UPDATE "Notification" SET "updatedAt" = "updatedAt" - interval '30 days' WHERE id = ${id}`;
+
+  it("marks a notification DEAD with the code, one attempt more and a DEAD_LETTERED entry naming the letter", async () => {
+    const id = "k-processing";
+    await upsertParsedNotification(prisma, parsed(id));
+    expect(await mark(id)).toBe(true);
+    expect(await rowOf(id)).toMatchObject({ status: "DEAD", attempts: 1, errorCode: "QUEUE_UNAVAILABLE" });
+    expect((await eventsOf(id)).at(-1)).toMatchObject(entry(id));
+  });
+
+  it("a settled notification keeps its status and error, and gets the DEAD_LETTERED entry: its letter may owe an event", async () => {
+    for (const status of ["APPLIED", "DUPLICATE", "REVIEW", "IGNORED"] as const) {
+      const id = `k-${status.toLowerCase()}`;
+      await upsertParsedNotification(prisma, parsed(id));
+      await settle(id, status, status === "REVIEW" ? "AMOUNT_MISMATCH" : null);
+      await monthOld(id);
+      const before = await rowOf(id);
+
+      expect(await mark(id), status).toBe(false);
+
+      const after = await rowOf(id);
+      expect(after, status).toMatchObject({ status, attempts: before.attempts, errorCode: before.errorCode });
+      // Before: no entry, so nothing told `db:prune` (nor the dashboard) that a letter waits for this row.
+      expect((await eventsOf(id)).at(-1), status).toMatchObject(entry(id));
+      // A prune that read the row before the entry committed sees it changed and keeps it (packages/db/src/prune.ts).
+      expect(after.updatedAt.getTime(), status).toBeGreaterThan(before.updatedAt.getTime());
+    }
+  });
+
+  it("a notification a concurrent run of its job settles meanwhile: kept settled, the entry still written", async () => {
+    const id = "k-race";
+    await upsertParsedNotification(prisma, parsed(id));
+    const dead = await whileRowChanges(test, `UPDATE "Notification" SET status = 'APPLIED' WHERE id = $1`, [id], () =>
+      mark(id),
+    );
+    expect(dead).toBe(false);
+    expect(await rowOf(id)).toMatchObject({ status: "APPLIED", attempts: 0, errorCode: null });
+    expect((await eventsOf(id)).at(-1)).toMatchObject(entry(id));
+  });
+
+  it("answers false for an unknown notification and writes nothing", async () => {
+    expect(await mark("k-unknown")).toBe(false);
+    expect(await eventsOf("k-unknown")).toEqual([]);
   });
 });
 

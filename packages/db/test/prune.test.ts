@@ -164,6 +164,48 @@ describe("pruneNotifications (real PostgreSQL)", () => {
     expect((await remaining()).notifications).toEqual([]);
   });
 
+  it("keeps a settled notification whose apply job's dead letter waits, by its latest letter event", async () => {
+    /** Letter events in this order, as markNotificationDead, recordReplay and recordReplayFailed write them. */
+    const letters = async (id: string, ...entries: [kind: string, queue: string][]) => {
+      for (const [kind, queue] of entries) {
+        const detail = kind === "DEAD_LETTERED" ? { stage: queue, code: "QUEUE_UNAVAILABLE" } : { queue };
+        await prisma.$executeRaw`INSERT INTO "NotificationEvent" ("notificationId", kind, detail)
+          VALUES (${id}, ${kind}, ${JSON.stringify(detail)}::jsonb)`;
+      }
+    };
+    const apply = "notify.apply";
+    // Kept: the letter waits (its replay publishes the event the job owed, from the row).
+    await notification("w-lettered", "APPLIED", 60);
+    await letters("w-lettered", ["DEAD_LETTERED", apply]);
+    await notification("w-duplicate-lettered", "DUPLICATE", 60);
+    await letters("w-duplicate-lettered", ["DEAD_LETTERED", apply]);
+    await notification("w-lettered-again", "APPLIED", 60);
+    await letters("w-lettered-again", ["DEAD_LETTERED", apply], ["REPLAYED", apply], ["DEAD_LETTERED", apply]);
+    // The replay could not put the job back: the letter stayed.
+    await notification("w-replay-failed", "APPLIED", 60);
+    await letters("w-replay-failed", ["DEAD_LETTERED", apply], ["REPLAYED", apply], ["REPLAY_FAILED", apply]);
+    // A parse letter's replay does not take the apply letter away.
+    await notification("w-other-stage-replayed", "APPLIED", 60);
+    await letters("w-other-stage-replayed", ["DEAD_LETTERED", apply], ["REPLAYED", "notify.parse"]);
+    // Pruned: the letter was replayed (long enough ago), or is a parse letter (replayed later, it changes nothing).
+    await notification("w-replayed", "APPLIED", 60);
+    await letters("w-replayed", ["DEAD_LETTERED", apply], ["REPLAYED", apply]);
+    await notification("w-parse-lettered", "IGNORED", 60);
+    await letters("w-parse-lettered", ["DEAD_LETTERED", "notify.parse"]);
+    const kept = [
+      "w-duplicate-lettered",
+      "w-lettered",
+      "w-lettered-again",
+      "w-other-stage-replayed",
+      "w-replay-failed",
+    ];
+
+    expect(await prune({ dryRun: true })).toMatchObject({ notifications: { APPLIED: 1, IGNORED: 1 }, events: 7 });
+    // Before: all seven deleted.
+    expect(await prune({ batchSize: 2 })).toMatchObject({ notifications: { APPLIED: 1, IGNORED: 1 }, events: 7 });
+    expect((await remaining()).notifications).toEqual(kept);
+  });
+
   it("refuses a retention under 7 days (the row still answers re-run jobs and resends), and arguments it cannot read", async () => {
     await notification("m-applied", "APPLIED", 6.5);
     expect(() => parseRetention("6d")).toThrow(/^PRUNE_RETENTION_TOO_SHORT: /);

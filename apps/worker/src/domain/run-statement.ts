@@ -25,7 +25,16 @@ export async function runApplyStatement<R extends { outcome: string }>(
       throw WorkerError.of("ORDER_NOT_FOUND", `no order with out_trade_no ${facts.outTradeNo}`);
     }
     if (result.outcome === "NOTIFICATION_NOT_FOUND") {
-      throw WorkerError.of("NOTIFICATION_NOT_FOUND", `notification ${facts.notificationId} has no row`);
+      // The parse stage writes the row before it enqueues the apply job: a row missing now was deleted — pruned once
+      // settled, while a letter of this job waited that the row did not record (see markNotificationDead). Every
+      // replay would end here again, so the message, which the letter keeps, says what the operator can do instead.
+      throw WorkerError.of(
+        "NOTIFICATION_NOT_FOUND",
+        `notification ${facts.notificationId} has no row: \`db:prune\` may have deleted it once settled, before this ` +
+          'job ran; replaying it again cannot help (worker README, "Replay"). ' +
+          `Order ${facts.outTradeNo} shows what was applied; the event this job would have published may never have ` +
+          "been: check that the merchant's systems know of this payment or refund",
+      );
     }
     const error = reject(result);
     if (error) throw error;

@@ -324,11 +324,12 @@ async function writeLetter(rt: StageRuntime, letter: DeadLetter, letterId: strin
 }
 
 /**
- * Copies the job to `notify.dead` (idempotent: deterministic job id), marks the notification DEAD and
- * returns the DeadLetteredError to throw. Throws LetterNotWrittenError when Redis keeps refusing the letter (the
- * processor then delays the job, so it is neither failed without a letter nor retried beside a wrong one). A transient database failure of the marking is retried here
- * (DEAD_MARK_RETRY_DELAYS_MS); when it still fails, the database error is returned instead, so an attempt
- * that has retries left is retried and the marking done then (the letter exists already).
+ * Copies the job to `notify.dead` (idempotent: deterministic job id), records the letter on the notification
+ * (`markNotificationDead`: DEAD, or a settled one's DEAD_LETTERED entry alone) and returns the DeadLetteredError to
+ * throw. Throws LetterNotWrittenError when Redis keeps refusing the letter (the processor then delays the job, so it
+ * is neither failed without a letter nor retried beside a wrong one). A transient database failure of the marking is
+ * retried here (DEAD_MARK_RETRY_DELAYS_MS); when it still fails, the database error is returned instead, so an
+ * attempt that has retries left is retried and the marking done then (the letter exists already).
  */
 export async function deadLetter(
   rt: StageRuntime,

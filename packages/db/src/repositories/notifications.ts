@@ -366,8 +366,19 @@ export async function recordNotificationFailure(prisma: PrismaClient, f: Failure
 }
 
 /**
- * Marks a notification dead-lettered (status DEAD, attempts + 1 for the attempt that gave up, the reason,
- * a DEAD_LETTERED event). A final notification is left alone. Returns whether the row was updated.
+ * Records a dead letter of the notification: a DEAD_LETTERED event (stage, code, `deadLetterId`) and, unless the
+ * notification is settled, status DEAD, attempts + 1 for the attempt that gave up, the reason. A settled notification
+ * (APPLIED, DUPLICATE, REVIEW, IGNORED) keeps its status, attempts and error but gets the event too: its apply job may
+ * still owe something — the apply committed and adding its event failed on the last attempt (QUEUE_UNAVAILABLE: the
+ * event is only in the letter), a job stalled too often after its commit, an operator retried the failed job in
+ * bull-board beside its letter — and the letter's replay (ALREADY, the event published) needs the row. The event is
+ * what keeps `pruneNotifications` from deleting the row while the letter waits, and lists the letter on the dashboard.
+ * Returns whether the notification was marked DEAD.
+ *
+ * `updatedAt` moves for a settled row too: a prune that read the row before this committed sees it changed once it
+ * has locked it, and keeps it (its snapshot does not show the event). The status is decided on the row's newest
+ * version (the update's own re-check), so a row a concurrent run of the job settled meanwhile keeps its status and
+ * gets the event; a row deleted meanwhile (a prune that locked it first) gets nothing.
  */
 export async function markNotificationDead(
   prisma: PrismaClient,
@@ -380,19 +391,23 @@ export async function markNotificationDead(
     attempt: f.attempt,
     deadLetterId: f.deadLetterId,
   });
-  const rows = await prisma.$queryRaw<{ id: string }[]>`
+  const rows = await prisma.$queryRaw<{ dead: boolean }[]>`
     WITH u AS (
-      UPDATE "Notification" SET status = 'DEAD', attempts = attempts + 1, "errorCode" = ${f.code}, "lastError" = ${f.message},
-             "updatedAt" = (now() AT TIME ZONE 'UTC')::timestamp(3)
-      WHERE id = ${f.notificationId} AND status NOT IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED')
-      RETURNING id
+      UPDATE "Notification" AS t SET
+        status = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED') THEN t.status ELSE 'DEAD' END,
+        attempts = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED') THEN t.attempts ELSE t.attempts + 1 END,
+        "errorCode" = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED') THEN t."errorCode" ELSE ${f.code} END,
+        "lastError" = CASE WHEN t.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED') THEN t."lastError" ELSE ${f.message} END,
+        "updatedAt" = (now() AT TIME ZONE 'UTC')::timestamp(3)
+      WHERE t.id = ${f.notificationId}
+      RETURNING t.id, t.status = 'DEAD' AS dead
     ),
     ev AS (
       INSERT INTO "NotificationEvent" ("notificationId", at, kind, detail)
       SELECT id, (now() AT TIME ZONE 'UTC')::timestamp(3), 'DEAD_LETTERED', ${detail}::jsonb FROM u
     )
-    SELECT id FROM u`;
-  return rows.length > 0;
+    SELECT dead FROM u`;
+  return rows[0]?.dead ?? false;
 }
 
 export interface ReplayRecord {
@@ -460,7 +475,9 @@ function waitingStatusOf(queue: string): NotificationRowStatus {
 
 /**
  * One step of a replay's bookkeeping, one transaction: on the locked row, the status `from` → `to` (only from those:
- * a notification something else moved on keeps its status), an event `kind` either way, then `alongside`'s rows.
+ * a notification something else moved on keeps its status), an event `kind` and `updatedAt` either way, then
+ * `alongside`'s rows. `updatedAt` moves for a settled row too: the replayed job needs the row (it answers ALREADY and
+ * publishes the event it owes), and `pruneNotifications` deletes only rows unchanged for the retention.
  * Returns whether the notification exists. The row is locked first, so the status change and the event are decided
  * on its newest version. As one statement (a CTE) both were decided on the statement's snapshot: a failure committed
  * meanwhile (a row that was PROCESSING in the snapshot and is FAILED or DEAD now) got the REPLAYED event but kept its
@@ -476,8 +493,10 @@ async function recordReplayEvent(
     const locked = await tx.$queryRaw<{ id: string }[]>`
       SELECT id FROM "Notification" WHERE id = ${notificationId} FOR UPDATE`;
     await tx.$executeRaw`
-      UPDATE "Notification" SET status = ${step.to}::"NotificationStatus", "updatedAt" = (now() AT TIME ZONE 'UTC')::timestamp(3)
-      WHERE id = ${notificationId} AND status::text = ANY(${step.from})`;
+      UPDATE "Notification" SET
+        status = CASE WHEN status::text = ANY(${step.from}) THEN ${step.to}::"NotificationStatus" ELSE status END,
+        "updatedAt" = (now() AT TIME ZONE 'UTC')::timestamp(3)
+      WHERE id = ${notificationId}`;
     await tx.$executeRaw`
       INSERT INTO "NotificationEvent" ("notificationId", at, kind, detail)
       SELECT id, (now() AT TIME ZONE 'UTC')::timestamp(3), ${step.kind}, ${JSON.stringify(step.detail)}::jsonb
