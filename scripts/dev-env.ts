@@ -112,7 +112,7 @@ export interface DevelopmentSettings {
  * `sim keys` refuses without --force.
  */
 export async function developmentSettings(keysDir: string, password: string): Promise<DevelopmentSettings> {
-  const { generateSimKeys, hasSimKeys, loadSimKeys } = await import("@wpn/sim/keys");
+  const { generateSimKeys, hasSimKeys, KEY_FILES, loadSimKeys } = await import("@wpn/sim/keys");
   const keys = hasSimKeys(keysDir) ? "kept" : "created";
   if (keys === "created") generateSimKeys(keysDir);
   else {
@@ -125,8 +125,24 @@ export async function developmentSettings(keysDir: string, password: string): Pr
     }
   }
   const { hashPassword } = await import("@wpn/dashboard/password");
+  // The folder's env file names the key files by the absolute paths they had when written; a kept folder may have
+  // moved since (a renamed or copied checkout), so those settings name the files where the folder is now.
+  const keyFiles: Record<string, string> = {
+    WECHATPAY_PUBLIC_KEY_PATH: KEY_FILES.publicKey,
+    WECHATPAY_PLATFORM_CERT_PATHS: KEY_FILES.certificate,
+    WECHATPAY_SIM_PUBLIC_KEY_PRIVATE_PATH: KEY_FILES.publicKeyPrivate,
+    WECHATPAY_SIM_PLATFORM_CERT_PRIVATE_PATH: KEY_FILES.certificatePrivate,
+  };
+  const accountLines = readFileSync(resolve(keysDir, KEY_FILES.env), "utf8")
+    .trim()
+    .split("\n")
+    .map((line) => {
+      const name = line.slice(0, line.indexOf("="));
+      const file = keyFiles[name];
+      return file === undefined ? line : `${name}=${resolve(keysDir, file)}`;
+    });
   const text = [
-    readFileSync(resolve(keysDir, "env"), "utf8").trim(),
+    ...accountLines,
     `DASHBOARD_USERS=admin:operator:${hashPassword(password)}`,
     `DASHBOARD_SESSION_SECRET=${randomBytes(32).toString("base64url")}`,
     "# This machine only: the development login and keys are not for the network (the default, 0.0.0.0, is for containers).",

@@ -1,4 +1,14 @@
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig, parseDotenv } from "@wpn/config";
@@ -153,6 +163,33 @@ describe("developmentSettings", () => {
     }
     // The login is the new one: only the keys are kept.
     expect(after.DASHBOARD_USERS).not.toBe(before.DASHBOARD_USERS);
+  });
+
+  // The folder's env file names its key files by absolute path: copied into .env as written, the settings of a checkout
+  // moved or renamed since pointed into the old place (configuration error: … does not exist), or a copied checkout's
+  // into the other one.
+  it("points the key-file settings at the kept folder, wherever it is now", async () => {
+    const checkout = join(dir, "checkout-a");
+    mkdirSync(checkout);
+    await developmentSettings(join(checkout, ".dev", "keys"), "pw");
+    const moved = join(dir, "checkout-b");
+    renameSync(checkout, moved);
+    const keysDir = join(moved, ".dev", "keys");
+    const kept = await developmentSettings(keysDir, "pw");
+    expect(kept.keys).toBe("kept");
+    const settings = parseDotenv(kept.text);
+    expect({
+      publicKey: settings.WECHATPAY_PUBLIC_KEY_PATH,
+      certificates: settings.WECHATPAY_PLATFORM_CERT_PATHS,
+      simPublicKey: settings.WECHATPAY_SIM_PUBLIC_KEY_PRIVATE_PATH,
+      simCertificate: settings.WECHATPAY_SIM_PLATFORM_CERT_PRIVATE_PATH,
+    }).toEqual({
+      publicKey: join(keysDir, "wechatpay_public_key.pem"),
+      certificates: join(keysDir, "platform_cert.pem"),
+      simPublicKey: join(keysDir, "wechatpay_public_key.private.pem"),
+      simCertificate: join(keysDir, "platform_cert.private.pem"),
+    });
+    expect(() => loadConfig(settings, { verifiesApiV3Signatures: true })).not.toThrow();
   });
 
   it("refuses, naming the problem, a keys folder it cannot use, rather than writing over it", async () => {
