@@ -3,7 +3,7 @@ import { APPLY_JOB_NAME, createQueue, createRedisConnection, PARSE_JOB_NAME, Que
 import { type DbProxy, startDbProxy, TEST_REDIS_URL } from "@wpn/testing";
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { freePort } from "../../../test/support/processes.ts";
 import { DatabaseOutage, OUTAGES_MET_FIELD, outageEndedKey } from "../src/db-outage.ts";
 import { prismaApplyStore } from "../src/domain/store.ts";
@@ -55,6 +55,13 @@ afterAll(async () => {
   redis?.disconnect();
   await proxy?.close();
   await world?.cleanup();
+});
+
+// Each test's workers take only the jobs it adds: a job left queued by the one before (the running-worker test ends
+// with one put back for the outage it met, due 2 s later) would be taken by the next test's workers and meet that
+// test's outages too, counting in its DB_OUTAGE_PAUSES_EXHAUSTED lines and metrics when the timing lines up.
+beforeEach(async () => {
+  await Promise.all([parseQueue, applyQueue, deadQueue].map((queue) => queue.drain(true)));
 });
 
 /** Few attempts, retried at once: without the pause, a few failed tries dead-letter the job within a second. */
