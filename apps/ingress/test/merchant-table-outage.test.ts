@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import { createDb, type Db } from "@wpn/db";
 import {
   createTestDatabase,
@@ -13,6 +12,7 @@ import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { prismaMerchantSource } from "../src/merchants/prisma-source.ts";
 import { createIngressFixture, post, signedV3 } from "./support/fixture.ts";
+import { insertMerchant } from "./support/merchant-row.ts";
 import { pollUntil } from "./support/wait.ts";
 
 /**
@@ -31,19 +31,6 @@ let tenant: TestMerchant;
 /** A merchant whose row is added during an outage, and one that never has a row. */
 let added: TestMerchant;
 let stranger: TestMerchant;
-
-async function insertMerchant(m: TestMerchant) {
-  await db.db.prisma.merchant.create({
-    data: {
-      mchid: m.mchid,
-      appid: m.appid,
-      apiV3Key: m.apiV3Key,
-      apiV2Key: m.apiV2Key,
-      publicKeyId: m.publicKeyId,
-      publicKeyPem: readFileSync(m.publicKeyPath, "utf8"),
-    },
-  });
-}
 
 /** A payment notification of `m` on its APIv2 route, signed with its APIv2 key, posted as WeChat does. */
 function postV2(app: FastifyInstance, m: TestMerchant) {
@@ -76,7 +63,7 @@ beforeAll(async () => {
   tenant = createTestMerchant({ mchid: "1900000931", appid: "wx0000000000000931" });
   added = createTestMerchant({ mchid: "1900000932", appid: "wx0000000000000932" });
   stranger = createTestMerchant({ mchid: "1900000939" });
-  await insertMerchant(tenant);
+  await insertMerchant(db.db.prisma, tenant);
 });
 afterAll(async () => {
   await proxied?.close();
@@ -132,7 +119,7 @@ describe("merchant table unreachable", () => {
     });
     try {
       await proxy.down();
-      await insertMerchant(added);
+      await insertMerchant(db.db.prisma, added);
       const during = await post(f.app, `/notify/v3/${added.mchid}`, signedV3(added));
       // Before: 404 MERCHANT_UNKNOWN — the failed on-demand reload was taken for an answer.
       expect(during.statusCode).toBe(503);

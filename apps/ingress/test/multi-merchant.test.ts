@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import { createTestDatabase, createTestMerchant, type TestDatabase, type TestMerchant } from "@wpn/testing";
 import { buildV2Xml, encryptV2ReqInfo, signV2 } from "@wpn/wechatpay";
 import type { FastifyInstance } from "fastify";
@@ -6,25 +5,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { prismaMerchantSource } from "../src/merchants/prisma-source.ts";
 import { platformCertificate } from "./support/certificate.ts";
 import { createIngressFixture, type IngressFixture, post, signedV3 } from "./support/fixture.ts";
+import { insertMerchant } from "./support/merchant-row.ts";
 
 let db: TestDatabase;
 let f: IngressFixture;
 let second: TestMerchant;
 /** The registry's clock, moved by the tests to cross its one-lookup-per-minute limit. */
 let now = Date.now();
-
-async function insertMerchant(m: TestMerchant) {
-  await db.db.prisma.merchant.create({
-    data: {
-      mchid: m.mchid,
-      appid: m.appid,
-      apiV3Key: m.apiV3Key,
-      apiV2Key: m.apiV2Key,
-      publicKeyId: m.publicKeyId,
-      publicKeyPem: readFileSync(m.publicKeyPath, "utf8"),
-    },
-  });
-}
 
 /** An APIv2 notification posted as WeChat does (text/xml). */
 function postXml(app: FastifyInstance, url: string, xml: string) {
@@ -34,7 +21,7 @@ function postXml(app: FastifyInstance, url: string, xml: string) {
 beforeAll(async () => {
   db = await createTestDatabase("ingress_mm");
   second = createTestMerchant({ mchid: "1900000222", appid: "wx0000000000000222" });
-  await insertMerchant(second);
+  await insertMerchant(db.db.prisma, second);
   f = await createIngressFixture({
     label: "ingress-mm",
     source: prismaMerchantSource(db.db.prisma),
@@ -82,7 +69,7 @@ describe("multi-merchant routes", () => {
 
   it("accepts a row's apiV2KeyPrevious after an APIv2 key rotation", async () => {
     const rotating = createTestMerchant({ mchid: "1900000777", appid: "wx0000000000000777" });
-    await insertMerchant(rotating);
+    await insertMerchant(db.db.prisma, rotating);
     await db.db.prisma.merchant.update({
       where: { mchid: rotating.mchid },
       data: { apiV2Key: "r".repeat(32), apiV2KeyPrevious: rotating.apiV2Key },
@@ -176,7 +163,7 @@ describe("multi-merchant routes", () => {
     expect(unknown.statusCode).toBe(404);
     expect(unknown.json()).toEqual({ code: "FAIL", message: "MERCHANT_UNKNOWN: unknown merchant" });
 
-    await insertMerchant(third);
+    await insertMerchant(db.db.prisma, third);
     now += 30_000;
     // Within the minute: no reload, still unknown (junk mchids cannot turn into database load).
     expect((await post(f.app, `/notify/v3/${third.mchid}`, n)).statusCode).toBe(404);
@@ -189,7 +176,7 @@ describe("multi-merchant routes", () => {
   it("never looks up a stale or probe request for an unknown mchid (401 before any reload)", async () => {
     now += 120_000;
     const fourth = createTestMerchant({ mchid: "1900000444" });
-    await insertMerchant(fourth);
+    await insertMerchant(db.db.prisma, fourth);
     const stale = await post(
       f.app,
       `/notify/v3/${fourth.mchid}`,
@@ -233,7 +220,7 @@ describe("multi-merchant routes", () => {
 
   it("a public-key edit that does not load leaves the row with an APIv2 key verifying (kept key, counted)", async () => {
     const edited = createTestMerchant({ mchid: "1900000888", appid: "wx0000000000000888" });
-    await insertMerchant(edited);
+    await insertMerchant(db.db.prisma, edited);
     await f.merchants.reload();
     expect((await post(f.app, `/notify/v3/${edited.mchid}`, signedV3(edited))).statusCode).toBe(204);
     await db.db.prisma.merchant.update({

@@ -1,0 +1,17 @@
+import { readFileSync } from "node:fs";
+import type { PrismaClient } from "@wpn/db";
+import type { TestMerchant } from "@wpn/testing";
+
+/** `m` as a row of the Merchant table (the tenants the /notify/*\/:mchid routes serve), with its public key. */
+export async function insertMerchant(prisma: PrismaClient, m: TestMerchant): Promise<void> {
+  await prisma.merchant.create({
+    data: {
+      mchid: m.mchid,
+      appid: m.appid,
+      apiV3Key: m.apiV3Key,
+      apiV2Key: m.apiV2Key,
+      publicKeyId: m.publicKeyId,
+      publicKeyPem: readFileSync(m.publicKeyPath, "utf8"),
+    },
+  });
+}
