@@ -18,8 +18,6 @@ export interface StageContext {
   readonly log: Logger;
   /** Rebinds `log` once the out_trade_no is known (after decryption). */
   setOutTradeNo(outTradeNo: string | null): void;
-  /** When the job was created (ms since the epoch). */
-  readonly createdAt: number;
 }
 
 export interface StageResult {
@@ -195,7 +193,6 @@ async function runStage<P, R extends StageResult>(
       log ??= rt.log.child({ queue: def.queue, jobId: job.id, attempt, notificationId, outTradeNo });
       return log;
     },
-    createdAt: job.timestamp,
     setOutTradeNo(value: string | null) {
       outTradeNo = value;
       log = null;

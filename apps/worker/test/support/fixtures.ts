@@ -72,7 +72,7 @@ export async function createWorld(label: string): Promise<World> {
 export const quietLog = pino({ level: "silent" });
 
 export function testContext(log: Logger = quietLog): StageContext {
-  return { log, createdAt: Date.now(), setOutTradeNo: () => undefined };
+  return { log, setOutTradeNo: () => undefined };
 }
 
 // ---------------------------------------------------------------- data
