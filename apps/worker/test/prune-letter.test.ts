@@ -55,6 +55,24 @@ async function pruneEightDaysOn(id: string) {
   return pruneNotifications(world.prisma, { olderThanMs: 7 * DAY });
 }
 
+/**
+ * Runs `during` with a worker whose unknown-order window is 1 s, after queueing `job` — a payment whose order is missing —
+ * and waiting for the apply-stage letter it is dead-lettered with (ORDER_NOT_FOUND).
+ */
+async function whileLettered(job: ReturnType<typeof v3Payment>, during: () => Promise<void> = async () => undefined) {
+  const worker = await startWorker(world.config({ WORKER_UNKNOWN_ORDER_RETRY_SECONDS: "1" }), {
+    logger: quietLog,
+    healthPort: 0,
+  });
+  try {
+    await parseQueue.add(PARSE_JOB_NAME, job, { jobId: job.id });
+    await waitFor("apply letter", async () => (await lettersOf(job.id)).length > 0, 15_000);
+    await during();
+  } finally {
+    await worker.close();
+  }
+}
+
 /** Replays the letter with a worker running, until its apply job has ended; that job. */
 async function replayed(letterId: string, config: Record<string, string> = {}) {
   const worker = await startWorker(world.config(config), { logger: quietLog, healthPort: 0 });
@@ -126,21 +144,13 @@ describe("db:prune and an apply letter of a settled notification", () => {
   it("the letter a bull-board retry left behind: kept until replayed, whose job answers ALREADY", async () => {
     const otn = `T-retry-${Date.now()}`;
     const job = v3Payment(world, { outTradeNo: otn });
-    const worker = await startWorker(world.config({ WORKER_UNKNOWN_ORDER_RETRY_SECONDS: "1" }), {
-      logger: quietLog,
-      healthPort: 0,
-    });
-    try {
-      await parseQueue.add(PARSE_JOB_NAME, job, { jobId: job.id });
-      await waitFor("apply letter", async () => (await lettersOf(job.id)).length > 0, 15_000);
+    await whileLettered(job, async () => {
       await seedOrder(world, { outTradeNo: otn, amountTotal: 100, items: { A: 1 } });
       // The operator retries the failed apply job in bull-board instead of replaying its letter: applied, the letter
       // stays.
       await (await applyQueue.getJob(job.id))?.retry("failed");
       await waitFor("APPLIED", async () => (await notification(job.id))?.status === "APPLIED");
-    } finally {
-      await worker.close();
-    }
+    });
     const [letter] = await lettersOf(job.id);
     expect(letter?.data.code).toBe("ORDER_NOT_FOUND");
 
@@ -156,16 +166,7 @@ describe("db:prune and an apply letter of a settled notification", () => {
   it("a letter whose row is gone anyway (recorded nowhere): dead-lettered NOTIFICATION_NOT_FOUND, saying why and what to do", async () => {
     const otn = `T-gone-${Date.now()}`;
     const job = v3Payment(world, { outTradeNo: otn });
-    const worker = await startWorker(world.config({ WORKER_UNKNOWN_ORDER_RETRY_SECONDS: "1" }), {
-      logger: quietLog,
-      healthPort: 0,
-    });
-    try {
-      await parseQueue.add(PARSE_JOB_NAME, job, { jobId: job.id });
-      await waitFor("apply letter", async () => (await lettersOf(job.id)).length > 0, 15_000);
-    } finally {
-      await worker.close();
-    }
+    await whileLettered(job);
     const [letter] = await lettersOf(job.id);
     // As a prune of a release without the letter rule left it.
     await world.prisma.notification.delete({ where: { id: job.id } });
