@@ -117,8 +117,11 @@ export function startLocalRedis({ host, port }: TcpEndpoint, repoRoot: string): 
   const dir = resolve(repoRoot, ".dev/redis");
   mkdirSync(dir, { recursive: true });
   const bind = host === "localhost" ? "127.0.0.1" : host;
-  // AOF on and no eviction: BullMQ must never lose keys (see docker-compose.yml for the same settings).
+  // AOF on and no eviction: BullMQ must never lose keys (see docker-compose.yml for the same settings). A daemonized
+  // redis-server given no pid file writes /var/run/redis.pid (Redis's built-in default), a system-wide path a packaged
+  // Redis or another project's may use: ours goes next to its data, where `kill $(cat .dev/redis/redis.pid)` finds it.
   const args = ["--daemonize", "yes", "--bind", bind, "--port", String(port), "--dir", dir];
+  args.push("--pidfile", resolve(dir, "redis.pid"));
   args.push("--appendonly", "yes", "--maxmemory-policy", "noeviction", "--logfile", resolve(dir, "redis.log"));
   return spawnSync("redis-server", args, { stdio: "inherit" }).status === 0;
 }

@@ -1,9 +1,9 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { type AddressInfo, createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRedisConnection } from "@wpn/queue";
-import { TEST_REDIS_URL } from "@wpn/testing";
+import { freePort, TEST_REDIS_URL } from "@wpn/testing";
 import { afterAll, describe, expect, it } from "vitest";
 import {
   answers,
@@ -161,6 +161,33 @@ describe("npm start and a PostgreSQL of Debian/Ubuntu's packages (pg_lsclusters)
 describe("npm start's own Redis", () => {
   const dir = mkdtempSync(join(tmpdir(), "wpn-redis-start-"));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("writes its pid file into its own folder (a daemonized redis-server given none writes one under /var/run)", async () => {
+    const port = await freePort();
+    const endpoint = endpointOf(`redis://127.0.0.1:${port}`, 6379);
+    expect(startLocalRedis(endpoint, dir)).toBe(true);
+    try {
+      let answered = false;
+      for (let i = 0; i < 40 && !answered; i++) {
+        answered = await answers(endpoint, 250);
+        if (!answered) await new Promise((r) => setTimeout(r, 250));
+      }
+      expect(answered).toBe(true);
+      const pid = Number(readFileSync(join(dir, ".dev/redis/redis.pid"), "utf8").trim());
+      expect(readFileSync(`/proc/${pid}/comm`, "utf8").trim()).toBe("redis-server");
+    } finally {
+      const admin = createRedisConnection(`redis://127.0.0.1:${port}`, "admin", {
+        retryStrategy: () => null,
+        lazyConnect: true,
+      });
+      admin.on("error", () => undefined);
+      await admin
+        .connect()
+        .then(() => admin.call("SHUTDOWN", "NOSAVE"))
+        .catch(() => undefined);
+      admin.disconnect();
+    }
+  });
 
   it.skipIf(ipv6LoopbackPort === undefined)(
     "listens at REDIS_URL's host: [::1] is reached (it was bound to 127.0.0.1 alone)",
