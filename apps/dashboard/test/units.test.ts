@@ -92,7 +92,7 @@ describe("sessions", () => {
     (name: string) =>
       name === alice.name ? hash : undefined;
 
-  it("round-trips, and refuses tampering, expiry, revocation and another secret", () => {
+  it("round-trips, and refuses tampering, expiry and another secret (logout: logout.test.ts)", () => {
     let now = 1_700_000_000_000;
     const codec = new SessionCodec("s".repeat(32), 60, () => now);
     const { value, claims } = codec.issue(alice);
@@ -105,8 +105,6 @@ describe("sessions", () => {
     now += 61_000;
     expect(codec.verify(value, users())).toBeUndefined();
     now -= 61_000;
-    codec.revoke(claims);
-    expect(codec.verify(value, users())).toBeUndefined();
     expect(codec.verify(codec.issue(alice).value, users())).toBeDefined();
   });
 

@@ -1,5 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { DashboardContext } from "../context.ts";
+import { sendError } from "../routes/page.ts";
+import { isRevoked } from "./revocations.ts";
 import { SESSION_COOKIE, type SessionClaims, type SessionUser } from "./session.ts";
 
 /**
@@ -33,7 +35,26 @@ export function installAuthGuard(app: FastifyInstance, ctx: DashboardContext): v
 
   app.addHook("onRequest", async (request, reply) => {
     const access = request.routeOptions.config?.access;
-    const auth = authenticate(request, ctx);
+    let auth = authenticate(request, ctx);
+    if (auth) {
+      try {
+        if (await isRevoked(ctx.db.prisma, auth.claims.sid)) auth = null;
+      } catch (error) {
+        // Fail closed: without PostgreSQL a logout (on any replica) cannot be seen, so no session is taken as valid.
+        // A public route goes on without one (the login page, health, metrics still answer); any other gets 503,
+        // not a redirect to a login that could not be audited either.
+        request.log.error({ err: error, code: "SESSION_CHECK_UNAVAILABLE" }, "could not check the session's logout");
+        request.auth = null;
+        if (access === "public") return;
+        return sendError(
+          request,
+          reply,
+          503,
+          "SESSION_CHECK_UNAVAILABLE",
+          "The session cannot be checked: the database does not answer. Try again shortly.",
+        );
+      }
+    }
     request.auth = auth;
     if (access === "public") return;
     if (!auth) return rejectUnauthenticated(request, reply);
@@ -48,6 +69,7 @@ export function installAuthGuard(app: FastifyInstance, ctx: DashboardContext): v
   });
 }
 
+/** The session the cookie proves, before the logout check (which needs PostgreSQL, see revocations.ts). */
 function authenticate(request: FastifyRequest, ctx: DashboardContext): FastifyRequest["auth"] {
   // The configuration, not the cookie, decides who exists, with which password and role: removing a user, resetting
   // their password (their sessions end) or demoting them takes effect on the next request after a restart with the

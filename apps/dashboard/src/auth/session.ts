@@ -43,14 +43,12 @@ const CLOCK_SKEW_SECONDS = 60;
  * now (a shorter DASHBOARD_SESSION_TTL_SECONDS applies to sessions already issued), a change of the user's password
  * hash, logout, and a rotation of DASHBOARD_SESSION_SECRET (every session everywhere).
  *
- * Logged-out session ids are remembered in memory until they would have expired anyway. That list is per
- * process (a restart forgets it, and so does another replica), which is acceptable for a console whose
- * sessions last hours.
+ * Logout is not this codec's: a cookie it verifies may have been logged out on any replica, which only PostgreSQL
+ * knows (`RevokedSession`, see revocations.ts; the auth guard checks it after `verify`).
  */
 export class SessionCodec {
   private readonly key: Buffer;
   private readonly credentialKey: Buffer;
-  private readonly revoked = new Map<string, number>();
 
   constructor(
     secret: string,
@@ -76,8 +74,8 @@ export class SessionCodec {
   }
 
   /**
-   * The claims of a valid, unexpired, unrevoked cookie value whose user is configured with the password hash the
-   * session began with; undefined for anything else.
+   * The claims of a valid, unexpired cookie value whose user is configured with the password hash the session began
+   * with; undefined for anything else. Whether the session was logged out is not checked here (see the class).
    */
   verify(value: string | undefined, passwordHashOf: PasswordHashOf): SessionClaims | undefined {
     if (!value) return undefined;
@@ -100,17 +98,10 @@ export class SessionCodec {
     if (exp <= nowSeconds || iat + this.ttlSeconds <= nowSeconds || iat > nowSeconds + CLOCK_SKEW_SECONDS) {
       return undefined;
     }
-    if (this.revoked.has(sid)) return undefined;
     const passwordHash = passwordHashOf(sub);
     // The claims are signed, so the comparison needs no constant time.
     if (passwordHash === undefined || this.credential(passwordHash) !== cred) return undefined;
     return claims;
-  }
-
-  revoke(claims: SessionClaims): void {
-    const nowSeconds = Math.floor(this.now() / 1000);
-    for (const [sid, exp] of this.revoked) if (exp <= nowSeconds) this.revoked.delete(sid);
-    this.revoked.set(claims.sid, claims.exp);
   }
 
   get maxAgeSeconds(): number {

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { type HashCost, hashCostOf, hashPassword, verifyPassword } from "../auth/password.ts";
+import { revokeSession } from "../auth/revocations.ts";
 import { SESSION_COOKIE } from "../auth/session.ts";
 import type { DashboardContext } from "../context.ts";
 import { recordAudit } from "../data/audit.ts";
@@ -137,10 +138,11 @@ export function registerLoginRoutes(app: FastifyInstance, ctx: DashboardContext)
   app.post("/logout", { config: { access: "session" } }, async (request, reply) => {
     const auth = request.auth;
     if (auth) {
-      ctx.sessions.revoke(auth.claims);
+      // Revoked for every replica together with its audit row (both or neither); the cookie is cleared only after.
       // The session id and address, as its login row has them, so the two rows can be matched.
-      await recordAudit(
+      await revokeSession(
         ctx.db.prisma,
+        auth.claims,
         {
           actor: auth.user.name,
           role: auth.user.role,

@@ -66,3 +66,13 @@ export async function startDashboard(
     },
   };
 }
+
+/**
+ * Another dashboard process of the same deployment as `d`: same settings (secret included), same database and Redis,
+ * its own memory — a second replica, or `d` after a restart. The caller closes it; `d.close()` still owns the rest.
+ */
+export async function replicaOf(d: TestDashboard, options: { now?: () => Date } = {}): Promise<FastifyInstance> {
+  const app = await buildApp({ config: d.config, db: d.database.db, redis: d.redis, now: options.now });
+  await app.ready();
+  return app;
+}
