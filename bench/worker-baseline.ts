@@ -62,8 +62,8 @@ async function run(c: pg.PoolClient, p: PaymentFacts): Promise<PaymentResult> {
   if (FINAL.has(n.status)) return result("ALREADY", { ...seen, appliedAt: n.appliedAt });
   const o = (
     await c.query(
-      `SELECT id, status::text AS status, "transactionId", mchid, appid, "subMchid", "subAppid", "amountTotal", currency, "reviewReason",
-              EXISTS (SELECT 1 FROM "Order" x WHERE x."transactionId" = $2 AND x."outTradeNo" <> $1) AS "txnElsewhere"
+      `SELECT id, status::text AS status, "transactionId", mchid, appid, "subMchid", "subAppid", "amountTotal", currency, "payerOpenid",
+              "reviewReason", EXISTS (SELECT 1 FROM "Order" x WHERE x."transactionId" = $2 AND x."outTradeNo" <> $1) AS "txnElsewhere"
        FROM "Order" WHERE "outTradeNo" = $1 FOR UPDATE`,
       [p.outTradeNo, p.transactionId],
     )
@@ -78,6 +78,7 @@ async function run(c: pg.PoolClient, p: PaymentFacts): Promise<PaymentResult> {
         subAppid: string | null;
         amountTotal: number;
         currency: string;
+        payerOpenid: string | null;
         reviewReason: string | null;
         txnElsewhere: boolean;
       }
@@ -93,7 +94,7 @@ async function run(c: pg.PoolClient, p: PaymentFacts): Promise<PaymentResult> {
   let outcome: PaymentOutcome | "CHECK_STOCK";
   if (o.mchid !== p.mchid || o.subMchid !== p.subMchid) outcome = "MCHID_MISMATCH";
   else if (o.txnElsewhere) outcome = "TRANSACTION_CONFLICT";
-  else if (o.transactionId === p.transactionId) outcome = "DUPLICATE";
+  else if (o.transactionId === p.transactionId) outcome = duplicateDiffers(o, p) ? "DUPLICATE_MISMATCH" : "DUPLICATE";
   else if (o.transactionId !== null) outcome = "DUPLICATE_PAYMENT";
   else if (o.status === "CLOSED") outcome = "PAID_AFTER_CLOSE";
   else if (o.status !== "NOTPAY") outcome = "UNEXPECTED_ORDER_STATUS";
@@ -122,6 +123,7 @@ async function run(c: pg.PoolClient, p: PaymentFacts): Promise<PaymentResult> {
   let order = { status: o.status, reviewReason: o.reviewReason };
   const updatesOrder =
     outcome !== "DUPLICATE" &&
+    outcome !== "DUPLICATE_MISMATCH" &&
     outcome !== "MCHID_MISMATCH" &&
     outcome !== "TRANSACTION_CONFLICT" &&
     (outcome !== "DUPLICATE_PAYMENT" || o.status === "SUCCESS");
@@ -176,4 +178,37 @@ async function run(c: pg.PoolClient, p: PaymentFacts): Promise<PaymentResult> {
     moved,
     appliedAt: applied.appliedAt,
   };
+}
+
+/** Reasons of an order whose first payment was not accepted, or not checked, on its appid, currency and amount. */
+const UNCONFIRMED_FACTS = new Set([
+  "APPID_MISMATCH",
+  "CURRENCY_MISMATCH",
+  "AMOUNT_MISMATCH",
+  "PAID_AFTER_CLOSE",
+  "UNEXPECTED_ORDER_STATUS",
+]);
+
+/** DUPLICATE_MISMATCH's rule of wpn_apply_payments (migration 20261205100000): the order's transaction, other facts. */
+function duplicateDiffers(
+  o: {
+    appid: string;
+    subMchid: string | null;
+    subAppid: string | null;
+    amountTotal: number;
+    currency: string;
+    payerOpenid: string | null;
+    reviewReason: string | null;
+  },
+  p: PaymentFacts,
+): boolean {
+  const orderFacts =
+    !UNCONFIRMED_FACTS.has(o.reviewReason ?? "") &&
+    (o.appid !== p.appid ||
+      (o.subAppid !== null && o.subAppid !== p.subAppid) ||
+      o.currency !== p.currency ||
+      o.amountTotal !== p.total);
+  const payer =
+    o.subMchid === null && o.payerOpenid !== null && p.payerOpenid !== null && o.payerOpenid !== p.payerOpenid;
+  return orderFacts || payer;
 }

@@ -152,6 +152,12 @@ describe("payment review", () => {
       eventType: "REFUND.ABNORMAL",
       outRefundNo: randomId("RF-ABN"),
     });
+    // A further report of a paid order's transaction with other facts: the order stays SUCCESS.
+    const disagreeing = await seedNotification(prisma, {
+      status: "REVIEW",
+      errorCode: "DUPLICATE_MISMATCH",
+      outTradeNo: randomId("OTN-DUPFACTS"),
+    });
     const old = await seedNotification(prisma, {
       status: "REVIEW",
       errorCode: "TRANSACTION_CONFLICT",
@@ -162,6 +168,8 @@ describe("payment review", () => {
     const page = (await viewer.get("/reviews")).body;
     expect(page).toContain(`/notifications/${foreign}"`);
     expect(page).toContain(`/notifications/${abnormal}"`);
+    expect(page).toContain(`/notifications/${disagreeing}"`);
+    expect(page).toMatch(/DUPLICATE_MISMATCH<\/div><div class="value">1</);
     expect(page).not.toContain(old);
     expect(page).not.toContain(onOrder);
     expect(page).toMatch(/MCHID_MISMATCH<\/div><div class="value">1</);

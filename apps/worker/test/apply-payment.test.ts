@@ -201,6 +201,109 @@ describe("payment success", () => {
   });
 });
 
+describe("a second notification of the transaction the order holds", () => {
+  // What the order keeps of its payment, reported otherwise by another signed notification of that transaction.
+  const cases = [
+    ["amount", { total: 99 }],
+    ["currency", { currency: "USD" }],
+    ["appid", { appid: "wxotherapp000000" }],
+    ["payer", { fields: { payer: { openid: "oAnotherPayer" } } }],
+  ] as const;
+  for (const [fact, spec] of cases) {
+    it(`another ${fact}: REVIEW / DUPLICATE_MISMATCH, the order and stock as the first payment left them`, async () => {
+      const otn = await seedOrder(world, { amountTotal: 100, items: { B: 1 } });
+      const txn = `4200000DM-${fact}`;
+      const run = inline(world);
+      expect((await run.deliver(v3Payment(world, { outTradeNo: otn, transactionId: txn }))).apply?.outcome).toBe(
+        "APPLIED",
+      );
+      const order = await orderOf(world.prisma, otn);
+      const stock = await stockOf(world.prisma);
+      const other = v3Payment(world, { outTradeNo: otn, transactionId: txn, ...spec });
+      const { apply, applyJob } = await run.deliver(other);
+      // Before: DUPLICATE, no error code — the discrepancy went unseen.
+      expect(apply).toEqual({ outcome: "DUPLICATE_MISMATCH", orderStatus: "SUCCESS", reviewReason: null });
+      expect(await orderOf(world.prisma, otn)).toEqual(order);
+      expect(await stockOf(world.prisma)).toEqual(stock);
+      expect(await world.prisma.notification.findUniqueOrThrow({ where: { id: other.id } })).toMatchObject({
+        status: "REVIEW",
+        errorCode: "DUPLICATE_MISMATCH",
+        outTradeNo: otn,
+        transactionId: txn,
+      });
+      expect(await eventsOf(other.id)).toEqual(["RECEIVED", "REVIEW"]);
+      expect((await run.apply(applyJob!)).outcome).toBe("ALREADY");
+    });
+  }
+
+  it("the same facts under another API version are DUPLICATE: direct (v3 then v2) and partner (v2's openid is the provider's)", async () => {
+    const direct = await seedOrder(world, { amountTotal: 100, items: { B: 1 } });
+    const run = inline(world);
+    const v3 = v3Payment(world, {
+      outTradeNo: direct,
+      transactionId: "4200000DM-direct",
+      fields: { payer: { openid: "oV2PayerOpenid" } },
+    });
+    expect((await run.deliver(v3)).apply?.outcome).toBe("APPLIED");
+    expect(
+      (await run.deliver(v2Payment(world, { outTradeNo: direct, transactionId: "4200000DM-direct" }))).apply?.outcome,
+    ).toBe("DUPLICATE");
+
+    const sub = { subMchid: "1900000400", subAppid: "wxsub00000000004" };
+    const partner = await seedOrder(world, { amountTotal: 100, items: { B: 1 }, ...sub });
+    const spec = { outTradeNo: partner, transactionId: "4200000DM-partner", partner: sub };
+    expect((await run.deliver(v3Payment(world, spec))).apply?.outcome).toBe("APPLIED");
+    expect((await orderOf(world.prisma, partner)).payerOpenid).toBe("oSubPayer");
+    expect((await run.deliver(v2Payment(world, spec))).apply?.outcome).toBe("DUPLICATE");
+  });
+
+  it("a redelivery of a payment in review for its amount is DUPLICATE: the order does not keep what was paid", async () => {
+    const otn = await seedOrder(world, { amountTotal: 100, items: { B: 1 } });
+    const run = inline(world);
+    const spec = { outTradeNo: otn, transactionId: "4200000DM-review", total: 99 };
+    expect((await run.deliver(v3Payment(world, spec))).apply?.outcome).toBe("AMOUNT_MISMATCH");
+    const order = await orderOf(world.prisma, otn);
+    expect((await run.deliver(v3Payment(world, spec))).apply?.outcome).toBe("DUPLICATE");
+    expect(await orderOf(world.prisma, otn)).toEqual(order);
+  });
+
+  it("DUPLICATE_MISMATCH publishes payment.review with the code, fresh and re-derived", () => {
+    const facts = {
+      notificationId: "n-dupmismatch",
+      outTradeNo: "T-dupmismatch",
+      transactionId: "4200000000DM",
+      mchid: world.merchant.mchid,
+      appid: world.merchant.appid,
+      subMchid: null,
+      subAppid: null,
+      total: 99,
+      currency: "CNY",
+      payerOpenid: null,
+      paidAt: 0,
+    };
+    const result = {
+      outcome: "DUPLICATE_MISMATCH" as const,
+      orderId: "o-dupmismatch",
+      orderStatus: "SUCCESS",
+      reviewReason: null,
+      amountTotal: 100,
+      moved: 0,
+      notificationStatus: "PROCESSING",
+      notificationCode: null,
+      appliedAt: 1_764_000_000_000,
+    };
+    const expected = { type: "payment.review", reviewReason: "DUPLICATE_MISMATCH", orderStatus: "SUCCESS", amount: 99 };
+    expect(paymentEvent(facts, result)).toMatchObject(expected);
+    const rerun = {
+      ...result,
+      outcome: "ALREADY" as const,
+      notificationStatus: "REVIEW",
+      notificationCode: "DUPLICATE_MISMATCH",
+    };
+    expect(paymentEvent(facts, rerun)).toMatchObject(expected);
+  });
+});
+
 describe("checks against the order: mismatch → PAYMENT_REVIEW, no stock", () => {
   const cases = [
     ["AMOUNT_MISMATCH", {}, { total: 99 }],

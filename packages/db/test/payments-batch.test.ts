@@ -109,6 +109,63 @@ describe("applyPaymentStatements (real PostgreSQL)", () => {
     }
   });
 
+  it("a later report of an applied transaction with other facts is DUPLICATE_MISMATCH, in a batch as one at a time", async () => {
+    const label = "dupfacts";
+    const nids = ["n0", "same", "amount", "currency", "appid", "payer", "payer-null"];
+    for (const db of [batchDb, singleDb]) {
+      await seed(db.db.prisma, label, 1, 1, 5);
+      for (const nid of nids) await notification(db.db.prisma, `${label}-${nid}`);
+    }
+    const order = `${label}-0`;
+    const batch = [
+      pay(`${label}-n0`, order),
+      pay(`${label}-same`, order),
+      pay(`${label}-amount`, order, { total: 299 }),
+      pay(`${label}-currency`, order, { currency: "USD" }),
+      pay(`${label}-appid`, order, { appid: "wxother0000000001" }),
+      pay(`${label}-payer`, order, { payerOpenid: "oAnotherPayer" }),
+      // A report without the payer names nothing to compare.
+      pay(`${label}-payer-null`, order, { payerOpenid: null }),
+    ];
+    const batched = await applyPaymentStatements(batchDb.db.prisma, batch);
+    const singles: PaymentResult[] = [];
+    for (const facts of batch) singles.push(await applyPaymentStatement(singleDb.db.prisma, facts));
+    expect(batched.map((r) => r.outcome)).toEqual([
+      "APPLIED",
+      "DUPLICATE",
+      "DUPLICATE_MISMATCH",
+      "DUPLICATE_MISMATCH",
+      "DUPLICATE_MISMATCH",
+      "DUPLICATE_MISMATCH",
+      "DUPLICATE",
+    ]);
+    const comparable = (rows: PaymentResult[]) => rows.map(({ orderId: _id, appliedAt: _clock, ...rest }) => rest);
+    expect(comparable(batched)).toEqual(comparable(singles));
+    const end = await state(batchDb.db.prisma, label);
+    expect(end).toEqual(await state(singleDb.db.prisma, label));
+    // The order and stock as the first payment left them; each mismatch is a REVIEW of its notification only.
+    expect(end.orders).toEqual([expect.objectContaining({ status: "SUCCESS", reviewReason: null })]);
+    expect(end.skus).toEqual([
+      { id: `${label}-sku-a-0`, stock: 4 },
+      { id: `${label}-sku-b-0`, stock: 3 },
+    ]);
+    expect(
+      (end.notifications as { id: string; status: string; errorCode: string | null }[]).map((n) => [
+        n.id.slice(label.length + 1),
+        n.status,
+        n.errorCode,
+      ]),
+    ).toEqual([
+      ["amount", "REVIEW", "DUPLICATE_MISMATCH"],
+      ["appid", "REVIEW", "DUPLICATE_MISMATCH"],
+      ["currency", "REVIEW", "DUPLICATE_MISMATCH"],
+      ["n0", "APPLIED", null],
+      ["payer", "REVIEW", "DUPLICATE_MISMATCH"],
+      ["payer-null", "DUPLICATE", null],
+      ["same", "DUPLICATE", null],
+    ]);
+  });
+
   it("answers an empty batch without a round trip", async () => {
     expect(await applyPaymentStatements(batchDb.db.prisma, [])).toEqual([]);
   });

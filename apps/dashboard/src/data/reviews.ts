@@ -54,12 +54,14 @@ export type ReviewNotification = Prisma.NotificationGetPayload<{ select: typeof 
 /**
  * Review outcomes that leave no order in PAYMENT_REVIEW and no refund with a reviewReason: only the notification
  * (status REVIEW, errorCode) says a human should look — a payment of another merchant or carrying another order's
- * transaction id, a second payment of an order that was not in SUCCESS (the order is not put in review), a refund that does not match its order or another
- * refund, a refund WeChat reports abnormal (the merchant must act in WeChat's merchant platform) or closed.
+ * transaction id, a second payment of an order that was not in SUCCESS (the order is not put in review), a further
+ * report of the order's transaction with other facts (DUPLICATE_MISMATCH: the order keeps the first), a refund that
+ * does not match its order or another refund, a refund WeChat reports abnormal (the merchant must act in WeChat's merchant platform) or closed.
  */
 export const NOTIFICATION_ONLY_REVIEW_CODES = [
   "MCHID_MISMATCH",
   "TRANSACTION_CONFLICT",
+  "DUPLICATE_MISMATCH",
   "DUPLICATE_PAYMENT",
   "TRANSACTION_MISMATCH",
   "REFUND_CONFLICT",

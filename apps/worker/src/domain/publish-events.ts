@@ -15,7 +15,8 @@ const ORDER_STATUSES: ReadonlySet<string> = new Set(["NOTPAY", "SUCCESS", "CLOSE
  * MCHID_MISMATCH — a payment of another merchant changed nothing on the order (see the payment statement), and the
  * order's merchant, whose systems would otherwise hear of a payment that is not theirs, has nothing to hear of, as for
  * refunds. TRANSACTION_CONFLICT is heard of: it changed nothing on the order either, but it names the order's merchant,
- * whose money may have been taken.
+ * whose money may have been taken; so is DUPLICATE_MISMATCH: WeChat reported the order's own transaction with other
+ * facts than were applied (`amount` is the one this report names), which the merchant reconciles.
  */
 const PAYMENT_REVIEW_EVENT_CODES: ReadonlySet<string> = new Set(
   [...PAYMENT_REVIEW_OUTCOMES].filter((outcome) => outcome !== "MCHID_MISMATCH"),

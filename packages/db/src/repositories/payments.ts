@@ -36,7 +36,17 @@ export interface PaymentFacts {
  *   MCHID_MISMATCH. Decided on what the statement's snapshot shows; an order given the same id by a transaction that
  *   commits while this statement runs fails it on the unique index instead, which classifyDbError makes a retry
  *   (DB_CONFLICT) that then answers TRANSACTION_CONFLICT.
- * - DUPLICATE: the order already carries this transaction (another notification id for the same payment).
+ * - DUPLICATE_MISMATCH: the order already carries this transaction, but this report of it names other facts than
+ *   the order holds: amount, currency, appid / sub_appid (compared as for a first payment, unless the order's
+ *   reviewReason says its first payment was not accepted on them — APPID_, CURRENCY_, AMOUNT_MISMATCH — or not
+ *   checked on them — PAID_AFTER_CLOSE, UNEXPECTED_ORDER_STATUS —: the order then does not hold what was paid), or,
+ *   for a direct merchant's order, the payer openid when both are known (in partner mode APIv2 and APIv3 name
+ *   different openids for one payment). paidAt is not compared (APIv3's falls back to the envelope's create_time).
+ *   Two signed reports of one transaction disagree: the order is left alone (the money and stock were applied once),
+ *   the notification goes to REVIEW with the code. Not AMOUNT_MISMATCH & co.: those put the order in review on its
+ *   first payment, while this one changes nothing on the order (migration 20261205100000).
+ * - DUPLICATE: the order already carries this transaction (another notification id for the same payment), with
+ *   the same facts.
  * - DUPLICATE_PAYMENT: the order was paid by a different transaction; the order goes to review if it was
  *   SUCCESS, and keeps its first transaction.
  * - PAID_AFTER_CLOSE, UNEXPECTED_ORDER_STATUS, APPID_MISMATCH, CURRENCY_MISMATCH, AMOUNT_MISMATCH, OUT_OF_STOCK:
@@ -51,6 +61,7 @@ export const PAYMENT_OUTCOMES = [
   "STALE",
   "MCHID_MISMATCH",
   "TRANSACTION_CONFLICT",
+  "DUPLICATE_MISMATCH",
   "DUPLICATE",
   "DUPLICATE_PAYMENT",
   "PAID_AFTER_CLOSE",
@@ -72,6 +83,7 @@ export const PAYMENT_REVIEW_OUTCOMES: ReadonlySet<PaymentOutcome> = new Set<Paym
   "UNEXPECTED_ORDER_STATUS",
   "MCHID_MISMATCH",
   "TRANSACTION_CONFLICT",
+  "DUPLICATE_MISMATCH",
   "APPID_MISMATCH",
   "CURRENCY_MISMATCH",
   "AMOUNT_MISMATCH",
@@ -90,8 +102,8 @@ export interface PaymentResult {
   /**
    * The order's reviewReason after the statement (or as found). Not why this payment is in review: a payment the
    * statement did not write on the order (DUPLICATE_PAYMENT on an order not SUCCESS, TRANSACTION_CONFLICT,
-   * MCHID_MISMATCH) leaves the order's own reason, or none; the payment's code is `outcome` (`notificationCode`
-   * for ALREADY).
+   * MCHID_MISMATCH, DUPLICATE_MISMATCH) leaves the order's own reason, or none; the payment's code is `outcome`
+   * (`notificationCode` for ALREADY).
    */
   reviewReason: string | null;
   /** Order total, fen. */
@@ -114,8 +126,8 @@ export interface PaymentResult {
  * prisma/migrations/20261130000000_apply_payment_batch and corrected in 20261130120000_payment_stock_on_locked_row,
  * 20261130210000_payment_other_merchant_leaves_order and 20261202110000_payment_transaction_conflict, which also
  * made it answer appliedAt, 20261203120000_review_event_sub_mchid, whose REVIEW timeline entry names the
- * sub-merchant in partner mode, and 20261204110000_payment_locks_before_reads; it runs them once per payment of a
- * batch).
+ * sub-merchant in partner mode, 20261204110000_payment_locks_before_reads, and 20261205100000_payment_duplicate_facts
+ * (DUPLICATE_MISMATCH); it runs them once per payment of a batch).
  * Correctness under concurrency comes from row locks taken in a fixed order — Notification, then Order, then
  * the order's SKUs by id — and from the unique key of InventoryMovement, never from a lock that can expire:
  * - Every row of a batch (of one too) is locked before its first payment statement, so that statement starts
@@ -126,12 +138,12 @@ export interface PaymentResult {
  *   — the OrderItem foreign key — and leaves the order's version alone, so STALE cannot catch it).
  * - `FOR UPDATE` on the notification serialises two workers running the same job; the second sees ALREADY.
  * - `FOR UPDATE` on the order serialises different notifications of the same payment; the second sees the
- *   first one's transaction id (DUPLICATE). When the order changed after the statement's snapshot all the same
- *   (an order committed after the up-front locks looked for it, and changed by another statement since), the
- *   statement does nothing and answers STALE, and the caller runs it again at once. An item change that takes no
- *   lock on the order (a DELETE, an UPDATE keeping the order) is serialised after a payment statement that
- *   started before it committed: whoever changes items only while an order is unpaid must lock the order row
- *   (FOR SHARE or stronger) to be serialised with the payment.
+ *   first one's transaction id (DUPLICATE, or DUPLICATE_MISMATCH when it reports other facts). When the order
+ *   changed after the statement's snapshot all the same (an order committed after the up-front locks looked for it,
+ *   and changed by another statement since), the statement does nothing and answers STALE, and the caller runs it
+ *   again at once. An item change that takes no lock on the order (a DELETE, an UPDATE keeping the order) is
+ *   serialised after a payment statement that started before it committed: whoever changes items only while an
+ *   order is unpaid must lock the order row (FOR SHARE or stronger) to be serialised with the payment.
  * - `FOR NO KEY UPDATE` on the SKUs, sorted by id (no deadlock between orders sharing SKUs): the stock check
  *   and the new stock are both computed from the locked (newest) rows, never from the statement's snapshot,
  *   which can be older when another transaction changed the stock while this one waited for the lock. All

@@ -20,7 +20,9 @@ export const PUBLISH_EVENT_TYPES = [
    * DUPLICATE_PAYMENT — the order was already paid by another transaction, whatever its status now (SUCCESS, which
    * goes to PAYMENT_REVIEW, or REFUND, PAYMENT_REVIEW, left as they are): this second charge is to be refunded; or
    * TRANSACTION_CONFLICT — the payment's transaction id is already another order's, so it was not applied and
-   * `orderStatus` is unchanged).
+   * `orderStatus` is unchanged; or DUPLICATE_MISMATCH — a further report of the order's transaction names another
+   * amount, currency, appid or payer than was applied: nothing changed, `amount` is this report's, `orderStatus` the
+   * order's).
    */
   "payment.review",
   /** A refund succeeded; `orderStatus` is REFUND once the refunds add up to the order total. */
