@@ -44,6 +44,12 @@ export const WORKER_ERROR_CODES = {
   ORDER_NOT_FOUND: "window",
   /** A successful refund for an order whose payment has not been applied (yet). */
   ORDER_NOT_PAID: "window",
+  /**
+   * A refund naming a transaction that is neither its order's nor a second charge of it recorded (yet): that charge's
+   * payment may be delivered after its refund. Past the window the refund is decided TRANSACTION_MISMATCH (review)
+   * rather than dead-lettered: the apply stage asks StageContext.windowOver before failing the attempt.
+   */
+  TRANSACTION_NOT_SEEN: "window",
   /** The order kept changing under the statement (see STALE in @wpn/db); try again later. */
   ORDER_CONTENDED: "retry",
   /** Redis refused or timed out while enqueueing the next stage. */

@@ -385,8 +385,9 @@ const PUBLISH_JOBS_READ_MS = 1_000;
 
 /**
  * Strategy of the apply queue's backoff type: exponential with jitter, except that a retry within the window
- * (ORDER_NOT_FOUND, ORDER_NOT_PAID, a key that does not fit yet) is never scheduled after the window's end, so the
- * last try happens at the end of the window and the job is dead-lettered then, not up to a doubling later. The window
+ * (ORDER_NOT_FOUND, ORDER_NOT_PAID, TRANSACTION_NOT_SEEN, a key that does not fit yet) is never scheduled after the
+ * window's end, so the last try happens at the end of the window and the job is dead-lettered then (a refund's
+ * TRANSACTION_NOT_SEEN decided TRANSACTION_MISMATCH instead), not up to a doubling later. The window
  * goes on from the end of the latest outage this process knows of (`outageEndedAt`; windowEnd): the stage read it
  * before failing the attempt when the window looked over.
  */

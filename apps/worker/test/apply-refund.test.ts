@@ -528,6 +528,46 @@ describe("the refund of a second charge (DUPLICATE_PAYMENT) is recorded, not cou
     expect((await orderOf(world.prisma, outTradeNo)).refunds).toEqual([]);
   });
 
+  it("B's refund delivered before B's payment: retried (TRANSACTION_NOT_SEEN, nothing written), then recorded", async () => {
+    const outTradeNo = await seedOrder(world, { amountTotal: 1_000, items: { A: 1 } });
+    const [a, b] = ["4200DUPA6", "4200DUPB6"];
+    const run = inline(world);
+    expect((await run.deliver(v3Payment(world, { outTradeNo, transactionId: a, total: 1_000 }))).apply?.outcome).toBe(
+      "APPLIED",
+    );
+    const refundB = v3Refund(world, {
+      outTradeNo,
+      transactionId: b,
+      outRefundNo: "RF-dup6",
+      refund: 1_000,
+      total: 1_000,
+    });
+    const { applyJob } = await run.parse(refundB);
+    // Before: TRANSACTION_MISMATCH at once — REVIEW, final, although B's payment notification was still on its way.
+    await expect(run.apply(applyJob!, { windowOver: false })).rejects.toMatchObject({
+      code: "TRANSACTION_NOT_SEEN",
+      policy: "window",
+    });
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({ status: "SUCCESS", refunds: [] });
+    expect(await world.prisma.notification.findUniqueOrThrow({ where: { id: refundB.id } })).toMatchObject({
+      status: "PROCESSING",
+      appliedAt: null,
+    });
+
+    expect((await run.deliver(v3Payment(world, { outTradeNo, transactionId: b, total: 1_000 }))).apply?.outcome).toBe(
+      "DUPLICATE_PAYMENT",
+    );
+    expect(await run.apply(applyJob!, { windowOver: false })).toMatchObject({
+      outcome: "DUPLICATE_PAYMENT_REFUNDED",
+      orderStatus: "PAYMENT_REVIEW",
+    });
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({
+      transactionId: a,
+      refundedTotal: 0,
+      refunds: [{ outRefundNo: "RF-dup6", transactionId: b, reviewReason: "DUPLICATE_PAYMENT_REFUNDED" }],
+    });
+  });
+
   it("the refund-id rule holds: B's refund carrying a refund id already another refund's is REFUND_ID_CONFLICT", async () => {
     const { outTradeNo, a, b } = await chargedTwice("5");
     const run = inline(world);

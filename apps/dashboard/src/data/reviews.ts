@@ -56,7 +56,10 @@ export type ReviewNotification = Prisma.NotificationGetPayload<{ select: typeof 
  * (status REVIEW, errorCode) says a human should look — a payment of another merchant or carrying another order's
  * transaction id, a second payment of an order that was not in SUCCESS (the order is not put in review), a further
  * report of the order's transaction with other facts (DUPLICATE_MISMATCH: the order keeps the first), a refund that
- * does not match its order or another refund, a refund WeChat reports abnormal (the merchant must act in WeChat's merchant platform) or closed.
+ * does not match its order or another refund, a refund WeChat reports abnormal (the merchant must act in WeChat's
+ * merchant platform) or closed. TRANSACTION_MISMATCH is decided only after the unknown-order window: until then such a
+ * refund is FAILED with TRANSACTION_NOT_SEEN (retried, not for review — the second charge it may refund can still be
+ * delivered).
  */
 export const NOTIFICATION_ONLY_REVIEW_CODES = [
   "MCHID_MISMATCH",

@@ -29,14 +29,33 @@ export function isRefundReview(outcome: RefundOutcome): boolean {
  *
  * Out-of-order delivery: a successful refund for an order whose payment has not been applied yet throws
  * ORDER_NOT_PAID and is retried with backoff (within the unknown-order window) until the payment lands, so
- * the end state is the one of in-order delivery.
+ * the end state is the one of in-order delivery. So is a refund naming a transaction that is neither the order's nor
+ * a second charge recorded for it (TRANSACTION_NOT_SEEN): the refund of a second charge can be delivered before that
+ * charge's payment (DUPLICATE_PAYMENT). Once the window is over (`windowOver`, StageContext.windowOver) the statement
+ * runs again without waiting and decides TRANSACTION_MISMATCH (REVIEW) — a verdict, not a dead letter.
  *
  * `commit` applies the refund in one statement of its own (ApplyStore.refund).
  */
-export function applyRefund(
+export async function applyRefund(
   commit: (facts: RefundFacts) => Promise<RefundResultRow>,
   facts: RefundFacts,
+  windowOver: () => Promise<boolean>,
 ): Promise<RefundResultRow> {
+  const waiting = await run(commit, { ...facts, waitForTransaction: true });
+  // The window is judged only for the few refunds whose transaction is unknown (it may read Redis).
+  if (waiting.outcome !== "TRANSACTION_NOT_SEEN") return waiting;
+  if (!(await windowOver())) {
+    throw WorkerError.of(
+      "TRANSACTION_NOT_SEEN",
+      `refund ${facts.outRefundNo} names transaction ${facts.transactionId}, neither the one of ${facts.outTradeNo} ` +
+        "nor a second charge of it recorded yet",
+    );
+  }
+  return run(commit, { ...facts, waitForTransaction: false });
+}
+
+/** One run of the refund statement (runApplyStatement), ORDER_NOT_PAID thrown as the window fault it is. */
+function run(commit: (facts: RefundFacts) => Promise<RefundResultRow>, facts: RefundFacts): Promise<RefundResultRow> {
   return runApplyStatement(
     () => commit(facts),
     facts,

@@ -39,7 +39,7 @@ export interface BusinessKeys {
 }
 
 export type PaymentEffect = Omit<PaymentFacts, "notificationId">;
-export type RefundEffect = Omit<RefundFacts, "notificationId" | "restockOnFullRefund">;
+export type RefundEffect = Omit<RefundFacts, "notificationId" | "restockOnFullRefund" | "waitForTransaction">;
 
 /** What a notification asks for, after decryption and validation. Contains payer data: never log it whole. */
 export type OpenedNotification =

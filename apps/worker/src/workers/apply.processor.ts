@@ -57,7 +57,7 @@ export async function handleApply(deps: ApplyDeps, job: ApplyJob, ctx: StageCont
   }
   const facts = { ...opened.refund, notificationId: job.notificationId, restockOnFullRefund: deps.restockOnFullRefund };
   ctx.setOutTradeNo(facts.outTradeNo);
-  const result = await applyRefund(deps.refund, facts);
+  const result = await applyRefund(deps.refund, facts, () => ctx.windowOver());
   report(deps, ctx, job, facts.subMchid, result, isRefundReview(result.outcome), "REFUND");
   const event = refundEvent(facts, result);
   if (deps.publish && event) await deps.publish(event);

@@ -18,6 +18,13 @@ export interface StageContext {
   readonly log: Logger;
   /** Rebinds `log` once the out_trade_no is known (after decryption). */
   setOutTradeNo(outTradeNo: string | null): void;
+  /**
+   * Whether the job's unknown-order window is over (windowEnd): a window fault thrown now would be dead-lettered, not
+   * retried. Judged once per attempt — the stage's own decision on a failure of this attempt reuses the answer — so a
+   * handler that decides something final instead of throwing (a refund's TRANSACTION_MISMATCH) and the stage never
+   * disagree about a window ending in between.
+   */
+  windowOver(): Promise<boolean>;
 }
 
 export interface StageResult {
@@ -188,6 +195,12 @@ async function runStage<P, R extends StageResult>(
   let outTradeNo: string | null = null;
   // Built on first use: most jobs log nothing at the default level, and a pino child costs a few µs.
   let log: Logger | null = null;
+  // Judged on first use (it may read Redis), then kept for the attempt: see StageContext.windowOver.
+  let windowJudged: Promise<boolean> | null = null;
+  const windowOver = () => {
+    windowJudged ??= isWindowOver(rt, job);
+    return windowJudged;
+  };
   const ctx: StageContext = {
     get log() {
       log ??= rt.log.child({ queue: def.queue, jobId: job.id, attempt, notificationId, outTradeNo });
@@ -197,6 +210,7 @@ async function runStage<P, R extends StageResult>(
       outTradeNo = value;
       log = null;
     },
+    windowOver,
   };
   // The wait before a job's first run only: a job put back without using an attempt (an outage, a deferred letter)
   // or re-run after a stall still has attemptsMade 0, and would be observed again with the outage in its wait.
@@ -227,7 +241,7 @@ async function runStage<P, R extends StageResult>(
           "PostgreSQL does not answer, but this job was put back for outages too often already: it uses an attempt (its statement may be what brings PostgreSQL down)",
         );
       }
-      throw await onFailure(rt, def.queue, job, err, { notificationId, outTradeNo, log: ctx.log });
+      throw await onFailure(rt, def.queue, job, err, { notificationId, outTradeNo, log: ctx.log }, windowOver);
     }
   } finally {
     rt.metrics.processing.observe({ queue: def.queue }, (performance.now() - started) / 1000);
@@ -240,19 +254,23 @@ interface FailureContext {
   log: Logger;
 }
 
-/** Decides retry vs dead letter for a failed attempt; returns the error to throw. */
+/**
+ * Decides retry vs dead letter for a failed attempt (`windowOver`: the attempt's StageContext.windowOver); returns the
+ * error to throw.
+ */
 async function onFailure(
   rt: StageRuntime,
   queue: DeadLetterStage,
   job: Job,
   err: WorkerError,
   f: FailureContext,
+  windowOver: () => Promise<boolean>,
 ): Promise<Error> {
   rt.metrics.errors.inc({ queue, code: err.code });
   const attempt = job.attemptsMade + 1;
   const maxAttempts = job.opts.attempts ?? 1;
-  const windowOver = err.policy === "window" && (await isWindowOver(rt, job));
-  if (err.policy === "stop" || windowOver || attempt >= maxAttempts) {
+  const windowOverNow = err.policy === "window" && (await windowOver());
+  if (err.policy === "stop" || windowOverNow || attempt >= maxAttempts) {
     return deadLetter(rt, queue, job, err, f);
   }
   rt.metrics.jobs.inc({ queue, result: "retry" });

@@ -71,8 +71,9 @@ export async function createWorld(label: string): Promise<World> {
 
 export const quietLog = pino({ level: "silent" });
 
-export function testContext(log: Logger = quietLog): StageContext {
-  return { log, setOutTradeNo: () => undefined };
+/** `windowOver`: a handler called directly has no retry to wait for, so the window is over unless told otherwise. */
+export function testContext(log: Logger = quietLog, windowOver = true): StageContext {
+  return { log, setOutTradeNo: () => undefined, windowOver: async () => windowOver };
 }
 
 // ---------------------------------------------------------------- data
@@ -362,7 +363,8 @@ export interface Inline {
   /** Parse then apply, as the two queues would; returns both results (apply null when nothing was queued). */
   deliver(job: ParseJob): Promise<{ parse: ParseResult; apply: ApplyResult | null; applyJob: ApplyJob | null }>;
   parse(job: ParseJob): Promise<{ parse: ParseResult; applyJob: ApplyJob | null }>;
-  apply(job: ApplyJob): Promise<ApplyResult>;
+  /** `windowOver`: what the job's unknown-order window says (StageContext.windowOver); over unless told otherwise. */
+  apply(job: ApplyJob, window?: { windowOver: boolean }): Promise<ApplyResult>;
   /** The events the apply stage published (as with PUBLISH_EVENTS=true), in order. */
   published: PublishJob[];
 }
@@ -409,7 +411,7 @@ export function inline(
     return { parse: parsed, applyJob };
   };
   const published: PublishJob[] = [];
-  const apply = (job: ApplyJob) =>
+  const apply = (job: ApplyJob, window = { windowOver: true }) =>
     handleApply(
       {
         payment: (facts) => payments.apply(facts),
@@ -421,7 +423,7 @@ export function inline(
         },
       },
       job,
-      testContext(log),
+      testContext(log, window.windowOver),
     );
   return {
     config,

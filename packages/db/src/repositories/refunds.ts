@@ -17,6 +17,12 @@ export interface RefundFacts {
   successAt: number | null;
   /** REFUND_RESTOCK_POLICY=full: a refund that completes the order's refunds puts what the payment took back. */
   restockOnFullRefund: boolean;
+  /**
+   * True while the job's unknown-order window lasts: a transaction that is neither the order's nor a second charge
+   * recorded for it is TRANSACTION_NOT_SEEN (nothing written; the caller retries, as that charge's payment may be
+   * delivered after its refund). False or absent: TRANSACTION_MISMATCH, final (REVIEW).
+   */
+  waitForTransaction?: boolean;
 }
 
 /**
@@ -27,8 +33,11 @@ export interface RefundFacts {
  * - MCHID_MISMATCH: the refund names another merchant than the order; nothing recorded, notification REVIEW.
  * - ORDER_NOT_PAID: a successful refund for an order whose payment has not been applied yet (out-of-order
  *   delivery); nothing done, the caller retries until the payment lands.
- * - TRANSACTION_MISMATCH: the refund's transaction is not the order's, nor a second charge of the order (below);
- *   nothing recorded, REVIEW.
+ * - TRANSACTION_NOT_SEEN (with `waitForTransaction`): the refund's transaction is not the order's, nor a second
+ *   charge of the order (below) — yet: WeChat may deliver the refund of a second charge before, or while, that charge's
+ *   payment notification is applied (DUPLICATE_PAYMENT). Nothing done; the caller retries within the unknown-order
+ *   window, and once it has passed runs the statement without `waitForTransaction`.
+ * - TRANSACTION_MISMATCH: the same without `waitForTransaction` (the window has passed): nothing recorded, REVIEW.
  * - REFUND_CONFLICT: this order already has a refund under this out_refund_no with another amount or another
  *   refund_id (WeChat reports one refund per out_refund_no: every delivery carries the same facts); nothing
  *   recorded, the stored refund untouched, REVIEW. Refund rows are keyed by (out_trade_no, out_refund_no), so
@@ -69,6 +78,7 @@ export const REFUND_OUTCOMES = [
   "STALE",
   "MCHID_MISMATCH",
   "ORDER_NOT_PAID",
+  "TRANSACTION_NOT_SEEN",
   "TRANSACTION_MISMATCH",
   "REFUND_CONFLICT",
   "REFUND_ID_CONFLICT",
@@ -108,7 +118,8 @@ export interface RefundResultRow {
  * STALE when the order changed after the snapshot, so the payment movements read for restocking (a payment writes
  * them with the order) are never missing. The second-charge check reads the snapshot too: a DUPLICATE_PAYMENT
  * committed while this statement waited for the order, on an order it leaves unwritten (not SUCCESS), is not seen,
- * and the refund is TRANSACTION_MISMATCH — as when the refund is delivered before that payment. Idempotency: the
+ * and the refund is TRANSACTION_NOT_SEEN — as when the refund is delivered before that payment —, which the caller's
+ * retry (a new snapshot) settles; TRANSACTION_MISMATCH only once the window has passed. Idempotency: the
  * Refund row's unique (out_trade_no, out_refund_no) with ON CONFLICT decides whether this call moved the refund into
  * a status, and only then are money and stock touched; restock movements are unique per (order, sku, REFUND). The
  * amount checks read refundedTotal from the locked order row, which every counted refund updates, so concurrent
@@ -130,7 +141,7 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
              ${r.subMchid}::text AS sub_mchid, ${r.status}::"RefundStatus" AS status,
              ${r.amountRefund}::int AS amount_refund, ${r.amountTotal}::int AS amount_total,
              (to_timestamp(${r.successAt}::bigint / 1000.0) AT TIME ZONE 'UTC')::timestamp(3) AS success_at,
-             ${r.restockOnFullRefund}::boolean AS restock,
+             ${r.restockOnFullRefund}::boolean AS restock, ${r.waitForTransaction ?? false}::boolean AS wait_txn,
              (now() AT TIME ZONE 'UTC')::timestamp(3) AS at
     ),
     n AS MATERIALIZED (
@@ -171,8 +182,10 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
         WHEN o.version IS DISTINCT FROM (SELECT version FROM o_snapshot) THEN 'STALE'
         WHEN o.mchid <> i.mchid OR o."subMchid" IS DISTINCT FROM i.sub_mchid THEN 'MCHID_MISMATCH'
         WHEN o."transactionId" IS NULL AND i.status = 'SUCCESS' THEN 'ORDER_NOT_PAID'
+        -- A transaction unknown to this order may be a second charge whose payment is yet to be applied: not decided
+        -- (nothing written) while the caller may still wait for it.
         WHEN o."transactionId" IS NOT NULL AND i.txn IS NOT NULL AND o."transactionId" <> i.txn
-          AND NOT (SELECT yes FROM dup) THEN 'TRANSACTION_MISMATCH'
+          AND NOT (SELECT yes FROM dup) THEN CASE WHEN i.wait_txn THEN 'TRANSACTION_NOT_SEEN' ELSE 'TRANSACTION_MISMATCH' END
         -- One out_refund_no is one refund: another amount, or another refund_id when both are known, is not this one.
         WHEN ex.status IS NOT NULL AND (ex."amountRefund" <> i.amount_refund OR ex."refundId" <> i.refund_id)
           THEN 'REFUND_CONFLICT'

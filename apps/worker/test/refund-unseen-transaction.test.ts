@@ -1,0 +1,127 @@
+import { createQueue, createRedisConnection, PARSE_JOB_NAME, QueueName } from "@wpn/queue";
+import { TEST_REDIS_URL } from "@wpn/testing";
+import type { Queue } from "bullmq";
+import type { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startWorker } from "../src/worker.ts";
+import {
+  createWorld,
+  inline,
+  orderOf,
+  quietLog,
+  seedOrder,
+  seedSkus,
+  v3Payment,
+  v3Refund,
+  type World,
+} from "./support/fixtures.ts";
+import { waitFor } from "./support/wait.ts";
+
+/**
+ * A refund naming a transaction that is neither its order's nor a second charge recorded yet, through the queues: it is
+ * retried within the unknown-order window (TRANSACTION_NOT_SEEN, nothing written) — WeChat may deliver the second
+ * charge's payment after its refund — and decided TRANSACTION_MISMATCH (REVIEW, not a dead letter) once the window has
+ * passed. Before, it was TRANSACTION_MISMATCH at its first attempt.
+ */
+let world: World;
+let redis: Redis;
+let parseQueue: Queue;
+let applyQueue: Queue;
+let deadQueue: Queue;
+
+beforeAll(async () => {
+  world = await createWorld("wunseentxn");
+  await seedSkus(world.prisma, { A: 100 });
+  redis = createRedisConnection(TEST_REDIS_URL, "admin");
+  parseQueue = createQueue(QueueName.Parse, redis, world.prefix);
+  applyQueue = createQueue(QueueName.Apply, redis, world.prefix);
+  deadQueue = createQueue(QueueName.Dead, redis, world.prefix);
+});
+afterAll(async () => {
+  await Promise.all([parseQueue, applyQueue, deadQueue].map((q) => q?.close()));
+  redis?.disconnect();
+  await world?.cleanup();
+});
+
+const notification = (id: string) =>
+  world.prisma.notification.findUnique({ where: { id }, include: { events: { orderBy: { id: "asc" } } } });
+
+/** An order of 1 000 fen paid by `a` (applied inline). */
+async function paidBy(a: string) {
+  const outTradeNo = await seedOrder(world, { amountTotal: 1_000, items: { A: 1 } });
+  const { apply } = await inline(world).deliver(v3Payment(world, { outTradeNo, transactionId: a, total: 1_000 }));
+  expect(apply?.outcome).toBe("APPLIED");
+  return outTradeNo;
+}
+
+/** Runs `during` with a worker whose unknown-order window is `seconds`. */
+async function withWorker(seconds: number, during: () => Promise<void>) {
+  const config = world.config({ WORKER_UNKNOWN_ORDER_RETRY_SECONDS: String(seconds) });
+  const worker = await startWorker(config, { logger: quietLog, healthPort: 0 });
+  try {
+    await during();
+  } finally {
+    await worker.close();
+  }
+}
+
+describe("a refund of a transaction not seen (yet)", () => {
+  it("waits for the second charge's payment delivered after it, then is DUPLICATE_PAYMENT_REFUNDED", async () => {
+    const [a, b] = ["4200UNSEENA1", "4200UNSEENB1"];
+    const outTradeNo = await paidBy(a);
+    const refund = v3Refund(world, {
+      outTradeNo,
+      transactionId: b,
+      outRefundNo: "RF-unseen-1",
+      refund: 1_000,
+      total: 1_000,
+    });
+    const payment = v3Payment(world, { outTradeNo, transactionId: b, total: 1_000 });
+    await withWorker(60, async () => {
+      await parseQueue.add(PARSE_JOB_NAME, refund, { jobId: refund.id });
+      await waitFor(
+        "TRANSACTION_NOT_SEEN",
+        async () => (await notification(refund.id))?.errorCode === "TRANSACTION_NOT_SEEN",
+      );
+      expect((await notification(refund.id))?.status).toBe("FAILED");
+      await parseQueue.add(PARSE_JOB_NAME, payment, { jobId: payment.id });
+      await waitFor("refund settled", async () => (await notification(refund.id))?.status === "REVIEW", 30_000);
+    });
+    expect(await notification(payment.id)).toMatchObject({ status: "REVIEW", errorCode: "DUPLICATE_PAYMENT" });
+    expect(await notification(refund.id)).toMatchObject({ errorCode: "DUPLICATE_PAYMENT_REFUNDED" });
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({
+      transactionId: a,
+      refundedTotal: 0,
+      refunds: [{ outRefundNo: "RF-unseen-1", transactionId: b, reviewReason: "DUPLICATE_PAYMENT_REFUNDED" }],
+    });
+    expect((await applyQueue.getJob(refund.id))?.returnvalue).toMatchObject({ outcome: "DUPLICATE_PAYMENT_REFUNDED" });
+  }, 60_000);
+
+  it("a transaction that never appears: TRANSACTION_MISMATCH (REVIEW, nothing recorded) once the window has passed", async () => {
+    const outTradeNo = await paidBy("4200UNSEENA2");
+    const refund = v3Refund(world, { outTradeNo, transactionId: "4200NEVERSEEN2", refund: 1_000, total: 1_000 });
+    const started = Date.now();
+    await withWorker(2, async () => {
+      await parseQueue.add(PARSE_JOB_NAME, refund, { jobId: refund.id });
+      await waitFor("refund settled", async () =>
+        ["REVIEW", "DEAD"].includes((await notification(refund.id))?.status ?? ""),
+      );
+    });
+    const row = await notification(refund.id);
+    expect(row).toMatchObject({ status: "REVIEW", errorCode: "TRANSACTION_MISMATCH" });
+    // Decided after the 2 s window, not at the first attempt; retried meanwhile, never dead-lettered.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(2_000);
+    const kinds = row?.events.map((e) => [
+      e.kind,
+      (e.detail as { code?: string; outcome?: string }).code ?? (e.detail as { outcome?: string }).outcome,
+    ]);
+    expect(kinds?.filter(([kind]) => kind === "FAILED").every(([, code]) => code === "TRANSACTION_NOT_SEEN")).toBe(
+      true,
+    );
+    expect(kinds?.some(([kind]) => kind === "FAILED")).toBe(true);
+    expect(kinds?.at(-1)).toEqual(["REVIEW", "TRANSACTION_MISMATCH"]);
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({ status: "SUCCESS", refundedTotal: 0, refunds: [] });
+    expect((await applyQueue.getJob(refund.id))?.returnvalue).toMatchObject({ outcome: "TRANSACTION_MISMATCH" });
+    expect((await deadQueue.getJobs(["waiting"])).filter((l) => l.data.notificationId === refund.id)).toEqual([]);
+  }, 60_000);
+});
