@@ -97,6 +97,26 @@ describe("logout across replicas", () => {
       clock -= 9 * 3_600_000;
     }
   });
+
+  it("keeps a revocation while a replica whose clock is behind (within the accepted skew) still takes the cookie", async () => {
+    // A replica 50 s behind this one: the sessions accept clocks that differ by up to CLOCK_SKEW_SECONDS (60 s).
+    const lagging = await replicaOf(d, { now: () => new Date(clock - 50_000) });
+    const start = clock;
+    try {
+      const client = await loggedIn(d.app, "victor", PASSWORDS.victor);
+      const captured = client.cookies.get("wpn_session");
+      expect((await client.post("/logout", {})).statusCode).toBe(303);
+      // 10 s past the session's expiry by this replica's clock, 40 s before it by the lagging one's; a logout here
+      // cleans up the expired revocations.
+      clock = start + d.config.DASHBOARD_SESSION_TTL_SECONDS * 1000 + 10_000;
+      const late = await loggedIn(d.app, "olga", PASSWORDS.olga);
+      expect((await late.post("/logout", {})).statusCode).toBe(303);
+      expect((await withCookie(lagging, captured)).statusCode).toBe(401);
+    } finally {
+      clock = start;
+      await lagging.close();
+    }
+  });
 });
 
 describe("when PostgreSQL does not answer", () => {

@@ -1,12 +1,12 @@
 import type { PrismaClient } from "@wpn/db";
 import { type AuditEntry, recordAudit } from "../data/audit.ts";
-import type { SessionClaims } from "./session.ts";
+import { CLOCK_SKEW_SECONDS, type SessionClaims } from "./session.ts";
 
 /**
  * Logouts, in PostgreSQL (`RevokedSession`): the session cookie is stateless, so a logout is only as good as every
- * replica's knowledge of it. A row per logged-out session id, kept until the session's own expiry (`exp`), after
- * which the cookie is refused anyway; rows past it are deleted by the next logout (by the `expiresAt` index: a few
- * rows, as many as logouts in a session lifetime).
+ * replica's knowledge of it. A row per logged-out session id, kept until the session's own expiry (`exp`) has passed
+ * on every replica's clock, after which the cookie is refused anyway; rows past it are deleted by the next logout (by
+ * the `expiresAt` index: a few rows, as many as logouts in a session lifetime).
  *
  * No in-memory copy: every authenticated request must ask PostgreSQL anyway (a session not revoked here may have been
  * revoked by another replica a moment ago), and a cache of revoked ids would only spare the lookup for a cookie that
@@ -25,7 +25,10 @@ export async function revokeSession(
   now: Date,
 ): Promise<void> {
   await prisma.$transaction(async (tx) => {
-    await tx.revokedSession.deleteMany({ where: { expiresAt: { lte: now } } });
+    // Only rows expired by CLOCK_SKEW_SECONDS: a replica whose clock is behind this one's (by up to that much, as the
+    // codec accepts) still takes the cookie until its own clock reaches `exp`, so the row must outlive that.
+    const expiredEverywhere = new Date(now.getTime() - CLOCK_SKEW_SECONDS * 1000);
+    await tx.revokedSession.deleteMany({ where: { expiresAt: { lte: expiredEverywhere } } });
     // Two logouts of one session at once (two tabs) both pass the guard; the second insert is a no-op, not an error.
     await tx.revokedSession.createMany({
       data: [{ sid: claims.sid, expiresAt: new Date(claims.exp * 1000) }],

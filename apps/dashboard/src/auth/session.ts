@@ -31,7 +31,7 @@ export type PasswordHashOf = (name: string) => string | undefined;
  * How far in the future a session's issue time may be: replicas share sessions, and their clocks differ by a little
  * (a login on one replica is followed at once by a request to another). Beyond that, the issuing clock was wrong.
  */
-const CLOCK_SKEW_SECONDS = 60;
+export const CLOCK_SKEW_SECONDS = 60;
 
 /**
  * Stateless signed session cookies: `v1.<claims base64url>.<HMAC-SHA256 base64url>`. The HMAC key is derived
