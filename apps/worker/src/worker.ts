@@ -14,6 +14,7 @@ import type { Logger } from "pino";
 import { DatabaseOutage, outageEndedKey } from "./db-outage.ts";
 import { type ApplyStore, prismaApplyStore } from "./domain/store.ts";
 import { oneLine, WorkerError } from "./errors.ts";
+import { firstRunOf, knownFirstRun } from "./first-run.ts";
 import { type HealthServer, type ReadinessReport, startHealthServer, withTimeout } from "./health.ts";
 import { MerchantKeyResolver } from "./keys.ts";
 import { isLockLost } from "./lock-lost.ts";
@@ -156,7 +157,15 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
     maxPauses: config.WORKER_DB_OUTAGE_MAX_PAUSES,
     endedKey: outageEndedKey(prefix),
   });
-  const runtime: StageRuntime = { log, metrics, prisma: db.prisma, deadQueue, windowMs, outage };
+  const runtime: StageRuntime = {
+    log,
+    metrics,
+    prisma: db.prisma,
+    deadQueue,
+    windowMs,
+    outage,
+    firstRun: (job) => firstRunOf(redis, job),
+  };
   const keys = new MerchantKeyResolver(config, db.prisma);
 
   const parseBatcher = new ParseBatcher({
@@ -388,8 +397,9 @@ const PUBLISH_JOBS_READ_MS = 1_000;
  * (ORDER_NOT_FOUND, ORDER_NOT_PAID, TRANSACTION_NOT_SEEN, a key that does not fit yet) is never scheduled after the
  * window's end, so the last try happens at the end of the window and the job is dead-lettered then (a refund's
  * TRANSACTION_NOT_SEEN decided TRANSACTION_MISMATCH instead), not up to a doubling later. The window
- * goes on from the end of the latest outage this process knows of (`outageEndedAt`; windowEnd): the stage read it
- * before failing the attempt when the window looked over.
+ * counts from the job's first run (knownFirstRun: the stage resolved it before failing the attempt, for the same Job
+ * instance) and goes on from the end of the latest outage this process knows of (`outageEndedAt`; windowEnd): the
+ * stage read it before failing the attempt when the window looked over.
  */
 export function windowBackoff(windowMs: number, outageEndedAt: () => number): BackoffStrategy {
   return (attemptsMade, _type, error, job) => {
@@ -400,7 +410,9 @@ export function windowBackoff(windowMs: number, outageEndedAt: () => number): Ba
       attemptsMade,
       delay: spec.delay ?? 1_000,
       jitter: spec.jitter ?? 0,
-      ...(waiting ? { deadline: windowEnd(job.timestamp, windowMs, outageEndedAt()) } : {}),
+      ...(waiting
+        ? { deadline: windowEnd(job.timestamp, knownFirstRun(job) ?? job.timestamp, windowMs, outageEndedAt()) }
+        : {}),
     });
   };
 }

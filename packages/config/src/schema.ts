@@ -266,7 +266,8 @@ const envFields = z.object({
   WORKER_MAX_STALLED_COUNT: int(0, 100).default(3),
   /**
    * How long a payment for an unknown out_trade_no (and a key that does not fit yet) keeps being retried before it is
-   * dead-lettered, from the job's creation or from the end of a later PostgreSQL outage (an outage does not use it up);
+   * dead-lettered, from the job's first run by a worker (jobs queued while no worker ran get a whole window when they
+   * are first run) or from the end of a later PostgreSQL outage (an outage does not use it up);
    * and a refund of a transaction not seen yet before it is decided TRANSACTION_MISMATCH (review).
    * At most 3 days: the parse and apply queues' 20 attempts last at least that long (queue options).
    */

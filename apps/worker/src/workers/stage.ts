@@ -52,6 +52,11 @@ export interface StageRuntime {
   windowMs: number;
   /** Told of every DB_UNAVAILABLE (DatabaseOutage); without it, such a failure is an ordinary failed attempt. */
   outage?: OutageReport;
+  /**
+   * When a worker first started the job, recorded with it on first use (first-run.ts, firstRunOf): its window counts
+   * from there. Called before a job is retried or put back, so every later run knows its first one.
+   */
+  firstRun(job: Job): Promise<number>;
 }
 
 /** What a stage needs of DatabaseOutage. */
@@ -71,13 +76,16 @@ export interface OutageReport {
 }
 
 /**
- * When a job's unknown-order window ends (ms since the epoch): WORKER_UNKNOWN_ORDER_RETRY_SECONDS after its creation,
- * or after the end of the latest PostgreSQL outage when that is later. An outage stops the whole pipeline, so what
- * the job waits for (its order, its payment — acknowledged during the outage and still to be parsed and applied —, a
- * key) could not arrive meanwhile: the outage must not use up the window, and the job gets a whole one after it.
+ * When a job's unknown-order window ends (ms since the epoch): WORKER_UNKNOWN_ORDER_RETRY_SECONDS after its first run
+ * (firstRunAt; never before its creation, whatever the clocks of the processes), or after the end of the latest
+ * PostgreSQL outage when that is later. An outage stops the whole pipeline, so what the job waits for (its order, its
+ * payment — acknowledged during the outage and still to be parsed and applied —, a key) could not arrive meanwhile:
+ * the outage must not use up the window, and the job gets a whole one after it. The first run stands for the outages
+ * no worker observed: while no worker ran (a deploy gone wrong, a crash loop, the fleet scaled to 0) nothing was
+ * recorded, and the jobs queued meanwhile, run for the first time when workers come back, get a whole window then.
  */
-export function windowEnd(createdAt: number, windowMs: number, outageEndedAt: number): number {
-  return Math.max(createdAt, outageEndedAt) + windowMs;
+export function windowEnd(createdAt: number, firstRunAt: number, windowMs: number, outageEndedAt: number): number {
+  return Math.max(createdAt, firstRunAt, outageEndedAt) + windowMs;
 }
 
 /** The job met a PostgreSQL outage: the processor puts it back (delayed) without using an attempt. */
@@ -149,6 +157,8 @@ export function createStageProcessor<P, R extends StageResult>(
       return await runStage(def, rt, job, token !== undefined);
     } catch (error) {
       if (error instanceof MetOutageError && token !== undefined && rt.outage) {
+        // Recorded before the job is put back, so its next run counts its window from this first one.
+        await rt.firstRun(job);
         rt.metrics.dbDeferred.inc({ queue: def.queue });
         rt.log.debug(
           {
@@ -166,6 +176,7 @@ export function createStageProcessor<P, R extends StageResult>(
         throw new DelayedError();
       }
       if (!(error instanceof LetterNotWrittenError) || token === undefined) throw error;
+      await rt.firstRun(job);
       rt.log.error(
         {
           queue: def.queue,
@@ -273,6 +284,8 @@ async function onFailure(
   if (err.policy === "stop" || windowOverNow || attempt >= maxAttempts) {
     return deadLetter(rt, queue, job, err, f);
   }
+  // Recorded before the retry (see StageRuntime.firstRun); the backoff strategy reads it too (knownFirstRun).
+  await rt.firstRun(job);
   rt.metrics.jobs.inc({ queue, result: "retry" });
   const logFields = { code: err.code, err: err.message, attempt, maxAttempts };
   if (err.code === "INTERNAL")
@@ -299,14 +312,15 @@ async function onFailure(
 }
 
 /**
- * The window of a window fault is over (windowEnd, within WINDOW_MARGIN_MS). Judged by the outages this process
- * knows of first, and only when that says over, by the latest any process recorded (one Redis read per job
+ * The window of a window fault is over (windowEnd from the job's first run, within WINDOW_MARGIN_MS). Judged by the
+ * outages this process knows of first, and only when that says over, by the latest any process recorded (one Redis read per job
  * dead-lettered this way): another process may have met an outage this one did not — it took no job meanwhile, or
  * was started after it.
  */
 async function isWindowOver(rt: StageRuntime, job: Job): Promise<boolean> {
+  const firstRunAt = await rt.firstRun(job);
   const over = (outageEndedAt: number) =>
-    Date.now() + WINDOW_MARGIN_MS >= windowEnd(job.timestamp, rt.windowMs, outageEndedAt);
+    Date.now() + WINDOW_MARGIN_MS >= windowEnd(job.timestamp, firstRunAt, rt.windowMs, outageEndedAt);
   if (!over(rt.outage?.endedAt ?? 0)) return false;
   return rt.outage === undefined || over(await rt.outage.readEnded());
 }
