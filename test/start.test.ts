@@ -54,10 +54,38 @@ interface Started {
   output(): string;
 }
 
-/** Runs scripts/start.ts as `npm start` does, and resolves once the ingress, the worker and the dashboard answer. */
-async function start(): Promise<Started> {
+/** The processes under `root` (children, theirs, …) that run an app's main.ts, from `ps`. */
+function appsUnder(root: number): number[] {
+  const rows = spawnSync("ps", ["-eo", "pid=,ppid=,args="], { encoding: "utf8" })
+    .stdout.trim()
+    .split("\n")
+    .map((line) => line.trim().match(/^(\d+)\s+(\d+)\s+(.*)$/))
+    .filter((m): m is RegExpMatchArray => m !== null)
+    .map((m) => ({ pid: Number(m[1]), ppid: Number(m[2]), args: m[3] ?? "" }));
+  const under = new Set([root]);
+  // Parents before children is not guaranteed by ps: repeat until no process joins.
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const row of rows) {
+      if (under.has(row.ppid) && !under.has(row.pid)) {
+        under.add(row.pid);
+        grew = true;
+      }
+    }
+  }
+  return rows.filter((r) => under.has(r.pid) && /apps\/[a-z]+\/src\/main\.ts/.test(r.args)).map((r) => r.pid);
+}
+
+/**
+ * Runs scripts/start.ts as `npm start` does — or, with `viaNpm`, `npm start` itself (npm, its shell, tsx) —, and
+ * resolves once the ingress, the worker and the dashboard answer.
+ */
+async function start(viaNpm = false): Promise<Started> {
   const [port, dashboardPort, workerHealthPort] = [await freePort(), await freePort(), await freePort()];
-  const child = spawn(process.execPath, ["--import", "tsx", "scripts/start.ts"], {
+  const [command, args] = viaNpm
+    ? ["npm", ["start", "--silent"]]
+    : [process.execPath, ["--import", "tsx", "scripts/start.ts"]];
+  const child = spawn(command, args, {
     cwd: repoRoot,
     env: {
       ...process.env,
@@ -101,12 +129,11 @@ async function start(): Promise<Started> {
       () => `port ${p} to answer; npm start's output:\n${log}`,
     );
   }
-  // The apps (ingress, worker, dashboard): start.ts's children that run an app's main.ts (tsx runs esbuild too).
-  const pgrep = ["-P", String(child.pid), "-f", "apps/[a-z]+/src/main\\.ts"];
-  const pids = spawnSync("pgrep", pgrep, { encoding: "utf8" }).stdout.trim().split("\n");
+  // The apps (ingress, worker, dashboard): the processes under it that run an app's main.ts (tsx runs esbuild too).
+  const pids = appsUnder(child.pid ?? 0);
   expect(pids).toHaveLength(3);
-  for (const pid of pids) seen.add(Number(pid));
-  return { child, ports, pids: pids.map(Number), output: () => log };
+  for (const pid of pids) seen.add(pid);
+  return { child, ports, pids, output: () => log };
 }
 
 /** True when something accepts connections on 127.0.0.1:`port`. */
@@ -134,6 +161,24 @@ describe("npm start", () => {
     expect(await exited).toBe(0);
     for (const port of started.ports) expect(await listening(port)).toBe(false);
   }, 120_000);
+
+  it("stops every app on a SIGINT or SIGTERM sent to the npm process itself, as the README says", async () => {
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+      const started = await start(true);
+      const exited = new Promise((done) => started.child.once("exit", () => done(true)));
+      // Only npm gets the signal (not its process group, as Ctrl-C in a terminal): npm passes it to its script.
+      started.child.kill(signal);
+      // Within start.ts's own deadline for the apps (29 s by default) and some; else the apps are stopped here,
+      // so that npm ends and the test fails on its assertion rather than its timeout.
+      const stopped = await Promise.race([exited, new Promise((done) => setTimeout(() => done(false), 40_000))]);
+      if (!stopped) for (const pid of started.pids) process.kill(pid, "SIGTERM");
+      await exited;
+      expect(stopped, `npm ended on ${signal}; output:\n${started.output()}`).toBe(true);
+      for (const port of started.ports) expect(await listening(port)).toBe(false);
+      expect(started.output().match(/"msg":"shutting down/g)).toHaveLength(3);
+      for (const pid of started.pids) expect(() => process.kill(pid, 0)).toThrow(/ESRCH/);
+    }
+  }, 240_000);
 
   it("exits non-zero when an app does not stop cleanly", async () => {
     const started = await start();
