@@ -6,7 +6,16 @@ import { TEST_REDIS_URL } from "@wpn/testing";
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createWorld, seedOrders, seedSkus, v2Payment, v3Payment, v3Refund, type World } from "./support/fixtures.ts";
+import {
+  createWorld,
+  seedOrders,
+  seedSkus,
+  V2_PAYER_OPENID,
+  v2Payment,
+  v3Payment,
+  v3Refund,
+  type World,
+} from "./support/fixtures.ts";
 import { spawnWorker, stopWorker, type WorkerProcess } from "./support/processes.ts";
 import { waitFor } from "./support/wait.ts";
 
@@ -82,11 +91,15 @@ async function buildScenario(world: World, orders: number, refunds: number, deli
       const r = refundJobs[randomInt(refundJobs.length)]!;
       duplicates.push({ name: PARSE_JOB_NAME, data: r, opts: { jobId: `${r.id}.again${i}` } });
     } else {
+      // The same payment reported again, on APIv3 whatever API the first report used: with the same facts, payer
+      // included (a direct merchant's user has one openid under its appid on both APIs; other facts would make it a
+      // DUPLICATE_MISMATCH review, not a duplicate).
       const again = v3Payment(world, {
         outTradeNo: p.outTradeNo,
         transactionId: p.transactionId,
         total: p.total,
         id: randomUUID(),
+        ...(p.job.api === "v2" ? { fields: { payer: { openid: V2_PAYER_OPENID } } } : {}),
       });
       duplicates.push({ name: PARSE_JOB_NAME, data: again, opts: { jobId: again.id } });
     }

@@ -276,6 +276,9 @@ function v3Job(
   };
 }
 
+/** The payer openid of `v2Payment`'s notifications (`v3Payment`'s direct-merchant payer is "oPayerOpenid123"). */
+export const V2_PAYER_OPENID = "oV2PayerOpenid";
+
 export function v2Payment(world: World, spec: PaymentSpec & { resultCode?: string }): ParseJobV2 {
   const transactionId = spec.transactionId ?? `42000${randomBytes(10).toString("hex")}`;
   const fields: Record<string, string> = {
@@ -284,7 +287,7 @@ export function v2Payment(world: World, spec: PaymentSpec & { resultCode?: strin
     mch_id: spec.mchid ?? world.merchant.mchid,
     nonce_str: randomBytes(8).toString("hex"),
     result_code: spec.resultCode ?? "SUCCESS",
-    openid: "oV2PayerOpenid",
+    openid: V2_PAYER_OPENID,
     trade_type: "JSAPI",
     bank_type: "CFT",
     total_fee: String(spec.total ?? 100),
