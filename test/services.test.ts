@@ -158,6 +158,28 @@ describe("npm start and a PostgreSQL of Debian/Ubuntu's packages (pg_lsclusters)
   });
 });
 
+/** Whether the endpoint answers within 20 s (a daemon just started). */
+async function answersWithin(endpoint: Parameters<typeof answers>[0]): Promise<boolean> {
+  for (let i = 0; i < 40; i++) {
+    if (await answers(endpoint, 250)) return true;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return false;
+}
+
+/** SHUTDOWN NOSAVE of the redis-server at each URL that answers (a test's own daemon). */
+async function shutDown(urls: string[]): Promise<void> {
+  for (const url of urls) {
+    const admin = createRedisConnection(url, "admin", { retryStrategy: () => null, lazyConnect: true });
+    admin.on("error", () => undefined);
+    await admin
+      .connect()
+      .then(() => admin.call("SHUTDOWN", "NOSAVE"))
+      .catch(() => undefined);
+    admin.disconnect();
+  }
+}
+
 describe("npm start's own Redis", () => {
   const dir = mkdtempSync(join(tmpdir(), "wpn-redis-start-"));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -167,25 +189,11 @@ describe("npm start's own Redis", () => {
     const endpoint = endpointOf(`redis://127.0.0.1:${port}`, 6379);
     expect(startLocalRedis(endpoint, dir)).toBe(true);
     try {
-      let answered = false;
-      for (let i = 0; i < 40 && !answered; i++) {
-        answered = await answers(endpoint, 250);
-        if (!answered) await new Promise((r) => setTimeout(r, 250));
-      }
-      expect(answered).toBe(true);
+      expect(await answersWithin(endpoint)).toBe(true);
       const pid = Number(readFileSync(join(dir, ".dev/redis/redis.pid"), "utf8").trim());
       expect(readFileSync(`/proc/${pid}/comm`, "utf8").trim()).toBe("redis-server");
     } finally {
-      const admin = createRedisConnection(`redis://127.0.0.1:${port}`, "admin", {
-        retryStrategy: () => null,
-        lazyConnect: true,
-      });
-      admin.on("error", () => undefined);
-      await admin
-        .connect()
-        .then(() => admin.call("SHUTDOWN", "NOSAVE"))
-        .catch(() => undefined);
-      admin.disconnect();
+      await shutDown([`redis://127.0.0.1:${port}`]);
     }
   });
 
@@ -196,23 +204,10 @@ describe("npm start's own Redis", () => {
       const endpoint = endpointOf(`redis://[::1]:${port}`, 6379);
       expect(startLocalRedis(endpoint, dir)).toBe(true);
       try {
-        let answered = false;
-        for (let i = 0; i < 40 && !answered; i++) {
-          answered = await answers(endpoint, 250);
-          if (!answered) await new Promise((r) => setTimeout(r, 250));
-        }
-        expect(answered).toBe(true);
+        expect(await answersWithin(endpoint)).toBe(true);
       } finally {
         // The daemon it started: shut down whether or not it could be reached at [::1] (the old one listened on 127.0.0.1).
-        for (const url of [`redis://[::1]:${port}`, `redis://127.0.0.1:${port}`]) {
-          const admin = createRedisConnection(url, "admin", { retryStrategy: () => null, lazyConnect: true });
-          admin.on("error", () => undefined);
-          await admin
-            .connect()
-            .then(() => admin.call("SHUTDOWN", "NOSAVE"))
-            .catch(() => undefined);
-          admin.disconnect();
-        }
+        await shutDown([`redis://[::1]:${port}`, `redis://127.0.0.1:${port}`]);
       }
     },
   );
