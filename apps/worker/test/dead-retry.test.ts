@@ -1,38 +1,30 @@
-import { createQueue, createRedisConnection, PARSE_JOB_NAME, QueueName } from "@wpn/queue";
-import { TEST_REDIS_URL } from "@wpn/testing";
+import { PARSE_JOB_NAME, QueueName } from "@wpn/queue";
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { replayDeadLetter } from "../src/replay.ts";
 import { startWorker, type WorkerHandle } from "../src/worker.ts";
-import { createWorld, orderOf, quietLog, seedOrder, seedSkus, v2Payment, type World } from "./support/fixtures.ts";
+import { orderOf, quietLog, seedOrder, v2Payment, type World } from "./support/fixtures.ts";
+import { closePipeline, notificationWithEvents, openPipeline, type Pipeline } from "./support/pipeline.ts";
 import { waitFor } from "./support/wait.ts";
 
 /**
  * A parse job meeting a DEAD row: moved on when the parse stage dead-lettered it (nothing holds its apply job's id),
  * left to the apply letter's replay when the apply stage did (the failed apply job holds it, 7 days).
  */
+let pipeline: Pipeline | undefined;
 let world: World;
 let redis: Redis;
 let parseQueue: Queue;
 let applyQueue: Queue;
 let deadQueue: Queue;
 beforeAll(async () => {
-  world = await createWorld("wdeadretry");
-  await seedSkus(world.prisma, { A: 1_000 });
-  redis = createRedisConnection(TEST_REDIS_URL, "admin");
-  parseQueue = createQueue(QueueName.Parse, redis, world.prefix);
-  applyQueue = createQueue(QueueName.Apply, redis, world.prefix);
-  deadQueue = createQueue(QueueName.Dead, redis, world.prefix);
+  pipeline = await openPipeline("wdeadretry", { A: 1_000 });
+  ({ world, redis, parseQueue, applyQueue, deadQueue } = pipeline);
 });
-afterAll(async () => {
-  await Promise.all([parseQueue, applyQueue, deadQueue].map((q) => q?.close()));
-  redis?.disconnect();
-  await world?.cleanup();
-});
+afterAll(() => closePipeline(pipeline));
 
-const notification = (id: string) =>
-  world.prisma.notification.findUnique({ where: { id }, include: { events: { orderBy: { id: "asc" } } } });
+const notification = (id: string) => notificationWithEvents(world, id);
 const kindsOf = async (id: string) => (await notification(id))?.events.map((e) => e.kind) ?? [];
 
 /** The waiting dead letter of `notificationId` from `queue`. */

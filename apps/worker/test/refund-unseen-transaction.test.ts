@@ -1,20 +1,9 @@
-import { createQueue, createRedisConnection, PARSE_JOB_NAME, QueueName } from "@wpn/queue";
-import { TEST_REDIS_URL } from "@wpn/testing";
+import { PARSE_JOB_NAME } from "@wpn/queue";
 import type { Queue } from "bullmq";
-import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startWorker } from "../src/worker.ts";
-import {
-  createWorld,
-  inline,
-  orderOf,
-  quietLog,
-  seedOrder,
-  seedSkus,
-  v3Payment,
-  v3Refund,
-  type World,
-} from "./support/fixtures.ts";
+import { inline, orderOf, quietLog, seedOrder, v3Payment, v3Refund, type World } from "./support/fixtures.ts";
+import { closePipeline, notificationWithEvents, openPipeline, type Pipeline } from "./support/pipeline.ts";
 import { waitFor } from "./support/wait.ts";
 
 /**
@@ -23,28 +12,18 @@ import { waitFor } from "./support/wait.ts";
  * charge's payment after its refund — and decided TRANSACTION_MISMATCH (REVIEW, not a dead letter) once the window has
  * passed. Before, it was TRANSACTION_MISMATCH at its first attempt.
  */
+let pipeline: Pipeline | undefined;
 let world: World;
-let redis: Redis;
 let parseQueue: Queue;
 let applyQueue: Queue;
 let deadQueue: Queue;
-
 beforeAll(async () => {
-  world = await createWorld("wunseentxn");
-  await seedSkus(world.prisma, { A: 100 });
-  redis = createRedisConnection(TEST_REDIS_URL, "admin");
-  parseQueue = createQueue(QueueName.Parse, redis, world.prefix);
-  applyQueue = createQueue(QueueName.Apply, redis, world.prefix);
-  deadQueue = createQueue(QueueName.Dead, redis, world.prefix);
+  pipeline = await openPipeline("wunseentxn", { A: 100 });
+  ({ world, parseQueue, applyQueue, deadQueue } = pipeline);
 });
-afterAll(async () => {
-  await Promise.all([parseQueue, applyQueue, deadQueue].map((q) => q?.close()));
-  redis?.disconnect();
-  await world?.cleanup();
-});
+afterAll(() => closePipeline(pipeline));
 
-const notification = (id: string) =>
-  world.prisma.notification.findUnique({ where: { id }, include: { events: { orderBy: { id: "asc" } } } });
+const notification = (id: string) => notificationWithEvents(world, id);
 
 /** An order of 1 000 fen paid by `a` (applied inline). */
 async function paidBy(a: string) {
