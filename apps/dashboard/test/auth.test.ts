@@ -58,6 +58,12 @@ const PUBLIC_ROUTES = [
   "POST /login",
 ];
 
+/**
+ * Not public, but reached without a live session: a logout only clears the (dead or missing) cookie then. It is a
+ * mutation like any other, so without a CSRF token it is refused (403) before anything happens.
+ */
+const SESSIONLESS_ROUTES = ["POST /logout"];
+
 /** A concrete URL for a route pattern: every parameter and wildcard becomes a plausible value. */
 function concrete(url: string): string {
   return url
@@ -67,7 +73,7 @@ function concrete(url: string): string {
 }
 
 describe("nothing is reachable without a session", () => {
-  it("enumerates every registered route, ours and bull-board's, and each answers 302/401 without a cookie", async () => {
+  it("enumerates every registered route, ours and bull-board's, and each answers 302/401 without a cookie (logout: 403 CSRF)", async () => {
     const routes = d.app.dashboardRoutes;
     // bull-board's own routes are in the list (both boards), so the check below covers them.
     const keys = routes.map((r) => `${r.method} ${r.url}`);
@@ -76,6 +82,7 @@ describe("nothing is reachable without a session", () => {
     expect(keys).toContain("GET /queues/static/*");
     expect(keys).toContain("PUT /queues-readonly/api/queues/:queueName/clean/:queueStatus");
     expect(keys).toContain("POST /dead-letters/replay");
+    expect(keys).toEqual(expect.arrayContaining(SESSIONLESS_ROUTES));
     expect(routes.length).toBeGreaterThan(80);
 
     const publicRoutes: string[] = [];
@@ -91,7 +98,8 @@ describe("nothing is reachable without a session", () => {
           url: concrete(route.url),
           headers: { host: HOST, accept, origin: ORIGIN },
         });
-        expect([302, 401], `${key} (${accept}) answered ${response.statusCode}`).toContain(response.statusCode);
+        const expected = SESSIONLESS_ROUTES.includes(key) ? [403] : [302, 401];
+        expect(expected, `${key} (${accept}) answered ${response.statusCode}`).toContain(response.statusCode);
         if (response.statusCode === 302) expect(response.headers.location).toMatch(/^\/login\?next=/);
       }
     }

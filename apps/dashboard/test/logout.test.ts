@@ -2,8 +2,9 @@ import { createDb } from "@wpn/db";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../src/app.ts";
+import { SESSION_CHECK_TIMEOUT_MS } from "../src/auth/revocations.ts";
 import { PASSWORDS, replicaOf, startDashboard, type TestDashboard } from "./support/app.ts";
-import { loggedIn } from "./support/client.ts";
+import { Client, loggedIn } from "./support/client.ts";
 
 let d: TestDashboard;
 let clock = Date.now();
@@ -18,6 +19,16 @@ afterAll(async () => {
 /** GET / with a bare session cookie, as a script (or someone holding a captured cookie) would send it. */
 const withCookie = (app: FastifyInstance, cookie: string | undefined, accept = "application/json") =>
   app.inject({ method: "GET", url: "/", headers: { cookie: `wpn_session=${cookie}`, accept } });
+
+/** A second tab of `client`'s browser: the same cookies (session and CSRF secret) and the same page's token. */
+function tabOf(client: Client, app: FastifyInstance): Client {
+  const tab = new Client(app);
+  for (const [name, value] of client.cookies) tab.cookies.set(name, value);
+  tab.csrfToken = client.csrfToken;
+  return tab;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe("logout across replicas", () => {
   it("a session logged out on one replica is refused by every other replica", async () => {
@@ -72,6 +83,53 @@ describe("logout across replicas", () => {
     expect((await withCookie(d.app, captured)).statusCode).toBe(200);
     expect((await client.post("/logout", {})).statusCode).toBe(303);
     expect((await withCookie(d.app, captured)).statusCode).toBe(401);
+  });
+
+  it("a logout whose session was already logged out (another tab or replica) clears the cookie, with no second audit row", async () => {
+    const client = await loggedIn(d.app, "victor", PASSWORDS.victor);
+    const cookie = client.cookies.get("wpn_session") ?? "";
+    const { sid } = JSON.parse(Buffer.from(cookie.split(".")[1] ?? "", "base64url").toString()) as { sid: string };
+    const tab = tabOf(client, d.app);
+    const other = await replicaOf(d);
+    try {
+      const onOther = tabOf(client, other);
+      expect((await client.post("/logout", {})).statusCode).toBe(303);
+      // CSRF is checked as for any logout: without the page's token the dead cookie stays (nothing happens).
+      const forged = await tab.post("/logout", { _csrf: "forged" }, { accept: "application/json" });
+      expect(forged.statusCode).toBe(403);
+      expect(tab.cookies.get("wpn_session")).toBe(cookie);
+      for (const stale of [tab, onOther]) {
+        const out = await stale.post("/logout", {});
+        // Where a logout of a live session ends: the cookie cleared, the login page next.
+        expect(out.statusCode).toBe(303);
+        expect(out.headers.location).toBe("/login");
+        expect(stale.cookies.has("wpn_session")).toBe(false);
+      }
+    } finally {
+      await other.close();
+    }
+    // The session was logged out once: one logout row for it, not one per stale tab.
+    const logouts = await d.database.db.prisma.auditLog.findMany({
+      where: { action: "logout", detail: { path: ["sid"], equals: sid } },
+    });
+    expect(logouts).toHaveLength(1);
+  });
+
+  it("a logout whose session has expired clears the cookie too; a live session's logout still needs the CSRF token", async () => {
+    const client = await loggedIn(d.app, "olga", PASSWORDS.olga);
+    const forged = await client.post("/logout", { _csrf: "forged" }, { accept: "application/json" });
+    expect(forged.statusCode).toBe(403);
+    expect((await client.get("/", { accept: "application/json" })).statusCode).toBe(200);
+    const start = clock;
+    clock += d.config.DASHBOARD_SESSION_TTL_SECONDS * 1000 + 1_000;
+    try {
+      const out = await client.post("/logout", {});
+      expect(out.statusCode).toBe(303);
+      expect(out.headers.location).toBe("/login");
+      expect(client.cookies.has("wpn_session")).toBe(false);
+    } finally {
+      clock = start;
+    }
   });
 
   it("forgets revocations once their session would have expired anyway, at the next logout", async () => {
@@ -145,5 +203,67 @@ describe("when PostgreSQL does not answer", () => {
       await down.close();
       await db.close();
     }
+  });
+
+  it("a session check that hangs (its table locked) answers 503 within SESSION_CHECK_TIMEOUT_MS, not the statement timeout", async () => {
+    const client = await loggedIn(d.app, "olga", PASSWORDS.olga);
+    const cookie = client.cookies.get("wpn_session");
+    const prisma = d.database.db.prisma;
+    /** Lookups of this file's app (its pool's connections) waiting for the lock. */
+    const waiting = async () =>
+      (
+        await prisma.$queryRaw<{ pid: number }[]>`
+          SELECT pid FROM pg_stat_activity
+          WHERE wait_event_type = 'Lock' AND application_name = ${`test:${d.database.schema}`}`
+      ).map((row) => row.pid);
+    /** A request with its own time to answer (its end, if it never came, shows up as the bound below). */
+    const timed = (request: Promise<Awaited<ReturnType<typeof withCookie>>>) => {
+      const started = Date.now();
+      return request.then((response) => ({ response, ms: Date.now() - started }));
+    };
+    const until = async (condition: () => Promise<boolean>) => {
+      while (!(await condition())) await sleep(20);
+    };
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    // Another connection holds the table in an open transaction (as a stuck migration or a forgotten psql session
+    // would): PostgreSQL takes the lookup and does not answer it until the statement timeout (30 s).
+    const holder = await d.database.db.pool.connect();
+    try {
+      await holder.query("BEGIN");
+      await holder.query('LOCK TABLE "RevokedSession" IN ACCESS EXCLUSIVE MODE');
+      // One after the other, so that each has a lookup of its own (Prisma batches the lookups of one tick).
+      const json = timed(withCookie(d.app, cookie));
+      await until(async () => (await waiting()).length === 1);
+      const [first] = await waiting();
+      const page = timed(withCookie(d.app, cookie, "text/html"));
+      await until(async () => (await waiting()).length === 2);
+      const bound = SESSION_CHECK_TIMEOUT_MS + 5_000;
+      const outcome = await Promise.race([Promise.all([json, page]), sleep(bound).then(() => "waiting" as const)]);
+      if (outcome === "waiting") throw new Error(`no answer within ${bound} ms`);
+      for (const { response, ms } of outcome) {
+        expect(response.statusCode).toBe(503);
+        expect(response.body).toContain("SESSION_CHECK_UNAVAILABLE");
+        // It did wait for the lock, up to the bound.
+        expect(ms).toBeGreaterThanOrEqual(SESSION_CHECK_TIMEOUT_MS - 50);
+        expect(ms).toBeLessThan(SESSION_CHECK_TIMEOUT_MS + 1_000);
+      }
+      expect(outcome[0].response.json()).toMatchObject({ error: "SESSION_CHECK_UNAVAILABLE" });
+      // The abandoned lookups are still queued behind the lock. Each ends late: the first fails (cancelled), the
+      // second answers "not logged out" once the lock goes. Neither goes unhandled; the answers were sent already.
+      expect(await waiting()).toHaveLength(2);
+      await prisma.$executeRaw`SELECT pg_cancel_backend(${first}::int)`;
+      await holder.query("ROLLBACK");
+      await until(async () => (await waiting()).length === 0);
+      await sleep(100);
+      expect(unhandled).toEqual([]);
+    } finally {
+      await holder.query("ROLLBACK");
+      holder.release();
+      process.off("unhandledRejection", onUnhandled);
+    }
+    // The session works again once PostgreSQL answers.
+    expect((await withCookie(d.app, cookie)).statusCode).toBe(200);
   });
 });

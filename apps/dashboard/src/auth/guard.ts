@@ -9,9 +9,12 @@ import { SESSION_COOKIE, type SessionClaims, type SessionUser } from "./session.
  * method (POST, PUT, PATCH, DELETE) additionally needs the operator role. Routes we do not declare
  * ourselves (bull-board's, the 404 handler) therefore get the strictest treatment by default.
  * - `public`: no session (login, health, metrics);
- * - `session`: any logged-in user, also for mutating methods (logout).
+ * - `logout`: any logged-in user, also for mutating methods; and a request whose session is not live (logged out on
+ *   another tab or replica, expired, its user's password changed) or absent reaches the handler too, which then only
+ *   clears the cookie: the browser would otherwise keep sending a dead one. When the session cannot be checked it is
+ *   refused (503) like any non-public route: a live session must be revoked, not only forgotten by this browser.
  */
-export type Access = "public" | "session";
+export type Access = "public" | "logout";
 
 declare module "fastify" {
   interface FastifyContextConfig {
@@ -40,9 +43,9 @@ export function installAuthGuard(app: FastifyInstance, ctx: DashboardContext): v
       try {
         if (await isRevoked(ctx.db.prisma, auth.claims.sid)) auth = null;
       } catch (error) {
-        // Fail closed: without PostgreSQL a logout (on any replica) cannot be seen, so no session is taken as valid.
-        // A public route goes on without one (the login page, health, metrics still answer); any other gets 503,
-        // not a redirect to a login that could not be audited either.
+        // Fail closed: without PostgreSQL (down, or not answering within SESSION_CHECK_TIMEOUT_MS) a logout on any
+        // replica cannot be seen, so no session is taken as valid. A public route goes on without one (the login page,
+        // health, metrics still answer); any other gets 503, not a redirect to a login that could not be audited either.
         request.log.error({ err: error, code: "SESSION_CHECK_UNAVAILABLE" }, "could not check the session's logout");
         request.auth = null;
         if (access === "public") return;
@@ -57,8 +60,8 @@ export function installAuthGuard(app: FastifyInstance, ctx: DashboardContext): v
     }
     request.auth = auth;
     if (access === "public") return;
-    if (!auth) return rejectUnauthenticated(request, reply);
-    if (!SAFE_METHODS.has(request.method) && access !== "session" && auth.user.role !== "operator") {
+    if (!auth) return access === "logout" ? undefined : rejectUnauthenticated(request, reply);
+    if (!SAFE_METHODS.has(request.method) && access !== "logout" && auth.user.role !== "operator") {
       ctx.metrics.actions.inc({ action: actionName(request), result: "denied" });
       request.log.warn(
         { user: auth.user.name, role: auth.user.role, route: request.routeOptions.url },

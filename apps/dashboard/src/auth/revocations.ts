@@ -1,5 +1,6 @@
 import type { PrismaClient } from "@wpn/db";
 import { type AuditEntry, recordAudit } from "../data/audit.ts";
+import { withTimeout } from "../timeout.ts";
 import { CLOCK_SKEW_SECONDS, type SessionClaims } from "./session.ts";
 
 /**
@@ -38,8 +39,20 @@ export async function revokeSession(
   });
 }
 
-/** Whether the session was logged out, on any replica: one primary-key lookup. Throws when PostgreSQL fails. */
+/**
+ * How long a request waits for its logout check, ms. The lookup is one primary-key read (about a millisecond); one
+ * unanswered for this long is stuck — a lock held on the table, a connection gone silent — and would otherwise be
+ * waited for until the statement timeout (30 s, @wpn/db), freezing every click that long.
+ */
+export const SESSION_CHECK_TIMEOUT_MS = 3_000;
+
+/**
+ * Whether the session was logged out, on any replica: one primary-key lookup. Throws when PostgreSQL fails or has not
+ * answered within SESSION_CHECK_TIMEOUT_MS. A lookup abandoned then still holds its pooled connection until PostgreSQL
+ * answers or cancels it; its late answer, whichever, is dropped: the request was refused already.
+ */
 export async function isRevoked(prisma: PrismaClient, sid: string): Promise<boolean> {
-  const row = await prisma.revokedSession.findUnique({ where: { sid }, select: { sid: true } });
+  const lookup = prisma.revokedSession.findUnique({ where: { sid }, select: { sid: true } });
+  const row = await withTimeout(lookup, SESSION_CHECK_TIMEOUT_MS, "the session's logout check");
   return row !== null;
 }

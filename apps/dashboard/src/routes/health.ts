@@ -1,15 +1,8 @@
 import type { FastifyBaseLogger, FastifyInstance } from "fastify";
 import type { DashboardContext } from "../context.ts";
+import { withTimeout } from "../timeout.ts";
 
 const CHECK_TIMEOUT_MS = 2_000;
-
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 /** "ok" or "down": the route is public, so the reason (which can name a database role or host) only goes to the log. */
 async function check(run: () => Promise<unknown>, what: string, log: FastifyBaseLogger): Promise<"ok" | "down"> {

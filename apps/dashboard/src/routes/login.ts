@@ -135,8 +135,11 @@ export function registerLoginRoutes(app: FastifyInstance, ctx: DashboardContext)
     return reply.redirect(next, 303);
   });
 
-  app.post("/logout", { config: { access: "session" } }, async (request, reply) => {
+  // CSRF is checked as for any mutation (root preHandler), live session or not.
+  app.post("/logout", { config: { access: "logout" } }, async (request, reply) => {
     const auth = request.auth;
+    // No live session (logged out already, elsewhere; expired): nothing to revoke or audit — its logout row, if it
+    // was logged out, exists — only the browser's dead cookie to clear.
     if (auth) {
       // Revoked for every replica together with its audit row (both or neither); the cookie is cleared only after.
       // The session id and address, as its login row has them, so the two rows can be matched.
