@@ -67,22 +67,7 @@ async function run(c: pg.PoolClient, p: PaymentFacts): Promise<PaymentResult> {
        FROM "Order" WHERE "outTradeNo" = $1 FOR UPDATE`,
       [p.outTradeNo, p.transactionId],
     )
-  ).rows[0] as
-    | {
-        id: string;
-        status: string;
-        transactionId: string | null;
-        mchid: string;
-        appid: string;
-        subMchid: string | null;
-        subAppid: string | null;
-        amountTotal: number;
-        currency: string;
-        payerOpenid: string | null;
-        reviewReason: string | null;
-        txnElsewhere: boolean;
-      }
-    | undefined;
+  ).rows[0] as LockedOrder | undefined;
   if (!o) return result("ORDER_NOT_FOUND", seen);
   const base = {
     ...seen,
@@ -189,17 +174,25 @@ const UNCONFIRMED_FACTS = new Set([
   "UNEXPECTED_ORDER_STATUS",
 ]);
 
+/** The order row the payment locks (FOR UPDATE), with whether its transaction id is another order's. */
+interface LockedOrder {
+  id: string;
+  status: string;
+  transactionId: string | null;
+  mchid: string;
+  appid: string;
+  subMchid: string | null;
+  subAppid: string | null;
+  amountTotal: number;
+  currency: string;
+  payerOpenid: string | null;
+  reviewReason: string | null;
+  txnElsewhere: boolean;
+}
+
 /** DUPLICATE_MISMATCH's rule of wpn_apply_payments (migration 20261205100000): the order's transaction, other facts. */
 function duplicateDiffers(
-  o: {
-    appid: string;
-    subMchid: string | null;
-    subAppid: string | null;
-    amountTotal: number;
-    currency: string;
-    payerOpenid: string | null;
-    reviewReason: string | null;
-  },
+  o: Pick<LockedOrder, "appid" | "subMchid" | "subAppid" | "amountTotal" | "currency" | "payerOpenid" | "reviewReason">,
   p: PaymentFacts,
 ): boolean {
   const orderFacts =
