@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { type AddressInfo, createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -190,7 +190,11 @@ describe("npm start's own Redis", () => {
     expect(startLocalRedis(endpoint, dir)).toBe(true);
     try {
       expect(await answersWithin(endpoint)).toBe(true);
-      const pid = Number(readFileSync(join(dir, ".dev/redis/redis.pid"), "utf8").trim());
+      // redis-server accepts connections (its listening socket) a moment before it writes the pid file: under load
+      // (two test files at a time on 2 cores) a read right after the first connect found none yet.
+      const pidFile = join(dir, ".dev/redis/redis.pid");
+      for (let i = 0; i < 40 && !existsSync(pidFile); i++) await new Promise((r) => setTimeout(r, 250));
+      const pid = Number(readFileSync(pidFile, "utf8").trim());
       expect(readFileSync(`/proc/${pid}/comm`, "utf8").trim()).toBe("redis-server");
     } finally {
       await shutDown([`redis://127.0.0.1:${port}`]);
