@@ -15,6 +15,7 @@ import { pino } from "pino";
 import { installCsrf } from "./auth/csrf.ts";
 import { actionName, installAuthGuard, SAFE_METHODS } from "./auth/guard.ts";
 import { LoginRateLimiter } from "./auth/rate-limit.ts";
+import { openSessionCheckPool } from "./auth/revocations.ts";
 import { deriveKey, SessionCodec } from "./auth/session.ts";
 import { parseUsers } from "./auth/users.ts";
 import { createQueues, type DashboardContext } from "./context.ts";
@@ -118,6 +119,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const ctx: DashboardContext = {
     config,
     db: deps.db,
+    sessionChecks: openSessionCheckPool(deps.db),
     redis: deps.redis,
     queues: createQueues(deps.redis, config.QUEUE_PREFIX),
     prefix: config.QUEUE_PREFIX,
@@ -220,7 +222,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await registerBullBoards(app, ctx);
 
   app.addHook("onClose", async () => {
-    await Promise.all(Object.values(ctx.queues).map((queue) => queue.close()));
+    await Promise.all([...Object.values(ctx.queues).map((queue) => queue.close()), ctx.sessionChecks.end()]);
   });
   return app;
 }

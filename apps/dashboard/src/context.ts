@@ -1,5 +1,5 @@
 import type { Config } from "@wpn/config";
-import type { Db } from "@wpn/db";
+import type { Db, DbPool } from "@wpn/db";
 import { ALL_QUEUES, createQueue, type QueueName } from "@wpn/queue";
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
@@ -14,6 +14,8 @@ export type Queues = Readonly<Record<QueueName, Queue>>;
 export interface DashboardContext {
   readonly config: Config;
   readonly db: Db;
+  /** The session checks' own connections (`openSessionCheckPool`), ended when the app closes. */
+  readonly sessionChecks: DbPool;
   /** Admin connection (shared by the Queue objects; BullMQ does not close a connection it was given). */
   readonly redis: Redis;
   readonly queues: Queues;

@@ -38,37 +38,77 @@ const DEFAULT_QUERY_TIMEOUT_MS = 30_000;
 /** The client waits this much longer than the server's statement_timeout before it gives up on its own, ms. */
 const CLIENT_TIMEOUT_MARGIN_MS = 5_000;
 
+/** A raw pg pool of the database (`Db.pool`, or one from `Db.openPool`). */
+export type DbPool = pg.Pool;
+
+/** A further pool on a Db's database (`Db.openPool`). */
+export interface ExtraPoolOptions {
+  /** Added to the Db's application name (`<name>:<purpose>`), so pg_stat_activity tells its connections apart. */
+  purpose: string;
+  max: number;
+  /** PostgreSQL's statement_timeout on its connections, ms; the client's own bound follows it as on the main pool. */
+  statementTimeoutMs: number;
+  /** Wait for a free connection of this pool before failing, ms. */
+  connectTimeoutMs: number;
+}
+
 /** One process's database handle: a Prisma client and the raw pg pool under it (for hot paths and the migrator). */
 export interface Db {
   readonly prisma: PrismaClient;
   readonly pool: pg.Pool;
   readonly target: DatabaseTarget;
+  /**
+   * Another pool of connections made as the main pool's (same database, schema, UTC, keep-alive), with its own size
+   * and statement timeout: for a lookup that its caller stops waiting for well before the main pool's statement
+   * timeout (the dashboard's session check, 3 s). PostgreSQL cancels such a statement at that caller's bound, and its
+   * connections are not the main pool's: lookups stuck on a locked table cannot take every connection the other
+   * statements need. Its connections are made on first use. The caller ends it (`end()`), before `close()`.
+   */
+  openPool(options: ExtraPoolOptions): pg.Pool;
   close(): Promise<void>;
 }
 
-export function createDb(options: DbOptions): Db {
-  const target = parseDatabaseUrl(options.url);
-  const statementTimeoutMs = options.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS;
+interface PoolSettings {
+  max: number;
+  connectTimeoutMs: number;
+  applicationName: string;
+  statementTimeoutMs: number;
+}
+
+/** Every connection of a Db, whichever of its pools: one place that says how they are made. */
+function createPool(target: DatabaseTarget, settings: PoolSettings): pg.Pool {
   const pool = new pg.Pool({
     connectionString: target.connectionString,
-    max: options.poolMax ?? 10,
-    connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,
+    max: settings.max,
+    connectionTimeoutMillis: settings.connectTimeoutMs,
     idleTimeoutMillis: 30_000,
-    query_timeout: statementTimeoutMs + CLIENT_TIMEOUT_MARGIN_MS,
+    query_timeout: settings.statementTimeoutMs + CLIENT_TIMEOUT_MARGIN_MS,
     // TCP keep-alive probes also find a dead peer on a connection waiting in the pool.
     keepAlive: true,
     keepAliveInitialDelayMillis: 10_000,
-    application_name: options.applicationName ?? "wechatpay-notify",
+    application_name: settings.applicationName,
     // Unqualified names in raw SQL resolve to the configured schema, like Prisma's generated queries do.
     // Columns are `timestamp without time zone` holding UTC (Prisma's convention), so database-side defaults
     // (now()) must be evaluated in UTC too, whatever the server's TimeZone setting is. The schema is quoted, as
     // Prisma and the migrator quote it: unquoted, PostgreSQL would fold `?schema=Shop` to `shop`, and raw SQL (the
     // payment statement) would miss the tables or, worse, find another schema's.
-    options: `-c search_path="${target.schema}" -c TimeZone=UTC -c statement_timeout=${statementTimeoutMs}`,
+    options: `-c search_path="${target.schema}" -c TimeZone=UTC -c statement_timeout=${settings.statementTimeoutMs}`,
   });
   // An idle client losing its connection (PostgreSQL restart) emits 'error' on the pool; without a listener
   // that would crash the process. The pool discards the client and the next query reconnects.
   pool.on("error", () => undefined);
+  return pool;
+}
+
+export function createDb(options: DbOptions): Db {
+  const target = parseDatabaseUrl(options.url);
+  const applicationName = options.applicationName ?? "wechatpay-notify";
+  const pool = createPool(target, {
+    max: options.poolMax ?? 10,
+    connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
+    applicationName,
+    statementTimeoutMs: options.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS,
+  });
   const adapter = new PrismaPg(pool, {
     schema: target.schema,
     ...(options.preparedStatements ? { statementNameGenerator: statementName() } : {}),
@@ -78,6 +118,8 @@ export function createDb(options: DbOptions): Db {
     prisma,
     pool,
     target,
+    openPool: ({ purpose, ...settings }) =>
+      createPool(target, { ...settings, applicationName: `${applicationName}:${purpose}` }),
     async close() {
       await prisma.$disconnect();
       await pool.end();

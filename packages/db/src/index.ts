@@ -1,4 +1,4 @@
-export { createDb, type Db, type DbOptions, probeDatabase } from "./client.ts";
+export { createDb, type Db, type DbOptions, type DbPool, type ExtraPoolOptions, probeDatabase } from "./client.ts";
 export { type DatabaseTarget, parseDatabaseUrl, quoteIdent } from "./database-url.ts";
 export * from "./generated/client.ts";
 export { ensureDatabase, type MigrateResult, migrate } from "./migrate.ts";

@@ -110,6 +110,35 @@ describe("a statement that waits too long inside a transaction (the server answe
   }
 });
 
+describe("openPool (a further pool of a Db)", () => {
+  it("makes its connections as the main pool's, with its own name and statement timeout", async () => {
+    const tdb = await createTestDatabase("dbextrapool");
+    const extra = tdb.db.openPool({ purpose: "quick", max: 1, statementTimeoutMs: 500, connectTimeoutMs: 1_000 });
+    try {
+      const settings = await extra.query(
+        `SELECT current_schema() AS schema, current_setting('TimeZone') AS tz,
+                current_setting('statement_timeout') AS timeout, current_setting('application_name') AS name`,
+      );
+      expect(settings.rows[0]).toEqual({
+        schema: tdb.schema,
+        tz: "UTC",
+        timeout: "500ms",
+        name: `test:${tdb.schema}:quick`,
+      });
+      // The server, not the client, ends a statement past it: the connection is fine for the next one.
+      const started = Date.now();
+      await expect(extra.query("SELECT pg_sleep(5)")).rejects.toMatchObject({ code: "57014" });
+      expect(Date.now() - started).toBeLessThan(2_000);
+      expect((await extra.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
+      // The main pool keeps its own (30 s).
+      expect((await tdb.db.pool.query("SELECT current_setting('statement_timeout') AS t")).rows[0].t).toBe("30s");
+    } finally {
+      await extra.end();
+      await tdb.drop();
+    }
+  });
+});
+
 describe("probeDatabase (the worker's outage probe)", () => {
   it("answers while every pooled connection is busy: a loaded pool is not an outage", async () => {
     const db = createDb({ url: TEST_DATABASE_BASE_URL, poolMax: 1, connectTimeoutMs: 300 });

@@ -41,7 +41,7 @@ export function installAuthGuard(app: FastifyInstance, ctx: DashboardContext): v
     let auth = authenticate(request, ctx);
     if (auth) {
       try {
-        if (await isRevoked(ctx.db.prisma, auth.claims.sid)) auth = null;
+        if (await isRevoked(ctx.sessionChecks, auth.claims.sid)) auth = null;
       } catch (error) {
         // Fail closed: without PostgreSQL (down, or not answering within SESSION_CHECK_TIMEOUT_MS) a logout on any
         // replica cannot be seen, so no session is taken as valid. A public route goes on without one (the login page,
