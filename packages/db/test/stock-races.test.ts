@@ -157,8 +157,9 @@ describe("stock changed by another transaction during a statement (real PostgreS
 });
 
 describe("an order's items changed by another transaction while a payment waits for the order row", () => {
-  // Adding an item holds the order row FOR KEY SHARE (the OrderItem foreign key) and leaves it unchanged, so the
-  // payment finds the same order version once it has the row: only a read after the wait shows the items committed.
+  // Adding an item holds the order row locked (FOR NO KEY UPDATE, the OrderItem trigger) and leaves it unchanged, so
+  // the payment finds the same order version once it has the row: only a read after the wait shows the items committed.
+  // order-item-edits.test.ts has the item changes that took no lock on the order before that trigger.
   const addItem = `INSERT INTO "OrderItem" ("orderId", "skuId", quantity) VALUES ($1, $2, 1)`;
   // A same-price size swap: the order's items replaced by one unit of another SKU.
   const swapItems = `WITH gone AS (DELETE FROM "OrderItem" WHERE "orderId" = $1)

@@ -134,16 +134,19 @@ export interface PaymentResult {
  *   after the waits and its snapshot holds what the lock holders committed. In READ COMMITTED a statement's plain
  *   reads see the snapshot taken when it starts, while a locking read inside it returns the row's newest version:
  *   a statement that waited for the order row itself would read the order's items as they were before the wait,
- *   and miss an item added or swapped by a transaction that committed meanwhile (it holds the order FOR KEY SHARE
- *   — the OrderItem foreign key — and leaves the order's version alone, so STALE cannot catch it).
+ *   and miss an item added or swapped by a transaction that committed meanwhile (it holds the order row locked —
+ *   below — but leaves the order's version alone, so STALE cannot catch it).
  * - `FOR UPDATE` on the notification serialises two workers running the same job; the second sees ALREADY.
  * - `FOR UPDATE` on the order serialises different notifications of the same payment; the second sees the
  *   first one's transaction id (DUPLICATE, or DUPLICATE_MISMATCH when it reports other facts). When the order
  *   changed after the statement's snapshot all the same (an order committed after the up-front locks looked for it,
  *   and changed by another statement since), the statement does nothing and answers STALE, and the caller runs it
- *   again at once. An item change that takes no lock on the order (a DELETE, an UPDATE keeping the order) is
- *   serialised after a payment statement that started before it committed: whoever changes items only while an
- *   order is unpaid must lock the order row (FOR SHARE or stronger) to be serialised with the payment.
+ *   again at once. Every change of an order's items locks the order row too (FOR NO KEY UPDATE, the OrderItem
+ *   trigger of migration 20261206110000), whoever makes it: it waits for a payment in progress, and a payment waits
+ *   for it and reads the items it committed; it is refused (23000, constraint OrderItem_stock_taken) once the
+ *   order's payment took the stock, so the items stay what the PAYMENT movements were taken for. Before, an item
+ *   UPDATE or DELETE took no lock on the order, and one not committed when the payment read the items was
+ *   serialised after the payment, on a paid order (the payment took a swapped-out item's stock).
  * - `FOR NO KEY UPDATE` on the SKUs, sorted by id (no deadlock between orders sharing SKUs): the stock check
  *   and the new stock are both computed from the locked (newest) rows, never from the statement's snapshot,
  *   which can be older when another transaction changed the stock while this one waited for the lock. All
