@@ -66,6 +66,12 @@ export interface RunResult {
   lagMs?: number;
   /** Open loop: the largest latency among the requests sent during the warm-up (not counted), ms. */
   warmupMaxMs?: number;
+  /**
+   * Open loop, counted requests: how late the load generator itself wrote each request, from its scheduled time to
+   * its write, ms. It shares the CPUs with the server it measures, so part of the latency above can be its own
+   * lateness (a timer that fired late, a turn it waited for a CPU); WeChat's senders share nothing with the ingress.
+   */
+  sendLagMs?: { p50: number; p99: number; max: number };
 }
 
 interface Notification {
@@ -316,6 +322,7 @@ async function run(spec: RunSpec): Promise<RunResult> {
   };
 
   let lagMs: number | undefined;
+  let sendLagMs: RunResult["sendLagMs"];
   if (spec.mode === "closed") {
     const senders = Array.from({ length: spec.concurrency ?? 32 }, async (_, i) => {
       const target = i % targets.length;
@@ -330,6 +337,7 @@ async function run(spec: RunSpec): Promise<RunResult> {
     const rate = spec.ratePerSecond ?? 1000;
     const inflight = new Set<Promise<void>>();
     let scheduled = 0;
+    const sendLags: number[] = [];
     await new Promise<void>((resolve) => {
       const tick = () => {
         const now = performance.now();
@@ -340,6 +348,7 @@ async function run(spec: RunSpec): Promise<RunResult> {
           const n = take();
           if (!n) break;
           const target = rotation++ % targets.length;
+          if (at >= warmupEnd) sendLags.push(now - at);
           const p = send(n, at, target).finally(() => inflight.delete(p));
           inflight.add(p);
         }
@@ -351,6 +360,8 @@ async function run(spec: RunSpec): Promise<RunResult> {
       tick();
     });
     await Promise.all([...inflight]);
+    sendLags.sort((a, b) => a - b);
+    sendLagMs = { p50: percentile(sendLags, 50), p99: percentile(sendLags, 99), max: sendLags.at(-1) ?? Number.NaN };
   }
   if (!spec.reuse) cursor = index;
   for (const { pool } of pools) pool.destroy();
@@ -375,6 +386,7 @@ async function run(spec: RunSpec): Promise<RunResult> {
     },
     ...(lagMs === undefined ? {} : { lagMs }),
     ...(spec.mode === "open" ? { warmupMaxMs } : {}),
+    ...(sendLagMs === undefined ? {} : { sendLagMs }),
   };
 }
 
