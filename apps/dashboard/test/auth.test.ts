@@ -391,6 +391,66 @@ describe("behind a reverse proxy (DASHBOARD_TRUST_PROXY)", () => {
     expect(lines.filter((l) => l.code === "TRUST_PROXY_ANY_PEER")).toEqual([]);
   });
 
+  it("marks every cookie Secure when the proxy says the request came over HTTPS, without DASHBOARD_COOKIE_SECURE", async () => {
+    const proxied = await startDashboard("dash_proxy_tls", { env: { DASHBOARD_TRUST_PROXY: "10.0.0.2" } });
+    try {
+      /** A browser's login and board visit, each request from `peer` with `headers`; the cookies each answer set. */
+      const visit = async (peer: string, headers: Record<string, string>) => {
+        const set = new Map<string, string>();
+        const jar = new Map<string, string>();
+        const send = async (method: "GET" | "POST", url: string, payload?: Record<string, string>) => {
+          const response = await proxied.app.inject({
+            method,
+            url,
+            remoteAddress: peer,
+            headers: {
+              host: HOST,
+              accept: "text/html",
+              ...(method === "POST"
+                ? { origin: "https://dashboard.test", "content-type": "application/x-www-form-urlencoded" }
+                : {}),
+              cookie: [...jar].map(([k, v]) => `${k}=${v}`).join("; "),
+              ...headers,
+            },
+            payload: payload && new URLSearchParams(payload).toString(),
+          });
+          for (const line of [response.headers["set-cookie"] ?? []].flat()) {
+            const [pair = ""] = line.split(";");
+            const name = pair.slice(0, pair.indexOf("="));
+            set.set(name, line);
+            jar.set(name, pair.slice(name.length + 1));
+          }
+          return response;
+        };
+        const page = await send("GET", "/login");
+        const token = /name="_csrf" value="([^"]+)"/.exec(page.body)?.[1] ?? "";
+        const login = await send("POST", "/login", { username: "olga", password: PASSWORDS.olga, _csrf: token });
+        expect(login.statusCode).toBe(303);
+        expect((await send("GET", "/queues/")).statusCode).toBe(200);
+        return set;
+      };
+      // TLS ended at the listed proxy, which says so (nginx: proxy_set_header X-Forwarded-Proto $scheme).
+      const overTls = await visit("10.0.0.2", { "x-forwarded-proto": "https", "x-forwarded-for": "203.0.113.7" });
+      for (const name of ["wpn_session", "_csrf", "XSRF-TOKEN"]) {
+        expect(overTls.get(name), name).toMatch(/; Secure/);
+      }
+      // Plain HTTP (development on 127.0.0.1), or a client that is no listed proxy claiming HTTPS: not Secure, or the
+      // browser would drop the cookies and nobody could log in over http://.
+      for (const [peer, headers] of [
+        ["10.0.0.2", { "x-forwarded-proto": "http" }],
+        ["198.51.100.70", { "x-forwarded-proto": "https" }],
+      ] as const) {
+        const plain = await visit(peer, headers);
+        for (const name of ["wpn_session", "_csrf", "XSRF-TOKEN"]) {
+          expect(plain.get(name), `${peer} ${name}`).toBeDefined();
+          expect(plain.get(name), `${peer} ${name}`).not.toMatch(/; Secure/);
+        }
+      }
+    } finally {
+      await proxied.close();
+    }
+  });
+
   it("a proxy that rewrites Host must send X-Forwarded-Host (nginx's proxy_pass does not), or mutations are CSRF_ORIGIN", async () => {
     const proxied = await startDashboard("dash_proxy_host", { env: { DASHBOARD_TRUST_PROXY: "true" } });
     try {

@@ -295,7 +295,10 @@ const envFields = z.object({
   DASHBOARD_SESSION_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
   /** Lifetime of a dashboard login; the session cookie is refused after it (absolute, not sliding). */
   DASHBOARD_SESSION_TTL_SECONDS: int(60, 7 * 24 * 3600).default(8 * 3600),
-  /** Mark dashboard cookies `Secure`: set to true whenever the dashboard is served over HTTPS (it should be). */
+  /**
+   * Mark dashboard cookies `Secure` on every answer: set to true whenever the dashboard is served over HTTPS (it should
+   * be). Unset, they are Secure on answers to requests that came over HTTPS (X-Forwarded-Proto from a trusted proxy).
+   */
   DASHBOARD_COOKIE_SECURE: bool.default(false),
   /** Failed dashboard logins accepted per client IP per minute before answering 429. */
   DASHBOARD_LOGIN_ATTEMPTS_PER_MINUTE: int(1, 1_000).default(5),

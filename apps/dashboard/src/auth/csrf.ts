@@ -2,6 +2,7 @@ import fastifyCsrf from "@fastify/csrf-protection";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { DashboardContext } from "../context.ts";
 import { SAFE_METHODS } from "./guard.ts";
+import { cookieSecure } from "./session.ts";
 
 /** Readable (not HttpOnly) cookie holding a CSRF token; bull-board's axios client echoes it as X-XSRF-TOKEN. */
 export const XSRF_COOKIE = "XSRF-TOKEN";
@@ -27,7 +28,7 @@ export async function installCsrf(app: FastifyInstance, ctx: DashboardContext): 
       sameSite: "lax",
       httpOnly: true,
       signed: true,
-      secure: ctx.config.DASHBOARD_COOKIE_SECURE,
+      secure: cookieSecure(ctx.config.DASHBOARD_COOKIE_SECURE),
     },
   });
 
@@ -55,6 +56,11 @@ function requestOrigin(request: FastifyRequest): string | undefined {
 }
 
 /** Gives bull-board's client a token to echo (see above). Called when a bull-board page is served. */
-export function setXsrfCookie(reply: FastifyReply, secure: boolean): void {
-  reply.setCookie(XSRF_COOKIE, reply.generateCsrf(), { path: "/", sameSite: "lax", httpOnly: false, secure });
+export function setXsrfCookie(reply: FastifyReply, secureConfigured: boolean): void {
+  reply.setCookie(XSRF_COOKIE, reply.generateCsrf(), {
+    path: "/",
+    sameSite: "lax",
+    httpOnly: false,
+    secure: cookieSecure(secureConfigured),
+  });
 }

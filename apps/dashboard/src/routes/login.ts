@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { type HashCost, hashCostOf, hashPassword, verifyPassword } from "../auth/password.ts";
 import { revokeSession } from "../auth/revocations.ts";
-import { SESSION_COOKIE } from "../auth/session.ts";
+import { cookieSecure, SESSION_COOKIE } from "../auth/session.ts";
 import type { DashboardContext } from "../context.ts";
 import { recordAudit } from "../data/audit.ts";
 import { html } from "../views/html.ts";
@@ -127,7 +127,7 @@ export function registerLoginRoutes(app: FastifyInstance, ctx: DashboardContext)
       path: "/",
       httpOnly: true,
       sameSite: "lax",
-      secure: ctx.config.DASHBOARD_COOKIE_SECURE,
+      secure: cookieSecure(ctx.config.DASHBOARD_COOKIE_SECURE),
       maxAge: ctx.sessions.maxAgeSeconds,
     });
     ctx.metrics.logins.inc({ result: "success" });
