@@ -212,8 +212,16 @@ describe("npm start", () => {
       5_000,
       () => `three apps to say why they stop; output:\n${started.output()}`,
     );
-    expect(started.output()).toContain("shutdown complete");
-    expect(started.output()).toContain("worker stopped");
+    // The ports close before each app has finished stopping (the ingress logs "shutdown complete" after it closed
+    // its server and its Redis connection): a check right after the ports are free raced that line.
+    await eventually(
+      async () =>
+        started.output().includes("shutdown complete") && started.output().includes("worker stopped")
+          ? true
+          : undefined,
+      10_000,
+      () => `the ingress and the worker to finish stopping; output:\n${started.output()}`,
+    );
   }, 120_000);
 
   it("exits 78 on a configuration error, as the apps and the README say", () => {
