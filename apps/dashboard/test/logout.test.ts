@@ -37,6 +37,28 @@ const timed = <T>(request: Promise<T>) => {
 };
 
 /** Waits until `condition` holds; fails, naming `what`, once `deadline` (epoch ms) has passed without it. */
+/**
+ * Holds "RevokedSession" in ACCESS EXCLUSIVE mode from another connection, in an open transaction (as a stuck
+ * migration or a forgotten psql session would), and collects the process's unhandled rejections meanwhile.
+ * `release()` rolls the lock back and stops collecting.
+ */
+async function lockRevokedSession(): Promise<{ unhandled: unknown[]; release(): Promise<void> }> {
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown) => unhandled.push(reason);
+  process.on("unhandledRejection", onUnhandled);
+  const holder = await d.database.db.pool.connect();
+  await holder.query("BEGIN");
+  await holder.query('LOCK TABLE "RevokedSession" IN ACCESS EXCLUSIVE MODE');
+  return {
+    unhandled,
+    async release() {
+      await holder.query("ROLLBACK");
+      holder.release();
+      process.off("unhandledRejection", onUnhandled);
+    },
+  };
+}
+
 async function until(
   condition: () => Promise<boolean>,
   deadline = Number.POSITIVE_INFINITY,
@@ -238,13 +260,8 @@ describe("when PostgreSQL does not answer", () => {
           SELECT count(*)::int AS n FROM pg_stat_activity
           WHERE wait_event_type = 'Lock' AND starts_with(application_name, ${name})`
       )[0]?.n;
-    const unhandled: unknown[] = [];
-    const onUnhandled = (reason: unknown) => unhandled.push(reason);
-    process.on("unhandledRejection", onUnhandled);
-    const holder = await d.database.db.pool.connect();
+    const lock = await lockRevokedSession();
     try {
-      await holder.query("BEGIN");
-      await holder.query('LOCK TABLE "RevokedSession" IN ACCESS EXCLUSIVE MODE');
       // More clicks than the pool has connections, a moment apart (each with a lookup of its own).
       const clicks = [];
       for (let i = 0; i < d.config.PG_POOL_MAX + 2; i++) {
@@ -271,13 +288,11 @@ describe("when PostgreSQL does not answer", () => {
         "the end of the abandoned lookups",
       );
     } finally {
-      await holder.query("ROLLBACK");
-      holder.release();
+      await lock.release();
       await app.close();
       await db.close();
-      process.off("unhandledRejection", onUnhandled);
     }
-    expect(unhandled).toEqual([]);
+    expect(lock.unhandled).toEqual([]);
     expect((await withCookie(d.app, cookie)).statusCode).toBe(200);
   });
 
@@ -292,15 +307,9 @@ describe("when PostgreSQL does not answer", () => {
           SELECT pid FROM pg_stat_activity
           WHERE wait_event_type = 'Lock' AND starts_with(application_name, ${`test:${d.database.schema}`})`
       ).map((row) => row.pid);
-    const unhandled: unknown[] = [];
-    const onUnhandled = (reason: unknown) => unhandled.push(reason);
-    process.on("unhandledRejection", onUnhandled);
-    // Another connection holds the table in an open transaction (as a stuck migration or a forgotten psql session
-    // would): PostgreSQL takes the lookup and does not answer it until the statement timeout.
-    const holder = await d.database.db.pool.connect();
+    // PostgreSQL takes the lookups and does not answer them while another connection holds the table.
+    const lock = await lockRevokedSession();
     try {
-      await holder.query("BEGIN");
-      await holder.query('LOCK TABLE "RevokedSession" IN ACCESS EXCLUSIVE MODE');
       // One after the other: both lookups wait for the lock.
       const json = timed(withCookie(d.app, cookie));
       await until(async () => (await waiting()).length === 1);
@@ -321,11 +330,9 @@ describe("when PostgreSQL does not answer", () => {
       // (their connections' statement_timeout). Their failures go unhandled nowhere; the answers were sent already.
       await until(async () => (await waiting()).length === 0, Date.now() + 1_000, "the lookups' cancellation");
       await sleep(100);
-      expect(unhandled).toEqual([]);
+      expect(lock.unhandled).toEqual([]);
     } finally {
-      await holder.query("ROLLBACK");
-      holder.release();
-      process.off("unhandledRejection", onUnhandled);
+      await lock.release();
     }
     // The session works again once PostgreSQL answers.
     expect((await withCookie(d.app, cookie)).statusCode).toBe(200);
