@@ -136,6 +136,23 @@ async function start(viaNpm = false): Promise<Started> {
   return { child, ports, pids, output: () => log };
 }
 
+/** True while a process with this pid exists (a zombie too). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ESRCH") return false;
+    throw error;
+  }
+}
+
+/** `ps` lines (pid, parent, state, command) of these processes, for a failure message. */
+function psOf(pids: number[]): string {
+  if (pids.length === 0) return "(none)";
+  return spawnSync("ps", ["-o", "pid=,ppid=,stat=,args=", "-p", pids.join(",")], { encoding: "utf8" }).stdout;
+}
+
 /** True when something accepts connections on 127.0.0.1:`port`. */
 function listening(port: number): Promise<boolean> {
   return new Promise((done) => {
@@ -176,7 +193,14 @@ describe("npm start", () => {
       expect(stopped, `npm ended on ${signal}; output:\n${started.output()}`).toBe(true);
       for (const port of started.ports) expect(await listening(port)).toBe(false);
       expect(started.output().match(/"msg":"shutting down/g)).toHaveLength(3);
-      for (const pid of started.pids) expect(() => process.kill(pid, 0)).toThrow(/ESRCH/);
+      // Every app process is gone. Allowed a few seconds: the fresh-clone CI on 208cf47 once found one still present
+      // right after npm had exited (SIGINT/SIGTERM pass through npm and tsx's signal relay before start.ts); the
+      // timeout message shows what the survivor was (ps), should it ever stay.
+      await eventually(
+        async () => (started.pids.every((pid) => !alive(pid)) ? true : undefined),
+        10_000,
+        () => `the app processes to be gone after ${signal}; still there:\n${psOf(started.pids.filter(alive))}`,
+      );
     }
   }, 240_000);
 
