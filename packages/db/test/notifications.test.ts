@@ -11,7 +11,7 @@ import {
   upsertParsedNotification,
   upsertParsedNotifications,
 } from "@wpn/db";
-import { createTestDatabase, type TestDatabase, whileRowChanges } from "@wpn/testing";
+import { createTestDatabase, type TestDatabase, waitsForLock, whileRowChanges } from "@wpn/testing";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { referenceUpsert } from "./support/upsert-reference.ts";
@@ -108,23 +108,7 @@ async function whileUncommitted<A, B>(
       const result = await first(tx as unknown as PrismaClient);
       const started = second();
       running = started;
-      const settled = started.then(
-        () => "done",
-        () => "done",
-      );
-      const deadline = Date.now() + 10_000;
-      for (;;) {
-        const [blocked] = await prisma.$queryRaw<{ n: number }[]>`
-          SELECT count(*)::int AS n FROM pg_stat_activity
-          WHERE wait_event_type = 'Lock' AND application_name = ${`test:${test.schema}`}`;
-        if ((blocked?.n ?? 0) > 0) {
-          waited = true;
-          break;
-        }
-        const state = await Promise.race([settled, new Promise((r) => setTimeout(() => r("pending"), 20))]);
-        if (state === "done") break;
-        if (Date.now() > deadline) throw new Error("the second statement neither finished nor waited for a lock");
-      }
+      waited = await waitsForLock(test, started);
       return result;
     },
     { timeout: 20_000 },

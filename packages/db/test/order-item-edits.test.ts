@@ -1,5 +1,5 @@
 import { applyPaymentStatement, type PrismaClient, paymentStatement } from "@wpn/db";
-import { createTestDatabase, type TestDatabase } from "@wpn/testing";
+import { createTestDatabase, type TestDatabase, waitsForLock } from "@wpn/testing";
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { APPID, insertNotification, MCHID, paymentFacts as pay } from "./support/payments.ts";
@@ -46,27 +46,6 @@ async function stateOf(orderId: string, skus: string[]) {
   const stock = await prisma.$queryRaw<{ id: string; stock: number }[]>`
     SELECT id, stock FROM "Sku" WHERE id = ANY(${skus}) ORDER BY id`;
   return { items, movements, stock: Object.fromEntries(stock.map((s) => [s.id, s.stock])) };
-}
-
-/**
- * Whether a statement of this file's pool is seen waiting for a lock before `running` settles; polled every 20 ms,
- * for at most 10 s (then the test fails: a wait that never ends is no answer).
- */
-async function waitsForLock(running: Promise<unknown>): Promise<boolean> {
-  const settled = running.then(
-    () => "done",
-    () => "done",
-  );
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const [row] = await prisma.$queryRaw<{ n: number }[]>`
-      SELECT count(*)::int AS n FROM pg_stat_activity
-      WHERE wait_event_type = 'Lock' AND application_name = ${`test:${tdb.schema}`}`;
-    if ((row?.n ?? 0) > 0) return true;
-    const state = await Promise.race([settled, new Promise((r) => setTimeout(() => r("pending"), 20))]);
-    if (state === "done") return false;
-    if (Date.now() > deadline) throw new Error("neither waiting for a lock nor done after 10 s");
-  }
 }
 
 /** Runs `body` on a connection of its own inside a transaction that `body` ends; rolled back if it does not. */
@@ -117,7 +96,7 @@ describe("an item edit not committed yet when a payment of its order starts (rea
     const { waited, result } = await inTransaction(async (shop) => {
       await shop.query(edit, [label, label]);
       const payment = applyPaymentStatement(prisma, pay(`${label}-n`, label));
-      const waited = await waitsForLock(payment);
+      const waited = await waitsForLock(tdb, payment);
       await shop.query("COMMIT");
       return { waited, result: await payment };
     });
@@ -149,7 +128,7 @@ describe("an item edit while a payment of its order is not committed yet", () =>
       const [row] = (await worker.query<{ outcome: string }>(statement.text, statement.values)).rows;
       expect(row?.outcome).toBe("APPLIED");
       const edit = failureOf(tdb.db.pool.query(`UPDATE "OrderItem" SET "skuId" = 'w-BLUE' WHERE "orderId" = 'w-o'`));
-      const waited = await waitsForLock(edit);
+      const waited = await waitsForLock(tdb, edit);
       await worker.query("COMMIT");
       return { waited, edited: await edit };
     });

@@ -3,4 +3,4 @@ export { type DbProxy, startDbProxy } from "./db-proxy.ts";
 export { createTestMerchant, type TestMerchant } from "./merchant.ts";
 export { deletePrefix, TEST_REDIS_URL, testQueuePrefix } from "./redis.ts";
 export { freePort, TestRedisServer } from "./redis-server.ts";
-export { whileRowChanges } from "./row-lock.ts";
+export { waitsForLock, whileRowChanges } from "./row-lock.ts";

@@ -18,21 +18,7 @@ export async function whileRowChanges<T>(
     await holder.query("BEGIN");
     await holder.query(change, params);
     const running = statement();
-    // Resolves with the outcome too, so a statement that fails early is reported instead of a wait timeout.
-    const settled = running.then(
-      () => "done",
-      () => "done",
-    );
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const [waiting] = await tdb.db.prisma.$queryRaw<{ n: number }[]>`
-        SELECT count(*)::int AS n FROM pg_stat_activity
-        WHERE wait_event_type = 'Lock' AND application_name = ${`test:${tdb.schema}`}`;
-      if ((waiting?.n ?? 0) > 0) break;
-      const state = await Promise.race([settled, new Promise((r) => setTimeout(() => r("pending"), 20))]);
-      if (state === "done") break;
-      if (Date.now() > deadline) throw new Error("the statement never waited for the row lock");
-    }
+    await waitsForLock(tdb, running);
     await holder.query("COMMIT");
     return await running;
   } catch (error) {
@@ -41,5 +27,27 @@ export async function whileRowChanges<T>(
     throw error;
   } finally {
     holder.release();
+  }
+}
+
+/**
+ * Whether a statement of the test database's pool (its application_name) is seen waiting for a lock before `running`
+ * settles: polled every 20 ms, for at most 10 s (then it throws: a wait that never ends is no answer). Resolves false
+ * when `running` settled (either way) without such a wait; the caller's assertions look at its outcome.
+ */
+export async function waitsForLock(tdb: TestDatabase, running: Promise<unknown>): Promise<boolean> {
+  const settled = running.then(
+    () => "done",
+    () => "done",
+  );
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const [waiting] = await tdb.db.prisma.$queryRaw<{ n: number }[]>`
+      SELECT count(*)::int AS n FROM pg_stat_activity
+      WHERE wait_event_type = 'Lock' AND application_name = ${`test:${tdb.schema}`}`;
+    if ((waiting?.n ?? 0) > 0) return true;
+    const state = await Promise.race([settled, new Promise((r) => setTimeout(() => r("pending"), 20))]);
+    if (state === "done") return false;
+    if (Date.now() > deadline) throw new Error("neither waiting for a lock nor done after 10 s");
   }
 }
