@@ -18,6 +18,7 @@
 import { createPrivateKey, randomUUID, sign } from "node:crypto";
 import { connect, type Socket } from "node:net";
 import { AEAD_AES_256_GCM, buildV3Message, encryptAeadAes256Gcm, randomNonce } from "@wpn/wechatpay";
+import { percentile } from "./percentile.ts";
 
 export interface GenerateSpec {
   privateKeyPem: string;
@@ -51,6 +52,8 @@ export interface RunSpec {
    * worst latency apart (`warmupMaxMs`).
    */
   warmupMs?: number;
+  /** Also return every counted latency (sorted, ms), for a caller that pools several runs into one distribution. */
+  keepLatencies?: boolean;
 }
 
 export interface RunResult {
@@ -72,6 +75,8 @@ export interface RunResult {
    * lateness (a timer that fired late, a turn it waited for a CPU); WeChat's senders share nothing with the ingress.
    */
   sendLagMs?: { p50: number; p99: number; max: number };
+  /** With `keepLatencies`: every counted latency, sorted, ms. */
+  latenciesMs?: number[];
 }
 
 interface Notification {
@@ -154,12 +159,6 @@ async function generate(spec: GenerateSpec, count: number): Promise<number> {
   pool = next;
   cursor = 0;
   return performance.now() - started;
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const index = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
-  return sorted[Math.max(0, index)] ?? Number.NaN;
 }
 
 /** `\r\n\r\n`: the end of an answer's head. */
@@ -387,6 +386,7 @@ async function run(spec: RunSpec): Promise<RunResult> {
     ...(lagMs === undefined ? {} : { lagMs }),
     ...(spec.mode === "open" ? { warmupMaxMs } : {}),
     ...(sendLagMs === undefined ? {} : { sendLagMs }),
+    ...(spec.keepLatencies ? { latenciesMs: latencies } : {}),
   };
 }
 
