@@ -107,7 +107,11 @@ async function start() {
       if (event.kind !== "transaction") return reply.code(204).send();
       const t = event.transaction;
       await db.prisma.$transaction(async (tx) => {
-        const order = await tx.order.findUnique({ where: { outTradeNo: t.out_trade_no }, include: { items: true } });
+        // An order is its merchant's number: this server's one merchant, the sub-merchant the payment names.
+        const order = await tx.order.findFirst({
+          where: { outTradeNo: t.out_trade_no, mchid: config.WECHATPAY_MCHID, subMchid: t.sub_mchid ?? null },
+          include: { items: true },
+        });
         if (order?.status !== "NOTPAY") return;
         await tx.order.update({
           where: { id: order.id },

@@ -63,9 +63,9 @@ async function run(c: pg.PoolClient, p: PaymentFacts): Promise<PaymentResult> {
   const o = (
     await c.query(
       `SELECT id, status::text AS status, "transactionId", mchid, appid, "subMchid", "subAppid", "amountTotal", currency, "payerOpenid",
-              "reviewReason", EXISTS (SELECT 1 FROM "Order" x WHERE x."transactionId" = $2 AND x."outTradeNo" <> $1) AS "txnElsewhere"
-       FROM "Order" WHERE "outTradeNo" = $1 FOR UPDATE`,
-      [p.outTradeNo, p.transactionId],
+              "reviewReason", EXISTS (SELECT 1 FROM "Order" x WHERE x."transactionId" = $2 AND x.id <> o.id) AS "txnElsewhere"
+       FROM "Order" o WHERE "outTradeNo" = $1 AND mchid = $3 AND "subMchid" IS NOT DISTINCT FROM $4 FOR UPDATE`,
+      [p.outTradeNo, p.transactionId, p.mchid, p.subMchid],
     )
   ).rows[0] as LockedOrder | undefined;
   if (!o) return result("ORDER_NOT_FOUND", seen);
@@ -77,8 +77,7 @@ async function run(c: pg.PoolClient, p: PaymentFacts): Promise<PaymentResult> {
     amountTotal: o.amountTotal,
   };
   let outcome: PaymentOutcome | "CHECK_STOCK";
-  if (o.mchid !== p.mchid || o.subMchid !== p.subMchid) outcome = "MCHID_MISMATCH";
-  else if (o.txnElsewhere) outcome = "TRANSACTION_CONFLICT";
+  if (o.txnElsewhere) outcome = "TRANSACTION_CONFLICT";
   else if (o.transactionId === p.transactionId) outcome = duplicateDiffers(o, p) ? "DUPLICATE_MISMATCH" : "DUPLICATE";
   else if (o.transactionId !== null) outcome = "DUPLICATE_PAYMENT";
   else if (o.status === "CLOSED") outcome = "PAID_AFTER_CLOSE";
@@ -109,7 +108,6 @@ async function run(c: pg.PoolClient, p: PaymentFacts): Promise<PaymentResult> {
   const updatesOrder =
     outcome !== "DUPLICATE" &&
     outcome !== "DUPLICATE_MISMATCH" &&
-    outcome !== "MCHID_MISMATCH" &&
     outcome !== "TRANSACTION_CONFLICT" &&
     (outcome !== "DUPLICATE_PAYMENT" || o.status === "SUCCESS");
   if (updatesOrder) {

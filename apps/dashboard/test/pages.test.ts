@@ -196,11 +196,19 @@ describe("payment review", () => {
       errorCode: "DUPLICATE_PAYMENT",
       outTradeNo: elsewhere,
     });
+    // Another merchant's second payment of its own order under the same number (not in review): listed.
+    const ofOtherMerchant = await seedNotification(prisma, {
+      mchid: "1900000200",
+      status: "REVIEW",
+      errorCode: "DUPLICATE_PAYMENT",
+      outTradeNo: onOrder,
+    });
     const page = (await viewer.get("/reviews?reason=DUPLICATE_PAYMENT")).body;
     expect(page).toContain(onOrder);
     expect(page).not.toContain(`/notifications/${second}"`);
     expect(page).toContain(`/notifications/${afterRefund}"`);
-    expect((await viewer.get("/reviews")).body).toMatch(/DUPLICATE_PAYMENT<\/div><div class="value">2</);
+    expect(page).toContain(`/notifications/${ofOtherMerchant}"`);
+    expect((await viewer.get("/reviews")).body).toMatch(/DUPLICATE_PAYMENT<\/div><div class="value">3</);
   });
 
   it("lists refunds recorded but not counted, beside the orders, and counts them on the overview", async () => {

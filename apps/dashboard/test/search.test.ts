@@ -364,6 +364,39 @@ describe("notification timeline", () => {
     expect(pages[1]).toContain("<code>REFUND_AMOUNT_MISMATCH</code>");
   });
 
+  it("two merchants' orders and refunds under one out_trade_no and out_refund_no: each notification links its own; the search finds both", async () => {
+    const prisma = d.database.db.prisma;
+    const outTradeNo = randomId("OTN-M");
+    const outRefundNo = randomId("R-M");
+    const ids: string[] = [];
+    for (const [mchid, total, refunded] of [
+      ["1900000109", 2_222, 1_111],
+      ["1900000200", 3_333, 3_000],
+    ] as const) {
+      const orderId = await seedOrder(prisma, { outTradeNo, mchid, status: "SUCCESS", amountTotal: total });
+      await prisma.refund.create({
+        data: { outRefundNo, outTradeNo, orderId, status: "SUCCESS", amountRefund: refunded, amountTotal: total },
+      });
+      ids.push(
+        await seedNotification(prisma, {
+          mchid,
+          eventType: "REFUND.SUCCESS",
+          outTradeNo,
+          outRefundNo,
+          status: "APPLIED",
+        }),
+      );
+    }
+    const [ofFirst, ofSecond] = await Promise.all(ids.map((id) => viewer.get(`/notifications/${id}`)));
+    expect(ofFirst?.body).toContain("11.11 CNY of 22.22 CNY");
+    expect(ofFirst?.body).not.toContain("33.33 CNY");
+    expect(ofSecond?.body).toContain("30.00 CNY of 33.33 CNY");
+    expect(ofSecond?.body).not.toContain("22.22 CNY");
+    for (const page of [ofFirst, ofSecond]) expect(page?.body).not.toContain("not this notification's");
+    const list = await viewer.get(`/notifications?${new URLSearchParams({ outTradeNo })}`);
+    for (const id of ids) expect(list.body).toContain(`href="/notifications/${id}"`);
+  });
+
   it("does not link another merchant's order or refund that uses the same out_trade_no", async () => {
     const prisma = d.database.db.prisma;
     const outTradeNo = randomId("OTN-X");
@@ -441,9 +474,10 @@ describe("notification timeline", () => {
     const unknownPage = await viewer.get(`/notifications/${unknown}`);
     expect(unknownPage.body).toContain("this notification records no merchant to compare");
     expect(unknownPage.body).not.toContain("24.68 CNY");
-    // The order's own notification still shows it.
+    // The order's own notification (its row names the order's sub-merchant) still shows it.
     const own = await seedNotification(prisma, {
       mchid: "1900000109",
+      subMchid: "1900000301",
       outTradeNo,
       transactionId: "4200000000202611110000000S01",
     });
@@ -482,18 +516,28 @@ describe("notification timeline", () => {
     );
     expect(pageOfA).not.toContain("13.57 CNY");
     expect(pageOfA).not.toContain("4200000000202611110000000P01");
-    // B's own notification, and one whose row records no sub-merchant (parsed before migration 20261202130000),
-    // are linked as before.
-    for (const subMchid of ["1900000B22", null]) {
-      const id = await seedNotification(prisma, {
-        ...pending,
-        transactionId: "4200000000202611110000000P01",
-        subMchid,
-      });
-      const page = await text(id);
-      expect(page, String(subMchid)).toContain("13.57 CNY");
-      expect(page, String(subMchid)).not.toContain("not this notification's");
-    }
+    // B's own notification is linked.
+    const ofB = await seedNotification(prisma, {
+      ...pending,
+      transactionId: "4200000000202611110000000P01",
+      subMchid: "1900000B22",
+    });
+    const pageOfB = await text(ofB);
+    expect(pageOfB).toContain("13.57 CNY");
+    expect(pageOfB).not.toContain("not this notification's");
+    // A row that records no sub-merchant is the service provider's own (direct) notification — an order is its
+    // merchant's and sub-merchant's number (migration 20261207110002) — or one parsed before migration 20261202130000,
+    // whose sub-merchant the row does not keep: a sub-merchant's order is not its own.
+    const noSub = await seedNotification(prisma, {
+      ...pending,
+      transactionId: "4200000000202611110000000P01",
+      subMchid: null,
+    });
+    const pageNoSub = await text(noSub);
+    expect(pageNoSub).toContain(
+      `out_trade_no ${outTradeNo} belongs to merchant 1900000109 / sub-merchant 1900000B22's order — not this notification's (this notification records no sub-merchant)`,
+    );
+    expect(pageNoSub).not.toContain("13.57 CNY");
     // An APIv2 refund's sub-merchant is the outer XML's, which nothing signs: the page says so.
     const v2Refund = await seedNotification(prisma, {
       ...pending,

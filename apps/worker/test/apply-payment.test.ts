@@ -332,18 +332,18 @@ describe("checks against the order: mismatch → PAYMENT_REVIEW, no stock", () =
     });
   }
 
-  it("MCHID_MISMATCH: a payment of another merchant or sub-merchant leaves the order alone, whatever its state", async () => {
+  it("a payment naming another merchant's or sub-merchant's order number is ORDER_NOT_FOUND: that order is left alone, whatever its state", async () => {
     const before = await stockOf(world.prisma);
     // Orders of merchant 1900009999, and of sub-merchant 1900000200: the world's merchant's payments name neither.
     const notPaid = await seedOrder(world, { amountTotal: 100, items: { A: 1 }, mchid: "1900009999" });
     const otherSub = await seedOrder(world, { amountTotal: 100, items: { A: 1 }, subMchid: "1900000200" });
     const paid = await seedOrder(world, { amountTotal: 100, items: { A: 1 }, mchid: "1900009999" });
-    await world.prisma.order.update({
+    await world.prisma.order.updateMany({
       where: { outTradeNo: paid },
       data: { status: "SUCCESS", transactionId: "4200000000OWN", paidAt: new Date() },
     });
     const closed = await seedOrder(world, { amountTotal: 100, items: { A: 1 }, mchid: "1900009999" });
-    await world.prisma.order.update({ where: { outTradeNo: closed }, data: { status: "CLOSED" } });
+    await world.prisma.order.updateMany({ where: { outTradeNo: closed }, data: { status: "CLOSED" } });
     const orders = await Promise.all([notPaid, otherSub, paid, closed].map((otn) => orderOf(world.prisma, otn)));
     for (const [otn, spec] of [
       [notPaid, {}],
@@ -351,13 +351,16 @@ describe("checks against the order: mismatch → PAYMENT_REVIEW, no stock", () =
       [paid, {}],
       [closed, {}],
     ] as const) {
+      // An order is its merchant's number (migration 20261207110002): the world's merchant has no order under it, so
+      // this is a payment of an unknown order, retried within the window (the checkout may commit it late).
+      const run = inline(world);
       const job = v3Payment(world, { outTradeNo: otn, total: 100, ...spec });
-      const { apply } = await inline(world).deliver(job);
-      expect(apply?.outcome, otn).toBe("MCHID_MISMATCH");
-      // Only the notification records it, with the transaction, for a human.
+      const { applyJob } = await run.parse(job);
+      if (!applyJob) throw new Error("the payment should have an apply job");
+      await expect(run.apply(applyJob), otn).rejects.toMatchObject({ code: "ORDER_NOT_FOUND", policy: "window" });
       const n = await world.prisma.notification.findUniqueOrThrow({ where: { id: job.id } });
-      expect(n).toMatchObject({ status: "REVIEW", errorCode: "MCHID_MISMATCH", outTradeNo: otn });
-      expect(n.transactionId).not.toBeNull();
+      expect(n, otn).toMatchObject({ appliedAt: null, outTradeNo: otn });
+      expect(n.status, otn).not.toBe("REVIEW");
     }
     expect(await Promise.all([notPaid, otherSub, paid, closed].map((otn) => orderOf(world.prisma, otn)))).toEqual(
       orders,
@@ -365,7 +368,7 @@ describe("checks against the order: mismatch → PAYMENT_REVIEW, no stock", () =
     expect(await stockOf(world.prisma)).toEqual(before);
   });
 
-  it("a tenant's payment that collides with another tenant's out_trade_no does not keep that tenant's own payment out", async () => {
+  it("two tenants' orders under one out_trade_no: each is paid and refunded by its own tenant's notifications", async () => {
     // Tenant B of the Merchant table names itself (so every merchant check passes) and tenant A's order number:
     // deliberately (an APIv2 sign is B's own) or because both numbered an order the same.
     const b = { mchid: "1900000555", appid: "wxtenantb0000001", apiV3Key: "b".repeat(32) };
@@ -381,17 +384,37 @@ describe("checks against the order: mismatch → PAYMENT_REVIEW, no stock", () =
       }),
       mchid: b.mchid,
     };
-    expect((await inline(world).deliver(foreign)).apply?.outcome).toBe("MCHID_MISMATCH");
-    expect(await orderOf(world.prisma, otn)).toMatchObject({ status: "NOTPAY", transactionId: null });
+    const run = inline(world);
+    const { applyJob } = await run.parse(foreign);
+    if (!applyJob) throw new Error("the payment should have an apply job");
+    // B has no order under the number (yet): a payment of an unknown order; A's order is not looked at.
+    await expect(run.apply(applyJob)).rejects.toMatchObject({ code: "ORDER_NOT_FOUND" });
+    const ofTenant = (mchid: string) =>
+      world.prisma.order.findFirstOrThrow({ where: { outTradeNo: otn, mchid }, include: { movements: true } });
+    expect(await ofTenant(world.merchant.mchid)).toMatchObject({ status: "NOTPAY", transactionId: null });
 
+    // B's checkout commits its own order under the number: B's payment applies to it, within its window.
+    await seedOrder(world, { outTradeNo: otn, amountTotal: 100, items: { B: 1 }, mchid: b.mchid, appid: b.appid });
+    expect((await run.apply(applyJob)).outcome).toBe("APPLIED");
     const own = v3Payment(world, { outTradeNo: otn, total: 100, transactionId: "4200000000TENANTA" });
-    expect((await inline(world).deliver(own)).apply?.outcome).toBe("APPLIED");
+    expect((await run.deliver(own)).apply?.outcome).toBe("APPLIED");
     const refund = v3Refund(world, { outTradeNo: otn, transactionId: "4200000000TENANTA", refund: 100, total: 100 });
-    expect((await inline(world).deliver(refund)).apply?.outcome).toBe("APPLIED");
-    expect(await orderOf(world.prisma, otn)).toMatchObject({
+    expect((await run.deliver(refund)).apply?.outcome).toBe("APPLIED");
+    expect(await ofTenant(world.merchant.mchid)).toMatchObject({
       status: "REFUND",
       transactionId: "4200000000TENANTA",
       refundedTotal: 100,
+    });
+    // Each order's stock moved for its own items (A's refund put A's back: REFUND_RESTOCK_POLICY=full).
+    expect((await ofTenant(world.merchant.mchid)).movements.map((m) => [m.skuId, m.reason])).toEqual([
+      ["A", "PAYMENT"],
+      ["A", "REFUND"],
+    ]);
+    expect(await ofTenant(b.mchid)).toMatchObject({
+      status: "SUCCESS",
+      transactionId: "4200000000TENANTB",
+      refundedTotal: 0,
+      movements: [expect.objectContaining({ skuId: "B", reason: "PAYMENT" })],
     });
   });
 
@@ -471,7 +494,7 @@ describe("checks against the order: mismatch → PAYMENT_REVIEW, no stock", () =
     expect(paymentEvent(facts, rerun)).toMatchObject(expected);
   });
 
-  it("MCHID_MISMATCH publishes no business event: the order's merchant has nothing to hear of", () => {
+  it("a re-run of a notification decided MCHID_MISMATCH (before orders were per merchant) publishes no business event", () => {
     const facts = {
       notificationId: "n-other",
       outTradeNo: "T-other",
@@ -485,27 +508,20 @@ describe("checks against the order: mismatch → PAYMENT_REVIEW, no stock", () =
       payerOpenid: null,
       paidAt: 0,
     };
+    // The statement no longer answers MCHID_MISMATCH (another merchant's number is ORDER_NOT_FOUND), but a job
+    // re-run (ALREADY) re-derives its event from what the first run recorded: that code still publishes nothing.
     const result = {
-      outcome: "MCHID_MISMATCH" as const,
+      outcome: "ALREADY" as const,
       orderId: "o-1",
       orderStatus: "SUCCESS",
       reviewReason: null,
       amountTotal: 100,
       moved: 0,
-      notificationStatus: "PROCESSING",
-      notificationCode: null,
+      notificationStatus: "REVIEW",
+      notificationCode: "MCHID_MISMATCH",
       appliedAt: 1_764_000_000_000,
     };
     expect(paymentEvent(facts, result)).toBeNull();
-    // A re-run of the job (ALREADY) re-derives from what the first run recorded: still nothing.
-    expect(
-      paymentEvent(facts, {
-        ...result,
-        outcome: "ALREADY",
-        notificationStatus: "REVIEW",
-        notificationCode: "MCHID_MISMATCH",
-      }),
-    ).toBeNull();
     expect(paymentEvent(facts, { ...result, outcome: "AMOUNT_MISMATCH", orderStatus: "PAYMENT_REVIEW" })?.type).toBe(
       "payment.review",
     );
@@ -557,7 +573,7 @@ describe("stock", () => {
   it("an idle worker's payment (a batch of one) takes the stock of the items a swap left while it waited for the order", async () => {
     const before = await stockOf(world.prisma);
     const otn = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
-    const { id } = await world.prisma.order.findUniqueOrThrow({ where: { outTradeNo: otn } });
+    const { id } = await world.prisma.order.findFirstOrThrow({ where: { outTradeNo: otn } });
     const run = inline(world);
     const { applyJob } = await run.parse(v3Payment(world, { outTradeNo: otn }));
     if (!applyJob) throw new Error("the payment should have an apply job");

@@ -93,7 +93,7 @@ describe("refund success", () => {
     const { outTradeNo, transactionId } = await paidOrder({ A: 5 }, 1_000);
     // The merchant's back office marks the order REFUND when it asks WeChat for a refund (statuses set by another
     // system are expected: UNEXPECTED_ORDER_STATUS).
-    await world.prisma.order.update({ where: { outTradeNo }, data: { status: "REFUND" } });
+    await world.prisma.order.updateMany({ where: { outTradeNo }, data: { status: "REFUND" } });
     const run = inline(world);
     const refund = (outRefundNo: string, amount: number) =>
       v3Refund(world, { outTradeNo, transactionId, outRefundNo, refund: amount, total: 1_000 });
@@ -227,8 +227,8 @@ describe("CLOSED is final, as at WeChat (a refund closed is never reopened: a ne
     });
     const { applyJob } = await run.parse(job);
     if (!applyJob) throw new Error("the refund should have an apply job");
-    const insertClosed = `INSERT INTO "Refund" ("outRefundNo", "refundId", "outTradeNo", status, "amountRefund", "amountTotal", "updatedAt")
-      VALUES ($1, '5000closedrace', $2, 'CLOSED', 100, 100, now())`;
+    const insertClosed = `INSERT INTO "Refund" ("outRefundNo", "refundId", "outTradeNo", "orderId", status, "amountRefund", "amountTotal", "updatedAt")
+      VALUES ($1, '5000closedrace', $2, (SELECT id FROM "Order" WHERE "outTradeNo" = $2), 'CLOSED', 100, 100, now())`;
     const result = await whileRowChanges(world.db, insertClosed, ["RF-closed-race", a.outTradeNo], () =>
       run.apply(applyJob),
     );
@@ -961,8 +961,8 @@ describe("refund numbers: one refund per (order, out_refund_no)", () => {
     if (!applyJob) throw new Error("the refund should have an apply job");
     // The same number with another refund id is written by a transaction that commits only once this statement
     // waits for that row.
-    const insertOther = `INSERT INTO "Refund" ("outRefundNo", "refundId", "outTradeNo", status, "amountRefund", "amountTotal", "updatedAt")
-      VALUES ($1, '5000race-other', $2, 'ABNORMAL', 100, 100, now())`;
+    const insertOther = `INSERT INTO "Refund" ("outRefundNo", "refundId", "outTradeNo", "orderId", status, "amountRefund", "amountTotal", "updatedAt")
+      VALUES ($1, '5000race-other', $2, (SELECT id FROM "Order" WHERE "outTradeNo" = $2), 'ABNORMAL', 100, 100, now())`;
     const result = await whileRowChanges(world.db, insertOther, ["RF-race", a.outTradeNo], () => run.apply(applyJob));
     expect(result.outcome).toBe("REFUND_CONFLICT");
     expect((await orderOf(world.prisma, a.outTradeNo)).refundedTotal).toBe(0);

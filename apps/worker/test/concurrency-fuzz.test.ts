@@ -241,7 +241,7 @@ describe("randomised interleavings of notifications and the shop's own writes", 
       expect(s.stock, s.id).toBe((SKUS[s.id] ?? 0) + s.moved + (restocked[s.id] ?? 0));
     }
     for (const o of orders) {
-      const row = await p.order.findUniqueOrThrow({
+      const row = await p.order.findFirstOrThrow({
         where: { outTradeNo: o.otn },
         include: { movements: true, refunds: true, items: true },
       });

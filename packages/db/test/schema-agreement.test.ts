@@ -187,6 +187,20 @@ describe("migrations agree with prisma/schema.prisma", () => {
     await expect(t.db.pool.query(`UPDATE "Sku" SET stock = -1 WHERE id = 's1'`)).rejects.toThrow(/Sku_stock_check/);
   });
 
+  it("keys orders by (outTradeNo, mchid, subMchid) NULLS NOT DISTINCT: a direct merchant holds one order per number", async () => {
+    const order = (mchid: string, subMchid: string | null) =>
+      t.db.pool.query(
+        `INSERT INTO "Order" ("outTradeNo", mchid, appid, "subMchid", "amountTotal") VALUES ('1001', $1, 'wx', $2, 1)`,
+        [mchid, subMchid],
+      );
+    // Another merchant, and a sub-merchant of the first, each have their own order 1001.
+    await order("1900000501", null);
+    await order("1900000502", null);
+    await order("1900000501", "1900000601");
+    await expect(order("1900000501", null)).rejects.toThrow(/Order_outTradeNo_mchid_subMchid_key/);
+    await expect(order("1900000501", "1900000601")).rejects.toThrow(/Order_outTradeNo_mchid_subMchid_key/);
+  });
+
   it("refuses a Merchant row whose keys are not 32 bytes (a key pasted with a trailing newline)", async () => {
     const key = "k".repeat(32);
     const insert = (columns: Record<string, string | null>) =>

@@ -28,8 +28,8 @@ const REFUND_REVIEW_SELECT = {
   reviewReason: true,
   updatedAt: true,
   /**
-   * Whose refund: a refund is recorded only under its order's merchant and sub-merchant (another one's is
-   * MCHID_MISMATCH, not recorded), so the order's are the refund's; its currency is the refund's too (a Refund row
+   * Whose refund: a refund is recorded only on the order of the merchant and sub-merchant it names (Refund's key is
+   * (orderId, outRefundNo)), so the order's are the refund's; its currency is the refund's too (a Refund row
    * has none). Null for a row without an order (a nullable orderId).
    */
   order: { select: { mchid: true, subMchid: true, currency: true } },
@@ -62,6 +62,8 @@ export type ReviewNotification = Prisma.NotificationGetPayload<{ select: typeof 
  * delivered).
  */
 export const NOTIFICATION_ONLY_REVIEW_CODES = [
+  // Decided only before migration 20261207110002 (orders per merchant): another merchant's payment or refund naming
+  // an order's number. Such notifications stay listed for their 7 days.
   "MCHID_MISMATCH",
   "TRANSACTION_CONFLICT",
   "DUPLICATE_MISMATCH",
@@ -148,18 +150,21 @@ export async function countReviews(db: DbClient, now: Date = new Date()): Promis
 /**
  * The notifications /reviews lists: in REVIEW, received within NOTIFICATION_REVIEW_DAYS, with a
  * NOTIFICATION_ONLY_REVIEW_CODES code. A second payment of an order in SUCCESS puts the order in review with
- * DUPLICATE_PAYMENT: the order's row tells it, and its notification is not listed again (nor counted twice).
+ * DUPLICATE_PAYMENT: the order's row tells it, and its notification is not listed again (nor counted twice). The
+ * notification's order is its merchant's and sub-merchant's number (another merchant's order "1001" in that review
+ * does not hide this one's); a partner row parsed before migration 20261202130000 records no sub-merchant and is
+ * listed beside its order.
  */
 async function reviewNotificationsWhere(db: DbClient, now: Date): Promise<Prisma.NotificationWhereInput> {
   const duplicateOnOrder = await db.order.findMany({
     where: { status: "PAYMENT_REVIEW", reviewReason: "DUPLICATE_PAYMENT" },
-    select: { outTradeNo: true },
+    select: { outTradeNo: true, mchid: true, subMchid: true },
   });
   return {
     status: "REVIEW",
     receivedAt: { gte: new Date(now.getTime() - NOTIFICATION_REVIEW_DAYS * 86_400_000) },
     errorCode: { in: [...NOTIFICATION_ONLY_REVIEW_CODES] },
-    NOT: { errorCode: "DUPLICATE_PAYMENT", outTradeNo: { in: duplicateOnOrder.map((o) => o.outTradeNo) } },
+    NOT: { errorCode: "DUPLICATE_PAYMENT", OR: duplicateOnOrder },
   };
 }
 

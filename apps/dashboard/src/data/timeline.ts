@@ -75,10 +75,18 @@ export interface Timeline {
   notification: TimelineNotification | null;
   /** Size of the stored body, bytes; the body itself (encrypted resource) is not shown. */
   bodyBytes: number | null;
-  /** The order under the notification's out_trade_no, when it is this notification's merchant's (`orderOwner`). */
+  /**
+   * The notification's order: the one of its merchant and sub-merchant under its out_trade_no (an order is
+   * (outTradeNo, mchid, subMchid), as the worker finds it: WeChat makes out_trade_no unique only per merchant, per
+   * sub-merchant in partner mode). A row that records no merchant has none; one that records no sub-merchant is a
+   * direct merchant's (or was parsed before migration 20261202130000, when the Notification row had no sub-merchant).
+   */
   order: TimelineOrder | null;
-  /** The order under that out_trade_no when it is another merchant's: its owner only, none of its details. */
-  foreignOrder: ForeignOrder | null;
+  /**
+   * When the notification has no order of its own: the orders of other merchants or sub-merchants under that
+   * out_trade_no (at most FOREIGN_ORDERS_SHOWN), their owners only, none of their details.
+   */
+  foreignOrders: ForeignOrder[];
   refund: {
     outRefundNo: string;
     status: string;
@@ -93,30 +101,14 @@ export interface Timeline {
   entries: TimelineEntry[];
 }
 
+/** How many other merchants' orders under one out_trade_no a notification's page names. */
+export const FOREIGN_ORDERS_SHOWN = 10;
+
 /** Whose order an out_trade_no names, when it is not the notification's merchant's. */
 export interface ForeignOrder {
   outTradeNo: string;
   mchid: string;
   subMchid: string | null;
-}
-
-/**
- * Whether `order` is the notification's. Order.outTradeNo is unique across the deployment while WeChat makes
- * out_trade_no unique per merchant (per sub-merchant in partner mode), so another merchant's notification may name
- * an order that is not its own; the worker then leaves that order alone (REVIEW MCHID_MISMATCH, migration
- * 20261130210000, and the refund statement alike). The Notification row keeps the merchant whose keys authenticated
- * it — `mchid`, the service provider's `sp_mchid` in partner mode, as on the order — and, once parsed, the
- * sub-merchant it names (`subMchid`, migration 20261202130000), so another sub-merchant of the same service provider
- * is told apart before the worker applied the notification, too. A null sub-merchant on either side (a direct
- * merchant, a row parsed before that migration or not opened) compares the merchants and the worker's verdict only.
- */
-export function isOwnOrder(
-  notification: { mchid: string | null; subMchid: string | null; errorCode: string | null },
-  order: { mchid: string; subMchid: string | null },
-): boolean {
-  const otherSubMerchant =
-    notification.subMchid !== null && order.subMchid !== null && notification.subMchid !== order.subMchid;
-  return notification.mchid === order.mchid && !otherSubMerchant && notification.errorCode !== "MCHID_MISMATCH";
 }
 
 /**
@@ -132,42 +124,54 @@ export async function loadTimeline(ctx: DashboardContext, id: string): Promise<T
     bodySize(ctx, id),
     readReceipt(ctx.redis, ctx.prefix, id),
   ]);
-  const [jobs, order, refund] = await Promise.all([
+  const [jobs, linked] = await Promise.all([
     loadJobs(ctx, id, deadLetterIds(notification?.events ?? [])),
-    notification?.outTradeNo
-      ? prisma.order.findUnique({ where: { outTradeNo: notification.outTradeNo }, select: ORDER_SELECT })
-      : null,
-    // A refund is its order's: merchants of one deployment may use the same out_refund_no. Shown only with its
-    // order, so only when that order is the notification's merchant's.
-    notification?.outRefundNo && notification.outTradeNo
-      ? prisma.refund.findUnique({
-          where: {
-            outTradeNo_outRefundNo: { outTradeNo: notification.outTradeNo, outRefundNo: notification.outRefundNo },
-          },
-          select: {
-            outRefundNo: true,
-            status: true,
-            amountRefund: true,
-            amountTotal: true,
-            successTime: true,
-            reviewReason: true,
-          },
-        })
-      : null,
+    notification ? loadOrder(ctx, notification) : { order: null, foreignOrders: [], refund: null },
   ]);
-  const own = notification !== null && order !== null && isOwnOrder(notification, order);
-  return {
-    id,
-    notification,
-    bodyBytes,
-    order: own ? order : null,
-    foreignOrder:
-      order !== null && !own ? { outTradeNo: order.outTradeNo, mchid: order.mchid, subMchid: order.subMchid } : null,
-    refund: own ? refund : null,
-    jobs,
-    receipt,
-    entries: buildEntries(notification, jobs, receipt),
-  };
+  return { id, notification, bodyBytes, ...linked, jobs, receipt, entries: buildEntries(notification, jobs, receipt) };
+}
+
+/**
+ * The notification's order, its refund under the notification's out_refund_no, and otherwise the other merchants'
+ * orders under its out_trade_no. Each read goes through an index leading with the order (Order's key leads with
+ * outTradeNo, Refund's with orderId).
+ */
+async function loadOrder(
+  ctx: DashboardContext,
+  notification: TimelineNotification,
+): Promise<Pick<Timeline, "order" | "foreignOrders" | "refund">> {
+  const prisma = ctx.db.prisma;
+  const { outTradeNo, mchid, subMchid, outRefundNo } = notification;
+  if (!outTradeNo) return { order: null, foreignOrders: [], refund: null };
+  const order =
+    mchid === null
+      ? null
+      : await prisma.order.findFirst({ where: { outTradeNo, mchid, subMchid }, select: ORDER_SELECT });
+  if (order === null) {
+    const foreignOrders = await prisma.order.findMany({
+      where: { outTradeNo },
+      select: { outTradeNo: true, mchid: true, subMchid: true },
+      orderBy: [{ mchid: "asc" }, { subMchid: "asc" }],
+      take: FOREIGN_ORDERS_SHOWN,
+    });
+    return { order: null, foreignOrders, refund: null };
+  }
+  // A refund is its order's (Refund's key is (orderId, outRefundNo)): merchants of one deployment may use the same
+  // out_trade_no and out_refund_no.
+  const refund = outRefundNo
+    ? await prisma.refund.findFirst({
+        where: { orderId: order.id, outRefundNo },
+        select: {
+          outRefundNo: true,
+          status: true,
+          amountRefund: true,
+          amountTotal: true,
+          successTime: true,
+          reviewReason: true,
+        },
+      })
+    : null;
+  return { order, foreignOrders: [], refund };
 }
 
 async function bodySize(ctx: DashboardContext, id: string): Promise<number | null> {

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import type { DashboardContext } from "../context.ts";
-import { loadTimeline, type Timeline } from "../data/timeline.ts";
+import { type ForeignOrder, loadTimeline, type Timeline } from "../data/timeline.ts";
 import { hasControlCharacter } from "../input.ts";
 import { badge, formatFen, formatJson, formatTime, statusTone } from "../views/format.ts";
 import { href, html, type SafeHtml } from "../views/html.ts";
@@ -81,11 +81,15 @@ ${n.outRefundNo ? html`<dt>out_refund_no</dt><dd class="mono">${n.outRefundNo}</
 function orderCard(t: Timeline): SafeHtml {
   const o = t.order;
   const r = t.refund;
-  const f = t.foreignOrder;
-  if (f) {
-    // Another merchant's order: who owns it, never its amounts, payment or refunds.
-    const owner = f.subMchid ? `${f.mchid} / sub-merchant ${f.subMchid}` : f.mchid;
-    return html`<div class="card"><p>${badge("Not linked", "warn")} out_trade_no <code>${f.outTradeNo}</code> belongs to merchant ${owner}'s order — not this notification's${foreignWhy(t)}. No order or refund details are shown.</p></div>`;
+  const [first, ...more] = t.foreignOrders;
+  if (first) {
+    // Other merchants' orders under the number: who owns them, never their amounts, payments or refunds.
+    const owner = (f: ForeignOrder) => (f.subMchid ? `${f.mchid} / sub-merchant ${f.subMchid}` : f.mchid);
+    const whose =
+      more.length === 0
+        ? html`merchant ${owner(first)}'s order`
+        : html`the orders of merchants ${[first, ...more].map(owner).join(", ")}`;
+    return html`<div class="card"><p>${badge("Not linked", "warn")} out_trade_no <code>${first.outTradeNo}</code> belongs to ${whose} — not this notification's${foreignWhy(t)}. No order or refund details are shown.</p></div>`;
   }
   if (!o && !r) return html`<div class="card muted">No order or refund linked (yet).</div>`;
   return html`<div class="card">
@@ -131,11 +135,14 @@ function subMchidNote(n: { apiVersion: string; eventType: string }): SafeHtml | 
 /** Why the order is not linked, beyond the merchant ids shown. */
 function foreignWhy(t: Timeline): string {
   const n = t.notification;
-  const f = t.foreignOrder;
   if (n?.mchid === null) return " (this notification records no merchant to compare)";
+  // A verdict of the worker before orders were per merchant (migration 20261207110002): it found that order.
   if (n?.errorCode === "MCHID_MISMATCH") return " (the worker left that order alone: MCHID_MISMATCH)";
-  if (n?.subMchid && f?.subMchid && n.subMchid !== f.subMchid) {
-    return ` (this notification names sub-merchant ${n.subMchid})`;
+  if (n?.subMchid) return ` (this notification names sub-merchant ${n.subMchid})`;
+  // A sub-merchant's order, while the row records none: a direct merchant's notification, or a row parsed before
+  // migration 20261202130000 (its order is found by the sub-merchant its body names, which the row does not keep).
+  if (t.foreignOrders.some((f) => f.subMchid !== null && f.mchid === n?.mchid)) {
+    return " (this notification records no sub-merchant)";
   }
   return "";
 }

@@ -35,7 +35,7 @@ const XML_TYPES = ["text/xml", "application/xml"];
  *   (CHANGE, then SUCCESS once the merchant has handled the abnormal refund), so the status is too. In partner mode
  *   the outer sub_mch_id follows (`….<sub_mch_id>`; none for a direct merchant, or an empty one): it is unsigned, and
  *   the worker applies the refund under it, so a copy of a genuine req_info resent under another sub_mch_id must
- *   not take the genuine delivery's id — it would be recorded first (REVIEW, MCHID_MISMATCH against the order) and
+ *   not take the genuine delivery's id — it would be decided first (against that sub-merchant's order, or none) and
  *   the genuine one answered as its redelivery, never applied. `.` occurs in none of the parts.
  * The raw XML (with `req_info` still encrypted) is what the job carries. Success is HTTP 200 with WeChat's
  * exact SUCCESS XML, only after Redis confirmed the job.

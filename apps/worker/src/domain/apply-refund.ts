@@ -3,7 +3,6 @@ import { WorkerError } from "../errors.ts";
 import { runApplyStatement } from "./run-statement.ts";
 
 const REVIEW_OUTCOMES: ReadonlySet<RefundOutcome> = new Set([
-  "MCHID_MISMATCH",
   "TRANSACTION_MISMATCH",
   "REFUND_CONFLICT",
   "REFUND_ID_CONFLICT",
@@ -18,7 +17,7 @@ export function isRefundReview(outcome: RefundOutcome): boolean {
 }
 
 /**
- * Applies a refund result. SUCCESS: one Refund row per (out_trade_no, out_refund_no), refundedTotal adds up
+ * Applies a refund result. SUCCESS: one Refund row per (order, out_refund_no), refundedTotal adds up
  * partial refunds, the order becomes REFUND when they reach its total, and with `restockOnFullRefund`
  * (REFUND_RESTOCK_POLICY=full) that full refund returns exactly the stock the payment took (movement reason
  * REFUND; an order whose payment took no stock, e.g. OUT_OF_STOCK, returns none). A refund that names another

@@ -32,8 +32,8 @@ export interface BusinessKeys {
   /**
    * Partner (服务商) mode: the sub-merchant the notification names — APIv3 `sub_mchid`, APIv2 `sub_mch_id` (signed in
    * a payment; in a refund the outer field, which is not signed: recorded as received, it is also what the apply
-   * stage compares with the order). Null for a direct merchant. Out_trade_no is unique per sub-merchant only, and
-   * WeChat's partner query and refund APIs need it, so a human clearing a MCHID_MISMATCH review reads it here.
+   * stage finds the order by). Null for a direct merchant. Out_trade_no is unique per sub-merchant only, and
+   * WeChat's partner query and refund APIs need it, so a human clearing a review reads it here.
    */
   subMchid: string | null;
 }
@@ -216,8 +216,9 @@ function openV2Refund(body: string, keys: MerchantKeySet): OpenedNotification {
   // Only req_info is authenticated (it opens with the merchant's APIv2 key); the outer XML carries no
   // signature. So the outer return_code and mch_id decide nothing: a copy of a genuine req_info with
   // return_code=FAIL must not turn a refund into an ignored notification, and the merchant is the one whose
-  // key opened it. sub_mch_id exists only outside: a forged one can only send the refund to REVIEW (a
-  // MCHID_MISMATCH against the order), never apply it elsewhere.
+  // key opened it. sub_mch_id exists only outside: a forged one makes the refund look for that sub-merchant's order
+  // under the number (the order is found by merchant, sub-merchant and out_trade_no): none (ORDER_NOT_FOUND), or one
+  // whose transaction is not the one req_info names (TRANSACTION_MISMATCH, REVIEW) — never counted on it.
   const { outer, refund: f } = openWithKeyOrPrevious(
     (key) => openV2RefundNotification(body, key),
     keys.apiV2Key,

@@ -11,24 +11,23 @@ type OrderStatus = PublishJob["orderStatus"];
 const ORDER_STATUSES: ReadonlySet<string> = new Set(["NOTPAY", "SUCCESS", "CLOSED", "REFUND", "PAYMENT_REVIEW"]);
 
 /**
- * Review codes of a payment that the order's merchant hears of (`payment.review`): every review outcome but
- * MCHID_MISMATCH — a payment of another merchant changed nothing on the order (see the payment statement), and the
- * order's merchant, whose systems would otherwise hear of a payment that is not theirs, has nothing to hear of, as for
- * refunds. TRANSACTION_CONFLICT is heard of: it changed nothing on the order either, but it names the order's merchant,
- * whose money may have been taken; so is DUPLICATE_MISMATCH: WeChat reported the order's own transaction with other
- * facts than were applied (`amount` is the one this report names), which the merchant reconciles.
+ * Review codes of a payment that the order's merchant hears of (`payment.review`): every review outcome.
+ * TRANSACTION_CONFLICT is heard of: it changed nothing on the order, but it names the order's merchant, whose money
+ * may have been taken; so is DUPLICATE_MISMATCH: WeChat reported the order's own transaction with other facts than
+ * were applied (`amount` is the one this report names), which the merchant reconciles. Not MCHID_MISMATCH, the code
+ * of a payment of another merchant that found the order before orders were per merchant (migration 20261207110002):
+ * a re-run of such a notification (ALREADY) publishes nothing, its order's merchant has nothing to hear of.
  */
-const PAYMENT_REVIEW_EVENT_CODES: ReadonlySet<string> = new Set(
-  [...PAYMENT_REVIEW_OUTCOMES].filter((outcome) => outcome !== "MCHID_MISMATCH"),
-);
+const PAYMENT_REVIEW_EVENT_CODES: ReadonlySet<string> = new Set(PAYMENT_REVIEW_OUTCOMES);
 
 /**
  * Review outcomes of a refund of the order's money (its merchant, its transaction or a second charge of it): the
  * merchant's systems hear of them (`refund.review`), as they hear of a payment in review — REFUND_ID_CONFLICT too: its refund id is
  * another refund's, so it was not recorded, but it names the order's merchant and transaction; and
  * DUPLICATE_PAYMENT_REFUNDED, the refund of a second charge of the order, which their payment.review
- * (DUPLICATE_PAYMENT) asked for: `transactionId` names that charge. A refund that names another merchant or a
- * transaction that is not the order's (MCHID_MISMATCH, TRANSACTION_MISMATCH) is not the order's: no event.
+ * (DUPLICATE_PAYMENT) asked for: `transactionId` names that charge. A refund that names a transaction that is not
+ * the order's (TRANSACTION_MISMATCH), or that found another merchant's order before orders were per merchant
+ * (MCHID_MISMATCH, a code of notifications decided before migration 20261207110002), is not the order's: no event.
  */
 const REFUND_REVIEW_EVENT_CODES: ReadonlySet<string> = new Set([
   "REFUND_AMOUNT_MISMATCH",

@@ -138,8 +138,9 @@ export async function stockOf(prisma: PrismaClient): Promise<Record<string, numb
   return Object.fromEntries(rows.map((r) => [r.id, r.stock]));
 }
 
+/** The order under `outTradeNo`: the tests give every order a number of its own, whatever its merchant. */
 export function orderOf(prisma: PrismaClient, outTradeNo: string) {
-  return prisma.order.findUniqueOrThrow({ where: { outTradeNo }, include: { movements: true, refunds: true } });
+  return prisma.order.findFirstOrThrow({ where: { outTradeNo }, include: { movements: true, refunds: true } });
 }
 
 // ---------------------------------------------------------------- notifications (as the ingress enqueues them)

@@ -23,17 +23,16 @@ export interface PaymentFacts {
  * What the payment statement decided. The order of the checks is the order below:
  * - NOTIFICATION_NOT_FOUND: no Notification row (the parse stage writes it first); nothing done.
  * - ALREADY: this notification's effects were committed before (a re-run job); nothing done.
- * - ORDER_NOT_FOUND: no order with this out_trade_no (yet); nothing done, the caller retries.
+ * - ORDER_NOT_FOUND: the payment's merchant has no order with this out_trade_no (yet); nothing done, the caller
+ *   retries. An order is (outTradeNo, mchid, subMchid) — WeChat makes out_trade_no unique only per merchant, per
+ *   sub-merchant in partner mode — so another merchant's or sub-merchant's order under the same number is not looked
+ *   at: that payment's money went to its own merchant (migration 20261207110002; before, such a payment found the
+ *   other's order and was MCHID_MISMATCH, a code notifications decided then keep).
  * - STALE: the order changed after the statement's snapshot was taken; nothing done, run it again.
- * - MCHID_MISMATCH: the payment names another merchant (or sub-merchant) than the order: WeChat makes out_trade_no
- *   unique only per merchant (Order.outTradeNo is unique across the deployment), and that money went to the other
- *   one. The order is left alone (whatever its state); only the notification goes to REVIEW, with the code and its
- *   transaction id.
  * - TRANSACTION_CONFLICT: the payment's transaction id is already another order's (Order.transactionId is unique
  *   across the deployment, while a tenant signs its APIv2 payments with its own key: a payment of its own order can
  *   carry another tenant's transaction id, or an upstream bug can hand two orders one id). The order is left alone
- *   (whatever its state), the notification goes to REVIEW with the code and its transaction id, as for
- *   MCHID_MISMATCH. Decided on what the statement's snapshot shows; an order given the same id by a transaction that
+ *   (whatever its state), the notification goes to REVIEW with the code and its transaction id. Decided on what the statement's snapshot shows; an order given the same id by a transaction that
  *   commits while this statement runs fails it on the unique index instead, which classifyDbError makes a retry
  *   (DB_CONFLICT) that then answers TRANSACTION_CONFLICT.
  * - DUPLICATE_MISMATCH: the order already carries this transaction, but this report of it names other facts than
@@ -59,7 +58,6 @@ export const PAYMENT_OUTCOMES = [
   "ALREADY",
   "ORDER_NOT_FOUND",
   "STALE",
-  "MCHID_MISMATCH",
   "TRANSACTION_CONFLICT",
   "DUPLICATE_MISMATCH",
   "DUPLICATE",
@@ -81,7 +79,6 @@ export const PAYMENT_REVIEW_OUTCOMES: ReadonlySet<PaymentOutcome> = new Set<Paym
   "DUPLICATE_PAYMENT",
   "PAID_AFTER_CLOSE",
   "UNEXPECTED_ORDER_STATUS",
-  "MCHID_MISMATCH",
   "TRANSACTION_CONFLICT",
   "DUPLICATE_MISMATCH",
   "APPID_MISMATCH",
@@ -102,7 +99,7 @@ export interface PaymentResult {
   /**
    * The order's reviewReason after the statement (or as found). Not why this payment is in review: a payment the
    * statement did not write on the order (DUPLICATE_PAYMENT on an order not SUCCESS, TRANSACTION_CONFLICT,
-   * MCHID_MISMATCH, DUPLICATE_MISMATCH) leaves the order's own reason, or none; the payment's code is `outcome`
+   * DUPLICATE_MISMATCH) leaves the order's own reason, or none; the payment's code is `outcome`
    * (`notificationCode` for ALREADY).
    */
   reviewReason: string | null;
@@ -127,7 +124,8 @@ export interface PaymentResult {
  * 20261130210000_payment_other_merchant_leaves_order and 20261202110000_payment_transaction_conflict, which also
  * made it answer appliedAt, 20261203120000_review_event_sub_mchid, whose REVIEW timeline entry names the
  * sub-merchant in partner mode, 20261204110000_payment_locks_before_reads, and 20261205100000_payment_duplicate_facts
- * (DUPLICATE_MISMATCH); it runs them once per payment of a batch).
+ * (DUPLICATE_MISMATCH), and 20261207110002_order_number_per_merchant, which finds the order by the payment's merchant,
+ * sub-merchant and out_trade_no; it runs them once per payment of a batch).
  * Correctness under concurrency comes from row locks taken in a fixed order — Notification, then Order, then
  * the order's SKUs by id — and from the unique key of InventoryMovement, never from a lock that can expire:
  * - Every row of a batch (of one too) is locked before its first payment statement, so that statement starts

@@ -27,10 +27,11 @@ export interface RefundFacts {
 
 /**
  * What the refund statement decided, checked in this order:
- * - NOTIFICATION_NOT_FOUND, ALREADY, ORDER_NOT_FOUND, STALE: as for payments (nothing done). STALE also when a
+ * - NOTIFICATION_NOT_FOUND, ALREADY, ORDER_NOT_FOUND, STALE: as for payments (nothing done; the order is the one of
+ *   the refund's merchant, sub-merchant and out_trade_no, so another merchant's order under the same number is
+ *   ORDER_NOT_FOUND, no longer MCHID_MISMATCH). STALE also when a
  *   Refund row of this order under this number was written by a transaction that committed after this statement's
  *   snapshot (its decision needs a new snapshot: DUPLICATE or REFUND_CONFLICT).
- * - MCHID_MISMATCH: the refund names another merchant than the order; nothing recorded, notification REVIEW.
  * - ORDER_NOT_PAID: a successful refund for an order whose payment has not been applied yet (out-of-order
  *   delivery); nothing done, the caller retries until the payment lands.
  * - TRANSACTION_NOT_SEEN (with `waitForTransaction`): the refund's transaction is not the order's, nor a second
@@ -40,9 +41,10 @@ export interface RefundFacts {
  * - TRANSACTION_MISMATCH: the same without `waitForTransaction` (the window has passed): nothing recorded, REVIEW.
  * - REFUND_CONFLICT: this order already has a refund under this out_refund_no with another amount or another
  *   refund_id (WeChat reports one refund per out_refund_no: every delivery carries the same facts); nothing
- *   recorded, the stored refund untouched, REVIEW. Refund rows are keyed by (out_trade_no, out_refund_no), so
- *   another order's refund under the same number — another merchant's, out_refund_no being unique only per
- *   merchant — is a refund of its own.
+ *   recorded, the stored refund untouched, REVIEW. Refund rows are keyed by (order, out_refund_no) — orderId, the
+ *   order of the refund's merchant, sub-merchant and out_trade_no —, so another order's refund under the same number
+ *   — another merchant's, out_refund_no being unique only per merchant, even under the same out_trade_no — is a
+ *   refund of its own.
  * - REFUND_ID_CONFLICT: the refund's refund_id is already another refund's (another order's, or this order's under
  *   another out_refund_no). Refund."refundId" is unique across the deployment while a tenant encrypts its refunds
  *   with its own key, so a tenant's refund of its own order can carry another tenant's refund id (or an upstream bug
@@ -76,7 +78,6 @@ export const REFUND_OUTCOMES = [
   "ALREADY",
   "ORDER_NOT_FOUND",
   "STALE",
-  "MCHID_MISMATCH",
   "ORDER_NOT_PAID",
   "TRANSACTION_NOT_SEEN",
   "TRANSACTION_MISMATCH",
@@ -120,7 +121,7 @@ export interface RefundResultRow {
  * committed while this statement waited for the order, on an order it leaves unwritten (not SUCCESS), is not seen,
  * and the refund is TRANSACTION_NOT_SEEN — as when the refund is delivered before that payment —, which the caller's
  * retry (a new snapshot) settles; TRANSACTION_MISMATCH only once the window has passed. Idempotency: the
- * Refund row's unique (out_trade_no, out_refund_no) with ON CONFLICT decides whether this call moved the refund into
+ * Refund row's unique (orderId, out_refund_no) with ON CONFLICT decides whether this call moved the refund into
  * a status, and only then are money and stock touched; restock movements are unique per (order, sku, REFUND). The
  * amount checks read refundedTotal from the locked order row, which every counted refund updates, so concurrent
  * refunds of one order cannot together exceed its total.
@@ -151,16 +152,20 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
       SELECT id, status::text AS status, "transactionId", mchid, "subMchid", "reviewReason", "amountTotal",
              "refundedTotal", xmin::text AS version
       FROM "Order"
-      WHERE "outTradeNo" = (SELECT otn FROM input) AND EXISTS (SELECT 1 FROM n)
+      WHERE "outTradeNo" = (SELECT otn FROM input) AND mchid = (SELECT mchid FROM input)
+        AND "subMchid" IS NOT DISTINCT FROM (SELECT sub_mchid FROM input) AND EXISTS (SELECT 1 FROM n)
       FOR UPDATE
     ),
     o_snapshot AS (
-      SELECT xmin::text AS version FROM "Order" WHERE "outTradeNo" = (SELECT otn FROM input)
+      SELECT xmin::text AS version FROM "Order"
+      WHERE "outTradeNo" = (SELECT otn FROM input) AND mchid = (SELECT mchid FROM input)
+        AND "subMchid" IS NOT DISTINCT FROM (SELECT sub_mchid FROM input)
     ),
     -- Whether the refund's transaction is a second charge of this order: one the payment statement answered
     -- DUPLICATE_PAYMENT (notification in REVIEW with that code, which the payment.review event asks to refund). That
-    -- code comes only after the payment's merchant and sub-merchant were checked against the order, so the row is this
-    -- order's merchant's; REVIEW rows are never pruned. One probe of Notification_transactionId_idx (the few
+    -- code is given only to a payment of the order it found by its merchant, sub-merchant and out_trade_no (before
+    -- 20261207110002, found by the number and then checked on the merchant and sub-merchant), so the row is this
+    -- order's merchant's; the transaction id names one charge, of one sub-merchant. REVIEW rows are never pruned. One probe of Notification_transactionId_idx (the few
     -- notifications of one transaction), merchant-scoped by the order's mchid (refund-plan.test.ts).
     dup AS MATERIALIZED (
       SELECT EXISTS (
@@ -172,7 +177,7 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
     -- This order's refund under this number, as the snapshot shows it (a row committed later is met by the upsert).
     ex AS MATERIALIZED (
       SELECT r.status::text AS status, r."refundId", r."amountRefund" FROM "Refund" r, input i
-      WHERE r."outTradeNo" = i.otn AND r."outRefundNo" = i.orn
+      WHERE r."orderId" = (SELECT id FROM o) AND r."outRefundNo" = i.orn
     ),
     d AS MATERIALIZED (
       SELECT CASE
@@ -180,7 +185,6 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
         WHEN n.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED') THEN 'ALREADY'
         WHEN o.id IS NULL THEN 'ORDER_NOT_FOUND'
         WHEN o.version IS DISTINCT FROM (SELECT version FROM o_snapshot) THEN 'STALE'
-        WHEN o.mchid <> i.mchid OR o."subMchid" IS DISTINCT FROM i.sub_mchid THEN 'MCHID_MISMATCH'
         WHEN o."transactionId" IS NULL AND i.status = 'SUCCESS' THEN 'ORDER_NOT_PAID'
         -- A transaction unknown to this order may be a second charge whose payment is yet to be applied: not decided
         -- (nothing written) while the caller may still wait for it.
@@ -192,7 +196,7 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
         -- Refund."refundId" is unique across the deployment: this refund id is already another refund's.
         WHEN EXISTS (
           SELECT 1 FROM "Refund" x
-          WHERE x."refundId" = i.refund_id AND (x."outTradeNo", x."outRefundNo") <> (i.otn, i.orn)
+          WHERE x."refundId" = i.refund_id AND (x."orderId", x."outRefundNo") IS DISTINCT FROM (o.id, i.orn)
         ) THEN 'REFUND_ID_CONFLICT'
         -- Final statuses: SUCCESS, and CLOSED for a later ABNORMAL — WeChat closes a refund for good (a new refund
         -- needs a new out_refund_no), so such a notification is late, not news. A SUCCESS after CLOSED is not in
@@ -221,7 +225,7 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
                             WHEN 'RECORD_DUPLICATE_PAYMENT' THEN 'DUPLICATE_PAYMENT_REFUNDED' END,
              i.nid, i.at
       FROM input i, d WHERE d.outcome IN ('RECORD', 'RECORD_UNCOUNTED', 'RECORD_DUPLICATE_PAYMENT')
-      ON CONFLICT ("outTradeNo", "outRefundNo") DO UPDATE SET
+      ON CONFLICT ("orderId", "outRefundNo") DO UPDATE SET
         status = EXCLUDED.status,
         "refundId" = COALESCE(EXCLUDED."refundId", t."refundId"),
         "orderId" = EXCLUDED."orderId",
@@ -300,8 +304,8 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
         "outRefundNo" = i.orn
       FROM fin f, input i
       WHERE t.id = i.nid
-        AND f.outcome IN ('APPLIED', 'DUPLICATE', 'REFUND_ABNORMAL', 'REFUND_CLOSED', 'MCHID_MISMATCH', 'TRANSACTION_MISMATCH',
-                          'REFUND_CONFLICT', 'REFUND_ID_CONFLICT', 'REFUND_AMOUNT_MISMATCH', 'DUPLICATE_PAYMENT_REFUNDED')
+        AND f.outcome IN ('APPLIED', 'DUPLICATE', 'REFUND_ABNORMAL', 'REFUND_CLOSED', 'TRANSACTION_MISMATCH', 'REFUND_CONFLICT',
+                          'REFUND_ID_CONFLICT', 'REFUND_AMOUNT_MISMATCH', 'DUPLICATE_PAYMENT_REFUNDED')
       RETURNING t.status::text AS status
     ),
     ev AS (

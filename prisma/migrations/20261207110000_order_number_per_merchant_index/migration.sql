@@ -1,0 +1,12 @@
+-- An order is (outTradeNo, mchid, subMchid): WeChat makes out_trade_no unique only per merchant — per mchid for a
+-- direct merchant, per sub_mchid under the service provider's sp_mchid in partner mode — and a deployment serves
+-- several (Merchant rows, sub-merchants). NULLS NOT DISTINCT (PostgreSQL 15): a direct merchant's orders, whose
+-- subMchid is null, are one owner too, so such a merchant still cannot hold two orders under one number. Prisma's
+-- schema language cannot say NULLS NOT DISTINCT: schema.prisma declares @@unique([outTradeNo, mchid, subMchid]) (the
+-- same columns, which packages/db/test/schema-agreement.test.ts compares) and this SQL adds the clause, which that
+-- test's "invariants the schema language cannot express" checks. outTradeNo leads: the payment and refund statements
+-- look an order up by all three, the dashboard by the number alone (every merchant's order under it).
+-- Every existing row satisfies it: outTradeNo alone was unique (Order_outTradeNo_key, dropped in
+-- 20261207110002_order_number_per_merchant once this index exists).
+-- CONCURRENTLY and alone, IF NOT EXISTS: see 20261201140000_notification_out_refund_no_index.
+CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "Order_outTradeNo_mchid_subMchid_key" ON "Order"("outTradeNo", "mchid", "subMchid") NULLS NOT DISTINCT;
