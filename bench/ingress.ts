@@ -11,7 +11,9 @@
  *      The baseline the issue calibrates (1) with, a straightforward verify-then-`add` handler (one `queue.add` per
  *      request), runs interleaved with them and is reported as its own ratio to the bare route;
  *  (2) p99 acknowledgement latency at 2,000 notifications/s offered (open loop, latency from the scheduled
- *      send time, so a stalled server cannot hide queueing);
+ *      send time, so a stalled server cannot hide queueing), first with the machine as it runs, then — where the
+ *      kernel runs DAMON and the bench runs as root — with DAMON paused for those runs and turned on again after
+ *      (bench/damon.ts);
  *  (3) the ingress's throughput as a ratio to a synchronous handler that verifies, decrypts and runs the
  *      Prisma transaction (order paid + stock for 2 items + movements) inside the request.
  * Servers and the load generator are separate child processes; the load generator talks to 127.0.0.1 only
@@ -26,6 +28,7 @@ import { cpus, getPriority, loadavg, setPriority } from "node:os";
 import { resolve } from "node:path";
 import { createRedisConnection } from "@wpn/queue";
 import { createTestDatabase, createTestMerchant, freePort } from "@wpn/testing";
+import { damonRunning, kdamondCpuMs, withDamonPaused } from "./damon.ts";
 import type { GenerateSpec, RunResult, RunSpec } from "./ingress-loadgen.ts";
 import { percentile } from "./percentile.ts";
 
@@ -226,7 +229,11 @@ type Measured = RunResult & {
    * serial stage (one event loop, or the round trips of a closed loop).
    */
   busy: { machine: number; serverMain: number };
+  /** CPU time the kernel's kdamond threads took during the run, ms (bench/damon.ts). */
+  kdamondMs: number;
 };
+/** How a latency run is measured: with the machine as it runs, or with its DAMON paused (bench/damon.ts). */
+type LatencyCondition = "machine" | "damon paused";
 
 async function main() {
   const loadBefore = loadavg();
@@ -325,6 +332,7 @@ async function main() {
   ) => {
     const { kind, processes } = variant;
     const machineBefore = machineTicks();
+    const kdamondBefore = kdamondCpuMs();
     const startedAt = performance.now();
     const before = {
       server: await cpuOfServer(kind, processes),
@@ -353,6 +361,7 @@ async function main() {
       ...measured,
       cpuUsPerRequest: cpuUs,
       busy,
+      kdamondMs: kdamondCpuMs() - kdamondBefore,
       answered,
     };
     // Jobs and receipts of the run: dropped so Redis memory stays flat between runs (private instance).
@@ -445,29 +454,48 @@ async function main() {
   );
   const loadgenNice = setLoadgenNice(loadgen, LATENCY_LOADGEN_NICE);
   console.log(`  load generator's nice value during these runs: ${loadgenNice.nice}${loadgenNice.note}`);
-  const latencyRuns = new Map<string, Measured[]>(LATENCY_VARIANTS.map((v) => [label(v), []]));
-  const pooledLatencies = new Map<string, number[]>(LATENCY_VARIANTS.map((v) => [label(v), []]));
-  for (let round = 0; round < LATENCY_ROUNDS; round++) {
-    const shift = round % LATENCY_VARIANTS.length;
-    for (const variant of [...LATENCY_VARIANTS.slice(shift), ...LATENCY_VARIANTS.slice(0, shift)]) {
-      const count = Math.ceil((LATENCY_RATE * (LATENCY_WARMUP_MS + LATENCY_MS)) / 1000);
-      await generate(count);
-      const { latenciesMs, ...measured } = await run(variant, {
-        mode: "open",
-        ratePerSecond: LATENCY_RATE,
-        durationMs: LATENCY_WARMUP_MS + LATENCY_MS,
-        maxRequests: count,
-        warmupMs: LATENCY_WARMUP_MS,
-        keepLatencies: true,
-      });
-      latencyRuns.get(label(variant))?.push(measured);
-      pooledLatencies.get(label(variant))?.push(...(latenciesMs ?? []));
+  // Two conditions, one after the other: the machine as it runs (DAMON included), then, where this VM runs DAMON and
+  // the bench may pause it, the same rounds again with DAMON paused (bench/damon.ts). Not interleaved: a kdamond
+  // turned on again starts with few regions and took no measurable CPU for minutes, so the runs after a pause would
+  // not be the machine as it runs.
+  const conditions: LatencyCondition[] = damonRunning() ? ["machine", "damon paused"] : ["machine"];
+  console.log(`  conditions, in this order: ${conditions.join(", ")}`);
+  const key = (variant: Variant, condition: LatencyCondition) => `${label(variant)} ${condition}`;
+  const latencyRuns = new Map<string, Measured[]>();
+  const pooledLatencies = new Map<string, number[]>();
+  const latencyRounds = async (condition: LatencyCondition) => {
+    for (let round = 0; round < LATENCY_ROUNDS; round++) {
+      const shift = round % LATENCY_VARIANTS.length;
+      for (const variant of [...LATENCY_VARIANTS.slice(shift), ...LATENCY_VARIANTS.slice(0, shift)]) {
+        const count = Math.ceil((LATENCY_RATE * (LATENCY_WARMUP_MS + LATENCY_MS)) / 1000);
+        await generate(count);
+        const { latenciesMs, ...measured } = await run(variant, {
+          mode: "open",
+          ratePerSecond: LATENCY_RATE,
+          durationMs: LATENCY_WARMUP_MS + LATENCY_MS,
+          maxRequests: count,
+          warmupMs: LATENCY_WARMUP_MS,
+          keepLatencies: true,
+        });
+        latencyRuns.set(key(variant, condition), [...(latencyRuns.get(key(variant, condition)) ?? []), measured]);
+        const pooled = pooledLatencies.get(key(variant, condition)) ?? [];
+        for (const latencyMs of latenciesMs ?? []) pooled.push(latencyMs);
+        pooledLatencies.set(key(variant, condition), pooled);
+      }
+    }
+  };
+  for (const condition of conditions) {
+    console.log(`  ${condition}:`);
+    if (condition === "machine") await latencyRounds(condition);
+    else {
+      const { paused } = await withDamonPaused(() => latencyRounds(condition));
+      if (!paused) console.log("  (DAMON could not be paused: no permission; measured as the machine runs)");
     }
   }
   setLoadgenNice(loadgen, 0);
-  /** A variant's runs, and the percentiles of all their counted latencies pooled, ms. */
-  const latencyOf = (variant: Variant) => {
-    const pooled = (pooledLatencies.get(label(variant)) ?? []).sort((a, b) => a - b);
+  /** A variant's runs in one condition, and the percentiles of all their counted latencies pooled, ms. */
+  const latencyOf = (variant: Variant, condition: LatencyCondition) => {
+    const pooled = (pooledLatencies.get(key(variant, condition)) ?? []).sort((a, b) => a - b);
     return {
       pooled: {
         answers: pooled.length,
@@ -476,10 +504,12 @@ async function main() {
         p999: percentile(pooled, 99.9),
         max: pooled.at(-1) ?? Number.NaN,
       },
-      runs: latencyRuns.get(label(variant)) ?? [],
+      runs: latencyRuns.get(key(variant, condition)) ?? [],
     };
   };
-  const latency = Object.fromEntries(LATENCY_VARIANTS.map((v) => [label(v), latencyOf(v)]));
+  const latency = Object.fromEntries(
+    LATENCY_VARIANTS.map((v) => [label(v), Object.fromEntries(conditions.map((c) => [c, latencyOf(v, c)]))]),
+  );
 
   // (3) the synchronous handler, on notifications for the seeded orders (each can be paid once).
   console.log(`\n(3) synchronous verify+decrypt+Prisma handler: closed loop, ${SYNC_CONCURRENCY} connections`);
@@ -512,6 +542,7 @@ async function main() {
       LATENCY_MS,
       LATENCY_WARMUP_MS,
       LATENCY_ROUNDS,
+      latencyConditions: conditions,
       latencyLoadgenNice: loadgenNice.nice,
       SYNC_CONCURRENCY,
       SYNC_MS,
@@ -564,13 +595,15 @@ async function main() {
     );
   }
   for (const variant of LATENCY_VARIANTS) {
-    const { pooled, runs } = latency[label(variant)] ?? latencyOf(variant);
-    const each = (pick: (r: Measured) => number | undefined) =>
-      runs.map((r) => (pick(r) ?? Number.NaN).toFixed(1)).join(" / ");
-    console.log(
-      `(2) ${label(variant).padEnd(16)} at ${LATENCY_RATE}/s, ${runs.length} run(s) pooled (${pooled.answers} answers): p99 ${ms(pooled.p99)} (target <15 ms), p50 ${ms(pooled.p50)}, p99.9 ${ms(pooled.p999)}, max ${ms(pooled.max)}` +
-        `\n    per run: p99 ${each((r) => r.latencyMs.p99)} ms, answered ${each((r) => r.okPerSecond)}/s, cold start (first ${LATENCY_WARMUP_MS} ms, not counted) max ${each((r) => r.warmupMaxMs)} ms, the load generator's own send lag p99 ${each((r) => r.sendLagMs?.p99)} ms`,
-    );
+    for (const condition of conditions) {
+      const { pooled, runs } = latencyOf(variant, condition);
+      const each = (pick: (r: Measured) => number | undefined) =>
+        runs.map((r) => (pick(r) ?? Number.NaN).toFixed(1)).join(" / ");
+      console.log(
+        `(2) ${label(variant).padEnd(16)} at ${LATENCY_RATE}/s, ${condition}, ${runs.length} run(s) pooled (${pooled.answers} answers): p99 ${ms(pooled.p99)} (target <15 ms), p50 ${ms(pooled.p50)}, p99.9 ${ms(pooled.p999)}, max ${ms(pooled.max)}` +
+          `\n    per run: p99 ${each((r) => r.latencyMs.p99)} ms, answered ${each((r) => r.okPerSecond)}/s, kdamond CPU ${each((r) => r.kdamondMs)} ms, cold start (first ${LATENCY_WARMUP_MS} ms, not counted) max ${each((r) => r.warmupMaxMs)} ms, the load generator's own send lag p99 ${each((r) => r.sendLagMs?.p99)} ms`,
+      );
+    }
   }
   console.log(
     `(3) ingress / synchronous handler throughput (1 process each): ${report.ratios.ingressToSyncHandler.toFixed(1)}× (target ≥10×) — ${rate(ingressOne).toFixed(0)}/s vs ${sync.okPerSecond.toFixed(0)}/s (p99 ${ms(sync.latencyMs.p99)}; ${report.sync.ordersPaid} orders paid)`,
