@@ -30,7 +30,7 @@ function runningKdamonds(): string[] {
     });
 }
 
-/** Kdamonds this process turned off and has not turned on again: restored on exit, whatever ends the bench. */
+/** Kdamonds this process turned off and has not turned on again: restored after the runs, and on exit. */
 const paused = new Set<string>();
 
 function restoreAll(): void {
@@ -57,13 +57,10 @@ export function damonRunning(): boolean {
  * Without DAMON, or without the permission to pause it, runs `body` as it is; `paused` says which it was.
  */
 export async function withDamonPaused<T>(body: () => Promise<T>): Promise<{ result: T; paused: boolean }> {
-  const files = runningKdamonds();
-  const stopped: string[] = [];
-  for (const file of files) {
+  for (const file of runningKdamonds()) {
     try {
       writeFileSync(file, "off");
       paused.add(file);
-      stopped.push(file);
     } catch (error) {
       // No permission (not root): measured as the machine runs, which `paused: false` reports.
       const code = (error as NodeJS.ErrnoException).code;
@@ -71,12 +68,9 @@ export async function withDamonPaused<T>(body: () => Promise<T>): Promise<{ resu
     }
   }
   try {
-    return { result: await body(), paused: stopped.length > 0 };
+    return { result: await body(), paused: paused.size > 0 };
   } finally {
-    for (const file of stopped) {
-      writeFileSync(file, "on");
-      paused.delete(file);
-    }
+    restoreAll();
   }
 }
 

@@ -461,8 +461,8 @@ async function main() {
   const conditions: LatencyCondition[] = damonRunning() ? ["machine", "damon paused"] : ["machine"];
   console.log(`  conditions, in this order: ${conditions.join(", ")}`);
   const key = (variant: Variant, condition: LatencyCondition) => `${label(variant)} ${condition}`;
-  const latencyRuns = new Map<string, Measured[]>();
-  const pooledLatencies = new Map<string, number[]>();
+  /** Per variant and condition: its runs, and the counted latencies of all of them, ms. */
+  const collected = new Map<string, { runs: Measured[]; latencies: number[] }>();
   const latencyRounds = async (condition: LatencyCondition) => {
     for (let round = 0; round < LATENCY_ROUNDS; round++) {
       const shift = round % LATENCY_VARIANTS.length;
@@ -477,10 +477,10 @@ async function main() {
           warmupMs: LATENCY_WARMUP_MS,
           keepLatencies: true,
         });
-        latencyRuns.set(key(variant, condition), [...(latencyRuns.get(key(variant, condition)) ?? []), measured]);
-        const pooled = pooledLatencies.get(key(variant, condition)) ?? [];
-        for (const latencyMs of latenciesMs ?? []) pooled.push(latencyMs);
-        pooledLatencies.set(key(variant, condition), pooled);
+        const into = collected.get(key(variant, condition)) ?? { runs: [], latencies: [] };
+        into.runs.push(measured);
+        for (const latencyMs of latenciesMs ?? []) into.latencies.push(latencyMs);
+        collected.set(key(variant, condition), into);
       }
     }
   };
@@ -494,8 +494,9 @@ async function main() {
   }
   setLoadgenNice(loadgen, 0);
   /** A variant's runs in one condition, and the percentiles of all their counted latencies pooled, ms. */
-  const latencyOf = (variant: Variant, condition: LatencyCondition) => {
-    const pooled = (pooledLatencies.get(key(variant, condition)) ?? []).sort((a, b) => a - b);
+  const summarise = (variant: Variant, condition: LatencyCondition) => {
+    const { runs = [], latencies = [] } = collected.get(key(variant, condition)) ?? {};
+    const pooled = latencies.sort((a, b) => a - b);
     return {
       pooled: {
         answers: pooled.length,
@@ -504,9 +505,15 @@ async function main() {
         p999: percentile(pooled, 99.9),
         max: pooled.at(-1) ?? Number.NaN,
       },
-      runs: latencyRuns.get(key(variant, condition)) ?? [],
+      runs,
     };
   };
+  const summaries = new Map(
+    LATENCY_VARIANTS.flatMap((v) => conditions.map((c) => [key(v, c), summarise(v, c)] as const)),
+  );
+  /** Summarised once (the pooled latencies sorted once), for the raw results and the printout. */
+  const latencyOf = (variant: Variant, condition: LatencyCondition) =>
+    summaries.get(key(variant, condition)) ?? summarise(variant, condition);
   const latency = Object.fromEntries(
     LATENCY_VARIANTS.map((v) => [label(v), Object.fromEntries(conditions.map((c) => [c, latencyOf(v, c)]))]),
   );
