@@ -40,6 +40,13 @@ export const WORKER_ERROR_CODES = {
   PAYLOAD_INVALID: "stop",
   /** An apply job whose Notification row does not exist. */
   NOTIFICATION_NOT_FOUND: "stop",
+  /**
+   * A refund whose transaction (authenticated: inside APIv2 req_info, APIv3's resource) is another sub-merchant's of
+   * the same merchant than the one it names — an order of that other sub-merchant holds it, or a second charge of one.
+   * An APIv2 refund's outer sub_mch_id is not signed: a genuine refund resent under another sub-merchant's id. Nothing
+   * was written on any order; retrying cannot change whose transaction it is.
+   */
+  SUB_MCHID_MISMATCH: "stop",
   /** A payment or refund for an out_trade_no with no order (yet). */
   ORDER_NOT_FOUND: "window",
   /** A successful refund for an order whose payment has not been applied (yet). */

@@ -139,10 +139,10 @@ describe("out_trade_no is per sub-merchant of one service provider", () => {
     // genuine one had the copy's id and was answered as its redelivery, so this refund was never recorded.
     expect(genuine.id).not.toBe(forged.id);
     const run = inline(world);
-    // The copy looks for A's order under the number: there is none.
+    // The copy names A, but its (authenticated) transaction is B's order's: refused at once, not waited for.
     const { applyJob } = await run.parse(forged);
     if (!applyJob) throw new Error("the refund should have an apply job");
-    await expect(run.apply(applyJob)).rejects.toMatchObject({ code: "ORDER_NOT_FOUND" });
+    await expect(run.apply(applyJob)).rejects.toMatchObject({ code: "SUB_MCHID_MISMATCH", policy: "stop" });
     expect((await run.deliver(genuine)).apply).toMatchObject({ outcome: "APPLIED", orderStatus: "REFUND" });
     expect(await world.prisma.order.findFirstOrThrow({ where: { outTradeNo } })).toMatchObject({
       status: "REFUND",
@@ -191,5 +191,174 @@ describe("the REVIEW timeline entry names the sub-merchant, for a human reading 
     const appliedEvent = await applyEventOf(applied.id);
     expect(appliedEvent.kind).toBe("APPLIED");
     expect(appliedEvent.detail).not.toHaveProperty("subMchid");
+  });
+});
+
+/**
+ * An APIv2 refund is not signed: req_info, decrypted with the service provider's APIv2 key, is its only proof, and the
+ * outer sub_mch_id lies outside it. Anyone holding one genuine refund notification of sub-merchant A can resend it with
+ * sub_mch_id B; the refund then looks up B's order under A's out_trade_no. The refund's transaction_id is inside
+ * req_info: when an order (or a second charge) of another sub-merchant of this service provider holds it, the outer
+ * sub_mch_id is not the refund's — SUB_MCHID_MISMATCH, permanent (dead-lettered), nothing written on either order.
+ */
+describe("APIv2 refund resent under another sub-merchant's sub_mch_id (the outer field is not signed)", () => {
+  /** Order `outTradeNo` of sub-merchant `sub`, paid by its own payment of `transactionId` (or left NOTPAY). */
+  async function orderOfSub(sub: string, outTradeNo: string, transactionId: string | null): Promise<void> {
+    await seedOrder(world, { outTradeNo, amountTotal: 100, items: { A: 1 }, subMchid: sub });
+    if (transactionId === null) return;
+    const job = v2Payment(world, { outTradeNo, transactionId, partner: { subMchid: sub } });
+    expect((await inline(world).deliver(job)).apply?.outcome).toBe("APPLIED");
+  }
+
+  /** What sub-merchant B's order and every refund under the number hold, to show nothing was written. */
+  async function stateOf(outTradeNo: string) {
+    const orders = await world.prisma.order.findMany({
+      where: { outTradeNo },
+      select: { subMchid: true, status: true, refundedTotal: true, reviewReason: true, transactionId: true },
+      orderBy: { subMchid: "asc" },
+    });
+    const refunds = await world.prisma.refund.findMany({
+      where: { outTradeNo },
+      select: { order: { select: { subMchid: true } }, outRefundNo: true, status: true, reviewReason: true },
+      orderBy: { createdAt: "asc" },
+    });
+    return { orders, refunds };
+  }
+
+  /** Parses `job` and runs its apply job once with the window in the given state; what it threw. */
+  async function applyOnce(job: ReturnType<typeof v2Refund>, windowOver: boolean): Promise<unknown> {
+    const run = inline(world);
+    const { applyJob } = await run.parse(job);
+    if (!applyJob) throw new Error("the refund should have an apply job");
+    return run.apply(applyJob, { windowOver }).then(
+      (result) => result,
+      (error: unknown) => error,
+    );
+  }
+
+  it("B's order paid by another transaction: SUB_MCHID_MISMATCH at once, no review, nothing on B's order", async () => {
+    const outTradeNo = "SUBX-1";
+    await orderOfSub(SUB_A, outTradeNo, "4200000000SUBXA1");
+    await orderOfSub(SUB_B, outTradeNo, "4200000000SUBXB1");
+    const refund = { outTradeNo, transactionId: "4200000000SUBXA1", outRefundNo: "RF-x1", refundId: "5000subx1" };
+    const genuine = v2Refund(world, { ...refund, refund: 40, total: 100, partner: { subMchid: SUB_A } });
+    expect((await inline(world).deliver(genuine)).apply?.outcome).toBe("APPLIED");
+    const before = await stateOf(outTradeNo);
+
+    const forged = v2Refund(world, { ...refund, refund: 40, total: 100, partner: { subMchid: SUB_B } });
+    // Within the window (before: TRANSACTION_NOT_SEEN, waited for) and past it (before: TRANSACTION_MISMATCH, REVIEW).
+    for (const windowOver of [false, true]) {
+      expect(await applyOnce(forged, windowOver), `windowOver ${windowOver}`).toMatchObject({
+        code: "SUB_MCHID_MISMATCH",
+        policy: "stop",
+      });
+    }
+    expect(await stateOf(outTradeNo)).toEqual(before);
+    const row = await rowOf(forged.id);
+    expect(row.status).not.toBe("REVIEW");
+    expect(row.errorCode).not.toBe("TRANSACTION_MISMATCH");
+    const reviews = await world.prisma.notificationEvent.count({
+      where: { notificationId: forged.id, kind: "REVIEW" },
+    });
+    expect(reviews).toBe(0);
+  });
+
+  it("B's order not paid: A's REFUNDCLOSE resent under B records no closed refund on B's order", async () => {
+    const outTradeNo = "SUBX-2";
+    await orderOfSub(SUB_A, outTradeNo, "4200000000SUBXA2");
+    await orderOfSub(SUB_B, outTradeNo, null);
+    const forged = v2Refund(world, {
+      outTradeNo,
+      transactionId: "4200000000SUBXA2",
+      outRefundNo: "RF-x2",
+      refund: 100,
+      total: 100,
+      refundStatus: "REFUNDCLOSE",
+      partner: { subMchid: SUB_B },
+    });
+    const before = await stateOf(outTradeNo);
+    const run = inline(world);
+    const { parse, applyJob } = await run.parse(forged);
+    expect(parse.outcome).not.toBe("IGNORED");
+    if (!applyJob) throw new Error("the refund should have an apply job");
+    await expect(run.apply(applyJob)).rejects.toMatchObject({ code: "SUB_MCHID_MISMATCH", policy: "stop" });
+    expect(await stateOf(outTradeNo)).toEqual(before);
+    expect(run.published).toEqual([]);
+  });
+
+  it("the refund of A's second charge (DUPLICATE_PAYMENT) resent under B is not recorded on B's order", async () => {
+    const outTradeNo = "SUBX-3";
+    await orderOfSub(SUB_A, outTradeNo, "4200000000SUBXA3");
+    await orderOfSub(SUB_B, outTradeNo, "4200000000SUBXB3");
+    const second = v2Payment(world, {
+      outTradeNo,
+      transactionId: "4200000000SUBXA32",
+      partner: { subMchid: SUB_A },
+    });
+    expect((await inline(world).deliver(second)).apply?.outcome).toBe("DUPLICATE_PAYMENT");
+    const before = await stateOf(outTradeNo);
+    const forged = v2Refund(world, {
+      outTradeNo,
+      transactionId: "4200000000SUBXA32",
+      outRefundNo: "RF-x3",
+      refund: 100,
+      total: 100,
+      partner: { subMchid: SUB_B },
+    });
+    const run = inline(world);
+    const { applyJob } = await run.parse(forged);
+    if (!applyJob) throw new Error("the refund should have an apply job");
+    await expect(run.apply(applyJob)).rejects.toMatchObject({ code: "SUB_MCHID_MISMATCH", policy: "stop" });
+    expect(await stateOf(outTradeNo)).toEqual(before);
+    expect(run.published).toEqual([]);
+
+    // A's own refund of that charge is still the DUPLICATE_PAYMENT_REFUNDED the payment review asked for.
+    const genuine = v2Refund(world, {
+      outTradeNo,
+      transactionId: "4200000000SUBXA32",
+      outRefundNo: "RF-x3",
+      refund: 100,
+      total: 100,
+      partner: { subMchid: SUB_A },
+    });
+    expect((await inline(world).deliver(genuine)).apply?.outcome).toBe("DUPLICATE_PAYMENT_REFUNDED");
+  });
+
+  it("out of order: before A's payment is applied nothing tells the copy apart — it waits, writing nothing; once A's payment lands it is refused, and A's own refund applies", async () => {
+    const outTradeNo = "SUBX-4";
+    await seedOrder(world, { outTradeNo, amountTotal: 100, items: { A: 1 }, subMchid: SUB_A });
+    await orderOfSub(SUB_B, outTradeNo, "4200000000SUBXB4");
+    const refund = { outTradeNo, transactionId: "4200000000SUBXA4", outRefundNo: "RF-x4", refundId: "5000subx4" };
+    const forged = v2Refund(world, { ...refund, refund: 100, total: 100, partner: { subMchid: SUB_B } });
+    const genuine = v2Refund(world, { ...refund, refund: 100, total: 100, partner: { subMchid: SUB_A } });
+    const run = inline(world);
+    const forgedApply = (await run.parse(forged)).applyJob;
+    const genuineApply = (await run.parse(genuine)).applyJob;
+    if (!forgedApply || !genuineApply) throw new Error("the refunds should have apply jobs");
+    const before = await stateOf(outTradeNo);
+    // Both arrive before A's payment: the copy names a transaction B's order does not hold (it may be a second charge
+    // still to come), A's own refund an order not paid yet; both wait within the window, writing nothing.
+    await expect(run.apply(forgedApply, { windowOver: false })).rejects.toMatchObject({
+      code: "TRANSACTION_NOT_SEEN",
+      policy: "window",
+    });
+    await expect(run.apply(genuineApply, { windowOver: false })).rejects.toMatchObject({
+      code: "ORDER_NOT_PAID",
+      policy: "window",
+    });
+    expect(await stateOf(outTradeNo)).toEqual(before);
+
+    const payment = v2Payment(world, { outTradeNo, transactionId: "4200000000SUBXA4", partner: { subMchid: SUB_A } });
+    expect((await run.deliver(payment)).apply?.outcome).toBe("APPLIED");
+    await expect(run.apply(forgedApply, { windowOver: false })).rejects.toMatchObject({ code: "SUB_MCHID_MISMATCH" });
+    expect((await run.apply(genuineApply, { windowOver: false })).outcome).toBe("APPLIED");
+    const after = await stateOf(outTradeNo);
+    expect(after.orders).toMatchObject([
+      { subMchid: SUB_A, status: "REFUND", refundedTotal: 100 },
+      { subMchid: SUB_B, status: "SUCCESS", refundedTotal: 0, reviewReason: null },
+    ]);
+    expect(after.refunds).toEqual([
+      { order: { subMchid: SUB_A }, outRefundNo: "RF-x4", status: "SUCCESS", reviewReason: null },
+    ]);
   });
 });

@@ -170,6 +170,45 @@ describe("one out_trade_no per merchant (real PostgreSQL)", () => {
     expect(await notificationOf("r-ref-c")).toMatchObject({ status: "PROCESSING", errorCode: null });
   });
 
+  it("a refund naming another sub-merchant (or none) than the one whose order holds its transaction is SUB_MCHID_MISMATCH: nothing written", async () => {
+    const number = `${NUMBER}-s`;
+    const a = { mchid: SP_MCHID, subMchid: SUB_A };
+    await seedOrder("s-a", number, a, "4200-s-a");
+    await seedOrder("s-b", number, { mchid: SP_MCHID, subMchid: SUB_B }, "4200-s-b");
+    await seedOrder("s-sp", number, { mchid: SP_MCHID, subMchid: null }, "4200-s-sp");
+    // A's transaction under B's sub_mch_id, or with the sub_mch_id left out (the service provider's own order).
+    for (const [nid, claimed] of [
+      ["s-ref-b", SUB_B],
+      ["s-ref-none", null],
+    ] as const) {
+      await insertNotification(prisma, nid, "REFUND.SUCCESS");
+      for (const status of ["SUCCESS", "CLOSED"] as const) {
+        const facts = refund(nid, number, { mchid: SP_MCHID, subMchid: claimed }, "4200-s-a", { status });
+        expect(await applyRefundStatement(prisma, facts), `${nid} ${status}`).toMatchObject({
+          outcome: "SUB_MCHID_MISMATCH",
+          appliedAt: null,
+        });
+      }
+      expect(await notificationOf(nid), nid).toMatchObject({ status: "PROCESSING", errorCode: null });
+    }
+    // Not even A's number needs to exist under the claimed sub-merchant: refused, not waited for (ORDER_NOT_FOUND).
+    await insertNotification(prisma, "s-ref-x", "REFUND.SUCCESS");
+    const elsewhere = refund("s-ref-x", `${number}-none`, { mchid: SP_MCHID, subMchid: SUB_B }, "4200-s-a");
+    expect(await applyRefundStatement(prisma, elsewhere)).toMatchObject({ outcome: "SUB_MCHID_MISMATCH" });
+    const refunds = await prisma.$queryRaw<{ n: number }[]>`
+      SELECT count(*)::int AS n FROM "Refund" WHERE "outTradeNo" LIKE ${`${number}%`}`;
+    expect(refunds[0]?.n).toBe(0);
+    for (const id of ["s-a", "s-b", "s-sp"]) {
+      expect(await orderOf(id), id).toMatchObject({ status: "SUCCESS", refundedTotal: 0, reviewReason: null });
+    }
+    // A's own refund applies.
+    await insertNotification(prisma, "s-ref-a", "REFUND.SUCCESS");
+    expect(await applyRefundStatement(prisma, refund("s-ref-a", number, a, "4200-s-a"))).toMatchObject({
+      outcome: "APPLIED",
+      orderId: "s-a",
+    });
+  });
+
   it("refuses a second order of one merchant (or sub-merchant) under one number, a null sub-merchant included", async () => {
     const number = `${NUMBER}-k`;
     await seedOrder("k-direct", number, { mchid: MCHID, subMchid: null });

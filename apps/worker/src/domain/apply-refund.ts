@@ -33,6 +33,10 @@ export function isRefundReview(outcome: RefundOutcome): boolean {
  * charge's payment (DUPLICATE_PAYMENT). Once the window is over (`windowOver`, StageContext.windowOver) the statement
  * runs again without waiting and decides TRANSACTION_MISMATCH (REVIEW) — a verdict, not a dead letter.
  *
+ * A refund whose transaction is another sub-merchant's of the same merchant (SUB_MCHID_MISMATCH: an APIv2 refund's
+ * outer sub_mch_id is not signed, so a genuine refund resent under another sub-merchant's id decrypts fine) is
+ * refused for good, writing nothing on any order.
+ *
  * `commit` applies the refund in one statement of its own (ApplyStore.refund).
  */
 export async function applyRefund(
@@ -53,17 +57,29 @@ export async function applyRefund(
   return run(commit, { ...facts, waitForTransaction: false });
 }
 
-/** One run of the refund statement (runApplyStatement), ORDER_NOT_PAID thrown as the window fault it is. */
+/**
+ * One run of the refund statement (runApplyStatement): ORDER_NOT_PAID thrown as the window fault it is,
+ * SUB_MCHID_MISMATCH as the permanent refusal it is (nothing was written; dead-lettered with the code).
+ */
 function run(commit: (facts: RefundFacts) => Promise<RefundResultRow>, facts: RefundFacts): Promise<RefundResultRow> {
   return runApplyStatement(
     () => commit(facts),
     facts,
-    (result) =>
-      result.outcome === "ORDER_NOT_PAID"
-        ? WorkerError.of(
-            "ORDER_NOT_PAID",
-            `refund ${facts.outRefundNo} arrived before the payment of ${facts.outTradeNo}`,
-          )
-        : undefined,
+    (result) => {
+      if (result.outcome === "ORDER_NOT_PAID") {
+        return WorkerError.of(
+          "ORDER_NOT_PAID",
+          `refund ${facts.outRefundNo} arrived before the payment of ${facts.outTradeNo}`,
+        );
+      }
+      if (result.outcome === "SUB_MCHID_MISMATCH") {
+        return WorkerError.of(
+          "SUB_MCHID_MISMATCH",
+          `refund ${facts.outRefundNo} of ${facts.outTradeNo} names sub-merchant ${facts.subMchid ?? "(none)"}, but ` +
+            `transaction ${facts.transactionId} is another sub-merchant's of ${facts.mchid}: nothing recorded`,
+        );
+      }
+      return undefined;
+    },
   );
 }

@@ -217,8 +217,9 @@ function openV2Refund(body: string, keys: MerchantKeySet): OpenedNotification {
   // signature. So the outer return_code and mch_id decide nothing: a copy of a genuine req_info with
   // return_code=FAIL must not turn a refund into an ignored notification, and the merchant is the one whose
   // key opened it. sub_mch_id exists only outside: a forged one makes the refund look for that sub-merchant's order
-  // under the number (the order is found by merchant, sub-merchant and out_trade_no): none (ORDER_NOT_FOUND), or one
-  // whose transaction is not the one req_info names (TRANSACTION_MISMATCH, REVIEW) — never counted on it.
+  // under the number (the order is found by merchant, sub-merchant and out_trade_no). The refund statement checks it
+  // against the transaction req_info names: held by another sub-merchant's order, it is SUB_MCHID_MISMATCH
+  // (dead-lettered, nothing written on any order).
   const { outer, refund: f } = openWithKeyOrPrevious(
     (key) => openV2RefundNotification(body, key),
     keys.apiV2Key,

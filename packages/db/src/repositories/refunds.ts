@@ -32,6 +32,18 @@ export interface RefundFacts {
  *   ORDER_NOT_FOUND, no longer MCHID_MISMATCH). STALE also when a
  *   Refund row of this order under this number was written by a transaction that committed after this statement's
  *   snapshot (its decision needs a new snapshot: DUPLICATE or REFUND_CONFLICT).
+ * - SUB_MCHID_MISMATCH, decided right after ALREADY (before ORDER_NOT_FOUND): the refund's transaction is another
+ *   sub-merchant's of the same merchant — an order of that merchant under another sub-merchant (or none, for the
+ *   refund naming one) holds it, or the payment statement answered DUPLICATE_PAYMENT for it under another
+ *   sub-merchant. Nothing done (nothing written on either order, nor on the notification): the caller refuses the
+ *   notification for good. An APIv2 refund names its sub-merchant only in the outer XML, which nothing signs, while
+ *   the transaction id is inside the encrypted req_info: a genuine refund of sub-merchant A resent under B's
+ *   sub_mch_id otherwise found B's order under A's out_trade_no and was recorded there (REFUND_ABNORMAL /
+ *   REFUND_CLOSED on an unpaid order, DUPLICATE_PAYMENT_REFUNDED, a TRANSACTION_MISMATCH review). Known only once
+ *   the transaction's payment (or second charge) is applied: before, such a copy is decided as below — a paid order
+ *   of B waits (TRANSACTION_NOT_SEEN) and a successful refund of an unpaid one too (ORDER_NOT_PAID), and the next
+ *   attempt after that payment lands is SUB_MCHID_MISMATCH. Only within one merchant: another merchant's refund is
+ *   authenticated by its own key, its sub-merchant field included (APIv3 sub_mchid is inside the signed resource).
  * - ORDER_NOT_PAID: a successful refund for an order whose payment has not been applied yet (out-of-order
  *   delivery); nothing done, the caller retries until the payment lands.
  * - TRANSACTION_NOT_SEEN (with `waitForTransaction`): the refund's transaction is not the order's, nor a second
@@ -76,6 +88,7 @@ export interface RefundFacts {
 export const REFUND_OUTCOMES = [
   "NOTIFICATION_NOT_FOUND",
   "ALREADY",
+  "SUB_MCHID_MISMATCH",
   "ORDER_NOT_FOUND",
   "STALE",
   "ORDER_NOT_PAID",
@@ -161,17 +174,36 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
       WHERE "outTradeNo" = (SELECT otn FROM input) AND mchid = (SELECT mchid FROM input)
         AND "subMchid" IS NOT DISTINCT FROM (SELECT sub_mchid FROM input)
     ),
-    -- Whether the refund's transaction is a second charge of this order: one the payment statement answered
-    -- DUPLICATE_PAYMENT (notification in REVIEW with that code, which the payment.review event asks to refund). That
-    -- code is given only to a payment of the order it found by its merchant, sub-merchant and out_trade_no (before
-    -- 20261207110002, found by the number and then checked on the merchant and sub-merchant), so the row is this
-    -- order's merchant's; the transaction id names one charge, of one sub-merchant. REVIEW rows are never pruned. One probe of Notification_transactionId_idx (the few
-    -- notifications of one transaction), merchant-scoped by the order's mchid (refund-plan.test.ts).
+    -- The second charges of the refund's transaction under this merchant and number: payments the payment statement
+    -- answered DUPLICATE_PAYMENT (notification in REVIEW with that code, which the payment.review event asks to
+    -- refund), each with the sub-merchant its authenticated payment named (Notification.subMchid; null for a direct
+    -- merchant, and for rows parsed before 20261202130000). That code is given only to a payment of the order it found
+    -- by its merchant, sub-merchant and out_trade_no (before 20261207110002, found by the number and then checked on
+    -- the merchant and sub-merchant), so the row's sub-merchant is that order's. REVIEW rows are never pruned. One
+    -- probe of Notification_transactionId_idx (the few notifications of one transaction; refund-plan.test.ts).
+    charge AS MATERIALIZED (
+      SELECT x."subMchid" FROM "Notification" x, input i
+      WHERE x."transactionId" = i.txn AND x."outTradeNo" = i.otn AND x.mchid = i.mchid
+        AND x.status = 'REVIEW' AND x."errorCode" = 'DUPLICATE_PAYMENT'
+    ),
+    -- Whether the refund's transaction is a second charge of this order: one of its own sub-merchant (a partner row
+    -- parsed before 20261202130000, with none, is not taken for any sub-merchant's: TRANSACTION_MISMATCH, review).
     dup AS MATERIALIZED (
       SELECT EXISTS (
-        SELECT 1 FROM "Notification" x, o, input i
-        WHERE x."transactionId" = i.txn AND x."outTradeNo" = i.otn AND x.mchid = o.mchid
-          AND x.status = 'REVIEW' AND x."errorCode" = 'DUPLICATE_PAYMENT' AND o."transactionId" <> i.txn
+        SELECT 1 FROM charge c, o, input i
+        WHERE c."subMchid" IS NOT DISTINCT FROM o."subMchid" AND o."transactionId" <> i.txn
+      ) AS yes
+    ),
+    -- Whether the refund's transaction is another sub-merchant's of this merchant (SUB_MCHID_MISMATCH): the order
+    -- holding it (Order_transactionId_key: at most one, set only by that sub-merchant's authenticated payment), or a
+    -- second charge recorded under another sub-merchant. Read on the snapshot: a payment committing meanwhile is seen
+    -- by the retry that the outcomes it leaves (TRANSACTION_NOT_SEEN, ORDER_NOT_PAID) lead to.
+    foreign_txn AS MATERIALIZED (
+      SELECT EXISTS (
+        SELECT 1 FROM "Order" h, input i
+        WHERE h."transactionId" = i.txn AND h.mchid = i.mchid AND h."subMchid" IS DISTINCT FROM i.sub_mchid
+      ) OR EXISTS (
+        SELECT 1 FROM charge c, input i WHERE c."subMchid" IS NOT NULL AND c."subMchid" IS DISTINCT FROM i.sub_mchid
       ) AS yes
     ),
     -- This order's refund under this number, as the snapshot shows it (a row committed later is met by the upsert).
@@ -183,6 +215,9 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
       SELECT CASE
         WHEN n.status IS NULL THEN 'NOTIFICATION_NOT_FOUND'
         WHEN n.status IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED') THEN 'ALREADY'
+        -- Before the order's own state: whatever order the claimed sub-merchant has under the number, it is not this
+        -- refund's (an APIv2 refund's sub_mch_id is not signed).
+        WHEN (SELECT yes FROM foreign_txn) THEN 'SUB_MCHID_MISMATCH'
         WHEN o.id IS NULL THEN 'ORDER_NOT_FOUND'
         WHEN o.version IS DISTINCT FROM (SELECT version FROM o_snapshot) THEN 'STALE'
         WHEN o."transactionId" IS NULL AND i.status = 'SUCCESS' THEN 'ORDER_NOT_PAID'
