@@ -20,8 +20,8 @@ export type RetryPolicy = "retry" | "window" | "stop";
  * (DB_UNAVAILABLE, DB_CONFLICT, DB_CONSTRAINT, DB_DATA, DB_ERROR) pass through unchanged. Review reasons
  * (AMOUNT_MISMATCH, MCHID_MISMATCH, TRANSACTION_CONFLICT, DUPLICATE_MISMATCH, APPID_MISMATCH, CURRENCY_MISMATCH, OUT_OF_STOCK,
  * PAID_AFTER_CLOSE, DUPLICATE_PAYMENT, UNEXPECTED_ORDER_STATUS, TRANSACTION_MISMATCH, REFUND_CONFLICT,
- * REFUND_ID_CONFLICT, REFUND_AMOUNT_MISMATCH, DUPLICATE_PAYMENT_REFUNDED, REFUND_ABNORMAL, REFUND_CLOSED) are outcomes, not errors: they are
- * committed, counted and logged, and the job completes.
+ * REFUND_ID_CONFLICT, REFUND_AMOUNT_MISMATCH, DUPLICATE_PAYMENT_REFUNDED, RESTOCK_OUT_OF_RANGE, REFUND_ABNORMAL,
+ * REFUND_CLOSED) are outcomes, not errors: they are committed, counted and logged, and the job completes.
  */
 export const WORKER_ERROR_CODES = {
   /** The job payload does not match its schema. */

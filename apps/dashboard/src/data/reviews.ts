@@ -57,7 +57,7 @@ export type ReviewNotification = Prisma.NotificationGetPayload<{ select: typeof 
  * transaction id, a second payment of an order that was not in SUCCESS (the order is not put in review), a further
  * report of the order's transaction with other facts (DUPLICATE_MISMATCH: the order keeps the first), a refund that
  * does not match its order or another refund, a refund WeChat reports abnormal (the merchant must act in WeChat's
- * merchant platform) or closed. TRANSACTION_MISMATCH is decided only after the unknown-order window: until then such a
+ * merchant platform) or closed, a refund counted whose stock could not be put back (RESTOCK_OUT_OF_RANGE). TRANSACTION_MISMATCH is decided only after the unknown-order window: until then such a
  * refund is FAILED with TRANSACTION_NOT_SEEN (retried, not for review — the second charge it may refund can still be
  * delivered).
  */
@@ -73,6 +73,9 @@ export const NOTIFICATION_ONLY_REVIEW_CODES = [
   "REFUND_ID_CONFLICT",
   "REFUND_ABNORMAL",
   "REFUND_CLOSED",
+  // A refund counted whose restock would take a SKU's stock past 2^31-1: the stock is to be put back by hand (the
+  // notification's REVIEW timeline entry names the SKUs).
+  "RESTOCK_OUT_OF_RANGE",
 ] as const;
 
 /**

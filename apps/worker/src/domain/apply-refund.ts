@@ -8,6 +8,7 @@ const REVIEW_OUTCOMES: ReadonlySet<RefundOutcome> = new Set([
   "REFUND_ID_CONFLICT",
   "REFUND_AMOUNT_MISMATCH",
   "DUPLICATE_PAYMENT_REFUNDED",
+  "RESTOCK_OUT_OF_RANGE",
   "REFUND_ABNORMAL",
   "REFUND_CLOSED",
 ]);
@@ -20,7 +21,8 @@ export function isRefundReview(outcome: RefundOutcome): boolean {
  * Applies a refund result. SUCCESS: one Refund row per (order, out_refund_no), refundedTotal adds up
  * partial refunds, the order becomes REFUND when they reach its total, and with `restockOnFullRefund`
  * (REFUND_RESTOCK_POLICY=full) that full refund returns exactly the stock the payment took (movement reason
- * REFUND; an order whose payment took no stock, e.g. OUT_OF_STOCK, returns none). A refund that names another
+ * REFUND; an order whose payment took no stock, e.g. OUT_OF_STOCK, returns none) — or, when that would take a SKU's
+ * stock past 2^31-1, returns none and is RESTOCK_OUT_OF_RANGE (counted all the same, review). A refund that names another
  * order total or would take refundedTotal above it is recorded but not counted (REFUND_AMOUNT_MISMATCH, review), and
  * so is the refund of a second charge the order's payment review asked for (DUPLICATE_PAYMENT_REFUNDED, review).
  * ABNORMAL / CLOSED: the Refund row records the status, the notification is flagged REVIEW, no money or stock

@@ -67,12 +67,13 @@ export function paymentEvent(facts: PaymentFacts, result: PaymentResult): Publis
  * The event a committed refund publishes, or null. As for payments, `reviewReason` is this refund's own code
  * (refund.review: REFUND_AMOUNT_MISMATCH, REFUND_CONFLICT, REFUND_ID_CONFLICT, DUPLICATE_PAYMENT_REFUNDED;
  * refund.abnormal: REFUND_ABNORMAL;
- * refund.closed: REFUND_CLOSED), never the order's, and null for refund.succeeded.
+ * refund.closed: REFUND_CLOSED), never the order's. refund.succeeded's is null, or RESTOCK_OUT_OF_RANGE: the refund
+ * was counted like any other (the merchant's systems must hear that it succeeded), but its stock was not put back.
  */
 export function refundEvent(facts: RefundFacts, result: RefundResultRow): PublishJob | null {
   const code = result.outcome === "ALREADY" ? settledCode(result) : result.outcome;
   const type: PublishEventType | null =
-    code === "APPLIED"
+    code === "APPLIED" || code === "RESTOCK_OUT_OF_RANGE"
       ? "refund.succeeded"
       : code === "REFUND_ABNORMAL"
         ? "refund.abnormal"
@@ -82,7 +83,7 @@ export function refundEvent(facts: RefundFacts, result: RefundResultRow): Publis
             ? "refund.review"
             : null;
   return publishJob(type, facts, result, {
-    reviewReason: type === "refund.succeeded" ? null : code,
+    reviewReason: code === "APPLIED" ? null : code,
     outRefundNo: facts.outRefundNo,
     amount: facts.amountRefund,
   });

@@ -124,8 +124,10 @@ export interface PaymentResult {
  * 20261130210000_payment_other_merchant_leaves_order and 20261202110000_payment_transaction_conflict, which also
  * made it answer appliedAt, 20261203120000_review_event_sub_mchid, whose REVIEW timeline entry names the
  * sub-merchant in partner mode, 20261204110000_payment_locks_before_reads, and 20261205100000_payment_duplicate_facts
- * (DUPLICATE_MISMATCH), and 20261207110002_order_number_per_merchant, which finds the order by the payment's merchant,
- * sub-merchant and out_trade_no; it runs them once per payment of a batch).
+ * (DUPLICATE_MISMATCH), 20261207110002_order_number_per_merchant, which finds the order by the payment's merchant,
+ * sub-merchant and out_trade_no, and 20261208120000_payment_quantity_bigint, which adds up an order's quantities of one
+ * SKU in bigint (past 2^31-1 the order is OUT_OF_STOCK, no longer a 22003 that dead-lettered the payment unrecorded);
+ * it runs them once per payment of a batch).
  * Correctness under concurrency comes from row locks taken in a fixed order — Notification, then Order, then
  * the order's SKUs by id — and from the unique key of InventoryMovement, never from a lock that can expire:
  * - Every row of a batch (of one too) is locked before its first payment statement, so that statement starts

@@ -82,6 +82,12 @@ export interface RefundFacts {
  * - APPLIED: Refund row SUCCESS, refundedTotal increased, order REFUND when the refunds reach its total,
  *   and then, by policy, the stock the payment took is restored (movement reason REFUND) — by the refund that brings
  *   refundedTotal up to amountTotal, whatever the order's status was (another system may have set it REFUND).
+ * - RESTOCK_OUT_OF_RANGE: APPLIED but for the restock, which would take some SKU's stock past 2^31-1 (Sku.stock is
+ *   an int4: a shop keeping an "unlimited" SKU at the top refills it after the sale). The refund is recorded and
+ *   counted as for APPLIED (the money went back), no SKU is restocked (all or nothing, as a payment takes stock), the
+ *   notification is in REVIEW with the code, and its REVIEW timeline entry names those SKUs (`stockOutOfRange`) for
+ *   a human to put the stock back. Before, the restock's 22003 failed the whole statement: the refund was
+ *   dead-lettered as DB_DATA at its first attempt and not recorded at all.
  * - REFUND_ABNORMAL / REFUND_CLOSED: Refund row recorded with that status, no money or stock change,
  *   notification REVIEW so it is surfaced.
  */
@@ -100,6 +106,7 @@ export const REFUND_OUTCOMES = [
   "REFUND_AMOUNT_MISMATCH",
   "DUPLICATE_PAYMENT_REFUNDED",
   "APPLIED",
+  "RESTOCK_OUT_OF_RANGE",
   "REFUND_ABNORMAL",
   "REFUND_CLOSED",
 ] as const;
@@ -306,7 +313,7 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
     -- REFUND when it asks WeChat for a refund) made a partial refund put the whole order back. Once: only one refund
     -- crosses the total, and the movements' unique key holds besides.
     rsku AS MATERIALIZED (
-      SELECT s.id FROM "Sku" s
+      SELECT s.id, s.stock FROM "Sku" s
       WHERE s.id IN (SELECT "skuId" FROM "InventoryMovement" WHERE "orderId" = (SELECT id FROM o) AND reason = 'PAYMENT')
         AND (SELECT restock FROM input)
         AND (SELECT "refundedTotal" < "amountTotal" FROM o)
@@ -314,11 +321,20 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
       ORDER BY s.id
       FOR NO KEY UPDATE
     ),
+    -- What goes back to each SKU (what the payment took), and whether its stock can take it: Sku.stock is an int4, and
+    -- stock + n past 2^31-1 failed the whole statement (22003, a DB_DATA dead letter: the refund itself unrecorded).
+    -- Compared in bigint on the locked rows (rsku: their newest version, which the UPDATE below changes).
+    rback AS MATERIALIZED (
+      SELECT pm."skuId" AS sku_id, -pm.delta AS qty, s.stock::bigint - pm.delta > 2147483647 AS out_of_range
+      FROM "InventoryMovement" pm JOIN rsku s ON s.id = pm."skuId"
+      WHERE pm."orderId" = (SELECT id FROM o) AND pm.reason = 'PAYMENT'
+    ),
+    -- All or nothing, as a payment takes its stock: when one SKU cannot take its restock, none is restocked.
     rmv AS (
       INSERT INTO "InventoryMovement" ("skuId", "orderId", delta, reason)
-      SELECT pm."skuId", pm."orderId", -pm.delta, 'REFUND' FROM "InventoryMovement" pm
-      WHERE pm."orderId" = (SELECT id FROM o) AND pm.reason = 'PAYMENT' AND pm."skuId" IN (SELECT id FROM rsku)
-      ORDER BY pm."skuId"
+      SELECT b.sku_id, (SELECT id FROM o), b.qty, 'REFUND' FROM rback b
+      WHERE NOT EXISTS (SELECT 1 FROM rback WHERE out_of_range)
+      ORDER BY b.sku_id
       ON CONFLICT ("orderId", "skuId", reason) DO NOTHING
       RETURNING "skuId" AS sku_id, delta
     ),
@@ -326,6 +342,13 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
       UPDATE "Sku" AS s SET stock = s.stock + rmv.delta, "updatedAt" = (SELECT at FROM input)
       FROM rmv WHERE s.id = rmv.sku_id
       RETURNING s.id
+    ),
+    -- The outcome recorded: RESTOCK_OUT_OF_RANGE for a refund applied (recorded and counted: the money went back)
+    -- whose restock could not be made, for a human to put the stock back.
+    res AS MATERIALIZED (
+      SELECT CASE WHEN f.outcome = 'APPLIED' AND EXISTS (SELECT 1 FROM rback WHERE out_of_range)
+                  THEN 'RESTOCK_OUT_OF_RANGE' ELSE f.outcome END AS outcome
+      FROM fin f
     ),
     nu AS (
       UPDATE "Notification" AS t SET
@@ -337,10 +360,11 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
         "updatedAt" = i.at,
         "outTradeNo" = i.otn,
         "outRefundNo" = i.orn
-      FROM fin f, input i
+      FROM res f, input i
       WHERE t.id = i.nid
         AND f.outcome IN ('APPLIED', 'DUPLICATE', 'REFUND_ABNORMAL', 'REFUND_CLOSED', 'TRANSACTION_MISMATCH', 'REFUND_CONFLICT',
-                          'REFUND_ID_CONFLICT', 'REFUND_AMOUNT_MISMATCH', 'DUPLICATE_PAYMENT_REFUNDED')
+                          'REFUND_ID_CONFLICT', 'REFUND_AMOUNT_MISMATCH', 'DUPLICATE_PAYMENT_REFUNDED',
+                          'RESTOCK_OUT_OF_RANGE')
       RETURNING t.status::text AS status
     ),
     ev AS (
@@ -349,11 +373,16 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
              jsonb_build_object('outcome', f.outcome, 'orderId', (SELECT id FROM o), 'outRefundNo', i.orn,
                                 'amountRefund', i.amount_refund, 'amountTotal', i.amount_total,
                                 'restockedSkus', (SELECT count(*) FROM rmv))
+             -- The SKUs whose stock could not take the restock, for the human putting it back.
+             || CASE WHEN f.outcome = 'RESTOCK_OUT_OF_RANGE'
+                     THEN jsonb_build_object('stockOutOfRange',
+                                             (SELECT jsonb_agg(sku_id ORDER BY sku_id) FROM rback WHERE out_of_range))
+                     ELSE '{}'::jsonb END
              -- Partner mode: a review names the sub-merchant the refund names, for the human reading it (as the
              -- payment function does since 20261203120000_review_event_sub_mchid).
              || CASE WHEN nu.status = 'REVIEW' AND i.sub_mchid IS NOT NULL
                      THEN jsonb_build_object('subMchid', i.sub_mchid) ELSE '{}'::jsonb END
-      FROM nu, fin f, input i
+      FROM nu, res f, input i
     )
     SELECT f.outcome,
            (SELECT id FROM o) AS "orderId",
@@ -366,5 +395,5 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
            (extract(epoch FROM CASE WHEN f.outcome = 'ALREADY' THEN (SELECT "appliedAt" FROM n)
                                     WHEN EXISTS (SELECT 1 FROM nu) THEN (SELECT at FROM input) END) * 1000
            )::double precision AS "appliedAt"
-    FROM fin f`;
+    FROM res f`;
 }

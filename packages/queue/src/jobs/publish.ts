@@ -25,7 +25,11 @@ export const PUBLISH_EVENT_TYPES = [
    * order's).
    */
   "payment.review",
-  /** A refund succeeded; `orderStatus` is REFUND once the refunds add up to the order total. */
+  /**
+   * A refund succeeded; `orderStatus` is REFUND once the refunds add up to the order total. `reviewReason` is null,
+   * or RESTOCK_OUT_OF_RANGE: the refund is counted, but the stock its order's payment took was not put back (some
+   * SKU's stock would pass 2^31-1), for a human to restock.
+   */
   "refund.succeeded",
   /**
    * A refund ended ABNORMAL (e.g. the payer's card was closed) and needs the merchant's action (`reviewReason`
@@ -69,7 +73,8 @@ export const publishJobSchema = z.object({
   orderStatus: z.enum(["NOTPAY", "SUCCESS", "CLOSED", "REFUND", "PAYMENT_REVIEW"]),
   /**
    * Why this notification's payment or refund needs a human: the code it was put in review with (see the event
-   * types); null for `payment.succeeded` and `refund.succeeded`. Never the order's own reviewReason, which may be
+   * types); null for `payment.succeeded`, and for `refund.succeeded` but when its stock was not put back
+   * (RESTOCK_OUT_OF_RANGE). Never the order's own reviewReason, which may be
    * another notification's.
    */
   reviewReason: z.string().nullable(),
