@@ -8,7 +8,8 @@ import { isKeyMismatch, isWechatPayError } from "@wpn/wechatpay";
  * - `window`: the data we need is not there yet (an order the checkout has not committed, a refund whose
  *   payment has not been applied, the key WeChat used after a rotation); retried like `retry`, but only for
  *   WORKER_UNKNOWN_ORDER_RETRY_SECONDS from the job's creation (or from the end of a later PostgreSQL outage:
- *   stage.ts, windowEnd), then dead-lettered.
+ *   stage.ts, windowEnd), then dead-lettered — the window, not the attempts: on its last attempt the job waits for the
+ *   window's end without using one (stage.ts, failureVerdict).
  * - `stop`: permanent; retrying cannot help (bad key, bad payload, unknown payload version); the job goes
  *   straight to `notify.dead` with the code.
  */

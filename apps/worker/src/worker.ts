@@ -1,14 +1,7 @@
 import { hostname } from "node:os";
 import { type Config, WORKER_CLOSE_STEP_MS } from "@wpn/config";
 import { createDb, type Db, probeDatabase, upsertParsedNotifications } from "@wpn/db";
-import {
-  applyBackoffDelay,
-  createQueue,
-  createRedisConnection,
-  type PublishJob,
-  publishJobName,
-  QueueName,
-} from "@wpn/queue";
+import { createQueue, createRedisConnection, type PublishJob, publishJobName, QueueName } from "@wpn/queue";
 import type { BackoffStrategy, Job, Queue, WorkerOptions } from "bullmq";
 import type { Logger } from "pino";
 import { DatabaseOutage, outageEndedKey } from "./db-outage.ts";
@@ -26,7 +19,14 @@ import { PaymentBatcher } from "./workers/apply-batch.ts";
 import { jobEnqueuer } from "./workers/enqueue.ts";
 import { parseStage } from "./workers/parse.processor.ts";
 import { applyEnqueuer, ParseBatcher } from "./workers/parse-batch.ts";
-import { createStageProcessor, DeadLetteredError, deadLetter, type StageRuntime, windowEnd } from "./workers/stage.ts";
+import {
+  backoffDelay,
+  createStageProcessor,
+  DeadLetteredError,
+  deadLetter,
+  type StageRuntime,
+  windowEnd,
+} from "./workers/stage.ts";
 
 export interface StartWorkerOptions {
   logger?: Logger;
@@ -403,16 +403,13 @@ const PUBLISH_JOBS_READ_MS = 1_000;
  */
 export function windowBackoff(windowMs: number, outageEndedAt: () => number): BackoffStrategy {
   return (attemptsMade, _type, error, job) => {
-    const backoff = (job as Job | undefined)?.opts.backoff;
-    const spec = typeof backoff === "object" ? backoff : { delay: 1_000, jitter: 0.5 };
-    const waiting = error instanceof WorkerError && error.policy === "window" && job !== undefined;
-    return applyBackoffDelay({
+    const j = job as Job | undefined;
+    if (j === undefined) return backoffDelay({ opts: {} }, attemptsMade);
+    const waiting = error instanceof WorkerError && error.policy === "window";
+    return backoffDelay(
+      j,
       attemptsMade,
-      delay: spec.delay ?? 1_000,
-      jitter: spec.jitter ?? 0,
-      ...(waiting
-        ? { deadline: windowEnd(job.timestamp, knownFirstRun(job) ?? job.timestamp, windowMs, outageEndedAt()) }
-        : {}),
-    });
+      waiting ? windowEnd(j.timestamp, knownFirstRun(j) ?? j.timestamp, windowMs, outageEndedAt()) : undefined,
+    );
   };
 }

@@ -3,6 +3,7 @@ import { Backoffs, type Job } from "bullmq";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { WorkerError } from "../src/errors.ts";
 import { windowBackoff } from "../src/worker.ts";
+import { failureVerdict, windowEnd, windowWaitDelay } from "../src/workers/stage.ts";
 
 /**
  * A fault retried "within the window" (a key that does not fit yet, an order not committed yet) must be retried until
@@ -93,4 +94,77 @@ describe("after a PostgreSQL outage", () => {
     // Counted from the creation alone the window is over: applyBackoffDelay's least delay, 100 ms.
     expect(delay(0)).toBe(100);
   });
+});
+
+/**
+ * A PostgreSQL outage gives every waiting job a whole window from its end (windowEnd), whatever the job has used of its
+ * attempts: it meets the outage, is put back without using one, and runs again after it. Late in the longest window
+ * (3 days) its attempts run out before that new window's end — with the shortest jitter after 13 attempts or more,
+ * with the middle one after 18 — up to the whole window early. Before, the job was dead-lettered then: the order,
+ * payment or second charge it waited for, acknowledged during the outage and still to be parsed and applied, found it
+ * dead (a refund's TRANSACTION_NOT_SEEN instead of decided TRANSACTION_MISMATCH at the window's end). Now its last
+ * attempt waits for the window without being used (stage.ts, failureVerdict). Computed with BullMQ's own
+ * `Backoffs.calculate`, the queues' real options (20 attempts from 1 s), the worker's strategy and the stage's rule
+ * and wait (failureVerdict, windowWaitDelay).
+ */
+describe("the longest window, with a PostgreSQL outage met after n attempts", () => {
+  const WINDOW_MS = 72 * HOUR_MS;
+  /** How long the outage lasted: the job waits it out without using an attempt. */
+  const OUTAGE_MS = 10 * 60_000;
+
+  function run(queue: typeof QueueName.Parse | typeof QueueName.Apply, outageAfter: number, draw: number) {
+    const options = defaultJobOptions[queue];
+    const maxAttempts = options.attempts ?? 1;
+    const created = Date.UTC(2026, 11, 1);
+    const job = { timestamp: created, opts: options, attemptsMade: 0 } as unknown as Job & { attemptsMade: number };
+    const fault = new WorkerError("ORDER_NOT_FOUND", "window", "no order yet");
+    let outageEndedAt = 0;
+    const strategy = windowBackoff(WINDOW_MS, () => outageEndedAt);
+    vi.useFakeTimers();
+    vi.spyOn(Math, "random").mockReturnValue(draw);
+    let now = created;
+    /** The latest wait before a run, ms: a window ended by a run of the job lies at most this far behind it. */
+    let lastDelay = 0;
+    for (let runs = 0; runs < 1_000; runs++) {
+      if (job.attemptsMade === outageAfter && outageEndedAt === 0) {
+        // This run meets the outage: put back (no attempt used) until it ends, then runs again.
+        now += OUTAGE_MS;
+        outageEndedAt = now;
+      }
+      vi.setSystemTime(now);
+      const end = windowEnd(created, created, WINDOW_MS, outageEndedAt);
+      const windowOver = now + MARGIN_MS >= end;
+      const attempt = job.attemptsMade + 1;
+      const verdict = failureVerdict({ policy: "window", windowOver, attempt, maxAttempts, canWait: true });
+      if (verdict === "dead") return { endedBy: windowOver ? "window" : "attempts", now, end, attempt, lastDelay };
+      if (verdict === "retry") {
+        lastDelay = Backoffs.calculate(options.backoff as never, attempt, fault, job, strategy) as number;
+        job.attemptsMade = attempt;
+      } else {
+        lastDelay = windowWaitDelay(job, end);
+      }
+      now += lastDelay;
+    }
+    throw new Error("the job never ended");
+  }
+
+  for (const queue of [QueueName.Parse, QueueName.Apply] as const) {
+    it(`${queue}: dead-lettered by the window that began at the outage's end, never earlier by the attempts`, () => {
+      const early: string[] = [];
+      for (const draw of [0, 0.5, 0.999]) {
+        for (let outageAfter = 1; outageAfter < (defaultJobOptions[queue].attempts ?? 1); outageAfter++) {
+          const ended = run(queue, outageAfter, draw);
+          if (ended.endedBy !== "window") {
+            const short = ((ended.end - ended.now) / HOUR_MS).toFixed(1);
+            early.push(`draw ${draw}, outage after ${outageAfter} attempts: attempt ${ended.attempt} ${short} h early`);
+            continue;
+          }
+          // Apply's at the window's end (its strategy caps the retries there), parse's within one doubling of it.
+          if (queue === QueueName.Apply) expect(ended.now, `draw ${draw}, after ${outageAfter}`).toBe(ended.end);
+          else expect(ended.now - ended.end, `draw ${draw}, after ${outageAfter}`).toBeLessThanOrEqual(ended.lastDelay);
+        }
+      }
+      expect(early).toEqual([]);
+    });
+  }
 });

@@ -269,7 +269,9 @@ const envFields = z.object({
    * dead-lettered, from the job's first run by a worker (jobs queued while no worker ran get a whole window when they
    * are first run) or from the end of a later PostgreSQL outage (an outage does not use it up);
    * and a refund of a transaction not seen yet before it is decided TRANSACTION_MISMATCH (review).
-   * At most 3 days: the parse and apply queues' 20 attempts last at least that long (queue options).
+   * At most 3 days: the parse and apply queues' 20 attempts last at least that long (queue options). The window ends
+   * such a fault, not the attempts: a job whose last attempt fails with it while the window lasts waits for the window
+   * without using an attempt (the worker's stage.ts, failureVerdict), as after an outage, which gives a whole window.
    */
   WORKER_UNKNOWN_ORDER_RETRY_SECONDS: int(1, 3 * 24 * 3600).default(3_600),
   /**

@@ -12,7 +12,9 @@ export const defaultJobOptions: Record<QueueName, DefaultJobOptions> = {
     // 20 attempts, like apply: the doubling (1 s, 2 s, 4 s …, ±50% jitter so a recovering database is not hit in
     // lockstep) reaches the 20th attempt 3–6 days after the first, so the attempts outlast the longest retry window
     // WORKER_UNKNOWN_ORDER_RETRY_SECONDS allows (3 days): a window fault (a key that does not fit yet) is dead-lettered
-    // by the first attempt after the window's end (at most one doubling late), never earlier. 12 attempts (~26 min)
+    // by the first attempt after the window's end (at most one doubling late), never earlier (nor after an outage, which
+    // gives a job a whole window whatever it used of these: the worker then waits on the last attempt without using it,
+    // apps/worker/src/workers/stage.ts failureVerdict). 12 attempts (~26 min)
     // ran out inside the default 1 h window. BullMQ's built-in type, not a worker-supplied one like apply's: the
     // ingress writes this type on every job, and a worker of an earlier release, which lacks any strategy for parse
     // jobs, would stall each job it failed (BullMQ: "Unknown backoff strategy") during a rolling deploy.

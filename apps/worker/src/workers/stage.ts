@@ -1,5 +1,6 @@
 import { markNotificationDead, type PrismaClient, recordNotificationFailure } from "@wpn/db";
 import {
+  applyBackoffDelay,
   DEAD_JOB_NAME,
   type DeadLetter,
   type DeadLetterStage,
@@ -9,7 +10,7 @@ import {
 } from "@wpn/queue";
 import { DelayedError, type Job, type Processor, type Queue, UnrecoverableError } from "bullmq";
 import type { Logger } from "pino";
-import { oneLine, toWorkerError, type WorkerError } from "../errors.ts";
+import { oneLine, type RetryPolicy, toWorkerError, type WorkerError } from "../errors.ts";
 import type { WorkerMetrics } from "../metrics.ts";
 
 /** What a stage handler gets besides its payload. */
@@ -101,6 +102,24 @@ class MetOutageError extends Error {
 }
 
 /**
+ * A window fault on the job's last attempt while its window lasts: the processor puts it back (delayed by `delayMs`,
+ * windowWaitDelay) without using an attempt, so that the window, not the attempts, ends it.
+ */
+class WindowWaitError extends Error {
+  override readonly name = "WindowWaitError";
+  readonly delayMs: number;
+  constructor(
+    readonly error: WorkerError,
+    job: Pick<Job, "opts" | "attemptsMade">,
+    /** windowEnd, ms since the epoch. */
+    readonly windowEndsAt: number,
+  ) {
+    super(error.message, { cause: error });
+    this.delayMs = windowWaitDelay(job, windowEndsAt);
+  }
+}
+
+/**
  * Thrown after a job has been dead-lettered: an UnrecoverableError (BullMQ fails the job without further
  * attempts) that the `failed` listener recognises so it does not dead-letter the job a second time.
  */
@@ -141,6 +160,9 @@ const WINDOW_MARGIN_MS = 100;
  * - the handler returns: the job completes (including "already applied");
  * - it throws a retryable error: the attempt is recorded (Notification FAILED, timeline, metric, log) and
  *   the error is re-thrown so BullMQ retries with the queue's backoff;
+ * - it throws a window fault on the job's last attempt while its unknown-order window lasts: recorded as above, and
+ *   the job is put back (delayed, at the latest until the window's end) without using an attempt — the window, not
+ *   the attempts, ends it (failureVerdict);
  * - it throws a permanent error, or the retries / the unknown-order window are used up: the job is copied to
  *   `notify.dead` with its code, the notification is marked DEAD, and UnrecoverableError stops BullMQ;
  * - it throws DB_UNAVAILABLE and PostgreSQL does not answer (`rt.outage`): no attempt is used — the job is put back
@@ -173,6 +195,11 @@ export function createStageProcessor<P, R extends StageResult>(
         );
         // skipAttempt: attemptsMade stays; DelayedError tells BullMQ the job was moved, not failed.
         await job.moveToDelayed(Date.now() + rt.outage.retryInMs, token);
+        throw new DelayedError();
+      }
+      if (error instanceof WindowWaitError && token !== undefined) {
+        // skipAttempt, as for an outage: the job keeps its last attempt for the window's end.
+        await job.moveToDelayed(Date.now() + error.delayMs, token);
         throw new DelayedError();
       }
       if (!(error instanceof LetterNotWrittenError) || token === undefined) throw error;
@@ -252,7 +279,8 @@ async function runStage<P, R extends StageResult>(
           "PostgreSQL does not answer, but this job was put back for outages too often already: it uses an attempt (its statement may be what brings PostgreSQL down)",
         );
       }
-      throw await onFailure(rt, def.queue, job, err, { notificationId, outTradeNo, log: ctx.log }, windowOver);
+      const failure = { notificationId, outTradeNo, log: ctx.log };
+      throw await onFailure(rt, def.queue, job, err, failure, { windowOver, canWait: deferrable });
     }
   } finally {
     rt.metrics.processing.observe({ queue: def.queue }, (performance.now() - started) / 1000);
@@ -266,8 +294,65 @@ interface FailureContext {
 }
 
 /**
- * Decides retry vs dead letter for a failed attempt (`windowOver`: the attempt's StageContext.windowOver); returns the
- * error to throw.
+ * What a failed attempt leads to: its dead letter, a retry (the queue's backoff, using an attempt), or a wait without
+ * using one (put back delayed by windowWaitDelay).
+ */
+export type FailureVerdict = "dead" | "retry" | "wait";
+
+/**
+ * The rule of onFailure: a permanent error, or a window fault whose window is over, is dead-lettered; a failure with
+ * attempts left is retried; on the last attempt, a window fault whose window lasts waits for it (`canWait`: the job can
+ * be put back), anything else is dead-lettered.
+ *
+ * The window, not the attempts, ends a window fault: the queues' 20 attempts outlast the longest window counted from a
+ * job's first run (retry-window.test.ts), but a PostgreSQL outage gives every waiting job a whole window from its end
+ * (windowEnd) whatever it used of its attempts. With the longest window (3 days) a job that met one after 13 or more
+ * attempts ran out of them up to the whole new window early — dead-lettered ORDER_NOT_FOUND / ORDER_NOT_PAID, a
+ * refund's TRANSACTION_NOT_SEEN instead of decided TRANSACTION_MISMATCH — while what it waited for, acknowledged
+ * during the outage, was still to be applied.
+ */
+export function failureVerdict(f: {
+  policy: RetryPolicy;
+  /** The attempt's StageContext.windowOver, for a window fault (false for the others). */
+  windowOver: boolean;
+  /** This attempt, 1-based. */
+  attempt: number;
+  maxAttempts: number;
+  /** The job can be put back without using an attempt (the processor holds its lock token). */
+  canWait: boolean;
+}): FailureVerdict {
+  if (f.policy === "stop" || (f.policy === "window" && f.windowOver)) return "dead";
+  if (f.attempt < f.maxAttempts) return "retry";
+  return f.policy === "window" && f.canWait ? "wait" : "dead";
+}
+
+/**
+ * How long a job on its last attempt waits for its window (`deadline`: windowEnd), ms: the job's next doubling — as
+ * its retry would have waited, had it an attempt left: 2^19 s with the queues' 20 attempts, beyond any window —,
+ * never past the window's end (applyBackoffDelay, as the apply queue's strategy caps its retries).
+ */
+export function windowWaitDelay(job: Pick<Job, "opts" | "attemptsMade">, deadline: number): number {
+  return backoffDelay(job, job.attemptsMade + 1, deadline);
+}
+
+/**
+ * The job's exponential backoff (its `opts.backoff` delay and jitter: 1 s and 0.5 unless set) for its retry number
+ * `attemptsMade` (BullMQ's count: 1 for the first retry), ms, capped at `deadline` when given (applyBackoffDelay).
+ */
+export function backoffDelay(job: Pick<Job, "opts">, attemptsMade: number, deadline?: number): number {
+  const backoff = job.opts.backoff;
+  const spec = typeof backoff === "object" ? backoff : { delay: 1_000, jitter: 0.5 };
+  return applyBackoffDelay({
+    attemptsMade,
+    delay: spec.delay ?? 1_000,
+    jitter: spec.jitter ?? 0,
+    ...(deadline === undefined ? {} : { deadline }),
+  });
+}
+
+/**
+ * Decides dead letter, retry or wait for a failed attempt (failureVerdict; `windowOver`: the attempt's
+ * StageContext.windowOver); returns the error to throw: a WindowWaitError for a wait.
  */
 async function onFailure(
   rt: StageRuntime,
@@ -275,20 +360,28 @@ async function onFailure(
   job: Job,
   err: WorkerError,
   f: FailureContext,
-  windowOver: () => Promise<boolean>,
+  window: { windowOver: () => Promise<boolean>; canWait: boolean },
 ): Promise<Error> {
   rt.metrics.errors.inc({ queue, code: err.code });
   const attempt = job.attemptsMade + 1;
   const maxAttempts = job.opts.attempts ?? 1;
-  const windowOverNow = err.policy === "window" && (await windowOver());
-  if (err.policy === "stop" || windowOverNow || attempt >= maxAttempts) {
-    return deadLetter(rt, queue, job, err, f);
-  }
+  const windowOver = err.policy === "window" && (await window.windowOver());
+  const verdict = failureVerdict({ policy: err.policy, windowOver, attempt, maxAttempts, canWait: window.canWait });
+  if (verdict === "dead") return deadLetter(rt, queue, job, err, f);
   // Recorded before the retry (see StageRuntime.firstRun); the backoff strategy reads it too (knownFirstRun).
-  await rt.firstRun(job);
+  const firstRunAt = await rt.firstRun(job);
   rt.metrics.jobs.inc({ queue, result: "retry" });
   const logFields = { code: err.code, err: err.message, attempt, maxAttempts };
-  if (err.code === "INTERNAL")
+  const wait =
+    verdict === "wait"
+      ? new WindowWaitError(err, job, windowEnd(job.timestamp, firstRunAt, rt.windowMs, rt.outage?.endedAt ?? 0))
+      : null;
+  if (wait)
+    f.log.warn(
+      { ...logFields, retryInMs: wait.delayMs, windowEndsAt: new Date(wait.windowEndsAt).toISOString() },
+      "last attempt failed within the window: retried without using an attempt, at the latest at the window's end",
+    );
+  else if (err.code === "INTERNAL")
     f.log.error(
       { ...logFields, stack: err.cause instanceof Error ? err.cause.stack : undefined },
       "attempt failed, will retry",
@@ -308,7 +401,7 @@ async function onFailure(
       f.log.warn({ code: "FAILURE_NOT_RECORDED", err: oneLine(recordError) }, "could not record the failed attempt");
     }
   }
-  return err;
+  return wait ?? err;
 }
 
 /**
