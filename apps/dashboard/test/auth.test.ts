@@ -6,7 +6,7 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hashPassword } from "../src/auth/password.ts";
 import { PASSWORDS, startDashboard, type TestDashboard } from "./support/app.ts";
-import { Client, HOST, loggedIn, ORIGIN } from "./support/client.ts";
+import { boardHeaders, Client, HOST, loggedIn, ORIGIN } from "./support/client.ts";
 
 let d: TestDashboard;
 let clock = Date.now();
@@ -470,15 +470,6 @@ describe("behind a reverse proxy (DASHBOARD_TRUST_PROXY)", () => {
 
 describe("roles and CSRF on bull-board", () => {
   const parse = async () => createQueue(QueueName.Parse, d.redis, d.prefix);
-
-  /** Opens the bull-board page (which hands out XSRF-TOKEN) and returns the headers its client would send. */
-  async function boardHeaders(client: Client, board = "/queues"): Promise<Record<string, string>> {
-    const page = await client.get(`${board}/`);
-    expect(page.statusCode).toBe(200);
-    const token = client.cookies.get("XSRF-TOKEN");
-    expect(token).toBeTruthy();
-    return { "x-xsrf-token": decodeURIComponent(token ?? ""), accept: "application/json" };
-  }
 
   it("lets a viewer look but answers 403 to every mutation, and nothing changes", async () => {
     const queue = await parse();

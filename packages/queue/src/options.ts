@@ -40,8 +40,8 @@ export const defaultJobOptions: Record<QueueName, DefaultJobOptions> = {
     backoff: { type: "exponential", delay: 1_000, jitter: 0.5 },
     removeOnComplete: { age: 3_600, count: 10_000 },
     // Never trimmed: no worker of ours sees the consumer's failures, so no dead letter is written, and a failed job is
-    // the only copy of its event (at least once). It stays failed until retried (bull-board, or `retryJobs`: neither
-    // resets its attempts, so it gets one more; `Job#retry` with resetAttemptsMade gives it 20 again:
+    // the only copy of its event (at least once). It stays failed until retried (the dashboard's bull-board retry, or
+    // `Job#retry` with resetAttemptsMade, gives it 20 attempts again; `retryJobs` keeps them, so it gets one more:
     // apps/worker/README.md, "Events"), and is counted by wpn_worker_publish_jobs{state="failed"}. On the job, so it
     // overrides the consumer Worker's own removeOnFail.
     removeOnFail: false,

@@ -1,11 +1,11 @@
 import { createBullBoard } from "@bull-board/api";
-import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
 import { FastifyAdapter } from "@bull-board/fastify";
 import { isUsableJobId } from "@wpn/queue";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { setXsrfCookie } from "../auth/csrf.ts";
 import { actionName, SAFE_METHODS } from "../auth/guard.ts";
 import type { DashboardContext } from "../context.ts";
+import { FullRetryAdapter } from "./retry-adapter.ts";
 
 export const BULL_BOARD_PATH = "/queues";
 export const BULL_BOARD_READONLY_PATH = "/queues-readonly";
@@ -30,7 +30,8 @@ async function mountBoard(app: FastifyInstance, ctx: DashboardContext, basePath:
   adapter.setBasePath(basePath);
   createBullBoard({
     queues: Object.values(ctx.queues).map((queue) => {
-      const adapter = new BullMQAdapter(queue, { readOnlyMode });
+      // Its retry gives a job its attempts again (retry-adapter.ts).
+      const adapter = new FullRetryAdapter(queue, ctx.redis, { readOnlyMode });
       adapter.setFormatter("data", hidePayerIds);
       return adapter;
     }),

@@ -76,3 +76,16 @@ export async function loggedIn(app: FastifyInstance, name: string, password: str
   await client.get("/dead-letters");
   return client;
 }
+
+/**
+ * Opens a bull-board page (which hands out XSRF-TOKEN, auth/csrf.ts) and returns the headers bull-board's own client
+ * would send with its API calls.
+ */
+export async function boardHeaders(client: Client, board = "/queues"): Promise<Record<string, string>> {
+  const page = await client.get(`${board}/`);
+  const token = client.cookies.get("XSRF-TOKEN");
+  if (page.statusCode !== 200 || !token) {
+    throw new Error(`${board}/ gave no XSRF-TOKEN: ${page.statusCode} ${page.body.slice(0, 200)}`);
+  }
+  return { "x-xsrf-token": decodeURIComponent(token), accept: "application/json" };
+}
