@@ -1,4 +1,4 @@
-import { markNotificationDead } from "@wpn/db";
+import { markNotificationDead, recordReplay } from "@wpn/db";
 import {
   APPLY_JOB_NAME,
   type ApplyJob,
@@ -8,6 +8,7 @@ import {
   type DeadLetter,
   deadLetterJobId,
   QueueName,
+  replayDeadLetter,
 } from "@wpn/queue";
 import { TEST_REDIS_URL } from "@wpn/testing";
 import { type Queue, UnrecoverableError, Worker } from "bullmq";
@@ -249,17 +250,17 @@ describe("dead-letter replay", () => {
   it("a letter whose job cannot be put back is reported failed and audited; the letter stays and replays later", async () => {
     const { notificationId, letterId } = await deadLetter();
     const operator = await loggedIn(d.app, "olga", PASSWORDS.olga);
-    // BullMQ's add script starts with INCR of the queue's id counter: a counter that is not a number fails the add
-    // before it writes anything, as a Redis refusing writes would.
-    const counter = `${d.prefix}:${QueueName.Apply}:id`;
-    const before = await d.redis.get(counter);
-    await d.redis.set(counter, "not a number");
+    // The add reads the stage queue's `meta` hash first: a `meta` that is not a hash fails it before it writes
+    // anything, as a Redis refusing writes would.
+    const meta = `${d.prefix}:${QueueName.Apply}:meta`;
+    const saved = await d.redis.dumpBuffer(meta);
+    await d.redis.set(meta, "not a hash");
     let response: Awaited<ReturnType<typeof operator.post>>;
     try {
       response = await operator.post("/dead-letters/replay", { id: letterId });
     } finally {
-      if (before === null) await d.redis.del(counter);
-      else await d.redis.set(counter, before);
+      await d.redis.del(meta);
+      if (saved) await d.redis.restore(meta, 0, saved);
     }
     // Before: the replay threw and the operator got a 500 with nothing audited for the failure.
     expect(response.statusCode).toBe(303);
@@ -272,7 +273,7 @@ describe("dead-letter replay", () => {
     // The hook recorded the replay before the add; the failure follows it.
     expect(audits.map((a) => a.detail)).toEqual([
       expect.objectContaining({ outcome: "replayed", notificationId }),
-      { outcome: "failed", message: expect.stringMatching(/not an integer/) },
+      { outcome: "failed", message: expect.stringMatching(/WRONGTYPE/) },
     ]);
     expect(await dead.getJob(letterId)).toBeDefined();
     expect(await apply.getJob(notificationId)).toBeUndefined();
@@ -283,9 +284,49 @@ describe("dead-letter replay", () => {
     });
     expect(undone.status).toBe("DEAD");
     expect(undone.events.map((e) => e.kind)).toEqual(["DEAD_LETTERED", "REPLAYED", "REPLAY_FAILED"]);
-    expect(undone.events[2]?.detail).toMatchObject({ actor: "olga", message: expect.stringMatching(/not an integer/) });
+    expect(undone.events[2]?.detail).toMatchObject({ actor: "olga", message: expect.stringMatching(/WRONGTYPE/) });
 
     expect((await operator.post("/dead-letters/replay", { id: letterId })).headers.location).toContain("replayed=1");
+    expect(await (await apply.getJob(notificationId))?.getState()).toBe("waiting");
+    expect(await dead.getJob(letterId)).toBeUndefined();
+  });
+
+  it("a replay that stopped after its record (a CLI replay killed there) is completed by the next: audited resumed, one REPLAYED", async () => {
+    const { notificationId, letterId } = await deadLetter();
+    const prisma = d.database.db.prisma;
+    // The state a replay killed between its record and the add leaves (apps/worker/test/replay-crash.test.ts kills a
+    // real one): recorded, no job back, the letter kept.
+    const stopped = await replayDeadLetter(
+      {
+        connection: d.redis,
+        prefix: d.prefix,
+        onReplayed: async (letter, attempt) => {
+          await recordReplay(prisma, {
+            ...attempt,
+            notificationId,
+            queue: letter.queue,
+            previousCode: letter.code,
+            actor: "cli",
+          });
+          throw new Error("killed");
+        },
+      },
+      letterId,
+    );
+    expect(stopped.status).toBe("failed");
+    const operator = await loggedIn(d.app, "olga", PASSWORDS.olga);
+    const response = await operator.post("/dead-letters/replay", { id: letterId });
+    expect(response.headers.location).toContain("resumed=1");
+    expect((await operator.get(response.headers.location ?? "")).body).toMatch(/class="flash ok"[^>]*>resumed: 1</);
+    const audits = await prisma.auditLog.findMany({
+      where: { action: "dead_letter.replay", target: letterId },
+      orderBy: { id: "asc" },
+    });
+    expect(audits.map((a) => a.detail)).toEqual([
+      { outcome: "resumed", message: expect.stringMatching(/recorded earlier/) },
+    ]);
+    const events = await prisma.notificationEvent.findMany({ where: { notificationId }, orderBy: { id: "asc" } });
+    expect(events.map((e) => e.kind)).toEqual(["DEAD_LETTERED", "REPLAYED"]);
     expect(await (await apply.getJob(notificationId))?.getState()).toBe("waiting");
     expect(await dead.getJob(letterId)).toBeUndefined();
   });

@@ -12,31 +12,31 @@ export interface WorkerReplayDeps {
 
 /**
  * The dead-letter replay with its database side wired: @wpn/queue moves the letter back to its stage queue,
- * @wpn/db's recordReplay writes the REPLAYED event (and recordReplayFailed undoes it when the job could not be put back). The dashboard can compose the same two functions itself
- * without importing this app.
+ * @wpn/db's recordReplay records it once per replay of the letter (the REPLAYED event), and recordReplayFailed undoes
+ * the record when the job could not be put back. The dashboard can compose the same two functions itself without
+ * importing this app.
  */
 export function replayDeps(deps: WorkerReplayDeps): ReplayDeps {
+  const actor = deps.actor ?? "worker";
   return {
     connection: deps.connection,
     prefix: deps.prefix,
-    onReplayed: async (letter) => {
-      if (letter.notificationId === null) return;
-      await recordReplay(deps.prisma, {
+    onReplayed: (letter, attempt) =>
+      recordReplay(deps.prisma, {
+        ...attempt,
         notificationId: letter.notificationId,
         queue: letter.queue,
         previousCode: letter.code,
-        actor: deps.actor ?? "worker",
-      });
-    },
-    onReplayFailed: async (letter, message) => {
-      if (letter.notificationId === null) return;
-      await recordReplayFailed(deps.prisma, {
+        actor,
+      }),
+    onReplayFailed: (letter, message, attempt) =>
+      recordReplayFailed(deps.prisma, {
+        ...attempt,
         notificationId: letter.notificationId,
         queue: letter.queue,
         message,
-        actor: deps.actor ?? "worker",
-      });
-    },
+        actor,
+      }),
   };
 }
 

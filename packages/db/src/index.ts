@@ -44,11 +44,7 @@ export {
   NotificationBatchError,
   type NotificationRowStatus,
   type ParsedNotification,
-  type ReplayAlongside,
-  type ReplayRecord,
   recordNotificationFailure,
-  recordReplay,
-  recordReplayFailed,
   type UpsertResult,
   upsertParsedNotification,
   upsertParsedNotifications,
@@ -71,3 +67,10 @@ export {
   type RefundResultRow,
   refundStatement,
 } from "./repositories/refunds.ts";
+export {
+  type ReplayAlongside,
+  type ReplayRecord,
+  type ReplayRecordOutcome,
+  recordReplay,
+  recordReplayFailed,
+} from "./repositories/replays.ts";

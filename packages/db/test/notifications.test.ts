@@ -222,6 +222,8 @@ describe("upsertParsedNotifications", () => {
     // The apply letter was replayed (its failed job removed), then a later delivery died at parse.
     await deadLetter(replayedThenParse, "notify.apply", "ORDER_NOT_FOUND");
     await recordReplay(prisma, {
+      letterId: `apply.${replayedThenParse}.1`,
+      fence: 1,
       notificationId: replayedThenParse,
       queue: "notify.apply",
       previousCode: "ORDER_NOT_FOUND",
@@ -229,12 +231,19 @@ describe("upsertParsedNotifications", () => {
     await deadLetter(replayedThenParse, "notify.parse", "APIV2_KEY_MISSING");
     // A replay whose add failed: DEAD again, but the replay had removed the failed apply job before the add.
     await deadLetter(replayFailed, "notify.apply", "ORDER_NOT_FOUND");
+    const replayFailedLetter = { letterId: `apply.${replayFailed}.1`, fence: 1 };
     await recordReplay(prisma, {
+      ...replayFailedLetter,
       notificationId: replayFailed,
       queue: "notify.apply",
       previousCode: "ORDER_NOT_FOUND",
     });
-    await recordReplayFailed(prisma, { notificationId: replayFailed, queue: "notify.apply", message: "Redis down" });
+    await recordReplayFailed(prisma, {
+      ...replayFailedLetter,
+      notificationId: replayFailed,
+      queue: "notify.apply",
+      message: "Redis down",
+    });
     // DEAD with no letter event at all (set by hand): nothing holds its apply job's id.
     await settle(unmarked, "DEAD", "E_DEAD");
 

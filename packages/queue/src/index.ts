@@ -2,8 +2,10 @@ export { applyBackoffDelay } from "./backoff.ts";
 export { type BulkAdder, type BulkEntry, createBulkAdder } from "./bulk-add.ts";
 export { type ConnectionRole, createRedisConnection } from "./connection.ts";
 export {
+  type ReplayAttempt,
   type ReplayDeps,
   type ReplayOutcome,
+  type ReplayRecorded,
   type ReplayStatus,
   replayAllDeadLetters,
   replayDeadLetter,

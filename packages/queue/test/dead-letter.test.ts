@@ -13,6 +13,7 @@ import {
   replayAllDeadLetters,
   replayDeadLetter,
 } from "../src/index.ts";
+import { eventNamesOf, storedJob } from "./support/stored-jobs.ts";
 
 const prefix = testQueuePrefix("queue-dead-letter");
 let redis: Redis;
@@ -78,6 +79,7 @@ describe("replayDeadLetter", () => {
       onReplayed: async (l: DeadLetter) => {
         recorded.push(l.jobId);
         await new Promise((r) => setTimeout(r, 50));
+        return "recorded" as const;
       },
     };
     const outcomes = await Promise.all([
@@ -91,6 +93,19 @@ describe("replayDeadLetter", () => {
     // The claim is released: a later replay finds no letter rather than a claim.
     expect((await replayDeadLetter(deps, letterJob.id ?? "")).status).toBe("not-found");
   });
+  it("puts the job back as queue.add writes it (one script with the letter's mark)", async () => {
+    const id = await letterFor("n-as-added");
+    expect((await replayDeadLetter({ connection: redis, prefix }, id)).status).toBe("replayed");
+    await apply.add(APPLY_JOB_NAME, { v: 1, notificationId: "n-as-added" }, { jobId: "n-as-added-by-bullmq" });
+    const queueKey = `${prefix}:${QueueName.Apply}`;
+    expect(await storedJob(redis, queueKey, "n-as-added")).toEqual(
+      await storedJob(redis, queueKey, "n-as-added-by-bullmq"),
+    );
+    expect(await eventNamesOf(redis, queueKey, "n-as-added")).toEqual(
+      await eventNamesOf(redis, queueKey, "n-as-added-by-bullmq"),
+    );
+  });
+
   it("a replay whose hook outlives the claim's life keeps its claim: a second replay meanwhile does nothing", async () => {
     const id = await letterFor("n-slow-hook");
     const recorded: string[] = [];
@@ -103,13 +118,22 @@ describe("replayDeadLetter", () => {
         onReplayed: async () => {
           recorded.push("slow");
           await sleep(1_000);
+          return "recorded" as const;
         },
       },
       id,
     );
     await sleep(700);
     const second = await replayDeadLetter(
-      { connection: redis, prefix, claimMs: 300, onReplayed: async () => void recorded.push("second") },
+      {
+        connection: redis,
+        prefix,
+        claimMs: 300,
+        onReplayed: async () => {
+          recorded.push("second");
+          return "recorded" as const;
+        },
+      },
       id,
     );
     // Before (SET NX EX, never renewed): the claim had expired, the second replay ran beside the first.
@@ -128,6 +152,7 @@ describe("replayDeadLetter", () => {
         // As if this replay's claim expired (a process paused longer than its life) and another replay took it.
         onReplayed: async () => {
           await redis.set(claimKey(id), "another replay's token", "PX", 60_000);
+          return "recorded" as const;
         },
       },
       id,
@@ -147,24 +172,28 @@ describe("replayDeadLetter", () => {
       prefix,
       onReplayed: async (l: DeadLetter) => {
         seen.push(await (await apply.getJob(l.jobId))?.getState());
+        return "recorded" as const;
       },
       onReplayFailed: async (l: DeadLetter, message: string) => {
         undone.push(`${l.notificationId}: ${message}`);
+        return true;
       },
     };
-    // BullMQ's add script starts with INCR of the queue's id counter: a counter that is not a number fails the add
-    // before it writes anything, as a Redis refusing writes would.
-    const counter = `${prefix}:${QueueName.Apply}:id`;
-    await redis.set(counter, "not a number");
+    // The add reads the stage queue's `meta` hash first: a `meta` that is not a hash fails it before it writes
+    // anything, as a Redis refusing writes would.
+    const meta = `${prefix}:${QueueName.Apply}:meta`;
+    const saved = await redis.dumpBuffer(meta);
+    await redis.set(meta, "not a hash");
     let failed: Awaited<ReturnType<typeof replayDeadLetter>>;
     try {
       failed = await replayDeadLetter(deps, id);
     } finally {
-      await redis.del(counter);
+      await redis.del(meta);
+      if (saved) await redis.restore(meta, 0, saved);
     }
     // Before: the call rejected.
     expect(failed).toMatchObject({ id, status: "failed", queue: QueueName.Apply, notificationId: "n-add-fails" });
-    expect(failed.message).toMatch(/not an integer/);
+    expect(failed.message).toMatch(/WRONGTYPE/);
     expect(seen).toEqual([undefined]);
     // The record the hook wrote is undone.
     expect(undone).toEqual([`n-add-fails: ${failed.message}`]);
@@ -177,13 +206,90 @@ describe("replayDeadLetter", () => {
     expect(await (await apply.getJob("n-add-fails"))?.getState()).toBe("waiting");
     expect(await dead.getJob(id)).toBeUndefined();
   });
+
+  it("a put-back that fails after it wrote the job: the job is back, so the letter is removed and nothing undone", async () => {
+    const id = await letterFor("n-add-fails-late");
+    const undone: string[] = [];
+    const deps = {
+      connection: redis,
+      prefix,
+      onReplayFailed: async (l: DeadLetter) => {
+        undone.push(l.jobId);
+        return true;
+      },
+    };
+    // The script counts the job in the queue's id counter after writing it (as BullMQ's bulk add does): a counter that
+    // is not a number fails the script once the job is written.
+    const counter = `${prefix}:${QueueName.Apply}:id`;
+    const before = await redis.get(counter);
+    await redis.set(counter, "not a number");
+    let outcome: Awaited<ReturnType<typeof replayDeadLetter>>;
+    try {
+      outcome = await replayDeadLetter(deps, id);
+    } finally {
+      await (before === null ? redis.del(counter) : redis.set(counter, before));
+    }
+    expect(outcome).toMatchObject({ id, status: "replayed" });
+    expect(undone).toEqual([]);
+    expect(await (await apply.getJob("n-add-fails-late"))?.getState()).toBe("waiting");
+    expect(await dead.getJob(id)).toBeUndefined();
+  });
+
+  it("a replay another one took the letter from while its claim had expired puts nothing back and undoes nothing of the other's", async () => {
+    const id = await letterFor("n-taken-over");
+    const events: string[] = [];
+    const second = {
+      connection: redis,
+      prefix,
+      onReplayed: async () => {
+        events.push("second: resumed the first's record");
+        return "resumed" as const;
+      },
+    };
+    const first = await replayDeadLetter(
+      {
+        connection: redis,
+        prefix,
+        onReplayed: async () => {
+          events.push("first: recorded");
+          // Its claim expires (the process paused longer than the claim's life), and a second replay takes the letter.
+          await redis.del(claimKey(id));
+          const taken = await replayDeadLetter(second, id);
+          events.push(`second: ${taken.status}`);
+          return "recorded" as const;
+        },
+        onReplayFailed: async () => {
+          events.push("first: undo refused, the record is the second's");
+          return false;
+        },
+      },
+      id,
+    );
+    expect(first).toMatchObject({ id, status: "in-flight" });
+    expect(first.message).toMatch(/later replay of this letter has taken/);
+    expect(events).toEqual([
+      "first: recorded",
+      "second: resumed the first's record",
+      "second: resumed",
+      "first: undo refused, the record is the second's",
+    ]);
+    expect(await (await apply.getJob("n-taken-over"))?.getState()).toBe("waiting");
+    expect(await dead.getJob(id)).toBeUndefined();
+  });
 });
 
 describe("replayDeadLetter of an id no letter can have", () => {
   it("is not-found, without reading the dead-letter queue's own keys (`events` is a stream: WRONGTYPE was `failed`)", async () => {
     await letterFor("n-keys-exist"); // notify.dead's keys exist: `events`, `meta`, `id`
     const recorded: string[] = [];
-    const deps = { connection: redis, prefix, onReplayed: async (l: DeadLetter) => void recorded.push(l.jobId) };
+    const deps = {
+      connection: redis,
+      prefix,
+      onReplayed: async (l: DeadLetter) => {
+        recorded.push(l.jobId);
+        return "recorded" as const;
+      },
+    };
     for (const id of ["events", "meta", "id", "12345"]) {
       expect(await replayDeadLetter(deps, id), id).toEqual({ id, status: "not-found" });
     }
@@ -199,6 +305,7 @@ describe("replayAllDeadLetters", () => {
       prefix,
       onReplayed: async (l) => {
         if (l.jobId === "n-all-2") throw new Error("database refused the REPLAYED event");
+        return "recorded";
       },
     });
     // Before: the throw ended the loop and the call rejected, hiding what it had replayed.

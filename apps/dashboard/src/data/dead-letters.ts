@@ -1,9 +1,10 @@
-import { recordReplay, recordReplayFailed } from "@wpn/db";
+import { type ReplayRecordOutcome, recordReplay, recordReplayFailed } from "@wpn/db";
 import {
   type DeadLetter,
   deadLetterSchema,
   decodeJob,
   QueueName,
+  type ReplayAttempt,
   type ReplayOutcome,
   replayDeadLetter,
 } from "@wpn/queue";
@@ -58,7 +59,9 @@ export async function listDeadLetters(ctx: DashboardContext): Promise<{ rows: De
  * that is not `replayed`, and the other letters are still replayed; the letter stays in notify.dead and replaying it
  * again only re-runs an idempotent job. A failure after the hook (putting the job back) is undone by
  * `recordReplayFailed` of @wpn/db (the notification DEAD again, a REPLAY_FAILED event); the audit keeps both rows,
- * `replayed` and then `failed`.
+ * `replayed` and then `failed`. A replay an earlier call recorded and did not finish (its process died, or paused past
+ * its claim while this call took the letter) is completed and audited `resumed`, without a second `replayed` row or
+ * REPLAYED event; the earlier call, should it wake, stands down (`in-flight`).
  * Letters not replayed (not found, invalid payload, original still in flight, failed) are audited with their outcome.
  */
 export async function replayDeadLetters(
@@ -72,16 +75,15 @@ export async function replayDeadLetters(
       {
         connection: ctx.redis,
         prefix: ctx.prefix,
-        onReplayed: (letter) => recordDeadLetterReplay(ctx, id, letter, actor),
-        onReplayFailed: async (letter, message) => {
-          if (letter.notificationId === null) return;
-          await recordReplayFailed(ctx.db.prisma, {
+        onReplayed: (letter, attempt) => recordDeadLetterReplay(ctx, attempt, letter, actor),
+        onReplayFailed: (letter, message, attempt) =>
+          recordReplayFailed(ctx.db.prisma, {
+            ...attempt,
             notificationId: letter.notificationId,
             queue: letter.queue,
             message,
             actor: actor.name,
-          });
-        },
+          }),
       },
       id,
     );
@@ -112,14 +114,15 @@ export async function replayDeadLetters(
  * and its AuditLog row in ONE transaction. Written one after the other, an audit row that failed left the record
  * committed — the notification PROCESSING with no job waiting and no REPLAY_FAILED event, since the hook threw before
  * the add and `onReplayFailed` runs only when the add fails. Now the hook writes both or neither, and a failure is the
- * letter's outcome `failed` with the notification as it was (DEAD, its letter kept).
+ * letter's outcome `failed` with the notification as it was (DEAD, its letter kept). The row is written only when this
+ * replay is recorded: one that resumes an earlier replay's record, or stands down, is audited by its outcome.
  */
 export async function recordDeadLetterReplay(
   ctx: DashboardContext,
-  deadLetterId: string,
+  attempt: ReplayAttempt,
   letter: DeadLetter,
   actor: SessionUser,
-): Promise<void> {
+): Promise<ReplayRecordOutcome> {
   const audit = async (db: DbClient, recorded: boolean): Promise<void> => {
     await recordAudit(
       db,
@@ -127,7 +130,7 @@ export async function recordDeadLetterReplay(
         actor: actor.name,
         role: actor.role,
         action: "dead_letter.replay",
-        target: deadLetterId,
+        target: attempt.letterId,
         detail: {
           outcome: "replayed",
           queue: letter.queue,
@@ -141,14 +144,15 @@ export async function recordDeadLetterReplay(
       ctx.now(),
     );
   };
-  if (letter.notificationId === null) {
-    // Nothing to record but the audit row: one statement.
-    await audit(ctx.db.prisma, false);
-    return;
-  }
-  await recordReplay(
+  return recordReplay(
     ctx.db.prisma,
-    { notificationId: letter.notificationId, queue: letter.queue, previousCode: letter.code, actor: actor.name },
+    {
+      ...attempt,
+      notificationId: letter.notificationId,
+      queue: letter.queue,
+      previousCode: letter.code,
+      actor: actor.name,
+    },
     audit,
   );
 }

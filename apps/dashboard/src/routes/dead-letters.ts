@@ -13,7 +13,14 @@ import { badge, formatTime } from "../views/format.ts";
 import { href, html, type SafeHtml } from "../views/html.ts";
 import { sendError, sendPage } from "./page.ts";
 
-const OUTCOMES = ["replayed", "not-found", "invalid", "in-flight", "failed"] as const satisfies readonly ReplayStatus[];
+const OUTCOMES = [
+  "replayed",
+  "resumed",
+  "not-found",
+  "invalid",
+  "in-flight",
+  "failed",
+] as const satisfies readonly ReplayStatus[];
 
 /** Ids from a form: one value or repeated fields; bounded in number and length. */
 function formIds(value: unknown): string[] | undefined {
@@ -74,7 +81,7 @@ function flash(query: Record<string, unknown>): SafeHtml {
     ([, n]) => Number.isInteger(n) && n > 0,
   );
   if (counts.length === 0) return html``;
-  const failed = counts.some(([s]) => s !== "replayed");
+  const failed = counts.some(([s]) => s !== "replayed" && s !== "resumed");
   return html`<div class="flash ${failed ? "warn" : "ok"}" role="status">${counts.map(([s, n]) => `${s}: ${n}`).join(" · ")}</div>`;
 }
 

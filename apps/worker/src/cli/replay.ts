@@ -1,8 +1,9 @@
 // Replays dead letters: `npm run replay -w @wpn/worker -- <dead-letter-id>... | --all`.
 // Prints one line per letter (status, letter id, queue, notification id, message) and a summary line. A letter that
 // fails (Redis, PostgreSQL refusing the REPLAYED record) is reported `failed` and the others are still replayed.
-// Exits 0 when every named letter was replayed (or --all found none left), 1 when one was not (missing, invalid, in
-// flight or failed) or the letters could not be listed, 64 on bad usage.
+// Exits 0 when every named letter was replayed — or resumed: an earlier replay of it, interrupted, completed now — (or
+// --all found none left), 1 when one was not (missing, invalid, in flight or failed) or the letters could not be
+// listed, 64 on bad usage.
 import { loadConfigOrExit, readEnvironment } from "@wpn/config";
 import { createDb } from "@wpn/db";
 import { createRedisConnection, type ReplayOutcome } from "@wpn/queue";
@@ -45,7 +46,7 @@ process.stdout.write(`${summary(outcomes)}\n`);
 if (stopped !== undefined) process.stderr.write(`replay stopped: ${stopped}\n`);
 connection.disconnect();
 await db.close();
-process.exit(stopped === undefined && outcomes.every((o) => o.status === "replayed") ? 0 : 1);
+process.exit(stopped === undefined && outcomes.every((o) => o.status === "replayed" || o.status === "resumed") ? 0 : 1);
 
 /** `<n> letter(s): <count> <status>, …`, replayed first, then the other statuses met, in the order first met. */
 function summary(list: readonly ReplayOutcome[]): string {
