@@ -50,7 +50,10 @@ export const WORKER_ERROR_CODES = {
   SUB_MCHID_MISMATCH: "stop",
   /** A payment or refund for an out_trade_no with no order (yet). */
   ORDER_NOT_FOUND: "window",
-  /** A successful refund for an order whose payment has not been applied (yet). */
+  /**
+   * A refund — successful, ABNORMAL or CLOSED — for an order whose payment has not been applied (yet): its transaction
+   * cannot be compared with the order's before. Past the window, dead-lettered with the code whatever its status.
+   */
   ORDER_NOT_PAID: "window",
   /**
    * A refund naming a transaction that is neither its order's nor a second charge of it recorded (yet): that charge's

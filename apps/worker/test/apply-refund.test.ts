@@ -346,6 +346,41 @@ describe("out-of-order delivery", () => {
     expect(await stockOf(world.prisma)).toEqual(stock0);
   });
 
+  it("a CLOSED refund before its payment waits (ORDER_NOT_PAID) like a successful one, then is recorded as in order", async () => {
+    const run = inline(world);
+    const outTradeNo = await seedOrder(world, { amountTotal: 700, items: { A: 1 } });
+    const closed = { outTradeNo, transactionId: "4200000911", outRefundNo: "RF-ooo-closed", refund: 700, total: 700 };
+    const { applyJob } = await run.parse(v3Refund(world, { ...closed, status: "CLOSED" }));
+    // Before: REFUND_CLOSED at once — a CLOSED row on an order whose payment (and so transaction) was not known.
+    await expect(run.apply(applyJob!, { windowOver: false })).rejects.toMatchObject({
+      code: "ORDER_NOT_PAID",
+      policy: "window",
+    });
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({ status: "NOTPAY", refunds: [] });
+    expect(run.published).toEqual([]);
+    await run.deliver(v3Payment(world, { outTradeNo, transactionId: "4200000911", total: 700 }));
+    expect((await run.apply(applyJob!, { windowOver: false })).outcome).toBe("REFUND_CLOSED");
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({
+      status: "SUCCESS",
+      refundedTotal: 0,
+      refunds: [{ outRefundNo: "RF-ooo-closed", status: "CLOSED", transactionId: "4200000911" }],
+    });
+    expect(run.published.map((e) => e.type)).toEqual(["payment.succeeded", "refund.closed"]);
+  });
+
+  it("an abnormal refund before a payment of another transaction is compared with it once it lands: TRANSACTION_NOT_SEEN, then TRANSACTION_MISMATCH", async () => {
+    const run = inline(world);
+    const outTradeNo = await seedOrder(world, { amountTotal: 700, items: { A: 1 } });
+    const abnormal = { outTradeNo, transactionId: "4200000921", outRefundNo: "RF-ooo-abn", refund: 700, total: 700 };
+    const { applyJob } = await run.parse(v2Refund(world, { ...abnormal, refundStatus: "CHANGE" }));
+    // Before: REFUND_ABNORMAL at once, recorded on this order though its transaction is not the order's.
+    await expect(run.apply(applyJob!, { windowOver: false })).rejects.toMatchObject({ code: "ORDER_NOT_PAID" });
+    await run.deliver(v3Payment(world, { outTradeNo, transactionId: "4200000922", total: 700 }));
+    await expect(run.apply(applyJob!, { windowOver: false })).rejects.toMatchObject({ code: "TRANSACTION_NOT_SEEN" });
+    expect((await run.apply(applyJob!, { windowOver: true })).outcome).toBe("TRANSACTION_MISMATCH");
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({ status: "SUCCESS", refunds: [] });
+  });
+
   it("a refund for an unknown order is ORDER_NOT_FOUND (retried within the window)", async () => {
     const run = inline(world);
     const { applyJob } = await run.parse(

@@ -286,6 +286,53 @@ describe("APIv2 refund resent under another sub-merchant's sub_mch_id (the outer
     expect(run.published).toEqual([]);
   });
 
+  it("neither order paid yet: A's REFUNDCLOSE resent under B waits (ORDER_NOT_PAID), writing nothing; once A's payment lands it is refused, and A's own REFUNDCLOSE is recorded on A's order", async () => {
+    const outTradeNo = "SUBX-5";
+    await seedOrder(world, { outTradeNo, amountTotal: 100, items: { A: 1 }, subMchid: SUB_A });
+    await orderOfSub(SUB_B, outTradeNo, null);
+    const refund = {
+      outTradeNo,
+      transactionId: "4200000000SUBXA5",
+      outRefundNo: "RF-x5",
+      refundId: "5000subx5",
+      refund: 100,
+      total: 100,
+      refundStatus: "REFUNDCLOSE" as const,
+    };
+    const forged = v2Refund(world, { ...refund, partner: { subMchid: SUB_B } });
+    const genuine = v2Refund(world, { ...refund, partner: { subMchid: SUB_A } });
+    const run = inline(world);
+    const forgedApply = (await run.parse(forged)).applyJob;
+    const genuineApply = (await run.parse(genuine)).applyJob;
+    if (!forgedApply || !genuineApply) throw new Error("the refunds should have apply jobs");
+    const before = await stateOf(outTradeNo);
+    // Before: the copy was REFUND_CLOSED at once — a CLOSED Refund row on B's order, the notification REVIEW,
+    // refund.closed published naming B's order.
+    for (const job of [forgedApply, genuineApply]) {
+      await expect(run.apply(job, { windowOver: false })).rejects.toMatchObject({
+        code: "ORDER_NOT_PAID",
+        policy: "window",
+      });
+    }
+    expect(await stateOf(outTradeNo)).toEqual(before);
+    expect(run.published).toEqual([]);
+
+    const payment = v2Payment(world, { outTradeNo, transactionId: "4200000000SUBXA5", partner: { subMchid: SUB_A } });
+    expect((await run.deliver(payment)).apply?.outcome).toBe("APPLIED");
+    await expect(run.apply(forgedApply, { windowOver: false })).rejects.toMatchObject({ code: "SUB_MCHID_MISMATCH" });
+    expect((await run.apply(genuineApply, { windowOver: false })).outcome).toBe("REFUND_CLOSED");
+    const after = await stateOf(outTradeNo);
+    expect(after.orders).toMatchObject([
+      { subMchid: SUB_A, status: "SUCCESS", refundedTotal: 0, transactionId: "4200000000SUBXA5" },
+      { subMchid: SUB_B, status: "NOTPAY", refundedTotal: 0, reviewReason: null, transactionId: null },
+    ]);
+    expect(after.refunds).toEqual([
+      { order: { subMchid: SUB_A }, outRefundNo: "RF-x5", status: "CLOSED", reviewReason: null },
+    ]);
+    expect((await rowOf(forged.id)).status).not.toBe("REVIEW");
+    expect(run.published.map((e) => e.type)).toEqual(["payment.succeeded", "refund.closed"]);
+  });
+
   it("the refund of A's second charge (DUPLICATE_PAYMENT) resent under B is not recorded on B's order", async () => {
     const outTradeNo = "SUBX-3";
     await orderOfSub(SUB_A, outTradeNo, "4200000000SUBXA3");

@@ -104,3 +104,39 @@ describe("a refund of a transaction not seen (yet)", () => {
     expect((await deadQueue.getJobs(["waiting"])).filter((l) => l.data.notificationId === refund.id)).toEqual([]);
   }, 60_000);
 });
+
+/**
+ * A closed or abnormal refund delivered before its order's payment waits for it as a successful one does
+ * (ORDER_NOT_PAID, nothing written): its transaction can only be compared with the order's once that payment is
+ * applied. Before, it was recorded on the unpaid order at its first attempt (REFUND_CLOSED, REVIEW, refund.closed).
+ */
+describe("a closed refund whose order is not paid (yet)", () => {
+  it("the payment never lands: dead-lettered ORDER_NOT_PAID at the window's end, as a successful refund is; nothing recorded", async () => {
+    const outTradeNo = await seedOrder(world, { amountTotal: 1_000, items: { A: 1 } });
+    const refund = v3Refund(world, {
+      outTradeNo,
+      transactionId: "4200UNPAIDC1",
+      outRefundNo: "RF-unpaid-closed",
+      refund: 1_000,
+      total: 1_000,
+      status: "CLOSED",
+    });
+    const started = Date.now();
+    await withWorker(2, async () => {
+      await parseQueue.add(PARSE_JOB_NAME, refund, { jobId: refund.id });
+      await waitFor("refund settled", async () =>
+        ["REVIEW", "DEAD"].includes((await notification(refund.id))?.status ?? ""),
+      );
+    });
+    const row = await notification(refund.id);
+    expect(row).toMatchObject({ status: "DEAD", errorCode: "ORDER_NOT_PAID" });
+    // At the window's end, not at the first attempt; retried meanwhile.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(2_000);
+    const kinds = row?.events.map((e) => e.kind) ?? [];
+    expect(kinds.filter((k) => k === "FAILED").length).toBeGreaterThanOrEqual(2);
+    expect(kinds).not.toContain("REVIEW");
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({ status: "NOTPAY", refunds: [] });
+    const letters = (await deadQueue.getJobs(["waiting"])).filter((l) => l.data.notificationId === refund.id);
+    expect(letters.map((l) => l.data.code)).toEqual(["ORDER_NOT_PAID"]);
+  }, 60_000);
+});

@@ -209,6 +209,50 @@ describe("one out_trade_no per merchant (real PostgreSQL)", () => {
     });
   });
 
+  it("a closed or abnormal refund of an order whose payment is not applied is ORDER_NOT_PAID, nothing written; once it is, the transaction decides", async () => {
+    const number = `${NUMBER}-c`;
+    const a = { mchid: SP_MCHID, subMchid: SUB_A };
+    const b = { mchid: SP_MCHID, subMchid: SUB_B };
+    await seedOrder("c-a", number, a);
+    await seedOrder("c-b", number, b);
+    // A's refund under its own sub-merchant, and a copy of it under B's (APIv2's outer sub_mch_id is not signed).
+    const cases = [
+      ["c-ref-a", a],
+      ["c-ref-b", b],
+    ] as const;
+    for (const [nid, owner] of cases) {
+      await insertNotification(prisma, nid, "REFUND.CLOSED");
+      for (const status of ["CLOSED", "ABNORMAL"] as const) {
+        const facts = refund(nid, number, owner, "4200-c-a", { status, successAt: null });
+        // Before: REFUND_CLOSED / REFUND_ABNORMAL, recorded on the unpaid order (B's, for the copy).
+        expect(await applyRefundStatement(prisma, facts), `${nid} ${status}`).toMatchObject({
+          outcome: "ORDER_NOT_PAID",
+          appliedAt: null,
+        });
+      }
+      expect(await notificationOf(nid), nid).toMatchObject({ status: "PROCESSING", errorCode: null });
+    }
+    const written = await prisma.$queryRaw<{ n: number }[]>`
+      SELECT count(*)::int AS n FROM "Refund" WHERE "outTradeNo" = ${number}`;
+    expect(written[0]?.n).toBe(0);
+
+    // A's payment lands: the copy is another sub-merchant's transaction, A's own is recorded on A's order.
+    await insertNotification(prisma, "c-pay-a");
+    expect(
+      await applyPaymentStatement(prisma, pay("c-pay-a", number, { ...a, transactionId: "4200-c-a" })),
+    ).toMatchObject({ outcome: "APPLIED", orderId: "c-a" });
+    const closed = (nid: string, owner: Owner) => refund(nid, number, owner, "4200-c-a", { status: "CLOSED" });
+    expect(await applyRefundStatement(prisma, closed("c-ref-b", b))).toMatchObject({ outcome: "SUB_MCHID_MISMATCH" });
+    expect(await applyRefundStatement(prisma, closed("c-ref-a", a))).toMatchObject({
+      outcome: "REFUND_CLOSED",
+      orderId: "c-a",
+    });
+    const refunds = await prisma.$queryRaw<{ orderId: string; status: string }[]>`
+      SELECT "orderId", status::text FROM "Refund" WHERE "outTradeNo" = ${number}`;
+    expect(refunds).toEqual([{ orderId: "c-a", status: "CLOSED" }]);
+    expect(await orderOf("c-b")).toMatchObject({ status: "NOTPAY", transactionId: null, refundedTotal: 0 });
+  });
+
   it("refuses a second order of one merchant (or sub-merchant) under one number, a null sub-merchant included", async () => {
     const number = `${NUMBER}-k`;
     await seedOrder("k-direct", number, { mchid: MCHID, subMchid: null });

@@ -26,14 +26,16 @@ export function isRefundReview(outcome: RefundOutcome): boolean {
  * order total or would take refundedTotal above it is recorded but not counted (REFUND_AMOUNT_MISMATCH, review), and
  * so is the refund of a second charge the order's payment review asked for (DUPLICATE_PAYMENT_REFUNDED, review).
  * ABNORMAL / CLOSED: the Refund row records the status, the notification is flagged REVIEW, no money or stock
- * changes.
+ * changes — on a paid order only, as below.
  *
- * Out-of-order delivery: a successful refund for an order whose payment has not been applied yet throws
- * ORDER_NOT_PAID and is retried with backoff (within the unknown-order window) until the payment lands, so
- * the end state is the one of in-order delivery. So is a refund naming a transaction that is neither the order's nor
- * a second charge recorded for it (TRANSACTION_NOT_SEEN): the refund of a second charge can be delivered before that
- * charge's payment (DUPLICATE_PAYMENT). Once the window is over (`windowOver`, StageContext.windowOver) the statement
- * runs again without waiting and decides TRANSACTION_MISMATCH (REVIEW) — a verdict, not a dead letter.
+ * Out-of-order delivery: a refund for an order whose payment has not been applied yet — successful, ABNORMAL or
+ * CLOSED: its transaction cannot be compared with the order's before — throws ORDER_NOT_PAID and is retried with
+ * backoff (within the unknown-order window) until the payment lands, so the end state is the one of in-order delivery;
+ * past the window it is dead-lettered with the code, whatever its status (nothing recorded; `replay` once the payment
+ * is applied). A refund naming a transaction that is neither the order's nor a second charge recorded for it waits
+ * the same way (TRANSACTION_NOT_SEEN): the refund of a second charge can be delivered before that charge's payment
+ * (DUPLICATE_PAYMENT). Once the window is over (`windowOver`, StageContext.windowOver) the statement runs again
+ * without waiting and decides TRANSACTION_MISMATCH (REVIEW) — a verdict, not a dead letter.
  *
  * A refund whose transaction is another sub-merchant's of the same merchant (SUB_MCHID_MISMATCH: an APIv2 refund's
  * outer sub_mch_id is not signed, so a genuine refund resent under another sub-merchant's id decrypts fine) is

@@ -41,11 +41,15 @@ export interface RefundFacts {
  *   sub_mch_id otherwise found B's order under A's out_trade_no and was recorded there (REFUND_ABNORMAL /
  *   REFUND_CLOSED on an unpaid order, DUPLICATE_PAYMENT_REFUNDED, a TRANSACTION_MISMATCH review). Known only once
  *   the transaction's payment (or second charge) is applied: before, such a copy is decided as below — a paid order
- *   of B waits (TRANSACTION_NOT_SEEN) and a successful refund of an unpaid one too (ORDER_NOT_PAID), and the next
- *   attempt after that payment lands is SUB_MCHID_MISMATCH. Only within one merchant: another merchant's refund is
- *   authenticated by its own key, its sub-merchant field included (APIv3 sub_mchid is inside the signed resource).
- * - ORDER_NOT_PAID: a successful refund for an order whose payment has not been applied yet (out-of-order
- *   delivery); nothing done, the caller retries until the payment lands.
+ *   of B waits (TRANSACTION_NOT_SEEN) and an unpaid one too (ORDER_NOT_PAID, whatever the refund's status), and the
+ *   next attempt after that payment lands is SUB_MCHID_MISMATCH. Only within one merchant: another merchant's refund
+ *   is authenticated by its own key, its sub-merchant field included (APIv3 sub_mchid is inside the signed resource).
+ * - ORDER_NOT_PAID: a refund for an order whose payment has not been applied yet (out-of-order delivery), whatever
+ *   its status; nothing done, the caller retries until the payment lands, and the next run compares the refund's
+ *   transaction with the order's as for any refund (recorded, TRANSACTION_NOT_SEEN / _MISMATCH, or
+ *   SUB_MCHID_MISMATCH). Before, a CLOSED / ABNORMAL one was recorded at once on the unpaid order (REFUND_CLOSED /
+ *   REFUND_ABNORMAL) though the order did not know its transaction: another sub-merchant's refund resent under this
+ *   one's unsigned APIv2 sub_mch_id was recorded there, as was this merchant's delivered before its payment.
  * - TRANSACTION_NOT_SEEN (with `waitForTransaction`): the refund's transaction is not the order's, nor a second
  *   charge of the order (below) — yet: WeChat may deliver the refund of a second charge before, or while, that charge's
  *   payment notification is applied (DUPLICATE_PAYMENT). Nothing done; the caller retries within the unknown-order
@@ -89,7 +93,7 @@ export interface RefundFacts {
  *   a human to put the stock back. Before, the restock's 22003 failed the whole statement: the refund was
  *   dead-lettered as DB_DATA at its first attempt and not recorded at all.
  * - REFUND_ABNORMAL / REFUND_CLOSED: Refund row recorded with that status, no money or stock change,
- *   notification REVIEW so it is surfaced.
+ *   notification REVIEW so it is surfaced. Only on a paid order (ORDER_NOT_PAID above), with the checks above passed.
  */
 export const REFUND_OUTCOMES = [
   "NOTIFICATION_NOT_FOUND",
@@ -227,7 +231,9 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
         WHEN (SELECT yes FROM foreign_txn) THEN 'SUB_MCHID_MISMATCH'
         WHEN o.id IS NULL THEN 'ORDER_NOT_FOUND'
         WHEN o.version IS DISTINCT FROM (SELECT version FROM o_snapshot) THEN 'STALE'
-        WHEN o."transactionId" IS NULL AND i.status = 'SUCCESS' THEN 'ORDER_NOT_PAID'
+        -- Whatever the refund's status: its transaction can only be compared with the order's (and a copy under
+        -- another sub-merchant told apart, above) once the order's payment is applied.
+        WHEN o."transactionId" IS NULL THEN 'ORDER_NOT_PAID'
         -- A transaction unknown to this order may be a second charge whose payment is yet to be applied: not decided
         -- (nothing written) while the caller may still wait for it.
         WHEN o."transactionId" IS NOT NULL AND i.txn IS NOT NULL AND o."transactionId" <> i.txn

@@ -39,7 +39,8 @@ export const PUBLISH_EVENT_TYPES = [
   "refund.abnormal",
   /**
    * A refund was closed without paying out (`reviewReason` REFUND_CLOSED). As for `refund.abnormal`, the refund of a
-   * second charge (DUPLICATE_PAYMENT) carries that charge's `transactionId`, not the order's.
+   * second charge (DUPLICATE_PAYMENT) carries that charge's `transactionId`, not the order's. Both are published for a
+   * paid order only: one delivered before its order's payment waits for it (ORDER_NOT_PAID), as a successful refund.
    */
   "refund.closed",
   /**
