@@ -14,7 +14,7 @@ import { createMetrics, type IngressMetrics, requestCounter } from "./metrics.ts
 import { QueueSampler } from "./queue-sampler.ts";
 import { ANSWER_BUDGET_MS } from "./routes/budget.ts";
 import type { NotifyContext } from "./routes/context.ts";
-import { apiOfUrl, handleRouterError, writeFailure } from "./routes/failure.ts";
+import { handleNotFound, handleRouterError } from "./routes/failure.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { notifyV2Routes } from "./routes/notify-v2.ts";
 import { notifyV3Routes } from "./routes/notify-v3.ts";
@@ -85,7 +85,8 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
   const metrics = deps.metrics ?? createMetrics();
   const clock = deps.clock ?? Date.now;
   const { settings, redis, merchants } = deps;
-  const countRouterError = requestCounter(metrics);
+  // Requests refused outside every route: by the router (a malformed URL) or for want of one (not found).
+  const countOutsideRoutes = requestCounter(metrics);
 
   const app = Fastify({
     // pino's Logger is a FastifyBaseLogger; the cast keeps the instance type the plain FastifyInstance.
@@ -109,7 +110,7 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     requestTimeout: CLIENT_TIMEOUT_MS,
     http: { connectionsCheckingInterval: 2_000, headersTimeout: CLIENT_TIMEOUT_MS },
     clientErrorHandler: createClientErrorHandler(logger, requestCounter(metrics)),
-    frameworkErrors: (error, request, reply) => handleRouterError(error, request, reply, countRouterError),
+    frameworkErrors: (error, request, reply) => handleRouterError(error, request, reply, countOutsideRoutes),
   });
 
   const queue = createQueue(QueueName.Parse, redis, settings.queuePrefix);
@@ -209,7 +210,7 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     healthRoutes(health, { redis, sampler, merchants, metrics, isDraining: () => draining }),
   );
 
-  app.setNotFoundHandler((request, reply) => writeFailure(reply, apiOfUrl(request.url), "NOT_FOUND"));
+  app.setNotFoundHandler((request, reply) => handleNotFound(request, reply, countOutsideRoutes));
 
   app.addHook("onReady", async () => {
     sampler.start();

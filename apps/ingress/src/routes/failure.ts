@@ -19,6 +19,12 @@ declare module "fastify" {
 /** The `route` label of requests Fastify's router refused before routing them (`handleRouterError`). */
 export const ROUTER_ERROR_ROUTE = "(url)";
 
+/** The `route` label of requests for a path (or method) no route serves (`handleNotFound`). */
+export const NO_ROUTE = "(none)";
+
+/** Longest part of a request's URL put in a log line, characters: enough for any notify path, bounded for scanners. */
+const LOGGED_URL_MAX_LENGTH = 200;
+
 /** The wire format for a request no notify route handled: the path tells (APIv2's paths begin `/notify/v2`). */
 export function apiOfUrl(url: string): Api {
   return url.startsWith("/notify/v2") ? "v2" : "v3";
@@ -86,5 +92,34 @@ export function handleRouterError(
   const fields = { code, status, api, route: ROUTER_ERROR_ROUTE, detail: failure.message };
   if (code === "INTERNAL") request.log.error({ ...fields, err: error }, "request refused before routing");
   else request.log.warn(fields, "request refused before routing");
+  return writeFailure(reply, api, code);
+}
+
+/**
+ * Fastify's not-found handler: a path or method no route serves. A notify_url configured with a typo or a trailing
+ * slash (`/notify/v3/<mchid>/`) meets this on every delivery, and WeChat gives up after 24 h of resends; so it is
+ * answered like any refusal of the path's API (NOT_FOUND), logged once at warn with the method and path, and counted
+ * under route `(none)` — not silently, as Fastify's default would.
+ */
+export function handleNotFound(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  count: (route: string, status: number, code: string) => void,
+): FastifyReply {
+  const code = "NOT_FOUND";
+  const { status } = INGRESS_ERRORS[code];
+  const api = apiOfUrl(request.url);
+  count(NO_ROUTE, status, code);
+  request.log.warn(
+    {
+      code,
+      status,
+      api,
+      route: NO_ROUTE,
+      method: request.method,
+      url: request.url.slice(0, LOGGED_URL_MAX_LENGTH),
+    },
+    "request refused: no such route",
+  );
   return writeFailure(reply, api, code);
 }
