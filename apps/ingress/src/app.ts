@@ -172,6 +172,15 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     },
   } satisfies IngressHandle);
   app.decorateRequest("ingressCode", "");
+  // An answer written while closing tells the client so (Connection: close; Node then ends the socket after it).
+  // Fastify does that only for requests that arrive once closing; an answer to one in flight said keep-alive, and a
+  // client sending its next notification on that socket at once had it cut off unanswered by the idle sweep above.
+  // A request pipelined behind it is dropped with the socket, as in nginx's graceful shutdown (WeChat does not
+  // pipeline). Callback style: an async hook costs a promise per request.
+  app.addHook("onSend", (_request, reply, payload, done) => {
+    if (closing) reply.header("connection", "close");
+    done(null, payload);
+  });
 
   const verifyMode = deps.verifyMode ?? (settings.verifyThreads > 0 ? "threads" : "sync");
   const verifyPool =

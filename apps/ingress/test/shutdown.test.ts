@@ -9,12 +9,24 @@ import { pollUntil } from "./support/wait.ts";
 const SLOW_LOOKUP_MS = 700;
 
 let f: IngressFixture;
-/** Merchant-table loads so far: a request for an unknown mchid is in flight once it has started one. */
-let loads = 0;
 
 beforeAll(async () => {
-  f = await createIngressFixture({
-    label: "ingress-shutdown",
+  f = await createIngressFixture({ label: "ingress-shutdown" });
+  await f.app.listen({ host: "127.0.0.1", port: 0 });
+});
+afterAll(async () => {
+  await f?.close();
+});
+
+/**
+ * A listening ingress (f's merchant) whose merchant-table lookups take SLOW_LOOKUP_MS; `loads()` counts them: a
+ * request for an unknown mchid is in flight once it has started one.
+ */
+async function withSlowLookups(label: string): Promise<{ app: IngressFixture; loads: () => number }> {
+  let loads = 0;
+  const app = await createIngressFixture({
+    label,
+    merchant: f.merchant,
     source: {
       load: () => {
         loads += 1;
@@ -22,11 +34,9 @@ beforeAll(async () => {
       },
     },
   });
-  await f.app.listen({ host: "127.0.0.1", port: 0 });
-});
-afterAll(async () => {
-  await f?.close();
-});
+  await app.app.listen({ host: "127.0.0.1", port: 0 });
+  return { app, loads: () => loads };
+}
 
 /** A socket to the listening app. */
 function connectTo(app: FastifyInstance): Socket {
@@ -46,50 +56,36 @@ function rawPost(path: string, n: { headers: Record<string, string>; body: Buffe
 }
 
 describe("graceful shutdown", () => {
-  it("a notification arriving on a kept-alive socket while closing gets 503 SHUTTING_DOWN in WeChat's format", async () => {
+  it("a notification whose body is still arriving when closing begins gets 503 SHUTTING_DOWN in WeChat's format", async () => {
     const socket = connectTo(f.app);
     let received = "";
     socket.on("data", (chunk: Buffer) => {
       received += chunk.toString("utf8");
     });
     await once(socket, "connect");
-    // In flight while the app closes: an unknown mchid waits for the (slow) merchant lookup.
-    const loadsBefore = loads;
-    socket.write(rawPost("/notify/v3/1900000777", signedV3(f.merchant)));
-    expect(await pollUntil(() => loads > loadsBefore, 10_000, 5)).toBe(true);
+    // All but the last byte before the app closes: a request under way, which close() waits for.
+    const late = signedV3(f.merchant);
+    const bytes = rawPost("/notify/v3", late);
+    socket.write(bytes.subarray(0, bytes.length - 1));
+    await new Promise((r) => setTimeout(r, 50));
     const closing = f.app.close();
     await new Promise((r) => setTimeout(r, 50));
-    const late = signedV3(f.merchant);
-    socket.write(rawPost("/notify/v3", late));
+    socket.write(bytes.subarray(bytes.length - 1));
     await closing;
-    expect(await pollUntil(() => (received.match(/HTTP\/1\.1 /g) ?? []).length >= 2, 10_000, 5)).toBe(true);
+    expect(await pollUntil(() => (received.match(/HTTP\/1\.1 /g) ?? []).length >= 1, 10_000, 5)).toBe(true);
     socket.destroy();
 
-    const responses = received.split(/(?=HTTP\/1\.1 )/);
-    expect(responses).toHaveLength(2);
-    expect(responses[0]).toMatch(/^HTTP\/1\.1 404 /);
-    expect(responses[1]).toMatch(/^HTTP\/1\.1 503 /);
-    expect(responses[1]).toMatch(/\r\nconnection: close\r\n/i);
-    expect(responses[1]).toMatch(/\r\ncontent-type: application\/json; charset=utf-8\r\n/i);
-    expect(responses[1]?.split("\r\n\r\n")[1]).toBe(
+    expect(received).toMatch(/^HTTP\/1\.1 503 /);
+    expect(received).toMatch(/\r\nconnection: close\r\n/i);
+    expect(received).toMatch(/\r\ncontent-type: application\/json; charset=utf-8\r\n/i);
+    expect(received.split("\r\n\r\n")[1]).toBe(
       JSON.stringify({ code: "FAIL", message: "SHUTTING_DOWN: server shutting down, please resend" }),
     );
     expect(await f.queue.getJob(late.jobId)).toBeUndefined();
   });
 
   it("a kept-alive connection whose request was in flight is closed once answered: close() does not wait for the client", async () => {
-    let slowLoads = 0;
-    const other = await createIngressFixture({
-      label: "ingress-shutdown-idle",
-      merchant: f.merchant,
-      source: {
-        load: () => {
-          slowLoads += 1;
-          return new Promise((resolve) => setTimeout(() => resolve([]), SLOW_LOOKUP_MS));
-        },
-      },
-    });
-    await other.app.listen({ host: "127.0.0.1", port: 0 });
+    const { app: other, loads } = await withSlowLookups("ingress-shutdown-idle");
     const socket = connectTo(other.app);
     let received = "";
     socket.on("data", (chunk: Buffer) => {
@@ -97,9 +93,9 @@ describe("graceful shutdown", () => {
     });
     const ended = once(socket, "close");
     await once(socket, "connect");
-    const loadsBefore = slowLoads;
+    const loadsBefore = loads();
     socket.write(rawPost("/notify/v3/1900000777", signedV3(f.merchant)));
-    expect(await pollUntil(() => slowLoads > loadsBefore, 10_000, 5)).toBe(true);
+    expect(await pollUntil(() => loads() > loadsBefore, 10_000, 5)).toBe(true);
     const started = performance.now();
     await other.close();
     // Answered (404 after the lookup), then the server closed the socket; without that, close() waited for the
@@ -107,6 +103,37 @@ describe("graceful shutdown", () => {
     expect(performance.now() - started).toBeLessThan(5_000);
     await ended;
     expect(received).toMatch(/^HTTP\/1\.1 404 /);
+  });
+
+  it("an answer written while closing says Connection: close, so a keep-alive client sends no notification into the closing socket", async () => {
+    const { app: other, loads } = await withSlowLookups("ingress-shutdown-reuse");
+    const socket = connectTo(other.app);
+    socket.on("error", () => undefined);
+    let received = "";
+    let written = 0;
+    const next = signedV3(f.merchant);
+    socket.on("data", (chunk: Buffer) => {
+      const first = received === "";
+      received += chunk.toString("utf8");
+      // As a keep-alive client does: the next notification goes on the same socket as soon as the answer came,
+      // unless the answer said the connection closes.
+      if (first && !/\r\nconnection: close\r\n/i.test(received)) {
+        written += 1;
+        socket.write(rawPost("/notify/v3", next));
+      }
+    });
+    const ended = once(socket, "close");
+    await once(socket, "connect");
+    const loadsBefore = loads();
+    socket.write(rawPost("/notify/v3/1900000777", signedV3(f.merchant)));
+    written += 1;
+    expect(await pollUntil(() => loads() > loadsBefore, 10_000, 5)).toBe(true);
+    await other.close();
+    await ended;
+    // Every notification written got an answer: none was cut off unanswered with the socket.
+    expect({ written, answered: (received.match(/HTTP\/1\.1 /g) ?? []).length }).toEqual({ written: 1, answered: 1 });
+    expect(received).toMatch(/^HTTP\/1\.1 404 /);
+    expect(received).toMatch(/\r\nconnection: close\r\n/i);
   });
 });
 
