@@ -735,6 +735,33 @@ describe("roles and CSRF on bull-board", () => {
     }
   });
 
+  it("refuses a control character in a bull-board parameter (400 BAD_REQUEST) before auditing it (NUL was a 500)", async () => {
+    const queue = await parse();
+    const prisma = d.database.db.prisma;
+    try {
+      const operator = await loggedIn(d.app, "olga", PASSWORDS.olga);
+      const headers = await boardHeaders(operator);
+      const audits = () => prisma.auditLog.count({ where: { actor: "olga", action: { startsWith: "queues." } } });
+      const before = await audits();
+      // Queue name, job id and status of allowed actions: PostgreSQL refused the NUL in their audit row (22021).
+      for (const [method, url] of [
+        ["PUT", "/queues/api/queues/notify.parse%00/pause"],
+        ["PUT", "/queues/api/queues/notify.parse/x%00/retry"],
+        ["PUT", "/queues/api/queues/notify.parse/x%00/promote"],
+        ["PUT", "/queues/api/queues/notify.parse/retry/failed%00"],
+        ["GET", "/queues/api/queues/notify.parse/x%1B"],
+      ] as const) {
+        const response = await operator.request(method, url, { headers });
+        expect(response.statusCode, `${method} ${url}`).toBe(400);
+        expect(response.json(), `${method} ${url}`).toMatchObject({ error: "BAD_REQUEST" });
+      }
+      expect(await audits()).toBe(before);
+      expect(await queue.isPaused()).toBe(false);
+    } finally {
+      await queue.close();
+    }
+  });
+
   it("refuses an operator's bull-board call with a bad token, no token, or from another origin", async () => {
     const queue = await parse();
     try {

@@ -5,6 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { setXsrfCookie } from "../auth/csrf.ts";
 import { actionName, SAFE_METHODS } from "../auth/guard.ts";
 import type { DashboardContext } from "../context.ts";
+import { hasControlCharacter } from "../input.ts";
 import { FullRetryAdapter } from "./retry-adapter.ts";
 
 export const BULL_BOARD_PATH = "/queues";
@@ -75,6 +76,17 @@ async function mountBoard(app: FastifyInstance, ctx: DashboardContext, basePath:
         const type = String(reply.getHeader("content-type") ?? "");
         if (typeof payload !== "string" || !type.startsWith("text/html")) return payload;
         return payload.replace(/<link[^>]+fonts\.(?:googleapis|gstatic)\.com[^>]*>/g, "");
+      });
+      // A parameter with a control character names no queue, job or status (no id has one), and an allowed action's
+      // audit row would carry it: PostgreSQL refuses NUL in text (22021), which answered 500 and logged an error.
+      // Refused like the dashboard's own pages refuse one, before Redis and the audit row (root preHandler).
+      scope.addHook("onRequest", async (request, reply) => {
+        const params = Object.values(request.params as Record<string, string>);
+        if (!params.some(hasControlCharacter)) return;
+        return reply
+          .code(400)
+          .type("application/json")
+          .send({ error: "BAD_REQUEST", message: "a parameter contains a control character" });
       });
       // A job id that cannot be one (`isUsableJobId`: `events`, `meta`, … are the queue's own keys) names no job:
       // bull-board read the key as one — a stream (WRONGTYPE, a 500) or the meta hash (a phantom job).
