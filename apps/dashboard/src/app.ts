@@ -55,8 +55,6 @@ declare module "fastify" {
     readonly dashboardRoutes: readonly RegisteredRoute[];
   }
   interface FastifyRequest {
-    /** Set once the CSRF check passed, i.e. a mutating request really reached its handler (for auditing). */
-    mutationAllowed: boolean;
     /** The AuditLog row of a bull-board action, written before the action ran (its outcome is added in onSend). */
     bullBoardAuditId: bigint | undefined;
   }
@@ -151,12 +149,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(fastifyFormbody);
   installAuthGuard(app, ctx);
   await installCsrf(app, ctx);
-  app.decorateRequest("mutationAllowed", false);
   app.decorateRequest("bullBoardAuditId", undefined);
   app.addHook("preHandler", async (request) => {
     // Root preHandlers run in order: reaching this one means the CSRF hook let the request through.
     if (SAFE_METHODS.has(request.method)) return;
-    request.mutationAllowed = true;
     // bull-board's actions are not ours to instrument, so they are audited from the outside: the row is written
     // before bull-board runs the action — an action that cannot be audited does not happen (the write's error
     // answers 500) — and completed with the outcome in onSend.
