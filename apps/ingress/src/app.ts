@@ -121,6 +121,9 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     adder: createReceiptedAdder(queue, redis, PARSE_JOB_NAME, {
       prefix: settings.queuePrefix,
       ttlSeconds: settings.dedupeTtlSeconds,
+      ...(settings.redisMinReplicas > 0
+        ? { replication: { replicas: settings.redisMinReplicas, timeoutMs: settings.replicaWaitTimeoutMs } }
+        : {}),
     }),
     maxBatchSize: deps.maxBatchSize ?? 256,
     maxInFlight: deps.maxInFlightBatches ?? 2,

@@ -41,6 +41,8 @@ export const INGRESS_ERRORS = {
   // --- our side: WeChat should resend later ---
   QUEUE_UNAVAILABLE: { status: 503, message: "queue unavailable, please resend" },
   QUEUE_TIMEOUT: { status: 503, message: "queue did not confirm in time, please resend" },
+  /** Written on the primary, but not acknowledged by INGRESS_REDIS_MIN_REPLICAS replicas in time (WAIT). */
+  QUEUE_NOT_REPLICATED: { status: 503, message: "queue not replicated, please resend" },
   OVERLOADED: { status: 503, message: "server overloaded, please resend" },
   VERIFIER_UNAVAILABLE: { status: 503, message: "signature not checked, please resend" },
   CERT_DOWNLOAD_FAILED: { status: 503, message: "certificate download failed, please resend" },

@@ -29,7 +29,10 @@ export interface IngressMetrics {
   readonly requests: Counter<"route" | "status" | "code">;
   /** Authentication failures (bad signature, probe, stale timestamp, unknown serial, bad v2 sign/req_info). */
   readonly verificationFailures: Counter<"api" | "code">;
-  /** Time from handing a job to the batcher until Redis confirmed it (or it failed), seconds. */
+  /**
+   * Time from handing a batch to Redis until Redis confirmed it (or it failed), seconds; `result` ok, error or
+   * not_replicated (fewer replicas than INGRESS_REDIS_MIN_REPLICAS acknowledged it).
+   */
   readonly enqueueDuration: Histogram<"result">;
   /** Jobs per enqueue script call (one batch). */
   readonly batchSize: Histogram;
@@ -77,7 +80,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Ingre
     }),
     enqueueDuration: new Histogram({
       name: "wpn_ingress_enqueue_duration_seconds",
-      help: "Time from submitting a parse job until Redis confirmed it or the submit failed",
+      help: "Time from sending an enqueue batch until Redis confirmed it or it failed (result=ok|error|not_replicated)",
       labelNames: ["result"],
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5],
       registers,

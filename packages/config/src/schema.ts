@@ -208,6 +208,15 @@ const envFields = z.object({
    */
   INGRESS_ENQUEUE_TIMEOUT_MS: int(50, 4_400).default(2_000),
   /**
+   * Replicas that must hold a batch of notifications before the ingress acknowledges it (Redis's WAIT after each
+   * batch, on the same connection); 0, the default, sends no WAIT. With a replicated Redis (Sentinel, a managed Redis
+   * with a replica) a failover promotes an asynchronous replica, and a 2xx given before the write reached it would be
+   * lost with its receipt. WAIT's timeout is derived: half of INGRESS_ENQUEUE_TIMEOUT_MS, at most 1 s
+   * (apps/ingress/src/settings.ts); past it the batch is answered 503 QUEUE_NOT_REPLICATED. Set it only where the
+   * primary has that many replicas: otherwise every notification is answered 503.
+   */
+  INGRESS_REDIS_MIN_REPLICAS: int(0, 16).default(0),
+  /**
    * Largest accepted notification body. Real notifications are ~1–2 KiB. At most 64 KiB: the workers open a queued
    * body with @wpn/wechatpay's parsers at their default limits (APIv2 XML 64 KiB, DEFAULT_V2_MAX_BYTES; APIv3 envelope
    * 256 KiB), so a larger setting let the ingress acknowledge bodies the workers then dead-lettered

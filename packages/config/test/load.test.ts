@@ -56,6 +56,16 @@ describe("loadConfig", () => {
     expect(config.WORKER_DB_OUTAGE_MAX_PAUSES).toBe(10);
     expect(config.INGRESS_VERIFY_THREADS).toBe(1);
     expect(loadConfig({ ...valid, INGRESS_VERIFY_THREADS: "0" }).INGRESS_VERIFY_THREADS).toBe(0);
+    // Off unless set: no WAIT after the ingress's enqueue batches.
+    expect(config.INGRESS_REDIS_MIN_REPLICAS).toBe(0);
+  });
+
+  it("takes INGRESS_REDIS_MIN_REPLICAS as a whole number of replicas, 0 to 16", () => {
+    expect(loadConfig({ ...valid, INGRESS_REDIS_MIN_REPLICAS: "1" }).INGRESS_REDIS_MIN_REPLICAS).toBe(1);
+    expect(loadConfig({ ...valid, INGRESS_REDIS_MIN_REPLICAS: "16" }).INGRESS_REDIS_MIN_REPLICAS).toBe(16);
+    for (const bad of ["-1", "17", "1.5", "one"]) {
+      expect(errorOf({ ...valid, INGRESS_REDIS_MIN_REPLICAS: bad }), bad).toMatch(/^INGRESS_REDIS_MIN_REPLICAS /);
+    }
   });
 
   it("coerces numbers from strings", () => {

@@ -49,8 +49,10 @@ export { defaultJobOptions } from "./options.ts";
 export { createQueue } from "./queues.ts";
 export {
   createReceiptedAdder,
+  NotReplicatedError,
   type ReceiptedAdder,
   type ReceiptedEntry,
   type ReceiptedOutcome,
+  type ReplicationOptions,
 } from "./receipted-add.ts";
 export { type Receipt, readReceipt, receiptKey, recordReceipts } from "./receipts.ts";

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { addStandardJobKeys, captureAddOptions, standardAddLua } from "./bullmq-add-script.ts";
@@ -35,7 +36,10 @@ export interface ReceiptedEntry {
 }
 
 export interface ReceiptedAdder {
-  /** One script call for the whole batch; resolves with one outcome per entry, in order. Rejects when Redis fails. */
+  /**
+   * One script call for the whole batch; resolves with one outcome per entry, in order. Rejects when Redis fails, and
+   * with replication (ReplicationOptions) with NotReplicatedError when too few replicas acknowledged the write.
+   */
   add(entries: readonly ReceiptedEntry[], nowMs: number): Promise<ReceiptedOutcome[]>;
 }
 
@@ -69,21 +73,44 @@ interface BatchCommand {
   wpnReceiptedAdd(numberOfKeys: number, ...args: (string | number | Buffer)[]): Promise<ReceiptedOutcome[]>;
 }
 
+/** Opt-in: a batch counts as added only once its write reached `replicas` replicas (Redis's WAIT). */
+export interface ReplicationOptions {
+  /** Replicas that must acknowledge each batch's write (WAIT's numreplicas), ≥ 1. */
+  replicas: number;
+  /** WAIT's timeout, ms, ≥ 1 (0 would block for ever). */
+  timeoutMs: number;
+}
+
+/**
+ * A batch written on the primary that fewer than the required replicas acknowledged within the timeout. The jobs and
+ * receipts are in the primary's memory; a failover now could still lose them, so they must not be acknowledged.
+ */
+export class NotReplicatedError extends Error {
+  override readonly name = "NotReplicatedError";
+  readonly code = "NOT_REPLICATED";
+
+  constructor(
+    readonly acked: number,
+    readonly required: number,
+    timeoutMs: number,
+  ) {
+    super(`${acked} of ${required} replica(s) acknowledged the write within ${timeoutMs} ms`);
+  }
+}
+
 /**
  * An adder for jobs named `name` on `queue`, sending through `redis` (the ingress's producer connection; BullMQ's
- * Queue must use the same prefix). The options template is captured at the first call.
+ * Queue must use the same prefix). The options template is captured at the first call. With `replication`, each
+ * batch is followed by WAIT on the same connection and `add` rejects with NotReplicatedError when too few replicas
+ * acknowledged it (replicatedSender); without, nothing but the script call is sent.
  */
 export function createReceiptedAdder(
   queue: Queue,
   redis: Redis,
   name: string,
-  options: { prefix: string; ttlSeconds: number },
+  options: { prefix: string; ttlSeconds: number; replication?: ReplicationOptions },
 ): ReceiptedAdder {
-  const commands = redis as Redis & Partial<BatchCommand>;
-  if (typeof commands.wpnReceiptedAdd !== "function") {
-    redis.defineCommand("wpnReceiptedAdd", { lua: batchLua() });
-  }
-  const command = commands as Redis & BatchCommand;
+  const send = options.replication ? replicatedSender(redis, options.replication) : scriptSender(redis);
   const { queueKeys, jobPrefix } = addStandardJobKeys(queue);
   let opts: Promise<Buffer> | undefined;
   return {
@@ -99,7 +126,65 @@ export function createReceiptedAdder(
       // once — about 15% less client time per job (3–27% per round) for a 1.7 KB notification (JSON.stringify plus
       // ioredis Command.toWritable, batches of 1 and 16; bench/ingress-report.md, sixteenth session).
       for (const entry of entries) args.push(entry.id, Buffer.from(JSON.stringify(entry.data)), entry.deliveries);
-      return command.wpnReceiptedAdd(9 + entries.length, ...args);
+      return send(9 + entries.length, args);
     },
+  };
+}
+
+/** What sends one batch's script call: numberOfKeys, then the keys and arguments. */
+type Sender = (numberOfKeys: number, args: (string | number | Buffer)[]) => Promise<ReceiptedOutcome[]>;
+
+/** The script as an ioredis command (EVAL on a connection's first call, EVALSHA after, EVAL again on NOSCRIPT). */
+function scriptSender(redis: Redis): Sender {
+  const commands = redis as Redis & Partial<BatchCommand>;
+  if (typeof commands.wpnReceiptedAdd !== "function") {
+    redis.defineCommand("wpnReceiptedAdd", { lua: batchLua() });
+  }
+  const command = commands as Redis & BatchCommand;
+  return (numberOfKeys, args) => command.wpnReceiptedAdd(numberOfKeys, ...args);
+}
+
+/**
+ * The batch script followed by `WAIT replicas timeoutMs`, both written to the connection in the same tick: Redis runs
+ * WAIT right after the script (one client's commands run in order), so WAIT counts the replicas that acknowledged the
+ * batch's own write, and a healthy replica costs no extra round trip (Redis asks its replicas for their offset as soon
+ * as a client waits).
+ *
+ * The script goes as a plain EVAL (the first batch) or EVALSHA, not through ioredis's defined command: that one, on
+ * NOSCRIPT (a SCRIPT FLUSH, a failover to a server without it), sends the script again after the answer — after the
+ * pipelined WAIT had run, which would then have counted only earlier writes. Here a NOSCRIPT sends EVAL and a new
+ * WAIT together (one more round trip, once per server that lacks the script).
+ */
+function replicatedSender(redis: Redis, { replicas, timeoutMs }: ReplicationOptions): Sender {
+  // WAIT 0 … would count nothing, and a timeout of 0 blocks the connection for ever.
+  if (!(Number.isInteger(replicas) && replicas >= 1 && Number.isInteger(timeoutMs) && timeoutMs >= 1)) {
+    throw new RangeError(`replication needs whole replicas ≥ 1 and timeoutMs ≥ 1, not ${replicas} and ${timeoutMs}`);
+  }
+  const lua = batchLua();
+  const sha = createHash("sha1").update(lua).digest("hex");
+  const thenWait = async (write: Promise<unknown>) => {
+    const acked = redis.wait(replicas, timeoutMs);
+    const [written, waited] = await Promise.allSettled([write, acked]);
+    // A failed write is the failure to report; WAIT's answer (or error) means nothing without it.
+    if (written.status === "rejected") throw written.reason;
+    if (waited.status === "rejected") throw waited.reason;
+    if (waited.value < replicas) throw new NotReplicatedError(waited.value, replicas, timeoutMs);
+    return written.value as ReceiptedOutcome[];
+  };
+  // Whether the script was run (so cached by Redis) since this adder began; EVAL until then, EVALSHA after.
+  let loaded = false;
+  const withEval = async (numberOfKeys: number, args: (string | number | Buffer)[]) => {
+    const outcomes = await thenWait(redis.eval(lua, numberOfKeys, ...args));
+    loaded = true;
+    return outcomes;
+  };
+  return async (numberOfKeys, args) => {
+    if (!loaded) return withEval(numberOfKeys, args);
+    try {
+      return await thenWait(redis.evalsha(sha, numberOfKeys, ...args));
+    } catch (error) {
+      if (!(error instanceof Error && error.message.startsWith("NOSCRIPT"))) throw error;
+      return withEval(numberOfKeys, args);
+    }
   };
 }

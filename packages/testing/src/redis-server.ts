@@ -20,14 +20,21 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** A redis-server owned by one test (no persistence), that the test may kill and restart on the same port. */
+/**
+ * A redis-server owned by one test (no persistence), that the test may kill and restart on the same port, stop and
+ * continue (SIGSTOP/SIGCONT: a replica that stops acknowledging), or start as a replica of another.
+ */
 export class TestRedisServer {
   #child: ChildProcess | undefined;
   readonly #dir = mkdtempSync(join(tmpdir(), "wpn-redis-"));
-  private constructor(readonly port: number) {}
+  private constructor(
+    readonly port: number,
+    /** The primary this server replicates (`--replicaof`), if any. */
+    private readonly primary: TestRedisServer | undefined,
+  ) {}
 
-  static async start(): Promise<TestRedisServer> {
-    const server = new TestRedisServer(await freePort());
+  static async start(options: { replicaOf?: TestRedisServer } = {}): Promise<TestRedisServer> {
+    const server = new TestRedisServer(await freePort(), options.replicaOf);
     await server.restart();
     return server;
   }
@@ -38,12 +45,10 @@ export class TestRedisServer {
 
   /** Starts (again) on the same port and resolves once it answers PING. */
   async restart(): Promise<void> {
-    const child = spawn(
-      "redis-server",
-      // Its own directory: a replication sync (the failover test) writes an RDB file there, not in the checkout.
-      ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", this.#dir],
-      { stdio: "ignore" },
-    );
+    const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+    if (this.primary !== undefined) args.push("--replicaof", "127.0.0.1", String(this.primary.port));
+    // Its own directory: a replication sync (the failover test) writes an RDB file there, not in the checkout.
+    const child = spawn("redis-server", [...args, "--dir", this.#dir], { stdio: "ignore" });
     this.#child = child;
     const deadline = Date.now() + 10_000;
     for (;;) {
@@ -59,6 +64,28 @@ export class TestRedisServer {
       }
       await new Promise((r) => setTimeout(r, 50));
     }
+  }
+
+  /** Resolves once this replica's link to its primary is up (`master_link_status:up`): synced, taking its stream. */
+  async replicating(timeoutMs = 10_000): Promise<void> {
+    const admin = createRedisConnection(this.url, "admin");
+    try {
+      const deadline = Date.now() + timeoutMs;
+      while (!/^master_link_status:up\r?$/m.test(await admin.info("replication"))) {
+        if (Date.now() > deadline) throw new Error(`replica on ${this.port} not linked within ${timeoutMs} ms`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    } finally {
+      admin.disconnect();
+    }
+  }
+
+  /**
+   * SIGSTOP / SIGCONT: a stopped server keeps its connections open and answers nothing — as a replica, it stays
+   * "connected" to its primary (until the primary's repl-timeout, 60 s) but acknowledges nothing.
+   */
+  signal(signal: "SIGSTOP" | "SIGCONT"): void {
+    if (!this.#child?.kill(signal)) throw new Error(`redis-server on ${this.port} is not running`);
   }
 
   /** SIGKILL: an abrupt outage, no graceful close of client connections. */

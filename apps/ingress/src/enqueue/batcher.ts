@@ -1,4 +1,4 @@
-import type { ParseJob, ReceiptedAdder } from "@wpn/queue";
+import { NotReplicatedError, type ParseJob, type ReceiptedAdder } from "@wpn/queue";
 import { IngressError } from "../errors.ts";
 import type { IngressMetrics } from "../metrics.ts";
 
@@ -9,7 +9,10 @@ import type { IngressMetrics } from "../metrics.ts";
 export type SubmitOutcome = { kind: "enqueued" } | { kind: "duplicate"; via: "receipt" | "job" | "batch" };
 
 export interface BatcherOptions {
-  /** Adds a batch of parse jobs with their receipts in one Redis script call (through the producer connection). */
+  /**
+   * Adds a batch of parse jobs with their receipts in one Redis script call (through the producer connection), followed
+   * by WAIT when replicas must acknowledge it (INGRESS_REDIS_MIN_REPLICAS).
+   */
   adder: ReceiptedAdder;
   /** Largest batch (one script call should not grow unbounded). */
   maxBatchSize: number;
@@ -35,7 +38,9 @@ interface Pending {
  * together in ONE script call (`ReceiptedAdder`), which for each id either counts the delivery on an existing
  * receipt or adds the BullMQ job (jobId = notification id) and records its receipt, atomically. Each submit
  * resolves only after Redis confirmed that call, and rejects when the call fails — every request of a failed
- * batch then gets a 503 and WeChat resends (nothing was acknowledged that Redis did not keep).
+ * batch then gets a 503 and WeChat resends (nothing was acknowledged that Redis did not keep). With
+ * INGRESS_REDIS_MIN_REPLICAS, a call confirmed by the primary but not by that many replicas fails the same way
+ * (QUEUE_NOT_REPLICATED).
  *
  * When to send: at most `maxInFlight` batches are unconfirmed at any time. While they are, new jobs wait and
  * join the next batch, so under load batches grow by themselves (fewer, larger script calls) and when idle a job
@@ -126,8 +131,15 @@ export class EnqueueBatcher {
     try {
       outcomes = await adder.add(batch, clock());
     } catch (cause) {
-      metrics.enqueueDuration.observe({ result: "error" }, (performance.now() - started) / 1000);
-      const error = new IngressError("QUEUE_UNAVAILABLE", `enqueue of ${batch.length} job(s) failed`, { cause });
+      // Not replicated (INGRESS_REDIS_MIN_REPLICAS): the primary holds the jobs and receipts, but a failover now could
+      // lose them. Refused all the same: a resend to this primary finds the receipt and is answered success without a
+      // second job; one after a failover is enqueued afresh on the new primary.
+      const notReplicated = cause instanceof NotReplicatedError;
+      const seconds = (performance.now() - started) / 1000;
+      metrics.enqueueDuration.observe({ result: notReplicated ? "not_replicated" : "error" }, seconds);
+      const error = notReplicated
+        ? new IngressError("QUEUE_NOT_REPLICATED", `batch of ${batch.length} job(s): ${cause.message}`, { cause })
+        : new IngressError("QUEUE_UNAVAILABLE", `enqueue of ${batch.length} job(s) failed`, { cause });
       for (const pending of batch) pending.reject(error);
       return;
     }
