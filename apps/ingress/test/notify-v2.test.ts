@@ -255,6 +255,28 @@ describe("POST /notify/v2", () => {
       await expectRejected(xml, 400, "XML_INVALID: XML body is invalid");
     });
 
+    // Junk anyone can send, as large as the body limit lets through: refused by the parser's element cap (or at its
+    // first repeated or nested field) before any authentication, for the cost of a genuine notification.
+    it.each([
+      ["thousands of distinct fields", (i: number) => `<f${i}>1</f${i}>`],
+      ["thousands of duplicate empty fields", () => "<a></a>"],
+      ["deep nesting", () => "<b>"],
+    ])("400 XML_INVALID for 64 KiB of %s; nothing reaches Redis", async (_shape, unit) => {
+      const parts = ["<xml>"];
+      for (let i = 0, size = "<xml></xml>".length; size + unit(i).length <= 64 * 1024; i++) {
+        parts.push(unit(i));
+        size += unit(i).length;
+      }
+      const xml = `${parts.join("")}</xml>`;
+      // Receipts of earlier tests are written after their answers: let them land first.
+      await f.app.ingress.batcher.drain();
+      const keys = async () => (await f.admin.keys(`${f.prefix}:*`)).sort();
+      const keysBefore = await keys();
+      await expectRejected(xml, 400, "XML_INVALID: XML body is invalid");
+      await f.app.ingress.batcher.drain();
+      expect(await keys()).toEqual(keysBefore);
+    });
+
     it("415 for a JSON content type", async () => {
       await expectRejected(
         payment("MD5").xml,

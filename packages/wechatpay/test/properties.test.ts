@@ -179,4 +179,61 @@ describe("AEAD and APIv2 round trips", () => {
       { numRuns: 200 },
     );
   });
+
+  // What a hostile body may hold between start tags: fields (empty, self-closed, with attributes, entities or
+  // CDATA, after whitespace, comments or processing instructions), each with one start tag and a name of its own —
+  // and, in about half of the bodies, a repeated (f0 again) or a nested field.
+  // (`@` stands for the field's name.)
+  const junkElement = fc.oneof(
+    {
+      weight: 400,
+      arbitrary: fc.constantFrom(
+        "<@>1</@>",
+        "<@/>",
+        "<@ c=\"1\" d='2'/>",
+        "<@>&amp;&#x597D;</@>",
+        "<@><![CDATA[<]]></@>",
+        "\n  <@>x</@>",
+        "<!-- c --><@/>",
+        "<?pi x?><@/>",
+      ),
+    },
+    { weight: 1, arbitrary: fc.constantFrom("<f0></f0>", "<@><l/></@>") },
+  );
+  // What may follow: anything, in particular whatever would end the document, make it malformed or declare things.
+  const anyTail = fc
+    .array(
+      fc.oneof(
+        fc.constantFrom("</z>", "</xml>", "<xml>", "<y>", "</y>", "<![CDATA[", "]]>", "<!-- ", " -->", "<?pi ", "?>"),
+        fc.constantFrom("<!DOCTYPE x [<!ENTITY e 'e'>]>", "&e;", "&amp;", "&", "<f1>2</f1>", "<z/>"),
+        fc.string({ unit: "binary", maxLength: 20 }),
+      ),
+      { maxLength: 8 },
+    )
+    .map((pieces) => pieces.join(""));
+
+  it("v2 XML: past the element cap nothing more is read — whatever follows, the answer is the same", () => {
+    fc.assert(
+      fc.property(
+        fc.array(junkElement, { minLength: 256, maxLength: 256 }),
+        anyTail,
+        anyTail,
+        (elements, tail1, tail2) => {
+          // <xml> and 256 junk elements: the 257th start tag is the last thing the parser may look at.
+          const head = `<xml>${elements.map((element, i) => element.replaceAll("@", `f${i}`)).join("")}<z>`;
+          const answer = (tail: string) => {
+            try {
+              return JSON.stringify(parseV2Xml(head + tail));
+            } catch (e) {
+              return `${(e as WechatPayError).code}: ${(e as Error).message}`;
+            }
+          };
+          const first = answer(tail1);
+          expect(first).toMatch(/^XML_INVALID: /);
+          expect(answer(tail2)).toBe(first);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
 });

@@ -2,6 +2,8 @@ import { describe, expect, it } from "vitest";
 import {
   buildV2Xml,
   cdata,
+  DEFAULT_V2_MAX_BYTES,
+  DEFAULT_V2_MAX_ELEMENTS,
   decodeXmlText,
   decryptV2ReqInfo,
   encryptAes256Ecb,
@@ -57,6 +59,13 @@ describe("parseV2Xml: values", () => {
       empty: "",
       selfclosed: "",
       with_attr: "v",
+    });
+  });
+
+  it("line ends read as LF, in text and CDATA alike (XML 1.0 §2.11); &#13; stays a CR", () => {
+    expect(parseV2Xml("<xml>\r\n<a>1\r\n2\r3</a>\r<b><![CDATA[4\r\n5]]>&#13;</b></xml>")).toEqual({
+      a: "1\n2\n3",
+      b: "4\n5\r",
     });
   });
 
@@ -147,15 +156,12 @@ describe("parseV2Xml: hostile and broken input", () => {
     expect(parseV2Xml(xml, { maxBytes: 24 })).toEqual({ a: "你好" });
   });
 
-  it("depth is limited; nested fields are rejected", () => {
+  it("nested fields are rejected at their first child element, however deep the nesting", () => {
     const deep = `<xml>${"<a>".repeat(20)}x${"</a>".repeat(20)}</xml>`;
-    expect(messageOf(() => parseV2Xml(deep))).toMatch(
-      /^XML_INVALID: XML could not be parsed: Maximum nested tags exceeded/,
-    );
+    expect(messageOf(() => parseV2Xml(deep))).toBe("XML_INVALID: <a> contains the element <a>: APIv2 fields are flat");
     expect(messageOf(() => parseV2Xml("<xml><a><b>1</b></a></xml>"))).toBe(
       "XML_INVALID: <a> contains the element <b>: APIv2 fields are flat",
     );
-    expect(codeOf(() => parseV2Xml("<xml><a><b>1</b></a></xml>", { maxDepth: 1 }))).toBe("XML_INVALID");
   });
 
   it("empty, not XML, not well-formed, wrong or several roots, stray text, invalid UTF-8", () => {
@@ -167,6 +173,10 @@ describe("parseV2Xml: hostile and broken input", () => {
       ["<xml><a>1</b></xml>", /not well-formed/],
       ["<xml><a>1</a>", /not well-formed/],
       ["<xml><a>1</a></xml><xml></xml>", /not well-formed/],
+      ["<xml/>x", /not well-formed: text after the root element/],
+      ['<xml><a>1</a></xml><?xml version="1.0"?>', /XML declaration is allowed only at the start/],
+      ['<xml><a b="<">1</a></xml>', /not well-formed: "<" in attribute b/],
+      ['<xml><a b="1" b="2">1</a></xml>', /attribute b repeated/],
       ["<root><a>1</a></root>", /expected root element <xml>, got <root>/],
       ["<xml>text<a>1</a></xml>", /text outside of any field/],
       ["<xml><![CDATA[x]]><a>1</a></xml>", /text outside of any field/],
@@ -179,6 +189,83 @@ describe("parseV2Xml: hostile and broken input", () => {
       expect(got.startsWith("XML_INVALID: ")).toBe(true);
       expect(got).toMatch(message);
     }
+  });
+});
+
+describe("parseV2Xml: element cap (junk costs no more than a genuine notification)", () => {
+  /** `<xml>`, then as many `unit(i)` as fit, then `tail`: a body just under the 64 KiB the ingress accepts. */
+  function fill(unit: (i: number) => string, tail = "</xml>"): string {
+    const parts = ["<xml>"];
+    let size = "<xml>".length + tail.length;
+    for (let i = 0; size + unit(i).length <= DEFAULT_V2_MAX_BYTES; i++) {
+      parts.push(unit(i));
+      size += unit(i).length;
+    }
+    return parts.join("") + tail;
+  }
+
+  it("the cap is 256 elements, root included: room for every documented field of a payment notification and 70 coupons", () => {
+    expect(DEFAULT_V2_MAX_ELEMENTS).toBe(256);
+    // docs/wechatpay-protocol.md §2.1: 2 fields always, 24 more on success, 4 for partners, 3 WxJava also maps.
+    const named = [
+      ...["return_code", "return_msg", "appid", "mch_id", "device_info", "nonce_str", "sign", "sign_type"],
+      ...["result_code", "err_code", "err_code_des", "openid", "is_subscribe", "trade_type", "bank_type"],
+      ...["total_fee", "settlement_total_fee", "fee_type", "cash_fee", "cash_fee_type", "coupon_fee"],
+      ...["coupon_count", "transaction_id", "out_trade_no", "attach", "time_end"],
+      ...["sub_appid", "sub_mch_id", "sub_openid", "sub_is_subscribe", "version", "promotion_detail", "rate_value"],
+    ];
+    // Three fields per coupon ($n = 0, 1, …).
+    const coupons = Array.from({ length: 70 }, (_, n) => [`coupon_type_${n}`, `coupon_id_${n}`, `coupon_fee_${n}`]);
+    const fields = Object.fromEntries([...named, ...coupons.flat()].map((name) => [name, "1"]));
+    expect(Object.keys(fields)).toHaveLength(243);
+    expect(parseV2Xml(buildV2Xml(fields))).toEqual(fields);
+  });
+
+  it("256 elements parse; the 257th start tag is refused (XML_INVALID); the cap is configurable", () => {
+    const fields = Object.fromEntries(Array.from({ length: 255 }, (_, i) => [`f${i}`, "1"]));
+    expect(parseV2Xml(buildV2Xml(fields))).toEqual(fields);
+    expect(messageOf(() => parseV2Xml(buildV2Xml({ ...fields, f255: "1" })))).toMatch(
+      /^XML_INVALID: more than 256 elements/,
+    );
+    expect(parseV2Xml("<xml><a>1</a></xml>", { maxElements: 2 })).toEqual({ a: "1" });
+    expect(codeOf(() => parseV2Xml("<xml><a>1</a></xml>", { maxElements: 1 }))).toBe("XML_INVALID");
+  });
+
+  it("64 KiB of distinct fields is refused at the cap, not parsed into thousands of fields", () => {
+    const body = fill((i) => `<f${i}>1</f${i}>`);
+    expect(messageOf(() => parseV2Xml(body))).toMatch(/^XML_INVALID: more than 256 elements/);
+    // Nothing after the 257th start tag is read: a declaration there changes nothing.
+    expect(messageOf(() => parseV2Xml(fill((i) => `<f${i}>1</f${i}>`, "<!DOCTYPE x></xml>")))).toBe(
+      messageOf(() => parseV2Xml(body)),
+    );
+  });
+
+  it("64 KiB of duplicate empty fields is refused at the second one, before the rest is read", () => {
+    const body = fill(() => "<a></a>");
+    expect(messageOf(() => parseV2Xml(body))).toBe("XML_INVALID: field <a> appears more than once");
+    // The tail is never looked at: an unterminated CDATA section or a declaration there changes nothing.
+    for (const tail of ["<![CDATA[", "<!DOCTYPE x>", "</xml><xml>"]) {
+      expect(messageOf(() => parseV2Xml(fill(() => "<a></a>", tail)))).toBe(
+        "XML_INVALID: field <a> appears more than once",
+      );
+    }
+  });
+
+  it("attributes are ignored; more than 32 in a document are refused (WeChat sends none)", () => {
+    const attributes = (n: number) => Array.from({ length: n }, (_, i) => ` a${i}="1"`).join("");
+    expect(parseV2Xml(`<xml${attributes(16)}><b${attributes(16)}>1</b></xml>`)).toEqual({ b: "1" });
+    expect(messageOf(() => parseV2Xml(`<xml${attributes(16)}><b${attributes(17)}>1</b></xml>`))).toBe(
+      "XML_INVALID: more than 32 attributes: APIv2 notifications carry none",
+    );
+    expect(messageOf(() => parseV2Xml(fill((i) => ` a${i}="1"`, "/></xml>").replace("<xml>", "<xml><b")))).toBe(
+      "XML_INVALID: more than 32 attributes: APIv2 notifications carry none",
+    );
+  });
+
+  it("64 KiB of nesting is refused at the first nested element, not parsed to its depth", () => {
+    expect(messageOf(() => parseV2Xml(fill(() => "<b>", "")))).toBe(
+      "XML_INVALID: <b> contains the element <b>: APIv2 fields are flat",
+    );
   });
 });
 
