@@ -87,7 +87,6 @@ export interface ReplicationOptions {
  */
 export class NotReplicatedError extends Error {
   override readonly name = "NotReplicatedError";
-  readonly code = "NOT_REPLICATED";
 
   constructor(
     readonly acked: number,

@@ -103,7 +103,7 @@ describe("createReceiptedAdder with replication (real primary and replica)", () 
       const error = await adder.add([entry(id)], Date.now()).catch((e: unknown) => e);
       expect(performance.now() - started).toBeGreaterThanOrEqual(WAIT_TIMEOUT_MS - 5);
       expect(error).toBeInstanceOf(NotReplicatedError);
-      expect(error).toMatchObject({ acked: 0, required: 1, code: "NOT_REPLICATED" });
+      expect(error).toMatchObject({ acked: 0, required: 1, name: "NotReplicatedError" });
       expect(await admin.exists(jobKey(id), receiptKey(prefix, id))).toBe(2);
     } finally {
       replica.signal("SIGCONT");
