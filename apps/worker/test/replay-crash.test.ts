@@ -155,10 +155,14 @@ describe("a replay whose process is killed (SIGKILL)", () => {
 });
 
 describe("a replay paused (SIGSTOP) longer than its claim lasts, while a second replay takes the letter", () => {
-  it("paused after its record: the second completes that replay, the first stands down; recorded once", async () => {
+  /**
+   * A replay stopped at `point` and paused past its claim while a second replay takes the letter; then it goes on.
+   * Returns both outcomes with the state they leave, once the job put back has applied the payment once.
+   */
+  async function pausedPastClaim(point: "after-record" | "before-record") {
     const { id, letterId, outTradeNo } = await deadApplyLetter();
     const stock = (await stockOf(world.prisma)).A ?? 0;
-    const first = spawnReplay(world.env, letterId, "after-record", CLAIM_MS);
+    const first = spawnReplay(world.env, letterId, point, CLAIM_MS);
     await first.stopped;
     first.child.kill("SIGSTOP");
     await claimExpired(letterId);
@@ -166,7 +170,13 @@ describe("a replay paused (SIGSTOP) longer than its claim lasts, while a second 
     first.child.kill("SIGCONT");
     first.goOn();
     const { outcome } = await first.ended;
-    expect({ first: outcome?.status, second: second?.status, ...(await stateOf(id, letterId)) }).toEqual({
+    const seen = { first: outcome?.status, second: second?.status, ...(await stateOf(id, letterId)) };
+    await appliedOnce(id, outTradeNo, stock);
+    return seen;
+  }
+
+  it("paused after its record: the second completes that replay, the first stands down; recorded once", async () => {
+    expect(await pausedPastClaim("after-record")).toEqual({
       first: "in-flight",
       second: "resumed",
       status: "PROCESSING",
@@ -175,21 +185,10 @@ describe("a replay paused (SIGSTOP) longer than its claim lasts, while a second 
       letter: false,
       job: "waiting",
     });
-    await appliedOnce(id, outTradeNo, stock);
   }, 60_000);
 
   it("paused before its record: the second replays the letter, the first records nothing when it wakes", async () => {
-    const { id, letterId, outTradeNo } = await deadApplyLetter();
-    const stock = (await stockOf(world.prisma)).A ?? 0;
-    const first = spawnReplay(world.env, letterId, "before-record", CLAIM_MS);
-    await first.stopped;
-    first.child.kill("SIGSTOP");
-    await claimExpired(letterId);
-    const second = await replay(letterId);
-    first.child.kill("SIGCONT");
-    first.goOn();
-    const { outcome } = await first.ended;
-    expect({ first: outcome?.status, second: second?.status, ...(await stateOf(id, letterId)) }).toEqual({
+    expect(await pausedPastClaim("before-record")).toEqual({
       first: "in-flight",
       second: "replayed",
       status: "PROCESSING",
@@ -198,6 +197,5 @@ describe("a replay paused (SIGSTOP) longer than its claim lasts, while a second 
       letter: false,
       job: "waiting",
     });
-    await appliedOnce(id, outTradeNo, stock);
   }, 60_000);
 });
