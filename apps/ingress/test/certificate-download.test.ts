@@ -348,4 +348,82 @@ describe("platform certificates downloaded for a merchant of the Merchant table 
       await db.drop();
     }
   });
+
+  it("certificates downloaded before an edit that stops the download stay through later edits, kept while it is unusable", async () => {
+    const db = await createTestDatabase("ingress_cert_kept");
+    const tenant = createTestMerchant({ mchid: "1900000777", appid: "wx0000000000000777" });
+    const certC = newPlatformCertificate();
+    const tenantFake = await startFakeWechatApi(merchantApiKey.publicKey, {
+      kind: "list",
+      certificates: [certC],
+      apiV3Key: tenant.apiV3Key,
+    });
+    const edit = async (data: Parameters<typeof db.db.prisma.merchant.update>[0]["data"]) => {
+      await db.db.prisma.merchant.update({ where: { mchid: tenant.mchid }, data });
+      await ingress.merchants.reload();
+    };
+    /** What a certificate-signed notification of the tenant is answered now. */
+    const certificateSigned = async () =>
+      (
+        await post(
+          ingress.app,
+          `/notify/v3/${tenant.mchid}`,
+          signedV3(tenant, { serial: certC.serial, privateKey: certC.privateKey }),
+        )
+      ).statusCode;
+    let ingress: IngressFixture;
+    try {
+      // Download credentials and an APIv2 key, no WeChat Pay public key: certC comes only from the download.
+      await db.db.prisma.merchant.create({
+        data: {
+          mchid: tenant.mchid,
+          appid: tenant.appid,
+          apiV3Key: tenant.apiV3Key,
+          apiV2Key: tenant.apiV2Key,
+          apiSerialNo: MERCHANT_SERIAL,
+          apiPrivateKeyPem: merchantApiKey.privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+        },
+      });
+      clockMs = Date.now();
+      f = await createIngressFixture({
+        label: "cert-kept",
+        source: prismaMerchantSource(db.db.prisma),
+        env: { WECHATPAY_API_BASE_URL: tenantFake.baseUrl },
+        downloadClock: () => clockMs,
+        app: { maxEventLoopDelayMs: false },
+      });
+      ingress = f;
+      expect(await pollUntil(() => ingress.merchants.get(tenant.mchid)?.keys.has(certC.serial) === true, 5_000)).toBe(
+        true,
+      );
+
+      // The private key pasted wrong: certC is served from this process's memory alone (a restarted one cannot
+      // download it), so it is kept — counted like any other kept key — and a second wrong paste keeps it too.
+      await edit({ apiPrivateKeyPem: "not a key" });
+      expect(await certificateSigned()).toBe(204);
+      expect(ingress.merchants.keptKeys).toBe(1);
+      await edit({ apiPrivateKeyPem: "still not a key" });
+      expect(await certificateSigned()).toBe(204);
+      expect(ingress.merchants.keptKeys).toBe(1);
+
+      // Switching to the WeChat Pay public key, the download turned off: during WeChat's switch it still signs with
+      // the certificate, and any later edit of the row (here the APIv2 key rotated) must not drop it.
+      await edit({
+        apiSerialNo: null,
+        apiPrivateKeyPem: null,
+        publicKeyId: tenant.publicKeyId,
+        publicKeyPem: readFileSync(tenant.publicKeyPath, "utf8"),
+      });
+      expect(ingress.merchants.keptKeys).toBe(0);
+      expect(await certificateSigned()).toBe(204);
+      await edit({ apiV2Key: "n".repeat(32), apiV2KeyPrevious: tenant.apiV2Key });
+      expect(await certificateSigned()).toBe(204);
+      expect(ingress.merchants.get(tenant.mchid)?.keys.has(tenant.publicKeyId)).toBe(true);
+    } finally {
+      await tenantFake.close();
+      await f?.close();
+      f = undefined;
+      await db.drop();
+    }
+  });
 });

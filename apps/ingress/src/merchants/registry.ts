@@ -136,6 +136,12 @@ interface Loaded {
    * ids, certificate serials, `apiV2Key`). Empty once the row is fixed; a restarted process has none of them.
    */
   kept: readonly string[];
+  /**
+   * Certificates an earlier certificate download brought, held as fixed ones because this merchant no longer
+   * downloads (download settings cleared or unusable): the next build carries them again, as a refresher's own
+   * downloads are carried, so that a second edit of the row does not drop them. Empty while it downloads.
+   */
+  downloads: readonly LoadedCertificate[];
 }
 
 /**
@@ -313,7 +319,7 @@ export class MerchantRegistry {
       }
       try {
         next.set(record.mchid, {
-          ...buildMerchant(record, logger, this.#options.download, previous?.merchant),
+          ...buildMerchant(record, logger, this.#options.download, previous),
           fingerprint,
         });
       } catch (error) {
@@ -382,8 +388,9 @@ function buildMerchant(
   record: MerchantRecord,
   logger: Logger,
   download: RegistryDownloadOptions | undefined,
-  previous: MerchantKeys | undefined,
-): { merchant: MerchantKeys; kept: string[] } {
+  previousLoaded: Loaded | undefined,
+): { merchant: MerchantKeys; kept: string[]; downloads: readonly LoadedCertificate[] } {
+  const previous = previousLoaded?.merchant;
   const keys = new KeyStore();
   const kept: string[] = [];
   // A key this build could not take from the row: logged, and what `previous` had in its place (`restored`, now back
@@ -432,11 +439,25 @@ function buildMerchant(
       unusable(cert.serial, error, before === undefined ? [] : [before.serial]);
     }
   }
-  const downloaded = previous?.certificateRefresher?.downloaded() ?? [];
-  const refresher = downloaderOf(record, keys, download, logger, downloaded);
+  // What the merchant's downloads brought: its refresher's, or those an earlier build already held as fixed ones.
+  const downloaded = previous?.certificateRefresher?.downloaded() ?? previousLoaded?.downloads ?? [];
   // Download turned off or its settings unusable: what it had downloaded stays, as fixed certificates (they still
-  // verify until they expire), so an edit cannot stop the merchant's notifications.
-  if (refresher === undefined) for (const cert of downloaded) if (!keys.has(cert.serial)) keys.addCertificate(cert);
+  // verify until they expire), through every later edit too, so an edit cannot stop the merchant's notifications.
+  // Settings that are there but unusable make them kept keys: served from this process's memory alone (a restarted
+  // one cannot download them), like any other key an edit that does not load leaves in place.
+  const restorable = downloaded.filter((cert) => !keys.has(cert.serial));
+  const { refresher, refused } = downloaderOf(
+    record,
+    keys,
+    download,
+    logger,
+    downloaded,
+    restorable.map((cert) => cert.serial),
+  );
+  if (refresher === undefined) {
+    for (const cert of restorable) keys.addCertificate(cert);
+    if (refused) kept.push(...restorable.map((cert) => cert.serial));
+  }
   if (keys.describe().length === 0 && !record.apiV2Key && refresher === undefined) {
     throw new Error("merchant has neither a public key, a platform certificate, certificate download nor an APIv2 key");
   }
@@ -451,13 +472,15 @@ function buildMerchant(
       ...(refresher === undefined ? {} : { certificateRefresher: refresher }),
     },
     kept,
+    downloads: refresher === undefined ? downloaded : [],
   };
 }
 
 /**
  * The row's certificate downloader, which starts its first download at once (not awaited: the request path
- * downloads on demand too, and failures reach the observer, which logs and counts them). An unusable private key
- * leaves the merchant without download, logged, like any other unusable key of the row.
+ * downloads on demand too, and failures reach the observer, which logs and counts them). An unusable private key, or
+ * only one of the two columns, leaves the merchant without download (`refused`), logged like any other unusable key
+ * of the row, with `kept` naming the certificates downloaded before that are served in the download's place.
  */
 function downloaderOf(
   record: MerchantRecord,
@@ -465,23 +488,26 @@ function downloaderOf(
   download: RegistryDownloadOptions | undefined,
   logger: Logger,
   inherited: readonly LoadedCertificate[],
-): CertificateRefresher | undefined {
-  if (record.download === null) return undefined;
+  kept: readonly string[],
+): { refresher: CertificateRefresher | undefined; refused: boolean } {
+  if (record.download === null) return { refresher: undefined, refused: false };
   const { apiSerialNo, apiPrivateKeyPem, apiV3Key, apiV3KeyPrevious } = record.download;
+  const leftOut = kept.length > 0 ? "keeping the certificates downloaded before" : "left out";
   if (!apiSerialNo || !apiPrivateKeyPem) {
     logger.error(
       {
         mchid: record.mchid,
         missing: apiSerialNo ? "apiPrivateKeyPem" : "apiSerialNo",
         code: "MERCHANT_KEY_INCOMPLETE",
+        kept,
       },
-      "merchant row has only one of apiSerialNo and apiPrivateKeyPem; certificate download left out",
+      `merchant row has only one of apiSerialNo and apiPrivateKeyPem; certificate download left out, ${leftOut}`,
     );
-    return undefined;
+    return { refresher: undefined, refused: true };
   }
   if (download === undefined) {
     logger.warn({ mchid: record.mchid }, "merchant row has download credentials but this registry does not download");
-    return undefined;
+    return { refresher: undefined, refused: false };
   }
   let refresher: CertificateRefresher;
   try {
@@ -500,13 +526,13 @@ function downloaderOf(
     );
   } catch (error) {
     logger.error(
-      { err: error, mchid: record.mchid, key: "apiPrivateKeyPem", code: "MERCHANT_KEY_UNUSABLE", kept: [] },
-      "merchant key unusable; certificate download left out",
+      { err: error, mchid: record.mchid, key: "apiPrivateKeyPem", code: "MERCHANT_KEY_UNUSABLE", kept },
+      `merchant key unusable; certificate download left out, ${leftOut}`,
     );
-    return undefined;
+    return { refresher: undefined, refused: true };
   }
   refresher.refresh().catch(() => {
     // Reported by the observer (log line and metric); the next unknown serial tries again.
   });
-  return refresher;
+  return { refresher, refused: false };
 }
