@@ -405,6 +405,16 @@ describe("platform certificates downloaded for a merchant of the Merchant table 
       await edit({ apiPrivateKeyPem: "still not a key" });
       expect(await certificateSigned()).toBe(204);
       expect(ingress.merchants.keptKeys).toBe(1);
+      // Fixed: the download owns certC again (a later list without it would remove it); nothing is kept any more.
+      await edit({ apiPrivateKeyPem: merchantApiKey.privateKey.export({ type: "pkcs8", format: "pem" }).toString() });
+      expect(
+        ingress.merchants
+          .get(tenant.mchid)
+          ?.certificateRefresher?.downloaded()
+          .map((c) => c.serial),
+      ).toEqual([certC.serial]);
+      expect(ingress.merchants.keptKeys).toBe(0);
+      expect(await certificateSigned()).toBe(204);
 
       // Switching to the WeChat Pay public key, the download turned off: during WeChat's switch it still signs with
       // the certificate, and any later edit of the row (here the APIv2 key rotated) must not drop it.
