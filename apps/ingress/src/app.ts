@@ -143,6 +143,10 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
       reopen: () => redis.disconnect(true),
       role: () => redis.call("ROLE"),
       memoryInfo: () => redis.info("memory"),
+      // One key per deployment (every process writes the same one), gone WRITE_PROBE_TTL_MS after the last probe.
+      write: () => redis.set(`${settings.queuePrefix}:ingress:write-probe`, "1", "PX", WRITE_PROBE_TTL_MS),
+      // A write slower than a notification's own enqueue bound would have been answered 503 QUEUE_TIMEOUT.
+      writeTimeoutMs: settings.enqueueTimeoutMs,
     },
   );
   const refresher = merchants.defaultMerchant.certificateRefresher;
@@ -247,6 +251,9 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
 
 /** Longest silence of a client mid-request, and longest time for its request headers, ms (see the options above). */
 const CLIENT_TIMEOUT_MS = 10_000;
+
+/** Expiry of the queue sampler's write-probe key, ms: a few sampling intervals, so nothing stays behind. */
+const WRITE_PROBE_TTL_MS = 10_000;
 
 /** Longest wait for each Redis step of closing (drain, queue close), ms. */
 const CLOSE_STEP_MS = 1_000;

@@ -45,6 +45,8 @@ export interface IngressMetrics {
   readonly backpressure: Gauge;
   /** 1 while the last Redis sample succeeded. */
   readonly redisUp: Gauge;
+  /** 1 while the last write probe was answered OK in time (QueueSampler): 0 makes the ingress not ready. */
+  readonly redisWritable: Gauge;
   /** 1 while Redis's eviction policy may evict keys without a TTL (BullMQ's jobs): the ingress is then not ready. */
   readonly redisEvictsJobs: Gauge;
   /** Merchants whose key material is loaded (default merchant included). */
@@ -115,6 +117,11 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Ingre
     redisUp: new Gauge({
       name: "wpn_ingress_redis_up",
       help: "1 while the last background Redis sample succeeded",
+      registers,
+    }),
+    redisWritable: new Gauge({
+      name: "wpn_ingress_redis_writable",
+      help: "1 while the last background write probe succeeded in time (0: OOM, READONLY, paused writes, …; not ready)",
       registers,
     }),
     redisEvictsJobs: new Gauge({

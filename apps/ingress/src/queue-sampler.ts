@@ -1,6 +1,7 @@
 import type { Queue } from "bullmq";
 import type { Logger } from "pino";
 import type { IngressMetrics } from "./metrics.ts";
+import { TIMED_OUT, within } from "./within.ts";
 
 export interface QueueSnapshot {
   /** Last sampled waiting count; undefined until a sample succeeded. */
@@ -25,6 +26,13 @@ export interface QueueSnapshot {
    * (the worker answers both as duplicates), never a payment; they are reported, not refused.
    */
   evictsJobs: boolean;
+  /**
+   * What the last write probe met (see QueueSampler): "ok"; Redis's own error code when it refused the write
+   * (`READONLY`, `OOM`, `MISCONF`, `NOREPLICAS`, `NOPERM`, …: the reply's first word); `TIMEOUT` when it was not
+   * answered within the enqueue bound; `NO_CONNECTION` when it failed without a reply (the connection is down).
+   * Undefined before the first probe settled. Anything but "ok" makes the ingress not ready.
+   */
+  write: string | undefined;
 }
 
 /** What `INFO memory` says about eviction. */
@@ -40,6 +48,15 @@ export function parseEvictionSetting(info: string): EvictionSetting | undefined 
   const maxmemory = /^maxmemory:(\d+)/m.exec(info)?.[1];
   if (policy === undefined || maxmemory === undefined) return undefined;
   return { policy, maxmemory: Number(maxmemory) };
+}
+
+/**
+ * The code a refused write probe gets: Redis's error code, the first word of its error reply (READONLY, OOM, …), or
+ * NO_CONNECTION for a failure without a reply (ioredis's "Connection is closed.", "Stream isn't writeable …").
+ */
+export function writeRefusal(error: unknown): string {
+  const replied = error instanceof Error && error.name === "ReplyError";
+  return (replied ? /^[A-Z][A-Z0-9_]*(?=\s|$)/.exec(error.message)?.[0] : undefined) ?? "NO_CONNECTION";
 }
 
 /** A sample unanswered for this many intervals means Redis is down, although no error has come. */
@@ -60,12 +77,26 @@ const UNANSWERED_AFTER_INTERVALS = 3;
  * A Redis that answers but is a replica (a failover that demoted it and left its clients connected) refuses
  * every enqueue with READONLY: each sample asks its ROLE too, and a replica counts as down. A connection that
  * still answers as a replica after `reopenAfterMs` is reopened (then again each `reopenAfterMs`): once not ready,
- * the ingress gets no traffic, so no write would meet READONLY and reconnect it. ROLE is an admin
+ * the ingress gets no traffic, so no enqueue meets READONLY and reconnects it. (The write probe below does, at most
+ * once a second — connection.ts —; not on a replica that takes writes, `replica-read-only no`.) ROLE is an admin
  * command: a Redis user without it (an ACL without @admin, which BullMQ does not need) skips that check, logged once.
  *
  * Each sample also reads Redis's eviction policy (`INFO memory`): BullMQ needs `noeviction`, and a Redis that may
  * evict jobs makes the ingress not ready (`evictsJobs`), logged (code `REDIS_EVICTION_POLICY`) whenever the
  * policy changes.
+ *
+ * Reads alone do not tell whether the ingress can keep a notification: a Redis past `maxmemory` under noeviction
+ * (OOM), a replica (READONLY, which ROLE shows only to a user allowed to ask it), a failed RDB save (MISCONF),
+ * `min-replicas-to-write` unmet (NOREPLICAS) or a `CLIENT PAUSE … WRITE` answers every read and refuses or holds
+ * every enqueue, and a ready ingress would keep getting notifications only to answer them all 503. So each sample
+ * also writes, through the producer connection its enqueues use: `connection.write()`, a SET with a short expiry
+ * under the queue prefix. Anything but an answer "OK" within `writeTimeoutMs` (the enqueue bound: a write slower
+ * than that would have been answered QUEUE_TIMEOUT) makes the ingress not ready (`write`, logged with code
+ * `REDIS_WRITE_REFUSED`); the next probe that passes makes it ready again. The probe costs one SET per interval
+ * whatever the traffic, and nothing per request. Readiness is not learned from failed enqueue batches instead: those
+ * requests already have their 503, a process taken out of the balancer gets no more batches to learn its recovery
+ * from, and a batch short of its replicas (QUEUE_NOT_REPLICATED) must not take a process out (README, Durability).
+ * One probe at a time: a write Redis holds is not joined by more, and its answer, however late, is recorded.
  */
 export class QueueSampler {
   #timer: NodeJS.Timeout | undefined;
@@ -75,6 +106,10 @@ export class QueueSampler {
   #reopened = false;
   #failuresLogged = 0;
   #roleRefusedLogged = false;
+  /** A write probe is sent and not yet answered. */
+  #probing = false;
+  /** A refused write was logged and its recovery is yet to be. */
+  #writeRefusalLogged = false;
   /** `clock()` since when samples have found a replica (or since its last reopen); undefined while on a master. */
   #replicaSince: number | undefined;
   readonly #snapshot: QueueSnapshot;
@@ -86,12 +121,19 @@ export class QueueSampler {
     private readonly logger: Logger,
     private readonly intervalMs = 1_000,
     private readonly clock: () => number = Date.now,
-    /** The producer connection: reopened when it stalls, asked for its ROLE and `INFO memory` with each sample. */
+    /**
+     * The producer connection: reopened when it stalls, asked for its ROLE and `INFO memory` and written to with each
+     * sample.
+     */
     private readonly connection: {
       reopenAfterMs: number;
       reopen(): void;
       role(): Promise<unknown>;
       memoryInfo(): Promise<string>;
+      /** The write probe: a write like the enqueues', cheap and leaving nothing behind (an expiring key). */
+      write(): Promise<unknown>;
+      /** A write probe unanswered this long counts as refused (`TIMEOUT`), ms. */
+      writeTimeoutMs: number;
     },
   ) {
     this.#snapshot = {
@@ -102,12 +144,14 @@ export class QueueSampler {
       lastOkAt: undefined,
       eviction: undefined,
       evictsJobs: false,
+      write: undefined,
     };
     metrics.queueWaiting.set(-1);
     metrics.queueWaitingCeiling.set(ceiling);
     metrics.backpressure.set(0);
     metrics.redisUp.set(0);
     metrics.redisEvictsJobs.set(0);
+    metrics.redisWritable.set(0);
   }
 
   get snapshot(): Readonly<QueueSnapshot> {
@@ -219,10 +263,43 @@ export class QueueSampler {
     this.metrics.redisEvictsJobs.set(evictsJobs ? 1 : 0);
   }
 
+  /** Sends the write probe unless one is unanswered; resolves once it is answered or has timed out. Never rejects. */
+  async #probeWrite(): Promise<void> {
+    if (this.#probing) return;
+    this.#probing = true;
+    const answered = this.connection.write().then(
+      () => this.#recordWrite("ok"),
+      (error: unknown) => this.#recordWrite(writeRefusal(error), error),
+    );
+    void answered.finally(() => {
+      this.#probing = false;
+    });
+    if ((await within(answered, this.connection.writeTimeoutMs)) === TIMED_OUT) this.#recordWrite("TIMEOUT");
+  }
+
+  #recordWrite(outcome: string, error?: unknown): void {
+    const before = this.#snapshot.write;
+    this.#snapshot.write = outcome;
+    this.metrics.redisWritable.set(outcome === "ok" ? 1 : 0);
+    if (outcome === before) return;
+    if (outcome === "ok") {
+      if (this.#writeRefusalLogged) this.logger.info("redis takes writes again");
+      this.#writeRefusalLogged = false;
+    } else if (outcome !== "NO_CONNECTION") {
+      // A connection that is down is the sample's own failure, logged by #markDown.
+      this.#writeRefusalLogged = true;
+      this.logger.warn(
+        { code: "REDIS_WRITE_REFUSED", refusal: outcome, err: error },
+        "redis does not take this process's writes: not ready",
+      );
+    }
+  }
+
   async #sampleOnce(): Promise<void> {
     const snapshot = this.#snapshot;
     this.#sentAt = this.clock();
     this.#reopened = false;
+    const probed = this.#probeWrite();
     try {
       const [waiting, kind, memory] = await Promise.all([
         this.queue.getWaitingCount(),
@@ -247,5 +324,6 @@ export class QueueSampler {
     } catch (error) {
       this.#markDown(error);
     }
+    await probed;
   }
 }

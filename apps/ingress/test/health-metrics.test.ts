@@ -32,6 +32,7 @@ describe("health", () => {
       status: "ready",
       draining: false,
       redis: "up",
+      redisWrite: "ok",
       // What the local Redis says (CI's: "noeviction (no maxmemory)"); redis-outage.test.ts checks the policies.
       redisEviction: expect.any(String),
       keys: [f.merchant.publicKeyId],

@@ -12,6 +12,8 @@ function sampler(memoryInfo: string) {
     reopen: () => undefined,
     role: async () => ["master"],
     memoryInfo: async () => memoryInfo,
+    write: async () => "OK",
+    writeTimeoutMs: 1_000,
   });
 }
 

@@ -280,7 +280,8 @@ describe("Redis outages", () => {
       await g.app.ingress.sampler.sample();
       expect(await ready()).toBe(503);
       pair.switchTo(pair.promoted.port);
-      // No write comes to meet READONLY; the sampler's reopen finds the new primary.
+      // No notification comes to meet READONLY; the sampler finds the new primary (its write probe's READONLY
+      // reconnects the connection, and so would its reopen).
       expect(await pollUntil(async () => (await ready()) === 200, 5_000)).toBe(true);
       expect((await post(g.app, "/notify/v3", n)).statusCode).toBe(204);
       expect(await pair.jobOnPromoted(`${g.prefix}:notify.parse:${n.jobId}`)).toBe(1);

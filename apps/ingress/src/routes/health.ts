@@ -15,9 +15,10 @@ export interface HealthContext {
 
 /**
  * - `GET /health/live`: the process serves HTTP (200 as soon as it listens).
- * - `GET /health/ready`: 200 when Redis answered the last background sample, the connection is ready and the
+ * - `GET /health/ready`: 200 when Redis answered the last background sample, the connection is ready, the last
+ *   write probe passed (`redisWrite`: "ok", else why not — READONLY, OOM, TIMEOUT, …; see QueueSampler), the
  *   default merchant has a key valid now (`keys` lists those), and Redis's eviction policy cannot evict jobs
- *   (`redisEviction`; see QueueSampler); otherwise 503. Backpressure (waiting jobs above the
+ *   (`redisEviction`); otherwise 503. Backpressure (waiting jobs above the
  *   ceiling) is reported but keeps 200: WeChat's resends would only add load, so the ingress keeps accepting.
  *   `merchantsLoaded` (false while the merchant table has not been read: its merchants get 503) is reported but keeps
  *   200 too: without the table a process cannot tell a deployment with `Merchant` rows from one without, and the
@@ -39,13 +40,15 @@ export async function healthRoutes(app: FastifyInstance, ctx: HealthContext): Pr
       .filter((k) => (k.notBefore?.getTime() ?? now) <= now && now <= (k.notAfter?.getTime() ?? now))
       .map((entry) => entry.id);
     const draining = ctx.isDraining();
-    const ready = redisUp && keys.length > 0 && !draining && !queue.evictsJobs;
+    const writable = queue.write === "ok";
+    const ready = redisUp && writable && keys.length > 0 && !draining && !queue.evictsJobs;
     ctx.metrics.merchantsLoaded.set(ctx.merchants.size);
     ctx.metrics.merchantTableLoaded.set(ctx.merchants.tableLoaded ? 1 : 0);
     return reply.code(ready ? 200 : 503).send({
       status: ready ? "ready" : "not_ready",
       draining,
       redis: redisUp ? "up" : "down",
+      redisWrite: queue.write ?? null,
       redisEviction: queue.eviction ?? null,
       keys,
       merchants: ctx.merchants.size,
