@@ -65,7 +65,10 @@ export interface IngressHandle {
   readonly batcher: EnqueueBatcher;
   /** The default merchant's scheduled certificate download, when configured (started when the app is ready). */
   readonly certificates: CertificateSchedule | undefined;
-  /** Makes /health/ready answer 503 so load balancers stop sending, before `close()`. */
+  /**
+   * Lame duck, before `close()`: /health/ready answers 503 so load balancers stop choosing this process, and every
+   * answer says `Connection: close` so clients move off their kept-alive connections; requests are served as usual.
+   */
   startDraining(): void;
 }
 
@@ -165,7 +168,7 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     // Node counts neither a connection that sent nothing yet nor one still sending its request as idle. Once every
     // request received before closing has had its answer (the 4.5 s answer budget), whatever is still open is a
     // stalled client: closed, so shutdown does not wait for it until the deadline.
-    stalledCut = setTimeout(() => app.server.closeAllConnections(), ANSWER_BUDGET_MS + 500);
+    stalledCut = setTimeout(() => app.server.closeAllConnections(), STALLED_CUT_MS);
     stalledCut.unref();
   });
   app.decorate("ingress", {
@@ -179,13 +182,15 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     },
   } satisfies IngressHandle);
   app.decorateRequest("ingressCode", "");
-  // An answer written while closing tells the client so (Connection: close; Node then ends the socket after it).
-  // Fastify does that only for requests that arrive once closing; an answer to one in flight said keep-alive, and a
-  // client sending its next notification on that socket at once had it cut off unanswered by the idle sweep above.
-  // A request pipelined behind it is dropped with the socket, as in nginx's graceful shutdown (WeChat does not
-  // pipeline). Callback style: an async hook costs a promise per request.
+  // An answer written while draining or closing tells the client so (Connection: close; Node then ends the socket
+  // after it). Fastify does that only for requests that arrive once closing; an answer to one in flight said
+  // keep-alive, and a client sending its next notification on that socket at once had it cut off unanswered by the
+  // idle sweep above. While draining (main.ts's lame-duck delay, before closing) it moves every client that sends
+  // anything off its connection before closing shuts the idle ones. A request pipelined behind it is dropped with the
+  // socket, as in nginx's graceful shutdown (WeChat does not pipeline). Callback style: an async hook costs a promise
+  // per request.
   app.addHook("onSend", (_request, reply, payload, done) => {
-    if (closing) reply.header("connection", "close");
+    if (draining || closing) reply.header("connection", "close");
     done(null, payload);
   });
 
@@ -255,5 +260,14 @@ const CLIENT_TIMEOUT_MS = 10_000;
 /** Expiry of the queue sampler's write-probe key, ms: a few sampling intervals, so nothing stays behind. */
 const WRITE_PROBE_TTL_MS = 10_000;
 
-/** Longest wait for each Redis step of closing (drain, queue close), ms. */
-const CLOSE_STEP_MS = 1_000;
+/**
+ * When closing cuts the connections still open, ms after it began: every request received before has had its answer
+ * by then (the answer budget), so what is left is a stalled client.
+ */
+export const STALLED_CUT_MS = ANSWER_BUDGET_MS + 500;
+
+/**
+ * Longest wait for each Redis step of closing (drain, queue close; main.ts's QUIT too), ms. With STALLED_CUT_MS, the
+ * bounds INGRESS_CLOSE_MAX_MS of @wpn/config adds up (apps/ingress/test/lame-duck.test.ts checks it).
+ */
+export const CLOSE_STEP_MS = 1_000;

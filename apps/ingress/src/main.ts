@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import {
   APP_SHUTDOWN_DEADLINE_MS,
   listenFailure,
@@ -7,7 +8,7 @@ import {
 } from "@wpn/config";
 import { createDb, verifyMigrationsOrExit } from "@wpn/db";
 import { createRedisConnection } from "@wpn/queue";
-import { buildApp } from "./app.ts";
+import { buildApp, CLOSE_STEP_MS } from "./app.ts";
 import { createLogger } from "./logger.ts";
 import { downloadObserver } from "./merchants/certificate-download.ts";
 import { prismaMerchantSource } from "./merchants/prisma-source.ts";
@@ -94,19 +95,25 @@ let shuttingDown = false;
 async function shutdown(signal: string): Promise<void> {
   if (shuttingDown) return;
   shuttingDown = true;
-  logger.info({ signal }, "shutting down: draining in-flight notifications");
+  const drainMs = config.INGRESS_SHUTDOWN_DRAIN_MS;
+  logger.info({ signal, drainMs }, "shutting down: draining in-flight notifications");
   const deadline = setTimeout(() => {
     logger.error({ deadlineMs: APP_SHUTDOWN_DEADLINE_MS }, "shutdown deadline passed; exiting");
     process.exit(1);
   }, APP_SHUTDOWN_DEADLINE_MS);
   deadline.unref();
+  // Lame duck for drainMs: still serving, readiness 503 and `Connection: close` on every answer, so the balancer
+  // stops choosing this process and its clients leave their kept-alive connections before closing shuts the idle
+  // ones (a request written on one at that moment is cut off). The schema bounds drainMs so that it and the closing
+  // below fit within the deadline (INGRESS_SHUTDOWN_DRAIN_MAX_MS of @wpn/config).
   app.ingress.startDraining();
+  if (drainMs > 0) await sleep(drainMs);
   // Stops accepting, waits for in-flight requests (each answered only after its enqueue settled), then
   // drains the batcher and closes the queue (onClose hook).
   await app.close();
   merchants.stop();
   // quit() is refused at once on a connection that is down (no offline queue) and never answered by a Redis that
-  // hangs: after a second the connection is just dropped.
+  // hangs: after CLOSE_STEP_MS (a second) the connection is just dropped.
   const quit = redis.quit().then(
     () => true,
     (error: unknown) => {
@@ -114,7 +121,7 @@ async function shutdown(signal: string): Promise<void> {
       return false;
     },
   );
-  if ((await within(quit, 1_000)) !== true) redis.disconnect();
+  if ((await within(quit, CLOSE_STEP_MS)) !== true) redis.disconnect();
   await db.close();
   logger.info("shutdown complete");
   process.exit(0);

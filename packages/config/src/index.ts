@@ -20,4 +20,10 @@ export {
   MCHID_PATTERN,
 } from "./schema.ts";
 export { SECRET_FIELDS, secretRedactPaths } from "./secrets.ts";
-export { APP_SHUTDOWN_DEADLINE_MS, WORKER_CLOSE_STEP_MS, WORKER_CLOSE_STEPS } from "./shutdown.ts";
+export {
+  APP_SHUTDOWN_DEADLINE_MS,
+  INGRESS_CLOSE_MAX_MS,
+  INGRESS_SHUTDOWN_DRAIN_MAX_MS,
+  WORKER_CLOSE_STEP_MS,
+  WORKER_CLOSE_STEPS,
+} from "./shutdown.ts";

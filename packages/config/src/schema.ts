@@ -1,5 +1,6 @@
 import { isIP } from "node:net";
 import { z } from "zod";
+import { INGRESS_SHUTDOWN_DRAIN_MAX_MS } from "./shutdown.ts";
 
 /** Local defaults: what `npm start` and the tests use on a fresh machine. */
 /** The ingress's port when PORT is not set (the simulator posts there by default too). */
@@ -239,6 +240,15 @@ const envFields = z.object({
    * container, where the hand-over would only add work.
    */
   INGRESS_VERIFY_THREADS: int(0, 16).default(1),
+  /**
+   * Lame-duck delay after SIGTERM/SIGINT, before the ingress closes: it keeps serving as usual meanwhile, with
+   * /health/ready 503 and every answer saying `Connection: close`, so the load balancer stops choosing it and its
+   * clients move off their kept-alive connections — which closing would otherwise shut under a request being written
+   * on one (cut off unanswered; WeChat resends it). 0, the default, closes at once, as before. At most
+   * INGRESS_SHUTDOWN_DRAIN_MAX_MS (2 s): the delay counts against APP_SHUTDOWN_DEADLINE_MS (10 s), and the closing
+   * after it may take INGRESS_CLOSE_MAX_MS (8 s).
+   */
+  INGRESS_SHUTDOWN_DRAIN_MS: int(0, INGRESS_SHUTDOWN_DRAIN_MAX_MS).default(0),
 
   /**
    * Apply jobs processed at once per worker process. Payment jobs hold no connection of their own: concurrent

@@ -2,8 +2,11 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
+  APP_SHUTDOWN_DEADLINE_MS,
   ConfigError,
   ENV_NAMES,
+  INGRESS_CLOSE_MAX_MS,
+  INGRESS_SHUTDOWN_DRAIN_MAX_MS,
   type LoadOptions,
   loadConfig,
   loadDatabaseUrl,
@@ -65,6 +68,16 @@ describe("loadConfig", () => {
     expect(loadConfig({ ...valid, INGRESS_REDIS_MIN_REPLICAS: "16" }).INGRESS_REDIS_MIN_REPLICAS).toBe(16);
     for (const bad of ["-1", "17", "1.5", "one"]) {
       expect(errorOf({ ...valid, INGRESS_REDIS_MIN_REPLICAS: bad }), bad).toMatch(/^INGRESS_REDIS_MIN_REPLICAS /);
+    }
+  });
+
+  it("takes INGRESS_SHUTDOWN_DRAIN_MS from 0 (the default: close at once) to what the shutdown deadline leaves", () => {
+    expect(loadConfig(valid).INGRESS_SHUTDOWN_DRAIN_MS).toBe(0);
+    expect(INGRESS_SHUTDOWN_DRAIN_MAX_MS).toBe(APP_SHUTDOWN_DEADLINE_MS - INGRESS_CLOSE_MAX_MS);
+    const max = String(INGRESS_SHUTDOWN_DRAIN_MAX_MS);
+    expect(loadConfig({ ...valid, INGRESS_SHUTDOWN_DRAIN_MS: max }).INGRESS_SHUTDOWN_DRAIN_MS).toBe(2_000);
+    for (const bad of ["-1", String(INGRESS_SHUTDOWN_DRAIN_MAX_MS + 1), "1.5", "soon"]) {
+      expect(errorOf({ ...valid, INGRESS_SHUTDOWN_DRAIN_MS: bad }), bad).toMatch(/^INGRESS_SHUTDOWN_DRAIN_MS /);
     }
   });
 
