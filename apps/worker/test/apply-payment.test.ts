@@ -265,6 +265,64 @@ describe("a second notification of the transaction the order holds", () => {
     const order = await orderOf(world.prisma, otn);
     expect((await run.deliver(v3Payment(world, spec))).apply?.outcome).toBe("DUPLICATE");
     expect(await orderOf(world.prisma, otn)).toEqual(order);
+    // Compared with what was paid (99), not with the order: a report naming yet another amount is a discrepancy.
+    expect((await run.deliver(v3Payment(world, { ...spec, total: 98 }))).apply?.outcome).toBe("DUPLICATE_MISMATCH");
+  });
+
+  it("a person settling the order's review (reviewReason cleared) leaves a redelivery of that payment DUPLICATE", async () => {
+    const otn = await seedOrder(world, { amountTotal: 100, items: { B: 1 } });
+    const run = inline(world);
+    // v2 names this payer: the same payment delivered on both versions.
+    const spec = {
+      outTradeNo: otn,
+      transactionId: "4200000DM-settled",
+      total: 99,
+      fields: { payer: { openid: "oV2PayerOpenid" } },
+    };
+    const first = await run.deliver(v3Payment(world, spec));
+    expect(first.apply?.outcome).toBe("AMOUNT_MISMATCH");
+    // The merchant accepts the 99 paid and settles the review by hand.
+    await world.prisma.order.updateMany({
+      where: { outTradeNo: otn },
+      data: { status: "SUCCESS", reviewReason: null },
+    });
+    const order = await orderOf(world.prisma, otn);
+    expect((await run.apply(first.applyJob!)).outcome).toBe("ALREADY");
+    // Before: DUPLICATE_MISMATCH (REVIEW) for both — the order's 100 compared, as nothing said any more that 99 was paid.
+    expect((await run.deliver(v3Payment(world, spec))).apply?.outcome).toBe("DUPLICATE");
+    expect((await run.deliver(v2Payment(world, spec))).apply?.outcome).toBe("DUPLICATE");
+    expect(await orderOf(world.prisma, otn)).toEqual(order);
+  });
+
+  it("an order paid before its payment's facts were recorded: its notification, not its reviewReason, says what was paid", async () => {
+    const unrecorded = { paidTotal: null, paidCurrency: null, paidAppid: null, paidSubAppid: null };
+    const run = inline(world);
+    const inReview = await seedOrder(world, { amountTotal: 100, items: { B: 1 } });
+    const spec = { outTradeNo: inReview, transactionId: "4200000DM-legacy-review", total: 99 };
+    expect((await run.deliver(v3Payment(world, spec))).apply?.outcome).toBe("AMOUNT_MISMATCH");
+    await world.prisma.order.updateMany({
+      where: { outTradeNo: inReview },
+      data: { ...unrecorded, status: "SUCCESS", reviewReason: null },
+    });
+    expect((await run.deliver(v3Payment(world, spec))).apply?.outcome).toBe("DUPLICATE");
+
+    const accepted = await seedOrder(world, { amountTotal: 100, items: { B: 1 } });
+    const paid = { outTradeNo: accepted, transactionId: "4200000DM-legacy-paid", total: 100 };
+    expect((await run.deliver(v3Payment(world, paid))).apply?.outcome).toBe("APPLIED");
+    await world.prisma.order.updateMany({ where: { outTradeNo: accepted }, data: unrecorded });
+    expect((await run.deliver(v3Payment(world, paid))).apply?.outcome).toBe("DUPLICATE");
+    expect((await run.deliver(v3Payment(world, { ...paid, total: 99 }))).apply?.outcome).toBe("DUPLICATE_MISMATCH");
+  });
+
+  it("a person editing a paid order's amount (a price correction) leaves a redelivery of its payment DUPLICATE", async () => {
+    const otn = await seedOrder(world, { amountTotal: 100, items: { B: 1 } });
+    const run = inline(world);
+    const spec = { outTradeNo: otn, transactionId: "4200000DM-edited", total: 100 };
+    expect((await run.deliver(v3Payment(world, spec))).apply?.outcome).toBe("APPLIED");
+    await world.prisma.order.updateMany({ where: { outTradeNo: otn }, data: { amountTotal: 80 } });
+    // Before: DUPLICATE_MISMATCH — the order's edited 80 compared with the 100 WeChat reports, again, of that payment.
+    expect((await run.deliver(v3Payment(world, spec))).apply?.outcome).toBe("DUPLICATE");
+    expect((await run.deliver(v3Payment(world, { ...spec, total: 80 }))).apply?.outcome).toBe("DUPLICATE_MISMATCH");
   });
 
   it("DUPLICATE_MISMATCH publishes payment.review with the code, fresh and re-derived", () => {

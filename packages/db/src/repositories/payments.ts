@@ -36,21 +36,24 @@ export interface PaymentFacts {
  *   commits while this statement runs fails it on the unique index instead, which classifyDbError makes a retry
  *   (DB_CONFLICT) that then answers TRANSACTION_CONFLICT.
  * - DUPLICATE_MISMATCH: the order already carries this transaction, but this report of it names other facts than
- *   the order holds: amount, currency, appid / sub_appid (compared as for a first payment, unless the order's
- *   reviewReason says its first payment was not accepted on them — APPID_, CURRENCY_, AMOUNT_MISMATCH — or not
- *   checked on them — PAID_AFTER_CLOSE, UNEXPECTED_ORDER_STATUS —: the order then does not hold what was paid), or,
- *   for a direct merchant's order, the payer openid when both are known (in partner mode APIv2 and APIv3 name
- *   different openids for one payment). paidAt is not compared (APIv3's falls back to the envelope's create_time).
- *   Two signed reports of one transaction disagree: the order is left alone (the money and stock were applied once),
- *   the notification goes to REVIEW with the code. Not AMOUNT_MISMATCH & co.: those put the order in review on its
- *   first payment, while this one changes nothing on the order (migration 20261205100000).
+ *   the payment recorded on the order reported (Order.paidTotal, paidCurrency, paidAppid, paidSubAppid: written with
+ *   the transaction id, never after): amount, currency, appid / sub_appid (sub_appid when the recorded one names
+ *   one), or, for a direct merchant's order, the payer openid when both are known (in partner mode APIv2 and APIv3
+ *   name different openids for one payment). paidAt is not compared (APIv3's falls back to the envelope's
+ *   create_time). Never the order's own amount, appid or reviewReason, which a person edits when settling a review:
+ *   a further report of a payment applied once stays DUPLICATE whatever was done to the order since (migration
+ *   20261209110000; an order paid before it records none of these, and is compared on its own facts unless its
+ *   payment's notification is in REVIEW as APPID_, CURRENCY_, AMOUNT_MISMATCH, PAID_AFTER_CLOSE or
+ *   UNEXPECTED_ORDER_STATUS). Two signed reports of one transaction disagree: the order is left alone (the money and
+ *   stock were applied once), the notification goes to REVIEW with the code. Not AMOUNT_MISMATCH & co.: those put
+ *   the order in review on its first payment, while this one changes nothing on the order (migration 20261205100000).
  * - DUPLICATE: the order already carries this transaction (another notification id for the same payment), with
- *   the same facts.
+ *   the facts its payment was recorded with.
  * - DUPLICATE_PAYMENT: the order was paid by a different transaction; the order goes to review if it was
  *   SUCCESS, and keeps its first transaction.
  * - PAID_AFTER_CLOSE, UNEXPECTED_ORDER_STATUS, APPID_MISMATCH, CURRENCY_MISMATCH, AMOUNT_MISMATCH, OUT_OF_STOCK:
- *   PAYMENT_REVIEW with that reviewReason; the payment (transaction id, time, payer) is recorded because the
- *   money was taken; no stock moves.
+ *   PAYMENT_REVIEW with that reviewReason; the payment (transaction id, time, payer, and what it reported) is
+ *   recorded because the money was taken; no stock moves.
  * - APPLIED: SUCCESS, stock taken for every item.
  */
 export const PAYMENT_OUTCOMES = [
@@ -126,8 +129,9 @@ export interface PaymentResult {
  * sub-merchant in partner mode, 20261204110000_payment_locks_before_reads, and 20261205100000_payment_duplicate_facts
  * (DUPLICATE_MISMATCH), 20261207110002_order_number_per_merchant, which finds the order by the payment's merchant,
  * sub-merchant and out_trade_no, and 20261208120000_payment_quantity_bigint, which adds up an order's quantities of one
- * SKU in bigint (past 2^31-1 the order is OUT_OF_STOCK, no longer a 22003 that dead-lettered the payment unrecorded);
- * it runs them once per payment of a batch).
+ * SKU in bigint (past 2^31-1 the order is OUT_OF_STOCK, no longer a 22003 that dead-lettered the payment unrecorded),
+ * and 20261209110000_payment_recorded_facts, which records what the payment reported on the order and compares later
+ * reports of its transaction with that, not with the order's fields; it runs them once per payment of a batch).
  * Correctness under concurrency comes from row locks taken in a fixed order — Notification, then Order, then
  * the order's SKUs by id — and from the unique key of InventoryMovement, never from a lock that can expire:
  * - Every row of a batch (of one too) is locked before its first payment statement, so that statement starts
