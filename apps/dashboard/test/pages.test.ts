@@ -328,7 +328,8 @@ describe("the refund of a second charge", () => {
         orderId,
         transactionId: second,
         status: "SUCCESS",
-        amountRefund: 1_999,
+        // Refunded in part: the order's review is still open (refunded in full, it is settled: below).
+        amountRefund: 999,
         amountTotal: 1_999,
         reviewReason: "DUPLICATE_PAYMENT_REFUNDED",
       },
@@ -346,6 +347,79 @@ describe("the refund of a second charge", () => {
     expect(filtered).toContain(refundNo);
     await prisma.refund.deleteMany({ where: { outRefundNo: refundNo } });
     await prisma.order.updateMany({ where: { outTradeNo }, data: { status: "SUCCESS", reviewReason: null } });
+  });
+
+  it("refunded in full, it is settled: neither its DUPLICATE_PAYMENT notification nor its refunds are listed", async () => {
+    const prisma = d.database.db.prisma;
+    // As the worker leaves them: the second charge of `settled` refunded in full (500 + 700 of 1 200), its order out
+    // of review; the second charge of `owed` refunded in part, its order refunded before it was charged again.
+    const [settled, owed] = [randomId("OTN-DUPSET"), randomId("OTN-DUPOWED")];
+    const orders = [
+      { outTradeNo: settled, status: "SUCCESS", charge: randomId("4200SET"), parts: [500, 700] },
+      { outTradeNo: owed, status: "REFUND", charge: randomId("4200OWED"), parts: [500] },
+    ] as const;
+    const seeded: { notification: string; refunds: string[] }[] = [];
+    for (const o of orders) {
+      const orderId = await seedOrder(prisma, { outTradeNo: o.outTradeNo, status: o.status });
+      const notification = await seedNotification(prisma, {
+        status: "REVIEW",
+        errorCode: "DUPLICATE_PAYMENT",
+        outTradeNo: o.outTradeNo,
+        transactionId: o.charge,
+      });
+      const refunds = o.parts.map(() => randomId("RF-DUPPART"));
+      await prisma.refund.createMany({
+        data: o.parts.map((amountRefund, i) => ({
+          outRefundNo: refunds[i] ?? "",
+          outTradeNo: o.outTradeNo,
+          orderId,
+          transactionId: o.charge,
+          status: "SUCCESS" as const,
+          amountRefund,
+          amountTotal: 1_200,
+          reviewReason: "DUPLICATE_PAYMENT_REFUNDED",
+        })),
+      });
+      seeded.push({ notification, refunds });
+    }
+    const [ofSettled, ofOwed] = seeded;
+    try {
+      const notifications = (await viewer.get("/reviews?reason=DUPLICATE_PAYMENT")).body;
+      // Before: the settled charge's notification was listed (its order is not in review), for good within its 7 days.
+      expect(notifications).not.toContain(`/notifications/${ofSettled?.notification}"`);
+      expect(notifications).toContain(`/notifications/${ofOwed?.notification}"`);
+      const refunds = (await viewer.get("/reviews?reason=DUPLICATE_PAYMENT_REFUNDED")).body;
+      for (const no of ofSettled?.refunds ?? []) expect(refunds).not.toContain(no);
+      for (const no of ofOwed?.refunds ?? []) expect(refunds).toContain(no);
+    } finally {
+      await prisma.refund.deleteMany({ where: { outTradeNo: { in: [settled, owed] } } });
+      await prisma.notification.deleteMany({ where: { outTradeNo: { in: [settled, owed] } } });
+      await prisma.order.deleteMany({ where: { outTradeNo: { in: [settled, owed] } } });
+    }
+  });
+
+  it("with no order in DUPLICATE_PAYMENT review, a second charge only its notification tells of is still listed", async () => {
+    const prisma = d.database.db.prisma;
+    const inReview = { status: "PAYMENT_REVIEW", reviewReason: "DUPLICATE_PAYMENT" } as const;
+    const hidden = await prisma.order.findMany({ where: inReview, select: { id: true } });
+    const ids = hidden.map((o) => o.id);
+    await prisma.order.updateMany({ where: { id: { in: ids } }, data: { status: "SUCCESS", reviewReason: null } });
+    const outTradeNo = randomId("OTN-DUPONLY");
+    await seedOrder(prisma, { outTradeNo, status: "REFUND" });
+    const notification = await seedNotification(prisma, {
+      status: "REVIEW",
+      errorCode: "DUPLICATE_PAYMENT",
+      outTradeNo,
+      transactionId: randomId("4200ONLY"),
+    });
+    try {
+      // Before: `NOT: { errorCode: "DUPLICATE_PAYMENT", OR: [] }` — Prisma dropped the empty OR, hiding every one.
+      expect((await viewer.get("/reviews?reason=DUPLICATE_PAYMENT")).body).toContain(`/notifications/${notification}"`);
+    } finally {
+      await prisma.notification.deleteMany({ where: { id: notification } });
+      await prisma.order.deleteMany({ where: { outTradeNo } });
+      await prisma.order.updateMany({ where: { id: { in: ids } }, data: inReview });
+    }
   });
 });
 

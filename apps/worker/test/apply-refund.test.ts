@@ -1,4 +1,4 @@
-import type { RefundFacts, RefundResultRow } from "@wpn/db";
+import { type RefundFacts, type RefundResultRow, refundStatement } from "@wpn/db";
 import { whileRowChanges } from "@wpn/testing";
 import { MAX_OUT_REFUND_NO_LENGTH, MAX_OUT_TRADE_NO_LENGTH } from "@wpn/wechatpay";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -453,11 +453,12 @@ describe("the refund of a second charge (DUPLICATE_PAYMENT) is recorded, not cou
     });
     const { apply, applyJob } = await run.deliver(refundB);
     // Before: TRANSACTION_MISMATCH — no Refund row, no event: nothing showed the second charge was paid back.
-    expect(apply).toMatchObject({ outcome: "DUPLICATE_PAYMENT_REFUNDED", orderStatus: "PAYMENT_REVIEW" });
+    // B refunded in full, the order's DUPLICATE_PAYMENT review is over: SUCCESS again.
+    expect(apply).toMatchObject({ outcome: "DUPLICATE_PAYMENT_REFUNDED", orderStatus: "SUCCESS" });
     const order = await orderOf(world.prisma, outTradeNo);
     expect(order).toMatchObject({
-      status: "PAYMENT_REVIEW",
-      reviewReason: "DUPLICATE_PAYMENT",
+      status: "SUCCESS",
+      reviewReason: null,
       transactionId: a,
       refundedTotal: 0,
     });
@@ -484,7 +485,7 @@ describe("the refund of a second charge (DUPLICATE_PAYMENT) is recorded, not cou
       transactionId: b,
       outRefundNo: "RF-dupB",
       amount: 1_000,
-      orderStatus: "PAYMENT_REVIEW",
+      orderStatus: "SUCCESS",
     });
     // A re-run derives the same event; the same refund delivered again is DUPLICATE.
     expect((await run.apply(applyJob!)).outcome).toBe("ALREADY");
@@ -594,12 +595,111 @@ describe("the refund of a second charge (DUPLICATE_PAYMENT) is recorded, not cou
     );
     expect(await run.apply(applyJob!, { windowOver: false })).toMatchObject({
       outcome: "DUPLICATE_PAYMENT_REFUNDED",
-      orderStatus: "PAYMENT_REVIEW",
+      orderStatus: "SUCCESS",
     });
     expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({
       transactionId: a,
       refundedTotal: 0,
       refunds: [{ outRefundNo: "RF-dup6", transactionId: b, reviewReason: "DUPLICATE_PAYMENT_REFUNDED" }],
+    });
+  });
+
+  it("B refunded in full, in two parts: the order leaves its DUPLICATE_PAYMENT review (SUCCESS), the trail stays", async () => {
+    const { outTradeNo, a, b } = await chargedTwice("7", 1_200);
+    const run = inline(world);
+    const part = { outTradeNo, transactionId: b, total: 1_200 };
+    const first = await run.deliver(v3Refund(world, { ...part, outRefundNo: "RF-dup7-1", refund: 500 }));
+    expect(first.apply).toMatchObject({ outcome: "DUPLICATE_PAYMENT_REFUNDED", orderStatus: "PAYMENT_REVIEW" });
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({ reviewReason: "DUPLICATE_PAYMENT" });
+
+    const rest = v3Refund(world, { ...part, outRefundNo: "RF-dup7-2", refund: 700 });
+    const { apply, applyJob } = await run.deliver(rest);
+    // Before: PAYMENT_REVIEW / DUPLICATE_PAYMENT for good — /reviews asked a human to refund what was refunded.
+    expect(apply).toMatchObject({ outcome: "DUPLICATE_PAYMENT_REFUNDED", orderStatus: "SUCCESS" });
+    const order = await orderOf(world.prisma, outTradeNo);
+    expect(order).toMatchObject({ status: "SUCCESS", reviewReason: null, transactionId: a, refundedTotal: 0 });
+    // The trail: both refunds as recorded (not counted), the second charge's notification in REVIEW with its code,
+    // and the timeline entry of the refund that closed the review says so.
+    expect(order.refunds.map((r) => [r.outRefundNo, r.amountRefund, r.reviewReason]).sort()).toEqual([
+      ["RF-dup7-1", 500, "DUPLICATE_PAYMENT_REFUNDED"],
+      ["RF-dup7-2", 700, "DUPLICATE_PAYMENT_REFUNDED"],
+    ]);
+    expect(
+      await world.prisma.notification.findMany({ where: { transactionId: b, errorCode: "DUPLICATE_PAYMENT" } }),
+    ).toMatchObject([{ status: "REVIEW" }]);
+    const entry = await world.prisma.notificationEvent.findFirstOrThrow({
+      where: { notificationId: rest.id, kind: "REVIEW" },
+    });
+    expect(entry.detail).toMatchObject({
+      outcome: "DUPLICATE_PAYMENT_REFUNDED",
+      orderReviewClosed: "DUPLICATE_PAYMENT",
+    });
+    expect(run.published.at(-1)).toMatchObject({
+      type: "refund.review",
+      reviewReason: "DUPLICATE_PAYMENT_REFUNDED",
+      orderStatus: "SUCCESS",
+    });
+    expect((await run.apply(applyJob!)).outcome).toBe("ALREADY");
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({ status: "SUCCESS", reviewReason: null });
+  });
+
+  it("charged three times: the review stays until both second charges are refunded in full", async () => {
+    const { outTradeNo, b } = await chargedTwice("8");
+    const c = "4200DUPC8";
+    const run = inline(world);
+    expect((await run.deliver(v3Payment(world, { outTradeNo, transactionId: c, total: 1_000 }))).apply?.outcome).toBe(
+      "DUPLICATE_PAYMENT",
+    );
+    const ofB = await run.deliver(v3Refund(world, { outTradeNo, transactionId: b, refund: 1_000, total: 1_000 }));
+    expect(ofB.apply).toMatchObject({ outcome: "DUPLICATE_PAYMENT_REFUNDED", orderStatus: "PAYMENT_REVIEW" });
+    const ofC = await run.deliver(v3Refund(world, { outTradeNo, transactionId: c, refund: 1_000, total: 1_000 }));
+    expect(ofC.apply).toMatchObject({ outcome: "DUPLICATE_PAYMENT_REFUNDED", orderStatus: "SUCCESS" });
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({ status: "SUCCESS", reviewReason: null });
+  });
+
+  it("B refunded in two parts whose statements overlap: the second, run again on a new snapshot, closes the review", async () => {
+    const { outTradeNo, b } = await chargedTwice("9", 1_200);
+    const run = inline(world);
+    const part = { outTradeNo, transactionId: b, total: 1_200 };
+    const firstJob = v3Refund(world, { ...part, outRefundNo: "RF-dup9-1", refundId: "5000dup9-1", refund: 500 });
+    const second = await run.parse(v3Refund(world, { ...part, outRefundNo: "RF-dup9-2", refund: 700 }));
+    await run.parse(firstJob);
+    // The first part's own refund statement, committed while the second's waits for the order's lock (its snapshot
+    // taken before: it does not see the first part's Refund row).
+    const firstPart = refundStatement({
+      notificationId: firstJob.id,
+      outTradeNo,
+      outRefundNo: "RF-dup9-1",
+      refundId: "5000dup9-1",
+      transactionId: b,
+      mchid: world.merchant.mchid,
+      subMchid: null,
+      status: "SUCCESS",
+      amountRefund: 500,
+      amountTotal: 1_200,
+      successAt: Date.now(),
+      restockOnFullRefund: true,
+    });
+    const result = await whileRowChanges(world.db, firstPart.text, firstPart.values, () => run.apply(second.applyJob!));
+    expect(result).toMatchObject({ outcome: "DUPLICATE_PAYMENT_REFUNDED", orderStatus: "SUCCESS" });
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({ status: "SUCCESS", reviewReason: null });
+  });
+
+  it("an order in review for another reason keeps it when its second charge is refunded", async () => {
+    // Paid by A with no stock to take (OUT_OF_STOCK), then charged again by B: the order keeps OUT_OF_STOCK.
+    const outTradeNo = await seedOrder(world, { amountTotal: 1_000, items: { C: 1 } });
+    const run = inline(world);
+    const paid = await run.deliver(v3Payment(world, { outTradeNo, transactionId: "4200DUPA10", total: 1_000 }));
+    expect(paid.apply?.outcome).toBe("OUT_OF_STOCK");
+    const b = "4200DUPB10";
+    expect((await run.deliver(v3Payment(world, { outTradeNo, transactionId: b, total: 1_000 }))).apply?.outcome).toBe(
+      "DUPLICATE_PAYMENT",
+    );
+    const ofB = await run.deliver(v3Refund(world, { outTradeNo, transactionId: b, refund: 1_000, total: 1_000 }));
+    expect(ofB.apply).toMatchObject({ outcome: "DUPLICATE_PAYMENT_REFUNDED", orderStatus: "PAYMENT_REVIEW" });
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({
+      status: "PAYMENT_REVIEW",
+      reviewReason: "OUT_OF_STOCK",
     });
   });
 

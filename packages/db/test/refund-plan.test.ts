@@ -94,8 +94,9 @@ describe("the refund statement's reads of Notification", () => {
     );
     const plan = rows[0]?.["QUERY PLAN"][0]?.Plan as PlanNode;
     const reads = notificationReads(plan);
-    // The notification itself (locked, then updated: two reads by id) and the second-charge lookup.
-    expect(reads.all.length, JSON.stringify(plan)).toBe(3);
+    // The notification itself (locked, then updated: two reads by id), the second-charge lookup, and the order's
+    // second charges (by out_trade_no: whether this refund completes their refunds, closing the order's review).
+    expect(reads.all.length, JSON.stringify(plan)).toBe(4);
     expect(reads.unindexed, JSON.stringify(plan)).toEqual([]);
   });
 });

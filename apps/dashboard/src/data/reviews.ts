@@ -99,7 +99,8 @@ export interface Reviews extends ReviewCounts {
   /**
    * Refunds recorded as WeChat reported them but not counted in their order's refundedTotal: REFUND_AMOUNT_MISMATCH,
    * and DUPLICATE_PAYMENT_REFUNDED — the refund of a second charge, whose transactionId is the one its order's
-   * DUPLICATE_PAYMENT review (the order, or its notification when the order was not in SUCCESS) names.
+   * DUPLICATE_PAYMENT review (the order, or its notification when the order was not in SUCCESS) names; not once that
+   * charge is refunded in full (settled, see `reviewFilters`).
    */
   refunds: ReviewRefund[];
   /** Notifications of the last NOTIFICATION_REVIEW_DAYS in REVIEW with a NOTIFICATION_ONLY_REVIEW_CODES code. */
@@ -114,7 +115,7 @@ export interface Reviews extends ReviewCounts {
  * over all reasons whatever `reason` lists).
  */
 export async function loadReviews(db: DbClient, reason?: string, now: Date = new Date()): Promise<Reviews> {
-  const notificationWhere = await reviewNotificationsWhere(db, now);
+  const { notificationWhere, refundWhere } = await reviewFilters(db, now);
   const [orders, refunds, notifications, counts] = await Promise.all([
     db.order.findMany({
       where: { status: "PAYMENT_REVIEW", ...(reason ? { reviewReason: reason } : {}) },
@@ -123,7 +124,7 @@ export async function loadReviews(db: DbClient, reason?: string, now: Date = new
       take: REVIEW_LIMIT,
     }),
     db.refund.findMany({
-      where: { reviewReason: reason ?? { not: null } },
+      where: reason ? { ...refundWhere, reviewReason: reason } : refundWhere,
       select: REFUND_REVIEW_SELECT,
       orderBy: [{ updatedAt: "desc" }, { id: "asc" }],
       take: REVIEW_LIMIT,
@@ -137,7 +138,7 @@ export async function loadReviews(db: DbClient, reason?: string, now: Date = new
           orderBy: [{ receivedAt: "desc" }, { id: "desc" }],
           take: REVIEW_LIMIT,
         }),
-    countBy(db, notificationWhere),
+    countBy(db, notificationWhere, refundWhere),
   ]);
   return { orders, refunds, notifications, ...counts };
 }
@@ -147,35 +148,102 @@ export async function loadReviews(db: DbClient, reason?: string, now: Date = new
  * never disagree (the card once counted orders and refunds only, not the notifications in review).
  */
 export async function countReviews(db: DbClient, now: Date = new Date()): Promise<ReviewCounts> {
-  return countBy(db, await reviewNotificationsWhere(db, now));
+  const { notificationWhere, refundWhere } = await reviewFilters(db, now);
+  return countBy(db, notificationWhere, refundWhere);
 }
 
 /**
- * The notifications /reviews lists: in REVIEW, received within NOTIFICATION_REVIEW_DAYS, with a
- * NOTIFICATION_ONLY_REVIEW_CODES code. A second payment of an order in SUCCESS puts the order in review with
- * DUPLICATE_PAYMENT: the order's row tells it, and its notification is not listed again (nor counted twice). The
- * notification's order is its merchant's and sub-merchant's number (another merchant's order "1001" in that review
- * does not hide this one's); a partner row parsed before migration 20261202130000 records no sub-merchant and is
- * listed beside its order.
+ * The notifications and refunds /reviews lists.
+ *
+ * Notifications: in REVIEW, received within NOTIFICATION_REVIEW_DAYS, with a NOTIFICATION_ONLY_REVIEW_CODES code. A
+ * second payment of an order in SUCCESS puts the order in review with DUPLICATE_PAYMENT: the order's row tells it, and
+ * its notification is not listed again (nor counted twice). The notification's order is its merchant's and
+ * sub-merchant's number (another merchant's order "1001" in that review does not hide this one's); a partner row
+ * parsed before migration 20261202130000 records no sub-merchant and is listed beside its order.
+ *
+ * Refunds: every one with a reviewReason (not counted in its order's refundedTotal).
+ *
+ * Neither lists a second charge refunded in full (`refundedCharges`): its DUPLICATE_PAYMENT review is settled — the
+ * refund statement takes the order out of it (apps/worker README, "Refund of a second charge"), and without this its
+ * notification, no longer hidden behind the order, would be listed for its 7 days; its refunds, for good.
  */
-async function reviewNotificationsWhere(db: DbClient, now: Date): Promise<Prisma.NotificationWhereInput> {
-  const duplicateOnOrder = await db.order.findMany({
-    where: { status: "PAYMENT_REVIEW", reviewReason: "DUPLICATE_PAYMENT" },
-    select: { outTradeNo: true, mchid: true, subMchid: true },
-  });
+async function reviewFilters(
+  db: DbClient,
+  now: Date,
+): Promise<{ notificationWhere: Prisma.NotificationWhereInput; refundWhere: Prisma.RefundWhereInput }> {
+  const [duplicateOnOrder, settled] = await Promise.all([
+    db.order.findMany({
+      where: { status: "PAYMENT_REVIEW", reviewReason: "DUPLICATE_PAYMENT" },
+      select: { outTradeNo: true, mchid: true, subMchid: true },
+    }),
+    refundedCharges(db),
+  ]);
   return {
-    status: "REVIEW",
-    receivedAt: { gte: new Date(now.getTime() - NOTIFICATION_REVIEW_DAYS * 86_400_000) },
-    errorCode: { in: [...NOTIFICATION_ONLY_REVIEW_CODES] },
-    NOT: { errorCode: "DUPLICATE_PAYMENT", OR: duplicateOnOrder },
+    notificationWhere: {
+      status: "REVIEW",
+      receivedAt: { gte: new Date(now.getTime() - NOTIFICATION_REVIEW_DAYS * 86_400_000) },
+      errorCode: { in: [...NOTIFICATION_ONLY_REVIEW_CODES] },
+      AND: [
+        ...exceptAny({ errorCode: "DUPLICATE_PAYMENT" }, duplicateOnOrder),
+        ...exceptAny(
+          { errorCode: "DUPLICATE_PAYMENT" },
+          settled.map((c) => ({ outTradeNo: c.outTradeNo, transactionId: c.transactionId })),
+        ),
+      ],
+    },
+    refundWhere: {
+      reviewReason: { not: null },
+      AND: exceptAny(
+        { reviewReason: "DUPLICATE_PAYMENT_REFUNDED" },
+        settled.map((c) => ({ orderId: c.orderId, transactionId: c.transactionId })),
+      ),
+    },
   };
 }
 
-/** Counts by reason of orders in PAYMENT_REVIEW, refunds not counted and the notifications `notificationWhere` selects. */
-async function countBy(db: DbClient, notificationWhere: Prisma.NotificationWhereInput): Promise<ReviewCounts> {
+/**
+ * "Not (`common` and one of `rows`)", as a list of at most one condition: none when `rows` is empty. Prisma reads
+ * `NOT: { …, OR: [] }` as NOT of `…` alone, so an empty list excluded every row matching `common` — with no order in
+ * DUPLICATE_PAYMENT review, every DUPLICATE_PAYMENT notification left /reviews.
+ */
+function exceptAny<C extends object, R extends object>(common: C, rows: R[]): { NOT: C & { OR: R[] } }[] {
+  return rows.length === 0 ? [] : [{ NOT: { ...common, OR: rows } }];
+}
+
+/**
+ * The second charges refunded in full: per order and charge (Refund.transactionId), the successful
+ * DUPLICATE_PAYMENT_REFUNDED refunds add up to the charge's total, the amount.total they report (the largest, should
+ * two disagree) — the rule by which the refund statement closes the order's DUPLICATE_PAYMENT review. Refunds of
+ * second charges are few (one per charge a payer was taken twice for).
+ */
+async function refundedCharges(
+  db: DbClient,
+): Promise<{ orderId: string; outTradeNo: string; transactionId: string }[]> {
+  const groups = await db.refund.groupBy({
+    by: ["orderId", "outTradeNo", "transactionId"],
+    where: { reviewReason: "DUPLICATE_PAYMENT_REFUNDED", status: "SUCCESS" },
+    _sum: { amountRefund: true },
+    _max: { amountTotal: true },
+  });
+  return groups.flatMap((g) =>
+    g.orderId !== null &&
+    g.transactionId !== null &&
+    g._max.amountTotal !== null &&
+    (g._sum.amountRefund ?? 0) >= g._max.amountTotal
+      ? [{ orderId: g.orderId, outTradeNo: g.outTradeNo, transactionId: g.transactionId }]
+      : [],
+  );
+}
+
+/** Counts by reason of orders in PAYMENT_REVIEW and of the refunds and notifications the filters select. */
+async function countBy(
+  db: DbClient,
+  notificationWhere: Prisma.NotificationWhereInput,
+  refundWhere: Prisma.RefundWhereInput,
+): Promise<ReviewCounts> {
   const [orderGroups, refundGroups, notificationGroups] = await Promise.all([
     db.order.groupBy({ by: ["reviewReason"], where: { status: "PAYMENT_REVIEW" }, _count: { _all: true } }),
-    db.refund.groupBy({ by: ["reviewReason"], where: { reviewReason: { not: null } }, _count: { _all: true } }),
+    db.refund.groupBy({ by: ["reviewReason"], where: refundWhere, _count: { _all: true } }),
     db.notification.groupBy({ by: ["errorCode"], where: notificationWhere, _count: { _all: true } }),
   ]);
   const counts = new Map<string, number>();

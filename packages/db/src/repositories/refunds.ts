@@ -73,15 +73,20 @@ export interface RefundFacts {
  * - DUPLICATE_PAYMENT_REFUNDED: a successful refund of a second charge of the order — a transaction the payment
  *   statement answered DUPLICATE_PAYMENT for this order, whose payment.review asks for that refund. Recorded as
  *   reported (transactionId the second charge's) with reviewReason DUPLICATE_PAYMENT_REFUNDED, not counted in
- *   refundedTotal (that is what was refunded of the payment the order kept), the order's status and stock left alone;
- *   notification REVIEW: it is the answer to the DUPLICATE_PAYMENT review, which a human closes once the refunds
- *   recorded for the second charge add up to it (its amount is not stored, so the statement cannot tell). Its total
+ *   refundedTotal (that is what was refunded of the payment the order kept), stock left alone; notification REVIEW:
+ *   it is the answer to the DUPLICATE_PAYMENT review. The refund that completes the refunds of every second charge of
+ *   the order — each charge's successful DUPLICATE_PAYMENT_REFUNDED refunds add up to its total, the amount.total its
+ *   refunds report — closes the order's DUPLICATE_PAYMENT review: an order in PAYMENT_REVIEW for it goes back to
+ *   SUCCESS, reviewReason null (its REVIEW timeline entry says `orderReviewClosed`; the Refund rows and the second
+ *   charges' REVIEW notifications stay as they are). Before, the order stayed in review for good, /reviews asking a
+ *   human to refund what was refunded. Every such refund writes the order's updatedAt, so that two refunds of parts of
+ *   a charge are serialised on it (the later one STALE) and the one completing it sees the others. Its total
  *   is the second charge's, so it is not compared with the order's. Its ABNORMAL / CLOSED notifications are
  *   REFUND_ABNORMAL / REFUND_CLOSED as for any refund (row transactionId the second charge's).
  * - REFUND_AMOUNT_MISMATCH: amount.total (v2 total_fee) is not the order's amountTotal, or a successful refund
  *   would take refundedTotal above amountTotal. The refund is recorded as reported (the money left WeChat) with
  *   reviewReason REFUND_AMOUNT_MISMATCH, but refundedTotal, the order's status and stock are left alone; REVIEW.
- *   For an order in PAYMENT_REVIEW the comparison is with amountTotal too (what was paid is not stored): refunds
+ *   For an order in PAYMENT_REVIEW the comparison is with amountTotal too (not Order.paidTotal, unknown on orders paid before migration 20261209110000): refunds
  *   of an order paid another amount (AMOUNT_MISMATCH) therefore all land here, beside the order's own review.
  * - APPLIED: Refund row SUCCESS, refundedTotal increased, order REFUND when the refunds reach its total,
  *   and then, by policy, the stock the payment took is restored (movement reason REFUND) — by the refund that brings
@@ -305,6 +310,52 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
       END AS outcome
       FROM d
     ),
+    -- Whether this refund of a second charge completes the refunds of every second charge of the order: each
+    -- transaction the payment statement answered DUPLICATE_PAYMENT for this order (its sub-merchant's, as in charge)
+    -- has successful DUPLICATE_PAYMENT_REFUNDED refunds adding up to its total — the charge's own, which its refunds
+    -- report (amount.total: the second charge's; its payment's amount is not stored). This refund's row is not in
+    -- the snapshot (it is written by rf, in this statement): its amount is added, and the snapshot's row under its
+    -- number (an earlier ABNORMAL delivery of it) left out. Read only for such a refund.
+    settled AS MATERIALIZED (
+      SELECT CASE WHEN (SELECT outcome FROM fin) <> 'DUPLICATE_PAYMENT_REFUNDED' THEN false ELSE NOT EXISTS (
+        SELECT 1
+        FROM (
+          SELECT DISTINCT x."transactionId" AS txn FROM "Notification" x, o, input i
+          WHERE x."outTradeNo" = i.otn AND x.mchid = i.mchid AND x."subMchid" IS NOT DISTINCT FROM o."subMchid"
+            AND x.status = 'REVIEW' AND x."errorCode" = 'DUPLICATE_PAYMENT' AND x."transactionId" <> o."transactionId"
+        ) c
+        CROSS JOIN LATERAL (
+          SELECT sum(p.amount) AS refunded, max(p.total) AS total FROM (
+            SELECT r."amountRefund"::bigint AS amount, r."amountTotal" AS total FROM "Refund" r, input i
+            WHERE r."orderId" = (SELECT id FROM o) AND r."transactionId" = c.txn AND r.status = 'SUCCESS'
+              AND r."reviewReason" = 'DUPLICATE_PAYMENT_REFUNDED' AND r."outRefundNo" <> i.orn
+            UNION ALL
+            SELECT i.amount_refund, i.amount_total FROM input i WHERE i.txn = c.txn
+          ) p
+        ) s
+        -- A charge with no refund yet (total null), or refunded in part.
+        WHERE s.total IS NULL OR s.refunded < s.total
+      ) END AS yes
+    ),
+    -- The order's DUPLICATE_PAYMENT review is over once every second charge is refunded in full: back to SUCCESS, the
+    -- status it was put in review from (the payment statement does so only for a SUCCESS order). An order in review
+    -- for another reason, or not in review (REFUND, or in review before the second charge came), keeps its state.
+    closes AS MATERIALIZED (
+      SELECT (SELECT yes FROM settled) AND o.status = 'PAYMENT_REVIEW' AND o."reviewReason" = 'DUPLICATE_PAYMENT' AS yes
+      FROM o
+    ),
+    -- Every recorded refund of a second charge writes the order (updatedAt at least): a refund of another part of a
+    -- second charge whose statement waited for the order's lock meanwhile is then STALE and runs again on a snapshot
+    -- holding this one's row, so the refund completing the charge always sees the others.
+    dup_ord AS (
+      UPDATE "Order" AS t SET
+        status = CASE WHEN (SELECT yes FROM closes) THEN 'SUCCESS'::"OrderStatus" ELSE t.status END,
+        "reviewReason" = CASE WHEN (SELECT yes FROM closes) THEN NULL ELSE t."reviewReason" END,
+        "updatedAt" = i.at
+      FROM input i
+      WHERE t.id = (SELECT id FROM o) AND (SELECT outcome FROM fin) = 'DUPLICATE_PAYMENT_REFUNDED'
+      RETURNING t.status::text AS status
+    ),
     ord AS (
       UPDATE "Order" AS t SET
         "refundedTotal" = t."refundedTotal" + i.amount_refund,
@@ -379,6 +430,9 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
              jsonb_build_object('outcome', f.outcome, 'orderId', (SELECT id FROM o), 'outRefundNo', i.orn,
                                 'amountRefund', i.amount_refund, 'amountTotal', i.amount_total,
                                 'restockedSkus', (SELECT count(*) FROM rmv))
+             -- The order's DUPLICATE_PAYMENT review this refund closed (the order's reviewReason is gone: said here).
+             || CASE WHEN (SELECT yes FROM closes) THEN jsonb_build_object('orderReviewClosed', 'DUPLICATE_PAYMENT')
+                     ELSE '{}'::jsonb END
              -- The SKUs whose stock could not take the restock, for the human putting it back.
              || CASE WHEN f.outcome = 'RESTOCK_OUT_OF_RANGE'
                      THEN jsonb_build_object('stockOutOfRange',
@@ -392,7 +446,7 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
     )
     SELECT f.outcome,
            (SELECT id FROM o) AS "orderId",
-           COALESCE((SELECT status FROM ord), (SELECT status FROM o)) AS "orderStatus",
+           COALESCE((SELECT status FROM ord), (SELECT status FROM dup_ord), (SELECT status FROM o)) AS "orderStatus",
            (SELECT "reviewReason" FROM o) AS "reviewReason",
            (SELECT "refundedTotal" FROM ord) AS "refundedTotal",
            (SELECT count(*)::int FROM rst) AS restocked,

@@ -48,9 +48,10 @@ export const PUBLISH_EVENT_TYPES = [
    * another order total or exceeds what is left to refund, the money having left WeChat all the same —,
    * REFUND_CONFLICT — its refund number is already recorded with other facts —, REFUND_ID_CONFLICT — its refund id
    * is already another refund's —, or DUPLICATE_PAYMENT_REFUNDED — the refund of a second charge of the order, which
-   * a `payment.review` with DUPLICATE_PAYMENT asked for: `transactionId` is that charge's, not the order's; the
-   * charge's amount is not stored, so whether its refunds add up to it is for the merchant to check); `orderStatus`
-   * is unchanged.
+   * a `payment.review` with DUPLICATE_PAYMENT asked for: `transactionId` is that charge's, not the order's);
+   * `orderStatus` is unchanged, but for the refund of a second charge that completes the refunds of every second
+   * charge of the order (each adds up to the charge's total): an order in PAYMENT_REVIEW for DUPLICATE_PAYMENT is
+   * SUCCESS again.
    */
   "refund.review",
 ] as const;
