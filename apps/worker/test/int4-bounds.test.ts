@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { PARSE_JOB_NAME } from "@wpn/queue";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startWorker } from "../src/worker.ts";
@@ -31,6 +32,30 @@ async function paidOrder(items: Record<string, number>) {
   const { apply } = await inline(world).deliver(v3Payment(world, { outTradeNo, transactionId, total: 1_000 }));
   expect(apply?.outcome).toBe("APPLIED");
   return { outTradeNo, transactionId };
+}
+
+/** The SQL block of the worker README that begins with `-- <title>` (README, "Stock not put back by a refund"). */
+function readmeSql(title: string): string {
+  const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
+  const block = [...readme.matchAll(/```sql\n([\s\S]*?)```/g)]
+    .map((m) => m[1] ?? "")
+    .find((b) => b.startsWith(`-- ${title}`));
+  if (block === undefined) throw new Error(`no SQL block "-- ${title}" in the worker README`);
+  return block;
+}
+
+/** The README's restock of one order, its psql variable `:'order_id'` bound. */
+async function restockByHand(orderId: string): Promise<void> {
+  await world.db.db.pool.query(readmeSql("Put back by hand").replaceAll(":'order_id'", "$1"), [orderId]);
+}
+
+/** The README's list of the refunds whose stock is still owed. */
+async function restockOwed(): Promise<{ notificationId: string; orderId: string }[]> {
+  const { rows } = await world.db.db.pool.query(readmeSql("Still to put back"));
+  return rows.map((r: { notificationId: string; orderId: string }) => ({
+    notificationId: r.notificationId,
+    orderId: r.orderId,
+  }));
 }
 
 describe("a full refund whose restock would take a SKU's stock past 2^31−1", () => {
@@ -97,6 +122,42 @@ describe("a full refund whose restock would take a SKU's stock past 2^31−1", (
       ["refund.succeeded", "RESTOCK_OUT_OF_RANGE", "REFUND", 1_000],
     ]);
     expect((await stockOf(world.prisma)).BIG).toBe(INT4_MAX);
+  });
+
+  it("its review names every SKU and quantity to put back, and the README's SQL puts them back once the stock allows", async () => {
+    const { outTradeNo, transactionId } = await paidOrder({ A: 2, BIG: 3 });
+    await world.prisma.sku.update({ where: { id: "BIG" }, data: { stock: INT4_MAX - 1 } });
+    const run = inline(world);
+    const refund = v3Refund(world, { outTradeNo, transactionId, refund: 1_000, total: 1_000 });
+    const { apply, applyJob } = await run.deliver(refund);
+    expect(apply?.outcome).toBe("RESTOCK_OUT_OF_RANGE");
+    const { id: orderId } = await orderOf(world.prisma, outTradeNo);
+    // All or nothing: A was not put back either, so the review names it too, with what each SKU is owed.
+    // Before: `stockOutOfRange: ["BIG"]` alone — no quantities, and nothing said A was owed its 2.
+    const entry = await world.prisma.notificationEvent.findFirstOrThrow({
+      where: { notificationId: refund.id, kind: "REVIEW" },
+    });
+    expect(entry.detail).toMatchObject({
+      orderId,
+      stockOutOfRange: ["BIG"],
+      restockByHand: [
+        { skuId: "A", quantity: 2 },
+        { skuId: "BIG", quantity: 3 },
+      ],
+    });
+    // No later run restocks it: the refund is settled (a replay is ALREADY).
+    expect((await run.apply(applyJob!)).outcome).toBe("ALREADY");
+    expect(await restockOwed()).toContainEqual({ notificationId: refund.id, orderId });
+
+    // The shop brings BIG's stock back to a number it can count up from, then restocks by hand as the README says.
+    await world.prisma.sku.update({ where: { id: "BIG" }, data: { stock: 1_000 } });
+    const before = await stockOf(world.prisma);
+    await restockByHand(orderId);
+    await restockByHand(orderId);
+    const after = await stockOf(world.prisma);
+    expect([after.A, after.BIG]).toEqual([(before.A ?? 0) + 2, 1_003]);
+    expect((await orderOf(world.prisma, outTradeNo)).movements.filter((m) => m.reason === "REFUND")).toHaveLength(2);
+    expect(await restockOwed()).not.toContainEqual({ notificationId: refund.id, orderId });
   });
 
   it("a restock that reaches 2^31−1 exactly is applied", async () => {

@@ -94,8 +94,10 @@ export interface RefundFacts {
  * - RESTOCK_OUT_OF_RANGE: APPLIED but for the restock, which would take some SKU's stock past 2^31-1 (Sku.stock is
  *   an int4: a shop keeping an "unlimited" SKU at the top refills it after the sale). The refund is recorded and
  *   counted as for APPLIED (the money went back), no SKU is restocked (all or nothing, as a payment takes stock), the
- *   notification is in REVIEW with the code, and its REVIEW timeline entry names those SKUs (`stockOutOfRange`) for
- *   a human to put the stock back. Before, the restock's 22003 failed the whole statement: the refund was
+ *   notification is in REVIEW with the code, and its REVIEW timeline entry names those SKUs (`stockOutOfRange`) and
+ *   what every SKU of the order is owed (`restockByHand`: [{ skuId, quantity }]) for a human to put the stock back.
+ *   Nothing puts it back later (a re-run is ALREADY, the order's refunds are complete): by hand, with the worker
+ *   README's SQL ("Stock a refund did not put back"), which writes the REFUND movements this statement would have. Before, the restock's 22003 failed the whole statement: the refund was
  *   dead-lettered as DB_DATA at its first attempt and not recorded at all.
  * - REFUND_ABNORMAL / REFUND_CLOSED: Refund row recorded with that status, no money or stock change,
  *   notification REVIEW so it is surfaced. Only on a paid order (ORDER_NOT_PAID above), with the checks above passed.
@@ -433,10 +435,13 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
              -- The order's DUPLICATE_PAYMENT review this refund closed (the order's reviewReason is gone: said here).
              || CASE WHEN (SELECT yes FROM closes) THEN jsonb_build_object('orderReviewClosed', 'DUPLICATE_PAYMENT')
                      ELSE '{}'::jsonb END
-             -- The SKUs whose stock could not take the restock, for the human putting it back.
+             -- For the human putting the stock back: the SKUs whose stock could not take the restock, and what every
+             -- SKU is owed — none was put back (all or nothing), so the SKUs that had room are owed theirs too.
              || CASE WHEN f.outcome = 'RESTOCK_OUT_OF_RANGE'
-                     THEN jsonb_build_object('stockOutOfRange',
-                                             (SELECT jsonb_agg(sku_id ORDER BY sku_id) FROM rback WHERE out_of_range))
+                     THEN jsonb_build_object(
+                            'stockOutOfRange', (SELECT jsonb_agg(sku_id ORDER BY sku_id) FROM rback WHERE out_of_range),
+                            'restockByHand', (SELECT jsonb_agg(jsonb_build_object('skuId', sku_id, 'quantity', qty)
+                                                               ORDER BY sku_id) FROM rback))
                      ELSE '{}'::jsonb END
              -- Partner mode: a review names the sub-merchant the refund names, for the human reading it (as the
              -- payment function does since 20261203120000_review_event_sub_mchid).
