@@ -1,11 +1,23 @@
 // `npm run db:prune -- --older-than 90d [--dry-run] [--batch 5000]`: deletes settled notifications (APPLIED,
-// DUPLICATE, IGNORED) received and last changed before the retention, with their timeline, in batches (see
-// packages/db/src/prune.ts). For cron; prints one line per batch and the totals. Exit code 2 for a refused argument,
-// 78 for a refused DATABASE_URL, 1 (with one line, or the steps for a login PostgreSQL refused) for a failure.
+// DUPLICATE, IGNORED) received and last changed before the retention, with their timeline, in batches, then the
+// dead-letter replay records as old whose letter is gone (see packages/db/src/prune.ts). It first lists the dead
+// letters in the workers' Redis (REDIS_URL, QUEUE_PREFIX): nothing a waiting letter names is deleted. For cron; prints
+// one line per batch and the totals. Exit code 2 for a refused argument, 78 for a refused DATABASE_URL, REDIS_URL or
+// QUEUE_PREFIX, 1 (with one line, or the steps for a login PostgreSQL refused) for a failure — PRUNE_LETTERS_UNREADABLE
+// when Redis could not be read, before anything was deleted.
 import { userInfo } from "node:os";
 import { parseArgs } from "node:util";
-import { DEFAULT_DATABASE_URL, loadDatabaseUrl, readEnvironment } from "@wpn/config";
-import { createDb, type Db, type PruneCounts, PruneError, parseRetention, pruneNotifications } from "@wpn/db";
+import { DEFAULT_DATABASE_URL, loadDatabaseUrl, loadQueueSettings, readEnvironment } from "@wpn/config";
+import {
+  createDb,
+  type Db,
+  type PruneCounts,
+  PruneError,
+  parseRetention,
+  pruneNotifications,
+  type WaitingLetters,
+} from "@wpn/db";
+import { createRedisConnection, readWaitingLetters } from "@wpn/queue";
 import { exitOnFailure } from "./database-errors.ts";
 
 const USAGE = "usage: npm run db:prune -- --older-than <days>d [--dry-run] [--batch <notifications>]";
@@ -36,15 +48,44 @@ try {
   process.exit(2);
 }
 
+/** Redis could not be listed: which letters wait is unknown, so nothing can be told safe to delete. */
+class LettersUnreadableError extends Error {
+  readonly code = "PRUNE_LETTERS_UNREADABLE";
+}
+
+/** The dead letters waiting in the workers' Redis, read once before the prune deletes anything. */
+async function waitingLetters(redisUrl: string, prefix: string): Promise<WaitingLetters> {
+  // No reconnecting: BullMQ waits for a connection that is not ready yet until it is, so a Redis that is down would
+  // hold a cron run forever; this one fails at once and the next run tries again.
+  const redis = createRedisConnection(redisUrl, "admin", { retryStrategy: () => null });
+  // ioredis reports a refused connection here too; the listing's own rejection says it.
+  redis.on("error", () => undefined);
+  try {
+    return await readWaitingLetters(redis, prefix);
+  } catch (error) {
+    const where = `${new URL(redisUrl).host}, QUEUE_PREFIX ${prefix}`;
+    throw new LettersUnreadableError(
+      `PRUNE_LETTERS_UNREADABLE: the dead letters in Redis (${where}) could not be listed ` +
+        `(${error instanceof Error ? error.message : String(error)}); nothing was deleted: a notification or replay ` +
+        "record a waiting letter still needs could not be told from one nobody needs. Run it again once Redis answers",
+    );
+  } finally {
+    redis.disconnect();
+  }
+}
+
 const env = readEnvironment();
 // Quoted back in a failure's explanation even when the setting itself was refused.
 let url = env.DATABASE_URL || DEFAULT_DATABASE_URL;
 let db: Db | undefined;
 try {
   url = loadDatabaseUrl(env);
+  const queue = loadQueueSettings(env);
+  const letters = await waitingLetters(queue.REDIS_URL, queue.QUEUE_PREFIX);
   db = createDb({ url, poolMax: 1, applicationName: "db:prune" });
   const result = await pruneNotifications(db.prisma, {
     ...options,
+    waitingLetters: letters,
     onBatch: (batch) => console.log(`deleted ${describe(batch)}`),
   });
   const cutoff = result.cutoff.toISOString();
@@ -53,7 +94,17 @@ try {
       ? `dry run: would delete ${describe(result)} received and last changed before ${cutoff}`
       : `deleted ${describe(result)} received and last changed before ${cutoff}, in ${result.batches} batch(es)`,
   );
+  const kept = `kept what the ${letters.letterIds.length} dead letter(s) in notify.dead name`;
+  console.log(
+    result.dryRun
+      ? `dry run: would delete ${result.replayRecords} dead-letter replay record(s) last changed before ${cutoff}; ${kept}`
+      : `deleted ${result.replayRecords} dead-letter replay record(s) last changed before ${cutoff}; ${kept}`,
+  );
 } catch (error) {
+  if (error instanceof LettersUnreadableError) {
+    console.error(error.message);
+    process.exit(1);
+  }
   await db?.close();
   if (error instanceof PruneError) {
     console.error(`${error.message}\n${USAGE}`);

@@ -1,10 +1,18 @@
 import { pruneNotifications } from "@wpn/db";
-import { createQueue, createRedisConnection, PARSE_JOB_NAME, QueueName } from "@wpn/queue";
+import {
+  createQueue,
+  createRedisConnection,
+  PARSE_JOB_NAME,
+  QueueName,
+  type ReplayStatus,
+  readWaitingLetters,
+  replayDeadLetter as replayOne,
+} from "@wpn/queue";
 import { TEST_REDIS_URL } from "@wpn/testing";
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { replayDeadLetter } from "../src/replay.ts";
+import { replayDeadLetter, replayDeps } from "../src/replay.ts";
 import { startWorker } from "../src/worker.ts";
 import { createWorld, quietLog, seedOrder, seedSkus, v3Payment, type World } from "./support/fixtures.ts";
 import { waitFor } from "./support/wait.ts";
@@ -22,6 +30,7 @@ let applyQueue: Queue;
 let deadQueue: Queue;
 let publishQueue: Queue;
 const DAY = 24 * 3_600_000;
+const LETTER_EVENTS = new Set(["DEAD_LETTERED", "REPLAYED", "REPLAY_FAILED"]);
 
 beforeAll(async () => {
   world = await createWorld("wpruneletter");
@@ -52,7 +61,15 @@ async function pruneEightDaysOn(id: string) {
   await world.prisma.$executeRaw`
     UPDATE "Notification" SET "receivedAt" = "receivedAt" - interval '8 days', "updatedAt" = "updatedAt" - interval '8 days'
     WHERE id = ${id}`;
-  return pruneNotifications(world.prisma, { olderThanMs: 7 * DAY });
+  return prune();
+}
+
+/** `npm run db:prune -- --older-than 7d`, with the letters waiting in this world's notify.dead. */
+async function prune() {
+  return pruneNotifications(world.prisma, {
+    olderThanMs: 7 * DAY,
+    waitingLetters: await readWaitingLetters(redis, world.prefix),
+  });
 }
 
 /**
@@ -74,14 +91,14 @@ async function whileLettered(job: ReturnType<typeof v3Payment>, during: () => Pr
 }
 
 /** Replays the letter with a worker running, until its apply job has ended; that job. */
-async function replayed(letterId: string, config: Record<string, string> = {}) {
+async function replayed(letterId: string, config: Record<string, string> = {}, status: ReplayStatus = "replayed") {
   const worker = await startWorker(world.config(config), { logger: quietLog, healthPort: 0 });
   try {
     const [outcome] = await replayDeadLetter(
       { connection: redis, prefix: world.prefix, prisma: world.prisma },
       letterId,
     );
-    expect(outcome?.status).toBe("replayed");
+    expect(outcome?.status).toBe(status);
     const id = outcome?.notificationId ?? "";
     await waitFor("replayed apply job ended", async () =>
       ["completed", "failed"].includes(await applyQueue.getJobState(id)),
@@ -92,25 +109,33 @@ async function replayed(letterId: string, config: Record<string, string> = {}) {
   }
 }
 
+/**
+ * A payment applied whose payment.succeeded event could not be added on the apply job's last attempt: Redis refuses
+ * the publish add (stands for OOM or READONLY on that command alone), so the apply commits, its event is not added,
+ * and the job, retried, is dead-lettered QUEUE_UNAVAILABLE on its 20th attempt. The notification stays APPLIED.
+ */
+async function appliedEventUnsent() {
+  const otn = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+  const job = v3Payment(world, { outTradeNo: otn });
+  const worker = await startWorker(world.config({ PUBLISH_EVENTS: "true" }), { logger: quietLog, healthPort: 0 });
+  try {
+    await redis.set(`${world.prefix}:${QueueName.Publish}:meta`, "poison");
+    await parseQueue.add(PARSE_JOB_NAME, job, { jobId: job.id });
+    await waitFor("apply retry scheduled", async () => (await applyQueue.getJobState(job.id)) === "delayed", 15_000);
+    // Its last attempt now (the 20th, as after 19 failed ones).
+    await redis.hset(`${world.prefix}:${QueueName.Apply}:${job.id}`, "atm", "19");
+    await (await applyQueue.getJob(job.id))?.promote();
+    await waitFor("apply letter", async () => (await lettersOf(job.id)).length > 0);
+  } finally {
+    await redis.del(`${world.prefix}:${QueueName.Publish}:meta`);
+    await worker.close();
+  }
+  return job;
+}
+
 describe("db:prune and an apply letter of a settled notification", () => {
   it("applied, its event not added on the last attempt (QUEUE_UNAVAILABLE): kept until the replay published it", async () => {
-    const otn = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
-    const job = v3Payment(world, { outTradeNo: otn });
-    const worker = await startWorker(world.config({ PUBLISH_EVENTS: "true" }), { logger: quietLog, healthPort: 0 });
-    try {
-      // Redis refuses the publish add (stands for OOM or READONLY on that command alone): the apply commits, its event
-      // is not added, and the job is retried.
-      await redis.set(`${world.prefix}:${QueueName.Publish}:meta`, "poison");
-      await parseQueue.add(PARSE_JOB_NAME, job, { jobId: job.id });
-      await waitFor("apply retry scheduled", async () => (await applyQueue.getJobState(job.id)) === "delayed", 15_000);
-      // Its last attempt now (the 20th, as after 19 failed ones).
-      await redis.hset(`${world.prefix}:${QueueName.Apply}:${job.id}`, "atm", "19");
-      await (await applyQueue.getJob(job.id))?.promote();
-      await waitFor("apply letter", async () => (await lettersOf(job.id)).length > 0);
-    } finally {
-      await redis.del(`${world.prefix}:${QueueName.Publish}:meta`);
-      await worker.close();
-    }
+    const job = await appliedEventUnsent();
     const [letter] = await lettersOf(job.id);
     expect(letter?.data.code).toBe("QUEUE_UNAVAILABLE");
     expect(await publishQueue.getJob(job.id)).toBeUndefined();
@@ -136,7 +161,7 @@ describe("db:prune and an apply letter of a settled notification", () => {
     expect(after?.events.slice(-2).map((e) => e.kind)).toEqual(["DEAD_LETTERED", "REPLAYED"]);
 
     // The replay changed the row: kept a retention more (the replayed job might still have been waiting), then gone.
-    expect((await pruneNotifications(world.prisma, { olderThanMs: 7 * DAY })).notifications).toEqual({});
+    expect((await prune()).notifications).toEqual({});
     expect((await pruneEightDaysOn(job.id)).notifications).toEqual({ APPLIED: 1 });
     expect(await notification(job.id)).toBeNull();
   }, 60_000);
@@ -178,5 +203,50 @@ describe("db:prune and an apply letter of a settled notification", () => {
     expect(again?.data.message).toContain("`db:prune` may have deleted it once settled");
     expect(again?.data.message).toContain("replaying it again cannot help");
     expect(again?.data.message).toContain(`Order ${otn} shows what was applied`);
+  }, 60_000);
+
+  it("a replay stopped between its record and putting the job back: kept while its letter waits, and the next replay publishes the event", async () => {
+    const job = await appliedEventUnsent();
+    const [letter] = await lettersOf(job.id);
+    // The replay records (REPLAYED, its DeadLetterReplay row), then stops before putting the job back — its process
+    // killed there (a deploy, OOM). Its hook failing right after the record leaves the same: the record, the letter
+    // still in notify.dead, no job.
+    const wired = replayDeps({ connection: redis, prefix: world.prefix, prisma: world.prisma, actor: "test" });
+    const stopped = await replayOne(
+      {
+        ...wired,
+        onReplayed: async (l, attempt) => {
+          await wired.onReplayed?.(l, attempt);
+          throw new Error("replay process killed after its record");
+        },
+      },
+      letter?.id ?? "",
+    );
+    expect(stopped.status).toBe("failed");
+    expect((await lettersOf(job.id)).map((l) => l.id)).toEqual([letter?.id]);
+    // The row's latest letter event is REPLAYED now, as after a replay that finished.
+    expect((await notification(job.id))?.events.at(-1)?.kind).toBe("REPLAYED");
+
+    // Before: { APPLIED: 1 } — the row and its timeline deleted while the letter waited; the replay below, resumed,
+    // was dead-lettered NOTIFICATION_NOT_FOUND and the payment.succeeded the merchant was owed never published.
+    const pruned = (await pruneEightDaysOn(job.id)).notifications;
+    const applyJob = await replayed(letter?.id ?? "", { PUBLISH_EVENTS: "true" }, "resumed");
+    const after = await notification(job.id);
+    expect({
+      pruned,
+      applyJob: applyJob?.returnvalue?.outcome ?? applyJob?.failedReason,
+      published: (await publishQueue.getJob(job.id))?.name ?? null,
+      letters: (await lettersOf(job.id)).map((l) => l.data.code),
+      status: after?.status ?? null,
+      letterEvents: after?.events.map((e) => e.kind).filter((k) => LETTER_EVENTS.has(k)) ?? null,
+    }).toEqual({
+      pruned: {},
+      applyJob: "ALREADY",
+      published: "payment.succeeded",
+      letters: [],
+      status: "APPLIED",
+      // One REPLAYED: the resumed replay completed the stopped one's record without writing another.
+      letterEvents: ["DEAD_LETTERED", "REPLAYED"],
+    });
   }, 60_000);
 });

@@ -7,6 +7,7 @@ export {
   loadConfig,
   loadConfigOrExit,
   loadDatabaseUrl,
+  loadQueueSettings,
   readMerchantPrivateKeyPem,
 } from "./load.ts";
 export { type ParentWatchLogger, stopWhenParentExits } from "./parent.ts";

@@ -2,7 +2,14 @@ import { readFileSync } from "node:fs";
 import type { z } from "zod";
 import { type Environment, readEnvironment } from "./environment.ts";
 import { ConfigError } from "./errors.ts";
-import { apiV3VerificationProblem, databaseUrlSchema, type Env, envSchema, pathList } from "./schema.ts";
+import {
+  apiV3VerificationProblem,
+  databaseUrlSchema,
+  type Env,
+  envSchema,
+  pathList,
+  queueSettingsSchema,
+} from "./schema.ts";
 
 /** Validated settings plus the key material they point at, read from disk once. */
 export interface Config extends Env {
@@ -54,6 +61,15 @@ export function loadConfig(env: Environment, options: LoadOptions = {}): Config 
 export function loadDatabaseUrl(env: Environment): string {
   const cleaned = withoutEmpty(env);
   return valuesOrThrow(databaseUrlSchema.safeParse(cleaned.DATABASE_URL), cleaned, "DATABASE_URL");
+}
+
+/**
+ * REDIS_URL and QUEUE_PREFIX (or their defaults), validated as `loadConfig` validates them, for db:prune, which reads
+ * the workers' dead letters and needs no merchant settings. Throws `ConfigError`.
+ */
+export function loadQueueSettings(env: Environment): Pick<Env, "REDIS_URL" | "QUEUE_PREFIX"> {
+  const cleaned = withoutEmpty(env);
+  return valuesOrThrow(queueSettingsSchema.safeParse(cleaned), cleaned);
 }
 
 /** Empty strings count as unset, as in most dotenv tooling. */

@@ -379,6 +379,9 @@ export const envSchema = envFields.superRefine(checkKeyPairs);
 /** DATABASE_URL alone, as envSchema checks it (for the scripts that need no merchant settings). */
 export const databaseUrlSchema = envFields.shape.DATABASE_URL;
 
+/** REDIS_URL and QUEUE_PREFIX alone, as envSchema checks them (db:prune reads the workers' dead letters). */
+export const queueSettingsSchema = envFields.pick({ REDIS_URL: true, QUEUE_PREFIX: true });
+
 /** Every variable name the schema reads (`.env.example` documents each; a test checks it). */
 export const ENV_NAMES: readonly string[] = Object.keys(envFields.shape);
 

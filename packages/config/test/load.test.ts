@@ -10,6 +10,7 @@ import {
   type LoadOptions,
   loadConfig,
   loadDatabaseUrl,
+  loadQueueSettings,
   readEnvironment,
   readMerchantPrivateKeyPem,
 } from "@wpn/config";
@@ -177,6 +178,19 @@ describe("loadConfig", () => {
     expect(loadDatabaseUrl({ DATABASE_URL: "postgresql://u@h/db" })).toBe("postgresql://u@h/db");
     expect(() => loadDatabaseUrl({ DATABASE_URL: "mysql://u@h/db" })).toThrow(ConfigError);
     expect(() => loadDatabaseUrl({ DATABASE_URL: "mysql://u@h/db" })).toThrow(/^DATABASE_URL must be a postgresql/);
+  });
+
+  it("validates REDIS_URL and QUEUE_PREFIX alone for db:prune, which reads the dead letters", () => {
+    expect(loadQueueSettings({ WECHATPAY_MCHID: "x" })).toEqual({
+      REDIS_URL: "redis://127.0.0.1:6379",
+      QUEUE_PREFIX: "wpn",
+    });
+    expect(loadQueueSettings({ REDIS_URL: "rediss://r:6380", QUEUE_PREFIX: "shop-1" })).toEqual({
+      REDIS_URL: "rediss://r:6380",
+      QUEUE_PREFIX: "shop-1",
+    });
+    expect(() => loadQueueSettings({ QUEUE_PREFIX: "a:b" })).toThrow(/^QUEUE_PREFIX must be letters/);
+    expect(() => loadQueueSettings({ REDIS_URL: "http://r" })).toThrow(ConfigError);
   });
 
   it("reports a key file that does not exist", () => {

@@ -34,6 +34,7 @@ export {
   type PruneResult,
   parseRetention,
   pruneNotifications,
+  type WaitingLetters,
 } from "./prune.ts";
 export { classifyDbError, type DbErrorClass } from "./repositories/errors.ts";
 export { findMerchantKeys, type MerchantKeys } from "./repositories/merchants.ts";

@@ -1,4 +1,5 @@
 import { Prisma, type PrismaClient } from "./generated/client.ts";
+import { pruneReplayRecords } from "./prune-replays.ts";
 
 /**
  * Retention of the notification record (`npm run db:prune`, scripts/prune.ts). Notification rows and their
@@ -6,9 +7,19 @@ import { Prisma, type PrismaClient } from "./generated/client.ts";
  * ~2.4 KB per applied notification (measured), plus one FAILED event per failed attempt.
  *
  * Only settled notifications whose outcome needs no one are deleted: APPLIED, DUPLICATE and IGNORED, unless a dead
- * letter of their apply job still waits (NO_APPLY_LETTER_WAITING). REVIEW (an order or a notification waiting for a
- * human), DEAD, FAILED, PROCESSING and RECEIVED rows are an operator's work list and are never touched; nor are Order,
- * Refund, InventoryMovement or AuditLog rows.
+ * letter in `notify.dead` names them (PruneOptions.waitingLetters; NO_APPLY_LETTER_WAITING besides). REVIEW (an order
+ * or a notification waiting for a human), DEAD, FAILED, PROCESSING and RECEIVED rows are an operator's work list and
+ * are never touched; nor are Order, Refund, InventoryMovement or AuditLog rows. The replay records
+ * (`DeadLetterReplay`) go by the same cutoff once their letter is gone (prune-replays.ts, which states the invariant).
+ *
+ * Why a row a waiting letter names is kept rather than its replay answered with an error: a settled row's apply
+ * letter (the apply committed; its event was not added on the last attempt, or the job stalled, or a bull-board retry
+ * left the letter) is replayed to publish the event the job owed, which the replayed job derives from the row
+ * (ALREADY). Without the row, the job is dead-lettered NOTIFICATION_NOT_FOUND on every replay — a clear code, but the
+ * merchant's systems never hear of the payment, and the notification's timeline (its audit trail) is gone; nothing
+ * outside the row could rebuild either (a re-created row would be answered DUPLICATE, which publishes nothing). A
+ * parse letter's replay after the prune parses a new row, DUPLICATE of an original whose trace is gone. Keeping the
+ * row costs ~2.4 KB per waiting letter, for as long as an operator leaves the letter unreplayed.
  *
  * Why a pruned notification is still applied at most once: the apply statements decide ALREADY from the
  * Notification row, but the business effect is guarded by rows that are never pruned — a payment by
@@ -28,12 +39,18 @@ export const PRUNABLE_STATUSES = ["APPLIED", "DUPLICATE", "IGNORED"] as const;
  * finding the row settled, answers ALREADY and still publishes the event it owes; without the row it would be
  * dead-lettered as NOTIFICATION_NOT_FOUND and the event lost. WeChat resends
  * for ~24 h (ingress receipts: 25 h by default), and Redis keeps a failed job 7 days (packages/queue/src/options.ts):
- * past 7 days nothing but a dead letter refers to the notification any more, and a row whose apply letter waits is
- * kept whatever its age (NO_APPLY_LETTER_WAITING). A replay moves `updatedAt`: the replayed job has the retention too.
+ * past 7 days nothing but a dead letter refers to the notification any more, and a row a letter names is kept
+ * whatever its age (PruneOptions.waitingLetters). A replay moves `updatedAt`: the replayed job has the retention too.
  */
 export const MIN_RETENTION_DAYS = 7;
 
 /**
+ * The database's own record of the letters, beside the listing of `notify.dead` (PruneOptions.waitingLetters), which
+ * is what decides: the timeline cannot tell a replay that recorded REPLAYED and stopped before putting the job back
+ * (the letter still waits) from one that finished, and has no event of a letter whose DEAD_LETTERED could not be
+ * written (DEAD_NOT_RECORDED). Kept because it holds when the listing cannot — a prune run with another deployment's
+ * REDIS_URL or QUEUE_PREFIX lists none of this one's letters — for one index probe per candidate row.
+ *
  * A row's condition that no dead letter of its apply job waits in `notify.dead`, by its timeline: its latest
  * apply-stage letter event (DEAD_LETTERED with `stage` notify.apply — written for a settled row too, by
  * markNotificationDead —, REPLAYED or REPLAY_FAILED with `queue` notify.apply) is none or a REPLAYED. A settled row can
@@ -42,8 +59,7 @@ export const MIN_RETENTION_DAYS = 7;
  * letter's replay answers ALREADY and publishes the event from the row; without the row it was dead-lettered
  * NOTIFICATION_NOT_FOUND on every replay and the event never published. REPLAY_FAILED: the job could not be put back,
  * the letter stayed. A REPLAYED row is kept for the retention after the replay (recordReplay moves `updatedAt`), while
- * the replayed job may run. Parse-stage letters do not hold the row: one replayed after the prune is parsed as a new
- * row and changes nothing, as a resend of a pruned notification (the row was settled: nothing was owed).
+ * the replayed job may run. Parse-stage letters are left to the listing, which keeps their rows too.
  * 'notify.apply' is QueueName.Apply. One probe per candidate row of the index of these events alone (partial: they
  * are rare; migration 20261204120000), which finds nothing for nearly every row. NOT IN rather than `= 'REPLAYED'`
  * (the same rows): PostgreSQL guesses that 0.5 % of rows pass an equality on an expression, so it priced a batch as
@@ -91,9 +107,22 @@ function checkRetention(olderThanMs: number): void {
   }
 }
 
+/**
+ * The dead letters in `notify.dead` and the notifications they name, read from the workers' Redis before the prune
+ * starts (readWaitingLetters of @wpn/queue). A letter written after it is covered by the ages: the worker marks its
+ * notification (markNotificationDead moves `updatedAt`) and a replay its record (`changedAt`) — a row changed now is
+ * not eligible.
+ */
+export interface WaitingLetters {
+  letterIds: readonly string[];
+  notificationIds: readonly string[];
+}
+
 export interface PruneOptions {
   /** Delete notifications received and last changed more than this long ago, ms (≥ MIN_RETENTION_DAYS). */
   olderThanMs: number;
+  /** What waits in `notify.dead`: never deleted from under it. Required — an unread listing is not an empty one. */
+  waitingLetters: WaitingLetters;
   /** Notifications per batch, each batch one statement (its own transaction). Default 5,000. */
   batchSize?: number;
   /** Count what would be deleted, delete nothing. */
@@ -114,9 +143,11 @@ export interface PruneCounts {
 export interface PruneResult extends PruneCounts {
   /** Rows received or changed before this instant were eligible. */
   cutoff: Date;
-  /** Batches committed (0 for a dry run). */
+  /** Batches of notifications committed (0 for a dry run). */
   batches: number;
   dryRun: boolean;
+  /** DeadLetterReplay rows deleted (or that would be, dry run): last changed before the cutoff, their letter gone. */
+  replayRecords: number;
 }
 
 /** Where a batch ended: the last row it took, in ("receivedAt", id) order. */
@@ -128,7 +159,8 @@ interface Cursor {
 
 /**
  * Deletes settled notifications older than the retention with their timeline, in batches until none is left
- * (or counts them, dry run, in the same batches). Each batch is one statement, so its own short transaction
+ * (or counts them, dry run, in the same batches), then the replay records the same cutoff allows (prune-replays.ts).
+ * A notification a waiting letter names is not eligible. Each batch is one statement, so its own short transaction
  * (well under the 30 s statement_timeout), which locks its rows with SKIP LOCKED: a row a worker holds (a resend
  * being parsed, a dead letter being recorded) is left for the next run instead of waited for, and the status and ages
  * are checked again on the locked row, so a row a resend, a dead letter or a replay touched meanwhile is kept (each
@@ -155,6 +187,7 @@ export async function pruneNotifications(prisma: PrismaClient, options: PruneOpt
     events: 0,
     batches: 0,
     dryRun: options.dryRun ?? false,
+    replayRecords: 0,
   };
   // Columns are `timestamp without time zone` holding UTC, as everywhere in the schema.
   const cutoff = Prisma.sql`(to_timestamp(${cutoffMs}::bigint / 1000.0) AT TIME ZONE 'UTC')`;
@@ -164,6 +197,7 @@ export async function pruneNotifications(prisma: PrismaClient, options: PruneOpt
       status = ANY(${[...PRUNABLE_STATUSES]}::"NotificationStatus"[])
       AND "receivedAt" < ${cutoff} AND "updatedAt" < ${cutoff}
       AND "receivedAt" >= ${after.at}::timestamp AND ("receivedAt" > ${after.at}::timestamp OR id > ${after.id})
+      AND id <> ALL(${[...options.waitingLetters.notificationIds]}::text[])
       AND ${NO_APPLY_LETTER_WAITING}`;
     const [batch] = total.dryRun
       ? await prisma.$queryRaw<(PruneCounts & { last: Cursor | null })[]>`
@@ -196,6 +230,12 @@ export async function pruneNotifications(prisma: PrismaClient, options: PruneOpt
       options.onBatch?.({ notifications: batch.notifications, events: batch.events });
     }
   }
+  total.replayRecords = await pruneReplayRecords(prisma, {
+    cutoff,
+    waitingLetterIds: options.waitingLetters.letterIds,
+    batchSize,
+    dryRun: total.dryRun,
+  });
   return total;
 }
 

@@ -10,7 +10,7 @@ import {
   pruneNotifications,
   upsertParsedNotification,
 } from "@wpn/db";
-import { createTestDatabase, type TestDatabase } from "@wpn/testing";
+import { createTestDatabase, deletePrefix, TEST_REDIS_URL, type TestDatabase, testQueuePrefix } from "@wpn/testing";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { APPID, MCHID, paymentFacts } from "./support/payments.ts";
 
@@ -29,7 +29,7 @@ afterAll(async () => {
 });
 beforeEach(async () => {
   await prisma.$executeRawUnsafe(
-    `TRUNCATE "NotificationEvent", "Notification", "InventoryMovement", "Refund", "OrderItem", "Order", "Sku", "AuditLog"`,
+    `TRUNCATE "NotificationEvent", "Notification", "InventoryMovement", "Refund", "OrderItem", "Order", "Sku", "AuditLog", "DeadLetterReplay"`,
   );
 });
 
@@ -55,8 +55,19 @@ async function remaining(): Promise<{ notifications: string[]; events: Record<st
   return { notifications: rows.map((r) => r.id), events: Object.fromEntries(events.map((e) => [e.id, e.n])) };
 }
 
+/**
+ * No dead letter waits: these tests are about the database's own rules. The listing of notify.dead is read from a
+ * real Redis in apps/worker/test/prune-dead-letters.test.ts, and by the CLI below.
+ */
+const NO_LETTERS = { letterIds: [], notificationIds: [] };
+
 const prune = (options: { days?: number; batchSize?: number; dryRun?: boolean; onBatch?: (b: PruneCounts) => void }) =>
-  pruneNotifications(prisma, { olderThanMs: (options.days ?? 30) * DAY, now: NOW, ...options });
+  pruneNotifications(prisma, {
+    olderThanMs: (options.days ?? 30) * DAY,
+    now: NOW,
+    waitingLetters: NO_LETTERS,
+    ...options,
+  });
 
 describe("pruneNotifications (real PostgreSQL)", () => {
   it("deletes settled notifications older than the retention with their events, and nothing else", async () => {
@@ -290,7 +301,11 @@ describe("a pruned notification delivered again is not applied again (what the r
     ]);
 
     // Both settled rows pruned (the clock moved on past the retention).
-    const pruned = await pruneNotifications(prisma, { olderThanMs: 7 * DAY, now: Date.now() + 8 * DAY });
+    const pruned = await pruneNotifications(prisma, {
+      olderThanMs: 7 * DAY,
+      now: Date.now() + 8 * DAY,
+      waitingLetters: NO_LETTERS,
+    });
     expect(pruned.notifications).toEqual({ APPLIED: 2 });
 
     const payment = await deliverPayment("x-pay");
@@ -304,10 +319,14 @@ describe("a pruned notification delivered again is not applied again (what the r
 });
 
 describe("npm run db:prune (scripts/prune.ts)", () => {
-  const runWith = (databaseUrl: string, ...args: string[]) =>
+  // The workers' Redis, read for the dead letters that still wait (none under this file's own prefix).
+  const prefix = testQueuePrefix("dbprune");
+  afterAll(() => deletePrefix(prefix));
+  const runWith = (databaseUrl: string, ...args: string[]) => runIn({ DATABASE_URL: databaseUrl }, ...args);
+  const runIn = (env: Record<string, string>, ...args: string[]) =>
     spawnSync(process.execPath, ["--import", "tsx", "scripts/prune.ts", ...args], {
       cwd: root,
-      env: { ...process.env, DATABASE_URL: databaseUrl, LOG_LEVEL: "info" },
+      env: { ...process.env, REDIS_URL: TEST_REDIS_URL, QUEUE_PREFIX: prefix, LOG_LEVEL: "info", ...env },
       encoding: "utf8",
       timeout: 30_000,
     });
@@ -329,6 +348,8 @@ describe("npm run db:prune (scripts/prune.ts)", () => {
   it("prints what it deleted, and refuses a short retention with exit code 2", async () => {
     await notification("c-applied", "APPLIED", 400, { events: 3 });
     await notification("c-review", "REVIEW", 400);
+    await prisma.$executeRaw`INSERT INTO "DeadLetterReplay" ("letterId", fence, "changedAt")
+      VALUES ('apply.c-applied.1', 1, now() - interval '400 days')`;
 
     const dry = run("--older-than", "90d", "--dry-run");
     expect(dry.status, dry.stderr).toBe(0);
@@ -345,6 +366,21 @@ describe("npm run db:prune (scripts/prune.ts)", () => {
     expect(real.status, real.stderr).toBe(0);
     expect(real.stdout).toContain("deleted 1 notification(s) (APPLIED 1) and 3 event(s)\n");
     expect(real.stdout).toMatch(/in 1 batch\(es\)$/m);
+    expect(real.stdout).toMatch(/^deleted 1 dead-letter replay record\(s\) last changed before /m);
     expect((await remaining()).notifications).toEqual(["c-review"]);
+    expect(await prisma.deadLetterReplay.count()).toBe(0);
+  });
+
+  it("a Redis it cannot read: refuses with PRUNE_LETTERS_UNREADABLE and deletes nothing", async () => {
+    await notification("u-applied", "APPLIED", 400);
+    await prisma.$executeRaw`INSERT INTO "DeadLetterReplay" ("letterId", fence, "changedAt")
+      VALUES ('apply.u-applied.1', 1, now() - interval '400 days')`;
+
+    // Nothing listens on port 1: which letters wait is unknown, so no row can be told safe to delete.
+    const refused = runIn({ DATABASE_URL: tdb.url, REDIS_URL: "redis://127.0.0.1:1" }, "--older-than", "90d");
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(/^PRUNE_LETTERS_UNREADABLE: .*nothing was deleted/m);
+    expect((await remaining()).notifications).toEqual(["u-applied"]);
+    expect(await prisma.deadLetterReplay.count()).toBe(1);
   });
 });

@@ -56,3 +56,4 @@ export {
   type ReplicationOptions,
 } from "./receipted-add.ts";
 export { type Receipt, readReceipt, receiptKey, recordReceipts } from "./receipts.ts";
+export { readWaitingLetters, type WaitingLetters } from "./waiting-letters.ts";

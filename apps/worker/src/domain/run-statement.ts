@@ -25,9 +25,10 @@ export async function runApplyStatement<R extends { outcome: string }>(
       throw WorkerError.of("ORDER_NOT_FOUND", `no order with out_trade_no ${facts.outTradeNo}`);
     }
     if (result.outcome === "NOTIFICATION_NOT_FOUND") {
-      // The parse stage writes the row before it enqueues the apply job: a row missing now was deleted — pruned once
-      // settled, while a letter of this job waited that the row did not record (see markNotificationDead). Every
-      // replay would end here again, so the message, which the letter keeps, says what the operator can do instead.
+      // The parse stage writes the row before it enqueues the apply job: a row missing now was deleted — by hand, or
+      // pruned once settled by a release whose prune did not list the waiting letters, or by one given another
+      // deployment's Redis (pruneNotifications keeps a row any letter in notify.dead names). Every replay would end
+      // here again, so the message, which the letter keeps, says what the operator can do instead.
       throw WorkerError.of(
         "NOTIFICATION_NOT_FOUND",
         `notification ${facts.notificationId} has no row: \`db:prune\` may have deleted it once settled, before this ` +

@@ -371,8 +371,9 @@ export async function recordNotificationFailure(prisma: PrismaClient, f: Failure
  * (APPLIED, DUPLICATE, REVIEW, IGNORED) keeps its status, attempts and error but gets the event too: its apply job may
  * still owe something — the apply committed and adding its event failed on the last attempt (QUEUE_UNAVAILABLE: the
  * event is only in the letter), a job stalled too often after its commit, an operator retried the failed job in
- * bull-board beside its letter — and the letter's replay (ALREADY, the event published) needs the row. The event is
- * what keeps `pruneNotifications` from deleting the row while the letter waits, and lists the letter on the dashboard.
+ * bull-board beside its letter — and the letter's replay (ALREADY, the event published) needs the row. The event
+ * lists the letter on the dashboard and keeps `pruneNotifications` from deleting the row while the letter waits (as
+ * does the prune's listing of `notify.dead`, which also sees a letter this could not record).
  * Returns whether the notification was marked DEAD.
  *
  * `updatedAt` moves for a settled row too: a prune that read the row before this committed sees it changed once it

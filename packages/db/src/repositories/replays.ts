@@ -16,8 +16,10 @@ import type { NotificationRowStatus } from "./notifications.ts";
  * - a row of a higher fence → a later replay has the letter: this one writes nothing and stands down (`superseded`).
  * The undo (recordReplayFailed) is done only by the row's owner: a replay whose record a later one took over leaves
  * it, since that one puts the job back.
- * Rows stay (one per replayed letter, ~100 bytes, like the dashboard's AuditLog rows): a letter's id is unique to
- * the failed job instance it holds, so a row never meets another letter.
+ * A letter's id is unique to the failed job instance it holds, so a row never meets another letter. Rows (one per
+ * replayed letter, ~100 bytes) stay while their letter is in `notify.dead`; `db:prune` deletes one once its letter is
+ * gone and it last changed (`changedAt`, moved by every write here) before the retention (prune-replays.ts, which
+ * states why that cannot take a fence from a replay that still needs it).
  */
 
 export interface ReplayRecord {
