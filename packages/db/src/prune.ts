@@ -111,7 +111,8 @@ function checkRetention(olderThanMs: number): void {
  * The dead letters in `notify.dead` and the notifications they name, read from the workers' Redis before the prune
  * starts (readWaitingLetters of @wpn/queue). A letter written after it is covered by the ages: the worker marks its
  * notification (markNotificationDead moves `updatedAt`) and a replay its record (`changedAt`) — a row changed now is
- * not eligible.
+ * not eligible. Left open: the moment between the worker writing a letter and marking the row, for a settled row
+ * unchanged for the whole retention whose job fails for good just then (a bull-board retry days after its failure).
  */
 export interface WaitingLetters {
   letterIds: readonly string[];
