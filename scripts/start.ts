@@ -10,7 +10,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { resolve } from "node:path";
 import { ConfigError, DEFAULT_REDIS_URL, loadConfig, loadDatabaseUrl, readEnvironment } from "@wpn/config";
-import { ensureDatabase, migrate } from "@wpn/db";
+import { ensureDatabase, MIGRATIONS_DIR, migrate } from "@wpn/db";
 import { failureReport } from "./database-errors.ts";
 import {
   DevelopmentKeysError,
@@ -19,6 +19,7 @@ import {
   ensureDevelopmentEnv,
   MERCHANT_SETTING,
 } from "./dev-env.ts";
+import { migrateOptions } from "./migrate-options.ts";
 import { ensureServices } from "./services.ts";
 import { forceKillAfterMs, stoppedCleanly } from "./stopping.ts";
 
@@ -155,7 +156,7 @@ async function main(): Promise<void> {
   databaseUrlInUse = config.DATABASE_URL;
   forceKillMs = forceKillAfterMs(config.WORKER_SHUTDOWN_TIMEOUT_MS);
   if (await ensureDatabase(config.DATABASE_URL)) console.log("Created the database.");
-  const { applied } = await migrate(config.DATABASE_URL);
+  const { applied } = await migrate(config.DATABASE_URL, MIGRATIONS_DIR, migrateOptions(config));
   console.log(applied.length ? `Applied migrations: ${applied.join(", ")}` : "Database schema is up to date.");
 
   process.on("SIGINT", () => stopAll(0));

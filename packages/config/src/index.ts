@@ -7,7 +7,9 @@ export {
   loadConfig,
   loadConfigOrExit,
   loadDatabaseUrl,
+  loadMigrateSettings,
   loadQueueSettings,
+  type MigrateSettings,
   readMerchantPrivateKeyPem,
 } from "./load.ts";
 export { type ParentWatchLogger, stopWhenParentExits } from "./parent.ts";

@@ -7,6 +7,7 @@ import {
   databaseUrlSchema,
   type Env,
   envSchema,
+  migrateSettingsSchema,
   pathList,
   queueSettingsSchema,
 } from "./schema.ts";
@@ -70,6 +71,18 @@ export function loadDatabaseUrl(env: Environment): string {
 export function loadQueueSettings(env: Environment): Pick<Env, "REDIS_URL" | "QUEUE_PREFIX"> {
   const cleaned = withoutEmpty(env);
   return valuesOrThrow(queueSettingsSchema.safeParse(cleaned), cleaned);
+}
+
+/** The settings of db:migrate: DATABASE_URL and the migration runner's (MIGRATE_*). */
+export type MigrateSettings = Pick<Env, "DATABASE_URL" | "MIGRATE_LOCK_TIMEOUT_MS" | "MIGRATE_WAIT_SECONDS">;
+
+/**
+ * The settings db:migrate uses, validated as `loadConfig` validates them, without the merchant settings it does not
+ * need. Throws `ConfigError` naming the first bad one.
+ */
+export function loadMigrateSettings(env: Environment): MigrateSettings {
+  const cleaned = withoutEmpty(env);
+  return valuesOrThrow(migrateSettingsSchema.safeParse(cleaned), cleaned);
 }
 
 /** Empty strings count as unset, as in most dotenv tooling. */

@@ -129,6 +129,19 @@ const envFields = z.object({
   PG_POOL_MAX: int(1, 200).default(10),
   /** How long a query may wait for a pooled connection before failing (and the job retrying). */
   PG_CONNECT_TIMEOUT_MS: int(100, 60_000).default(5_000),
+  /**
+   * lock_timeout of each migration's statements (db:migrate, npm start). A statement waiting for a lock makes every
+   * later statement on that table wait behind it — the workers' payments, while an ALTER TABLE waits for a long
+   * report to end — so a migration waits at most this long per attempt, rolls back and tries again (5 attempts, 1 s
+   * doubling between them), then fails MIGRATION_BLOCKED naming the blocking session. @wpn/db's MIGRATE_DEFAULTS has
+   * the same default, for callers without settings (the tests).
+   */
+  MIGRATE_LOCK_TIMEOUT_MS: int(100, 60_000).default(2_000),
+  /**
+   * How long db:migrate and npm start wait for another process's migration run (the migration lock) before failing
+   * MIGRATION_LOCK_WAIT_TIMEOUT; logged once as MIGRATION_LOCK_WAIT when the wait starts. As MIGRATE_DEFAULTS.
+   */
+  MIGRATE_WAIT_SECONDS: int(1, 24 * 3600).default(300),
 
   REDIS_URL: serviceUrl(["redis:", "rediss:"], DEFAULT_REDIS_URL, false).default(DEFAULT_REDIS_URL),
   /** Prefix of every BullMQ key; one Redis can host several deployments (and tests) side by side. */
@@ -381,6 +394,12 @@ export const databaseUrlSchema = envFields.shape.DATABASE_URL;
 
 /** REDIS_URL and QUEUE_PREFIX alone, as envSchema checks them (db:prune reads the workers' dead letters). */
 export const queueSettingsSchema = envFields.pick({ REDIS_URL: true, QUEUE_PREFIX: true });
+/** What db:migrate needs, as envSchema checks it: the database and the migration runner's settings. */
+export const migrateSettingsSchema = envFields.pick({
+  DATABASE_URL: true,
+  MIGRATE_LOCK_TIMEOUT_MS: true,
+  MIGRATE_WAIT_SECONDS: true,
+});
 
 /** Every variable name the schema reads (`.env.example` documents each; a test checks it). */
 export const ENV_NAMES: readonly string[] = Object.keys(envFields.shape);

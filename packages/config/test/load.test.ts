@@ -10,6 +10,7 @@ import {
   type LoadOptions,
   loadConfig,
   loadDatabaseUrl,
+  loadMigrateSettings,
   loadQueueSettings,
   readEnvironment,
   readMerchantPrivateKeyPem,
@@ -191,6 +192,22 @@ describe("loadConfig", () => {
     });
     expect(() => loadQueueSettings({ QUEUE_PREFIX: "a:b" })).toThrow(/^QUEUE_PREFIX must be letters/);
     expect(() => loadQueueSettings({ REDIS_URL: "http://r" })).toThrow(ConfigError);
+  });
+
+  it("validates db:migrate's settings without the merchant's: DATABASE_URL and MIGRATE_*, with the runner's defaults", () => {
+    expect(loadMigrateSettings({ WECHATPAY_MCHID: "x" })).toEqual({
+      DATABASE_URL: "postgresql://postgres@127.0.0.1:5432/wechatpay_notify",
+      MIGRATE_LOCK_TIMEOUT_MS: 2_000,
+      MIGRATE_WAIT_SECONDS: 300,
+    });
+    expect(loadMigrateSettings({ MIGRATE_LOCK_TIMEOUT_MS: "500", MIGRATE_WAIT_SECONDS: "" })).toMatchObject({
+      MIGRATE_LOCK_TIMEOUT_MS: 500,
+      MIGRATE_WAIT_SECONDS: 300,
+    });
+    // 0 would turn lock_timeout off: the wait this setting exists to bound.
+    expect(() => loadMigrateSettings({ MIGRATE_LOCK_TIMEOUT_MS: "0" })).toThrow(/^MIGRATE_LOCK_TIMEOUT_MS /);
+    expect(() => loadMigrateSettings({ MIGRATE_WAIT_SECONDS: "soon" })).toThrow(ConfigError);
+    expect(() => loadMigrateSettings({ DATABASE_URL: "mysql://u@h/db" })).toThrow(/^DATABASE_URL must be a postgresql/);
   });
 
   it("reports a key file that does not exist", () => {

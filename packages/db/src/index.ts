@@ -1,7 +1,9 @@
+export type { BlockingSession } from "./blocking-sessions.ts";
 export { createDb, type Db, type DbOptions, type DbPool, type ExtraPoolOptions, probeDatabase } from "./client.ts";
 export { type DatabaseTarget, parseDatabaseUrl, quoteIdent } from "./database-url.ts";
 export * from "./generated/client.ts";
-export { ensureDatabase, type MigrateResult, migrate } from "./migrate.ts";
+export { ensureDatabase, MIGRATE_DEFAULTS, type MigrateOptions, type MigrateResult, migrate } from "./migrate.ts";
+export type { MigrateEvent, MigrateLog } from "./migrate-log.ts";
 export {
   MIGRATIONS_DIR,
   type MigrationFile,
@@ -11,6 +13,7 @@ export {
   readMigrations,
   splitStatements,
 } from "./migration-files.ts";
+export { MigrationLockWaitError } from "./migration-lock.ts";
 export {
   checkFailure,
   compareMigrations,
@@ -24,6 +27,7 @@ export {
   type WaitForMigrationsOptions,
   waitForMigrationsOrExit,
 } from "./migration-state.ts";
+export { MigrationBlockedError } from "./migration-transaction.ts";
 export {
   MAX_PRUNE_BATCH,
   MIN_RETENTION_DAYS,

@@ -1,7 +1,10 @@
 import { randomUUID } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
+import { hostname } from "node:os";
 import pg from "pg";
+import { BlockerWatch } from "./blocking-sessions.ts";
+import { cleanUpAfter } from "./cleanup.ts";
 import { parseDatabaseUrl, quoteIdent } from "./database-url.ts";
+import type { MigrateLog } from "./migrate-log.ts";
 import {
   MIGRATIONS_DIR,
   type MigrationFile,
@@ -9,7 +12,9 @@ import {
   planMigration,
   readMigrations,
 } from "./migration-files.ts";
+import { acquireMigrationLock, MIGRATION_LOCK_KEY } from "./migration-lock.ts";
 import { compareMigrations, readRecordedMigrations } from "./migration-state.ts";
+import { applyInTransaction, type LockRetry } from "./migration-transaction.ts";
 
 /** Same definition Prisma's schema engine uses, so `prisma migrate deploy` can take over where it can run. */
 const MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
@@ -24,13 +29,32 @@ const MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
 )`;
 
 /**
- * Arbitrary constant: every process that migrates holds this advisory lock for its whole run, so concurrent starts
- * apply each migration once. A session-level lock, not a transaction's: it must hold across the transaction of each
- * migration and across a concurrent index build, which runs outside any transaction.
+ * The defaults of `MigrateOptions`, which are also those of the settings the scripts pass (MIGRATE_LOCK_TIMEOUT_MS,
+ * MIGRATE_WAIT_SECONDS in @wpn/config; README, "Database migrations"). 2 s of lock_timeout: the longest that the
+ * statements queued behind a migration's lock request (the workers' payments) wait, per attempt. 5 attempts, 1 s
+ * doubling between them: a holder gets ~25 s in all to end. 300 s for another process's run: far longer than the
+ * committed migrations take; a run on a large table (a concurrent index build) may exceed it, and the process that
+ * gave up just runs again.
  */
-const MIGRATION_LOCK_KEY = 72_707_369;
-/** How often a process waiting for another one's migration run asks for the lock again, ms. */
-const LOCK_POLL_MS = 100;
+export const MIGRATE_DEFAULTS = {
+  lockTimeoutMs: 2_000,
+  attempts: 5,
+  retryDelayMs: 1_000,
+  waitLimitMs: 300_000,
+} as const;
+
+export interface MigrateOptions {
+  /** lock_timeout of each migration transaction's statements, ms (not of a concurrent index build: see below). */
+  lockTimeoutMs?: number;
+  /** Transactions tried per migration whose statements time out waiting for a lock, before MIGRATION_BLOCKED. */
+  attempts?: number;
+  /** Wait before a migration's second attempt, ms, doubled before each later one. */
+  retryDelayMs?: number;
+  /** How long to wait for another process's migration run (the migration lock), ms, before MIGRATION_LOCK_WAIT_TIMEOUT. */
+  waitLimitMs?: number;
+  /** Receives the waits and retries (MIGRATION_LOCK_WAIT, MIGRATION_RETRY); nothing is reported without it. */
+  log?: MigrateLog;
+}
 
 /**
  * Creates the database named in `url` when it does not exist (connecting to the `postgres` maintenance database
@@ -80,39 +104,72 @@ export interface MigrateResult {
 
 /**
  * Applies every migration of `dir` not yet recorded in `_prisma_migrations`, in name order, and records each the way
- * `prisma migrate deploy` records a successful one. A migration runs in a transaction of its own, recorded in it —
- * except one whose only statement is CREATE INDEX CONCURRENTLY (see `planMigration`), sent on its own and recorded
- * once its index is built and valid. Refuses before applying anything when an applied migration's file changed
- * (checksum mismatch) or a migration is recorded as failed (left so by `prisma migrate deploy`), as Prisma does.
- * A failed migration is not recorded: its transaction is rolled back whole (a concurrent index build leaves an
- * INVALID index instead, dropped and built again by the next run), and the error names it.
+ * `prisma migrate deploy` records a successful one. A migration runs in a transaction of its own, recorded in it, with
+ * a short lock_timeout and retries (`applyInTransaction`: MIGRATION_BLOCKED after its attempts) — except one whose
+ * only statement is CREATE INDEX CONCURRENTLY (see `planMigration`), sent on its own and recorded once its index is
+ * built and valid. One run at a time per database: the migration lock, waited for at most `waitLimitMs`
+ * (`acquireMigrationLock`: MIGRATION_LOCK_WAIT_TIMEOUT). Refuses before applying anything when an applied migration's
+ * file changed (checksum mismatch) or a migration is recorded as failed (left so by `prisma migrate deploy`), as
+ * Prisma does. A failed migration is not recorded: its transaction is rolled back whole (a concurrent index build
+ * leaves an INVALID index instead, dropped and built again by the next run), and the error names it.
  */
-export async function migrate(url: string, dir: string = MIGRATIONS_DIR): Promise<MigrateResult> {
+export async function migrate(
+  url: string,
+  dir: string = MIGRATIONS_DIR,
+  options: MigrateOptions = {},
+): Promise<MigrateResult> {
+  const settings = {
+    lockTimeoutMs: positive("lockTimeoutMs", options.lockTimeoutMs ?? MIGRATE_DEFAULTS.lockTimeoutMs),
+    attempts: positive("attempts", options.attempts ?? MIGRATE_DEFAULTS.attempts),
+    retryDelayMs: positive("retryDelayMs", options.retryDelayMs ?? MIGRATE_DEFAULTS.retryDelayMs),
+    waitLimitMs: positive("waitLimitMs", options.waitLimitMs ?? MIGRATE_DEFAULTS.waitLimitMs),
+    log: options.log,
+  };
   const target = parseDatabaseUrl(url);
-  const client = new pg.Client({ connectionString: target.connectionString });
+  // Named, so that a process waiting for this run, and an operator reading pg_stat_activity, can tell who migrates.
+  // (PostgreSQL keeps 63 bytes of it: a long host name is cut, the pid stays.)
+  const whose = `(pid ${process.pid} on ${hostname()})`;
+  const client = new pg.Client({
+    connectionString: target.connectionString,
+    application_name: `wechatpay-notify:migrate ${whose}`,
+  });
   // pg reports a lost connection twice: the statement in flight (and every later one) fails, which is what migrate()
   // throws, and the client emits 'error', which would end the whole process were nobody listening. Nothing to add.
   client.on("error", () => undefined);
   await client.connect();
+  let watch: BlockerWatch | undefined;
   try {
     // The lock is taken before anything else: even CREATE SCHEMA IF NOT EXISTS races between sessions.
-    await acquireMigrationLock(client);
+    await acquireMigrationLock(client, settings.waitLimitMs, settings.log);
     const unlock = () => client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK_KEY]);
     let result: MigrateResult;
     try {
-      result = await applyPending(client, target.schema, dir);
+      const { rows } = await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid");
+      watch = new BlockerWatch(
+        { connectionString: target.connectionString, application_name: `wechatpay-notify:migrate-watch ${whose}` },
+        rows[0]?.pid ?? 0,
+      );
+      result = await applyPending(client, target.schema, dir, { ...settings, watch });
     } catch (error) {
-      return await cleanUpAfter(error, "releasing the migration lock", unlock);
+      await cleanUpAfter(error, "releasing the migration lock", unlock);
+      throw error;
     }
     await unlock();
     return result;
   } finally {
+    await watch?.close();
     await client.end();
   }
 }
 
+/** `value` when it is a whole number above 0: a lock_timeout of 0 would turn the timeout off, 0 attempts apply nothing. */
+function positive(option: keyof MigrateOptions, value: number): number {
+  if (!Number.isInteger(value) || value < 1) throw new RangeError(`migrate: ${option} must be a whole number above 0`);
+  return value;
+}
+
 /** `migrate` once the lock is held. */
-async function applyPending(client: pg.Client, schema: string, dir: string): Promise<MigrateResult> {
+async function applyPending(client: pg.Client, schema: string, dir: string, retry: LockRetry): Promise<MigrateResult> {
   await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
   await client.query(`SET search_path TO ${quoteIdent(schema)}`);
   await client.query(MIGRATIONS_TABLE);
@@ -130,68 +187,27 @@ async function applyPending(client: pg.Client, schema: string, dir: string): Pro
   const pending = files
     .filter((file) => state.pending.includes(file.name))
     .map((file) => ({ file, plan: planMigration(file) }));
-  for (const { file, plan } of pending) await applyOne(client, schema, file, plan);
+  for (const { file, plan } of pending) await applyOne(client, schema, file, plan, retry);
   return { applied: pending.map(({ file }) => file.name), alreadyApplied: state.applied };
 }
 
-/**
- * Runs a cleanup step (ROLLBACK, releasing the lock) after `failure`, then throws `failure`. When the connection was
- * lost the step fails too ("Client … is not queryable"): that second error must not replace the first, which names
- * the migration and PostgreSQL's reason, so it is added to the first's message — what db:migrate and npm start print
- * — as "(then <step> failed too: …)". (PostgreSQL itself rolls back and releases the lock of a session it lost.)
- */
-async function cleanUpAfter(failure: unknown, step: string, run: () => Promise<unknown>): Promise<never> {
-  try {
-    await run();
-  } catch (cleanup) {
-    const context = ` (then ${step} failed too: ${cleanup instanceof Error ? cleanup.message : String(cleanup)})`;
-    if (!(failure instanceof Error)) throw new Error(`${String(failure)}${context}`, { cause: failure });
-    failure.message += context;
-  }
-  throw failure;
-}
-
-/**
- * Waits for the migration lock by asking for it again and again rather than in one blocking pg_advisory_lock():
- * a session blocked in that statement holds a snapshot, and CREATE INDEX CONCURRENTLY waits for every transaction
- * with an older snapshot in the database to end — the lock holder's index build would wait for the waiting
- * process, which waits for the lock holder (PostgreSQL's deadlock detector then kills one of them). Between two
- * tries the waiting session holds nothing.
- */
-async function acquireMigrationLock(client: pg.Client): Promise<void> {
-  for (;;) {
-    const { rows } = await client.query<{ locked: boolean }>("SELECT pg_try_advisory_lock($1) AS locked", [
-      MIGRATION_LOCK_KEY,
-    ]);
-    if (rows[0]?.locked) return;
-    await sleep(LOCK_POLL_MS);
-  }
-}
-
-async function applyOne(client: pg.Client, schema: string, migration: MigrationFile, plan: MigrationPlan) {
+async function applyOne(
+  client: pg.Client,
+  schema: string,
+  migration: MigrationFile,
+  plan: MigrationPlan,
+  retry: LockRetry,
+) {
   if (plan.kind === "concurrent-index") return applyConcurrentIndex(client, schema, migration, plan.index);
-  await client.query("BEGIN");
-  try {
-    await client.query(migration.sql);
-    await record(client, migration);
-    await client.query("COMMIT");
-  } catch (error) {
-    // 25001 active_sql_transaction: e.g. CREATE INDEX CONCURRENTLY beside other statements.
-    const hint =
-      (error as { code?: string }).code === "25001"
-        ? " (only a migration whose one statement is CREATE INDEX CONCURRENTLY runs outside a transaction)"
-        : "";
-    const failure = new Error(`migration ${migration.name} failed: ${(error as Error).message}${hint}`, {
-      cause: error,
-    });
-    await cleanUpAfter(failure, "ROLLBACK", () => client.query("ROLLBACK"));
-  }
+  await applyInTransaction(client, migration, retry, () => record(client, migration));
 }
 
 /**
  * A build that failed (a unique violation, a deadlock, a cancelled statement) or whose process died leaves its index
  * behind, INVALID: unused by queries, yet maintained on every write, and IF NOT EXISTS would skip it. It is dropped
  * first, concurrently too, so that a repeated run builds the index again rather than recording a broken one.
+ * No lock_timeout here: the build's SHARE UPDATE EXCLUSIVE lock, granted or queued, blocks no reader or writer, and it
+ * must wait for every older transaction to end (a lock wait too, which lock_timeout would cancel).
  */
 async function applyConcurrentIndex(client: pg.Client, schema: string, migration: MigrationFile, index: string) {
   if ((await indexValidity(client, schema, index)) === "invalid") {

@@ -1,0 +1,167 @@
+import pg from "pg";
+
+/**
+ * A session another one waits for, as pg_stat_activity shows it: what an operator needs to find it (pid,
+ * application_name) and to judge it (state, since when). The columns other than pid are null when the session ended
+ * meanwhile, and state, the times and the query are null or hidden (`<insufficient privilege>`) for another role's
+ * session unless this role has pg_read_all_stats.
+ */
+export interface BlockingSession {
+  /** The backend's pid (pg_terminate_backend takes it); 0 for a prepared transaction (pg_prepared_xacts). */
+  pid: number;
+  applicationName: string | null;
+  /** `active`, `idle in transaction`, … */
+  state: string | null;
+  /** When its transaction started: it has held its locks since. */
+  transactionStart: Date | null;
+  queryStart: Date | null;
+  /** Its latest statement, whitespace folded, cut to QUERY_CHARS characters. */
+  query: string | null;
+}
+
+/** Enough of a statement to recognise it (a report, a dashboard page) in one line of a log. */
+const QUERY_CHARS = 120;
+
+/** The sessions whose pids `pidsSql` (an int[] expression of `params`) yields, oldest transaction first. */
+export async function readSessions(
+  client: pg.ClientBase,
+  pidsSql: string,
+  params: readonly unknown[],
+): Promise<BlockingSession[]> {
+  const { rows } = await client.query<{
+    pid: number;
+    application_name: string | null;
+    state: string | null;
+    xact_start: Date | null;
+    query_start: Date | null;
+    query: string | null;
+  }>(
+    `SELECT p.pid, a.application_name, a.state, a.xact_start, a.query_start,
+            left(regexp_replace(a.query, '\\s+', ' ', 'g'), ${QUERY_CHARS}) AS query
+     FROM unnest(${pidsSql}) AS p(pid) LEFT JOIN pg_stat_activity a ON a.pid = p.pid
+     ORDER BY a.xact_start NULLS LAST, p.pid`,
+    [...params],
+  );
+  return rows.map((row) => ({
+    pid: row.pid,
+    applicationName: row.application_name,
+    state: row.state,
+    transactionStart: row.xact_start,
+    queryStart: row.query_start,
+    query: row.query,
+  }));
+}
+
+/** The sessions `pid` waits for right now (pg_blocking_pids: holders of a conflicting lock, and those queued ahead). */
+export function readBlockingSessions(client: pg.ClientBase, pid: number): Promise<BlockingSession[]> {
+  return readSessions(client, "pg_blocking_pids($1)", [pid]);
+}
+
+/** `pid 4242 (application_name "report", state "idle in transaction", transaction started …, query started …: "…")`. */
+export function describeSession(session: BlockingSession): string {
+  if (session.pid === 0) return "a prepared transaction (see pg_prepared_xacts)";
+  const facts = [
+    `application_name "${session.applicationName ?? "unknown"}"`,
+    `state "${session.state ?? "unknown"}"`,
+    ...(session.transactionStart ? [`transaction started ${session.transactionStart.toISOString()}`] : []),
+    ...(session.queryStart ? [`query started ${session.queryStart.toISOString()}`] : []),
+  ];
+  const query = session.query ? `: "${session.query}"` : "";
+  return `pid ${session.pid} (${facts.join(", ")}${query})`;
+}
+
+/** What a watch saw: the sessions last seen blocking, and why none could be read, if so. */
+export interface BlockerSample {
+  sessions: BlockingSession[];
+  /** Connecting or reading failed: the sessions are unknown (the watched work goes on regardless). */
+  error?: string;
+}
+
+/** `describeSession` of each, or why there is none to name. */
+export function describeBlockers(sample: BlockerSample): string {
+  if (sample.sessions.length > 0) return sample.sessions.map(describeSession).join("; ");
+  if (sample.error !== undefined) return `a session that could not be read (${sample.error})`;
+  return "a session that was not seen (its wait was shorter than the sampling interval)";
+}
+
+/**
+ * Finds out who blocks a session while it waits for a lock. The waiting session cannot ask — it is waiting — and once
+ * its lock_timeout fires the blocker is no longer linked to it, so a second connection samples pg_blocking_pids while
+ * the work runs. That connection is opened only for work still running `afterMs` after it started (a migration that
+ * finishes at once costs nothing) and then kept for the rest of the run; `close` ends it.
+ */
+export class BlockerWatch {
+  #client: pg.Client | undefined;
+  #error: string | undefined;
+
+  /** `config`: the watch connection's (the watched session's database, an application_name of its own). */
+  constructor(
+    private readonly config: pg.ClientConfig,
+    private readonly pid: number,
+  ) {}
+
+  /**
+   * Samples from `afterMs` after now, every `everyMs`, until the returned `stop`, which answers the last non-empty
+   * sample (waits of the work end and start again: the latest blockers are the ones that made it fail).
+   */
+  watch(afterMs: number, everyMs: number): { stop(): Promise<BlockerSample> } {
+    const stopped = new AbortController();
+    let sessions: BlockingSession[] = [];
+    const sampling = (async () => {
+      for (let delay = afterMs; await pause(delay, stopped.signal); delay = everyMs) {
+        const found = await this.#sample();
+        if (found === undefined) return;
+        if (found.length > 0) sessions = found;
+      }
+    })();
+    return {
+      stop: async () => {
+        stopped.abort();
+        await sampling;
+        return this.#error === undefined ? { sessions } : { sessions, error: this.#error };
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.#client?.end();
+  }
+
+  async #connect(): Promise<pg.Client> {
+    const client = new pg.Client(this.config);
+    // A connection lost between two samples: the next sample fails with it, which is what #error keeps.
+    client.on("error", (error) => {
+      this.#error = error.message;
+    });
+    await client.connect();
+    return client;
+  }
+
+  /** The blockers now; undefined once the watch connection failed (remembered in #error, not tried again). */
+  async #sample(): Promise<BlockingSession[] | undefined> {
+    if (this.#error !== undefined) return undefined;
+    try {
+      this.#client ??= await this.#connect();
+      return await readBlockingSessions(this.#client, this.pid);
+    } catch (error) {
+      this.#error = error instanceof Error ? error.message : String(error);
+      return undefined;
+    }
+  }
+}
+
+/** Resolves true after `ms`, or false as soon as `signal` aborts. */
+function pause(ms: number, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(true), ms);
+    signal.addEventListener(
+      "abort",
+      () => {
+        clearTimeout(timer);
+        resolve(false);
+      },
+      { once: true },
+    );
+  });
+}

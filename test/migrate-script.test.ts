@@ -1,0 +1,98 @@
+import { spawn } from "node:child_process";
+import { quoteIdent, readMigrations } from "@wpn/db";
+import { TEST_DATABASE_BASE_URL } from "@wpn/testing";
+import pg from "pg";
+import { afterAll, describe, expect, it } from "vitest";
+import { eventually, repoRoot } from "./support/processes.ts";
+
+// `npm run db:migrate` while another process migrates, and its migration settings: what it prints and its exit
+// status. A database of this file's own: the migration lock is one per database, and a test holds it for seconds.
+const database = `wpn_migscript_${Math.random().toString(36).slice(2, 10)}`;
+const url = new URL(TEST_DATABASE_BASE_URL);
+url.pathname = `/${database}`;
+
+afterAll(async () => {
+  const admin = new pg.Client({ connectionString: TEST_DATABASE_BASE_URL });
+  await admin.connect();
+  try {
+    await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(database)} WITH (FORCE)`);
+  } finally {
+    await admin.end();
+  }
+});
+
+interface Run {
+  readonly stdout: () => string;
+  readonly stderr: () => string;
+  readonly status: Promise<number | null>;
+}
+
+/** scripts/migrate.ts (what `npm run db:migrate` runs after generating the client) with `env` over this test's. */
+function dbMigrate(env: Record<string, string>): Run {
+  const child = spawn(process.execPath, ["--import", "tsx", "scripts/migrate.ts"], {
+    cwd: repoRoot,
+    env: { ...process.env, DATABASE_URL: url.toString(), LOG_LEVEL: "info", ...env },
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (chunk: Buffer) => {
+    stdout += chunk.toString("utf8");
+  });
+  child.stderr.on("data", (chunk: Buffer) => {
+    stderr += chunk.toString("utf8");
+  });
+  return {
+    stdout: () => stdout,
+    stderr: () => stderr,
+    status: new Promise((resolve) => child.once("exit", (code) => resolve(code))),
+  };
+}
+
+// Concurrent: the configuration error never reaches PostgreSQL, and each test is mostly processes starting.
+describe.concurrent("npm run db:migrate while another process migrates", () => {
+  it("says once that it waits, naming the holder; past MIGRATE_WAIT_SECONDS fails MIGRATION_LOCK_WAIT_TIMEOUT (exit 1), otherwise applies once the holder lets go (exit 0)", async () => {
+    const admin = new pg.Client({ connectionString: TEST_DATABASE_BASE_URL });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${quoteIdent(database)}`);
+    await admin.end();
+    const holder = new pg.Client({ connectionString: url.toString(), application_name: "test:other-migrator" });
+    await holder.connect();
+    try {
+      const { rows } = await holder.query<{ pid: number }>(
+        "SELECT pg_backend_pid() AS pid, pg_advisory_lock(72707369)",
+      );
+      const pid = rows[0]?.pid;
+      const impatient = dbMigrate({ MIGRATE_WAIT_SECONDS: "1" });
+      const patient = dbMigrate({ MIGRATE_WAIT_SECONDS: "60" });
+      const waitLine = new RegExp(
+        `^MIGRATION_LOCK_WAIT: another process is applying migrations \\(it holds the migration lock: pid ${pid} \\(application_name "test:other-migrator"`,
+      );
+
+      expect(await impatient.status, impatient.stderr()).toBe(1);
+      const lines = impatient.stderr().split("\n");
+      expect(lines[0]).toMatch(waitLine);
+      expect(lines[0]).toMatch(/; waiting for it to finish, at most 1 s$/);
+      expect(lines[1]).toMatch(
+        new RegExp(
+          `^npm run db:migrate failed: MIGRATION_LOCK_WAIT_TIMEOUT: another process has held the migration lock for more than 1 s — pid ${pid} `,
+        ),
+      );
+      expect(lines.slice(2)).toEqual([""]);
+      expect(impatient.stdout()).toBe("");
+
+      await eventually(async () => (waitLine.test(patient.stderr()) ? true : undefined), 20_000, patient.stderr);
+      await holder.query("SELECT pg_advisory_unlock(72707369)");
+      expect(await patient.status, patient.stderr()).toBe(0);
+      expect(patient.stderr().split("\n")).toEqual([expect.stringMatching(waitLine), ""]);
+      expect(patient.stdout()).toMatch(new RegExp(`^applied ${readMigrations().length} migration\\(s\\): `));
+    } finally {
+      await holder.end();
+    }
+  });
+
+  it("a MIGRATE_LOCK_TIMEOUT_MS that would turn the timeout off: a configuration error, exit 78", async () => {
+    const run = dbMigrate({ MIGRATE_LOCK_TIMEOUT_MS: "0" });
+    expect(await run.status).toBe(78);
+    expect(run.stderr()).toMatch(/^configuration error: MIGRATE_LOCK_TIMEOUT_MS /);
+  });
+});
