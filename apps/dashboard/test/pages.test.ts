@@ -391,6 +391,8 @@ describe("the refund of a second charge", () => {
       const refunds = (await viewer.get("/reviews?reason=DUPLICATE_PAYMENT_REFUNDED")).body;
       for (const no of ofSettled?.refunds ?? []) expect(refunds).not.toContain(no);
       for (const no of ofOwed?.refunds ?? []) expect(refunds).toContain(no);
+      // Nor counted: the owed charge's one refund, not the settled one's two.
+      expect(refunds).toMatch(/DUPLICATE_PAYMENT_REFUNDED<\/div><div class="value">1</);
     } finally {
       await prisma.refund.deleteMany({ where: { outTradeNo: { in: [settled, owed] } } });
       await prisma.notification.deleteMany({ where: { outTradeNo: { in: [settled, owed] } } });

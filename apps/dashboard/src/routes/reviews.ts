@@ -1,6 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import type { DashboardContext } from "../context.ts";
-import { loadReviews, NOTIFICATION_REVIEW_DAYS, REVIEW_LIMIT } from "../data/reviews.ts";
+import { NOTIFICATION_REVIEW_DAYS } from "../data/review-notifications.ts";
+import { loadReviews, REVIEW_LIMIT } from "../data/reviews.ts";
 import { hasControlCharacter } from "../input.ts";
 import { badge, formatFen, formatTime, subMerchant } from "../views/format.ts";
 import { href, html } from "../views/html.ts";
