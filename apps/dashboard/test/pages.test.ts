@@ -518,3 +518,68 @@ describe("keys", () => {
     expect(body).not.toContain("SECRET-PRIVATE-KEY-PEM");
   });
 });
+
+describe("payment review, two merchants under one out_trade_no and out_refund_no", () => {
+  it("links each order's and refund's notifications to that merchant's (and sub-merchant's) alone", async () => {
+    const prisma = d.database.db.prisma;
+    const outTradeNo = randomId("OTN-2M");
+    const outRefundNo = randomId("RF-2M");
+    const merchants = [
+      { mchid: "1900000109", subMchid: null },
+      { mchid: "1900000300", subMchid: "1900000S31" },
+    ] as const;
+    const mine = new Map<string, { payment: string; refund: string }>();
+    for (const { mchid, subMchid } of merchants) {
+      const orderId = await seedOrder(prisma, {
+        outTradeNo,
+        mchid,
+        subMchid,
+        status: "PAYMENT_REVIEW",
+        reviewReason: "AMOUNT_MISMATCH",
+      });
+      await prisma.refund.create({
+        data: {
+          outRefundNo,
+          outTradeNo,
+          orderId,
+          status: "SUCCESS",
+          amountRefund: 5_000,
+          amountTotal: 1_999,
+          reviewReason: "REFUND_AMOUNT_MISMATCH",
+        },
+      });
+      mine.set(mchid, {
+        payment: await seedNotification(prisma, { mchid, subMchid, outTradeNo, status: "REVIEW" }),
+        refund: await seedNotification(prisma, {
+          mchid,
+          subMchid,
+          eventType: "REFUND.SUCCESS",
+          outTradeNo,
+          outRefundNo,
+          status: "REVIEW",
+        }),
+      });
+    }
+    try {
+      const page = (await viewer.get("/reviews")).body;
+      const rows = page
+        .split("<tr>")
+        .filter((row) => row.includes(`>${outTradeNo}<`) || row.includes(`>${outRefundNo}<`));
+      expect(rows).toHaveLength(4);
+      for (const row of rows) {
+        const mchid = merchants.find((m) => row.includes(`>${m.mchid}`))?.mchid ?? "";
+        const own = mine.get(mchid);
+        const other = [...mine].find(([m]) => m !== mchid)?.[1];
+        const link = /<a href="(\/notifications\?[^"]+)">notifications<\/a>/.exec(row)?.[1]?.replaceAll("&amp;", "&");
+        expect(link, row).toBeDefined();
+        const listed = (await viewer.get(link ?? "")).body;
+        const kind = row.includes(`>${outRefundNo}<`) ? "refund" : "payment";
+        expect(listed, `${mchid} ${kind}: ${link}`).toContain(`href="/notifications/${own?.[kind]}"`);
+        expect(listed, `${mchid} ${kind}: ${link}`).not.toContain(`href="/notifications/${other?.[kind]}"`);
+      }
+    } finally {
+      await prisma.refund.deleteMany({ where: { outRefundNo } });
+      await prisma.order.updateMany({ where: { outTradeNo }, data: { status: "SUCCESS", reviewReason: null } });
+    }
+  });
+});

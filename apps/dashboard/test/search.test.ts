@@ -397,6 +397,31 @@ describe("notification timeline", () => {
     for (const id of ids) expect(list.body).toContain(`href="/notifications/${id}"`);
   });
 
+  it("links its out_trade_no to the notifications of its own merchant and sub-merchant, not another's under that number", async () => {
+    const prisma = d.database.db.prisma;
+    const outTradeNo = randomId("OTN-L");
+    const direct = await seedNotification(prisma, { mchid: "1900000109", outTradeNo, status: "APPLIED" });
+    const sub = { mchid: "1900000109", subMchid: "1900000S77", outTradeNo };
+    const ofSubMerchant = await seedNotification(prisma, { ...sub, status: "APPLIED" });
+    const ofSubMerchantAgain = await seedNotification(prisma, { ...sub, status: "DUPLICATE" });
+    const ofOther = await seedNotification(prisma, { mchid: "1900000200", outTradeNo, status: "APPLIED" });
+    const listedFrom = async (id: string) => {
+      const page = (await viewer.get(`/notifications/${id}`)).body;
+      const link = /<dt>out_trade_no<\/dt><dd class="mono"><a href="([^"]+)">/
+        .exec(page)?.[1]
+        ?.replaceAll("&amp;", "&");
+      expect(link, id).toBeDefined();
+      const listed = (await viewer.get(link ?? "")).body;
+      return [direct, ofSubMerchant, ofSubMerchantAgain, ofOther].filter((n) =>
+        listed.includes(`href="/notifications/${n}"`),
+      );
+    };
+    expect(await listedFrom(ofSubMerchant)).toEqual([ofSubMerchant, ofSubMerchantAgain]);
+    expect(await listedFrom(ofOther)).toEqual([ofOther]);
+    expect(await listedFrom(direct)).toContain(direct);
+    expect(await listedFrom(direct)).not.toContain(ofOther);
+  });
+
   it("does not link another merchant's order or refund that uses the same out_trade_no", async () => {
     const prisma = d.database.db.prisma;
     const outTradeNo = randomId("OTN-X");

@@ -2,7 +2,7 @@ import type { FastifyInstance } from "fastify";
 import type { DashboardContext } from "../context.ts";
 import { type ForeignOrder, loadTimeline, type Timeline } from "../data/timeline.ts";
 import { hasControlCharacter } from "../input.ts";
-import { badge, formatFen, formatJson, formatTime, statusTone } from "../views/format.ts";
+import { badge, formatFen, formatJson, formatTime, ownerFilter, statusTone } from "../views/format.ts";
 import { href, html, type SafeHtml } from "../views/html.ts";
 import { sendError, sendPage } from "./page.ts";
 
@@ -68,7 +68,7 @@ ${n.subMchid ? html`<dt>Sub-merchant</dt><dd><a class="mono" href="${href("/noti
 <dt>Applied</dt><dd class="mono">${formatTime(n.appliedAt)}</dd>
 <dt>Attempts</dt><dd>${n.attempts}</dd>
 <dt>Last error</dt><dd>${n.errorCode ? html`<code>${n.errorCode}</code> ` : ""}${n.lastError ?? (n.errorCode ? "" : "—")}</dd>
-<dt>out_trade_no</dt><dd class="mono">${n.outTradeNo ? html`<a href="${href("/notifications", { outTradeNo: n.outTradeNo })}">${n.outTradeNo}</a>` : "—"}</dd>
+<dt>out_trade_no</dt><dd class="mono">${n.outTradeNo ? html`<a href="${href("/notifications", { outTradeNo: n.outTradeNo, ...ownerFilter(n.mchid, n.subMchid) })}">${n.outTradeNo}</a>` : "—"}</dd>
 <dt>transaction_id</dt><dd class="mono">${n.transactionId ?? "—"}</dd>
 ${n.outRefundNo ? html`<dt>out_refund_no</dt><dd class="mono">${n.outRefundNo}</dd>` : ""}
 <dt>Signing serial</dt><dd class="mono">${typeof headers.serial === "string" ? headers.serial : "—"}</dd>

@@ -3,7 +3,7 @@ import type { DashboardContext } from "../context.ts";
 import { NOTIFICATION_REVIEW_DAYS } from "../data/review-notifications.ts";
 import { loadReviews, REVIEW_LIMIT } from "../data/reviews.ts";
 import { hasControlCharacter } from "../input.ts";
-import { badge, formatFen, formatTime, subMerchant } from "../views/format.ts";
+import { badge, formatFen, formatTime, ownerFilter, subMerchant } from "../views/format.ts";
 import { href, html } from "../views/html.ts";
 import { sendError, sendPage } from "./page.ts";
 
@@ -46,7 +46,7 @@ ${
 <td class="num">${formatFen(o.amountTotal, o.currency)}</td>
 <td class="mono">${o.transactionId ?? "—"}</td>
 <td class="mono">${formatTime(o.paidAt)}</td>
-<td><a href="${href("/notifications", { outTradeNo: o.outTradeNo })}">notifications</a></td>
+<td><a href="${href("/notifications", { outTradeNo: o.outTradeNo, ...ownerFilter(o.mchid, o.subMchid) })}">notifications</a></td>
 </tr>`,
       )}</tbody></table>
 ${orders.length === REVIEW_LIMIT ? html`<p class="muted">Showing the ${REVIEW_LIMIT} most recent.</p>` : ""}`
@@ -69,7 +69,7 @@ ${
 <td class="num">${formatFen(r.amountTotal, r.order?.currency)}</td>
 <td class="mono">${r.refundId ?? "—"}</td>
 <td class="mono">${r.transactionId ?? "—"}</td>
-<td><a href="${href("/notifications", { q: r.outRefundNo })}">notifications</a></td>
+<td><a href="${href("/notifications", { q: r.outRefundNo, ...ownerFilter(r.order?.mchid, r.order?.subMchid) })}">notifications</a></td>
 </tr>`,
       )}</tbody></table>
 ${refunds.length === REVIEW_LIMIT ? html`<p class="muted">Showing the ${REVIEW_LIMIT} most recent.</p>` : ""}`

@@ -44,6 +44,18 @@ export function subMerchant(subMchid: string | null): SafeHtml | string {
   return subMchid ? html` / <a href="${href("/notifications", { subMchid })}">${subMchid}</a>` : "";
 }
 
+/**
+ * The Notifications search's filters for one owner: a merchant, and its sub-merchant in partner mode. WeChat makes
+ * out_trade_no and out_refund_no unique only per merchant (per sub-merchant in partner mode), so a link to an order's
+ * or a refund's notifications names its owner too; by the number alone it listed every merchant's under that number.
+ */
+export function ownerFilter(
+  mchid: string | null | undefined,
+  subMchid: string | null | undefined,
+): { mchid?: string; subMchid?: string } {
+  return { mchid: mchid ?? undefined, subMchid: subMchid ?? undefined };
+}
+
 /** Colour of a NotificationStatus. */
 export function statusTone(status: string): Tone {
   switch (status) {
