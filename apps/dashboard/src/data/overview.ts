@@ -53,11 +53,71 @@ export function ratePerSecond(perMinute: readonly number[], lastSixtySecondsPerS
   return perMinute.map((n, i) => (i === perMinute.length - 1 ? lastSixtySecondsPerSecond : n / 60));
 }
 
+/** One row of `RECEIVED_STATEMENT`: a grouping set's group. */
+interface ReceivedGroup {
+  /** Which grouping set: per minute of receipt, per status, per errorCode, or the whole window. */
+  kind: "minute" | "status" | "code" | "all";
+  minute: string | null;
+  status: string | null;
+  code: string | null;
+  n: number;
+  /** Of them, FAILED or DEAD now. */
+  failing: number;
+  /** Of them, received in the last 60 s. */
+  recent: number;
+}
+
+/**
+ * The notifications received in the window [$1, $2), grouped four ways in one read of their rows: per minute of
+ * receipt, per status, per error code, and all of them (with those received since $3).
+ */
+const RECEIVED_STATEMENT = `
+  SELECT CASE WHEN GROUPING(minute) = 0 THEN 'minute' WHEN GROUPING(status) = 0 THEN 'status'
+              WHEN GROUPING(code) = 0 THEN 'code' ELSE 'all' END AS kind,
+         minute, status, code, count(*)::int AS n,
+         count(*) FILTER (WHERE status IN ('FAILED', 'DEAD'))::int AS failing,
+         count(*) FILTER (WHERE "receivedAt" >= ${at(3)})::int AS recent
+    FROM (SELECT floor(${epochMs('"receivedAt"')} / ${BUCKET_MS})::bigint AS minute, status::text AS status,
+                 "errorCode" AS code, "receivedAt"
+            FROM "Notification" WHERE "receivedAt" >= ${at(1)} AND "receivedAt" < ${at(2)}) AS received
+   GROUP BY GROUPING SETS ((minute), (status), (code), ())`;
+
+/** One row of `APPLIED_STATEMENT`: a minute of commit, or (`total` 1) the whole window. */
+interface AppliedGroup {
+  total: number;
+  minute: string | null;
+  n: number;
+  p50: number | null;
+  p99: number | null;
+  /** Of them, applied since $4 and received since $5. */
+  recent: number;
+}
+
+/**
+ * The notifications applied in the window [$1, $2) among those received since $3, per minute of commit and in all
+ * (ROLLUP: one sort, one read of their rows), with their receipt → commit latency percentiles, ms.
+ */
+const APPLIED_STATEMENT = `
+  SELECT GROUPING(minute) AS total, minute, count(*)::int AS n,
+         percentile_cont(0.5) WITHIN GROUP (ORDER BY latency) AS p50,
+         percentile_cont(0.99) WITHIN GROUP (ORDER BY latency) AS p99,
+         count(*) FILTER (WHERE "appliedAt" >= ${at(4)} AND "receivedAt" >= ${at(5)})::int AS recent
+    FROM (SELECT floor(${epochMs('"appliedAt"')} / ${BUCKET_MS})::bigint AS minute,
+                 ${epochMs('"appliedAt"')} - ${epochMs('"receivedAt"')} AS latency, "appliedAt", "receivedAt"
+            FROM "Notification"
+           WHERE "receivedAt" >= ${at(3)} AND "appliedAt" >= ${at(1)} AND "appliedAt" < ${at(2)}) AS applied
+   GROUP BY ROLLUP (minute)`;
+
 /**
  * The last hour at a glance, from PostgreSQL (Notification.receivedAt/appliedAt/status/errorCode) and BullMQ
  * job counts. Every query is bounded by `receivedAt` (indexed). Consequence, stated on the page: a
  * notification applied this hour but received more than an hour before it (a long retry) is not counted in
  * the applied series.
+ *
+ * Two statements, each reading the rows it needs once: on a sale day these are the rows the workers are writing, whose
+ * heap pages are not all-visible yet, so every read goes to the heap (some 40,000 pages for 300,000 notifications an
+ * hour), through the shared buffers the workers use. Six statements, one per figure, read them six times, two of
+ * them over two hours (apps/dashboard/test/overview-plans.test.ts).
  */
 export async function loadOverview(ctx: DashboardContext): Promise<Overview> {
   const nowMs = ctx.now().getTime();
@@ -65,72 +125,52 @@ export async function loadOverview(ctx: DashboardContext): Promise<Overview> {
   const start = end - BUCKETS * BUCKET_MS;
   const pool = ctx.db.pool;
   const lookback = start - 3_600_000;
+  // The cards' "last 60 s", inside the window (which ends after now and starts 59 minutes before its minute).
+  const lastMinute = nowMs - 60_000;
 
-  const [received, applied, latency, statuses, failures, recent, queues, inReview] = await Promise.all([
-    pool.query<{ minute: string; n: number }>(
-      `SELECT floor(${epochMs('"receivedAt"')} / ${BUCKET_MS})::bigint AS minute, count(*)::int AS n
-         FROM "Notification" WHERE "receivedAt" >= ${at(1)} AND "receivedAt" < ${at(2)} GROUP BY 1`,
-      [start, end],
-    ),
-    pool.query<{ minute: string; n: number; p50: number | null; p99: number | null }>(
-      `SELECT floor(${epochMs('"appliedAt"')} / ${BUCKET_MS})::bigint AS minute, count(*)::int AS n,
-              percentile_cont(0.5) WITHIN GROUP (ORDER BY ${epochMs('"appliedAt"')} - ${epochMs('"receivedAt"')}) AS p50,
-              percentile_cont(0.99) WITHIN GROUP (ORDER BY ${epochMs('"appliedAt"')} - ${epochMs('"receivedAt"')}) AS p99
-         FROM "Notification"
-        WHERE "receivedAt" >= ${at(3)} AND "appliedAt" >= ${at(1)} AND "appliedAt" < ${at(2)} GROUP BY 1`,
-      [start, end, lookback],
-    ),
-    pool.query<{ n: number; p50: number | null; p99: number | null }>(
-      `SELECT count(*)::int AS n,
-              percentile_cont(0.5) WITHIN GROUP (ORDER BY ${epochMs('"appliedAt"')} - ${epochMs('"receivedAt"')}) AS p50,
-              percentile_cont(0.99) WITHIN GROUP (ORDER BY ${epochMs('"appliedAt"')} - ${epochMs('"receivedAt"')}) AS p99
-         FROM "Notification"
-        WHERE "receivedAt" >= ${at(3)} AND "appliedAt" >= ${at(1)} AND "appliedAt" < ${at(2)}`,
-      [start, end, lookback],
-    ),
-    pool.query<{ status: string; n: number }>(
-      `SELECT status::text AS status, count(*)::int AS n FROM "Notification"
-        WHERE "receivedAt" >= ${at(1)} AND "receivedAt" < ${at(2)} GROUP BY 1 ORDER BY 2 DESC`,
-      [start, end],
-    ),
-    pool.query<{ code: string; total: number; failing: number }>(
-      `SELECT "errorCode" AS code, count(*)::int AS total,
-              count(*) FILTER (WHERE status IN ('FAILED', 'DEAD'))::int AS failing
-         FROM "Notification"
-        WHERE "receivedAt" >= ${at(1)} AND "receivedAt" < ${at(2)} AND "errorCode" IS NOT NULL
-        GROUP BY 1 ORDER BY 2 DESC LIMIT 20`,
-      [start, end],
-    ),
-    pool.query<{ received: number; applied: number }>(
-      `SELECT count(*) FILTER (WHERE "receivedAt" >= ${at(1)})::int AS received,
-              count(*) FILTER (WHERE "appliedAt" >= ${at(1)})::int AS applied
-         FROM "Notification" WHERE "receivedAt" >= ${at(2)}`,
-      [nowMs - 60_000, nowMs - 60_000 - 3_600_000],
-    ),
+  const [received, applied, queues, inReview] = await Promise.all([
+    pool.query<ReceivedGroup>(RECEIVED_STATEMENT, [start, end, lastMinute]),
+    pool.query<AppliedGroup>(APPLIED_STATEMENT, [start, end, lookback, lastMinute, lastMinute - 3_600_000]),
     loadQueueDepths(ctx),
     countReviews(ctx.db.prisma, ctx.now()).then((counts) => counts.total),
   ]);
 
   const index = (minute: string) => Number(minute) - start / BUCKET_MS;
   const receivedPerMinute = new Array<number>(BUCKETS).fill(0);
+  const statuses: Overview["statuses"] = [];
+  const failures: Overview["failures"] = [];
+  let receivedLastMinute = 0;
   for (const row of received.rows) {
-    const i = index(row.minute);
-    if (i >= 0 && i < BUCKETS) receivedPerMinute[i] = row.n;
+    if (row.kind === "minute" && row.minute !== null) {
+      const i = index(row.minute);
+      if (i >= 0 && i < BUCKETS) receivedPerMinute[i] = row.n;
+    } else if (row.kind === "status" && row.status !== null) statuses.push({ status: row.status, count: row.n });
+    else if (row.kind === "code" && row.code !== null) {
+      failures.push({ code: row.code, total: row.n, failing: row.failing });
+    } else if (row.kind === "all") receivedLastMinute = row.recent;
   }
+  statuses.sort((a, b) => b.count - a.count);
+  failures.sort((a, b) => b.total - a.total);
+
   const appliedPerMinute = new Array<number>(BUCKETS).fill(0);
   const latencyP50 = new Array<number | null>(BUCKETS).fill(null);
   const latencyP99 = new Array<number | null>(BUCKETS).fill(null);
+  const percentile = (value: number | null | undefined) =>
+    value === null || value === undefined ? null : Number(value);
+  let overall: AppliedGroup | undefined;
   for (const row of applied.rows) {
+    if (row.total === 1 || row.minute === null) {
+      overall = row;
+      continue;
+    }
     const i = index(row.minute);
     if (i < 0 || i >= BUCKETS) continue;
     appliedPerMinute[i] = row.n;
-    latencyP50[i] = row.p50 === null ? null : Number(row.p50);
-    latencyP99[i] = row.p99 === null ? null : Number(row.p99);
+    latencyP50[i] = percentile(row.p50);
+    latencyP99[i] = percentile(row.p99);
   }
-  const overall = latency.rows[0];
-  const recentRow = recent.rows[0];
-  const receivedPerSecond = (recentRow?.received ?? 0) / 60;
-  const appliedPerSecond = (recentRow?.applied ?? 0) / 60;
+  const receivedPerSecond = receivedLastMinute / 60;
+  const appliedPerSecond = (overall?.recent ?? 0) / 60;
   return {
     start,
     receivedPerMinute,
@@ -143,17 +183,16 @@ export async function loadOverview(ctx: DashboardContext): Promise<Overview> {
     appliedPerSecond,
     receivedLastHour: receivedPerMinute.reduce((a, b) => a + b, 0),
     appliedLastHour: appliedPerMinute.reduce((a, b) => a + b, 0),
-    latency: {
-      count: overall?.n ?? 0,
-      p50: overall?.p50 === null || overall?.p50 === undefined ? null : Number(overall.p50),
-      p99: overall?.p99 === null || overall?.p99 === undefined ? null : Number(overall.p99),
-    },
-    statuses: statuses.rows.map((r) => ({ status: r.status, count: r.n })),
-    failures: failures.rows,
+    latency: { count: overall?.n ?? 0, p50: percentile(overall?.p50), p99: percentile(overall?.p99) },
+    statuses,
+    failures: failures.slice(0, FAILURE_CODES_SHOWN),
     queues,
     inReview,
   };
 }
+
+/** Error codes the failures table lists, the most frequent first. */
+const FAILURE_CODES_SHOWN = 20;
 
 export const QUEUE_STATES = ["waiting", "active", "delayed", "prioritized", "failed", "completed"] as const;
 
