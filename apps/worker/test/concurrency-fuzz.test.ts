@@ -23,14 +23,15 @@ beforeAll(async () => {
   world = await createWorld("wfuzz");
   pools = [0, 1, 2, 3].map(() => createDb({ url: world.db.url, poolMax: 4 }));
   await seedSkus(world.prisma, SKUS);
-  // Every status change of an order, a refund and a notification, as committed.
+  // Every status change of an order, a refund and a notification, as committed, with the reviewReason it left.
   await world.prisma.$executeRawUnsafe(
-    `CREATE TABLE transitions (id bigserial, tbl text, key text, old text, new text)`,
+    `CREATE TABLE transitions (id bigserial, tbl text, key text, old text, new text, old_reason text)`,
   );
   await world.prisma.$executeRawUnsafe(`CREATE FUNCTION log_transition() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
       IF OLD.status IS DISTINCT FROM NEW.status THEN
-        INSERT INTO transitions (tbl, key, old, new) VALUES (TG_TABLE_NAME, NEW.id, OLD.status::text, NEW.status::text);
+        INSERT INTO transitions (tbl, key, old, new, old_reason)
+        VALUES (TG_TABLE_NAME, NEW.id, OLD.status::text, NEW.status::text, to_jsonb(OLD)->>'reviewReason');
       END IF;
       RETURN NEW;
     END $$`);
@@ -269,14 +270,38 @@ describe("randomised interleavings of notifications and the shop's own writes", 
         expect(row.refundedTotal, o.otn).toBe(row.amountTotal);
         expect(back.map((m) => [m.skuId, m.delta]).sort(), o.otn).toEqual(taken.map((m) => [m.skuId, -m.delta]).sort());
       }
+      // A second charge (either transaction may be the one recorded second): a SUCCESS order has it refunded in full,
+      // an order still in review for it has not — its refund completing it closes the review, never before.
+      const charges = await p.notification.findMany({
+        where: { outTradeNo: o.otn, status: "REVIEW", errorCode: "DUPLICATE_PAYMENT" },
+        select: { transactionId: true },
+      });
+      const refundedInFull = (txn: string | null) =>
+        row.refunds
+          .filter(
+            (r) => r.transactionId === txn && r.status === "SUCCESS" && r.reviewReason === "DUPLICATE_PAYMENT_REFUNDED",
+          )
+          .reduce((sum, r) => sum + r.amountRefund, 0) >= row.amountTotal;
+      if (row.status === "SUCCESS") {
+        expect(
+          charges.filter((c) => !refundedInFull(c.transactionId)),
+          o.otn,
+        ).toEqual([]);
+      }
+      if (row.status === "PAYMENT_REVIEW" && row.reviewReason === "DUPLICATE_PAYMENT") {
+        expect(
+          charges.some((c) => !refundedInFull(c.transactionId)),
+          o.otn,
+        ).toBe(true);
+      }
     }
     // Every notification settled, a review with its code.
     const unsettled = await p.$queryRaw<{ id: string; status: string }[]>`
       SELECT id, status::text FROM "Notification"
       WHERE status NOT IN ('APPLIED', 'DUPLICATE', 'REVIEW', 'IGNORED') OR (status = 'REVIEW' AND "errorCode" IS NULL)`;
     expect(unsettled).toEqual([]);
-    // Orders only move forward, a settled notification never moves, a refund leaves SUCCESS never and CLOSED only
-    // for SUCCESS.
+    // Orders only move forward — back to SUCCESS only out of a DUPLICATE_PAYMENT review, closed by the refund of the
+    // second charge —, a settled notification never moves, a refund leaves SUCCESS never and CLOSED only for SUCCESS.
     const forward = new Set([
       "NOTPAY>SUCCESS",
       "NOTPAY>PAYMENT_REVIEW",
@@ -286,13 +311,15 @@ describe("randomised interleavings of notifications and the shop's own writes", 
       "PAYMENT_REVIEW>REFUND",
       "CLOSED>PAYMENT_REVIEW",
     ]);
-    const moves = await p.$queryRawUnsafe<{ tbl: string; key: string; old: string; new: string }[]>(
-      `SELECT tbl, key, old, new FROM transitions ORDER BY id`,
-    );
+    const moves = await p.$queryRawUnsafe<
+      { tbl: string; key: string; old: string; new: string; old_reason: string | null }[]
+    >(`SELECT tbl, key, old, new, old_reason FROM transitions ORDER BY id`);
+    const reviewClosed = (m: (typeof moves)[number]) =>
+      `${m.old}>${m.new}` === "PAYMENT_REVIEW>SUCCESS" && m.old_reason === "DUPLICATE_PAYMENT";
     expect(moves.filter((m) => m.tbl === "Order").length).toBeGreaterThan(0);
     const backwards = moves.filter(
       (m) =>
-        (m.tbl === "Order" && !forward.has(`${m.old}>${m.new}`)) ||
+        (m.tbl === "Order" && !forward.has(`${m.old}>${m.new}`) && !reviewClosed(m)) ||
         (m.tbl === "Notification" && ["APPLIED", "DUPLICATE", "REVIEW", "IGNORED"].includes(m.old)) ||
         (m.tbl === "Refund" && (m.old === "SUCCESS" || (m.old === "CLOSED" && m.new !== "SUCCESS"))),
     );
