@@ -1,4 +1,4 @@
-import { type RefundFacts, type RefundResultRow, refundStatement } from "@wpn/db";
+import { paymentStatement, type RefundFacts, type RefundResultRow, refundStatement } from "@wpn/db";
 import { whileRowChanges } from "@wpn/testing";
 import { MAX_OUT_REFUND_NO_LENGTH, MAX_OUT_TRADE_NO_LENGTH } from "@wpn/wechatpay";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -655,6 +655,45 @@ describe("the refund of a second charge (DUPLICATE_PAYMENT) is recorded, not cou
     const ofC = await run.deliver(v3Refund(world, { outTradeNo, transactionId: c, refund: 1_000, total: 1_000 }));
     expect(ofC.apply).toMatchObject({ outcome: "DUPLICATE_PAYMENT_REFUNDED", orderStatus: "SUCCESS" });
     expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({ status: "SUCCESS", reviewReason: null });
+  });
+
+  it("charged a third time while B's full refund waits for the order: the review stays (C is not refunded)", async () => {
+    const { outTradeNo, b } = await chargedTwice("11");
+    const c = "4200DUPC11";
+    const run = inline(world);
+    const third = v3Payment(world, { outTradeNo, transactionId: c, total: 1_000 });
+    await run.parse(third);
+    const ofB = await run.parse(v3Refund(world, { outTradeNo, transactionId: b, refund: 1_000, total: 1_000 }));
+    // C's payment statement (the worker's batch of one), committed while B's refund statement waits for the order's
+    // lock: the refund's snapshot, taken before, shows C's notification not yet in REVIEW as DUPLICATE_PAYMENT.
+    const thirdCharge = paymentStatement([
+      {
+        notificationId: third.id,
+        outTradeNo,
+        transactionId: c,
+        mchid: world.merchant.mchid,
+        appid: world.merchant.appid,
+        subMchid: null,
+        subAppid: null,
+        total: 1_000,
+        currency: "CNY",
+        payerOpenid: "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o",
+        paidAt: Date.now(),
+      },
+    ]);
+    const result = await whileRowChanges(world.db, thirdCharge.text, thirdCharge.values, () =>
+      run.apply(ofB.applyJob!),
+    );
+    // Before: the refund closed the review on that snapshot — the order SUCCESS with C charged and not refunded.
+    expect(result).toMatchObject({ outcome: "DUPLICATE_PAYMENT_REFUNDED", orderStatus: "PAYMENT_REVIEW" });
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({
+      status: "PAYMENT_REVIEW",
+      reviewReason: "DUPLICATE_PAYMENT",
+    });
+    expect(await world.prisma.notification.findUniqueOrThrow({ where: { id: third.id } })).toMatchObject({
+      status: "REVIEW",
+      errorCode: "DUPLICATE_PAYMENT",
+    });
   });
 
   it("B refunded in two parts whose statements overlap: the second, run again on a new snapshot, closes the review", async () => {

@@ -43,7 +43,7 @@ const REFUND_REVIEW_EVENT_CODES: ReadonlySet<string> = new Set([
  * the repeat a no-op while the first copy is kept.
  *
  * `reviewReason` is this payment's own review code — the statement's outcome, or for ALREADY the code the earlier
- * run recorded — never the order's: a payment the statement did not write on the order leaves the order's reason,
+ * run recorded — never the order's: a payment whose code the statement does not put on the order leaves the order's reason,
  * which is another notification's (a second transaction on an OUT_OF_STOCK order is DUPLICATE_PAYMENT, the order
  * keeps OUT_OF_STOCK) or none (a refunded order paid again stays REFUND), and the merchant would not learn that this
  * second charge needs refunding.

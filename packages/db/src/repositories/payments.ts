@@ -100,8 +100,8 @@ export interface PaymentResult {
    */
   orderStatus: string | null;
   /**
-   * The order's reviewReason after the statement (or as found). Not why this payment is in review: a payment the
-   * statement did not write on the order (DUPLICATE_PAYMENT on an order not SUCCESS, TRANSACTION_CONFLICT,
+   * The order's reviewReason after the statement (or as found). Not why this payment is in review: a payment whose
+   * code the statement does not put on the order (DUPLICATE_PAYMENT on an order not SUCCESS, TRANSACTION_CONFLICT,
    * DUPLICATE_MISMATCH) leaves the order's own reason, or none; the payment's code is `outcome`
    * (`notificationCode` for ALREADY).
    */
@@ -130,8 +130,10 @@ export interface PaymentResult {
  * (DUPLICATE_MISMATCH), 20261207110002_order_number_per_merchant, which finds the order by the payment's merchant,
  * sub-merchant and out_trade_no, and 20261208120000_payment_quantity_bigint, which adds up an order's quantities of one
  * SKU in bigint (past 2^31-1 the order is OUT_OF_STOCK, no longer a 22003 that dead-lettered the payment unrecorded),
- * and 20261209110000_payment_recorded_facts, which records what the payment reported on the order and compares later
- * reports of its transaction with that, not with the order's fields; it runs them once per payment of a batch).
+ * 20261209110000_payment_recorded_facts, which records what the payment reported on the order and compares later
+ * reports of its transaction with that, not with the order's fields, and 20261209140000_payment_second_charge_writes_order,
+ * after which every DUPLICATE_PAYMENT writes its order (updatedAt at least: a refund statement waiting for the order
+ * meanwhile is STALE, see applyRefundStatement); it runs them once per payment of a batch).
  * Correctness under concurrency comes from row locks taken in a fixed order — Notification, then Order, then
  * the order's SKUs by id — and from the unique key of InventoryMovement, never from a lock that can expire:
  * - Every row of a batch (of one too) is locked before its first payment statement, so that statement starts

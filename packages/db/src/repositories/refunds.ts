@@ -148,10 +148,14 @@ export interface RefundResultRow {
  * Applies a refund notification in ONE statement, with the same lock order as `applyPaymentStatement`
  * (Notification → Order → SKUs by id). Its plain reads see the snapshot taken before it waits for those locks:
  * STALE when the order changed after the snapshot, so the payment movements read for restocking (a payment writes
- * them with the order) are never missing. The second-charge check reads the snapshot too: a DUPLICATE_PAYMENT
- * committed while this statement waited for the order, on an order it leaves unwritten (not SUCCESS), is not seen,
- * and the refund is TRANSACTION_NOT_SEEN — as when the refund is delivered before that payment —, which the caller's
- * retry (a new snapshot) settles; TRANSACTION_MISMATCH only once the window has passed. Idempotency: the
+ * them with the order) are never missing. The second-charge reads (`charge`, `settled`) see the snapshot too, so a
+ * DUPLICATE_PAYMENT committed while this statement waited for the order is told by the order's version: every one
+ * writes its order (migration 20261209140000), and this statement is STALE and runs again on a new snapshot. Before,
+ * one on an order already in review (charged a third time) left the order unwritten, and the full refund of the
+ * second charge that waited meanwhile closed the order's DUPLICATE_PAYMENT review with the third charge not refunded.
+ * A second charge committed after this statement is decided on the order it leaves (a SUCCESS order goes back to
+ * review); the refund of a charge not recorded yet is TRANSACTION_NOT_SEEN, as when it is delivered before that
+ * payment, which the caller's retry settles (TRANSACTION_MISMATCH only once the window has passed). Idempotency: the
  * Refund row's unique (orderId, out_refund_no) with ON CONFLICT decides whether this call moved the refund into
  * a status, and only then are money and stock touched; restock movements are unique per (order, sku, REFUND). The
  * amount checks read refundedTotal from the locked order row, which every counted refund updates, so concurrent
