@@ -55,6 +55,11 @@ export interface IngressDeps {
   sampleIntervalMs?: number;
   /** A Redis that has not answered a sample for this long gets its connection reopened, ms (queue-sampler.ts). */
   redisReopenAfterMs?: number;
+  /**
+   * First retry of the default merchant's scheduled certificate download after a failure, ms (CertificateSchedule);
+   * the registry's rows take theirs from its `download.schedule`. Default: a minute, the refresher's throttle.
+   */
+  certificateRetryMs?: number;
 }
 
 /** What `buildApp` exposes besides the routes, for the entry point and tests. */
@@ -153,7 +158,12 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     },
   );
   const refresher = merchants.defaultMerchant.certificateRefresher;
-  const certificates = refresher && new CertificateSchedule(refresher, settings.certificateRefreshIntervalMs);
+  const certificates =
+    refresher &&
+    new CertificateSchedule(refresher, {
+      intervalMs: settings.certificateRefreshIntervalMs,
+      ...(deps.certificateRetryMs === undefined ? {} : { retryMs: deps.certificateRetryMs }),
+    });
   let draining = false;
   let closing = false;
   let idleSweep: NodeJS.Timeout | undefined;

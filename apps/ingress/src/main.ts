@@ -53,6 +53,7 @@ redis.on("error", (error) => logger.debug({ err: error }, "redis connection erro
 
 // Only the merchant registry uses PostgreSQL: a small pool, a short connect timeout, never on the request path.
 const db = createDb({ url: config.DATABASE_URL, poolMax: 2, connectTimeoutMs: 2_000, applicationName: "wpn-ingress" });
+const settings = ingressSettings(config);
 const merchants = new MerchantRegistry({
   defaultMerchant,
   source: prismaMerchantSource(db.prisma),
@@ -61,11 +62,13 @@ const merchants = new MerchantRegistry({
     baseUrl: config.WECHATPAY_API_BASE_URL,
     toleranceSeconds: config.WECHATPAY_TIMESTAMP_TOLERANCE_SECONDS,
     observer: downloadObserver(logger, metrics),
+    // The rows' merchants download on the default merchant's schedule (app.ts): one setting for all.
+    schedule: { intervalMs: settings.certificateRefreshIntervalMs },
   },
 });
 await merchants.start();
 
-const app = buildApp({ settings: ingressSettings(config), redis, merchants, logger, metrics });
+const app = buildApp({ settings, redis, merchants, logger, metrics });
 try {
   await app.listen({ host: config.HOST, port: config.PORT });
 } catch (error) {

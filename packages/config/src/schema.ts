@@ -195,7 +195,11 @@ const envFields = z.object({
   WECHATPAY_MERCHANT_PRIVATE_KEY_PATH: z.string().min(1, "must not be empty").optional(),
   /** WeChat Pay's API host for the certificate download (a test or proxy host may stand in). */
   WECHATPAY_API_BASE_URL: z.string().url().default("https://api.mch.weixin.qq.com"),
-  /** Period of the scheduled certificate download; a failed one is retried after a minute. */
+  /**
+   * Period of the scheduled certificate download of every downloading merchant (the environment's and `Merchant`
+   * rows'), seconds; each wait is shortened by up to a tenth at random so that a fleet spreads out, and a failed
+   * download is retried after a minute, doubling up to this period. WeChat asks for under 12 h; the default is 1 h.
+   */
   WECHATPAY_CERT_REFRESH_INTERVAL_SECONDS: int(60, 7 * 24 * 3600).default(3_600),
   /** Optional: enables the APIv2 (XML) routes. */
   WECHATPAY_APIV2_KEY: z

@@ -26,9 +26,9 @@ export interface MerchantKeyStatus {
   /**
    * The ingress downloads this merchant's platform certificates (WECHATPAY_MERCHANT_SERIAL_NO, or the row's
    * apiSerialNo) and keeps them in its memory, so they are not among `certificates` here. `intervalSeconds`: the
-   * default merchant's schedule; a row's merchant downloads when loaded and on an unknown serial.
+   * schedule, WECHATPAY_CERT_REFRESH_INTERVAL_SECONDS, the same for the default merchant and every row's.
    */
-  certificateDownload?: { merchantSerialNo: string; intervalSeconds?: number };
+  certificateDownload?: { merchantSerialNo: string; intervalSeconds: number };
   certificates: CertificateStatus[];
   certificateErrors: string[];
 }
@@ -136,7 +136,14 @@ export async function loadKeyStatus(ctx: DashboardContext): Promise<MerchantKeyS
       publicKeyFingerprint: rowFp.value,
       publicKeyError: rowFp.error,
       apiV2Key: row.apiV2Key !== null && row.apiV2Key !== "",
-      ...(row.apiSerialNo ? { certificateDownload: { merchantSerialNo: row.apiSerialNo } } : {}),
+      ...(row.apiSerialNo
+        ? {
+            certificateDownload: {
+              merchantSerialNo: row.apiSerialNo,
+              intervalSeconds: config.WECHATPAY_CERT_REFRESH_INTERVAL_SECONDS,
+            },
+          }
+        : {}),
       certificates: row.certificates.map((c) => ({
         serial: c.serial,
         notBefore: c.notBefore,

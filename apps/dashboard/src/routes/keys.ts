@@ -47,10 +47,9 @@ ${
 }
 
 function certificateDownloadRow(d: NonNullable<MerchantKeyStatus["certificateDownload"]>): SafeHtml {
-  const when = d.intervalSeconds === undefined ? "when the row is loaded" : `at start, every ${d.intervalSeconds} s`;
-  return html`<dt>Certificate download</dt><dd>by the ingress, ${when} and on an unknown serial (merchant
-certificate <span class="mono">${d.merchantSerialNo}</span>); downloaded certificates are kept in its memory, not
-listed here</dd>`;
+  return html`<dt>Certificate download</dt><dd>by the ingress, at start, every ${d.intervalSeconds} s and on an
+unknown serial (merchant certificate <span class="mono">${d.merchantSerialNo}</span>); downloaded certificates are
+kept in its memory, not listed here</dd>`;
 }
 
 function certificateRow(c: CertificateStatus): SafeHtml {

@@ -2,32 +2,79 @@ import {
   CertificateRefresher,
   DEFAULT_MIN_REFRESH_INTERVAL_MS,
   downloadCertificates,
-  type KeyStore,
+  KeyStore,
   type LoadedCertificate,
   loadPrivateKey,
+  WechatPayError,
 } from "@wpn/wechatpay";
 import type { Logger } from "pino";
 import type { IngressMetrics } from "../metrics.ts";
 
-/** Told of every download that ran (scheduled or on demand), exactly once each. */
-export interface DownloadObserver {
-  downloaded(mchid: string, certificates: readonly LoadedCertificate[]): void;
-  failed(mchid: string, error: unknown): void;
+/** What the refresher knows of a successful download besides the list, for its log line. */
+export interface DownloadContext {
+  /** Serials the merchant trusted from an earlier download that this list no longer has: removed now. */
+  withdrawn: readonly string[];
+  /** Failed downloads right before this one (0: the last one worked, or this is the first). */
+  failuresBefore: number;
 }
 
-/** Logs each download and counts it in `wpn_ingress_certificate_downloads_total{result}`. */
+/** What the refresher knows of a failed download, to tell a warning from noise. */
+export interface FailureContext {
+  /** Failed downloads in a row, this one included (1: the first since the last success, or since the start). */
+  consecutive: number;
+  /**
+   * The merchant verifies with its WeChat Pay public key and holds no downloaded certificate, so the failure refuses
+   * nothing it could verify a moment ago: the state of a merchant WeChat issues no platform certificate to (new ones
+   * since 2024-10, or whose certificate expired: /v3/certificates answers 404 "证书不存在" or 500 "系统繁忙"), whose
+   * download settings are left over.
+   */
+  publicKeyCovers: boolean;
+}
+
+/** Told of every download that ran (scheduled or on demand), exactly once each. */
+export interface DownloadObserver {
+  downloaded(mchid: string, certificates: readonly LoadedCertificate[], context: DownloadContext): void;
+  failed(mchid: string, error: unknown, context: FailureContext): void;
+}
+
+/**
+ * Logs each download and counts it in `wpn_ingress_certificate_downloads_total{result}` (every one, whatever is
+ * logged). A failure is a warning (CERT_DOWNLOAD_FAILED), except the repeats of one the public key covers: its first
+ * is a warning saying so, the following ones of the same run of failures are debug lines, since such a merchant fails
+ * at every attempt for as long as the process runs. A certificate that WeChat no longer lists is a warning too
+ * (CERT_WITHDRAWN): from now on notifications signed with it are refused (401 SERIAL_UNKNOWN).
+ */
 export function downloadObserver(logger: Logger, metrics: IngressMetrics): DownloadObserver {
   return {
-    downloaded(mchid, certificates) {
+    downloaded(mchid, certificates, { withdrawn, failuresBefore }) {
       metrics.certificateDownloads.inc({ result: "ok" });
       logger.info(
-        { mchid, certificates: certificates.map((c) => ({ serial: c.serial, notAfter: c.notAfter.toISOString() })) },
-        "platform certificates downloaded",
+        {
+          mchid,
+          certificates: certificates.map((c) => ({ serial: c.serial, notAfter: c.notAfter.toISOString() })),
+          ...(failuresBefore > 0 ? { failuresBefore } : {}),
+        },
+        failuresBefore > 0 ? "platform certificates downloaded again" : "platform certificates downloaded",
       );
+      if (withdrawn.length > 0) {
+        logger.warn(
+          { mchid, withdrawn, code: "CERT_WITHDRAWN" },
+          "platform certificates no longer listed by WeChat Pay; no longer trusted",
+        );
+      }
     },
-    failed(mchid, error) {
+    failed(mchid, error, { consecutive, publicKeyCovers }) {
       metrics.certificateDownloads.inc({ result: "failed" });
-      logger.warn({ err: error, mchid, code: "CERT_DOWNLOAD_FAILED" }, "platform certificate download failed");
+      const fields = { err: error, mchid, consecutive, code: "CERT_DOWNLOAD_FAILED" };
+      if (!publicKeyCovers) logger.warn(fields, "platform certificate download failed");
+      else if (consecutive === 1) {
+        logger.warn(
+          fields,
+          "platform certificate download failed; the merchant verifies with its WeChat Pay public key, so nothing is " +
+            "refused for it. If WeChat issues this merchant no platform certificate, remove its download settings; " +
+            "until a download works, later failures are logged at debug",
+        );
+      } else logger.debug(fields, "platform certificate download failed again");
     },
   };
 }
@@ -49,7 +96,8 @@ export interface CertificateDownloadSettings {
  * A `CertificateRefresher` that downloads into `keys` (the merchant's KeyStore, so verification sees new
  * certificates at once). The merchant's private key is parsed here, once; a wrong file throws at start.
  * The response signature is checked with `keys` when they know its serial (the public key or a certificate
- * already trusted), otherwise with the downloaded set.
+ * already trusted), otherwise with the downloaded set. An empty list is a failed download (the refresher's rule,
+ * applied here so that the observer hears of it as one).
  */
 export function certificateRefresher(
   settings: CertificateDownloadSettings,
@@ -61,13 +109,16 @@ export function certificateRefresher(
   }: { observer?: DownloadObserver; clock?: () => number; inherited?: readonly LoadedCertificate[] },
 ): CertificateRefresher {
   const merchantPrivateKey = loadPrivateKey(settings.merchantPrivateKeyPem);
-  return new CertificateRefresher({
+  /** Failed downloads since the last one that worked. */
+  let failures = 0;
+  const refresher: CertificateRefresher = new CertificateRefresher({
     store: keys,
     ...(clock === undefined ? {} : { now: clock }),
     ...(inherited === undefined ? {} : { inherited }),
     download: async () => {
+      let certificates: LoadedCertificate[];
       try {
-        const certificates = await downloadCertificates({
+        certificates = await downloadCertificates({
           baseUrl: settings.baseUrl,
           mchid: settings.mchid,
           merchantSerialNo: settings.merchantSerialNo,
@@ -77,33 +128,82 @@ export function certificateRefresher(
           trustedKeys: keys,
           toleranceSeconds: settings.toleranceSeconds,
         });
-        observer?.downloaded(settings.mchid, certificates);
-        return certificates;
+        if (certificates.length === 0) {
+          throw new WechatPayError("CERT_DOWNLOAD_FAILED", "WeChat Pay listed no platform certificate");
+        }
       } catch (error) {
-        observer?.failed(settings.mchid, error);
+        failures += 1;
+        const held = refresher.downloaded();
+        const publicKeyCovers = held.length === 0 && keys.describe().some((entry) => entry.kind === "publicKey");
+        observer?.failed(settings.mchid, error, { consecutive: failures, publicKeyCovers });
         throw error;
       }
+      // What the refresher is about to remove: what it downloaded before and this list no longer has.
+      const listed = new KeyStore();
+      for (const cert of certificates) listed.addCertificate(cert);
+      const withdrawn = refresher
+        .downloaded()
+        .filter((cert) => !listed.has(cert.serial))
+        .map((cert) => cert.serial);
+      observer?.downloaded(settings.mchid, certificates, { withdrawn, failuresBefore: failures });
+      failures = 0;
+      return certificates;
     },
   });
+  return refresher;
+}
+
+/** The scheduled download's timing; one setting for every downloading merchant (WECHATPAY_CERT_REFRESH_…). */
+export interface CertificateScheduleTiming {
+  /** Period between downloads that worked, ms (WECHATPAY_CERT_REFRESH_INTERVAL_SECONDS × 1000). */
+  intervalMs: number;
+  /**
+   * Wait after the first failed (or throttled) attempt, ms, doubled at each further failure in a row up to
+   * `intervalMs`. Default: the refresher's throttle, one download a minute, which a sooner retry would only meet.
+   */
+  retryMs?: number;
+  /** Jitter source, uniform in [0, 1); default `Math.random`. */
+  random?: () => number;
 }
 
 /**
- * Keeps a merchant's platform certificates current without anybody's help: a download at start, then one every
- * `intervalMs`; after a failed (or throttled) attempt the next comes after `retryMs`. Notifications that name a
- * serial nobody knows trigger downloads of their own through the same refresher (the route), whose throttle —
- * one download per minute — bounds what forged serials can cost. Never throws: failures are logged and counted
- * by the refresher's observer, and /health/ready shows whether any key is loaded.
+ * Every wait is shortened by up to this fraction, at random: processes started together (a deployment) drift apart
+ * instead of calling WeChat at the same moments, and no wait exceeds the configured period — WeChat asks for a
+ * period under 12 h, and a setting under it stays under it.
+ */
+export const SCHEDULE_JITTER = 0.1;
+
+/** Past this many doublings the retry wait is the period anyway (2^20 minutes is years); keeps the product finite. */
+const MAX_DOUBLINGS = 20;
+
+/**
+ * Keeps a merchant's platform certificates current without anybody's help — the environment's merchant and every
+ * `Merchant` row that downloads alike: a download at start, then one every `intervalMs`, each applying WeChat's list
+ * as it is (a certificate published ahead of a rotation is added before any notification is signed with it; one that
+ * WeChat no longer lists is no longer trusted: apps/ingress/README.md, "Platform certificate download"). A failed
+ * attempt keeps every certificate held and is tried again after `retryMs`, doubling at each further failure up to
+ * `intervalMs`; a throttled one (an on-demand download ran within the minute) after `retryMs`. Notifications that
+ * name a serial nobody knows trigger downloads of their own through the same refresher (the route), whose throttle —
+ * one download per minute — bounds what forged serials can cost. Never throws: failures are logged and counted by the
+ * refresher's observer, and /health/ready shows whether any key is loaded.
  */
 export class CertificateSchedule {
+  readonly #refresher: CertificateRefresher;
+  readonly #intervalMs: number;
+  readonly #retryMs: number;
+  readonly #random: () => number;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
   #first: Promise<void> | undefined;
+  /** Failed attempts in a row. */
+  #failures = 0;
 
-  constructor(
-    private readonly refresher: CertificateRefresher,
-    private readonly intervalMs: number,
-    private readonly retryMs: number = DEFAULT_MIN_REFRESH_INTERVAL_MS,
-  ) {}
+  constructor(refresher: CertificateRefresher, timing: CertificateScheduleTiming) {
+    this.#refresher = refresher;
+    this.#intervalMs = timing.intervalMs;
+    this.#retryMs = Math.min(timing.retryMs ?? DEFAULT_MIN_REFRESH_INTERVAL_MS, timing.intervalMs);
+    this.#random = timing.random ?? Math.random;
+  }
 
   /** Starts the first download; the returned promise settles when it did (tests, logs), and never rejects. */
   start(): Promise<void> {
@@ -118,15 +218,23 @@ export class CertificateSchedule {
   }
 
   async #run(): Promise<void> {
-    let ok: boolean;
+    let outcome: "ok" | "throttled" | "failed";
     try {
-      ok = await this.refresher.refresh();
+      outcome = (await this.#refresher.refresh()) ? "ok" : "throttled";
     } catch {
       // Already logged and counted by the refresher's observer; the schedule only decides when to try again.
-      ok = false;
+      outcome = "failed";
     }
     if (this.#stopped) return;
-    this.#timer = setTimeout(() => void this.#run(), ok ? this.intervalMs : this.retryMs);
+    if (outcome === "ok") this.#failures = 0;
+    if (outcome === "failed") this.#failures += 1;
+    const waitMs =
+      outcome === "ok"
+        ? this.#intervalMs
+        : outcome === "throttled"
+          ? this.#retryMs
+          : Math.min(this.#retryMs * 2 ** Math.min(this.#failures - 1, MAX_DOUBLINGS), this.#intervalMs);
+    this.#timer = setTimeout(() => void this.#run(), waitMs * (1 - SCHEDULE_JITTER * this.#random()));
     this.#timer.unref();
   }
 }

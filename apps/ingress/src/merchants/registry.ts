@@ -3,7 +3,12 @@ import { type Config, MCHID_PATTERN, readMerchantPrivateKeyPem } from "@wpn/conf
 import { type CertificateRefresher, KeyStore, type LoadedCertificate, loadPublicKey } from "@wpn/wechatpay";
 import type { Logger } from "pino";
 import { TIMED_OUT, within } from "../within.ts";
-import { certificateRefresher, type DownloadObserver } from "./certificate-download.ts";
+import {
+  CertificateSchedule,
+  type CertificateScheduleTiming,
+  certificateRefresher,
+  type DownloadObserver,
+} from "./certificate-download.ts";
 
 /** What the ingress needs to authenticate one merchant's notifications. No APIv3 key: the worker decrypts. */
 export interface MerchantKeys {
@@ -51,6 +56,8 @@ export interface RegistryDownloadOptions {
   observer?: DownloadObserver;
   /** Clock of each refresher's one-download-a-minute throttle, ms (default: monotonic, `performance.now()`). */
   clock?: () => number;
+  /** Each downloading merchant's scheduled download: the default merchant's timing (app.ts), for the rows alike. */
+  schedule: CertificateScheduleTiming;
 }
 
 /** Where extra merchants come from; `load` returns every enabled merchant. */
@@ -142,6 +149,8 @@ interface Loaded {
    * downloads are carried, so that a second edit of the row does not drop them. Empty while it downloads.
    */
   downloads: readonly LoadedCertificate[];
+  /** The scheduled download of a merchant that downloads: started once it is served, stopped once it no longer is. */
+  schedule: CertificateSchedule | undefined;
 }
 
 /**
@@ -151,7 +160,9 @@ interface Loaded {
  * `refreshIntervalMs` (after a failed first load sooner: see `start`); a failed reload keeps the previous set. A key
  * whose edited value does not load keeps the key loaded before (see buildMerchant), and a merchant whose changed row
  * has no key at all keeps its previous keys; a key whose columns are cleared is removed. The environment's merchant
- * always wins over a row with the same mchid.
+ * always wins over a row with the same mchid. A row's merchant that downloads its certificates has a
+ * CertificateSchedule of its own, running while that merchant is served (a rebuilt or dropped merchant's stops), as
+ * the environment's merchant has one (app.ts): the same timing, so every merchant follows WeChat's list alike.
  */
 export class MerchantRegistry {
   readonly #options: Required<Omit<MerchantRegistryOptions, "source" | "download">> & {
@@ -251,10 +262,12 @@ export class MerchantRegistry {
     this.#scheduleReload(loaded ? this.#options.refreshIntervalMs : this.#options.firstLoadRetryMs);
   }
 
+  /** Stops the background reload and every row's scheduled certificate download. */
   stop(): void {
     this.#stopped = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
+    for (const loaded of this.#merchants.values()) loaded.schedule?.stop();
   }
 
   /** The next background reload in `delayMs`; each schedules the one after once it settled, as its outcome decides. */
@@ -318,10 +331,8 @@ export class MerchantRegistry {
         continue;
       }
       try {
-        next.set(record.mchid, {
-          ...buildMerchant(record, logger, this.#options.download, previous),
-          fingerprint,
-        });
+        const built = buildMerchant(record, logger, this.#options.download, previous);
+        next.set(record.mchid, { ...built, fingerprint, schedule: scheduleOf(built.merchant, this.#options.download) });
       } catch (error) {
         // One merchant's broken key material must not take the others down. A merchant that worked keeps the
         // keys it had (a row with no key at all is an edit caught halfway: a merchant is stopped with `enabled`);
@@ -335,7 +346,7 @@ export class MerchantRegistry {
         );
       }
     }
-    this.#merchants = next;
+    this.#serve(next);
     this.#lastReload = { at: clock(), ok: true };
     if (!this.#loadedOnce) {
       this.#loadedOnce = true;
@@ -343,6 +354,35 @@ export class MerchantRegistry {
     }
     return true;
   }
+
+  /**
+   * Serves `next` from now on. The schedules of merchants no longer served (dropped, or rebuilt from an edited row)
+   * stop, so a rebuilt merchant downloads on one timer, not on one per edit; the others start (their first download
+   * at once: a download-only merchant has no key before it) unless the registry was stopped. A merchant kept as it
+   * was keeps its running schedule.
+   */
+  #serve(next: Map<string, Loaded>): void {
+    const schedules = new Set<CertificateSchedule>();
+    for (const loaded of next.values()) if (loaded.schedule) schedules.add(loaded.schedule);
+    for (const loaded of this.#merchants.values()) {
+      if (loaded.schedule && !schedules.has(loaded.schedule)) loaded.schedule.stop();
+    }
+    this.#merchants = next;
+    if (this.#stopped) return;
+    // Never rejects; failures are the refresher observer's to log and count.
+    for (const schedule of schedules) void schedule.start();
+  }
+}
+
+/** The scheduled download of a merchant built with a certificate refresher. */
+function scheduleOf(
+  merchant: MerchantKeys,
+  download: RegistryDownloadOptions | undefined,
+): CertificateSchedule | undefined {
+  const refresher = merchant.certificateRefresher;
+  return refresher === undefined || download === undefined
+    ? undefined
+    : new CertificateSchedule(refresher, download.schedule);
 }
 
 /** Every key `merchant` verifies with, by name (as `Loaded.kept` counts them). */
@@ -389,7 +429,7 @@ function buildMerchant(
   logger: Logger,
   download: RegistryDownloadOptions | undefined,
   previousLoaded: Loaded | undefined,
-): { merchant: MerchantKeys; kept: string[]; downloads: readonly LoadedCertificate[] } {
+): Omit<Loaded, "fingerprint" | "schedule"> {
   const previous = previousLoaded?.merchant;
   const keys = new KeyStore();
   const kept: string[] = [];
@@ -477,10 +517,11 @@ function buildMerchant(
 }
 
 /**
- * The row's certificate downloader, which starts its first download at once (not awaited: the request path
- * downloads on demand too, and failures reach the observer, which logs and counts them). An unusable private key, or
- * only one of the two columns, leaves the merchant without download (`refused`), logged like any other unusable key
- * of the row, with `kept` naming the certificates downloaded before that are served in the download's place.
+ * The row's certificate downloader; its downloads run on the merchant's schedule (started by the registry once the
+ * merchant is served: the first at once) and on unknown serials, and their failures reach the observer, which logs
+ * and counts them. An unusable private key, or only one of the two columns, leaves the merchant without download
+ * (`refused`), logged like any other unusable key of the row, with `kept` naming the certificates downloaded before
+ * that are served in the download's place.
  */
 function downloaderOf(
   record: MerchantRecord,
@@ -531,8 +572,5 @@ function downloaderOf(
     );
     return { refresher: undefined, refused: true };
   }
-  refresher.refresh().catch(() => {
-    // Reported by the observer (log line and metric); the next unknown serial tries again.
-  });
   return { refresher, refused: false };
 }

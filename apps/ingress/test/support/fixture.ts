@@ -7,6 +7,7 @@ import { createSignedV3Notification, type SignedV3Notification } from "@wpn/wech
 import type { Queue } from "bullmq";
 import type { FastifyInstance } from "fastify";
 import type { Redis } from "ioredis";
+import type { Logger } from "pino";
 import { buildApp, type IngressDeps } from "../../src/app.ts";
 import { downloadObserver } from "../../src/merchants/certificate-download.ts";
 import { defaultMerchantFromConfig, MerchantRegistry, type MerchantSource } from "../../src/merchants/registry.ts";
@@ -42,6 +43,14 @@ export interface FixtureOptions {
   /** Clock of the certificate-download throttles, the default merchant's and the source's (ms). */
   downloadClock?: () => number;
   app?: Partial<Omit<IngressDeps, "settings" | "redis" | "merchants">>;
+  /**
+   * The scheduled certificate downloads of every downloading merchant (the default one and `Merchant` rows), ms:
+   * tests use a short period instead of WECHATPAY_CERT_REFRESH_INTERVAL_SECONDS (at least a minute), and a short
+   * first retry after a failure instead of the minute.
+   */
+  certificateRefresh?: { intervalMs: number; retryMs: number };
+  /** Where the registry, the download observers and the app log; silent by default. */
+  logger?: Logger;
 }
 
 /** The ingress as production builds it (real config parsing, real Redis), un-listened, with its own prefix. */
@@ -56,27 +65,37 @@ export async function createIngressFixture(options: FixtureOptions): Promise<Ing
   const admin = createRedisConnection(config.REDIS_URL, "admin");
   admin.on("error", () => undefined);
   const metrics = options.app?.metrics ?? createMetrics();
+  const logger = options.logger ?? silentLogger;
+  const settings = {
+    ...ingressSettings(config),
+    ...(options.certificateRefresh ? { certificateRefreshIntervalMs: options.certificateRefresh.intervalMs } : {}),
+  };
   const merchants = new MerchantRegistry({
     defaultMerchant: defaultMerchantFromConfig(config, {
-      observer: downloadObserver(silentLogger, metrics),
+      observer: downloadObserver(logger, metrics),
       ...(options.downloadClock ? { clock: options.downloadClock } : {}),
     }),
     ...(options.source ? { source: options.source } : {}),
     ...(options.registryClock ? { clock: options.registryClock } : {}),
-    logger: silentLogger,
+    logger,
     download: {
       baseUrl: config.WECHATPAY_API_BASE_URL,
       toleranceSeconds: config.WECHATPAY_TIMESTAMP_TOLERANCE_SECONDS,
-      observer: downloadObserver(silentLogger, metrics),
+      observer: downloadObserver(logger, metrics),
       ...(options.downloadClock ? { clock: options.downloadClock } : {}),
+      schedule: {
+        intervalMs: settings.certificateRefreshIntervalMs,
+        ...(options.certificateRefresh ? { retryMs: options.certificateRefresh.retryMs } : {}),
+      },
     },
   });
   await merchants.start();
   const app = buildApp({
-    settings: ingressSettings(config),
+    settings,
     redis,
     merchants,
-    logger: silentLogger,
+    logger,
+    ...(options.certificateRefresh ? { certificateRetryMs: options.certificateRefresh.retryMs } : {}),
     ...options.app,
     metrics,
   });
