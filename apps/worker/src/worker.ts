@@ -288,6 +288,10 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
   }
 
   let closing = false;
+  // A connection that is up is not a Redis that takes writes: past maxmemory under noeviction (OOM), a demoted primary
+  // (READONLY) or a failed RDB save (MISCONF) answers reads and refuses every job move and outcome, so the probe writes
+  // (a key per deployment, expiring: nothing stays behind), as the ingress's readiness does.
+  const writeProbeKey = `${prefix}:worker:write-probe`;
   const readiness = async (): Promise<ReadinessReport> => {
     const checks: Record<string, string> = {};
     checks.workers = closing
@@ -297,13 +301,14 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
         : workers.every((w) => w.worker.isRunning())
           ? "ok"
           : "not running";
-    checks.redis = redis.status === "ready" ? "ok" : `connection ${redis.status}`;
-    try {
-      await withTimeout(db.pool.query("SELECT 1"), 1_000, "no answer within 1 s");
-      checks.postgres = "ok";
-    } catch (error) {
-      checks.postgres = oneLine(error);
-    }
+    const [redisCheck, postgresCheck] = await Promise.all([
+      redis.status === "ready"
+        ? answersOk(redis.set(writeProbeKey, "1", "PX", WRITE_PROBE_TTL_MS), "no answer to a write within 1 s")
+        : `connection ${redis.status}`,
+      answersOk(db.pool.query("SELECT 1"), "no answer within 1 s"),
+    ]);
+    checks.redis = redisCheck;
+    checks.postgres = postgresCheck;
     return { ready: Object.values(checks).every((c) => c === "ok"), checks };
   };
   let health: HealthServer;
@@ -412,4 +417,17 @@ export function windowBackoff(windowMs: number, outageEndedAt: () => number): Ba
       waiting ? windowEnd(j.timestamp, knownFirstRun(j) ?? j.timestamp, windowMs, outageEndedAt()) : undefined,
     );
   };
+}
+
+/** Expiry of the readiness probe's key, ms. */
+const WRITE_PROBE_TTL_MS = 10_000;
+
+/** "ok" when `answer` settles within 1 s, else what went wrong, on one line (a readiness check's value). */
+async function answersOk(answer: Promise<unknown>, timeoutMessage: string): Promise<string> {
+  try {
+    await withTimeout(answer, 1_000, timeoutMessage);
+    return "ok";
+  } catch (error) {
+    return oneLine(error);
+  }
 }
