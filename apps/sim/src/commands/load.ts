@@ -5,9 +5,10 @@ import { ANSWER_TIMEOUT_MS } from "../deliver.ts";
 import { EXIT, type Io, println, UsageError } from "../io.ts";
 import { appendJournal, type JournalEntry } from "../journal.ts";
 import { checkDatabase, type DatabaseCheck } from "../load/check.ts";
-import { planSequence, runEngine } from "../load/engine.ts";
+import { planSequence, runEngine, type UnacknowledgedDelivery } from "../load/engine.ts";
 import { ProgressBar } from "../load/progress.ts";
-import { buildReport, formatReport } from "../load/report.ts";
+import { buildReport, formatReport, type NeverAcknowledged } from "../load/report.ts";
+import { MAX_RESENDS, resendScheduleMs } from "../load/resend.ts";
 import { type LoadSet, newRunId, readExistingOrders, seedOrders, unseededOrders } from "../load/seed.ts";
 import {
   type Api,
@@ -50,6 +51,9 @@ export const loadCommand: Command = {
     skus: { type: "string" },
     stock: { type: "string" },
     "settle-seconds": { type: "string" },
+    resend: { type: "boolean" },
+    "resend-schedule": { type: "string" },
+    "time-scale": { type: "string" },
     mchid: { type: "string" },
     appid: { type: "string" },
     json: { type: "boolean" },
@@ -62,8 +66,11 @@ id, fresh signature, possibly concurrent with the original), at a target rate or
 allows. A progress bar runs on stderr when it is a terminal. At the end it reports throughput, latency
 p50/p90/p99/max, answers by status, and — with a database — waits for the workers and checks that every
 acknowledged order is paid, that stock moved exactly once (stock == initial − paid quantities) and that there
-is one PAYMENT movement per (order, SKU). Redelivery schedules are not followed: an unacknowledged
-delivery is counted, not retried.
+is one PAYMENT movement per (order, SKU). By default an unacknowledged delivery is counted, not resent; with
+--resend or --resend-schedule it is resent as WeChat resends an unacknowledged notification — the same
+notification (same id, same encrypted body) re-signed with a fresh timestamp and nonce — until acknowledged or the
+schedule runs out, and the check then requires every order acknowledged at some attempt to be applied exactly once,
+listing the notifications never acknowledged apart.
 
 Orders:
   with --database-url or $DATABASE_URL: inserts N NOTPAY orders (two items each on distinct SKUs of the
@@ -85,6 +92,12 @@ Options:
   --skus K             SKUs to seed (default 20)
   --stock S            initial stock per seeded SKU (default 3 × N: never runs out)
   --settle-seconds S   how long to wait for the workers before checking (default 30)
+  --resend             resend each unacknowledged delivery on WeChat's schedule until acknowledged (v3: 15s 15s
+                       30s 3m 10m 20m 30m 30m 30m 60m 3h 3h 3h 6h 6h; v2: 15s 15s 30s 3m 30m 30m 30m 30m 60m)
+  --time-scale F       with --resend: multiply WeChat's waits by F (0.001: 15 s → 15 ms; default 1)
+  --resend-schedule L  resend on this schedule instead: comma-separated waits with a unit (ms, s, m, h), e.g.
+                       1s,2s,5s,10s (at most ${MAX_RESENDS} steps, each 1ms to 6h); implies --resend
+                       --max-seconds bounds the whole run: a resend due after it is not sent (reported)
   --url URL            notify URL (default http://127.0.0.1:$PORT/notify/v3, with --v2 …/notify/v2;
                        PORT from the environment or .env, else ${DEFAULT_PORT})
   --keys DIR           keys folder (default $WECHATPAY_SIM_KEYS or .dev/keys)
@@ -95,10 +108,14 @@ Options:
 
 Examples:
   npm run sim -- load --count 1000 --rate 200 --duplicates 0.3
+  npm run sim -- load --count 2000 --rate 100 --resend-schedule 1s,2s,5s,10s,30s    # across a restart
   DATABASE_URL=postgresql://postgres@127.0.0.1:5432/wechatpay_notify npx wechatpay-sim load --count 5000 --concurrency 64 --json
 
-Exit: 0 when every delivery was acknowledged and the database check passed; 1 otherwise; 3 when the
-failures were connection errors (receiver or database unreachable).
+Exit: 0 when every delivery was acknowledged (with --resend: at some attempt) and the database check passed;
+1 when the database check failed (an acknowledged payment not applied, or stock moved other than once) or a
+delivery was never acknowledged (with --resend: after the whole schedule) or --max-seconds stopped the run;
+3 when the only failures were deliveries whose last attempt could not connect (receiver unreachable) — a failed
+database check is 1 even then.
 
 ${HELP_EXIT_CODES}`,
   async run({ values }, io: Io) {
@@ -127,6 +144,7 @@ ${HELP_EXIT_CODES}`,
     const stock = intFlag(values, "stock", { min: 0, max: 1_000_000_000, what: "a count" });
     const settleSeconds =
       numberFlag(values, "settle-seconds", { min: 0, max: LOAD_LIMITS.settleSeconds, what: "seconds" }) ?? 30;
+    const resendSchedule = resendScheduleMs(values, api);
     const existing = boolFlag(values, "existing");
     const json = boolFlag(values, "json");
     const keys = requireKeys(values, io);
@@ -195,6 +213,7 @@ ${HELP_EXIT_CODES}`,
         ...(rate === undefined ? {} : { rate }),
         maxSeconds,
         timeoutMs,
+        ...(resendSchedule === null ? {} : { resendScheduleMs: resendSchedule }),
         signal: io.signal,
         onProgress: (done, failed) => progress.update(done, failed),
       });
@@ -232,17 +251,56 @@ ${HELP_EXIT_CODES}`,
         api,
         set,
         engine,
-        settings: { concurrency, rate: rate ?? null, duplicateRatio, maxSeconds, timeoutMs },
+        settings: {
+          concurrency,
+          rate: rate ?? null,
+          duplicateRatio,
+          maxSeconds,
+          timeoutMs,
+          resendScheduleMs: resendSchedule,
+        },
+        neverAcknowledged: neverAcknowledged(engine.unacknowledged, engine.acknowledgedIndexes, ids, payments),
         database,
         ...(databaseSkipped ? { databaseSkipped } : {}),
       });
       println(io.stdout, json ? JSON.stringify(report, null, 2) : formatReport(report));
       if (io.signal.aborted) return EXIT.INTERRUPTED;
       if (report.ok) return EXIT.OK;
+      // A lost or doubled payment outranks an unreachable receiver: 3 only when nothing but connections failed.
+      const databaseFailed = database !== null && !database.ok;
       const onlyNetwork = engine.notAcknowledged > 0 && engine.networkErrors === engine.notAcknowledged;
-      return onlyNetwork ? EXIT.NETWORK : EXIT.WRONG_ANSWER;
+      return onlyNetwork && !databaseFailed ? EXIT.NETWORK : EXIT.WRONG_ANSWER;
     } finally {
       await client?.end();
     }
   },
 };
+
+/**
+ * The notifications sent whose deliveries all ended unacknowledged (a notification with one delivery acknowledged
+ * is not among them), each once: its attempts over all its deliveries, the verdict on the last one to end.
+ */
+function neverAcknowledged(
+  unacknowledged: readonly UnacknowledgedDelivery[],
+  acknowledgedIndexes: ReadonlySet<number>,
+  ids: readonly (string | undefined)[],
+  payments: readonly Payment[],
+): NeverAcknowledged[] {
+  const byIndex = new Map<number, NeverAcknowledged>();
+  for (const d of unacknowledged) {
+    if (acknowledgedIndexes.has(d.index)) continue;
+    const seen = byIndex.get(d.index);
+    if (seen !== undefined) {
+      seen.attempts += d.attempts;
+      seen.lastReason = d.lastReason;
+      continue;
+    }
+    byIndex.set(d.index, {
+      id: ids[d.index] as string,
+      outTradeNo: (payments[d.index] as Payment).outTradeNo,
+      attempts: d.attempts,
+      lastReason: d.lastReason,
+    });
+  }
+  return [...byIndex.values()];
+}

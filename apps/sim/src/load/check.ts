@@ -4,7 +4,9 @@ import type { LoadSet } from "./seed.ts";
 
 /**
  * The end-to-end check of a load run against the merchant's database, after waiting for the workers:
- * - every order whose payment was acknowledged is paid (status SUCCESS);
+ * - every order whose payment was acknowledged — at the first delivery or after resends — is paid (status SUCCESS);
+ *   the orders never acknowledged are counted apart: paid (once) or not, both are consistent — that they were never
+ *   acknowledged is a failure of delivery, which the report states on its own;
  * - stock moved exactly once: for every SKU, stock == initial − Σ quantities of the paid orders' items (every paid
  *   order of the run: one whose answer was lost was still applied, once);
  * - one PAYMENT movement per (order, SKU) of a paid order (delta = −quantity), none for the other orders.
@@ -14,7 +16,12 @@ export interface DatabaseCheck {
   /** Orders whose payment notification was acknowledged at least once. */
   expectedPaid: number;
   paid: number;
-  /** Orders paid although no delivery of their payment was acknowledged (applied, answer lost): not a problem. */
+  /**
+   * Orders of the run no delivery of whose payment was acknowledged (never acknowledged after the resends, or never
+   * sent): not required to be paid, reported apart from the check.
+   */
+  unacknowledgedOrders: number;
+  /** Of those, orders paid anyway (applied, answer lost): not a problem, as long as it was once. */
   paidUnacknowledged: number;
   /** Count by Order.status of the run's acknowledged orders, e.g. { SUCCESS: 98, PAYMENT_REVIEW: 2 }. */
   byStatus: Record<string, number>;
@@ -166,6 +173,7 @@ export async function checkDatabase(
   return {
     expectedPaid: wanted.length,
     paid,
+    unacknowledgedOrders: set.orders.length - wanted.length,
     paidUnacknowledged,
     byStatus,
     reviewReasons,

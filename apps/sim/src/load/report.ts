@@ -1,8 +1,23 @@
 import type { Api } from "../notifications.ts";
 import type { DatabaseCheck } from "./check.ts";
 import type { EngineResult } from "./engine.ts";
+import { formatSchedule } from "./resend.ts";
 import type { LoadSet } from "./seed.ts";
 import { type LatencySummary, summarize } from "./stats.ts";
+
+/** A notification sent and never acknowledged (no delivery of it was), as the report lists it. */
+export interface NeverAcknowledged {
+  /** v3: the envelope id; v2: the id the ingress derives. */
+  id: string;
+  outTradeNo: string;
+  /** HTTP requests made for it, every delivery and resend. */
+  attempts: number;
+  /** The verdict on its last attempt. */
+  lastReason: string;
+}
+
+/** How many never-acknowledged notifications the report names (the count is `unacknowledgedNotifications`). */
+export const NEVER_ACKNOWLEDGED_LISTED = 20;
 
 /** What `load` prints (`--json` prints exactly this object). */
 export interface LoadReport {
@@ -11,16 +26,36 @@ export interface LoadReport {
   runId: string;
   orders: { mode: LoadSet["mode"]; count: number };
   notifications: { unique: number; duplicates: number; planned: number; sent: number };
-  settings: { concurrency: number; rate: number | null; duplicateRatio: number; maxSeconds: number; timeoutMs: number };
+  settings: {
+    concurrency: number;
+    rate: number | null;
+    duplicateRatio: number;
+    maxSeconds: number;
+    timeoutMs: number;
+    /** Waits before each resend, ms; null without --resend / --resend-schedule. */
+    resendScheduleMs: number[] | null;
+  };
   durationSeconds: number;
   throughputPerSecond: number;
   latencyMs: LatencySummary;
-  /** Count by HTTP status, "timeout" or connection error code. */
+  /** HTTP requests: first deliveries (`notifications.sent`) plus resends. */
+  attempts: number;
+  resends: number;
+  /** Count by HTTP status, "timeout" or connection error code, over every attempt. */
   answers: Record<string, number>;
+  /** Deliveries acknowledged, at the first attempt or after resends. */
   acknowledged: number;
+  /** Deliveries acknowledged by a resend. */
+  acknowledgedAfterResend: number;
+  /** Deliveries still not acknowledged at the end (after their resends, if any). */
   notAcknowledged: number;
-  /** Unique notifications never acknowledged (load does not redeliver). */
+  /** Of those, deliveries whose next resend fell after --max-seconds. */
+  resendsCut: number;
+  /** Unique notifications no delivery of which was acknowledged (never sent ones included when stopped early). */
   unacknowledgedNotifications: number;
+  /** The first NEVER_ACKNOWLEDGED_LISTED of the notifications sent and never acknowledged. */
+  neverAcknowledged: NeverAcknowledged[];
+  /** Up to 5 distinct reasons attempts were not acknowledged. */
   failureSamples: string[];
   stopped: "time" | "interrupted" | null;
   /** null without a database. */
@@ -36,6 +71,7 @@ export function buildReport(args: {
   set: LoadSet;
   engine: EngineResult;
   settings: LoadReport["settings"];
+  neverAcknowledged: NeverAcknowledged[];
   database: DatabaseCheck | null;
   databaseSkipped?: string;
 }): LoadReport {
@@ -44,13 +80,25 @@ export function buildReport(args: {
   const seconds = engine.elapsedMs / 1000;
   const problems: string[] = [];
   const unacknowledged = unique - engine.acknowledgedIndexes.size;
-  if (engine.notAcknowledged > 0) {
+  const schedule = args.settings.resendScheduleMs;
+  // Deliveries whose resends were cut by --max-seconds are reported with the stop below.
+  const ended = engine.unacknowledged.filter((d) => !d.cut);
+  const exhausted = ended.length;
+  const lastReason = ended[0]?.lastReason ?? engine.failureSamples[0] ?? "?";
+  if (schedule === null && exhausted > 0) {
+    problems.push(`${exhausted} of ${engine.sent} deliveries were not acknowledged (${lastReason})`);
+  } else if (schedule !== null && exhausted > 0) {
     problems.push(
-      `${engine.notAcknowledged} of ${engine.sent} deliveries were not acknowledged (${engine.failureSamples[0] ?? "?"})`,
+      `${exhausted} of ${engine.sent} deliveries were still not acknowledged after ${schedule.length} resends each (${lastReason})`,
     );
   }
-  if (engine.stopped === "time")
-    problems.push(`stopped after --max-seconds ${args.settings.maxSeconds}: sent ${engine.sent} of ${engine.planned}`);
+  if (engine.stopped === "time") {
+    const cut =
+      engine.resendsCut > 0 ? `; the next resend of ${engine.resendsCut} deliveries fell after it (not sent)` : "";
+    problems.push(
+      `stopped after --max-seconds ${args.settings.maxSeconds}: sent ${engine.sent} of ${engine.planned}${cut}`,
+    );
+  }
   if (engine.stopped === "interrupted") problems.push(`interrupted: sent ${engine.sent} of ${engine.planned}`);
   if (args.database) problems.push(...args.database.problems);
   return {
@@ -63,10 +111,15 @@ export function buildReport(args: {
     durationSeconds: Math.round(seconds * 1000) / 1000,
     throughputPerSecond: seconds > 0 ? Math.round((engine.sent / seconds) * 10) / 10 : 0,
     latencyMs: summarize(engine.latencies),
+    attempts: engine.attempts,
+    resends: engine.resends,
     answers: engine.answers,
     acknowledged: engine.acknowledged,
+    acknowledgedAfterResend: engine.acknowledgedAfterResend,
     notAcknowledged: engine.notAcknowledged,
+    resendsCut: engine.resendsCut,
     unacknowledgedNotifications: unacknowledged,
+    neverAcknowledged: args.neverAcknowledged.slice(0, NEVER_ACKNOWLEDGED_LISTED),
     failureSamples: engine.failureSamples,
     stopped: engine.stopped ?? null,
     database: args.database,
@@ -87,6 +140,13 @@ export function formatReport(r: LoadReport): string {
     `  sent          ${r.notifications.sent} of ${r.notifications.planned} (${r.notifications.unique} unique + ${r.notifications.duplicates} duplicates), ` +
       `concurrency ${r.settings.concurrency}, ${r.settings.rate === null ? "as fast as possible" : `target ${r.settings.rate}/s`}`,
   );
+  lines.push(
+    `  resends       ${
+      r.settings.resendScheduleMs === null
+        ? "off (an unacknowledged delivery is counted, not resent)"
+        : `after ${formatSchedule(r.settings.resendScheduleMs)}`
+    }`,
+  );
   lines.push(`  duration      ${r.durationSeconds} s, throughput ${r.throughputPerSecond}/s`);
   lines.push(`  latency ms    p50 ${l.p50}  p90 ${l.p90}  p99 ${l.p99}  max ${l.max}  (mean ${l.mean})`);
   lines.push(
@@ -98,9 +158,19 @@ export function formatReport(r: LoadReport): string {
     }`,
   );
   lines.push(
-    `  acknowledged  ${r.acknowledged} deliveries; ${r.unacknowledgedNotifications} unique notifications never acknowledged`,
+    `  attempts      ${r.attempts} (${r.notifications.sent} first deliveries + ${r.resends} resends), ` +
+      `${r.acknowledgedAfterResend} acknowledged after a resend`,
+  );
+  lines.push(
+    `  acknowledged  ${r.acknowledged} deliveries; ${r.notAcknowledged} never acknowledged` +
+      `${r.resendsCut > 0 ? ` (${r.resendsCut} cut by --max-seconds)` : ""}; ` +
+      `${r.unacknowledgedNotifications} unique notifications never acknowledged`,
   );
   for (const sample of r.failureSamples) lines.push(`    e.g. ${sample}`);
+  // At most NEVER_ACKNOWLEDGED_LISTED: their number is the line above.
+  for (const n of r.neverAcknowledged) {
+    lines.push(`    never acknowledged: ${n.id} (order ${n.outTradeNo}, ${n.attempts} attempts: ${n.lastReason})`);
+  }
   if (r.database) {
     const d = r.database;
     lines.push(
@@ -110,9 +180,11 @@ export function formatReport(r: LoadReport): string {
           .join(", ") || "none"
       }) after ${d.waitedSeconds} s${d.settled ? "" : ", not settled"}`,
     );
-    if (d.paidUnacknowledged > 0) {
+    if (d.unacknowledgedOrders > 0) {
       lines.push(
-        `                ${d.paidUnacknowledged} more paid whose answer was lost (applied once, as they should be)`,
+        `                ${d.unacknowledgedOrders} orders never acknowledged, not required to be paid: ` +
+          `${d.paidUnacknowledged} paid anyway (answer lost; applied once, as they should be), ` +
+          `${d.unacknowledgedOrders - d.paidUnacknowledged} not paid`,
       );
     }
     if (Object.keys(d.reviewReasons).length > 0) {

@@ -42,6 +42,8 @@ export interface Answer {
   status: number;
   body?: string;
   delayMs?: number;
+  /** Close the connection without answering (the client sees ECONNRESET); `status` is then ignored. */
+  drop?: boolean;
 }
 
 export interface ReceiverOptions {
@@ -108,6 +110,10 @@ export async function startReceiver(opts: ReceiverOptions): Promise<Receiver> {
       const correct = api === "v3" ? correctV3(store, apiV3Key, entry) : correctV2(opts.keys.apiV2Key, entry);
       const answer = (await opts.answer?.(entry, received, correct)) ?? correct;
       if (answer.delayMs) await new Promise((r) => setTimeout(r, answer.delayMs));
+      if (answer.drop) {
+        req.socket.destroy();
+        return;
+      }
       res.writeHead(
         answer.status,
         answer.body === undefined ? {} : { "Content-Type": api === "v3" ? "application/json" : "text/xml" },
