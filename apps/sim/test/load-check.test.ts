@@ -21,7 +21,7 @@ beforeAll(async () => {
     keys: temp.keys,
     answer: async (r, _all, correct) => {
       if (r.event?.kind !== "transaction") return correct;
-      await applyPayment(database.db.pool, r.event.transaction.out_trade_no);
+      await applyPayment(database.db.pool, r.event.transaction.mchid ?? "(none)", r.event.transaction.out_trade_no);
       seen += 1;
       // Every 5th delivery: applied and durable, but answered 500 (WeChat would redeliver).
       return seen % 5 === 0 ? { status: 500, body: '{"code":"FAIL","message":"late"}' } : correct;

@@ -34,7 +34,7 @@ beforeAll(async () => {
       if (!firstSeen.includes(id)) firstSeen.push(id);
       const replaced = policy(r, id);
       if (replaced !== undefined) return replaced;
-      await applyPayment(database.db.pool, r.event.transaction.out_trade_no);
+      await applyPayment(database.db.pool, r.event.transaction.mchid ?? "(none)", r.event.transaction.out_trade_no);
       return correct;
     },
   });

@@ -21,7 +21,12 @@ beforeAll(async () => {
     keys: temp.keys,
     answer: async (r, _all, correct) => {
       if (mode !== "none" && r.event?.kind === "transaction")
-        await applyPayment(database.db.pool, r.event.transaction.out_trade_no, mode === "double");
+        await applyPayment(
+          database.db.pool,
+          r.event.transaction.mchid ?? "(none)",
+          r.event.transaction.out_trade_no,
+          mode === "double",
+        );
       return correct;
     },
   });
@@ -139,6 +144,33 @@ describe("load", () => {
     expect(r.code, JSON.stringify(report.problems)).toBe(0);
     expect(report.orders).toEqual({ mode: "existing", count: 5 });
     expect(report.database?.paid).toBe(5);
+  });
+
+  it("--existing checks its merchant's orders only: another merchant's orders under the same numbers are not its", async () => {
+    mode = "worker";
+    // The next 3 NOTPAY orders --existing will take, copied under another merchant (unpaid, so a check that read
+    // them would wait for payments that never come, and count them).
+    const copied = await database.db.pool.query(
+      `INSERT INTO "Order" ("outTradeNo", "mchid", "appid", "amountTotal")
+       SELECT "outTradeNo", '1900000999', "appid", "amountTotal" FROM "Order"
+       WHERE "status" = 'NOTPAY' AND "mchid" <> '1900000999' ORDER BY "createdAt", "id" LIMIT 3`,
+    );
+    expect(copied.rowCount).toBe(3);
+    const r = await load([
+      "--existing",
+      "--count",
+      "3",
+      "--database-url",
+      database.url,
+      "--settle-seconds",
+      "2",
+      "--json",
+    ]);
+    const report = JSON.parse(r.stdout) as LoadReport;
+    expect(r.code, JSON.stringify(report.problems)).toBe(0);
+    expect(report.database).toMatchObject({ expectedPaid: 3, paid: 3, settled: true, byStatus: { SUCCESS: 3 } });
+    const other = await database.db.pool.query(`SELECT "status"::text FROM "Order" WHERE "mchid" = '1900000999'`);
+    expect(other.rows).toEqual([{ status: "NOTPAY" }, { status: "NOTPAY" }, { status: "NOTPAY" }]);
   });
 
   it("without a database: no seeding, and the report says the check was skipped", async () => {

@@ -163,7 +163,7 @@ ${HELP_EXIT_CODES}`,
     const client = dbUrl === undefined ? undefined : await connect(dbUrl);
     try {
       let set: LoadSet;
-      if (client === undefined) set = unseededOrders(count, runId);
+      if (client === undefined) set = unseededOrders(count, runId, mchid);
       else if (existing) set = await readExistingOrders(client, { count, mchid, runId });
       else
         set = await seedOrders(client, {

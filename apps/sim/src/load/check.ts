@@ -42,10 +42,12 @@ interface OrderRow {
   reviewReason: string | null;
 }
 
-async function orderRows(sql: Sql, outTradeNos: string[]): Promise<OrderRow[]> {
+/** The run's orders: its merchant's (no sub-merchant), by number — another merchant may hold the same numbers. */
+async function orderRows(sql: Sql, mchid: string, outTradeNos: string[]): Promise<OrderRow[]> {
   const r = await sql.query<OrderRow>(
-    `SELECT "outTradeNo", "id", "status"::text AS "status", "reviewReason" FROM "Order" WHERE "outTradeNo" = ANY($1::text[])`,
-    [outTradeNos],
+    `SELECT "outTradeNo", "id", "status"::text AS "status", "reviewReason" FROM "Order"
+     WHERE "outTradeNo" = ANY($1::text[]) AND "mchid" = $2 AND "subMchid" IS NULL`,
+    [outTradeNos, mchid],
   );
   return r.rows;
 }
@@ -63,7 +65,7 @@ export async function checkDatabase(
   let rows: OrderRow[] = [];
   let settled = false;
   for (;;) {
-    rows = await orderRows(sql, outTradeNos);
+    rows = await orderRows(sql, set.mchid, outTradeNos);
     const pending = rows.filter((r) => r.status === "NOTPAY").length + (outTradeNos.length - rows.length);
     if (pending === 0) {
       settled = true;
@@ -102,6 +104,7 @@ export async function checkDatabase(
   // lost (a timeout, a 5xx after the job was durable) took its stock as it should.
   const allRows = await orderRows(
     sql,
+    set.mchid,
     set.orders.map((o) => o.outTradeNo),
   );
   const paidSet = new Set(allRows.filter((r) => r.status === "SUCCESS").map((r) => r.outTradeNo));

@@ -16,6 +16,11 @@ export interface LoadOrder {
 export interface LoadSet {
   mode: "seed" | "existing" | "none";
   runId: string;
+  /**
+   * The merchant whose orders these are (a direct merchant: no sub-merchant). An order number is unique per merchant
+   * only: the database check reads the run's orders by merchant and number, never by number alone.
+   */
+  mchid: string;
   orders: LoadOrder[];
   /** Stock of every SKU involved, read (or set) before the first notification. */
   initialStock: Map<string, number>;
@@ -34,13 +39,13 @@ export function newRunId(now = new Date()): string {
 }
 
 /** Orders without a database: one item each on a notional SKU (nothing is checked). */
-export function unseededOrders(count: number, runId: string): LoadSet {
+export function unseededOrders(count: number, runId: string, mchid: string): LoadSet {
   const orders = Array.from({ length: count }, (_, i) => ({
     outTradeNo: `${runId}-${i + 1}`,
     amount: 100 + randomInt(9_900),
     items: [],
   }));
-  return { mode: "none", runId, orders, initialStock: new Map() };
+  return { mode: "none", runId, mchid, orders, initialStock: new Map() };
 }
 
 /**
@@ -82,19 +87,23 @@ export async function seedOrders(
   return {
     mode: "seed",
     runId: args.runId,
+    mchid: args.mchid,
     orders: orders.map(({ outTradeNo, amount, items }) => ({ outTradeNo, amount, items })),
     initialStock: new Map(skus.map((s) => [s.id, s.stock])),
   };
 }
 
-/** Up to `count` NOTPAY orders of `mchid` already in the database (oldest first), with their items and SKU stock. */
+/**
+ * Up to `count` NOTPAY orders of `mchid` already in the database (oldest first), with their items and SKU stock. A
+ * direct merchant's only: the simulator's notifications name no sub-merchant, so a partner order would not be theirs.
+ */
 export async function readExistingOrders(
   sql: Sql,
   args: { count: number; mchid: string; runId: string },
 ): Promise<LoadSet> {
   const found = await sql.query<{ id: string; outTradeNo: string; amountTotal: number }>(
     `SELECT "id", "outTradeNo", "amountTotal" FROM "Order"
-     WHERE "status" = 'NOTPAY' AND "mchid" = $1 ORDER BY "createdAt", "id" LIMIT $2`,
+     WHERE "status" = 'NOTPAY' AND "mchid" = $1 AND "subMchid" IS NULL ORDER BY "createdAt", "id" LIMIT $2`,
     [args.mchid, args.count],
   );
   const ids = found.rows.map((r) => r.id);
@@ -116,6 +125,7 @@ export async function readExistingOrders(
   return {
     mode: "existing",
     runId: args.runId,
+    mchid: args.mchid,
     orders: found.rows.map((r) => ({
       outTradeNo: r.outTradeNo,
       amount: r.amountTotal,

@@ -5,13 +5,18 @@ import type pg from "pg";
  * it paid, once per order (a NOTPAY order only) — or, with `alwaysMoveStock`, a buggy worker that moves stock on
  * every delivery.
  */
-export async function applyPayment(pool: pg.Pool, outTradeNo: string, alwaysMoveStock = false): Promise<void> {
+export async function applyPayment(
+  pool: pg.Pool,
+  mchid: string,
+  outTradeNo: string,
+  alwaysMoveStock = false,
+): Promise<void> {
   const client = await pool.connect();
   try {
     await client.query("BEGIN");
     const order = await client.query<{ id: string; status: string }>(
-      `SELECT "id", "status"::text AS "status" FROM "Order" WHERE "outTradeNo" = $1 FOR UPDATE`,
-      [outTradeNo],
+      `SELECT "id", "status"::text AS "status" FROM "Order" WHERE "mchid" = $1 AND "outTradeNo" = $2 FOR UPDATE`,
+      [mchid, outTradeNo],
     );
     const row = order.rows[0];
     if (row && (row.status === "NOTPAY" || alwaysMoveStock)) {
