@@ -109,6 +109,33 @@ async function rowIngress(label: string, logger?: Logger): Promise<IngressFixtur
   return f;
 }
 
+/**
+ * An ingress whose environment's merchant downloads certificates (WECHATPAY_MERCHANT_SERIAL_NO and its private key),
+ * with the WeChat Pay public key too unless `publicKey` is false, its certificate download started.
+ */
+async function envIngress(
+  label: string,
+  merchant: TestMerchant,
+  options: { publicKey: boolean; logger?: Logger; refresh?: typeof REFRESH },
+): Promise<IngressFixture> {
+  const { WECHATPAY_PUBLIC_KEY_ID: _id, WECHATPAY_PUBLIC_KEY_PATH: _path, ...withoutKey } = merchant.env;
+  f = await createIngressFixture({
+    label,
+    merchant: options.publicKey ? merchant : { ...merchant, env: withoutKey },
+    env: {
+      WECHATPAY_MERCHANT_SERIAL_NO: MERCHANT_SERIAL,
+      WECHATPAY_MERCHANT_PRIVATE_KEY_PATH: merchantKeyPath,
+      WECHATPAY_API_BASE_URL: fake.baseUrl,
+    },
+    downloadClock,
+    ...(options.refresh ? { certificateRefresh: options.refresh } : {}),
+    ...(options.logger ? { logger: options.logger } : {}),
+    app: { maxEventLoopDelayMs: false },
+  });
+  await f.app.ingress.certificates?.start();
+  return f;
+}
+
 function signedBy(tenant: TestMerchant, cert: { serial: string; privateKey: KeyObject }) {
   return signedV3(tenant, { serial: cert.serial, privateKey: cert.privateKey });
 }
@@ -218,21 +245,7 @@ describe("scheduled certificate download of the environment's merchant", () => {
     const merchant = createTestMerchant();
     fake.answer = { kind: "list", certificates: [certA, certB], apiV3Key: merchant.apiV3Key };
     fake.requests.length = 0;
-    const { WECHATPAY_PUBLIC_KEY_ID: _id, WECHATPAY_PUBLIC_KEY_PATH: _path, ...env } = merchant.env;
-    f = await createIngressFixture({
-      label: "cert-refresh-env",
-      merchant: { ...merchant, env },
-      env: {
-        WECHATPAY_MERCHANT_SERIAL_NO: MERCHANT_SERIAL,
-        WECHATPAY_MERCHANT_PRIVATE_KEY_PATH: merchantKeyPath,
-        WECHATPAY_API_BASE_URL: fake.baseUrl,
-      },
-      downloadClock,
-      certificateRefresh: REFRESH,
-      app: { maxEventLoopDelayMs: false },
-    });
-    const ingress = f;
-    await ingress.app.ingress.certificates?.start();
+    const ingress = await envIngress("cert-refresh-env", merchant, { publicKey: false, refresh: REFRESH });
     const keys = ingress.merchants.defaultMerchant.keys;
     expect(keys.has(certB.serial)).toBe(true);
 
@@ -253,20 +266,7 @@ describe("a merchant with a WeChat Pay public key and download settings WeChat a
     const merchant = createTestMerchant();
     fake.answer = { kind: "status", status: 404 };
     const { logger, lines } = capturingLogger();
-    f = await createIngressFixture({
-      label,
-      merchant,
-      env: {
-        WECHATPAY_MERCHANT_SERIAL_NO: MERCHANT_SERIAL,
-        WECHATPAY_MERCHANT_PRIVATE_KEY_PATH: merchantKeyPath,
-        WECHATPAY_API_BASE_URL: fake.baseUrl,
-      },
-      downloadClock,
-      logger,
-      app: { maxEventLoopDelayMs: false },
-    });
-    const ingress = f;
-    await ingress.app.ingress.certificates?.start();
+    const ingress = await envIngress(label, merchant, { publicKey: true, logger });
     const refresher = ingress.merchants.defaultMerchant.certificateRefresher;
     for (let i = 1; i < attempts; i += 1) await expect(refresher?.refresh()).rejects.toThrow();
     return { ingress, merchant, failures: lines.filter((l) => l.code === "CERT_DOWNLOAD_FAILED") };
@@ -284,21 +284,8 @@ describe("a merchant with a WeChat Pay public key and download settings WeChat a
     const merchant = createTestMerchant();
     fake.answer = { kind: "status", status: 404 };
     const { logger, lines } = capturingLogger();
-    const { WECHATPAY_PUBLIC_KEY_ID: _id, WECHATPAY_PUBLIC_KEY_PATH: _path, ...env } = merchant.env;
-    f = await createIngressFixture({
-      label: "cert-refresh-nokey",
-      merchant: { ...merchant, env },
-      env: {
-        WECHATPAY_MERCHANT_SERIAL_NO: MERCHANT_SERIAL,
-        WECHATPAY_MERCHANT_PRIVATE_KEY_PATH: merchantKeyPath,
-        WECHATPAY_API_BASE_URL: fake.baseUrl,
-      },
-      downloadClock,
-      logger,
-      app: { maxEventLoopDelayMs: false },
-    });
-    await f.app.ingress.certificates?.start();
-    const refresher = f.merchants.defaultMerchant.certificateRefresher;
+    const ingress = await envIngress("cert-refresh-nokey", merchant, { publicKey: false, logger });
+    const refresher = ingress.merchants.defaultMerchant.certificateRefresher;
     for (let i = 1; i < 3; i += 1) await expect(refresher?.refresh()).rejects.toThrow();
     expect(lines.filter((l) => l.code === "CERT_DOWNLOAD_FAILED").map((l) => l.level)).toEqual([40, 40, 40]);
   });
@@ -307,23 +294,11 @@ describe("a merchant with a WeChat Pay public key and download settings WeChat a
     const merchant = createTestMerchant();
     fake.answer = { kind: "list", certificates: [certA], apiV3Key: merchant.apiV3Key };
     const { logger, lines } = capturingLogger();
-    f = await createIngressFixture({
-      label: "cert-refresh-switch",
-      merchant,
-      env: {
-        WECHATPAY_MERCHANT_SERIAL_NO: MERCHANT_SERIAL,
-        WECHATPAY_MERCHANT_PRIVATE_KEY_PATH: merchantKeyPath,
-        WECHATPAY_API_BASE_URL: fake.baseUrl,
-      },
-      downloadClock,
-      logger,
-      app: { maxEventLoopDelayMs: false },
-    });
-    await f.app.ingress.certificates?.start();
-    expect(f.merchants.defaultMerchant.keys.has(certA.serial)).toBe(true);
+    const ingress = await envIngress("cert-refresh-switch", merchant, { publicKey: true, logger });
+    expect(ingress.merchants.defaultMerchant.keys.has(certA.serial)).toBe(true);
     // During WeChat's switch to the public key it signs with certA too: a failing download is worth a warning.
     fake.answer = { kind: "status", status: 500 };
-    const refresher = f.merchants.defaultMerchant.certificateRefresher;
+    const refresher = ingress.merchants.defaultMerchant.certificateRefresher;
     for (let i = 0; i < 3; i += 1) await expect(refresher?.refresh()).rejects.toThrow();
     expect(lines.filter((l) => l.code === "CERT_DOWNLOAD_FAILED").map((l) => l.level)).toEqual([40, 40, 40]);
   });
