@@ -732,6 +732,52 @@ describe("published events (PUBLISH_EVENTS=true)", () => {
     expect((await orderOf(world.prisma, outOfStock)).reviewReason).toBe("OUT_OF_STOCK");
   });
 
+  for (const [i, order] of (["APIv3 first", "APIv2 first", "at once"] as const).entries()) {
+    it(`a second charge reported on both APIs (two notification ids), ${order}: one payment.review, the other DUPLICATE`, async () => {
+      const run = inline(world);
+      const outTradeNo = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+      await run.deliver(v3Payment(world, { outTradeNo, transactionId: `4200000000TW${i}a` }));
+      const [v3, v2] = [
+        v3Payment(world, { outTradeNo, transactionId: `4200000000TW${i}b` }),
+        v2Payment(world, { outTradeNo, transactionId: `4200000000TW${i}b` }),
+      ];
+      const [first, second] = order === "APIv2 first" ? [v2, v3] : [v3, v2];
+      const before = run.published.length;
+      let outcomes: (string | undefined)[];
+      if (order === "at once") {
+        // Applied together: one batch, or two statements the order's row lock puts one after the other.
+        const jobs = [(await run.parse(first)).applyJob!, (await run.parse(second)).applyJob!];
+        outcomes = (await Promise.all(jobs.map((job) => run.apply(job)))).map((r) => r.outcome);
+      } else {
+        outcomes = [(await run.deliver(first)).apply?.outcome, (await run.deliver(second)).apply?.outcome];
+      }
+      // Before: DUPLICATE_PAYMENT twice — two REVIEW rows and two payment.review asking to refund one charge.
+      expect(outcomes).toEqual(["DUPLICATE_PAYMENT", "DUPLICATE"]);
+      expect(run.published.slice(before).map((e) => [e.type, e.notificationId, e.reviewReason])).toEqual([
+        ["payment.review", first.id, "DUPLICATE_PAYMENT"],
+      ]);
+      const reviews = await world.prisma.notification.findMany({
+        where: { outTradeNo, status: "REVIEW" },
+        select: { id: true, errorCode: true },
+      });
+      expect(reviews).toEqual([{ id: first.id, errorCode: "DUPLICATE_PAYMENT" }]);
+      expect(await world.prisma.notification.findUniqueOrThrow({ where: { id: second.id } })).toMatchObject({
+        status: "DUPLICATE",
+        errorCode: null,
+      });
+      // The order's review stands; the charge's refund closes it as before.
+      expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({
+        status: "PAYMENT_REVIEW",
+        reviewReason: "DUPLICATE_PAYMENT",
+      });
+      const refund = v3Refund(world, { outTradeNo, transactionId: `4200000000TW${i}b`, refund: 100, total: 100 });
+      expect((await run.deliver(refund)).apply).toMatchObject({
+        outcome: "DUPLICATE_PAYMENT_REFUNDED",
+        orderStatus: "SUCCESS",
+      });
+    });
+  }
+
   it("a payment.succeeded re-derived after the order went to review says nothing of the order's review", async () => {
     const run = inline(world);
     const otn = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });

@@ -166,6 +166,36 @@ describe("applyPaymentStatements (real PostgreSQL)", () => {
     ]);
   });
 
+  it("a second charge reported twice (two notification ids) is DUPLICATE_PAYMENT once, then DUPLICATE, in a batch as one at a time", async () => {
+    const label = "twice";
+    const nids = ["paid", "charge", "charge-again", "third"];
+    for (const db of [batchDb, singleDb]) {
+      await seed(db.db.prisma, label, 1, 1, 5);
+      for (const nid of nids) await notification(db.db.prisma, `${label}-${nid}`);
+      // As the parse stage records them: the merchant whose keys opened each notification.
+      await db.db.prisma.$executeRaw`UPDATE "Notification" SET mchid = ${MCHID} WHERE id LIKE ${`${label}-%`}`;
+    }
+    const order = `${label}-0`;
+    const batch = [
+      pay(`${label}-paid`, order),
+      pay(`${label}-charge`, order, { transactionId: "4200-second" }),
+      pay(`${label}-charge-again`, order, { transactionId: "4200-second" }),
+      pay(`${label}-third`, order, { transactionId: "4200-third" }),
+    ];
+    const batched = await applyPaymentStatements(batchDb.db.prisma, batch);
+    const singles: PaymentResult[] = [];
+    for (const facts of batch) singles.push(await applyPaymentStatement(singleDb.db.prisma, facts));
+    // Before: DUPLICATE_PAYMENT for charge-again too — a second REVIEW (and payment.review) for the same charge.
+    expect(batched.map((r) => r.outcome)).toEqual(["APPLIED", "DUPLICATE_PAYMENT", "DUPLICATE", "DUPLICATE_PAYMENT"]);
+    const comparable = (rows: PaymentResult[]) => rows.map(({ orderId: _id, appliedAt: _clock, ...rest }) => rest);
+    expect(comparable(batched)).toEqual(comparable(singles));
+    const end = await state(batchDb.db.prisma, label);
+    expect(end).toEqual(await state(singleDb.db.prisma, label));
+    expect(end.orders).toEqual([
+      expect.objectContaining({ status: "PAYMENT_REVIEW", reviewReason: "DUPLICATE_PAYMENT" }),
+    ]);
+  });
+
   it("answers an empty batch without a round trip", async () => {
     expect(await applyPaymentStatements(batchDb.db.prisma, [])).toEqual([]);
   });

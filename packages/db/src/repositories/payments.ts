@@ -48,7 +48,9 @@ export interface PaymentFacts {
  *   stock were applied once), the notification goes to REVIEW with the code. Not AMOUNT_MISMATCH & co.: those put
  *   the order in review on its first payment, while this one changes nothing on the order (migration 20261205100000).
  * - DUPLICATE: the order already carries this transaction (another notification id for the same payment), with
- *   the facts its payment was recorded with.
+ *   the facts its payment was recorded with; or the transaction is a second charge of the order already recorded
+ *   under another notification id (its REVIEW row with DUPLICATE_PAYMENT, as the refund statement finds second
+ *   charges), whose facts are not compared: one review per charge (migration 20261209160000).
  * - DUPLICATE_PAYMENT: the order was paid by a different transaction; the order goes to review if it was
  *   SUCCESS, and keeps its first transaction.
  * - PAID_AFTER_CLOSE, UNEXPECTED_ORDER_STATUS, APPID_MISMATCH, CURRENCY_MISMATCH, AMOUNT_MISMATCH, OUT_OF_STOCK:
@@ -133,7 +135,8 @@ export interface PaymentResult {
  * 20261209110000_payment_recorded_facts, which records what the payment reported on the order and compares later
  * reports of its transaction with that, not with the order's fields, and 20261209140000_payment_second_charge_writes_order,
  * after which every DUPLICATE_PAYMENT writes its order (updatedAt at least: a refund statement waiting for the order
- * meanwhile is STALE, see applyRefundStatement); it runs them once per payment of a batch).
+ * meanwhile is STALE, see applyRefundStatement), and 20261209160000_payment_second_charge_reported_twice, after which a
+ * further report of a second charge is DUPLICATE; it runs them once per payment of a batch).
  * Correctness under concurrency comes from row locks taken in a fixed order — Notification, then Order, then
  * the order's SKUs by id — and from the unique key of InventoryMovement, never from a lock that can expire:
  * - Every row of a batch (of one too) is locked before its first payment statement, so that statement starts

@@ -6,7 +6,9 @@ import { NOTIFICATION_ID_MAX_LENGTH } from "./ids.ts";
  * merchant's other systems (fulfilment, ERP, CRM), which consume `notify.publish` with their own BullMQ
  * worker (queue, prefix, job name and id, retries: apps/worker/README.md, "Events"). Delivery is at least once: a
  * re-run apply job re-publishes with the same job id, which BullMQ drops while the first copy is still kept, but
- * consumers must still treat `notificationId` + `type` as an idempotency key. No payer data. Amounts in fen.
+ * consumers must still apply each `notificationId` once (a notification settles once, so its copies share their
+ * `type`; another notification id of the same payment or refund is DUPLICATE and publishes nothing). No payer data.
+ * Amounts in fen.
  *
  * A repeated copy is derived again by the later run from what the first one recorded (the notification's status,
  * review code and commit time), so `type`, `reviewReason`, `amount` and `occurredAt` are the same in every copy;
@@ -18,7 +20,8 @@ export const PUBLISH_EVENT_TYPES = [
   /**
    * Money was taken but the payment needs a human (`reviewReason`: AMOUNT_MISMATCH, OUT_OF_STOCK, …;
    * DUPLICATE_PAYMENT — the order was already paid by another transaction, whatever its status now (SUCCESS, which
-   * goes to PAYMENT_REVIEW, or REFUND, PAYMENT_REVIEW, left as they are): this second charge is to be refunded; or
+   * goes to PAYMENT_REVIEW, or REFUND, PAYMENT_REVIEW, left as they are): this second charge is to be refunded — one
+   * such event per charge (`transactionId`), however many notification ids WeChat reported it under; or
    * TRANSACTION_CONFLICT — the payment's transaction id is already another order's, so it was not applied and
    * `orderStatus` is unchanged; or DUPLICATE_MISMATCH — a further report of the order's transaction names another
    * amount, currency, appid or payer than was applied: nothing changed, `amount` is this report's, `orderStatus` the
