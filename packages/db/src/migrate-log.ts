@@ -1,4 +1,5 @@
 import type { BlockingSession } from "./blocking-sessions.ts";
+import type { LockFailure } from "./migration-transaction.ts";
 
 /** What `migrate` reports while it runs, each with a stable code (README, "Database migrations"). */
 export type MigrateEvent =
@@ -9,13 +10,17 @@ export type MigrateEvent =
       holder: BlockingSession | null;
       waitLimitMs: number;
     }
-  /** A migration waited longer than lock_timeout for a lock: rolled back, tried again in `retryInMs`. */
+  /**
+   * A migration waited longer than lock_timeout for a lock, or was a deadlock's victim: rolled back, tried again in
+   * `retryInMs`.
+   */
   | {
       code: "MIGRATION_RETRY";
       migration: string;
       /** The attempt that failed (1-based), of `attempts`. */
       attempt: number;
       attempts: number;
+      reason: LockFailure;
       lockTimeoutMs: number;
       retryInMs: number;
       /** The sessions last seen blocking it (none when they could not be seen). */

@@ -21,12 +21,20 @@ export interface LockRetry {
 /** Longest wait between two attempts, ms: the lock's holder is a transaction that should end within seconds. */
 const MAX_RETRY_DELAY_MS = 30_000;
 
-/** lock_not_available: the statement waited lock_timeout for a lock and was cancelled. */
-const LOCK_TIMEOUT_SQLSTATE = "55P03";
+/**
+ * Why an attempt that failed on a lock is tried again, by SQLSTATE. lock_not_available: a statement waited
+ * lock_timeout for a lock and was cancelled. deadlock_detected: the migration held a lock another transaction waited
+ * for (a worker's payment locking "Order" then "Sku" while the migration altered them in the other order) and
+ * PostgreSQL ended the migration's transaction to break the cycle. Either way the transaction rolled back whole and the
+ * other transaction goes on, so the next attempt usually finds the locks free.
+ */
+const LOCK_FAILURES: Readonly<Record<string, LockFailure>> = { "55P03": "lock_timeout", "40P01": "deadlock" };
+export type LockFailure = "lock_timeout" | "deadlock";
 
 /**
- * Every attempt of a migration waited longer than lock_timeout for a lock: another session's transaction held a lock
- * the migration's statements need (a long report, a session left `idle in transaction`). Nothing of it was applied.
+ * Every attempt of a migration failed on a lock: waited longer than lock_timeout for one another session's transaction
+ * held (a long report, a session left `idle in transaction`), or was chosen as a deadlock's victim. Nothing of it was
+ * applied. `reason` is the last attempt's.
  */
 export class MigrationBlockedError extends Error {
   readonly code = "MIGRATION_BLOCKED";
@@ -35,11 +43,16 @@ export class MigrationBlockedError extends Error {
     readonly blockers: BlockerSample,
     retry: Pick<LockRetry, "lockTimeoutMs" | "attempts">,
     elapsedMs: number,
+    readonly reason: LockFailure,
     options: ErrorOptions,
   ) {
     const ends = blockers.sessions.filter((s) => s.pid !== 0).map((s) => `SELECT pg_terminate_backend(${s.pid})`);
+    const failed =
+      reason === "deadlock"
+        ? "was chosen as a deadlock's victim (another transaction waited for a lock it held while holding one it needed)"
+        : `could not take its locks within lock_timeout ${duration(retry.lockTimeoutMs)}`;
     super(
-      `migration ${migration} could not take its locks within lock_timeout ${duration(retry.lockTimeoutMs)} in ${retry.attempts} attempt(s) over ${(elapsedMs / 1_000).toFixed(1)} s, blocked by ${describeBlockers(blockers)}; nothing of it was applied. Let that transaction end (or end it${ends.length > 0 ? `: ${ends.join("; ")}` : ""}), then migrate again; MIGRATE_LOCK_TIMEOUT_MS sets the lock timeout`,
+      `migration ${migration} ${failed} in ${retry.attempts} attempt(s) over ${(elapsedMs / 1_000).toFixed(1)} s, blocked by ${describeBlockers(blockers)}; nothing of it was applied. Let that transaction end (or end it${ends.length > 0 ? `: ${ends.join("; ")}` : ""}), then migrate again; MIGRATE_LOCK_TIMEOUT_MS sets the lock timeout`,
       options,
     );
     this.name = "MigrationBlockedError";
@@ -51,8 +64,8 @@ export class MigrationBlockedError extends Error {
  * queued for its ACCESS EXCLUSIVE lock behind a long transaction makes every later statement on that table queue
  * behind it — on a sale day the workers stop applying payments until the long transaction ends. With the timeout the
  * queue lasts at most lock_timeout; the migration then rolls back (nothing applied), waits, and tries again, so a
- * short-lived holder costs a retry and a long one a clear MigrationBlockedError naming it, after `attempts`.
- * Other failures are thrown at once, naming the migration; a lost connection adds the ROLLBACK's failure as context.
+ * short-lived holder costs a retry and a long one a clear MigrationBlockedError naming it, after `attempts`. A
+ * deadlock whose victim PostgreSQL chose to be the migration's transaction is retried the same way. Other failures are thrown at once, naming the migration; a lost connection adds the ROLLBACK's failure as context.
  */
 export async function applyInTransaction(
   client: pg.ClientBase,
@@ -77,9 +90,13 @@ export async function applyInTransaction(
     } finally {
       blockers = await watch.stop();
     }
-    if ((failed.error as { code?: unknown }).code !== LOCK_TIMEOUT_SQLSTATE) throw failure;
+    const code = (failed.error as { code?: unknown }).code;
+    const reason = typeof code === "string" && Object.hasOwn(LOCK_FAILURES, code) ? LOCK_FAILURES[code] : undefined;
+    if (reason === undefined) throw failure;
     if (attempt >= retry.attempts) {
-      throw new MigrationBlockedError(migration.name, blockers, retry, Date.now() - started, { cause: failed.error });
+      throw new MigrationBlockedError(migration.name, blockers, retry, Date.now() - started, reason, {
+        cause: failed.error,
+      });
     }
     const retryInMs = Math.min(retry.retryDelayMs * 2 ** (attempt - 1), MAX_RETRY_DELAY_MS);
     retry.log?.warn(
@@ -88,11 +105,12 @@ export async function applyInTransaction(
         migration: migration.name,
         attempt,
         attempts: retry.attempts,
+        reason,
         lockTimeoutMs: retry.lockTimeoutMs,
         retryInMs,
         blockers: blockers.sessions,
       },
-      `migration ${migration.name} waited longer than lock_timeout ${duration(retry.lockTimeoutMs)} for a lock (attempt ${attempt} of ${retry.attempts}), blocked by ${describeBlockers(blockers)}; rolled back, trying again in ${duration(retryInMs)}`,
+      `migration ${migration.name} ${reason === "deadlock" ? "was chosen as a deadlock's victim" : `waited longer than lock_timeout ${duration(retry.lockTimeoutMs)} for a lock`} (attempt ${attempt} of ${retry.attempts}), blocked by ${describeBlockers(blockers)}; rolled back, trying again in ${duration(retryInMs)}`,
     );
     await sleep(retryInMs);
   }

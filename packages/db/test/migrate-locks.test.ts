@@ -217,6 +217,43 @@ describe("migrate: a migration's table locks on a live database (lock_timeout, r
       await observer.end();
     }
   });
+
+  it("chosen as a deadlock's victim (a worker's transaction locked the tables in the other order): rolled back and tried again, logged, then applied once", async () => {
+    const url = freshUrl();
+    const TWO = `CREATE TABLE "First" (id int); CREATE TABLE "Second" (id int);`;
+    const BOTH = `ALTER TABLE "First" ADD COLUMN note text; ALTER TABLE "Second" ADD COLUMN note text;`;
+    await migrate(url, migrationsDir({ "001_t": TWO }));
+    const worker = await session(url, "test:worker");
+    const events: MigrateEvent[] = [];
+    try {
+      await worker.query("BEGIN");
+      await worker.query(`SELECT count(*) FROM "Second"`);
+      // The migration takes "First", then waits for "Second"; PostgreSQL's deadlock check (deadlock_timeout, 1 s by
+      // default) runs first in the session that waited first, the migration's, which is therefore the victim.
+      const migrating = migrate(url, migrationsDir({ "001_t": TWO, "002_both": BOTH }), {
+        lockTimeoutMs: 10_000,
+        attempts: 3,
+        retryDelayMs: 50,
+        log: { warn: (event) => events.push(event) },
+      });
+      const observer = await session(url, "test:observer");
+      try {
+        await waitingForLock(observer, `ALTER TABLE "Second"`, migrating);
+      } finally {
+        await observer.end();
+      }
+      // Waits for "First" until the deadlock is broken by the migration's rollback.
+      await worker.query(`SELECT count(*) FROM "First"`);
+      await worker.query("COMMIT");
+      expect(await migrating).toEqual({ applied: ["002_both"], alreadyApplied: ["001_t"] });
+    } finally {
+      await worker.query("ROLLBACK");
+      await worker.end();
+    }
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({ code: "MIGRATION_RETRY", migration: "002_both", attempt: 1, reason: "deadlock" });
+    expect(await recorded(url)).toEqual(["001_t", "002_both"]);
+  });
 });
 
 describe("migrate: defaults", () => {
