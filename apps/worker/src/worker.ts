@@ -1,7 +1,7 @@
 import { hostname } from "node:os";
 import { type Config, WORKER_CLOSE_STEP_MS } from "@wpn/config";
 import { createDb, type Db, probeDatabase, upsertParsedNotifications } from "@wpn/db";
-import { createQueue, createRedisConnection, type PublishJob, publishJobName, QueueName } from "@wpn/queue";
+import { createQueue, createRedisConnection, type PublishEvent, publishJobName, QueueName } from "@wpn/queue";
 import type { BackoffStrategy, Job, Queue, WorkerOptions } from "bullmq";
 import type { Logger } from "pino";
 import { DatabaseOutage, outageEndedKey } from "./db-outage.ts";
@@ -191,7 +191,7 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
     metrics,
     ...(enqueuePublish
       ? {
-          publish: async (event: PublishJob) => {
+          publish: async (event: PublishEvent) => {
             const added = await enqueuePublish([
               { name: publishJobName(event.type), data: event, jobId: event.notificationId },
             ]);

@@ -922,6 +922,7 @@ describe("refund amounts are checked against the order (REFUND_AMOUNT_MISMATCH: 
       reviewReason: null,
       refundedTotal: null,
       restocked: 0,
+      restockByHand: null,
       notificationStatus: "PROCESSING",
       notificationCode: null,
       appliedAt: 1_764_000_000_000,

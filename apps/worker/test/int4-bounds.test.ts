@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { PARSE_JOB_NAME } from "@wpn/queue";
+import { PARSE_JOB_NAME, publishJobSchema } from "@wpn/queue";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startWorker } from "../src/worker.ts";
 import { inline, orderOf, quietLog, seedOrder, stockOf, v3Payment, v3Refund, type World } from "./support/fixtures.ts";
@@ -122,6 +122,34 @@ describe("a full refund whose restock would take a SKU's stock past 2^31−1", (
       ["refund.succeeded", "RESTOCK_OUT_OF_RANGE", "REFUND", 1_000],
     ]);
     expect((await stockOf(world.prisma)).BIG).toBe(INT4_MAX);
+  });
+
+  it("its refund.succeeded event lists every SKU and quantity to put back, the same when a re-run (ALREADY) derives it again", async () => {
+    const { outTradeNo, transactionId } = await paidOrder({ A: 2, BIG: 3 });
+    await world.prisma.sku.update({ where: { id: "BIG" }, data: { stock: INT4_MAX - 1 } });
+    const run = inline(world);
+    const refund = v3Refund(world, { outTradeNo, transactionId, refund: 1_000, total: 1_000 });
+    const { apply, applyJob } = await run.deliver(refund);
+    expect(apply?.outcome).toBe("RESTOCK_OUT_OF_RANGE");
+    expect((await run.apply(applyJob!)).outcome).toBe("ALREADY");
+    // All or nothing: A had room but was not put back either, so the merchant's systems are owed both — what the
+    // review's timeline entry says (`restockByHand`). Before: the event said RESTOCK_OUT_OF_RANGE and nothing else.
+    const owed = [
+      { skuId: "A", quantity: 2 },
+      { skuId: "BIG", quantity: 3 },
+    ];
+    expect(run.published.map((e) => publishJobSchema.parse(e))).toMatchObject([
+      { type: "refund.succeeded", reviewReason: "RESTOCK_OUT_OF_RANGE", restockByHand: owed },
+      { type: "refund.succeeded", reviewReason: "RESTOCK_OUT_OF_RANGE", restockByHand: owed },
+    ]);
+    const entry = await world.prisma.notificationEvent.findFirstOrThrow({
+      where: { notificationId: refund.id, kind: "REVIEW" },
+    });
+    expect(entry.detail).toMatchObject({ restockByHand: owed });
+    // Any other refund event has none.
+    const other = await paidOrder({ A: 1 });
+    await run.deliver(v3Refund(world, { ...other, refund: 1_000, total: 1_000 }));
+    expect(run.published.at(-1)).toMatchObject({ type: "refund.succeeded", reviewReason: null, restockByHand: null });
   });
 
   it("its review names every SKU and quantity to put back, and the README's SQL puts them back once the stock allows", async () => {

@@ -106,7 +106,10 @@ describe("a worker process killed between the commit and the event's add", () =>
     const order = await world.prisma.order.findFirstOrThrow({ where: { outTradeNo } });
     expect(event).toEqual({
       v: 1,
+      rev: 2,
       type: "payment.succeeded",
+      mchid: world.merchant.mchid,
+      subMchid: null,
       notificationId: job.id,
       outTradeNo,
       orderId: order.id,
@@ -116,6 +119,7 @@ describe("a worker process killed between the commit and the event's add", () =>
       outRefundNo: null,
       amount: 700,
       occurredAt: await appliedAtOf(job.id),
+      restockByHand: null,
     });
     expect(await publishQueue.getJobCounts("waiting")).toMatchObject({ waiting: 1 });
   }, 60_000);
@@ -139,7 +143,10 @@ describe("a worker process killed between the commit and the event's add", () =>
 
     expect(await eventAfterRecovery(refund.id)).toEqual({
       v: 1,
+      rev: 2,
       type: "refund.review",
+      mchid: world.merchant.mchid,
+      subMchid: null,
       notificationId: refund.id,
       outTradeNo,
       orderId: order.id,
@@ -149,6 +156,7 @@ describe("a worker process killed between the commit and the event's add", () =>
       outRefundNo: "RF-CRASHB",
       amount: 1_000,
       occurredAt: await appliedAtOf(refund.id),
+      restockByHand: null,
     });
   }, 60_000);
 });

@@ -38,11 +38,14 @@ export {
   parseJobV3Schema,
 } from "./jobs/parse.ts";
 export {
+  PUBLISH_EVENT_REVISION,
   PUBLISH_EVENT_TYPES,
+  type PublishEvent,
   type PublishEventType,
   type PublishJob,
   publishJobName,
   publishJobSchema,
+  type RestockLine,
 } from "./jobs/publish.ts";
 export { ALL_QUEUES, QueueName } from "./names.ts";
 export { defaultJobOptions } from "./options.ts";

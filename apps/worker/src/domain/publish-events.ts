@@ -5,9 +5,9 @@ import {
   type RefundFacts,
   type RefundResultRow,
 } from "@wpn/db";
-import type { PublishEventType, PublishJob } from "@wpn/queue";
+import { PUBLISH_EVENT_REVISION, type PublishEvent, type PublishEventType } from "@wpn/queue";
 
-type OrderStatus = PublishJob["orderStatus"];
+type OrderStatus = PublishEvent["orderStatus"];
 const ORDER_STATUSES: ReadonlySet<string> = new Set(["NOTPAY", "SUCCESS", "CLOSED", "REFUND", "PAYMENT_REVIEW"]);
 
 /**
@@ -48,7 +48,7 @@ const REFUND_REVIEW_EVENT_CODES: ReadonlySet<string> = new Set([
  * keeps OUT_OF_STOCK) or none (a refunded order paid again stays REFUND), and the merchant would not learn that this
  * second charge needs refunding.
  */
-export function paymentEvent(facts: PaymentFacts, result: PaymentResult): PublishJob | null {
+export function paymentEvent(facts: PaymentFacts, result: PaymentResult): PublishEvent | null {
   const code = result.outcome === "ALREADY" ? settledCode(result) : result.outcome;
   const type: PublishEventType | null =
     code === "APPLIED"
@@ -60,6 +60,7 @@ export function paymentEvent(facts: PaymentFacts, result: PaymentResult): Publis
     reviewReason: type === "payment.review" ? code : null,
     outRefundNo: null,
     amount: facts.total,
+    restockByHand: null,
   });
 }
 
@@ -68,9 +69,10 @@ export function paymentEvent(facts: PaymentFacts, result: PaymentResult): Publis
  * (refund.review: REFUND_AMOUNT_MISMATCH, REFUND_CONFLICT, REFUND_ID_CONFLICT, DUPLICATE_PAYMENT_REFUNDED;
  * refund.abnormal: REFUND_ABNORMAL;
  * refund.closed: REFUND_CLOSED), never the order's. refund.succeeded's is null, or RESTOCK_OUT_OF_RANGE: the refund
- * was counted like any other (the merchant's systems must hear that it succeeded), but its stock was not put back.
+ * was counted like any other (the merchant's systems must hear that it succeeded), but its stock was not put back —
+ * what is owed is `restockByHand`, which the statement returns for that code (also for ALREADY: the same list).
  */
-export function refundEvent(facts: RefundFacts, result: RefundResultRow): PublishJob | null {
+export function refundEvent(facts: RefundFacts, result: RefundResultRow): PublishEvent | null {
   const code = result.outcome === "ALREADY" ? settledCode(result) : result.outcome;
   const type: PublishEventType | null =
     code === "APPLIED" || code === "RESTOCK_OUT_OF_RANGE"
@@ -86,6 +88,7 @@ export function refundEvent(facts: RefundFacts, result: RefundResultRow): Publis
     reviewReason: code === "APPLIED" ? null : code,
     outRefundNo: facts.outRefundNo,
     amount: facts.amountRefund,
+    restockByHand: code === "RESTOCK_OUT_OF_RANGE" ? result.restockByHand : null,
   });
 }
 
@@ -93,19 +96,35 @@ export function refundEvent(facts: RefundFacts, result: RefundResultRow): Publis
  * The publish job shared by payments and refunds, or null when there is nothing to publish: no event type, no
  * order, an order status outside the published set, or no commit time (the statements write appliedAt with every
  * status an event is derived from, so an event type comes with one).
+ *
+ * `mchid` and `subMchid` are the facts': the merchant whose keys opened the notification (which must name it) and
+ * the sub-merchant it names, under which the statement found the order (`orderId`: the order of that merchant,
+ * sub-merchant and out_trade_no), so they are the order's own — never the job's clear fields, which anyone who can
+ * write to Redis could set. An APIv2 refund's sub-merchant is the unsigned outer `sub_mch_id`: the refund statement
+ * applies it only when the order found under it holds the transaction the encrypted `req_info` names (or a second
+ * charge of it); otherwise SUB_MCHID_MISMATCH or TRANSACTION_MISMATCH, no event.
  */
 function publishJob(
   type: PublishEventType | null,
-  facts: { notificationId: string; outTradeNo: string; transactionId: string | null },
+  facts: {
+    notificationId: string;
+    outTradeNo: string;
+    transactionId: string | null;
+    mchid: string;
+    subMchid: string | null;
+  },
   result: { orderId: string | null; orderStatus: string | null; appliedAt: number | null },
-  specific: { reviewReason: string | null; outRefundNo: string | null; amount: number },
-): PublishJob | null {
+  specific: Pick<PublishEvent, "reviewReason" | "outRefundNo" | "amount" | "restockByHand">,
+): PublishEvent | null {
   if (type === null || result.orderId === null || result.appliedAt === null) return null;
   if (!ORDER_STATUSES.has(result.orderStatus ?? "")) return null;
   return {
     v: 1,
+    rev: PUBLISH_EVENT_REVISION,
     type,
     notificationId: facts.notificationId,
+    mchid: facts.mchid,
+    subMchid: facts.subMchid,
     outTradeNo: facts.outTradeNo,
     orderId: result.orderId,
     orderStatus: result.orderStatus as OrderStatus,

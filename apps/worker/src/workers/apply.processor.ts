@@ -1,5 +1,5 @@
 import type { PaymentFacts, PaymentResult, RefundFacts, RefundResultRow } from "@wpn/db";
-import { type ApplyJob, applyJobSchema, type PublishJob, QueueName } from "@wpn/queue";
+import { type ApplyJob, applyJobSchema, type PublishEvent, QueueName } from "@wpn/queue";
 import { applyPayment, isPaymentReview } from "../domain/apply-payment.ts";
 import { applyRefund, isRefundReview } from "../domain/apply-refund.ts";
 import { paymentEvent, refundEvent } from "../domain/publish-events.ts";
@@ -22,7 +22,7 @@ export interface ApplyDeps {
   /** REFUND_RESTOCK_POLICY=full. */
   restockOnFullRefund: boolean;
   /** Set when PUBLISH_EVENTS=true: enqueues the business event of a committed effect. */
-  publish?: (event: PublishJob) => Promise<void>;
+  publish?: (event: PublishEvent) => Promise<void>;
   metrics?: WorkerMetrics;
 }
 

@@ -6,7 +6,7 @@ import {
   type ParseJob,
   type ParseJobV2,
   type ParseJobV3,
-  type PublishJob,
+  type PublishEvent,
   v3NotificationId,
 } from "@wpn/queue";
 import {
@@ -370,7 +370,7 @@ export interface Inline {
   /** `windowOver`: what the job's unknown-order window says (StageContext.windowOver); over unless told otherwise. */
   apply(job: ApplyJob, window?: { windowOver: boolean }): Promise<ApplyResult>;
   /** The events the apply stage published (as with PUBLISH_EVENTS=true), in order. */
-  published: PublishJob[];
+  published: PublishEvent[];
 }
 
 /**
@@ -414,7 +414,7 @@ export function inline(
     enqueued.delete(job.id);
     return { parse: parsed, applyJob };
   };
-  const published: PublishJob[] = [];
+  const published: PublishEvent[] = [];
   const apply = (job: ApplyJob, window = { windowOver: true }) =>
     handleApply(
       {

@@ -95,8 +95,8 @@ export interface RefundFacts {
  *   an int4: a shop keeping an "unlimited" SKU at the top refills it after the sale). The refund is recorded and
  *   counted as for APPLIED (the money went back), no SKU is restocked (all or nothing, as a payment takes stock), the
  *   notification is in REVIEW with the code, and its REVIEW timeline entry names those SKUs (`stockOutOfRange`) and
- *   what every SKU of the order is owed (`restockByHand`: [{ skuId, quantity }]) for a human to put the stock back.
- *   Nothing puts it back later (a re-run is ALREADY, the order's refunds are complete): by hand, with the worker
+ *   what every SKU of the order is owed (`restockByHand`: [{ skuId, quantity }]) for a human to put the stock back;
+ *   the result row carries that list too (`restockByHand`, for the refund.succeeded event). Nothing puts it back later (a re-run is ALREADY, the order's refunds are complete): by hand, with the worker
  *   README's SQL ("Stock a refund did not put back"), which writes the REFUND movements this statement would have. Before, the restock's 22003 failed the whole statement: the refund was
  *   dead-lettered as DB_DATA at its first attempt and not recorded at all.
  * - REFUND_ABNORMAL / REFUND_CLOSED: Refund row recorded with that status, no money or stock change,
@@ -134,6 +134,12 @@ export interface RefundResultRow {
   refundedTotal: number | null;
   /** SKUs whose stock this statement restored. */
   restocked: number;
+  /**
+   * For RESTOCK_OUT_OF_RANGE, and for ALREADY of a refund an earlier run decided so: the stock owed — every SKU the
+   * order's payment took and how much (units), sorted by skuId —, as its REVIEW timeline entry lists it
+   * (`restockByHand`). Null otherwise.
+   */
+  restockByHand: { skuId: string; quantity: number }[] | null;
   notificationStatus: string | null;
   /** Notification errorCode before the statement (for ALREADY: the review reason an earlier run recorded). */
   notificationCode: string | null;
@@ -413,6 +419,20 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
                   THEN 'RESTOCK_OUT_OF_RANGE' ELSE f.outcome END AS outcome
       FROM fin f
     ),
+    -- What a refund that could not restock owes (RESTOCK_OUT_OF_RANGE), for a human to put back: every SKU the
+    -- payment took and how much — none was put back (all or nothing), so the SKUs that had room are owed theirs too.
+    -- For ALREADY of such a refund (a re-run deriving its event again), read again from the order's PAYMENT
+    -- movements, which rback read and nothing changes: the same list in every copy of the event.
+    owed AS MATERIALIZED (
+      SELECT CASE
+        WHEN f.outcome = 'RESTOCK_OUT_OF_RANGE'
+          THEN (SELECT jsonb_agg(jsonb_build_object('skuId', sku_id, 'quantity', qty) ORDER BY sku_id) FROM rback)
+        WHEN f.outcome = 'ALREADY' AND (SELECT "errorCode" FROM n) = 'RESTOCK_OUT_OF_RANGE'
+          THEN (SELECT jsonb_agg(jsonb_build_object('skuId', "skuId", 'quantity', -delta) ORDER BY "skuId")
+                FROM "InventoryMovement" WHERE "orderId" = (SELECT id FROM o) AND reason = 'PAYMENT')
+      END AS list
+      FROM res f
+    ),
     nu AS (
       UPDATE "Notification" AS t SET
         status = (CASE f.outcome WHEN 'APPLIED' THEN 'APPLIED' WHEN 'DUPLICATE' THEN 'DUPLICATE' ELSE 'REVIEW' END)::"NotificationStatus",
@@ -440,12 +460,11 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
              || CASE WHEN (SELECT yes FROM closes) THEN jsonb_build_object('orderReviewClosed', 'DUPLICATE_PAYMENT')
                      ELSE '{}'::jsonb END
              -- For the human putting the stock back: the SKUs whose stock could not take the restock, and what every
-             -- SKU is owed — none was put back (all or nothing), so the SKUs that had room are owed theirs too.
+             -- SKU is owed (owed).
              || CASE WHEN f.outcome = 'RESTOCK_OUT_OF_RANGE'
                      THEN jsonb_build_object(
                             'stockOutOfRange', (SELECT jsonb_agg(sku_id ORDER BY sku_id) FROM rback WHERE out_of_range),
-                            'restockByHand', (SELECT jsonb_agg(jsonb_build_object('skuId', sku_id, 'quantity', qty)
-                                                               ORDER BY sku_id) FROM rback))
+                            'restockByHand', (SELECT list FROM owed))
                      ELSE '{}'::jsonb END
              -- Partner mode: a review names the sub-merchant the refund names, for the human reading it (as the
              -- payment function does since 20261203120000_review_event_sub_mchid).
@@ -459,6 +478,7 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
            (SELECT "reviewReason" FROM o) AS "reviewReason",
            (SELECT "refundedTotal" FROM ord) AS "refundedTotal",
            (SELECT count(*)::int FROM rst) AS restocked,
+           (SELECT list FROM owed) AS "restockByHand",
            (SELECT status FROM n) AS "notificationStatus",
            (SELECT "errorCode" FROM n) AS "notificationCode",
            (extract(epoch FROM CASE WHEN f.outcome = 'ALREADY' THEN (SELECT "appliedAt" FROM n)

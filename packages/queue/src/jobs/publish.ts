@@ -11,8 +11,17 @@ import { NOTIFICATION_ID_MAX_LENGTH } from "./ids.ts";
  * Amounts in fen.
  *
  * A repeated copy is derived again by the later run from what the first one recorded (the notification's status,
- * review code and commit time), so `type`, `reviewReason`, `amount` and `occurredAt` are the same in every copy;
- * `orderStatus` is read when the event is derived and may be later than the status the effect committed.
+ * review code and commit time), so `type`, `reviewReason`, `amount`, `occurredAt`, `mchid`, `subMchid` and
+ * `restockByHand` are the same in every copy; `orderStatus` is read when the event is derived and may be later than
+ * the status the effect committed.
+ *
+ * Versions: `v` is the major version, 1 — a consumer refuses a `v` it does not know, and it changes only for a change
+ * a v1 consumer would misread. `rev` is the revision within v1, which only ever adds fields: a consumer of an earlier
+ * revision parses a later one's events (it ignores fields it does not know, as a zod object does — never `.strict()`),
+ * and a consumer of a later revision reads an earlier one's events, which lack the fields added since (events queued
+ * by a worker of an older release stay in the queue, failed ones until retried). Revision 1 has no `rev` field;
+ * revision 2 (PUBLISH_EVENT_REVISION) added `mchid`, `subMchid` and `restockByHand`, present in every event that
+ * has `rev`.
  */
 export const PUBLISH_EVENT_TYPES = [
   /** The order was paid and its stock taken. */
@@ -61,8 +70,27 @@ export const PUBLISH_EVENT_TYPES = [
 
 export type PublishEventType = (typeof PUBLISH_EVENT_TYPES)[number];
 
-export const publishJobSchema = z.object({
+/** The revision of v1 this release's workers write (`rev`); see above. */
+export const PUBLISH_EVENT_REVISION = 2;
+
+/** One SKU of a `restockByHand` list: what the order's payment took of it, all of it owed. */
+const restockLineSchema = z.object({
+  skuId: z.string().min(1),
+  /** Units. */
+  quantity: z.number().int().positive(),
+});
+
+/**
+ * The fields of v1, those added by a revision optional (events of an earlier revision lack them); publishJobSchema
+ * requires them in an event that says its `rev`.
+ */
+const publishJobObject = z.object({
   v: z.literal(1),
+  /**
+   * The revision of v1 (above): absent in a revision-1 event, 2 from this release on; a later revision's number is
+   * higher, its events having every field of this one.
+   */
+  rev: z.number().int().min(2).optional(),
   type: z.enum(PUBLISH_EVENT_TYPES),
   /**
    * The notification id (jobs/ids.ts), also this job's id: APIv3 `v3:<mchid>:<WeChat's id>` (WeChat's id alone when
@@ -98,9 +126,51 @@ export const publishJobSchema = z.object({
    * again by a later run.
    */
   occurredAt: z.number().int().nonnegative(),
+  /**
+   * Revision 2. The merchant whose order it is: the merchant whose keys authenticated the notification (verified and
+   * opened it; the notification must name it), which is the order's `mchid` — in partner mode the service provider's
+   * (`sp_mchid`). `outTradeNo` is unique only per merchant and sub-merchant; with `subMchid` it names the order as
+   * the merchant's systems know it (`orderId` names it in this deployment).
+   */
+  mchid: z.string().min(1).optional(),
+  /**
+   * Revision 2. Partner mode: the sub-merchant whose order it is (the order's `subMchid`, the one the notification
+   * names — APIv3 `sub_mchid` inside the encrypted resource; APIv2 `sub_mch_id`, signed in a payment, and in a refund
+   * the outer field the order was found under, whose transaction the encrypted `req_info` names); null for a direct
+   * merchant.
+   */
+  subMchid: z.string().min(1).nullable().optional(),
+  /**
+   * Revision 2. For a `refund.succeeded` with reviewReason RESTOCK_OUT_OF_RANGE: the stock the refund did not put
+   * back, for a human to restock — every SKU the order's payment took and how much (no SKU was put back: all or
+   * nothing), sorted by `skuId`; what the refund's REVIEW timeline entry lists as `restockByHand` (apps/worker/README.md,
+   * "Stock a refund did not put back"). Null in every other event.
+   */
+  restockByHand: z.array(restockLineSchema).min(1).nullable().optional(),
 });
 
+// A consumer of revision 2 may rely on its fields in every event that says it is of revision 2 or later.
+export const publishJobSchema = publishJobObject.superRefine((event, ctx) => {
+  if (event.rev === undefined) return;
+  for (const field of ["mchid", "subMchid", "restockByHand"] as const) {
+    if (event[field] === undefined) {
+      ctx.addIssue({ code: "custom", path: [field], message: `required from revision ${PUBLISH_EVENT_REVISION}` });
+    }
+  }
+});
+
+/** An event as a consumer reads it: of revision 1 (no `rev`, none of the fields added since) or later. */
 export type PublishJob = z.infer<typeof publishJobSchema>;
+
+/** An event as this release's workers write it: revision 2, every field of it present. */
+export type PublishEvent = PublishJob & {
+  rev: typeof PUBLISH_EVENT_REVISION;
+  mchid: string;
+  subMchid: string | null;
+  restockByHand: RestockLine[] | null;
+};
+
+export type RestockLine = z.infer<typeof restockLineSchema>;
 
 /** BullMQ job name of publish jobs: the event type, so consumers can route on `job.name`. */
 export const publishJobName = (type: PublishEventType): string => type;
