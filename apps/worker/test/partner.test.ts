@@ -236,6 +236,19 @@ describe("APIv2 refund resent under another sub-merchant's sub_mch_id (the outer
     );
   }
 
+  it("a refund whose req_info names no transaction_id (WeChat always sends one: it is the only anchor the outer sub_mch_id is checked against) is PAYLOAD_INVALID at parse, nothing written", async () => {
+    const outTradeNo = "SUBX-0";
+    await orderOfSub(SUB_A, outTradeNo, "4200000000SUBXA0");
+    await orderOfSub(SUB_B, outTradeNo, "4200000000SUBXB0");
+    const before = await stateOf(outTradeNo);
+    const refund = { outTradeNo, transactionId: "", outRefundNo: "RF-x0", refund: 40, total: 100 };
+    for (const sub of [SUB_A, SUB_B]) {
+      const job = v2Refund(world, { ...refund, partner: { subMchid: sub } });
+      await expect(inline(world).parse(job), sub).rejects.toMatchObject({ code: "PAYLOAD_INVALID", policy: "stop" });
+    }
+    expect(await stateOf(outTradeNo)).toEqual(before);
+  });
+
   it("B's order paid by another transaction: SUB_MCHID_MISMATCH at once, no review, nothing on B's order", async () => {
     const outTradeNo = "SUBX-1";
     await orderOfSub(SUB_A, outTradeNo, "4200000000SUBXA1");

@@ -219,7 +219,8 @@ function openV2Refund(body: string, keys: MerchantKeySet): OpenedNotification {
   // key opened it. sub_mch_id exists only outside: a forged one makes the refund look for that sub-merchant's order
   // under the number (the order is found by merchant, sub-merchant and out_trade_no). The refund statement checks it
   // against the transaction req_info names: held by another sub-merchant's order, it is SUB_MCHID_MISMATCH
-  // (dead-lettered, nothing written on any order).
+  // (dead-lettered, nothing written on any order). So transaction_id is required, as in WeChat's field list (必填) and
+  // the APIv3 refund schema: without it nothing could tell a resent sub_mch_id from the refund's own.
   const { outer, refund: f } = openWithKeyOrPrevious(
     (key) => openV2RefundNotification(body, key),
     keys.apiV2Key,
@@ -249,7 +250,7 @@ function openV2Refund(body: string, keys: MerchantKeySet): OpenedNotification {
       outTradeNo: bounded(f, "out_trade_no", MAX_OUT_TRADE_NO_LENGTH),
       outRefundNo: bounded(f, "out_refund_no", MAX_OUT_REFUND_NO_LENGTH),
       refundId: f.refund_id || null,
-      transactionId: f.transaction_id || null,
+      transactionId: required(f, "transaction_id"),
       mchid: keys.mchid,
       subMchid: businessKeys.subMchid,
       status,
