@@ -198,9 +198,11 @@ const envFields = z.object({
   /**
    * Period of the scheduled certificate download of every downloading merchant (the environment's and `Merchant`
    * rows'), seconds; each wait is shortened by up to a tenth at random so that a fleet spreads out, and a failed
-   * download is retried after a minute, doubling up to this period. WeChat asks for under 12 h; the default is 1 h.
+   * download is retried after a minute, doubling up to this period. At most 12 h, as WeChat asks (间隔应小于12小时): it
+   * lists a new certificate, and moves an old one's expire_time to retire it, 24 h ahead of a switch, so two periods
+   * (and the retries of a failed one) fit in that day. The default, 1 h, is wechatpay-java's.
    */
-  WECHATPAY_CERT_REFRESH_INTERVAL_SECONDS: int(60, 7 * 24 * 3600).default(3_600),
+  WECHATPAY_CERT_REFRESH_INTERVAL_SECONDS: int(60, 12 * 3600).default(3_600),
   /** Optional: enables the APIv2 (XML) routes. */
   WECHATPAY_APIV2_KEY: z
     .string()

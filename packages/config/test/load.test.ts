@@ -83,6 +83,23 @@ describe("loadConfig", () => {
     }
   });
 
+  it("takes WECHATPAY_CERT_REFRESH_INTERVAL_SECONDS from a minute to WeChat's 12 h, 1 h by default", () => {
+    // WeChat lists a new certificate, and moves an old one's expire_time, 24 h ahead of its switch, and asks for a
+    // download at least every 12 h: a longer period could miss the switch (then only a lazy download on a refused
+    // notification brings the new certificate, and a retired one stays trusted until its X.509 expiry).
+    expect(loadConfig(valid).WECHATPAY_CERT_REFRESH_INTERVAL_SECONDS).toBe(3_600);
+    for (const ok of ["60", "43200"]) {
+      expect(
+        loadConfig({ ...valid, WECHATPAY_CERT_REFRESH_INTERVAL_SECONDS: ok }).WECHATPAY_CERT_REFRESH_INTERVAL_SECONDS,
+      ).toBe(Number(ok));
+    }
+    for (const bad of ["59", "43201", "86400", "604800", "1.5"]) {
+      expect(errorOf({ ...valid, WECHATPAY_CERT_REFRESH_INTERVAL_SECONDS: bad }), bad).toMatch(
+        /^WECHATPAY_CERT_REFRESH_INTERVAL_SECONDS /,
+      );
+    }
+  });
+
   it("coerces numbers from strings", () => {
     expect(loadConfig({ ...valid, PORT: "8080", WORKER_CONCURRENCY: "48" })).toMatchObject({
       PORT: 8080,
