@@ -169,6 +169,42 @@ describe("scheduled certificate download of a Merchant row", () => {
     expect(withdrawn[0]).toMatchObject({ level: 40, mchid: tenant.mchid, withdrawn: [certB.serial] });
   });
 
+  it("a certificate WeChat retires (expire_time moved to a time now past) is not trusted, though still listed", async () => {
+    const tenant = createTestMerchant({ mchid: "1900000815", appid: "wx0000000000000815" });
+    await downloadingRow(tenant);
+    // Two minutes past: beyond the minute of clock tolerance. Its X.509 validity runs on for 30 days.
+    const retired = () => new Date(Date.now() - 2 * 60_000);
+    const certC = { ...newPlatformCertificate(), expireTime: retired() };
+    fake.answer = { kind: "list", certificates: [certA, certB, certC], apiV3Key: tenant.apiV3Key };
+    const { logger, lines } = capturingLogger();
+    const ingress = await rowIngress("cert-refresh-retired", logger);
+    const keys = () => ingress.merchants.get(tenant.mchid)?.keys;
+    expect(await pollUntil(() => keys()?.has(certB.serial) === true, WAIT_MS)).toBe(true);
+    // Retired before this process started: listed, never trusted.
+    expect(keys()?.has(certC.serial)).toBe(false);
+    const refusedC = await post(ingress.app, `/notify/v3/${tenant.mchid}`, signedBy(tenant, certC));
+    expect(refusedC.statusCode).toBe(401);
+    expect(refusedC.json().message).toBe(failureMessage("SERIAL_UNKNOWN"));
+    expect((await post(ingress.app, `/notify/v3/${tenant.mchid}`, signedBy(tenant, certB))).statusCode).toBe(204);
+
+    // WeChat's switch: certB's expire_time is moved forward, here to a time now past; WeChat still lists it.
+    fake.answer = {
+      kind: "list",
+      certificates: [certA, { ...certB, expireTime: retired() }],
+      apiV3Key: tenant.apiV3Key,
+    };
+    expect(await pollUntil(() => keys()?.has(certB.serial) === false, WAIT_MS)).toBe(true);
+    const refused = await post(ingress.app, `/notify/v3/${tenant.mchid}`, signedBy(tenant, certB));
+    expect(refused.statusCode).toBe(401);
+    expect(refused.json().message).toBe(failureMessage("SERIAL_UNKNOWN"));
+    expect((await post(ingress.app, `/notify/v3/${tenant.mchid}`, signedBy(tenant, certA))).statusCode).toBe(204);
+    // A retirement WeChat announced, not a withdrawal: no warning, the retired serials on the download's info line.
+    expect(lines.filter((l) => l.code === "CERT_WITHDRAWN")).toEqual([]);
+    const downloaded = lines.filter((l) => l.msg === "platform certificates downloaded" && l.level === 30);
+    const named = (serial: string) => downloaded.some((l) => (l.expired as string[] | undefined)?.includes(serial));
+    expect([named(certC.serial), named(certB.serial)]).toEqual([true, true]);
+  });
+
   it("a certificate WeChat publishes ahead of a rotation is fetched before a notification is signed with it", async () => {
     const tenant = createTestMerchant({ mchid: "1900000812", appid: "wx0000000000000812" });
     await downloadingRow(tenant);

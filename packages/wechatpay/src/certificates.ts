@@ -4,7 +4,13 @@ import { AEAD_AES_256_GCM, decryptAeadAes256Gcm } from "./aead.ts";
 import { isWechatPayError, openWithKeyOrPrevious, WechatPayError } from "./errors.ts";
 import { readV3Headers } from "./headers.ts";
 import { describeIssues, parseJsonBytes } from "./json.ts";
-import { type AsyncKeyResolver, type KeyResolver, KeyStore, sameCertificateSerial } from "./key-store.ts";
+import {
+  type AsyncKeyResolver,
+  certificateExpired,
+  type KeyResolver,
+  KeyStore,
+  sameCertificateSerial,
+} from "./key-store.ts";
 import { type LoadedCertificate, loadCertificate } from "./keys.ts";
 import { buildRequestMessage } from "./message.ts";
 import { randomNonce, signV3Message, unixSeconds } from "./sign.ts";
@@ -109,6 +115,38 @@ const certificatesResponseSchema = z.looseObject({
   ),
 });
 
+/** An RFC 3339 time as WeChat writes `effective_time` and `expire_time`: `2018-06-08T10:34:56+08:00`. */
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?(?:Z|[+-]\d{2}:\d{2})$/;
+
+/** A listed time, or ENVELOPE_INVALID: a retirement we cannot read must not be ignored. */
+function listedTime(value: string | undefined, field: string): Date | undefined {
+  if (value === undefined) return undefined;
+  const date = RFC3339.test(value) ? new Date(value) : undefined;
+  if (date === undefined || Number.isNaN(date.getTime())) {
+    throw new WechatPayError("ENVELOPE_INVALID", `certificates response: ${field} "${value}" is not an RFC 3339 time`);
+  }
+  return date;
+}
+
+/**
+ * `cert` valid only while WeChat's listing says so too: from `effective_time` (启用时间, fixed per certificate) to
+ * `expire_time` (弃用时间), which WeChat moves forward 24 h before it switches to a new certificate — the key retires
+ * then, possibly years before the certificate's own notAfter. Only ever narrowed: a listing wider than the
+ * certificate does not extend it. A field WeChat leaves out leaves that bound as the certificate has it.
+ */
+function withinListing(
+  cert: LoadedCertificate,
+  entry: { effective_time?: string | undefined; expire_time?: string | undefined },
+): LoadedCertificate {
+  const effective = listedTime(entry.effective_time, "effective_time");
+  const expire = listedTime(entry.expire_time, "expire_time");
+  return {
+    ...cert,
+    notBefore: effective !== undefined && effective > cert.notBefore ? effective : cert.notBefore,
+    notAfter: expire !== undefined && expire < cert.notAfter ? expire : cert.notAfter,
+  };
+}
+
 function downloadFailed(message: string, cause?: unknown): WechatPayError {
   const detail = isWechatPayError(cause) ? ` [${cause.code}: ${cause.message}]` : "";
   return new WechatPayError("CERT_DOWNLOAD_FAILED", `GET ${CERTIFICATES_PATH}: ${message}${detail}`, { cause });
@@ -148,6 +186,9 @@ export interface DownloadCertificatesArgs {
  * Downloads the platform certificates: signed `GET /v3/certificates`, then decrypts each
  * `encrypt_certificate` (AES-256-GCM under the APIv3 key), checks each certificate's serial against
  * `serial_no`, and verifies the response signature (`Wechatpay-*` headers, same message as notifications).
+ * Each certificate's `notBefore`/`notAfter` is its own validity narrowed to the listed `effective_time` and
+ * `expire_time` (see withinListing): every certificate WeChat lists is returned, also one already retired — the
+ * refresher decides what to trust when.
  *
  * What makes the result trustworthy: the GCM tag under the APIv3 key, which only WeChat and the merchant
  * know. The response signature is checked too (as the official SDKs do). Everything that fails is
@@ -215,14 +256,15 @@ export async function downloadCertificates(args: DownloadCertificatesArgs): Prom
           ciphertext: enc.ciphertext,
         });
       const pem = openWithKeyOrPrevious(decrypt, args.apiV3Key, args.previousApiV3Key);
-      const cert = loadCertificate(pem);
+      const loaded = loadCertificate(pem);
       // Node spells a serial with its leading zeros, WeChat's Java side (BigInteger.toString(16)) may not.
-      if (!sameCertificateSerial(cert.serial, entry.serial_no)) {
+      if (!sameCertificateSerial(loaded.serial, entry.serial_no)) {
         throw new WechatPayError(
           "KEY_INVALID",
-          `certificate serial ${cert.serial} differs from serial_no ${entry.serial_no}`,
+          `certificate serial ${loaded.serial} differs from serial_no ${entry.serial_no}`,
         );
       }
+      const cert = withinListing(loaded, entry);
       downloaded.addCertificate(cert);
       certificates.push(cert);
     }
@@ -257,6 +299,8 @@ export interface CertificateRefresherOptions {
    * wall-clock step backwards cannot block downloads for as long as it stepped.
    */
   now?: () => number;
+  /** The date a download's certificates are judged at (which are past their expiry); default `new Date()`. */
+  wallClock?: () => Date;
 }
 
 /**
@@ -266,15 +310,21 @@ export interface CertificateRefresherOptions {
  * - concurrent misses share the one in-flight download.
  * Use one refresher per merchant (each has its own store, credentials and throttle). Downloaded
  * certificates are added to the store; one that an earlier download brought and WeChat no longer lists is removed
- * (during a rotation WeChat lists old and new, so only a withdrawn certificate goes). Certificates that were in the
- * store before the refresher added them (configured ones) are never removed. A list with no certificate is a
- * failed download: WeChat always lists the certificate it signs with.
+ * (during a rotation WeChat lists old and new, so only a withdrawn certificate goes). A listed certificate past its
+ * expiry at the download (`certificateExpired`: its validity as listed, so past the `expire_time` WeChat retires it
+ * at) is treated as not listed: never added, and removed when an earlier download brought it — as the official
+ * SDKs keep no expired certificate (wechatpay-apache-httpclient skips them, wechatpay-java's check of the list
+ * refuses them). Between its expiry and that download, `KeyStore.resolve` refuses it (CERTIFICATE_EXPIRED).
+ * Certificates that were in the store before the refresher added them (configured ones) are never removed. A list
+ * with no certificate is a failed download: WeChat always lists the certificate it signs with; a list of retired
+ * certificates only is applied (none of them trusted any longer).
  */
 export class CertificateRefresher implements AsyncKeyResolver {
   readonly store: KeyStore;
   readonly #download: () => Promise<LoadedCertificate[]>;
   readonly #minIntervalMs: number;
   readonly #now: () => number;
+  readonly #wallClock: () => Date;
   /** Clock value of the last download start; -Infinity = never, so the first miss always downloads. */
   #lastAttemptMs = Number.NEGATIVE_INFINITY;
   #inFlight: Promise<void> | undefined;
@@ -288,6 +338,7 @@ export class CertificateRefresher implements AsyncKeyResolver {
     this.#download = opts.download;
     this.#minIntervalMs = opts.minIntervalMs ?? DEFAULT_MIN_REFRESH_INTERVAL_MS;
     this.#now = opts.now ?? (() => performance.now());
+    this.#wallClock = opts.wallClock ?? (() => new Date());
     if (!Number.isFinite(this.#minIntervalMs) || this.#minIntervalMs < 0) {
       throw new RangeError(`minIntervalMs must be a finite number >= 0, got ${this.#minIntervalMs}`);
     }
@@ -355,17 +406,22 @@ export class CertificateRefresher implements AsyncKeyResolver {
     return inFlight.then(() => true);
   }
 
-  /** Adds the listed certificates and removes those this refresher added earlier that are no longer listed. */
+  /**
+   * Adds the listed certificates and removes those this refresher added earlier that are no longer listed; a listed
+   * certificate past its expiry counts as not listed.
+   */
   #apply(certs: readonly LoadedCertificate[]): void {
+    const now = this.#wallClock();
+    const current = certs.filter((cert) => !certificateExpired(cert, now));
     const listed = new KeyStore();
-    for (const cert of certs) listed.addCertificate(cert);
+    for (const cert of current) listed.addCertificate(cert);
     for (const serial of this.#added) {
       if (!listed.has(serial)) {
         this.store.removeCertificate(serial);
         this.#added.delete(serial);
       }
     }
-    for (const cert of certs) {
+    for (const cert of current) {
       if (!this.store.has(cert.serial)) this.#added.add(cert.serial);
       // Replaced even when known: a re-issued certificate under the same serial must win.
       if (this.#added.has(cert.serial)) this.store.addCertificate(cert);
@@ -374,7 +430,8 @@ export class CertificateRefresher implements AsyncKeyResolver {
 
   /**
    * The key for `serial`; when the store does not know it, refresh first (subject to the throttle).
-   * Known-but-expired certificates do not trigger a download: WeChat never signs with them.
+   * Known-but-expired certificates do not trigger a download: WeChat never signs with them (one a download dropped
+   * for its expiry is unknown again, and throttled like any unknown serial).
    */
   async resolveOrRefresh(serial: string, now: Date): Promise<KeyObject> {
     if (!this.store.has(serial)) {

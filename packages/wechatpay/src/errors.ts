@@ -19,9 +19,10 @@ export const WECHATPAY_ERROR_CODES = [
   "SIGNATURE_INVALID",
   /** `Wechatpay-Signature-Type` is not `WECHATPAY2-SHA256-RSA2048` (e.g. the SM2 variant). */
   "SIGNATURE_TYPE_UNSUPPORTED",
-  /** The platform certificate named by the serial is past its `notAfter`. */
+  /** The platform certificate named by the serial is past its `notAfter` (as WeChat lists it: its retirement), by
+   *  more than CERTIFICATE_VALIDITY_TOLERANCE_MS. */
   "CERTIFICATE_EXPIRED",
-  /** The platform certificate named by the serial is not valid yet (`now < notBefore`). */
+  /** The platform certificate named by the serial is not valid yet (`now < notBefore` − the same tolerance). */
   "CERTIFICATE_NOT_YET_VALID",
   /** Key material is unusable: wrong PEM kind, not RSA, wrong AES key length, bad public-key id. */
   "KEY_INVALID",

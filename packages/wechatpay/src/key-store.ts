@@ -39,6 +39,20 @@ export function sameCertificateSerial(a: string, b: string): boolean {
   return serialKey(a) === serialKey(b);
 }
 
+/**
+ * Clock difference allowed either side of a platform certificate's validity, ms: a notification WeChat signed just
+ * before a certificate's retirement (by its clock) arrives a little after it by ours — a few seconds in flight, and
+ * however far the two clocks are apart. One minute covers an NTP-synced host many times over, and a retired key
+ * gains at most that minute (validity is judged at the arrival time, never at the `Wechatpay-Timestamp` the sender
+ * wrote, which may be 300 s off).
+ */
+export const CERTIFICATE_VALIDITY_TOLERANCE_MS = 60_000;
+
+/** Whether `cert` is past its notAfter at `at`, beyond the tolerance: retired, refused by `KeyStore.resolve`. */
+export function certificateExpired(cert: { notAfter: Date }, at: Date): boolean {
+  return at.getTime() > cert.notAfter.getTime() + CERTIFICATE_VALIDITY_TOLERANCE_MS;
+}
+
 export interface KeyStoreEntry {
   kind: "publicKey" | "certificate";
   id: string;
@@ -98,8 +112,11 @@ export class KeyStore implements KeyResolver {
   }
 
   /**
-   * The key for `serial` at time `now`.
-   * Throws SERIAL_UNKNOWN, CERTIFICATE_EXPIRED (now > notAfter) or CERTIFICATE_NOT_YET_VALID (now < notBefore).
+   * The key for `serial` at time `now` (the verification time: when the notification arrived). A certificate's
+   * validity — its own, narrowed by WeChat's listing for a downloaded one (`downloadCertificates`) — is judged with
+   * CERTIFICATE_VALIDITY_TOLERANCE_MS either side. Public keys have no validity.
+   * Throws SERIAL_UNKNOWN, CERTIFICATE_EXPIRED (now > notAfter + tolerance) or CERTIFICATE_NOT_YET_VALID
+   * (now < notBefore − tolerance).
    */
   resolve(serial: string, now: Date): KeyObject {
     const publicKey = this.#publicKeys.get(serial);
@@ -111,14 +128,13 @@ export class KeyStore implements KeyResolver {
         `no WeChat Pay public key or platform certificate with serial "${serial}"`,
       );
     }
-    const t = now.getTime();
-    if (t > cert.notAfter.getTime()) {
+    if (certificateExpired(cert, now)) {
       throw new WechatPayError(
         "CERTIFICATE_EXPIRED",
         `platform certificate ${cert.serial} expired at ${cert.notAfter.toISOString()}`,
       );
     }
-    if (t < cert.notBefore.getTime()) {
+    if (now.getTime() < cert.notBefore.getTime() - CERTIFICATE_VALIDITY_TOLERANCE_MS) {
       throw new WechatPayError(
         "CERTIFICATE_NOT_YET_VALID",
         `platform certificate ${cert.serial} is valid from ${cert.notBefore.toISOString()}`,

@@ -18,6 +18,10 @@ export interface LoadedCertificate {
   /** X.509 serial number, upper-case hex, as Node prints it (compare case-insensitively). */
   serial: string;
   publicKey: KeyObject;
+  /**
+   * Validity: the certificate's own; for one `downloadCertificates` returns, narrowed to the `effective_time` and
+   * `expire_time` WeChat lists (its retirement, moved forward before a switch). `pem` keeps the X.509 dates.
+   */
   notBefore: Date;
   notAfter: Date;
   /** The certificate re-encoded as PEM (normalised armour, trailing newline). */

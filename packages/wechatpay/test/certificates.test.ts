@@ -7,6 +7,7 @@ import {
   downloadCertificates,
   encryptAeadAes256Gcm,
   KeyStore,
+  loadCertificate,
   parseAuthorization,
   verifyRsaSha256,
   type WechatPayError,
@@ -208,6 +209,59 @@ describe("downloadCertificates against a fake WeChat", () => {
     expect(certs[0]?.notAfter.toISOString()).toBe(new Date(v.expire_time).toISOString());
   });
 
+  it("narrows each certificate's validity to the listed effective_time and expire_time, never widens it", async () => {
+    // WeChat moves an old certificate's expire_time (弃用时间) forward 24 h before it switches to a new one: that is when
+    // the key retires, years before its X.509 notAfter. The new one is listed at least 24 h ahead of its
+    // effective_time (启用时间). WeChat's times have whole seconds.
+    const second = (ms: number) => new Date(Math.floor(ms / 1000) * 1000);
+    const retiresAt = second(Date.now() + 2 * 3_600_000);
+    const effectiveAt = second(Date.now() + 86_400_000);
+    const platformC = platformCert("0C0C0C0C0C0C0C0C0C0C0C0C0C0C0C0C0C0C0C0C", { keys: platformA });
+    const own = (c: TestPlatformCert) => loadCertificate(c.pem);
+    const year = 365 * 86_400_000;
+    const entries = [
+      certificateEntry({
+        pem: platformA.pem,
+        serial: platformA.serial,
+        apiV3Key: TEST_APIV3_KEY,
+        expireTime: retiresAt,
+      }),
+      certificateEntry({
+        pem: platformB.pem,
+        serial: platformB.serial,
+        apiV3Key: TEST_APIV3_KEY,
+        effectiveTime: effectiveAt,
+      }),
+      // Listed wider than the certificate itself: the certificate's own validity still bounds it.
+      certificateEntry({
+        pem: platformC.pem,
+        serial: platformC.serial,
+        apiV3Key: TEST_APIV3_KEY,
+        effectiveTime: new Date(own(platformC).notBefore.getTime() - year),
+        expireTime: new Date(own(platformC).notAfter.getTime() + year),
+      }),
+    ];
+    fake.respond = () =>
+      signedJson({
+        body: JSON.stringify({ data: entries }),
+        privateKey: platformA.privateKey,
+        serial: platformA.serial,
+      });
+    const [a, b, c] = await downloadCertificates(args());
+    expect([a?.notBefore, a?.notAfter]).toEqual([own(platformA).notBefore, retiresAt]);
+    expect([b?.notBefore, b?.notAfter]).toEqual([effectiveAt, own(platformB).notAfter]);
+    expect([c?.notBefore, c?.notAfter]).toEqual([own(platformC).notBefore, own(platformC).notAfter]);
+    // What the store then says at those times.
+    const store = new KeyStore();
+    for (const cert of [a, b]) if (cert) store.addCertificate(cert);
+    const after = (date: Date, ms: number) => new Date(date.getTime() + ms);
+    expect(codeOf(() => store.resolve(platformA.serial, after(retiresAt, 61_000)))).toBe("CERTIFICATE_EXPIRED");
+    expect(codeOf(() => store.resolve(platformB.serial, after(effectiveAt, -61_000)))).toBe(
+      "CERTIFICATE_NOT_YET_VALID",
+    );
+    expect(store.resolve(platformB.serial, after(effectiveAt, 1_000)).equals(platformB.publicKey)).toBe(true);
+  });
+
   it("an entry without associated_data is decrypted with empty AAD", async () => {
     const entry = certificateEntry({ pem: platformA.pem, serial: platformA.serial, apiV3Key: TEST_APIV3_KEY }) as {
       encrypt_certificate: Record<string, string>;
@@ -365,6 +419,23 @@ describe("downloadCertificates against a fake WeChat", () => {
         "TIMESTAMP_SKEW",
       ],
       ["response without signature headers", () => ({ status: 200, body: listOf(platformA) }), "HEADER_MISSING"],
+      [
+        "expire_time that is not an RFC 3339 time (a retirement we cannot read is not ignored)",
+        () => {
+          const entry = certificateEntry({
+            pem: platformA.pem,
+            serial: platformA.serial,
+            apiV3Key: TEST_APIV3_KEY,
+            expireTime: "2028-09-17 23:15:58",
+          });
+          return signedJson({
+            body: JSON.stringify({ data: [entry] }),
+            privateKey: platformA.privateKey,
+            serial: platformA.serial,
+          });
+        },
+        "ENVELOPE_INVALID",
+      ],
       [
         "not JSON",
         () => signedJson({ body: "<html>", privateKey: platformA.privateKey, serial: platformA.serial }),

@@ -1,6 +1,13 @@
 import { generateKeyPairSync, X509Certificate } from "node:crypto";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { KeyStore, loadCertificate, loadPrivateKey, loadPublicKey, WechatPayError } from "../src/index.ts";
+import {
+  CERTIFICATE_VALIDITY_TOLERANCE_MS,
+  KeyStore,
+  loadCertificate,
+  loadPrivateKey,
+  loadPublicKey,
+  WechatPayError,
+} from "../src/index.ts";
 import { codeOf, platformCert, rsaKeyPair } from "./support/keys.ts";
 import { vectors } from "./support/vectors.ts";
 import { createCertificatePem } from "./support/x509.ts";
@@ -178,6 +185,19 @@ describe("KeyStore", () => {
     );
     expect(codeOf(() => store.resolve("AA02", now))).toBe("CERTIFICATE_NOT_YET_VALID");
     expect(store.has("AA01")).toBe(true);
+  });
+
+  it("allows a minute of clock difference with WeChat either side of a certificate's validity, not more", () => {
+    expect(CERTIFICATE_VALIDITY_TOLERANCE_MS).toBe(60_000);
+    const store = new KeyStore();
+    const { notBefore, notAfter } = loadCertificate(cert.pem);
+    store.addCertificate(cert.pem);
+    const at = (base: Date, ms: number) => new Date(base.getTime() + ms);
+    // A notification WeChat signed just before the retirement (by its clock) arrives a little after it by ours.
+    expect(store.resolve(cert.serial, at(notAfter, 60_000)).equals(rsa.publicKey)).toBe(true);
+    expect(codeOf(() => store.resolve(cert.serial, at(notAfter, 60_001)))).toBe("CERTIFICATE_EXPIRED");
+    expect(store.resolve(cert.serial, at(notBefore, -60_000)).equals(rsa.publicKey)).toBe(true);
+    expect(codeOf(() => store.resolve(cert.serial, at(notBefore, -60_001)))).toBe("CERTIFICATE_NOT_YET_VALID");
   });
 
   it("a re-added serial replaces the old entry", () => {

@@ -190,6 +190,40 @@ describe("CertificateRefresher", () => {
     expect(refresher.downloaded().map((c) => c.serial)).toEqual([oldCert.serial]);
   });
 
+  it("a certificate listed past its expiry (WeChat retired it) is not trusted, and one it held is dropped", async () => {
+    const third = platformCert("3333333333333333333333333333333333333333");
+    const fourth = platformCert("4444444444444444444444444444444444444444");
+    const retiresAt = new Date(NOW.getTime() + 3_600_000);
+    // As downloadCertificates hands them out: validity narrowed to the listed expire_time.
+    const retiring = (c: TestPlatformCert): LoadedCertificate => ({ ...loadCertificate(c.pem), notAfter: retiresAt });
+    let listed = [retiring(third), loadCertificate(fourth.pem)];
+    let wall = NOW;
+    const store = new KeyStore();
+    store.addCertificate(oldCert.pem); // configured: never the refresher's to remove, whatever its validity
+    const refresher = new CertificateRefresher({
+      store,
+      minIntervalMs: 0,
+      wallClock: () => wall,
+      download: async () => listed,
+    });
+    await refresher.refresh();
+    expect([store.has(third.serial), store.has(fourth.serial)]).toEqual([true, true]);
+    // Within the minute of clock tolerance after its retirement it is still held...
+    wall = new Date(retiresAt.getTime() + 60_000);
+    await refresher.refresh();
+    expect(store.has(third.serial)).toBe(true);
+    // ...past it, the next download drops it although WeChat still lists it.
+    wall = new Date(retiresAt.getTime() + 60_001);
+    await expect(refresher.refresh()).resolves.toBe(true);
+    expect([store.has(third.serial), store.has(fourth.serial)]).toEqual([false, true]);
+    expect(refresher.downloaded().map((c) => c.serial)).toEqual([fourth.serial]);
+    // A verified list of retired certificates only is WeChat's word too: nothing of it is trusted any longer.
+    listed = [retiring(fourth)];
+    await expect(refresher.refresh()).resolves.toBe(true);
+    expect([store.has(fourth.serial), store.has(oldCert.serial)]).toEqual([false, true]);
+    expect(refresher.downloaded()).toEqual([]);
+  });
+
   it("wraps foreign download errors", async () => {
     const t = setup({ fail: new TypeError("boom") });
     let error: unknown;

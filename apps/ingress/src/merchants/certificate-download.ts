@@ -1,5 +1,6 @@
 import {
   CertificateRefresher,
+  certificateExpired,
   DEFAULT_MIN_REFRESH_INTERVAL_MS,
   downloadCertificates,
   KeyStore,
@@ -14,6 +15,11 @@ import type { IngressMetrics } from "../metrics.ts";
 export interface DownloadContext {
   /** Serials the merchant trusted from an earlier download that this list no longer has: removed now. */
   withdrawn: readonly string[];
+  /**
+   * Serials this list has that are past their expiry (`certificateExpired`: mostly the `expire_time` WeChat moved
+   * forward to retire a certificate at its switch): not trusted, and removed if trusted before.
+   */
+  expired: readonly string[];
   /** Failed downloads right before this one (0: the last one worked, or this is the first). */
   failuresBefore: number;
 }
@@ -42,16 +48,20 @@ export interface DownloadObserver {
  * logged). A failure is a warning (CERT_DOWNLOAD_FAILED), except the repeats of one the public key covers: its first
  * is a warning saying so, the following ones of the same run of failures are debug lines, since such a merchant fails
  * at every attempt for as long as the process runs. A certificate that WeChat no longer lists is a warning too
- * (CERT_WITHDRAWN): from now on notifications signed with it are refused (401 SERIAL_UNKNOWN).
+ * (CERT_WITHDRAWN): from now on notifications signed with it are refused (401 SERIAL_UNKNOWN). One it lists past its
+ * expiry is named on the info line (`expired`), not in `certificates`: a retirement WeChat announced, no warning.
  */
 export function downloadObserver(logger: Logger, metrics: IngressMetrics): DownloadObserver {
   return {
-    downloaded(mchid, certificates, { withdrawn, failuresBefore }) {
+    downloaded(mchid, certificates, { withdrawn, expired, failuresBefore }) {
       metrics.certificateDownloads.inc({ result: "ok" });
       logger.info(
         {
           mchid,
-          certificates: certificates.map((c) => ({ serial: c.serial, notAfter: c.notAfter.toISOString() })),
+          certificates: certificates
+            .filter((c) => !expired.includes(c.serial))
+            .map((c) => ({ serial: c.serial, notAfter: c.notAfter.toISOString() })),
+          ...(expired.length > 0 ? { expired } : {}),
           ...(failuresBefore > 0 ? { failuresBefore } : {}),
         },
         failuresBefore > 0 ? "platform certificates downloaded again" : "platform certificates downloaded",
@@ -138,14 +148,17 @@ export function certificateRefresher(
         observer?.failed(settings.mchid, error, { consecutive: failures, publicKeyCovers });
         throw error;
       }
-      // What the refresher is about to remove: what it downloaded before and this list no longer has.
+      // What the refresher is about to remove: what it downloaded before and this list no longer has, and what the
+      // list has past its expiry (the refresher's wall clock is the default one too).
       const listed = new KeyStore();
       for (const cert of certificates) listed.addCertificate(cert);
       const withdrawn = refresher
         .downloaded()
         .filter((cert) => !listed.has(cert.serial))
         .map((cert) => cert.serial);
-      observer?.downloaded(settings.mchid, certificates, { withdrawn, failuresBefore: failures });
+      const now = new Date();
+      const expired = certificates.filter((cert) => certificateExpired(cert, now)).map((cert) => cert.serial);
+      observer?.downloaded(settings.mchid, certificates, { withdrawn, expired, failuresBefore: failures });
       failures = 0;
       return certificates;
     },

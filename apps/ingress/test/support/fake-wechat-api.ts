@@ -1,4 +1,4 @@
-import { type KeyObject, verify } from "node:crypto";
+import { type KeyObject, verify, X509Certificate } from "node:crypto";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import {
@@ -16,6 +16,11 @@ export interface PlatformCertificate {
   serial: string;
   pem: string;
   privateKey: KeyObject;
+  /**
+   * The `expire_time` (弃用时间) WeChat lists: by default the certificate's own notAfter; WeChat moves it forward 24 h
+   * before it switches to a new certificate, and the key retires then.
+   */
+  expireTime?: Date;
 }
 
 /** What the fake answers to `GET /v3/certificates`, switchable mid-test. */
@@ -37,7 +42,8 @@ export interface FakeWechatApi {
  * WeChat Pay's `GET /v3/certificates` on 127.0.0.1 for the ingress's download tests: checks the request's
  * `Authorization` (WECHATPAY2-SHA256-RSA2048 over `GET\n/v3/certificates\nts\nnonce\n\n`) with the merchant's
  * public key, answers 401 when it does not verify, and otherwise the current `answer`: the certificates encrypted
- * under the APIv3 key (AAD "certificate"), signed with the first certificate's key, as WeChat does.
+ * under the APIv3 key (AAD "certificate"), signed with the first certificate's key, as WeChat does, each listed with
+ * its own validity as `effective_time` and `expire_time` (or the `expireTime` a test set).
  */
 export async function startFakeWechatApi(
   merchantPublicKey: KeyObject,
@@ -79,8 +85,8 @@ export async function startFakeWechatApi(
           const nonce = randomNonce(12);
           return {
             serial_no: c.serial,
-            effective_time: formatChinaTime(new Date(Date.now() - 86_400_000)),
-            expire_time: formatChinaTime(new Date(Date.now() + 20 * 86_400_000)),
+            effective_time: formatChinaTime(new Date(new X509Certificate(c.pem).validFrom)),
+            expire_time: formatChinaTime(c.expireTime ?? new Date(new X509Certificate(c.pem).validTo)),
             encrypt_certificate: {
               algorithm: "AEAD_AES_256_GCM",
               nonce,

@@ -1,4 +1,4 @@
-import type { KeyObject } from "node:crypto";
+import { type KeyObject, X509Certificate } from "node:crypto";
 import { createServer, type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
 import {
@@ -87,20 +87,27 @@ export function signedJson(args: {
   };
 }
 
-/** One `data[]` entry of `GET /v3/certificates`, encrypted like WeChat does. */
+/**
+ * One `data[]` entry of `GET /v3/certificates`, encrypted like WeChat does. `effective_time` and `expire_time` are the
+ * certificate's own validity, as WeChat lists them (vector V6), unless the test moves them: WeChat moves an old
+ * certificate's `expire_time` (its retirement) forward 24 h before a switch. A string is sent as it is.
+ */
 export function certificateEntry(args: {
   pem: string;
   serial: string;
   apiV3Key: Buffer;
-  notBefore?: Date;
-  notAfter?: Date;
+  effectiveTime?: Date | string;
+  expireTime?: Date | string;
   algorithm?: string;
 }): Record<string, unknown> {
   const nonce = randomNonce(12);
+  const x509 = new X509Certificate(args.pem);
+  const time = (value: Date | string | undefined, own: string) =>
+    typeof value === "string" ? value : formatChinaTime(value ?? new Date(own));
   return {
     serial_no: args.serial,
-    effective_time: formatChinaTime(args.notBefore ?? new Date()),
-    expire_time: formatChinaTime(args.notAfter ?? new Date(Date.now() + 86_400_000)),
+    effective_time: time(args.effectiveTime, x509.validFrom),
+    expire_time: time(args.expireTime, x509.validTo),
     encrypt_certificate: {
       algorithm: args.algorithm ?? "AEAD_AES_256_GCM",
       nonce,
