@@ -1,4 +1,3 @@
-import type { Prisma } from "@wpn/db";
 import type { DbClient } from "./audit.ts";
 import {
   countReviewNotifications,
@@ -6,22 +5,8 @@ import {
   listReviewNotifications,
   type ReviewNotification,
 } from "./review-notifications.ts";
+import { countReviewOrders, listReviewOrders, type ReviewOrder } from "./review-orders.ts";
 import { countReviewRefunds, listReviewRefunds, type ReviewRefund } from "./review-refunds.ts";
-
-const REVIEW_SELECT = {
-  id: true,
-  outTradeNo: true,
-  mchid: true,
-  subMchid: true,
-  amountTotal: true,
-  currency: true,
-  reviewReason: true,
-  transactionId: true,
-  paidAt: true,
-  updatedAt: true,
-} satisfies Prisma.OrderSelect;
-
-export type ReviewOrder = Prisma.OrderGetPayload<{ select: typeof REVIEW_SELECT }>;
 
 /** Rows shown per list (orders, refunds, notifications). */
 export const REVIEW_LIMIT = 500;
@@ -55,12 +40,7 @@ export interface Reviews extends ReviewCounts {
  */
 export async function loadReviews(db: DbClient, reason?: string, now: Date = new Date()): Promise<Reviews> {
   const [orders, refunds, notifications, counts] = await Promise.all([
-    db.order.findMany({
-      where: { status: "PAYMENT_REVIEW", ...(reason ? { reviewReason: reason } : {}) },
-      select: REVIEW_SELECT,
-      orderBy: [{ updatedAt: "desc" }, { id: "asc" }],
-      take: REVIEW_LIMIT,
-    }),
+    listReviewOrders(db, REVIEW_LIMIT, reason),
     listReviewRefunds(db, REVIEW_LIMIT, reason),
     // A reason an order or refund carries is listed there; its notifications would only repeat it.
     reason !== undefined && !isNotificationOnly(reason) ? [] : listReviewNotifications(db, now, REVIEW_LIMIT, reason),
@@ -76,16 +56,12 @@ export async function loadReviews(db: DbClient, reason?: string, now: Date = new
  */
 export async function countReviews(db: DbClient, now: Date = new Date()): Promise<ReviewCounts> {
   const [orderGroups, refundGroups, notificationGroups] = await Promise.all([
-    db.order.groupBy({ by: ["reviewReason"], where: { status: "PAYMENT_REVIEW" }, _count: { _all: true } }),
+    countReviewOrders(db),
     countReviewRefunds(db),
     countReviewNotifications(db, now),
   ]);
   const counts = new Map<string, number>();
-  const reasons = [
-    ...orderGroups.map((g) => ({ reason: g.reviewReason, count: g._count._all })),
-    ...refundGroups,
-    ...notificationGroups,
-  ];
+  const reasons = [...orderGroups, ...refundGroups, ...notificationGroups];
   for (const { reason: r, count } of reasons) {
     const key = r ?? "(none)";
     counts.set(key, (counts.get(key) ?? 0) + count);
