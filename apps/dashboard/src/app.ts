@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import fastifyCookie from "@fastify/cookie";
 import fastifyFormbody from "@fastify/formbody";
 import type { Config } from "@wpn/config";
-import type { Db } from "@wpn/db";
+import { classifyDbError, type Db } from "@wpn/db";
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
@@ -93,7 +93,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // they get the same answer, headers and count as a routed request here, not Fastify's bare JSON.
     frameworkErrors: (error, request, reply) => {
       setSecurityHeaders(reply);
-      answerError(error, request, reply);
+      answerError(error, request, reply, config);
       countResponse(metrics, request, reply);
     },
   });
@@ -204,7 +204,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return payload;
   });
 
-  app.setErrorHandler(answerError);
+  app.setErrorHandler((error: Error, request, reply) => answerError(error, request, reply, config));
   app.setNotFoundHandler((request, reply) => sendError(request, reply, 404, "NOT_FOUND", "No such page."));
 
   registerHealthRoutes(app, ctx);
@@ -244,13 +244,30 @@ function setSecurityHeaders(reply: FastifyReply): void {
   if (!reply.hasHeader("cache-control")) reply.header("cache-control", "no-store");
 }
 
-/** An error's answer: its own 4xx status and code (Fastify's, a plugin's), or a logged 500 without details. */
+/**
+ * An error's answer: its own 4xx status and code (Fastify's, a plugin's); a statement PostgreSQL cancelled (SQLSTATE
+ * 57014: the dashboard's statement_timeout, DASHBOARD_PG_STATEMENT_TIMEOUT_MS, or a cancel on the server) as 503
+ * STATEMENT_TIMEOUT, which the reader can act on (try again, narrow the search) where a 500 told nothing; otherwise a
+ * logged 500 without details.
+ */
 function answerError(
   error: Error & { statusCode?: number; code?: string },
   request: FastifyRequest,
   reply: FastifyReply,
+  config: Config,
 ): FastifyReply {
   const status = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
+  if (status >= 500 && classifyDbError(error).sqlstate === "57014") {
+    const timeoutMs = config.DASHBOARD_PG_STATEMENT_TIMEOUT_MS;
+    request.log.warn({ err: error, code: "STATEMENT_TIMEOUT", timeoutMs }, "a statement of the request was cancelled");
+    return sendError(
+      request,
+      reply,
+      503,
+      "STATEMENT_TIMEOUT",
+      `PostgreSQL cancelled a statement of this page: it ran past the dashboard's statement timeout (DASHBOARD_PG_STATEMENT_TIMEOUT_MS, ${timeoutMs} ms) or was cancelled on the server. The database is slow or a table is locked; try again, or narrow a search with a time range.`,
+    );
+  }
   if (status >= 500) {
     request.log.error({ err: error }, "request failed");
     return sendError(request, reply, status, "INTERNAL_ERROR", "Something went wrong; the error was logged.");

@@ -7,10 +7,11 @@ import {
   loadConfigOrExit,
   stopWhenParentExits,
 } from "@wpn/config";
-import { createDb, verifyMigrationsOrExit } from "@wpn/db";
+import { verifyMigrationsOrExit } from "@wpn/db";
 import { createRedisConnection } from "@wpn/queue";
 import { pino } from "pino";
 import { buildApp } from "./app.ts";
+import { openDashboardDb } from "./database.ts";
 
 const config = loadConfigOrExit();
 const logger = pino({
@@ -36,12 +37,7 @@ stopWhenParentExits(logger);
 // Every business page reads tables of the committed migrations.
 await verifyMigrationsOrExit(config.DATABASE_URL, logger, { connectTimeoutMs: config.PG_CONNECT_TIMEOUT_MS });
 
-const db = createDb({
-  url: config.DATABASE_URL,
-  poolMax: config.PG_POOL_MAX,
-  connectTimeoutMs: config.PG_CONNECT_TIMEOUT_MS,
-  applicationName: "wechatpay-notify:dashboard",
-});
+const db = openDashboardDb(config);
 const redis = createRedisConnection(config.REDIS_URL, "admin");
 let lastRedisError = 0;
 redis.on("error", (error: Error) => {

@@ -123,8 +123,9 @@ const envFields = z.object({
     .superRefine(checkSchemaParam)
     .default(DEFAULT_DATABASE_URL),
   /**
-   * pg pool size per process. A worker needs at least 4: its parse and apply stages each keep up to 2 batches in
-   * flight, each holding a connection for its statement; refund statements and bookkeeping share the rest.
+   * pg pool size per worker process (and the replay CLI's; the dashboard has its own, DASHBOARD_PG_POOL_MAX). A worker
+   * needs at least 4: its parse and apply stages each keep up to 2 batches in flight, each holding a connection for its
+   * statement; refund statements and bookkeeping share the rest.
    */
   PG_POOL_MAX: int(1, 200).default(10),
   /** How long a query may wait for a pooled connection before failing (and the job retrying). */
@@ -329,6 +330,19 @@ const envFields = z.object({
   /** Publish applied business events to the `notify.publish` queue for the merchant's other systems. */
   PUBLISH_EVENTS: bool.default(false),
 
+  /**
+   * The dashboard's pg pool size per process, apart from PG_POOL_MAX (the workers' setting, which it once shared): a
+   * slow page holds at most these connections, however many are opened, and the workers keep theirs. Each page runs
+   * its statements in parallel (up to 6: /reviews, the overview); further ones wait up to PG_CONNECT_TIMEOUT_MS for a
+   * connection. The session checks have 2 connections of their own besides (apps/dashboard/README.md).
+   */
+  DASHBOARD_PG_POOL_MAX: int(1, 200).default(5),
+  /**
+   * PostgreSQL's statement_timeout on the dashboard's connections, ms (the workers' is @wpn/db's 30 s): a page whose
+   * statement runs longer — a lock held on its table, a search reading too much — is cancelled then and answered 503
+   * STATEMENT_TIMEOUT, instead of holding its connection and the browser that long.
+   */
+  DASHBOARD_PG_STATEMENT_TIMEOUT_MS: int(100, 600_000).default(5_000),
   /** Dashboard users: `name:role:scrypt-hash` separated by commas (role viewer|operator). See apps/dashboard/README.md. */
   DASHBOARD_USERS: z.string().optional(),
   /** Secret for signing dashboard session cookies (at least 32 characters). */

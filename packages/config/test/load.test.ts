@@ -65,6 +65,25 @@ describe("loadConfig", () => {
     expect(config.INGRESS_REDIS_MIN_REPLICAS).toBe(0);
   });
 
+  it("gives the dashboard its own pool size and statement timeout, apart from the workers' PG_POOL_MAX", () => {
+    const config = loadConfig(valid);
+    expect(config.DASHBOARD_PG_POOL_MAX).toBe(5);
+    expect(config.DASHBOARD_PG_STATEMENT_TIMEOUT_MS).toBe(5_000);
+    const set = loadConfig({ ...valid, PG_POOL_MAX: "20", DASHBOARD_PG_POOL_MAX: "3" });
+    expect([set.PG_POOL_MAX, set.DASHBOARD_PG_POOL_MAX]).toEqual([20, 3]);
+    expect(loadConfig({ ...valid, DASHBOARD_PG_STATEMENT_TIMEOUT_MS: "100" }).DASHBOARD_PG_STATEMENT_TIMEOUT_MS).toBe(
+      100,
+    );
+    for (const bad of ["0", "201", "1.5", "five"]) {
+      expect(errorOf({ ...valid, DASHBOARD_PG_POOL_MAX: bad }), bad).toMatch(/^DASHBOARD_PG_POOL_MAX /);
+    }
+    for (const bad of ["99", "600001", "5s"]) {
+      expect(errorOf({ ...valid, DASHBOARD_PG_STATEMENT_TIMEOUT_MS: bad }), bad).toMatch(
+        /^DASHBOARD_PG_STATEMENT_TIMEOUT_MS /,
+      );
+    }
+  });
+
   it("takes INGRESS_REDIS_MIN_REPLICAS as a whole number of replicas, 0 to 16", () => {
     expect(loadConfig({ ...valid, INGRESS_REDIS_MIN_REPLICAS: "1" }).INGRESS_REDIS_MIN_REPLICAS).toBe(1);
     expect(loadConfig({ ...valid, INGRESS_REDIS_MIN_REPLICAS: "16" }).INGRESS_REDIS_MIN_REPLICAS).toBe(16);

@@ -42,14 +42,16 @@ export async function revokeSession(
 /**
  * How long a request waits for its logout check, ms. The lookup is one primary-key read (about a millisecond); one
  * unanswered for this long is stuck — a lock held on the table, a connection gone silent — and would otherwise be
- * waited for until the statement timeout (30 s, @wpn/db), freezing every click that long. It is also PostgreSQL's
+ * waited for until the pages' statement timeout (DASHBOARD_PG_STATEMENT_TIMEOUT_MS, 5 s by default), freezing every
+ * click that long. It is also PostgreSQL's
  * statement_timeout on the lookups' own connections (`openSessionCheckPool`), so the server gives up on a stuck one then.
  */
 export const SESSION_CHECK_TIMEOUT_MS = 3_000;
 
 /**
  * Connections of the session checks' own pool. Two answer far more lookups than a dashboard gets (well under a
- * millisecond each), and cap what a stuck table takes from PostgreSQL's max_connections, per replica, beside PG_POOL_MAX.
+ * millisecond each), and cap what a stuck table takes from PostgreSQL's max_connections, per replica, beside
+ * DASHBOARD_PG_POOL_MAX.
  */
 const SESSION_CHECK_POOL_MAX = 2;
 
@@ -60,7 +62,7 @@ const LOOKUP = { name: "is_revoked", text: 'SELECT 1 FROM "RevokedSession" WHERE
  * The session checks' pool, apart from the one every page's queries use: a lookup abandoned after
  * SESSION_CHECK_TIMEOUT_MS is cancelled by PostgreSQL at that bound too, and until then it holds one of these
  * connections, never one the order, notification and audit queries (or the readiness check) need. On the main pool
- * such lookups would hold its connections until its 30 s statement timeout: a few clicks while RevokedSession is
+ * such lookups would hold its connections until its statement timeout (DASHBOARD_PG_STATEMENT_TIMEOUT_MS): a few clicks while RevokedSession is
  * locked would leave the whole dashboard waiting for a connection. The caller ends it.
  */
 export function openSessionCheckPool(db: Db): DbPool {

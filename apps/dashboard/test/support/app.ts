@@ -1,4 +1,5 @@
 import { type Config, loadConfig } from "@wpn/config";
+import type { Db } from "@wpn/db";
 import { createRedisConnection } from "@wpn/queue";
 import {
   createTestDatabase,
@@ -12,6 +13,7 @@ import type { FastifyBaseLogger, FastifyInstance } from "fastify";
 import type { Redis } from "ioredis";
 import { buildApp } from "../../src/app.ts";
 import { hashPassword } from "../../src/auth/password.ts";
+import { openDashboardDb } from "../../src/database.ts";
 
 export const PASSWORDS = { olga: "operator password 1", victor: "viewer password 1" } as const;
 
@@ -25,16 +27,23 @@ function dashboardUsers(): string {
 export interface TestDashboard {
   app: FastifyInstance;
   config: Config;
+  /** The test database; its pool (`database.db`) is the app's unless `ownDb` was asked for. */
   database: TestDatabase;
+  /** The database handle the app uses: `database.db`, or with `ownDb` the dashboard's own (`openDashboardDb`). */
+  db: Db;
   prefix: string;
   redis: Redis;
   close(): Promise<void>;
 }
 
-/** A dashboard on its own PostgreSQL schema and BullMQ prefix, with users olga (operator) and victor (viewer). */
+/**
+ * A dashboard on its own PostgreSQL schema and BullMQ prefix, with users olga (operator) and victor (viewer). With
+ * `ownDb` the app queries through the pool main.ts opens (`openDashboardDb`: the DASHBOARD_PG_* settings) rather than
+ * the test database's, which stays the test's own (seeding, locks).
+ */
 export async function startDashboard(
   label: string,
-  options: { env?: Record<string, string>; now?: () => Date; logger?: FastifyBaseLogger } = {},
+  options: { env?: Record<string, string>; now?: () => Date; logger?: FastifyBaseLogger; ownDb?: boolean } = {},
 ): Promise<TestDashboard> {
   const database = await createTestDatabase(label);
   const prefix = testQueuePrefix(label);
@@ -50,16 +59,19 @@ export async function startDashboard(
     ...options.env,
   });
   const redis = createRedisConnection(TEST_REDIS_URL, "admin");
-  const app = await buildApp({ config, db: database.db, redis, now: options.now, logger: options.logger });
+  const db = options.ownDb ? openDashboardDb(config) : database.db;
+  const app = await buildApp({ config, db, redis, now: options.now, logger: options.logger });
   await app.ready();
   return {
     app,
     config,
     database,
+    db,
     prefix,
     redis,
     async close() {
       await app.close();
+      if (db !== database.db) await db.close();
       await database.drop();
       redis.disconnect();
       await deletePrefix(prefix);
