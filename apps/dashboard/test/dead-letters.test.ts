@@ -11,8 +11,8 @@ import {
   replayDeadLetter,
 } from "@wpn/queue";
 import { TEST_REDIS_URL } from "@wpn/testing";
-import { type Queue, UnrecoverableError, Worker } from "bullmq";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type JobsOptions, type Queue, UnrecoverableError, Worker } from "bullmq";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { PASSWORDS, startDashboard, type TestDashboard } from "./support/app.ts";
 import { loggedIn } from "./support/client.ts";
 import { randomId, seedNotification } from "./support/seed.ts";
@@ -45,8 +45,13 @@ function applyPayload(notificationId: string, outTradeNo: string): ApplyJob {
   };
 }
 
-/** What the apply worker does on a permanent failure: a DEAD notification and a letter in notify.dead. */
-async function deadLetter(): Promise<{ notificationId: string; letterId: string; payload: ApplyJob }> {
+/**
+ * What the apply worker does on a permanent failure: a DEAD notification and a letter in notify.dead (`options` for a
+ * letter in another state: delayed, prioritized).
+ */
+async function deadLetter(
+  options: JobsOptions = {},
+): Promise<{ notificationId: string; letterId: string; payload: ApplyJob }> {
   const outTradeNo = randomId("OTN");
   const notificationId = await seedNotification(d.database.db.prisma, {
     status: "DEAD",
@@ -73,7 +78,7 @@ async function deadLetter(): Promise<{ notificationId: string; letterId: string;
     failedAt: Date.now(),
     data: payload,
   };
-  await dead.add(DEAD_JOB_NAME, letter, { jobId: letterId });
+  await dead.add(DEAD_JOB_NAME, letter, { ...options, jobId: letterId });
   return { notificationId, letterId, payload };
 }
 
@@ -116,6 +121,40 @@ describe("dead-letter replay", () => {
     const timeline = await viewer.get(`/notifications/${notificationId}`);
     expect(timeline.body).toContain("Dead-lettered from notify.apply after 20 attempt(s): ORDER_NOT_FOUND");
     expect(timeline.body).toContain("DEAD_LETTERED");
+  });
+
+  it("lists letters in every state, unreadable ones too, newest first, in a few Redis calls however many there are", async () => {
+    // Dead-lettered a second apart (the job's timestamp), so the order is the page's and not the adds' millisecond.
+    const ago = (seconds: number) => Date.now() - seconds * 1000;
+    const waiting = await deadLetter({ timestamp: ago(4) });
+    const delayed = await deadLetter({ timestamp: ago(3), delay: 3_600_000 });
+    const prioritized = await deadLetter({ timestamp: ago(2), priority: 1 });
+    const unreadable = `apply.unreadable-${randomId("")}`;
+    await dead.add(DEAD_JOB_NAME, { v: 99 }, { jobId: unreadable, timestamp: ago(1) });
+    for (let i = 0; i < 20; i++) await deadLetter();
+    const viewer = await loggedIn(d.app, "victor", PASSWORDS.victor);
+    const sent = vi.spyOn(d.redis, "sendCommand");
+    let page: Awaited<ReturnType<typeof viewer.get>>;
+    let commands: string[];
+    try {
+      page = await viewer.get("/dead-letters");
+      commands = sent.mock.calls.map(([command]) => command.name);
+    } finally {
+      sent.mockRestore();
+    }
+    expect(page.statusCode).toBe(200);
+    for (const { letterId, notificationId } of [waiting, delayed, prioritized]) {
+      expect(page.body).toContain(`<td class="mono">${letterId}</td>`);
+      expect(page.body).toContain(`href="/notifications/${notificationId}"`);
+    }
+    expect(page.body).toMatch(new RegExp(`${unreadable}</td>\\s*<td colspan="6">.*unreadable letter.*</td>`));
+    // Newest first.
+    const at = (id: string) => page.body.indexOf(`<td class="mono">${id}</td>`);
+    expect(at(unreadable)).toBeLessThan(at(prioritized.letterId));
+    expect(at(prioritized.letterId)).toBeLessThan(at(delayed.letterId));
+    expect(at(delayed.letterId)).toBeLessThan(at(waiting.letterId));
+    // The letters with their state in one call, and the counts: not one or two lookups per letter (up to 1,000).
+    expect(commands, commands.join(" ")).toHaveLength(2);
   });
 
   it("puts a replayed letter back in its stage queue, with an AuditLog row and a REPLAYED event", async () => {
