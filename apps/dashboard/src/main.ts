@@ -5,6 +5,7 @@ import {
   ConfigError,
   listenFailure,
   loadConfigOrExit,
+  secretRedactPaths,
   stopWhenParentExits,
 } from "@wpn/config";
 import { verifyMigrationsOrExit } from "@wpn/db";
@@ -17,7 +18,9 @@ const config = loadConfigOrExit();
 const logger = pino({
   level: config.LOG_LEVEL,
   base: { service: "dashboard", pid: process.pid },
-  // Belt and braces: nothing logs these on purpose, but a future `log.info({ req })` must not leak them.
+  // Belt and braces: nothing logs these on purpose, but a future `log.info({ req })` must not leak them. The shared
+  // list adds the merchant secrets (the keys page reads Merchant rows' apiV2Key) and the Redis password ioredis puts
+  // on a refused connection's error.
   redact: {
     paths: [
       "req.headers.cookie",
@@ -28,6 +31,7 @@ const logger = pino({
       "*.password",
       "passwordHash",
       "*.passwordHash",
+      ...secretRedactPaths(),
     ],
     censor: "[redacted]",
   },

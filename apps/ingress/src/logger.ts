@@ -5,7 +5,8 @@ import { type DestinationStream, type Logger, pino } from "pino";
  * The ingress's JSON logs (stdout unless `destination` is given). Nothing logs request headers, bodies or key
  * material on purpose; the redaction list is belt and braces for an object logged whole by mistake (an error that
  * carries the request, a merchant row): signatures, bodies and the merchant's secrets never reach the log, at the top
- * level or one level down. Public keys and certificates are not secret.
+ * level or one level down, nor the arguments of a command Redis refused (REDIS_URL's password, for the handshake:
+ * @wpn/config's secretRedactPaths). Public keys and certificates are not secret.
  */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   const options = {
