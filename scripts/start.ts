@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { resolve } from "node:path";
-import { ConfigError, DEFAULT_REDIS_URL, loadConfig, loadDatabaseUrl, readEnvironment } from "@wpn/config";
+import { ConfigError, loadConfig, loadDatabaseUrl, loadQueueSettings, readEnvironment } from "@wpn/config";
 import { ensureDatabase, MIGRATIONS_DIR, migrate } from "@wpn/db";
 import { failureReport } from "./database-errors.ts";
 import {
@@ -142,9 +142,10 @@ async function main(): Promise<void> {
   // .env first: Docker Compose refuses to start even one service while a service's env_file is missing.
   await createDevelopmentEnv();
   const initial = readEnvironment(root);
-  // Validated now: the service checks below connect to it before loadConfig has looked at it.
+  // Validated now: the service checks below connect to them before loadConfig has looked at them. A REDIS_URL taken
+  // as it was and no URL at all made the check's `new URL` throw, its error printed whole: the URL, password included.
   const databaseUrl = loadDatabaseUrl(initial);
-  const redisUrl = initial.REDIS_URL || DEFAULT_REDIS_URL;
+  const redisUrl = loadQueueSettings(initial).REDIS_URL;
   const services = await ensureServices(databaseUrl, redisUrl, root);
   if (services.problems.length > 0) {
     for (const problem of services.problems) console.error(problem);

@@ -259,4 +259,19 @@ describe("npm start", () => {
     expect(run.status, run.stderr).toBe(78);
     expect(run.stderr).toMatch(/^configuration error: DATABASE_URL must be a postgresql:\/\/ /m);
   });
+
+  it("a REDIS_URL that is no URL is a configuration error, its password not printed", () => {
+    const password = `redis-pw-${randomBytes(8).toString("hex")}`;
+    const run = spawnSync(process.execPath, ["--import", "tsx", "scripts/start.ts"], {
+      cwd: repoRoot,
+      // Port out of range: WHATWG URL refuses it. Before, the service check's `new URL` threw, and its TypeError was
+      // printed whole — with `input: 'redis://:<password>@…'` — and status 1.
+      env: { ...process.env, ...merchant.env, REDIS_URL: `redis://:${password}@127.0.0.1:99999` },
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    expect(`${run.stdout}${run.stderr}`).not.toContain(password);
+    expect(run.status, run.stderr).toBe(78);
+    expect(run.stderr).toMatch(/^configuration error: REDIS_URL must be a redis:\/\/ /m);
+  });
 });
