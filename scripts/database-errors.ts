@@ -45,6 +45,22 @@ function lastLine(text: string): string {
   return lines.at(-1) ?? text;
 }
 
+/** What a message shows in place of DATABASE_URL's password. */
+const PASSWORD = "<password>";
+
+/**
+ * `url` with its password — in the authority, or in pg's `?password=` — shown as PASSWORD: the messages quoting
+ * DATABASE_URL back are printed, onto terminals, CI logs and issue reports. The rest stays as written.
+ */
+function withoutPassword(url: string): string {
+  const parsed = new URL(url);
+  if (parsed.password !== "") parsed.password = PASSWORD;
+  return parsed
+    .toString()
+    .replaceAll("%3Cpassword%3E", PASSWORD)
+    .replace(/([?&]password=)[^&#]*/g, `$1${PASSWORD}`);
+}
+
 /** One line for an error nobody explained: `CODE: message`. */
 export function oneLine(error: unknown): string {
   const { code, message } = factsOf(error);
@@ -72,12 +88,16 @@ export function explainDatabaseError(error: unknown, context: DatabaseErrorConte
   const role = decodeURIComponent(url.username) || context.osUser;
   const database = decodeURIComponent(url.pathname.slice(1)) || role;
   const then = `Then run ${context.rerun} again.`;
+  /** DATABASE_URL with another user and, when given, password (one place for it: the authority); withoutPassword. */
   const withUser = (user: string, password?: string) => {
-    const u = new URL(context.databaseUrl);
+    const u = new URL(withoutPassword(context.databaseUrl));
     u.username = user;
-    u.password = password ?? "";
+    if (password !== undefined) {
+      u.password = password;
+      u.searchParams.delete("password");
+    }
     // `<password>` stays readable in the suggestion rather than percent-encoded.
-    return u.toString().replace("%3Cpassword%3E", "<password>");
+    return u.toString().replaceAll("%3Cpassword%3E", PASSWORD);
   };
 
   if (code === "ECONNREFUSED" || code === "DatabaseNotReachable") {
@@ -87,21 +107,24 @@ export function explainDatabaseError(error: unknown, context: DatabaseErrorConte
   if (code === "28000" && (routine === "ProcessStartupPacket" || /no PostgreSQL user name specified/.test(message))) {
     // pg names the user from USER when the URL has none: a service, cron or container without USER sends none.
     const named =
-      url.hostname === "" ? `${context.databaseUrl}${url.search ? "&" : "?"}user=postgres` : withUser("postgres");
+      url.hostname === ""
+        ? `${withoutPassword(context.databaseUrl)}${url.search ? "&" : "?"}user=postgres`
+        : withUser("postgres");
     return [
       "DATABASE_URL names no user, and neither does the environment (USER is unset), so PostgreSQL got none. Name it:",
       `  DATABASE_URL=${named}`,
       then,
     ].join("\n");
   }
-  const noPassword = url.password === "";
+  // pg takes it from the query too: a wrong one there is not "none given".
+  const noPassword = url.password === "" && !url.searchParams.has("password");
   if (/client password must be a string/.test(message) || (code === "28P01" && noPassword)) {
     return [
       `${where} asks for a password for role "${role}", and DATABASE_URL gives none`,
       "(Debian/Ubuntu's packages and Docker's image want one for TCP connections). Either:",
       "  - give the role a password (your choice) and put it into DATABASE_URL:",
       `      sudo -u postgres psql -c "ALTER ROLE ${roleSql(role)} PASSWORD '<password>'"`,
-      `      and in .env: DATABASE_URL=${withUser(role, "<password>")}`,
+      `      and in .env: DATABASE_URL=${withUser(role, PASSWORD)}`,
       "    (Docker Compose's PostgreSQL has one already:",
       `      DATABASE_URL=${withUser("postgres", "postgres")})`,
       "  - or, on a development machine only, let connections from this machine in without a password: in",
@@ -114,7 +137,7 @@ export function explainDatabaseError(error: unknown, context: DatabaseErrorConte
     return [
       `${where} refused DATABASE_URL's password for role "${role}". Correct it in .env, or set a new one:`,
       `  sudo -u postgres psql -c "ALTER ROLE ${roleSql(role)} PASSWORD '<password>'"`,
-      `  and in .env: DATABASE_URL=${withUser(role, "<password>")}`,
+      `  and in .env: DATABASE_URL=${withUser(role, PASSWORD)}`,
       then,
     ].join("\n");
   }

@@ -1,4 +1,5 @@
 import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { createDb, readMigrations } from "@wpn/db";
 import { createTestDatabase, TEST_DATABASE_BASE_URL } from "@wpn/testing";
 import pg from "pg";
@@ -105,6 +106,25 @@ describe("explainDatabaseError (what npm start, db:migrate and db:prune print)",
     expect(tcp).toContain("  DATABASE_URL=postgresql://postgres@127.0.0.1:5432/shop\n");
   });
 
+  it("never quotes DATABASE_URL's password back, given in pg's ?password= either", () => {
+    // pg takes the password from the query too. Before, a wrong one was taken for none ("DATABASE_URL gives none"),
+    // and every suggestion quoted the query as it was: password included.
+    const wrong = serverError("28P01", 'password authentication failed for user "shop"', "auth_failed");
+    const url = "postgresql://shop@db:5433/shop?password=s3cret-in-query&sslmode=require";
+    const refused = explainDatabaseError(wrong, { ...context, databaseUrl: url }) ?? "";
+    expect(refused).toMatch(/^PostgreSQL at db:5433 refused DATABASE_URL's password for role "shop"/);
+    expect(refused).toContain("DATABASE_URL=postgresql://shop:<password>@db:5433/shop?sslmode=require\n");
+    const noUser = serverError("28000", "no PostgreSQL user name specified in startup packet", "ProcessStartupPacket");
+    const socket = "postgresql:///shop?host=/var/run/postgresql&password=s3cret-in-query";
+    const named = explainDatabaseError(noUser, { ...context, databaseUrl: socket }) ?? "";
+    expect(named).toContain(
+      "  DATABASE_URL=postgresql:///shop?host=/var/run/postgresql&password=<password>&user=postgres\n",
+    );
+    const tcp = explainDatabaseError(noUser, { ...context, databaseUrl: "postgresql://:s3cret-in-authority@db/shop" });
+    expect(tcp).toContain("  DATABASE_URL=postgresql://postgres:<password>@db/shop\n");
+    for (const text of [refused, named, tcp]) expect(text).not.toMatch(/s3cret/);
+  });
+
   it("anything else is one line with its code; the stack only at debug", () => {
     const reset = Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" });
     expect(failureReport(reset, context, false)).toBe("npm start failed: ECONNRESET: read ECONNRESET");
@@ -198,5 +218,23 @@ describe("explainDatabaseError (what npm start, db:migrate and db:prune print)",
     expect(run.stderr).toMatch(/^DATABASE_URL names no user, and neither does the environment \(USER is unset\)/);
     url.username = "postgres";
     expect(run.stderr).toContain(`  DATABASE_URL=${url}\n`);
+  });
+
+  it("npm run db:migrate with a URL without a user and its password in ?password=: the password is not printed", () => {
+    const { USER: _user, ...environment } = process.env;
+    const password = `pg-pw-${randomBytes(8).toString("hex")}`;
+    const url = new URL(TEST_DATABASE_BASE_URL);
+    url.username = "";
+    url.password = "";
+    const run = spawnSync(process.execPath, ["--import", "tsx", "scripts/migrate.ts"], {
+      cwd: repoRoot,
+      env: { ...environment, DATABASE_URL: `${url}?password=${password}` },
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    expect(run.status).toBe(1);
+    expect(`${run.stdout}${run.stderr}`).not.toContain(password);
+    url.username = "postgres";
+    expect(run.stderr).toContain(`  DATABASE_URL=${url}?password=<password>\n`);
   });
 });
