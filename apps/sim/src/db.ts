@@ -32,11 +32,12 @@ export async function connect(url: string): Promise<pg.Client> {
   return client;
 }
 
-/** The URL without its password, for messages. */
+/** The URL without its password — in the authority, or in pg's `?password=` — for messages. */
 export function redact(url: string): string {
   try {
     const u = new URL(url);
     if (u.password) u.password = "***";
+    if (u.searchParams.has("password")) u.searchParams.set("password", "***");
     return u.toString();
   } catch {
     return "(unparsable URL)";

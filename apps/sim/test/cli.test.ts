@@ -1,4 +1,5 @@
 import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { createTestDatabase, type TestDatabase } from "@wpn/testing";
@@ -111,6 +112,16 @@ describe("command line", () => {
       "CREATE-1",
     ]);
     expect(again.stdout).toContain("already exists");
+  });
+
+  it("pay --seed names the database without its password, given in pg's ?password= either", async () => {
+    const password = `pg-pw-${randomBytes(8).toString("hex")}`;
+    // The test database lets this machine in without a password: pg sends this one to nobody.
+    const url = `${database.url}${database.url.includes("?") ? "&" : "?"}password=${password}`;
+    const r = await runSim(["pay", "--keys", temp.keys.dir, "--url", receiver.v3, "--seed", "--database-url", url]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/created order \S+ .* in postgresql:\/\/\S*password=\*\*\*/);
+    expect(`${r.stdout}${r.stderr}`).not.toContain(password);
   });
 
   it("close: journal CLOSED, database row NOTPAY → CLOSED, nothing sent without --then-pay", async () => {
