@@ -15,12 +15,37 @@ export interface BlockingSession {
   /** When its transaction started: it has held its locks since. */
   transactionStart: Date | null;
   queryStart: Date | null;
-  /** Its latest statement, whitespace folded, cut to QUERY_CHARS characters. */
+  /** Its latest statement, its literals masked (statementShape), whitespace folded, cut to QUERY_CHARS characters. */
   query: string | null;
 }
 
 /** Enough of a statement to recognise it (a report, a dashboard page) in one line of a log. */
 const QUERY_CHARS = 120;
+
+/**
+ * The tokens of SQL text whose quotes decide what is a literal: quoted identifiers (kept: a `'` inside one starts
+ * nothing), escape strings (`E'…'`, where `\'` does not end it), standard strings (`''` inside) and dollar-quoted
+ * bodies (`$tag$…$tag$`). Each may be cut off by the end of the text: pg_stat_activity keeps the first
+ * track_activity_query_size bytes of a statement (1 KiB by default).
+ */
+const SQL_QUOTED =
+  /("(?:[^"]|"")*"?)|(\b[Ee]'(?:[^'\\]|\\[\s\S]|'')*'?)|('(?:[^']|'')*'?)|(\$([A-Za-z_][A-Za-z0-9_]*)?\$)[\s\S]*?(?:\$\5\$|$)/g;
+
+/**
+ * A statement as a log line may show it: what it does, never the values it was written with. The blocking session is
+ * anyone's — an operator's psql session that set a Merchant row's key by hand (README: those rows are written with
+ * SQL) shows `UPDATE "Merchant" SET "apiV3Key" = '<the key>'` — and its statement is printed on stderr and logged
+ * (MIGRATION_RETRY, MIGRATION_BLOCKED, MIGRATION_LOCK_WAIT). Every string literal becomes `'…'` (`E'…'`, `$tag$…$tag$`);
+ * identifiers, keywords, numbers and bind parameters (`$1`) stay.
+ */
+export function statementShape(sql: string): string {
+  return sql.replace(SQL_QUOTED, (token, identifier, escaped, _standard, dollar: string | undefined) => {
+    if (identifier !== undefined) return token;
+    if (escaped !== undefined) return `${token[0]}'…'`;
+    if (dollar !== undefined) return `${dollar}…${dollar}`;
+    return "'…'";
+  });
+}
 
 /** The sessions whose pids `pidsSql` (an int[] expression of `params`) yields, oldest transaction first. */
 export async function readSessions(
@@ -36,8 +61,8 @@ export async function readSessions(
     query_start: Date | null;
     query: string | null;
   }>(
-    `SELECT p.pid, a.application_name, a.state, a.xact_start, a.query_start,
-            left(regexp_replace(a.query, '\\s+', ' ', 'g'), ${QUERY_CHARS}) AS query
+    // The whole text (at most track_activity_query_size): its literals are masked before it is cut.
+    `SELECT p.pid, a.application_name, a.state, a.xact_start, a.query_start, a.query
      FROM unnest(${pidsSql}) AS p(pid) LEFT JOIN pg_stat_activity a ON a.pid = p.pid
      ORDER BY a.xact_start NULLS LAST, p.pid`,
     [...params],
@@ -48,7 +73,8 @@ export async function readSessions(
     state: row.state,
     transactionStart: row.xact_start,
     queryStart: row.query_start,
-    query: row.query,
+    query:
+      row.query === null ? null : [...statementShape(row.query).replace(/\s+/g, " ")].slice(0, QUERY_CHARS).join(""),
   }));
 }
 

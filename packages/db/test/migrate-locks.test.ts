@@ -150,6 +150,50 @@ describe("migrate: a migration's table locks on a live database (lock_timeout, r
     expect((await migrate(url, migrationsDir({ "001_t": TABLE, "002_alter": ALTER }))).applied).toEqual(["002_alter"]);
   });
 
+  it("names the blocking session's statement without its literals: an operator's UPDATE of a key is not printed with the key", async () => {
+    // Merchant rows are written with SQL by hand (README): the session a migration waits for can be one that set a
+    // key, its statement — as pg_stat_activity shows it — holding the key. MIGRATION_RETRY and MIGRATION_BLOCKED are
+    // printed on stderr and logged.
+    const url = freshUrl();
+    const KEYS = `CREATE TABLE "Keys" (mchid text, "apiV3Key" text); INSERT INTO "Keys" VALUES ('1900000109', NULL);`;
+    await migrate(url, migrationsDir({ "001_t": KEYS }));
+    const operator = await session(url, "psql");
+    const secret = `K${Math.random().toString(36).slice(2, 12)}${Math.random().toString(36).slice(2, 12)}`;
+    const printed: string[] = [];
+    try {
+      await operator.query("BEGIN");
+      // A standard string, an escape string (`\'` does not end it) and a dollar-quoted one.
+      await operator.query(
+        `UPDATE "Keys" SET "apiV3Key" = '${secret}' WHERE mchid = '1900000109' OR mchid = E'\\'${secret}' OR mchid = $q$${secret}$q$`,
+      );
+      const error = await migrate(
+        url,
+        migrationsDir({ "001_t": KEYS, "002_alter": `ALTER TABLE "Keys" ADD note text;` }),
+        {
+          lockTimeoutMs: 300,
+          attempts: 2,
+          retryDelayMs: 50,
+          log: { warn: (event, message) => printed.push(JSON.stringify(event), message) },
+        },
+      ).then(
+        () => null,
+        (failure: unknown) => failure as Error & { code?: string },
+      );
+      expect(error?.code).toBe("MIGRATION_BLOCKED");
+      printed.push(error?.message ?? "");
+      expect(printed.join("\n")).toContain(`pid ${operator.pid}`);
+      for (const text of printed.slice(1)) {
+        expect(text).toContain(
+          `UPDATE "Keys" SET "apiV3Key" = '…' WHERE mchid = '…' OR mchid = E'…' OR mchid = $q$…$q$`,
+        );
+      }
+      expect(printed.join("\n")).not.toContain(secret);
+    } finally {
+      await operator.query("ROLLBACK");
+      await operator.end();
+    }
+  });
+
   it("a long transaction that ends during the retries: the migration applies on a later attempt, each retry logged with the blocking session", async () => {
     const url = freshUrl();
     await migrate(url, migrationsDir({ "001_t": TABLE }));
