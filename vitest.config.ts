@@ -35,6 +35,9 @@ export default defineConfig({
     outputFile: { json: "test-results/vitest.json" },
     testTimeout: 30_000,
     hookTimeout: 60_000,
+    // RSA key pairs made once per run and shared by the test files (packages/testing/src/rsa-keys.ts).
+    globalSetup: ["packages/testing/src/global-setup.ts"],
+    setupFiles: ["packages/testing/src/setup-file.ts"],
     projects: workspaces.map(([name, dir]) => ({
       extends: true,
       test: { name, include: [`${dir}/**/*.test.ts`], exclude: ["**/node_modules/**"] },

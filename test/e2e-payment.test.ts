@@ -1,4 +1,4 @@
-import { generateKeyPairSync, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import {
   createTestDatabase,
   createTestMerchant,
@@ -6,6 +6,7 @@ import {
   TEST_REDIS_URL,
   type TestDatabase,
   testQueuePrefix,
+  testRsaKeyPair,
 } from "@wpn/testing";
 import { createSignedV3Notification } from "@wpn/wechatpay";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -159,7 +160,7 @@ describe("first payment, end to end through real processes", () => {
   it("rejects a forged notification and changes nothing", async () => {
     const outTradeNo = `e2e-${randomUUID()}`;
     const orderId = await seedOrder(outTradeNo, 500, [["sku-c", 1]]);
-    const forger = generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey;
+    const forger = testRsaKeyPair().privateKey;
     const id = randomUUID();
 
     const response = await post(paymentNotification(outTradeNo, 500, id, forger));

@@ -1,8 +1,8 @@
-import { generateKeyPairSync, type KeyObject } from "node:crypto";
+import type { KeyObject } from "node:crypto";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createTestDatabase, createTestMerchant, type TestMerchant } from "@wpn/testing";
+import { createTestDatabase, createTestMerchant, type TestMerchant, testRsaKeyPair } from "@wpn/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { prismaMerchantSource } from "../src/merchants/prisma-source.ts";
 import { failureMessage } from "../src/routes/failure.ts";
@@ -16,11 +16,11 @@ const MERCHANT_SERIAL = "3775B6A45ACD588826D15E583A95F5DD1A3F3AA5";
 const THROTTLE_MS = 60_000;
 
 function newPlatformCertificate(): PlatformCertificate {
-  const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const { privateKey } = testRsaKeyPair();
   return { ...platformCertificate(privateKey), privateKey };
 }
 
-const merchantApiKey = generateKeyPairSync("rsa", { modulusLength: 2048 });
+const merchantApiKey = testRsaKeyPair();
 const keyDir = mkdtempSync(join(tmpdir(), "wpn-merchant-api-"));
 const merchantKeyPath = join(keyDir, "apiclient_key.pem");
 writeFileSync(merchantKeyPath, merchantApiKey.privateKey.export({ type: "pkcs8", format: "pem" }));

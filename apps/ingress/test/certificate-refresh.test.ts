@@ -1,8 +1,14 @@
-import { generateKeyPairSync, type KeyObject } from "node:crypto";
+import type { KeyObject } from "node:crypto";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createTestDatabase, createTestMerchant, type TestDatabase, type TestMerchant } from "@wpn/testing";
+import {
+  createTestDatabase,
+  createTestMerchant,
+  type TestDatabase,
+  type TestMerchant,
+  testRsaKeyPair,
+} from "@wpn/testing";
 import { type Logger, pino } from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { prismaMerchantSource } from "../src/merchants/prisma-source.ts";
@@ -25,13 +31,13 @@ const REFRESH = { intervalMs: 100, retryMs: 25 };
 const WAIT_MS = 5_000;
 
 /** WeChat's signing key: one for every certificate here (what tells them apart is the serial), to spare RSA set-ups. */
-const platformKey = generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey;
+const platformKey = testRsaKeyPair().privateKey;
 
 function newPlatformCertificate(): PlatformCertificate {
   return { ...platformCertificate(platformKey), privateKey: platformKey };
 }
 
-const merchantApiKey = generateKeyPairSync("rsa", { modulusLength: 2048 });
+const merchantApiKey = testRsaKeyPair();
 const merchantApiKeyPem = merchantApiKey.privateKey.export({ type: "pkcs8", format: "pem" }).toString();
 const keyDir = mkdtempSync(join(tmpdir(), "wpn-cert-refresh-"));
 const merchantKeyPath = join(keyDir, "apiclient_key.pem");

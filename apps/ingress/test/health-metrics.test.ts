@@ -1,7 +1,7 @@
-import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { testRsaKeyPair } from "@wpn/testing";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { platformCertificate } from "./support/certificate.ts";
 import { createIngressFixture, type IngressFixture, post, signedV3 } from "./support/fixture.ts";
@@ -54,7 +54,7 @@ describe("health", () => {
   });
 
   it("GET /health/ready counts only keys valid now: an expired certificate alone is not ready", async () => {
-    const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    const { privateKey } = testRsaKeyPair();
     const cert = platformCertificate(privateKey);
     const certPath = join(mkdtempSync(join(tmpdir(), "wpn-health-cert-")), "cert.pem");
     writeFileSync(certPath, cert.pem);

@@ -1,5 +1,4 @@
 import type { ChildProcess } from "node:child_process";
-import { generateKeyPairSync } from "node:crypto";
 import { once } from "node:events";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -12,6 +11,7 @@ import {
   TEST_REDIS_URL,
   TestRedisServer,
   testQueuePrefix,
+  testRsaKeyPair,
 } from "@wpn/testing";
 import { afterAll, describe, expect, it } from "vitest";
 import { startApp } from "../../../test/support/processes.ts";
@@ -108,9 +108,9 @@ describe("main.ts (real process, real socket)", () => {
 
   it("certificate mode: no public key; downloads platform certificates at start and verifies with them", async () => {
     const merchant = createTestMerchant();
-    const { privateKey: certKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    const { privateKey: certKey } = testRsaKeyPair();
     const cert = { ...platformCertificate(certKey), privateKey: certKey };
-    const apiKey = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    const apiKey = testRsaKeyPair();
     const dir = mkdtempSync(join(tmpdir(), "wpn-main-cert-"));
     const merchantKeyPem = apiKey.privateKey.export({ type: "pkcs8", format: "pem" }).toString();
     writeFileSync(join(dir, "apiclient_key.pem"), merchantKeyPem);

@@ -96,6 +96,11 @@ export interface GenerateSimKeysOptions {
   appid?: string;
   /** Clock for the certificate validity (tests). */
   now?: Date;
+  /**
+   * Two different RSA-2048 pairs to use instead of fresh ones (tests: generating them is most of the work here, and
+   * the test suite makes its pairs once per run).
+   */
+  keyPairs?: Record<"publicKey" | "certificate", { privateKey: KeyObject; publicKey: KeyObject }>;
 }
 
 const ALPHANUMERIC = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -190,8 +195,8 @@ export function generateSimKeys(dir: string, options: GenerateSimKeysOptions = {
   const abs = resolve(dir);
   mkdirSync(abs, { recursive: true });
 
-  const pub = generateKeyPairSync("rsa", { modulusLength: 2048 });
-  const cert = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const pub = options.keyPairs?.publicKey ?? generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const cert = options.keyPairs?.certificate ?? generateKeyPairSync("rsa", { modulusLength: 2048 });
   const serial = randomSerial();
   const certificatePem = selfSignedCertificate(cert.publicKey, cert.privateKey, serial, now);
 

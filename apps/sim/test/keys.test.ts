@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { envSchema } from "@wpn/config";
+import { testRsaKeyPair } from "@wpn/testing";
 import { buildV3Message, isWechatPayError, KeyStore, loadCertificate, verifyV3 } from "@wpn/wechatpay";
 import { afterAll, describe, expect, it } from "vitest";
 import { generateSimKeys, INGRESS_ENV_NAMES, KEY_FILES, loadSimKeys, parseEnvFile, SimKeysError } from "../src/keys.ts";
@@ -91,7 +92,8 @@ describe("generateSimKeys", () => {
     const again = loadSimKeys(dir);
     expect(again.publicKeyId).toBe(keys.publicKeyId);
     expect(again.apiV3Key).toBe(keys.apiV3Key);
-    const other = generateSimKeys(join(root, "b"));
+    const keyPairs = { publicKey: testRsaKeyPair(), certificate: testRsaKeyPair() };
+    const other = generateSimKeys(join(root, "b"), { keyPairs });
     writeFileSync(join(dir, KEY_FILES.certificatePrivate), readFileSync(join(other.dir, KEY_FILES.certificatePrivate)));
     expect(() => loadSimKeys(dir)).toThrow(SimKeysError);
     expect(() => loadSimKeys(join(root, "missing"))).toThrow(/no env file/);

@@ -1,4 +1,4 @@
-import { generateKeyPairSync } from "node:crypto";
+import { testRsaKeyPair } from "@wpn/testing";
 import {
   buildAuthorization,
   downloadCertificates,
@@ -15,7 +15,7 @@ import { runSim, tempKeys } from "./support/cli.ts";
 
 const temp = tempKeys();
 const { keys } = temp;
-const merchant = generateKeyPairSync("rsa", { modulusLength: 2048 });
+const merchant = testRsaKeyPair();
 const merchantSerialNo = "3775B6A45ACD588826D15E583A95F5DD00000000";
 let api: FakeApi;
 let strict: FakeApi;
@@ -175,7 +175,7 @@ describe("fake WeChat Pay API", () => {
   it("requires an Authorization header; with --merchant-key it verifies the request signature", async () => {
     expect((await get(api.url, "/v3/certificates", { auth: false })).status).toBe(401);
     expect((await get(strict.url, "/v3/certificates")).status).toBe(200);
-    const other = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    const other = testRsaKeyPair();
     const forged = await get(strict.url, "/v3/certificates", { signer: other.privateKey });
     expect(forged.status).toBe(401);
     expect(forged.json.code).toBe("SIGN_ERROR");

@@ -4,3 +4,4 @@ export { createTestMerchant, type TestMerchant } from "./merchant.ts";
 export { deletePrefix, TEST_REDIS_URL, testQueuePrefix } from "./redis.ts";
 export { freePort, TestRedisServer } from "./redis-server.ts";
 export { waitsForLock, whileRowChanges } from "./row-lock.ts";
+export { type RsaKeyPair, testRsaKeyPair } from "./rsa-keys.ts";

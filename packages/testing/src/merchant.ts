@@ -1,11 +1,13 @@
-import { generateKeyPairSync, type KeyObject, randomBytes } from "node:crypto";
+import { type KeyObject, randomBytes } from "node:crypto";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { testRsaKeyPair } from "./rsa-keys.ts";
 
 /**
- * A merchant with freshly generated key material: what WeChat Pay holds (the private key it signs with) and
- * what the merchant configures (public key id + public key file, APIv3 and APIv2 keys).
+ * A merchant with fresh key material — its RSA pair one of the run's shared ones (rsa-keys.ts), distinct from every
+ * other pair the test file draws: what WeChat Pay holds (the private key it signs with) and what the merchant
+ * configures (public key id + public key file, APIv3 and APIv2 keys).
  */
 export interface TestMerchant {
   mchid: string;
@@ -25,7 +27,7 @@ const alphanumeric = (n: number) =>
   Array.from(randomBytes(n), (b) => "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"[b % 62]).join("");
 
 export function createTestMerchant(overrides: Partial<Pick<TestMerchant, "mchid" | "appid">> = {}): TestMerchant {
-  const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const { privateKey, publicKey } = testRsaKeyPair();
   const dir = mkdtempSync(join(tmpdir(), "wpn-merchant-"));
   const publicKeyPath = join(dir, "wechatpay_public_key.pem");
   writeFileSync(publicKeyPath, publicKey.export({ type: "spki", format: "pem" }));

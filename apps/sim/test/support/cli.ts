@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { testRsaKeyPair } from "@wpn/testing";
 import { main } from "../../src/cli.ts";
 import { generateSimKeys, type SimKeys } from "../../src/keys.ts";
 
@@ -27,13 +28,14 @@ export async function runSim(
   return { code, stdout, stderr };
 }
 
-/** A fresh keys folder in a temporary directory. */
+/** A fresh keys folder in a temporary directory, its two RSA pairs drawn from the run's shared ones. */
 export function tempKeys(options: { mchid?: string; appid?: string } = {}): {
   keys: SimKeys;
   dir: string;
   cleanup(): void;
 } {
   const dir = mkdtempSync(join(tmpdir(), "wpn-sim-"));
-  const keys = generateSimKeys(join(dir, "keys"), options);
+  const keyPairs = { publicKey: testRsaKeyPair(), certificate: testRsaKeyPair() };
+  const keys = generateSimKeys(join(dir, "keys"), { ...options, keyPairs });
   return { keys, dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }

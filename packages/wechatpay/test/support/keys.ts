@@ -1,4 +1,5 @@
-import { generateKeyPairSync, type KeyObject } from "node:crypto";
+import type { KeyObject } from "node:crypto";
+import { testRsaKeyPair } from "@wpn/testing/rsa-keys";
 import { createCertificatePem } from "./x509.ts";
 
 export interface TestKeyPair {
@@ -8,9 +9,12 @@ export interface TestKeyPair {
   publicPem: string;
 }
 
-/** A fresh RSA-2048 key pair (WeChat's size; smaller keys are refused by the loaders). */
+/**
+ * An RSA-2048 key pair (WeChat's size; smaller keys are refused by the loaders), distinct from every other one the
+ * test file draws: one of the run's shared pairs (@wpn/testing's rsa-keys.ts).
+ */
 export function rsaKeyPair(): TestKeyPair {
-  const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const { privateKey, publicKey } = testRsaKeyPair();
   return {
     privateKey,
     publicKey,
