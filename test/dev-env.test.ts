@@ -12,6 +12,8 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig, parseDotenv } from "@wpn/config";
+import { generateSimKeys } from "@wpn/sim/keys";
+import { testRsaKeyPair } from "@wpn/testing";
 import { afterAll, describe, expect, it } from "vitest";
 import { developmentSettings, ensureDevelopmentEnv, mergeDevelopmentEnv } from "../scripts/dev-env.ts";
 
@@ -20,6 +22,14 @@ import { developmentSettings, ensureDevelopmentEnv, mergeDevelopmentEnv } from "
 // (it used to be skipped whenever .env existed: `configuration error: WECHATPAY_MCHID is required`).
 const dir = mkdtempSync(join(tmpdir(), "wpn-dev-env-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/**
+ * A keys folder as `npm start` writes it (developmentSettings calls generateSimKeys), for tests that need one to be
+ * there rather than its creation; its RSA pairs are the run's shared ones (@wpn/testing's testRsaKeyPair).
+ */
+function writeKeysFolder(keysDir: string): void {
+  generateSimKeys(keysDir, { keyPairs: { publicKey: testRsaKeyPair(), certificate: testRsaKeyPair() } });
+}
 
 const development = [
   "# keys",
@@ -78,6 +88,7 @@ describe("ensureDevelopmentEnv", () => {
     const envFile = join(dir, "overrides.env");
     writeFileSync(envFile, overrides);
     chmodSync(envFile, 0o644);
+    writeKeysFolder(join(dir, "keys"));
     const development = async () => (await developmentSettings(join(dir, "keys"), "pw")).text;
     const outcome = await ensureDevelopmentEnv(envFile, development, {});
     const added = "added" in outcome ? outcome.added : [];
@@ -171,7 +182,7 @@ describe("developmentSettings", () => {
   it("points the key-file settings at the kept folder, wherever it is now", async () => {
     const checkout = join(dir, "checkout-a");
     mkdirSync(checkout);
-    await developmentSettings(join(checkout, ".dev", "keys"), "pw");
+    writeKeysFolder(join(checkout, ".dev", "keys"));
     const moved = join(dir, "checkout-b");
     renameSync(checkout, moved);
     const keysDir = join(moved, ".dev", "keys");
@@ -194,7 +205,7 @@ describe("developmentSettings", () => {
 
   it("refuses, naming the problem, a keys folder it cannot use, rather than writing over it", async () => {
     const keysDir = join(dir, "broken-keys");
-    await developmentSettings(keysDir, "pw");
+    writeKeysFolder(keysDir);
     rmSync(join(keysDir, "platform_cert.pem"));
     await expect(developmentSettings(keysDir, "pw")).rejects.toThrow(
       /^the development keys in .*broken-keys cannot be used \(cannot read platform certificate .*\); notifications still queued were made with them: restore the file, or move the folder away to have new keys written$/,
