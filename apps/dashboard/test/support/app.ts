@@ -17,7 +17,7 @@ import { openDashboardDb } from "../../src/database.ts";
 
 export const PASSWORDS = { olga: "operator password 1", victor: "viewer password 1" } as const;
 
-// Hashed once per test file (scrypt is deliberately slow).
+// Hashed once per worker process, whose test files share it (scrypt is deliberately slow).
 let usersEnv: string | undefined;
 function dashboardUsers(): string {
   usersEnv ??= `olga:operator:${hashPassword(PASSWORDS.olga)},victor:viewer:${hashPassword(PASSWORDS.victor)}`;
