@@ -241,7 +241,10 @@ describe("Redis outages", () => {
     const g = await createIngressFixture({
       label: "ingress-failover",
       env: { REDIS_URL: `redis://127.0.0.1:${pair.port}`, INGRESS_ENQUEUE_TIMEOUT_MS: String(ENQUEUE_TIMEOUT_MS) },
-      app: { sampleIntervalMs: 100 },
+      // The sampler's first sample only (it samples at start): a later one could meet the demoted server before the
+      // request below and reconnect first, and the request would then never meet it. Readiness across a failover is the
+      // next tests' subject.
+      app: { sampleIntervalMs: 60_000 },
     });
     const ready = async () => (await g.app.inject({ method: "GET", url: "/health/ready" })).statusCode;
     try {
@@ -252,7 +255,6 @@ describe("Redis outages", () => {
       // The first attempt meets the demoted server (READONLY); the reconnect it causes reaches the new primary.
       expect((await post(g.app, "/notify/v3", n)).statusCode).toBe(503);
       expect(await pollUntil(async () => (await post(g.app, "/notify/v3", n)).statusCode === 204, 5_000)).toBe(true);
-      expect(await pollUntil(async () => (await ready()) === 200, 5_000)).toBe(true);
       expect(await pair.jobOnPromoted(`${g.prefix}:notify.parse:${n.jobId}`)).toBe(1);
     } finally {
       await g.close();
