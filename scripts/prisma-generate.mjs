@@ -3,11 +3,13 @@
 // PRISMA_SCHEMA_ENGINE_BINARY at any existing file satisfies that check (generation never executes it).
 // Merchants behind the mainland-China network hit the same download failure, so this is the supported path.
 //
-// `--if-stale` (each workspace's `npm test -w …`): generates only when the client (gitignored, so absent from a fresh
+// `--if-stale` (`npm start`, each workspace's `npm test -w …`): generates only when the client (gitignored, so absent from a fresh
 // clone) is missing or was made from other inputs — prisma/schema.prisma and the installed Prisma packages' versions
 // (`npm ci` may change those). The inputs are compared by content (a SHA-256 written beside the client after each
 // generation), not by modification time, which a copy that keeps times (`cp -p`, rsync -a, tar, a Docker COPY) would
-// leave older than the client. A generation takes ~4.5 s; the check, one small hash.
+// leave older than the client. A generation takes ~4.5 s; the check, one small hash. And a generation rewrites the
+// client's files in place: `npm start` regenerating on every run left a moment without them, in which a process
+// starting beside it (the suite's end-to-end tests start apps while its `npm start` test runs) failed to import them.
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";

@@ -94,9 +94,12 @@ describe("the orders in review, with a systematic double charge in review", () =
     const { orders } = await loadReviews(prisma, "AMOUNT_MISMATCH", NOW);
     expect(orders.map((o) => o.outTradeNo)).toEqual(["O3001", "O2002", "O1000"]);
     const reads = await orderStatementReads();
-    // The list, then the count (`countReviews`, above).
+    // The list, then the count (`countReviews`, above). The list's scan is an index scan or, where the visibility map
+    // lets the planner skip the heap for the columns it needs there, an index-only one (seen in a CI run): either way
+    // through that index, never a read of every order in review.
+    const throughIndex = /^Index (?:Only )?Scan Order_reviewReason_updatedAt_idx$/;
     expect(reads).toEqual([
-      ["Index Scan Order_reviewReason_updatedAt_idx"],
+      [expect.stringMatching(throughIndex)],
       ["Index Only Scan Order_reviewReason_updatedAt_idx"],
     ]);
   });
