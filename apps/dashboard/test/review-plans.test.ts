@@ -1,8 +1,8 @@
-import { PrismaPg } from "@prisma/adapter-pg";
-import { PrismaClient } from "@wpn/db";
+import type { PrismaClient } from "@wpn/db";
 import { createTestDatabase, type TestDatabase } from "@wpn/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { countReviews, loadReviews } from "../src/data/reviews.ts";
+import { type PlanNode, planOf, recordingPrisma, type SentStatement } from "./support/query-plans.ts";
 
 /**
  * The orders in review are counted by reason on every /reviews page and every overview refresh (the "In review" card),
@@ -21,7 +21,7 @@ const NOW = new Date("2026-12-09T12:00:00.000Z");
 
 let t: TestDatabase;
 let prisma: PrismaClient<"query">;
-const sent: { query: string; params: unknown[] }[] = [];
+let sent: SentStatement[];
 
 beforeAll(async () => {
   t = await createTestDatabase("review_plans");
@@ -36,24 +36,13 @@ beforeAll(async () => {
     [ORDERS],
   );
   await t.db.pool.query(`VACUUM ANALYZE "Order"`);
-  prisma = new PrismaClient({
-    adapter: new PrismaPg(t.db.pool, { schema: t.schema }),
-    log: [{ emit: "event", level: "query" }],
-  });
-  prisma.$on("query", (event) => sent.push({ query: event.query, params: JSON.parse(event.params) as unknown[] }));
+  ({ prisma, sent } = recordingPrisma(t));
 });
 
 afterAll(async () => {
   await prisma?.$disconnect();
   await t?.drop();
 });
-
-interface PlanNode {
-  "Node Type": string;
-  "Relation Name"?: string;
-  "Index Name"?: string;
-  Plans?: PlanNode[];
-}
 
 /** Every node of the plan that reads Order: `<node type> <index>`. */
 function orderReads(node: PlanNode): string[] {
@@ -69,11 +58,7 @@ async function orderStatementReads(): Promise<string[][]> {
   );
   const reads: string[][] = [];
   for (const statement of statements) {
-    const { rows } = await t.db.pool.query<{ "QUERY PLAN": { Plan: PlanNode }[] }>(
-      `EXPLAIN (FORMAT JSON) ${statement.query}`,
-      statement.params,
-    );
-    reads.push(orderReads(rows[0]?.["QUERY PLAN"][0]?.Plan as PlanNode));
+    reads.push(orderReads(await planOf(t, statement)));
   }
   return reads;
 }

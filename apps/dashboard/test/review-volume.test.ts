@@ -1,8 +1,8 @@
-import { PrismaPg } from "@prisma/adapter-pg";
-import { PrismaClient } from "@wpn/db";
+import type { PrismaClient } from "@wpn/db";
 import { createTestDatabase, type TestDatabase } from "@wpn/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { countReviews, loadReviews } from "../src/data/reviews.ts";
+import { type PlanNode, planOf, recordingPrisma, type SentStatement } from "./support/query-plans.ts";
 
 /**
  * /reviews and the overview's "In review" card at volume. A notification whose second payment put its order in
@@ -24,7 +24,7 @@ const NOW = new Date("2026-12-09T12:00:00.000Z");
 
 let t: TestDatabase;
 let prisma: PrismaClient<"query">;
-const sent: { query: string; params: unknown[] }[] = [];
+let sent: SentStatement[];
 
 beforeAll(async () => {
   t = await createTestDatabase("review_volume");
@@ -104,11 +104,7 @@ beforeAll(async () => {
     [A],
   );
   await t.db.pool.query(`ANALYZE "Order"; ANALYZE "Notification"; ANALYZE "Refund"`);
-  prisma = new PrismaClient({
-    adapter: new PrismaPg(t.db.pool, { schema: t.schema }),
-    log: [{ emit: "event", level: "query" }],
-  });
-  prisma.$on("query", (event) => sent.push({ query: event.query, params: JSON.parse(event.params) as unknown[] }));
+  ({ prisma, sent } = recordingPrisma(t));
 });
 
 afterAll(async () => {
@@ -170,11 +166,7 @@ describe("the reviews, with more DUPLICATE_PAYMENT orders in review and more sec
     expect(reads("Refund").length).toBeGreaterThan(0);
     for (const statement of sent) expect(statement.params.length, statement.query).toBeLessThan(50);
     for (const statement of [...reads("Notification"), ...reads("Refund")]) {
-      const { rows } = await t.db.pool.query<{ "QUERY PLAN": { Plan: PlanNode }[] }>(
-        `EXPLAIN (FORMAT JSON) ${statement.query}`,
-        statement.params,
-      );
-      const plan = rows[0]?.["QUERY PLAN"][0]?.Plan as PlanNode;
+      const plan = await planOf(t, statement);
       // Every refund here is in review, so reading Refund itself whole is the plan's fair choice; what is looked up
       // per row (the order, the charge's refunds) must not be a scan, nor may Notification be read whole.
       const scans = seqScans(plan, false).filter((scan) => scan.perRow || scan.relation !== "Refund");
@@ -182,13 +174,6 @@ describe("the reviews, with more DUPLICATE_PAYMENT orders in review and more sec
     }
   });
 });
-
-interface PlanNode {
-  "Node Type": string;
-  "Relation Name"?: string;
-  "Parent Relationship"?: string;
-  Plans?: PlanNode[];
-}
 
 /** The sequential scans of `node`'s plan, `perRow` when beneath a SubPlan (run once per row of its parent). */
 function seqScans(node: PlanNode, underSubPlan: boolean): { relation: string; perRow: boolean }[] {

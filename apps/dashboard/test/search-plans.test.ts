@@ -1,8 +1,8 @@
-import { PrismaPg } from "@prisma/adapter-pg";
-import { PrismaClient } from "@wpn/db";
+import type { PrismaClient } from "@wpn/db";
 import { createTestDatabase, type TestDatabase } from "@wpn/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type NotificationSearch, searchNotifications } from "../src/data/notifications.ts";
+import { type PlanNode, planOf, recordingPrisma, type SentStatement } from "./support/query-plans.ts";
 
 /**
  * Every search the Notifications page offers must be answered from an index when it matches few rows: the table
@@ -17,7 +17,7 @@ const ROWS = 20_000;
 
 let t: TestDatabase;
 let prisma: PrismaClient<"query">;
-const sent: { query: string; params: unknown[] }[] = [];
+let sent: SentStatement[];
 
 beforeAll(async () => {
   t = await createTestDatabase("search_plans");
@@ -39,26 +39,13 @@ beforeAll(async () => {
     [ROWS],
   );
   await t.db.pool.query(`ANALYZE "Notification"`);
-  prisma = new PrismaClient({
-    adapter: new PrismaPg(t.db.pool, { schema: t.schema }),
-    log: [{ emit: "event", level: "query" }],
-  });
-  prisma.$on("query", (event) => sent.push({ query: event.query, params: JSON.parse(event.params) as unknown[] }));
+  ({ prisma, sent } = recordingPrisma(t));
 });
 
 afterAll(async () => {
   await prisma?.$disconnect();
   await t?.drop();
 });
-
-interface PlanNode {
-  "Node Type": string;
-  "Relation Name"?: string;
-  "Index Name"?: string;
-  "Index Cond"?: string;
-  Filter?: string;
-  Plans?: PlanNode[];
-}
 
 /** The plan's reads of Notification not narrowed by an index condition: a sequential scan, or a whole index in order. */
 function unindexedReads(node: PlanNode): string[] {
@@ -101,11 +88,7 @@ describe("the Notifications page's searches", () => {
       const [statement] = sent;
       expect(sent).toHaveLength(1);
       if (!statement) return;
-      const { rows: explained } = await t.db.pool.query<{ "QUERY PLAN": { Plan: PlanNode }[] }>(
-        `EXPLAIN (FORMAT JSON) ${statement.query}`,
-        statement.params,
-      );
-      const plan = explained[0]?.["QUERY PLAN"][0]?.Plan as PlanNode;
+      const plan = await planOf(t, statement);
       expect(unindexedReads(plan), JSON.stringify(plan)).toEqual([]);
     });
   }
