@@ -63,15 +63,23 @@ async function orderStatementReads(): Promise<string[][]> {
   return reads;
 }
 
+/**
+ * A read of Order through the partial index of the orders in review. Index-only (no order's row read) or a plain index
+ * scan: which one the planner takes for the same statement depends on how much of the table the visibility map says
+ * is all-visible (VACUUM sets it; an older snapshot open elsewhere on the server holds it back), and CI runs saw both,
+ * for the list and for the count alike. Either way no other order is read — what a scan of every order in review did.
+ */
+const throughIndex = expect.stringMatching(/^Index (?:Only )?Scan Order_reviewReason_updatedAt_idx$/);
+
 describe("the orders in review, with a systematic double charge in review", () => {
-  it("are counted by reason from the index of the orders in review alone, no order's row read", async () => {
+  it("are counted by reason through the index of the orders in review alone", async () => {
     sent.length = 0;
     const counts = await countReviews(prisma, NOW);
     expect(Object.fromEntries(counts.byReason.map((g) => [g.reason, g.count]))).toEqual({
       DUPLICATE_PAYMENT: IN_REVIEW - 3,
       AMOUNT_MISMATCH: 3,
     });
-    expect(await orderStatementReads()).toEqual([["Index Only Scan Order_reviewReason_updatedAt_idx"]]);
+    expect(await orderStatementReads()).toEqual([[throughIndex]]);
   });
 
   it("of one reason are listed through that index, reading that reason's orders only", async () => {
@@ -79,14 +87,8 @@ describe("the orders in review, with a systematic double charge in review", () =
     const { orders } = await loadReviews(prisma, "AMOUNT_MISMATCH", NOW);
     expect(orders.map((o) => o.outTradeNo)).toEqual(["O3001", "O2002", "O1000"]);
     const reads = await orderStatementReads();
-    // The list, then the count (`countReviews`, above). The list's scan is an index scan or, where the visibility map
-    // lets the planner skip the heap for the columns it needs there, an index-only one (seen in a CI run): either way
-    // through that index, never a read of every order in review.
-    const throughIndex = /^Index (?:Only )?Scan Order_reviewReason_updatedAt_idx$/;
-    expect(reads).toEqual([
-      [expect.stringMatching(throughIndex)],
-      ["Index Only Scan Order_reviewReason_updatedAt_idx"],
-    ]);
+    // The list, then the count (`countReviews`, above).
+    expect(reads).toEqual([[throughIndex], [throughIndex]]);
   });
 
   it("of every reason are listed newest first", async () => {
