@@ -12,6 +12,7 @@ import Fastify, {
 } from "fastify";
 import type { Redis } from "ioredis";
 import { pino } from "pino";
+import { DashboardCookies } from "./auth/cookies.ts";
 import { installCsrf } from "./auth/csrf.ts";
 import { actionName, installAuthGuard, SAFE_METHODS } from "./auth/guard.ts";
 import { LoginRateLimiter } from "./auth/rate-limit.ts";
@@ -123,6 +124,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     prefix: config.QUEUE_PREFIX,
     users,
     sessions: new SessionCodec(secret, config.DASHBOARD_SESSION_TTL_SECONDS, () => now().getTime()),
+    cookies: new DashboardCookies(config.DASHBOARD_COOKIE_SECURE),
     loginLimiter: new LoginRateLimiter(config.DASHBOARD_LOGIN_ATTEMPTS_PER_MINUTE, 60_000, () => now().getTime()),
     metrics,
     now,
@@ -148,7 +150,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(fastifyCookie, { secret: deriveKey(secret, "cookie-signing").toString("base64url") });
   await app.register(fastifyFormbody);
   installAuthGuard(app, ctx);
-  await installCsrf(app, ctx);
+  installCsrf(app, ctx, deriveKey(secret, "csrf token"));
   app.decorateRequest("bullBoardAuditId", undefined);
   app.addHook("preHandler", async (request) => {
     // Root preHandlers run in order: reaching this one means the CSRF hook let the request through.

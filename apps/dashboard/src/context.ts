@@ -3,6 +3,7 @@ import type { Db, DbPool } from "@wpn/db";
 import { ALL_QUEUES, createQueue, type QueueName } from "@wpn/queue";
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
+import type { DashboardCookies } from "./auth/cookies.ts";
 import type { LoginRateLimiter } from "./auth/rate-limit.ts";
 import type { SessionCodec } from "./auth/session.ts";
 import type { DashboardUser } from "./auth/users.ts";
@@ -22,6 +23,8 @@ export interface DashboardContext {
   readonly prefix: string;
   readonly users: ReadonlyMap<string, DashboardUser>;
   readonly sessions: SessionCodec;
+  /** Names and attributes of the cookies (`__Host-` when secure). */
+  readonly cookies: DashboardCookies;
   readonly loginLimiter: LoginRateLimiter;
   readonly metrics: DashboardMetrics;
   readonly now: () => Date;

@@ -391,7 +391,7 @@ describe("behind a reverse proxy (DASHBOARD_TRUST_PROXY)", () => {
     expect(lines.filter((l) => l.code === "TRUST_PROXY_ANY_PEER")).toEqual([]);
   });
 
-  it("marks every cookie Secure when the proxy says the request came over HTTPS, without DASHBOARD_COOKIE_SECURE", async () => {
+  it("marks every cookie Secure (session and CSRF secret as __Host- cookies) when the proxy says the request came over HTTPS, without DASHBOARD_COOKIE_SECURE", async () => {
     const proxied = await startDashboard("dash_proxy_tls", { env: { DASHBOARD_TRUST_PROXY: "10.0.0.2" } });
     try {
       /** A browser's login and board visit, each request from `peer` with `headers`; the cookies each answer set. */
@@ -431,9 +431,10 @@ describe("behind a reverse proxy (DASHBOARD_TRUST_PROXY)", () => {
       };
       // TLS ended at the listed proxy, which says so (nginx: proxy_set_header X-Forwarded-Proto $scheme).
       const overTls = await visit("10.0.0.2", { "x-forwarded-proto": "https", "x-forwarded-for": "203.0.113.7" });
-      for (const name of ["wpn_session", "_csrf", "XSRF-TOKEN"]) {
+      for (const name of ["__Host-wpn_session", "__Host-_csrf", "XSRF-TOKEN"]) {
         expect(overTls.get(name), name).toMatch(/; Secure/);
       }
+      expect(overTls.has("wpn_session") || overTls.has("_csrf")).toBe(false);
       // Plain HTTP (development on 127.0.0.1), or a client that is no listed proxy claiming HTTPS: not Secure, or the
       // browser would drop the cookies and nobody could log in over http://.
       for (const [peer, headers] of [
@@ -445,6 +446,10 @@ describe("behind a reverse proxy (DASHBOARD_TRUST_PROXY)", () => {
           expect(plain.get(name), `${peer} ${name}`).toBeDefined();
           expect(plain.get(name), `${peer} ${name}`).not.toMatch(/; Secure/);
         }
+        expect(
+          [...plain.keys()].filter((name) => name.startsWith("__Host-")),
+          peer,
+        ).toEqual([]);
       }
     } finally {
       await proxied.close();

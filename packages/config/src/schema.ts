@@ -352,6 +352,7 @@ const envFields = z.object({
   /**
    * Mark dashboard cookies `Secure` on every answer: set to true whenever the dashboard is served over HTTPS (it should
    * be). Unset, they are Secure on answers to requests that came over HTTPS (X-Forwarded-Proto from a trusted proxy).
+   * Secure, the session and CSRF secret cookies are `__Host-` cookies (apps/dashboard/README.md).
    */
   DASHBOARD_COOKIE_SECURE: bool.default(false),
   /** Failed dashboard logins accepted per client IP per minute before answering 429. */

@@ -1,8 +1,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { DashboardContext } from "../context.ts";
 import { sendError } from "../routes/page.ts";
+import { SESSION_COOKIE } from "./cookies.ts";
 import { isRevoked } from "./revocations.ts";
-import { SESSION_COOKIE, type SessionClaims, type SessionUser } from "./session.ts";
+import type { SessionClaims, SessionUser } from "./session.ts";
 
 /**
  * Per-route access, set in a route's `config`. Anything without `access` needs a session, and a mutating
@@ -77,7 +78,10 @@ function authenticate(request: FastifyRequest, ctx: DashboardContext): FastifyRe
   // The configuration, not the cookie, decides who exists, with which password and role: removing a user, resetting
   // their password (their sessions end) or demoting them takes effect on the next request after a restart with the
   // new DASHBOARD_USERS.
-  const claims = ctx.sessions.verify(request.cookies[SESSION_COOKIE], (name) => ctx.users.get(name)?.passwordHash);
+  const claims = ctx.sessions.verify(
+    ctx.cookies.read(request, SESSION_COOKIE),
+    (name) => ctx.users.get(name)?.passwordHash,
+  );
   const user = claims && ctx.users.get(claims.sub);
   if (!claims || !user) return null;
   return { user: { name: user.name, role: user.role }, claims };

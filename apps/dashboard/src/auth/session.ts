@@ -1,20 +1,6 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import type { DashboardUser, Role } from "./users.ts";
 
-export const SESSION_COOKIE = "wpn_session";
-
-/**
- * The `secure` option of every cookie the dashboard sets (session, CSRF secret, XSRF-TOKEN): always with
- * DASHBOARD_COOKIE_SECURE=true; otherwise "auto" (@fastify/cookie): Secure whenever the request came over HTTPS — a TLS
- * socket, or `X-Forwarded-Proto: https` from a DASHBOARD_TRUST_PROXY proxy. Without it, a deployment behind a
- * TLS-terminating proxy that forgot the setting had its session cookie sent in clear to any http:// URL of the host
- * (cookies ignore the scheme and the port: the proxy's port-80 redirect gets it too). Plain HTTP (development on
- * 127.0.0.1) still gets cookies without Secure, which a browser would not store there.
- */
-export function cookieSecure(configured: boolean): true | "auto" {
-  return configured ? true : "auto";
-}
-
 export interface SessionUser {
   name: string;
   role: Role;

@@ -1,7 +1,8 @@
 import type { FastifyInstance, FastifyReply } from "fastify";
+import { SESSION_COOKIE } from "../auth/cookies.ts";
+import { clearCsrfCookies, rotateCsrfSecret } from "../auth/csrf.ts";
 import { type HashCost, hashCostOf, hashPassword, verifyPassword } from "../auth/password.ts";
 import { revokeSession } from "../auth/revocations.ts";
-import { cookieSecure, SESSION_COOKIE } from "../auth/session.ts";
 import type { DashboardContext } from "../context.ts";
 import { recordAudit } from "../data/audit.ts";
 import { html } from "../views/html.ts";
@@ -123,13 +124,10 @@ export function registerLoginRoutes(app: FastifyInstance, ctx: DashboardContext)
       { actor: user.name, role: user.role, action: "login", detail: { ip, sid: claims.sid } },
       ctx.now(),
     );
-    reply.setCookie(SESSION_COOKIE, value, {
-      path: "/",
-      httpOnly: true,
-      sameSite: "lax",
-      secure: cookieSecure(ctx.config.DASHBOARD_COOKIE_SECURE),
-      maxAge: ctx.sessions.maxAgeSeconds,
-    });
+    ctx.cookies.set(reply, SESSION_COOKIE, value, { maxAge: ctx.sessions.maxAgeSeconds });
+    // A new session, a new CSRF secret: none the browser held before the login (the login page's, one planted by
+    // someone else) stays with the session. The tokens are bound to the session cookie besides (csrf.ts).
+    rotateCsrfSecret(reply, ctx);
     ctx.metrics.logins.inc({ result: "success" });
     request.log.info({ user: user.name, role: user.role }, "login");
     return reply.redirect(next, 303);
@@ -156,7 +154,8 @@ export function registerLoginRoutes(app: FastifyInstance, ctx: DashboardContext)
       );
       ctx.metrics.actions.inc({ action: "logout", result: "ok" });
     }
-    reply.clearCookie(SESSION_COOKIE, { path: "/" });
+    ctx.cookies.clear(reply, SESSION_COOKIE);
+    clearCsrfCookies(reply, ctx);
     return reply.redirect("/login", 303);
   });
 }

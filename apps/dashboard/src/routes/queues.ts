@@ -68,7 +68,7 @@ async function mountBoard(app: FastifyInstance, ctx: DashboardContext, basePath:
         if (!readOnlyMode && request.auth?.user.role !== "operator") {
           return reply.redirect(`${BULL_BOARD_READONLY_PATH}${path}`, 302);
         }
-        setXsrfCookie(reply, ctx.config.DASHBOARD_COOKIE_SECURE);
+        setXsrfCookie(reply, ctx);
       });
       // bull-board's page links Google Fonts; the console must not reach the Internet (CSP would block it
       // anyway, but the browser still tries). Its CSS falls back to system fonts.

@@ -69,7 +69,9 @@ export class Client {
 export async function loggedIn(app: FastifyInstance, name: string, password: string): Promise<Client> {
   const client = new Client(app);
   const response = await client.login(name, password);
-  if (response.statusCode !== 303 || !client.cookies.has("wpn_session")) {
+  // `__Host-wpn_session` where cookies are secure (DASHBOARD_COOKIE_SECURE, or HTTPS).
+  const session = client.cookies.has("wpn_session") || client.cookies.has("__Host-wpn_session");
+  if (response.statusCode !== 303 || !session) {
     throw new Error(`login as ${name} failed: ${response.statusCode} ${response.body.slice(0, 200)}`);
   }
   // Load a page so the client holds a CSRF token for forms.
