@@ -130,6 +130,7 @@ describe("__Host- cookies when cookies are secure", () => {
     // The victim's own secret and token, but the secret under the plain name (as a subdomain could write it).
     const victim = await loggedIn(secure.app, "olga", PASSWORDS.olga);
     const secret = victim.cookies.get("__Host-_csrf") ?? "";
+    expect(secret).not.toBe("");
     victim.cookies.delete("__Host-_csrf");
     victim.cookies.set("_csrf", secret);
     const logout = await victim.post("/logout", {}, { accept: "application/json" });
