@@ -7,6 +7,7 @@ import {
   loadConfigOrExit,
   secretRedactPaths,
   stopWhenParentExits,
+  withoutPayerIds,
 } from "@wpn/config";
 import { verifyMigrationsOrExit } from "@wpn/db";
 import { createRedisConnection } from "@wpn/queue";
@@ -19,8 +20,8 @@ const logger = pino({
   level: config.LOG_LEVEL,
   base: { service: "dashboard", pid: process.pid },
   // Belt and braces: nothing logs these on purpose, but a future `log.info({ req })` must not leak them. The shared
-  // list adds the merchant secrets (the keys page reads Merchant rows' apiV2Key) and the Redis password ioredis puts
-  // on a refused connection's error.
+  // lists add the merchant secrets (the keys page reads Merchant rows' apiV2Key), the Redis password ioredis puts on a
+  // refused connection's error, and payer ids (the console selects none: data/timeline.ts leaves payerOpenid out).
   redact: {
     paths: [
       "req.headers.cookie",
@@ -35,6 +36,7 @@ const logger = pino({
     ],
     censor: "[redacted]",
   },
+  formatters: { log: withoutPayerIds },
 });
 stopWhenParentExits(logger);
 

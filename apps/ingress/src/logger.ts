@@ -1,4 +1,4 @@
-import { secretRedactPaths } from "@wpn/config";
+import { secretRedactPaths, withoutPayerIds } from "@wpn/config";
 import { type DestinationStream, type Logger, pino } from "pino";
 
 /**
@@ -6,7 +6,8 @@ import { type DestinationStream, type Logger, pino } from "pino";
  * material on purpose; the redaction list is belt and braces for an object logged whole by mistake (an error that
  * carries the request, a merchant row): signatures, bodies and the merchant's secrets never reach the log, at the top
  * level or one level down, nor the arguments of a command Redis refused (REDIS_URL's password, for the handshake:
- * @wpn/config's secretRedactPaths). Public keys and certificates are not secret.
+ * @wpn/config's secretRedactPaths), nor a payer's id in any form (an APIv2 payment's fields are clear text:
+ * withoutPayerIds). Public keys and certificates are not secret.
  */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   const options = {
@@ -16,6 +17,7 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       paths: ["req.headers", "headers", "body", "*.body", "*.signature", ...secretRedactPaths()],
       remove: true,
     },
+    formatters: { log: withoutPayerIds },
   };
   return destination === undefined ? pino(options) : pino(options, destination);
 }

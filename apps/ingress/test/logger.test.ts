@@ -23,3 +23,20 @@ describe("ingress log redaction", () => {
     }
   });
 });
+
+describe("ingress log redaction of payer ids", () => {
+  it("drops every form of payer id (an APIv2 payment is clear text), at any level of the logged object", () => {
+    const lines: string[] = [];
+    const logger = createLogger("info", { write: (line: string) => void lines.push(line) });
+    const v2Fields = { mch_id: "1900000109", openid: "oPAYER-v2", sub_openid: "oPAYER-v2sub" };
+    const payer = { openid: "oPAYER-direct", sp_openid: "oPAYER-sp", sub_openid: "oPAYER-sub" };
+    logger.warn({ ...v2Fields, sp_openid: "oPAYER-top-sp" }, "APIv2 fields at the top level");
+    logger.warn({ fields: v2Fields }, "APIv2 fields one level down");
+    logger.warn({ event: { transaction: { sp_mchid: "1900000109", payer } } }, "a decrypted notification");
+    expect(lines).toHaveLength(3);
+    for (const line of lines) {
+      expect(line).not.toContain("oPAYER");
+      expect(line).toContain("1900000109");
+    }
+  });
+});

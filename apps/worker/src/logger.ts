@@ -1,11 +1,13 @@
-import { secretRedactPaths } from "@wpn/config";
+import { secretRedactPaths, withoutPayerIds } from "@wpn/config";
 import { type DestinationStream, type Logger, pino } from "pino";
 
 /**
  * JSON logs on stdout. Every job's lines carry `notificationId` and `outTradeNo` (child loggers in the
- * stage runner). Payer data (openid) and key material are never passed to the logger; the redaction list is
- * a second line of defence for objects logged whole by mistake (a merchant row, a key set), at the top level or one
- * level down. `destination` defaults to stdout.
+ * stage runner). Payer ids and key material are never passed to the logger; the redaction list is a second line of
+ * defence for objects logged whole by mistake: a merchant row or a key set (their secrets, at the top level or one
+ * level down), the notification `body`, and a decrypted transaction, its payer, APIv2 fields or payment facts (every
+ * form of payer id — openid, sp_openid, sub_openid, payerOpenid — and `payer` whole, down to four levels, in arrays
+ * too: @wpn/config's withoutPayerIds). `destination` defaults to stdout.
  */
 export function createLogger(
   level: string,
@@ -16,9 +18,10 @@ export function createLogger(
     level,
     base: { service: "wpn-worker", pid: process.pid, ...base },
     redact: {
-      paths: ["payerOpenid", "*.payerOpenid", "openid", "*.openid", "body", "*.body", ...secretRedactPaths()],
+      paths: ["body", "*.body", ...secretRedactPaths()],
       censor: "[redacted]",
     },
+    formatters: { log: withoutPayerIds },
   };
   return destination === undefined ? pino(options) : pino(options, destination);
 }

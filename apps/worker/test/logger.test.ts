@@ -27,3 +27,40 @@ describe("worker log redaction", () => {
     });
   });
 });
+
+describe("worker log redaction of payer ids", () => {
+  // The payer's id in every form WeChat sends it: APIv3 `payer.openid` (direct merchant), `payer.sp_openid` and
+  // `payer.sub_openid` (service provider), APIv2 `openid` and `sub_openid`, and PaymentFacts' `payerOpenid`.
+  const transaction = {
+    out_trade_no: "wpn-order-1",
+    sp_mchid: "1900000109",
+    payer: { openid: "oPAYER-direct", sp_openid: "oPAYER-sp", sub_openid: "oPAYER-sub" },
+  };
+  const v2Fields = {
+    out_trade_no: "wpn-order-1",
+    mch_id: "1900000109",
+    openid: "oPAYER-v2",
+    sub_openid: "oPAYER-v2sub",
+  };
+
+  it("never prints one, whatever its form or level (an object logged whole), and leaves the logged object as it was", () => {
+    const lines: string[] = [];
+    const logger = createLogger("info", {}, { write: (line: string) => void lines.push(line) });
+    logger.warn({ ...v2Fields, sp_openid: "oPAYER-top-sp" }, "APIv2 fields at the top level");
+    logger.warn({ fields: v2Fields }, "APIv2 fields one level down");
+    logger.warn({ mchid: "1900000109", payer: transaction.payer }, "a payer");
+    logger.warn({ transaction }, "a decrypted transaction");
+    logger.warn({ event: { kind: "transaction", transaction } }, "a decrypted notification");
+    logger.warn({ payment: { mchid: "1900000109", payerOpenid: "oPAYER-facts" } }, "payment facts");
+    logger.warn({ batch: [{ event: { transaction } }] }, "a batch of notifications");
+    expect(lines).toHaveLength(7);
+    for (const line of lines) {
+      expect(line).not.toContain("oPAYER");
+      // Only the payer goes: the rest of the object still says what the line is about.
+      expect(line).toContain("1900000109");
+    }
+    expect(JSON.parse(lines[3] ?? "{}").transaction.payer).toBe("[redacted]");
+    // The caller still holds its object: censored in the line only.
+    expect(transaction.payer.sub_openid).toBe("oPAYER-sub");
+  });
+});
