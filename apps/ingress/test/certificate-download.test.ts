@@ -3,8 +3,12 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createTestDatabase, createTestMerchant, type TestMerchant, testRsaKeyPair } from "@wpn/testing";
+import { KeyStore, WechatPayError } from "@wpn/wechatpay";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { createLogger } from "../src/logger.ts";
+import { certificateRefresher, downloadObserver } from "../src/merchants/certificate-download.ts";
 import { prismaMerchantSource } from "../src/merchants/prisma-source.ts";
+import { createMetrics } from "../src/metrics.ts";
 import { failureMessage } from "../src/routes/failure.ts";
 import { platformCertificate } from "./support/certificate.ts";
 import { type FakeWechatApi, type PlatformCertificate, startFakeWechatApi } from "./support/fake-wechat-api.ts";
@@ -245,6 +249,37 @@ describe("platform certificates downloaded by the ingress (WECHATPAY_MERCHANT_SE
     const response = await post(ingress.app, "/notify/v3", signedBy(forger));
     expect(response.statusCode).toBe(503);
     expect(await ingress.jobsEverAdded()).toBe(0);
+  });
+});
+
+describe("a download's failure in the log", () => {
+  it("names no credential of the API base URL, whatever fetch said about it", async () => {
+    const lines: string[] = [];
+    const logger = createLogger("debug", { write: (line: string) => void lines.push(line) });
+    const withCredentials = fake.baseUrl.replace("http://", "http://proxy-user:s3cret-pw@");
+    const refresher = certificateRefresher(
+      {
+        mchid: merchant.mchid,
+        baseUrl: withCredentials,
+        merchantSerialNo: MERCHANT_SERIAL,
+        merchantPrivateKeyPem: merchantApiKey.privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+        apiV3Key: Buffer.from(merchant.apiV3Key),
+        previousApiV3Key: undefined,
+        toleranceSeconds: 300,
+      },
+      new KeyStore(),
+      { observer: downloadObserver(logger, createMetrics()) },
+    );
+    const failure = await refresher.refresh().then(
+      () => undefined,
+      (error: unknown) => error as Error,
+    );
+    expect(failure).toBeInstanceOf(WechatPayError);
+    const failed = lines.map((line) => JSON.parse(line)).filter((l) => l.code === "CERT_DOWNLOAD_FAILED");
+    expect(failed).toHaveLength(1);
+    for (const line of lines) expect(line).not.toContain("s3cret");
+    expect(JSON.stringify(failure)).not.toContain("s3cret");
+    expect(failure?.message).not.toContain("s3cret");
   });
 });
 

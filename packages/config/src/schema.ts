@@ -107,6 +107,31 @@ function isAddressOrRange(entry: string): boolean {
   return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (version === 4 ? 32 : 128);
 }
 
+/**
+ * WECHATPAY_API_BASE_URL: a URL with neither credentials nor a query or fragment, refused at start rather than masked
+ * where it is used. Credentials can never work — fetch refuses a URL that has them, in a TypeError quoting the URL
+ * whole, which the download's failure logged at every retry — and a proxy that wants them takes them otherwise. A query
+ * or fragment would come before the appended /v3/certificates (the request went to the base URL's own path). So
+ * nothing such a URL could carry secretly is ever accepted, and every message or log line naming the URL is safe. The
+ * message does not repeat the value.
+ */
+const apiBaseUrl = z.string().superRefine((value, ctx) => {
+  const parsed = URL.canParse(value) ? new URL(value) : undefined;
+  const bare =
+    parsed !== undefined &&
+    parsed.username === "" &&
+    parsed.password === "" &&
+    !/[?#]/.test(value) &&
+    parsed.host !== "";
+  if (bare) return;
+  ctx.addIssue({
+    code: "custom",
+    message:
+      "must be WeChat Pay's API host (or a proxy's, with a path prefix if it needs one), without a user name, " +
+      "password, query or fragment: put a proxy's credentials in the proxy, not in this URL",
+  });
+});
+
 /** Integer setting with bounds; env values are strings, so coerce. */
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const bool = z.enum(["true", "false"]).transform((v) => v === "true");
@@ -194,8 +219,11 @@ const envFields = z.object({
     .regex(/^[0-9A-Fa-f]{1,64}$/, "must be the merchant API certificate's serial number (hex digits)")
     .optional(),
   WECHATPAY_MERCHANT_PRIVATE_KEY_PATH: z.string().min(1, "must not be empty").optional(),
-  /** WeChat Pay's API host for the certificate download (a test or proxy host may stand in). */
-  WECHATPAY_API_BASE_URL: z.string().url().default("https://api.mch.weixin.qq.com"),
+  /**
+   * WeChat Pay's API host for the certificate download (a test or proxy host may stand in, with a path prefix). No user
+   * name, password, query or fragment: apiBaseUrl.
+   */
+  WECHATPAY_API_BASE_URL: apiBaseUrl.default("https://api.mch.weixin.qq.com"),
   /**
    * Period of the scheduled certificate download of every downloading merchant (the environment's and `Merchant`
    * rows'), seconds; each wait is shortened by up to a tenth at random so that a fleet spreads out, and a failed

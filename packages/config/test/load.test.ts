@@ -193,6 +193,26 @@ describe("loadConfig", () => {
     }
   });
 
+  it("refuses a WECHATPAY_API_BASE_URL with credentials, a query or a fragment, without repeating them", () => {
+    // fetch refuses a URL with credentials in a TypeError that quotes it whole (and the download's failure was logged
+    // with it); a query or fragment would have had /v3/certificates appended after it. A proxy's path prefix is fine.
+    for (const url of [
+      "https://proxy-user:s3cret-pw@api.mch.weixin.qq.com",
+      "https://s3cret-token@api.mch.weixin.qq.com/",
+      "https://api.mch.weixin.qq.com/?token=s3cret-q",
+      "https://api.mch.weixin.qq.com/#s3cret-f",
+    ]) {
+      const message = errorOf({ ...valid, WECHATPAY_API_BASE_URL: url });
+      expect(message, url).toBe(
+        "WECHATPAY_API_BASE_URL must be WeChat Pay's API host (or a proxy's, with a path prefix if it needs one), " +
+          "without a user name, password, query or fragment: put a proxy's credentials in the proxy, not in this URL",
+      );
+      expect(message).not.toContain("s3cret");
+    }
+    const prefixed = "http://wechat-proxy.internal:8080/wechatpay/";
+    expect(loadConfig({ ...valid, WECHATPAY_API_BASE_URL: prefixed }).WECHATPAY_API_BASE_URL).toBe(prefixed);
+  });
+
   it("answers libpq's socket form (user@ and no host) with the URL form that says the same", () => {
     // `postgresql://postgres@/db?host=/dir` is libpq's; WHATWG URL, which pg and this project parse with, has no
     // user without a host. Before, the message only showed a TCP example.

@@ -152,8 +152,27 @@ function downloadFailed(message: string, cause?: unknown): WechatPayError {
   return new WechatPayError("CERT_DOWNLOAD_FAILED", `GET ${CERTIFICATES_PATH}: ${message}${detail}`, { cause });
 }
 
+/**
+ * `baseUrl` followed by CERTIFICATES_PATH. A base URL that is no URL, or that carries a user name or password, a query
+ * or a fragment, is refused without being repeated, nor is its parse error kept as the cause (Node's names the input):
+ * fetch refuses credentials in a URL with a TypeError that quotes the URL whole, which the failure's log line printed,
+ * and a query or fragment would come before the appended path. @wpn/config refuses such a WECHATPAY_API_BASE_URL at
+ * start; this is for every other caller.
+ */
+function certificatesUrl(baseUrl: string): URL {
+  if (!URL.canParse(baseUrl)) throw downloadFailed("baseUrl is not a URL");
+  const base = new URL(baseUrl);
+  if (base.username !== "" || base.password !== "" || baseUrl.includes("?") || baseUrl.includes("#")) {
+    throw downloadFailed("baseUrl carries a user name, password, query or fragment; it is not repeated here");
+  }
+  return new URL(`${baseUrl.replace(/\/+$/, "")}${CERTIFICATES_PATH}`);
+}
+
 export interface DownloadCertificatesArgs {
-  /** e.g. https://api.mch.weixin.qq.com; a path prefix is kept (and signed). */
+  /**
+   * e.g. https://api.mch.weixin.qq.com; a path prefix is kept (and signed). No user name, password, query or fragment
+   * (certificatesUrl).
+   */
   baseUrl: string;
   mchid: string;
   /** Serial of the merchant API certificate (商户API证书序列号). */
@@ -197,12 +216,7 @@ export interface DownloadCertificatesArgs {
 export async function downloadCertificates(args: DownloadCertificatesArgs): Promise<LoadedCertificate[]> {
   const now = args.now ?? (() => new Date());
   const fetchImpl = args.fetch ?? globalThis.fetch;
-  let url: URL;
-  try {
-    url = new URL(`${args.baseUrl.replace(/\/+$/, "")}${CERTIFICATES_PATH}`);
-  } catch (cause) {
-    throw downloadFailed(`invalid baseUrl "${args.baseUrl}"`, cause);
-  }
+  const url = certificatesUrl(args.baseUrl);
   const authorization = buildAuthorization({
     mchid: args.mchid,
     serialNo: args.merchantSerialNo,
