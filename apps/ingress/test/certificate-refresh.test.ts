@@ -283,6 +283,46 @@ describe("scheduled certificate download of a Merchant row", () => {
 });
 
 describe("scheduled certificate download of the environment's merchant", () => {
+  it("a certificate that expired and then left WeChat's list is logged as an expiry, not as a withdrawal", async () => {
+    const merchant = createTestMerchant();
+    fake.answer = { kind: "list", certificates: [certA], apiV3Key: merchant.apiV3Key };
+    const { logger, lines } = capturingLogger();
+    // The schedule's next download is an hour away: the test runs the downloads itself.
+    const ingress = await envIngress("cert-refresh-expired-unlisted", merchant, { publicKey: false, logger });
+    const keys = ingress.merchants.defaultMerchant.keys;
+    const refresher = ingress.merchants.defaultMerchant.certificateRefresher;
+    // Listed with an expire_time two seconds ahead (its X.509 validity runs on): trusted by this download…
+    const expireTime = new Date(Date.now() + 2_000);
+    const certE = { ...newPlatformCertificate(), expireTime };
+    fake.answer = { kind: "list", certificates: [certA, certE], apiV3Key: merchant.apiV3Key };
+    expect(await refresher?.refresh()).toBe(true);
+    expect(keys.has(certE.serial)).toBe(true);
+    // …and past it at the next download, whose list no longer has it: WeChat retired it, nobody withdrew it.
+    await new Promise((r) => setTimeout(r, expireTime.getTime() - Date.now() + 100));
+    fake.answer = { kind: "list", certificates: [certA], apiV3Key: merchant.apiV3Key };
+    expect(await refresher?.refresh()).toBe(true);
+    expect(keys.has(certE.serial)).toBe(false);
+    expect(lines.filter((l) => l.code === "CERT_WITHDRAWN")).toEqual([]);
+    const expired = lines.filter((l) => l.code === "CERT_EXPIRED_UNLISTED");
+    expect(expired).toHaveLength(1);
+    expect(expired[0]).toMatchObject({ level: 30, mchid: merchant.mchid, expired: [certE.serial] });
+  });
+
+  it("a certificate that left WeChat's list before its expiry is still a withdrawal", async () => {
+    const merchant = createTestMerchant();
+    const certE = { ...newPlatformCertificate(), expireTime: new Date(Date.now() + 3_600_000) };
+    fake.answer = { kind: "list", certificates: [certA, certE], apiV3Key: merchant.apiV3Key };
+    const { logger, lines } = capturingLogger();
+    const ingress = await envIngress("cert-refresh-withdrawn-early", merchant, { publicKey: false, logger });
+    expect(ingress.merchants.defaultMerchant.keys.has(certE.serial)).toBe(true);
+    fake.answer = { kind: "list", certificates: [certA], apiV3Key: merchant.apiV3Key };
+    expect(await ingress.merchants.defaultMerchant.certificateRefresher?.refresh()).toBe(true);
+    expect(lines.filter((l) => l.code === "CERT_EXPIRED_UNLISTED")).toEqual([]);
+    const withdrawn = lines.filter((l) => l.code === "CERT_WITHDRAWN");
+    expect(withdrawn).toHaveLength(1);
+    expect(withdrawn[0]).toMatchObject({ level: 40, mchid: merchant.mchid, withdrawn: [certE.serial] });
+  });
+
   it("drops a withdrawn certificate and fetches a published one, as a row's merchant does", async () => {
     const merchant = createTestMerchant();
     fake.answer = { kind: "list", certificates: [certA, certB], apiV3Key: merchant.apiV3Key };

@@ -13,8 +13,18 @@ import type { IngressMetrics } from "../metrics.ts";
 
 /** What the refresher knows of a successful download besides the list, for its log line. */
 export interface DownloadContext {
-  /** Serials the merchant trusted from an earlier download that this list no longer has: removed now. */
+  /**
+   * Serials the merchant trusted from an earlier download that this list no longer has, before their expiry (the
+   * validity as they were listed: their own notAfter, or an earlier `expire_time`): removed now, withdrawn by WeChat.
+   */
   withdrawn: readonly string[];
+  /**
+   * Serials an earlier download brought that this list no longer has, past their expiry: a certificate that ran out
+   * (its notAfter, or the `expire_time` WeChat retired it at) and that WeChat then stopped listing — the normal end of
+   * a certificate, removed now. Since their expiry, notifications signed with them were refused already
+   * (CERTIFICATE_EXPIRED, a minute allowed).
+   */
+  expiredUnlisted: readonly string[];
   /**
    * Serials this list has that are past their expiry (`certificateExpired`: mostly the `expire_time` WeChat moved
    * forward to retire a certificate at its switch): not trusted, and removed if trusted before.
@@ -47,13 +57,15 @@ export interface DownloadObserver {
  * Logs each download and counts it in `wpn_ingress_certificate_downloads_total{result}` (every one, whatever is
  * logged). A failure is a warning (CERT_DOWNLOAD_FAILED), except the repeats of one the public key covers: its first
  * is a warning saying so, the following ones of the same run of failures are debug lines, since such a merchant fails
- * at every attempt for as long as the process runs. A certificate that WeChat no longer lists is a warning too
- * (CERT_WITHDRAWN): from now on notifications signed with it are refused (401 SERIAL_UNKNOWN). One it lists past its
- * expiry is named on the info line (`expired`), not in `certificates`: a retirement WeChat announced, no warning.
+ * at every attempt for as long as the process runs. A certificate that WeChat no longer lists before its expiry is a
+ * warning too (CERT_WITHDRAWN): from now on notifications signed with it are refused (401 SERIAL_UNKNOWN). One it
+ * lists past its expiry is named on the info line (`expired`), not in `certificates`, and one it no longer lists
+ * after its expiry on an info line of its own (CERT_EXPIRED_UNLISTED): a retirement, or the end of a certificate's
+ * validity, no warning.
  */
 export function downloadObserver(logger: Logger, metrics: IngressMetrics): DownloadObserver {
   return {
-    downloaded(mchid, certificates, { withdrawn, expired, failuresBefore }) {
+    downloaded(mchid, certificates, { withdrawn, expiredUnlisted, expired, failuresBefore }) {
       metrics.certificateDownloads.inc({ result: "ok" });
       logger.info(
         {
@@ -70,6 +82,12 @@ export function downloadObserver(logger: Logger, metrics: IngressMetrics): Downl
         logger.warn(
           { mchid, withdrawn, code: "CERT_WITHDRAWN" },
           "platform certificates no longer listed by WeChat Pay; no longer trusted",
+        );
+      }
+      if (expiredUnlisted.length > 0) {
+        logger.info(
+          { mchid, expired: expiredUnlisted, code: "CERT_EXPIRED_UNLISTED" },
+          "platform certificates past their expiry no longer listed by WeChat Pay; removed",
         );
       }
     },
@@ -148,17 +166,23 @@ export function certificateRefresher(
         observer?.failed(settings.mchid, error, { consecutive: failures, publicKeyCovers });
         throw error;
       }
-      // What the refresher is about to remove: what it downloaded before and this list no longer has, and what the
-      // list has past its expiry (the refresher's wall clock is the default one too).
+      // What the refresher is about to remove: what it downloaded before and this list no longer has — withdrawn, or
+      // simply run out (past the notAfter it was held with, no tolerance: the certificate's validity had ended) —
+      // and what the list has past its expiry (the refresher's wall clock is the default one too).
       const listed = new KeyStore();
       for (const cert of certificates) listed.addCertificate(cert);
-      const withdrawn = refresher
-        .downloaded()
-        .filter((cert) => !listed.has(cert.serial))
-        .map((cert) => cert.serial);
       const now = new Date();
+      const unlisted = refresher.downloaded().filter((cert) => !listed.has(cert.serial));
+      const ranOut = (cert: LoadedCertificate) => cert.notAfter.getTime() <= now.getTime();
+      const withdrawn = unlisted.filter((cert) => !ranOut(cert)).map((cert) => cert.serial);
+      const expiredUnlisted = unlisted.filter(ranOut).map((cert) => cert.serial);
       const expired = certificates.filter((cert) => certificateExpired(cert, now)).map((cert) => cert.serial);
-      observer?.downloaded(settings.mchid, certificates, { withdrawn, expired, failuresBefore: failures });
+      observer?.downloaded(settings.mchid, certificates, {
+        withdrawn,
+        expiredUnlisted,
+        expired,
+        failuresBefore: failures,
+      });
       failures = 0;
       return certificates;
     },
