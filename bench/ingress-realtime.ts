@@ -11,13 +11,14 @@
  * Same server and load-generator processes as bench/ingress.ts (bench/ingress-servers.ts, bench/ingress-loadgen.ts),
  * a bench-owned redis-server; results go to stdout and bench/results/ingress-realtime-<timestamp>.json.
  */
-import { type ChildProcess, execFileSync, fork, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { setPriority } from "node:os";
 import { resolve } from "node:path";
 import { createRedisConnection } from "@wpn/queue";
 import { createTestMerchant, freePort } from "@wpn/testing";
+import { children, nextMessage, spawnChild, startRedis } from "./children.ts";
 import { kdamondCpuMs } from "./damon.ts";
 import type { GenerateSpec, RunResult, RunSpec } from "./ingress-loadgen.ts";
 import { percentile } from "./percentile.ts";
@@ -40,29 +41,6 @@ type Kind = (typeof THROUGHPUT)[number]["kind"];
 
 const here = import.meta.dirname;
 const merchant = createTestMerchant();
-const children: ChildProcess[] = [];
-
-function nextMessage<T>(child: ChildProcess, type: string): Promise<T> {
-  return new Promise((done, fail) => {
-    const onMessage = (message: { type: string; message?: string }) => {
-      if (message.type !== "error" && message.type !== type) return;
-      child.off("message", onMessage);
-      if (message.type === "error") fail(new Error(message.message));
-      else done(message as T);
-    };
-    child.on("message", onMessage);
-  });
-}
-
-function spawnChild(script: string, args: string[], env: Record<string, string>): ChildProcess {
-  const child = fork(resolve(here, script), args, {
-    execArgv: ["--import", "tsx"],
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "inherit", "inherit", "ipc"],
-  });
-  children.push(child);
-  return child;
-}
 
 /** Every thread of `pid` to SCHED_FIFO `FIFO_PRIORITY`, or back to SCHED_OTHER (threads started later inherit it). */
 function setRealtime(pid: number, on: boolean): void {
@@ -73,20 +51,11 @@ function setRealtime(pid: number, on: boolean): void {
 }
 
 async function main() {
-  const port = await freePort();
-  const redis = spawn(
-    "redis-server",
-    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-    {
-      stdio: "ignore",
-    },
-  );
-  const redisUrl = `redis://127.0.0.1:${port}`;
-  const admin = createRedisConnection(redisUrl, "admin", { retryStrategy: () => 50 });
-  await admin.ping();
+  const redis = await startRedis();
+  const admin = createRedisConnection(redis.url, "admin");
   const env = {
     ...merchant.env,
-    REDIS_URL: redisUrl,
+    REDIS_URL: redis.url,
     QUEUE_PREFIX: `bench-realtime-${randomBytes(4).toString("hex")}`,
     LOG_LEVEL: "silent",
     NODE_ENV: "production",
@@ -115,7 +84,7 @@ async function main() {
   /** One run of `kind` alone (the other servers stopped), under `condition`; then everything back to normal. */
   const run = async (kind: Kind, condition: Condition, spec: Omit<RunSpec, "urls" | "label">) => {
     const server = servers.get(kind);
-    if (!server || redis.pid === undefined || loadgen.pid === undefined || server.child.pid === undefined) {
+    if (!server || loadgen.pid === undefined || server.child.pid === undefined) {
       throw new Error(`${kind}: a process has no pid`);
     }
     const measured = [server.child.pid, redis.pid, loadgen.pid];
@@ -226,7 +195,7 @@ async function main() {
   );
   console.log(`raw results: ${file}`);
   for (const child of children) child.kill("SIGKILL");
-  redis.kill("SIGKILL");
+  redis.stop();
   admin.disconnect();
 }
 

@@ -21,13 +21,14 @@
  * (no persistence), so the shared development Redis neither slows the runs down nor collects their keys.
  * Results go to bench/results/ (git-ignored) and stdout.
  */
-import { type ChildProcess, fork, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, getPriority, loadavg, setPriority } from "node:os";
 import { resolve } from "node:path";
 import { createRedisConnection } from "@wpn/queue";
 import { createTestDatabase, createTestMerchant, freePort } from "@wpn/testing";
+import { children, nextMessage, spawnChild, startRedis } from "./children.ts";
 import { damonRunning, kdamondCpuMs, withDamonPaused } from "./damon.ts";
 import type { GenerateSpec, RunResult, RunSpec } from "./ingress-loadgen.ts";
 import { percentile } from "./percentile.ts";
@@ -136,71 +137,6 @@ const processesOf = (kind: Kind) => Math.max(...ALL_VARIANTS.filter((v) => v.kin
 const here = import.meta.dirname;
 const merchant = createTestMerchant();
 const prefix = `bench-ingress-${randomBytes(4).toString("hex")}`;
-
-function nextMessage<T>(child: ChildProcess, type: string): Promise<T> {
-  return new Promise((done, fail) => {
-    const cleanup = () => {
-      child.off("message", onMessage);
-      child.off("exit", onExit);
-    };
-    const onExit = (code: number | null) => {
-      cleanup();
-      fail(new Error(`${child.spawnargs.join(" ")} exited with ${code}`));
-    };
-    const onMessage = (message: { type: string; message?: string }) => {
-      if (message.type === "error") {
-        cleanup();
-        fail(new Error(message.message));
-      } else if (message.type === type) {
-        cleanup();
-        done(message as T);
-      }
-    };
-    child.on("message", onMessage);
-    child.once("exit", onExit);
-  });
-}
-
-/** Every child started, so that a failed run can kill them (stopped ones included: see `run`). */
-const children: ChildProcess[] = [];
-
-function spawnChild(script: string, args: string[], env: Record<string, string>): ChildProcess {
-  const child = fork(resolve(here, script), args, {
-    execArgv: ["--import", "tsx"],
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "inherit", "inherit", "ipc"],
-  });
-  children.push(child);
-  return child;
-}
-
-/** A private redis-server (same binary as the shared one) on a free port; killed at the end. */
-async function startRedis(): Promise<{ url: string; stop(): void }> {
-  const port = await freePort();
-  const child = spawn(
-    "redis-server",
-    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-    {
-      stdio: "ignore",
-    },
-  );
-  const url = `redis://127.0.0.1:${port}`;
-  for (let attempt = 0; ; attempt++) {
-    const probe = createRedisConnection(url, "admin", { lazyConnect: true, retryStrategy: () => null });
-    probe.on("error", () => undefined);
-    try {
-      await probe.connect();
-      await probe.ping();
-      probe.disconnect();
-      break;
-    } catch (error) {
-      probe.disconnect();
-      if (attempt > 100) throw new Error("redis-server did not start", { cause: error });
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  return { url, stop: () => child.kill("SIGKILL") };
-}
 
 /**
  * Sets the load generator's nice value (LATENCY_LOADGEN_NICE). A process without the privilege to raise priority gets
