@@ -265,13 +265,17 @@ describe("worker processes", () => {
         ...world.env,
         WORKER_CONCURRENCY: "4",
         PG_POOL_MAX: "4",
-        // Short, so the killed worker's jobs stall soon; not so short that a survivor starved of CPU for a
-        // moment loses its own locks.
-        WORKER_LOCK_DURATION_MS: "2000",
+        // Every process looks for stalled jobs twice a second: the killed worker's are found soon after its locks expire.
         WORKER_STALLED_INTERVAL_MS: "500",
         WORKER_SHUTDOWN_TIMEOUT_MS: "5000",
       };
-      for (let i = 0; i < 3; i++) workers.push(spawnWorker(env, i));
+      // A job's lock lasts as long as the worker holding it says (each renewal sets its TTL), so only the worker to be
+      // killed gets a short one: its jobs stall about 2 s after the kill. The survivors keep the default 30 s: with a
+      // 2 s lock, renewed each second, a survivor starved of CPU (a loaded host) lost its own locks by the hundred,
+      // its healthy jobs stalled again and again, and past WORKER_MAX_STALLED_COUNT (3) were failed
+      // JOB_STALLED_TOO_OFTEN — held jobs among them, which then never completed.
+      for (let i = 0; i < 3; i++)
+        workers.push(spawnWorker(i === 0 ? { ...env, WORKER_LOCK_DURATION_MS: "2000" } : env, i));
       // Every process must be taking jobs before they arrive: otherwise the first one up can do the first quarter
       // alone, and the process killed below holds no job whose stall the others would have to recover.
       await waitFor("3 workers on the parse queue", async () => (await queue.getWorkersCount()) === 3, 60_000, 50);
@@ -290,8 +294,10 @@ describe("worker processes", () => {
           .flatMap((w) => w.output().split("\n").slice(0, -1))
           .filter((line) => line.includes('"code":"JOB_STALLED"'))
           .map((line) => (JSON.parse(line) as { jobId: string }).jobId);
-      await waitFor("a survivor to log JOB_STALLED for every held job", async () =>
-        held.every((job) => stalled().includes(job.id)),
+      await waitFor(
+        "a survivor to log JOB_STALLED for every held job",
+        async () => held.every((job) => stalled().includes(job.id)),
+        60_000,
       );
       // 60 s like the waits above: a re-run that meets a conflict is retried with backoff, and on a loaded machine
       // (the whole suite beside other work) that takes longer — this wait once ran out at 15 s in an 85 s run.
