@@ -206,8 +206,13 @@ describe("migrate: a migration's table locks on a live database (lock_timeout, r
     try {
       await report.query("BEGIN");
       await report.query(`SELECT count(*) FROM "Busy"`);
+      // The blocking session is named by sampling pg_blocking_pids from half the lock timeout on, so the second half
+      // is the time a retry's log has to name it, and the first sample must open the watch's connection in it: three
+      // wake-ups of this process before the query reaches the server. 200 ms left 100 ms, and a process short of CPU
+      // — beside a busy host's other work, one at nice 19 waits up to a second for its turn — logged blockers: [].
+      // Half of 5 s outlasts three such waits. The test lasts about one timeout: the report ends at the first retry.
       const migrating = migrate(url, migrationsDir({ "001_t": TABLE, "002_alter": ALTER }), {
-        lockTimeoutMs: 200,
+        lockTimeoutMs: 5_000,
         attempts: 5,
         retryDelayMs: 100,
         log: {
@@ -217,7 +222,10 @@ describe("migrate: a migration's table locks on a live database (lock_timeout, r
           },
         },
       });
-      const first = await Promise.race([firstRetry, settled(migrating), after(3_000)]);
+      // Retried, neither settled first (applied through the report's lock, or failed at once) nor still waiting well
+      // past its lock timeout (none set: the ALTER would wait for the report). The bound is for that last case only:
+      // the time to the first retry is the migration's own setup plus one timeout, however long a busy host takes.
+      const first = await Promise.race([firstRetry, settled(migrating), after(30_000)]);
       expect(first).toBe("retried");
       await report.query("COMMIT");
       expect(await migrating).toEqual({ applied: ["002_alter"], alreadyApplied: ["001_t"] });
@@ -233,7 +241,7 @@ describe("migrate: a migration's table locks on a live database (lock_timeout, r
       blockers: [{ pid: report.pid, applicationName: "test:long-report", state: "idle in transaction" }],
     });
     expect(await recorded(url)).toEqual(["001_t", "002_alter"]);
-  });
+  }, 60_000);
 
   it("a concurrent index build is not bound by the lock timeout: it waits for an open transaction as long as it lasts", async () => {
     const url = freshUrl();
