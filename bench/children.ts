@@ -5,7 +5,8 @@
 import { type ChildProcess, fork, spawn } from "node:child_process";
 import { resolve } from "node:path";
 import { createRedisConnection } from "@wpn/queue";
-import { freePort } from "@wpn/testing";
+import { freePort, type TestMerchant } from "@wpn/testing";
+import type { GenerateSpec } from "./ingress-loadgen.ts";
 
 const here = import.meta.dirname;
 
@@ -75,4 +76,15 @@ export async function startRedis(): Promise<{ url: string; pid: number; stop(): 
   }
   if (child.pid === undefined) throw new Error("redis-server has no pid");
   return { url, pid: child.pid, stop: () => child.kill("SIGKILL") };
+}
+
+/** What the load generator needs to mint notifications WeChat would send `merchant` (signed with its platform key). */
+export function generateSpec(merchant: TestMerchant): GenerateSpec {
+  return {
+    privateKeyPem: merchant.platformPrivateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+    apiV3Key: merchant.apiV3Key,
+    serial: merchant.publicKeyId,
+    mchid: merchant.mchid,
+    appid: merchant.appid,
+  };
 }

@@ -18,9 +18,9 @@ import { setPriority } from "node:os";
 import { resolve } from "node:path";
 import { createRedisConnection } from "@wpn/queue";
 import { createTestMerchant, freePort } from "@wpn/testing";
-import { children, nextMessage, spawnChild, startRedis } from "./children.ts";
+import { children, generateSpec, nextMessage, spawnChild, startRedis } from "./children.ts";
 import { kdamondCpuMs } from "./damon.ts";
-import type { GenerateSpec, RunResult, RunSpec } from "./ingress-loadgen.ts";
+import type { RunResult, RunSpec } from "./ingress-loadgen.ts";
 import { percentile } from "./percentile.ts";
 
 const roundsArg = process.argv.indexOf("--rounds");
@@ -69,13 +69,7 @@ async function main() {
   }
   const loadgen = spawnChild("ingress-loadgen.ts", [], {});
   await nextMessage(loadgen, "ready");
-  const spec: GenerateSpec = {
-    privateKeyPem: merchant.platformPrivateKey.export({ type: "pkcs8", format: "pem" }).toString(),
-    apiV3Key: merchant.apiV3Key,
-    serial: merchant.publicKeyId,
-    mchid: merchant.mchid,
-    appid: merchant.appid,
-  };
+  const spec = generateSpec(merchant);
   // Minted at normal priority: signing on four libuv threads at SCHED_FIFO would hold both CPUs.
   const generate = async (count: number) => {
     loadgen.send({ type: "generate", spec, count });

@@ -28,7 +28,7 @@ import { cpus, getPriority, loadavg, setPriority } from "node:os";
 import { resolve } from "node:path";
 import { createRedisConnection } from "@wpn/queue";
 import { createTestDatabase, createTestMerchant, freePort } from "@wpn/testing";
-import { children, nextMessage, spawnChild, startRedis } from "./children.ts";
+import { children, generateSpec, nextMessage, spawnChild, startRedis } from "./children.ts";
 import { damonRunning, kdamondCpuMs, withDamonPaused } from "./damon.ts";
 import type { GenerateSpec, RunResult, RunSpec } from "./ingress-loadgen.ts";
 import { percentile } from "./percentile.ts";
@@ -205,13 +205,7 @@ async function main() {
   }
   const loadgen = spawnChild("ingress-loadgen.ts", [], {});
   await nextMessage(loadgen, "ready");
-  const spec: GenerateSpec = {
-    privateKeyPem: merchant.platformPrivateKey.export({ type: "pkcs8", format: "pem" }).toString(),
-    apiV3Key: merchant.apiV3Key,
-    serial: merchant.publicKeyId,
-    mchid: merchant.mchid,
-    appid: merchant.appid,
-  };
+  const spec = generateSpec(merchant);
   const generate = async (count: number, extra: Partial<GenerateSpec> = {}) => {
     loadgen.send({ type: "generate", spec: { ...spec, ...extra }, count });
     return nextMessage<{ ms: number }>(loadgen, "generated");
