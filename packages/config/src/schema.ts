@@ -113,7 +113,8 @@ function isAddressOrRange(entry: string): boolean {
  * whole, which the download's failure logged at every retry — and a proxy that wants them takes them otherwise. A query
  * or fragment would come before the appended /v3/certificates (the request went to the base URL's own path). So
  * nothing such a URL could carry secretly is ever accepted, and every message or log line naming the URL is safe. The
- * message does not repeat the value.
+ * message does not repeat the value. The same rule guards the download itself (@wpn/wechatpay's certificatesUrl), for
+ * callers that do not come through this config; one definition would make this package depend on that one.
  */
 const apiBaseUrl = z.string().superRefine((value, ctx) => {
   const parsed = URL.canParse(value) ? new URL(value) : undefined;
