@@ -1,5 +1,5 @@
 /**
- * Child processes of the ingress benchmarks (bench/ingress.ts, bench/ingress-realtime.ts): server and load-generator
+ * Child processes of the ingress benchmark (bench/ingress.ts): server and load-generator
  * scripts forked with tsx and an IPC channel, their messages awaited, and a bench-owned redis-server.
  */
 import { type ChildProcess, fork, spawn } from "node:child_process";
