@@ -73,8 +73,11 @@ export function installAuthGuard(app: FastifyInstance, ctx: DashboardContext): v
   });
 }
 
-/** The session the cookie proves, before the logout check (which needs PostgreSQL, see revocations.ts). */
-function authenticate(request: FastifyRequest, ctx: DashboardContext): FastifyRequest["auth"] {
+/**
+ * The session the cookie proves, before the logout check (which needs PostgreSQL, see revocations.ts). Also the
+ * session a login ends (routes/login.ts), whatever that check said.
+ */
+export function authenticate(request: FastifyRequest, ctx: DashboardContext): FastifyRequest["auth"] {
   // The configuration, not the cookie, decides who exists, with which password and role: removing a user, resetting
   // their password (their sessions end) or demoting them takes effect on the next request after a restart with the
   // new DASHBOARD_USERS.

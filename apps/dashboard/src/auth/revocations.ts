@@ -1,4 +1,4 @@
-import type { Db, DbPool, PrismaClient } from "@wpn/db";
+import type { Db, DbPool, Prisma, PrismaClient } from "@wpn/db";
 import { type AuditEntry, recordAudit } from "../data/audit.ts";
 import { withTimeout } from "../timeout.ts";
 import { CLOCK_SKEW_SECONDS, type SessionClaims } from "./session.ts";
@@ -26,17 +26,45 @@ export async function revokeSession(
   now: Date,
 ): Promise<void> {
   await prisma.$transaction(async (tx) => {
-    // Only rows expired by CLOCK_SKEW_SECONDS: a replica whose clock is behind this one's (by up to that much, as the
-    // codec accepts) still takes the cookie until its own clock reaches `exp`, so the row must outlive that.
-    const expiredEverywhere = new Date(now.getTime() - CLOCK_SKEW_SECONDS * 1000);
-    await tx.revokedSession.deleteMany({ where: { expiresAt: { lte: expiredEverywhere } } });
     // Two logouts of one session at once (two tabs) both pass the guard; the second insert is a no-op, not an error.
-    await tx.revokedSession.createMany({
-      data: [{ sid: claims.sid, expiresAt: new Date(claims.exp * 1000) }],
-      skipDuplicates: true,
-    });
+    await insertRevocation(tx, claims, now);
     await recordAudit(tx, entry, now);
   });
+}
+
+/**
+ * A login's writes, in one transaction: the session the request presented (`previous`: a cookie that verifies, live
+ * or not), revoked as a logout revokes it — with its `logout` row only when this login ended it, not when it was
+ * logged out already — and the login's own audit row. All or nothing: a login that cannot end the session the browser
+ * held does not happen (the error answers 500, no new cookie is set, and the old session goes on, visibly), so a login
+ * never leaves a copy of the old cookie working beside the new one.
+ */
+export async function recordLogin(
+  prisma: PrismaClient,
+  login: AuditEntry,
+  previous: { claims: SessionClaims; logout: AuditEntry } | undefined,
+  now: Date,
+): Promise<void> {
+  await prisma.$transaction(async (tx) => {
+    if (previous && (await insertRevocation(tx, previous.claims, now))) await recordAudit(tx, previous.logout, now);
+    await recordAudit(tx, login, now);
+  });
+}
+
+/**
+ * Writes the session's revocation in `tx` (kept until its own expiry) and deletes the rows past theirs. True when
+ * this call revoked it; false when it was revoked already (another tab, another replica).
+ */
+async function insertRevocation(tx: Prisma.TransactionClient, claims: SessionClaims, now: Date): Promise<boolean> {
+  // Only rows expired by CLOCK_SKEW_SECONDS: a replica whose clock is behind this one's (by up to that much, as the
+  // codec accepts) still takes the cookie until its own clock reaches `exp`, so the row must outlive that.
+  const expiredEverywhere = new Date(now.getTime() - CLOCK_SKEW_SECONDS * 1000);
+  await tx.revokedSession.deleteMany({ where: { expiresAt: { lte: expiredEverywhere } } });
+  const { count } = await tx.revokedSession.createMany({
+    data: [{ sid: claims.sid, expiresAt: new Date(claims.exp * 1000) }],
+    skipDuplicates: true,
+  });
+  return count === 1;
 }
 
 /**

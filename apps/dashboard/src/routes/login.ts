@@ -1,10 +1,10 @@
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { SESSION_COOKIE } from "../auth/cookies.ts";
 import { clearCsrfCookies, rotateCsrfSecret } from "../auth/csrf.ts";
+import { authenticate } from "../auth/guard.ts";
 import { type HashCost, hashCostOf, hashPassword, verifyPassword } from "../auth/password.ts";
-import { revokeSession } from "../auth/revocations.ts";
+import { recordLogin, revokeSession } from "../auth/revocations.ts";
 import type { DashboardContext } from "../context.ts";
-import { recordAudit } from "../data/audit.ts";
 import { html } from "../views/html.ts";
 import { bareLayout } from "../views/layout.ts";
 import { sendHtml } from "./page.ts";
@@ -118,10 +118,27 @@ export function registerLoginRoutes(app: FastifyInstance, ctx: DashboardContext)
     }
     ctx.loginLimiter.recordSuccess(attempt);
     const { value, claims } = ctx.sessions.issue(user);
-    // Audited before the cookie is set: a login that cannot be audited does not happen.
-    await recordAudit(
+    // The session this browser held ends here, as by its logout: a copy of its cookie (stolen, left on a shared
+    // machine) must not outlive the login that replaced it. Taken from the cookie, not `request.auth`: on this public
+    // route a logout check that failed leaves `auth` unset, and the revocation's own write tells whether it was live.
+    const previous = authenticate(request, ctx);
+    // Audited before the cookie is set, with the old session's revocation: a login that cannot be audited, or cannot
+    // end the session the browser held, does not happen (see recordLogin).
+    await recordLogin(
       ctx.db.prisma,
       { actor: user.name, role: user.role, action: "login", detail: { ip, sid: claims.sid } },
+      previous
+        ? {
+            claims: previous.claims,
+            logout: {
+              actor: previous.user.name,
+              role: previous.user.role,
+              action: "logout",
+              // As a logout's row, and the session that replaced it (its login row has that sid).
+              detail: { ip, sid: previous.claims.sid, replacedBy: claims.sid },
+            },
+          }
+        : undefined,
       ctx.now(),
     );
     ctx.cookies.set(reply, SESSION_COOKIE, value, { maxAge: ctx.sessions.maxAgeSeconds });
