@@ -147,3 +147,67 @@ describe("__Host- cookies when cookies are secure", () => {
     expect(response.statusCode).toBe(401);
   });
 });
+
+describe("a form from before the last login or logout (a stale tab)", () => {
+  /** What a browser sends with a form post from a page of the dashboard at `path`. */
+  const browserForm = (path: string) => ({
+    accept: "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    referer: `http://dashboard.test${path}`,
+  });
+
+  /** The answer is the page that explains it, with the way back to `path`; the code stays in the heading. */
+  function expectStalePage(response: LightMyRequestResponse, code: string, path: string): void {
+    expect(response.statusCode).toBe(403);
+    expect(response.headers["content-type"]).toMatch(/^text\/html/);
+    expect(response.body).toContain(`403 ${code}`);
+    expect(response.body).toMatch(/out of date/);
+    expect(response.body).toMatch(/logged in or out/);
+    expect(response.body).toContain(`href="${path}"`);
+    expect(response.body).toContain(`href="/login?next=${encodeURIComponent(path)}"`);
+  }
+
+  it("a form of the session before a logout and a new login gets a page saying so, and nothing happens", async () => {
+    const client = await loggedIn(d.app, "olga", PASSWORDS.olga);
+    const stale = client.csrfToken ?? "";
+    expect((await client.post("/logout", {})).statusCode).toBe(303);
+    expect((await client.login("olga", PASSWORDS.olga)).statusCode).toBe(303);
+    const session = client.cookies.get("wpn_session");
+    const logout = await client.post("/logout", { _csrf: stale }, browserForm("/dead-letters"));
+    expectStalePage(logout, "FST_CSRF_INVALID_TOKEN", "/dead-letters");
+    expect(logout.body).toContain("olga");
+    expect(client.cookies.get("wpn_session")).toBe(session);
+    expect((await client.get("/", { accept: "application/json" })).statusCode).toBe(200);
+    // bull-board's client (axios) and scripts still get the JSON refusal.
+    const api = await client.request("PUT", "/queues/api/queues/notify.parse/pause", {
+      headers: { "x-xsrf-token": stale, accept: "application/json, text/plain, */*" },
+    });
+    expect(api.statusCode).toBe(403);
+    expect(api.json()).toMatchObject({ error: "FST_CSRF_INVALID_TOKEN" });
+  });
+
+  it("a login form left open while the browser logged in elsewhere gets the page too, and logs nobody in", async () => {
+    const client = new Client(d.app);
+    await client.get("/login");
+    const stale = client.csrfToken ?? "";
+    // Another tab of the same browser logs in.
+    expect((await client.login("olga", PASSWORDS.olga)).statusCode).toBe(303);
+    const session = client.cookies.get("wpn_session");
+    const login = await client.post(
+      "/login",
+      { username: "victor", password: PASSWORDS.victor, _csrf: stale },
+      browserForm("/login?next=%2Freviews"),
+    );
+    // The login page is not a page to go back to: the way back is the dashboard.
+    expectStalePage(login, "FST_CSRF_INVALID_TOKEN", "/");
+    expect(client.cookies.get("wpn_session")).toBe(session);
+  });
+
+  it("a form posted after a logout in another tab (no secret cookie left) gets the page too", async () => {
+    const client = await loggedIn(d.app, "victor", PASSWORDS.victor);
+    const stale = client.csrfToken ?? "";
+    expect((await client.post("/logout", {})).statusCode).toBe(303);
+    const logout = await client.post("/logout", { _csrf: stale }, browserForm("/notifications?q=1"));
+    expectStalePage(logout, "FST_CSRF_MISSING_SECRET", "/notifications?q=1");
+    expect(logout.body).toMatch(/not logged in/);
+  });
+});

@@ -6,7 +6,8 @@ import { clientOf, LoginRateLimiter } from "../src/auth/rate-limit.ts";
 import { SessionCodec } from "../src/auth/session.ts";
 import { parseUsers } from "../src/auth/users.ts";
 import { parseSearch } from "../src/data/notifications.ts";
-import { loginDummies, safeNext } from "../src/routes/login.ts";
+import { loginDummies } from "../src/routes/login.ts";
+import { safeNext } from "../src/routes/next.ts";
 import { lineChart, niceCeiling } from "../src/views/chart.ts";
 import { escapeHtml, html, raw } from "../src/views/html.ts";
 

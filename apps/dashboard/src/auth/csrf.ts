@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { Tokens } from "@fastify/csrf";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { DashboardContext } from "../context.ts";
-import { sendError } from "../routes/page.ts";
+import { sendStaleForm } from "../routes/stale-form.ts";
 import { CSRF_SECRET_COOKIE, SESSION_COOKIE, XSRF_COOKIE } from "./cookies.ts";
 import { SAFE_METHODS } from "./guard.ts";
 
@@ -70,12 +70,12 @@ export function installCsrf(app: FastifyInstance, ctx: DashboardContext, tokenKe
     const secret = requestSecret(request, ctx);
     if (!secret) {
       request.log.warn("mutation without a CSRF secret cookie refused");
-      return sendError(request, reply, 403, "FST_CSRF_MISSING_SECRET", "Missing csrf secret");
+      return sendStaleForm(request, reply, "FST_CSRF_MISSING_SECRET", "Missing csrf secret");
     }
     const token = submittedToken(request);
     if (!token || !tokens.verify(secret, token, binding(request))) {
       request.log.warn("mutation with an invalid CSRF token refused");
-      return sendError(request, reply, 403, "FST_CSRF_INVALID_TOKEN", "Invalid csrf token");
+      return sendStaleForm(request, reply, "FST_CSRF_INVALID_TOKEN", "Invalid csrf token");
     }
   });
 }

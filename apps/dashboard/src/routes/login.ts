@@ -7,6 +7,7 @@ import { recordLogin, revokeSession } from "../auth/revocations.ts";
 import type { DashboardContext } from "../context.ts";
 import { html } from "../views/html.ts";
 import { bareLayout } from "../views/layout.ts";
+import { safeNext } from "./next.ts";
 import { sendHtml } from "./page.ts";
 
 const DUMMY_PASSWORD = "not a real password, only used to spend the same time";
@@ -55,28 +56,6 @@ interface LoginBody {
   username?: unknown;
   password?: unknown;
   next?: unknown;
-}
-
-/**
- * Characters a redirect's Location cannot carry as they are: Node refuses a header value outside Latin-1
- * (ERR_INVALID_CHAR, a 500 after the login was audited), and a URL has no raw space or non-ASCII character.
- */
-const NOT_IN_URL = /[^\x21-\x7e]/gu;
-
-/** One character as the percent-encoded bytes of its UTF-8 form (a lone surrogate as U+FFFD's). */
-const percentEncode = (c: string) =>
-  [...Buffer.from(c, "utf8")].map((b) => `%${b.toString(16).toUpperCase().padStart(2, "0")}`).join("");
-
-/**
- * Only same-site paths: `next` comes from the query string, and an open redirect would help phishing. Returned
- * ready for a Location header: characters outside printable ASCII percent-encoded as UTF-8 (what a browser sends
- * for them), escapes already there (`%xx`) left as they are.
- */
-export function safeNext(next: unknown): string {
-  if (typeof next !== "string" || !next.startsWith("/") || next.startsWith("//") || next.startsWith("/\\")) return "/";
-  const hasControl = [...next].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f);
-  if (hasControl || next.startsWith("/login")) return "/";
-  return next.replace(NOT_IN_URL, percentEncode);
 }
 
 export function registerLoginRoutes(app: FastifyInstance, ctx: DashboardContext): void {

@@ -21,9 +21,14 @@ export function sendPage(
   return sendHtml(reply, layout(page.title, page.active, pageContext(request, reply), page.body), page.status);
 }
 
+/** Whether the client reads HTML (a browser's page load or form post), not JSON (bull-board's client, scripts). */
+export function wantsHtml(request: FastifyRequest): boolean {
+  return (request.headers.accept ?? "").includes("text/html");
+}
+
 /** An error as a small page for browsers, JSON for everything else. */
 export function sendError(request: FastifyRequest, reply: FastifyReply, status: number, code: string, message: string) {
-  if ((request.headers.accept ?? "").includes("text/html")) {
+  if (wantsHtml(request)) {
     return sendHtml(
       reply,
       bareLayout(
