@@ -16,11 +16,6 @@
  *      (bench/damon.ts);
  *  (3) the ingress's throughput as a ratio to a synchronous handler that verifies, decrypts and runs the
  *      Prisma transaction (order paid + stock for 2 items + movements) inside the request.
- * Every run of (1) and (3), and the latency runs with DAMON running, are measured under two schedulings, interleaved
- * round by round: "normal" (CFS, as a process starts) and "realtime" — the measured server, its Redis (for (3) its
- * PostgreSQL) and the load generator at SCHED_FIFO for the run, alike for every server kind (bench/realtime.ts; root
- * only, otherwise the runs say so and measure "normal" alone). The ingress's README recommends the latter for a
- * sale-day deployment; the report gives every figure under both.
  * Servers and the load generator are separate child processes; the load generator talks to 127.0.0.1 only
  * and every run is bounded in requests and time. Redis is a bench-owned local `redis-server` on a free port
  * (no persistence), so the shared development Redis neither slows the runs down nor collects their keys.
@@ -37,7 +32,6 @@ import { children, generateSpec, nextMessage, spawnChild, startRedis } from "./c
 import { damonRunning, kdamondCpuMs, withDamonPaused } from "./damon.ts";
 import type { GenerateSpec, RunResult, RunSpec } from "./ingress-loadgen.ts";
 import { percentile } from "./percentile.ts";
-import { FIFO_PRIORITY, postgresPids, realtimeRefusal, rtThrottling, setRealtimeAll } from "./realtime.ts";
 
 const quick = process.argv.includes("--quick");
 const ROUNDS = quick ? 1 : 3;
@@ -93,7 +87,6 @@ const LATENCY_ROUNDS = quick ? 1 : 3;
  * without it the runs say so and go on at normal priority.
  */
 const LATENCY_LOADGEN_NICE = -10;
-/** Orders seeded for (3), per scheduling (each can be paid once): more than one run of the handler pays. */
 const SYNC_ORDERS = quick ? 3_000 : 8_000;
 const SYNC_MS = quick ? 4_000 : 8_000;
 /** = PG_POOL_MAX (10): more requests than pooled connections only queue inside Prisma and time out (P2028). */
@@ -175,40 +168,20 @@ type Measured = RunResult & {
   /** CPU time the kernel's kdamond threads took during the run, ms (bench/damon.ts). */
   kdamondMs: number;
 };
-/**
- * How the measured processes are scheduled during a run (bench/realtime.ts): "normal" as they start (CFS; the load
- * generator at LATENCY_LOADGEN_NICE in latency runs), "realtime" at SCHED_FIFO.
- */
-type Scheduling = "normal" | "realtime";
-/**
- * How a latency run is measured: with the machine as it runs, the same with the measured processes at real-time
- * priority, or at normal priority with the machine's DAMON paused (bench/damon.ts).
- */
-type LatencyCondition = "machine" | "realtime" | "damon paused";
-/** The scheduling of a latency condition's runs. */
-const schedulingOf = (condition: LatencyCondition): Scheduling => (condition === "realtime" ? "realtime" : "normal");
+/** How a latency run is measured: with the machine as it runs, or with its DAMON paused (bench/damon.ts). */
+type LatencyCondition = "machine" | "damon paused";
 
 async function main() {
   const loadBefore = loadavg();
   console.log(
     `ingress benchmark: ${cpus().length} CPUs (${cpus()[0]?.model}), Node ${process.version}${quick ? ", quick" : ""}, load average ${loadBefore.map((x) => x.toFixed(2)).join(" ")}`,
   );
-  const refusal = realtimeRefusal();
-  const schedulings: Scheduling[] = refusal === undefined ? ["normal", "realtime"] : ["normal"];
-  const throttling = rtThrottling();
-  console.log(
-    refusal === undefined
-      ? `schedulings: normal and realtime (SCHED_FIFO ${FIFO_PRIORITY}; real-time throttling ${throttling.runtimeUs} of every ${throttling.periodUs} µs)`
-      : `schedulings: normal only — realtime refused (${refusal}); run as root for it`,
-  );
   const db = await createTestDatabase("bench_ingress");
   const redis = await startRedis();
   const admin = createRedisConnection(redis.url, "admin");
   await seedSkus(db.db.pool);
   await seedOrders(db.db.pool, "WARM", SYNC_WARMUP_ORDERS);
-  /** The order numbers' prefix of (3)'s runs under each scheduling. */
-  const syncOrdersOf = (scheduling: Scheduling) => (scheduling === "normal" ? "BENCH" : "BENCHRT");
-  for (const scheduling of schedulings) await seedOrders(db.db.pool, syncOrdersOf(scheduling), SYNC_ORDERS);
+  await seedOrders(db.db.pool, "BENCH", SYNC_ORDERS);
   const baseEnv = {
     ...merchant.env,
     REDIS_URL: redis.url,
@@ -268,17 +241,7 @@ async function main() {
     const fields = (readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "").trim().split(/\s+/).slice(1).map(Number);
     return { idle: (fields[3] ?? 0) + (fields[4] ?? 0), total: fields.reduce((a, b) => a + b, 0) };
   };
-  /** The processes a run under "realtime" raises: the server's copies, its Redis or PostgreSQL, the load generator. */
-  const realtimePids = (kind: Kind, copies: { child: ChildProcess }[]) => {
-    const pids = [
-      ...copies.map((c) => c.child.pid),
-      loadgen.pid,
-      ...(kind === "sync-handler" ? postgresPids() : [redis.pid]),
-    ];
-    if (pids.some((pid) => pid === undefined)) throw new Error(`${kind}: a measured process has no pid`);
-    return pids as number[];
-  };
-  const run = async (variant: Variant, partial: Omit<RunSpec, "urls" | "label">, scheduling: Scheduling = "normal") => {
+  const run = async (variant: Variant, partial: Omit<RunSpec, "urls" | "label">) => {
     const { kind, processes } = variant;
     const copies = (servers.get(kind) ?? []).slice(0, processes);
     if (copies.length !== processes) throw new Error(`${kind} has no ${processes} processes`);
@@ -286,15 +249,9 @@ async function main() {
     // PostgreSQL pings) on the CPUs the measured server shares, and a production ingress has no such neighbours.
     const others = [...servers.values()].flat().filter((copy) => !copies.includes(copy));
     for (const { child } of others) child.kill("SIGSTOP");
-    // Raised after the notifications were minted (signing on the load generator's 4 threads at SCHED_FIFO would
-    // hold both CPUs), lowered before the next are; the load generator keeps its nice value across.
-    const raised = scheduling === "realtime" ? realtimePids(kind, copies) : [];
     try {
-      setRealtimeAll(raised, true);
-      return await measure(variant, copies, partial, scheduling);
+      return await measure(variant, copies, partial);
     } finally {
-      // PostgreSQL backends forked during the run inherited the postmaster's priority: listed again.
-      setRealtimeAll(kind === "sync-handler" && raised.length > 0 ? [...raised, ...postgresPids()] : raised, false);
       for (const { child } of others) child.kill("SIGCONT");
     }
   };
@@ -302,7 +259,6 @@ async function main() {
     variant: Variant,
     copies: { child: ChildProcess; url: string }[],
     partial: Omit<RunSpec, "urls" | "label">,
-    scheduling: Scheduling,
   ) => {
     const { kind, processes } = variant;
     const machineBefore = machineTicks();
@@ -313,10 +269,7 @@ async function main() {
       loadgen: await cpuOf(loadgen),
       redis: await redisCpu(),
     };
-    loadgen.send({
-      type: "run",
-      run: { ...partial, urls: copies.map((c) => c.url), label: `${label(variant)} ${scheduling}` },
-    });
+    loadgen.send({ type: "run", run: { ...partial, urls: copies.map((c) => c.url), label: label(variant) } });
     const { result: measured } = await nextMessage<{ result: RunResult }>(loadgen, "result");
     const answered = Object.values(measured.statuses).reduce((a, b) => a + b, 0);
     // CPU per request over the whole run (warm-up included: the counts are of all sent requests), µs.
@@ -344,7 +297,7 @@ async function main() {
     // Jobs and receipts of the run: dropped so Redis memory stays flat between runs (private instance).
     if (kind !== "bare" && kind !== "sync-handler") await admin.flushall();
     console.log(
-      `  ${`${label(variant)} ${scheduling}`.padEnd(31)} ${result.okPerSecond.toFixed(0).padStart(6)} ok/s over ${(result.measuredMs / 1000).toFixed(1)} s  p50 ${result.latencyMs.p50.toFixed(2)} ms  p99 ${result.latencyMs.p99.toFixed(2)} ms  ${JSON.stringify(result.statuses)}  CPU/req: server ${cpuUs.server.toFixed(0)} µs (main thread ${cpuUs.serverMain.toFixed(0)}), redis ${cpuUs.redis.toFixed(0)} µs, loadgen ${cpuUs.loadgen.toFixed(0)} µs; busy: machine ${(100 * busy.machine).toFixed(0)}%, server main thread ${(100 * busy.serverMain).toFixed(0)}%`,
+      `  ${label(variant).padEnd(22)} ${result.okPerSecond.toFixed(0).padStart(6)} ok/s over ${(result.measuredMs / 1000).toFixed(1)} s  p50 ${result.latencyMs.p50.toFixed(2)} ms  p99 ${result.latencyMs.p99.toFixed(2)} ms  ${JSON.stringify(result.statuses)}  CPU/req: server ${cpuUs.server.toFixed(0)} µs (main thread ${cpuUs.serverMain.toFixed(0)}), redis ${cpuUs.redis.toFixed(0)} µs, loadgen ${cpuUs.loadgen.toFixed(0)} µs; busy: machine ${(100 * busy.machine).toFixed(0)}%, server main thread ${(100 * busy.serverMain).toFixed(0)}%`,
     );
     return result;
   };
@@ -375,104 +328,99 @@ async function main() {
     maxRequests: SYNC_WARMUP_ORDERS,
   });
 
-  // (1) throughput, interleaved: the order of the variants rotates every round, and that of the schedulings alternates,
-  // so drift (thermal, noisy neighbours) spreads evenly.
+  // (1) throughput, interleaved: the order rotates every round so drift (thermal, noisy neighbours) spreads evenly.
   console.log(
-    `\n(1) throughput: closed loop, ${CONCURRENCY_LEVELS.join(" and ")} connections, ${THROUGHPUT_MS} ms per run, ${ROUNDS} round(s), ${schedulings.join(" and ")}`,
+    `\n(1) throughput: closed loop, ${CONCURRENCY_LEVELS.join(" and ")} connections, ${THROUGHPUT_MS} ms per run, ${ROUNDS} round(s)`,
   );
-  const runKey = (variant: Variant, scheduling: Scheduling) => `${label(variant)} ${scheduling}`;
-  const throughput: Record<string, Measured[]> = {};
+  const throughput: Record<string, Measured[]> = Object.fromEntries(THROUGHPUT_VARIANTS.map((v) => [label(v), []]));
   for (let round = 0; round < ROUNDS; round++) {
     const shift = round % THROUGHPUT_VARIANTS.length;
     const rotated = [...THROUGHPUT_VARIANTS.slice(shift), ...THROUGHPUT_VARIANTS.slice(0, shift)];
-    for (const scheduling of round % 2 === 0 ? schedulings : [...schedulings].reverse()) {
-      for (const variant of rotated) {
-        // The bare route resends whatever pool the load generator holds (signed notifications like the rest):
-        // minting 65,000 fresh ones for it (~12 s of signing) would be work no run uses.
-        const bare = variant.kind === "bare";
-        if (!bare) await generate(THROUGHPUT_POOL);
-        const result = await run(
-          variant,
-          {
-            mode: "closed",
-            concurrency: variant.concurrency ?? CONCURRENCY_LEVELS[0],
-            durationMs: THROUGHPUT_MS,
-            maxRequests: bare ? BARE_MAX_REQUESTS : THROUGHPUT_POOL,
-            reuse: bare,
-            warmupMs: WARMUP_MS,
-          },
-          scheduling,
-        );
-        throughput[runKey(variant, scheduling)] = [...(throughput[runKey(variant, scheduling)] ?? []), result];
-      }
+    for (const variant of rotated) {
+      // The bare route resends whatever pool the load generator holds (signed notifications like the rest): minting
+      // 65,000 fresh ones for it (~12 s of signing) would be work no run uses.
+      const bare = variant.kind === "bare";
+      if (!bare) await generate(THROUGHPUT_POOL);
+      const result = await run(variant, {
+        mode: "closed",
+        concurrency: variant.concurrency ?? CONCURRENCY_LEVELS[0],
+        durationMs: THROUGHPUT_MS,
+        maxRequests: bare ? BARE_MAX_REQUESTS : THROUGHPUT_POOL,
+        reuse: bare,
+        warmupMs: WARMUP_MS,
+      });
+      throughput[label(variant)]?.push(result);
     }
   }
   const mean = (results: Measured[] | undefined, pick: (r: Measured) => number = (r) => r.okPerSecond) =>
     (results ?? []).reduce((sum, r) => sum + pick(r), 0) / Math.max(1, results?.length ?? 0);
-  const rate = (variant: Variant, scheduling: Scheduling) => mean(throughput[runKey(variant, scheduling)]);
-  const cpu = (variant: Variant, scheduling: Scheduling, part: "server" | "serverMain" | "redis" | "loadgen") =>
-    mean(throughput[runKey(variant, scheduling)], (r) => r.cpuUsPerRequest[part]);
+  const rate = (variant: Variant) => mean(throughput[label(variant)]);
+  const cpu = (variant: Variant, part: "server" | "serverMain" | "redis" | "loadgen") =>
+    mean(throughput[label(variant)], (r) => r.cpuUsPerRequest[part]);
   /** Mean busy share of a throughput variant's runs, % (see Measured.busy). */
-  const busyPct = (variant: Variant, scheduling: Scheduling, part: "machine" | "serverMain") =>
-    (100 * mean(throughput[runKey(variant, scheduling)], (r) => r.busy[part])).toFixed(0);
-  // Ratios compare like with like: the best variant of one side against the best of the other under the same
-  // scheduling, where each had the same choices (connections; 1 or PROCESSES processes when `processes` is not given).
-  const best = (scheduling: Scheduling, kinds: Kind[], processes?: number) =>
+  const busyPct = (variant: Variant, part: "machine" | "serverMain") =>
+    (100 * mean(throughput[label(variant)], (r) => r.busy[part])).toFixed(0);
+  // Ratios compare like with like: the best variant of one side against the best of the other, where each had the
+  // same choices (connections; 1 or PROCESSES processes when `processes` is not given).
+  const best = (kinds: Kind[], processes?: number) =>
     THROUGHPUT_VARIANTS.filter(
       (v) => kinds.includes(v.kind) && (processes === undefined || v.processes === processes),
-    ).reduce((a, b) => (rate(b, scheduling) > rate(a, scheduling) ? b : a));
+    ).reduce((a, b) => (rate(b) > rate(a) ? b : a));
+  const bareBest = best(["bare"]);
+  const ingressBest = best(INGRESS_KINDS);
+  /** The best ingress variant with `processes` processes against the best bare route with as many. */
+  const sameProcesses = (processes: number) => {
+    const bare = best(["bare"], processes);
+    const ingress = best(INGRESS_KINDS, processes);
+    return { ratio: rate(ingress) / rate(bare), ingress: label(ingress), bare: label(bare) };
+  };
+  // (1) as the issue calibrates it: "a straightforward verify-then-add handler reaches about 30%" is one process of
+  // that handler against one bare route (25–34% in every run of this script); the 2-process figures are printed too.
+  const oneEach = sameProcesses(1);
 
   // (2) latency at 2,000/s offered.
   console.log(
     `\n(2) latency: open loop, ${LATENCY_RATE}/s offered for ${LATENCY_WARMUP_MS} ms (warm-up, not counted) + ${LATENCY_MS} ms`,
   );
   const loadgenNice = setLoadgenNice(loadgen, LATENCY_LOADGEN_NICE);
-  console.log(
-    `  load generator's nice value during these runs at normal priority: ${loadgenNice.nice}${loadgenNice.note}`,
-  );
-  // The machine as it runs (DAMON included), at normal and — where allowed — real-time priority interleaved round by
-  // round; then, where this VM runs DAMON and the bench may pause it, the same rounds at normal priority with DAMON
-  // paused (bench/damon.ts). Not interleaved with a pause: a kdamond turned on again starts with few regions and took
-  // no measurable CPU for minutes, so the runs after a pause would not be the machine as it runs.
-  const running: LatencyCondition[] = schedulings.includes("realtime") ? ["machine", "realtime"] : ["machine"];
-  const conditions: LatencyCondition[] = damonRunning() ? [...running, "damon paused"] : running;
-  console.log(`  conditions: ${running.join(" and ")} interleaved${damonRunning() ? ", then damon paused" : ""}`);
+  console.log(`  load generator's nice value during these runs: ${loadgenNice.nice}${loadgenNice.note}`);
+  // Two conditions, one after the other: the machine as it runs (DAMON included), then, where this VM runs DAMON and
+  // the bench may pause it, the same rounds again with DAMON paused (bench/damon.ts). Not interleaved: a kdamond
+  // turned on again starts with few regions and took no measurable CPU for minutes, so the runs after a pause would
+  // not be the machine as it runs.
+  const conditions: LatencyCondition[] = damonRunning() ? ["machine", "damon paused"] : ["machine"];
+  console.log(`  conditions, in this order: ${conditions.join(", ")}`);
   const key = (variant: Variant, condition: LatencyCondition) => `${label(variant)} ${condition}`;
   /** Per variant and condition: its runs, and the counted latencies of all of them, ms. */
   const collected = new Map<string, { runs: Measured[]; latencies: number[] }>();
-  const latencyRounds = async (interleaved: LatencyCondition[]) => {
+  const latencyRounds = async (condition: LatencyCondition) => {
     for (let round = 0; round < LATENCY_ROUNDS; round++) {
       const shift = round % LATENCY_VARIANTS.length;
-      for (const condition of round % 2 === 0 ? interleaved : [...interleaved].reverse()) {
-        for (const variant of [...LATENCY_VARIANTS.slice(shift), ...LATENCY_VARIANTS.slice(0, shift)]) {
-          const count = Math.ceil((LATENCY_RATE * (LATENCY_WARMUP_MS + LATENCY_MS)) / 1000);
-          await generate(count);
-          const { latenciesMs, ...measured } = await run(
-            variant,
-            {
-              mode: "open",
-              ratePerSecond: LATENCY_RATE,
-              durationMs: LATENCY_WARMUP_MS + LATENCY_MS,
-              maxRequests: count,
-              warmupMs: LATENCY_WARMUP_MS,
-              keepLatencies: true,
-            },
-            schedulingOf(condition),
-          );
-          const into = collected.get(key(variant, condition)) ?? { runs: [], latencies: [] };
-          into.runs.push(measured);
-          for (const latencyMs of latenciesMs ?? []) into.latencies.push(latencyMs);
-          collected.set(key(variant, condition), into);
-        }
+      for (const variant of [...LATENCY_VARIANTS.slice(shift), ...LATENCY_VARIANTS.slice(0, shift)]) {
+        const count = Math.ceil((LATENCY_RATE * (LATENCY_WARMUP_MS + LATENCY_MS)) / 1000);
+        await generate(count);
+        const { latenciesMs, ...measured } = await run(variant, {
+          mode: "open",
+          ratePerSecond: LATENCY_RATE,
+          durationMs: LATENCY_WARMUP_MS + LATENCY_MS,
+          maxRequests: count,
+          warmupMs: LATENCY_WARMUP_MS,
+          keepLatencies: true,
+        });
+        const into = collected.get(key(variant, condition)) ?? { runs: [], latencies: [] };
+        into.runs.push(measured);
+        for (const latencyMs of latenciesMs ?? []) into.latencies.push(latencyMs);
+        collected.set(key(variant, condition), into);
       }
     }
   };
-  console.log(`  ${running.join(" and ")}:`);
-  await latencyRounds(running);
-  if (conditions.includes("damon paused")) {
-    console.log("  damon paused:");
-    const { paused } = await withDamonPaused(() => latencyRounds(["damon paused"]));
-    if (!paused) console.log("  (DAMON could not be paused: no permission; measured as the machine runs)");
+  for (const condition of conditions) {
+    console.log(`  ${condition}:`);
+    if (condition === "machine") await latencyRounds(condition);
+    else {
+      const { paused } = await withDamonPaused(() => latencyRounds(condition));
+      if (!paused) console.log("  (DAMON could not be paused: no permission; measured as the machine runs)");
+    }
   }
   setLoadgenNice(loadgen, 0);
   /** A variant's runs in one condition, and the percentiles of all their counted latencies pooled, ms. */
@@ -500,84 +448,28 @@ async function main() {
     LATENCY_VARIANTS.map((v) => [label(v), Object.fromEntries(conditions.map((c) => [c, latencyOf(v, c)]))]),
   );
 
-  // (3) the synchronous handler, on notifications for the seeded orders (each can be paid once), under each scheduling.
+  // (3) the synchronous handler, on notifications for the seeded orders (each can be paid once).
   console.log(`\n(3) synchronous verify+decrypt+Prisma handler: closed loop, ${SYNC_CONCURRENCY} connections`);
-  const sync: Partial<Record<Scheduling, { result: Measured; ordersPaid: number }>> = {};
-  for (const scheduling of schedulings) {
-    const orders = syncOrdersOf(scheduling);
-    await generate(SYNC_ORDERS, { outTradeNos: Array.from({ length: SYNC_ORDERS }, (_, i) => `${orders}-${i}`) });
-    const result = await run(
-      SYNC_HANDLER,
-      {
-        mode: "closed",
-        concurrency: SYNC_CONCURRENCY,
-        durationMs: SYNC_MS,
-        maxRequests: SYNC_ORDERS,
-        warmupMs: WARMUP_MS,
-      },
-      scheduling,
-    );
-    const paid = await db.db.pool.query<{ n: string }>(
-      `SELECT count(*) AS n FROM "Order" WHERE status = 'SUCCESS' AND "outTradeNo" LIKE $1`,
-      [`${orders}-%`],
-    );
-    sync[scheduling] = { result, ordersPaid: Number(paid.rows[0]?.n ?? 0) };
-  }
-
-  /** The ratios of one scheduling: its runs against each other only. */
-  const ratiosOf = (scheduling: Scheduling) => {
-    const r = (variant: Variant) => rate(variant, scheduling);
-    /** The best ingress variant with `processes` processes against the best bare route with as many. */
-    const sameProcesses = (processes: number) => {
-      const bare = best(scheduling, ["bare"], processes);
-      const ingress = best(scheduling, INGRESS_KINDS, processes);
-      return {
-        ratio: r(ingress) / r(bare),
-        ingress: label(ingress),
-        ingressRate: r(ingress),
-        bare: label(bare),
-        bareRate: r(bare),
-      };
-    };
-    const ingressBest = best(scheduling, INGRESS_KINDS);
-    const bareBest = best(scheduling, ["bare"]);
-    // The synchronous handler is one process; its fair match is the one-process ingress verifying on the event loop,
-    // like it.
-    const ingressOne = best(scheduling, ["ingress-sync"], 1);
-    const verifyThenAdd = best(scheduling, ["verify-then-add"], 1);
-    const syncRate = sync[scheduling]?.result.okPerSecond ?? Number.NaN;
-    return {
-      // (1) as the issue calibrates it: "a straightforward verify-then-add handler reaches about 30%" is one process
-      // of that handler against one bare route (25–34% in every run of this script); the 2-process figures are
-      // printed too.
-      oneEach: sameProcesses(1),
-      multi: sameProcesses(PROCESSES),
-      bestAgainstBest: {
-        ratio: r(ingressBest) / r(bareBest),
-        ingress: label(ingressBest),
-        ingressRate: r(ingressBest),
-        bare: label(bareBest),
-        bareRate: r(bareBest),
-      },
-      verifyThenAdd: { label: label(verifyThenAdd), rate: r(verifyThenAdd) },
-      verifyThenAddToBare: r(verifyThenAdd) / r(best(scheduling, ["bare"], 1)),
-      ingressOne: { label: label(ingressOne), rate: r(ingressOne) },
-      ingressToVerifyThenAdd: r(ingressOne) / r(verifyThenAdd),
-      ingressToSyncHandler: r(ingressOne) / syncRate,
-    };
-  };
-  const ratios = Object.fromEntries(schedulings.map((s) => [s, ratiosOf(s)]));
+  await generate(SYNC_ORDERS, { outTradeNos: Array.from({ length: SYNC_ORDERS }, (_, i) => `BENCH-${i}`) });
+  const sync = await run(SYNC_HANDLER, {
+    mode: "closed",
+    concurrency: SYNC_CONCURRENCY,
+    durationMs: SYNC_MS,
+    maxRequests: SYNC_ORDERS,
+    warmupMs: WARMUP_MS,
+  });
+  const paid = await db.db.pool.query<{ n: string }>(
+    `SELECT count(*) AS n FROM "Order" WHERE status = 'SUCCESS' AND "outTradeNo" LIKE 'BENCH-%'`,
+  );
+  // The synchronous handler is one process; its fair match is the one-process ingress (verifying on the event loop,
+  // like it).
+  const ingressOne = best(["ingress-sync"], 1);
+  const bareOne = best(["bare"], 1);
+  const verifyThenAdd = best(["verify-then-add"], 1);
 
   const report = {
     at: new Date().toISOString(),
-    machine: {
-      cpus: cpus().length,
-      model: cpus()[0]?.model,
-      node: process.version,
-      loadBefore,
-      loadAfter: loadavg(),
-      rtThrottling: throttling,
-    },
+    machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version, loadBefore, loadAfter: loadavg() },
     settings: {
       ROUNDS,
       THROUGHPUT_MS,
@@ -587,35 +479,40 @@ async function main() {
       LATENCY_MS,
       LATENCY_WARMUP_MS,
       LATENCY_ROUNDS,
-      schedulings,
-      realtimeRefusal: refusal,
-      FIFO_PRIORITY,
       latencyConditions: conditions,
       latencyLoadgenNice: loadgenNice.nice,
       SYNC_CONCURRENCY,
       SYNC_MS,
     },
     throughput: Object.fromEntries(
-      THROUGHPUT_VARIANTS.flatMap((v) =>
-        schedulings.map((s) => [runKey(v, s), { mean: rate(v, s), runs: throughput[runKey(v, s)] }]),
-      ),
+      THROUGHPUT_VARIANTS.map((v) => [label(v), { mean: rate(v), runs: throughput[label(v)] }]),
     ),
     latency,
-    sync,
+    sync: { result: sync, ordersPaid: Number(paid.rows[0]?.n ?? 0) },
     cpuUsPerRequest: Object.fromEntries(
-      THROUGHPUT_VARIANTS.flatMap((v) =>
-        schedulings.map((s) => [
-          runKey(v, s),
-          {
-            server: cpu(v, s, "server"),
-            serverMain: cpu(v, s, "serverMain"),
-            redis: cpu(v, s, "redis"),
-            loadgen: cpu(v, s, "loadgen"),
-          },
-        ]),
-      ),
+      THROUGHPUT_VARIANTS.map((v) => [
+        label(v),
+        {
+          server: cpu(v, "server"),
+          serverMain: cpu(v, "serverMain"),
+          redis: cpu(v, "redis"),
+          loadgen: cpu(v, "loadgen"),
+        },
+      ]),
     ),
-    ratios,
+    ratios: {
+      ingressToBare: oneEach.ratio,
+      oneEach,
+      bestAgainstBest: {
+        ratio: rate(ingressBest) / rate(bareBest),
+        ingress: label(ingressBest),
+        bare: label(bareBest),
+      },
+      sameProcesses: { 1: oneEach, [PROCESSES]: sameProcesses(PROCESSES) },
+      verifyThenAddToBare: rate(verifyThenAdd) / rate(bareOne),
+      ingressToVerifyThenAdd: rate(ingressOne) / rate(verifyThenAdd),
+      ingressToSyncHandler: rate(ingressOne) / sync.okPerSecond,
+    },
   };
   mkdirSync(resolve(here, "results"), { recursive: true });
   const file = resolve(here, "results", `ingress-${report.at.replace(/[:.]/g, "-")}.json`);
@@ -623,27 +520,16 @@ async function main() {
 
   const pct = (x: number) => `${(x * 100).toFixed(0)}%`;
   const ms = (x: number | undefined) => `${(x ?? Number.NaN).toFixed(2)} ms`;
-  const perSecond = (x: number) => `${x.toFixed(0)}/s`;
   console.log("\n=== results ===");
-  for (const scheduling of schedulings) {
-    const q = ratiosOf(scheduling);
-    const syncRun = sync[scheduling];
+  console.log(
+    `(1) ingress / bare Fastify throughput, 1 process each: ${pct(oneEach.ratio)} (target ≥45%) — ${oneEach.ingress} ${rate(best(INGRESS_KINDS, 1)).toFixed(0)}/s vs ${oneEach.bare} ${rate(bareOne).toFixed(0)}/s` +
+      `\n    ${PROCESSES} processes each: ${pct(sameProcesses(PROCESSES).ratio)} (${sameProcesses(PROCESSES).ingress} vs ${sameProcesses(PROCESSES).bare}); best against best: ${pct(report.ratios.bestAgainstBest.ratio)} (${label(ingressBest)} ${rate(ingressBest).toFixed(0)}/s vs ${label(bareBest)} ${rate(bareBest).toFixed(0)}/s)` +
+      `\n    the issue's baseline, verify-then-add (one queue.add per request) / bare, 1 process each: ${pct(report.ratios.verifyThenAddToBare)} (${label(verifyThenAdd)} ${rate(verifyThenAdd).toFixed(0)}/s); ${label(ingressOne)} ${report.ratios.ingressToVerifyThenAdd.toFixed(2)}× of it`,
+  );
+  for (const v of THROUGHPUT_VARIANTS) {
     console.log(
-      `${scheduling}:` +
-        `\n(1) ingress / bare Fastify throughput, 1 process each: ${pct(q.oneEach.ratio)} (target ≥45%) — ${q.oneEach.ingress} ${perSecond(q.oneEach.ingressRate)} vs ${q.oneEach.bare} ${perSecond(q.oneEach.bareRate)}` +
-        `\n    ${PROCESSES} processes each: ${pct(q.multi.ratio)} (${q.multi.ingress} vs ${q.multi.bare}); best against best: ${pct(q.bestAgainstBest.ratio)} (${q.bestAgainstBest.ingress} ${perSecond(q.bestAgainstBest.ingressRate)} vs ${q.bestAgainstBest.bare} ${perSecond(q.bestAgainstBest.bareRate)})` +
-        `\n    the issue's baseline, verify-then-add (one queue.add per request) / bare, 1 process each: ${pct(q.verifyThenAddToBare)} (${q.verifyThenAdd.label} ${perSecond(q.verifyThenAdd.rate)}); ${q.ingressOne.label} ${q.ingressToVerifyThenAdd.toFixed(2)}× of it`,
+      `    ${label(v).padEnd(22)} ${rate(v).toFixed(0).padStart(6)}/s  CPU per request: server ${cpu(v, "server").toFixed(0)} µs (main thread ${cpu(v, "serverMain").toFixed(0)}), redis ${cpu(v, "redis").toFixed(0)} µs, load generator ${cpu(v, "loadgen").toFixed(0)} µs; busy: machine ${busyPct(v, "machine")}%, server main thread ${busyPct(v, "serverMain")}%`,
     );
-    for (const v of THROUGHPUT_VARIANTS) {
-      console.log(
-        `    ${label(v).padEnd(22)} ${rate(v, scheduling).toFixed(0).padStart(6)}/s  CPU per request: server ${cpu(v, scheduling, "server").toFixed(0)} µs (main thread ${cpu(v, scheduling, "serverMain").toFixed(0)}), redis ${cpu(v, scheduling, "redis").toFixed(0)} µs, load generator ${cpu(v, scheduling, "loadgen").toFixed(0)} µs; busy: machine ${busyPct(v, scheduling, "machine")}%, server main thread ${busyPct(v, scheduling, "serverMain")}%`,
-      );
-    }
-    if (syncRun) {
-      console.log(
-        `(3) ingress / synchronous handler throughput (1 process each): ${q.ingressToSyncHandler.toFixed(1)}× (target ≥10×) — ${q.ingressOne.label} ${perSecond(q.ingressOne.rate)} vs ${perSecond(syncRun.result.okPerSecond)} (p99 ${ms(syncRun.result.latencyMs.p99)}; ${syncRun.ordersPaid} orders paid)`,
-      );
-    }
   }
   for (const variant of LATENCY_VARIANTS) {
     for (const condition of conditions) {
@@ -656,6 +542,9 @@ async function main() {
       );
     }
   }
+  console.log(
+    `(3) ingress / synchronous handler throughput (1 process each): ${report.ratios.ingressToSyncHandler.toFixed(1)}× (target ≥10×) — ${rate(ingressOne).toFixed(0)}/s vs ${sync.okPerSecond.toFixed(0)}/s (p99 ${ms(sync.latencyMs.p99)}; ${report.sync.ordersPaid} orders paid)`,
+  );
   console.log(
     `load average before ${loadBefore.map((x) => x.toFixed(2)).join(" ")}, after ${report.machine.loadAfter.map((x) => x.toFixed(2)).join(" ")} (other processes share the 2 CPUs)`,
   );
