@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { DashboardContext } from "../context.ts";
-import { sendError } from "../routes/page.ts";
+import { sendError, wantsHtml } from "../routes/page.ts";
+import { sendSessionEnded } from "../routes/session-ended.ts";
 import { SESSION_COOKIE } from "./cookies.ts";
 import { isRevoked } from "./revocations.ts";
 import type { SessionClaims, SessionUser } from "./session.ts";
@@ -90,6 +91,12 @@ export function authenticate(request: FastifyRequest, ctx: DashboardContext): Fa
   return { user: { name: user.name, role: user.role }, claims };
 }
 
+/**
+ * A request without a live session: a browser's page load is sent to the login (and back); a browser's form post
+ * (a mutation accepting text/html) gets a page saying its session ended and nothing was done; anything else —
+ * bull-board's client (axios accepts JSON, plain text and any type, never text/html by name), scripts — the JSON 401.
+ * Each is refused before the CSRF check and the handler, so nothing is done either way.
+ */
 function rejectUnauthenticated(request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const wantsPage =
     (request.method === "GET" || request.method === "HEAD") &&
@@ -99,6 +106,7 @@ function rejectUnauthenticated(request: FastifyRequest, reply: FastifyReply): Fa
     const next = request.url.startsWith("/") ? request.url : "/";
     return reply.redirect(`/login?next=${encodeURIComponent(next)}`, 302);
   }
+  if (!SAFE_METHODS.has(request.method) && wantsHtml(request)) return sendSessionEnded(request, reply);
   return reply.code(401).type("application/json").send({ error: "UNAUTHENTICATED", message: "log in first" });
 }
 

@@ -1,5 +1,7 @@
 /** Where a same-site redirect (a login's `next`) or link back may point: paths of this dashboard only. */
 
+import type { FastifyRequest } from "fastify";
+
 /**
  * Characters a redirect's Location cannot carry as they are: Node refuses a header value outside Latin-1
  * (ERR_INVALID_CHAR, a 500 after the login was audited), and a URL has no raw space or non-ASCII character.
@@ -20,4 +22,20 @@ export function safeNext(next: unknown): string {
   const hasControl = [...next].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f);
   if (hasControl || next.startsWith("/login")) return "/";
   return next.replace(NOT_IN_URL, percentEncode);
+}
+
+/**
+ * The path of the page a refused form was on (routes/stale-form.ts, routes/session-ended.ts), for their links back:
+ * from the Referer (our pages send it: Referrer-Policy same-origin) when it names this host, sanitised as a login's
+ * `next`; "/" otherwise, and for the login page, which leads to the dashboard anyway.
+ */
+export function pageOfTheForm(request: FastifyRequest): string {
+  const referer = request.headers.referer;
+  if (!referer) return "/";
+  try {
+    const url = new URL(referer);
+    return url.host === request.host ? safeNext(`${url.pathname}${url.search}`) : "/";
+  } catch {
+    return "/";
+  }
 }

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { html } from "../views/html.ts";
 import { bareLayout } from "../views/layout.ts";
-import { safeNext } from "./next.ts";
+import { pageOfTheForm } from "./next.ts";
 import { sendError, sendHtml, wantsHtml } from "./page.ts";
 
 /**
@@ -35,19 +35,4 @@ perhaps in another tab or window. ${who} The form was refused and nothing was do
     ),
     403,
   );
-}
-
-/**
- * The path of the page the form was on, from the Referer (our pages send it: Referrer-Policy same-origin) when it
- * names this host; "/" otherwise, and for the login page, which leads to the dashboard anyway.
- */
-function pageOfTheForm(request: FastifyRequest): string {
-  const referer = request.headers.referer;
-  if (!referer) return "/";
-  try {
-    const url = new URL(referer);
-    return url.host === request.host ? safeNext(`${url.pathname}${url.search}`) : "/";
-  } catch {
-    return "/";
-  }
 }
