@@ -25,6 +25,12 @@ const withCookie = (app: FastifyInstance, cookie: string | undefined) =>
 const sidOf = (cookie: string | undefined) =>
   (JSON.parse(Buffer.from(cookie?.split(".")[1] ?? "", "base64url").toString()) as { sid: string }).sid;
 
+/** `dashboard_actions_total{action="logout",result="ok"}`: the logouts counted, as the `logout` audit rows are. */
+const logoutsCounted = async () => {
+  const metrics = await d.app.inject({ method: "GET", url: "/metrics" });
+  return Number(/dashboard_actions_total\{action="logout",result="ok"\} (\d+)/.exec(metrics.body)?.[1] ?? 0);
+};
+
 const auditRows = (action: string, sid: string) =>
   d.database.db.prisma.auditLog.findMany({ where: { action, detail: { path: ["sid"], equals: sid } } });
 
@@ -35,6 +41,7 @@ describe("a login over a live session", () => {
   ] as const)("revokes the session the browser held (%s): a copy of the old cookie is refused", async (_, name) => {
     const client = await loggedIn(d.app, "olga", PASSWORDS.olga);
     const old = client.cookies.get("wpn_session");
+    const counted = await logoutsCounted();
     // The form carries a token of the live session (loggedIn loaded a page of it).
     const login = await client.post("/login", { username: name, password: PASSWORDS[name] });
     expect(login.statusCode).toBe(303);
@@ -52,6 +59,8 @@ describe("a login over a live session", () => {
     expect(logout).toMatchObject({ actor: "olga", role: "operator" });
     expect(logout?.detail).toMatchObject({ sid: sidOf(old), replacedBy: sidOf(current) });
     expect(await auditRows("login", sidOf(current))).toHaveLength(1);
+    // Counted as a logout is: one more, as one more logout row.
+    expect(await logoutsCounted()).toBe(counted + 1);
   });
 
   it("a login with a session no longer live (logged out elsewhere), or none, revokes nothing and writes no logout row", async () => {
@@ -62,6 +71,7 @@ describe("a login over a live session", () => {
     for (const [cookie, value] of client.cookies) other.cookies.set(cookie, value);
     other.csrfToken = client.csrfToken;
     expect((await other.post("/logout", {})).statusCode).toBe(303);
+    const counted = await logoutsCounted();
     const login = await client.post("/login", { username: "victor", password: PASSWORDS.victor });
     expect(login.statusCode).toBe(303);
     expect(await auditRows("logout", sidOf(old))).toHaveLength(1);
@@ -72,6 +82,8 @@ describe("a login over a live session", () => {
     const sid = sidOf(fresh.cookies.get("wpn_session"));
     expect(await auditRows("login", sid)).toHaveLength(1);
     expect(await d.database.db.prisma.revokedSession.findUnique({ where: { sid } })).toBeNull();
+    // Neither login ended a session: no logout counted.
+    expect(await logoutsCounted()).toBe(counted);
   });
 
   it("when the old session cannot be revoked, the login does not happen: 500, no new session, the old one unchanged", async () => {
@@ -79,6 +91,7 @@ describe("a login over a live session", () => {
     const old = client.cookies.get("wpn_session");
     const prisma = d.database.db.prisma;
     const logins = await prisma.auditLog.count({ where: { action: "login" } });
+    const counted = await logoutsCounted();
     await prisma.$executeRawUnsafe('ALTER TABLE "RevokedSession" RENAME TO "RevokedSessionAway"');
     let login: Awaited<ReturnType<Client["post"]>>;
     try {
@@ -95,6 +108,7 @@ describe("a login over a live session", () => {
     expect(client.cookies.get("wpn_session")).toBe(old);
     expect(await prisma.auditLog.count({ where: { action: "login" } })).toBe(logins);
     expect(await auditRows("logout", sidOf(old))).toEqual([]);
+    expect(await logoutsCounted()).toBe(counted);
     // Still olga's, visibly: she can log in again (or out) once PostgreSQL takes the write.
     expect((await withCookie(d.app, old)).statusCode).toBe(200);
     expect((await client.post("/login", { username: "victor", password: PASSWORDS.victor })).statusCode).toBe(303);

@@ -37,17 +37,20 @@ export async function revokeSession(
  * or not), revoked as a logout revokes it — with its `logout` row only when this login ended it, not when it was
  * logged out already — and the login's own audit row. All or nothing: a login that cannot end the session the browser
  * held does not happen (the error answers 500, no new cookie is set, and the old session goes on, visibly), so a login
- * never leaves a copy of the old cookie working beside the new one.
+ * never leaves a copy of the old cookie working beside the new one. True when this login ended `previous` (its
+ * `logout` row written), for the caller to count that logout.
  */
 export async function recordLogin(
   prisma: PrismaClient,
   login: AuditEntry,
   previous: { claims: SessionClaims; logout: AuditEntry } | undefined,
   now: Date,
-): Promise<void> {
-  await prisma.$transaction(async (tx) => {
-    if (previous && (await insertRevocation(tx, previous.claims, now))) await recordAudit(tx, previous.logout, now);
+): Promise<boolean> {
+  return prisma.$transaction(async (tx) => {
+    const ended = previous !== undefined && (await insertRevocation(tx, previous.claims, now));
+    if (ended) await recordAudit(tx, previous.logout, now);
     await recordAudit(tx, login, now);
+    return ended;
   });
 }
 

@@ -103,7 +103,7 @@ export function registerLoginRoutes(app: FastifyInstance, ctx: DashboardContext)
     const previous = authenticate(request, ctx);
     // Audited before the cookie is set, with the old session's revocation: a login that cannot be audited, or cannot
     // end the session the browser held, does not happen (see recordLogin).
-    await recordLogin(
+    const endedPrevious = await recordLogin(
       ctx.db.prisma,
       { actor: user.name, role: user.role, action: "login", detail: { ip, sid: claims.sid } },
       previous
@@ -120,6 +120,9 @@ export function registerLoginRoutes(app: FastifyInstance, ctx: DashboardContext)
         : undefined,
       ctx.now(),
     );
+    // Counted as the logout it is (the same labels as POST /logout's), one for each `logout` row: the metric and the
+    // audit log agree on how many sessions were ended. The row's `replacedBy` tells the two kinds apart.
+    if (endedPrevious) ctx.metrics.actions.inc({ action: "logout", result: "ok" });
     ctx.cookies.set(reply, SESSION_COOKIE, value, { maxAge: ctx.sessions.maxAgeSeconds });
     // A new session, a new CSRF secret: none the browser held before the login (the login page's, one planted by
     // someone else) stays with the session. The tokens are bound to the session cookie besides (csrf.ts).
