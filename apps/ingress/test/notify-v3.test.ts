@@ -1,4 +1,6 @@
 import { randomUUID } from "node:crypto";
+import { request } from "node:http";
+import type { AddressInfo } from "node:net";
 import { createRedisConnection, PARSE_JOB_NAME, parseJobV3Schema, QueueName } from "@wpn/queue";
 import { TEST_REDIS_URL } from "@wpn/testing";
 import { Worker } from "bullmq";
@@ -230,6 +232,61 @@ describe("POST /notify/v3: rejections answer 4xx with the exact FAIL body and en
     for (const code of ["SIGNATURE_PROBE", "TIMESTAMP_SKEW", "SERIAL_UNKNOWN", "SIGNATURE_INVALID"]) {
       expect(text).toMatch(new RegExp(`api="v3",code="${code}"} [1-9]`));
     }
+  });
+});
+
+/**
+ * POSTs `n` to the app over real HTTP with the headers in `repeated` sent twice, as two header lines (inject cannot:
+ * it hands over no raw headers). Node joins the two lines of a header it does not know into one value, "a, b".
+ */
+async function postRepeatingHeaders(
+  app: typeof f.app,
+  n: { headers: Record<string, string>; body: Buffer | string },
+  repeated: Record<string, [string, string]>,
+): Promise<{ statusCode: number; body: string }> {
+  if (!app.server.listening) await app.listen({ host: "127.0.0.1", port: 0 });
+  const { port } = app.server.address() as AddressInfo;
+  const headers: Record<string, string | string[]> = { ...n.headers };
+  for (const [name, values] of Object.entries(repeated)) {
+    for (const key of Object.keys(headers)) if (key.toLowerCase() === name.toLowerCase()) delete headers[key];
+    headers[name] = values;
+  }
+  return new Promise((resolve, reject) => {
+    const req = request(`http://127.0.0.1:${port}/notify/v3`, { method: "POST", headers }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => {
+        body += chunk;
+      });
+      res.on("end", () => resolve({ statusCode: res.statusCode ?? 0, body }));
+    });
+    req.on("error", reject);
+    req.end(n.body);
+  });
+}
+
+describe("POST /notify/v3: a signature header sent twice (two header lines)", () => {
+  it("the same value twice is that value: 204 and the job, as with one line", async () => {
+    const n = signedV3(f.merchant);
+    const signature = n.headers["Wechatpay-Signature"] as string;
+    const serial = n.headers["Wechatpay-Serial"] as string;
+    const response = await postRepeatingHeaders(f.app, n, {
+      "Wechatpay-Signature": [signature, signature],
+      "Wechatpay-Serial": [serial, serial],
+    });
+    expect(response).toEqual({ statusCode: 204, body: "" });
+    expect(await f.queue.getJob(n.jobId)).toBeDefined();
+  });
+
+  it("two different values are 400 HEADER_INVALID (which one was signed?), nothing queued", async () => {
+    const n = signedV3(f.merchant);
+    const serial = n.headers["Wechatpay-Serial"] as string;
+    const response = await postRepeatingHeaders(f.app, n, { "Wechatpay-Serial": [serial, `${serial}0`] });
+    expect(response).toEqual({
+      statusCode: 400,
+      body: fail("HEADER_INVALID: a Wechatpay-* signature header is malformed"),
+    });
+    expect(await f.queue.getJob(n.jobId)).toBeUndefined();
   });
 });
 

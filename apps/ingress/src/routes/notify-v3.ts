@@ -54,7 +54,7 @@ async function handleV3(
   const body = request.body;
   // No Content-Type at all: Fastify skips parsing and leaves no body.
   if (!Buffer.isBuffer(body)) throw new IngressError("UNSUPPORTED_MEDIA_TYPE", "request has no JSON body");
-  const headers = readV3Headers(signatureHeaders(request.headers));
+  const headers = readV3Headers(signatureHeaders(request.headers, request.raw.rawHeaders));
   const now = new Date(receivedAt);
   const toleranceSeconds = ctx.settings.timestampToleranceSeconds;
   const merchant = await resolveMerchant(ctx, request.params.mchid, headers, body, now);
@@ -152,13 +152,27 @@ function checkAllButKey(ctx: NotifyContext, headers: V3Headers, body: Buffer, no
   }
 }
 
+/** The headers `readV3Headers` looks at, lower-case (as Node names them). */
+const SIGNATURE_HEADERS = [
+  "wechatpay-timestamp",
+  "wechatpay-nonce",
+  "wechatpay-signature",
+  "wechatpay-serial",
+  "wechatpay-signature-type",
+  "request-id",
+] as const;
+
 /**
  * Only the headers `readV3Headers` looks at. Node has already lower-cased the names; handing over these six
  * instead of the whole request's headers makes its case-insensitive scan ~3× cheaper (measured), which counts
  * at thousands of requests per second.
+ * Node joins the lines of a header sent twice into one value, "a, b", which no value of these holds otherwise
+ * (digits, letters, base64, `-`, `_`): then they are taken line by line from the raw headers, so that
+ * `readV3Headers` reads one value sent twice as that value and refuses two different ones (HEADER_INVALID: which was
+ * signed?) — instead of a 401 for a signature "a, a", and a certificate download for a serial "a, a".
  */
-function signatureHeaders(all: IncomingHttpHeaders): RawHeaders {
-  return {
+function signatureHeaders(all: IncomingHttpHeaders, rawHeaders: readonly string[]): RawHeaders {
+  const picked: RawHeaders = {
     "wechatpay-timestamp": all["wechatpay-timestamp"],
     "wechatpay-nonce": all["wechatpay-nonce"],
     "wechatpay-signature": all["wechatpay-signature"],
@@ -166,6 +180,22 @@ function signatureHeaders(all: IncomingHttpHeaders): RawHeaders {
     "wechatpay-signature-type": all["wechatpay-signature-type"],
     "request-id": all["request-id"],
   };
+  for (const name of SIGNATURE_HEADERS) if (picked[name]?.includes(",")) return headerLines(rawHeaders);
+  return picked;
+}
+
+/** The signature headers' lines of `rawHeaders` (Node's `[name, value, name, value, …]`), one value per line. */
+function headerLines(rawHeaders: readonly string[]): RawHeaders {
+  const lines: Record<string, string[]> = {};
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = (rawHeaders[i] as string).toLowerCase();
+    if (!(SIGNATURE_HEADERS as readonly string[]).includes(name)) continue;
+    const value = rawHeaders[i + 1] as string;
+    const list = lines[name];
+    if (list) list.push(value);
+    else lines[name] = [value];
+  }
+  return lines;
 }
 
 function readUtf8(body: Buffer): string {
