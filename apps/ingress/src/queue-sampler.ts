@@ -21,9 +21,10 @@ export interface QueueSnapshot {
   eviction: string | undefined;
   /**
    * Redis may evict keys that have no TTL — BullMQ's jobs (an `allkeys-*` policy with `maxmemory` set): a 2xx would
-   * no longer mean "kept", so /health/ready answers 503. The `volatile-*` policies evict only keys with a TTL: the
-   * dedupe receipts and BullMQ's job locks, whose loss costs a second job for a redelivery or a second run of a job
-   * (the worker answers both as duplicates), never a payment; they are reported, not refused.
+   * no longer mean "kept", so /health/ready answers 503 and the intake refuses notifications (503). The `volatile-*`
+   * policies evict only keys with a TTL: the dedupe receipts and BullMQ's job locks, whose loss costs a second job for
+   * a redelivery or a second run of a job (the worker answers both as duplicates), never a payment; they are
+   * reported, not refused.
    */
   evictsJobs: boolean;
   /**
@@ -82,8 +83,8 @@ const UNANSWERED_AFTER_INTERVALS = 3;
  * command: a Redis user without it (an ACL without @admin, which BullMQ does not need) skips that check, logged once.
  *
  * Each sample also reads Redis's eviction policy (`INFO memory`): BullMQ needs `noeviction`, and a Redis that may
- * evict jobs makes the ingress not ready (`evictsJobs`), logged (code `REDIS_EVICTION_POLICY`) whenever the
- * policy changes.
+ * evict jobs makes the ingress not ready and refuse notifications (`evictsJobs`), logged (code
+ * `REDIS_EVICTION_POLICY`) whenever the policy changes.
  *
  * Reads alone do not tell whether the ingress can keep a notification: a Redis past `maxmemory` under noeviction
  * (OOM), a replica (READONLY, which ROLE shows only to a user allowed to ask it), a failed RDB save (MISCONF),

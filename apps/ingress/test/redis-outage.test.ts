@@ -395,4 +395,31 @@ describe("Redis outages", () => {
       admin.disconnect();
     }
   });
+
+  it("a Redis that may evict jobs: notifications are answered 503 QUEUE_UNAVAILABLE, not 2xx, until it may not", async () => {
+    const admin = createRedisConnection(redis.url, "admin");
+    const g = await createIngressFixture({
+      label: "ingress-eviction-503",
+      merchant: f.merchant,
+      env: { REDIS_URL: redis.url },
+      app: { sampleIntervalMs: 60_000 },
+    });
+    try {
+      await admin.config("SET", "maxmemory-policy", "allkeys-lru", "maxmemory", "1gb");
+      await g.app.ingress.sampler.sample();
+      const n = signedV3(g.merchant);
+      const refused = await post(g.app, "/notify/v3", n);
+      expect({ status: refused.statusCode, body: refused.body }).toEqual({ status: 503, body: QUEUE_UNAVAILABLE });
+      expect(await g.queue.getJob(n.jobId)).toBeUndefined();
+
+      await admin.config("SET", "maxmemory-policy", "noeviction", "maxmemory", "0");
+      await g.app.ingress.sampler.sample();
+      expect((await post(g.app, "/notify/v3", n)).statusCode).toBe(204);
+      expect(await g.queue.getJob(n.jobId)).toBeDefined();
+    } finally {
+      await admin.config("SET", "maxmemory-policy", "noeviction", "maxmemory", "0");
+      await g.close();
+      admin.disconnect();
+    }
+  });
 });

@@ -34,6 +34,11 @@ export class Intake {
     /** INGRESS_ENQUEUE_TIMEOUT_MS. */
     private readonly timeoutMs: number,
     private readonly metrics: IngressMetrics,
+    /**
+     * Whether Redis may evict jobs, as the last queue sample read its eviction policy (QueueSnapshot.evictsJobs): then
+     * a job Redis confirms is not kept for sure, and a 2xx for it would promise what Redis does not.
+     */
+    private readonly evictsJobs: () => boolean = () => false,
   ) {}
 
   /**
@@ -64,6 +69,11 @@ export class Intake {
     // enableOfflineQueue is off, so a command on a dead connection fails anyway; this saves the batch round.
     if (this.redis.status !== "ready") {
       return Promise.reject(new IngressError("QUEUE_UNAVAILABLE", `redis is ${this.redis.status}`));
+    }
+    // Refused like a Redis that is down (WeChat resends), not only taken out of the balancer by readiness: a process
+    // reached all the same (no balancer, one that fails open when every process is unready) must not answer 2xx.
+    if (this.evictsJobs()) {
+      return Promise.reject(new IngressError("QUEUE_UNAVAILABLE", "redis may evict jobs (maxmemory-policy allkeys-*)"));
     }
     const boundMs = Math.max(0, Math.min(this.timeoutMs, leftMs));
     return new Promise((resolve, reject) => {
