@@ -138,7 +138,7 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     clock,
     metrics,
   });
-  const intake = new Intake(batcher, redis, settings.enqueueTimeoutMs, metrics, () => sampler.snapshot.evictsJobs);
+  const intake = new Intake(batcher, redis, settings.enqueueTimeoutMs, metrics, () => sampler.unkeptBecause);
   const sampler = new QueueSampler(
     queue,
     settings.queueWaitingCeiling,

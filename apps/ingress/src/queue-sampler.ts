@@ -28,6 +28,12 @@ export interface QueueSnapshot {
    */
   evictsJobs: boolean;
   /**
+   * The last ROLE answered was a replica's (false while it was a master's, or ROLE may not be asked). A replica that
+   * takes writes (`replica-read-only no`) keeps them only until it next syncs with its primary, which its own clients'
+   * writes never reach: the intake refuses notifications meanwhile (a read-only one refuses them itself, READONLY).
+   */
+  replica: boolean;
+  /**
    * What the last write probe met (see QueueSampler): "ok"; Redis's own error code when it refused the write
    * (`READONLY`, `OOM`, `MISCONF`, `NOREPLICAS`, `NOPERM`, …: the reply's first word); `TIMEOUT` when it was not
    * answered within the enqueue bound; `NO_CONNECTION` when it failed without a reply (the connection is down).
@@ -145,6 +151,7 @@ export class QueueSampler {
       lastOkAt: undefined,
       eviction: undefined,
       evictsJobs: false,
+      replica: false,
       write: undefined,
     };
     metrics.queueWaiting.set(-1);
@@ -157,6 +164,16 @@ export class QueueSampler {
 
   get snapshot(): Readonly<QueueSnapshot> {
     return this.#snapshot;
+  }
+
+  /**
+   * Why a job Redis confirms would not be kept, as the last sample found it, or undefined: a replica (`replica`),
+   * or a policy that may evict jobs (`evictsJobs`). Read by the intake for every notification: no Redis round trip.
+   */
+  get unkeptBecause(): string | undefined {
+    if (this.#snapshot.replica) return "redis is a replica: what it takes is not kept";
+    if (this.#snapshot.evictsJobs) return `redis may evict jobs (maxmemory-policy ${this.#snapshot.eviction})`;
+    return undefined;
   }
 
   start(): void {
@@ -308,7 +325,8 @@ export class QueueSampler {
         this.connection.memoryInfo(),
       ]);
       this.#recordEviction(parseEvictionSetting(memory));
-      if (kind !== "master" && kind !== "not permitted") {
+      snapshot.replica = kind !== "master" && kind !== "not permitted";
+      if (snapshot.replica) {
         this.#reopenIfStillReplica();
         throw new Error(`redis is a ${String(kind)}: it refuses writes (READONLY)`);
       }

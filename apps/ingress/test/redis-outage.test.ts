@@ -326,6 +326,30 @@ describe("Redis outages", () => {
     }
   });
 
+  it("a demoted primary that takes writes (replica-read-only no): notifications 503, never 2xx for a replica's copy", async () => {
+    const other = await TestRedisServer.start();
+    const admin = createRedisConnection(redis.url, "admin");
+    try {
+      await admin.call("REPLICAOF", "127.0.0.1", String(other.port));
+      await admin.config("SET", "replica-read-only", "no");
+      const synced = async () => {
+        const role = (await admin.call("ROLE")) as unknown[];
+        return role[0] === "slave" && role[3] === "connected";
+      };
+      expect(await pollUntil(synced, 10_000)).toBe(true);
+      await f.app.ingress.sampler.sample();
+      const n = signedV3(f.merchant);
+      const refused = await post(f.app, "/notify/v3", n);
+      expect({ status: refused.statusCode, body: refused.body }).toEqual({ status: 503, body: QUEUE_UNAVAILABLE });
+      expect(await f.queue.getJob(n.jobId)).toBeUndefined();
+    } finally {
+      await admin.call("REPLICAOF", "NO", "ONE");
+      await admin.config("SET", "replica-read-only", "yes");
+      admin.disconnect();
+      await other.kill();
+    }
+  });
+
   it("a Redis user without ROLE (no @admin, which BullMQ does not need) is still ready", async () => {
     const admin = createRedisConnection(redis.url, "admin");
     await admin.call("ACL", "SETUSER", "wpn-ingress", "on", ">wpn-secret", "~*", "&*", "+@all", "-@admin");

@@ -35,10 +35,10 @@ export class Intake {
     private readonly timeoutMs: number,
     private readonly metrics: IngressMetrics,
     /**
-     * Whether Redis may evict jobs, as the last queue sample read its eviction policy (QueueSnapshot.evictsJobs): then
-     * a job Redis confirms is not kept for sure, and a 2xx for it would promise what Redis does not.
+     * Why a job Redis confirms would not be kept, as the last queue sample found Redis (QueueSampler.unkeptBecause: a
+     * replica, an eviction policy that may evict jobs), or undefined: a 2xx then would promise what Redis does not.
      */
-    private readonly evictsJobs: () => boolean = () => false,
+    private readonly unkeptBecause: () => string | undefined = () => undefined,
   ) {}
 
   /**
@@ -72,9 +72,8 @@ export class Intake {
     }
     // Refused like a Redis that is down (WeChat resends), not only taken out of the balancer by readiness: a process
     // reached all the same (no balancer, one that fails open when every process is unready) must not answer 2xx.
-    if (this.evictsJobs()) {
-      return Promise.reject(new IngressError("QUEUE_UNAVAILABLE", "redis may evict jobs (maxmemory-policy allkeys-*)"));
-    }
+    const unkept = this.unkeptBecause();
+    if (unkept !== undefined) return Promise.reject(new IngressError("QUEUE_UNAVAILABLE", unkept));
     const boundMs = Math.max(0, Math.min(this.timeoutMs, leftMs));
     return new Promise((resolve, reject) => {
       const waiter: Waiter = { deadline: performance.now() + this.timeoutMs, settled: false, reject };
