@@ -111,30 +111,53 @@ export function describeBlockers(sample: BlockerSample): string {
 }
 
 /**
+ * How long the watch connection may take to open, and any one of its statements to answer, ms. Past that (a pool such
+ * as PgBouncer holding the connection back, a server too busy to answer) it is given up: the watched work goes on, and
+ * what it reports says the blockers could not be read, and why. Within it, a first attempt waits for the connection.
+ */
+export const WATCH_TIMEOUT_MS = 5_000;
+
+/**
  * Finds out who blocks a session while it waits for a lock. The waiting session cannot ask — it is waiting — and once
  * its lock_timeout fires the blocker is no longer linked to it, so a second connection samples pg_blocking_pids while
- * the work runs. That connection is opened only for work still running `afterMs` after it started (a migration that
- * finishes at once costs nothing) and then kept for the rest of the run; `close` ends it.
+ * the work runs. That connection is opened by `open`, before the work whose waits it watches starts: opened during
+ * the wait, its connect (long on a busy host) ate into a short lock_timeout and left no time to sample. It is kept for
+ * the rest of the run; `close` ends it.
  */
 export class BlockerWatch {
+  readonly #config: pg.ClientConfig;
+  #opening: Promise<void> | undefined;
   #client: pg.Client | undefined;
   #error: string | undefined;
 
   /** `config`: the watch connection's (the watched session's database, an application_name of its own). */
   constructor(
-    private readonly config: pg.ClientConfig,
+    config: pg.ClientConfig,
     private readonly pid: number,
-  ) {}
+  ) {
+    this.#config = { ...config, connectionTimeoutMillis: WATCH_TIMEOUT_MS, query_timeout: WATCH_TIMEOUT_MS };
+  }
 
   /**
-   * Samples from `afterMs` after now, every `everyMs`, until the returned `stop`, which answers the last non-empty
-   * sample (waits of the work end and start again: the latest blockers are the ones that made it fail).
+   * Connects and reads the blockers once (none yet: the query is known to work before it matters); the first call
+   * does, later ones wait for it. Never rejects: a failure is remembered and reported by every `stop`, and the watch
+   * then samples nothing.
    */
-  watch(afterMs: number, everyMs: number): { stop(): Promise<BlockerSample> } {
+  open(): Promise<void> {
+    this.#opening ??= this.#open();
+    return this.#opening;
+  }
+
+  /**
+   * Samples every `everyMs` from now until the returned `stop`, which answers the last non-empty sample (waits of the
+   * work end and start again: the latest blockers are the ones that made it fail). Samples only on the connection
+   * `open` made: each costs one short query on it, and one sample taken while the work waits is enough to name them.
+   */
+  watch(everyMs: number): { stop(): Promise<BlockerSample> } {
     const stopped = new AbortController();
     let sessions: BlockingSession[] = [];
     const sampling = (async () => {
-      for (let delay = afterMs; await pause(delay, stopped.signal); delay = everyMs) {
+      while (await pause(everyMs, stopped.signal)) {
         const found = await this.#sample();
         if (found === undefined) return;
         if (found.length > 0) sessions = found;
@@ -150,24 +173,31 @@ export class BlockerWatch {
   }
 
   async close(): Promise<void> {
+    await this.#opening;
     await this.#client?.end();
   }
 
-  async #connect(): Promise<pg.Client> {
-    const client = new pg.Client(this.config);
+  async #open(): Promise<void> {
+    const client = new pg.Client(this.#config);
     // A connection lost between two samples: the next sample fails with it, which is what #error keeps.
     client.on("error", (error) => {
-      this.#error = error.message;
+      this.#error ??= error.message;
     });
-    await client.connect();
-    return client;
+    try {
+      await client.connect();
+      await readBlockingSessions(client, this.pid);
+      this.#client = client;
+    } catch (error) {
+      this.#error = `the watch connection did not open: ${error instanceof Error ? error.message : String(error)}`;
+      // Ends a connection that opened but could not read (or a connect still under way); its own failure adds nothing.
+      await client.end().catch(() => undefined);
+    }
   }
 
-  /** The blockers now; undefined once the watch connection failed (remembered in #error, not tried again). */
+  /** The blockers now; undefined without the watch connection, or once it failed (remembered in #error). */
   async #sample(): Promise<BlockingSession[] | undefined> {
-    if (this.#error !== undefined) return undefined;
+    if (this.#client === undefined || this.#error !== undefined) return undefined;
     try {
-      this.#client ??= await this.#connect();
       return await readBlockingSessions(this.#client, this.pid);
     } catch (error) {
       this.#error = error instanceof Error ? error.message : String(error);

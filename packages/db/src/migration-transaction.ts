@@ -13,7 +13,7 @@ export interface LockRetry {
   attempts: number;
   /** Wait before the second attempt, ms; doubled before each later one, up to MAX_RETRY_DELAY_MS. */
   retryDelayMs: number;
-  /** Names the sessions a waiting statement is blocked by. */
+  /** Names the sessions a waiting statement is blocked by; opened here before a migration's first attempt. */
   watch: BlockerWatch;
   log: MigrateLog | undefined;
 }
@@ -74,9 +74,12 @@ export async function applyInTransaction(
   record: () => Promise<void>,
 ): Promise<void> {
   const started = Date.now();
+  // Before the first attempt, so that its lock wait is all spent sampling (at once after the first migration's).
+  await retry.watch.open();
   for (let attempt = 1; ; attempt++) {
-    // Sampled from half the lock timeout on: a statement waiting that long may well time out, and is then named.
-    const watch = retry.watch.watch(retry.lockTimeoutMs / 2, Math.min(Math.max(retry.lockTimeoutMs / 5, 10), 500));
+    // Sampled throughout the attempt, every fifth of the lock timeout (at most every 500 ms, at least every 10 ms):
+    // a process short of CPU that wakes late for some samples still takes one while a statement waits.
+    const watch = retry.watch.watch(Math.min(Math.max(retry.lockTimeoutMs / 5, 10), 500));
     const failed = await attemptOnce(client, migration, retry.lockTimeoutMs, record);
     if (failed === undefined) {
       await watch.stop();
