@@ -115,7 +115,7 @@ export function describeBlockers(sample: BlockerSample): string {
  * as PgBouncer holding the connection back, a server too busy to answer) it is given up: the watched work goes on, and
  * what it reports says the blockers could not be read, and why. Within it, a first attempt waits for the connection.
  */
-export const WATCH_TIMEOUT_MS = 5_000;
+const WATCH_TIMEOUT_MS = 5_000;
 
 /**
  * Finds out who blocks a session while it waits for a lock. The waiting session cannot ask — it is waiting — and once

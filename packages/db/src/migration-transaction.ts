@@ -73,9 +73,9 @@ export async function applyInTransaction(
   retry: LockRetry,
   record: () => Promise<void>,
 ): Promise<void> {
-  const started = Date.now();
   // Before the first attempt, so that its lock wait is all spent sampling (at once after the first migration's).
   await retry.watch.open();
+  const started = Date.now();
   for (let attempt = 1; ; attempt++) {
     // Sampled throughout the attempt, every fifth of the lock timeout (at most every 500 ms, at least every 10 ms):
     // a process short of CPU that wakes late for some samples still takes one while a statement waits.
