@@ -34,6 +34,12 @@ export interface QueueSnapshot {
    */
   replica: boolean;
   /**
+   * A sample has read both the eviction policy and the ROLE (or found that ROLE may not be asked) since the process
+   * started; until then `evictsJobs` and `replica` are only their initial false, not what Redis said, and
+   * `unkeptBecause` refuses. Never false again once true.
+   */
+  checked: boolean;
+  /**
    * What the last write probe met (see QueueSampler): "ok"; Redis's own error code when it refused the write
    * (`READONLY`, `OOM`, `MISCONF`, `NOREPLICAS`, `NOPERM`, …: the reply's first word); `TIMEOUT` when it was not
    * answered within the enqueue bound; `NO_CONNECTION` when it failed without a reply (the connection is down).
@@ -152,6 +158,7 @@ export class QueueSampler {
       eviction: undefined,
       evictsJobs: false,
       replica: false,
+      checked: false,
       write: undefined,
     };
     metrics.queueWaiting.set(-1);
@@ -169,8 +176,17 @@ export class QueueSampler {
   /**
    * Why a job Redis confirms would not be kept, as the last sample found it, or undefined: a replica (`replica`),
    * or a policy that may evict jobs (`evictsJobs`). Read by the intake for every notification: no Redis round trip.
+   *
+   * Before any sample has read the policy and the role (`checked`) it cannot say that a job would be kept, so it
+   * refuses too. That covers the start (the first sample is sent when the app is ready and answered a few ms later)
+   * and a Redis down at start and up later (every sample failed, so nothing was read, until the first one after it is
+   * back). The alternative, not listening until the first sample settled, was not taken: it would still need this
+   * for a Redis down at start, and would hold the process's listening (health endpoints included) behind a Redis
+   * that hangs at start, where now the process listens at once and answers 503s; readiness is 503 until a sample
+   * succeeds anyway, so a balancer sends nothing meanwhile.
    */
   get unkeptBecause(): string | undefined {
+    if (!this.#snapshot.checked) return "redis not sampled yet: its eviction policy and role are unknown";
     if (this.#snapshot.replica) return "redis is a replica: what it takes is not kept";
     if (this.#snapshot.evictsJobs) return `redis may evict jobs (maxmemory-policy ${this.#snapshot.eviction})`;
     return undefined;
@@ -326,6 +342,7 @@ export class QueueSampler {
       ]);
       this.#recordEviction(parseEvictionSetting(memory));
       snapshot.replica = kind !== "master" && kind !== "not permitted";
+      snapshot.checked = true;
       if (snapshot.replica) {
         this.#reopenIfStillReplica();
         throw new Error(`redis is a ${String(kind)}: it refuses writes (READONLY)`);

@@ -5,13 +5,13 @@ import { parseEvictionSetting, QueueSampler } from "../src/queue-sampler.ts";
 import { silentLogger } from "./support/logger.ts";
 
 /** A sampler over a queue and connection that answer what the test says (the real ones: redis-outage.test.ts). */
-function sampler(memoryInfo: string) {
+function sampler(memoryInfo: string | (() => Promise<string>), role: () => Promise<unknown> = async () => ["master"]) {
   const queue = { getWaitingCount: async () => 0 } as unknown as Queue;
   return new QueueSampler(queue, 10, createMetrics({ defaultMetrics: false }), silentLogger, 1_000, Date.now, {
     reopenAfterMs: 10_000,
     reopen: () => undefined,
-    role: async () => ["master"],
-    memoryInfo: async () => memoryInfo,
+    role,
+    memoryInfo: typeof memoryInfo === "string" ? async () => memoryInfo : memoryInfo,
     write: async () => "OK",
     writeTimeoutMs: 1_000,
   });
@@ -38,5 +38,33 @@ describe("the sampler's eviction check", () => {
     const unlimited = sampler("maxmemory:0\r\nmaxmemory_policy:allkeys-random\r\n");
     await unlimited.sample();
     expect(unlimited.snapshot).toMatchObject({ eviction: "allkeys-random (no maxmemory)", evictsJobs: false });
+  });
+});
+
+describe("before a sample read the eviction policy and the role", () => {
+  const NOEVICTION = "maxmemory:0\r\nmaxmemory_policy:noeviction\r\n";
+
+  it("refuses (unkeptBecause) until one did: a Redis down at start is unread until a sample after it is back", async () => {
+    let down = true;
+    const s = sampler(async () => {
+      if (down) throw new Error("Connection is closed.");
+      return NOEVICTION;
+    });
+    expect(s.unkeptBecause).toMatch(/^redis not sampled yet/);
+    await s.sample();
+    expect(s.snapshot.checked).toBe(false);
+    expect(s.unkeptBecause).toMatch(/^redis not sampled yet/);
+    down = false;
+    await s.sample();
+    expect(s.snapshot.checked).toBe(true);
+    expect(s.unkeptBecause).toBeUndefined();
+  });
+
+  it("a Redis user that may not ask ROLE counts as checked once the policy was read", async () => {
+    const s = sampler(NOEVICTION, async () => {
+      throw new Error("NOPERM User wpn-ingress has no permissions to run the 'role' command");
+    });
+    await s.sample();
+    expect(s.unkeptBecause).toBeUndefined();
   });
 });

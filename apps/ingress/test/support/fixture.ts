@@ -51,6 +51,11 @@ export interface FixtureOptions {
   certificateRefresh?: { intervalMs: number; retryMs: number };
   /** Where the registry, the download observers and the app log; silent by default. */
   logger?: Logger;
+  /**
+   * false: the app is built but not readied (its sampler not started); the test calls `app.ready()` itself, e.g. after
+   * stopping its Redis so that the first sample stays unanswered. Default true.
+   */
+  ready?: boolean;
 }
 
 /** The ingress as production builds it (real config parsing, real Redis), un-listened, with its own prefix. */
@@ -99,7 +104,12 @@ export async function createIngressFixture(options: FixtureOptions): Promise<Ing
     ...options.app,
     metrics,
   });
-  await app.ready();
+  if (options.ready !== false) {
+    await app.ready();
+    // Notifications are refused until a sample has read Redis's eviction policy and role (QueueSampler.unkeptBecause):
+    // the one readying started is answered in milliseconds, and this one comes after it.
+    await app.ingress.sampler.sample();
+  }
   const queue = createQueue(QueueName.Parse, admin, prefix);
   // Re-emitted connection errors while a test-owned redis-server is down; tests assert on answers instead.
   queue.on("error", () => undefined);
