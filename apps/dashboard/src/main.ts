@@ -3,6 +3,7 @@
 import {
   APP_SHUTDOWN_DEADLINE_MS,
   ConfigError,
+  errWithoutPayerIds,
   listenFailure,
   loadConfigOrExit,
   secretRedactPaths,
@@ -21,7 +22,8 @@ const logger = pino({
   base: { service: "dashboard", pid: process.pid },
   // Belt and braces: nothing logs these on purpose, but a future `log.info({ req })` must not leak them. The shared
   // lists add the merchant secrets (the keys page reads Merchant rows' apiV2Key), the Redis password ioredis puts on a
-  // refused connection's error, and payer ids (the console selects none: data/timeline.ts leaves payerOpenid out).
+  // refused connection's error, and payer ids (the console selects none: data/timeline.ts leaves payerOpenid out),
+  // in a logged error's fields too.
   redact: {
     paths: [
       "req.headers.cookie",
@@ -37,6 +39,7 @@ const logger = pino({
     censor: "[redacted]",
   },
   formatters: { log: withoutPayerIds },
+  serializers: { err: errWithoutPayerIds(pino.stdSerializers.err) },
 });
 stopWhenParentExits(logger);
 

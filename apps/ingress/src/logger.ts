@@ -1,4 +1,4 @@
-import { secretRedactPaths, withoutPayerIds } from "@wpn/config";
+import { errWithoutPayerIds, secretRedactPaths, withoutPayerIds } from "@wpn/config";
 import { type DestinationStream, type Logger, pino } from "pino";
 
 /**
@@ -7,7 +7,7 @@ import { type DestinationStream, type Logger, pino } from "pino";
  * carries the request, a merchant row): signatures, bodies and the merchant's secrets never reach the log, at the top
  * level or one level down, nor the arguments of a command Redis refused (REDIS_URL's password, for the handshake:
  * @wpn/config's secretRedactPaths), nor a payer's id in any form (an APIv2 payment's fields are clear text:
- * withoutPayerIds). Public keys and certificates are not secret.
+ * withoutPayerIds, and errWithoutPayerIds for a logged error's fields). Public keys and certificates are not secret.
  */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   const options = {
@@ -18,6 +18,7 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       remove: true,
     },
     formatters: { log: withoutPayerIds },
+    serializers: { err: errWithoutPayerIds(pino.stdSerializers.err) },
   };
   return destination === undefined ? pino(options) : pino(options, destination);
 }

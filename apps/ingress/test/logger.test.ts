@@ -39,4 +39,17 @@ describe("ingress log redaction of payer ids", () => {
       expect(line).toContain("1900000109");
     }
   });
+
+  it("drops one carried by an error, logged as `err` or alone", () => {
+    const lines: string[] = [];
+    const logger = createLogger("info", { write: (line: string) => void lines.push(line) });
+    const carrying = Object.assign(new Error("bad body"), { mch_id: "1900000109", openid: "oPAYER-v2" });
+    logger.warn({ err: carrying }, "an error with a payer id of its own");
+    logger.warn(carrying);
+    expect(lines).toHaveLength(2);
+    for (const line of lines) {
+      expect(line).not.toContain("oPAYER");
+      expect(line).toContain("1900000109");
+    }
+  });
 });

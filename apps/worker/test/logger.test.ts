@@ -63,4 +63,32 @@ describe("worker log redaction of payer ids", () => {
     // The caller still holds its object: censored in the line only.
     expect(transaction.payer.sub_openid).toBe("oPAYER-sub");
   });
+
+  it("never prints one carried by an error: its own fields, an error in them, an AggregateError's, logged as `err` or alone", () => {
+    const lines: string[] = [];
+    const logger = createLogger("info", {}, { write: (line: string) => void lines.push(line) });
+    const carrying = Object.assign(new Error("apply failed"), { openid: "oPAYER-own", mchid: "1900000109" });
+    logger.error({ err: carrying }, "an error with a payer id of its own");
+    logger.error(carrying);
+    logger.error(
+      { err: Object.assign(new Error("parse failed"), { mchid: "1900000109", transaction }) },
+      "a transaction",
+    );
+    const inner = Object.assign(new Error("inner"), { payerOpenid: "oPAYER-inner" });
+    logger.error({ err: Object.assign(new Error("outer"), { mchid: "1900000109", detail: inner }) }, "an inner error");
+    logger.error({ err: new AggregateError([carrying], "1900000109: several failed") }, "an AggregateError");
+    expect(lines).toHaveLength(5);
+    for (const line of lines) {
+      expect(line).not.toContain("oPAYER");
+      expect(line).toContain("1900000109");
+    }
+    // The error is still logged as pino's serializer makes it: type, message and stack beside the censored field.
+    expect(JSON.parse(lines[0] ?? "{}").err).toMatchObject({
+      type: "Error",
+      message: "apply failed",
+      openid: "[redacted]",
+    });
+    expect(JSON.parse(lines[0] ?? "{}").err.stack).toContain("apply failed");
+    expect(carrying.openid).toBe("oPAYER-own");
+  });
 });

@@ -13,7 +13,7 @@ export {
   readMerchantPrivateKeyPem,
 } from "./load.ts";
 export { type ParentWatchLogger, stopWhenParentExits } from "./parent.ts";
-export { PAYER_CENSOR, PAYER_FIELDS, withoutPayerIds } from "./payer-ids.ts";
+export { errWithoutPayerIds, PAYER_CENSOR, PAYER_FIELDS, withoutPayerIds } from "./payer-ids.ts";
 export {
   DEFAULT_DATABASE_URL,
   DEFAULT_PORT,
