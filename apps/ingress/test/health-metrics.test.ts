@@ -128,14 +128,22 @@ describe("load shedding", () => {
       app: { maxEventLoopDelayMs: 5 },
     });
     try {
-      // Block the loop across a full under-pressure sample (1 s): its next sample sees a huge mean delay.
+      // Block the loop across a full under-pressure sample (1 s): a sample after it sees a huge mean delay.
       const until = Date.now() + 1_500;
       while (Date.now() < until) {
         // busy wait on purpose: this is the saturation being simulated
       }
-      await new Promise((r) => setTimeout(r, 20));
-      const n = signedV3(g.merchant);
-      const shed = await post(g.app, "/notify/v3", n);
+      // Both the plugin's sampling timer and its delay histogram's timer are overdue when the block ends; when the
+      // sampling one runs first, it reads the histogram before the block's delay is in it, and only its next sample,
+      // 1 s later, sheds (for the second after). So fresh notifications are posted until one is shed, for at most 3 s.
+      const sheddingBy = Date.now() + 3_000;
+      let n = signedV3(g.merchant);
+      let shed = await post(g.app, "/notify/v3", n);
+      while (shed.statusCode !== 503 && Date.now() < sheddingBy) {
+        await new Promise((r) => setTimeout(r, 50));
+        n = signedV3(g.merchant);
+        shed = await post(g.app, "/notify/v3", n);
+      }
       expect(shed.statusCode).toBe(503);
       expect(shed.body).toBe(JSON.stringify({ code: "FAIL", message: "OVERLOADED: server overloaded, please resend" }));
       expect(await g.queue.getJob(n.jobId)).toBeUndefined();
