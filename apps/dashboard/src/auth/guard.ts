@@ -99,9 +99,7 @@ export function authenticate(request: FastifyRequest, ctx: DashboardContext): Fa
  */
 function rejectUnauthenticated(request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const wantsPage =
-    (request.method === "GET" || request.method === "HEAD") &&
-    !request.url.includes("/api/") &&
-    (request.headers.accept ?? "").includes("text/html");
+    (request.method === "GET" || request.method === "HEAD") && !request.url.includes("/api/") && wantsHtml(request);
   if (wantsPage) {
     const next = request.url.startsWith("/") ? request.url : "/";
     return reply.redirect(`/login?next=${encodeURIComponent(next)}`, 302);
