@@ -155,6 +155,7 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
       write: () => redis.set(`${settings.queuePrefix}:ingress:write-probe`, "1", "PX", WRITE_PROBE_TTL_MS),
       // A write slower than a notification's own enqueue bound would have been answered 503 QUEUE_TIMEOUT.
       writeTimeoutMs: settings.enqueueTimeoutMs,
+      events: redis,
     },
   );
   const refresher = merchants.defaultMerchant.certificateRefresher;

@@ -10,7 +10,10 @@ export interface QueueSnapshot {
   ceiling: number;
   /** waiting > ceiling. The ingress keeps accepting: WeChat's resends would only add load. */
   backpressure: boolean;
-  /** The last sample succeeded and Redis accepts writes (what /health/ready calls "Redis reachable"). */
+  /**
+   * The last sample succeeded and Redis accepts writes (what /health/ready calls "Redis reachable"); false again from
+   * the moment the connection closes until a sample on the new one succeeds.
+   */
   redisUp: boolean;
   /** ms since the epoch of the last successful sample. */
   lastOkAt: number | undefined;
@@ -34,9 +37,12 @@ export interface QueueSnapshot {
    */
   replica: boolean;
   /**
-   * A sample has read both the eviction policy and the ROLE (or found that ROLE may not be asked) since the process
-   * started; until then `evictsJobs` and `replica` are only their initial false, not what Redis said, and
-   * `unkeptBecause` refuses. Never false again once true.
+   * A sample has read both the eviction policy and the ROLE (or found that ROLE may not be asked) on the current
+   * connection; until then `unkeptBecause` refuses. False at start (`evictsJobs` and `replica` are only their initial
+   * false, not what Redis said) and again from the moment the connection closes: the connection made next may reach
+   * another server (a Redis restarted with another configuration, an address now leading to a replica), and
+   * `eviction`, `evictsJobs` and `replica` then tell what the previous one's last sample read, until a sample sent
+   * on the new connection has read it (taken as soon as it is ready, not at the next interval).
    */
   checked: boolean;
   /**
@@ -110,6 +116,16 @@ const UNANSWERED_AFTER_INTERVALS = 3;
  * requests already have their 503, a process taken out of the balancer gets no more batches to learn its recovery
  * from, and a batch short of its replicas (QUEUE_NOT_REPLICATED) must not take a process out (README, Durability).
  * One probe at a time: a write Redis holds is not joined by more, and its answer, however late, is recorded.
+ *
+ * What a sample read holds only for the connection it was read on. Once the connection closes (ioredis 'close': a
+ * restart, a failover, a reopen) the next one may reach another server, or the same one restarted with another
+ * configuration, so the snapshot stops vouching for Redis (`checked` and `redisUp` are reset: refused, not ready) and
+ * a sample is taken as soon as the connection is ready again ('ready'), instead of trusting the old one for up to an
+ * interval. Until it is answered (milliseconds after a normal restart) notifications are refused. A sample sent on the
+ * previous connection records nothing when answered: ioredis resends unanswered commands on the new connection, so
+ * one sample could join one server's policy to another's ROLE. The write probe's outcome is kept (`write`): it says
+ * what the last write met wherever it went (a READONLY is answered just before the reconnect it causes), and the
+ * ingress is not ready anyway until the new connection's sample succeeds.
  */
 export class QueueSampler {
   #timer: NodeJS.Timeout | undefined;
@@ -121,6 +137,8 @@ export class QueueSampler {
   #roleRefusedLogged = false;
   /** A write probe is sent and not yet answered. */
   #probing = false;
+  /** Counts the connection's closes: what a sample sent before the last one read may be about another server. */
+  #connection = 0;
   /** A refused write was logged and its recovery is yet to be. */
   #writeRefusalLogged = false;
   /** `clock()` since when samples have found a replica (or since its last reopen); undefined while on a master. */
@@ -147,6 +165,11 @@ export class QueueSampler {
       write(): Promise<unknown>;
       /** A write probe unanswered this long counts as refused (`TIMEOUT`), ms. */
       writeTimeoutMs: number;
+      /** ioredis's connection events: 'close' each time it is lost, 'ready' each time it can take commands again. */
+      events: {
+        on(event: "close" | "ready", listener: () => void): unknown;
+        off(event: "close" | "ready", listener: () => void): unknown;
+      };
     },
   ) {
     this.#snapshot = {
@@ -177,16 +200,22 @@ export class QueueSampler {
    * Why a job Redis confirms would not be kept, as the last sample found it, or undefined: a replica (`replica`),
    * or a policy that may evict jobs (`evictsJobs`). Read by the intake for every notification: no Redis round trip.
    *
-   * Before any sample has read the policy and the role (`checked`) it cannot say that a job would be kept, so it
-   * refuses too. That covers the start (the first sample is sent when the app is ready and answered a few ms later)
-   * and a Redis down at start and up later (every sample failed, so nothing was read, until the first one after it is
-   * back). The alternative, not listening until the first sample settled, was not taken: it would still need this
-   * for a Redis down at start, and would hold the process's listening (health endpoints included) behind a Redis
-   * that hangs at start, where now the process listens at once and answers 503s; readiness is 503 until a sample
-   * succeeds anyway, so a balancer sends nothing meanwhile.
+   * Before a sample on the current connection has read the policy and the role (`checked`) it cannot say that a job
+   * would be kept, so it refuses too. That covers the start (the first sample is sent when the app is ready and
+   * answered a few ms later), a Redis down at start and up later (every sample failed, so nothing was read, until the
+   * first one after it is back), and every reconnect (the server reached may not be the one sampled: refused from the
+   * close until the sample sent when the connection is ready again is answered). The alternative, not listening until
+   * the first sample settled, was not taken: it would still need this for a Redis down at start, and would hold the
+   * process's listening (health endpoints included) behind a Redis that hangs at start, where now the process listens
+   * at once and answers 503s; readiness is 503 until a sample succeeds anyway, so a balancer sends nothing meanwhile.
    */
   get unkeptBecause(): string | undefined {
-    if (!this.#snapshot.checked) return "redis not sampled yet: its eviction policy and role are unknown";
+    if (!this.#snapshot.checked) {
+      // `eviction` is read with the role: set only once a sample has read both, on some connection.
+      return this.#snapshot.eviction === undefined
+        ? "redis not sampled yet: its eviction policy and role are unknown"
+        : "redis reconnected: its eviction policy and role are not sampled yet";
+    }
     if (this.#snapshot.replica) return "redis is a replica: what it takes is not kept";
     if (this.#snapshot.evictsJobs) return `redis may evict jobs (maxmemory-policy ${this.#snapshot.eviction})`;
     return undefined;
@@ -194,15 +223,36 @@ export class QueueSampler {
 
   start(): void {
     if (this.#timer) return;
+    this.connection.events.on("close", this.#connectionClosed);
+    this.connection.events.on("ready", this.#connectionReady);
     this.#tick();
     this.#timer = setInterval(() => this.#tick(), this.intervalMs);
     this.#timer.unref();
   }
 
   stop(): void {
+    this.connection.events.off("close", this.#connectionClosed);
+    this.connection.events.off("ready", this.#connectionReady);
     clearInterval(this.#timer);
     this.#timer = undefined;
   }
+
+  /**
+   * The connection was lost: nothing sampled so far vouches for the server the next one reaches. ioredis emits it on
+   * the tick after its status left "ready", long before a reconnect can make it "ready" again (a new socket and its
+   * ready check), so no request passes the intake's status check in between.
+   */
+  readonly #connectionClosed = (): void => {
+    this.#connection += 1;
+    this.#snapshot.checked = false;
+    this.#snapshot.redisUp = false;
+    this.metrics.redisUp.set(0);
+  };
+
+  /** Connected again: sampled at once (behind a sample in flight, whose answer no longer counts), not at the next tick. */
+  readonly #connectionReady = (): void => {
+    void this.sample();
+  };
 
   /** Takes a sample that starts after this call (queued behind one in flight, never two at once); never rejects. */
   sample(): Promise<void> {
@@ -331,6 +381,7 @@ export class QueueSampler {
 
   async #sampleOnce(): Promise<void> {
     const snapshot = this.#snapshot;
+    const connection = this.#connection;
     this.#sentAt = this.clock();
     this.#reopened = false;
     const probed = this.#probeWrite();
@@ -340,6 +391,9 @@ export class QueueSampler {
         this.#role(),
         this.connection.memoryInfo(),
       ]);
+      // Sent on a connection since closed: its answers may come from two servers. The sample taken on 'ready' reads
+      // the new one.
+      if (connection !== this.#connection) return;
       this.#recordEviction(parseEvictionSetting(memory));
       snapshot.replica = kind !== "master" && kind !== "not permitted";
       snapshot.checked = true;
@@ -358,7 +412,8 @@ export class QueueSampler {
       if (this.#failuresLogged > 0) this.logger.info("redis reachable again");
       this.#failuresLogged = 0;
     } catch (error) {
-      this.#markDown(error);
+      // A failure on a connection since closed is that close, already recorded (#connectionClosed).
+      if (connection === this.#connection) this.#markDown(error);
     }
     await probed;
   }

@@ -1,3 +1,4 @@
+import { EventEmitter } from "node:events";
 import type { Queue } from "bullmq";
 import { describe, expect, it } from "vitest";
 import { createMetrics } from "../src/metrics.ts";
@@ -5,7 +6,11 @@ import { parseEvictionSetting, QueueSampler } from "../src/queue-sampler.ts";
 import { silentLogger } from "./support/logger.ts";
 
 /** A sampler over a queue and connection that answer what the test says (the real ones: redis-outage.test.ts). */
-function sampler(memoryInfo: string | (() => Promise<string>), role: () => Promise<unknown> = async () => ["master"]) {
+function sampler(
+  memoryInfo: string | (() => Promise<string>),
+  role: () => Promise<unknown> = async () => ["master"],
+  events = new EventEmitter(),
+) {
   const queue = { getWaitingCount: async () => 0 } as unknown as Queue;
   return new QueueSampler(queue, 10, createMetrics({ defaultMetrics: false }), silentLogger, 1_000, Date.now, {
     reopenAfterMs: 10_000,
@@ -14,6 +19,7 @@ function sampler(memoryInfo: string | (() => Promise<string>), role: () => Promi
     memoryInfo: typeof memoryInfo === "string" ? async () => memoryInfo : memoryInfo,
     write: async () => "OK",
     writeTimeoutMs: 1_000,
+    events,
   });
 }
 
@@ -66,5 +72,47 @@ describe("before a sample read the eviction policy and the role", () => {
     });
     await s.sample();
     expect(s.unkeptBecause).toBeUndefined();
+  });
+});
+
+describe("across a reconnect", () => {
+  const NOEVICTION = "maxmemory:0\r\nmaxmemory_policy:noeviction\r\n";
+  const ALLKEYS = "maxmemory:1000\r\nmaxmemory_policy:allkeys-lru\r\n";
+
+  it("a close unchecks the snapshot; a sample sent before it records nothing; 'ready' samples the new server at once", async () => {
+    const events = new EventEmitter();
+    let answer: (info: string) => void = () => undefined;
+    let info: () => Promise<string> = async () => NOEVICTION;
+    const s = sampler(() => info(), undefined, events);
+    s.start();
+    try {
+      await s.sample();
+      expect(s.snapshot).toMatchObject({ checked: true, redisUp: true, write: "ok" });
+
+      // Sent on the old connection, answered only once the new one is up: ioredis resends it there.
+      const asked = new Promise<void>((sent) => {
+        info = () => {
+          sent();
+          return new Promise((resolve) => (answer = resolve));
+        };
+      });
+      const stale = s.sample();
+      await asked;
+      events.emit("close");
+      expect(s.snapshot).toMatchObject({ checked: false, redisUp: false });
+      expect(s.unkeptBecause).toBe("redis reconnected: its eviction policy and role are not sampled yet");
+      answer(NOEVICTION);
+      await stale;
+      expect(s.snapshot).toMatchObject({ checked: false, redisUp: false, eviction: "noeviction (no maxmemory)" });
+
+      info = async () => ALLKEYS;
+      events.emit("ready");
+      // The sample 'ready' queued, then this one: the first already read the new server.
+      await s.sample();
+      expect(s.snapshot).toMatchObject({ checked: true, redisUp: true, write: "ok", evictsJobs: true });
+      expect(s.unkeptBecause).toBe("redis may evict jobs (maxmemory-policy allkeys-lru)");
+    } finally {
+      s.stop();
+    }
   });
 });

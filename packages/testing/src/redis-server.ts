@@ -43,9 +43,14 @@ export class TestRedisServer {
     return `redis://127.0.0.1:${this.port}`;
   }
 
-  /** Starts (again) on the same port and resolves once it answers PING. */
-  async restart(): Promise<void> {
+  /**
+   * Starts (again) on the same port and resolves once it answers PING. `config`: more settings for this run only, as
+   * redis-server's command line takes them (`{ maxmemory: "100mb", "maxmemory-policy": "allkeys-lru" }`: a Redis
+   * restarted with another configuration, which its clients meet only by reconnecting).
+   */
+  async restart(config: Record<string, string> = {}): Promise<void> {
     const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+    for (const [name, value] of Object.entries(config)) args.push(`--${name}`, value);
     if (this.primary !== undefined) args.push("--replicaof", "127.0.0.1", String(this.primary.port));
     // Its own directory: a replication sync (the failover test) writes an RDB file there, not in the checkout.
     const child = spawn("redis-server", [...args, "--dir", this.#dir], { stdio: "ignore" });

@@ -36,8 +36,8 @@ export class Intake {
     private readonly metrics: IngressMetrics,
     /**
      * Why a job Redis confirms would not be kept, as the last queue sample found Redis (QueueSampler.unkeptBecause: a
-     * replica, an eviction policy that may evict jobs, or no sample has read them yet), or undefined: a 2xx then would
-     * promise what Redis does not. A property read, never a Redis round trip: it runs for every notification.
+     * replica, an eviction policy that may evict jobs, or no sample has read them yet on the current connection), or
+     * undefined: a 2xx then would promise what Redis does not. A property read, never a Redis round trip: it runs for every notification.
      */
     private readonly unkeptBecause: () => string | undefined = () => undefined,
   ) {}

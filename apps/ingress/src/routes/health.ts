@@ -15,11 +15,11 @@ export interface HealthContext {
 
 /**
  * - `GET /health/live`: the process serves HTTP (200 as soon as it listens).
- * - `GET /health/ready`: 200 when Redis answered the last background sample, the connection is ready, the last
- *   write probe passed (`redisWrite`: "ok", else why not — READONLY, OOM, TIMEOUT, …; see QueueSampler), the
- *   default merchant has a key valid now (`keys` lists those), and Redis's eviction policy cannot evict jobs
- *   (`redisEviction`); otherwise 503. Backpressure (waiting jobs above the
- *   ceiling) is reported but keeps 200: WeChat's resends would only add load, so the ingress keeps accepting.
+ * - `GET /health/ready`: 200 when Redis answered the last background sample (one sent since the connection was last
+ *   made: a close resets the snapshot, see QueueSampler), the connection is ready, the last write probe passed
+ *   (`redisWrite`: "ok", else why not — READONLY, OOM, TIMEOUT, …; see QueueSampler), the default merchant has a key
+ *   valid now (`keys` lists those), and Redis's eviction policy cannot evict jobs (`redisEviction`); otherwise 503.
+ *   Backpressure (waiting jobs above the ceiling) is reported but keeps 200: WeChat's resends would only add load, so the ingress keeps accepting.
  *   `merchantsLoaded` (false while the merchant table has not been read: its merchants get 503) is reported but keeps
  *   200 too: without the table a process cannot tell a deployment with `Merchant` rows from one without, and the
  *   environment's merchant needs only Redis — a fleet restarted during a PostgreSQL outage must keep taking its
