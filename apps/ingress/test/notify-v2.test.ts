@@ -250,6 +250,12 @@ describe("POST /notify/v2", () => {
       await expectRejected(refund("y".repeat(32)).xml, 401, "DECRYPT_FAILED: req_info could not be decrypted");
     });
 
+    it("400 XML_INVALID for a signed payment carrying a NUL where the sign does not look (a comment)", async () => {
+      // The sign still matches; PostgreSQL's text columns refuse U+0000, so the worker could never record it.
+      const xml = payment("MD5").xml.replace("<xml>", "<xml><!--\u0000-->");
+      await expectRejected(xml, 400, "XML_INVALID: XML body is invalid");
+    });
+
     it("400 XML_INVALID for a DOCTYPE (entity expansion attempt)", async () => {
       const xml = '<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY a "aaaa">]><xml><sign>&a;</sign></xml>';
       await expectRejected(xml, 400, "XML_INVALID: XML body is invalid");

@@ -164,6 +164,38 @@ describe("parseV2Xml: hostile and broken input", () => {
     );
   });
 
+  it("characters XML 1.0 does not allow (C0 controls but tab, LF, CR; U+FFFE, U+FFFF) are refused wherever they are", () => {
+    // Anywhere in the document, signed field or not: a NUL in a comment, outside what a sign covers, would otherwise
+    // reach Redis with the accepted notification and then fail PostgreSQL's text columns (22P05) at the worker.
+    const places = [
+      (c: string) => `<xml><a>x${c}y</a></xml>`,
+      (c: string) => `<xml><a><![CDATA[x${c}y]]></a></xml>`,
+      (c: string) => `<xml><!--${c}--><a>1</a></xml>`,
+      (c: string) => `<xml><a>1</a><?pi ${c}?></xml>`,
+      (c: string) => `<xml b="${c}"><a>1</a></xml>`,
+    ];
+    for (const c of ["\u0000", "\u0001", "\u0008", "\u000b", "\u000c", "\u001f", "\ufffe", "\uffff"]) {
+      for (const place of places) {
+        for (const input of [place(c), Buffer.from(place(c), "utf8")]) {
+          expect(messageOf(() => parseV2Xml(input))).toMatch(
+            /^XML_INVALID: character U\+[0-9A-F]{4} at character \d+ is not allowed in XML$/,
+          );
+        }
+      }
+    }
+    expect(messageOf(() => parseV2Xml("<xml><a>1\u0000</a></xml>"))).toBe(
+      "XML_INVALID: character U+0000 at character 9 is not allowed in XML",
+    );
+    // Between fields too, where String#trim (which the scan reads stray text with) drops U+000B and U+000C.
+    expect(messageOf(() => parseV2Xml("<xml><a>1</a>\u000b<b>2</b></xml>"))).toBe(
+      "XML_INVALID: character U+000B at character 13 is not allowed in XML",
+    );
+    // What XML allows stays allowed, as a character reference too.
+    expect(parseV2Xml("<xml><a>\t\n\u0020\ud7ff\ue000\ufffd\u{10000}\u{10ffff}&#x1F600;</a></xml>")).toEqual({
+      a: "\t\n\u0020\ud7ff\ue000\ufffd\u{10000}\u{10ffff}\u{1f600}",
+    });
+  });
+
   it("empty, not XML, not well-formed, wrong or several roots, stray text, invalid UTF-8", () => {
     const cases: Array<[string | Buffer, RegExp]> = [
       ["", /empty/],

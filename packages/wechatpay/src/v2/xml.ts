@@ -1,6 +1,6 @@
 import { WechatPayError } from "../errors.ts";
 import { scanFlatXml } from "./xml-scan.ts";
-import { invalidXml } from "./xml-text.ts";
+import { invalidXml, refuseNonXmlChars } from "./xml-text.ts";
 
 export { decodeXmlText } from "./xml-text.ts";
 
@@ -26,7 +26,9 @@ export { decodeXmlText } from "./xml-text.ts";
  * - attributes are ignored, and more than 32 in a document refused (WeChat sends none);
  * - a field that appears twice is refused rather than resolved (which copy was signed?), at its second start tag;
  * - element names that shadow Object.prototype members (__proto__, constructor, toString, …) are refused;
- * - invalid UTF-8 is refused instead of being replaced by U+FFFD.
+ * - invalid UTF-8 is refused instead of being replaced by U+FFFD, and so is any character XML 1.0 does not allow
+ *   (U+0000 and the other C0 controls but tab, LF and CR; U+FFFE, U+FFFF), wherever it is: a NUL in a comment of a
+ *   signed notification would reach Redis and then fail PostgreSQL's text columns at the worker.
  */
 
 export interface V2XmlLimits {
@@ -72,8 +74,12 @@ export function parseFlatXml(input: Buffer | string, rootName: string, limits?: 
   if (decoded.trim() === "") throw invalidXml("XML body is empty");
   // XML 1.0 §2.11: a CR LF pair or a lone CR is read as LF everywhere, CDATA included.
   const text = decoded.includes("\r") ? decoded.replace(/\r\n?/g, "\n") : decoded;
+  const fields = scanFlatXml(text, rootName, { maxElements });
+  // Only once the scan accepted the document, so that what the scan refuses (the start tag past the element cap, …)
+  // is refused the same whatever follows it. Positions are those of the body as decoded.
+  refuseNonXmlChars(decoded);
   // Object.fromEntries defines own data properties, so a field named "__proto__" could not touch a prototype.
-  return Object.fromEntries(scanFlatXml(text, rootName, { maxElements }));
+  return Object.fromEntries(fields);
 }
 
 /** Parses an APIv2 notification body `<xml>…</xml>`. Throws XML_TOO_LARGE or XML_INVALID. */
