@@ -23,7 +23,7 @@ const logger = pino({
   // Belt and braces: nothing logs these on purpose, but a future `log.info({ req })` must not leak them. The shared
   // lists add the merchant secrets (the keys page reads Merchant rows' apiV2Key), the Redis password ioredis puts on a
   // refused connection's error, and payer ids (the console selects none: data/timeline.ts leaves payerOpenid out),
-  // in a logged error's fields too.
+  // in a logged error's fields too (as `err` or under any other key).
   redact: {
     paths: [
       "req.headers.cookie",

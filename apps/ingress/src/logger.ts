@@ -7,7 +7,8 @@ import { type DestinationStream, type Logger, pino } from "pino";
  * carries the request, a merchant row): signatures, bodies and the merchant's secrets never reach the log, at the top
  * level or one level down, nor the arguments of a command Redis refused (REDIS_URL's password, for the handshake:
  * @wpn/config's secretRedactPaths), nor a payer's id in any form (an APIv2 payment's fields are clear text:
- * withoutPayerIds, and errWithoutPayerIds for a logged error's fields). Public keys and certificates are not secret.
+ * withoutPayerIds, which enters an Error logged under another key than `err` too, and errWithoutPayerIds for the `err`
+ * error's fields). Public keys and certificates are not secret.
  */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   const options = {

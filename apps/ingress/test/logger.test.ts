@@ -40,13 +40,15 @@ describe("ingress log redaction of payer ids", () => {
     }
   });
 
-  it("drops one carried by an error, logged as `err` or alone", () => {
+  it("drops one carried by an error, logged as `err`, alone, under another key or inside an object", () => {
     const lines: string[] = [];
     const logger = createLogger("info", { write: (line: string) => void lines.push(line) });
     const carrying = Object.assign(new Error("bad body"), { mch_id: "1900000109", openid: "oPAYER-v2" });
     logger.warn({ err: carrying }, "an error with a payer id of its own");
     logger.warn(carrying);
-    expect(lines).toHaveLength(2);
+    logger.warn({ cause: carrying }, "an error under another key: pino does not serialize it");
+    logger.warn({ rejected: [{ error: carrying }] }, "an error inside an array");
+    expect(lines).toHaveLength(4);
     for (const line of lines) {
       expect(line).not.toContain("oPAYER");
       expect(line).toContain("1900000109");

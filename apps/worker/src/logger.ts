@@ -7,8 +7,9 @@ import { type DestinationStream, type Logger, pino } from "pino";
  * defence for objects logged whole by mistake: a merchant row or a key set (their secrets, at the top level or one
  * level down), the notification `body`, and a decrypted transaction, its payer, APIv2 fields or payment facts (every
  * form of payer id — openid, sp_openid, sub_openid, payerOpenid — and `payer` whole, down to four levels, in arrays
- * too: @wpn/config's withoutPayerIds; in a logged error's fields too: errWithoutPayerIds, pino's `err` serializer
- * censored, since pino serializes after formatters.log). `destination` defaults to stdout.
+ * too, and in an Error logged under any key but `err` or inside an object: @wpn/config's withoutPayerIds; in the `err`
+ * error's fields too: errWithoutPayerIds, pino's `err` serializer censored, since pino serializes after
+ * formatters.log). `destination` defaults to stdout.
  */
 export function createLogger(
   level: string,

@@ -91,4 +91,34 @@ describe("worker log redaction of payer ids", () => {
     expect(JSON.parse(lines[0] ?? "{}").err.stack).toContain("apply failed");
     expect(carrying.openid).toBe("oPAYER-own");
   });
+
+  it("never prints one carried by an error logged under another key or inside an object, which pino does not serialize", () => {
+    const lines: string[] = [];
+    const logger = createLogger("info", {}, { write: (line: string) => void lines.push(line) });
+    const carrying = Object.assign(new Error("decrypt failed"), { mchid: "1900000109", transaction });
+    const owning = Object.assign(new Error("apply failed"), { mchid: "1900000109", openid: "oPAYER-own" });
+    logger.warn({ cause: carrying }, "an error as `cause`");
+    logger.warn({ error: owning }, "an error as `error`");
+    logger.warn({ failure: owning }, "an error under a name of its own");
+    logger.warn({ failures: [owning] }, "errors in an array");
+    logger.warn({ job: { mchid: "1900000109", last: carrying } }, "an error inside an object");
+    logger.warn({ err: Object.assign(new Error("outer"), { detail: { inner: owning } }) }, "inside a logged error");
+    expect(lines).toHaveLength(6);
+    for (const line of lines) {
+      expect(line).not.toContain("oPAYER");
+      expect(line).toContain("1900000109");
+    }
+    // Written as JSON.stringify writes an error: its enumerable own fields, no message or stack.
+    expect(JSON.parse(lines[0] ?? "{}").cause).toEqual({
+      mchid: "1900000109",
+      transaction: { out_trade_no: "wpn-order-1", sp_mchid: "1900000109", payer: "[redacted]" },
+    });
+    expect(JSON.parse(lines[1] ?? "{}").error).toEqual({ mchid: "1900000109", openid: "[redacted]" });
+    expect(JSON.parse(lines[5] ?? "{}").err).toMatchObject({
+      message: "outer",
+      detail: { inner: { openid: "[redacted]" } },
+    });
+    expect(carrying.transaction.payer.openid).toBe("oPAYER-direct");
+    expect(owning.openid).toBe("oPAYER-own");
+  });
 });

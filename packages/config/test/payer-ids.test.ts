@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { errWithoutPayerIds } from "../src/payer-ids.ts";
+import { errWithoutPayerIds, withoutPayerIds } from "../src/payer-ids.ts";
 
 /** pino.stdSerializers.err's way (the apps' tests use pino's own): an object of its own prototype, with the
  * error's enumerable own fields copied, an Error among them serialized alike. */
@@ -43,5 +43,42 @@ describe("errWithoutPayerIds (an err serializer, censored)", () => {
   it("passes what is not an error through as it came (formatters.log walked it already)", () => {
     const notAnError = { openid: "oPAYER" };
     expect(serialize(notAnError)).toBe(notAnError);
+  });
+});
+
+describe("withoutPayerIds (formatters.log) on an Error pino does not serialize", () => {
+  class ApplyError extends Error {}
+
+  it("returns the log object itself when no Error in it holds a payer id (it runs on every line)", () => {
+    const line = { cause: Object.assign(new Error("db down"), { code: "DB_ERROR" }), errors: [new Error("x")] };
+    expect(withoutPayerIds(line)).toBe(line);
+  });
+
+  it("leaves the top-level `err` Error to the err serializer, which needs the Error itself", () => {
+    const err = Object.assign(new Error("apply failed"), { openid: "oPAYER" });
+    const line = { err };
+    expect(withoutPayerIds(line)).toBe(line);
+    // Only the top level's: pino serializes no other.
+    const nested = withoutPayerIds({ job: { err } }) as { job: { err: Record<string, unknown> } };
+    expect(nested.job.err.openid).toBe("[redacted]");
+  });
+
+  it("censors a copy that JSON.stringify writes as the original, the payer fields aside, even of a frozen Error", () => {
+    const cause = Object.freeze(
+      Object.assign(new ApplyError("apply failed"), {
+        mchid: "1900000109",
+        transaction: { payer: { openid: "oPAYER" } },
+      }),
+    );
+    const out = withoutPayerIds({ cause }) as { cause: ApplyError & Record<string, unknown> };
+    expect(out.cause).not.toBe(cause);
+    expect(out.cause).toBeInstanceOf(ApplyError);
+    expect(out.cause.message).toBe("apply failed");
+    expect(out.cause.stack).toBe(cause.stack);
+    expect(Object.keys(out.cause)).toEqual(Object.keys(cause));
+    expect(JSON.parse(JSON.stringify(out))).toEqual({
+      cause: { mchid: "1900000109", transaction: { payer: "[redacted]" } },
+    });
+    expect(cause.transaction.payer.openid).toBe("oPAYER");
   });
 });
