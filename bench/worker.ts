@@ -541,7 +541,7 @@ function renderReport(r: Results): string {
       : "- **worker (Prisma)** is the shipped code: the payments of concurrent apply jobs are applied together, ONE\n  statement per batch (`applyPaymentStatements`: the PL/pgSQL function `wpn_apply_payments`) — one round trip,\n  one transaction — sent as a named (prepared) statement.",
     applyBatches.length === 0
       ? "- **baseline (raw pg)** is the same worker with only the payment transaction replaced by the same logic run\n  statement by statement on a raw `pg` client (BEGIN, 9–10 statements, COMMIT): `bench/worker-baseline.ts`."
-      : "- **baseline (raw pg)** is the same worker with only the payment store replaced: each payment of a batch runs\n  the same logic as its own transaction, statement by statement, on its own pooled raw `pg` client, all at once\n  (BEGIN, 9–10 statements, COMMIT): `bench/worker-baseline.ts`.",
+      : "- **baseline (raw pg)** is the same worker with only the payment store replaced: each payment of a batch runs\n  the same logic as its own transaction, statement by statement, on its own pooled raw `pg` client, all at once\n  (BEGIN, a statement per step — 11 for its orders of two items —, COMMIT): `bench/worker-baseline.ts`.",
     `- Runs alternate between the two (${r.REPEATS} of each per process count); the table shows the mean and the best.`,
     "",
     "## Throughput, end to end (notifications/s)",
