@@ -288,6 +288,14 @@ describe("POST /notify/v3: a signature header sent twice (two header lines)", ()
     });
     expect(await f.queue.getJob(n.jobId)).toBeUndefined();
   });
+
+  it("two different Request-IDs (a proxy adding its own) do not refuse a genuine notification: 204, the first kept", async () => {
+    const n = signedV3(f.merchant);
+    const response = await postRepeatingHeaders(f.app, n, { "Request-ID": ["08F78BB5AF0610D302", "proxy-7f3a"] });
+    expect(response).toEqual({ statusCode: 204, body: "" });
+    const data = parseJobV3Schema.parse((await f.queue.getJob(n.jobId))?.data);
+    expect(data.headers.requestId).toBe("08F78BB5AF0610D302");
+  });
 });
 
 describe("POST /notify/v3: where the RSA check runs", () => {

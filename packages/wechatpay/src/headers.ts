@@ -65,6 +65,20 @@ function lookup(found: Map<string, string[]>, name: string): string | undefined 
   return distinct[0];
 }
 
+/**
+ * The first non-blank trimmed value of an informational header (`Request-ID`): covered by no signature and used for
+ * nothing but logs, so values that differ are no reason to refuse the notification — a proxy that adds its own
+ * `Request-ID` beside WeChat's (proxies append) made every genuine notification HEADER_INVALID, resent for 24 h and
+ * lost.
+ */
+function informational(found: Map<string, string[]>, name: string): string | undefined {
+  for (const value of found.get(name.toLowerCase()) ?? []) {
+    const trimmed = value.trim();
+    if (trimmed !== "") return trimmed;
+  }
+  return undefined;
+}
+
 function required(found: Map<string, string[]>, name: string): string {
   const value = lookup(found, name);
   if (value === undefined) throw new WechatPayError("HEADER_MISSING", `header ${name} is missing or empty`);
@@ -74,7 +88,8 @@ function required(found: Map<string, string[]>, name: string): string {
 /**
  * Reads the signature headers from a plain header record (Node's `IncomingMessage#headers`, Fastify's
  * `request.headers`, `Object.fromEntries(fetchResponse.headers)`). Names are matched case-insensitively,
- * values trimmed, a blank value counts as missing (as in wechatpay-go).
+ * values trimmed, a blank value counts as missing (as in wechatpay-go). A signature header with two different values
+ * is HEADER_INVALID; `Request-ID`, which no signature covers, keeps its first value.
  */
 export function readV3Headers(headers: RawHeaders): V3Headers {
   const found = collect(headers);
@@ -85,7 +100,7 @@ export function readV3Headers(headers: RawHeaders): V3Headers {
     serial: required(found, V3_HEADER_NAMES.serial),
     signatureType: lookup(found, V3_HEADER_NAMES.signatureType) ?? V3_SIGNATURE_TYPE,
   };
-  const requestId = lookup(found, V3_HEADER_NAMES.requestId);
+  const requestId = informational(found, V3_HEADER_NAMES.requestId);
   if (requestId !== undefined) result.requestId = requestId;
   return result;
 }

@@ -75,6 +75,13 @@ describe("readV3Headers", () => {
     expect(read.requestId).toBe("08F78BB5AF0610D302");
     expect("requestId" in readV3Headers(base)).toBe(false);
   });
+
+  it("a Request-ID sent with different values is not refused: it is not signed, only logged; the first is kept", () => {
+    const read = readV3Headers({ ...base, "request-id": [" 08F78BB5AF0610D302 ", "", "proxy-7f3a"] });
+    expect(read.requestId).toBe("08F78BB5AF0610D302");
+    expect(readV3Headers({ ...base, "Request-ID": "a", "request-id": "b" }).requestId).toBe("a");
+    expect("requestId" in readV3Headers({ ...base, "request-id": ["", " "] })).toBe(false);
+  });
 });
 
 describe("verifyV3", () => {
