@@ -4,6 +4,7 @@ import type { AddressInfo } from "node:net";
 import { createRedisConnection, PARSE_JOB_NAME, parseJobV3Schema, QueueName } from "@wpn/queue";
 import { TEST_REDIS_URL } from "@wpn/testing";
 import { Worker } from "bullmq";
+import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createIngressFixture, type IngressFixture, post, signedV3 } from "./support/fixture.ts";
 
@@ -328,4 +329,24 @@ describe("POST /notify/v3: where the RSA check runs", () => {
       }
     },
   );
+});
+
+describe("POST /notify/v3: what a refusal logs", () => {
+  it("cuts forged header values to 200 characters in the log line: a 12 KB serial does not write 24 KB", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino({ level: "info" }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const g = await createIngressFixture({ label: "ingress-v3-log", merchant: f.merchant, logger });
+    try {
+      const serial = `PUB_KEY_ID_${"9".repeat(12_000)}`;
+      const requestId = "R".repeat(12_000);
+      const n = signedV3(g.merchant, { serial });
+      const response = await post(g.app, "/notify/v3", { ...n, headers: { ...n.headers, "Request-ID": requestId } });
+      expect(response.statusCode).toBe(401);
+      const line = lines.find((l) => l.code === "SERIAL_UNKNOWN");
+      expect(line).toMatchObject({ serial: serial.slice(0, 200), wechatRequestId: requestId.slice(0, 200) });
+      expect(JSON.stringify(line).length).toBeLessThan(1_000);
+    } finally {
+      await g.close();
+    }
+  });
 });

@@ -22,8 +22,19 @@ export const ROUTER_ERROR_ROUTE = "(url)";
 /** The `route` label of requests for a path (or method) no route serves (`handleNotFound`). */
 export const NO_ROUTE = "(none)";
 
-/** Longest part of a request's URL put in a log line, characters: enough for any notify path, bounded for scanners. */
-const LOGGED_URL_MAX_LENGTH = 200;
+/**
+ * Longest part of a request's URL, header value or error detail put in a log line, characters: enough for any notify
+ * path, any serial, Request-ID or detail WeChat's requests make, bounded for forged ones — each header of a refused
+ * request went into its line whole, the serial twice (field and detail), so a request with 16 KiB of headers wrote
+ * more than twice that to the log.
+ */
+const LOGGED_TEXT_MAX_LENGTH = 200;
+
+/** `text` cut to LOGGED_TEXT_MAX_LENGTH; a header Node joined from several lines (string[]) as one text. */
+function clipped(text: string | string[] | undefined): string | undefined {
+  if (text === undefined) return undefined;
+  return (Array.isArray(text) ? text.join(", ") : text).slice(0, LOGGED_TEXT_MAX_LENGTH);
+}
 
 /** The wire format for a request no notify route handled: the path tells (APIv2's paths begin `/notify/v2`). */
 export function apiOfUrl(url: string): Api {
@@ -62,14 +73,16 @@ export function handleNotifyError(
     status,
     api,
     route: request.routeOptions.url,
-    wechatRequestId: request.headers["request-id"],
-    serial: request.headers["wechatpay-serial"],
+    wechatRequestId: clipped(request.headers["request-id"]),
+    serial: clipped(request.headers["wechatpay-serial"]),
   };
+  // Details quote header values (serial, timestamp, signature type): clipped like them.
+  const detail = clipped(failure.message);
   if (code === "INTERNAL") request.log.error({ ...fields, err: error }, "notification failed");
   else if (status >= 500) {
-    const cause = failure.cause instanceof Error ? failure.cause.message : undefined;
-    request.log.warn({ ...fields, detail: failure.message, cause }, "notification not accepted");
-  } else request.log.warn({ ...fields, detail: failure.message }, "notification rejected");
+    const cause = failure.cause instanceof Error ? clipped(failure.cause.message) : undefined;
+    request.log.warn({ ...fields, detail, cause }, "notification not accepted");
+  } else request.log.warn({ ...fields, detail }, "notification rejected");
   return writeFailure(reply, api, code);
 }
 
@@ -89,7 +102,7 @@ export function handleRouterError(
   const { code, status } = failure;
   const api = apiOfUrl(request.url);
   count(ROUTER_ERROR_ROUTE, status, code);
-  const fields = { code, status, api, route: ROUTER_ERROR_ROUTE, detail: failure.message };
+  const fields = { code, status, api, route: ROUTER_ERROR_ROUTE, detail: clipped(failure.message) };
   if (code === "INTERNAL") request.log.error({ ...fields, err: error }, "request refused before routing");
   else request.log.warn(fields, "request refused before routing");
   return writeFailure(reply, api, code);
@@ -117,7 +130,7 @@ export function handleNotFound(
       api,
       route: NO_ROUTE,
       method: request.method,
-      url: request.url.slice(0, LOGGED_URL_MAX_LENGTH),
+      url: clipped(request.url),
     },
     "request refused: no such route",
   );
