@@ -293,6 +293,15 @@ export async function downloadCertificates(args: DownloadCertificatesArgs): Prom
   return certificates;
 }
 
+/**
+ * `listed` with the key object of `held` when both are the same certificate (same PEM). Each download parses the list
+ * afresh; an RsaVerifyPool hands every key object it meets to its threads once, and they keep it: a new object per
+ * download of an unchanged certificate was one more key (~2.6 KB) held by each thread for as long as it ran.
+ */
+function sameKey(held: LoadedCertificate | undefined, listed: LoadedCertificate): LoadedCertificate {
+  return held !== undefined && held.pem === listed.pem ? { ...listed, publicKey: held.publicKey } : listed;
+}
+
 /** Default minimum time between two downloads triggered by unknown serials, in milliseconds. */
 export const DEFAULT_MIN_REFRESH_INTERVAL_MS = 60_000;
 
@@ -437,8 +446,9 @@ export class CertificateRefresher implements AsyncKeyResolver {
     }
     for (const cert of current) {
       if (!this.store.has(cert.serial)) this.#added.add(cert.serial);
-      // Replaced even when known: a re-issued certificate under the same serial must win.
-      if (this.#added.has(cert.serial)) this.store.addCertificate(cert);
+      // Replaced even when known: a re-issued certificate under the same serial must win, and the validity is the
+      // latest listing's. The same certificate keeps its key object (sameKey).
+      if (this.#added.has(cert.serial)) this.store.addCertificate(sameKey(this.store.certificate(cert.serial), cert));
     }
   }
 

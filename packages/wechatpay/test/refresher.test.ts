@@ -224,6 +224,31 @@ describe("CertificateRefresher", () => {
     expect(refresher.downloaded()).toEqual([]);
   });
 
+  it("a certificate listed again keeps its key object, with the validity of the latest listing; a re-issue replaces it", async () => {
+    // Every download parses the list afresh. RsaVerifyPool hands each key object to its threads once and they keep it:
+    // a new object per download for the same certificate (hourly) was one more key held by every thread, forever.
+    const third = platformCert("3333333333333333333333333333333333333333");
+    const retiresAt = new Date(NOW.getTime() + 3_600_000);
+    let listed = () => [loadCertificate(third.pem)];
+    const t = setup({ result: () => listed(), minIntervalMs: 0 });
+    await t.refresher.refresh();
+    const first = t.store.certificate(third.serial)?.publicKey;
+    expect(first).toBeDefined();
+    await t.refresher.refresh();
+    expect(t.store.certificate(third.serial)?.publicKey).toBe(first);
+    // WeChat moves its retirement forward: same key object, the listing's new validity.
+    listed = () => [{ ...loadCertificate(third.pem), notAfter: retiresAt }];
+    await t.refresher.refresh();
+    expect(t.store.certificate(third.serial)?.publicKey).toBe(first);
+    expect(t.store.certificate(third.serial)?.notAfter).toEqual(retiresAt);
+    // A certificate re-issued under the same serial (another PEM, another key) wins.
+    const reissued = platformCert(third.serial);
+    listed = () => [loadCertificate(reissued.pem)];
+    await t.refresher.refresh();
+    expect(t.store.certificate(third.serial)?.pem).toBe(loadCertificate(reissued.pem).pem);
+    expect(t.store.certificate(third.serial)?.publicKey).not.toBe(first);
+  });
+
   it("wraps foreign download errors", async () => {
     const t = setup({ fail: new TypeError("boom") });
     let error: unknown;
