@@ -125,20 +125,6 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
   // A Queue re-emits connection errors; without a listener an EventEmitter 'error' would crash the process.
   // The sampler and the failed requests report outages, so this only needs to keep a trace.
   queue.on("error", (error) => logger.debug({ err: error }, "parse queue connection error"));
-  const batcher = new EnqueueBatcher({
-    adder: createReceiptedAdder(queue, redis, PARSE_JOB_NAME, {
-      prefix: settings.queuePrefix,
-      ttlSeconds: settings.dedupeTtlSeconds,
-      ...(settings.redisMinReplicas > 0
-        ? { replication: { replicas: settings.redisMinReplicas, timeoutMs: settings.replicaWaitTimeoutMs } }
-        : {}),
-    }),
-    maxBatchSize: deps.maxBatchSize ?? 256,
-    maxInFlight: deps.maxInFlightBatches ?? 2,
-    clock,
-    metrics,
-  });
-  const intake = new Intake(batcher, redis, settings.enqueueTimeoutMs, metrics, () => sampler.unkeptBecause);
   const sampler = new QueueSampler(
     queue,
     settings.queueWaitingCeiling,
@@ -158,6 +144,21 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
       events: redis,
     },
   );
+  const batcher = new EnqueueBatcher({
+    adder: createReceiptedAdder(queue, redis, PARSE_JOB_NAME, {
+      prefix: settings.queuePrefix,
+      ttlSeconds: settings.dedupeTtlSeconds,
+      ...(settings.redisMinReplicas > 0
+        ? { replication: { replicas: settings.redisMinReplicas, timeoutMs: settings.replicaWaitTimeoutMs } }
+        : {}),
+    }),
+    maxBatchSize: deps.maxBatchSize ?? 256,
+    maxInFlight: deps.maxInFlightBatches ?? 2,
+    clock,
+    metrics,
+    vouching: sampler,
+  });
+  const intake = new Intake(batcher, redis, settings.enqueueTimeoutMs, metrics, () => sampler.unkeptBecause);
   const refresher = merchants.defaultMerchant.certificateRefresher;
   const certificates =
     refresher &&

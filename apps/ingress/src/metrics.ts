@@ -82,7 +82,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Ingre
     }),
     enqueueDuration: new Histogram({
       name: "wpn_ingress_enqueue_duration_seconds",
-      help: "Time from sending an enqueue batch until Redis confirmed it or it failed (result=ok|error|not_replicated)",
+      help: "Time from sending an enqueue batch until Redis confirmed it or it failed (result=ok|error|not_replicated|reconnected)",
       labelNames: ["result"],
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5],
       registers,

@@ -197,6 +197,15 @@ export class QueueSampler {
   }
 
   /**
+   * How many times the connection has closed since `start()`. A command sent when it was n and answered when it is
+   * no longer n was answered on a later connection (ioredis resent it there), by a server no sample may have vouched
+   * for: the enqueue batcher does not acknowledge such a batch. A property read, as `unkeptBecause`.
+   */
+  get connectionCloses(): number {
+    return this.#connection;
+  }
+
+  /**
    * Why a job Redis confirms would not be kept, as the last sample found it, or undefined: a replica (`replica`),
    * or a policy that may evict jobs (`evictsJobs`). Read by the intake for every notification: no Redis round trip.
    *

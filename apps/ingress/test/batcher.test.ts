@@ -13,7 +13,7 @@ import { deletePrefix, TEST_REDIS_URL, testQueuePrefix } from "@wpn/testing";
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EnqueueBatcher } from "../src/enqueue/batcher.ts";
+import { type BatcherOptions, EnqueueBatcher } from "../src/enqueue/batcher.ts";
 import { createMetrics } from "../src/metrics.ts";
 
 const prefix = testQueuePrefix("ingress-batcher");
@@ -31,7 +31,10 @@ afterAll(async () => {
   await deletePrefix(prefix);
 });
 
-function batcher(options: { maxBatchSize?: number; maxInFlight?: number } = {}) {
+/** A connection a queue sample vouched for and that has not closed since. */
+const VOUCHED = { unkeptBecause: undefined, connectionCloses: 0 };
+
+function batcher(options: { maxBatchSize?: number; maxInFlight?: number; vouching?: BatcherOptions["vouching"] } = {}) {
   const metrics = createMetrics({ defaultMetrics: false });
   const b = new EnqueueBatcher({
     adder: createReceiptedAdder(queue, redis, PARSE_JOB_NAME, { prefix, ttlSeconds: 3_600 }),
@@ -39,6 +42,7 @@ function batcher(options: { maxBatchSize?: number; maxInFlight?: number } = {}) 
     maxInFlight: options.maxInFlight ?? 2,
     clock: Date.now,
     metrics,
+    vouching: options.vouching ?? VOUCHED,
   });
   return { b, metrics };
 }
@@ -96,6 +100,41 @@ describe("EnqueueBatcher (real Redis)", () => {
     expect((await readReceipt(redis, prefix, id))?.count).toBe(1);
   });
 
+  it("does not send a batch when no sample vouches for the connection: QUEUE_UNAVAILABLE, nothing in Redis", async () => {
+    const unkeptBecause = "redis reconnected: its eviction policy and role are not sampled yet";
+    const { b } = batcher({ vouching: { unkeptBecause, connectionCloses: 1 } });
+    const id = randomUUID();
+    await expect(b.submit(id, job(id))).rejects.toMatchObject({
+      code: "QUEUE_UNAVAILABLE",
+      message: `batch of 1 job(s) not sent: ${unkeptBecause}`,
+    });
+    expect(await queue.getJob(id)).toBeUndefined();
+    expect(await readReceipt(redis, prefix, id)).toBeUndefined();
+  });
+
+  it("refuses a batch Redis confirmed after the connection closed (answered on the next one): QUEUE_UNAVAILABLE", async () => {
+    // The close is counted between the send and the answer (here: between the two reads of the count).
+    let reads = 0;
+    const { b, metrics } = batcher({
+      vouching: {
+        unkeptBecause: undefined,
+        get connectionCloses() {
+          reads += 1;
+          return reads > 1 ? 1 : 0;
+        },
+      },
+    });
+    const id = randomUUID();
+    await expect(b.submit(id, job(id))).rejects.toMatchObject({ code: "QUEUE_UNAVAILABLE" });
+    // Redis ran it: the resend, once the server is vouched for, is answered by the receipt.
+    expect(await queue.getJob(id)).toBeDefined();
+    expect((await readReceipt(redis, prefix, id))?.count).toBe(1);
+    const histogram = await metrics.enqueueDuration.get();
+    expect(
+      histogram.values.find((v) => v.labels.result === "reconnected" && v.metricName?.endsWith("_count"))?.value,
+    ).toBe(1);
+  });
+
   it("rejects every job of a failed batch with QUEUE_UNAVAILABLE and writes no receipt", async () => {
     const broken = createRedisConnection("redis://127.0.0.1:1", "producer", { retryStrategy: () => null });
     broken.on("error", () => undefined);
@@ -108,6 +147,7 @@ describe("EnqueueBatcher (real Redis)", () => {
       maxInFlight: 2,
       clock: Date.now,
       metrics,
+      vouching: VOUCHED,
     });
     const ids = [randomUUID(), randomUUID()];
     const results = await Promise.allSettled(ids.map((id) => b.submit(id, job(id))));

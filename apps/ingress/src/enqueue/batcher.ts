@@ -21,6 +21,12 @@ export interface BatcherOptions {
   /** ms since the epoch. */
   clock: () => number;
   metrics: IngressMetrics;
+  /**
+   * The producer connection as the queue sampler (QueueSampler) vouches for it: `unkeptBecause`, why a job Redis
+   * confirms now would not be kept (undefined only once a sample on the current connection has found a master that
+   * keeps jobs), and `connectionCloses`, how many times the connection has closed. Property reads, once per batch.
+   */
+  vouching: { readonly unkeptBecause: string | undefined; readonly connectionCloses: number };
 }
 
 interface Pending {
@@ -41,6 +47,19 @@ interface Pending {
  * batch then gets a 503 and WeChat resends (nothing was acknowledged that Redis did not keep). With
  * INGRESS_REDIS_MIN_REPLICAS, a call confirmed by the primary but not by that many replicas fails the same way
  * (QUEUE_NOT_REPLICATED).
+ *
+ * A batch is acknowledged only when the server that confirmed it is one a queue sample vouched for: it is sent only
+ * while the sampler vouches for the current connection, and its answer counts only if it came on that connection.
+ * ioredis resends a command written and unanswered when the connection closes on the next one
+ * (autoResendUnfulfilledCommands), which may reach another server — a Redis restarted with an eviction policy, a
+ * writable replica — that nothing has sampled when it answers; the sampler refuses new notifications from the close
+ * until it has, and such a batch is refused the same way (QUEUE_UNAVAILABLE; its jobs and receipts may be on that
+ * server: WeChat's resend is refused before reaching Redis until a sample vouches for it, then answered success by
+ * the receipt). So are the jobs that waited for a slot across the close, accepted while the previous connection was
+ * vouched for. Not done by turning autoResendUnfulfilledCommands off for the producer, which looks simpler: ioredis
+ * 6.0 then drops the unanswered commands of a connection that reconnects at its first attempt without ever settling
+ * their promises (readyHandler; measured: still pending seconds later), so the batch would hold its in-flight slot
+ * for ever and, after `maxInFlight` such reconnects, nothing would be sent again.
  *
  * When to send: at most `maxInFlight` batches are unconfirmed at any time. While they are, new jobs wait and
  * join the next batch, so under load batches grow by themselves (fewer, larger script calls) and when idle a job
@@ -124,7 +143,15 @@ export class EnqueueBatcher {
   }
 
   async #flush(batch: Pending[]): Promise<void> {
-    const { adder, clock, metrics } = this.#options;
+    const { adder, clock, metrics, vouching } = this.#options;
+    // The jobs were accepted while a sample vouched for the connection, but may have waited for a slot across a close.
+    const unkept = vouching.unkeptBecause;
+    if (unkept !== undefined) {
+      const error = new IngressError("QUEUE_UNAVAILABLE", `batch of ${batch.length} job(s) not sent: ${unkept}`);
+      for (const pending of batch) pending.reject(error);
+      return;
+    }
+    const sentOn = vouching.connectionCloses;
     const started = performance.now();
     metrics.batchSize.observe(batch.length);
     let outcomes: Awaited<ReturnType<ReceiptedAdder["add"]>>;
@@ -140,6 +167,15 @@ export class EnqueueBatcher {
       const error = notReplicated
         ? new IngressError("QUEUE_NOT_REPLICATED", `batch of ${batch.length} job(s): ${cause.message}`, { cause })
         : new IngressError("QUEUE_UNAVAILABLE", `enqueue of ${batch.length} job(s) failed`, { cause });
+      for (const pending of batch) pending.reject(error);
+      return;
+    }
+    if (vouching.connectionCloses !== sentOn) {
+      metrics.enqueueDuration.observe({ result: "reconnected" }, (performance.now() - started) / 1000);
+      const error = new IngressError(
+        "QUEUE_UNAVAILABLE",
+        `batch of ${batch.length} job(s) answered on the connection made after a close, by a server no sample vouched for`,
+      );
       for (const pending of batch) pending.reject(error);
       return;
     }
