@@ -86,6 +86,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const logger = deps.logger ?? pino({ level: "silent" });
   const now = deps.now ?? (() => new Date());
   const metrics = deps.metrics ?? createMetrics();
+  const cookies = new DashboardCookies(config.DASHBOARD_COOKIE_SECURE);
   const app = Fastify({
     loggerInstance: logger,
     trustProxy: trustProxyOption(config.DASHBOARD_TRUST_PROXY),
@@ -93,7 +94,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Requests the router refuses before routing them (a URL with a malformed escape, FST_ERR_BAD_URL) run no hook:
     // they get the same answer, headers and count as a routed request here, not Fastify's bare JSON.
     frameworkErrors: (error, request, reply) => {
-      setSecurityHeaders(reply);
+      setSecurityHeaders(reply, cookies);
       answerError(error, request, reply, config);
       countResponse(metrics, request, reply);
     },
@@ -124,7 +125,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     prefix: config.QUEUE_PREFIX,
     users,
     sessions: new SessionCodec(secret, config.DASHBOARD_SESSION_TTL_SECONDS, () => now().getTime()),
-    cookies: new DashboardCookies(config.DASHBOARD_COOKIE_SECURE),
+    cookies,
     loginLimiter: new LoginRateLimiter(config.DASHBOARD_LOGIN_ATTEMPTS_PER_MINUTE, 60_000, () => now().getTime()),
     metrics,
     now,
@@ -176,7 +177,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
 
   app.addHook("onSend", async (_request, reply, payload) => {
-    setSecurityHeaders(reply);
+    setSecurityHeaders(reply, cookies);
     return payload;
   });
 
@@ -236,14 +237,28 @@ function trustProxyOption(setting: Config["DASHBOARD_TRUST_PROXY"]): FastifyServ
   return setting;
 }
 
-/** Headers on every answer, routed or not. */
-function setSecurityHeaders(reply: FastifyReply): void {
+/**
+ * How long a browser that got an answer over HTTPS keeps to HTTPS for this host, seconds (a year). Without it a man in
+ * the middle of a later http:// request — a typed name, an old bookmark — keeps the browser on plain HTTP and serves
+ * it a login page of their own, collecting the password: the `__Host-` cookies keep the session from them, not that.
+ * No `includeSubDomains`: the dashboard speaks for its own host only.
+ */
+const HSTS_MAX_AGE_SECONDS = 365 * 24 * 3600;
+
+/**
+ * Headers on every answer, routed or not. Strict-Transport-Security on the answers that go out over HTTPS, as the
+ * cookies' Secure flag decides (DASHBOARD_COOKIE_SECURE, or the request came over HTTPS: cookies.ts); over plain HTTP
+ * (development on 127.0.0.1) a browser ignores it anyway. A URL the router refuses gets a request built without the
+ * trust-proxy getters (Fastify's frameworkErrors), so there only the setting or a TLS socket adds it.
+ */
+function setSecurityHeaders(reply: FastifyReply, cookies: DashboardCookies): void {
   reply.header("content-security-policy", CONTENT_SECURITY_POLICY);
   reply.header("x-content-type-options", "nosniff");
   reply.header("x-frame-options", "DENY");
   // same-origin: our own requests keep a Referer (a fallback for the origin check), others get none.
   reply.header("referrer-policy", "same-origin");
   if (!reply.hasHeader("cache-control")) reply.header("cache-control", "no-store");
+  if (cookies.secure(reply.request)) reply.header("strict-transport-security", `max-age=${HSTS_MAX_AGE_SECONDS}`);
 }
 
 /**

@@ -456,6 +456,38 @@ describe("behind a reverse proxy (DASHBOARD_TRUST_PROXY)", () => {
     }
   });
 
+  it("tells browsers to use HTTPS only (Strict-Transport-Security) on every answer that went out over HTTPS, not over plain HTTP", async () => {
+    const proxied = await startDashboard("dash_proxy_hsts", { env: { DASHBOARD_TRUST_PROXY: "10.0.0.2" } });
+    const configured = await startDashboard("dash_hsts_configured", { env: { DASHBOARD_COOKIE_SECURE: "true" } });
+    try {
+      const hsts = async (app: FastifyInstance, peer: string, headers: Record<string, string>, url: string) => {
+        const response = await app.inject({
+          method: "GET",
+          url,
+          remoteAddress: peer,
+          headers: { host: HOST, ...headers },
+        });
+        return response.headers["strict-transport-security"];
+      };
+      // The login page, a redirect to it, a 401, a public route: every answer, public or not.
+      for (const url of ["/login", "/", "/queues/api/queues", "/health/live"]) {
+        // TLS ended at the listed proxy, which says so; or DASHBOARD_COOKIE_SECURE=true (the deployment is HTTPS).
+        expect(await hsts(proxied.app, "10.0.0.2", { "x-forwarded-proto": "https" }, url), url).toBe(
+          "max-age=31536000",
+        );
+        expect(await hsts(configured.app, "127.0.0.1", {}, url), url).toBe("max-age=31536000");
+        // Plain HTTP, or a client that is no listed proxy claiming HTTPS: nothing (browsers ignore it there anyway).
+        expect(await hsts(proxied.app, "10.0.0.2", { "x-forwarded-proto": "http" }, url), url).toBeUndefined();
+        expect(await hsts(proxied.app, "198.51.100.70", { "x-forwarded-proto": "https" }, url), url).toBeUndefined();
+      }
+      // A URL the router refuses too (Fastify builds its request without the proxy's headers: the setting decides).
+      expect(await hsts(configured.app, "127.0.0.1", {}, "/notifications/%E0%A4%A")).toBe("max-age=31536000");
+    } finally {
+      await proxied.close();
+      await configured.close();
+    }
+  });
+
   it("a proxy that rewrites Host must send X-Forwarded-Host (nginx's proxy_pass does not), or mutations are CSRF_ORIGIN", async () => {
     const proxied = await startDashboard("dash_proxy_host", { env: { DASHBOARD_TRUST_PROXY: "true" } });
     try {
