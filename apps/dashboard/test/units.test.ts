@@ -62,6 +62,28 @@ describe("DASHBOARD_USERS", () => {
     expect(parseUsers(undefined).size).toBe(0);
   });
 
+  it("refuses a hash cheaper than the CLI's (scrypt N=16384, r=8): guessing it offline would cost next to nothing", () => {
+    // Well-formed and verifiable, but 2^10 is 16 times cheaper to guess than the default, r=1 eight times, N=2 free.
+    for (const cost of [
+      { N: 2 ** 10, r: 8, p: 1 },
+      { N: 2 ** 14, r: 1, p: 1 },
+      { N: 2, r: 1, p: 1 },
+    ]) {
+      const weak = hashPassword("pw-for-parse-tests", cost);
+      expect(() => parseUsers(`alice:viewer:${h},bob:operator:${weak}`), `${cost.N}.${cost.r}`).toThrow(
+        /entry 2 \(bob\) hash is too cheap to compute: scrypt N·r below 16384·8/,
+      );
+    }
+    // At the default cost or above (N or r raised), accepted.
+    for (const cost of [
+      { N: 2 ** 14, r: 8, p: 1 },
+      { N: 2 ** 13, r: 16, p: 1 },
+      { N: 2 ** 15, r: 8, p: 2 },
+    ]) {
+      expect(parseUsers(`bob:operator:${hashPassword("pw-for-parse-tests", cost)}`).size).toBe(1);
+    }
+  });
+
   it("names the bad entry without echoing its hash", () => {
     const cases: [string, RegExp][] = [
       [`alice:admin:${h}`, /entry 1 \(alice\) role must be viewer or operator/],

@@ -31,6 +31,20 @@ export interface HashCost {
   p: number;
 }
 
+/**
+ * The least N·r a configured hash may have: the default's. scrypt's memory (128·N·r bytes, 16 MiB here) is what makes
+ * each offline guess dear, and its time grows with it; p only repeats that work side by side, in no more memory, so it
+ * does not make up for a smaller N·r. Anything verifiable was accepted before, N=2 included: a hash whose guessing
+ * costs next to nothing, for whoever reads DASHBOARD_USERS (an env file, `docker inspect`, a CI log).
+ */
+export const MIN_MEMORY_COST = DEFAULTS.N * DEFAULTS.r;
+
+/** Whether `stored` is a hash this module can verify and as dear to guess as the CLI's (MIN_MEMORY_COST). */
+export function isCostEnough(stored: string): boolean {
+  const cost = hashCostOf(stored);
+  return cost !== undefined && cost.N * cost.r >= MIN_MEMORY_COST;
+}
+
 /** Hashes a password (synchronous: it is meant for the CLI and start-up scripts, ~50 ms at the default cost). */
 export function hashPassword(plain: string, cost: HashCost = DEFAULTS): string {
   if (typeof plain !== "string" || plain.length === 0) throw new Error("password must be a non-empty string");

@@ -1,5 +1,5 @@
 import { ConfigError } from "@wpn/config";
-import { isPasswordHash } from "./password.ts";
+import { isCostEnough, isPasswordHash } from "./password.ts";
 
 /** `viewer` can look at everything; `operator` can also change things (replay, retry, pause, clean completed jobs). */
 export type Role = "viewer" | "operator";
@@ -37,6 +37,12 @@ export function parseUsers(value: string | undefined): Map<string, DashboardUser
       throw new ConfigError(
         "DASHBOARD_USERS",
         `${where} (${name}) hash is not a scrypt hash (create one with npm run hash-password -w @wpn/dashboard)`,
+      );
+    }
+    if (!isCostEnough(passwordHash)) {
+      throw new ConfigError(
+        "DASHBOARD_USERS",
+        `${where} (${name}) hash is too cheap to compute: scrypt N·r below 16384·8 (create one with npm run hash-password -w @wpn/dashboard)`,
       );
     }
     if (users.has(name)) throw new ConfigError("DASHBOARD_USERS", `${where}: user ${name} is listed twice`);
