@@ -52,6 +52,17 @@ export class WorkerMetrics {
     registers: [this.registry],
   });
 
+  /**
+   * Failures of the process's Redis connections, by source (`connection`: its own connection, or the queue of the
+   * BullMQ Worker that reported one of its own): every one, although an outage logs only a few REDIS_ERROR lines.
+   */
+  readonly redisErrors = new Counter({
+    name: "wpn_worker_redis_errors_total",
+    help: "Failed reconnect attempts and commands of the Redis connections (outage logged as REDIS_ERROR), by source.",
+    labelNames: ["source"] as const,
+    registers: [this.registry],
+  });
+
   readonly deadLetters = new Counter({
     name: "wpn_worker_dead_letters_total",
     help: "Jobs moved to notify.dead, by source queue and error code.",

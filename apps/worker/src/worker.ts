@@ -13,6 +13,7 @@ import { MerchantKeyResolver } from "./keys.ts";
 import { isLockLost } from "./lock-lost.ts";
 import { createLogger } from "./logger.ts";
 import { PUBLISH_JOB_STATES, WorkerMetrics } from "./metrics.ts";
+import { isRedisUnavailable, RedisOutageLog } from "./redis-outage.ts";
 import { WatchedWorker } from "./watched-worker.ts";
 import { applyStage } from "./workers/apply.processor.ts";
 import { PaymentBatcher } from "./workers/apply-batch.ts";
@@ -117,7 +118,9 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
     preparedStatements: true,
   });
   const redis = createRedisConnection(config.REDIS_URL, "worker");
-  redis.on("error", (error: Error) => log.warn({ code: "REDIS_ERROR", err: oneLine(error) }, "redis connection error"));
+  // One log of an outage for the connection and the Workers' own: each reports every reconnect attempt.
+  const redisOutage = new RedisOutageLog({ log, metrics, redis });
+  redis.on("error", (error: Error) => redisOutage.failed("connection", error));
 
   const applyQueue = createQueue(QueueName.Apply, redis, prefix);
   const deadQueue = createQueue(QueueName.Dead, redis, prefix);
@@ -245,6 +248,10 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
   const lettersInFlight = new Set<Promise<void>>();
   for (const { worker, stage, idField } of workers) {
     worker.on("error", (error) => {
+      if (isRedisUnavailable(error)) {
+        redisOutage.failed(stage, error);
+        return;
+      }
       if (!isLockLost(error)) {
         log.error({ queue: stage, code: "WORKER_ERROR", err: oneLine(error) }, "worker error");
         return;
@@ -324,6 +331,7 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
     // Cannot listen (main.ts reports it, LISTEN_FAILED): no Worker ran yet, so nothing is to finish; what this opened
     // is closed, so that the caller's exit leaves no connection behind.
     outage.close();
+    redisOutage.close();
     await Promise.all([...workers.map((w) => w.worker.close()), ...queues.map((q) => q.close())]);
     redis.disconnect();
     await db.close();
@@ -352,6 +360,7 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
       closing = true;
       // Paused Workers close like running ones (no job is taken; the ones still running get the grace below).
       outage.close();
+      redisOutage.close();
       const started = Date.now();
       /** Each closing step after the jobs' grace gets a bounded wait: a hanging one is logged, not waited for. */
       const step = (what: string, promise: Promise<unknown>) =>
