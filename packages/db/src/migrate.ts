@@ -170,7 +170,13 @@ function positive(option: keyof MigrateOptions, value: number): number {
 
 /** `migrate` once the lock is held. */
 async function applyPending(client: pg.Client, schema: string, dir: string, retry: LockRetry): Promise<MigrateResult> {
-  await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
+  // Created only when missing, as Prisma does: CREATE SCHEMA IF NOT EXISTS checks the CREATE privilege on the
+  // database before it looks for the schema, refusing a role that owns its schema and may create nothing else.
+  const { rows } = await client.query<{ found: boolean }>(
+    "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AS found",
+    [schema],
+  );
+  if (!rows[0]?.found) await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
   await client.query(`SET search_path TO ${quoteIdent(schema)}`);
   await client.query(MIGRATIONS_TABLE);
   const files = readMigrations(dir);
@@ -210,6 +216,8 @@ async function applyOne(
  * must wait for every older transaction to end (a lock wait too, which lock_timeout would cancel).
  */
 async function applyConcurrentIndex(client: pg.Client, schema: string, migration: MigrationFile, index: string) {
+  const { rows } = await client.query<{ now: Date }>("SELECT clock_timestamp() AS now");
+  const startedAt = rows[0]?.now;
   if ((await indexValidity(client, schema, index)) === "invalid") {
     await client.query(`DROP INDEX CONCURRENTLY IF EXISTS ${quoteIdent(schema)}.${quoteIdent(index)}`);
   }
@@ -226,7 +234,7 @@ async function applyConcurrentIndex(client: pg.Client, schema: string, migration
   if (validity !== "valid") {
     throw new Error(`migration ${migration.name} failed: index "${index}" is ${validity} after its build`);
   }
-  await record(client, migration);
+  await record(client, migration, startedAt);
 }
 
 async function indexValidity(
@@ -244,10 +252,15 @@ async function indexValidity(
   return row === undefined ? "missing" : row.valid ? "valid" : "invalid";
 }
 
-async function record(client: pg.Client, migration: MigrationFile): Promise<void> {
+/**
+ * The row `prisma migrate deploy` leaves for a migration it applied: started_at when the migration started —
+ * `startedAt`, or else the start of the transaction recording it (now()) — and finished_at when it finished
+ * (clock_timestamp(): now() would be the transaction's start again).
+ */
+async function record(client: pg.Client, migration: MigrationFile, startedAt?: Date): Promise<void> {
   await client.query(
     `INSERT INTO "_prisma_migrations" (id, checksum, finished_at, migration_name, started_at, applied_steps_count)
-     VALUES ($1, $2, now(), $3, now(), 1)`,
-    [randomUUID(), migration.checksum, migration.name],
+     VALUES ($1, $2, clock_timestamp(), $3, COALESCE($4::timestamptz, now()), 1)`,
+    [randomUUID(), migration.checksum, migration.name, startedAt ?? null],
   );
 }

@@ -28,11 +28,13 @@ const sha256 = (text: Buffer | string) => createHash("sha256").update(text).dige
  *   folder holding an ignored or untracked file) or an aborted `prisma migrate dev --create-only`. As
  *   `prisma migrate deploy` (P3015), nothing is applied or checked until the file is restored or the folder deleted:
  *   the folder may be a migration this checkout should have.
+ * - MIGRATION_PROVIDER_MISMATCH: migration_lock.toml names a provider other than postgresql — a migration history
+ *   written for another database. As `prisma migrate deploy` (P3019), none of it is applied or checked.
  * - MIGRATIONS_UNREADABLE: any other failure to read the folder or a file (permissions, a missing folder).
  */
 export class MigrationFilesError extends Error {
   constructor(
-    readonly code: "MIGRATION_FILE_MISSING" | "MIGRATIONS_UNREADABLE",
+    readonly code: "MIGRATION_FILE_MISSING" | "MIGRATION_PROVIDER_MISMATCH" | "MIGRATIONS_UNREADABLE",
     readonly path: string,
     message: string,
     options?: ErrorOptions,
@@ -56,8 +58,35 @@ function readOrThrow<T>(path: string, read: () => T): T {
   }
 }
 
-/** Every migration of `dir`, in name order. Throws MigrationFilesError when one cannot be read. */
+/** The provider of every migration this project applies (prisma/schema.prisma's datasource). */
+const PROVIDER = "postgresql";
+
+/**
+ * Throws MigrationFilesError when `dir`'s migration_lock.toml names another provider. Read as Prisma reads it: the
+ * first line (CRLF or LF) starting with `provider`, without `provider = ` and the quotes (no such line: refused).
+ * No lock file: nothing to check, as for Prisma.
+ */
+function checkProvider(dir: string): void {
+  const lock = join(dir, "migration_lock.toml");
+  if (!existsSync(lock)) return;
+  const line = readOrThrow(lock, () => readFileSync(lock, "utf8"))
+    .split(/\r?\n/)
+    .find((l) => l.startsWith("provider"));
+  const provider = line?.replace(/^provider = /, "").replace(/^"+|"+$/g, "");
+  if (provider === PROVIDER) return;
+  throw new MigrationFilesError(
+    "MIGRATION_PROVIDER_MISMATCH",
+    lock,
+    `${lock} ${provider === undefined ? "names no provider" : `names provider "${provider}"`}, not "${PROVIDER}": these migrations were written for another database; nothing is applied or checked (as \`prisma migrate deploy\`, P3019)`,
+  );
+}
+
+/**
+ * Every migration of `dir`, in name order. Throws MigrationFilesError when one cannot be read, or when the folder's
+ * migration_lock.toml names another provider.
+ */
 export function readMigrations(dir: string = MIGRATIONS_DIR): MigrationFile[] {
+  checkProvider(dir);
   return readOrThrow(dir, () => readdirSync(dir, { withFileTypes: true }))
     .filter((entry) => entry.isDirectory())
     .map((entry) => entry.name)
