@@ -108,9 +108,11 @@ export interface MigrateResult {
  * a short lock_timeout and retries (`applyInTransaction`: MIGRATION_BLOCKED after its attempts) — except one whose
  * only statement is CREATE INDEX CONCURRENTLY (see `planMigration`), sent on its own and recorded once its index is
  * built and valid. One run at a time per database: the migration lock, waited for at most `waitLimitMs`
- * (`acquireMigrationLock`: MIGRATION_LOCK_WAIT_TIMEOUT). Refuses before applying anything when an applied migration's
- * file changed (checksum mismatch) or a migration is recorded as failed (left so by `prisma migrate deploy`), as
- * Prisma does. A failed migration is not recorded: its transaction is rolled back whole (a concurrent index build
+ * (`acquireMigrationLock`: MIGRATION_LOCK_WAIT_TIMEOUT). Refuses before applying anything when a migration is
+ * recorded as failed (left so by `prisma migrate deploy`), as Prisma does (P3009), and when an applied migration's
+ * file changed (checksum mismatch) — stricter than `prisma migrate deploy`, which does not compare checksums (only
+ * `migrate dev` and `migrate status` notice): an edited migration would leave this database unlike every other one
+ * migrated from the same history. A failed migration is not recorded: its transaction is rolled back whole (a concurrent index build
  * leaves an INVALID index instead, dropped and built again by the next run), and the error names it.
  */
 export async function migrate(
