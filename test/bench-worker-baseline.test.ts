@@ -2,6 +2,7 @@ import { applyPaymentStatement, type PaymentFacts, type PaymentResult, type Pris
 import { createTestDatabase, type TestDatabase } from "@wpn/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { baselinePayment } from "../bench/worker-baseline.ts";
+import { APPID, MCHID, paymentFacts as pay } from "../packages/db/test/support/payments.ts";
 
 // The worker benchmark compares the shipped payment statement (wpn_apply_payments) with bench/worker-baseline.ts, a
 // raw-pg transaction per payment; the comparison means something only while both do the same work. Two schemas with
@@ -18,9 +19,7 @@ afterAll(async () => {
   await Promise.all([shippedDb?.drop(), baselineDb?.drop()]);
 });
 
-const MCHID = "1900000109";
 const SUB_MCHID = "1900000110";
-const APPID = "wxd678efh567hg6787";
 const INT4_MAX = 2_147_483_647;
 
 /**
@@ -59,24 +58,6 @@ async function seed(prisma: PrismaClient): Promise<void> {
     SELECT id, ${MCHID}, 'TRANSACTION.SUCCESS', now() AT TIME ZONE 'UTC', '{}', 'PROCESSING'
     FROM unnest(${payments.map((p) => p.notificationId).filter((id) => id !== "n-missing")}::text[]) id
     ON CONFLICT (id) DO NOTHING`;
-}
-
-/** A successful payment of 300 fen for `outTradeNo` (transaction `4200-<outTradeNo>`). */
-function pay(nid: string, outTradeNo: string, overrides: Partial<PaymentFacts> = {}): PaymentFacts {
-  return {
-    notificationId: nid,
-    outTradeNo,
-    transactionId: `4200-${outTradeNo}`,
-    mchid: MCHID,
-    appid: APPID,
-    subMchid: null,
-    subAppid: null,
-    total: 300,
-    currency: "CNY",
-    payerOpenid: "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o",
-    paidAt: Date.UTC(2026, 10, 30, 3, 0, 0),
-    ...overrides,
-  };
 }
 
 /** Every outcome the statement can answer one payment at a time (all but STALE), with the outcome it answers. */

@@ -1,6 +1,6 @@
 import { TestRedisServer } from "@wpn/testing";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { createIngressFixture, type IngressFixture, post, signedV3 } from "./support/fixture.ts";
+import { createIngressFixture, type IngressFixture, post, signedV3, V3_QUEUE_UNAVAILABLE } from "./support/fixture.ts";
 import { pollUntil } from "./support/wait.ts";
 
 // A batch written to Redis and unanswered when the producer connection closes is not failed by ioredis: it is
@@ -10,11 +10,6 @@ import { pollUntil } from "./support/wait.ts";
 // … WRITE` holds the batch's script call, `CONFIG SET` changes the policy, `CLIENT KILL` closes the producer
 // connection, and its reconnect (the first attempt, 50 ms later: the server never went away) resends the batch. No
 // queue sample has vouched for that connection's server; the periodic one is a minute away.
-
-const QUEUE_UNAVAILABLE = JSON.stringify({
-  code: "FAIL",
-  message: "QUEUE_UNAVAILABLE: queue unavailable, please resend",
-});
 
 let server: TestRedisServer;
 let g: IngressFixture;
@@ -91,7 +86,7 @@ describe("a batch in flight when the producer connection closes", () => {
     await killProducer();
 
     const first = await answer;
-    expect({ status: first.statusCode, body: first.body }).toEqual({ status: 503, body: QUEUE_UNAVAILABLE });
+    expect({ status: first.statusCode, body: first.body }).toEqual({ status: 503, body: V3_QUEUE_UNAVAILABLE });
     // ioredis did resend it: the server the reconnect reached ran it, and the sample taken on 'ready' finds that
     // server may evict it.
     expect(await g.queue.getJob(n.jobId)).toBeDefined();
@@ -100,7 +95,7 @@ describe("a batch in flight when the producer connection closes", () => {
 
     // WeChat's resend is refused before it reaches Redis (its receipt there would make it a dedupe success)…
     const refused = await post(g.app, "/notify/v3", n);
-    expect({ status: refused.statusCode, body: refused.body }).toEqual({ status: 503, body: QUEUE_UNAVAILABLE });
+    expect({ status: refused.statusCode, body: refused.body }).toEqual({ status: 503, body: V3_QUEUE_UNAVAILABLE });
     expect((await g.receipt(n.jobId))?.count).toBe(1);
 
     // …until a sample on a connection to a server that keeps jobs vouches for it: then it is a dedupe success.
@@ -126,10 +121,10 @@ describe("a batch in flight when the producer connection closes", () => {
     await killProducer();
 
     const sent = await inFlight;
-    expect({ status: sent.statusCode, body: sent.body }).toEqual({ status: 503, body: QUEUE_UNAVAILABLE });
+    expect({ status: sent.statusCode, body: sent.body }).toEqual({ status: 503, body: V3_QUEUE_UNAVAILABLE });
     // Its slot freed once the new connection was ready: not sent, the sampler vouching for nothing there yet.
     const held = await waiting;
-    expect({ status: held.statusCode, body: held.body }).toEqual({ status: 503, body: QUEUE_UNAVAILABLE });
+    expect({ status: held.statusCode, body: held.body }).toEqual({ status: 503, body: V3_QUEUE_UNAVAILABLE });
     expect(await g.queue.getJob(b.jobId)).toBeUndefined();
   });
 });

@@ -1,18 +1,13 @@
 import { createRedisConnection } from "@wpn/queue";
 import { TestRedisServer } from "@wpn/testing";
 import { afterEach, describe, expect, it } from "vitest";
-import { createIngressFixture, type IngressFixture, post, signedV3 } from "./support/fixture.ts";
+import { createIngressFixture, type IngressFixture, post, signedV3, V3_QUEUE_UNAVAILABLE } from "./support/fixture.ts";
 import { pollUntil } from "./support/wait.ts";
 
 // Before the queue sampler's first sample has read Redis's eviction policy and ROLE, the intake cannot tell whether a
 // job Redis confirms is kept. The window is held open deterministically: the test's own redis-server is stopped
 // (SIGSTOP: connections stay open, nothing is answered) before the app starts its sampler, so the first sample stays
 // unanswered, and the sampling interval is long enough that it is the only one.
-
-const QUEUE_UNAVAILABLE = JSON.stringify({
-  code: "FAIL",
-  message: "QUEUE_UNAVAILABLE: queue unavailable, please resend",
-});
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -82,7 +77,7 @@ describe("before the queue sampler's first sample", () => {
       expect(await pollUntil(async () => answered || (await batchesSent(g)) > 0, 5_000)).toBe(true);
       server.signal("SIGCONT");
       const refused = await answer;
-      expect({ status: refused.statusCode, body: refused.body }).toEqual({ status: 503, body: QUEUE_UNAVAILABLE });
+      expect({ status: refused.statusCode, body: refused.body }).toEqual({ status: 503, body: V3_QUEUE_UNAVAILABLE });
       expect(await batchesSent(g)).toBe(0);
       expect(await g.queue.getJob(n.jobId)).toBeUndefined();
 

@@ -6,7 +6,7 @@ import { createTestMerchant, TEST_REDIS_URL, TestRedisServer } from "@wpn/testin
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MerchantRecord } from "../src/merchants/registry.ts";
-import { createIngressFixture, type IngressFixture, post, signedV3 } from "./support/fixture.ts";
+import { createIngressFixture, type IngressFixture, post, signedV3, V3_QUEUE_UNAVAILABLE } from "./support/fixture.ts";
 import { pollUntil } from "./support/wait.ts";
 
 const ENQUEUE_TIMEOUT_MS = 400;
@@ -27,10 +27,6 @@ afterAll(async () => {
   await redis?.kill();
 });
 
-const QUEUE_UNAVAILABLE = JSON.stringify({
-  code: "FAIL",
-  message: "QUEUE_UNAVAILABLE: queue unavailable, please resend",
-});
 const QUEUE_TIMEOUT = JSON.stringify({
   code: "FAIL",
   message: "QUEUE_TIMEOUT: queue did not confirm in time, please resend",
@@ -58,7 +54,7 @@ describe("Redis outages", () => {
       const response = await post(f.app, "/notify/v3", n);
       const elapsed = performance.now() - started;
       expect(response.statusCode).toBe(503);
-      expect([QUEUE_UNAVAILABLE, QUEUE_TIMEOUT]).toContain(response.body);
+      expect([V3_QUEUE_UNAVAILABLE, QUEUE_TIMEOUT]).toContain(response.body);
       expect(elapsed).toBeLessThan(ENQUEUE_TIMEOUT_MS + 1_000);
     }
     await f.app.ingress.sampler.sample();
@@ -340,7 +336,7 @@ describe("Redis outages", () => {
       await f.app.ingress.sampler.sample();
       const n = signedV3(f.merchant);
       const refused = await post(f.app, "/notify/v3", n);
-      expect({ status: refused.statusCode, body: refused.body }).toEqual({ status: 503, body: QUEUE_UNAVAILABLE });
+      expect({ status: refused.statusCode, body: refused.body }).toEqual({ status: 503, body: V3_QUEUE_UNAVAILABLE });
       expect(await f.queue.getJob(n.jobId)).toBeUndefined();
     } finally {
       await admin.call("REPLICAOF", "NO", "ONE");
@@ -433,7 +429,7 @@ describe("Redis outages", () => {
       await g.app.ingress.sampler.sample();
       const n = signedV3(g.merchant);
       const refused = await post(g.app, "/notify/v3", n);
-      expect({ status: refused.statusCode, body: refused.body }).toEqual({ status: 503, body: QUEUE_UNAVAILABLE });
+      expect({ status: refused.statusCode, body: refused.body }).toEqual({ status: 503, body: V3_QUEUE_UNAVAILABLE });
       expect(await g.queue.getJob(n.jobId)).toBeUndefined();
 
       await admin.config("SET", "maxmemory-policy", "noeviction", "maxmemory", "0");

@@ -1,17 +1,12 @@
 import { TestRedisServer } from "@wpn/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createIngressFixture, type IngressFixture, post, signedV3 } from "./support/fixture.ts";
+import { createIngressFixture, type IngressFixture, post, signedV3, V3_QUEUE_UNAVAILABLE } from "./support/fixture.ts";
 import { pollUntil } from "./support/wait.ts";
 
 // A Redis restarted with another configuration (or a failover that put the address on another server) is met only
 // through the producer connection's reconnect: what the queue sampler read before is about the server that is gone.
 // The sampling interval is a minute, so only a sample taken because the connection is ready again can read the new
 // server within the test; without one, the sample taken before the restart would still be trusted.
-
-const QUEUE_UNAVAILABLE = JSON.stringify({
-  code: "FAIL",
-  message: "QUEUE_UNAVAILABLE: queue unavailable, please resend",
-});
 
 let server: TestRedisServer;
 let g: IngressFixture;
@@ -75,7 +70,7 @@ describe("a Redis restarted with another configuration", () => {
     const cache = await restartWith({ maxmemory: "100mb", "maxmemory-policy": "allkeys-lru" });
     const n = signedV3(g.merchant);
     const refused = await post(g.app, "/notify/v3", n);
-    expect({ status: refused.statusCode, body: refused.body }).toEqual({ status: 503, body: QUEUE_UNAVAILABLE });
+    expect({ status: refused.statusCode, body: refused.body }).toEqual({ status: 503, body: V3_QUEUE_UNAVAILABLE });
     expect(await g.queue.getJob(n.jobId)).toBeUndefined();
     expect(cache.unkeptBecause).toBe("redis reconnected: its eviction policy and role are not sampled yet");
     expect(cache.snapshot).toEqual({ checked: false, redisUp: false });
@@ -84,7 +79,7 @@ describe("a Redis restarted with another configuration", () => {
     expect(await pollUntil(() => g.app.ingress.sampler.snapshot.checked, 2_000)).toBe(true);
     expect(g.app.ingress.sampler.unkeptBecause).toBe("redis may evict jobs (maxmemory-policy allkeys-lru)");
     const still = await post(g.app, "/notify/v3", n);
-    expect({ status: still.statusCode, body: still.body }).toEqual({ status: 503, body: QUEUE_UNAVAILABLE });
+    expect({ status: still.statusCode, body: still.body }).toEqual({ status: 503, body: V3_QUEUE_UNAVAILABLE });
     expect(await g.queue.getJob(n.jobId)).toBeUndefined();
     expect(await readiness()).toEqual({
       status: 503,

@@ -15,6 +15,12 @@ import { createMetrics } from "../../src/metrics.ts";
 import { ingressSettings } from "../../src/settings.ts";
 import { silentLogger } from "./logger.ts";
 
+/** The APIv3 body of a 503 QUEUE_UNAVAILABLE (Redis down, not vouched for, or would not keep the job). */
+export const V3_QUEUE_UNAVAILABLE = JSON.stringify({
+  code: "FAIL",
+  message: "QUEUE_UNAVAILABLE: queue unavailable, please resend",
+});
+
 export interface IngressFixture {
   merchant: TestMerchant;
   config: Config;
