@@ -724,6 +724,34 @@ describe("the refund of a second charge (DUPLICATE_PAYMENT) is recorded, not cou
     expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({ status: "SUCCESS", reviewReason: null });
   });
 
+  it("the kept payment refunded in full first: the order stays in review until B is refunded, then REFUND", async () => {
+    const { outTradeNo, a, b } = await chargedTwice("12");
+    const stock = await stockOf(world.prisma);
+    const run = inline(world);
+    const ofA = await run.deliver(v3Refund(world, { outTradeNo, transactionId: a, refund: 1_000, total: 1_000 }));
+    // Counted and restocked as any full refund, but B is still owed: the order stays on /reviews (which lists orders
+    // in PAYMENT_REVIEW). Before: REFUND, off the list, B left to the notification's 7 days.
+    expect(ofA.apply).toMatchObject({ outcome: "APPLIED", orderStatus: "PAYMENT_REVIEW" });
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({
+      status: "PAYMENT_REVIEW",
+      reviewReason: "DUPLICATE_PAYMENT",
+      refundedTotal: 1_000,
+    });
+    expect((await stockOf(world.prisma)).A).toBe((stock.A ?? 0) + 1);
+    expect(run.published.at(-1)).toMatchObject({ type: "refund.succeeded", orderStatus: "PAYMENT_REVIEW" });
+
+    // B refunded in full closes the review: the order's refunds are complete, so REFUND (not SUCCESS), no reason.
+    const ofB = await run.deliver(v3Refund(world, { outTradeNo, transactionId: b, refund: 1_000, total: 1_000 }));
+    expect(ofB.apply).toMatchObject({ outcome: "DUPLICATE_PAYMENT_REFUNDED", orderStatus: "REFUND" });
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({
+      status: "REFUND",
+      reviewReason: null,
+      refundedTotal: 1_000,
+    });
+    expect(run.published.at(-1)).toMatchObject({ type: "refund.review", orderStatus: "REFUND" });
+    expect((await stockOf(world.prisma)).A).toBe((stock.A ?? 0) + 1);
+  });
+
   it("an order in review for another reason keeps it when its second charge is refunded", async () => {
     // Paid by A with no stock to take (OUT_OF_STOCK), then charged again by B: the order keeps OUT_OF_STOCK.
     const outTradeNo = await seedOrder(world, { amountTotal: 1_000, items: { C: 1 } });

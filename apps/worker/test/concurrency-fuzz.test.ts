@@ -247,7 +247,9 @@ describe("randomised interleavings of notifications and the shop's own writes", 
         include: { movements: true, refunds: true, items: true },
       });
       expect([o.txn, o.second, null], o.otn).toContain(row.transactionId);
-      // Money: what the counted refunds add up to, never past the total; REFUND exactly when all of it came back.
+      // Money: what the counted refunds add up to, never past the total; REFUND exactly when all of it came back —
+      // unless the order is still in review for a second charge not refunded yet (that review is closed to REFUND).
+      const inChargeReview = row.status === "PAYMENT_REVIEW" && row.reviewReason === "DUPLICATE_PAYMENT";
       const counted = row.refunds.filter((r) => r.status === "SUCCESS" && r.reviewReason === null);
       expect(row.refundedTotal, o.otn).toBe(counted.reduce((sum, r) => sum + r.amountRefund, 0));
       expect(row.refundedTotal, o.otn).toBeLessThanOrEqual(row.amountTotal);
@@ -256,7 +258,7 @@ describe("randomised interleavings of notifications and the shop's own writes", 
           expect(row.refundedTotal + r.amountRefund, `${o.otn} ${r.outRefundNo}`).toBeGreaterThan(row.amountTotal);
         }
       }
-      expect(row.status === "REFUND", o.otn).toBe(row.refundedTotal === row.amountTotal);
+      expect(row.status === "REFUND", o.otn).toBe(row.refundedTotal === row.amountTotal && !inChargeReview);
       // Stock: a paid order took exactly the items it holds (the shop changes them only while it is unpaid), and
       // a fully refunded one put exactly that back.
       const held = new Map<string, number>();

@@ -19,13 +19,15 @@ export function isRefundReview(outcome: RefundOutcome): boolean {
 
 /**
  * Applies a refund result. SUCCESS: one Refund row per (order, out_refund_no), refundedTotal adds up
- * partial refunds, the order becomes REFUND when they reach its total, and with `restockOnFullRefund`
+ * partial refunds, the order becomes REFUND when they reach its total (one in review for a second charge not refunded
+ * yet, DUPLICATE_PAYMENT, stays in review until that refund, then REFUND), and with `restockOnFullRefund`
  * (REFUND_RESTOCK_POLICY=full) that full refund returns exactly the stock the payment took (movement reason
  * REFUND; an order whose payment took no stock, e.g. OUT_OF_STOCK, returns none) — or, when that would take a SKU's
  * stock past 2^31-1, returns none and is RESTOCK_OUT_OF_RANGE (counted all the same, review). A refund that names another
  * order total or would take refundedTotal above it is recorded but not counted (REFUND_AMOUNT_MISMATCH, review), and
  * so is the refund of a second charge the order's payment review asked for (DUPLICATE_PAYMENT_REFUNDED, review; the one
- * that completes the refunds of every second charge takes the order out of its DUPLICATE_PAYMENT review, SUCCESS).
+ * that completes the refunds of every second charge takes the order out of its DUPLICATE_PAYMENT review: SUCCESS, or
+ * REFUND when the payment it kept was refunded in full meanwhile).
  * ABNORMAL / CLOSED: the Refund row records the status, the notification is flagged REVIEW, no money or stock
  * changes — on a paid order only, as below.
  *

@@ -77,7 +77,8 @@ export interface RefundFacts {
  *   it is the answer to the DUPLICATE_PAYMENT review. The refund that completes the refunds of every second charge of
  *   the order — each charge's successful DUPLICATE_PAYMENT_REFUNDED refunds add up to its total, the amount.total its
  *   refunds report — closes the order's DUPLICATE_PAYMENT review: an order in PAYMENT_REVIEW for it goes back to
- *   SUCCESS, reviewReason null (its REVIEW timeline entry says `orderReviewClosed`; the Refund rows and the second
+ *   SUCCESS — REFUND when the payment it kept was refunded in full meanwhile (APPLIED below) —, reviewReason null
+ *   (its REVIEW timeline entry says `orderReviewClosed`; the Refund rows and the second
  *   charges' REVIEW notifications stay as they are). Before, the order stayed in review for good, /reviews asking a
  *   human to refund what was refunded. Every such refund writes the order's updatedAt, so that two refunds of parts of
  *   a charge are serialised on it (the later one STALE) and the one completing it sees the others. Its total
@@ -88,9 +89,12 @@ export interface RefundFacts {
  *   reviewReason REFUND_AMOUNT_MISMATCH, but refundedTotal, the order's status and stock are left alone; REVIEW.
  *   For an order in PAYMENT_REVIEW the comparison is with amountTotal too (not Order.paidTotal, unknown on orders paid before migration 20261209110000): refunds
  *   of an order paid another amount (AMOUNT_MISMATCH) therefore all land here, beside the order's own review.
- * - APPLIED: Refund row SUCCESS, refundedTotal increased, order REFUND when the refunds reach its total,
- *   and then, by policy, the stock the payment took is restored (movement reason REFUND) — by the refund that brings
- *   refundedTotal up to amountTotal, whatever the order's status was (another system may have set it REFUND).
+ * - APPLIED: Refund row SUCCESS, refundedTotal increased, order REFUND when the refunds reach its total — except an
+ *   order in PAYMENT_REVIEW for DUPLICATE_PAYMENT, which stays in that review until its second charges are refunded
+ *   (then REFUND, above): before, the full refund of the payment it kept took it off /reviews with a second charge
+ *   still owed —, and then, by policy, the stock the payment took is restored (movement reason REFUND) — by the refund
+ *   that brings refundedTotal up to amountTotal, whatever the order's status was (another system may have set it
+ *   REFUND).
  * - RESTOCK_OUT_OF_RANGE: APPLIED but for the restock, which would take some SKU's stock past 2^31-1 (Sku.stock is
  *   an int4: a shop keeping an "unlimited" SKU at the top refills it after the sale). The refund is recorded and
  *   counted as for APPLIED (the money went back), no SKU is restocked (all or nothing, as a payment takes stock), the
@@ -350,10 +354,13 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
       ) END AS yes
     ),
     -- The order's DUPLICATE_PAYMENT review is over once every second charge is refunded in full: back to SUCCESS, the
-    -- status it was put in review from (the payment statement does so only for a SUCCESS order). An order in review
-    -- for another reason, or not in review (REFUND, or in review before the second charge came), keeps its state.
+    -- status it was put in review from (the payment statement does so only for a SUCCESS order) — or REFUND when the
+    -- refunds of the payment it kept are complete (refunded in full while in review: \`ord\` left it in review). An
+    -- order in review for another reason, or not in review (REFUND, or in review before the second charge came),
+    -- keeps its state.
     closes AS MATERIALIZED (
-      SELECT (SELECT yes FROM settled) AND o.status = 'PAYMENT_REVIEW' AND o."reviewReason" = 'DUPLICATE_PAYMENT' AS yes
+      SELECT (SELECT yes FROM settled) AND o.status = 'PAYMENT_REVIEW' AND o."reviewReason" = 'DUPLICATE_PAYMENT' AS yes,
+             o."refundedTotal" >= o."amountTotal" AS refunded
       FROM o
     ),
     -- Every recorded refund of a second charge writes the order (updatedAt at least): a refund of another part of a
@@ -361,17 +368,24 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
     -- holding this one's row, so the refund completing the charge always sees the others.
     dup_ord AS (
       UPDATE "Order" AS t SET
-        status = CASE WHEN (SELECT yes FROM closes) THEN 'SUCCESS'::"OrderStatus" ELSE t.status END,
+        status = CASE WHEN (SELECT yes AND refunded FROM closes) THEN 'REFUND'::"OrderStatus"
+                      WHEN (SELECT yes FROM closes) THEN 'SUCCESS'::"OrderStatus" ELSE t.status END,
         "reviewReason" = CASE WHEN (SELECT yes FROM closes) THEN NULL ELSE t."reviewReason" END,
         "updatedAt" = i.at
       FROM input i
       WHERE t.id = (SELECT id FROM o) AND (SELECT outcome FROM fin) = 'DUPLICATE_PAYMENT_REFUNDED'
       RETURNING t.status::text AS status
     ),
+    -- Refunds reaching the total make the order REFUND — but one in review for a second charge (DUPLICATE_PAYMENT)
+    -- stays in it: that charge is still owed, and /reviews lists orders in PAYMENT_REVIEW. Before, the full refund of
+    -- the payment it kept took it out of review, the second charge left to its notification's 7 days on /reviews;
+    -- the refund completing the second charges' refunds then makes it REFUND (dup_ord).
     ord AS (
       UPDATE "Order" AS t SET
         "refundedTotal" = t."refundedTotal" + i.amount_refund,
-        status = CASE WHEN t."refundedTotal" + i.amount_refund >= t."amountTotal" THEN 'REFUND'::"OrderStatus" ELSE t.status END,
+        status = CASE WHEN t."refundedTotal" + i.amount_refund >= t."amountTotal"
+                        AND NOT (t.status = 'PAYMENT_REVIEW' AND t."reviewReason" IS NOT DISTINCT FROM 'DUPLICATE_PAYMENT')
+                        THEN 'REFUND'::"OrderStatus" ELSE t.status END,
         "updatedAt" = i.at
       FROM input i
       WHERE t.id = (SELECT id FROM o) AND (SELECT outcome FROM fin) = 'APPLIED'

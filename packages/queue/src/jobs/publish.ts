@@ -38,7 +38,8 @@ export const PUBLISH_EVENT_TYPES = [
    */
   "payment.review",
   /**
-   * A refund succeeded; `orderStatus` is REFUND once the refunds add up to the order total. `reviewReason` is null,
+   * A refund succeeded; `orderStatus` is REFUND once the refunds add up to the order total — PAYMENT_REVIEW while the
+   * order is in review for a second charge not refunded yet (DUPLICATE_PAYMENT). `reviewReason` is null,
    * or RESTOCK_OUT_OF_RANGE: the refund is counted, but the stock its order's payment took was not put back (some
    * SKU's stock would pass 2^31-1), for a human to restock.
    */
@@ -63,7 +64,7 @@ export const PUBLISH_EVENT_TYPES = [
    * a `payment.review` with DUPLICATE_PAYMENT asked for: `transactionId` is that charge's, not the order's);
    * `orderStatus` is unchanged, but for the refund of a second charge that completes the refunds of every second
    * charge of the order (each adds up to the charge's total): an order in PAYMENT_REVIEW for DUPLICATE_PAYMENT is
-   * SUCCESS again.
+   * SUCCESS again — REFUND when the payment it kept was refunded in full meanwhile.
    */
   "refund.review",
 ] as const;
