@@ -752,6 +752,41 @@ describe("the refund of a second charge (DUPLICATE_PAYMENT) is recorded, not cou
     expect((await stockOf(world.prisma)).A).toBe((stock.A ?? 0) + 1);
   });
 
+  it("B's closing refund waiting while the kept payment's full refund commits: run again, it closes to REFUND", async () => {
+    const { outTradeNo, a, b } = await chargedTwice("13");
+    const run = inline(world);
+    const ofB = await run.parse(v3Refund(world, { outTradeNo, transactionId: b, refund: 1_000, total: 1_000 }));
+    const ofAJob = v3Refund(world, {
+      outTradeNo,
+      transactionId: a,
+      outRefundNo: "RF-dup13-a",
+      refund: 1_000,
+      total: 1_000,
+    });
+    await run.parse(ofAJob);
+    const ofA = refundStatement({
+      notificationId: ofAJob.id,
+      outTradeNo,
+      outRefundNo: "RF-dup13-a",
+      refundId: null,
+      transactionId: a,
+      mchid: world.merchant.mchid,
+      subMchid: null,
+      status: "SUCCESS",
+      amountRefund: 1_000,
+      amountTotal: 1_000,
+      successAt: Date.now(),
+      restockOnFullRefund: true,
+    });
+    const result = await whileRowChanges(world.db, ofA.text, ofA.values, () => run.apply(ofB.applyJob!));
+    expect(result).toMatchObject({ outcome: "DUPLICATE_PAYMENT_REFUNDED", orderStatus: "REFUND" });
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({
+      status: "REFUND",
+      reviewReason: null,
+      refundedTotal: 1_000,
+    });
+  });
+
   it("an order in review for another reason keeps it when its second charge is refunded", async () => {
     // Paid by A with no stock to take (OUT_OF_STOCK), then charged again by B: the order keeps OUT_OF_STOCK.
     const outTradeNo = await seedOrder(world, { amountTotal: 1_000, items: { C: 1 } });
