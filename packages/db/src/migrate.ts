@@ -103,17 +103,18 @@ export interface MigrateResult {
 }
 
 /**
- * Applies every migration of `dir` not yet recorded in `_prisma_migrations`, in name order, and records each the way
- * `prisma migrate deploy` records a successful one. A migration runs in a transaction of its own, recorded in it, with
- * a short lock_timeout and retries (`applyInTransaction`: MIGRATION_BLOCKED after its attempts) — except one whose
- * only statement is CREATE INDEX CONCURRENTLY (see `planMigration`), sent on its own and recorded once its index is
- * built and valid. One run at a time per database: the migration lock, waited for at most `waitLimitMs`
- * (`acquireMigrationLock`: MIGRATION_LOCK_WAIT_TIMEOUT). Refuses before applying anything when a migration is
- * recorded as failed (left so by `prisma migrate deploy`), as Prisma does (P3009), and when an applied migration's
- * file changed (checksum mismatch) — stricter than `prisma migrate deploy`, which does not compare checksums (only
- * `migrate dev` and `migrate status` notice): an edited migration would leave this database unlike every other one
- * migrated from the same history. A failed migration is not recorded: its transaction is rolled back whole (a concurrent index build
- * leaves an INVALID index instead, dropped and built again by the next run), and the error names it.
+ * Applies every migration of `dir` not yet recorded in `_prisma_migrations`, in Prisma's order (`prismaOrder`), and
+ * records each the way `prisma migrate deploy` records a successful one. A migration runs in a transaction of its own,
+ * recorded in it, with a short lock_timeout and retries (`applyInTransaction`: MIGRATION_BLOCKED after its attempts) —
+ * except one whose only statement is CREATE INDEX CONCURRENTLY (see `planMigration`), sent on its own and recorded
+ * once its index is built and valid. One run at a time per database: the migration lock, waited for at most
+ * `waitLimitMs` (`acquireMigrationLock`: MIGRATION_LOCK_WAIT_TIMEOUT). Which rows count, and how, is Prisma's rule
+ * (`compareMigrations`). Refuses before applying anything when a migration is recorded as failed (left so by
+ * `prisma migrate deploy`), as Prisma does (P3009), and when an applied migration's file changed (checksum mismatch)
+ * — stricter than `prisma migrate deploy`, which does not compare checksums (only `migrate dev` and `migrate status`
+ * notice): an edited migration would leave this database unlike every other one migrated from the same history. A
+ * failed migration is not recorded: its transaction is rolled back whole (a concurrent index build leaves an INVALID
+ * index instead, dropped and built again by the next run), and the error names it.
  */
 export async function migrate(
   url: string,

@@ -9,7 +9,11 @@ export const MIGRATIONS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "
 export interface MigrationFile {
   name: string;
   sql: string;
-  /** sha256 hex of the file bytes: what Prisma stores in `checksum`. */
+  /**
+   * sha256 hex of the file's text as read (UTF-8 decoded, then encoded again): what Prisma stores in `checksum`.
+   * The file's bytes themselves for a valid UTF-8 file; a byte that is not UTF-8 (a comment saved as GBK) counts as
+   * U+FFFD, as in the text Prisma reads, hashes and sends to PostgreSQL — and so do we.
+   */
   checksum: string;
   /**
    * The checksums an applied copy of this file may have been recorded with: its own, and those of the same
@@ -19,15 +23,16 @@ export interface MigrationFile {
   acceptedChecksums: readonly string[];
 }
 
-const sha256 = (text: Buffer | string) => createHash("sha256").update(text).digest("hex");
+const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
 
 /**
  * The migration files on this machine cannot be read: no database verdict can be given, and no wait fixes it (a
  * person must). `path` is the file or folder at fault.
  * - MIGRATION_FILE_MISSING: a migration folder without its migration.sql — left by a branch switch (git leaves a
- *   folder holding an ignored or untracked file) or an aborted `prisma migrate dev --create-only`. As
- *   `prisma migrate deploy` (P3015), nothing is applied or checked until the file is restored or the folder deleted:
- *   the folder may be a migration this checkout should have.
+ *   folder holding an ignored or untracked file) or an aborted `prisma migrate dev --create-only`. Nothing is applied
+ *   or checked until the file is restored or the folder deleted: the folder may be a migration this checkout should
+ *   have. Stricter than `prisma migrate deploy` (7.x), which reads a script only when it applies it: it reports P3015
+ *   on reaching that migration, after applying those before it, and never for one already applied.
  * - MIGRATION_PROVIDER_MISMATCH: migration_lock.toml names a provider other than postgresql — a migration history
  *   written for another database. As `prisma migrate deploy` (P3019), none of it is applied or checked.
  * - MIGRATIONS_UNREADABLE: any other failure to read the folder or a file (permissions, a missing folder).
@@ -82,15 +87,26 @@ function checkProvider(dir: string): void {
 }
 
 /**
- * Every migration of `dir`, in name order. Throws MigrationFilesError when one cannot be read, or when the folder's
- * migration_lock.toml names another provider.
+ * The order `prisma migrate deploy` applies migrations in: its CLI sorts the folder names with `a.localeCompare(b)`
+ * (Prisma 7's listMigrations) and the schema engine applies them as listed. That is collation order in the process's
+ * default locale (LANG, LC_ALL), not code-unit order: `…_apple` before `…_Zebra`, `20261211_x` before `2026121112_y`
+ * — and in Danish `aa` after `z`. Same Node, same locale, same order as Prisma on this machine; the committed names
+ * (14-digit timestamp, then lower case and `_`) sort alike in every locale (test/migrate-prisma-semantics.test.ts).
+ */
+export function prismaOrder(a: string, b: string): number {
+  return a.localeCompare(b);
+}
+
+/**
+ * Every migration of `dir`, in Prisma's order (`prismaOrder`). Throws MigrationFilesError when one cannot be read, or
+ * when the folder's migration_lock.toml names another provider.
  */
 export function readMigrations(dir: string = MIGRATIONS_DIR): MigrationFile[] {
   checkProvider(dir);
   return readOrThrow(dir, () => readdirSync(dir, { withFileTypes: true }))
     .filter((entry) => entry.isDirectory())
     .map((entry) => entry.name)
-    .sort()
+    .sort(prismaOrder)
     .map((name) => {
       const folder = join(dir, name);
       const file = join(folder, "migration.sql");
@@ -98,13 +114,12 @@ export function readMigrations(dir: string = MIGRATIONS_DIR): MigrationFile[] {
         throw new MigrationFilesError(
           "MIGRATION_FILE_MISSING",
           file,
-          `migration folder ${folder} has no migration.sql (left by a branch switch or an aborted \`prisma migrate dev --create-only\`?): restore its migration.sql or delete the folder; until then no migration is applied or checked (as \`prisma migrate deploy\`, P3015)`,
+          `migration folder ${folder} has no migration.sql (left by a branch switch or an aborted \`prisma migrate dev --create-only\`?): restore its migration.sql or delete the folder; until then no migration is applied or checked (Prisma's P3015)`,
         );
       }
-      const bytes = readOrThrow(file, () => readFileSync(file));
-      const sql = bytes.toString("utf8");
+      const sql = readOrThrow(file, () => readFileSync(file, "utf8"));
       const lf = sql.replace(/\r\n/g, "\n");
-      const checksum = sha256(bytes);
+      const checksum = sha256(sql);
       return { name, sql, checksum, acceptedChecksums: [checksum, sha256(lf), sha256(lf.replace(/\n/g, "\r\n"))] };
     });
 }

@@ -1,7 +1,13 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { parseDatabaseUrl, quoteIdent } from "./database-url.ts";
-import { MIGRATIONS_DIR, type MigrationFile, MigrationFilesError, readMigrations } from "./migration-files.ts";
+import {
+  MIGRATIONS_DIR,
+  type MigrationFile,
+  MigrationFilesError,
+  prismaOrder,
+  readMigrations,
+} from "./migration-files.ts";
 
 /** A row of `_prisma_migrations`, the columns that say whether and how a migration was applied. */
 export interface RecordedMigration {
@@ -18,8 +24,9 @@ export interface MigrationState {
   /** Committed, never recorded (or recorded, then marked rolled back with `prisma migrate resolve`). */
   pending: string[];
   /**
-   * Recorded without `finished_at`: a migration `prisma migrate deploy` left failed (this project's migrator records
-   * nothing for a failure). Includes such rows of migrations no longer on disk.
+   * Recorded without `finished_at` and not marked rolled back: a migration `prisma migrate deploy` left failed (this
+   * project's migrator records nothing for a failure) — also when another row of the same name finished, and when the
+   * migration is no longer on disk. As Prisma (P3009), any such row stops every run.
    */
   failed: string[];
   /** Recorded as finished with another checksum: the file was edited after it was applied. */
@@ -27,27 +34,27 @@ export interface MigrationState {
 }
 
 /**
- * Compares the files with the recorded rows as `prisma migrate deploy` does: rows marked rolled back do not count,
- * and a row that finished wins over an unfinished one of the same name (`prisma migrate resolve --applied`). Rows
- * of migrations not on disk (a database migrated by a newer release) are ignored unless they failed.
+ * Compares the files with the recorded rows as `prisma migrate deploy` does (Prisma's apply_migrations): a row marked
+ * rolled back (`rolled_back_at`) counts for nothing, finished or not, so its migration is applied again; any other row
+ * without `finished_at` is a failed migration; a committed migration with no other row is pending. `prisma migrate
+ * resolve --applied` marks a failed row rolled back before it adds a finished one, so a history it resolved has no
+ * failed row left. Rows of migrations not on disk (a database migrated by a newer release) are ignored unless they
+ * failed. The checksum of a finished row is ours to compare (deploy does not): see `modified`.
  */
 export function compareMigrations(files: readonly MigrationFile[], rows: readonly RecordedMigration[]): MigrationState {
-  const recorded = new Map<string, RecordedMigration>();
-  for (const row of rows) {
-    if (row.rolled_back_at !== null) continue;
-    const seen = recorded.get(row.migration_name);
-    if (!seen || seen.finished_at === null) recorded.set(row.migration_name, row);
+  const counted = rows.filter((row) => row.rolled_back_at === null);
+  const failed = new Set(counted.filter((row) => row.finished_at === null).map((row) => row.migration_name));
+  /** The first finished row of each migration (rows come in started_at order). */
+  const finished = new Map<string, RecordedMigration>();
+  for (const row of counted) {
+    if (row.finished_at !== null && !finished.has(row.migration_name)) finished.set(row.migration_name, row);
   }
-  const state: MigrationState = { applied: [], pending: [], failed: [], modified: [] };
-  state.failed = [...recorded.values()]
-    .filter((row) => row.finished_at === null)
-    .map((row) => row.migration_name)
-    .sort();
+  const state: MigrationState = { applied: [], pending: [], failed: [...failed].sort(prismaOrder), modified: [] };
   for (const file of files) {
-    const row = recorded.get(file.name);
-    if (!row) state.pending.push(file.name);
-    else if (row.finished_at === null) continue;
-    else if (!file.acceptedChecksums.includes(row.checksum)) state.modified.push(file.name);
+    const row = finished.get(file.name);
+    if (row === undefined) {
+      if (!failed.has(file.name)) state.pending.push(file.name);
+    } else if (!file.acceptedChecksums.includes(row.checksum)) state.modified.push(file.name);
     else state.applied.push(file.name);
   }
   return state;
