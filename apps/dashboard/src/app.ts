@@ -124,7 +124,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     queues: createQueues(deps.redis, config.QUEUE_PREFIX),
     prefix: config.QUEUE_PREFIX,
     users,
-    sessions: new SessionCodec(secret, config.DASHBOARD_SESSION_TTL_SECONDS, () => now().getTime()),
+    sessions: new SessionCodec(
+      secret,
+      { ttlSeconds: config.DASHBOARD_SESSION_TTL_SECONDS, idleSeconds: config.dashboardSessionIdleSeconds },
+      () => now().getTime(),
+    ),
     cookies,
     loginLimiter: new LoginRateLimiter(config.DASHBOARD_LOGIN_ATTEMPTS_PER_MINUTE, 60_000, () => now().getTime()),
     metrics,

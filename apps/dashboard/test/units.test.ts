@@ -1,9 +1,9 @@
-import { createHash } from "node:crypto";
+import { createHash, createHmac } from "node:crypto";
 import { ConfigError } from "@wpn/config";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { hashCostOf, hashPassword, isPasswordHash, verifyPassword } from "../src/auth/password.ts";
 import { clientOf, LoginRateLimiter } from "../src/auth/rate-limit.ts";
-import { SessionCodec } from "../src/auth/session.ts";
+import { deriveKey, SessionCodec } from "../src/auth/session.ts";
 import { parseUsers } from "../src/auth/users.ts";
 import { parseSearch } from "../src/data/notifications.ts";
 import { loginDummies } from "../src/routes/login.ts";
@@ -114,13 +114,15 @@ describe("sessions", () => {
     (hash: string = alice.passwordHash) =>
     (name: string) =>
       name === alice.name ? hash : undefined;
+  /** A lifetime of `ttlSeconds` and an idle limit of `idleSeconds` (none shorter than the lifetime, unless given). */
+  const lifetime = (ttlSeconds: number, idleSeconds = ttlSeconds) => ({ ttlSeconds, idleSeconds });
 
   it("round-trips, and refuses tampering, expiry and another secret (logout: logout.test.ts)", () => {
     let now = 1_700_000_000_000;
-    const codec = new SessionCodec("s".repeat(32), 60, () => now);
+    const codec = new SessionCodec("s".repeat(32), lifetime(60), () => now);
     const { value, claims } = codec.issue(alice);
     expect(codec.verify(value, users())).toEqual(claims);
-    expect(new SessionCodec("t".repeat(32), 60, () => now).verify(value, users())).toBeUndefined();
+    expect(new SessionCodec("t".repeat(32), lifetime(60), () => now).verify(value, users())).toBeUndefined();
     const [v, payload, mac] = value.split(".");
     const elevated = Buffer.from(JSON.stringify({ ...claims, role: "operator" })).toString("base64url");
     expect(codec.verify(`${v}.${elevated}.${mac}`, users())).toBeUndefined();
@@ -132,7 +134,7 @@ describe("sessions", () => {
   });
 
   it("ends a user's sessions when their password hash changes, without revealing the hash", () => {
-    const codec = new SessionCodec("s".repeat(32), 60, () => 1_700_000_000_000);
+    const codec = new SessionCodec("s".repeat(32), lifetime(60), () => 1_700_000_000_000);
     const { value, claims } = codec.issue(alice);
     expect(codec.verify(value, users())).toEqual(claims);
     expect(codec.verify(value, users("scrypt.16384.8.1.salt.new"))).toBeUndefined();
@@ -147,10 +149,10 @@ describe("sessions", () => {
 
   it("applies a shorter DASHBOARD_SESSION_TTL_SECONDS to sessions issued before, and refuses one issued in the future", () => {
     let now = 1_700_000_000_000;
-    const eightHours = new SessionCodec("s".repeat(32), 8 * 3600, () => now);
+    const eightHours = new SessionCodec("s".repeat(32), lifetime(8 * 3600), () => now);
     const { value } = eightHours.issue(alice);
     // The same secret after a restart with a 15-minute lifetime.
-    const fifteenMinutes = new SessionCodec("s".repeat(32), 900, () => now);
+    const fifteenMinutes = new SessionCodec("s".repeat(32), lifetime(900), () => now);
     now += 899_000;
     expect(fifteenMinutes.verify(value, users())).toBeDefined();
     now += 1_000;
@@ -158,18 +160,89 @@ describe("sessions", () => {
     now += 2 * 3600_000;
     expect(fifteenMinutes.verify(value, users())).toBeUndefined();
     // A longer lifetime later does not lengthen a session past the expiry it was issued with.
-    const day = new SessionCodec("s".repeat(32), 24 * 3600, () => now);
+    const day = new SessionCodec("s".repeat(32), lifetime(24 * 3600), () => now);
     now = 1_700_000_000_000 + 8 * 3600_000;
     expect(day.verify(value, users())).toBeUndefined();
 
     // Issued by a clock ahead of ours: within a minute (replicas' clocks differ a little) it is taken, beyond not.
     now = 1_700_000_000_000;
-    const ahead = (ms: number) => new SessionCodec("s".repeat(32), 900, () => now + ms).issue(alice).value;
+    const ahead = (ms: number) => new SessionCodec("s".repeat(32), lifetime(900), () => now + ms).issue(alice).value;
     expect(fifteenMinutes.verify(ahead(30_000), users())).toBeDefined();
     expect(fifteenMinutes.verify(ahead(61_000), users())).toBeUndefined();
     expect(fifteenMinutes.verify(ahead(3600_000), users())).toBeUndefined();
   });
 });
+
+describe("the idle limit", () => {
+  const alice = { name: "alice", role: "viewer", passwordHash: "scrypt.16384.8.1.salt.old" } as const;
+  const users = (name: string) => (name === alice.name ? alice.passwordHash : undefined);
+  const start = 1_700_000_000_000;
+
+  it("ends a session unused for the limit (idle, told apart from invalid); a touch re-stamps it, keeping sid and expiry", () => {
+    let now = start;
+    const codec = new SessionCodec("s".repeat(32), { ttlSeconds: 3600, idleSeconds: 900 }, () => now);
+    const { value, claims } = codec.issue(alice);
+    expect(claims.act).toBe(claims.iat);
+    now += 899_000;
+    expect(codec.check(value, users)).toEqual({ state: "live", claims });
+    now += 1_000;
+    expect(codec.check(value, users)).toEqual({ state: "idle", claims });
+    expect(codec.verify(value, users)).toBeUndefined();
+    // Used 60 s after the login: re-stamped, the same session otherwise; 900 s later that copy is idle in turn.
+    now = start + 60_000;
+    const touched = codec.touch(claims);
+    expect(touched?.claims).toEqual({ ...claims, act: claims.iat + 60 });
+    now = start + 959_000;
+    expect(codec.check(value, users).state).toBe("idle");
+    expect(codec.check(touched?.value, users)).toEqual({ state: "live", claims: touched?.claims });
+    expect(codec.sessionIdOf(touched?.value)).toBe(claims.sid);
+    now = start + 960_000;
+    expect(codec.check(touched?.value, users).state).toBe("idle");
+    // An idle session whose password changed, or past its lifetime, is just invalid.
+    expect(codec.check(touched?.value, () => "scrypt.16384.8.1.salt.new")).toEqual({ state: "invalid" });
+    now = start + 3600_000;
+    expect(codec.check(codec.touch(claims)?.value, users)).toEqual({ state: "invalid" });
+  });
+
+  it("re-issues only once the stamp is a thirtieth of the limit old; the cookie keeps what is left of the lifetime", () => {
+    let now = start;
+    const codec = new SessionCodec("s".repeat(32), { ttlSeconds: 3600, idleSeconds: 900 }, () => now);
+    const { claims } = codec.issue(alice);
+    expect(codec.slideAfterSeconds).toBe(30);
+    now += 29_999;
+    expect(codec.touch(claims)).toBeUndefined();
+    now += 1;
+    const touched = codec.touch(claims);
+    expect(touched?.claims.act).toBe(claims.iat + 30);
+    expect(touched && codec.maxAgeSeconds(touched.claims)).toBe(3600 - 30);
+    expect(new SessionCodec("s".repeat(32), { ttlSeconds: 60, idleSeconds: 60 }).slideAfterSeconds).toBe(2);
+  });
+
+  it("counts a cookie without a stamp (issued before the idle limit existed) from its issue time", () => {
+    let now = start;
+    const codec = new SessionCodec("s".repeat(32), { ttlSeconds: 3600, idleSeconds: 900 }, () => now);
+    const { claims } = codec.issue(alice);
+    const { act: _, ...unstamped } = claims;
+    const old = signed(unstamped);
+    expect(codec.check(old, users)).toEqual({ state: "live", claims: unstamped });
+    now += 900_000;
+    expect(codec.check(old, users).state).toBe("idle");
+    // A stamp before the issue time, or ahead of this clock by more than the replicas' difference, is no stamp of ours.
+    now = start;
+    expect(codec.check(signed({ ...claims, act: claims.iat - 1 }), users)).toEqual({ state: "invalid" });
+    expect(codec.check(signed({ ...claims, act: claims.iat + 61 }), users)).toEqual({ state: "invalid" });
+    expect(codec.check(signed({ ...claims, act: claims.iat + 60 }), users).state).toBe("live");
+  });
+});
+
+/** `claims` as a cookie value signed with the secret "s"×32, as SessionCodec signs them (`v1.<claims>.<mac>`). */
+function signed(claims: object): string {
+  const payload = Buffer.from(JSON.stringify(claims)).toString("base64url");
+  const mac = createHmac("sha256", deriveKey("s".repeat(32), "session"))
+    .update(payload)
+    .digest("base64url");
+  return `v1.${payload}.${mac}`;
+}
 
 describe("the dummy hashes a login verifies", () => {
   it("one at the most expensive configured cost; for an unknown name one at a configured user's cost, the same each time", () => {

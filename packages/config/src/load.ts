@@ -4,6 +4,7 @@ import { type Environment, readEnvironment } from "./environment.ts";
 import { ConfigError } from "./errors.ts";
 import {
   apiV3VerificationProblem,
+  DASHBOARD_SESSION_IDLE_DEFAULT_SECONDS,
   databaseUrlSchema,
   type Env,
   envSchema,
@@ -22,6 +23,12 @@ export interface Config extends Env {
   readonly publicKeyPem: string | undefined;
   /** Contents of each WECHATPAY_PLATFORM_CERT_PATHS file (PEM). */
   readonly platformCertificatePems: readonly string[];
+  /**
+   * The dashboard's idle limit, seconds: DASHBOARD_SESSION_IDLE_SECONDS, or when unset its default (15 minutes) cut
+   * to DASHBOARD_SESSION_TTL_SECONDS — a deployment with a shorter lifetime, which the idle limit cannot exceed, keeps
+   * starting without setting it.
+   */
+  readonly dashboardSessionIdleSeconds: number;
 }
 
 export interface LoadOptions {
@@ -52,6 +59,9 @@ export function loadConfig(env: Environment, options: LoadOptions = {}): Config 
     platformCertificatePems: pathList(values.WECHATPAY_PLATFORM_CERT_PATHS).map((p) =>
       readSetting("WECHATPAY_PLATFORM_CERT_PATHS", p),
     ),
+    dashboardSessionIdleSeconds:
+      values.DASHBOARD_SESSION_IDLE_SECONDS ??
+      Math.min(DASHBOARD_SESSION_IDLE_DEFAULT_SECONDS, values.DASHBOARD_SESSION_TTL_SECONDS),
   };
 }
 

@@ -379,6 +379,16 @@ const envFields = z.object({
   /** Lifetime of a dashboard login; the session cookie is refused after it (absolute, not sliding). */
   DASHBOARD_SESSION_TTL_SECONDS: int(60, 7 * 24 * 3600).default(8 * 3600),
   /**
+   * How long a dashboard session may go unused, seconds, before it is refused like an expired one (PCI DSS 8.2.8 asks
+   * for 15 minutes). Use is a request a person makes — a page, a form, a bull-board action — not bull-board's polls of
+   * its API, which an open tab nobody looks at sends every few seconds (apps/dashboard/README.md, "Idle timeout").
+   * Unset: DASHBOARD_SESSION_IDLE_DEFAULT_SECONDS, or the lifetime when that is shorter (`Config.dashboardSessionIdleSeconds`).
+   * Set, it may not exceed DASHBOARD_SESSION_TTL_SECONDS: the lifetime would end every session before the idle limit
+   * could, and such a setting is a mistake (the two swapped) worth stopping for. At least 60 s: the replicas' clocks
+   * may differ by that much (the dashboard's CLOCK_SKEW_SECONDS), so a shorter limit would not mean what it says.
+   */
+  DASHBOARD_SESSION_IDLE_SECONDS: int(60, 7 * 24 * 3600).optional(),
+  /**
    * Mark dashboard cookies `Secure` on every answer: set to true whenever the dashboard is served over HTTPS (it should
    * be). Unset, they are Secure on answers to requests that came over HTTPS (X-Forwarded-Proto from a trusted proxy).
    * Secure, the session and CSRF secret cookies are `__Host-` cookies (apps/dashboard/README.md).
@@ -437,7 +447,25 @@ export function apiV3VerificationProblem(env: Env): string | null {
   );
 }
 
-export const envSchema = envFields.superRefine(checkKeyPairs);
+/** DASHBOARD_SESSION_IDLE_SECONDS, when set, within the session's lifetime (see the field). */
+function checkSessionLimits(env: z.infer<typeof envFields>, ctx: z.RefinementCtx): void {
+  const idle = env.DASHBOARD_SESSION_IDLE_SECONDS;
+  if (idle !== undefined && idle > env.DASHBOARD_SESSION_TTL_SECONDS) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["DASHBOARD_SESSION_IDLE_SECONDS"],
+      message: `must not exceed DASHBOARD_SESSION_TTL_SECONDS (${env.DASHBOARD_SESSION_TTL_SECONDS}): the lifetime ends every session first`,
+    });
+  }
+}
+
+/** A dashboard session's idle limit when DASHBOARD_SESSION_IDLE_SECONDS is unset (or the lifetime, if shorter), s. */
+export const DASHBOARD_SESSION_IDLE_DEFAULT_SECONDS = 15 * 60;
+
+export const envSchema = envFields.superRefine((env, ctx) => {
+  checkKeyPairs(env, ctx);
+  checkSessionLimits(env, ctx);
+});
 
 /** DATABASE_URL alone, as envSchema checks it (for the scripts that need no merchant settings). */
 export const databaseUrlSchema = envFields.shape.DATABASE_URL;

@@ -84,6 +84,23 @@ describe("loadConfig", () => {
     }
   });
 
+  it("gives dashboard sessions an idle limit: 15 minutes unless set, never past their lifetime", () => {
+    expect(loadConfig(valid).dashboardSessionIdleSeconds).toBe(900);
+    expect(loadConfig({ ...valid, DASHBOARD_SESSION_IDLE_SECONDS: "60" }).dashboardSessionIdleSeconds).toBe(60);
+    // Unset with a lifetime shorter than the default: the lifetime (such a deployment keeps starting as before).
+    expect(loadConfig({ ...valid, DASHBOARD_SESSION_TTL_SECONDS: "600" }).dashboardSessionIdleSeconds).toBe(600);
+    const both = { ...valid, DASHBOARD_SESSION_TTL_SECONDS: "3600", DASHBOARD_SESSION_IDLE_SECONDS: "3600" };
+    expect(loadConfig(both).dashboardSessionIdleSeconds).toBe(3600);
+    expect(errorOf({ ...both, DASHBOARD_SESSION_IDLE_SECONDS: "3601" })).toBe(
+      "DASHBOARD_SESSION_IDLE_SECONDS must not exceed DASHBOARD_SESSION_TTL_SECONDS (3600): the lifetime ends every session first",
+    );
+    for (const bad of ["59", "0", "1.5", "15m"]) {
+      expect(errorOf({ ...valid, DASHBOARD_SESSION_IDLE_SECONDS: bad }), bad).toMatch(
+        /^DASHBOARD_SESSION_IDLE_SECONDS /,
+      );
+    }
+  });
+
   it("takes INGRESS_REDIS_MIN_REPLICAS as a whole number of replicas, 0 to 16", () => {
     expect(loadConfig({ ...valid, INGRESS_REDIS_MIN_REPLICAS: "1" }).INGRESS_REDIS_MIN_REPLICAS).toBe(1);
     expect(loadConfig({ ...valid, INGRESS_REDIS_MIN_REPLICAS: "16" }).INGRESS_REDIS_MIN_REPLICAS).toBe(16);

@@ -30,8 +30,10 @@ const SECRET_BYTES = 18;
  * 1. Same origin: the `Origin` header (browsers send it on every non-GET request), or failing that the
  *    `Referer`, must name this host. A request with neither is refused.
  * 2. A token (@fastify/csrf: salted, HMAC-SHA256 under `tokenKey`) made from the browser's CSRF secret — a random value
- *    in a signed HttpOnly cookie (`_csrf`, `__Host-_csrf` when secure: cookies.ts) — AND bound to the browser's session
- *    cookie (its whole value; "no session" without one). Forms carry the token in a hidden `_csrf` field. bull-board's
+ *    in a signed HttpOnly cookie (`_csrf`, `__Host-_csrf` when secure: cookies.ts) — AND bound to the browser's session:
+ *    the session id of its cookie, which stays the same while the cookie is re-issued for the idle limit (session.ts,
+ *    `touch`: a pageful of tokens must outlive that); a cookie the secret did not sign binds as its whole value; "no
+ *    session" without one. Forms carry the token in a hidden `_csrf` field. bull-board's
  *    UI (axios) cannot be taught a form field, but axios copies the `XSRF-TOKEN` cookie into an `X-XSRF-TOKEN` header
  *    on same-origin requests, so the dashboard sets that cookie when it serves the bull-board page, and the token
  *    check reads the header.
@@ -47,8 +49,10 @@ const SECRET_BYTES = 18;
 export function installCsrf(app: FastifyInstance, ctx: DashboardContext, tokenKey: Buffer): void {
   const tokens = new Tokens({ userInfo: true, hmacKey: tokenKey });
   const binding = (request: FastifyRequest) => {
-    const session = ctx.cookies.read(request, SESSION_COOKIE);
-    return session ? `session ${session}` : NO_SESSION;
+    const cookie = ctx.cookies.read(request, SESSION_COOKIE);
+    if (!cookie) return NO_SESSION;
+    const sid = ctx.sessions.sessionIdOf(cookie);
+    return sid === undefined ? `cookie ${cookie}` : `session ${sid}`;
   };
 
   app.decorateRequest("csrfSecret", undefined);

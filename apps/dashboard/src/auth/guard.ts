@@ -4,7 +4,7 @@ import { sendError, wantsHtml } from "../routes/page.ts";
 import { sendSessionEnded } from "../routes/session-ended.ts";
 import { SESSION_COOKIE } from "./cookies.ts";
 import { isRevoked } from "./revocations.ts";
-import type { SessionClaims, SessionUser } from "./session.ts";
+import type { SessionCheck, SessionClaims, SessionUser } from "./session.ts";
 
 /**
  * Per-route access, set in a route's `config`. Anything without `access` needs a session, and a mutating
@@ -18,9 +18,19 @@ import type { SessionClaims, SessionUser } from "./session.ts";
  */
 export type Access = "public" | "logout";
 
+/**
+ * Whether a route's requests are use of the session, set in a route's `config`. Absent: a request of a route that needs
+ * a session uses it (a page, a form, a bull-board action), which keeps it from its idle limit (the cookie is re-issued,
+ * session.ts). `background`: requests a page sends by itself on a timer — bull-board's client reads its API every few
+ * seconds while its tab is open, whether anyone looks or not — which need the session but do not keep it in use, so an
+ * open tab nobody looks at still ends (routes/queues.ts marks them).
+ */
+export type Activity = "background";
+
 declare module "fastify" {
   interface FastifyContextConfig {
     access?: Access;
+    activity?: Activity;
   }
   interface FastifyRequest {
     /** Set by the root onRequest hook for every request that carries a valid session. */
@@ -40,7 +50,8 @@ export function installAuthGuard(app: FastifyInstance, ctx: DashboardContext): v
 
   app.addHook("onRequest", async (request, reply) => {
     const access = request.routeOptions.config?.access;
-    let auth = authenticate(request, ctx);
+    const session = checkSession(request, ctx);
+    let auth = liveAuth(session, ctx);
     if (auth) {
       try {
         if (await isRevoked(ctx.sessionChecks, auth.claims.sid)) auth = null;
@@ -62,7 +73,16 @@ export function installAuthGuard(app: FastifyInstance, ctx: DashboardContext): v
     }
     request.auth = auth;
     if (access === "public") return;
-    if (!auth) return access === "logout" ? undefined : rejectUnauthenticated(request, reply);
+    if (!auth) {
+      if (access === "logout") return;
+      if (session.state === "idle") endIdleSession(request, reply, ctx, session.claims);
+      return rejectUnauthenticated(request, reply);
+    }
+    // Only routes that need a session count as its use: not the public ones (the login page a browser is sent back to),
+    // nor logout, which ends it.
+    if (access === undefined && request.routeOptions.config?.activity !== "background") {
+      slideIdleLimit(reply, ctx, auth.claims);
+    }
     if (!SAFE_METHODS.has(request.method) && access !== "logout" && auth.user.role !== "operator") {
       ctx.metrics.actions.inc({ action: actionName(request), result: "denied" });
       request.log.warn(
@@ -75,20 +95,65 @@ export function installAuthGuard(app: FastifyInstance, ctx: DashboardContext): v
 }
 
 /**
- * The session the cookie proves, before the logout check (which needs PostgreSQL, see revocations.ts). Also the
+ * The live session the cookie proves, before the logout check (which needs PostgreSQL, see revocations.ts). Also the
  * session a login ends (routes/login.ts), whatever that check said.
  */
 export function authenticate(request: FastifyRequest, ctx: DashboardContext): FastifyRequest["auth"] {
+  return liveAuth(checkSession(request, ctx), ctx);
+}
+
+/** What the request's session cookie is (`SessionCodec.check`), before the logout check. */
+function checkSession(request: FastifyRequest, ctx: DashboardContext): SessionCheck {
   // The configuration, not the cookie, decides who exists, with which password and role: removing a user, resetting
   // their password (their sessions end) or demoting them takes effect on the next request after a restart with the
   // new DASHBOARD_USERS.
-  const claims = ctx.sessions.verify(
-    ctx.cookies.read(request, SESSION_COOKIE),
-    (name) => ctx.users.get(name)?.passwordHash,
+  return ctx.sessions.check(ctx.cookies.read(request, SESSION_COOKIE), (name) => ctx.users.get(name)?.passwordHash);
+}
+
+function liveAuth(session: SessionCheck, ctx: DashboardContext): FastifyRequest["auth"] {
+  const user = session.state === "live" ? ctx.users.get(session.claims.sub) : undefined;
+  if (session.state !== "live" || !user) return null;
+  return { user: { name: user.name, role: user.role }, claims: session.claims };
+}
+
+/**
+ * A request of a live session that uses it: the cookie, re-issued with the last use stamped now once the stamp it
+ * carries is old enough (`SessionCodec.touch`; no database write — the stamp travels in the cookie). Its CSRF tokens
+ * stay good: they are bound to the session id, which the new cookie keeps (csrf.ts).
+ */
+function slideIdleLimit(reply: FastifyReply, ctx: DashboardContext, claims: SessionClaims): void {
+  const touched = ctx.sessions.touch(claims);
+  if (!touched) return;
+  ctx.cookies.set(reply, SESSION_COOKIE, touched.value, { maxAge: ctx.sessions.maxAgeSeconds(touched.claims) });
+}
+
+/**
+ * A request whose session went unused past the idle limit (DASHBOARD_SESSION_IDLE_SECONDS), which is then refused as
+ * an expired one is: logged with its code, counted as a session ended (`dashboard_actions_total{action="logout",
+ * result="idle"}`, beside the logouts' `result="ok"`), and its cookie cleared by the refusal, so that the browser stops
+ * sending it — bull-board's polls in a tab left open would otherwise count the same session again every few seconds.
+ * Counted once per request that presents such a cookie: requests already in flight with it count too, and a script
+ * that keeps sending one counts each time. Nothing is revoked: the cookie's own stamp keeps it refused for good.
+ */
+function endIdleSession(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  ctx: DashboardContext,
+  claims: SessionClaims,
+): void {
+  const nowSeconds = Math.floor(ctx.now().getTime() / 1000);
+  request.log.info(
+    {
+      code: "SESSION_IDLE",
+      user: claims.sub,
+      sid: claims.sid,
+      idleSeconds: nowSeconds - (claims.act ?? claims.iat),
+      limitSeconds: ctx.config.dashboardSessionIdleSeconds,
+    },
+    "session ended: unused for longer than the idle limit",
   );
-  const user = claims && ctx.users.get(claims.sub);
-  if (!claims || !user) return null;
-  return { user: { name: user.name, role: user.role }, claims };
+  ctx.metrics.actions.inc({ action: "logout", result: "idle" });
+  ctx.cookies.clear(reply, SESSION_COOKIE);
 }
 
 /**

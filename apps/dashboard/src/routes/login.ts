@@ -123,7 +123,7 @@ export function registerLoginRoutes(app: FastifyInstance, ctx: DashboardContext)
     // Counted as the logout it is (the same labels as POST /logout's), one for each `logout` row: the metric and the
     // audit log agree on how many sessions were ended. The row's `replacedBy` tells the two kinds apart.
     if (endedPrevious) ctx.metrics.actions.inc({ action: "logout", result: "ok" });
-    ctx.cookies.set(reply, SESSION_COOKIE, value, { maxAge: ctx.sessions.maxAgeSeconds });
+    ctx.cookies.set(reply, SESSION_COOKIE, value, { maxAge: ctx.sessions.maxAgeSeconds(claims) });
     // A new session, a new CSRF secret: none the browser held before the login (the login page's, one planted by
     // someone else) stays with the session. The tokens are bound to the session cookie besides (csrf.ts).
     rotateCsrfSecret(reply, ctx);

@@ -107,6 +107,14 @@ async function mountBoard(app: FastifyInstance, ctx: DashboardContext, basePath:
         );
         return refuse(reply, refusal);
       });
+      // bull-board's client reads its API on a timer while a board's tab is open, looked at or not (and to show what is
+      // clicked in it: the requests do not tell the two apart), so those reads are not use of the session — an open board
+      // nobody looks at ends at the idle limit (auth/guard.ts, `Activity`). Its pages and its actions (PUT) are use.
+      scope.addHook("onRoute", (route) => {
+        const reads = [route.method].flat().every((method) => method === "GET" || method === "HEAD");
+        if (reads && route.url.startsWith(`${basePath}/api/`))
+          route.config = { ...route.config, activity: "background" };
+      });
       await scope.register(adapter.registerPlugin());
     },
     { prefix: basePath },
