@@ -166,6 +166,36 @@ describe("platform certificates downloaded by the ingress (WECHATPAY_MERCHANT_SE
     expect(await ingress.jobsEverAdded()).toBe(0);
   });
 
+  it("a public-key id the merchant does not hold is refused without a download: certificates cannot bring one", async () => {
+    fake.answer = { kind: "list", certificates: [certA], apiV3Key: merchant.apiV3Key };
+    const ingress = await certificateModeIngress("cert-pubkey-serial");
+    await ingress.app.ingress.certificates?.start();
+    expect(fake.requests).toHaveLength(1);
+    clockMs += THROTTLE_MS + 1;
+
+    // WeChat started signing with its public key (the switch), which this certificate-mode merchant has not configured.
+    for (let i = 0; i < 3; i += 1) {
+      const response = await post(ingress.app, "/notify/v3", signedV3(merchant));
+      expect(response.statusCode).toBe(401);
+      expect(response.json()).toEqual({ code: "FAIL", message: failureMessage("SERIAL_UNKNOWN") });
+    }
+    expect(fake.requests).toHaveLength(1);
+    // The minute's download is still there for a certificate serial: a rotated-in certificate is fetched at once.
+    fake.answer = { kind: "list", certificates: [certA, certB], apiV3Key: merchant.apiV3Key };
+    expect((await post(ingress.app, "/notify/v3", signedBy(certB))).statusCode).toBe(204);
+    expect(fake.requests).toHaveLength(2);
+
+    // After a failed download a public-key id is still a 401 (nothing to wait for), not a 503 asking for resends.
+    fake.answer = { kind: "status", status: 500 };
+    clockMs += THROTTLE_MS + 1;
+    expect((await post(ingress.app, "/notify/v3", signedBy(newPlatformCertificate()))).statusCode).toBe(503);
+    const afterFailure = await post(ingress.app, "/notify/v3", signedV3(merchant));
+    expect(afterFailure.statusCode).toBe(401);
+    expect(afterFailure.json().message).toBe(failureMessage("SERIAL_UNKNOWN"));
+    expect(fake.requests).toHaveLength(3);
+    expect(await ingress.jobsEverAdded()).toBe(1);
+  });
+
   it("a failed download answers 503 CERT_DOWNLOAD_FAILED in WeChat's format; ready stays 503 until keys arrive", async () => {
     fake.answer = { kind: "status", status: 500 };
     const ingress = await certificateModeIngress("cert-failed");

@@ -7,6 +7,7 @@ import { describeIssues, parseJsonBytes } from "./json.ts";
 import {
   type AsyncKeyResolver,
   certificateExpired,
+  isPublicKeyId,
   type KeyResolver,
   KeyStore,
   sameCertificateSerial,
@@ -455,10 +456,11 @@ export class CertificateRefresher implements AsyncKeyResolver {
   /**
    * The key for `serial`; when the store does not know it, refresh first (subject to the throttle).
    * Known-but-expired certificates do not trigger a download: WeChat never signs with them (one a download dropped
-   * for its expiry is unknown again, and throttled like any unknown serial).
+   * for its expiry is unknown again, and throttled like any unknown serial). Nor does a public-key id
+   * (`isPublicKeyId`): no certificate list holds one.
    */
   async resolveOrRefresh(serial: string, now: Date): Promise<KeyObject> {
-    if (!this.store.has(serial)) {
+    if (!this.store.has(serial) && !isPublicKeyId(serial)) {
       const refreshed = await this.refresh();
       if (!refreshed && !this.store.has(serial)) {
         const ago = this.#now() - this.#lastAttemptMs; // finite: refresh() only throttles after an attempt

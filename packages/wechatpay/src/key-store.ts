@@ -16,6 +16,16 @@ export interface AsyncKeyResolver {
 export const PUBLIC_KEY_ID_PREFIX = "PUB_KEY_ID_";
 
 /**
+ * Whether a `Wechatpay-Serial` names a WeChat Pay public key rather than a platform certificate (whose serials are
+ * hex). Such a serial is never in a certificate list, so one the merchant does not hold must not cause a download
+ * (`CertificateRefresher.resolveOrRefresh`, the ingress's lazy download): it could only cost a request to WeChat,
+ * and let anyone spend the minute's download that a certificate rotation needs.
+ */
+export function isPublicKeyId(serial: string): boolean {
+  return serial.startsWith(PUBLIC_KEY_ID_PREFIX);
+}
+
+/**
  * A public-key id as it must be held: the prefix, then 1–64 ASCII letters, digits, '_' or '-' (WeChat's are digits).
  * The id is matched exactly against `Wechatpay-Serial`, so one pasted with whitespace or other junk around it would
  * load and never match (every notification 401 SERIAL_UNKNOWN); it is refused instead. WECHATPAY_PUBLIC_KEY_ID

@@ -126,6 +126,16 @@ describe("CertificateRefresher", () => {
     expect(t.calls()).toBe(0);
   });
 
+  it("an unknown public-key id never triggers a download: no certificate list can bring one", async () => {
+    const t = setup();
+    const unknownId = "PUB_KEY_ID_0000000000000024101100397200000006";
+    expect(await asyncCodeOf(() => t.refresher.resolveOrRefresh(unknownId, NOW))).toBe("SERIAL_UNKNOWN");
+    expect(t.calls()).toBe(0);
+    // Nor does it use up the minute's download: a rotated-in certificate right after is still fetched.
+    await expect(t.refresher.resolveOrRefresh(newCert.serial, NOW)).resolves.toBeDefined();
+    expect(t.calls()).toBe(1);
+  });
+
   it("a failed download rejects with CERT_DOWNLOAD_FAILED and still counts for the throttle", async () => {
     const failure = new WechatPayError("CERT_DOWNLOAD_FAILED", "HTTP 500");
     const t = setup({ fail: failure });

@@ -1,7 +1,14 @@
 import { isUtf8 } from "node:buffer";
 import type { IncomingHttpHeaders } from "node:http";
 import { type ParseJobV3, V3_ENVELOPE_ID, v3NotificationId } from "@wpn/queue";
-import { type CertificateRefresher, type RawHeaders, readV3Headers, type V3Headers, verifyV3 } from "@wpn/wechatpay";
+import {
+  type CertificateRefresher,
+  isPublicKeyId,
+  type RawHeaders,
+  readV3Headers,
+  type V3Headers,
+  verifyV3,
+} from "@wpn/wechatpay";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { IngressError } from "../errors.ts";
 import type { MerchantKeys } from "../merchants/registry.ts";
@@ -30,8 +37,8 @@ const NO_KEYS = {
  * APIv3 routes: `POST /notify/v3` (default merchant) and `POST /notify/v3/:mchid`.
  * Order of checks (cheapest first, nothing touches Redis until the signature verified):
  *   content type / body size (Fastify, 415/413) → headers (400) → merchant → probe, timestamp, signature type,
- *   serial, RSA signature (401; an unknown serial first triggers a certificate download where one is configured,
- *   503 if it fails) → envelope id (400) → enqueue (503 on failure or timeout) → 204.
+ *   serial, RSA signature (401; an unknown certificate serial first triggers a certificate download where one is
+ *   configured, 503 if it fails; an unknown public-key id never does) → envelope id (400) → enqueue (503 on failure or timeout) → 204.
  * The notification id — job id, receipt key, Notification row — is `v3:<mchid>:<envelope id>` (@wpn/queue
  * jobs/ids.ts), the merchant being the one whose keys verified it: tenants supply their own key material, so a
  * signature proves only whose notification it is, and the envelope id it carries is an outside value — one that
@@ -58,7 +65,12 @@ async function handleV3(
   const now = new Date(receivedAt);
   const toleranceSeconds = ctx.settings.timestampToleranceSeconds;
   const merchant = await resolveMerchant(ctx, request.params.mchid, headers, body, now);
-  if (merchant.certificateRefresher !== undefined && !merchant.keys.has(headers.serial)) {
+  // A public-key id the merchant does not hold is refused below (401 SERIAL_UNKNOWN): no download can bring one.
+  if (
+    merchant.certificateRefresher !== undefined &&
+    !merchant.keys.has(headers.serial) &&
+    !isPublicKeyId(headers.serial)
+  ) {
     await downloadForUnknownSerial(ctx, merchant.certificateRefresher, headers, body, now, reply);
   }
   const verifying = ctx.verifyV3(headers, body, { keys: merchant.keys, now, toleranceSeconds });
