@@ -60,6 +60,12 @@ export interface IngressMetrics {
   readonly merchantKeysKept: Gauge;
   /** Platform-certificate downloads from WeChat Pay (scheduled and on unknown serials), by result ok|failed. */
   readonly certificateDownloads: Counter<"result">;
+  /**
+   * Seconds until the first merchant holding platform certificates has none valid left (MerchantRegistry
+   * `earliestCertificateExpiry`), negative once past, +Inf when no merchant holds one; set at scrape time. Alert well
+   * ahead (e.g. under 14 days): past it that merchant's certificate-signed notifications are refused.
+   */
+  readonly certificateExpirySeconds: Gauge;
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): IngressMetrics {
@@ -148,6 +154,11 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Ingre
       name: "wpn_ingress_certificate_downloads_total",
       help: "Platform-certificate downloads from WeChat Pay (at start, scheduled, on an unknown serial), by result",
       labelNames: ["result"],
+      registers,
+    }),
+    certificateExpirySeconds: new Gauge({
+      name: "wpn_ingress_certificate_expiry_seconds",
+      help: "Seconds until the first merchant holding platform certificates has none valid left (negative: past; +Inf: no certificate held)",
       registers,
     }),
   };

@@ -36,6 +36,7 @@ describe("health", () => {
       // What the local Redis says (CI's: "noeviction (no maxmemory)"); redis-outage.test.ts checks the policies.
       redisEviction: expect.any(String),
       keys: [f.merchant.publicKeyId],
+      certificatesValidUntil: null,
       merchants: 1,
       merchantsLoaded: true,
       queue: { waiting: 0, ceiling: 2, backpressure: false },

@@ -223,6 +223,26 @@ export class MerchantRegistry {
     return count;
   }
 
+  /**
+   * The merchant whose platform certificates run out first: for each merchant holding any, the latest `notAfter` of
+   * its certificates (as trusted: X.509, narrowed by WeChat's listing for downloaded ones — when it has no certificate
+   * left to verify with); the earliest of those. Undefined when no merchant holds a certificate. For
+   * `wpn_ingress_certificate_expiry_seconds`, computed at scrape time: it walks every merchant.
+   */
+  earliestCertificateExpiry(): { mchid: string; notAfter: Date } | undefined {
+    const { defaultMerchant } = this.#options;
+    let earliest: { mchid: string; notAfter: Date } | undefined;
+    const consider = (merchant: MerchantKeys) => {
+      const notAfter = lastCertificateExpiry(merchant.keys);
+      if (notAfter !== undefined && (earliest === undefined || notAfter < earliest.notAfter)) {
+        earliest = { mchid: merchant.mchid, notAfter };
+      }
+    };
+    consider(defaultMerchant);
+    for (const [mchid, loaded] of this.#merchants) if (mchid !== defaultMerchant.mchid) consider(loaded.merchant);
+    return earliest;
+  }
+
   /** In-memory lookup only. */
   get(mchid: string): MerchantKeys | undefined {
     if (mchid === this.#options.defaultMerchant.mchid) return this.#options.defaultMerchant;
@@ -372,6 +392,21 @@ export class MerchantRegistry {
     // Never rejects; failures are the refresher observer's to log and count.
     for (const schedule of schedules) void schedule.start();
   }
+}
+
+/**
+ * When the last of `keys`' platform certificates expires (the latest `notAfter`), undefined without any: past it the
+ * merchant verifies with its public key alone, if it has one. A successor WeChat published ahead of a rotation counts,
+ * so a rotation in progress is not a warning.
+ */
+export function lastCertificateExpiry(keys: KeyStore): Date | undefined {
+  let last: Date | undefined;
+  for (const entry of keys.describe()) {
+    if (entry.kind === "certificate" && entry.notAfter !== undefined && (last === undefined || entry.notAfter > last)) {
+      last = entry.notAfter;
+    }
+  }
+  return last;
 }
 
 /** The scheduled download of a merchant built with a certificate refresher. */

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import type { Redis } from "ioredis";
-import type { MerchantRegistry } from "../merchants/registry.ts";
+import { lastCertificateExpiry, type MerchantRegistry } from "../merchants/registry.ts";
 import type { IngressMetrics } from "../metrics.ts";
 import type { QueueSampler } from "../queue-sampler.ts";
 
@@ -19,6 +19,8 @@ export interface HealthContext {
  *   made: a close resets the snapshot, see QueueSampler), the connection is ready, the last write probe passed
  *   (`redisWrite`: "ok", else why not — READONLY, OOM, TIMEOUT, …; see QueueSampler), the default merchant has a key
  *   valid now (`keys` lists those), and Redis's eviction policy cannot evict jobs (`redisEviction`); otherwise 503.
+ *   `certificatesValidUntil`: when the default merchant's last platform certificate expires (null without any), the
+ *   warning ahead of the day its certificate-signed notifications would be refused; it does not change readiness.
  *   Backpressure (waiting jobs above the ceiling) is reported but keeps 200: WeChat's resends would only add load, so the ingress keeps accepting.
  *   `merchantsLoaded` (false while the merchant table has not been read: its merchants get 503) is reported but keeps
  *   200 too: without the table a process cannot tell a deployment with `Merchant` rows from one without, and the
@@ -42,6 +44,7 @@ export async function healthRoutes(app: FastifyInstance, ctx: HealthContext): Pr
     const draining = ctx.isDraining();
     const writable = queue.write === "ok";
     const ready = redisUp && writable && keys.length > 0 && !draining && !queue.evictsJobs;
+    const certificatesValidUntil = lastCertificateExpiry(ctx.merchants.defaultMerchant.keys);
     ctx.metrics.merchantsLoaded.set(ctx.merchants.size);
     ctx.metrics.merchantTableLoaded.set(ctx.merchants.tableLoaded ? 1 : 0);
     return reply.code(ready ? 200 : 503).send({
@@ -51,6 +54,7 @@ export async function healthRoutes(app: FastifyInstance, ctx: HealthContext): Pr
       redisWrite: queue.write ?? null,
       redisEviction: queue.eviction ?? null,
       keys,
+      certificatesValidUntil: certificatesValidUntil?.toISOString() ?? null,
       merchants: ctx.merchants.size,
       merchantsLoaded: ctx.merchants.tableLoaded,
       queue: { waiting: queue.waiting ?? null, ceiling: queue.ceiling, backpressure: queue.backpressure },
@@ -62,6 +66,10 @@ export async function healthRoutes(app: FastifyInstance, ctx: HealthContext): Pr
     ctx.metrics.merchantTableLoaded.set(ctx.merchants.tableLoaded ? 1 : 0);
     // Counted over every merchant: at scrape time only, not on each readiness probe (the answer does not show it).
     ctx.metrics.merchantKeysKept.set(ctx.merchants.keptKeys);
+    const expiry = ctx.merchants.earliestCertificateExpiry();
+    ctx.metrics.certificateExpirySeconds.set(
+      expiry === undefined ? Number.POSITIVE_INFINITY : (expiry.notAfter.getTime() - Date.now()) / 1000,
+    );
     const text = await ctx.metrics.registry.metrics();
     return reply.type(ctx.metrics.registry.contentType).send(text);
   });
