@@ -218,6 +218,51 @@ describe("multi-merchant routes", () => {
     expect(v2.statusCode).toBe(404);
   });
 
+  it("a PlatformCertificate row's validity columns bound its certificate, as the dashboard shows them (WeChat's expire_time)", async () => {
+    const retired = createTestMerchant({ mchid: "1900000556" });
+    // Valid for 30 days by its X.509 dates; the row records the earlier retirement WeChat listed (expire_time).
+    const cert = platformCertificate(retired.platformPrivateKey);
+    await db.db.prisma.merchant.create({
+      data: {
+        mchid: retired.mchid,
+        appid: retired.appid,
+        apiV3Key: retired.apiV3Key,
+        certificates: {
+          create: {
+            serial: cert.serial,
+            pem: cert.pem,
+            notBefore: new Date(Date.now() - 3_600_000),
+            notAfter: new Date(Date.now() - 600_000),
+          },
+        },
+      },
+    });
+    await f.merchants.reload();
+    const refused = await post(f.app, `/notify/v3/${retired.mchid}`, signedV3(retired, { serial: cert.serial }));
+    expect(refused.statusCode).toBe(401);
+    expect(refused.json()).toEqual({ code: "FAIL", message: "CERTIFICATE_EXPIRED: platform certificate expired" });
+
+    // An edit of the columns alone is picked up by the next reload (never beyond the X.509 validity).
+    await db.db.prisma.platformCertificate.update({
+      where: { serial: cert.serial },
+      data: { notAfter: new Date(Date.now() + 86_400_000) },
+    });
+    await f.merchants.reload();
+    expect(
+      (await post(f.app, `/notify/v3/${retired.mchid}`, signedV3(retired, { serial: cert.serial }))).statusCode,
+    ).toBe(204);
+    await db.db.prisma.platformCertificate.update({
+      where: { serial: cert.serial },
+      data: { notBefore: new Date(Date.now() + 600_000) },
+    });
+    await f.merchants.reload();
+    const early = await post(f.app, `/notify/v3/${retired.mchid}`, signedV3(retired, { serial: cert.serial }));
+    expect(early.json()).toEqual({
+      code: "FAIL",
+      message: "CERTIFICATE_NOT_YET_VALID: platform certificate not yet valid",
+    });
+  });
+
   it("a public-key edit that does not load leaves the row with an APIv2 key verifying (kept key, counted)", async () => {
     const edited = createTestMerchant({ mchid: "1900000888", appid: "wx0000000000000888" });
     await insertMerchant(db.db.prisma, edited);

@@ -12,7 +12,7 @@ import {
   KeyStore,
   sameCertificateSerial,
 } from "./key-store.ts";
-import { type LoadedCertificate, loadCertificate } from "./keys.ts";
+import { type LoadedCertificate, loadCertificate, narrowValidity } from "./keys.ts";
 import { buildRequestMessage } from "./message.ts";
 import { randomNonce, signV3Message, unixSeconds } from "./sign.ts";
 import { verifyV3 } from "./verify.ts";
@@ -139,13 +139,12 @@ function withinListing(
   cert: LoadedCertificate,
   entry: { effective_time?: string | undefined; expire_time?: string | undefined },
 ): LoadedCertificate {
-  const effective = listedTime(entry.effective_time, "effective_time");
-  const expire = listedTime(entry.expire_time, "expire_time");
-  return {
-    ...cert,
-    notBefore: effective !== undefined && effective > cert.notBefore ? effective : cert.notBefore,
-    notAfter: expire !== undefined && expire < cert.notAfter ? expire : cert.notAfter,
-  };
+  const notBefore = listedTime(entry.effective_time, "effective_time");
+  const notAfter = listedTime(entry.expire_time, "expire_time");
+  return narrowValidity(cert, {
+    ...(notBefore === undefined ? {} : { notBefore }),
+    ...(notAfter === undefined ? {} : { notAfter }),
+  });
 }
 
 function downloadFailed(message: string, cause?: unknown): WechatPayError {

@@ -124,3 +124,20 @@ export function loadCertificate(pem: string | Buffer): LoadedCertificate {
     pem: x509.toString(),
   };
 }
+
+/**
+ * `cert` trusted only within `bounds` too: its validity narrowed to them, never widened (a bound outside the
+ * certificate's own leaves that side as it is; an absent one too). For the validity WeChat lists for a certificate
+ * (`effective_time`, `expire_time`: it retires one by moving `expire_time` forward), wherever it was recorded.
+ */
+export function narrowValidity(
+  cert: LoadedCertificate,
+  bounds: { notBefore?: Date; notAfter?: Date },
+): LoadedCertificate {
+  const { notBefore, notAfter } = bounds;
+  return {
+    ...cert,
+    notBefore: notBefore !== undefined && notBefore > cert.notBefore ? notBefore : cert.notBefore,
+    notAfter: notAfter !== undefined && notAfter < cert.notAfter ? notAfter : cert.notAfter,
+  };
+}

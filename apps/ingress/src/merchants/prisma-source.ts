@@ -17,7 +17,7 @@ export function prismaMerchantSource(prisma: PrismaClient): MerchantSource {
           apiV2KeyPrevious: true,
           publicKeyId: true,
           publicKeyPem: true,
-          certificates: { select: { serial: true, pem: true } },
+          certificates: { select: { serial: true, pem: true, notBefore: true, notAfter: true } },
           apiSerialNo: true,
           apiPrivateKeyPem: true,
           apiV3Key: true,

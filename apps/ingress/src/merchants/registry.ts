@@ -1,6 +1,13 @@
 import { createHash } from "node:crypto";
 import { type Config, MCHID_PATTERN, readMerchantPrivateKeyPem } from "@wpn/config";
-import { type CertificateRefresher, KeyStore, type LoadedCertificate, loadPublicKey } from "@wpn/wechatpay";
+import {
+  type CertificateRefresher,
+  KeyStore,
+  type LoadedCertificate,
+  loadCertificate,
+  loadPublicKey,
+  narrowValidity,
+} from "@wpn/wechatpay";
 import type { Logger } from "pino";
 import { TIMED_OUT, within } from "../within.ts";
 import {
@@ -34,7 +41,12 @@ export interface MerchantRecord {
   apiV2KeyPrevious?: string | null;
   publicKeyId: string | null;
   publicKeyPem: string | null;
-  certificates: readonly { serial: string; pem: string }[];
+  /**
+   * `notBefore`/`notAfter`: the row's validity columns, which bound the certificate within its own X.509 validity
+   * (`narrowValidity`): where an operator records the `expire_time` WeChat lists (it retires a certificate by moving
+   * it forward), as the dashboard shows them. Absent (sources other than PostgreSQL): the X.509 validity alone.
+   */
+  certificates: readonly { serial: string; pem: string; notBefore?: Date; notAfter?: Date }[];
   /**
    * Certificate download: the merchant API certificate's serial and private key, and the APIv3 key that decrypts
    * what is downloaded. The source returns them only for a row with a download column set (null otherwise), so
@@ -443,8 +455,10 @@ function fingerprintOf(record: MerchantRecord): string {
   ]) {
     hash.update(part).update("\0");
   }
+  // The validity columns too: an edit of them alone (a retirement recorded) must rebuild the merchant.
   for (const cert of [...record.certificates].sort((a, b) => a.serial.localeCompare(b.serial))) {
     hash.update(cert.pem).update("\0");
+    hash.update(`${cert.notBefore?.toISOString() ?? ""}\0${cert.notAfter?.toISOString() ?? ""}\0`);
   }
   return hash.digest("hex");
 }
@@ -507,7 +521,12 @@ function buildMerchant(
   }
   for (const cert of record.certificates) {
     try {
-      keys.addCertificate(cert.pem);
+      keys.addCertificate(
+        narrowValidity(loadCertificate(cert.pem), {
+          ...(cert.notBefore === undefined ? {} : { notBefore: cert.notBefore }),
+          ...(cert.notAfter === undefined ? {} : { notAfter: cert.notAfter }),
+        }),
+      );
     } catch (error) {
       const before = previous?.keys.certificate(cert.serial);
       if (before !== undefined) keys.addCertificate(before);
