@@ -1,4 +1,4 @@
-import type { KeyObject } from "node:crypto";
+import { type KeyObject, X509Certificate } from "node:crypto";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -209,6 +209,36 @@ describe("scheduled certificate download of a Merchant row", () => {
     const downloaded = lines.filter((l) => l.msg === "platform certificates downloaded" && l.level === 30);
     const named = (serial: string) => downloaded.some((l) => (l.expired as string[] | undefined)?.includes(serial));
     expect([named(certC.serial), named(certB.serial)]).toEqual([true, true]);
+  });
+
+  it("a certificate configured in a PlatformCertificate row that WeChat lists as retired is refused, though kept", async () => {
+    const tenant = createTestMerchant({ mchid: "1900000816", appid: "wx0000000000000816" });
+    await downloadingRow(tenant);
+    // The row also holds certB itself, with its X.509 dates (valid for 30 days).
+    const held = new X509Certificate(certB.pem);
+    await db.db.prisma.platformCertificate.create({
+      data: {
+        serial: certB.serial,
+        mchid: tenant.mchid,
+        pem: certB.pem,
+        notBefore: new Date(held.validFrom),
+        notAfter: new Date(held.validTo),
+      },
+    });
+    // WeChat's switch: certB's expire_time moved forward to a time now past (beyond the minute of tolerance).
+    fake.answer = {
+      kind: "list",
+      certificates: [certA, { ...certB, expireTime: new Date(Date.now() - 2 * 60_000) }],
+      apiV3Key: tenant.apiV3Key,
+    };
+    const ingress = await rowIngress("cert-refresh-configured-retired");
+    const keys = () => ingress.merchants.get(tenant.mchid)?.keys;
+    expect(await pollUntil(() => keys()?.has(certA.serial) === true, WAIT_MS)).toBe(true);
+    const refused = await post(ingress.app, `/notify/v3/${tenant.mchid}`, signedBy(tenant, certB));
+    expect(refused.statusCode).toBe(401);
+    expect(refused.json().message).toBe(failureMessage("CERTIFICATE_EXPIRED"));
+    expect(keys()?.has(certB.serial)).toBe(true);
+    expect((await post(ingress.app, `/notify/v3/${tenant.mchid}`, signedBy(tenant, certA))).statusCode).toBe(204);
   });
 
   it("a certificate WeChat publishes ahead of a rotation is fetched before a notification is signed with it", async () => {

@@ -338,7 +338,8 @@ export interface CertificateRefresherOptions {
  * at) is treated as not listed: never added, and removed when an earlier download brought it — as the official
  * SDKs keep no expired certificate (wechatpay-apache-httpclient skips them, wechatpay-java's check of the list
  * refuses them). Between its expiry and that download, `KeyStore.resolve` refuses it (CERTIFICATE_EXPIRED).
- * Certificates that were in the store before the refresher added them (configured ones) are never removed. A list
+ * Certificates that were in the store before the refresher added them (configured ones) are never removed, but one
+ * WeChat lists is held with the listed validity: a retirement WeChat announces applies to it too. A list
  * with no certificate is a failed download: WeChat always lists the certificate it signs with; a list of retired
  * certificates only is applied (none of them trusted any longer).
  */
@@ -431,9 +432,18 @@ export class CertificateRefresher implements AsyncKeyResolver {
 
   /**
    * Adds the listed certificates and removes those this refresher added earlier that are no longer listed; a listed
-   * certificate past its expiry counts as not listed.
+   * certificate past its expiry counts as not listed. A configured certificate (in the store, not added by this
+   * refresher) that WeChat lists is narrowed to the listing's validity — its retirement (`expire_time`), even one
+   * already past — on top of its configured bounds (a PlatformCertificate row's columns), never widened; it is never
+   * removed, nor replaced by another certificate under its serial.
    */
   #apply(certs: readonly LoadedCertificate[]): void {
+    for (const cert of certs) {
+      const held = this.store.certificate(cert.serial);
+      if (held !== undefined && !this.#added.has(held.serial) && held.pem === cert.pem) {
+        this.store.addCertificate(narrowValidity(held, { notBefore: cert.notBefore, notAfter: cert.notAfter }));
+      }
+    }
     const now = this.#wallClock();
     const current = certs.filter((cert) => !certificateExpired(cert, now));
     const listed = new KeyStore();

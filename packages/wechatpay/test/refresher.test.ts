@@ -11,7 +11,14 @@ import {
   WechatPayError,
 } from "../src/index.ts";
 import { certificateEntry, type FakeWechat, signedJson, startFakeWechat } from "./support/fake-wechat.ts";
-import { asyncCodeOf, platformCert, rsaKeyPair, TEST_APIV3_KEY, type TestPlatformCert } from "./support/keys.ts";
+import {
+  asyncCodeOf,
+  codeOf,
+  platformCert,
+  rsaKeyPair,
+  TEST_APIV3_KEY,
+  type TestPlatformCert,
+} from "./support/keys.ts";
 
 let oldCert: TestPlatformCert;
 let newCert: TestPlatformCert;
@@ -232,6 +239,29 @@ describe("CertificateRefresher", () => {
     await expect(refresher.refresh()).resolves.toBe(true);
     expect([store.has(fourth.serial), store.has(oldCert.serial)]).toEqual([false, true]);
     expect(refresher.downloaded()).toEqual([]);
+  });
+
+  it("a configured certificate WeChat lists with an earlier expire_time is refused from then on, though never removed", async () => {
+    // The configured oldCert is valid for years by its X.509 dates; WeChat announces its retirement in an hour.
+    const retiresAt = new Date(NOW.getTime() + 3_600_000);
+    let listed = [{ ...loadCertificate(oldCert.pem), notAfter: retiresAt }, loadCertificate(newCert.pem)];
+    const t = setup({ result: () => listed, minIntervalMs: 0 });
+    await t.refresher.refresh();
+    expect(t.refresher.downloaded().map((c) => c.serial)).toEqual([newCert.serial]);
+    const held = t.store.certificate(oldCert.serial);
+    expect(held?.notAfter).toEqual(retiresAt);
+    expect(codeOf(() => t.store.resolve(oldCert.serial, new Date(retiresAt.getTime() + 60_001)))).toBe(
+      "CERTIFICATE_EXPIRED",
+    );
+    // Listed already past its retirement: refused at once, and still not the refresher's to remove.
+    const retiredAt = new Date(Date.now() - 3_600_000);
+    listed = [{ ...loadCertificate(oldCert.pem), notAfter: retiredAt }, loadCertificate(newCert.pem)];
+    await t.refresher.refresh();
+    expect(codeOf(() => t.store.resolve(oldCert.serial, new Date()))).toBe("CERTIFICATE_EXPIRED");
+    expect(t.store.certificate(oldCert.serial)?.publicKey).toBe(held?.publicKey);
+    listed = [loadCertificate(newCert.pem)];
+    await t.refresher.refresh();
+    expect(t.store.has(oldCert.serial)).toBe(true);
   });
 
   it("a certificate listed again keeps its key object, with the validity of the latest listing; a re-issue replaces it", async () => {
