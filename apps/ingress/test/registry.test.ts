@@ -187,6 +187,31 @@ describe("merchant registry: an edit that does not load", () => {
     expect(registry.keptKeys).toBe(1);
   });
 
+  it("an edited row keeps the key objects of its unchanged keys (verify threads keep every key object they are sent)", async () => {
+    const merchant = createTestMerchant({ mchid: "1900000563" });
+    const row = rowOf(merchant);
+    const cert = platformCertificate(merchant.platformPrivateKey);
+    const rows = [{ ...row, certificates: [cert] }];
+    const registry = registryOver(rows);
+    await registry.reload();
+    const before = registry.get(merchant.mchid)?.keys;
+    // An edit of another column (here the APIv2 key) rebuilds the merchant; its public key and certificate are as
+    // they were, so RsaVerifyPool's threads must not be handed new copies of them.
+    rows[0] = { ...row, certificates: [cert], apiV2Key: "k".repeat(32) };
+    await registry.reload();
+    const after = registry.get(merchant.mchid)?.keys;
+    expect(after).not.toBe(before);
+    expect(after?.publicKey(merchant.publicKeyId)).toBe(before?.publicKey(merchant.publicKeyId));
+    expect(after?.certificate(cert.serial)?.publicKey).toBe(before?.certificate(cert.serial)?.publicKey);
+    // A key that did change is the new one.
+    const other = createTestMerchant();
+    rows[0] = { ...rows[0], publicKeyPem: readFileSync(other.publicKeyPath, "utf8") };
+    await registry.reload();
+    expect(registry.get(merchant.mchid)?.keys.publicKey(merchant.publicKeyId)?.equals(other.platformPublicKey)).toBe(
+      true,
+    );
+  });
+
   it("a public key with only one of its two columns is logged; the key loaded before stays", async () => {
     const newcomer = createTestMerchant({ mchid: "1900000563" });
     const rows = [rowOf(withV2), rowOf(newcomer, { publicKeyPem: null })];

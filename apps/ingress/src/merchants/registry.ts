@@ -505,9 +505,13 @@ function buildMerchant(
     return restored;
   };
   const { publicKeyId, publicKeyPem } = record;
+  // A rebuild (any column edited) keeps the key objects of keys that did not change: RsaVerifyPool's threads keep every
+  // key object they are sent, for as long as they run, so a new copy per edit would be one more key held by each.
   if (publicKeyId && publicKeyPem) {
     try {
-      keys.addPublicKey(publicKeyId, loadPublicKey(publicKeyPem));
+      const loaded = loadPublicKey(publicKeyPem);
+      const before = previous?.keys.publicKey(publicKeyId);
+      keys.addPublicKey(publicKeyId, before?.equals(loaded) ? before : loaded);
     } catch (error) {
       unusable(publicKeyId, error, restorePublicKey());
     }
@@ -521,8 +525,10 @@ function buildMerchant(
   }
   for (const cert of record.certificates) {
     try {
+      const loaded = loadCertificate(cert.pem);
+      const before = previous?.keys.certificate(loaded.serial);
       keys.addCertificate(
-        narrowValidity(loadCertificate(cert.pem), {
+        narrowValidity(before?.pem === loaded.pem ? { ...loaded, publicKey: before.publicKey } : loaded, {
           ...(cert.notBefore === undefined ? {} : { notBefore: cert.notBefore }),
           ...(cert.notAfter === undefined ? {} : { notAfter: cert.notAfter }),
         }),
