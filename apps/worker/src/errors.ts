@@ -58,7 +58,8 @@ export const WORKER_ERROR_CODES = {
   /**
    * A refund naming a transaction that is neither its order's nor a second charge of it recorded (yet): that charge's
    * payment may be delivered after its refund. Past the window the refund is decided TRANSACTION_MISMATCH (review)
-   * rather than dead-lettered: the apply stage asks StageContext.windowOver before failing the attempt.
+   * rather than dead-lettered: the apply stage asks StageContext.windowOver before failing the attempt. Never for a
+   * transaction the database shows to be another order's: that is TRANSACTION_MISMATCH at once.
    */
   TRANSACTION_NOT_SEEN: "window",
   /** The order kept changing under the statement (see STALE in @wpn/db); try again later. */

@@ -823,6 +823,67 @@ describe("the refund of a second charge (DUPLICATE_PAYMENT) is recorded, not cou
   });
 });
 
+/**
+ * A refund's transaction that the database already shows to be another order's cannot become this order's: WeChat
+ * reports one transaction for one order. Waiting for it (TRANSACTION_NOT_SEEN, the unknown-order window: an hour by
+ * default) only delays the verdict, so it is TRANSACTION_MISMATCH at the first attempt. An unknown transaction still
+ * waits (it may be a second charge whose payment is on its way: "B's refund delivered before B's payment" above).
+ */
+describe("a refund naming another order's transaction is TRANSACTION_MISMATCH at once, not waited for", () => {
+  /** Parses `refund` and runs its apply job once, inside the unknown-order window. */
+  async function firstAttempt(refund: ReturnType<typeof v3Refund>) {
+    const run = inline(world);
+    const { applyJob } = await run.parse(refund);
+    return run.apply(applyJob!, { windowOver: false });
+  }
+
+  it("the transaction another order of the merchant was paid with (its Order.transactionId)", async () => {
+    const { outTradeNo } = await paidOrder({ A: 1 }, 100);
+    const other = await paidOrder({ A: 1 }, 100);
+    const refund = v3Refund(world, { outTradeNo, transactionId: other.transactionId, refund: 100, total: 100 });
+    // Before: rejected TRANSACTION_NOT_SEEN (retried for the whole window, then TRANSACTION_MISMATCH).
+    expect((await firstAttempt(refund)).outcome).toBe("TRANSACTION_MISMATCH");
+    expect(await world.prisma.notification.findUniqueOrThrow({ where: { id: refund.id } })).toMatchObject({
+      status: "REVIEW",
+      errorCode: "TRANSACTION_MISMATCH",
+    });
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({ status: "SUCCESS", refundedTotal: 0, refunds: [] });
+    expect(await orderOf(world.prisma, other.outTradeNo)).toMatchObject({ refundedTotal: 0, refunds: [] });
+  });
+
+  it("a second charge recorded for another order of the merchant (its DUPLICATE_PAYMENT review)", async () => {
+    const other = await paidOrder({ A: 1 }, 100);
+    const secondCharge = "4200OTHERSECOND1";
+    const dup = await inline(world).deliver(
+      v3Payment(world, { outTradeNo: other.outTradeNo, transactionId: secondCharge, total: 100 }),
+    );
+    expect(dup.apply?.outcome).toBe("DUPLICATE_PAYMENT");
+    const { outTradeNo } = await paidOrder({ A: 1 }, 100);
+    const refund = v3Refund(world, { outTradeNo, transactionId: secondCharge, refund: 100, total: 100 });
+    expect((await firstAttempt(refund)).outcome).toBe("TRANSACTION_MISMATCH");
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({ refunds: [] });
+  });
+
+  it("also on an order not paid yet: its payment, whenever it lands, cannot be another order's transaction", async () => {
+    const outTradeNo = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+    const other = await paidOrder({ A: 1 }, 100);
+    const refund = v3Refund(world, { outTradeNo, transactionId: other.transactionId, refund: 100, total: 100 });
+    // Before: rejected ORDER_NOT_PAID for the whole window, then dead-lettered.
+    expect((await firstAttempt(refund)).outcome).toBe("TRANSACTION_MISMATCH");
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({ status: "NOTPAY", refunds: [] });
+  });
+
+  it("a refund of this order's own second charge is still recorded, whatever other orders hold", async () => {
+    const { outTradeNo } = await paidOrder({ A: 1 }, 100);
+    const b = "4200OWNSECOND1";
+    expect(
+      (await inline(world).deliver(v3Payment(world, { outTradeNo, transactionId: b, total: 100 }))).apply?.outcome,
+    ).toBe("DUPLICATE_PAYMENT");
+    const refund = v3Refund(world, { outTradeNo, transactionId: b, refund: 100, total: 100 });
+    expect((await firstAttempt(refund)).outcome).toBe("DUPLICATE_PAYMENT_REFUNDED");
+  });
+});
+
 describe("refund amounts are checked against the order (REFUND_AMOUNT_MISMATCH: recorded, not counted)", () => {
   /** The order's money, status and stock, and its refunds as [out_refund_no, status, amount, reviewReason]. */
   async function money(outTradeNo: string) {

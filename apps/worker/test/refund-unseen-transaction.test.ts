@@ -112,6 +112,34 @@ describe("a refund of a transaction not seen (yet)", () => {
 });
 
 /**
+ * A refund naming the transaction another order was paid with: nothing it waits for can make that transaction its
+ * order's, so it is decided at its first attempt, however long the window. Before, it was retried as
+ * TRANSACTION_NOT_SEEN for the whole window (an hour by default) and then decided TRANSACTION_MISMATCH all the same.
+ */
+describe("a refund of another order's transaction", () => {
+  it("is TRANSACTION_MISMATCH (REVIEW) at its first attempt, without a retry, within a 60 s window", async () => {
+    const outTradeNo = await paidBy("4200OWNPAYMENT3");
+    const otherOrder = await paidBy("4200OTHERPAYMENT3");
+    const refund = v3Refund(world, {
+      outTradeNo,
+      transactionId: "4200OTHERPAYMENT3",
+      refund: 1_000,
+      total: 1_000,
+    });
+    const started = Date.now();
+    await withWorker(60, async () => {
+      await parseQueue.add(PARSE_JOB_NAME, refund, { jobId: refund.id });
+      await waitFor("refund settled", async () => (await notification(refund.id))?.status === "REVIEW", 20_000);
+    });
+    expect(Date.now() - started).toBeLessThan(20_000);
+    const row = await notification(refund.id);
+    expect(row).toMatchObject({ status: "REVIEW", errorCode: "TRANSACTION_MISMATCH" });
+    expect(row?.events.map((e) => e.kind)).not.toContain("FAILED");
+    expect(await orderOf(world.prisma, otherOrder)).toMatchObject({ refundedTotal: 0, refunds: [] });
+  }, 60_000);
+});
+
+/**
  * A closed or abnormal refund delivered before its order's payment waits for it as a successful one does
  * (ORDER_NOT_PAID, nothing written): its transaction can only be compared with the order's once that payment is
  * applied. Before, it was recorded on the unpaid order at its first attempt (REFUND_CLOSED, REVIEW, refund.closed).

@@ -10,7 +10,7 @@ import { refundedInFull } from "./settled-charges.ts";
  * does not match its order or another refund, a refund WeChat reports abnormal (the merchant must act in WeChat's
  * merchant platform) or closed, a refund counted whose stock could not be put back (RESTOCK_OUT_OF_RANGE). TRANSACTION_MISMATCH is decided only after the unknown-order window: until then such a
  * refund is FAILED with TRANSACTION_NOT_SEEN (retried, not for review — the second charge it may refund can still be
- * delivered).
+ * delivered) — at once when the transaction is another order's (nothing can make it this order's).
  */
 export const NOTIFICATION_ONLY_REVIEW_CODES = [
   // Decided only before migration 20261207110002 (orders per merchant): another merchant's payment or refund naming

@@ -38,7 +38,9 @@ export function isRefundReview(outcome: RefundOutcome): boolean {
  * is applied). A refund naming a transaction that is neither the order's nor a second charge recorded for it waits
  * the same way (TRANSACTION_NOT_SEEN): the refund of a second charge can be delivered before that charge's payment
  * (DUPLICATE_PAYMENT). Once the window is over (`windowOver`, StageContext.windowOver) the statement runs again
- * without waiting and decides TRANSACTION_MISMATCH (REVIEW) — a verdict, not a dead letter.
+ * without waiting and decides TRANSACTION_MISMATCH (REVIEW) — a verdict, not a dead letter. A transaction the database
+ * already shows to be another order's is TRANSACTION_MISMATCH at the first run, paid order or not (the statement's
+ * `elsewhere`): no payment still to come can make it this order's.
  *
  * A refund whose transaction is another sub-merchant's of the same merchant (SUB_MCHID_MISMATCH: an APIv2 refund's
  * outer sub_mch_id is not signed, so a genuine refund resent under another sub-merchant's id decrypts fine) is

@@ -55,6 +55,11 @@ export interface RefundFacts {
  *   payment notification is applied (DUPLICATE_PAYMENT). Nothing done; the caller retries within the unknown-order
  *   window, and once it has passed runs the statement without `waitForTransaction`.
  * - TRANSACTION_MISMATCH: the same without `waitForTransaction` (the window has passed): nothing recorded, REVIEW.
+ *   Also at once — with `waitForTransaction`, and before ORDER_NOT_PAID — when the snapshot shows the transaction to be
+ *   another order's: another order holds it (Order.transactionId), or this merchant's payment statement answered
+ *   DUPLICATE_PAYMENT for it under another out_trade_no; unless it is this order's own second charge too. WeChat reports
+ *   one transaction for one order, so waiting could not change the verdict: before, such a refund was retried for the
+ *   whole unknown-order window (an hour by default), then decided TRANSACTION_MISMATCH all the same.
  * - REFUND_CONFLICT: this order already has a refund under this out_refund_no with another amount or another
  *   refund_id (WeChat reports one refund per out_refund_no: every delivery carries the same facts); nothing
  *   recorded, the stored refund untouched, REVIEW. Refund rows are keyed by (order, out_refund_no) — orderId, the
@@ -206,17 +211,21 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
       WHERE "outTradeNo" = (SELECT otn FROM input) AND mchid = (SELECT mchid FROM input)
         AND "subMchid" IS NOT DISTINCT FROM (SELECT sub_mchid FROM input)
     ),
-    -- The second charges of the refund's transaction under this merchant and number: payments the payment statement
-    -- answered DUPLICATE_PAYMENT (notification in REVIEW with that code, which the payment.review event asks to
-    -- refund), each with the sub-merchant its authenticated payment named (Notification.subMchid; null for a direct
-    -- merchant, and for rows parsed before 20261202130000). That code is given only to a payment of the order it found
-    -- by its merchant, sub-merchant and out_trade_no (before 20261207110002, found by the number and then checked on
-    -- the merchant and sub-merchant), so the row's sub-merchant is that order's. REVIEW rows are never pruned. One
-    -- probe of Notification_transactionId_idx (the few notifications of one transaction; refund-plan.test.ts).
-    charge AS MATERIALIZED (
-      SELECT x."subMchid" FROM "Notification" x, input i
-      WHERE x."transactionId" = i.txn AND x."outTradeNo" = i.otn AND x.mchid = i.mchid
+    -- The second charges of the refund's transaction under this merchant: payments the payment statement answered
+    -- DUPLICATE_PAYMENT (notification in REVIEW with that code, which the payment.review event asks to refund), each
+    -- with the number and the sub-merchant its authenticated payment named (Notification.subMchid; null for a direct
+    -- merchant, and for rows parsed before 20261202130000). One probe of Notification_transactionId_idx (the few
+    -- notifications of one transaction; refund-plan.test.ts), read by charge (this number) and elsewhere (another).
+    charges AS MATERIALIZED (
+      SELECT x."outTradeNo", x."subMchid" FROM "Notification" x, input i
+      WHERE x."transactionId" = i.txn AND x.mchid = i.mchid
         AND x.status = 'REVIEW' AND x."errorCode" = 'DUPLICATE_PAYMENT'
+    ),
+    -- Those under this number. That code is given only to a payment of the order it found by its merchant,
+    -- sub-merchant and out_trade_no (before 20261207110002, found by the number and then checked on the merchant and
+    -- sub-merchant), so the row's sub-merchant is that order's. REVIEW rows are never pruned.
+    charge AS MATERIALIZED (
+      SELECT c."subMchid" FROM charges c, input i WHERE c."outTradeNo" = i.otn
     ),
     -- Whether the refund's transaction is a second charge of this order: one of its own sub-merchant (a partner row
     -- parsed before 20261202130000, with none, is not taken for any sub-merchant's: TRANSACTION_MISMATCH, review).
@@ -238,6 +247,20 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
         SELECT 1 FROM charge c, input i WHERE c."subMchid" IS NOT NULL AND c."subMchid" IS DISTINCT FROM i.sub_mchid
       ) AS yes
     ),
+    -- Whether the database already shows the refund's transaction to be another order's: WeChat reports one transaction
+    -- for one order, so no payment still on its way can make it this order's own or a second charge of it, and waiting
+    -- for one (TRANSACTION_NOT_SEEN, ORDER_NOT_PAID: the unknown-order window) only delayed TRANSACTION_MISMATCH.
+    -- Another order holds it (Order_transactionId_key: unique across the deployment, set by that order's payment; one of
+    -- another sub-merchant of this merchant is SUB_MCHID_MISMATCH, above), or this merchant's payment statement recorded
+    -- it as a second charge of another of its numbers (a DUPLICATE_PAYMENT review; its own signed word — another
+    -- merchant's such row proves nothing about this merchant's orders). The same transaction recorded as this order's
+    -- second charge too (dup) wins: it is checked first. Read on the snapshot: a payment committing meanwhile is seen by
+    -- the retry the waiting outcomes lead to.
+    elsewhere AS MATERIALIZED (
+      SELECT EXISTS (
+        SELECT 1 FROM "Order" h, input i WHERE h."transactionId" = i.txn AND h.id IS DISTINCT FROM (SELECT id FROM o)
+      ) OR EXISTS (SELECT 1 FROM charges c, input i WHERE c."outTradeNo" <> i.otn) AS yes
+    ),
     -- This order's refund under this number, as the snapshot shows it (a row committed later is met by the upsert).
     ex AS MATERIALIZED (
       SELECT r.status::text AS status, r."refundId", r."amountRefund" FROM "Refund" r, input i
@@ -252,6 +275,10 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
         WHEN (SELECT yes FROM foreign_txn) THEN 'SUB_MCHID_MISMATCH'
         WHEN o.id IS NULL THEN 'ORDER_NOT_FOUND'
         WHEN o.version IS DISTINCT FROM (SELECT version FROM o_snapshot) THEN 'STALE'
+        -- Another order's transaction (elsewhere), not a second charge of this one: decided now, paid order or not —
+        -- nothing the window waits for can change it.
+        WHEN o."transactionId" IS DISTINCT FROM i.txn AND NOT (SELECT yes FROM dup) AND (SELECT yes FROM elsewhere)
+          THEN 'TRANSACTION_MISMATCH'
         -- Whatever the refund's status: its transaction can only be compared with the order's (and a copy under
         -- another sub-merchant told apart, above) once the order's payment is applied.
         WHEN o."transactionId" IS NULL THEN 'ORDER_NOT_PAID'
