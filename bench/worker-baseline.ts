@@ -18,9 +18,9 @@ export function baselinePayments(pool: pg.Pool, facts: readonly PaymentFacts[]):
  * per round trip (BEGIN; lock the notification; lock the order; read the items; lock the SKUs; UPDATE the
  * order; per item INSERT the movement and UPDATE its stock; UPDATE the notification; INSERT the event; COMMIT:
  * 11 statements for the benchmark's orders of two items), with the same rules, outcomes, rows and columns as
- * @wpn/db's `wpn_apply_payments` as of migration 20261209160000_payment_second_charge_reported_twice (the order's
- * paid* facts, DUPLICATE_MISMATCH against them, a second charge reported twice DUPLICATE, every DUPLICATE_PAYMENT
- * writing its order, quantities added up in bigint, a REVIEW event naming the sub-merchant, movements and stock
+ * @wpn/db's `wpn_apply_payments` as of migration 20261211100000_payment_partner_payer (the order's
+ * paid* facts, DUPLICATE_MISMATCH against them — a partner payer on paidSpOpenid —, a second charge reported twice
+ * DUPLICATE, every DUPLICATE_PAYMENT writing its order, quantities added up in bigint, a REVIEW event naming the sub-merchant, movements and stock
  * changes paired up). Each statement takes a fresh snapshot (READ COMMITTED), so it needs no STALE answer: what
  * depends on what the order's lock holder committed (its transaction's notifications) is read after the lock.
  */
@@ -79,7 +79,7 @@ async function run(c: pg.PoolClient, p: PaymentFacts): Promise<PaymentResult> {
   const o = (
     await c.query(
       `SELECT id, status::text AS status, "transactionId", mchid, appid, "subMchid", "subAppid", "amountTotal", currency, "payerOpenid",
-              "paidTotal", "paidCurrency", "paidAppid", "paidSubAppid", "reviewReason",
+              "paidTotal", "paidCurrency", "paidAppid", "paidSubAppid", "paidSpOpenid", "reviewReason",
               EXISTS (SELECT 1 FROM "Order" x WHERE x."transactionId" = $2 AND x.id <> o.id) AS "txnElsewhere"
        FROM "Order" o WHERE "outTradeNo" = $1 AND mchid = $3 AND "subMchid" IS NOT DISTINCT FROM $4 FOR UPDATE`,
       [p.outTradeNo, p.transactionId, p.mchid, p.subMchid],
@@ -141,9 +141,22 @@ async function run(c: pg.PoolClient, p: PaymentFacts): Promise<PaymentResult> {
            "paidCurrency" = CASE WHEN "transactionId" IS NULL THEN $8 ELSE "paidCurrency" END,
            "paidAppid" = CASE WHEN "transactionId" IS NULL THEN $9 ELSE "paidAppid" END,
            "paidSubAppid" = CASE WHEN "transactionId" IS NULL THEN $10 ELSE "paidSubAppid" END,
+           "paidSpOpenid" = CASE WHEN "transactionId" IS NULL THEN $11 ELSE "paidSpOpenid" END,
            "updatedAt" = now() AT TIME ZONE 'UTC'
          WHERE id = $1 RETURNING status::text AS status, "reviewReason"`,
-        [o.id, status, reason, p.transactionId, p.paidAt, p.payerOpenid, p.total, p.currency, p.appid, p.subAppid],
+        [
+          o.id,
+          status,
+          reason,
+          p.transactionId,
+          p.paidAt,
+          p.payerOpenid,
+          p.total,
+          p.currency,
+          p.appid,
+          p.subAppid,
+          p.payerSpOpenid,
+        ],
       )
     ).rows[0];
   }
@@ -218,6 +231,7 @@ interface LockedOrder {
   paidCurrency: string | null;
   paidAppid: string | null;
   paidSubAppid: string | null;
+  paidSpOpenid: string | null;
   reviewReason: string | null;
   txnElsewhere: boolean;
 }
@@ -226,7 +240,8 @@ interface LockedOrder {
  * DUPLICATE_MISMATCH's rule of wpn_apply_payments (migration 20261209110000): a report of the order's transaction is
  * compared with what its recorded payment reported (paid*); on an order paid before that migration (paidTotal null),
  * with the order's own facts unless that payment's notification is in REVIEW as not accepted, or not checked, on
- * them. The payer openid of a direct merchant's order, when both are known, either way.
+ * them. The payer, when both are known, either way: a direct merchant's order's openid, a partner order's openid under
+ * the provider's appid (paidSpOpenid, migration 20261211100000).
  */
 async function duplicateDiffers(c: pg.PoolClient, o: LockedOrder, p: PaymentFacts): Promise<boolean> {
   const differs = (appid: string | null, subAppid: string | null, currency: string | null, total: number | null) =>
@@ -236,7 +251,9 @@ async function duplicateDiffers(c: pg.PoolClient, o: LockedOrder, p: PaymentFact
       ? differs(o.paidAppid, o.paidSubAppid, o.paidCurrency, o.paidTotal)
       : differs(o.appid, o.subAppid, o.currency, o.amountTotal) && !(await firstPaymentUnconfirmed(c, p));
   const payer =
-    o.subMchid === null && o.payerOpenid !== null && p.payerOpenid !== null && o.payerOpenid !== p.payerOpenid;
+    o.subMchid === null
+      ? o.payerOpenid !== null && p.payerOpenid !== null && o.payerOpenid !== p.payerOpenid
+      : o.paidSpOpenid !== null && p.payerSpOpenid !== null && o.paidSpOpenid !== p.payerSpOpenid;
   return orderFacts || payer;
 }
 

@@ -429,6 +429,7 @@ async function statementOnly(impl: "prisma" | "pg", db: Db, count: number): Prom
     total: 300,
     currency: "CNY",
     payerOpenid: "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o",
+    payerSpOpenid: null,
     paidAt: Date.now(),
   });
   let next = 1;

@@ -80,7 +80,12 @@ const cases: [PaymentFacts, string][] = [
   [pay("n-refunded", "refunded"), "UNEXPECTED_ORDER_STATUS"],
   [pay("n-low", "low"), "OUT_OF_STOCK"],
   [pay("n-huge", "huge"), "OUT_OF_STOCK"],
-  [pay("n-partner", "partner", { subMchid: SUB_MCHID, total: 299 }), "AMOUNT_MISMATCH"],
+  [pay("n-partner", "partner", { subMchid: SUB_MCHID, total: 299, payerSpOpenid: "oSpPayer" }), "AMOUNT_MISMATCH"],
+  [pay("n-partner-again", "partner", { subMchid: SUB_MCHID, total: 299, payerSpOpenid: "oSpPayer" }), "DUPLICATE"],
+  [
+    pay("n-partner-other-payer", "partner", { subMchid: SUB_MCHID, total: 299, payerSpOpenid: "oSpOther" }),
+    "DUPLICATE_MISMATCH",
+  ],
   [pay("n-legacy", "legacy", { total: 299 }), "DUPLICATE"],
   [pay("n-settled", "settled", { total: 299 }), "DUPLICATE"],
   [pay("n-unknown", "unknown"), "ORDER_NOT_FOUND"],
@@ -92,7 +97,8 @@ const payments = cases.map(([facts]) => facts);
 async function state(prisma: PrismaClient) {
   return {
     orders: await prisma.$queryRaw`SELECT id, status::text, "reviewReason", "transactionId", "paidAt", "payerOpenid",
-        "paidTotal", "paidCurrency", "paidAppid", "paidSubAppid", "updatedAt" > now() - interval '1 hour' AS written
+        "paidTotal", "paidCurrency", "paidAppid", "paidSubAppid", "paidSpOpenid",
+        "updatedAt" > now() - interval '1 hour' AS written
       FROM "Order" ORDER BY id`,
     skus: await prisma.$queryRaw`SELECT id, stock, "updatedAt" > now() - interval '1 hour' AS written
       FROM "Sku" ORDER BY id`,

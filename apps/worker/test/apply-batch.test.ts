@@ -91,6 +91,7 @@ async function factsFor(outTradeNos: string[], prefix: string): Promise<PaymentF
     total: 100,
     currency: "CNY",
     payerOpenid: "oPayer",
+    payerSpOpenid: null,
     paidAt: Date.now(),
   }));
   await world.prisma.notification.createMany({

@@ -11,6 +11,7 @@ import {
   seedOrder,
   seedSkus,
   stockOf,
+  V2_PAYER_OPENID,
   v2Payment,
   v2Refund,
   v3Payment,
@@ -252,9 +253,42 @@ describe("a second notification of the transaction the order holds", () => {
     const sub = { subMchid: "1900000400", subAppid: "wxsub00000000004" };
     const partner = await seedOrder(world, { amountTotal: 100, items: { B: 1 }, ...sub });
     const spec = { outTradeNo: partner, transactionId: "4200000DM-partner", partner: sub };
-    expect((await run.deliver(v3Payment(world, spec))).apply?.outcome).toBe("APPLIED");
+    // One payer: v3's sp_openid is the payer under the provider's appid, which v2 names `openid`.
+    const payer = { payer: { sp_openid: V2_PAYER_OPENID, sub_openid: "oSubPayer" } };
+    expect((await run.deliver(v3Payment(world, { ...spec, fields: payer }))).apply?.outcome).toBe("APPLIED");
     expect((await orderOf(world.prisma, partner)).payerOpenid).toBe("oSubPayer");
     expect((await run.deliver(v2Payment(world, spec))).apply?.outcome).toBe("DUPLICATE");
+    expect((await run.deliver(v3Payment(world, { ...spec, fields: payer }))).apply?.outcome).toBe("DUPLICATE");
+  });
+
+  it("partner: another payer of the order's transaction is DUPLICATE_MISMATCH too (v3 or v2), the order left alone", async () => {
+    const sub = { subMchid: "1900000401", subAppid: "wxsub00000000005" };
+    const otn = await seedOrder(world, { amountTotal: 100, items: { B: 1 }, ...sub });
+    const spec = { outTradeNo: otn, transactionId: "4200000DM-partner-payer", partner: sub };
+    const run = inline(world);
+    const first = { payer: { sp_openid: "oSpPayerOne", sub_openid: "oSubPayerOne" } };
+    expect((await run.deliver(v3Payment(world, { ...spec, fields: first }))).apply?.outcome).toBe("APPLIED");
+    const order = await orderOf(world.prisma, otn);
+    const cases = [
+      [
+        "v3, both ids another payer's",
+        v3Payment(world, { ...spec, fields: { payer: { sp_openid: "oSpPayerTwo", sub_openid: "oSubPayerTwo" } } }),
+      ],
+      [
+        "v3, the provider's id another payer's",
+        v3Payment(world, { ...spec, fields: { payer: { sp_openid: "oSpPayerTwo" } } }),
+      ],
+      ["v2, its openid (the provider's) another payer's", v2Payment(world, spec)],
+    ] as const;
+    for (const [label, job] of cases) {
+      // Before: DUPLICATE — in partner mode the payer was never compared.
+      expect((await run.deliver(job)).apply?.outcome, label).toBe("DUPLICATE_MISMATCH");
+    }
+    expect(await orderOf(world.prisma, otn)).toEqual(order);
+    // A report naming no payer names nothing to compare: DUPLICATE.
+    expect((await run.deliver(v3Payment(world, { ...spec, fields: { payer: null } }))).apply?.outcome).toBe(
+      "DUPLICATE",
+    );
   });
 
   it("a redelivery of a payment in review for its amount is DUPLICATE: the order does not keep what was paid", async () => {
@@ -337,6 +371,7 @@ describe("a second notification of the transaction the order holds", () => {
       total: 99,
       currency: "CNY",
       payerOpenid: null,
+      payerSpOpenid: null,
       paidAt: 0,
     };
     const result = {
@@ -522,6 +557,7 @@ describe("checks against the order: mismatch → PAYMENT_REVIEW, no stock", () =
       total: 100,
       currency: "CNY",
       payerOpenid: null,
+      payerSpOpenid: null,
       paidAt: 0,
     };
     const result = {
@@ -564,6 +600,7 @@ describe("checks against the order: mismatch → PAYMENT_REVIEW, no stock", () =
       total: 1,
       currency: "CNY",
       payerOpenid: null,
+      payerSpOpenid: null,
       paidAt: 0,
     };
     // The statement no longer answers MCHID_MISMATCH (another merchant's number is ORDER_NOT_FOUND), but a job

@@ -678,6 +678,7 @@ describe("the refund of a second charge (DUPLICATE_PAYMENT) is recorded, not cou
         total: 1_000,
         currency: "CNY",
         payerOpenid: "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o",
+        payerSpOpenid: null,
         paidAt: Date.now(),
       },
     ]);

@@ -4,7 +4,14 @@
  * fields, and the worker's PaymentFacts `payerOpenid`. Nothing logs them on purpose: a log line names a notification
  * by its ids and codes, error messages name fields but not their values, and zod's issues carry no received value.
  */
-export const PAYER_FIELDS: ReadonlySet<string> = new Set(["payer", "openid", "sp_openid", "sub_openid", "payerOpenid"]);
+export const PAYER_FIELDS: ReadonlySet<string> = new Set([
+  "payer",
+  "openid",
+  "sp_openid",
+  "sub_openid",
+  "payerOpenid",
+  "payerSpOpenid",
+]);
 
 /** What a log line shows in place of a payer id (or of the whole `payer`). */
 export const PAYER_CENSOR = "[redacted]";

@@ -117,6 +117,7 @@ function openV3(body: string, keys: MerchantKeySet): OpenedNotification {
         total: t.amount.total,
         currency: t.amount.currency,
         payerOpenid: t.payer?.openid ?? t.payer?.sub_openid ?? t.payer?.sp_openid ?? null,
+        payerSpOpenid: merchant.subMchid ? (t.payer?.sp_openid ?? null) : null,
         paidAt,
       },
     };
@@ -192,6 +193,8 @@ function openV2Payment(body: string, keys: MerchantKeySet): OpenedNotification {
       total: fen(f, "total_fee"),
       currency: f.fee_type || "CNY",
       payerOpenid: f.openid || f.sub_openid || null,
+      // Partner: `openid` is the payer under the provider's appid (APIv3's sp_openid).
+      payerSpOpenid: businessKeys.subMchid ? f.openid || null : null,
       paidAt: parseChinaTime(required(f, "time_end"), "time_end"),
     },
   };

@@ -15,6 +15,11 @@ export interface PaymentFacts {
   total: number;
   currency: string;
   payerOpenid: string | null;
+  /**
+   * Partner mode: the payer's openid under the service provider's appid — APIv3 `payer.sp_openid`, APIv2 `openid` —,
+   * the one payer id both APIs name for one payment (compared for DUPLICATE_MISMATCH). Null for a direct merchant.
+   */
+  payerSpOpenid: string | null;
   /** `success_time` (v3) / `time_end` (v2), ms since the epoch. */
   paidAt: number;
 }
@@ -38,8 +43,9 @@ export interface PaymentFacts {
  * - DUPLICATE_MISMATCH: the order already carries this transaction, but this report of it names other facts than
  *   the payment recorded on the order reported (Order.paidTotal, paidCurrency, paidAppid, paidSubAppid: written with
  *   the transaction id, never after): amount, currency, appid / sub_appid (sub_appid when the recorded one names
- *   one), or, for a direct merchant's order, the payer openid when both are known (in partner mode APIv2 and APIv3
- *   name different openids for one payment). paidAt is not compared (APIv3's falls back to the envelope's
+ *   one), or the payer when both are known: for a direct merchant's order its openid, in partner mode its openid
+ *   under the provider's appid (Order.paidSpOpenid: APIv3 sp_openid, APIv2 openid; migration 20261211100000 —
+ *   before, a partner payer was never compared, as payerOpenid holds APIv3's sub_openid but APIv2's openid). paidAt is not compared (APIv3's falls back to the envelope's
  *   create_time). Never the order's own amount, appid or reviewReason, which a person edits when settling a review:
  *   a further report of a payment applied once stays DUPLICATE whatever was done to the order since (migration
  *   20261209110000; an order paid before it records none of these, and is compared on its own facts unless its
@@ -205,6 +211,7 @@ export function paymentStatement(facts: readonly PaymentFacts[]): Prisma.Sql {
       total: p.total,
       currency: p.currency,
       openid: p.payerOpenid,
+      sp_openid: p.payerSpOpenid,
       paid_at: p.paidAt,
     })),
   );

@@ -27,6 +27,7 @@ export function paymentFacts(nid: string, outTradeNo: string, overrides: Partial
     total: 300,
     currency: "CNY",
     payerOpenid: "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o",
+    payerSpOpenid: null,
     paidAt: Date.UTC(2026, 10, 30, 3, 0, 0),
     ...overrides,
   };
