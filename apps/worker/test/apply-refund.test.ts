@@ -1207,6 +1207,41 @@ describe("refund numbers: one refund per (order, out_refund_no)", () => {
     expect((await orderOf(world.prisma, a.outTradeNo)).refundedTotal).toBe(300);
   });
 
+  it("the same refund number again naming another transaction is REFUND_CONFLICT: not counted, the stored refund stays", async () => {
+    const outTradeNo = await seedOrder(world, { amountTotal: 1_000, items: { A: 1 } });
+    const [a, b] = ["4200RFTXNA1", "4200RFTXNB1"];
+    const run = inline(world);
+    expect((await run.deliver(v3Payment(world, { outTradeNo, transactionId: a, total: 1_000 }))).apply?.outcome).toBe(
+      "APPLIED",
+    );
+    expect((await run.deliver(v3Payment(world, { outTradeNo, transactionId: b, total: 1_000 }))).apply?.outcome).toBe(
+      "DUPLICATE_PAYMENT",
+    );
+    // R is the refund of the second charge B, first reported ABNORMAL.
+    const r = { outTradeNo, outRefundNo: "RF-txn-1", refundId: "5000RF-txn-1", refund: 1_000, total: 1_000 };
+    expect((await run.deliver(v3Refund(world, { ...r, transactionId: b, status: "ABNORMAL" }))).apply?.outcome).toBe(
+      "REFUND_ABNORMAL",
+    );
+    // The same refund number and id, now SUCCESS but naming the payment the order kept: two reports of one refund
+    // disagree on whose money it is. Before: APPLIED — counted against A, the row moved to A, the order REFUND.
+    const otherTxn = v3Refund(world, { ...r, transactionId: a });
+    expect((await run.deliver(otherTxn)).apply?.outcome).toBe("REFUND_CONFLICT");
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({
+      status: "PAYMENT_REVIEW",
+      refundedTotal: 0,
+      refunds: [{ outRefundNo: "RF-txn-1", transactionId: b, status: "ABNORMAL" }],
+    });
+    // Recorded as B's refund, a report naming A is not a plain DUPLICATE either (before: DUPLICATE).
+    expect((await run.deliver(v3Refund(world, { ...r, transactionId: b }))).apply?.outcome).toBe(
+      "DUPLICATE_PAYMENT_REFUNDED",
+    );
+    expect((await run.deliver(v3Refund(world, { ...r, transactionId: a }))).apply?.outcome).toBe("REFUND_CONFLICT");
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({
+      refundedTotal: 0,
+      refunds: [{ outRefundNo: "RF-txn-1", transactionId: b, status: "SUCCESS" }],
+    });
+  });
+
   it("a refund id already another refund's is REFUND_ID_CONFLICT: nothing recorded, the stored refund stays", async () => {
     // Tenant B of the Merchant table encrypts a refund of its own order carrying tenant A's (the world's) refund id.
     const b = { mchid: "1900000668", appid: "wxtenantb0000068", apiV3Key: "e".repeat(32) };
@@ -1268,6 +1303,31 @@ describe("refund numbers: one refund per (order, out_refund_no)", () => {
     expect((await orderOf(world.prisma, a.outTradeNo)).refundedTotal).toBe(0);
     expect(await world.prisma.refund.findMany({ where: { outTradeNo: a.outTradeNo } })).toMatchObject([
       { outRefundNo: "RF-race", refundId: "5000race-other", status: "ABNORMAL" },
+    ]);
+  });
+
+  it("and when the other delivery committed meanwhile names another transaction", async () => {
+    const a = await paidOrder({ A: 1 }, 100);
+    const run = inline(world);
+    const job = v3Refund(world, {
+      ...a,
+      outRefundNo: "RF-race-txn",
+      refundId: "5000race-txn",
+      refund: 100,
+      total: 100,
+    });
+    const { applyJob } = await run.parse(job);
+    if (!applyJob) throw new Error("the refund should have an apply job");
+    // The same number and refund id, ABNORMAL, of another transaction, committed once this statement waits for it.
+    const insertOther = `INSERT INTO "Refund" ("outRefundNo", "refundId", "outTradeNo", "orderId", "transactionId", status, "amountRefund", "amountTotal", "updatedAt")
+      VALUES ($1, '5000race-txn', $2, (SELECT id FROM "Order" WHERE "outTradeNo" = $2), '4200race-other', 'ABNORMAL', 100, 100, now())`;
+    const result = await whileRowChanges(world.db, insertOther, ["RF-race-txn", a.outTradeNo], () =>
+      run.apply(applyJob),
+    );
+    expect(result.outcome).toBe("REFUND_CONFLICT");
+    expect((await orderOf(world.prisma, a.outTradeNo)).refundedTotal).toBe(0);
+    expect(await world.prisma.refund.findMany({ where: { outTradeNo: a.outTradeNo } })).toMatchObject([
+      { outRefundNo: "RF-race-txn", transactionId: "4200race-other", status: "ABNORMAL" },
     ]);
   });
 });

@@ -60,8 +60,10 @@ export interface RefundFacts {
  *   DUPLICATE_PAYMENT for it under another out_trade_no; unless it is this order's own second charge too. WeChat reports
  *   one transaction for one order, so waiting could not change the verdict: before, such a refund was retried for the
  *   whole unknown-order window (an hour by default), then decided TRANSACTION_MISMATCH all the same.
- * - REFUND_CONFLICT: this order already has a refund under this out_refund_no with another amount or another
- *   refund_id (WeChat reports one refund per out_refund_no: every delivery carries the same facts); nothing
+ * - REFUND_CONFLICT: this order already has a refund under this out_refund_no with another amount, another
+ *   refund_id or another transaction (WeChat reports one refund per out_refund_no: every delivery carries the same
+ *   facts; before, the transaction was not compared: an ABNORMAL refund of a second charge reported SUCCESS naming
+ *   the payment the order kept was counted against it, and once SUCCESS such a report was a plain DUPLICATE); nothing
  *   recorded, the stored refund untouched, REVIEW. Refund rows are keyed by (order, out_refund_no) — orderId, the
  *   order of the refund's merchant, sub-merchant and out_trade_no —, so another order's refund under the same number
  *   — another merchant's, out_refund_no being unique only per merchant, even under the same out_trade_no — is a
@@ -263,7 +265,7 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
     ),
     -- This order's refund under this number, as the snapshot shows it (a row committed later is met by the upsert).
     ex AS MATERIALIZED (
-      SELECT r.status::text AS status, r."refundId", r."amountRefund" FROM "Refund" r, input i
+      SELECT r.status::text AS status, r."refundId", r."amountRefund", r."transactionId" FROM "Refund" r, input i
       WHERE r."orderId" = (SELECT id FROM o) AND r."outRefundNo" = i.orn
     ),
     d AS MATERIALIZED (
@@ -286,8 +288,11 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
         -- (nothing written) while the caller may still wait for it.
         WHEN o."transactionId" IS NOT NULL AND i.txn IS NOT NULL AND o."transactionId" <> i.txn
           AND NOT (SELECT yes FROM dup) THEN CASE WHEN i.wait_txn THEN 'TRANSACTION_NOT_SEEN' ELSE 'TRANSACTION_MISMATCH' END
-        -- One out_refund_no is one refund: another amount, or another refund_id when both are known, is not this one.
-        WHEN ex.status IS NOT NULL AND (ex."amountRefund" <> i.amount_refund OR ex."refundId" <> i.refund_id)
+        -- One out_refund_no is one refund: another amount, or another refund_id or transaction when both are known, is
+        -- not this one (a refund of one transaction is never reported as another's: counting it, or calling it a
+        -- DUPLICATE, would take one report's word over the other's).
+        WHEN ex.status IS NOT NULL AND (ex."amountRefund" <> i.amount_refund OR ex."refundId" <> i.refund_id
+                                        OR ex."transactionId" <> i.txn)
           THEN 'REFUND_CONFLICT'
         -- Refund."refundId" is unique across the deployment: this refund id is already another refund's.
         WHEN EXISTS (
@@ -337,6 +342,8 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
       WHERE t.status <> 'SUCCESS' AND t.status <> EXCLUDED.status AND t."amountRefund" = EXCLUDED."amountRefund"
         AND (t.status <> 'CLOSED' OR EXCLUDED.status = 'SUCCESS')
         AND (t."refundId" IS NULL OR EXCLUDED."refundId" IS NULL OR t."refundId" = EXCLUDED."refundId")
+        AND (t."transactionId" IS NULL OR EXCLUDED."transactionId" IS NULL
+             OR t."transactionId" = EXCLUDED."transactionId")
       RETURNING t.status::text AS status
     ),
     fin AS MATERIALIZED (
