@@ -38,7 +38,7 @@ export function createMetrics({ defaultMetrics = true } = {}): DashboardMetrics 
     }),
     actions: new Counter({
       name: "dashboard_actions_total",
-      help: "Mutating actions (replays, bull-board retries/pauses/cleans…) by action and result (ok, error, denied); sessions ended: action logout, result ok (a logout) or idle (refused for its idle limit).",
+      help: "Mutating actions (replays, bull-board retries/pauses/cleans…) by action and result (ok, error, denied); sessions ended: action logout, result ok (a logout), idle (refused for its idle limit) or expired (refused for its lifetime).",
       labelNames: ["action", "result"],
       registers: [registry],
     }),

@@ -198,10 +198,12 @@ describe("the idle limit", () => {
     expect(codec.sessionIdOf(touched?.value)).toBe(claims.sid);
     now = start + 960_000;
     expect(codec.check(touched?.value, users).state).toBe("idle");
-    // An idle session whose password changed, or past its lifetime, is just invalid.
+    // An idle session whose password changed is just invalid; one past its lifetime is expired, however fresh its stamp.
     expect(codec.check(touched?.value, () => "scrypt.16384.8.1.salt.new")).toEqual({ state: "invalid" });
     now = start + 3600_000;
-    expect(codec.check(codec.touch(claims)?.value, users)).toEqual({ state: "invalid" });
+    const used = codec.touch(claims);
+    expect(codec.check(used?.value, users)).toEqual({ state: "expired", claims: used?.claims });
+    expect(codec.check(used?.value, () => "scrypt.16384.8.1.salt.new")).toEqual({ state: "invalid" });
   });
 
   it("re-issues only once the stamp is a thirtieth of the limit old; the cookie keeps what is left of the lifetime", () => {

@@ -75,6 +75,7 @@ export function installAuthGuard(app: FastifyInstance, ctx: DashboardContext): v
     if (access === "public") return;
     if (!auth) {
       if (access === "logout") return;
+      if (session.state === "expired") endExpiredSession(request, reply, ctx, session.claims);
       if (session.state === "idle") endIdleSession(request, reply, ctx, session.claims);
       return rejectUnauthenticated(request, reply);
     }
@@ -153,6 +154,33 @@ function endIdleSession(
     "session ended: unused for longer than the idle limit",
   );
   ctx.metrics.actions.inc({ action: "logout", result: "idle" });
+  ctx.cookies.clear(reply, SESSION_COOKIE);
+}
+
+/**
+ * A request whose session is past its lifetime (DASHBOARD_SESSION_TTL_SECONDS, or the shorter one it was issued with),
+ * treated as an idle one is (`endIdleSession`): logged with its code, counted as a session ended
+ * (`dashboard_actions_total{action="logout",result="expired"}`), its cookie cleared. The browser drops the cookie at
+ * its Max-Age by itself, so this is mostly a script's old cookie, a clock that differs, or a lifetime lowered since.
+ */
+function endExpiredSession(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  ctx: DashboardContext,
+  claims: SessionClaims,
+): void {
+  const nowSeconds = Math.floor(ctx.now().getTime() / 1000);
+  request.log.info(
+    {
+      code: "SESSION_EXPIRED",
+      user: claims.sub,
+      sid: claims.sid,
+      ageSeconds: nowSeconds - claims.iat,
+      limitSeconds: ctx.sessions.lifetimeSeconds(claims),
+    },
+    "session ended: past its lifetime",
+  );
+  ctx.metrics.actions.inc({ action: "logout", result: "expired" });
   ctx.cookies.clear(reply, SESSION_COOKIE);
 }
 

@@ -28,12 +28,14 @@ export interface SessionClaims {
 }
 
 /**
- * What a cookie value is: a live session; a session that would be live but went unused for longer than the idle limit
- * (`idle`: refused like an expired one, but worth telling apart in the log and metrics); anything else (`invalid`:
- * absent, forged, from another secret, expired, its user gone or their password changed).
+ * What a cookie value is: a live session; a session that would be live but is past its lifetime (`expired`) or went
+ * unused for longer than the idle limit (`idle`) — both refused, but worth telling apart in the log and metrics; a
+ * session past both is `expired`, the limit no use can move; anything else (`invalid`: absent, forged, from another
+ * secret, issued in the future, its user gone or their password changed).
  */
 export type SessionCheck =
   | { readonly state: "live"; readonly claims: SessionClaims }
+  | { readonly state: "expired"; readonly claims: SessionClaims }
   | { readonly state: "idle"; readonly claims: SessionClaims }
   | { readonly state: "invalid" };
 
@@ -116,8 +118,9 @@ export class SessionCodec {
 
   /**
    * What the cookie value is (`SessionCheck`): `live` for a valid, unexpired cookie whose user is configured with the
-   * password hash the session began with and that was used within the idle limit; `idle` for one that passes all that
-   * but the idle limit. Whether the session was logged out is not checked here (see the class).
+   * password hash the session began with and that was used within the idle limit; `expired` for one that passes all
+   * that but its lifetime (`lifetimeSeconds`), `idle` for one that passes all but the idle limit. Whether the session
+   * was logged out is not checked here (see the class).
    */
   check(value: string | undefined, passwordHashOf: PasswordHashOf): SessionCheck {
     const claims = this.signedClaims(value);
@@ -127,14 +130,13 @@ export class SessionCodec {
     if (typeof iat !== "number" || typeof exp !== "number") return INVALID;
     if (act !== undefined && (typeof act !== "number" || act < iat)) return INVALID;
     const nowSeconds = this.nowSeconds();
-    if (exp <= nowSeconds || iat + this.ttlSeconds <= nowSeconds || iat > nowSeconds + CLOCK_SKEW_SECONDS) {
-      return INVALID;
-    }
+    if (iat > nowSeconds + CLOCK_SKEW_SECONDS) return INVALID;
     // A stamp ahead of this clock by more than the replicas' difference was not made by a sane one (as `iat`).
     if (lastUse(claims) > nowSeconds + CLOCK_SKEW_SECONDS) return INVALID;
     const passwordHash = passwordHashOf(sub);
     // The claims are signed, so the comparison needs no constant time.
     if (passwordHash === undefined || this.credential(passwordHash) !== cred) return INVALID;
+    if (iat + this.lifetimeSeconds(claims) <= nowSeconds) return { state: "expired", claims };
     if (lastUse(claims) + this.idleSeconds <= nowSeconds) return { state: "idle", claims };
     return { state: "live", claims };
   }
@@ -156,7 +158,15 @@ export class SessionCodec {
 
   /** The cookie's Max-Age for these claims, seconds: what is left of the session's lifetime. */
   maxAgeSeconds(claims: SessionClaims): number {
-    return Math.max(0, Math.min(claims.exp, claims.iat + this.ttlSeconds) - this.nowSeconds());
+    return Math.max(0, claims.iat + this.lifetimeSeconds(claims) - this.nowSeconds());
+  }
+
+  /**
+   * The session's lifetime from its login, seconds: the shorter of the one it was issued with (`exp - iat`) and the one
+   * configured now (DASHBOARD_SESSION_TTL_SECONDS), so lowering the setting shortens sessions already issued.
+   */
+  lifetimeSeconds(claims: SessionClaims): number {
+    return Math.min(claims.exp - claims.iat, this.ttlSeconds);
   }
 
   /**
