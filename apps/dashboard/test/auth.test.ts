@@ -753,6 +753,34 @@ describe("roles and CSRF on bull-board", () => {
     }
   });
 
+  it("hides the payer ids however the XML writes their tags: whitespace, attributes, a CDATA holding an end tag", async () => {
+    const queue = await parse();
+    try {
+      // Each is an `openid` / `sub_openid` field to the workers' parser (parseV2Xml of @wpn/wechatpay: XML allows
+      // whitespace before a tag's `>`, and attributes, which it ignores), so a payment written so is applied with it.
+      const bodies = [
+        "<xml><openid >oPAYER-SECRET-1</openid></xml>",
+        "<xml><openid\n>oPAYER-SECRET-2</openid\n></xml>",
+        '<xml><sub_openid type="x">oPAYER-SECRET-3</sub_openid ></xml>',
+        "<xml><openid><![CDATA[oPAYER-SECRET-4</openid>oPAYER-SECRET-5]]></openid></xml>",
+      ];
+      for (const [i, body] of bodies.entries()) {
+        await queue.add("parse", { v: 1, api: "v2", kind: "pay", body }, { jobId: `v2-openid-form-${i}` });
+      }
+      const viewer = await loggedIn(d.app, "victor", PASSWORDS.victor);
+      for (const i of bodies.keys()) {
+        const url = `/queues-readonly/api/queues/notify.parse/v2-openid-form-${i}`;
+        const response = await viewer.get(url, { accept: "application/json" });
+        expect(response.statusCode, url).toBe(200);
+        expect(response.body, url).not.toContain("oPAYER-SECRET");
+        expect(response.body, url).toContain("(hidden)");
+      }
+    } finally {
+      await queue.obliterate({ force: true });
+      await queue.close();
+    }
+  });
+
   it("finds no job under the name of one of the queue's own keys (WRONGTYPE was a 500, `meta` a phantom job)", async () => {
     const queue = await parse();
     try {

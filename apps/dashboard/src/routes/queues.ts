@@ -176,8 +176,16 @@ function refuse(reply: FastifyReply, message: string): FastifyReply {
   return reply.code(403).type("application/json").send({ error: "ACTION_NOT_ALLOWED", message });
 }
 
-/** The payer ids an APIv2 payment's clear XML carries (`openid`, partner mode's `sub_openid`), as elements. */
-const PAYER_ID_ELEMENT = /<((?:sub_|sp_)?openid)>[\s\S]*?<\/\1>/g;
+/**
+ * The payer ids an APIv2 payment's clear XML carries (`openid`, partner mode's `sub_openid`), as elements: every form
+ * the workers' parser reads as that field (parseV2Xml of @wpn/wechatpay), not only WeChat's usual `<openid>…</openid>`
+ * — whitespace before a tag's `>`, attributes (ignored by the parser, their values may hold `>`), a value in CDATA
+ * (which may hold `</openid>` itself) or beside comments. The end tag is optional so that a body the parser refuses
+ * (no end tag) still shows no id: everything up to the next markup is hidden. One path per character (each
+ * alternative starts differently), so a long body costs linear time.
+ */
+const PAYER_ID_ELEMENT =
+  /<((?:sub_|sp_)?openid)(?:\s(?:[^>"']|"[^"]*"|'[^']*')*)?>(?:<!\[CDATA\[[\s\S]*?\]\]>|<!--[\s\S]*?-->|[^<])*(<\/\1\s*>)?/g;
 
 /**
  * bull-board's view of a job's data with the payer ids of APIv2 payment bodies replaced: job data is shown to every
@@ -186,7 +194,9 @@ const PAYER_ID_ELEMENT = /<((?:sub_|sp_)?openid)>[\s\S]*?<\/\1>/g;
  */
 export function hidePayerIds(data: unknown): unknown {
   if (typeof data === "string")
-    return data.includes("openid>") ? data.replace(PAYER_ID_ELEMENT, "<$1>(hidden)</$1>") : data;
+    return data.includes("openid")
+      ? data.replace(PAYER_ID_ELEMENT, (_element, name, end) => `<${name}>(hidden)${end ? `</${name}>` : ""}`)
+      : data;
   if (Array.isArray(data)) return data.map(hidePayerIds);
   if (typeof data === "object" && data !== null) {
     return Object.fromEntries(Object.entries(data).map(([key, value]) => [key, hidePayerIds(value)]));
