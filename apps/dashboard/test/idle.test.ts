@@ -203,6 +203,31 @@ describe("the idle limit", () => {
     expect(await idleCount()).toBe(before);
   });
 
+  it("a logout from a page whose cookie went idle still ends the session: a copy used meanwhile stops working", async () => {
+    const { client, start } = await login();
+    // A copy of the cookie (taken from the browser, say) is used and re-issued while the browser's own is not.
+    let copy = client.cookies.get("wpn_session") ?? "";
+    for (let at = start + 300_000; at <= start + IDLE_MS + 300_000; at += 300_000) {
+      clock = at;
+      const used = await withCookie(copy);
+      expect(used.statusCode).toBe(200);
+      copy = sessionCookieOf(used)?.value || copy;
+    }
+    const logouts = () => d.database.db.prisma.auditLog.count({ where: { action: "logout", actor: "olga" } });
+    const before = await logouts();
+    const jar = new Map(client.cookies);
+    // The browser's page, left open past the idle limit: its Log out form.
+    const logout = await client.post("/logout", {});
+    expect(logout.statusCode).toBe(303);
+    expect(client.cookies.has("wpn_session")).toBe(false);
+    expect((await withCookie(copy)).statusCode).toBe(401);
+    expect(await logouts()).toBe(before + 1);
+    // The same form sent again (another tab with the same cookies): the session is over, no second logout row.
+    for (const [name, value] of jar) client.cookies.set(name, value);
+    expect((await client.post("/logout", {})).statusCode).toBe(303);
+    expect(await logouts()).toBe(before + 1);
+  });
+
   it("a logout ends every copy of the session, the ones from before a re-issue included", async () => {
     const { client, start } = await login();
     const first = client.cookies.get("wpn_session") ?? "";

@@ -103,6 +103,18 @@ export function authenticate(request: FastifyRequest, ctx: DashboardContext): Fa
   return liveAuth(checkSession(request, ctx), ctx);
 }
 
+/**
+ * The session of a cookie that went unused past the idle limit (`idle`), with its user as configured now; null for any
+ * other cookie. Such a cookie is refused everywhere, but its session is not over: another copy of the cookie (taken
+ * from the browser, and used since) carries a fresher stamp and still works — what a logout must end (routes/login.ts).
+ */
+export function idleSession(request: FastifyRequest, ctx: DashboardContext): FastifyRequest["auth"] {
+  const session = checkSession(request, ctx);
+  const user = session.state === "idle" ? ctx.users.get(session.claims.sub) : undefined;
+  if (session.state !== "idle" || !user) return null;
+  return { user: { name: user.name, role: user.role }, claims: session.claims };
+}
+
 /** What the request's session cookie is (`SessionCodec.check`), before the logout check. */
 function checkSession(request: FastifyRequest, ctx: DashboardContext): SessionCheck {
   // The configuration, not the cookie, decides who exists, with which password and role: removing a user, resetting

@@ -58,6 +58,24 @@ export async function recordLogin(
  * Writes the session's revocation in `tx` (kept until its own expiry) and deletes the rows past theirs. True when
  * this call revoked it; false when it was revoked already (another tab, another replica).
  */
+/**
+ * A logout of a session whose logout check was not made — an idle cookie's (guard.ts `idleSession`): revoked with its
+ * audit row as `revokeSession` does, but the row only when this revocation is the first, since the session may have
+ * been logged out already (on another tab or replica). Returns whether it was.
+ */
+export async function revokeUncheckedSession(
+  prisma: PrismaClient,
+  claims: SessionClaims,
+  entry: AuditEntry,
+  now: Date,
+): Promise<boolean> {
+  return prisma.$transaction(async (tx) => {
+    const ended = await insertRevocation(tx, claims, now);
+    if (ended) await recordAudit(tx, entry, now);
+    return ended;
+  });
+}
+
 async function insertRevocation(tx: Prisma.TransactionClient, claims: SessionClaims, now: Date): Promise<boolean> {
   // Only rows expired by CLOCK_SKEW_SECONDS: a replica whose clock is behind this one's (by up to that much, as the
   // codec accepts) still takes the cookie until its own clock reaches `exp`, so the row must outlive that.

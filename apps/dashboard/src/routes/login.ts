@@ -1,9 +1,9 @@
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { SESSION_COOKIE } from "../auth/cookies.ts";
 import { clearCsrfCookies, rotateCsrfSecret } from "../auth/csrf.ts";
-import { authenticate } from "../auth/guard.ts";
+import { authenticate, idleSession } from "../auth/guard.ts";
 import { type HashCost, hashCostOf, hashPassword, verifyPassword } from "../auth/password.ts";
-import { recordLogin, revokeSession } from "../auth/revocations.ts";
+import { recordLogin, revokeSession, revokeUncheckedSession } from "../auth/revocations.ts";
 import type { DashboardContext } from "../context.ts";
 import { html } from "../views/html.ts";
 import { bareLayout } from "../views/layout.ts";
@@ -136,7 +136,7 @@ export function registerLoginRoutes(app: FastifyInstance, ctx: DashboardContext)
   app.post("/logout", { config: { access: "logout" } }, async (request, reply) => {
     const auth = request.auth;
     // No live session (logged out already, elsewhere; expired): nothing to revoke or audit — its logout row, if it
-    // was logged out, exists — only the browser's dead cookie to clear.
+    // was logged out, exists — only the browser's dead cookie to clear; but an idle one is ended (below).
     if (auth) {
       // Revoked for every replica together with its audit row (both or neither); the cookie is cleared only after.
       // The session id and address, as its login row has them, so the two rows can be matched.
@@ -152,6 +152,25 @@ export function registerLoginRoutes(app: FastifyInstance, ctx: DashboardContext)
         ctx.now(),
       );
       ctx.metrics.actions.inc({ action: "logout", result: "ok" });
+    } else {
+      // A cookie that went idle (a page left open past the limit, then its Log out): refused everywhere, but a copy of
+      // it used since (taken from this browser) would go on working until the lifetime ends. Ended here like a live
+      // one, with its `logout` row — unless it was logged out already.
+      const idle = idleSession(request, ctx);
+      const ended =
+        idle !== null &&
+        (await revokeUncheckedSession(
+          ctx.db.prisma,
+          idle.claims,
+          {
+            actor: idle.user.name,
+            role: idle.user.role,
+            action: "logout",
+            detail: { ip: request.ip, sid: idle.claims.sid, idle: true },
+          },
+          ctx.now(),
+        ));
+      if (ended) ctx.metrics.actions.inc({ action: "logout", result: "ok" });
     }
     ctx.cookies.clear(reply, SESSION_COOKIE);
     clearCsrfCookies(reply, ctx);
