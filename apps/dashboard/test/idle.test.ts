@@ -228,6 +228,20 @@ describe("the idle limit", () => {
     expect(await logouts()).toBe(before + 1);
   });
 
+  it("a login over a cookie that went idle ends that session too, as over a live one", async () => {
+    const { client, start } = await login();
+    let copy = client.cookies.get("wpn_session") ?? "";
+    for (let at = start + 300_000; at <= start + IDLE_MS + 300_000; at += 300_000) {
+      clock = at;
+      const used = await withCookie(copy);
+      expect(used.statusCode).toBe(200);
+      copy = sessionCookieOf(used)?.value || copy;
+    }
+    // The login page is public: the browser still holds its idle cookie when it logs in again.
+    expect((await client.login("olga", PASSWORDS.olga)).statusCode).toBe(303);
+    expect((await withCookie(copy)).statusCode).toBe(401);
+  });
+
   it("a logout ends every copy of the session, the ones from before a re-issue included", async () => {
     const { client, start } = await login();
     const first = client.cookies.get("wpn_session") ?? "";

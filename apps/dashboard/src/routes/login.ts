@@ -100,7 +100,8 @@ export function registerLoginRoutes(app: FastifyInstance, ctx: DashboardContext)
     // The session this browser held ends here, as by its logout: a copy of its cookie (stolen, left on a shared
     // machine) must not outlive the login that replaced it. Taken from the cookie, not `request.auth`: on this public
     // route a logout check that failed leaves `auth` unset, and the revocation's own write tells whether it was live.
-    const previous = authenticate(request, ctx);
+    // A cookie that went idle too: only this copy is idle, one taken from the browser and used since is not.
+    const previous = authenticate(request, ctx) ?? idleSession(request, ctx);
     // Audited before the cookie is set, with the old session's revocation: a login that cannot be audited, or cannot
     // end the session the browser held, does not happen (see recordLogin).
     const endedPrevious = await recordLogin(
