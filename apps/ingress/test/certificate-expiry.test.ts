@@ -46,6 +46,12 @@ function certificateFiles(pems: readonly string[]): string {
     .join(",");
 }
 
+/** `merchant` configured without its WeChat Pay public key: platform certificates alone verify. */
+function certificateOnly(merchant: TestMerchant): TestMerchant {
+  const { WECHATPAY_PUBLIC_KEY_ID: _id, WECHATPAY_PUBLIC_KEY_PATH: _path, ...env } = merchant.env;
+  return { ...merchant, env };
+}
+
 async function metricValue(fixture: IngressFixture, name: string): Promise<string | undefined> {
   const text = (await fixture.app.inject({ method: "GET", url: "/metrics" })).body;
   return new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1];
@@ -74,6 +80,39 @@ describe("configured platform certificates outside their validity", () => {
     expect(await f.jobsEverAdded()).toBe(1);
     const text = (await f.app.inject({ method: "GET", url: "/metrics" })).body;
     expect(text).toMatch(/^wpn_ingress_verification_failures_total\{api="v3",code="CERTIFICATE_EXPIRED"\} 1$/m);
+  });
+});
+
+describe("readiness judges a certificate's validity as verification does", () => {
+  it("a certificate within the minute of clock difference is a key for /health/ready, as it is for verification", async () => {
+    const merchant = certificateOnly(createTestMerchant());
+    // 30 s past its notAfter (30 s before its notBefore): verification still accepts what it signs, so it is ready.
+    const justExpired = certificate(merchant, -DAY_MS, -30_000);
+    const almostValid = certificate(merchant, 30_000, DAY_MS);
+    f = await createIngressFixture({
+      label: "cert-expiry-ready",
+      merchant,
+      env: { WECHATPAY_PLATFORM_CERT_PATHS: certificateFiles([justExpired.pem, almostValid.pem]) },
+    });
+    const ready = await f.app.inject({ method: "GET", url: "/health/ready" });
+    expect(ready.json().keys).toEqual([justExpired.serial, almostValid.serial]);
+    expect(ready.statusCode).toBe(200);
+    expect((await post(f.app, "/notify/v3", signedV3(merchant, { serial: justExpired.serial }))).statusCode).toBe(204);
+    expect((await post(f.app, "/notify/v3", signedV3(merchant, { serial: almostValid.serial }))).statusCode).toBe(204);
+  });
+
+  it("90 s past its notAfter a certificate-only merchant is not ready, and what it signs is refused", async () => {
+    const merchant = certificateOnly(createTestMerchant());
+    const expired = certificate(merchant, -DAY_MS, -90_000);
+    f = await createIngressFixture({
+      label: "cert-expiry-unready",
+      merchant,
+      env: { WECHATPAY_PLATFORM_CERT_PATHS: certificateFiles([expired.pem]) },
+    });
+    const ready = await f.app.inject({ method: "GET", url: "/health/ready" });
+    expect(ready.statusCode).toBe(503);
+    expect(ready.json().keys).toEqual([]);
+    expect((await post(f.app, "/notify/v3", signedV3(merchant, { serial: expired.serial }))).statusCode).toBe(401);
   });
 });
 

@@ -63,6 +63,20 @@ export function certificateExpired(cert: { notAfter: Date }, at: Date): boolean 
   return at.getTime() > cert.notAfter.getTime() + CERTIFICATE_VALIDITY_TOLERANCE_MS;
 }
 
+/** Whether `cert` is before its notBefore at `at`, beyond the tolerance: refused by `KeyStore.resolve`. */
+export function certificateNotYetValid(cert: { notBefore: Date }, at: Date): boolean {
+  return at.getTime() < cert.notBefore.getTime() - CERTIFICATE_VALIDITY_TOLERANCE_MS;
+}
+
+/**
+ * Whether `cert` verifies at `at`: within its validity, the tolerance allowed either side. The one rule for
+ * `KeyStore.resolve` and for whoever reports which certificates can verify now (the ingress's /health/ready), so a
+ * process is never reported without a key while it still verifies, nor the other way round.
+ */
+export function certificateValidAt(cert: { notBefore: Date; notAfter: Date }, at: Date): boolean {
+  return !certificateExpired(cert, at) && !certificateNotYetValid(cert, at);
+}
+
 export interface KeyStoreEntry {
   kind: "publicKey" | "certificate";
   id: string;
@@ -144,7 +158,7 @@ export class KeyStore implements KeyResolver {
         `platform certificate ${cert.serial} expired at ${cert.notAfter.toISOString()}`,
       );
     }
-    if (now.getTime() < cert.notBefore.getTime() - CERTIFICATE_VALIDITY_TOLERANCE_MS) {
+    if (certificateNotYetValid(cert, now)) {
       throw new WechatPayError(
         "CERTIFICATE_NOT_YET_VALID",
         `platform certificate ${cert.serial} is valid from ${cert.notBefore.toISOString()}`,

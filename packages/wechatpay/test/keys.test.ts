@@ -2,6 +2,7 @@ import { generateKeyPairSync, X509Certificate } from "node:crypto";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import {
   CERTIFICATE_VALIDITY_TOLERANCE_MS,
+  certificateValidAt,
   KeyStore,
   loadCertificate,
   loadPrivateKey,
@@ -198,6 +199,15 @@ describe("KeyStore", () => {
     expect(codeOf(() => store.resolve(cert.serial, at(notAfter, 60_001)))).toBe("CERTIFICATE_EXPIRED");
     expect(store.resolve(cert.serial, at(notBefore, -60_000)).equals(rsa.publicKey)).toBe(true);
     expect(codeOf(() => store.resolve(cert.serial, at(notBefore, -60_001)))).toBe("CERTIFICATE_NOT_YET_VALID");
+  });
+
+  it("certificateValidAt, which readiness uses, draws the line exactly where resolve does", () => {
+    const loaded = loadCertificate(cert.pem);
+    const at = (base: Date, ms: number) => new Date(base.getTime() + ms);
+    expect(certificateValidAt(loaded, at(loaded.notAfter, 60_000))).toBe(true);
+    expect(certificateValidAt(loaded, at(loaded.notAfter, 60_001))).toBe(false);
+    expect(certificateValidAt(loaded, at(loaded.notBefore, -60_000))).toBe(true);
+    expect(certificateValidAt(loaded, at(loaded.notBefore, -60_001))).toBe(false);
   });
 
   it("a re-added serial replaces the old entry", () => {

@@ -1,3 +1,4 @@
+import { certificateValidAt } from "@wpn/wechatpay";
 import type { FastifyInstance } from "fastify";
 import type { Redis } from "ioredis";
 import { lastCertificateExpiry, type MerchantRegistry } from "../merchants/registry.ts";
@@ -18,7 +19,9 @@ export interface HealthContext {
  * - `GET /health/ready`: 200 when Redis answered the last background sample (one sent since the connection was last
  *   made: a close resets the snapshot, see QueueSampler), the connection is ready, the last write probe passed
  *   (`redisWrite`: "ok", else why not — READONLY, OOM, TIMEOUT, …; see QueueSampler), the default merchant has a key
- *   valid now (`keys` lists those), and Redis's eviction policy cannot evict jobs (`redisEviction`); otherwise 503.
+ *   valid now (`keys` lists those; a certificate judged as verification judges it, `certificateValidAt`: a minute
+ *   of clock difference allowed either side), and Redis's eviction policy cannot evict jobs (`redisEviction`);
+ *   otherwise 503.
  *   `certificatesValidUntil`: when the default merchant's last platform certificate expires (null without any), the
  *   warning ahead of the day its certificate-signed notifications would be refused; it does not change readiness.
  *   Backpressure (waiting jobs above the ceiling) is reported but keeps 200: WeChat's resends would only add load, so the ingress keeps accepting.
@@ -36,10 +39,18 @@ export async function healthRoutes(app: FastifyInstance, ctx: HealthContext): Pr
     const queue = ctx.sampler.snapshot;
     const redisUp = queue.redisUp && ctx.redis.status === "ready";
     // Keys that can verify now: an expired (or not yet valid) certificate alone would refuse every notification.
-    const now = Date.now();
+    // Judged as verification judges it (certificateValidAt: a minute of clock difference either side), so that
+    // readiness and the answers agree at the boundary.
+    const now = new Date();
     const keys = ctx.merchants.defaultMerchant.keys
       .describe()
-      .filter((k) => (k.notBefore?.getTime() ?? now) <= now && now <= (k.notAfter?.getTime() ?? now))
+      .filter(
+        (k) =>
+          k.kind === "publicKey" ||
+          (k.notBefore !== undefined &&
+            k.notAfter !== undefined &&
+            certificateValidAt({ notBefore: k.notBefore, notAfter: k.notAfter }, now)),
+      )
       .map((entry) => entry.id);
     const draining = ctx.isDraining();
     const writable = queue.write === "ok";
