@@ -1,10 +1,12 @@
-import { createHash, createHmac } from "node:crypto";
+import { execFileSync } from "node:child_process";
+import { createHash, createHmac, generateKeyPairSync } from "node:crypto";
 import { ConfigError } from "@wpn/config";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { hashCostOf, hashPassword, isPasswordHash, verifyPassword } from "../src/auth/password.ts";
 import { clientOf, LoginRateLimiter } from "../src/auth/rate-limit.ts";
 import { deriveKey, SessionCodec } from "../src/auth/session.ts";
 import { parseUsers } from "../src/auth/users.ts";
+import { certificatesFromPems } from "../src/data/keys.ts";
 import { parseSearch } from "../src/data/notifications.ts";
 import { loginDummies } from "../src/routes/login.ts";
 import { safeNext } from "../src/routes/next.ts";
@@ -458,6 +460,43 @@ describe("search form", () => {
     expect(parseSearch({ q: ["a", "b"], page: ["1", "2"] }).errors).toEqual([
       "Page is given more than once",
       "Search is given more than once",
+    ]);
+  });
+});
+
+describe("configured platform certificate files (the Keys page)", () => {
+  const now = new Date();
+  const cert = (days: number) =>
+    execFileSync(
+      "openssl",
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "/dev/null",
+        "-days",
+        `${days}`,
+        "-subj",
+        "/CN=Tenpay.com sign",
+      ],
+      {
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "ignore"],
+      },
+    );
+
+  it("lists every certificate of a file, and names a block that is not one, as the ingress refuses that file", () => {
+    const two = `${cert(10)}${cert(20)}`;
+    const key = generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey.export({ type: "pkcs8", format: "pem" });
+    const { certificates, errors } = certificatesFromPems([two, `${cert(30)}${key}`], now);
+    expect(certificates.map((c) => c.notAfter.getTime() - c.notBefore.getTime())).toEqual(
+      [10, 20, 30].map((days) => days * 86_400_000),
+    );
+    expect(errors).toEqual([
+      'WECHATPAY_PLATFORM_CERT_PATHS file 2: PEM block 2 of 2 is a "PRIVATE KEY", not a certificate (the ingress refuses this file)',
     ]);
   });
 });

@@ -30,17 +30,22 @@ export interface LoadedCertificate {
 
 const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([\s\S]*?)\r?\n?-----END \1-----/g;
 
+/** The PEM blocks of `input`, in order; KEY_INVALID when it is not text. */
+function pemBlocks(input: string | Buffer, what: string): RegExpExecArray[] {
+  if (typeof input !== "string" && !Buffer.isBuffer(input)) {
+    throw new WechatPayError("KEY_INVALID", `${what}: expected PEM text (string or Buffer)`);
+  }
+  const text = typeof input === "string" ? input : input.toString("utf8");
+  return [...text.matchAll(PEM_BLOCK)];
+}
+
 /** Returns the single PEM block of `input`, or throws KEY_INVALID naming what was expected. */
 function singlePemBlock(
   input: string | Buffer,
   expected: readonly string[],
   what: string,
 ): { label: string; pem: string } {
-  if (typeof input !== "string" && !Buffer.isBuffer(input)) {
-    throw new WechatPayError("KEY_INVALID", `${what}: expected PEM text (string or Buffer)`);
-  }
-  const text = typeof input === "string" ? input : input.toString("utf8");
-  const blocks = [...text.matchAll(PEM_BLOCK)];
+  const blocks = pemBlocks(input, what);
   const block = blocks[0];
   if (blocks.length !== 1 || block === undefined) {
     throw new WechatPayError(
@@ -123,6 +128,30 @@ export function loadCertificate(pem: string | Buffer): LoadedCertificate {
     notAfter: parseX509Date(x509.validTo, "notAfter"),
     pem: x509.toString(),
   };
+}
+
+/**
+ * Every certificate of a PEM file, in order: a file of platform certificates (WECHATPAY_PLATFORM_CERT_PATHS) may hold
+ * several — WeChat's download gives one certificate per entry, and operators concatenate them (the current one and
+ * its successor during a rotation). Each block must be a `CERTIFICATE` that `loadCertificate` takes; a file with
+ * none, or with any other block (a private key pasted in), is KEY_INVALID naming the block: such a file is a
+ * mistake to be told at start, not a certificate quietly left out.
+ */
+export function loadCertificates(pem: string | Buffer): LoadedCertificate[] {
+  const blocks = pemBlocks(pem, "certificates");
+  if (blocks.length === 0) {
+    throw new WechatPayError("KEY_INVALID", "certificates: expected one or more PEM blocks (CERTIFICATE), found 0");
+  }
+  return blocks.map((block, index) => {
+    try {
+      return loadCertificate(block[0]);
+    } catch (error) {
+      if (!(error instanceof WechatPayError)) throw error;
+      throw new WechatPayError("KEY_INVALID", `PEM block ${index + 1} of ${blocks.length}: ${error.message}`, {
+        cause: error,
+      });
+    }
+  });
 }
 
 /**

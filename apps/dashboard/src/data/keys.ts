@@ -51,17 +51,31 @@ function fingerprint(pem: string): { value: string | null; error?: string } {
   }
 }
 
-/** Platform certificate PEMs as configured; a file may hold several certificates. */
-function certificatesFromPems(
+/** A PEM block and its label, as @wpn/wechatpay's loaders read them. */
+const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n[\s\S]*?\r?\n?-----END \1-----/g;
+
+/**
+ * Platform certificate PEMs as configured; a file may hold several certificates, as the ingress reads them
+ * (`loadCertificates`). A block that is not a certificate is listed as an error, as the ingress refuses such a file
+ * at start: the page must not show a file as fine that stops the ingress.
+ */
+export function certificatesFromPems(
   pems: readonly string[],
   now: Date,
 ): { certificates: CertificateStatus[]; errors: string[] } {
   const certificates: CertificateStatus[] = [];
   const errors: string[] = [];
   pems.forEach((pem, index) => {
-    const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-    if (blocks.length === 0) errors.push(`WECHATPAY_PLATFORM_CERT_PATHS file ${index + 1} holds no certificate`);
-    for (const block of blocks) {
+    const file = `WECHATPAY_PLATFORM_CERT_PATHS file ${index + 1}`;
+    const blocks = [...pem.matchAll(PEM_BLOCK)];
+    if (blocks.length === 0) errors.push(`${file} holds no certificate`);
+    for (const [position, [block, label]] of blocks.entries()) {
+      if (label !== "CERTIFICATE") {
+        errors.push(
+          `${file}: PEM block ${position + 1} of ${blocks.length} is a "${label}", not a certificate (the ingress refuses this file)`,
+        );
+        continue;
+      }
       try {
         const cert = new X509Certificate(block);
         const notAfter = new Date(cert.validTo);
@@ -75,7 +89,7 @@ function certificatesFromPems(
           source: "config",
         });
       } catch (error) {
-        errors.push(`file ${index + 1}: ${error instanceof Error ? error.message : String(error)}`);
+        errors.push(`${file}: ${error instanceof Error ? error.message : String(error)}`);
       }
     }
   });

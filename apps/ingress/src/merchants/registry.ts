@@ -2,11 +2,14 @@ import { createHash } from "node:crypto";
 import { type Config, MCHID_PATTERN, readMerchantPrivateKeyPem } from "@wpn/config";
 import {
   type CertificateRefresher,
+  isWechatPayError,
   KeyStore,
   type LoadedCertificate,
   loadCertificate,
+  loadCertificates,
   loadPublicKey,
   narrowValidity,
+  WechatPayError,
 } from "@wpn/wechatpay";
 import type { Logger } from "pino";
 import { TIMED_OUT, within } from "../within.ts";
@@ -92,7 +95,7 @@ export function defaultMerchantFromConfig(
   if (config.WECHATPAY_PUBLIC_KEY_ID !== undefined && config.publicKeyPem !== undefined) {
     keys.addPublicKey(config.WECHATPAY_PUBLIC_KEY_ID, loadPublicKey(config.publicKeyPem));
   }
-  for (const pem of config.platformCertificatePems) keys.addCertificate(pem);
+  for (const cert of configuredCertificates(config.platformCertificatePems)) keys.addCertificate(cert);
   const merchantPrivateKeyPem = readMerchantPrivateKeyPem(config);
   const refresher =
     config.WECHATPAY_MERCHANT_SERIAL_NO !== undefined && merchantPrivateKeyPem !== undefined
@@ -119,6 +122,24 @@ export function defaultMerchantFromConfig(
     source: "env",
     ...(refresher === undefined ? {} : { certificateRefresher: refresher }),
   };
+}
+
+/**
+ * Every certificate of the WECHATPAY_PLATFORM_CERT_PATHS files, each filed under its own serial (the PEM's: no other
+ * source names one). A file may hold several (`loadCertificates`), as the dashboard lists them; a file that does not
+ * load is KEY_INVALID naming its place in the setting, which stops the process at start.
+ */
+function configuredCertificates(pems: readonly string[]): LoadedCertificate[] {
+  return pems.flatMap((pem, index) => {
+    try {
+      return loadCertificates(pem);
+    } catch (error) {
+      if (!isWechatPayError(error)) throw error;
+      throw new WechatPayError("KEY_INVALID", `WECHATPAY_PLATFORM_CERT_PATHS file ${index + 1}: ${error.message}`, {
+        cause: error,
+      });
+    }
+  });
 }
 
 /**
