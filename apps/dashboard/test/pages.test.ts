@@ -519,6 +519,29 @@ describe("keys", () => {
   });
 });
 
+describe("keys: a PlatformCertificate row whose serial is not its PEM's", () => {
+  it("is flagged on the merchant's card, naming both serials, as the ingress refuses it", async () => {
+    const pem = readFileSync(certPath, "utf8");
+    const pemSerial = new X509Certificate(pem).serialNumber.toUpperCase();
+    await d.database.db.prisma.merchant.create({
+      data: {
+        mchid: "1900000778",
+        appid: "wx-misfiled",
+        apiV3Key: "SECRET-APIV3-KEY-SECRET-APIV3-KE",
+        certificates: {
+          create: [
+            { serial: "5EC0DE5E7141", pem, notBefore: new Date("2026-01-01Z"), notAfter: new Date("2027-01-01Z") },
+          ],
+        },
+      },
+    });
+    const body = (await viewer.get("/keys")).body;
+    expect(body).toContain(
+      `certificate row 5EC0DE5E7141 holds the certificate ${pemSerial}: the ingress refuses it (CERTIFICATE_SERIAL_MISMATCH)`,
+    );
+  });
+});
+
 describe("payment review, two merchants under one out_trade_no and out_refund_no", () => {
   it("links each order's and refund's notifications to that merchant's (and sub-merchant's) alone", async () => {
     const prisma = d.database.db.prisma;

@@ -58,6 +58,11 @@ export interface IngressMetrics {
   readonly merchantTableLoaded: Gauge;
   /** Keys of `Merchant` rows served as loaded before because the row's current value does not load (alert on > 0). */
   readonly merchantKeysKept: Gauge;
+  /**
+   * What the last merchant-table reload refused (MerchantRegistry.refusals), by log code: a row's key, e.g. a
+   * PlatformCertificate row whose serial is not its PEM's (CERTIFICATE_SERIAL_MISMATCH), or a whole row. Alert on > 0.
+   */
+  readonly merchantRefusals: Gauge<"code">;
   /** Platform-certificate downloads from WeChat Pay (scheduled and on unknown serials), by result ok|failed. */
   readonly certificateDownloads: Counter<"result">;
   /**
@@ -148,6 +153,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Ingre
     merchantKeysKept: new Gauge({
       name: "wpn_ingress_merchant_keys_kept",
       help: "Merchant-row keys whose current value does not load, still served as loaded before (fix the row; a restart drops them)",
+      registers,
+    }),
+    merchantRefusals: new Gauge({
+      name: "wpn_ingress_merchant_refusals",
+      help: "What the last Merchant-table reload refused, by log code: a row's key (kept as loaded before or left out) or a whole row; 0 once fixed",
+      labelNames: ["code"],
       registers,
     }),
     certificateDownloads: new Counter({

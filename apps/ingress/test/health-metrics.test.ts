@@ -39,6 +39,7 @@ describe("health", () => {
       certificatesValidUntil: null,
       merchants: 1,
       merchantsLoaded: true,
+      merchantRefusals: {},
       queue: { waiting: 0, ceiling: 2, backpressure: false },
     });
 

@@ -263,6 +263,44 @@ describe("multi-merchant routes", () => {
     });
   });
 
+  it("a PlatformCertificate row whose serial is not its PEM's is refused: 401, the merchant's other keys verify, metrics and readiness say so until it is fixed", async () => {
+    const tenant = createTestMerchant({ mchid: "1900000558" });
+    await insertMerchant(db.db.prisma, tenant);
+    const cert = platformCertificate(tenant.platformPrivateKey);
+    // The serial of another certificate, filed over this one's PEM (a copy-paste slip).
+    const wrong = platformCertificate(createTestMerchant().platformPrivateKey).serial;
+    await db.db.prisma.platformCertificate.create({
+      data: {
+        serial: wrong,
+        mchid: tenant.mchid,
+        pem: cert.pem,
+        notBefore: new Date(Date.now() - 86_400_000),
+        notAfter: new Date(Date.now() + 86_400_000),
+      },
+    });
+    await f.merchants.reload();
+    // Before: 204, verified with a key filed under a serial the row does not say.
+    const misfiled = await post(f.app, `/notify/v3/${tenant.mchid}`, signedV3(tenant, { serial: cert.serial }));
+    expect(misfiled.statusCode).toBe(401);
+    expect((await post(f.app, `/notify/v3/${tenant.mchid}`, signedV3(tenant))).statusCode).toBe(204);
+    const metrics = (await f.app.inject({ method: "GET", url: "/metrics" })).body;
+    expect(metrics).toMatch(/^wpn_ingress_merchant_refusals\{code="CERTIFICATE_SERIAL_MISMATCH"\} 1$/m);
+    const ready = await f.app.inject({ method: "GET", url: "/health/ready" });
+    expect(ready.statusCode).toBe(200);
+    expect(ready.json().merchantRefusals).toEqual({ CERTIFICATE_SERIAL_MISMATCH: 1 });
+
+    // Fixed: the column edited to the PEM's serial (the PEM unchanged) is read by the next reload.
+    await db.db.prisma.platformCertificate.update({ where: { serial: wrong }, data: { serial: cert.serial } });
+    await f.merchants.reload();
+    expect(
+      (await post(f.app, `/notify/v3/${tenant.mchid}`, signedV3(tenant, { serial: cert.serial }))).statusCode,
+    ).toBe(204);
+    expect((await f.app.inject({ method: "GET", url: "/metrics" })).body).toMatch(
+      /^wpn_ingress_merchant_refusals\{code="CERTIFICATE_SERIAL_MISMATCH"\} 0$/m,
+    );
+    expect((await f.app.inject({ method: "GET", url: "/health/ready" })).json().merchantRefusals).toEqual({});
+  });
+
   it("a public-key edit that does not load leaves the row with an APIv2 key verifying (kept key, counted)", async () => {
     const edited = createTestMerchant({ mchid: "1900000888", appid: "wx0000000000000888" });
     await insertMerchant(db.db.prisma, edited);

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { loadConfig } from "@wpn/config";
 import { createTestMerchant, type TestMerchant } from "@wpn/testing";
+import { loadCertificate } from "@wpn/wechatpay";
 import { pino } from "pino";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { defaultMerchantFromConfig, type MerchantRecord, MerchantRegistry } from "../src/merchants/registry.ts";
@@ -210,6 +211,44 @@ describe("merchant registry: an edit that does not load", () => {
     expect(registry.get(merchant.mchid)?.keys.publicKey(merchant.publicKeyId)?.equals(other.platformPublicKey)).toBe(
       true,
     );
+  });
+
+  it("a certificate row whose serial column is not its PEM's serial is refused (CERTIFICATE_SERIAL_MISMATCH), naming both; the merchant's other keys stay", async () => {
+    const merchant = createTestMerchant({ mchid: "1900000564" });
+    const good = platformCertificate(merchant.platformPrivateKey);
+    const misfiled = platformCertificate(merchant.platformPrivateKey);
+    // The column names another certificate (say the one the operator meant to paste).
+    const column = platformCertificate(createTestMerchant().platformPrivateKey).serial;
+    const logs: Record<string, unknown>[] = [];
+    const rows = [rowOf(merchant, { certificates: [good, { serial: column, pem: misfiled.pem }] })];
+    const registry = registryOver(rows, logs);
+    await registry.reload();
+    expect(keyIdsOf(registry, merchant.mchid)).toEqual([merchant.publicKeyId, good.serial]);
+    expect(logs).toContainEqual(
+      expect.objectContaining({
+        code: "CERTIFICATE_SERIAL_MISMATCH",
+        mchid: merchant.mchid,
+        serial: column,
+        pemSerial: misfiled.serial,
+      }),
+    );
+    expect(registry.refusals).toEqual({ CERTIFICATE_SERIAL_MISMATCH: 1 });
+    // The same number in another spelling (lower case, leading zeros) is the same serial.
+    rows[0] = rowOf(merchant, {
+      certificates: [good, { serial: `00${misfiled.serial.toLowerCase()}`, pem: misfiled.pem }],
+    });
+    await registry.reload();
+    expect(keyIdsOf(registry, merchant.mchid)).toEqual([merchant.publicKeyId, good.serial, misfiled.serial]);
+    expect(registry.refusals).toEqual({});
+    // A row that verified and is then edited to hold another certificate keeps the one loaded before (kept key).
+    rows[0] = rowOf(merchant, { certificates: [good, { serial: misfiled.serial, pem: good.pem }] });
+    await registry.reload();
+    expect(keyIdsOf(registry, merchant.mchid)).toEqual([merchant.publicKeyId, good.serial, misfiled.serial]);
+    expect(registry.get(merchant.mchid)?.keys.certificate(misfiled.serial)?.pem).toBe(
+      loadCertificate(misfiled.pem).pem,
+    );
+    expect(registry.keptKeys).toBe(1);
+    expect(registry.refusals).toEqual({ CERTIFICATE_SERIAL_MISMATCH: 1 });
   });
 
   it("a public key with only one of its two columns is logged; the key loaded before stays", async () => {

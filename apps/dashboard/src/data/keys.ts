@@ -96,6 +96,34 @@ export function certificatesFromPems(
   return { certificates, errors };
 }
 
+/** A certificate serial as a number's spelling: upper case, no leading zeros (the ingress compares them so). */
+function serialNumber(serial: string): string {
+  return serial
+    .trim()
+    .toUpperCase()
+    .replace(/^0+(?=.)/, "");
+}
+
+/**
+ * What is wrong with a PlatformCertificate row as the ingress loads it, or nothing: a PEM that does not parse, or one
+ * whose certificate is not the one the `serial` column names, which the ingress refuses (CERTIFICATE_SERIAL_MISMATCH
+ * in its log) while this page would show the column's serial as if it were configured.
+ */
+function rowCertificateError(serial: string, pem: string): string[] {
+  let pemSerial: string;
+  try {
+    pemSerial = new X509Certificate(pem).serialNumber.toUpperCase();
+  } catch (error) {
+    return [
+      `certificate ${serial}: its PEM does not parse (${error instanceof Error ? error.message : String(error)})`,
+    ];
+  }
+  if (serialNumber(pemSerial) === serialNumber(serial)) return [];
+  return [
+    `certificate row ${serial} holds the certificate ${pemSerial}: the ingress refuses it (CERTIFICATE_SERIAL_MISMATCH); correct the serial or the PEM`,
+  ];
+}
+
 /**
  * Key status per merchant: the default merchant from the environment (public key file, platform certificate
  * files) and every row of the Merchant table with its downloaded PlatformCertificates. Secrets (APIv3/APIv2
@@ -135,7 +163,10 @@ export async function loadKeyStatus(ctx: DashboardContext): Promise<MerchantKeyS
       publicKeyPem: true,
       apiV2Key: true,
       apiSerialNo: true,
-      certificates: { select: { serial: true, notBefore: true, notAfter: true }, orderBy: { notAfter: "desc" } },
+      certificates: {
+        select: { serial: true, pem: true, notBefore: true, notAfter: true },
+        orderBy: { notAfter: "desc" },
+      },
     },
     orderBy: { mchid: "asc" },
   });
@@ -166,7 +197,7 @@ export async function loadKeyStatus(ctx: DashboardContext): Promise<MerchantKeyS
         expired: c.notAfter <= now,
         source: "database",
       })),
-      certificateErrors: [],
+      certificateErrors: row.certificates.flatMap((c) => rowCertificateError(c.serial, c.pem)),
     };
   });
   return [defaultMerchant, ...fromDb];

@@ -9,6 +9,7 @@ import {
   loadCertificates,
   loadPublicKey,
   narrowValidity,
+  sameCertificateSerial,
   WechatPayError,
 } from "@wpn/wechatpay";
 import type { Logger } from "pino";
@@ -34,6 +35,19 @@ export interface MerchantKeys {
   /** Downloads platform certificates into `keys` (certificate download configured); see certificate-download.ts. */
   readonly certificateRefresher?: CertificateRefresher;
 }
+
+/**
+ * What a reload of the merchant table can refuse, by the code it logs: a key of a row (kept as loaded before, or left
+ * out) or a whole row. Each is exported as a series of `wpn_ingress_merchant_refusals{code}`, 0 when none.
+ */
+export const MERCHANT_REFUSAL_CODES = [
+  "MERCHANT_KEY_UNUSABLE",
+  "MERCHANT_KEY_INCOMPLETE",
+  "CERTIFICATE_SERIAL_MISMATCH",
+  "MERCHANT_UNUSABLE",
+  "MERCHANT_MCHID_INVALID",
+] as const;
+export type MerchantRefusalCode = (typeof MERCHANT_REFUSAL_CODES)[number];
 
 /** A `Merchant` row with its `PlatformCertificate`s, as the source returns it. */
 export interface MerchantRecord {
@@ -177,6 +191,11 @@ interface Loaded {
    */
   kept: readonly string[];
   /**
+   * The log code of each key of the row this build refused (MERCHANT_KEY_UNUSABLE, MERCHANT_KEY_INCOMPLETE,
+   * CERTIFICATE_SERIAL_MISMATCH), kept in its place or left out: counted by `refusals` until the row is fixed.
+   */
+  refused: readonly MerchantRefusalCode[];
+  /**
    * Certificates an earlier certificate download brought, held as fixed ones because this merchant no longer
    * downloads (download settings cleared or unusable): the next build carries them again, as a refresher's own
    * downloads are carried, so that a second edit of the row does not drop them. Empty while it downloads.
@@ -209,6 +228,7 @@ export class MerchantRegistry {
   #lastOnDemandAt = Number.NEGATIVE_INFINITY;
   #lastReload: { at: number; ok: boolean } | undefined;
   #loadedOnce = false;
+  #refusals: Readonly<Partial<Record<MerchantRefusalCode, number>>> = {};
 
   constructor(options: MerchantRegistryOptions) {
     this.#options = {
@@ -254,6 +274,17 @@ export class MerchantRegistry {
     let count = 0;
     for (const loaded of this.#merchants.values()) count += loaded.kept.length;
     return count;
+  }
+
+  /**
+   * What the last reload of the merchant table refused, by log code, codes with none left out: a row's key
+   * (MERCHANT_KEY_UNUSABLE, MERCHANT_KEY_INCOMPLETE, CERTIFICATE_SERIAL_MISMATCH — served as loaded before or left
+   * out, the merchant's other keys serving) or a whole row (MERCHANT_UNUSABLE, MERCHANT_MCHID_INVALID). Each was
+   * logged at its reload; this says it is still so. Counted once per reload, so `/health/ready` reads it for free
+   * (`merchantRefusals`), and exported as `wpn_ingress_merchant_refusals{code}`. A failed reload keeps the last count.
+   */
+  get refusals(): Readonly<Partial<Record<MerchantRefusalCode, number>>> {
+    return this.#refusals;
   }
 
   /**
@@ -364,6 +395,8 @@ export class MerchantRegistry {
       return false;
     }
     const next = new Map<string, Loaded>();
+    // Whole rows refused (skipped, or served with the keys they had): counted with the keys refused in `#refusals`.
+    const refusedRows: MerchantRefusalCode[] = [];
     for (const record of records) {
       if (record.mchid === defaultMerchant.mchid) continue;
       // The rule WECHATPAY_MCHID is held to, and `lookup`'s: the mchid is part of every notification id (Redis keys,
@@ -375,6 +408,7 @@ export class MerchantRegistry {
           { mchid: record.mchid, code: "MERCHANT_MCHID_INVALID" },
           "merchant row's mchid is not a merchant number (6-32 digits); merchant skipped",
         );
+        refusedRows.push("MERCHANT_MCHID_INVALID");
         continue;
       }
       const fingerprint = fingerprintOf(record);
@@ -390,7 +424,8 @@ export class MerchantRegistry {
         // One merchant's broken key material must not take the others down. A merchant that worked keeps the
         // keys it had (a row with no key at all is an edit caught halfway: a merchant is stopped with `enabled`);
         // a new one is skipped (404, WeChat resends). The previous fingerprint stays, so every reload tries again.
-        if (previous) next.set(record.mchid, { ...previous, kept: keyNamesOf(previous.merchant) });
+        if (previous) next.set(record.mchid, { ...previous, kept: keyNamesOf(previous.merchant), refused: [] });
+        refusedRows.push("MERCHANT_UNUSABLE");
         logger.error(
           { err: error, mchid: record.mchid, code: "MERCHANT_UNUSABLE" },
           previous
@@ -400,6 +435,7 @@ export class MerchantRegistry {
       }
     }
     this.#serve(next);
+    this.#refusals = tally([...refusedRows, ...[...next.values()].flatMap((loaded) => loaded.refused)]);
     this.#lastReload = { at: clock(), ok: true };
     if (!this.#loadedOnce) {
       this.#loadedOnce = true;
@@ -442,6 +478,13 @@ export function lastCertificateExpiry(keys: KeyStore): Date | undefined {
   return last;
 }
 
+/** How many times each code occurs in `codes`. */
+function tally(codes: readonly MerchantRefusalCode[]): Partial<Record<MerchantRefusalCode, number>> {
+  const counts: Partial<Record<MerchantRefusalCode, number>> = {};
+  for (const code of codes) counts[code] = (counts[code] ?? 0) + 1;
+  return counts;
+}
+
 /** The scheduled download of a merchant built with a certificate refresher. */
 function scheduleOf(
   merchant: MerchantKeys,
@@ -476,9 +519,10 @@ function fingerprintOf(record: MerchantRecord): string {
   ]) {
     hash.update(part).update("\0");
   }
-  // The validity columns too: an edit of them alone (a retirement recorded) must rebuild the merchant.
+  // The serial and validity columns too: an edit of them alone (a misfiled serial corrected, a retirement recorded)
+  // must rebuild the merchant.
   for (const cert of [...record.certificates].sort((a, b) => a.serial.localeCompare(b.serial))) {
-    hash.update(cert.pem).update("\0");
+    hash.update(cert.serial).update("\0").update(cert.pem).update("\0");
     hash.update(`${cert.notBefore?.toISOString() ?? ""}\0${cert.notAfter?.toISOString() ?? ""}\0`);
   }
   return hash.digest("hex");
@@ -490,7 +534,8 @@ function fingerprintOf(record: MerchantRecord): string {
  * with only one of its two columns, keeps what `previous` had loaded in its place (the public key; the certificate
  * with the same serial) — an edit that went wrong must not stop notifications that verified a moment ago, whatever
  * else the row holds (an APIv2 key, other certificates). Logged with code MERCHANT_KEY_UNUSABLE (or
- * MERCHANT_KEY_INCOMPLETE), and named in `kept`. Without one it is left out (logged the same way). A key whose
+ * MERCHANT_KEY_INCOMPLETE; CERTIFICATE_SERIAL_MISMATCH for a certificate row whose serial column is not its PEM's,
+ * naming both), named in `kept`, and its code in `refused`. Without one it is left out (logged the same way). A key whose
  * columns are cleared (or whose PlatformCertificate row is deleted) is removed. Throws only when the row yields no
  * key at all: no APIv3 verification key, no certificate download and no APIv2 key.
  */
@@ -503,10 +548,16 @@ function buildMerchant(
   const previous = previousLoaded?.merchant;
   const keys = new KeyStore();
   const kept: string[] = [];
+  const refused: MerchantRefusalCode[] = [];
   // A key this build could not take from the row: logged, and what `previous` had in its place (`restored`, now back
   // in `keys`) counted as kept.
-  const fallBack = (problem: string, fields: Record<string, unknown>, restored: readonly string[]) => {
+  const fallBack = (
+    problem: string,
+    fields: { code: MerchantRefusalCode } & Record<string, unknown>,
+    restored: readonly string[],
+  ) => {
     kept.push(...restored);
+    refused.push(fields.code);
     logger.error(
       { mchid: record.mchid, ...fields, kept: restored },
       `${problem}; ${restored.length > 0 ? "keeping the key loaded before" : "left out"}`,
@@ -545,20 +596,35 @@ function buildMerchant(
     );
   }
   for (const cert of record.certificates) {
+    let loaded: LoadedCertificate;
     try {
-      const loaded = loadCertificate(cert.pem);
-      const before = previous?.keys.certificate(loaded.serial);
-      keys.addCertificate(
-        narrowValidity(before?.pem === loaded.pem ? { ...loaded, publicKey: before.publicKey } : loaded, {
-          ...(cert.notBefore === undefined ? {} : { notBefore: cert.notBefore }),
-          ...(cert.notAfter === undefined ? {} : { notAfter: cert.notAfter }),
-        }),
-      );
+      loaded = loadCertificate(cert.pem);
     } catch (error) {
       const before = previous?.keys.certificate(cert.serial);
       if (before !== undefined) keys.addCertificate(before);
       unusable(cert.serial, error, before === undefined ? [] : [before.serial]);
+      continue;
     }
+    // The key is filed under the PEM's serial; a column naming another certificate is a misfiled row (the wrong PEM
+    // pasted, or the wrong serial typed). Trusting either would verify under a key the row does not say, or leave
+    // the serial it names unknown with only 401s to tell, so the row is refused as a key that does not load is.
+    if (!sameCertificateSerial(cert.serial, loaded.serial)) {
+      const before = previous?.keys.certificate(cert.serial);
+      if (before !== undefined) keys.addCertificate(before);
+      fallBack(
+        "PlatformCertificate row's serial is not the serial of the certificate in its pem",
+        { serial: cert.serial, pemSerial: loaded.serial, code: "CERTIFICATE_SERIAL_MISMATCH" },
+        before === undefined ? [] : [before.serial],
+      );
+      continue;
+    }
+    const before = previous?.keys.certificate(loaded.serial);
+    keys.addCertificate(
+      narrowValidity(before?.pem === loaded.pem ? { ...loaded, publicKey: before.publicKey } : loaded, {
+        ...(cert.notBefore === undefined ? {} : { notBefore: cert.notBefore }),
+        ...(cert.notAfter === undefined ? {} : { notAfter: cert.notAfter }),
+      }),
+    );
   }
   // What the merchant's downloads brought: its refresher's, or those an earlier build already held as fixed ones.
   const downloaded = previous?.certificateRefresher?.downloaded() ?? previousLoaded?.downloads ?? [];
@@ -567,7 +633,7 @@ function buildMerchant(
   // Settings that are there but unusable make them kept keys: served from this process's memory alone (a restarted
   // one cannot download them), like any other key an edit that does not load leaves in place.
   const restorable = downloaded.filter((cert) => !keys.has(cert.serial));
-  const { refresher, refused } = downloaderOf(
+  const { refresher, refused: downloadRefused } = downloaderOf(
     record,
     keys,
     download,
@@ -577,7 +643,10 @@ function buildMerchant(
   );
   if (refresher === undefined) {
     for (const cert of restorable) keys.addCertificate(cert);
-    if (refused) kept.push(...restorable.map((cert) => cert.serial));
+    if (downloadRefused !== undefined) {
+      kept.push(...restorable.map((cert) => cert.serial));
+      refused.push(downloadRefused);
+    }
   }
   if (keys.describe().length === 0 && !record.apiV2Key && refresher === undefined) {
     throw new Error("merchant has neither a public key, a platform certificate, certificate download nor an APIv2 key");
@@ -593,6 +662,7 @@ function buildMerchant(
       ...(refresher === undefined ? {} : { certificateRefresher: refresher }),
     },
     kept,
+    refused,
     downloads: refresher === undefined ? downloaded : [],
   };
 }
@@ -601,8 +671,8 @@ function buildMerchant(
  * The row's certificate downloader; its downloads run on the merchant's schedule (started by the registry once the
  * merchant is served: the first at once) and on unknown serials, and their failures reach the observer, which logs
  * and counts them. An unusable private key, or only one of the two columns, leaves the merchant without download
- * (`refused`), logged like any other unusable key of the row, with `kept` naming the certificates downloaded before
- * that are served in the download's place.
+ * (`refused`: the code it is logged with), logged like any other unusable key of the row, with `kept` naming the
+ * certificates downloaded before that are served in the download's place.
  */
 function downloaderOf(
   record: MerchantRecord,
@@ -611,8 +681,8 @@ function downloaderOf(
   logger: Logger,
   inherited: readonly LoadedCertificate[],
   kept: readonly string[],
-): { refresher: CertificateRefresher | undefined; refused: boolean } {
-  if (record.download === null) return { refresher: undefined, refused: false };
+): { refresher: CertificateRefresher | undefined; refused: MerchantRefusalCode | undefined } {
+  if (record.download === null) return { refresher: undefined, refused: undefined };
   const { apiSerialNo, apiPrivateKeyPem, apiV3Key, apiV3KeyPrevious } = record.download;
   const leftOut = kept.length > 0 ? "keeping the certificates downloaded before" : "left out";
   if (!apiSerialNo || !apiPrivateKeyPem) {
@@ -625,11 +695,11 @@ function downloaderOf(
       },
       `merchant row has only one of apiSerialNo and apiPrivateKeyPem; certificate download left out, ${leftOut}`,
     );
-    return { refresher: undefined, refused: true };
+    return { refresher: undefined, refused: "MERCHANT_KEY_INCOMPLETE" };
   }
   if (download === undefined) {
     logger.warn({ mchid: record.mchid }, "merchant row has download credentials but this registry does not download");
-    return { refresher: undefined, refused: false };
+    return { refresher: undefined, refused: undefined };
   }
   let refresher: CertificateRefresher;
   try {
@@ -651,7 +721,7 @@ function downloaderOf(
       { err: error, mchid: record.mchid, key: "apiPrivateKeyPem", code: "MERCHANT_KEY_UNUSABLE", kept },
       `merchant key unusable; certificate download left out, ${leftOut}`,
     );
-    return { refresher: undefined, refused: true };
+    return { refresher: undefined, refused: "MERCHANT_KEY_UNUSABLE" };
   }
-  return { refresher, refused: false };
+  return { refresher, refused: undefined };
 }

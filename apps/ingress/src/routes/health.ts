@@ -1,7 +1,7 @@
 import { certificateValidAt } from "@wpn/wechatpay";
 import type { FastifyInstance } from "fastify";
 import type { Redis } from "ioredis";
-import { lastCertificateExpiry, type MerchantRegistry } from "../merchants/registry.ts";
+import { lastCertificateExpiry, MERCHANT_REFUSAL_CODES, type MerchantRegistry } from "../merchants/registry.ts";
 import type { IngressMetrics } from "../metrics.ts";
 import type { QueueSampler } from "../queue-sampler.ts";
 
@@ -28,7 +28,9 @@ export interface HealthContext {
  *   `merchantsLoaded` (false while the merchant table has not been read: its merchants get 503) is reported but keeps
  *   200 too: without the table a process cannot tell a deployment with `Merchant` rows from one without, and the
  *   environment's merchant needs only Redis — a fleet restarted during a PostgreSQL outage must keep taking its
- *   notifications, while the table's merchants' 503s are resent by WeChat.
+ *   notifications, while the table's merchants' 503s are resent by WeChat. `merchantRefusals` (what the last reload of
+ *   the table refused, by log code: MerchantRegistry.refusals, `{}` when nothing) is reported and keeps 200 too: one
+ *   tenant's misconfigured row must not take the others' ingress out of the balancer.
  * - `GET /metrics`: Prometheus text from the ingress's own registry.
  * None of them costs a Redis round trip: probes read the sampler's last snapshot.
  */
@@ -68,6 +70,7 @@ export async function healthRoutes(app: FastifyInstance, ctx: HealthContext): Pr
       certificatesValidUntil: certificatesValidUntil?.toISOString() ?? null,
       merchants: ctx.merchants.size,
       merchantsLoaded: ctx.merchants.tableLoaded,
+      merchantRefusals: ctx.merchants.refusals,
       queue: { waiting: queue.waiting ?? null, ceiling: queue.ceiling, backpressure: queue.backpressure },
     });
   });
@@ -77,6 +80,8 @@ export async function healthRoutes(app: FastifyInstance, ctx: HealthContext): Pr
     ctx.metrics.merchantTableLoaded.set(ctx.merchants.tableLoaded ? 1 : 0);
     // Counted over every merchant: at scrape time only, not on each readiness probe (the answer does not show it).
     ctx.metrics.merchantKeysKept.set(ctx.merchants.keptKeys);
+    const refusals = ctx.merchants.refusals;
+    for (const code of MERCHANT_REFUSAL_CODES) ctx.metrics.merchantRefusals.set({ code }, refusals[code] ?? 0);
     const expiry = ctx.merchants.earliestCertificateExpiry();
     ctx.metrics.certificateExpirySeconds.set(
       expiry === undefined ? Number.POSITIVE_INFINITY : (expiry.notAfter.getTime() - Date.now()) / 1000,
