@@ -22,6 +22,8 @@ export const INGRESS_ERRORS = {
   SIGNATURE_PROBE: { status: 401, message: "signature probe rejected" },
   TIMESTAMP_SKEW: { status: 401, message: "Wechatpay-Timestamp outside the accepted window" },
   SERIAL_UNKNOWN: { status: 401, message: "unknown Wechatpay-Serial" },
+  /** A `PUB_KEY_ID_…` serial for a merchant holding no WeChat Pay public key: WeChat is moving it off certificates. */
+  PUBLIC_KEY_NOT_CONFIGURED: { status: 401, message: "WeChat Pay public key not configured" },
   SIGNATURE_INVALID: { status: 401, message: "signature verification failed" },
   SIGNATURE_TYPE_UNSUPPORTED: { status: 401, message: "unsupported Wechatpay-Signature-Type" },
   CERTIFICATE_EXPIRED: { status: 401, message: "platform certificate expired" },
@@ -59,6 +61,7 @@ export const VERIFICATION_CODES: ReadonlySet<IngressErrorCode> = new Set<Ingress
   "SIGNATURE_PROBE",
   "TIMESTAMP_SKEW",
   "SERIAL_UNKNOWN",
+  "PUBLIC_KEY_NOT_CONFIGURED",
   "SIGNATURE_INVALID",
   "SIGNATURE_TYPE_UNSUPPORTED",
   "CERTIFICATE_EXPIRED",

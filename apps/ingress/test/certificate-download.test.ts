@@ -177,7 +177,8 @@ describe("platform certificates downloaded by the ingress (WECHATPAY_MERCHANT_SE
     for (let i = 0; i < 3; i += 1) {
       const response = await post(ingress.app, "/notify/v3", signedV3(merchant));
       expect(response.statusCode).toBe(401);
-      expect(response.json()).toEqual({ code: "FAIL", message: failureMessage("SERIAL_UNKNOWN") });
+      // Its own code, telling the operator to configure the public key (before: SERIAL_UNKNOWN, as a forged serial).
+      expect(response.json()).toEqual({ code: "FAIL", message: failureMessage("PUBLIC_KEY_NOT_CONFIGURED") });
     }
     expect(fake.requests).toHaveLength(1);
     // The minute's download is still there for a certificate serial: a rotated-in certificate is fetched at once.
@@ -191,7 +192,7 @@ describe("platform certificates downloaded by the ingress (WECHATPAY_MERCHANT_SE
     expect((await post(ingress.app, "/notify/v3", signedBy(newPlatformCertificate()))).statusCode).toBe(503);
     const afterFailure = await post(ingress.app, "/notify/v3", signedV3(merchant));
     expect(afterFailure.statusCode).toBe(401);
-    expect(afterFailure.json().message).toBe(failureMessage("SERIAL_UNKNOWN"));
+    expect(afterFailure.json().message).toBe(failureMessage("PUBLIC_KEY_NOT_CONFIGURED"));
     expect(fake.requests).toHaveLength(3);
     expect(await ingress.jobsEverAdded()).toBe(1);
   });

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig } from "@wpn/config";
 import { createTestMerchant, type TestMerchant } from "@wpn/testing";
+import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { defaultMerchantFromConfig } from "../src/merchants/registry.ts";
 import { platformCertificate } from "./support/certificate.ts";
@@ -56,5 +57,36 @@ describe("WECHATPAY_PLATFORM_CERT_PATHS", () => {
     expect(() => defaultMerchantFromConfig(config)).toThrow(
       'WECHATPAY_PLATFORM_CERT_PATHS file 2: PEM block 2 of 2: certificate: expected CERTIFICATE, got a "PRIVATE KEY" PEM block',
     );
+  });
+});
+
+describe("a certificate-mode merchant receiving notifications signed with the WeChat Pay public key", () => {
+  it("401 PUBLIC_KEY_NOT_CONFIGURED, logged with what to configure and counted — not a plain SERIAL_UNKNOWN", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino({ level: "info" }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const merchant = certificateOnly(createTestMerchant());
+    const cert = platformCertificate(merchant.platformPrivateKey);
+    f = await createIngressFixture({
+      label: "cert-only-pubkey",
+      merchant,
+      logger,
+      env: { WECHATPAY_PLATFORM_CERT_PATHS: file(cert.pem) },
+    });
+    // WeChat's migration to the public key: the same signing key, now named by its PUB_KEY_ID_….
+    const response = await post(f.app, "/notify/v3", signedV3(merchant));
+    expect(response.statusCode).toBe(401);
+    expect(response.json()).toEqual({
+      code: "FAIL",
+      message: "PUBLIC_KEY_NOT_CONFIGURED: WeChat Pay public key not configured",
+    });
+    const line = lines.find((l) => l.code === "PUBLIC_KEY_NOT_CONFIGURED");
+    expect(line).toMatchObject({ serial: merchant.publicKeyId });
+    expect(line?.detail).toContain("set WECHATPAY_PUBLIC_KEY_ID and WECHATPAY_PUBLIC_KEY_PATH");
+    const metrics = (await f.app.inject({ method: "GET", url: "/metrics" })).body;
+    expect(metrics).toMatch(
+      /^wpn_ingress_verification_failures_total\{api="v3",code="PUBLIC_KEY_NOT_CONFIGURED"\} 1$/m,
+    );
+    // Its certificate still verifies (WeChat signs with both during its switch).
+    expect((await post(f.app, "/notify/v3", signedV3(merchant, { serial: cert.serial }))).statusCode).toBe(204);
   });
 });

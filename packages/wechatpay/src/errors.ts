@@ -15,6 +15,9 @@ export const WECHATPAY_ERROR_CODES = [
   "TIMESTAMP_SKEW",
   /** `Wechatpay-Serial` names no configured public key and no known platform certificate. */
   "SERIAL_UNKNOWN",
+  /** `Wechatpay-Serial` names a WeChat Pay public key (`PUB_KEY_ID_…`) and none is configured: a merchant of platform
+   *  certificates that WeChat is moving to its public key. Configure that key (id and PEM). */
+  "PUBLIC_KEY_NOT_CONFIGURED",
   /** RSA-SHA256 verification failed (or the signature is not base64). */
   "SIGNATURE_INVALID",
   /** `Wechatpay-Signature-Type` is not `WECHATPAY2-SHA256-RSA2048` (e.g. the SM2 variant). */

@@ -139,13 +139,22 @@ export class KeyStore implements KeyResolver {
    * The key for `serial` at time `now` (the verification time: when the notification arrived). A certificate's
    * validity — its own, narrowed by WeChat's listing for a downloaded one (`downloadCertificates`) — is judged with
    * CERTIFICATE_VALIDITY_TOLERANCE_MS either side. Public keys have no validity.
-   * Throws SERIAL_UNKNOWN, CERTIFICATE_EXPIRED (now > notAfter + tolerance) or CERTIFICATE_NOT_YET_VALID
-   * (now < notBefore − tolerance).
+   * Throws SERIAL_UNKNOWN, PUBLIC_KEY_NOT_CONFIGURED (a `PUB_KEY_ID_…` serial, and the store holds no public key at
+   * all), CERTIFICATE_EXPIRED (now > notAfter + tolerance) or CERTIFICATE_NOT_YET_VALID (now < notBefore − tolerance).
    */
   resolve(serial: string, now: Date): KeyObject {
     const publicKey = this.#publicKeys.get(serial);
     if (publicKey) return publicKey;
     const cert = this.#certificates.get(serialKey(serial));
+    if (!cert && this.#publicKeys.size === 0 && isPublicKeyId(serial)) {
+      // Not just an unknown serial: a merchant of platform certificates that WeChat has begun to move to its public
+      // key (it signs with either during the switch, then with the public key alone). Its own code, so that the
+      // operator is told to configure the key rather than to look for a certificate.
+      throw new WechatPayError(
+        "PUBLIC_KEY_NOT_CONFIGURED",
+        `Wechatpay-Serial "${serial}" names a WeChat Pay public key, and none is configured (platform certificates only)`,
+      );
+    }
     if (!cert) {
       throw new WechatPayError(
         "SERIAL_UNKNOWN",

@@ -36,6 +36,7 @@ export function v3FailureStatus(code: WechatPayErrorCode): 400 | 401 | 500 {
     case "SIGNATURE_PROBE":
     case "TIMESTAMP_SKEW":
     case "SERIAL_UNKNOWN":
+    case "PUBLIC_KEY_NOT_CONFIGURED":
     case "SIGNATURE_INVALID":
     case "SIGNATURE_TYPE_UNSUPPORTED":
     case "CERTIFICATE_EXPIRED":

@@ -175,6 +175,17 @@ describe("KeyStore", () => {
     expect(store.has("0")).toBe(false);
   });
 
+  it("a PUB_KEY_ID_ serial for a store of certificates alone is PUBLIC_KEY_NOT_CONFIGURED; beside another public key SERIAL_UNKNOWN", () => {
+    const store = new KeyStore();
+    store.addCertificate(cert.pem);
+    expect(codeOf(() => store.resolve("PUB_KEY_ID_0114232134912410000000000000", now))).toBe(
+      "PUBLIC_KEY_NOT_CONFIGURED",
+    );
+    expect(codeOf(() => store.resolve("5157F09EFDC096DE15EBE81A47057A7232F1B8E2", now))).toBe("SERIAL_UNKNOWN");
+    store.addPublicKey("PUB_KEY_ID_0114232134912410000000000001", rsa.publicKey);
+    expect(codeOf(() => store.resolve("PUB_KEY_ID_0114232134912410000000000000", now))).toBe("SERIAL_UNKNOWN");
+  });
+
   it("refuses expired and not-yet-valid certificates", () => {
     const store = new KeyStore();
     const expired = platformCert("AA01", { keys: rsa, validFromDays: -30, validForDays: 10 });

@@ -4,6 +4,7 @@ import { type ParseJobV3, V3_ENVELOPE_ID, v3NotificationId } from "@wpn/queue";
 import {
   type CertificateRefresher,
   isPublicKeyId,
+  isWechatPayError,
   type RawHeaders,
   readV3Headers,
   type V3Headers,
@@ -65,7 +66,8 @@ async function handleV3(
   const now = new Date(receivedAt);
   const toleranceSeconds = ctx.settings.timestampToleranceSeconds;
   const merchant = await resolveMerchant(ctx, request.params.mchid, headers, body, now);
-  // A public-key id the merchant does not hold is refused below (401 SERIAL_UNKNOWN): no download can bring one.
+  // A public-key id the merchant does not hold is refused below (401 SERIAL_UNKNOWN, or PUBLIC_KEY_NOT_CONFIGURED when it
+  // holds none at all): no download can bring one.
   if (
     merchant.certificateRefresher !== undefined &&
     !merchant.keys.has(headers.serial) &&
@@ -73,9 +75,13 @@ async function handleV3(
   ) {
     await downloadForUnknownSerial(ctx, merchant.certificateRefresher, headers, body, now, reply);
   }
-  const verifying = ctx.verifyV3(headers, body, { keys: merchant.keys, now, toleranceSeconds });
-  // Awaited only when it runs elsewhere: an await of the event-loop check would cost a microtask per request.
-  if (verifying) await verifying;
+  try {
+    const verifying = ctx.verifyV3(headers, body, { keys: merchant.keys, now, toleranceSeconds });
+    // Awaited only when it runs elsewhere: an await of the event-loop check would cost a microtask per request.
+    if (verifying) await verifying;
+  } catch (error) {
+    throw withPublicKeyAdvice(error, merchant);
+  }
 
   const text = readUtf8(body);
   const envelope = readEnvelopeId(text);
@@ -124,6 +130,25 @@ async function resolveMerchant(
   if (known) return known;
   checkAllButKey(ctx, headers, body, now);
   return lookupMerchant(ctx.merchants, mchid);
+}
+
+/**
+ * A notification signed with the WeChat Pay public key for a merchant that has none (PUBLIC_KEY_NOT_CONFIGURED:
+ * WeChat is moving it from platform certificates to its public key) is refused with what the operator must set, in
+ * the log line's `detail` (the id itself is its `serial`); WeChat resends for 24 h, so configuring the key then saves
+ * the notifications. Any other error as it is.
+ */
+function withPublicKeyAdvice(error: unknown, merchant: MerchantKeys): unknown {
+  if (!isWechatPayError(error) || error.code !== "PUBLIC_KEY_NOT_CONFIGURED") return error;
+  const settings =
+    merchant.source === "env"
+      ? "WECHATPAY_PUBLIC_KEY_ID and WECHATPAY_PUBLIC_KEY_PATH"
+      : "the Merchant row's publicKeyId and publicKeyPem";
+  return new IngressError(
+    "PUBLIC_KEY_NOT_CONFIGURED",
+    `WeChat signs with its public key (id in serial), this merchant has none: set ${settings} from the merchant platform`,
+    { cause: error },
+  );
 }
 
 /**
