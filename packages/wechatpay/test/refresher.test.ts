@@ -136,7 +136,8 @@ describe("CertificateRefresher", () => {
   it("an unknown public-key id never triggers a download: no certificate list can bring one", async () => {
     const t = setup();
     const unknownId = "PUB_KEY_ID_0000000000000024101100397200000006";
-    expect(await asyncCodeOf(() => t.refresher.resolveOrRefresh(unknownId, NOW))).toBe("SERIAL_UNKNOWN");
+    // A store of certificates alone: the id is WeChat's public key, which this merchant has not configured.
+    expect(await asyncCodeOf(() => t.refresher.resolveOrRefresh(unknownId, NOW))).toBe("PUBLIC_KEY_NOT_CONFIGURED");
     expect(t.calls()).toBe(0);
     // Nor does it use up the minute's download: a rotated-in certificate right after is still fetched.
     await expect(t.refresher.resolveOrRefresh(newCert.serial, NOW)).resolves.toBeDefined();
