@@ -115,6 +115,25 @@ describe("the absolute lifetime", () => {
     });
   });
 
+  it("a cookie of a session logged out before its lifetime ended is refused, and not counted as a second end", async () => {
+    const start = clock;
+    const client = await loggedIn(d.app, "olga", PASSWORDS.olga);
+    const cookie = client.cookies.get("wpn_session") ?? "";
+    clock = start + 60_000;
+    expect((await client.post("/logout", {})).statusCode).toBe(303);
+    const [expiredBefore, idleBefore] = [await endedCount("expired"), await endedCount("idle")];
+    const lines = logLines.length;
+    clock = start + TTL_MS;
+    const page = await withCookie(cookie, "/", { accept: "text/html" });
+    expect(page.statusCode).toBe(302);
+    expect(sessionCookieOf(page)?.value).toBe("");
+    expect((await withCookie(cookie)).statusCode).toBe(401);
+    // Its end was the logout (result="ok"), counted then.
+    expect(await endedCount("expired")).toBe(expiredBefore);
+    expect(await endedCount("idle")).toBe(idleBefore);
+    expect(logLines.slice(lines).some((line) => line.code === "SESSION_EXPIRED")).toBe(false);
+  });
+
   it("a logout with an expired session clears the cookie and counts nothing", async () => {
     const start = clock;
     const client = await loggedIn(d.app, "olga", PASSWORDS.olga);

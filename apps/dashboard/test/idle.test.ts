@@ -242,6 +242,24 @@ describe("the idle limit", () => {
     expect((await withCookie(copy)).statusCode).toBe(401);
   });
 
+  it("a cookie of a session logged out before it went idle is refused, and not counted as a second end", async () => {
+    const { client, start } = await login();
+    const cookie = client.cookies.get("wpn_session") ?? "";
+    clock = start + 60_000;
+    expect((await client.post("/logout", {})).statusCode).toBe(303);
+    const before = await idleCount();
+    const lines = logLines.length;
+    clock = start + IDLE_MS;
+    const page = await withCookie(cookie, "/", { accept: "text/html" });
+    expect(page.statusCode).toBe(302);
+    // Still cleared, so a tab left open stops presenting it.
+    expect(sessionCookieOf(page)?.value).toBe("");
+    expect((await withCookie(cookie)).statusCode).toBe(401);
+    // Its end was the logout (result="ok"), counted then.
+    expect(await idleCount()).toBe(before);
+    expect(logLines.slice(lines).some((line) => line.code === "SESSION_IDLE")).toBe(false);
+  });
+
   it("a logout ends every copy of the session, the ones from before a re-issue included", async () => {
     const { client, start } = await login();
     const first = client.cookies.get("wpn_session") ?? "";

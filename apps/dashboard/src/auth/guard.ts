@@ -52,9 +52,15 @@ export function installAuthGuard(app: FastifyInstance, ctx: DashboardContext): v
     const access = request.routeOptions.config?.access;
     const session = checkSession(request, ctx);
     let auth = liveAuth(session, ctx);
-    if (auth) {
+    // A cookie past its idle limit or lifetime is refused below and counted as its session's end, unless the session
+    // was logged out before: that logout counted its end already (`result="ok"`), so it is looked up as a live one is.
+    const ending = access === undefined && (session.state === "idle" || session.state === "expired") ? session : null;
+    let loggedOut = false;
+    const sid = auth?.claims.sid ?? ending?.claims.sid;
+    if (sid !== undefined) {
       try {
-        if (await isRevoked(ctx.sessionChecks, auth.claims.sid)) auth = null;
+        loggedOut = await isRevoked(ctx.sessionChecks, sid);
+        if (loggedOut) auth = null;
       } catch (error) {
         // Fail closed: without PostgreSQL (down, or not answering within SESSION_CHECK_TIMEOUT_MS) a logout on any
         // replica cannot be seen, so no session is taken as valid. A public route goes on without one (the login page,
@@ -75,8 +81,12 @@ export function installAuthGuard(app: FastifyInstance, ctx: DashboardContext): v
     if (access === "public") return;
     if (!auth) {
       if (access === "logout") return;
-      if (session.state === "expired") endExpiredSession(request, reply, ctx, session.claims);
-      if (session.state === "idle") endIdleSession(request, reply, ctx, session.claims);
+      if (ending) {
+        if (!loggedOut && ending.state === "expired") endExpiredSession(request, ctx, ending.claims);
+        if (!loggedOut && ending.state === "idle") endIdleSession(request, ctx, ending.claims);
+        // Cleared either way, so that the browser stops sending a cookie that can never work again.
+        ctx.cookies.clear(reply, SESSION_COOKIE);
+      }
       return rejectUnauthenticated(request, reply);
     }
     // Only routes that need a session count as its use: not the public ones (the login page a browser is sent back to),
@@ -143,17 +153,13 @@ function slideIdleLimit(reply: FastifyReply, ctx: DashboardContext, claims: Sess
 /**
  * A request whose session went unused past the idle limit (DASHBOARD_SESSION_IDLE_SECONDS), which is then refused as
  * an expired one is: logged with its code, counted as a session ended (`dashboard_actions_total{action="logout",
- * result="idle"}`, beside the logouts' `result="ok"`), and its cookie cleared by the refusal, so that the browser stops
- * sending it — bull-board's polls in a tab left open would otherwise count the same session again every few seconds.
- * Counted once per request that presents such a cookie: requests already in flight with it count too, and a script
- * that keeps sending one counts each time. Nothing is revoked: the cookie's own stamp keeps it refused for good.
+ * result="idle"}`, beside the logouts' `result="ok"`), and its cookie cleared by the refusal (the guard), so that the
+ * browser stops sending it — bull-board's polls in a tab left open would otherwise count the same session again every
+ * few seconds. Not called for a session logged out before (its logout counted its end). Counted once per request that
+ * presents such a cookie: requests already in flight with it count too, and a script that keeps sending one counts
+ * each time. Nothing is revoked: the cookie's own stamp keeps it refused for good.
  */
-function endIdleSession(
-  request: FastifyRequest,
-  reply: FastifyReply,
-  ctx: DashboardContext,
-  claims: SessionClaims,
-): void {
+function endIdleSession(request: FastifyRequest, ctx: DashboardContext, claims: SessionClaims): void {
   const nowSeconds = Math.floor(ctx.now().getTime() / 1000);
   request.log.info(
     {
@@ -166,21 +172,16 @@ function endIdleSession(
     "session ended: unused for longer than the idle limit",
   );
   ctx.metrics.actions.inc({ action: "logout", result: "idle" });
-  ctx.cookies.clear(reply, SESSION_COOKIE);
 }
 
 /**
  * A request whose session is past its lifetime (DASHBOARD_SESSION_TTL_SECONDS, or the shorter one it was issued with),
  * treated as an idle one is (`endIdleSession`): logged with its code, counted as a session ended
- * (`dashboard_actions_total{action="logout",result="expired"}`), its cookie cleared. The browser drops the cookie at
- * its Max-Age by itself, so this is mostly a script's old cookie, a clock that differs, or a lifetime lowered since.
+ * (`dashboard_actions_total{action="logout",result="expired"}`), its cookie cleared; not for a session logged out
+ * before. The browser drops the cookie at its Max-Age by itself, so this is mostly a script's old cookie, a clock that
+ * differs, or a lifetime lowered since.
  */
-function endExpiredSession(
-  request: FastifyRequest,
-  reply: FastifyReply,
-  ctx: DashboardContext,
-  claims: SessionClaims,
-): void {
+function endExpiredSession(request: FastifyRequest, ctx: DashboardContext, claims: SessionClaims): void {
   const nowSeconds = Math.floor(ctx.now().getTime() / 1000);
   request.log.info(
     {
@@ -193,7 +194,6 @@ function endExpiredSession(
     "session ended: past its lifetime",
   );
   ctx.metrics.actions.inc({ action: "logout", result: "expired" });
-  ctx.cookies.clear(reply, SESSION_COOKIE);
 }
 
 /**
