@@ -141,13 +141,28 @@ async function replayJob(deps: ReplayDeps, queues: QueueCache, id: string): Prom
     if (taken === "no-letter") return { id, status: "not-found" };
     if (taken === "held") return { id, status: "in-flight", message: `dead letter ${id} is being replayed` };
     claim = taken;
-    const job = await dead.getJob(id);
+    const job = await readLetter(dead, id);
+    if (typeof job === "string") return { id, status: "invalid", message: job };
     return job ? await replayClaimed(deps, queues, job, claim) : { id, status: "not-found" };
   } catch (error) {
     return { id, status: "failed", message: messageOf(error) };
   } finally {
     // A claim Redis does not delete expires within claimMs; the outcome is what the replay did.
     await claim?.release().catch(() => undefined);
+  }
+}
+
+/**
+ * The letter's job, undefined when there is none, or why it cannot be read: BullMQ parses a job hash's JSON fields
+ * (`data`, `opts`) as it reads them and throws a SyntaxError for one that is not JSON (a write cut short, a hand edit)
+ * — a letter this version does not understand, as one whose payload fails its schema, not a failed replay.
+ */
+async function readLetter(dead: Queue, id: string): Promise<Job | undefined | string> {
+  try {
+    return await dead.getJob(id);
+  } catch (error) {
+    if (error instanceof SyntaxError) return `the letter's job hash is not JSON: ${error.message}`;
+    throw error;
   }
 }
 

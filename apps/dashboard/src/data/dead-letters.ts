@@ -9,6 +9,7 @@ import {
   replayDeadLetter,
 } from "@wpn/queue";
 import { array2obj } from "bullmq";
+import type { FastifyBaseLogger } from "fastify";
 import type { SessionUser } from "../auth/session.ts";
 import type { DashboardContext } from "../context.ts";
 import { type DbClient, recordAudit } from "./audit.ts";
@@ -16,7 +17,8 @@ import { type DbClient, recordAudit } from "./audit.ts";
 /** Job states a dead letter can be in (nothing consumes notify.dead, so normally `waiting`; BullMQ 6 keeps
  * a paused queue's jobs in `waiting` too). */
 const LETTER_STATES = ["waiting", "prioritized", "delayed"] as const;
-export const DEAD_LETTER_LIST_LIMIT = 500;
+/** Letters the page lists at most (the newest; bull-board has the rest). */
+const DEAD_LETTER_LIST_LIMIT = 500;
 /** Upper bound on one "replay selected" request. */
 export const REPLAY_BATCH_LIMIT = 200;
 
@@ -31,30 +33,71 @@ export interface DeadLetterRow {
 }
 
 /**
- * The newest DEAD_LETTER_LIST_LIMIT letters of each state, newest first, and how many there are: two Redis calls,
- * however many letters. The letters come from one Lua call, BullMQ's own `getJobs` script through the queue's Redis
- * backend, which returns every listed id with its job hash. `Queue.getJobs` runs that same script, then drops the
- * hashes and reads each job again (an HGETALL per letter), and the page asked each letter's state besides (a script
- * call per letter, for a value it never showed): up to 1,000 round trips for 500 letters on every render.
+ * The newest DEAD_LETTER_LIST_LIMIT letters across the three states, newest first (by the job's timestamp, when it was
+ * dead-lettered), and how many letters there are: two Redis calls, however many letters. The letters come from one
+ * Lua call, BullMQ's own `getJobs` script through the queue's Redis backend, which returns every listed id with its
+ * job hash. `Queue.getJobs` runs that same script, then drops the hashes and reads each job again (an HGETALL per
+ * letter), and the page asked each letter's state besides (a script call per letter, for a value it never showed): up
+ * to 1,000 round trips for 500 letters on every render.
+ *
+ * Each state gives its first DEAD_LETTER_LIST_LIMIT in its own order (at most three times the limit read), and the
+ * newest of those are kept: the page lists one limit's worth, as it says, not up to three. Exact for `waiting`, where
+ * letters are (the list is in the order they were written); for `delayed` (ordered by when due) and `prioritized`
+ * (by priority, then order of writing) it holds while their letters have one delay and one priority, as letters moved
+ * there by hand in bull-board do unless someone sets them one by one.
  */
-export async function listDeadLetters(ctx: DashboardContext): Promise<{ rows: DeadLetterRow[]; total: number }> {
+export async function listDeadLetters(
+  ctx: DashboardContext,
+  log: FastifyBaseLogger,
+): Promise<{ rows: DeadLetterRow[]; total: number }> {
   const dead = ctx.queues[QueueName.Dead];
   const [letters, counts] = await Promise.all([
     dead.getBackend().getJobs([...LETTER_STATES], 0, DEAD_LETTER_LIST_LIMIT - 1, false),
     dead.getJobCounts(...LETTER_STATES),
   ]);
-  const rows = letters.flat().map(([id, fields]) => letterRow(id, array2obj(fields)));
-  rows.sort((a, b) => b.timestamp - a.timestamp);
+  const rows = letters
+    .flat()
+    .map(([id, fields]) => letterRow(id, array2obj(fields)))
+    .sort((a, b) => sortTime(b) - sortTime(a))
+    .slice(0, DEAD_LETTER_LIST_LIMIT);
+  const unreadable = rows.filter((row) => row.invalid !== undefined);
+  if (unreadable.length > 0) {
+    // One line per render, not per letter: a page of 500 broken letters would otherwise log 500 lines each time.
+    log.warn(
+      {
+        code: "DEAD_LETTER_UNREADABLE",
+        count: unreadable.length,
+        letterIds: unreadable.slice(0, LOGGED_UNREADABLE_IDS).map((row) => row.id),
+        reason: unreadable[0]?.invalid,
+      },
+      "dead letters whose payload cannot be read are listed as unreadable",
+    );
+  }
   return { rows, total: Object.values(counts).reduce((a, b) => a + b, 0) };
+}
+
+/** Letter ids one DEAD_LETTER_UNREADABLE line names (the page lists them all). */
+const LOGGED_UNREADABLE_IDS = 20;
+
+/** A row's time for the order: one without a readable timestamp (a damaged hash) goes last. */
+function sortTime(row: DeadLetterRow): number {
+  return Number.isFinite(row.timestamp) ? row.timestamp : Number.NEGATIVE_INFINITY;
 }
 
 /**
  * A letter's row from its job hash: `data`, the JSON payload, and `timestamp`, ms, read as BullMQ's Job.fromJSON
- * reads them (a missing `data` is `{}`).
+ * reads them (a missing `data` is `{}`). A payload that is not JSON (a write cut short, a hand edit) is that letter's
+ * `invalid`, as one that does not match its schema: one damaged letter must not take the whole page with it.
  */
 function letterRow(id: string, hash: Record<string, string | undefined>): DeadLetterRow {
   const base = { id, timestamp: Number.parseInt(hash.timestamp ?? "", 10) };
-  const decoded = decodeJob(deadLetterSchema, JSON.parse(hash.data || "{}"));
+  let payload: unknown;
+  try {
+    payload = JSON.parse(hash.data || "{}");
+  } catch (error) {
+    return { ...base, invalid: `payload is not JSON: ${error instanceof Error ? error.message : String(error)}` };
+  }
+  const decoded = decodeJob(deadLetterSchema, payload);
   if (!decoded.ok) return { ...base, invalid: decoded.message };
   const { data: _payload, ...letter } = decoded.value;
   return { ...base, letter };

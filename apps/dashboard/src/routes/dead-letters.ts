@@ -1,13 +1,7 @@
 import type { ReplayStatus } from "@wpn/queue";
 import type { FastifyInstance } from "fastify";
 import type { DashboardContext } from "../context.ts";
-import {
-  DEAD_LETTER_LIST_LIMIT,
-  type DeadLetterRow,
-  listDeadLetters,
-  REPLAY_BATCH_LIMIT,
-  replayDeadLetters,
-} from "../data/dead-letters.ts";
+import { type DeadLetterRow, listDeadLetters, REPLAY_BATCH_LIMIT, replayDeadLetters } from "../data/dead-letters.ts";
 import { hasControlCharacter } from "../input.ts";
 import { badge, formatTime } from "../views/format.ts";
 import { href, html, type SafeHtml } from "../views/html.ts";
@@ -34,7 +28,7 @@ function formIds(value: unknown): string[] | undefined {
 /** The dead-letter list, and replay of one or selected letters (operators; the root guard enforces it). */
 export function registerDeadLetterRoutes(app: FastifyInstance, ctx: DashboardContext): void {
   app.get("/dead-letters", async (request, reply) => {
-    const { rows, total } = await listDeadLetters(ctx);
+    const { rows, total } = await listDeadLetters(ctx, request.log);
     const query = request.query as Record<string, unknown>;
     const isOperator = request.auth?.user.role === "operator";
     return sendPage(request, reply, {
@@ -42,7 +36,7 @@ export function registerDeadLetterRoutes(app: FastifyInstance, ctx: DashboardCon
       active: "/dead-letters",
       body: html`${flash(query)}
 <p class="muted">${total} letter(s) in <code>notify.dead</code>${total > rows.length ? `, the ${rows.length} newest shown` : ""}. A replay puts the original job back in the queue it failed in, under its original id; the stages are idempotent, so replaying an already-applied notification changes nothing.</p>
-${rows.length === 0 ? html`<div class="card muted">No dead letters.</div>` : table(rows, isOperator, reply.generateCsrf())}`,
+${rows.length === 0 ? html`<div class="card muted">No dead letters.</div>` : table(rows, total, isOperator, reply.generateCsrf())}`,
     });
   });
 
@@ -85,7 +79,7 @@ function flash(query: Record<string, unknown>): SafeHtml {
   return html`<div class="flash ${failed ? "warn" : "ok"}" role="status">${counts.map(([s, n]) => `${s}: ${n}`).join(" · ")}</div>`;
 }
 
-function table(rows: DeadLetterRow[], isOperator: boolean, csrfToken: string): SafeHtml {
+function table(rows: DeadLetterRow[], total: number, isOperator: boolean, csrfToken: string): SafeHtml {
   return html`<form method="post" action="/dead-letters/replay">
 <input type="hidden" name="_csrf" value="${csrfToken}">
 ${isOperator ? html`<p><button type="submit">Replay selected</button></p>` : html`<p class="muted">Replaying needs the operator role.</p>`}
@@ -109,5 +103,5 @@ ${
 </tr>`,
   )}</tbody></table>
 </form>
-${rows.length >= DEAD_LETTER_LIST_LIMIT ? html`<p class="muted">Only the newest ${DEAD_LETTER_LIST_LIMIT} are listed; use bull-board for the rest.</p>` : ""}`;
+${total > rows.length ? html`<p class="muted">Only the newest ${rows.length} are listed; use bull-board for the rest.</p>` : ""}`;
 }
