@@ -324,6 +324,25 @@ describe("notification timeline", () => {
     expect(timeline.indexOf("DB_UNAVAILABLE")).toBeLessThan(timeline.indexOf(">APPLIED<"));
   });
 
+  it("shows a job whose hash cannot be read (data not JSON) as that job, unreadable; the rest of the page renders", async () => {
+    const id = await seedNotification(d.database.db.prisma, { status: "PROCESSING", outTradeNo: randomId("OTN") });
+    const parse = createQueue(QueueName.Parse, d.redis, d.prefix);
+    try {
+      await parse.add(PARSE_JOB_NAME, { v: 1, id }, { jobId: id });
+      // Cut short as a partial write or a hand edit would leave it.
+      await d.redis.hset(parse.toKey(id), "data", '{"v":1,"id":');
+    } finally {
+      await parse.close();
+    }
+    const page = await viewer.get(`/notifications/${id}`);
+    expect(page.statusCode).toBe(200);
+    expect(page.body).toMatch(
+      new RegExp(`<td class="mono">notify.parse</td><td class="mono">${id}</td><td>unreadable</td>`),
+    );
+    expect(page.body).toContain("job hash is not JSON");
+    expect(page.body).toContain("Received and verified");
+  });
+
   it("shows each order's own refund when two merchants use the same out_refund_no", async () => {
     const prisma = d.database.db.prisma;
     const outRefundNo = randomId("R-shared-");

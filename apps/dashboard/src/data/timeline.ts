@@ -1,6 +1,7 @@
 import type { Prisma } from "@wpn/db";
 import { deadLetterSchema, decodeJob, isUsableJobId, QueueName, type Receipt, readReceipt } from "@wpn/queue";
 import type { Job } from "bullmq";
+import type { FastifyBaseLogger } from "fastify";
 import type { DashboardContext } from "../context.ts";
 
 /** One line of a notification's history, from whichever system saw it. */
@@ -26,6 +27,8 @@ export interface JobSnapshot {
   delay: number;
   /** For a dead letter: why it was dead-lettered (code and one-line message; never the payload). */
   deadLetter?: { stage: string; code: string; message: string; attemptsMade: number };
+  /** Why the job's hash cannot be read (then `state` is `unreadable` and its times are unknown: NaN). */
+  unreadable?: string;
 }
 
 const NOTIFICATION_SELECT = {
@@ -117,7 +120,7 @@ export interface ForeignOrder {
  * Any part can be missing: Redis forgets completed jobs and receipts, and a notification that never reached
  * a worker has no row yet.
  */
-export async function loadTimeline(ctx: DashboardContext, id: string): Promise<Timeline> {
+export async function loadTimeline(ctx: DashboardContext, id: string, log: FastifyBaseLogger): Promise<Timeline> {
   const prisma = ctx.db.prisma;
   const [notification, bodyBytes, receipt] = await Promise.all([
     prisma.notification.findUnique({ where: { id }, select: NOTIFICATION_SELECT }),
@@ -125,7 +128,7 @@ export async function loadTimeline(ctx: DashboardContext, id: string): Promise<T
     readReceipt(ctx.redis, ctx.prefix, id),
   ]);
   const [jobs, linked] = await Promise.all([
-    loadJobs(ctx, id, deadLetterIds(notification?.events ?? [])),
+    loadJobs(ctx, id, deadLetterIds(notification?.events ?? []), log),
     notification ? loadOrder(ctx, notification) : { order: null, foreignOrders: [], refund: null },
   ]);
   return { id, notification, bodyBytes, ...linked, jobs, receipt, entries: buildEntries(notification, jobs, receipt) };
@@ -204,7 +207,12 @@ function deadLetterIds(events: readonly { kind: string; detail: Prisma.JsonValue
  * ingress's narrower isNotificationId: a notification queued before the `v3:<mchid>:<id>` form has WeChat's id alone
  * as its jobs' id.
  */
-async function loadJobs(ctx: DashboardContext, id: string, letterIds: readonly string[]): Promise<JobSnapshot[]> {
+async function loadJobs(
+  ctx: DashboardContext,
+  id: string,
+  letterIds: readonly string[],
+  log: FastifyBaseLogger,
+): Promise<JobSnapshot[]> {
   const lookups: { queue: QueueName; jobId: string }[] = [
     { queue: QueueName.Parse, jobId: id },
     { queue: QueueName.Apply, jobId: id },
@@ -212,11 +220,33 @@ async function loadJobs(ctx: DashboardContext, id: string, letterIds: readonly s
   ].filter(({ jobId }) => isUsableJobId(jobId));
   const found = await Promise.all(
     lookups.map(async ({ queue, jobId }) => {
-      const job = (await ctx.queues[queue].getJob(jobId)) as Job | undefined;
+      let job: Job | undefined;
+      try {
+        job = (await ctx.queues[queue].getJob(jobId)) as Job | undefined;
+      } catch (error) {
+        // BullMQ parses the hash's JSON fields (`data`, `opts`) as it reads a job: one that is not JSON (a write cut
+        // short, a hand edit) is that job unreadable, shown as such, not the whole page failed.
+        if (!(error instanceof SyntaxError)) throw error;
+        log.warn({ code: "JOB_UNREADABLE", queue, jobId, reason: error.message }, "a job's hash cannot be read");
+        return unreadableJob(queue, jobId, `job hash is not JSON: ${error.message}`);
+      }
       return job ? snapshot(queue, job) : undefined;
     }),
   );
   return found.filter((j): j is JobSnapshot => j !== undefined);
+}
+
+function unreadableJob(queue: string, id: string, reason: string): JobSnapshot {
+  return {
+    queue,
+    id,
+    name: "",
+    state: "unreadable",
+    attemptsMade: 0,
+    timestamp: Number.NaN,
+    delay: 0,
+    unreadable: reason,
+  };
 }
 
 async function snapshot(queue: string, job: Job): Promise<JobSnapshot> {
@@ -285,6 +315,8 @@ function buildEntries(
     }
   }
   for (const job of jobs) {
+    // Nothing of it can be dated: the page's job table shows it.
+    if (job.unreadable !== undefined) continue;
     const where = job.queue === QueueName.Dead ? "dead-letter queue" : job.queue;
     if (job.deadLetter) {
       entries.push({

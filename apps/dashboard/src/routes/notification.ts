@@ -14,7 +14,7 @@ export function registerNotificationRoutes(app: FastifyInstance, ctx: DashboardC
     if (hasControlCharacter(id)) {
       return sendError(request, reply, 400, "BAD_REQUEST", "The id contains a control character.");
     }
-    const timeline = await loadTimeline(ctx, id);
+    const timeline = await loadTimeline(ctx, id, request.log);
     const known = timeline.notification || timeline.jobs.length > 0 || timeline.receipt;
     return sendPage(request, reply, {
       title: `Notification ${id}`,
@@ -157,7 +157,7 @@ function jobsTable(t: Timeline): SafeHtml {
 <td class="mono">${j.queue}</td><td class="mono">${j.id}</td><td>${j.state}</td><td class="num">${j.attemptsMade}</td>
 <td class="mono">${formatTime(j.timestamp)}</td><td class="mono">${j.processedOn ? formatTime(j.processedOn) : ""}</td>
 <td class="mono">${j.finishedOn ? formatTime(j.finishedOn) : ""}</td>
-<td>${j.deadLetter ? html`<code>${j.deadLetter.code}</code> ${j.deadLetter.message}` : j.failedReason && j.state !== "failed" ? `earlier attempt: ${j.failedReason}` : (j.failedReason ?? "")}</td>
+<td>${j.unreadable !== undefined ? j.unreadable : j.deadLetter ? html`<code>${j.deadLetter.code}</code> ${j.deadLetter.message}` : j.failedReason && j.state !== "failed" ? `earlier attempt: ${j.failedReason}` : (j.failedReason ?? "")}</td>
 </tr>`,
   )}</tbody></table>`;
 }
