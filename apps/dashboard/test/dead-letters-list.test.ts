@@ -4,7 +4,7 @@ import type { FastifyBaseLogger } from "fastify";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { PASSWORDS, startDashboard, type TestDashboard } from "./support/app.ts";
-import { loggedIn } from "./support/client.ts";
+import { boardHeaders, loggedIn } from "./support/client.ts";
 import { randomId } from "./support/seed.ts";
 
 /**
@@ -110,5 +110,20 @@ describe("the dead-letter list", () => {
     expect(replay.statusCode).toBe(303);
     expect(replay.headers.location).toContain("invalid=1");
     expect(await d.redis.exists(dead.toKey(broken))).toBe(1);
+
+    // Where the page sends an operator to look at it: bull-board lists it beside the others, and opens it.
+    const headers = await boardHeaders(operator);
+    const board = await operator.get(
+      `/queues/api/queues?activeQueue=${QueueName.Dead}&status=waiting&page=1&jobsPerPage=50`,
+      headers,
+    );
+    expect(board.statusCode).toBe(200);
+    const listed = (board.json() as { queues: { name: string; jobs: { id: string; data: unknown }[] }[] }).queues
+      .find((queue) => queue.name === QueueName.Dead)
+      ?.jobs.map((job) => job.id);
+    expect(listed).toEqual(expect.arrayContaining([broken, readable]));
+    const opened = await operator.get(`/queues/api/queues/${QueueName.Dead}/${broken}`, headers);
+    expect(opened.statusCode).toBe(200);
+    expect(opened.body).toContain("is not JSON");
   });
 });

@@ -32,7 +32,7 @@ async function mountBoard(app: FastifyInstance, ctx: DashboardContext, basePath:
   createBullBoard({
     queues: Object.values(ctx.queues).map((queue) => {
       // Its retry gives a job its attempts again (retry-adapter.ts).
-      const adapter = new FullRetryAdapter(queue, ctx.redis, { readOnlyMode });
+      const adapter = new FullRetryAdapter(queue, ctx.redis, app.log, { readOnlyMode });
       adapter.setFormatter("data", hidePayerIds);
       return adapter;
     }),

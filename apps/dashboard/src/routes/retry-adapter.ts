@@ -1,6 +1,8 @@
 import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
-import type { Job, RetryOptions } from "bullmq";
+import type { Job, JobType, Queue, RetryOptions } from "bullmq";
+import type { FastifyBaseLogger } from "fastify";
 import type { Redis } from "ioredis";
+import { getJobOrStandIn, getJobsOrStandIns } from "./unreadable-job.ts";
 
 /**
  * BullMQ's `Job#retry` keeps `attemptsMade` and `attemptsStarted` unless asked to reset them, and bull-board 9.10's
@@ -20,26 +22,33 @@ const STALL_COUNT_FIELD = "stc";
 
 /**
  * bull-board's BullMQ adapter whose jobs' `retry` gives them their whole budget again (RESET_ATTEMPTS, the stall
- * count): the jobs bull-board retries are those its handlers get from `getJob` and `getJobs`. Everything else is
+ * count): the jobs bull-board retries are those its handlers get from `getJob` and `getJobs`. Those read a job whose
+ * hash is not JSON as a stand-in (unreadable-job.ts) rather than failing the queue's whole list. Everything else is
  * bull-board's own.
  */
 export class FullRetryAdapter extends BullMQAdapter {
   constructor(
-    queue: ConstructorParameters<typeof BullMQAdapter>[0],
-    /** The connection the queue uses (the dashboard's admin connection), for the stall count. */
+    private readonly source: Queue,
+    /** The connection the queue uses (the dashboard's admin connection), for the stall count and unreadable jobs. */
     private readonly redis: Redis,
+    /** Where an unreadable job is logged (JOB_UNREADABLE). */
+    private readonly log: FastifyBaseLogger,
     options?: ConstructorParameters<typeof BullMQAdapter>[1],
   ) {
-    super(queue, options);
+    super(source, options);
   }
 
   override async getJob(id: string): Promise<Job | undefined> {
-    const job = await super.getJob(id);
+    const job = await getJobOrStandIn(this.source, this.redis, this.log, id);
     return job && this.withFullRetry(job);
   }
 
-  override async getJobs(...args: Parameters<BullMQAdapter["getJobs"]>): Promise<Job[]> {
-    return (await super.getJobs(...args)).map((job) => this.withFullRetry(job));
+  override async getJobs(...[statuses, start, end]: Parameters<BullMQAdapter["getJobs"]>): Promise<Job[]> {
+    // bull-board's statuses are BullMQ's job types and `paused`, which BullMQ 6 no longer has (it keeps a paused
+    // queue's jobs in `waiting`): passed on as bull-board's own adapter passes them.
+    const types = statuses as JobType[];
+    const jobs = await getJobsOrStandIns(this.source, this.redis, this.log, types, start, end);
+    return jobs.map((job) => this.withFullRetry(job));
   }
 
   /** `job`, its `retry` resetting the attempts and stalls (on this instance only: bull-board's view of it is unchanged). */
