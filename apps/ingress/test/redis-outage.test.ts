@@ -64,6 +64,9 @@ describe("Redis outages", () => {
 
     await redis.restart();
     if (f.redis.status !== "ready") await once(f.redis, "ready");
+    // 'ready' starts a sample of the new connection, and until it is answered the intake refuses (by design: nothing
+    // vouches yet for the server reached). WeChat's resend comes seconds later; here, wait for that sample.
+    await f.app.ingress.sampler.sample();
     // WeChat resends the notification that got 503: now it is enqueued (nothing was lost).
     const resend = await post(f.app, "/notify/v3", n);
     expect(resend.statusCode).toBe(204);
