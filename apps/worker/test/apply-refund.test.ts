@@ -1330,4 +1330,66 @@ describe("refund numbers: one refund per (order, out_refund_no)", () => {
       { outRefundNo: "RF-race-txn", transactionId: "4200race-other", status: "ABNORMAL" },
     ]);
   });
+
+  it("the same refund number again reporting another order total is REFUND_CONFLICT: an ABNORMAL report is not overwritten", async () => {
+    const a = await paidOrder({ A: 1 }, 1_000);
+    const run = inline(world);
+    const r = { ...a, outRefundNo: "RF-total-1", refundId: "5000RF-total-1", refund: 1_000 };
+    // First reported ABNORMAL naming another total than the order's: recorded, not counted.
+    const abnormal = v3Refund(world, { ...r, status: "ABNORMAL", total: 2_000 });
+    expect((await run.deliver(abnormal)).apply?.outcome).toBe("REFUND_AMOUNT_MISMATCH");
+    // The same refund (number, id, transaction, amount) reported SUCCESS with the order's total: the two reports
+    // disagree on what was refunded from. Before: APPLIED — counted, the order REFUND and restocked.
+    const success = v3Refund(world, { ...r, total: 1_000 });
+    expect((await run.deliver(success)).apply?.outcome).toBe("REFUND_CONFLICT");
+    expect(await orderOf(world.prisma, a.outTradeNo)).toMatchObject({
+      status: "SUCCESS",
+      refundedTotal: 0,
+      refunds: [{ outRefundNo: "RF-total-1", status: "ABNORMAL", amountTotal: 2_000 }],
+    });
+    expect(await world.prisma.notification.findUniqueOrThrow({ where: { id: success.id } })).toMatchObject({
+      status: "REVIEW",
+      errorCode: "REFUND_CONFLICT",
+    });
+  });
+
+  it("and a SUCCESS refund reported again with another order total is REFUND_CONFLICT, not DUPLICATE", async () => {
+    const a = await paidOrder({ A: 1 }, 1_000);
+    const run = inline(world);
+    const r = { ...a, outRefundNo: "RF-total-2", refundId: "5000RF-total-2", refund: 400 };
+    expect((await run.deliver(v3Refund(world, { ...r, total: 1_000 }))).apply?.outcome).toBe("APPLIED");
+    // Before: DUPLICATE (and APIv2's total_fee was not compared either).
+    expect((await run.deliver(v2Refund(world, { ...r, total: 3_000 }))).apply?.outcome).toBe("REFUND_CONFLICT");
+    // The same facts again stay a plain DUPLICATE.
+    expect((await run.deliver(v3Refund(world, { ...r, total: 1_000 }))).apply?.outcome).toBe("DUPLICATE");
+    expect(await orderOf(world.prisma, a.outTradeNo)).toMatchObject({
+      refundedTotal: 400,
+      refunds: [{ outRefundNo: "RF-total-2", status: "SUCCESS", amountTotal: 1_000 }],
+    });
+  });
+
+  it("and when the other delivery committed meanwhile reports another order total", async () => {
+    const a = await paidOrder({ A: 1 }, 100);
+    const run = inline(world);
+    const job = v3Refund(world, {
+      ...a,
+      outRefundNo: "RF-race-total",
+      refundId: "5000race-total",
+      refund: 100,
+      total: 100,
+    });
+    const { applyJob } = await run.parse(job);
+    if (!applyJob) throw new Error("the refund should have an apply job");
+    // The same number, refund id and transaction, ABNORMAL with another total, committed once this statement waits.
+    const insertOther = `INSERT INTO "Refund" ("outRefundNo", "refundId", "outTradeNo", "orderId", "transactionId", status, "amountRefund", "amountTotal", "updatedAt")
+      VALUES ($1, '5000race-total', $2, (SELECT id FROM "Order" WHERE "outTradeNo" = $2), $3, 'ABNORMAL', 100, 900, now())`;
+    const result = await whileRowChanges(world.db, insertOther, ["RF-race-total", a.outTradeNo, a.transactionId], () =>
+      run.apply(applyJob),
+    );
+    expect(result.outcome).toBe("REFUND_CONFLICT");
+    expect((await orderOf(world.prisma, a.outTradeNo)).refundedTotal).toBe(0);
+    expect(await world.prisma.refund.findMany({ where: { outTradeNo: a.outTradeNo } })).toMatchObject([
+      { outRefundNo: "RF-race-total", status: "ABNORMAL", amountTotal: 900 },
+    ]);
+  });
 });

@@ -60,10 +60,14 @@ export interface RefundFacts {
  *   DUPLICATE_PAYMENT for it under another out_trade_no; unless it is this order's own second charge too. WeChat reports
  *   one transaction for one order, so waiting could not change the verdict: before, such a refund was retried for the
  *   whole unknown-order window (an hour by default), then decided TRANSACTION_MISMATCH all the same.
- * - REFUND_CONFLICT: this order already has a refund under this out_refund_no with another amount, another
- *   refund_id or another transaction (WeChat reports one refund per out_refund_no: every delivery carries the same
- *   facts; before, the transaction was not compared: an ABNORMAL refund of a second charge reported SUCCESS naming
- *   the payment the order kept was counted against it, and once SUCCESS such a report was a plain DUPLICATE); nothing
+ * - REFUND_CONFLICT: this order already has a refund under this out_refund_no with another amount, another total
+ *   (amount.total / v2 total_fee), another refund_id or another transaction (WeChat reports one refund per
+ *   out_refund_no: every delivery carries the same facts, only the status and success_time change; a refund_id or
+ *   transaction one report leaves out is not compared). Before, the transaction was not compared: an ABNORMAL refund
+ *   of a second charge reported SUCCESS naming the payment the order kept was counted against it, and once SUCCESS
+ *   such a report was a plain DUPLICATE; nor the total: an ABNORMAL report naming another total
+ *   (REFUND_AMOUNT_MISMATCH) reported SUCCESS with the order's was counted, and a SUCCESS one reported again with
+ *   another total was a DUPLICATE; nothing
  *   recorded, the stored refund untouched, REVIEW. Refund rows are keyed by (order, out_refund_no) — orderId, the
  *   order of the refund's merchant, sub-merchant and out_trade_no —, so another order's refund under the same number
  *   — another merchant's, out_refund_no being unique only per merchant, even under the same out_trade_no — is a
@@ -265,7 +269,8 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
     ),
     -- This order's refund under this number, as the snapshot shows it (a row committed later is met by the upsert).
     ex AS MATERIALIZED (
-      SELECT r.status::text AS status, r."refundId", r."amountRefund", r."transactionId" FROM "Refund" r, input i
+      SELECT r.status::text AS status, r."refundId", r."amountRefund", r."amountTotal", r."transactionId"
+      FROM "Refund" r, input i
       WHERE r."orderId" = (SELECT id FROM o) AND r."outRefundNo" = i.orn
     ),
     d AS MATERIALIZED (
@@ -288,11 +293,13 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
         -- (nothing written) while the caller may still wait for it.
         WHEN o."transactionId" IS NOT NULL AND i.txn IS NOT NULL AND o."transactionId" <> i.txn
           AND NOT (SELECT yes FROM dup) THEN CASE WHEN i.wait_txn THEN 'TRANSACTION_NOT_SEEN' ELSE 'TRANSACTION_MISMATCH' END
-        -- One out_refund_no is one refund: another amount, or another refund_id or transaction when both are known, is
-        -- not this one (a refund of one transaction is never reported as another's: counting it, or calling it a
-        -- DUPLICATE, would take one report's word over the other's).
-        WHEN ex.status IS NOT NULL AND (ex."amountRefund" <> i.amount_refund OR ex."refundId" <> i.refund_id
-                                        OR ex."transactionId" <> i.txn)
+        -- One out_refund_no is one refund: another amount refunded or total refunded from (amount.total, the
+        -- transaction's), or another refund_id or transaction when both are known, is not this one — only its status
+        -- and success_time change from report to report (a refund of one transaction is never reported as another's:
+        -- counting it, or calling it a DUPLICATE, would take one report's word over the other's). The out_trade_no is
+        -- the order's (the row is found by it).
+        WHEN ex.status IS NOT NULL AND (ex."amountRefund" <> i.amount_refund OR ex."amountTotal" <> i.amount_total
+                                        OR ex."refundId" <> i.refund_id OR ex."transactionId" <> i.txn)
           THEN 'REFUND_CONFLICT'
         -- Refund."refundId" is unique across the deployment: this refund id is already another refund's.
         WHEN EXISTS (
@@ -331,8 +338,6 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
         "refundId" = COALESCE(EXCLUDED."refundId", t."refundId"),
         "orderId" = EXCLUDED."orderId",
         "transactionId" = COALESCE(EXCLUDED."transactionId", t."transactionId"),
-        "amountRefund" = EXCLUDED."amountRefund",
-        "amountTotal" = EXCLUDED."amountTotal",
         "successTime" = EXCLUDED."successTime",
         "reviewReason" = EXCLUDED."reviewReason",
         "notificationId" = EXCLUDED."notificationId",
@@ -340,6 +345,7 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
       -- Evaluated on the row's newest version: a row committed after this statement's snapshot is changed only when
       -- it is the same refund in an earlier status, as the decision above assumed (CLOSED is earlier only to SUCCESS).
       WHERE t.status <> 'SUCCESS' AND t.status <> EXCLUDED.status AND t."amountRefund" = EXCLUDED."amountRefund"
+        AND t."amountTotal" = EXCLUDED."amountTotal"
         AND (t.status <> 'CLOSED' OR EXCLUDED.status = 'SUCCESS')
         AND (t."refundId" IS NULL OR EXCLUDED."refundId" IS NULL OR t."refundId" = EXCLUDED."refundId")
         AND (t."transactionId" IS NULL OR EXCLUDED."transactionId" IS NULL
