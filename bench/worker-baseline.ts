@@ -18,8 +18,9 @@ export function baselinePayments(pool: pg.Pool, facts: readonly PaymentFacts[]):
  * per round trip (BEGIN; lock the notification; lock the order; read the items; lock the SKUs; UPDATE the
  * order; per item INSERT the movement and UPDATE its stock; UPDATE the notification; INSERT the event; COMMIT:
  * 11 statements for the benchmark's orders of two items), with the same rules, outcomes, rows and columns as
- * @wpn/db's `wpn_apply_payments` as of migration 20261211100000_payment_partner_payer (the order's
- * paid* facts, DUPLICATE_MISMATCH against them — a partner payer on paidSpOpenid —, a second charge reported twice
+ * @wpn/db's `wpn_apply_payments` as of migration 20261211150000_payment_transaction_owner (the order's
+ * paid* facts, DUPLICATE_MISMATCH against them — a partner payer on paidSpOpenid —, TRANSACTION_CONFLICT on another
+ * order's payment or second charge, the second charge recorded under the transaction's key, a second charge reported twice
  * DUPLICATE, every DUPLICATE_PAYMENT writing its order, quantities added up in bigint, a REVIEW event naming the sub-merchant, movements and stock
  * changes paired up). Each statement takes a fresh snapshot (READ COMMITTED), so it needs no STALE answer: what
  * depends on what the order's lock holder committed (its transaction's notifications) is read after the lock.
@@ -80,7 +81,9 @@ async function run(c: pg.PoolClient, p: PaymentFacts): Promise<PaymentResult> {
     await c.query(
       `SELECT id, status::text AS status, "transactionId", mchid, appid, "subMchid", "subAppid", "amountTotal", currency, "payerOpenid",
               "paidTotal", "paidCurrency", "paidAppid", "paidSubAppid", "paidSpOpenid", "reviewReason",
-              EXISTS (SELECT 1 FROM "Order" x WHERE x."transactionId" = $2 AND x.id <> o.id) AS "txnElsewhere"
+              (EXISTS (SELECT 1 FROM "Order" x WHERE x."transactionId" = $2 AND x.id <> o.id)
+               OR EXISTS (SELECT 1 FROM "PaymentTransaction" x WHERE x."transactionId" = $2 AND x."orderId" <> o.id))
+                AS "txnElsewhere"
        FROM "Order" o WHERE "outTradeNo" = $1 AND mchid = $3 AND "subMchid" IS NOT DISTINCT FROM $4 FOR UPDATE`,
       [p.outTradeNo, p.transactionId, p.mchid, p.subMchid],
     )
@@ -159,6 +162,16 @@ async function run(c: pg.PoolClient, p: PaymentFacts): Promise<PaymentResult> {
         ],
       )
     ).rows[0];
+  }
+  // A second charge is recorded under the transaction's key (the order's own payment is, by the trigger on
+  // Order."transactionId"), unless it already is this order's.
+  if (outcome === "DUPLICATE_PAYMENT") {
+    await c.query(
+      `INSERT INTO "PaymentTransaction" ("transactionId", "orderId", "secondCharge")
+       SELECT $1, $2, true WHERE NOT EXISTS (
+         SELECT 1 FROM "PaymentTransaction" WHERE "transactionId" = $1 AND "orderId" = $2)`,
+      [p.transactionId, o.id],
+    );
   }
   let moved = 0;
   let stockRows = 0;

@@ -71,6 +71,8 @@ const cases: [PaymentFacts, string][] = [
   [pay("n-second-again", "paid", { transactionId: "4200-second" }), "DUPLICATE"],
   [pay("n-third", "paid", { transactionId: "4200-third" }), "DUPLICATE_PAYMENT"],
   [pay("n-conflict", "amount", { transactionId: "4200-paid" }), "TRANSACTION_CONFLICT"],
+  // Another order's second charge (migration 20261211150000).
+  [pay("n-conflict-charge", "currency", { transactionId: "4200-second" }), "TRANSACTION_CONFLICT"],
   [pay("n-amount", "amount", { total: 299 }), "AMOUNT_MISMATCH"],
   [pay("n-amount-again", "amount", { total: 299 }), "DUPLICATE"],
   [pay("n-amount-third", "amount", { total: 298 }), "DUPLICATE_MISMATCH"],
@@ -109,6 +111,8 @@ async function state(prisma: PrismaClient) {
       FROM "Notification" ORDER BY id`,
     events: await prisma.$queryRaw`SELECT "notificationId", kind, detail FROM "NotificationEvent"
       ORDER BY "notificationId", id`,
+    transactions: await prisma.$queryRaw`SELECT "transactionId", "orderId", "secondCharge" FROM "PaymentTransaction"
+      ORDER BY "transactionId"`,
   };
 }
 

@@ -1,9 +1,10 @@
+import { paymentStatement } from "@wpn/db";
 import { applyJobSchema } from "@wpn/queue";
 import { whileRowChanges } from "@wpn/testing";
 import { isWechatPayError, MAX_OUT_TRADE_NO_LENGTH } from "@wpn/wechatpay";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { paymentEvent } from "../src/domain/publish-events.ts";
-import { WorkerError } from "../src/errors.ts";
+import { toWorkerError, WorkerError } from "../src/errors.ts";
 import {
   createWorld,
   inline,
@@ -729,6 +730,117 @@ describe("order state", () => {
     await seedOrder(world, { outTradeNo: "T-late-order", amountTotal: 100, items: { A: 1 } });
     expect((await run.apply(applyJob!)).outcome).toBe("APPLIED");
     expect(await eventsOf(job.id)).toEqual(["RECEIVED", "PARSED", "APPLIED"]);
+  });
+});
+
+describe("one transaction, one order: a second charge of another order is that order's", () => {
+  /** Order A paid with a0 and charged a second time with `charge` (DUPLICATE_PAYMENT); its number. */
+  async function chargedTwice(a0: string, charge: string): Promise<string> {
+    const a = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+    const run = inline(world);
+    expect((await run.deliver(v3Payment(world, { outTradeNo: a, transactionId: a0 }))).apply?.outcome).toBe("APPLIED");
+    expect((await run.deliver(v3Payment(world, { outTradeNo: a, transactionId: charge }))).apply?.outcome).toBe(
+      "DUPLICATE_PAYMENT",
+    );
+    return a;
+  }
+
+  it("an unpaid order's payment naming another order's second charge is TRANSACTION_CONFLICT: left alone, no stock", async () => {
+    await chargedTwice("4200XC-A0-1", "4200XC-T-1");
+    const b = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+    const order = await orderOf(world.prisma, b);
+    const before = await stockOf(world.prisma);
+    const job = v3Payment(world, { outTradeNo: b, transactionId: "4200XC-T-1" });
+    // Before: APPLIED — B paid with the transaction already recorded as A's second charge, its stock taken.
+    expect((await inline(world).deliver(job)).apply).toMatchObject({
+      outcome: "TRANSACTION_CONFLICT",
+      orderStatus: "NOTPAY",
+    });
+    expect(await orderOf(world.prisma, b)).toEqual(order);
+    expect(await stockOf(world.prisma)).toEqual(before);
+    expect(await world.prisma.notification.findUniqueOrThrow({ where: { id: job.id } })).toMatchObject({
+      status: "REVIEW",
+      errorCode: "TRANSACTION_CONFLICT",
+    });
+  });
+
+  it("a paid order's payment naming another order's second charge is TRANSACTION_CONFLICT, not its own second charge", async () => {
+    await chargedTwice("4200XC-A0-2", "4200XC-T-2");
+    const c = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+    const run = inline(world);
+    expect((await run.deliver(v3Payment(world, { outTradeNo: c, transactionId: "4200XC-C0-2" }))).apply?.outcome).toBe(
+      "APPLIED",
+    );
+    // Before: DUPLICATE_PAYMENT — one transaction a second charge of two orders, C put in review for it.
+    const job = v3Payment(world, { outTradeNo: c, transactionId: "4200XC-T-2" });
+    expect((await run.deliver(job)).apply).toMatchObject({ outcome: "TRANSACTION_CONFLICT", orderStatus: "SUCCESS" });
+    expect(await orderOf(world.prisma, c)).toMatchObject({ status: "SUCCESS", reviewReason: null });
+  });
+
+  it("and the other way round: a second charge naming another order's payment stays TRANSACTION_CONFLICT", async () => {
+    const b = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+    const run = inline(world);
+    expect((await run.deliver(v3Payment(world, { outTradeNo: b, transactionId: "4200XC-T-3" }))).apply?.outcome).toBe(
+      "APPLIED",
+    );
+    const a = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+    expect((await run.deliver(v3Payment(world, { outTradeNo: a, transactionId: "4200XC-A0-3" }))).apply?.outcome).toBe(
+      "APPLIED",
+    );
+    expect((await run.deliver(v3Payment(world, { outTradeNo: a, transactionId: "4200XC-T-3" }))).apply?.outcome).toBe(
+      "TRANSACTION_CONFLICT",
+    );
+    expect(await orderOf(world.prisma, a)).toMatchObject({ status: "SUCCESS", transactionId: "4200XC-A0-3" });
+  });
+
+  it("two deliveries committing at once: B's payment waits for A's second charge of the transaction, then conflicts", async () => {
+    const a = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+    const run = inline(world);
+    expect((await run.deliver(v3Payment(world, { outTradeNo: a, transactionId: "4200XC-A0-4" }))).apply?.outcome).toBe(
+      "APPLIED",
+    );
+    const txn = "4200XC-T-4";
+    const secondCharge = v3Payment(world, { outTradeNo: a, transactionId: txn });
+    await run.parse(secondCharge);
+    // Another SKU than A's: the statements share no SKU lock either (the payment locks its order's SKUs up front).
+    const b = await seedOrder(world, { amountTotal: 100, items: { B: 1 } });
+    const order = await orderOf(world.prisma, b);
+    const { applyJob } = await run.parse(v3Payment(world, { outTradeNo: b, transactionId: txn }));
+    if (!applyJob) throw new Error("the payment should have an apply job");
+    // A's second charge (the worker's batch of one), uncommitted while B's payment statement runs: neither sees the
+    // other in its snapshot, and they lock different orders, notifications and SKUs.
+    const ofA = paymentStatement([
+      {
+        notificationId: secondCharge.id,
+        outTradeNo: a,
+        transactionId: txn,
+        mchid: world.merchant.mchid,
+        appid: world.merchant.appid,
+        subMchid: null,
+        subAppid: null,
+        total: 100,
+        currency: "CNY",
+        payerOpenid: null,
+        payerSpOpenid: null,
+        paidAt: Date.now(),
+      },
+    ]);
+    // Before: B APPLIED at once (no wait), the transaction both B's payment and A's second charge.
+    // B's statement waits on the transaction's key for A's charge, then fails it: a retry, not a dead letter.
+    const first = await whileRowChanges(world.db, ofA.text, ofA.values, () =>
+      run.apply(applyJob).then(
+        (result) => ({ decided: result.outcome, policy: null }),
+        (error: unknown) => ({ decided: toWorkerError(error).code, policy: toWorkerError(error).policy }),
+      ),
+    );
+    expect(first).toEqual({ decided: "DB_CONFLICT", policy: "retry" });
+    // The queue's retry decides on a snapshot holding A's charge.
+    expect(await run.apply(applyJob)).toMatchObject({ outcome: "TRANSACTION_CONFLICT", orderStatus: "NOTPAY" });
+    expect(await orderOf(world.prisma, b)).toEqual(order);
+    expect(await world.prisma.notification.findUniqueOrThrow({ where: { id: secondCharge.id } })).toMatchObject({
+      status: "REVIEW",
+      errorCode: "DUPLICATE_PAYMENT",
+    });
   });
 });
 

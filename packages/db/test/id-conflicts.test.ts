@@ -4,6 +4,7 @@ import {
   applyRefundStatement,
   classifyDbError,
   type PrismaClient,
+  paymentStatement,
   type RefundFacts,
 } from "@wpn/db";
 import { createTestDatabase, type TestDatabase, whileRowChanges } from "@wpn/testing";
@@ -166,6 +167,74 @@ describe("payments: a transaction id already on another order (real PostgreSQL)"
     await seedOrder("t5");
     const error = await thrown(() => seedOrder("t5"));
     expect(classifyDbError(error)).toEqual({ transient: false, code: "DB_CONSTRAINT", sqlstate: "23505" });
+  });
+});
+
+describe("payments: a transaction id already another order's second charge (real PostgreSQL)", () => {
+  /** `label`'s order paid by `4200-<label>`, with `charge` applied to it as a second charge (DUPLICATE_PAYMENT). */
+  async function chargedTwice(label: string, charge: string): Promise<void> {
+    await seedOrder(label, MCHID, `4200-${label}`);
+    await insertNotification(prisma, `${label}-charge`);
+    // The merchant the parse stage records: the payment statement finds an order's second charges by it.
+    await prisma.$executeRaw`UPDATE "Notification" SET mchid = ${MCHID} WHERE id = ${`${label}-charge`}`;
+    const result = await applyPaymentStatement(prisma, pay(`${label}-charge`, label, { transactionId: charge }));
+    expect(result.outcome).toBe("DUPLICATE_PAYMENT");
+  }
+
+  it("in one batch: a second charge of A, then B's payment of that transaction, is TRANSACTION_CONFLICT", async () => {
+    await seedOrder("c1-a", MCHID, "4200-c1-a");
+    await seedOrder("c1-b");
+    await insertNotification(prisma, "c1-a-n");
+    await insertNotification(prisma, "c1-b-n");
+    const results = await applyPaymentStatements(prisma, [
+      pay("c1-a-n", "c1-a", { transactionId: "4200-c1-shared" }),
+      pay("c1-b-n", "c1-b", { transactionId: "4200-c1-shared" }),
+    ]);
+    // Before: ["DUPLICATE_PAYMENT", "APPLIED"].
+    expect(results.map((r) => r.outcome)).toEqual(["DUPLICATE_PAYMENT", "TRANSACTION_CONFLICT"]);
+    expect(await orderOf("c1-b")).toEqual({ status: "NOTPAY", transactionId: null, reviewReason: null });
+  });
+
+  it("B's payment commits while A's second charge of the transaction runs: a retried DB_CONFLICT, then TRANSACTION_CONFLICT", async () => {
+    await seedOrder("c2-a", MCHID, "4200-c2-a");
+    await seedOrder("c2-b");
+    await insertNotification(prisma, "c2-a-n");
+    await insertNotification(prisma, "c2-b-n");
+    const ofB = paymentStatement([pay("c2-b-n", "c2-b", { transactionId: "4200-c2-shared" })]);
+    const error = await thrown(() =>
+      whileRowChanges(tdb, ofB.text, ofB.values, () =>
+        applyPaymentStatement(prisma, pay("c2-a-n", "c2-a", { transactionId: "4200-c2-shared" })),
+      ),
+    );
+    expect(classifyDbError(error)).toEqual({ transient: true, code: "DB_CONFLICT", sqlstate: "23505" });
+    const retried = await applyPaymentStatement(prisma, pay("c2-a-n", "c2-a", { transactionId: "4200-c2-shared" }));
+    expect(retried.outcome).toBe("TRANSACTION_CONFLICT");
+    expect(await orderOf("c2-a")).toEqual({ status: "SUCCESS", transactionId: "4200-c2-a", reviewReason: null });
+    expect(await orderOf("c2-b")).toMatchObject({ status: "SUCCESS", transactionId: "4200-c2-shared" });
+  });
+
+  it("an order written by hand with another order's second charge fails the key; a transaction id corrected by hand frees the old one", async () => {
+    await chargedTwice("c3-a", "4200-c3-charge");
+    const error = await thrown(() => seedOrder("c3-b", MCHID, "4200-c3-charge"));
+    expect(classifyDbError(error)).toMatchObject({ sqlstate: "23505" });
+    // A paid order's transaction id corrected by hand: the old one is no longer taken, the new one is.
+    await seedOrder("c3-c", MCHID, "4200-c3-typo");
+    await prisma.$executeRaw`UPDATE "Order" SET "transactionId" = '4200-c3-fixed' WHERE "outTradeNo" = 'c3-c'`;
+    await seedOrder("c3-d");
+    await insertNotification(prisma, "c3-d-n");
+    const typo = await applyPaymentStatement(prisma, pay("c3-d-n", "c3-d", { transactionId: "4200-c3-typo" }));
+    expect(typo.outcome).toBe("APPLIED");
+    await seedOrder("c3-e");
+    await insertNotification(prisma, "c3-e-n");
+    const fixed = await applyPaymentStatement(prisma, pay("c3-e-n", "c3-e", { transactionId: "4200-c3-fixed" }));
+    expect(fixed.outcome).toBe("TRANSACTION_CONFLICT");
+  });
+
+  it("the order's own later reports of its second charge stay DUPLICATE", async () => {
+    await chargedTwice("c4-a", "4200-c4-charge");
+    await insertNotification(prisma, "c4-a-again");
+    const again = await applyPaymentStatement(prisma, pay("c4-a-again", "c4-a", { transactionId: "4200-c4-charge" }));
+    expect(again.outcome).toBe("DUPLICATE");
   });
 });
 

@@ -29,7 +29,7 @@ afterAll(async () => {
 });
 beforeEach(async () => {
   await prisma.$executeRawUnsafe(
-    `TRUNCATE "NotificationEvent", "Notification", "InventoryMovement", "Refund", "OrderItem", "Order", "Sku", "AuditLog", "DeadLetterReplay"`,
+    `TRUNCATE "NotificationEvent", "Notification", "InventoryMovement", "Refund", "PaymentTransaction", "OrderItem", "Order", "Sku", "AuditLog", "DeadLetterReplay"`,
   );
 });
 

@@ -25,12 +25,13 @@ const UNAVAILABLE_ERRNO = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "E
 const PRISMA_UNAVAILABLE = new Set(["P1001", "P1002", "P1017", "P2024", "P2028"]);
 /**
  * Unique indexes whose conflicts the apply statements decide before writing (TRANSACTION_CONFLICT: the payment's
- * transaction id is another order's; REFUND_ID_CONFLICT: the refund id is another refund's), on what their snapshot
+ * transaction id is another order's — its payment, Order_transactionId_key, or either that or a second charge of it,
+ * PaymentTransaction_pkey; REFUND_ID_CONFLICT: the refund id is another refund's), on what their snapshot
  * shows. A violation of one of them therefore means a concurrent transaction wrote the same id after that snapshot
  * and committed while this statement waited on the index: the next run sees the row and records the conflict for
  * review, so this is a retry (DB_CONFLICT), not a dead letter.
  */
-const RACED_UNIQUE_INDEXES = new Set(["Order_transactionId_key", "Refund_refundId_key"]);
+const RACED_UNIQUE_INDEXES = new Set(["Order_transactionId_key", "PaymentTransaction_pkey", "Refund_refundId_key"]);
 
 export function classifyDbError(error: unknown): DbErrorClass {
   const facts = collect(error);

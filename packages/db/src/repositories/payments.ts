@@ -34,12 +34,17 @@ export interface PaymentFacts {
  *   at: that payment's money went to its own merchant (migration 20261207110002; before, such a payment found the
  *   other's order and was MCHID_MISMATCH, a code notifications decided then keep).
  * - STALE: the order changed after the statement's snapshot was taken; nothing done, run it again.
- * - TRANSACTION_CONFLICT: the payment's transaction id is already another order's (Order.transactionId is unique
- *   across the deployment, while a tenant signs its APIv2 payments with its own key: a payment of its own order can
- *   carry another tenant's transaction id, or an upstream bug can hand two orders one id). The order is left alone
- *   (whatever its state), the notification goes to REVIEW with the code and its transaction id. Decided on what the statement's snapshot shows; an order given the same id by a transaction that
- *   commits while this statement runs fails it on the unique index instead, which classifyDbError makes a retry
- *   (DB_CONFLICT) that then answers TRANSACTION_CONFLICT.
+ * - TRANSACTION_CONFLICT: the payment's transaction id is already another order's — its payment or a second charge
+ *   recorded for it (PaymentTransaction, keyed by the transaction id across the deployment, migration 20261211150000:
+ *   one WeChat transaction belongs to one out_trade_no; before, a second charge of order A was not looked at, and a
+ *   payment of B naming it was APPLIED, or a second charge of B too). Order.transactionId is unique across the
+ *   deployment too, while a tenant signs its APIv2 payments with its own key: a payment of its own order can carry
+ *   another tenant's transaction id, or an upstream bug can hand two orders one id. The order is left alone
+ *   (whatever its state), the notification goes to REVIEW with the code and its transaction id. Decided on what the
+ *   statement's snapshot shows; an order given the same id (as its payment or a second charge) by a transaction that
+ *   commits while this statement runs fails it on the unique key instead (Order_transactionId_key,
+ *   PaymentTransaction_pkey), which classifyDbError makes a retry (DB_CONFLICT) that then answers
+ *   TRANSACTION_CONFLICT.
  * - DUPLICATE_MISMATCH: the order already carries this transaction, but this report of it names other facts than
  *   the payment recorded on the order reported (Order.paidTotal, paidCurrency, paidAppid, paidSubAppid: written with
  *   the transaction id, never after): amount, currency, appid / sub_appid (sub_appid when the recorded one names
@@ -142,7 +147,10 @@ export interface PaymentResult {
  * reports of its transaction with that, not with the order's fields, and 20261209140000_payment_second_charge_writes_order,
  * after which every DUPLICATE_PAYMENT writes its order (updatedAt at least: a refund statement waiting for the order
  * meanwhile is STALE, see applyRefundStatement), and 20261209160000_payment_second_charge_reported_twice, after which a
- * further report of a second charge is DUPLICATE; it runs them once per payment of a batch).
+ * further report of a second charge is DUPLICATE, 20261211100000_payment_partner_payer, and
+ * 20261211150000_payment_transaction_owner, which records every transaction it gives an order — payment (by a trigger on
+ * Order.transactionId) or second charge — under one key, another order's being TRANSACTION_CONFLICT; it runs them once
+ * per payment of a batch).
  * Correctness under concurrency comes from row locks taken in a fixed order — Notification, then Order, then
  * the order's SKUs by id — and from the unique key of InventoryMovement, never from a lock that can expire:
  * - Every row of a batch (of one too) is locked before its first payment statement, so that statement starts
