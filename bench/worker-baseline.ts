@@ -167,10 +167,10 @@ async function run(c: pg.PoolClient, p: PaymentFacts): Promise<PaymentResult> {
   // Order."transactionId"), unless it already is this order's.
   if (outcome === "DUPLICATE_PAYMENT") {
     await c.query(
-      `INSERT INTO "PaymentTransaction" ("transactionId", "orderId", "secondCharge")
-       SELECT $1, $2, true WHERE NOT EXISTS (
+      `INSERT INTO "PaymentTransaction" ("transactionId", "orderId", "secondCharge", "total")
+       SELECT $1, $2, true, $3::int WHERE NOT EXISTS (
          SELECT 1 FROM "PaymentTransaction" WHERE "transactionId" = $1 AND "orderId" = $2)`,
-      [p.transactionId, o.id],
+      [p.transactionId, o.id, p.total],
     );
   }
   let moved = 0;

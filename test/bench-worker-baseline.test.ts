@@ -111,7 +111,8 @@ async function state(prisma: PrismaClient) {
       FROM "Notification" ORDER BY id`,
     events: await prisma.$queryRaw`SELECT "notificationId", kind, detail FROM "NotificationEvent"
       ORDER BY "notificationId", id`,
-    transactions: await prisma.$queryRaw`SELECT "transactionId", "orderId", "secondCharge" FROM "PaymentTransaction"
+    transactions: await prisma.$queryRaw`SELECT "transactionId", "orderId", "secondCharge", total
+      FROM "PaymentTransaction"
       ORDER BY "transactionId"`,
   };
 }

@@ -538,6 +538,27 @@ describe("the refund of a second charge (DUPLICATE_PAYMENT) is recorded, not cou
     });
   });
 
+  it("a refund of B naming another total than B's payment reported is REFUND_AMOUNT_MISMATCH: it closes no review", async () => {
+    const { outTradeNo, b } = await chargedTwice("T1", 1_200);
+    const run = inline(world);
+    // Half of B, reported as the whole of a 600 fen transaction: B's payment reported 1 200.
+    const refund = { outTradeNo, transactionId: b, outRefundNo: "RF-dupBT1", refundId: "5000dupBT1", refund: 600 };
+    // Before: DUPLICATE_PAYMENT_REFUNDED, and the order left its review (SUCCESS) with 600 fen of B still owed.
+    expect((await run.deliver(v3Refund(world, { ...refund, total: 600 }))).apply?.outcome).toBe(
+      "REFUND_AMOUNT_MISMATCH",
+    );
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({
+      status: "PAYMENT_REVIEW",
+      reviewReason: "DUPLICATE_PAYMENT",
+      refundedTotal: 0,
+      refunds: [{ transactionId: b, amountTotal: 600, reviewReason: "REFUND_AMOUNT_MISMATCH" }],
+    });
+    // B refunded in full, as its payment reported it: the review is over.
+    const full = { ...refund, outRefundNo: "RF-dupBT1-full", refundId: "5000dupBT1-full", refund: 1_200, total: 1_200 };
+    expect((await run.deliver(v3Refund(world, full))).apply?.outcome).toBe("DUPLICATE_PAYMENT_REFUNDED");
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({ status: "SUCCESS", reviewReason: null });
+  });
+
   it("only this order's own second charge: another order's, or a row of another merchant, is TRANSACTION_MISMATCH", async () => {
     const { b: otherOrdersB } = await chargedTwice("3");
     const { outTradeNo } = await chargedTwice("4");

@@ -16,6 +16,12 @@
 -- DB_CONFLICT, that decides TRANSACTION_CONFLICT) — a property of the key, not of two statements' timing.
 -- Order_transactionId_key stays. A row goes with its order (ON DELETE CASCADE), as Order."transactionId" did.
 --
+-- "total" is what the payment reported (amount.total / total_fee, fen): a second charge's refunds must name it (the
+-- refund statement records one naming another as REFUND_AMOUNT_MISMATCH, not toward that charge's refunds: before,
+-- such a refund of part of a charge, naming its own amount as the total, closed the order's DUPLICATE_PAYMENT review
+-- with the rest still owed). Null where unknown: a second charge recorded before this migration (its payment's amount
+-- was not stored), an order's payment before 20261209110000 (paidTotal null) or written by hand without paidTotal.
+--
 -- Filled from what is recorded: every order's transaction, then the second charges (DUPLICATE_PAYMENT REVIEW rows,
 -- never pruned) on the order of their number, merchant and sub-merchant — the earliest received first, none already
 -- taken (data committed before this migration may hold one transaction for two orders: the first keeps it). A row
@@ -29,6 +35,7 @@ CREATE TABLE "PaymentTransaction" (
     "transactionId" TEXT NOT NULL,
     "orderId" TEXT NOT NULL,
     "secondCharge" BOOLEAN NOT NULL,
+    "total" INTEGER,
     "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
 
     CONSTRAINT "PaymentTransaction_pkey" PRIMARY KEY ("transactionId")
@@ -38,8 +45,11 @@ CREATE INDEX "PaymentTransaction_orderId_idx" ON "PaymentTransaction"("orderId")
 
 ALTER TABLE "PaymentTransaction" ADD CONSTRAINT "PaymentTransaction_orderId_fkey" FOREIGN KEY ("orderId") REFERENCES "Order"("id") ON DELETE CASCADE ON UPDATE CASCADE;
 
-INSERT INTO "PaymentTransaction" ("transactionId", "orderId", "secondCharge")
-SELECT "transactionId", id, false FROM "Order" WHERE "transactionId" IS NOT NULL;
+-- The foreign key above holds "Order" in SHARE ROW EXCLUSIVE mode until this migration commits: no payment writes an
+-- order meanwhile (every one that sets a transaction or records a second charge writes its order), so the backfill's
+-- snapshot, taken after that lock, misses none, and the triggers below are in place before the next one commits.
+INSERT INTO "PaymentTransaction" ("transactionId", "orderId", "secondCharge", "total")
+SELECT "transactionId", id, false, "paidTotal" FROM "Order" WHERE "transactionId" IS NOT NULL;
 
 INSERT INTO "PaymentTransaction" ("transactionId", "orderId", "secondCharge")
 SELECT DISTINCT ON (x."transactionId") x."transactionId", o.id, true
@@ -65,7 +75,8 @@ BEGIN
   IF NEW."transactionId" IS NOT NULL AND NOT EXISTS (
     SELECT 1 FROM "PaymentTransaction" WHERE "transactionId" = NEW."transactionId" AND "orderId" = NEW.id
   ) THEN
-    INSERT INTO "PaymentTransaction" ("transactionId", "orderId", "secondCharge") VALUES (NEW."transactionId", NEW.id, false);
+    INSERT INTO "PaymentTransaction" ("transactionId", "orderId", "secondCharge", "total")
+      VALUES (NEW."transactionId", NEW.id, false, NEW."paidTotal");
   END IF;
   RETURN NULL;
 END
@@ -266,8 +277,8 @@ BEGIN
     -- TRANSACTION_CONFLICT). Not again when it is already this order's (the order row lock serialises its payments).
     -- The order's own payment is recorded by the trigger on Order."transactionId".
     charge AS (
-      INSERT INTO "PaymentTransaction" ("transactionId", "orderId", "secondCharge")
-      SELECT i.txn, (SELECT id FROM o), true FROM d, input i
+      INSERT INTO "PaymentTransaction" ("transactionId", "orderId", "secondCharge", "total")
+      SELECT i.txn, (SELECT id FROM o), true, i.total FROM d, input i
       WHERE d.outcome = 'DUPLICATE_PAYMENT'
         AND NOT EXISTS (
           SELECT 1 FROM "PaymentTransaction" x WHERE x."transactionId" = i.txn AND x."orderId" = (SELECT id FROM o)

@@ -93,10 +93,13 @@ export interface RefundFacts {
  *   charges' REVIEW notifications stay as they are). Before, the order stayed in review for good, /reviews asking a
  *   human to refund what was refunded. Every such refund writes the order's updatedAt, so that two refunds of parts of
  *   a charge are serialised on it (the later one STALE) and the one completing it sees the others. Its total
- *   is the second charge's, so it is not compared with the order's. Its ABNORMAL / CLOSED notifications are
+ *   is the second charge's, so it is not compared with the order's (but with the charge's: REFUND_AMOUNT_MISMATCH). Its ABNORMAL / CLOSED notifications are
  *   REFUND_ABNORMAL / REFUND_CLOSED as for any refund (row transactionId the second charge's).
  * - REFUND_AMOUNT_MISMATCH: amount.total (v2 total_fee) is not the order's amountTotal, or a successful refund
- *   would take refundedTotal above amountTotal. The refund is recorded as reported (the money left WeChat) with
+ *   would take refundedTotal above amountTotal; for the refund of a second charge (any status), amount.total is not
+ *   what that charge's payment reported (PaymentTransaction.total, migration 20261211150000; not compared for a charge
+ *   recorded before it) — such a refund is not one of the charge's DUPLICATE_PAYMENT_REFUNDED refunds, so it closes
+ *   no review (before, a refund of part of a charge naming its own amount as the total closed it). The refund is recorded as reported (the money left WeChat) with
  *   reviewReason REFUND_AMOUNT_MISMATCH, but refundedTotal, the order's status and stock are left alone; REVIEW.
  *   For an order in PAYMENT_REVIEW the comparison is with amountTotal too (not Order.paidTotal, unknown on orders paid before migration 20261209110000): refunds
  *   of an order paid another amount (AMOUNT_MISMATCH) therefore all land here, beside the order's own review.
@@ -241,6 +244,12 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
         WHERE c."subMchid" IS NOT DISTINCT FROM o."subMchid" AND o."transactionId" <> i.txn
       ) AS yes
     ),
+    -- What the second charge's payment reported as its total (fen), which its refunds must name: recorded with the
+    -- charge (migration 20261211150000); none for a charge recorded before it (then not compared). Read only for dup.
+    charge_total AS MATERIALIZED (
+      SELECT p.total FROM "PaymentTransaction" p, input i
+      WHERE p."transactionId" = i.txn AND p."orderId" = (SELECT id FROM o) AND p."secondCharge"
+    ),
     -- Whether the refund's transaction is another sub-merchant's of this merchant (SUB_MCHID_MISMATCH): the order
     -- holding it (Order_transactionId_key: at most one, set only by that sub-merchant's authenticated payment), or a
     -- second charge recorded under another sub-merchant. Read on the snapshot: a payment committing meanwhile is seen
@@ -311,8 +320,12 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
         -- WeChat's lifecycle, but it would be WeChat's word, authenticated, that the money went back: it is recorded
         -- and counted as any SUCCESS (the upsert below moves CLOSED to SUCCESS), never dropped.
         WHEN ex.status IN ('SUCCESS', i.status::text) OR (ex.status = 'CLOSED' AND i.status <> 'SUCCESS') THEN 'DUPLICATE'
+        -- A second charge's refund naming another total than that charge's payment reported: recorded, not counted
+        -- toward the charge's refunds (settled below) — a refund of part of it naming its own amount as the total
+        -- closed the order's review with the rest owed. Not compared when the charge's total is unknown.
+        WHEN (SELECT yes FROM dup) AND i.amount_total <> (SELECT total FROM charge_total) THEN 'RECORD_UNCOUNTED'
         -- A second charge's refund: recorded, never counted (refundedTotal is what was refunded of the payment the
-        -- order kept). Its total is the second charge's, which is not stored, so it is not compared with the order's.
+        -- order kept). Its total is the second charge's (above), not compared with the order's.
         WHEN (SELECT yes FROM dup) AND i.status = 'SUCCESS' THEN 'RECORD_DUPLICATE_PAYMENT'
         WHEN (SELECT yes FROM dup) THEN 'RECORD'
         -- bigint: refundedTotal + a refund near 2^31 must compare, not overflow int4.
