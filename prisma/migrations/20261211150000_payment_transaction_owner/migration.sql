@@ -28,8 +28,12 @@
 -- whose order is gone, or a partner row parsed before 20261202130000 (no sub-merchant) without an order under the
 -- number, is not recorded.
 --
--- The function is otherwise as in 20261211100000_payment_partner_payer: same arguments and result columns, CREATE OR
--- REPLACE, which keeps its privileges. A worker of the previous release runs it as it is.
+-- The function also takes the partner payer comparison of 20261211100000_payment_partner_payer (that migration adds the
+-- column "paidSpOpenid" alone): the payment recorded on a partner order keeps the payer under the provider's appid
+-- (batch item sp_openid: APIv3 payer.sp_openid, APIv2 openid), and a later report of its transaction naming another is
+-- DUPLICATE_MISMATCH; not compared when either side does not know it. Otherwise as in
+-- 20261209160000_payment_second_charge_reported_twice: same arguments and result columns, CREATE OR REPLACE, which keeps
+-- its privileges. A worker of the previous release runs it as it is.
 
 CREATE TABLE "PaymentTransaction" (
     "transactionId" TEXT NOT NULL,

@@ -147,8 +147,8 @@ export interface PaymentResult {
  * reports of its transaction with that, not with the order's fields, and 20261209140000_payment_second_charge_writes_order,
  * after which every DUPLICATE_PAYMENT writes its order (updatedAt at least: a refund statement waiting for the order
  * meanwhile is STALE, see applyRefundStatement), and 20261209160000_payment_second_charge_reported_twice, after which a
- * further report of a second charge is DUPLICATE, 20261211100000_payment_partner_payer, and
- * 20261211150000_payment_transaction_owner, which records every transaction it gives an order — payment (by a trigger on
+ * further report of a second charge is DUPLICATE, and 20261211150000_payment_transaction_owner (with the partner payer
+ * comparison over the column of 20261211100000_payment_partner_payer), which records every transaction it gives an order — payment (by a trigger on
  * Order.transactionId) or second charge — under one key, another order's being TRANSACTION_CONFLICT; it runs them once
  * per payment of a batch).
  * Correctness under concurrency comes from row locks taken in a fixed order — Notification, then Order, then
