@@ -886,6 +886,58 @@ describe("a refund naming another order's transaction is TRANSACTION_MISMATCH at
     expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({ refunds: [] });
   });
 
+  it("a second charge recorded for another merchant's order (PaymentTransaction, not that merchant's notifications)", async () => {
+    const c = { mchid: "1900000669", appid: "wxtenantc0000069", apiV3Key: "f".repeat(32) };
+    const { outTradeNo: cOrder, key: cKey } = await tenantPaidOrder(c, "4200000000TENANTC69");
+    const secondCharge = "4200TENANTCSECOND69";
+    const pay = v3Payment(world, {
+      outTradeNo: cOrder,
+      ...c,
+      apiV3Key: cKey,
+      transactionId: secondCharge,
+      total: 100,
+    });
+    expect((await inline(world).deliver({ ...pay, mchid: c.mchid })).apply?.outcome).toBe("DUPLICATE_PAYMENT");
+    const { outTradeNo } = await paidOrder({ A: 1 }, 100);
+    const refund = v3Refund(world, { outTradeNo, transactionId: secondCharge, refund: 100, total: 100 });
+    // Before: rejected TRANSACTION_NOT_SEEN (the charge's notification is another merchant's: not read).
+    expect((await firstAttempt(refund)).outcome).toBe("TRANSACTION_MISMATCH");
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({ refunds: [] });
+  });
+
+  it("a second charge of the merchant's direct order under the number a sub-merchant's order has too", async () => {
+    // The direct order (no sub-merchant) took the second charge; sub-merchant S has an order under the same number.
+    // The charge's notification names no sub-merchant, so it was not read as S's (SUB_MCHID_MISMATCH) nor as another
+    // number's: only PaymentTransaction tells whose it is.
+    const { outTradeNo } = await paidOrder({ A: 1 }, 100);
+    const secondCharge = "4200DIRECTSECOND70";
+    const dup = await inline(world).deliver(v3Payment(world, { outTradeNo, transactionId: secondCharge, total: 100 }));
+    expect(dup.apply?.outcome).toBe("DUPLICATE_PAYMENT");
+    const sub = "1900000270";
+    await seedOrder(world, { outTradeNo, amountTotal: 100, items: { A: 1 }, subMchid: sub });
+    const subPay = v3Payment(world, { outTradeNo, transactionId: "4200SUBPAYMENT70", partner: { subMchid: sub } });
+    expect((await inline(world).deliver(subPay)).apply?.outcome).toBe("APPLIED");
+    const refund = v3Refund(world, {
+      outTradeNo,
+      transactionId: secondCharge,
+      refund: 100,
+      total: 100,
+      partner: { subMchid: sub },
+    });
+    // Before: rejected TRANSACTION_NOT_SEEN for the whole window.
+    expect((await firstAttempt(refund)).outcome).toBe("TRANSACTION_MISMATCH");
+    expect(await world.prisma.refund.findMany({ where: { outTradeNo } })).toEqual([]);
+  });
+
+  it("a transaction no payment recorded yet still waits (TRANSACTION_NOT_SEEN, ORDER_NOT_PAID)", async () => {
+    const { outTradeNo } = await paidOrder({ A: 1 }, 100);
+    const unknown = v3Refund(world, { outTradeNo, transactionId: "4200NOTRECORDED71", refund: 100, total: 100 });
+    await expect(firstAttempt(unknown)).rejects.toMatchObject({ code: "TRANSACTION_NOT_SEEN" });
+    const unpaid = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+    const early = v3Refund(world, { outTradeNo: unpaid, transactionId: "4200NOTRECORDED72", refund: 100, total: 100 });
+    await expect(firstAttempt(early)).rejects.toMatchObject({ code: "ORDER_NOT_PAID" });
+  });
+
   it("also on an order not paid yet: its payment, whenever it lands, cannot be another order's transaction", async () => {
     const outTradeNo = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
     const other = await paidOrder({ A: 1 }, 100);

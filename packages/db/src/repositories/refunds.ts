@@ -56,8 +56,9 @@ export interface RefundFacts {
  *   window, and once it has passed runs the statement without `waitForTransaction`.
  * - TRANSACTION_MISMATCH: the same without `waitForTransaction` (the window has passed): nothing recorded, REVIEW.
  *   Also at once — with `waitForTransaction`, and before ORDER_NOT_PAID — when the snapshot shows the transaction to be
- *   another order's: another order holds it (Order.transactionId), or this merchant's payment statement answered
- *   DUPLICATE_PAYMENT for it under another out_trade_no; unless it is this order's own second charge too. WeChat reports
+ *   another order's: a payment recorded it for another order (PaymentTransaction: that order's own payment or a second
+ *   charge of it, any merchant's or sub-merchant's), or this merchant's payment statement answered DUPLICATE_PAYMENT for
+ *   it under another out_trade_no; unless it is this order's own second charge too. WeChat reports
  *   one transaction for one order, so waiting could not change the verdict: before, such a refund was retried for the
  *   whole unknown-order window (an hour by default), then decided TRANSACTION_MISMATCH all the same.
  * - REFUND_CONFLICT: this order already has a refund under this out_refund_no with another amount, another total
@@ -265,15 +266,21 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
     -- Whether the database already shows the refund's transaction to be another order's: WeChat reports one transaction
     -- for one order, so no payment still on its way can make it this order's own or a second charge of it, and waiting
     -- for one (TRANSACTION_NOT_SEEN, ORDER_NOT_PAID: the unknown-order window) only delayed TRANSACTION_MISMATCH.
-    -- Another order holds it (Order_transactionId_key: unique across the deployment, set by that order's payment; one of
-    -- another sub-merchant of this merchant is SUB_MCHID_MISMATCH, above), or this merchant's payment statement recorded
-    -- it as a second charge of another of its numbers (a DUPLICATE_PAYMENT review; its own signed word — another
-    -- merchant's such row proves nothing about this merchant's orders). The same transaction recorded as this order's
-    -- second charge too (dup) wins: it is checked first. Read on the snapshot: a payment committing meanwhile is seen by
-    -- the retry the waiting outcomes lead to.
+    -- PaymentTransaction (migration 20261211150000; one probe of its primary key) names the order every payment
+    -- recorded the transaction for — an order's own payment (trigger on Order."transactionId", so this covers
+    -- Order_transactionId_key) and each second charge, whatever its merchant or sub-merchant: the payment statement
+    -- wrote it from that order's authenticated payment, and the key makes it one order's across the deployment. Before,
+    -- a second charge was read from this merchant's DUPLICATE_PAYMENT reviews alone: another merchant's, or one of this
+    -- merchant's direct order under the number a sub-merchant's order has too, waited out the whole window. Also this
+    -- merchant's reviews naming another of its numbers: a charge recorded before that migration that its backfill could
+    -- not place (no order under the row's merchant, sub-merchant and number). One of another sub-merchant of this
+    -- merchant found by foreign_txn is SUB_MCHID_MISMATCH, above. The same transaction recorded as this order's second
+    -- charge too (dup) wins: it is checked first. Read on the snapshot: a payment committing meanwhile is seen by the
+    -- retry the waiting outcomes lead to.
     elsewhere AS MATERIALIZED (
       SELECT EXISTS (
-        SELECT 1 FROM "Order" h, input i WHERE h."transactionId" = i.txn AND h.id IS DISTINCT FROM (SELECT id FROM o)
+        SELECT 1 FROM "PaymentTransaction" p, input i
+        WHERE p."transactionId" = i.txn AND p."orderId" IS DISTINCT FROM (SELECT id FROM o)
       ) OR EXISTS (SELECT 1 FROM charges c, input i WHERE c."outTradeNo" <> i.otn) AS yes
     ),
     -- This order's refund under this number, as the snapshot shows it (a row committed later is met by the upsert).
