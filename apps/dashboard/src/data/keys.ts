@@ -1,13 +1,28 @@
 import { createHash, createPublicKey, X509Certificate } from "node:crypto";
+import {
+  certificateExpired,
+  certificateValidAt,
+  type LoadedCertificate,
+  loadCertificate,
+  narrowValidity,
+  sameCertificateSerial,
+} from "@wpn/wechatpay";
 import type { DashboardContext } from "../context.ts";
 
 export interface CertificateStatus {
   serial: string;
   subject?: string;
+  /**
+   * Validity as the ingress trusts the certificate: a PlatformCertificate row's is the X.509 one narrowed by the
+   * row's notBefore/notAfter (`narrowValidity`, as the ingress's registry loads it); a configured file's is its own.
+   */
   notBefore: Date;
   notAfter: Date;
   /** Whole days until notAfter (truncated toward zero): 0 in the last day, -3 three full days after expiry. */
   daysLeft: number;
+  /** Whether the ingress verifies with it now (`certificateValidAt`: a minute of clock difference either side). */
+  validNow: boolean;
+  /** Past notAfter beyond that minute (`certificateExpired`): refused for good. */
   expired: boolean;
   source: "config" | "database";
 }
@@ -37,6 +52,17 @@ const DAY_MS = 86_400_000;
 
 export function daysLeft(notAfter: Date, now: Date): number {
   return Math.trunc((notAfter.getTime() - now.getTime()) / DAY_MS);
+}
+
+/** The status fields judged from `validity` at `now`, by the functions the ingress's key store judges with. */
+function judged(validity: { notBefore: Date; notAfter: Date }, now: Date) {
+  return {
+    notBefore: validity.notBefore,
+    notAfter: validity.notAfter,
+    daysLeft: daysLeft(validity.notAfter, now),
+    validNow: certificateValidAt(validity, now),
+    expired: certificateExpired(validity, now),
+  };
 }
 
 function fingerprint(pem: string): { value: string | null; error?: string } {
@@ -78,14 +104,10 @@ export function certificatesFromPems(
       }
       try {
         const cert = new X509Certificate(block);
-        const notAfter = new Date(cert.validTo);
         certificates.push({
           serial: cert.serialNumber.toUpperCase(),
           subject: cert.subject.replaceAll("\n", ", "),
-          notBefore: new Date(cert.validFrom),
-          notAfter,
-          daysLeft: daysLeft(notAfter, now),
-          expired: notAfter <= now,
+          ...judged({ notBefore: new Date(cert.validFrom), notAfter: new Date(cert.validTo) }, now),
           source: "config",
         });
       } catch (error) {
@@ -96,32 +118,42 @@ export function certificatesFromPems(
   return { certificates, errors };
 }
 
-/** A certificate serial as a number's spelling: upper case, no leading zeros (the ingress compares them so). */
-function serialNumber(serial: string): string {
-  return serial
-    .trim()
-    .toUpperCase()
-    .replace(/^0+(?=.)/, "");
+interface CertificateRow {
+  serial: string;
+  pem: string;
+  notBefore: Date;
+  notAfter: Date;
 }
 
 /**
- * What is wrong with a PlatformCertificate row as the ingress loads it, or nothing: a PEM that does not parse, or one
- * whose certificate is not the one the `serial` column names, which the ingress refuses (CERTIFICATE_SERIAL_MISMATCH
- * in its log) while this page would show the column's serial as if it were configured.
+ * A PlatformCertificate row as the ingress's registry loads it: its PEM through `loadCertificate`, refused when that
+ * fails or names another serial than the `serial` column (CERTIFICATE_SERIAL_MISMATCH in the ingress's log, while
+ * this page would show the column's serial as if it were configured); else its validity narrowed by the row's
+ * columns (`narrowValidity`). A refused row keeps the columns' validity, with its error beside it.
  */
-function rowCertificateError(serial: string, pem: string): string[] {
-  let pemSerial: string;
+function rowCertificate(row: CertificateRow, now: Date): { status: CertificateStatus; errors: string[] } {
+  const asRecorded = { serial: row.serial, source: "database" as const };
+  let loaded: LoadedCertificate;
   try {
-    pemSerial = new X509Certificate(pem).serialNumber.toUpperCase();
+    loaded = loadCertificate(row.pem);
   } catch (error) {
-    return [
-      `certificate ${serial}: its PEM does not parse (${error instanceof Error ? error.message : String(error)})`,
-    ];
+    return {
+      status: { ...asRecorded, ...judged(row, now) },
+      errors: [
+        `certificate ${row.serial}: its PEM does not parse (${error instanceof Error ? error.message : String(error)})`,
+      ],
+    };
   }
-  if (serialNumber(pemSerial) === serialNumber(serial)) return [];
-  return [
-    `certificate row ${serial} holds the certificate ${pemSerial}: the ingress refuses it (CERTIFICATE_SERIAL_MISMATCH); correct the serial or the PEM`,
-  ];
+  if (!sameCertificateSerial(loaded.serial, row.serial)) {
+    return {
+      status: { ...asRecorded, ...judged(row, now) },
+      errors: [
+        `certificate row ${row.serial} holds the certificate ${loaded.serial}: the ingress refuses it (CERTIFICATE_SERIAL_MISMATCH); correct the serial or the PEM`,
+      ],
+    };
+  }
+  const trusted = narrowValidity(loaded, { notBefore: row.notBefore, notAfter: row.notAfter });
+  return { status: { ...asRecorded, ...judged(trusted, now) }, errors: [] };
 }
 
 /**
@@ -171,6 +203,7 @@ export async function loadKeyStatus(ctx: DashboardContext): Promise<MerchantKeyS
     orderBy: { mchid: "asc" },
   });
   const fromDb = rows.map((row): MerchantKeyStatus => {
+    const certificates = row.certificates.map((c) => rowCertificate(c, now));
     const rowFp = row.publicKeyPem ? fingerprint(row.publicKeyPem) : { value: null };
     return {
       mchid: row.mchid,
@@ -189,15 +222,8 @@ export async function loadKeyStatus(ctx: DashboardContext): Promise<MerchantKeyS
             },
           }
         : {}),
-      certificates: row.certificates.map((c) => ({
-        serial: c.serial,
-        notBefore: c.notBefore,
-        notAfter: c.notAfter,
-        daysLeft: daysLeft(c.notAfter, now),
-        expired: c.notAfter <= now,
-        source: "database",
-      })),
-      certificateErrors: row.certificates.flatMap((c) => rowCertificateError(c.serial, c.pem)),
+      certificates: certificates.map((c) => c.status),
+      certificateErrors: certificates.flatMap((c) => c.errors),
     };
   });
   return [defaultMerchant, ...fromDb];

@@ -8,8 +8,8 @@ import { sendPage } from "./page.ts";
 /** Certificates expiring within this many days are flagged (WeChat's switch-over notice is about this long). */
 export const EXPIRY_WARNING_DAYS = 30;
 
-export function expiryTone(c: Pick<CertificateStatus, "daysLeft" | "expired">): Tone {
-  if (c.expired) return "bad";
+export function expiryTone(c: Pick<CertificateStatus, "daysLeft" | "validNow">): Tone {
+  if (!c.validNow) return "bad";
   if (c.daysLeft < EXPIRY_WARNING_DAYS) return "warn";
   return "ok";
 }
@@ -21,7 +21,7 @@ export function registerKeyRoutes(app: FastifyInstance, ctx: DashboardContext): 
     return sendPage(request, reply, {
       title: "Merchant keys",
       active: "/keys",
-      body: html`<p class="muted">Verification keys per merchant. Secrets (APIv3/APIv2 keys) are never shown. Certificates expiring within ${EXPIRY_WARNING_DAYS} days are flagged.</p>
+      body: html`<p class="muted">Verification keys per merchant. Secrets (APIv3/APIv2 keys) are never shown. Certificates expiring within ${EXPIRY_WARNING_DAYS} days are flagged. A certificate's validity is as the ingress trusts it: a Merchant table row's notBefore/notAfter narrow the certificate's own, and a minute of clock difference is allowed either side.</p>
 ${merchants.map(merchantCard)}`,
     });
   });
@@ -57,7 +57,13 @@ function certificateRow(c: CertificateStatus): SafeHtml {
 <td class="mono">${c.serial}</td>
 <td class="mono">${formatTime(c.notBefore)}</td>
 <td class="mono">${formatTime(c.notAfter)}</td>
-<td class="num">${badge(c.expired ? `expired ${-c.daysLeft} d ago` : `${c.daysLeft}`, expiryTone(c))}</td>
+<td class="num">${badge(validityText(c), expiryTone(c))}</td>
 <td>${c.source}</td>
 </tr>`;
+}
+
+/** Days left while the ingress verifies with it; else why it does not. */
+function validityText(c: CertificateStatus): string {
+  if (c.validNow) return `${c.daysLeft}`;
+  return c.expired ? `expired ${-c.daysLeft} d ago` : "not yet valid";
 }

@@ -14,7 +14,7 @@ export function registerOverviewRoutes(app: FastifyInstance, ctx: DashboardConte
     const [overview, keys] = await Promise.all([loadOverview(ctx), loadKeyStatus(ctx)]);
     const expiring = keys.flatMap((m) =>
       m.certificates
-        .filter((c) => c.expired || c.daysLeft < EXPIRY_WARNING_DAYS)
+        .filter((c) => !c.validNow || c.daysLeft < EXPIRY_WARNING_DAYS)
         .map((c) => ({ mchid: m.mchid, ...c })),
     );
     return sendPage(request, reply, {
@@ -107,13 +107,18 @@ ${o.failures.map(
 /** Certificates about to expire stop verification when they do: worth a banner on the first page. */
 function certificateWarning(expiring: (CertificateStatus & { mchid: string })[]): SafeHtml {
   if (expiring.length === 0) return html``;
-  const expired = expiring.some((c) => c.expired);
-  return html`<div class="flash ${expired ? "bad" : "warn"}" role="alert">
+  const refused = expiring.some((c) => !c.validNow);
+  return html`<div class="flash ${refused ? "bad" : "warn"}" role="alert">
 ${expiring.map(
-  (c) =>
-    html`<div>Merchant ${c.mchid}: platform certificate <code>${c.serial}</code> ${c.expired ? "has expired" : `expires in ${c.daysLeft} day(s)`}.</div>`,
+  (c) => html`<div>Merchant ${c.mchid}: platform certificate <code>${c.serial}</code> ${certificateState(c)}.</div>`,
 )}
 <a href="/keys">Key status →</a></div>`;
+}
+
+/** As the Keys page judges it (`validNow`, `expired`: the ingress's rule). */
+function certificateState(c: CertificateStatus): string {
+  if (c.validNow) return `expires in ${c.daysLeft} day(s)`;
+  return c.expired ? "has expired" : "is not yet valid";
 }
 
 function percent(part: number, whole: number): string {

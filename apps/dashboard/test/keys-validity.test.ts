@@ -1,0 +1,125 @@
+import { execFileSync } from "node:child_process";
+import { X509Certificate } from "node:crypto";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { formatTime } from "../src/views/format.ts";
+import { PASSWORDS, startDashboard, type TestDashboard } from "./support/app.ts";
+import { type Client, loggedIn } from "./support/client.ts";
+
+/**
+ * The Keys page judges a PlatformCertificate row as the ingress does: the X.509 validity narrowed by the row's
+ * notBefore/notAfter (`narrowValidity`), then `certificateValidAt` (a minute of tolerance either side), so the page
+ * never shows valid what the ingress refuses, nor expired what it still accepts. Explicit clock, three days ahead of
+ * the real one, so that a certificate openssl issues for one day is past its X.509 notAfter.
+ */
+
+const DAY_MS = 86_400_000;
+const clock = Date.now() + 3 * DAY_MS;
+let d: TestDashboard;
+let viewer: Client;
+const dir = mkdtempSync(join(tmpdir(), "wpn-dash-keys-"));
+
+/** A self-signed RSA-2048 certificate valid for `days` from the real now, with its serial and X.509 notAfter. */
+function certificate(name: string, days: number): { pem: string; serial: string; notAfter: Date } {
+  const out = join(dir, `${name}.pem`);
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-days",
+      `${days}`,
+      "-subj",
+      `/CN=${name}`,
+      "-keyout",
+      join(dir, `${name}.key`),
+      "-out",
+      out,
+    ],
+    { stdio: "ignore" },
+  );
+  const pem = readFileSync(out, "utf8");
+  const x509 = new X509Certificate(pem);
+  return { pem, serial: x509.serialNumber.toUpperCase(), notAfter: new Date(x509.validTo) };
+}
+
+const years = certificate("years", 3650);
+const retired = certificate("retired", 3650);
+const lapsed = certificate("lapsed", 1);
+// Row columns: `retired` retired by WeChat two days ago; `years` 30 s past its recorded expire_time (within the
+// ingress's minute); `lapsed` past its X.509 notAfter though the row says a year more.
+const rowNotAfter = {
+  retired: new Date(clock - 2 * DAY_MS),
+  years: new Date(clock - 30_000),
+  lapsed: new Date(clock + 365 * DAY_MS),
+};
+const rows = [
+  { ...retired, rowNotAfter: rowNotAfter.retired },
+  { ...years, rowNotAfter: rowNotAfter.years },
+  { ...lapsed, rowNotAfter: rowNotAfter.lapsed },
+];
+
+beforeAll(async () => {
+  d = await startDashboard("dash_keys_validity", { now: () => new Date(clock) });
+  viewer = await loggedIn(d.app, "victor", PASSWORDS.victor);
+  await d.database.db.prisma.merchant.create({
+    data: {
+      mchid: "1900000901",
+      appid: "wx-validity",
+      apiV3Key: "SECRET-APIV3-KEY-SECRET-APIV3-KE",
+      certificates: {
+        create: rows.map((r) => ({
+          serial: r.serial,
+          pem: r.pem,
+          notBefore: new Date("2020-01-01Z"),
+          notAfter: r.rowNotAfter,
+        })),
+      },
+    },
+  });
+});
+afterAll(async () => {
+  await d?.close();
+});
+
+/** The Keys page's table row for `serial`. */
+async function keysRow(serial: string): Promise<string> {
+  const page = await viewer.get("/keys");
+  expect(page.statusCode).toBe(200);
+  const row = new RegExp(`<tr>\\s*<td class="mono">${serial}</td>[\\s\\S]*?</tr>`).exec(page.body);
+  expect(row, `no row for ${serial}`).not.toBeNull();
+  return row?.[0] ?? "";
+}
+
+describe("Keys page: a PlatformCertificate row judged as the ingress judges it", () => {
+  it("calls a certificate expired at the row's notAfter though its X.509 notAfter is years away", async () => {
+    const row = await keysRow(retired.serial);
+    expect(row).toContain(formatTime(rowNotAfter.retired));
+    expect(row).toContain('<span class="badge bad">expired 2 d ago</span>');
+  });
+
+  it("still accepts one 30 s past its notAfter, within the ingress's minute of tolerance", async () => {
+    const row = await keysRow(years.serial);
+    expect(row).toContain(formatTime(rowNotAfter.years));
+    expect(row).toContain('<span class="badge warn">0</span>');
+    expect(row).not.toContain("expired");
+  });
+
+  it("calls one past its X.509 notAfter expired, and shows that date, whatever later notAfter its row records", async () => {
+    const row = await keysRow(lapsed.serial);
+    expect(row).toContain(formatTime(lapsed.notAfter));
+    expect(row).not.toContain(formatTime(rowNotAfter.lapsed));
+    expect(row).toMatch(/<span class="badge bad">expired [12] d ago<\/span>/);
+  });
+
+  it("the overview names the lapsed certificate as expired too", async () => {
+    const body = (await viewer.get("/")).body;
+    expect(body).toContain(`platform certificate <code>${lapsed.serial}</code> has expired`);
+    expect(body).toContain(`platform certificate <code>${retired.serial}</code> has expired`);
+  });
+});
