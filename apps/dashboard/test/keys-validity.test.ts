@@ -1,9 +1,6 @@
-import { execFileSync } from "node:child_process";
-import { X509Certificate } from "node:crypto";
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { generateKeyPairSync, randomBytes, X509Certificate } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createCertificatePem } from "../../../packages/wechatpay/test/support/x509.ts";
 import { formatTime } from "../src/views/format.ts";
 import { PASSWORDS, startDashboard, type TestDashboard } from "./support/app.ts";
 import { type Client, loggedIn } from "./support/client.ts";
@@ -12,38 +9,31 @@ import { type Client, loggedIn } from "./support/client.ts";
  * The Keys page judges a PlatformCertificate row as the ingress does: the X.509 validity narrowed by the row's
  * notBefore/notAfter (`narrowValidity`), then `certificateValidAt` (a minute of tolerance either side), so the page
  * never shows valid what the ingress refuses, nor expired what it still accepts. Explicit clock, three days ahead of
- * the real one, so that a certificate openssl issues for one day is past its X.509 notAfter.
+ * the real one, so that a certificate issued for one day is past its X.509 notAfter.
  */
 
 const DAY_MS = 86_400_000;
 const clock = Date.now() + 3 * DAY_MS;
 let d: TestDashboard;
 let viewer: Client;
-const dir = mkdtempSync(join(tmpdir(), "wpn-dash-keys-"));
 
-/** A self-signed RSA-2048 certificate valid for `days` from the real now, with its serial and X.509 notAfter. */
+/** One key for every certificate here: the page reads serials and dates, never which key signed. */
+const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+
+/**
+ * A self-signed certificate valid for `days` from the real now, with its serial and X.509 notAfter, written by
+ * @wpn/wechatpay's test DER writer (as the ingress's `datedPlatformCertificate`), not the openssl CLI.
+ */
 function certificate(name: string, days: number): { pem: string; serial: string; notAfter: Date } {
-  const out = join(dir, `${name}.pem`);
-  execFileSync(
-    "openssl",
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-days",
-      `${days}`,
-      "-subj",
-      `/CN=${name}`,
-      "-keyout",
-      join(dir, `${name}.key`),
-      "-out",
-      out,
-    ],
-    { stdio: "ignore" },
-  );
-  const pem = readFileSync(out, "utf8");
+  const now = Date.now();
+  const pem = createCertificatePem({
+    serialHex: randomBytes(16).toString("hex").replace(/^./, "1"),
+    publicKey,
+    issuerPrivateKey: privateKey,
+    commonName: name,
+    notBefore: new Date(now - 60_000),
+    notAfter: new Date(now + days * DAY_MS),
+  });
   const x509 = new X509Certificate(pem);
   return { pem, serial: x509.serialNumber.toUpperCase(), notAfter: new Date(x509.validTo) };
 }
