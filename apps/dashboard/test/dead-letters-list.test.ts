@@ -83,6 +83,30 @@ describe("the dead-letter list", () => {
     await dead.obliterate({ force: true });
   });
 
+  it("lists a stray id whose key is not a job hash, or is gone, as unreadable with its id; the others still listed", async () => {
+    const readable = deadLetterJobId(QueueName.Apply, randomId("n-"), Date.now() - 3_000);
+    await dead.add(DEAD_JOB_NAME, letter(readable.split(".")[1] ?? ""), { jobId: readable });
+    // A stray id in the wait list whose key holds a string (HGETALL on it is a WRONGTYPE error), and one whose key is gone.
+    const stray = deadLetterJobId(QueueName.Apply, randomId("n-"), Date.now() - 2_000);
+    await d.redis.set(dead.toKey(stray), "not a job");
+    const gone = deadLetterJobId(QueueName.Apply, randomId("n-"), Date.now() - 1_000);
+    await d.redis.lpush(dead.toKey("wait"), stray, gone);
+
+    const viewer = await loggedIn(d.app, "victor", PASSWORDS.victor);
+    const page = await viewer.get("/dead-letters");
+    expect(page.statusCode).toBe(200);
+    expect(page.body).toContain(`<td class="mono">${readable}</td>`);
+    expect(page.body).toMatch(
+      new RegExp(`<td class="mono">${stray}</td>\\s*<td colspan="6">.*unreadable letter.*</td>`),
+    );
+    expect(page.body).toMatch(
+      new RegExp(`<td class="mono">${gone}</td>\\s*<td colspan="6">.*unreadable letter.*</td>`),
+    );
+    await d.redis.lrem(dead.toKey("wait"), 0, stray);
+    await d.redis.lrem(dead.toKey("wait"), 0, gone);
+    await d.redis.del(dead.toKey(stray));
+  });
+
   it("shows a letter whose payload is not JSON as that one letter, unreadable, with its id; logged with its code", async () => {
     const readable = deadLetterJobId(QueueName.Apply, randomId("n-"), Date.now() - 2_000);
     await dead.add(DEAD_JOB_NAME, letter(readable.split(".")[1] ?? ""), { jobId: readable });

@@ -52,14 +52,14 @@ export async function listDeadLetters(
 ): Promise<{ rows: DeadLetterRow[]; total: number }> {
   const dead = ctx.queues[QueueName.Dead];
   const [letters, counts] = await Promise.all([
-    dead.getBackend().getJobs([...LETTER_STATES], 0, DEAD_LETTER_LIST_LIMIT - 1, false),
+    dead
+      .getBackend()
+      .getJobs([...LETTER_STATES], 0, DEAD_LETTER_LIST_LIMIT - 1, false)
+      .then((states) => states.flat().map(([id, fields]) => letterRow(id, array2obj(fields))))
+      .catch(() => letterRowsOneByOne(ctx)),
     dead.getJobCounts(...LETTER_STATES),
   ]);
-  const rows = letters
-    .flat()
-    .map(([id, fields]) => letterRow(id, array2obj(fields)))
-    .sort((a, b) => sortTime(b) - sortTime(a))
-    .slice(0, DEAD_LETTER_LIST_LIMIT);
+  const rows = letters.sort((a, b) => sortTime(b) - sortTime(a)).slice(0, DEAD_LETTER_LIST_LIMIT);
   const unreadable = rows.filter((row) => row.invalid !== undefined);
   if (unreadable.length > 0) {
     // One line per render, not per letter: a page of 500 broken letters would otherwise log 500 lines each time.
@@ -74,6 +74,25 @@ export async function listDeadLetters(
     );
   }
   return { rows, total: Object.values(counts).reduce((a, b) => a + b, 0) };
+}
+
+/**
+ * The letters read one hash at a time, when the one-call read failed: its Lua script stops at the first listed id whose
+ * key is not a hash (a stray id in a state list, a key overwritten by hand — HGETALL answers WRONGTYPE), which would
+ * take every other letter with it. Here each id's HGETALL is its own command in one pipeline, so such an id is that
+ * letter's `invalid` and the rest are listed.
+ */
+async function letterRowsOneByOne(ctx: DashboardContext): Promise<DeadLetterRow[]> {
+  const dead = ctx.queues[QueueName.Dead];
+  const ids = await dead.getRanges([...LETTER_STATES], 0, DEAD_LETTER_LIST_LIMIT - 1, false);
+  const pipeline = ctx.redis.pipeline();
+  for (const id of ids) pipeline.hgetall(dead.toKey(id));
+  const replies = (await pipeline.exec()) ?? [];
+  return ids.map((id, i) => {
+    const [error, hash] = replies[i] ?? [new Error("no reply"), null];
+    if (error) return { id, timestamp: Number.NaN, invalid: `its key is not a job: ${error.message}` };
+    return letterRow(id, hash as Record<string, string>);
+  });
 }
 
 /** Letter ids one DEAD_LETTER_UNREADABLE line names (the page lists them all). */
@@ -91,6 +110,8 @@ function sortTime(row: DeadLetterRow): number {
  */
 function letterRow(id: string, hash: Record<string, string | undefined>): DeadLetterRow {
   const base = { id, timestamp: Number.parseInt(hash.timestamp ?? "", 10) };
+  // A listed id with no hash: removed behind BullMQ's back, or a stray id in a state list.
+  if (Object.keys(hash).length === 0) return { ...base, invalid: "no job under this id (its key is gone)" };
   let payload: unknown;
   try {
     payload = JSON.parse(hash.data || "{}");
