@@ -82,8 +82,10 @@ export function installAuthGuard(app: FastifyInstance, ctx: DashboardContext): v
     if (!auth) {
       if (access === "logout") return;
       if (ending) {
-        if (!loggedOut && ending.state === "expired") endExpiredSession(request, ctx, ending.claims);
-        if (!loggedOut && ending.state === "idle") endIdleSession(request, ctx, ending.claims);
+        if (!loggedOut && (await firstEndSeen(ctx, ending.claims))) {
+          if (ending.state === "expired") endExpiredSession(request, ctx, ending.claims);
+          else endIdleSession(request, ctx, ending.claims);
+        }
         // Cleared either way, so that the browser stops sending a cookie that can never work again.
         ctx.cookies.clear(reply, SESSION_COOKIE);
       }
@@ -151,13 +153,28 @@ function slideIdleLimit(reply: FastifyReply, ctx: DashboardContext, claims: Sess
 }
 
 /**
+ * Whether this request is the first to see its session's end, across every dashboard process: a session ends once,
+ * however many of its requests were in flight when it did (a board tab's polls, several tabs) or reach another replica.
+ * A Redis SET NX per session id, kept for the session's lifetime (seconds) — past it the browser has dropped the
+ * cookie. When Redis does not answer the end is counted anyway: a second count beats losing the first.
+ */
+async function firstEndSeen(ctx: DashboardContext, claims: SessionClaims): Promise<boolean> {
+  const key = `${ctx.prefix}:dashboard:session-ended:${claims.sid}`;
+  try {
+    return (await ctx.redis.set(key, "1", "EX", ctx.sessions.lifetimeSeconds(claims), "NX")) === "OK";
+  } catch {
+    return true;
+  }
+}
+
+/**
  * A request whose session went unused past the idle limit (DASHBOARD_SESSION_IDLE_SECONDS), which is then refused as
  * an expired one is: logged with its code, counted as a session ended (`dashboard_actions_total{action="logout",
  * result="idle"}`, beside the logouts' `result="ok"`), and its cookie cleared by the refusal (the guard), so that the
  * browser stops sending it — bull-board's polls in a tab left open would otherwise count the same session again every
- * few seconds. Not called for a session logged out before (its logout counted its end). Counted once per request that
- * presents such a cookie: requests already in flight with it count too, and a script that keeps sending one counts
- * each time. Nothing is revoked: the cookie's own stamp keeps it refused for good.
+ * few seconds. Not called for a session logged out before (its logout counted its end), and only for the first request
+ * that sees the end (`firstEndSeen`): requests in flight with it, or a script that keeps sending it, are refused
+ * without counting it again. Nothing is revoked: the cookie's own stamp keeps it refused for good.
  */
 function endIdleSession(request: FastifyRequest, ctx: DashboardContext, claims: SessionClaims): void {
   const nowSeconds = Math.floor(ctx.now().getTime() / 1000);
