@@ -48,10 +48,13 @@ const rowNotAfter = {
   years: new Date(clock - 30_000),
   lapsed: new Date(clock + 365 * DAY_MS),
 };
+// A row whose serial column names another certificate than its PEM holds: the ingress refuses it (SERIAL_MISMATCH).
+const mismatchedSerial = "4A".repeat(16);
 const rows = [
   { ...retired, rowNotAfter: rowNotAfter.retired },
   { ...years, rowNotAfter: rowNotAfter.years },
   { ...lapsed, rowNotAfter: rowNotAfter.lapsed },
+  { ...certificate("mismatched", 3650), serial: mismatchedSerial, rowNotAfter: new Date(clock + 365 * DAY_MS) },
 ];
 
 beforeAll(async () => {
@@ -105,6 +108,13 @@ describe("Keys page: a PlatformCertificate row judged as the ingress judges it",
     expect(row).toContain(formatTime(lapsed.notAfter));
     expect(row).not.toContain(formatTime(rowNotAfter.lapsed));
     expect(row).toMatch(/<span class="badge bad">expired [12] d ago<\/span>/);
+  });
+
+  it("shows a row the ingress refuses (CERTIFICATE_SERIAL_MISMATCH) as refused, without its columns' dates", async () => {
+    const row = await keysRow(mismatchedSerial);
+    expect(row).toContain("refused");
+    expect(row).not.toContain(formatTime(new Date(clock + 365 * DAY_MS)));
+    expect(row).not.toContain(formatTime(new Date("2020-01-01Z")));
   });
 
   it("the overview names the lapsed certificate as expired too", async () => {

@@ -25,6 +25,12 @@ export interface CertificateStatus {
   /** Past notAfter beyond that minute (`certificateExpired`): refused for good. */
   expired: boolean;
   source: "config" | "database";
+  /**
+   * Set when the ingress refuses the row outright: the code it logs (MERCHANT_KEY_UNUSABLE, its PEM does not parse;
+   * CERTIFICATE_SERIAL_MISMATCH). Such a certificate never verifies, so `validNow` and `expired` are false and its dates (the row's columns,
+   * not a certificate's) are not shown.
+   */
+  refused?: string;
 }
 
 export interface MerchantKeyStatus {
@@ -129,7 +135,7 @@ interface CertificateRow {
  * A PlatformCertificate row as the ingress's registry loads it: its PEM through `loadCertificate`, refused when that
  * fails or names another serial than the `serial` column (CERTIFICATE_SERIAL_MISMATCH in the ingress's log, while
  * this page would show the column's serial as if it were configured); else its validity narrowed by the row's
- * columns (`narrowValidity`). A refused row keeps the columns' validity, with its error beside it.
+ * columns (`narrowValidity`). A refused row is `refused`, with its error beside it: neither valid nor expired.
  */
 function rowCertificate(row: CertificateRow, now: Date): { status: CertificateStatus; errors: string[] } {
   const asRecorded = { serial: row.serial, source: "database" as const };
@@ -138,7 +144,7 @@ function rowCertificate(row: CertificateRow, now: Date): { status: CertificateSt
     loaded = loadCertificate(row.pem);
   } catch (error) {
     return {
-      status: { ...asRecorded, ...judged(row, now) },
+      status: refusedStatus(asRecorded, row, now, "MERCHANT_KEY_UNUSABLE"),
       errors: [
         `certificate ${row.serial}: its PEM does not parse (${error instanceof Error ? error.message : String(error)})`,
       ],
@@ -146,7 +152,7 @@ function rowCertificate(row: CertificateRow, now: Date): { status: CertificateSt
   }
   if (!sameCertificateSerial(loaded.serial, row.serial)) {
     return {
-      status: { ...asRecorded, ...judged(row, now) },
+      status: refusedStatus(asRecorded, row, now, "CERTIFICATE_SERIAL_MISMATCH"),
       errors: [
         `certificate row ${row.serial} holds the certificate ${loaded.serial}: the ingress refuses it (CERTIFICATE_SERIAL_MISMATCH); correct the serial or the PEM`,
       ],
@@ -154,6 +160,16 @@ function rowCertificate(row: CertificateRow, now: Date): { status: CertificateSt
   }
   const trusted = narrowValidity(loaded, { notBefore: row.notBefore, notAfter: row.notAfter });
   return { status: { ...asRecorded, ...judged(trusted, now) }, errors: [] };
+}
+
+/** A row the ingress refuses: never valid, never "expired" either (it was never in use); its dates kept, not shown. */
+function refusedStatus(
+  asRecorded: { serial: string; source: "database" },
+  row: CertificateRow,
+  now: Date,
+  code: string,
+): CertificateStatus {
+  return { ...asRecorded, ...judged(row, now), validNow: false, expired: false, refused: code };
 }
 
 /**

@@ -55,8 +55,8 @@ kept in its memory, not listed here</dd>`;
 function certificateRow(c: CertificateStatus): SafeHtml {
   return html`<tr>
 <td class="mono">${c.serial}</td>
-<td class="mono">${formatTime(c.notBefore)}</td>
-<td class="mono">${formatTime(c.notAfter)}</td>
+<td class="mono">${c.refused ? "—" : formatTime(c.notBefore)}</td>
+<td class="mono">${c.refused ? "—" : formatTime(c.notAfter)}</td>
 <td class="num">${badge(validityText(c), expiryTone(c))}</td>
 <td>${c.source}</td>
 </tr>`;
@@ -64,6 +64,7 @@ function certificateRow(c: CertificateStatus): SafeHtml {
 
 /** Days left while the ingress verifies with it; else why it does not. */
 function validityText(c: CertificateStatus): string {
+  if (c.refused) return `refused (${c.refused})`;
   if (c.validNow) return `${c.daysLeft}`;
   return c.expired ? `expired ${-c.daysLeft} d ago` : "not yet valid";
 }

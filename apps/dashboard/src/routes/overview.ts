@@ -117,6 +117,7 @@ ${expiring.map(
 
 /** As the Keys page judges it (`validNow`, `expired`: the ingress's rule). */
 function certificateState(c: CertificateStatus): string {
+  if (c.refused) return `is refused by the ingress (${c.refused})`;
   if (c.validNow) return `expires in ${c.daysLeft} day(s)`;
   return c.expired ? "has expired" : "is not yet valid";
 }
