@@ -1,5 +1,5 @@
 import { APPLY_JOB_NAME, createQueue, DEAD_JOB_NAME, type DeadLetter, deadLetterJobId, QueueName } from "@wpn/queue";
-import type { JobsOptions, Queue } from "bullmq";
+import { type JobsOptions, type Queue, UnrecoverableError, Worker } from "bullmq";
 import type { FastifyBaseLogger } from "fastify";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
@@ -149,5 +149,25 @@ describe("the dead-letter list", () => {
     const opened = await operator.get(`/queues/api/queues/${QueueName.Dead}/${broken}`, headers);
     expect(opened.statusCode).toBe(200);
     expect(opened.body).toContain("is not JSON");
+  });
+
+  it("says how many letters were moved by hand to another state (here failed), which it does not list", async () => {
+    const moved = deadLetterJobId(QueueName.Apply, randomId("n-"), Date.now());
+    await dead.add(DEAD_JOB_NAME, letter(moved.split(".")[1] ?? ""), { jobId: moved });
+    // A stray consumer of notify.dead fails every letter it takes (the other tests' letters too: this test runs last).
+    const consumer = new Worker(
+      QueueName.Dead,
+      async () => {
+        throw new UnrecoverableError("taken by hand");
+      },
+      { connection: d.redis.duplicate({ maxRetriesPerRequest: null }), prefix: d.prefix },
+    );
+    await vi.waitFor(async () => expect(await dead.getJobState(moved)).toBe("failed"), { timeout: 10_000 });
+    await consumer.close();
+    const page = await (await loggedIn(d.app, "victor", PASSWORDS.victor)).get("/dead-letters");
+    expect(page.statusCode).toBe(200);
+    expect(page.body).toMatch(
+      /letter\(s\) moved out of waiting by hand \(active: \d+, completed: \d+, failed: [1-9]\d*\)/,
+    );
   });
 });

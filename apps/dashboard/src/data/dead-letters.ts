@@ -17,6 +17,9 @@ import { type DbClient, recordAudit } from "./audit.ts";
 /** Job states a dead letter can be in (nothing consumes notify.dead, so normally `waiting`; BullMQ 6 keeps
  * a paused queue's jobs in `waiting` too). */
 const LETTER_STATES = ["waiting", "prioritized", "delayed"] as const;
+/** States a letter reaches only by hand (bull-board, a stray consumer): not listed, not replayable here, but counted
+ * so that the page does not hide them. */
+const MOVED_STATES = ["active", "completed", "failed"] as const;
 /** Letters the page lists at most (the newest; bull-board has the rest). */
 const DEAD_LETTER_LIST_LIMIT = 500;
 /** Upper bound on one "replay selected" request. */
@@ -49,7 +52,7 @@ export interface DeadLetterRow {
 export async function listDeadLetters(
   ctx: DashboardContext,
   log: FastifyBaseLogger,
-): Promise<{ rows: DeadLetterRow[]; total: number }> {
+): Promise<{ rows: DeadLetterRow[]; total: number; moved: Record<(typeof MOVED_STATES)[number], number> }> {
   const dead = ctx.queues[QueueName.Dead];
   const [letters, counts] = await Promise.all([
     dead
@@ -57,7 +60,7 @@ export async function listDeadLetters(
       .getJobs([...LETTER_STATES], 0, DEAD_LETTER_LIST_LIMIT - 1, false)
       .then((states) => states.flat().map(([id, fields]) => letterRow(id, array2obj(fields))))
       .catch(() => letterRowsOneByOne(ctx)),
-    dead.getJobCounts(...LETTER_STATES),
+    dead.getJobCounts(...LETTER_STATES, ...MOVED_STATES),
   ]);
   const rows = letters.sort((a, b) => sortTime(b) - sortTime(a)).slice(0, DEAD_LETTER_LIST_LIMIT);
   const unreadable = rows.filter((row) => row.invalid !== undefined);
@@ -73,7 +76,9 @@ export async function listDeadLetters(
       "dead letters whose payload cannot be read are listed as unreadable",
     );
   }
-  return { rows, total: Object.values(counts).reduce((a, b) => a + b, 0) };
+  const moved = { active: counts.active ?? 0, completed: counts.completed ?? 0, failed: counts.failed ?? 0 };
+  const total = LETTER_STATES.reduce((sum, state) => sum + (counts[state] ?? 0), 0);
+  return { rows, total, moved };
 }
 
 /**

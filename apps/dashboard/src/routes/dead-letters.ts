@@ -28,7 +28,8 @@ function formIds(value: unknown): string[] | undefined {
 /** The dead-letter list, and replay of one or selected letters (operators; the root guard enforces it). */
 export function registerDeadLetterRoutes(app: FastifyInstance, ctx: DashboardContext): void {
   app.get("/dead-letters", async (request, reply) => {
-    const { rows, total } = await listDeadLetters(ctx, request.log);
+    const { rows, total, moved } = await listDeadLetters(ctx, request.log);
+    const movedCount = moved.active + moved.completed + moved.failed;
     const query = request.query as Record<string, unknown>;
     const isOperator = request.auth?.user.role === "operator";
     return sendPage(request, reply, {
@@ -36,6 +37,7 @@ export function registerDeadLetterRoutes(app: FastifyInstance, ctx: DashboardCon
       active: "/dead-letters",
       body: html`${flash(query)}
 <p class="muted">${total} letter(s) in <code>notify.dead</code>${total > rows.length ? `, the ${rows.length} newest shown` : ""}. A replay puts the original job back in the queue it failed in, under its original id; the stages are idempotent, so replaying an already-applied notification changes nothing.</p>
+${movedCount > 0 ? html`<div class="flash warn">${movedCount} letter(s) moved out of waiting by hand (active: ${moved.active}, completed: ${moved.completed}, failed: ${moved.failed}) are not listed here and cannot be replayed from here: see <code>notify.dead</code> in bull-board.</div>` : ""}
 ${rows.length === 0 ? html`<div class="card muted">No dead letters.</div>` : table(rows, total, isOperator, reply.generateCsrf())}`,
     });
   });
