@@ -559,6 +559,31 @@ describe("the refund of a second charge (DUPLICATE_PAYMENT) is recorded, not cou
     expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({ status: "SUCCESS", reviewReason: null });
   });
 
+  it("refunds of B adding up to more than B's total: the one passing it is REFUND_AMOUNT_MISMATCH, not counted, as for the payment kept", async () => {
+    const { outTradeNo, b } = await chargedTwice("OV1", 1_200);
+    const run = inline(world);
+    const part = { outTradeNo, transactionId: b, refund: 800, total: 1_200 };
+    expect(
+      (await run.deliver(v3Refund(world, { ...part, outRefundNo: "RF-dupOV1-a", refundId: "5000dupOV1a" }))).apply
+        ?.outcome,
+    ).toBe("DUPLICATE_PAYMENT_REFUNDED");
+    // 800 + 800 > 1 200: more than B's payment took. Before: DUPLICATE_PAYMENT_REFUNDED, and the order left its
+    // review (SUCCESS) as if B had been refunded exactly.
+    expect(
+      (await run.deliver(v3Refund(world, { ...part, outRefundNo: "RF-dupOV1-b", refundId: "5000dupOV1b" }))).apply
+        ?.outcome,
+    ).toBe("REFUND_AMOUNT_MISMATCH");
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({
+      status: "PAYMENT_REVIEW",
+      reviewReason: "DUPLICATE_PAYMENT",
+      refundedTotal: 0,
+    });
+    // The rest of B, exactly: the review is over.
+    const rest = { ...part, refund: 400, outRefundNo: "RF-dupOV1-c", refundId: "5000dupOV1c" };
+    expect((await run.deliver(v3Refund(world, rest))).apply?.outcome).toBe("DUPLICATE_PAYMENT_REFUNDED");
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({ status: "SUCCESS", reviewReason: null });
+  });
+
   it("only this order's own second charge: another order's, or a row of another merchant, is TRANSACTION_MISMATCH", async () => {
     const { b: otherOrdersB } = await chargedTwice("3");
     const { outTradeNo } = await chargedTwice("4");
@@ -907,8 +932,8 @@ describe("a refund naming another order's transaction is TRANSACTION_MISMATCH at
 
   it("a second charge of the merchant's direct order under the number a sub-merchant's order has too", async () => {
     // The direct order (no sub-merchant) took the second charge; sub-merchant S has an order under the same number.
-    // The charge's notification names no sub-merchant, so it was not read as S's (SUB_MCHID_MISMATCH) nor as another
-    // number's: only PaymentTransaction tells whose it is.
+    // The charge's notification names no sub-merchant; PaymentTransaction tells whose it is: the direct order's, not
+    // S's — another sub-merchant's transaction of this merchant, as the direct order's own payment would be.
     const { outTradeNo } = await paidOrder({ A: 1 }, 100);
     const secondCharge = "4200DIRECTSECOND70";
     const dup = await inline(world).deliver(v3Payment(world, { outTradeNo, transactionId: secondCharge, total: 100 }));
@@ -924,8 +949,8 @@ describe("a refund naming another order's transaction is TRANSACTION_MISMATCH at
       total: 100,
       partner: { subMchid: sub },
     });
-    // Before: rejected TRANSACTION_NOT_SEEN for the whole window.
-    expect((await firstAttempt(refund)).outcome).toBe("TRANSACTION_MISMATCH");
+    // Before: rejected TRANSACTION_NOT_SEEN for the whole window; then TRANSACTION_MISMATCH, a review naming S's order.
+    await expect(firstAttempt(refund)).rejects.toMatchObject({ code: "SUB_MCHID_MISMATCH", policy: "stop" });
     expect(await world.prisma.refund.findMany({ where: { outTradeNo } })).toEqual([]);
   });
 

@@ -384,6 +384,38 @@ describe("APIv2 refund resent under another sub-merchant's sub_mch_id (the outer
     expect((await inline(world).deliver(genuine)).apply?.outcome).toBe("DUPLICATE_PAYMENT_REFUNDED");
   });
 
+  it("a direct order's second charge named by a refund under sub-merchant B is SUB_MCHID_MISMATCH, as its payment is", async () => {
+    const outTradeNo = "SUBX-D5";
+    await orderOfSub(SUB_B, outTradeNo, "4200000000SUBXB5D");
+    await seedOrder(world, { outTradeNo, amountTotal: 100, items: { A: 1 } });
+    const direct = v2Payment(world, { outTradeNo, transactionId: "4200000000SUBXD5" });
+    expect((await inline(world).deliver(direct)).apply?.outcome).toBe("APPLIED");
+    const second = v2Payment(world, { outTradeNo, transactionId: "4200000000SUBXD52" });
+    expect((await inline(world).deliver(second)).apply?.outcome).toBe("DUPLICATE_PAYMENT");
+    const before = await stateOf(outTradeNo);
+    for (const [transactionId, outRefundNo] of [
+      ["4200000000SUBXD5", "RF-x5a"],
+      ["4200000000SUBXD52", "RF-x5b"],
+    ] as const) {
+      const forged = v2Refund(world, {
+        outTradeNo,
+        transactionId,
+        outRefundNo,
+        refund: 100,
+        total: 100,
+        partner: { subMchid: SUB_B },
+      });
+      // Before, the second charge's: TRANSACTION_MISMATCH, a review naming B's order.
+      for (const windowOver of [false, true]) {
+        expect(await applyOnce(forged, windowOver), `${transactionId} windowOver ${windowOver}`).toMatchObject({
+          code: "SUB_MCHID_MISMATCH",
+          policy: "stop",
+        });
+      }
+    }
+    expect(await stateOf(outTradeNo)).toEqual(before);
+  });
+
   it("out of order: before A's payment is applied nothing tells the copy apart — it waits, writing nothing; once A's payment lands it is refused, and A's own refund applies", async () => {
     const outTradeNo = "SUBX-4";
     await seedOrder(world, { outTradeNo, amountTotal: 100, items: { A: 1 }, subMchid: SUB_A });

@@ -35,7 +35,8 @@ export interface RefundFacts {
  * - SUB_MCHID_MISMATCH, decided right after ALREADY (before ORDER_NOT_FOUND): the refund's transaction is another
  *   sub-merchant's of the same merchant — an order of that merchant under another sub-merchant (or none, for the
  *   refund naming one) holds it, or the payment statement answered DUPLICATE_PAYMENT for it under another
- *   sub-merchant. Nothing done (nothing written on either order, nor on the notification): the caller refuses the
+ *   sub-merchant, or PaymentTransaction records it for an order of another sub-merchant (or a direct order: before,
+ *   a direct order's second charge, whose review row names no sub-merchant, was TRANSACTION_MISMATCH). Nothing done (nothing written on either order, nor on the notification): the caller refuses the
  *   notification for good. An APIv2 refund names its sub-merchant only in the outer XML, which nothing signs, while
  *   the transaction id is inside the encrypted req_info: a genuine refund of sub-merchant A resent under B's
  *   sub_mch_id otherwise found B's order under A's out_trade_no and was recorded there (REFUND_ABNORMAL /
@@ -100,7 +101,9 @@ export interface RefundFacts {
  *   would take refundedTotal above amountTotal; for the refund of a second charge (any status), amount.total is not
  *   what that charge's payment reported (PaymentTransaction.total, migration 20261211150000; not compared for a charge
  *   recorded before it) — such a refund is not one of the charge's DUPLICATE_PAYMENT_REFUNDED refunds, so it closes
- *   no review (before, a refund of part of a charge naming its own amount as the total closed it). The refund is recorded as reported (the money left WeChat) with
+ *   no review (before, a refund of part of a charge naming its own amount as the total closed it); and a successful
+ *   one that would take that charge's DUPLICATE_PAYMENT_REFUNDED refunds above its total (before, counted: it closed
+ *   the review as if the charge had been refunded exactly). The refund is recorded as reported (the money left WeChat) with
  *   reviewReason REFUND_AMOUNT_MISMATCH, but refundedTotal, the order's status and stock are left alone; REVIEW.
  *   For an order in PAYMENT_REVIEW the comparison is with amountTotal too (not Order.paidTotal, unknown on orders paid before migration 20261209110000): refunds
  *   of an order paid another amount (AMOUNT_MISMATCH) therefore all land here, beside the order's own review.
@@ -251,6 +254,14 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
       SELECT p.total FROM "PaymentTransaction" p, input i
       WHERE p."transactionId" = i.txn AND p."orderId" = (SELECT id FROM o) AND p."secondCharge"
     ),
+    -- What this order's successful DUPLICATE_PAYMENT_REFUNDED refunds of the refund's transaction add up to (fen,
+    -- bigint), this refund's number left out (an earlier delivery of it). Every such refund writes the order, so one
+    -- committed after this statement's snapshot makes it STALE: the sum is never missing one. Read only for dup.
+    charge_refunded AS MATERIALIZED (
+      SELECT COALESCE(sum(r."amountRefund"::bigint), 0) AS amount FROM "Refund" r, input i
+      WHERE r."orderId" = (SELECT id FROM o) AND r."transactionId" = i.txn AND r.status = 'SUCCESS'
+        AND r."reviewReason" = 'DUPLICATE_PAYMENT_REFUNDED' AND r."outRefundNo" <> i.orn
+    ),
     -- Whether the refund's transaction is another sub-merchant's of this merchant (SUB_MCHID_MISMATCH): the order
     -- holding it (Order_transactionId_key: at most one, set only by that sub-merchant's authenticated payment), or a
     -- second charge recorded under another sub-merchant. Read on the snapshot: a payment committing meanwhile is seen
@@ -261,6 +272,14 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
         WHERE h."transactionId" = i.txn AND h.mchid = i.mchid AND h."subMchid" IS DISTINCT FROM i.sub_mchid
       ) OR EXISTS (
         SELECT 1 FROM charge c, input i WHERE c."subMchid" IS NOT NULL AND c."subMchid" IS DISTINCT FROM i.sub_mchid
+      ) OR EXISTS (
+        -- Any transaction a payment recorded for an order of this merchant under another sub-merchant — or none: a
+        -- direct order's second charge, whose DUPLICATE_PAYMENT row (charge) carries no sub-merchant and so was not
+        -- told from a partner row parsed before 20261202130000 (before, TRANSACTION_MISMATCH, a review naming the
+        -- claimed sub-merchant's order, where that order's own payment was SUB_MCHID_MISMATCH). PaymentTransaction
+        -- names the order the authenticated payment found, so its sub-merchant is known.
+        SELECT 1 FROM "PaymentTransaction" p JOIN "Order" h ON h.id = p."orderId", input i
+        WHERE p."transactionId" = i.txn AND h.mchid = i.mchid AND h."subMchid" IS DISTINCT FROM i.sub_mchid
       ) AS yes
     ),
     -- Whether the database already shows the refund's transaction to be another order's: WeChat reports one transaction
@@ -331,6 +350,14 @@ export function refundStatement(r: RefundFacts): Prisma.Sql {
         -- toward the charge's refunds (settled below) — a refund of part of it naming its own amount as the total
         -- closed the order's review with the rest owed. Not compared when the charge's total is unknown.
         WHEN (SELECT yes FROM dup) AND i.amount_total <> (SELECT total FROM charge_total) THEN 'RECORD_UNCOUNTED'
+        -- A second charge's successful refunds adding up to more than that charge took, as refundedTotal past
+        -- amountTotal below for the payment the order kept: recorded, not counted toward the charge's refunds (before,
+        -- counted, and the one passing the total closed the order's review). The charge's total is its payment's, or
+        -- (recorded before 20261211150000) the one its refunds report, compared above with nothing.
+        WHEN (SELECT yes FROM dup) AND i.status = 'SUCCESS'
+          AND (SELECT amount FROM charge_refunded) + i.amount_refund
+              > COALESCE((SELECT total FROM charge_total), i.amount_total)
+          THEN 'RECORD_UNCOUNTED'
         -- A second charge's refund: recorded, never counted (refundedTotal is what was refunded of the payment the
         -- order kept). Its total is the second charge's (above), not compared with the order's.
         WHEN (SELECT yes FROM dup) AND i.status = 'SUCCESS' THEN 'RECORD_DUPLICATE_PAYMENT'
