@@ -771,6 +771,35 @@ describe("the refund of a second charge (DUPLICATE_PAYMENT) is recorded, not cou
     expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({ status: "SUCCESS", reviewReason: null });
   });
 
+  it("B over-refunded by two parts whose statements overlap: the second, run again on a new snapshot, is REFUND_AMOUNT_MISMATCH", async () => {
+    const { outTradeNo, b } = await chargedTwice("OV2", 1_200);
+    const run = inline(world);
+    const part = { outTradeNo, transactionId: b, total: 1_200, refund: 800 };
+    const firstJob = v3Refund(world, { ...part, outRefundNo: "RF-dupOV2-1", refundId: "5000dupOV2-1" });
+    const second = await run.parse(v3Refund(world, { ...part, outRefundNo: "RF-dupOV2-2" }));
+    await run.parse(firstJob);
+    const firstPart = refundStatement({
+      notificationId: firstJob.id,
+      outTradeNo,
+      outRefundNo: "RF-dupOV2-1",
+      refundId: "5000dupOV2-1",
+      transactionId: b,
+      mchid: world.merchant.mchid,
+      subMchid: null,
+      status: "SUCCESS",
+      amountRefund: 800,
+      amountTotal: 1_200,
+      successAt: Date.now(),
+      restockOnFullRefund: true,
+    });
+    const result = await whileRowChanges(world.db, firstPart.text, firstPart.values, () => run.apply(second.applyJob!));
+    expect(result).toMatchObject({ outcome: "REFUND_AMOUNT_MISMATCH" });
+    expect(await orderOf(world.prisma, outTradeNo)).toMatchObject({
+      status: "PAYMENT_REVIEW",
+      reviewReason: "DUPLICATE_PAYMENT",
+    });
+  });
+
   it("the kept payment refunded in full first: the order stays in review until B is refunded, then REFUND", async () => {
     const { outTradeNo, a, b } = await chargedTwice("12");
     const stock = await stockOf(world.prisma);
