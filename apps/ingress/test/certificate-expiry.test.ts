@@ -2,6 +2,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createTestMerchant, type TestMerchant } from "@wpn/testing";
+import { CERTIFICATE_VALIDITY_TOLERANCE_MS } from "@wpn/wechatpay";
 import { afterEach, describe, expect, it } from "vitest";
 import type { MerchantRecord } from "../src/merchants/registry.ts";
 import { failureMessage } from "../src/routes/failure.ts";
@@ -142,11 +143,35 @@ describe("warning ahead of a certificate's expiry", () => {
     });
 
     const expiry = Number(await metricValue(f, "wpn_ingress_certificate_expiry_seconds"));
-    expect(Math.abs(expiry - 5 * 86_400)).toBeLessThan(60);
+    expect(Math.abs(expiry - (5 * 86_400 + CERTIFICATE_VALIDITY_TOLERANCE_MS / 1000))).toBeLessThan(60);
     const ready = await f.app.inject({ method: "GET", url: "/health/ready" });
     expect(ready.statusCode).toBe(200);
     const validUntil = new Date(ready.json().certificatesValidUntil).getTime();
-    expect(Math.abs(validUntil - (Date.now() + 40 * DAY_MS))).toBeLessThan(60_000);
+    expect(Math.abs(validUntil - (Date.now() + 40 * DAY_MS + CERTIFICATE_VALIDITY_TOLERANCE_MS))).toBeLessThan(60_000);
+  });
+
+  it("counts the minute of clock difference verification allows: a certificate 30 s past its notAfter still has 30 s", async () => {
+    const merchant = certificateOnly(createTestMerchant());
+    const notAfter = seconds(new Date(Date.now() - 30_000));
+    const justExpired = datedPlatformCertificate(merchant.platformPrivateKey, {
+      notBefore: seconds(new Date(Date.now() - DAY_MS)),
+      notAfter,
+    });
+    f = await createIngressFixture({
+      label: "cert-expiry-tolerance",
+      merchant,
+      env: { WECHATPAY_PLATFORM_CERT_PATHS: certificateFiles([justExpired.pem]) },
+    });
+    // Verification accepts what it signs until notAfter + 60 s: the gauge and certificatesValidUntil say the same.
+    expect((await post(f.app, "/notify/v3", signedV3(merchant, { serial: justExpired.serial }))).statusCode).toBe(204);
+    const expiry = Number(await metricValue(f, "wpn_ingress_certificate_expiry_seconds"));
+    expect(expiry).toBeGreaterThan(0);
+    expect(expiry).toBeLessThanOrEqual(31);
+    const ready = await f.app.inject({ method: "GET", url: "/health/ready" });
+    expect(ready.statusCode).toBe(200);
+    expect(new Date(ready.json().certificatesValidUntil).getTime()).toBe(
+      notAfter.getTime() + CERTIFICATE_VALIDITY_TOLERANCE_MS,
+    );
   });
 
   it("a deployment without platform certificates reports no expiry (+Inf, null)", async () => {

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { type Config, MCHID_PATTERN, readMerchantPrivateKeyPem } from "@wpn/config";
 import {
+  CERTIFICATE_VALIDITY_TOLERANCE_MS,
   type CertificateRefresher,
   isWechatPayError,
   KeyStore,
@@ -288,9 +289,9 @@ export class MerchantRegistry {
   }
 
   /**
-   * The merchant whose platform certificates run out first: for each merchant holding any, the latest `notAfter` of
-   * its certificates (as trusted: X.509, narrowed by WeChat's listing for downloaded ones — when it has no certificate
-   * left to verify with); the earliest of those. Undefined when no merchant holds a certificate. For
+   * The merchant whose platform certificates run out first: for each merchant holding any, when its last certificate
+   * stops verifying (`lastCertificateExpiry`: the latest `notAfter` as trusted — X.509, narrowed by WeChat's listing
+   * for downloaded ones — plus the minute of clock difference allowed); the earliest of those. Undefined when no merchant holds a certificate. For
    * `wpn_ingress_certificate_expiry_seconds`, computed at scrape time: it walks every merchant.
    */
   earliestCertificateExpiry(): { mchid: string; notAfter: Date } | undefined {
@@ -464,9 +465,10 @@ export class MerchantRegistry {
 }
 
 /**
- * When the last of `keys`' platform certificates expires (the latest `notAfter`), undefined without any: past it the
- * merchant verifies with its public key alone, if it has one. A successor WeChat published ahead of a rotation counts,
- * so a rotation in progress is not a warning.
+ * When the last of `keys`' platform certificates stops verifying — the latest `notAfter` plus the minute of clock
+ * difference verification allows (CERTIFICATE_VALIDITY_TOLERANCE_MS, `certificateExpired`), so the warning and the
+ * refusals agree to the second — undefined without any: past it the merchant verifies with its public key alone, if it
+ * has one. A successor WeChat published ahead of a rotation counts, so a rotation in progress is not a warning.
  */
 export function lastCertificateExpiry(keys: KeyStore): Date | undefined {
   let last: Date | undefined;
@@ -475,7 +477,7 @@ export function lastCertificateExpiry(keys: KeyStore): Date | undefined {
       last = entry.notAfter;
     }
   }
-  return last;
+  return last === undefined ? undefined : new Date(last.getTime() + CERTIFICATE_VALIDITY_TOLERANCE_MS);
 }
 
 /** How many times each code occurs in `codes`. */

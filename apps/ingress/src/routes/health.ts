@@ -22,8 +22,9 @@ export interface HealthContext {
  *   valid now (`keys` lists those; a certificate judged as verification judges it, `certificateValidAt`: a minute
  *   of clock difference allowed either side), and Redis's eviction policy cannot evict jobs (`redisEviction`);
  *   otherwise 503.
- *   `certificatesValidUntil`: when the default merchant's last platform certificate expires (null without any), the
- *   warning ahead of the day its certificate-signed notifications would be refused; it does not change readiness.
+ *   `certificatesValidUntil`: when the default merchant's last platform certificate stops verifying (its notAfter plus
+ *   the minute of clock difference verification allows; null without any), the warning ahead of the moment its
+ *   certificate-signed notifications are refused; it does not change readiness.
  *   Backpressure (waiting jobs above the ceiling) is reported but keeps 200: WeChat's resends would only add load, so the ingress keeps accepting.
  *   `merchantsLoaded` (false while the merchant table has not been read: its merchants get 503) is reported but keeps
  *   200 too: without the table a process cannot tell a deployment with `Merchant` rows from one without, and the
