@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { parseDatabaseUrl, quoteIdent } from "./database-url.ts";
+import type { MigrateLog } from "./migrate-log.ts";
 import {
   MIGRATIONS_DIR,
   type MigrationFile,
@@ -8,6 +9,7 @@ import {
   prismaOrder,
   readMigrations,
 } from "./migration-files.ts";
+import { acquireMigrationLock } from "./migration-lock.ts";
 
 /** A row of `_prisma_migrations`, the columns that say whether and how a migration was applied. */
 export interface RecordedMigration {
@@ -110,13 +112,32 @@ export interface VerifyMigrationsOptions {
   dir?: string;
   /** Give up connecting after this long, ms. */
   connectTimeoutMs?: number;
+  /**
+   * How long to wait for another process's migration run (the migration lock) before the verdict, ms; then
+   * MIGRATION_LOCK_WAIT_TIMEOUT, which the start-up checks treat as a check that could not be made.
+   */
+  lockWaitMs?: number;
+  /** Receives MIGRATION_LOCK_WAIT when the check waits for another process's run. */
+  log?: MigrateLog;
 }
+
+/**
+ * 60 s: the committed migrations take far less; an app behind a longer run (an index build on a large table) starts
+ * unchecked (ingress, dashboard) or checks again (worker) rather than waiting out a deployment's start.
+ */
+const CHECK_LOCK_WAIT_MS = 60_000;
 
 /**
  * For an app at start: resolves when every committed migration is applied, unmodified, and none failed; throws
  * MigrationStateError naming the migrations otherwise, MigrationFilesError (before connecting) when this machine's
  * migration files cannot be read. Reads only (creates nothing). Other errors (the database cannot be reached) are
  * thrown as they come: the check could not be made.
+ *
+ * A database not at the committed migrations is judged again under the migration lock (Prisma's key, which `prisma
+ * migrate deploy` and `migrate` hold for their whole run): while another process migrates, its row of the migration in
+ * progress has no finished_at — a failed migration by the rows alone — and the migrations after it are pending. The
+ * check waits for that run (at most `lockWaitMs`: MigrationLockWaitError) and gives the verdict of what it left.
+ * A database at the committed migrations is not held up by another session's lock.
  */
 export async function verifyMigrations(url: string, options: VerifyMigrationsOptions = {}): Promise<void> {
   const target = parseDatabaseUrl(url);
@@ -131,12 +152,19 @@ export async function verifyMigrations(url: string, options: VerifyMigrationsOpt
   let state: MigrationState;
   try {
     state = compareMigrations(files, await readRecordedMigrations(client, target.schema));
+    if (!atCommitted(state)) {
+      // Released when the connection ends, just below.
+      await acquireMigrationLock(client, options.lockWaitMs ?? CHECK_LOCK_WAIT_MS, options.log);
+      state = compareMigrations(files, await readRecordedMigrations(client, target.schema));
+    }
   } finally {
     await client.end();
   }
-  if (state.pending.length + state.failed.length + state.modified.length > 0) {
-    throw new MigrationStateError(target.schema, state);
-  }
+  if (!atCommitted(state)) throw new MigrationStateError(target.schema, state);
+}
+
+function atCommitted(state: MigrationState): boolean {
+  return state.pending.length + state.failed.length + state.modified.length === 0;
 }
 
 /** The logger methods the start-up check uses (a pino logger has them). */
@@ -161,7 +189,7 @@ export async function verifyMigrationsOrExit(
   options: VerifyMigrationsOptions = {},
 ): Promise<void> {
   try {
-    await verifyMigrations(url, options);
+    await verifyMigrations(url, { log, ...options });
   } catch (error) {
     if (error instanceof MigrationStateError) exitNotMigrated(error, log);
     if (error instanceof MigrationFilesError) exitFilesUnreadable(error, log);
@@ -204,7 +232,7 @@ export async function waitForMigrationsOrExit(
   });
   let delayMs = options.initialDelayMs ?? WAIT_INITIAL_DELAY_MS;
   for (let check = 1; ; check++) {
-    const verified = verifyMigrations(url, options).then(() => "verified" as const);
+    const verified = verifyMigrations(url, { log, ...options }).then(() => "verified" as const);
     // Abandoned when the wait is aborted first: its failure must not become an unhandled rejection.
     verified.catch(() => undefined);
     try {

@@ -2,7 +2,17 @@ import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadMigrateSettings } from "@wpn/config";
-import { ensureDatabase, MIGRATE_DEFAULTS, type MigrateEvent, migrate, parseDatabaseUrl, quoteIdent } from "@wpn/db";
+import {
+  checkFailure,
+  ensureDatabase,
+  MIGRATE_DEFAULTS,
+  type MigrateEvent,
+  migrate,
+  parseDatabaseUrl,
+  quoteIdent,
+  readMigrations,
+  verifyMigrations,
+} from "@wpn/db";
 import { TEST_DATABASE_BASE_URL, withSchema } from "@wpn/testing";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -478,6 +488,85 @@ describe("migrate: waiting for another process's migration run (the migration lo
       expect((await counter.query(`SELECT n FROM "Counter"`)).rows).toEqual([{ n: 2 }]);
     } finally {
       await counter.end();
+    }
+  });
+});
+
+describe("an app's start-up check while another process migrates (prisma migrate deploy, or db:migrate elsewhere)", () => {
+  /**
+   * As `prisma migrate deploy` applies a migration: under the migration lock, its row inserted first with finished_at
+   * null, the script run, then the row finished — the unfinished row is visible to every other session meanwhile.
+   */
+  async function prismaLikeRun(url: string, dir: string, name: string, sql: string) {
+    const prisma = await session(url, "test:prisma-migrate-deploy");
+    await prisma.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK_KEY]);
+    const checksum = readMigrations(dir).find((m) => m.name === name)?.checksum;
+    await prisma.query(
+      `INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, applied_steps_count)
+       VALUES (gen_random_uuid()::text, $1, $2, now(), 0)`,
+      [checksum, name],
+    );
+    return {
+      finish: async () => {
+        await prisma.query(sql);
+        await prisma.query(
+          `UPDATE "_prisma_migrations" SET finished_at = now(), applied_steps_count = 1 WHERE migration_name = $1`,
+          [name],
+        );
+        await prisma.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK_KEY]);
+        await prisma.end();
+      },
+    };
+  }
+
+  it("a migration in progress under the lock is waited for, not reported failed (DB_NOT_MIGRATED)", async () => {
+    const url = freshUrl();
+    const dir = migrationsDir({ "001_t": TABLE, "002_u": `CREATE TABLE "Later" (id int);` });
+    await migrate(url, migrationsDir({ "001_t": TABLE }));
+    const run = await prismaLikeRun(url, dir, "002_u", `CREATE TABLE "Later" (id int);`);
+    const checking = verifyMigrations(url, { dir }).then(
+      () => "verified",
+      (error: unknown) => (error as Error).message,
+    );
+    // The check sees the unfinished row while the run holds the lock, then the run finishes.
+    await after(300);
+    await run.finish();
+    expect(await checking).toBe("verified");
+  });
+
+  it("a pending migration while another process holds the lock is waited for too; once it let go, the verdict is the database's", async () => {
+    const url = freshUrl();
+    const dir = migrationsDir({ "001_t": TABLE });
+    const other = await session(url, "test:other-migrator");
+    try {
+      await other.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK_KEY]);
+      const checking = verifyMigrations(url, { dir }).then(
+        () => "verified",
+        (error: unknown) => (error as Error).message,
+      );
+      await after(300);
+      expect(await Promise.race([checking, after(0)])).toBeNull();
+      await other.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK_KEY]);
+      expect(await checking).toMatch(/migration 001_t not applied/);
+    } finally {
+      await other.end();
+    }
+  });
+
+  it("gives up after its wait limit with MIGRATION_LOCK_WAIT_TIMEOUT (the apps start unchecked, the worker checks again)", async () => {
+    const url = freshUrl();
+    const dir = migrationsDir({ "001_t": TABLE });
+    const other = await session(url, "test:other-migrator");
+    try {
+      await other.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK_KEY]);
+      const error = await verifyMigrations(url, { dir, lockWaitMs: 300 }).then(
+        () => null,
+        (e: unknown) => e as Error & { code?: string },
+      );
+      expect(error?.code).toBe("MIGRATION_LOCK_WAIT_TIMEOUT");
+      expect(checkFailure(error)).toBe("unreachable");
+    } finally {
+      await other.end();
     }
   });
 });
