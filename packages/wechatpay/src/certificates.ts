@@ -337,7 +337,8 @@ export interface CertificateRefresherOptions {
  * expiry at the download (`certificateExpired`: its validity as listed, so past the `expire_time` WeChat retires it
  * at) is treated as not listed: never added, and removed when an earlier download brought it — as the official
  * SDKs keep no expired certificate (wechatpay-apache-httpclient skips them, wechatpay-java's check of the list
- * refuses them). Between its expiry and that download, `KeyStore.resolve` refuses it (CERTIFICATE_EXPIRED).
+ * refuses them). Between its expiry and that download, `KeyStore.resolve` refuses it (CERTIFICATE_EXPIRED). A failed
+ * download drops the ones it added that are past their expiry too.
  * Certificates that were in the store before the refresher added them (configured ones) are never removed, but one
  * WeChat lists is held with the listed validity: a retirement WeChat announces applies to it too. A list
  * with no certificate is a failed download: WeChat always lists the certificate it signs with; a list of retired
@@ -416,6 +417,7 @@ export class CertificateRefresher implements AsyncKeyResolver {
         }
       } catch (cause) {
         this.#lastFailed = true;
+        this.#dropExpired();
         throw isWechatPayError(cause) && cause.code === "CERT_DOWNLOAD_FAILED"
           ? cause
           : new WechatPayError("CERT_DOWNLOAD_FAILED", "certificate download failed", { cause });
@@ -428,6 +430,23 @@ export class CertificateRefresher implements AsyncKeyResolver {
     });
     this.#inFlight = inFlight;
     return inFlight.then(() => true);
+  }
+
+  /**
+   * Removes the certificates this refresher added that are past their expiry (`certificateExpired`): they verify
+   * nothing any more, and a download that worked would drop them. Run on a failed download, so that a merchant whose
+   * downloads fail for good (moved to WeChat's public key: /v3/certificates answers 404) does not hold them, counted
+   * in the expiry gauge, until the process restarts.
+   */
+  #dropExpired(): void {
+    const now = this.#wallClock();
+    for (const serial of this.#added) {
+      const cert = this.store.certificate(serial);
+      if (cert === undefined || certificateExpired(cert, now)) {
+        this.store.removeCertificate(serial);
+        this.#added.delete(serial);
+      }
+    }
   }
 
   /**

@@ -242,6 +242,35 @@ describe("CertificateRefresher", () => {
     expect(refresher.downloaded()).toEqual([]);
   });
 
+  it("a downloaded certificate past its expiry is dropped at the next download also when that download fails", async () => {
+    // A merchant moved to WeChat's public key: /v3/certificates fails from then on (404 证书不存在), and what the
+    // last download brought must not be held after it ran out until the process restarts.
+    const third = platformCert("3333333333333333333333333333333333333333");
+    const retiresAt = new Date(NOW.getTime() + 3_600_000);
+    let fail = false;
+    let wall = NOW;
+    const store = new KeyStore();
+    const refresher = new CertificateRefresher({
+      store,
+      minIntervalMs: 0,
+      wallClock: () => wall,
+      download: async () => {
+        if (fail) throw new Error("404 证书不存在");
+        return [{ ...loadCertificate(third.pem), notAfter: retiresAt }];
+      },
+    });
+    await refresher.refresh();
+    fail = true;
+    // Within the minute of clock tolerance it still verifies: kept through a failure.
+    wall = new Date(retiresAt.getTime() + 60_000);
+    await expect(refresher.refresh()).rejects.toThrow(WechatPayError);
+    expect(store.has(third.serial)).toBe(true);
+    wall = new Date(retiresAt.getTime() + 60_001);
+    await expect(refresher.refresh()).rejects.toThrow(WechatPayError);
+    expect(store.has(third.serial)).toBe(false);
+    expect(refresher.downloaded()).toEqual([]);
+  });
+
   it("a configured certificate WeChat lists with an earlier expire_time is refused from then on, though never removed", async () => {
     // The configured oldCert is valid for years by its X.509 dates; WeChat announces its retirement in an hour.
     const retiresAt = new Date(NOW.getTime() + 3_600_000);
