@@ -16,14 +16,29 @@ export interface MigrationFile {
    */
   checksum: string;
   /**
-   * The checksums an applied copy of this file may have been recorded with: its own, and those of the same
-   * text with LF or CRLF line endings (a checkout on Windows converts them). Prisma accepts these variants
-   * too, so a database migrated from one checkout still starts from another.
+   * The checksums an applied copy of this file may have been recorded with, as Prisma's schema engine matches them
+   * (checksum.rs, `script_matches_checksum`): the digests of the text as read, with every CRLF made LF, and with every
+   * LF made CRLF (a checkout on Windows converts them; a CRLF already there becomes CR CR LF, exactly as Prisma does) —
+   * each in hex, and in the unpadded hex an old schema engine wrote (each byte without its leading zero:
+   * prisma-engines#1887). Prisma compares a recorded checksum of other than 64 characters with the unpadded form
+   * only; including it here is the same rule, since a checksum of 64 characters that matches an unpadded form
+   * matches the padded one too. So a database migrated from one checkout, or by an old Prisma, still starts.
    */
   acceptedChecksums: readonly string[];
 }
 
 const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
+
+/** What Prisma recorded for a checksum before prisma-engines#1887: each byte in hex without its leading zero. */
+function unpaddedSha256(text: string): string {
+  return [...createHash("sha256").update(text).digest()].map((byte) => byte.toString(16)).join("");
+}
+
+/** Prisma's variants of a script's line endings (checksum.rs): as read, CRLF→LF, LF→CRLF (each on the text as read). */
+function acceptedChecksumsOf(sql: string): string[] {
+  const variants = [sql, sql.replaceAll("\r\n", "\n"), sql.replaceAll("\n", "\r\n")];
+  return [...new Set(variants.flatMap((text) => [sha256(text), unpaddedSha256(text)]))];
+}
 
 /**
  * The migration files on this machine cannot be read: no database verdict can be given, and no wait fixes it (a
@@ -118,9 +133,7 @@ export function readMigrations(dir: string = MIGRATIONS_DIR): MigrationFile[] {
         );
       }
       const sql = readOrThrow(file, () => readFileSync(file, "utf8"));
-      const lf = sql.replace(/\r\n/g, "\n");
-      const checksum = sha256(sql);
-      return { name, sql, checksum, acceptedChecksums: [checksum, sha256(lf), sha256(lf.replace(/\n/g, "\r\n"))] };
+      return { name, sql, checksum: sha256(sql), acceptedChecksums: acceptedChecksumsOf(sql) };
     });
 }
 

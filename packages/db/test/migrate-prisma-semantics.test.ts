@@ -133,6 +133,37 @@ describe("which recorded rows count: as `prisma migrate deploy` counts them", ()
 });
 
 describe("the checksum recorded: Prisma's", () => {
+  /** The verdict of the start-up check on `sql` applied, then its row's checksum set to `checksum`. */
+  async function verdictWith(sql: string, checksum: string): Promise<string> {
+    const url = freshUrl();
+    const dir = migrationsDir({ "001_a": sql });
+    await migrate(url, dir);
+    await query(url, `UPDATE "_prisma_migrations" SET checksum = $1`, [checksum]);
+    return verifyMigrations(url, { dir }).then(
+      () => "applied",
+      (error: unknown) => (error instanceof MigrationStateError ? `modified: ${error.state.modified}` : String(error)),
+    );
+  }
+  const digest = (text: string) => createHash("sha256").update(text).digest();
+
+  it("a checksum an old Prisma recorded without zero padding (prisma-engines#1887) is the file's, as Prisma matches it", async () => {
+    // A script whose digest has a byte under 0x10, so the old format is shorter than 64 characters.
+    let sql = "SELECT 1;\n";
+    for (let n = 0; digest(sql).every((byte) => byte >= 0x10); n++) sql = `SELECT ${n};\n`;
+    const unpadded = [...digest(sql)].map((byte) => byte.toString(16)).join("");
+    expect(unpadded.length).toBeLessThan(64);
+    expect(await verdictWith(sql, unpadded)).toBe("applied");
+  });
+
+  it("mixed line endings: the three variants Prisma tries (as read, CRLF to LF, every LF to CRLF), not others", async () => {
+    const mixed = "SELECT 1;\r\nSELECT 2;\n";
+    const hex = (text: string) => digest(text).toString("hex");
+    expect(await verdictWith(mixed, hex("SELECT 1;\nSELECT 2;\n"))).toBe("applied");
+    expect(await verdictWith(mixed, hex("SELECT 1;\r\r\nSELECT 2;\r\n"))).toBe("applied");
+    // All-CRLF is none of Prisma's variants of this file: `prisma migrate status` calls it modified, and so do we.
+    expect(await verdictWith(mixed, hex("SELECT 1;\r\nSELECT 2;\r\n"))).toBe("modified: 001_a");
+  });
+
   it("a file that is not valid UTF-8 (a comment saved as GBK): sha256 of the text as Prisma reads it", async () => {
     const url = freshUrl();
     // "-- 订单" in GBK: invalid UTF-8, read by Prisma (and sent to PostgreSQL by both) with U+FFFD in their place.
