@@ -75,6 +75,30 @@ describe("database errors from a real PostgreSQL, through Prisma", () => {
     }
   });
 
+  it("a lock timeout (55P03, lock_not_available) is retried, never dead-lettered", async () => {
+    const holder = new pg.Client({
+      connectionString: world.db.db.target.connectionString,
+      options: `-c search_path=${world.db.schema}`,
+    });
+    await holder.connect();
+    try {
+      await holder.query("BEGIN");
+      await holder.query("SELECT v FROM t WHERE id = 2 FOR UPDATE");
+      // The row is another transaction's: PostgreSQL gives up after lock_timeout, the data being fine.
+      const error = await thrown(() =>
+        world.prisma.$transaction(async (tx) => {
+          await tx.$executeRaw`SET LOCAL lock_timeout = '50ms'`;
+          await tx.$executeRaw`UPDATE t SET v = v + 1 WHERE id = 2`;
+        }),
+      );
+      expect(classifyDbError(error)).toMatchObject({ transient: true, sqlstate: "55P03" });
+      expect(toWorkerError(error)).toMatchObject({ policy: "retry" });
+    } finally {
+      await holder.query("ROLLBACK");
+      await holder.end();
+    }
+  });
+
   it("waiting too long for a pooled connection is a transient DB_UNAVAILABLE", async () => {
     const db = createDb({ url: world.db.url, poolMax: 1, connectTimeoutMs: 100 });
     const held = await db.pool.connect();
