@@ -133,8 +133,17 @@ const apiBaseUrl = z.string().superRefine((value, ctx) => {
   });
 });
 
-/** Integer setting with bounds; env values are strings, so coerce. */
-const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+/**
+ * Integer setting with bounds. Env values are strings; only plain decimal digits are read as a number, because
+ * Number() (z.coerce) also reads " " as 0, "0x1F90" as 8080 and "1e3" as 1000 — a typo must fail at start-up, not
+ * become another setting (a blank PORT a random port). "-1" is let through to fail as below the minimum.
+ */
+const int = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^-?[0-9]+$/, "must be a whole number (decimal digits)")
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
 const bool = z.enum(["true", "false"]).transform((v) => v === "true");
 
 /**

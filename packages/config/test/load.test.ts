@@ -143,6 +143,23 @@ describe("loadConfig", () => {
     });
   });
 
+  it("refuses a number setting that is not plain decimal digits instead of reading it as some other number", () => {
+    // Number() reads " " as 0, "0x1F90" as 8080 and "1e3" as 1000: a blank-with-space PORT became a random port,
+    // a stray space in WORKER_MAX_STALLED_COUNT turned stalled-job recovery off.
+    for (const [name, bad] of [
+      ["PORT", " "],
+      ["PORT", "0x1F90"],
+      ["WORKER_CONCURRENCY", "1e2"],
+      ["WORKER_MAX_STALLED_COUNT", "\t"],
+      ["INGRESS_VERIFY_THREADS", "+1"],
+      ["PG_POOL_MAX", " 10"],
+    ] as const) {
+      expect(errorOf({ ...valid, [name]: bad }), JSON.stringify(bad)).toBe(
+        `${name} must be a whole number (decimal digits)`,
+      );
+    }
+  });
+
   it("names a missing variable in one line", () => {
     const { WECHATPAY_MCHID: _, ...rest } = valid;
     expect(errorOf(rest)).toBe("WECHATPAY_MCHID is required");
