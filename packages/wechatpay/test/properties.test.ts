@@ -237,3 +237,101 @@ describe("AEAD and APIv2 round trips", () => {
     );
   });
 });
+
+describe("hostile input fails closed, with the package's own error codes", () => {
+  const V2_KEY = "192006250b4c09247ec02edce69f6a2d";
+  const pieces = fc.constantFrom(
+    "<xml>",
+    "</xml>",
+    "<sign>",
+    "</sign>",
+    "<a>",
+    "</a>",
+    "<![CDATA[",
+    "]]>",
+    "<!--",
+    "-->",
+    "<?pi ",
+    "?>",
+    "<!DOCTYPE x [<!ENTITY e SYSTEM 'file:///etc/passwd'>]>",
+    "&e;",
+    "&amp;",
+    "&#x41;",
+    "&",
+    "<b/>",
+    "\r\n",
+    "中",
+  );
+  const hostileXml = fc.array(fc.oneof(pieces, fc.string({ unit: "binary", maxLength: 10 })), { maxLength: 30 });
+
+  it("v2 XML, as text or bytes (invalid UTF-8 included): parsed, or XML_INVALID / XML_TOO_LARGE — never anything else", () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          hostileXml.map((p) => Buffer.from(p.join(""))),
+          fc.uint8Array({ maxLength: 200 }),
+        ),
+        (b) => {
+          const code = failureCode(() => parseV2Xml(Buffer.from(b), { maxBytes: 150 }));
+          expect([undefined, "XML_INVALID", "XML_TOO_LARGE"]).toContain(code);
+        },
+      ),
+      { numRuns: 2000 },
+    );
+  });
+
+  it("v2 sign: a changed value, a foreign key or a dropped field never verifies, whichever algorithm signed", () => {
+    const value = fc.string({ unit: fc.constantFrom(..."abcXYZ019_-中 "), minLength: 1, maxLength: 12 });
+    fc.assert(
+      fc.property(
+        fc.dictionary(fc.constantFrom("appid", "mch_id", "total_fee", "attach", "sign_type", "nonce_str"), value, {
+          minKeys: 2,
+        }),
+        fc.constantFrom("MD5" as const, "HMAC-SHA256" as const),
+        fc.nat(),
+        (fields, type, pick) => {
+          const signed: Record<string, string> = { ...fields, sign: signV2(fields, V2_KEY, type) };
+          // Hex case and the `sign` field itself are not covered: a lower-case sign is the same sign.
+          expect(verifyV2({ ...signed, sign: String(signed.sign).toLowerCase() }, V2_KEY)).toBe(type);
+          const names = Object.keys(fields);
+          const name = names[pick % names.length] as string;
+          expect(failureCode(() => verifyV2({ ...signed, [name]: `${fields[name]}0` }, V2_KEY))).toBe(
+            "V2_SIGN_INVALID",
+          );
+          const rest = { ...signed };
+          delete rest[name];
+          expect(failureCode(() => verifyV2(rest, V2_KEY))).toBe("V2_SIGN_INVALID");
+          expect(failureCode(() => verifyV2(signed, `${V2_KEY.slice(1)}0`))).toBe("V2_SIGN_INVALID");
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it("AES-256-GCM: wrong key, nonce or AAD, or any flipped bit of ciphertext or tag, is DECRYPT_FAILED", () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ maxLength: 64 }),
+        fc.string({ minLength: 1, maxLength: 16 }),
+        fc.string({ maxLength: 16 }),
+        fc.nat(),
+        fc.integer({ min: 0, max: 3 }),
+        (plaintext, nonce, associatedData, at, what) => {
+          const key = Buffer.from(TEST_APIV3_KEY);
+          const ciphertext = encryptAeadAes256Gcm({ key, nonce, associatedData, plaintext: Buffer.from(plaintext) });
+          const args = { key, nonce, associatedData, ciphertext };
+          const bytes = Buffer.from(ciphertext, "base64");
+          bytes[at % bytes.length] = (bytes[at % bytes.length] as number) ^ (1 << (at % 8));
+          const wrong = [
+            { ...args, key: Buffer.from(`${TEST_APIV3_KEY.slice(1)}!`) },
+            { ...args, nonce: `${nonce}x` },
+            { ...args, associatedData: `${associatedData}x` },
+            { ...args, ciphertext: bytes.toString("base64") },
+          ][what];
+          expect(failureCode(() => decryptAeadAes256Gcm(wrong as typeof args))).toBe("DECRYPT_FAILED");
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
