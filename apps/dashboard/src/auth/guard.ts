@@ -82,7 +82,7 @@ export function installAuthGuard(app: FastifyInstance, ctx: DashboardContext): v
     if (!auth) {
       if (access === "logout") return;
       if (ending) {
-        if (!loggedOut && (await firstEndSeen(ctx, ending.claims))) {
+        if (!loggedOut && (await firstEndSeen(request, ctx, ending.claims))) {
           if (ending.state === "expired") endExpiredSession(request, ctx, ending.claims);
           else endIdleSession(request, ctx, ending.claims);
         }
@@ -158,11 +158,15 @@ function slideIdleLimit(reply: FastifyReply, ctx: DashboardContext, claims: Sess
  * A Redis SET NX per session id, kept for the session's lifetime (seconds) — past it the browser has dropped the
  * cookie. When Redis does not answer the end is counted anyway: a second count beats losing the first.
  */
-async function firstEndSeen(ctx: DashboardContext, claims: SessionClaims): Promise<boolean> {
+async function firstEndSeen(request: FastifyRequest, ctx: DashboardContext, claims: SessionClaims): Promise<boolean> {
   const key = `${ctx.prefix}:dashboard:session-ended:${claims.sid}`;
   try {
     return (await ctx.redis.set(key, "1", "EX", ctx.sessions.lifetimeSeconds(claims), "NX")) === "OK";
-  } catch {
+  } catch (error) {
+    request.log.warn(
+      { err: error, code: "SESSION_END_UNRECORDED", sid: claims.sid },
+      "could not record the session's end in Redis; counted here, perhaps again elsewhere",
+    );
     return true;
   }
 }
