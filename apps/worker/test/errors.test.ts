@@ -75,7 +75,7 @@ describe("database errors from a real PostgreSQL, through Prisma", () => {
     }
   });
 
-  it("a lock timeout (55P03, lock_not_available) is retried, never dead-lettered", async () => {
+  it("a lock timeout (55P03, lock_not_available) is a retried DB_LOCK_TIMEOUT, never dead-lettered", async () => {
     const holder = new pg.Client({
       connectionString: world.db.db.target.connectionString,
       options: `-c search_path=${world.db.schema}`,
@@ -91,12 +91,23 @@ describe("database errors from a real PostgreSQL, through Prisma", () => {
           await tx.$executeRaw`UPDATE t SET v = v + 1 WHERE id = 2`;
         }),
       );
-      expect(classifyDbError(error)).toMatchObject({ transient: true, sqlstate: "55P03" });
-      expect(toWorkerError(error)).toMatchObject({ policy: "retry" });
+      expect(classifyDbError(error)).toEqual({ transient: true, code: "DB_LOCK_TIMEOUT", sqlstate: "55P03" });
+      expect(toWorkerError(error)).toMatchObject({ code: "DB_LOCK_TIMEOUT", policy: "retry" });
     } finally {
       await holder.query("ROLLBACK");
       await holder.end();
     }
+  });
+
+  it("a statement timeout (57014, query_canceled) is a retried DB_STATEMENT_TIMEOUT", async () => {
+    const error = await thrown(() =>
+      world.prisma.$transaction(async (tx) => {
+        await tx.$executeRaw`SET LOCAL statement_timeout = '50ms'`;
+        await tx.$queryRaw`SELECT pg_sleep(2)`;
+      }),
+    );
+    expect(classifyDbError(error)).toEqual({ transient: true, code: "DB_STATEMENT_TIMEOUT", sqlstate: "57014" });
+    expect(toWorkerError(error)).toMatchObject({ code: "DB_STATEMENT_TIMEOUT", policy: "retry" });
   });
 
   it("waiting too long for a pooled connection is a transient DB_UNAVAILABLE", async () => {

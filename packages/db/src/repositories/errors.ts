@@ -8,7 +8,14 @@
 export interface DbErrorClass {
   transient: boolean;
   /** Stable code for logs, metrics and dead letters. */
-  code: "DB_UNAVAILABLE" | "DB_CONFLICT" | "DB_CONSTRAINT" | "DB_DATA" | "DB_ERROR";
+  code:
+    | "DB_UNAVAILABLE"
+    | "DB_CONFLICT"
+    | "DB_LOCK_TIMEOUT"
+    | "DB_STATEMENT_TIMEOUT"
+    | "DB_CONSTRAINT"
+    | "DB_DATA"
+    | "DB_ERROR";
   /** PostgreSQL SQLSTATE when the server answered. */
   sqlstate?: string;
 }
@@ -48,6 +55,10 @@ export function classifyDbError(error: unknown): DbErrorClass {
   ) {
     return { transient: true, code: "DB_UNAVAILABLE", sqlstate };
   }
+  // Waits the server gave up on (lock_timeout, statement_timeout, or a cancel request), the data being fine: retried,
+  // under codes of their own so that operators can tell lock contention and slow statements from other failures.
+  if (sqlstate === "55P03") return { transient: true, code: "DB_LOCK_TIMEOUT", sqlstate };
+  if (sqlstate === "57014") return { transient: true, code: "DB_STATEMENT_TIMEOUT", sqlstate };
   if (
     [...facts.kinds].some((k) => UNAVAILABLE_KINDS.has(k)) ||
     [...facts.codes].some((c) => UNAVAILABLE_ERRNO.has(c) || PRISMA_UNAVAILABLE.has(c))
