@@ -130,7 +130,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       () => now().getTime(),
     ),
     cookies,
-    loginLimiter: new LoginRateLimiter(config.DASHBOARD_LOGIN_ATTEMPTS_PER_MINUTE, 60_000, () => now().getTime()),
+    loginLimiter: new LoginRateLimiter(
+      deps.redis,
+      config.QUEUE_PREFIX,
+      config.DASHBOARD_LOGIN_ATTEMPTS_PER_MINUTE,
+      60_000,
+      () => now().getTime(),
+    ),
     metrics,
     now,
   };

@@ -4,8 +4,9 @@ import { QueueEvents, UnrecoverableError, Worker } from "bullmq";
 import type { FastifyInstance } from "fastify";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { buildApp } from "../src/app.ts";
 import { hashPassword } from "../src/auth/password.ts";
-import { PASSWORDS, startDashboard, type TestDashboard } from "./support/app.ts";
+import { PASSWORDS, replicaOf, startDashboard, type TestDashboard } from "./support/app.ts";
 import { boardHeaders, Client, HOST, loggedIn, ORIGIN } from "./support/client.ts";
 
 let d: TestDashboard;
@@ -302,6 +303,35 @@ describe("login and sessions", () => {
     expect(statuses.filter((s) => s === 401).length).toBeLessThanOrEqual(5);
     expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(16);
     expect(statuses.at(-1)).toBe(429);
+  });
+
+  it("counts failures across dashboard processes: two replicas sharing one Redis prefix allow no more than the limit", async () => {
+    const replica = await replicaOf(d, { now: () => new Date(clock) });
+    try {
+      const ip = "203.0.113.9";
+      const statuses: number[] = [];
+      for (let i = 0; i < 10; i++)
+        statuses.push((await loginFrom(i % 2 ? replica : d.app, ip, "olga", "wrong")).statusCode);
+      expect(statuses).toEqual([401, 401, 401, 401, 401, 429, 429, 429, 429, 429]);
+    } finally {
+      await replica.close();
+    }
+  });
+
+  it("fails closed: without Redis a login is refused with 503 LOGIN_LIMIT_UNAVAILABLE, even with the right password", async () => {
+    const down = createRedisConnection("redis://127.0.0.1:1", "admin");
+    down.on("error", () => {}); // the refused connection, expected here
+    const app = await buildApp({ config: d.config, db: d.database.db, redis: down, now: () => new Date(clock) });
+    try {
+      await app.ready();
+      const response = await loginFrom(app, "203.0.113.10", "olga", PASSWORDS.olga, { accept: "application/json" });
+      expect(response.statusCode).toBe(503);
+      expect(response.json()).toMatchObject({ error: "LOGIN_LIMIT_UNAVAILABLE" });
+      expect([response.headers["set-cookie"] ?? []].flat().filter((c) => c.startsWith("wpn_session="))).toEqual([]);
+    } finally {
+      await app.close();
+      down.disconnect();
+    }
   });
 
   it("a login that cannot be audited does not happen: no session cookie", async () => {

@@ -1,9 +1,11 @@
 import { execFileSync } from "node:child_process";
 import { createHash, createHmac, generateKeyPairSync } from "node:crypto";
 import { ConfigError } from "@wpn/config";
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { createRedisConnection } from "@wpn/queue";
+import { deletePrefix, TEST_REDIS_URL, testQueuePrefix } from "@wpn/testing";
+import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 import { hashCostOf, hashPassword, isPasswordHash, verifyPassword } from "../src/auth/password.ts";
-import { clientOf, LoginRateLimiter } from "../src/auth/rate-limit.ts";
+import { type AttemptDecision, clientOf, LoginRateLimiter } from "../src/auth/rate-limit.ts";
 import { deriveKey, SessionCodec } from "../src/auth/session.ts";
 import { parseUsers } from "../src/auth/users.ts";
 import { certificatesFromPems } from "../src/data/keys.ts";
@@ -269,45 +271,62 @@ describe("the dummy hashes a login verifies", () => {
 });
 
 describe("login rate limiter", () => {
-  it("allows `limit` failures per minute per IP", () => {
+  const prefix = testQueuePrefix("login_limit");
+  const redis = createRedisConnection(TEST_REDIS_URL, "admin");
+  afterAll(async () => {
+    redis.disconnect();
+    await deletePrefix(prefix);
+  });
+  const counted = (d: AttemptDecision) => ("attempt" in d ? d.attempt : expect.unreachable("refused"));
+
+  it("allows `limit` failures per minute per IP", async () => {
     let now = 0;
-    const limiter = new LoginRateLimiter(3, 60_000, () => now);
+    const limiter = new LoginRateLimiter(redis, prefix, 3, 60_000, () => now);
     for (let i = 0; i < 3; i++) {
-      expect(limiter.retryAfterSeconds("a")).toBe(0);
-      limiter.recordFailure("a");
+      expect(await limiter.attempt("192.0.2.1")).toHaveProperty("attempt");
       now += 1_000;
     }
-    expect(limiter.retryAfterSeconds("a")).toBe(57);
-    expect(limiter.retryAfterSeconds("b")).toBe(0);
+    expect(await limiter.attempt("192.0.2.1")).toEqual({ retryAfterSeconds: 57 });
+    expect(await limiter.attempt("192.0.2.2")).toHaveProperty("attempt");
     now = 60_001;
-    expect(limiter.retryAfterSeconds("a")).toBe(0);
-    limiter.recordSuccess(limiter.recordFailure("a"));
-    expect(limiter.retryAfterSeconds("a")).toBe(0);
+    await limiter.recordSuccess(counted(await limiter.attempt("192.0.2.1")));
+    expect(await limiter.attempt("192.0.2.1")).toHaveProperty("attempt");
   });
 
-  it("a success takes back only its own attempt: a login of one's own does not reset guesses at another's", () => {
+  it("a success takes back only its own attempt: a login of one's own does not reset guesses at another's", async () => {
     let now = 0;
-    const limiter = new LoginRateLimiter(5, 60_000, () => now);
-    for (let i = 0; i < 4; i++) limiter.recordFailure("10.0.0.7");
+    const limiter = new LoginRateLimiter(redis, prefix, 5, 60_000, () => now);
+    for (let i = 0; i < 3; i++) await limiter.attempt("10.0.0.7");
     now += 1;
-    limiter.recordSuccess(limiter.recordFailure("10.0.0.7"));
-    expect(limiter.retryAfterSeconds("10.0.0.7")).toBe(0);
-    limiter.recordFailure("10.0.0.7");
-    expect(limiter.retryAfterSeconds("10.0.0.7")).toBeGreaterThan(0);
+    await limiter.recordSuccess(counted(await limiter.attempt("10.0.0.7")));
+    expect(await limiter.attempt("10.0.0.7")).toHaveProperty("attempt");
+    expect(await limiter.attempt("10.0.0.7")).toHaveProperty("attempt");
+    expect(await limiter.attempt("10.0.0.7")).toHaveProperty("retryAfterSeconds");
   });
 
-  it("counts an IPv6 /64 as one client, an IPv4-mapped address as its IPv4 address", () => {
+  it("refuses with LOGIN_LIMIT_UNAVAILABLE when Redis does not answer", async () => {
+    const down = createRedisConnection("redis://127.0.0.1:1", "admin");
+    down.on("error", () => {}); // the refused connection, expected here
+    try {
+      const limiter = new LoginRateLimiter(down, prefix, 5);
+      await expect(limiter.attempt("192.0.2.3")).rejects.toMatchObject({ code: "LOGIN_LIMIT_UNAVAILABLE" });
+    } finally {
+      down.disconnect();
+    }
+  });
+
+  it("counts an IPv6 /64 as one client, an IPv4-mapped address as its IPv4 address", async () => {
     expect(clientOf("2001:db8:1:2::5")).toBe("2001:0db8:0001:0002::/64");
     expect(clientOf("2001:db8:1:2:aaaa:bbbb:cccc:dddd")).toBe("2001:0db8:0001:0002::/64");
     expect(clientOf("2001:db8::1")).toBe("2001:0db8:0000:0000::/64");
     expect(clientOf("::1")).toBe("0000:0000:0000:0000::/64");
     expect(clientOf("::ffff:192.0.2.1")).toBe("192.0.2.1");
     expect(clientOf("192.0.2.1")).toBe("192.0.2.1");
-    const limiter = new LoginRateLimiter(2);
-    limiter.recordFailure("2001:db8:1:2::1");
-    limiter.recordFailure("2001:db8:1:2::2");
-    expect(limiter.retryAfterSeconds("2001:db8:1:2::3")).toBeGreaterThan(0);
-    expect(limiter.retryAfterSeconds("2001:db8:1:3::1")).toBe(0);
+    const limiter = new LoginRateLimiter(redis, prefix, 2);
+    await limiter.attempt("2001:db8:1:2::1");
+    await limiter.attempt("2001:db8:1:2::2");
+    expect(await limiter.attempt("2001:db8:1:2::3")).toHaveProperty("retryAfterSeconds");
+    expect(await limiter.attempt("2001:db8:1:3::1")).toHaveProperty("attempt");
   });
 });
 

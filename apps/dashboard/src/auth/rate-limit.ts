@@ -1,62 +1,89 @@
+import { randomUUID } from "node:crypto";
 import { isIPv6 } from "node:net";
+import type { Redis } from "ioredis";
+import { withTimeout } from "../timeout.ts";
 
-/** One counted attempt, for `recordSuccess`. */
+/** One counted attempt, for `recordSuccess`: the client's key and the attempt's member in its window. */
 export interface LoginAttempt {
-  readonly client: string;
-  readonly at: number;
+  readonly key: string;
+  readonly member: string;
 }
 
+/** What `attempt` decided: counted (as a failure until `recordSuccess`), or refused for `retryAfterSeconds`. */
+export type AttemptDecision = { readonly attempt: LoginAttempt } | { readonly retryAfterSeconds: number };
+
+/** Redis did not answer (error, or not within REDIS_TIMEOUT_MS): the login is refused (fail closed). */
+export class LoginLimitUnavailableError extends Error {
+  readonly code = "LOGIN_LIMIT_UNAVAILABLE";
+}
+
+/** How long a login waits for Redis before it is refused (ms): the admin connection itself retries for longer. */
+const REDIS_TIMEOUT_MS = 3_000;
+
 /**
- * Failed-login limiter: at most `limit` failures per client in a sliding one-minute window. In memory, per
- * process: enough to make password guessing against one dashboard impractical without a Redis round trip on the
- * login path. The login route records every attempt as a failure before checking the password (so parallel
- * attempts count); a successful login takes back only its own attempt — clearing the client's earlier failures
- * would let a user with a login of their own guess another's password without limit (4 guesses, own login, again).
+ * One attempt, atomically: drop the window's expired members, then either refuse (the window holds `limit`; answers
+ * the oldest member's score, ms) or add this attempt and keep the key for one window (answers nil: a time can be 0).
+ * KEYS[1] the client's sorted set; ARGV: now (ms), window (ms), limit, member.
+ */
+const ATTEMPT_SCRIPT = `
+redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", tonumber(ARGV[1]) - tonumber(ARGV[2]))
+if redis.call("ZCARD", KEYS[1]) >= tonumber(ARGV[3]) then
+  local oldest = redis.call("ZRANGE", KEYS[1], 0, 0, "WITHSCORES")
+  return tonumber(oldest[2])
+end
+redis.call("ZADD", KEYS[1], ARGV[1], ARGV[4])
+redis.call("PEXPIRE", KEYS[1], ARGV[2])
+return false
+`;
+
+/**
+ * Failed-login limiter: at most `limit` failures per client in a sliding one-minute window, shared by every dashboard
+ * process through Redis (a sorted set per client under the deployment's prefix, scored by the attempt's time in ms):
+ * a per-process count would give N replicas behind a load balancer N times the attempts. Check and count are one Lua
+ * script, so attempts sent in parallel — to one process or several — see each other in the limit. The login route
+ * counts every attempt as a failure before checking the password; a successful login takes back only its own attempt
+ * — clearing the client's earlier failures would let a user with a login of their own guess another's password without
+ * limit (4 guesses, own login, again). Times are the processes' clocks (`now`), so replicas must agree on the time
+ * (as their sessions already need). When Redis does not answer, `attempt` throws LoginLimitUnavailableError and the
+ * login is refused: an unlimited login on a payments dashboard is worse than no login for the outage.
  * A client is an IPv4 address, or an IPv6 /64: one host usually holds a whole /64, and a counter per address
  * would give it 2^64 of them.
  */
 export class LoginRateLimiter {
-  private readonly failures = new Map<string, number[]>();
-
   constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
     private readonly limit: number,
     private readonly windowMs = 60_000,
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Seconds until another attempt is allowed, or 0 when one is allowed now. */
-  retryAfterSeconds(ip: string): number {
-    const recent = this.recent(clientOf(ip));
-    if (recent.length < this.limit) return 0;
-    const oldest = recent[0] ?? this.now();
-    return Math.max(1, Math.ceil((oldest + this.windowMs - this.now()) / 1000));
-  }
-
-  recordFailure(ip: string): LoginAttempt {
-    const client = clientOf(ip);
-    const recent = this.recent(client);
-    const at = this.now();
-    recent.push(at);
-    this.failures.set(client, recent);
-    // Bound memory under a spray of source addresses: drop clients whose window has passed.
-    if (this.failures.size > 10_000) {
-      for (const key of this.failures.keys()) if (this.recent(key).length === 0) this.failures.delete(key);
-    }
-    return { client, at };
+  /** Counts an attempt from `ip` as a failure, or refuses it when the client's window is full. */
+  async attempt(ip: string): Promise<AttemptDecision> {
+    const key = `${this.prefix}:dashboard:login-failures:${clientOf(ip)}`;
+    const now = this.now();
+    const member = `${now}:${randomUUID()}`;
+    const oldest = await this.call(
+      this.redis.eval(ATTEMPT_SCRIPT, 1, key, now, this.windowMs, this.limit, member),
+      "counting the login attempt",
+    );
+    if (oldest === null) return { attempt: { key, member } };
+    return { retryAfterSeconds: Math.max(1, Math.ceil((Number(oldest) + this.windowMs - now) / 1000)) };
   }
 
   /** The attempt succeeded: it no longer counts (the client's other failures still do). */
-  recordSuccess(attempt: LoginAttempt): void {
-    const recent = this.failures.get(attempt.client);
-    const index = recent?.indexOf(attempt.at) ?? -1;
-    if (recent && index >= 0) recent.splice(index, 1);
+  async recordSuccess(attempt: LoginAttempt): Promise<void> {
+    await this.call(this.redis.zrem(attempt.key, attempt.member), "taking back the login attempt");
   }
 
-  private recent(client: string): number[] {
-    const cutoff = this.now() - this.windowMs;
-    const recent = (this.failures.get(client) ?? []).filter((t) => t > cutoff);
-    if (recent.length === 0) this.failures.delete(client);
-    return recent;
+  private async call<T>(command: Promise<T>, what: string): Promise<T> {
+    try {
+      return await withTimeout(command, REDIS_TIMEOUT_MS, `Redis (${what})`);
+    } catch (error) {
+      throw new LoginLimitUnavailableError(`the login limit cannot be checked: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
   }
 }
 

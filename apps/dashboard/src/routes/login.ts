@@ -3,12 +3,13 @@ import { SESSION_COOKIE } from "../auth/cookies.ts";
 import { clearCsrfCookies, rotateCsrfSecret } from "../auth/csrf.ts";
 import { authenticate, idleSession } from "../auth/guard.ts";
 import { type HashCost, hashCostOf, hashPassword, verifyPassword } from "../auth/password.ts";
+import type { AttemptDecision } from "../auth/rate-limit.ts";
 import { recordLogin, revokeSession, revokeUncheckedSession } from "../auth/revocations.ts";
 import type { DashboardContext } from "../context.ts";
 import { html } from "../views/html.ts";
 import { bareLayout } from "../views/layout.ts";
 import { safeNext } from "./next.ts";
-import { sendHtml } from "./page.ts";
+import { sendError, sendHtml } from "./page.ts";
 
 const DUMMY_PASSWORD = "not a real password, only used to spend the same time";
 
@@ -70,19 +71,36 @@ export function registerLoginRoutes(app: FastifyInstance, ctx: DashboardContext)
     const body = (request.body ?? {}) as LoginBody;
     const next = safeNext(body.next);
     const ip = request.ip;
-    const retryAfter = ctx.loginLimiter.retryAfterSeconds(ip);
-    if (retryAfter > 0) {
+    // Counted as a failure before the (slow, awaited) password check, in the same Redis script as the limit's check,
+    // so that attempts sent in parallel (to any replica) see each other in the limit; a success takes it back.
+    let decision: AttemptDecision;
+    try {
+      decision = await ctx.loginLimiter.attempt(ip);
+    } catch (error) {
+      // Fail closed: without Redis the limit cannot be kept, and an unlimited login is worse than none for a while.
+      request.log.error(
+        { err: error, code: "LOGIN_LIMIT_UNAVAILABLE", ip },
+        "login refused: the limit cannot be checked",
+      );
+      return sendError(
+        request,
+        reply,
+        503,
+        "LOGIN_LIMIT_UNAVAILABLE",
+        "Logging in is unavailable: the login limit cannot be checked (Redis does not answer). Try again shortly.",
+      );
+    }
+    if ("retryAfterSeconds" in decision) {
+      const retryAfter = decision.retryAfterSeconds;
       ctx.metrics.logins.inc({ result: "rate_limited" });
       request.log.warn({ ip }, "login rate limited");
       reply.header("retry-after", String(retryAfter));
       return loginPage(reply, { next, error: `Too many failed attempts. Try again in ${retryAfter} s.` }, 429);
     }
+    const { attempt } = decision;
     const username = typeof body.username === "string" ? body.username.trim() : "";
     const password = typeof body.password === "string" ? body.password : "";
     const user = ctx.users.get(username);
-    // Counted as a failure before the (slow, awaited) password check, so that attempts sent in parallel see
-    // each other in the limit; a success clears it again.
-    const attempt = ctx.loginLimiter.recordFailure(ip);
     // Two checks for every attempt, known name or not (see loginDummies).
     const [ok] = await Promise.all([
       verifyPassword(password, user?.passwordHash ?? dummies.likeUser(username)),
@@ -95,7 +113,12 @@ export function registerLoginRoutes(app: FastifyInstance, ctx: DashboardContext)
       // The typed name comes back whether or not it exists: the page must not tell which names do.
       return loginPage(reply, { next, username, error: "Wrong name or password." }, 401);
     }
-    ctx.loginLimiter.recordSuccess(attempt);
+    try {
+      await ctx.loginLimiter.recordSuccess(attempt);
+    } catch (error) {
+      // The password was right: the login goes on, its attempt still counted as a failure until the window passes.
+      request.log.warn({ err: error, code: "LOGIN_LIMIT_UNAVAILABLE", ip }, "could not take back the login attempt");
+    }
     const { value, claims } = ctx.sessions.issue(user);
     // The session this browser held ends here, as by its logout: a copy of its cookie (stolen, left on a shared
     // machine) must not outlive the login that replaced it. Taken from the cookie, not `request.auth`: on this public
