@@ -32,7 +32,7 @@ export function createMetrics({ defaultMetrics = true } = {}): DashboardMetrics 
     }),
     logins: new Counter({
       name: "dashboard_logins_total",
-      help: "Login attempts by result: success, failure (bad name or password), rate_limited.",
+      help: "Login attempts by result: success, failure (bad name or password), rate_limited, unavailable (refused: Redis, which keeps the limit, does not answer).",
       labelNames: ["result"],
       registers: [registry],
     }),

@@ -334,6 +334,27 @@ describe("login and sessions", () => {
     }
   });
 
+  it("without Redis a browser's login gets the login form back (503, its name kept, the reason shown), counted", async () => {
+    const down = createRedisConnection("redis://127.0.0.1:1", "admin");
+    down.on("error", () => {}); // the refused connection, expected here
+    const app = await buildApp({ config: d.config, db: d.database.db, redis: down, now: () => new Date(clock) });
+    try {
+      await app.ready();
+      const response = await loginFrom(app, "203.0.113.11", "olga", PASSWORDS.olga, { accept: "text/html" });
+      expect(response.statusCode).toBe(503);
+      expect(response.body).toContain('<form method="post" action="/login">');
+      expect(response.body).toContain('value="olga"');
+      expect(response.body).toContain("Logging in is unavailable");
+      expect(response.headers["retry-after"]).toBe("30");
+      expect([response.headers["set-cookie"] ?? []].flat().filter((c) => c.startsWith("wpn_session="))).toEqual([]);
+      const metrics = await app.inject({ method: "GET", url: "/metrics" });
+      expect(metrics.body).toMatch(/dashboard_logins_total\{result="unavailable"\} 1/);
+    } finally {
+      await app.close();
+      down.disconnect();
+    }
+  });
+
   it("a login that cannot be audited does not happen: no session cookie", async () => {
     const prisma = d.database.db.prisma;
     await prisma.$executeRawUnsafe('ALTER TABLE "AuditLog" RENAME TO "AuditLogAway"');

@@ -9,7 +9,10 @@ import type { DashboardContext } from "../context.ts";
 import { html } from "../views/html.ts";
 import { bareLayout } from "../views/layout.ts";
 import { safeNext } from "./next.ts";
-import { sendError, sendHtml } from "./page.ts";
+import { sendError, sendHtml, wantsHtml } from "./page.ts";
+
+/** Retry-After of a login refused because Redis does not answer (s): a guess at a short outage, not a promise. */
+const LIMIT_UNAVAILABLE_RETRY_SECONDS = 30;
 
 const DUMMY_PASSWORD = "not a real password, only used to spend the same time";
 
@@ -82,13 +85,14 @@ export function registerLoginRoutes(app: FastifyInstance, ctx: DashboardContext)
         { err: error, code: "LOGIN_LIMIT_UNAVAILABLE", ip },
         "login refused: the limit cannot be checked",
       );
-      return sendError(
-        request,
-        reply,
-        503,
-        "LOGIN_LIMIT_UNAVAILABLE",
-        "Logging in is unavailable: the login limit cannot be checked (Redis does not answer). Try again shortly.",
-      );
+      ctx.metrics.logins.inc({ result: "unavailable" });
+      reply.header("retry-after", String(LIMIT_UNAVAILABLE_RETRY_SECONDS));
+      const message =
+        "Logging in is unavailable: the login limit cannot be checked (Redis does not answer). Try again shortly.";
+      // A browser gets its form back (name kept) to try again from; scripts get the JSON error with its code.
+      if (!wantsHtml(request)) return sendError(request, reply, 503, "LOGIN_LIMIT_UNAVAILABLE", message);
+      const username = typeof body.username === "string" ? body.username.trim() : "";
+      return loginPage(reply, { next, username, error: message }, 503);
     }
     if ("retryAfterSeconds" in decision) {
       const retryAfter = decision.retryAfterSeconds;
