@@ -6,6 +6,7 @@ import { setXsrfCookie } from "../auth/csrf.ts";
 import { actionName, SAFE_METHODS } from "../auth/guard.ts";
 import type { DashboardContext } from "../context.ts";
 import { hasControlCharacter } from "../input.ts";
+import { boardListQueryProblem } from "./board-query.ts";
 import { FullRetryAdapter } from "./retry-adapter.ts";
 
 export const BULL_BOARD_PATH = "/queues";
@@ -87,6 +88,13 @@ async function mountBoard(app: FastifyInstance, ctx: DashboardContext, basePath:
           .code(400)
           .type("application/json")
           .send({ error: "BAD_REQUEST", message: "a parameter contains a control character" });
+      });
+      // bull-board's job list takes its query unchecked (board-query.ts): refused before it reaches Redis.
+      scope.addHook("onRequest", async (request, reply) => {
+        if (request.routeOptions.url !== `${basePath}/api/queues` || !SAFE_METHODS.has(request.method)) return;
+        const problem = boardListQueryProblem(request.query as Record<string, unknown>);
+        if (problem === undefined) return;
+        return reply.code(400).type("application/json").send({ error: "BAD_REQUEST", message: problem });
       });
       // A job id that cannot be one (`isUsableJobId`: `events`, `meta`, … are the queue's own keys) names no job:
       // bull-board read the key as one — a stream (WRONGTYPE, a 500) or the meta hash (a phantom job).
