@@ -174,6 +174,23 @@ describe("payment success", () => {
     expect((await orderOf(world.prisma, otn)).status).toBe("NOTPAY");
   });
 
+  it("a v3 SUCCESS transaction without success_time (absent, null or empty) is PAYLOAD_INVALID at parse, never paid at another time", async () => {
+    const otn = await seedOrder(world, { items: { A: 1 } });
+    for (const successTime of [undefined, null, ""]) {
+      const job = v3Payment(world, { outTradeNo: otn, fields: { success_time: successTime } });
+      await expect(inline(world).parse(job), String(successTime)).rejects.toMatchObject({
+        code: "PAYLOAD_INVALID",
+        policy: "stop",
+      });
+    }
+    expect((await orderOf(world.prisma, otn)).status).toBe("NOTPAY");
+    // The states that are not a payment carry no success_time and are still ignored, not refused.
+    const { parse } = await inline(world).parse(
+      v3Payment(world, { outTradeNo: otn, tradeState: "CLOSED", fields: { success_time: undefined } }),
+    );
+    expect(parse).toMatchObject({ outcome: "IGNORED", reason: "TRADE_STATE_CLOSED" });
+  });
+
   it("re-running the same notification (parse and apply again) changes nothing", async () => {
     const otn = await seedOrder(world, { amountTotal: 100, items: { B: 1 } });
     const job = v3Payment(world, { outTradeNo: otn });

@@ -402,6 +402,24 @@ describe("out-of-order delivery", () => {
     }
   });
 
+  it("a SUCCESS refund without success_time is PAYLOAD_INVALID at parse (v3: absent, null or empty; v2: absent), never recorded without its time", async () => {
+    const refund = { outTradeNo: "T-no-success-time", transactionId: "4200000997", refund: 1, total: 1 };
+    const jobs = [
+      ...[undefined, null, ""].map((successTime) =>
+        v3Refund(world, { ...refund, fields: { success_time: successTime } }),
+      ),
+      v2Refund(world, { ...refund, successTime: null }),
+    ];
+    for (const job of jobs) {
+      await expect(inline(world).parse(job), job.id).rejects.toMatchObject({ code: "PAYLOAD_INVALID", policy: "stop" });
+    }
+    // A closed or abnormal refund has no success_time, and is still opened.
+    const closed = await inline(world).parse(v3Refund(world, { ...refund, status: "CLOSED" }));
+    expect(closed.applyJob).not.toBeNull();
+    const change = await inline(world).parse(v2Refund(world, { ...refund, refundStatus: "CHANGE", successTime: null }));
+    expect(change.applyJob).not.toBeNull();
+  });
+
   it("a v2 refund for a merchant without an APIv2 key cannot be opened: APIV2_KEY_MISSING, retried within the window", async () => {
     const job = v2Refund(world, { outTradeNo: "T-no-v2-key", transactionId: "4200000998", refund: 1, total: 1 });
     await expect(inline(world, { WECHATPAY_APIV2_KEY: "" }).parse(job)).rejects.toMatchObject({

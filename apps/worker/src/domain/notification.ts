@@ -102,7 +102,7 @@ function openV3(body: string, keys: MerchantKeySet): OpenedNotification {
     }
     const merchant = transactionMerchant(t);
     requireVerifyingMerchant(merchant.mchid, keys);
-    const paidAt = parseRfc3339(t.success_time ?? event.envelope.create_time, "success_time");
+    const paidAt = parseRfc3339(requireSuccessTime(t.success_time, "transaction"), "success_time");
     return {
       kind: "payment",
       eventType: event.eventType,
@@ -156,7 +156,8 @@ function openV3(body: string, keys: MerchantKeySet): OpenedNotification {
         status,
         amountRefund: r.amount.refund,
         amountTotal: r.amount.total,
-        successAt: status === "SUCCESS" && r.success_time ? parseRfc3339(r.success_time, "success_time") : null,
+        successAt:
+          status === "SUCCESS" ? parseRfc3339(requireSuccessTime(r.success_time, "refund"), "success_time") : null,
       },
     };
   }
@@ -259,7 +260,7 @@ function openV2Refund(body: string, keys: MerchantKeySet): OpenedNotification {
       status,
       amountRefund: fen(f, "refund_fee"),
       amountTotal: fen(f, "total_fee"),
-      successAt: status === "SUCCESS" && f.success_time ? parseChinaTime(f.success_time, "success_time") : null,
+      successAt: status === "SUCCESS" ? parseChinaTime(required(f, "success_time"), "success_time") : null,
     },
   };
 }
@@ -276,6 +277,18 @@ export function eventTypeOf(source: NotificationSource): string {
     // The caller is already reporting why the notification cannot be opened; this is only a label.
     return "UNKNOWN";
   }
+}
+
+/**
+ * The success_time of an APIv3 transaction or refund whose state is SUCCESS: WeChat sends it with every success (protocol
+ * notes §1.9), and it is the time recorded as paid or refunded. One without it is no notification WeChat sent, refused
+ * rather than recorded at another time (the envelope's create_time, or none).
+ */
+function requireSuccessTime(value: string | null | undefined, what: "transaction" | "refund"): string {
+  if (value === undefined || value === null || value === "") {
+    throw WorkerError.of("PAYLOAD_INVALID", `SUCCESS ${what} has no success_time`);
+  }
+  return value;
 }
 
 function required(fields: Record<string, string>, name: string): string {

@@ -219,6 +219,8 @@ export interface RefundSpec {
   legacyId?: boolean;
   /** The merchant's APIv3 key when it is not the world's (another tenant). */
   apiV3Key?: Buffer;
+  /** APIv3 only: fields set over the generated resource (null included), as WeChat may send them. */
+  fields?: Record<string, unknown>;
 }
 
 export function v3Refund(world: World, spec: RefundSpec): ParseJobV3 {
@@ -237,6 +239,7 @@ export function v3Refund(world: World, spec: RefundSpec): ParseJobV3 {
     user_received_account: "支付用户零钱",
     amount: { total: spec.total, refund: spec.refund, payer_total: spec.total, payer_refund: spec.refund },
   };
+  Object.assign(resource, spec.fields);
   return v3Job(world, `REFUND.${status}`, "refund", resource, spec);
 }
 
@@ -321,6 +324,8 @@ export function v2Refund(
     refundStatus?: "SUCCESS" | "CHANGE" | "REFUNDCLOSE";
     /** The outer (unsigned) return_code. */
     returnCode?: string;
+    /** req_info's success_time (`yyyy-MM-dd HH:mm:ss`, China time); null leaves it out. */
+    successTime?: string | null;
   },
 ): ParseJobV2 {
   const outRefundNo = spec.outRefundNo ?? `R${randomBytes(6).toString("hex")}`;
@@ -335,10 +340,10 @@ export function v2Refund(
     refund_status: spec.refundStatus ?? "SUCCESS",
     settlement_refund_fee: String(spec.refund),
     settlement_total_fee: String(spec.total),
-    success_time: "2026-11-30 11:00:00",
     total_fee: String(spec.total),
     transaction_id: spec.transactionId,
   };
+  if (spec.successTime !== null) inner.success_time = spec.successTime ?? "2026-11-30 11:00:00";
   const outer = {
     return_code: spec.returnCode ?? "SUCCESS",
     appid: world.merchant.appid,

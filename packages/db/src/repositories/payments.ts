@@ -50,8 +50,7 @@ export interface PaymentFacts {
  *   the transaction id, never after): amount, currency, appid / sub_appid (sub_appid when the recorded one names
  *   one), or the payer when both are known: for a direct merchant's order its openid, in partner mode its openid
  *   under the provider's appid (Order.paidSpOpenid: APIv3 sp_openid, APIv2 openid; migration 20261211100000 —
- *   before, a partner payer was never compared, as payerOpenid holds APIv3's sub_openid but APIv2's openid). paidAt is not compared (APIv3's falls back to the envelope's
- *   create_time). Never the order's own amount, appid or reviewReason, which a person edits when settling a review:
+ *   before, a partner payer was never compared, as payerOpenid holds APIv3's sub_openid but APIv2's openid). paidAt is not compared. Never the order's own amount, appid or reviewReason, which a person edits when settling a review:
  *   a further report of a payment applied once stays DUPLICATE whatever was done to the order since (migration
  *   20261209110000; an order paid before it records none of these, and is compared on its own facts unless its
  *   payment's notification is in REVIEW as APPID_, CURRENCY_, AMOUNT_MISMATCH, PAID_AFTER_CLOSE or
