@@ -133,6 +133,18 @@ describe("payment success", () => {
     await expect(inline(world).parse(job)).rejects.toMatchObject({ code: "PAYLOAD_INVALID", policy: "stop" });
   });
 
+  it("a v2 time_end not exactly yyyyMMddHHmmss, or not a real time, is PAYLOAD_INVALID at parse, the order left unpaid", async () => {
+    const otn = await seedOrder(world, { items: { A: 1 } });
+    for (const timeEnd of ["2014-0903 131540", "2014-09-03 13:15:40", "20140231131540", "20140903241540"]) {
+      const job = v2Payment(world, { outTradeNo: otn, timeEnd });
+      await expect(inline(world).parse(job), timeEnd).rejects.toMatchObject({
+        code: "PAYLOAD_INVALID",
+        policy: "stop",
+      });
+    }
+    expect((await orderOf(world.prisma, otn)).status).toBe("NOTPAY");
+  });
+
   it("an out_trade_no longer than the apply job carries is PAYLOAD_INVALID at parse (v3, v2), not a JOB_INVALID dead letter at apply", async () => {
     const tooLong = "T".repeat(MAX_OUT_TRADE_NO_LENGTH + 1);
     for (const job of [v3Payment(world, { outTradeNo: tooLong }), v2Payment(world, { outTradeNo: tooLong })]) {

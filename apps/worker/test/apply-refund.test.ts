@@ -420,6 +420,18 @@ describe("out-of-order delivery", () => {
     expect(change.applyJob).not.toBeNull();
   });
 
+  it("a v2 refund success_time not exactly yyyy-MM-dd HH:mm:ss, or not a real time, is PAYLOAD_INVALID at parse", async () => {
+    const refund = { outTradeNo: "T-bad-success-time", transactionId: "4200000996", refund: 1, total: 1 };
+    for (const successTime of ["20171125153617", "2017-11-25T15:36:17", "2017-1125 153617", "2017-02-29 15:36:17"]) {
+      await expect(inline(world).parse(v2Refund(world, { ...refund, successTime })), successTime).rejects.toMatchObject(
+        {
+          code: "PAYLOAD_INVALID",
+          policy: "stop",
+        },
+      );
+    }
+  });
+
   it("a v2 refund for a merchant without an APIv2 key cannot be opened: APIV2_KEY_MISSING, retried within the window", async () => {
     const job = v2Refund(world, { outTradeNo: "T-no-v2-key", transactionId: "4200000998", refund: 1, total: 1 });
     await expect(inline(world, { WECHATPAY_APIV2_KEY: "" }).parse(job)).rejects.toMatchObject({

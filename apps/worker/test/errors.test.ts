@@ -4,7 +4,7 @@ import { applyBackoffDelay, applyJobSchema, decodeJob } from "@wpn/queue";
 import { WechatPayError } from "@wpn/wechatpay";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseChinaTime, parseRfc3339 } from "../src/domain/time.ts";
+import { parseCompactChinaTime, parseRfc3339, parseSpacedChinaTime } from "../src/domain/time.ts";
 import { toWorkerError, WorkerError } from "../src/errors.ts";
 import { checkWorkerConfig } from "../src/worker.ts";
 import { createWorld, type World } from "./support/fixtures.ts";
@@ -221,9 +221,9 @@ describe("payload and settings checks", () => {
 
   it("WeChat times: RFC 3339 with offset (v3) and China Standard Time without one (v2)", () => {
     expect(new Date(parseRfc3339("2018-06-08T10:34:56+08:00", "t")).toISOString()).toBe("2018-06-08T02:34:56.000Z");
-    expect(new Date(parseChinaTime("20140903131540", "t")).toISOString()).toBe("2014-09-03T05:15:40.000Z");
-    expect(new Date(parseChinaTime("2017-11-25 15:36:17", "t")).toISOString()).toBe("2017-11-25T07:36:17.000Z");
-    expect(() => parseChinaTime("20141303131540", "t")).toThrow(WorkerError);
+    expect(new Date(parseCompactChinaTime("20140903131540", "t")).toISOString()).toBe("2014-09-03T05:15:40.000Z");
+    expect(new Date(parseSpacedChinaTime("2017-11-25 15:36:17", "t")).toISOString()).toBe("2017-11-25T07:36:17.000Z");
+    expect(() => parseCompactChinaTime("20141303131540", "t")).toThrow(WorkerError);
     expect(() => parseRfc3339("2018-06-08 10:34:56", "t")).toThrow(/RFC 3339/);
   });
 

@@ -14,7 +14,7 @@ import {
 } from "@wpn/wechatpay";
 import { WorkerError } from "../errors.ts";
 import type { MerchantKeySet } from "../keys.ts";
-import { parseChinaTime, parseRfc3339 } from "./time.ts";
+import { parseCompactChinaTime, parseRfc3339, parseSpacedChinaTime } from "./time.ts";
 
 /** A stored notification as the queue carries it: the body stays as received until opened here. */
 export interface NotificationSource {
@@ -196,7 +196,7 @@ function openV2Payment(body: string, keys: MerchantKeySet): OpenedNotification {
       payerOpenid: f.openid || f.sub_openid || null,
       // Partner: `openid` is the payer under the provider's appid (APIv3's sp_openid).
       payerSpOpenid: businessKeys.subMchid ? f.openid || null : null,
-      paidAt: parseChinaTime(required(f, "time_end"), "time_end"),
+      paidAt: parseCompactChinaTime(required(f, "time_end"), "time_end"),
     },
   };
 }
@@ -260,7 +260,7 @@ function openV2Refund(body: string, keys: MerchantKeySet): OpenedNotification {
       status,
       amountRefund: fen(f, "refund_fee"),
       amountTotal: fen(f, "total_fee"),
-      successAt: status === "SUCCESS" ? parseChinaTime(required(f, "success_time"), "success_time") : null,
+      successAt: status === "SUCCESS" ? parseSpacedChinaTime(required(f, "success_time"), "success_time") : null,
     },
   };
 }

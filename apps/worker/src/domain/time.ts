@@ -1,6 +1,6 @@
 import { WorkerError } from "../errors.ts";
 
-/** China Standard Time (UTC+8, no daylight saving): the zone of every APIv2 timestamp. */
+/** China Standard Time (UTC+8, no daylight saving): the zone of every APIv2 timestamp, ms. */
 const CST_OFFSET_MS = 8 * 3600 * 1000;
 
 /** RFC 3339 with an offset, as APIv3 writes `success_time` / `create_time` (`2018-06-08T10:34:56+08:00`). ms since the epoch. */
@@ -22,15 +22,31 @@ export function parseRfc3339(value: string, field: string): number {
   return ms;
 }
 
-/** APIv2 `time_end` (`yyyyMMddHHmmss`) or refund `success_time` (`yyyy-MM-dd HH:mm:ss`), both in UTC+8. */
-export function parseChinaTime(value: string, field: string): number {
-  const m = /^(\d{4})-?(\d{2})-?(\d{2})[ T]?(\d{2}):?(\d{2}):?(\d{2})$/.exec(value);
-  if (!m) throw WorkerError.of("PAYLOAD_INVALID", `${field} is not yyyyMMddHHmmss or yyyy-MM-dd HH:mm:ss`);
-  const [, y, mo, d, h, mi, s] = m.map(Number) as [number, number, number, number, number, number, number];
-  const utc = Date.UTC(y, mo - 1, d, h, mi, s);
-  const check = new Date(utc);
-  if (check.getUTCMonth() !== mo - 1 || check.getUTCDate() !== d || h > 23 || mi > 59 || s > 59) {
-    throw WorkerError.of("PAYLOAD_INVALID", `${field} is not a valid date`);
-  }
-  return utc - CST_OFFSET_MS;
+/** APIv2 payment `time_end`: exactly `yyyyMMddHHmmss` (protocol notes §2.1). ASCII digits only (`\d` without the u flag). */
+const COMPACT = /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})$/;
+/** APIv2 refund `success_time`: exactly `yyyy-MM-dd HH:mm:ss` (protocol notes §2.3). */
+const SPACED = /^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})$/;
+
+/** APIv2 payment `time_end`, Beijing time (UTC+8): exactly `yyyyMMddHHmmss`, a real date and time. ms since the epoch. */
+export function parseCompactChinaTime(value: string, field: string): number {
+  return chinaTime(COMPACT.exec(value), field, "yyyyMMddHHmmss");
+}
+
+/** APIv2 refund `success_time`, Beijing time (UTC+8): exactly `yyyy-MM-dd HH:mm:ss`, a real date and time. ms since the epoch. */
+export function parseSpacedChinaTime(value: string, field: string): number {
+  return chinaTime(SPACED.exec(value), field, "yyyy-MM-dd HH:mm:ss");
+}
+
+function chinaTime(m: RegExpExecArray | null, field: string, shape: string): number {
+  if (!m) throw WorkerError.of("PAYLOAD_INVALID", `${field} is not ${shape}`);
+  const [y, mo, d, h, mi, s] = m.slice(1).map(Number) as [number, number, number, number, number, number];
+  // setUTCFullYear, not Date.UTC, which reads years 0–99 as 1900–1999; a date it rolls over (31 February → 3 March)
+  // comes back with other components.
+  const at = new Date(0);
+  at.setUTCFullYear(y, mo - 1, d);
+  const sameDay = at.getUTCFullYear() === y && at.getUTCMonth() === mo - 1 && at.getUTCDate() === d;
+  // No hour 24, no leap second.
+  if (!sameDay || h > 23 || mi > 59 || s > 59) throw WorkerError.of("PAYLOAD_INVALID", `${field} is not a valid time`);
+  at.setUTCHours(h, mi, s, 0);
+  return at.getTime() - CST_OFFSET_MS;
 }

@@ -283,7 +283,10 @@ function v3Job(
 /** The payer openid of `v2Payment`'s notifications (`v3Payment`'s direct-merchant payer is "oPayerOpenid123"). */
 export const V2_PAYER_OPENID = "oV2PayerOpenid";
 
-export function v2Payment(world: World, spec: PaymentSpec & { resultCode?: string }): ParseJobV2 {
+export function v2Payment(
+  world: World,
+  spec: PaymentSpec & { resultCode?: string /** `yyyyMMddHHmmss`, China time. */; timeEnd?: string },
+): ParseJobV2 {
   const transactionId = spec.transactionId ?? `42000${randomBytes(10).toString("hex")}`;
   const fields: Record<string, string> = {
     return_code: "SUCCESS",
@@ -299,7 +302,7 @@ export function v2Payment(world: World, spec: PaymentSpec & { resultCode?: strin
     cash_fee: String(spec.total ?? 100),
     transaction_id: transactionId,
     out_trade_no: spec.outTradeNo,
-    time_end: "20261130103456",
+    time_end: spec.timeEnd ?? "20261130103456",
   };
   if (spec.partner) {
     // Service-provider mode (protocol notes §2.1): appid/mch_id are the provider's; the sub-merchant fields are signed.
