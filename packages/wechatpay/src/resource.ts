@@ -6,7 +6,8 @@ import { parseJsonBytes } from "./json.ts";
 /**
  * Decrypts `envelope.resource` with the APIv3 key and parses the plaintext as JSON.
  * Order: algorithm (ALGORITHM_UNSUPPORTED, naming it) → key length (KEY_INVALID) → AES-GCM (DECRYPT_FAILED)
- * → UTF-8/JSON (PAYLOAD_INVALID). The result is untyped; `openV3Notification` validates it per event type.
+ * → UTF-8/JSON (PAYLOAD_INVALID). An empty plaintext (ciphertext = tag only: legal GCM, vector V7b) authenticates
+ * and is PAYLOAD_INVALID here, "is empty". The result is untyped; `openV3Notification` validates it per event type.
  */
 export function decryptResource(envelope: V3Envelope, apiV3Key: Buffer): unknown {
   const { resource } = envelope;

@@ -321,6 +321,37 @@ describe("V7 — AES-256-GCM with a 16-byte IV and empty inputs (axios plugin)",
       expect(Buffer.from(again, "base64").equals(Buffer.from(c.ciphertext, "base64"))).toBe(true);
     });
   }
+  it("case b as a notification's resource: it authenticates (not DECRYPT_FAILED) but is no resource — PAYLOAD_INVALID", () => {
+    // Protocol notes V7: GCM allows an empty plaintext (ciphertext = tag only), and §1.8 wants a resource longer than
+    // the tag: an empty one is a payload error, not our key being wrong (DECRYPT_FAILED is answered 500 and retried as
+    // a key mismatch) nor an exception of JSON.parse("").
+    const c = v.cases[1];
+    if (!c) throw new Error("vector V7 has no case b");
+    const body = JSON.stringify({
+      id: "EV-V7B",
+      create_time: "2021-06-24T16:37:26+08:00",
+      resource_type: "encrypt-resource",
+      event_type: "TRANSACTION.SUCCESS",
+      summary: "支付成功",
+      resource: {
+        original_type: "transaction",
+        algorithm: "AEAD_AES_256_GCM",
+        ciphertext: c.ciphertext,
+        associated_data: c.aad,
+        nonce: v.iv,
+      },
+    });
+    expect(Buffer.from(c.ciphertext, "base64").length).toBe(16);
+    let thrown: unknown;
+    try {
+      openV3Notification(body, Buffer.from(v.key));
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(WechatPayError);
+    expect(thrown).toMatchObject({ code: "PAYLOAD_INVALID", message: "decrypted resource is empty" });
+    expect(codeOf(() => openV3Notification(body, Buffer.from(v.key.replace("0", "1"))))).toBe("DECRYPT_FAILED");
+  });
   it("negative: the 12-byte prefix of the IV is not the same IV", () => {
     const c = v.cases[0];
     if (!c) throw new Error("vector V7 has no case a");
