@@ -36,6 +36,12 @@ export const INGRESS_ERRORS = {
   XML_INVALID: { status: 400, message: "XML body is invalid" },
   XML_TOO_LARGE: { status: 413, message: "XML body is too large" },
   PAYLOAD_INVALID: { status: 400, message: "notification fields are missing or invalid" },
+  /**
+   * WeChat's return_code FAIL notification: every field but return_code and return_msg, the sign included, comes only
+   * with SUCCESS (protocol notes §2.1). Unsigned by design, so no authentication failure (not counted as one); nothing
+   * in it to authenticate or apply, and SUCCESS would tell WeChat it was received and checked: refused, resent.
+   */
+  V2_RETURN_FAIL: { status: 400, message: "return_code FAIL carries nothing to apply" },
   // --- routing ---
   MERCHANT_UNKNOWN: { status: 404, message: "unknown merchant" },
   V2_DISABLED: { status: 404, message: "APIv2 notifications are not enabled" },

@@ -246,6 +246,24 @@ describe("POST /notify/v2", () => {
       await expectRejected(xml, 401, "V2_SIGN_INVALID: sign verification failed");
     });
 
+    it("400 V2_RETURN_FAIL for WeChat's return_code FAIL notification, unsigned by design: no verification failure counted", async () => {
+      // Protocol notes §2.1: every field but return_code and return_msg — sign included — comes only with return_code
+      // SUCCESS. Nothing in it can be authenticated or applied; answering SUCCESS would say it was received and checked.
+      const v2Failures = async () =>
+        (await f.app.ingress.metrics.verificationFailures.get()).values
+          .filter((v) => v.labels.api === "v2")
+          .reduce((n, v) => n + v.value, 0);
+      const before = await v2Failures();
+      const xml = buildV2Xml({ return_code: "FAIL", return_msg: "签名失败" });
+      await expectRejected(xml, 400, "V2_RETURN_FAIL: return_code FAIL carries nothing to apply");
+      expect(await v2Failures()).toBe(before);
+      // A FAIL that does carry a sign has it checked like any other.
+      const signed = { return_code: "FAIL", return_msg: "签名失败", mch_id: f.merchant.mchid };
+      const forged = buildV2Xml({ ...signed, sign: signV2(signed, "z".repeat(32), "MD5") });
+      await expectRejected(forged, 401, "V2_SIGN_INVALID: sign verification failed");
+      expect(await v2Failures()).toBe(before + 1);
+    });
+
     it("401 DECRYPT_FAILED for a req_info encrypted with another key", async () => {
       await expectRejected(refund("y".repeat(32)).xml, 401, "DECRYPT_FAILED: req_info could not be decrypted");
     });

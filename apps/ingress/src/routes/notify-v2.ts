@@ -80,7 +80,8 @@ async function handleV2(
 }
 
 /**
- * Authenticates the notification and derives its id; throws V2_SIGN_INVALID, DECRYPT_FAILED or PAYLOAD_INVALID.
+ * Authenticates the notification and derives its id; throws V2_SIGN_INVALID, DECRYPT_FAILED, PAYLOAD_INVALID or, for
+ * WeChat's unsigned return_code FAIL notification, V2_RETURN_FAIL.
  * The previous APIv2 key (WECHATPAY_APIV2_KEY_PREVIOUS, `apiV2KeyPrevious`) is accepted too while it is configured:
  * configuring the new key before WeChat switches, or after, then loses no notification either way; an operator who
  * rotates because the old key leaked leaves it out.
@@ -109,6 +110,11 @@ function authenticate(
     // As the worker reads it: an empty sub_mch_id names no sub-merchant.
     const subMchid = fields.sub_mch_id ? `.${requireSubMchid(fields.sub_mch_id)}` : "";
     return { kind: "refund" as const, id: `v2:refund:${mchid}.${refundId}.${status}${subMchid}` };
+  }
+  // Unsigned by design (protocol notes §2.1), not a forgery: told apart from a missing sign. The detail quotes WeChat's
+  // reason for the log (clipped there like every detail).
+  if (fields.return_code === "FAIL") {
+    throw new IngressError("V2_RETURN_FAIL", `return_msg ${JSON.stringify(fields.return_msg ?? "")}`);
   }
   throw new IngressError("V2_SIGN_INVALID", "neither sign nor req_info present");
 }
