@@ -102,6 +102,49 @@ export class WorkerMetrics {
     this.#readPublishJobs = read;
   }
 
+  /** Events stored in PublishOverflow instead of notify.publish (PUBLISH_DIVERTED): the queue held PUBLISH_MAX_WAITING. */
+  readonly publishDiverted = new Counter({
+    name: "wpn_worker_publish_diverted_total",
+    help: "Events stored in PublishOverflow because notify.publish held PUBLISH_MAX_WAITING waiting jobs (PUBLISH_DIVERTED), by type.",
+    labelNames: ["type"] as const,
+    registers: [this.registry],
+  });
+
+  /** Stored events the relay placed in notify.publish and deleted (PUBLISH_OVERFLOW_DRAINED). */
+  readonly publishDrained = new Counter({
+    name: "wpn_worker_publish_overflow_drained_total",
+    help: "Events the relay moved from PublishOverflow to notify.publish (PUBLISH_OVERFLOW_DRAINED).",
+    registers: [this.registry],
+  });
+
+  /** Relay steps that failed (PUBLISH_RELAY_FAILED): their rows stay and the next pass takes them again. */
+  readonly publishRelayFailures = new Counter({
+    name: "wpn_worker_publish_relay_failures_total",
+    help: "Relay passes that failed (PUBLISH_RELAY_FAILED: Redis or PostgreSQL did not answer, or a stored event did not parse).",
+    registers: [this.registry],
+  });
+
+  /**
+   * Rows of PublishOverflow, counted at each scrape (readPublishOverflowRows; none without PUBLISH_EVENTS): events
+   * waiting in PostgreSQL for room in notify.publish. Table-wide: every process reports the same (aggregate with max).
+   */
+  readonly publishOverflowRows = new Gauge({
+    name: "wpn_worker_publish_overflow_rows",
+    help: "Events waiting in PublishOverflow for room in notify.publish, counted at each scrape; -1 when PostgreSQL did not answer.",
+    registers: [this.registry],
+    collect: async () => {
+      if (!this.#readPublishOverflowRows) return;
+      this.publishOverflowRows.set((await this.#readPublishOverflowRows()) ?? -1);
+    },
+  });
+
+  #readPublishOverflowRows: (() => Promise<number | null>) | undefined;
+
+  /** Sets how wpn_worker_publish_overflow_rows is read: the row count, or null when PostgreSQL did not answer (-1). */
+  readPublishOverflowRows(read: () => Promise<number | null>): void {
+    this.#readPublishOverflowRows = read;
+  }
+
   readonly stockMovements = new Counter({
     name: "wpn_worker_stock_movements_total",
     help: "Inventory movements committed (one per SKU and order), by reason (PAYMENT | REFUND).",

@@ -1,7 +1,7 @@
 import { hostname } from "node:os";
 import { type Config, WORKER_CLOSE_STEP_MS } from "@wpn/config";
-import { createDb, type Db, probeDatabase, upsertParsedNotifications } from "@wpn/db";
-import { createQueue, createRedisConnection, type PublishEvent, publishJobName, QueueName } from "@wpn/queue";
+import { countOverflowEvents, createDb, type Db, probeDatabase, upsertParsedNotifications } from "@wpn/db";
+import { createCeilingAdder, createQueue, createRedisConnection, QueueName } from "@wpn/queue";
 import type { BackoffStrategy, Job, Queue, WorkerOptions } from "bullmq";
 import type { Logger } from "pino";
 import { DatabaseOutage, outageEndedKey } from "./db-outage.ts";
@@ -13,13 +13,14 @@ import { MerchantKeyResolver } from "./keys.ts";
 import { isLockLost } from "./lock-lost.ts";
 import { createLogger } from "./logger.ts";
 import { PUBLISH_JOB_STATES, WorkerMetrics } from "./metrics.ts";
+import { PublishRelay } from "./publish-relay.ts";
 import { isRedisUnavailable, RedisOutageLog } from "./redis-outage.ts";
 import { WatchedWorker } from "./watched-worker.ts";
 import { applyStage } from "./workers/apply.processor.ts";
 import { PaymentBatcher } from "./workers/apply-batch.ts";
-import { jobEnqueuer } from "./workers/enqueue.ts";
 import { parseStage } from "./workers/parse.processor.ts";
 import { applyEnqueuer, ParseBatcher } from "./workers/parse-batch.ts";
+import { eventPublisher } from "./workers/publisher.ts";
 import {
   backoffDelay,
   createStageProcessor,
@@ -125,7 +126,7 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
   const applyQueue = createQueue(QueueName.Apply, redis, prefix);
   const deadQueue = createQueue(QueueName.Dead, redis, prefix);
   const publishQueue = config.PUBLISH_EVENTS ? createQueue(QueueName.Publish, redis, prefix) : null;
-  const enqueuePublish = publishQueue ? jobEnqueuer(publishQueue, redis) : null;
+  const publishAdder = publishQueue ? createCeilingAdder(publishQueue, redis) : null;
   const queues: Queue[] = [applyQueue, deadQueue, ...(publishQueue ? [publishQueue] : [])];
   // Each Queue re-emits its connection's errors, and BullMQ prints an unheard one to stderr: a multi-line dump per queue
   // and reconnect attempt, outside the JSON log (no code, no redaction). The connection's listener above reports them.
@@ -148,7 +149,30 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
         return null;
       }
     });
+    metrics.readPublishOverflowRows(async () => {
+      try {
+        return await withTimeout(
+          countOverflowEvents(db.prisma),
+          PUBLISH_JOBS_READ_MS,
+          `no answer within ${PUBLISH_JOBS_READ_MS} ms`,
+        );
+      } catch (error) {
+        log.warn({ code: "PUBLISH_OVERFLOW_UNREAD", err: oneLine(error) }, "PublishOverflow rows not counted");
+        return null;
+      }
+    });
   }
+  const relay = publishAdder
+    ? new PublishRelay({
+        prisma: db.prisma,
+        adder: publishAdder,
+        maxWaiting: config.PUBLISH_MAX_WAITING,
+        log,
+        metrics,
+        batchSize: PUBLISH_RELAY_BATCH_SIZE,
+        intervalMs: PUBLISH_RELAY_INTERVAL_MS,
+      })
+    : null;
 
   const windowMs = config.WORKER_UNKNOWN_ORDER_RETRY_SECONDS * 1000;
   const outage: DatabaseOutage = new DatabaseOutage({
@@ -192,15 +216,15 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
     keys,
     restockOnFullRefund: config.REFUND_RESTOCK_POLICY === "full",
     metrics,
-    ...(enqueuePublish
+    ...(publishAdder
       ? {
-          publish: async (event: PublishEvent) => {
-            const added = await enqueuePublish([
-              { name: publishJobName(event.type), data: event, jobId: event.notificationId },
-            ]);
-            // A re-run's copy (ALREADY, a replay) while the first event is still kept is not added: not counted.
-            if (added > 0) metrics.published.inc({ type: event.type });
-          },
+          publish: eventPublisher({
+            adder: publishAdder,
+            maxWaiting: config.PUBLISH_MAX_WAITING,
+            prisma: db.prisma,
+            log,
+            metrics,
+          }),
         }
       : {}),
   });
@@ -340,6 +364,7 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
 
   // A failure of the loop goes to runFailed (WatchedWorker); it resolves when the loop ends (a pause, close()).
   for (const { worker } of workers) void worker.run();
+  relay?.start();
   log.info(
     {
       healthPort: health.port,
@@ -347,6 +372,7 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
       parseConcurrency: config.WORKER_PARSE_CONCURRENCY,
       prefix,
       publish: config.PUBLISH_EVENTS,
+      publishMaxWaiting: config.PUBLISH_MAX_WAITING,
     },
     "worker started",
   );
@@ -377,6 +403,8 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
           config.WORKER_SHUTDOWN_TIMEOUT_MS,
           `jobs still running or dead letters still being written after ${config.WORKER_SHUTDOWN_TIMEOUT_MS} ms`,
         );
+        // A pass running commits or rolls back before Redis and PostgreSQL close: its rows stay or are deleted whole.
+        await step("publish relay", relay?.close() ?? Promise.resolve());
         await step("queues", Promise.all(queues.map((q) => q.close())));
         await step("redis", redis.quit());
       } catch (error) {
@@ -403,8 +431,16 @@ export function healthPortOf(config: Config): number {
 /** The outage probe's bound on connecting and on its `SELECT 1`, ms (DatabaseOutage bounds the whole probe too). */
 const PROBE_TIMEOUT_MS = 1_000;
 
-/** Longest wait for notify.publish's counts at a scrape (wpn_worker_publish_jobs), ms. */
+/** Longest wait for notify.publish's counts and PublishOverflow's rows at a scrape, ms. */
 const PUBLISH_JOBS_READ_MS = 1_000;
+
+/**
+ * Pause between the PublishOverflow relay's passes, ms: how soon after room frees up in notify.publish the stored
+ * events start moving back (the ceiling is a backlog of PUBLISH_MAX_WAITING events: a second is nothing beside it).
+ */
+const PUBLISH_RELAY_INTERVAL_MS = 1_000;
+/** Rows the relay locks, adds in one Redis script and deletes per transaction (~1 KB each). */
+const PUBLISH_RELAY_BATCH_SIZE = 100;
 
 /**
  * Strategy of the apply queue's backoff type: exponential with jitter, except that a retry within the window

@@ -367,6 +367,13 @@ const envFields = z.object({
   REFUND_RESTOCK_POLICY: z.enum(["full", "none"]).default("full"),
   /** Publish applied business events to the `notify.publish` queue for the merchant's other systems. */
   PUBLISH_EVENTS: bool.default(false),
+  /**
+   * Waiting jobs in `notify.publish` at or above which a worker stores a new event in PostgreSQL (`PublishOverflow`)
+   * instead of adding it, and its relay stops moving stored events back: a consumer that takes nothing (missing,
+   * stalled) fills the table, not Redis, whose `maxmemory` the ingress shares (~1.3 KB of Redis per waiting event:
+   * 100,000 ≈ 130 MB). Checked and added in one Redis script, so every worker together never pushes it past this.
+   */
+  PUBLISH_MAX_WAITING: int(1, 100_000_000).default(100_000),
 
   /**
    * The dashboard's pg pool size per process, apart from PG_POOL_MAX (the workers' setting, which it once shared): a

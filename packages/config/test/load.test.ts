@@ -197,6 +197,15 @@ describe("loadConfig", () => {
     expect(loadConfig({ ...valid, WORKER_DB_OUTAGE_MAX_PAUSES: "0" }).WORKER_DB_OUTAGE_MAX_PAUSES).toBe(0);
   });
 
+  it("bounds notify.publish's waiting events by PUBLISH_MAX_WAITING, a positive whole number", () => {
+    expect(loadConfig(valid).PUBLISH_MAX_WAITING).toBe(100_000);
+    expect(loadConfig({ ...valid, PUBLISH_MAX_WAITING: "5" }).PUBLISH_MAX_WAITING).toBe(5);
+    // 0 would divert every event, and the relay would never move one back.
+    for (const bad of ["0", "-1", "1.5", "1e5", "100000000000", "many"]) {
+      expect(errorOf({ ...valid, PUBLISH_MAX_WAITING: bad }), bad).toMatch(/^PUBLISH_MAX_WAITING /);
+    }
+  });
+
   it("refuses a DATABASE_URL or REDIS_URL of the wrong kind at start-up, in one line", () => {
     // Each of these passed a bare URL check and failed later, with a stack trace, in pg, ioredis or parseDatabaseUrl.
     const database = /^DATABASE_URL must be a postgresql:\/\/ \(or postgres:\/\/\) URL with a host, e\.g\. postgresql:/;

@@ -65,6 +65,13 @@ export {
   paymentStatement,
 } from "./repositories/payments.ts";
 export {
+  countOverflowEvents,
+  moveOverflowEvents,
+  type OverflowMove,
+  type OverflowRow,
+  storeOverflowEvent,
+} from "./repositories/publish-overflow.ts";
+export {
   applyRefundStatement,
   REFUND_OUTCOMES,
   type RefundFacts,

@@ -1,7 +1,8 @@
 import { Job, type Queue } from "bullmq";
 
 /**
- * Adding many jobs to a BullMQ queue inside ONE Redis script (`createReceiptedAdder`, `createBulkAdder`), each job
+ * Adding many jobs to a BullMQ queue inside ONE Redis script (`createReceiptedAdder`, `createBulkAdder`,
+ * `createCeilingAdder`), each job
  * written exactly as `queue.add(name, data, { jobId })` writes it.
  *
  * The Lua below is BullMQ 6.7.0's `addStandardJob` script (bullmq/dist/cjs/scripts/addStandardJob-9.js, pinned in

@@ -1,5 +1,6 @@
 export { applyBackoffDelay } from "./backoff.ts";
 export { type BulkAdder, type BulkEntry, createBulkAdder } from "./bulk-add.ts";
+export { type CeilingAdder, createCeilingAdder } from "./ceiling-add.ts";
 export { type ConnectionRole, createRedisConnection } from "./connection.ts";
 export {
   type ReplayAttempt,

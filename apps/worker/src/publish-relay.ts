@@ -1,0 +1,128 @@
+import { moveOverflowEvents, type OverflowRow, type PrismaClient } from "@wpn/db";
+import { type BulkEntry, type CeilingAdder, publishJobName, publishJobSchema } from "@wpn/queue";
+import type { Logger } from "pino";
+import { oneLine } from "./errors.ts";
+import type { WorkerMetrics } from "./metrics.ts";
+
+export interface PublishRelayOptions {
+  prisma: PrismaClient;
+  /** Adds to notify.publish while fewer than `maxWaiting` jobs wait there (one Redis script: count and add). */
+  adder: CeilingAdder;
+  /** PUBLISH_MAX_WAITING: the relay fills the queue up to it, never past it. */
+  maxWaiting: number;
+  log: Logger;
+  metrics: WorkerMetrics;
+  /** Rows locked and added per transaction. */
+  batchSize: number;
+  /** Pause between passes, ms. */
+  intervalMs: number;
+}
+
+/**
+ * Moves the events stored in PublishOverflow (workers/publisher.ts: notify.publish was full) back to notify.publish,
+ * oldest first, as room frees up: a pass every `intervalMs`, each pass transactions of `batchSize` rows until the table
+ * has none left to this relay or the queue is full again. Every worker process runs one (PUBLISH_EVENTS=true): their
+ * transactions lock disjoint rows (moveOverflowEvents, FOR UPDATE SKIP LOCKED), so an event is taken by one relay at a
+ * time, and a row is deleted only after Redis confirmed its add, in the transaction that locked it. A relay that dies
+ * between the two leaves the row, which the next one adds under the same job id (the event's notificationId): BullMQ
+ * finds the job and adds nothing (the row is then deleted). Across relays the order is oldest first per batch; a
+ * consumer must not rely on the order of events anyway (apps/worker/README.md, "Events").
+ */
+export class PublishRelay {
+  readonly #o: PublishRelayOptions;
+  #timer: NodeJS.Timeout | undefined;
+  #pass: Promise<void> | undefined;
+  #closed = false;
+
+  constructor(options: PublishRelayOptions) {
+    this.#o = options;
+  }
+
+  /** Starts the passes; the first after `intervalMs`. */
+  start(): void {
+    if (this.#closed || this.#timer !== undefined) return;
+    this.#timer = setTimeout(() => {
+      this.#pass = this.#tick().finally(() => {
+        this.#pass = undefined;
+        this.#timer = undefined;
+        this.start();
+      });
+    }, this.#o.intervalMs);
+  }
+
+  /** Stops the passes, waiting for the one running (its transaction commits or rolls back; no row is lost). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    await this.#pass;
+  }
+
+  /**
+   * One pass: moves stored events to notify.publish until none is left to this relay or the queue is full. Resolves
+   * with the number moved; rejects when a step failed (its rows stay, for the next pass).
+   */
+  async drain(): Promise<number> {
+    const { prisma, batchSize, metrics, log } = this.#o;
+    let moved = 0;
+    try {
+      for (;;) {
+        let full = false;
+        const step = await moveOverflowEvents(prisma, batchSize, async (rows) => {
+          const placed = await this.#place(rows);
+          full = placed.full;
+          return placed.ids;
+        });
+        moved += step.moved;
+        metrics.publishDrained.inc(step.moved);
+        if (full || step.moved === 0 || step.locked < batchSize) return moved;
+      }
+    } finally {
+      if (moved > 0) {
+        log.info({ code: "PUBLISH_OVERFLOW_DRAINED", events: moved }, "stored events moved to notify.publish");
+      }
+    }
+  }
+
+  async #tick(): Promise<void> {
+    try {
+      await this.drain();
+    } catch (error) {
+      this.#o.metrics.publishRelayFailures.inc();
+      this.#o.log.warn(
+        { code: "PUBLISH_RELAY_FAILED", err: oneLine(error) },
+        "PublishOverflow relay pass failed; its rows stay for the next pass",
+      );
+    }
+  }
+
+  /**
+   * Adds `rows` in order while there is room; answers the ids of the rows placed (to delete) and whether the queue
+   * was full. A row whose payload is not an event of its own id (edited by hand, or written by a release whose events
+   * this one cannot read) is left in the table and reported (PUBLISH_RELAY_FAILED), not added nor dropped.
+   */
+  async #place(rows: readonly OverflowRow[]): Promise<{ ids: bigint[]; full: boolean }> {
+    const valid: { row: OverflowRow; entry: BulkEntry }[] = [];
+    for (const row of rows) {
+      const parsed = publishJobSchema.safeParse(row.payload);
+      if (parsed.success && parsed.data.notificationId === row.eventId) {
+        valid.push({ row, entry: { name: publishJobName(parsed.data.type), id: row.eventId, data: row.payload } });
+        continue;
+      }
+      this.#o.metrics.publishRelayFailures.inc();
+      this.#o.log.error(
+        {
+          code: "PUBLISH_RELAY_FAILED",
+          eventId: row.eventId,
+          err: parsed.success ? "payload of another notificationId" : oneLine(parsed.error),
+        },
+        "stored event is not a publish event of its id; left in PublishOverflow",
+      );
+    }
+    const { placed } = await this.#o.adder.add(
+      valid.map((v) => v.entry),
+      this.#o.maxWaiting,
+      Date.now(),
+    );
+    return { ids: valid.slice(0, placed).map((v) => v.row.id), full: placed < valid.length };
+  }
+}

@@ -1,0 +1,56 @@
+import { type PrismaClient, storeOverflowEvent } from "@wpn/db";
+import { type CeilingAdder, type PublishEvent, publishJobName } from "@wpn/queue";
+import type { Logger } from "pino";
+import { oneLine, WorkerError } from "../errors.ts";
+import type { WorkerMetrics } from "../metrics.ts";
+
+export interface PublisherDeps {
+  /** Adds to notify.publish while fewer than `maxWaiting` jobs wait there (one Redis script: count and add). */
+  adder: CeilingAdder;
+  /** PUBLISH_MAX_WAITING. */
+  maxWaiting: number;
+  prisma: PrismaClient;
+  log: Logger;
+  metrics: WorkerMetrics;
+}
+
+/**
+ * The apply stage's `publish` (PUBLISH_EVENTS=true): adds the event of a committed effect to notify.publish under its
+ * notification id, or — when PUBLISH_MAX_WAITING jobs already wait there — stores it in PublishOverflow
+ * (PUBLISH_DIVERTED), whence the relay adds it once there is room (publish-relay.ts).
+ *
+ * After the effect's commit, as the add was: the payment statement is shared by a batch of jobs, and whether there is
+ * room is Redis's answer at that moment. No event is lost in between: a failed add (QUEUE_UNAVAILABLE, retried) or
+ * store (a DB_* code, retried) fails the attempt, and the re-run answers ALREADY and derives the same event again
+ * (domain/publish-events.ts). Nor is one published under two ids: the row's `eventId` and the relay's job id are the
+ * notification id, so a re-run that stores it again stores nothing, and one that finds room adds the job the relay
+ * would add (a copy still kept is dropped by BullMQ).
+ */
+export function eventPublisher(deps: PublisherDeps): (event: PublishEvent) => Promise<void> {
+  return async (event) => {
+    let answer: { placed: number; added: number };
+    try {
+      answer = await deps.adder.add(
+        [{ name: publishJobName(event.type), id: event.notificationId, data: event }],
+        deps.maxWaiting,
+        Date.now(),
+      );
+    } catch (error) {
+      throw WorkerError.of("QUEUE_UNAVAILABLE", `enqueue of an event to notify.publish failed: ${oneLine(error)}`, {
+        cause: error,
+      });
+    }
+    if (answer.placed === 1) {
+      // A re-run's copy (ALREADY, a replay) while the first event is still kept is not added: not counted.
+      if (answer.added > 0) deps.metrics.published.inc({ type: event.type });
+      return;
+    }
+    const stored = await storeOverflowEvent(deps.prisma, event.notificationId, event);
+    // A re-run's copy of an event already stored is not stored again: not counted.
+    if (stored) deps.metrics.publishDiverted.inc({ type: event.type });
+    deps.log.warn(
+      { code: "PUBLISH_DIVERTED", notificationId: event.notificationId, type: event.type, stored },
+      `notify.publish holds ${deps.maxWaiting} waiting events (PUBLISH_MAX_WAITING): event kept in PublishOverflow`,
+    );
+  };
+}

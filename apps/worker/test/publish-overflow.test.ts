@@ -1,0 +1,197 @@
+import { storeOverflowEvent } from "@wpn/db";
+import {
+  createCeilingAdder,
+  createQueue,
+  createRedisConnection,
+  PARSE_JOB_NAME,
+  type PublishEvent,
+  publishJobName,
+  publishJobSchema,
+  QueueName,
+} from "@wpn/queue";
+import { TEST_REDIS_URL } from "@wpn/testing";
+import { type Queue, Worker } from "bullmq";
+import type { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WorkerMetrics } from "../src/metrics.ts";
+import { PublishRelay } from "../src/publish-relay.ts";
+import { startWorker, type WorkerHandle } from "../src/worker.ts";
+import { createWorld, quietLog, seedOrder, seedSkus, v3Payment, type World } from "./support/fixtures.ts";
+import { waitFor } from "./support/wait.ts";
+
+// notify.publish with no consumer: past PUBLISH_MAX_WAITING waiting events, new ones wait in PostgreSQL
+// (PublishOverflow) instead of growing Redis, and the relay moves them back, oldest first, once there is room.
+let world: World;
+let worker: WorkerHandle;
+let redis: Redis;
+let parseQueue: Queue;
+let applyQueue: Queue;
+let publishQueue: Queue;
+/** The notifications applied by the first test, in the order they were applied. */
+const ids: string[] = [];
+
+beforeAll(async () => {
+  world = await createWorld("wpubo");
+  await seedSkus(world.prisma, { A: 1_000 });
+  worker = await startWorker(world.config({ PUBLISH_EVENTS: "true", PUBLISH_MAX_WAITING: "5" }), {
+    logger: quietLog,
+    healthPort: 0,
+  });
+  redis = createRedisConnection(TEST_REDIS_URL, "admin");
+  parseQueue = createQueue(QueueName.Parse, redis, world.prefix);
+  applyQueue = createQueue(QueueName.Apply, redis, world.prefix);
+  publishQueue = createQueue(QueueName.Publish, redis, world.prefix);
+});
+afterAll(async () => {
+  await worker?.close();
+  await Promise.all([parseQueue, applyQueue, publishQueue].map((q) => q?.close()));
+  redis?.disconnect();
+  await world.cleanup();
+});
+
+/** A paid notification through parse and apply, one at a time; resolves with its id once its apply job completed. */
+async function paidNotification(): Promise<string> {
+  const otn = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+  const job = v3Payment(world, { outTradeNo: otn });
+  await parseQueue.add(PARSE_JOB_NAME, job, { jobId: job.id });
+  await waitFor("apply completed", async () => (await applyQueue.getJobState(job.id)) === "completed");
+  return job.id;
+}
+
+const overflowIds = async () =>
+  (await world.prisma.publishOverflow.findMany({ orderBy: { id: "asc" } })).map((r) => r.eventId);
+const total = async (metric: { get(): Promise<{ values: { value: number }[] }> }) =>
+  (await metric.get()).values.reduce((sum, v) => sum + v.value, 0);
+/** Jobs notify.publish has ever been asked to add, duplicates included (BullMQ's id counter: +1 per add). */
+const addsAsked = async () => Number((await redis.get(`${world.prefix}:${QueueName.Publish}:id`)) ?? 0);
+
+describe("notify.publish with no consumer", () => {
+  it("holds PUBLISH_MAX_WAITING events; the rest go to PublishOverflow, once each", async () => {
+    for (let i = 0; i < 12; i++) ids.push(await paidNotification());
+    expect((await publishQueue.getJobCounts("waiting")).waiting).toBe(5);
+    expect(await overflowIds()).toEqual(ids.slice(5));
+    const stored = await world.prisma.publishOverflow.findUniqueOrThrow({ where: { eventId: ids[5] ?? "" } });
+    expect(publishJobSchema.parse(stored.payload)).toMatchObject({ type: "payment.succeeded", notificationId: ids[5] });
+    expect(await total(worker.metrics.published)).toBe(5);
+    expect(await total(worker.metrics.publishDiverted)).toBe(7);
+    // A diverted event's apply job runs again (a stalled or replayed job): ALREADY, the same event — stored once.
+    const rerun = ids[11] ?? "";
+    await (await applyQueue.getJob(rerun))?.retry("completed");
+    await waitFor("re-run", async () => (await applyQueue.getJob(rerun))?.returnvalue?.outcome === "ALREADY");
+    expect(await overflowIds()).toEqual(ids.slice(5));
+    expect(await total(worker.metrics.publishDiverted)).toBe(7);
+    expect((await publishQueue.getJobCounts("waiting")).waiting).toBe(5);
+  }, 60_000);
+
+  it("the relay moves the stored events to notify.publish, oldest first, as a consumer frees room", async () => {
+    const delivered: string[] = [];
+    const consumer = new Worker(
+      QueueName.Publish,
+      async (job) => {
+        delivered.push(job.data.notificationId);
+      },
+      { connection: createRedisConnection(TEST_REDIS_URL, "worker"), prefix: world.prefix, concurrency: 1 },
+    );
+    try {
+      await waitFor("all delivered", async () => delivered.length >= ids.length, 20_000);
+      await waitFor("table empty", async () => (await overflowIds()).length === 0);
+      // BullMQ's wait list is first in, first out: the 5 that were waiting, then the 7 stored, in the order stored.
+      expect(delivered).toEqual(ids);
+      expect(await total(worker.metrics.publishDrained)).toBe(7);
+    } finally {
+      await consumer.close();
+      await (consumer.opts.connection as Redis).quit();
+    }
+  }, 30_000);
+});
+
+describe("relays of many processes", () => {
+  /** A relay as another worker process runs one: its own connection and queue. */
+  async function relayProcess(maxWaiting: number) {
+    const connection = createRedisConnection(TEST_REDIS_URL, "worker");
+    const queue = createQueue(QueueName.Publish, connection, world.prefix);
+    const metrics = new WorkerMetrics();
+    const relay = new PublishRelay({
+      prisma: world.prisma,
+      adder: createCeilingAdder(queue, connection),
+      maxWaiting,
+      log: quietLog,
+      metrics,
+      batchSize: 7,
+      intervalMs: 1_000,
+    });
+    return {
+      relay,
+      metrics,
+      async close() {
+        await relay.close();
+        await queue.close();
+        await connection.quit();
+      },
+    };
+  }
+
+  /** An event the worker published in the first tests. */
+  let template: PublishEvent;
+
+  /** Stored events shaped as the apply stage writes them, under ids of their own. */
+  async function storedEvents(count: number, label: string): Promise<PublishEvent[]> {
+    const events = Array.from({ length: count }, (_, i) => ({ ...template, notificationId: `${label}-${i}` }));
+    for (const event of events) await storeOverflowEvent(world.prisma, event.notificationId, event);
+    return events;
+  }
+
+  beforeAll(async () => {
+    template = publishJobSchema.parse((await publishQueue.getJob(ids[0] ?? ""))?.data) as PublishEvent;
+    // Only the relays below move rows now.
+    await worker.close();
+    await publishQueue.obliterate({ force: true });
+  });
+
+  it("two relays running at once add each event exactly once", async () => {
+    const events = await storedEvents(300, "two");
+    const [a, b] = [await relayProcess(10_000), await relayProcess(10_000)];
+    try {
+      const asked = await addsAsked();
+      const [movedA, movedB] = await Promise.all([a.relay.drain(), b.relay.drain()]);
+      // One add per event: no event was taken by both (a copy BullMQ would drop still counts here).
+      expect(await addsAsked()).toBe(asked + 300);
+      expect(movedA + movedB).toBe(300);
+      // Both took part: each locked rows the other skipped.
+      expect(movedA).toBeGreaterThan(0);
+      expect(movedB).toBeGreaterThan(0);
+      expect(await overflowIds()).toEqual([]);
+      const waiting = await publishQueue.getJobs(["waiting"], 0, -1);
+      expect(waiting.map((j) => j.id).sort()).toEqual(events.map((e) => e.notificationId).sort());
+      expect(waiting.every((j) => j.name === publishJobName("payment.succeeded"))).toBe(true);
+      expect((await total(a.metrics.publishDrained)) + (await total(b.metrics.publishDrained))).toBe(300);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+      await publishQueue.obliterate({ force: true });
+    }
+  }, 30_000);
+
+  it("stops at the ceiling, and a row whose job was added before a relay died is deleted without a second add", async () => {
+    const events = await storedEvents(4, "died");
+    const r = await relayProcess(3);
+    try {
+      // A relay added the oldest event and died before its delete committed.
+      const first = events[0] as PublishEvent;
+      const kept = await publishQueue.add(publishJobName(first.type), first, { jobId: first.notificationId });
+      expect(await r.relay.drain()).toBe(3);
+      // The first was found (its job left as it was) and its row deleted; two were added; the fourth waits for room.
+      expect(await overflowIds()).toEqual(["died-3"]);
+      expect((await publishQueue.getJobs(["waiting"], 0, -1)).map((j) => j.id).sort()).toEqual([
+        "died-0",
+        "died-1",
+        "died-2",
+      ]);
+      expect((await publishQueue.getJob("died-0"))?.timestamp).toBe(kept.timestamp);
+      await publishQueue.drain();
+      expect(await r.relay.drain()).toBe(1);
+      expect(await overflowIds()).toEqual([]);
+    } finally {
+      await r.close();
+    }
+  }, 30_000);
+});

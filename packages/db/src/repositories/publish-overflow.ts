@@ -1,0 +1,65 @@
+import type { Prisma, PrismaClient } from "../generated/client.ts";
+
+/**
+ * The `PublishOverflow` table: business events kept in PostgreSQL while their queue is full (the worker decides when,
+ * and adds them back; this module knows nothing of queues). One row per event (`eventId` unique), moved oldest first.
+ */
+
+/** A stored event as the relay reads it: `payload` is unknown until the relay parses it. */
+export interface OverflowRow {
+  id: bigint;
+  eventId: string;
+  payload: unknown;
+}
+
+/**
+ * Stores an event. Returns false when a row of `eventId` is there already (a re-run of the job that stored it): the
+ * table keeps one copy per event, the first.
+ */
+export async function storeOverflowEvent(
+  prisma: PrismaClient,
+  eventId: string,
+  payload: Prisma.InputJsonValue,
+): Promise<boolean> {
+  const { count } = await prisma.publishOverflow.createMany({ data: [{ eventId, payload }], skipDuplicates: true });
+  return count > 0;
+}
+
+/**
+ * Where `moveOverflowEvents` got: `locked` rows taken (oldest first, none that another transaction holds), of which
+ * `moved` were deleted because `add` placed them.
+ */
+export interface OverflowMove {
+  locked: number;
+  moved: number;
+}
+
+/**
+ * One step of the relay, in one transaction: locks up to `limit` of the oldest rows no other transaction holds
+ * (FOR UPDATE SKIP LOCKED: relays of many processes take disjoint rows, and none waits for another), hands them to
+ * `add`, which answers the ids of the rows it placed (its promise resolves only once they are), and deletes those.
+ * A failure anywhere — `add`'s, the delete's, the commit's — leaves every row in place: the next step takes them again
+ * and `add` must then find the ones it had placed (the job id is the event id), not place them twice.
+ */
+export async function moveOverflowEvents(
+  prisma: PrismaClient,
+  limit: number,
+  add: (rows: readonly OverflowRow[]) => Promise<readonly bigint[]>,
+): Promise<OverflowMove> {
+  return prisma.$transaction(async (tx) => {
+    const rows = await tx.$queryRaw<OverflowRow[]>`
+      SELECT "id", "eventId", "payload" FROM "PublishOverflow" ORDER BY "id" LIMIT ${limit} FOR UPDATE SKIP LOCKED`;
+    if (rows.length === 0) return { locked: 0, moved: 0 };
+    const placed = await add(rows);
+    const moved =
+      placed.length === 0
+        ? 0
+        : await tx.$executeRaw`DELETE FROM "PublishOverflow" WHERE "id" = ANY(${[...placed]}::bigint[])`;
+    return { locked: rows.length, moved };
+  });
+}
+
+/** Rows in the table (wpn_worker_publish_overflow_rows). */
+export async function countOverflowEvents(prisma: PrismaClient): Promise<number> {
+  return prisma.publishOverflow.count();
+}

@@ -1,0 +1,63 @@
+import type { Queue } from "bullmq";
+import type { Redis } from "ioredis";
+import type { BulkEntry } from "./bulk-add.ts";
+import { addStandardJobKeys, captureAddOptions, standardAddLua } from "./bullmq-add-script.ts";
+
+/**
+ * Adding jobs to one queue only while fewer than a ceiling wait in it, in ONE Redis script call: the count and the
+ * adds are one atomic step, so processes adding at once never take the queue past the ceiling together (a count read
+ * before an add would let each of them add on the same reading). Each job is written as `queue.add` writes it, under
+ * the entry's id (bullmq-add-script.ts); a job whose id exists is left as it is, and counts as placed whatever the
+ * queue holds: it needs no room.
+ */
+export interface CeilingAdder {
+  /**
+   * Adds `entries` in order until `ceiling` jobs wait in the queue (BullMQ's `waiting` count: its wait list). Resolves
+   * once Redis confirmed, with `placed`: how many entries, from the first, are in the queue now (added, or already
+   * there), and `added` of those; the entries from `placed` on were refused, the queue being full.
+   */
+  add(entries: readonly BulkEntry[], ceiling: number, nowMs: number): Promise<{ placed: number; added: number }>;
+}
+
+// KEYS[1..9] = the queue's keys (addStandardJobKeys; KEYS[1] its wait list).
+// ARGV[1] = msgpacked options template, ARGV[2] = key prefix of the queue's jobs, ARGV[3] = now (ms), ARGV[4] = ceiling,
+// then per job i: ARGV[2 + 3i] = name, ARGV[3 + 3i] = id, ARGV[4 + 3i] = data (JSON).
+// Answers { entries placed, jobs added }.
+function ceilingLua(): string {
+  return `${standardAddLua()}
+local add, close = openStandardAdd(ARGV[1], ARGV[2], ARGV[3])
+local ceiling = tonumber(ARGV[4])
+local count = (#ARGV - 4) / 3
+local placed, added = 0, 0
+for i = 1, count do
+  local id = ARGV[3 + 3 * i]
+  if rcall('EXISTS', ARGV[2] .. id) == 0 and rcall('LLEN', KEYS[1]) >= ceiling then break end
+  if add(ARGV[2 + 3 * i], id, ARGV[4 + 3 * i]) == 'added' then added = added + 1 end
+  placed = placed + 1
+end
+close()
+return { placed, added }`;
+}
+
+interface CeilingCommand {
+  wpnCeilingAdd(numberOfKeys: number, ...args: (string | number | Buffer)[]): Promise<[number, number]>;
+}
+
+/** An adder for `queue`, sending through `redis` (the connection the Queue uses). */
+export function createCeilingAdder(queue: Queue, redis: Redis): CeilingAdder {
+  const commands = redis as Redis & Partial<CeilingCommand>;
+  if (typeof commands.wpnCeilingAdd !== "function") redis.defineCommand("wpnCeilingAdd", { lua: ceilingLua() });
+  const command = commands as Redis & CeilingCommand;
+  const { queueKeys, jobPrefix } = addStandardJobKeys(queue);
+  let opts: Promise<Buffer> | undefined;
+  return {
+    async add(entries, ceiling, nowMs) {
+      if (entries.length === 0) return { placed: 0, added: 0 };
+      opts ??= captureAddOptions(queue);
+      const args: (string | number | Buffer)[] = [...queueKeys, await opts, jobPrefix, nowMs, ceiling];
+      for (const entry of entries) args.push(entry.name, entry.id, JSON.stringify(entry.data));
+      const [placed, added] = await command.wpnCeilingAdd(queueKeys.length, ...args);
+      return { placed, added };
+    },
+  };
+}
