@@ -2,7 +2,7 @@
 // DUPLICATE, IGNORED) received and last changed before the retention, with their timeline, in batches, then the
 // dead-letter replay records as old whose letter is gone (see packages/db/src/prune.ts). It first lists the dead
 // letters in the workers' Redis (REDIS_URL, QUEUE_PREFIX): nothing a waiting letter names is deleted. For cron; prints
-// one line per batch and the totals. Exit code 2 for a refused argument, 78 for a refused DATABASE_URL, REDIS_URL or
+// one line per batch and the totals; `--help` prints the usage. Exit code 2 for a refused argument (PRUNE_ARGUMENT_INVALID), 78 for a refused DATABASE_URL, REDIS_URL or
 // QUEUE_PREFIX, 1 (with one line, or the steps for a login PostgreSQL refused) for a failure — PRUNE_LETTERS_UNREADABLE
 // when Redis could not be read, before anything was deleted.
 import { userInfo } from "node:os";
@@ -28,15 +28,43 @@ const describe = (counts: PruneCounts) => {
   return `${notifications} notification(s) (${byStatus.join(", ") || "none"}) and ${counts.events} event(s)`;
 };
 
-let options: { olderThanMs: number; batchSize: number; dryRun: boolean };
-try {
-  const { values } = parseArgs({
+const HELP = `${USAGE}
+Deletes settled notifications (APPLIED, DUPLICATE, IGNORED) received and last changed more than <days> ago (at least
+the 24 h WeChat resends for), with their timeline, <notifications> at a time (default 5000), then the dead-letter
+replay records as old whose letter is gone; nothing a dead letter waiting in Redis names. --dry-run only counts.
+Settings: DATABASE_URL, REDIS_URL, QUEUE_PREFIX (see README.md, "Settings").
+Exit codes: 0 done, 1 failed (nothing or only whole batches deleted), 2 a refused argument, 78 a refused setting.`;
+
+/** parseArgs refused the command line (an option it does not take, a value where none goes, a stray word). */
+function refusedArguments(error: unknown): never {
+  console.error(`PRUNE_ARGUMENT_INVALID: ${(error as Error).message}\n${USAGE}`);
+  process.exit(2);
+}
+
+let parsed: ReturnType<typeof parseCommandLine>;
+function parseCommandLine() {
+  return parseArgs({
     options: {
       "older-than": { type: "string" },
       "dry-run": { type: "boolean", default: false },
       batch: { type: "string", default: "5000" },
+      help: { type: "boolean", short: "h", default: false },
     },
   });
+}
+try {
+  parsed = parseCommandLine();
+} catch (error) {
+  refusedArguments(error);
+}
+if (parsed.values.help) {
+  console.log(HELP);
+  process.exit(0);
+}
+
+let options: { olderThanMs: number; batchSize: number; dryRun: boolean };
+try {
+  const { values } = parsed;
   if (values["older-than"] === undefined) throw new PruneError("PRUNE_RETENTION_INVALID", "--older-than is required");
   options = {
     olderThanMs: parseRetention(values["older-than"]),

@@ -10,12 +10,17 @@ import { eventually, repoRoot } from "./support/processes.ts";
 const database = `wpn_migscript_${Math.random().toString(36).slice(2, 10)}`;
 const url = new URL(TEST_DATABASE_BASE_URL);
 url.pathname = `/${database}`;
+// Databases are created and dropped from the cluster's `postgres` database: the suite's shared test database need not
+// exist yet when this file runs first (or alone) on a fresh cluster.
+const adminUrl = new URL(TEST_DATABASE_BASE_URL);
+adminUrl.pathname = "/postgres";
 
 afterAll(async () => {
-  const admin = new pg.Client({ connectionString: TEST_DATABASE_BASE_URL });
+  const admin = new pg.Client({ connectionString: adminUrl.toString() });
   await admin.connect();
   try {
-    await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(database)} WITH (FORCE)`);
+    for (const name of [database, `${database}_args`])
+      await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
   } finally {
     await admin.end();
   }
@@ -28,8 +33,8 @@ interface Run {
 }
 
 /** scripts/migrate.ts (what `npm run db:migrate` runs after generating the client) with `env` over this test's. */
-function dbMigrate(env: Record<string, string>): Run {
-  const child = spawn(process.execPath, ["--import", "tsx", "scripts/migrate.ts"], {
+function dbMigrate(env: Record<string, string>, ...args: string[]): Run {
+  const child = spawn(process.execPath, ["--import", "tsx", "scripts/migrate.ts", ...args], {
     cwd: repoRoot,
     env: { ...process.env, DATABASE_URL: url.toString(), LOG_LEVEL: "info", ...env },
   });
@@ -51,7 +56,7 @@ function dbMigrate(env: Record<string, string>): Run {
 // Concurrent: the configuration error never reaches PostgreSQL, and each test is mostly processes starting.
 describe.concurrent("npm run db:migrate while another process migrates", () => {
   it("says once that it waits, naming the holder; past MIGRATE_WAIT_SECONDS fails MIGRATION_LOCK_WAIT_TIMEOUT (exit 1), otherwise applies once the holder lets go (exit 0)", async () => {
-    const admin = new pg.Client({ connectionString: TEST_DATABASE_BASE_URL });
+    const admin = new pg.Client({ connectionString: adminUrl.toString() });
     await admin.connect();
     await admin.query(`CREATE DATABASE ${quoteIdent(database)}`);
     await admin.end();
@@ -87,6 +92,30 @@ describe.concurrent("npm run db:migrate while another process migrates", () => {
       expect(patient.stdout()).toMatch(new RegExp(`^applied ${readMigrations().length} migration\\(s\\): `));
     } finally {
       await holder.end();
+    }
+  });
+
+  it("--help prints the usage and exits 0; an argument it does not take is MIGRATE_ARGUMENT_INVALID, exit 2; neither touches PostgreSQL", async () => {
+    // A database of its own name that must never be created: both runs stop before ensureDatabase.
+    const untouched = new URL(url);
+    untouched.pathname = `/${database}_args`;
+    const help = dbMigrate({ DATABASE_URL: untouched.toString() }, "--help");
+    expect(await help.status, help.stderr()).toBe(0);
+    expect(help.stdout()).toMatch(/^usage: npm run db:migrate\n/);
+    expect(help.stderr()).toBe("");
+    for (const args of [["--dry-run"], ["now"], ["-x"]]) {
+      const wrong = dbMigrate({ DATABASE_URL: untouched.toString() }, ...args);
+      expect(await wrong.status, args.join(" ")).toBe(2);
+      expect(wrong.stderr()).toMatch(/^MIGRATE_ARGUMENT_INVALID: .*\nusage: npm run db:migrate\n/);
+      expect(wrong.stdout()).toBe("");
+    }
+    const admin = new pg.Client({ connectionString: adminUrl.toString() });
+    await admin.connect();
+    try {
+      const { rowCount } = await admin.query("SELECT 1 FROM pg_database WHERE datname = $1", [`${database}_args`]);
+      expect(rowCount).toBe(0);
+    } finally {
+      await admin.end();
     }
   });
 

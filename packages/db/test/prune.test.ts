@@ -371,6 +371,19 @@ describe("npm run db:prune (scripts/prune.ts)", () => {
     expect(await prisma.deadLetterReplay.count()).toBe(0);
   });
 
+  it("--help prints the usage and exits 0; an argument it does not take is PRUNE_ARGUMENT_INVALID, exit 2", () => {
+    const help = run("--help");
+    expect(help.status, help.stderr).toBe(0);
+    expect(help.stdout).toMatch(/^usage: npm run db:prune -- --older-than <days>d/);
+    expect(help.stderr).toBe("");
+    for (const args of [["--older-than", "90d", "--force"], ["--older-than", "90d", "now"], ["--dry-run=yes"]]) {
+      const wrong = run(...args);
+      expect(wrong.status, args.join(" ")).toBe(2);
+      expect(wrong.stderr).toMatch(/^PRUNE_ARGUMENT_INVALID: .*\nusage: npm run db:prune /);
+      expect(wrong.stdout).toBe("");
+    }
+  });
+
   it("a Redis it cannot read: refuses with PRUNE_LETTERS_UNREADABLE and deletes nothing", async () => {
     await notification("u-applied", "APPLIED", 400);
     await prisma.$executeRaw`INSERT INTO "DeadLetterReplay" ("letterId", fence, "changedAt")
