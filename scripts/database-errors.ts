@@ -3,6 +3,7 @@
 // that fix it; for anything else one line with the error's code. No stack trace either way (LOG_LEVEL=debug or
 // trace adds it): these are set-up problems, not bugs.
 import { ConfigError, type Environment } from "@wpn/config";
+import { MIGRATE_CONNECT_TIMEOUT_MS } from "@wpn/db";
 
 export interface DatabaseErrorContext {
   /** The DATABASE_URL the script used (host, port, user and database are quoted back). */
@@ -103,6 +104,9 @@ export function explainDatabaseError(error: unknown, context: DatabaseErrorConte
   if (code === "ECONNREFUSED" || code === "DatabaseNotReachable") {
     // pg's errno, or Prisma's adapter's kind for it (db:prune): nothing listens there.
     return `${where} does not answer (${code}): start it (npm start starts a local one), or fix DATABASE_URL if it runs elsewhere. ${then}`;
+  }
+  if (code === "DATABASE_CONNECT_TIMEOUT") {
+    return `${where} did not answer within ${MIGRATE_CONNECT_TIMEOUT_MS / 1_000} s (${code}): something there takes the connection but does not log in — a hung server, a proxy whose PostgreSQL is gone, or another service on that port. Check the server, or fix DATABASE_URL. ${then}`;
   }
   if (code === "28000" && (routine === "ProcessStartupPacket" || /no PostgreSQL user name specified/.test(message))) {
     // pg names the user from USER when the URL has none: a service, cron or container without USER sends none.

@@ -20,6 +20,7 @@ import {
   MERCHANT_SETTING,
 } from "./dev-env.ts";
 import { migrateOptions } from "./migrate-options.ts";
+import { redisProblem } from "./redis-check.ts";
 import { ensureServices } from "./services.ts";
 import { forceKillAfterMs, stoppedCleanly } from "./stopping.ts";
 
@@ -149,6 +150,12 @@ async function main(): Promise<void> {
   const services = await ensureServices(databaseUrl, redisUrl, root);
   if (services.problems.length > 0) {
     for (const problem of services.problems) console.error(problem);
+    process.exit(1);
+  }
+  // Answering TCP is not taking the login: without this the apps started and each logged NOAUTH for ever.
+  const redisRefusal = await redisProblem(redisUrl);
+  if (redisRefusal !== undefined) {
+    console.error(redisRefusal);
     process.exit(1);
   }
   if (services.databaseUrl !== databaseUrl) keepDatabaseUrl(services.databaseUrl);

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { connect } from "node:net";
+import { type AddressInfo, connect, createServer, type Socket } from "node:net";
 import { hashPassword } from "@wpn/dashboard/password";
 import { parseDatabaseUrl, quoteIdent } from "@wpn/db";
 import {
@@ -274,4 +274,107 @@ describe("npm start", () => {
     expect(run.status, run.stderr).toBe(78);
     expect(run.stderr).toMatch(/^configuration error: REDIS_URL must be a redis:\/\/ /m);
   });
+});
+
+/** scripts/start.ts with `env` over this file's settings (free ports, so apps started by a failing check collide with nothing). */
+async function startOnce(env: Record<string, string>, timeoutMs: number) {
+  const [port, dashboardPort, workerHealthPort] = [await freePort(), await freePort(), await freePort()];
+  const child = spawn(process.execPath, ["--import", "tsx", "scripts/start.ts"], {
+    cwd: repoRoot,
+    env: {
+      ...process.env,
+      ...merchant.env,
+      DATABASE_URL: withSchema(TEST_DATABASE_BASE_URL, schema),
+      REDIS_URL: TEST_REDIS_URL,
+      QUEUE_PREFIX: prefix,
+      HOST: "127.0.0.1",
+      PORT: String(port),
+      DASHBOARD_PORT: String(dashboardPort),
+      WORKER_HEALTH_PORT: String(workerHealthPort),
+      WORKER_PROCESSES: "1",
+      DASHBOARD_USERS: `olga:operator:${hashPassword("operator password 1")}`,
+      DASHBOARD_SESSION_SECRET: "test-secret-test-secret-test-secret-0123",
+      ...env,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  runs.push(child);
+  let output = "";
+  child.stdout.on("data", (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  child.stderr.on("data", (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  const started = Date.now();
+  const status = await new Promise<number | null>((done) => {
+    const timer = setTimeout(() => {
+      for (const pid of appsUnder(child.pid ?? 0)) seen.add(pid);
+      child.kill("SIGTERM");
+    }, timeoutMs);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      done(code);
+    });
+  });
+  return { status, output, ms: Date.now() - started };
+}
+
+describe("npm start's checks before any app starts", () => {
+  it("a Redis that refuses REDIS_URL's login (NOAUTH, WRONGPASS): one line naming REDIS_URL, exit 1, no app started", async () => {
+    const redisPort = await freePort();
+    const password = `redis-pw-${randomBytes(6).toString("hex")}`;
+    const server = spawn(
+      "redis-server",
+      [
+        "--port",
+        String(redisPort),
+        "--bind",
+        "127.0.0.1",
+        "--requirepass",
+        password,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+      ],
+      { stdio: "ignore" },
+    );
+    try {
+      await eventually(async () => ((await listening(redisPort)) ? true : undefined), 10_000, "redis-server to listen");
+      for (const [url, code] of [
+        [`redis://127.0.0.1:${redisPort}`, "NOAUTH"],
+        [`redis://:not-${password}@127.0.0.1:${redisPort}`, "WRONGPASS"],
+      ] as const) {
+        const run = await startOnce({ REDIS_URL: url }, 40_000);
+        expect(run.status, run.output).toBe(1);
+        expect(run.output).toContain(`Redis at 127.0.0.1:${redisPort} refused REDIS_URL's login (${code})`);
+        expect(run.output).not.toContain("Ingress:");
+        expect(run.output).not.toContain(password);
+      }
+    } finally {
+      server.kill("SIGKILL");
+    }
+  }, 120_000);
+
+  it("a PostgreSQL that accepts connections but never answers: gives up after 10 s naming DATABASE_URL, exit 1", async () => {
+    // Something on the port that takes the connection and says nothing (a hung server, a proxy whose backend is gone).
+    const sockets: Socket[] = [];
+    const silent = createServer((socket) => {
+      sockets.push(socket);
+    });
+    await new Promise<void>((done) => silent.listen(0, "127.0.0.1", done));
+    const { port } = silent.address() as AddressInfo;
+    try {
+      const run = await startOnce({ DATABASE_URL: `postgresql://postgres@127.0.0.1:${port}/wpn_silent` }, 40_000);
+      expect(run.status, run.output).toBe(1);
+      expect(run.output, run.output).toContain(`PostgreSQL at 127.0.0.1:${port} did not answer within 10 s`);
+      expect(run.output).toContain("DATABASE_URL");
+      expect(run.output).not.toContain("Ingress:");
+      expect(run.ms).toBeLessThan(30_000);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      silent.close();
+    }
+  }, 60_000);
 });

@@ -2,7 +2,15 @@ export type { BlockingSession } from "./blocking-sessions.ts";
 export { createDb, type Db, type DbOptions, type DbPool, type ExtraPoolOptions, probeDatabase } from "./client.ts";
 export { type DatabaseTarget, parseDatabaseUrl, quoteIdent } from "./database-url.ts";
 export * from "./generated/client.ts";
-export { ensureDatabase, MIGRATE_DEFAULTS, type MigrateOptions, type MigrateResult, migrate } from "./migrate.ts";
+export {
+  DatabaseConnectTimeoutError,
+  ensureDatabase,
+  MIGRATE_CONNECT_TIMEOUT_MS,
+  MIGRATE_DEFAULTS,
+  type MigrateOptions,
+  type MigrateResult,
+  migrate,
+} from "./migrate.ts";
 export type { MigrateEvent, MigrateLog } from "./migrate-log.ts";
 export {
   MIGRATIONS_DIR,

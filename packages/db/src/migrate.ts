@@ -36,6 +36,34 @@ const MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
  * committed migrations take; a run on a large table (a concurrent index build) may exceed it, and the process that
  * gave up just runs again.
  */
+/**
+ * How long the migrator waits for PostgreSQL to take a new connection (ms). Something at DATABASE_URL that accepts TCP
+ * and then says nothing (a hung server, a proxy whose backend is gone, another service on the port) held `npm start`
+ * and `npm run db:migrate` for ever without it.
+ */
+export const MIGRATE_CONNECT_TIMEOUT_MS = 10_000;
+
+/** PostgreSQL took the TCP connection but did not complete the login within MIGRATE_CONNECT_TIMEOUT_MS. */
+export class DatabaseConnectTimeoutError extends Error {
+  readonly code = "DATABASE_CONNECT_TIMEOUT";
+}
+
+/** Connects `client` (made with `connectionTimeoutMillis: MIGRATE_CONNECT_TIMEOUT_MS`), naming a timeout as one. */
+async function connectWithin(client: pg.Client): Promise<void> {
+  try {
+    await client.connect();
+  } catch (error) {
+    // pg's own timeout has no code, only its message (pg.Client: "timeout expired"; pg-pool's: "…connection timeout").
+    if (error instanceof Error && /^timeout expired$|connection timeout/i.test(error.message)) {
+      throw new DatabaseConnectTimeoutError(
+        `PostgreSQL did not answer within ${MIGRATE_CONNECT_TIMEOUT_MS / 1_000} s of connecting`,
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+}
+
 export const MIGRATE_DEFAULTS = {
   lockTimeoutMs: 2_000,
   attempts: 5,
@@ -64,10 +92,13 @@ export async function ensureDatabase(url: string): Promise<boolean> {
   const target = parseDatabaseUrl(url);
   // The database itself first: a role allowed to connect only to its own database (no CONNECT on `postgres`, a
   // common production grant) must still be able to migrate it. Only a missing database (3D000) goes on.
-  const own = new pg.Client({ connectionString: target.connectionString });
+  const own = new pg.Client({
+    connectionString: target.connectionString,
+    connectionTimeoutMillis: MIGRATE_CONNECT_TIMEOUT_MS,
+  });
   let exists = true;
   try {
-    await own.connect();
+    await connectWithin(own);
   } catch (error) {
     if ((error as { code?: string }).code !== "3D000") throw error;
     exists = false;
@@ -78,8 +109,11 @@ export async function ensureDatabase(url: string): Promise<boolean> {
   }
   const admin = new URL(target.connectionString);
   admin.pathname = "/postgres";
-  const client = new pg.Client({ connectionString: admin.toString() });
-  await client.connect();
+  const client = new pg.Client({
+    connectionString: admin.toString(),
+    connectionTimeoutMillis: MIGRATE_CONNECT_TIMEOUT_MS,
+  });
+  await connectWithin(client);
   try {
     const found = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [target.database]);
     if (found.rowCount) return false;
@@ -135,11 +169,12 @@ export async function migrate(
   const client = new pg.Client({
     connectionString: target.connectionString,
     application_name: `wechatpay-notify:migrate ${whose}`,
+    connectionTimeoutMillis: MIGRATE_CONNECT_TIMEOUT_MS,
   });
   // pg reports a lost connection twice: the statement in flight (and every later one) fails, which is what migrate()
   // throws, and the client emits 'error', which would end the whole process were nobody listening. Nothing to add.
   client.on("error", () => undefined);
-  await client.connect();
+  await connectWithin(client);
   let watch: BlockerWatch | undefined;
   try {
     // The lock is taken before anything else: even CREATE SCHEMA IF NOT EXISTS races between sessions.
