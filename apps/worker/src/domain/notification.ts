@@ -260,7 +260,9 @@ function openV2Refund(body: string, keys: MerchantKeySet): OpenedNotification {
       status,
       amountRefund: fen(f, "refund_fee"),
       amountTotal: fen(f, "total_fee"),
-      successAt: status === "SUCCESS" ? parseSpacedChinaTime(required(f, "success_time"), "success_time") : null,
+      // Optional in WeChat's APIv2 refund notification (unlike APIv3's, sent with every SUCCESS): a SUCCESS without it
+      // is a refund WeChat made, recorded without its time rather than refused.
+      successAt: status === "SUCCESS" && f.success_time ? parseSpacedChinaTime(f.success_time, "success_time") : null,
     },
   };
 }
