@@ -104,6 +104,9 @@ function run(name: string, script: string, extraEnv: Record<string, string> = {}
   return child;
 }
 
+/** sysexits' EX_CONFIG: the status of a configuration fault, here and in every app. */
+const EX_CONFIG = 78;
+
 const children = new Map<string, ChildProcess>();
 let stopping = false;
 /** This process's exit status once every child has exited: 1 when a child died or failed to stop cleanly. */
@@ -132,7 +135,9 @@ function onChildExit(name: string, code: number | null, signal: NodeJS.Signals |
   const how = signal ?? `code ${code}`;
   if (!stopping) {
     console.error(`${name} exited (${how}); stopping the others.`);
-    stopAll(1);
+    // An app's EX_CONFIG (a refused setting, an address it cannot listen at) stays npm start's: a supervisor must tell
+    // a configuration to fix from a crash to restart.
+    stopAll(code === EX_CONFIG ? EX_CONFIG : 1);
   } else if (!stoppedCleanly(code, signal)) {
     console.error(`${name} did not stop cleanly (${how}).`);
     exitStatus = 1;
@@ -189,5 +194,5 @@ main().catch((error: unknown) => {
     console.error(failureReport(error, context, debug));
   }
   // EX_CONFIG for a bad setting, as the apps, db:migrate and db:prune (the README's status); 1 for anything else.
-  stopAll(error instanceof ConfigError ? 78 : 1);
+  stopAll(error instanceof ConfigError ? EX_CONFIG : 1);
 });

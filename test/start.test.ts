@@ -320,6 +320,22 @@ async function startOnce(env: Record<string, string>, timeoutMs: number) {
   return { status, output, ms: Date.now() - started };
 }
 
+describe("npm start's exit status follows its apps'", () => {
+  it("an app that exits 78 (a configuration fault: its port taken) makes npm start exit 78 too, after stopping the others", async () => {
+    const taken = createServer();
+    await new Promise<void>((done) => taken.listen(0, "127.0.0.1", done));
+    const { port } = taken.address() as AddressInfo;
+    try {
+      const run = await startOnce({ PORT: String(port) }, 60_000);
+      expect(run.output).toContain('"code":"LISTEN_FAILED"');
+      expect(run.status, run.output).toBe(78);
+      expect(run.output).toContain("ingress exited (code 78); stopping the others.");
+    } finally {
+      taken.close();
+    }
+  }, 90_000);
+});
+
 describe("npm start's checks before any app starts", () => {
   it("a Redis that refuses REDIS_URL's login (NOAUTH, WRONGPASS): one line naming REDIS_URL, exit 1, no app started", async () => {
     const redisPort = await freePort();
