@@ -11,6 +11,7 @@ import { userInfo } from "node:os";
 import { resolve } from "node:path";
 import { ConfigError, loadConfig, loadDatabaseUrl, loadQueueSettings, readEnvironment } from "@wpn/config";
 import { ensureDatabase, MIGRATIONS_DIR, migrate } from "@wpn/db";
+import { startBanner } from "./banner.ts";
 import { failureReport } from "./database-errors.ts";
 import {
   DevelopmentKeysError,
@@ -179,9 +180,7 @@ async function main(): Promise<void> {
     children.set(`worker-${i}`, run(`worker-${i}`, "apps/worker/src/main.ts", { WORKER_INDEX: String(i) }));
   }
   children.set("dashboard", run("dashboard", "apps/dashboard/src/main.ts"));
-  console.log(
-    `Ingress:   http://127.0.0.1:${config.PORT}/notify/v3\nDashboard: http://127.0.0.1:${config.DASHBOARD_PORT}/\nWorkers:   ${config.WORKER_PROCESSES} process(es). Ctrl-C stops everything.`,
-  );
+  console.log(startBanner(config));
 }
 
 main().catch((error: unknown) => {

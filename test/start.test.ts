@@ -80,7 +80,8 @@ function appsUnder(root: number): number[] {
  * Runs scripts/start.ts as `npm start` does — or, with `viaNpm`, `npm start` itself (npm, its shell, tsx) —, and
  * resolves once the ingress, the worker and the dashboard answer.
  */
-async function start(viaNpm = false): Promise<Started> {
+async function start(viaNpm = false, env: Record<string, string> = {}): Promise<Started> {
+  const host = env.HOST ?? "127.0.0.1";
   const [port, dashboardPort, workerHealthPort] = [await freePort(), await freePort(), await freePort()];
   const [command, args] = viaNpm
     ? ["npm", ["start", "--silent"]]
@@ -102,6 +103,7 @@ async function start(viaNpm = false): Promise<Started> {
       WORKER_PROCESSES: "1",
       DASHBOARD_USERS: `olga:operator:${hashPassword("operator password 1")}`,
       DASHBOARD_SESSION_SECRET: "test-secret-test-secret-test-secret-0123",
+      ...env,
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -119,7 +121,7 @@ async function start(viaNpm = false): Promise<Started> {
       async () => {
         if (child.exitCode !== null) throw new Error(`npm start exited early:\n${log}`);
         return (
-          (await fetch(`http://127.0.0.1:${p}/health/live`).then(
+          (await fetch(`http://${host}:${p}/health/live`).then(
             (r) => r.ok,
             () => false,
           )) || undefined
@@ -166,6 +168,23 @@ function listening(port: number): Promise<boolean> {
 }
 
 describe("npm start", () => {
+  it("prints where each app answers, at HOST: the ingress's notify URL, the dashboard, each worker's health", async () => {
+    // Another loopback address (Linux routes all of 127/8 to lo): the apps listen there only, not at 127.0.0.1.
+    const started = await start(false, { HOST: "127.0.0.2" });
+    try {
+      const [port, dashboardPort, workerHealthPort] = started.ports;
+      expect(started.output()).toContain(`Ingress:   http://127.0.0.2:${port}/notify/v3`);
+      expect(started.output()).toContain(`Dashboard: http://127.0.0.2:${dashboardPort}/`);
+      expect(started.output()).toContain(
+        `Workers:   1 process(es), health at http://127.0.0.2:${workerHealthPort}/health/ready`,
+      );
+    } finally {
+      const exited = new Promise((done) => started.child.once("exit", done));
+      started.child.kill("SIGTERM");
+      await exited;
+    }
+  }, 120_000);
+
   it("writes no .env for a merchant the environment configures, and says so", async () => {
     const started = await start();
     expect(started.output()).toContain(
