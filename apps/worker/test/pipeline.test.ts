@@ -1,5 +1,3 @@
-import { spawn } from "node:child_process";
-import { resolve } from "node:path";
 import {
   createQueue,
   createRedisConnection,
@@ -26,6 +24,7 @@ import {
   v3Payment,
   type World,
 } from "./support/fixtures.ts";
+import { runReplayCli } from "./support/replay-cli.ts";
 import { waitFor } from "./support/wait.ts";
 
 /** The stages wired through real BullMQ queues in this process (one worker, its own prefix and schema). */
@@ -379,23 +378,3 @@ describe("PostgreSQL outage", () => {
     }
   });
 });
-
-/** Runs the replay CLI as an operator would; its exit code and everything it printed. */
-async function runReplayCli(
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ code: number | null; out: string }> {
-  const cli = spawn(process.execPath, ["--import", "tsx", "apps/worker/src/cli/replay.ts", ...args], {
-    cwd: resolve(import.meta.dirname, "../../.."),
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  const collect = (chunk: Buffer) => {
-    out += chunk.toString();
-  };
-  cli.stdout.on("data", collect);
-  cli.stderr.on("data", collect);
-  const code = await new Promise<number | null>((done) => cli.once("exit", done));
-  return { code, out };
-}

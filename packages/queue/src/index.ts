@@ -20,6 +20,7 @@ export {
   type DeadLetterStage,
   deadLetterJobId,
   deadLetterSchema,
+  isDeadLetterId,
 } from "./jobs/dead.ts";
 export { type DecodedJob, decodeJob, type JobSchema } from "./jobs/decode.ts";
 export {

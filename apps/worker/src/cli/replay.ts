@@ -3,15 +3,17 @@
 // fails (Redis, PostgreSQL refusing the REPLAYED record) is reported `failed` and the others are still replayed.
 // Exits 0 when every named letter was replayed — or resumed: an earlier replay of it, interrupted, completed now — (or
 // --all found none left), 1 when one was not (missing, invalid, in flight or failed) or the letters could not be
-// listed, 64 on bad usage.
+// listed, 64 on bad usage: an unknown option or an argument that is no letter id (replay-args.ts), nothing replayed.
 import { loadConfigOrExit, readEnvironment } from "@wpn/config";
 import { createDb } from "@wpn/db";
 import { createRedisConnection, type ReplayOutcome } from "@wpn/queue";
 import { replayDeadLetter } from "../replay.ts";
+import { parseReplayArgs, REPLAY_USAGE } from "./replay-args.ts";
 
-const args = process.argv.slice(2).filter((a) => a !== "--");
-if (args.length === 0 || args.includes("--help") || (args.includes("--all") && args.length > 1)) {
-  process.stderr.write("usage: replay <dead-letter-id>... | --all\n");
+const request = parseReplayArgs(process.argv.slice(2));
+if (request.kind === "usage") {
+  process.stderr.write(`${request.problem === null ? "" : `replay: ${request.problem}\n`}${REPLAY_USAGE}\n`);
+  // 64: EX_USAGE (sysexits.h).
   process.exit(64);
 }
 // The workspace script runs this from the repository root (`cd ../..`), where .env and its relative key paths are.
@@ -29,10 +31,10 @@ const outcomes: ReplayOutcome[] = [];
 // Only listing the letters of --all can throw; a letter's own failure is an outcome.
 let stopped: string | undefined;
 try {
-  if (args[0] === "--all") {
+  if (request.kind === "all") {
     outcomes.push(...(await replayDeadLetter(deps, "--all")));
   } else {
-    for (const id of args) outcomes.push(...(await replayDeadLetter(deps, id)));
+    for (const id of request.ids) outcomes.push(...(await replayDeadLetter(deps, id)));
   }
 } catch (error) {
   stopped = error instanceof Error ? error.message : String(error);

@@ -42,3 +42,15 @@ export const DEAD_JOB_NAME = "dead-letter";
 export function deadLetterJobId(queue: DeadLetterStage, jobId: string, jobTimestamp: number): string {
   return `${queue.slice("notify.".length)}.${jobId}.${jobTimestamp}`;
 }
+
+/**
+ * Whether `id` has the form of a dead letter's job id: a stage's short name, a dot, and a job id (deadLetterJobId;
+ * letters of earlier releases have no `.<job timestamp>`). What an operator types where a letter id is expected (the
+ * replay CLI) is checked with it: anything else — a mistyped option, an empty argument — names no letter.
+ */
+export function isDeadLetterId(id: string): boolean {
+  return DEAD_LETTER_STAGES.some((queue) => {
+    const stage = `${queue.slice("notify.".length)}.`;
+    return id.startsWith(stage) && id.length > stage.length;
+  });
+}
