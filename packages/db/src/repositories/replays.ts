@@ -52,7 +52,8 @@ export type ReplayAlongside = (tx: Prisma.TransactionClient, notificationFound: 
 /**
  * Records a replay (see the module comment for when it writes): the letter's row, a REPLAYED event and, for a DEAD
  * or FAILED notification, the status it has when its job waits again (RECEIVED before parsing, PROCESSING before
- * applying), and `alongside`'s rows, in one transaction. Pass it as `onReplayed` to `replayDeadLetter` of @wpn/queue.
+ * applying) — except a parse letter's while the apply stage's letter waits (applyLetterWaits): DEAD stays —, and
+ * `alongside`'s rows, in one transaction. Pass it as `onReplayed` to `replayDeadLetter` of @wpn/queue.
  */
 export async function recordReplay(
   prisma: PrismaClient,
@@ -64,8 +65,12 @@ export async function recordReplay(
     const owner = await takeLetterRow(tx, r);
     if (owner !== "recorded") return owner;
     if (found && r.notificationId !== null) {
+      // A parse letter replayed while the apply stage's letter waits: the row stays DEAD, as the parse keeps it then
+      // (upsertParsedNotification) — moved to RECEIVED here, the parse moved it on to PROCESSING and enqueued an apply
+      // job that the failed one (kept under the notification's id) swallowed: PROCESSING with no job, for good.
+      const keep = r.queue === "notify.parse" && (await applyLetterWaits(tx, r.notificationId));
       await writeStep(tx, r.notificationId, {
-        from: ["DEAD", "FAILED"],
+        from: keep ? [] : ["DEAD", "FAILED"],
         to: waitingStatusOf(r.queue),
         kind: "REPLAYED",
         detail: { queue: r.queue, previousCode: r.previousCode, actor: r.actor ?? null, letterId: r.letterId },
@@ -103,6 +108,21 @@ export async function recordReplayFailed(
     }
     return true;
   });
+}
+
+/**
+ * Whether the notification's apply stage has a letter waiting for its replay: its latest apply-stage letter event —
+ * DEAD_LETTERED with `stage` notify.apply, or REPLAYED with `queue` notify.apply — is a DEAD_LETTERED. The rule of
+ * upsertParsedNotifications' `reopened`, on the locked row; 'notify.apply' is QueueName.Apply of @wpn/queue.
+ */
+async function applyLetterWaits(tx: Prisma.TransactionClient, notificationId: string): Promise<boolean> {
+  const [latest] = await tx.$queryRaw<{ kind: string }[]>`
+    SELECT e.kind FROM "NotificationEvent" e
+    WHERE e."notificationId" = ${notificationId}
+      AND ((e.kind = 'DEAD_LETTERED' AND e.detail->>'stage' = 'notify.apply')
+        OR (e.kind = 'REPLAYED' AND e.detail->>'queue' = 'notify.apply'))
+    ORDER BY e.id DESC LIMIT 1`;
+  return latest?.kind === "DEAD_LETTERED";
 }
 
 /** The status a notification has while its job waits in `queue`: RECEIVED before parsing, PROCESSING before applying. */
