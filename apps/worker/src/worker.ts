@@ -10,6 +10,7 @@ import { oneLine, WorkerError } from "./errors.ts";
 import { firstRunOf, knownFirstRun } from "./first-run.ts";
 import { type HealthServer, type ReadinessReport, startHealthServer, withTimeout } from "./health.ts";
 import { MerchantKeyResolver } from "./keys.ts";
+import { type LetterInFlight, LettersInFlight } from "./letters-in-flight.ts";
 import { isLockLost } from "./lock-lost.ts";
 import { createLogger } from "./logger.ts";
 import { PUBLISH_JOB_STATES, WorkerMetrics } from "./metrics.ts";
@@ -264,12 +265,7 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
     { worker: applyWorker, stage: QueueName.Apply, idField: "notificationId" },
   ] as const;
 
-  /**
-   * Letters the `failed` listener is writing. BullMQ has already failed their jobs, so nothing runs them again: close()
-   * waits for these (within the jobs' grace) before it closes Redis and PostgreSQL, else a shutdown between the two
-   * would leave a failed job without its letter, or its notification not marked DEAD.
-   */
-  const lettersInFlight = new Set<Promise<void>>();
+  const lettersInFlight = new LettersInFlight({ log, metrics });
   for (const { worker, stage, idField } of workers) {
     worker.on("error", (error) => {
       if (isRedisUnavailable(error)) {
@@ -299,22 +295,16 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
       if (!stalledTooOften && job.attemptsMade < (job.opts.attempts ?? 1)) return;
       const notificationId = typeof job.data?.[idField] === "string" ? (job.data[idField] as string) : null;
       const code = stalledTooOften ? "JOB_STALLED_TOO_OFTEN" : "JOB_FAILED";
+      const letter: LetterInFlight = { queue: stage, jobId: job.id ?? "unknown", notificationId, written: false };
       const failure = {
         notificationId,
         outTradeNo: null,
         log: log.child({ queue: stage, jobId: job.id, notificationId }),
+        onLetterWritten: () => {
+          letter.written = true;
+        },
       };
-      const writing: Promise<void> = deadLetter(runtime, stage, job, { code, message: oneLine(error) }, failure)
-        .then(
-          () => undefined,
-          (dlError: unknown) =>
-            log.error(
-              { queue: stage, jobId: job.id, code: "DEAD_LETTER_FAILED", err: oneLine(dlError) },
-              "could not dead-letter a failed job",
-            ),
-        )
-        .finally(() => lettersInFlight.delete(writing));
-      lettersInFlight.add(writing);
+      lettersInFlight.track(letter, deadLetter(runtime, stage, job, { code, message: oneLine(error) }, failure));
     });
   }
 
@@ -398,7 +388,7 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
           (async () => {
             await Promise.all(workers.map((w) => w.worker.close()));
             // After the Workers: a stalled check running until their close may have failed a job and begun its letter.
-            await Promise.all(lettersInFlight);
+            await lettersInFlight.settled();
           })(),
           config.WORKER_SHUTDOWN_TIMEOUT_MS,
           `jobs still running or dead letters still being written after ${config.WORKER_SHUTDOWN_TIMEOUT_MS} ms`,
@@ -413,6 +403,7 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
         // them. A statement still running may yet commit (PostgreSQL finishes it although the process exits): the
         // re-run then answers ALREADY — effects are idempotent either way.
         log.warn({ code: "SHUTDOWN_TIMEOUT", err: oneLine(error) }, "abandoning running jobs");
+        lettersInFlight.reportCut(config.WORKER_SHUTDOWN_TIMEOUT_MS);
         redis.disconnect();
       }
       // pg's end() waits for connections still in a statement: bounded like the rest.

@@ -33,9 +33,12 @@ afterAll(async () => {
   await world?.cleanup();
 });
 
-it("close() waits for the dead letter of a job that stalled too often, being written when it was called", async () => {
+/**
+ * A parse job that stalled too often, failed by a worker started with `overrides`, whose letter is held (the `add` to
+ * notify.dead waits until `release`): the worker, the held job, and the release.
+ */
+async function stalledWithLetterHeld(outTradeNo: string, overrides: Record<string, string>) {
   const parse = createQueue(QueueName.Parse, redis, world.prefix);
-  const dead = createQueue(QueueName.Dead, redis, world.prefix);
   // A dying worker: takes the job and never renews its lock.
   const zombie = new Worker(QueueName.Parse, () => new Promise(() => undefined), {
     connection: createRedisConnection(TEST_REDIS_URL, "worker"),
@@ -44,36 +47,44 @@ it("close() waits for the dead letter of a job that stalled too often, being wri
     skipLockRenewal: true,
     skipStalledCheck: true,
   });
-  const job = v3Payment(world, { outTradeNo: "T-stall" });
-  await parse.add(PARSE_JOB_NAME, job, { jobId: job.id });
-  await waitFor("zombie took the job", async () => (await parse.getJobState(job.id)) === "active");
-  await zombie.close(true);
-  await (zombie.opts.connection as Redis).quit();
-
-  let caught!: () => void;
-  const writing = new Promise<void>((resolve) => {
-    caught = resolve;
-  });
-  let release!: () => void;
-  hold = {
-    caught,
-    released: new Promise<void>((resolve) => {
-      release = resolve;
-    }),
-  };
-  const { logger, lines } = capturedLog();
-  const worker = await startWorker(
-    world.config({
-      WORKER_MAX_STALLED_COUNT: "0",
-      WORKER_STALLED_INTERVAL_MS: "500",
-      WORKER_SHUTDOWN_TIMEOUT_MS: "10000",
-    }),
-    { logger, healthPort: 0 },
-  );
+  const job = v3Payment(world, { outTradeNo });
   try {
+    await parse.add(PARSE_JOB_NAME, job, { jobId: job.id });
+    await waitFor("zombie took the job", async () => (await parse.getJobState(job.id)) === "active");
+    await zombie.close(true);
+    await (zombie.opts.connection as Redis).quit();
+
+    let caught!: () => void;
+    const writing = new Promise<void>((resolve) => {
+      caught = resolve;
+    });
+    let release!: () => void;
+    hold = {
+      caught,
+      released: new Promise<void>((resolve) => {
+        release = resolve;
+      }),
+    };
+    const { logger, lines } = capturedLog();
+    const worker = await startWorker(
+      world.config({ WORKER_MAX_STALLED_COUNT: "0", WORKER_STALLED_INTERVAL_MS: "500", ...overrides }),
+      { logger, healthPort: 0 },
+    );
     // BullMQ failed the stalled job; the listener's letter is on its way.
     await writing;
     expect(await parse.getJobState(job.id)).toBe("failed");
+    return { worker, job, lines, release };
+  } finally {
+    await parse.close();
+  }
+}
+
+it("close() waits for the dead letter of a job that stalled too often, being written when it was called", async () => {
+  const dead = createQueue(QueueName.Dead, redis, world.prefix);
+  const { worker, job, lines, release } = await stalledWithLetterHeld("T-stall", {
+    WORKER_SHUTDOWN_TIMEOUT_MS: "10000",
+  });
+  try {
     const closing = worker.close();
     // The letter's write goes on when close() returns — or after 3 s, longer than close() takes without it.
     const timer = setTimeout(release, 3_000);
@@ -90,7 +101,44 @@ it("close() waits for the dead letter of a job that stalled too often, being wri
     hold = undefined;
     release();
     await worker.close();
-    await parse.close();
     await dead.close();
+  }
+}, 60_000);
+
+it("a letter still unwritten when the shutdown's timeout passes is logged and counted DEAD_LETTER_FAILED, once", async () => {
+  const { worker, job, lines, release } = await stalledWithLetterHeld("T-stall-cut", {
+    WORKER_SHUTDOWN_TIMEOUT_MS: "500",
+  });
+  const failedLines = () =>
+    lines
+      .map((l) => JSON.parse(l) as { code?: string; queue?: string; jobId?: string; notificationId?: string })
+      .filter((l) => l.code === "DEAD_LETTER_FAILED");
+  const counted = async () =>
+    (await worker.metrics.registry.getSingleMetricAsString("wpn_worker_errors_total"))
+      .split("\n")
+      .filter((l) => l.includes('code="DEAD_LETTER_FAILED"'));
+  try {
+    // The write is held past the timeout: close() gives up on it and closes Redis.
+    await worker.close();
+    // Reported by the time close() returns: the process exits right after (main.ts), the write never ends.
+    expect(failedLines()).toEqual([
+      expect.objectContaining({ queue: "notify.parse", jobId: job.id, notificationId: job.id }),
+    ]);
+    expect(await counted()).toEqual(['wpn_worker_errors_total{queue="notify.parse",code="DEAD_LETTER_FAILED"} 1']);
+    // The write, let go on a closed connection, fails on its own later: not reported a second time.
+    hold = undefined;
+    release();
+    // Its tries (deadLetter's writeLetter: 200 ms, 1 s, 3 s apart) fail, then it gives up.
+    await waitFor(
+      "the write's last try",
+      async () => lines.filter((l) => l.includes("DEAD_LETTER_RETRY")).length === 3,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 3_500));
+    expect(failedLines()).toHaveLength(1);
+    expect(await counted()).toEqual(['wpn_worker_errors_total{queue="notify.parse",code="DEAD_LETTER_FAILED"} 1']);
+  } finally {
+    hold = undefined;
+    release();
+    await worker.close();
   }
 }, 60_000);

@@ -291,6 +291,8 @@ interface FailureContext {
   notificationId: string | null;
   outTradeNo: string | null;
   log: Logger;
+  /** Told once the letter is in notify.dead, before the notification is marked (the `failed` listener's shutdown report). */
+  onLetterWritten?: () => void;
 }
 
 /**
@@ -476,6 +478,7 @@ export async function deadLetter(
     data: job.data,
   };
   await writeLetter(rt, letter, letterId, f.log);
+  f.onLetterWritten?.();
   if (f.notificationId !== null) {
     const mark = {
       notificationId: f.notificationId,
