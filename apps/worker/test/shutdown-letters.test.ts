@@ -1,12 +1,13 @@
 import { createQueue, createRedisConnection, PARSE_JOB_NAME, QueueName } from "@wpn/queue";
 import { TEST_REDIS_URL } from "@wpn/testing";
-import { Queue, Worker } from "bullmq";
+import { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { startWorker } from "../src/worker.ts";
 import { capturedLog } from "./support/captured-log.ts";
 import { createWorld, v3Payment, type World } from "./support/fixtures.ts";
 import { waitFor } from "./support/wait.ts";
+import { zombieTakes } from "./support/zombie.ts";
 
 // A job that stalls more often than WORKER_MAX_STALLED_COUNT is failed by BullMQ itself; the worker's `failed`
 // listener then writes its dead letter. Nothing runs that job again, so a shutdown must not cut the write short.
@@ -39,20 +40,10 @@ afterAll(async () => {
  */
 async function stalledWithLetterHeld(outTradeNo: string, overrides: Record<string, string>) {
   const parse = createQueue(QueueName.Parse, redis, world.prefix);
-  // A dying worker: takes the job and never renews its lock.
-  const zombie = new Worker(QueueName.Parse, () => new Promise(() => undefined), {
-    connection: createRedisConnection(TEST_REDIS_URL, "worker"),
-    prefix: world.prefix,
-    lockDuration: 1_000,
-    skipLockRenewal: true,
-    skipStalledCheck: true,
-  });
   const job = v3Payment(world, { outTradeNo });
   try {
     await parse.add(PARSE_JOB_NAME, job, { jobId: job.id });
-    await waitFor("zombie took the job", async () => (await parse.getJobState(job.id)) === "active");
-    await zombie.close(true);
-    await (zombie.opts.connection as Redis).quit();
+    await zombieTakes(parse, world.prefix, job.id);
 
     let caught!: () => void;
     const writing = new Promise<void>((resolve) => {
