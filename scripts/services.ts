@@ -48,21 +48,39 @@ function describeEndpoint(endpoint: Endpoint): string {
   return `${endpoint.host.includes(":") ? `[${endpoint.host}]` : endpoint.host}:${endpoint.port}`;
 }
 
-/** True when something accepts connections at the endpoint within `timeoutMs`. */
-export function answers(endpoint: Endpoint, timeoutMs = 1_000): Promise<boolean> {
+/**
+ * Why nothing accepts connections at the endpoint within `timeoutMs` — Node's error code (ENOTFOUND: the host name
+ * does not resolve; ECONNREFUSED; ENOENT: no socket file; …) or `no answer within N s` — or undefined when something does.
+ */
+export function unanswered(endpoint: Endpoint, timeoutMs = 1_000): Promise<string | undefined> {
   return new Promise((done) => {
     const socket =
       endpoint.kind === "socket"
         ? connect({ path: endpoint.path })
         : connect({ host: endpoint.host, port: endpoint.port });
-    const finish = (ok: boolean) => {
+    const finish = (cause: string | undefined) => {
       socket.destroy();
-      done(ok);
+      done(cause);
     };
-    socket.setTimeout(timeoutMs, () => finish(false));
-    socket.once("connect", () => finish(true));
-    socket.once("error", () => finish(false));
+    socket.setTimeout(timeoutMs, () => finish(`no answer within ${timeoutMs / 1_000} s`));
+    socket.once("connect", () => finish(undefined));
+    socket.once("error", (error: NodeJS.ErrnoException) => finish(error.code ?? error.message));
   });
+}
+
+/** True when something accepts connections at the endpoint within `timeoutMs`. */
+export async function answers(endpoint: Endpoint, timeoutMs = 1_000): Promise<boolean> {
+  return (await unanswered(endpoint, timeoutMs)) === undefined;
+}
+
+/** What to tell about an endpoint elsewhere (or a socket) that does not answer, naming the setting to fix. */
+function remoteProblem(service: string, endpoint: Endpoint, cause: string, setting: string): string {
+  const where = describeEndpoint(endpoint);
+  if (endpoint.kind === "tcp" && (cause === "ENOTFOUND" || cause === "EAI_AGAIN")) {
+    const why = cause === "ENOTFOUND" ? "does not resolve" : "could not be resolved now (DNS did not answer)";
+    return `${service} at ${where} cannot be reached: the host name ${endpoint.host} ${why} (${cause}); fix the host in ${setting}.`;
+  }
+  return `${service} at ${where} does not answer (${cause}); start it or fix ${setting}.`;
 }
 
 async function waitFor(endpoint: Endpoint, seconds: number): Promise<boolean> {
@@ -216,9 +234,10 @@ export async function ensureServices(
   const docker = dockerEngineRuns();
   let url = databaseUrl;
 
-  if (!(await answers(postgres))) {
+  const postgresCause = await unanswered(postgres);
+  if (postgresCause !== undefined) {
     const where = describeEndpoint(postgres);
-    if (!isLocal(postgres)) problems.push(`PostgreSQL at ${where} does not answer; start it or fix DATABASE_URL.`);
+    if (!isLocal(postgres)) problems.push(remoteProblem("PostgreSQL", postgres, postgresCause, "DATABASE_URL"));
     else {
       if (docker) console.log(`PostgreSQL does not answer at ${where}; starting it with Docker Compose…`);
       const started = docker ? startWithCompose("postgres") : startLocalPostgres(postgres);
@@ -231,9 +250,10 @@ export async function ensureServices(
       }
     }
   }
-  if (!(await answers(redis))) {
+  const redisCause = await unanswered(redis);
+  if (redisCause !== undefined) {
     const where = describeEndpoint(redis);
-    if (!isLocal(redis)) problems.push(`Redis at ${where} does not answer; start it or fix REDIS_URL.`);
+    if (!isLocal(redis)) problems.push(remoteProblem("Redis", redis, redisCause, "REDIS_URL"));
     else {
       console.log(`Redis does not answer at ${where}; starting it ${docker ? "with Docker Compose" : "locally"}…`);
       const started = docker ? startWithCompose("redis") : startLocalRedis(redis, repoRoot);

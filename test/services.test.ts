@@ -3,7 +3,7 @@ import { type AddressInfo, createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRedisConnection } from "@wpn/queue";
-import { freePort, TEST_REDIS_URL } from "@wpn/testing";
+import { freePort, TEST_DATABASE_BASE_URL, TEST_REDIS_URL } from "@wpn/testing";
 import { afterAll, describe, expect, it } from "vitest";
 import {
   answers,
@@ -104,7 +104,18 @@ describe("npm start's probes of PostgreSQL and Redis", () => {
     const outcome = await ensureServices(url, TEST_REDIS_URL, dir);
     expect(outcome.databaseUrl).toBe(url);
     expect(outcome.problems).toEqual([
-      `PostgreSQL at socket ${join(dir, "none", ".s.PGSQL.5432")} does not answer; start it or fix DATABASE_URL.`,
+      `PostgreSQL at socket ${join(dir, "none", ".s.PGSQL.5432")} does not answer (ENOENT); start it or fix DATABASE_URL.`,
+    ]);
+  });
+
+  it("a host name that does not resolve is said to be one, naming the setting (not 'does not answer')", async () => {
+    const outcome = await ensureServices("postgresql://postgres@wpn-no-such-host.invalid:5432/db", TEST_REDIS_URL, dir);
+    expect(outcome.problems).toEqual([
+      "PostgreSQL at wpn-no-such-host.invalid:5432 cannot be reached: the host name wpn-no-such-host.invalid does not resolve (ENOTFOUND); fix the host in DATABASE_URL.",
+    ]);
+    const redis = await ensureServices(TEST_DATABASE_BASE_URL, "redis://wpn-no-such-host.invalid:6379", dir);
+    expect(redis.problems).toEqual([
+      "Redis at wpn-no-such-host.invalid:6379 cannot be reached: the host name wpn-no-such-host.invalid does not resolve (ENOTFOUND); fix the host in REDIS_URL.",
     ]);
   });
 });
