@@ -76,6 +76,25 @@ function appsUnder(root: number): number[] {
   return rows.filter((r) => under.has(r.pid) && /apps\/[a-z]+\/src\/main\.ts/.test(r.args)).map((r) => r.pid);
 }
 
+/** npm start's environment here: this file's merchant, schema, queue prefix and dashboard login, the apps' `ports`, then `env`. */
+function startEnv([port, dashboardPort, workerHealthPort]: number[], env: Record<string, string>): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    ...merchant.env,
+    DATABASE_URL: withSchema(TEST_DATABASE_BASE_URL, schema),
+    REDIS_URL: TEST_REDIS_URL,
+    QUEUE_PREFIX: prefix,
+    HOST: "127.0.0.1",
+    PORT: String(port),
+    DASHBOARD_PORT: String(dashboardPort),
+    WORKER_HEALTH_PORT: String(workerHealthPort),
+    WORKER_PROCESSES: "1",
+    DASHBOARD_USERS: `olga:operator:${hashPassword("operator password 1")}`,
+    DASHBOARD_SESSION_SECRET: "test-secret-test-secret-test-secret-0123",
+    ...env,
+  };
+}
+
 /**
  * Runs scripts/start.ts as `npm start` does — or, with `viaNpm`, `npm start` itself (npm, its shell, tsx) —, and
  * resolves once the ingress, the worker and the dashboard answer.
@@ -88,23 +107,7 @@ async function start(viaNpm = false, env: Record<string, string> = {}): Promise<
     : [process.execPath, ["--import", "tsx", "scripts/start.ts"]];
   const child = spawn(command, args, {
     cwd: repoRoot,
-    env: {
-      ...process.env,
-      ...merchant.env,
-      NODE_ENV: "test",
-      LOG_LEVEL: "info",
-      DATABASE_URL: withSchema(TEST_DATABASE_BASE_URL, schema),
-      REDIS_URL: TEST_REDIS_URL,
-      QUEUE_PREFIX: prefix,
-      HOST: "127.0.0.1",
-      PORT: String(port),
-      DASHBOARD_PORT: String(dashboardPort),
-      WORKER_HEALTH_PORT: String(workerHealthPort),
-      WORKER_PROCESSES: "1",
-      DASHBOARD_USERS: `olga:operator:${hashPassword("operator password 1")}`,
-      DASHBOARD_SESSION_SECRET: "test-secret-test-secret-test-secret-0123",
-      ...env,
-    },
+    env: startEnv([port, dashboardPort, workerHealthPort], { NODE_ENV: "test", LOG_LEVEL: "info", ...env }),
     stdio: ["ignore", "pipe", "pipe"],
   });
   runs.push(child);
@@ -297,24 +300,10 @@ describe("npm start", () => {
 
 /** scripts/start.ts with `env` over this file's settings (free ports, so apps started by a failing check collide with nothing). */
 async function startOnce(env: Record<string, string>, timeoutMs: number) {
-  const [port, dashboardPort, workerHealthPort] = [await freePort(), await freePort(), await freePort()];
+  const ports = [await freePort(), await freePort(), await freePort()];
   const child = spawn(process.execPath, ["--import", "tsx", "scripts/start.ts"], {
     cwd: repoRoot,
-    env: {
-      ...process.env,
-      ...merchant.env,
-      DATABASE_URL: withSchema(TEST_DATABASE_BASE_URL, schema),
-      REDIS_URL: TEST_REDIS_URL,
-      QUEUE_PREFIX: prefix,
-      HOST: "127.0.0.1",
-      PORT: String(port),
-      DASHBOARD_PORT: String(dashboardPort),
-      WORKER_HEALTH_PORT: String(workerHealthPort),
-      WORKER_PROCESSES: "1",
-      DASHBOARD_USERS: `olga:operator:${hashPassword("operator password 1")}`,
-      DASHBOARD_SESSION_SECRET: "test-secret-test-secret-test-secret-0123",
-      ...env,
-    },
+    env: startEnv(ports, env),
     stdio: ["ignore", "pipe", "pipe"],
   });
   runs.push(child);
