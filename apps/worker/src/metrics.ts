@@ -105,7 +105,7 @@ export class WorkerMetrics {
   /** Events stored in PublishOverflow instead of notify.publish (PUBLISH_DIVERTED): the queue held PUBLISH_MAX_WAITING. */
   readonly publishDiverted = new Counter({
     name: "wpn_worker_publish_diverted_total",
-    help: "Events stored in PublishOverflow because notify.publish held PUBLISH_MAX_WAITING waiting jobs (PUBLISH_DIVERTED), by type.",
+    help: "Events stored in PublishOverflow because notify.publish held PUBLISH_MAX_WAITING waiting or delayed jobs (PUBLISH_DIVERTED), by type.",
     labelNames: ["type"] as const,
     registers: [this.registry],
   });

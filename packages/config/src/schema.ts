@@ -368,9 +368,9 @@ const envFields = z.object({
   /** Publish applied business events to the `notify.publish` queue for the merchant's other systems. */
   PUBLISH_EVENTS: bool.default(false),
   /**
-   * Waiting jobs in `notify.publish` at or above which a worker stores a new event in PostgreSQL (`PublishOverflow`)
-   * instead of adding it, and its relay stops moving stored events back: a consumer that takes nothing (missing,
-   * stalled) fills the table, not Redis, whose `maxmemory` the ingress shares (~1.3 KB of Redis per waiting event:
+   * Waiting and delayed (a consumer's retries in their backoff) jobs in `notify.publish` at or above which a worker
+   * stores a new event in PostgreSQL (`PublishOverflow`) instead of adding it, and its relay stops moving stored events
+   * back: a consumer that takes nothing (missing, stalled) or fails everything (its downstream down) fills the table, not Redis, whose `maxmemory` the ingress shares (~1.3 KB of Redis per waiting event:
    * 100,000 ≈ 130 MB). Checked and added in one Redis script, so every worker together never pushes it past this.
    */
   PUBLISH_MAX_WAITING: int(1, 100_000_000).default(100_000),

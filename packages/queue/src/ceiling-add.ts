@@ -12,14 +12,16 @@ import { addStandardJobKeys, captureAddOptions, standardAddLua } from "./bullmq-
  */
 export interface CeilingAdder {
   /**
-   * Adds `entries` in order until `ceiling` jobs wait in the queue (BullMQ's `waiting` count: its wait list). Resolves
+   * Adds `entries` in order until `ceiling` jobs wait in the queue: its wait list (BullMQ 6.7 keeps a paused queue's
+   * jobs there too) and its delayed set — the retries of a consumer that fails every attempt (its downstream down)
+   * wait out their backoff there, leaving the wait list near empty while Redis grows by every new event. Resolves
    * once Redis confirmed, with `placed`: how many entries, from the first, are in the queue now (added, or already
    * there), and `added` of those; the entries from `placed` on were refused, the queue being full.
    */
   add(entries: readonly BulkEntry[], ceiling: number, nowMs: number): Promise<{ placed: number; added: number }>;
 }
 
-// KEYS[1..9] = the queue's keys (addStandardJobKeys; KEYS[1] its wait list).
+// KEYS[1..9] = the queue's keys (addStandardJobKeys; KEYS[1] its wait list, KEYS[6] its delayed set).
 // ARGV[1] = msgpacked options template, ARGV[2] = key prefix of the queue's jobs, ARGV[3] = now (ms), ARGV[4] = ceiling,
 // then per job i: ARGV[2 + 3i] = name, ARGV[3 + 3i] = id, ARGV[4 + 3i] = data (JSON).
 // Answers { entries placed, jobs added }.
@@ -28,11 +30,15 @@ function ceilingLua(): string {
 local add, close = openStandardAdd(ARGV[1], ARGV[2], ARGV[3])
 local ceiling = tonumber(ARGV[4])
 local count = (#ARGV - 4) / 3
+local held = rcall('LLEN', KEYS[1]) + rcall('ZCARD', KEYS[6])
 local placed, added = 0, 0
 for i = 1, count do
   local id = ARGV[3 + 3 * i]
-  if rcall('EXISTS', ARGV[2] .. id) == 0 and rcall('LLEN', KEYS[1]) >= ceiling then break end
-  if add(ARGV[2 + 3 * i], id, ARGV[4 + 3 * i]) == 'added' then added = added + 1 end
+  if rcall('EXISTS', ARGV[2] .. id) == 0 and held >= ceiling then break end
+  if add(ARGV[2 + 3 * i], id, ARGV[4 + 3 * i]) == 'added' then
+    added = added + 1
+    held = held + 1
+  end
   placed = placed + 1
 end
 close()

@@ -60,6 +60,21 @@ describe("createCeilingAdder (real Redis)", () => {
     expect(await waiting()).toBe(3);
   });
 
+  it("counts the consumer's retries waiting out their backoff (delayed) with the waiting jobs", async () => {
+    // A consumer whose downstream is down fails every attempt at once: its jobs leave the wait list for the delayed
+    // set (BullMQ's backoff), the wait list stays near empty, and Redis would grow by every new event for days.
+    await queue.obliterate({ force: true });
+    const adder = createCeilingAdder(queue, redis);
+    for (const id of [randomUUID(), randomUUID()]) {
+      await queue.add("payment.succeeded", { notificationId: id }, { jobId: id, delay: 60_000 });
+    }
+    expect(await adder.add([entry(randomUUID()), entry(randomUUID())], 3, Date.now())).toEqual({
+      placed: 1,
+      added: 1,
+    });
+    expect(await queue.getJobCounts("waiting", "delayed")).toEqual({ waiting: 1, delayed: 2 });
+  });
+
   it("never passes the ceiling when many processes add at once: the count and the add are one step", async () => {
     await queue.obliterate({ force: true });
     const connections = Array.from({ length: 8 }, () => createRedisConnection(TEST_REDIS_URL, "worker"));

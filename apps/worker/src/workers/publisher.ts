@@ -50,7 +50,7 @@ export function eventPublisher(deps: PublisherDeps): (event: PublishEvent) => Pr
     if (stored) deps.metrics.publishDiverted.inc({ type: event.type });
     deps.log.warn(
       { code: "PUBLISH_DIVERTED", notificationId: event.notificationId, type: event.type, stored },
-      `notify.publish holds ${deps.maxWaiting} waiting events (PUBLISH_MAX_WAITING): event kept in PublishOverflow`,
+      `notify.publish holds ${deps.maxWaiting} waiting or delayed events (PUBLISH_MAX_WAITING): event kept in PublishOverflow`,
     );
   };
 }
