@@ -12,10 +12,12 @@ import {
 import { TEST_REDIS_URL } from "@wpn/testing";
 import { type Queue, Worker } from "bullmq";
 import type { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { WorkerMetrics } from "../src/metrics.ts";
 import { PublishRelay } from "../src/publish-relay.ts";
 import { startWorker, type WorkerHandle } from "../src/worker.ts";
+import { eventPublisher } from "../src/workers/publisher.ts";
+import { capturedLog } from "./support/captured-log.ts";
 import { createWorld, quietLog, seedOrder, seedSkus, v3Payment, type World } from "./support/fixtures.ts";
 import { waitFor } from "./support/wait.ts";
 
@@ -168,6 +170,42 @@ describe("relays of many processes", () => {
     } finally {
       await Promise.all([a.close(), b.close()]);
       await publishQueue.obliterate({ force: true });
+    }
+  }, 30_000);
+
+  it("diverting a sale day's events logs one PUBLISH_DIVERTED line per interval, and counts every event", async () => {
+    // 2,000 events a second with no consumer were 2,000 warnings a second: the log, not Redis, filled up.
+    vi.useFakeTimers({ toFake: ["Date"], now: Date.parse("2026-12-04T00:00:00Z") });
+    const { logger, lines } = capturedLog();
+    const connection = createRedisConnection(TEST_REDIS_URL, "worker");
+    const queue = createQueue(QueueName.Publish, connection, world.prefix);
+    const metrics = new WorkerMetrics();
+    try {
+      const publish = eventPublisher({
+        adder: createCeilingAdder(queue, connection),
+        maxWaiting: 1,
+        prisma: world.prisma,
+        log: logger,
+        metrics,
+      });
+      const events = Array.from({ length: 40 }, (_, i) => ({ ...template, notificationId: `flood-${i}` }));
+      for (const event of events.slice(0, 30)) await publish(event);
+      vi.advanceTimersByTime(10_000);
+      for (const event of events.slice(30)) await publish(event);
+      const diverted = lines.map((l) => JSON.parse(l)).filter((l) => l.code === "PUBLISH_DIVERTED");
+      // The first diverted event at once; the next line an interval later, with those left out in between.
+      expect(diverted.map((l) => [l.notificationId, l.suppressed])).toEqual([
+        ["flood-1", 0],
+        ["flood-30", 28],
+      ]);
+      expect(await total(metrics.publishDiverted)).toBe(39);
+      expect(await overflowIds()).toEqual(events.slice(1).map((e) => e.notificationId));
+    } finally {
+      vi.useRealTimers();
+      await world.prisma.publishOverflow.deleteMany();
+      await queue.obliterate({ force: true });
+      await queue.close();
+      await connection.quit();
     }
   }, 30_000);
 

@@ -27,6 +27,9 @@ export interface PublisherDeps {
  * would add (a copy still kept is dropped by BullMQ).
  */
 export function eventPublisher(deps: PublisherDeps): (event: PublishEvent) => Promise<void> {
+  /** Date.now() of the last PUBLISH_DIVERTED line, and the diverted events since that were not logged. */
+  let lastLine = Number.NEGATIVE_INFINITY;
+  let suppressed = 0;
   return async (event) => {
     let answer: { placed: number; added: number };
     try {
@@ -48,9 +51,23 @@ export function eventPublisher(deps: PublisherDeps): (event: PublishEvent) => Pr
     const stored = await storeOverflowEvent(deps.prisma, event.notificationId, event);
     // A re-run's copy of an event already stored is not stored again: not counted.
     if (stored) deps.metrics.publishDiverted.inc({ type: event.type });
+    const now = Date.now();
+    if (now - lastLine < DIVERTED_LOG_INTERVAL_MS) {
+      suppressed += 1;
+      return;
+    }
     deps.log.warn(
-      { code: "PUBLISH_DIVERTED", notificationId: event.notificationId, type: event.type, stored },
+      { code: "PUBLISH_DIVERTED", notificationId: event.notificationId, type: event.type, stored, suppressed },
       `notify.publish holds ${deps.maxWaiting} waiting or delayed events (PUBLISH_MAX_WAITING): event kept in PublishOverflow`,
     );
+    lastLine = now;
+    suppressed = 0;
   };
 }
+
+/**
+ * Least time between two PUBLISH_DIVERTED lines of one process, ms. Once the queue is full every event is diverted —
+ * 2,000 a second on a sale day, one warning each — so a line names one event and `suppressed`, how many were diverted
+ * since the previous line without one; wpn_worker_publish_diverted_total counts each.
+ */
+const DIVERTED_LOG_INTERVAL_MS = 10_000;
