@@ -50,7 +50,10 @@ export class PublishRelay {
     }, this.#o.intervalMs);
   }
 
-  /** Stops the passes, waiting for the one running (its transaction commits or rolls back; no row is lost). */
+  /**
+   * Stops the passes, waiting for the one running to end after its batch in flight (its transaction commits or rolls
+   * back; no row is lost), not for the rows left: a full table would otherwise keep close() for its whole drain.
+   */
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#timer);
@@ -58,8 +61,8 @@ export class PublishRelay {
   }
 
   /**
-   * One pass: moves stored events to notify.publish until none is left to this relay or the queue is full. Resolves
-   * with the number moved; rejects when a step failed (its rows stay, for the next pass).
+   * One pass: moves stored events to notify.publish until none is left to this relay, the queue is full or the relay
+   * closes. Resolves with the number moved; rejects when a step failed (its rows stay, for the next pass).
    */
   async drain(): Promise<number> {
     const { prisma, batchSize, metrics, log } = this.#o;
@@ -74,7 +77,8 @@ export class PublishRelay {
         });
         moved += step.moved;
         metrics.publishDrained.inc(step.moved);
-        if (full || step.moved === 0 || step.locked < batchSize) return moved;
+        // Closing: the batch in flight is committed; the rest waits for the next worker, not for this one's close.
+        if (full || step.moved === 0 || step.locked < batchSize || this.#closed) return moved;
       }
     } finally {
       if (moved > 0) {

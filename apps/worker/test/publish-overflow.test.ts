@@ -173,6 +173,50 @@ describe("relays of many processes", () => {
     }
   }, 30_000);
 
+  it("a relay closing mid-pass stops after the batch in flight, whose rows are deleted whole", async () => {
+    // A worker stopping while 1,000s of rows wait used to run the whole pass (a transaction per 7 rows here, per 100 in
+    // production) before its Redis and PostgreSQL closed: past WORKER_CLOSE_STEP_MS the close went on under it.
+    const events = await storedEvents(70, "closing");
+    const connection = createRedisConnection(TEST_REDIS_URL, "worker");
+    const queue = createQueue(QueueName.Publish, connection, world.prefix);
+    const adder = createCeilingAdder(queue, connection);
+    let closed: Promise<void> | undefined;
+    const relay: PublishRelay = new PublishRelay({
+      prisma: world.prisma,
+      adder: {
+        async add(entries, ceiling, nowMs) {
+          const answer = await adder.add(entries, ceiling, nowMs);
+          // The worker's close() arrives while the first batch is in Redis.
+          closed ??= relay.close();
+          return answer;
+        },
+      },
+      maxWaiting: 10_000,
+      log: quietLog,
+      metrics: new WorkerMetrics(),
+      batchSize: 7,
+      intervalMs: 1,
+    });
+    try {
+      relay.start();
+      await waitFor("close called", async () => closed !== undefined);
+      await closed;
+      expect(await overflowIds()).toEqual(events.slice(7).map((e) => e.notificationId));
+      expect((await publishQueue.getJobs(["waiting"], 0, -1)).map((j) => j.id).sort()).toEqual(
+        events
+          .slice(0, 7)
+          .map((e) => e.notificationId)
+          .sort(),
+      );
+    } finally {
+      await relay.close();
+      await world.prisma.publishOverflow.deleteMany();
+      await queue.obliterate({ force: true });
+      await queue.close();
+      await connection.quit();
+    }
+  }, 30_000);
+
   it("diverting a sale day's events logs one PUBLISH_DIVERTED line per interval, and counts every event", async () => {
     // 2,000 events a second with no consumer were 2,000 warnings a second: the log, not Redis, filled up.
     vi.useFakeTimers({ toFake: ["Date"], now: Date.parse("2026-12-04T00:00:00Z") });
