@@ -1,5 +1,5 @@
 import { moveOverflowEvents, type OverflowRow, type PrismaClient } from "@wpn/db";
-import { type BulkEntry, type CeilingAdder, publishJobName, publishJobSchema } from "@wpn/queue";
+import { type BulkEntry, type CeilingAdder, decodeJob, publishJobName, publishJobSchema } from "@wpn/queue";
 import type { Logger } from "pino";
 import { oneLine } from "./errors.ts";
 import type { WorkerMetrics } from "./metrics.ts";
@@ -33,6 +33,11 @@ export class PublishRelay {
   #timer: NodeJS.Timeout | undefined;
   #pass: Promise<void> | undefined;
   #closed = false;
+  /**
+   * Rows this process reported as not events of their id: each is reported once (it stays until fixed or deleted by
+   * hand, so every pass meets it again). As many as such rows: a handful.
+   */
+  readonly #reported = new Set<bigint>();
 
   constructor(options: PublishRelayOptions) {
     this.#o = options;
@@ -67,18 +72,21 @@ export class PublishRelay {
   async drain(): Promise<number> {
     const { prisma, batchSize, metrics, log } = this.#o;
     let moved = 0;
+    // Ids start at 1. Each step starts after the last row of the one before, so each row is met once per pass.
+    let after = 0n;
     try {
       for (;;) {
         let full = false;
-        const step = await moveOverflowEvents(prisma, batchSize, async (rows) => {
+        const step = await moveOverflowEvents(prisma, batchSize, after, async (rows) => {
           const placed = await this.#place(rows);
           full = placed.full;
           return placed.ids;
         });
         moved += step.moved;
         metrics.publishDrained.inc(step.moved);
+        after = step.lastId ?? after;
         // Closing: the batch in flight is committed; the rest waits for the next worker, not for this one's close.
-        if (full || step.moved === 0 || step.locked < batchSize || this.#closed) return moved;
+        if (full || step.locked < batchSize || this.#closed) return moved;
       }
     } finally {
       if (moved > 0) {
@@ -102,22 +110,25 @@ export class PublishRelay {
   /**
    * Adds `rows` in order while there is room; answers the ids of the rows placed (to delete) and whether the queue
    * was full. A row whose payload is not an event of its own id (edited by hand, or written by a release whose events
-   * this one cannot read) is left in the table and reported (PUBLISH_RELAY_FAILED), not added nor dropped.
+   * this one cannot read) is left in the table and reported once per process (PUBLISH_RELAY_FAILED), not added nor
+   * dropped.
    */
   async #place(rows: readonly OverflowRow[]): Promise<{ ids: bigint[]; full: boolean }> {
     const valid: { row: OverflowRow; entry: BulkEntry }[] = [];
     for (const row of rows) {
-      const parsed = publishJobSchema.safeParse(row.payload);
-      if (parsed.success && parsed.data.notificationId === row.eventId) {
-        valid.push({ row, entry: { name: publishJobName(parsed.data.type), id: row.eventId, data: row.payload } });
+      const decoded = decodeJob(publishJobSchema, row.payload);
+      if (decoded.ok && decoded.value.notificationId === row.eventId) {
+        valid.push({ row, entry: { name: publishJobName(decoded.value.type), id: row.eventId, data: row.payload } });
         continue;
       }
+      if (this.#reported.has(row.id)) continue;
+      this.#reported.add(row.id);
       this.#o.metrics.publishRelayFailures.inc();
       this.#o.log.error(
         {
           code: "PUBLISH_RELAY_FAILED",
           eventId: row.eventId,
-          err: parsed.success ? "payload of another notificationId" : oneLine(parsed.error),
+          err: decoded.ok ? "payload of another notificationId" : decoded.message,
         },
         "stored event is not a publish event of its id; left in PublishOverflow",
       );

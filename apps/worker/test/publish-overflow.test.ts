@@ -173,6 +173,43 @@ describe("relays of many processes", () => {
     }
   }, 30_000);
 
+  it("a batch of unreadable rows at the head does not hold back the events behind it, and each is logged once", async () => {
+    // The oldest `batchSize` rows were locked at every step: rows the relay leaves (not events of their id) filled
+    // the batch, nothing behind them ever moved, and each was logged at error level every second, with err "]".
+    const bad = Array.from({ length: 7 }, (_, i) => `unreadable-${i}`);
+    for (const id of bad) await storeOverflowEvent(world.prisma, id, { notificationId: id });
+    const good = await storedEvents(3, "behind");
+    const { logger, lines } = capturedLog();
+    const connection = createRedisConnection(TEST_REDIS_URL, "worker");
+    const queue = createQueue(QueueName.Publish, connection, world.prefix);
+    const relay = new PublishRelay({
+      prisma: world.prisma,
+      adder: createCeilingAdder(queue, connection),
+      maxWaiting: 10_000,
+      log: logger,
+      metrics: new WorkerMetrics(),
+      batchSize: 7,
+      intervalMs: 1_000,
+    });
+    try {
+      expect(await relay.drain()).toBe(3);
+      expect(await overflowIds()).toEqual(bad);
+      expect((await publishQueue.getJobs(["waiting"], 0, -1)).map((j) => j.id).sort()).toEqual(
+        good.map((e) => e.notificationId).sort(),
+      );
+      expect(await relay.drain()).toBe(0);
+      const failed = lines.map((l) => JSON.parse(l)).filter((l) => l.code === "PUBLISH_RELAY_FAILED");
+      expect(failed.map((l) => l.eventId)).toEqual(bad);
+      expect(failed[0]?.err).toMatch(/^payload version undefined is not one of/);
+    } finally {
+      await relay.close();
+      await world.prisma.publishOverflow.deleteMany();
+      await queue.obliterate({ force: true });
+      await queue.close();
+      await connection.quit();
+    }
+  }, 30_000);
+
   it("a relay closing mid-pass stops after the batch in flight, whose rows are deleted whole", async () => {
     // A worker stopping while 1,000s of rows wait used to run the whole pass (a transaction per 7 rows here, per 100 in
     // production) before its Redis and PostgreSQL closed: past WORKER_CLOSE_STEP_MS the close went on under it.

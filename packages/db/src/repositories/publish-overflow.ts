@@ -27,16 +27,18 @@ export async function storeOverflowEvent(
 
 /**
  * Where `moveOverflowEvents` got: `locked` rows taken (oldest first, none that another transaction holds), of which
- * `moved` were deleted because `add` placed them.
+ * `moved` were deleted because `add` placed them; `lastId`, the newest locked (null: none), where the next step starts.
  */
 export interface OverflowMove {
   locked: number;
   moved: number;
+  lastId: bigint | null;
 }
 
 /**
- * One step of the relay, in one transaction: locks up to `limit` of the oldest rows no other transaction holds
- * (FOR UPDATE SKIP LOCKED: relays of many processes take disjoint rows, and none waits for another), hands them to
+ * One step of the relay, in one transaction: locks up to `limit` of the oldest rows after `afterId` no other
+ * transaction holds (FOR UPDATE SKIP LOCKED: relays of many processes take disjoint rows, and none waits for another;
+ * `afterId`: the previous step's `lastId`, so rows `add` leaves do not fill every step of a pass), hands them to
  * `add`, which answers the ids of the rows it placed (its promise resolves only once they are), and deletes those.
  * A failure anywhere — `add`'s, the delete's, the commit's — leaves every row in place: the next step takes them again
  * and `add` must then find the ones it had placed (the job id is the event id), not place them twice.
@@ -44,18 +46,20 @@ export interface OverflowMove {
 export async function moveOverflowEvents(
   prisma: PrismaClient,
   limit: number,
+  afterId: bigint,
   add: (rows: readonly OverflowRow[]) => Promise<readonly bigint[]>,
 ): Promise<OverflowMove> {
   return prisma.$transaction(async (tx) => {
     const rows = await tx.$queryRaw<OverflowRow[]>`
-      SELECT "id", "eventId", "payload" FROM "PublishOverflow" ORDER BY "id" LIMIT ${limit} FOR UPDATE SKIP LOCKED`;
-    if (rows.length === 0) return { locked: 0, moved: 0 };
+      SELECT "id", "eventId", "payload" FROM "PublishOverflow" WHERE "id" > ${afterId}
+      ORDER BY "id" LIMIT ${limit} FOR UPDATE SKIP LOCKED`;
+    if (rows.length === 0) return { locked: 0, moved: 0, lastId: null };
     const placed = await add(rows);
     const moved =
       placed.length === 0
         ? 0
         : await tx.$executeRaw`DELETE FROM "PublishOverflow" WHERE "id" = ANY(${[...placed]}::bigint[])`;
-    return { locked: rows.length, moved };
+    return { locked: rows.length, moved, lastId: rows.at(-1)?.id ?? null };
   });
 }
 
