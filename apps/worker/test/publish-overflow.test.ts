@@ -173,6 +173,25 @@ describe("relays of many processes", () => {
     }
   }, 30_000);
 
+  it("a row whose job was completed and removed meanwhile is added again: at least once, not exactly once", async () => {
+    // A relay added the event and died (or its transaction expired, 5 s) before its delete committed; the consumer
+    // took the job and BullMQ removed it (removeOnComplete: after 1 h, or once 10,000 newer jobs completed — 5 s at
+    // 2,000 events/s). The job id no longer finds it: the event is delivered a second time.
+    const [event] = await storedEvents(1, "again");
+    const r = await relayProcess(10_000);
+    try {
+      const first = await publishQueue.add(publishJobName("payment.succeeded"), event, { jobId: "again-0" });
+      await first.remove();
+      const asked = await addsAsked();
+      expect(await r.relay.drain()).toBe(1);
+      expect(await addsAsked()).toBe(asked + 1);
+      expect(await publishQueue.getJobState("again-0")).toBe("waiting");
+    } finally {
+      await r.close();
+      await publishQueue.obliterate({ force: true });
+    }
+  }, 30_000);
+
   it("a batch of unreadable rows at the head does not hold back the events behind it, and each is logged once", async () => {
     // The oldest `batchSize` rows were locked at every step: rows the relay leaves (not events of their id) filled
     // the batch, nothing behind them ever moved, and each was logged at error level every second, with err "]".
