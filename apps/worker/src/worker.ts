@@ -153,7 +153,7 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
     metrics.readPublishOverflowRows(async () => {
       try {
         return await withTimeout(
-          countOverflowEvents(db.prisma),
+          countOverflowEvents(db.prisma, PUBLISH_JOBS_READ_MS),
           PUBLISH_JOBS_READ_MS,
           `no answer within ${PUBLISH_JOBS_READ_MS} ms`,
         );

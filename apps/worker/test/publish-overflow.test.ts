@@ -1,4 +1,4 @@
-import { storeOverflowEvent } from "@wpn/db";
+import { countOverflowEvents, storeOverflowEvent } from "@wpn/db";
 import {
   createCeilingAdder,
   createQueue,
@@ -104,6 +104,38 @@ describe("notify.publish with no consumer", () => {
       await consumer.close();
       await (consumer.opts.connection as Redis).quit();
     }
+  }, 30_000);
+});
+
+describe("wpn_worker_publish_overflow_rows", () => {
+  it("PostgreSQL gives up on the count at the scrape's bound, not 30 s later", async () => {
+    // The scrape stopped waiting after 1 s, but the count(*) went on holding a pooled connection — the apply stage's —
+    // until the 30 s statement_timeout: a table of millions of rows (or a lock on it) took one per scrape and process.
+    let release: () => void = () => undefined;
+    const locked = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let held: () => void = () => undefined;
+    const holding = new Promise<void>((resolve) => {
+      held = resolve;
+    });
+    const lock = world.prisma.$transaction(async (tx) => {
+      await tx.$executeRaw`LOCK TABLE "PublishOverflow" IN ACCESS EXCLUSIVE MODE`;
+      held();
+      await locked;
+    });
+    try {
+      await holding;
+      const started = Date.now();
+      const timer = setTimeout(release, 3_000);
+      await expect(countOverflowEvents(world.prisma, 300)).rejects.toThrow(/statement timeout/);
+      clearTimeout(timer);
+      expect(Date.now() - started).toBeLessThan(2_000);
+    } finally {
+      release();
+      await lock;
+    }
+    expect(await countOverflowEvents(world.prisma, 1_000)).toBe(await world.prisma.publishOverflow.count());
   }, 30_000);
 });
 

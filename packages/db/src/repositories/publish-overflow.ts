@@ -63,7 +63,16 @@ export async function moveOverflowEvents(
   });
 }
 
-/** Rows in the table (wpn_worker_publish_overflow_rows). */
-export async function countOverflowEvents(prisma: PrismaClient): Promise<number> {
-  return prisma.publishOverflow.count();
+/**
+ * Rows in the table (wpn_worker_publish_overflow_rows), or a statement-timeout error after `timeoutMs`. The bound is
+ * PostgreSQL's (SET LOCAL statement_timeout), not only its caller's: a count(*) of millions of rows, or one waiting on
+ * a lock of the table, would otherwise run on — holding a pooled connection — until the pool's 30 s statement_timeout,
+ * one more per scrape and process, long after the scrape stopped waiting.
+ */
+export async function countOverflowEvents(prisma: PrismaClient, timeoutMs: number): Promise<number> {
+  return prisma.$transaction(async (tx) => {
+    await tx.$executeRawUnsafe(`SET LOCAL statement_timeout = ${Math.max(1, Math.trunc(timeoutMs))}`);
+    const [row] = await tx.$queryRaw<{ rows: bigint }[]>`SELECT count(*) AS "rows" FROM "PublishOverflow"`;
+    return Number(row?.rows ?? 0n);
+  });
 }
