@@ -88,7 +88,13 @@ export class PublishRelay {
         metrics.publishDrained.inc(step.moved);
         after = step.lastId ?? after;
         // Closing: the batch in flight is committed; the rest waits for the next worker, not for this one's close.
-        if (full || step.locked < batchSize || this.#closed) return moved;
+        if (full || this.#closed) return moved;
+        if (step.locked < batchSize) {
+          // Every row was offered room (but those another relay holds, which it offers): new events need not wait
+          // behind stored ones any more (createCeilingAdder). Rows it leaves (not events of their id) do not count.
+          await this.#o.adder.storedDrained();
+          return moved;
+        }
       }
     } finally {
       if (moved > 0) {
@@ -139,6 +145,7 @@ export class PublishRelay {
       valid.map((v) => v.entry),
       this.#o.maxWaiting,
       Date.now(),
+      "stored",
     );
     return { ids: valid.slice(0, placed).map((v) => v.row.id), full: placed < valid.length };
   }

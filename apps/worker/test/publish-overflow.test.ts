@@ -205,6 +205,46 @@ describe("relays of many processes", () => {
     }
   }, 30_000);
 
+  it("new events queue behind the stored ones until the relay moved them all back", async () => {
+    const [e0, e1, e2, e3, e4] = Array.from({ length: 5 }, (_, i) => ({ ...template, notificationId: `behind-${i}` }));
+    const r = await relayProcess(2);
+    const connection = createRedisConnection(TEST_REDIS_URL, "worker");
+    const queue = createQueue(QueueName.Publish, connection, world.prefix);
+    const publish = eventPublisher({
+      adder: createCeilingAdder(queue, connection),
+      maxWaiting: 2,
+      prisma: world.prisma,
+      log: quietLog,
+      metrics: new WorkerMetrics(),
+    });
+    const take = async (id: string) => (await publishQueue.getJob(id))?.remove();
+    try {
+      for (const event of [e0, e1, e2]) await publish(event as PublishEvent);
+      expect(await overflowIds()).toEqual(["behind-2"]);
+      // The consumer frees a slot: the stored event gets it, not the next new one.
+      await take("behind-0");
+      await publish(e3 as PublishEvent);
+      expect(await overflowIds()).toEqual(["behind-2", "behind-3"]);
+      expect(await r.relay.drain()).toBe(1);
+      await take("behind-1");
+      await take("behind-2");
+      expect(await r.relay.drain()).toBe(1);
+      // All back: a new event with room goes to the queue again.
+      await publish(e4 as PublishEvent);
+      expect(await overflowIds()).toEqual([]);
+      expect((await publishQueue.getJobs(["waiting"], 0, -1)).map((j) => j.id).sort()).toEqual([
+        "behind-3",
+        "behind-4",
+      ]);
+    } finally {
+      await r.close();
+      await world.prisma.publishOverflow.deleteMany();
+      await publishQueue.obliterate({ force: true });
+      await queue.close();
+      await connection.quit();
+    }
+  }, 30_000);
+
   it("a row whose job was completed and removed meanwhile is added again: at least once, not exactly once", async () => {
     // A relay added the event and died (or its transaction expired, 5 s) before its delete committed; the consumer
     // took the job and BullMQ removed it (removeOnComplete: after 1 h, or once 10,000 newer jobs completed — 5 s at
@@ -272,12 +312,13 @@ describe("relays of many processes", () => {
     const relay: PublishRelay = new PublishRelay({
       prisma: world.prisma,
       adder: {
-        async add(entries, ceiling, nowMs) {
-          const answer = await adder.add(entries, ceiling, nowMs);
+        async add(entries, ceiling, nowMs, origin) {
+          const answer = await adder.add(entries, ceiling, nowMs, origin);
           // The worker's close() arrives while the first batch is in Redis.
           closed ??= relay.close();
           return answer;
         },
+        storedDrained: () => adder.storedDrained(),
       },
       maxWaiting: 10_000,
       log: quietLog,

@@ -16,8 +16,9 @@ export interface PublisherDeps {
 
 /**
  * The apply stage's `publish` (PUBLISH_EVENTS=true): adds the event of a committed effect to notify.publish under its
- * notification id, or — when PUBLISH_MAX_WAITING jobs already wait there — stores it in PublishOverflow
- * (PUBLISH_DIVERTED), whence the relay adds it once there is room (publish-relay.ts).
+ * notification id, or — when PUBLISH_MAX_WAITING jobs already wait there, or events it turned away are not all back
+ * yet (createCeilingAdder: new events queue behind them) — stores it in PublishOverflow (PUBLISH_DIVERTED), whence
+ * the relay adds it once there is room (publish-relay.ts).
  *
  * After the effect's commit, as the add was: the payment statement is shared by a batch of jobs, and whether there is
  * room is Redis's answer at that moment. No event is lost in between: a failed add (QUEUE_UNAVAILABLE, retried) or
@@ -37,6 +38,7 @@ export function eventPublisher(deps: PublisherDeps): (event: PublishEvent) => Pr
         [{ name: publishJobName(event.type), id: event.notificationId, data: event }],
         deps.maxWaiting,
         Date.now(),
+        "new",
       );
     } catch (error) {
       throw WorkerError.of("QUEUE_UNAVAILABLE", `enqueue of an event to notify.publish failed: ${oneLine(error)}`, {
@@ -58,7 +60,7 @@ export function eventPublisher(deps: PublisherDeps): (event: PublishEvent) => Pr
     }
     deps.log.warn(
       { code: "PUBLISH_DIVERTED", notificationId: event.notificationId, type: event.type, stored, suppressed },
-      `notify.publish holds ${deps.maxWaiting} waiting or delayed events (PUBLISH_MAX_WAITING): event kept in PublishOverflow`,
+      `notify.publish holds ${deps.maxWaiting} waiting or delayed events (PUBLISH_MAX_WAITING), or stored events wait for room before it: event kept in PublishOverflow`,
     );
     lastLine = now;
     suppressed = 0;
