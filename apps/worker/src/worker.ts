@@ -377,6 +377,9 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
       // Paused Workers close like running ones (no job is taken; the ones still running get the grace below).
       outage.close();
       redisOutage.close();
+      // No pass starts from now on, whichever way the close goes (a grace that runs out skips the steps below): one
+      // every second on the closed pool would fail until the process exits, forever for a process that embeds it.
+      const relayClosed = relay?.close() ?? Promise.resolve();
       const started = Date.now();
       /** Each closing step after the jobs' grace gets a bounded wait: a hanging one is logged, not waited for. */
       const step = (what: string, promise: Promise<unknown>) =>
@@ -394,7 +397,7 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
           `jobs still running or dead letters still being written after ${config.WORKER_SHUTDOWN_TIMEOUT_MS} ms`,
         );
         // A pass running commits or rolls back before Redis and PostgreSQL close: its rows stay or are deleted whole.
-        await step("publish relay", relay?.close() ?? Promise.resolve());
+        await step("publish relay", relayClosed);
         await step("queues", Promise.all(queues.map((q) => q.close())));
         await step("redis", redis.quit());
       } catch (error) {

@@ -23,7 +23,11 @@ it("close() returns within about WORKER_SHUTDOWN_TIMEOUT_MS even when a job is s
   await seedSkus(world.prisma, { A: 100 });
   const otn = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
   const { logger, lines } = capturedLog();
-  const worker = await startWorker(world.config({ WORKER_SHUTDOWN_TIMEOUT_MS: "1000" }), { logger, healthPort: 0 });
+  // With PUBLISH_EVENTS, so that the PublishOverflow relay runs and must stop too.
+  const worker = await startWorker(world.config({ WORKER_SHUTDOWN_TIMEOUT_MS: "1000", PUBLISH_EVENTS: "true" }), {
+    logger,
+    healthPort: 0,
+  });
   const parseQueue = createQueue(QueueName.Parse, redis, world.prefix);
   const applyQueue = createQueue(QueueName.Apply, redis, world.prefix);
 
@@ -59,6 +63,9 @@ it("close() returns within about WORKER_SHUTDOWN_TIMEOUT_MS even when a job is s
   expect(lines.some((l) => l.includes('"SHUTDOWN_TIMEOUT"'))).toBe(true);
   // 1 s of grace, then each closing step at most 1 s (PostgreSQL's is the one still in a statement).
   expect(took).toBeLessThan(4_000);
+  // The relay stopped with the rest: a pass every second on the closed pool would fail from now on.
+  await new Promise((r) => setTimeout(r, 1_500));
+  expect(lines.filter((l) => l.includes('"PUBLISH_RELAY_FAILED"'))).toEqual([]);
 
   // The abandoned job's lock lapses; a new worker re-runs it, and the payment is applied once.
   const next = await startWorker(world.config({ WORKER_LOCK_DURATION_MS: "1000", WORKER_STALLED_INTERVAL_MS: "500" }), {
