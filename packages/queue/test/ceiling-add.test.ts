@@ -80,6 +80,23 @@ describe("createCeilingAdder (real Redis)", () => {
     expect(await queue.getJobCounts("waiting", "delayed")).toEqual({ waiting: 1, delayed: 2 });
   });
 
+  it("holds while the queue is paused: BullMQ 6.7 keeps a paused queue's jobs in its wait list", async () => {
+    await emptyQueue();
+    await queue.pause();
+    try {
+      const adder = createCeilingAdder(queue, redis);
+      expect(await adder.add([entry(randomUUID()), entry(randomUUID())], 1, Date.now(), "new")).toEqual({
+        placed: 1,
+        added: 1,
+      });
+      expect(await redis.llen(queue.keys.wait ?? "")).toBe(1);
+      expect(await queue.getJobCounts("waiting")).toEqual({ waiting: 1 });
+      expect(await queue.isPaused()).toBe(true);
+    } finally {
+      await queue.resume();
+    }
+  });
+
   it("once it turned an event away, a new event waits behind it until the relay moved the turned-away ones back", async () => {
     // With a consumer slower than the traffic, each slot it freed went to the next new event, before the relay's next
     // pass (every second): the events turned away waited until the traffic fell, hours on a sale day.
