@@ -40,6 +40,9 @@ export class PublishRelay {
    * hand, so every pass meets it again). As many as such rows: a handful.
    */
   readonly #reported = new Set<bigint>();
+  /** Date.now() of the last failed pass's line, and the failed passes since that were not logged. */
+  #lastFailureLine = Number.NEGATIVE_INFINITY;
+  #suppressedFailures = 0;
 
   constructor(options: PublishRelayOptions) {
     this.#o = options;
@@ -106,12 +109,21 @@ export class PublishRelay {
   async #tick(): Promise<void> {
     try {
       await this.drain();
+      // A pass went through: the next failure is a new outage's first, logged at once.
+      this.#lastFailureLine = Number.NEGATIVE_INFINITY;
     } catch (error) {
       this.#o.metrics.publishRelayFailures.inc();
+      const now = Date.now();
+      if (now - this.#lastFailureLine < RELAY_FAILED_LOG_INTERVAL_MS) {
+        this.#suppressedFailures += 1;
+        return;
+      }
       this.#o.log.warn(
-        { code: "PUBLISH_RELAY_FAILED", err: oneLine(error) },
+        { code: "PUBLISH_RELAY_FAILED", err: oneLine(error), suppressed: this.#suppressedFailures },
         "PublishOverflow relay pass failed; its rows stay for the next pass",
       );
+      this.#lastFailureLine = now;
+      this.#suppressedFailures = 0;
     }
   }
 
@@ -150,3 +162,10 @@ export class PublishRelay {
     return { ids: valid.slice(0, placed).map((v) => v.row.id), full: placed < valid.length };
   }
 }
+
+/**
+ * Least time between two lines of failed passes, ms. While PostgreSQL or Redis refuses connections every pass fails at
+ * once, a second apart: a line names one failure and `suppressed`, the failed passes since the previous line without
+ * one; wpn_worker_publish_relay_failures_total counts each.
+ */
+const RELAY_FAILED_LOG_INTERVAL_MS = 10_000;

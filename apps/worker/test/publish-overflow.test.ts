@@ -301,6 +301,40 @@ describe("relays of many processes", () => {
     }
   }, 30_000);
 
+  it("a relay failing every pass (PostgreSQL or Redis down) logs one PUBLISH_RELAY_FAILED per interval, counts each", async () => {
+    // A pass a second per process, each failing at once (a refused connection), was a warning a second per process
+    // for the whole outage.
+    await storedEvents(1, "outage");
+    const { logger, lines } = capturedLog();
+    const metrics = new WorkerMetrics();
+    const relay = new PublishRelay({
+      prisma: world.prisma,
+      adder: {
+        add: async () => {
+          throw new Error("connect ECONNREFUSED 127.0.0.1:6379");
+        },
+        storedDrained: async () => undefined,
+      },
+      maxWaiting: 10_000,
+      log: logger,
+      metrics,
+      batchSize: 7,
+      intervalMs: 1,
+    });
+    try {
+      relay.start();
+      await waitFor("20 failed passes", async () => (await total(metrics.publishRelayFailures)) >= 20);
+      await relay.close();
+      const failed = lines.map((l) => JSON.parse(l)).filter((l) => l.code === "PUBLISH_RELAY_FAILED");
+      expect(failed).toHaveLength(1);
+      expect(failed[0]).toMatchObject({ err: "connect ECONNREFUSED 127.0.0.1:6379", suppressed: 0 });
+      expect(await overflowIds()).toEqual(["outage-0"]);
+    } finally {
+      await relay.close();
+      await world.prisma.publishOverflow.deleteMany();
+    }
+  }, 30_000);
+
   it("a relay closing mid-pass stops after the batch in flight, whose rows are deleted whole", async () => {
     // A worker stopping while 1,000s of rows wait used to run the whole pass (a transaction per 7 rows here, per 100 in
     // production) before its Redis and PostgreSQL closed: past WORKER_CLOSE_STEP_MS the close went on under it.
