@@ -116,7 +116,10 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
     // kept-alive connections between requests keep Node's keep-alive timeout.
     connectionTimeout: CLIENT_TIMEOUT_MS,
     requestTimeout: CLIENT_TIMEOUT_MS,
-    http: { connectionsCheckingInterval: 2_000, headersTimeout: CLIENT_TIMEOUT_MS },
+    // requireHostHeader: Node answers an HTTP/1.1 request without Host 400 with an empty body itself, past both the
+    // client-error handler and the routes — unlogged and uncounted. Host carries nothing the ingress uses (a
+    // notification is authenticated by its signature), so such a request is routed and checked like any other.
+    http: { connectionsCheckingInterval: 2_000, headersTimeout: CLIENT_TIMEOUT_MS, requireHostHeader: false },
     clientErrorHandler: createClientErrorHandler(logger, requestCounter(metrics)),
     frameworkErrors: (error, request, reply) => handleRouterError(error, request, reply, countOutsideRoutes),
   });

@@ -33,11 +33,12 @@ function resignedAt(timestamp: string) {
 async function postOverHttp(
   n: { headers: Record<string, string>; body: Buffer | string },
   extra: Record<string, string>,
+  { host = true } = {},
 ): Promise<{ statusCode: number; body: string }> {
   if (!f.app.server.listening) await f.app.listen({ host: "127.0.0.1", port: 0 });
   const { port } = f.app.server.address() as AddressInfo;
   // With a raw list Node adds no framing header of its own.
-  const length = ["Host", `127.0.0.1:${port}`, "Content-Length", String(Buffer.byteLength(n.body))];
+  const length = [...(host ? ["Host", `127.0.0.1:${port}`] : []), "Content-Length", String(Buffer.byteLength(n.body))];
   const lines = [...Object.entries(n.headers), ...Object.entries(extra)].flat().concat(length);
   return new Promise((resolve, reject) => {
     const req = request(`http://127.0.0.1:${port}/notify/v3`, { method: "POST", headers: lines }, (res) => {
@@ -80,6 +81,13 @@ describe("APIv3 wire probes: each signature header sent twice, the second line i
 });
 
 describe("APIv3 wire probes", () => {
+  it("an HTTP/1.1 notification without a Host header is verified like any other: 204 (Host carries nothing we use)", async () => {
+    const n = signedV3(f.merchant);
+    const response = await postOverHttp(n, {}, { host: false });
+    expect(response).toEqual({ statusCode: 204, body: "" });
+    expect(await f.queue.getJob(n.jobId)).toBeDefined();
+  });
+
   it("header names in odd case are the same headers: 204", async () => {
     const n = signedV3(f.merchant);
     const headers = Object.fromEntries(
