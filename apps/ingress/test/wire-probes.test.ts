@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { request } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, connect } from "node:net";
 import { buildV2Xml, buildV3Message, signV2, signV3Message } from "@wpn/wechatpay";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createIngressFixture, type IngressFixture, post, signedV3 } from "./support/fixture.ts";
@@ -81,6 +81,30 @@ describe("APIv3 wire probes: each signature header sent twice, the second line i
 });
 
 describe("APIv3 wire probes", () => {
+  it("Content-Length and Transfer-Encoding together (a smuggling attempt) are refused by Node: 400 HTTP_INVALID, nothing queued", async () => {
+    if (!f.app.server.listening) await f.app.listen({ host: "127.0.0.1", port: 0 });
+    const { port } = f.app.server.address() as AddressInfo;
+    const n = signedV3(f.merchant);
+    const head = Object.entries(n.headers)
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join("");
+    const chunked = `${n.body.length.toString(16)}\r\n${n.body.toString("utf8")}\r\n0\r\n\r\n`;
+    const wire = `POST /notify/v3 HTTP/1.1\r\nHost: x\r\n${head}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n${chunked}`;
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = connect(port, "127.0.0.1", () => socket.end(wire));
+      let text = "";
+      socket.setEncoding("utf8");
+      socket.on("data", (c: string) => {
+        text += c;
+      });
+      socket.on("close", () => resolve(text));
+      socket.on("error", reject);
+    });
+    expect(answer.split("\r\n")[0]).toBe("HTTP/1.1 400 Bad Request");
+    expect(answer).toContain("HTTP_INVALID");
+    expect(await f.queue.getJob(n.jobId)).toBeUndefined();
+  });
+
   it("an HTTP/1.1 notification without a Host header is verified like any other: 204 (Host carries nothing we use)", async () => {
     const n = signedV3(f.merchant);
     const response = await postOverHttp(n, {}, { host: false });
