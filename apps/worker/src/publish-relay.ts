@@ -2,6 +2,7 @@ import { moveOverflowEvents, type OverflowRow, type PrismaClient } from "@wpn/db
 import { type BulkEntry, type CeilingAdder, decodeJob, publishJobName, publishJobSchema } from "@wpn/queue";
 import type { Logger } from "pino";
 import { oneLine } from "./errors.ts";
+import { LogThrottle } from "./log-throttle.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 
 export interface PublishRelayOptions {
@@ -40,9 +41,7 @@ export class PublishRelay {
    * hand, so every pass meets it again). As many as such rows: a handful.
    */
   readonly #reported = new Set<bigint>();
-  /** Date.now() of the last failed pass's line, and the failed passes since that were not logged. */
-  #lastFailureLine = Number.NEGATIVE_INFINITY;
-  #suppressedFailures = 0;
+  readonly #failureLines = new LogThrottle(RELAY_FAILED_LOG_INTERVAL_MS);
 
   constructor(options: PublishRelayOptions) {
     this.#o = options;
@@ -110,20 +109,15 @@ export class PublishRelay {
     try {
       await this.drain();
       // A pass went through: the next failure is a new outage's first, logged at once.
-      this.#lastFailureLine = Number.NEGATIVE_INFINITY;
+      this.#failureLines.reset();
     } catch (error) {
       this.#o.metrics.publishRelayFailures.inc();
-      const now = Date.now();
-      if (now - this.#lastFailureLine < RELAY_FAILED_LOG_INTERVAL_MS) {
-        this.#suppressedFailures += 1;
-        return;
-      }
+      const suppressed = this.#failureLines.take();
+      if (suppressed === undefined) return;
       this.#o.log.warn(
-        { code: "PUBLISH_RELAY_FAILED", err: oneLine(error), suppressed: this.#suppressedFailures },
+        { code: "PUBLISH_RELAY_FAILED", err: oneLine(error), suppressed },
         "PublishOverflow relay pass failed; its rows stay for the next pass",
       );
-      this.#lastFailureLine = now;
-      this.#suppressedFailures = 0;
     }
   }
 

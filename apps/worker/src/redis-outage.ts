@@ -1,6 +1,7 @@
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { oneLine } from "./errors.ts";
+import { LogThrottle } from "./log-throttle.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 
 /**
@@ -60,10 +61,10 @@ export class RedisOutageLog {
   /** Date.now() of the outage's first failure; null: no outage. */
   #since: number | null = null;
   #lastFailure = 0;
-  #lastLine = 0;
-  /** Failures of this outage, and those of them since the last line that were not logged. */
+  /** Failures of this outage. */
   #failures = 0;
-  #suppressed = 0;
+  /** Its REDIS_ERROR lines; the first failure of an outage is always logged. */
+  readonly #lines = new LogThrottle(REDIS_ERROR_REPEAT_MS);
   #checking = false;
   #closed = false;
 
@@ -81,16 +82,11 @@ export class RedisOutageLog {
     this.#failures = this.#since === null ? 1 : this.#failures + 1;
     if (this.#since === null) {
       this.#since = now;
-    } else if (now - this.#lastLine < REDIS_ERROR_REPEAT_MS) {
-      this.#suppressed++;
-      return;
+      this.#lines.reset();
     }
-    this.#log.warn(
-      { code: "REDIS_ERROR", source, err: oneLine(error), suppressed: this.#suppressed },
-      "redis connection error",
-    );
-    this.#lastLine = now;
-    this.#suppressed = 0;
+    const suppressed = this.#lines.take(now);
+    if (suppressed === undefined) return;
+    this.#log.warn({ code: "REDIS_ERROR", source, err: oneLine(error), suppressed }, "redis connection error");
     if (!this.#checking) void this.#checkRecovered();
   }
 
@@ -121,7 +117,6 @@ export class RedisOutageLog {
           "Redis answers again",
         );
         this.#since = null;
-        this.#suppressed = 0;
       }
     } finally {
       this.#checking = false;

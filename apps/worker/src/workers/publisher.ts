@@ -2,6 +2,7 @@ import { type PrismaClient, storeOverflowEvent } from "@wpn/db";
 import { type CeilingAdder, type PublishEvent, publishJobName } from "@wpn/queue";
 import type { Logger } from "pino";
 import { oneLine, WorkerError } from "../errors.ts";
+import { LogThrottle } from "../log-throttle.ts";
 import type { WorkerMetrics } from "../metrics.ts";
 
 export interface PublisherDeps {
@@ -28,9 +29,7 @@ export interface PublisherDeps {
  * would add (a copy still kept is dropped by BullMQ).
  */
 export function eventPublisher(deps: PublisherDeps): (event: PublishEvent) => Promise<void> {
-  /** Date.now() of the last PUBLISH_DIVERTED line, and the diverted events since that were not logged. */
-  let lastLine = Number.NEGATIVE_INFINITY;
-  let suppressed = 0;
+  const divertedLines = new LogThrottle(DIVERTED_LOG_INTERVAL_MS);
   return async (event) => {
     let answer: { placed: number; added: number };
     try {
@@ -53,17 +52,12 @@ export function eventPublisher(deps: PublisherDeps): (event: PublishEvent) => Pr
     const stored = await storeOverflowEvent(deps.prisma, event.notificationId, event);
     // A re-run's copy of an event already stored is not stored again: not counted.
     if (stored) deps.metrics.publishDiverted.inc({ type: event.type });
-    const now = Date.now();
-    if (now - lastLine < DIVERTED_LOG_INTERVAL_MS) {
-      suppressed += 1;
-      return;
-    }
+    const suppressed = divertedLines.take();
+    if (suppressed === undefined) return;
     deps.log.warn(
       { code: "PUBLISH_DIVERTED", notificationId: event.notificationId, type: event.type, stored, suppressed },
       `notify.publish holds ${deps.maxWaiting} waiting or delayed events (PUBLISH_MAX_WAITING), or stored events wait for room before it: event kept in PublishOverflow`,
     );
-    lastLine = now;
-    suppressed = 0;
   };
 }
 
