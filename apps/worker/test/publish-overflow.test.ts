@@ -1,5 +1,6 @@
 import { countOverflowEvents, storeOverflowEvent } from "@wpn/db";
 import {
+  type CeilingAdder,
   createCeilingAdder,
   createQueue,
   createRedisConnection,
@@ -12,6 +13,7 @@ import {
 import { TEST_REDIS_URL } from "@wpn/testing";
 import { type Queue, Worker } from "bullmq";
 import type { Redis } from "ioredis";
+import type { Logger } from "pino";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { WorkerMetrics } from "../src/metrics.ts";
 import { PublishRelay } from "../src/publish-relay.ts";
@@ -141,18 +143,26 @@ describe("wpn_worker_publish_overflow_rows", () => {
 
 describe("relays of many processes", () => {
   /** A relay as another worker process runs one: its own connection and queue. */
-  async function relayProcess(maxWaiting: number) {
+  /**
+   * A relay as a worker process runs one, on a connection of its own (7 rows a batch). `adder` wraps the real one
+   * (a fault, a close mid-pass); `log` and `intervalMs` as the test needs.
+   */
+  async function relayProcess(
+    maxWaiting: number,
+    options: { log?: Logger; intervalMs?: number; adder?: (real: CeilingAdder) => CeilingAdder } = {},
+  ) {
     const connection = createRedisConnection(TEST_REDIS_URL, "worker");
     const queue = createQueue(QueueName.Publish, connection, world.prefix);
     const metrics = new WorkerMetrics();
+    const real = createCeilingAdder(queue, connection);
     const relay = new PublishRelay({
       prisma: world.prisma,
-      adder: createCeilingAdder(queue, connection),
+      adder: options.adder ? options.adder(real) : real,
       maxWaiting,
-      log: quietLog,
+      log: options.log ?? quietLog,
       metrics,
       batchSize: 7,
-      intervalMs: 1_000,
+      intervalMs: options.intervalMs ?? 1_000,
     });
     return {
       relay,
@@ -271,17 +281,7 @@ describe("relays of many processes", () => {
     for (const id of bad) await storeOverflowEvent(world.prisma, id, { notificationId: id });
     const good = await storedEvents(3, "behind");
     const { logger, lines } = capturedLog();
-    const connection = createRedisConnection(TEST_REDIS_URL, "worker");
-    const queue = createQueue(QueueName.Publish, connection, world.prefix);
-    const relay = new PublishRelay({
-      prisma: world.prisma,
-      adder: createCeilingAdder(queue, connection),
-      maxWaiting: 10_000,
-      log: logger,
-      metrics: new WorkerMetrics(),
-      batchSize: 7,
-      intervalMs: 1_000,
-    });
+    const { relay, close } = await relayProcess(10_000, { log: logger });
     try {
       expect(await relay.drain()).toBe(3);
       expect(await overflowIds()).toEqual(bad);
@@ -293,11 +293,9 @@ describe("relays of many processes", () => {
       expect(failed.map((l) => l.eventId)).toEqual(bad);
       expect(failed[0]?.err).toMatch(/^payload version undefined is not one of/);
     } finally {
-      await relay.close();
+      await close();
       await world.prisma.publishOverflow.deleteMany();
-      await queue.obliterate({ force: true });
-      await queue.close();
-      await connection.quit();
+      await publishQueue.obliterate({ force: true });
     }
   }, 30_000);
 
@@ -306,20 +304,15 @@ describe("relays of many processes", () => {
     // for the whole outage.
     await storedEvents(1, "outage");
     const { logger, lines } = capturedLog();
-    const metrics = new WorkerMetrics();
-    const relay = new PublishRelay({
-      prisma: world.prisma,
-      adder: {
+    const { relay, metrics, close } = await relayProcess(10_000, {
+      log: logger,
+      intervalMs: 1,
+      adder: () => ({
         add: async () => {
           throw new Error("connect ECONNREFUSED 127.0.0.1:6379");
         },
         storedDrained: async () => undefined,
-      },
-      maxWaiting: 10_000,
-      log: logger,
-      metrics,
-      batchSize: 7,
-      intervalMs: 1,
+      }),
     });
     try {
       relay.start();
@@ -330,7 +323,7 @@ describe("relays of many processes", () => {
       expect(failed[0]).toMatchObject({ err: "connect ECONNREFUSED 127.0.0.1:6379", suppressed: 0 });
       expect(await overflowIds()).toEqual(["outage-0"]);
     } finally {
-      await relay.close();
+      await close();
       await world.prisma.publishOverflow.deleteMany();
     }
   }, 30_000);
@@ -339,27 +332,20 @@ describe("relays of many processes", () => {
     // A worker stopping while 1,000s of rows wait used to run the whole pass (a transaction per 7 rows here, per 100 in
     // production) before its Redis and PostgreSQL closed: past WORKER_CLOSE_STEP_MS the close went on under it.
     const events = await storedEvents(70, "closing");
-    const connection = createRedisConnection(TEST_REDIS_URL, "worker");
-    const queue = createQueue(QueueName.Publish, connection, world.prefix);
-    const adder = createCeilingAdder(queue, connection);
     let closed: Promise<void> | undefined;
-    const relay: PublishRelay = new PublishRelay({
-      prisma: world.prisma,
-      adder: {
+    const r = await relayProcess(10_000, {
+      intervalMs: 1,
+      adder: (real) => ({
         async add(entries, ceiling, nowMs, origin) {
-          const answer = await adder.add(entries, ceiling, nowMs, origin);
+          const answer = await real.add(entries, ceiling, nowMs, origin);
           // The worker's close() arrives while the first batch is in Redis.
-          closed ??= relay.close();
+          closed ??= r.relay.close();
           return answer;
         },
-        storedDrained: () => adder.storedDrained(),
-      },
-      maxWaiting: 10_000,
-      log: quietLog,
-      metrics: new WorkerMetrics(),
-      batchSize: 7,
-      intervalMs: 1,
+        storedDrained: () => real.storedDrained(),
+      }),
     });
+    const { relay } = r;
     try {
       relay.start();
       await waitFor("close called", async () => closed !== undefined);
@@ -372,11 +358,9 @@ describe("relays of many processes", () => {
           .sort(),
       );
     } finally {
-      await relay.close();
+      await r.close();
       await world.prisma.publishOverflow.deleteMany();
-      await queue.obliterate({ force: true });
-      await queue.close();
-      await connection.quit();
+      await publishQueue.obliterate({ force: true });
     }
   }, 30_000);
 
