@@ -35,36 +35,30 @@ replay records as old whose letter is gone; nothing a dead letter waiting in Red
 Settings: DATABASE_URL, REDIS_URL, QUEUE_PREFIX (see README.md, "Settings").
 Exit codes: 0 done, 1 failed (nothing or only whole batches deleted), 2 a refused argument, 78 a refused setting.`;
 
-/** parseArgs refused the command line (an option it does not take, a value where none goes, a stray word). */
-function refusedArguments(error: unknown): never {
-  console.error(`PRUNE_ARGUMENT_INVALID: ${(error as Error).message}\n${USAGE}`);
-  process.exit(2);
+/** The command line; one parseArgs refuses (an option it does not take, a value where none goes, a stray word) ends here. */
+function commandLine() {
+  try {
+    return parseArgs({
+      options: {
+        "older-than": { type: "string" },
+        "dry-run": { type: "boolean", default: false },
+        batch: { type: "string", default: "5000" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    });
+  } catch (error) {
+    console.error(`PRUNE_ARGUMENT_INVALID: ${(error as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
 }
-
-let parsed: ReturnType<typeof parseCommandLine>;
-function parseCommandLine() {
-  return parseArgs({
-    options: {
-      "older-than": { type: "string" },
-      "dry-run": { type: "boolean", default: false },
-      batch: { type: "string", default: "5000" },
-      help: { type: "boolean", short: "h", default: false },
-    },
-  });
-}
-try {
-  parsed = parseCommandLine();
-} catch (error) {
-  refusedArguments(error);
-}
-if (parsed.values.help) {
+const { values } = commandLine();
+if (values.help) {
   console.log(HELP);
   process.exit(0);
 }
 
 let options: { olderThanMs: number; batchSize: number; dryRun: boolean };
 try {
-  const { values } = parsed;
   if (values["older-than"] === undefined) throw new PruneError("PRUNE_RETENTION_INVALID", "--older-than is required");
   options = {
     olderThanMs: parseRetention(values["older-than"]),
