@@ -11,7 +11,7 @@ const USAGE = "usage: npm run db:migrate";
 const HELP = `${USAGE}
 Creates the database DATABASE_URL names if it does not exist, then applies the migrations of prisma/migrations it
 has not applied yet, recording them in _prisma_migrations as \`prisma migrate deploy\` does. Takes no arguments.
-Settings: DATABASE_URL, MIGRATE_LOCK_TIMEOUT_MS, MIGRATE_WAIT_SECONDS (see README.md, "Settings").
+Settings: DATABASE_URL, MIGRATE_LOCK_TIMEOUT_MS, MIGRATE_WAIT_SECONDS (README.md, "Database migrations").
 Exit codes: 0 applied (or nothing to apply), 1 failed, 2 a refused argument, 78 a refused setting.`;
 
 // Arguments first, before any setting or connection: `--help` must never migrate (it did: it took no arguments, and

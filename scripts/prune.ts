@@ -11,6 +11,7 @@ import { DEFAULT_DATABASE_URL, loadDatabaseUrl, loadQueueSettings, readEnvironme
 import {
   createDb,
   type Db,
+  MIN_RETENTION_DAYS,
   type PruneCounts,
   PruneError,
   parseRetention,
@@ -29,10 +30,11 @@ const describe = (counts: PruneCounts) => {
 };
 
 const HELP = `${USAGE}
-Deletes settled notifications (APPLIED, DUPLICATE, IGNORED) received and last changed more than <days> ago (at least
-the 24 h WeChat resends for), with their timeline, <notifications> at a time (default 5000), then the dead-letter
-replay records as old whose letter is gone; nothing a dead letter waiting in Redis names. --dry-run only counts.
-Settings: DATABASE_URL, REDIS_URL, QUEUE_PREFIX (see README.md, "Settings").
+Deletes settled notifications (APPLIED, DUPLICATE, IGNORED) received and last changed more than <days> ago
+(at least ${MIN_RETENTION_DAYS} days: retried jobs still need the row until then), with their timeline, <notifications> at a time
+(default 5000), then the dead-letter replay records as old whose letter is gone; nothing a dead letter waiting in
+Redis names. --dry-run only counts.
+Settings: DATABASE_URL, REDIS_URL, QUEUE_PREFIX (.env.example; README.md, "Configuration").
 Exit codes: 0 done, 1 failed (nothing or only whole batches deleted), 2 a refused argument, 78 a refused setting.`;
 
 /** The command line; one parseArgs refuses (an option it does not take, a value where none goes, a stray word) ends here. */

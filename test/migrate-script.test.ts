@@ -1,4 +1,6 @@
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { quoteIdent, readMigrations } from "@wpn/db";
 import { TEST_DATABASE_BASE_URL } from "@wpn/testing";
 import pg from "pg";
@@ -103,6 +105,9 @@ describe.concurrent("npm run db:migrate while another process migrates", () => {
     expect(await help.status, help.stderr()).toBe(0);
     expect(help.stdout()).toMatch(/^usage: npm run db:migrate\n/);
     expect(help.stderr()).toBe("");
+    // The README section it points to exists.
+    const section = /README\.md, "([^"]+)"/.exec(help.stdout())?.[1];
+    expect(readFileSync(resolve(repoRoot, "README.md"), "utf8").split("\n")).toContain(`## ${section}`);
     for (const args of [["--dry-run"], ["now"], ["-x"]]) {
       const wrong = dbMigrate({ DATABASE_URL: untouched.toString() }, ...args);
       expect(await wrong.status, args.join(" ")).toBe(2);

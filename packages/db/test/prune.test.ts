@@ -1,4 +1,5 @@
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import {
   applyPaymentStatement,
@@ -376,6 +377,13 @@ describe("npm run db:prune (scripts/prune.ts)", () => {
     expect(help.status, help.stderr).toBe(0);
     expect(help.stdout).toMatch(/^usage: npm run db:prune -- --older-than <days>d/);
     expect(help.stderr).toBe("");
+    // What it says must be what it does: the minimum it enforces (PRUNE_RETENTION_TOO_SHORT), and a README section
+    // that exists.
+    expect(help.stdout).toMatch(/at least 7 days/);
+    const section = /README\.md, "([^"]+)"/.exec(help.stdout)?.[1];
+    expect(readFileSync(resolve(import.meta.dirname, "../../../README.md"), "utf8").split("\n")).toContain(
+      `## ${section}`,
+    );
     for (const args of [["--older-than", "90d", "--force"], ["--older-than", "90d", "now"], ["--dry-run=yes"]]) {
       const wrong = run(...args);
       expect(wrong.status, args.join(" ")).toBe(2);
