@@ -56,6 +56,11 @@ interface Started {
 
 /** The processes under `root` (children, theirs, …) that run an app's main.ts, from `ps`. */
 function appsUnder(root: number): number[] {
+  return processesUnder(root, /apps\/[a-z]+\/src\/main\.ts/);
+}
+
+/** The processes under `root` (children, theirs, …) whose command line matches `args`, from `ps`. */
+function processesUnder(root: number, args: RegExp): number[] {
   const rows = spawnSync("ps", ["-eo", "pid=,ppid=,args="], { encoding: "utf8" })
     .stdout.trim()
     .split("\n")
@@ -73,7 +78,7 @@ function appsUnder(root: number): number[] {
       }
     }
   }
-  return rows.filter((r) => under.has(r.pid) && /apps\/[a-z]+\/src\/main\.ts/.test(r.args)).map((r) => r.pid);
+  return rows.filter((r) => under.has(r.pid) && args.test(r.args)).map((r) => r.pid);
 }
 
 /** npm start's environment here: this file's merchant, schema, queue prefix and dashboard login, the apps' `ports`, then `env`. */
@@ -96,10 +101,10 @@ function startEnv([port, dashboardPort, workerHealthPort]: number[], env: Record
 }
 
 /**
- * Runs scripts/start.ts as `npm start` does — or, with `viaNpm`, `npm start` itself (npm, its shell, tsx) —, and
+ * Runs scripts/start.ts as `npm start` does — or, with `viaNpm`, `npm start` itself (npm, its shell, node) —, and
  * resolves once the ingress, the worker and the dashboard answer.
  */
-async function start(viaNpm = false, env: Record<string, string> = {}): Promise<Started> {
+async function start(viaNpm = false, env: Record<string, string> = {}, ownGroup = false): Promise<Started> {
   const host = env.HOST ?? "127.0.0.1";
   const [port, dashboardPort, workerHealthPort] = [await freePort(), await freePort(), await freePort()];
   const [command, args] = viaNpm
@@ -109,6 +114,8 @@ async function start(viaNpm = false, env: Record<string, string> = {}): Promise<
     cwd: repoRoot,
     env: startEnv([port, dashboardPort, workerHealthPort], { NODE_ENV: "test", LOG_LEVEL: "info", ...env }),
     stdio: ["ignore", "pipe", "pipe"],
+    // In a process group of its own, as in a terminal: Ctrl-C is a SIGINT to the whole group.
+    detached: ownGroup,
   });
   runs.push(child);
   let log = "";
@@ -216,13 +223,41 @@ describe("npm start", () => {
       for (const port of started.ports) expect(await listening(port)).toBe(false);
       expect(started.output().match(/"msg":"shutting down/g)).toHaveLength(3);
       // Every app process is gone. Allowed a few seconds: the fresh-clone CI on 208cf47 once found one still present
-      // right after npm had exited (SIGINT/SIGTERM pass through npm and tsx's signal relay before start.ts); the
+      // right after npm had exited (SIGINT/SIGTERM then passed through npm and tsx's signal relay before start.ts); the
       // timeout message shows what the survivor was (ps), should it ever stay.
       await eventually(
         async () => (started.pids.every((pid) => !alive(pid)) ? true : undefined),
         10_000,
         () => `the app processes to be gone after ${signal}; still there:\n${psOf(started.pids.filter(alive))}`,
       );
+    }
+  }, 240_000);
+
+  it("Ctrl-C (SIGINT to npm's process group) exits with start.ts's status, as the README says: 0 when every app stopped cleanly, 1 when one did not", async () => {
+    for (const freeze of [false, true]) {
+      const started = await start(true, {}, true);
+      const exited = new Promise<number | null>((done) => started.child.once("exit", (code) => done(code)));
+      // The node process running start.ts (not a launcher's) and the apps, held for 300 ms as busy event loops would
+      // hold them: tsx's CLI, which `npm start` ran start.ts under, gave its child 30 ms to acknowledge the signal,
+      // then SIGKILLed it and exited 130 — the apps' statuses lost, a hung app never killed. start.ts is resumed
+      // first, as it would take the signal before the apps finished stopping on theirs.
+      const [script] = processesUnder(started.child.pid ?? 0, /--import \S+ scripts\/start\.ts$/);
+      const [frozen, ...others] = started.pids;
+      if (script === undefined || frozen === undefined) throw new Error("no start.ts or app process");
+      for (const pid of [script, ...started.pids]) process.kill(pid, "SIGSTOP");
+      process.kill(-(started.child.pid ?? 0), "SIGINT");
+      await new Promise((done) => setTimeout(done, 300));
+      // Gone when killed meanwhile, as the status below shows.
+      for (const pid of [script, ...others, ...(freeze ? [] : [frozen])]) if (alive(pid)) process.kill(pid, "SIGCONT");
+      if (freeze) {
+        await eventually(
+          async () => (started.output().match(/"msg":"shutting down/g)?.length === 2 ? true : undefined),
+          15_000,
+          () => `the two other apps to shut down; output:\n${started.output()}`,
+        );
+        process.kill(frozen, "SIGKILL");
+      }
+      expect(await exited, started.output()).toBe(freeze ? 1 : 0);
     }
   }, 240_000);
 
