@@ -775,6 +775,47 @@ describe("roles and CSRF on bull-board", () => {
     }
   });
 
+  it("refuses to clean completed dead letters: one a stray consumer of notify.dead completed was never replayed", async () => {
+    const dead = createQueue(QueueName.Dead, d.redis, d.prefix);
+    try {
+      await dead.add("dead", { v: 1, note: "the only copy of a job that could not be applied" }, { jobId: "letter-1" });
+      // A consumer that has no business on notify.dead (a misconfigured worker) takes the letter and completes it.
+      const workerConnection = createRedisConnection(TEST_REDIS_URL, "worker");
+      const eventsConnection = createRedisConnection(TEST_REDIS_URL, "worker");
+      const worker = new Worker(QueueName.Dead, async () => "ok", { connection: workerConnection, prefix: d.prefix });
+      const events = new QueueEvents(QueueName.Dead, { connection: eventsConnection, prefix: d.prefix });
+      try {
+        await events.waitUntilReady();
+        await (await dead.getJob("letter-1"))?.waitUntilFinished(events);
+      } finally {
+        await worker.close();
+        await events.close();
+        workerConnection.disconnect();
+        eventsConnection.disconnect();
+      }
+      expect(await dead.getJobState("letter-1")).toBe("completed");
+      const operator = await loggedIn(d.app, "olga", PASSWORDS.olga);
+      const headers = await boardHeaders(operator);
+      // Past bull-board's 5 s of grace (see "cleans completed jobs" above).
+      vi.useFakeTimers({ toFake: ["Date"], now: Date.now() + 5_100 });
+      const cleaned = await operator
+        .request("PUT", `/queues/api/queues/${QueueName.Dead}/clean/completed`, { headers })
+        .finally(() => vi.useRealTimers());
+      expect(cleaned.statusCode).toBe(403);
+      expect(cleaned.json()).toMatchObject({ error: "ACTION_NOT_ALLOWED" });
+      expect(await dead.getJobState("letter-1")).toBe("completed");
+      // Retry is the way back to the letters the dead-letter page lists and replays.
+      const retried = await operator.request("PUT", `/queues/api/queues/${QueueName.Dead}/retry/completed`, {
+        headers,
+      });
+      expect(retried.statusCode).toBe(200);
+      expect(await dead.getJobState("letter-1")).toBe("waiting");
+    } finally {
+      await dead.obliterate({ force: true });
+      await dead.close();
+    }
+  });
+
   it("shows job data without the payer ids of APIv2 payment bodies, also inside a dead letter", async () => {
     const queue = await parse();
     const dead = createQueue(QueueName.Dead, d.redis, d.prefix);

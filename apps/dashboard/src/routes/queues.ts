@@ -1,6 +1,6 @@
 import { createBullBoard } from "@bull-board/api";
 import { FastifyAdapter } from "@bull-board/fastify";
-import { isUsableJobId } from "@wpn/queue";
+import { isUsableJobId, QueueName } from "@wpn/queue";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { setXsrfCookie } from "../auth/csrf.ts";
 import { actionName, SAFE_METHODS } from "../auth/guard.ts";
@@ -131,7 +131,7 @@ async function mountBoard(app: FastifyInstance, ctx: DashboardContext, basePath:
 
 /**
  * bull-board's mutating routes the dashboard lets an operator use: pause and resume, retry, promote a delayed job,
- * and clean the completed jobs of a queue (BullMQ's clean works on the set in one atomic step). The others are
+ * and clean the completed jobs of a queue but notify.dead (BullMQ's clean works on the set in one atomic step). The others are
  * refused, whoever asks: `add` and `update-data` would put a job no one verified on a queue (a job on
  * notify.publish announces a payment that never happened; what reaches notify.parse and notify.apply the workers
  * authenticate again — an unsigned APIv2 payment marked an order paid until they did — but only as a second line);
@@ -156,7 +156,8 @@ const ALLOWED_ACTIONS = new Set([
 ]);
 
 /**
- * Job sets whose cleaning loses nothing: a completed job's effect is in PostgreSQL. Not `failed`: a failed job is not
+ * Job sets whose cleaning loses nothing: a completed parse or apply job's effect is in PostgreSQL, a completed publish
+ * job's event was delivered (not on notify.dead: `UNCLEANABLE_QUEUES`). Not `failed`: a failed job is not
  * always dead-lettered — a parse or apply job that stalled too often while Redis refused its letter stays there as
  * the only copy of a notification WeChat was told is kept (worker README, DEAD_LETTER_FAILED), and a failed
  * notify.publish job (the merchant's consumer's) never has one. Nothing tells the two apart within BullMQ's atomic
@@ -165,6 +166,14 @@ const ALLOWED_ACTIONS = new Set([
  */
 const REMOVABLE_STATES = new Set(["completed"]);
 
+/**
+ * Queues whose jobs no set may be cleaned from: a letter on notify.dead is completed only by a consumer that has no
+ * business there (nothing of ours takes them), so it was never replayed — it holds the only copy of a job that could
+ * not be applied, and the dead-letter page counts it and sends the operator to bull-board to retry it back into
+ * waiting. Dead letters leave notify.dead by replay alone.
+ */
+const UNCLEANABLE_QUEUES = new Set<string>([QueueName.Dead]);
+
 /** Why the mutating bull-board request is refused, or undefined when it may go on. */
 function refusedAction(request: FastifyRequest): string | undefined {
   const url = request.routeOptions.url ?? "";
@@ -172,10 +181,14 @@ function refusedAction(request: FastifyRequest): string | undefined {
   if (!ALLOWED_ACTIONS.has(`${request.method} ${route}`))
     return `${actionName(request)} is not allowed on this dashboard`;
   const params = request.params as { queueName?: string; jobId?: string; queueStatus?: string };
-  if (route === "/api/queues/:queueName/clean/:queueStatus" && !REMOVABLE_STATES.has(params.queueStatus ?? "")) {
+  if (route !== "/api/queues/:queueName/clean/:queueStatus") return undefined;
+  if (!REMOVABLE_STATES.has(params.queueStatus ?? "")) {
     return params.queueStatus === "failed"
       ? "failed jobs cannot be cleaned: one may have no dead letter and be the only copy of its notification or event; retry it (BullMQ removes a failed parse or apply job after 7 days, never a failed publish job)"
       : "only completed jobs can be cleaned";
+  }
+  if (UNCLEANABLE_QUEUES.has(params.queueName ?? "")) {
+    return `${params.queueName} cannot be cleaned: a completed dead letter was never replayed; retry it back into waiting and replay it on the dead-letter page`;
   }
   return undefined;
 }
