@@ -77,6 +77,16 @@ const CONTENT_SECURITY_POLICY = [
 ].join("; ");
 
 /**
+ * Longest route parameter the router matches, characters (decoded); a longer one is answered 414
+ * FST_ERR_MAX_PARAM_LENGTH before any route. Fastify's default, 100, is shorter than ids the pipeline makes: a
+ * notification id may have NOTIFICATION_ID_MAX_LENGTH (128) characters (an APIv2 refund's, 120 with WeChat's documented
+ * field lengths), its dead letter's id 20 more (deadLetterJobId) — their pages and bull-board's job routes answered 414.
+ * Above the notification page's own limit (256, a 400 BAD_REQUEST) so that limit answers; a URL is bounded anyway by
+ * Node's header size.
+ */
+const MAX_ROUTE_PARAM_LENGTH = 1024;
+
+/**
  * The dashboard as an un-listened Fastify instance (tests use inject(); main.ts listens). Order matters:
  * cookie parsing, then the auth hook and CSRF check on the root instance, then routes and bull-board, so the
  * hooks apply to every route.
@@ -91,6 +101,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     loggerInstance: logger,
     trustProxy: trustProxyOption(config.DASHBOARD_TRUST_PROXY),
     bodyLimit: 256 * 1024,
+    routerOptions: { maxParamLength: MAX_ROUTE_PARAM_LENGTH },
     // Requests the router refuses before routing them (a URL with a malformed escape, FST_ERR_BAD_URL) run no hook:
     // they get the same answer, headers and count as a routed request here, not Fastify's bare JSON.
     frameworkErrors: (error, request, reply) => {

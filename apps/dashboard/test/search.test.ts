@@ -1,7 +1,15 @@
-import { createQueue, PARSE_JOB_NAME, QueueName, recordReceipts } from "@wpn/queue";
+import {
+  createQueue,
+  DEAD_JOB_NAME,
+  deadLetterJobId,
+  NOTIFICATION_ID_MAX_LENGTH,
+  PARSE_JOB_NAME,
+  QueueName,
+  recordReceipts,
+} from "@wpn/queue";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PASSWORDS, startDashboard, type TestDashboard } from "./support/app.ts";
-import { type Client, loggedIn } from "./support/client.ts";
+import { boardHeaders, type Client, loggedIn } from "./support/client.ts";
 import { randomId, seedNotification, seedOrder } from "./support/seed.ts";
 
 let d: TestDashboard;
@@ -604,6 +612,39 @@ describe("notification timeline", () => {
       expect(response.statusCode, id).toBe(400);
       expect(response.body, id).toContain("BAD_REQUEST");
     }
+  });
+
+  it("opens a notification whose id is as long as the ingress makes them, and its dead letter in bull-board", async () => {
+    // An APIv2 refund's id with WeChat's documented field lengths (refund_id 32, sub_mch_id 32) and a 32-digit mchid:
+    // 120 characters, within NOTIFICATION_ID_MAX_LENGTH (128) — beyond the router's default parameter length (100).
+    const id = `v2:refund:${"1".repeat(32)}.${"5".repeat(32)}.REFUNDCLOSE.${"2".repeat(32)}`;
+    expect(id.length).toBeLessThanOrEqual(NOTIFICATION_ID_MAX_LENGTH);
+    await seedNotification(d.database.db.prisma, { id, apiVersion: "v2", eventType: "REFUND.CLOSED", status: "DEAD" });
+    const link = `/notifications/${encodeURIComponent(id)}`;
+    expect((await viewer.get(`/notifications?${new URLSearchParams({ id })}`)).body).toContain(`href="${link}"`);
+    const page = await viewer.get(link);
+    expect(page.statusCode).toBe(200);
+    expect(page.body).toContain(id);
+    // Its dead letter's id is the job id and 20 characters more (deadLetterJobId).
+    const dead = createQueue(QueueName.Dead, d.redis, d.prefix);
+    const letterId = deadLetterJobId(QueueName.Apply, id, Date.now());
+    try {
+      await dead.add(DEAD_JOB_NAME, { v: 1 }, { jobId: letterId });
+      const headers = await boardHeaders(viewer, "/queues-readonly");
+      const job = await viewer.get(
+        `/queues-readonly/api/queues/${QueueName.Dead}/${encodeURIComponent(letterId)}`,
+        headers,
+      );
+      expect(job.statusCode).toBe(200);
+      expect(job.json().job.id).toBe(letterId);
+    } finally {
+      await dead.obliterate({ force: true });
+      await dead.close();
+    }
+    // The page's own limit, not the router's, refuses a longer id.
+    const tooLong = await viewer.get(`/notifications/${"x".repeat(257)}`);
+    expect(tooLong.statusCode).toBe(400);
+    expect(tooLong.body).toContain("BAD_REQUEST");
   });
 
   it("finds no job for an id that is no usable job id: BullMQ's own keys are not jobs (WRONGTYPE was a 500)", async () => {
