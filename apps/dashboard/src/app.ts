@@ -87,6 +87,12 @@ const CONTENT_SECURITY_POLICY = [
 const MAX_ROUTE_PARAM_LENGTH = 1024;
 
 /**
+ * Longest time to receive a request, headers and body, ms. A browser's forms are a few hundred bytes and bull-board's
+ * actions have no body, so this is far more than a slow link needs (the ingress's bound too).
+ */
+const CLIENT_REQUEST_TIMEOUT_MS = 10_000;
+
+/**
  * The dashboard as an un-listened Fastify instance (tests use inject(); main.ts listens). Order matters:
  * cookie parsing, then the auth hook and CSRF check on the root instance, then routes and bull-board, so the
  * hooks apply to every route.
@@ -102,6 +108,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     trustProxy: trustProxyOption(config.DASHBOARD_TRUST_PROXY),
     bodyLimit: 256 * 1024,
     routerOptions: { maxParamLength: MAX_ROUTE_PARAM_LENGTH },
+    // A request (headers and body) not received within CLIENT_REQUEST_TIMEOUT_MS is answered 408 and its connection
+    // closed; Node checks every 2 s. Fastify's default (0) left no bound at all on a body, and Node's 60 s on headers:
+    // anyone reaching the port held a connection and a file descriptor for as long as they trickled a login form in,
+    // a byte at a time, with no session needed. Node applies the request bound only when the headers' bound is not
+    // longer, hence both. Only the receiving is bounded: a page that takes long to compute (a statement up to
+    // DASHBOARD_PG_STATEMENT_TIMEOUT_MS) is not cut, which an idle-socket bound (connectionTimeout) would do.
+    requestTimeout: CLIENT_REQUEST_TIMEOUT_MS,
+    http: { headersTimeout: CLIENT_REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 2_000 },
     // Requests the router refuses before routing them (a URL with a malformed escape, FST_ERR_BAD_URL) run no hook:
     // they get the same answer, headers and count as a routed request here, not Fastify's bare JSON.
     frameworkErrors: (error, request, reply) => {
