@@ -19,6 +19,7 @@ import { LoginRateLimiter } from "./auth/rate-limit.ts";
 import { openSessionCheckPool } from "./auth/revocations.ts";
 import { deriveKey, SessionCodec } from "./auth/session.ts";
 import { parseUsers } from "./auth/users.ts";
+import { createClientErrorHandler } from "./client-error.ts";
 import { createQueues, type DashboardContext } from "./context.ts";
 import { recordAudit, recordAuditOutcome } from "./data/audit.ts";
 import { createMetrics, type DashboardMetrics } from "./metrics.ts";
@@ -32,6 +33,7 @@ import { registerOverviewRoutes } from "./routes/overview.ts";
 import { sendError } from "./routes/page.ts";
 import { BULL_BOARD_PATH, BULL_BOARD_READONLY_PATH, registerBullBoards } from "./routes/queues.ts";
 import { registerReviewRoutes } from "./routes/reviews.ts";
+import { securityHeaders } from "./security-headers.ts";
 
 export interface AppDeps {
   config: Config;
@@ -60,21 +62,6 @@ declare module "fastify" {
     bullBoardAuditId: bigint | undefined;
   }
 }
-
-// Self only: no CDN, no external fonts (bull-board's page links Google Fonts; this keeps the browser from
-// fetching them), no inline scripts. Inline styles are allowed for our pages' <style> and bull-board's React.
-const CONTENT_SECURITY_POLICY = [
-  "default-src 'self'",
-  "script-src 'self'",
-  "style-src 'self' 'unsafe-inline'",
-  "img-src 'self' data:",
-  "font-src 'self'",
-  "connect-src 'self'",
-  "object-src 'none'",
-  "base-uri 'self'",
-  "form-action 'self'",
-  "frame-ancestors 'none'",
-].join("; ");
 
 /**
  * Longest route parameter the router matches, characters (decoded); a longer one is answered 414
@@ -116,6 +103,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // DASHBOARD_PG_STATEMENT_TIMEOUT_MS) is not cut, which an idle-socket bound (connectionTimeout) would do.
     requestTimeout: CLIENT_REQUEST_TIMEOUT_MS,
     http: { headersTimeout: CLIENT_REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 2_000 },
+    // That 408, and any request Node refuses before routing it (headers too large, malformed HTTP), runs no hook
+    // either: answered, logged and counted like our other refusals by client-error.ts, not Fastify's bare JSON.
+    clientErrorHandler: createClientErrorHandler(logger, metrics, config.DASHBOARD_COOKIE_SECURE),
     // Requests the router refuses before routing them (a URL with a malformed escape, FST_ERR_BAD_URL) run no hook:
     // they get the same answer, headers and count as a routed request here, not Fastify's bare JSON.
     frameworkErrors: (error, request, reply) => {
@@ -273,27 +263,14 @@ function trustProxyOption(setting: Config["DASHBOARD_TRUST_PROXY"]): FastifyServ
 }
 
 /**
- * How long a browser that got an answer over HTTPS keeps to HTTPS for this host, seconds (a year). Without it a man in
- * the middle of a later http:// request — a typed name, an old bookmark — keeps the browser on plain HTTP and serves
- * it a login page of their own, collecting the password: the `__Host-` cookies keep the session from them, not that.
- * No `includeSubDomains`: the dashboard speaks for its own host only.
- */
-const HSTS_MAX_AGE_SECONDS = 365 * 24 * 3600;
-
-/**
- * Headers on every answer, routed or not. Strict-Transport-Security on the answers that go out over HTTPS, as the
- * cookies' Secure flag decides (DASHBOARD_COOKIE_SECURE, or the request came over HTTPS: cookies.ts); over plain HTTP
- * (development on 127.0.0.1) a browser ignores it anyway. A URL the router refuses gets a request built without the
- * trust-proxy getters (Fastify's frameworkErrors), so there only the setting or a TLS socket adds it.
+ * Headers on every answer, routed or not (`securityHeaders`), and `Cache-Control: no-store` unless the answer set its
+ * own. HSTS as the cookies' Secure flag decides (DASHBOARD_COOKIE_SECURE, or the request came over HTTPS:
+ * cookies.ts). A URL the router refuses gets a request built without the trust-proxy getters (Fastify's
+ * frameworkErrors), so there only the setting or a TLS socket adds it.
  */
 function setSecurityHeaders(reply: FastifyReply, cookies: DashboardCookies): void {
-  reply.header("content-security-policy", CONTENT_SECURITY_POLICY);
-  reply.header("x-content-type-options", "nosniff");
-  reply.header("x-frame-options", "DENY");
-  // same-origin: our own requests keep a Referer (a fallback for the origin check), others get none.
-  reply.header("referrer-policy", "same-origin");
+  reply.headers(securityHeaders(cookies.secure(reply.request)));
   if (!reply.hasHeader("cache-control")) reply.header("cache-control", "no-store");
-  if (cookies.secure(reply.request)) reply.header("strict-transport-security", `max-age=${HSTS_MAX_AGE_SECONDS}`);
 }
 
 /**

@@ -1,11 +1,15 @@
 import { once } from "node:events";
 import { connect, type Socket } from "node:net";
+import type { FastifyBaseLogger } from "fastify";
+import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDashboard, type TestDashboard } from "./support/app.ts";
 
 let d: TestDashboard;
+const logLines: { level: number; code?: string; status?: number }[] = [];
 beforeAll(async () => {
-  d = await startDashboard("dash_stalled");
+  const logger = pino({ level: "info" }, { write: (line: string) => logLines.push(JSON.parse(line)) });
+  d = await startDashboard("dash_stalled", { logger: logger as FastifyBaseLogger });
   await d.app.listen({ host: "127.0.0.1", port: 0 });
 });
 afterAll(async () => {
@@ -66,7 +70,24 @@ describe("stalled clients", () => {
     try {
       const took = await Promise.all(all.map((socket) => closedWithin(socket, started, 16_000)));
       expect(took.map((ms) => ms !== undefined && ms >= 9_000 && ms < 14_000)).toEqual([true, true, true, true]);
-      expect(answers.get(sockets.silent)).toMatch(/^HTTP\/1\.1 408 /);
+      const answer = answers.get(sockets.silent) ?? "";
+      expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+      // Refused like any other request of the dashboard: its code, its headers, logged and counted.
+      const [head408 = "", body408] = answer.split("\r\n\r\n");
+      const headers = head408.toLowerCase();
+      expect(headers).toContain("content-security-policy: default-src 'self'");
+      expect(headers).toContain("x-content-type-options: nosniff");
+      expect(headers).toContain("x-frame-options: deny");
+      expect(headers).toContain("cache-control: no-store");
+      expect(headers).toContain("connection: close");
+      expect(JSON.parse(body408 ?? "")).toMatchObject({ error: "REQUEST_TIMEOUT" });
+      const logged = logLines.filter((line) => line.code === "REQUEST_TIMEOUT");
+      expect(logged.length).toBeGreaterThanOrEqual(1);
+      expect(logged[0]).toMatchObject({ level: 40, status: 408 });
+      const metrics = await d.app.inject({ method: "GET", url: "/metrics" });
+      expect(metrics.body).toContain(
+        `dashboard_http_requests_total{method="(unknown)",route="(http)",status="408"} ${logged.length}`,
+      );
       expect(sent).toBeLessThan(request.length - 1);
       expect(headerSent).toBeLessThan(head - 1);
     } finally {
@@ -74,4 +95,34 @@ describe("stalled clients", () => {
       for (const socket of all) socket.destroy();
     }
   }, 30_000);
+
+  it("answers headers too large and malformed HTTP like the timeout: its code, the headers, logged and counted", async () => {
+    const cases = [
+      {
+        request: `GET / HTTP/1.1\r\nhost: 127.0.0.1\r\nx-big: ${"a".repeat(20_000)}\r\n\r\n`,
+        status: 431,
+        code: "HEADERS_TOO_LARGE",
+      },
+      { request: "NOT HTTP AT ALL\r\n\r\n", status: 400, code: "HTTP_INVALID" },
+    ];
+    for (const { request, status, code } of cases) {
+      const socket = connectToDashboard();
+      socket.on("error", () => undefined);
+      let answer = "";
+      socket.on("data", (chunk: Buffer) => {
+        answer += chunk.toString("latin1");
+      });
+      await once(socket, "connect");
+      socket.write(request);
+      await closedWithin(socket, Date.now(), 5_000);
+      expect(answer, code).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+      expect(answer.toLowerCase(), code).toContain("x-frame-options: deny");
+      expect(JSON.parse(answer.split("\r\n\r\n")[1] ?? ""), code).toMatchObject({ error: code });
+      expect(logLines.filter((line) => line.code === code).length, code).toBe(1);
+      const metrics = await d.app.inject({ method: "GET", url: "/metrics" });
+      expect(metrics.body, code).toContain(
+        `dashboard_http_requests_total{method="(unknown)",route="(http)",status="${status}"} 1`,
+      );
+    }
+  });
 });
