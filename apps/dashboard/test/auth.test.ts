@@ -215,6 +215,13 @@ describe("login and sessions", () => {
     const response = await d.app.inject({ method: "GET", url: "/dead-letters?x=1", headers: { accept: "text/html" } });
     expect(response.statusCode).toBe(302);
     expect(response.headers.location).toBe(`/login?next=${encodeURIComponent("/dead-letters?x=1")}`);
+    // A search for a URL path is a page too: only bull-board's API, by its path, answers JSON.
+    const search = `/notifications?q=${encodeURIComponent("/api/v3/pay")}&outTradeNo=/api/`;
+    const page = await d.app.inject({ method: "GET", url: search, headers: { accept: "text/html" } });
+    expect(page.statusCode).toBe(302);
+    expect(page.headers.location).toBe(`/login?next=${encodeURIComponent(search)}`);
+    const api = await d.app.inject({ method: "GET", url: "/queues/api/queues?x=1", headers: { accept: "text/html" } });
+    expect(api.statusCode).toBe(401);
   });
 
   it("ends a session on logout and after its lifetime", async () => {

@@ -224,8 +224,10 @@ function endExpiredSession(request: FastifyRequest, ctx: DashboardContext, claim
  * Each is refused before the CSRF check and the handler, so nothing is done either way.
  */
 function rejectUnauthenticated(request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  // bull-board's API by its path alone: a page whose query holds "/api/" (a search for a URL) is a page.
+  const path = request.url.split("?", 1)[0] ?? "";
   const wantsPage =
-    (request.method === "GET" || request.method === "HEAD") && !request.url.includes("/api/") && wantsHtml(request);
+    (request.method === "GET" || request.method === "HEAD") && !path.includes("/api/") && wantsHtml(request);
   if (wantsPage) {
     const next = request.url.startsWith("/") ? request.url : "/";
     return reply.redirect(`/login?next=${encodeURIComponent(next)}`, 302);
