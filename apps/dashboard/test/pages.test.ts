@@ -307,6 +307,31 @@ describe("payment review, odd input", () => {
       expect(response.body, reason).toContain("BAD_REQUEST");
     }
   });
+
+  it("answers 400 for a reason given twice, as the search does, rather than ignoring it", async () => {
+    const response = await viewer.get("/reviews?reason=OUT_OF_STOCK&reason=AMOUNT_MISMATCH");
+    expect(response.statusCode).toBe(400);
+    expect(response.body).toContain("BAD_REQUEST");
+  });
+
+  it("lists the orders in review without a reason behind the (none) card", async () => {
+    const outTradeNo = randomId("OTN-NOREASON");
+    const reasoned = randomId("OTN-REASONED");
+    await seedOrder(d.database.db.prisma, { outTradeNo, status: "PAYMENT_REVIEW", reviewReason: null });
+    await seedOrder(d.database.db.prisma, {
+      outTradeNo: reasoned,
+      status: "PAYMENT_REVIEW",
+      reviewReason: "OUT_OF_STOCK",
+    });
+    const card = /href="(\/reviews\?reason=[^"]*)">\s*<div class="label">\(none\)<\/div>/.exec(
+      (await viewer.get("/reviews")).body,
+    );
+    expect(card?.[1]).toBeDefined();
+    const listed = await viewer.get(card?.[1]?.replaceAll("&amp;", "&") ?? "");
+    expect(listed.statusCode).toBe(200);
+    expect(listed.body).toContain(outTradeNo);
+    expect(listed.body).not.toContain(reasoned);
+  });
 });
 
 describe("the refund of a second charge", () => {

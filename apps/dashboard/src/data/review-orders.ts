@@ -25,9 +25,17 @@ export type ReviewOrder = Pick<
  * (Prisma's `status = CAST($1::text AS "OrderStatus")`) never lets it.
  */
 
-/** The orders in review, `reason`'s only when given, most recently changed first, at most `limit`. */
-export async function listReviewOrders(db: DbClient, limit: number, reason?: string): Promise<ReviewOrder[]> {
-  const ofReason = reason === undefined ? Prisma.empty : Prisma.sql`AND o."reviewReason" = ${reason}`;
+/**
+ * The orders in review, `reason`'s only when given (null: those without one), most recently changed first, at most
+ * `limit`.
+ */
+export async function listReviewOrders(db: DbClient, limit: number, reason?: string | null): Promise<ReviewOrder[]> {
+  const ofReason =
+    reason === undefined
+      ? Prisma.empty
+      : reason === null
+        ? Prisma.sql`AND o."reviewReason" IS NULL`
+        : Prisma.sql`AND o."reviewReason" = ${reason}`;
   return db.$queryRaw<ReviewOrder[]>`
     SELECT o.id, o."outTradeNo", o.mchid, o."subMchid", o."amountTotal", o.currency, o."reviewReason",
            o."transactionId", o."paidAt", o."updatedAt"

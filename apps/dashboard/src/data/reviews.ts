@@ -11,6 +11,12 @@ import { countReviewRefunds, listReviewRefunds, type ReviewRefund } from "./revi
 /** Rows shown per list (orders, refunds, notifications). */
 export const REVIEW_LIMIT = 500;
 
+/**
+ * The reason shown, counted and linked for an order in review without one (a null reviewReason); as the `reason` to
+ * list, it lists those orders. No reason the pipeline writes looks like it.
+ */
+export const NO_REASON = "(none)";
+
 /** How many things a human must decide, by reason: what /reviews counts, and the overview's "In review" card. */
 export interface ReviewCounts {
   /** Counts by reason over the three lists (a reason names its kind: REFUND_… for refunds). */
@@ -39,11 +45,15 @@ export interface Reviews extends ReviewCounts {
  * over all reasons whatever `reason` lists).
  */
 export async function loadReviews(db: DbClient, reason?: string, now: Date = new Date()): Promise<Reviews> {
+  // NO_REASON: only orders are in review without a reason (a refund in review has one, a notification its code).
+  const ofReason = reason === NO_REASON ? null : reason;
   const [orders, refunds, notifications, counts] = await Promise.all([
-    listReviewOrders(db, REVIEW_LIMIT, reason),
-    listReviewRefunds(db, REVIEW_LIMIT, reason),
+    listReviewOrders(db, REVIEW_LIMIT, ofReason),
+    ofReason === null ? [] : listReviewRefunds(db, REVIEW_LIMIT, ofReason),
     // A reason an order or refund carries is listed there; its notifications would only repeat it.
-    reason !== undefined && !isNotificationOnly(reason) ? [] : listReviewNotifications(db, now, REVIEW_LIMIT, reason),
+    ofReason === null || (ofReason !== undefined && !isNotificationOnly(ofReason))
+      ? []
+      : listReviewNotifications(db, now, REVIEW_LIMIT, ofReason),
     countReviews(db, now),
   ]);
   return { orders, refunds, notifications, ...counts };
@@ -63,7 +73,7 @@ export async function countReviews(db: DbClient, now: Date = new Date()): Promis
   const counts = new Map<string, number>();
   const reasons = [...orderGroups, ...refundGroups, ...notificationGroups];
   for (const { reason: r, count } of reasons) {
-    const key = r ?? "(none)";
+    const key = r ?? NO_REASON;
     counts.set(key, (counts.get(key) ?? 0) + count);
   }
   const byReason = [...counts].map(([r, count]) => ({ reason: r, count })).sort((a, b) => b.count - a.count);

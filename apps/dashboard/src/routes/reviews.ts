@@ -1,7 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import type { DashboardContext } from "../context.ts";
 import { NOTIFICATION_REVIEW_DAYS } from "../data/review-notifications.ts";
-import { loadReviews, REVIEW_LIMIT } from "../data/reviews.ts";
+import { loadReviews, NO_REASON, REVIEW_LIMIT } from "../data/reviews.ts";
 import { hasControlCharacter } from "../input.ts";
 import { badge, formatFen, formatTime, ownerFilter, subMerchant } from "../views/format.ts";
 import { href, html } from "../views/html.ts";
@@ -14,6 +14,10 @@ import { sendError, sendPage } from "./page.ts";
 export function registerReviewRoutes(app: FastifyInstance, ctx: DashboardContext): void {
   app.get("/reviews", async (request, reply) => {
     const { reason: rawReason } = request.query as { reason?: unknown };
+    // Reported, not ignored, as on the search page: the page listed every reason and said nothing.
+    if (Array.isArray(rawReason)) {
+      return sendError(request, reply, 400, "BAD_REQUEST", "The reason is given more than once.");
+    }
     const reason = typeof rawReason === "string" && rawReason.trim() !== "" ? rawReason.trim().slice(0, 64) : undefined;
     if (reason !== undefined && hasControlCharacter(reason)) {
       return sendError(request, reply, 400, "BAD_REQUEST", "The reason contains a control character.");
@@ -41,7 +45,7 @@ ${
         (o) => html`<tr>
 <td class="mono">${formatTime(o.updatedAt)}</td>
 <td class="mono">${o.outTradeNo}</td>
-<td>${badge(o.reviewReason ?? "(none)", "warn")}</td>
+<td>${badge(o.reviewReason ?? NO_REASON, "warn")}</td>
 <td class="mono">${o.mchid}${subMerchant(o.subMchid)}</td>
 <td class="num">${formatFen(o.amountTotal, o.currency)}</td>
 <td class="mono">${o.transactionId ?? "—"}</td>
@@ -61,7 +65,7 @@ ${
         (r) => html`<tr>
 <td class="mono">${formatTime(r.updatedAt)}</td>
 <td class="mono">${r.outRefundNo}</td>
-<td>${badge(r.reviewReason ?? "(none)", "warn")}</td>
+<td>${badge(r.reviewReason ?? NO_REASON, "warn")}</td>
 <td>${r.status}</td>
 <td class="mono">${r.outTradeNo}</td>
 <td class="mono">${r.order ? html`${r.order.mchid}${subMerchant(r.order.subMchid)}` : "—"}</td>
