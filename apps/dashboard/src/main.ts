@@ -3,44 +3,19 @@
 import {
   APP_SHUTDOWN_DEADLINE_MS,
   ConfigError,
-  errWithoutPayerIds,
   listenFailure,
   loadConfigOrExit,
-  secretRedactPaths,
   stopWhenParentExits,
-  withoutPayerIds,
 } from "@wpn/config";
 import { verifyMigrationsOrExit } from "@wpn/db";
 import { createRedisConnection } from "@wpn/queue";
 import { pino } from "pino";
 import { buildApp } from "./app.ts";
 import { openDashboardDb } from "./database.ts";
+import { dashboardLoggerOptions } from "./log-options.ts";
 
 const config = loadConfigOrExit();
-const logger = pino({
-  level: config.LOG_LEVEL,
-  base: { service: "dashboard", pid: process.pid },
-  // Belt and braces: nothing logs these on purpose, but a future `log.info({ req })` must not leak them. The shared
-  // lists add the merchant secrets (the keys page reads Merchant rows' apiV2Key), the Redis password ioredis puts on a
-  // refused connection's error, and payer ids (the console selects none: data/timeline.ts leaves payerOpenid out),
-  // in a logged error's fields too (as `err` or under any other key).
-  redact: {
-    paths: [
-      "req.headers.cookie",
-      "req.headers.authorization",
-      'req.headers["x-xsrf-token"]',
-      'res.headers["set-cookie"]',
-      "password",
-      "*.password",
-      "passwordHash",
-      "*.passwordHash",
-      ...secretRedactPaths(),
-    ],
-    censor: "[redacted]",
-  },
-  formatters: { log: withoutPayerIds },
-  serializers: { err: errWithoutPayerIds(pino.stdSerializers.err) },
-});
+const logger = pino(dashboardLoggerOptions(config.LOG_LEVEL));
 stopWhenParentExits(logger);
 
 // Every business page reads tables of the committed migrations.

@@ -116,11 +116,17 @@ export function clearCsrfCookies(reply: FastifyReply, ctx: DashboardContext): vo
   ctx.cookies.clear(reply, XSRF_COOKIE);
 }
 
+/**
+ * The headers a mutation may carry its token in, in the order they are read (lower case, as Node names them): the
+ * names @fastify/csrf-protection read, and axios's `X-XSRF-TOKEN` (bull-board's client). The logger redacts each one.
+ */
+export const CSRF_TOKEN_HEADERS = ["csrf-token", "xsrf-token", "x-csrf-token", "x-xsrf-token"] as const;
+
 /** Where a mutation carries its token: the forms' hidden field, or a header (bull-board's client, scripts). */
 function submittedToken(request: FastifyRequest): string | undefined {
   const field = (request.body as { _csrf?: unknown } | undefined)?._csrf;
   if (typeof field === "string" && field) return field;
-  for (const name of ["csrf-token", "xsrf-token", "x-csrf-token", "x-xsrf-token"]) {
+  for (const name of CSRF_TOKEN_HEADERS) {
     const header = request.headers[name];
     if (typeof header === "string" && header) return header;
   }
