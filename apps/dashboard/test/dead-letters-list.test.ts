@@ -112,8 +112,8 @@ describe("the dead-letter list", () => {
     await dead.add(DEAD_JOB_NAME, letter(readable.split(".")[1] ?? ""), { jobId: readable });
     const broken = deadLetterJobId(QueueName.Apply, randomId("n-"), Date.now() - 1_000);
     await dead.add(DEAD_JOB_NAME, letter(broken.split(".")[1] ?? ""), { jobId: broken });
-    // Cut short as a partial write or a hand edit would leave it.
-    await d.redis.hset(dead.toKey(broken), "data", '{"v":1,"queue":"notify.ap');
+    // A hand edit that left a value unquoted: V8's parse error quotes the JSON around it, a payer id here.
+    await d.redis.hset(dead.toKey(broken), "data", '{"v":1,"queue":"notify.apply","openid":oSECRET-PAYER}');
     const lines = logLines.length;
 
     const viewer = await loggedIn(d.app, "victor", PASSWORDS.victor);
@@ -124,6 +124,8 @@ describe("the dead-letter list", () => {
     );
     expect(page.body).toContain(`<td class="mono">${readable}</td>`);
     expect(page.body).toContain("ORDER_NOT_FOUND");
+    expect(page.body).not.toContain("oSECRET");
+    expect(JSON.stringify(logLines.slice(lines))).not.toContain("oSECRET");
     expect(logLines.slice(lines).find((line) => line.code === "DEAD_LETTER_UNREADABLE")).toMatchObject({
       letterIds: [broken],
       count: 1,
@@ -149,6 +151,10 @@ describe("the dead-letter list", () => {
     const opened = await operator.get(`/queues/api/queues/${QueueName.Dead}/${broken}`, headers);
     expect(opened.statusCode).toBe(200);
     expect(opened.body).toContain("is not JSON");
+    expect(opened.body).not.toContain("oSECRET");
+    expect(JSON.stringify(logLines.slice(lines))).not.toContain("oSECRET");
+    // Not left for the next test's stray consumer, whose BullMQ would print the parse error with the data.
+    await dead.remove(broken);
   });
 
   it("says how many letters were moved by hand to another state (here failed), which it does not list", async () => {

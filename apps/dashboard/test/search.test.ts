@@ -337,8 +337,8 @@ describe("notification timeline", () => {
     const parse = createQueue(QueueName.Parse, d.redis, d.prefix);
     try {
       await parse.add(PARSE_JOB_NAME, { v: 1, id }, { jobId: id });
-      // Cut short as a partial write or a hand edit would leave it.
-      await d.redis.hset(parse.toKey(id), "data", '{"v":1,"id":');
+      // A hand edit that left a value unquoted: V8's parse error quotes the JSON around it, a payer id here.
+      await d.redis.hset(parse.toKey(id), "data", '{"v":1,"openid":oSECRET-PAYER}');
     } finally {
       await parse.close();
     }
@@ -348,6 +348,7 @@ describe("notification timeline", () => {
       new RegExp(`<td class="mono">notify.parse</td><td class="mono">${id}</td><td>unreadable</td>`),
     );
     expect(page.body).toContain("job hash is not JSON");
+    expect(page.body).not.toContain("oSECRET");
     expect(page.body).toContain("Received and verified");
   });
 

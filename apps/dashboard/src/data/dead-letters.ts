@@ -13,6 +13,7 @@ import type { FastifyBaseLogger } from "fastify";
 import type { SessionUser } from "../auth/session.ts";
 import type { DashboardContext } from "../context.ts";
 import { type DbClient, recordAudit } from "./audit.ts";
+import { notJsonReason } from "./not-json.ts";
 
 /** Job states a dead letter can be in (nothing consumes notify.dead, so normally `waiting`; BullMQ 6 keeps
  * a paused queue's jobs in `waiting` too). */
@@ -121,7 +122,7 @@ function letterRow(id: string, hash: Record<string, string | undefined>): DeadLe
   try {
     payload = JSON.parse(hash.data || "{}");
   } catch (error) {
-    return { ...base, invalid: `payload is not JSON: ${error instanceof Error ? error.message : String(error)}` };
+    return { ...base, invalid: notJsonReason("payload", error) };
   }
   const decoded = decodeJob(deadLetterSchema, payload);
   if (!decoded.ok) return { ...base, invalid: decoded.message };

@@ -3,6 +3,7 @@ import { deadLetterSchema, decodeJob, isUsableJobId, QueueName, type Receipt, re
 import type { Job } from "bullmq";
 import type { FastifyBaseLogger } from "fastify";
 import type { DashboardContext } from "../context.ts";
+import { notJsonReason } from "./not-json.ts";
 
 /** One line of a notification's history, from whichever system saw it. */
 export interface TimelineEntry {
@@ -227,8 +228,9 @@ async function loadJobs(
         // BullMQ parses the hash's JSON fields (`data`, `opts`) as it reads a job: one that is not JSON (a write cut
         // short, a hand edit) is that job unreadable, shown as such, not the whole page failed.
         if (!(error instanceof SyntaxError)) throw error;
-        log.warn({ code: "JOB_UNREADABLE", queue, jobId, reason: error.message }, "a job's hash cannot be read");
-        return unreadableJob(queue, jobId, `job hash is not JSON: ${error.message}`);
+        const reason = notJsonReason("job hash", error);
+        log.warn({ code: "JOB_UNREADABLE", queue, jobId, reason }, "a job's hash cannot be read");
+        return unreadableJob(queue, jobId, reason);
       }
       return job ? snapshot(queue, job) : undefined;
     }),

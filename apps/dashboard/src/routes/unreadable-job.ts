@@ -1,6 +1,7 @@
 import { Job, type JobType, type Queue } from "bullmq";
 import type { FastifyBaseLogger } from "fastify";
 import type { Redis } from "ioredis";
+import { notJsonReason } from "../data/not-json.ts";
 
 /**
  * Jobs for bull-board that survive one job whose hash BullMQ cannot read. BullMQ parses a job hash's JSON fields
@@ -21,11 +22,9 @@ export async function getJobOrStandIn(
     return await queue.getJob(id);
   } catch (error) {
     if (!(error instanceof SyntaxError)) throw error;
-    log.warn(
-      { code: "JOB_UNREADABLE", queue: queue.name, jobId: id, reason: error.message },
-      "a job's hash cannot be read",
-    );
-    return standIn(queue, redis, id, `job hash is not JSON: ${error.message}`);
+    const reason = notJsonReason("job hash", error);
+    log.warn({ code: "JOB_UNREADABLE", queue: queue.name, jobId: id, reason }, "a job's hash cannot be read");
+    return standIn(queue, redis, id, reason);
   }
 }
 
