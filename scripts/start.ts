@@ -9,7 +9,14 @@ import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { resolve } from "node:path";
-import { ConfigError, loadConfig, loadDatabaseUrl, loadQueueSettings, readEnvironment } from "@wpn/config";
+import {
+  ConfigError,
+  loadConfig,
+  loadDatabaseUrl,
+  loadQueueSettings,
+  readEnvironment,
+  reportedStopSignal,
+} from "@wpn/config";
 import { ensureDatabase, MIGRATIONS_DIR, migrate } from "@wpn/db";
 import { startBanner } from "./banner.ts";
 import { failureReport } from "./database-errors.ts";
@@ -23,7 +30,7 @@ import {
 import { migrateOptions } from "./migrate-options.ts";
 import { redisProblem } from "./redis-check.ts";
 import { ensureServices } from "./services.ts";
-import { forceKillAfterMs, stoppedCleanly } from "./stopping.ts";
+import { forceKillAfterMs, stoppedCleanly, stoppedOnSignal } from "./stopping.ts";
 
 const root = resolve(import.meta.dirname, "..");
 process.chdir(root);
@@ -92,8 +99,9 @@ function keepDatabaseUrl(url: string): void {
 }
 
 /**
- * Starts an app. The IPC channel carries nothing: it closes when this process dies, however it dies, and the app then
- * stops as on SIGTERM (stopWhenParentExits) instead of running on under init with its port.
+ * Starts an app. The IPC channel closes when this process dies, however it dies, and the app then stops as on SIGTERM
+ * (stopWhenParentExits) instead of running on under init with its port. The app sends one message on it: the signal
+ * its shutdown began on (reportStopSignal).
  */
 function run(name: string, script: string, extraEnv: Record<string, string> = {}): ChildProcess {
   const child = spawn(process.execPath, ["--import", "tsx", script], {
@@ -101,7 +109,16 @@ function run(name: string, script: string, extraEnv: Record<string, string> = {}
     env: { ...process.env, ...decided, ...extraEnv },
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
-  child.once("exit", (code, signal) => onChildExit(name, code, signal));
+  let reported: "SIGINT" | "SIGTERM" | undefined;
+  child.on("message", (message) => {
+    reported = reportedStopSignal(message) ?? reported;
+  });
+  // 'close', not 'exit': it comes once the IPC channel has closed too, after every message the app sent — 'exit' may
+  // come first, its report still unread.
+  child.once("close", (code, signal) => {
+    closed.add(name);
+    onChildExit(name, code, signal, reported);
+  });
   return child;
 }
 
@@ -109,6 +126,8 @@ function run(name: string, script: string, extraEnv: Record<string, string> = {}
 const EX_CONFIG = 78;
 
 const children = new Map<string, ChildProcess>();
+/** The apps whose process has exited and whose IPC channel has closed ('close'): judged by onChildExit. */
+const closed = new Set<string>();
 let stopping = false;
 /** This process's exit status once every child has exited: 1 when a child died or failed to stop cleanly. */
 let exitStatus = 0;
@@ -125,16 +144,27 @@ function stopAll(exitCode: number): void {
   }, forceKillMs);
   force.unref();
   const wait = setInterval(() => {
-    if ([...children.values()].every((c) => c.exitCode !== null || c.signalCode !== null)) {
+    if ([...children.keys()].every((name) => closed.has(name))) {
       clearInterval(wait);
       process.exit(exitStatus);
     }
   }, 100);
 }
 
-function onChildExit(name: string, code: number | null, signal: NodeJS.Signals | null): void {
+function onChildExit(
+  name: string,
+  code: number | null,
+  signal: NodeJS.Signals | null,
+  reported: "SIGINT" | "SIGTERM" | undefined,
+): void {
   const how = signal ?? `code ${code}`;
-  if (!stopping) {
+  const stoppedOn = stopping ? undefined : stoppedOnSignal(code, signal, reported);
+  if (stoppedOn !== undefined) {
+    // Sent the signal itself — Ctrl-C reaches every process of the group and this app was done before this process
+    // took its own SIGINT — or by someone else: a stop asked for, not a crash. The others stop as on that signal.
+    console.log(`${name} stopped on ${stoppedOn}; stopping the others.`);
+    stopAll(0);
+  } else if (!stopping) {
     console.error(`${name} exited (${how}); stopping the others.`);
     // An app's EX_CONFIG (a refused setting, an address it cannot listen at) stays npm start's: a supervisor must tell
     // a configuration to fix from a crash to restart.

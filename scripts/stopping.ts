@@ -25,3 +25,19 @@ export function forceKillAfterMs(workerShutdownTimeoutMs: number): number {
 export function stoppedCleanly(code: number | null, signal: NodeJS.Signals | null): boolean {
   return code === 0 || signal === "SIGTERM" || signal === "SIGINT";
 }
+
+/**
+ * The signal an app that exited before `npm start` asked it to stop was itself sent, when it stopped cleanly on it:
+ * Ctrl-C reaches every process of the terminal's group, and an app may be done before start.ts takes its own SIGINT.
+ * `reported` is the signal the app said its shutdown began on (reportStopSignal of @wpn/config); an app that had not
+ * installed its handler yet ends by the signal itself. Undefined for an app that ended on its own — status 0 without
+ * a signal reported, a non-zero status, SIGKILL (the OOM killer) — or failed the stop it was asked for: a crash.
+ */
+export function stoppedOnSignal(
+  code: number | null,
+  signal: NodeJS.Signals | null,
+  reported: "SIGINT" | "SIGTERM" | undefined,
+): "SIGINT" | "SIGTERM" | undefined {
+  if (signal === "SIGINT" || signal === "SIGTERM") return signal;
+  return code === 0 ? reported : undefined;
+}

@@ -261,6 +261,34 @@ describe("npm start", () => {
     }
   }, 240_000);
 
+  it("Ctrl-C on a busy machine: an app that stopped on the SIGINT before start.ts took its own is a stop, not a crash (exit 0)", async () => {
+    const started = await start();
+    const exited = new Promise<number | null>((done) => started.child.once("exit", (code) => done(code)));
+    // The terminal's SIGINT reaches every process of the group; here the apps take it first and one of them has
+    // stopped cleanly, and start.ts has seen it exit (and reaped it), before start.ts handles its own.
+    for (const pid of started.pids) process.kill(pid, "SIGINT");
+    await eventually(
+      async () => (started.pids.some((pid) => !alive(pid)) ? true : undefined),
+      20_000,
+      () => `an app to have stopped and been reaped; output:\n${started.output()}`,
+    );
+    started.child.kill("SIGINT");
+    expect(await exited, started.output()).toBe(0);
+    expect(started.output()).not.toMatch(/exited \(code 0\); stopping the others/);
+    expect(started.output()).toMatch(/(ingress|worker-0|dashboard) stopped on SIGINT/);
+  }, 120_000);
+
+  it("an app killed on its own (SIGKILL: the OOM killer) is a crash: the others are stopped, exit 1", async () => {
+    const started = await start();
+    const exited = new Promise<number | null>((done) => started.child.once("exit", (code) => done(code)));
+    const [killed] = started.pids;
+    if (killed === undefined) throw new Error("no app process");
+    process.kill(killed, "SIGKILL");
+    expect(await exited, started.output()).toBe(1);
+    expect(started.output()).toMatch(/exited \(SIGKILL\); stopping the others/);
+    expect(started.output().match(/"msg":"shutting down/g)).toHaveLength(2);
+  }, 120_000);
+
   it("exits non-zero when an app does not stop cleanly", async () => {
     const started = await start();
     // One app frozen (SIGSTOP) cannot take its SIGTERM; it is killed while npm start waits for the apps to stop.

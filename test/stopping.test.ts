@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { forceKillAfterMs, stoppedCleanly } from "../scripts/stopping.ts";
+import { forceKillAfterMs, stoppedCleanly, stoppedOnSignal } from "../scripts/stopping.ts";
 
 // How npm start ends its apps. It used to kill them 30 s after SIGTERM whatever WORKER_SHUTDOWN_TIMEOUT_MS said (up to
 // 120 s: a worker was killed within the grace it was given), and Ctrl-C exited 0 even when an app failed its shutdown.
@@ -22,5 +22,22 @@ describe("npm start stopping its apps", () => {
     expect(stoppedCleanly(1, null)).toBe(false);
     expect(stoppedCleanly(null, "SIGKILL")).toBe(false);
     expect(stoppedCleanly(null, "SIGSEGV")).toBe(false);
+  });
+
+  it("counts an app that stopped cleanly on a signal sent to it, before it was asked, as a stop; any other end as a crash", () => {
+    // Done stopping on Ctrl-C's SIGINT before start.ts took its own: status 0 after reporting the signal.
+    expect(stoppedOnSignal(0, null, "SIGINT")).toBe("SIGINT");
+    expect(stoppedOnSignal(0, null, "SIGTERM")).toBe("SIGTERM");
+    // Ended by the signal itself, its handler not installed yet.
+    expect(stoppedOnSignal(null, "SIGINT", undefined)).toBe("SIGINT");
+    expect(stoppedOnSignal(null, "SIGTERM", undefined)).toBe("SIGTERM");
+    // Status 0 with no signal around: it ended on its own.
+    expect(stoppedOnSignal(0, null, undefined)).toBeUndefined();
+    // A failed shutdown after the signal, a crash, a configuration fault, a kill.
+    expect(stoppedOnSignal(1, null, "SIGINT")).toBeUndefined();
+    expect(stoppedOnSignal(1, null, undefined)).toBeUndefined();
+    expect(stoppedOnSignal(78, null, undefined)).toBeUndefined();
+    expect(stoppedOnSignal(null, "SIGKILL", "SIGINT")).toBeUndefined();
+    expect(stoppedOnSignal(null, "SIGKILL", undefined)).toBeUndefined();
   });
 });

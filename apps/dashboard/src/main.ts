@@ -5,6 +5,7 @@ import {
   ConfigError,
   listenFailure,
   loadConfigOrExit,
+  reportStopSignal,
   stopWhenParentExits,
 } from "@wpn/config";
 import { verifyMigrationsOrExit } from "@wpn/db";
@@ -44,9 +45,10 @@ try {
 }
 
 let stopping = false;
-async function shutdown(signal: string): Promise<void> {
+async function shutdown(signal: "SIGTERM" | "SIGINT"): Promise<void> {
   if (stopping) return;
   stopping = true;
+  reportStopSignal(signal, logger);
   logger.info({ signal }, "shutting down");
   const force = setTimeout(() => {
     logger.error("shutdown timed out; exiting");

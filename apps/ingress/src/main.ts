@@ -4,6 +4,7 @@ import {
   listenFailure,
   loadConfigOrExit,
   readEnvironment,
+  reportStopSignal,
   stopWhenParentExits,
 } from "@wpn/config";
 import { createDb, verifyMigrationsOrExit } from "@wpn/db";
@@ -95,9 +96,10 @@ logger.info(
 );
 
 let shuttingDown = false;
-async function shutdown(signal: string): Promise<void> {
+async function shutdown(signal: "SIGTERM" | "SIGINT"): Promise<void> {
   if (shuttingDown) return;
   shuttingDown = true;
+  reportStopSignal(signal, logger);
   const drainMs = config.INGRESS_SHUTDOWN_DRAIN_MS;
   logger.info({ signal, drainMs }, "shutting down: draining in-flight notifications");
   const deadline = setTimeout(() => {

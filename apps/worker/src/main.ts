@@ -1,6 +1,6 @@
 // Entry point of one worker process: `tsx apps/worker/src/main.ts`. The root start script runs it
 // WORKER_PROCESSES times with WORKER_INDEX=0..n-1 (each then serves health on WORKER_HEALTH_PORT + index).
-import { listenFailure, loadConfigOrExit, readEnvironment, stopWhenParentExits } from "@wpn/config";
+import { listenFailure, loadConfigOrExit, readEnvironment, reportStopSignal, stopWhenParentExits } from "@wpn/config";
 import { waitForMigrationsOrExit } from "@wpn/db";
 import { oneLine } from "./errors.ts";
 import { startHealthServer } from "./health.ts";
@@ -25,9 +25,10 @@ process.on("unhandledRejection", (reason) => {
 let worker: WorkerHandle | null = null;
 let stopping = false;
 const waiting = new AbortController();
-function stop(signal: NodeJS.Signals): void {
+function stop(signal: "SIGTERM" | "SIGINT"): void {
   if (stopping) return;
   stopping = true;
+  reportStopSignal(signal, log);
   log.info({ signal }, "shutting down");
   // Still waiting for PostgreSQL: no job was taken, nothing to finish (the wait then exits 0).
   if (worker === null) waiting.abort();
@@ -43,8 +44,8 @@ function close(handle: WorkerHandle, exitCode = 0): void {
     },
   );
 }
-process.on("SIGTERM", stop);
-process.on("SIGINT", stop);
+process.on("SIGTERM", () => stop("SIGTERM"));
+process.on("SIGINT", () => stop("SIGINT"));
 
 /**
  * The health server's address is configuration: a port in use or an address this machine lacks is LISTEN_FAILED and

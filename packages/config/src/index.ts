@@ -12,7 +12,7 @@ export {
   type MigrateSettings,
   readMerchantPrivateKeyPem,
 } from "./load.ts";
-export { type ParentWatchLogger, stopWhenParentExits } from "./parent.ts";
+export { type ParentWatchLogger, reportedStopSignal, reportStopSignal, stopWhenParentExits } from "./parent.ts";
 export { errWithoutPayerIds, PAYER_CENSOR, PAYER_FIELDS, withoutPayerIds } from "./payer-ids.ts";
 export {
   DEFAULT_DATABASE_URL,
