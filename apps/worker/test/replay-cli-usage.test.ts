@@ -77,3 +77,25 @@ it.each([
   },
   30_000,
 );
+
+it.each([
+  ["--help", (id: string) => ["--help", id]],
+  ["-h", (id: string) => [id, "-h"]],
+])(
+  "%s: the usage on stdout, exit 0, nothing replayed",
+  async (flag, args) => {
+    const notificationId = `cli-usage-help${flag}`;
+    const letterId = await waitingLetter(notificationId);
+    const { code, out, stdout } = await runReplayCli(args(letterId), world.env);
+    expect(code, out).toBe(0);
+    expect(stdout).toBe("usage: replay <dead-letter-id>... | --all\n");
+    expect(out).toBe(stdout);
+    const dead = createQueue(QueueName.Dead, redis, world.prefix);
+    try {
+      expect(await dead.getJob(letterId)).toBeDefined();
+    } finally {
+      await dead.close();
+    }
+  },
+  30_000,
+);

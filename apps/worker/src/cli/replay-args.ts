@@ -1,22 +1,24 @@
 import { isDeadLetterId } from "@wpn/queue";
 
-/** What the replay CLI was asked: every letter (`--all`), the letters named, or its usage (`--help`, bad usage). */
+/** What the replay CLI was asked: every letter (`--all`), the letters named, its usage (`--help`), or bad usage. */
 export type ReplayRequest =
   | { kind: "all" }
   | { kind: "ids"; ids: string[] }
-  | { kind: "usage"; problem: string | null };
+  | { kind: "help" }
+  | { kind: "usage"; problem: string };
 
 export const REPLAY_USAGE = "usage: replay <dead-letter-id>... | --all";
 
 /**
- * Reads the CLI's arguments (npm's `--` separators left out). Nothing is replayed unless every argument is understood:
- * an option other than --all and --help (an operator trying `--dry-run`) or an argument that is no letter id
+ * Reads the CLI's arguments (npm's `--` separators left out). `--help` (or `-h`) anywhere asks for the usage alone.
+ * Nothing is replayed unless every argument is understood: an option other than --all, --help and -h (an operator
+ * trying `--dry-run`) or an argument that is no letter id
  * (isDeadLetterId: an empty one, a typo) is bad usage — taken for a letter id, it was reported not-found while the
  * letters named beside it were replayed.
  */
 export function parseReplayArgs(argv: readonly string[]): ReplayRequest {
   const args = argv.filter((a) => a !== "--");
-  if (args.includes("--help")) return { kind: "usage", problem: null };
+  if (args.includes("--help") || args.includes("-h")) return { kind: "help" };
   if (args.length === 0) return { kind: "usage", problem: "no dead-letter id given" };
   const option = args.find((a) => a.startsWith("-") && a !== "--all");
   if (option !== undefined) return { kind: "usage", problem: `unknown option ${JSON.stringify(option)}` };

@@ -4,6 +4,7 @@
 // Exits 0 when every named letter was replayed — or resumed: an earlier replay of it, interrupted, completed now — (or
 // --all found none left), 1 when one was not (missing, invalid, in flight or failed) or the letters could not be
 // listed, 64 on bad usage: an unknown option or an argument that is no letter id (replay-args.ts), nothing replayed.
+// `--help` (`-h`) prints the usage on stdout and exits 0, before any setting is read or connection made.
 import { loadConfigOrExit, readEnvironment } from "@wpn/config";
 import { createDb } from "@wpn/db";
 import { createRedisConnection, type ReplayOutcome } from "@wpn/queue";
@@ -11,8 +12,13 @@ import { replayDeadLetter } from "../replay.ts";
 import { parseReplayArgs, REPLAY_USAGE } from "./replay-args.ts";
 
 const request = parseReplayArgs(process.argv.slice(2));
+if (request.kind === "help") {
+  // Asked for: output, and success (npm printed an error block for the 64 it used to be).
+  process.stdout.write(`${REPLAY_USAGE}\n`);
+  process.exit(0);
+}
 if (request.kind === "usage") {
-  process.stderr.write(`${request.problem === null ? "" : `replay: ${request.problem}\n`}${REPLAY_USAGE}\n`);
+  process.stderr.write(`replay: ${request.problem}\n${REPLAY_USAGE}\n`);
   // 64: EX_USAGE (sysexits.h).
   process.exit(64);
 }
