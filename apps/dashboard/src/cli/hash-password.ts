@@ -4,11 +4,15 @@
 //   npm run hash-password -w @wpn/dashboard                      → scrypt.16384.8.1.<salt>.<key>
 //   npm run hash-password -w @wpn/dashboard -- alice operator    → alice:operator:scrypt.…
 //   printf '%s' "$PASSWORD" | npm run -s hash-password -w @wpn/dashboard -- ci viewer
+//   npm run hash-password -w @wpn/dashboard -- --help              → the usage (stdout, exit 0)
 import { hashPassword } from "../auth/password.ts";
 import { ROLES, type Role } from "../auth/users.ts";
 
+const USAGE = "usage: hash-password [<name> <viewer|operator>]  (password on stdin)";
+
 function usage(message: string): never {
-  process.stderr.write(`${message}\nusage: hash-password [<name> <viewer|operator>]  (password on stdin)\n`);
+  process.stderr.write(`${message}\n${USAGE}\n`);
+  // 64: EX_USAGE (sysexits.h).
   process.exit(64);
 }
 
@@ -54,7 +58,13 @@ async function readPiped(): Promise<string> {
 }
 
 async function main(): Promise<void> {
-  const [name, role, ...rest] = process.argv.slice(2);
+  const args = process.argv.slice(2);
+  // Asked for, not a mistake: before, `--help` was taken for a name without a role (exit 64).
+  if (args.includes("--help") || args.includes("-h")) {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  const [name, role, ...rest] = args;
   if (rest.length > 0 || (name !== undefined && role === undefined)) usage("give both a name and a role, or neither");
   if (name !== undefined && !/^[A-Za-z0-9_.@-]{1,64}$/.test(name)) usage("name: letters, digits, _ . @ - (max 64)");
   if (role !== undefined && !ROLES.includes(role as Role)) usage("role must be viewer or operator");
