@@ -9,6 +9,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { resolve } from "node:path";
+import { parseArgs } from "node:util";
 import {
   ConfigError,
   loadConfig,
@@ -31,6 +32,27 @@ import { migrateOptions } from "./migrate-options.ts";
 import { redisProblem } from "./redis-check.ts";
 import { ensureServices } from "./services.ts";
 import { forceKillAfterMs, stoppedCleanly, stoppedOnSignal } from "./stopping.ts";
+
+const USAGE = "usage: npm start";
+const HELP = `${USAGE}
+Sets up and runs the whole system on this machine: starts PostgreSQL and Redis when it can, writes a development .env
+on first run, creates the database, applies the migrations, then runs the ingress, WORKER_PROCESSES workers and the
+dashboard until Ctrl-C (SIGINT) or SIGTERM. Takes no arguments.
+Settings: the environment and .env (README.md, "Quick start" and "Configuration").
+Exit codes: 0 every app stopped cleanly, 1 a failed check, or an app that crashed or failed its stop, 2 a refused
+argument, 78 a refused setting (or an app's own configuration fault).`;
+
+// Arguments first, before .env, services or migrations: it took none, and started everything whatever it was given.
+try {
+  const { values } = parseArgs({ options: { help: { type: "boolean", short: "h" } } });
+  if (values.help) {
+    console.log(HELP);
+    process.exit(0);
+  }
+} catch (error) {
+  console.error(`START_ARGUMENT_INVALID: ${(error as Error).message}\n${USAGE}`);
+  process.exit(2);
+}
 
 const root = resolve(import.meta.dirname, "..");
 process.chdir(root);

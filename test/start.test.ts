@@ -333,6 +333,29 @@ describe("npm start", () => {
     );
   }, 120_000);
 
+  it("--help prints the usage and exits 0, starting nothing; any other argument is refused (exit 2)", async () => {
+    const ports = [await freePort(), await freePort(), await freePort()];
+    const run = (args: string[]) =>
+      spawnSync(process.execPath, ["--import", "tsx", "scripts/start.ts", ...args], {
+        cwd: repoRoot,
+        env: startEnv(ports, { NODE_ENV: "test" }),
+        encoding: "utf8",
+        // Before, it started the whole system whatever it was given: stopped (SIGTERM) after this long.
+        timeout: 20_000,
+      });
+    for (const flag of ["--help", "-h"]) {
+      const help = run([flag]);
+      expect(help.status, `${help.stdout}${help.stderr}`).toBe(0);
+      expect(help.stdout).toMatch(/^usage: npm start\n/);
+      expect(help.stdout).not.toContain("Ingress:");
+      expect(help.stderr).toBe("");
+    }
+    const refused = run(["--dev"]);
+    expect(refused.status, `${refused.stdout}${refused.stderr}`).toBe(2);
+    expect(refused.stderr).toMatch(/^START_ARGUMENT_INVALID: .*--dev.*\nusage: npm start\n$/);
+    expect(refused.stdout).toBe("");
+  }, 90_000);
+
   it("exits 78 on a configuration error, as the apps and the README say", () => {
     const run = spawnSync(process.execPath, ["--import", "tsx", "scripts/start.ts"], {
       cwd: repoRoot,
