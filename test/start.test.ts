@@ -13,7 +13,7 @@ import {
 } from "@wpn/testing";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
-import { eventually, freePort, repoRoot } from "./support/processes.ts";
+import { eventually, freePort, processesUnder, repoRoot } from "./support/processes.ts";
 
 // `npm start` itself (scripts/start.ts), with the merchant configured by the environment as on a server: it writes no
 // .env (test/dev-env.test.ts), and the three apps it starts must not outlive it.
@@ -57,28 +57,6 @@ interface Started {
 /** The processes under `root` (children, theirs, …) that run an app's main.ts, from `ps`. */
 function appsUnder(root: number): number[] {
   return processesUnder(root, /apps\/[a-z]+\/src\/main\.ts/);
-}
-
-/** The processes under `root` (children, theirs, …) whose command line matches `args`, from `ps`. */
-function processesUnder(root: number, args: RegExp): number[] {
-  const rows = spawnSync("ps", ["-eo", "pid=,ppid=,args="], { encoding: "utf8" })
-    .stdout.trim()
-    .split("\n")
-    .map((line) => line.trim().match(/^(\d+)\s+(\d+)\s+(.*)$/))
-    .filter((m): m is RegExpMatchArray => m !== null)
-    .map((m) => ({ pid: Number(m[1]), ppid: Number(m[2]), args: m[3] ?? "" }));
-  const under = new Set([root]);
-  // Parents before children is not guaranteed by ps: repeat until no process joins.
-  for (let grew = true; grew; ) {
-    grew = false;
-    for (const row of rows) {
-      if (under.has(row.ppid) && !under.has(row.pid)) {
-        under.add(row.pid);
-        grew = true;
-      }
-    }
-  }
-  return rows.filter((r) => under.has(r.pid) && args.test(r.args)).map((r) => r.pid);
 }
 
 /** npm start's environment here: this file's merchant, schema, queue prefix and dashboard login, the apps' `ports`, then `env`. */

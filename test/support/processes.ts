@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { resolve } from "node:path";
 
 export { freePort } from "@wpn/testing";
@@ -80,4 +80,26 @@ export function waitForHttp(url: string, app: RunningApp, timeoutMs = 30_000): P
     timeoutMs,
     () => `${url} (${app.name} output so far:\n${app.output()})`,
   );
+}
+
+/** The processes under `root` (children, theirs, …) whose command line matches `args`, from `ps`. */
+export function processesUnder(root: number, args: RegExp): number[] {
+  const rows = spawnSync("ps", ["-eo", "pid=,ppid=,args="], { encoding: "utf8" })
+    .stdout.trim()
+    .split("\n")
+    .map((line) => line.trim().match(/^(\d+)\s+(\d+)\s+(.*)$/))
+    .filter((m): m is RegExpMatchArray => m !== null)
+    .map((m) => ({ pid: Number(m[1]), ppid: Number(m[2]), args: m[3] ?? "" }));
+  const under = new Set([root]);
+  // Parents before children is not guaranteed by ps: repeat until no process joins.
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const row of rows) {
+      if (under.has(row.ppid) && !under.has(row.pid)) {
+        under.add(row.pid);
+        grew = true;
+      }
+    }
+  }
+  return rows.filter((r) => under.has(r.pid) && args.test(r.args)).map((r) => r.pid);
 }
