@@ -125,8 +125,9 @@ export class WorkerMetrics {
   });
 
   /**
-   * Rows of PublishOverflow, counted at each scrape (readPublishOverflowRows; none without PUBLISH_EVENTS): events
-   * waiting in PostgreSQL for room in notify.publish. Table-wide: every process reports the same (aggregate with max).
+   * Rows of PublishOverflow, counted at each scrape (readPublishOverflowRows), with PUBLISH_EVENTS=false too: events
+   * waiting in PostgreSQL for room in notify.publish, or, without the feature, for it to be set back. Table-wide: every
+   * process reports the same (aggregate with max).
    */
   readonly publishOverflowRows = new Gauge({
     name: "wpn_worker_publish_overflow_rows",

@@ -150,19 +150,21 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
         return null;
       }
     });
-    metrics.readPublishOverflowRows(async () => {
-      try {
-        return await withTimeout(
-          countOverflowEvents(db.prisma, PUBLISH_JOBS_READ_MS),
-          PUBLISH_JOBS_READ_MS,
-          `no answer within ${PUBLISH_JOBS_READ_MS} ms`,
-        );
-      } catch (error) {
-        log.warn({ code: "PUBLISH_OVERFLOW_UNREAD", err: oneLine(error) }, "PublishOverflow rows not counted");
-        return null;
-      }
-    });
   }
+  // Counted with PUBLISH_EVENTS=false too: stored events then wait with no relay to move them (the feature dropped
+  // with rows left), and a gauge reading 0 would hide exactly those.
+  metrics.readPublishOverflowRows(async () => {
+    try {
+      return await withTimeout(
+        countOverflowEvents(db.prisma, PUBLISH_JOBS_READ_MS),
+        PUBLISH_JOBS_READ_MS,
+        `no answer within ${PUBLISH_JOBS_READ_MS} ms`,
+      );
+    } catch (error) {
+      log.warn({ code: "PUBLISH_OVERFLOW_UNREAD", err: oneLine(error) }, "PublishOverflow rows not counted");
+      return null;
+    }
+  });
   const relay = publishAdder
     ? new PublishRelay({
         prisma: db.prisma,
