@@ -66,6 +66,9 @@ function exitIfCannotListen(error: unknown): never {
 // attempt. Meanwhile the health server answers live but not ready, and wpn_worker_db_paused is 1.
 const metrics = new WorkerMetrics();
 metrics.dbPaused.set(1);
+// Not counted while PostgreSQL is awaited (-1, as a scrape it does not answer): 0 would say no stored event waits.
+// startWorker sets the real count.
+metrics.readPublishOverflowRows(async () => null);
 const waitingHealth = await startHealthServer({
   host: config.HOST,
   port: healthPortOf(config),

@@ -472,6 +472,11 @@ describe("a worker process started while PostgreSQL cannot be reached", () => {
     expect((await parseQueue.getJob(job.id))?.attemptsMade).toBe(0);
     expect((await fetch(`http://127.0.0.1:${healthPort}/health/live`)).status).toBe(200);
     expect((await fetch(`http://127.0.0.1:${healthPort}/health/ready`)).status).toBe(503);
+    // What the scrape says meanwhile: paused, and the PublishOverflow rows not counted (-1), as when PostgreSQL does
+    // not answer a scrape later on — not 0, which would say no stored event waits.
+    const scraped = await (await fetch(`http://127.0.0.1:${healthPort}/metrics`)).text();
+    const sample = (name: string) => Number(new RegExp(`^${name} (-?\\d+)$`, "m").exec(scraped)?.[1]);
+    expect([sample("wpn_worker_db_paused"), sample("wpn_worker_publish_overflow_rows")]).toEqual([1, -1]);
 
     await proxy.up();
     await waitFor(
