@@ -1,11 +1,11 @@
 // `npm run db:migrate`: creates the database if needed and applies prisma/migrations (see packages/db/src/migrate.ts).
 // Used by Docker Compose's one-shot `migrate` service and by operators; `npm start` does the same itself.
 import { userInfo } from "node:os";
-import { parseArgs } from "node:util";
 import { DEFAULT_DATABASE_URL, loadMigrateSettings, readEnvironment } from "@wpn/config";
 import { ensureDatabase, MIGRATIONS_DIR, migrate } from "@wpn/db";
 import { exitOnFailure } from "./database-errors.ts";
 import { migrateOptions } from "./migrate-options.ts";
+import { takeNoArguments } from "./no-arguments.ts";
 
 const USAGE = "usage: npm run db:migrate";
 const HELP = `${USAGE}
@@ -16,16 +16,7 @@ Exit codes: 0 applied (or nothing to apply), 1 failed, 2 a refused argument, 78 
 
 // Arguments first, before any setting or connection: `--help` must never migrate (it did: it took no arguments, and
 // applied every migration whatever it was given).
-try {
-  const { values } = parseArgs({ options: { help: { type: "boolean", short: "h" } } });
-  if (values.help) {
-    console.log(HELP);
-    process.exit(0);
-  }
-} catch (error) {
-  console.error(`MIGRATE_ARGUMENT_INVALID: ${(error as Error).message}\n${USAGE}`);
-  process.exit(2);
-}
+takeNoArguments(USAGE, HELP, "MIGRATE_ARGUMENT_INVALID");
 
 const env = readEnvironment();
 // Quoted back in a failure's explanation even when the setting itself was refused.

@@ -9,7 +9,6 @@ import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { resolve } from "node:path";
-import { parseArgs } from "node:util";
 import {
   ConfigError,
   loadConfig,
@@ -29,6 +28,7 @@ import {
   MERCHANT_SETTING,
 } from "./dev-env.ts";
 import { migrateOptions } from "./migrate-options.ts";
+import { takeNoArguments } from "./no-arguments.ts";
 import { redisProblem } from "./redis-check.ts";
 import { ensureServices } from "./services.ts";
 import { forceKillAfterMs, stoppedCleanly, stoppedOnSignal } from "./stopping.ts";
@@ -43,16 +43,7 @@ Exit codes: 0 every app stopped cleanly, 1 a failed check, or an app that crashe
 argument, 78 a refused setting (or an app's own configuration fault).`;
 
 // Arguments first, before .env, services or migrations: it took none, and started everything whatever it was given.
-try {
-  const { values } = parseArgs({ options: { help: { type: "boolean", short: "h" } } });
-  if (values.help) {
-    console.log(HELP);
-    process.exit(0);
-  }
-} catch (error) {
-  console.error(`START_ARGUMENT_INVALID: ${(error as Error).message}\n${USAGE}`);
-  process.exit(2);
-}
+takeNoArguments(USAGE, HELP, "START_ARGUMENT_INVALID");
 
 const root = resolve(import.meta.dirname, "..");
 process.chdir(root);
