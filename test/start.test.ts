@@ -13,7 +13,7 @@ import {
 } from "@wpn/testing";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
-import { eventually, freePort, processesUnder, repoRoot } from "./support/processes.ts";
+import { alive, eventually, freePort, processesUnder, repoRoot } from "./support/processes.ts";
 
 // `npm start` itself (scripts/start.ts), with the merchant configured by the environment as on a server: it writes no
 // .env (test/dev-env.test.ts), and the three apps it starts must not outlive it.
@@ -124,17 +124,6 @@ async function start(viaNpm = false, env: Record<string, string> = {}, ownGroup 
   expect(pids).toHaveLength(3);
   for (const pid of pids) seen.add(pid);
   return { child, ports, pids, output: () => log };
-}
-
-/** True while a process with this pid exists (a zombie too). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ESRCH") return false;
-    throw error;
-  }
 }
 
 /** `ps` lines (pid, parent, state, command) of these processes, for a failure message. */

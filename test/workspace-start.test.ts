@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createTestDatabase, createTestMerchant, deletePrefix, TEST_REDIS_URL, testQueuePrefix } from "@wpn/testing";
 import { afterAll, describe, expect, it } from "vitest";
-import { eventually, freePort, processesUnder, repoRoot } from "./support/processes.ts";
+import { alive, eventually, freePort, processesUnder, repoRoot } from "./support/processes.ts";
 
 // One app started through its workspace's script, as the dashboard's README documents (`npm start -w @wpn/dashboard`),
 // then stopped as a supervisor stops the process it started: SIGTERM to that process alone (Docker's PID 1, a
@@ -25,17 +25,6 @@ afterAll(async () => {
   await database.drop();
   await deletePrefix(prefix);
 });
-
-/** True while a process with this pid exists. */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ESRCH") return false;
-    throw error;
-  }
-}
 
 function exitOf(child: ChildProcess): Promise<number | null> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);

@@ -103,3 +103,14 @@ export function processesUnder(root: number, args: RegExp): number[] {
   }
   return rows.filter((r) => under.has(r.pid) && args.test(r.args)).map((r) => r.pid);
 }
+
+/** True while a process with this pid exists (a zombie too). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ESRCH") return false;
+    throw error;
+  }
+}
