@@ -27,6 +27,7 @@ import {
   createStageProcessor,
   DeadLetteredError,
   deadLetter,
+  plannedRetryDelay,
   type StageRuntime,
   windowEnd,
 } from "./workers/stage.ts";
@@ -449,6 +450,9 @@ const PUBLISH_RELAY_BATCH_SIZE = 100;
  */
 export function windowBackoff(windowMs: number, outageEndedAt: () => number): BackoffStrategy {
   return (attemptsMade, _type, error, job) => {
+    // The delay the stage drew for this retry and recorded in its FAILED entry (planRetry).
+    const planned = plannedRetryDelay(error);
+    if (planned !== undefined) return planned;
     const j = job as Job | undefined;
     if (j === undefined) return backoffDelay({ opts: {} }, attemptsMade);
     const waiting = error instanceof WorkerError && error.policy === "window";

@@ -89,7 +89,16 @@ describe("through the queues", () => {
   it("an order committed a moment after its notification is applied on a retry", async () => {
     const job = v3Payment(world, { outTradeNo: "T-pipe-late", total: 100 });
     await parseQueue.add(PARSE_JOB_NAME, job, { jobId: job.id });
-    await waitFor("first failed attempt", async () => (await notification(job.id))?.errorCode === "ORDER_NOT_FOUND");
+    const failed = await waitFor("first FAILED entry", async () =>
+      (await notification(job.id))?.events.find((e) => e.kind === "FAILED"),
+    );
+    // The retry's delay as BullMQ stored it on the job when it moved it to delayed (`delay`, ms; ≥ 500 ms from now).
+    const retried = await waitFor("apply job retried once", async () => {
+      const j = await applyQueue.getJob(job.id);
+      return j?.attemptsMade === 1 ? j : undefined;
+    });
+    expect(failed.detail).toMatchObject({ stage: "notify.apply", code: "ORDER_NOT_FOUND", attempt: 1 });
+    expect((failed.detail as { retryInMs: unknown }).retryInMs).toBe(retried.delay);
     await seedOrder(world, { outTradeNo: "T-pipe-late", amountTotal: 100, items: { A: 1 } });
     await waitFor("APPLIED", async () => (await notification(job.id))?.status === "APPLIED", 10_000);
     const n = await notification(job.id);
@@ -226,6 +235,13 @@ describe("through the queues", () => {
     const row = await notification(job.id);
     expect(row).toMatchObject({ errorCode: "DECRYPT_FAILED" });
     expect(row?.attempts).toBeGreaterThanOrEqual(2);
+    // BullMQ draws a parse retry's jitter itself: the entry gives its range (1 s · 2^0, jitter 0.5).
+    expect(row?.events.find((e) => e.kind === "FAILED")?.detail).toMatchObject({
+      stage: "notify.parse",
+      attempt: 1,
+      retryInMs: null,
+      retryInMsRange: [500, 1_000],
+    });
   });
 
   it("a merchant's APIv3 key rotated in WeChat before its row here: the notifications of the gap apply once the row is updated within the window", async () => {

@@ -76,7 +76,15 @@ describe("a window fault whose attempts run out before its window", () => {
     const job = await pipeline?.applyQueue.getJob(refund.id);
     expect(job?.attemptsMade).toBeLessThanOrEqual(2);
     expect(job?.returnvalue).toMatchObject({ outcome: "TRANSACTION_MISMATCH" });
-    expect(settled.events.filter((e) => e.kind === "FAILED").length).toBeGreaterThanOrEqual(2);
+    const failed = settled.events.filter((e) => e.kind === "FAILED");
+    expect(failed.length).toBeGreaterThanOrEqual(2);
+    // Each says when the next try runs — a retry's backoff or a last attempt's wait —, never past the window's end.
+    for (const e of failed) {
+      const { retryInMs } = e.detail as { retryInMs: unknown };
+      expect(retryInMs).toBeTypeOf("number");
+      expect(retryInMs).toBeGreaterThan(0);
+      expect(retryInMs).toBeLessThanOrEqual(WINDOW_SECONDS * 1000);
+    }
   }, 30_000);
 
   it("a payment whose order is committed after its attempts but within its window is applied", async () => {

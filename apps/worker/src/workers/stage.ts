@@ -1,5 +1,6 @@
 import { markNotificationDead, type PrismaClient, recordNotificationFailure } from "@wpn/db";
 import {
+  APPLY_BACKOFF_TYPE,
   applyBackoffDelay,
   DEAD_JOB_NAME,
   type DeadLetter,
@@ -390,6 +391,9 @@ async function onFailure(
     );
   else f.log.warn(logFields, "attempt failed, will retry");
   if (f.notificationId !== null) {
+    const next = wait
+      ? { retryInMs: wait.delayMs }
+      : planRetry(job, err, windowEnd(job.timestamp, firstRunAt, rt.windowMs, rt.outage?.endedAt ?? 0));
     try {
       await recordNotificationFailure(rt.prisma, {
         notificationId: f.notificationId,
@@ -397,6 +401,7 @@ async function onFailure(
         code: err.code,
         message: err.message,
         attempt,
+        ...next,
       });
     } catch (recordError) {
       // The retry does not depend on this bookkeeping (often the database is what failed); say so and go on.
@@ -404,6 +409,44 @@ async function onFailure(
     }
   }
   return wait ?? err;
+}
+
+/** The retry delays planRetry chose, by the error the processor throws: the apply queue's strategy returns them. */
+const plannedDelays = new WeakMap<Error, number>();
+
+/**
+ * The delay planRetry chose for the retry after `error`, ms, if it chose one: windowBackoff (the apply queue's strategy)
+ * returns it, so the FAILED entry's `retryInMs` is the delay BullMQ schedules.
+ */
+export function plannedRetryDelay(error: Error | undefined): number | undefined {
+  return error === undefined ? undefined : plannedDelays.get(error);
+}
+
+/**
+ * When the retry of a failed attempt (`err`, retried by BullMQ with the job's backoff) will run, for its FAILED entry.
+ * The apply queue's strategy is the worker's own: the delay is drawn here (as windowBackoff would: capped at
+ * `windowEndsAt` for a window fault) and handed to it (plannedRetryDelay) — exact. BullMQ's built-in exponential
+ * (parse) draws its own jitter after the attempt: its range instead, `retryInMsRange` [min, max] (exact without
+ * jitter). Any other backoff: neither (`retryInMs` null).
+ */
+function planRetry(
+  job: Pick<Job, "opts" | "attemptsMade">,
+  err: WorkerError,
+  windowEndsAt: number,
+): { retryInMs?: number; retryInMsRange?: [number, number] } {
+  const backoff = job.opts.backoff;
+  if (typeof backoff !== "object") return {};
+  const attempt = job.attemptsMade + 1;
+  if (backoff.type === APPLY_BACKOFF_TYPE) {
+    const delayMs = backoffDelay(job, attempt, err.policy === "window" ? windowEndsAt : undefined);
+    plannedDelays.set(err, delayMs);
+    return { retryInMs: delayMs };
+  }
+  if (backoff.type !== "exponential") return {};
+  // BullMQ's exponential: drawn from the top `jitter` fraction of delay · 2^(attempt−1).
+  const max = Math.round(2 ** (attempt - 1) * (backoff.delay ?? 0));
+  const jitter = backoff.jitter ?? 0;
+  return jitter > 0 ? { retryInMsRange: [Math.floor(max * (1 - jitter)), max] } : { retryInMs: max };
 }
 
 /**

@@ -333,8 +333,10 @@ export interface FailureRecord {
   message: string;
   /** 1-based attempt number of the failed attempt. */
   attempt: number;
-  /** ms until the next attempt, when known. */
+  /** ms until the next attempt, when the worker knows it (it chose the delay, or BullMQ's has no jitter). */
   retryInMs?: number;
+  /** [min, max] ms until the next attempt, when BullMQ draws the delay itself (its jitter) instead. */
+  retryInMsRange?: [number, number];
 }
 
 /**
@@ -349,6 +351,7 @@ export async function recordNotificationFailure(prisma: PrismaClient, f: Failure
     message: f.message,
     attempt: f.attempt,
     retryInMs: f.retryInMs ?? null,
+    ...(f.retryInMsRange === undefined ? {} : { retryInMsRange: f.retryInMsRange }),
   });
   const rows = await prisma.$queryRaw<{ id: string }[]>`
     WITH u AS (
