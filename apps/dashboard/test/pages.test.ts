@@ -89,6 +89,40 @@ describe("overview", () => {
   });
 });
 
+describe("the overview's failures card", () => {
+  it("says the codes are the ones carried now, and counts the hour's notifications that failed before they were applied", async () => {
+    const now = Date.now();
+    const own = await startDashboard("dash_failures_now", { now: () => new Date(now) });
+    try {
+      const prisma = own.database.db.prisma;
+      const receivedAt = new Date(now - 10 * 60_000);
+      // ORDER_NOT_FOUND twice (two FAILED entries), then applied: the apply cleared its errorCode.
+      const recovered = await seedNotification(prisma, {
+        receivedAt,
+        appliedAt: new Date(now - 9 * 60_000),
+        status: "APPLIED",
+        attempts: 3,
+      });
+      await prisma.notificationEvent.createMany({
+        data: [1, 2].map((attempt) => ({
+          notificationId: recovered,
+          at: receivedAt,
+          kind: "FAILED",
+          detail: { stage: "notify.apply", code: "ORDER_NOT_FOUND", attempt, retryInMs: 1_000 },
+        })),
+      });
+      await seedNotification(prisma, { receivedAt, appliedAt: new Date(now - 9 * 60_000), status: "APPLIED" });
+      const client = await loggedIn(own.app, "victor", PASSWORDS.victor);
+      const text = (await client.get("/")).body.replace(/<[^>]+>/g, " ").replace(/\s+/g, " ");
+      expect(text).not.toContain("No errors recorded");
+      expect(text).toContain("No notification received this hour carries an error code now");
+      expect(text).toContain("1 notification(s) received this hour failed before they were applied");
+    } finally {
+      await own.close();
+    }
+  });
+});
+
 describe("overview rate chart", () => {
   it("reads a steady rate as that rate at its last point, early in a minute too", async () => {
     // 6.5 s into a minute: the current bucket holds 6–7 arrivals of a steady 1/s.

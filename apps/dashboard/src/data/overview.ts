@@ -30,8 +30,13 @@ export interface Overview {
   appliedLastHour: number;
   latency: { p50: number | null; p99: number | null; count: number };
   statuses: { status: string; count: number }[];
-  /** Error codes of notifications received this hour: how many carry the code, how many are failing/dead now. */
+  /**
+   * Error codes the notifications received this hour carry now: how many carry the code, how many of them are
+   * FAILED/DEAD. Applying a notification clears its code (its timeline keeps the FAILED entries): see `recovered`.
+   */
   failures: { code: string; total: number; failing: number }[];
+  /** Notifications received this hour that are applied (APPLIED, DUPLICATE) after failed attempts (attempts > 1). */
+  recovered: number;
   queues: QueueDepth[];
   /** What /reviews counts (`countReviews`): orders in PAYMENT_REVIEW, refunds not counted, notifications in review. */
   inReview: number;
@@ -65,6 +70,8 @@ interface ReceivedGroup {
   failing: number;
   /** Of them, received in the last 60 s. */
   recent: number;
+  /** Of them, APPLIED or DUPLICATE after failed attempts (each recorded one counts an attempt; a clean apply one). */
+  recovered: number;
 }
 
 /**
@@ -76,9 +83,10 @@ const RECEIVED_STATEMENT = `
               WHEN GROUPING(code) = 0 THEN 'code' ELSE 'all' END AS kind,
          minute, status, code, count(*)::int AS n,
          count(*) FILTER (WHERE status IN ('FAILED', 'DEAD'))::int AS failing,
-         count(*) FILTER (WHERE "receivedAt" >= ${at(3)})::int AS recent
+         count(*) FILTER (WHERE "receivedAt" >= ${at(3)})::int AS recent,
+         count(*) FILTER (WHERE status IN ('APPLIED', 'DUPLICATE') AND attempts > 1)::int AS recovered
     FROM (SELECT floor(${epochMs('"receivedAt"')} / ${BUCKET_MS})::bigint AS minute, status::text AS status,
-                 "errorCode" AS code, "receivedAt"
+                 "errorCode" AS code, "receivedAt", attempts
             FROM "Notification" WHERE "receivedAt" >= ${at(1)} AND "receivedAt" < ${at(2)}) AS received
    GROUP BY GROUPING SETS ((minute), (status), (code), ())`;
 
@@ -140,6 +148,7 @@ export async function loadOverview(ctx: DashboardContext): Promise<Overview> {
   const statuses: Overview["statuses"] = [];
   const failures: Overview["failures"] = [];
   let receivedLastMinute = 0;
+  let recovered = 0;
   for (const row of received.rows) {
     if (row.kind === "minute" && row.minute !== null) {
       const i = index(row.minute);
@@ -147,7 +156,10 @@ export async function loadOverview(ctx: DashboardContext): Promise<Overview> {
     } else if (row.kind === "status" && row.status !== null) statuses.push({ status: row.status, count: row.n });
     else if (row.kind === "code" && row.code !== null) {
       failures.push({ code: row.code, total: row.n, failing: row.failing });
-    } else if (row.kind === "all") receivedLastMinute = row.recent;
+    } else if (row.kind === "all") {
+      receivedLastMinute = row.recent;
+      recovered = row.recovered;
+    }
   }
   statuses.sort((a, b) => b.count - a.count);
   failures.sort((a, b) => b.total - a.total);
@@ -186,6 +198,7 @@ export async function loadOverview(ctx: DashboardContext): Promise<Overview> {
     latency: { count: overall?.n ?? 0, p50: percentile(overall?.p50), p99: percentile(overall?.p99) },
     statuses,
     failures: failures.slice(0, FAILURE_CODES_SHOWN),
+    recovered,
     queues,
     inReview,
   };

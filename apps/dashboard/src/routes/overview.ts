@@ -92,15 +92,18 @@ ${o.statuses.map(
 )}</tbody></table>`
 }</div>
 <div><h2>Failures by error code</h2>
+<p class="muted">The codes the notifications received this hour carry now — failing, dead, in review, or replayed and
+waiting. Applying a notification clears its code; its timeline keeps the failed attempts.</p>
 ${
   o.failures.length === 0
-    ? html`<p class="muted">No errors recorded for notifications received this hour.</p>`
-    : html`<table><thead><tr><th>Error code</th><th class="num">Notifications</th><th class="num">Failure rate</th><th class="num">Still failing / dead</th></tr></thead><tbody>
+    ? html`<p class="muted">No notification received this hour carries an error code now.</p>`
+    : html`<table><thead><tr><th>Error code</th><th class="num">Carried by</th><th class="num">Share of received</th><th class="num">Still failing / dead</th></tr></thead><tbody>
 ${o.failures.map(
   (f) =>
     html`<tr><td><code>${f.code}</code></td><td class="num">${f.total}</td><td class="num">${percent(f.total, o.receivedLastHour)}</td><td class="num">${f.failing}</td></tr>`,
 )}</tbody></table>`
-}</div>
+}
+<p class="muted">${o.recovered} notification(s) received this hour failed before they were applied (not counted above).</p></div>
 </div>`;
 }
 
