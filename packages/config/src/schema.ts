@@ -79,6 +79,37 @@ function checkSchemaParam(value: string, ctx: z.RefinementCtx): void {
 }
 
 /**
+ * REDIS_URL as ioredis reads it (its parseURL): the user name and password go through decodeURIComponent, which throws
+ * URIError from `new Redis` — a stack trace at start — for a `%` not followed by two hex digits (a generated password
+ * holding one); and the path is the database index, SELECTed as written, so `/x` failed at the first SELECT and `/1.5`
+ * was sent as is. The messages repeat no part of the URL: its password is in it.
+ */
+function checkRedisUrl(value: string, ctx: z.RefinementCtx): void {
+  if (!URL.canParse(value)) return;
+  const { username, password, pathname } = new URL(value);
+  if (!decodes(username) || !decodes(password)) {
+    ctx.addIssue({
+      code: "custom",
+      message:
+        "has a % in its user name or password that does not begin an escape (%XX): write % as %25 (the value is not repeated)",
+    });
+  }
+  if (!/^\/?(\d+)?$/.test(pathname)) {
+    ctx.addIssue({ code: "custom", message: "must have the database number as its path (/0, /1, …), or no path" });
+  }
+}
+
+/** Whether decodeURIComponent takes `text` (every `%` begins an escape of a UTF-8 sequence). */
+function decodes(text: string): boolean {
+  try {
+    decodeURIComponent(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * DASHBOARD_TRUST_PROXY: `false`; `true` (any peer is taken for the proxy: the port must be reachable only through
  * it); or the reverse proxies' addresses, IPs and CIDR ranges separated by commas, as Fastify's trustProxy takes them
  * (only a peer among them is asked for X-Forwarded-*). A zone (`%eth0`) is refused: the address a peer connects from
@@ -179,7 +210,9 @@ const envFields = z.object({
    */
   MIGRATE_WAIT_SECONDS: int(1, 24 * 3600).default(300),
 
-  REDIS_URL: serviceUrl(["redis:", "rediss:"], DEFAULT_REDIS_URL, false).default(DEFAULT_REDIS_URL),
+  REDIS_URL: serviceUrl(["redis:", "rediss:"], DEFAULT_REDIS_URL, false)
+    .superRefine(checkRedisUrl)
+    .default(DEFAULT_REDIS_URL),
   /** Prefix of every BullMQ key; one Redis can host several deployments (and tests) side by side. */
   QUEUE_PREFIX: z
     .string()

@@ -236,6 +236,29 @@ describe("loadConfig", () => {
     }
   });
 
+  it("refuses a REDIS_URL that ioredis cannot read — a bare % in its password, a path that is no database number", () => {
+    // ioredis decodes the user name and password with decodeURIComponent, which threw URIError from `new Redis` (a
+    // stack trace and exit 1) for a generated password with a bare %; it took the path for the database index, so
+    // "/x" crashed at the first SELECT and "/1.5" was SELECTed as is. The message repeats no part of the URL.
+    const userinfo =
+      "REDIS_URL has a % in its user name or password that does not begin an escape (%XX): write % as %25 (the value is not repeated)";
+    for (const url of ["redis://:p%zz@127.0.0.1:6379", "redis://us%er:pw@127.0.0.1:6379", "redis://:100%@h:6379"]) {
+      expect(errorOf({ ...valid, REDIS_URL: url }), url).toBe(userinfo);
+    }
+    const database = "REDIS_URL must have the database number as its path (/0, /1, …), or no path";
+    for (const url of [
+      "redis://127.0.0.1:6379/x",
+      "redis://127.0.0.1:6379/1.5",
+      "redis://h:6379/-1",
+      "redis://h/1/2",
+    ]) {
+      expect(errorOf({ ...valid, REDIS_URL: url }), url).toBe(database);
+    }
+    for (const url of ["redis://:p%25zz@h:6379", "redis://h:6379/", "redis://h:6379/15", "rediss://u:p%40ss@h/0"]) {
+      expect(loadConfig({ ...valid, REDIS_URL: url }).REDIS_URL).toBe(url);
+    }
+  });
+
   it("refuses a WECHATPAY_API_BASE_URL with credentials, a query or a fragment, without repeating them", () => {
     // fetch refuses a URL with credentials in a TypeError that quotes it whole (and the download's failure was logged
     // with it); a query or fragment would have had /v3/certificates appended after it. A proxy's path prefix is fine.
