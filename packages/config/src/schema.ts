@@ -25,6 +25,15 @@ export const MCHID_PATTERN = /^\d{6,32}$/;
 const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 
 /**
+ * Whitespace or a control character anywhere in a URL. WHATWG URL drops them around a URL (and tabs and line breaks
+ * within), so the checks below passed " postgresql://…" and "…/db ", while pg took the first for a database of that
+ * name on host "base" and the second for database "db ", and ioredis threw TypeError from `new Redis` for " redis://…".
+ * A URL never needs one: a space in a password is %20. (A value that is no URL at all gets the message that says so.)
+ */
+const SPACE_OR_CONTROL = /[\s\p{Cc}]/u;
+const SPACED_URL_MESSAGE = "must not contain spaces, tabs or line breaks (write a space in a password as %20)";
+
+/**
  * A service URL that pg or ioredis can use: one of `schemes` and a host — in the authority or, with
  * `socketHostParam` (pg over a Unix socket: `postgresql:///db?host=/var/run/postgresql`), in `?host=`. A bare URL
  * check let `localhost:5432/db` (scheme `localhost:`), `mysql://…` and `http://…` through, to fail later with a
@@ -34,6 +43,10 @@ function serviceUrl(schemes: readonly [string, string], example: string, socketH
   const [scheme, alias] = schemes;
   const message = `must be a ${scheme}// (or ${alias}//) URL with a host, e.g. ${example}`;
   return z.string().superRefine((value, ctx) => {
+    if (URL.canParse(value) && SPACE_OR_CONTROL.test(value)) {
+      ctx.addIssue({ code: "custom", message: SPACED_URL_MESSAGE });
+      return;
+    }
     const parsed = URL.canParse(value) ? new URL(value) : undefined;
     const host = parsed?.hostname || (socketHostParam ? parsed?.searchParams.get("host") : "");
     if (parsed !== undefined && schemes.includes(parsed.protocol) && host) return;

@@ -236,6 +236,24 @@ describe("loadConfig", () => {
     }
   });
 
+  it("refuses a DATABASE_URL or REDIS_URL with spaces around or in it, which the URL check ignored and the drivers did not", () => {
+    // WHATWG URL drops spaces and control characters around a URL and tabs and line breaks within, so these passed;
+    // pg read " postgresql://…" as a database of that name on host "base" and "…/db " as database "db ", and ioredis
+    // threw TypeError (Invalid URL) from `new Redis` for " redis://…": a stack trace at start.
+    const spaced = "must not contain spaces, tabs or line breaks (write a space in a password as %20)";
+    for (const [name, url] of [
+      ["DATABASE_URL", " postgresql://postgres@127.0.0.1:5432/wechatpay_notify"],
+      ["DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/wechatpay_notify "],
+      ["DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/wechat\tpay"],
+      ["REDIS_URL", " redis://127.0.0.1:6379"],
+      ["REDIS_URL", "redis://127.0.0.1:6379\r"],
+      ["REDIS_URL", "redis://:pass word@127.0.0.1:6379"],
+    ] as const) {
+      expect(errorOf({ ...valid, [name]: url }), JSON.stringify(url)).toBe(`${name} ${spaced}`);
+    }
+    expect(() => loadDatabaseUrl({ DATABASE_URL: "postgresql://u@h/db " })).toThrow(`DATABASE_URL ${spaced}`);
+  });
+
   it("refuses a REDIS_URL that ioredis cannot read — a bare % in its password, a path that is no database number", () => {
     // ioredis decodes the user name and password with decodeURIComponent, which threw URIError from `new Redis` (a
     // stack trace and exit 1) for a generated password with a bare %; it took the path for the database index, so
