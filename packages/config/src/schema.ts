@@ -162,6 +162,15 @@ function isAddressOrRange(entry: string): boolean {
  */
 const apiBaseUrl = z.string().superRefine((value, ctx) => {
   const parsed = URL.canParse(value) ? new URL(value) : undefined;
+  // fetch downloads over http(s) only, and the download appends its path to the text as written (certificatesUrl):
+  // "https://host/ " asked for "/%20/v3/certificates" — WHATWG URL dropped the space only at the very end.
+  if (parsed !== undefined && (!/^https?:$/.test(parsed.protocol) || SPACE_OR_CONTROL.test(value))) {
+    ctx.addIssue({
+      code: "custom",
+      message: "must be an https:// (or http://) URL, without spaces, tabs or line breaks",
+    });
+    return;
+  }
   const bare =
     parsed !== undefined &&
     parsed.username === "" &&

@@ -297,6 +297,26 @@ describe("loadConfig", () => {
     expect(loadConfig({ ...valid, WECHATPAY_API_BASE_URL: prefixed }).WECHATPAY_API_BASE_URL).toBe(prefixed);
   });
 
+  it("refuses a WECHATPAY_API_BASE_URL that is not http(s), or has spaces in or around it", () => {
+    // Both passed: fetch cannot download from ftp:// or redis:// (every download failed, retried for ever), and the
+    // download appends /v3/certificates to the text as written, so "https://host/ " asked for "/%20/v3/certificates".
+    for (const url of [
+      "ftp://api.mch.weixin.qq.com",
+      "redis://api.mch.weixin.qq.com",
+      "ws://api.mch.weixin.qq.com",
+      "https://api.mch.weixin.qq.com/ ",
+      " https://api.mch.weixin.qq.com",
+      "https://api.mch.weixin.qq.com\r",
+    ]) {
+      expect(errorOf({ ...valid, WECHATPAY_API_BASE_URL: url }), JSON.stringify(url)).toBe(
+        "WECHATPAY_API_BASE_URL must be an https:// (or http://) URL, without spaces, tabs or line breaks",
+      );
+    }
+    for (const url of ["https://api.mch.weixin.qq.com/", "HTTPS://api2.mch.weixin.qq.com", "http://127.0.0.1:4600"]) {
+      expect(loadConfig({ ...valid, WECHATPAY_API_BASE_URL: url }).WECHATPAY_API_BASE_URL).toBe(url);
+    }
+  });
+
   it("answers libpq's socket form (user@ and no host) with the URL form that says the same", () => {
     // `postgresql://postgres@/db?host=/dir` is libpq's; WHATWG URL, which pg and this project parse with, has no
     // user without a host. Before, the message only showed a TCP example.
