@@ -134,13 +134,31 @@ const trustProxy = z.string().transform((value, ctx): boolean | string[] => {
     .split(",")
     .map((e) => e.trim())
     .filter((e) => e !== "");
-  if (entries.length > 0 && entries.every(isAddressOrRange)) return entries;
+  if (entries.length > 0 && entries.every(isAddressOrRange)) {
+    if (!entries.some(isWholeSpace)) return entries;
+    ctx.addIssue({
+      code: "custom",
+      message:
+        "must not hold a /0 range: it would take every peer for a proxy, and a client could pick its own address; " +
+        "list the proxies' addresses (or true for one hop from any peer)",
+    });
+    return z.NEVER;
+  }
   ctx.addIssue({
     code: "custom",
     message: "must be true, false or the reverse proxies' addresses (IP or CIDR, comma-separated)",
   });
   return z.NEVER;
 });
+
+/**
+ * A /0 range (0.0.0.0/0, ::/0): Fastify's proxy-addr throws on one at start (a stack trace), and it would make every
+ * peer a proxy — the client then whatever address it wrote leftmost in X-Forwarded-For.
+ */
+function isWholeSpace(entry: string): boolean {
+  const prefix = entry.split("/")[1];
+  return prefix !== undefined && Number(prefix) === 0;
+}
 
 /** An IPv4 or IPv6 address, optionally `/prefix` within the address's length. */
 function isAddressOrRange(entry: string): boolean {

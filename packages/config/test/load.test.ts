@@ -463,6 +463,21 @@ describe("loadConfig", () => {
     }
   });
 
+  it("refuses a /0 range in DASHBOARD_TRUST_PROXY, which Fastify's proxy-addr throws on", () => {
+    // It passed, and buildApp threw proxy-addr's TypeError ('invalid range on address'): a stack trace and exit 1.
+    // Had it loaded, every peer would have been a proxy, the client its own leftmost X-Forwarded-For.
+    for (const value of ["0.0.0.0/0", "10.0.0.2, ::/0", "10.0.0.0/00"]) {
+      expect(errorOf({ ...valid, DASHBOARD_TRUST_PROXY: value }), value).toBe(
+        "DASHBOARD_TRUST_PROXY must not hold a /0 range: it would take every peer for a proxy, and a client could " +
+          "pick its own address; list the proxies' addresses (or true for one hop from any peer)",
+      );
+    }
+    expect(loadConfig({ ...valid, DASHBOARD_TRUST_PROXY: "10.0.0.0/1, ::/1" }).DASHBOARD_TRUST_PROXY).toEqual([
+      "10.0.0.0/1",
+      "::/1",
+    ]);
+  });
+
   it("reads platform certificate files from a comma-separated list", () => {
     const cert = join(dir, "cert.pem");
     writeFileSync(cert, "CERT");
