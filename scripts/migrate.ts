@@ -1,7 +1,7 @@
 // `npm run db:migrate`: creates the database if needed and applies prisma/migrations (see packages/db/src/migrate.ts).
 // Used by Docker Compose's one-shot `migrate` service and by operators; `npm start` does the same itself.
 import { userInfo } from "node:os";
-import { DEFAULT_DATABASE_URL, loadMigrateSettings, readEnvironment } from "@wpn/config";
+import { DEFAULT_DATABASE_URL, loadMigrateSettings, readEnvironmentOrExit } from "@wpn/config";
 import { ensureDatabase, MIGRATIONS_DIR, migrate } from "@wpn/db";
 import { exitOnFailure } from "./database-errors.ts";
 import { migrateOptions } from "./migrate-options.ts";
@@ -18,7 +18,7 @@ Exit codes: 0 applied (or nothing to apply), 1 failed, 2 a refused argument, 78 
 // applied every migration whatever it was given).
 takeNoArguments(USAGE, HELP, "MIGRATE_ARGUMENT_INVALID");
 
-const env = readEnvironment();
+const env = readEnvironmentOrExit();
 // Quoted back in a failure's explanation even when the setting itself was refused.
 let url = env.DATABASE_URL || DEFAULT_DATABASE_URL;
 try {

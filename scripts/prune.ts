@@ -7,7 +7,7 @@
 // when Redis could not be read, before anything was deleted.
 import { userInfo } from "node:os";
 import { parseArgs } from "node:util";
-import { DEFAULT_DATABASE_URL, loadDatabaseUrl, loadQueueSettings, readEnvironment } from "@wpn/config";
+import { DEFAULT_DATABASE_URL, loadDatabaseUrl, loadQueueSettings, readEnvironmentOrExit } from "@wpn/config";
 import {
   createDb,
   type Db,
@@ -98,7 +98,7 @@ async function waitingLetters(redisUrl: string, prefix: string): Promise<Waiting
   }
 }
 
-const env = readEnvironment();
+const env = readEnvironmentOrExit();
 // Quoted back in a failure's explanation even when the setting itself was refused.
 let url = env.DATABASE_URL || DEFAULT_DATABASE_URL;
 let db: Db | undefined;

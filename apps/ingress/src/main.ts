@@ -3,7 +3,6 @@ import {
   APP_SHUTDOWN_DEADLINE_MS,
   listenFailure,
   loadConfigOrExit,
-  readEnvironment,
   reportStopSignal,
   stopWhenParentExits,
 } from "@wpn/config";
@@ -19,7 +18,7 @@ import { ingressSettings } from "./settings.ts";
 import { within } from "./within.ts";
 
 // The one process that verifies APIv3 signatures: it needs a key, certificates or certificate download.
-const config = loadConfigOrExit(readEnvironment(), { verifiesApiV3Signatures: true });
+const config = loadConfigOrExit(undefined, { verifiesApiV3Signatures: true });
 const logger = createLogger(config.LOG_LEVEL);
 stopWhenParentExits(logger);
 

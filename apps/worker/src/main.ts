@@ -1,6 +1,6 @@
 // Entry point of one worker process: `tsx apps/worker/src/main.ts`. The root start script runs it
 // WORKER_PROCESSES times with WORKER_INDEX=0..n-1 (each then serves health on WORKER_HEALTH_PORT + index).
-import { listenFailure, loadConfigOrExit, readEnvironment, reportStopSignal, stopWhenParentExits } from "@wpn/config";
+import { listenFailure, loadConfigOrExit, reportStopSignal, stopWhenParentExits } from "@wpn/config";
 import { waitForMigrationsOrExit } from "@wpn/db";
 import { oneLine } from "./errors.ts";
 import { startHealthServer } from "./health.ts";
@@ -8,7 +8,7 @@ import { createLogger } from "./logger.ts";
 import { WorkerMetrics } from "./metrics.ts";
 import { checkWorkerConfig, healthPortOf, startWorker, type WorkerHandle } from "./worker.ts";
 
-const config = loadConfigOrExit(readEnvironment());
+const config = loadConfigOrExit();
 const problem = checkWorkerConfig(config);
 if (problem !== null) {
   process.stderr.write(`configuration error: ${problem}\n`);

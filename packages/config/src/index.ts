@@ -10,6 +10,7 @@ export {
   loadMigrateSettings,
   loadQueueSettings,
   type MigrateSettings,
+  readEnvironmentOrExit,
   readMerchantPrivateKeyPem,
 } from "./load.ts";
 export { type ParentWatchLogger, reportedStopSignal, reportStopSignal, stopWhenParentExits } from "./parent.ts";

@@ -135,12 +135,22 @@ function readSetting(variable: string, path: string): string {
 }
 
 /**
- * For an app's entry point: reads the environment (with `.env`), and on a bad setting prints the one-line
- * reason to stderr and exits with status 78 (EX_CONFIG) instead of a stack trace.
+ * For an app's entry point: reads the environment (with `.env`: `readEnvironment` unless given), and on a bad setting
+ * or an unreadable `.env` prints the one-line reason to stderr and exits with status 78 (EX_CONFIG) instead of a
+ * stack trace.
  */
-export function loadConfigOrExit(env: Environment = readEnvironment(), options: LoadOptions = {}): Config {
+export function loadConfigOrExit(env?: Environment, options: LoadOptions = {}): Config {
+  return orExit(() => loadConfig(env ?? readEnvironment(), options));
+}
+
+/** `readEnvironment` for a script's entry point: an unreadable `.env` is printed in one line, exit 78. */
+export function readEnvironmentOrExit(cwd?: string): Environment {
+  return orExit(() => readEnvironment(cwd));
+}
+
+function orExit<T>(read: () => T): T {
   try {
-    return loadConfig(env, options);
+    return read();
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`configuration error: ${error.message}\n`);

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -494,6 +494,15 @@ describe("readEnvironment", () => {
     const env = readEnvironment(cwd);
     expect(env.WPN_TEST_ONLY_IN_FILE).toBe("file");
     expect(env.PATH).not.toBe("from-file");
+  });
+
+  it("refuses a .env it cannot read with a ConfigError naming the file and the cause", () => {
+    // A directory (a bind mount of a missing file makes one) threw EISDIR out of readFileSync: a stack trace.
+    const cwd = mkdtempSync(join(tmpdir(), "wpn-env-"));
+    mkdirSync(join(cwd, ".env"));
+    expect(() => readEnvironment(cwd)).toThrow(
+      new ConfigError(".env", `.env file ${join(cwd, ".env")} cannot be read (EISDIR)`),
+    );
   });
 });
 

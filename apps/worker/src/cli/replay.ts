@@ -5,7 +5,7 @@
 // --all found none left), 1 when one was not (missing, invalid, in flight or failed) or the letters could not be
 // listed, 64 on bad usage: an unknown option or an argument that is no letter id (replay-args.ts), nothing replayed.
 // `--help` (`-h`) prints the usage on stdout and exits 0, before any setting is read or connection made.
-import { loadConfigOrExit, readEnvironment } from "@wpn/config";
+import { loadConfigOrExit } from "@wpn/config";
 import { createDb } from "@wpn/db";
 import { createRedisConnection, type ReplayOutcome } from "@wpn/queue";
 import { replayDeadLetter } from "../replay.ts";
@@ -23,7 +23,7 @@ if (request.kind === "usage") {
   process.exit(64);
 }
 // The workspace script runs this from the repository root (`cd ../..`), where .env and its relative key paths are.
-const config = loadConfigOrExit(readEnvironment());
+const config = loadConfigOrExit();
 const connection = createRedisConnection(config.REDIS_URL, "admin");
 const db = createDb({
   url: config.DATABASE_URL,
