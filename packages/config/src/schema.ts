@@ -59,14 +59,33 @@ function serviceUrl(schemes: readonly [string, string], example: string, socketH
 /**
  * libpq's socket form `postgresql://user[:password]@/db?host=/dir` as the URL pg and this project parse: WHATWG URL
  * has no user without a host, so `user@/` is no URL at all, while `postgresql:///db?host=/dir&user=user` is the same
- * connection. The password is left as a placeholder: the message is printed and logged. Undefined for anything else.
+ * connection. The password, in the user part or the query, is left as a placeholder: the message is printed and logged.
+ * Undefined for anything else.
  */
 function withSocketUser(value: string): string | undefined {
   const libpq = /^(postgres(?:ql)?):\/\/([^@/:?]+)(:[^@/?]*)?@\/([^?#]*)(?:\?([^#]*))?$/.exec(value);
   if (libpq === null) return undefined;
   const [, scheme, user, password, database, query] = libpq;
-  const params = [query, `user=${user}`, password === undefined ? undefined : "password=<password>"];
+  const params = [
+    query === undefined ? undefined : withoutQueryPasswords(query),
+    `user=${user}`,
+    password === undefined ? undefined : "password=<password>",
+  ];
   return `${scheme}:///${database}?${params.filter((p) => p !== undefined && p !== "").join("&")}`;
+}
+
+/**
+ * `query` with the value of every parameter whose name holds "password" (libpq's password=, sslpassword=) replaced by a
+ * placeholder: withSocketUser's form is printed and logged.
+ */
+function withoutQueryPasswords(query: string): string {
+  return query
+    .split("&")
+    .map((param) => {
+      const name = param.split("=", 1)[0] ?? "";
+      return /password/i.test(name) ? `${name}=<password>` : param;
+    })
+    .join("&");
 }
 
 /**

@@ -329,6 +329,15 @@ describe("loadConfig", () => {
     expect(errorOf({ ...valid, DATABASE_URL: "postgres://app:s%40cret@/shop?host=/tmp&schema=tenant_1" })).toMatch(
       /; for a Unix socket, the user goes into the query: postgres:\/\/\/shop\?host=\/tmp&schema=tenant_1&user=app&password=<password>$/,
     );
+    // A password libpq takes from the query (password=, sslpassword=) was quoted back in the printed, logged message.
+    const inQuery = errorOf({
+      ...valid,
+      DATABASE_URL: "postgresql://app@/shop?host=/tmp&password=hunter2&sslpassword=s3cret-kp&sslmode=require",
+    });
+    expect(inQuery).toMatch(
+      /: postgresql:\/\/\/shop\?host=\/tmp&password=<password>&sslpassword=<password>&sslmode=require&user=app$/,
+    );
+    expect(inQuery).not.toMatch(/hunter2|s3cret/);
   });
 
   it("validates DATABASE_URL alone for the scripts that need no merchant (db:migrate, db:prune)", () => {
