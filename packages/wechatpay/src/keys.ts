@@ -30,13 +30,27 @@ export interface LoadedCertificate {
 
 const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([\s\S]*?)\r?\n?-----END \1-----/g;
 
-/** The PEM blocks of `input`, in order; KEY_INVALID when it is not text. */
-function pemBlocks(input: string | Buffer, what: string): RegExpExecArray[] {
+/** `input` as text; KEY_INVALID when it is neither a string nor a Buffer. */
+function pemText(input: string | Buffer, what: string): string {
   if (typeof input !== "string" && !Buffer.isBuffer(input)) {
     throw new WechatPayError("KEY_INVALID", `${what}: expected PEM text (string or Buffer)`);
   }
-  const text = typeof input === "string" ? input : input.toString("utf8");
+  return typeof input === "string" ? input : input.toString("utf8");
+}
+
+/** The PEM blocks of `text`, in order. */
+function pemBlocks(text: string): RegExpExecArray[] {
   return [...text.matchAll(PEM_BLOCK)];
+}
+
+/**
+ * Why `text` holds no PEM block, when it can tell: armour followed by a `\n` escape instead of a line break, as an env
+ * file or a SQL string literal ('…\n…' without E'') leaves a PEM pasted into it (base64 has no backslash).
+ */
+function noBlockReason(text: string): string {
+  return /-----BEGIN [A-Z0-9 ]+-----\\n/.test(text)
+    ? ": its line breaks are written as \\n escapes; write them as real line breaks"
+    : "";
 }
 
 /** Returns the single PEM block of `input`, or throws KEY_INVALID naming what was expected. */
@@ -45,12 +59,14 @@ function singlePemBlock(
   expected: readonly string[],
   what: string,
 ): { label: string; pem: string } {
-  const blocks = pemBlocks(input, what);
+  const text = pemText(input, what);
+  const blocks = pemBlocks(text);
   const block = blocks[0];
   if (blocks.length !== 1 || block === undefined) {
+    const reason = blocks.length === 0 ? noBlockReason(text) : "";
     throw new WechatPayError(
       "KEY_INVALID",
-      `${what}: expected exactly one PEM block (${expected.join(" or ")}), found ${blocks.length}`,
+      `${what}: expected exactly one PEM block (${expected.join(" or ")}), found ${blocks.length}${reason}`,
     );
   }
   const label = block[1] as string; // group 1 always participates in a match
@@ -138,9 +154,13 @@ export function loadCertificate(pem: string | Buffer): LoadedCertificate {
  * mistake to be told at start, not a certificate quietly left out.
  */
 export function loadCertificates(pem: string | Buffer): LoadedCertificate[] {
-  const blocks = pemBlocks(pem, "certificates");
+  const text = pemText(pem, "certificates");
+  const blocks = pemBlocks(text);
   if (blocks.length === 0) {
-    throw new WechatPayError("KEY_INVALID", "certificates: expected one or more PEM blocks (CERTIFICATE), found 0");
+    throw new WechatPayError(
+      "KEY_INVALID",
+      `certificates: expected one or more PEM blocks (CERTIFICATE), found 0${noBlockReason(text)}`,
+    );
   }
   return blocks.map((block, index) => {
     try {

@@ -5,6 +5,7 @@ import {
   certificateValidAt,
   KeyStore,
   loadCertificate,
+  loadCertificates,
   loadPrivateKey,
   loadPublicKey,
   WechatPayError,
@@ -56,6 +57,16 @@ describe("loadPublicKey", () => {
     expect(messageOf(() => loadPublicKey(ecPublic))).toMatch(/expected an RSA key, got ec/);
     expect(messageOf(() => loadPublicKey(smallPublic))).toMatch(/1024 bits, at least 2048/);
     expect(messageOf(() => loadPublicKey(42 as unknown as string))).toMatch(/expected PEM text/);
+  });
+
+  it("says so when a PEM's line breaks are written as \\n escapes (an env file's, or SQL's '…\\n…')", () => {
+    // Such a key file or Merchant column was refused as "found 0" PEM blocks, with nothing to say why.
+    const hint = /found 0: its line breaks are written as \\n escapes; write them as real line breaks$/;
+    const escaped = (pem: string) => pem.replaceAll("\n", "\\n");
+    expect(messageOf(() => loadPublicKey(escaped(rsa.publicPem)))).toMatch(hint);
+    expect(messageOf(() => loadPrivateKey(escaped(rsa.privatePem)))).toMatch(hint);
+    expect(messageOf(() => loadCertificates(escaped(cert.pem)))).toMatch(hint);
+    expect(messageOf(() => loadPublicKey("hello"))).toMatch(/found 0$/);
   });
 });
 
