@@ -525,7 +525,8 @@ function fingerprintOf(record: MerchantRecord): string {
   // must rebuild the merchant.
   for (const cert of [...record.certificates].sort((a, b) => a.serial.localeCompare(b.serial))) {
     hash.update(cert.serial).update("\0").update(cert.pem).update("\0");
-    hash.update(`${cert.notBefore?.toISOString() ?? ""}\0${cert.notAfter?.toISOString() ?? ""}\0`);
+    // getTime, not toISOString: an Invalid Date (PostgreSQL's infinity) is NaN here, where toISOString throws.
+    hash.update(`${cert.notBefore?.getTime() ?? ""}\0${cert.notAfter?.getTime() ?? ""}\0`);
   }
   return hash.digest("hex");
 }
@@ -598,6 +599,22 @@ function buildMerchant(
     );
   }
   for (const cert of record.certificates) {
+    // PostgreSQL's timestamps take 'infinity' and '-infinity', which Prisma reads as an Invalid Date: no bound this
+    // build can apply (-infinity as notAfter would retire the certificate, as notBefore mean nothing), so the row's
+    // certificate is refused as one that does not load is — its own key, never the reload of the table.
+    const badBound = [cert.notBefore, cert.notAfter].some(
+      (bound) => bound !== undefined && Number.isNaN(bound.getTime()),
+    );
+    if (badBound) {
+      const before = previous?.keys.certificate(cert.serial);
+      if (before !== undefined) keys.addCertificate(before);
+      unusable(
+        cert.serial,
+        new Error("PlatformCertificate row's notBefore or notAfter is not a date (PostgreSQL infinity?)"),
+        before === undefined ? [] : [before.serial],
+      );
+      continue;
+    }
     let loaded: LoadedCertificate;
     try {
       loaded = loadCertificate(cert.pem);
