@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { createTestMerchant } from "@wpn/testing";
 import { describe, expect, it } from "vitest";
-import { repoRoot } from "./support/processes.ts";
+import { collectOutput, repoRoot } from "./support/processes.ts";
 
 // Each app reads `.env` from its working directory. One that exists but cannot be read — a directory, which a Docker
 // bind mount of a missing file creates, or a file the service's user may not read — is a configuration fault like a
@@ -25,15 +25,9 @@ describe("an unreadable .env", () => {
         env: { ...process.env, ...createTestMerchant().env, NODE_ENV: "test" },
         stdio: ["ignore", "pipe", "pipe"],
       });
-      let output = "";
-      child.stdout.on("data", (chunk: Buffer) => {
-        output += chunk.toString();
-      });
-      child.stderr.on("data", (chunk: Buffer) => {
-        output += chunk.toString();
-      });
+      const output = collectOutput(child);
       const [code] = await once(child, "exit");
-      expect(output).toBe(`configuration error: .env file ${join(cwd, ".env")} cannot be read (EISDIR)\n`);
+      expect(output()).toBe(`configuration error: .env file ${join(cwd, ".env")} cannot be read (EISDIR)\n`);
       expect(code).toBe(78);
     },
     30_000,

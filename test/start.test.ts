@@ -13,7 +13,7 @@ import {
 } from "@wpn/testing";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
-import { alive, eventually, freePort, processesUnder, repoRoot } from "./support/processes.ts";
+import { alive, collectOutput, eventually, freePort, processesUnder, repoRoot } from "./support/processes.ts";
 
 // `npm start` itself (scripts/start.ts), with the merchant configured by the environment as on a server: it writes no
 // .env (test/dev-env.test.ts), and the three apps it starts must not outlive it.
@@ -96,18 +96,12 @@ async function start(viaNpm = false, env: Record<string, string> = {}, ownGroup 
     detached: ownGroup,
   });
   runs.push(child);
-  let log = "";
-  child.stdout?.on("data", (chunk: Buffer) => {
-    log += chunk.toString();
-  });
-  child.stderr?.on("data", (chunk: Buffer) => {
-    log += chunk.toString();
-  });
+  const log = collectOutput(child);
   const ports = [port, dashboardPort, workerHealthPort];
   for (const p of ports) {
     await eventually(
       async () => {
-        if (child.exitCode !== null) throw new Error(`npm start exited early:\n${log}`);
+        if (child.exitCode !== null) throw new Error(`npm start exited early:\n${log()}`);
         return (
           (await fetch(`http://${host}:${p}/health/live`).then(
             (r) => r.ok,
@@ -116,14 +110,14 @@ async function start(viaNpm = false, env: Record<string, string> = {}, ownGroup 
         );
       },
       60_000,
-      () => `port ${p} to answer; npm start's output:\n${log}`,
+      () => `port ${p} to answer; npm start's output:\n${log()}`,
     );
   }
   // The apps (ingress, worker, dashboard): the processes under it that run an app's main.ts (tsx runs esbuild too).
   const pids = appsUnder(child.pid ?? 0);
   expect(pids).toHaveLength(3);
   for (const pid of pids) seen.add(pid);
-  return { child, ports, pids, output: () => log };
+  return { child, ports, pids, output: log };
 }
 
 /** `ps` lines (pid, parent, state, command) of these processes, for a failure message. */
@@ -360,13 +354,7 @@ async function startOnce(env: Record<string, string>, timeoutMs: number) {
     stdio: ["ignore", "pipe", "pipe"],
   });
   runs.push(child);
-  let output = "";
-  child.stdout.on("data", (chunk: Buffer) => {
-    output += chunk.toString();
-  });
-  child.stderr.on("data", (chunk: Buffer) => {
-    output += chunk.toString();
-  });
+  const output = collectOutput(child);
   const started = Date.now();
   const status = await new Promise<number | null>((done) => {
     const timer = setTimeout(() => {
@@ -378,7 +366,7 @@ async function startOnce(env: Record<string, string>, timeoutMs: number) {
       done(code);
     });
   });
-  return { status, output, ms: Date.now() - started };
+  return { status, output: output(), ms: Date.now() - started };
 }
 
 describe("npm start's exit status follows its apps'", () => {

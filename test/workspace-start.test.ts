@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createTestDatabase, createTestMerchant, deletePrefix, TEST_REDIS_URL, testQueuePrefix } from "@wpn/testing";
 import { afterAll, describe, expect, it } from "vitest";
-import { alive, eventually, freePort, processesUnder, repoRoot } from "./support/processes.ts";
+import { alive, collectOutput, eventually, freePort, processesUnder, repoRoot } from "./support/processes.ts";
 
 // One app started through its workspace's script, as the dashboard's README documents (`npm start -w @wpn/dashboard`),
 // then stopped as a supervisor stops the process it started: SIGTERM to that process alone (Docker's PID 1, a
@@ -52,16 +52,10 @@ describe.each([
       },
       stdio: ["ignore", "pipe", "pipe"],
     });
-    let log = "";
-    child.stdout?.on("data", (chunk: Buffer) => {
-      log += chunk.toString();
-    });
-    child.stderr?.on("data", (chunk: Buffer) => {
-      log += chunk.toString();
-    });
+    const log = collectOutput(child);
     await eventually(
       async () => {
-        if (child.exitCode !== null) throw new Error(`npm start -w ${workspace} exited early:\n${log}`);
+        if (child.exitCode !== null) throw new Error(`npm start -w ${workspace} exited early:\n${log()}`);
         const up = await fetch(`http://127.0.0.1:${port}/health/live`).then(
           (r) => r.ok,
           () => false,
@@ -69,10 +63,10 @@ describe.each([
         return up || undefined;
       },
       60_000,
-      () => `${workspace} to answer; its output:\n${log}`,
+      () => `${workspace} to answer; its output:\n${log()}`,
     );
     const [app] = processesUnder(child.pid ?? 0, /--import \S+ apps\/[a-z]+\/src\/main\.ts$/);
-    expect(app, `no app process under npm:\n${log}`).toBeDefined();
+    expect(app, `no app process under npm:\n${log()}`).toBeDefined();
     seen.add(app as number);
 
     child.kill("SIGTERM");
@@ -80,7 +74,7 @@ describe.each([
     const gone = await eventually(
       async () => (alive(app as number) ? undefined : true),
       20_000,
-      () => `the app (pid ${app}) to exit after npm's SIGTERM; output:\n${log}`,
+      () => `the app (pid ${app}) to exit after npm's SIGTERM; output:\n${log()}`,
     ).catch(() => false);
 
     expect({ appExited: gone, npmStatus }).toEqual({ appExited: true, npmStatus: 0 });

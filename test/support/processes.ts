@@ -21,17 +21,11 @@ export function startApp(name: "ingress" | "worker" | "dashboard", env: Record<s
     env: { ...process.env, NODE_ENV: "test", LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
-  let log = "";
-  child.stdout?.on("data", (chunk: Buffer) => {
-    log += chunk.toString();
-  });
-  child.stderr?.on("data", (chunk: Buffer) => {
-    log += chunk.toString();
-  });
+  const log = collectOutput(child);
   return {
     name,
     child,
-    output: () => log,
+    output: log,
     stop(graceMs = 15_000) {
       if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
       return new Promise((done) => {
@@ -113,4 +107,15 @@ export function alive(pid: number): boolean {
     if ((error as NodeJS.ErrnoException).code === "ESRCH") return false;
     throw error;
   }
+}
+
+/** Everything the child writes to stdout and stderr, interleaved as it arrives: read it with the returned function. */
+export function collectOutput(child: ChildProcess): () => string {
+  let output = "";
+  const append = (chunk: Buffer) => {
+    output += chunk.toString();
+  };
+  child.stdout?.on("data", append);
+  child.stderr?.on("data", append);
+  return () => output;
 }
