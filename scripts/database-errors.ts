@@ -2,7 +2,7 @@
 // machine meets — a stock PostgreSQL that wants a password, or has no role "postgres" — one message with the steps
 // that fix it; for anything else one line with the error's code. No stack trace either way (LOG_LEVEL=debug or
 // trace adds it): these are set-up problems, not bugs.
-import { ConfigError, type Environment } from "@wpn/config";
+import { ConfigError, type Environment, PASSWORD_PLACEHOLDER as PASSWORD, withoutQueryPasswords } from "@wpn/config";
 import { MIGRATE_CONNECT_TIMEOUT_MS } from "@wpn/db";
 
 export interface DatabaseErrorContext {
@@ -46,20 +46,16 @@ function lastLine(text: string): string {
   return lines.at(-1) ?? text;
 }
 
-/** What a message shows in place of DATABASE_URL's password. */
-const PASSWORD = "<password>";
-
 /**
- * `url` with its password — in the authority, or in pg's `?password=` — shown as PASSWORD: the messages quoting
- * DATABASE_URL back are printed, onto terminals, CI logs and issue reports. The rest stays as written.
+ * `url` with its password — in the authority, or in the query (pg's `?password=`, libpq's `sslpassword=`, anything
+ * withoutQueryPasswords takes for one) — shown as PASSWORD: the messages quoting DATABASE_URL back are printed, onto
+ * terminals, CI logs and issue reports. The rest stays as written.
  */
 function withoutPassword(url: string): string {
   const parsed = new URL(url);
   if (parsed.password !== "") parsed.password = PASSWORD;
-  return parsed
-    .toString()
-    .replaceAll("%3Cpassword%3E", PASSWORD)
-    .replace(/([?&]password=)[^&#]*/g, `$1${PASSWORD}`);
+  if (parsed.search !== "") parsed.search = withoutQueryPasswords(parsed.search.slice(1));
+  return parsed.toString().replaceAll("%3Cpassword%3E", PASSWORD);
 }
 
 /** One line for an error nobody explained: `CODE: message`. */

@@ -125,6 +125,22 @@ describe("explainDatabaseError (what npm start, db:migrate and db:prune print)",
     for (const text of [refused, named, tcp]) expect(text).not.toMatch(/s3cret/);
   });
 
+  it("never quotes a password-like query parameter back either (libpq's sslpassword=, the client key's passphrase)", () => {
+    const wrong = serverError("28P01", 'password authentication failed for user "shop"', "auth_failed");
+    const url = "postgresql://shop:s3cret-pw@db:5433/shop?sslmode=require&sslpassword=s3cret-key&password=s3cret-q";
+    const refused = explainDatabaseError(wrong, { ...context, databaseUrl: url }) ?? "";
+    expect(refused).toContain(
+      "DATABASE_URL=postgresql://shop:<password>@db:5433/shop?sslmode=require&sslpassword=<password>\n",
+    );
+    const noUser = serverError("28000", "no PostgreSQL user name specified in startup packet", "ProcessStartupPacket");
+    const socket = "postgresql:///shop?host=/var/run/postgresql&sslpassword=s3cret-key";
+    const named = explainDatabaseError(noUser, { ...context, databaseUrl: socket }) ?? "";
+    expect(named).toContain(
+      "  DATABASE_URL=postgresql:///shop?host=/var/run/postgresql&sslpassword=<password>&user=postgres\n",
+    );
+    for (const text of [refused, named]) expect(text).not.toMatch(/s3cret/);
+  });
+
   it("anything else is one line with its code; the stack only at debug", () => {
     const reset = Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" });
     expect(failureReport(reset, context, false)).toBe("npm start failed: ECONNRESET: read ECONNRESET");

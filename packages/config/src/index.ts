@@ -32,3 +32,4 @@ export {
   WORKER_CLOSE_STEP_MS,
   WORKER_CLOSE_STEPS,
 } from "./shutdown.ts";
+export { PASSWORD_PLACEHOLDER, withoutQueryPasswords } from "./url-passwords.ts";

@@ -1,6 +1,7 @@
 import { isIP } from "node:net";
 import { z } from "zod";
 import { INGRESS_SHUTDOWN_DRAIN_MAX_MS } from "./shutdown.ts";
+import { PASSWORD_PLACEHOLDER, withoutQueryPasswords } from "./url-passwords.ts";
 
 /** Local defaults: what `npm start` and the tests use on a fresh machine. */
 /** The ingress's port when PORT is not set (the simulator posts there by default too). */
@@ -69,23 +70,9 @@ function withSocketUser(value: string): string | undefined {
   const params = [
     query === undefined ? undefined : withoutQueryPasswords(query),
     `user=${user}`,
-    password === undefined ? undefined : "password=<password>",
+    password === undefined ? undefined : `password=${PASSWORD_PLACEHOLDER}`,
   ];
   return `${scheme}:///${database}?${params.filter((p) => p !== undefined && p !== "").join("&")}`;
-}
-
-/**
- * `query` with the value of every parameter whose name holds "password" (libpq's password=, sslpassword=) replaced by a
- * placeholder: withSocketUser's form is printed and logged.
- */
-function withoutQueryPasswords(query: string): string {
-  return query
-    .split("&")
-    .map((param) => {
-      const name = param.split("=", 1)[0] ?? "";
-      return /password/i.test(name) ? `${name}=<password>` : param;
-    })
-    .join("&");
 }
 
 /**
