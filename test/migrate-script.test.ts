@@ -129,4 +129,14 @@ describe.concurrent("npm run db:migrate while another process migrates", () => {
     expect(await run.status).toBe(78);
     expect(run.stderr()).toMatch(/^configuration error: MIGRATE_LOCK_TIMEOUT_MS /);
   });
+
+  it("a bare % in DATABASE_URL's database name: a configuration error, exit 78, the password not echoed", async () => {
+    // parseDatabaseUrl's decodeURIComponent threw URIError, and so did the explanation of it: a stack trace, exit 1.
+    const bare = new URL(url);
+    bare.password = "s3cret-pw";
+    const run = dbMigrate({ DATABASE_URL: `${bare.toString().replace(/\/[^/]*$/, "")}/wpn%zz` });
+    expect(await run.status).toBe(78);
+    expect(run.stderr()).toMatch(/^configuration error: DATABASE_URL has a % in its database or user name /);
+    expect(`${run.stdout()}${run.stderr()}`).not.toContain("s3cret-pw");
+  });
 });

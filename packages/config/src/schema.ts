@@ -87,6 +87,23 @@ function checkDatabaseName(value: string, ctx: z.RefinementCtx): void {
   });
 }
 
+/**
+ * DATABASE_URL's database and user names decode: parseDatabaseUrl (db:migrate, db:prune) and the scripts' messages
+ * read them with decodeURIComponent, which throws URIError — a stack trace and exit 1 — for a `%` not followed by two
+ * hex digits. (pg itself reads such a `%` as written; the password, which nothing here decodes, may keep one.) The
+ * message repeats no part of the URL: its password is in it.
+ */
+function checkDatabaseUrlEscapes(value: string, ctx: z.RefinementCtx): void {
+  if (!URL.canParse(value)) return;
+  const { username, pathname } = new URL(value);
+  if (decodes(username) && decodes(pathname)) return;
+  ctx.addIssue({
+    code: "custom",
+    message:
+      "has a % in its database or user name that does not begin an escape (%XX): write % as %25 (the value is not repeated)",
+  });
+}
+
 /** DATABASE_URL's Prisma-style `?schema=`, when there is one, must be a name parseDatabaseUrl accepts. */
 function checkSchemaParam(value: string, ctx: z.RefinementCtx): void {
   const schema = URL.canParse(value) ? new URL(value).searchParams.get("schema") : null;
@@ -232,6 +249,7 @@ const envFields = z.object({
 
   DATABASE_URL: serviceUrl(["postgresql:", "postgres:"], DEFAULT_DATABASE_URL, true)
     .superRefine(checkDatabaseName)
+    .superRefine(checkDatabaseUrlEscapes)
     .superRefine(checkSchemaParam)
     .default(DEFAULT_DATABASE_URL),
   /**

@@ -277,6 +277,26 @@ describe("loadConfig", () => {
     }
   });
 
+  it("refuses a DATABASE_URL with a bare % in its database or user name, which the scripts decode", () => {
+    // parseDatabaseUrl (db:migrate, db:prune, the tests' databases) and the scripts' error messages decode both with
+    // decodeURIComponent: a % not beginning an escape threw URIError, a stack trace and exit 1. The message repeats no
+    // part of the URL: its password is in it.
+    const bare =
+      "DATABASE_URL has a % in its database or user name that does not begin an escape (%XX): write % as %25 (the value is not repeated)";
+    for (const url of [
+      "postgresql://postgres@127.0.0.1:5432/wpn%zz",
+      "postgresql://postgres:s3cret@127.0.0.1:5432/100%",
+      "postgresql://us%er@127.0.0.1:5432/wechatpay_notify",
+    ]) {
+      expect(errorOf({ ...valid, DATABASE_URL: url }), url).toBe(bare);
+      expect(() => loadDatabaseUrl({ DATABASE_URL: url }), url).toThrow(bare);
+    }
+    // pg reads a bare % in the password as written (and nothing here decodes it); an escaped one is fine anywhere.
+    for (const url of ["postgresql://u:p%zz@h:5432/db", "postgresql://u%25x@h:5432/wpn%25zz"]) {
+      expect(loadConfig({ ...valid, DATABASE_URL: url }).DATABASE_URL).toBe(url);
+    }
+  });
+
   it("refuses a WECHATPAY_API_BASE_URL with credentials, a query or a fragment, without repeating them", () => {
     // fetch refuses a URL with credentials in a TypeError that quotes it whole (and the download's failure was logged
     // with it); a query or fragment would have had /v3/certificates appended after it. A proxy's path prefix is fine.
