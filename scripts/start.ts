@@ -31,6 +31,7 @@ import { migrateOptions } from "./migrate-options.ts";
 import { takeNoArguments } from "./no-arguments.ts";
 import { redisProblem } from "./redis-check.ts";
 import { ensureServices } from "./services.ts";
+import { checkStartPorts } from "./start-ports.ts";
 import { forceKillAfterMs, stoppedCleanly, stoppedOnSignal } from "./stopping.ts";
 
 const USAGE = "usage: npm start";
@@ -210,6 +211,7 @@ async function main(): Promise<void> {
   if (services.databaseUrl !== databaseUrl) keepDatabaseUrl(services.databaseUrl);
   // verifiesApiV3Signatures: the ingress it starts would refuse the configuration otherwise, after the others started.
   const config = loadConfig({ ...readEnvironment(root), ...decided }, { verifiesApiV3Signatures: true });
+  checkStartPorts(config);
   databaseUrlInUse = config.DATABASE_URL;
   forceKillMs = forceKillAfterMs(config.WORKER_SHUTDOWN_TIMEOUT_MS);
   if (await ensureDatabase(config.DATABASE_URL)) console.log("Created the database.");

@@ -422,6 +422,41 @@ describe("npm start's checks before any app starts", () => {
     }
   }, 120_000);
 
+  it("apps that would listen on one port (a worker's WORKER_HEALTH_PORT + index, PORT, DASHBOARD_PORT): a configuration error naming them, exit 78, no app started", async () => {
+    // Each app checks only its own port: the one started second failed LISTEN_FAILED after the others had started.
+    // A base of its own for each run: they run at once.
+    const cases = [
+      [
+        (base: number) => ({ WORKER_PROCESSES: "3", PORT: String(base + 2) }),
+        /^configuration error: PORT .*WORKER_HEALTH_PORT/m,
+      ],
+      [
+        (base: number) => ({ WORKER_PROCESSES: "2", DASHBOARD_PORT: String(base) }),
+        /^configuration error: DASHBOARD_PORT .*WORKER_HEALTH_PORT/m,
+      ],
+      [
+        (base: number) => ({ PORT: String(base + 5), DASHBOARD_PORT: String(base + 5) }),
+        /^configuration error: PORT and DASHBOARD_PORT /m,
+      ],
+      [
+        () => ({ WORKER_PROCESSES: "2", WORKER_HEALTH_PORT: "65535" }),
+        /^configuration error: WORKER_HEALTH_PORT .*65535/m,
+      ],
+    ] as const;
+    const runs = await Promise.all(
+      cases.map(async ([env, line]) => {
+        const base = await freePort();
+        return { line, run: await startOnce({ WORKER_HEALTH_PORT: String(base), ...env(base) }, 40_000) };
+      }),
+    );
+    for (const { line, run } of runs) {
+      expect(run.output, run.output).toMatch(line);
+      expect(run.status, run.output).toBe(78);
+      expect(run.output).not.toContain("LISTEN_FAILED");
+      expect(run.output).not.toContain("Ingress:");
+    }
+  }, 60_000);
+
   it("a PostgreSQL that accepts connections but never answers: gives up after 10 s naming DATABASE_URL, exit 1", async () => {
     // Something on the port that takes the connection and says nothing (a hung server, a proxy whose backend is gone).
     const sockets: Socket[] = [];
