@@ -20,9 +20,8 @@ export function urlHost(host: string): string {
   return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
 }
 
-/** A port setting of 0 listens on a free port the app picks, named in its own log line. */
-const at = (host: string, port: number, path: string) =>
-  port === 0 ? `a free port (see its log line)` : `http://${host}:${port}${path}`;
+/** Where an app answers. PORT and DASHBOARD_PORT are never 0 (the config refuses it); WORKER_HEALTH_PORT may be. */
+const at = (host: string, port: number, path: string) => `http://${host}:${port}${path}`;
 
 export function startBanner(settings: BannerSettings): string {
   const host = urlHost(settings.HOST);

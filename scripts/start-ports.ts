@@ -13,11 +13,12 @@ const MAX_PORT = 65_535;
 
 /**
  * Throws ConfigError, naming the settings, when two of the apps would listen on one port, or a worker's
- * WORKER_HEALTH_PORT + index is past 65535. A port of 0 (a free one, picked by the app) clashes with nothing.
+ * WORKER_HEALTH_PORT + index is past 65535. A WORKER_HEALTH_PORT of 0 (a free port per worker) clashes with nothing;
+ * PORT and DASHBOARD_PORT are never 0 (the config refuses it).
  */
 export function checkStartPorts(settings: StartPortSettings): void {
   const { PORT, DASHBOARD_PORT, WORKER_HEALTH_PORT: first, WORKER_PROCESSES: workers } = settings;
-  if (PORT !== 0 && PORT === DASHBOARD_PORT) {
+  if (PORT === DASHBOARD_PORT) {
     throw new ConfigError(
       "PORT",
       `PORT and DASHBOARD_PORT are both ${PORT}: the ingress and the dashboard cannot listen on one port; change one of them`,

@@ -24,8 +24,8 @@ describe("npm start's banner (scripts/banner.ts)", () => {
       "Dashboard: http://127.0.0.1:3001/",
       "Workers:   3 process(es), health at http://127.0.0.1:3002/health/ready … port 3004 (WORKER_HEALTH_PORT + index). Ctrl-C stops everything.",
     ]);
-    expect(startBanner({ ...settings, WORKER_HEALTH_PORT: 0, PORT: 0 })).toMatch(
-      /^Ingress: {3}a free port \(see its log line\)\n.*\nWorkers: {3}3 process\(es\), health on free ports/s,
+    expect(startBanner({ ...settings, WORKER_HEALTH_PORT: 0 })).toMatch(
+      /^Ingress: {3}http:\/\/127\.0\.0\.1:3000\/notify\/v3\n.*\nWorkers: {3}3 process\(es\), health on free ports/s,
     );
   });
 });

@@ -238,6 +238,15 @@ const int = (min: number, max: number) =>
     .regex(/^-?[0-9]+$/, "must be a whole number (decimal digits)")
     .transform(Number)
     .pipe(z.number().int().min(min).max(max));
+/**
+ * The ingress's and the dashboard's port. Not 0: the system would pick one at random — never where WeChat's notify_url
+ * or a load balancer points, and not the port the apps log (they log the setting). WORKER_HEALTH_PORT keeps 0 (a free
+ * port per worker, for processes started side by side).
+ */
+const fixedPort = int(0, 65_535).refine(
+  (port) => port !== 0,
+  "must be a port from 1 to 65535: 0 (a port picked at random) is never where WeChat's notify_url or a load balancer points",
+);
 const bool = z.enum(["true", "false"]).transform((v) => v === "true");
 
 /**
@@ -284,8 +293,8 @@ const envFields = z.object({
     .default("wpn"),
 
   HOST: z.string().default("0.0.0.0"),
-  PORT: int(0, 65_535).default(DEFAULT_PORT),
-  DASHBOARD_PORT: int(0, 65_535).default(3001),
+  PORT: fixedPort.default(DEFAULT_PORT),
+  DASHBOARD_PORT: fixedPort.default(3001),
   /** Port of each worker process's health and metrics server (0 = any free port). */
   WORKER_HEALTH_PORT: int(0, 65_535).default(3002),
 

@@ -160,6 +160,21 @@ describe("loadConfig", () => {
     }
   });
 
+  it("refuses PORT=0 and DASHBOARD_PORT=0 (a random port); WORKER_HEALTH_PORT=0 stays a free port per worker", () => {
+    // 0 listened on a port the system picked, while the ingress logged "port":0: never where WeChat's notify_url or a
+    // load balancer points. Worker processes started side by side (the tests) use WORKER_HEALTH_PORT=0.
+    for (const name of ["PORT", "DASHBOARD_PORT"]) {
+      expect(errorOf({ ...valid, [name]: "0" }), name).toBe(
+        `${name} must be a port from 1 to 65535: 0 (a port picked at random) is never where WeChat's notify_url or a load balancer points`,
+      );
+    }
+    expect(loadConfig({ ...valid, WORKER_HEALTH_PORT: "0" }).WORKER_HEALTH_PORT).toBe(0);
+    expect(loadConfig({ ...valid, PORT: "1", DASHBOARD_PORT: "65535" })).toMatchObject({
+      PORT: 1,
+      DASHBOARD_PORT: 65_535,
+    });
+  });
+
   it("names a missing variable in one line", () => {
     const { WECHATPAY_MCHID: _, ...rest } = valid;
     expect(errorOf(rest)).toBe("WECHATPAY_MCHID is required");
