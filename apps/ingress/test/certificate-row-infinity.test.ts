@@ -1,10 +1,9 @@
-import { readFileSync } from "node:fs";
 import { createTestDatabase, createTestMerchant, type TestDatabase } from "@wpn/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { prismaMerchantSource } from "../src/merchants/prisma-source.ts";
 import { platformCertificate } from "./support/certificate.ts";
 import { createIngressFixture, type IngressFixture, post, signedV3 } from "./support/fixture.ts";
-import { insertMerchant } from "./support/merchant-row.ts";
+import { insertCertificateMerchant, insertMerchant } from "./support/merchant-row.ts";
 
 /**
  * PostgreSQL's timestamp columns take 'infinity' and '-infinity' (an operator's "never retires"), which Prisma reads
@@ -30,23 +29,13 @@ beforeAll(async () => {
   db = await createTestDatabase("ingress_cert_inf");
   await insertMerchant(db.db.prisma, good);
   // The tenant verifies with its public key and a platform certificate row.
-  await db.db.prisma.merchant.create({
-    data: {
-      mchid: tenant.mchid,
-      appid: tenant.appid,
-      apiV3Key: tenant.apiV3Key,
-      publicKeyId: tenant.publicKeyId,
-      publicKeyPem: readFileSync(tenant.publicKeyPath, "utf8"),
-      certificates: {
-        create: {
-          serial: cert.serial,
-          pem: cert.pem,
-          notBefore: new Date(Date.now() - 3_600_000),
-          notAfter: new Date(Date.now() + 86_400_000),
-        },
-      },
-    },
-  });
+  await insertCertificateMerchant(
+    db.db.prisma,
+    tenant,
+    cert,
+    { notBefore: new Date(Date.now() - 3_600_000), notAfter: new Date(Date.now() + 86_400_000) },
+    { publicKey: true },
+  );
   await setValidity("notAfter", "infinity");
   f = await createIngressFixture({ label: "ingress-cert-inf", source: prismaMerchantSource(db.db.prisma) });
 });

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { prismaMerchantSource } from "../src/merchants/prisma-source.ts";
 import { platformCertificate } from "./support/certificate.ts";
 import { createIngressFixture, type IngressFixture, post, signedV3 } from "./support/fixture.ts";
-import { insertMerchant } from "./support/merchant-row.ts";
+import { insertCertificateMerchant, insertMerchant } from "./support/merchant-row.ts";
 
 let db: TestDatabase;
 let f: IngressFixture;
@@ -193,20 +193,9 @@ describe("multi-merchant routes", () => {
     now += 120_000;
     const fifth = createTestMerchant({ mchid: "1900000555" });
     const cert = platformCertificate(fifth.platformPrivateKey);
-    await db.db.prisma.merchant.create({
-      data: {
-        mchid: fifth.mchid,
-        appid: fifth.appid,
-        apiV3Key: fifth.apiV3Key,
-        certificates: {
-          create: {
-            serial: cert.serial,
-            pem: cert.pem,
-            notBefore: new Date(Date.now() - 3_600_000),
-            notAfter: new Date(Date.now() + 86_400_000),
-          },
-        },
-      },
+    await insertCertificateMerchant(db.db.prisma, fifth, cert, {
+      notBefore: new Date(Date.now() - 3_600_000),
+      notAfter: new Date(Date.now() + 86_400_000),
     });
     const n = signedV3(fifth, { serial: cert.serial });
     expect((await post(f.app, `/notify/v3/${fifth.mchid}`, n)).statusCode).toBe(204);
@@ -222,20 +211,9 @@ describe("multi-merchant routes", () => {
     const retired = createTestMerchant({ mchid: "1900000556" });
     // Valid for 30 days by its X.509 dates; the row records the earlier retirement WeChat listed (expire_time).
     const cert = platformCertificate(retired.platformPrivateKey);
-    await db.db.prisma.merchant.create({
-      data: {
-        mchid: retired.mchid,
-        appid: retired.appid,
-        apiV3Key: retired.apiV3Key,
-        certificates: {
-          create: {
-            serial: cert.serial,
-            pem: cert.pem,
-            notBefore: new Date(Date.now() - 3_600_000),
-            notAfter: new Date(Date.now() - 600_000),
-          },
-        },
-      },
+    await insertCertificateMerchant(db.db.prisma, retired, cert, {
+      notBefore: new Date(Date.now() - 3_600_000),
+      notAfter: new Date(Date.now() - 600_000),
     });
     await f.merchants.reload();
     const refused = await post(f.app, `/notify/v3/${retired.mchid}`, signedV3(retired, { serial: cert.serial }));
