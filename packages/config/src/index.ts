@@ -32,4 +32,5 @@ export {
   WORKER_CLOSE_STEP_MS,
   WORKER_CLOSE_STEPS,
 } from "./shutdown.ts";
+export { decodesAsUriComponent } from "./uri-component.ts";
 export { PASSWORD_PLACEHOLDER, withoutQueryPasswords } from "./url-passwords.ts";

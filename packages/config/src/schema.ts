@@ -1,6 +1,7 @@
 import { isIP } from "node:net";
 import { z } from "zod";
 import { INGRESS_SHUTDOWN_DRAIN_MAX_MS } from "./shutdown.ts";
+import { decodesAsUriComponent } from "./uri-component.ts";
 import { PASSWORD_PLACEHOLDER, withoutQueryPasswords } from "./url-passwords.ts";
 
 /** Local defaults: what `npm start` and the tests use on a fresh machine. */
@@ -96,7 +97,7 @@ function checkDatabaseName(value: string, ctx: z.RefinementCtx): void {
 function checkDatabaseUrlEscapes(value: string, ctx: z.RefinementCtx): void {
   if (!URL.canParse(value)) return;
   const { username, pathname } = new URL(value);
-  if (decodes(username) && decodes(pathname)) return;
+  if (decodesAsUriComponent(username) && decodesAsUriComponent(pathname)) return;
   ctx.addIssue({
     code: "custom",
     message:
@@ -123,7 +124,7 @@ function checkSchemaParam(value: string, ctx: z.RefinementCtx): void {
 function checkRedisUrl(value: string, ctx: z.RefinementCtx): void {
   if (!URL.canParse(value)) return;
   const { username, password, pathname } = new URL(value);
-  if (!decodes(username) || !decodes(password)) {
+  if (!decodesAsUriComponent(username) || !decodesAsUriComponent(password)) {
     ctx.addIssue({
       code: "custom",
       message:
@@ -132,16 +133,6 @@ function checkRedisUrl(value: string, ctx: z.RefinementCtx): void {
   }
   if (!/^\/?(\d+)?$/.test(pathname)) {
     ctx.addIssue({ code: "custom", message: "must have the database number as its path (/0, /1, …), or no path" });
-  }
-}
-
-/** Whether decodeURIComponent takes `text` (every `%` begins an escape of a UTF-8 sequence). */
-function decodes(text: string): boolean {
-  try {
-    decodeURIComponent(text);
-    return true;
-  } catch {
-    return false;
   }
 }
 

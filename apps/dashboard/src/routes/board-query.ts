@@ -1,3 +1,4 @@
+import { decodesAsUriComponent } from "@wpn/config";
 import { hasControlCharacter } from "../input.ts";
 
 /** The job sets bull-board's list can show (its STATUSES): `latest` is the newest of each, the others BullMQ's sets. */
@@ -32,7 +33,8 @@ export function boardListQueryProblem(query: Record<string, unknown>): string | 
     if (hasControlCharacter(value)) return `${name} contains a control character`;
   }
   const { activeQueue, status, page, jobsPerPage } = query as Record<string, string | undefined>;
-  if (activeQueue !== undefined && !decodes(activeQueue)) return "activeQueue is not a valid URI component";
+  if (activeQueue !== undefined && !decodesAsUriComponent(activeQueue))
+    return "activeQueue is not a valid URI component";
   if (activeQueue !== undefined && hasControlCharacter(decodeURIComponent(activeQueue)))
     return "activeQueue contains a control character";
   if (status !== undefined && !LIST_STATUSES.has(status))
@@ -41,16 +43,6 @@ export function boardListQueryProblem(query: Record<string, unknown>): string | 
   if (jobsPerPage !== undefined && !inRange(jobsPerPage, MAX_JOBS_PER_PAGE))
     return `jobsPerPage must be a whole number from 1 to ${MAX_JOBS_PER_PAGE}`;
   return undefined;
-}
-
-function decodes(value: string): boolean {
-  try {
-    decodeURIComponent(value);
-    return true;
-  } catch {
-    // URIError: a malformed escape — the answer is "no", nothing to log.
-    return false;
-  }
 }
 
 /** A decimal integer from 1 to `max`, digits only (no sign, exponent, hex or spaces). */
