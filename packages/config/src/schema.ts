@@ -134,6 +134,37 @@ function checkRedisUrl(value: string, ctx: z.RefinementCtx): void {
   if (!/^\/?(\d+)?$/.test(pathname)) {
     ctx.addIssue({ code: "custom", message: "must have the database number as its path (/0, /1, …), or no path" });
   }
+  checkRedisQuery(new URL(value).searchParams, pathname, ctx);
+}
+
+/**
+ * The query parameters of REDIS_URL that ioredis applies as written: `db` (the database, as the path gives it) and
+ * `family` (4 or 6: the address family the host name resolves to). ioredis copies every query parameter into the
+ * connection's options, as a string, beneath the options the apps set: `?tls=true` turned TLS on for a redis:// URL,
+ * `?family=IPv6` and `?db=x` failed only at connect (`SELECT NaN`), `?db=` beside a path database lost to the path,
+ * and any other name (a typo, an option the apps set themselves) was silently ignored.
+ */
+const REDIS_QUERY_VALUES: Readonly<Record<string, RegExp>> = { db: /^\d+$/, family: /^[46]$/ };
+
+function checkRedisQuery(query: URLSearchParams, pathname: string, ctx: z.RefinementCtx): void {
+  const names = [...query.keys()];
+  const taken = names.every(
+    (name) =>
+      Object.hasOwn(REDIS_QUERY_VALUES, name) &&
+      query.getAll(name).length === 1 &&
+      REDIS_QUERY_VALUES[name]?.test(query.get(name) ?? "") === true,
+  );
+  if (!taken) {
+    ctx.addIssue({
+      code: "custom",
+      message:
+        "takes no query parameter but db=<number> and family=4 or 6, each once (ioredis reads any other as a connection option or ignores it; the value is not repeated)",
+    });
+    return;
+  }
+  if (query.has("db") && /\d/.test(pathname)) {
+    ctx.addIssue({ code: "custom", message: "gives its database twice, as its path and as ?db=: keep one" });
+  }
 }
 
 /**

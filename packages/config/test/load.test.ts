@@ -292,6 +292,39 @@ describe("loadConfig", () => {
     }
   });
 
+  it("refuses a REDIS_URL query that ioredis would misread or ignore; takes db=N and family=4|6", () => {
+    // ioredis copies every query parameter into the connection's options as a string, under the options this project
+    // sets: ?tls=true turned TLS on for a redis:// URL, ?family=IPv6 and ?db=x failed only at connect (SELECT NaN, an
+    // unhandled error), ?db= beside a path database was dropped for the path's, and anything else (?foo=1, a typo)
+    // was silently ignored. The messages repeat no part of the URL.
+    const query =
+      "REDIS_URL takes no query parameter but db=<number> and family=4 or 6, each once (ioredis reads any other as a connection option or ignores it; the value is not repeated)";
+    for (const url of [
+      "redis://127.0.0.1:6379?tls=true",
+      "redis://127.0.0.1:6379?foo=1",
+      "redis://127.0.0.1:6379?hunter2",
+      "redis://h:6379?family=IPv6",
+      "redis://h:6379?family=5",
+      "redis://h:6379?db=x",
+      "redis://h:6379?db=",
+      "redis://h:6379?db=1&db=2",
+      "redis://h:6379?enableOfflineQueue=false",
+    ]) {
+      expect(errorOf({ ...valid, REDIS_URL: url }), url).toBe(query);
+    }
+    expect(errorOf({ ...valid, REDIS_URL: "redis://h:6379/1?db=3" })).toBe(
+      "REDIS_URL gives its database twice, as its path and as ?db=: keep one",
+    );
+    for (const url of [
+      "redis://h:6379?db=3",
+      "redis://h:6379?family=6",
+      "rediss://h/2?family=4",
+      "redis://h:6379/?db=0",
+    ]) {
+      expect(loadConfig({ ...valid, REDIS_URL: url }).REDIS_URL).toBe(url);
+    }
+  });
+
   it("refuses a DATABASE_URL with a bare % in its database or user name, which the scripts decode", () => {
     // parseDatabaseUrl (db:migrate, db:prune, the tests' databases) and the scripts' error messages decode both with
     // decodeURIComponent: a % not beginning an escape threw URIError, a stack trace and exit 1. The message repeats no
