@@ -321,7 +321,17 @@ const envFields = z.object({
   WORKER_HEALTH_PORT: int(0, 65_535).default(3002),
 
   WECHATPAY_MCHID: z.string().regex(MCHID_PATTERN, "must be the merchant number (digits)"),
-  WECHATPAY_APPID: z.string().min(1, "must not be empty").max(64),
+  /**
+   * Shown on the dashboard's Keys page, never compared (a payment's appid is compared with its order's). ASCII letters,
+   * digits, '_' and '-' (WeChat's are `wx` and 16 hex digits): a quoted `.env` value or a secret store keeps the
+   * spaces and line breaks of a copy-paste, which were taken as written.
+   */
+  WECHATPAY_APPID: z
+    .string()
+    .regex(
+      /^[A-Za-z0-9_-]{1,64}$/,
+      "must be the appid as WeChat shows it: ASCII letters, digits, '_' or '-', at most 64",
+    ),
   WECHATPAY_APIV3_KEY: z.string().refine((v) => Buffer.byteLength(v, "utf8") === 32, "must be 32 bytes"),
   /**
    * Optional: the APIv3 key before a rotation. WeChat encrypts with the new key from the moment it is set, but the

@@ -292,6 +292,24 @@ describe("loadConfig", () => {
     }
   });
 
+  it("refuses a WECHATPAY_APPID with spaces or other characters no appid has", () => {
+    // A quoted .env value or a Kubernetes secret keeps the spaces and line breaks a copy-paste brought; the appid was
+    // taken as written and shown so on the dashboard's Keys page.
+    const message =
+      "WECHATPAY_APPID must be the appid as WeChat shows it: ASCII letters, digits, '_' or '-', at most 64";
+    for (const appid of [
+      " wxd678efh567hg6787",
+      "wxd678efh567hg6787 ",
+      "wxd678 efh567hg6787",
+      "wxd678efh567hg6787\n",
+      "wx中文",
+    ]) {
+      expect(errorOf({ ...valid, WECHATPAY_APPID: appid }), JSON.stringify(appid)).toBe(message);
+    }
+    expect(errorOf({ ...valid, WECHATPAY_APPID: "w".repeat(65) })).toBe(message);
+    expect(loadConfig({ ...valid, WECHATPAY_APPID: "ww1234567890abcdef" }).WECHATPAY_APPID).toBe("ww1234567890abcdef");
+  });
+
   it("refuses a REDIS_URL query that ioredis would misread or ignore; takes db=N and family=4|6", () => {
     // ioredis copies every query parameter into the connection's options as a string, under the options this project
     // sets: ?tls=true turned TLS on for a redis:// URL, ?family=IPv6 and ?db=x failed only at connect (SELECT NaN, an
