@@ -528,8 +528,19 @@ const envFields = z.object({
   DASHBOARD_PG_STATEMENT_TIMEOUT_MS: int(100, 600_000).default(5_000),
   /** Dashboard users: `name:role:scrypt-hash` separated by commas (role viewer|operator). See apps/dashboard/README.md. */
   DASHBOARD_USERS: z.string().optional(),
-  /** Secret for signing dashboard session cookies (at least 32 characters). */
-  DASHBOARD_SESSION_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
+  /**
+   * Secret for signing dashboard session cookies: whoever knows it signs their own session, any role. At least 32
+   * characters, of at least 8 different ones: the length alone let 32 spaces or one letter repeated through. 8, not
+   * more: 32 random hex digits (`openssl rand -hex 16`) hold fewer than 10 different ones about once in 7,000 draws,
+   * fewer than 8 practically never. The message does not repeat the value.
+   */
+  DASHBOARD_SESSION_SECRET: z
+    .string()
+    .refine(
+      (secret) => secret.length >= 32 && new Set(secret).size >= 8,
+      "must be a random secret: at least 32 characters, at least 8 of them different, e.g. openssl rand -base64 32 (the value is not repeated)",
+    )
+    .optional(),
   /** Lifetime of a dashboard login; the session cookie is refused after it (absolute, not sliding). */
   DASHBOARD_SESSION_TTL_SECONDS: int(60, 7 * 24 * 3600).default(8 * 3600),
   /**

@@ -310,6 +310,26 @@ describe("loadConfig", () => {
     expect(loadConfig({ ...valid, WECHATPAY_APPID: "ww1234567890abcdef" }).WECHATPAY_APPID).toBe("ww1234567890abcdef");
   });
 
+  it("refuses a DASHBOARD_SESSION_SECRET that is no random secret — spaces, one character repeated — without repeating it", () => {
+    // Only the length was checked: 32 spaces or "aaaa…" signed every session cookie, and whoever guessed it could
+    // sign their own (an operator's session).
+    const message =
+      "DASHBOARD_SESSION_SECRET must be a random secret: at least 32 characters, at least 8 of them different, e.g. openssl rand -base64 32 (the value is not repeated)";
+    for (const secret of [
+      " ".repeat(32),
+      "a".repeat(40),
+      "ab".repeat(20),
+      "passwordpasswordpasswordpassword",
+      "\t".repeat(32),
+    ]) {
+      expect(errorOf({ ...valid, DASHBOARD_SESSION_SECRET: secret }), JSON.stringify(secret)).toBe(message);
+    }
+    expect(errorOf({ ...valid, DASHBOARD_SESSION_SECRET: "short" })).toBe(message);
+    for (const secret of ["test-secret-test-secret-test-secret-0123", "kY3v0b9Qm1xL8dZ2pR7sT4wE6nH5cJ0aUq9fG2iB1o8"]) {
+      expect(loadConfig({ ...valid, DASHBOARD_SESSION_SECRET: secret }).DASHBOARD_SESSION_SECRET).toBe(secret);
+    }
+  });
+
   it("refuses a REDIS_URL query that ioredis would misread or ignore; takes db=N and family=4|6", () => {
     // ioredis copies every query parameter into the connection's options as a string, under the options this project
     // sets: ?tls=true turned TLS on for a redis:// URL, ?family=IPv6 and ?db=x failed only at connect (SELECT NaN, an
