@@ -21,7 +21,7 @@ afterAll(async () => {
   const admin = new pg.Client({ connectionString: adminUrl.toString() });
   await admin.connect();
   try {
-    for (const name of [database, `${database}_args`])
+    for (const name of [database, `${database}_args`, `${database}_state`])
       await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
   } finally {
     await admin.end();
@@ -138,5 +138,45 @@ describe.concurrent("npm run db:migrate while another process migrates", () => {
     expect(await run.status).toBe(78);
     expect(run.stderr()).toMatch(/^configuration error: DATABASE_URL has a % in its database or user name /);
     expect(`${run.stdout()}${run.stderr()}`).not.toContain("s3cret-pw");
+  });
+
+  it("a migration edited after it was applied, or left failed by prisma migrate deploy: exit 1, DB_NOT_MIGRATED naming it and what to do", async () => {
+    // The run refused with "migration … was modified after it was applied (checksum mismatch)" and "… failed earlier
+    // and needs manual resolution": no code, and no word of what to do, where the apps' start-up check says both.
+    const stateUrl = new URL(url);
+    stateUrl.pathname = `/${database}_state`;
+    const first = dbMigrate({ DATABASE_URL: stateUrl.toString() });
+    expect(await first.status, first.stderr()).toBe(0);
+    const last = readMigrations().at(-1)?.name ?? "";
+    const client = new pg.Client({ connectionString: stateUrl.toString() });
+    await client.connect();
+    try {
+      const { rows } = await client.query<{ checksum: string }>(
+        "SELECT checksum FROM _prisma_migrations WHERE migration_name = $1",
+        [last],
+      );
+      await client.query("UPDATE _prisma_migrations SET checksum = 'edited' WHERE migration_name = $1", [last]);
+      const edited = dbMigrate({ DATABASE_URL: stateUrl.toString() });
+      expect(await edited.status).toBe(1);
+      expect(edited.stderr()).toMatch(
+        new RegExp(
+          `^npm run db:migrate failed: DB_NOT_MIGRATED: .*migration ${last} modified after it was applied .*: restore the file as it was applied\n`,
+        ),
+      );
+      await client.query("UPDATE _prisma_migrations SET checksum = $2 WHERE migration_name = $1", [
+        last,
+        rows[0]?.checksum,
+      ]);
+      await client.query(
+        "INSERT INTO _prisma_migrations (id, checksum, migration_name, started_at, applied_steps_count) VALUES ('left-failed', 'x', '20990101000000_elsewhere', now(), 0)",
+      );
+      const failed = dbMigrate({ DATABASE_URL: stateUrl.toString() });
+      expect(await failed.status).toBe(1);
+      expect(failed.stderr()).toMatch(
+        /^npm run db:migrate failed: DB_NOT_MIGRATED: .*migration 20990101000000_elsewhere failed earlier .*mark it with `npx prisma migrate resolve`/,
+      );
+    } finally {
+      await client.end();
+    }
   });
 });

@@ -13,7 +13,7 @@ import {
   readMigrations,
 } from "./migration-files.ts";
 import { acquireMigrationLock, MIGRATION_LOCK_KEY } from "./migration-lock.ts";
-import { compareMigrations, readRecordedMigrations } from "./migration-state.ts";
+import { compareMigrations, MigrationStateError, readRecordedMigrations } from "./migration-state.ts";
 import { applyInTransaction, type LockRetry } from "./migration-transaction.ts";
 
 /** Same definition Prisma's schema engine uses, so `prisma migrate deploy` can take over where it can run. */
@@ -219,13 +219,11 @@ async function applyPending(client: pg.Client, schema: string, dir: string, retr
   await client.query(MIGRATIONS_TABLE);
   const files = readMigrations(dir);
   const state = compareMigrations(files, await readRecordedMigrations(client, schema));
-  // As Prisma (P3009): a failed migration anywhere in the history stops everything, before anything runs.
-  if (state.failed.length > 0) {
-    throw new Error(`migration ${state.failed.join(", ")} failed earlier and needs manual resolution`);
-  }
-  const [modified] = state.modified;
-  if (modified !== undefined) {
-    throw new Error(`migration ${modified} was modified after it was applied (checksum mismatch)`);
+  // As Prisma (P3009): a failed migration anywhere in the history stops everything, before anything runs; so does an
+  // edited one. The apps' start-up check's error: one code, and what to do about each (the pending ones are this
+  // run's to apply, once these are dealt with).
+  if (state.failed.length > 0 || state.modified.length > 0) {
+    throw new MigrationStateError(schema, { ...state, pending: [] });
   }
   // Every pending file's plan first: a malformed one stops the run before anything is applied.
   const pending = files

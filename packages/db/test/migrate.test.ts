@@ -73,7 +73,7 @@ describe("migrate", () => {
     const url = freshUrl();
     await migrate(url, migrationsDir({ "001_a": `CREATE TABLE "T" (id int);` }));
     await expect(migrate(url, migrationsDir({ "001_a": `CREATE TABLE "T" (id bigint);` }))).rejects.toThrow(
-      /001_a was modified after it was applied/,
+      /migration 001_a modified after it was applied/,
     );
   });
 
@@ -84,7 +84,7 @@ describe("migrate", () => {
     expect(await migrate(url, crlf)).toEqual({ applied: [], alreadyApplied: ["001_a"] });
     await expect(
       migrate(url, migrationsDir({ "001_a": `CREATE TABLE "T" (id int);\r\nINSERT INTO "T" VALUES (2);\r\n` })),
-    ).rejects.toThrow(/001_a was modified after it was applied/);
+    ).rejects.toThrow(/migration 001_a modified after it was applied/);
   });
 
   it("refuses before applying anything when any recorded migration failed, even one no longer on disk", async () => {
