@@ -4,7 +4,7 @@
 // letters in the workers' Redis (REDIS_URL, QUEUE_PREFIX): nothing a waiting letter names is deleted. For cron; prints
 // one line per batch and the totals; `--help` prints the usage. Exit code 2 for a refused argument (PRUNE_ARGUMENT_INVALID), 78 for a refused DATABASE_URL, REDIS_URL or
 // QUEUE_PREFIX, 1 (with one line, or the steps for a login PostgreSQL refused) for a failure — PRUNE_LETTERS_UNREADABLE
-// when Redis could not be read, before anything was deleted.
+// when Redis could not be read, DB_NOT_MIGRATED when the database lacks committed migrations, before anything was deleted.
 import { userInfo } from "node:os";
 import { parseArgs } from "node:util";
 import { DEFAULT_DATABASE_URL, loadDatabaseUrl, loadQueueSettings, readEnvironmentOrExit } from "@wpn/config";
@@ -16,6 +16,7 @@ import {
   PruneError,
   parseRetention,
   pruneNotifications,
+  verifyMigrations,
   type WaitingLetters,
 } from "@wpn/db";
 import { createRedisConnection, readWaitingLetters } from "@wpn/queue";
@@ -98,6 +99,20 @@ async function waitingLetters(redisUrl: string, prefix: string): Promise<Waiting
   }
 }
 
+/**
+ * The apps' start-up check (it only reads): a database the migrations have not reached is DB_NOT_MIGRATED naming them
+ * and `npm run db:migrate`, not PostgreSQL's 42P01 for the first table the prune reads. A role that may not read
+ * `_prisma_migrations` (42501: a prune role granted only the tables it prunes) cannot be checked, and prunes as it
+ * did before the check, as an app starts unchecked (MIGRATIONS_UNCHECKED).
+ */
+async function checkMigrated(url: string): Promise<void> {
+  try {
+    await verifyMigrations(url);
+  } catch (error) {
+    if ((error as { code?: unknown }).code !== "42501") throw error;
+  }
+}
+
 const env = readEnvironmentOrExit();
 // Quoted back in a failure's explanation even when the setting itself was refused.
 let url = env.DATABASE_URL || DEFAULT_DATABASE_URL;
@@ -105,6 +120,7 @@ let db: Db | undefined;
 try {
   url = loadDatabaseUrl(env);
   const queue = loadQueueSettings(env);
+  await checkMigrated(url);
   const letters = await waitingLetters(queue.REDIS_URL, queue.QUEUE_PREFIX);
   db = createDb({ url, poolMax: 1, applicationName: "db:prune" });
   const result = await pruneNotifications(db.prisma, {

@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { once } from "node:events";
 import { readMigrations } from "@wpn/db";
 import { createQueue, createRedisConnection, PARSE_JOB_NAME, QueueName } from "@wpn/queue";
@@ -11,7 +12,7 @@ import {
 } from "@wpn/testing";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort, type RunningApp, startApp } from "./support/processes.ts";
+import { freePort, type RunningApp, repoRoot, startApp } from "./support/processes.ts";
 
 /**
  * The apps against a real, empty schema (migrations never applied): each refuses to start, naming the migrations
@@ -116,5 +117,28 @@ describe("an app started on a database without the committed migrations", () => 
         'PostgreSQL has no database \\"wpn_no_such_database\\" (DATABASE_URL\'s): run `npm run db:migrate` to create it',
       );
     }
+  }, 60_000);
+
+  it("db:prune exits 1 DB_NOT_MIGRATED naming `npm run db:migrate`, not PostgreSQL's 42P01", () => {
+    // Before: `npm run db:prune failed: 42P01: relation "Notification" does not exist` — a cron mail that says
+    // nothing of the migrations it needs.
+    const run = spawnSync(process.execPath, ["--import", "tsx", "scripts/prune.ts", "--older-than", "90d"], {
+      cwd: repoRoot,
+      env: {
+        ...process.env,
+        DATABASE_URL: withSchema(TEST_DATABASE_BASE_URL, schema),
+        REDIS_URL: TEST_REDIS_URL,
+        QUEUE_PREFIX: prefix,
+      },
+      encoding: "utf8",
+      timeout: 60_000,
+    });
+    expect(run.status, run.stderr).toBe(1);
+    expect(run.stderr).toMatch(
+      new RegExp(
+        `^npm run db:prune failed: DB_NOT_MIGRATED: database schema "${schema}" is not at the committed migrations: .* not applied: run \`npm run db:migrate\``,
+      ),
+    );
+    expect(run.stdout).toBe("");
   }, 60_000);
 });
