@@ -218,7 +218,7 @@ async function applyPending(client: pg.Client, schema: string, dir: string, retr
   await client.query(`SET search_path TO ${quoteIdent(schema)}`);
   await client.query(MIGRATIONS_TABLE);
   const files = readMigrations(dir);
-  const state = compareMigrations(files, await readRecordedMigrations(client, schema));
+  const state = compareMigrations(files, await readRecordedMigrations(client, schema, files));
   // As Prisma (P3009): a failed migration anywhere in the history stops everything, before anything runs; so does an
   // edited one. The apps' start-up check's error: one code, and what to do about each (the pending ones are this
   // run's to apply, once these are dealt with).

@@ -62,15 +62,60 @@ export function compareMigrations(files: readonly MigrationFile[], rows: readonl
   return state;
 }
 
-/** Reads `_prisma_migrations` of `schema` (no rows when the table does not exist). */
-export async function readRecordedMigrations(client: pg.ClientBase, schema: string): Promise<RecordedMigration[]> {
+/** The columns of `_prisma_migrations` this project reads (and Prisma writes). */
+const RECORD_COLUMNS = ["migration_name", "checksum", "finished_at", "rolled_back_at", "started_at"] as const;
+
+/**
+ * Reads `_prisma_migrations` of `schema` (no rows when the table does not exist). Throws ForeignMigrationsError when
+ * it is not this project's history: a table without Prisma's columns (another tool's), or rows none of which names a
+ * migration of `files` (another Prisma application's database). A newer release's history holds this one's too.
+ */
+export async function readRecordedMigrations(
+  client: pg.ClientBase,
+  schema: string,
+  files: readonly MigrationFile[],
+): Promise<RecordedMigration[]> {
   const table = `${quoteIdent(schema)}."_prisma_migrations"`;
   const exists = await client.query<{ found: boolean }>("SELECT to_regclass($1) IS NOT NULL AS found", [table]);
   if (!exists.rows[0]?.found) return [];
+  const columns = await client.query<{ name: string }>(
+    "SELECT attname AS name FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+    [table],
+  );
+  const present = new Set(columns.rows.map((c) => c.name));
+  const missing = RECORD_COLUMNS.filter((c) => !present.has(c));
+  if (missing.length > 0) {
+    throw new ForeignMigrationsError(schema, `its _prisma_migrations has no ${missing.join(", ")}: not Prisma's`);
+  }
   const { rows } = await client.query<RecordedMigration>(
     `SELECT migration_name, checksum, finished_at, rolled_back_at FROM ${table} ORDER BY started_at`,
   );
+  const ours = new Set(files.map((file) => file.name));
+  if (rows.length > 0 && !rows.some((row) => ours.has(row.migration_name))) {
+    throw new ForeignMigrationsError(
+      schema,
+      `${migrations(rows.map((row) => row.migration_name))} recorded, none of them in prisma/migrations`,
+    );
+  }
   return rows;
+}
+
+/**
+ * `_prisma_migrations` holds another application's history: DATABASE_URL names that application's database (or
+ * schema). Applying this project's migrations there would create its tables beside the other's; nothing is applied,
+ * and an app stops as for DB_NOT_MIGRATED.
+ */
+export class ForeignMigrationsError extends Error {
+  readonly code = "MIGRATIONS_FOREIGN";
+  constructor(
+    readonly schema: string,
+    detail: string,
+  ) {
+    super(
+      `schema "${schema}" holds another application's migration history (${detail}): DATABASE_URL names another application's database or schema; point it at this project's own (a new database, which \`npm run db:migrate\` creates, or a schema of its own with ?schema=)`,
+    );
+    this.name = "ForeignMigrationsError";
+  }
 }
 
 /** Names a few migrations; a long run (an empty database) by its count, first and last. */
@@ -151,11 +196,11 @@ export async function verifyMigrations(url: string, options: VerifyMigrationsOpt
   await client.connect();
   let state: MigrationState;
   try {
-    state = compareMigrations(files, await readRecordedMigrations(client, target.schema));
+    state = compareMigrations(files, await readRecordedMigrations(client, target.schema, files));
     if (!atCommitted(state)) {
       // Released when the connection ends, just below.
       await acquireMigrationLock(client, options.lockWaitMs ?? CHECK_LOCK_WAIT_MS, options.log);
-      state = compareMigrations(files, await readRecordedMigrations(client, target.schema));
+      state = compareMigrations(files, await readRecordedMigrations(client, target.schema, files));
     }
   } finally {
     await client.end();
@@ -192,6 +237,7 @@ export async function verifyMigrationsOrExit(
     await verifyMigrations(url, { log, ...options });
   } catch (error) {
     if (error instanceof MigrationStateError) exitNotMigrated(error, log);
+    if (error instanceof ForeignMigrationsError) exitForeign(error, log);
     if (error instanceof MigrationFilesError) exitFilesUnreadable(error, log);
     if (checkFailure(error) === "unusable") exitUnusable(error, log, url);
     log.warn(
@@ -240,6 +286,7 @@ export async function waitForMigrationsOrExit(
       return true;
     } catch (error) {
       if (error instanceof MigrationStateError) exitNotMigrated(error, log);
+      if (error instanceof ForeignMigrationsError) exitForeign(error, log);
       if (error instanceof MigrationFilesError) exitFilesUnreadable(error, log);
       const failure = checkFailure(error);
       if (failure === "unusable") exitUnusable(error, log, url);
@@ -303,6 +350,12 @@ function exitUnusable(error: unknown, log: StartupLogger, url: string): never {
 function exitNotMigrated(error: MigrationStateError, log: StartupLogger): never {
   const { pending, failed, modified } = error.state;
   log.fatal({ code: error.code, schema: error.schema, pending, failed, modified }, error.message);
+  process.exit(78);
+}
+
+/** Another application's history: only DATABASE_URL can fix it. */
+function exitForeign(error: ForeignMigrationsError, log: StartupLogger): never {
+  log.fatal({ code: error.code, schema: error.schema }, error.message);
   process.exit(78);
 }
 

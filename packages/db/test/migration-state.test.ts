@@ -96,6 +96,50 @@ describe("verifyMigrations (what an app checks at start)", () => {
     await expect(verifyMigrations(url)).resolves.toBeUndefined();
   });
 
+  it("another application's migration history (its rows, or a table without Prisma's columns): MIGRATIONS_FOREIGN, and db:migrate applies nothing", async () => {
+    // Before: another Prisma project's database read as "37 migrations not applied: run npm run db:migrate", which then
+    // created this project's tables beside that project's; a _prisma_migrations of another tool failed as
+    // "42703: column "migration_name" does not exist" (db:migrate), and the apps took that for an unreachable database.
+    const foreignRows = freshUrl();
+    const schemaOf = (url: string) => new URL(url).searchParams.get("schema") as string;
+    await sql(foreignRows, `CREATE SCHEMA "${schemaOf(foreignRows)}"`);
+    await sql(
+      foreignRows,
+      `CREATE TABLE "${schemaOf(foreignRows)}"."_prisma_migrations" (id varchar(36) PRIMARY KEY, checksum varchar(64) NOT NULL,
+         finished_at timestamptz, migration_name varchar(255) NOT NULL, logs text, rolled_back_at timestamptz,
+         started_at timestamptz NOT NULL DEFAULT now(), applied_steps_count integer NOT NULL DEFAULT 0)`,
+    );
+    await sql(
+      foreignRows,
+      `INSERT INTO "${schemaOf(foreignRows)}"."_prisma_migrations" (id, checksum, finished_at, migration_name) VALUES
+         ('a', 'x', now(), '20240101000000_blog_init'), ('b', 'y', now(), '20240201000000_blog_comments')`,
+    );
+    const foreignTable = freshUrl();
+    await sql(foreignTable, `CREATE SCHEMA "${schemaOf(foreignTable)}"`);
+    await sql(
+      foreignTable,
+      `CREATE TABLE "${schemaOf(foreignTable)}"."_prisma_migrations" (id int PRIMARY KEY, name text)`,
+    );
+    for (const url of [foreignRows, foreignTable]) {
+      const checked = await verifyMigrations(url).then(
+        () => null,
+        (e: unknown) => e as { code?: string; message?: string },
+      );
+      expect(checked?.code, String(checked?.message)).toBe("MIGRATIONS_FOREIGN");
+      expect(checked?.message).toContain(`schema "${schemaOf(url)}" holds another application's migration history`);
+      await expect(migrate(url)).rejects.toMatchObject({ code: "MIGRATIONS_FOREIGN" });
+    }
+    const { rows } = await (async () => {
+      const db = createDb({ url: foreignRows });
+      try {
+        return await db.pool.query(`SELECT count(*)::int AS n FROM "${schemaOf(foreignRows)}"."_prisma_migrations"`);
+      } finally {
+        await db.close();
+      }
+    })();
+    expect(rows[0]).toEqual({ n: 2 });
+  });
+
   it("a database that cannot be reached: the error as it comes, not a migration verdict", async () => {
     const error = await verifyMigrations("postgresql://postgres@127.0.0.1:1/nowhere", { connectTimeoutMs: 1_000 }).then(
       () => null,
