@@ -2,10 +2,12 @@ import { readFileSync } from "node:fs";
 import type { z } from "zod";
 import { type Environment, readEnvironment } from "./environment.ts";
 import { ConfigError } from "./errors.ts";
+import { refuseNearMisses } from "./names.ts";
 import {
   apiV3VerificationProblem,
   DASHBOARD_SESSION_IDLE_DEFAULT_SECONDS,
   databaseUrlSchema,
+  ENV_NAMES,
   type Env,
   envSchema,
   migrateSettingsSchema,
@@ -95,8 +97,12 @@ export function loadMigrateSettings(env: Environment): MigrateSettings {
   return valuesOrThrow(migrateSettingsSchema.safeParse(cleaned), cleaned);
 }
 
-/** Empty strings count as unset, as in most dotenv tooling. */
+/**
+ * Empty strings count as unset, as in most dotenv tooling. A variable a letter or two off a setting's name is refused
+ * first (refuseNearMisses), set or empty: it would be silently unused.
+ */
 function withoutEmpty(env: Environment): Record<string, string> {
+  refuseNearMisses(Object.keys(env), ENV_NAMES);
   return Object.fromEntries(
     Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined && entry[1] !== ""),
   );

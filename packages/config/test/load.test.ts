@@ -292,6 +292,42 @@ describe("loadConfig", () => {
     }
   });
 
+  it("refuses a variable one letter or two off a setting's name, which was silently unused; leaves other variables alone", () => {
+    // WECHATPAY_APIV3_KEY_PREVIOS left the rotation's old key unset (queued notifications dead-lettered),
+    // PUBLISH_EVENT=true published nothing, DASHBOARD_SESION_SECRET gave each process a random secret: all started.
+    for (const [typo, meant] of [
+      ["WECHATPAY_APIV3_KEY_PREVIOS", "WECHATPAY_APIV3_KEY_PREVIOUS"],
+      ["PUBLISH_EVENT", "PUBLISH_EVENTS"],
+      ["DASHBOARD_SESION_SECRET", "DASHBOARD_SESSION_SECRET"],
+      ["INGRESS_REDIS_MIN_REPLICA", "INGRESS_REDIS_MIN_REPLICAS"],
+      ["WORKER_CONCURENCY", "WORKER_CONCURRENCY"],
+      ["REDIS_URI", "REDIS_URL"],
+      ["log_level", "LOG_LEVEL"],
+    ] as const) {
+      expect(errorOf({ ...valid, [typo]: "s3cret-value" }), typo).toBe(
+        `${typo} is not a setting: did you mean ${meant}? (an unused variable is refused when it is this close to one)`,
+      );
+    }
+    expect(() => loadMigrateSettings({ MIGRATE_WAIT_SECOND: "600" })).toThrow("MIGRATE_WAIT_SECOND is not a setting");
+    expect(() => loadDatabaseUrl({ DATABASE_URI: "postgresql://u@h/db" })).toThrow("DATABASE_URI is not a setting");
+    expect(() => loadQueueSettings({ QUEUE_PREFIXX: "shop" })).toThrow("QUEUE_PREFIXX is not a setting");
+    // What an environment holds besides: the shell's, CI's, Kubernetes' service links, the simulator's own.
+    const others = {
+      HOME: "/root",
+      HOSTNAME: "box",
+      PATH: "/usr/bin",
+      PG_VERSION: "17",
+      WORKER_SERVICE_HOST: "10.0.0.1",
+      INGRESS_PORT_3000_TCP: "tcp://10.0.0.2:3000",
+      WECHATPAY_SIM_KEYS: ".dev/keys",
+      WECHATPAY_SIM_PLATFORM_CERT_SERIAL: "ABC",
+      TEST_DATABASE_URL: "postgresql://u@h/t",
+      TEST_REDIS_URL: "redis://h",
+      DATABASE_URL_PREFIX: "",
+    };
+    expect(loadConfig({ ...valid, ...others }).WECHATPAY_MCHID).toBe(valid.WECHATPAY_MCHID);
+  });
+
   it("refuses a WECHATPAY_APPID with spaces or other characters no appid has", () => {
     // A quoted .env value or a Kubernetes secret keeps the spaces and line breaks a copy-paste brought; the appid was
     // taken as written and shown so on the dashboard's Keys page.
