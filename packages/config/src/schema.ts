@@ -116,6 +116,26 @@ function checkSchemaParam(value: string, ctx: z.RefinementCtx): void {
 }
 
 /**
+ * Prisma's own connection-URL parameters for its pool, which the pg driver (adapter) this project uses ignores, with
+ * the settings that do their job: a Prisma user's `?connection_limit=5` left the pools at PG_POOL_MAX all the same.
+ */
+const PRISMA_POOL_PARAMS: Readonly<Record<string, string>> = {
+  connection_limit: "PG_POOL_MAX (the workers) and DASHBOARD_PG_POOL_MAX",
+  pool_timeout: "PG_CONNECT_TIMEOUT_MS",
+};
+
+function checkPrismaPoolParams(value: string, ctx: z.RefinementCtx): void {
+  if (!URL.canParse(value)) return;
+  const params = new URL(value).searchParams;
+  const found = Object.keys(PRISMA_POOL_PARAMS).find((name) => params.has(name));
+  if (found === undefined) return;
+  ctx.addIssue({
+    code: "custom",
+    message: `must not carry ?${found}=, Prisma's own parameter, which this project's pg driver ignores: set ${PRISMA_POOL_PARAMS[found]} instead`,
+  });
+}
+
+/**
  * REDIS_URL as ioredis reads it (its parseURL): the user name and password go through decodeURIComponent, which throws
  * URIError from `new Redis` — a stack trace at start — for a `%` not followed by two hex digits (a generated password
  * holding one); and the path is the database index, SELECTed as written, so `/x` failed at the first SELECT and `/1.5`
@@ -282,6 +302,7 @@ const envFields = z.object({
     .superRefine(checkDatabaseName)
     .superRefine(checkDatabaseUrlEscapes)
     .superRefine(checkSchemaParam)
+    .superRefine(checkPrismaPoolParams)
     .default(DEFAULT_DATABASE_URL),
   /**
    * pg pool size per worker process (and the replay CLI's; the dashboard has its own, DASHBOARD_PG_POOL_MAX). A worker

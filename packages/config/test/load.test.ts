@@ -328,6 +328,19 @@ describe("loadConfig", () => {
     expect(loadConfig({ ...valid, ...others }).WECHATPAY_MCHID).toBe(valid.WECHATPAY_MCHID);
   });
 
+  it("refuses Prisma's pool parameters in DATABASE_URL, which the pg driver ignores, naming the setting that does it", () => {
+    // A Prisma user's URL keeps `?connection_limit=5`: the pools took PG_POOL_MAX (10 per worker) all the same.
+    expect(errorOf({ ...valid, DATABASE_URL: "postgresql://u:pw@h/db?connection_limit=5" })).toBe(
+      "DATABASE_URL must not carry ?connection_limit=, Prisma's own parameter, which this project's pg driver ignores: set PG_POOL_MAX (the workers) and DASHBOARD_PG_POOL_MAX instead",
+    );
+    expect(errorOf({ ...valid, DATABASE_URL: "postgresql://u@h/db?sslmode=require&pool_timeout=20" })).toBe(
+      "DATABASE_URL must not carry ?pool_timeout=, Prisma's own parameter, which this project's pg driver ignores: set PG_CONNECT_TIMEOUT_MS instead",
+    );
+    expect(() => loadDatabaseUrl({ DATABASE_URL: "postgresql://u@h/db?connection_limit=1" })).toThrow(ConfigError);
+    const url = "postgresql://u@h/db?schema=shop&sslmode=require&application_name=x";
+    expect(loadConfig({ ...valid, DATABASE_URL: url }).DATABASE_URL).toBe(url);
+  });
+
   it("refuses a WECHATPAY_APPID with spaces or other characters no appid has", () => {
     // A quoted .env value or a Kubernetes secret keeps the spaces and line breaks a copy-paste brought; the appid was
     // taken as written and shown so on the dashboard's Keys page.
