@@ -53,17 +53,22 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
   // Every request in flight (load, storm) listens for Ctrl-C on the one signal.
   setMaxListeners(0, io.signal);
   const [name, ...rest] = argv;
-  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+  const commandList = `(commands: ${COMMANDS.map((c) => c.name).join(", ")})`;
+  // No command is bad usage like an unknown one: said on stderr, exit 2 — the help on stdout, with an exit
+  // status that says failure, read as an answer to a script that captured it.
+  if (name === undefined) {
+    println(io.stderr, `wechatpay-sim: no command given ${commandList}`);
+    println(io.stderr, "Run `wechatpay-sim --help` for usage.");
+    return EXIT.USAGE;
+  }
+  if (name === "--help" || name === "-h" || name === "help") {
     const topic = name === "help" ? COMMANDS.find((c) => c.name === rest[0]) : undefined;
     println(io.stdout, topic ? topic.help : MAIN_HELP);
-    return name === undefined ? EXIT.USAGE : EXIT.OK;
+    return EXIT.OK;
   }
   const command = COMMANDS.find((c) => c.name === name);
   if (command === undefined) {
-    println(
-      io.stderr,
-      `wechatpay-sim: unknown command "${name}" (commands: ${COMMANDS.map((c) => c.name).join(", ")})`,
-    );
+    println(io.stderr, `wechatpay-sim: unknown command "${name}" ${commandList}`);
     println(io.stderr, "Run `wechatpay-sim --help` for usage.");
     return EXIT.USAGE;
   }

@@ -42,6 +42,16 @@ describe("command line", () => {
     expect((await runSim([])).code).toBe(2);
   });
 
+  it("no command is a usage error on stderr that says so, not the help on stdout", async () => {
+    const r = await runSim([]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toMatch(
+      /^wechatpay-sim: no command given \(commands: keys, pay, refund, close, load, scenario, serve\)\n/,
+    );
+    expect(r.stderr).toContain("Run `wechatpay-sim --help` for usage.");
+  });
+
   it("usage errors exit 2 and name the flag", async () => {
     const cases: [string[], string][] = [
       [["frobnicate"], "unknown command"],
