@@ -72,6 +72,17 @@ export function intFlag(
   return n;
 }
 
+/**
+ * WeChat Pay's amounts are int fen: at most 2^31 − 1 (21 474 836.47 yuan). The merchant's Order.amountTotal is a
+ * PostgreSQL integer too, so a larger --amount was sent as no real notification is and failed --seed's insert.
+ */
+export const MAX_AMOUNT_FEN = 2_147_483_647;
+
+/** --amount in fen, 1 to MAX_AMOUNT_FEN. */
+export function amountFlag(values: Values): number | undefined {
+  return intFlag(values, "amount", { min: 1, max: MAX_AMOUNT_FEN, what: "a whole number of fen" });
+}
+
 export function numberFlag(
   values: Values,
   name: string,

@@ -124,6 +124,42 @@ describe("command line", () => {
     expect(again.stdout).toContain("already exists");
   });
 
+  it("an --amount beyond WeChat's int fen (2^31 − 1) is a usage error, not the database's crash", async () => {
+    for (const command of ["pay", "close", "refund"]) {
+      const r = await runSim([
+        command,
+        "--keys",
+        temp.keys.dir,
+        "--url",
+        receiver.v3,
+        "--no-retry",
+        ...(command === "refund" ? [] : ["--seed", "--database-url", database.url]),
+        "--out-trade-no",
+        "HUGE-1",
+        "--amount",
+        "2147483648",
+      ]);
+      expect(r.code, `${command}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toContain("--amount must be a whole number of fen between 1 and 2147483647, got 2147483648");
+    }
+    const largest = await runSim([
+      "pay",
+      "--keys",
+      temp.keys.dir,
+      "--url",
+      receiver.v3,
+      "--no-retry",
+      "--seed",
+      "--database-url",
+      database.url,
+      "--out-trade-no",
+      "HUGE-2",
+      "--amount",
+      "2147483647",
+    ]);
+    expect(largest.code, largest.stderr).toBe(0);
+  });
+
   it("pay --seed names the database without its password, given in pg's ?password= either", async () => {
     const password = `pg-pw-${randomBytes(8).toString("hex")}`;
     // The test database lets this machine in without a password: pg sends this one to nobody.

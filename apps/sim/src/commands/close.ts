@@ -1,5 +1,5 @@
 import { DEFAULT_DATABASE_URL } from "@wpn/config";
-import { boolFlag, databaseUrl, intFlag, requireKeys, tradeNoFlag } from "../args.ts";
+import { amountFlag, boolFlag, databaseUrl, requireKeys, tradeNoFlag } from "../args.ts";
 import { closeOrder, connect, redact } from "../db.ts";
 import { EXIT, type Io, println, UsageError } from "../io.ts";
 import { appendJournal, findOrder } from "../journal.ts";
@@ -66,10 +66,7 @@ ${HELP_EXIT_CODES}`,
     const keys = requireKeys(values, io);
     const { mchid, appid } = merchant(values, keys);
     const known = findOrder(keys.dir, outTradeNo);
-    const amount =
-      intFlag(values, "amount", { min: 1, max: 100_000_000_000, what: "a whole number of fen" }) ??
-      known?.amount ??
-      DEFAULT_AMOUNT;
+    const amount = amountFlag(values) ?? known?.amount ?? DEFAULT_AMOUNT;
     const lines: string[] = ["WeChat Pay sends no notification when an order is closed."];
     if (known?.tradeState === "SUCCESS" || known?.tradeState === "REFUND") {
       lines.push(`note: the journal shows order ${outTradeNo} as paid; WeChat would refuse to close it (ORDERPAID)`);

@@ -1,5 +1,5 @@
 import { DEFAULT_DATABASE_URL } from "@wpn/config";
-import { boolFlag, databaseUrl, intFlag, requireKeys, stringFlag, tradeNoFlag, type Values } from "../args.ts";
+import { amountFlag, boolFlag, databaseUrl, requireKeys, stringFlag, tradeNoFlag, type Values } from "../args.ts";
 import { connect, insertOrders, insertSkus, orderExists, redact } from "../db.ts";
 import { type Io, println } from "../io.ts";
 import { appendJournal, findOrder } from "../journal.ts";
@@ -51,10 +51,7 @@ export function paymentFromFlags(values: Values, keys: SimKeys): { payment: Paym
   const { mchid, appid } = merchant(values, keys);
   const outTradeNo = tradeNoFlag(values, "out-trade-no") ?? newOutTradeNo();
   const known = findOrder(keys.dir, outTradeNo);
-  const amount =
-    intFlag(values, "amount", { min: 1, max: 100_000_000_000, what: "a whole number of fen" }) ??
-    known?.amount ??
-    DEFAULT_AMOUNT;
+  const amount = amountFlag(values) ?? known?.amount ?? DEFAULT_AMOUNT;
   let transactionId = stringFlag(values, "transaction-id");
   if (transactionId === undefined && known?.transactionId !== undefined && known.tradeState !== "NOTPAY") {
     transactionId = known.transactionId;

@@ -1,4 +1,4 @@
-import { enumFlag, intFlag, requireKeys, stringFlag, tradeNoFlag } from "../args.ts";
+import { amountFlag, enumFlag, intFlag, requireKeys, stringFlag, tradeNoFlag } from "../args.ts";
 import { type Io, println, UsageError } from "../io.ts";
 import { appendJournal, findOrder, findRefund, orderStates, readJournal } from "../journal.ts";
 import {
@@ -78,8 +78,7 @@ ${HELP_EXIT_CODES}`,
     }
     const order = findOrder(keys.dir, outTradeNo);
     const notes: string[] = [];
-    const total =
-      intFlag(values, "amount", { min: 1, max: 100_000_000_000, what: "a whole number of fen" }) ?? order?.amount;
+    const total = amountFlag(values) ?? order?.amount;
     if (total === undefined) {
       throw new UsageError(`--amount is required: order ${outTradeNo} is not in the simulator's journal`, "--amount");
     }

@@ -1,6 +1,7 @@
 import { DEFAULT_PORT } from "@wpn/config";
 import type { V2SignType } from "@wpn/wechatpay";
 import {
+  amountFlag,
   boolFlag,
   enumFlag,
   intFlag,
@@ -118,7 +119,7 @@ export function checkOrderFlags(values: Values): void {
   stringFlag(values, "appid");
   stringFlag(values, "transaction-id");
   tradeNoFlag(values, "out-trade-no");
-  intFlag(values, "amount", { min: 1, max: 100_000_000_000, what: "a whole number of fen" });
+  amountFlag(values);
 }
 
 export function merchant(values: Values, keys: SimKeys): { mchid: string; appid: string } {
