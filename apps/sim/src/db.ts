@@ -108,24 +108,36 @@ export async function insertOrders(sql: Sql, orders: readonly OrderSpec[], chunk
   }
 }
 
+/**
+ * An order of the simulated merchant: its number and mchid, without a sub-merchant (the simulator makes no partner
+ * orders). Numbers are unique per merchant only (Order's outTradeNo + mchid + subMchid key): another merchant's
+ * order under the same number is none of the simulator's business.
+ */
+export interface OrderKey {
+  outTradeNo: string;
+  mchid: string;
+}
+
 /** Sets a NOTPAY order to CLOSED, as the merchant does after calling WeChat's close API. Returns the previous status, or undefined. */
-export async function closeOrder(
-  sql: Sql,
-  outTradeNo: string,
-): Promise<{ before: string | undefined; closed: boolean }> {
-  const found = await sql.query<{ status: string }>(`SELECT "status" FROM "Order" WHERE "outTradeNo" = $1`, [
-    outTradeNo,
-  ]);
+export async function closeOrder(sql: Sql, order: OrderKey): Promise<{ before: string | undefined; closed: boolean }> {
+  const found = await sql.query<{ status: string }>(
+    `SELECT "status" FROM "Order" WHERE "outTradeNo" = $1 AND "mchid" = $2 AND "subMchid" IS NULL`,
+    [order.outTradeNo, order.mchid],
+  );
   const before = found.rows[0]?.status;
   if (before !== "NOTPAY") return { before, closed: false };
   const updated = await sql.query(
-    `UPDATE "Order" SET "status" = 'CLOSED', "updatedAt" = now() WHERE "outTradeNo" = $1 AND "status" = 'NOTPAY'`,
-    [outTradeNo],
+    `UPDATE "Order" SET "status" = 'CLOSED', "updatedAt" = now()
+     WHERE "outTradeNo" = $1 AND "mchid" = $2 AND "subMchid" IS NULL AND "status" = 'NOTPAY'`,
+    [order.outTradeNo, order.mchid],
   );
   return { before, closed: (updated.rowCount ?? 0) === 1 };
 }
 
-export async function orderExists(sql: Sql, outTradeNo: string): Promise<boolean> {
-  const r = await sql.query(`SELECT 1 FROM "Order" WHERE "outTradeNo" = $1`, [outTradeNo]);
+export async function orderExists(sql: Sql, order: OrderKey): Promise<boolean> {
+  const r = await sql.query(`SELECT 1 FROM "Order" WHERE "outTradeNo" = $1 AND "mchid" = $2 AND "subMchid" IS NULL`, [
+    order.outTradeNo,
+    order.mchid,
+  ]);
   return (r.rowCount ?? 0) > 0;
 }

@@ -170,6 +170,48 @@ describe("command line", () => {
     expect(`${r.stdout}${r.stderr}`).not.toContain(password);
   });
 
+  it("close and --seed touch only the simulated merchant's order, not another merchant's of the same number", async () => {
+    const other = "1230000109";
+    await database.db.pool.query(
+      `INSERT INTO "Order" ("outTradeNo", "mchid", "appid", "amountTotal") VALUES ('SHARED-1', $1, 'wxother', 100), ('SHARED-2', $1, 'wxother', 100)`,
+      [other],
+    );
+    const closed = await runSim([
+      "close",
+      "--keys",
+      temp.keys.dir,
+      "--out-trade-no",
+      "SHARED-1",
+      "--database-url",
+      database.url,
+    ]);
+    expect(closed.code, closed.stderr).toBe(0);
+    expect(closed.stdout).toContain(`no Order SHARED-1 of merchant ${temp.keys.mchid} in`);
+    const seeded = await runSim([
+      "pay",
+      "--keys",
+      temp.keys.dir,
+      "--url",
+      receiver.v3,
+      "--no-retry",
+      "--seed",
+      "--database-url",
+      database.url,
+      "--out-trade-no",
+      "SHARED-2",
+    ]);
+    expect(seeded.code, seeded.stderr).toBe(0);
+    expect(seeded.stdout).toContain("created order SHARED-2");
+    const rows = await database.db.pool.query<{ no: string; mchid: string; status: string }>(
+      `SELECT "outTradeNo" AS no, "mchid", "status"::text AS status FROM "Order" WHERE "outTradeNo" LIKE 'SHARED-%' ORDER BY 1, 2`,
+    );
+    expect(rows.rows).toEqual([
+      { no: "SHARED-1", mchid: other, status: "NOTPAY" },
+      { no: "SHARED-2", mchid: other, status: "NOTPAY" },
+      { no: "SHARED-2", mchid: temp.keys.mchid, status: "NOTPAY" },
+    ]);
+  });
+
   it("close: journal CLOSED, database row NOTPAY → CLOSED, nothing sent without --then-pay", async () => {
     await database.db.pool.query(
       `INSERT INTO "Order" ("outTradeNo", "mchid", "appid", "amountTotal") VALUES ('CLOSE-1', $1, $2, 100)`,

@@ -32,7 +32,8 @@ export const closeCommand: Command = {
 WeChat Pay sends NO notification when an order is closed. This command therefore:
   1. records the order as CLOSED in the journal of the keys folder (\`serve\` answers trade_state CLOSED);
   2. with --database-url or $DATABASE_URL, sets the merchant's Order row from NOTPAY to CLOSED, as the
-     merchant's shop does after calling WeChat's close API (other statuses are left alone);
+     merchant's shop does after calling WeChat's close API (other statuses are left alone; only the row of
+     --mchid or the keys folder's merchant: another merchant's order of the same number is not touched);
   3. with --then-pay, then sends a payment notification for that order: the "paid after close" race.
      A correct merchant system acknowledges it (HTTP 200/204: the money was taken, WeChat must stop
      redelivering) and flags the order for review (PAID_AFTER_CLOSE) instead of marking it paid.
@@ -82,7 +83,7 @@ ${HELP_EXIT_CODES}`,
     if (dbUrl !== undefined) {
       const client = await connect(dbUrl);
       try {
-        const r = await closeOrder(client, outTradeNo);
+        const r = await closeOrder(client, { outTradeNo, mchid });
         database = { url: redact(dbUrl), ...r };
       } finally {
         await client.end();
@@ -91,7 +92,7 @@ ${HELP_EXIT_CODES}`,
         database.closed
           ? `set Order ${outTradeNo} from NOTPAY to CLOSED in ${database.url}`
           : database.before === undefined
-            ? `no Order ${outTradeNo} in ${database.url}: nothing to close there`
+            ? `no Order ${outTradeNo} of merchant ${mchid} in ${database.url}: nothing to close there`
             : `Order ${outTradeNo} is ${database.before} in ${database.url}: left unchanged (only NOTPAY orders are closed)`,
       );
     } else {

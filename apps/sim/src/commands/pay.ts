@@ -86,8 +86,8 @@ export async function seedOrder(
 ): Promise<string> {
   const client = await connect(url);
   try {
-    if (await orderExists(client, payment.outTradeNo))
-      return `order ${payment.outTradeNo} already exists in the database: left unchanged`;
+    if (await orderExists(client, payment))
+      return `order ${payment.outTradeNo} of merchant ${payment.mchid} already exists in the database: left unchanged`;
     await client.query("BEGIN");
     await insertSkus(client, DEMO_SKUS);
     await insertOrders(client, [
