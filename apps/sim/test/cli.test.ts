@@ -77,6 +77,59 @@ describe("command line", () => {
     }
   });
 
+  it("refuses options it would ignore: --signer with --v2, --skus/--stock with --existing", async () => {
+    const k = ["--keys", temp.keys.dir, "--url", receiver.v3, "--no-retry"];
+    const cases: [string[], string][] = [
+      [["pay", ...k, "--v2", "--signer", "certificate"], "--signer picks the APIv3 signing key"],
+      [["close", ...k, "--out-trade-no", "SIGNER-1", "--then-pay", "--v2", "--signer", "certificate"], "--signer"],
+      [
+        ["load", "--keys", temp.keys.dir, "--url", receiver.v3, "--count", "1", "--v2", "--signer", "certificate"],
+        "--signer",
+      ],
+      [
+        [
+          "load",
+          "--keys",
+          temp.keys.dir,
+          "--url",
+          receiver.v3,
+          "--count",
+          "1",
+          "--existing",
+          "--stock",
+          "7",
+          "--database-url",
+          database.url,
+        ],
+        "--skus/--stock seed new orders",
+      ],
+      [
+        [
+          "load",
+          "--keys",
+          temp.keys.dir,
+          "--url",
+          receiver.v3,
+          "--count",
+          "1",
+          "--existing",
+          "--skus",
+          "3",
+          "--database-url",
+          database.url,
+        ],
+        "--existing",
+      ],
+    ];
+    const before = receiver.received.length;
+    for (const [args, text] of cases) {
+      const r = await runSim(args);
+      expect(r.code, `${args.join(" ")}: ${r.stderr}`).toBe(2);
+      expect(r.stderr, args.join(" ")).toContain(text);
+    }
+    expect(receiver.received.length).toBe(before);
+  });
+
   it("finds the keys folder from WECHATPAY_SIM_KEYS or .dev/keys when --keys is absent", async () => {
     const viaEnv = await runSim(["pay", "--url", receiver.v3, "--no-retry"], {
       env: { WECHATPAY_SIM_KEYS: temp.keys.dir },

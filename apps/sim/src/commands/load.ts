@@ -15,13 +15,12 @@ import {
   newOpenid,
   newTransactionId,
   type Payment,
-  SIGNERS,
   V2_SIGN_TYPES,
   v2Payment,
   v3Payment,
 } from "../notifications.ts";
 import { type Command, HELP_EXIT_CODES } from "./command.ts";
-import { merchant, notifyUrl } from "./send.ts";
+import { merchant, notifyUrl, signerFlag } from "./send.ts";
 
 export const LOAD_LIMITS = {
   count: 100_000,
@@ -124,7 +123,7 @@ ${HELP_EXIT_CODES}`,
     if (values["sign-type"] !== undefined && api !== "v2") {
       throw new UsageError("--sign-type applies to APIv2 notifications only: add --v2", "--sign-type");
     }
-    const signer = enumFlag(values, "signer", SIGNERS) ?? "public-key";
+    const signer = signerFlag(values, api);
     const url = notifyUrl(values, io, api);
     const count = intFlag(values, "count", { min: 1, max: LOAD_LIMITS.count, what: "a count" }) ?? 100;
     const rate = numberFlag(values, "rate", {
@@ -152,6 +151,12 @@ ${HELP_EXIT_CODES}`,
     const dbUrl = databaseUrl(values, io);
     if (existing && dbUrl === undefined)
       throw new UsageError("--existing needs --database-url or DATABASE_URL", "--existing");
+    if (existing && (values.skus !== undefined || values.stock !== undefined)) {
+      throw new UsageError(
+        "--skus/--stock seed new orders: --existing pays orders already there, on their own SKUs",
+        values.skus ? "--skus" : "--stock",
+      );
+    }
     if (dbUrl === undefined && (values.skus !== undefined || values.stock !== undefined)) {
       throw new UsageError(
         "--skus/--stock seed the database: give --database-url or DATABASE_URL",

@@ -92,6 +92,21 @@ export interface SendSettings {
   json: boolean;
 }
 
+/**
+ * --signer picks the key of an APIv3 signature; APIv2 notifications are signed with the APIv2 key, so with --v2 it
+ * would change nothing and is refused, as --sign-type without --v2 is.
+ */
+export function signerFlag(values: Values, api: Api): Signer {
+  const signer = enumFlag(values, "signer", SIGNERS) ?? "public-key";
+  if (values.signer !== undefined && api === "v2") {
+    throw new UsageError(
+      "--signer picks the APIv3 signing key: APIv2 notifications are signed with the APIv2 key (--sign-type)",
+      "--signer",
+    );
+  }
+  return signer;
+}
+
 export function sendSettings(values: Values, io: Io): SendSettings {
   const api: Api = boolFlag(values, "v2") ? "v2" : "v3";
   const signType = enumFlag(values, "sign-type", V2_SIGN_TYPES) ?? "MD5";
@@ -102,7 +117,7 @@ export function sendSettings(values: Values, io: Io): SendSettings {
     url: notifyUrl(values, io, api),
     api,
     signType,
-    signer: enumFlag(values, "signer", SIGNERS) ?? "public-key",
+    signer: signerFlag(values, api),
     retry: !boolFlag(values, "no-retry"),
     timeScale: numberFlag(values, "time-scale", { min: 0, max: 1000, minExclusive: true, what: "a factor" }) ?? 1,
     timeoutMs: intFlag(values, "timeout-ms", { min: 1, max: 600_000, what: "milliseconds" }) ?? ANSWER_TIMEOUT_MS,
