@@ -13,7 +13,7 @@ import { payCommand } from "./commands/pay.ts";
 import { refundCommand } from "./commands/refund.ts";
 import { scenarioCommand } from "./commands/scenario.ts";
 import { serveCommand } from "./commands/serve.ts";
-import { EXIT, type Io, isConnectionError, println, UsageError } from "./io.ts";
+import { EnvironmentError, EXIT, type Io, isConnectionError, println, UsageError } from "./io.ts";
 
 /** wechatpay-sim: plays WeChat Pay against a notify URL. Dispatches to src/commands/*.ts. */
 
@@ -89,6 +89,10 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
     if (isConnectionError(err)) {
       println(io.stderr, `wechatpay-sim ${command.name}: connection error: ${(err as Error).message}`);
       return EXIT.NETWORK;
+    }
+    if (err instanceof EnvironmentError) {
+      println(io.stderr, `wechatpay-sim ${command.name}: ${err.message}`);
+      return EXIT.UNEXPECTED;
     }
     const detail = isWechatPayError(err)
       ? `${err.code}: ${err.message}`

@@ -48,6 +48,14 @@ export class UsageError extends Error {
   }
 }
 
+/**
+ * The machine refused what the command needs — a file it cannot read or write (exit 4, as the README's "unwritable
+ * folder"): its message says which and why, so it is printed alone, without the stack trace of a bug.
+ */
+export class EnvironmentError extends Error {
+  override readonly name = "EnvironmentError";
+}
+
 /** A connection problem that is not an answer of the receiver (exit 3): database down, URL unreachable. */
 export class ConnectionError extends Error {
   override readonly name = "ConnectionError";

@@ -1,5 +1,6 @@
 import { appendFileSync, existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { EnvironmentError } from "./io.ts";
 import { KEY_FILES } from "./keys.ts";
 import type { Api, RefundStatus } from "./notifications.ts";
 
@@ -58,15 +59,46 @@ export function journalPath(keysDir: string): string {
 /** Appends entries in one write (O_APPEND keeps lines of concurrent writers whole). */
 export function appendJournal(keysDir: string, entries: readonly JournalEntry[]): void {
   if (entries.length === 0) return;
-  appendFileSync(journalPath(keysDir), `${entries.map((e) => JSON.stringify(e)).join("\n")}\n`, { mode: 0o600 });
+  appendText(keysDir, `${entries.map((e) => JSON.stringify(e)).join("\n")}\n`);
+}
+
+/**
+ * Opens the journal for appending and writes nothing: for `load`, which records its payments after sending them,
+ * so that a journal it could not write stops it before the first delivery, not after the run with no report.
+ */
+export function checkJournalWritable(keysDir: string): void {
+  appendText(keysDir, "");
+}
+
+function appendText(keysDir: string, text: string): void {
+  const path = journalPath(keysDir);
+  try {
+    appendFileSync(path, text, { mode: 0o600 });
+  } catch (err) {
+    throw new EnvironmentError(
+      `cannot write the journal ${path} (${errorCode(err)}): the keys folder must be writable (a read-only mount ` +
+        "of it will not do: copy it, or make one with `wechatpay-sim keys --out DIR`)",
+      { cause: err },
+    );
+  }
+}
+
+function errorCode(err: unknown): string {
+  return (err as NodeJS.ErrnoException).code ?? (err as Error).message;
 }
 
 /** Reads the journal; lines that are not JSON objects of a known type are skipped. */
 export function readJournal(keysDir: string): JournalEntry[] {
   const path = journalPath(keysDir);
   if (!existsSync(path)) return [];
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new EnvironmentError(`cannot read the journal ${path} (${errorCode(err)})`, { cause: err });
+  }
   const entries: JournalEntry[] = [];
-  for (const line of readFileSync(path, "utf8").split("\n")) {
+  for (const line of text.split("\n")) {
     if (line.trim() === "") continue;
     try {
       const entry = JSON.parse(line) as JournalEntry;

@@ -1,6 +1,7 @@
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createTestDatabase, type TestDatabase } from "@wpn/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -128,6 +129,29 @@ describe("command line", () => {
       expect(r.stderr, args.join(" ")).toContain(text);
     }
     expect(receiver.received.length).toBe(before);
+  });
+
+  it("a journal that cannot be read or written is named in one line, exit 4, not a stack trace", async () => {
+    const broken = tempKeys();
+    try {
+      // A directory where the journal file belongs: EISDIR on read and on append, even for root (which a
+      // read-only mount, EROFS, or another user's file, EACCES, would not stop here).
+      mkdirSync(join(broken.keys.dir, "journal.jsonl"));
+      const journal = join(broken.keys.dir, "journal.jsonl");
+      const paid = await runSim(["pay", "--keys", broken.keys.dir, "--url", receiver.v3, "--no-retry"]);
+      expect(paid.code).toBe(4);
+      expect(paid.stderr).toBe(`wechatpay-sim pay: cannot read the journal ${journal} (EISDIR)\n`);
+      const before = receiver.received.length;
+      const loaded = await runSim(["load", "--keys", broken.keys.dir, "--url", receiver.v3, "--count", "1"]);
+      expect(receiver.received.length, "load sent before finding the journal unwritable").toBe(before);
+      expect(loaded.code).toBe(4);
+      expect(loaded.stderr).toContain(
+        `wechatpay-sim load: cannot write the journal ${journal} (EISDIR): the keys folder must be writable`,
+      );
+      expect(loaded.stderr).not.toMatch(/^\s+at /m);
+    } finally {
+      broken.cleanup();
+    }
   });
 
   it("finds the keys folder from WECHATPAY_SIM_KEYS or .dev/keys when --keys is absent", async () => {

@@ -3,7 +3,7 @@ import { boolFlag, databaseUrl, enumFlag, intFlag, numberFlag, requireKeys } fro
 import { connect, redact } from "../db.ts";
 import { ANSWER_TIMEOUT_MS } from "../deliver.ts";
 import { EXIT, type Io, println, UsageError } from "../io.ts";
-import { appendJournal, type JournalEntry } from "../journal.ts";
+import { appendJournal, checkJournalWritable, type JournalEntry } from "../journal.ts";
 import { checkDatabase, type DatabaseCheck } from "../load/check.ts";
 import { planSequence, runEngine, type UnacknowledgedDelivery } from "../load/engine.ts";
 import { ProgressBar } from "../load/progress.ts";
@@ -147,6 +147,7 @@ ${HELP_EXIT_CODES}`,
     const existing = boolFlag(values, "existing");
     const json = boolFlag(values, "json");
     const keys = requireKeys(values, io);
+    checkJournalWritable(keys.dir);
     const { mchid, appid } = merchant(values, keys);
     const dbUrl = databaseUrl(values, io);
     if (existing && dbUrl === undefined)
