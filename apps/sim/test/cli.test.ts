@@ -78,10 +78,15 @@ describe("command line", () => {
     }
   });
 
-  it("refuses options it would ignore: --signer with --v2, --skus/--stock with --existing", async () => {
+  it("refuses options it would ignore: --signer with --v2, --time-scale with --no-retry, --skus/--stock with --existing", async () => {
     const k = ["--keys", temp.keys.dir, "--url", receiver.v3, "--no-retry"];
     const cases: [string[], string][] = [
       [["pay", ...k, "--v2", "--signer", "certificate"], "--signer picks the APIv3 signing key"],
+      [
+        ["pay", ...k, "--time-scale", "0.001"],
+        "--time-scale scales the redelivery schedule, which --no-retry turns off",
+      ],
+      [["refund", ...k, "--out-trade-no", "SIGNER-1", "--amount", "100", "--time-scale", "0.001"], "--time-scale"],
       [["close", ...k, "--out-trade-no", "SIGNER-1", "--then-pay", "--v2", "--signer", "certificate"], "--signer"],
       [
         ["load", "--keys", temp.keys.dir, "--url", receiver.v3, "--count", "1", "--v2", "--signer", "certificate"],

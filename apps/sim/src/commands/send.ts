@@ -113,12 +113,16 @@ export function sendSettings(values: Values, io: Io): SendSettings {
   if (values["sign-type"] !== undefined && api !== "v2") {
     throw new UsageError("--sign-type applies to APIv2 notifications only: add --v2", "--sign-type");
   }
+  const retry = !boolFlag(values, "no-retry");
+  if (!retry && values["time-scale"] !== undefined) {
+    throw new UsageError("--time-scale scales the redelivery schedule, which --no-retry turns off", "--time-scale");
+  }
   return {
     url: notifyUrl(values, io, api),
     api,
     signType,
     signer: signerFlag(values, api),
-    retry: !boolFlag(values, "no-retry"),
+    retry,
     timeScale: numberFlag(values, "time-scale", { min: 0, max: 1000, minExclusive: true, what: "a factor" }) ?? 1,
     timeoutMs: intFlag(values, "timeout-ms", { min: 1, max: 600_000, what: "milliseconds" }) ?? ANSWER_TIMEOUT_MS,
     json: boolFlag(values, "json"),
