@@ -164,6 +164,17 @@ function authorize(req: http.IncomingMessage, opts: FakeApiOptions): Reply | und
   return undefined;
 }
 
+/** A path segment decoded, or undefined when it is not valid percent-encoding (a bare `%`): the caller's mistake. */
+function pathParam(raw: string | undefined): string | undefined {
+  try {
+    return decodeURIComponent(raw ?? "");
+  } catch {
+    return undefined;
+  }
+}
+
+const BAD_PATH_PARAM = error(400, "PARAM_ERROR", "参数格式错误 (the path segment is not valid percent-encoding)");
+
 function route(req: http.IncomingMessage, opts: FakeApiOptions): Reply {
   const url = new URL(req.url ?? "/", "http://fake");
   if (req.method !== "GET") return error(405, "METHOD_NOT_ALLOWED", `${req.method} is not supported by the simulator`);
@@ -177,8 +188,9 @@ function route(req: http.IncomingMessage, opts: FakeApiOptions): Reply {
   if (byOutTradeNo || byId) {
     const mchid = url.searchParams.get("mchid");
     if (!mchid) return error(400, "PARAM_ERROR", "缺少参数mchid (query parameter mchid is required)");
+    const wanted = pathParam((byOutTradeNo ?? byId)?.[1]);
+    if (wanted === undefined) return BAD_PATH_PARAM;
     const orders = orderStates(readJournal(keys.dir));
-    const wanted = decodeURIComponent((byOutTradeNo ?? byId)?.[1] ?? "");
     const order = byOutTradeNo
       ? orders.get(wanted)
       : [...orders.values()].find((o) => o.transactionId === wanted && o.tradeState !== "NOTPAY");
@@ -187,7 +199,9 @@ function route(req: http.IncomingMessage, opts: FakeApiOptions): Reply {
   }
   const refund = /^\/v3\/refund\/domestic\/refunds\/([^/]+)$/.exec(url.pathname);
   if (refund) {
-    const entry = findRefund(keys.dir, decodeURIComponent(refund[1] ?? ""));
+    const outRefundNo = pathParam(refund[1]);
+    if (outRefundNo === undefined) return BAD_PATH_PARAM;
+    const entry = findRefund(keys.dir, outRefundNo);
     if (!entry || entry.mchid !== keys.mchid) return error(404, "RESOURCE_NOT_EXISTS", "退款单不存在");
     return { status: 200, body: refundView(entry) };
   }

@@ -162,6 +162,19 @@ describe("fake WeChat Pay API", () => {
     expect(missing.json.code).toBe("RESOURCE_NOT_EXISTS");
   });
 
+  it("a number that is not percent-encoding (a bare %) is the caller's PARAM_ERROR, not a simulator error", async () => {
+    for (const path of [
+      `/v3/pay/transactions/out-trade-no/Q%zz?mchid=${keys.mchid}`,
+      `/v3/pay/transactions/id/42%?mchid=${keys.mchid}`,
+      "/v3/refund/domestic/refunds/R%zz",
+    ]) {
+      const r = await get(api.url, path);
+      expect(r.status, `${path}: ${r.raw}`).toBe(400);
+      expect(r.json.code, path).toBe("PARAM_ERROR");
+      verifyV3(readV3Headers(r.headers), r.raw, { keys: certStore() });
+    }
+  });
+
   it("signs with the public key when the request names it in Wechatpay-Serial", async () => {
     const r = await get(api.url, `/v3/pay/transactions/out-trade-no/Q-PAID?mchid=${keys.mchid}`, {
       serial: keys.publicKeyId,
