@@ -36,7 +36,7 @@ export class WorkerMetrics {
 
   readonly errors = new Counter({
     name: "wpn_worker_errors_total",
-    help: "Failed attempts by queue and error code.",
+    help: "Failed attempts by queue and error code; WORKER_ERROR: a BullMQ Worker's error event (worker-error-log.ts).",
     labelNames: ["queue", "code"] as const,
     registers: [this.registry],
   });

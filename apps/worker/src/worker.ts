@@ -17,6 +17,7 @@ import { PUBLISH_JOB_STATES, WorkerMetrics } from "./metrics.ts";
 import { PublishRelay } from "./publish-relay.ts";
 import { isRedisUnavailable, RedisOutageLog } from "./redis-outage.ts";
 import { WatchedWorker } from "./watched-worker.ts";
+import { WorkerErrorLog } from "./worker-error-log.ts";
 import { applyStage } from "./workers/apply.processor.ts";
 import { PaymentBatcher } from "./workers/apply-batch.ts";
 import { parseStage } from "./workers/parse.processor.ts";
@@ -269,6 +270,7 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
   ] as const;
 
   const lettersInFlight = new LettersInFlight({ log, metrics });
+  const workerErrors = new WorkerErrorLog(log, metrics);
   for (const { worker, stage, idField } of workers) {
     worker.on("error", (error) => {
       if (isRedisUnavailable(error)) {
@@ -276,7 +278,7 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
         return;
       }
       if (!isLockLost(error)) {
-        log.error({ queue: stage, code: "WORKER_ERROR", err: oneLine(error) }, "worker error");
+        workerErrors.failed(stage, error);
         return;
       }
       metrics.locksLost.inc({ queue: stage });
