@@ -11,11 +11,34 @@ import { type Processor, Worker, type WorkerOptions } from "bullmq";
  */
 export class WatchedWorker extends Worker {
   readonly #onRunFailed: (error: unknown) => void;
+  /** Jobs whose processor runs now (see `runningJobs`). */
+  readonly #running: { count: number };
 
   constructor(name: string, processor: Processor, options: WorkerOptions, onRunFailed: (error: unknown) => void) {
+    const running = { count: 0 };
     // Never autorun: BullMQ's constructor would call run() before #onRunFailed is set.
-    super(name, processor, { ...options, autorun: false });
+    super(
+      name,
+      async (job, token, signal) => {
+        running.count += 1;
+        try {
+          return await processor(job, token, signal);
+        } finally {
+          running.count -= 1;
+        }
+      },
+      { ...options, autorun: false },
+    );
     this.#onRunFailed = onRunFailed;
+    this.#running = running;
+  }
+
+  /**
+   * Jobs whose processor has not returned yet: what a shutdown whose grace runs out abandons. A close can outlast the
+   * grace with none (BullMQ's close waits for Redis: an outage), and must not then report jobs abandoned.
+   */
+  get runningJobs(): number {
+    return this.#running.count;
   }
 
   /** The loop's promise; its failure is already reported, so a caller (BullMQ's resume()) may drop it. */

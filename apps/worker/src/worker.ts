@@ -399,7 +399,7 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
             await lettersInFlight.settled();
           })(),
           config.WORKER_SHUTDOWN_TIMEOUT_MS,
-          `jobs still running or dead letters still being written after ${config.WORKER_SHUTDOWN_TIMEOUT_MS} ms`,
+          `the Workers did not close within ${config.WORKER_SHUTDOWN_TIMEOUT_MS} ms`,
         );
         // A pass running commits or rolls back before Redis and PostgreSQL close: its rows stay or are deleted whole.
         await step("publish relay", relayClosed);
@@ -410,7 +410,13 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
         // promise), so the connection goes: the jobs' locks are no longer renewed, lapse, and another worker re-runs
         // them. A statement still running may yet commit (PostgreSQL finishes it although the process exits): the
         // re-run then answers ALREADY — effects are idempotent either way.
-        log.warn({ code: "SHUTDOWN_TIMEOUT", err: oneLine(error) }, "abandoning running jobs");
+        const runningJobs = workers.reduce((sum, w) => sum + w.worker.runningJobs, 0);
+        log.warn(
+          { code: "SHUTDOWN_TIMEOUT", err: oneLine(error), runningJobs },
+          runningJobs > 0
+            ? "abandoning running jobs"
+            : "no job was running: closing without waiting any longer for Redis (or a dead letter being written)",
+        );
         lettersInFlight.reportCut(config.WORKER_SHUTDOWN_TIMEOUT_MS);
         redis.disconnect();
       }
