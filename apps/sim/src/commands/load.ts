@@ -166,119 +166,125 @@ ${HELP_EXIT_CODES}`,
     }
 
     const runId = newRunId();
-    const client = dbUrl === undefined ? undefined : await connect(dbUrl);
-    try {
-      let set: LoadSet;
-      if (client === undefined) set = unseededOrders(count, runId, mchid);
-      else if (existing) set = await readExistingOrders(client, { count, mchid, runId });
-      else
-        set = await seedOrders(client, {
-          count,
-          runId,
-          mchid,
-          appid,
-          skuCount,
-          ...(stock === undefined ? {} : { stock }),
-        });
-      if (set.orders.length === 0) {
-        throw new UsageError(
-          `--existing: no NOTPAY orders of merchant ${mchid} in ${redact(dbUrl ?? "")}`,
-          "--existing",
-        );
+    let set: LoadSet;
+    if (dbUrl === undefined) set = unseededOrders(count, runId, mchid);
+    else {
+      // Closed once the orders are read: the run lasts minutes, and PostgreSQL may be restarted meanwhile (which is
+      // what the run may be proving exactly-once against); the check opens a connection of its own.
+      const client = await connect(dbUrl);
+      try {
+        if (existing) set = await readExistingOrders(client, { count, mchid, runId });
+        else
+          set = await seedOrders(client, {
+            count,
+            runId,
+            mchid,
+            appid,
+            skuCount,
+            ...(stock === undefined ? {} : { stock }),
+          });
+      } finally {
+        await client.end();
       }
-      if (!json) {
-        const where =
-          client === undefined ? "no database" : `${set.mode === "seed" ? "seeded" : "read"} in ${redact(dbUrl ?? "")}`;
-        println(io.stderr, `load ${runId}: ${set.orders.length} orders (${where}) → ${url}`);
-      }
+    }
+    if (set.orders.length === 0) {
+      throw new UsageError(`--existing: no NOTPAY orders of merchant ${mchid} in ${redact(dbUrl ?? "")}`, "--existing");
+    }
+    if (!json) {
+      const where =
+        dbUrl === undefined ? "no database" : `${set.mode === "seed" ? "seeded" : "read"} in ${redact(dbUrl ?? "")}`;
+      println(io.stderr, `load ${runId}: ${set.orders.length} orders (${where}) → ${url}`);
+    }
 
-      const now = new Date();
-      const payments: Payment[] = set.orders.map((o) => ({
-        mchid,
-        appid,
-        outTradeNo: o.outTradeNo,
-        transactionId: newTransactionId(),
-        amount: o.amount,
-        openid: newOpenid(),
-        successTime: now,
-      }));
-      const sequence = planSequence(payments.length, duplicateRatio);
-      const ids: string[] = [];
-      const notificationFor = (index: number) => {
-        const payment = payments[index] as Payment;
-        const n = api === "v3" ? v3Payment(keys, payment, { signer }) : v2Payment(keys, payment, signType);
-        ids[index] = n.id;
-        return n;
-      };
-      const progress = new ProgressBar(io.stderr, sequence.length);
-      const engine = await runEngine({
-        url,
-        sequence,
-        notificationFor,
+    const now = new Date();
+    const payments: Payment[] = set.orders.map((o) => ({
+      mchid,
+      appid,
+      outTradeNo: o.outTradeNo,
+      transactionId: newTransactionId(),
+      amount: o.amount,
+      openid: newOpenid(),
+      successTime: now,
+    }));
+    const sequence = planSequence(payments.length, duplicateRatio);
+    const ids: string[] = [];
+    const notificationFor = (index: number) => {
+      const payment = payments[index] as Payment;
+      const n = api === "v3" ? v3Payment(keys, payment, { signer }) : v2Payment(keys, payment, signType);
+      ids[index] = n.id;
+      return n;
+    };
+    const progress = new ProgressBar(io.stderr, sequence.length);
+    const engine = await runEngine({
+      url,
+      sequence,
+      notificationFor,
+      concurrency,
+      ...(rate === undefined ? {} : { rate }),
+      maxSeconds,
+      timeoutMs,
+      ...(resendSchedule === null ? {} : { resendScheduleMs: resendSchedule }),
+      signal: io.signal,
+      onProgress: (done, failed) => progress.update(done, failed),
+    });
+    progress.stop();
+    const journal: JournalEntry[] = [];
+    payments.forEach((p, i) => {
+      if (ids[i] === undefined) return; // never sent (stopped early)
+      journal.push({
+        type: "pay",
+        at: now.toISOString(),
+        api,
+        mchid: p.mchid,
+        appid: p.appid,
+        outTradeNo: p.outTradeNo,
+        transactionId: p.transactionId,
+        amount: p.amount,
+        openid: p.openid,
+        successTime: p.successTime.toISOString(),
+        notificationId: ids[i] as string,
+      });
+    });
+    appendJournal(keys.dir, journal);
+
+    let database: DatabaseCheck | null = null;
+    let databaseSkipped: string | undefined;
+    if (dbUrl !== undefined && !io.signal.aborted) {
+      if (!json) println(io.stderr, `waiting up to ${settleSeconds} s for the workers…`);
+      const acknowledged = new Set([...engine.acknowledgedIndexes].map((i) => payments[i]?.outTradeNo as string));
+      const client = await connect(dbUrl);
+      try {
+        database = await checkDatabase(client, set, acknowledged, { settleSeconds, signal: io.signal });
+      } finally {
+        await client.end();
+      }
+    } else {
+      databaseSkipped = dbUrl === undefined ? "no --database-url / DATABASE_URL given" : "interrupted";
+    }
+    const report = buildReport({
+      url,
+      api,
+      set,
+      engine,
+      settings: {
         concurrency,
-        ...(rate === undefined ? {} : { rate }),
+        rate: rate ?? null,
+        duplicateRatio,
         maxSeconds,
         timeoutMs,
-        ...(resendSchedule === null ? {} : { resendScheduleMs: resendSchedule }),
-        signal: io.signal,
-        onProgress: (done, failed) => progress.update(done, failed),
-      });
-      progress.stop();
-      const journal: JournalEntry[] = [];
-      payments.forEach((p, i) => {
-        if (ids[i] === undefined) return; // never sent (stopped early)
-        journal.push({
-          type: "pay",
-          at: now.toISOString(),
-          api,
-          mchid: p.mchid,
-          appid: p.appid,
-          outTradeNo: p.outTradeNo,
-          transactionId: p.transactionId,
-          amount: p.amount,
-          openid: p.openid,
-          successTime: p.successTime.toISOString(),
-          notificationId: ids[i] as string,
-        });
-      });
-      appendJournal(keys.dir, journal);
-
-      let database: DatabaseCheck | null = null;
-      let databaseSkipped: string | undefined;
-      if (client !== undefined && !io.signal.aborted) {
-        if (!json) println(io.stderr, `waiting up to ${settleSeconds} s for the workers…`);
-        const acknowledged = new Set([...engine.acknowledgedIndexes].map((i) => payments[i]?.outTradeNo as string));
-        database = await checkDatabase(client, set, acknowledged, { settleSeconds, signal: io.signal });
-      } else {
-        databaseSkipped = client === undefined ? "no --database-url / DATABASE_URL given" : "interrupted";
-      }
-      const report = buildReport({
-        url,
-        api,
-        set,
-        engine,
-        settings: {
-          concurrency,
-          rate: rate ?? null,
-          duplicateRatio,
-          maxSeconds,
-          timeoutMs,
-          resendScheduleMs: resendSchedule,
-        },
-        neverAcknowledged: neverAcknowledged(engine.unacknowledged, engine.acknowledgedIndexes, ids, payments),
-        database,
-        ...(databaseSkipped ? { databaseSkipped } : {}),
-      });
-      println(io.stdout, json ? JSON.stringify(report, null, 2) : formatReport(report));
-      if (io.signal.aborted) return EXIT.INTERRUPTED;
-      if (report.ok) return EXIT.OK;
-      // A lost or doubled payment outranks an unreachable receiver: 3 only when nothing but connections failed.
-      const databaseFailed = database !== null && !database.ok;
-      const onlyNetwork = engine.notAcknowledged > 0 && engine.networkErrors === engine.notAcknowledged;
-      return onlyNetwork && !databaseFailed ? EXIT.NETWORK : EXIT.WRONG_ANSWER;
-    } finally {
-      await client?.end();
-    }
+        resendScheduleMs: resendSchedule,
+      },
+      neverAcknowledged: neverAcknowledged(engine.unacknowledged, engine.acknowledgedIndexes, ids, payments),
+      database,
+      ...(databaseSkipped ? { databaseSkipped } : {}),
+    });
+    println(io.stdout, json ? JSON.stringify(report, null, 2) : formatReport(report));
+    if (io.signal.aborted) return EXIT.INTERRUPTED;
+    if (report.ok) return EXIT.OK;
+    // A lost or doubled payment outranks an unreachable receiver: 3 only when nothing but connections failed.
+    const databaseFailed = database !== null && !database.ok;
+    const onlyNetwork = engine.notAcknowledged > 0 && engine.networkErrors === engine.notAcknowledged;
+    return onlyNetwork && !databaseFailed ? EXIT.NETWORK : EXIT.WRONG_ANSWER;
   },
 };
 
