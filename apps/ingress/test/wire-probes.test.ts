@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { request } from "node:http";
 import { type AddressInfo, connect } from "node:net";
+import { gzipSync } from "node:zlib";
 import { buildV2Xml, buildV3Message, signV2, signV3Message } from "@wpn/wechatpay";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createIngressFixture, type IngressFixture, post, signedV3 } from "./support/fixture.ts";
@@ -153,6 +154,32 @@ describe("APIv3 wire probes", () => {
     const response = await post(f.app, "/notify/v3", { headers: n.headers, body });
     expect(response.statusCode).toBe(401);
     expect(response.body).toContain("SIGNATURE_INVALID");
+  });
+
+  it("a gzip-encoded body (Content-Encoding: gzip) is 415 UNSUPPORTED_MEDIA_TYPE, not a forgery: nothing queued, no verification failure counted", async () => {
+    const failures = () =>
+      f.app.ingress.metrics.registry.getSingleMetricAsString("wpn_ingress_verification_failures_total");
+    const before = await failures();
+    const n = signedV3(f.merchant);
+    for (const [encoding, body] of [
+      ["gzip", gzipSync(n.body)],
+      ["GZIP", gzipSync(n.body)],
+      ["br", n.body],
+    ] as const) {
+      const response = await post(f.app, "/notify/v3", {
+        headers: { ...n.headers, "Content-Encoding": encoding },
+        body,
+      });
+      expect(response.statusCode).toBe(415);
+      expect(response.body).toBe(fail("UNSUPPORTED_MEDIA_TYPE: unsupported content type"));
+    }
+    expect(await f.queue.getJob(n.jobId)).toBeUndefined();
+    expect(await failures()).toBe(before);
+    const identity = await post(f.app, "/notify/v3", {
+      ...n,
+      headers: { ...n.headers, "Content-Encoding": "identity" },
+    });
+    expect(identity.statusCode).toBe(204);
   });
 
   it("an empty body with valid headers is 401 SIGNATURE_INVALID, nothing queued", async () => {
@@ -312,6 +339,20 @@ describe("APIv2 wire probes", () => {
     const response = await postXml(xml);
     expect(response.statusCode).toBe(200);
     expect(response.body).toContain("SUCCESS");
+  });
+
+  it("a gzip-encoded body (Content-Encoding: gzip) is 415 UNSUPPORTED_MEDIA_TYPE, not XML_INVALID", async () => {
+    const xml = buildV2Xml(paymentFields());
+    const response = await f.app.inject({
+      method: "POST",
+      url: "/notify/v2",
+      headers: { "content-type": "text/xml", "content-encoding": "gzip" },
+      payload: gzipSync(xml),
+    });
+    expect(response.statusCode).toBe(415);
+    expect(response.body).toBe(
+      "<xml><return_code><![CDATA[FAIL]]></return_code><return_msg><![CDATA[UNSUPPORTED_MEDIA_TYPE: unsupported content type]]></return_msg></xml>",
+    );
   });
 
   it("an empty body is 400 XML_INVALID", async () => {

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { IngressError } from "../errors.ts";
+import { refuseContentEncoding } from "./content-encoding.ts";
 import type { MerchantParams, NotifyContext } from "./context.ts";
 import { handleNotifyError } from "./failure.ts";
 
@@ -12,9 +13,9 @@ export type NotifyHandler = (
 /**
  * Registers `POST /notify/<api>` (default merchant) and `/notify/<api>/:mchid` in the caller's encapsulated
  * Fastify context. The body is kept as the raw Buffer for `contentTypes` (signatures cover the exact bytes:
- * never parse-and-reserialise) and every other content type gets 415; failures are answered in the API's
- * own format by `handleNotifyError` — SHUTTING_DOWN too, for requests that still arrive on kept-alive sockets
- * once the app is closing (Fastify then also sets `Connection: close`).
+ * never parse-and-reserialise) and every other content type, or a body in a content coding (gzip, …), gets 415;
+ * failures are answered in the API's own format by `handleNotifyError` — SHUTTING_DOWN too, for requests that still
+ * arrive on kept-alive sockets once the app is closing (Fastify then also sets `Connection: close`).
  */
 export function registerNotifyRoutes(
   app: FastifyInstance,
@@ -26,6 +27,8 @@ export function registerNotifyRoutes(
   app.removeAllContentTypeParsers();
   app.addContentTypeParser(contentTypes, { parseAs: "buffer" }, (_request, body, done) => done(null, body));
   app.setErrorHandler((error, request, reply) => handleNotifyError(error, request, reply, api, ctx.metrics));
+  // Before the body is read: a compressed body is refused without reading it.
+  app.addHook("onRequest", async (request) => refuseContentEncoding(request.headers["content-encoding"]));
 
   const route = { bodyLimit: ctx.settings.bodyLimitBytes, config: { api } };
   const handler = (request: FastifyRequest<{ Params: MerchantParams }>, reply: FastifyReply) =>
