@@ -4,12 +4,17 @@ import {
   buildV2Xml,
   buildV3Message,
   decryptAeadAes256Gcm,
+  decryptV2ReqInfo,
   encryptAeadAes256Gcm,
+  encryptAes256Ecb,
   KeyStore,
+  openV3Notification,
   parseV2Xml,
+  readV3Headers,
   signV2,
   signV3Message,
   type V3Headers,
+  v2RefundKey,
   verifyV2,
   verifyV3,
   verifyV3Async,
@@ -277,6 +282,121 @@ describe("hostile input fails closed, with the package's own error codes", () =>
         },
       ),
       { numRuns: 2000 },
+    );
+  });
+
+  it("v3 headers in any spelling, repeated or not: one trimmed value per header, or HEADER_MISSING / HEADER_INVALID", () => {
+    const spellings = fc.constantFrom(
+      "Wechatpay-Timestamp",
+      "wechatpay-timestamp",
+      "WECHATPAY-TIMESTAMP",
+      "Wechatpay-Nonce",
+      "Wechatpay-Signature",
+      "wechatpay-signature",
+      "Wechatpay-Serial",
+      "Wechatpay-Signature-Type",
+      "Request-ID",
+      "__proto__",
+    );
+    const value = fc.string({ unit: fc.constantFrom("a", "B", "1", " ", "\t", "="), maxLength: 4 });
+    fc.assert(
+      fc.property(
+        fc.dictionary(spellings, fc.oneof(value, fc.array(value, { maxLength: 3 }), fc.constant(undefined))),
+        (raw) => {
+          const distinct = (name: string) => {
+            const values = Object.entries(raw)
+              .filter(([key]) => key.toLowerCase() === name.toLowerCase())
+              .flatMap(([, v]) => (v === undefined ? [] : Array.isArray(v) ? v : [v]))
+              .map((v) => v.trim())
+              .filter((v) => v !== "");
+            return [...new Set(values)];
+          };
+          let headers: V3Headers | undefined;
+          const code = failureCode(() => {
+            headers = readV3Headers(raw);
+          });
+          const signed = ["Wechatpay-Timestamp", "Wechatpay-Nonce", "Wechatpay-Signature", "Wechatpay-Serial"];
+          const ambiguous = [...signed, "Wechatpay-Signature-Type"].some((name) => distinct(name).length > 1);
+          const missing = signed.some((name) => distinct(name).length === 0);
+          if (code !== undefined) {
+            expect(["HEADER_MISSING", "HEADER_INVALID"]).toContain(code);
+            expect(ambiguous || missing).toBe(true);
+            return;
+          }
+          expect(ambiguous || missing).toBe(false);
+          const read = headers as V3Headers;
+          expect([read.timestamp]).toEqual(distinct("Wechatpay-Timestamp"));
+          expect([read.nonce]).toEqual(distinct("Wechatpay-Nonce"));
+          expect([read.signature]).toEqual(distinct("Wechatpay-Signature"));
+          expect([read.serial]).toEqual(distinct("Wechatpay-Serial"));
+          expect(read.signatureType).toBe(distinct("Wechatpay-Signature-Type")[0] ?? "WECHATPAY2-SHA256-RSA2048");
+        },
+      ),
+      { numRuns: 2000 },
+    );
+  });
+
+  it("v2 refund req_info that decrypts to anything but a flat <root> document, or is not base64 of blocks, is DECRYPT_FAILED", () => {
+    const key = v2RefundKey(V2_KEY);
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 120 }).map((bytes) => encryptAes256Ecb(Buffer.from(bytes), key)),
+          hostileXml.map((p) => encryptAes256Ecb(p.join(""), key)),
+          fc.string({ maxLength: 60 }),
+        ),
+        (reqInfo) => {
+          const code = failureCode(() => decryptV2ReqInfo(reqInfo, V2_KEY));
+          expect([undefined, "DECRYPT_FAILED"]).toContain(code);
+        },
+      ),
+      { numRuns: 2000 },
+    );
+  });
+
+  it("v3 resource with any algorithm, nonce, associated data or plaintext: opened, or one of the four documented codes", () => {
+    const key = Buffer.from(TEST_APIV3_KEY);
+    const text = fc.string({ maxLength: 24 });
+    fc.assert(
+      fc.property(
+        fc.oneof(fc.constant("AEAD_AES_256_GCM"), text),
+        text,
+        text,
+        fc.oneof(
+          text,
+          fc.json(),
+          fc.uint8Array({ maxLength: 40 }).map((b) => Buffer.from(b).toString("latin1")),
+        ),
+        fc.record({ nonce: fc.boolean(), associatedData: fc.boolean() }),
+        (algorithm, nonce, associatedData, plaintext, same) => {
+          const ciphertext = encryptAeadAes256Gcm({ key, nonce: nonce || "n", associatedData, plaintext });
+          const body = JSON.stringify({
+            id: "EV-1",
+            create_time: "2025-01-01T00:00:00+08:00",
+            event_type: "TRANSACTION.SUCCESS",
+            resource_type: "encrypt-resource",
+            resource: {
+              algorithm,
+              ciphertext,
+              nonce: same.nonce ? nonce || "n" : `${nonce}x`,
+              associated_data: same.associatedData ? associatedData : `${associatedData}x`,
+              original_type: "transaction",
+            },
+          });
+          const code = failureCode(() => openV3Notification(body, key));
+          expect([
+            undefined,
+            "ENVELOPE_INVALID",
+            "ALGORITHM_UNSUPPORTED",
+            "DECRYPT_FAILED",
+            "PAYLOAD_INVALID",
+          ]).toContain(code);
+          // Only the genuine algorithm, nonce and associated data can open it, and only a valid transaction passes.
+          if (code === undefined)
+            expect(algorithm === "AEAD_AES_256_GCM" && same.nonce && same.associatedData).toBe(true);
+        },
+      ),
+      { numRuns: 1000 },
     );
   });
 
