@@ -199,6 +199,26 @@ describe("POST /notify/v2", () => {
     expect(await f.jobsEverAdded()).toBe(before);
   });
 
+  it("400 PAYLOAD_INVALID for a payment whose transaction_id breaks WeChat's format: a signed X.FAIL does not take X's failure id", async () => {
+    const before = await f.jobsEverAdded();
+    for (const transactionId of [
+      "4200.FAIL",
+      "4200:1",
+      "4200 1",
+      "4200\t1",
+      "4200\u20281",
+      "４２００",
+      "",
+      "4".repeat(65),
+    ]) {
+      const response = await postXml(payment("MD5", undefined, { transactionId }).xml);
+      expect(response.statusCode).toBe(400);
+      expect(response.body).toBe(failXml("PAYLOAD_INVALID: notification fields are missing or invalid"));
+    }
+    expect(await f.jobsEverAdded()).toBe(before);
+    expect((await postXml(payment("MD5", undefined, { transactionId: "4".repeat(64) }).xml)).body).toBe(SUCCESS_XML);
+  });
+
   it("400 PAYLOAD_INVALID for a refund whose id would be longer than the workers accept; the longest that fits is queued", async () => {
     const before = await f.jobsEverAdded();
     // Each field within its own bound (refund_id 64, refund_status 32, sub_mch_id 32), together 151 characters: a job

@@ -95,7 +95,7 @@ function authenticate(
   if (fields.sign !== undefined) {
     verifyV2WithKeyOrPrevious(fields, apiV2Key, previousKey);
     if (fields.mch_id !== mchid) throw new IngressError("PAYLOAD_INVALID", "mch_id is not the merchant of this route");
-    const transactionId = requireKeyPart(fields.transaction_id, "transaction_id");
+    const transactionId = requireTransactionId(fields.transaction_id);
     // A notification that is not a success (the worker ignores it) must not take the id of the transaction's
     // success, which would then be answered as its redelivery and never applied.
     const succeeded = fields.return_code === "SUCCESS" && fields.result_code === "SUCCESS";
@@ -149,10 +149,14 @@ function requireSubMchid(value: string): string {
   return value;
 }
 
-/** The business key becomes part of a Redis key and BullMQ job id: non-empty, no ':' (see isNotificationId of @wpn/queue). */
-function requireKeyPart(value: string | undefined, name: string): string {
-  if (value === undefined || value === "" || value.includes(":") || value.length > 64) {
-    throw new IngressError("PAYLOAD_INVALID", `${name} is missing or malformed`);
+/**
+ * WeChat's transaction_id: its own payment number, 28–32 digits (letters and up to 64 accepted, never `.`, `:` or
+ * white space): a signed `X.FAIL` would otherwise take the id of X's failed notification and be answered as its
+ * redelivery, never applied.
+ */
+function requireTransactionId(value: string | undefined): string {
+  if (value === undefined || !/^[0-9A-Za-z]{1,64}$/.test(value)) {
+    throw new IngressError("PAYLOAD_INVALID", "transaction_id is missing or malformed");
   }
   return value;
 }
