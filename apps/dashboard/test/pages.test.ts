@@ -173,6 +173,29 @@ describe("payment review", () => {
     expect(filtered.body).not.toContain(outTradeNo);
   });
 
+  it("shows what WeChat charged beside the order's amount, on the list and on the notification's page (AMOUNT_MISMATCH)", async () => {
+    const prisma = d.database.db.prisma;
+    const outTradeNo = randomId("OTN-AM");
+    await seedOrder(prisma, {
+      outTradeNo,
+      amountTotal: 5000,
+      status: "PAYMENT_REVIEW",
+      reviewReason: "AMOUNT_MISMATCH",
+      transactionId: randomId("42000"),
+      paidAt: new Date(),
+      paidTotal: 4999,
+      paidCurrency: "CNY",
+    });
+    const id = await seedNotification(prisma, { outTradeNo, status: "REVIEW", errorCode: "AMOUNT_MISMATCH" });
+    const list = await viewer.get("/reviews?reason=AMOUNT_MISMATCH");
+    const row = list.body.split("<tr>").find((r) => r.includes(outTradeNo)) ?? "";
+    expect(row).toContain("50.00 CNY");
+    expect(row).toContain("49.99 CNY");
+    const page = await viewer.get(`/notifications/${encodeURIComponent(id)}`);
+    expect(page.body).toContain("<dt>Amount</dt><dd>50.00 CNY</dd>");
+    expect(page.body).toContain("<dt>Paid</dt><dd>49.99 CNY</dd>");
+  });
+
   it("lists the last 7 days' notifications whose review outcome left no order or refund in review", async () => {
     const prisma = d.database.db.prisma;
     const foreign = await seedNotification(prisma, {

@@ -102,6 +102,8 @@ describe("the orders in review, with a systematic double charge in review", () =
       subMchid: null,
       amountTotal: 100,
       currency: "CNY",
+      paidTotal: null,
+      paidCurrency: null,
       reviewReason: "DUPLICATE_PAYMENT",
       transactionId: null,
       paidAt: null,

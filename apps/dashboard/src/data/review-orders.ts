@@ -9,6 +9,8 @@ export type ReviewOrder = Pick<
   | "subMchid"
   | "amountTotal"
   | "currency"
+  | "paidTotal"
+  | "paidCurrency"
   | "reviewReason"
   | "transactionId"
   | "paidAt"
@@ -37,7 +39,8 @@ export async function listReviewOrders(db: DbClient, limit: number, reason?: str
         ? Prisma.sql`AND o."reviewReason" IS NULL`
         : Prisma.sql`AND o."reviewReason" = ${reason}`;
   return db.$queryRaw<ReviewOrder[]>`
-    SELECT o.id, o."outTradeNo", o.mchid, o."subMchid", o."amountTotal", o.currency, o."reviewReason",
+    SELECT o.id, o."outTradeNo", o.mchid, o."subMchid", o."amountTotal", o.currency, o."paidTotal",
+           o."paidCurrency", o."reviewReason",
            o."transactionId", o."paidAt", o."updatedAt"
       FROM "Order" o
      WHERE o.status = 'PAYMENT_REVIEW' ${ofReason}

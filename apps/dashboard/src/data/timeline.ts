@@ -63,6 +63,8 @@ const ORDER_SELECT = {
   subMchid: true,
   amountTotal: true,
   currency: true,
+  paidTotal: true,
+  paidCurrency: true,
   status: true,
   reviewReason: true,
   transactionId: true,

@@ -100,6 +100,7 @@ ${
 <dt>Status</dt><dd>${badge(o.status, o.status === "SUCCESS" ? "ok" : o.status === "PAYMENT_REVIEW" ? "warn" : "info")}</dd>
 ${o.reviewReason ? html`<dt>Review reason</dt><dd><code>${o.reviewReason}</code></dd>` : ""}
 <dt>Amount</dt><dd>${formatFen(o.amountTotal, o.currency)}</dd>
+<dt>Paid</dt><dd>${formatFen(o.paidTotal, o.paidCurrency ?? o.currency)}</dd>
 <dt>Refunded</dt><dd>${formatFen(o.refundedTotal, o.currency)}</dd>
 <dt>Merchant / app</dt><dd class="mono">${o.mchid}${o.subMchid ? ` / sub ${o.subMchid}` : ""} · ${o.appid}</dd>
 <dt>transaction_id</dt><dd class="mono">${o.transactionId ?? "—"}</dd>

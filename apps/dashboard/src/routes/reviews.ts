@@ -40,7 +40,7 @@ ${reason ? html`<p>Showing reason <code>${reason}</code> · <a href="/reviews">s
 ${
   orders.length === 0
     ? html`<div class="card muted">No order is waiting for review.</div>`
-    : html`<table><thead><tr><th>Updated</th><th>out_trade_no</th><th>Reason</th><th>Merchant</th><th class="num">Amount</th><th>transaction_id</th><th>Paid at</th><th></th></tr></thead>
+    : html`<table><thead><tr><th>Updated</th><th>out_trade_no</th><th>Reason</th><th>Merchant</th><th class="num">Amount</th><th class="num">Paid</th><th>transaction_id</th><th>Paid at</th><th></th></tr></thead>
 <tbody>${orders.map(
         (o) => html`<tr>
 <td class="mono">${formatTime(o.updatedAt)}</td>
@@ -48,6 +48,7 @@ ${
 <td>${badge(o.reviewReason ?? NO_REASON, "warn")}</td>
 <td class="mono">${o.mchid}${subMerchant(o.subMchid)}</td>
 <td class="num">${formatFen(o.amountTotal, o.currency)}</td>
+<td class="num">${formatFen(o.paidTotal, o.paidCurrency ?? o.currency)}</td>
 <td class="mono">${o.transactionId ?? "—"}</td>
 <td class="mono">${formatTime(o.paidAt)}</td>
 <td><a href="${href("/notifications", { outTradeNo: o.outTradeNo, ...ownerFilter(o.mchid, o.subMchid) })}">notifications</a></td>
