@@ -236,6 +236,18 @@ describe("notification search", () => {
     }
   });
 
+  it("a page past the last one says so and links back to the first, rather than 'No notification matches'", async () => {
+    const query = { outTradeNo: rows.paid.outTradeNo };
+    const beyond = await viewer.get(`/notifications?${new URLSearchParams({ ...query, page: "3" })}`);
+    expect(beyond.statusCode).toBe(200);
+    expect(beyond.body).not.toContain("No notification matches.");
+    expect(beyond.body).toContain("No notification on page 4 of this search");
+    expect(beyond.body).toContain(`href="/notifications?outTradeNo=${rows.paid.outTradeNo}">first page</a>`);
+    // Nothing matching at all is still said plainly on the first page.
+    const none = await viewer.get(`/notifications?${new URLSearchParams({ outTradeNo: "no-such-order" })}`);
+    expect(none.body).toContain("No notification matches.");
+  });
+
   it("escapes every value it renders", async () => {
     const hostile = await seedNotification(d.database.db.prisma, {
       id: randomId("xss-"),

@@ -63,7 +63,12 @@ function searchQuery(search: NotificationSearch, page: number): Record<string, s
 }
 
 function resultsTable(rows: NotificationRow[], search: NotificationSearch, hasMore: boolean): SafeHtml {
-  if (rows.length === 0) return html`<div class="card muted">No notification matches.</div>`;
+  if (rows.length === 0) {
+    // A page past the end (a bookmarked or typed page=, results pruned since) is not a search without results.
+    return search.page > 0
+      ? html`<div class="card muted">No notification on page ${search.page + 1} of this search: it has fewer results. Go to its <a href="${href("/notifications", searchQuery(search, 0))}">first page</a>.</div>`
+      : html`<div class="card muted">No notification matches.</div>`;
+  }
   const first = search.page * PAGE_SIZE + 1;
   return html`<p class="muted">Showing ${first}–${first + rows.length - 1}, newest first.</p>
 <table>
