@@ -248,6 +248,22 @@ describe("notification search", () => {
     expect(none.body).toContain("No notification matches.");
   });
 
+  it("lists a refund notification with its out_refund_no, also when it carries its transaction_id", async () => {
+    const outRefundNo = randomId("R-TX");
+    const transactionId = "4200000001202611119999999999";
+    const id = await seedNotification(d.database.db.prisma, {
+      eventType: "REFUND.SUCCESS",
+      outTradeNo: randomId("OTN-RT"),
+      transactionId,
+      outRefundNo,
+      receivedAt: minutes(45),
+    });
+    const list = await viewer.get(`/notifications?${new URLSearchParams({ transactionId })}`);
+    const row = list.body.split("<tr>").find((r) => r.includes(`href="/notifications/${id}"`)) ?? "";
+    expect(row).toContain(transactionId);
+    expect(row).toContain(outRefundNo);
+  });
+
   it("escapes every value it renders", async () => {
     const hostile = await seedNotification(d.database.db.prisma, {
       id: randomId("xss-"),

@@ -84,7 +84,7 @@ ${rows.map(
   <td class="num">${n.attempts}</td>
   <td class="mono">${n.errorCode ?? ""}</td>
   <td class="mono">${n.outTradeNo ?? ""}</td>
-  <td class="mono">${n.transactionId ?? n.outRefundNo ?? ""}</td>
+  <td class="mono">${n.transactionId ?? ""}${n.transactionId && n.outRefundNo ? html`<br>` : ""}${n.outRefundNo ? html`<span class="muted">refund</span> ${n.outRefundNo}` : ""}</td>
   <td class="mono">${n.appliedAt ? formatTime(n.appliedAt) : ""}</td>
 </tr>`,
 )}
