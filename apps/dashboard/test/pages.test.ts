@@ -690,3 +690,27 @@ describe("payment review, two merchants under one out_trade_no and out_refund_no
     }
   });
 });
+
+// Last: its DUPLICATE_PAYMENT order would change the counts the tests above expect.
+describe("payment review, a double charge", () => {
+  it("names the second charge of a DUPLICATE_PAYMENT order beside the order's own transaction_id", async () => {
+    const prisma = d.database.db.prisma;
+    const outTradeNo = randomId("OTN-2ND");
+    const first = `42000${Date.now()}01`;
+    const second = `42000${Date.now()}02`;
+    const orderId = await seedOrder(prisma, {
+      outTradeNo,
+      status: "PAYMENT_REVIEW",
+      reviewReason: "DUPLICATE_PAYMENT",
+      transactionId: first,
+      paidAt: new Date(),
+    });
+    await prisma.paymentTransaction.create({
+      data: { transactionId: second, orderId, secondCharge: true, total: 1999 },
+    });
+    const list = await viewer.get("/reviews?reason=DUPLICATE_PAYMENT");
+    const row = list.body.split("<tr>").find((r) => r.includes(outTradeNo)) ?? "";
+    expect(row).toContain(first);
+    expect(row).toContain(`second charge</span> ${second}`);
+  });
+});

@@ -108,6 +108,7 @@ describe("the orders in review, with a systematic double charge in review", () =
       transactionId: null,
       paidAt: null,
       updatedAt: new Date("2026-12-09T01:39:58.000Z"),
+      secondCharges: [],
     });
   });
 });

@@ -15,7 +15,13 @@ export type ReviewOrder = Pick<
   | "transactionId"
   | "paidAt"
   | "updatedAt"
->;
+> & {
+  /**
+   * DUPLICATE_PAYMENT: the order's second charges (PaymentTransaction.secondCharge), oldest first — the money to
+   * refund, where transactionId is the charge that paid the order. Empty for every other order.
+   */
+  secondCharges: string[];
+};
 
 /*
  * The orders in PAYMENT_REVIEW: every one of them is in the partial index Order_reviewReason_updatedAt_idx (migration
@@ -41,7 +47,10 @@ export async function listReviewOrders(db: DbClient, limit: number, reason?: str
   return db.$queryRaw<ReviewOrder[]>`
     SELECT o.id, o."outTradeNo", o.mchid, o."subMchid", o."amountTotal", o.currency, o."paidTotal",
            o."paidCurrency", o."reviewReason",
-           o."transactionId", o."paidAt", o."updatedAt"
+           o."transactionId", o."paidAt", o."updatedAt",
+           ARRAY(SELECT p."transactionId" FROM "PaymentTransaction" p
+                  WHERE p."orderId" = o.id AND p."secondCharge"
+                  ORDER BY p."createdAt", p."transactionId") AS "secondCharges"
       FROM "Order" o
      WHERE o.status = 'PAYMENT_REVIEW' ${ofReason}
      ORDER BY o."updatedAt" DESC, o.id ASC

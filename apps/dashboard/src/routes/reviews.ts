@@ -49,7 +49,7 @@ ${
 <td class="mono">${o.mchid}${subMerchant(o.subMchid)}</td>
 <td class="num">${formatFen(o.amountTotal, o.currency)}</td>
 <td class="num">${formatFen(o.paidTotal, o.paidCurrency ?? o.currency)}</td>
-<td class="mono">${o.transactionId ?? "—"}</td>
+<td class="mono">${o.transactionId ?? "—"}${o.secondCharges.map((t) => html`<br><span class="muted">second charge</span> ${t}`)}</td>
 <td class="mono">${formatTime(o.paidAt)}</td>
 <td><a href="${href("/notifications", { outTradeNo: o.outTradeNo, ...ownerFilter(o.mchid, o.subMchid) })}">notifications</a></td>
 </tr>`,
