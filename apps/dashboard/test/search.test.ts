@@ -264,6 +264,28 @@ describe("notification search", () => {
     expect(row).toContain(outRefundNo);
   });
 
+  it("finds a refund's notifications by WeChat's refund_id in the free-text box, that merchant's only", async () => {
+    const prisma = d.database.db.prisma;
+    const outRefundNo = randomId("R-WX");
+    const refundId = `5000${Date.now()}`;
+    const orderId = await seedOrder(prisma, { outTradeNo: randomId("OTN-WX") });
+    await prisma.refund.create({
+      data: { outRefundNo, refundId, outTradeNo: "x", orderId, status: "SUCCESS", amountRefund: 1, amountTotal: 1999 },
+    });
+    const ours = await seedNotification(prisma, { eventType: "REFUND.SUCCESS", outRefundNo, receivedAt: minutes(46) });
+    // Another merchant's refund under the same out_refund_no is not this refund.
+    const theirs = await seedNotification(prisma, {
+      eventType: "REFUND.SUCCESS",
+      outRefundNo,
+      mchid: "1900000999",
+      receivedAt: minutes(47),
+    });
+    const list = await viewer.get(`/notifications?${new URLSearchParams({ q: refundId })}`);
+    expect(list.statusCode).toBe(200);
+    expect(list.body).toContain(`href="/notifications/${ours}"`);
+    expect(list.body).not.toContain(`href="/notifications/${theirs}"`);
+  });
+
   it("escapes every value it renders", async () => {
     const hostile = await seedNotification(d.database.db.prisma, {
       id: randomId("xss-"),

@@ -6,7 +6,10 @@ export const NOTIFICATION_STATUSES = Object.values(NotificationStatus) as Notifi
 
 /** A validated search; every field optional, all given fields must match (AND). */
 export interface NotificationSearch {
-  /** Free text: matched exactly against id, WeChat's notification id, out_trade_no, transaction_id and out_refund_no. */
+  /**
+   * Free text: matched exactly against id, WeChat's notification id, out_trade_no, transaction_id and out_refund_no,
+   * and as WeChat's refund number (refund_id) through the Refund it names.
+   */
   q?: string;
   /** The notification id, or WeChat's id of an APIv3 notification (whose notification id is `v3:<mchid>:<WeChat's id>`). */
   id?: string;
@@ -159,7 +162,38 @@ const LIST_SELECT = {
 
 export type NotificationRow = Prisma.NotificationGetPayload<{ select: typeof LIST_SELECT }>;
 
-export function searchWhere(search: NotificationSearch): Prisma.NotificationWhereInput {
+/**
+ * The notifications of the refund whose WeChat refund number (`refund_id`, on WeChat's bills) is `refundId`: no
+ * notification column holds it, so it is found through the Refund row (`refundId` is unique) — those of its
+ * out_refund_no under its order's merchant (and sub-merchant: out_refund_no is unique only within the merchant that
+ * requested the refund), and the notification that recorded it. None when no refund has that number.
+ */
+async function refundNotifications(db: DbClient, refundId: string): Promise<Prisma.NotificationWhereInput[]> {
+  // One statement (Prisma's relation select is two): the Refund by its unique refundId, its order's merchant.
+  const [refund] = await db.$queryRaw<
+    { outRefundNo: string; notificationId: string | null; mchid: string | null; subMchid: string | null }[]
+  >`
+    SELECT r."outRefundNo", r."notificationId", o.mchid, o."subMchid"
+      FROM "Refund" r LEFT JOIN "Order" o ON o.id = r."orderId"
+     WHERE r."refundId" = ${refundId}`;
+  if (!refund) return [];
+  const matches: Prisma.NotificationWhereInput[] = [];
+  if (refund.mchid !== null) {
+    matches.push({
+      outRefundNo: refund.outRefundNo,
+      mchid: refund.mchid,
+      ...(refund.subMchid !== null ? { subMchid: refund.subMchid } : {}),
+    });
+  }
+  if (refund.notificationId !== null) matches.push({ id: refund.notificationId });
+  return matches;
+}
+
+/** `refundMatches`: what the free text finds as a WeChat refund number (`refundNotifications`). */
+export function searchWhere(
+  search: NotificationSearch,
+  refundMatches: Prisma.NotificationWhereInput[] = [],
+): Prisma.NotificationWhereInput {
   const and: Prisma.NotificationWhereInput[] = [];
   if (search.q) {
     and.push({
@@ -169,6 +203,7 @@ export function searchWhere(search: NotificationSearch): Prisma.NotificationWher
         { outTradeNo: search.q },
         { transactionId: search.q },
         { outRefundNo: search.q },
+        ...refundMatches,
       ],
     });
   }
@@ -187,7 +222,8 @@ export function searchWhere(search: NotificationSearch): Prisma.NotificationWher
 
 /**
  * Newest first. Exact matches only, each served by an index: the free text by the primary key and the indexes on
- * wechatId, outTradeNo, transactionId and outRefundNo (a bitmap OR of the five), the notification id by the primary
+ * wechatId, outTradeNo, transactionId and outRefundNo (a bitmap OR of the five; a refund_id's refund, read first by its
+ * unique key, adds its outRefundNo and notification id), the notification id by the primary
  * key and the wechatId index, the merchant by (mchid, receivedAt), the
  * sub-merchant by (subMchid, receivedAt), the status by (status, receivedAt), the time range by receivedAt
  * (apps/dashboard/test/search-plans.test.ts explains each search). One extra row is read to know whether there is a next page without counting the whole table.
@@ -196,8 +232,9 @@ export async function searchNotifications(
   db: DbClient,
   search: NotificationSearch,
 ): Promise<{ rows: NotificationRow[]; hasMore: boolean }> {
+  const refundMatches = search.q ? await refundNotifications(db, search.q) : [];
   const rows = await db.notification.findMany({
-    where: searchWhere(search),
+    where: searchWhere(search, refundMatches),
     select: LIST_SELECT,
     orderBy: [{ receivedAt: "desc" }, { id: "desc" }],
     skip: search.page * PAGE_SIZE,
