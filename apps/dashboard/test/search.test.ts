@@ -727,4 +727,20 @@ describe("notification timeline", () => {
     expect(page.slice(page.indexOf("<h2>Refund</h2>"))).toContain("12.34 USD of 19.99 USD");
     expect(page).not.toContain("CNY");
   });
+
+  it("names the refund's WeChat refund number (refund_id), linked to the search that finds its notifications", async () => {
+    const prisma = d.database.db.prisma;
+    const outTradeNo = randomId("OTN-RID");
+    const outRefundNo = randomId("R-RID");
+    const refundId = `5001${Date.now()}`;
+    const orderId = await seedOrder(prisma, { outTradeNo, status: "SUCCESS" });
+    const id = await seedNotification(prisma, { eventType: "REFUND.SUCCESS", outTradeNo, outRefundNo });
+    await prisma.refund.create({
+      data: { outRefundNo, refundId, outTradeNo, orderId, status: "SUCCESS", amountRefund: 1, amountTotal: 1_999 },
+    });
+    const page = (await viewer.get(`/notifications/${id}`)).body;
+    expect(page.slice(page.indexOf("<h2>Refund</h2>"))).toContain(
+      `<dt>refund_id</dt><dd class="mono"><a href="/notifications?q=${refundId}">${refundId}</a></dd>`,
+    );
+  });
 });

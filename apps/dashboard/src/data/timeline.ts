@@ -95,6 +95,8 @@ export interface Timeline {
   foreignOrders: ForeignOrder[];
   refund: {
     outRefundNo: string;
+    /** WeChat's refund number (refund_id), as on its bills; null on refunds recorded without one. */
+    refundId: string | null;
     status: string;
     amountRefund: number;
     amountTotal: number;
@@ -169,6 +171,7 @@ async function loadOrder(
         where: { orderId: order.id, outRefundNo },
         select: {
           outRefundNo: true,
+          refundId: true,
           status: true,
           amountRefund: true,
           amountTotal: true,

@@ -113,6 +113,7 @@ ${
   r
     ? html`<h2>Refund</h2><dl class="kv">
 <dt>out_refund_no</dt><dd class="mono">${r.outRefundNo}</dd>
+<dt>refund_id</dt><dd class="mono">${r.refundId ? html`<a href="${href("/notifications", { q: r.refundId })}">${r.refundId}</a>` : "—"}</dd>
 <dt>Status</dt><dd>${r.status}</dd>
 <dt>Refunded</dt><dd>${formatFen(r.amountRefund, o?.currency)} of ${formatFen(r.amountTotal, o?.currency)}</dd>
 ${r.reviewReason ? html`<dt>Not counted</dt><dd><code>${r.reviewReason}</code></dd>` : ""}
