@@ -45,7 +45,8 @@ redis.on("ready", () => {
   logger.info("redis connection ready");
 });
 redis.on("close", () => {
-  if (redisWasReady) logger.warn("redis connection closed; answering 503 until it is back");
+  if (redisWasReady)
+    logger.warn({ code: "REDIS_DISCONNECTED" }, "redis connection closed; answering 503 until it is back");
   redisWasReady = false;
 });
 // ioredis emits 'error' on every failed reconnect attempt; the 'close' line above already reports the outage.

@@ -293,8 +293,12 @@ export class QueueSampler {
   #markDown(error: unknown): void {
     this.#snapshot.redisUp = false;
     this.metrics.redisUp.set(0);
-    // Once per outage, not once per second.
-    if (this.#failuresLogged === 0) this.logger.warn({ err: error }, "queue sample failed: redis unreachable");
+    // Once per outage, not once per second. The reason only: a stack would say where in ioredis the connection was
+    // found closed, nothing an operator acts on.
+    if (this.#failuresLogged === 0) {
+      const reason = error instanceof Error ? error.message : String(error);
+      this.logger.warn({ code: "REDIS_UNREACHABLE", reason }, "queue sample failed: redis unreachable");
+    }
     this.#failuresLogged += 1;
   }
 

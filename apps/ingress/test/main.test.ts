@@ -187,6 +187,37 @@ describe("main.ts (real process, real socket)", () => {
     }
   });
 
+  it("a Redis outage is logged as coded one-line warnings, without a stack trace", async () => {
+    const merchant = createTestMerchant();
+    const redis = await TestRedisServer.start();
+    try {
+      const { log } = await startIngress({ ...merchant.env, REDIS_URL: redis.url });
+      await redis.kill();
+      const deadline = Date.now() + 10_000;
+      while (!log().includes("queue sample failed") && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 100));
+      const warnings = log()
+        .trim()
+        .split("\n")
+        .filter((line) => line.startsWith("{"))
+        .map((line) => JSON.parse(line) as { level: number; msg: string; code?: string; err?: { stack?: string } })
+        .filter((line) => line.level >= 40);
+      const outage = warnings.filter((line) => /redis/.test(line.msg));
+      expect(outage.map((line) => line.msg)).toEqual(
+        expect.arrayContaining([
+          expect.stringMatching(/^redis connection closed/),
+          expect.stringMatching(/^queue sample failed/),
+        ]),
+      );
+      const uncodedOrTraced = outage.filter((line) => line.code === undefined || line.err?.stack !== undefined);
+      expect(
+        uncodedOrTraced.map((line) => `${line.msg} (code ${line.code}, stack ${line.err?.stack !== undefined})`),
+      ).toEqual([]);
+    } finally {
+      await redis.kill();
+    }
+  });
+
   it("exits 0 on SIGTERM while Redis hangs (up, but answering nothing), well before the 10 s deadline", async () => {
     const merchant = createTestMerchant();
     const redis = await TestRedisServer.start();
