@@ -11,7 +11,9 @@ import { DEFAULT_DATABASE_URL, loadDatabaseUrl, loadQueueSettings, readEnvironme
 import {
   createDb,
   type Db,
+  MIGRATE_CONNECT_TIMEOUT_MS,
   MIN_RETENTION_DAYS,
+  namedConnectTimeout,
   type PruneCounts,
   PruneError,
   parseRetention,
@@ -107,9 +109,10 @@ async function waitingLetters(redisUrl: string, prefix: string): Promise<Waiting
  */
 async function checkMigrated(url: string): Promise<void> {
   try {
-    await verifyMigrations(url);
+    // db:migrate's connect bound, so that a server that takes the connection and never answers is named alike.
+    await verifyMigrations(url, { connectTimeoutMs: MIGRATE_CONNECT_TIMEOUT_MS });
   } catch (error) {
-    if ((error as { code?: unknown }).code !== "42501") throw error;
+    if ((error as { code?: unknown }).code !== "42501") throw namedConnectTimeout(error);
   }
 }
 

@@ -1,5 +1,6 @@
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { type AddressInfo, createServer } from "node:net";
 import { createDb, readMigrations } from "@wpn/db";
 import { createTestDatabase, TEST_DATABASE_BASE_URL } from "@wpn/testing";
 import pg from "pg";
@@ -200,6 +201,29 @@ describe("explainDatabaseError (what npm start, db:migrate and db:prune print)",
     expect(run.stderr).toMatch(/^PostgreSQL at .* has no role "wpn_no_such_role" \(DATABASE_URL's user\)/);
     expect(run.stderr).toMatch(/Then run npm run db:migrate again\.\n$/);
     expect(run.stderr).not.toContain("    at ");
+  });
+
+  it("npm run db:prune against a port that takes the connection and never answers: DATABASE_CONNECT_TIMEOUT", async () => {
+    // A port that accepts and says nothing, as a hung server or a proxy whose PostgreSQL is gone. The kernel completes
+    // the handshake from the listen backlog while spawnSync holds this process.
+    const silent = createServer(() => undefined);
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    const { port } = silent.address() as AddressInfo;
+    try {
+      const run = spawnSync(process.execPath, ["--import", "tsx", "scripts/prune.ts", "--older-than", "30d"], {
+        cwd: repoRoot,
+        env: { ...process.env, DATABASE_URL: `postgresql://postgres@127.0.0.1:${port}/x`, LOG_LEVEL: "info" },
+        encoding: "utf8",
+        timeout: 60_000,
+      });
+      expect(run.stderr).toMatch(
+        new RegExp(`^PostgreSQL at 127\\.0\\.0\\.1:${port} did not answer within 10 s \\(DATABASE_CONNECT_TIMEOUT\\)`),
+      );
+      expect(run.stderr).toMatch(/fix DATABASE_URL\. Then run npm run db:prune again\.\n$/);
+      expect(run.status).toBe(1);
+    } finally {
+      silent.close();
+    }
   });
 
   it("npm run db:migrate on a migrated database: one line, without a gap for the migrations it did not apply", async () => {

@@ -10,6 +10,7 @@ export {
   type MigrateOptions,
   type MigrateResult,
   migrate,
+  namedConnectTimeout,
 } from "./migrate.ts";
 export type { MigrateEvent, MigrateLog } from "./migrate-log.ts";
 export {

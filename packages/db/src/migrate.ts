@@ -48,19 +48,27 @@ export class DatabaseConnectTimeoutError extends Error {
   readonly code = "DATABASE_CONNECT_TIMEOUT";
 }
 
+/**
+ * `error` as a DatabaseConnectTimeoutError when it is pg's connect timeout (of a client made with
+ * `connectionTimeoutMillis: MIGRATE_CONNECT_TIMEOUT_MS`), else `error` itself.
+ */
+export function namedConnectTimeout(error: unknown): unknown {
+  // pg's own timeout has no code, only its message (pg.Client: "timeout expired"; pg-pool's: "…connection timeout").
+  if (error instanceof Error && /^timeout expired$|connection timeout/i.test(error.message)) {
+    return new DatabaseConnectTimeoutError(
+      `PostgreSQL did not answer within ${MIGRATE_CONNECT_TIMEOUT_MS / 1_000} s of connecting`,
+      { cause: error },
+    );
+  }
+  return error;
+}
+
 /** Connects `client` (made with `connectionTimeoutMillis: MIGRATE_CONNECT_TIMEOUT_MS`), naming a timeout as one. */
 async function connectWithin(client: pg.Client): Promise<void> {
   try {
     await client.connect();
   } catch (error) {
-    // pg's own timeout has no code, only its message (pg.Client: "timeout expired"; pg-pool's: "…connection timeout").
-    if (error instanceof Error && /^timeout expired$|connection timeout/i.test(error.message)) {
-      throw new DatabaseConnectTimeoutError(
-        `PostgreSQL did not answer within ${MIGRATE_CONNECT_TIMEOUT_MS / 1_000} s of connecting`,
-        { cause: error },
-      );
-    }
-    throw error;
+    throw namedConnectTimeout(error);
   }
 }
 
