@@ -22,6 +22,15 @@ const config = loadConfigOrExit(undefined, { verifiesApiV3Signatures: true });
 const logger = createLogger(config.LOG_LEVEL);
 stopWhenParentExits(logger);
 
+// Taken from here on, not only once listening: a stop asked for during start-up's waits (the migration check, the
+// merchant table) would otherwise kill the process on the signal (exit 143). It is held until the ingress listens,
+// then stopped as any other (shutdown, below). Before this line — while the modules load — the signal still kills.
+let stopRequested: "SIGTERM" | "SIGINT" | undefined;
+let onStopSignal = (signal: "SIGTERM" | "SIGINT"): void => {
+  stopRequested ??= signal;
+};
+for (const signal of ["SIGTERM", "SIGINT"] as const) process.once(signal, () => onStopSignal(signal));
+
 const metrics = createMetrics();
 let defaultMerchant: MerchantKeys;
 try {
@@ -131,11 +140,10 @@ async function shutdown(signal: "SIGTERM" | "SIGINT"): Promise<void> {
   logger.info("shutdown complete");
   process.exit(0);
 }
-for (const signal of ["SIGTERM", "SIGINT"] as const) {
-  process.once(signal, () => {
-    shutdown(signal).catch((error: unknown) => {
-      logger.error({ err: error }, "shutdown failed");
-      process.exit(1);
-    });
+onStopSignal = (signal) => {
+  shutdown(signal).catch((error: unknown) => {
+    logger.error({ err: error }, "shutdown failed");
+    process.exit(1);
   });
-}
+};
+if (stopRequested !== undefined) onStopSignal(stopRequested);

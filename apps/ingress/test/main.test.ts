@@ -1,6 +1,7 @@
 import type { ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync, writeFileSync } from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createQueue, createRedisConnection, QueueName } from "@wpn/queue";
@@ -184,6 +185,30 @@ describe("main.ts (real process, real socket)", () => {
       expect(log()).toContain('"msg":"shutdown complete"');
     } finally {
       await redis.kill();
+    }
+  });
+
+  it("exits 0 on SIGTERM during start-up (here: the migration check, held by a database that never answers)", async () => {
+    const merchant = createTestMerchant();
+    const silent = createServer(() => undefined);
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    const { port } = silent.address() as AddressInfo;
+    try {
+      const app = startApp("ingress", {
+        ...merchant.env,
+        HOST: "127.0.0.1",
+        PORT: String(await freePort()),
+        QUEUE_PREFIX: prefix,
+        DATABASE_URL: `postgresql://postgres@127.0.0.1:${port}/wechatpay_notify_test`,
+      });
+      child = app.child;
+      const exited = once(app.child, "exit");
+      // The ingress is inside its migration check once it has connected.
+      await once(silent, "connection");
+      app.child.kill("SIGTERM");
+      expect((await exited).slice(0, 2), app.output()).toEqual([0, null]);
+    } finally {
+      silent.close();
     }
   });
 
