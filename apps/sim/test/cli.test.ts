@@ -89,6 +89,15 @@ describe("command line", () => {
       [["refund", ...k, "--out-trade-no", "SIGNER-1", "--amount", "100", "--time-scale", "0.001"], "--time-scale"],
       [["close", ...k, "--out-trade-no", "SIGNER-1", "--then-pay", "--v2", "--signer", "certificate"], "--signer"],
       [
+        ["close", "--keys", temp.keys.dir, "--out-trade-no", "IGNORED-1", "--v2"],
+        "--v2 is for the payment of --then-pay",
+      ],
+      [
+        ["close", "--keys", temp.keys.dir, "--out-trade-no", "IGNORED-1", "--url", receiver.v3],
+        "--url is for the payment",
+      ],
+      [["close", "--keys", temp.keys.dir, "--out-trade-no", "IGNORED-1", "--signer", "certificate"], "--signer is for"],
+      [
         ["load", "--keys", temp.keys.dir, "--url", receiver.v3, "--count", "1", "--v2", "--signer", "certificate"],
         "--signer",
       ],
@@ -212,9 +221,8 @@ describe("command line", () => {
         command,
         "--keys",
         temp.keys.dir,
-        "--url",
-        receiver.v3,
-        "--no-retry",
+        // close sends nothing without --then-pay, and refuses the delivery options then.
+        ...(command === "close" ? [] : ["--url", receiver.v3, "--no-retry"]),
         ...(command === "refund" ? [] : ["--seed", "--database-url", database.url]),
         "--out-trade-no",
         "HUGE-1",

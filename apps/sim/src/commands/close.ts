@@ -16,6 +16,19 @@ import { checkOrderFlags, merchant, SEND_HELP, SEND_OPTIONS, sendSettings } from
  *    after calling the close API;
  * 3. with --then-pay, sends a TRANSACTION.SUCCESS for that very order: the PAID_AFTER_CLOSE case.
  */
+/** The options that only shape the payment --then-pay sends (not --keys, --mchid, --appid, --amount, --json). */
+const PAYMENT_ONLY_OPTIONS = [
+  "url",
+  "v2",
+  "sign-type",
+  "signer",
+  "no-retry",
+  "time-scale",
+  "timeout-ms",
+  "transaction-id",
+  "openid",
+] as const;
+
 export const closeCommand: Command = {
   name: "close",
   summary: "close an order (no notification exists); --then-pay pays it anyway (PAID_AFTER_CLOSE)",
@@ -37,7 +50,7 @@ WeChat Pay sends NO notification when an order is closed. This command therefore
   3. with --then-pay, then sends a payment notification for that order: the "paid after close" race.
      A correct merchant system acknowledges it (HTTP 200/204: the money was taken, WeChat must stop
      redelivering) and flags the order for review (PAID_AFTER_CLOSE) instead of marking it paid.
-Without --then-pay nothing is sent to the notify URL.
+Without --then-pay nothing is sent to the notify URL, and the delivery options and --openid are refused (exit 2).
 
 Usage: wechatpay-sim close --out-trade-no NO [--then-pay] [options]
 
@@ -62,6 +75,15 @@ ${HELP_EXIT_CODES}`,
     if (outTradeNo === undefined)
       throw new UsageError("--out-trade-no is required: which order to close", "--out-trade-no");
     const thenPay = boolFlag(values, "then-pay");
+    if (!thenPay) {
+      // Without --then-pay nothing is sent: an option that shapes the sending would be silently ignored.
+      const unused = PAYMENT_ONLY_OPTIONS.find((name) => values[name] !== undefined);
+      if (unused !== undefined)
+        throw new UsageError(
+          `--${unused} is for the payment of --then-pay: add --then-pay, or leave it out`,
+          `--${unused}`,
+        );
+    }
     const settings = sendSettings(values, io);
     checkOrderFlags(values);
     const keys = requireKeys(values, io);
