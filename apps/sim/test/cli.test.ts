@@ -215,6 +215,25 @@ describe("command line", () => {
     expect(again.stdout).toContain("already exists");
   });
 
+  it("close on an order the journal shows paid says what order queries answer: still SUCCESS, not CLOSED", async () => {
+    const paid = await runSim([
+      "pay",
+      "--keys",
+      temp.keys.dir,
+      "--url",
+      receiver.v3,
+      "--no-retry",
+      "--out-trade-no",
+      "PAID-THEN-CLOSED-1",
+    ]);
+    expect(paid.code, paid.stderr).toBe(0);
+    const closed = await runSim(["close", "--keys", temp.keys.dir, "--out-trade-no", "PAID-THEN-CLOSED-1"]);
+    expect(closed.code, closed.stderr).toBe(0);
+    expect(closed.stdout).toContain("WeChat would refuse to close it (ORDERPAID)");
+    expect(closed.stdout).toContain("order queries answer trade_state SUCCESS");
+    expect(closed.stdout).not.toContain("trade_state CLOSED");
+  });
+
   it("an --amount beyond WeChat's int fen (2^31 − 1) is a usage error, not the database's crash", async () => {
     for (const command of ["pay", "close", "refund"]) {
       const r = await runSim([

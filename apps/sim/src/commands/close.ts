@@ -11,7 +11,7 @@ import { checkOrderFlags, merchant, SEND_HELP, SEND_OPTIONS, sendSettings } from
  * WeChat Pay sends no notification when an order is closed: the merchant closes it (close API) and that is
  * the end of it. What can go wrong is a payment arriving for an order the merchant already closed (the
  * payer paid just before the close took effect, or the order was closed locally only). So `close`:
- * 1. records the order as CLOSED in the simulator's journal (`serve` then answers trade_state CLOSED);
+ * 1. records the close in the simulator's journal (`serve` then answers trade_state CLOSED, unless it was paid);
  * 2. with a database, sets the merchant's Order row from NOTPAY to CLOSED, as the merchant's shop does
  *    after calling the close API;
  * 3. with --then-pay, sends a TRANSACTION.SUCCESS for that very order: the PAID_AFTER_CLOSE case.
@@ -43,7 +43,8 @@ export const closeCommand: Command = {
   help: `wechatpay-sim close — close an order, optionally pay it afterwards
 
 WeChat Pay sends NO notification when an order is closed. This command therefore:
-  1. records the order as CLOSED in the journal of the keys folder (\`serve\` answers trade_state CLOSED);
+  1. records the close in the journal of the keys folder (\`serve\` answers trade_state CLOSED; a paid
+     order stays SUCCESS or REFUND);
   2. with --database-url or $DATABASE_URL, sets the merchant's Order row from NOTPAY to CLOSED, as the
      merchant's shop does after calling WeChat's close API (other statuses are left alone; only the row of
      --mchid or the keys folder's merchant: another merchant's order of the same number is not touched);
@@ -100,7 +101,9 @@ ${HELP_EXIT_CODES}`,
       lines.push(await seedOrder(dbUrl, { outTradeNo, mchid, appid, amount }));
     }
     appendJournal(keys.dir, [{ type: "close", at: new Date().toISOString(), mchid, appid, outTradeNo, amount }]);
-    lines.push(`closed order ${outTradeNo} in the simulator's journal (order queries answer trade_state CLOSED)`);
+    // A paid order stays paid (SUCCESS, or REFUND): only an unpaid one becomes CLOSED, as the journal reads it back.
+    const state = findOrder(keys.dir, outTradeNo)?.tradeState;
+    lines.push(`closed order ${outTradeNo} in the simulator's journal (order queries answer trade_state ${state})`);
     let database: { url: string; before: string | undefined; closed: boolean } | undefined;
     if (dbUrl !== undefined) {
       const client = await connect(dbUrl);
