@@ -11,7 +11,7 @@ import {
   randomNonce,
   signV3Headers,
 } from "@wpn/wechatpay";
-import { findRefund, type OrderState, orderStates, type RefundEntry, readJournal } from "./journal.ts";
+import { findRefund, type OrderState, orderKey, orderStates, type RefundEntry, readJournal } from "./journal.ts";
 import type { SimKeys } from "./keys.ts";
 import { signerKey } from "./notifications.ts";
 
@@ -192,17 +192,17 @@ function route(req: http.IncomingMessage, opts: FakeApiOptions): Reply {
     if (wanted === undefined) return BAD_PATH_PARAM;
     const orders = orderStates(readJournal(keys.dir));
     const order = byOutTradeNo
-      ? orders.get(wanted)
-      : [...orders.values()].find((o) => o.transactionId === wanted && o.tradeState !== "NOTPAY");
-    if (!order || order.mchid !== mchid) return error(404, "ORDER_NOT_EXIST", "订单不存在");
+      ? orders.get(orderKey(mchid, wanted))
+      : [...orders.values()].find((o) => o.mchid === mchid && o.transactionId === wanted && o.tradeState !== "NOTPAY");
+    if (!order) return error(404, "ORDER_NOT_EXIST", "订单不存在");
     return { status: 200, body: transactionView(order) };
   }
   const refund = /^\/v3\/refund\/domestic\/refunds\/([^/]+)$/.exec(url.pathname);
   if (refund) {
     const outRefundNo = pathParam(refund[1]);
     if (outRefundNo === undefined) return BAD_PATH_PARAM;
-    const entry = findRefund(keys.dir, outRefundNo);
-    if (!entry || entry.mchid !== keys.mchid) return error(404, "RESOURCE_NOT_EXISTS", "退款单不存在");
+    const entry = findRefund(keys.dir, keys.mchid, outRefundNo);
+    if (!entry) return error(404, "RESOURCE_NOT_EXISTS", "退款单不存在");
     return { status: 200, body: refundView(entry) };
   }
   return error(404, "NOT_FOUND", `${url.pathname} is not simulated (see wechatpay-sim serve --help)`);

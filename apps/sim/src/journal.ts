@@ -125,17 +125,26 @@ export interface OrderState {
   refunds: RefundEntry[];
 }
 
-/** Folds the journal into the current state of every order WeChat (the simulator) knows. */
+/**
+ * The key of an order in `orderStates`: out_trade_no is unique only within a merchant, so another merchant's
+ * order of the same number (`pay --mchid OTHER`) is another order. Every journal line has carried mchid.
+ */
+export function orderKey(mchid: string, outTradeNo: string): string {
+  return JSON.stringify([mchid, outTradeNo]);
+}
+
+/** Folds the journal into the current state of every order WeChat (the simulator) knows, by `orderKey`. */
 export function orderStates(entries: readonly JournalEntry[]): Map<string, OrderState> {
   const orders = new Map<string, OrderState>();
   for (const e of entries) {
-    const order = orders.get(e.outTradeNo);
+    const key = orderKey(e.mchid, e.outTradeNo);
+    const order = orders.get(key);
     if (e.type === "close") {
       if (order) {
         if (order.tradeState === "NOTPAY") order.tradeState = "CLOSED";
         order.closedAt = e.at;
       } else {
-        orders.set(e.outTradeNo, {
+        orders.set(key, {
           outTradeNo: e.outTradeNo,
           mchid: e.mchid,
           appid: e.appid,
@@ -159,7 +168,7 @@ export function orderStates(entries: readonly JournalEntry[]): Map<string, Order
       };
       if (order?.closedAt !== undefined) next.closedAt = order.closedAt;
       if (next.refunds.some((r) => r.status === "SUCCESS")) next.tradeState = "REFUND";
-      orders.set(e.outTradeNo, next);
+      orders.set(key, next);
     } else {
       const target =
         order ??
@@ -176,20 +185,21 @@ export function orderStates(entries: readonly JournalEntry[]): Map<string, Order
       if (existing === -1) target.refunds.push(e);
       else target.refunds[existing] = e;
       if (e.status === "SUCCESS" && target.tradeState === "SUCCESS") target.tradeState = "REFUND";
-      orders.set(e.outTradeNo, target);
+      orders.set(key, target);
     }
   }
   return orders;
 }
 
-/** Latest state of one order, or undefined. */
-export function findOrder(keysDir: string, outTradeNo: string): OrderState | undefined {
-  return orderStates(readJournal(keysDir)).get(outTradeNo);
+/** Latest state of one merchant's order, or undefined. */
+export function findOrder(keysDir: string, mchid: string, outTradeNo: string): OrderState | undefined {
+  return orderStates(readJournal(keysDir)).get(orderKey(mchid, outTradeNo));
 }
 
-/** Latest record of one refund, or undefined. */
-export function findRefund(keysDir: string, outRefundNo: string): RefundEntry | undefined {
+/** Latest record of one merchant's refund (out_refund_no is unique only within a merchant), or undefined. */
+export function findRefund(keysDir: string, mchid: string, outRefundNo: string): RefundEntry | undefined {
   let found: RefundEntry | undefined;
-  for (const e of readJournal(keysDir)) if (e.type === "refund" && e.outRefundNo === outRefundNo) found = e;
+  for (const e of readJournal(keysDir))
+    if (e.type === "refund" && e.mchid === mchid && e.outRefundNo === outRefundNo) found = e;
   return found;
 }

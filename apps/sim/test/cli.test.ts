@@ -234,6 +234,38 @@ describe("command line", () => {
     expect(closed.stdout).not.toContain("trade_state CLOSED");
   });
 
+  it("pay and close read the simulated merchant's order, not another merchant's of the same number", async () => {
+    const paid = await runSim([
+      "pay",
+      "--keys",
+      temp.keys.dir,
+      "--url",
+      receiver.v3,
+      "--no-retry",
+      "--mchid",
+      "1230000109",
+      "--out-trade-no",
+      "OTHER-PAID-1",
+    ]);
+    expect(paid.code, paid.stderr).toBe(0);
+    const closed = await runSim(["close", "--keys", temp.keys.dir, "--out-trade-no", "OTHER-PAID-1"]);
+    expect(closed.code, closed.stderr).toBe(0);
+    expect(closed.stdout).not.toContain("ORDERPAID");
+    expect(closed.stdout).toContain("order queries answer trade_state CLOSED");
+    const own = await runSim([
+      "pay",
+      "--keys",
+      temp.keys.dir,
+      "--url",
+      receiver.v3,
+      "--no-retry",
+      "--out-trade-no",
+      "OTHER-PAID-1",
+    ]);
+    expect(own.code, own.stderr).toBe(0);
+    expect(own.stdout).not.toContain("already paid in the journal");
+  });
+
   it("an --amount beyond WeChat's int fen (2^31 − 1) is a usage error, not the database's crash", async () => {
     for (const command of ["pay", "close", "refund"]) {
       const r = await runSim([
@@ -342,7 +374,7 @@ describe("command line", () => {
     expect(receiver.received.length).toBe(before);
     const row = await database.db.pool.query(`SELECT "status"::text AS s FROM "Order" WHERE "outTradeNo" = 'CLOSE-1'`);
     expect(row.rows[0]?.s).toBe("CLOSED");
-    expect(findOrder(temp.keys.dir, "CLOSE-1")?.tradeState).toBe("CLOSED");
+    expect(findOrder(temp.keys.dir, temp.keys.mchid, "CLOSE-1")?.tradeState).toBe("CLOSED");
     const twice = await runSim([
       "close",
       "--keys",
@@ -382,7 +414,7 @@ describe("command line", () => {
     if (event?.kind !== "transaction") throw new Error("expected a payment");
     expect(event.transaction.out_trade_no).toBe("LATE-1");
     expect(event.transaction.amount.total).toBe(300);
-    const state = findOrder(temp.keys.dir, "LATE-1");
+    const state = findOrder(temp.keys.dir, temp.keys.mchid, "LATE-1");
     expect(state?.tradeState).toBe("SUCCESS");
     expect(state?.closedAt).toBeDefined();
   });

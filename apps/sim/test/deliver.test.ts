@@ -84,7 +84,7 @@ describe("pay / refund against a real receiver", () => {
     expect(event.transaction.out_trade_no).toBe("PAY-1");
     expect(event.transaction.amount.total).toBe(2500);
     expect(event.transaction.mchid).toBe(temp.keys.mchid);
-    expect(findOrder(temp.keys.dir, "PAY-1")?.tradeState).toBe("SUCCESS");
+    expect(findOrder(temp.keys.dir, temp.keys.mchid, "PAY-1")?.tradeState).toBe("SUCCESS");
   });
 
   it("v3 pay: 200 with a FAIL body counts as received, with a warning", async () => {
@@ -176,8 +176,8 @@ describe("pay / refund against a real receiver", () => {
     if (event?.kind !== "refund") throw new Error(`expected a refund, got ${event?.kind}`);
     expect(event.eventType).toBe("REFUND.SUCCESS");
     expect(event.refund.amount).toMatchObject({ total: 2500, refund: 500 });
-    expect(event.refund.transaction_id).toBe(findOrder(temp.keys.dir, "PAY-1")?.transactionId);
-    expect(findOrder(temp.keys.dir, "PAY-1")?.tradeState).toBe("REFUND");
+    expect(event.refund.transaction_id).toBe(findOrder(temp.keys.dir, temp.keys.mchid, "PAY-1")?.transactionId);
+    expect(findOrder(temp.keys.dir, temp.keys.mchid, "PAY-1")?.tradeState).toBe("REFUND");
   });
 
   it("refund names the flag when the order is unknown", async () => {

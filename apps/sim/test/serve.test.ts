@@ -162,6 +162,26 @@ describe("fake WeChat Pay API", () => {
     expect(missing.json.code).toBe("RESOURCE_NOT_EXISTS");
   });
 
+  it("another merchant's payment and refund of the same numbers do not replace the simulated merchant's", async () => {
+    const other = "1230000109";
+    const send = (args: string[]) =>
+      runSim([...args, "--keys", keys.dir, "--url", "http://127.0.0.1:9/unreachable", "--no-retry"]);
+    // Delivery fails (nothing listens on port 9): the journal records the payment and refund all the same.
+    await send(["pay", "--out-trade-no", "Q-SHARED", "--amount", "500"]);
+    await send(["refund", "--out-trade-no", "Q-SHARED", "--out-refund-no", "R-SHARED", "--refund-amount", "50"]);
+    await send(["pay", "--mchid", other, "--out-trade-no", "Q-SHARED", "--amount", "7"]);
+    await send(["refund", "--mchid", other, "--out-trade-no", "Q-SHARED", "--out-refund-no", "R-SHARED"]);
+    const order = await get(api.url, `/v3/pay/transactions/out-trade-no/Q-SHARED?mchid=${keys.mchid}`);
+    expect(order.status, JSON.stringify(order.json)).toBe(200);
+    expect(order.json).toMatchObject({ mchid: keys.mchid, trade_state: "REFUND", amount: { total: 500 } });
+    const byId = await get(api.url, `/v3/pay/transactions/id/${order.json.transaction_id}?mchid=${keys.mchid}`);
+    expect(byId.status, JSON.stringify(byId.json)).toBe(200);
+    expect(byId.json).toMatchObject({ mchid: keys.mchid, out_trade_no: "Q-SHARED" });
+    const refund = await get(api.url, "/v3/refund/domestic/refunds/R-SHARED");
+    expect(refund.status, JSON.stringify(refund.json)).toBe(200);
+    expect(refund.json).toMatchObject({ out_trade_no: "Q-SHARED", amount: { total: 500, refund: 50 } });
+  });
+
   it("a number that is not percent-encoding (a bare %) is the caller's PARAM_ERROR, not a simulator error", async () => {
     for (const path of [
       `/v3/pay/transactions/out-trade-no/Q%zz?mchid=${keys.mchid}`,

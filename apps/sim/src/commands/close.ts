@@ -89,7 +89,7 @@ ${HELP_EXIT_CODES}`,
     checkOrderFlags(values);
     const keys = requireKeys(values, io);
     const { mchid, appid } = merchant(values, keys);
-    const known = findOrder(keys.dir, outTradeNo);
+    const known = findOrder(keys.dir, mchid, outTradeNo);
     const amount = amountFlag(values) ?? known?.amount ?? DEFAULT_AMOUNT;
     const lines: string[] = ["WeChat Pay sends no notification when an order is closed."];
     if (known?.tradeState === "SUCCESS" || known?.tradeState === "REFUND") {
@@ -102,7 +102,7 @@ ${HELP_EXIT_CODES}`,
     }
     appendJournal(keys.dir, [{ type: "close", at: new Date().toISOString(), mchid, appid, outTradeNo, amount }]);
     // A paid order stays paid (SUCCESS, or REFUND): only an unpaid one becomes CLOSED, as the journal reads it back.
-    const state = findOrder(keys.dir, outTradeNo)?.tradeState;
+    const state = findOrder(keys.dir, mchid, outTradeNo)?.tradeState;
     lines.push(`closed order ${outTradeNo} in the simulator's journal (order queries answer trade_state ${state})`);
     let database: { url: string; before: string | undefined; closed: boolean } | undefined;
     if (dbUrl !== undefined) {

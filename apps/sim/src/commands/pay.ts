@@ -50,7 +50,7 @@ export function paymentFromFlags(values: Values, keys: SimKeys): { payment: Paym
   const notes: string[] = [];
   const { mchid, appid } = merchant(values, keys);
   const outTradeNo = tradeNoFlag(values, "out-trade-no") ?? newOutTradeNo();
-  const known = findOrder(keys.dir, outTradeNo);
+  const known = findOrder(keys.dir, mchid, outTradeNo);
   const amount = amountFlag(values) ?? known?.amount ?? DEFAULT_AMOUNT;
   let transactionId = stringFlag(values, "transaction-id");
   if (transactionId === undefined && known?.transactionId !== undefined && known.tradeState !== "NOTPAY") {

@@ -1,6 +1,6 @@
 import { amountFlag, enumFlag, intFlag, requireKeys, stringFlag, tradeNoFlag } from "../args.ts";
 import { type Io, println, UsageError } from "../io.ts";
-import { appendJournal, findOrder, findRefund, orderStates, readJournal } from "../journal.ts";
+import { appendJournal, findOrder, findRefund, orderKey, orderStates, readJournal } from "../journal.ts";
 import {
   newOutRefundNo,
   newRefundId,
@@ -13,14 +13,14 @@ import {
 import { type Command, HELP_EXIT_CODES } from "./command.ts";
 import { checkOrderFlags, deliverAndReport, merchant, SEND_HELP, SEND_OPTIONS, sendSettings } from "./send.ts";
 
-/** The order of the journal's last payment that is still paid (or refunded): the journal is in time order. */
-function latestPaidOrder(keysDir: string): string | undefined {
+/** The merchant's order of the journal's last payment that is still paid (or refunded): the journal is in time order. */
+function latestPaidOrder(keysDir: string, mchid: string): string | undefined {
   const journal = readJournal(keysDir);
   const states = orderStates(journal);
   for (let i = journal.length - 1; i >= 0; i--) {
     const entry = journal[i];
-    if (entry?.type !== "pay") continue;
-    const state = states.get(entry.outTradeNo)?.tradeState;
+    if (entry?.type !== "pay" || entry.mchid !== mchid) continue;
+    const state = states.get(orderKey(mchid, entry.outTradeNo))?.tradeState;
     if (state === "SUCCESS" || state === "REFUND") return entry.outTradeNo;
   }
   return undefined;
@@ -72,11 +72,11 @@ ${HELP_EXIT_CODES}`,
     checkOrderFlags(values);
     const keys = requireKeys(values, io);
     const { mchid, appid } = merchant(values, keys);
-    const outTradeNo = tradeNoFlag(values, "out-trade-no") ?? latestPaidOrder(keys.dir);
+    const outTradeNo = tradeNoFlag(values, "out-trade-no") ?? latestPaidOrder(keys.dir, mchid);
     if (outTradeNo === undefined) {
       throw new UsageError("--out-trade-no is required (the journal holds no paid order to refund)", "--out-trade-no");
     }
-    const order = findOrder(keys.dir, outTradeNo);
+    const order = findOrder(keys.dir, mchid, outTradeNo);
     const notes: string[] = [];
     const total = amountFlag(values) ?? order?.amount;
     if (total === undefined) {
@@ -92,7 +92,7 @@ ${HELP_EXIT_CODES}`,
     else if (order.tradeState === "NOTPAY" || order.tradeState === "CLOSED")
       notes.push(`order ${outTradeNo} is not paid in the journal`);
     const outRefundNo = tradeNoFlag(values, "out-refund-no") ?? newOutRefundNo();
-    const previous = findRefund(keys.dir, outRefundNo);
+    const previous = findRefund(keys.dir, mchid, outRefundNo);
     const refund: Refund = {
       mchid,
       appid,
