@@ -6,8 +6,7 @@ import { IngressError } from "../errors.ts";
  * otherwise be judged as it arrived — 401 SIGNATURE_INVALID for APIv3, counted as a forgery, and 400 XML_INVALID
  * ("not valid UTF-8") for APIv2 — when the fault is the proxy's. Runs before the body is read.
  */
-export function refuseContentEncoding(value: string | undefined): void {
-  if (value === undefined) return;
+export function refuseContentEncoding(value: string): void {
   for (const coding of value.split(",")) {
     const name = coding.trim().toLowerCase();
     if (name !== "" && name !== "identity") {

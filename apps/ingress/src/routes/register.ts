@@ -27,8 +27,18 @@ export function registerNotifyRoutes(
   app.removeAllContentTypeParsers();
   app.addContentTypeParser(contentTypes, { parseAs: "buffer" }, (_request, body, done) => done(null, body));
   app.setErrorHandler((error, request, reply) => handleNotifyError(error, request, reply, api, ctx.metrics));
-  // Before the body is read: a compressed body is refused without reading it.
-  app.addHook("onRequest", async (request) => refuseContentEncoding(request.headers["content-encoding"]));
+  // Before the body is read: a compressed body is refused without reading it. A callback hook, not an async one: on
+  // the hot path, a request with no Content-Encoding (all of WeChat's) costs one property read, no promise.
+  app.addHook("onRequest", (request, _reply, done) => {
+    const coding = request.headers["content-encoding"];
+    if (coding === undefined) return done();
+    try {
+      refuseContentEncoding(coding);
+      done();
+    } catch (error) {
+      done(error as IngressError);
+    }
+  });
 
   const route = { bodyLimit: ctx.settings.bodyLimitBytes, config: { api } };
   const handler = (request: FastifyRequest<{ Params: MerchantParams }>, reply: FastifyReply) =>
