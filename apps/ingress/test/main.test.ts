@@ -239,6 +239,12 @@ describe("main.ts (real process, real socket)", () => {
         uncodedOrTraced.map((line) => `${line.msg} (code ${line.code}, stack ${line.err?.stack !== undefined})`),
       ).toEqual([]);
     } finally {
+      // The next test takes `child` over, so afterAll would not reach this ingress: it is stopped here.
+      if (child && child.exitCode === null && child.signalCode === null) {
+        const exited = once(child, "exit");
+        child.kill("SIGKILL");
+        await exited;
+      }
       await redis.kill();
     }
   });
