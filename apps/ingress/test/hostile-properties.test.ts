@@ -174,7 +174,8 @@ describe("APIv2: one hostile change to a genuinely signed payment notification",
         expect(["V2_SIGN_INVALID", "XML_INVALID"]).toContain(code);
         expect(await f.queue.getJob(id)).toBeUndefined();
       }),
-      { numRuns: 300 },
+      // The example is the counterexample a CI run found (seed -1023035082): a space after the sign was trimmed away.
+      { numRuns: 300, examples: [[{ kind: "append", name: "sign", value: " " }]] },
     );
     expect(await f.jobsEverAdded()).toBe(added);
   });

@@ -385,6 +385,14 @@ describe("V8 — v2 sign (WxJava SignUtilsTest, official doc sample)", () => {
     expect(codeOf(() => verifyV2({ ...params, sign: v.md5 }, `${v.key}x`))).toBe("V2_SIGN_INVALID");
     expect(codeOf(() => verifyV2({ ...params, body: "test2", sign: v.md5 }, v.key))).toBe("V2_SIGN_INVALID");
   });
+  it("negative: a sign with whitespace around it, which WeChat never sends", () => {
+    for (const sign of [`${v.md5} `, ` ${v.md5}`, `${v.hmac_sha256}\n`, `\t${v.md5}`]) {
+      expect(
+        codeOf(() => verifyV2({ ...params, sign }, v.key)),
+        JSON.stringify(sign),
+      ).toBe("V2_SIGN_INVALID");
+    }
+  });
 });
 
 describe("V9 — v2 payment notification (PHP fixture signed with the V8 key)", () => {

@@ -56,7 +56,9 @@ export function verifyV2(params: Record<string, string>, apiV2Key: string): V2Si
   if (typeof provided !== "string" || provided.trim() === "") {
     throw new WechatPayError("V2_SIGN_INVALID", "the v2 message has no sign field");
   }
-  const given = Buffer.from(provided.trim().toUpperCase(), "utf8");
+  // Not trimmed: WeChat's sign is bare hex, so whitespace around it is a change to the message, refused like any
+  // other (hex case is not: a lower-case sign is the same digest).
+  const given = Buffer.from(provided.toUpperCase(), "utf8");
   let matched: V2SignType | undefined;
   for (const type of V2_SIGN_TYPES) {
     const expected = Buffer.from(signV2(params, apiV2Key, type), "utf8");
