@@ -309,6 +309,41 @@ describe("payment review", () => {
 });
 
 describe("refund amounts", () => {
+  it("show, beside a refund that would exceed what was paid, what the order has refunded so far (PostgreSQL's)", async () => {
+    const prisma = d.database.db.prisma;
+    const outTradeNo = randomId("OTN-OVER");
+    const orderId = await seedOrder(prisma, { outTradeNo, status: "SUCCESS", amountTotal: 10_000 });
+    // Two refunds counted, as the worker counts them (refundedTotal), and a third that would take it past the total.
+    const counted = [randomId("RF-A"), randomId("RF-B")];
+    await prisma.refund.createMany({
+      data: counted.map((outRefundNo, i) => ({
+        outRefundNo,
+        outTradeNo,
+        orderId,
+        status: "SUCCESS" as const,
+        amountRefund: 3_000 + i * 1_234,
+        amountTotal: 10_000,
+      })),
+    });
+    await prisma.order.update({ where: { id: orderId }, data: { refundedTotal: 7_234 } });
+    const over = randomId("RF-OVER");
+    await prisma.refund.create({
+      data: {
+        outRefundNo: over,
+        outTradeNo,
+        orderId,
+        status: "SUCCESS",
+        amountRefund: 5_000,
+        amountTotal: 10_000,
+        reviewReason: "REFUND_AMOUNT_MISMATCH",
+      },
+    });
+    const page = (await viewer.get("/reviews?reason=REFUND_AMOUNT_MISMATCH")).body;
+    expect(page).toContain('<th class="num">Order refunded so far</th>');
+    const row = page.slice(page.indexOf(over), page.indexOf("</tr>", page.indexOf(over)));
+    expect(row).toContain('<td class="num">72.34 CNY of 100.00 CNY</td>');
+  });
+
   it("are printed in their order's currency, not always CNY", async () => {
     const prisma = d.database.db.prisma;
     const outTradeNo = randomId("OTN-USD");

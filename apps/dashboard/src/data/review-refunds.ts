@@ -18,9 +18,10 @@ export type ReviewRefund = Pick<
   /**
    * Whose refund: a refund is recorded only on the order of the merchant and sub-merchant it names (Refund's key is
    * (orderId, outRefundNo)), so the order's are the refund's; its currency is the refund's too (a Refund row
-   * has none). Null for a row without an order (a nullable orderId).
+   * has none). Null for a row without an order (a nullable orderId). With the order's amount and what it has refunded
+   * so far (`refundedTotal`: its counted refunds), which an operator weighs a refund that would go past it against.
    */
-  order: Pick<Order, "mchid" | "subMchid" | "currency"> | null;
+  order: Pick<Order, "mchid" | "subMchid" | "currency" | "amountTotal" | "refundedTotal"> | null;
 };
 
 /**
@@ -37,6 +38,8 @@ interface RefundRow extends Omit<ReviewRefund, "order"> {
   orderMchid: string | null;
   orderSubMchid: string | null;
   orderCurrency: string | null;
+  orderAmountTotal: number | null;
+  orderRefundedTotal: number | null;
 }
 
 /** The refunds in review (`IN_REVIEW`), `reason`'s only when given, most recently changed first, at most `limit`. */
@@ -46,20 +49,28 @@ export async function listReviewRefunds(db: DbClient, limit: number, reason?: st
   const rows = await db.$queryRaw<RefundRow[]>`
     SELECT r.id, r."outRefundNo", r."refundId", r."outTradeNo", r."transactionId", r.status, r."amountRefund",
            r."amountTotal", r."reviewReason", r."updatedAt",
-           o.mchid AS "orderMchid", o."subMchid" AS "orderSubMchid", o.currency AS "orderCurrency"
+           o.mchid AS "orderMchid", o."subMchid" AS "orderSubMchid", o.currency AS "orderCurrency",
+           o."amountTotal" AS "orderAmountTotal", o."refundedTotal" AS "orderRefundedTotal"
       FROM (SELECT * FROM "Refund" r
              WHERE ${IN_REVIEW} ${ofReason}
              ORDER BY r."updatedAt" DESC, r.id ASC
              LIMIT ${limit}) r
       LEFT JOIN "Order" o ON o.id = r."orderId"
      ORDER BY r."updatedAt" DESC, r.id ASC`;
-  return rows.map(({ orderMchid, orderSubMchid, orderCurrency, ...refund }) => ({
+  return rows.map(({ orderMchid, orderSubMchid, orderCurrency, orderAmountTotal, orderRefundedTotal, ...refund }) => ({
     ...refund,
-    // Order.mchid and currency are NOT NULL: null here is the LEFT JOIN's row without an order.
+    // Order.mchid, currency, amountTotal and refundedTotal are NOT NULL: null here is the LEFT JOIN's row without an
+    // order.
     order:
-      orderMchid === null || orderCurrency === null
+      orderMchid === null || orderCurrency === null || orderAmountTotal === null || orderRefundedTotal === null
         ? null
-        : { mchid: orderMchid, subMchid: orderSubMchid, currency: orderCurrency },
+        : {
+            mchid: orderMchid,
+            subMchid: orderSubMchid,
+            currency: orderCurrency,
+            amountTotal: orderAmountTotal,
+            refundedTotal: orderRefundedTotal,
+          },
   }));
 }
 

@@ -61,7 +61,7 @@ ${orders.length === REVIEW_LIMIT ? html`<p class="muted">Showing the ${REVIEW_LI
 ${
   refunds.length === 0
     ? html`<div class="card muted">No refund is waiting for review.</div>`
-    : html`<table><thead><tr><th>Updated</th><th>out_refund_no</th><th>Reason</th><th>Status</th><th>out_trade_no</th><th>Merchant</th><th class="num">Refund</th><th class="num">Order total (reported)</th><th>refund_id</th><th>transaction_id</th><th></th></tr></thead>
+    : html`<table><thead><tr><th>Updated</th><th>out_refund_no</th><th>Reason</th><th>Status</th><th>out_trade_no</th><th>Merchant</th><th class="num">Refund</th><th class="num">Order total (reported)</th><th class="num">Order refunded so far</th><th>refund_id</th><th>transaction_id</th><th></th></tr></thead>
 <tbody>${refunds.map(
         (r) => html`<tr>
 <td class="mono">${formatTime(r.updatedAt)}</td>
@@ -72,6 +72,7 @@ ${
 <td class="mono">${r.order ? html`${r.order.mchid}${subMerchant(r.order.subMchid)}` : "—"}</td>
 <td class="num">${formatFen(r.amountRefund, r.order?.currency)}</td>
 <td class="num">${formatFen(r.amountTotal, r.order?.currency)}</td>
+<td class="num">${r.order ? `${formatFen(r.order.refundedTotal, r.order.currency)} of ${formatFen(r.order.amountTotal, r.order.currency)}` : "—"}</td>
 <td class="mono">${r.refundId ?? "—"}</td>
 <td class="mono">${r.transactionId ?? "—"}</td>
 <td><a href="${href("/notifications", { q: r.outRefundNo, ...ownerFilter(r.order?.mchid, r.order?.subMchid) })}">notifications</a></td>
