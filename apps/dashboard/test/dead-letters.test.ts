@@ -465,4 +465,25 @@ describe("dead-letter replay", () => {
     const notification = await d.database.db.prisma.notification.findUniqueOrThrow({ where: { id: notificationId } });
     expect(notification.status).toBe("DEAD");
   });
+
+  it("answers a viewer's replay form in a browser with a 403 page, as other refusals, and a script with the JSON", async () => {
+    const { notificationId, letterId } = await deadLetter();
+    const viewer = await loggedIn(d.app, "victor", PASSWORDS.victor);
+    const browser = {
+      accept: "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+      referer: "http://dashboard.test/dead-letters?state=failed",
+    };
+    const page = await viewer.post("/dead-letters/replay", { id: letterId }, browser);
+    expect(page.statusCode).toBe(403);
+    expect(page.headers["content-type"]).toBe("text/html; charset=utf-8");
+    expect(page.body).toContain("<h1>403 FORBIDDEN</h1>");
+    expect(page.body).toContain("The action was not carried out.");
+    expect(page.body).toContain('<a href="/dead-letters?state=failed">');
+    const script = await viewer.post("/dead-letters/replay", { id: letterId }, { accept: "application/json" });
+    expect(script.statusCode).toBe(403);
+    expect(script.json()).toEqual({ error: "FORBIDDEN", message: "operator role required" });
+    expect(await dead.getJob(letterId)).toBeDefined();
+    expect(await apply.getJob(notificationId)).toBeUndefined();
+    expect(await d.database.db.prisma.auditLog.count({ where: { target: letterId } })).toBe(0);
+  });
 });

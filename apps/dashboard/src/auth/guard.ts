@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { DashboardContext } from "../context.ts";
+import { sendForbidden } from "../routes/forbidden.ts";
 import { sendError, wantsHtml } from "../routes/page.ts";
 import { sendSessionEnded } from "../routes/session-ended.ts";
 import { SESSION_COOKIE } from "./cookies.ts";
@@ -102,7 +103,7 @@ export function installAuthGuard(app: FastifyInstance, ctx: DashboardContext): v
         { user: auth.user.name, role: auth.user.role, route: request.routeOptions.url },
         "mutation denied: operator role required",
       );
-      return reply.code(403).type("application/json").send({ error: "FORBIDDEN", message: "operator role required" });
+      return sendForbidden(request, reply, auth.user);
     }
   });
 }
