@@ -486,4 +486,25 @@ describe("dead-letter replay", () => {
     expect(await apply.getJob(notificationId)).toBeUndefined();
     expect(await d.database.db.prisma.auditLog.count({ where: { target: letterId } })).toBe(0);
   });
+
+  it("answers an operator's form whose Origin is not this host (a proxy without X-Forwarded-Host) in a browser with a page", async () => {
+    const { letterId } = await deadLetter();
+    const operator = await loggedIn(d.app, "olga", PASSWORDS.olga);
+    const page = await operator.post(
+      "/dead-letters/replay",
+      { id: letterId },
+      { accept: "text/html,application/xhtml+xml,*/*;q=0.8", origin: "https://console.example.com" },
+    );
+    expect(page.statusCode).toBe(403);
+    expect(page.headers["content-type"]).toBe("text/html; charset=utf-8");
+    expect(page.body).toContain("<h1>403 CSRF_ORIGIN</h1>");
+    const script = await operator.post(
+      "/dead-letters/replay",
+      { id: letterId },
+      { origin: "https://evil.example", accept: "*/*" },
+    );
+    expect(script.json()).toEqual({ error: "CSRF_ORIGIN", message: "cross-origin request refused" });
+    expect(await dead.getJob(letterId)).toBeDefined();
+    expect(await d.database.db.prisma.auditLog.count({ where: { target: letterId } })).toBe(0);
+  });
 });

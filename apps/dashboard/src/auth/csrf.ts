@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { Tokens } from "@fastify/csrf";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { DashboardContext } from "../context.ts";
+import { sendError } from "../routes/page.ts";
 import { sendStaleForm } from "../routes/stale-form.ts";
 import { CSRF_SECRET_COOKIE, SESSION_COOKIE, XSRF_COOKIE } from "./cookies.ts";
 import { SAFE_METHODS } from "./guard.ts";
@@ -66,10 +67,8 @@ export function installCsrf(app: FastifyInstance, ctx: DashboardContext, tokenKe
     const origin = requestOrigin(request);
     if (!origin || origin !== request.host) {
       request.log.warn({ origin: origin ?? null, host: request.host }, "cross-origin or origin-less mutation refused");
-      return reply
-        .code(403)
-        .type("application/json")
-        .send({ error: "CSRF_ORIGIN", message: "cross-origin request refused" });
+      // A page for a browser (a form behind a proxy that rewrites Host without X-Forwarded-Host), as other refusals.
+      return sendError(request, reply, 403, "CSRF_ORIGIN", "cross-origin request refused");
     }
     const secret = requestSecret(request, ctx);
     if (!secret) {
