@@ -123,6 +123,42 @@ describe("the overview's failures card", () => {
   });
 });
 
+describe("the overview's Failing now card", () => {
+  it("counts every notification of the hour FAILED or DEAD, as SQL does, not only those of the codes the table lists", async () => {
+    const now = Date.now();
+    const own = await startDashboard("dash_failing_now", { now: () => new Date(now) });
+    try {
+      const prisma = own.database.db.prisma;
+      const receivedAt = new Date(now - 10 * 60_000);
+      // 25 codes, more than the table's 20, each carried by one FAILED notification; one recovered (attempts 3).
+      await prisma.notification.createMany({
+        data: Array.from({ length: 25 }, (_, i) => ({
+          id: randomId(`n-fail-${i}-`),
+          mchid: "1900000109",
+          eventType: "TRANSACTION.SUCCESS",
+          receivedAt,
+          body: "{}",
+          status: i % 2 === 0 ? ("FAILED" as const) : ("DEAD" as const),
+          attempts: 2,
+          errorCode: `CODE_${String(i).padStart(2, "0")}`,
+        })),
+      });
+      await seedNotification(prisma, { receivedAt, appliedAt: receivedAt, status: "APPLIED", attempts: 3 });
+      const [row] = await prisma.$queryRaw<{ count: number }[]>`
+        SELECT count(*)::int AS count FROM "Notification"
+         WHERE status IN ('FAILED', 'DEAD') AND "receivedAt" >= ${new Date(now - 3_600_000)}`;
+      const count = row?.count;
+      expect(count).toBe(25);
+      const client = await loggedIn(own.app, "victor", PASSWORDS.victor);
+      const body = (await client.get("/")).body;
+      expect(body).toMatch(new RegExp(`Failing now</div><div class="value">${count}</div>`));
+      expect(body).toContain("1 notification(s) received this hour failed before they were applied");
+    } finally {
+      await own.close();
+    }
+  });
+});
+
 describe("overview rate chart", () => {
   it("reads a steady rate as that rate at its last point, early in a minute too", async () => {
     // 6.5 s into a minute: the current bucket holds 6–7 arrivals of a steady 1/s.

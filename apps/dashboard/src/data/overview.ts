@@ -35,6 +35,11 @@ export interface Overview {
    * FAILED/DEAD. Applying a notification clears its code (its timeline keeps the FAILED entries): see `recovered`.
    */
   failures: { code: string; total: number; failing: number }[];
+  /**
+   * Notifications received this hour that are FAILED or DEAD now, all of them: `failures` lists only the most frequent
+   * codes (`FAILURE_CODES_SHOWN`), whose sum misses the others.
+   */
+  failing: number;
   /** Notifications received this hour that are applied (APPLIED, DUPLICATE) after failed attempts (attempts > 1). */
   recovered: number;
   queues: QueueDepth[];
@@ -148,6 +153,7 @@ export async function loadOverview(ctx: DashboardContext): Promise<Overview> {
   const statuses: Overview["statuses"] = [];
   const failures: Overview["failures"] = [];
   let receivedLastMinute = 0;
+  let failing = 0;
   let recovered = 0;
   for (const row of received.rows) {
     if (row.kind === "minute" && row.minute !== null) {
@@ -158,6 +164,7 @@ export async function loadOverview(ctx: DashboardContext): Promise<Overview> {
       failures.push({ code: row.code, total: row.n, failing: row.failing });
     } else if (row.kind === "all") {
       receivedLastMinute = row.recent;
+      failing = row.failing;
       recovered = row.recovered;
     }
   }
@@ -198,6 +205,7 @@ export async function loadOverview(ctx: DashboardContext): Promise<Overview> {
     latency: { count: overall?.n ?? 0, p50: percentile(overall?.p50), p99: percentile(overall?.p99) },
     statuses,
     failures: failures.slice(0, FAILURE_CODES_SHOWN),
+    failing,
     recovered,
     queues,
     inReview,

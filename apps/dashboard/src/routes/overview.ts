@@ -33,7 +33,6 @@ function page(o: Overview): SafeHtml {
   const backlog = o.queues
     .filter((q) => q.name !== "notify.dead")
     .reduce((sum, q) => sum + (q.counts.waiting ?? 0) + (q.counts.prioritized ?? 0) + (q.counts.delayed ?? 0), 0);
-  const failing = o.failures.reduce((sum, f) => sum + f.failing, 0);
   return html`<div class="cards">
 ${stat("Received /s", rate(o.receivedPerSecond), `${o.receivedLastHour} in the last hour`)}
 ${stat("Applied /s", rate(o.appliedPerSecond), `${o.appliedLastHour} in the last hour`)}
@@ -41,7 +40,7 @@ ${stat("Receipt → commit p50", formatDuration(o.latency.p50), `p99 ${formatDur
 ${stat("Queued (not dead)", String(backlog), "waiting + delayed in parse/apply/publish")}
 ${statLink("Dead letters", String(deadCount), "/dead-letters", deadCount > 0 ? "bad" : "ok")}
 ${statLink("In review", String(o.inReview), "/reviews", o.inReview > 0 ? "warn" : "ok")}
-${stat("Failing now", String(failing), "received this hour, FAILED or DEAD")}
+${stat("Failing now", String(o.failing), "received this hour, FAILED or DEAD")}
 </div>
 <div class="charts">
 <div class="card"><div class="stat"><div class="label">Notifications per second, received and applied</div></div>${lineChart(
