@@ -332,7 +332,43 @@ describe("hostile input fails closed, with the package's own error codes", () =>
           expect(read.signatureType).toBe(distinct("Wechatpay-Signature-Type")[0] ?? "WECHATPAY2-SHA256-RSA2048");
         },
       ),
-      { numRuns: 2000 },
+      {
+        numRuns: 2000,
+        // Edge values checked on every run: two spellings whose values trim to one, a blank copy of a repeated header,
+        // a blank signed header, and an own "__proto__" key (JSON.parse makes it a field, not the prototype).
+        examples: [
+          [
+            {
+              "Wechatpay-Timestamp": " 1 ",
+              "wechatpay-timestamp": "1\t",
+              "Wechatpay-Nonce": "a",
+              "Wechatpay-Signature": "B",
+              "Wechatpay-Serial": "=",
+            },
+          ],
+          [
+            {
+              "Wechatpay-Timestamp": ["1", " "],
+              "Wechatpay-Nonce": "a",
+              "Wechatpay-Signature": "B",
+              "Wechatpay-Serial": "=",
+            },
+          ],
+          [
+            {
+              "Wechatpay-Timestamp": "\t ",
+              "Wechatpay-Nonce": "a",
+              "Wechatpay-Signature": "B",
+              "Wechatpay-Serial": "=",
+            },
+          ],
+          [
+            JSON.parse(
+              '{"__proto__":"1","Wechatpay-Timestamp":"1","Wechatpay-Nonce":"a","Wechatpay-Signature":"B","Wechatpay-Serial":"="}',
+            ),
+          ],
+        ],
+      },
     );
   });
 
