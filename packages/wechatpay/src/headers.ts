@@ -49,6 +49,19 @@ function collect(headers: RawHeaders): Map<string, string[]> {
 }
 
 /**
+ * A header value without the optional whitespace HTTP allows around it: spaces and tabs only (RFC 9110 §5.6.3).
+ * Not String#trim, which also strips a no-break space, a BOM, VT or FF: those are part of the value as received, so a
+ * nonce sent as `n` + U+00A0 is checked as that nonce, and fails, instead of passing as `n`.
+ */
+function trimOws(value: string): string {
+  let start = 0;
+  let end = value.length;
+  while (start < end && (value[start] === " " || value[start] === "\t")) start++;
+  while (end > start && (value[end - 1] === " " || value[end - 1] === "\t")) end--;
+  return start === 0 && end === value.length ? value : value.slice(start, end);
+}
+
+/**
  * Returns the trimmed value of header `name`, or undefined when absent or blank. Two spellings of the same
  * header with different values, or a repeated header with different values, are HEADER_INVALID: we refuse to
  * guess which one was signed.
@@ -56,9 +69,9 @@ function collect(headers: RawHeaders): Map<string, string[]> {
 function lookup(found: Map<string, string[]>, name: string): string | undefined {
   const values = found.get(name.toLowerCase());
   if (values === undefined) return undefined;
-  const first = values[0]?.trim();
+  const first = values[0] === undefined ? undefined : trimOws(values[0]);
   if (values.length === 1) return first === "" ? undefined : first;
-  const distinct = [...new Set(values.map((v) => v.trim()))].filter((v) => v !== "");
+  const distinct = [...new Set(values.map(trimOws))].filter((v) => v !== "");
   if (distinct.length > 1) {
     throw new WechatPayError("HEADER_INVALID", `header ${name} has ${distinct.length} different values`);
   }
@@ -73,7 +86,7 @@ function lookup(found: Map<string, string[]>, name: string): string | undefined 
  */
 function informational(found: Map<string, string[]>, name: string): string | undefined {
   for (const value of found.get(name.toLowerCase()) ?? []) {
-    const trimmed = value.trim();
+    const trimmed = trimOws(value);
     if (trimmed !== "") return trimmed;
   }
   return undefined;
@@ -88,7 +101,7 @@ function required(found: Map<string, string[]>, name: string): string {
 /**
  * Reads the signature headers from a plain header record (Node's `IncomingMessage#headers`, Fastify's
  * `request.headers`, `Object.fromEntries(fetchResponse.headers)`). Names are matched case-insensitively,
- * values trimmed, a blank value counts as missing (as in wechatpay-go). A signature header with two different values
+ * values trimmed of spaces and tabs, a blank value counts as missing (as in wechatpay-go). A signature header with two different values
  * is HEADER_INVALID; `Request-ID`, which no signature covers, keeps its first value.
  */
 export function readV3Headers(headers: RawHeaders): V3Headers {

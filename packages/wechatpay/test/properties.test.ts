@@ -307,7 +307,7 @@ describe("hostile input fails closed, with the package's own error codes", () =>
             const values = Object.entries(raw)
               .filter(([key]) => key.toLowerCase() === name.toLowerCase())
               .flatMap(([, v]) => (v === undefined ? [] : Array.isArray(v) ? v : [v]))
-              .map((v) => v.trim())
+              .map((v) => v.replace(/^[ \t]+|[ \t]+$/g, ""))
               .filter((v) => v !== "");
             return [...new Set(values)];
           };

@@ -58,6 +58,14 @@ describe("readV3Headers", () => {
     }
   });
 
+  it("trims only HTTP's optional whitespace (spaces, tabs): a no-break space or BOM is part of the value", () => {
+    expect(readV3Headers({ ...base, "wechatpay-nonce": " \tn\t " }).nonce).toBe("n");
+    expect(readV3Headers({ ...base, "wechatpay-nonce": "n\u00a0" }).nonce).toBe("n\u00a0");
+    expect(readV3Headers({ ...base, "wechatpay-nonce": "\ufeffn" }).nonce).toBe("\ufeffn");
+    expect(readV3Headers({ ...base, "wechatpay-nonce": "\u00a0" }).nonce).toBe("\u00a0");
+    expect(readV3Headers({ ...base, "request-id": "r\u00a0" }).requestId).toBe("r\u00a0");
+  });
+
   it("accepts arrays of identical values, refuses conflicting ones (also across spellings)", () => {
     expect(readV3Headers({ ...base, "wechatpay-nonce": ["n", " n "] }).nonce).toBe("n");
     expect(codeOf(() => readV3Headers({ ...base, "wechatpay-nonce": ["n", "m"] }))).toBe("HEADER_INVALID");
