@@ -335,14 +335,13 @@ describe("upsertParsedNotifications", () => {
     await settle(bare.id, "APPLIED");
     // Two runs of the resend's job at once (a stalled job re-run): the second statement's snapshot has no row; it
     // waits for the first (the notification's lock, then its insert) and then finds the row DUPLICATE.
-    let second: Promise<UpsertResult[]> | undefined;
-    await prisma.$transaction(async (tx) => {
-      const first = await upsertParsedNotifications(tx as unknown as PrismaClient, [current]);
-      expect(first).toEqual([{ status: "DUPLICATE", inserted: true, duplicateOf: bare.id }]);
-      second = upsertParsedNotifications(prisma, [current]);
-      await new Promise((resolve) => setTimeout(resolve, 300));
-    });
-    expect(await second).toEqual([{ status: "DUPLICATE", inserted: false, duplicateOf: bare.id }]);
+    const race = await whileUncommitted(
+      (tx) => upsertParsedNotifications(tx, [current]),
+      () => upsertParsedNotifications(prisma, [current]),
+    );
+    expect(race.first).toEqual([{ status: "DUPLICATE", inserted: true, duplicateOf: bare.id }]);
+    expect(race.waited).toBe(true);
+    expect(race.second).toEqual([{ status: "DUPLICATE", inserted: false, duplicateOf: bare.id }]);
     expect((await eventsOf(current.id)).map((e) => e.kind)).toEqual(["RECEIVED", "DUPLICATE"]);
   });
 
