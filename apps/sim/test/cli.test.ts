@@ -14,6 +14,8 @@ const repo = fileURLToPath(new URL("../../..", import.meta.url));
 const temp = tempKeys();
 let receiver: Receiver;
 let database: TestDatabase;
+/** `pay` as the test merchant to the receiver's APIv3 route, with `options` added. */
+const pay = (...options: string[]) => runSim(["pay", "--keys", temp.keys.dir, "--url", receiver.v3, ...options]);
 
 beforeAll(async () => {
   receiver = await startReceiver({ keys: temp.keys });
@@ -179,20 +181,7 @@ describe("command line", () => {
   });
 
   it("pay --seed inserts the order with two items before paying it", async () => {
-    const r = await runSim([
-      "pay",
-      "--keys",
-      temp.keys.dir,
-      "--url",
-      receiver.v3,
-      "--seed",
-      "--database-url",
-      database.url,
-      "--out-trade-no",
-      "CREATE-1",
-      "--amount",
-      "700",
-    ]);
+    const r = await pay("--seed", "--database-url", database.url, "--out-trade-no", "CREATE-1", "--amount", "700");
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain("created order CREATE-1");
     const rows = await database.db.pool.query<{ amount: number; items: string; mchid: string }>(
@@ -200,32 +189,12 @@ describe("command line", () => {
        WHERE o."outTradeNo" = 'CREATE-1' GROUP BY o."id"`,
     );
     expect(rows.rows[0]).toEqual({ amount: 700, items: "2", mchid: temp.keys.mchid });
-    const again = await runSim([
-      "pay",
-      "--keys",
-      temp.keys.dir,
-      "--url",
-      receiver.v3,
-      "--seed",
-      "--database-url",
-      database.url,
-      "--out-trade-no",
-      "CREATE-1",
-    ]);
+    const again = await pay("--seed", "--database-url", database.url, "--out-trade-no", "CREATE-1");
     expect(again.stdout).toContain("already exists");
   });
 
   it("close on an order the journal shows paid says what order queries answer: still SUCCESS, not CLOSED", async () => {
-    const paid = await runSim([
-      "pay",
-      "--keys",
-      temp.keys.dir,
-      "--url",
-      receiver.v3,
-      "--no-retry",
-      "--out-trade-no",
-      "PAID-THEN-CLOSED-1",
-    ]);
+    const paid = await pay("--no-retry", "--out-trade-no", "PAID-THEN-CLOSED-1");
     expect(paid.code, paid.stderr).toBe(0);
     const closed = await runSim(["close", "--keys", temp.keys.dir, "--out-trade-no", "PAID-THEN-CLOSED-1"]);
     expect(closed.code, closed.stderr).toBe(0);
@@ -235,33 +204,13 @@ describe("command line", () => {
   });
 
   it("pay and close read the simulated merchant's order, not another merchant's of the same number", async () => {
-    const paid = await runSim([
-      "pay",
-      "--keys",
-      temp.keys.dir,
-      "--url",
-      receiver.v3,
-      "--no-retry",
-      "--mchid",
-      "1230000109",
-      "--out-trade-no",
-      "OTHER-PAID-1",
-    ]);
+    const paid = await pay("--no-retry", "--mchid", "1230000109", "--out-trade-no", "OTHER-PAID-1");
     expect(paid.code, paid.stderr).toBe(0);
     const closed = await runSim(["close", "--keys", temp.keys.dir, "--out-trade-no", "OTHER-PAID-1"]);
     expect(closed.code, closed.stderr).toBe(0);
     expect(closed.stdout).not.toContain("ORDERPAID");
     expect(closed.stdout).toContain("order queries answer trade_state CLOSED");
-    const own = await runSim([
-      "pay",
-      "--keys",
-      temp.keys.dir,
-      "--url",
-      receiver.v3,
-      "--no-retry",
-      "--out-trade-no",
-      "OTHER-PAID-1",
-    ]);
+    const own = await pay("--no-retry", "--out-trade-no", "OTHER-PAID-1");
     expect(own.code, own.stderr).toBe(0);
     expect(own.stdout).not.toContain("already paid in the journal");
   });
@@ -283,12 +232,7 @@ describe("command line", () => {
       expect(r.code, `${command}: ${r.stderr}`).toBe(2);
       expect(r.stderr).toContain("--amount must be a whole number of fen between 1 and 2147483647, got 2147483648");
     }
-    const largest = await runSim([
-      "pay",
-      "--keys",
-      temp.keys.dir,
-      "--url",
-      receiver.v3,
+    const largest = await pay(
       "--no-retry",
       "--seed",
       "--database-url",
@@ -297,7 +241,7 @@ describe("command line", () => {
       "HUGE-2",
       "--amount",
       "2147483647",
-    ]);
+    );
     expect(largest.code, largest.stderr).toBe(0);
   });
 
@@ -305,7 +249,7 @@ describe("command line", () => {
     const password = `pg-pw-${randomBytes(8).toString("hex")}`;
     // The test database lets this machine in without a password: pg sends this one to nobody.
     const url = `${database.url}${database.url.includes("?") ? "&" : "?"}password=${password}`;
-    const r = await runSim(["pay", "--keys", temp.keys.dir, "--url", receiver.v3, "--seed", "--database-url", url]);
+    const r = await pay("--seed", "--database-url", url);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/created order \S+ .* in postgresql:\/\/\S*password=\*\*\*/);
     expect(`${r.stdout}${r.stderr}`).not.toContain(password);
@@ -328,19 +272,7 @@ describe("command line", () => {
     ]);
     expect(closed.code, closed.stderr).toBe(0);
     expect(closed.stdout).toContain(`no Order SHARED-1 of merchant ${temp.keys.mchid} in`);
-    const seeded = await runSim([
-      "pay",
-      "--keys",
-      temp.keys.dir,
-      "--url",
-      receiver.v3,
-      "--no-retry",
-      "--seed",
-      "--database-url",
-      database.url,
-      "--out-trade-no",
-      "SHARED-2",
-    ]);
+    const seeded = await pay("--no-retry", "--seed", "--database-url", database.url, "--out-trade-no", "SHARED-2");
     expect(seeded.code, seeded.stderr).toBe(0);
     expect(seeded.stdout).toContain("created order SHARED-2");
     const rows = await database.db.pool.query<{ no: string; mchid: string; status: string }>(
