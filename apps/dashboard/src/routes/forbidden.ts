@@ -1,9 +1,8 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { SessionUser } from "../auth/session.ts";
 import { html } from "../views/html.ts";
-import { bareLayout } from "../views/layout.ts";
 import { pageOfTheForm } from "./next.ts";
-import { sendError, sendHtml, wantsHtml } from "./page.ts";
+import { sendError, sendRefusalPage, wantsHtml } from "./page.ts";
 
 const MESSAGE = "operator role required";
 
@@ -16,17 +15,15 @@ const MESSAGE = "operator role required";
 export function sendForbidden(request: FastifyRequest, reply: FastifyReply, user: SessionUser): FastifyReply {
   if (!wantsHtml(request)) return sendError(request, reply, 403, "FORBIDDEN", MESSAGE);
   const back = pageOfTheForm(request);
-  return sendHtml(
+  return sendRefusalPage(
     reply,
-    bareLayout(
-      "403",
-      html`<div class="card"><h1>403 FORBIDDEN</h1>
+    403,
+    "FORBIDDEN",
+    html`
 <p><strong>Operator role required:</strong> you are logged in as <strong>${user.name}</strong>,
 a ${user.role}, who can look but not act. The action was not carried out.</p>
 <p><a href="${back}">Back to the page</a>. An operator can do it, or give you the operator role
 (<code>DASHBOARD_USERS</code>).</p>
-</div>`,
-    ),
-    403,
+`,
   );
 }

@@ -26,17 +26,19 @@ export function wantsHtml(request: FastifyRequest): boolean {
   return (request.headers.accept ?? "").includes("text/html");
 }
 
+/** A refusal as a browser sees it: a small page headed by its status and code, then `body`. */
+export function sendRefusalPage(reply: FastifyReply, status: number, code: string, body: SafeHtml): FastifyReply {
+  return sendHtml(
+    reply,
+    bareLayout(`${status}`, html`<div class="card"><h1>${status} ${code}</h1>${body}</div>`),
+    status,
+  );
+}
+
 /** An error as a small page for browsers, JSON for everything else. */
 export function sendError(request: FastifyRequest, reply: FastifyReply, status: number, code: string, message: string) {
   if (wantsHtml(request)) {
-    return sendHtml(
-      reply,
-      bareLayout(
-        `${status}`,
-        html`<div class="card"><h1>${status} ${code}</h1><p>${message}</p><p><a href="/">Back to the dashboard</a></p></div>`,
-      ),
-      status,
-    );
+    return sendRefusalPage(reply, status, code, html`<p>${message}</p><p><a href="/">Back to the dashboard</a></p>`);
   }
   return reply.code(status).type("application/json").send({ error: code, message });
 }

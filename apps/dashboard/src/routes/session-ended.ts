@@ -1,8 +1,7 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { html } from "../views/html.ts";
-import { bareLayout } from "../views/layout.ts";
 import { pageOfTheForm } from "./next.ts";
-import { sendHtml } from "./page.ts";
+import { sendRefusalPage } from "./page.ts";
 
 /**
  * The guard's refusal (`UNAUTHENTICATED`, 401; auth/guard.ts) of a browser's form post without a live session: a page
@@ -14,17 +13,15 @@ import { sendHtml } from "./page.ts";
  */
 export function sendSessionEnded(request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const back = pageOfTheForm(request);
-  return sendHtml(
+  return sendRefusalPage(
     reply,
-    bareLayout(
-      "401",
-      html`<div class="card"><h1>401 UNAUTHENTICATED</h1>
+    401,
+    "UNAUTHENTICATED",
+    html`
 <p><strong>Your session has ended:</strong> you logged out (perhaps in another tab or window), it expired or went
 unused for too long, or it was replaced — by a newer login, or by a change of your password.
 The action was not carried out.</p>
 <p><a href="/login?next=${encodeURIComponent(back)}">Log in again</a> to return to the page and try again.</p>
-</div>`,
-    ),
-    401,
+`,
   );
 }

@@ -1,8 +1,7 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { html } from "../views/html.ts";
-import { bareLayout } from "../views/layout.ts";
 import { pageOfTheForm } from "./next.ts";
-import { sendError, sendHtml, wantsHtml } from "./page.ts";
+import { sendError, sendRefusalPage, wantsHtml } from "./page.ts";
 
 /**
  * The refusal of a mutation whose CSRF token is not this browser's session's (`FST_CSRF_INVALID_TOKEN`) or that
@@ -23,16 +22,14 @@ export function sendStaleForm(
   const who = request.auth
     ? html`You are logged in as <strong>${request.auth.user.name}</strong> now.`
     : html`You are not logged in now.`;
-  return sendHtml(
+  return sendRefusalPage(
     reply,
-    bareLayout(
-      "403",
-      html`<div class="card"><h1>403 ${code}</h1>
+    403,
+    code,
+    html`
 <p><strong>This page is out of date:</strong> the session it was loaded in has changed since — you logged in or out,
 perhaps in another tab or window. ${who} The form was refused and nothing was done.</p>
 <p><a href="${back}">Reload the page</a> and try again, or <a href="/login?next=${encodeURIComponent(back)}">log in</a>.</p>
-</div>`,
-    ),
-    403,
+`,
   );
 }
