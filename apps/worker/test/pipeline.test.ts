@@ -244,6 +244,17 @@ describe("through the queues", () => {
     });
   });
 
+  it("a notification refused at parse for good (PAYLOAD_INVALID) is DEAD at its first attempt with no FAILED entry: a FAILED entry promises a next attempt", async () => {
+    const job = v3Payment(world, { outTradeNo: "T-pipe-foreign", mchid: "1900000999" });
+    await parseQueue.add(PARSE_JOB_NAME, job, { jobId: job.id });
+    await waitFor("dead letter", () => letterOf("notify.parse", job.id), 15_000);
+    await waitFor("DEAD", async () => (await notification(job.id))?.status === "DEAD");
+    const row = await notification(job.id);
+    expect(row).toMatchObject({ errorCode: "PAYLOAD_INVALID" });
+    expect(row?.events.map((e) => e.kind)).toEqual(["RECEIVED", "DEAD_LETTERED"]);
+    expect(row?.events[1]?.detail).toMatchObject({ stage: "notify.parse", code: "PAYLOAD_INVALID", attempt: 1 });
+  });
+
   it("a merchant's APIv3 key rotated in WeChat before its row here: the notifications of the gap apply once the row is updated within the window", async () => {
     const m = { mchid: "1900000791", appid: "wxpiperotation" };
     const [oldKey, newKey] = ["p".repeat(32), "q".repeat(32)];

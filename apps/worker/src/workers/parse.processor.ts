@@ -65,9 +65,10 @@ export async function handleParse(deps: ParseDeps, job: ParseJob, ctx: StageCont
     opened = await openWithMerchantKeys(deps.keys, job.mchid, source);
   } catch (error) {
     const err = toWorkerError(error);
-    // Not for a transient error (the database is often what failed). A permanent one gets its FAILED entry here;
-    // for one retried within the window (a key that does not fit yet) the stage records each attempt itself, so the
-    // row only needs to exist: the dashboard shows the notification, and its dead letter can mark it DEAD.
+    // Not for a transient error (the database is often what failed). The row only needs to exist, with no entry of
+    // its own: the dashboard shows the notification, and its dead letter can mark it DEAD. The stage writes the
+    // attempt's entry — FAILED for one retried within the window (a key that does not fit yet), DEAD_LETTERED for a
+    // permanent one: a FAILED entry here promised a next attempt that a permanent error never gets.
     if (err.policy !== "retry") {
       await upsertParsedNotification(deps.prisma, {
         ...row,
@@ -79,10 +80,7 @@ export async function handleParse(deps: ParseDeps, job: ParseJob, ctx: StageCont
         subMchid: null,
         errorCode: err.code,
         lastError: err.message,
-        event:
-          err.policy === "stop"
-            ? { kind: "FAILED", detail: { stage: QueueName.Parse, code: err.code, message: err.message } }
-            : null,
+        event: null,
       });
     }
     throw err;
