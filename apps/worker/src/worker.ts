@@ -28,6 +28,7 @@ import {
   createStageProcessor,
   DeadLetteredError,
   deadLetter,
+  outTradeNoOfData,
   plannedRetryDelay,
   type StageRuntime,
   windowEnd,
@@ -265,13 +266,23 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
     runFailed(QueueName.Apply),
   );
   const workers = [
-    { worker: parseWorker, stage: QueueName.Parse, idField: "id" },
-    { worker: applyWorker, stage: QueueName.Apply, idField: "notificationId" },
+    {
+      worker: parseWorker,
+      stage: QueueName.Parse,
+      idField: "id",
+      outTradeNoOf: (d: unknown) => outTradeNoOfData(parse, d),
+    },
+    {
+      worker: applyWorker,
+      stage: QueueName.Apply,
+      idField: "notificationId",
+      outTradeNoOf: (d: unknown) => outTradeNoOfData(apply, d),
+    },
   ] as const;
 
   const lettersInFlight = new LettersInFlight({ log, metrics });
   const workerErrors = new WorkerErrorLog(log, metrics);
-  for (const { worker, stage, idField } of workers) {
+  for (const { worker, stage, idField, outTradeNoOf } of workers) {
     worker.on("error", (error) => {
       if (isRedisUnavailable(error)) {
         redisOutage.failed(stage, error);
@@ -301,15 +312,25 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
       const notificationId = typeof job.data?.[idField] === "string" ? (job.data[idField] as string) : null;
       const code = stalledTooOften ? "JOB_STALLED_TOO_OFTEN" : "JOB_FAILED";
       const letter: LetterInFlight = { queue: stage, jobId: job.id ?? "unknown", notificationId, written: false };
+      // As the processor's lines and letters have them: the attempt BullMQ failed, the order number of the payload.
+      // BullMQ has counted that attempt in attemptsMade already, where deadLetter counts the one running (+ 1).
+      const outTradeNo = outTradeNoOf(job.data);
+      const failed = {
+        id: job.id,
+        name: job.name,
+        data: job.data,
+        timestamp: job.timestamp,
+        attemptsMade: Math.max(0, job.attemptsMade - 1),
+      };
       const failure = {
         notificationId,
-        outTradeNo: null,
-        log: log.child({ queue: stage, jobId: job.id, notificationId }),
+        outTradeNo,
+        log: log.child({ queue: stage, jobId: job.id, attempt: failed.attemptsMade + 1, notificationId, outTradeNo }),
         onLetterWritten: () => {
           letter.written = true;
         },
       };
-      lettersInFlight.track(letter, deadLetter(runtime, stage, job, { code, message: oneLine(error) }, failure));
+      lettersInFlight.track(letter, deadLetter(runtime, stage, failed, { code, message: oneLine(error) }, failure));
     });
   }
 

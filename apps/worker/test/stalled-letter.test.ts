@@ -52,7 +52,11 @@ it.each([
         async () => (await dead.getJobs(["waiting"], 0, -1)).find((l) => l.data.notificationId === id),
         10_000,
       );
-      expect(letter.data).toMatchObject({ queue: stage, code: "JOB_STALLED_TOO_OFTEN" });
+      // The order number as every other letter of the stage has it (an apply job carries it; a parse job has not
+      // opened its notification), for the dashboard's dead-letter list and a search of the logs by order.
+      const outTradeNo = stage === QueueName.Apply ? `T-stalled-${stage}` : null;
+      // Its one run (the zombie's) is its one attempt, which BullMQ counted when it failed the job.
+      expect(letter.data).toMatchObject({ queue: stage, code: "JOB_STALLED_TOO_OFTEN", outTradeNo, attemptsMade: 1 });
       expect(await queue.getJobState(id)).toBe("failed");
       const row = await waitFor(
         "the row marked",
@@ -64,12 +68,18 @@ it.each([
       );
       if (hasRow) {
         expect(row).toMatchObject({ status: "DEAD", errorCode: "JOB_STALLED_TOO_OFTEN" });
-        expect(typeof row === "object" && row.events.map((e) => e.kind)).toContain("DEAD_LETTERED");
+        expect(typeof row === "object" && row.events.find((e) => e.kind === "DEAD_LETTERED")?.detail).toMatchObject({
+          code: "JOB_STALLED_TOO_OFTEN",
+          attempt: 1,
+        });
       }
       const codes = () => lines.map((l) => (JSON.parse(l) as { code?: string }).code);
       // Logged "dead-lettered" once the marking is done (at once for a parse job that recorded no row).
       await waitFor("dead-lettered", async () => codes().includes("JOB_STALLED_TOO_OFTEN"), 2_000);
       expect(codes().filter((c) => c === "DEAD_LETTER_RETRY" || c === "DEAD_NOT_RECORDED")).toEqual([]);
+      // A job line: queue, jobId, attempt, notificationId and outTradeNo, as the README promises of every one.
+      const line = lines.map((l) => JSON.parse(l)).find((l) => l.code === "JOB_STALLED_TOO_OFTEN");
+      expect(line).toMatchObject({ queue: stage, jobId: id, attempt: 1, notificationId: id, outTradeNo });
     } finally {
       await worker.close();
       await Promise.all([queue.close(), dead.close()]);

@@ -44,6 +44,15 @@ export interface StageDefinition<P, R extends StageResult> {
   handle(payload: P, ctx: StageContext): Promise<R>;
 }
 
+/**
+ * The order number of a raw payload as the stage's own lines and letters have it (`outTradeNoOf` of the decoded
+ * payload), null when it does not decode: for a job failed outside the processor (stalled too often).
+ */
+export function outTradeNoOfData<P, R extends StageResult>(def: StageDefinition<P, R>, data: unknown): string | null {
+  const decoded = decodeJob(def.schema, data);
+  return decoded.ok ? def.outTradeNoOf(decoded.value) : null;
+}
+
 /** Process-wide collaborators of every stage. */
 export interface StageRuntime {
   log: Logger;
