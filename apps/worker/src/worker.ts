@@ -298,8 +298,13 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
         "job lock lost; another run of the job takes over",
       );
     });
+    // BullMQ reports a stall before it decides: a job past WORKER_MAX_STALLED_COUNT is failed instead of re-run,
+    // and dead-lettered below (JOB_STALLED_TOO_OFTEN), so this line must not promise another run.
     worker.on("stalled", (jobId) =>
-      log.warn({ queue: stage, jobId, code: "JOB_STALLED" }, "job stalled; it will run again"),
+      log.warn(
+        { queue: stage, jobId, code: "JOB_STALLED" },
+        "job stalled (its worker stopped renewing the lock); it runs again, or is dead-lettered as JOB_STALLED_TOO_OFTEN past WORKER_MAX_STALLED_COUNT",
+      ),
     );
     // The processor dead-letters every failure it sees. A job can also fail without it: stalled more than
     // WORKER_MAX_STALLED_COUNT times (its workers kept dying), or the processor's own dead-lettering failed on
