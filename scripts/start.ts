@@ -32,7 +32,7 @@ import { takeNoArguments } from "./no-arguments.ts";
 import { redisProblem } from "./redis-check.ts";
 import { ensureServices } from "./services.ts";
 import { checkStartPorts } from "./start-ports.ts";
-import { forceKillAfterMs, stoppedCleanly, stoppedOnSignal } from "./stopping.ts";
+import { forceKillAfterMs, statusAfterFailedStop, stoppedCleanly, stoppedOnSignal } from "./stopping.ts";
 
 const USAGE = "usage: npm start";
 const HELP = `${USAGE}
@@ -185,7 +185,7 @@ function onChildExit(
     stopAll(code === EX_CONFIG ? EX_CONFIG : 1);
   } else if (!stoppedCleanly(code, signal)) {
     console.error(`${name} did not stop cleanly (${how}).`);
-    exitStatus = 1;
+    exitStatus = statusAfterFailedStop(exitStatus);
   }
 }
 

@@ -41,3 +41,13 @@ export function stoppedOnSignal(
   if (signal === "SIGINT" || signal === "SIGTERM") return signal;
   return code === 0 ? reported : undefined;
 }
+
+/**
+ * `npm start`'s exit status once an app failed the stop it was asked for (a non-zero status, SIGKILL): at least 1, and
+ * never lower than the status already decided. The 78 of an app's configuration fault stays when the others then end
+ * on the same fault (every worker of WORKER_PROCESSES refuses PG_POOL_MAX): set to 1, it told a supervisor to restart
+ * a configuration to fix.
+ */
+export function statusAfterFailedStop(current: number): number {
+  return Math.max(current, 1);
+}

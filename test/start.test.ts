@@ -383,6 +383,14 @@ describe("npm start's exit status follows its apps'", () => {
       taken.close();
     }
   }, 90_000);
+
+  it("workers exiting 78 on the same refused setting (PG_POOL_MAX under 4, two processes) keep npm start's 78: the second is no failed stop to turn it into 1", async () => {
+    const run = await startOnce({ WORKER_PROCESSES: "2", PG_POOL_MAX: "2" }, 60_000);
+    // The other worker refuses the setting too, unless the SIGTERM sent to it came first (a race: either way, 78).
+    expect(run.output).toContain("configuration error: PG_POOL_MAX (2) must be at least 4");
+    expect(run.output).toMatch(/worker-[01] exited \(code 78\); stopping the others\./);
+    expect(run.status, run.output).toBe(78);
+  }, 90_000);
 });
 
 describe("npm start's checks before any app starts", () => {

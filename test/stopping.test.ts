@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { forceKillAfterMs, stoppedCleanly, stoppedOnSignal } from "../scripts/stopping.ts";
+import { forceKillAfterMs, statusAfterFailedStop, stoppedCleanly, stoppedOnSignal } from "../scripts/stopping.ts";
 
 // How npm start ends its apps. It used to kill them 30 s after SIGTERM whatever WORKER_SHUTDOWN_TIMEOUT_MS said (up to
 // 120 s: a worker was killed within the grace it was given), and Ctrl-C exited 0 even when an app failed its shutdown.
@@ -12,6 +12,15 @@ describe("npm start stopping its apps", () => {
     expect(forceKillAfterMs(100)).toBeGreaterThan(10_000);
     // The default (10 s) keeps about the bound it had.
     expect(forceKillAfterMs(10_000)).toBeGreaterThanOrEqual(25_000);
+  });
+
+  it("an app that fails its stop makes the status 1, but never lowers the 78 of another app's configuration fault", () => {
+    // Ctrl-C with an app that failed its shutdown: 1.
+    expect(statusAfterFailedStop(0)).toBe(1);
+    expect(statusAfterFailedStop(1)).toBe(1);
+    // A worker exited 78 (PG_POOL_MAX under 4) and the next worker, stopping, exits 78 on the same setting: still 78.
+    // It was set to 1, and a supervisor restarted a configuration to fix.
+    expect(statusAfterFailedStop(78)).toBe(78);
   });
 
   it("counts a non-zero status or a kill as a failed stop", () => {
