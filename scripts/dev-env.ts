@@ -4,7 +4,7 @@
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { parseDotenv } from "@wpn/config";
+import { parseDotenv, readEnvFile } from "@wpn/config";
 
 /** A `.env` that sets this configures its merchant itself: `npm start` then adds nothing to it. */
 export const MERCHANT_SETTING = "WECHATPAY_MCHID";
@@ -81,7 +81,8 @@ export async function ensureDevelopmentEnv(
 ): Promise<DevelopmentEnvOutcome> {
   const fromEnvironment = environment[MERCHANT_SETTING];
   if (fromEnvironment !== undefined) return { configuredBy: "environment", mchid: fromEnvironment };
-  const existing = existsSync(envFile) ? readFileSync(envFile, "utf8") : undefined;
+  // An unreadable .env is the apps' configuration error (one line, status 78), not Node's EISDIR stack trace.
+  const existing = existsSync(envFile) ? readEnvFile(envFile) : undefined;
   const set = existing === undefined ? {} : parseDotenv(existing);
   const fromFile = set[MERCHANT_SETTING];
   if (fromFile !== undefined) return { configuredBy: ".env", mchid: fromFile };

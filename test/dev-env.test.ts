@@ -11,7 +11,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadConfig, parseDotenv } from "@wpn/config";
+import { ConfigError, loadConfig, parseDotenv } from "@wpn/config";
 import { generateSimKeys } from "@wpn/sim/keys";
 import { testRsaKeyPair } from "@wpn/testing";
 import { afterAll, describe, expect, it } from "vitest";
@@ -152,6 +152,19 @@ describe("ensureDevelopmentEnv", () => {
     const envFile = join(dir, "fresh.env");
     const outcome = await ensureDevelopmentEnv(envFile, async () => development, { PATH: "/usr/bin", HOME: "/root" });
     expect(outcome).toEqual({ added: ["WECHATPAY_MCHID", "WECHATPAY_APIV3_KEY", "DASHBOARD_USERS", "HOST"] });
+  });
+
+  // A .env that is a directory (Docker's bind mount of a missing file) or that this user may not read: the README's
+  // one line and status 78, as the apps print it — `npm start` printed Node's EISDIR stack trace and exited 1.
+  it("refuses a .env it cannot read with the apps' ConfigError, naming the file and the cause, creating nothing", async () => {
+    const refuse = () => {
+      throw new Error("development settings created beside a .env that could not be read");
+    };
+    const directory = join(dir, "directory.env");
+    mkdirSync(directory);
+    const refused = ensureDevelopmentEnv(directory, refuse, { PATH: "/usr/bin" });
+    await expect(refused).rejects.toBeInstanceOf(ConfigError);
+    await expect(refused).rejects.toThrow(`.env file ${directory} cannot be read (EISDIR)`);
   });
 });
 

@@ -18,7 +18,11 @@ export function readEnvironment(cwd: string = process.cwd()): Environment {
   return { ...fromFile, ...process.env };
 }
 
-function readEnvFile(file: string): string {
+/**
+ * The text of the `.env` at `file` (which exists), or the ConfigError an unreadable one is (a directory, no
+ * permission): for `npm start`, which reads the file to complete it, as readEnvironment reads it.
+ */
+export function readEnvFile(file: string): string {
   try {
     return readFileSync(file, "utf8");
   } catch (error) {

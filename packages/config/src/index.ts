@@ -1,4 +1,4 @@
-export { type Environment, parseDotenv, readEnvironment } from "./environment.ts";
+export { type Environment, parseDotenv, readEnvFile, readEnvironment } from "./environment.ts";
 export { ConfigError } from "./errors.ts";
 export { type ListenAddress, type ListenFailure, listenFailure } from "./listen.ts";
 export {
