@@ -1,7 +1,7 @@
 import { setMaxListeners } from "node:events";
 import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { DEFAULT_PORT, readEnvironment } from "@wpn/config";
+import { ConfigError, DEFAULT_PORT, type Environment, readEnvironment } from "@wpn/config";
 import { isWechatPayError } from "@wpn/wechatpay";
 import { parseCommandArgs } from "./args.ts";
 import { closeCommand } from "./commands/close.ts";
@@ -113,17 +113,32 @@ export async function runCli(argv: readonly string[] = process.argv.slice(2)): P
   };
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
+  const env = environmentOrExit();
   const code = await main(argv, {
     stdout: process.stdout,
     stderr: process.stderr,
-    // The process environment over ./.env, like every app of the repository (DATABASE_URL, WECHATPAY_SIM_KEYS).
-    env: readEnvironment(process.cwd()),
+    env,
     cwd: process.cwd(),
     signal: controller.signal,
   });
   // Let piped stdout drain before exiting (process.exit would cut it).
   await new Promise<void>((resolve) => process.stdout.write("", () => resolve()));
   process.exit(code);
+}
+
+/**
+ * The process environment over ./.env, like every app of the repository (DATABASE_URL, WECHATPAY_SIM_KEYS, PORT). A
+ * `.env` that cannot be read (a directory, no permission) is the environment's fault, as an unwritable journal is: one
+ * line and EXIT.UNEXPECTED, not the ConfigError's stack trace and status 1.
+ */
+function environmentOrExit(): Environment {
+  try {
+    return readEnvironment(process.cwd());
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`wechatpay-sim: ${err.message}\n`);
+    process.exit(EXIT.UNEXPECTED);
+  }
 }
 
 function isEntryPoint(): boolean {

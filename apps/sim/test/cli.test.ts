@@ -1,6 +1,7 @@
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createTestDatabase, type TestDatabase } from "@wpn/testing";
@@ -167,6 +168,29 @@ describe("command line", () => {
       expect(loaded.stderr).not.toMatch(/^\s+at /m);
     } finally {
       broken.cleanup();
+    }
+  });
+
+  // The apps print an unreadable .env in one line (exit 78); the simulator, which reads it for PORT, DATABASE_URL and
+  // WECHATPAY_SIM_KEYS, died of the ConfigError with Node's stack trace and status 1, outside its exit codes.
+  it("a .env in the working directory that cannot be read is named in one line, exit 4, not a stack trace", () => {
+    const cwd = mkdtempSync(join(tmpdir(), "wpn-sim-env-"));
+    try {
+      // A directory where the file belongs (Docker's bind mount of a missing file): EISDIR, even for root.
+      mkdirSync(join(cwd, ".env"));
+      const shim = join(repo, "apps/sim/bin/wechatpay-sim.js");
+      const run = spawnSync(
+        process.execPath,
+        [shim, "pay", "--keys", temp.keys.dir, "--url", receiver.v3, "--no-retry"],
+        {
+          cwd,
+          encoding: "utf8",
+        },
+      );
+      expect(run.stderr).toBe(`wechatpay-sim: .env file ${join(cwd, ".env")} cannot be read (EISDIR)\n`);
+      expect(run.status).toBe(4);
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
     }
   });
 
