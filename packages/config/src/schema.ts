@@ -341,7 +341,7 @@ const envFields = z.object({
   /** Port of each worker process's health and metrics server (0 = any free port). */
   WORKER_HEALTH_PORT: int(0, 65_535).default(3002),
 
-  WECHATPAY_MCHID: z.string().regex(MCHID_PATTERN, "must be the merchant number (digits)"),
+  WECHATPAY_MCHID: z.string().regex(MCHID_PATTERN, "must be the merchant number: 6 to 32 ASCII digits, nothing else"),
   /**
    * Shown on the dashboard's Keys page, never compared (a payment's appid is compared with its order's). ASCII letters,
    * digits, '_' and '-' (WeChat's are `wx` and 16 hex digits): a quoted `.env` value or a secret store keeps the

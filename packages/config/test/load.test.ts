@@ -184,7 +184,12 @@ describe("loadConfig", () => {
     expect(errorOf({ ...valid, WECHATPAY_APIV3_KEY: "short" })).toBe("WECHATPAY_APIV3_KEY must be 32 bytes");
     expect(errorOf({ ...valid, WECHATPAY_APIV2_KEY: "x".repeat(31) })).toBe("WECHATPAY_APIV2_KEY must be 32 bytes");
     expect(errorOf({ ...valid, PORT: "http" })).toMatch(/^PORT /);
-    expect(errorOf({ ...valid, WECHATPAY_MCHID: "abc" })).toBe("WECHATPAY_MCHID must be the merchant number (digits)");
+    // The length is part of the rule (README: 6–32 ASCII digits): "(digits)" told the owner of a 5-digit or 33-digit
+    // value, all digits, nothing about what was wrong.
+    const mchidRule = "WECHATPAY_MCHID must be the merchant number: 6 to 32 ASCII digits, nothing else";
+    for (const mchid of ["abc", "12345", "1".repeat(33), " 1900000109"]) {
+      expect(errorOf({ ...valid, WECHATPAY_MCHID: mchid }), JSON.stringify(mchid)).toBe(mchidRule);
+    }
     // A public-key id with whitespace would load and never equal a Wechatpay-Serial header.
     for (const id of [`${valid.WECHATPAY_PUBLIC_KEY_ID} `, `${valid.WECHATPAY_PUBLIC_KEY_ID}\n`, "F5765756002FDD77"]) {
       expect(errorOf({ ...valid, WECHATPAY_PUBLIC_KEY_ID: id }), JSON.stringify(id)).toBe(
