@@ -164,12 +164,21 @@ export function requireKeys(values: Values, io: Io): SimKeys {
   }
 }
 
-/** Database URL from --database-url or DATABASE_URL; undefined when neither is set. */
+/**
+ * Database URL from --database-url or DATABASE_URL; undefined when neither is set. A refusal names where the URL came
+ * from (a DATABASE_URL of the environment or .env is no flag anybody gave) and does not repeat it: its password is in
+ * it, as the apps' own check says.
+ */
 export function databaseUrl(values: Values, io: Io): string | undefined {
-  const v = stringFlag(values, "database-url") ?? io.env.DATABASE_URL;
+  const flag = stringFlag(values, "database-url");
+  const v = flag ?? io.env.DATABASE_URL;
   if (v === undefined || v === "") return undefined;
   if (!/^postgres(ql)?:\/\//.test(v)) {
-    throw new UsageError(`--database-url must be a postgresql:// URL, got "${v}"`, "--database-url");
+    const source = flag === undefined ? "DATABASE_URL (environment or .env)" : "--database-url";
+    throw new UsageError(
+      `${source} must be a postgresql:// (or postgres://) URL (the value is not repeated)`,
+      "--database-url",
+    );
   }
   return v;
 }

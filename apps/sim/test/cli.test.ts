@@ -194,6 +194,22 @@ describe("command line", () => {
     }
   });
 
+  // A DATABASE_URL of the wrong kind from the environment or .env was refused as `--database-url must be …`, naming a
+  // flag nobody gave, and quoted whole — its password included — where the apps' own check repeats no part of it.
+  it("a database URL of the wrong kind names where it came from, flag or DATABASE_URL, without repeating it", async () => {
+    const url = "mysql://shop:s3cret-pw@db.internal/shop";
+    const fromEnv = await runSim(["pay", "--keys", temp.keys.dir, "--url", receiver.v3, "--seed"], {
+      env: { DATABASE_URL: url },
+    });
+    expect(fromEnv.code).toBe(2);
+    expect(fromEnv.stderr).toContain("DATABASE_URL (environment or .env) must be a postgresql:// (or postgres://) URL");
+    expect(fromEnv.stderr).not.toContain("s3cret-pw");
+    const fromFlag = await runSim(["load", "--keys", temp.keys.dir, "--url", receiver.v3, "--database-url", url]);
+    expect(fromFlag.code).toBe(2);
+    expect(fromFlag.stderr).toContain("--database-url must be a postgresql:// (or postgres://) URL");
+    expect(fromFlag.stderr).not.toContain("s3cret-pw");
+  });
+
   it("finds the keys folder from WECHATPAY_SIM_KEYS or .dev/keys when --keys is absent", async () => {
     const viaEnv = await runSim(["pay", "--url", receiver.v3, "--no-retry"], {
       env: { WECHATPAY_SIM_KEYS: temp.keys.dir },
