@@ -148,11 +148,16 @@ export function keysDir(values: Values, io: Io): string {
 
 export function requireKeys(values: Values, io: Io): SimKeys {
   const dir = keysDir(values, io);
-  const fromFlag = values.keys !== undefined;
   if (!hasSimKeys(dir)) {
+    // Named as where the folder came from: advising to set WECHATPAY_SIM_KEYS to the one that named it says nothing.
+    const [source, otherwise] =
+      values.keys !== undefined
+        ? ["--keys", ""]
+        : io.env[KEYS_DIR_ENV]
+          ? [`${KEYS_DIR_ENV} (environment or .env)`, ", or pass --keys DIR"]
+          : ["no --keys given and", `, or pass --keys DIR (or set ${KEYS_DIR_ENV})`];
     throw new UsageError(
-      `${fromFlag ? "--keys" : "no --keys given and"} ${dir} holds no simulator keys: run \`wechatpay-sim keys --out ${dir}\` first` +
-        `${fromFlag ? "" : ", or pass --keys DIR (or set WECHATPAY_SIM_KEYS)"}`,
+      `${source} ${dir} holds no simulator keys: run \`wechatpay-sim keys --out ${dir}\` first${otherwise}`,
       "--keys",
     );
   }

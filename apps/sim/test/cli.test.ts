@@ -210,6 +210,20 @@ describe("command line", () => {
     expect(fromFlag.stderr).not.toContain("s3cret-pw");
   });
 
+  // A WECHATPAY_SIM_KEYS naming a folder without keys was reported as "no --keys given and <dir> holds no simulator
+  // keys: … or set WECHATPAY_SIM_KEYS", advice to set the very variable that named the folder.
+  it("a WECHATPAY_SIM_KEYS folder without keys is named as the variable's", async () => {
+    const empty = mkdtempSync(join(tmpdir(), "wpn-sim-nokeys-"));
+    try {
+      const run = await runSim(["pay", "--url", receiver.v3, "--no-retry"], { env: { WECHATPAY_SIM_KEYS: empty } });
+      expect(run.code).toBe(2);
+      expect(run.stderr).toContain(`WECHATPAY_SIM_KEYS (environment or .env) ${empty} holds no simulator keys`);
+      expect(run.stderr).not.toContain("set WECHATPAY_SIM_KEYS");
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+    }
+  });
+
   it("finds the keys folder from WECHATPAY_SIM_KEYS or .dev/keys when --keys is absent", async () => {
     const viaEnv = await runSim(["pay", "--url", receiver.v3, "--no-retry"], {
       env: { WECHATPAY_SIM_KEYS: temp.keys.dir },
