@@ -140,9 +140,12 @@ export function tradeNoFlag(values: Values, name: string): string | undefined {
   return v;
 }
 
-/** The keys folder: --keys, else $WECHATPAY_SIM_KEYS, else .dev/keys (relative to the working directory). */
+/**
+ * The keys folder: --keys, else $WECHATPAY_SIM_KEYS, else .dev/keys (relative to the working directory). An empty
+ * WECHATPAY_SIM_KEYS is unset, as an empty PORT or DATABASE_URL is: it named the working directory itself.
+ */
 export function keysDir(values: Values, io: Io): string {
-  const given = stringFlag(values, "keys") ?? io.env[KEYS_DIR_ENV] ?? DEFAULT_KEYS_DIR;
+  const given = stringFlag(values, "keys") ?? (io.env[KEYS_DIR_ENV] || DEFAULT_KEYS_DIR);
   return isAbsolute(given) ? given : resolve(io.cwd, given);
 }
 

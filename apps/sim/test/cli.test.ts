@@ -232,6 +232,11 @@ describe("command line", () => {
     const none = await runSim(["pay", "--url", receiver.v3], { cwd: temp.dir });
     expect(none.code).toBe(2);
     expect(none.stderr).toContain(".dev/keys");
+    // Empty is unset, as for PORT and DATABASE_URL (and the apps' settings): `WECHATPAY_SIM_KEYS=` in .env took the
+    // working directory itself for the keys folder.
+    const empty = await runSim(["pay", "--url", receiver.v3], { cwd: temp.dir, env: { WECHATPAY_SIM_KEYS: "" } });
+    expect(empty.code).toBe(2);
+    expect(empty.stderr).toContain(`no --keys given and ${join(temp.dir, ".dev/keys")} holds no simulator keys`);
   });
 
   it("pay --seed inserts the order with two items before paying it", async () => {
