@@ -1,4 +1,4 @@
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { type AddressInfo, createServer } from "node:net";
 import { createDb, readMigrations } from "@wpn/db";
@@ -225,6 +225,36 @@ describe("explainDatabaseError (what npm start, db:migrate and db:prune print)",
       silent.close();
     }
   });
+
+  // The README's "another service on the port": one that answers and closes (an HTTP server, a proxy, the dashboard's
+  // own port typed for PostgreSQL's) made pg say "Connection terminated unexpectedly", printed as the whole message —
+  // no address, no DATABASE_URL — where a silent one gets the explained DATABASE_CONNECT_TIMEOUT.
+  it("npm run db:prune against a port whose server closes the connection: names the address and DATABASE_URL", async () => {
+    const closing = createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => closing.listen(0, "127.0.0.1", resolve));
+    const { port } = closing.address() as AddressInfo;
+    try {
+      // Not spawnSync: this process must run the server's handler that closes the connection.
+      const child = spawn(process.execPath, ["--import", "tsx", "scripts/prune.ts", "--older-than", "30d"], {
+        cwd: repoRoot,
+        env: { ...process.env, DATABASE_URL: `postgresql://postgres@127.0.0.1:${port}/x`, LOG_LEVEL: "info" },
+      });
+      let stderr = "";
+      child.stderr.on("data", (chunk: Buffer) => {
+        stderr += chunk.toString("utf8");
+      });
+      const status = await new Promise<number | null>((resolve) => child.once("close", resolve));
+      expect(stderr).toMatch(
+        new RegExp(
+          `^PostgreSQL at 127\\.0\\.0\\.1:${port} closed the connection \\(Connection terminated unexpectedly\\)`,
+        ),
+      );
+      expect(stderr).toMatch(/fix DATABASE_URL\. Then run npm run db:prune again\.\n$/);
+      expect(status).toBe(1);
+    } finally {
+      closing.close();
+    }
+  }, 60_000);
 
   it("npm run db:migrate on a migrated database: one line, without a gap for the migrations it did not apply", async () => {
     const database = await createTestDatabase("migrate_script");
