@@ -1,6 +1,8 @@
-import type { CertificateRefresher } from "@wpn/wechatpay";
+import { testRsaKeyPair } from "@wpn/testing";
+import { CertificateRefresher, KeyStore, loadCertificate } from "@wpn/wechatpay";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { CertificateSchedule } from "../src/merchants/certificate-download.ts";
+import { platformCertificate } from "./support/certificate.ts";
 
 /** A refresher whose downloads succeed or fail as the test says, counting calls. */
 function refresherStub(outcomes: ("ok" | "fail" | "throttled")[]): {
@@ -103,6 +105,34 @@ describe("CertificateSchedule", () => {
     expect(calls()).toBe(2);
     await vi.advanceTimersByTimeAsync(1);
     expect(calls()).toBe(3);
+    schedule.stop();
+  });
+
+  // The waits meet a real refresher, whose throttle allows one download a minute (the default retry delay): a wait
+  // shortened below that minute by the jitter was throttled and waited another, so the first retry after a failure
+  // (measured against the simulator: 114 s after the failed start) and every download of a 60 s period came after
+  // about two minutes.
+  it("a wait the jitter shortens never falls within the refresher's minute: retries after a minute, a 60 s period kept", async () => {
+    const cert = loadCertificate(platformCertificate(testRsaKeyPair().privateKey).pem);
+    const outcomes = ["fail", "ok", "ok", "ok"];
+    let downloads = 0;
+    const refresher = new CertificateRefresher({
+      store: new KeyStore(),
+      now: () => Date.now(),
+      download: async () => {
+        const outcome = outcomes[downloads] ?? "ok";
+        downloads += 1;
+        if (outcome === "fail") throw new Error("download failed");
+        return [cert];
+      },
+    });
+    const schedule = new CertificateSchedule(refresher, { intervalMs: 60_000, random: () => 0.5 });
+    await schedule.start();
+    expect(downloads).toBe(1);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(downloads).toBe(2);
+    await vi.advanceTimersByTimeAsync(120_000);
+    expect(downloads).toBe(4);
     schedule.stop();
   });
 

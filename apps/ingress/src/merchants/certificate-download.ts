@@ -206,7 +206,7 @@ export interface CertificateScheduleTiming {
 /**
  * Every wait is shortened by up to this fraction, at random: processes started together (a deployment) drift apart
  * instead of calling WeChat at the same moments, and no wait exceeds the configured period — WeChat asks for a
- * period under 12 h, and a setting under it stays under it.
+ * period under 12 h, and a setting under it stays under it. No wait is shortened below the retry delay, though.
  */
 export const SCHEDULE_JITTER = 0.1;
 
@@ -271,7 +271,10 @@ export class CertificateSchedule {
         : outcome === "throttled"
           ? this.#retryMs
           : Math.min(this.#retryMs * 2 ** Math.min(this.#failures - 1, MAX_DOUBLINGS), this.#intervalMs);
-    this.#timer = setTimeout(() => void this.#run(), waitMs * (1 - SCHEDULE_JITTER * this.#random()));
+    // Never below the retry delay (by default the refresher's throttle, one download a minute): a wait the jitter took
+    // under it would be throttled, and wait a whole retry delay more.
+    const delayMs = Math.max(waitMs * (1 - SCHEDULE_JITTER * this.#random()), this.#retryMs);
+    this.#timer = setTimeout(() => void this.#run(), delayMs);
     this.#timer.unref();
   }
 }
