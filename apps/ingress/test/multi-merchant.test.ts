@@ -88,6 +88,44 @@ describe("multi-merchant routes", () => {
     now += 61_000;
   });
 
+  it("a row serving one API answers the other's route: APIv3-only 404 V2_DISABLED, APIv2-only 401 on APIv3", async () => {
+    const v3Only = createTestMerchant({ mchid: "1900000881", appid: "wx0000000000000881" });
+    await insertMerchant(db.db.prisma, v3Only);
+    await db.db.prisma.merchant.update({ where: { mchid: v3Only.mchid }, data: { apiV2Key: null } });
+    const v2Only = createTestMerchant({ mchid: "1900000882", appid: "wx0000000000000882" });
+    await db.db.prisma.merchant.create({
+      data: { mchid: v2Only.mchid, appid: v2Only.appid, apiV3Key: v2Only.apiV3Key, apiV2Key: v2Only.apiV2Key },
+    });
+    now += 61_000;
+    // The environment's APIv2 key enables APIv2 for the environment's merchant only.
+    expect(f.merchant.env.WECHATPAY_APIV2_KEY).toBeDefined();
+    const fields = { mch_id: v3Only.mchid, transaction_id: "4200000000000000000000000881", return_code: "SUCCESS" };
+    const v2 = await postXml(
+      f.app,
+      `/notify/v2/${v3Only.mchid}`,
+      buildV2Xml({ ...fields, sign: signV2(fields, v3Only.apiV2Key, "MD5") }),
+    );
+    expect([v2.statusCode, v2.body]).toEqual([
+      404,
+      "<xml><return_code><![CDATA[FAIL]]></return_code><return_msg><![CDATA[V2_DISABLED: APIv2 notifications are not enabled]]></return_msg></xml>",
+    ]);
+    const byPublicKey = await post(f.app, `/notify/v3/${v2Only.mchid}`, signedV3(v2Only));
+    expect([byPublicKey.statusCode, byPublicKey.json()]).toEqual([
+      401,
+      { code: "FAIL", message: "PUBLIC_KEY_NOT_CONFIGURED: WeChat Pay public key not configured" },
+    ]);
+    const byCertificate = await post(
+      f.app,
+      `/notify/v3/${v2Only.mchid}`,
+      signedV3(v2Only, { serial: "5157F09EFDC096DE15EBE81A47057A7232F1B8E1" }),
+    );
+    expect([byCertificate.statusCode, byCertificate.json()]).toEqual([
+      401,
+      { code: "FAIL", message: "SERIAL_UNKNOWN: unknown Wechatpay-Serial" },
+    ]);
+    now += 61_000;
+  });
+
   it("a v2 payment signed by one merchant cannot name another: 400, nothing queued, the other's transaction id stays free", async () => {
     const before = await f.jobsEverAdded();
     const transactionId = "4200000000000000000000000333";
