@@ -54,7 +54,11 @@ afterEach(async () => {
 afterAll(() => fake.close());
 
 /** The ingress in certificate mode: no WeChat Pay public key, only the merchant API credentials that download. */
-async function certificateModeIngress(label: string, extraEnv: Record<string, string> = {}): Promise<IngressFixture> {
+async function certificateModeIngress(
+  label: string,
+  extraEnv: Record<string, string> = {},
+  logger?: ReturnType<typeof createLogger>,
+): Promise<IngressFixture> {
   fake.requests.length = 0;
   clockMs = Date.now();
   const { WECHATPAY_PUBLIC_KEY_ID: _id, WECHATPAY_PUBLIC_KEY_PATH: _path, ...env } = merchant.env;
@@ -68,6 +72,7 @@ async function certificateModeIngress(label: string, extraEnv: Record<string, st
       ...extraEnv,
     },
     downloadClock: () => clockMs,
+    ...(logger ? { logger } : {}),
     // The tests make RSA keys and certificates (openssl) in this process, which can block its event loop for over a
     // second on a busy host: no load shedding here, it is not what these tests are about.
     app: { maxEventLoopDelayMs: false },
@@ -230,7 +235,9 @@ describe("platform certificates downloaded by the ingress (WECHATPAY_MERCHANT_SE
   it("answers 503 within WeChat's 5 s while WeChat's API does not answer the download", async () => {
     fake.answer = { kind: "list", certificates: [certA], apiV3Key: merchant.apiV3Key };
     // The enqueue may take up to 4 s, so the download wait gets the 0.5 s left of the 4.5 s budget.
-    const ingress = await certificateModeIngress("cert-hang", { INGRESS_ENQUEUE_TIMEOUT_MS: "4000" });
+    const lines: string[] = [];
+    const logger = createLogger("info", { write: (line: string) => void lines.push(line) });
+    const ingress = await certificateModeIngress("cert-hang", { INGRESS_ENQUEUE_TIMEOUT_MS: "4000" }, logger);
     await ingress.app.ingress.certificates?.start();
     fake.answer = { kind: "hang" };
     clockMs += THROTTLE_MS + 1;
@@ -241,6 +248,11 @@ describe("platform certificates downloaded by the ingress (WECHATPAY_MERCHANT_SE
     expect(response.json().message).toBe(failureMessage("CERT_DOWNLOAD_FAILED"));
     expect(elapsedMs).toBeGreaterThanOrEqual(450);
     expect(elapsedMs).toBeLessThan(1_500);
+    // The log says how long the answer waited, in whole milliseconds (not 96.06501000000571 ms).
+    const waited = lines.map((line) => JSON.parse(line)).filter((l) => l.code === "CERT_DOWNLOAD_FAILED");
+    expect(waited.map((l) => l.detail)).toEqual([
+      expect.stringMatching(/^certificate download still running after \d+ ms$/),
+    ]);
     // Notifications signed with known keys are not held up by the download.
     expect((await post(ingress.app, "/notify/v3", signedBy(certA))).statusCode).toBe(204);
   });

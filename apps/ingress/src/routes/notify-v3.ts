@@ -169,7 +169,8 @@ async function downloadForUnknownSerial(
 ): Promise<void> {
   checkAllButKey(ctx, headers, body, now);
   const left = ANSWER_BUDGET_MS - reply.elapsedTime;
-  const waitMs = Math.max(0, Math.min(MAX_DOWNLOAD_WAIT_MS, left - ctx.settings.enqueueTimeoutMs));
+  // Whole ms: reply.elapsedTime is fractional, and the wait is quoted in the log line below.
+  const waitMs = Math.max(0, Math.floor(Math.min(MAX_DOWNLOAD_WAIT_MS, left - ctx.settings.enqueueTimeoutMs)));
   const outcome = await within(refresher.refresh(), waitMs);
   if (outcome === TIMED_OUT) {
     throw new IngressError("CERT_DOWNLOAD_FAILED", `certificate download still running after ${waitMs} ms`);
