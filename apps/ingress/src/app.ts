@@ -140,6 +140,7 @@ export function buildApp(deps: IngressDeps): FastifyInstance {
       reopen: () => redis.disconnect(true),
       role: () => redis.call("ROLE"),
       memoryInfo: () => redis.info("memory"),
+      persistenceInfo: () => redis.info("persistence"),
       // One key per deployment (every process writes the same one), gone WRITE_PROBE_TTL_MS after the last probe.
       write: () => redis.set(`${settings.queuePrefix}:ingress:write-probe`, "1", "PX", WRITE_PROBE_TTL_MS),
       // A write slower than a notification's own enqueue bound would have been answered 503 QUEUE_TIMEOUT.

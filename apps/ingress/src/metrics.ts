@@ -49,6 +49,11 @@ export interface IngressMetrics {
   readonly redisWritable: Gauge;
   /** 1 while Redis's eviction policy may evict keys without a TTL (BullMQ's jobs): the ingress is then not ready. */
   readonly redisEvictsJobs: Gauge;
+  /**
+   * 1 while Redis keeps an AOF (`aof_enabled`), 0 while it does not: a restart or crash then loses the jobs and receipts
+   * of notifications already acknowledged. -1 before a sample read it, or when INFO does not say.
+   */
+  readonly redisAofEnabled: Gauge;
   /** Merchants whose key material is loaded (default merchant included). */
   readonly merchantsLoaded: Gauge;
   /**
@@ -138,6 +143,11 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Ingre
     redisEvictsJobs: new Gauge({
       name: "wpn_ingress_redis_evicts_jobs",
       help: "1 while Redis's maxmemory-policy may evict queued jobs (allkeys-* with maxmemory set); must be noeviction",
+      registers,
+    }),
+    redisAofEnabled: new Gauge({
+      name: "wpn_ingress_redis_aof_enabled",
+      help: "1 while Redis keeps an AOF; 0 while it does not (a restart loses acknowledged notifications); -1 unknown",
       registers,
     }),
     merchantsLoaded: new Gauge({

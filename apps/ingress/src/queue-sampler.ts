@@ -31,6 +31,14 @@ export interface QueueSnapshot {
    */
   evictsJobs: boolean;
   /**
+   * Whether Redis keeps an AOF (`INFO persistence` `aof_enabled`) as last sampled; undefined before a sample read it or
+   * when INFO does not say. Without one, a restart or crash of Redis loses every job and receipt it holds — of
+   * notifications already acknowledged, which WeChat does not resend. Reported (logged, `wpn_ingress_redis_aof_enabled`),
+   * not refused: that loss needs a restart, not the normal run an evicting policy loses jobs in, and a Redis without
+   * persistence is what the test suite runs (a cache-only Redis may be a deliberate choice too).
+   */
+  aof: boolean | undefined;
+  /**
    * The last ROLE answered was a replica's (false while it was a master's, or ROLE may not be asked). A replica that
    * takes writes (`replica-read-only no`) keeps them only until it next syncs with its primary, which its own clients'
    * writes never reach: the intake refuses notifications meanwhile (a read-only one refuses them itself, READONLY).
@@ -69,6 +77,12 @@ export function parseEvictionSetting(info: string): EvictionSetting | undefined 
   return { policy, maxmemory: Number(maxmemory) };
 }
 
+/** Reads `aof_enabled` out of `INFO persistence`'s text; undefined when it is missing. */
+export function parseAofEnabled(info: string): boolean | undefined {
+  const enabled = /^aof_enabled:(\d+)/m.exec(info)?.[1];
+  return enabled === undefined ? undefined : enabled !== "0";
+}
+
 /**
  * The code a refused write probe gets: Redis's error code, the first word of its error reply (READONLY, OOM, …), or
  * NO_CONNECTION for a failure without a reply (ioredis's "Connection is closed.", "Stream isn't writeable …").
@@ -102,7 +116,9 @@ const UNANSWERED_AFTER_INTERVALS = 3;
  *
  * Each sample also reads Redis's eviction policy (`INFO memory`): BullMQ needs `noeviction`, and a Redis that may
  * evict jobs makes the ingress not ready and refuse notifications (`evictsJobs`), logged (code
- * `REDIS_EVICTION_POLICY`) whenever the policy changes.
+ * `REDIS_EVICTION_POLICY`) whenever the policy changes. And whether Redis keeps an AOF (`INFO persistence`): one that
+ * does not loses what it holds when it restarts, acknowledged notifications included; logged (code `REDIS_NO_AOF`)
+ * whenever a sample finds it off after finding it on or not at all, and counted, but not refused (`aof`).
  *
  * Reads alone do not tell whether the ingress can keep a notification: a Redis past `maxmemory` under noeviction
  * (OOM), a replica (READONLY, which ROLE shows only to a user allowed to ask it), a failed RDB save (MISCONF),
@@ -135,6 +151,8 @@ export class QueueSampler {
   #reopened = false;
   #failuresLogged = 0;
   #roleRefusedLogged = false;
+  /** What the previous sample read of the AOF (`aof`), "unread" before the first: a change is logged, not each sample. */
+  #aofRead: boolean | undefined | "unread" = "unread";
   /** A write probe is sent and not yet answered. */
   #probing = false;
   /** Counts the connection's closes: what a sample sent before the last one read may be about another server. */
@@ -161,6 +179,8 @@ export class QueueSampler {
       reopen(): void;
       role(): Promise<unknown>;
       memoryInfo(): Promise<string>;
+      /** `INFO persistence`'s text. */
+      persistenceInfo(): Promise<string>;
       /** The write probe: a write like the enqueues', cheap and leaving nothing behind (an expiring key). */
       write(): Promise<unknown>;
       /** A write probe unanswered this long counts as refused (`TIMEOUT`), ms. */
@@ -180,6 +200,7 @@ export class QueueSampler {
       lastOkAt: undefined,
       eviction: undefined,
       evictsJobs: false,
+      aof: undefined,
       replica: false,
       checked: false,
       write: undefined,
@@ -189,6 +210,7 @@ export class QueueSampler {
     metrics.backpressure.set(0);
     metrics.redisUp.set(0);
     metrics.redisEvictsJobs.set(0);
+    metrics.redisAofEnabled.set(-1);
     metrics.redisWritable.set(0);
   }
 
@@ -360,6 +382,23 @@ export class QueueSampler {
     this.metrics.redisEvictsJobs.set(evictsJobs ? 1 : 0);
   }
 
+  /** What the sample's `INFO persistence` says about the AOF: logged when it is found off, or unknown, anew. */
+  #recordAof(aof: boolean | undefined): void {
+    if (aof !== this.#aofRead) {
+      if (aof === undefined) {
+        this.logger.warn({ code: "REDIS_NO_AOF" }, "redis INFO does not tell whether it keeps an AOF: not checked");
+      } else if (!aof) {
+        this.logger.error(
+          { code: "REDIS_NO_AOF" },
+          "redis keeps no AOF (appendonly no): a restart or crash loses the notifications it holds, acknowledged ones too",
+        );
+      }
+    }
+    this.#aofRead = aof;
+    this.#snapshot.aof = aof;
+    this.metrics.redisAofEnabled.set(aof === undefined ? -1 : aof ? 1 : 0);
+  }
+
   /** Sends the write probe unless one is unanswered; resolves once it is answered or has timed out. Never rejects. */
   async #probeWrite(): Promise<void> {
     if (this.#probing) return;
@@ -399,15 +438,17 @@ export class QueueSampler {
     this.#reopened = false;
     const probed = this.#probeWrite();
     try {
-      const [waiting, kind, memory] = await Promise.all([
+      const [waiting, kind, memory, persistence] = await Promise.all([
         this.queue.getWaitingCount(),
         this.#role(),
         this.connection.memoryInfo(),
+        this.connection.persistenceInfo(),
       ]);
       // Sent on a connection since closed: its answers may come from two servers. The sample taken on 'ready' reads
       // the new one.
       if (connection !== this.#connection) return;
       this.#recordEviction(parseEvictionSetting(memory));
+      this.#recordAof(parseAofEnabled(persistence));
       snapshot.replica = kind !== "master" && kind !== "not permitted";
       snapshot.checked = true;
       if (snapshot.replica) {

@@ -17,6 +17,7 @@ function sampler(
     reopen: () => undefined,
     role,
     memoryInfo: typeof memoryInfo === "string" ? async () => memoryInfo : memoryInfo,
+    persistenceInfo: async () => "# Persistence\r\naof_enabled:1\r\n",
     write: async () => "OK",
     writeTimeoutMs: 1_000,
     events,

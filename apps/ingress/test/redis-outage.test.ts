@@ -419,6 +419,38 @@ describe("Redis outages", () => {
     }
   });
 
+  it("a Redis without AOF is reported (REDIS_NO_AOF, wpn_ingress_redis_aof_enabled 0) and still takes notifications", async () => {
+    const admin = createRedisConnection(redis.url, "admin");
+    const lines: string[] = [];
+    const g = await createIngressFixture({
+      label: "ingress-aof",
+      merchant: f.merchant,
+      env: { REDIS_URL: redis.url },
+      app: { sampleIntervalMs: 60_000, logger: pino({ level: "info" }, { write: (line) => void lines.push(line) }) },
+    });
+    const sampled = async (appendonly: "yes" | "no") => {
+      await admin.config("SET", "appendonly", appendonly);
+      await g.app.ingress.sampler.sample();
+      const ready = await g.app.inject({ method: "GET", url: "/health/ready" });
+      const metrics = await g.app.inject({ method: "GET", url: "/metrics" });
+      return { status: ready.statusCode, aof: /^wpn_ingress_redis_aof_enabled (-?\d)$/m.exec(metrics.body)?.[1] };
+    };
+    try {
+      // The server runs without persistence (TestRedisServer): a restart would lose every job and receipt it holds.
+      expect(await sampled("no")).toEqual({ status: 200, aof: "0" });
+      expect((await post(g.app, "/notify/v3", signedV3(f.merchant))).statusCode).toBe(204);
+      expect(await sampled("yes")).toEqual({ status: 200, aof: "1" });
+      expect(await sampled("no")).toEqual({ status: 200, aof: "0" });
+      const logged = lines.map((line) => JSON.parse(line)).filter((entry) => entry.code === "REDIS_NO_AOF");
+      // At the first sample and again when it is turned off: not once a second.
+      expect(logged.map((entry) => entry.level)).toEqual([50, 50]);
+    } finally {
+      await admin.config("SET", "appendonly", "no");
+      await g.close();
+      admin.disconnect();
+    }
+  });
+
   it("a Redis that may evict jobs: notifications are answered 503 QUEUE_UNAVAILABLE, not 2xx, until it may not", async () => {
     const admin = createRedisConnection(redis.url, "admin");
     const g = await createIngressFixture({
