@@ -8,8 +8,10 @@ import { addStandardJobKeys, captureAddOptions, standardAddLua } from "./bullmq-
  * left as it is, exactly as `queue.add`/`addBulk` do. `queue.addBulk` sends one EVALSHA per job and builds a `Job`
  * and a msgpack buffer for each; for the worker's apply enqueue (one batch of jobs per parse batch) this is the
  * same effect at about a third of the client CPU per job (measured for the ingress's receipted variant).
- * A Redis script is atomic, but a command that fails mid-script (out of memory) leaves the jobs before it added, so
- * callers retry the whole batch, which the deterministic job ids make harmless.
+ * A Redis script is atomic. At maxmemory under noeviction it is refused at its first write, before it wrote anything
+ * (Redis stops a script for OOM only while it has written nothing: oom-add.test.ts); a command that fails mid-script for
+ * another reason (a key of the wrong type) leaves the jobs before it added, so callers retry the whole batch, which the
+ * deterministic job ids make harmless.
  */
 export interface BulkEntry {
   name: string;

@@ -23,6 +23,12 @@ import { receiptKey } from "./receipts.ts";
  * - otherwise the job is added under jobId = id — or found, when a job with that id still exists ("job") — and
  *   the receipt is recorded (`first`, `last`, `count`, expiry `ttlSeconds` after the first delivery).
  * Invariant: a receipt exists only for an id whose job Redis holds or held.
+ *
+ * At maxmemory under noeviction Redis refuses the script at its first write, having written nothing of the batch, so
+ * the batch's requests get 503 for notifications Redis did not keep, none half-recorded (oom-add.test.ts). That holds
+ * because Redis stops a script for OOM only while it has written nothing: no write Redis lets through at the limit
+ * (EXPIRE, PEXPIRE, DEL) may come before the first one it refuses (HSET, HINCRBY, XADD…), or the script would go on
+ * writing past it.
  */
 export type ReceiptedOutcome = "added" | "job" | "receipt";
 
