@@ -6,9 +6,12 @@ import type { Redis } from "ioredis";
  * job itself was completed and removed from Redis, when BullMQ's own `jobId` dedupe no longer applies.
  *
  * Key `<prefix>:receipt:<id>`, fields (all decimal strings):
- * - `first`: ms since the epoch of the first acknowledged delivery;
- * - `last`: ms since the epoch of the latest acknowledged delivery;
- * - `count`: acknowledged deliveries, so `count - 1` is the number of redeliveries from WeChat.
+ * - `first`: ms since the epoch of the first recorded delivery;
+ * - `last`: ms since the epoch of the latest recorded delivery;
+ * - `count`: recorded deliveries, so `count - 1` is the number of redeliveries from WeChat.
+ * A delivery is recorded when the ingress's script ran for it — acknowledged, or answered 503 after Redis kept it (too
+ * few replicas acknowledged the write, the connection closed before the answer, the answer came after the request's
+ * bound), which WeChat then resends: that resend is counted too.
  * The key expires `ttlSeconds` after the first delivery (a later delivery does not extend it).
  * Invariant: a receipt exists only for an id whose job Redis had confirmed.
  */
@@ -60,7 +63,7 @@ function withReceiptCommands(redis: Redis): Redis & ReceiptCommands {
 }
 
 /**
- * Records `deliveries` acknowledged deliveries of each id, in one script call: for tools and tests that seed
+ * Records `deliveries` deliveries of each id, in one script call: for tools and tests that seed
  * receipts of jobs known to exist (the ingress records its receipts with the job itself). Rejects when Redis fails.
  */
 export async function recordReceipts(

@@ -12,6 +12,7 @@ import {
   PARSE_JOB_NAME,
   QueueName,
   type ReceiptedAdder,
+  readReceipt,
   receiptKey,
 } from "../src/index.ts";
 
@@ -105,12 +106,15 @@ describe("createReceiptedAdder with replication (real primary and replica)", () 
       expect(error).toBeInstanceOf(NotReplicatedError);
       expect(error).toMatchObject({ acked: 0, required: 1, name: "NotReplicatedError" });
       expect(await admin.exists(jobKey(id), receiptKey(prefix, id))).toBe(2);
+      // Recorded although refused: the receipt counts deliveries its script ran for, not the acknowledged ones.
+      expect((await readReceipt(admin, prefix, id))?.count).toBe(1);
     } finally {
       replica.signal("SIGCONT");
     }
     await replica.replicating();
     // Added again (WeChat's resend): the receipt answers it, and now the replica acknowledges.
     expect(await adder.add([entry(id)], Date.now())).toEqual(["receipt"]);
+    expect((await readReceipt(admin, prefix, id))?.count).toBe(2);
   });
 
   it("refuses replication options WAIT cannot honour (no replica to wait for, a timeout of 0 = for ever)", () => {
