@@ -95,6 +95,37 @@ describe("the parse stage records the sub-merchant a notification names", () => 
   });
 });
 
+describe("a notification naming a sub-merchant outside the service-provider shape", () => {
+  // WeChat's direct-merchant payload (mchid, appid) names no sub-merchant, its partner payload names sp_mchid and
+  // sp_appid with sub_mchid. One with mchid and sub_mchid was read as the provider's own: applied to its direct order
+  // while its row recorded the sub-merchant, so the dashboard listed it under that sub-merchant (found in a walk).
+  it("an APIv3 payment with mchid/appid and sub_mchid is PAYLOAD_INVALID at parse; the provider's direct order is left alone", async () => {
+    const outTradeNo = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+    const job = v3Payment(world, { outTradeNo, fields: { sub_mchid: SUB_A } });
+    await expect(inline(world).parse(job)).rejects.toMatchObject({ code: "PAYLOAD_INVALID", policy: "stop" });
+    expect(await world.prisma.order.findFirstOrThrow({ where: { outTradeNo } })).toMatchObject({
+      status: "NOTPAY",
+      transactionId: null,
+    });
+  });
+
+  it("an APIv3 refund with mchid and sub_mchid is PAYLOAD_INVALID at parse; nothing recorded on the direct order", async () => {
+    const outTradeNo = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+    const payment = v3Payment(world, { outTradeNo });
+    expect((await inline(world).deliver(payment)).apply?.outcome).toBe("APPLIED");
+    const { transactionId } = await rowOf(payment.id);
+    const refund = v3Refund(world, {
+      outTradeNo,
+      transactionId: transactionId ?? "",
+      refund: 100,
+      total: 100,
+      fields: { sub_mchid: SUB_A },
+    });
+    await expect(inline(world).parse(refund)).rejects.toMatchObject({ code: "PAYLOAD_INVALID", policy: "stop" });
+    expect(await world.prisma.refund.count({ where: { outTradeNo } })).toBe(0);
+  });
+});
+
 describe("out_trade_no is per sub-merchant of one service provider", () => {
   it("sub-merchants A and B each have an order under one number, each paid by its own notification", async () => {
     const outTradeNo = await seedOrder(world, { amountTotal: 100, items: { A: 1 }, subMchid: SUB_A });

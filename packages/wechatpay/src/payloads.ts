@@ -114,7 +114,14 @@ export function transactionMerchant(t: Transaction): TransactionMerchant {
     if (t.sub_appid !== undefined) result.subAppid = t.sub_appid;
     return result;
   }
-  if (t.mchid !== undefined && t.appid !== undefined) return { mchid: t.mchid, appid: t.appid };
+  if (t.mchid !== undefined && t.appid !== undefined) {
+    // A direct merchant's payload names no sub-merchant. Read as the provider's own, one naming sub_mchid or
+    // sub_appid would pay the provider's direct order while its notification recorded the sub-merchant.
+    if (t.sub_mchid !== undefined || t.sub_appid !== undefined) {
+      throw new WechatPayError("PAYLOAD_INVALID", "transaction names a sub-merchant without sp_mchid and sp_appid");
+    }
+    return { mchid: t.mchid, appid: t.appid };
+  }
   throw new WechatPayError("PAYLOAD_INVALID", "transaction names no merchant (mchid/appid or sp_mchid/sp_appid)");
 }
 
@@ -123,6 +130,12 @@ export function refundMerchant(r: RefundResult): { mchid: string; subMchid?: str
   if (r.sp_mchid !== undefined) {
     return r.sub_mchid === undefined ? { mchid: r.sp_mchid } : { mchid: r.sp_mchid, subMchid: r.sub_mchid };
   }
-  if (r.mchid !== undefined) return { mchid: r.mchid };
+  if (r.mchid !== undefined) {
+    // As for transactions: a sub-merchant's refund read as the provider's own would be applied to its direct order.
+    if (r.sub_mchid !== undefined) {
+      throw new WechatPayError("PAYLOAD_INVALID", "refund names a sub-merchant without sp_mchid");
+    }
+    return { mchid: r.mchid };
+  }
   throw new WechatPayError("PAYLOAD_INVALID", "refund names no merchant (mchid or sp_mchid)");
 }

@@ -554,6 +554,17 @@ describe("payload helpers", () => {
     });
   });
 
+  it("a direct merchant's shape naming a sub-merchant is refused, not read as the provider's own", () => {
+    for (const extra of [{ sub_mchid: "1900000201" }, { sub_appid: "wxsub" }]) {
+      expect(codeOf(() => transactionMerchant(TransactionSchema.parse({ ...directTransaction, ...extra })))).toBe(
+        "PAYLOAD_INVALID",
+      );
+    }
+    expect(codeOf(() => refundMerchant(RefundResultSchema.parse({ ...refund, sub_mchid: "1900000201" })))).toBe(
+      "PAYLOAD_INVALID",
+    );
+  });
+
   it("the AEAD helpers round-trip text and bytes", () => {
     const nonce = "abcdefghijkl";
     const c1 = encryptAeadAes256Gcm({ key: TEST_APIV3_KEY, nonce, associatedData: "x", plaintext: "héllo" });
