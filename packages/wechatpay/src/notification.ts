@@ -36,7 +36,14 @@ export function openV3Notification(
   limits?: { maxBytes?: number },
 ): NotificationEvent {
   const envelope = parseV3Envelope(body, limits);
-  const resource = decryptResource(envelope, apiV3Key);
+  return classifyV3Resource(envelope, decryptResource(envelope, apiV3Key));
+}
+
+/**
+ * The validation half of `openV3Notification`, for a caller that decrypted the resource itself: it keeps the
+ * decrypted JSON when the schema refuses it (the worker records the order number a refused notification names).
+ */
+export function classifyV3Resource(envelope: V3Envelope, resource: unknown): NotificationEvent {
   const eventType = envelope.event_type;
   if (eventType === "TRANSACTION.SUCCESS") {
     const parsed = TransactionSchema.safeParse(resource);

@@ -1,10 +1,11 @@
 import type { PaymentFacts, RefundFacts } from "@wpn/db";
 import {
+  classifyV3Resource,
+  decryptResource,
   MAX_FEN,
   MAX_OUT_REFUND_NO_LENGTH,
   MAX_OUT_TRADE_NO_LENGTH,
   openV2RefundNotification,
-  openV3Notification,
   openWithKeyOrPrevious,
   parseV2Xml,
   parseV3Envelope,
@@ -81,7 +82,13 @@ function requireVerifyingMerchant(named: string, keys: MerchantKeySet): void {
 }
 
 function openV3(body: string, keys: MerchantKeySet): OpenedNotification {
-  const event = openWithKeyOrPrevious((key) => openV3Notification(body, key), keys.apiV3Key, keys.previousApiV3Key);
+  // Decrypted here, validated below: a resource its schema refuses still names its order (`namingOnRefusal`).
+  const envelope = parseV3Envelope(body);
+  const resource = openWithKeyOrPrevious((key) => decryptResource(envelope, key), keys.apiV3Key, keys.previousApiV3Key);
+  return namingOnRefusal(namedKeysOf(resource), () => classifyV3(classifyV3Resource(envelope, resource), keys));
+}
+
+function classifyV3(event: ReturnType<typeof classifyV3Resource>, keys: MerchantKeySet): OpenedNotification {
   if (event.kind === "transaction") {
     const t = event.transaction;
     // Read as given: a payload ignored below is recorded even when it names no merchant (transactionMerchant throws).
@@ -167,6 +174,13 @@ function openV3(body: string, keys: MerchantKeySet): OpenedNotification {
 function openV2Payment(body: string, keys: MerchantKeySet): OpenedNotification {
   const f = parseV2Xml(body);
   requireV2Sign(f, keys);
+  // Every field is signed, sub_mch_id included.
+  return namingOnRefusal(namedKeysOf({ out_trade_no: f.out_trade_no, sub_mchid: f.sub_mch_id }), () =>
+    classifyV2Payment(f, keys),
+  );
+}
+
+function classifyV2Payment(f: Record<string, string>, keys: MerchantKeySet): OpenedNotification {
   const businessKeys = {
     outTradeNo: f.out_trade_no ?? null,
     transactionId: f.transaction_id ?? null,
@@ -230,6 +244,17 @@ function openV2Refund(body: string, keys: MerchantKeySet): OpenedNotification {
     keys.apiV2Key,
     keys.previousApiV2Key,
   );
+  // Only req_info's fields: the outer sub_mch_id is not authenticated, so a refused refund is not listed under it.
+  return namingOnRefusal(namedKeysOf({ out_trade_no: f.out_trade_no, out_refund_no: f.out_refund_no }), () =>
+    classifyV2Refund(outer, f, keys),
+  );
+}
+
+function classifyV2Refund(
+  outer: Record<string, string>,
+  f: Record<string, string>,
+  keys: MerchantKeySet,
+): OpenedNotification {
   const businessKeys = {
     outTradeNo: f.out_trade_no ?? null,
     transactionId: f.transaction_id ?? null,
@@ -324,6 +349,49 @@ function keysOf(resource: unknown): BusinessKeys {
     outTradeNo: text(r.out_trade_no),
     transactionId: text(r.transaction_id),
     outRefundNo: text(r.out_refund_no),
+    subMchid: text(r.sub_mchid),
+  };
+}
+
+/**
+ * Business keys an authenticated notification named before it was refused, by the error that refused it. The parse
+ * stage records them on the refused notification's row, so the dashboard finds it by order or sub-merchant.
+ */
+const refusedKeys = new WeakMap<object, BusinessKeys>();
+
+/**
+ * Runs the validation of a notification already authenticated (decrypted, or its APIv2 sign verified); when it
+ * refuses the notification, the error carries `named` for `keysNamedByRefusal`. Never for a notification that did not
+ * open: nothing it says is WeChat's.
+ */
+function namingOnRefusal(named: BusinessKeys, classify: () => OpenedNotification): OpenedNotification {
+  try {
+    return classify();
+  } catch (error) {
+    if (typeof error === "object" && error !== null) refusedKeys.set(error, named);
+    throw error;
+  }
+}
+
+/** The business keys the notification refused with `error` named (see `namingOnRefusal`); null when it did not open. */
+export function keysNamedByRefusal(error: unknown): BusinessKeys | null {
+  return (typeof error === "object" && error !== null && refusedKeys.get(error)) || null;
+}
+
+/**
+ * The out_trade_no, out_refund_no and sub_mchid an authenticated payload names, each only when it is of the form the
+ * payload schemas accept (@wpn/wechatpay payloads.ts): a refused payload may hold anything in them. `fields`: the
+ * APIv3 names (APIv2's sub_mch_id given as sub_mchid).
+ */
+function namedKeysOf(fields: unknown): BusinessKeys {
+  const r = (typeof fields === "object" && fields !== null ? fields : {}) as Record<string, unknown>;
+  const text = (v: unknown, max = Number.POSITIVE_INFINITY) =>
+    typeof v === "string" && v !== "" && v.length <= max ? v : null;
+  return {
+    outTradeNo: text(r.out_trade_no, MAX_OUT_TRADE_NO_LENGTH),
+    transactionId: null,
+    outRefundNo: text(r.out_refund_no, MAX_OUT_REFUND_NO_LENGTH),
+    // The schemas ask only a non-empty string of sub_mchid (and the row's column is text).
     subMchid: text(r.sub_mchid),
   };
 }

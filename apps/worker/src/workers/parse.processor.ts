@@ -8,7 +8,12 @@ import {
   v3EnvelopeIdOf,
   v3NotificationId,
 } from "@wpn/queue";
-import { eventTypeOf, type NotificationSource, type OpenedNotification } from "../domain/notification.ts";
+import {
+  eventTypeOf,
+  keysNamedByRefusal,
+  type NotificationSource,
+  type OpenedNotification,
+} from "../domain/notification.ts";
 import { toWorkerError } from "../errors.ts";
 import type { KeyResolver } from "../keys.ts";
 import { openWithMerchantKeys } from "./open.ts";
@@ -69,15 +74,17 @@ export async function handleParse(deps: ParseDeps, job: ParseJob, ctx: StageCont
     // its own: the dashboard shows the notification, and its dead letter can mark it DEAD. The stage writes the
     // attempt's entry — FAILED for one retried within the window (a key that does not fit yet), DEAD_LETTERED for a
     // permanent one: a FAILED entry here promised a next attempt that a permanent error never gets.
+    // One refused after it opened keeps the order (and sub-merchant) it names, so a search by order finds it.
     if (err.policy !== "retry") {
+      const named = keysNamedByRefusal(error);
       await upsertParsedNotification(deps.prisma, {
         ...row,
         eventType: eventTypeOf(source),
         status: "FAILED",
-        outTradeNo: null,
+        outTradeNo: named?.outTradeNo ?? null,
         transactionId: null,
-        outRefundNo: null,
-        subMchid: null,
+        outRefundNo: named?.outRefundNo ?? null,
+        subMchid: named?.subMchid ?? null,
         errorCode: err.code,
         lastError: err.message,
         event: null,
