@@ -224,9 +224,11 @@ async function applyPending(client: pg.Client, schema: string, dir: string, retr
   );
   if (!rows[0]?.found) await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
   await client.query(`SET search_path TO ${quoteIdent(schema)}`);
-  await client.query(MIGRATIONS_TABLE);
   const files = readMigrations(dir);
-  const state = compareMigrations(files, await readRecordedMigrations(client, schema, files));
+  // Read before the table is created: a schema of another application's tables without it is refused as it is.
+  const recorded = await readRecordedMigrations(client, schema, files);
+  await client.query(MIGRATIONS_TABLE);
+  const state = compareMigrations(files, recorded);
   // As Prisma (P3009): a failed migration anywhere in the history stops everything, before anything runs; so does an
   // edited one. The apps' start-up check's error: one code, and what to do about each (the pending ones are this
   // run's to apply, once these are dealt with).

@@ -67,8 +67,9 @@ const RECORD_COLUMNS = ["migration_name", "checksum", "finished_at", "rolled_bac
 
 /**
  * Reads `_prisma_migrations` of `schema` (no rows when the table does not exist). Throws ForeignMigrationsError when
- * it is not this project's history: a table without Prisma's columns (another tool's), or rows none of which names a
- * migration of `files` (another Prisma application's database). A newer release's history holds this one's too.
+ * it is not this project's history: a table without Prisma's columns (another tool's), rows none of which names a
+ * migration of `files` (another Prisma application's database), or no such table in a schema that holds tables
+ * (another application's, as Prisma's P3005). A newer release's history holds this one's too.
  */
 export async function readRecordedMigrations(
   client: pg.ClientBase,
@@ -77,7 +78,10 @@ export async function readRecordedMigrations(
 ): Promise<RecordedMigration[]> {
   const table = `${quoteIdent(schema)}."_prisma_migrations"`;
   const exists = await client.query<{ found: boolean }>("SELECT to_regclass($1) IS NOT NULL AS found", [table]);
-  if (!exists.rows[0]?.found) return [];
+  if (!exists.rows[0]?.found) {
+    await refuseUnrecordedTables(client, schema);
+    return [];
+  }
   const columns = await client.query<{ name: string }>(
     "SELECT attname AS name FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
     [table],
@@ -101,8 +105,30 @@ export async function readRecordedMigrations(
 }
 
 /**
- * `_prisma_migrations` holds another application's history: DATABASE_URL names that application's database (or
- * schema). Applying this project's migrations there would create its tables beside the other's; nothing is applied,
+ * Prisma's rule for a schema without `_prisma_migrations` (its `initialize`, P3005 "The database schema is not
+ * empty"): any ordinary table in it but PostGIS's own (`spatial_ref_sys`, `geometry_columns`) makes it a schema
+ * nobody migrated from these files — another application's, whose tables ours would be created beside.
+ */
+async function refuseUnrecordedTables(client: pg.ClientBase, schema: string): Promise<void> {
+  const { rows } = await client.query<{ name: string }>(
+    `SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = $1 AND c.relkind = 'r' AND lower(c.relname) NOT IN ('spatial_ref_sys', 'geometry_columns')
+     ORDER BY c.relname`,
+    [schema],
+  );
+  if (rows.length === 0) return;
+  const names = rows.map((row) => row.name);
+  const shown = names.length <= 3 ? names.join(", ") : `${names.slice(0, 3).join(", ")} and ${names.length - 3} more`;
+  throw new ForeignMigrationsError(
+    schema,
+    `${names.length} table(s): ${shown}; no _prisma_migrations, so not migrated from prisma/migrations — Prisma's P3005`,
+    "another application's tables",
+  );
+}
+
+/**
+ * `_prisma_migrations` holds another application's history, or the schema holds its tables and no history at all:
+ * DATABASE_URL names that application's database (or schema). Applying this project's migrations there would create its tables beside the other's; nothing is applied,
  * and an app stops as for DB_NOT_MIGRATED.
  */
 export class ForeignMigrationsError extends Error {
@@ -110,9 +136,10 @@ export class ForeignMigrationsError extends Error {
   constructor(
     readonly schema: string,
     detail: string,
+    holds = "another application's migration history",
   ) {
     super(
-      `schema "${schema}" holds another application's migration history (${detail}): DATABASE_URL names another application's database or schema; point it at this project's own (a new database, which \`npm run db:migrate\` creates, or a schema of its own with ?schema=)`,
+      `schema "${schema}" holds ${holds} (${detail}): DATABASE_URL names another application's database or schema; point it at this project's own (a new database, which \`npm run db:migrate\` creates, or a schema of its own with ?schema=)`,
     );
     this.name = "ForeignMigrationsError";
   }

@@ -140,6 +140,35 @@ describe("verifyMigrations (what an app checks at start)", () => {
     expect(rows[0]).toEqual({ n: 2 });
   });
 
+  it("a schema holding another application's tables and no _prisma_migrations: MIGRATIONS_FOREIGN, as Prisma's P3005; db:migrate creates nothing", async () => {
+    const schemaOf = (url: string) => new URL(url).searchParams.get("schema") as string;
+    const foreign = freshUrl();
+    await sql(foreign, `CREATE SCHEMA "${schemaOf(foreign)}"`);
+    await sql(foreign, `CREATE TABLE "${schemaOf(foreign)}".users (id int PRIMARY KEY, email text)`);
+    const checked = await verifyMigrations(foreign).then(
+      () => null,
+      (e: unknown) => e as { code?: string; message?: string },
+    );
+    expect(checked?.code, String(checked?.message)).toBe("MIGRATIONS_FOREIGN");
+    expect(checked?.message).toContain("users");
+    await expect(migrate(foreign)).rejects.toMatchObject({ code: "MIGRATIONS_FOREIGN" });
+    const db = createDb({ url: foreign });
+    try {
+      const { rows } = await db.pool.query(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1",
+        [schemaOf(foreign)],
+      );
+      expect(rows.map((r) => r.table_name)).toEqual(["users"]);
+    } finally {
+      await db.close();
+    }
+    // PostGIS's own tables do not make a schema another application's, for Prisma either.
+    const postgis = freshUrl();
+    await sql(postgis, `CREATE SCHEMA "${schemaOf(postgis)}"`);
+    await sql(postgis, `CREATE TABLE "${schemaOf(postgis)}".spatial_ref_sys (srid int PRIMARY KEY)`);
+    expect((await migrate(postgis)).applied).toEqual(committed);
+  });
+
   it("a database that cannot be reached: the error as it comes, not a migration verdict", async () => {
     const error = await verifyMigrations("postgresql://postgres@127.0.0.1:1/nowhere", { connectTimeoutMs: 1_000 }).then(
       () => null,
