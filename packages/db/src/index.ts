@@ -18,6 +18,7 @@ export {
   type MigrationFile,
   MigrationFilesError,
   type MigrationPlan,
+  MigrationScriptError,
   planMigration,
   readMigrations,
   splitStatements,

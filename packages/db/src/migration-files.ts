@@ -151,9 +151,40 @@ const CONCURRENT_INDEX = /^CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\b/i;
 const CONCURRENT_INDEX_FORM =
   /^CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+IF\s+NOT\s+EXISTS\s+("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)\s+ON\b/i;
 
-/** Throws when the file is a concurrent index migration that does not have the form a safe re-run needs. */
+/**
+ * A migration's own transaction control, which would end the transaction the migration runs in: PostgreSQL commits
+ * what came before a COMMIT (END), and runs what follows it outside the migration's transaction and lock_timeout,
+ * unrecorded — a failure after it leaves the migration half applied, and every later run fails on what it created.
+ * ROLLBACK TO (a savepoint) is not one of them. A statement starting with END is one only where no SQL-standard
+ * function body (BEGIN ATOMIC … END) can have been cut at its inner semicolons by `splitStatements`.
+ */
+const TRANSACTION_CONTROL = /^(?:BEGIN|START\s+TRANSACTION|COMMIT|ROLLBACK(?!\s+TO\b)|ABORT|PREPARE\s+TRANSACTION)\b/i;
+const END_STATEMENT = /^END\b/i;
+const BEGIN_ATOMIC = /\bBEGIN\s+ATOMIC\b/i;
+
+/** A migration file this runner refuses to apply as it is; nothing of the run is applied. */
+export class MigrationScriptError extends Error {
+  readonly code = "MIGRATION_TRANSACTION_CONTROL";
+  constructor(
+    readonly migration: string,
+    statement: string,
+  ) {
+    super(
+      `migration ${migration} controls its own transaction (${statement.split(/\s+/).slice(0, 2).join(" ")}): every migration already runs in a transaction of its own, recorded in it, so that it applies completely or not at all; remove its BEGIN, COMMIT, ROLLBACK and the like. Nothing was applied`,
+    );
+    this.name = "MigrationScriptError";
+  }
+}
+
+/**
+ * Throws MigrationScriptError when the file controls its own transaction, and an Error when it is a concurrent index
+ * migration that does not have the form a safe re-run needs.
+ */
 export function planMigration(migration: MigrationFile): MigrationPlan {
   const statements = splitStatements(migration.sql);
+  const atomicBodies = BEGIN_ATOMIC.test(migration.sql);
+  const control = statements.find((s) => TRANSACTION_CONTROL.test(s) || (!atomicBodies && END_STATEMENT.test(s)));
+  if (control !== undefined) throw new MigrationScriptError(migration.name, control);
   const [only] = statements;
   if (statements.length !== 1 || only === undefined || !CONCURRENT_INDEX.test(only)) return { kind: "transaction" };
   const form = CONCURRENT_INDEX_FORM.exec(only);

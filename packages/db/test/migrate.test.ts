@@ -401,6 +401,40 @@ describe("migrate: CREATE INDEX CONCURRENTLY", () => {
     expect(await indexes(url)).toEqual({});
   });
 
+  // A file's own COMMIT ended the migration's transaction: what came before it stayed applied, nothing was recorded,
+  // and every later run failed on what it had created ("relation … already exists"), naming neither the file's COMMIT
+  // nor the half-applied migration.
+  it("a migration that controls its own transaction (BEGIN, COMMIT, ROLLBACK, …): refused before anything is applied", async () => {
+    for (const [i, sql] of [
+      `BEGIN; ${TABLE} COMMIT;`,
+      `${TABLE} COMMIT; SELECT no_such_function();`,
+      `START TRANSACTION ISOLATION LEVEL SERIALIZABLE; ${TABLE} END;`,
+      `${TABLE} ROLLBACK;`,
+      `${TABLE} ABORT;`,
+    ].entries()) {
+      const url = freshUrl();
+      const dir = migrationsDir({ "001_a": `CREATE TABLE "A" (id int);`, "002_tx": sql });
+      const error = await migrate(url, dir).then(
+        () => null,
+        (e: unknown) => e as { code?: string; message?: string },
+      );
+      expect(error?.code, `${i}: ${String(error?.message)}`).toBe("MIGRATION_TRANSACTION_CONTROL");
+      expect(error?.message).toMatch(/^migration 002_tx controls its own transaction \(/);
+      expect(await recorded(url)).toEqual([]);
+    }
+  });
+
+  it("savepoints, PL/pgSQL blocks and SQL-standard function bodies are not transaction control", async () => {
+    const url = freshUrl();
+    const dir = migrationsDir({
+      "001_ok": `${TABLE}
+        SAVEPOINT s; INSERT INTO "T" (k) VALUES (1); ROLLBACK TO SAVEPOINT s; RELEASE SAVEPOINT s;
+        DO $$ BEGIN PERFORM 1; END $$;
+        CREATE FUNCTION "two"() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END;`,
+    });
+    expect((await migrate(url, dir)).applied).toEqual(["001_ok"]);
+  });
+
   it("the committed index migrations are concurrent ones; every other committed migration runs in a transaction", () => {
     const plans = Object.fromEntries(readMigrations().map((m) => [m.name, planMigration(m)]));
     expect(plans["20261201140000_notification_out_refund_no_index"]).toEqual({
