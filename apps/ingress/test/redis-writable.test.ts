@@ -35,12 +35,22 @@ async function readiness(g: IngressFixture): Promise<{ status: number; body: Rec
   return { status: response.statusCode, body: response.json() };
 }
 
-/** Polls readiness until it answers `status` (and `redisWrite`, when given); the last answer, whatever it was. */
-async function readinessBecomes(g: IngressFixture, status: number, timeoutMs: number, redisWrite?: string) {
+/**
+ * Polls readiness until it answers `status` and a body with the fields of `body`; the last answer, whatever it was.
+ * The body's fields are waited for, not only the status: a sample's answers are recorded as they come, so between its
+ * write probe's reply and its INFO's, readiness can already say 503 OOM with the previous sample's eviction policy
+ * (measured under load: 503 with redisWrite "OOM" but redisEviction "noeviction (no maxmemory)").
+ */
+async function readinessBecomes(
+  g: IngressFixture,
+  status: number,
+  timeoutMs: number,
+  body: Record<string, unknown> = {},
+) {
   let last = await readiness(g);
   await pollUntil(async () => {
     last = await readiness(g);
-    return last.status === status && (redisWrite === undefined || last.body.redisWrite === redisWrite);
+    return last.status === status && Object.entries(body).every(([name, value]) => last.body[name] === value);
   }, timeoutMs);
   return last;
 }
@@ -53,7 +63,7 @@ describe("readiness follows whether this process can write its jobs", () => {
     const pausedAt = performance.now();
     // Under Redis 7.0 BullMQ's count script is held too, so the sample also goes unanswered (`redis: "down"` after 3
     // intervals); the write probe names the cause once the enqueue bound has passed.
-    const held = await readinessBecomes(f, 503, pauseMs - 200, "TIMEOUT");
+    const held = await readinessBecomes(f, 503, pauseMs - 200, { redisWrite: "TIMEOUT" });
     expect(performance.now() - pausedAt).toBeLessThan(pauseMs);
     expect(held.status).toBe(503);
     expect(held.body).toMatchObject({ status: "not_ready", redisWrite: "TIMEOUT" });
@@ -70,7 +80,7 @@ describe("readiness follows whether this process can write its jobs", () => {
       await admin.config("SET", "maxmemory-policy", "noeviction", "maxmemory", "1");
       const n = signedV3(f.merchant);
       expect((await post(f.app, "/notify/v3", n)).statusCode).toBe(503);
-      const full = await readinessBecomes(f, 503, 2_000);
+      const full = await readinessBecomes(f, 503, 2_000, { redisWrite: "OOM", redisEviction: "noeviction" });
       expect(full.status).toBe(503);
       expect(full.body).toMatchObject({ status: "not_ready", redisWrite: "OOM", redisEviction: "noeviction" });
 
@@ -100,7 +110,7 @@ describe("readiness follows whether this process can write its jobs", () => {
       expect((await readinessBecomes(g, 200, 2_000)).status).toBe(200);
       // A replica refuses writes from the moment it is one, before its first sync.
       await admin.call("REPLICAOF", "127.0.0.1", String(primary.port));
-      const demoted = await readinessBecomes(g, 503, 3_000);
+      const demoted = await readinessBecomes(g, 503, 3_000, { redisWrite: "READONLY" });
       expect(demoted.status).toBe(503);
       expect(demoted.body).toMatchObject({ status: "not_ready", redisWrite: "READONLY" });
 
