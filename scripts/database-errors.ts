@@ -104,10 +104,12 @@ export function explainDatabaseError(error: unknown, context: DatabaseErrorConte
   if (code === "DATABASE_CONNECT_TIMEOUT") {
     return `${where} did not answer within ${MIGRATE_CONNECT_TIMEOUT_MS / 1_000} s (${code}): something there takes the connection but does not log in — a hung server, a proxy whose PostgreSQL is gone, or another service on that port. Check the server, or fix DATABASE_URL. ${then}`;
   }
-  // pg's words (it sets no code) when the server end closes the socket: something answered at DATABASE_URL and hung
-  // up — another service on that port, a proxy, a server shutting down. Not a timeout: the other case of the README's
-  // "another service on the port", printed bare before.
-  if (code === undefined && message === "Connection terminated unexpectedly") {
+  // pg's words (it sets no code) when the server end closes the socket, or the socket's ECONNRESET when it resets it
+  // (a server that closes with the startup packet unread, or abortively): something answered at DATABASE_URL and hung
+  // up — another service on that port, a proxy, a server shutting down. Which of the two a server that closes at once
+  // causes depends on whether the packet reached it first. Not a timeout: the other case of the README's "another
+  // service on the port", printed bare before.
+  if ((code === undefined && message === "Connection terminated unexpectedly") || code === "ECONNRESET") {
     return `${where} closed the connection (${message}): another service on that port, a proxy whose PostgreSQL is gone, or a server that shut down or drops this client (its log says why). Check the server, or fix DATABASE_URL. ${then}`;
   }
   if (code === "28000" && (routine === "ProcessStartupPacket" || /no PostgreSQL user name specified/.test(message))) {
