@@ -57,11 +57,19 @@ export class TestRedisServer {
     this.#child = child;
     const deadline = Date.now() + 10_000;
     for (;;) {
+      // Nothing held the port since freePort or kill(): another redis-server may have taken it, and then answers the
+      // probe while this one, unable to bind, exits. Only this child's own answer counts, and its exit is an error.
+      if (child.exitCode !== null || child.signalCode !== null) {
+        throw new Error(
+          `redis-server on ${this.port} exited (${child.exitCode ?? child.signalCode}) before answering: port taken?`,
+        );
+      }
       const probe = createRedisConnection(this.url, "admin", { retryStrategy: () => null, lazyConnect: true });
       probe.on("error", () => undefined);
       try {
         await probe.connect();
-        if ((await probe.ping()) === "PONG") return;
+        if (new RegExp(`^process_id:${child.pid}\\r?$`, "m").test(await probe.info("server"))) return;
+        if (Date.now() > deadline) throw new Error(`redis-server on ${this.port} answers as another process`);
       } catch (error) {
         if (Date.now() > deadline) throw new Error(`redis-server on ${this.port} did not start`, { cause: error });
       } finally {
