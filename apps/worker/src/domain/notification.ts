@@ -341,14 +341,20 @@ function fen(fields: Record<string, string>, name: string): number {
   return Number(value);
 }
 
-/** Business keys of a resource we have no schema for, when it has the usual fields. */
-function keysOf(resource: unknown): BusinessKeys {
+/**
+ * Business keys of a resource we have no schema for, when it has the usual fields. `bounded`: the order and refund
+ * numbers only of the length the payload schemas accept (@wpn/wechatpay payloads.ts), for a payload they refused,
+ * which may hold anything in them.
+ */
+function keysOf(resource: unknown, bounded = false): BusinessKeys {
   const r = (typeof resource === "object" && resource !== null ? resource : {}) as Record<string, unknown>;
-  const text = (v: unknown) => (typeof v === "string" && v !== "" ? v : null);
+  const text = (v: unknown, max = Number.POSITIVE_INFINITY) =>
+    typeof v === "string" && v !== "" && (!bounded || v.length <= max) ? v : null;
   return {
-    outTradeNo: text(r.out_trade_no),
+    outTradeNo: text(r.out_trade_no, MAX_OUT_TRADE_NO_LENGTH),
     transactionId: text(r.transaction_id),
-    outRefundNo: text(r.out_refund_no),
+    outRefundNo: text(r.out_refund_no, MAX_OUT_REFUND_NO_LENGTH),
+    // The schemas ask only a non-empty string of sub_mchid (and the row's column is text).
     subMchid: text(r.sub_mchid),
   };
 }
@@ -384,14 +390,5 @@ export function keysNamedByRefusal(error: unknown): BusinessKeys | null {
  * APIv3 names (APIv2's sub_mch_id given as sub_mchid).
  */
 function namedKeysOf(fields: unknown): BusinessKeys {
-  const r = (typeof fields === "object" && fields !== null ? fields : {}) as Record<string, unknown>;
-  const text = (v: unknown, max = Number.POSITIVE_INFINITY) =>
-    typeof v === "string" && v !== "" && v.length <= max ? v : null;
-  return {
-    outTradeNo: text(r.out_trade_no, MAX_OUT_TRADE_NO_LENGTH),
-    transactionId: null,
-    outRefundNo: text(r.out_refund_no, MAX_OUT_REFUND_NO_LENGTH),
-    // The schemas ask only a non-empty string of sub_mchid (and the row's column is text).
-    subMchid: text(r.sub_mchid),
-  };
+  return { ...keysOf(fields, true), transactionId: null };
 }
