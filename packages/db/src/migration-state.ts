@@ -128,8 +128,8 @@ async function refuseUnrecordedTables(client: pg.ClientBase, schema: string): Pr
 
 /**
  * `_prisma_migrations` holds another application's history, or the schema holds its tables and no history at all:
- * DATABASE_URL names that application's database (or schema). Applying this project's migrations there would create its tables beside the other's; nothing is applied,
- * and an app stops as for DB_NOT_MIGRATED.
+ * DATABASE_URL names that application's database (or schema). Applying this project's migrations there would create
+ * its tables beside the other's; nothing is applied, and an app stops as for DB_NOT_MIGRATED.
  */
 export class ForeignMigrationsError extends Error {
   readonly code = "MIGRATIONS_FOREIGN";
