@@ -317,7 +317,8 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
       const notificationId = typeof job.data?.[idField] === "string" ? (job.data[idField] as string) : null;
       const code = stalledTooOften ? "JOB_STALLED_TOO_OFTEN" : "JOB_FAILED";
       const letter: LetterInFlight = { queue: stage, jobId: job.id ?? "unknown", notificationId, written: false };
-      // As the processor's lines and letters have them: the attempt BullMQ failed, the order number of the payload.
+      // As the processor's lines and letters have them: the attempt BullMQ failed, the order number of the payload
+      // (nothing here opens the notification: its sub-merchant and refund number are not known).
       // BullMQ has counted that attempt in attemptsMade already, where deadLetter counts the one running (+ 1).
       const outTradeNo = outTradeNoOf(job.data);
       const failed = {
@@ -329,7 +330,7 @@ export async function startWorker(config: Config, options: StartWorkerOptions = 
       };
       const failure = {
         notificationId,
-        outTradeNo,
+        keys: { outTradeNo, subMchid: null, outRefundNo: null },
         log: log.child({ queue: stage, jobId: job.id, attempt: failed.attemptsMade + 1, notificationId, outTradeNo }),
         onLetterWritten: () => {
           letter.written = true;

@@ -1,8 +1,16 @@
 import { randomBytes } from "node:crypto";
-import { createQueue, createRedisConnection, PARSE_JOB_NAME, QueueName } from "@wpn/queue";
+import {
+  createQueue,
+  createRedisConnection,
+  deadLetterSchema,
+  PARSE_JOB_NAME,
+  type ParseJob,
+  QueueName,
+} from "@wpn/queue";
 import { TEST_REDIS_URL } from "@wpn/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startWorker } from "../src/worker.ts";
+import { capturedLog } from "./support/captured-log.ts";
 import {
   createWorld,
   inline,
@@ -113,5 +121,111 @@ describe("through the queues", () => {
       redis.disconnect();
       await worker.close();
     }
+  });
+});
+
+/**
+ * The dead letter of a refused notification, and its "dead-lettered" line, name the order its row does: an operator
+ * reading `notify.dead` or the logs finds which order a refused payment belonged to (found in a review: the row named
+ * it, the letter and the line had outTradeNo null). Same values as the row, nothing from a notification that did not
+ * open. Window of 1 s: a key fault (DECRYPT_FAILED) and an unknown order are dead-lettered within seconds.
+ */
+describe("the dead letter and the dead-lettered line name what the row does", () => {
+  let worker: Awaited<ReturnType<typeof startWorker>>;
+  let redis: ReturnType<typeof createRedisConnection>;
+  let parse: ReturnType<typeof createQueue>;
+  let dead: ReturnType<typeof createQueue>;
+  const log = capturedLog();
+  beforeAll(async () => {
+    worker = await startWorker(world.config({ WORKER_UNKNOWN_ORDER_RETRY_SECONDS: "1" }), {
+      logger: log.logger,
+      healthPort: 0,
+    });
+    redis = createRedisConnection(TEST_REDIS_URL, "admin");
+    parse = createQueue(QueueName.Parse, redis, world.prefix);
+    dead = createQueue(QueueName.Dead, redis, world.prefix);
+  });
+  afterAll(async () => {
+    await parse.close();
+    await dead.close();
+    redis.disconnect();
+    await worker.close();
+  });
+
+  const keys = (x: Record<string, unknown>) => ({
+    outTradeNo: x.outTradeNo,
+    subMchid: x.subMchid,
+    outRefundNo: x.outRefundNo,
+  });
+
+  /** Queues `job` and waits for its DEAD row and its letter from `stage`; the row, the letter and its error line. */
+  async function deadLettered(job: ParseJob, stage: string) {
+    await parse.add(PARSE_JOB_NAME, job, { jobId: job.id });
+    const letter = await waitFor("dead letter", async () => {
+      const letters = await dead.getJobs(["waiting"], 0, -1, true);
+      return letters.find((l) => l.data?.queue === stage && l.data?.notificationId === job.id);
+    });
+    const row = await waitFor("DEAD row", async () => {
+      const r = await world.prisma.notification.findUnique({ where: { id: job.id } });
+      return r?.status === "DEAD" ? r : null;
+    });
+    const line = await waitFor("dead-lettered line", async () =>
+      log.lines
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .find((l) => l.msg === "dead-lettered" && l.notificationId === job.id),
+    );
+    return { row, letter: deadLetterSchema.parse(letter.data), line };
+  }
+
+  it("APIv3 payment naming a sub-merchant without sp_mchid: out_trade_no and sub_mchid", async () => {
+    const outTradeNo = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+    const job = v3Payment(world, { outTradeNo, fields: { sub_mchid: SUB_A } });
+    const { row, letter, line } = await deadLettered(job, QueueName.Parse);
+    const named = { outTradeNo, subMchid: SUB_A, outRefundNo: null };
+    expect(keys(row)).toEqual(named);
+    expect({ code: letter.code, ...keys(letter) }).toEqual({ code: "PAYLOAD_INVALID", ...named });
+    expect(line).toMatchObject({ code: "PAYLOAD_INVALID", ...named });
+  });
+
+  it("APIv2 refund without transaction_id: out_trade_no and out_refund_no, not the unsigned sub_mch_id", async () => {
+    const outTradeNo = await seedOrder(world, { amountTotal: 100, items: { A: 1 }, subMchid: SUB_A });
+    const job = v2Refund(world, {
+      outTradeNo,
+      transactionId: "",
+      outRefundNo: "RF-refused-letter",
+      refund: 40,
+      total: 100,
+      partner: { subMchid: SUB_A },
+    });
+    const { row, letter, line } = await deadLettered(job, QueueName.Parse);
+    const named = { outTradeNo, subMchid: null, outRefundNo: "RF-refused-letter" };
+    expect(keys(row)).toEqual(named);
+    expect(keys(letter)).toEqual(named);
+    expect(line).toMatchObject({ code: "PAYLOAD_INVALID", ...named });
+  });
+
+  it("nothing from a notification that did not open: MERCHANT_UNKNOWN, DECRYPT_FAILED", async () => {
+    const none = { outTradeNo: null, subMchid: null, outRefundNo: null };
+    const otn = await seedOrder(world, { amountTotal: 100, items: { A: 1 } });
+    const unknown = { ...v3Payment(world, { outTradeNo: otn, fields: { sub_mchid: SUB_A } }), mchid: "1900000999" };
+    const undecryptable = v3Payment(world, { outTradeNo: otn, apiV3Key: randomBytes(32) });
+    for (const [job, code] of [
+      [unknown, "MERCHANT_UNKNOWN"],
+      [undecryptable, "DECRYPT_FAILED"],
+    ] as const) {
+      const { row, letter, line } = await deadLettered(job, QueueName.Parse);
+      expect(keys(row)).toEqual(none);
+      expect({ code: letter.code, ...keys(letter) }).toEqual({ code, ...none });
+      expect(line).toMatchObject({ code, ...none });
+    }
+  });
+
+  it("the apply letter of a sub-merchant's payment for an unknown order names the sub-merchant, as its row", async () => {
+    const job = v3Payment(world, { outTradeNo: "T-refused-unknown", partner: { subMchid: SUB_A } });
+    const { row, letter, line } = await deadLettered(job, QueueName.Apply);
+    const named = { outTradeNo: "T-refused-unknown", subMchid: SUB_A, outRefundNo: null };
+    expect(keys(row)).toEqual(named);
+    expect({ code: letter.code, ...keys(letter) }).toEqual({ code: "ORDER_NOT_FOUND", ...named });
+    expect(line).toMatchObject({ code: "ORDER_NOT_FOUND", ...named });
   });
 });

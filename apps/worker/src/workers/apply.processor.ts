@@ -43,12 +43,13 @@ export async function handleApply(deps: ApplyDeps, job: ApplyJob, ctx: StageCont
     v2Kind: job.kind === "refund" ? "refund" : "pay",
     body: job.body,
   });
+  // The keys the parse stage recorded on the row from the same bytes: its lines and letter carry them.
+  ctx.setKeys(opened.keys);
   if (opened.kind !== job.kind) {
     throw WorkerError.of("PAYLOAD_INVALID", `apply job of kind ${job.kind} carries a ${opened.kind} notification`);
   }
   if (opened.kind === "payment") {
     const facts = { ...opened.payment, notificationId: job.notificationId };
-    ctx.setOutTradeNo(facts.outTradeNo);
     const result = await applyPayment(deps.payment, facts);
     report(deps, ctx, job, facts.subMchid, result, isPaymentReview(result.outcome), "PAYMENT");
     const event = paymentEvent(facts, result);
@@ -56,7 +57,6 @@ export async function handleApply(deps: ApplyDeps, job: ApplyJob, ctx: StageCont
     return { outcome: result.outcome, orderStatus: result.orderStatus, reviewReason: result.reviewReason };
   }
   const facts = { ...opened.refund, notificationId: job.notificationId, restockOnFullRefund: deps.restockOnFullRefund };
-  ctx.setOutTradeNo(facts.outTradeNo);
   const result = await applyRefund(deps.refund, facts, () => ctx.windowOver());
   report(deps, ctx, job, facts.subMchid, result, isRefundReview(result.outcome), "REFUND");
   const event = refundEvent(facts, result);

@@ -74,9 +74,11 @@ export async function handleParse(deps: ParseDeps, job: ParseJob, ctx: StageCont
     // its own: the dashboard shows the notification, and its dead letter can mark it DEAD. The stage writes the
     // attempt's entry — FAILED for one retried within the window (a key that does not fit yet), DEAD_LETTERED for a
     // permanent one: a FAILED entry here promised a next attempt that a permanent error never gets.
-    // One refused after it opened keeps the order (and sub-merchant) it names, so a search by order finds it.
+    // One refused after it opened keeps the order (and sub-merchant) it names, so a search by order finds it; its
+    // letter and "dead-lettered" line carry the same (StageContext.setKeys).
     if (err.policy !== "retry") {
       const named = keysNamedByRefusal(error);
+      if (named) ctx.setKeys(named);
       await upsertParsedNotification(deps.prisma, {
         ...row,
         eventType: eventTypeOf(source),
@@ -92,7 +94,7 @@ export async function handleParse(deps: ParseDeps, job: ParseJob, ctx: StageCont
     }
     throw err;
   }
-  ctx.setOutTradeNo(opened.keys.outTradeNo);
+  ctx.setKeys(opened.keys);
   const status = opened.kind === "ignored" ? "IGNORED" : "PROCESSING";
   const detail: Record<string, unknown> = { stage: QueueName.Parse, kind: opened.kind, eventType: opened.eventType };
   if (opened.kind === "ignored") detail.reason = opened.reason;

@@ -14,12 +14,25 @@ import type { Logger } from "pino";
 import { oneLine, type RetryPolicy, toWorkerError, type WorkerError } from "../errors.ts";
 import type { WorkerMetrics } from "../metrics.ts";
 
+/**
+ * The keys of the order a job's notification names, as its Notification row has them: its dead letter carries them,
+ * and its lines `outTradeNo` (its "dead-lettered" line all three).
+ */
+export interface LetterKeys {
+  outTradeNo: string | null;
+  subMchid: string | null;
+  outRefundNo: string | null;
+}
+
 /** What a stage handler gets besides its payload. */
 export interface StageContext {
   /** Carries queue, jobId, attempt, notificationId and outTradeNo on every line. */
   readonly log: Logger;
-  /** Rebinds `log` once the out_trade_no is known (after decryption). */
-  setOutTradeNo(outTradeNo: string | null): void;
+  /**
+   * Sets the keys the job's lines and letter carry, and rebinds `log`: once the notification opened, or from what one
+   * refused after it opened named — the values its row is given, never read from one that did not open.
+   */
+  setKeys(keys: LetterKeys): void;
   /**
    * Whether the job's unknown-order window is over (windowEnd): a window fault thrown now would be dead-lettered, not
    * retried. Judged once per attempt — the stage's own decision on a failure of this attempt reuses the answer — so a
@@ -240,7 +253,7 @@ async function runStage<P, R extends StageResult>(
   const started = performance.now();
   const attempt = job.attemptsMade + 1;
   const notificationId = def.notificationIdOf(job.data);
-  let outTradeNo: string | null = null;
+  let keys: LetterKeys = { outTradeNo: null, subMchid: null, outRefundNo: null };
   // Built on first use: most jobs log nothing at the default level, and a pino child costs a few µs.
   let log: Logger | null = null;
   // Judged on first use (it may read Redis), then kept for the attempt: see StageContext.windowOver.
@@ -251,11 +264,11 @@ async function runStage<P, R extends StageResult>(
   };
   const ctx: StageContext = {
     get log() {
-      log ??= rt.log.child({ queue: def.queue, jobId: job.id, attempt, notificationId, outTradeNo });
+      log ??= rt.log.child({ queue: def.queue, jobId: job.id, attempt, notificationId, outTradeNo: keys.outTradeNo });
       return log;
     },
-    setOutTradeNo(value: string | null) {
-      outTradeNo = value;
+    setKeys(value: LetterKeys) {
+      keys = { outTradeNo: value.outTradeNo, subMchid: value.subMchid, outRefundNo: value.outRefundNo };
       log = null;
     },
     windowOver,
@@ -268,10 +281,10 @@ async function runStage<P, R extends StageResult>(
     const decoded = decodeJob(def.schema, job.data);
     if (!decoded.ok) {
       rt.metrics.errors.inc({ queue: def.queue, code: decoded.code });
-      const failure = { notificationId, outTradeNo, log: ctx.log };
+      const failure = { notificationId, keys, log: ctx.log };
       throw await deadLetter(rt, def.queue, job, { code: decoded.code, message: decoded.message }, failure);
     }
-    ctx.setOutTradeNo(def.outTradeNoOf(decoded.value));
+    ctx.setKeys({ outTradeNo: def.outTradeNoOf(decoded.value), subMchid: null, outRefundNo: null });
     try {
       const result = await def.handle(decoded.value, ctx);
       rt.metrics.jobs.inc({ queue: def.queue, result: "completed" });
@@ -289,7 +302,7 @@ async function runStage<P, R extends StageResult>(
           "PostgreSQL does not answer, but this job was put back for outages too often already: it uses an attempt (its statement may be what brings PostgreSQL down)",
         );
       }
-      const failure = { notificationId, outTradeNo, log: ctx.log };
+      const failure = { notificationId, keys, log: ctx.log };
       throw await onFailure(rt, def.queue, job, err, failure, { windowOver, canWait: deferrable });
     }
   } finally {
@@ -299,7 +312,8 @@ async function runStage<P, R extends StageResult>(
 
 interface FailureContext {
   notificationId: string | null;
-  outTradeNo: string | null;
+  /** Written to the letter and its "dead-lettered" line; `log` carries their outTradeNo already. */
+  keys: LetterKeys;
   log: Logger;
   /** Told once the letter is in notify.dead, before the notification is marked (the `failed` listener's shutdown report). */
   onLetterWritten?: () => void;
@@ -522,7 +536,9 @@ export async function deadLetter(
     jobName: job.name,
     jobId,
     notificationId: f.notificationId,
-    outTradeNo: f.outTradeNo,
+    outTradeNo: f.keys.outTradeNo,
+    subMchid: f.keys.subMchid,
+    outRefundNo: f.keys.outRefundNo,
     code: err.code,
     message: err.message,
     attemptsMade: job.attemptsMade + 1,
@@ -564,6 +580,15 @@ export async function deadLetter(
   }
   rt.metrics.jobs.inc({ queue, result: "dead" });
   rt.metrics.deadLetters.inc({ queue, code: err.code });
-  f.log.error({ code: err.code, err: err.message, deadLetterId: letterId }, "dead-lettered");
+  f.log.error(
+    {
+      code: err.code,
+      err: err.message,
+      deadLetterId: letterId,
+      subMchid: f.keys.subMchid,
+      outRefundNo: f.keys.outRefundNo,
+    },
+    "dead-lettered",
+  );
   return new DeadLetteredError(err.code, err.message);
 }

@@ -73,7 +73,7 @@ export const quietLog = pino({ level: "silent" });
 
 /** `windowOver`: a handler called directly has no retry to wait for, so the window is over unless told otherwise. */
 export function testContext(log: Logger = quietLog, windowOver = true): StageContext {
-  return { log, setOutTradeNo: () => undefined, windowOver: async () => windowOver };
+  return { log, setKeys: () => undefined, windowOver: async () => windowOver };
 }
 
 // ---------------------------------------------------------------- data

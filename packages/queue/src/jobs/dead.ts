@@ -17,7 +17,16 @@ export const deadLetterSchema = z.object({
   jobName: z.string().min(1),
   jobId: z.string().min(1),
   notificationId: z.string().nullable(),
+  /**
+   * The out_trade_no, sub_mchid and out_refund_no the notification names, as its Notification row has them: from the
+   * notification once it opened (for one refused after it opened, what its payload named: the worker README, parse
+   * stage), never from one that did not. Null when it names none, or the letter's writer did not know it: a notification
+   * that did not open; a job BullMQ failed itself (stalled too often), whose letter has only the apply payload's
+   * out_trade_no. `subMchid` and `outRefundNo` are absent from letters of earlier releases.
+   */
   outTradeNo: z.string().nullable(),
+  subMchid: z.string().nullable().optional(),
+  outRefundNo: z.string().nullable().optional(),
   /** Stable error code (ORDER_NOT_FOUND, DECRYPT_FAILED, JOB_INVALID, …). */
   code: z.string().min(1),
   /** One-line reason for the operator; never payload contents. */
