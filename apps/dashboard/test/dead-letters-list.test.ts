@@ -157,6 +157,31 @@ describe("the dead-letter list", () => {
     await dead.remove(broken);
   });
 
+  it("names the order as the letter does: out_trade_no with the sub-merchant and out_refund_no; a letter of an earlier release, its out_trade_no", async () => {
+    // A partner's refund the parse stage refused: its letter names what its row does (the worker README, parse stage).
+    const partner = deadLetterJobId(QueueName.Parse, randomId("n-"), Date.now() - 2_000);
+    const named = { outTradeNo: randomId("OTN"), subMchid: "1900000A11", outRefundNo: randomId("RF") };
+    await dead.add(
+      DEAD_JOB_NAME,
+      { ...letter(partner.split(".")[1] ?? ""), queue: QueueName.Parse, code: "PAYLOAD_INVALID", ...named },
+      { jobId: partner },
+    );
+    // Written before letters had subMchid and outRefundNo.
+    const earlier = deadLetterJobId(QueueName.Apply, randomId("n-"), Date.now() - 1_000);
+    const old = letter(earlier.split(".")[1] ?? "");
+    await dead.add(DEAD_JOB_NAME, old, { jobId: earlier });
+
+    const page = await (await loggedIn(d.app, "victor", PASSWORDS.victor)).get("/dead-letters");
+    expect(page.statusCode).toBe(200);
+    expect(page.body).toContain(
+      `<td class="mono">${named.outTradeNo}<br><span class="muted">sub-merchant ${named.subMchid}</span>` +
+        `<br><span class="muted">out_refund_no ${named.outRefundNo}</span></td>`,
+    );
+    expect(page.body).toContain(`<td class="mono">${old.outTradeNo}</td>`);
+    await dead.remove(partner);
+    await dead.remove(earlier);
+  });
+
   it("says how many letters were moved by hand to another state (here failed), which it does not list", async () => {
     const moved = deadLetterJobId(QueueName.Apply, randomId("n-"), Date.now());
     await dead.add(DEAD_JOB_NAME, letter(moved.split(".")[1] ?? ""), { jobId: moved });

@@ -81,6 +81,15 @@ function flash(query: Record<string, unknown>): SafeHtml {
   return html`<div class="flash ${failed ? "warn" : "ok"}" role="status">${counts.map(([s, n]) => `${s}: ${n}`).join(" · ")}</div>`;
 }
 
+/**
+ * The order a letter names, as the notification's row does (out_trade_no is unique only per merchant and
+ * sub-merchant): its sub-merchant and out_refund_no under it when it has them — a letter of an earlier release has
+ * only the out_trade_no.
+ */
+function orderCell(letter: NonNullable<DeadLetterRow["letter"]>): SafeHtml {
+  return html`${letter.outTradeNo ?? "—"}${letter.subMchid ? html`<br><span class="muted">sub-merchant ${letter.subMchid}</span>` : ""}${letter.outRefundNo ? html`<br><span class="muted">out_refund_no ${letter.outRefundNo}</span>` : ""}`;
+}
+
 function table(rows: DeadLetterRow[], total: number, isOperator: boolean, csrfToken: string): SafeHtml {
   return html`<form method="post" action="/dead-letters/replay">
 <input type="hidden" name="_csrf" value="${csrfToken}">
@@ -95,7 +104,7 @@ ${
   r.letter
     ? html`<td class="mono">${r.letter.queue}</td>
 <td class="mono">${r.letter.notificationId ? html`<a href="${href(`/notifications/${encodeURIComponent(r.letter.notificationId)}`)}">${r.letter.notificationId}</a>` : "—"}</td>
-<td class="mono">${r.letter.outTradeNo ?? "—"}</td>
+<td class="mono">${orderCell(r.letter)}</td>
 <td>${badge(r.letter.code, "bad")}</td>
 <td>${r.letter.message}</td>
 <td class="num">${r.letter.attemptsMade}</td>`
