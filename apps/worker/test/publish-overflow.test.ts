@@ -255,6 +255,62 @@ describe("relays of many processes", () => {
     }
   }, 30_000);
 
+  it("an event turned away while a relay's pass clears the flag, stored after that pass, holds new events behind it", async () => {
+    // The script that turns an event away sets the flag at once, but the event's row is inserted a moment later. A pass
+    // running in between sees no row and clears the flag; before, the stored event then had no flag before it, and
+    // every new event that found room — up to a relay interval's worth — was added ahead of it.
+    const [e0, e1, e2] = Array.from({ length: 3 }, (_, i) => ({ ...template, notificationId: `between-${i}` }));
+    const r = await relayProcess(1);
+    const connection = createRedisConnection(TEST_REDIS_URL, "worker");
+    const queue = createQueue(QueueName.Publish, connection, world.prefix);
+    const real = createCeilingAdder(queue, connection);
+    let between: (() => Promise<void>) | undefined;
+    const hooked: CeilingAdder = {
+      async add(...args) {
+        const answer = await real.add(...args);
+        await between?.();
+        return answer;
+      },
+      storedDrained: () => real.storedDrained(),
+      storedWaiting: () => real.storedWaiting(),
+    };
+    const publish = eventPublisher({
+      adder: hooked,
+      maxWaiting: 1,
+      prisma: world.prisma,
+      log: quietLog,
+      metrics: new WorkerMetrics(),
+    });
+    try {
+      await publish(e0 as PublishEvent);
+      // e1 is turned away (the queue is full); before its row is inserted, the consumer takes e0 and a pass runs.
+      between = async () => {
+        between = undefined;
+        await (await publishQueue.getJob("between-0"))?.remove();
+        expect(await r.relay.drain()).toBe(0);
+      };
+      await publish(e1 as PublishEvent);
+      expect(await overflowIds()).toEqual(["between-1"]);
+      // The queue has room, but e1 waits for it: e2 goes behind e1, not ahead of it.
+      await publish(e2 as PublishEvent);
+      expect({
+        waiting: (await publishQueue.getJobs(["waiting"], 0, -1)).map((j) => j.id),
+        stored: await overflowIds(),
+      }).toEqual({
+        waiting: [],
+        stored: ["between-1", "between-2"],
+      });
+      expect(await r.relay.drain()).toBe(1);
+      expect((await publishQueue.getJobs(["waiting"], 0, -1)).map((j) => j.id)).toEqual(["between-1"]);
+    } finally {
+      await r.close();
+      await world.prisma.publishOverflow.deleteMany();
+      await publishQueue.obliterate({ force: true });
+      await queue.close();
+      await connection.quit();
+    }
+  }, 30_000);
+
   it("a row whose job was completed and removed meanwhile is added again: at least once, not exactly once", async () => {
     // A relay added the event and died (or its transaction expired, 5 s) before its delete committed; the consumer
     // took the job and BullMQ removed it (removeOnComplete: after 1 h, or once 10,000 newer jobs completed — 5 s at
@@ -312,6 +368,7 @@ describe("relays of many processes", () => {
           throw new Error("connect ECONNREFUSED 127.0.0.1:6379");
         },
         storedDrained: async () => undefined,
+        storedWaiting: async () => undefined,
       }),
     });
     try {
@@ -343,6 +400,7 @@ describe("relays of many processes", () => {
           return answer;
         },
         storedDrained: () => real.storedDrained(),
+        storedWaiting: () => real.storedWaiting(),
       }),
     });
     const { relay } = r;

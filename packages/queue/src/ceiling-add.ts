@@ -32,6 +32,12 @@ export interface CeilingAdder {
   ): Promise<{ placed: number; added: number }>;
   /** The entries turned away are all back (the caller's store of them has none left): `new` entries get room again. */
   storedDrained(): Promise<void>;
+  /**
+   * An entry turned away is now in the caller's store: `new` entries wait behind it again. The script set the flag when
+   * it turned the entry away, but the entry is stored a moment later, and a `storedDrained()` in between (the caller's
+   * store read before the entry was in it) cleared the flag while the entry was not back.
+   */
+  storedWaiting(): Promise<void>;
 }
 
 // KEYS[1..9] = the queue's keys (addStandardJobKeys; KEYS[1] its wait list, KEYS[6] its delayed set), KEYS[10] = the
@@ -91,6 +97,9 @@ export function createCeilingAdder(queue: Queue, redis: Redis): CeilingAdder {
     },
     async storedDrained() {
       await redis.del(turnedAwayKey);
+    },
+    async storedWaiting() {
+      await redis.set(turnedAwayKey, "1");
     },
   };
 }

@@ -50,6 +50,20 @@ export function eventPublisher(deps: PublisherDeps): (event: PublishEvent) => Pr
       return;
     }
     const stored = await storeOverflowEvent(deps.prisma, event.notificationId, event);
+    // The flag the script set when it turned the event away may have been cleared since, by a relay's pass that read
+    // the table before this row was in it: set it again, or new events finding room would be added ahead of this one
+    // until the next pass (a second). Also for a row already there (a re-run): it waits all the same.
+    try {
+      await deps.adder.storedWaiting();
+    } catch (error) {
+      throw WorkerError.of(
+        "QUEUE_UNAVAILABLE",
+        `the event stored in PublishOverflow was not flagged: ${oneLine(error)}`,
+        {
+          cause: error,
+        },
+      );
+    }
     // A re-run's copy of an event already stored is not stored again: not counted.
     if (stored) deps.metrics.publishDiverted.inc({ type: event.type });
     const suppressed = divertedLines.take();
