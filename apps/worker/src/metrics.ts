@@ -72,7 +72,7 @@ export class WorkerMetrics {
 
   readonly published = new Counter({
     name: "wpn_worker_published_events_total",
-    help: "Business events added to notify.publish, by type (a re-run's copy of an event still kept is not added).",
+    help: "Business events a worker added to notify.publish as it published them, by type (a re-run's copy of an event still kept is not added; events moved back from PublishOverflow count in wpn_worker_publish_overflow_drained_total).",
     labelNames: ["type"] as const,
     registers: [this.registry],
   });
