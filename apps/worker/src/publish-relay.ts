@@ -22,14 +22,14 @@ export interface PublishRelayOptions {
 /**
  * Moves the events stored in PublishOverflow (workers/publisher.ts: notify.publish was full) back to notify.publish,
  * oldest first, as room frees up: a pass every `intervalMs`, each pass transactions of `batchSize` rows until the table
- * has none left to this relay or the queue is full again. Every worker process runs one (PUBLISH_EVENTS=true): their
- * transactions lock disjoint rows (moveOverflowEvents, FOR UPDATE SKIP LOCKED), so an event is taken by one relay at a
- * time, and a row is deleted only after Redis confirmed its add, in the transaction that locked it. A relay that dies
+ * has none left to this relay or the queue is full again. Every worker process runs one (PUBLISH_EVENTS=true): one
+ * relay's transaction at a time (moveOverflowEvents; a relay finding another's under way ends its pass), so an event is
+ * taken by one relay at a time, oldest first across relays, and a row is deleted only after Redis confirmed its add,
+ * in the transaction that locked it. A relay that dies
  * between the two (or whose add outlasts the transaction's 5 s timeout) leaves the row, which the next one adds under
  * the same job id (the event's notificationId): BullMQ finds the job while it keeps it and adds nothing (the row is
  * then deleted); once the consumer completed it and BullMQ removed it, it is added and delivered again (at least
- * once). Across relays the order is oldest first per batch; a consumer must not rely on the order of events anyway
- * (apps/worker/README.md, "Events").
+ * once). A consumer must not rely on the order of events anyway (apps/worker/README.md, "Events").
  */
 export class PublishRelay {
   readonly #o: PublishRelayOptions;
@@ -86,14 +86,16 @@ export class PublishRelay {
           full = placed.full;
           return placed.ids;
         });
+        // Another relay's step is under way: it goes on from the oldest row; this pass ends, leaving the flag to it.
+        if (step.busy) return moved;
         moved += step.moved;
         metrics.publishDrained.inc(step.moved);
         after = step.lastId ?? after;
         // Closing: the batch in flight is committed; the rest waits for the next worker, not for this one's close.
         if (full || this.#closed) return moved;
         if (step.locked < batchSize) {
-          // Every row was offered room (but those another relay holds, which it offers): new events need not wait
-          // behind stored ones any more (createCeilingAdder). Rows it leaves (not events of their id) do not count.
+          // Every row was offered room: new events need not wait behind stored ones any more (createCeilingAdder).
+          // Rows it leaves (not events of their id) do not count.
           await this.#o.adder.storedDrained();
           return moved;
         }

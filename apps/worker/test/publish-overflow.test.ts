@@ -194,7 +194,7 @@ describe("relays of many processes", () => {
     await publishQueue.obliterate({ force: true });
   });
 
-  it("two relays running at once add each event exactly once", async () => {
+  it("two relays running at once add each event exactly once, in the order stored", async () => {
     const events = await storedEvents(300, "two");
     const [a, b] = [await relayProcess(10_000), await relayProcess(10_000)];
     try {
@@ -203,16 +203,48 @@ describe("relays of many processes", () => {
       // One add per event: no event was taken by both (a copy BullMQ would drop still counts here).
       expect(await addsAsked()).toBe(asked + 300);
       expect(movedA + movedB).toBe(300);
-      // Both took part: each locked rows the other skipped.
-      expect(movedA).toBeGreaterThan(0);
-      expect(movedB).toBeGreaterThan(0);
       expect(await overflowIds()).toEqual([]);
+      // One relay's step at a time, each from the oldest row left: the wait list (newest first) is the table's order.
       const waiting = await publishQueue.getJobs(["waiting"], 0, -1);
-      expect(waiting.map((j) => j.id).sort()).toEqual(events.map((e) => e.notificationId).sort());
+      expect(waiting.map((j) => j.id).reverse()).toEqual(events.map((e) => e.notificationId));
       expect(waiting.every((j) => j.name === publishJobName("payment.succeeded"))).toBe(true);
       expect((await total(a.metrics.publishDrained)) + (await total(b.metrics.publishDrained))).toBe(300);
     } finally {
       await Promise.all([a.close(), b.close()]);
+      await publishQueue.obliterate({ force: true });
+    }
+  }, 30_000);
+
+  it("two relays at once with room for one batch: the oldest batch gets it, and the flag stays until it is back", async () => {
+    // Each relay locked its own batch (SKIP LOCKED) and the first script to reach Redis took the room: the younger
+    // batch went ahead of the older, which waited a pass for room, and the relay that moved the younger one — having
+    // met no other row — cleared the flag with the older batch still in the table.
+    await storedEvents(14, "pair");
+    await redis.set(`${world.prefix}:${QueueName.Publish}:wpn:turned-away`, "1");
+    let other: Promise<number> | undefined;
+    const b = await relayProcess(7);
+    const a = await relayProcess(7, {
+      adder: (real) => ({
+        async add(...args) {
+          // a holds the oldest batch; b runs its whole pass before a's add reaches Redis.
+          other ??= b.relay.drain();
+          await other;
+          return real.add(...args);
+        },
+        storedDrained: () => real.storedDrained(),
+        storedWaiting: () => real.storedWaiting(),
+      }),
+    });
+    try {
+      await a.relay.drain();
+      expect({
+        waiting: (await publishQueue.getJobs(["waiting"], 0, -1)).map((j) => j.id).sort(),
+        flag: await redis.exists(`${world.prefix}:${QueueName.Publish}:wpn:turned-away`),
+      }).toEqual({ waiting: Array.from({ length: 7 }, (_, i) => `pair-${i}`), flag: 1 });
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+      await redis.del(`${world.prefix}:${QueueName.Publish}:wpn:turned-away`);
+      await world.prisma.publishOverflow.deleteMany();
       await publishQueue.obliterate({ force: true });
     }
   }, 30_000);
