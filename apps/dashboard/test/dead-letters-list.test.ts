@@ -157,7 +157,7 @@ describe("the dead-letter list", () => {
     await dead.remove(broken);
   });
 
-  it("names the order as the letter does: out_trade_no with the sub-merchant and out_refund_no; a letter of an earlier release, its out_trade_no", async () => {
+  it("names the order as the letter does: out_trade_no with the sub-merchant (linked to its notifications) and out_refund_no; a letter of an earlier release, its out_trade_no", async () => {
     // A partner's refund the parse stage refused: its letter names what its row does (the worker README, parse stage).
     const partner = deadLetterJobId(QueueName.Parse, randomId("n-"), Date.now() - 2_000);
     const named = { outTradeNo: randomId("OTN"), subMchid: "1900000A11", outRefundNo: randomId("RF") };
@@ -173,8 +173,9 @@ describe("the dead-letter list", () => {
 
     const page = await (await loggedIn(d.app, "victor", PASSWORDS.victor)).get("/dead-letters");
     expect(page.statusCode).toBe(200);
+    // Linked to its notifications, as a sub-merchant is wherever it is shown (README, /notifications).
     expect(page.body).toContain(
-      `<td class="mono">${named.outTradeNo}<br><span class="muted">sub-merchant ${named.subMchid}</span>` +
+      `<td class="mono">${named.outTradeNo}<br><span class="muted">sub-merchant <a href="/notifications?subMchid=${named.subMchid}">${named.subMchid}</a></span>` +
         `<br><span class="muted">out_refund_no ${named.outRefundNo}</span></td>`,
     );
     expect(page.body).toContain(`<td class="mono">${old.outTradeNo}</td>`);

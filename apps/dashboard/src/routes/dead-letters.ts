@@ -83,11 +83,11 @@ function flash(query: Record<string, unknown>): SafeHtml {
 
 /**
  * The order a letter names, as the notification's row does (out_trade_no is unique only per merchant and
- * sub-merchant): its sub-merchant and out_refund_no under it when it has them — a letter of an earlier release has
- * only the out_trade_no.
+ * sub-merchant): its sub-merchant (linked to its notifications, as everywhere) and out_refund_no under it when it has
+ * them — a letter of an earlier release has only the out_trade_no.
  */
 function orderCell(letter: NonNullable<DeadLetterRow["letter"]>): SafeHtml {
-  return html`${letter.outTradeNo ?? "—"}${letter.subMchid ? html`<br><span class="muted">sub-merchant ${letter.subMchid}</span>` : ""}${letter.outRefundNo ? html`<br><span class="muted">out_refund_no ${letter.outRefundNo}</span>` : ""}`;
+  return html`${letter.outTradeNo ?? "—"}${letter.subMchid ? html`<br><span class="muted">sub-merchant <a href="${href("/notifications", { subMchid: letter.subMchid })}">${letter.subMchid}</a></span>` : ""}${letter.outRefundNo ? html`<br><span class="muted">out_refund_no ${letter.outRefundNo}</span>` : ""}`;
 }
 
 function table(rows: DeadLetterRow[], total: number, isOperator: boolean, csrfToken: string): SafeHtml {
