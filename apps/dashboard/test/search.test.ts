@@ -566,12 +566,20 @@ describe("notification timeline", () => {
       errorCode: "MCHID_MISMATCH",
     });
     const page = await viewer.get(`/notifications/${foreign}`);
-    const text = page.body.replace(/<[^>]+>/g, " ").replace(/\s+/g, " ");
+    // A link is inline text (the sub-merchant's, before "'s order"); other tags separate words.
+    const text = page.body
+      .replace(/<\/?a\b[^>]*>/g, "")
+      .replace(/<[^>]+>/g, " ")
+      .replace(/\s+/g, " ");
     expect(text).toContain(
       `out_trade_no ${outTradeNo} belongs to merchant 1900000109 / sub-merchant 1900000301's order — not this notification's`,
     );
     expect(text).not.toContain("24.68 CNY");
     expect(text).not.toContain("4200000000202611110000000S01");
+    // The owner's sub-merchant links to its notifications, as a sub-merchant does wherever it is shown (README).
+    expect(page.body).toContain(
+      `merchant 1900000109 / sub-merchant <a href="/notifications?subMchid=1900000301">1900000301</a>'s order`,
+    );
     // A row without a merchant (none recorded) is not linked either.
     const unknown = await seedNotification(prisma, { mchid: null, outTradeNo });
     const unknownPage = await viewer.get(`/notifications/${unknown}`);
@@ -586,7 +594,25 @@ describe("notification timeline", () => {
     });
     const ownPage = await viewer.get(`/notifications/${own}`);
     expect(ownPage.body).toContain("24.68 CNY");
+    expect(ownPage.body).toContain(
+      `<dt>Merchant / app</dt><dd class="mono">1900000109 / sub <a href="/notifications?subMchid=1900000301">1900000301</a> · `,
+    );
     expect(ownPage.body).not.toContain("not this notification's");
+  });
+
+  it("in partner mode, names every other sub-merchant's order under the number, each sub-merchant linked", async () => {
+    const prisma = d.database.db.prisma;
+    const outTradeNo = randomId("OTN-M");
+    for (const subMchid of ["1900000C31", "1900000C32"]) {
+      await seedOrder(prisma, { outTradeNo, mchid: "1900000109", subMchid, status: "SUCCESS", amountTotal: 975 });
+    }
+    const third = await seedNotification(prisma, { mchid: "1900000109", subMchid: "1900000C33", outTradeNo });
+    const page = await viewer.get(`/notifications/${third}`);
+    expect(page.statusCode).toBe(200);
+    expect(page.body).toMatch(
+      /the orders of merchants 1900000109 \/ sub-merchant <a href="\/notifications\?subMchid=1900000C3[12]">1900000C3[12]<\/a>, 1900000109 \/ sub-merchant <a href="\/notifications\?subMchid=1900000C3[12]">1900000C3[12]<\/a> — not this notification's/,
+    );
+    expect(page.body).not.toContain("9.75 CNY");
   });
 
   it("in partner mode, tells sub-merchants apart by the recorded sub_mchid before the worker applied the notification", async () => {
@@ -610,7 +636,10 @@ describe("notification timeline", () => {
     const text = async (id: string) => {
       const page = await viewer.get(`/notifications/${id}`);
       expect(page.statusCode).toBe(200);
-      return page.body.replace(/<[^>]+>/g, " ").replace(/\s+/g, " ");
+      return page.body
+        .replace(/<\/?a\b[^>]*>/g, "")
+        .replace(/<[^>]+>/g, " ")
+        .replace(/\s+/g, " ");
     };
     const pageOfA = await text(ofA);
     expect(pageOfA).toContain("Sub-merchant 1900000A11");

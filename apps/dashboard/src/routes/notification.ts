@@ -2,7 +2,7 @@ import type { FastifyInstance } from "fastify";
 import type { DashboardContext } from "../context.ts";
 import { type ForeignOrder, loadTimeline, type Timeline } from "../data/timeline.ts";
 import { hasControlCharacter } from "../input.ts";
-import { badge, formatFen, formatJson, formatTime, ownerFilter, statusTone } from "../views/format.ts";
+import { badge, formatFen, formatJson, formatTime, ownerFilter, statusTone, subMchidLink } from "../views/format.ts";
 import { href, html, type SafeHtml } from "../views/html.ts";
 import { sendError, sendPage } from "./page.ts";
 
@@ -84,11 +84,12 @@ function orderCard(t: Timeline): SafeHtml {
   const [first, ...more] = t.foreignOrders;
   if (first) {
     // Other merchants' orders under the number: who owns them, never their amounts, payments or refunds.
-    const owner = (f: ForeignOrder) => (f.subMchid ? `${f.mchid} / sub-merchant ${f.subMchid}` : f.mchid);
+    const owner = (f: ForeignOrder) =>
+      f.subMchid ? html`${f.mchid} / sub-merchant ${subMchidLink(f.subMchid)}` : f.mchid;
     const whose =
       more.length === 0
         ? html`merchant ${owner(first)}'s order`
-        : html`the orders of merchants ${[first, ...more].map(owner).join(", ")}`;
+        : html`the orders of merchants ${[first, ...more].map((f, i) => html`${i > 0 ? ", " : ""}${owner(f)}`)}`;
     return html`<div class="card"><p>${badge("Not linked", "warn")} out_trade_no <code>${first.outTradeNo}</code> belongs to ${whose} — not this notification's${foreignWhy(t)}. No order or refund details are shown.</p></div>`;
   }
   if (!o && !r) return html`<div class="card muted">No order or refund linked (yet).</div>`;
@@ -102,7 +103,7 @@ ${o.reviewReason ? html`<dt>Review reason</dt><dd><code>${o.reviewReason}</code>
 <dt>Amount</dt><dd>${formatFen(o.amountTotal, o.currency)}</dd>
 <dt>Paid</dt><dd>${formatFen(o.paidTotal, o.paidCurrency ?? o.currency)}</dd>
 <dt>Refunded</dt><dd>${formatFen(o.refundedTotal, o.currency)}</dd>
-<dt>Merchant / app</dt><dd class="mono">${o.mchid}${o.subMchid ? ` / sub ${o.subMchid}` : ""} · ${o.appid}</dd>
+<dt>Merchant / app</dt><dd class="mono">${o.mchid}${o.subMchid ? html` / sub ${subMchidLink(o.subMchid)}` : ""} · ${o.appid}</dd>
 <dt>transaction_id</dt><dd class="mono">${o.transactionId ?? "—"}</dd>
 <dt>Paid at</dt><dd class="mono">${formatTime(o.paidAt)}</dd>
 <dt>Payer</dt><dd class="muted">not shown</dd>

@@ -41,7 +41,12 @@ export function badge(text: string, tone: Tone): SafeHtml {
  * that sub-merchant (the Notifications page's sub_mchid search); nothing for a direct merchant.
  */
 export function subMerchant(subMchid: string | null): SafeHtml | string {
-  return subMchid ? html` / <a href="${href("/notifications", { subMchid })}">${subMchid}</a>` : "";
+  return subMchid ? html` / ${subMchidLink(subMchid)}` : "";
+}
+
+/** A sub-merchant, linked to the notifications that name it (the Notifications page's sub_mchid search). */
+export function subMchidLink(subMchid: string): SafeHtml {
+  return html`<a href="${href("/notifications", { subMchid })}">${subMchid}</a>`;
 }
 
 /**
