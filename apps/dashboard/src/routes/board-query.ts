@@ -16,10 +16,11 @@ const LIST_STATUSES = new Set([
 
 /**
  * Bounds of the list's paging. A page is a Redis list range from (page - 1) × jobsPerPage, which must stay an
- * integer Redis takes (1e20 failed LRANGE as a 500); no queue holds 10^9 jobs, nor does a browser show 1,000 at once.
+ * integer Redis takes (1e20 failed LRANGE as a 500); no queue holds 10^9 jobs. 300 jobs a page is bull-board's own
+ * limit (its MAX_JOBS_PER_PAGE, 9.10): above it bull-board answers a 400 of its own shape (`error` an object, not a code).
  */
 const MAX_PAGE = 1_000_000;
-const MAX_JOBS_PER_PAGE = 1_000;
+const MAX_JOBS_PER_PAGE = 300;
 
 /**
  * Why the query of bull-board's job list (`GET <board>/api/queues`) is refused, or undefined when bull-board may have
