@@ -643,6 +643,9 @@ describe("notification timeline", () => {
     };
     const pageOfA = await text(ofA);
     expect(pageOfA).toContain("Sub-merchant 1900000A11");
+    expect((await viewer.get(`/notifications/${ofA}`)).body).toContain(
+      `(this notification names sub-merchant <a href="/notifications?subMchid=1900000A11">1900000A11</a>)`,
+    );
     expect(pageOfA).toContain(
       `out_trade_no ${outTradeNo} belongs to merchant 1900000109 / sub-merchant 1900000B22's order — not this notification's (this notification names sub-merchant 1900000A11)`,
     );

@@ -136,12 +136,12 @@ function subMchidNote(n: { apiVersion: string; eventType: string }): SafeHtml | 
 }
 
 /** Why the order is not linked, beyond the merchant ids shown. */
-function foreignWhy(t: Timeline): string {
+function foreignWhy(t: Timeline): SafeHtml | string {
   const n = t.notification;
   if (n?.mchid === null) return " (this notification records no merchant to compare)";
   // A verdict of the worker before orders were per merchant (migration 20261207110002): it found that order.
   if (n?.errorCode === "MCHID_MISMATCH") return " (the worker left that order alone: MCHID_MISMATCH)";
-  if (n?.subMchid) return ` (this notification names sub-merchant ${n.subMchid})`;
+  if (n?.subMchid) return html` (this notification names sub-merchant ${subMchidLink(n.subMchid)})`;
   // A sub-merchant's order, while the row records none: a direct merchant's notification, or a row parsed before
   // migration 20261202130000 (its order is found by the sub-merchant its body names, which the row does not keep).
   if (t.foreignOrders.some((f) => f.subMchid !== null && f.mchid === n?.mchid)) {
