@@ -3,7 +3,7 @@ import type { FastifyInstance } from "fastify";
 import type { DashboardContext } from "../context.ts";
 import { type DeadLetterRow, listDeadLetters, REPLAY_BATCH_LIMIT, replayDeadLetters } from "../data/dead-letters.ts";
 import { hasControlCharacter } from "../input.ts";
-import { badge, formatTime } from "../views/format.ts";
+import { badge, formatTime, subMchidLink } from "../views/format.ts";
 import { href, html, type SafeHtml } from "../views/html.ts";
 import { sendError, sendPage } from "./page.ts";
 
@@ -87,7 +87,7 @@ function flash(query: Record<string, unknown>): SafeHtml {
  * them — a letter of an earlier release has only the out_trade_no.
  */
 function orderCell(letter: NonNullable<DeadLetterRow["letter"]>): SafeHtml {
-  return html`${letter.outTradeNo ?? "—"}${letter.subMchid ? html`<br><span class="muted">sub-merchant <a href="${href("/notifications", { subMchid: letter.subMchid })}">${letter.subMchid}</a></span>` : ""}${letter.outRefundNo ? html`<br><span class="muted">out_refund_no ${letter.outRefundNo}</span>` : ""}`;
+  return html`${letter.outTradeNo ?? "—"}${letter.subMchid ? html`<br><span class="muted">sub-merchant ${subMchidLink(letter.subMchid)}</span>` : ""}${letter.outRefundNo ? html`<br><span class="muted">out_refund_no ${letter.outRefundNo}</span>` : ""}`;
 }
 
 function table(rows: DeadLetterRow[], total: number, isOperator: boolean, csrfToken: string): SafeHtml {
