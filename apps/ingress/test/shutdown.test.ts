@@ -146,6 +146,12 @@ describe("stalled clients", () => {
       const trickling = connectTo(g.app);
       const slowHeaders = connectTo(g.app);
       await Promise.all([once(silent, "connect"), once(trickling, "connect"), once(slowHeaders, "connect")]);
+      // Read, or an answer the server sent before closing stays buffered unread, 'end' never comes and neither does
+      // 'close': the wait below hung to the test's timeout whenever a loaded host let the request bound answer first.
+      let silentAnswer = "";
+      silent.on("data", (chunk: Buffer) => {
+        silentAnswer += chunk.toString("latin1");
+      });
       // A drip written just as the server closes its socket fails with EPIPE/ECONNRESET: expected, and kept.
       const writeErrors: string[] = [];
       for (const socket of [trickling, slowHeaders]) {
@@ -185,14 +191,51 @@ describe("stalled clients", () => {
       }
       expect(answer).toMatch(/^HTTP\/1\.1 408 /);
       expect(answer).toContain('\r\n\r\n{"code":"FAIL","message":"REQUEST_TIMEOUT: ');
+      // The silent request is past both bounds at 10 s: the idle bound closes it without a word, unless the request
+      // bound's check (every 2 s) comes due first and answers 408 (the next test makes that certain).
+      const silentCut = silentAnswer === "" ? "closed" : silentAnswer.slice(0, "HTTP/1.1 408 ".length);
+      expect(["closed", "HTTP/1.1 408 "]).toContain(silentCut);
       expect(await g.app.ingress.metrics.registry.getSingleMetricAsString("wpn_ingress_requests_total")).toContain(
-        'route="(http)",status="408",code="REQUEST_TIMEOUT"} 2',
+        `route="(http)",status="408",code="REQUEST_TIMEOUT"} ${silentCut === "closed" ? 2 : 3}`,
       );
       expect(sent).toBeLessThan(slowBytes.length - 1);
       expect(headerSent).toBeLessThan(slowHead - 1);
       for (const code of writeErrors) expect(["EPIPE", "ECONNRESET"]).toContain(code);
       expect(await g.queue.getJob(quiet.jobId)).toBeUndefined();
       expect(await g.queue.getJob(slow.jobId)).toBeUndefined();
+    } finally {
+      await g.close();
+    }
+  }, 30_000);
+
+  it("a silent request whose request-bound check comes due before its idle bound is answered 408 and closed", async () => {
+    const g = await createIngressFixture({ label: "ingress-stalled-bound", merchant: f.merchant });
+    try {
+      await g.app.listen({ host: "127.0.0.1", port: 0 });
+      const silent = connectTo(g.app);
+      let answer = "";
+      silent.on("data", (chunk: Buffer) => {
+        answer += chunk.toString("latin1");
+      });
+      await once(silent, "connect");
+      const quiet = signedV3(g.merchant);
+      const bytes = rawPost("/notify/v3", quiet);
+      silent.write(bytes.subarray(0, bytes.length - 1));
+      const written = Date.now();
+      // The race a loaded host produces by chance, made certain: the event loop is held from 7 s to 11 s after the
+      // request's bytes. Node's request-bound check (every 2 s) has then come due before the 10 s idle bound of the
+      // socket, so it runs first, finds the request older than 10 s, and answers 408 instead of the idle bound's bare
+      // close.
+      await new Promise((r) => setTimeout(r, 7_000 - (Date.now() - written)));
+      while (Date.now() < written + 11_000);
+      await new Promise((resolve) => silent.once("close", resolve));
+      expect(Date.now() - written).toBeLessThan(14_000);
+      expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+      expect(answer).toContain('\r\n\r\n{"code":"FAIL","message":"REQUEST_TIMEOUT: ');
+      expect(await g.app.ingress.metrics.registry.getSingleMetricAsString("wpn_ingress_requests_total")).toContain(
+        'route="(http)",status="408",code="REQUEST_TIMEOUT"} 1',
+      );
+      expect(await g.queue.getJob(quiet.jobId)).toBeUndefined();
     } finally {
       await g.close();
     }
