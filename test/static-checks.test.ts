@@ -28,7 +28,7 @@ describe("static checks", () => {
 describe("root package.json scripts", () => {
   // npm passes a SIGINT/SIGTERM sent to itself on to the script's shell, and `sh -c "a && b"` (dash) does not pass it
   // on to b: without `exec`, stopping `npm start`, a cron's `timeout … npm run db:prune` or CI's `npm test` left b
-  // running (test/start.test.ts shows it for npm start). Each chained script therefore execs its last command.
+  // running (test/start-npm.test.ts shows it for npm start). Each chained script therefore execs its last command.
   it("exec the last command of every `a && b` script, so a signal sent to npm reaches it", () => {
     const { scripts } = JSON.parse(readFileSync(join(repoRoot, "package.json"), "utf8")) as {
       scripts: Record<string, string>;
