@@ -25,11 +25,11 @@ export interface PublishRelayOptions {
  * has none left to this relay or the queue is full again. Every worker process runs one (PUBLISH_EVENTS=true): one
  * relay's transaction at a time (moveOverflowEvents; a relay finding another's under way ends its pass), so an event is
  * taken by one relay at a time, oldest first across relays, and a row is deleted only after Redis confirmed its add,
- * in the transaction that locked it. A relay that dies
- * between the two (or whose add outlasts the transaction's 5 s timeout) leaves the row, which the next one adds under
- * the same job id (the event's notificationId): BullMQ finds the job while it keeps it and adds nothing (the row is
- * then deleted); once the consumer completed it and BullMQ removed it, it is added and delivered again (at least
- * once). A consumer must not rely on the order of events anyway (apps/worker/README.md, "Events").
+ * in the transaction that locked it. A relay that dies between the two (or whose add outlasts the transaction's 5 s
+ * timeout) leaves the row, which the next one adds under the same job id (the event's notificationId): BullMQ finds
+ * the job while it keeps it and adds nothing (the row is then deleted); once the consumer completed it and BullMQ
+ * removed it, it is added and delivered again (at least once). A consumer must not rely on the order of events anyway
+ * (apps/worker/README.md, "Events").
  */
 export class PublishRelay {
   readonly #o: PublishRelayOptions;
